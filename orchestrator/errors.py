@@ -1,0 +1,62 @@
+"""The error family and the one place that maps it to exit codes (DESIGN.md, command contract).
+
+0 success; 1 an operation failed; 2 bad input or config (nothing was touched);
+3 a stack is locked by another update; 4 refused by a safety guard.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1
+    BAD_INPUT = 2
+    LOCKED = 3
+    REFUSED = 4
+
+
+class OrchestrateError(Exception):
+    """Base of every error the CLI turns into a one-line message and an exit code."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        text = " ".join(self.message.split())
+        if self.hint:
+            text = f"{text} ({' '.join(self.hint.split())})"
+        return text
+
+
+class OperationFailed(OrchestrateError):
+    """A stack operation or an AWS call failed after it started."""
+
+    exit_code = ExitCode.FAILED
+
+
+class InputRejected(OrchestrateError):
+    """Bad input or configuration, found before anything was touched."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class StackLocked(OrchestrateError):
+    """Another update holds the stack's lock."""
+
+    exit_code = ExitCode.LOCKED
+
+
+class GuardRefused(OrchestrateError):
+    """A safety guard refused the operation; nothing was touched."""
+
+    exit_code = ExitCode.REFUSED
+
+
+class ContractViolation(OperationFailed):
+    """A stack output does not satisfy the wiring contract of its consumers."""

@@ -1,0 +1,167 @@
+"""The stack graph: which stacks an environment has, what depends on what, and in which waves.
+
+Per environment E: `E-region-<region>` for every member region, `E-dns` (depends on every region
+stack) and, with two or more regions, `E-replication` (depends on the region stacks it joins).
+Independent stacks of one wave run in parallel; destroy runs the waves in reverse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from orchestrator.errors import InputRejected
+from orchestrator.topology import RoutingMode, Topology
+
+
+class StackKind(str, Enum):
+    REGION = "region"
+    DNS = "dns"
+    REPLICATION = "replication"
+
+
+@dataclass(frozen=True, order=True)
+class StackRef:
+    name: str
+    kind: StackKind
+    region: str  # the region stack's region; for dns/replication the region its provider is set to
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def region_stack_name(env: str, region: str) -> str:
+    return f"{env}-region-{region}"
+
+
+def dns_stack_name(env: str) -> str:
+    return f"{env}-dns"
+
+
+def replication_stack_name(env: str) -> str:
+    return f"{env}-replication"
+
+
+def region_stack(topology: Topology, region: str) -> StackRef:
+    return StackRef(region_stack_name(topology.env, region), StackKind.REGION, region)
+
+
+def dns_stack(topology: Topology) -> StackRef:
+    return StackRef(dns_stack_name(topology.env), StackKind.DNS, topology.primary)
+
+
+def replication_stack(topology: Topology) -> StackRef:
+    return StackRef(replication_stack_name(topology.env), StackKind.REPLICATION, topology.primary)
+
+
+def all_stacks(topology: Topology) -> list[StackRef]:
+    stacks = [region_stack(topology, r) for r in topology.regions]
+    stacks.append(dns_stack(topology))
+    if topology.multi_region:
+        stacks.append(replication_stack(topology))
+    return stacks
+
+
+def dependencies(topology: Topology) -> dict[str, tuple[str, ...]]:
+    """stack name -> names of the stacks whose outputs it consumes."""
+    regions = tuple(region_stack_name(topology.env, r) for r in topology.regions)
+    deps: dict[str, tuple[str, ...]] = {name: () for name in regions}
+    deps[dns_stack_name(topology.env)] = regions
+    if topology.multi_region:
+        deps[replication_stack_name(topology.env)] = regions
+    return deps
+
+
+def dns_targets(topology: Topology) -> tuple[str, ...]:
+    """The regions DNS routes devices to, in routing order (primary first)."""
+    if topology.routing is RoutingMode.SINGLE:
+        return (topology.primary,)
+    if topology.routing is RoutingMode.FAILOVER:
+        return (topology.primary, topology.secondaries[0])
+    return topology.regions
+
+
+def waves(nodes: Sequence[str], deps: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """Kahn levels over `nodes`; dependencies outside `nodes` count as already satisfied."""
+    selected = set(nodes)
+    remaining = {n: {d for d in deps.get(n, ()) if d in selected} for n in nodes}
+    result: list[list[str]] = []
+    while remaining:
+        ready = sorted(n for n, ds in remaining.items() if not ds)
+        if not ready:
+            raise InputRejected(f"stack graph has a cycle among {sorted(remaining)}")
+        result.append(ready)
+        for n in ready:
+            del remaining[n]
+        for ds in remaining.values():
+            ds.difference_update(ready)
+    return result
+
+
+def up_selection(topology: Topology, region: str | None) -> list[StackRef]:
+    """Stacks `up` touches: one region (or all), then DNS, then replication if multi-region."""
+    if region is not None and region not in topology.regions:
+        raise InputRejected(
+            f"{region} is not a member of env {topology.env} (members: {', '.join(topology.regions)})",
+            hint="use promote-secondary to add a region",
+        )
+    regions = topology.regions if region is None else (region,)
+    chosen = [region_stack(topology, r) for r in regions]
+    chosen.append(dns_stack(topology))
+    if topology.multi_region:
+        chosen.append(replication_stack(topology))
+    return chosen
+
+
+def plan_waves(topology: Topology, selection: Sequence[StackRef]) -> list[list[StackRef]]:
+    by_name = {s.name: s for s in selection}
+    return [[by_name[n] for n in wave] for wave in waves(list(by_name), dependencies(topology))]
+
+
+def render_mermaid(topology: Topology) -> str:
+    """The stack DAG and the region topology (primary, DNS mode, replication arrows)."""
+    lines = ["flowchart LR"]
+    env = topology.env
+    routed = set(dns_targets(topology))
+    dns = dns_stack_name(env)
+    lines.append(f'  {_id(dns)}["{dns}<br/>{topology.domain} ({topology.routing.value})"]')
+    for region in topology.regions:
+        stack = region_stack_name(env, region)
+        role = topology.role(region)
+        lines.append(f'  {_id(stack)}["{stack}<br/>{role}"]')
+        arrow = "-->" if region in routed else "-.->"
+        label = "routed" if region in routed else "not routed"
+        lines.append(f"  {_id(stack)} {arrow}|{label}| {_id(dns)}")
+    if topology.multi_region:
+        rep = replication_stack_name(env)
+        lines.append(f'  {_id(rep)}["{rep}"]')
+        primary = region_stack_name(env, topology.primary)
+        lines.append(f"  {_id(primary)} --> {_id(rep)}")
+        for region in topology.secondaries:
+            lines.append(f"  {_id(rep)} ==>|s3 + registry| {_id(region_stack_name(env, region))}")
+    return "\n".join(lines) + "\n"
+
+
+def render_dot(topology: Topology) -> str:
+    env = topology.env
+    routed = set(dns_targets(topology))
+    dns = dns_stack_name(env)
+    lines = ["digraph stacks {", "  rankdir=LR;", f'  "{dns}" [label="{dns}\\n{topology.domain} '
+             f'({topology.routing.value})"];']
+    for region in topology.regions:
+        stack = region_stack_name(env, region)
+        lines.append(f'  "{stack}" [label="{stack}\\n{topology.role(region)}"];')
+        style = "solid" if region in routed else "dashed"
+        lines.append(f'  "{stack}" -> "{dns}" [style={style}];')
+    if topology.multi_region:
+        rep = replication_stack_name(env)
+        lines.append(f'  "{region_stack_name(env, topology.primary)}" -> "{rep}";')
+        for region in topology.secondaries:
+            lines.append(f'  "{rep}" -> "{region_stack_name(env, region)}" [label="s3 + registry", style=bold];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _id(name: str) -> str:
+    return name.replace("-", "_")

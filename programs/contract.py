@@ -1,0 +1,203 @@
+"""The contract between the orchestrator and the programs: typed, frozen stack arguments.
+
+The orchestrator builds these from the topology (and wired upstream outputs), encodes them as
+stack config (`to_config`), and the programs decode the same config (`from_config`), so the two
+sides cannot drift. Pure Python: no Pulumi import, cheap for the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+NAMESPACE = "iot-platform"
+PROJECT = "iot-platform"
+
+Getter = Callable[[str], "str | None"]
+
+
+class Component(str, Enum):
+    REGION = "region"
+    DNS = "dns"
+    REPLICATION = "replication"
+
+
+# Output names each region stack exports; the orchestrator validates them before wiring.
+REGION_OUTPUTS = (
+    "region",
+    "iotEndpoint",
+    "domainConfigurationName",
+    "domainConfigurationArn",
+    "certificateArn",
+    "streamName",
+    "streamArn",
+    "dataLakeBucketName",
+    "dataLakeBucketArn",
+    "devicePolicyName",
+)
+DNS_OUTPUTS = ("fqdn", "routing", "records", "healthCheckIds")
+REPLICATION_OUTPUTS = ("replicationRoleArn", "registryTableName", "targets")
+
+
+def _require(get: Getter, key: str) -> str:
+    value = get(key)
+    if value is None or value == "":
+        raise ValueError(f"missing stack config {NAMESPACE}:{key}")
+    return value
+
+
+def _json(get: Getter, key: str) -> Any:
+    return json.loads(_require(get, key))
+
+
+@dataclass(frozen=True)
+class Sizing:
+    kinesis_mode: str = "ON_DEMAND"
+    kinesis_shards: int = 1
+    retention_hours: int = 24
+    lake_transition_days: int = 30
+    lake_expiration_days: int = 0
+
+
+@dataclass(frozen=True)
+class ThingGroup:
+    name: str
+    parent: str | None = None
+
+
+@dataclass(frozen=True)
+class RegionArgs:
+    """Arguments of one region stack (`E-region-<region>`); same program for every region."""
+
+    env: str
+    region: str
+    domain: str
+    hosted_zone: str
+    manage_validation_record: bool
+    sizing: Sizing = field(default_factory=Sizing)
+    thing_types: tuple[str, ...] = ()
+    thing_groups: tuple[ThingGroup, ...] = ()
+
+    def to_config(self) -> dict[str, str]:
+        return {
+            "component": Component.REGION.value,
+            "env": self.env,
+            "region": self.region,
+            "domain": self.domain,
+            "hostedZone": self.hosted_zone,
+            "manageValidationRecord": "true" if self.manage_validation_record else "false",
+            "sizing": json.dumps(self.sizing.__dict__, sort_keys=True),
+            "registry": json.dumps({
+                "thingTypes": list(self.thing_types),
+                "thingGroups": [{"name": g.name, "parent": g.parent} for g in self.thing_groups],
+            }, sort_keys=True),
+        }
+
+    @classmethod
+    def from_config(cls, get: Getter) -> RegionArgs:
+        registry = _json(get, "registry")
+        return cls(
+            env=_require(get, "env"),
+            region=_require(get, "region"),
+            domain=_require(get, "domain"),
+            hosted_zone=_require(get, "hostedZone"),
+            manage_validation_record=_require(get, "manageValidationRecord") == "true",
+            sizing=Sizing(**_json(get, "sizing")),
+            thing_types=tuple(registry.get("thingTypes", [])),
+            thing_groups=tuple(ThingGroup(g["name"], g.get("parent")) for g in registry.get("thingGroups", [])),
+        )
+
+
+@dataclass(frozen=True)
+class RegionEndpoint:
+    region: str
+    endpoint: str  # the region's iot:Data-ATS hostname
+
+
+@dataclass(frozen=True)
+class DnsArgs:
+    """Arguments of the shared DNS stack (`E-dns`).
+
+    `targets` are the regions DNS routes to, in routing order: for `single` only the primary; for
+    `failover` the primary then the failover target; for `latency` every member region.
+    """
+
+    env: str
+    domain: str
+    hosted_zone: str
+    routing: str  # single | failover | latency
+    targets: tuple[RegionEndpoint, ...]
+    ttl: int = 60
+
+    def to_config(self) -> dict[str, str]:
+        return {
+            "component": Component.DNS.value,
+            "env": self.env,
+            "domain": self.domain,
+            "hostedZone": self.hosted_zone,
+            "routing": self.routing,
+            "ttl": str(self.ttl),
+            "targets": json.dumps([{"region": t.region, "endpoint": t.endpoint} for t in self.targets]),
+        }
+
+    @classmethod
+    def from_config(cls, get: Getter) -> DnsArgs:
+        return cls(
+            env=_require(get, "env"),
+            domain=_require(get, "domain"),
+            hosted_zone=_require(get, "hostedZone"),
+            routing=_require(get, "routing"),
+            ttl=int(get("ttl") or 60),
+            targets=tuple(RegionEndpoint(t["region"], t["endpoint"]) for t in _json(get, "targets")),
+        )
+
+
+@dataclass(frozen=True)
+class LakeRef:
+    region: str
+    bucket_name: str
+    bucket_arn: str
+
+
+@dataclass(frozen=True)
+class ReplicationArgs:
+    """Arguments of the cross-region stack (`E-replication`), present with two or more regions."""
+
+    env: str
+    primary: LakeRef
+    secondaries: tuple[LakeRef, ...]
+    residency: tuple[str, ...]
+    sync_command: str = "orchestrate"  # executable the registry-sync command runs
+
+    def to_config(self) -> dict[str, str]:
+        def lake(x: LakeRef) -> dict[str, str]:
+            return {"region": x.region, "bucketName": x.bucket_name, "bucketArn": x.bucket_arn}
+
+        return {
+            "component": Component.REPLICATION.value,
+            "env": self.env,
+            "primary": json.dumps(lake(self.primary)),
+            "secondaries": json.dumps([lake(s) for s in self.secondaries]),
+            "residency": json.dumps(list(self.residency)),
+            "syncCommand": self.sync_command,
+        }
+
+    @classmethod
+    def from_config(cls, get: Getter) -> ReplicationArgs:
+        def lake(d: Mapping[str, str]) -> LakeRef:
+            return LakeRef(d["region"], d["bucketName"], d["bucketArn"])
+
+        return cls(
+            env=_require(get, "env"),
+            primary=lake(_json(get, "primary")),
+            secondaries=tuple(lake(s) for s in _json(get, "secondaries")),
+            residency=tuple(_json(get, "residency")),
+            sync_command=get("syncCommand") or "orchestrate",
+        )
+
+
+def component_of(get: Getter) -> Component:
+    return Component(_require(get, "component"))
