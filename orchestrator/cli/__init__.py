@@ -1,0 +1,1 @@
+"""The click CLI. Commands are thin: parse, call the orchestrator, render through the console."""

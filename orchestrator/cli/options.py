@@ -1,0 +1,41 @@
+"""Small parsing helpers shared by command modules."""
+
+from __future__ import annotations
+
+import sys
+
+from orchestrator.errors import GuardRefused, InputRejected
+
+
+def exclusive_region(region: str | None, all_regions: bool, *, required: bool = True) -> str | None:
+    """`--region R` or `--all`: exactly one when required, at most one otherwise. None means all."""
+    if region and all_regions:
+        raise InputRejected("--region and --all exclude each other")
+    if required and not region and not all_regions:
+        raise InputRejected("say which stacks: --region R or --all")
+    if region:
+        known_region(region, "--region")
+    return region or None
+
+
+def known_region(region: str, label: str) -> str:
+    from orchestrator.topology import iot_regions
+
+    if region not in iot_regions():
+        raise InputRejected(f"{label}: {region!r} is not an AWS region where IoT Core is available")
+    return region
+
+
+def confirm(question: str, *, expected: str, assume_yes: bool, ask: bool | None = None) -> None:
+    """Refuse (exit 4) unless --yes was given or the user types `expected` at an interactive prompt."""
+    if assume_yes:
+        return
+    interactive = sys.stdin.isatty() if ask is None else ask
+    if not interactive:
+        raise GuardRefused(f"{question}: refusing without confirmation", hint="pass --yes to confirm")
+    import click
+
+    answer = click.prompt(f"{question}\nType {expected!r} to confirm", default="", show_default=False,
+                          err=True)
+    if answer.strip() != expected:
+        raise GuardRefused("not confirmed: nothing was touched")

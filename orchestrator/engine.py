@@ -1,0 +1,320 @@
+"""The Pulumi engine: the ONLY module that imports `pulumi.automation`.
+
+Every stack operation (up, preview, refresh, destroy, outputs, info, cancel, export, import) goes
+through `PulumiEngine._run`, so error translation, logging and timing live in one place.
+
+Each stack gets its own workspace directory (`.orchestrate/workspaces/<stack>/`) holding a
+generated `Pulumi.yaml` whose `stackConfigDir` points back at the project's `stacks/`: the stack's
+config stays in `stacks/Pulumi.<stack>.yaml`, where plain `pulumi -s <stack>` reads it too, while
+parallel stacks never share workspace files. The program is inline (`programs.main.run`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from orchestrator.engine_types import (
+    Operation,
+    Outcome,
+    OutputValue,
+    ProgressFn,
+    StackInfo,
+    StackResult,
+    StackSpec,
+)
+from orchestrator.errors import InputRejected, OperationFailed, StackLocked
+
+if TYPE_CHECKING:  # pragma: no cover
+    from orchestrator.cli.app import AppContext
+    from orchestrator.preview.model import StackPreview
+
+T = TypeVar("T")
+
+# Services the programs use: --endpoint-url points each of them at LocalStack or moto.
+ENDPOINT_SERVICES = ("acm", "dynamodb", "firehose", "iam", "iot", "kinesis", "kms", "logs", "route53",
+                     "s3", "sts")
+_COUNTED_OPS = {"create": "create", "update": "update", "delete": "delete", "replace": "replace",
+                "create-replacement": "replace", "same": "same"}
+
+INSTALL_HINT = ("install it from https://www.pulumi.com/docs/iac/download-install/ or build it with "
+                "tests/engine/build_pulumi.sh, then put it on PATH")
+
+
+def find_pulumi_cli() -> Path | None:
+    found = shutil.which("pulumi")
+    if found:
+        return Path(found)
+    home = Path(os.environ.get("PULUMI_HOME", Path.home() / ".pulumi"))
+    candidate = home / "bin" / "pulumi"
+    return candidate if candidate.is_file() else None
+
+
+class PulumiEngine:
+    def __init__(self, *, project_dir: Path, stacks_dir: Path, backend_url: str, secrets_provider: str | None,
+                 endpoint_url: str | None, cli: Path, log: Callable[[str], None] = lambda _m: None) -> None:
+        self.project_dir = project_dir
+        self.stacks_dir = stacks_dir
+        self.backend_url = backend_url
+        self.secrets_provider = secrets_provider if secrets_provider not in (None, "passphrase") else None
+        self.endpoint_url = endpoint_url
+        self.cli = cli
+        self.log = log
+        self.work_root = project_dir / ".orchestrate" / "workspaces"
+        self._setup_lock = threading.Lock()
+
+    @classmethod
+    def from_app(cls, app: AppContext) -> PulumiEngine:
+        """Check everything the engine needs before anything runs (bad setup is exit code 2)."""
+        cli = find_pulumi_cli()
+        if cli is None:
+            raise InputRejected("the Pulumi CLI was not found on PATH", hint=INSTALL_HINT)
+        provider = app.secrets_provider or "passphrase"
+        if provider == "passphrase" and not (os.environ.get("PULUMI_CONFIG_PASSPHRASE") is not None
+                                             or os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")):
+            raise InputRejected("no passphrase for the stack secrets",
+                                hint="set PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE, "
+                                     "or use --secrets-provider awskms://…")
+        if not (provider == "passphrase" or provider.startswith(("awskms://", "gcpkms://", "azurekeyvault://",
+                                                                  "hashivault://", "default"))):
+            raise InputRejected(f"unknown secrets provider {provider!r}")
+        if not (app.project_dir / "Pulumi.yaml").is_file():
+            raise InputRejected(f"{app.project_dir}: no Pulumi.yaml here", hint="run from the project root")
+        backend = app.backend_url
+        if backend.startswith("file://"):
+            Path(backend[len("file://"):]).mkdir(parents=True, exist_ok=True)
+        return cls(project_dir=app.project_dir, stacks_dir=app.stacks_dir, backend_url=backend,
+                   secrets_provider=provider, endpoint_url=app.endpoint_url, cli=cli, log=app.console.debug)
+
+    # -- the one place every operation goes through -------------------------------------------
+    def _run(self, operation: str, stack: str, fn: Callable[[], T]) -> T:
+        from pulumi.automation import errors as auto_errors
+
+        started = time.monotonic()
+        self.log(f"[{stack}] {operation} starting")
+        try:
+            return fn()
+        except auto_errors.ConcurrentUpdateError as exc:
+            raise StackLocked(f"{stack} is locked by another update", hint=_last_line(exc)) from None
+        except auto_errors.StackNotFoundError:
+            raise OperationFailed(f"{stack} does not exist in {self.backend_url}") from None
+        except auto_errors.CommandError as exc:
+            text = str(exc)
+            if "locked by" in text or "currently locked" in text:
+                raise StackLocked(f"{stack} is locked by another update", hint=_last_line(exc)) from None
+            raise OperationFailed(f"{operation} of {stack} failed: {_last_line(exc)}") from None
+        finally:
+            self.log(f"[{stack}] {operation} finished in {time.monotonic() - started:.1f}s")
+
+    # -- workspaces ------------------------------------------------------------------------------
+    def _env(self) -> dict[str, str]:
+        env = {"PULUMI_BACKEND_URL": self.backend_url, "PULUMI_SKIP_UPDATE_CHECK": "true"}
+        if self.endpoint_url:
+            env.setdefault("AWS_ACCESS_KEY_ID", os.environ.get("AWS_ACCESS_KEY_ID", "testing"))
+            env.setdefault("AWS_SECRET_ACCESS_KEY", os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"))
+        return env
+
+    def _workdir(self, stack: str) -> Path:
+        work = self.work_root / stack
+        with self._setup_lock:
+            work.mkdir(parents=True, exist_ok=True)
+            rel = os.path.relpath(self.stacks_dir, work)
+            text = (f"name: iot-platform\nruntime: python\nmain: {os.path.relpath(self.project_dir / 'programs', work)}\n"
+                    f"stackConfigDir: {rel}\n")
+            target = work / "Pulumi.yaml"
+            if not target.exists() or target.read_text() != text:
+                target.write_text(text)
+        return work
+
+    def _stack(self, name: str, *, create: bool) -> Any:
+        from pulumi import automation as auto
+
+        from programs.main import run as program
+
+        opts = auto.LocalWorkspaceOptions(
+            work_dir=str(self._workdir(name)),
+            env_vars=self._env(),
+            secrets_provider=self.secrets_provider,
+            pulumi_command=auto.PulumiCommand(root=str(self.cli.parent.parent), skip_version_check=True)
+            if self.cli.parent.name == "bin" else None,
+        )
+        if create:
+            return auto.create_or_select_stack(name, project_name="iot-platform", program=program, opts=opts)
+        return auto.select_stack(name, project_name="iot-platform", program=program, opts=opts)
+
+    def _configure(self, stack: Any, spec: StackSpec) -> None:
+        from pulumi import automation as auto
+
+        desired = {k: auto.ConfigValue(v, secret=k in spec.secret_keys) for k, v in spec.config.items()}
+        if self.endpoint_url:
+            desired.update({
+                "aws:skipCredentialsValidation": auto.ConfigValue("true"),
+                "aws:skipRequestingAccountId": auto.ConfigValue("true"),
+                "aws:skipMetadataApiCheck": auto.ConfigValue("true"),
+                "aws:s3UsePathStyle": auto.ConfigValue("true"),
+                "aws:endpoints": auto.ConfigValue(_endpoints_json(self.endpoint_url)),
+            })
+        current = stack.get_all_config()
+        stale = [k for k in current if k not in desired]
+        if stale:
+            stack.remove_all_config(stale)
+        stack.set_all_config(desired)
+
+    # -- Engine interface ------------------------------------------------------------------------
+    def up(self, spec: StackSpec, on_progress: ProgressFn | None = None) -> StackResult:
+        counts: dict[str, int] = {}
+
+        def on_event(event: Any) -> None:
+            meta = getattr(getattr(event, "res_outputs_event", None), "metadata", None)
+            if meta is None:
+                return
+            key = _COUNTED_OPS.get(str(getattr(meta.op, "value", meta.op)))
+            if key:
+                counts[key] = counts.get(key, 0) + 1
+                if on_progress and key != "same":
+                    on_progress(spec.name, dict(counts))
+
+        def go() -> StackResult:
+            started = time.monotonic()
+            stack = self._stack(spec.name, create=True)
+            self._configure(stack, spec)
+            result = stack.up(on_event=on_event, color="never")
+            return StackResult(spec.name, Operation.UP, Outcome.SUCCEEDED, counts=_op_counts(result.summary),
+                               outputs=_outputs(result.outputs), seconds=time.monotonic() - started)
+
+        return self._run("up", spec.name, go)
+
+    def preview(self, spec: StackSpec) -> StackPreview:
+        from orchestrator.preview.model import collect_stack
+
+        def go() -> StackPreview:
+            events: list[Any] = []
+            stack = self._stack(spec.name, create=True)
+            self._configure(stack, spec)
+            stack.preview(on_event=events.append, color="never")
+            return collect_stack(spec, events)
+
+        return self._run("preview", spec.name, go)
+
+    def destroy(self, spec: StackSpec, *, include_protected: bool = False,
+                on_progress: ProgressFn | None = None) -> StackResult:
+        def go() -> StackResult:
+            started = time.monotonic()
+            stack = self._stack(spec.name, create=False)
+            if include_protected:
+                state = stack.export_stack()
+                for resource in (state.deployment or {}).get("resources", []) or []:
+                    resource.pop("protect", None)
+                stack.import_stack(state)
+            result = stack.destroy(exclude_protected=not include_protected, color="never")
+            return StackResult(spec.name, Operation.DESTROY, Outcome.SUCCEEDED, counts=_op_counts(result.summary),
+                               seconds=time.monotonic() - started)
+
+        return self._run("destroy", spec.name, go)
+
+    def refresh(self, spec: StackSpec, *, clear_pending_creates: bool = False) -> StackResult:
+        def go() -> StackResult:
+            started = time.monotonic()
+            stack = self._stack(spec.name, create=False)
+            result = stack.refresh(clear_pending_creates=clear_pending_creates or None, color="never")
+            return StackResult(spec.name, Operation.REFRESH, Outcome.SUCCEEDED, counts=_op_counts(result.summary),
+                               seconds=time.monotonic() - started)
+
+        return self._run("refresh", spec.name, go)
+
+    def outputs(self, stack: str) -> Mapping[str, OutputValue] | None:
+        from pulumi.automation import errors as auto_errors
+
+        def go() -> Mapping[str, OutputValue] | None:
+            try:
+                s = self._stack(stack, create=False)
+            except auto_errors.StackNotFoundError:
+                return None
+            values = s.outputs()
+            return _outputs(values) if values else None
+
+        return self._run("outputs", stack, go)
+
+    def info(self, stack: str) -> StackInfo:
+        from pulumi.automation import errors as auto_errors
+
+        def go() -> StackInfo:
+            try:
+                s = self._stack(stack, create=False)
+            except auto_errors.StackNotFoundError:
+                return StackInfo(stack, deployed=False)
+            deployment = (s.export_stack().deployment or {})
+            resources = [r for r in deployment.get("resources", []) or []
+                         if not str(r.get("type", "")).startswith("pulumi:")]
+            pending = tuple(f"{p.get('type', '?')} {p.get('resource', {}).get('urn', '?')}"
+                            for p in deployment.get("pending_operations", []) or [])
+            summary = s.info(show_secrets=False)
+            return StackInfo(
+                stack, deployed=bool(resources), resource_count=len(resources),
+                last_result=getattr(summary, "result", None),
+                last_update=summary.end_time.isoformat() if summary and summary.end_time else None,
+                pending_operations=pending,
+            )
+
+        return self._run("info", stack, go)
+
+    def cancel(self, stack: str) -> None:
+        def go() -> None:
+            try:
+                self._stack(stack, create=False).cancel()
+            except Exception as exc:  # noqa: BLE001 - nothing to cancel is fine; report the rest
+                self.log(f"[{stack}] cancel: {_last_line(exc)}")
+
+        self._run("cancel", stack, go)
+
+    def export(self, stack: str) -> dict[str, Any]:
+        def go() -> dict[str, Any]:
+            state = self._stack(stack, create=False).export_stack()
+            return {"version": state.version, "deployment": state.deployment}
+
+        return self._run("export", stack, go)
+
+    def import_(self, stack: str, state: dict[str, Any]) -> None:
+        from pulumi import automation as auto
+
+        def go() -> None:
+            self._stack(stack, create=True).import_stack(
+                auto.Deployment(version=state.get("version", 3), deployment=state.get("deployment")))
+
+        self._run("import", stack, go)
+
+
+def _endpoints_json(url: str) -> str:
+    import json
+
+    return json.dumps([{service: url for service in ENDPOINT_SERVICES}])
+
+
+def _outputs(values: Mapping[str, Any]) -> dict[str, OutputValue]:
+    return {k: OutputValue(v.value, secret=bool(v.secret)) for k, v in values.items()}
+
+
+def _op_counts(summary: Any) -> dict[str, int]:
+    changes = getattr(summary, "resource_changes", None) or {}
+    counts: dict[str, int] = {}
+    for op, n in changes.items():
+        key = _COUNTED_OPS.get(str(getattr(op, "value", op)))
+        if key:
+            counts[key] = counts.get(key, 0) + int(n)
+    return counts
+
+
+def _last_line(exc: BaseException) -> str:
+    """The most useful line of an engine error, scrubbed of secret shapes."""
+    from orchestrator.scrub import scrub
+
+    text = getattr(exc, "stderr", None) or str(exc)
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.lower().startswith("error")]
+    chosen = (errors or lines or [type(exc).__name__])[-1]
+    return scrub(chosen[:500])

@@ -1,0 +1,50 @@
+"""Safety guards: checked before anything is touched; a refusal is exit code 4.
+
+- A region still receiving DNS traffic, or the primary while secondaries depend on it, is never
+  destroyed; the message says what to run first.
+- The region that owns the shared ACM validation record is not destroyed while others rely on it.
+- Replication never targets a region outside the environment's residency list (topology parsing
+  rejects such a file; `check_residency` guards commands that add a region).
+"""
+
+from __future__ import annotations
+
+from orchestrator.errors import GuardRefused, InputRejected
+from orchestrator.graph import dns_targets
+from orchestrator.topology import Topology
+
+
+def check_destroy_region(topology: Topology, region: str) -> None:
+    if region == topology.primary and topology.secondaries:
+        raise GuardRefused(
+            f"{region} is the primary of env {topology.env} and secondaries depend on it "
+            f"({', '.join(topology.secondaries)})",
+            hint=f"run `orchestrate failover --to {topology.secondaries[0]}` or remove the secondaries first",
+        )
+    if region == topology.primary:
+        raise GuardRefused(
+            f"{region} is the only region of env {topology.env} and receives all DNS traffic",
+            hint="to tear the environment down run `orchestrate destroy --all --yes`",
+        )
+    if region == topology.acm_validation_owner and topology.multi_region:
+        raise GuardRefused(
+            f"{region} owns the ACM validation record that the other regions' certificates rely on",
+            hint="move acm_validation_owner to another member region in the topology first",
+        )
+
+
+def check_routed(topology: Topology, region: str) -> None:
+    """Removing a region from service: refuse while DNS would still send devices to it after the change."""
+    if region in dns_targets(topology) and region == topology.primary:
+        raise GuardRefused(
+            f"{region} still receives DNS traffic as the primary",
+            hint=f"run `orchestrate failover --to <secondary>` first",
+        )
+
+
+def check_residency(topology: Topology, region: str) -> None:
+    if region not in topology.residency:
+        raise InputRejected(
+            f"{topology.source}: {region} is outside residency {list(topology.residency)} of env {topology.env}: "
+            "data may not be copied there"
+        )

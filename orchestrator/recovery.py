@@ -1,0 +1,40 @@
+"""`recover STACK`: the designed path after a crashed run (pending operations, stale lock)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.engine_types import StackSpec
+from orchestrator.errors import InputRejected, OperationFailed
+from orchestrator.graph import all_stacks
+
+if TYPE_CHECKING:  # pragma: no cover
+    from orchestrator.cli.app import AppContext
+
+
+def recover_stack(app: AppContext, stack: str, *, assume_yes: bool) -> dict[str, Any]:
+    from orchestrator.cli.options import confirm
+
+    refs = {s.name: s for s in all_stacks(app.topology())}
+    ref = refs.get(stack)
+    if ref is None:
+        raise InputRejected(f"{stack!r} is not a stack of env {app.env} (stacks: {', '.join(sorted(refs))})")
+    engine = app.engine()
+    info = engine.info(stack)
+    if not info.deployed and not info.pending_operations:
+        raise InputRejected(f"{stack} has no state to recover")
+    app.console.info(f"recover {stack}: {len(info.pending_operations)} pending operations")
+    for op in info.pending_operations:
+        app.console.info(f"  {op}")
+    app.console.info("will: cancel any update still holding the lock, then refresh the stack against the "
+                     "cloud with pending creates cleared (resources that were never created are dropped "
+                     "from the state; existing ones are read back)")
+    confirm(f"recover {stack}", expected=stack, assume_yes=assume_yes)
+    engine.cancel(stack)
+    spec = StackSpec(ref.name, ref.kind.value, ref.region, {"aws:region": ref.region})
+    result = engine.refresh(spec, clear_pending_creates=True)
+    if not result.ok:
+        raise OperationFailed(f"refresh of {stack} failed: {result.message}")
+    after = engine.info(stack)
+    return {"stack": stack, "pending_cleared": len(info.pending_operations),
+            "pending_left": len(after.pending_operations), "counts": dict(result.counts)}

@@ -1,0 +1,94 @@
+"""`status`: what is deployed where, and how it is routed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.graph import all_stacks, dns_targets
+
+if TYPE_CHECKING:  # pragma: no cover
+    from orchestrator.cli.app import AppContext
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    name: str
+    kind: str
+    region: str
+    role: str  # primary | secondary | none (dns/replication)
+    routed: bool
+    deployed: bool
+    resource_count: int
+    last_result: str | None
+    last_update: str | None
+    pending_operations: int
+
+
+@dataclass(frozen=True)
+class EnvironmentStatus:
+    env: str
+    domain: str
+    routing: str
+    stacks: tuple[StackStatus, ...]
+    newest_backup_age_hours: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "env": self.env,
+            "domain": self.domain,
+            "routing": self.routing,
+            "newest_backup_age_hours": self.newest_backup_age_hours,
+            "stacks": [s.__dict__ for s in self.stacks],
+        }
+
+    def lines(self) -> list[str]:
+        out = [f"env {self.env}: {self.domain} routing={self.routing}"]
+        header = f"  {'stack':<34} {'kind':<12} {'region':<15} {'role':<10} {'deployed':<9} {'resources':>9}  last update"
+        out.append(header)
+        for s in self.stacks:
+            role = s.role + ("*" if s.routed else "")
+            last = f"{s.last_result or '-'} {s.last_update or ''}".strip()
+            warn = f"  ({s.pending_operations} pending operations: run `orchestrate recover {s.name}`)" \
+                if s.pending_operations else ""
+            out.append(f"  {s.name:<34} {s.kind:<12} {s.region:<15} {role:<10} {'yes' if s.deployed else 'no':<9} "
+                       f"{s.resource_count:>9}  {last}{warn}")
+        out.append("  (* receives DNS traffic)")
+        if self.newest_backup_age_hours is None:
+            out.append("newest registry backup: none found")
+        else:
+            out.append(f"newest registry backup: {self.newest_backup_age_hours:.1f} h old")
+        return out
+
+
+def environment_status(app: AppContext) -> EnvironmentStatus:
+    topology = app.topology()
+    engine = app.engine()
+    routed = set(dns_targets(topology))
+    rows = []
+    for ref in all_stacks(topology):
+        info = engine.info(ref.name)
+        region_role = topology.role(ref.region) if ref.kind.value == "region" else "none"
+        rows.append(StackStatus(
+            name=ref.name, kind=ref.kind.value, region=ref.region, role=region_role,
+            routed=ref.kind.value == "region" and ref.region in routed, deployed=info.deployed,
+            resource_count=info.resource_count, last_result=info.last_result, last_update=info.last_update,
+            pending_operations=len(info.pending_operations),
+        ))
+    return EnvironmentStatus(topology.env, topology.domain, topology.routing.value, tuple(rows),
+                             _backup_age(app))
+
+
+def _backup_age(app: AppContext) -> float | None:
+    try:
+        from orchestrator.registry.backup import latest_backup_age
+    except ImportError:
+        return None
+    dest = app.state_dir.parent / "backups"
+    try:
+        age = latest_backup_age(str(dest))
+    except Exception:  # noqa: BLE001 - status must not fail because a backup location is unreadable
+        return None
+    if age is None:
+        return None
+    return round(age.total_seconds() / 3600, 2) if hasattr(age, "total_seconds") else float(age)
