@@ -47,8 +47,13 @@ def region_stack(topology: Topology, region: str) -> StackRef:
     return StackRef(region_stack_name(topology.env, region), StackKind.REGION, region)
 
 
+# Route 53 is global; its API lives in us-east-1. The DNS stack's provider region is pinned there so
+# that moving the primary (failover) never changes the provider configuration of the DNS records.
+DNS_PROVIDER_REGION = "us-east-1"
+
+
 def dns_stack(topology: Topology) -> StackRef:
-    return StackRef(dns_stack_name(topology.env), StackKind.DNS, topology.primary)
+    return StackRef(dns_stack_name(topology.env), StackKind.DNS, DNS_PROVIDER_REGION)
 
 
 def replication_stack(topology: Topology) -> StackRef:

@@ -1,0 +1,31 @@
+# The two commands of a fresh clone (see README): `make plan` and `make test`.
+# Each sets up what it needs itself: the virtual environment is created when missing and
+# refreshed when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ENV ?= dev
+PYTEST_ARGS ?=
+
+.PHONY: plan test lint clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+## plan: the main job with no cloud account: every stack of $(ENV) evaluated under Pulumi mocks
+plan: $(VENV)/.installed
+	$(BIN)/orchestrate --env $(ENV) plan --all --json
+
+## test: the whole suite (programs under mocks, orchestrator, ops against moto, real engine)
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check orchestrator programs tests bench
+
+clean:
+	rm -rf $(VENV) .pulumi-state .orchestrate

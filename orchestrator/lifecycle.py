@@ -1,0 +1,419 @@
+"""Multi-region lifecycle: promote-secondary, failover, failback, removing a secondary.
+
+Promotion is a persisted, resumable state machine (`.orchestrate/lifecycle/<env>.json`); each step
+is verified against AWS before the next runs. Any failure before the DNS step leaves DNS
+untouched; a failure in the DNS step puts the previous records back. Re-running after a failure
+resumes at the failed step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orchestrator import guards, verify, wiring
+from orchestrator.engine_types import Operation, Outcome, StackResult
+from orchestrator.errors import InputRejected, OperationFailed
+from orchestrator.graph import dns_stack, dns_targets, region_stack, replication_stack
+from orchestrator.runner import Runner, RunReport
+from orchestrator.topology import RoutingMode, Topology, save
+
+if TYPE_CHECKING:  # pragma: no cover
+    from orchestrator.aws import AwsContext
+    from orchestrator.cli.app import AppContext
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    does: str
+    stacks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    step: str
+    status: str  # done | skipped (done earlier) | failed
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class LifecycleReport:
+    operation: str
+    env: str
+    region: str
+    steps: tuple[StepOutcome, ...]
+    notices: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return all(s.status != "failed" for s in self.steps)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"operation": self.operation, "env": self.env, "region": self.region, "ok": self.ok,
+                "steps": [s.__dict__ for s in self.steps], "notices": list(self.notices)}
+
+
+class RegistryPort:
+    """Registry operations the lifecycle needs; the default runs the boto3 registry sync."""
+
+    def __init__(self, ctx: AwsContext, env: str, state_dir: Path, notify: Callable[[str], None]) -> None:
+        self.ctx, self.env, self.state_dir, self.notify = ctx, env, state_dir, notify
+
+    def sync(self, src: str, dst: str) -> dict[str, Any]:
+        from orchestrator.registry import sync_regions
+
+        checkpoint = self.state_dir / "sync" / f"{self.env}-{src}-{dst}.json"
+        report = sync_regions(self.ctx, src, dst, dry_run=False, prune=False, checkpoint_path=checkpoint)
+        return report.to_json()
+
+    def verify(self, src: str, dst: str) -> None:
+        from orchestrator.registry import verify_in_sync
+
+        verify_in_sync(self.ctx, src, dst)
+
+
+@dataclass
+class Lifecycle:
+    app: AppContext
+    registry: RegistryPort | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from orchestrator.aws import AwsContext
+
+        self.ctx = AwsContext(endpoint_url=self.app.endpoint_url)
+        if self.registry is None:
+            self.registry = RegistryPort(self.ctx, self.app.env, self.app.state_dir, self.app.console.info)
+
+    # -- persisted state ---------------------------------------------------------------------
+    @property
+    def state_path(self) -> Path:
+        return self.app.state_dir / "lifecycle" / f"{self.app.env}.json"
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.state_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def _store(self, data: dict[str, Any]) -> None:
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.state_path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True)
+        os.replace(tmp, self.state_path)
+
+    def _runner(self, topology: Topology) -> Runner:
+        return Runner(self.app.engine(), topology, self.app.state_dir, notify=self.app.console.info)
+
+    def _save_topology(self, topology: Topology) -> None:
+        save(topology, self.app.config_path)
+        self.app.reload_topology()
+
+    def _run_stack(self, topology: Topology, which: str) -> RunReport:
+        ref = {"dns": dns_stack, "replication": replication_stack}[which](topology)
+        report = self._runner(topology).up([ref])
+        if not report.ok:
+            result = report.results[ref.name]
+            raise OperationFailed(f"up of {ref.name} {result.outcome.value}: {result.message}")
+        return report
+
+    def _verify_dns(self, topology: Topology) -> None:
+        zone_id = verify.hosted_zone_id(self.ctx, topology.hosted_zone)
+        engine = self.app.engine()
+        endpoints = []
+        for region in dns_targets(topology):
+            ref = region_stack(topology, region)
+            outputs = wiring.validate_region_outputs(ref.name, region, engine.outputs(ref.name) or {})
+            endpoints.append((region, outputs.endpoint))
+        verify.expect_dns(verify.dns_records(self.ctx, zone_id, topology.domain), topology.routing.value, endpoints)
+
+    def _switch_dns(self, before: Topology, after: Topology) -> None:
+        """Move DNS from `before` to `after`; verified; on any failure the previous records go back."""
+        try:
+            self._run_stack(after, "dns")
+            self._verify_dns(after)
+        except OperationFailed as exc:
+            self.app.console.info(f"DNS switch failed ({exc.one_line()}): putting the previous records back")
+            try:
+                self._run_stack(before, "dns")
+                self._verify_dns(before)
+            except OperationFailed as back:
+                raise OperationFailed(f"DNS switch failed and the rollback failed too: {back.one_line()}",
+                                      hint="inspect the records with `orchestrate status` and re-run") from None
+            raise OperationFailed(f"DNS switch failed, previous records restored: {exc.one_line()}") from None
+
+    # -- promote-secondary ---------------------------------------------------------------------
+    def promote_steps(self, topology: Topology, region: str, routing: RoutingMode) -> list[Step]:
+        env = topology.env
+        return [
+            Step("preflight", "topology valid, region allowed by residency and not a member yet, primary stack up, "
+                              "hosted zone present"),
+            Step("record-secondary", f"add {region} to {topology.source} as a secondary (routing unchanged)"),
+            Step("region-stack", f"up the region stack; verify its outputs and the domain configuration in {region}",
+                 (f"{env}-region-{region}",)),
+            Step("registry-sync", f"sync the registry {topology.primary} -> {region}; verify counts and certificate ids"),
+            Step("replication", f"up the replication stack; verify the primary bucket replicates to {region}",
+                 (f"{env}-replication",)),
+            Step("dns", f"switch DNS to {routing.value} routing with health checks; verify the records "
+                        "(failure: previous records restored)", (f"{env}-dns",)),
+            Step("mark-routing", f"record routing: {routing.value} in {topology.source}"),
+        ]
+
+    def promote(self, region: str, routing: RoutingMode, *, dry_run: bool = False) -> LifecycleReport:
+        topology = self.app.topology()
+        if routing is RoutingMode.SINGLE:
+            raise InputRejected("--routing must be failover or latency for two or more regions")
+        guards.check_residency(topology, region)
+        steps = self.promote_steps(topology, region, routing)
+        saved = self._load()
+        resuming = saved.get("operation") == "promote" and saved.get("region") == region \
+            and saved.get("status") != "done"
+        if region in topology.regions and not resuming:
+            raise InputRejected(f"{region} is already a member of env {topology.env}")
+        if not resuming:
+            saved = {"operation": "promote", "region": region, "routing": routing.value, "status": "running",
+                     "previous_routing": topology.routing.value, "done": [], "started": _now()}
+        elif saved.get("routing") != routing.value:
+            raise InputRejected(f"a promotion of {region} to {saved['routing']} routing is in progress; "
+                                f"re-run it with --routing {saved['routing']}")
+        if dry_run:
+            return LifecycleReport("promote-secondary (dry run)", topology.env, region, tuple(
+                StepOutcome(s.name, "done earlier" if s.name in saved["done"] else "planned",
+                            s.does + (f" [stacks: {', '.join(s.stacks)}]" if s.stacks else "")) for s in steps))
+        notices = [f"resuming the promotion of {region} after: {', '.join(saved['done'])}"] if resuming else []
+        actions: dict[str, Callable[[], str]] = {
+            "preflight": lambda: self._preflight(region),
+            "record-secondary": lambda: self._record_secondary(region),
+            "region-stack": lambda: self._region_stack(region),
+            "registry-sync": lambda: self._registry_sync(self.app.topology().primary, region),
+            "replication": lambda: self._replication(region),
+            "dns": lambda: self._dns(routing),
+            "mark-routing": lambda: self._mark_routing(routing),
+        }
+        return self._steps("promote-secondary", region, steps, actions, saved, notices)
+
+    def _steps(self, operation: str, region: str, steps: list[Step], actions: dict[str, Callable[[], str]],
+               saved: dict[str, Any], notices: list[str]) -> LifecycleReport:
+        outcomes: list[StepOutcome] = []
+        self._store(saved)
+        for step in steps:
+            if step.name in saved["done"]:
+                outcomes.append(StepOutcome(step.name, "skipped", "done earlier"))
+                continue
+            self.app.console.info(f"[{operation}] {step.name}: {step.does}")
+            try:
+                detail = actions[step.name]()
+            except OperationFailed as exc:
+                saved.update(status="failed", failed_step=step.name, error=exc.one_line())
+                self._store(saved)
+                outcomes.append(StepOutcome(step.name, "failed", exc.one_line()))
+                break
+            saved["done"].append(step.name)
+            self._store(saved)
+            outcomes.append(StepOutcome(step.name, "done", detail))
+        else:
+            saved.update(status="done", finished=_now())
+            saved.pop("failed_step", None)
+            self._store(saved)
+        return LifecycleReport(operation, self.app.env, region, tuple(outcomes), tuple(notices))
+
+    def _preflight(self, region: str) -> str:
+        topology = self.app.topology()
+        guards.check_residency(topology, region)
+        primary = region_stack(topology, topology.primary)
+        outputs = self.app.engine().outputs(primary.name)
+        if not outputs:
+            raise InputRejected(f"the primary stack {primary.name} is not up",
+                                hint=f"run `orchestrate up --region {topology.primary}` first")
+        wiring.validate_region_outputs(primary.name, topology.primary, outputs)
+        zone = verify.hosted_zone_id(self.ctx, topology.hosted_zone)
+        return f"primary {topology.primary} up, zone {topology.hosted_zone} ({zone}) present"
+
+    def _record_secondary(self, region: str) -> str:
+        topology = self.app.topology()
+        if region not in topology.secondaries:
+            self._save_topology(topology.with_secondary(region))
+        return f"{region} recorded as a secondary (routing {topology.routing.value})"
+
+    def _region_stack(self, region: str) -> str:
+        topology = self.app.topology()
+        ref = region_stack(topology, region)
+        report = self._runner(topology).up([ref])
+        result = report.results[ref.name]
+        if not result.ok:
+            raise OperationFailed(f"up of {ref.name} {result.outcome.value}: {result.message}")
+        outputs = wiring.validate_region_outputs(ref.name, region, self.app.engine().outputs(ref.name) or {})
+        verify.domain_configuration(self.ctx, region, outputs.domain_configuration_name, topology.domain)
+        return f"endpoint {outputs.endpoint}, domain configuration {outputs.domain_configuration_name} enabled"
+
+    def _registry_sync(self, src: str, dst: str) -> str:
+        assert self.registry is not None
+        summary = self.registry.sync(src, dst)
+        self.registry.verify(src, dst)
+        self._record_sync(src, dst)
+        writes = summary.get("write_calls", "?")
+        return f"registry {src} -> {dst} in sync ({writes} write calls)"
+
+    def _record_sync(self, src: str, dst: str) -> None:
+        path = self.app.state_dir / "lifecycle" / f"{self.app.env}-syncs.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {}
+        data[f"{src}->{dst}"] = time.time()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2, sort_keys=True))
+
+    def _last_sync(self, src: str, dst: str) -> float | None:
+        path = self.app.state_dir / "lifecycle" / f"{self.app.env}-syncs.json"
+        try:
+            return float(json.loads(path.read_text(encoding="utf-8"))[f"{src}->{dst}"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def _replication(self, region: str) -> str:
+        topology = self.app.topology()
+        self._run_stack(topology, "replication")
+        engine = self.app.engine()
+        primary = wiring.validate_region_outputs(region_stack(topology, topology.primary).name, topology.primary,
+                                                 engine.outputs(region_stack(topology, topology.primary).name) or {})
+        target = wiring.validate_region_outputs(region_stack(topology, region).name, region,
+                                                engine.outputs(region_stack(topology, region).name) or {})
+        found = verify.replication_targets(self.ctx, topology.primary, primary.bucket_name)
+        if target.bucket_arn not in found:
+            raise OperationFailed(f"bucket {primary.bucket_name} does not replicate to {target.bucket_arn} "
+                                  f"(rules name: {', '.join(found) or 'none'})")
+        return f"{primary.bucket_name} replicates to {target.bucket_name}"
+
+    def _dns(self, routing: RoutingMode) -> str:
+        before = self.app.topology()
+        after = before.with_routing(routing)
+        self._switch_dns(before, after)
+        return f"DNS routes {before.domain} by {routing.value} to {', '.join(dns_targets(after))}"
+
+    def _mark_routing(self, routing: RoutingMode) -> str:
+        topology = self.app.topology()
+        if topology.routing is not routing:
+            self._save_topology(topology.with_routing(routing))
+        return f"routing: {routing.value} recorded"
+
+    # -- failover / failback -------------------------------------------------------------------
+    def failover(self, to: str) -> LifecycleReport:
+        topology = self.app.topology()
+        if to == topology.primary:
+            raise InputRejected(f"{to} is already the primary of env {topology.env}")
+        if to not in topology.secondaries:
+            raise InputRejected(f"{to} is not a secondary of env {topology.env} "
+                                f"(secondaries: {', '.join(topology.secondaries) or 'none'})")
+        if to not in dns_targets(topology):
+            raise InputRejected(f"{to} is not verified for traffic yet (routing {topology.routing.value})",
+                                hint=f"finish `orchestrate promote-secondary --region {to}` first")
+        old = topology.primary
+        steps = [Step("check-target", f"{to}'s stack is up and its outputs pass the contract"),
+                 Step("final-sync", f"sync the registry {old} -> {to} if {old} answers"),
+                 Step("dns", f"DNS sends traffic to {to}; verify the records"),
+                 Step("record-primary", f"record {to} as primary in {topology.source}")]
+        notices: list[str] = []
+
+        def final_sync() -> str:
+            if verify.region_answers(self.ctx, old):
+                return self._registry_sync(old, to)
+            last = self._last_sync(old, to)
+            stale = f"last sync {(time.time() - last) / 60:.0f} min ago" if last else "no sync on record"
+            notices.append(f"{old} does not answer: {to}'s registry may be stale ({stale}); devices "
+                           f"provisioned since then must be re-registered after failback")
+            return f"skipped: {old} unreachable ({stale})"
+
+        after = topology.with_primary(to)
+        actions = {
+            "check-target": lambda: self._check_up(topology, to),
+            "final-sync": final_sync,
+            "dns": lambda: (self._switch_dns(topology, after), f"DNS primary is now {to}")[1],
+            "record-primary": lambda: (self._save_topology(after), f"{to} recorded as primary")[1],
+        }
+        saved = {"operation": "failover", "region": to, "from": old, "status": "running", "done": [],
+                 "started": _now()}
+        report = self._steps("failover", to, steps, actions, saved, notices)
+        return report
+
+    def failback(self, to: str | None = None) -> LifecycleReport:
+        topology = self.app.topology()
+        saved = self._load()
+        target = to or (saved.get("from") if saved.get("operation") == "failover" else None)
+        if not target:
+            raise InputRejected("no failover on record to reverse", hint="pass --to REGION")
+        if target not in topology.secondaries:
+            raise InputRejected(f"{target} is not a secondary of env {topology.env}")
+        current = topology.primary
+        after = topology.with_primary(target)
+        steps = [Step("check-target", f"{target}'s stack is up and its outputs pass the contract"),
+                 Step("sync-back", f"sync the registry {current} -> {target} (devices provisioned during the outage)"),
+                 Step("dns", f"DNS sends traffic back to {target}; verify the records"),
+                 Step("record-primary", f"record {target} as primary in {topology.source}")]
+        actions = {
+            "check-target": lambda: self._check_up(topology, target),
+            "sync-back": lambda: self._registry_sync(current, target),
+            "dns": lambda: (self._switch_dns(topology, after), f"DNS primary is now {target}")[1],
+            "record-primary": lambda: (self._save_topology(after), f"{target} recorded as primary")[1],
+        }
+        state = {"operation": "failback", "region": target, "from": current, "status": "running", "done": [],
+                 "started": _now()}
+        return self._steps("failback", target, steps, actions, state, [])
+
+    def _check_up(self, topology: Topology, region: str) -> str:
+        ref = region_stack(topology, region)
+        outputs = self.app.engine().outputs(ref.name)
+        if not outputs:
+            raise OperationFailed(f"{ref.name} is not deployed")
+        o = wiring.validate_region_outputs(ref.name, region, outputs)
+        return f"{ref.name} up, endpoint {o.endpoint}"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def remove_secondary(app: AppContext, region: str, *, include_protected: bool, yes: bool) -> RunReport:
+    """Take a secondary out: DNS first, then replication, then its region stack."""
+    topology = app.topology()
+    guards.check_destroy_region(topology, region)
+    after = topology.without_secondary(region)
+    engine = app.engine()
+    results: dict[str, StackResult] = {}
+    notify = app.console.info
+
+    def run(report: RunReport) -> bool:
+        results.update(report.results)
+        return report.ok
+
+    runner_after = Runner(engine, after, app.state_dir, notify=notify)
+    if not run(runner_after.up([dns_stack(after)])):
+        return _combined(topology, results)
+    if after.multi_region:
+        ok = run(runner_after.up([replication_stack(after)]))
+    else:
+        ok = run(Runner(engine, topology, app.state_dir, notify=notify).destroy(
+            [replication_stack(topology)], include_protected=include_protected))
+    if not ok:
+        return _combined(topology, results)
+    save(after, app.config_path)
+    app.reload_topology()
+    notify(f"{region} removed from {topology.source}")
+    run(Runner(engine, topology, app.state_dir, notify=notify).destroy(
+        [region_stack(topology, region)], include_protected=include_protected))
+    return _combined(topology, results)
+
+
+def _combined(topology: Topology, results: dict[str, StackResult]) -> RunReport:
+    return RunReport(topology.env, "destroy", tuple((name,) for name in results), dict(results))
+
+
+__all__ = ["Lifecycle", "LifecycleReport", "RegistryPort", "remove_secondary", "Operation", "Outcome"]
