@@ -74,7 +74,10 @@ def dependencies(topology: Topology) -> dict[str, tuple[str, ...]]:
     deps: dict[str, tuple[str, ...]] = {name: () for name in regions}
     deps[dns_stack_name(topology.env)] = regions
     if topology.multi_region:
-        deps[replication_stack_name(topology.env)] = regions
+        # The command contract orders `up` as regions, then DNS, then replication: replication
+        # consumes the region stacks' outputs and is sequenced after DNS, so a run that could not
+        # route devices stops before it starts copying data between regions.
+        deps[replication_stack_name(topology.env)] = (*regions, dns_stack_name(topology.env))
     return deps
 
 

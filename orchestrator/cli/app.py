@@ -11,7 +11,6 @@ import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -20,6 +19,8 @@ from orchestrator.cli.console import Console
 from orchestrator.errors import InputRejected
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
     from orchestrator.engine_types import Engine
     from orchestrator.topology import Topology
 
@@ -122,6 +123,8 @@ def find_project_dir(start: Path) -> Path | None:
 
 def app_context(ctx: click.Context) -> AppContext:
     """Resolve the global options once per invocation into an AppContext."""
+    from pathlib import Path  # deferred with everything else `--help` does not need
+
     deps = ctx.ensure_object(Deps)
     root = ctx.find_root()
     cached = root.meta.get("orchestrate.app")

@@ -6,7 +6,6 @@ notices and errors. Tests inject their own writers.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +38,8 @@ class Console:
 
     def document(self, obj: Any) -> None:
         """The one JSON document of a --json run."""
+        import json
+
         self.out(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
     def info(self, text: str) -> None:
