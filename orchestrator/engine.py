@@ -190,14 +190,35 @@ class PulumiEngine:
         return self._run("up", spec.name, go)
 
     def preview(self, spec: StackSpec) -> StackPreview:
-        from orchestrator.preview.model import collect_stack
+        """Preview with the spec's config; the stack's previous config is put back afterwards, so
+        placeholders of a preview never stay in `stacks/Pulumi.<stack>.yaml`."""
+        from pulumi.automation import errors as auto_errors
+
+        from orchestrator.preview.model import Collector, StackPreview, placeholders_in_config
 
         def go() -> StackPreview:
-            events: list[Any] = []
+            collector = Collector()
             stack = self._stack(spec.name, create=True)
-            self._configure(stack, spec)
-            stack.preview(on_event=events.append, color="never")
-            return collect_stack(spec, events)
+            before = stack.get_all_config()
+            failure: str | None = None
+            try:
+                self._configure(stack, spec)
+                stack.preview(on_event=collector, color="never")
+            except auto_errors.ConcurrentUpdateError:
+                raise
+            except auto_errors.CommandError as exc:
+                failure = _last_line(exc)
+            finally:
+                current = stack.get_all_config()
+                stale = [k for k in current if k not in before]
+                if stale:
+                    stack.remove_all_config(stale)
+                if before:
+                    stack.set_all_config(before)
+            changes, counts, error = collector.result()
+            env = spec.config.get("iot-platform:env", "")
+            return StackPreview(spec.name, spec.kind, spec.region, changes, counts,
+                                placeholders_in_config(spec.config, env), error or failure)
 
         return self._run("preview", spec.name, go)
 

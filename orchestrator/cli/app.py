@@ -63,8 +63,12 @@ def global_options(func: F) -> F:
                 deps.values[name] = value
         return func(*args, **kwargs)
 
+    own = list(getattr(func, "__click_params__", []))
+    wrapper.__click_params__ = []  # type: ignore[attr-defined]
     for decls, attrs in reversed(_GLOBALS):
         wrapper = click.option(*decls, **attrs, expose_value=True)(wrapper)
+    # click shows params in reverse list order: the command's own options first, then the globals.
+    wrapper.__click_params__ = wrapper.__click_params__ + own  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
 
 

@@ -1,0 +1,120 @@
+"""`preview`: previews over the stack graph in waves, collected from the engine's events.
+
+Downstream stacks whose upstream is not deployed yet, or whose upstream outputs would change in
+this preview, are still previewed: with the current outputs where they are known and clearly
+marked placeholders where they are not. Placeholders are for previews only: `up` refuses them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orchestrator import wiring
+from orchestrator.engine_types import Engine
+from orchestrator.errors import ContractViolation, OrchestrateError
+from orchestrator.graph import StackKind, StackRef, dns_targets, plan_waves, region_stack
+from orchestrator.topology import Topology
+
+if TYPE_CHECKING:  # pragma: no cover
+    from orchestrator.preview.model import EnvironmentPreview, StackPreview
+
+# Resource types whose replacement changes a region stack's outputs (endpoint, ARNs, bucket name).
+OUTPUT_SOURCES = {
+    "aws:iot/domainConfiguration:DomainConfiguration",
+    "aws:acm/certificate:Certificate",
+    "aws:kinesis/stream:Stream",
+    "aws:s3/bucket:Bucket",
+}
+
+
+def preview_environment(engine: Engine, topology: Topology, selection: Sequence[StackRef], *,
+                        before: Topology | None, commit: str, parallel: int = 4) -> EnvironmentPreview:
+    from orchestrator.preview.model import EnvironmentPreview, PlaceholderReason, StackPreview, \
+        placeholders_in_config
+
+    outputs: dict[str, wiring.RegionOutputs] = {}
+    changing: set[str] = set()
+    previews: dict[str, StackPreview] = {}
+
+    def region_outputs(region: str) -> wiring.RegionOutputs:
+        if region in outputs:
+            return outputs[region]
+        ref = region_stack(topology, region)
+        raw = engine.outputs(ref.name)
+        if region in changing or not raw:
+            return wiring.placeholder_outputs(region)
+        try:
+            return wiring.validate_region_outputs(ref.name, region, raw)
+        except ContractViolation:
+            return wiring.placeholder_outputs(region)
+
+    def one(ref: StackRef) -> StackPreview:
+        try:
+            if ref.kind is StackKind.REGION:
+                return engine.preview(wiring.region_spec(topology, ref.region))
+            needed = dns_targets(topology) if ref.kind is StackKind.DNS else topology.regions
+            consumed = {r: region_outputs(r) for r in needed}
+            spec = (wiring.dns_spec(topology, consumed) if ref.kind is StackKind.DNS
+                    else wiring.replication_spec(topology, consumed))
+            result = engine.preview(spec)
+            reasons = {r: (PlaceholderReason.WOULD_CHANGE if r in changing else PlaceholderReason.NOT_DEPLOYED)
+                       for r in needed}
+            marked = tuple(p for r, reason in reasons.items()
+                           for p in placeholders_in_config(
+                               {k: v for k, v in spec.config.items() if f"placeholder:{r}" in v},
+                               topology.env, reason))
+            if marked:
+                result = StackPreview(result.stack, result.kind, result.region, result.changes, result.counts,
+                                      marked, result.error)
+            return result
+        except OrchestrateError as exc:
+            return StackPreview(ref.name, ref.kind.value, ref.region, error=exc.one_line())
+
+    for wave in plan_waves(topology, selection):
+        with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(wave)))) as pool:
+            for ref, result in zip(wave, pool.map(one, wave)):
+                previews[ref.name] = result
+                if ref.kind is StackKind.REGION:
+                    if any(c.type in OUTPUT_SOURCES and c.op.value in ("replace", "delete", "create")
+                           for c in result.changes) and engine.outputs(ref.name):
+                        changing.add(ref.region)
+    ordered = tuple(previews[ref.name] for wave in plan_waves(topology, selection) for ref in wave)
+    return EnvironmentPreview(topology.env, commit, ordered, before, topology)
+
+
+def current_commit(project_dir: Path) -> str:
+    sha = os.environ.get("GITHUB_SHA")
+    if sha:
+        return sha[:12]
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=project_dir, capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def topology_at(project_dir: Path, config_path: Path, env: str, ref: str) -> Topology | None:
+    """The topology file as it is at git `ref` (the pull request's base), or None if absent."""
+    from orchestrator import topology as topo
+
+    try:
+        rel = config_path.resolve().relative_to(project_dir.resolve())
+        out = subprocess.run(["git", "show", f"{ref}:{rel.as_posix()}"], cwd=project_dir, capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    import yaml
+
+    data: Any = yaml.safe_load(out.stdout)
+    try:
+        return topo.parse(data, env=env, source=f"{ref}:{rel.as_posix()}")
+    except OrchestrateError:
+        return None
