@@ -1,0 +1,171 @@
+"""The GitHub workflows users copy: valid for actionlint, least privilege, one run per PR and env.
+
+actionlint is built from the Go module proxy by tests/tools/build_actionlint.sh (cached per
+machine). Without Go the lint test is skipped with the reason printed, except on CI (CI=true),
+where a missing linter is a failure: the workflows must never go unchecked there.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = REPO / ".github" / "workflows"
+PREVIEW = WORKFLOWS / "preview.yml"
+APPLY = WORKFLOWS / "apply.yml"
+BUILD = REPO / "tests" / "tools" / "build_actionlint.sh"
+PATHS = {"programs/**", "stacks/**", "orchestrator/**", "Pulumi.yaml", "pyproject.toml"}
+
+
+def load(path: Path) -> dict[Any, Any]:
+    doc = yaml.safe_load(path.read_text())
+    # YAML 1.1 reads the bare key `on` as True
+    if True in doc:
+        doc["on"] = doc.pop(True)
+    return doc
+
+
+def steps_using(job: dict[str, Any], action: str) -> list[dict[str, Any]]:
+    return [s for s in job["steps"] if str(s.get("uses", "")).split("@")[0] == action]
+
+
+def run_lines(job: dict[str, Any]) -> str:
+    return "\n".join(str(s.get("run", "")) for s in job["steps"])
+
+
+def on_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def build_actionlint(env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(["bash", str(BUILD)], capture_output=True, text=True, timeout=600,
+                              env={**os.environ, **(env or {})})
+    except subprocess.TimeoutExpired:
+        pytest.fail("building actionlint took more than 10 minutes")
+
+
+def unavailable(reason: str) -> None:
+    """Skip with the reason printed, or fail on CI where the workflows must always be linted."""
+    if on_ci():
+        pytest.fail(f"{reason} (CI=true: the workflows must be linted on CI)")
+    print(f"SKIP: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def actionlint() -> str:
+    proc = build_actionlint()
+    if proc.returncode == 3:
+        unavailable(f"actionlint not available: {proc.stderr.strip().splitlines()[-1]}")
+    assert proc.returncode == 0, f"build_actionlint.sh failed:\n{proc.stderr}"
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_without_go_the_build_says_so_with_exit_code_3(tmp_path: Path) -> None:
+    proc = build_actionlint({"ACTIONLINT_GO": str(tmp_path / "no-go"),
+                             "ORCHESTRATE_TOOLS_DIR": str(tmp_path)})
+    assert proc.returncode == 3 and "no Go toolchain" in proc.stderr
+
+
+@pytest.mark.parametrize("ci, outcome", [("true", "failed"), ("", "skipped")])
+def test_a_missing_linter_skips_locally_but_fails_on_ci(monkeypatch: pytest.MonkeyPatch, ci: str,
+                                                       outcome: str) -> None:
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises((pytest.fail.Exception, pytest.skip.Exception)) as info:
+        unavailable("actionlint not available: no Go")
+    assert (outcome == "failed") == isinstance(info.value, pytest.fail.Exception)
+
+
+def test_workflows_pass_actionlint(actionlint: str) -> None:
+    proc = subprocess.run([actionlint, "-no-color", "-oneline", str(PREVIEW), str(APPLY)],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    findings = f"actionlint findings:\n{proc.stdout}{proc.stderr}"
+    assert proc.returncode == 0 and not proc.stdout.strip(), findings
+
+
+def test_actionlint_catches_a_broken_workflow(actionlint: str, tmp_path: Path) -> None:
+    """The lint test would notice a mistake (it is not passing vacuously)."""
+    broken = tmp_path / ".github" / "workflows" / "broken.yml"
+    broken.parent.mkdir(parents=True)
+    text = PREVIEW.read_text().replace("runs-on: ubuntu-latest", "runs-on: ubuntu-latest\n    bogus: 1", 1)
+    broken.write_text(text)
+    proc = subprocess.run([actionlint, "-no-color", "-oneline", str(broken)], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert proc.returncode != 0 and "bogus" in proc.stdout
+
+
+def test_preview_runs_on_infrastructure_pull_requests_for_every_environment() -> None:
+    doc = load(PREVIEW)
+    assert set(doc["on"]) == {"pull_request"}
+    assert set(doc["on"]["pull_request"]["paths"]) == PATHS
+    (job,) = doc["jobs"].values()
+    assert job["strategy"]["matrix"]["env"] == ["dev", "prod"]
+    # forks get no secrets or OIDC token: skipped rather than failing
+    assert "head.repo.full_name == github.repository" in job["if"]
+
+
+def test_preview_has_least_privilege_permissions() -> None:
+    doc = load(PREVIEW)
+    assert doc["permissions"] == {}
+    (job,) = doc["jobs"].values()
+    assert job["permissions"] == {"contents": "read", "id-token": "write", "pull-requests": "write"}
+
+
+def test_preview_concurrency_is_per_pr_and_environment_and_cancels_stale_runs() -> None:
+    (job,) = load(PREVIEW)["jobs"].values()
+    group = job["concurrency"]["group"]
+    assert "github.event.pull_request.number" in group and "matrix.env" in group
+    assert job["concurrency"]["cancel-in-progress"] is True
+
+
+def test_preview_steps_render_then_post_the_sticky_comment() -> None:
+    (job,) = load(PREVIEW)["jobs"].values()
+    uses = [str(s.get("uses", "")).split("@")[0] for s in job["steps"] if s.get("uses")]
+    assert uses == ["actions/checkout", "actions/setup-python", "pulumi/actions",
+                    "aws-actions/configure-aws-credentials"]
+    (pulumi,) = steps_using(job, "pulumi/actions")
+    assert "command" not in pulumi.get("with", {})  # install only
+    assert pulumi["with"]["pulumi-version"].count(".") == 2  # pinned
+    (aws,) = steps_using(job, "aws-actions/configure-aws-credentials")
+    assert aws["with"]["role-to-assume"] == "${{ vars.AWS_PREVIEW_ROLE_ARN }}"
+    runs = run_lines(job)
+    assert "pip install ." in runs
+    assert 'orchestrate preview --env "$ENV_NAME" --all --format markdown --output comment.md' in runs
+    assert 'orchestrate comment post --env "$ENV_NAME" --file comment.md --repo "$REPO" --pr "$PR"' in runs
+    post = next(s for s in job["steps"] if "comment post" in str(s.get("run", "")))
+    assert post["env"]["GITHUB_TOKEN"] == "${{ github.token }}"
+    assert post["env"]["PR"] == "${{ github.event.pull_request.number }}"
+
+
+def test_apply_runs_on_main_per_environment_behind_approval() -> None:
+    doc = load(APPLY)
+    assert doc["on"]["push"]["branches"] == ["main"]
+    assert set(doc["on"]["push"]["paths"]) == PATHS
+    assert doc["permissions"] == {}
+    jobs = doc["jobs"]
+    assert [j["environment"] for j in jobs.values()] == ["dev", "prod"]
+    assert jobs["apply-prod"]["needs"] == "apply-dev"  # prod only after dev applied
+    for job in jobs.values():
+        env = job["environment"]
+        assert job["permissions"] == {"contents": "read", "id-token": "write"}
+        assert job["concurrency"] == {"group": f"apply-{env}", "cancel-in-progress": False}
+        assert job["env"]["ENV_NAME"] == env
+        assert 'orchestrate up --all --env "$ENV_NAME"' in run_lines(job)
+        (aws,) = steps_using(job, "aws-actions/configure-aws-credentials")
+        assert aws["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}"
+
+
+@pytest.mark.parametrize("path", [PREVIEW, APPLY], ids=["preview", "apply"])
+def test_every_action_is_pinned_to_at_least_a_major_version(path: Path) -> None:
+    for job in load(path)["jobs"].values():
+        for step in job["steps"]:
+            if "uses" in step:
+                ref = step["uses"].split("@", 1)
+                assert len(ref) == 2 and ref[1] and ref[1] not in ("main", "master", "latest"), step["uses"]
