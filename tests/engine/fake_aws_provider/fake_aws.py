@@ -1,0 +1,634 @@
+"""Stand-in `aws` resource provider plugin for the engine-tier tests.
+
+TEST FIXTURE ONLY: the product always runs the real pulumi-aws provider. This process speaks
+Pulumi's ResourceProvider gRPC protocol (stubs from the Python SDK, `pulumi.runtime.proto`) so the
+real Pulumi engine can run the project's programs hermetically: no network, no credentials, no
+AWS account. It keeps no state of its own: what a resource "is" lives in the Pulumi state file,
+exactly as with the real provider.
+
+Behaviour:
+- every resource type is accepted; Check echoes the inputs (plus an autoname for the few types
+  listed in AUTONAME), Create returns a plausible id and the inputs plus computed outputs: `arn`
+  for the resource's service, region and account 123456789012, `id`, `region`, `tagsAll`, and
+  per-type extras (an S3 bucket's `bucket`/domain names, a Route 53 zone's `zoneId`, an ACM
+  certificate's DNS validation record, ...);
+- Diff reports the changed input keys (DIFF_SOME / DIFF_NONE), replacing on the keys AWS cannot
+  change in place (REPLACE_KEYS, and `region` everywhere);
+- invokes: aws:iot/getEndpoint:getEndpoint (a stable `<14 chars>-ats.iot.<region>.amazonaws.com`
+  per region), aws:route53/getZone:getZone, aws:index/getCallerIdentity:getCallerIdentity,
+  aws:index/getRegion:getRegion, aws:index/getPartition:getPartition, aws:index/getRegions
+  :getRegions, aws:index/getAvailabilityZones:getAvailabilityZones; any other invoke returns {}.
+- the region of a resource is its `region` input, else the provider's `aws:region`, else
+  AWS_REGION / AWS_DEFAULT_REGION, else us-east-1.
+
+Environment: FAKE_AWS_VERSION (plugin version reported, default 7.51.1), FAKE_AWS_ACCOUNT
+(default 123456789012), FAKE_AWS_STATE_DIR (optional: if set, names that AWS keeps unique, such as
+S3 bucket names or a Route 53 record set, are claimed there, so creating a duplicate fails as it
+would in AWS), plus the fault-injection variables described in _plugin_base.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import re
+import sys
+import traceback
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import grpc  # noqa: E402
+from _plugin_base import (  # noqa: E402
+    UNKNOWN,
+    BaseProvider,
+    InjectedFailure,
+    inject,
+    plain,
+    record,
+    serve,
+    to_dict,
+    to_struct,
+)
+from google.protobuf import empty_pb2  # noqa: E402
+from pulumi.runtime.proto import provider_pb2  # noqa: E402
+
+VERSION = os.environ.get("FAKE_AWS_VERSION", "7.51.1")
+ACCOUNT = os.environ.get("FAKE_AWS_ACCOUNT", "123456789012")
+PARTITION = "aws"
+
+# type token -> the input that holds the resource's physical name, autonamed when absent
+AUTONAME = {
+    "aws:s3/bucket:Bucket": "bucket",
+    "aws:s3/bucketV2:BucketV2": "bucket",
+    "aws:iam/role:Role": "name",
+    "aws:iam/policy:Policy": "name",
+    "aws:kinesis/stream:Stream": "name",
+    "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream": "name",
+    "aws:dynamodb/table:Table": "name",
+    "aws:sns/topic:Topic": "name",
+    "aws:sqs/queue:Queue": "name",
+    "aws:lambda/function:Function": "name",
+    "aws:cloudwatch/logGroup:LogGroup": "name",
+    "aws:iot/thing:Thing": "name",
+    "aws:iot/thingType:ThingType": "name",
+    "aws:iot/thingGroup:ThingGroup": "name",
+    "aws:iot/policy:Policy": "name",
+    "aws:iot/topicRule:TopicRule": "name",
+    "aws:iot/roleAlias:RoleAlias": "alias",
+}
+
+# inputs AWS cannot change in place, per type (plus `region` on every type)
+REPLACE_KEYS = {
+    "aws:s3/bucket:Bucket": {"bucket", "bucketPrefix"},
+    "aws:s3/bucketV2:BucketV2": {"bucket", "bucketPrefix"},
+    "aws:iam/role:Role": {"name", "namePrefix", "path"},
+    "aws:kinesis/stream:Stream": {"name"},
+    "aws:dynamodb/table:Table": {"name"},
+    "aws:iot/thing:Thing": {"name"},
+    "aws:iot/thingType:ThingType": {"name"},
+    "aws:iot/thingGroup:ThingGroup": {"name"},
+    "aws:iot/policy:Policy": {"name"},
+    "aws:iot/topicRule:TopicRule": {"name"},
+    "aws:iot/certificate:Certificate": {"certificatePem", "csr", "caPem"},
+    "aws:iot/domainConfiguration:DomainConfiguration": {"name", "domainName", "serviceType"},
+    "aws:acm/certificate:Certificate": {"domainName", "subjectAlternativeNames", "validationMethod"},
+    "aws:route53/zone:Zone": {"name"},
+    "aws:route53/record:Record": {"name", "type", "zoneId", "setIdentifier"},
+    "aws:route53/healthCheck:HealthCheck": {"type", "requestInterval"},
+    "aws:kms/key:Key": set(),
+}
+
+# global services: no region in the ARN (and S3 has no account either)
+GLOBAL_SERVICES = {"iam", "route53", "cloudfront"}
+
+# module -> ARN service name, where they differ
+SERVICE_OF_MODULE = {"cloudwatch": "logs", "kinesis": "kinesis", "lb": "elasticloadbalancing"}
+
+_ALNUM = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def _digest(*parts: str) -> bytes:
+    return hashlib.sha256("\x00".join(parts).encode()).digest()
+
+
+def _alnum(n: int, *parts: str, alphabet: str = _ALNUM) -> str:
+    data = _digest(*parts)
+    while len(data) < n:
+        data += _digest(data.hex())
+    return "".join(alphabet[b % len(alphabet)] for b in data[:n])
+
+
+def _uuid(*parts: str) -> str:
+    return str(uuid.UUID(bytes=_digest(*parts)[:16], version=4))
+
+
+def iot_endpoint(region: str, endpoint_type: str = "iot:Data-ATS") -> str:
+    """The stable IoT endpoint of the fake account in `region` (same every call and process)."""
+    prefix = _alnum(14, "iot-endpoint", ACCOUNT, region)
+    kind = (endpoint_type or "iot:Data-ATS").lower()
+    if kind == "iot:data":
+        return f"{prefix}.iot.{region}.amazonaws.com"
+    if kind == "iot:credentialprovider":
+        return f"{prefix}.credentials.iot.{region}.amazonaws.com"
+    if kind == "iot:jobs":
+        return f"{prefix}.jobs.iot.{region}.amazonaws.com"
+    return f"{prefix}-ats.iot.{region}.amazonaws.com"
+
+
+def zone_id(name: str) -> str:
+    return "Z" + _alnum(
+        20, "zone", ACCOUNT, name.rstrip(".").lower(), alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    )
+
+
+def parse_type(token: str) -> tuple[str, str]:
+    """'aws:iot/topicRule:TopicRule' -> ('iot', 'TopicRule')."""
+    _, module_part, name = token.split(":", 2)
+    module = module_part.split("/", 1)[0]
+    return module, name
+
+
+def _urn_name(urn: str) -> str:
+    return urn.rsplit("::", 1)[-1]
+
+
+def _grpc_errors(fn: Callable) -> Callable:
+    """Turn exceptions into a gRPC error whose message the engine shows as is."""
+
+    @functools.wraps(fn)
+    def wrapper(self, request, context):
+        try:
+            return fn(self, request, context)
+        except InjectedFailure as exc:
+            context.abort(grpc.StatusCode.UNKNOWN, str(exc))
+        except _AwsError as exc:
+            context.abort(grpc.StatusCode.UNKNOWN, str(exc))
+        except Exception:  # noqa: BLE001 - a fixture bug must be visible, not a hang
+            context.abort(grpc.StatusCode.INTERNAL, "fake aws provider bug:\n" + traceback.format_exc())
+
+    return wrapper
+
+
+class _AwsError(Exception):
+    pass
+
+
+class FakeAws(BaseProvider):
+    name = "aws"
+    version = VERSION
+
+    # -- helpers ----------------------------------------------------------------------------
+    def region_of(self, props: dict[str, Any]) -> str:
+        region = plain(props.get("region"))
+        if isinstance(region, str) and region and region != UNKNOWN:
+            return region
+        return str(
+            self.config.get("region")
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or "us-east-1"
+        )
+
+    def arn(self, token: str, region: str, resource: str) -> str:
+        module, name = parse_type(token)
+        service = SERVICE_OF_MODULE.get(module, module)
+        if service == "s3":
+            return f"arn:{PARTITION}:s3:::{resource}"
+        if service in GLOBAL_SERVICES:
+            return f"arn:{PARTITION}:{service}::{ACCOUNT}:{resource}"
+        return f"arn:{PARTITION}:{service}:{region}:{ACCOUNT}:{resource}"
+
+    def physical_name(self, token: str, urn: str, props: dict[str, Any]) -> str | None:
+        key = AUTONAME.get(token)
+        if key and isinstance(plain(props.get(key)), str):
+            return plain(props[key])
+        value = plain(props.get("name"))
+        return value if isinstance(value, str) and value != UNKNOWN else None
+
+    def computed(
+        self, token: str, urn: str, props: dict[str, Any], preview: bool
+    ) -> tuple[str, dict[str, Any]]:
+        """The id and computed outputs of a resource with inputs `props`."""
+        module, type_name = parse_type(token)
+        region = self.region_of(props)
+        p = plain(props)
+        name = self.physical_name(token, urn, props) or _urn_name(urn)
+        seed = (token, urn)
+        out: dict[str, Any] = {"region": region}
+        if "tags" in props:
+            out["tagsAll"] = props["tags"]
+
+        lower = type_name[0].lower() + type_name[1:]
+        rid = name
+        resource_part = f"{lower.lower()}/{name}"
+
+        if module == "s3" and type_name in ("Bucket", "BucketV2"):
+            rid = name
+            resource_part = name
+            out.update(
+                bucket=name,
+                bucketDomainName=f"{name}.s3.amazonaws.com",
+                bucketRegionalDomainName=f"{name}.s3.{region}.amazonaws.com",
+                hostedZoneId="Z1BKCTXD74EZPE",
+            )
+        elif module == "s3":
+            # bucket sub-resources (versioning, encryption, policy, replication ...): id = bucket
+            rid = str(p.get("bucket") or name)
+            resource_part = rid
+        elif module == "iam":
+            resource_part = f"{lower.lower()}/{name}"
+            if type_name == "Role":
+                out["uniqueId"] = "AROA" + _alnum(17, "role", *seed).upper()
+            if type_name == "RolePolicyAttachment":
+                rid = f"{p.get('role')}-{_alnum(8, *seed)}"
+        elif module == "iot":
+            if type_name == "Certificate":
+                pem = p.get("certificatePem") or p.get("csr") or urn
+                rid = hashlib.sha256(str(pem).encode()).hexdigest()
+                resource_part = f"cert/{rid}"
+                if not p.get("certificatePem"):
+                    out["certificatePem"] = _fake_pem("CERTIFICATE", rid)
+                if not p.get("certificatePem") and not p.get("csr"):
+                    out["privateKey"] = _fake_pem("RSA PRIVATE KEY", rid)
+                    out["publicKey"] = _fake_pem("PUBLIC KEY", rid)
+                out["caCertificateId"] = ""
+            elif type_name == "TopicRule":
+                resource_part = f"rule/{name}"
+            elif type_name == "DomainConfiguration":
+                resource_part = f"domainconfiguration/{name}/{_alnum(5, *seed)}"
+                out["domainType"] = "CUSTOMER_MANAGED" if p.get("domainName") else "AWS_MANAGED"
+            elif type_name == "Policy":
+                resource_part = f"policy/{name}"
+                out["defaultVersionId"] = "1"
+            elif type_name in ("PolicyAttachment", "ThingPrincipalAttachment"):
+                rid = f"{name}-{_alnum(8, *seed)}"
+                resource_part = rid
+            elif type_name == "Thing":
+                out["defaultClientId"] = name
+                out["version"] = 1
+                resource_part = f"thing/{name}"
+        elif module == "route53":
+            if type_name == "Zone":
+                rid = zone_id(name)
+                out.update(
+                    zoneId=rid,
+                    nameServers=[
+                        f"ns-{i}.awsdns-{i:02d}.{tld}"
+                        for i, tld in ((1, "com"), (2, "net"), (3, "org"), (4, "co.uk"))
+                    ],
+                    primaryNameServer="ns-1.awsdns-01.com",
+                )
+                resource_part = f"hostedzone/{rid}"
+            elif type_name == "Record":
+                parts = [str(p.get("zoneId", "")), str(p.get("name", "")), str(p.get("type", ""))]
+                if p.get("setIdentifier"):
+                    parts.append(str(p["setIdentifier"]))
+                rid = "_".join(parts)
+                out["fqdn"] = str(p.get("name", "")).rstrip(".")
+                resource_part = f"recordset/{rid}"
+            elif type_name == "HealthCheck":
+                rid = _uuid("healthcheck", *seed)
+                resource_part = f"healthcheck/{rid}"
+        elif module == "acm":
+            if type_name == "Certificate":
+                rid_uuid = _uuid("acm", *seed)
+                resource_part = f"certificate/{rid_uuid}"
+                domains = [p.get("domainName")] + list(p.get("subjectAlternativeNames") or [])
+                out["domainValidationOptions"] = [
+                    {
+                        "domainName": d,
+                        # same record in every region of one account, as in ACM
+                        "resourceRecordName": f"_{_alnum(32, 'acm-cname', ACCOUNT, str(d))}.{d}.",
+                        "resourceRecordType": "CNAME",
+                        "resourceRecordValue": (
+                            f"_{_alnum(32, 'acm-value', ACCOUNT, str(d))}.acm-validations.aws."
+                        ),
+                    }
+                    for d in domains
+                    if d
+                ]
+                out["status"] = "ISSUED"
+                rid = None  # set from the ARN below
+            elif type_name == "CertificateValidation":
+                rid = str(p.get("certificateArn", name))
+        elif module == "kms" and type_name == "Key":
+            rid = _uuid("kms", *seed)
+            resource_part = f"key/{rid}"
+            out["keyId"] = rid
+        elif module == "kinesis" and type_name == "Stream":
+            resource_part = f"stream/{name}"
+        elif module == "dynamodb" and type_name == "Table":
+            resource_part = f"table/{name}"
+            if p.get("streamEnabled"):
+                out["streamArn"] = self.arn(token, region, f"table/{name}/stream/2024-01-01T00:00:00.000")
+                out["streamLabel"] = "2024-01-01T00:00:00.000"
+        elif module in ("sns", "sqs"):
+            resource_part = name
+        elif module == "lambda" and type_name == "Function":
+            resource_part = f"function:{name}"
+        elif module == "cloudwatch" and type_name == "LogGroup":
+            resource_part = f"log-group:{name}"
+        elif "name" not in p:
+            # an anonymous resource (attachments, associations ...): a generated id
+            rid = f"{_urn_name(urn)}-{_alnum(8, *seed)}"
+            resource_part = f"{lower.lower()}/{rid}"
+
+        arn = self.arn(token, region, resource_part)
+        if rid is None:
+            rid = arn
+        out["arn"] = arn
+        out["id"] = rid
+        if module == "sqs" and type_name == "Queue":
+            out["url"] = f"https://sqs.{region}.amazonaws.com/{ACCOUNT}/{name}"
+        if preview:
+            # values AWS assigns are unknown until the resource exists
+            for key in (
+                "arn",
+                "id",
+                "uniqueId",
+                "keyId",
+                "zoneId",
+                "nameServers",
+                "certificatePem",
+                "privateKey",
+                "publicKey",
+                "domainValidationOptions",
+                "streamArn",
+            ):
+                if key in out and key not in props:
+                    out[key] = UNKNOWN
+            return "", out
+        return str(rid), out
+
+    # -- state claims (FAKE_AWS_STATE_DIR) ----------------------------------------------------
+    def _claim_key(self, token: str, region: str, rid: str, props: dict[str, Any]) -> str | None:
+        module, type_name = parse_type(token)
+        if module == "s3" and type_name in ("Bucket", "BucketV2"):
+            return f"s3-bucket/{rid}"
+        if token == "aws:route53/record:Record":
+            return f"route53-record/{rid}"
+        if token in AUTONAME:
+            return f"{token}/{region}/{rid}"
+        return None
+
+    def _claim(self, token: str, region: str, rid: str, props: dict[str, Any], urn: str) -> None:
+        root = os.environ.get("FAKE_AWS_STATE_DIR")
+        key = self._claim_key(token, region, rid, props)
+        if not root or not key:
+            return
+        path = os.path.join(root, re.sub(r"[^A-Za-z0-9._-]", "_", key))
+        os.makedirs(root, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            fd = -1
+        if fd < 0:
+            with open(path) as fh:
+                owner = fh.read()
+            if owner == urn:
+                return
+            if token == "aws:route53/record:Record" and plain(props.get("allowOverwrite")):
+                with open(path, "w") as fh:
+                    fh.write(urn)
+                return
+            raise _AwsError(
+                f"creating {token} ({rid}): operation error: already exists "
+                f"(AlreadyExists / ResourceAlreadyExistsException), owned by {owner}"
+            )
+        with os.fdopen(fd, "w") as fh:
+            fh.write(urn)
+
+    def _release(self, token: str, region: str, rid: str, props: dict[str, Any], urn: str) -> None:
+        root = os.environ.get("FAKE_AWS_STATE_DIR")
+        key = self._claim_key(token, region, rid, props)
+        if not root or not key:
+            return
+        path = os.path.join(root, re.sub(r"[^A-Za-z0-9._-]", "_", key))
+        try:
+            with open(path) as fh:
+                if fh.read() != urn:
+                    return
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+    # -- resources --------------------------------------------------------------------------
+    @_grpc_errors
+    def Check(self, request, context):
+        news = to_dict(request.news)
+        if "region" not in news and parse_type(request.type)[0] not in GLOBAL_SERVICES:
+            # like pulumi-aws 7, a regional resource's region defaults to the provider's
+            news["region"] = self.region_of(news)
+        key = AUTONAME.get(request.type)
+        if key and key not in news and f"{key}Prefix" not in news:
+            olds = to_dict(request.olds)
+            if key in olds:
+                news[key] = olds[key]  # keep the name chosen the first time
+            else:
+                suffix = hashlib.sha256(request.randomSeed or request.urn.encode()).hexdigest()[:7]
+                base = _urn_name(request.urn)
+                if request.type == "aws:iot/topicRule:TopicRule":
+                    news[key] = re.sub(r"[^A-Za-z0-9_]", "_", base) + "_" + suffix
+                else:
+                    news[key] = (base.lower() if key == "bucket" else base) + "-" + suffix
+        return provider_pb2.CheckResponse(inputs=to_struct(news))
+
+    @_grpc_errors
+    def Diff(self, request, context):
+        news = to_dict(request.news)
+        old_inputs = to_dict(request.old_inputs) if request.HasField("old_inputs") else None
+        olds = (
+            old_inputs
+            if old_inputs is not None
+            else {k: v for k, v in to_dict(request.olds).items() if k in news}
+        )
+        replace_keys = REPLACE_KEYS.get(request.type, set()) | {"region"}
+        diffs, replaces, detailed = [], [], {}
+        for key in sorted(set(olds) | set(news)):
+            if olds.get(key) == news.get(key):
+                continue
+            diffs.append(key)
+            if key not in news:
+                kind = provider_pb2.PropertyDiff.DELETE
+            elif key not in olds:
+                kind = provider_pb2.PropertyDiff.ADD
+            else:
+                kind = provider_pb2.PropertyDiff.UPDATE
+            if key in replace_keys:
+                replaces.append(key)
+                kind = {
+                    provider_pb2.PropertyDiff.DELETE: provider_pb2.PropertyDiff.DELETE_REPLACE,
+                    provider_pb2.PropertyDiff.ADD: provider_pb2.PropertyDiff.ADD_REPLACE,
+                    provider_pb2.PropertyDiff.UPDATE: provider_pb2.PropertyDiff.UPDATE_REPLACE,
+                }[kind]
+            detailed[key] = provider_pb2.PropertyDiff(kind=kind, inputDiff=True)
+        return provider_pb2.DiffResponse(
+            changes=provider_pb2.DiffResponse.DIFF_SOME if diffs else provider_pb2.DiffResponse.DIFF_NONE,
+            diffs=diffs,
+            replaces=replaces,
+            detailedDiff=detailed,
+            hasDetailedDiff=True,
+        )
+
+    @_grpc_errors
+    def Create(self, request, context):
+        props = to_dict(request.properties)
+        rid, out = self.computed(request.type, request.urn, props, request.preview)
+        region = out["region"]
+        if not request.preview:
+            inject("create", request.urn)
+            self._claim(request.type, region, rid, props, request.urn)
+        record(
+            "aws",
+            "preview-create" if request.preview else "create",
+            request.urn,
+            request.type,
+            rid,
+            region=region,
+        )
+        return provider_pb2.CreateResponse(id=rid, properties=to_struct({**props, **out}))
+
+    @_grpc_errors
+    def Read(self, request, context):
+        state = to_dict(request.properties)
+        inputs = to_dict(request.inputs)
+        record("aws", "read", request.urn, request.type, request.id, region=self.region_of(state or inputs))
+        inject("read", request.urn)
+        if not state:
+            # `Resource.get(...)` of something that exists "in AWS": synthesize it from the id
+            state = {"id": request.id, "arn": self.arn(request.type, self.region_of(inputs), request.id)}
+        return provider_pb2.ReadResponse(
+            id=request.id, properties=to_struct(state), inputs=to_struct(inputs) if inputs else None
+        )
+
+    @_grpc_errors
+    def Update(self, request, context):
+        news = to_dict(request.news)
+        olds = to_dict(request.olds)
+        _, out = self.computed(request.type, request.urn, news, request.preview)
+        # what AWS assigned at creation does not change on update
+        for key in (
+            "arn",
+            "id",
+            "uniqueId",
+            "keyId",
+            "zoneId",
+            "nameServers",
+            "certificatePem",
+            "privateKey",
+            "publicKey",
+            "domainValidationOptions",
+            "streamArn",
+        ):
+            if key in olds:
+                out[key] = olds[key]
+        if not request.preview:
+            inject("update", request.urn)
+        record(
+            "aws",
+            "preview-update" if request.preview else "update",
+            request.urn,
+            request.type,
+            request.id,
+            region=out["region"],
+        )
+        return provider_pb2.UpdateResponse(properties=to_struct({**news, **out}))
+
+    @_grpc_errors
+    def Delete(self, request, context):
+        props = to_dict(request.properties)
+        region = self.region_of(props)
+        inject("delete", request.urn)
+        self._release(request.type, region, request.id, props, request.urn)
+        record("aws", "delete", request.urn, request.type, request.id, region=region)
+        return empty_pb2.Empty()
+
+    # -- functions --------------------------------------------------------------------------
+    @_grpc_errors
+    def Invoke(self, request, context):
+        args = plain(to_dict(request.args))
+        region = self.region_of(args)
+        tok = request.tok
+        result: dict[str, Any]
+        if tok == "aws:iot/getEndpoint:getEndpoint":
+            kind = args.get("endpointType") or "iot:Data-ATS"
+            result = {
+                "endpointAddress": iot_endpoint(region, kind),
+                "endpointType": kind,
+                "id": region,
+                "region": region,
+            }
+        elif tok == "aws:route53/getZone:getZone":
+            name = str(args.get("name") or "").rstrip(".")
+            zid = args.get("zoneId") or zone_id(name or "unknown")
+            if not name:
+                name = f"zone-{zid.lower()}.example"
+            result = {
+                "zoneId": zid,
+                "id": zid,
+                "name": name,
+                "arn": f"arn:{PARTITION}:route53:::hostedzone/{zid}",
+                "nameServers": ["ns-1.awsdns-01.com", "ns-2.awsdns-02.net"],
+                "primaryNameServer": "ns-1.awsdns-01.com",
+                "privateZone": bool(args.get("privateZone", False)),
+                "resourceRecordSetCount": 2,
+                "callerReference": _uuid("zone-ref", name),
+                "comment": "",
+                "tags": args.get("tags") or {},
+                "linkedServiceDescription": "",
+                "linkedServicePrincipal": "",
+                "enableAcceleratedRecovery": False,
+            }
+            if args.get("vpcId"):
+                result["vpcId"] = args["vpcId"]
+        elif tok == "aws:index/getCallerIdentity:getCallerIdentity":
+            result = {
+                "accountId": ACCOUNT,
+                "id": ACCOUNT,
+                "userId": "AIDAFAKEORCHESTRATETEST",
+                "arn": f"arn:{PARTITION}:iam::{ACCOUNT}:user/orchestrate-test",
+            }
+        elif tok == "aws:index/getRegion:getRegion":
+            name = args.get("name") or args.get("region") or region
+            result = {
+                "name": name,
+                "region": name,
+                "id": name,
+                "endpoint": f"ec2.{name}.amazonaws.com",
+                "description": name,
+            }
+        elif tok == "aws:index/getPartition:getPartition":
+            result = {
+                "partition": PARTITION,
+                "id": PARTITION,
+                "dnsSuffix": "amazonaws.com",
+                "reverseDnsPrefix": "com.amazonaws",
+            }
+        elif tok == "aws:index/getRegions:getRegions":
+            names = ["eu-west-1", "eu-central-1", "us-east-1", "us-west-2", "ap-northeast-1"]
+            result = {"names": names, "id": PARTITION, "allRegions": bool(args.get("allRegions"))}
+        elif tok == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            zones = [f"{region}{s}" for s in "abc"]
+            result = {
+                "names": zones,
+                "zoneIds": [f"{region[:3]}1-az{i}" for i in (1, 2, 3)],
+                "id": region,
+                "groupNames": [region],
+            }
+        else:
+            result = {}
+        record("aws", "invoke", tok, tok, "", region=region)
+        return provider_pb2.InvokeResponse(**{"return": to_struct(result)})
+
+
+def _fake_pem(kind: str, seed: str) -> str:
+    body = hashlib.sha256((kind + seed).encode()).hexdigest() * 2
+    return f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----\n"
+
+
+if __name__ == "__main__":
+    serve(FakeAws())
