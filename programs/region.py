@@ -1,0 +1,230 @@
+"""One region of the platform (`E-region-<region>`): custom domain, registry, ingestion, data lake.
+
+The same code serves every region: the region is `RegionArgs.region`, passed as `region=` to every
+regional resource (pulumi-aws 7), and never written anywhere else. IAM and Route 53 are global
+and take no region. Policy documents use `*` for region and account (see `policies`).
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+from pulumi import Output, ResourceOptions
+
+from programs import policies
+from programs.contract import REGION_OUTPUTS, RegionArgs
+
+TYPE = "iotplatform:region:IotRegion"
+TLS_POLICY = "IoTSecurityPolicy_TLS13_1_2_2022_10"
+TELEMETRY_SQL = f"SELECT * FROM '{policies.TELEMETRY_TOPIC_FILTER}'"
+SQL_VERSION = "2016-03-23"
+# Firehose key layout of the lake: Hive-style partitions, queryable by Athena/Glue without a crawler.
+TELEMETRY_PREFIX = ("telemetry/year=!{timestamp:yyyy}/month=!{timestamp:MM}/"
+                    "day=!{timestamp:dd}/hour=!{timestamp:HH}/")
+FIREHOSE_ERROR_PREFIX = ("errors/firehose/!{firehose:error-output-type}/year=!{timestamp:yyyy}/"
+                         "month=!{timestamp:MM}/day=!{timestamp:dd}/hour=!{timestamp:HH}/")
+RULE_ERROR_PREFIX = "errors/iot-rule"
+NONCURRENT_VERSION_DAYS = 30  # old versions (overwrites, deletes) stay recoverable for a month
+ABORT_MULTIPART_DAYS = 7
+# Registry events the replication stack's rule consumes ($aws/events/thing…). Only these keys are
+# sent, so settings other teams own (jobs, certificates, policies) are left as they are.
+REGISTRY_EVENTS = ("THING", "THING_GROUP", "THING_TYPE", "THING_GROUP_MEMBERSHIP",
+                   "THING_GROUP_HIERARCHY", "THING_TYPE_ASSOCIATION")
+_BUCKET_PREFIX_MAX = 37  # S3 allows 63; the provider appends a 26-character unique suffix
+
+
+def lake_bucket_prefix(env: str, region: str) -> str:
+    """`iot-<env>-lake-<region>-`, shortening the env part (never the region) to fit S3's limit."""
+    room = _BUCKET_PREFIX_MAX - len(f"iot--lake-{region}-")
+    return f"iot-{env[:max(room, 1)].rstrip('-')}-lake-{region}-"
+
+
+def device_policy_name(env: str) -> str:
+    """Region-neutral: the same name in every region, so registry sync copies it one to one."""
+    return f"iot-{env}-device"
+
+
+class IotRegion(pulumi.ComponentResource):
+    region: Output[str]
+    iot_endpoint: Output[str]
+    domain_configuration_name: Output[str]
+    domain_configuration_arn: Output[str]
+    certificate_arn: Output[str]
+    stream_name: Output[str]
+    stream_arn: Output[str]
+    data_lake_bucket_name: Output[str]
+    data_lake_bucket_arn: Output[str]
+    device_policy_name: Output[str]
+
+    def __init__(self, name: str, args: RegionArgs, opts: ResourceOptions | None = None) -> None:
+        super().__init__(TYPE, name, None, opts)
+        region = args.region
+        child = ResourceOptions(parent=self)
+        invoke = pulumi.InvokeOptions(parent=self)
+        tags = {"Environment": args.env, "ManagedBy": "orchestrate", "Component": "region"}
+        account_id = aws.get_caller_identity_output(opts=invoke).account_id
+        partition = aws.get_partition_output(opts=invoke).partition
+
+        # -- custom domain: ACM certificate in this region, validated over DNS --------------------
+        cert = aws.acm.Certificate(
+            f"{name}-cert", domain_name=args.domain, validation_method="DNS",
+            key_algorithm="RSA_2048", region=region, tags=tags, opts=child)
+        option = cert.domain_validation_options.apply(
+            lambda opts: next(o for o in opts if o.domain_name == args.domain))
+        if args.manage_validation_record:
+            # The validation CNAME is identical in every region of the account: only the owner
+            # stack creates it; the other regions wait on the same FQDN below.
+            zone = aws.route53.get_zone_output(name=args.hosted_zone, private_zone=False, opts=invoke)
+            record = aws.route53.Record(
+                f"{name}-cert-validation-record", zone_id=zone.zone_id,
+                name=option.resource_record_name, type=option.resource_record_type,
+                records=[option.resource_record_value], ttl=300, opts=child)
+            fqdns: list[Output[str]] = [record.fqdn]
+        else:
+            fqdns = [option.resource_record_name.apply(lambda n: n.rstrip("."))]
+        validation = aws.acm.CertificateValidation(
+            f"{name}-cert-validation", certificate_arn=cert.arn, validation_record_fqdns=fqdns,
+            region=region, opts=child)
+
+        domain = aws.iot.DomainConfiguration(
+            f"{name}-domain", name=f"iot-{args.env}-{region}-domain", domain_name=args.domain,
+            service_type="DATA", server_certificate_arns=[validation.certificate_arn],
+            tls_config={"security_policy": TLS_POLICY}, region=region, tags=tags, opts=child)
+        endpoint = aws.iot.get_endpoint_output(endpoint_type="iot:Data-ATS", region=region, opts=invoke)
+
+        # -- registry --------------------------------------------------------------------------
+        for thing_type in args.thing_types:
+            aws.iot.ThingType(f"{name}-type-{thing_type}", name=thing_type, region=region, opts=child)
+        groups: dict[str, aws.iot.ThingGroup] = {}
+        for group in args.thing_groups:
+            parent = groups[group.parent].name if group.parent else None
+            groups[group.name] = aws.iot.ThingGroup(
+                f"{name}-group-{group.name}", name=group.name, parent_group_name=parent,
+                region=region, tags=tags, opts=child)
+        aws.iot.EventConfigurations(
+            f"{name}-registry-events", event_configurations={key: True for key in REGISTRY_EVENTS},
+            region=region, opts=child)
+        aws.iot.IndexingConfiguration(
+            f"{name}-indexing",
+            thing_indexing_configuration={"thing_indexing_mode": "REGISTRY"},
+            thing_group_indexing_configuration={"thing_group_indexing_mode": "ON"},
+            region=region, opts=child)
+        device_policy = aws.iot.Policy(
+            f"{name}-device-policy", name=device_policy_name(args.env),
+            policy=partition.apply(lambda p: policies.dumps(policies.device_policy(p))),
+            region=region, tags=tags, opts=child)
+
+        # -- data lake -------------------------------------------------------------------------
+        # SSE-S3 rather than SSE-KMS: replication to other regions then needs no per-region KMS
+        # grants and the replication role names only the two buckets. Moving to a customer key
+        # means sse_kms_encrypted_objects + replica_kms_key_id in the replication stack.
+        bucket = aws.s3.Bucket(
+            f"{name}-lake", bucket_prefix=lake_bucket_prefix(args.env, region), force_destroy=False,
+            region=region, tags=tags, opts=ResourceOptions(parent=self, protect=True))
+        versioning = aws.s3.BucketVersioning(
+            f"{name}-lake-versioning", bucket=bucket.id,
+            versioning_configuration={"status": "Enabled"}, region=region, opts=child)
+        encryption = aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-lake-encryption", bucket=bucket.id,
+            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
+            region=region, opts=child)
+        public_block = aws.s3.BucketPublicAccessBlock(
+            f"{name}-lake-public-access", bucket=bucket.id, block_public_acls=True,
+            block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True,
+            region=region, opts=child)
+        ownership = aws.s3.BucketOwnershipControls(
+            f"{name}-lake-ownership", bucket=bucket.id,
+            rule={"object_ownership": "BucketOwnerEnforced"}, region=region,
+            opts=ResourceOptions(parent=self, depends_on=[public_block]))
+        aws.s3.BucketPolicy(
+            f"{name}-lake-policy", bucket=bucket.id,
+            policy=bucket.arn.apply(lambda arn: policies.dumps(policies.deny_insecure_transport(arn))),
+            region=region, opts=ResourceOptions(parent=self, depends_on=[public_block, ownership]))
+        sizing = args.sizing
+        lake_rule: aws.s3.BucketLifecycleConfigurationRuleArgsDict = {
+            "id": "lake-lifecycle",
+            "status": "Enabled",
+            "filter": {"prefix": ""},  # every object
+            "transitions": [{"days": sizing.lake_transition_days, "storage_class": "STANDARD_IA"}],
+            "noncurrent_version_expiration": {"noncurrent_days": NONCURRENT_VERSION_DAYS},
+            "abort_incomplete_multipart_upload": {"days_after_initiation": ABORT_MULTIPART_DAYS},
+        }
+        if sizing.lake_expiration_days > 0:
+            lake_rule["expiration"] = {"days": sizing.lake_expiration_days}
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-lake-lifecycle", bucket=bucket.id, rules=[lake_rule], region=region,
+            opts=ResourceOptions(parent=self, depends_on=[versioning]))
+
+        # -- ingestion: IoT rule -> Kinesis -> Firehose -> lake ------------------------------------
+        provisioned = sizing.kinesis_mode == "PROVISIONED"
+        stream = aws.kinesis.Stream(
+            f"{name}-telemetry", name=f"iot-{args.env}-{region}-telemetry",
+            encryption_type="KMS", kms_key_id="alias/aws/kinesis",
+            retention_period=sizing.retention_hours,
+            stream_mode_details={"stream_mode": sizing.kinesis_mode},
+            shard_count=sizing.kinesis_shards if provisioned else None,
+            region=region, tags=tags, opts=ResourceOptions(parent=self, protect=True))
+
+        iot_trust = account_id.apply(lambda a: policies.dumps(policies.service_trust("iot.amazonaws.com", a)))
+        rule_role = aws.iam.Role(f"{name}-rule-role", assume_role_policy=iot_trust, tags=tags, opts=child)
+        rule_policy = aws.iam.RolePolicy(
+            f"{name}-rule-policy", role=rule_role.id,
+            policy=stream.arn.apply(lambda arn: policies.dumps(policies.kinesis_put(arn))), opts=child)
+        # The error action has its own role, so the rule role stays scoped to the stream alone.
+        error_role = aws.iam.Role(f"{name}-rule-error-role", assume_role_policy=iot_trust, tags=tags,
+                                  opts=child)
+        error_policy = aws.iam.RolePolicy(
+            f"{name}-rule-error-policy", role=error_role.id,
+            policy=bucket.arn.apply(
+                lambda arn: policies.dumps(policies.s3_put_under(arn, RULE_ERROR_PREFIX))),
+            opts=child)
+        aws.iot.TopicRule(
+            f"{name}-telemetry-rule", name=f"iot_{args.env}_{region}_telemetry".replace("-", "_"),
+            description="Device telemetry to the region's Kinesis stream",
+            enabled=True, sql=TELEMETRY_SQL, sql_version=SQL_VERSION,
+            kineses=[{"stream_name": stream.name, "role_arn": rule_role.arn,
+                      "partition_key": "${topic(2)}"}],  # per-device ordering
+            error_action={"s3": {"bucket_name": bucket.bucket, "role_arn": error_role.arn,
+                                 "key": f"{RULE_ERROR_PREFIX}/${{newuuid()}}"}},
+            region=region, tags=tags,
+            opts=ResourceOptions(parent=self, depends_on=[rule_policy, error_policy]))
+
+        firehose_trust = account_id.apply(lambda a: policies.dumps(
+            policies.service_trust("firehose.amazonaws.com", a, condition_key="sts:ExternalId")))
+        firehose_role = aws.iam.Role(f"{name}-firehose-role", assume_role_policy=firehose_trust,
+                                     tags=tags, opts=child)
+        firehose_policy = aws.iam.RolePolicy(
+            f"{name}-firehose-policy", role=firehose_role.id,
+            policy=Output.all(stream.arn, bucket.arn).apply(
+                lambda a: policies.dumps(policies.firehose_delivery(a[0], a[1]))),
+            opts=child)
+        aws.kinesis.FirehoseDeliveryStream(
+            f"{name}-lake-delivery", name=f"iot-{args.env}-{region}-lake", destination="extended_s3",
+            kinesis_source_configuration={"kinesis_stream_arn": stream.arn, "role_arn": firehose_role.arn},
+            extended_s3_configuration={
+                "bucket_arn": bucket.arn, "role_arn": firehose_role.arn,
+                "prefix": TELEMETRY_PREFIX, "error_output_prefix": FIREHOSE_ERROR_PREFIX,
+                "buffering_size": 64, "buffering_interval": 300, "compression_format": "GZIP",
+            },
+            region=region, tags=tags,
+            opts=ResourceOptions(parent=self, depends_on=[firehose_policy, encryption]))
+
+        self.region = Output.from_input(region)
+        self.iot_endpoint = endpoint.endpoint_address
+        self.domain_configuration_name = domain.name
+        self.domain_configuration_arn = domain.arn
+        self.certificate_arn = validation.certificate_arn
+        self.stream_name = stream.name
+        self.stream_arn = stream.arn
+        self.data_lake_bucket_name = bucket.bucket
+        self.data_lake_bucket_arn = bucket.arn
+        self.device_policy_name = device_policy.name
+        self.register_outputs(self.exports())
+
+    def exports(self) -> dict[str, Output[str]]:
+        """The stack outputs, named exactly as `contract.REGION_OUTPUTS`."""
+        values = [self.region, self.iot_endpoint, self.domain_configuration_name,
+                  self.domain_configuration_arn, self.certificate_arn, self.stream_name,
+                  self.stream_arn, self.data_lake_bucket_name, self.data_lake_bucket_arn,
+                  self.device_policy_name]
+        return dict(zip(REGION_OUTPUTS, values, strict=True))
