@@ -348,6 +348,8 @@ class _Step:
         self.protected = False
         self.old: Mapping[str, Any] | None = None
         self.new: Mapping[str, Any] | None = None
+        self.old_inputs: Mapping[str, Any] | None = None
+        self.new_inputs: Mapping[str, Any] | None = None
 
     def merge(self, op: Op, meta: Any, events: Any) -> None:
         if _STRENGTH[op] > _STRENGTH[self.op]:
@@ -370,17 +372,30 @@ class _Step:
                 self.protected = True
         if meta.old is not None and self.old is None:
             self.old = _props(meta.old)
+            self.old_inputs = meta.old.inputs
         if meta.new is not None:
             self.new = _props(meta.new) or self.new
+            self.new_inputs = meta.new.inputs or self.new_inputs
 
     def change(self) -> ResourceChange:
+        diffs = list(self.diffs)
+        if not diffs and self.op in (Op.UPDATE, Op.REPLACE):
+            diffs = self._input_diffs()
+        diffs += [k for k in self.replace_keys if k not in diffs]
         return ResourceChange(
             urn=self.urn, type=self.type, name=_name_of(self.urn), op=self.op,
-            diffs=tuple(self.diffs), protected=self.protected, stateful=is_stateful(self.type),
-            replace_keys=tuple(self.replace_keys), values=self._values(),
+            diffs=tuple(diffs), protected=self.protected, stateful=is_stateful(self.type),
+            replace_keys=tuple(self.replace_keys), values=self._values(diffs),
         )
 
-    def _values(self) -> tuple[ValueChange, ...]:
+    def _input_diffs(self) -> list[str]:
+        """Top-level inputs that differ, for providers that report no diff of their own (the CLI's
+        display does the same). Secret values compare as equal: a changed secret is not seen."""
+        old, new = self.old_inputs or {}, self.new_inputs or {}
+        keys = [k for k in (*old, *(k for k in new if k not in old)) if not k.startswith("__")]
+        return [k for k in keys if _mask(old.get(k)) != _mask(new.get(k))]
+
+    def _values(self, diffs: list[str]) -> tuple[ValueChange, ...]:
         shown = SHOWN_VALUES.get(self.type)
         if not shown:
             return ()
@@ -389,7 +404,7 @@ class _Step:
         if self.op in (Op.CREATE, Op.DELETE):
             keys = sorted(k for k in shown if (old or new or {}).get(k) not in (None, "", [], {}))
         else:
-            top = {re.split(r"[.\[]", p, maxsplit=1)[0] for p in self.diffs}
+            top = {re.split(r"[.\[]", p, maxsplit=1)[0] for p in diffs}
             keys = sorted(k for k in shown if k in top)
         out = []
         for k in keys:

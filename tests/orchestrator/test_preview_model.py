@@ -268,3 +268,66 @@ def test_importing_the_preview_and_github_modules_does_not_import_pulumi() -> No
             "print([m for m in sys.modules if m == 'pulumi' or m.startswith('pulumi.')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# Trimmed from the event log of a real `pulumi preview` (CLI 3.272.0, a dynamic provider that
+# reports no property diff): a protected resource replaced, one updated, one created, one
+# deleted, and the engine refusing the protected replace.
+def _meta(op: str, name: str, *, keys: list[str] | None = None, protect: bool | None = None,
+          old: dict[str, Any] | None = None, new: dict[str, Any] | None = None) -> dict[str, Any]:
+    t = "pulumi-python:dynamic:Resource"
+    u = f"urn:pulumi:dev::pv::{t}::{name}"
+    secret = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270",
+              "ciphertext": "[secret]"}
+
+    def st(inputs: dict[str, Any] | None) -> dict[str, Any] | None:
+        if inputs is None:
+            return None
+        full = {"__provider": secret, **inputs}
+        return {"type": t, "urn": u, "id": name, "parent": "", "provider": "", "protect": protect,
+                "inputs": full, "outputs": full}
+
+    return {"metadata": {"op": op, "urn": u, "type": t, "provider": "", "keys": keys, "diffs": None,
+                         "detailedDiff": None, "old": st(old), "new": st(new)}, "planning": True}
+
+
+RECORDED = [
+    {"sequence": 0, "preludeEvent": {"config": {}}},
+    {"sequence": 26, "diagnosticEvent": {
+        "urn": "urn:pulumi:dev::pv::pulumi-python:dynamic:Resource::lake", "prefix": "error: ",
+        "message": 'unable to replace resource "urn:pulumi:dev::pv::pulumi-python:dynamic:Resource::lake"\n'
+                   "as it is currently marked for protection.\n", "color": "never", "severity": "error"}},
+    {"sequence": 27, "resourcePreEvent": _meta(
+        "create-replacement", "lake", keys=["name"], protect=True,
+        old={"name": "lake-v1", "size": 1, "token": "[secret]"},
+        new={"name": "lake-v2", "size": 1, "token": "[secret]"})},
+    {"sequence": 30, "resourcePreEvent": _meta(
+        "replace", "lake", keys=["name"], protect=True,
+        old={"name": "lake-v1", "size": 1, "token": "[secret]"},
+        new={"name": "lake-v2", "size": 1, "token": "[secret]"})},
+    {"sequence": 32, "resourcePreEvent": _meta("update", "upd", old={"name": "upd", "size": 1},
+                                               new={"name": "upd", "size": 2})},
+    {"sequence": 33, "resourcePreEvent": _meta("create", "new")},
+    {"sequence": 36, "resourcePreEvent": _meta("delete-replaced", "lake", protect=True,
+                                               old={"name": "lake-v1", "size": 1})},
+    {"sequence": 38, "resourcePreEvent": _meta("delete", "gone", old={"name": "gone", "size": 1})},
+    {"sequence": 40, "diagnosticEvent": {"message": "preview failed\n", "color": "never", "severity": "error",
+                                         "prefix": "error: "}},
+    {"sequence": 41, "summaryEvent": {"maybeCorrupt": False, "durationSeconds": 1,
+                                      "resourceChanges": {"create": 1, "delete": 1, "replace": 1, "same": 2,
+                                                          "update": 1}, "PolicyPacks": {}}},
+]
+
+
+def test_a_recorded_engine_event_log_becomes_the_model() -> None:
+    changes, counts, error = collect(ev.EngineEvent.from_json(d) for d in RECORDED)
+    by_name = {c.name: c for c in changes}
+    assert {n: (c.op, c.diffs, c.protected) for n, c in by_name.items()} == {
+        "lake": (Op.REPLACE, ("name",), True),  # the replace key is named even without a provider diff
+        "upd": (Op.UPDATE, ("size",), False),  # the changed input, compared like the CLI's display does
+        "new": (Op.CREATE, (), False),
+        "gone": (Op.DELETE, (), False),
+    }
+    assert counts == {Op.CREATE: 1, Op.DELETE: 1, Op.REPLACE: 1, Op.SAME: 2, Op.UPDATE: 1}
+    assert error is not None and error.startswith('unable to replace resource "urn:pulumi:dev::pv::')
+    assert error.endswith("preview failed")
