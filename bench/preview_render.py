@@ -32,6 +32,7 @@ from orchestrator.preview import (  # noqa: E402
     StackPreview,
     ValueChange,
     collect,
+    comment_length,
     render_json,
     render_markdown,
     render_text,
@@ -118,7 +119,7 @@ def main() -> int:
     preview = build_model()
     md_s, parts = timed(lambda: render_markdown(preview), args.repeat)
     assert isinstance(parts, list)
-    sizes = [len(p) for p in parts]
+    sizes = [comment_length(p) for p in parts]  # UTF-16 units: >= characters
     text_s, _ = timed(lambda: render_text(preview), args.repeat)
     json_s, _ = timed(lambda: render_json(preview), args.repeat)
     events = build_events(RESOURCES)

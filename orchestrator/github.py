@@ -26,7 +26,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from orchestrator.errors import InputRejected, OperationFailed
-from orchestrator.preview.render import MAX_COMMENT_CHARS, parse_marker
+from orchestrator.preview.render import MAX_COMMENT_CHARS, comment_length, parse_marker
 from orchestrator.scrub import scrub
 
 DEFAULT_API_URL = "https://api.github.com"
@@ -82,8 +82,9 @@ def post_comment(parts: Sequence[str], *, repo: str, pr: int, env: str, token: s
         if parse_marker(body) != (env, n):
             raise InputRejected(f"part {n} does not start with the marker of env {env} part {n}",
                                 hint="post only what `orchestrate preview --format markdown` wrote")
-        if len(body) > MAX_COMMENT_CHARS:
-            raise InputRejected(f"part {n} has {len(body)} characters; GitHub accepts {MAX_COMMENT_CHARS}")
+        if comment_length(body) > MAX_COMMENT_CHARS:
+            raise InputRejected(f"part {n} has {comment_length(body)} characters; "
+                                f"GitHub accepts {MAX_COMMENT_CHARS}")
 
     api = _Api(api_url, token, repo, pr, timeout=timeout, max_attempts=max_attempts,
                max_wait=max_wait, sleep=sleep)

@@ -20,6 +20,7 @@ from orchestrator.preview.model import (
 from orchestrator.preview.render import (
     FORMATS,
     MAX_COMMENT_CHARS,
+    comment_length,
     join_parts,
     marker,
     parse_marker,
@@ -33,6 +34,6 @@ from orchestrator.preview.render import (
 __all__ = [
     "FORMATS", "MAX_COMMENT_CHARS", "STATEFUL_TYPES", "Collector", "EnvironmentPreview", "Op",
     "Placeholder", "PlaceholderReason", "ResourceChange", "StackPreview", "ValueChange", "collect",
-    "join_parts", "marker", "parse_marker", "placeholders_in_config", "render", "render_json",
-    "render_markdown", "render_text", "split_parts",
+    "comment_length", "join_parts", "marker", "parse_marker", "placeholders_in_config", "render",
+    "render_json", "render_markdown", "render_text", "split_parts",
 ]

@@ -38,6 +38,15 @@ from orchestrator.preview.model import (
 from orchestrator.scrub import Scrubber
 
 MAX_COMMENT_CHARS = 65536  # GitHub's limit for an issue or pull-request comment body
+
+
+def comment_length(text: str) -> int:
+    """Length as measured against GitHub's limit, conservatively: in UTF-16 code units, which is
+    never less than the number of characters (emoji such as 🟢 count twice)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+_units = comment_length
 FORMATS = ("markdown", "text", "json")
 
 _MARKER = "<!-- orchestrate-preview env={env} part={part} -->"
@@ -232,9 +241,11 @@ class _Block:
     rows: list[str] = field(default_factory=list)
     close: str = "\n</details>\n\n"
 
-    @property
-    def size(self) -> int:
-        return len(self.open) + sum(len(r) for r in self.rows) + len(self.close)
+    def __post_init__(self) -> None:
+        self.row_units = [_units(r) for r in self.rows]
+        self.open_units, self.reopen_units, self.close_units = (
+            _units(self.open), _units(self.reopen), _units(self.close))
+        self.size = self.open_units + sum(self.row_units) + self.close_units
 
 
 def _md_summary(p: EnvironmentPreview, s: Scrubber) -> str:
@@ -364,8 +375,8 @@ class _Layout:
         self.env = env
         self.max_chars = max_chars
         worst_head = marker(env, 9999) + "\n" + self._continued_title(9999, 9999)
-        self.worst_trailer = len(self._trailer(10**6, 10**9, 10**9, 10**6)) + 2
-        self.budget = max_chars - len(worst_head) - self.worst_trailer
+        self.worst_trailer = _units(self._trailer(10**6, 10**9, 10**9, 10**6)) + 2
+        self.budget = max_chars - _units(worst_head) - self.worst_trailer
         if self.budget < 1000:
             raise InputRejected(f"max_chars={max_chars} is too small for a preview comment part")
         self.parts: list[list[str]] = [[]]
@@ -378,18 +389,18 @@ class _Layout:
         self.used.append(0)
         self.placed.append([])
 
-    def _put(self, text: str) -> None:
+    def _put(self, text: str, units: int | None = None) -> None:
         self.parts[-1].append(text)
-        self.used[-1] += len(text)
+        self.used[-1] += _units(text) if units is None else units
 
     def _room(self) -> int:
         return self.budget - self.used[-1]
 
     def run(self, top: list[str], stacks: list[_Block], max_parts: int | None) -> list[str]:
         for text in top:
-            if len(text) > self.budget:
+            if _units(text) > self.budget:
                 raise InputRejected(f"the preview summary alone exceeds {self.max_chars} characters")
-            if len(text) > self._room():
+            if _units(text) > self._room():
                 self._new_part()
             self._put(text)
         for i, block in enumerate(stacks):
@@ -407,30 +418,28 @@ class _Layout:
         # too big for any part: split between rows, closing and reopening its <details>
         if not block.rows:
             raise InputRejected(f"max_chars={self.max_chars} is too small for the section of one stack")
-        biggest = max(len(r) for r in block.rows)
-        if max(len(block.open), len(block.reopen)) + biggest + len(block.close) > self.budget:
+        close = block.close_units
+        if max(block.open_units, block.reopen_units) + max(block.row_units) + close > self.budget:
             raise InputRejected(f"max_chars={self.max_chars} is too small for one resource row")
-        if len(block.open) + len(block.rows[0]) + len(block.close) > self._room():
+        if block.open_units + block.row_units[0] + close > self._room():
             self._new_part()
-        self._put(block.open)
+        self._put(block.open, block.open_units)
         placed = 0
-        for row in block.rows:
-            if len(row) + len(block.close) > self._room():
-                self._put(block.close)
+        for row, units in zip(block.rows, block.row_units, strict=True):
+            if units + close > self._room():
+                self._put(block.close, close)
                 self.placed[-1].append((i, placed))
                 self._new_part()
-                self._put(block.reopen)
+                self._put(block.reopen, block.reopen_units)
                 placed = 0
-            self._put(row)
+            self._put(row, units)
             placed += 1
-        self._put(block.close)
+        self._put(block.close, close)
         self.placed[-1].append((i, placed))
 
     def _whole(self, i: int, block: _Block) -> None:
-        self._put(block.open)
-        for row in block.rows:
-            self._put(row)
-        self._put(block.close)
+        self.parts[-1].extend([block.open, *block.rows, block.close])
+        self.used[-1] += block.size
         self.placed[-1].append((i, len(block.rows)))
 
     def _finish(self, stacks: list[_Block], max_parts: int | None) -> list[str]:

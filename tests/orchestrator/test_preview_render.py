@@ -16,6 +16,7 @@ from orchestrator.preview import (
     ResourceChange,
     StackPreview,
     collect,
+    comment_length,
     join_parts,
     marker,
     parse_marker,
@@ -75,7 +76,7 @@ def bulk_preview(env: str, stacks: int, per_stack: int, name_len: int = 24) -> E
 def assert_well_formed(parts: list[str], env: str) -> None:
     assert [parse_marker(p) for p in parts] == [(env, n) for n in range(1, len(parts) + 1)]
     for p in parts:
-        assert len(p) <= LIMIT
+        assert len(p) <= comment_length(p) <= LIMIT  # UTF-16 units: the stricter reading of the limit
         assert p.count("```") % 2 == 0, "a code fence is cut"
         assert p.count("<details>") == p.count("</details>"), "a <details> is cut"
         assert p.count("<pre>") == p.count("</pre>")
@@ -237,7 +238,7 @@ def test_small_limit_still_yields_well_formed_parts() -> None:
     parts = render_markdown(bulk_preview("dev-tokyo", stacks=3, per_stack=50), max_chars=4000)
     assert len(parts) > 3
     assert_well_formed(parts, "dev-tokyo")
-    assert all(len(x) <= 4000 for x in parts)
+    assert all(comment_length(x) <= 4000 for x in parts)
 
 
 def test_max_parts_trims_the_rest_and_says_what_was_left_out() -> None:
