@@ -2,7 +2,8 @@
 
 - A region still receiving DNS traffic, or the primary while secondaries depend on it, is never
   destroyed; the message says what to run first.
-- The region that owns the shared ACM validation record is not destroyed while others rely on it.
+- The home region (the shared ACM validation record, the registry-events table) is not destroyed
+  while other regions rely on it.
 - Replication never targets a region outside the environment's residency list (topology parsing
   rejects such a file; `check_residency` guards commands that add a region).
 """
@@ -26,10 +27,11 @@ def check_destroy_region(topology: Topology, region: str) -> None:
             f"{region} is the only region of env {topology.env} and receives all DNS traffic",
             hint="to tear the environment down run `orchestrate destroy --all --yes`",
         )
-    if region == topology.acm_validation_owner and topology.multi_region:
+    if region == topology.home_region and topology.multi_region:
         raise GuardRefused(
-            f"{region} owns the ACM validation record that the other regions' certificates rely on",
-            hint="move acm_validation_owner to another member region in the topology first",
+            f"{region} is the home region: it owns the ACM validation record the other regions' certificates "
+            "rely on and the registry-events table",
+            hint="move home_region to another member region in the topology first",
         )
 
 

@@ -38,7 +38,7 @@ _NAME_RE = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
 
 _TOP_KEYS = {
     "domain", "hosted_zone", "primary", "secondaries", "routing", "residency",
-    "acm_validation_owner", "backup_region", "registry", "sizing",
+    "home_region", "backup_region", "registry", "sizing",
 }
 _SIZING_KEYS = {"kinesis_mode", "kinesis_shards", "retention_hours", "lake_transition_days",
                 "lake_expiration_days"}
@@ -87,7 +87,9 @@ class Topology:
     secondaries: tuple[str, ...] = ()
     routing: RoutingMode = RoutingMode.SINGLE
     residency: tuple[str, ...] = ()
-    acm_validation_owner: str = ""
+    # The region that owns the account-wide singletons: the ACM DNS-validation record (the same
+    # in every region) and the home of the registry-events table. Stable across failover.
+    home_region: str = ""
     backup_region: str | None = None
     registry: RegistrySpec = field(default_factory=RegistrySpec)
     default_sizing: RegionSizing = field(default_factory=RegionSizing)
@@ -140,7 +142,7 @@ class Topology:
             "secondaries": list(self.secondaries),
             "routing": self.routing.value,
             "residency": list(self.residency),
-            "acm_validation_owner": self.acm_validation_owner,
+            "home_region": self.home_region,
         }
         if self.backup_region:
             doc["backup_region"] = self.backup_region
@@ -225,10 +227,9 @@ def parse(data: Any, *, env: str, source: str = "<memory>") -> Topology:
         v.fail("routing", f"{routing_raw!r} is not one of single, failover, latency")
     if routing is not RoutingMode.SINGLE and not secondaries:
         v.fail("routing", f"{routing.value} routing needs at least two regions (only {primary} is listed)")
-    owner = data.get("acm_validation_owner", primary)
-    owner = v.region(owner, "acm_validation_owner")
-    if owner not in (primary, *secondaries):
-        v.fail("acm_validation_owner", f"{owner} is not a member region")
+    home = v.region(data.get("home_region", primary), "home_region")
+    if home not in (primary, *secondaries):
+        v.fail("home_region", f"{home} is not a member region")
     backup = data.get("backup_region")
     if backup is not None:
         backup = v.region(backup, "backup_region")
@@ -238,7 +239,7 @@ def parse(data: Any, *, env: str, source: str = "<memory>") -> Topology:
     default_sizing, overrides = v.sizing(data.get("sizing", {}) or {})
     return Topology(
         env=env, domain=domain, hosted_zone=zone, primary=primary, secondaries=secondaries,
-        routing=routing, residency=residency, acm_validation_owner=owner, backup_region=backup,
+        routing=routing, residency=residency, home_region=home, backup_region=backup,
         registry=registry, default_sizing=default_sizing, sizing_overrides=overrides, source=source,
     )
 

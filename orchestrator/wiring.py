@@ -119,7 +119,7 @@ def region_args(topology: Topology, region: str) -> contract.RegionArgs:
         region=region,
         domain=topology.domain,
         hosted_zone=topology.hosted_zone,
-        manage_validation_record=(region == topology.acm_validation_owner),
+        manage_validation_record=(region == topology.home_region),
         sizing=contract.Sizing(
             kinesis_mode=s.kinesis_mode.value,
             kinesis_shards=s.kinesis_shards,
@@ -159,6 +159,7 @@ def replication_args(topology: Topology, outputs: Mapping[str, RegionOutputs],
         secondaries=tuple(lake(r) for r in topology.secondaries),
         residency=topology.residency,
         sync_command=sync_command,
+        home_region=topology.home_region,
     )
 
 

@@ -171,7 +171,7 @@ class ReplicationArgs:
     secondaries: tuple[LakeRef, ...]
     residency: tuple[str, ...]
     sync_command: str = "orchestrate"  # executable the registry-sync command runs
-
+    home_region: str = ""  # home of the registry-events table; "" means the primary
     def to_config(self) -> dict[str, str]:
         def lake(x: LakeRef) -> dict[str, str]:
             return {"region": x.region, "bucketName": x.bucket_name, "bucketArn": x.bucket_arn}
@@ -183,6 +183,7 @@ class ReplicationArgs:
             "secondaries": json.dumps([lake(s) for s in self.secondaries]),
             "residency": json.dumps(list(self.residency)),
             "syncCommand": self.sync_command,
+            **({"homeRegion": self.home_region} if self.home_region else {}),
         }
 
     @classmethod
@@ -196,7 +197,16 @@ class ReplicationArgs:
             secondaries=tuple(lake(s) for s in _json(get, "secondaries")),
             residency=tuple(_json(get, "residency")),
             sync_command=get("syncCommand") or "orchestrate",
+            home_region=get("homeRegion") or "",
         )
+
+    @property
+    def table_region(self) -> str:
+        return self.home_region or self.primary.region
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        return (self.primary.region, *(s.region for s in self.secondaries))
 
 
 def component_of(get: Getter) -> Component:

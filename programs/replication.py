@@ -129,8 +129,10 @@ class CrossRegionReplication(pulumi.ComponentResource):
             opts=ResourceOptions(parent=self, depends_on=[*reads, role_policy]))
 
         # -- registry events: IoT rule -> DynamoDB global table ---------------------------------
-        # The table's home is the primary (where the registry is administered); `replicas` (never
-        # TableReplica resources as well) copies it to every secondary.
+        # The table's home is the environment's home region, which stays put when traffic fails
+        # over (a new home would mean replacing a protected table); `replicas` (never TableReplica
+        # resources as well) puts a copy in every other member region. The rule lives in the
+        # primary, where the registry is administered, and writes to that region's replica.
         table = aws.dynamodb.Table(
             f"{name}-registry-events", name=f"iot-{args.env}-registry-events",
             billing_mode="PAY_PER_REQUEST", hash_key="eventId",
@@ -138,15 +140,17 @@ class CrossRegionReplication(pulumi.ComponentResource):
             stream_enabled=True, stream_view_type="NEW_AND_OLD_IMAGES",
             point_in_time_recovery={"enabled": True},
             server_side_encryption={"enabled": True},
-            replicas=[{"region_name": s.region, "point_in_time_recovery": True, "propagate_tags": True}
-                      for s in args.secondaries],
-            region=primary, tags=tags, opts=ResourceOptions(parent=self, protect=True))
+            replicas=[{"region_name": r, "point_in_time_recovery": True, "propagate_tags": True}
+                      for r in args.members if r != args.table_region],
+            region=args.table_region, tags=tags, opts=ResourceOptions(parent=self, protect=True))
         iot_trust = account_id.apply(lambda a: policies.dumps(policies.service_trust("iot.amazonaws.com", a)))
         events_role = aws.iam.Role(f"{name}-events-role", assume_role_policy=iot_trust, tags=tags,
                                    opts=child)
         events_policy = aws.iam.RolePolicy(
             f"{name}-events-policy", role=events_role.id,
-            policy=table.arn.apply(lambda arn: policies.dumps(policies.dynamodb_put(arn))), opts=child)
+            # The rule writes to the replica in the primary region: the same table ARN in that region.
+            policy=table.arn.apply(lambda arn: policies.dumps(policies.dynamodb_put(
+                arn.replace(f":{args.table_region}:", f":{primary}:", 1)))), opts=child)
         aws.iot.TopicRule(
             f"{name}-registry-events-rule", name=f"iot_{args.env}_registry_events".replace("-", "_"),
             description="Registry events to the cross-region registry table",

@@ -191,7 +191,7 @@ def test_destroy_guard_primary_with_secondaries(run, engine, project: Path) -> N
 
 def test_destroy_guard_validation_owner(run, engine, project: Path) -> None:  # noqa: ANN001
     path = multi_region(project, "dev", ["eu-central-1"])
-    path.write_text(path.read_text() + "acm_validation_owner: eu-central-1\n")
+    path.write_text(path.read_text() + "home_region: eu-central-1\n")
     result = run("destroy", "--region", "eu-central-1", "--yes")
     assert result.exit_code == 4 and "ACM validation record" in result.stderr
     assert engine.calls == []

@@ -137,3 +137,22 @@ def test_secondary_outside_residency_is_refused_naming_region_and_residency() ->
     with pytest.raises(EvaluationFailed, match=expected) as info:
         evaluate(args, stack="dev-replication")
     assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_table_home_stays_in_the_home_region_after_failover() -> None:
+    """After a failover the primary moves; the protected table must not (no replacement)."""
+    from programs.contract import LakeRef, ReplicationArgs
+    from programs.mocks import evaluate
+
+    def lake(region: str) -> LakeRef:
+        return LakeRef(region, f"iot-dev-lake-{region}-x", f"arn:aws:s3:::iot-dev-lake-{region}-x")
+
+    residency = ("eu-west-1", "eu-central-1")
+    before = ReplicationArgs("dev", lake("eu-west-1"), (lake("eu-central-1"),), residency, home_region="eu-west-1")
+    after = ReplicationArgs("dev", lake("eu-central-1"), (lake("eu-west-1"),), residency, home_region="eu-west-1")
+    tables = []
+    for args in (before, after):
+        ev = evaluate(args, stack="dev-replication")
+        table = next(r for r in ev.resources if r.type == "aws:dynamodb/table:Table")
+        tables.append((table.inputs["region"], [r["regionName"] for r in table.inputs["replicas"]]))
+    assert tables[0] == tables[1] == ("eu-west-1", ["eu-central-1"])
