@@ -1,0 +1,139 @@
+"""The one place boto3 clients are made, and botocore errors become the orchestrator's errors.
+
+`--endpoint-url` (LocalStack, moto) is honoured here for every client. Dummy credentials are used
+only when an endpoint URL is set *and* no credentials are configured, so a real profile is never
+shadowed. boto3 is imported lazily: `orchestrate --help` must not pay for it.
+
+Retries: the registry code retries itself (it counts retries and needs its own backoff, rate
+limits and idempotency checks), so its clients are made with `own_retries=True`, which turns
+botocore's retries off. Every other client uses botocore's adaptive mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.errors import InputRejected, OperationFailed, OrchestrateError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import boto3
+
+CONNECT_TIMEOUT_S = 5
+READ_TIMEOUT_S = 30
+ADAPTIVE_MAX_ATTEMPTS = 5
+_DUMMY_KEY = "testing"  # moto and LocalStack accept any key; never used against real AWS
+
+
+@dataclass(frozen=True)
+class AwsContext:
+    """Where AWS calls go: a named profile (None: the default chain) and an optional endpoint."""
+
+    endpoint_url: str | None = None
+    profile: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.endpoint_url is not None and not self.endpoint_url.startswith(("http://", "https://")):
+            raise InputRejected(f"--endpoint-url {self.endpoint_url!r} must start with http:// or https://")
+
+
+def session(ctx: AwsContext) -> boto3.session.Session:
+    """A boto3 session for `ctx` (sessions are not thread-safe: make clients, then share those)."""
+    import boto3  # deferred: keeps `orchestrate --help` fast
+    from botocore.exceptions import ProfileNotFound
+
+    try:
+        return boto3.session.Session(profile_name=ctx.profile)
+    except ProfileNotFound:
+        raise InputRejected(f"AWS profile {ctx.profile!r} is not configured",
+                            hint="check ~/.aws/config or pass another --profile") from None
+
+
+def client(ctx: AwsContext, service: str, region: str, *, own_retries: bool = False,
+           max_pool_connections: int = 10) -> Any:
+    """A boto3 client for `service` in `region`, honouring the endpoint URL and the timeouts.
+
+    `own_retries=True` disables botocore's retries (the caller retries and counts them).
+    """
+    from botocore.config import Config
+
+    retries: dict[str, Any] = (
+        {"mode": "standard", "total_max_attempts": 1} if own_retries
+        else {"mode": "adaptive", "total_max_attempts": ADAPTIVE_MAX_ATTEMPTS}
+    )
+    config = Config(
+        region_name=region,
+        connect_timeout=CONNECT_TIMEOUT_S,
+        read_timeout=READ_TIMEOUT_S,
+        retries=retries,
+        max_pool_connections=max(10, max_pool_connections),
+    )
+    sess = session(ctx)
+    kwargs: dict[str, Any] = {"region_name": region, "config": config}
+    if ctx.endpoint_url:
+        kwargs["endpoint_url"] = ctx.endpoint_url
+        if sess.get_credentials() is None:
+            kwargs["aws_access_key_id"] = _DUMMY_KEY
+            kwargs["aws_secret_access_key"] = _DUMMY_KEY
+    with aws_errors(f"{service} in {region}"):
+        return sess.client(service, **kwargs)
+
+
+def translate(exc: BaseException, what: str = "AWS call") -> OrchestrateError | None:
+    """The orchestrator error for a botocore exception, or None if it is not one we map.
+
+    Messages name the operation and the endpoint, never credentials.
+    """
+    from botocore.exceptions import (
+        ClientError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        PartialCredentialsError,
+        ReadTimeoutError,
+    )
+
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return InputRejected(
+            f"no AWS credentials for {what}",
+            hint="configure a profile (AWS_PROFILE) or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; "
+                 "with --endpoint-url dummy credentials are used when none are configured",
+        )
+    if isinstance(exc, NoRegionError):
+        return InputRejected(f"no AWS region for {what}", hint="pass --region")
+    if isinstance(exc, EndpointConnectionError):
+        url = exc.kwargs.get("endpoint_url", "?")
+        return OperationFailed(f"cannot reach {url} for {what}",
+                               hint="check --endpoint-url and the network")
+    if isinstance(exc, (ConnectTimeoutError, ReadTimeoutError)):
+        url = exc.kwargs.get("endpoint_url", "?")
+        return OperationFailed(f"timed out talking to {url} for {what}")
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code = err.get("Code", "Unknown")
+        message = err.get("Message", "")
+        op = getattr(exc, "operation_name", "") or what
+        if code in {"UnrecognizedClientException", "InvalidClientTokenId", "ExpiredToken",
+                    "ExpiredTokenException", "AccessDeniedException", "AccessDenied",
+                    "UnauthorizedException"}:
+            return InputRejected(f"{op} refused by AWS: {code}: {message}",
+                                 hint="check the credentials and their permissions")
+        return OperationFailed(f"{op} failed: {code}: {message}")
+    return None
+
+
+@contextmanager
+def aws_errors(what: str = "AWS call") -> Iterator[None]:
+    """Re-raise botocore exceptions raised inside the block as orchestrator errors."""
+    try:
+        yield
+    except OrchestrateError:
+        raise
+    except Exception as exc:
+        mapped = translate(exc, what)
+        if mapped is None:
+            raise
+        raise mapped from exc

@@ -1,0 +1,116 @@
+"""The registry operations as the CLI calls them: one function per command, typed results.
+
+    sync_regions(ctx, src, dst, ...)      -> SyncReport | SyncPlanSummary   (registry sync)
+    backup_region(ctx, env, region, dest) -> BackupResult                   (registry backup)
+    restore_region(ctx, src, dst, ...)    -> SyncReport | SyncPlanSummary   (registry restore)
+    backup_age(ctx, dest, ...)            -> timedelta | None               (status)
+
+Each makes its own clients (`orchestrator.aws`), validates its input before touching anything
+(`InputRejected`, exit 2), refuses destinations outside the residency list (`GuardRefused`,
+exit 4) and maps botocore failures to the error family. Results have `to_json()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from orchestrator.aws import AwsContext, aws_errors, client
+from orchestrator.errors import GuardRefused, InputRejected
+from orchestrator.registry.backup import BackupResult, backup, is_s3, latest_backup_age, restore
+from orchestrator.registry.calls import Caller, RateLimiter, RetryPolicy
+from orchestrator.registry.policydoc import RegionRewrite
+from orchestrator.registry.snapshot import read_snapshot
+from orchestrator.registry.sync import (
+    DEFAULT_RATE,
+    Progress,
+    SyncOptions,
+    SyncPlanSummary,
+    SyncReport,
+    sync_clients,
+)
+
+
+def _check_region(region: str, label: str) -> None:
+    from orchestrator.topology import iot_regions
+
+    if region not in iot_regions():
+        raise InputRejected(f"{label}: {region!r} is not an AWS region where IoT Core is available")
+
+
+def _check_residency(region: str, residency: Collection[str] | None) -> None:
+    if residency is not None and region not in residency:
+        raise GuardRefused(
+            f"{region} is outside the environment's residency list ({', '.join(residency)}): "
+            "registry data may not be copied there",
+            hint="add the region to `residency` in the topology file, through a reviewed change",
+        )
+
+
+def _iot(ctx: AwsContext, region: str, concurrency: int) -> Any:
+    return client(ctx, "iot", region, own_retries=True, max_pool_connections=concurrency + 4)
+
+
+def sync_regions(ctx: AwsContext, src_region: str, dst_region: str, *, dry_run: bool = False,
+                 prune: bool = False, rate: float = DEFAULT_RATE, read_rate: float | None = None,
+                 concurrency: int = 1, checkpoint_path: Path | None = None,
+                 progress: Progress | None = None,
+                 region_rewrite: RegionRewrite = RegionRewrite.DESTINATION,
+                 residency: Collection[str] | None = None) -> SyncReport | SyncPlanSummary:
+    """Copy the registry of `src_region` into `dst_region` (`dry_run`: only say what would change)."""
+    _check_region(src_region, "--from")
+    _check_region(dst_region, "--to")
+    if src_region == dst_region:
+        raise InputRejected(f"--from and --to are the same region ({src_region})")
+    _check_residency(dst_region, residency)
+    options = SyncOptions(dry_run=dry_run, prune=prune, rate=rate, read_rate=read_rate,
+                          concurrency=concurrency, checkpoint_path=checkpoint_path,
+                          progress=progress, region_rewrite=region_rewrite)
+    with aws_errors(f"registry sync {src_region} -> {dst_region}"):
+        return sync_clients(_iot(ctx, src_region, concurrency), _iot(ctx, dst_region, concurrency), options)
+
+
+def backup_region(ctx: AwsContext, env: str, region: str, dest: str | Path, *,
+                  stack_exports: Mapping[str, dict[str, Any]] | None = None,
+                  read_rate: float = 20.0, concurrency: int = 1, kms_key_id: str | None = None,
+                  now: datetime | None = None) -> BackupResult:
+    """Snapshot the registry of `region` (with every certificate PEM) and write it to `dest`."""
+    _check_region(region, "--region")
+    if not 1 <= concurrency <= 16:
+        raise InputRejected(f"concurrency must be between 1 and 16, got {concurrency}")
+    with aws_errors(f"registry backup of {region}"):
+        iot = _iot(ctx, region, concurrency)
+        caller = Caller(iot, reads=RateLimiter(read_rate), retry=RetryPolicy())
+        snapshot = read_snapshot(iot, caller=caller, pems=True, concurrency=concurrency)
+        s3 = client(ctx, "s3", region) if is_s3(str(dest)) else None
+        return backup(snapshot, stack_exports or {}, dest, env=env, now=now, s3_client=s3,
+                      kms_key_id=kms_key_id)
+
+
+def restore_region(ctx: AwsContext, src: str | Path, dst_region: str, *, env: str | None = None,
+                   region: str | None = None, dry_run: bool = False, prune: bool = False,
+                   rate: float = DEFAULT_RATE, read_rate: float | None = None, concurrency: int = 1,
+                   checkpoint_path: Path | None = None, progress: Progress | None = None,
+                   region_rewrite: RegionRewrite = RegionRewrite.DESTINATION,
+                   residency: Collection[str] | None = None) -> SyncReport | SyncPlanSummary:
+    """Rebuild a backed-up registry in `dst_region`. `src` is one backup, or a location under
+    which the newest backup (of `env`/`region`, when given) is used."""
+    _check_region(dst_region, "--to")
+    _check_residency(dst_region, residency)
+    options = SyncOptions(dry_run=dry_run, prune=prune, rate=rate, read_rate=read_rate,
+                          concurrency=concurrency, checkpoint_path=checkpoint_path,
+                          progress=progress, region_rewrite=region_rewrite)
+    with aws_errors(f"registry restore into {dst_region}"):
+        s3 = client(ctx, "s3", dst_region) if is_s3(str(src)) else None
+        return restore(src, _iot(ctx, dst_region, concurrency), options=options, env=env,
+                       region=region, s3_client=s3)
+
+
+def backup_age(ctx: AwsContext, dest: str | Path, *, env: str | None = None,
+               region: str | None = None) -> timedelta | None:
+    """Age of the newest complete backup under `dest` (for `status`); None when there is none."""
+    with aws_errors("registry backup listing"):
+        s3 = client(ctx, "s3", region or "us-east-1") if is_s3(str(dest)) else None
+        return latest_backup_age(dest, env=env, region=region, s3_client=s3)

@@ -1,0 +1,426 @@
+"""A region's IoT registry as typed, frozen values, and the reader that takes one.
+
+What is captured: thing types, thing groups (static; dynamic groups are noted, not copied), things
+(type, attributes, static groups), policies (default version, normalized JSON), certificates (id,
+PEM, status, mode), thing<->certificate attachments and policy<->certificate/thing-group
+attachments. Certificate PEMs are public; private keys are never fetched or stored (the API
+cannot return them anyway).
+
+Identity across regions: things, types, groups and policies by name; certificates by id (the
+SHA-256 of the certificate, the same in every region when the same PEM is registered). ARNs are
+region-specific and kept only as hints (`compare=False`).
+
+Call pattern at 2,000 things (and G groups, P policies, C certificates), per region:
+list_thing_types 1 page; list_thing_groups 1 + describe_thing_group G (parents, properties);
+list_things 8 pages of 250 (type and attributes come with the listing: no describe_thing);
+list_things_in_thing_group G (not list_thing_groups_for_thing: 2,000 calls); list_policies
+1 + get_policy P; list_certificates C/250 pages (status and mode come with the listing);
+describe_certificate only for the PEMs actually needed (`pems=`); list_thing_principals one per
+thing (there is no bulk form; list_principal_things per certificate costs the same);
+list_targets_for_policy P (not list_attached_policies: one per certificate).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from functools import cached_property
+from typing import Any, TypeVar
+
+from orchestrator.errors import InputRejected
+from orchestrator.registry.calls import Caller, error_code
+from orchestrator.registry.policydoc import neutral, normalize_document
+
+SNAPSHOT_FORMAT = 1
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class TargetKind(str, Enum):
+    CERTIFICATE = "certificate"
+    THING_GROUP = "thing_group"
+
+
+@dataclass(frozen=True)
+class ThingType:
+    name: str
+    description: str | None = None
+    searchable_attributes: tuple[str, ...] = ()
+    deprecated: bool = False
+
+
+@dataclass(frozen=True)
+class ThingGroup:
+    name: str
+    parent: str | None = None
+    description: str | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    query: str | None = None  # dynamic groups have a fleet-indexing query; they are not copied
+    arn: str | None = field(default=None, compare=False)
+
+    @property
+    def dynamic(self) -> bool:
+        return self.query is not None
+
+
+@dataclass(frozen=True)
+class Thing:
+    name: str
+    thing_type: str | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    groups: tuple[str, ...] = ()  # static groups it is a direct member of, sorted
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    document: str  # normalized JSON of the default version
+
+
+@dataclass(frozen=True)
+class Certificate:
+    id: str
+    status: str
+    pem: str | None = field(default=None, compare=False, repr=False)  # None: not fetched
+    mode: str | None = field(default=None, compare=False)  # DEFAULT | SNI_ONLY (moto: None)
+    ca_certificate_id: str | None = field(default=None, compare=False)
+    arn: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, order=True)
+class ThingPrincipal:
+    thing: str
+    certificate_id: str
+
+
+@dataclass(frozen=True, order=True)
+class PolicyTarget:
+    policy: str
+    kind: TargetKind
+    target: str  # a certificate id or a thing group name
+
+
+@dataclass(frozen=True)
+class RegistrySnapshot:
+    region: str
+    thing_types: tuple[ThingType, ...] = ()
+    thing_groups: tuple[ThingGroup, ...] = ()
+    things: tuple[Thing, ...] = ()
+    policies: tuple[Policy, ...] = ()
+    certificates: tuple[Certificate, ...] = ()
+    thing_principals: tuple[ThingPrincipal, ...] = ()
+    policy_targets: tuple[PolicyTarget, ...] = ()
+    notes: tuple[str, ...] = field(default=(), compare=False)  # what was seen but not captured
+
+    # -- lookups -------------------------------------------------------------------------------
+    @cached_property
+    def types_by_name(self) -> dict[str, ThingType]:
+        return {t.name: t for t in self.thing_types}
+
+    @cached_property
+    def groups_by_name(self) -> dict[str, ThingGroup]:
+        return {g.name: g for g in self.thing_groups}
+
+    @cached_property
+    def things_by_name(self) -> dict[str, Thing]:
+        return {t.name: t for t in self.things}
+
+    @cached_property
+    def policies_by_name(self) -> dict[str, Policy]:
+        return {p.name: p for p in self.policies}
+
+    @cached_property
+    def certificates_by_id(self) -> dict[str, Certificate]:
+        return {c.id: c for c in self.certificates}
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "thing_types": len(self.thing_types),
+            "thing_groups": len(self.thing_groups),
+            "things": len(self.things),
+            "policies": len(self.policies),
+            "certificates": len(self.certificates),
+            "thing_principals": len(self.thing_principals),
+            "policy_targets": len(self.policy_targets),
+        }
+
+    # -- serialization -------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "region": self.region,
+            "thing_types": [
+                {"name": t.name, "description": t.description,
+                 "searchable_attributes": list(t.searchable_attributes), "deprecated": t.deprecated}
+                for t in self.thing_types
+            ],
+            "thing_groups": [
+                {"name": g.name, "parent": g.parent, "description": g.description,
+                 "attributes": dict(g.attributes), "query": g.query}
+                for g in self.thing_groups
+            ],
+            "things": [
+                {"name": t.name, "thing_type": t.thing_type, "attributes": dict(t.attributes),
+                 "groups": list(t.groups)}
+                for t in self.things
+            ],
+            "policies": [{"name": p.name, "document": p.document} for p in self.policies],
+            "certificates": [
+                {"id": c.id, "status": c.status, "mode": c.mode,
+                 "ca_certificate_id": c.ca_certificate_id, "pem": c.pem}
+                for c in self.certificates
+            ],
+            "thing_principals": [
+                {"thing": a.thing, "certificate_id": a.certificate_id} for a in self.thing_principals
+            ],
+            "policy_targets": [
+                {"policy": a.policy, "kind": a.kind.value, "target": a.target}
+                for a in self.policy_targets
+            ],
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], *, source: str = "<memory>") -> RegistrySnapshot:
+        try:
+            if data.get("format") != SNAPSHOT_FORMAT:
+                raise InputRejected(f"{source}: registry snapshot format {data.get('format')!r} "
+                                    f"is not supported (expected {SNAPSHOT_FORMAT})")
+            return cls(
+                region=str(data["region"]),
+                thing_types=tuple(
+                    ThingType(t["name"], t.get("description") or None,
+                              tuple(t.get("searchable_attributes") or ()), bool(t.get("deprecated")))
+                    for t in data.get("thing_types", [])),
+                thing_groups=tuple(
+                    ThingGroup(g["name"], g.get("parent"), g.get("description") or None,
+                               dict(g.get("attributes") or {}), g.get("query"))
+                    for g in data.get("thing_groups", [])),
+                things=tuple(
+                    Thing(t["name"], t.get("thing_type"), dict(t.get("attributes") or {}),
+                          tuple(sorted(t.get("groups") or ())))
+                    for t in data.get("things", [])),
+                policies=tuple(Policy(p["name"], normalize_document(p["document"]))
+                               for p in data.get("policies", [])),
+                certificates=tuple(
+                    Certificate(c["id"], c["status"], c.get("pem"), c.get("mode"),
+                                c.get("ca_certificate_id"))
+                    for c in data.get("certificates", [])),
+                thing_principals=tuple(sorted(
+                    ThingPrincipal(a["thing"], a["certificate_id"])
+                    for a in data.get("thing_principals", []))),
+                policy_targets=tuple(sorted(
+                    PolicyTarget(a["policy"], TargetKind(a["kind"]), a["target"])
+                    for a in data.get("policy_targets", []))),
+                notes=tuple(data.get("notes", [])),
+            )
+        except InputRejected:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InputRejected(f"{source}: malformed registry snapshot ({exc!r})") from None
+
+    def listing(self) -> dict[str, Any]:
+        """A region-neutral, order-independent view: equal listings mean equal registries."""
+        doc = self.to_json()
+        for cert in doc["certificates"]:
+            for key in ("pem", "mode", "ca_certificate_id"):
+                cert.pop(key)
+        for policy in doc["policies"]:
+            policy["document"] = neutral(policy["document"], self.region)
+        doc.pop("region")
+        doc.pop("notes")
+        for key, value in doc.items():
+            if isinstance(value, list):
+                doc[key] = sorted(value, key=lambda item: json.dumps(item, sort_keys=True))
+        return doc
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+def pmap(fn: Callable[[T], R], items: Iterable[T], concurrency: int) -> list[R]:
+    items = list(items)
+    if concurrency <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="registry-read") as pool:
+        return list(pool.map(fn, items))
+
+
+def _missing(exc: BaseException) -> bool:
+    return error_code(exc) == "ResourceNotFoundException"
+
+
+def _cert_id_from_arn(arn: str) -> str | None:
+    return arn.rsplit(":cert/", 1)[1] if ":cert/" in arn else None
+
+
+def _group_from_arn(arn: str) -> str | None:
+    return arn.rsplit(":thinggroup/", 1)[1] if ":thinggroup/" in arn else None
+
+
+def read_snapshot(iot_client: Any, *, caller: Caller | None = None, pems: bool = True,
+                  concurrency: int = 1) -> RegistrySnapshot:
+    """Read the registry of the client's region. `pems=False` skips describe_certificate."""
+    caller = caller or Caller(iot_client)
+    region = caller.region
+    notes: list[str] = []
+
+    types = []
+    for t in caller.pages("list_thing_types"):
+        props = t.get("thingTypeProperties") or {}
+        meta = t.get("thingTypeMetadata") or {}
+        types.append(ThingType(
+            name=t["thingTypeName"],
+            description=props.get("thingTypeDescription") or None,
+            searchable_attributes=tuple(props.get("searchableAttributes") or ()),
+            deprecated=bool(meta.get("deprecated")),
+        ))
+
+    def describe_group(name: str) -> ThingGroup | None:
+        try:
+            d = caller.call("describe_thing_group", thingGroupName=name)
+        except Exception as exc:
+            if _missing(exc):
+                return None
+            raise
+        props = d.get("thingGroupProperties") or {}
+        meta = d.get("thingGroupMetadata") or {}
+        return ThingGroup(
+            name=d["thingGroupName"],
+            parent=meta.get("parentGroupName"),
+            description=props.get("thingGroupDescription") or None,
+            attributes=dict((props.get("attributePayload") or {}).get("attributes") or {}),
+            query=d.get("queryString"),
+            arn=d.get("thingGroupArn"),
+        )
+
+    group_names = sorted({g["groupName"] for g in caller.pages("list_thing_groups")})
+    groups = [g for g in pmap(describe_group, group_names, concurrency) if g is not None]
+    dynamic = [g.name for g in groups if g.dynamic]
+    if dynamic:
+        notes.append(f"dynamic thing groups are not copied (fleet indexing queries): {', '.join(dynamic)}")
+
+    raw_things = list(caller.pages("list_things"))
+    thing_names = {t["thingName"] for t in raw_things}
+
+    def members(name: str) -> tuple[str, list[str]]:
+        try:
+            return name, [t for t in caller.pages("list_things_in_thing_group", thingGroupName=name)]
+        except Exception as exc:
+            if _missing(exc):
+                return name, []
+            raise
+
+    membership: dict[str, list[str]] = {}
+    for group, names in pmap(members, [g.name for g in groups if not g.dynamic], concurrency):
+        for thing in names:
+            if thing in thing_names:  # moto keeps deleted things in their groups; AWS lags a bit
+                membership.setdefault(thing, []).append(group)
+
+    things = tuple(sorted(
+        (Thing(name=t["thingName"], thing_type=t.get("thingTypeName") or None,
+               attributes=dict(t.get("attributes") or {}),
+               groups=tuple(sorted(membership.get(t["thingName"], ()))))
+         for t in raw_things),
+        key=lambda t: t.name))
+
+    def policy(name: str) -> Policy | None:
+        try:
+            p = caller.call("get_policy", policyName=name)
+        except Exception as exc:
+            if _missing(exc):
+                return None
+            raise
+        return Policy(name=p["policyName"], document=normalize_document(p["policyDocument"]))
+
+    policy_names = sorted({p["policyName"] for p in caller.pages("list_policies")})
+    policies = [p for p in pmap(policy, policy_names, concurrency) if p is not None]
+
+    certificates = tuple(sorted(
+        (Certificate(id=c["certificateId"], status=c["status"], mode=c.get("certificateMode"),
+                     ca_certificate_id=c.get("caCertificateId"), arn=c.get("certificateArn"))
+         for c in caller.pages("list_certificates")),
+        key=lambda c: c.id))
+
+    def principals(thing: str) -> list[ThingPrincipal]:
+        try:
+            arns = list(caller.pages("list_thing_principals", thingName=thing))
+        except Exception as exc:
+            if _missing(exc):
+                return []
+            raise
+        found = []
+        for arn in arns:
+            cert_id = _cert_id_from_arn(arn)
+            if cert_id is None:
+                notes.append(f"thing {thing}: principal {arn} is not a certificate; not copied")
+            else:
+                found.append(ThingPrincipal(thing, cert_id))
+        return found
+
+    thing_principals = tuple(sorted(
+        a for batch in pmap(principals, [t.name for t in things], concurrency) for a in batch))
+
+    def targets(name: str) -> list[PolicyTarget]:
+        try:
+            arns = list(caller.pages("list_targets_for_policy", policyName=name))
+        except Exception as exc:
+            if _missing(exc):
+                return []
+            raise
+        found = []
+        for arn in arns:
+            cert_id = _cert_id_from_arn(arn)
+            group = _group_from_arn(arn)
+            if cert_id is not None:
+                found.append(PolicyTarget(name, TargetKind.CERTIFICATE, cert_id))
+            elif group is not None:
+                found.append(PolicyTarget(name, TargetKind.THING_GROUP, group))
+            else:
+                notes.append(f"policy {name}: target {arn} is not a certificate or thing group; not copied")
+        return found
+
+    policy_targets = tuple(sorted(
+        a for batch in pmap(targets, [p.name for p in policies], concurrency) for a in batch))
+
+    snapshot = RegistrySnapshot(
+        region=region,
+        thing_types=tuple(sorted(types, key=lambda t: t.name)),
+        thing_groups=tuple(sorted(groups, key=lambda g: g.name)),
+        things=things,
+        policies=tuple(sorted(policies, key=lambda p: p.name)),
+        certificates=certificates,
+        thing_principals=thing_principals,
+        policy_targets=policy_targets,
+        notes=tuple(sorted(set(notes))),
+    )
+    if pems:
+        snapshot = with_pems(snapshot, caller, [c.id for c in certificates], concurrency=concurrency)
+    return snapshot
+
+
+def with_pems(snapshot: RegistrySnapshot, caller: Caller, ids: Collection[str], *,
+              concurrency: int = 1) -> RegistrySnapshot:
+    """The snapshot with the PEM (and mode, CA id) of the certificates `ids` filled in."""
+    wanted_ids = set(ids)
+    wanted = [c for c in snapshot.certificates if c.id in wanted_ids and c.pem is None]
+
+    def describe(cert: Certificate) -> Certificate:
+        try:
+            d = caller.call("describe_certificate", certificateId=cert.id)["certificateDescription"]
+        except Exception as exc:
+            if _missing(exc):
+                return cert
+            raise
+        return replace(cert, pem=d.get("certificatePem"), status=d.get("status", cert.status),
+                       mode=d.get("certificateMode") or cert.mode,
+                       ca_certificate_id=d.get("caCertificateId") or cert.ca_certificate_id,
+                       arn=d.get("certificateArn") or cert.arn)
+
+    filled = {c.id: c for c in pmap(describe, wanted, concurrency)}
+    if not filled:
+        return snapshot
+    return replace(snapshot, certificates=tuple(filled.get(c.id, c) for c in snapshot.certificates))

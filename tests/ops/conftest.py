@@ -1,0 +1,111 @@
+"""tests/ops: every boto3 operation against a REAL moto server on 127.0.0.1.
+
+One moto server process per test session (`python -m moto.server`, bounded startup wait,
+stopped at teardown), reset before every test through `POST /moto-api/reset`. boto3 sees dummy
+credentials through a monkeypatched environment, and never a real profile or proxy.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.aws import AwsContext, client
+
+STARTUP_TIMEOUT_S = 30.0
+SRC = "eu-west-1"
+DST = "eu-central-1"
+THIRD = "eu-west-2"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _post(url: str, timeout: float = 5.0) -> int:
+    request = urllib.request.Request(url, data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - 127.0.0.1 only
+        return int(response.status)
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    log = tmp_path_factory.mktemp("moto") / "server.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=sink, stderr=subprocess.STDOUT, env=env,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"moto server exited with {proc.returncode}: {log.read_text()[-2000:]}")
+            try:
+                _post(f"{url}/moto-api/reset", timeout=1.0)
+                break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                if time.monotonic() > deadline:
+                    pytest.fail(f"moto server not ready on {url} after {STARTUP_TIMEOUT_S:.0f}s")
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Dummy credentials only; no profile, config file, metadata service or proxy."""
+    for key in list(os.environ):
+        if key.startswith("AWS_") or key.lower() in {"http_proxy", "https_proxy", "all_proxy"}:
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+@pytest.fixture
+def endpoint(moto_server: str) -> str:
+    """The moto server, reset: every test starts from empty regions."""
+    assert _post(f"{moto_server}/moto-api/reset") == 200
+    return moto_server
+
+
+@pytest.fixture
+def ctx(endpoint: str) -> AwsContext:
+    return AwsContext(endpoint_url=endpoint)
+
+
+@pytest.fixture
+def iot(ctx: AwsContext) -> Callable[[str], Any]:
+    """iot(region): a registry client (our retries, not botocore's) on the moto server."""
+    return lambda region: client(ctx, "iot", region, own_retries=True, max_pool_connections=16)
+
+
+@pytest.fixture
+def s3(ctx: AwsContext) -> Callable[[str], Any]:
+    return lambda region: client(ctx, "s3", region)

@@ -1,0 +1,182 @@
+"""Registry backups to a directory and to S3 (moto), and restores into another region."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.aws import AwsContext
+from orchestrator.errors import InputRejected
+from orchestrator.registry import (
+    SyncOptions,
+    SyncPlanSummary,
+    SyncReport,
+    backup,
+    backup_age,
+    backup_region,
+    latest_backup_age,
+    load_backup,
+    read_snapshot,
+    restore,
+    restore_region,
+)
+from tests.ops.conftest import SRC, THIRD
+from tests.ops.registry_world import CallLog, seed
+
+IotFactory = Callable[[str], Any]
+T0 = datetime(2026, 11, 26, 9, 30, 0, tzinfo=timezone.utc)
+
+# a stack export as `pulumi stack export` gives it: secrets are ciphertext we must not touch
+EXPORT = {
+    "version": 3,
+    "deployment": {
+        "manifest": {"time": "2026-11-26T09:00:00Z"},
+        "secrets_providers": {"type": "passphrase", "state": {"salt": "v1:abc:def"}},
+        "resources": [{"urn": "urn:pulumi:dev::iot-platform::aws:iot/thing:Thing::x",
+                       "outputs": {"token": {
+                           "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270",
+                           "ciphertext": "v1:SGVsbG8=:c2VjcmV0LWNpcGhlcg=="}}}],
+    },
+}
+
+
+def listing(client: Any) -> dict[str, Any]:
+    return read_snapshot(client).listing()
+
+
+def test_backup_to_a_directory_then_restore_into_a_third_region(
+        ctx: AwsContext, iot: IotFactory, tmp_path: Path) -> None:
+    src = iot(SRC)
+    seed(src, 8)
+    dest = tmp_path / "backups"
+
+    result = backup_region(ctx, "dev", SRC, dest, stack_exports={"dev-region-eu-west-1": EXPORT}, now=T0)
+
+    where = dest / "dev" / SRC / "20261126T093000Z"
+    assert result.location == str(where)
+    assert sorted(p.relative_to(where).as_posix() for p in where.rglob("*") if p.is_file()) == \
+        ["manifest.json", "registry.json", "stacks/dev-region-eu-west-1.json"]
+    manifest = json.loads((where / "manifest.json").read_text())
+    assert manifest["format_version"] == 1 and manifest["env"] == "dev" and manifest["region"] == SRC
+    assert manifest["created_at"] == "2026-11-26T09:30:00Z"
+    assert manifest["counts"]["things"] == 9 and manifest["counts"]["certificates"] == 9
+    assert json.loads((where / "stacks/dev-region-eu-west-1.json").read_text()) == EXPORT  # as given
+    registry = (where / "registry.json").read_text()
+    assert "BEGIN CERTIFICATE" in registry and "PRIVATE KEY" not in registry
+
+    report = restore_region(ctx, dest, THIRD, env="dev", region=SRC, rate=10_000)
+
+    assert isinstance(report, SyncReport)
+    assert report.ok, report.errors
+    third = iot(THIRD)
+    assert listing(third) == listing(src)  # same registry, modulo the region in policy ARNs
+    pinned = json.loads(third.get_policy(policyName="telemetry-pinned")["policyDocument"])
+    assert THIRD in pinned["Statement"][0]["Resource"][0]
+    assert {c.id for c in read_snapshot(third, pems=False).certificates} == \
+        {c.id for c in read_snapshot(src, pems=False).certificates}
+
+
+def test_restore_is_idempotent_and_completes_a_partial_region(iot: IotFactory, tmp_path: Path) -> None:
+    src, third = iot(SRC), iot(THIRD)
+    seed(src, 6)
+    backup(read_snapshot(src), {}, tmp_path, env="dev", now=T0)
+    first = restore(tmp_path, third, options=SyncOptions(rate=10_000))
+    assert isinstance(first, SyncReport) and first.ok
+
+    log = CallLog(third)
+    again = restore(tmp_path, third, options=SyncOptions(rate=10_000))
+    assert isinstance(again, SyncReport) and again.write_calls == 0 and log.writes == 0
+
+    arn = third.list_thing_principals(thingName="dev-0003")["principals"][0]
+    third.detach_thing_principal(thingName="dev-0003", principal=arn)
+    third.delete_thing(thingName="dev-0003")
+    partial = restore(tmp_path, third, options=SyncOptions(rate=10_000))
+    assert isinstance(partial, SyncReport)
+    assert partial.counts["thing"]["create"] == 1
+    assert partial.counts["thing_principal"]["create"] == 1
+    assert listing(third) == listing(src)
+
+
+def test_backup_to_s3_is_encrypted_and_restores_the_newest(
+        ctx: AwsContext, iot: IotFactory, s3: Callable[[str], Any]) -> None:
+    src = iot(SRC)
+    seed(src, 5)
+    bucket = s3(SRC)
+    bucket.create_bucket(Bucket="moto-bucket", CreateBucketConfiguration={"LocationConstraint": SRC})
+
+    older = backup_region(ctx, "dev", SRC, "s3://moto-bucket/registry", now=T0)
+    src.create_thing(thingName="late-thing")
+    newer = backup_region(ctx, "dev", SRC, "s3://moto-bucket/registry",
+                          stack_exports={"dev-dns": EXPORT}, now=T0 + timedelta(hours=1))
+
+    assert older.location == f"s3://moto-bucket/registry/dev/{SRC}/20261126T093000Z"
+    assert newer.location == f"s3://moto-bucket/registry/dev/{SRC}/20261126T103000Z"
+    keys = [o["Key"] for o in bucket.list_objects_v2(Bucket="moto-bucket")["Contents"]]
+    assert f"registry/dev/{SRC}/20261126T103000Z/stacks/dev-dns.json" in keys
+    for key in keys:
+        assert bucket.head_object(Bucket="moto-bucket", Key=key)["ServerSideEncryption"] == "AES256"
+
+    report = restore_region(ctx, "s3://moto-bucket/registry", THIRD, rate=10_000)
+
+    assert isinstance(report, SyncReport)
+    assert report.ok, report.errors
+    assert "late-thing" in read_snapshot(iot(THIRD), pems=False).things_by_name
+    assert listing(iot(THIRD)) == listing(src)
+    age = backup_age(ctx, "s3://moto-bucket/registry", env="dev", region=SRC)
+    assert age is not None and age < datetime.now(timezone.utc) - T0
+
+
+def test_restore_dry_run_changes_nothing(iot: IotFactory, tmp_path: Path) -> None:
+    src, third = iot(SRC), iot(THIRD)
+    seed(src, 3)
+    backup(read_snapshot(src), {}, tmp_path, env="dev", now=T0)
+    summary = restore(tmp_path, third, options=SyncOptions(dry_run=True))
+    assert isinstance(summary, SyncPlanSummary)
+    assert summary.counts["thing"]["create"] == 4
+    assert read_snapshot(third, pems=False).things == ()
+
+
+def test_latest_backup_age_and_an_empty_destination(iot: IotFactory, tmp_path: Path) -> None:
+    assert latest_backup_age(tmp_path / "nothing-here") is None
+    snap = read_snapshot(iot(SRC))
+    backup(snap, {}, tmp_path, env="dev", now=T0)
+    backup(snap, {}, tmp_path, env="dev", now=T0 + timedelta(minutes=10))
+    backup(snap, {}, tmp_path, env="prod", now=T0 + timedelta(hours=5))
+    now = T0 + timedelta(hours=1)
+    assert latest_backup_age(tmp_path, env="dev", region=SRC, now=now) == timedelta(minutes=50)
+    assert latest_backup_age(tmp_path, env="prod", now=now + timedelta(hours=5)) == timedelta(hours=1)
+    assert latest_backup_age(tmp_path, env="staging") is None
+
+
+def test_two_backups_in_the_same_second_do_not_overwrite_each_other(iot: IotFactory, tmp_path: Path) -> None:
+    snap = read_snapshot(iot(SRC))
+    first = backup(snap, {}, tmp_path, env="dev", now=T0)
+    second = backup(snap, {}, tmp_path, env="dev", now=T0)
+    assert first.location != second.location
+    assert load_backup(tmp_path, env="dev").location == second.location
+
+
+def test_a_tampered_or_incomplete_backup_is_refused(iot: IotFactory, tmp_path: Path) -> None:
+    src = iot(SRC)
+    seed(src, 2)
+    result = backup(read_snapshot(src), {}, tmp_path, env="dev", now=T0)
+    registry = Path(result.location) / "registry.json"
+    registry.write_text(registry.read_text().replace("dev-0001", "dev-9999"))
+    with pytest.raises(InputRejected, match="digest"):
+        load_backup(result.location)
+    (Path(result.location) / "manifest.json").unlink()  # no manifest: not a backup
+    with pytest.raises(InputRejected, match="no complete registry backup"):
+        load_backup(tmp_path)
+
+
+def test_backup_rejects_names_that_are_not_paths(iot: IotFactory, tmp_path: Path) -> None:
+    snap = read_snapshot(iot(SRC))
+    with pytest.raises(InputRejected):
+        backup(snap, {"../../etc/passwd": {}}, tmp_path, env="dev")
+    with pytest.raises(InputRejected):
+        backup(snap, {}, tmp_path, env="Dev/../x")
