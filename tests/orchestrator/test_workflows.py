@@ -130,6 +130,8 @@ def test_preview_steps_render_then_post_the_sticky_comment() -> None:
     uses = [str(s.get("uses", "")).split("@")[0] for s in job["steps"] if s.get("uses")]
     assert uses == ["actions/checkout", "actions/setup-python", "pulumi/actions",
                     "aws-actions/configure-aws-credentials"]
+    (checkout,) = steps_using(job, "actions/checkout")
+    assert checkout["with"]["fetch-depth"] == 0  # the base branch's topology, for before/after
     (pulumi,) = steps_using(job, "pulumi/actions")
     assert "command" not in pulumi.get("with", {})  # install only
     assert pulumi["with"]["pulumi-version"].count(".") == 2  # pinned
