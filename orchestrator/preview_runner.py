@@ -88,7 +88,9 @@ def preview_environment(engine: Engine, topology: Topology, selection: Sequence[
 
 
 def current_commit(project_dir: Path) -> str:
-    sha = os.environ.get("GITHUB_SHA")
+    """The commit a preview describes: ORCHESTRATE_COMMIT (the workflow passes the pull request's
+    head sha; GITHUB_SHA is the merge commit there), else git's HEAD."""
+    sha = os.environ.get("ORCHESTRATE_COMMIT")
     if sha:
         return sha[:12]
     try:
