@@ -5,6 +5,7 @@
 #
 #   tests/engine/build_pulumi.sh            # build (or reuse the cache) and print the bin dir
 #   PYTHON=.venv/bin/python tests/engine/build_pulumi.sh
+#   GO=/path/to/go ...                      # a given Go (default: go on PATH, else /usr/local/go)
 #
 # What ends up in the bin dir:
 #   pulumi                       the real CLI, github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
@@ -57,8 +58,12 @@ if complete; then
     exit 0
 fi
 
-go_bin="$(command -v go || true)"
-if [ -z "$go_bin" ] && [ -x /usr/local/go/bin/go ]; then go_bin=/usr/local/go/bin/go; fi
+if [ -n "${GO:-}" ]; then
+    go_bin="$(command -v "$GO" || true)"          # explicit choice, no fallback
+else
+    go_bin="$(command -v go || true)"
+    if [ -z "$go_bin" ] && [ -x /usr/local/go/bin/go ]; then go_bin=/usr/local/go/bin/go; fi
+fi
 if [ -z "$go_bin" ]; then
     log "no Go toolchain on PATH (nor /usr/local/go/bin/go): cannot build the Pulumi CLI"
     exit 3
@@ -67,6 +72,16 @@ fi
 export GOFLAGS="-mod=mod -buildvcs=false"
 export CGO_ENABLED=0
 mkdir -p "$tools_dir"
+
+# One build at a time per version (parallel test sessions); the loser reuses the winner's result.
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$tools_dir/.lock-pulumi-$sdk_version"
+    flock 9
+    if complete; then
+        echo "$bin"
+        exit 0
+    fi
+fi
 started=$(date +%s)
 
 # -- pick the CLI version ------------------------------------------------------------------
