@@ -61,36 +61,54 @@ class LifecycleReport:
 
 
 class RegistryPort:
-    """Registry operations the lifecycle needs; the default runs the boto3 registry sync."""
+    """Registry operations the lifecycle needs: the boto3 registry sync, and a check of its result."""
 
-    def __init__(self, ctx: AwsContext, env: str, state_dir: Path, notify: Callable[[str], None]) -> None:
-        self.ctx, self.env, self.state_dir, self.notify = ctx, env, state_dir, notify
+    def __init__(self, ctx: AwsContext, env: str, state_dir: Path, residency: tuple[str, ...],
+                 rate: float | None = None) -> None:
+        self.ctx, self.env, self.state_dir, self.residency, self.rate = ctx, env, state_dir, residency, rate
 
     def sync(self, src: str, dst: str) -> dict[str, Any]:
-        from orchestrator.registry import sync_regions
+        from orchestrator.registry import DEFAULT_RATE, checkpoint_path, sync_regions
 
-        checkpoint = self.state_dir / "sync" / f"{self.env}-{src}-{dst}.json"
-        report = sync_regions(self.ctx, src, dst, dry_run=False, prune=False, checkpoint_path=checkpoint)
-        return report.to_json()
+        report = sync_regions(self.ctx, src, dst, residency=self.residency, rate=self.rate or DEFAULT_RATE,
+                              checkpoint_path=checkpoint_path(self.state_dir, self.env, src, dst))
+        if not report.ok:
+            first = "; ".join(str(e) for e in report.errors[:3])
+            raise OperationFailed(f"registry sync {src} -> {dst}: {len(report.errors)} errors, "
+                                  f"{report.blocked} blocked ({first})")
+        return dict(report.to_json())
 
-    def verify(self, src: str, dst: str) -> None:
-        from orchestrator.registry import verify_in_sync
+    def verify(self, src: str, dst: str) -> dict[str, int]:
+        """Every thing and certificate id of `src` exists in `dst` (counts returned)."""
+        from orchestrator.aws import aws_errors, client
+        from orchestrator.registry import read_snapshot
 
-        verify_in_sync(self.ctx, src, dst)
+        with aws_errors(f"verifying the registry {src} -> {dst}"):
+            a = read_snapshot(client(self.ctx, "iot", src), pems=False)
+            b = read_snapshot(client(self.ctx, "iot", dst), pems=False)
+        for what, left, right in (("things", a.things_by_name, b.things_by_name),
+                                  ("certificates", a.certificates_by_id, b.certificates_by_id),
+                                  ("policies", a.policies_by_name, b.policies_by_name)):
+            missing = sorted(set(left) - set(right))
+            if missing:
+                raise OperationFailed(f"registry of {dst} lacks {len(missing)} {what} of {src} "
+                                      f"(first: {', '.join(missing[:5])})")
+        return {"things": len(a.things), "certificates": len(a.certificates)}
 
 
 @dataclass
 class Lifecycle:
     app: AppContext
     registry: RegistryPort | None = None
-    state: dict[str, Any] = field(default_factory=dict)
+    sync_rate: float | None = None
 
     def __post_init__(self) -> None:
         from orchestrator.aws import AwsContext
 
         self.ctx = AwsContext(endpoint_url=self.app.endpoint_url)
         if self.registry is None:
-            self.registry = RegistryPort(self.ctx, self.app.env, self.app.state_dir, self.app.console.info)
+            self.registry = RegistryPort(self.ctx, self.app.env, self.app.state_dir,
+                                         self.app.topology().residency, self.sync_rate)
 
     # -- persisted state ---------------------------------------------------------------------
     @property
@@ -257,10 +275,10 @@ class Lifecycle:
     def _registry_sync(self, src: str, dst: str) -> str:
         assert self.registry is not None
         summary = self.registry.sync(src, dst)
-        self.registry.verify(src, dst)
+        counts = self.registry.verify(src, dst)
         self._record_sync(src, dst)
-        writes = summary.get("write_calls", "?")
-        return f"registry {src} -> {dst} in sync ({writes} write calls)"
+        return (f"registry {src} -> {dst} in sync: {counts['things']} things, {counts['certificates']} "
+                f"certificates ({summary.get('write_calls', '?')} write calls)")
 
     def _record_sync(self, src: str, dst: str) -> None:
         path = self.app.state_dir / "lifecycle" / f"{self.app.env}-syncs.json"

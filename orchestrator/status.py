@@ -55,7 +55,7 @@ class EnvironmentStatus:
                        f"{s.resource_count:>9}  {last}{warn}")
         out.append("  (* receives DNS traffic)")
         if self.newest_backup_age_hours is None:
-            out.append("newest registry backup: none found")
+            out.append("newest registry backup: none found (at $ORCHESTRATE_BACKUP_DEST)")
         else:
             out.append(f"newest registry backup: {self.newest_backup_age_hours:.1f} h old")
         return out
@@ -80,15 +80,19 @@ def environment_status(app: AppContext) -> EnvironmentStatus:
 
 
 def _backup_age(app: AppContext) -> float | None:
+    """Age of the newest backup at $ORCHESTRATE_BACKUP_DEST (what the backup job writes to)."""
+    import os
+
+    dest = os.environ.get("ORCHESTRATE_BACKUP_DEST")
+    if not dest:
+        return None
+    from orchestrator.aws import AwsContext
+    from orchestrator.errors import OrchestrateError
+    from orchestrator.registry import backup_age
+
     try:
-        from orchestrator.registry.backup import latest_backup_age
-    except ImportError:
+        age = backup_age(AwsContext(endpoint_url=app.endpoint_url), dest, env=app.env)
+    except OrchestrateError as exc:  # status reports, it does not fail on an unreadable location
+        app.console.info(f"newest backup: cannot read {dest}: {exc.one_line()}")
         return None
-    dest = app.state_dir.parent / "backups"
-    try:
-        age = latest_backup_age(str(dest))
-    except Exception:  # noqa: BLE001 - status must not fail because a backup location is unreadable
-        return None
-    if age is None:
-        return None
-    return round(age.total_seconds() / 3600, 2) if hasattr(age, "total_seconds") else float(age)
+    return None if age is None else round(age.total_seconds() / 3600, 2)

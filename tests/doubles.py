@@ -81,6 +81,7 @@ class InMemoryEngine:
         self.output_overrides: dict[str, dict[str, Any]] = {}  # stack -> outputs to merge in
         self.secret_outputs: dict[str, dict[str, Any]] = {}
         self.previews: dict[str, Any] = {}
+        self.after_up: list[Callable[[StackSpec], None]] = []  # e.g. a provider simulation into moto
         self._lock = threading.Lock()
 
     # helpers for tests
@@ -126,6 +127,8 @@ class InMemoryEngine:
                 return StackResult(spec.name, Operation.UP, Outcome.FAILED, seconds=self.latency,
                                    message=self.fail_on[spec.name])
             state = self._deployed_state(spec)
+            for hook in self.after_up:
+                hook(spec)
             created = 0 if self.stacks.get(spec.name, FakeStack()).deployed else state.resources
             with self._lock:
                 self.stacks[spec.name] = state

@@ -19,8 +19,12 @@ def _render(app: AppContext, report) -> None:  # noqa: ANN001 - LifecycleReport,
         for step in report.steps:
             app.console.result(f"  {step.step:<17} {step.status:<12} {step.detail}")
     if not report.ok:
-        app.console.info(f"fix the cause and re-run the same command: it resumes at the failed step")
+        app.console.info("fix the cause and re-run the same command: it resumes at the failed step")
         raise click.exceptions.Exit(int(ExitCode.FAILED))
+
+
+sync_rate = click.option("--sync-rate", type=click.FloatRange(0.1, 1000), default=None, metavar="N",
+                         help="Registry-sync write calls per second [default: 10].")
 
 
 def register(cli: click.Group) -> None:
@@ -28,29 +32,33 @@ def register(cli: click.Group) -> None:
     @click.option("--region", required=True, metavar="R", help="The region to add as a secondary.")
     @click.option("--routing", type=click.Choice(["failover", "latency"]), default="failover", show_default=True)
     @click.option("--dry-run", is_flag=True, help="Print the steps and the stacks each touches; change nothing.")
-    def promote_secondary(app: AppContext, region: str, routing: str, dry_run: bool) -> None:
+    @sync_rate
+    def promote_secondary(app: AppContext, region: str, routing: str, dry_run: bool,
+                          sync_rate: float | None) -> None:
         """Single -> multi-region: add R, verified step by step, DNS last."""
         from orchestrator.cli.options import known_region
         from orchestrator.lifecycle import Lifecycle
         from orchestrator.topology import RoutingMode
 
         known_region(region, "--region")
-        _render(app, Lifecycle(app).promote(region, RoutingMode(routing), dry_run=dry_run))
+        _render(app, Lifecycle(app, sync_rate=sync_rate).promote(region, RoutingMode(routing), dry_run=dry_run))
 
     @command(cli, "failover")
     @click.option("--to", "to", required=True, metavar="R", help="The secondary that takes the traffic.")
-    def failover(app: AppContext, to: str) -> None:
+    @sync_rate
+    def failover(app: AppContext, to: str, sync_rate: float | None) -> None:
         """Send traffic to a secondary (final registry sync first when the primary answers)."""
         from orchestrator.cli.options import known_region
         from orchestrator.lifecycle import Lifecycle
 
         known_region(to, "--to")
-        _render(app, Lifecycle(app).failover(to))
+        _render(app, Lifecycle(app, sync_rate=sync_rate).failover(to))
 
     @command(cli, "failback")
     @click.option("--to", "to", metavar="R", help="Region to return to [default: the one failed over from].")
-    def failback(app: AppContext, to: str | None) -> None:
+    @sync_rate
+    def failback(app: AppContext, to: str | None, sync_rate: float | None) -> None:
         """Return traffic to the old primary after syncing devices provisioned meanwhile."""
         from orchestrator.lifecycle import Lifecycle
 
-        _render(app, Lifecycle(app).failback(to))
+        _render(app, Lifecycle(app, sync_rate=sync_rate).failback(to))
