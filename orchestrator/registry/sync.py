@@ -27,6 +27,7 @@ An unchanged registry costs zero write calls.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import threading
 import time
@@ -873,12 +874,10 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | None = No
     for op in ops:
         for dep in waiting[op.id]:
             dependents[dep].append(op.id)
-    ready: dict[str, list[str]] = defaultdict(list)  # api -> op ids in plan order
+    ready: dict[str, list[tuple[int, str]]] = defaultdict(list)  # api -> heap of (plan order, op id)
 
     def push(op_id: str) -> None:
-        queue = ready[by_id[op_id].api]
-        queue.append(op_id)
-        queue.sort(key=order.__getitem__)
+        heapq.heappush(ready[by_id[op_id].api], (order[op_id], op_id))
 
     for op in ops:
         if not waiting[op.id]:
@@ -914,7 +913,7 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | None = No
     def score(api: str) -> tuple[float, int]:
         lim = caller.limiter_for(api)
         wait_s = lim.peek(api) + inflight_per_api[api] / lim.rate if lim else float(inflight_per_api[api])
-        return wait_s, order[ready[api][0]]
+        return wait_s, ready[api][0][0]
 
     tick()
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="registry-sync")
@@ -922,7 +921,7 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | None = No
         while True:
             while fatal is None and len(inflight) < concurrency and any(ready.values()):
                 api = min((a for a, q in ready.items() if q), key=score)
-                op = by_id[ready[api].pop(0)]
+                op = by_id[heapq.heappop(ready[api])[1]]
                 if checkpoint is not None and checkpoint.is_done(op.key):
                     skipped += 1
                     finished += 1
