@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import platform
 import os
+import platform
 import re
 from pathlib import Path
 
@@ -13,7 +13,8 @@ HEADER = ("# Performance\n\nTargets live in the benchmarks under `bench/`; they 
 
 
 def machine() -> str:
-    return f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, {platform.system()}"
+    return (f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, "
+            f"{platform.system()}")
 
 
 def write_section(title: str, body: str) -> Path:

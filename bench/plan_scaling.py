@@ -70,7 +70,7 @@ def main() -> None:
     xs = list(SIZES)
     ys = [inner[n][0] for n in SIZES]
     mx, my = statistics.mean(xs), statistics.mean(ys)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
     intercept = my - slope * mx
     per_region = {n: inner[n][0] / n for n in SIZES}
     spread = max(per_region.values()) / min(per_region.values())

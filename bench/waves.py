@@ -9,9 +9,9 @@ Run: .venv/bin/python -m bench.waves [--latency 1.0] [--write]
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
-import tempfile
 
 from bench._report import machine, write_section
 from orchestrator.graph import plan_waves, up_selection

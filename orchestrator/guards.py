@@ -40,7 +40,7 @@ def check_routed(topology: Topology, region: str) -> None:
     if region in dns_targets(topology) and region == topology.primary:
         raise GuardRefused(
             f"{region} still receives DNS traffic as the primary",
-            hint=f"run `orchestrate failover --to <secondary>` first",
+            hint="run `orchestrate failover --to <secondary>` first",
         )
 
 

@@ -13,7 +13,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -177,7 +177,8 @@ class Lifecycle:
             Step("record-secondary", f"add {region} to {topology.source} as a secondary (routing unchanged)"),
             Step("region-stack", f"up the region stack; verify its outputs and the domain configuration in {region}",
                  (f"{env}-region-{region}",)),
-            Step("registry-sync", f"sync the registry {topology.primary} -> {region}; verify counts and certificate ids"),
+            Step("registry-sync",
+                 f"sync the registry {topology.primary} -> {region}; verify counts and certificate ids"),
             Step("replication", f"up the replication stack; verify the primary bucket replicates to {region}",
                  (f"{env}-replication",)),
             Step("dns", f"switch DNS to {routing.value} routing with health checks; verify the records "

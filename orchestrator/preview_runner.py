@@ -34,8 +34,7 @@ OUTPUT_SOURCES = {
 
 def preview_environment(engine: Engine, topology: Topology, selection: Sequence[StackRef], *,
                         before: Topology | None, commit: str, parallel: int = 4) -> EnvironmentPreview:
-    from orchestrator.preview.model import EnvironmentPreview, PlaceholderReason, StackPreview, \
-        placeholders_in_config
+    from orchestrator.preview.model import EnvironmentPreview, PlaceholderReason, StackPreview, placeholders_in_config
 
     outputs: dict[str, wiring.RegionOutputs] = {}
     changing: set[str] = set()
@@ -77,7 +76,7 @@ def preview_environment(engine: Engine, topology: Topology, selection: Sequence[
 
     for wave in plan_waves(topology, selection):
         with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(wave)))) as pool:
-            for ref, result in zip(wave, pool.map(one, wave)):
+            for ref, result in zip(wave, pool.map(one, wave), strict=True):
                 previews[ref.name] = result
                 if ref.kind is StackKind.REGION:
                     if any(c.type in OUTPUT_SOURCES and c.op.value in ("replace", "delete", "create")

@@ -44,8 +44,8 @@ class EnvironmentStatus:
 
     def lines(self) -> list[str]:
         out = [f"env {self.env}: {self.domain} routing={self.routing}"]
-        header = f"  {'stack':<34} {'kind':<12} {'region':<15} {'role':<10} {'deployed':<9} {'resources':>9}  last update"
-        out.append(header)
+        out.append(f"  {'stack':<34} {'kind':<12} {'region':<15} {'role':<10} {'deployed':<9} "
+                   f"{'resources':>9}  last update")
         for s in self.stacks:
             role = s.role + ("*" if s.routed else "")
             last = f"{s.last_result or '-'} {s.last_update or ''}".strip()
@@ -55,7 +55,7 @@ class EnvironmentStatus:
                        f"{s.resource_count:>9}  {last}{warn}")
         out.append("  (* receives DNS traffic)")
         if self.newest_backup_age_hours is None:
-            out.append("newest registry backup: none found (at $ORCHESTRATE_BACKUP_DEST)")
+            out.append("newest registry backup: none found")
         else:
             out.append(f"newest registry backup: {self.newest_backup_age_hours:.1f} h old")
         return out
@@ -80,19 +80,16 @@ def environment_status(app: AppContext) -> EnvironmentStatus:
 
 
 def _backup_age(app: AppContext) -> float | None:
-    """Age of the newest backup at $ORCHESTRATE_BACKUP_DEST (what the backup job writes to)."""
-    import os
-
-    dest = os.environ.get("ORCHESTRATE_BACKUP_DEST")
-    if not dest:
-        return None
+    """Age of the newest backup where the backup job writes ($ORCHESTRATE_BACKUP_DEST, else the vault)."""
     from orchestrator.aws import AwsContext
     from orchestrator.errors import OrchestrateError
     from orchestrator.registry import backup_age
+    from orchestrator.vault import backup_destination
 
     try:
+        dest = backup_destination(app)
         age = backup_age(AwsContext(endpoint_url=app.endpoint_url), dest, env=app.env)
     except OrchestrateError as exc:  # status reports, it does not fail on an unreadable location
-        app.console.info(f"newest backup: cannot read {dest}: {exc.one_line()}")
+        app.console.debug(f"newest backup: {exc.one_line()}")
         return None
     return None if age is None else round(age.total_seconds() / 3600, 2)

@@ -219,7 +219,8 @@ def parse(data: Any, *, env: str, source: str = "<memory>") -> Topology:
         v.fail("primary", f"{primary} is outside residency {list(residency)}")
     for i, region in enumerate(secondaries):
         if region not in residency:
-            v.fail(f"secondaries[{i}]", f"{region} is outside residency {list(residency)}: data may not be copied there")
+            v.fail(f"secondaries[{i}]",
+                   f"{region} is outside residency {list(residency)}: data may not be copied there")
     routing_raw = data.get("routing", "single")
     try:
         routing = RoutingMode(routing_raw)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from orchestrator import aws
 from orchestrator.errors import InputRejected, OperationFailed

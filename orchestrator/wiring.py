@@ -129,6 +129,7 @@ def region_args(topology: Topology, region: str) -> contract.RegionArgs:
         ),
         thing_types=topology.registry.thing_types,
         thing_groups=tuple(contract.ThingGroup(g.name, g.parent) for g in topology.registry.thing_groups),
+        backup_region=(topology.backup_region or "") if region == topology.home_region else "",
     )
 
 

@@ -38,6 +38,8 @@ REGION_OUTPUTS = (
     "dataLakeBucketArn",
     "devicePolicyName",
 )
+# Exported only by the home region's stack when the topology names a backup region.
+BACKUP_OUTPUT = "backupBucketName"
 DNS_OUTPUTS = ("fqdn", "routing", "records", "healthCheckIds")
 REPLICATION_OUTPUTS = ("replicationRoleArn", "registryTableName", "targets")
 
@@ -80,9 +82,11 @@ class RegionArgs:
     sizing: Sizing = field(default_factory=Sizing)
     thing_types: tuple[str, ...] = ()
     thing_groups: tuple[ThingGroup, ...] = ()
+    backup_region: str = ""  # set for the home region's stack only: it keeps the backup vault
 
     def to_config(self) -> dict[str, str]:
         return {
+            **({"backupRegion": self.backup_region} if self.backup_region else {}),
             "component": Component.REGION.value,
             "env": self.env,
             "region": self.region,
@@ -108,6 +112,7 @@ class RegionArgs:
             sizing=Sizing(**_json(get, "sizing")),
             thing_types=tuple(registry.get("thingTypes", [])),
             thing_groups=tuple(ThingGroup(g["name"], g.get("parent")) for g in registry.get("thingGroups", [])),
+            backup_region=get("backupRegion") or "",
         )
 
 

@@ -12,7 +12,7 @@ import pulumi_aws as aws
 from pulumi import Output, ResourceOptions
 
 from programs import policies
-from programs.contract import REGION_OUTPUTS, RegionArgs
+from programs.contract import BACKUP_OUTPUT, REGION_OUTPUTS, RegionArgs
 
 TYPE = "iotplatform:region:IotRegion"
 TLS_POLICY = "IoTSecurityPolicy_TLS13_1_2_2022_10"
@@ -26,6 +26,7 @@ FIREHOSE_ERROR_PREFIX = ("errors/firehose/!{firehose:error-output-type}/year=!{t
 RULE_ERROR_PREFIX = "errors/iot-rule"
 NONCURRENT_VERSION_DAYS = 30  # old versions (overwrites, deletes) stay recoverable for a month
 ABORT_MULTIPART_DAYS = 7
+BACKUP_RETENTION_DAYS = 35  # daily registry + state backups are kept five weeks
 # Registry events the replication stack's rule consumes ($aws/events/thing…). Only these keys are
 # sent, so settings other teams own (jobs, certificates, policies) are left as they are.
 REGISTRY_EVENTS = ("THING", "THING_GROUP", "THING_TYPE", "THING_GROUP_MEMBERSHIP",
@@ -118,28 +119,8 @@ class IotRegion(pulumi.ComponentResource):
         # SSE-S3 rather than SSE-KMS: replication to other regions then needs no per-region KMS
         # grants and the replication role names only the two buckets. Moving to a customer key
         # means sse_kms_encrypted_objects + replica_kms_key_id in the replication stack.
-        bucket = aws.s3.Bucket(
-            f"{name}-lake", bucket_prefix=lake_bucket_prefix(args.env, region), force_destroy=False,
-            region=region, tags=tags, opts=ResourceOptions(parent=self, protect=True))
-        versioning = aws.s3.BucketVersioning(
-            f"{name}-lake-versioning", bucket=bucket.id,
-            versioning_configuration={"status": "Enabled"}, region=region, opts=child)
-        encryption = aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-lake-encryption", bucket=bucket.id,
-            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
-            region=region, opts=child)
-        public_block = aws.s3.BucketPublicAccessBlock(
-            f"{name}-lake-public-access", bucket=bucket.id, block_public_acls=True,
-            block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True,
-            region=region, opts=child)
-        ownership = aws.s3.BucketOwnershipControls(
-            f"{name}-lake-ownership", bucket=bucket.id,
-            rule={"object_ownership": "BucketOwnerEnforced"}, region=region,
-            opts=ResourceOptions(parent=self, depends_on=[public_block]))
-        aws.s3.BucketPolicy(
-            f"{name}-lake-policy", bucket=bucket.id,
-            policy=bucket.arn.apply(lambda arn: policies.dumps(policies.deny_insecure_transport(arn))),
-            region=region, opts=ResourceOptions(parent=self, depends_on=[public_block, ownership]))
+        bucket, versioning, encryption = _hardened_bucket(
+            self, f"{name}-lake", lake_bucket_prefix(args.env, region), region, tags)
         sizing = args.sizing
         lake_rule: aws.s3.BucketLifecycleConfigurationRuleArgsDict = {
             "id": "lake-lifecycle",
@@ -209,6 +190,20 @@ class IotRegion(pulumi.ComponentResource):
             region=region, tags=tags,
             opts=ResourceOptions(parent=self, depends_on=[firehose_policy, encryption]))
 
+        # -- backups: the home region's stack keeps the vault in the backup region ----------------
+        self.backup_bucket_name: Output[str] | None = None
+        if args.backup_region:
+            vault, vault_versioning, _ = _hardened_bucket(
+                self, f"{name}-backups", f"iot-{args.env}-backups-", args.backup_region, tags)
+            aws.s3.BucketLifecycleConfiguration(
+                f"{name}-backups-retention", bucket=vault.id, region=args.backup_region,
+                rules=[{"id": "backup-retention", "status": "Enabled", "filter": {"prefix": ""},
+                        "expiration": {"days": BACKUP_RETENTION_DAYS},
+                        "noncurrent_version_expiration": {"noncurrent_days": 7},
+                        "abort_incomplete_multipart_upload": {"days_after_initiation": ABORT_MULTIPART_DAYS}}],
+                opts=ResourceOptions(parent=self, depends_on=[vault_versioning]))
+            self.backup_bucket_name = vault.bucket
+
         self.region = Output.from_input(region)
         self.iot_endpoint = endpoint.endpoint_address
         self.domain_configuration_name = domain.name
@@ -227,4 +222,38 @@ class IotRegion(pulumi.ComponentResource):
                   self.domain_configuration_arn, self.certificate_arn, self.stream_name,
                   self.stream_arn, self.data_lake_bucket_name, self.data_lake_bucket_arn,
                   self.device_policy_name]
-        return dict(zip(REGION_OUTPUTS, values, strict=True))
+        exports = dict(zip(REGION_OUTPUTS, values, strict=True))
+        if self.backup_bucket_name is not None:
+            exports[BACKUP_OUTPUT] = self.backup_bucket_name
+        return exports
+
+
+def _hardened_bucket(parent: pulumi.Resource, base: str, prefix: str, region: str, tags: dict[str, str],
+                     ) -> tuple[aws.s3.Bucket, aws.s3.BucketVersioning,
+                                aws.s3.BucketServerSideEncryptionConfiguration]:
+    """A protected bucket with versioning, SSE-S3, every public access blocked, owner-enforced
+    objects and a deny-insecure-transport policy (the data lake and the backup vault)."""
+    child = ResourceOptions(parent=parent)
+    bucket = aws.s3.Bucket(
+        base, bucket_prefix=prefix, force_destroy=False,
+        region=region, tags=tags, opts=ResourceOptions(parent=parent, protect=True))
+    versioning = aws.s3.BucketVersioning(
+        f"{base}-versioning", bucket=bucket.id,
+        versioning_configuration={"status": "Enabled"}, region=region, opts=child)
+    encryption = aws.s3.BucketServerSideEncryptionConfiguration(
+        f"{base}-encryption", bucket=bucket.id,
+        rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
+        region=region, opts=child)
+    public_block = aws.s3.BucketPublicAccessBlock(
+        f"{base}-public-access", bucket=bucket.id, block_public_acls=True,
+        block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True,
+        region=region, opts=child)
+    ownership = aws.s3.BucketOwnershipControls(
+        f"{base}-ownership", bucket=bucket.id,
+        rule={"object_ownership": "BucketOwnerEnforced"}, region=region,
+        opts=ResourceOptions(parent=parent, depends_on=[public_block]))
+    aws.s3.BucketPolicy(
+        f"{base}-policy", bucket=bucket.id,
+        policy=bucket.arn.apply(lambda arn: policies.dumps(policies.deny_insecure_transport(arn))),
+        region=region, opts=ResourceOptions(parent=parent, depends_on=[public_block, ownership]))
+    return bucket, versioning, encryption

@@ -110,7 +110,8 @@ class InMemoryEngine:
         if spec.kind == "region":
             outputs = region_outputs(spec.region, spec.config.get("iot-platform:env", "dev"))
         elif spec.kind == "dns":
-            outputs = {"fqdn": spec.config.get("iot-platform:domain"), "routing": spec.config.get("iot-platform:routing")}
+            outputs = {"fqdn": spec.config.get("iot-platform:domain"),
+                       "routing": spec.config.get("iot-platform:routing")}
         outputs.update(self.output_overrides.get(spec.name, {}))
         values = {k: OutputValue(v) for k, v in outputs.items()}
         values.update({k: OutputValue(v, secret=True) for k, v in self.secret_outputs.get(spec.name, {}).items()})

@@ -120,6 +120,11 @@ class AppContext:
 
 def find_project_dir(start: Path) -> Path | None:
     for d in (start, *start.parents):
+        # A stack's generated workspace (.orchestrate/workspaces/<stack>/Pulumi.yaml) is not the
+        # project: commands the engine runs there (the replication stack's registry sync) must
+        # find the project root above it.
+        if d.parent.name == "workspaces" and d.parent.parent.name == ".orchestrate":
+            continue
         if (d / "Pulumi.yaml").is_file():
             return d
     return None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
@@ -10,8 +9,6 @@ import click
 
 from orchestrator.cli.app import AppContext, command, global_options
 from orchestrator.errors import ExitCode
-
-BACKUP_DEST_ENV = "ORCHESTRATE_BACKUP_DEST"
 
 
 def progress_bar(app: AppContext, label: str):  # noqa: ANN201 - returns a Progress callback
@@ -89,21 +86,22 @@ def register(cli: click.Group) -> None:
             raise click.exceptions.Exit(int(ExitCode.FAILED))
 
     @command(registry, "backup")
-    @click.option("--region", required=True, metavar="R", help="Region whose registry is snapshotted.")
-    @click.option("--dest", default=lambda: os.environ.get(BACKUP_DEST_ENV), metavar="DIR|s3://bucket/prefix",
-                  help=f"Where backups go [default: ${BACKUP_DEST_ENV}].")
+    @click.option("--region", metavar="R", help="Region whose registry is snapshotted [default: the primary].")
+    @click.option("--dest", metavar="DIR|s3://bucket/prefix",
+                  help="Where backups go [default: $ORCHESTRATE_BACKUP_DEST, else the backup vault of the home "
+                       "region's stack].")
     @click.option("--skip-stack-state", is_flag=True, help="Registry only: no stack state exports.")
     @click.option("--kms-key-id", metavar="KEY", help="SSE-KMS key for s3:// destinations [default: SSE-S3].")
-    def backup(app: AppContext, region: str, dest: str | None, skip_stack_state: bool,
+    def backup(app: AppContext, region: str | None, dest: str | None, skip_stack_state: bool,
                kms_key_id: str | None) -> None:
         """Snapshot the registry of R plus every stack's state export (secrets stay encrypted)."""
         from orchestrator.aws import AwsContext
-        from orchestrator.errors import InputRejected
         from orchestrator.graph import all_stacks
         from orchestrator.registry import backup_region
+        from orchestrator.vault import backup_destination
 
-        if not dest:
-            raise InputRejected("no backup destination", hint=f"pass --dest or set {BACKUP_DEST_ENV}")
+        region = region or app.topology().primary
+        dest = dest or backup_destination(app)
         exports = {}
         if not skip_stack_state:
             engine = app.engine()

@@ -36,7 +36,8 @@ def render_report(app: AppContext, report) -> None:  # noqa: ANN001
 def register(cli: click.Group) -> None:
     @command(cli, "up")
     @click.option("--region", metavar="R", help="The region stack to deploy (then DNS and replication).")
-    @click.option("--all", "all_regions", is_flag=True, help="Every region stack in parallel, then DNS, then replication.")
+    @click.option("--all", "all_regions", is_flag=True,
+                  help="Every region stack in parallel, then DNS, then replication.")
     @click.option("--parallel", default=4, show_default=True, type=click.IntRange(1, 32),
                   help="Most stacks of one wave run at once.")
     @click.option("--resume", is_flag=True, help="Continue the last failed `up` from the failed stack.")

@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / ".github" / "workflows"
 PREVIEW = WORKFLOWS / "preview.yml"
 APPLY = WORKFLOWS / "apply.yml"
+BACKUP = WORKFLOWS / "backup.yml"
 BUILD = REPO / "tests" / "tools" / "build_actionlint.sh"
 PATHS = {"programs/**", "stacks/**", "orchestrator/**", "Pulumi.yaml", "pyproject.toml"}
 
@@ -84,7 +85,7 @@ def test_a_missing_linter_skips_locally_but_fails_on_ci(monkeypatch: pytest.Monk
 
 
 def test_workflows_pass_actionlint(actionlint: str) -> None:
-    proc = subprocess.run([actionlint, "-no-color", "-oneline", str(PREVIEW), str(APPLY)],
+    proc = subprocess.run([actionlint, "-no-color", "-oneline", str(PREVIEW), str(APPLY), str(BACKUP)],
                           capture_output=True, text=True, timeout=120, cwd=REPO)
     findings = f"actionlint findings:\n{proc.stdout}{proc.stderr}"
     assert proc.returncode == 0 and not proc.stdout.strip(), findings
@@ -171,3 +172,16 @@ def test_every_action_is_pinned_to_at_least_a_major_version(path: Path) -> None:
             if "uses" in step:
                 ref = step["uses"].split("@", 1)
                 assert len(ref) == 2 and ref[1] and ref[1] not in ("main", "master", "latest"), step["uses"]
+
+
+def test_backup_runs_daily_with_least_privilege() -> None:
+    import yaml
+
+    doc = yaml.safe_load(BACKUP.read_text())
+    triggers = doc[True] if True in doc else doc["on"]  # YAML 1.1 reads `on` as a boolean
+    assert triggers["schedule"][0]["cron"].split()[2:] == ["*", "*", "*"]  # every day
+    assert doc["permissions"] == {}
+    job = doc["jobs"]["backup"]
+    assert job["permissions"] == {"contents": "read", "id-token": "write"}
+    assert job["concurrency"]["cancel-in-progress"] is False
+    assert any("orchestrate registry backup" in step.get("run", "") for step in job["steps"])

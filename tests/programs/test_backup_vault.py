@@ -1,0 +1,60 @@
+"""The home region's stack keeps the backup vault in the backup region: hardened and time-limited."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from programs.contract import BACKUP_OUTPUT
+from programs.mocks import evaluate
+from tests.programs.conftest import PRIMARY, SECONDARY, region_args
+
+
+def vault_eval():  # noqa: ANN201
+    return evaluate(replace(region_args(PRIMARY), backup_region=SECONDARY), stack="dev-region-eu-west-1")
+
+
+def by_name(ev, name: str):  # noqa: ANN001, ANN201
+    return next(r for r in ev.resources if r.name == name)
+
+
+def test_vault_lives_in_the_backup_region_and_is_protected() -> None:
+    ev = vault_eval()
+    bucket = by_name(ev, "iot-dev-eu-west-1-backups")
+    assert bucket.type == "aws:s3/bucket:Bucket" and bucket.protect
+    assert bucket.inputs["region"] == SECONDARY
+    assert ev.outputs[BACKUP_OUTPUT].startswith("iot-dev-backups-")
+
+
+def test_vault_is_hardened_like_the_lake() -> None:
+    ev = vault_eval()
+    block = by_name(ev, "iot-dev-eu-west-1-backups-public-access")
+    assert all(block.inputs[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls",
+                                         "restrictPublicBuckets"))
+    assert by_name(ev, "iot-dev-eu-west-1-backups-versioning").inputs["versioningConfiguration"] == \
+        {"status": "Enabled"}
+    sse = by_name(ev, "iot-dev-eu-west-1-backups-encryption").inputs["rules"][0]
+    assert sse["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
+
+
+def test_vault_retention_expires_backups() -> None:
+    rule = by_name(vault_eval(), "iot-dev-eu-west-1-backups-retention").inputs["rules"][0]
+    assert rule["expiration"] == {"days": 35} and rule["status"] == "Enabled"
+
+
+def test_no_vault_without_a_backup_region() -> None:
+    ev = evaluate(region_args(PRIMARY), stack="dev-region-eu-west-1")
+    assert not [r for r in ev.resources if "backups" in r.name]
+    assert BACKUP_OUTPUT not in ev.outputs
+
+
+def test_only_the_home_region_gets_the_vault() -> None:
+    from pathlib import Path
+
+    from orchestrator import wiring
+    from orchestrator.topology import load
+
+    topo = load(Path(__file__).resolve().parents[2] / "stacks" / "dev.topology.yaml")
+    assert topo.backup_region == SECONDARY
+    topo = topo.with_secondary(SECONDARY)
+    assert wiring.region_args(topo, PRIMARY).backup_region == SECONDARY
+    assert wiring.region_args(topo, SECONDARY).backup_region == ""
