@@ -599,10 +599,21 @@ def _code(exc: BaseException) -> str | None:
     return error_code(exc)
 
 
+# the credentials or their permissions are wrong: every further call would fail the same way
+_FATAL_CODES = frozenset({
+    "UnauthorizedException", "AccessDeniedException", "AccessDenied", "UnrecognizedClientException",
+    "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException", "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+})
+
+
 def _is_client_error(exc: BaseException) -> bool:
+    """A refusal of this one operation (recorded; the run goes on), not of the whole run."""
     from botocore.exceptions import ClientError
 
-    return isinstance(exc, (ClientError, _OpRejected))
+    if isinstance(exc, _OpRejected):
+        return True
+    return isinstance(exc, ClientError) and _code(exc) not in _FATAL_CODES
 
 
 _NOT_FOUND = "ResourceNotFoundException"

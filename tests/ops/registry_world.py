@@ -182,8 +182,8 @@ class _Raw:
 class FaultInjector:
     """Fails a fixed, seeded fraction of a client's requests before they reach moto: throttling
     (400 ThrottlingException, 429 TooManyRequestsException), 503 ServiceUnavailable, and, for
-    writes, "applied but lost" (forwarded to moto, then answered with a 500). The extra fault
-    "invalid" (400 InvalidRequestException) is not retryable: the operation is refused."""
+    writes, "applied but lost" (forwarded to moto, then answered with a 500). The extra faults
+    "invalid" (400 InvalidRequestException) and "unauthorized" (401) are not retryable."""
 
     FAULTS = ("throttle", "too-many", "unavailable", "applied-then-500")
 
@@ -218,6 +218,8 @@ class FaultInjector:
             return self._error(request, 503, "ServiceUnavailableException", "Service unavailable")
         if fault == "invalid":  # not retryable: the operation is refused
             return self._error(request, 400, "InvalidRequestException", "refused by the test")
+        if fault == "unauthorized":  # not retryable, and no other call will do better
+            return self._error(request, 401, "UnauthorizedException", "not authorized by the test")
         self._http.send(request)  # the write happens ...
         return self._error(request, 500, "InternalFailureException", "lost")  # ... the answer does not
 

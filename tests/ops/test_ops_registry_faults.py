@@ -204,3 +204,21 @@ def test_a_group_with_another_parent_in_the_destination_is_reported_not_changed(
     # gateway is not deprecated in the source: un-deprecated before its things are created
     assert not snap.types_by_name["gateway"].deprecated
     assert snap.things_by_name["dev-0001"].thing_type == "gateway"
+
+
+def test_missing_permissions_stop_the_run_as_an_input_error(iot: IotFactory, tmp_path: Path) -> None:
+    from orchestrator.aws import aws_errors
+    from orchestrator.errors import InputRejected
+
+    src, dst = iot(SRC), iot(DST)
+    seed(src, 3)
+    FaultInjector(dst, rate=1.0, seed=4, only={"CreateThing"}, faults=("unauthorized",))
+    checkpoint = tmp_path / "sync.json"
+
+    with pytest.raises(InputRejected) as refused:
+        with aws_errors("registry sync"):
+            sync_clients(src, dst, SyncOptions(rate=10_000, checkpoint_path=checkpoint))
+
+    assert refused.value.exit_code is ExitCode.BAD_INPUT
+    assert "UnauthorizedException" in refused.value.one_line()
+    assert json.loads(checkpoint.read_text())["done"]  # what was done is kept for the re-run
