@@ -6,7 +6,6 @@ orchestrator, render through the injected console.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
@@ -67,17 +66,10 @@ def cli() -> None:
 
 
 def register() -> None:
-    from orchestrator.cli import plan, stacks
+    """Attach every command module (each imports only click at module level)."""
+    from orchestrator.cli import comment, lifecycle, plan, preview, registry, stacks
 
-    for module in (plan, stacks):
-        module.register(cli)
-    for optional in ("preview", "comment", "registry", "lifecycle"):
-        try:
-            module = __import__(f"orchestrator.cli.{optional}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"orchestrator.cli.{optional}":
-                raise
-            continue
+    for module in (plan, stacks, preview, lifecycle, registry, comment):
         module.register(cli)
 
 
@@ -86,8 +78,4 @@ register()
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    try:
-        cli.main(args=argv, prog_name="orchestrate", standalone_mode=True)
-    except SystemExit:
-        raise
-    sys.exit(0)
+    cli.main(args=argv, prog_name="orchestrate")
