@@ -11,6 +11,7 @@ parallel stacks never share workspace files. The program is inline (`programs.ma
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -44,6 +45,22 @@ _COUNTED_OPS = {"create": "create", "update": "update", "delete": "delete", "rep
 
 INSTALL_HINT = ("install it from https://www.pulumi.com/docs/iac/download-install/ or build it with "
                 "tests/engine/build_pulumi.sh, then put it on PATH")
+
+
+# The Python SDK's lazy submodules (`pulumi._utils._LazyModule`, behind `pulumi_aws.s3` etc.) are
+# not thread-safe: two stacks whose programs touch `aws.s3` for the first time at once fail with
+# "module 'pulumi_aws.s3' has no attribute 'Bucket'". Inline programs of parallel stacks run in
+# threads of this process, so their declaration bodies (synchronous and short: they only queue
+# registrations) take turns; the engine work itself stays parallel.
+_PROGRAM_LOCK = threading.Lock()
+
+
+def _program() -> None:
+    """The inline Pulumi program of every stack (`programs.main.run`), one declaration at a time."""
+    from programs.main import run
+
+    with _PROGRAM_LOCK:
+        run()
 
 
 def find_pulumi_cli() -> Path | None:
@@ -100,13 +117,13 @@ class PulumiEngine:
         try:
             return fn()
         except auto_errors.ConcurrentUpdateError as exc:
-            raise StackLocked(f"{stack} is locked by another update", hint=_last_line(exc)) from None
+            raise StackLocked(f"{stack} is locked by another update", hint=_lock_hint(stack, exc)) from None
         except auto_errors.StackNotFoundError:
             raise OperationFailed(f"{stack} does not exist in {self.backend_url}") from None
         except auto_errors.CommandError as exc:
             text = str(exc)
             if "locked by" in text or "currently locked" in text:
-                raise StackLocked(f"{stack} is locked by another update", hint=_last_line(exc)) from None
+                raise StackLocked(f"{stack} is locked by another update", hint=_lock_hint(stack, exc)) from None
             raise OperationFailed(f"{operation} of {stack} failed: {_last_line(exc)}") from None
         finally:
             self.log(f"[{stack}] {operation} finished in {time.monotonic() - started:.1f}s")
@@ -115,6 +132,9 @@ class PulumiEngine:
     def _env(self) -> dict[str, str]:
         env = {"PULUMI_BACKEND_URL": self.backend_url, "PULUMI_SKIP_UPDATE_CHECK": "true"}
         if self.endpoint_url:
+            # what the programs run themselves (the replication stack's `orchestrate registry
+            # sync`, through the command provider) reaches the same endpoint: boto3 honours it
+            env["AWS_ENDPOINT_URL"] = self.endpoint_url
             env.setdefault("AWS_ACCESS_KEY_ID", os.environ.get("AWS_ACCESS_KEY_ID", "testing"))
             env.setdefault("AWS_SECRET_ACCESS_KEY", os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"))
         return env
@@ -124,8 +144,9 @@ class PulumiEngine:
         with self._setup_lock:
             work.mkdir(parents=True, exist_ok=True)
             rel = os.path.relpath(self.stacks_dir, work)
-            text = (f"name: iot-platform\nruntime: python\nmain: {os.path.relpath(self.project_dir / 'programs', work)}\n"
-                    f"stackConfigDir: {rel}\n")
+            # The program is inline (served by this process): no `main`, which the CLI would stat and
+            # which need not exist where the orchestrator is installed rather than checked out.
+            text = f"name: iot-platform\nruntime: python\nstackConfigDir: {rel}\n"
             target = work / "Pulumi.yaml"
             if not target.exists() or target.read_text() != text:
                 target.write_text(text)
@@ -133,8 +154,6 @@ class PulumiEngine:
 
     def _stack(self, name: str, *, create: bool) -> Any:
         from pulumi import automation as auto
-
-        from programs.main import run as program
 
         opts = auto.LocalWorkspaceOptions(
             work_dir=str(self._workdir(name)),
@@ -144,8 +163,21 @@ class PulumiEngine:
             if self.cli.parent.name == "bin" else None,
         )
         if create:
-            return auto.create_or_select_stack(name, project_name="iot-platform", program=program, opts=opts)
-        return auto.select_stack(name, project_name="iot-platform", program=program, opts=opts)
+            return auto.create_or_select_stack(name, project_name="iot-platform", program=_program, opts=opts)
+        return auto.select_stack(name, project_name="iot-platform", program=_program, opts=opts)
+
+    def _cli(self, stack: Any, *args: str) -> str:
+        """A CLI command the Automation API has no (safe) method for, in the stack's workspace."""
+        ws = stack.workspace
+        return ws.pulumi_command.run([*args, "--stack", stack.name], ws.work_dir, ws.env_vars).stdout
+
+    def _export(self, stack: Any) -> dict[str, Any]:
+        """The stack's state with secrets still encrypted. (`Stack.export_stack` passes
+        --show-secrets: its result would carry every secret in plain text, into backups too.)"""
+        return json.loads(self._cli(stack, "stack", "export"))
+
+    def _config_file(self, name: str) -> Path:
+        return self.stacks_dir / f"Pulumi.{name}.yaml"
 
     def _configure(self, stack: Any, spec: StackSpec) -> None:
         from pulumi import automation as auto
@@ -198,8 +230,12 @@ class PulumiEngine:
 
         def go() -> StackPreview:
             collector = Collector()
-            stack = self._stack(spec.name, create=True)
-            before = stack.get_all_config()
+            try:
+                stack, created = self._stack(spec.name, create=False), False
+            except auto_errors.StackNotFoundError:
+                stack, created = self._stack(spec.name, create=True), True
+            config_file = self._config_file(spec.name)
+            before = config_file.read_bytes() if config_file.exists() and not created else None
             failure: str | None = None
             try:
                 self._configure(stack, spec)
@@ -209,12 +245,15 @@ class PulumiEngine:
             except auto_errors.CommandError as exc:
                 failure = _last_line(exc)
             finally:
-                current = stack.get_all_config()
-                stale = [k for k in current if k not in before]
-                if stale:
-                    stack.remove_all_config(stale)
-                if before:
-                    stack.set_all_config(before)
+                # Byte for byte what was there (re-setting secrets through the CLI would re-encrypt
+                # them); a stack that exists only because of this preview goes again, file and all.
+                if created:
+                    stack.workspace.remove_stack(spec.name)
+                    config_file.unlink(missing_ok=True)
+                elif before is None:
+                    config_file.unlink(missing_ok=True)
+                else:
+                    config_file.write_bytes(before)
             changes, counts, error = collector.result()
             env = spec.config.get("iot-platform:env", "")
             return StackPreview(spec.name, spec.kind, spec.region, changes, counts,
@@ -228,10 +267,7 @@ class PulumiEngine:
             started = time.monotonic()
             stack = self._stack(spec.name, create=False)
             if include_protected:
-                state = stack.export_stack()
-                for resource in (state.deployment or {}).get("resources", []) or []:
-                    resource.pop("protect", None)
-                stack.import_stack(state)
+                self._cli(stack, "state", "unprotect", "--all", "--yes")
             result = stack.destroy(exclude_protected=not include_protected, color="never")
             return StackResult(spec.name, Operation.DESTROY, Outcome.SUCCEEDED, counts=_op_counts(result.summary),
                                seconds=time.monotonic() - started)
@@ -269,7 +305,7 @@ class PulumiEngine:
                 s = self._stack(stack, create=False)
             except auto_errors.StackNotFoundError:
                 return StackInfo(stack, deployed=False)
-            deployment = (s.export_stack().deployment or {})
+            deployment = self._export(s).get("deployment") or {}
             resources = [r for r in deployment.get("resources", []) or []
                          if not str(r.get("type", "")).startswith("pulumi:")]
             pending = tuple(f"{p.get('type', '?')} {p.get('resource', {}).get('urn', '?')}"
@@ -295,24 +331,28 @@ class PulumiEngine:
 
     def export(self, stack: str) -> dict[str, Any]:
         def go() -> dict[str, Any]:
-            state = self._stack(stack, create=False).export_stack()
-            return {"version": state.version, "deployment": state.deployment}
+            state = self._export(self._stack(stack, create=False))
+            return {"version": state.get("version", 3), "deployment": state.get("deployment")}
 
         return self._run("export", stack, go)
 
     def import_(self, stack: str, state: dict[str, Any]) -> None:
-        from pulumi import automation as auto
+        import tempfile
 
         def go() -> None:
-            self._stack(stack, create=True).import_stack(
-                auto.Deployment(version=state.get("version", 3), deployment=state.get("deployment")))
+            s = self._stack(stack, create=True)
+            # our own private file, removed whatever happens (`Stack.import_stack` leaves a
+            # world-readable temp file behind when the import fails)
+            with tempfile.TemporaryDirectory(prefix="orchestrate-import-") as tmp:
+                path = Path(tmp) / "state.json"
+                path.write_text(json.dumps({"version": state.get("version", 3),
+                                            "deployment": state.get("deployment")}))
+                self._cli(s, "stack", "import", "--file", str(path))
 
         self._run("import", stack, go)
 
 
 def _endpoints_json(url: str) -> str:
-    import json
-
     return json.dumps([{service: url for service in ENDPOINT_SERVICES}])
 
 
@@ -328,6 +368,11 @@ def _op_counts(summary: Any) -> dict[str, int]:
         if key:
             counts[key] = counts.get(key, 0) + int(n)
     return counts
+
+
+def _lock_hint(stack: str, exc: BaseException) -> str:
+    return (f"{_last_line(exc)}; if no update is running any more (a crashed or killed run left the "
+            f"lock), run `orchestrate recover {stack}`")
 
 
 def _last_line(exc: BaseException) -> str:

@@ -22,7 +22,12 @@ def recover_stack(app: AppContext, stack: str, *, assume_yes: bool) -> dict[str,
     engine = app.engine()
     info = engine.info(stack)
     if not info.deployed and not info.pending_operations:
-        raise InputRejected(f"{stack} has no state to recover")
+        # Nothing to refresh, but a run killed before its first resource still leaves the lock.
+        app.console.info(f"recover {stack}: no resources and no pending operations; "
+                         "clearing a lock a crashed run may have left")
+        confirm(f"recover {stack}", expected=stack, assume_yes=assume_yes)
+        engine.cancel(stack)
+        return {"stack": stack, "pending_cleared": 0, "pending_left": 0, "counts": {}}
     app.console.info(f"recover {stack}: {len(info.pending_operations)} pending operations")
     for op in info.pending_operations:
         app.console.info(f"  {op}")

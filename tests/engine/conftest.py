@@ -29,8 +29,11 @@ import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.engine.helpers import OrchestrateProject, hermetic_aws_env, moto_post
 
 ENGINE_DIR = Path(__file__).resolve().parent
 BUILD_SCRIPT = ENGINE_DIR / "build_pulumi.sh"
@@ -264,3 +267,65 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if ENGINE_DIR in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.engine)
+
+
+# -- `orchestrate` end to end over a temp copy of the project (helpers.py) ---------------------
+
+@pytest.fixture
+def make_project(pulumi_tools: PulumiTools, tmp_path: Path):  # noqa: ANN201 - a factory
+    """make_project(topology=None) -> OrchestrateProject in this test's temp dir."""
+    count = iter(range(100))
+
+    def make(topology: Mapping[str, Any] | None = None) -> OrchestrateProject:
+        return OrchestrateProject(pulumi_tools, tmp_path / f"p{next(count)}", topology)
+
+    return make
+
+
+# -- a moto server for what the programs and lifecycle do with boto3 ---------------------------
+
+MOTO_STARTUP_TIMEOUT_S = 30.0
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - yields the URL
+    """One moto server on 127.0.0.1 for the session (bounded start-up wait, stopped at the end).
+
+    Used as `--endpoint-url`: the replication stack's `orchestrate registry sync` (run by the
+    command provider) and the lifecycle's verifications call it; with FAKE_AWS_MOTO_URL the
+    stand-in provider mirrors what those verifications read into it (moto_mirror.py)."""
+    import socket
+    import time
+    import urllib.error
+
+    if importlib.util.find_spec("moto") is None:
+        _skip_or_fail("moto is not installed (pip install 'moto[server]')")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    log = tmp_path_factory.mktemp("moto") / "server.log"
+    env = hermetic_aws_env(os.environ, log.parent)
+    with log.open("wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=sink, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + MOTO_STARTUP_TIMEOUT_S
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"moto server exited with {proc.returncode}: {log.read_text()[-2000:]}")
+            try:
+                moto_post(f"{url}/moto-api/reset", timeout=1.0)
+                break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                if time.monotonic() > deadline:
+                    pytest.fail(f"moto server not ready on {url} after {MOTO_STARTUP_TIMEOUT_S:.0f}s")
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

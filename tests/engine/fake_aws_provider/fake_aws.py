@@ -20,17 +20,25 @@ Behaviour:
   :getRegions, aws:index/getAvailabilityZones:getAvailabilityZones; any other invoke returns {}.
 - the region of a resource is its `region` input, else the provider's `aws:region`, else
   AWS_REGION / AWS_DEFAULT_REGION, else us-east-1.
+- Read of a resource the stack does not own (`Resource.get(name, id, ...)`: no state, the given
+  properties arrive as inputs) reports what "AWS" holds: the outputs recorded in
+  FAKE_AWS_STATE_DIR when another stack created it, else "does not exist" (an empty id), as the
+  real provider does. Without FAKE_AWS_STATE_DIR it is synthesized from the id; a
+  `BucketVersioning` then reads as Enabled (what every region stack sets).
 
 Environment: FAKE_AWS_VERSION (plugin version reported, default 7.51.1), FAKE_AWS_ACCOUNT
-(default 123456789012), FAKE_AWS_STATE_DIR (optional: if set, names that AWS keeps unique, such as
-S3 bucket names or a Route 53 record set, are claimed there, so creating a duplicate fails as it
-would in AWS), plus the fault-injection variables described in _plugin_base.py.
+(default 123456789012), FAKE_AWS_STATE_DIR (optional "account": names that AWS keeps unique, such
+as S3 bucket names or a Route 53 record set, are claimed there, so creating a duplicate fails as
+it would in AWS, and every created resource's outputs are recorded under `resources/` for reads),
+FAKE_AWS_MOTO_URL (optional: mirror what the orchestrator verifies with boto3 into that moto
+server, see moto_mirror.py), plus the fault-injection variables described in _plugin_base.py.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import re
 import sys
@@ -175,6 +183,26 @@ def _grpc_errors(fn: Callable) -> Callable:
 
 class _AwsError(Exception):
     pass
+
+
+@functools.lru_cache(maxsize=1)
+def _moto(url: str):  # noqa: ANN202 - a MotoMirror, imported lazily
+    from moto_mirror import MotoMirror
+
+    return MotoMirror(url)
+
+
+def mirrored(action: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run `fn` of the moto mirror when FAKE_AWS_MOTO_URL is set; moto's errors are AWS errors."""
+    url = os.environ.get("FAKE_AWS_MOTO_URL")
+    if not url:
+        return None
+    try:
+        return fn(_moto(url), *args)
+    except _AwsError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - botocore's errors, shown as the provider's
+        raise _AwsError(f"{action}: operation error: {exc}") from None
 
 
 class FakeAws(BaseProvider):
@@ -416,6 +444,64 @@ class FakeAws(BaseProvider):
         except FileNotFoundError:
             pass
 
+    # -- what "AWS" holds (FAKE_AWS_STATE_DIR): read back by `Resource.get` ---------------------
+    @staticmethod
+    def _record_path(token: str, region: str, rid: str) -> str | None:
+        root = os.environ.get("FAKE_AWS_STATE_DIR")
+        if not root or not rid:
+            return None
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{token}/{region}/{rid}")
+        return os.path.join(root, "resources", safe + ".json")
+
+    def _store(self, token: str, region: str, rid: str, props: dict[str, Any]) -> None:
+        path = self._record_path(token, region, rid)
+        if path is None:
+            return
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump(props, fh)
+        os.replace(tmp, path)
+
+    def _forget(self, token: str, region: str, rid: str) -> None:
+        path = self._record_path(token, region, rid)
+        if path is not None:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    def _lookup(self, token: str, region: str, rid: str) -> dict[str, Any] | None:
+        path = self._record_path(token, region, rid)
+        if path is None:
+            return None
+        try:
+            with open(path) as fh:
+                return json.load(fh)
+        except FileNotFoundError:
+            return None
+
+    def _observe(self, token: str, rid: str, given: dict[str, Any]) -> dict[str, Any] | None:
+        """`Resource.get(name, id)` of a resource this stack does not own: what AWS would report,
+        or None when it does not exist."""
+        region = self.region_of(given)
+        found = self._lookup(token, region, rid)
+        if found is not None:
+            return {**found, **given}
+        if token == "aws:s3/bucketVersioning:BucketVersioning":
+            if not os.environ.get("FAKE_AWS_STATE_DIR"):
+                # no account to look in: versioning is on, as every region stack sets it
+                return {**given, "id": rid, "bucket": rid, "region": region,
+                        "versioningConfiguration": {"status": "Enabled"}}
+            bucket = self._lookup("aws:s3/bucket:Bucket", region, rid) or self._lookup(
+                "aws:s3/bucketV2:BucketV2", region, rid
+            )
+            if bucket is None:
+                return None
+            # the bucket exists, its versioning was never enabled: AWS reports no status
+            return {**given, "id": rid, "bucket": rid, "region": region}
+        return {**given, "id": rid, "arn": self.arn(token, region, rid)}
+
     # -- resources --------------------------------------------------------------------------
     @_grpc_errors
     def Check(self, request, context):
@@ -480,8 +566,17 @@ class FakeAws(BaseProvider):
         rid, out = self.computed(request.type, request.urn, props, request.preview)
         region = out["region"]
         if not request.preview:
+            # "create-begin": the call reached "AWS" (a test waits for it before killing the CLI)
+            record("aws", "create-begin", request.urn, request.type, rid, region=region)
             inject("create", request.urn)
             self._claim(request.type, region, rid, props, request.urn)
+            moto_id = mirrored(f"creating {request.type}", lambda m, *a: m.created(*a),
+                               request.type, region, rid, {**props, **out})
+            if moto_id:  # moto assigned the id (a health check): records refer to that one
+                rid = moto_id
+                out["id"] = rid
+                out["arn"] = self.arn(request.type, region, f"healthcheck/{rid}")
+            self._store(request.type, region, rid, {**props, **out})
         record(
             "aws",
             "preview-create" if request.preview else "create",
@@ -499,8 +594,13 @@ class FakeAws(BaseProvider):
         record("aws", "read", request.urn, request.type, request.id, region=self.region_of(state or inputs))
         inject("read", request.urn)
         if not state:
-            # `Resource.get(...)` of something that exists "in AWS": synthesize it from the id
-            state = {"id": request.id, "arn": self.arn(request.type, self.region_of(inputs), request.id)}
+            # `Resource.get(name, id, region=...)`: no state yet; the engine passes the few given
+            # properties as inputs. Report what AWS holds (e.g. another stack's resource), or
+            # "not found" (an empty id), as the real provider does.
+            observed = self._observe(request.type, request.id, inputs)
+            if observed is None:
+                return provider_pb2.ReadResponse(id="")
+            state = observed
         return provider_pb2.ReadResponse(
             id=request.id, properties=to_struct(state), inputs=to_struct(inputs) if inputs else None
         )
@@ -527,7 +627,11 @@ class FakeAws(BaseProvider):
             if key in olds:
                 out[key] = olds[key]
         if not request.preview:
+            record("aws", "update-begin", request.urn, request.type, request.id, region=out["region"])
             inject("update", request.urn)
+            mirrored(f"updating {request.type}", lambda m, *a: m.updated(*a),
+                     request.type, out["region"], request.id, olds, {**news, **out})
+            self._store(request.type, out["region"], request.id, {**news, **out})
         record(
             "aws",
             "preview-update" if request.preview else "update",
@@ -542,8 +646,11 @@ class FakeAws(BaseProvider):
     def Delete(self, request, context):
         props = to_dict(request.properties)
         region = self.region_of(props)
+        record("aws", "delete-begin", request.urn, request.type, request.id, region=region)
         inject("delete", request.urn)
+        mirrored(f"deleting {request.type}", lambda m, *a: m.deleted(*a), request.type, region, request.id, props)
         self._release(request.type, region, request.id, props, request.urn)
+        self._forget(request.type, region, request.id)
         record("aws", "delete", request.urn, request.type, request.id, region=region)
         return empty_pb2.Empty()
 
@@ -565,6 +672,10 @@ class FakeAws(BaseProvider):
         elif tok == "aws:route53/getZone:getZone":
             name = str(args.get("name") or "").rstrip(".")
             zid = args.get("zoneId") or zone_id(name or "unknown")
+            if os.environ.get("FAKE_AWS_MOTO_URL") and not args.get("zoneId"):
+                zid = mirrored(f"looking up zone {name}", lambda m, n: m.zone_id(n), name)
+                if not zid:
+                    raise _AwsError(f"reading Route 53 Hosted Zone ({name}): no matching Route 53 Hosted Zone found")
             if not name:
                 name = f"zone-{zid.lower()}.example"
             result = {

@@ -1,0 +1,90 @@
+"""A killed `up` and two concurrent `up`s, through the real engine and its file-backend locks.
+
+One resource is made slow (FAKE_AWS_DELAY / FAKE_AWS_DELAY_ON) and the test waits, bounded, until
+the provider log shows its create began: the update then certainly holds the stack's lock.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+
+from tests.engine.helpers import OrchestrateProject, dev_topology
+
+STACK = "dev-region-eu-west-1"
+SLOW = "lake-versioning"  # created after the bucket, before the domain configuration
+
+
+def _lock_files(project: OrchestrateProject) -> list[str]:
+    locks = project.state / ".pulumi" / "locks"
+    return sorted(p.name for p in locks.rglob("*.json")) if locks.exists() else []
+
+
+def _status(project: OrchestrateProject) -> dict[str, dict]:
+    return {s["name"]: s for s in project.json("status")["stacks"]}
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+def test_killed_up_is_locked_then_recovered_without_duplicates(make_project) -> None:
+    project: OrchestrateProject = make_project(dev_topology())
+    slow = {"FAKE_AWS_DELAY": "120", "FAKE_AWS_DELAY_ON": SLOW}
+    proc = project.start("up", "--region", "eu-west-1", env=slow, name="killed-up")
+    try:
+        project.wait_for_event("create-begin", SLOW, proc=proc)
+    finally:
+        _kill_group(proc)  # orchestrate, the pulumi CLI and the provider plugins, all at once
+    assert proc.returncode == -signal.SIGKILL
+    assert _lock_files(project), "the killed update should have left its lock"
+
+    # the next up is refused as locked (exit 3) and says how to get out
+    again = project.run("up", "--region", "eu-west-1", expect=3)
+    assert "locked" in again.stdout + again.stderr
+    assert f"orchestrate recover {STACK}" in again.stdout + again.stderr
+    # status shows the interrupted create
+    before = _status(project)[STACK]
+    assert before["pending_operations"] >= 1, before
+
+    recovered = project.json("recover", STACK, "--yes")
+    assert recovered["pending_left"] == 0 and recovered["pending_cleared"] >= 1, recovered
+    assert _lock_files(project) == []
+    after = _status(project)[STACK]
+    assert after["pending_operations"] == 0
+    assert project.export(STACK)["deployment"].get("pending_operations") in (None, [])
+
+    # up completes; nothing exists twice (the fake account refuses a second bucket, stream, ...)
+    up = project.json("up", "--region", "eu-west-1")
+    assert up["ok"] is True, up
+    urns = collections.Counter(r["urn"] for r in project.export(STACK)["deployment"]["resources"])
+    assert [u for u, n in urns.items() if n > 1] == []
+    assert any(u.endswith(f"::iot-dev-eu-west-1-{SLOW}") for u in urns)
+
+
+def test_second_concurrent_up_exits_3_and_the_first_completes(make_project) -> None:
+    project: OrchestrateProject = make_project(dev_topology())
+    slow = {"FAKE_AWS_DELAY": "12", "FAKE_AWS_DELAY_ON": SLOW}
+    first = project.start("up", "--region", "eu-west-1", env=slow, name="first-up")
+    try:
+        project.wait_for_event("create-begin", SLOW, proc=first)
+
+        second = project.run("up", "--region", "eu-west-1", expect=3)
+
+        assert first.poll() is None, "the first update should still be running"
+        assert "locked" in second.stdout + second.stderr
+        assert "dev-dns" in second.stdout and "not run" in second.stdout
+        assert first.wait(timeout=180) == 0, project.output_of("first-up")
+    finally:
+        if first.poll() is None:
+            _kill_group(first)
+    assert _lock_files(project) == []
+    status = _status(project)
+    assert status[STACK]["deployed"] and status["dev-dns"]["deployed"]
+    assert status[STACK]["pending_operations"] == 0

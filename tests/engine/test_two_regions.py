@@ -1,0 +1,145 @@
+"""A two-region environment through the real engine: `up --all` (regions, DNS, replication),
+`preview --all --format markdown` of a topology change, `destroy --all` with and without the
+protected data.
+
+The tests of this module share one environment and run in file order (up, preview, destroy).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.engine.helpers import OrchestrateProject, dev_topology
+
+PRIMARY, SECONDARY, NEW = "eu-west-1", "eu-central-1", "eu-north-1"
+REGION_STACKS = [f"dev-region-{PRIMARY}", f"dev-region-{SECONDARY}"]
+ALL_STACKS = [*REGION_STACKS, "dev-dns", "dev-replication"]
+
+
+def _topology(**changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"secondaries": [SECONDARY], "routing": "failover",
+                            "residency": [PRIMARY, SECONDARY, NEW]}
+    return dev_topology(**{**base, **changes})
+
+
+@dataclass
+class Env2:
+    project: OrchestrateProject
+    endpoint: str
+    up_report: dict[str, Any]
+
+    def run(self, *args: str) -> Any:
+        """`orchestrate --json <args> --endpoint-url <moto>`: the JSON document."""
+        return self.project.json(*args, "--endpoint-url", self.endpoint)
+
+
+@pytest.fixture(scope="module")
+def env2(pulumi_tools, moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Env2:
+    """Two regions (failover) after `up --all`. The replication stack's registry sync command
+    talks to the moto server (`--endpoint-url`)."""
+    project = OrchestrateProject(pulumi_tools, tmp_path_factory.mktemp("two-regions"), _topology())
+    return Env2(project, moto_server, project.json("up", "--all", "--endpoint-url", moto_server))
+
+
+def _name(resource: dict[str, Any]) -> str:
+    return resource["urn"].rsplit("::", 1)[-1]
+
+
+def test_up_all_brings_the_replication_stack_up(env2: Env2) -> None:
+    report, project = env2.up_report, env2.project
+    assert report["ok"] is True, report
+    assert [sorted(w) for w in report["waves"]] == [sorted(REGION_STACKS), ["dev-dns"], ["dev-replication"]]
+    assert {n: s["outcome"] for n, s in report["stacks"].items()} == dict.fromkeys(ALL_STACKS, "succeeded")
+
+    primary = project.json("outputs", REGION_STACKS[0])["outputs"]
+    secondary = project.json("outputs", REGION_STACKS[1])["outputs"]
+    replication = project.export("dev-replication")["deployment"]["resources"]
+
+    # the versioning of both lakes was *read* (owned by the region stacks), and read as Enabled:
+    # what the region stacks set in the fake account
+    reads = [r for r in replication if r["type"] == "aws:s3/bucketVersioning:BucketVersioning"]
+    assert sorted(r["id"] for r in reads) == sorted([primary["dataLakeBucketName"], secondary["dataLakeBucketName"]])
+    assert all(r.get("external") for r in reads), "versioning must be read, never owned, by replication"
+    assert {r["outputs"]["versioningConfiguration"]["status"] for r in reads} == {"Enabled"}
+
+    # S3 replication: the primary lake to the secondary's
+    [config] = [r for r in replication if r["type"] == "aws:s3/bucketReplicationConfig:BucketReplicationConfig"]
+    assert config["outputs"]["bucket"] == primary["dataLakeBucketName"]
+    assert [rule["destination"]["bucket"] for rule in config["outputs"]["rules"]] == [secondary["dataLakeBucketArn"]]
+    # the registry sync ran for real (the command provider ran `orchestrate registry sync`)
+    syncs = [r for r in replication if r["type"] == "command:local:Command"]
+    assert syncs and all(f"--to {SECONDARY}" in r["outputs"]["create"] for r in syncs)
+
+    # DNS: failover, primary first, both health-checked
+    dns = project.resources("dev-dns")
+    records = {r["outputs"]["setIdentifier"]: r["outputs"] for r in dns if r["type"] == "aws:route53/record:Record"}
+    assert records[PRIMARY]["failoverRoutingPolicies"] == [{"type": "PRIMARY"}]
+    assert records[SECONDARY]["failoverRoutingPolicies"] == [{"type": "SECONDARY"}]
+    assert records[PRIMARY]["records"] == [primary["iotEndpoint"]]
+    assert records[SECONDARY]["records"] == [secondary["iotEndpoint"]]
+    checks = {r["id"] for r in dns if r["type"] == "aws:route53/healthCheck:HealthCheck"}
+    assert {rec["healthCheckId"] for rec in records.values()} == checks and len(checks) == 2
+
+
+def test_preview_markdown_of_a_topology_change_names_changes_and_placeholders(env2: Env2) -> None:
+    project = env2.project
+    before_files = project.config_files()
+    before_stacks = _backend_stacks(project)
+    changed = _topology(secondaries=[SECONDARY, NEW])
+    changed["registry"]["thing_types"] = [*changed["registry"]["thing_types"], "door-lock"]
+    original = project.read_topology()
+    project.write_topology(changed)
+    try:
+        proc = project.run("preview", "--all", "--format", "markdown", "--endpoint-url", env2.endpoint)
+    finally:
+        project.write_topology(original)
+    markdown = proc.stdout
+
+    # the changed resources, by name, in every region (the new one included)
+    for region in (PRIMARY, SECONDARY, NEW):
+        assert f"`iot-dev-{region}-type-door-lock`" in markdown, markdown
+    assert f"dev-region-{NEW}" in markdown
+    # the new secondary is not deployed: replication is previewed with marked placeholders
+    replication = markdown[markdown.index("<summary><code>dev-replication</code>"):]
+    assert "preview failed" not in replication, replication
+    assert f"bucketArn of `dev-region-{NEW}` not deployed yet: placeholder used for `secondaries`" in replication
+    assert "`dev-replication` ⏳ placeholders" in markdown  # flagged in the summary table too
+    # nothing left behind: config files byte for byte, no stack created for the preview
+    assert project.config_files() == before_files
+    assert not (project.stacks / f"Pulumi.dev-region-{NEW}.yaml").exists()
+    assert _backend_stacks(project) == before_stacks
+
+
+def test_destroy_all_keeps_protected_data_unless_asked(env2: Env2) -> None:
+    project = env2.project
+    report = env2.run("destroy", "--all", "--yes")
+    assert report["ok"] is True, report
+    assert [sorted(w) for w in report["waves"]] == [["dev-replication"], ["dev-dns"], sorted(REGION_STACKS)]
+
+    left = {stack: [r for r in project.resources(stack) if r["type"].startswith("aws:")] for stack in ALL_STACKS}
+    assert all(r.get("protect") for rs in left.values() for r in rs), left
+    kinds = {stack: sorted(r["type"].split(":")[-1] for r in rs) for stack, rs in left.items()}
+    assert kinds == {
+        f"dev-region-{PRIMARY}": ["Bucket", "Bucket", "Stream"],  # data lake, backup vault, stream
+        f"dev-region-{SECONDARY}": ["Bucket", "Stream"],
+        "dev-dns": [],
+        "dev-replication": ["Table"],  # the registry-events table
+    }
+    claims = sorted(p.name for p in project.account.iterdir() if p.name.startswith("s3-bucket"))
+    assert len(claims) == 3  # the buckets still exist in the account
+
+    report = env2.run("destroy", "--all", "--include-protected", "--yes")
+    assert report["ok"] is True, report
+    assert {stack: project.resources(stack) for stack in ALL_STACKS} == dict.fromkeys(ALL_STACKS, [])
+    assert not [p for p in project.account.iterdir() if p.name.startswith("s3-bucket")]
+    status = {s["name"]: s for s in project.json("status")["stacks"]}
+    assert not any(s["deployed"] for s in status.values())
+
+
+def _backend_stacks(project: OrchestrateProject) -> list[str]:
+    listing = json.loads(project.pulumi("stack", "ls", "--json").stdout)
+    return sorted(s["name"] for s in listing)
