@@ -79,7 +79,9 @@ def register(cli: click.Group) -> None:
         else:
             lines = [f"sync {src} -> {dst}: {'ok' if result.ok else 'FAILED'}: {result.applied} applied, "
                      f"{result.write_calls} write calls, {result.retries} retries, {result.duration_s:.1f}s"]
-            lines += _counts(result.counts) + [f"  error: {e}" for e in result.errors[:20]]
+            lines += _counts(result.counts) + [f"  error: {e.op}: {e.code}: {e.message}" for e in result.errors[:20]]
+            if len(result.errors) > 20:
+                lines.append(f"  … and {len(result.errors) - 20} more errors (--json lists them all)")
         lines += [f"  warning: {w}" for w in result.warnings]
         _render(app, result, lines)
         if not dry_run and not result.ok:

@@ -6,8 +6,8 @@
     backup_age(ctx, dest, ...)            -> timedelta | None               (status)
 
 Each makes its own clients (`orchestrator.aws`), validates its input before touching anything
-(`InputRejected`, exit 2), refuses destinations outside the residency list (`GuardRefused`,
-exit 4) and maps botocore failures to the error family. Results have `to_json()`.
+(`InputRejected`, exit 2), refuses destinations outside the residency list (`InputRejected`,
+exit 2) and maps botocore failures to the error family. Results have `to_json()`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.aws import AwsContext, aws_errors, client
-from orchestrator.errors import GuardRefused, InputRejected
+from orchestrator.errors import InputRejected
 from orchestrator.registry.backup import BackupResult, backup, is_s3, latest_backup_age, restore
 from orchestrator.registry.calls import Caller, RateLimiter, RetryPolicy
 from orchestrator.registry.policydoc import RegionRewrite
@@ -41,8 +41,9 @@ def _check_region(region: str, label: str) -> None:
 
 
 def _check_residency(region: str, residency: Collection[str] | None) -> None:
+    """A residency violation is bad input (exit 2), like the topology's own residency check."""
     if residency is not None and region not in residency:
-        raise GuardRefused(
+        raise InputRejected(
             f"{region} is outside the environment's residency list ({', '.join(residency)}): "
             "registry data may not be copied there",
             hint="add the region to `residency` in the topology file, through a reviewed change",

@@ -210,3 +210,10 @@ def test_registry_backup_restore_round_trip_through_cli(run, iot, live, tmp_path
     assert restore.exit_code == 0, restore.output
     src_things = {t["thingName"] for t in iot(SRC).list_things()["things"]}
     assert src_things == {t["thingName"] for t in iot(DST).list_things()["things"]}
+
+
+def test_registry_sync_outside_residency_is_exit_2_and_touches_nothing(run, iot, live) -> None:  # noqa: ANN001
+    result = run("registry", "sync", "--from", SRC, "--to", "us-east-1")
+    assert result.exit_code == 2
+    assert "outside the environment's residency" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert iot("us-east-1").list_things()["things"] == []

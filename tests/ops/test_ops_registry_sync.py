@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from orchestrator.aws import AwsContext
-from orchestrator.errors import GuardRefused, InputRejected
+from orchestrator.errors import InputRejected
 from orchestrator.registry import (
     RegistrySnapshot,
     SyncOptions,
@@ -267,9 +267,9 @@ def test_sync_regions_validates_before_touching_anything(ctx: AwsContext) -> Non
         sync_regions(ctx, SRC, "mars-north-1")
     with pytest.raises(InputRejected):
         sync_regions(ctx, SRC, DST, concurrency=0)
-    with pytest.raises(GuardRefused) as refused:
+    with pytest.raises(InputRejected) as refused:
         sync_regions(ctx, SRC, DST, residency=[SRC, "eu-west-2"])
-    assert refused.value.exit_code == 4
+    assert refused.value.exit_code == 2 and "outside the environment's residency" in refused.value.one_line()
 
 
 def test_snapshot_round_trips_through_json(iot: IotFactory) -> None:
