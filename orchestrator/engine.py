@@ -84,6 +84,7 @@ class PulumiEngine:
         self.log = log
         self.work_root = project_dir / ".orchestrate" / "workspaces"
         self._setup_lock = threading.Lock()
+        self._pulumi_command: Any = None
 
     @classmethod
     def from_app(cls, app: AppContext) -> PulumiEngine:
@@ -114,19 +115,51 @@ class PulumiEngine:
 
         started = time.monotonic()
         self.log(f"[{stack}] {operation} starting")
+        repaired = False
         try:
-            return fn()
-        except auto_errors.ConcurrentUpdateError as exc:
-            raise StackLocked(f"{stack} is locked by another update", hint=_lock_hint(stack, exc)) from None
-        except auto_errors.StackNotFoundError:
-            raise OperationFailed(f"{stack} does not exist in {self.backend_url}") from None
-        except auto_errors.CommandError as exc:
-            text = str(exc)
-            if "locked by" in text or "currently locked" in text:
-                raise StackLocked(f"{stack} is locked by another update", hint=_lock_hint(stack, exc)) from None
-            raise OperationFailed(f"{operation} of {stack} failed: {_last_line(exc)}") from None
+            while True:
+                try:
+                    return fn()
+                except auto_errors.ConcurrentUpdateError as exc:
+                    raise StackLocked(f"{stack} is locked by another update",
+                                      hint=_lock_hint(stack, exc)) from None
+                except auto_errors.StackNotFoundError:
+                    raise OperationFailed(f"{stack} does not exist in {self.backend_url}") from None
+                except auto_errors.CommandError as exc:
+                    text = str(exc)
+                    if "locked by" in text or "currently locked" in text:
+                        raise StackLocked(f"{stack} is locked by another update",
+                                          hint=_lock_hint(stack, exc)) from None
+                    if "EOF" in text and not repaired:
+                        torn = self._repair_torn_sidecars(stack)
+                        if torn:  # once: the operation had not started (it could not read the state)
+                            repaired = True
+                            self.log(f"[{stack}] removed torn state metadata left by a killed run: "
+                                     f"{', '.join(p.name for p in torn)}; retrying")
+                            continue
+                    raise OperationFailed(f"{operation} of {stack} failed: {_last_line(exc)}") from None
         finally:
             self.log(f"[{stack}] {operation} finished in {time.monotonic() - started:.1f}s")
+
+    def _repair_torn_sidecars(self, stack: str) -> list[Path]:
+        """A file backend keeps each checkpoint's metadata in a `<stack>.json.attrs` sidecar,
+        written after the checkpoint itself (gocloud fileblob). A CLI killed between the two leaves
+        it empty or cut short, and every later command fails with "failed to load checkpoint: EOF"
+        although the checkpoint is whole (the same goes for the update history's files). Such a
+        sidecar holds nothing worth keeping (no sidecar means default metadata, and the next
+        checkpoint writes a new one): remove it."""
+        if not self.backend_url.startswith("file://"):
+            return []
+        root = Path(self.backend_url[len("file://"):].split("?", 1)[0]) / ".pulumi"
+        torn = []
+        candidates = [*root.glob(f"stacks/**/{stack}.json*.attrs"), *root.glob(f"history/**/{stack}/*.attrs")]
+        for path in candidates:
+            try:
+                json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                path.unlink(missing_ok=True)
+                torn.append(path)
+        return torn
 
     # -- workspaces ------------------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
@@ -152,6 +185,20 @@ class PulumiEngine:
                 target.write_text(text)
         return work
 
+    def _command(self) -> Any:
+        """The CLI found on PATH (`find_pulumi_cli`), not whatever `pulumi` the SDK would look up:
+        made once per engine (the SDK's default runs `pulumi version` for every workspace)."""
+        from pulumi import automation as auto
+
+        with self._setup_lock:
+            if self._pulumi_command is None:
+                if self.cli.parent.name == "bin":  # <root>/bin/pulumi: the layout the SDK expects
+                    self._pulumi_command = auto.PulumiCommand(root=str(self.cli.parent.parent),
+                                                              skip_version_check=True)
+                else:  # e.g. the release tarball's pulumi/pulumi, found on PATH
+                    self._pulumi_command = auto.PulumiCommand()
+            return self._pulumi_command
+
     def _stack(self, name: str, *, create: bool) -> Any:
         from pulumi import automation as auto
 
@@ -159,8 +206,7 @@ class PulumiEngine:
             work_dir=str(self._workdir(name)),
             env_vars=self._env(),
             secrets_provider=self.secrets_provider,
-            pulumi_command=auto.PulumiCommand(root=str(self.cli.parent.parent), skip_version_check=True)
-            if self.cli.parent.name == "bin" else None,
+            pulumi_command=self._command(),
         )
         if create:
             return auto.create_or_select_stack(name, project_name="iot-platform", program=_program, opts=opts)
@@ -382,5 +428,7 @@ def _last_line(exc: BaseException) -> str:
     text = getattr(exc, "stderr", None) or str(exc)
     lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.lower().startswith("error")]
-    chosen = (errors or lines or [type(exc).__name__])[-1]
+    # a crashed CLI ends with a goroutine dump: its "Panic: <reason>" line is the useful one
+    panics = [f"the Pulumi CLI crashed: {ln}" for ln in lines if ln.startswith("Panic:")]
+    chosen = (errors or panics or lines or [type(exc).__name__])[-1]
     return scrub(chosen[:500])

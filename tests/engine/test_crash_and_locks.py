@@ -42,10 +42,12 @@ def test_killed_up_is_locked_then_recovered_without_duplicates(make_project) -> 
         project.wait_for_event("create-begin", SLOW, proc=proc)
     finally:
         _kill_group(proc)  # orchestrate, the pulumi CLI and the provider plugins, all at once
-    assert proc.returncode == -signal.SIGKILL
+    assert proc.returncode == -signal.SIGKILL, project.output_of("killed-up")
     assert _lock_files(project), "the killed update should have left its lock"
 
-    # the next up is refused as locked (exit 3) and says how to get out
+    # the next up is refused as locked (exit 3) and says how to get out. (About 1 kill in 10 lands
+    # between the file backend's checkpoint write and its .attrs sidecar; the engine repairs the
+    # torn sidecar first, see test_engine_state.py, and the answer is the same.)
     again = project.run("up", "--region", "eu-west-1", expect=3)
     assert "locked" in again.stdout + again.stderr
     assert f"orchestrate recover {STACK}" in again.stdout + again.stderr
@@ -70,7 +72,7 @@ def test_killed_up_is_locked_then_recovered_without_duplicates(make_project) -> 
 
 def test_second_concurrent_up_exits_3_and_the_first_completes(make_project) -> None:
     project: OrchestrateProject = make_project(dev_topology())
-    slow = {"FAKE_AWS_DELAY": "12", "FAKE_AWS_DELAY_ON": SLOW}
+    slow = {"FAKE_AWS_DELAY": "15", "FAKE_AWS_DELAY_ON": SLOW}  # >> the ~3 s the second needs
     first = project.start("up", "--region", "eu-west-1", env=slow, name="first-up")
     try:
         project.wait_for_event("create-begin", SLOW, proc=first)
