@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator import guards, verify, wiring
-from orchestrator.engine_types import Operation, Outcome, StackResult
+from orchestrator.engine_types import Engine, Operation, Outcome, StackResult
 from orchestrator.errors import InputRejected, OperationFailed
 from orchestrator.graph import dns_stack, dns_targets, region_stack, replication_stack
 from orchestrator.runner import Runner, RunReport
@@ -155,13 +155,14 @@ class Lifecycle:
 
     def _switch_dns(self, before: Topology, after: Topology) -> None:
         """Move DNS from `before` to `after`; verified; on any failure the previous records go back."""
+        engine, notify = self.app.engine(), self.app.console.info
         try:
-            self._run_stack(after, "dns")
+            _require_ok(transition_dns(engine, before, after, self.app.state_dir, notify))
             self._verify_dns(after)
         except OperationFailed as exc:
             self.app.console.info(f"DNS switch failed ({exc.one_line()}): putting the previous records back")
             try:
-                self._run_stack(before, "dns")
+                _require_ok(transition_dns(engine, after, before, self.app.state_dir, notify))
                 self._verify_dns(before)
             except OperationFailed as back:
                 raise OperationFailed(f"DNS switch failed and the rollback failed too: {back.one_line()}",
@@ -400,6 +401,42 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def _require_ok(report: RunReport) -> RunReport:
+    for name, result in report.results.items():
+        if not result.ok:
+            raise OperationFailed(f"up of {name} {result.outcome.value}: {result.message}")
+    return report
+
+
+def transition_dns(engine: Engine, before: Topology, after: Topology, state_dir: Path,
+                   notify: Callable[[str], None]) -> RunReport:
+    """Apply DNS for `after`, coming from `before`, in at most two updates.
+
+    Route 53 refuses a simple record beside routed ones of the same name, and a Pulumi update removes
+    records only after it changed the others. So when records leave (a secondary goes, or routing
+    falls back to `single`), a first update keeps `before`'s routing with only the staying regions;
+    the second then changes the mode. Records that come in need no such step: the DNS program orders
+    them after the primary's record.
+    """
+    routed_before, routed_after = dns_targets(before), set(dns_targets(after))
+    staying = [r for r in routed_before if r in routed_after]
+    results: dict[str, StackResult] = {}
+    if before.routing is not RoutingMode.SINGLE and len(staying) < len(routed_before) \
+            and staying[:1] == [before.primary]:
+        runner = Runner(engine, before, state_dir, notify=notify)
+        outputs = {r: runner._validated(region_stack(before, r)) for r in staying}
+        notify(f"[dns] first taking {', '.join(r for r in routed_before if r not in routed_after)} out "
+               f"of {before.routing.value} routing")
+        spec = wiring.dns_spec(before, outputs, staying)
+        result = engine.up(spec, None)
+        results[f"{spec.name} (shrink)"] = result
+        if not result.ok:
+            return RunReport(before.env, "up", ((spec.name,),), results)
+    report = Runner(engine, after, state_dir, notify=notify).up([dns_stack(after)])
+    results.update(report.results)
+    return RunReport(after.env, "up", report.waves, results, report.journal)
+
+
 def remove_secondary(app: AppContext, region: str, *, include_protected: bool, yes: bool) -> RunReport:
     """Take a secondary out: DNS first, then replication, then its region stack."""
     topology = app.topology()
@@ -414,7 +451,7 @@ def remove_secondary(app: AppContext, region: str, *, include_protected: bool, y
         return report.ok
 
     runner_after = Runner(engine, after, app.state_dir, notify=notify)
-    if not run(runner_after.up([dns_stack(after)])):
+    if not run(transition_dns(engine, topology, after, app.state_dir, notify)):
         return _combined(topology, results)
     if after.multi_region:
         ok = run(runner_after.up([replication_stack(after)]))

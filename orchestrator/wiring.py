@@ -8,7 +8,7 @@ and replication stacks' config. A violation stops the run before DNS is touched.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,10 +133,11 @@ def region_args(topology: Topology, region: str) -> contract.RegionArgs:
     )
 
 
-def dns_args(topology: Topology, outputs: Mapping[str, RegionOutputs]) -> contract.DnsArgs:
-    """DNS routes only to `dns_targets`; each must have (validated) outputs."""
+def dns_args(topology: Topology, outputs: Mapping[str, RegionOutputs],
+             regions: Sequence[str] | None = None) -> contract.DnsArgs:
+    """DNS routes only to `dns_targets` (or the given subset); each must have (validated) outputs."""
     targets = []
-    for region in dns_targets(topology):
+    for region in (dns_targets(topology) if regions is None else regions):
         if region not in outputs:
             raise ContractViolation(f"no verified outputs for {region}: DNS never points at a region that is not up")
         targets.append(contract.RegionEndpoint(region, outputs[region].endpoint))
@@ -171,9 +172,10 @@ def region_spec(topology: Topology, region: str) -> StackSpec:
     return StackSpec(ref.name, StackKind.REGION.value, region, config)
 
 
-def dns_spec(topology: Topology, outputs: Mapping[str, RegionOutputs]) -> StackSpec:
+def dns_spec(topology: Topology, outputs: Mapping[str, RegionOutputs],
+             regions: Sequence[str] | None = None) -> StackSpec:
     ref = dns_stack(topology)
-    config = _qualify(dns_args(topology, outputs).to_config())
+    config = _qualify(dns_args(topology, outputs, regions).to_config())
     config["aws:region"] = ref.region
     return StackSpec(ref.name, StackKind.DNS.value, ref.region, config)
 

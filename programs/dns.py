@@ -5,7 +5,10 @@ latency records carry a `set_identifier` (the region) and an explicit health che
 
 Record logical names are `<name>-record-<region>` in every routing mode, so promoting `single` to
 `failover`/`latency` updates the primary's record in place (Route 53 replaces the record set in one
-change batch) instead of creating a second, conflicting CNAME for the same name.
+change batch) instead of creating a second, conflicting CNAME for the same name; the other records
+depend on the primary's, so they are created only after it has become a routed record. Removing
+records happens last in a Pulumi update, so going back (fewer regions, or `single`) is done by the
+orchestrator in two applies: first the leaving records go, then the mode changes.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ def check_targets(args: DnsArgs) -> None:
     regions = [t.region for t in args.targets]
     if len(set(regions)) != len(regions):
         raise ValueError(f"DNS targets list a region twice: {regions}")
-    expected = {"single": (1, 1), "failover": (2, 2), "latency": (1, None)}[args.routing]
+    # failover with the primary alone is a valid Route 53 state: the orchestrator passes through it
+    # when a secondary leaves (records are removed before the primary's record changes mode)
+    expected = {"single": (1, 1), "failover": (1, 2), "latency": (1, None)}[args.routing]
     low, high = expected
     if len(regions) < low or (high is not None and len(regions) > high):
         wanted = f"exactly {low}" if low == high else f"at least {low}"
@@ -78,9 +83,13 @@ class GlobalDns(pulumi.ComponentResource):
                     extra["failover_routing_policies"] = [{"type": role}]
                 else:
                     extra["latency_routing_policies"] = [{"region": target.region}]
+            # Route 53 refuses a routed record beside a simple one of the same name: the other
+            # records wait for the primary's record, whose update (simple -> routed) the provider
+            # makes in one change batch.
+            order = child if not records else ResourceOptions(parent=self, depends_on=[records[0]])
             records.append(aws.route53.Record(
                 f"{name}-record-{target.region}", zone_id=zone.zone_id, name=args.domain,
-                type="CNAME", ttl=args.ttl, records=[target.endpoint], opts=child, **extra))
+                type="CNAME", ttl=args.ttl, records=[target.endpoint], opts=order, **extra))
             summary.append({
                 "setIdentifier": target.region if args.routing != "single" else None,
                 "region": target.region,

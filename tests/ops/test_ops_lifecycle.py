@@ -185,6 +185,11 @@ def test_removing_a_secondary_takes_dns_first(run, engine, sim, project, live) -
     ops = engine.ops()
     assert ops.index(("up", "dev-dns")) < ops.index(("destroy", "dev-replication")) \
         < ops.index(("destroy", f"dev-region-{DST}"))
+    # two DNS applies: the leaving record goes first (failover, primary alone), then the mode changes
+    dns_applies = [(c.config["iot-platform:routing"],
+                    [t["region"] for t in json.loads(c.config["iot-platform:targets"])])
+                   for c in engine.calls if c.stack == "dev-dns" and c.operation == "up"]
+    assert dns_applies == [("failover", [SRC]), ("single", [SRC])]
     assert dns(sim) == [(None, stable_endpoint(SRC))]
     assert topology(project)["secondaries"] == [] and topology(project)["routing"] == "single"
 

@@ -84,7 +84,7 @@ def test_ttl_comes_from_args() -> None:
 
 
 @pytest.mark.parametrize("routing,regions,message", [
-    ("failover", (PRIMARY,), "failover routing needs exactly 2"),
+    ("failover", (PRIMARY, SECONDARY, THIRD), "failover routing needs at least 1"),
     ("single", (PRIMARY, SECONDARY), "single routing needs exactly 1"),
     ("weighted", (PRIMARY,), "not one of single, failover, latency"),
     ("latency", (PRIMARY, PRIMARY), "twice"),
@@ -93,3 +93,21 @@ def test_target_lists_that_do_not_fit_the_mode_are_refused(routing: str, regions
                                                            message: str) -> None:
     with pytest.raises(EvaluationFailed, match=message):
         evaluate(dns_args(routing, *regions), stack="dev-dns")
+
+
+def test_failover_with_the_primary_alone_is_the_transition_state() -> None:
+    """Taking a secondary out passes through failover with the PRIMARY record alone."""
+    ev = evaluate(dns_args("failover", PRIMARY), stack="dev-dns")
+    record = ev.one(RECORD)
+    assert record.inputs["failoverRoutingPolicies"] == [{"type": "PRIMARY"}]
+    assert record.inputs["setIdentifier"] == PRIMARY
+
+
+def test_other_records_wait_for_the_primary_record() -> None:
+    """Route 53 refuses routed records beside a simple one: the primary's record changes first."""
+    ev = dns_eval("latency", (PRIMARY, SECONDARY, THIRD))
+    records = [r for r in ev.resources if r.type == RECORD]
+    first = next(r for r in records if r.name.endswith(PRIMARY))
+    others = [r for r in records if r is not first]
+    assert len(others) == 2 and all(first.name in r.depends_on for r in others)
+    assert first.name not in first.depends_on
