@@ -74,7 +74,8 @@ def find_pulumi_cli() -> Path | None:
 
 class PulumiEngine:
     def __init__(self, *, project_dir: Path, stacks_dir: Path, backend_url: str, secrets_provider: str | None,
-                 endpoint_url: str | None, cli: Path, log: Callable[[str], None] = lambda _m: None) -> None:
+                 endpoint_url: str | None, cli: Path, log: Callable[[str], None] = lambda _m: None,
+                 config_path: Path | None = None) -> None:
         self.project_dir = project_dir
         self.stacks_dir = stacks_dir
         self.backend_url = backend_url
@@ -82,6 +83,7 @@ class PulumiEngine:
         self.endpoint_url = endpoint_url
         self.cli = cli
         self.log = log
+        self.config_path = config_path
         self.work_root = project_dir / ".orchestrate" / "workspaces"
         self._setup_lock = threading.Lock()
         self._pulumi_command: Any = None
@@ -106,7 +108,8 @@ class PulumiEngine:
         backend = app.backend_url
         if backend.startswith("file://"):
             Path(backend[len("file://"):]).mkdir(parents=True, exist_ok=True)
-        return cls(project_dir=app.project_dir, stacks_dir=app.stacks_dir, backend_url=backend,
+        return cls(project_dir=app.project_dir, stacks_dir=app.stacks_dir, config_path=app.config_path,
+                   backend_url=backend,
                    secrets_provider=provider, endpoint_url=app.endpoint_url, cli=cli, log=app.console.debug)
 
     # -- the one place every operation goes through -------------------------------------------
@@ -164,6 +167,9 @@ class PulumiEngine:
     # -- workspaces ------------------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
         env = {"PULUMI_BACKEND_URL": self.backend_url, "PULUMI_SKIP_UPDATE_CHECK": "true"}
+        if self.config_path is not None:
+            # the replication stack's `orchestrate registry sync` reads the same topology file
+            env["ORCHESTRATE_CONFIG"] = str(self.config_path)
         if self.endpoint_url:
             # what the programs run themselves (the replication stack's `orchestrate registry
             # sync`, through the command provider) reaches the same endpoint: boto3 honours it

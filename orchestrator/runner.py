@@ -23,6 +23,7 @@ from orchestrator.journal import Journal
 from orchestrator.topology import Topology
 
 Notify = Callable[[str], None]
+PROGRESS_EVERY = 2.0  # seconds between two progress lines of one stack
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class Runner:
     parallel: int = 4
     sync_command: str = "orchestrate"
     _outputs: dict[str, wiring.RegionOutputs] = field(default_factory=dict)
+    _last_progress: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -163,8 +165,14 @@ class Runner:
         return found
 
     def _progress(self, stack: str, counts: Mapping[str, int]) -> None:
+        """Live progress on stderr: at most one line per stack every PROGRESS_EVERY seconds."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last_progress.get(stack, -PROGRESS_EVERY) < PROGRESS_EVERY:
+                return
+            self._last_progress[stack] = now
         shown = " ".join(f"{op} {n}" for op, n in counts.items() if n)
-        self.notify(f"[{stack}] {shown or 'working'}")
+        self.notify(f"[{stack}] {shown or 'working'} so far")
 
     # -- destroy -----------------------------------------------------------------------------
     def destroy(self, selection: Sequence[StackRef], *, include_protected: bool) -> RunReport:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -65,9 +66,11 @@ def environment_status(app: AppContext) -> EnvironmentStatus:
     topology = app.topology()
     engine = app.engine()
     routed = set(dns_targets(topology))
+    refs = all_stacks(topology)
+    with ThreadPoolExecutor(max_workers=min(4, len(refs)), thread_name_prefix="status") as pool:
+        infos = list(pool.map(lambda ref: engine.info(ref.name), refs))
     rows = []
-    for ref in all_stacks(topology):
-        info = engine.info(ref.name)
+    for ref, info in zip(refs, infos, strict=True):
         region_role = topology.role(ref.region) if ref.kind.value == "region" else "none"
         rows.append(StackStatus(
             name=ref.name, kind=ref.kind.value, region=ref.region, role=region_role,

@@ -28,7 +28,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _GLOBALS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--env", "env"), {"metavar": "NAME", "help": "Environment [default: dev; env ORCHESTRATE_ENV]."}),
-    (("--config", "config"), {"metavar": "PATH", "help": "Topology file [default: stacks/<env>.topology.yaml]."}),
+    (("--config", "config"), {"metavar": "PATH", "help": "Topology file [default: stacks/<env>.topology.yaml; "
+                                                         "env ORCHESTRATE_CONFIG]."}),
     (("--backend", "backend"), {"metavar": "URL",
                                 "help": "State backend [default: file://./.pulumi-state; env PULUMI_BACKEND_URL]."}),
     (("--endpoint-url", "endpoint_url"), {"metavar": "URL",
@@ -142,8 +143,11 @@ def app_context(ctx: click.Context) -> AppContext:
     v = deps.values
     env = v.get("env") or os.environ.get("ORCHESTRATE_ENV") or "dev"
     cwd = Path.cwd()
-    if v.get("config"):
-        config_path = Path(v["config"]).resolve()
+    # ORCHESTRATE_CONFIG: how the engine hands --config to what the programs run themselves (the
+    # replication stack's `orchestrate registry sync`)
+    config_arg = v.get("config") or os.environ.get("ORCHESTRATE_CONFIG")
+    if config_arg:
+        config_path = Path(config_arg).resolve()
         project_dir = find_project_dir(config_path.parent) or find_project_dir(cwd) or cwd
     else:
         project_dir = find_project_dir(cwd) or cwd

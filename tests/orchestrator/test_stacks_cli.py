@@ -264,3 +264,14 @@ def test_region_and_all_are_exclusive_and_required(run, engine) -> None:  # noqa
     assert run("up", "--all", "--region", "eu-west-1").exit_code == 2
     assert run("up", "--region", "eu-moon-1").exit_code == 2
     assert engine.calls == []
+
+
+def test_orchestrate_config_env_names_the_topology(run, project: Path, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """How the engine hands --config to the registry sync the replication stack runs."""
+    other = tmp_path / "elsewhere" / "dev.topology.yaml"
+    other.parent.mkdir()
+    other.write_text((project / "stacks" / "dev.topology.yaml").read_text().replace("secondaries: []",
+                                                                                     "secondaries: [eu-central-1]")
+                     .replace("routing: single", "routing: failover"))
+    monkeypatch.setenv("ORCHESTRATE_CONFIG", str(other))
+    assert "dev_region_eu_central_1" in run("graph").stdout
