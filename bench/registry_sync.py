@@ -17,13 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +32,8 @@ sys.path.insert(0, str(ROOT))
 from bench._report import machine, write_section  # noqa: E402
 from orchestrator.aws import AwsContext, client  # noqa: E402
 from orchestrator.registry import SyncOptions, SyncReport, sync_clients  # noqa: E402
+from tests.moto_server import MotoUnavailable, reset  # noqa: E402
+from tests.moto_server import moto_server as run_moto  # noqa: E402
 from tests.ops.registry_world import seed  # noqa: E402
 
 SECTION = "Registry sync"
@@ -49,40 +47,14 @@ REALISTIC_READ_RATE = 20.0
 
 @contextmanager
 def moto_server(timeout: float = 30.0) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    """A moto server on 127.0.0.1 for the benchmark (tests/moto_server.py), its log in a temp dir."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"moto server exited with {proc.returncode}")
-            try:
-                reset(url)
-                break
-            except (urllib.error.URLError, OSError):
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"moto server not ready on {url} after {timeout:.0f}s") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
+    with tempfile.TemporaryDirectory() as tmp:
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-def reset(url: str) -> None:
-    request = urllib.request.Request(f"{url}/moto-api/reset", data=b"", method="POST")
-    with urllib.request.urlopen(request, timeout=2):  # noqa: S310 - 127.0.0.1 only
-        pass
+            with run_moto(Path(tmp) / "moto.log", env, timeout) as url:
+                yield url
+        except MotoUnavailable as exc:
+            raise SystemExit(str(exc)) from None
 
 
 @dataclass(frozen=True)

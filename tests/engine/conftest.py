@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from tests.engine.helpers import OrchestrateProject, hermetic_aws_env, moto_post
+from tests.engine.helpers import OrchestrateProject, hermetic_aws_env
 
 ENGINE_DIR = Path(__file__).resolve().parent
 BUILD_SCRIPT = ENGINE_DIR / "build_pulumi.sh"
@@ -294,38 +294,18 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - yie
     Used as `--endpoint-url`: the replication stack's `orchestrate registry sync` (run by the
     command provider) and the lifecycle's verifications call it; with FAKE_AWS_MOTO_URL the
     stand-in provider mirrors what those verifications read into it (moto_mirror.py)."""
-    import socket
-    import time
-    import urllib.error
+    from contextlib import ExitStack
+
+    from tests.moto_server import MotoUnavailable
+    from tests.moto_server import moto_server as run_moto
 
     if importlib.util.find_spec("moto") is None:
         _skip_or_fail("moto is not installed (pip install 'moto[server]')")
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
     log = tmp_path_factory.mktemp("moto") / "server.log"
-    env = hermetic_aws_env(os.environ, log.parent)
-    with log.open("wb") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=sink, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + MOTO_STARTUP_TIMEOUT_S
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"moto server exited with {proc.returncode}: {log.read_text()[-2000:]}")
-            try:
-                moto_post(f"{url}/moto-api/reset", timeout=1.0)
-                break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                if time.monotonic() > deadline:
-                    pytest.fail(f"moto server not ready on {url} after {MOTO_STARTUP_TIMEOUT_S:.0f}s")
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
+    with ExitStack() as stack:
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+            url = stack.enter_context(run_moto(log, hermetic_aws_env(os.environ, log.parent),
+                                               timeout=MOTO_STARTUP_TIMEOUT_S))
+        except MotoUnavailable as exc:
+            pytest.fail(str(exc))
+        yield url

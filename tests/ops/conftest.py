@@ -8,69 +8,36 @@ credentials through a monkeypatched environment, and never a real profile or pro
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from orchestrator.aws import AwsContext, client
+from tests.moto_server import MotoUnavailable, post
+from tests.moto_server import moto_server as run_moto
 
-STARTUP_TIMEOUT_S = 30.0
 SRC = "eu-west-1"
 DST = "eu-central-1"
 THIRD = "eu-west-2"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _post(url: str, timeout: float = 5.0) -> int:
-    request = urllib.request.Request(url, data=b"", method="POST")
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - 127.0.0.1 only
-        return int(response.status)
+    return post(url, timeout)
 
 
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
     log = tmp_path_factory.mktemp("moto") / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=sink, stderr=subprocess.STDOUT, env=env,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"moto server exited with {proc.returncode}: {log.read_text()[-2000:]}")
-            try:
-                _post(f"{url}/moto-api/reset", timeout=1.0)
-                break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                if time.monotonic() > deadline:
-                    pytest.fail(f"moto server not ready on {url} after {STARTUP_TIMEOUT_S:.0f}s")
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
+    with ExitStack() as stack:
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+            url = stack.enter_context(run_moto(log, env))
+        except MotoUnavailable as exc:
+            pytest.fail(str(exc))
+        yield url
 
 
 @pytest.fixture(autouse=True)
