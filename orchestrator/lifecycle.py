@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrator import guards, verify, wiring
 from orchestrator.engine_types import Engine, Operation, Outcome, StackResult
 from orchestrator.errors import InputRejected, OperationFailed
-from orchestrator.graph import dns_stack, dns_targets, region_stack, replication_stack
+from orchestrator.graph import StackRef, dns_stack, dns_targets, region_stack, replication_stack
 from orchestrator.runner import Runner, RunReport
 from orchestrator.topology import RoutingMode, Topology, save
 
@@ -135,13 +135,8 @@ class Lifecycle:
         save(topology, self.app.config_path)
         self.app.reload_topology()
 
-    def _run_stack(self, topology: Topology, which: str) -> RunReport:
-        ref = {"dns": dns_stack, "replication": replication_stack}[which](topology)
-        report = self._runner(topology).up([ref])
-        if not report.ok:
-            result = report.results[ref.name]
-            raise OperationFailed(f"up of {ref.name} {result.outcome.value}: {result.message}")
-        return report
+    def _up(self, topology: Topology, ref: StackRef) -> RunReport:
+        return _require_ok(self._runner(topology).up([ref]))
 
     def _verify_dns(self, topology: Topology) -> None:
         zone_id = verify.hosted_zone_id(self.ctx, topology.hosted_zone)
@@ -266,10 +261,7 @@ class Lifecycle:
     def _region_stack(self, region: str) -> str:
         topology = self.app.topology()
         ref = region_stack(topology, region)
-        report = self._runner(topology).up([ref])
-        result = report.results[ref.name]
-        if not result.ok:
-            raise OperationFailed(f"up of {ref.name} {result.outcome.value}: {result.message}")
+        self._up(topology, ref)
         outputs = wiring.validate_region_outputs(ref.name, region, self.app.engine().outputs(ref.name) or {})
         verify.domain_configuration(self.ctx, region, outputs.domain_configuration_name, topology.domain)
         return f"endpoint {outputs.endpoint}, domain configuration {outputs.domain_configuration_name} enabled"
@@ -301,7 +293,7 @@ class Lifecycle:
 
     def _replication(self, region: str) -> str:
         topology = self.app.topology()
-        self._run_stack(topology, "replication")
+        self._up(topology, replication_stack(topology))
         engine = self.app.engine()
         primary = wiring.validate_region_outputs(region_stack(topology, topology.primary).name, topology.primary,
                                                  engine.outputs(region_stack(topology, topology.primary).name) or {})
