@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -41,13 +40,17 @@ _GLOBALS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
 ]
 
 
-@dataclass
 class Deps:
-    """What tests may inject: the console and the engine factory."""
+    """What tests may inject: the console and the engine factory.
 
-    console: Console | None = None
-    engine_factory: Callable[[AppContext], Engine] | None = None
-    values: dict[str, Any] = field(default_factory=dict)  # global option values seen so far
+    Plain classes here and below, not dataclasses: this module is on the path of `--help`."""
+
+    def __init__(self, console: Console | None = None,
+                 engine_factory: Callable[[AppContext], Engine] | None = None,
+                 values: dict[str, Any] | None = None) -> None:
+        self.console = console
+        self.engine_factory = engine_factory
+        self.values: dict[str, Any] = dict(values or {})  # global option values seen so far
 
 
 def global_options(func: F) -> F:
@@ -73,20 +76,24 @@ def global_options(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@dataclass
 class AppContext:
-    env: str
-    project_dir: Path
-    config_path: Path
-    backend_url: str
-    endpoint_url: str | None
-    secrets_provider: str | None
-    json_output: bool
-    verbose: bool
-    console: Console
-    engine_factory: Callable[[AppContext], Engine] | None = None
-    _topology: Topology | None = None
-    _engine: Engine | None = None
+    """The resolved global options of one invocation, and what they lead to (topology, engine)."""
+
+    def __init__(self, *, env: str, project_dir: Path, config_path: Path, backend_url: str,
+                 endpoint_url: str | None, secrets_provider: str | None, json_output: bool, verbose: bool,
+                 console: Console, engine_factory: Callable[[AppContext], Engine] | None = None) -> None:
+        self.env = env
+        self.project_dir = project_dir
+        self.config_path = config_path
+        self.backend_url = backend_url
+        self.endpoint_url = endpoint_url
+        self.secrets_provider = secrets_provider
+        self.json_output = json_output
+        self.verbose = verbose
+        self.console = console
+        self.engine_factory = engine_factory
+        self._topology: Topology | None = None
+        self._engine: Engine | None = None
 
     @property
     def stacks_dir(self) -> Path:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from orchestrator.cli.app import AppContext, command
@@ -15,19 +13,20 @@ def register(cli: click.Group) -> None:
         """Pull-request comments."""
 
     @command(comment, "post")
-    @click.option("--file", "file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    @click.option("--file", "file", required=True, type=click.Path(dir_okay=False),
                   help="The markdown `orchestrate preview --format markdown --output F` wrote.")
     @click.option("--repo", required=True, envvar="GITHUB_REPOSITORY", metavar="OWNER/NAME",
                   help="Repository [env GITHUB_REPOSITORY].")
     @click.option("--pr", required=True, type=click.IntRange(min=1), metavar="N", help="Pull request number.")
-    def post(app: AppContext, file: Path, repo: str, pr: int) -> None:
+    def post(app: AppContext, file: str, repo: str, pr: int) -> None:
         """Create or update this environment's preview comment (token: GITHUB_TOKEN)."""
         from orchestrator.errors import InputRejected
         from orchestrator.github import post_comment
         from orchestrator.preview.render import split_parts
 
         try:
-            text = file.read_text(encoding="utf-8")
+            with open(file, encoding="utf-8") as fh:  # (no pathlib: --help stays light)
+                text = fh.read()
         except OSError as exc:
             raise InputRejected(f"{file}: cannot read the comment file: {exc.strerror}") from None
         result = post_comment(split_parts(text, app.env), repo=repo, pr=pr, env=app.env)

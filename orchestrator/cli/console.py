@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 Writer = Callable[[str], None]
@@ -24,12 +23,11 @@ def _stderr(text: str) -> None:
     sys.stderr.flush()
 
 
-@dataclass
 class Console:
-    out: Writer = field(default=_stdout)
-    err: Writer = field(default=_stderr)
-    verbose: bool = False
-    json_mode: bool = False
+    # A plain class, not a dataclass: this module is on the path of `orchestrate --help`.
+    def __init__(self, out: Writer = _stdout, err: Writer = _stderr, verbose: bool = False,
+                 json_mode: bool = False) -> None:
+        self.out, self.err, self.verbose, self.json_mode = out, err, verbose, json_mode
 
     def result(self, text: str) -> None:
         """A result line for humans (suppressed in --json mode, where only the document goes out)."""
