@@ -65,6 +65,9 @@ from google.protobuf import empty_pb2  # noqa: E402
 from pulumi.runtime.proto import provider_pb2  # noqa: E402
 
 VERSION = os.environ.get("FAKE_AWS_VERSION", "7.51.1")
+# Values AWS assigns when a resource is created: unknown in a preview, kept as they are on update.
+ASSIGNED_KEYS = ("arn", "id", "uniqueId", "keyId", "zoneId", "nameServers", "certificatePem", "privateKey",
+                 "publicKey", "domainValidationOptions", "streamArn")
 ACCOUNT = os.environ.get("FAKE_AWS_ACCOUNT", "123456789012")
 PARTITION = "aws"
 
@@ -374,19 +377,7 @@ class FakeAws(BaseProvider):
             out["url"] = f"https://sqs.{region}.amazonaws.com/{ACCOUNT}/{name}"
         if preview:
             # values AWS assigns are unknown until the resource exists
-            for key in (
-                "arn",
-                "id",
-                "uniqueId",
-                "keyId",
-                "zoneId",
-                "nameServers",
-                "certificatePem",
-                "privateKey",
-                "publicKey",
-                "domainValidationOptions",
-                "streamArn",
-            ):
+            for key in ASSIGNED_KEYS:
                 if key in out and key not in props:
                     out[key] = UNKNOWN
             return "", out
@@ -611,19 +602,7 @@ class FakeAws(BaseProvider):
         olds = to_dict(request.olds)
         _, out = self.computed(request.type, request.urn, news, request.preview)
         # what AWS assigned at creation does not change on update
-        for key in (
-            "arn",
-            "id",
-            "uniqueId",
-            "keyId",
-            "zoneId",
-            "nameServers",
-            "certificatePem",
-            "privateKey",
-            "publicKey",
-            "domainValidationOptions",
-            "streamArn",
-        ):
+        for key in ASSIGNED_KEYS:
             if key in olds:
                 out[key] = olds[key]
         if not request.preview:
