@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 from orchestrator.errors import GuardRefused, InputRejected
-from orchestrator.graph import dns_targets
 from orchestrator.topology import Topology
 
 
@@ -32,15 +31,6 @@ def check_destroy_region(topology: Topology, region: str) -> None:
             f"{region} is the home region: it owns the ACM validation record the other regions' certificates "
             "rely on and the registry-events table",
             hint="move home_region to another member region in the topology first",
-        )
-
-
-def check_routed(topology: Topology, region: str) -> None:
-    """Removing a region from service: refuse while DNS would still send devices to it after the change."""
-    if region in dns_targets(topology) and region == topology.primary:
-        raise GuardRefused(
-            f"{region} still receives DNS traffic as the primary",
-            hint="run `orchestrate failover --to <secondary>` first",
         )
 
 
