@@ -10,15 +10,17 @@ PYTEST_ARGS ?=
 
 .PHONY: plan test lint clean
 
+# Set-up talks on stderr only, so `make plan` prints nothing but the JSON document on stdout.
 $(VENV)/.installed: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $@
+	@echo "setting up $(VENV) (python, the project and its test extra)" >&2
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) >&2
+	@$(BIN)/python -m pip install --quiet --upgrade pip >&2
+	@$(BIN)/python -m pip install --quiet -e '.[test]' >&2
+	@touch $@
 
 ## plan: the main job with no cloud account: every stack of $(ENV) evaluated under Pulumi mocks
 plan: $(VENV)/.installed
-	$(BIN)/orchestrate --env $(ENV) plan --all --json
+	@$(BIN)/orchestrate --env $(ENV) plan --all --json
 
 ## test: the whole suite (programs under mocks, orchestrator, ops against moto, real engine)
 test: $(VENV)/.installed
