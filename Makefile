@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	@echo "setting up $(VENV) (python, the project and its test extra)" >&2
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) >&2
 	@$(BIN)/python -m pip install --quiet --upgrade pip >&2
-	@$(BIN)/python -m pip install --quiet -e '.[test]' >&2
+	@$(BIN)/python -m pip install --quiet --config-settings editable_mode=compat -e '.[test]' >&2
 	@touch $@
 
 ## plan: the main job with no cloud account: every stack of $(ENV) evaluated under Pulumi mocks

@@ -3,6 +3,9 @@
 Measures the median wall time of `orchestrate --help` (the installed console script) against
 `python -c "import click"` over N runs each, interleaved. Target: ratio <= 1.5.
 
+The venv is the one `make` sets up (an editable install in compat mode: a plain path entry, no
+import hook on every import).
+
 Run: .venv/bin/python -m bench.startup [--runs 30] [--write]
 """
 
