@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator import guards, verify, wiring
-from orchestrator.engine_types import Engine, Operation, Outcome, StackResult
+from orchestrator.engine_types import Engine, StackResult
 from orchestrator.errors import InputRejected, OperationFailed
 from orchestrator.graph import StackRef, dns_stack, dns_targets, region_stack, replication_stack
 from orchestrator.runner import Runner, RunReport
@@ -464,4 +464,4 @@ def _combined(topology: Topology, results: dict[str, StackResult]) -> RunReport:
     return RunReport(topology.env, "destroy", tuple((name,) for name in results), dict(results))
 
 
-__all__ = ["Lifecycle", "LifecycleReport", "RegistryPort", "remove_secondary", "Operation", "Outcome"]
+__all__ = ["Lifecycle", "LifecycleReport", "RegistryPort", "remove_secondary", "transition_dns"]

@@ -24,6 +24,13 @@ def no_pulumi(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     return empty
 
 
+def fake_cli(bin_dir: Path, script: str = "exit 0") -> None:
+    """A `pulumi` on PATH that set-up checks find (it must never be run by them)."""
+    fake = bin_dir / "pulumi"
+    fake.write_text(f"#!/bin/sh\n{script}\n")
+    fake.chmod(0o755)
+
+
 def test_missing_cli_names_how_to_install(no_pulumi: Path, project: Path) -> None:
     result = invoke("up", "--region", "eu-west-1")
     assert result.exit_code == 2
@@ -34,9 +41,7 @@ def test_missing_cli_names_how_to_install(no_pulumi: Path, project: Path) -> Non
 
 def test_missing_passphrase_is_reported_before_anything_runs(no_pulumi: Path, project: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = no_pulumi / "pulumi"
-    fake.write_text("#!/bin/sh\necho should-not-run >&2\nexit 1\n")
-    fake.chmod(0o755)
+    fake_cli(no_pulumi, "echo should-not-run >&2\nexit 1")
     monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE", raising=False)
     monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE_FILE", raising=False)
     result = invoke("up", "--all")
@@ -51,9 +56,7 @@ def test_kms_secrets_provider_needs_no_passphrase(no_pulumi: Path, project: Path
     from orchestrator.cli.app import app_context
     from orchestrator.engine import PulumiEngine
 
-    fake = no_pulumi / "pulumi"
-    fake.write_text("#!/bin/sh\nexit 0\n")
-    fake.chmod(0o755)
+    fake_cli(no_pulumi)
     monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE", raising=False)
     import click
 
@@ -65,7 +68,6 @@ def test_kms_secrets_provider_needs_no_passphrase(no_pulumi: Path, project: Path
 
 
 def test_unknown_secrets_provider_is_rejected(no_pulumi: Path, project: Path) -> None:
-    (no_pulumi / "pulumi").write_text("#!/bin/sh\nexit 0\n")
-    (no_pulumi / "pulumi").chmod(0o755)
+    fake_cli(no_pulumi)
     result = invoke("up", "--all", "--secrets-provider", "rot13://")
     assert result.exit_code == 2 and "unknown secrets provider" in result.stderr
