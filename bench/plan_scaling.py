@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from bench._report import machine, write_section
-from orchestrator.planner import offline_plan
+from orchestrator.stacks.offline import offline_plan
 from orchestrator.topology import parse
 
 REGIONS = ["eu-west-1", "eu-central-1", "eu-north-1", "eu-west-2", "eu-west-3", "eu-south-1", "us-east-1",

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from bench._report import machine, write_section
-from orchestrator.graph import plan_waves, up_selection
-from orchestrator.runner import Runner
+from orchestrator.stacks.graph import plan_waves, up_selection
+from orchestrator.stacks.runner import Runner
 from orchestrator.topology import parse
 from tests.doubles import InMemoryEngine
 

@@ -31,7 +31,7 @@ REPLICA_STORAGE_CLASS = "STANDARD_IA"  # the replica is a DR copy: written alway
 REGISTRY_EVENTS_SQL = ("SELECT *, topic() AS topic FROM '$aws/events/#' "
                        "WHERE startswith(topic(), '$aws/events/thing')")
 SQL_VERSION = "2016-03-23"
-# orchestrator.wiring marks upstream values not known yet (previews only) with this prefix
+# orchestrator.stacks.wiring marks upstream values not known yet (previews only) with this prefix
 PLACEHOLDER_PREFIX = "placeholder:"
 
 

@@ -1,4 +1,4 @@
-"""An in-memory engine: the same interface as orchestrator.engine.PulumiEngine, for tier-2 tests.
+"""An in-memory engine: the same interface as orchestrator.engine.pulumi.PulumiEngine, for tier-2 tests.
 
 It records every call (operation, stack, start and end time), returns plausible region outputs
 (a stable ATS hostname per region, ARNs of the right service and region), and can be told to fail,
@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.engine_types import (
+from orchestrator.engine.types import (
     Operation,
     Outcome,
     OutputValue,

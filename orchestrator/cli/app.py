@@ -20,7 +20,7 @@ from orchestrator.errors import InputRejected
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
 
-    from orchestrator.engine_types import Engine
+    from orchestrator.engine.types import Engine
     from orchestrator.topology import Topology
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -120,7 +120,7 @@ class AppContext:
             if self.engine_factory is not None:
                 self._engine = self.engine_factory(self)
             else:
-                from orchestrator.engine import PulumiEngine
+                from orchestrator.engine.pulumi import PulumiEngine
 
                 self._engine = PulumiEngine.from_app(self)
         return self._engine

@@ -37,7 +37,7 @@ def register(cli: click.Group) -> None:
                           sync_rate: float | None) -> None:
         """Single -> multi-region: add R, verified step by step, DNS last."""
         from orchestrator.cli.options import known_region
-        from orchestrator.lifecycle import Lifecycle
+        from orchestrator.operations.lifecycle import Lifecycle
         from orchestrator.topology import RoutingMode
 
         known_region(region, "--region")
@@ -49,7 +49,7 @@ def register(cli: click.Group) -> None:
     def failover(app: AppContext, to: str, sync_rate: float | None) -> None:
         """Send traffic to a secondary (final registry sync first when the primary answers)."""
         from orchestrator.cli.options import known_region
-        from orchestrator.lifecycle import Lifecycle
+        from orchestrator.operations.lifecycle import Lifecycle
 
         known_region(to, "--to")
         _render(app, Lifecycle(app, sync_rate=sync_rate).failover(to))
@@ -59,6 +59,6 @@ def register(cli: click.Group) -> None:
     @sync_rate
     def failback(app: AppContext, to: str | None, sync_rate: float | None) -> None:
         """Return traffic to the old primary after syncing devices provisioned meanwhile."""
-        from orchestrator.lifecycle import Lifecycle
+        from orchestrator.operations.lifecycle import Lifecycle
 
         _render(app, Lifecycle(app, sync_rate=sync_rate).failback(to))

@@ -14,7 +14,7 @@ def register(cli: click.Group) -> None:
     def plan(app: AppContext, region: str | None, all_regions: bool) -> None:
         """Evaluate the programs under Pulumi mocks and print the waves and resources (no cloud)."""
         from orchestrator.cli.options import exclusive_region
-        from orchestrator.planner import offline_plan
+        from orchestrator.stacks.offline import offline_plan
 
         result = offline_plan(app.topology(), exclusive_region(region, all_regions, required=False))
         if app.json_output:

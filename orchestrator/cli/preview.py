@@ -27,9 +27,9 @@ def register(cli: click.Group) -> None:
                 max_parts: int | None, base_ref: str | None, expect_no_changes: bool, parallel: int) -> None:
         """Preview every stack in DAG order, with placeholders for upstream values not known yet."""
         from orchestrator.cli.options import exclusive_region
-        from orchestrator.graph import up_selection
+        from orchestrator.stacks.graph import up_selection
         from orchestrator.preview.render import join_parts, render
-        from orchestrator.preview_runner import current_commit, preview_environment, topology_at
+        from orchestrator.stacks.preview import current_commit, preview_environment, topology_at
 
         topology = app.topology()
         selection = up_selection(topology, exclusive_region(region, all_regions, required=False))

@@ -98,9 +98,9 @@ def register(cli: click.Group) -> None:
                kms_key_id: str | None) -> None:
         """Snapshot the registry of R plus every stack's state export (secrets stay encrypted)."""
         from orchestrator.aws import AwsContext
-        from orchestrator.graph import all_stacks
+        from orchestrator.stacks.graph import all_stacks
         from orchestrator.registry import backup_region
-        from orchestrator.vault import backup_destination
+        from orchestrator.operations.backups import backup_destination
 
         region = region or app.topology().primary
         dest = dest or backup_destination(app)

@@ -10,7 +10,7 @@ from orchestrator.errors import ExitCode, InputRejected
 
 
 def _runner(app: AppContext, parallel: int = 4):  # noqa: ANN202 - Runner is imported lazily
-    from orchestrator.runner import Runner
+    from orchestrator.stacks.runner import Runner
 
     return Runner(app.engine(), app.topology(), app.state_dir, notify=app.console.info, parallel=parallel)
 
@@ -43,7 +43,7 @@ def register(cli: click.Group) -> None:
     @click.option("--resume", is_flag=True, help="Continue the last failed `up` from the failed stack.")
     def up(app: AppContext, region: str | None, all_regions: bool, parallel: int, resume: bool) -> None:
         """Deploy region stack(s), then DNS, then replication, in waves."""
-        from orchestrator.graph import up_selection
+        from orchestrator.stacks.graph import up_selection
 
         region = exclusive_region(region, all_regions)
         selection = up_selection(app.topology(), region)
@@ -59,8 +59,8 @@ def register(cli: click.Group) -> None:
     def destroy(app: AppContext, region: str | None, all_regions: bool, include_protected: bool, yes: bool,
                 parallel: int) -> None:
         """Destroy in reverse order: replication, DNS, regions. Protected resources stay by default."""
-        from orchestrator import guards
-        from orchestrator.graph import all_stacks, region_stack
+        from orchestrator.operations import guards
+        from orchestrator.stacks.graph import all_stacks, region_stack
 
         topology = app.topology()
         region = exclusive_region(region, all_regions)
@@ -70,7 +70,7 @@ def register(cli: click.Group) -> None:
         else:
             guards.check_destroy_region(topology, region)
             if region in topology.secondaries:
-                from orchestrator.lifecycle import remove_secondary
+                from orchestrator.operations.lifecycle import remove_secondary
 
                 render_report(app, remove_secondary(app, region, include_protected=include_protected, yes=yes))
                 return
@@ -83,7 +83,7 @@ def register(cli: click.Group) -> None:
     @command(cli, "status")
     def status(app: AppContext) -> None:
         """Every stack of the environment: deployed or not, last result, resources, routing role."""
-        from orchestrator.status import environment_status
+        from orchestrator.operations.status import environment_status
 
         report = environment_status(app)
         if app.json_output:
@@ -97,7 +97,7 @@ def register(cli: click.Group) -> None:
     @click.option("--show-secrets", is_flag=True, help="Show secret outputs in clear text.")
     def outputs(app: AppContext, stack: str, show_secrets: bool) -> None:
         """A stack's outputs; secrets are masked unless --show-secrets."""
-        from orchestrator.graph import all_stacks
+        from orchestrator.stacks.graph import all_stacks
 
         known = {s.name for s in all_stacks(app.topology())}
         if stack not in known and not stack.startswith(f"{app.env}-region-"):
@@ -117,7 +117,7 @@ def register(cli: click.Group) -> None:
     @click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True)
     def graph(app: AppContext, fmt: str) -> None:
         """The stack DAG and the region topology as a picture."""
-        from orchestrator import graph as g
+        from orchestrator.stacks import graph as g
 
         render = g.render_mermaid if fmt == "mermaid" else g.render_dot
         app.console.out(render(app.topology()))
@@ -127,7 +127,7 @@ def register(cli: click.Group) -> None:
     @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
     def recover(app: AppContext, stack: str, yes: bool) -> None:
         """After a crashed run: cancel the stale lock and refresh with pending creates cleared."""
-        from orchestrator.recovery import recover_stack
+        from orchestrator.operations.recovery import recover_stack
 
         result = recover_stack(app, stack, assume_yes=yes)
         if app.json_output:

@@ -110,7 +110,7 @@ class PlaceholderReason(str, Enum):
     WOULD_CHANGE = "would_change"  # the upstream's preview changes the value; known after its `up`
 
 
-# The value prefix orchestrator.wiring gives placeholder outputs: "placeholder:<region>[:<output>]".
+# The value prefix orchestrator.stacks.wiring gives placeholder outputs: "placeholder:<region>[:<output>]".
 PLACEHOLDER_PREFIX = "placeholder:"
 _PLACEHOLDER_RE = re.compile(r"placeholder:([a-z]{2}(?:-[a-z]+)+-\d)(?::([A-Za-z0-9_]+))?")
 

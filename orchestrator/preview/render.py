@@ -297,7 +297,7 @@ def _md_warnings(p: EnvironmentPreview, s: Scrubber) -> list[str]:
 def _md_topology(p: EnvironmentPreview) -> str:
     if not p.topology_changed:
         return ""
-    from orchestrator.graph import render_mermaid  # the same picture `orchestrate graph` draws
+    from orchestrator.stacks.graph import render_mermaid  # the same picture `orchestrate graph` draws
 
     lines = ["#### Topology change", "", _topology_sentence(p), ""]
     for label, topo in (("Before", p.topology_before), ("After", p.topology_after)):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator.aws import AwsContext, client
-from orchestrator.engine_types import StackSpec
+from orchestrator.engine.types import StackSpec
 from tests.doubles import region_outputs
 
 NS = "iot-platform:"

@@ -162,7 +162,7 @@ def test_failover_and_failback(run, sim, project, iot, live) -> None:  # noqa: A
 
 def test_failover_with_unreachable_primary_says_how_stale(run, project, live, monkeypatch) -> None:  # noqa: ANN001
     assert run("promote-secondary", "--region", DST).exit_code == 0
-    from orchestrator import verify
+    from orchestrator.operations import verify
 
     monkeypatch.setattr(verify, "region_answers", lambda ctx, region: region != SRC)
     result = run("failover", "--to", DST)

@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from orchestrator.engine_types import StackSpec
+from orchestrator.engine.types import StackSpec
 from orchestrator.preview.model import Op, ResourceChange, StackPreview
 from orchestrator.preview.render import parse_marker, split_parts
 from tests.orchestrator.conftest import multi_region

@@ -54,7 +54,7 @@ def test_missing_passphrase_is_reported_before_anything_runs(no_pulumi: Path, pr
 def test_kms_secrets_provider_needs_no_passphrase(no_pulumi: Path, project: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from orchestrator.cli.app import app_context
-    from orchestrator.engine import PulumiEngine
+    from orchestrator.engine.pulumi import PulumiEngine
 
     fake_cli(no_pulumi)
     monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE", raising=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator import graph
+from orchestrator.stacks import graph
 from orchestrator.errors import InputRejected
 from orchestrator.topology import parse
 

@@ -242,7 +242,7 @@ def test_placeholders_found_in_wired_config_name_their_upstream() -> None:
 
 
 def test_placeholder_prefix_matches_the_wiring_module() -> None:
-    wiring = pytest.importorskip("orchestrator.wiring")
+    wiring = pytest.importorskip("orchestrator.stacks.wiring")
     from orchestrator.preview.model import PLACEHOLDER_PREFIX
 
     assert wiring.PLACEHOLDER_PREFIX == PLACEHOLDER_PREFIX

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.runner import Runner
+from orchestrator.stacks.runner import Runner
 from orchestrator.topology import load
 from tests.doubles import InMemoryEngine
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import wiring
+from orchestrator.stacks import wiring
 from orchestrator.topology import load
 from tests.orchestrator.conftest import multi_region
 

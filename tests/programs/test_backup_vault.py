@@ -50,7 +50,7 @@ def test_no_vault_without_a_backup_region() -> None:
 def test_only_the_home_region_gets_the_vault() -> None:
     from pathlib import Path
 
-    from orchestrator import wiring
+    from orchestrator.stacks import wiring
     from orchestrator.topology import load
 
     topo = load(Path(__file__).resolve().parents[2] / "stacks" / "dev.topology.yaml")

@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.engine_types import OutputValue, StackSpec
+from orchestrator.engine.types import OutputValue, StackSpec
 from orchestrator.errors import ContractViolation
-from orchestrator.graph import (
+from orchestrator.stacks.graph import (
     StackKind,
     dns_stack,
     dns_targets,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.engine_types import StackSpec
+from orchestrator.engine.types import StackSpec
 from orchestrator.errors import InputRejected, OperationFailed
-from orchestrator.graph import all_stacks
+from orchestrator.stacks.graph import all_stacks
 
 if TYPE_CHECKING:  # pragma: no cover
     from orchestrator.cli.app import AppContext

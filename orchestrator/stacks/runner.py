@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator import wiring
-from orchestrator.engine_types import Engine, Operation, Outcome, StackResult, StackSpec
+from orchestrator.stacks import wiring
+from orchestrator.engine.types import Engine, Operation, Outcome, StackResult, StackSpec
 from orchestrator.errors import ContractViolation, OrchestrateError, StackLocked
-from orchestrator.graph import StackKind, StackRef, dns_targets, plan_waves, region_stack
-from orchestrator.journal import Journal
+from orchestrator.stacks.graph import StackKind, StackRef, dns_targets, plan_waves, region_stack
+from orchestrator.stacks.journal import Journal
 from orchestrator.topology import Topology
 
 Notify = Callable[[str], None]

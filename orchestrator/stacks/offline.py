@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator import wiring
-from orchestrator.engine_types import OutputValue
-from orchestrator.graph import StackKind, StackRef, dns_targets, plan_waves, region_stack, up_selection
+from orchestrator.stacks import wiring
+from orchestrator.engine.types import OutputValue
+from orchestrator.stacks.graph import StackKind, StackRef, dns_targets, plan_waves, region_stack, up_selection
 from orchestrator.topology import Topology
 
 

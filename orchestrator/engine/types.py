@@ -1,6 +1,6 @@
 """The engine interface every stack operation goes through, and the values it returns.
 
-`orchestrator.engine.PulumiEngine` implements it over the Pulumi Automation API (the only module
+`orchestrator.engine.pulumi.PulumiEngine` implements it over the Pulumi Automation API (the only module
 that imports `pulumi.automation`); tests use an in-memory double with the same interface. Nothing
 here imports Pulumi.
 """

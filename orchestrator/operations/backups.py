@@ -6,7 +6,7 @@ import os
 from typing import TYPE_CHECKING
 
 from orchestrator.errors import InputRejected
-from orchestrator.graph import region_stack
+from orchestrator.stacks.graph import region_stack
 from programs.contract import BACKUP_OUTPUT
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from orchestrator.engine_types import (
+from orchestrator.engine.types import (
     Operation,
     Outcome,
     OutputValue,

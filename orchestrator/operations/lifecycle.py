@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator import guards, verify, wiring
-from orchestrator.engine_types import Engine, StackResult
+from orchestrator.operations import guards, verify
+
+from orchestrator.stacks import wiring
+from orchestrator.engine.types import Engine, StackResult
 from orchestrator.errors import InputRejected, OperationFailed
-from orchestrator.graph import StackRef, dns_stack, dns_targets, region_stack, replication_stack
-from orchestrator.runner import Runner, RunReport
+from orchestrator.stacks.graph import StackRef, dns_stack, dns_targets, region_stack, replication_stack
+from orchestrator.stacks.runner import Runner, RunReport
 from orchestrator.topology import RoutingMode, Topology, save
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.graph import all_stacks, dns_targets
+from orchestrator.stacks.graph import all_stacks, dns_targets
 
 if TYPE_CHECKING:  # pragma: no cover
     from orchestrator.cli.app import AppContext
@@ -87,7 +87,7 @@ def _backup_age(app: AppContext) -> float | None:
     from orchestrator.aws import AwsContext
     from orchestrator.errors import OrchestrateError
     from orchestrator.registry import backup_age
-    from orchestrator.vault import backup_destination
+    from orchestrator.operations.backups import backup_destination
 
     try:
         dest = backup_destination(app)

@@ -1,0 +1,1 @@
+"""How a stack runs: the Engine protocol and its types; `pulumi` is the only importer of pulumi.automation."""

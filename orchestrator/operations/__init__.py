@@ -1,0 +1,1 @@
+"""What a command does, without click: lifecycle, dns, guards, verify, recovery, status, backups."""
