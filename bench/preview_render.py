@@ -2,7 +2,8 @@
 
 Target: markdown rendering (model -> every comment part, scrubbed and split) in <= 0.5 s, and
 every part <= 65,536 characters (GitHub's comment limit). Also measured, for information: turning
-the engine events of those changes into the model (`collect`), and the text and JSON renderings.
+the engine events of those changes into the model (`orchestrator.engine.events.collect`), and the
+text and JSON renderings.
 
     .venv/bin/python bench/preview_render.py            # print the numbers
     .venv/bin/python bench/preview_render.py --write    # also update docs/performance.md
@@ -24,19 +25,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.preview import (  # noqa: E402
-    MAX_COMMENT_CHARS,
+from orchestrator.engine.events import collect  # noqa: E402
+from orchestrator.preview.comment import MAX_COMMENT_CHARS, comment_length  # noqa: E402
+from orchestrator.preview.model import (  # noqa: E402
     EnvironmentPreview,
     Op,
     ResourceChange,
     StackPreview,
     ValueChange,
-    collect,
-    comment_length,
-    render_json,
-    render_markdown,
-    render_text,
 )
+from orchestrator.preview.render import render_json, render_markdown, render_text  # noqa: E402
 
 TARGET_SECONDS = 0.5
 SECTION = "## Preview rendering"

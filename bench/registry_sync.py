@@ -95,7 +95,6 @@ def one_sync(ctx: AwsContext, dst: str, things: int, *, concurrency: int, rate: 
                           SyncOptions(rate=rate, read_rate=read_rate, concurrency=concurrency,
                                       progress=progress))
     total = time.perf_counter() - started
-    assert isinstance(report, SyncReport)
     apply_s = marks[-1] - marks[0] if len(marks) >= 2 else 0.0
     return Run(things, concurrency, rate, latency_s, total, apply_s, report.write_calls,
                report.read_calls, report.retries, len(report.errors)), report

@@ -16,6 +16,7 @@ from pathlib import Path
 from bench._report import machine, write_section
 from orchestrator.stacks.graph import plan_waves, up_selection
 from orchestrator.stacks.runner import Runner
+from orchestrator.state import StateLayout
 from orchestrator.topology import parse
 from tests.doubles import InMemoryEngine
 
@@ -31,7 +32,7 @@ def measure(latency: float, parallel: int) -> tuple[float, float, int]:
     critical = latency * len(waves)
     engine = InMemoryEngine(latency=latency)
     with tempfile.TemporaryDirectory() as tmp:
-        runner = Runner(engine, topology, Path(tmp), parallel=parallel)
+        runner = Runner(engine, topology, StateLayout(Path(tmp)), parallel=parallel)
         started = time.perf_counter()
         report = runner.up(selection)
         wall = time.perf_counter() - started

@@ -47,15 +47,28 @@ class InputRejected(OrchestrateError):
 
 
 class StackLocked(OrchestrateError):
-    """Another update holds the stack's lock."""
+    """Another update holds the stack's lock: `stack`, and who holds it when the backend says so."""
 
     exit_code = ExitCode.LOCKED
+
+    def __init__(self, message: str, *, stack: str, holder: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.stack = stack
+        self.holder = holder
 
 
 class GuardRefused(OrchestrateError):
     """A safety guard refused the operation; nothing was touched."""
 
     exit_code = ExitCode.REFUSED
+
+
+class Reported(OrchestrateError):
+    """The outcome was already rendered (a failed run report): leave with `exit_code`, print no more."""
+
+    def __init__(self, exit_code: ExitCode, message: str = "") -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class ContractViolation(OperationFailed):

@@ -1,7 +1,7 @@
 """One sticky preview comment per environment on a pull request, over GitHub's REST API (urllib).
 
 `post_comment` lists the PR's issue comments (every page), picks out the parts of *this*
-environment's preview by their exact marker (`orchestrator.preview.render.parse_marker`: `dev`
+environment's preview by their exact marker (`orchestrator.preview.comment.parse_marker`: `dev`
 never matches `dev-tokyo`, and a comment only counts when its first line is the marker), then
 updates those parts in place, creates the missing ones and deletes parts no longer needed.
 Comments of other environments and of humans are never touched.
@@ -23,11 +23,14 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 from orchestrator.errors import InputRejected, OperationFailed
-from orchestrator.preview.render import MAX_COMMENT_CHARS, comment_length, parse_marker
+from orchestrator.preview.comment import MAX_COMMENT_CHARS, comment_length, parse_marker
 from orchestrator.scrub import scrub
+
+if TYPE_CHECKING:  # pragma: no cover
+    from http.client import HTTPMessage
 
 DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
@@ -254,7 +257,8 @@ class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
     def __init__(self, origin: str) -> None:
         self.origin = origin
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                         headers: HTTPMessage, newurl: str) -> urllib.request.Request | None:
         if _origin(newurl) != self.origin:
             raise OperationFailed(f"GitHub redirected {req.get_method()} {_path_of(req.full_url)} "
                                   f"outside {self.origin}; refusing to follow")

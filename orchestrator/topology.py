@@ -8,9 +8,7 @@ so every change is a reviewable diff.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -257,11 +255,14 @@ def save(topology: Topology, path: Path) -> None:
         f"# Topology of environment {topology.env!r}: the single source of truth for its stacks.\n"
         "# Changed by `orchestrate promote-secondary`, `failover` and `failback`; review it in a PR.\n"
     )
+    from orchestrator.state import atomic_write_text
+
     body = yaml.safe_dump(topology.to_document(), sort_keys=False, default_flow_style=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(header + body)
-    os.replace(tmp, path)
+    try:
+        mode: int | None = path.stat().st_mode & 0o7777  # a reviewed file keeps its mode
+    except FileNotFoundError:
+        mode = 0o644
+    atomic_write_text(path, header + body, mode=mode)
 
 
 class _Validator:

@@ -100,7 +100,7 @@ class InMemoryEngine:
             self.calls.append(call)
         if name in self.locked and operation in ("up", "destroy", "refresh"):
             call.ended = time.monotonic()
-            raise StackLocked(f"{name} is locked by {self.locked[name]}")
+            raise StackLocked(f"{name} is locked by {self.locked[name]}", stack=name, holder=self.locked[name])
         if self.latency:
             time.sleep(self.latency)
         return call

@@ -16,3 +16,70 @@ def test_ruff_finds_nothing() -> None:
     proc = subprocess.run([ruff, "check", "--no-cache", "orchestrator", "programs", "tests", "bench"], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_mypy_finds_nothing() -> None:
+    """Types are checked with the tests (settings in pyproject.toml, [tool.mypy])."""
+    proc = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", "orchestrator", "programs"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+
+
+# Who may import what (DESIGN.md, layout): (importing package prefix allowed, imported module prefix).
+_RULES = [
+    ("orchestrator.cli", "only orchestrator/cli/ imports the CLI", ("orchestrator.cli", "orchestrator.__main__")),
+    ("pulumi.automation", "only orchestrator/engine/ imports the Automation API", ("orchestrator.engine",)),
+    ("pulumi_aws", "only programs/ imports pulumi_aws", ("programs",)),
+    ("click", "only orchestrator/cli/ imports click", ("orchestrator.cli",)),
+]
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    import ast
+
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+    return found
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(REPO).with_suffix("")
+    return ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+
+
+def import_violations(files: list[Path]) -> list[str]:
+    out = []
+    for path in files:
+        importer = _module_name(path)
+        for lineno, imported in _imports(path):
+            for target, rule, allowed in _RULES:
+                hit = imported == target or imported.startswith(target + ".")
+                if hit and not any(importer == a or importer.startswith(a + ".") for a in allowed):
+                    out.append(f"{path.relative_to(REPO)}:{lineno}: imports {imported} ({rule})")
+    return sorted(set(out))
+
+
+def _project_files() -> list[Path]:
+    return sorted(p for top in ("orchestrator", "programs") for p in (REPO / top).rglob("*.py"))
+
+
+def test_import_rules_hold() -> None:
+    assert import_violations(_project_files()) == []
+
+
+def test_import_rules_catch_a_violation(tmp_path: Path) -> None:
+    """The rule check itself works: a domain module importing click or the CLI is reported."""
+    bad = REPO / "orchestrator" / "operations" / "_lint_probe_tmp.py"
+    bad.write_text("import click\nfrom orchestrator.cli.app import command\nfrom pulumi import automation\n")
+    try:
+        found = import_violations([bad])
+    finally:
+        bad.unlink()
+    assert any("imports click" in v for v in found)
+    assert any("imports orchestrator.cli" in v for v in found)
+    assert any("imports pulumi.automation" in v for v in found)

@@ -1,27 +1,28 @@
-"""Global options and the per-invocation application context.
+"""The composition root: global options, the lazy command group, and the one `Context` per run.
 
 Global options are accepted before and after the command name alike (`orchestrate --env prod up`
-and `orchestrate up --env prod`): `global_options` adds them to the group and to every command, and
-a value given after the command wins.
+and `orchestrate up --env prod`): `OrchestrateCommand` and `LazyGroup` add them to every command and
+group as ordinary click options whose callbacks record the value (a value given after the command
+wins). `context_for` resolves them once per invocation into an `orchestrator.context.Context` with
+the Pulumi engine as its engine factory, unless a test injected another through `Deps`.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from orchestrator.cli.console import Console
+from orchestrator.console import Console
+from orchestrator.context import Context, EngineFactory
 from orchestrator.errors import InputRejected
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
-
-    from orchestrator.engine.types import Engine
-    from orchestrator.topology import Topology
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,107 +46,84 @@ class Deps:
 
     Plain classes here and below, not dataclasses: this module is on the path of `--help`."""
 
-    def __init__(self, console: Console | None = None,
-                 engine_factory: Callable[[AppContext], Engine] | None = None,
+    def __init__(self, console: Console | None = None, engine_factory: EngineFactory | None = None,
                  values: dict[str, Any] | None = None) -> None:
         self.console = console
         self.engine_factory = engine_factory
         self.values: dict[str, Any] = dict(values or {})  # global option values seen so far
 
 
-def global_options(func: F) -> F:
-    """Add every global option to a group or command; values land in ctx.obj.values."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ctx = click.get_current_context()
-        deps = ctx.ensure_object(Deps)
-        for decls, _ in _GLOBALS:
-            name = decls[-1]
-            value = kwargs.pop(name, None)
-            if value is not None:
-                deps.values[name] = value
-        return func(*args, **kwargs)
-
-    own = list(getattr(func, "__click_params__", []))
-    wrapper.__click_params__ = []  # type: ignore[attr-defined]
-    for decls, attrs in reversed(_GLOBALS):
-        wrapper = click.option(*decls, **attrs, expose_value=True)(wrapper)
-    # click shows params in reverse list order: the command's own options first, then the globals.
-    wrapper.__click_params__ = wrapper.__click_params__ + own  # type: ignore[attr-defined]
-    return wrapper  # type: ignore[return-value]
+def _record(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is not None and param.name:
+        ctx.ensure_object(Deps).values[param.name] = value
+    return value
 
 
-class AppContext:
-    """The resolved global options of one invocation, and what they lead to (topology, engine)."""
+def _global_params() -> list[click.Parameter]:
+    return [click.Option(list(decls), expose_value=False, callback=_record, **attrs) for decls, attrs in _GLOBALS]
 
-    def __init__(self, *, env: str, project_dir: Path, config_path: Path, backend_url: str,
-                 endpoint_url: str | None, secrets_provider: str | None, json_output: bool, verbose: bool,
-                 console: Console, engine_factory: Callable[[AppContext], Engine] | None = None) -> None:
-        self.env = env
-        self.project_dir = project_dir
-        self.config_path = config_path
-        self.backend_url = backend_url
-        self.endpoint_url = endpoint_url
-        self.secrets_provider = secrets_provider
-        self.json_output = json_output
-        self.verbose = verbose
-        self.console = console
-        self.engine_factory = engine_factory
-        self._topology: Topology | None = None
-        self._engine: Engine | None = None
 
-    @property
-    def stacks_dir(self) -> Path:
-        return self.config_path.parent
+class OrchestrateCommand(click.Command):
+    """A command that also accepts every global option (listed after its own options)."""
 
-    @property
-    def state_dir(self) -> Path:
-        """Where the orchestrator keeps its own files (journals, checkpoints, workspaces)."""
-        return self.project_dir / ".orchestrate"
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(_global_params())
 
-    def topology(self) -> Topology:
-        if self._topology is None:
-            from orchestrator import topology
 
-            self._topology = topology.load(self.config_path, env=self.env)
-        return self._topology
+class LazyGroup(click.Group):
+    """A group whose commands live in modules imported only when the command is used or listed.
 
-    def reload_topology(self) -> Topology:
-        self._topology = None
-        return self.topology()
+    click's documented lazy-loading pattern: `lazy` maps a command name to "module:attribute"."""
 
-    def engine(self) -> Engine:
-        if self._engine is None:
-            if self.engine_factory is not None:
-                self._engine = self.engine_factory(self)
-            else:
-                from orchestrator.engine.pulumi import PulumiEngine
+    command_class = OrchestrateCommand
 
-                self._engine = PulumiEngine.from_app(self)
-        return self._engine
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(_global_params())
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module_name, attr = self.lazy[cmd_name].split(":")
+            found = getattr(importlib.import_module(module_name), attr)
+            if not isinstance(found, click.Command):  # pragma: no cover - a wiring mistake
+                raise TypeError(f"{self.lazy[cmd_name]} is not a click command")
+            return found
+        return super().get_command(ctx, cmd_name)
 
 
 def find_project_dir(start: Path) -> Path | None:
+    from orchestrator.state import is_workspace_dir
+
     for d in (start, *start.parents):
         # A stack's generated workspace (.orchestrate/workspaces/<stack>/Pulumi.yaml) is not the
         # project: commands the engine runs there (the replication stack's registry sync) must
         # find the project root above it.
-        if d.parent.name == "workspaces" and d.parent.parent.name == ".orchestrate":
+        if is_workspace_dir(d):
             continue
         if (d / "Pulumi.yaml").is_file():
             return d
     return None
 
 
-def app_context(ctx: click.Context) -> AppContext:
-    """Resolve the global options once per invocation into an AppContext."""
+def _pulumi_engine(context: Context) -> Any:
+    from orchestrator.engine.pulumi import PulumiEngine
+
+    return PulumiEngine.from_context(context)
+
+
+def context_for(ctx: click.Context) -> Context:
+    """Resolve the global options once per invocation into a Context."""
     from pathlib import Path  # deferred with everything else `--help` does not need
 
     deps = ctx.ensure_object(Deps)
     root = ctx.find_root()
-    cached = root.meta.get("orchestrate.app")
-    if cached is not None:
+    cached = root.meta.get("orchestrate.context")
+    if isinstance(cached, Context):
         return cached
     v = deps.values
     env = v.get("env") or os.environ.get("ORCHESTRATE_ENV") or "dev"
@@ -167,30 +145,35 @@ def app_context(ctx: click.Context) -> AppContext:
     console = deps.console or Console()
     console.verbose = bool(v.get("verbose"))
     console.json_mode = bool(v.get("json_output"))
-    app = AppContext(
+    context = Context(
         env=env, project_dir=project_dir, config_path=config_path, backend_url=backend,
         endpoint_url=v.get("endpoint_url"), secrets_provider=v.get("secrets_provider"),
         json_output=bool(v.get("json_output")), verbose=bool(v.get("verbose")), console=console,
-        engine_factory=deps.engine_factory,
+        engine_factory=deps.engine_factory or _pulumi_engine,
     )
-    root.meta["orchestrate.app"] = app
-    return app
+    root.meta["orchestrate.context"] = context
+    return context
 
 
-def pass_app(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Give a command its AppContext as the first argument (after global options are merged)."""
+def pass_context(func: F) -> F:
+    """Give a command its Context as the first argument (after global options are merged)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return func(app_context(click.get_current_context()), *args, **kwargs)
+        return func(context_for(click.get_current_context()), *args, **kwargs)
 
-    return wrapper
+    return wrapper  # type: ignore[return-value]
 
 
-def command(group: click.Group, name: str, **attrs: Any) -> Callable[[F], F]:
-    """Register a command that accepts the global options and receives the AppContext."""
+def command(name: str, **attrs: Any) -> Callable[[F], click.Command]:
+    """A top-level command that accepts the global options and receives the Context."""
 
-    def decorate(func: F) -> F:
-        return group.command(name, **attrs)(global_options(pass_app(func)))  # type: ignore[return-value]
+    def decorate(func: F) -> click.Command:
+        return click.command(name, cls=OrchestrateCommand, **attrs)(pass_context(func))
 
     return decorate
+
+
+def group(name: str, *, lazy: dict[str, str], help: str) -> LazyGroup:  # noqa: A002 - click's own name
+    """A command group (registry, comment, secrets) whose commands load lazily."""
+    return LazyGroup(name, lazy=lazy, help=help)

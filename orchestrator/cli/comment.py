@@ -4,38 +4,36 @@ from __future__ import annotations
 
 import click
 
-from orchestrator.cli.app import AppContext, command
+from orchestrator.cli.app import command, group
+from orchestrator.context import Context
+
+comment = group("comment", help="Pull-request comments.", lazy={"post": "orchestrator.cli.comment:post"})
 
 
-def register(cli: click.Group) -> None:
-    @cli.group("comment")
-    def comment() -> None:
-        """Pull-request comments."""
+@command("post")
+@click.option("--file", "file", required=True, type=click.Path(dir_okay=False),
+              help="The markdown `orchestrate preview --format markdown --output F` wrote.")
+@click.option("--repo", required=True, envvar="GITHUB_REPOSITORY", metavar="OWNER/NAME",
+              help="Repository [env GITHUB_REPOSITORY].")
+@click.option("--pr", required=True, type=click.IntRange(min=1), metavar="N", help="Pull request number.")
+def post(app: Context, file: str, repo: str, pr: int) -> None:
+    """Create or update this environment's preview comment (token: GITHUB_TOKEN)."""
+    from orchestrator.errors import InputRejected
+    from orchestrator.github import post_comment
+    from orchestrator.preview.comment import split_parts
 
-    @command(comment, "post")
-    @click.option("--file", "file", required=True, type=click.Path(dir_okay=False),
-                  help="The markdown `orchestrate preview --format markdown --output F` wrote.")
-    @click.option("--repo", required=True, envvar="GITHUB_REPOSITORY", metavar="OWNER/NAME",
-                  help="Repository [env GITHUB_REPOSITORY].")
-    @click.option("--pr", required=True, type=click.IntRange(min=1), metavar="N", help="Pull request number.")
-    def post(app: AppContext, file: str, repo: str, pr: int) -> None:
-        """Create or update this environment's preview comment (token: GITHUB_TOKEN)."""
-        from orchestrator.errors import InputRejected
-        from orchestrator.github import post_comment
-        from orchestrator.preview.render import split_parts
-
-        try:
-            with open(file, encoding="utf-8") as fh:  # (no pathlib: --help stays light)
-                text = fh.read()
-        except OSError as exc:
-            raise InputRejected(f"{file}: cannot read the comment file: {exc.strerror}") from None
-        result = post_comment(split_parts(text, app.env), repo=repo, pr=pr, env=app.env)
-        if app.json_output:
-            app.console.document({
-                "env": app.env, "created": result.created, "updated": result.updated,
-                "unchanged": result.unchanged, "deleted": result.deleted, "urls": result.urls,
-            })
-            return
-        app.console.result(f"comment for env {app.env} on {repo}#{pr}: {result.summary()}")
-        for url in result.urls:
-            app.console.result(f"  {url}")
+    try:
+        with open(file, encoding="utf-8") as fh:  # (no pathlib: --help stays light)
+            text = fh.read()
+    except OSError as exc:
+        raise InputRejected(f"{file}: cannot read the comment file: {exc.strerror}") from None
+    result = post_comment(split_parts(text, app.env), repo=repo, pr=pr, env=app.env)
+    if app.json_output:
+        app.console.document({
+            "env": app.env, "created": result.created, "updated": result.updated,
+            "unchanged": result.unchanged, "deleted": result.deleted, "urls": result.urls,
+        })
+        return
+    app.console.result(f"comment for env {app.env} on {repo}#{pr}: {result.summary()}")
+    for url in result.urls:
+        app.console.result(f"  {url}")

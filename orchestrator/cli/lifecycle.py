@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
-from orchestrator.cli.app import AppContext, command
-from orchestrator.errors import ExitCode
+from orchestrator.cli.app import command
+from orchestrator.context import Context
+from orchestrator.errors import ExitCode, Reported
 
 
-def _render(app: AppContext, report) -> None:  # noqa: ANN001 - LifecycleReport, imported lazily
+def _render(app: Context, report) -> None:  # noqa: ANN001 - LifecycleReport, imported lazily
     for notice in report.notices:
         app.console.info(notice)
     if app.json_output:
@@ -20,45 +21,46 @@ def _render(app: AppContext, report) -> None:  # noqa: ANN001 - LifecycleReport,
             app.console.result(f"  {step.step:<17} {step.status:<12} {step.detail}")
     if not report.ok:
         app.console.info("fix the cause and re-run the same command: it resumes at the failed step")
-        raise click.exceptions.Exit(int(ExitCode.FAILED))
+        raise Reported(ExitCode.FAILED)
 
 
 sync_rate = click.option("--sync-rate", type=click.FloatRange(0.1, 1000), default=None, metavar="N",
                          help="Registry-sync write calls per second [default: 10].")
 
 
-def register(cli: click.Group) -> None:
-    @command(cli, "promote-secondary")
-    @click.option("--region", required=True, metavar="R", help="The region to add as a secondary.")
-    @click.option("--routing", type=click.Choice(["failover", "latency"]), default="failover", show_default=True)
-    @click.option("--dry-run", is_flag=True, help="Print the steps and the stacks each touches; change nothing.")
-    @sync_rate
-    def promote_secondary(app: AppContext, region: str, routing: str, dry_run: bool,
-                          sync_rate: float | None) -> None:
-        """Single -> multi-region: add R, verified step by step, DNS last."""
-        from orchestrator.cli.options import known_region
-        from orchestrator.operations.lifecycle import Lifecycle
-        from orchestrator.topology import RoutingMode
+@command("promote-secondary")
+@click.option("--region", required=True, metavar="R", help="The region to add as a secondary.")
+@click.option("--routing", type=click.Choice(["failover", "latency"]), default="failover", show_default=True)
+@click.option("--dry-run", is_flag=True, help="Print the steps and the stacks each touches; change nothing.")
+@sync_rate
+def promote_secondary(app: Context, region: str, routing: str, dry_run: bool,
+                      sync_rate: float | None) -> None:
+    """Single -> multi-region: add R, verified step by step, DNS last."""
+    from orchestrator.cli.options import known_region
+    from orchestrator.operations.lifecycle import Lifecycle
+    from orchestrator.topology import RoutingMode
 
-        known_region(region, "--region")
-        _render(app, Lifecycle(app, sync_rate=sync_rate).promote(region, RoutingMode(routing), dry_run=dry_run))
+    known_region(region, "--region")
+    _render(app, Lifecycle(app, sync_rate=sync_rate).promote(region, RoutingMode(routing), dry_run=dry_run))
 
-    @command(cli, "failover")
-    @click.option("--to", "to", required=True, metavar="R", help="The secondary that takes the traffic.")
-    @sync_rate
-    def failover(app: AppContext, to: str, sync_rate: float | None) -> None:
-        """Send traffic to a secondary (final registry sync first when the primary answers)."""
-        from orchestrator.cli.options import known_region
-        from orchestrator.operations.lifecycle import Lifecycle
 
-        known_region(to, "--to")
-        _render(app, Lifecycle(app, sync_rate=sync_rate).failover(to))
+@command("failover")
+@click.option("--to", "to", required=True, metavar="R", help="The secondary that takes the traffic.")
+@sync_rate
+def failover(app: Context, to: str, sync_rate: float | None) -> None:
+    """Send traffic to a secondary (final registry sync first when the primary answers)."""
+    from orchestrator.cli.options import known_region
+    from orchestrator.operations.lifecycle import Lifecycle
 
-    @command(cli, "failback")
-    @click.option("--to", "to", metavar="R", help="Region to return to [default: the one failed over from].")
-    @sync_rate
-    def failback(app: AppContext, to: str | None, sync_rate: float | None) -> None:
-        """Return traffic to the old primary after syncing devices provisioned meanwhile."""
-        from orchestrator.operations.lifecycle import Lifecycle
+    known_region(to, "--to")
+    _render(app, Lifecycle(app, sync_rate=sync_rate).failover(to))
 
-        _render(app, Lifecycle(app, sync_rate=sync_rate).failback(to))
+
+@command("failback")
+@click.option("--to", "to", metavar="R", help="Region to return to [default: the one failed over from].")
+@sync_rate
+def failback(app: Context, to: str | None, sync_rate: float | None) -> None:
+    """Return traffic to the old primary after syncing devices provisioned meanwhile."""
+    from orchestrator.operations.lifecycle import Lifecycle
+
+    _render(app, Lifecycle(app, sync_rate=sync_rate).failback(to))

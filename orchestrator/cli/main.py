@@ -1,7 +1,9 @@
-"""`orchestrate`: the root click group, its global options and the one error-to-exit-code mapping.
+"""`orchestrate`: the root click group and the one error-to-exit-code mapping.
 
-Command modules register themselves here (`register`); each command is thin: parse, call the
-orchestrator, render through the injected console.
+Commands live in one module per command group (`plan`, `stacks`, `preview`, `lifecycle`,
+`registry`, `comment`), each command a top-level function, loaded lazily by the root group so
+`orchestrate --help` imports nothing but click. Each command is thin: parse, call an operation,
+render through the injected console.
 """
 
 from __future__ import annotations
@@ -11,17 +13,37 @@ from typing import Any
 import click
 
 from orchestrator import __version__
-from orchestrator.cli.app import Deps, global_options
-from orchestrator.cli.console import Console
-from orchestrator.errors import ExitCode, OrchestrateError
+from orchestrator.cli.app import Deps, LazyGroup
+from orchestrator.console import Console
+from orchestrator.errors import ExitCode, OrchestrateError, Reported
+
+COMMANDS = {
+    "plan": "orchestrator.cli.plan:plan",
+    "up": "orchestrator.cli.stacks:up",
+    "destroy": "orchestrator.cli.stacks:destroy",
+    "status": "orchestrator.cli.stacks:status",
+    "outputs": "orchestrator.cli.stacks:outputs",
+    "graph": "orchestrator.cli.stacks:graph",
+    "recover": "orchestrator.cli.stacks:recover",
+    "preview": "orchestrator.cli.preview:preview",
+    "promote-secondary": "orchestrator.cli.lifecycle:promote_secondary",
+    "failover": "orchestrator.cli.lifecycle:failover",
+    "failback": "orchestrator.cli.lifecycle:failback",
+    "registry": "orchestrator.cli.registry:registry",
+    "comment": "orchestrator.cli.comment:comment",
+}
 
 
-class OrchestrateGroup(click.Group):
+class OrchestrateGroup(LazyGroup):
     """Maps the error family to exit codes in one place, for every command and subgroup."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except Reported as exc:  # the command already rendered its outcome
+            if exc.message:
+                _console(ctx).error(_scrubbed(exc.one_line()))
+            raise click.exceptions.Exit(int(exc.exit_code)) from None
         except OrchestrateError as exc:
             _console(ctx).error(_scrubbed(exc.one_line()))
             raise click.exceptions.Exit(int(exc.exit_code)) from None
@@ -46,16 +68,13 @@ def _console(ctx: click.Context) -> Console:
 
 
 def _scrubbed(text: str) -> str:
-    try:
-        from orchestrator.scrub import scrub
-    except ImportError:  # pragma: no cover - scrub ships with the package
-        return text
+    from orchestrator.scrub import scrub
+
     return scrub(text)
 
 
-@click.group(cls=OrchestrateGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OrchestrateGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="orchestrate")
-@global_options
 def cli() -> None:
     """Stand up, wire and promote the IoT platform's Pulumi stacks across AWS regions.
 
@@ -63,17 +82,6 @@ def cli() -> None:
     Exit codes: 0 success, 1 an operation failed, 2 bad input or config (nothing touched),
     3 a stack is locked by another update, 4 refused by a safety guard.
     """
-
-
-def register() -> None:
-    """Attach every command module (each imports only click at module level)."""
-    from orchestrator.cli import comment, lifecycle, plan, preview, registry, stacks
-
-    for module in (plan, stacks, preview, lifecycle, registry, comment):
-        module.register(cli)
-
-
-register()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from orchestrator.errors import GuardRefused, InputRejected
 
@@ -39,3 +40,12 @@ def confirm(question: str, *, expected: str, assume_yes: bool, ask: bool | None 
                           err=True)
     if answer.strip() != expected:
         raise GuardRefused("not confirmed: nothing was touched")
+
+
+def confirmer(assume_yes: bool) -> Callable[[str, str], None]:
+    """`confirm` as the callback operations take: (question, what to type)."""
+
+    def ask(question: str, expected: str) -> None:
+        confirm(question, expected=expected, assume_yes=assume_yes)
+
+    return ask

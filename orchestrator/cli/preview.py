@@ -6,48 +6,47 @@ import os
 
 import click
 
-from orchestrator.cli.app import AppContext, command
-from orchestrator.errors import ExitCode
+from orchestrator.cli.app import command
+from orchestrator.context import Context
+from orchestrator.errors import OperationFailed
 
 
-def register(cli: click.Group) -> None:
-    @command(cli, "preview")
-    @click.option("--region", metavar="R", help="Preview one region stack (then DNS and replication).")
-    @click.option("--all", "all_regions", is_flag=True, help="Preview every stack [default].")
-    @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text",
-                  show_default=True)
-    @click.option("--output", "output", type=click.Path(dir_okay=False), help="Write to FILE instead of stdout.")
-    @click.option("--max-parts", type=click.IntRange(1, 50), help="Markdown: at most N comment parts.")
-    @click.option("--base-ref", metavar="REF", default=lambda: os.environ.get("GITHUB_BASE_REF") and
-                  f"origin/{os.environ['GITHUB_BASE_REF']}", help="Git ref of the topology before this change "
-                  "(mermaid before/after) [default: origin/$GITHUB_BASE_REF].")
-    @click.option("--expect-no-changes", is_flag=True, help="Exit 1 when anything would change (drift check).")
-    @click.option("--parallel", default=4, show_default=True, type=click.IntRange(1, 32))
-    def preview(app: AppContext, region: str | None, all_regions: bool, fmt: str, output: str | None,
-                max_parts: int | None, base_ref: str | None, expect_no_changes: bool, parallel: int) -> None:
-        """Preview every stack in DAG order, with placeholders for upstream values not known yet."""
-        from orchestrator.cli.options import exclusive_region
-        from orchestrator.stacks.graph import up_selection
-        from orchestrator.preview.render import join_parts, render
-        from orchestrator.stacks.preview import current_commit, preview_environment, topology_at
+@command("preview")
+@click.option("--region", metavar="R", help="Preview one region stack (then DNS and replication).")
+@click.option("--all", "all_regions", is_flag=True, help="Preview every stack [default].")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text",
+              show_default=True)
+@click.option("--output", "output", type=click.Path(dir_okay=False), help="Write to FILE instead of stdout.")
+@click.option("--max-parts", type=click.IntRange(1, 50), help="Markdown: at most N comment parts.")
+@click.option("--base-ref", metavar="REF", default=lambda: os.environ.get("GITHUB_BASE_REF") and
+              f"origin/{os.environ['GITHUB_BASE_REF']}", help="Git ref of the topology before this change "
+              "(mermaid before/after) [default: origin/$GITHUB_BASE_REF].")
+@click.option("--expect-no-changes", is_flag=True, help="Exit 1 when anything would change (drift check).")
+@click.option("--parallel", default=4, show_default=True, type=click.IntRange(1, 32))
+def preview(app: Context, region: str | None, all_regions: bool, fmt: str, output: str | None,
+            max_parts: int | None, base_ref: str | None, expect_no_changes: bool, parallel: int) -> None:
+    """Preview every stack in DAG order, with placeholders for upstream values not known yet."""
+    from orchestrator.cli.options import exclusive_region
+    from orchestrator.preview.comment import join_parts
+    from orchestrator.preview.render import render
+    from orchestrator.stacks.graph import up_selection
+    from orchestrator.stacks.preview import current_commit, preview_environment, topology_at
 
-        topology = app.topology()
-        selection = up_selection(topology, exclusive_region(region, all_regions, required=False))
-        before = topology_at(app.project_dir, app.config_path, app.env, base_ref) if base_ref else None
-        result = preview_environment(app.engine(), topology, selection, before=before,
-                                     commit=current_commit(app.project_dir), parallel=parallel)
-        if app.json_output:
-            fmt = "json"
-        text = join_parts(render(result, fmt, max_parts=max_parts))
-        if output:
-            with open(output, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            app.console.info(f"preview of env {app.env} written to {output}")
-        else:
-            app.console.out(text)
-        if result.failed:
-            app.console.error(f"preview failed for {', '.join(s.stack for s in result.failed)}")
-            raise click.exceptions.Exit(int(ExitCode.FAILED))
-        if expect_no_changes and any(s.has_changes for s in result.stacks):
-            app.console.error("changes found and --expect-no-changes was given")
-            raise click.exceptions.Exit(int(ExitCode.FAILED))
+    topology = app.topology()
+    selection = up_selection(topology, exclusive_region(region, all_regions, required=False))
+    before = topology_at(app.project_dir, app.config_path, app.env, base_ref) if base_ref else None
+    result = preview_environment(app.engine(), topology, selection, before=before,
+                                 commit=current_commit(app.project_dir), parallel=parallel)
+    if app.json_output:
+        fmt = "json"
+    text = join_parts(render(result, fmt, max_parts=max_parts))
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        app.console.info(f"preview of env {app.env} written to {output}")
+    else:
+        app.console.out(text)
+    if result.failed:
+        raise OperationFailed(f"preview failed for {', '.join(s.stack for s in result.failed)}")
+    if expect_no_changes and any(s.has_changes for s in result.stacks):
+        raise OperationFailed("changes found and --expect-no-changes was given")

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from orchestrator.cli.app import AppContext, command
-from orchestrator.cli.options import confirm, exclusive_region
-from orchestrator.errors import ExitCode, InputRejected
+from orchestrator.cli.app import command
+from orchestrator.context import Context
+from orchestrator.errors import ExitCode, InputRejected, Reported
+
+if TYPE_CHECKING:  # pragma: no cover
+    from orchestrator.stacks.runner import Runner, RunReport
 
 
-def _runner(app: AppContext, parallel: int = 4):  # noqa: ANN202 - Runner is imported lazily
+def _runner(app: Context, parallel: int = 4) -> Runner:
     from orchestrator.stacks.runner import Runner
 
-    return Runner(app.engine(), app.topology(), app.state_dir, notify=app.console.info, parallel=parallel)
+    return Runner(app.engine(), app.topology(), app.state, notify=app.notify, parallel=parallel)
 
 
-def render_report(app: AppContext, report) -> None:  # noqa: ANN001
+def render_report(app: Context, report: RunReport) -> None:
     """Print a RunReport and leave with the contract's exit code."""
     for notice in report.notices:
         app.console.info(notice)
@@ -28,109 +33,115 @@ def render_report(app: AppContext, report) -> None:  # noqa: ANN001
             detail = f" - {r.message}" if r.message else ""
             app.console.result(f"  {name:<34} {r.outcome.value:<10} {counts}{detail}")
     if report.locked:
-        raise click.exceptions.Exit(int(ExitCode.LOCKED))
+        raise Reported(ExitCode.LOCKED)
     if not report.ok:
-        raise click.exceptions.Exit(int(ExitCode.FAILED))
+        raise Reported(ExitCode.FAILED)
 
 
-def register(cli: click.Group) -> None:
-    @command(cli, "up")
-    @click.option("--region", metavar="R", help="The region stack to deploy (then DNS and replication).")
-    @click.option("--all", "all_regions", is_flag=True,
-                  help="Every region stack in parallel, then DNS, then replication.")
-    @click.option("--parallel", default=4, show_default=True, type=click.IntRange(1, 32),
-                  help="Most stacks of one wave run at once.")
-    @click.option("--resume", is_flag=True, help="Continue the last failed `up` from the failed stack.")
-    def up(app: AppContext, region: str | None, all_regions: bool, parallel: int, resume: bool) -> None:
-        """Deploy region stack(s), then DNS, then replication, in waves."""
-        from orchestrator.stacks.graph import up_selection
+@command("up")
+@click.option("--region", metavar="R", help="The region stack to deploy (then DNS and replication).")
+@click.option("--all", "all_regions", is_flag=True, help="Every region stack in parallel, then DNS, then replication.")
+@click.option("--parallel", default=4, show_default=True, type=click.IntRange(1, 32),
+              help="Most stacks of one wave run at once.")
+@click.option("--resume", is_flag=True, help="Continue the last failed `up` from the failed stack.")
+def up(app: Context, region: str | None, all_regions: bool, parallel: int, resume: bool) -> None:
+    """Deploy region stack(s), then DNS, then replication, in waves."""
+    from orchestrator.cli.options import exclusive_region
+    from orchestrator.stacks.graph import up_selection
 
-        region = exclusive_region(region, all_regions)
-        selection = up_selection(app.topology(), region)
-        render_report(app, _runner(app, parallel).up(selection, resume=resume))
+    region = exclusive_region(region, all_regions)
+    selection = up_selection(app.topology(), region)
+    render_report(app, _runner(app, parallel).up(selection, resume=resume))
 
-    @command(cli, "destroy")
-    @click.option("--region", metavar="R", help="Destroy one region stack (guarded).")
-    @click.option("--all", "all_regions", is_flag=True, help="Destroy every stack of the environment.")
-    @click.option("--include-protected", is_flag=True,
-                  help="Also delete protected stateful resources (data lake, streams, tables).")
-    @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-    @click.option("--parallel", default=4, show_default=True, type=click.IntRange(1, 32))
-    def destroy(app: AppContext, region: str | None, all_regions: bool, include_protected: bool, yes: bool,
-                parallel: int) -> None:
-        """Destroy in reverse order: replication, DNS, regions. Protected resources stay by default."""
-        from orchestrator.operations import guards
-        from orchestrator.stacks.graph import all_stacks, region_stack
 
-        topology = app.topology()
-        region = exclusive_region(region, all_regions)
-        if region is None:
-            selection = all_stacks(topology)
-            confirm(f"destroy every stack of env {topology.env}", expected=topology.env, assume_yes=yes)
-        else:
-            guards.check_destroy_region(topology, region)
-            if region in topology.secondaries:
-                from orchestrator.operations.lifecycle import remove_secondary
+@command("destroy")
+@click.option("--region", metavar="R", help="Destroy one region stack (guarded).")
+@click.option("--all", "all_regions", is_flag=True, help="Destroy every stack of the environment.")
+@click.option("--include-protected", is_flag=True,
+              help="Also delete protected stateful resources (data lake, streams, tables).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--parallel", default=4, show_default=True, type=click.IntRange(1, 32))
+def destroy(app: Context, region: str | None, all_regions: bool, include_protected: bool, yes: bool,
+            parallel: int) -> None:
+    """Destroy in reverse order: replication, DNS, regions. Protected resources stay by default."""
+    from orchestrator.cli.options import confirm, exclusive_region
+    from orchestrator.operations import guards
+    from orchestrator.stacks.graph import all_stacks, region_stack
 
-                render_report(app, remove_secondary(app, region, include_protected=include_protected, yes=yes))
-                return
-            selection = [region_stack(topology, region)]
-        if include_protected:
-            confirm(f"permanently delete the protected data (data lake, streams, tables) of env {topology.env}",
-                    expected=topology.env, assume_yes=yes)
-        render_report(app, _runner(app, parallel).destroy(selection, include_protected=include_protected))
+    topology = app.topology()
+    region = exclusive_region(region, all_regions)
+    if region is None:
+        selection = all_stacks(topology)
+        confirm(f"destroy every stack of env {topology.env}", expected=topology.env, assume_yes=yes)
+    else:
+        guards.check_destroy_region(topology, region)
+        if region in topology.secondaries:
+            from orchestrator.operations.dns import remove_secondary
 
-    @command(cli, "status")
-    def status(app: AppContext) -> None:
-        """Every stack of the environment: deployed or not, last result, resources, routing role."""
-        from orchestrator.operations.status import environment_status
-
-        report = environment_status(app)
-        if app.json_output:
-            app.console.document(report.to_json())
+            render_report(app, remove_secondary(app, region, include_protected=include_protected))
             return
-        for line in report.lines():
-            app.console.result(line)
+        selection = [region_stack(topology, region)]
+    if include_protected:
+        confirm(f"permanently delete the protected data (data lake, streams, tables) of env {topology.env}",
+                expected=topology.env, assume_yes=yes)
+    render_report(app, _runner(app, parallel).destroy(selection, include_protected=include_protected))
 
-    @command(cli, "outputs")
-    @click.argument("stack")
-    @click.option("--show-secrets", is_flag=True, help="Show secret outputs in clear text.")
-    def outputs(app: AppContext, stack: str, show_secrets: bool) -> None:
-        """A stack's outputs; secrets are masked unless --show-secrets."""
-        from orchestrator.stacks.graph import all_stacks
 
-        known = {s.name for s in all_stacks(app.topology())}
-        if stack not in known and not stack.startswith(f"{app.env}-region-"):
-            raise InputRejected(f"{stack!r} is not a stack of env {app.env} (stacks: {', '.join(sorted(known))})")
-        values = app.engine().outputs(stack)
-        if values is None:
-            app.console.error(f"{stack} is not deployed")
-            raise click.exceptions.Exit(int(ExitCode.FAILED))
-        shown = {k: v.shown(show_secrets) for k, v in sorted(values.items())}
-        if app.json_output:
-            app.console.document({"stack": stack, "outputs": shown})
-            return
-        for key, value in shown.items():
-            app.console.result(f"{key}: {value}")
+@command("status")
+def status(app: Context) -> None:
+    """Every stack of the environment: deployed or not, last result, resources, routing role."""
+    from orchestrator.operations.status import environment_status
 
-    @command(cli, "graph")
-    @click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True)
-    def graph(app: AppContext, fmt: str) -> None:
-        """The stack DAG and the region topology as a picture."""
-        from orchestrator.stacks import graph as g
+    report = environment_status(app)
+    if app.json_output:
+        app.console.document(report.to_json())
+        return
+    for line in report.lines():
+        app.console.result(line)
 
-        render = g.render_mermaid if fmt == "mermaid" else g.render_dot
-        app.console.out(render(app.topology()))
 
-    @command(cli, "recover")
-    @click.argument("stack")
-    @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-    def recover(app: AppContext, stack: str, yes: bool) -> None:
-        """After a crashed run: cancel the stale lock and refresh with pending creates cleared."""
-        from orchestrator.operations.recovery import recover_stack
+@command("outputs")
+@click.argument("stack")
+@click.option("--show-secrets", is_flag=True, help="Show secret outputs in clear text.")
+def outputs(app: Context, stack: str, show_secrets: bool) -> None:
+    """A stack's outputs; secrets are masked unless --show-secrets."""
+    from orchestrator.errors import OperationFailed
+    from orchestrator.stacks.graph import all_stacks
 
-        result = recover_stack(app, stack, assume_yes=yes)
-        if app.json_output:
-            app.console.document(result)
-        else:
-            app.console.result(f"{stack}: recovered ({result['pending_cleared']} pending operations cleared)")
+    known = {s.name for s in all_stacks(app.topology())}
+    if stack not in known and not stack.startswith(f"{app.env}-region-"):
+        raise InputRejected(f"{stack!r} is not a stack of env {app.env} (stacks: {', '.join(sorted(known))})")
+    values = app.engine().outputs(stack)
+    if values is None:
+        raise OperationFailed(f"{stack} is not deployed")
+    shown = {k: v.shown(show_secrets) for k, v in sorted(values.items())}
+    if app.json_output:
+        app.console.document({"stack": stack, "outputs": shown})
+        return
+    for key, value in shown.items():
+        app.console.result(f"{key}: {value}")
+
+
+@command("graph")
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True)
+def graph(app: Context, fmt: str) -> None:
+    """The stack DAG and the region topology as a picture."""
+    from orchestrator.stacks import graph as g
+
+    render = g.render_mermaid if fmt == "mermaid" else g.render_dot
+    app.console.out(render(app.topology()))
+
+
+@command("recover")
+@click.argument("stack")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def recover(app: Context, stack: str, yes: bool) -> None:
+    """After a crashed run: cancel the stale lock and refresh with pending creates cleared."""
+    from orchestrator.cli.options import confirmer
+    from orchestrator.operations.recovery import recover_stack
+
+    result = recover_stack(app, stack, confirm=confirmer(yes))
+    if app.json_output:
+        app.console.document(result)
+    else:
+        app.console.result(f"{stack}: recovered ({result['pending_cleared']} pending operations cleared)")

@@ -1,10 +1,10 @@
-"""The Pulumi engine: the ONLY module that imports `pulumi.automation`.
+"""The Pulumi engine: with `events.py` beside it, the only code that imports `pulumi.automation`.
 
 Every stack operation (up, preview, refresh, destroy, outputs, info, cancel, export, import) goes
 through `PulumiEngine._run`, so error translation, logging and timing live in one place.
 
-Each stack gets its own workspace directory (`.orchestrate/workspaces/<stack>/`) holding a
-generated `Pulumi.yaml` whose `stackConfigDir` points back at the project's `stacks/`: the stack's
+Each stack gets its own workspace directory (`StateLayout.workspace_dir`, under `.orchestrate/`)
+holding a generated `Pulumi.yaml` whose `stackConfigDir` points back at the project's `stacks/`: the stack's
 config stays in `stacks/Pulumi.<stack>.yaml`, where plain `pulumi -s <stack>` reads it too, while
 parallel stacks never share workspace files. The program is inline (`programs.main.run`).
 """
@@ -30,9 +30,10 @@ from orchestrator.engine.types import (
     StackSpec,
 )
 from orchestrator.errors import InputRejected, OperationFailed, StackLocked
+from orchestrator.state import StateLayout
 
 if TYPE_CHECKING:  # pragma: no cover
-    from orchestrator.cli.app import AppContext
+    from orchestrator.context import Context
     from orchestrator.preview.model import StackPreview
 
 T = TypeVar("T")
@@ -84,12 +85,12 @@ class PulumiEngine:
         self.cli = cli
         self.log = log
         self.config_path = config_path
-        self.work_root = project_dir / ".orchestrate" / "workspaces"
+        self.state = StateLayout(project_dir)
         self._setup_lock = threading.Lock()
         self._pulumi_command: Any = None
 
     @classmethod
-    def from_app(cls, app: AppContext) -> PulumiEngine:
+    def from_context(cls, app: Context) -> PulumiEngine:
         """Check everything the engine needs before anything runs (bad setup is exit code 2)."""
         cli = find_pulumi_cli()
         if cli is None:
@@ -124,15 +125,15 @@ class PulumiEngine:
                 try:
                     return fn()
                 except auto_errors.ConcurrentUpdateError as exc:
-                    raise StackLocked(f"{stack} is locked by another update",
-                                      hint=_lock_hint(stack, exc)) from None
+                    raise StackLocked(f"{stack} is locked by another update", stack=stack,
+                                      holder=_lock_holder(exc), hint=_lock_hint(stack, exc)) from None
                 except auto_errors.StackNotFoundError:
                     raise OperationFailed(f"{stack} does not exist in {self.backend_url}") from None
                 except auto_errors.CommandError as exc:
                     text = str(exc)
                     if "locked by" in text or "currently locked" in text:
-                        raise StackLocked(f"{stack} is locked by another update",
-                                          hint=_lock_hint(stack, exc)) from None
+                        raise StackLocked(f"{stack} is locked by another update", stack=stack,
+                                          holder=_lock_holder(exc), hint=_lock_hint(stack, exc)) from None
                     if "EOF" in text and not repaired:
                         torn = self._repair_torn_sidecars(stack)
                         if torn:  # once: the operation had not started (it could not read the state)
@@ -179,7 +180,7 @@ class PulumiEngine:
         return env
 
     def _workdir(self, stack: str) -> Path:
-        work = self.work_root / stack
+        work = self.state.workspace_dir(stack)
         with self._setup_lock:
             work.mkdir(parents=True, exist_ok=True)
             rel = os.path.relpath(self.stacks_dir, work)
@@ -221,12 +222,14 @@ class PulumiEngine:
     def _cli(self, stack: Any, *args: str) -> str:
         """A CLI command the Automation API has no (safe) method for, in the stack's workspace."""
         ws = stack.workspace
-        return ws.pulumi_command.run([*args, "--stack", stack.name], ws.work_dir, ws.env_vars).stdout
+        out: str = ws.pulumi_command.run([*args, "--stack", stack.name], ws.work_dir, ws.env_vars).stdout
+        return out
 
     def _export(self, stack: Any) -> dict[str, Any]:
         """The stack's state with secrets still encrypted. (`Stack.export_stack` passes
         --show-secrets: its result would carry every secret in plain text, into backups too.)"""
-        return json.loads(self._cli(stack, "stack", "export"))
+        state: dict[str, Any] = json.loads(self._cli(stack, "stack", "export"))
+        return state
 
     def _config_file(self, name: str) -> Path:
         return self.stacks_dir / f"Pulumi.{name}.yaml"
@@ -278,7 +281,8 @@ class PulumiEngine:
         placeholders of a preview never stay in `stacks/Pulumi.<stack>.yaml`."""
         from pulumi.automation import errors as auto_errors
 
-        from orchestrator.preview.model import Collector, StackPreview, placeholders_in_config
+        from orchestrator.engine.events import Collector
+        from orchestrator.preview.model import StackPreview, placeholders_in_config
 
         def go() -> StackPreview:
             collector = Collector()
@@ -425,6 +429,15 @@ def _op_counts(summary: Any) -> dict[str, int]:
 def _lock_hint(stack: str, exc: BaseException) -> str:
     return (f"{_last_line(exc)}; if no update is running any more (a crashed or killed run left the "
             f"lock), run `orchestrate recover {stack}`")
+
+
+def _lock_holder(exc: BaseException) -> str | None:
+    """Who holds the lock, from the CLI's "created by user@host (pid N) at T" line, when it says."""
+    import re
+
+    text = str(getattr(exc, "stderr", None) or exc)
+    found = re.search(r"created by ([^\n]+?)(?:\.?\s*$|\n)", text, re.M)
+    return found.group(1).strip() if found else None
 
 
 def _last_line(exc: BaseException) -> str:

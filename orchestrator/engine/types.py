@@ -1,7 +1,7 @@
 """The engine interface every stack operation goes through, and the values it returns.
 
-`orchestrator.engine.pulumi.PulumiEngine` implements it over the Pulumi Automation API (the only module
-that imports `pulumi.automation`); tests use an in-memory double with the same interface. Nothing
+`orchestrator.engine.pulumi.PulumiEngine` implements it over the Pulumi Automation API (only the
+engine package imports `pulumi.automation`); tests use an in-memory double with the same interface. Nothing
 here imports Pulumi.
 """
 
@@ -70,6 +70,7 @@ class StackResult:
     outputs: Mapping[str, OutputValue] = field(default_factory=dict)
     seconds: float = 0.0
     message: str = ""
+    locked_by: str | None = None  # set when another update held the lock ("" when the holder is unknown)
 
     @property
     def ok(self) -> bool:

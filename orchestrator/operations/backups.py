@@ -10,16 +10,16 @@ from orchestrator.stacks.graph import region_stack
 from programs.contract import BACKUP_OUTPUT
 
 if TYPE_CHECKING:  # pragma: no cover
-    from orchestrator.cli.app import AppContext
+    from orchestrator.context import Context
 
 BACKUP_DEST_ENV = "ORCHESTRATE_BACKUP_DEST"
 
 
-def backup_destination(app: AppContext) -> str:
+def backup_destination(app: Context) -> str:
     return os.environ.get(BACKUP_DEST_ENV) or vault_location(app)
 
 
-def vault_location(app: AppContext) -> str:
+def vault_location(app: Context) -> str:
     """s3://<backupBucketName>/registry from the home region's stack (the topology's backup vault)."""
     topology = app.topology()
     stack = region_stack(topology, topology.home_region).name

@@ -8,27 +8,25 @@ resumes at the failed step.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.operations import guards, verify
-
-from orchestrator.stacks import wiring
-from orchestrator.engine.types import Engine, StackResult
+from orchestrator.context import Context
 from orchestrator.errors import InputRejected, OperationFailed
-from orchestrator.stacks.graph import StackRef, dns_stack, dns_targets, region_stack, replication_stack
+from orchestrator.operations import guards, verify
+from orchestrator.operations.dns import require_ok, transition_dns
+from orchestrator.operations.registry_port import RegistryPort
+from orchestrator.stacks import wiring
+from orchestrator.stacks.graph import StackRef, dns_targets, region_stack, replication_stack
 from orchestrator.stacks.runner import Runner, RunReport
+from orchestrator.state import atomic_write_json, read_json
 from orchestrator.topology import RoutingMode, Topology, save
 
 if TYPE_CHECKING:  # pragma: no cover
-    from orchestrator.aws import AwsContext
-    from orchestrator.cli.app import AppContext
+    pass
 
 
 @dataclass(frozen=True)
@@ -62,45 +60,9 @@ class LifecycleReport:
                 "steps": [s.__dict__ for s in self.steps], "notices": list(self.notices)}
 
 
-class RegistryPort:
-    """Registry operations the lifecycle needs: the boto3 registry sync, and a check of its result."""
-
-    def __init__(self, ctx: AwsContext, env: str, state_dir: Path, residency: tuple[str, ...],
-                 rate: float | None = None) -> None:
-        self.ctx, self.env, self.state_dir, self.residency, self.rate = ctx, env, state_dir, residency, rate
-
-    def sync(self, src: str, dst: str) -> dict[str, Any]:
-        from orchestrator.registry import DEFAULT_RATE, checkpoint_path, sync_regions
-
-        report = sync_regions(self.ctx, src, dst, residency=self.residency, rate=self.rate or DEFAULT_RATE,
-                              checkpoint_path=checkpoint_path(self.state_dir, self.env, src, dst))
-        if not report.ok:
-            first = "; ".join(str(e) for e in report.errors[:3])
-            raise OperationFailed(f"registry sync {src} -> {dst}: {len(report.errors)} errors, "
-                                  f"{report.blocked} blocked ({first})")
-        return dict(report.to_json())
-
-    def verify(self, src: str, dst: str) -> dict[str, int]:
-        """Every thing and certificate id of `src` exists in `dst` (counts returned)."""
-        from orchestrator.aws import aws_errors, client
-        from orchestrator.registry import read_snapshot
-
-        with aws_errors(f"verifying the registry {src} -> {dst}"):
-            a = read_snapshot(client(self.ctx, "iot", src), pems=False)
-            b = read_snapshot(client(self.ctx, "iot", dst), pems=False)
-        for what, left, right in (("things", a.things_by_name, b.things_by_name),
-                                  ("certificates", a.certificates_by_id, b.certificates_by_id),
-                                  ("policies", a.policies_by_name, b.policies_by_name)):
-            missing = sorted(set(left) - set(right))
-            if missing:
-                raise OperationFailed(f"registry of {dst} lacks {len(missing)} {what} of {src} "
-                                      f"(first: {', '.join(missing[:5])})")
-        return {"things": len(a.things), "certificates": len(a.certificates)}
-
-
 @dataclass
 class Lifecycle:
-    app: AppContext
+    app: Context
     registry: RegistryPort | None = None
     sync_rate: float | None = None
 
@@ -109,36 +71,33 @@ class Lifecycle:
 
         self.ctx = AwsContext(endpoint_url=self.app.endpoint_url)
         if self.registry is None:
-            self.registry = RegistryPort(self.ctx, self.app.env, self.app.state_dir,
+            self.registry = RegistryPort(self.ctx, self.app.env, self.app.state,
                                          self.app.topology().residency, self.sync_rate)
 
     # -- persisted state ---------------------------------------------------------------------
     @property
     def state_path(self) -> Path:
-        return self.app.state_dir / "lifecycle" / f"{self.app.env}.json"
+        return self.app.state.lifecycle_path(self.app.env)
 
     def _load(self) -> dict[str, Any]:
         try:
-            return json.loads(self.state_path.read_text(encoding="utf-8"))
+            data = read_json(self.state_path)
         except (OSError, ValueError):
             return {}
+        return data if isinstance(data, dict) else {}
 
     def _store(self, data: dict[str, Any]) -> None:
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.state_path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-        os.replace(tmp, self.state_path)
+        atomic_write_json(self.state_path, data)
 
     def _runner(self, topology: Topology) -> Runner:
-        return Runner(self.app.engine(), topology, self.app.state_dir, notify=self.app.console.info)
+        return Runner(self.app.engine(), topology, self.app.state, notify=self.app.notify)
 
     def _save_topology(self, topology: Topology) -> None:
         save(topology, self.app.config_path)
         self.app.reload_topology()
 
     def _up(self, topology: Topology, ref: StackRef) -> RunReport:
-        return _require_ok(self._runner(topology).up([ref]))
+        return require_ok(self._runner(topology).up([ref]))
 
     def _verify_dns(self, topology: Topology) -> None:
         zone_id = verify.hosted_zone_id(self.ctx, topology.hosted_zone)
@@ -152,14 +111,14 @@ class Lifecycle:
 
     def _switch_dns(self, before: Topology, after: Topology) -> None:
         """Move DNS from `before` to `after`; verified; on any failure the previous records go back."""
-        engine, notify = self.app.engine(), self.app.console.info
+        engine, notify = self.app.engine(), self.app.notify
         try:
-            _require_ok(transition_dns(engine, before, after, self.app.state_dir, notify))
+            require_ok(transition_dns(engine, before, after, self.app.state, notify))
             self._verify_dns(after)
         except OperationFailed as exc:
-            self.app.console.info(f"DNS switch failed ({exc.one_line()}): putting the previous records back")
+            self.app.notify(f"DNS switch failed ({exc.one_line()}): putting the previous records back")
             try:
-                _require_ok(transition_dns(engine, after, before, self.app.state_dir, notify))
+                require_ok(transition_dns(engine, after, before, self.app.state, notify))
                 self._verify_dns(before)
             except OperationFailed as back:
                 raise OperationFailed(f"DNS switch failed and the rollback failed too: {back.one_line()}",
@@ -225,7 +184,7 @@ class Lifecycle:
             if step.name in saved["done"]:
                 outcomes.append(StepOutcome(step.name, "skipped", "done earlier"))
                 continue
-            self.app.console.info(f"[{operation}] {step.name}: {step.does}")
+            self.app.notify(f"[{operation}] {step.name}: {step.does}")
             try:
                 detail = actions[step.name]()
             except OperationFailed as exc:
@@ -276,21 +235,22 @@ class Lifecycle:
         return (f"registry {src} -> {dst} in sync: {counts['things']} things, {counts['certificates']} "
                 f"certificates ({summary.get('write_calls', '?')} write calls)")
 
-    def _record_sync(self, src: str, dst: str) -> None:
-        path = self.app.state_dir / "lifecycle" / f"{self.app.env}-syncs.json"
+    def _sync_records(self) -> dict[str, Any]:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = read_json(self.app.state.sync_record_path(self.app.env))
         except (OSError, ValueError):
-            data = {}
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _record_sync(self, src: str, dst: str) -> None:
+        data = self._sync_records()
         data[f"{src}->{dst}"] = time.time()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=2, sort_keys=True))
+        atomic_write_json(self.app.state.sync_record_path(self.app.env), data)
 
     def _last_sync(self, src: str, dst: str) -> float | None:
-        path = self.app.state_dir / "lifecycle" / f"{self.app.env}-syncs.json"
         try:
-            return float(json.loads(path.read_text(encoding="utf-8"))[f"{src}->{dst}"])
-        except (OSError, ValueError, KeyError):
+            return float(self._sync_records()[f"{src}->{dst}"])
+        except (KeyError, TypeError, ValueError):
             return None
 
     def _replication(self, region: str) -> str:
@@ -350,8 +310,8 @@ class Lifecycle:
         actions = {
             "check-target": lambda: self._check_up(topology, to),
             "final-sync": final_sync,
-            "dns": lambda: (self._switch_dns(topology, after), f"DNS primary is now {to}")[1],
-            "record-primary": lambda: (self._save_topology(after), f"{to} recorded as primary")[1],
+            "dns": lambda: self._move_primary(topology, after),
+            "record-primary": lambda: self._record_primary(after),
         }
         saved = {"operation": "failover", "region": to, "from": old, "status": "running", "done": [],
                  "started": _now()}
@@ -375,12 +335,20 @@ class Lifecycle:
         actions = {
             "check-target": lambda: self._check_up(topology, target),
             "sync-back": lambda: self._registry_sync(current, target),
-            "dns": lambda: (self._switch_dns(topology, after), f"DNS primary is now {target}")[1],
-            "record-primary": lambda: (self._save_topology(after), f"{target} recorded as primary")[1],
+            "dns": lambda: self._move_primary(topology, after),
+            "record-primary": lambda: self._record_primary(after),
         }
-        state = {"operation": "failback", "region": target, "from": current, "status": "running", "done": [],
-                 "started": _now()}
+        state: dict[str, Any] = {"operation": "failback", "region": target, "from": current, "status": "running",
+                                 "done": [], "started": _now()}
         return self._steps("failback", target, steps, actions, state, [])
+
+    def _move_primary(self, before: Topology, after: Topology) -> str:
+        self._switch_dns(before, after)
+        return f"DNS primary is now {after.primary}"
+
+    def _record_primary(self, after: Topology) -> str:
+        self._save_topology(after)
+        return f"{after.primary} recorded as primary"
 
     def _check_up(self, topology: Topology, region: str) -> str:
         ref = region_stack(topology, region)
@@ -395,75 +363,4 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _require_ok(report: RunReport) -> RunReport:
-    for name, result in report.results.items():
-        if not result.ok:
-            raise OperationFailed(f"up of {name} {result.outcome.value}: {result.message}")
-    return report
-
-
-def transition_dns(engine: Engine, before: Topology, after: Topology, state_dir: Path,
-                   notify: Callable[[str], None]) -> RunReport:
-    """Apply DNS for `after`, coming from `before`, in at most two updates.
-
-    Route 53 refuses a simple record beside routed ones of the same name, and a Pulumi update removes
-    records only after it changed the others. So when records leave (a secondary goes, or routing
-    falls back to `single`), a first update keeps `before`'s routing with only the staying regions;
-    the second then changes the mode. Records that come in need no such step: the DNS program orders
-    them after the primary's record.
-    """
-    routed_before, routed_after = dns_targets(before), set(dns_targets(after))
-    staying = [r for r in routed_before if r in routed_after]
-    results: dict[str, StackResult] = {}
-    if before.routing is not RoutingMode.SINGLE and len(staying) < len(routed_before) \
-            and staying[:1] == [before.primary]:
-        runner = Runner(engine, before, state_dir, notify=notify)
-        outputs = {r: runner._validated(region_stack(before, r)) for r in staying}
-        notify(f"[dns] first taking {', '.join(r for r in routed_before if r not in routed_after)} out "
-               f"of {before.routing.value} routing")
-        spec = wiring.dns_spec(before, outputs, staying)
-        result = engine.up(spec, None)
-        results[f"{spec.name} (shrink)"] = result
-        if not result.ok:
-            return RunReport(before.env, "up", ((spec.name,),), results)
-    report = Runner(engine, after, state_dir, notify=notify).up([dns_stack(after)])
-    results.update(report.results)
-    return RunReport(after.env, "up", report.waves, results, report.journal)
-
-
-def remove_secondary(app: AppContext, region: str, *, include_protected: bool, yes: bool) -> RunReport:
-    """Take a secondary out: DNS first, then replication, then its region stack."""
-    topology = app.topology()
-    guards.check_destroy_region(topology, region)
-    after = topology.without_secondary(region)
-    engine = app.engine()
-    results: dict[str, StackResult] = {}
-    notify = app.console.info
-
-    def run(report: RunReport) -> bool:
-        results.update(report.results)
-        return report.ok
-
-    runner_after = Runner(engine, after, app.state_dir, notify=notify)
-    if not run(transition_dns(engine, topology, after, app.state_dir, notify)):
-        return _combined(topology, results)
-    if after.multi_region:
-        ok = run(runner_after.up([replication_stack(after)]))
-    else:
-        ok = run(Runner(engine, topology, app.state_dir, notify=notify).destroy(
-            [replication_stack(topology)], include_protected=include_protected))
-    if not ok:
-        return _combined(topology, results)
-    save(after, app.config_path)
-    app.reload_topology()
-    notify(f"{region} removed from {topology.source}")
-    run(Runner(engine, topology, app.state_dir, notify=notify).destroy(
-        [region_stack(topology, region)], include_protected=include_protected))
-    return _combined(topology, results)
-
-
-def _combined(topology: Topology, results: dict[str, StackResult]) -> RunReport:
-    return RunReport(topology.env, "destroy", tuple((name,) for name in results), dict(results))
-
-
-__all__ = ["Lifecycle", "LifecycleReport", "RegistryPort", "remove_secondary", "transition_dns"]
+__all__ = ["Lifecycle", "LifecycleReport", "RegistryPort"]

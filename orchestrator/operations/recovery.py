@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.engine.types import StackSpec
@@ -9,12 +10,14 @@ from orchestrator.errors import InputRejected, OperationFailed
 from orchestrator.stacks.graph import all_stacks
 
 if TYPE_CHECKING:  # pragma: no cover
-    from orchestrator.cli.app import AppContext
+    from orchestrator.context import Context
 
 
-def recover_stack(app: AppContext, stack: str, *, assume_yes: bool) -> dict[str, Any]:
-    from orchestrator.cli.options import confirm
+Confirm = Callable[[str, str], None]  # (question, what the user must type); raises GuardRefused when refused
 
+
+def recover_stack(app: Context, stack: str, *, confirm: Confirm) -> dict[str, Any]:
+    """Cancel a stale lock and refresh `stack` with pending creates cleared, after `confirm` agreed."""
     refs = {s.name: s for s in all_stacks(app.topology())}
     ref = refs.get(stack)
     if ref is None:
@@ -23,18 +26,18 @@ def recover_stack(app: AppContext, stack: str, *, assume_yes: bool) -> dict[str,
     info = engine.info(stack)
     if not info.deployed and not info.pending_operations:
         # Nothing to refresh, but a run killed before its first resource still leaves the lock.
-        app.console.info(f"recover {stack}: no resources and no pending operations; "
+        app.notify(f"recover {stack}: no resources and no pending operations; "
                          "clearing a lock a crashed run may have left")
-        confirm(f"recover {stack}", expected=stack, assume_yes=assume_yes)
+        confirm(f"recover {stack}", stack)
         engine.cancel(stack)
         return {"stack": stack, "pending_cleared": 0, "pending_left": 0, "counts": {}}
-    app.console.info(f"recover {stack}: {len(info.pending_operations)} pending operations")
+    app.notify(f"recover {stack}: {len(info.pending_operations)} pending operations")
     for op in info.pending_operations:
-        app.console.info(f"  {op}")
-    app.console.info("will: cancel any update still holding the lock, then refresh the stack against the "
+        app.notify(f"  {op}")
+    app.notify("will: cancel any update still holding the lock, then refresh the stack against the "
                      "cloud with pending creates cleared (resources that were never created are dropped "
                      "from the state; existing ones are read back)")
-    confirm(f"recover {stack}", expected=stack, assume_yes=assume_yes)
+    confirm(f"recover {stack}", stack)
     engine.cancel(stack)
     spec = StackSpec(ref.name, ref.kind.value, ref.region, {"aws:region": ref.region})
     result = engine.refresh(spec, clear_pending_creates=True)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.stacks.graph import all_stacks, dns_targets
 
 if TYPE_CHECKING:  # pragma: no cover
-    from orchestrator.cli.app import AppContext
+    from orchestrator.context import Context
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class EnvironmentStatus:
         return out
 
 
-def environment_status(app: AppContext) -> EnvironmentStatus:
+def environment_status(app: Context) -> EnvironmentStatus:
     topology = app.topology()
     engine = app.engine()
     routed = set(dns_targets(topology))
@@ -82,16 +82,15 @@ def environment_status(app: AppContext) -> EnvironmentStatus:
                              _backup_age(app))
 
 
-def _backup_age(app: AppContext) -> float | None:
+def _backup_age(app: Context) -> float | None:
     """Age of the newest backup where the backup job writes ($ORCHESTRATE_BACKUP_DEST, else the vault)."""
-    from orchestrator.aws import AwsContext
     from orchestrator.errors import OrchestrateError
-    from orchestrator.registry import backup_age
     from orchestrator.operations.backups import backup_destination
+    from orchestrator.registry import backup_age
 
     try:
         dest = backup_destination(app)
-        age = backup_age(AwsContext(endpoint_url=app.endpoint_url), dest, env=app.env)
+        age = backup_age(app.aws(), dest, env=app.env)
     except OrchestrateError as exc:  # status reports, it does not fail on an unreadable location
         app.console.debug(f"newest backup: {exc.one_line()}")
         return None

@@ -1,19 +1,19 @@
 """An environment preview as a pull-request comment (markdown, in parts), as text, or as JSON.
 
-Markdown is what reviewers see. Every part starts with a hidden marker naming the environment and
-the part number exactly (`parse_marker`, the only parser of it), so one environment's comment never
-overwrites another's (`dev` is not `dev-tokyo`). Part 1 holds the summary: environment, commit, a
+Markdown is what reviewers see. Every part starts with the hidden marker of
+`orchestrator.preview.comment` (environment and part number, matched exactly), so one
+environment's comment never overwrites another's. Part 1 holds the summary: environment, commit, a
 table of counts per stack, a warning per replace/delete of anything protected or stateful, failed
 stacks, and the topology before/after when regions or routing change. Then one collapsed
 `<details>` per stack lists the changed resources (unchanged ones are only counted).
 
-Splitting (GitHub stops a comment at 65,536 characters): the comment is laid out in atomic blocks
-(the summary, the topology diagrams, each stack). A stack goes into the current part when it fits,
-else it starts the next part; a stack too big for any part is split between two resource rows,
-its `<details>` closed at the end of one part and reopened "(continued)" in the next. Code blocks,
-`<pre>` and `<details>` are never cut. With `max_parts`, parts beyond it are dropped and the last
-kept part says how many stacks and resource changes were left out (room for that line is kept in
-every part). Everything rendered passes through `orchestrator.scrub` first.
+Splitting (GitHub stops a comment at 65,536 UTF-16 units, `comment.MAX_COMMENT_CHARS`): the comment
+is laid out in atomic blocks (the summary, the topology diagrams, each stack). A stack goes into the
+current part when it fits, else it starts the next part; a stack too big for any part is split
+between two resource rows, its `<details>` closed at the end of one part and reopened "(continued)"
+in the next. Code blocks, `<pre>` and `<details>` are never cut. With `max_parts`, parts beyond it
+are dropped and the last kept part says how many stacks and resource changes were left out (room
+for that line is kept in every part). Everything rendered passes through `orchestrator.scrub` first.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.errors import InputRejected
+from orchestrator.preview.comment import MAX_COMMENT_CHARS, comment_length, marker
 from orchestrator.preview.model import (
     CHANGING_OPS,
     EnvironmentPreview,
@@ -37,20 +37,7 @@ from orchestrator.preview.model import (
 )
 from orchestrator.scrub import Scrubber
 
-MAX_COMMENT_CHARS = 65536  # GitHub's limit for an issue or pull-request comment body
-
-
-def comment_length(text: str) -> int:
-    """Length as measured against GitHub's limit, conservatively: in UTF-16 code units, which is
-    never less than the number of characters (emoji such as 🟢 count twice)."""
-    return len(text.encode("utf-16-le")) // 2
-
-
-_units = comment_length
 FORMATS = ("markdown", "text", "json")
-
-_MARKER = "<!-- orchestrate-preview env={env} part={part} -->"
-_MARKER_RE = re.compile(r"<!-- orchestrate-preview env=([a-z][a-z0-9-]{0,30}) part=([1-9][0-9]{0,3}) -->")
 
 MAX_WARNINGS = 25  # warning lines at the top; the rest are counted
 _MAX_NAME = 160
@@ -74,52 +61,6 @@ _OP_SIGN = {Op.CREATE: "+", Op.UPDATE: "~", Op.REPLACE: "+-", Op.DELETE: "-", Op
             Op.DISCARD: "-"}
 PROTECTED_FLAG = "🔒"
 STATEFUL_FLAG = "💾"
-
-
-# -- markers ---------------------------------------------------------------------------------------
-
-def marker(env: str, part: int) -> str:
-    return _MARKER.format(env=env, part=part)
-
-
-def parse_marker(body: str) -> tuple[str, int] | None:
-    """(env, part) when `body` is a part of a preview comment: its first line is exactly a marker.
-
-    Matching is exact: the env in the marker is compared whole, never as a prefix.
-    """
-    first = body.lstrip("\ufeff").split("\n", 1)[0].strip()
-    m = _MARKER_RE.fullmatch(first)
-    return (m.group(1), int(m.group(2))) if m else None
-
-
-def split_parts(text: str, env: str | None = None) -> list[str]:
-    """The comment parts of a rendered markdown file (what `render_markdown` wrote, concatenated).
-
-    Each part begins at its marker line; markers must number 1, 2, … and name one environment
-    (`env`, when given). Raises InputRejected otherwise: a wrong file is never posted.
-    """
-    parts: list[list[str]] = []
-    found_env: str | None = None
-    for line in text.replace("\r\n", "\n").split("\n"):
-        parsed = _MARKER_RE.fullmatch(line.strip())
-        if parsed and int(parsed.group(2)) == len(parts) + 1 and found_env in (None, parsed.group(1)):
-            found_env = parsed.group(1)
-            parts.append([line.strip()])
-        elif parts:
-            parts[-1].append(line)
-        elif line.strip():
-            raise InputRejected("the comment file does not start with an orchestrate-preview marker",
-                                hint="write it with `orchestrate preview --format markdown --output F`")
-    if not parts:
-        raise InputRejected("the comment file is empty")
-    if env is not None and found_env != env:
-        raise InputRejected(f"the comment file is the preview of env {found_env}, not {env}")
-    return ["\n".join(p).rstrip("\n") + "\n" for p in parts]
-
-
-def join_parts(parts: Sequence[str]) -> str:
-    """The file form of a multi-part comment (`split_parts` reverses it)."""
-    return "\n".join(p.rstrip("\n") + "\n" for p in parts)
 
 
 # -- entry points ----------------------------------------------------------------------------------
@@ -242,9 +183,9 @@ class _Block:
     close: str = "\n</details>\n\n"
 
     def __post_init__(self) -> None:
-        self.row_units = [_units(r) for r in self.rows]
+        self.row_units = [comment_length(r) for r in self.rows]
         self.open_units, self.reopen_units, self.close_units = (
-            _units(self.open), _units(self.reopen), _units(self.close))
+            comment_length(self.open), comment_length(self.reopen), comment_length(self.close))
         self.size = self.open_units + sum(self.row_units) + self.close_units
 
 
@@ -375,8 +316,8 @@ class _Layout:
         self.env = env
         self.max_chars = max_chars
         worst_head = marker(env, 9999) + "\n" + self._continued_title(9999, 9999)
-        self.worst_trailer = _units(self._trailer(10**6, 10**9, 10**9, 10**6)) + 2
-        self.budget = max_chars - _units(worst_head) - self.worst_trailer
+        self.worst_trailer = comment_length(self._trailer(10**6, 10**9, 10**9, 10**6)) + 2
+        self.budget = max_chars - comment_length(worst_head) - self.worst_trailer
         if self.budget < 1000:
             raise InputRejected(f"max_chars={max_chars} is too small for a preview comment part")
         self.parts: list[list[str]] = [[]]
@@ -391,16 +332,16 @@ class _Layout:
 
     def _put(self, text: str, units: int | None = None) -> None:
         self.parts[-1].append(text)
-        self.used[-1] += _units(text) if units is None else units
+        self.used[-1] += comment_length(text) if units is None else units
 
     def _room(self) -> int:
         return self.budget - self.used[-1]
 
     def run(self, top: list[str], stacks: list[_Block], max_parts: int | None) -> list[str]:
         for text in top:
-            if _units(text) > self.budget:
+            if comment_length(text) > self.budget:
                 raise InputRejected(f"the preview summary alone exceeds {self.max_chars} characters")
-            if _units(text) > self._room():
+            if comment_length(text) > self._room():
                 self._new_part()
             self._put(text)
         for i, block in enumerate(stacks):

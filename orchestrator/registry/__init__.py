@@ -1,9 +1,21 @@
 """The IoT registry across regions: snapshot, sync (plan + apply), backup and restore.
 
+Every operation has a plan-only twin with its own result type: `plan_registry_sync` ->
+`SyncPlanSummary` beside `sync_registry` -> `SyncReport` (and `plan_restore` / `restore_registry`,
+`plan_clients_sync` / `sync_clients`, `plan_snapshot_sync` / `sync_snapshot`,
+`plan_backup_restore` / `restore_backup`).
+
 Importing this package is cheap (no boto3): the CLI's `--help` must not pay for AWS.
 """
 
-from orchestrator.registry.api import backup_age, backup_region, restore_region, sync_regions
+from orchestrator.registry.api import (
+    backup_age,
+    backup_region,
+    plan_registry_sync,
+    plan_restore,
+    restore_registry,
+    sync_registry,
+)
 from orchestrator.registry.backup import (
     BackupManifest,
     BackupResult,
@@ -11,10 +23,11 @@ from orchestrator.registry.backup import (
     backup,
     latest_backup_age,
     load_backup,
-    restore,
+    plan_backup_restore,
+    restore_backup,
 )
 from orchestrator.registry.calls import Caller, CallStats, RateLimiter, RetriesExhausted, RetryPolicy
-from orchestrator.registry.checkpoint import Checkpoint, checkpoint_path
+from orchestrator.registry.checkpoint import Checkpoint
 from orchestrator.registry.policydoc import RegionRewrite
 from orchestrator.registry.snapshot import (
     Certificate,
@@ -40,6 +53,8 @@ from orchestrator.registry.sync import (
     SyncPlanSummary,
     SyncReport,
     apply_sync,
+    plan_clients_sync,
+    plan_snapshot_sync,
     plan_sync,
     sync_clients,
     sync_snapshot,
@@ -51,6 +66,7 @@ __all__ = [
     "RegionRewrite", "RegistrySnapshot", "RetriesExhausted", "RetryPolicy", "SyncOp", "SyncOptions",
     "SyncPlan", "SyncPlanSummary", "SyncReport", "TargetKind", "Thing", "ThingGroup",
     "ThingPrincipal", "ThingType", "apply_sync", "backup", "backup_age", "backup_region",
-    "checkpoint_path", "latest_backup_age", "load_backup", "plan_sync", "read_snapshot", "restore",
-    "restore_region", "sync_clients", "sync_regions", "sync_snapshot", "with_pems",
+    "latest_backup_age", "load_backup", "plan_backup_restore", "plan_clients_sync", "plan_registry_sync",
+    "plan_restore", "plan_snapshot_sync", "plan_sync", "read_snapshot", "restore_backup", "restore_registry",
+    "sync_clients", "sync_registry", "sync_snapshot", "with_pems",
 ]

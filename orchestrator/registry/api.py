@@ -1,13 +1,16 @@
-"""The registry operations as the CLI calls them: one function per command, typed results.
+"""The registry operations as the CLI calls them: one function per command, one result type each.
 
-    sync_regions(ctx, src, dst, ...)      -> SyncReport | SyncPlanSummary   (registry sync)
-    backup_region(ctx, env, region, dest) -> BackupResult                   (registry backup)
-    restore_region(ctx, src, dst, ...)    -> SyncReport | SyncPlanSummary   (registry restore)
-    backup_age(ctx, dest, ...)            -> timedelta | None               (status)
+    plan_registry_sync(ctx, src, dst, ...) -> SyncPlanSummary    (registry sync --dry-run)
+    sync_registry(ctx, src, dst, ...)      -> SyncReport         (registry sync)
+    backup_region(ctx, env, region, dest)  -> BackupResult       (registry backup)
+    plan_restore(ctx, src, dst, ...)       -> SyncPlanSummary    (registry restore --dry-run)
+    restore_registry(ctx, src, dst, ...)   -> SyncReport         (registry restore)
+    backup_age(ctx, dest, ...)             -> timedelta | None   (status)
 
 Each makes its own clients (`orchestrator.aws`), validates its input before touching anything
 (`InputRejected`, exit 2), refuses destinations outside the residency list (`InputRejected`,
-exit 2) and maps botocore failures to the error family. Results have `to_json()`.
+exit 2) and maps botocore failures to the error family. Results have `to_json()`. A plan
+function reads what its applying twin reads and writes nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ from typing import Any
 
 from orchestrator.aws import AwsContext, aws_errors, client
 from orchestrator.errors import InputRejected
-from orchestrator.registry.backup import BackupResult, backup, is_s3, latest_backup_age, restore
+from orchestrator.registry.backup import (
+    BackupResult,
+    backup,
+    is_s3,
+    latest_backup_age,
+    plan_backup_restore,
+    restore_backup,
+)
 from orchestrator.registry.calls import Caller, RateLimiter, RetryPolicy
 from orchestrator.registry.policydoc import RegionRewrite
 from orchestrator.registry.snapshot import read_snapshot
@@ -29,6 +39,7 @@ from orchestrator.registry.sync import (
     SyncOptions,
     SyncPlanSummary,
     SyncReport,
+    plan_clients_sync,
     sync_clients,
 )
 
@@ -54,21 +65,37 @@ def _iot(ctx: AwsContext, region: str, concurrency: int) -> Any:
     return client(ctx, "iot", region, own_retries=True, max_pool_connections=concurrency + 4)
 
 
-def sync_regions(ctx: AwsContext, src_region: str, dst_region: str, *, dry_run: bool = False,
-                 prune: bool = False, rate: float = DEFAULT_RATE, read_rate: float | None = None,
-                 concurrency: int = 1, checkpoint_path: Path | None = None,
-                 progress: Progress | None = None,
-                 region_rewrite: RegionRewrite = RegionRewrite.DESTINATION,
-                 residency: Collection[str] | None = None) -> SyncReport | SyncPlanSummary:
-    """Copy the registry of `src_region` into `dst_region` (`dry_run`: only say what would change)."""
+def _check_sync(src_region: str, dst_region: str, residency: Collection[str] | None) -> None:
     _check_region(src_region, "--from")
     _check_region(dst_region, "--to")
     if src_region == dst_region:
         raise InputRejected(f"--from and --to are the same region ({src_region})")
     _check_residency(dst_region, residency)
-    options = SyncOptions(dry_run=dry_run, prune=prune, rate=rate, read_rate=read_rate,
-                          concurrency=concurrency, checkpoint_path=checkpoint_path,
-                          progress=progress, region_rewrite=region_rewrite)
+
+
+def plan_registry_sync(ctx: AwsContext, src_region: str, dst_region: str, *, prune: bool = False,
+                       rate: float = DEFAULT_RATE, read_rate: float | None = None, concurrency: int = 1,
+                       region_rewrite: RegionRewrite = RegionRewrite.DESTINATION,
+                       residency: Collection[str] | None = None) -> SyncPlanSummary:
+    """What `sync_registry` would change in `dst_region` (reads both regions, writes nothing)."""
+    _check_sync(src_region, dst_region, residency)
+    options = SyncOptions(prune=prune, rate=rate, read_rate=read_rate, concurrency=concurrency,
+                          region_rewrite=region_rewrite)
+    with aws_errors(f"registry sync {src_region} -> {dst_region}"):
+        return plan_clients_sync(_iot(ctx, src_region, concurrency), _iot(ctx, dst_region, concurrency),
+                                 options)
+
+
+def sync_registry(ctx: AwsContext, src_region: str, dst_region: str, *, prune: bool = False,
+                  rate: float = DEFAULT_RATE, read_rate: float | None = None, concurrency: int = 1,
+                  checkpoint_path: Path | None = None, progress: Progress | None = None,
+                  region_rewrite: RegionRewrite = RegionRewrite.DESTINATION,
+                  residency: Collection[str] | None = None) -> SyncReport:
+    """Copy the registry of `src_region` into `dst_region`. `checkpoint_path` (from
+    `StateLayout.sync_checkpoint_path`) makes an interrupted run resumable."""
+    _check_sync(src_region, dst_region, residency)
+    options = SyncOptions(prune=prune, rate=rate, read_rate=read_rate, concurrency=concurrency,
+                          checkpoint_path=checkpoint_path, progress=progress, region_rewrite=region_rewrite)
     with aws_errors(f"registry sync {src_region} -> {dst_region}"):
         return sync_clients(_iot(ctx, src_region, concurrency), _iot(ctx, dst_region, concurrency), options)
 
@@ -90,23 +117,38 @@ def backup_region(ctx: AwsContext, env: str, region: str, dest: str | Path, *,
                       kms_key_id=kms_key_id)
 
 
-def restore_region(ctx: AwsContext, src: str | Path, dst_region: str, *, env: str | None = None,
-                   region: str | None = None, dry_run: bool = False, prune: bool = False,
-                   rate: float = DEFAULT_RATE, read_rate: float | None = None, concurrency: int = 1,
-                   checkpoint_path: Path | None = None, progress: Progress | None = None,
-                   region_rewrite: RegionRewrite = RegionRewrite.DESTINATION,
-                   residency: Collection[str] | None = None) -> SyncReport | SyncPlanSummary:
+def plan_restore(ctx: AwsContext, src: str | Path, dst_region: str, *, env: str | None = None,
+                 region: str | None = None, prune: bool = False, rate: float = DEFAULT_RATE,
+                 read_rate: float | None = None, concurrency: int = 1,
+                 region_rewrite: RegionRewrite = RegionRewrite.DESTINATION,
+                 residency: Collection[str] | None = None) -> SyncPlanSummary:
+    """What `restore_registry` would change in `dst_region` (reads the backup and the region)."""
+    _check_region(dst_region, "--to")
+    _check_residency(dst_region, residency)
+    options = SyncOptions(prune=prune, rate=rate, read_rate=read_rate, concurrency=concurrency,
+                          region_rewrite=region_rewrite)
+    with aws_errors(f"registry restore into {dst_region}"):
+        s3 = client(ctx, "s3", dst_region) if is_s3(str(src)) else None
+        return plan_backup_restore(src, _iot(ctx, dst_region, concurrency), options=options, env=env,
+                                   region=region, s3_client=s3)
+
+
+def restore_registry(ctx: AwsContext, src: str | Path, dst_region: str, *, env: str | None = None,
+                     region: str | None = None, prune: bool = False, rate: float = DEFAULT_RATE,
+                     read_rate: float | None = None, concurrency: int = 1,
+                     checkpoint_path: Path | None = None, progress: Progress | None = None,
+                     region_rewrite: RegionRewrite = RegionRewrite.DESTINATION,
+                     residency: Collection[str] | None = None) -> SyncReport:
     """Rebuild a backed-up registry in `dst_region`. `src` is one backup, or a location under
     which the newest backup (of `env`/`region`, when given) is used."""
     _check_region(dst_region, "--to")
     _check_residency(dst_region, residency)
-    options = SyncOptions(dry_run=dry_run, prune=prune, rate=rate, read_rate=read_rate,
-                          concurrency=concurrency, checkpoint_path=checkpoint_path,
-                          progress=progress, region_rewrite=region_rewrite)
+    options = SyncOptions(prune=prune, rate=rate, read_rate=read_rate, concurrency=concurrency,
+                          checkpoint_path=checkpoint_path, progress=progress, region_rewrite=region_rewrite)
     with aws_errors(f"registry restore into {dst_region}"):
         s3 = client(ctx, "s3", dst_region) if is_s3(str(src)) else None
-        return restore(src, _iot(ctx, dst_region, concurrency), options=options, env=env,
-                       region=region, s3_client=s3)
+        return restore_backup(src, _iot(ctx, dst_region, concurrency), options=options, env=env,
+                              region=region, s3_client=s3)
 
 
 def backup_age(ctx: AwsContext, dest: str | Path, *, env: str | None = None,

@@ -12,17 +12,17 @@ received: secrets in them stay encrypted by the stack's secrets provider; nothin
 or inspects them. S3 objects are written with server-side encryption (SSE-S3, or SSE-KMS when
 a key is given).
 
-`restore` rebuilds a registry into a region (empty or partial) through the same plan/apply as
-`registry sync`, with the snapshot as the source, so it is idempotent and resumable.
+`restore_backup` rebuilds a registry into a region (empty or partial) through the same plan/apply
+as `registry sync`, with the snapshot as the source, so it is idempotent and resumable;
+`plan_backup_restore` says what it would change, and changes nothing. Local files are written
+through `orchestrator.state.atomic_write_text` (temp file, fsync, rename).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -32,7 +32,14 @@ from typing import Any, Protocol
 from orchestrator.errors import InputRejected
 from orchestrator.registry.calls import Caller
 from orchestrator.registry.snapshot import RegistrySnapshot
-from orchestrator.registry.sync import SyncOptions, SyncPlanSummary, SyncReport, sync_snapshot
+from orchestrator.registry.sync import (
+    SyncOptions,
+    SyncPlanSummary,
+    SyncReport,
+    plan_snapshot_sync,
+    sync_snapshot,
+)
+from orchestrator.state import atomic_write_text
 
 BACKUP_FORMAT = 1
 MANIFEST = "manifest.json"
@@ -107,18 +114,8 @@ class _DirStore:
         return str(self.root / rel) if rel else str(self.root)
 
     def put(self, rel: str, data: bytes) -> None:
-        path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # `data` is `_dumps` output (UTF-8 JSON); the manifest's digests are of these bytes
+        atomic_write_text(self.root / rel, data.decode("utf-8"))
 
     def get(self, rel: str) -> bytes:
         try:
@@ -305,9 +302,17 @@ def load_backup(src: str | Path, *, env: str | None = None, region: str | None =
     return LoadedBackup(store.url(rel_dir), manifest, snapshot)
 
 
-def restore(src: str | Path, dst_client: Any, *, options: SyncOptions | None = None,
-            env: str | None = None, region: str | None = None, s3_client: Any | None = None,
-            dst_caller: Caller | None = None) -> SyncReport | SyncPlanSummary:
+def plan_backup_restore(src: str | Path, dst_client: Any, *, options: SyncOptions | None = None,
+                        env: str | None = None, region: str | None = None, s3_client: Any | None = None,
+                        dst_caller: Caller | None = None) -> SyncPlanSummary:
+    """What `restore_backup` would change in the destination region (nothing is written there)."""
+    loaded = load_backup(src, env=env, region=region, s3_client=s3_client)
+    return plan_snapshot_sync(loaded.snapshot, dst_client, options or SyncOptions(), dst_caller=dst_caller)
+
+
+def restore_backup(src: str | Path, dst_client: Any, *, options: SyncOptions | None = None,
+                   env: str | None = None, region: str | None = None, s3_client: Any | None = None,
+                   dst_caller: Caller | None = None) -> SyncReport:
     """Rebuild the backed-up registry in the destination region (idempotent, resumable)."""
     loaded = load_backup(src, env=env, region=region, s3_client=s3_client)
     return sync_snapshot(loaded.snapshot, dst_client, options or SyncOptions(), dst_caller=dst_caller)

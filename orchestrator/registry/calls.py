@@ -49,7 +49,8 @@ def is_write(api: str) -> bool:
 def error_code(exc: BaseException) -> str | None:
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
-        return response.get("Error", {}).get("Code")
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code is not None else None
     return None
 
 
@@ -198,7 +199,7 @@ def _paginator_model(service: str) -> Any:
 
 
 def _op_name(client: Any, api: str) -> str:
-    return client.meta.method_to_api_mapping[api]
+    return str(client.meta.method_to_api_mapping[api])
 
 
 class Caller:

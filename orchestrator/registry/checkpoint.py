@@ -1,28 +1,25 @@
 """A resumable record of the sync operations already applied.
 
-`.orchestrate/sync/<env>-<from>-<to>.json` holds the keys of the operations done so far. A key
-is the operation's identity plus a digest of its parameters, so an operation whose desired state
-changed since the crash is not skipped. Writes are atomic (temp file, fsync, rename) and happen
-every `flush_every` operations and when the run stops for any reason; the file is removed when a
-run finishes without errors. Operations replayed after a hard crash (done, but not yet flushed)
+The file (`.orchestrate/sync/<env>-<from>-<to>.json`: callers ask
+`orchestrator.state.StateLayout.sync_checkpoint_path` for it) holds the keys of the operations done
+so far. A key is the operation's identity plus a digest of its parameters, so an operation whose
+desired state changed since the crash is not skipped. Writes go through
+`orchestrator.state.atomic_write_json` (temp file, fsync, rename) and happen every `flush_every`
+operations and when the run stops for any reason; the file is removed when a run finishes
+without errors. Operations replayed after a hard crash (done, but not yet flushed)
 are harmless: every operation is idempotent.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 from pathlib import Path
 
 from orchestrator.errors import InputRejected
+from orchestrator.state import atomic_write_json
 
 CHECKPOINT_FORMAT = 1
-
-
-def checkpoint_path(workdir: Path, env: str, src_region: str, dst_region: str) -> Path:
-    return workdir / ".orchestrate" / "sync" / f"{env}-{src_region}-{dst_region}.json"
 
 
 class Checkpoint:
@@ -88,17 +85,7 @@ class Checkpoint:
                 "done": sorted(self._done),
             }
             self._unflushed = 0
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(payload, fh)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write_json(self.path, payload, indent=None)  # one line: it can hold many keys
 
     def complete(self) -> None:
         """The run finished cleanly: nothing to resume."""

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from orchestrator.state import atomic_write_json
 
 
 @dataclass
@@ -71,7 +72,4 @@ class Journal:
         return self.data.get("stacks", {}).get(stack, {}).get("produced")
 
     def flush(self) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".journal.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(self.data, fh, indent=2, sort_keys=True, default=str)
-        os.replace(tmp, self.path)
+        atomic_write_json(self.path, self.data)

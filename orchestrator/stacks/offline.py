@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.stacks import wiring
 from orchestrator.engine.types import OutputValue
+from orchestrator.stacks import wiring
 from orchestrator.stacks.graph import StackKind, StackRef, dns_targets, plan_waves, region_stack, up_selection
 from orchestrator.topology import Topology
 

@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.stacks import wiring
 from orchestrator.engine.types import Engine
 from orchestrator.errors import ContractViolation, OrchestrateError
+from orchestrator.stacks import wiring
 from orchestrator.stacks.graph import StackKind, StackRef, dns_targets, plan_waves, region_stack
 from orchestrator.topology import Topology
 

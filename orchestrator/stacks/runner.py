@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.stacks import wiring
 from orchestrator.engine.types import Engine, Operation, Outcome, StackResult, StackSpec
 from orchestrator.errors import ContractViolation, OrchestrateError, StackLocked
+from orchestrator.stacks import wiring
 from orchestrator.stacks.graph import StackKind, StackRef, dns_targets, plan_waves, region_stack
 from orchestrator.stacks.journal import Journal
+from orchestrator.state import StateLayout
 from orchestrator.topology import Topology
 
 Notify = Callable[[str], None]
@@ -41,7 +42,7 @@ class RunReport:
 
     @property
     def locked(self) -> bool:
-        return any(r.outcome is Outcome.FAILED and r.message.startswith("locked:") for r in self.results.values())
+        return any(r.locked_by is not None for r in self.results.values())
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,7 +69,7 @@ class RunReport:
 class Runner:
     engine: Engine
     topology: Topology
-    state_dir: Path
+    state: StateLayout
     notify: Notify = lambda _msg: None
     parallel: int = 4
     sync_command: str = "orchestrate"
@@ -78,7 +79,7 @@ class Runner:
 
     @property
     def runs_dir(self) -> Path:
-        return self.state_dir / "runs"
+        return self.state.runs_dir
 
     # -- up ---------------------------------------------------------------------------------
     def up(self, selection: Sequence[StackRef], *, resume: bool = False) -> RunReport:
@@ -122,7 +123,7 @@ class Runner:
         if ref.kind is StackKind.REGION:
             spec = wiring.region_spec(self.topology, ref.region)
             if skip:
-                self._remember(ref, self._validated(ref))
+                self._remember(ref, self.validated_outputs(ref))
                 return StackResult(ref.name, Operation.UP, Outcome.SKIPPED, message="done in the resumed run")
             result = self.engine.up(spec, self._progress)
             if result.outcome is Outcome.SUCCEEDED:
@@ -141,7 +142,7 @@ class Runner:
             return StackResult(ref.name, Operation.UP, Outcome.SKIPPED, message="done in the resumed run")
         return self.engine.up(spec, self._progress)
 
-    def _validated(self, ref: StackRef) -> wiring.RegionOutputs:
+    def validated_outputs(self, ref: StackRef) -> wiring.RegionOutputs:
         raw = self.engine.outputs(ref.name)
         if not raw:
             raise ContractViolation(f"{ref.name} is not deployed: run `orchestrate up --region {ref.region}` first")
@@ -159,7 +160,7 @@ class Runner:
             with self._lock:
                 known = self._outputs.get(region)
             if known is None:
-                known = self._validated(region_stack(self.topology, region))
+                known = self.validated_outputs(region_stack(self.topology, region))
                 self._remember(region_stack(self.topology, region), known)
             found[region] = known
         return found
@@ -224,7 +225,7 @@ class Runner:
             return action(ref)
         except StackLocked as exc:
             return StackResult(ref.name, operation, Outcome.FAILED, seconds=time.monotonic() - started,
-                               message=f"locked: {exc.one_line()}")
+                               message=f"locked: {exc.one_line()}", locked_by=exc.holder or "")
         except ContractViolation as exc:
             return StackResult(ref.name, operation, Outcome.REFUSED, seconds=time.monotonic() - started,
                                message=exc.one_line())

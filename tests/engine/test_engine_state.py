@@ -79,7 +79,7 @@ def test_state_metadata_torn_by_a_killed_cli_is_repaired(pulumi_tools, tmp_path:
         {"urn": urn, "custom": False, "type": "pulumi:pulumi:Stack", "outputs": {"fqdn": "iot.example.com"}}]}})
     [sidecar] = (tmp_path / "state" / ".pulumi" / "stacks").rglob(f"{stack}.json.attrs")
     sidecar.write_text("")  # what the killed CLI left: created, never written
-    broken = pulumi_tools.run("stack", "export", "--stack", stack, cwd=engine.work_root.parent.parent,
+    broken = pulumi_tools.run("stack", "export", "--stack", stack, cwd=engine.project_dir,
                               env=pulumi_tools.environ(PULUMI_BACKEND_URL=engine.backend_url), check=False)
     assert broken.returncode != 0 and "failed to load checkpoint" in broken.stderr
 

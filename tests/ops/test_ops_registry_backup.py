@@ -21,9 +21,11 @@ from orchestrator.registry import (
     backup_region,
     latest_backup_age,
     load_backup,
+    plan_backup_restore,
+    plan_restore,
     read_snapshot,
-    restore,
-    restore_region,
+    restore_backup,
+    restore_registry,
 )
 from tests.ops.conftest import SRC, THIRD
 from tests.ops.registry_world import CallLog, seed
@@ -69,7 +71,7 @@ def test_backup_to_a_directory_then_restore_into_a_third_region(
     registry = (where / "registry.json").read_text()
     assert "BEGIN CERTIFICATE" in registry and "PRIVATE KEY" not in registry
 
-    report = restore_region(ctx, dest, THIRD, env="dev", region=SRC, rate=10_000)
+    report = restore_registry(ctx, dest, THIRD, env="dev", region=SRC, rate=10_000)
 
     assert isinstance(report, SyncReport)
     assert report.ok, report.errors
@@ -85,17 +87,17 @@ def test_restore_is_idempotent_and_completes_a_partial_region(iot: IotFactory, t
     src, third = iot(SRC), iot(THIRD)
     seed(src, 6)
     backup(read_snapshot(src), {}, tmp_path, env="dev", now=T0)
-    first = restore(tmp_path, third, options=SyncOptions(rate=10_000))
+    first = restore_backup(tmp_path, third, options=SyncOptions(rate=10_000))
     assert isinstance(first, SyncReport) and first.ok
 
     log = CallLog(third)
-    again = restore(tmp_path, third, options=SyncOptions(rate=10_000))
+    again = restore_backup(tmp_path, third, options=SyncOptions(rate=10_000))
     assert isinstance(again, SyncReport) and again.write_calls == 0 and log.writes == 0
 
     arn = third.list_thing_principals(thingName="dev-0003")["principals"][0]
     third.detach_thing_principal(thingName="dev-0003", principal=arn)
     third.delete_thing(thingName="dev-0003")
-    partial = restore(tmp_path, third, options=SyncOptions(rate=10_000))
+    partial = restore_backup(tmp_path, third, options=SyncOptions(rate=10_000))
     assert isinstance(partial, SyncReport)
     assert partial.counts["thing"]["create"] == 1
     assert partial.counts["thing_principal"]["create"] == 1
@@ -121,7 +123,7 @@ def test_backup_to_s3_is_encrypted_and_restores_the_newest(
     for key in keys:
         assert bucket.head_object(Bucket="moto-bucket", Key=key)["ServerSideEncryption"] == "AES256"
 
-    report = restore_region(ctx, "s3://moto-bucket/registry", THIRD, rate=10_000)
+    report = restore_registry(ctx, "s3://moto-bucket/registry", THIRD, rate=10_000)
 
     assert isinstance(report, SyncReport)
     assert report.ok, report.errors
@@ -135,10 +137,27 @@ def test_restore_dry_run_changes_nothing(iot: IotFactory, tmp_path: Path) -> Non
     src, third = iot(SRC), iot(THIRD)
     seed(src, 3)
     backup(read_snapshot(src), {}, tmp_path, env="dev", now=T0)
-    summary = restore(tmp_path, third, options=SyncOptions(dry_run=True))
+    summary = plan_backup_restore(tmp_path, third, options=SyncOptions())
     assert isinstance(summary, SyncPlanSummary)
     assert summary.counts["thing"]["create"] == 4
     assert read_snapshot(third, pems=False).things == ()
+
+
+def test_plan_restore_reads_the_backup_and_the_region_and_writes_nothing(
+        ctx: AwsContext, iot: IotFactory, tmp_path: Path) -> None:
+    src, third = iot(SRC), iot(THIRD)
+    seed(src, 3)
+    backup(read_snapshot(src), {}, tmp_path, env="dev", now=T0)
+
+    summary = plan_restore(ctx, tmp_path, THIRD, env="dev", region=SRC)
+
+    assert isinstance(summary, SyncPlanSummary)
+    assert summary.to_json()["dry_run"] is True
+    assert summary.counts["thing"]["create"] == 4 and summary.total > 4
+    after = read_snapshot(third, pems=False)
+    assert after.things == () and after.certificates == () and after.policies == ()
+    with pytest.raises(InputRejected, match="residency"):
+        plan_restore(ctx, tmp_path, THIRD, residency=[SRC])
 
 
 def test_latest_backup_age_and_an_empty_destination(iot: IotFactory, tmp_path: Path) -> None:

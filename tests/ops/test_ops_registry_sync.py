@@ -15,9 +15,11 @@ from orchestrator.registry import (
     SyncOptions,
     SyncPlanSummary,
     SyncReport,
+    plan_clients_sync,
+    plan_registry_sync,
     read_snapshot,
     sync_clients,
-    sync_regions,
+    sync_registry,
 )
 from tests.ops.conftest import DST, SRC
 from tests.ops.registry_world import CallLog, seed, thing_name
@@ -31,15 +33,19 @@ def listing(client: Any) -> dict[str, Any]:
     return read_snapshot(client).listing()
 
 
-def run(src: Any, dst: Any, **options: Any) -> SyncReport | SyncPlanSummary:
+def run(src: Any, dst: Any, **options: Any) -> SyncReport:
     return sync_clients(src, dst, SyncOptions(**{**FAST, **options}))
+
+
+def plan(src: Any, dst: Any, **options: Any) -> SyncPlanSummary:
+    return plan_clients_sync(src, dst, SyncOptions(**{**FAST, **options}))
 
 
 def test_sync_copies_the_whole_registry_and_keeps_certificate_ids(ctx: AwsContext, iot: IotFactory) -> None:
     src, dst = iot(SRC), iot(DST)
     world = seed(src, 12)
 
-    report = sync_regions(ctx, SRC, DST, rate=10_000)
+    report = sync_registry(ctx, SRC, DST, rate=10_000)
 
     assert isinstance(report, SyncReport)
     assert report.ok, report.errors
@@ -65,7 +71,7 @@ def test_policy_with_a_literal_region_is_rewritten_and_reported(ctx: AwsContext,
     src, dst = iot(SRC), iot(DST)
     seed(src, 4)
 
-    report = sync_regions(ctx, SRC, DST, rate=10_000)
+    report = sync_registry(ctx, SRC, DST, rate=10_000)
 
     assert isinstance(report, SyncReport)
     assert report.rewritten_policies == ("telemetry-pinned",)
@@ -168,7 +174,7 @@ def test_dry_run_reports_the_plan_and_changes_nothing(iot: IotFactory) -> None:
     before = listing(dst)
     log = CallLog(dst)
 
-    summary = run(src, dst, dry_run=True)
+    summary = plan(src, dst)
 
     assert isinstance(summary, SyncPlanSummary)
     assert log.writes == 0
@@ -213,7 +219,7 @@ def test_prune_deletes_destination_extras_only_when_asked(iot: IotFactory) -> No
     snap = read_snapshot(dst, pems=False)
     assert "rogue-1" in snap.things_by_name and "rogue-policy" in snap.policies_by_name
 
-    dry = run(src, dst, dry_run=True, prune=True)
+    dry = plan(src, dst, prune=True)
     assert isinstance(dry, SyncPlanSummary)
     assert dry.counts["thing"]["delete"] == 1 and dry.counts["thing_group"]["delete"] == 2
     assert read_snapshot(dst, pems=False).things_by_name.get("rogue-1") is not None
@@ -238,7 +244,7 @@ def test_concurrent_sync_gives_the_same_result(iot: IotFactory) -> None:
     assert report.ok, report.errors
     assert report.concurrency == 4
     assert listing(dst) == listing(src)
-    assert run(src, dst, concurrency=4).write_calls == 0  # type: ignore[union-attr]
+    assert run(src, dst, concurrency=4).write_calls == 0
 
 
 def test_progress_is_reported_up_to_the_total(iot: IotFactory) -> None:
@@ -260,15 +266,16 @@ def test_report_json_is_plain_and_holds_no_pem(iot: IotFactory) -> None:
     assert json.loads(text)["counts"]["thing"]["create"] == 4
 
 
-def test_sync_regions_validates_before_touching_anything(ctx: AwsContext) -> None:
+@pytest.mark.parametrize("entry", [sync_registry, plan_registry_sync])
+def test_sync_and_its_plan_validate_before_touching_anything(ctx: AwsContext, entry: Callable[..., Any]) -> None:
     with pytest.raises(InputRejected):
-        sync_regions(ctx, SRC, SRC)
+        entry(ctx, SRC, SRC)
     with pytest.raises(InputRejected):
-        sync_regions(ctx, SRC, "mars-north-1")
+        entry(ctx, SRC, "mars-north-1")
     with pytest.raises(InputRejected):
-        sync_regions(ctx, SRC, DST, concurrency=0)
+        entry(ctx, SRC, DST, concurrency=0)
     with pytest.raises(InputRejected) as refused:
-        sync_regions(ctx, SRC, DST, residency=[SRC, "eu-west-2"])
+        entry(ctx, SRC, DST, residency=[SRC, "eu-west-2"])
     assert refused.value.exit_code == 2 and "outside the environment's residency" in refused.value.one_line()
 
 

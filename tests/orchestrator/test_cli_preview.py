@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 from orchestrator.engine.types import StackSpec
+from orchestrator.preview.comment import parse_marker, split_parts
 from orchestrator.preview.model import Op, ResourceChange, StackPreview
-from orchestrator.preview.render import parse_marker, split_parts
 from tests.orchestrator.conftest import multi_region
 
 

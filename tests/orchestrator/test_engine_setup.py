@@ -53,7 +53,7 @@ def test_missing_passphrase_is_reported_before_anything_runs(no_pulumi: Path, pr
 
 def test_kms_secrets_provider_needs_no_passphrase(no_pulumi: Path, project: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from orchestrator.cli.app import app_context
+    from orchestrator.cli.app import context_for
     from orchestrator.engine.pulumi import PulumiEngine
 
     fake_cli(no_pulumi)
@@ -62,7 +62,7 @@ def test_kms_secrets_provider_needs_no_passphrase(no_pulumi: Path, project: Path
 
     ctx = click.Context(cli, obj=Deps(values={"secrets_provider": "awskms://alias/iot-state"}))
     with ctx:
-        engine = PulumiEngine.from_app(app_context(ctx))
+        engine = PulumiEngine.from_context(context_for(ctx))
     assert engine.secrets_provider == "awskms://alias/iot-state"
     assert engine.backend_url == f"file://{(project / '.pulumi-state').as_posix()}"
 

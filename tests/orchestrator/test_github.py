@@ -19,7 +19,7 @@ import pytest
 
 from orchestrator.errors import InputRejected, OperationFailed
 from orchestrator.github import post_comment
-from orchestrator.preview.render import marker
+from orchestrator.preview.comment import marker
 
 TOKEN = "ghs_" + "T0kenT0ken" * 4
 REPO = "acme/iot"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.stacks import graph
 from orchestrator.errors import InputRejected
+from orchestrator.stacks import graph
 from orchestrator.topology import parse
 
 REGIONS = ["eu-west-1", "eu-central-1", "eu-north-1", "eu-west-2", "eu-west-3"]

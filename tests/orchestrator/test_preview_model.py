@@ -1,4 +1,5 @@
-"""Engine events -> preview model: what reviewers are told will change, resource by resource."""
+"""Engine events -> preview model (`orchestrator.engine.events` into `orchestrator.preview.model`):
+what reviewers are told will change, resource by resource."""
 
 from __future__ import annotations
 
@@ -10,15 +11,14 @@ from typing import Any
 import pytest
 from pulumi.automation import events as ev
 
+from orchestrator.engine.events import Collector, collect
 from orchestrator.preview.model import (
     STATEFUL_TYPES,
-    Collector,
     EnvironmentPreview,
     Op,
     Placeholder,
     PlaceholderReason,
     StackPreview,
-    collect,
     placeholders_in_config,
 )
 
@@ -263,8 +263,8 @@ def test_topology_change_ignores_file_path_and_sizing() -> None:
     assert not EnvironmentPreview("dev", "x", ()).topology_changed
 
 
-def test_importing_the_preview_and_github_modules_does_not_import_pulumi() -> None:
-    code = ("import sys, orchestrator.preview, orchestrator.github, orchestrator.scrub; "
+def test_importing_the_preview_github_and_event_modules_does_not_import_pulumi() -> None:
+    code = ("import sys, orchestrator.preview, orchestrator.github, orchestrator.scrub, orchestrator.engine.events; "
             "print([m for m in sys.modules if m == 'pulumi' or m.startswith('pulumi.')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from orchestrator.engine.events import collect
 from orchestrator.errors import InputRejected
 from orchestrator.preview import (
     EnvironmentPreview,
@@ -15,7 +16,6 @@ from orchestrator.preview import (
     PlaceholderReason,
     ResourceChange,
     StackPreview,
-    collect,
     comment_length,
     join_parts,
     marker,
@@ -268,47 +268,6 @@ def test_bad_limits_are_input_errors() -> None:
         render_markdown(env_preview(), max_parts=0)
     with pytest.raises(InputRejected):
         render_markdown(env_preview(), max_chars=500)
-
-
-# -- markers ---------------------------------------------------------------------------------------
-
-def test_markers_match_exactly_never_by_prefix() -> None:
-    dev = marker("dev", 1) + "\nbody"
-    tokyo = marker("dev-tokyo", 1) + "\nbody"
-    assert parse_marker(dev) == ("dev", 1)
-    assert parse_marker(tokyo) == ("dev-tokyo", 1)
-    assert parse_marker(tokyo)[0] != "dev"
-    assert parse_marker(marker("dev", 12)) == ("dev", 12)
-
-
-@pytest.mark.parametrize("body", [
-    "<!-- orchestrate-preview env=dev part=1 --> trailing text",
-    "<!-- orchestrate-preview env=dev-tokyo-extra part=1",
-    "quoted:\n<!-- orchestrate-preview env=dev part=1 -->",  # not the first line
-    "<!-- orchestrate-preview env=dev part=0 -->",
-    "<!-- orchestrate-preview env=Dev part=1 -->",
-    "<!-- orchestrate-preview env=dev -->",
-    "<!-- pulumi-preview dev -->",
-    "",
-])
-def test_anything_but_an_exact_marker_line_is_not_ours(body: str) -> None:
-    assert parse_marker(body) is None
-
-
-def test_marker_survives_crlf_from_the_api() -> None:
-    assert parse_marker(marker("prod", 2) + "\r\nbody") == ("prod", 2)
-
-
-def test_split_parts_reads_back_what_render_wrote() -> None:
-    parts = render_markdown(bulk_preview("prod", stacks=2, per_stack=900))
-    assert len(parts) > 1
-    assert split_parts(join_parts(parts), "prod") == parts
-    with pytest.raises(InputRejected, match="preview of env prod, not dev"):
-        split_parts(join_parts(parts), "dev")
-    with pytest.raises(InputRejected, match="does not start"):
-        split_parts("hello\n" + join_parts(parts))
-    with pytest.raises(InputRejected, match="empty"):
-        split_parts("\n\n")
 
 
 # -- text and JSON ---------------------------------------------------------------------------------

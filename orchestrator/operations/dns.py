@@ -1,0 +1,91 @@
+"""DNS transitions: moving the custom domain's records between topologies, and taking a secondary out.
+
+Route 53 refuses some record-set changes (see docs/architecture.md, "DNS changes"); these functions
+order the DNS stack's updates so each one is a change Route 53 accepts.
+"""
+
+from __future__ import annotations
+
+from orchestrator.context import Context
+from orchestrator.engine.types import Engine, StackResult
+from orchestrator.errors import OperationFailed
+from orchestrator.operations import guards
+from orchestrator.stacks import wiring
+from orchestrator.stacks.graph import dns_stack, dns_targets, region_stack, replication_stack
+from orchestrator.stacks.runner import Notify, Runner, RunReport
+from orchestrator.state import StateLayout
+from orchestrator.topology import RoutingMode, Topology, save
+
+
+def require_ok(report: RunReport) -> RunReport:
+    for name, result in report.results.items():
+        if not result.ok:
+            raise OperationFailed(f"up of {name} {result.outcome.value}: {result.message}")
+    return report
+
+
+def transition_dns(engine: Engine, before: Topology, after: Topology, state: StateLayout,
+                   notify: Notify) -> RunReport:
+    """Apply DNS for `after`, coming from `before`, in at most two updates.
+
+    Route 53 refuses a simple record beside routed ones of the same name, and a Pulumi update removes
+    records only after it changed the others. So when records leave (a secondary goes, or routing
+    falls back to `single`), a first update keeps `before`'s routing with only the staying regions;
+    the second then changes the mode. Records that come in need no such step: the DNS program orders
+    them after the primary's record.
+    """
+    routed_before, routed_after = dns_targets(before), set(dns_targets(after))
+    staying = [r for r in routed_before if r in routed_after]
+    results: dict[str, StackResult] = {}
+    if before.routing is not RoutingMode.SINGLE and len(staying) < len(routed_before) \
+            and staying[:1] == [before.primary]:
+        runner = Runner(engine, before, state, notify=notify)
+        outputs = {r: runner.validated_outputs(region_stack(before, r)) for r in staying}
+        notify(f"[dns] first taking {', '.join(r for r in routed_before if r not in routed_after)} out "
+               f"of {before.routing.value} routing")
+        spec = wiring.dns_spec(before, outputs, staying)
+        result = engine.up(spec, None)
+        results[f"{spec.name} (shrink)"] = result
+        if not result.ok:
+            return RunReport(before.env, "up", ((spec.name,),), results)
+    report = Runner(engine, after, state, notify=notify).up([dns_stack(after)])
+    results.update(report.results)
+    return RunReport(after.env, "up", report.waves, results, report.journal)
+
+
+def remove_secondary(app: Context, region: str, *, include_protected: bool) -> RunReport:
+    """Take a secondary out: DNS first, then replication, then its region stack."""
+    topology = app.topology()
+    guards.check_destroy_region(topology, region)
+    after = topology.without_secondary(region)
+    engine = app.engine()
+    results: dict[str, StackResult] = {}
+    notify = app.console.info
+
+    def run(report: RunReport) -> bool:
+        results.update(report.results)
+        return report.ok
+
+    runner_after = Runner(engine, after, app.state, notify=notify)
+    if not run(transition_dns(engine, topology, after, app.state, notify)):
+        return _combined(topology, results)
+    if after.multi_region:
+        ok = run(runner_after.up([replication_stack(after)]))
+    else:
+        ok = run(Runner(engine, topology, app.state, notify=notify).destroy(
+            [replication_stack(topology)], include_protected=include_protected))
+    if not ok:
+        return _combined(topology, results)
+    save(after, app.config_path)
+    app.reload_topology()
+    notify(f"{region} removed from {topology.source}")
+    run(Runner(engine, topology, app.state, notify=notify).destroy(
+        [region_stack(topology, region)], include_protected=include_protected))
+    return _combined(topology, results)
+
+
+def _combined(topology: Topology, results: dict[str, StackResult]) -> RunReport:
+    return RunReport(topology.env, "destroy", tuple((name,) for name in results), dict(results))
+
+
+__all__ = ["remove_secondary", "require_ok", "transition_dns"]

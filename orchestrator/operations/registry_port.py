@@ -1,0 +1,47 @@
+"""The registry operations the lifecycle needs: a verified boto3 registry sync between two regions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.errors import OperationFailed
+from orchestrator.state import StateLayout
+
+if TYPE_CHECKING:  # pragma: no cover
+    from orchestrator.aws import AwsContext
+
+
+class RegistryPort:
+    """Registry operations the lifecycle needs: the boto3 registry sync, and a check of its result."""
+
+    def __init__(self, ctx: AwsContext, env: str, state: StateLayout, residency: tuple[str, ...],
+                 rate: float | None = None) -> None:
+        self.ctx, self.env, self.state, self.residency, self.rate = ctx, env, state, residency, rate
+
+    def sync(self, src: str, dst: str) -> dict[str, Any]:
+        from orchestrator.registry import DEFAULT_RATE, sync_registry
+
+        report = sync_registry(self.ctx, src, dst, residency=self.residency, rate=self.rate or DEFAULT_RATE,
+                               checkpoint_path=self.state.sync_checkpoint_path(self.env, src, dst))
+        if not report.ok:
+            first = "; ".join(str(e) for e in report.errors[:3])
+            raise OperationFailed(f"registry sync {src} -> {dst}: {len(report.errors)} errors, "
+                                  f"{report.blocked} blocked ({first})")
+        return dict(report.to_json())
+
+    def verify(self, src: str, dst: str) -> dict[str, int]:
+        """Every thing and certificate id of `src` exists in `dst` (counts returned)."""
+        from orchestrator.aws import aws_errors, client
+        from orchestrator.registry import read_snapshot
+
+        with aws_errors(f"verifying the registry {src} -> {dst}"):
+            a = read_snapshot(client(self.ctx, "iot", src), pems=False)
+            b = read_snapshot(client(self.ctx, "iot", dst), pems=False)
+        for what, left, right in (("things", a.things_by_name, b.things_by_name),
+                                  ("certificates", a.certificates_by_id, b.certificates_by_id),
+                                  ("policies", a.policies_by_name, b.policies_by_name)):
+            missing = sorted(set(left) - set(right))
+            if missing:
+                raise OperationFailed(f"registry of {dst} lacks {len(missing)} {what} of {src} "
+                                      f"(first: {', '.join(missing[:5])})")
+        return {"things": len(a.things), "certificates": len(a.certificates)}

@@ -1,0 +1,443 @@
+"""Applying a plan to the destination: the executor (one operation) and the scheduler (all of them).
+
+`apply_sync` runs the plan against the destination: dependencies first, optionally on a small
+thread pool whose dispatcher interleaves different APIs (each has its own rate limit, so four
+workers on four APIs go four times as fast as four workers on one), every call through
+`Caller` (rate limit, backoff, counting), and every operation idempotent: "already exists",
+"not found" on delete/detach and a replayed policy version are all recognised as done.
+An unchanged registry costs zero write calls.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
+from typing import Any
+
+from orchestrator.errors import InputRejected, OrchestrateError
+from orchestrator.registry.calls import Caller, RateLimiter, RetryPolicy, error_code
+from orchestrator.registry.checkpoint import Checkpoint
+from orchestrator.registry.policydoc import normalize_document
+from orchestrator.registry.snapshot import TargetKind
+from orchestrator.registry.sync.model import (
+    MAX_CONCURRENCY,
+    Action,
+    Kind,
+    OpError,
+    Progress,
+    SyncOp,
+    SyncPlan,
+    SyncReport,
+    zero_counts,
+)
+
+
+class _OpRejected(Exception):
+    """An operation that cannot be applied (recorded as an error; the run goes on)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _code(exc: BaseException) -> str | None:
+    return error_code(exc)
+
+
+# the credentials or their permissions are wrong: every further call would fail the same way
+_FATAL_CODES = frozenset({
+    "UnauthorizedException", "AccessDeniedException", "AccessDenied", "UnrecognizedClientException",
+    "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException", "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+})
+
+
+def _is_client_error(exc: BaseException) -> bool:
+    """A refusal of this one operation (recorded; the run goes on), not of the whole run."""
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, _OpRejected):
+        return True
+    return isinstance(exc, ClientError) and _code(exc) not in _FATAL_CODES
+
+
+_NOT_FOUND = "ResourceNotFoundException"
+_EXISTS = "ResourceAlreadyExistsException"
+
+
+class _Executor:
+    """Applies one operation; idempotent, safe to replay."""
+
+    def __init__(self, caller: Caller, plan: SyncPlan) -> None:
+        self.caller = caller
+        self._cert_arns = dict(plan.dst_certificate_arns)
+        self._group_arns = dict(plan.dst_group_arns)
+        self._lock = threading.Lock()
+
+    def run(self, op: SyncOp) -> None:
+        getattr(self, f"_{op.kind.value}_{op.action.value}")(op)
+
+    def _call(self, api: str, *, ok: frozenset[str] = frozenset(), **kwargs: Any) -> Any:
+        """Call; error codes in `ok` mean the desired state already holds (returns None)."""
+        try:
+            return self.caller.call(api, **kwargs)
+        except Exception as exc:
+            if _code(exc) in ok:
+                return None
+            raise
+
+    # -- ARNs (region-specific: resolved in the destination) ---------------------------------
+    def cert_arn(self, cert_id: str) -> str:
+        with self._lock:
+            arn = self._cert_arns.get(cert_id)
+        if arn is None:
+            d = self.caller.call("describe_certificate", certificateId=cert_id)
+            arn = d["certificateDescription"]["certificateArn"]
+            with self._lock:
+                self._cert_arns[cert_id] = arn
+        return arn
+
+    def group_arn(self, name: str) -> str:
+        with self._lock:
+            arn = self._group_arns.get(name)
+        if arn is None:
+            arn = self.caller.call("describe_thing_group", thingGroupName=name)["thingGroupArn"]
+            with self._lock:
+                self._group_arns[name] = arn
+        return arn
+
+    def target_arn(self, kind: str, target: str) -> str:
+        return self.cert_arn(target) if kind == TargetKind.CERTIFICATE.value else self.group_arn(target)
+
+    # -- thing types -------------------------------------------------------------------------
+    def _thing_type_create(self, op: SyncOp) -> None:
+        props: dict[str, Any] = {}
+        if op.params.get("description"):
+            props["thingTypeDescription"] = op.params["description"]
+        if op.params.get("searchable_attributes"):
+            props["searchableAttributes"] = list(op.params["searchable_attributes"])
+        self._call("create_thing_type", ok=frozenset({_EXISTS}), thingTypeName=op.name,
+                   thingTypeProperties=props)
+
+    def _thing_type_update(self, op: SyncOp) -> None:
+        self._call("deprecate_thing_type", thingTypeName=op.name,
+                   undoDeprecate=not op.params["deprecated"])
+
+    def _thing_type_delete(self, op: SyncOp) -> None:
+        if not op.params.get("deprecated"):
+            if self._call("deprecate_thing_type", ok=frozenset({_NOT_FOUND}), thingTypeName=op.name,
+                          undoDeprecate=False) is None:
+                return
+        # AWS refuses this for five minutes after deprecation: the error says so; re-run later
+        self._call("delete_thing_type", ok=frozenset({_NOT_FOUND}), thingTypeName=op.name)
+
+    # -- thing groups ------------------------------------------------------------------------
+    @staticmethod
+    def _group_props(op: SyncOp, *, merge: bool | None) -> dict[str, Any]:
+        props: dict[str, Any] = {"attributePayload": {"attributes": dict(op.params["attributes"])}}
+        if merge is not None:
+            props["attributePayload"]["merge"] = merge
+        if op.params.get("description") is not None or merge is not None:
+            props["thingGroupDescription"] = op.params.get("description") or ""
+        return props
+
+    def _thing_group_create(self, op: SyncOp) -> None:
+        kwargs: dict[str, Any] = {"thingGroupName": op.name,
+                                  "thingGroupProperties": self._group_props(op, merge=None)}
+        if op.params.get("parent"):
+            kwargs["parentGroupName"] = op.params["parent"]
+        try:
+            response = self.caller.call("create_thing_group", **kwargs)
+        except Exception as exc:
+            if _code(exc) != _EXISTS:
+                raise
+            self._thing_group_update(op)  # exists with other properties: converge
+            return
+        with self._lock:
+            self._group_arns[op.name] = response["thingGroupArn"]
+
+    def _thing_group_update(self, op: SyncOp) -> None:
+        self.caller.call("update_thing_group", thingGroupName=op.name,
+                         thingGroupProperties=self._group_props(op, merge=False))
+
+    def _thing_group_delete(self, op: SyncOp) -> None:
+        self._call("delete_thing_group", ok=frozenset({_NOT_FOUND}), thingGroupName=op.name)
+
+    # -- policies ----------------------------------------------------------------------------
+    def _policy_matches(self, name: str, document: str) -> bool:
+        current = self.caller.call("get_policy", policyName=name)
+        return normalize_document(current["policyDocument"]) == document
+
+    def _policy_create(self, op: SyncOp) -> None:
+        document = op.params["document"]
+        try:
+            self.caller.call("create_policy", policyName=op.name, policyDocument=document)
+        except Exception as exc:
+            if _code(exc) != _EXISTS:
+                raise
+            self._policy_update(op)
+
+    def _policy_update(self, op: SyncOp) -> None:
+        name, document = op.name, op.params["document"]
+        if self._policy_matches(name, document):  # replayed after a crash: no second version
+            return
+
+        def create_version() -> None:
+            self.caller.call("create_policy_version", verify=lambda: self._policy_matches(name, document),
+                             policyName=name, policyDocument=document, setAsDefault=True)
+
+        try:
+            create_version()
+        except Exception as exc:
+            if _code(exc) != "VersionsLimitExceededException":
+                raise
+            versions = self.caller.call("list_policy_versions", policyName=name)["policyVersions"]
+            old = sorted((v for v in versions if not v.get("isDefaultVersion")),
+                         key=lambda v: int(v["versionId"]))
+            if not old:
+                raise
+            self._call("delete_policy_version", ok=frozenset({_NOT_FOUND}), policyName=name,
+                       policyVersionId=old[0]["versionId"])
+            create_version()
+
+    def _policy_delete(self, op: SyncOp) -> None:
+        listed = self._call("list_policy_versions", ok=frozenset({_NOT_FOUND}), policyName=op.name)
+        if listed is None:
+            return
+        for v in listed.get("policyVersions", []):
+            if not v.get("isDefaultVersion"):
+                self._call("delete_policy_version", ok=frozenset({_NOT_FOUND}), policyName=op.name,
+                           policyVersionId=v["versionId"])
+        self._call("delete_policy", ok=frozenset({_NOT_FOUND}), policyName=op.name)
+
+    # -- certificates ------------------------------------------------------------------------
+    def _certificate_create(self, op: SyncOp) -> None:
+        status = op.params["status"]
+        try:
+            response = self.caller.call("register_certificate_without_ca",
+                                        certificatePem=op.params["pem"], status=status)
+        except Exception as exc:
+            if _code(exc) != _EXISTS:
+                raise
+            d = self.caller.call("describe_certificate", certificateId=op.name)["certificateDescription"]
+            with self._lock:
+                self._cert_arns[op.name] = d["certificateArn"]
+            if d["status"] != status and d["status"] not in ("REVOKED", "PENDING_TRANSFER"):
+                self.caller.call("update_certificate", certificateId=op.name, newStatus=status)
+            return
+        if response["certificateId"] != op.name:
+            raise _OpRejected("CertificateIdMismatch",
+                              f"registered as {response['certificateId']}, expected {op.name}")
+        with self._lock:
+            self._cert_arns[op.name] = response["certificateArn"]
+
+    def _certificate_update(self, op: SyncOp) -> None:
+        self.caller.call("update_certificate", certificateId=op.name, newStatus=op.params["status"])
+
+    def _certificate_delete(self, op: SyncOp) -> None:
+        if op.params.get("status") == "ACTIVE":
+            if self._call("update_certificate", ok=frozenset({_NOT_FOUND}), certificateId=op.name,
+                          newStatus="INACTIVE") is None:
+                return
+        self._call("delete_certificate", ok=frozenset({_NOT_FOUND}), certificateId=op.name)
+
+    # -- things ------------------------------------------------------------------------------
+    def _thing_create(self, op: SyncOp) -> None:
+        kwargs: dict[str, Any] = {"thingName": op.name,
+                                  "attributePayload": {"attributes": dict(op.params["attributes"])}}
+        if op.params.get("thing_type"):
+            kwargs["thingTypeName"] = op.params["thing_type"]
+        try:
+            self.caller.call("create_thing", **kwargs)
+        except Exception as exc:
+            if _code(exc) != _EXISTS:
+                raise
+            remove_type = not op.params.get("thing_type")
+            self._thing_update(replace(op, params={**op.params, "remove_type": remove_type}))
+
+    def _thing_update(self, op: SyncOp) -> None:
+        kwargs: dict[str, Any] = {
+            "thingName": op.name,
+            "attributePayload": {"attributes": dict(op.params["attributes"]), "merge": False},
+        }
+        if op.params.get("thing_type"):
+            kwargs["thingTypeName"] = op.params["thing_type"]
+        elif op.params.get("remove_type"):
+            kwargs["removeThingType"] = True
+        self.caller.call("update_thing", **kwargs)
+
+    def _thing_delete(self, op: SyncOp) -> None:
+        self._call("delete_thing", ok=frozenset({_NOT_FOUND}), thingName=op.name)
+
+    # -- relations ---------------------------------------------------------------------------
+    def _group_membership_create(self, op: SyncOp) -> None:
+        self.caller.call("add_thing_to_thing_group", thingGroupName=op.params["group"],
+                         thingName=op.params["thing"])
+
+    def _group_membership_delete(self, op: SyncOp) -> None:
+        self._call("remove_thing_from_thing_group", ok=frozenset({_NOT_FOUND}),
+                   thingGroupName=op.params["group"], thingName=op.params["thing"])
+
+    def _thing_principal_create(self, op: SyncOp) -> None:
+        self.caller.call("attach_thing_principal", thingName=op.params["thing"],
+                         principal=self.cert_arn(op.params["certificate_id"]))
+
+    def _thing_principal_delete(self, op: SyncOp) -> None:
+        try:
+            arn = self.cert_arn(op.params["certificate_id"])
+        except Exception as exc:
+            if _code(exc) == _NOT_FOUND:
+                return
+            raise
+        self._call("detach_thing_principal", ok=frozenset({_NOT_FOUND}), thingName=op.params["thing"],
+                   principal=arn)
+
+    def _policy_attachment_create(self, op: SyncOp) -> None:
+        self.caller.call("attach_policy", policyName=op.params["policy"],
+                         target=self.target_arn(op.params["target_kind"], op.params["target"]))
+
+    def _policy_attachment_delete(self, op: SyncOp) -> None:
+        try:
+            arn = self.target_arn(op.params["target_kind"], op.params["target"])
+        except Exception as exc:
+            if _code(exc) == _NOT_FOUND:
+                return
+            raise
+        self._call("detach_policy", ok=frozenset({_NOT_FOUND}), policyName=op.params["policy"], target=arn)
+
+
+def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | None = None,
+               checkpoint: Checkpoint | None = None, progress: Progress | None = None, *,
+               concurrency: int = 1, caller: Caller | None = None,
+               read_limiter: RateLimiter | None = None, retry: RetryPolicy | None = None,
+               clock: Callable[[], float] = time.monotonic) -> SyncReport:
+    """Apply `plan` to the destination. Raises only when the run cannot go on (retries exhausted,
+    no credentials, a bug); per-operation refusals are collected in `SyncReport.errors`."""
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise InputRejected(f"concurrency must be between 1 and {MAX_CONCURRENCY}, got {concurrency}")
+    caller = caller or Caller(dst_client, writes=limiter, reads=read_limiter, retry=retry)
+    executor = _Executor(caller, plan)
+    started = clock()
+    before = caller.stats.counts()
+    resumed = checkpoint.resumed if checkpoint is not None else False
+
+    ops = plan.ops
+    total = len(ops)
+    by_id = {op.id: op for op in ops}
+    order = {op.id: i for i, op in enumerate(ops)}
+    waiting = {op.id: {d for d in op.deps if d in by_id} for op in ops}
+    dependents: dict[str, list[str]] = defaultdict(list)
+    for op in ops:
+        for dep in waiting[op.id]:
+            dependents[dep].append(op.id)
+    ready: dict[str, list[tuple[int, str]]] = defaultdict(list)  # api -> heap of (plan order, op id)
+
+    def push(op_id: str) -> None:
+        heapq.heappush(ready[by_id[op_id].api], (order[op_id], op_id))
+
+    for op in ops:
+        if not waiting[op.id]:
+            push(op.id)
+
+    applied: Counter[tuple[Kind, Action]] = Counter()
+    errors: list[OpError] = []
+    blocked: set[str] = set()
+    finished = 0
+    skipped = 0
+    fatal: BaseException | None = None
+    inflight: dict[Future[None], SyncOp] = {}
+    inflight_per_api: Counter[str] = Counter()
+
+    def tick() -> None:
+        if progress is not None:
+            progress(finished, total)
+
+    def release(op_id: str) -> None:
+        for child in dependents.get(op_id, ()):
+            waiting[child].discard(op_id)
+            if not waiting[child] and child not in blocked:
+                push(child)
+
+    def block(op_id: str) -> int:
+        count = 0
+        for child in dependents.get(op_id, ()):
+            if child not in blocked:
+                blocked.add(child)
+                count += 1 + block(child)
+        return count
+
+    def score(api: str) -> tuple[float, int]:
+        lim = caller.limiter_for(api)
+        wait_s = lim.peek(api) + inflight_per_api[api] / lim.rate if lim else float(inflight_per_api[api])
+        return wait_s, ready[api][0][0]
+
+    tick()
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="registry-sync")
+    try:
+        while True:
+            while fatal is None and len(inflight) < concurrency and any(ready.values()):
+                api = min((a for a, q in ready.items() if q), key=score)
+                op = by_id[heapq.heappop(ready[api])[1]]
+                if checkpoint is not None and checkpoint.is_done(op.key):
+                    skipped += 1
+                    finished += 1
+                    tick()
+                    release(op.id)
+                    continue
+                inflight[pool.submit(executor.run, op)] = op
+                inflight_per_api[op.api] += 1
+            if not inflight:
+                break
+            done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+            for future in done:
+                op = inflight.pop(future)
+                inflight_per_api[op.api] -= 1
+                exc = future.exception()
+                if exc is None:
+                    applied[(op.kind, op.action)] += 1
+                    if checkpoint is not None:
+                        checkpoint.mark_done(op.key)
+                    finished += 1
+                    release(op.id)
+                elif isinstance(exc, Exception) and _is_client_error(exc) \
+                        and not isinstance(exc, OrchestrateError):
+                    code = getattr(exc, "code", None) or _code(exc) or type(exc).__name__
+                    message = getattr(exc, "message", None) or str(exc)
+                    errors.append(OpError(op.id, code, " ".join(str(message).split())))
+                    newly_blocked = block(op.id)
+                    finished += 1 + newly_blocked
+                else:
+                    fatal = fatal or exc
+                    continue
+                tick()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if checkpoint is not None:
+            if fatal is None and not errors and not blocked and finished == total:
+                checkpoint.complete()
+            else:
+                checkpoint.flush()
+    if fatal is not None:
+        raise fatal
+
+    after = caller.stats.counts()
+    counts = zero_counts()
+    for (kind, action), n in applied.items():
+        counts[kind.value][action.value] = n
+    limiter_used = caller.writes
+    return SyncReport(
+        src_region=plan.src_region, dst_region=plan.dst_region, prune=plan.prune,
+        planned=total, applied=sum(applied.values()), counts=counts,
+        write_calls=after.writes - before.writes, read_calls=after.reads - before.reads,
+        retries=after.retries - before.retries, throttled=after.throttled - before.throttled,
+        duration_s=clock() - started, concurrency=concurrency,
+        rate=limiter_used.rate if limiter_used else None,
+        skipped_from_checkpoint=skipped, blocked=len(blocked), errors=tuple(errors),
+        warnings=plan.warnings, rewritten_policies=plan.rewritten_policies, resumed=resumed,
+    )

@@ -1,0 +1,273 @@
+"""What a registry sync works with: operations, plans, reports and options (no I/O).
+
+`SyncOp` is one change to the destination; `SyncPlan` the dependency-ordered operations that
+`plan.plan_sync` computes; `SyncPlanSummary` what a plan-only run (`--dry-run`) reports;
+`SyncReport` what an applied run did; `SyncOptions` how a run goes (rates, concurrency,
+checkpoint, progress).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import InputRejected
+from orchestrator.registry.calls import Caller, RateLimiter, RetryPolicy
+from orchestrator.registry.policydoc import RegionRewrite
+
+DEFAULT_RATE = 10.0  # write calls per second per API: below AWS IoT's per-API control-plane limits
+DEFAULT_READ_RATE = 20.0
+MAX_CONCURRENCY = 16
+FIRST_ITEMS = 5
+
+Progress = Callable[[int, int], None]
+
+
+class Kind(str, Enum):
+    THING_TYPE = "thing_type"
+    THING_GROUP = "thing_group"
+    POLICY = "policy"
+    CERTIFICATE = "certificate"
+    THING = "thing"
+    GROUP_MEMBERSHIP = "group_membership"
+    THING_PRINCIPAL = "thing_principal"
+    POLICY_ATTACHMENT = "policy_attachment"
+
+
+class Action(str, Enum):
+    CREATE = "create"  # attach / add for the relation kinds
+    UPDATE = "update"
+    DELETE = "delete"  # detach / remove for the relation kinds
+
+
+_API = {
+    (Kind.THING_TYPE, Action.CREATE): "create_thing_type",
+    (Kind.THING_TYPE, Action.UPDATE): "deprecate_thing_type",
+    (Kind.THING_TYPE, Action.DELETE): "delete_thing_type",
+    (Kind.THING_GROUP, Action.CREATE): "create_thing_group",
+    (Kind.THING_GROUP, Action.UPDATE): "update_thing_group",
+    (Kind.THING_GROUP, Action.DELETE): "delete_thing_group",
+    (Kind.POLICY, Action.CREATE): "create_policy",
+    (Kind.POLICY, Action.UPDATE): "create_policy_version",
+    (Kind.POLICY, Action.DELETE): "delete_policy",
+    (Kind.CERTIFICATE, Action.CREATE): "register_certificate_without_ca",
+    (Kind.CERTIFICATE, Action.UPDATE): "update_certificate",
+    (Kind.CERTIFICATE, Action.DELETE): "delete_certificate",
+    (Kind.THING, Action.CREATE): "create_thing",
+    (Kind.THING, Action.UPDATE): "update_thing",
+    (Kind.THING, Action.DELETE): "delete_thing",
+    (Kind.GROUP_MEMBERSHIP, Action.CREATE): "add_thing_to_thing_group",
+    (Kind.GROUP_MEMBERSHIP, Action.DELETE): "remove_thing_from_thing_group",
+    (Kind.THING_PRINCIPAL, Action.CREATE): "attach_thing_principal",
+    (Kind.THING_PRINCIPAL, Action.DELETE): "detach_thing_principal",
+    (Kind.POLICY_ATTACHMENT, Action.CREATE): "attach_policy",
+    (Kind.POLICY_ATTACHMENT, Action.DELETE): "detach_policy",
+}
+
+
+@dataclass(frozen=True)
+class SyncOp:
+    """One change to the destination. Names of relations: `group/thing`, `thing/cert-id`,
+    `policy/certificate:id` or `policy/thing_group:name` (`/` never occurs in IoT names)."""
+
+    kind: Kind
+    action: Action
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    deps: tuple[str, ...] = ()
+    phase: int = 0
+    step: str = ""
+
+    @property
+    def id(self) -> str:
+        base = f"{self.kind.value} {self.action.value} {self.name}"
+        return f"{base} ({self.step})" if self.step else base
+
+    @cached_property
+    def key(self) -> str:
+        """The checkpoint key: identity plus a digest of the desired state."""
+        digest = hashlib.sha256(json.dumps(self.params, sort_keys=True, default=str).encode()).hexdigest()
+        return f"{self.id} #{digest[:12]}"
+
+    @property
+    def api(self) -> str:
+        return _API[(self.kind, self.action)]
+
+    def describe(self) -> str:
+        verb = {
+            (Kind.GROUP_MEMBERSHIP, Action.CREATE): "add", (Kind.GROUP_MEMBERSHIP, Action.DELETE): "remove",
+            (Kind.THING_PRINCIPAL, Action.CREATE): "attach", (Kind.THING_PRINCIPAL, Action.DELETE): "detach",
+            (Kind.POLICY_ATTACHMENT, Action.CREATE): "attach",
+            (Kind.POLICY_ATTACHMENT, Action.DELETE): "detach",
+        }.get((self.kind, self.action), self.action.value)
+        text = f"{verb} {self.kind.value.replace('_', ' ')} {self.name}"
+        return f"{text} ({self.step})" if self.step else text
+
+
+def zero_counts() -> dict[str, dict[str, int]]:
+    return {k.value: {a.value: 0 for a in Action} for k in Kind}
+
+
+@dataclass(frozen=True)
+class SyncPlanSummary:
+    """What a sync would do (`--dry-run`): counts per kind and operation, and the first items."""
+
+    src_region: str
+    dst_region: str
+    prune: bool
+    total: int
+    counts: Mapping[str, Mapping[str, int]]
+    first: Mapping[str, tuple[str, ...]]
+    warnings: tuple[str, ...] = ()
+    rewritten_policies: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "registry-sync-plan",
+            "dry_run": True,
+            "from": self.src_region,
+            "to": self.dst_region,
+            "prune": self.prune,
+            "total": self.total,
+            "counts": {k: dict(v) for k, v in self.counts.items()},
+            "first": {k: list(v) for k, v in self.first.items()},
+            "warnings": list(self.warnings),
+            "rewritten_policies": list(self.rewritten_policies),
+        }
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    src_region: str
+    dst_region: str
+    prune: bool
+    ops: tuple[SyncOp, ...]
+    warnings: tuple[str, ...] = ()
+    rewritten_policies: tuple[str, ...] = ()
+    # where the destination's existing certificates and groups live (ARNs are per region)
+    dst_certificate_arns: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    dst_group_arns: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        counts = zero_counts()
+        for op in self.ops:
+            counts[op.kind.value][op.action.value] += 1
+        return counts
+
+    def summary(self, first: int = FIRST_ITEMS) -> SyncPlanSummary:
+        items: dict[str, list[str]] = {}
+        for op in self.ops:
+            bucket = items.setdefault(op.kind.value, [])
+            if len(bucket) < first:
+                bucket.append(op.describe())
+        return SyncPlanSummary(
+            src_region=self.src_region, dst_region=self.dst_region, prune=self.prune,
+            total=len(self.ops), counts=self.counts(),
+            first={k: tuple(v) for k, v in items.items()},
+            warnings=self.warnings, rewritten_policies=self.rewritten_policies,
+        )
+
+
+@dataclass(frozen=True)
+class OpError:
+    op: str
+    code: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"op": self.op, "code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What a sync did. `counts` are the operations applied, per kind and operation."""
+
+    src_region: str
+    dst_region: str
+    prune: bool
+    planned: int
+    applied: int
+    counts: Mapping[str, Mapping[str, int]]
+    write_calls: int
+    read_calls: int
+    retries: int
+    throttled: int
+    duration_s: float
+    concurrency: int
+    rate: float | None
+    skipped_from_checkpoint: int = 0
+    blocked: int = 0  # not attempted because an operation they depend on failed
+    errors: tuple[OpError, ...] = ()
+    warnings: tuple[str, ...] = ()
+    rewritten_policies: tuple[str, ...] = ()
+    resumed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and not self.blocked
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "registry-sync-report",
+            "dry_run": False,
+            "from": self.src_region,
+            "to": self.dst_region,
+            "prune": self.prune,
+            "ok": self.ok,
+            "planned": self.planned,
+            "applied": self.applied,
+            "counts": {k: dict(v) for k, v in self.counts.items()},
+            "write_calls": self.write_calls,
+            "read_calls": self.read_calls,
+            "retries": self.retries,
+            "throttled": self.throttled,
+            "duration_s": round(self.duration_s, 3),
+            "concurrency": self.concurrency,
+            "rate": self.rate,
+            "resumed": self.resumed,
+            "skipped_from_checkpoint": self.skipped_from_checkpoint,
+            "blocked": self.blocked,
+            "errors": [e.to_json() for e in self.errors],
+            "warnings": list(self.warnings),
+            "rewritten_policies": list(self.rewritten_policies),
+        }
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    prune: bool = False
+    rate: float = DEFAULT_RATE
+    read_rate: float | None = None  # None: max(DEFAULT_READ_RATE, 2 * rate)
+    burst: float = 1.0
+    concurrency: int = 1
+    checkpoint_path: Path | None = None
+    flush_every: int = 25
+    progress: Progress | None = None
+    region_rewrite: RegionRewrite = RegionRewrite.DESTINATION
+    retry: RetryPolicy | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise InputRejected(
+                f"concurrency must be between 1 and {MAX_CONCURRENCY}, got {self.concurrency}")
+        if not self.rate > 0:
+            raise InputRejected(f"rate must be a positive number of calls per second, got {self.rate!r}")
+
+    @property
+    def effective_read_rate(self) -> float:
+        return self.read_rate if self.read_rate else max(DEFAULT_READ_RATE, 2 * self.rate)
+
+    def caller(self, client: Any, *, writes: bool) -> Caller:
+        retry = self.retry or RetryPolicy()
+        return Caller(
+            client,
+            writes=RateLimiter(self.rate, self.burst) if writes else None,
+            reads=RateLimiter(self.effective_read_rate, self.burst),
+            retry=retry,
+        )

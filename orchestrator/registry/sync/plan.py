@@ -1,0 +1,344 @@
+"""The pure planner: what to change in the destination so that it holds what the source holds.
+
+`plan_sync(src, dst, prune)` compares two snapshots and lists operations per kind, each with the
+operations it depends on:
+
+    creates/updates  thing types -> thing groups (parents first) -> policies -> certificates ->
+                     things -> group membership -> thing<->certificate -> policy<->principal ->
+                     deprecation of thing types (after the things that use them exist)
+    deletions        the reverse, and only with `prune`: nothing in the destination is removed,
+                     detached or taken out of a group without it.
+
+Certificates are registered with `RegisterCertificateWithoutCA` and the *same PEM*, so the
+certificate id is the same in both regions and devices keep their credentials. Registered
+without a CA they are SNI_ONLY in the destination: devices must send SNI. Statuses ACTIVE,
+INACTIVE and REVOKED are copied; a certificate REVOKED in the destination is never re-activated
+by a sync (that is a security decision, not replication); PENDING_TRANSFER certificates are
+skipped; PENDING_ACTIVATION / REGISTER_INACTIVE become INACTIVE.
+
+No I/O here: the snapshots come in, a `SyncPlan` goes out.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from orchestrator.errors import InputRejected
+from orchestrator.registry.policydoc import RegionRewrite, normalize_document, rewrite_region
+from orchestrator.registry.snapshot import RegistrySnapshot, TargetKind, ThingGroup
+from orchestrator.registry.sync.model import Action, Kind, SyncOp, SyncPlan
+
+_COPYABLE_STATUS = {"ACTIVE": "ACTIVE", "INACTIVE": "INACTIVE", "REVOKED": "REVOKED",
+                    "PENDING_ACTIVATION": "INACTIVE", "REGISTER_INACTIVE": "INACTIVE"}
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.ops: dict[str, SyncOp] = {}
+        self.deps: dict[str, set[str]] = defaultdict(set)
+
+    def add(self, kind: Kind, action: Action, name: str, phase: int, step: str = "",
+            **params: Any) -> str:
+        op = SyncOp(kind, action, name, params, (), phase, step)
+        self.ops[op.id] = op
+        return op.id
+
+    def depend(self, op_id: str, *on: str | None) -> None:
+        self.deps[op_id].update(d for d in on if d)
+
+    def id_if(self, kind: Kind, action: Action, name: str, step: str = "") -> str | None:
+        op_id = SyncOp(kind, action, name, step=step).id
+        return op_id if op_id in self.ops else None
+
+    def build(self) -> tuple[SyncOp, ...]:
+        ops = [replace(op, deps=tuple(sorted(d for d in self.deps.get(op.id, ()) if d in self.ops)))
+               for op in self.ops.values()]
+        return tuple(sorted(ops, key=lambda op: (op.phase, list(Kind).index(op.kind), op.name, op.step)))
+
+
+def _depths(groups: Mapping[str, ThingGroup]) -> dict[str, int]:
+    depths: dict[str, int] = {}
+
+    def depth(name: str, seen: frozenset[str] = frozenset()) -> int:
+        if name in depths:
+            return depths[name]
+        group = groups.get(name)
+        if group is None or not group.parent or group.parent not in groups or name in seen:
+            value = 0
+        else:
+            value = depth(group.parent, seen | {name}) + 1
+        depths[name] = value
+        return value
+
+    for name in groups:
+        depth(name)
+    return depths
+
+
+def plan_sync(src: RegistrySnapshot, dst: RegistrySnapshot, prune: bool = False, *,
+              region_rewrite: RegionRewrite = RegionRewrite.DESTINATION) -> SyncPlan:
+    """The operations that make `dst` hold what `src` holds (pure: no I/O)."""
+    p = _Planner(src, dst, region_rewrite)
+    p.thing_types()
+    p.thing_groups()
+    p.policies()
+    p.certificates()
+    p.things()
+    p.deprecations()
+    p.memberships(prune)
+    p.thing_principals()
+    p.policy_targets()
+    if prune:
+        _plan_deletions(p.b, src, dst, set(src.thing_principals), set(dst.thing_principals),
+                        set(src.policy_targets), set(dst.policy_targets))
+    return SyncPlan(
+        src_region=src.region, dst_region=dst.region, prune=prune, ops=p.b.build(),
+        warnings=tuple(dict.fromkeys(p.warnings)), rewritten_policies=tuple(p.rewritten),
+        dst_certificate_arns={c.id: c.arn for c in dst.certificates if c.arn},
+        dst_group_arns={g.name: g.arn for g in dst.thing_groups if g.arn},
+    )
+
+
+_T, _G, _P, _C, _H = Kind.THING_TYPE, Kind.THING_GROUP, Kind.POLICY, Kind.CERTIFICATE, Kind.THING
+_M, _TP, _PA = Kind.GROUP_MEMBERSHIP, Kind.THING_PRINCIPAL, Kind.POLICY_ATTACHMENT
+_CREATE, _UPDATE, _DELETE = Action.CREATE, Action.UPDATE, Action.DELETE
+
+
+class _Planner:
+    """plan_sync's steps, in dependency order; each adds operations and their dependencies."""
+
+    def __init__(self, src: RegistrySnapshot, dst: RegistrySnapshot, rewrite: RegionRewrite) -> None:
+        self.src = src
+        self.dst = dst
+        self.rewrite = rewrite
+        self.b = _Builder()
+        self.warnings: list[str] = list(src.notes)
+        self.rewritten: list[str] = []
+        self.static = {n: g for n, g in src.groups_by_name.items() if not g.dynamic}
+        self.skipped_certs: set[str] = set()
+        self.types_in_use: set[str] = set()
+
+    def thing_types(self) -> None:
+        """Created active; deprecated (again) only after their things exist (`deprecations`)."""
+        for t in self.src.thing_types:
+            d = self.dst.types_by_name.get(t.name)
+            if d is None:
+                self.b.add(_T, _CREATE, t.name, 10, description=t.description,
+                           searchable_attributes=list(t.searchable_attributes))
+                continue
+            if (t.description, tuple(t.searchable_attributes)) != \
+                    (d.description, tuple(d.searchable_attributes)):
+                self.warnings.append(f"thing type {t.name}: description/searchable attributes differ in "
+                                     f"{self.dst.region}; thing types are immutable, left as they are")
+            if d.deprecated and not t.deprecated:
+                self.b.add(_T, _UPDATE, t.name, 10, step="undeprecate", deprecated=False)
+
+    def thing_groups(self) -> None:
+        """Static groups, parents first (a group's parent is fixed at creation)."""
+        depth = _depths(self.static)
+        for name in sorted(self.static, key=lambda n: (depth[n], n)):
+            g = self.static[name]
+            d = self.dst.groups_by_name.get(name)
+            phase = 20 + depth[name]
+            if d is None:
+                op = self.b.add(_G, _CREATE, name, phase, parent=g.parent, description=g.description,
+                                attributes=dict(g.attributes))
+                if g.parent:
+                    self.b.depend(op, self.b.id_if(_G, _CREATE, g.parent))
+                continue
+            if d.dynamic:
+                self.warnings.append(f"thing group {name} is dynamic in {self.dst.region} and static "
+                                     f"in {self.src.region}; not changed")
+                continue
+            if (g.parent or None) != (d.parent or None):
+                self.warnings.append(f"thing group {name}: parent is {g.parent!r} in {self.src.region} "
+                                     f"but {d.parent!r} in {self.dst.region}; a group's parent cannot change")
+            if (g.description, dict(g.attributes)) != (d.description, dict(d.attributes)):
+                self.b.add(_G, _UPDATE, name, phase, description=g.description,
+                           attributes=dict(g.attributes))
+
+    def policies(self) -> None:
+        """Default versions; a literal source region in ARNs is rewritten (and reported)."""
+        for p in self.src.policies:
+            document, changed = rewrite_region(p.document, self.src.region, self.dst.region, self.rewrite)
+            document = normalize_document(document)
+            if changed:
+                self.rewritten.append(p.name)
+            d = self.dst.policies_by_name.get(p.name)
+            if d is None:
+                self.b.add(_P, _CREATE, p.name, 30, document=document)
+            elif d.document != document:
+                self.b.add(_P, _UPDATE, p.name, 30, document=document)
+        if self.rewritten:
+            target = self.dst.region if self.rewrite is RegionRewrite.DESTINATION else "*"
+            self.warnings.append(f"policies naming {self.src.region} in ARNs were rewritten to "
+                                 f"{target}: {', '.join(self.rewritten)}")
+
+    def certificates(self) -> None:
+        """Same PEM, same id; statuses copied, except that REVOKED in the destination stays."""
+        with_ca = 0
+        src, dst = self.src, self.dst
+        for c in src.certificates:
+            status = _COPYABLE_STATUS.get(c.status)
+            if status is None:
+                self.skipped_certs.add(c.id)
+                self.warnings.append(f"certificate {c.id[:12]}… is {c.status} in {src.region}; not copied")
+                continue
+            if status != c.status:
+                self.warnings.append(f"certificate {c.id[:12]}… is {c.status} in {src.region}; "
+                                     f"registered as {status}")
+            d = dst.certificates_by_id.get(c.id)
+            if d is None:
+                if not c.pem:
+                    raise InputRejected(f"certificate {c.id} has no PEM in the {src.region} snapshot")
+                if c.ca_certificate_id:
+                    with_ca += 1
+                self.b.add(_C, _CREATE, c.id, 40, pem=c.pem, status=status)
+            elif d.status not in (status, c.status):
+                if d.status == "REVOKED":
+                    self.warnings.append(f"certificate {c.id[:12]}… is REVOKED in {dst.region}; a sync "
+                                         f"does not re-activate it ({c.status} in {src.region})")
+                elif d.status == "PENDING_TRANSFER":
+                    self.warnings.append(f"certificate {c.id[:12]}… is PENDING_TRANSFER in "
+                                         f"{dst.region}; left as is")
+                else:
+                    self.b.add(_C, _UPDATE, c.id, 40, status=status)
+        if with_ca:
+            self.warnings.append(f"{with_ca} CA-signed certificate(s) are registered without their CA "
+                                 f"in {dst.region} (SNI_ONLY): devices must send SNI there")
+
+    def things(self) -> None:
+        for t in self.src.things:
+            d = self.dst.things_by_name.get(t.name)
+            if d is None:
+                op = self.b.add(_H, _CREATE, t.name, 50, thing_type=t.thing_type,
+                                attributes=dict(t.attributes))
+            elif (t.thing_type, dict(t.attributes)) != (d.thing_type, dict(d.attributes)):
+                op = self.b.add(_H, _UPDATE, t.name, 50, thing_type=t.thing_type,
+                                attributes=dict(t.attributes),
+                                remove_type=t.thing_type is None and d.thing_type is not None)
+            else:
+                continue
+            if t.thing_type:
+                self.types_in_use.add(t.thing_type)
+                self.b.depend(op, self.b.id_if(_T, _CREATE, t.thing_type),
+                              self.b.id_if(_T, _UPDATE, t.thing_type, "undeprecate"))
+
+    def deprecations(self) -> None:
+        """Deprecate last: a deprecated type takes no new things. A type deprecated in both regions
+        but needed by new things is un-deprecated for the run and deprecated again at the end."""
+        b = self.b
+        for t in self.src.thing_types:
+            d = self.dst.types_by_name.get(t.name)
+            if not t.deprecated:
+                continue
+            if d is not None and d.deprecated:
+                if t.name not in self.types_in_use:
+                    continue
+                b.add(_T, _UPDATE, t.name, 10, step="undeprecate", deprecated=False)
+            op = b.add(_T, _UPDATE, t.name, 90, step="deprecate", deprecated=True)
+            b.depend(op, b.id_if(_T, _CREATE, t.name), b.id_if(_T, _UPDATE, t.name, "undeprecate"))
+            for thing in self.src.things:
+                if thing.thing_type == t.name:
+                    b.depend(op, b.id_if(_H, _CREATE, thing.name), b.id_if(_H, _UPDATE, thing.name))
+        for thing in self.src.things:
+            if thing.thing_type:
+                for action in (_CREATE, _UPDATE):
+                    op_id = b.id_if(_H, action, thing.name)
+                    if op_id:
+                        b.depend(op_id, b.id_if(_T, _UPDATE, thing.thing_type, "undeprecate"))
+
+    def memberships(self, prune: bool) -> None:
+        """Static groups only; removals only with prune, and not from groups that go away."""
+        for t in self.src.things:
+            d = self.dst.things_by_name.get(t.name)
+            current = set(d.groups) if d else set()
+            for group in sorted(set(t.groups) - current):
+                if group not in self.static:
+                    continue
+                op = self.b.add(_M, _CREATE, f"{group}/{t.name}", 60, group=group, thing=t.name)
+                self.b.depend(op, self.b.id_if(_H, _CREATE, t.name), self.b.id_if(_G, _CREATE, group))
+            if prune and d is not None:
+                for group in sorted(current - set(t.groups)):
+                    if group in self.src.groups_by_name:
+                        self.b.add(_M, _DELETE, f"{group}/{t.name}", 130, group=group, thing=t.name)
+
+    def thing_principals(self) -> None:
+        for a in sorted(set(self.src.thing_principals) - set(self.dst.thing_principals)):
+            if a.certificate_id in self.skipped_certs or a.certificate_id not in self.src.certificates_by_id:
+                continue
+            op = self.b.add(_TP, _CREATE, f"{a.thing}/{a.certificate_id}", 70, thing=a.thing,
+                            certificate_id=a.certificate_id)
+            self.b.depend(op, self.b.id_if(_H, _CREATE, a.thing), self.b.id_if(_C, _CREATE, a.certificate_id))
+
+    def policy_targets(self) -> None:
+        for a in sorted(set(self.src.policy_targets) - set(self.dst.policy_targets)):
+            if a.kind is TargetKind.CERTIFICATE:
+                if a.target in self.skipped_certs or a.target not in self.src.certificates_by_id:
+                    continue
+                target_op = self.b.id_if(_C, _CREATE, a.target)
+            else:
+                if a.target not in self.static:
+                    continue
+                target_op = self.b.id_if(_G, _CREATE, a.target)
+            op = self.b.add(_PA, _CREATE, f"{a.policy}/{a.kind.value}:{a.target}", 80, policy=a.policy,
+                            target_kind=a.kind.value, target=a.target)
+            self.b.depend(op, self.b.id_if(_P, _CREATE, a.policy), target_op)
+
+
+def _plan_deletions(b: _Builder, src: RegistrySnapshot, dst: RegistrySnapshot,
+                    src_tp: set[Any], dst_tp: set[Any], src_pt: set[Any], dst_pt: set[Any]) -> None:
+    T, G, P, C, H = Kind.THING_TYPE, Kind.THING_GROUP, Kind.POLICY, Kind.CERTIFICATE, Kind.THING
+    TP, PA, DELETE = Kind.THING_PRINCIPAL, Kind.POLICY_ATTACHMENT, Action.DELETE
+
+    for a in sorted(dst_pt - src_pt):
+        b.add(PA, DELETE, f"{a.policy}/{a.kind.value}:{a.target}", 110, policy=a.policy,
+              target_kind=a.kind.value, target=a.target)
+    for a in sorted(dst_tp - src_tp):
+        b.add(TP, DELETE, f"{a.thing}/{a.certificate_id}", 120, thing=a.thing,
+              certificate_id=a.certificate_id)
+    for t in dst.things:
+        if t.name not in src.things_by_name:
+            op = b.add(H, DELETE, t.name, 140)
+            b.depend(op, *(b.id_if(TP, DELETE, f"{a.thing}/{a.certificate_id}")
+                           for a in dst_tp - src_tp if a.thing == t.name))
+    for c in dst.certificates:
+        if c.id not in src.certificates_by_id:
+            op = b.add(C, DELETE, c.id, 150, status=c.status)
+            b.depend(op, *(b.id_if(TP, DELETE, f"{a.thing}/{a.certificate_id}")
+                           for a in dst_tp - src_tp if a.certificate_id == c.id))
+            b.depend(op, *(b.id_if(PA, DELETE, f"{a.policy}/{a.kind.value}:{a.target}")
+                           for a in dst_pt - src_pt
+                           if a.kind is TargetKind.CERTIFICATE and a.target == c.id))
+    for p in dst.policies:
+        if p.name not in src.policies_by_name:
+            op = b.add(P, DELETE, p.name, 160)
+            b.depend(op, *(b.id_if(PA, DELETE, f"{a.policy}/{a.kind.value}:{a.target}")
+                           for a in dst_pt - src_pt if a.policy == p.name))
+    dst_static = {g.name: g for g in dst.thing_groups if not g.dynamic}
+    depth = _depths(dst_static)
+    deepest = max(depth.values(), default=0)
+    for name in dst_static:
+        if name in src.groups_by_name:
+            continue
+        op = b.add(G, DELETE, name, 170 + deepest - depth[name])
+        b.depend(op, *(b.id_if(PA, DELETE, f"{a.policy}/{a.kind.value}:{a.target}")
+                       for a in dst_pt - src_pt
+                       if a.kind is TargetKind.THING_GROUP and a.target == name))
+    for name, g in dst_static.items():  # children before parents
+        parent_op = b.id_if(G, DELETE, g.parent) if g.parent else None
+        child_op = b.id_if(G, DELETE, name)
+        if parent_op and child_op:
+            b.depend(parent_op, child_op)
+    for ttype in dst.thing_types:
+        if ttype.name in src.types_by_name:
+            continue
+        op = b.add(T, DELETE, ttype.name, 190, deprecated=ttype.deprecated)
+        for thing in dst.things:
+            if thing.thing_type == ttype.name:
+                b.depend(op, b.id_if(H, DELETE, thing.name), b.id_if(H, Action.UPDATE, thing.name))
+
+

@@ -1,0 +1,81 @@
+"""Where the orchestrator's own files go (`orchestrator/state.py` is their one owner)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from orchestrator.context import Context
+from orchestrator.operations.lifecycle import Lifecycle
+from orchestrator.state import StateLayout, atomic_write_json, atomic_write_text, read_json
+from orchestrator.topology import RoutingMode
+from tests.doubles import InMemoryEngine
+
+
+def test_layout_pins_every_path(tmp_path: Path) -> None:
+    s = StateLayout(tmp_path)
+    root = tmp_path / ".orchestrate"
+    assert s.root == root
+    assert s.runs_dir == root / "runs"
+    assert s.lifecycle_path("prod") == root / "lifecycle" / "prod.json"
+    assert s.sync_record_path("prod") == root / "lifecycle" / "prod-syncs.json"
+    checkpoint = s.sync_checkpoint_path("prod", "eu-west-1", "eu-central-1")
+    assert checkpoint == root / "sync" / "prod-eu-west-1-eu-central-1.json"
+    assert s.workspace_dir("prod-dns") == root / "workspaces" / "prod-dns"
+
+
+def test_a_run_journal_lands_under_runs(run, project: Path) -> None:  # noqa: ANN001
+    assert run("up", "--region", "eu-west-1").exit_code == 0
+    journals = list((project / ".orchestrate" / "runs").glob("dev-up-*.json"))
+    assert len(journals) == 1
+    assert json.loads(journals[0].read_text())["status"] == "succeeded"
+    assert not (project / ".orchestrate" / ".orchestrate").exists()
+
+
+def test_the_pulumi_engine_puts_workspaces_under_the_state_dir(tmp_path: Path) -> None:
+    from orchestrator.engine.pulumi import PulumiEngine
+
+    engine = PulumiEngine(project_dir=tmp_path, stacks_dir=tmp_path / "stacks", backend_url="file://x",
+                          secrets_provider=None, endpoint_url=None, cli=Path("/bin/true"))
+    assert engine.state.workspace_dir("dev-dns") == tmp_path / ".orchestrate" / "workspaces" / "dev-dns"
+
+
+def test_lifecycle_runs_without_the_cli_and_stores_its_state_in_the_layout(project: Path) -> None:
+    """A Context with an in-memory engine is all an operation needs: no click, no CliRunner."""
+    ctx = Context(env="dev", project_dir=project, config_path=project / "stacks" / "dev.topology.yaml",
+                  backend_url="file://unused", engine_factory=lambda _c: InMemoryEngine())
+    report = Lifecycle(ctx).promote("eu-central-1", RoutingMode.FAILOVER, dry_run=True)
+    assert [s.status for s in report.steps] == ["planned"] * len(report.steps)
+    assert report.steps[0].step == "preflight"
+    # a dry run records nothing
+    assert not ctx.state.lifecycle_path("dev").exists()
+
+
+def test_atomic_writes_replace_whole_files_and_keep_a_mode(tmp_path: Path) -> None:
+    target = tmp_path / "deep" / "file.json"
+    atomic_write_json(target, {"b": 1, "a": [1, 2]})
+    assert read_json(target) == {"a": [1, 2], "b": 1}
+    assert read_json(tmp_path / "missing.json") is None
+    text = tmp_path / "t.yaml"
+    atomic_write_text(text, "x: 1\n", mode=0o640)
+    assert text.read_text() == "x: 1\n" and (os.stat(text).st_mode & 0o777) == 0o640
+    assert [p.name for p in target.parent.iterdir()] == ["file.json"]  # no temp file left behind
+
+
+def test_a_failed_atomic_write_leaves_the_old_file_and_no_temp(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "f.json"
+    atomic_write_json(target, {"v": 1})
+
+    def crash(src: str, dst: str) -> None:  # the rename fails after the temp file was written and fsynced
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        atomic_write_json(target, {"v": 2})
+    monkeypatch.undo()
+    assert read_json(target) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
