@@ -141,6 +141,16 @@ class Gate:
             self.calls.clear()
             self.refused.clear()
 
+    def reset(self) -> None:
+        """Forget everything (the moto server behind was reset)."""
+        with self._lock:
+            self.down.clear()
+            self.calls.clear()
+            self.refused.clear()
+            self.rejected_batches.clear()
+            self.accepted_batches.clear()
+            self.health_checks.clear()
+
     def r53(self) -> Any:
         import boto3
 
@@ -278,14 +288,15 @@ class Gate:
                 return 400, xml_headers, _error_xml(exc)
             before = {strict.key(r): strict.normalise(r) for r in current}
             r53 = self.r53()
+            # the net effect, one set per call (moto's own batch handling is not Route 53's)
             for k, rr in before.items():
-                if after.get(k) != rr:
+                if k not in after:
                     r53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={
                         "Changes": [{"Action": "DELETE", "ResourceRecordSet": rr}]})
             for k, rr in after.items():
                 if before.get(k) != rr:
                     r53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={
-                        "Changes": [{"Action": "CREATE", "ResourceRecordSet": rr}]})
+                        "Changes": [{"Action": "UPSERT", "ResourceRecordSet": rr}]})
             self.accepted_batches.append(changes)
         change_id = "C" + uuid.uuid4().hex[:12].upper()
         payload = (f'<?xml version="1.0"?>\n<ChangeResourceRecordSetsResponse xmlns="{NS}"><ChangeInfo>'
