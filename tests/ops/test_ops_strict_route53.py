@@ -25,12 +25,6 @@ US = "abc-ats.iot.us-east-1.amazonaws.com"
 
 
 @pytest.fixture
-def gate(endpoint: str) -> Iterator[Gate]:
-    with Gate(endpoint).serve() as g:
-        yield g
-
-
-@pytest.fixture
 def r53(gate: Gate) -> Any:
     return boto3.client("route53", region_name="us-east-1", endpoint_url=gate.url)
 
@@ -157,8 +151,8 @@ def test_recovery_control_and_calculated_checks_follow_routing_controls(r53, zon
     assert gate.answers(zone, NAME, controls={arn: "On"}, down=frozenset({"eu-west-1"})) == {"eu-central-1"}
 
 
-def test_an_outage_refuses_the_region_and_counts_every_call(endpoint: str) -> None:
-    with Gate(endpoint).serve() as gate:
+def test_an_outage_refuses_the_region_and_counts_every_call(gate: Gate) -> None:
+    if True:
         gate.down.add("eu-west-1")
         ok = boto3.client("iot", region_name="eu-central-1", endpoint_url=gate.url)
         ok.list_things()
@@ -227,3 +221,40 @@ def test_arc_endpoints_share_one_state_and_a_down_region_does_not_answer(arc: Ar
 
 def test_endpoint_region_of_an_iot_endpoint() -> None:
     assert endpoint_region(EU) == "eu-west-1" and endpoint_region("example.net") is None
+
+
+# -- the product's ARC client against the fake cluster -----------------------------------------------
+def _wiring(arc: ArcCluster) -> Any:
+    from orchestrator.routing_controls import ArcWiring, ClusterEndpoint
+
+    return ArcWiring({r: f"{PANEL}/routingcontrol/{r}" for r in ("eu-west-1", "eu-central-1")},
+                     tuple(ClusterEndpoint(r, u) for r, u in arc.endpoints.items()), PANEL)
+
+
+def test_routing_controls_move_traffic_in_one_call_avoiding_the_failed_region(arc: ArcCluster) -> None:
+    from orchestrator.aws import AwsContext
+    from orchestrator.routing_controls import ControlState, only, read_states, set_states
+
+    ctx = AwsContext(endpoint_url="http://127.0.0.1:1")  # dummy credentials; ARC uses its own endpoints
+    wiring = _wiring(arc)
+    set_states(ctx, wiring, {"eu-west-1": ControlState.ON, "eu-central-1": ControlState.ON})
+    arc.down.update({"us-east-1", "eu-west-1"})  # the first endpoint is out; eu-west-1 must not be called
+    arc.calls.clear()
+    result = set_states(ctx, wiring, only("eu-central-1", list(wiring.controls)), avoid=["eu-west-1"])
+    assert result.endpoint_region == "us-west-2"
+    assert [(c.region, c.ok) for c in result.calls] == [("us-east-1", False), ("us-west-2", True)]
+    assert arc.count("eu-west-1") == 0 and arc.count(operation="UpdateRoutingControlStates") == 1
+    assert read_states(ctx, wiring, avoid=["eu-west-1"]).states == {
+        "eu-west-1": ControlState.OFF, "eu-central-1": ControlState.ON}
+
+
+def test_a_safety_rule_refusal_is_a_guard_not_an_outage(arc: ArcCluster) -> None:
+    from orchestrator.aws import AwsContext
+    from orchestrator.errors import GuardRefused
+    from orchestrator.routing_controls import ControlState, set_states
+
+    wiring = _wiring(arc)
+    with pytest.raises(GuardRefused, match="at least 1"):
+        set_states(AwsContext(endpoint_url="http://127.0.0.1:1"), wiring,
+                   {"eu-west-1": ControlState.OFF, "eu-central-1": ControlState.OFF})
+    assert len(arc.calls) == 1  # not retried against the other endpoints
