@@ -107,6 +107,10 @@ class Topology:
     default_sizing: RegionSizing = field(default_factory=RegionSizing)
     sizing_overrides: Mapping[str, RegionSizing] = field(default_factory=dict)
     source: str = "<memory>"
+    # Member regions DNS does not route to: a secondary whose promotion has not reached its DNS
+    # step, or regions a latency-mode failover took out. Lifecycle state (`StateLayout.routing_path`),
+    # not part of the file: attached when the topology is loaded for a command.
+    unrouted: frozenset[str] = frozenset()
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -138,6 +142,11 @@ class Topology:
 
     def with_routing(self, routing: RoutingMode) -> Topology:
         return _revalidate(replace(self, routing=routing))
+
+    def with_unrouted(self, regions: frozenset[str] | set[str]) -> Topology:
+        """The same topology with DNS held away from `regions` (members only; the primary never)."""
+        held = frozenset(regions) & frozenset(self.secondaries)
+        return replace(self, unrouted=held)
 
     def with_primary(self, region: str) -> Topology:
         """Swap roles: `region` (a secondary) becomes primary, the old primary a secondary."""
@@ -264,7 +273,8 @@ def parse(data: Any, *, env: str, source: str = "<memory>") -> Topology:
 
 
 def _revalidate(topology: Topology) -> Topology:
-    return parse(topology.to_document(), env=topology.env, source=topology.source)
+    parsed = parse(topology.to_document(), env=topology.env, source=topology.source)
+    return replace(parsed, unrouted=topology.unrouted & frozenset(parsed.secondaries))
 
 
 def save(topology: Topology, path: Path) -> None:

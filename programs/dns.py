@@ -99,6 +99,7 @@ class GlobalDns(pulumi.ComponentResource):
         summary: list[dict[str, Any]] = []
         for index, target in enumerate(args.targets):
             extra: dict[str, Any] = {}
+            set_id: str | None
             if args.routing == "latency":
                 logical, set_id = f"{name}-record-{target.region}", target.region
                 aliases = [pulumi.Alias(name=f"{name}-record-primary")] if index == 0 else []
