@@ -7,6 +7,7 @@ Layout under the project directory:
       lifecycle/<env>.json                 promotion / failover state machine
       lifecycle/<env>-syncs.json           when each region pair was last synced
       sync/<env>-<from>-<to>.json          registry sync checkpoints
+      sync/<env>-listings.json             counts of each region's last complete registry listing
       workspaces/<stack>/                  one Pulumi workspace per stack
 
 Every other module asks a `StateLayout` for a path; nothing else joins `.orchestrate` itself.
@@ -48,6 +49,10 @@ class StateLayout:
 
     def sync_checkpoint_path(self, env: str, src_region: str, dst_region: str) -> Path:
         return self.root / "sync" / f"{env}-{src_region}-{dst_region}.json"
+
+    def listing_record_path(self, env: str) -> Path:
+        """The counts of each region's last complete registry listing (what pruning compares with)."""
+        return self.root / "sync" / f"{env}-listings.json"
 
     @property
     def workspaces_dir(self) -> Path:
