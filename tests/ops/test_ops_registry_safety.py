@@ -398,3 +398,20 @@ def test_aws_error_messages_are_scrubbed_where_the_report_is_built(iot: IotFacto
     for leaked in ("AKIAABCDEFGHIJKLMNOP", "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY", "correct horse",
                    "ghp_aaaa", "runtime-token", "MIIEpAIBAAKCAQEA"):
         assert leaked not in text, leaked
+
+
+def test_an_hmac_key_from_secrets_manager_signs_and_verifies(ctx: AwsContext, iot: IotFactory, tmp_path: Path) -> None:
+    from orchestrator.aws import client
+
+    seed(iot(SRC), 2, group_policy=False)
+    secrets = client(ctx, "secretsmanager", SRC)
+    right = secrets.create_secret(Name="backup-hmac", SecretString="k" * 48)["ARN"]
+    wrong = secrets.create_secret(Name="other-hmac", SecretString="w" * 48)["ARN"]
+    backup_region(ctx, "dev", SRC, tmp_path, now=T0, signing_key=f"secretsmanager:{right}")
+    with pytest.raises(InputRejected, match="signature does not verify"):
+        restore_registry(ctx, tmp_path, THIRD, rate=10_000, signing_key=f"secretsmanager:{wrong}")
+    assert read_snapshot(iot(THIRD), pems=False).things == ()
+    assert restore_registry(ctx, tmp_path, THIRD, rate=10_000, signing_key=f"secretsmanager:{right}").ok
+    short = secrets.create_secret(Name="short-hmac", SecretString="too short")["ARN"]
+    with pytest.raises(InputRejected, match="at least 32 bytes"):
+        backup_region(ctx, "dev", SRC, tmp_path, signing_key=f"secretsmanager:{short}")
