@@ -127,7 +127,7 @@ def one_run(bin_dir: Path, moto: str, base: Path, parallel: int) -> Run:
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.time()
-    proc = subprocess.run([str(ORCHESTRATE), "--json", "up", "--all", "--parallel", str(parallel),
+    proc = subprocess.run([str(ORCHESTRATE), "--json", "up", "--all", "--yes", "--parallel", str(parallel),
                            "--endpoint-url", moto], cwd=project.root, env=project.env,
                           capture_output=True, text=True, timeout=600, check=False)
     ended = time.time()

@@ -21,6 +21,7 @@ class OrchestrateError(Exception):
     """Base of every error the CLI turns into a one-line message and an exit code."""
 
     exit_code: ExitCode = ExitCode.FAILED
+    MAX_LINE = 600  # an error line is read by a person: a value echoed into it never floods the terminal
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -31,7 +32,7 @@ class OrchestrateError(Exception):
         text = " ".join(self.message.split())
         if self.hint:
             text = f"{text} ({' '.join(self.hint.split())})"
-        return text
+        return text if len(text) <= self.MAX_LINE else text[:self.MAX_LINE - 1] + "…"
 
 
 class OperationFailed(OrchestrateError):

@@ -36,7 +36,7 @@ DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
 PER_PAGE = 100
 MAX_PAGES = 100  # 10,000 comments: far beyond any real PR; stops a pagination loop
-_REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_REPO_RE = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}\Z")
 _LINK_NEXT_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
@@ -74,8 +74,8 @@ def post_comment(parts: Sequence[str], *, repo: str, pr: int, env: str, token: s
     if not token:
         raise InputRejected("no GitHub token: set GITHUB_TOKEN",
                             hint="in a workflow: env GITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }}")
-    api_url = (api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
-    if not _REPO_RE.match(repo):
+    api_url = check_api_url((api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/"))
+    if not _REPO_RE.fullmatch(repo):
         raise InputRejected(f"--repo must be OWNER/NAME, not {repo!r}")
     if isinstance(pr, bool) or not isinstance(pr, int) or pr < 1:
         raise InputRejected(f"--pr must be a pull request number, not {pr!r}")
@@ -301,6 +301,27 @@ def _next_link(header: str) -> str | None:
         if m:
             return m.group(1)
     return None
+
+
+def check_api_url(url: str) -> str:
+    """The API URL the token is sent to: https, or http only to a loopback address (a local stub);
+    anything else would carry the token in clear text (exit 2)."""
+    import ipaddress
+
+    p = urllib.parse.urlsplit(url)
+    host = p.hostname or ""
+    if p.scheme == "https" and host:
+        return url
+    if p.scheme == "http" and host:
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if loopback:
+            return url
+        raise InputRejected(f"GITHUB_API_URL {url[:80]!r} is plain http: the token would travel in clear text",
+                            hint="use https (http is accepted for loopback addresses only)")
+    raise InputRejected(f"GITHUB_API_URL {url[:80]!r} is not an https URL")
 
 
 def _origin(url: str) -> str:

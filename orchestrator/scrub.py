@@ -9,7 +9,9 @@ in case a provider error message or a property value echoes one:
   (`aws_secret_access_key = …`, `"SecretAccessKey": "…"`, `AWS_SESSION_TOKEN=…`);
 - PEM private key blocks (RSA, EC, OPENSSH, ENCRYPTED, …), also when cut off before their END line;
 - GitHub tokens: ghp_, gho_, ghu_, ghs_ (the Actions GITHUB_TOKEN), ghr_, github_pat_;
-- the current values of the environment variables in SECRET_ENV_VARS, and `extra_secrets`.
+- the current values of the environment variables in SECRET_ENV_VARS, of every `ACTIONS_*_TOKEN`
+  (the runner's own tokens), the contents of the file `PULUMI_CONFIG_PASSPHRASE_FILE` names, and
+  `extra_secrets`.
 
 Environment values shorter than MIN_ENV_SECRET characters are not scrubbed: a passphrase like
 "dev" would otherwise erase every mention of the environment. Use real passphrases.
@@ -24,6 +26,8 @@ from collections.abc import Iterable, Mapping
 REDACTED = "[redacted]"
 MIN_ENV_SECRET = 8
 MIN_EXTRA_SECRET = 4
+MAX_SECRET_FILE = 4096
+PASSPHRASE_FILE_VAR = "PULUMI_CONFIG_PASSPHRASE_FILE"
 
 SECRET_ENV_VARS = (
     "PULUMI_CONFIG_PASSPHRASE",
@@ -53,7 +57,9 @@ class Scrubber:
     def __init__(self, extra_secrets: Iterable[str] = (), *,
                  environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
-        literal = {v for v in (env.get(name, "") for name in SECRET_ENV_VARS) if len(v) >= MIN_ENV_SECRET}
+        names = [*SECRET_ENV_VARS, *(k for k in env if k.startswith("ACTIONS_") and k.endswith("_TOKEN"))]
+        values = [env.get(name, "") for name in names] + _file_secret(env.get(PASSPHRASE_FILE_VAR))
+        literal = {v for v in values if len(v) >= MIN_ENV_SECRET}
         literal.update(s for s in extra_secrets if s and len(s) >= MIN_EXTRA_SECRET)
         # longest first, so a secret that contains another is removed whole
         self._literal = sorted(literal, key=len, reverse=True)
@@ -79,6 +85,22 @@ class Scrubber:
         if isinstance(data, (list, tuple)):
             return [self.data(v) for v in data]
         return data
+
+
+def _file_secret(path: str | None) -> list[str]:
+    """The passphrase in PULUMI_CONFIG_PASSPHRASE_FILE (as Pulumi reads it: the whole file, and
+    without its trailing newline); nothing when there is no readable small file."""
+    if not path:
+        return []
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_SECRET_FILE + 1)
+    except OSError:
+        return []
+    if len(raw) > MAX_SECRET_FILE:
+        return []
+    text = raw.decode("utf-8", errors="replace")
+    return [text, text.rstrip("\r\n")]
 
 
 def _keep_label(m: re.Match[str]) -> str:

@@ -43,12 +43,18 @@ class KinesisMode(str, Enum):
     PROVISIONED = "PROVISIONED"
 
 
-_DOMAIN_RE = re.compile(r"^(?=.{1,253}$)(?!-)([a-z0-9-]{1,63}(?<!-)\.)+[a-z]{2,63}$")
-_ENV_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-_NAME_RE = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
+# Anchored with \Z and used with fullmatch: `$` also matches before a trailing newline.
+_DOMAIN_RE = re.compile(r"(?=.{1,253}\Z)(?!-)([a-z0-9-]{1,63}(?<!-)\.)+[a-z]{2,63}\Z")
+_ENV_RE = re.compile(r"[a-z][a-z0-9-]{0,30}\Z")
+_NAME_RE = re.compile(r"[a-zA-Z0-9:_-]{1,128}\Z")
+
+MAX_TOPOLOGY_BYTES = 64 * 1024  # a topology is a page of YAML; anything larger is a mistake or an attack
+MAX_NESTING = 12  # deepest legitimate path: sizing.<region>.<key>
+MAX_SHOWN = 60  # characters of a rejected value shown in an error line
+TOPOLOGY_SUFFIX = ".topology.yaml"
 
 _TOP_KEYS = {
-    "domain", "hosted_zone", "primary", "secondaries", "routing", "failover_control", "residency",
+    "env", "domain", "hosted_zone", "primary", "secondaries", "routing", "failover_control", "residency",
     "home_region", "backup_region", "registry", "sizing",
 }
 _SIZING_KEYS = {"kinesis_mode", "kinesis_shards", "retention_hours", "lake_transition_days",
@@ -196,28 +202,123 @@ def topology_path(stacks_dir: Path, env: str) -> Path:
     return stacks_dir / f"{env}.topology.yaml"
 
 
-def load(path: Path, env: str | None = None) -> Topology:
-    """Read and validate a topology file. Every problem is an `InputRejected` naming file and field."""
+def _short(value: Any) -> str:
+    """A rejected value as shown in an error line: its repr, cut to MAX_SHOWN characters."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "…"
+
+
+def file_env(path: Path) -> str | None:
+    """The environment a file name declares (`<env>.topology.yaml`), or None."""
+    name = path.name
+    return name[:-len(TOPOLOGY_SUFFIX)] if name.endswith(TOPOLOGY_SUFFIX) else None
+
+
+def read_text_capped(path: Path, label: str, *, limit: int = MAX_TOPOLOGY_BYTES) -> str:
+    """A regular file's UTF-8 text, at most `limit` bytes; a FIFO, device or directory is refused
+    without blocking (opened non-blocking, checked with fstat before any read)."""
+    import os
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise InputRejected(f"{label}: topology file not found", hint="create it or pass --config PATH") from None
+    except OSError as exc:
+        raise InputRejected(f"{label}: cannot read topology file: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputRejected(f"{label}: not a regular file (a pipe, device or directory cannot be a topology)")
+        if info.st_size > limit:
+            raise InputRejected(f"{label}: {info.st_size} bytes is larger than the {limit}-byte limit for a topology")
+        data = os.read(fd, limit + 1)
+    except OSError as exc:
+        raise InputRejected(f"{label}: cannot read topology file: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise InputRejected(f"{label}: larger than the {limit}-byte limit for a topology")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputRejected(f"{label}: not UTF-8 text (byte {exc.start})") from None
+
+
+def parse_yaml(text: str, label: str) -> Any:
+    """Strict YAML: no aliases (no alias bombs), no duplicate keys, bounded nesting."""
     import yaml  # deferred
 
-    name = str(path)
-    env = env or path.name.split(".topology.")[0]
-    if not _ENV_RE.match(env):
-        raise InputRejected(f"{name}: environment name {env!r} must match {_ENV_RE.pattern}")
+    class StrictLoader(yaml.SafeLoader):
+        depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed", event.start_mark)
+            self.depth += 1
+            try:
+                if self.depth > MAX_NESTING:
+                    raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_NESTING} levels",
+                                                      self.peek_event().start_mark)
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, "a mapping key must be a plain value", key_node.start_mark) from None
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {_short(key)}", key_node.start_mark)
+            return super().construct_mapping(node, deep=deep)
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputRejected(f"{name}: topology file not found",
-                            hint="create it or pass --config PATH") from None
-    except OSError as exc:
-        raise InputRejected(f"{name}: cannot read topology file: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise InputRejected(f"{name}:{where} malformed YAML: {problem}") from None
+        raise InputRejected(f"{label}:{where} malformed YAML: {problem}") from None
+    except (ValueError, RecursionError, MemoryError) as exc:  # a 5,000-digit integer, a pathological file
+        raise InputRejected(f"{label}: unreadable YAML ({type(exc).__name__}: {str(exc)[:MAX_SHOWN]})") from None
+
+
+def load(path: Path, env: str | None = None) -> Topology:
+    """Read and validate a topology file. Every problem is an `InputRejected` naming file and field.
+
+    The file names its environment (an `env:` key, or the file name `<env>.topology.yaml`): a file
+    used for another environment is refused, so `--env prod` never runs with dev's topology."""
+    name = str(path)
+    named_by_file = file_env(path)
+    text = read_text_capped(path, name)
+    data = parse_yaml(text, name)
+    named_by_key = data.get("env") if isinstance(data, dict) else None
+    if named_by_key is not None and not isinstance(named_by_key, str):
+        raise InputRejected(f"{name}: env: {_short(named_by_key)} must be an environment name")
+    if named_by_key is not None and named_by_file is not None and named_by_key != named_by_file:
+        raise InputRejected(f"{name}: the file name says env {named_by_file!r} but its env key says "
+                            f"{named_by_key!r}")
+    named = named_by_key or named_by_file
+    if named is None:
+        raise InputRejected(f"{name}: the topology does not name its environment",
+                            hint="add `env: <name>` or name the file <env>.topology.yaml")
+    env = env or named
+    if not _ENV_RE.fullmatch(env):
+        raise InputRejected(f"{name}: environment name {_short(env)} must match [a-z][a-z0-9-]{{0,30}}")
+    if named != env:
+        raise InputRejected(f"{name}: this is the topology of env {named!r}, not of env {env!r}",
+                            hint=f"pass --env {named}, or the topology file of {env}")
     return parse(data, env=env, source=name)
 
 
@@ -226,6 +327,8 @@ def parse(data: Any, *, env: str, source: str = "<memory>") -> Topology:
     if not isinstance(data, dict):
         v.fail("", "the topology must be a mapping of keys to values")
     v.no_unknown_keys(data, _TOP_KEYS, "")
+    if "env" in data and data["env"] != env:
+        v.fail("env", f"{_short(data['env'])} does not match the environment {env!r}")
     domain = v.domain(data, "domain")
     zone = v.domain(data, "hosted_zone").rstrip(".")
     if not (domain == zone or domain.endswith("." + zone)):
@@ -247,14 +350,14 @@ def parse(data: Any, *, env: str, source: str = "<memory>") -> Topology:
     try:
         routing = RoutingMode(routing_raw)
     except ValueError:
-        v.fail("routing", f"{routing_raw!r} is not one of single, failover, latency")
+        v.fail("routing", f"{_short(routing_raw)} is not one of single, failover, latency")
     if routing is not RoutingMode.SINGLE and not secondaries:
         v.fail("routing", f"{routing.value} routing needs at least two regions (only {primary} is listed)")
     control_raw = data.get("failover_control", FailoverControl.DNS.value)
     try:
         control = FailoverControl(control_raw)
     except ValueError:
-        v.fail("failover_control", f"{control_raw!r} is not one of dns, arc")
+        v.fail("failover_control", f"{_short(control_raw)} is not one of dns, arc")
     home = v.region(data.get("home_region", primary), "home_region")
     if home not in (primary, *secondaries):
         v.fail("home_region", f"{home} is not a member region")
@@ -278,21 +381,56 @@ def _revalidate(topology: Topology) -> Topology:
 
 
 def save(topology: Topology, path: Path) -> None:
-    """Write the topology atomically, in canonical form, with a header for reviewers."""
-    import yaml
-
-    header = (
-        f"# Topology of environment {topology.env!r}: the single source of truth for its stacks.\n"
-        "# Changed by `orchestrate promote-secondary`, `failover` and `failback`; review it in a PR.\n"
-    )
+    """Write the topology back atomically, keeping the file's mode, comments, key order and the
+    values that did not change (a round-trip YAML edit); a new file gets a header for reviewers."""
     from orchestrator.state import atomic_write_text
 
-    body = yaml.safe_dump(topology.to_document(), sort_keys=False, default_flow_style=False)
     try:
         mode: int | None = path.stat().st_mode & 0o7777  # a reviewed file keeps its mode
+        current: str | None = read_text_capped(path, str(path))
     except FileNotFoundError:
-        mode = 0o644
-    atomic_write_text(path, header + body, mode=mode)
+        mode, current = 0o644, None
+    except InputRejected:
+        mode, current = None, None
+    doc = topology.to_document()
+    if current is not None and isinstance(parse_yaml(current, str(path)), dict):
+        text = _round_trip(current, doc)
+    else:
+        import yaml
+
+        header = (
+            f"# Topology of environment {topology.env!r}: the single source of truth for its stacks.\n"
+            "# Changed by `orchestrate promote-secondary`, `failover` and `failback`; review it in a PR.\n"
+        )
+        text = header + yaml.safe_dump({"env": topology.env, **doc}, sort_keys=False, default_flow_style=False)
+    atomic_write_text(path, text, mode=mode)
+
+
+def _round_trip(current: str, doc: dict[str, Any]) -> str:
+    """`current` (YAML text) with only the values that differ from `doc` replaced; comments stay."""
+    import io
+
+    from ruamel.yaml import YAML  # deferred: only `save` needs it, never `--help`
+
+    rt = YAML()
+    rt.preserve_quotes = True
+    rt.indent(mapping=2, sequence=2, offset=0)
+    data = rt.load(current)
+
+    def merge(target: Any, wanted: dict[str, Any]) -> None:
+        for key, value in wanted.items():
+            if isinstance(value, dict) and isinstance(target.get(key), dict):
+                merge(target[key], value)
+            elif key not in target or target[key] != value:
+                target[key] = value
+
+    merge(data, doc)
+    for key in list(data):  # optional keys the new topology no longer has (backup_region)
+        if key in _TOP_KEYS and key != "env" and key not in doc:
+            del data[key]
+    out = io.StringIO()
+    rt.dump(data, out)
+    return out.getvalue()
 
 
 class _Validator:
@@ -303,26 +441,30 @@ class _Validator:
         where = f"{self.source}: {fieldname}: " if fieldname else f"{self.source}: "
         raise InputRejected(where + message)
 
+    def show(self, value: Any) -> str:
+        return _short(value)
+
     def no_unknown_keys(self, data: Mapping[str, Any], allowed: set[str], prefix: str) -> None:
         for key in data:
             if key not in allowed:
-                label = f"{prefix}.{key}" if prefix else str(key)
+                text = str(key) if len(str(key)) <= MAX_SHOWN else str(key)[:MAX_SHOWN] + "…"
+                label = f"{prefix}.{text}" if prefix else text
                 self.fail(label, f"unknown key (allowed: {', '.join(sorted(allowed))})")
 
     def domain(self, data: Mapping[str, Any], key: str) -> str:
         value = data.get(key)
         if value is None:
             self.fail(key, "is required")
-        if not isinstance(value, str) or not _DOMAIN_RE.match(value.rstrip(".").lower()) \
+        if not isinstance(value, str) or not _DOMAIN_RE.fullmatch(value.rstrip(".").lower()) \
                 or value != value.strip():
-            self.fail(key, f"{value!r} is not a valid DNS name")
+            self.fail(key, f"{_short(value)} is not a valid DNS name")
         return str(value).lower()
 
     def region(self, value: Any, label: str) -> str:
         if value is None:
             self.fail(label, "is required")
         if not isinstance(value, str) or value not in iot_regions():
-            self.fail(label, f"{value!r} is not an AWS region where IoT Core is available")
+            self.fail(label, f"{_short(value)} is not an AWS region where IoT Core is available")
         return value
 
     def region_list(self, value: Any, label: str) -> tuple[str, ...]:
@@ -337,8 +479,8 @@ class _Validator:
         return tuple(seen)
 
     def name(self, value: Any, label: str) -> str:
-        if not isinstance(value, str) or not _NAME_RE.match(value):
-            self.fail(label, f"{value!r} is not a valid IoT name ({_NAME_RE.pattern})")
+        if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
+            self.fail(label, f"{_short(value)} is not a valid IoT name (1-128 of a-z A-Z 0-9 : _ -)")
         return value
 
     def registry(self, data: Any) -> RegistrySpec:
@@ -367,9 +509,9 @@ class _Validator:
             if parent is not None:
                 parent = self.name(parent, f"{label}.parent")
                 if parent not in {x.name for x in groups}:
-                    self.fail(f"{label}.parent", f"{parent!r} must be declared before {name!r}")
+                    self.fail(f"{label}.parent", f"{_short(parent)} must be declared before {_short(name)}")
             if name in {x.name for x in groups}:
-                self.fail(f"{label}.name", f"{name!r} is declared twice")
+                self.fail(f"{label}.name", f"{_short(name)} is declared twice")
             groups.append(ThingGroupSpec(name=name, parent=parent))
         return RegistrySpec(thing_types=types, thing_groups=tuple(groups))
 
@@ -381,8 +523,9 @@ class _Validator:
         for key, value in data.items():
             if key == "default":
                 continue
-            region = self.region(key, f"sizing.{key}")
-            overrides[region] = self.one_sizing(value or {}, f"sizing.{key}", default)
+            label = f"sizing.{str(key)[:MAX_SHOWN]}"
+            region = self.region(key, label)
+            overrides[region] = self.one_sizing(value or {}, label, default)
         return default, overrides
 
     def one_sizing(self, data: Any, label: str, base: RegionSizing) -> RegionSizing:
@@ -393,7 +536,7 @@ class _Validator:
         try:
             mode = KinesisMode(mode_raw)
         except ValueError:
-            self.fail(f"{label}.kinesis_mode", f"{mode_raw!r} is not ON_DEMAND or PROVISIONED")
+            self.fail(f"{label}.kinesis_mode", f"{_short(mode_raw)} is not ON_DEMAND or PROVISIONED")
         shards = self.int_in(data, "kinesis_shards", label, base.kinesis_shards, 1, 500)
         retention = self.int_in(data, "retention_hours", label, base.retention_hours, 24, 8760)
         transition = self.int_in(data, "lake_transition_days", label, base.lake_transition_days, 30, 3650)
@@ -406,5 +549,5 @@ class _Validator:
     def int_in(self, data: Mapping[str, Any], key: str, label: str, default: int, lo: int, hi: int) -> int:
         value = data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            self.fail(f"{label}.{key}", f"{value!r} must be a whole number from {lo} to {hi}")
+            self.fail(f"{label}.{key}", f"{_short(value)} must be a whole number from {lo} to {hi}")
         return int(value)

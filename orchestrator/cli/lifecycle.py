@@ -24,6 +24,7 @@ def _render(app: Context, report) -> None:  # noqa: ANN001 - LifecycleReport, im
         raise Reported(ExitCode.FAILED)
 
 
+yes = click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
 sync_rate = click.option("--sync-rate", type=click.FloatRange(0.1, 1000), default=None, metavar="N",
                          help="Registry-sync write calls per second [default: 10].")
 
@@ -33,34 +34,39 @@ sync_rate = click.option("--sync-rate", type=click.FloatRange(0.1, 1000), defaul
 @click.option("--routing", type=click.Choice(["failover", "latency"]), default="failover", show_default=True)
 @click.option("--dry-run", is_flag=True, help="Print the steps and the stacks each touches; change nothing.")
 @sync_rate
+@yes
 def promote_secondary(app: Context, region: str, routing: str, dry_run: bool,
-                      sync_rate: float | None) -> None:
-    """Single -> multi-region: add R, verified step by step, DNS last."""
-    from orchestrator.cli.options import known_region
+                      sync_rate: float | None, yes: bool) -> None:
+    """Single -> multi-region: add R, verified step by step, DNS last (steps shown, then confirmed)."""
+    from orchestrator.cli.options import confirmer, known_region
     from orchestrator.operations.lifecycle import Lifecycle
     from orchestrator.topology import RoutingMode
 
     known_region(region, "--region")
-    _render(app, Lifecycle(app, sync_rate=sync_rate).promote(region, RoutingMode(routing), dry_run=dry_run))
+    lifecycle = Lifecycle(app, sync_rate=sync_rate, confirm=None if dry_run else confirmer(yes))
+    _render(app, lifecycle.promote(region, RoutingMode(routing), dry_run=dry_run))
 
 
 @command("failover")
 @click.option("--to", "to", required=True, metavar="R", help="The secondary that takes the traffic.")
 @sync_rate
-def failover(app: Context, to: str, sync_rate: float | None) -> None:
+@yes
+def failover(app: Context, to: str, sync_rate: float | None, yes: bool) -> None:
     """Send traffic to a secondary (final registry sync first when the primary answers)."""
-    from orchestrator.cli.options import known_region
+    from orchestrator.cli.options import confirmer, known_region
     from orchestrator.operations.lifecycle import Lifecycle
 
     known_region(to, "--to")
-    _render(app, Lifecycle(app, sync_rate=sync_rate).failover(to))
+    _render(app, Lifecycle(app, sync_rate=sync_rate, confirm=confirmer(yes)).failover(to))
 
 
 @command("failback")
 @click.option("--to", "to", metavar="R", help="Region to return to [default: the one failed over from].")
 @sync_rate
-def failback(app: Context, to: str | None, sync_rate: float | None) -> None:
+@yes
+def failback(app: Context, to: str | None, sync_rate: float | None, yes: bool) -> None:
     """Return traffic to the old primary after syncing devices provisioned meanwhile."""
+    from orchestrator.cli.options import confirmer
     from orchestrator.operations.lifecycle import Lifecycle
 
-    _render(app, Lifecycle(app, sync_rate=sync_rate).failback(to))
+    _render(app, Lifecycle(app, sync_rate=sync_rate, confirm=confirmer(yes)).failback(to))

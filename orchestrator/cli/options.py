@@ -27,11 +27,16 @@ def known_region(region: str, label: str) -> str:
     return region
 
 
+def _interactive() -> bool:
+    """A person at a terminal can answer (stdin is a TTY)."""
+    return sys.stdin.isatty()
+
+
 def confirm(question: str, *, expected: str, assume_yes: bool, ask: bool | None = None) -> None:
     """Refuse (exit 4) unless --yes was given or the user types `expected` at an interactive prompt."""
     if assume_yes:
         return
-    interactive = sys.stdin.isatty() if ask is None else ask
+    interactive = _interactive() if ask is None else ask
     if not interactive:
         raise GuardRefused(f"{question}: refusing without confirmation", hint="pass --yes to confirm")
     import click

@@ -44,14 +44,20 @@ def render_report(app: Context, report: RunReport) -> None:
 @click.option("--parallel", default=4, show_default=True, type=click.IntRange(1, 32),
               help="Most stacks of one wave run at once.")
 @click.option("--resume", is_flag=True, help="Continue the last failed `up` from the failed stack.")
-def up(app: Context, region: str | None, all_regions: bool, parallel: int, resume: bool) -> None:
-    """Deploy region stack(s), then DNS, then replication, in waves."""
-    from orchestrator.cli.options import exclusive_region
-    from orchestrator.stacks.graph import up_selection
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
+def up(app: Context, region: str | None, all_regions: bool, parallel: int, resume: bool, yes: bool) -> None:
+    """Deploy region stack(s), then DNS, then replication, in waves (shown, then confirmed)."""
+    from orchestrator.cli.options import confirm, exclusive_region
+    from orchestrator.stacks.graph import plan_waves, up_selection
 
     region = exclusive_region(region, all_regions)
-    selection = up_selection(app.topology(), region)
-    render_report(app, _runner(app, parallel).up(selection, resume=resume))
+    topology = app.topology()
+    selection = up_selection(topology, region)
+    runner = _runner(app, parallel)  # set-up problems (no CLI, no passphrase) come before the question
+    for i, wave in enumerate(plan_waves(topology, selection), 1):
+        app.notify(f"up wave {i}: {', '.join(ref.name for ref in wave)}")
+    confirm(f"update {len(selection)} stacks of env {topology.env}", expected=topology.env, assume_yes=yes)
+    render_report(app, runner.up(selection, resume=resume))
 
 
 @command("destroy")
@@ -70,20 +76,25 @@ def destroy(app: Context, region: str | None, all_regions: bool, include_protect
 
     topology = app.topology()
     region = exclusive_region(region, all_regions)
-    if region is None:
-        selection = all_stacks(topology)
-        confirm(f"destroy every stack of env {topology.env}", expected=topology.env, assume_yes=yes)
-    else:
+    if region is not None:
         guards.check_destroy_region(topology, region)
         if region in topology.secondaries:
+            from orchestrator.cli.options import confirmer
             from orchestrator.operations.dns import remove_secondary
 
-            render_report(app, remove_secondary(app, region, include_protected=include_protected))
+            render_report(app, remove_secondary(app, region, include_protected=include_protected,
+                                                confirm=confirmer(yes)))
             return
-        selection = [region_stack(topology, region)]
+    selection = all_stacks(topology) if region is None else [region_stack(topology, region)]
+    for ref in reversed(selection):
+        app.notify(f"destroy: {ref.name}")
+    if region is None:
+        confirm(f"destroy every stack of env {topology.env}", expected=topology.env, assume_yes=yes)
+    else:
+        confirm(f"destroy {selection[0].name}", expected=selection[0].name, assume_yes=yes)
     if include_protected:
         confirm(f"permanently delete the protected data (data lake, streams, tables) of env {topology.env}",
-                expected=topology.env, assume_yes=yes)
+                expected=f"delete {topology.env} data", assume_yes=yes)
     render_report(app, _runner(app, parallel).destroy(selection, include_protected=include_protected))
 
 
@@ -109,8 +120,9 @@ def outputs(app: Context, stack: str, show_secrets: bool) -> None:
     from orchestrator.stacks.graph import all_stacks
 
     known = {s.name for s in all_stacks(app.topology())}
-    if stack not in known and not stack.startswith(f"{app.env}-region-"):
-        raise InputRejected(f"{stack!r} is not a stack of env {app.env} (stacks: {', '.join(sorted(known))})")
+    if stack not in known:  # names come from the graph only: never a path, never another env's stack
+        name = stack if len(stack) <= 80 else stack[:80] + "…"
+        raise InputRejected(f"{name!r} is not a stack of env {app.env} (stacks: {', '.join(sorted(known))})")
     values = app.engine().outputs(stack)
     if values is None:
         raise OperationFailed(f"{stack} is not deployed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator.errors import InputRejected
@@ -29,3 +30,27 @@ def vault_location(app: Context) -> str:
                             hint=f"set backup_region in {topology.source} and run `orchestrate up`, "
                                  f"or pass --dest / set {BACKUP_DEST_ENV}")
     return f"s3://{outputs[BACKUP_OUTPUT].value}/registry"
+
+
+def check_destination(app: Context, dest: str) -> str:
+    """`dest` if backups may go there (exit 2 otherwise, before anything is read or written): an S3
+    bucket in a region of the environment's residency, or a directory that can be written."""
+    topology = app.topology()
+    if dest.startswith("s3://"):
+        from orchestrator.aws import aws_errors, client
+        from orchestrator.registry.backup import parse_s3_url
+
+        bucket, _ = parse_s3_url(dest)
+        with aws_errors(f"locating bucket {bucket}"):
+            located = client(app.aws(), "s3", topology.home_region).get_bucket_location(Bucket=bucket)
+        region = located.get("LocationConstraint") or "us-east-1"  # S3 answers None for us-east-1
+        if region not in topology.residency:
+            raise InputRejected(f"backup destination {dest} is in {region}, outside residency "
+                                f"{list(topology.residency)} of {topology.source}: nothing was written",
+                                hint="choose a vault in a residency region (backup_region)")
+        return dest
+    path = Path(dest)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise InputRejected(f"backup destination {dest} is not a directory that can be written")
+    return dest

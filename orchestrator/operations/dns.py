@@ -14,6 +14,7 @@ from orchestrator.context import Context
 from orchestrator.engine.types import Engine, StackResult
 from orchestrator.errors import InputRejected, OperationFailed
 from orchestrator.operations import guards
+from orchestrator.operations.recovery import Confirm
 from orchestrator.stacks import wiring
 from orchestrator.stacks.graph import dns_stack, dns_targets, region_stack, replication_stack
 from orchestrator.stacks.runner import Notify, Runner, RunReport
@@ -57,11 +58,19 @@ def transition_dns(engine: Engine, before: Topology, after: Topology, state: Sta
     return RunReport(after.env, "up", report.waves, results, report.journal)
 
 
-def remove_secondary(app: Context, region: str, *, include_protected: bool) -> RunReport:
-    """Take a secondary out: DNS first, then replication, then its region stack."""
+def remove_secondary(app: Context, region: str, *, include_protected: bool, confirm: Confirm) -> RunReport:
+    """Take a secondary out: DNS first, then replication, then its region stack. Nothing is touched
+    before `confirm` agreed (the typed stack name; the protected data asked for separately)."""
     topology = app.topology()
     guards.check_destroy_region(topology, region)
     after = topology.without_secondary(region)
+    stack = region_stack(topology, region).name
+    app.notify(f"destroy {stack}: DNS stops answering {region}, replication leaves it, {topology.source} "
+               f"drops it, then the stack is destroyed")
+    confirm(f"destroy {stack}", stack)
+    if include_protected:
+        confirm(f"permanently delete the protected data (data lake, streams, tables) of {stack}",
+                f"delete {topology.env} data")
     engine = app.engine()
     results: dict[str, StackResult] = {}
     notify = app.console.info

@@ -18,6 +18,7 @@ from orchestrator.context import Context
 from orchestrator.errors import InputRejected, OperationFailed
 from orchestrator.operations import guards, verify
 from orchestrator.operations.dns import require_ok, transition_dns
+from orchestrator.operations.recovery import Confirm
 from orchestrator.operations.registry_port import RegistryPort
 from orchestrator.routing_controls import ArcWiring, ControlResult, ControlState, only, read_states, set_states
 from orchestrator.stacks import wiring
@@ -66,6 +67,9 @@ class Lifecycle:
     app: Context
     registry: RegistryPort | None = None
     sync_rate: float | None = None
+    # asked (question, what to type) after the steps are shown and before the first one runs;
+    # None: the caller confirmed already (tests, automation that decided)
+    confirm: Confirm | None = None
 
     def __post_init__(self) -> None:
         from orchestrator.aws import AwsContext
@@ -179,6 +183,13 @@ class Lifecycle:
 
     def _steps(self, operation: str, region: str, steps: list[Step], actions: dict[str, Callable[[], str]],
                saved: dict[str, Any], notices: list[str]) -> LifecycleReport:
+        from orchestrator.scrub import scrub
+
+        if self.confirm is not None:
+            todo = [s for s in steps if s.name not in saved["done"]]
+            for step in todo:
+                self.app.notify(f"[{operation}] will {step.name}: {step.does}")
+            self.confirm(f"{operation} {region} in env {self.app.env} ({len(todo)} steps)", region)
         outcomes: list[StepOutcome] = []
         self._store(saved)
         for step in steps:
@@ -189,9 +200,10 @@ class Lifecycle:
             try:
                 detail = actions[step.name]()
             except OperationFailed as exc:
-                saved.update(status="failed", failed_step=step.name, error=exc.one_line())
+                error = scrub(exc.one_line())  # the state file and the report hold no secret an error echoed
+                saved.update(status="failed", failed_step=step.name, error=error)
                 self._store(saved)
-                outcomes.append(StepOutcome(step.name, "failed", exc.one_line()))
+                outcomes.append(StepOutcome(step.name, "failed", error))
                 break
             saved["done"].append(step.name)
             self._store(saved)

@@ -31,7 +31,9 @@ from orchestrator.registry.backup import (
     restore_backup,
 )
 from orchestrator.registry.calls import Caller, RateLimiter, RetryPolicy
+from orchestrator.registry.guards import PruneGuard, RestoreGuard
 from orchestrator.registry.policydoc import RegionRewrite
+from orchestrator.registry.signing import SIGNING_KEY_ENV, Signer, signer_from_spec
 from orchestrator.registry.snapshot import read_snapshot
 from orchestrator.registry.sync import (
     DEFAULT_RATE,
@@ -90,47 +92,72 @@ def sync_registry(ctx: AwsContext, src_region: str, dst_region: str, *, prune: b
                   rate: float = DEFAULT_RATE, read_rate: float | None = None, concurrency: int = 1,
                   checkpoint_path: Path | None = None, progress: Progress | None = None,
                   region_rewrite: RegionRewrite = RegionRewrite.DESTINATION,
-                  residency: Collection[str] | None = None) -> SyncReport:
+                  residency: Collection[str] | None = None, guard: PruneGuard | None = None) -> SyncReport:
     """Copy the registry of `src_region` into `dst_region`. `checkpoint_path` (from
-    `StateLayout.sync_checkpoint_path`) makes an interrupted run resumable."""
+    `StateLayout.sync_checkpoint_path`) makes an interrupted run resumable. With `prune`, deletions
+    need a `guard` (complete listing, budget, confirmation: `orchestrator.registry.guards`)."""
     _check_sync(src_region, dst_region, residency)
+    if prune and guard is None:
+        guard = PruneGuard()  # the default budget, and no confirmation: deletions are refused
     options = SyncOptions(prune=prune, rate=rate, read_rate=read_rate, concurrency=concurrency,
-                          checkpoint_path=checkpoint_path, progress=progress, region_rewrite=region_rewrite)
+                          checkpoint_path=checkpoint_path, progress=progress, region_rewrite=region_rewrite,
+                          guard=guard)
     with aws_errors(f"registry sync {src_region} -> {dst_region}"):
         return sync_clients(_iot(ctx, src_region, concurrency), _iot(ctx, dst_region, concurrency), options)
+
+
+def _signer(ctx: AwsContext, spec: str | None, region: str) -> Signer:
+    """The backup signing key (`--signing-key`, else $ORCHESTRATE_BACKUP_SIGNING_KEY); a KMS key ARN
+    names its region, other references live in `region`."""
+    import os
+
+    spec = spec or os.environ.get(SIGNING_KEY_ENV)
+    ref = (spec or "").partition(":")[2]
+    if ref.startswith("arn:") and len(ref.split(":")) > 4 and ref.split(":")[3]:
+        region = ref.split(":")[3]
+    if region:
+        _check_region(region, "signing key region")
+    with aws_errors("reading the backup signing key"):
+        return signer_from_spec(spec, kms=lambda: client(ctx, "kms", region),
+                                secrets=lambda: client(ctx, "secretsmanager", region))
 
 
 def backup_region(ctx: AwsContext, env: str, region: str, dest: str | Path, *,
                   stack_exports: Mapping[str, dict[str, Any]] | None = None,
                   read_rate: float = 20.0, concurrency: int = 1, kms_key_id: str | None = None,
-                  now: datetime | None = None) -> BackupResult:
-    """Snapshot the registry of `region` (with every certificate PEM) and write it to `dest`."""
+                  now: datetime | None = None, signing_key: str | None = None,
+                  key_region: str | None = None) -> BackupResult:
+    """Snapshot the registry of `region` (with every certificate PEM) and write it to `dest`,
+    its manifest signed with `signing_key` (`orchestrator.registry.signing`; required)."""
     _check_region(region, "--region")
     if not 1 <= concurrency <= 16:
         raise InputRejected(f"concurrency must be between 1 and 16, got {concurrency}")
+    signer = _signer(ctx, signing_key, key_region or region)
     with aws_errors(f"registry backup of {region}"):
         iot = _iot(ctx, region, concurrency)
         caller = Caller(iot, reads=RateLimiter(read_rate), retry=RetryPolicy())
         snapshot = read_snapshot(iot, caller=caller, pems=True, concurrency=concurrency)
         s3 = client(ctx, "s3", region) if is_s3(str(dest)) else None
         return backup(snapshot, stack_exports or {}, dest, env=env, now=now, s3_client=s3,
-                      kms_key_id=kms_key_id)
+                      kms_key_id=kms_key_id, signer=signer)
 
 
 def plan_restore(ctx: AwsContext, src: str | Path, dst_region: str, *, env: str | None = None,
                  region: str | None = None, prune: bool = False, rate: float = DEFAULT_RATE,
                  read_rate: float | None = None, concurrency: int = 1,
                  region_rewrite: RegionRewrite = RegionRewrite.DESTINATION,
-                 residency: Collection[str] | None = None) -> SyncPlanSummary:
+                 residency: Collection[str] | None = None, guard: RestoreGuard | None = None,
+                 signing_key: str | None = None, key_region: str | None = None) -> SyncPlanSummary:
     """What `restore_registry` would change in `dst_region` (reads the backup and the region)."""
     _check_region(dst_region, "--to")
     _check_residency(dst_region, residency)
+    verifier = _signer(ctx, signing_key, key_region or dst_region)
     options = SyncOptions(prune=prune, rate=rate, read_rate=read_rate, concurrency=concurrency,
-                          region_rewrite=region_rewrite)
+                          region_rewrite=region_rewrite, guard=guard or RestoreGuard())
     with aws_errors(f"registry restore into {dst_region}"):
         s3 = client(ctx, "s3", dst_region) if is_s3(str(src)) else None
         return plan_backup_restore(src, _iot(ctx, dst_region, concurrency), options=options, env=env,
-                                   region=region, s3_client=s3)
+                                   region=region, s3_client=s3, verifier=verifier)
 
 
 def restore_registry(ctx: AwsContext, src: str | Path, dst_region: str, *, env: str | None = None,
@@ -138,17 +165,24 @@ def restore_registry(ctx: AwsContext, src: str | Path, dst_region: str, *, env: 
                      read_rate: float | None = None, concurrency: int = 1,
                      checkpoint_path: Path | None = None, progress: Progress | None = None,
                      region_rewrite: RegionRewrite = RegionRewrite.DESTINATION,
-                     residency: Collection[str] | None = None) -> SyncReport:
+                     residency: Collection[str] | None = None, guard: RestoreGuard | None = None,
+                     signing_key: str | None = None, key_region: str | None = None) -> SyncReport:
     """Rebuild a backed-up registry in `dst_region`. `src` is one backup, or a location under
-    which the newest backup (of `env`/`region`, when given) is used."""
+    which the newest backup (of `env`/`region`, when given) is used. The backup's signature is
+    verified before anything is read from it; the restore is additive unless `guard` says
+    otherwise (`RestoreGuard(overwrite=True, confirm=...)`)."""
     _check_region(dst_region, "--to")
     _check_residency(dst_region, residency)
+    verifier = _signer(ctx, signing_key, key_region or dst_region)
+    if prune and guard is not None and guard.prune is None:
+        guard = RestoreGuard(guard.overwrite, guard.confirm, guard.notify, PruneGuard(confirm=guard.confirm))
     options = SyncOptions(prune=prune, rate=rate, read_rate=read_rate, concurrency=concurrency,
-                          checkpoint_path=checkpoint_path, progress=progress, region_rewrite=region_rewrite)
+                          checkpoint_path=checkpoint_path, progress=progress, region_rewrite=region_rewrite,
+                          guard=guard or RestoreGuard(prune=PruneGuard() if prune else None))
     with aws_errors(f"registry restore into {dst_region}"):
         s3 = client(ctx, "s3", dst_region) if is_s3(str(src)) else None
         return restore_backup(src, _iot(ctx, dst_region, concurrency), options=options, env=env,
-                              region=region, s3_client=s3)
+                              region=region, s3_client=s3, verifier=verifier)
 
 
 def backup_age(ctx: AwsContext, dest: str | Path, *, env: str | None = None,

@@ -4,8 +4,10 @@ Layout, under DEST (a directory or `s3://bucket/prefix`):
 
     <env>/<region>/<UTC timestamp>/registry.json        the RegistrySnapshot (PEMs, no keys)
                                    stacks/<stack>.json  each stack's state export, as given
-                                   manifest.json        written last: env, region, time,
-                                                        counts, format version, file digests
+                                   manifest.json        env, region, time, counts, format
+                                                        version, file digests
+                                   manifest.sig         written last: the manifest's signature
+                                                        (`orchestrator.registry.signing`)
 
 A backup without a manifest is incomplete and ignored. Stack exports are written exactly as
 received: secrets in them stay encrypted by the stack's secrets provider; nothing here decrypts
@@ -31,6 +33,7 @@ from typing import Any, Protocol
 
 from orchestrator.errors import InputRejected
 from orchestrator.registry.calls import Caller
+from orchestrator.registry.signing import SIGNATURE, Signer, certificate_id, sign_document, verify_document
 from orchestrator.registry.snapshot import RegistrySnapshot
 from orchestrator.registry.sync import (
     SyncOptions,
@@ -45,8 +48,8 @@ BACKUP_FORMAT = 1
 MANIFEST = "manifest.json"
 REGISTRY = "registry.json"
 _TIMESTAMP = "%Y%m%dT%H%M%SZ"
-_ENV_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-_STACK_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+_ENV_RE = re.compile(r"[a-z][a-z0-9-]{0,30}\Z")
+_STACK_RE = re.compile(r"(?!\.\.?\Z)[A-Za-z0-9._-]{1,200}\Z")
 
 
 @dataclass(frozen=True)
@@ -210,12 +213,13 @@ def _dumps(data: Any) -> bytes:
 
 def backup(snapshot: RegistrySnapshot, stack_exports: Mapping[str, dict[str, Any]], dest: str | Path, *,
            env: str, now: datetime | None = None, s3_client: Any | None = None,
-           kms_key_id: str | None = None) -> BackupResult:
-    """Write the snapshot and the stack exports under `dest/<env>/<region>/<UTC timestamp>/`."""
-    if not _ENV_RE.match(env):
+           kms_key_id: str | None = None, signer: Signer | None = None) -> BackupResult:
+    """Write the snapshot and the stack exports under `dest/<env>/<region>/<UTC timestamp>/`;
+    with `signer`, the manifest's signature last (restores verify it before anything else)."""
+    if not _ENV_RE.fullmatch(env):
         raise InputRejected(f"environment name {env!r} must match {_ENV_RE.pattern}")
     for name in stack_exports:
-        if not _STACK_RE.match(name):
+        if not _STACK_RE.fullmatch(name):
             raise InputRejected(f"stack name {name!r} cannot be a backup file name")
     store = _store(dest, s3_client, kms_key_id)
     created = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
@@ -237,7 +241,10 @@ def backup(snapshot: RegistrySnapshot, stack_exports: Mapping[str, dict[str, Any
         put(f"stacks/{name}.json", _dumps(export))
     manifest = BackupManifest(BACKUP_FORMAT, env, snapshot.region, created, snapshot.counts(),
                               tuple(sorted(stack_exports)), files)
-    store.put(f"{base}/{MANIFEST}", _dumps(manifest.to_json()))
+    manifest_bytes = _dumps(manifest.to_json())
+    store.put(f"{base}/{MANIFEST}", manifest_bytes)
+    if signer is not None:
+        store.put(f"{base}/{SIGNATURE}", sign_document(signer, manifest_bytes))
     return BackupResult(store.url(base), manifest)
 
 
@@ -276,8 +283,12 @@ def _read_manifest(store: _Store, rel_dir: str) -> BackupManifest:
 
 
 def load_backup(src: str | Path, *, env: str | None = None, region: str | None = None,
-                s3_client: Any | None = None) -> LoadedBackup:
-    """A backup: `src` itself if it holds a manifest, else the newest complete backup below it."""
+                s3_client: Any | None = None, verifier: Signer | None = None) -> LoadedBackup:
+    """A backup: `src` itself if it holds a manifest, else the newest complete backup below it.
+
+    With `verifier`, the manifest's signature is verified first (exit 4 when it is missing or does
+    not verify); every file is then checked against the manifest's digest (a file without one is
+    refused), and every certificate's id against the SHA-256 of its PEM's DER bytes."""
     store = _store(src, s3_client)
     chosen: tuple[str, BackupManifest] | None = None
     for rel_dir in _candidates(store, env, region):
@@ -290,31 +301,43 @@ def load_backup(src: str | Path, *, env: str | None = None, region: str | None =
         raise InputRejected(f"{src}: no complete registry backup found{' for ' + what if what else ''}")
     rel_dir, manifest = chosen
     prefix = f"{rel_dir}/" if rel_dir else ""
+    if verifier is not None:
+        raw_manifest = store.get(prefix + MANIFEST)
+        signature = store.get(prefix + SIGNATURE) if store.exists(prefix + SIGNATURE) else None
+        verify_document(verifier, raw_manifest, signature, where=store.url(rel_dir))
+        manifest = BackupManifest.from_json(json.loads(raw_manifest), source=store.url(prefix + MANIFEST))
     data = store.get(prefix + REGISTRY)
     expected = manifest.files.get(REGISTRY)
-    if expected and hashlib.sha256(data).hexdigest() != expected:
-        raise InputRejected(f"{store.url(prefix + REGISTRY)}: content does not match the manifest's digest")
+    if not expected:
+        raise InputRejected(f"{store.url(prefix + MANIFEST)}: lists no digest for {REGISTRY}; nothing was restored")
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise InputRejected(f"{store.url(prefix + REGISTRY)}: content does not match the manifest's digest; "
+                           "nothing was restored")
     try:
         payload = json.loads(data)
     except ValueError:
         raise InputRejected(f"{store.url(prefix + REGISTRY)}: not JSON") from None
     snapshot = RegistrySnapshot.from_json(payload, source=store.url(prefix + REGISTRY))
+    for cert in snapshot.certificates:
+        if cert.pem is not None and certificate_id(cert.pem) != cert.id:
+            raise InputRejected(f"{store.url(prefix + REGISTRY)}: certificate {cert.id[:12]}…'s PEM has id "
+                               f"{certificate_id(cert.pem)[:12]}…: the backup was changed; nothing was restored")
     return LoadedBackup(store.url(rel_dir), manifest, snapshot)
 
 
 def plan_backup_restore(src: str | Path, dst_client: Any, *, options: SyncOptions | None = None,
                         env: str | None = None, region: str | None = None, s3_client: Any | None = None,
-                        dst_caller: Caller | None = None) -> SyncPlanSummary:
+                        dst_caller: Caller | None = None, verifier: Signer | None = None) -> SyncPlanSummary:
     """What `restore_backup` would change in the destination region (nothing is written there)."""
-    loaded = load_backup(src, env=env, region=region, s3_client=s3_client)
+    loaded = load_backup(src, env=env, region=region, s3_client=s3_client, verifier=verifier)
     return plan_snapshot_sync(loaded.snapshot, dst_client, options or SyncOptions(), dst_caller=dst_caller)
 
 
 def restore_backup(src: str | Path, dst_client: Any, *, options: SyncOptions | None = None,
                    env: str | None = None, region: str | None = None, s3_client: Any | None = None,
-                   dst_caller: Caller | None = None) -> SyncReport:
+                   dst_caller: Caller | None = None, verifier: Signer | None = None) -> SyncReport:
     """Rebuild the backed-up registry in the destination region (idempotent, resumable)."""
-    loaded = load_backup(src, env=env, region=region, s3_client=s3_client)
+    loaded = load_backup(src, env=env, region=region, s3_client=s3_client, verifier=verifier)
     return sync_snapshot(loaded.snapshot, dst_client, options or SyncOptions(), dst_caller=dst_caller)
 
 

@@ -248,8 +248,10 @@ class Caller:
                 ambiguous = ambiguous or failure is Failure.TRANSIENT
                 self.retry.sleep(self.retry.delay(retries - 1))
 
-    def pages(self, api: str, **kwargs: Any) -> Iterator[Any]:
-        """Every item of a paginated list call; each page is one retried, rate-limited call."""
+    def pages(self, api: str, *, on_page: Callable[[int, int | None, bool], None] | None = None,
+              **kwargs: Any) -> Iterator[Any]:
+        """Every item of a paginated list call; each page is one retried, rate-limited call.
+        `on_page(items, page size asked, has a continuation token)` sees every page."""
         model = _paginator_model(self.client.meta.service_model.service_name)
         config = model.get_paginator(_op_name(self.client, api))
         limit_key = config.get("limit_key")
@@ -261,8 +263,11 @@ class Caller:
             if token is not None:
                 kwargs[config["input_token"]] = token
             response = self.call(api, **kwargs)
-            yield from response.get(config["result_key"], [])
+            items = response.get(config["result_key"], [])
             token = response.get(config["output_token"])
+            if on_page is not None:
+                on_page(len(items), kwargs.get(limit_key) if limit_key else None, bool(token))
+            yield from items
             if not token or token in seen:
                 return
             seen.add(token)

@@ -8,27 +8,51 @@ desired state changed since the crash is not skipped. Writes go through
 operations and when the run stops for any reason; the file is removed when a run finishes
 without errors. Operations replayed after a hard crash (done, but not yet flushed)
 are harmless: every operation is idempotent.
+
+A checkpoint is bound to its source and destination, to the plan of the run that wrote it (a
+digest of the plan's operation keys) and to its age: `bind(keys)` drops every mark when the plan
+being applied is not the one the file was written for, and a file older than CHECKPOINT_TTL_S is
+ignored. A fresh plan is computed from the current destination listing, so each of its operations
+is one that listing contradicts (the thing is missing, the status differs): such operations are
+never skipped on the word of a checkpoint; only a re-application of the same plan skips what it
+already did.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from orchestrator.errors import InputRejected
 from orchestrator.state import atomic_write_json
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
+CHECKPOINT_TTL_S = 24 * 3600.0  # an older checkpoint describes a destination that has moved on
+
+
+def plan_digest(keys: Iterable[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:32]
 
 
 class Checkpoint:
-    def __init__(self, path: Path, *, src_region: str, dst_region: str, flush_every: int = 25) -> None:
+    def __init__(self, path: Path, *, src_region: str, dst_region: str, flush_every: int = 25,
+                 ttl_s: float = CHECKPOINT_TTL_S, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self.src_region = src_region
         self.dst_region = dst_region
         self.flush_every = max(1, flush_every)
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self.run = uuid.uuid4().hex[:16]
+        self.plan: str | None = None
+        self.dropped = 0  # marks not trusted: another plan, or expired
         self._done: set[str] = set()
+        self._resumed = False
         self._unflushed = 0
         self._lock = threading.Lock()
         self._load()
@@ -46,17 +70,36 @@ class Checkpoint:
         except (ValueError, KeyError, TypeError):
             raise InputRejected(f"{self.path}: malformed sync checkpoint",
                                 hint="delete it to start the sync from scratch (it is safe)") from None
-        if fmt != CHECKPOINT_FORMAT:
+        if fmt not in (1, CHECKPOINT_FORMAT):
             raise InputRejected(f"{self.path}: checkpoint format {fmt!r} is not supported",
                                 hint="delete it to start the sync from scratch (it is safe)")
         if (src, dst) != (self.src_region, self.dst_region):
             raise InputRejected(
                 f"{self.path}: checkpoint is for {src} -> {dst}, not {self.src_region} -> {self.dst_region}")
+        written = data.get("written_at") if isinstance(data, dict) else None
+        if not isinstance(written, (int, float)) or self._clock() - written > self.ttl_s:
+            self.dropped = len(done) if isinstance(done, list) else 0  # unbound (format 1) or expired
+            return
         self._done = {str(k) for k in done}
+        self._resumed = bool(self._done)
+        self.plan = data.get("plan") if isinstance(data.get("plan"), str) else None
+        self.run = str(data.get("run") or self.run)
+
+    def bind(self, keys: Iterable[str]) -> None:
+        """Bind to the plan being applied: marks written for another plan are dropped."""
+        digest = plan_digest(keys)
+        with self._lock:
+            if self.plan != digest and self._done:
+                self.dropped += len(self._done)
+                self._done.clear()
+            if self.plan != digest:
+                self.run = uuid.uuid4().hex[:16]
+            self.plan = digest
 
     @property
     def resumed(self) -> bool:
-        return bool(self._done)
+        """An earlier run left marks here (trusted or not)."""
+        return self._resumed
 
     def __len__(self) -> int:
         with self._lock:
@@ -82,6 +125,9 @@ class Checkpoint:
                 "format": CHECKPOINT_FORMAT,
                 "src_region": self.src_region,
                 "dst_region": self.dst_region,
+                "run": self.run,
+                "plan": self.plan,
+                "written_at": self._clock(),
                 "done": sorted(self._done),
             }
             self._unflushed = 0

@@ -115,6 +115,9 @@ class RegistrySnapshot:
     thing_principals: tuple[ThingPrincipal, ...] = ()
     policy_targets: tuple[PolicyTarget, ...] = ()
     notes: tuple[str, ...] = field(default=(), compare=False)  # what was seen but not captured
+    # why the listing is not provably complete (a full page without a continuation token); empty:
+    # every listing ended on a short page without a token. Pruning trusts only a complete listing.
+    gaps: tuple[str, ...] = field(default=(), compare=False)
 
     # -- lookups -------------------------------------------------------------------------------
     @cached_property
@@ -267,9 +270,20 @@ def read_snapshot(iot_client: Any, *, caller: Caller | None = None, pems: bool =
     caller = caller or Caller(iot_client)
     region = caller.region
     notes: list[str] = []
+    gaps: list[str] = []
+
+    def checked(api: str, **kwargs: Any) -> Any:
+        """caller.pages, noting a page that may not be the last: full, yet without a continuation
+        token (AWS ends a listing on a page with a token or on a short page)."""
+        def on_page(items: int, asked: int | None, more: bool) -> None:
+            if not more and asked is not None and items >= asked:
+                what = f" {kwargs}" if kwargs else ""
+                gaps.append(f"{api}{what}: a full page of {items} without a continuation token")
+
+        return caller.pages(api, on_page=on_page, **kwargs)
 
     types = []
-    for t in caller.pages("list_thing_types"):
+    for t in checked("list_thing_types"):
         props = t.get("thingTypeProperties") or {}
         meta = t.get("thingTypeMetadata") or {}
         types.append(ThingType(
@@ -297,18 +311,18 @@ def read_snapshot(iot_client: Any, *, caller: Caller | None = None, pems: bool =
             arn=d.get("thingGroupArn"),
         )
 
-    group_names = sorted({g["groupName"] for g in caller.pages("list_thing_groups")})
+    group_names = sorted({g["groupName"] for g in checked("list_thing_groups")})
     groups = [g for g in pmap(describe_group, group_names, concurrency) if g is not None]
     dynamic = [g.name for g in groups if g.dynamic]
     if dynamic:
         notes.append(f"dynamic thing groups are not copied (fleet indexing queries): {', '.join(dynamic)}")
 
-    raw_things = list(caller.pages("list_things"))
+    raw_things = list(checked("list_things"))
     thing_names = {t["thingName"] for t in raw_things}
 
     def members(name: str) -> tuple[str, list[str]]:
         try:
-            return name, [t for t in caller.pages("list_things_in_thing_group", thingGroupName=name)]
+            return name, [t for t in checked("list_things_in_thing_group", thingGroupName=name)]
         except Exception as exc:
             if _missing(exc):
                 return name, []
@@ -336,18 +350,18 @@ def read_snapshot(iot_client: Any, *, caller: Caller | None = None, pems: bool =
             raise
         return Policy(name=p["policyName"], document=normalize_document(p["policyDocument"]))
 
-    policy_names = sorted({p["policyName"] for p in caller.pages("list_policies")})
+    policy_names = sorted({p["policyName"] for p in checked("list_policies")})
     policies = [p for p in pmap(policy, policy_names, concurrency) if p is not None]
 
     certificates = tuple(sorted(
         (Certificate(id=c["certificateId"], status=c["status"], mode=c.get("certificateMode"),
                      ca_certificate_id=c.get("caCertificateId"), arn=c.get("certificateArn"))
-         for c in caller.pages("list_certificates")),
+         for c in checked("list_certificates")),
         key=lambda c: c.id))
 
     def principals(thing: str) -> list[ThingPrincipal]:
         try:
-            arns = list(caller.pages("list_thing_principals", thingName=thing))
+            arns = list(checked("list_thing_principals", thingName=thing))
         except Exception as exc:
             if _missing(exc):
                 return []
@@ -366,7 +380,7 @@ def read_snapshot(iot_client: Any, *, caller: Caller | None = None, pems: bool =
 
     def targets(name: str) -> list[PolicyTarget]:
         try:
-            arns = list(caller.pages("list_targets_for_policy", policyName=name))
+            arns = list(checked("list_targets_for_policy", policyName=name))
         except Exception as exc:
             if _missing(exc):
                 return []
@@ -396,6 +410,7 @@ def read_snapshot(iot_client: Any, *, caller: Caller | None = None, pems: bool =
         thing_principals=thing_principals,
         policy_targets=policy_targets,
         notes=tuple(sorted(set(notes))),
+        gaps=tuple(gaps),
     )
     if pems:
         snapshot = with_pems(snapshot, caller, [c.id for c in certificates], concurrency=concurrency)

@@ -8,6 +8,7 @@ marked placeholders where they are not. Placeholders are for previews only: `up`
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.engine.types import Engine
-from orchestrator.errors import ContractViolation, OrchestrateError
+from orchestrator.errors import ContractViolation, InputRejected, OrchestrateError
 from orchestrator.stacks import wiring
 from orchestrator.stacks.graph import StackKind, StackRef, dns_targets, plan_waves, region_stack
 from orchestrator.topology import Topology
@@ -100,22 +101,34 @@ def current_commit(project_dir: Path) -> str:
     return out.stdout.strip() or "unknown"
 
 
+_REF_RE = re.compile(r"(?![-.])(?!.*\.\.)[A-Za-z0-9._/@~^{}-]{1,200}\Z")
+
+
+def check_ref(ref: str) -> str:
+    """A git ref as `--base-ref` may name it: never an option (`-…`), never a range or a path trick."""
+    if not _REF_RE.fullmatch(ref):
+        shown = ref if len(ref) <= 60 else ref[:60] + "…"
+        raise InputRejected(f"--base-ref {shown!r} is not a git ref (letters, digits, . _ / - ~ ^; not starting "
+                            "with - or .)")
+    return ref
+
+
 def topology_at(project_dir: Path, config_path: Path, env: str, ref: str) -> Topology | None:
     """The topology file as it is at git `ref` (the pull request's base), or None if absent."""
     from orchestrator import topology as topo
 
+    check_ref(ref)
     try:
         rel = config_path.resolve().relative_to(project_dir.resolve())
-        out = subprocess.run(["git", "show", f"{ref}:{rel.as_posix()}"], cwd=project_dir, capture_output=True,
-                             text=True, timeout=10)
+        # --end-of-options: whatever the ref looks like, git reads it as a revision, never an option
+        out = subprocess.run(["git", "show", "--end-of-options", f"{ref}:{rel.as_posix()}"], cwd=project_dir,
+                             capture_output=True, text=True, timeout=10)
     except (OSError, ValueError, subprocess.SubprocessError):
         return None
-    if out.returncode != 0:
+    if out.returncode != 0 or len(out.stdout.encode()) > topo.MAX_TOPOLOGY_BYTES:
         return None
-    import yaml
-
-    data: Any = yaml.safe_load(out.stdout)
     try:
+        data: Any = topo.parse_yaml(out.stdout, f"{ref}:{rel.as_posix()}")
         return topo.parse(data, env=env, source=f"{ref}:{rel.as_posix()}")
     except OrchestrateError:
         return None

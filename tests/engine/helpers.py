@@ -87,6 +87,7 @@ class OrchestrateProject:
             timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
         """`orchestrate <args>` in the project root; asserts the exit code unless expect=None."""
         proc = subprocess.run([str(ORCHESTRATE), *args], cwd=self.root, env=self._env(env),
+                              stdin=subprocess.DEVNULL,  # never a terminal: nobody answers a prompt
                               capture_output=True, text=True, timeout=timeout, check=False)
         if expect is not None and proc.returncode != expect:
             raise AssertionError(

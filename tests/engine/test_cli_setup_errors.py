@@ -75,7 +75,7 @@ def test_pulumi_not_on_path_is_exit_2_naming_how_to_install(tmp_path: Path) -> N
     if shutil.which("pulumi", path=env["PATH"]):
         pytest.skip("a pulumi binary is installed system-wide in /usr/bin or /bin")
 
-    for args in (("up", "--region", "eu-west-1"), ("status",)):
+    for args in (("up", "--yes", "--region", "eu-west-1"), ("status",)):
         proc = _orchestrate(root, env, *args)
 
         assert proc.returncode == 2, proc

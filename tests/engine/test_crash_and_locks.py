@@ -37,7 +37,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
 def test_killed_up_is_locked_then_recovered_without_duplicates(make_project) -> None:
     project: OrchestrateProject = make_project(dev_topology())
     slow = {"FAKE_AWS_DELAY": "120", "FAKE_AWS_DELAY_ON": SLOW}
-    proc = project.start("up", "--region", "eu-west-1", env=slow, name="killed-up")
+    proc = project.start("up", "--yes", "--region", "eu-west-1", env=slow, name="killed-up")
     try:
         project.wait_for_event("create-begin", SLOW, proc=proc)
     finally:
@@ -48,7 +48,7 @@ def test_killed_up_is_locked_then_recovered_without_duplicates(make_project) -> 
     # the next up is refused as locked (exit 3) and says how to get out. (About 1 kill in 10 lands
     # between the file backend's checkpoint write and its .attrs sidecar; the engine repairs the
     # torn sidecar first, see test_engine_state.py, and the answer is the same.)
-    again = project.run("up", "--region", "eu-west-1", expect=3)
+    again = project.run("up", "--yes", "--region", "eu-west-1", expect=3)
     assert "locked" in again.stdout + again.stderr
     assert f"orchestrate recover {STACK}" in again.stdout + again.stderr
     # status shows the interrupted create
@@ -63,7 +63,7 @@ def test_killed_up_is_locked_then_recovered_without_duplicates(make_project) -> 
     assert project.export(STACK)["deployment"].get("pending_operations") in (None, [])
 
     # up completes; nothing exists twice (the fake account refuses a second bucket, stream, ...)
-    up = project.json("up", "--region", "eu-west-1")
+    up = project.json("up", "--yes", "--region", "eu-west-1")
     assert up["ok"] is True, up
     urns = collections.Counter(r["urn"] for r in project.export(STACK)["deployment"]["resources"])
     assert [u for u, n in urns.items() if n > 1] == []
@@ -73,11 +73,11 @@ def test_killed_up_is_locked_then_recovered_without_duplicates(make_project) -> 
 def test_second_concurrent_up_exits_3_and_the_first_completes(make_project) -> None:
     project: OrchestrateProject = make_project(dev_topology())
     slow = {"FAKE_AWS_DELAY": "15", "FAKE_AWS_DELAY_ON": SLOW}  # >> the ~3 s the second needs
-    first = project.start("up", "--region", "eu-west-1", env=slow, name="first-up")
+    first = project.start("up", "--yes", "--region", "eu-west-1", env=slow, name="first-up")
     try:
         project.wait_for_event("create-begin", SLOW, proc=first)
 
-        second = project.run("up", "--region", "eu-west-1", expect=3)
+        second = project.run("up", "--yes", "--region", "eu-west-1", expect=3)
 
         assert first.poll() is None, "the first update should still be running"
         assert "locked" in second.stdout + second.stderr

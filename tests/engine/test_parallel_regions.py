@@ -32,7 +32,7 @@ def test_up_all_three_regions_in_parallel_stay_consistent(make_project, moto_ser
     project: OrchestrateProject = make_project(dev_topology(
         secondaries=REGIONS[1:], routing="latency", residency=REGIONS))
 
-    report = project.json("up", "--all", "--parallel", "3", "--endpoint-url", moto_server,
+    report = project.json("up", "--yes", "--all", "--parallel", "3", "--endpoint-url", moto_server,
                           env={"FAKE_AWS_DELAY": str(SLOW_S), "FAKE_AWS_DELAY_ON": SLOW})
 
     assert report["ok"] is True, report

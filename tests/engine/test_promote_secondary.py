@@ -34,12 +34,12 @@ def test_promote_secondary_single_to_failover(make_project, moto_server: str) ->
     zone_id = r53.create_hosted_zone(Name="example.com", CallerReference="engine-tier")["HostedZone"]["Id"]
     project: OrchestrateProject = make_project(dev_topology())
     mirrored = {"FAKE_AWS_MOTO_URL": moto_server}
-    project.run("up", "--region", PRIMARY, "--endpoint-url", moto_server, env=mirrored)
+    project.run("up", "--yes", "--region", PRIMARY, "--endpoint-url", moto_server, env=mirrored)
     primary = project.json("outputs", f"dev-region-{PRIMARY}")["outputs"]
     assert [rr["ResourceRecords"][0]["Value"] for rr in _cname_records(r53, zone_id, "iot.example.com")] == [
         primary["iotEndpoint"]]
 
-    report = project.json("promote-secondary", "--region", SECONDARY, "--routing", "failover",
+    report = project.json("promote-secondary", "--yes", "--region", SECONDARY, "--routing", "failover",
                           "--endpoint-url", moto_server, env=mirrored)
 
     assert report["ok"] is True, report

@@ -42,7 +42,7 @@ def env2(pulumi_tools, moto_server: str, tmp_path_factory: pytest.TempPathFactor
     """Two regions (failover) after `up --all`. The replication stack's registry sync command
     talks to the moto server (`--endpoint-url`)."""
     project = OrchestrateProject(pulumi_tools, tmp_path_factory.mktemp("two-regions"), _topology())
-    return Env2(project, moto_server, project.json("up", "--all", "--endpoint-url", moto_server))
+    return Env2(project, moto_server, project.json("up", "--yes", "--all", "--endpoint-url", moto_server))
 
 
 def _name(resource: dict[str, Any]) -> str:
@@ -113,6 +113,30 @@ def test_preview_markdown_of_a_topology_change_names_changes_and_placeholders(en
     assert project.config_files() == before_files
     assert not (project.stacks / f"Pulumi.dev-region-{NEW}.yaml").exists()
     assert _backend_stacks(project) == before_stacks
+
+
+def test_destroying_the_secondary_without_yes_touches_nothing(env2: Env2) -> None:
+    """Before: a secondary went to `remove_secondary` before any confirmation and was destroyed,
+    protected data included, with input from /dev/null and exit 0."""
+    project = env2.project
+    before = {stack: project.resources(stack) for stack in ALL_STACKS}
+    topology = project.topology_path.read_text()
+    proc = project.run("destroy", "--region", SECONDARY, "--include-protected", "--endpoint-url", env2.endpoint,
+                       expect=4)
+    assert "--yes" in proc.stderr and len(proc.stderr.strip().splitlines()) >= 1
+    assert {stack: project.resources(stack) for stack in ALL_STACKS} == before
+    assert project.topology_path.read_text() == topology
+
+
+def test_a_topology_of_another_env_is_refused_before_anything_runs(env2: Env2) -> None:
+    """Before: ORCHESTRATE_ENV=prod with dev's topology destroyed a stack named after prod, guarded by
+    dev's topology, exit 0."""
+    project = env2.project
+    before = {stack: project.resources(stack) for stack in ALL_STACKS}
+    proc = project.run("destroy", "--region", SECONDARY, "--yes", expect=2,
+                       env={"ORCHESTRATE_ENV": "prod", "ORCHESTRATE_CONFIG": str(project.topology_path)})
+    assert "topology of env 'dev', not of env 'prod'" in proc.stderr
+    assert {stack: project.resources(stack) for stack in ALL_STACKS} == before
 
 
 def test_destroy_all_keeps_protected_data_unless_asked(env2: Env2) -> None:

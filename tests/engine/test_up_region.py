@@ -30,7 +30,7 @@ def _types(resources: list[dict[str, Any]]) -> list[str]:
 def deployed(pulumi_tools, tmp_path_factory: pytest.TempPathFactory) -> tuple[OrchestrateProject, Any]:
     """The dev topology after `orchestrate --json up --region eu-west-1` (shared by this module)."""
     project = OrchestrateProject(pulumi_tools, tmp_path_factory.mktemp("up-region"), dev_topology())
-    return project, project.json("up", "--region", "eu-west-1")
+    return project, project.json("up", "--yes", "--region", "eu-west-1")
 
 
 def test_up_region_deploys_region_and_dns_and_wires_the_real_endpoint(deployed) -> None:

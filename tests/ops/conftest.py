@@ -97,3 +97,21 @@ def iot(ctx: AwsContext) -> Callable[[str], Any]:
 @pytest.fixture
 def s3(ctx: AwsContext) -> Callable[[str], Any]:
     return lambda region: client(ctx, "s3", region)
+
+
+@pytest.fixture
+def signing_key(ctx: AwsContext, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A KMS SIGN_VERIFY key on the moto server, configured as the backup signing key."""
+    kms = client(ctx, "kms", SRC)
+    arn = kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec="RSA_2048")["KeyMetadata"]["Arn"]
+    spec = f"awskms:{arn}"
+    monkeypatch.setenv("ORCHESTRATE_BACKUP_SIGNING_KEY", spec)
+    return spec
+
+
+@pytest.fixture
+def signer(ctx: AwsContext, signing_key: str) -> Any:
+    """The `Signer` of `signing_key` (for tests that write backups with `registry.backup`)."""
+    from orchestrator.registry.signing import signer_from_spec
+
+    return signer_from_spec(signing_key, kms=client(ctx, "kms", SRC))

@@ -73,13 +73,13 @@ def dns(sim: ProviderSimulation) -> list[tuple[str | None, str]]:
 @pytest.fixture
 def live(run, iot) -> Any:  # noqa: ANN001
     """A single-region platform: the primary deployed, DNS single, a seeded registry."""
-    assert run("up", "--region", SRC).exit_code == 0
+    assert run("up", "--yes", "--region", SRC).exit_code == 0
     return seed(iot(SRC), n_things=6, group_policy=False)
 
 
 def test_promote_secondary_failover_end_to_end(run, engine, sim, project, iot, live) -> None:  # noqa: ANN001
     engine.calls.clear()
-    result = run("promote-secondary", "--region", DST, "--routing", "failover")
+    result = run("promote-secondary", "--yes", "--region", DST, "--routing", "failover")
     assert result.exit_code == 0, result.output
     # stacks in the documented order: the new region, replication, then DNS last
     assert engine.ops("up") == [("up", f"dev-region-{DST}"), ("up", "dev-replication"), ("up", "dev-dns")]
@@ -94,14 +94,14 @@ def test_promote_secondary_failover_end_to_end(run, engine, sim, project, iot, l
 
 
 def test_promote_latency_routing_records_one_per_region(run, sim, live) -> None:  # noqa: ANN001
-    assert run("promote-secondary", "--region", DST, "--routing", "latency").exit_code == 0
+    assert run("promote-secondary", "--yes", "--region", DST, "--routing", "latency").exit_code == 0
     assert dns(sim) == [(DST, stable_endpoint(DST)), (SRC, stable_endpoint(SRC))]
 
 
 def test_dry_run_touches_nothing(run, engine, project, live) -> None:  # noqa: ANN001
     before = (project / "stacks" / "dev.topology.yaml").read_text()
     engine.calls.clear()
-    result = run("promote-secondary", "--region", DST, "--dry-run", "--json")
+    result = run("promote-secondary", "--yes", "--region", DST, "--dry-run", "--json")
     assert result.exit_code == 0
     steps = json.loads(result.stdout)["steps"]
     assert [s["step"] for s in steps][0] == "preflight" and all(s["status"] == "planned" for s in steps)
@@ -111,20 +111,20 @@ def test_dry_run_touches_nothing(run, engine, project, live) -> None:  # noqa: A
 
 def test_region_outside_residency_is_refused_before_anything(run, engine, project, live) -> None:  # noqa: ANN001
     engine.calls.clear()
-    result = run("promote-secondary", "--region", "us-east-1")
+    result = run("promote-secondary", "--yes", "--region", "us-east-1")
     assert result.exit_code == 2 and "outside residency" in result.stderr
     assert engine.calls == [] and topology(project)["secondaries"] == []
 
 
 def test_failure_before_dns_leaves_dns_untouched_and_resumes(run, engine, sim, project, live) -> None:  # noqa: ANN001
     engine.fail_on["dev-replication"] = "AccessDenied: iam:PassRole"
-    first = run("promote-secondary", "--region", DST)
+    first = run("promote-secondary", "--yes", "--region", DST)
     assert first.exit_code == 1 and "AccessDenied" in first.stdout
     assert dns(sim) == [(None, stable_endpoint(SRC))]  # still the single record
     assert ("up", "dev-dns") not in engine.ops()[2:]
     del engine.fail_on["dev-replication"]
     engine.calls.clear()
-    second = run("promote-secondary", "--region", DST)
+    second = run("promote-secondary", "--yes", "--region", DST)
     assert second.exit_code == 0, second.output
     assert "resuming the promotion" in second.stderr
     assert engine.ops("up") == [("up", "dev-replication"), ("up", "dev-dns")]  # region stack not redone
@@ -132,28 +132,28 @@ def test_failure_before_dns_leaves_dns_untouched_and_resumes(run, engine, sim, p
 
 def test_failure_in_dns_puts_previous_records_back(run, engine, sim, project, live) -> None:  # noqa: ANN001
     sim.corrupt_dns_applies = 1
-    result = run("promote-secondary", "--region", DST)
+    result = run("promote-secondary", "--yes", "--region", DST)
     assert result.exit_code == 1, result.output
     assert "previous records restored" in result.stdout, result.stderr
     # the rollback re-applied and verified the single record of the previous topology
     assert dns(sim) == [(None, stable_endpoint(SRC))]
     assert topology(project)["routing"] == "single"
     engine.calls.clear()
-    again = run("promote-secondary", "--region", DST)
+    again = run("promote-secondary", "--yes", "--region", DST)
     assert again.exit_code == 0, again.output
     assert engine.ops("up") == [("up", "dev-dns")]
     assert dns(sim) == [("PRIMARY", stable_endpoint(SRC)), ("SECONDARY", stable_endpoint(DST))]
 
 
 def test_failover_and_failback(run, sim, project, iot, live) -> None:  # noqa: ANN001
-    assert run("promote-secondary", "--region", DST).exit_code == 0
-    result = run("failover", "--to", DST)
+    assert run("promote-secondary", "--yes", "--region", DST).exit_code == 0
+    result = run("failover", "--yes", "--to", DST)
     assert result.exit_code == 0, result.output
     assert topology(project)["primary"] == DST and topology(project)["secondaries"] == [SRC]
     assert dns(sim) == [("PRIMARY", stable_endpoint(DST)), ("SECONDARY", stable_endpoint(SRC))]
     # a device provisioned during the outage, in the new primary
     iot(DST).create_thing(thingName="provisioned-during-outage")
-    back = run("failback")
+    back = run("failback", "--yes")
     assert back.exit_code == 0, back.output
     assert topology(project)["primary"] == SRC
     assert dns(sim) == [("PRIMARY", stable_endpoint(SRC)), ("SECONDARY", stable_endpoint(DST))]
@@ -161,26 +161,26 @@ def test_failover_and_failback(run, sim, project, iot, live) -> None:  # noqa: A
 
 
 def test_failover_with_unreachable_primary_says_how_stale(run, project, live, monkeypatch) -> None:  # noqa: ANN001
-    assert run("promote-secondary", "--region", DST).exit_code == 0
+    assert run("promote-secondary", "--yes", "--region", DST).exit_code == 0
     from orchestrator.operations import verify
 
     monkeypatch.setattr(verify, "region_answers", lambda ctx, region: region != SRC)
-    result = run("failover", "--to", DST)
+    result = run("failover", "--yes", "--to", DST)
     assert result.exit_code == 0, result.output
     assert f"{SRC} does not answer" in result.stderr and "last sync" in result.stderr
 
 
 def test_failover_refuses_unverified_or_unknown_targets(run, engine, live) -> None:  # noqa: ANN001
     engine.calls.clear()
-    assert run("failover", "--to", DST).exit_code == 2  # not a secondary
-    assert run("failover", "--to", SRC).exit_code == 2  # already primary
+    assert run("failover", "--yes", "--to", DST).exit_code == 2  # not a secondary
+    assert run("failover", "--yes", "--to", SRC).exit_code == 2  # already primary
     assert engine.ops("up") == []
 
 
 def test_removing_a_secondary_takes_dns_first(run, engine, sim, project, live) -> None:  # noqa: ANN001
-    assert run("promote-secondary", "--region", DST).exit_code == 0
+    assert run("promote-secondary", "--yes", "--region", DST).exit_code == 0
     engine.calls.clear()
-    result = run("destroy", "--region", DST)
+    result = run("destroy", "--region", DST, "--yes")
     assert result.exit_code == 0, result.output
     ops = engine.ops()
     assert ops.index(("up", "dev-dns")) < ops.index(("destroy", "dev-replication")) \
@@ -194,7 +194,10 @@ def test_removing_a_secondary_takes_dns_first(run, engine, sim, project, live) -
     assert topology(project)["secondaries"] == [] and topology(project)["routing"] == "single"
 
 
-def test_registry_cli_sync_dry_run_then_sync_then_nothing(run, iot, live) -> None:  # noqa: ANN001
+def test_registry_cli_sync_dry_run_then_sync_then_nothing(run, iot, live, project) -> None:  # noqa: ANN001
+    path = project / "stacks" / "dev.topology.yaml"  # a sync runs between member regions only
+    path.write_text(path.read_text().replace("secondaries: []", f"secondaries: [{DST}]")
+                    .replace("routing: single", "routing: failover"))
     dry = run("registry", "sync", "--from", SRC, "--to", DST, "--dry-run", "--json")
     assert dry.exit_code == 0, dry.output
     plan = json.loads(dry.stdout)
@@ -207,11 +210,11 @@ def test_registry_cli_sync_dry_run_then_sync_then_nothing(run, iot, live) -> Non
     assert json.loads(second.stdout)["write_calls"] == 0
 
 
-def test_registry_backup_restore_round_trip_through_cli(run, iot, live, tmp_path: Path) -> None:  # noqa: ANN001
+def test_registry_backup_restore_round_trip_through_cli(run, iot, live, tmp_path: Path, signing_key) -> None:  # noqa: ANN001
     dest = tmp_path / "backups"
     backup = run("registry", "backup", "--region", SRC, "--dest", str(dest), "--skip-stack-state", "--json")
     assert backup.exit_code == 0, backup.output
-    restore = run("registry", "restore", "--region", DST, "--src", str(dest), "--rate", "500", "--json")
+    restore = run("registry", "restore", "--region", DST, "--src", str(dest), "--rate", "500", "--json", "--yes")
     assert restore.exit_code == 0, restore.output
     src_things = {t["thingName"] for t in iot(SRC).list_things()["things"]}
     assert src_things == {t["thingName"] for t in iot(DST).list_things()["things"]}

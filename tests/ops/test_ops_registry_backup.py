@@ -52,7 +52,7 @@ def listing(client: Any) -> dict[str, Any]:
 
 
 def test_backup_to_a_directory_then_restore_into_a_third_region(
-        ctx: AwsContext, iot: IotFactory, tmp_path: Path) -> None:
+        ctx: AwsContext, iot: IotFactory, tmp_path: Path, signing_key: str) -> None:
     src = iot(SRC)
     seed(src, 8)
     dest = tmp_path / "backups"
@@ -62,7 +62,7 @@ def test_backup_to_a_directory_then_restore_into_a_third_region(
     where = dest / "dev" / SRC / "20261126T093000Z"
     assert result.location == str(where)
     assert sorted(p.relative_to(where).as_posix() for p in where.rglob("*") if p.is_file()) == \
-        ["manifest.json", "registry.json", "stacks/dev-region-eu-west-1.json"]
+        ["manifest.json", "manifest.sig", "registry.json", "stacks/dev-region-eu-west-1.json"]
     manifest = json.loads((where / "manifest.json").read_text())
     assert manifest["format_version"] == 1 and manifest["env"] == "dev" and manifest["region"] == SRC
     assert manifest["created_at"] == "2026-11-26T09:30:00Z"
@@ -105,7 +105,7 @@ def test_restore_is_idempotent_and_completes_a_partial_region(iot: IotFactory, t
 
 
 def test_backup_to_s3_is_encrypted_and_restores_the_newest(
-        ctx: AwsContext, iot: IotFactory, s3: Callable[[str], Any]) -> None:
+        ctx: AwsContext, iot: IotFactory, s3: Callable[[str], Any], signing_key: str) -> None:
     src = iot(SRC)
     seed(src, 5)
     bucket = s3(SRC)
@@ -144,10 +144,10 @@ def test_restore_dry_run_changes_nothing(iot: IotFactory, tmp_path: Path) -> Non
 
 
 def test_plan_restore_reads_the_backup_and_the_region_and_writes_nothing(
-        ctx: AwsContext, iot: IotFactory, tmp_path: Path) -> None:
+        ctx: AwsContext, iot: IotFactory, tmp_path: Path, signer: Any) -> None:
     src, third = iot(SRC), iot(THIRD)
     seed(src, 3)
-    backup(read_snapshot(src), {}, tmp_path, env="dev", now=T0)
+    backup(read_snapshot(src), {}, tmp_path, env="dev", now=T0, signer=signer)
 
     summary = plan_restore(ctx, tmp_path, THIRD, env="dev", region=SRC)
 

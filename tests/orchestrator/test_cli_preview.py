@@ -38,7 +38,7 @@ def test_markdown_preview_with_undeployed_upstream_uses_marked_placeholders(run,
 
 
 def test_preview_uses_real_outputs_when_upstream_is_deployed(run, engine) -> None:  # noqa: ANN001
-    assert run("up", "--all").exit_code == 0
+    assert run("up", "--yes", "--all").exit_code == 0
     previews(engine, changed=False)
     result = run("preview", "--all", "--json")
     assert result.exit_code == 0

@@ -32,7 +32,7 @@ def fake_cli(bin_dir: Path, script: str = "exit 0") -> None:
 
 
 def test_missing_cli_names_how_to_install(no_pulumi: Path, project: Path) -> None:
-    result = invoke("up", "--region", "eu-west-1")
+    result = invoke("up", "--yes", "--region", "eu-west-1")
     assert result.exit_code == 2
     assert "the Pulumi CLI was not found on PATH" in result.stderr and "install" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -44,7 +44,7 @@ def test_missing_passphrase_is_reported_before_anything_runs(no_pulumi: Path, pr
     fake_cli(no_pulumi, "echo should-not-run >&2\nexit 1")
     monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE", raising=False)
     monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE_FILE", raising=False)
-    result = invoke("up", "--all")
+    result = invoke("up", "--yes", "--all")
     assert result.exit_code == 2
     assert "no passphrase for the stack secrets" in result.stderr
     assert "PULUMI_CONFIG_PASSPHRASE" in result.stderr and "should-not-run" not in result.output
@@ -69,5 +69,5 @@ def test_kms_secrets_provider_needs_no_passphrase(no_pulumi: Path, project: Path
 
 def test_unknown_secrets_provider_is_rejected(no_pulumi: Path, project: Path) -> None:
     fake_cli(no_pulumi)
-    result = invoke("up", "--all", "--secrets-provider", "rot13://")
+    result = invoke("up", "--yes", "--all", "--secrets-provider", "rot13://")
     assert result.exit_code == 2 and "unknown secrets provider" in result.stderr

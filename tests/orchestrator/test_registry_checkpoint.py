@@ -19,6 +19,7 @@ from click.testing import Result
 
 from orchestrator.registry import Checkpoint, RetriesExhausted, SyncOptions, SyncReport
 from orchestrator.state import StateLayout
+from tests.orchestrator.conftest import multi_region
 
 SRC, DST = "eu-west-1", "eu-central-1"
 
@@ -46,7 +47,13 @@ class InterruptedSyncs:
 
 
 @pytest.fixture
-def syncs(monkeypatch: pytest.MonkeyPatch) -> InterruptedSyncs:
+def members(project: Path) -> None:
+    """Registry sync runs only between member regions: DST is a secondary of dev here."""
+    multi_region(project, "dev", [DST])
+
+
+@pytest.fixture
+def syncs(monkeypatch: pytest.MonkeyPatch, members: None) -> InterruptedSyncs:
     import orchestrator.registry.api as api
 
     fake = InterruptedSyncs()
@@ -74,7 +81,7 @@ def test_registry_sync_command_checkpoints_under_the_project_state_dir(
 
 
 def test_registry_sync_dry_run_leaves_no_checkpoint(
-        run: Callable[..., Result], project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        run: Callable[..., Result], project: Path, monkeypatch: pytest.MonkeyPatch, members: None) -> None:
     import orchestrator.registry.api as api
     from orchestrator.registry import SyncPlanSummary
 

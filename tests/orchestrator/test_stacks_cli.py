@@ -15,7 +15,7 @@ REGIONS5 = ["eu-central-1", "eu-north-1", "eu-west-2", "eu-west-3"]
 
 
 def test_up_single_region_runs_region_then_dns_with_wired_endpoint(run, engine) -> None:  # noqa: ANN001
-    result = run("up", "--region", "eu-west-1")
+    result = run("up", "--yes", "--region", "eu-west-1")
     assert result.exit_code == 0, result.output
     assert engine.ops("up") == [("up", "dev-region-eu-west-1"), ("up", "dev-dns")]
     dns_call = engine.calls[-1]
@@ -28,10 +28,10 @@ def test_up_single_region_runs_region_then_dns_with_wired_endpoint(run, engine) 
 
 def test_global_options_before_and_after_the_command(run, engine, project: Path) -> None:  # noqa: ANN001
     multi_region(project, "staging", ["eu-central-1"])
-    assert run("--env", "staging", "up", "--all").exit_code == 0
+    assert run("--env", "staging", "up", "--all", "--yes").exit_code == 0
     first = engine.ops("up")
     engine.calls.clear()
-    assert run("up", "--all", "--env", "staging").exit_code == 0
+    assert run("up", "--yes", "--all", "--env", "staging").exit_code == 0
     assert engine.ops("up") == first
     assert ("up", "staging-replication") in first
 
@@ -39,7 +39,7 @@ def test_global_options_before_and_after_the_command(run, engine, project: Path)
 def test_up_all_five_regions_runs_the_first_wave_in_parallel(run, engine, project: Path) -> None:  # noqa: ANN001
     multi_region(project, "dev", REGIONS5, routing="latency")
     engine.latency = 0.2
-    result = run("up", "--all", "--parallel", "5")
+    result = run("up", "--yes", "--all", "--parallel", "5")
     assert result.exit_code == 0, result.output
     regions = [c for c in engine.calls if c.stack.startswith("dev-region-")]
     assert len(regions) == 5
@@ -52,7 +52,7 @@ def test_up_all_five_regions_runs_the_first_wave_in_parallel(run, engine, projec
 def test_parallel_bound_is_respected(run, engine, project: Path) -> None:  # noqa: ANN001
     multi_region(project, "dev", REGIONS5, routing="latency")
     engine.latency = 0.1
-    assert run("up", "--all", "--parallel", "2").exit_code == 0
+    assert run("up", "--yes", "--all", "--parallel", "2").exit_code == 0
     regions = sorted((c for c in engine.calls if c.stack.startswith("dev-region-")), key=lambda c: c.started)
     for c in regions:
         running = [o for o in regions if o.started <= c.started < o.ended]
@@ -61,7 +61,7 @@ def test_parallel_bound_is_respected(run, engine, project: Path) -> None:  # noq
 
 
 def test_json_output_is_one_document(run, engine) -> None:  # noqa: ANN001
-    result = run("up", "--all", "--json")
+    result = run("up", "--yes", "--all", "--json")
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
     assert doc["ok"] is True and doc["operation"] == "up" and doc["env"] == "dev"
@@ -72,7 +72,7 @@ def test_json_output_is_one_document(run, engine) -> None:  # noqa: ANN001
 
 def test_contract_violation_stops_before_dns(run, engine) -> None:  # noqa: ANN001
     engine.output_overrides["dev-region-eu-west-1"] = {"iotEndpoint": "evil.example.net"}
-    result = run("up", "--region", "eu-west-1")
+    result = run("up", "--yes", "--region", "eu-west-1")
     assert result.exit_code == 1
     assert "evil.example.net" in result.stdout
     assert ("up", "dev-dns") not in engine.ops()
@@ -81,7 +81,7 @@ def test_contract_violation_stops_before_dns(run, engine) -> None:  # noqa: ANN0
 def test_arn_of_wrong_region_violates_contract(run, engine) -> None:  # noqa: ANN001
     engine.output_overrides["dev-region-eu-west-1"] = {
         "streamArn": "arn:aws:kinesis:us-east-1:123456789012:stream/iot-dev-telemetry"}
-    result = run("up", "--all")
+    result = run("up", "--yes", "--all")
     assert result.exit_code == 1 and "streamArn" in result.stdout
     assert engine.ops("up") == [("up", "dev-region-eu-west-1")]
 
@@ -89,13 +89,13 @@ def test_arn_of_wrong_region_violates_contract(run, engine) -> None:  # noqa: AN
 def test_failure_in_wave_two_then_resume(run, engine, project: Path) -> None:  # noqa: ANN001
     multi_region(project, "dev", ["eu-central-1"])
     engine.fail_on["dev-replication"] = "AccessDenied: s3:PutReplicationConfiguration"
-    first = run("up", "--all")
+    first = run("up", "--yes", "--all")
     assert first.exit_code == 1 and "AccessDenied" in first.stdout
     assert set(engine.ops("up")) == {("up", "dev-region-eu-west-1"), ("up", "dev-region-eu-central-1"),
                                      ("up", "dev-dns"), ("up", "dev-replication")}
     del engine.fail_on["dev-replication"]
     engine.calls.clear()
-    second = run("up", "--all", "--resume")
+    second = run("up", "--yes", "--all", "--resume")
     assert second.exit_code == 0, second.output
     assert engine.ops("up") == [("up", "dev-replication")]
     assert "resuming run" in second.stderr
@@ -104,7 +104,7 @@ def test_failure_in_wave_two_then_resume(run, engine, project: Path) -> None:  #
 def test_failure_in_wave_one_stops_later_waves(run, engine, project: Path) -> None:  # noqa: ANN001
     multi_region(project, "dev", ["eu-central-1"])
     engine.fail_on["dev-region-eu-central-1"] = "LimitExceeded"
-    result = run("up", "--all", "--json")
+    result = run("up", "--yes", "--all", "--json")
     assert result.exit_code == 1
     doc = json.loads(result.stdout)
     assert doc["stacks"]["dev-dns"]["outcome"] == "skipped"
@@ -115,12 +115,12 @@ def test_failure_in_wave_one_stops_later_waves(run, engine, project: Path) -> No
 def test_resume_replans_when_upstream_outputs_changed(run, engine, project: Path) -> None:  # noqa: ANN001
     multi_region(project, "dev", ["eu-central-1"])
     engine.fail_on["dev-dns"] = "boom"
-    assert run("up", "--all").exit_code == 1
+    assert run("up", "--yes", "--all").exit_code == 1
     del engine.fail_on["dev-dns"]
     engine.stacks["dev-region-eu-west-1"].outputs["iotEndpoint"] = \
         wiring.OutputValue("bbbbbbbbbbbbbb-ats.iot.eu-west-1.amazonaws.com")
     engine.calls.clear()
-    result = run("up", "--all", "--resume")
+    result = run("up", "--yes", "--all", "--resume")
     assert result.exit_code == 0
     assert "changed since run" in result.stderr and "re-planning" in result.stderr
     assert ("up", "dev-region-eu-west-1") in engine.ops()
@@ -128,7 +128,7 @@ def test_resume_replans_when_upstream_outputs_changed(run, engine, project: Path
 
 def test_locked_stack_exits_3(run, engine) -> None:  # noqa: ANN001
     engine.locked["dev-region-eu-west-1"] = "alice@ci (pid 4242)"
-    result = run("up", "--region", "eu-west-1")
+    result = run("up", "--yes", "--region", "eu-west-1")
     assert result.exit_code == 3
     assert "alice@ci" in result.stdout
     assert ("up", "dev-dns") not in engine.ops()
@@ -136,7 +136,7 @@ def test_locked_stack_exits_3(run, engine) -> None:  # noqa: ANN001
 
 def test_up_region_refuses_dns_when_a_routed_region_is_not_deployed(run, engine, project: Path) -> None:  # noqa: ANN001
     multi_region(project, "dev", ["eu-central-1"])
-    result = run("up", "--region", "eu-central-1")
+    result = run("up", "--yes", "--region", "eu-central-1")
     assert result.exit_code == 1
     assert "dev-region-eu-west-1 is not deployed" in result.stdout
     assert ("up", "dev-dns") not in engine.ops()
@@ -145,7 +145,7 @@ def test_up_region_refuses_dns_when_a_routed_region_is_not_deployed(run, engine,
 # -- destroy and its guards ---------------------------------------------------------------------
 def test_destroy_all_runs_in_reverse_order(run, engine, project: Path) -> None:  # noqa: ANN001
     multi_region(project, "dev", ["eu-central-1"])
-    assert run("up", "--all").exit_code == 0
+    assert run("up", "--yes", "--all").exit_code == 0
     engine.calls.clear()
     result = run("destroy", "--all", "--yes")
     assert result.exit_code == 0, result.output
@@ -157,7 +157,7 @@ def test_destroy_all_runs_in_reverse_order(run, engine, project: Path) -> None: 
 
 
 def test_destroy_all_needs_confirmation(run, engine) -> None:  # noqa: ANN001
-    assert run("up", "--all").exit_code == 0
+    assert run("up", "--yes", "--all").exit_code == 0
     engine.calls.clear()
     result = run("destroy", "--all")
     assert result.exit_code == 4 and "--yes" in result.stderr
@@ -165,7 +165,7 @@ def test_destroy_all_needs_confirmation(run, engine) -> None:  # noqa: ANN001
 
 
 def test_destroy_include_protected_removes_everything(run, engine) -> None:  # noqa: ANN001
-    assert run("up", "--all").exit_code == 0
+    assert run("up", "--yes", "--all").exit_code == 0
     assert run("destroy", "--all", "--include-protected", "--yes").exit_code == 0
     assert engine.stacks["dev-region-eu-west-1"].resources == 0
 
@@ -174,7 +174,7 @@ def test_destroy_include_protected_removes_everything(run, engine) -> None:  # n
     (["destroy", "--region", "eu-west-1"], "only region of env dev"),
 ])
 def test_destroy_guard_single_region(run, engine, args, expected) -> None:  # noqa: ANN001
-    assert run("up", "--all").exit_code == 0
+    assert run("up", "--yes", "--all").exit_code == 0
     engine.calls.clear()
     result = run(*args)
     assert result.exit_code == 4 and expected in result.stderr and "destroy --all --yes" in result.stderr
@@ -200,14 +200,14 @@ def test_destroy_guard_validation_owner(run, engine, project: Path) -> None:  # 
 def test_destroy_orphan_region_stack(run, engine) -> None:  # noqa: ANN001
     topology = load(Path("stacks/dev.topology.yaml"))
     engine.deploy(wiring.region_spec(topology.with_secondary("eu-central-1"), "eu-central-1"))
-    result = run("destroy", "--region", "eu-central-1")
+    result = run("destroy", "--region", "eu-central-1", "--yes")
     assert result.exit_code == 0, result.output
     assert engine.ops("destroy") == [("destroy", "dev-region-eu-central-1")]
 
 
 # -- status, outputs, graph, recover ------------------------------------------------------------
 def test_status_json(run, engine) -> None:  # noqa: ANN001
-    assert run("up", "--all").exit_code == 0
+    assert run("up", "--yes", "--all").exit_code == 0
     doc = json.loads(run("status", "--json").stdout)
     rows = {s["name"]: s for s in doc["stacks"]}
     assert rows["dev-region-eu-west-1"]["deployed"] is True
@@ -217,7 +217,7 @@ def test_status_json(run, engine) -> None:  # noqa: ANN001
 
 
 def test_status_text_points_at_recover(run, engine) -> None:  # noqa: ANN001
-    assert run("up", "--all").exit_code == 0
+    assert run("up", "--yes", "--all").exit_code == 0
     engine.stacks["dev-dns"].pending = ("creating urn:pulumi:dev-dns::iot-platform::aws:route53/record:Record::x",)
     out = run("status").stdout
     assert "orchestrate recover dev-dns" in out
@@ -225,13 +225,13 @@ def test_status_text_points_at_recover(run, engine) -> None:  # noqa: ANN001
 
 def test_outputs_masks_secrets(run, engine) -> None:  # noqa: ANN001
     engine.secret_outputs["dev-region-eu-west-1"] = {"apiToken": "s3cr3t-value"}
-    assert run("up", "--all").exit_code == 0
+    assert run("up", "--yes", "--all").exit_code == 0
     masked = run("outputs", "dev-region-eu-west-1", "--json")
     assert "s3cr3t-value" not in masked.stdout
     assert json.loads(masked.stdout)["outputs"]["apiToken"] == "[secret]"
     shown = run("outputs", "dev-region-eu-west-1", "--show-secrets")
     assert "apiToken: s3cr3t-value" in shown.stdout
-    up_json = run("up", "--all", "--json")
+    up_json = run("up", "--yes", "--all", "--json")
     assert "s3cr3t-value" not in up_json.stdout
 
 
@@ -247,7 +247,7 @@ def test_graph_formats(run, project: Path) -> None:  # noqa: ANN001
 
 
 def test_recover_cancels_and_refreshes_with_pending_creates_cleared(run, engine) -> None:  # noqa: ANN001
-    assert run("up", "--all").exit_code == 0
+    assert run("up", "--yes", "--all").exit_code == 0
     engine.stacks["dev-dns"].pending = ("creating urn:x",)
     engine.locked["dev-dns"] = "crashed run"
     engine.calls.clear()
@@ -260,9 +260,9 @@ def test_recover_cancels_and_refreshes_with_pending_creates_cleared(run, engine)
 
 
 def test_region_and_all_are_exclusive_and_required(run, engine) -> None:  # noqa: ANN001
-    assert run("up").exit_code == 2
-    assert run("up", "--all", "--region", "eu-west-1").exit_code == 2
-    assert run("up", "--region", "eu-moon-1").exit_code == 2
+    assert run("up", "--yes").exit_code == 2
+    assert run("up", "--yes", "--all", "--region", "eu-west-1").exit_code == 2
+    assert run("up", "--yes", "--region", "eu-moon-1").exit_code == 2
     assert engine.calls == []
 
 

@@ -28,7 +28,7 @@ def test_layout_pins_every_path(tmp_path: Path) -> None:
 
 
 def test_a_run_journal_lands_under_runs(run, project: Path) -> None:  # noqa: ANN001
-    assert run("up", "--region", "eu-west-1").exit_code == 0
+    assert run("up", "--yes", "--region", "eu-west-1").exit_code == 0
     journals = list((project / ".orchestrate" / "runs").glob("dev-up-*.json"))
     assert len(journals) == 1
     assert json.loads(journals[0].read_text())["status"] == "succeeded"

@@ -161,6 +161,7 @@ def test_apply_runs_on_main_per_environment_behind_approval() -> None:
         assert job["concurrency"] == {"group": f"apply-{env}", "cancel-in-progress": False}
         assert job["env"]["ENV_NAME"] == env
         assert 'orchestrate up --all --env "$ENV_NAME"' in run_lines(job)
+        assert all("--yes" in line for line in run_lines(job).splitlines() if "orchestrate up" in line)
         (aws,) = steps_using(job, "aws-actions/configure-aws-credentials")
         assert aws["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}"
 
@@ -185,3 +186,4 @@ def test_backup_runs_daily_with_least_privilege() -> None:
     assert job["permissions"] == {"contents": "read", "id-token": "write"}
     assert job["concurrency"]["cancel-in-progress"] is False
     assert any("orchestrate registry backup" in step.get("run", "") for step in job["steps"])
+    assert job["env"]["ORCHESTRATE_BACKUP_SIGNING_KEY"].startswith("${{ vars.")  # backups are signed

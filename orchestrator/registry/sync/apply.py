@@ -23,6 +23,7 @@ from orchestrator.errors import InputRejected, OrchestrateError
 from orchestrator.registry.calls import Caller, RateLimiter, RetryPolicy, error_code
 from orchestrator.registry.checkpoint import Checkpoint
 from orchestrator.registry.policydoc import normalize_document
+from orchestrator.registry.signing import certificate_id
 from orchestrator.registry.snapshot import TargetKind
 from orchestrator.registry.sync.model import (
     MAX_CONCURRENCY,
@@ -181,6 +182,8 @@ class _Executor:
         except Exception as exc:
             if _code(exc) != _EXISTS:
                 raise
+            if op.params.get("additive"):  # a restore never replaces a policy's current version
+                return
             self._policy_update(op)
 
     def _policy_update(self, op: SyncOp) -> None:
@@ -220,6 +223,12 @@ class _Executor:
     def _certificate_create(self, op: SyncOp) -> None:
         status = op.params["status"]
         try:
+            local_id = certificate_id(op.params["pem"])  # the id AWS will give it: SHA-256 of the DER
+        except InputRejected as exc:
+            raise _OpRejected("InvalidCertificatePem", exc.message) from None
+        if local_id != op.name:
+            raise _OpRejected("CertificateIdMismatch", f"the PEM's id is {local_id}, not {op.name}; not registered")
+        try:
             response = self.caller.call("register_certificate_without_ca",
                                         certificatePem=op.params["pem"], status=status)
         except Exception as exc:
@@ -228,6 +237,8 @@ class _Executor:
             d = self.caller.call("describe_certificate", certificateId=op.name)["certificateDescription"]
             with self._lock:
                 self._cert_arns[op.name] = d["certificateArn"]
+            if op.params.get("additive"):  # a restore never changes a certificate that exists
+                return
             if d["status"] != status and d["status"] not in ("REVOKED", "PENDING_TRANSFER"):
                 self.caller.call("update_certificate", certificateId=op.name, newStatus=status)
             return
@@ -328,6 +339,8 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | None = No
     resumed = checkpoint.resumed if checkpoint is not None else False
 
     ops = plan.ops
+    if checkpoint is not None:
+        checkpoint.bind(op.key for op in ops)  # marks of another plan are not trusted
     total = len(ops)
     by_id = {op.id: op for op in ops}
     order = {op.id: i for i, op in enumerate(ops)}

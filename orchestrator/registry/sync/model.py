@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import InputRejected
 from orchestrator.registry.calls import Caller, RateLimiter, RetryPolicy
 from orchestrator.registry.policydoc import RegionRewrite
+
+if TYPE_CHECKING:  # pragma: no cover
+    from orchestrator.registry.guards import PruneGuard, RestoreGuard
 
 DEFAULT_RATE = 10.0  # write calls per second per API: below AWS IoT's per-API control-plane limits
 DEFAULT_READ_RATE = 20.0
@@ -176,9 +179,17 @@ class SyncPlan:
 
 @dataclass(frozen=True)
 class OpError:
+    """One refused operation. Built only here: the AWS message is scrubbed of secret shapes and
+    values (it reaches stdout, --json, state files and the replication stack's Command output)."""
+
     op: str
     code: str
     message: str
+
+    def __post_init__(self) -> None:
+        from orchestrator.scrub import scrub
+
+        object.__setattr__(self, "message", scrub(self.message))
 
     def to_json(self) -> dict[str, str]:
         return {"op": self.op, "code": self.code, "message": self.message}
@@ -251,6 +262,7 @@ class SyncOptions:
     progress: Progress | None = None
     region_rewrite: RegionRewrite = RegionRewrite.DESTINATION
     retry: RetryPolicy | None = None
+    guard: PruneGuard | RestoreGuard | None = None  # checks (and may narrow) the plan before any write
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= MAX_CONCURRENCY:

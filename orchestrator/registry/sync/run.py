@@ -98,7 +98,10 @@ class _Run:
         missing = [c.id for c in src.certificates if c.id not in dst.certificates_by_id and c.pem is None]
         if missing and self.src_caller is not None:
             src = with_pems(src, self.src_caller, missing, concurrency=options.concurrency)
-        return plan_sync(src, dst, options.prune, region_rewrite=options.region_rewrite)
+        plan = plan_sync(src, dst, options.prune, region_rewrite=options.region_rewrite)
+        if options.guard is not None:
+            plan = options.guard.check(src, dst, plan)
+        return plan
 
     def apply(self, plan: SyncPlan, dst_client: Any) -> SyncReport:
         options = self.options
