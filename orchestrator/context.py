@@ -51,11 +51,12 @@ class Context:
 
     @property
     def state(self) -> StateLayout:
-        """Where the orchestrator keeps its own files (journals, lifecycle, checkpoints, workspaces)."""
+        """Where the orchestrator keeps its own files: run state (journals, lifecycle, checkpoints) in
+        the backend beside the Pulumi state, cached in `.orchestrate/` with the workspaces."""
         if self._state is None:
-            from orchestrator.state import StateLayout
+            from orchestrator.state import StateLayout, store_for
 
-            self._state = StateLayout(self.project_dir)
+            self._state = StateLayout(self.project_dir, store_for(self.backend_url, endpoint_url=self.endpoint_url))
         return self._state
 
     def notify(self, text: str) -> None:

@@ -57,6 +57,18 @@ class StackLocked(OrchestrateError):
         self.holder = holder
 
 
+class StateConflict(OrchestrateError):
+    """Another run changed a run state document since this run read it: nothing was overwritten."""
+
+    exit_code = ExitCode.LOCKED
+
+    def __init__(self, key: str, location: str) -> None:
+        super().__init__(f"run state {key} in {location} was changed by another run at the same time",
+                         hint="nothing was overwritten; wait for the other run and re-run")
+        self.key = key
+        self.location = location
+
+
 class GuardRefused(OrchestrateError):
     """A safety guard refused the operation; nothing was touched."""
 

@@ -77,9 +77,14 @@ def sync(app: Context, src: str, dst: str, dry_run: bool, prune: bool, rate: flo
         lines += [f"  first {kind}: {', '.join(items)}" for kind, items in plan.first.items() if items]
         _render(app, plan, lines + [f"  warning: {w}" for w in plan.warnings])
         return
-    result = sync_registry(ctx, src, dst, prune=prune, rate=rate or DEFAULT_RATE, concurrency=concurrency,
-                           residency=residency, checkpoint_path=app.state.sync_checkpoint_path(app.env, src, dst),
-                           progress=progress_bar(app, f"sync {src} -> {dst}"))
+    checkpoint = app.state.sync_checkpoint_path(app.env, src, dst)
+    app.state.pull(checkpoint)  # a sync interrupted on another machine resumes here
+    try:
+        result = sync_registry(ctx, src, dst, prune=prune, rate=rate or DEFAULT_RATE, concurrency=concurrency,
+                               residency=residency, checkpoint_path=checkpoint,
+                               progress=progress_bar(app, f"sync {src} -> {dst}"))
+    finally:
+        app.state.push(checkpoint)
     lines = [f"sync {src} -> {dst}: {'ok' if result.ok else 'FAILED'}: {result.applied} applied, "
              f"{result.write_calls} write calls, {result.retries} retries, {result.duration_s:.1f}s"]
     lines += _counts(result.counts) + [f"  error: {e.op}: {e.code}: {e.message}" for e in result.errors[:20]]
