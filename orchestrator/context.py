@@ -30,7 +30,7 @@ class Context:
     def __init__(self, *, env: str, project_dir: Path, config_path: Path, backend_url: str,
                  endpoint_url: str | None = None, secrets_provider: str | None = None,
                  json_output: bool = False, verbose: bool = False, console: Console | None = None,
-                 engine_factory: EngineFactory | None = None) -> None:
+                 engine_factory: EngineFactory | None = None, backend_error: str | None = None) -> None:
         self.env = env
         self.project_dir = project_dir
         self.config_path = config_path
@@ -41,6 +41,7 @@ class Context:
         self.verbose = verbose
         self.console = console or Console(verbose=verbose, json_mode=json_output)
         self.engine_factory = engine_factory
+        self.backend_error = backend_error  # why the backend must not be used (checked before any use)
         self._topology: Topology | None = None
         self._engine: Engine | None = None
         self._state: StateLayout | None = None
@@ -54,6 +55,7 @@ class Context:
         """Where the orchestrator keeps its own files: run state (journals, lifecycle, checkpoints) in
         the backend beside the Pulumi state, cached in `.orchestrate/` with the workspaces."""
         if self._state is None:
+            self.require_backend()
             from orchestrator.state import StateLayout, store_for
 
             self._state = StateLayout(self.project_dir, store_for(self.backend_url, endpoint_url=self.endpoint_url))
@@ -74,8 +76,24 @@ class Context:
         self._topology = None
         return self.topology()
 
+    def require_backend(self) -> None:
+        """Refuse (exit 2) before a stack or run state is touched when the backend is unusable."""
+        if self.backend_error:
+            from orchestrator.errors import InputRejected
+
+            raise InputRejected(self.backend_error, hint="set PULUMI_BACKEND_URL to the team's backend "
+                                                         "(e.g. s3://<bucket>/<prefix>) or pass --backend")
+
+    @property
+    def backend_name(self) -> str:
+        """The backend URL as shown to people: no credentials, no query parameters."""
+        from orchestrator.state import backend_display
+
+        return backend_display(self.backend_url)
+
     def engine(self) -> Engine:
         if self._engine is None:
+            self.require_backend()
             if self.engine_factory is None:
                 from orchestrator.errors import InputRejected
 

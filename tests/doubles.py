@@ -78,6 +78,7 @@ class InMemoryEngine:
         self.calls: list[Call] = []
         self.fail_on: dict[str, str] = {}  # stack -> failure message for up
         self.locked: dict[str, str] = {}  # stack -> who holds the lock
+        self.secrets_providers: dict[str, str] = {}  # stack -> provider set by change_secrets_provider
         self.output_overrides: dict[str, dict[str, Any]] = {}  # stack -> outputs to merge in
         self.secret_outputs: dict[str, dict[str, Any]] = {}
         self.previews: dict[str, Any] = {}
@@ -199,6 +200,12 @@ class InMemoryEngine:
         state = self.stacks.get(stack)
         return {"version": 3, "deployment": {"resources": [] if state is None else
                                              [{"urn": f"urn:{i}"} for i in range(state.resources)]}}
+
+    def change_secrets_provider(self, stack: str, provider: str) -> None:
+        self._begin("change-secrets-provider", stack).ended = time.monotonic()
+        if stack not in self.stacks:
+            raise OperationFailed(f"{stack} does not exist")
+        self.secrets_providers[stack] = provider
 
     def import_(self, stack: str, state: dict[str, Any]) -> None:
         self._begin("import", stack).ended = time.monotonic()

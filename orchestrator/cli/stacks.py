@@ -89,15 +89,18 @@ def destroy(app: Context, region: str | None, all_regions: bool, include_protect
 
 @command("status")
 def status(app: Context) -> None:
-    """Every stack of the environment: deployed or not, last result, resources, routing role."""
+    """Every stack of the environment: deployed or not, last result, resources, routing role, the
+    backend, and the newest registry backup (exit 1 when the backup vault cannot be read)."""
     from orchestrator.operations.status import environment_status
 
     report = environment_status(app)
     if app.json_output:
         app.console.document(report.to_json())
-        return
-    for line in report.lines():
-        app.console.result(line)
+    else:
+        for line in report.lines():
+            app.console.result(line)
+    if not report.ok:
+        raise Reported(ExitCode.FAILED, f"the backup vault could not be read: {report.backup.reason}")
 
 
 @command("outputs")

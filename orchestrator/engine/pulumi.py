@@ -95,15 +95,26 @@ class PulumiEngine:
         cli = find_pulumi_cli()
         if cli is None:
             raise InputRejected("the Pulumi CLI was not found on PATH", hint=INSTALL_HINT)
-        provider = app.secrets_provider or "passphrase"
-        if provider == "passphrase" and not (os.environ.get("PULUMI_CONFIG_PASSPHRASE") is not None
-                                             or os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")):
-            raise InputRejected("no passphrase for the stack secrets",
-                                hint="set PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE, "
-                                     "or use --secrets-provider awskms://…")
-        if not (provider == "passphrase" or provider.startswith(("awskms://", "gcpkms://", "azurekeyvault://",
-                                                                  "hashivault://", "default"))):
-            raise InputRejected(f"unknown secrets provider {provider!r}")
+        provider = app.secrets_provider
+        if provider is not None and not (provider == "passphrase" or provider.startswith(_PROVIDER_SCHEMES)):
+            raise InputRejected(f"unknown secrets provider {provider!r}",
+                                hint="passphrase, awskms://…, gcpkms://…, azurekeyvault://… or hashivault://…")
+        current = stack_secrets_providers(app.stacks_dir, app.env)
+        if provider is not None:
+            # Pulumi takes --secrets-provider only when it creates a stack: for an existing stack it
+            # would be ignored without a word. Changing it is an explicit command.
+            differ = sorted(name for name, used in current.items() if not _same_provider(used, provider))
+            if differ:
+                raise InputRejected(
+                    f"{', '.join(differ)} {'uses' if len(differ) == 1 else 'use'} "
+                    f"{_provider_label(current[differ[0]])} secrets, not {_provider_label(provider)}: "
+                    "the secrets provider of an existing stack is not changed by --secrets-provider",
+                    hint=f"run `orchestrate secrets change-provider --to {provider}` to change it, "
+                         "or drop --secrets-provider")
+        needs_passphrase = provider == "passphrase" or (
+            provider is None and (not current or any(used == "passphrase" for used in current.values())))
+        if needs_passphrase:
+            _require_passphrase()
         if not (app.project_dir / "Pulumi.yaml").is_file():
             raise InputRejected(f"{app.project_dir}: no Pulumi.yaml here", hint="run from the project root")
         backend = app.backend_url
@@ -112,6 +123,14 @@ class PulumiEngine:
         return cls(project_dir=app.project_dir, stacks_dir=app.stacks_dir, config_path=app.config_path,
                    backend_url=backend,
                    secrets_provider=provider, endpoint_url=app.endpoint_url, cli=cli, log=app.console.debug)
+
+    def change_secrets_provider(self, stack: str, provider: str) -> None:
+        """Re-encrypt `stack`'s secrets (config and state) with `provider` (`pulumi stack
+        change-secrets-provider`): needs the current provider's key and the new one."""
+        def go() -> None:
+            self._cli(self._stack(stack, create=False), "stack", "change-secrets-provider", provider)
+
+        self._run("change-secrets-provider", stack, go)
 
     # -- the one place every operation goes through -------------------------------------------
     def _run(self, operation: str, stack: str, fn: Callable[[], T]) -> T:
@@ -406,6 +425,51 @@ class PulumiEngine:
                 self._cli(s, "stack", "import", "--file", str(path))
 
         self._run("import", stack, go)
+
+
+_PROVIDER_SCHEMES = ("awskms://", "gcpkms://", "azurekeyvault://", "hashivault://", "default")
+
+
+def stack_secrets_providers(stacks_dir: Path, env: str) -> dict[str, str]:
+    """The secrets provider of each existing stack of `env`, from its `Pulumi.<stack>.yaml`
+    (`secretsprovider:`, else "passphrase" when it has an `encryptionsalt`)."""
+    import yaml
+
+    found: dict[str, str] = {}
+    for path in sorted(stacks_dir.glob(f"Pulumi.{env}-*.yaml")):
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        if not isinstance(doc, dict):
+            continue
+        name = path.name[len("Pulumi."):-len(".yaml")]
+        if doc.get("secretsprovider") and doc["secretsprovider"] != "passphrase":
+            found[name] = str(doc["secretsprovider"])
+        elif doc.get("encryptionsalt") or doc.get("secretsprovider") == "passphrase":
+            found[name] = "passphrase"
+    return found
+
+
+def _same_provider(used: str, wanted: str) -> bool:
+    return used == wanted or (used.split("?", 1)[0] == wanted.split("?", 1)[0] and used != "passphrase")
+
+
+def _provider_label(provider: str) -> str:
+    return provider if provider == "passphrase" else provider.split("?", 1)[0]
+
+
+def _require_passphrase() -> None:
+    value = os.environ.get("PULUMI_CONFIG_PASSPHRASE")
+    if os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
+        return
+    if value is None:
+        raise InputRejected("no passphrase for the stack secrets",
+                            hint="set PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE, "
+                                 "or use --secrets-provider awskms://… (ORCHESTRATE_SECRETS_PROVIDER)")
+    if not value:
+        raise InputRejected("PULUMI_CONFIG_PASSPHRASE is set but empty (a secret not defined for this job?)",
+                            hint="set the passphrase, or use a KMS secrets provider")
 
 
 def _endpoints_json(url: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.stacks.graph import all_stacks, dns_targets
@@ -26,6 +27,26 @@ class StackStatus:
     pending_operations: int
 
 
+class BackupState(str, Enum):
+    FOUND = "found"
+    NONE_FOUND = "none found"  # the vault was read and holds no backup of this env
+    UNREACHABLE = "unreachable"  # the vault could not be read (status exits 1)
+    NO_VAULT = "no vault"  # no destination is configured or deployed yet
+
+
+@dataclass(frozen=True)
+class BackupStatus:
+    state: BackupState
+    age_hours: float | None = None
+    reason: str | None = None
+
+    def line(self) -> str:
+        if self.state is BackupState.FOUND:
+            return f"newest registry backup: {self.age_hours:.1f} h old"
+        detail = f" ({self.reason})" if self.reason else ""
+        return f"newest registry backup: {self.state.value}{detail}"
+
+
 @dataclass(frozen=True)
 class EnvironmentStatus:
     env: str
@@ -33,18 +54,28 @@ class EnvironmentStatus:
     routing: str
     stacks: tuple[StackStatus, ...]
     newest_backup_age_hours: float | None = None
+    backup: BackupStatus = BackupStatus(BackupState.NO_VAULT)
+    backend: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """False when something status had to read could not be read (the backup vault)."""
+        return self.backup.state is not BackupState.UNREACHABLE
 
     def to_json(self) -> dict[str, Any]:
         return {
             "env": self.env,
             "domain": self.domain,
             "routing": self.routing,
+            "backend": self.backend,
             "newest_backup_age_hours": self.newest_backup_age_hours,
+            "backup": {"state": self.backup.state.value, "age_hours": self.backup.age_hours,
+                       "reason": self.backup.reason},
             "stacks": [s.__dict__ for s in self.stacks],
         }
 
     def lines(self) -> list[str]:
-        out = [f"env {self.env}: {self.domain} routing={self.routing}"]
+        out = [f"env {self.env}: {self.domain} routing={self.routing} backend={self.backend}"]
         out.append(f"  {'stack':<34} {'kind':<12} {'region':<15} {'role':<10} {'deployed':<9} "
                    f"{'resources':>9}  last update")
         for s in self.stacks:
@@ -55,10 +86,7 @@ class EnvironmentStatus:
             out.append(f"  {s.name:<34} {s.kind:<12} {s.region:<15} {role:<10} {'yes' if s.deployed else 'no':<9} "
                        f"{s.resource_count:>9}  {last}{warn}")
         out.append("  (* receives DNS traffic)")
-        if self.newest_backup_age_hours is None:
-            out.append("newest registry backup: none found")
-        else:
-            out.append(f"newest registry backup: {self.newest_backup_age_hours:.1f} h old")
+        out.append(self.backup.line())
         return out
 
 
@@ -78,20 +106,31 @@ def environment_status(app: Context) -> EnvironmentStatus:
             resource_count=info.resource_count, last_result=info.last_result, last_update=info.last_update,
             pending_operations=len(info.pending_operations),
         ))
+    backup = _backup(app)
     return EnvironmentStatus(topology.env, topology.domain, topology.routing.value, tuple(rows),
-                             _backup_age(app))
+                             backup.age_hours, backup, app.backend_name)
 
 
-def _backup_age(app: Context) -> float | None:
-    """Age of the newest backup where the backup job writes ($ORCHESTRATE_BACKUP_DEST, else the vault)."""
-    from orchestrator.errors import OrchestrateError
+def _backup(app: Context) -> BackupStatus:
+    """The newest backup where the backup job writes ($ORCHESTRATE_BACKUP_DEST, else the vault):
+    a vault that cannot be read is "unreachable", never mistaken for an empty one."""
+    from orchestrator.errors import InputRejected, OrchestrateError
     from orchestrator.operations.backups import backup_destination
     from orchestrator.registry import backup_age
+    from orchestrator.scrub import scrub
 
     try:
         dest = backup_destination(app)
+    except InputRejected as exc:  # nothing deployed or configured yet: there is no vault to read
+        return BackupStatus(BackupState.NO_VAULT, reason=scrub(exc.message))
+    except OrchestrateError as exc:
+        return BackupStatus(BackupState.UNREACHABLE, reason=scrub(exc.message))
+    try:
         age = backup_age(app.aws(), dest, env=app.env)
-    except OrchestrateError as exc:  # status reports, it does not fail on an unreadable location
-        app.console.debug(f"newest backup: {exc.one_line()}")
-        return None
-    return None if age is None else round(age.total_seconds() / 3600, 2)
+    except OrchestrateError as exc:
+        return BackupStatus(BackupState.UNREACHABLE, reason=scrub(exc.message))
+    except OSError as exc:
+        return BackupStatus(BackupState.UNREACHABLE, reason=f"{dest}: {exc.strerror or exc}")
+    if age is None:
+        return BackupStatus(BackupState.NONE_FOUND, reason=f"in {dest}")
+    return BackupStatus(BackupState.FOUND, round(age.total_seconds() / 3600, 2))
