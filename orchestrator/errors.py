@@ -47,14 +47,17 @@ class InputRejected(OrchestrateError):
 
 
 class StackLocked(OrchestrateError):
-    """Another update holds the stack's lock: `stack`, and who holds it when the backend says so."""
+    """Another update holds the stack's lock: `stack`, who holds it and since when (ISO 8601),
+    when the backend says so."""
 
     exit_code = ExitCode.LOCKED
 
-    def __init__(self, message: str, *, stack: str, holder: str | None = None, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, stack: str, holder: str | None = None, hint: str | None = None,
+                 since: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.stack = stack
         self.holder = holder
+        self.since = since
 
 
 class StateConflict(OrchestrateError):

@@ -211,28 +211,35 @@ def backend_display(url: str) -> str:
 def store_for(backend_url: str, *, endpoint_url: str | None = None) -> StateStore | None:
     """The run state store beside the Pulumi state of `backend_url`; None for a backend that has
     no place for it (Pulumi Cloud and other services: run state then stays in `.orchestrate/`)."""
-    from urllib.parse import parse_qs, urlsplit
-
     if backend_url.startswith("file://"):
         root = backend_url[len("file://"):].split("?", 1)[0]
         if root.startswith("~"):
             root = os.path.expanduser(root)
         return LocalStore(Path(root) / STATE_DIR_NAME)
     if backend_url.startswith("s3://"):
-        parts = urlsplit(backend_url)
-        if not parts.hostname:
-            raise InputRejected(f"backend {backend_display(backend_url)!r} names no bucket")
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        from orchestrator.aws import AwsContext, client
-
-        endpoint = query.get("endpoint") or endpoint_url
-        if endpoint and not endpoint.startswith(("http://", "https://")):
-            endpoint = f"https://{endpoint}"
-        region = query.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") \
-            or "us-east-1"
-        s3 = client(AwsContext(endpoint_url=endpoint, profile=query.get("profile")), "s3", region)
-        return S3Store(parts.hostname, f"{parts.path.strip('/')}/{STATE_DIR_NAME}".strip("/"), s3)
+        s3, bucket, path = s3_backend(backend_url, endpoint_url=endpoint_url)
+        return S3Store(bucket, f"{path}/{STATE_DIR_NAME}".strip("/"), s3)
     return None
+
+
+def s3_backend(backend_url: str, *, endpoint_url: str | None = None) -> tuple[Any, str, str]:
+    """(S3 client, bucket, path inside the bucket) of an `s3://bucket/path?region=…&endpoint=…`
+    backend URL, the way the Pulumi CLI reads it (`--endpoint-url` applies when the URL names none)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from orchestrator.aws import AwsContext, client
+
+    parts = urlsplit(backend_url)
+    if not parts.hostname:
+        raise InputRejected(f"backend {backend_display(backend_url)!r} names no bucket")
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    endpoint = query.get("endpoint") or endpoint_url
+    if endpoint and not endpoint.startswith(("http://", "https://")):
+        endpoint = f"https://{endpoint}"
+    region = query.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") \
+        or "us-east-1"
+    s3 = client(AwsContext(endpoint_url=endpoint, profile=query.get("profile")), "s3", region)
+    return s3, parts.hostname, parts.path.strip("/")
 
 
 class StateLayout:

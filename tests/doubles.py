@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.engine.types import (
+    LockInfo,
     Operation,
     Outcome,
     OutputValue,
@@ -78,6 +79,7 @@ class InMemoryEngine:
         self.calls: list[Call] = []
         self.fail_on: dict[str, str] = {}  # stack -> failure message for up
         self.locked: dict[str, str] = {}  # stack -> who holds the lock
+        self.lock_since: dict[str, str] = {}  # stack -> ISO time the lock was taken (default: a day ago)
         self.secrets_providers: dict[str, str] = {}  # stack -> provider set by change_secrets_provider
         self.output_overrides: dict[str, dict[str, Any]] = {}  # stack -> outputs to merge in
         self.secret_outputs: dict[str, dict[str, Any]] = {}
@@ -101,7 +103,8 @@ class InMemoryEngine:
             self.calls.append(call)
         if name in self.locked and operation in ("up", "destroy", "refresh"):
             call.ended = time.monotonic()
-            raise StackLocked(f"{name} is locked by {self.locked[name]}", stack=name, holder=self.locked[name])
+            raise StackLocked(f"{name} is locked by {self.locked[name]}", stack=name, holder=self.locked[name],
+                              since=self._since(name))
         if self.latency:
             time.sleep(self.latency)
         return call
@@ -191,6 +194,22 @@ class InMemoryEngine:
         return StackInfo(stack, deployed=state.deployed, resource_count=state.resources,
                          last_result=state.last_result, last_update="2026-11-26T12:00:00Z",
                          pending_operations=state.pending)
+
+    def _since(self, stack: str) -> str:
+        from datetime import datetime, timedelta, timezone
+
+        default = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return self.lock_since.get(stack, default)
+
+    def lock(self, stack: str) -> LockInfo | None:
+        """Who holds the lock (a read: not recorded as a call)."""
+        from datetime import datetime, timezone
+
+        if stack not in self.locked:
+            return None
+        since = self._since(stack)
+        then = datetime.fromisoformat(since.replace("Z", "+00:00"))
+        return LockInfo(stack, self.locked[stack], since, (datetime.now(timezone.utc) - then).total_seconds())
 
     def cancel(self, stack: str) -> None:
         self._begin("cancel", stack).ended = time.monotonic()

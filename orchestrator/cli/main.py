@@ -32,7 +32,6 @@ COMMANDS = {
     "registry": "orchestrator.cli.registry:registry",
     "comment": "orchestrator.cli.comment:comment",
     "secrets": "orchestrator.cli.secrets:secrets",
-    "drift": "orchestrator.cli.drift:drift",
 }
 
 

@@ -136,15 +136,29 @@ def graph(app: Context, fmt: str) -> None:
 
 
 @command("recover")
-@click.argument("stack")
+@click.argument("stack", required=False)
+@click.option("--all", "all_stacks", is_flag=True, help="Every stack of the env with a lock or pending operations.")
+@click.option("--force", is_flag=True,
+              help="Clear a lock that may still be alive (younger than 2 h, held elsewhere): only when you "
+                   "know its run is dead, e.g. after a cancelled CI job.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def recover(app: Context, stack: str, yes: bool) -> None:
-    """After a crashed run: cancel the stale lock and refresh with pending creates cleared."""
+def recover(app: Context, stack: str | None, all_stacks: bool, force: bool, yes: bool) -> None:
+    """After a crashed run: show who holds the lock and since when, cancel it, refresh with pending
+    creates cleared. A lock that may still be alive is refused (exit 4) unless --force."""
     from orchestrator.cli.options import confirmer
-    from orchestrator.operations.recovery import recover_stack
+    from orchestrator.operations.recovery import recover_stack, stacks_to_recover
 
-    result = recover_stack(app, stack, confirm=confirmer(yes))
+    if bool(stack) == all_stacks:
+        raise InputRejected("say which stack: STACK or --all")
+    names = stacks_to_recover(app) if all_stacks else [stack or ""]
+    results = [recover_stack(app, name, confirm=confirmer(yes), force=force) for name in names]
     if app.json_output:
-        app.console.document(result)
-    else:
-        app.console.result(f"{stack}: recovered ({result['pending_cleared']} pending operations cleared)")
+        app.console.document(results[0] if stack else {"recovered": results})
+        return
+    if not results:
+        app.console.result(f"env {app.env}: no stack is locked or has pending operations")
+    for result in results:
+        lock = result["lock"]
+        held = f"lock of {lock['holder']} (since {lock['since']}) cleared, " if lock else ""
+        app.console.result(f"{result['stack']}: recovered ({held}{result['pending_cleared']} pending operations "
+                           "cleared)")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from orchestrator.engine.types import (
+    LockInfo,
     Operation,
     Outcome,
     OutputValue,
@@ -144,15 +145,13 @@ class PulumiEngine:
                 try:
                     return fn()
                 except auto_errors.ConcurrentUpdateError as exc:
-                    raise StackLocked(f"{stack} is locked by another update", stack=stack,
-                                      holder=_lock_holder(exc), hint=_lock_hint(stack, exc)) from None
+                    raise _locked(stack, exc) from None
                 except auto_errors.StackNotFoundError:
                     raise OperationFailed(f"{stack} does not exist in {self.backend_url}") from None
                 except auto_errors.CommandError as exc:
                     text = str(exc)
                     if "locked by" in text or "currently locked" in text:
-                        raise StackLocked(f"{stack} is locked by another update", stack=stack,
-                                          holder=_lock_holder(exc), hint=_lock_hint(stack, exc)) from None
+                        raise _locked(stack, exc) from None
                     if "EOF" in text and not repaired:
                         torn = self._repair_torn_sidecars(stack)
                         if torn:  # once: the operation had not started (it could not read the state)
@@ -404,6 +403,38 @@ class PulumiEngine:
 
         self._run("cancel", stack, go)
 
+    def lock(self, stack: str) -> LockInfo | None:
+        """The newest lock file of `stack` in the backend (`.pulumi/locks/<org>/<project>/<stack>/
+        <id>.json`, written by the CLI as {"pid", "username", "hostname", "timestamp"})."""
+        found = [info for doc in self._lock_documents(stack) if (info := _lock_info(stack, doc)) is not None]
+        return max(found, key=lambda f: f.since or "") if found else None
+
+    def _lock_documents(self, stack: str) -> list[dict[str, Any]]:
+        docs: list[dict[str, Any]] = []
+        if self.backend_url.startswith("file://"):
+            root = Path(self.backend_url[len("file://"):].split("?", 1)[0]).expanduser() / ".pulumi" / "locks"
+            for lock_file in [*root.glob(f"*/*/{stack}/*.json"), *root.glob(f"{stack}/*.json")]:
+                try:
+                    docs.append(json.loads(lock_file.read_text(encoding="utf-8")))
+                except (OSError, ValueError):
+                    continue
+        elif self.backend_url.startswith("s3://"):
+            from orchestrator.aws import aws_errors
+            from orchestrator.state import s3_backend
+
+            s3, bucket, path = s3_backend(self.backend_url, endpoint_url=self.endpoint_url)
+            prefix = f"{path}/.pulumi/locks/".lstrip("/")
+            with aws_errors(f"reading the locks of {stack}"):
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                    for obj in page.get("Contents", []) or []:
+                        key = obj["Key"]
+                        if key.endswith(".json") and key.rsplit("/", 2)[-2] == stack:
+                            try:
+                                docs.append(json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+                            except ValueError:
+                                continue
+        return docs
+
     def export(self, stack: str) -> dict[str, Any]:
         def go() -> dict[str, Any]:
             state = self._export(self._stack(stack, create=False))
@@ -490,18 +521,61 @@ def _op_counts(summary: Any) -> dict[str, int]:
     return counts
 
 
-def _lock_hint(stack: str, exc: BaseException) -> str:
-    return (f"{_last_line(exc)}; if no update is running any more (a crashed or killed run left the "
-            f"lock), run `orchestrate recover {stack}`")
+def _lock_hint(stack: str) -> str:
+    return (f"if no update is running any more (a crashed, killed or cancelled run left the lock), run "
+            f"`orchestrate recover {stack}`: it shows the holder and clears the lock")
 
 
-def _lock_holder(exc: BaseException) -> str | None:
-    """Who holds the lock, from the CLI's "created by user@host (pid N) at T" line, when it says."""
+def _locked(stack: str, exc: BaseException) -> StackLocked:
+    """StackLocked naming the holder and the lock's age, from the CLI's message."""
+    from orchestrator.engine.types import lock_age
+
+    holder, since = _lock_holder(exc)
+    age = _age_seconds(since)
+    who = f": held by {holder}{lock_age(since, age)}" if holder else " (the backend did not say who holds it)"
+    return StackLocked(f"{stack} is locked by another update{who}", stack=stack, holder=holder,
+                       since=since, hint=_lock_hint(stack))
+
+
+def _lock_holder(exc: BaseException) -> tuple[str | None, str | None]:
+    """(holder, since) from the CLI's "<lock url>: created by user@host (pid N) at T" line (what
+    Pulumi 3.272's file and S3 backends print under "the stack is currently locked by 1 lock(s)")."""
     import re
 
     text = str(getattr(exc, "stderr", None) or exc)
+    found = re.search(r"created by (.+?) at (\S+?)\.?\s*$", text, re.M)
+    if found:
+        return found.group(1).strip(), _short_time(found.group(2))
     found = re.search(r"created by ([^\n]+?)(?:\.?\s*$|\n)", text, re.M)
-    return found.group(1).strip() if found else None
+    return (found.group(1).strip() if found else None), None
+
+
+def _short_time(stamp: str) -> str:
+    """RFC 3339 with nanoseconds (what the CLI writes) as seconds: 2026-11-30T12:16:47Z."""
+    return stamp.split(".", 1)[0].rstrip("Z") + "Z" if stamp.endswith("Z") else stamp
+
+
+def _age_seconds(since: str | None) -> float | None:
+    from datetime import datetime, timezone
+
+    if since is None:
+        return None
+    try:
+        then = datetime.fromisoformat(since.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=timezone.utc)
+    return max(0.0, (datetime.now(timezone.utc) - then).total_seconds())
+
+
+def _lock_info(stack: str, doc: dict[str, Any]) -> LockInfo | None:
+    if not isinstance(doc, dict):
+        return None
+    user, host, pid = doc.get("username") or "?", doc.get("hostname") or "?", doc.get("pid")
+    since = _short_time(str(doc["timestamp"])) if doc.get("timestamp") else None
+    return LockInfo(stack, f"{user}@{host} (pid {pid})", since, _age_seconds(since), host=str(host),
+                    pid=int(pid) if isinstance(pid, int) else None)
 
 
 def _last_line(exc: BaseException) -> str:
