@@ -20,6 +20,8 @@ from orchestrator.engine.types import (
     Outcome,
     OutputValue,
     ProgressFn,
+    PropertyDrift,
+    StackDrift,
     StackInfo,
     StackResult,
     StackSpec,
@@ -79,6 +81,8 @@ class InMemoryEngine:
         self.calls: list[Call] = []
         self.fail_on: dict[str, str] = {}  # stack -> failure message for up
         self.locked: dict[str, str] = {}  # stack -> who holds the lock
+        self.drifted: dict[str, list[PropertyDrift]] = {}  # stack -> what changed behind Pulumi's back
+        self.drift_errors: dict[str, str] = {}  # stack -> refresh preview failure
         self.lock_since: dict[str, str] = {}  # stack -> ISO time the lock was taken (default: a day ago)
         self.secrets_providers: dict[str, str] = {}  # stack -> provider set by change_secrets_provider
         self.output_overrides: dict[str, dict[str, Any]] = {}  # stack -> outputs to merge in
@@ -194,6 +198,15 @@ class InMemoryEngine:
         return StackInfo(stack, deployed=state.deployed, resource_count=state.resources,
                          last_result=state.last_result, last_update="2026-11-26T12:00:00Z",
                          pending_operations=state.pending)
+
+    def drift(self, stack: str) -> StackDrift:
+        self._begin("drift", stack).ended = time.monotonic()
+        state = self.stacks.get(stack)
+        if state is None or not state.deployed:
+            return StackDrift(stack, deployed=False)
+        if stack in self.drift_errors:
+            return StackDrift(stack, error=self.drift_errors[stack])
+        return StackDrift(stack, differences=tuple(self.drifted.get(stack, ())))
 
     def _since(self, stack: str) -> str:
         from datetime import datetime, timedelta, timezone

@@ -32,6 +32,7 @@ COMMANDS = {
     "registry": "orchestrator.cli.registry:registry",
     "comment": "orchestrator.cli.comment:comment",
     "secrets": "orchestrator.cli.secrets:secrets",
+    "drift": "orchestrator.cli.drift:drift",
 }
 
 

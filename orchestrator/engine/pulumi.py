@@ -26,6 +26,8 @@ from orchestrator.engine.types import (
     Outcome,
     OutputValue,
     ProgressFn,
+    PropertyDrift,
+    StackDrift,
     StackInfo,
     StackResult,
     StackSpec,
@@ -402,6 +404,36 @@ class PulumiEngine:
                 self.log(f"[{stack}] cancel: {_last_line(exc)}")
 
         self._run("cancel", stack, go)
+
+    def drift(self, stack: str) -> StackDrift:
+        """`pulumi refresh --preview-only`: what the providers read differs from the state (the
+        state and the cloud are left as they are)."""
+        from pulumi.automation import errors as auto_errors
+
+        from orchestrator.engine.events import DriftCollector
+
+        def go() -> StackDrift:
+            try:
+                s = self._stack(stack, create=False)
+            except auto_errors.StackNotFoundError:
+                return StackDrift(stack, deployed=False)
+            # PULUMI_SKIP_CONFIRMATIONS=true (common on CI) means --yes to the CLI, which refuses
+            # it with --preview-only ("--yes and --preview-only cannot be used together")
+            s.workspace.env_vars["PULUMI_SKIP_CONFIRMATIONS"] = "false"
+            collector = DriftCollector()
+            failure: str | None = None
+            try:
+                s.preview_refresh(on_event=collector, color="never")
+            except auto_errors.ConcurrentUpdateError:
+                raise
+            except auto_errors.CommandError as exc:
+                if "locked" in str(exc):
+                    raise
+                failure = _last_line(exc)
+            rows, error = collector.result()
+            return StackDrift(stack, True, tuple(PropertyDrift(*row) for row in rows), error or failure)
+
+        return self._run("drift", stack, go)
 
     def lock(self, stack: str) -> LockInfo | None:
         """The newest lock file of `stack` in the backend (`.pulumi/locks/<org>/<project>/<stack>/

@@ -88,6 +88,29 @@ class StackInfo:
 
 
 @dataclass(frozen=True)
+class PropertyDrift:
+    """One property of one resource whose value in the cloud differs from the stack's state."""
+
+    resource: str  # the resource's name (from its URN)
+    type: str  # e.g. aws:kinesis/stream:Stream
+    property: str  # top-level property name; "(resource)" when the resource itself is gone
+    expected: str  # what the state holds (secrets masked)
+    actual: str  # what the cloud holds (secrets masked)
+
+
+@dataclass(frozen=True)
+class StackDrift:
+    stack: str
+    deployed: bool = True
+    differences: tuple[PropertyDrift, ...] = ()
+    error: str | None = None  # the refresh preview failed: drift unknown
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.differences)
+
+
+@dataclass(frozen=True)
 class LockInfo:
     """Who holds a stack's lock (the backend's lock file) and since when."""
 
@@ -135,6 +158,11 @@ class Engine(Protocol):
     def info(self, stack: str) -> StackInfo: ...
 
     def cancel(self, stack: str) -> None: ...
+
+    def drift(self, stack: str) -> StackDrift:
+        """A refresh in preview-only mode: what differs between the stack's state and the cloud.
+        Changes nothing (neither the cloud nor the state)."""
+        ...
 
     def lock(self, stack: str) -> LockInfo | None:
         """Who holds the stack's lock, or None when it is not locked (reads only)."""
