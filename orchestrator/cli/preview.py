@@ -36,7 +36,8 @@ def preview(app: Context, region: str | None, all_regions: bool, fmt: str, outpu
     selection = up_selection(topology, exclusive_region(region, all_regions, required=False))
     before = topology_at(app.project_dir, app.config_path, app.env, base_ref) if base_ref else None
     result = preview_environment(app.engine(), topology, selection, before=before,
-                                 commit=current_commit(app.project_dir), parallel=parallel)
+                                 commit=current_commit(app.project_dir), parallel=parallel,
+                                 backend=app.backend_name)
     if app.json_output:
         fmt = "json"
     text = join_parts(render(result, fmt, max_parts=max_parts))

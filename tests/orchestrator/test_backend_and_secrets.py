@@ -167,3 +167,18 @@ def test_status_without_a_vault_says_so_and_succeeds(run) -> None:  # noqa: ANN0
     result = run("status")
     assert result.exit_code == 0, result.output
     assert "newest registry backup: no vault (no backup destination" in result.stdout
+
+
+def test_the_preview_comment_names_the_backend_and_the_previewed_commit(run, engine: InMemoryEngine,  # noqa: ANN001
+                                                                       project: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.orchestrator.test_cli_preview import previews
+
+    previews(engine)
+    monkeypatch.setenv("PULUMI_BACKEND_URL", f"file://{project / 'team-state'}?secret=hunter2")
+    monkeypatch.setenv("ORCHESTRATE_COMMIT", "0123456789abcdef0123456789abcdef01234567")
+    result = run("preview", "--all", "--format", "markdown", "--output", str(project / "comment.md"))
+    assert result.exit_code == 0, result.output
+    text = (project / "comment.md").read_text()
+    assert f"backend `file://{project / 'team-state'}`" in text and "hunter2" not in text
+    assert "commit `0123456789ab`" in text
