@@ -254,23 +254,61 @@ class PulumiEngine:
     def _config_file(self, name: str) -> Path:
         return self.stacks_dir / f"Pulumi.{name}.yaml"
 
-    def _configure(self, stack: Any, spec: StackSpec) -> None:
+    def _configure(self, stack: Any, spec: StackSpec) -> str | None:
+        """Write the spec's config into `stacks/Pulumi.<stack>.yaml` (committed: it carries the
+        stack's secrets key and the config it was applied with). `--endpoint-url` overrides never go
+        there: they live in a scratch copy under the workspace, passed as `--config-file`
+        (returned; None without an endpoint)."""
         from pulumi import automation as auto
 
         desired = {k: auto.ConfigValue(v, secret=k in spec.secret_keys) for k, v in spec.config.items()}
-        if self.endpoint_url:
-            desired.update({
-                "aws:skipCredentialsValidation": auto.ConfigValue("true"),
-                "aws:skipRequestingAccountId": auto.ConfigValue("true"),
-                "aws:skipMetadataApiCheck": auto.ConfigValue("true"),
-                "aws:s3UsePathStyle": auto.ConfigValue("true"),
-                "aws:endpoints": auto.ConfigValue(_endpoints_json(self.endpoint_url)),
-            })
         current = stack.get_all_config()
-        stale = [k for k in current if k not in desired]
+        stale = [k for k in current if k not in desired]  # also overrides an older version wrote
         if stale:
             stack.remove_all_config(stale)
         stack.set_all_config(desired)
+        return self._endpoint_config(spec.name)
+
+    def _endpoint_config(self, name: str) -> str | None:
+        """With `--endpoint-url`: `.orchestrate/workspaces/<stack>/endpoint-config.yaml`, the
+        committed config file plus the provider overrides that point AWS at the endpoint (git
+        ignores .orchestrate/). Without: None (the committed file is used as it is)."""
+        if not self.endpoint_url:
+            return None
+        import yaml
+
+        from orchestrator.state import atomic_write_text
+
+        source = self._config_file(name)
+        try:
+            doc = yaml.safe_load(source.read_text(encoding="utf-8")) or {} if source.exists() else {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise InputRejected(f"{source}: cannot read the stack config: {exc}") from None
+        config = dict(doc.get("config") or {})
+        config.update({
+            "aws:skipCredentialsValidation": "true",
+            "aws:skipRequestingAccountId": "true",
+            "aws:skipMetadataApiCheck": "true",
+            "aws:s3UsePathStyle": "true",
+            "aws:endpoints": _endpoints_json(self.endpoint_url),
+        })
+        doc["config"] = config
+        target = self._workdir(name) / "endpoint-config.yaml"
+        atomic_write_text(target, yaml.safe_dump(doc, sort_keys=True), mode=0o600)
+        return str(target)
+
+    def _remove_stack_if_empty(self, stack: Any, name: str) -> bool:
+        """After a destroy that left nothing: remove the stack from the backend and its config file
+        (nothing would ever read them again; a new `up` creates both afresh)."""
+        deployment = self._export(stack).get("deployment") or {}
+        left = [r for r in deployment.get("resources", []) or [] if not str(r.get("type", "")).startswith("pulumi:")]
+        if left:
+            return False
+        stack.workspace.remove_stack(name)
+        self._config_file(name).unlink(missing_ok=True)
+        (self.state.workspace_dir(name) / "endpoint-config.yaml").unlink(missing_ok=True)
+        self.log(f"[{name}] destroyed: stack and stacks/Pulumi.{name}.yaml removed")
+        return True
 
     # -- Engine interface ------------------------------------------------------------------------
     def up(self, spec: StackSpec, on_progress: ProgressFn | None = None) -> StackResult:
@@ -289,8 +327,8 @@ class PulumiEngine:
         def go() -> StackResult:
             started = time.monotonic()
             stack = self._stack(spec.name, create=True)
-            self._configure(stack, spec)
-            result = stack.up(on_event=on_event, color="never")
+            config_file = self._configure(stack, spec)
+            result = stack.up(on_event=on_event, color="never", config_file=config_file)
             return StackResult(spec.name, Operation.UP, Outcome.SUCCEEDED, counts=_op_counts(result.summary),
                                outputs=_outputs(result.outputs), seconds=time.monotonic() - started)
 
@@ -314,8 +352,8 @@ class PulumiEngine:
             before = config_file.read_bytes() if config_file.exists() and not created else None
             failure: str | None = None
             try:
-                self._configure(stack, spec)
-                stack.preview(on_event=collector, color="never")
+                scratch = self._configure(stack, spec)
+                stack.preview(on_event=collector, color="never", config_file=scratch)
             except auto_errors.ConcurrentUpdateError:
                 raise
             except auto_errors.CommandError as exc:
@@ -339,12 +377,20 @@ class PulumiEngine:
 
     def destroy(self, spec: StackSpec, *, include_protected: bool = False,
                 on_progress: ProgressFn | None = None) -> StackResult:
+        from pulumi.automation import errors as auto_errors
+
         def go() -> StackResult:
             started = time.monotonic()
-            stack = self._stack(spec.name, create=False)
+            try:
+                stack = self._stack(spec.name, create=False)
+            except auto_errors.StackNotFoundError:  # never created, or destroyed and removed before
+                self._config_file(spec.name).unlink(missing_ok=True)
+                return StackResult(spec.name, Operation.DESTROY, Outcome.SUCCEEDED, message="no such stack")
             if include_protected:
                 self._cli(stack, "state", "unprotect", "--all", "--yes")
-            result = stack.destroy(exclude_protected=not include_protected, color="never")
+            result = stack.destroy(exclude_protected=not include_protected, color="never",
+                                   config_file=self._endpoint_config(spec.name))
+            self._remove_stack_if_empty(stack, spec.name)
             return StackResult(spec.name, Operation.DESTROY, Outcome.SUCCEEDED, counts=_op_counts(result.summary),
                                seconds=time.monotonic() - started)
 
@@ -354,7 +400,8 @@ class PulumiEngine:
         def go() -> StackResult:
             started = time.monotonic()
             stack = self._stack(spec.name, create=False)
-            result = stack.refresh(clear_pending_creates=clear_pending_creates or None, color="never")
+            result = stack.refresh(clear_pending_creates=clear_pending_creates or None, color="never",
+                                   config_file=self._endpoint_config(spec.name))
             return StackResult(spec.name, Operation.REFRESH, Outcome.SUCCEEDED, counts=_op_counts(result.summary),
                                seconds=time.monotonic() - started)
 
@@ -423,7 +470,7 @@ class PulumiEngine:
             collector = DriftCollector()
             failure: str | None = None
             try:
-                s.preview_refresh(on_event=collector, color="never")
+                s.preview_refresh(on_event=collector, color="never", config_file=self._endpoint_config(stack))
             except auto_errors.ConcurrentUpdateError:
                 raise
             except auto_errors.CommandError as exc:
