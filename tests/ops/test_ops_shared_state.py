@@ -151,3 +151,33 @@ def test_two_machines_cannot_interleave_writes_of_one_document(tmp_path: Path, e
     with pytest.raises(StateConflict):  # one's copy is stale now (If-Match on the old ETag)
         one.save(doc_one, {"by": "one again"})
     assert one.load(doc_one) == {"by": "two"}
+
+
+def test_the_engine_reads_lock_holders_from_an_s3_backend(tmp_path: Path, endpoint: str, bucket: Any) -> None:
+    from orchestrator.engine.pulumi import PulumiEngine
+
+    key = "iot/.pulumi/locks/organization/iot-platform/dev-dns/0d5f6b2e-7a9c-4c1e-9d7b-1f2e3a4b5c6d.json"
+    bucket.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(
+        {"pid": 4242, "username": "runner", "hostname": "fv-az123", "timestamp": "2026-11-30T12:16:47.888323687Z"}))
+    bucket.put_object(Bucket=BUCKET, Key=key + ".attrs", Body=b"{}")
+    engine = PulumiEngine(project_dir=tmp_path, stacks_dir=tmp_path / "stacks", backend_url=BACKEND,
+                          secrets_provider=None, endpoint_url=endpoint, cli=Path("/bin/true"))
+    lock = engine.lock("dev-dns")
+    assert lock is not None and lock.holder == "runner@fv-az123 (pid 4242)" and lock.since == "2026-11-30T12:16:47Z"
+    assert engine.lock("dev-region-eu-west-1") is None
+
+
+def test_status_tells_a_missing_vault_bucket_from_an_empty_one(clones, bucket: Any,  # noqa: ANN001
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    run_a, _run_b, _a, _b = clones
+    monkeypatch.setenv("ORCHESTRATE_BACKUP_DEST", "s3://no-such-vault/registry")
+    missing = run_a("status", "--json")
+    assert missing.exit_code == 1, missing.output
+    backup = json.loads(missing.stdout)["backup"]
+    assert backup["state"] == "unreachable" and "NoSuchBucket" in backup["reason"]
+    bucket.create_bucket(Bucket="empty-vault")
+    monkeypatch.setenv("ORCHESTRATE_BACKUP_DEST", "s3://empty-vault/registry")
+    empty = run_a("status", "--json")
+    assert empty.exit_code == 0, empty.output
+    assert json.loads(empty.stdout)["backup"]["state"] == "none found"
+    assert json.loads(empty.stdout)["backend"] == f"s3://{BUCKET}/iot"
