@@ -40,3 +40,13 @@ def test_kms_stacks_run_without_a_passphrase_and_a_different_provider_is_refused
                           "--secrets-provider", "passphrase", expect=2)
     assert "dev-dns, dev-region-eu-west-1 use awskms://" in refused.stderr, refused.stderr
     assert "orchestrate secrets change-provider" in refused.stderr
+
+    # changing it is explicit: re-encrypted with a passphrase through the CLI, then usable with it
+    passphrase = {"PULUMI_CONFIG_PASSPHRASE": "a-new-team-passphrase"}
+    changed = project.json("secrets", "change-provider", "--to", "passphrase", "--yes", "--endpoint-url", moto_server,
+                           env=passphrase)
+    assert changed["changed"] == ["dev-region-eu-west-1", "dev-dns"], changed
+    config = yaml.safe_load((project.stacks / f"Pulumi.{STACK}.yaml").read_text())
+    assert config.get("encryptionsalt") and config.get("secretsprovider", "passphrase") == "passphrase", config
+    after = project.json("up", "--region", "eu-west-1", "--endpoint-url", moto_server, env=passphrase)
+    assert after["ok"] is True, after
