@@ -132,6 +132,13 @@ class Collector:
             return changes, counts, error
 
 
+def _scrubbed(value: Any) -> str:
+    """A drift value as shown: secrets masked, secret shapes (keys, tokens, PEMs) redacted."""
+    from orchestrator.scrub import scrub
+
+    return scrub(_show(value))
+
+
 def _raw(value: Any) -> str:
     """An engine enum (OpType, DiffKind) or plain string as its string value."""
     return str(value.value) if isinstance(value, Enum) else str(value)
@@ -330,7 +337,7 @@ class DriftCollector:
                 continue
             before, after = old.get(key), new.get(key)
             if _mask(before) != _mask(after):
-                self._found[(meta.urn, key)] = (name, type_, _show(before), _show(after))
+                self._found[(meta.urn, key)] = (name, type_, _scrubbed(before), _scrubbed(after))
 
     def result(self) -> tuple[list[tuple[str, str, str, str, str]], str | None]:
         """([(resource, type, property, expected, actual)], error or None)"""

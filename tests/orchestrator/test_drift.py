@@ -77,3 +77,25 @@ def test_markdown_is_the_drift_issue_body_with_its_own_marker(run, engine: InMem
     engine.drifted.clear()
     assert run("drift", "--all", "--format", "markdown", "--output", str(out)).exit_code == 0
     assert "No drift" in out.read_text()
+
+
+def test_the_drift_collector_masks_secrets_and_redacts_secret_shapes() -> None:
+    from types import SimpleNamespace as NS
+
+    from orchestrator.engine.events import DriftCollector
+
+    urn = "urn:pulumi:dev-region-eu-west-1::iot-platform::iotplatform:region:IotRegion$aws:iot/certificate:Certificate::cert"
+    secret = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "ciphertext": "v1:abc"}
+    pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----"
+    old = NS(outputs={"privateKey": secret, "status": "ACTIVE", "note": "x", "tagsAll": {"a": "1"}})
+    new = NS(outputs={"privateKey": {**secret, "ciphertext": "v1:def"}, "status": "INACTIVE", "note": pem,
+                      "tagsAll": {"a": "2"}})
+    pre = NS(op="refresh", urn=urn, type="aws:iot/certificate:Certificate", old=old, new=old)
+    out = NS(op="same", urn=urn, type="aws:iot/certificate:Certificate", old=old, new=new)
+    collector = DriftCollector()
+    for meta, kind in ((pre, "resource_pre_event"), (out, "res_outputs_event")):
+        collector(NS(**{kind: NS(metadata=meta)}, diagnostic_event=None))
+    rows, error = collector.result()
+    assert error is None
+    assert {(r[2], r[3], r[4]) for r in rows} == {("status", "ACTIVE", "INACTIVE"), ("note", "x", "[redacted]")}
+    assert "MIIEowIBAAKCAQEA" not in repr(rows) and "v1:def" not in repr(rows)
