@@ -84,7 +84,8 @@ def test_the_drift_collector_masks_secrets_and_redacts_secret_shapes() -> None:
 
     from orchestrator.engine.events import DriftCollector
 
-    urn = "urn:pulumi:dev-region-eu-west-1::iot-platform::iotplatform:region:IotRegion$aws:iot/certificate:Certificate::cert"
+    urn = ("urn:pulumi:dev-region-eu-west-1::iot-platform::iotplatform:region:IotRegion"
+           "$aws:iot/certificate:Certificate::cert")
     secret = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "ciphertext": "v1:abc"}
     pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----"
     old = NS(outputs={"privateKey": secret, "status": "ACTIVE", "note": "x", "tagsAll": {"a": "1"}})
