@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from orchestrator.errors import InputRejected, OperationFailed, StateConflict
 
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 STATE_DIR_NAME = ".orchestrate"
 NEW = ""  # `expect` of a write that must create the document (nobody else did)
@@ -321,13 +321,26 @@ class StateLayout:
         found = self.store.keys(f"{self.key(directory)}/{prefix}")
         return [self.root / key for key, _mtime in sorted(found, key=lambda k: (k[1], k[0]))]
 
-    def pull(self, path: Path) -> bool:
+    def pull(self, path: Path, *, merge: Callable[[bytes, bytes], bytes] | None = None) -> bool:
         """Copy the stored document at `path` into the cache (removing a stale cached copy when the
-        store has none); True when there was one."""
+        store has none); True when the cache then holds one.
+
+        With `merge(local, stored)`, a cached copy is not simply replaced: a run killed before it
+        could store its document (SIGKILL skips every `finally`) left the newer one here, so both
+        are merged, and a cached copy the store lacks is kept."""
         key = self.key(path)
         found = self.store.get(key)
         with self._lock:
             self._versions[key] = found.version if found else NEW
+        if self._cache_is_store:
+            return found is not None
+        try:
+            local: bytes | None = Path(path).read_bytes()
+        except FileNotFoundError:
+            local = None
+        if merge is not None and local is not None:
+            self._cache(path, merge(local, found.data) if found else local)
+            return True
         self._cache(path, found.data if found else None)
         return found is not None
 

@@ -78,7 +78,9 @@ def sync(app: Context, src: str, dst: str, dry_run: bool, prune: bool, rate: flo
         _render(app, plan, lines + [f"  warning: {w}" for w in plan.warnings])
         return
     checkpoint = app.state.sync_checkpoint_path(app.env, src, dst)
-    app.state.pull(checkpoint)  # a sync interrupted on another machine resumes here
+    from orchestrator.registry.checkpoint import Checkpoint
+
+    app.state.pull(checkpoint, merge=Checkpoint.merge_files)  # a sync interrupted elsewhere resumes here
     try:
         result = sync_registry(ctx, src, dst, prune=prune, rate=rate or DEFAULT_RATE, concurrency=concurrency,
                                residency=residency, checkpoint_path=checkpoint,

@@ -22,7 +22,9 @@ class RegistryPort:
         from orchestrator.registry import DEFAULT_RATE, sync_registry
 
         checkpoint = self.state.sync_checkpoint_path(self.env, src, dst)
-        self.state.pull(checkpoint)  # the store's copy: a sync interrupted elsewhere resumes here
+        from orchestrator.registry.checkpoint import Checkpoint
+
+        self.state.pull(checkpoint, merge=Checkpoint.merge_files)  # a sync interrupted elsewhere resumes here
         try:
             report = sync_registry(self.ctx, src, dst, residency=self.residency, rate=self.rate or DEFAULT_RATE,
                                    checkpoint_path=checkpoint)

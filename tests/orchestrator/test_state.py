@@ -123,3 +123,27 @@ def test_backend_display_drops_credentials_and_query(tmp_path: Path) -> None:
     assert backend_display("s3://bucket/p?region=eu-west-1&profile=x") == "s3://bucket/p"
     assert backend_display("https://user:tok@api.example.com/x") == "https://api.example.com/x"
     assert backend_display(f"file://{tmp_path}") == f"file://{tmp_path}"
+
+
+def test_a_checkpoint_left_by_a_killed_sync_survives_the_next_pull_and_merges(tmp_path: Path) -> None:
+    """SIGKILL skips the push of the checkpoint: the cached copy is newer than the store's."""
+    from orchestrator.registry.checkpoint import Checkpoint
+    from orchestrator.state import LocalStore
+
+    state = StateLayout(tmp_path / "clone", LocalStore(tmp_path / "backend" / ".orchestrate"))
+    path = state.sync_checkpoint_path("dev", "eu-west-1", "eu-central-1")
+
+    def doc(*done: str) -> dict[str, object]:
+        return {"format": 1, "src_region": "eu-west-1", "dst_region": "eu-central-1", "done": list(done)}
+
+    atomic_write_json(path, doc("a", "b"))  # the killed run's, never stored
+    assert state.pull(path, merge=Checkpoint.merge_files) and read_json(path) == doc("a", "b")
+    assert not state.pull(path) and not path.exists()  # without merge: the store is the truth
+
+    atomic_write_json(path, doc("a", "b"))
+    state.push(path)  # stored: a, b
+    atomic_write_json(path, doc("c"))  # a later run on this machine, killed before its push
+    assert state.pull(path, merge=Checkpoint.merge_files)
+    assert read_json(path)["done"] == ["a", "b", "c"]
+    other = json.dumps(doc("x") | {"dst_region": "eu-north-1"}).encode()
+    assert Checkpoint.merge_files(other, json.dumps(doc("a")).encode()) == json.dumps(doc("a")).encode()
