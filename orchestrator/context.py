@@ -30,7 +30,7 @@ class Context:
     def __init__(self, *, env: str, project_dir: Path, config_path: Path, backend_url: str,
                  endpoint_url: str | None = None, secrets_provider: str | None = None,
                  json_output: bool = False, verbose: bool = False, console: Console | None = None,
-                 engine_factory: EngineFactory | None = None) -> None:
+                 engine_factory: EngineFactory | None = None, backend_error: str | None = None) -> None:
         self.env = env
         self.project_dir = project_dir
         self.config_path = config_path
@@ -41,6 +41,7 @@ class Context:
         self.verbose = verbose
         self.console = console or Console(verbose=verbose, json_mode=json_output)
         self.engine_factory = engine_factory
+        self.backend_error = backend_error  # why the backend must not be used (checked before any use)
         self._topology: Topology | None = None
         self._engine: Engine | None = None
         self._state: StateLayout | None = None
@@ -51,11 +52,13 @@ class Context:
 
     @property
     def state(self) -> StateLayout:
-        """Where the orchestrator keeps its own files (journals, lifecycle, checkpoints, workspaces)."""
+        """Where the orchestrator keeps its own files: run state (journals, lifecycle, checkpoints) in
+        the backend beside the Pulumi state, cached in `.orchestrate/` with the workspaces."""
         if self._state is None:
-            from orchestrator.state import StateLayout
+            self.require_backend()
+            from orchestrator.state import StateLayout, store_for
 
-            self._state = StateLayout(self.project_dir)
+            self._state = StateLayout(self.project_dir, store_for(self.backend_url, endpoint_url=self.endpoint_url))
         return self._state
 
     def notify(self, text: str) -> None:
@@ -71,28 +74,43 @@ class Context:
         return self._topology
 
     def unrouted_regions(self) -> frozenset[str]:
-        """Regions DNS holds away from (lifecycle state); none when nothing is on record."""
-        from orchestrator.state import read_json
-
+        """Regions DNS holds away from (lifecycle state); none when nothing is on record, or when no
+        backend may be used (offline commands such as `plan` and `graph` still work then)."""
+        if self.backend_error:
+            return frozenset()
         try:
-            data = read_json(self.state.routing_path(self.env)) or {}
+            data = self.state.load(self.state.routing_path(self.env)) or {}
         except (OSError, ValueError):
             data = {}
         return frozenset(data.get("unrouted", []) if isinstance(data, dict) else [])
 
     def record_unrouted(self, regions: frozenset[str] | set[str]) -> None:
         """Persist the regions DNS holds away from, then reload the topology with them."""
-        from orchestrator.state import atomic_write_json
-
-        atomic_write_json(self.state.routing_path(self.env), {"unrouted": sorted(regions)})
+        self.state.save(self.state.routing_path(self.env), {"unrouted": sorted(regions)})
         self._topology = None
 
     def reload_topology(self) -> Topology:
         self._topology = None
         return self.topology()
 
+    def require_backend(self) -> None:
+        """Refuse (exit 2) before a stack or run state is touched when the backend is unusable."""
+        if self.backend_error:
+            from orchestrator.errors import InputRejected
+
+            raise InputRejected(self.backend_error, hint="set PULUMI_BACKEND_URL to the team's backend "
+                                                         "(e.g. s3://<bucket>/<prefix>) or pass --backend")
+
+    @property
+    def backend_name(self) -> str:
+        """The backend URL as shown to people: no credentials, no query parameters."""
+        from orchestrator.state import backend_display
+
+        return backend_display(self.backend_url)
+
     def engine(self) -> Engine:
         if self._engine is None:
+            self.require_backend()
             if self.engine_factory is None:
                 from orchestrator.errors import InputRejected
 

@@ -48,14 +48,29 @@ class InputRejected(OrchestrateError):
 
 
 class StackLocked(OrchestrateError):
-    """Another update holds the stack's lock: `stack`, and who holds it when the backend says so."""
+    """Another update holds the stack's lock: `stack`, who holds it and since when (ISO 8601),
+    when the backend says so."""
 
     exit_code = ExitCode.LOCKED
 
-    def __init__(self, message: str, *, stack: str, holder: str | None = None, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, stack: str, holder: str | None = None, hint: str | None = None,
+                 since: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.stack = stack
         self.holder = holder
+        self.since = since
+
+
+class StateConflict(OrchestrateError):
+    """Another run changed a run state document since this run read it: nothing was overwritten."""
+
+    exit_code = ExitCode.LOCKED
+
+    def __init__(self, key: str, location: str) -> None:
+        super().__init__(f"run state {key} in {location} was changed by another run at the same time",
+                         hint="nothing was overwritten; wait for the other run and re-run")
+        self.key = key
+        self.location = location
 
 
 class GuardRefused(OrchestrateError):

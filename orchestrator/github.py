@@ -26,7 +26,7 @@ from email.utils import parsedate_to_datetime
 from typing import IO, TYPE_CHECKING, Any
 
 from orchestrator.errors import InputRejected, OperationFailed
-from orchestrator.preview.comment import MAX_COMMENT_CHARS, comment_length, parse_marker
+from orchestrator.preview.comment import MAX_COMMENT_CHARS, comment_length, parse_kind_marker, parse_marker
 from orchestrator.scrub import scrub
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -130,6 +130,60 @@ def post_comment(parts: Sequence[str], *, repo: str, pr: int, env: str, token: s
     return PostResult(tuple(created), tuple(updated), tuple(unchanged), tuple(deleted), tuple(urls))
 
 
+@dataclass(frozen=True)
+class IssueResult:
+    """What happened to the environment's sticky issue: created, updated, unchanged, closed or none."""
+
+    action: str
+    number: int | None = None
+    url: str = ""
+
+    def summary(self) -> str:
+        return self.action if self.number is None else f"#{self.number} {self.action}"
+
+
+def sync_issue(body: str, *, repo: str, env: str, resolved: bool, kind: str = "drift", title: str | None = None,
+               token: str | None = None, api_url: str | None = None, timeout: float = 30.0,
+               max_attempts: int = 4, max_wait: float = 60.0,
+               sleep: Callable[[float], None] = time.sleep) -> IssueResult:
+    """Open, update or close the one issue of `env` whose body starts with its `kind` marker (the
+    same exact-marker rule as the PR comment: `dev` never matches `dev-tokyo`, humans' issues are
+    never touched). `resolved`: close it (with `body` as a last comment), or do nothing if none is open."""
+    token = token if token is not None else os.environ.get("GITHUB_TOKEN", "")
+    if not token:
+        raise InputRejected("no GitHub token: set GITHUB_TOKEN",
+                            hint="in a workflow: env GITHUB_TOKEN: ${{ github.token }} with issues: write")
+    api_url = (api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
+    if not _REPO_RE.match(repo):
+        raise InputRejected(f"--repo must be OWNER/NAME, not {repo!r}")
+    if parse_kind_marker(body) != (kind, env, 1):
+        raise InputRejected(f"the issue body does not start with the {kind} marker of env {env}",
+                            hint=f"post only what `orchestrate {kind} --format markdown` wrote")
+    if comment_length(body) > MAX_COMMENT_CHARS:
+        raise InputRejected(f"the issue body has {comment_length(body)} characters; GitHub accepts {MAX_COMMENT_CHARS}")
+    api = _Api(api_url, token, repo, 0, timeout=timeout, max_attempts=max_attempts, max_wait=max_wait, sleep=sleep)
+    ours = sorted((item for item in api.list_pages(f"/repos/{repo}/issues?state=open&per_page={PER_PAGE}")
+                   if "pull_request" not in item and parse_kind_marker(item.get("body") or "") == (kind, env, 1)),
+                  key=lambda item: int(item["number"]))
+    found = ours[0] if ours else None
+    if resolved:
+        if found is None:
+            return IssueResult("none")
+        number = int(found["number"])
+        api.request("POST", f"/repos/{repo}/issues/{number}/comments", {"body": body})
+        api.request("PATCH", f"/repos/{repo}/issues/{number}", {"state": "closed", "state_reason": "completed"})
+        return IssueResult("closed", number, str(found.get("html_url", "")))
+    if found is None:
+        item = api.request("POST", f"/repos/{repo}/issues",
+                           {"title": title or f"{kind.capitalize()} in {env}", "body": body})
+        return IssueResult("created", int(item.get("number", 0)), str(item.get("html_url", "")))
+    number = int(found["number"])
+    if (found.get("body") or "").replace("\r\n", "\n").rstrip("\n") == body.rstrip("\n"):
+        return IssueResult("unchanged", number, str(found.get("html_url", "")))
+    item = api.request("PATCH", f"/repos/{repo}/issues/{number}", {"body": body})
+    return IssueResult("updated", number, str(item.get("html_url", found.get("html_url", ""))))
+
+
 class _Api:
     def __init__(self, api_url: str, token: str, repo: str, pr: int, *, timeout: float,
                  max_attempts: int, max_wait: float, sleep: Callable[[float], None]) -> None:
@@ -148,21 +202,24 @@ class _Api:
         return f"_Api({self.base!r}, repo={self.repo!r}, pr={self.pr})"
 
     def list_comments(self) -> list[dict[str, Any]]:
-        url: str | None = f"{self.base}/repos/{self.repo}/issues/{self.pr}/comments?per_page={PER_PAGE}"
+        return self.list_pages(f"/repos/{self.repo}/issues/{self.pr}/comments?per_page={PER_PAGE}")
+
+    def list_pages(self, path: str) -> list[dict[str, Any]]:
+        """Every item of a paginated listing (bounded by MAX_PAGES)."""
+        url: str | None = self.base + path
         out: list[dict[str, Any]] = []
         for _ in range(MAX_PAGES):
             if url is None:
                 return out
             page, headers = self._send("GET", url, None)
             if not isinstance(page, list):
-                raise OperationFailed(f"GitHub returned an unexpected answer listing comments of "
-                                      f"{self.repo}#{self.pr}")
+                raise OperationFailed(f"GitHub returned an unexpected answer listing {path.split('?')[0]}")
             out.extend(page)
             url = _next_link(headers.get("Link", ""))
             if url is not None and _origin(url) != self.origin:
                 # the token is only ever sent to the configured API
                 raise OperationFailed(f"GitHub pagination pointed outside {self.origin}; refusing to follow")
-        raise OperationFailed(f"{self.repo}#{self.pr} has more than {MAX_PAGES * PER_PAGE} comments; stopped")
+        raise OperationFailed(f"{path.split('?')[0]} has more than {MAX_PAGES * PER_PAGE} items; stopped")
 
     def request(self, method: str, path: str, payload: Mapping[str, Any] | None = None) -> dict[str, Any]:
         data, _ = self._send(method, self.base + path, payload)

@@ -1,6 +1,19 @@
-"""The one owner of `.orchestrate/`: where run state lives, and the one atomic writer.
+"""The one owner of run state: where it lives (the backend, and `.orchestrate/` as its cache), and
+the one atomic writer.
 
-Layout under the project directory:
+Run state (journals, lifecycle state, sync records and checkpoints) lives beside the Pulumi state,
+in the same backend, under a `.orchestrate/` prefix next to `.pulumi/`:
+
+    file://<dir>                 -> <dir>/.orchestrate/<key>
+    s3://<bucket>/<path>?...     -> s3://<bucket>/<path>/.orchestrate/<key>
+
+so any machine or CI job with the same backend can resume a run, fail back or continue a sync.
+Writes are conditional (S3 `If-None-Match`/`If-Match` on the ETag; a file lock and a content
+digest for a directory): a document another machine changed since this run read it is never
+overwritten (`StateConflict`, exit 3). The project's `.orchestrate/` keeps a copy of every document
+read or written (a cache: handy to read, never the source of truth) and the Pulumi workspaces.
+
+Layout under the project directory (and, for run state, under the backend's prefix):
 
     .orchestrate/
       runs/<env>-<op>-<time>.json          run journals (`up --resume`)
@@ -19,20 +32,332 @@ the old file or the new one, never half of either; the temporary file is removed
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import tempfile
+import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from orchestrator.errors import InputRejected, OperationFailed, StateConflict
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable, Iterator
 
 STATE_DIR_NAME = ".orchestrate"
+NEW = ""  # `expect` of a write that must create the document (nobody else did)
+
+
+@dataclass(frozen=True)
+class Stored:
+    data: bytes
+    version: str  # the S3 ETag, or the sha256 of a file's bytes
+
+
+class StateStore(Protocol):
+    """Where run state documents live, keyed by a relative posix path (`runs/dev-up-….json`)."""
+
+    location: str  # shown to users (no credentials)
+
+    def get(self, key: str) -> Stored | None: ...
+
+    def put(self, key: str, data: bytes, *, expect: str | None) -> str:
+        """Write `data`; `expect` is the version read before (NEW: must not exist; None: any).
+        Returns the new version; raises StateConflict when someone else wrote in between."""
+        ...
+
+    def delete(self, key: str) -> None: ...
+
+    def keys(self, prefix: str) -> list[tuple[str, float]]:
+        """(key, modified as epoch seconds) of every document whose key starts with `prefix`."""
+        ...
+
+
+class LocalStore:
+    """A directory (a file backend's `<dir>/.orchestrate`): a file lock makes check-and-write atomic."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.location = f"file://{self.root.as_posix()}"
+        self._thread_lock = threading.Lock()
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def get(self, key: str) -> Stored | None:
+        try:
+            data = self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+        return Stored(data, hashlib.sha256(data).hexdigest())
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._thread_lock, open(self.root / ".lock", "a+b") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def put(self, key: str, data: bytes, *, expect: str | None) -> str:
+        with self._locked():
+            if expect is not None:
+                current = self.get(key)
+                found = current.version if current else NEW
+                if found != expect:
+                    raise StateConflict(key, self.location)
+            atomic_write_bytes(self._path(key), data)
+        return hashlib.sha256(data).hexdigest()
+
+    def delete(self, key: str) -> None:
+        with self._locked():
+            self._path(key).unlink(missing_ok=True)
+
+    def keys(self, prefix: str) -> list[tuple[str, float]]:
+        base = self._path(prefix).parent
+        if not base.is_dir():
+            return []
+        out = []
+        for path in base.rglob("*"):
+            key = path.relative_to(self.root).as_posix()
+            if path.is_file() and key.startswith(prefix) and not path.name.startswith("."):
+                out.append((key, path.stat().st_mtime))
+        return out
+
+
+class S3Store:
+    """A prefix in the state bucket, next to Pulumi's `.pulumi/`; conditional PutObject (ETags)."""
+
+    def __init__(self, bucket: str, prefix: str, client: Any) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.client = client
+        self.location = f"s3://{bucket}/{self.prefix}"
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}"
+
+    def _errors(self, what: str) -> Any:
+        from orchestrator.aws import aws_errors
+
+        return aws_errors(f"{what} in {self.location}")
+
+    def get(self, key: str) -> Stored | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            with self._errors("reading run state"):
+                obj = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+                return Stored(obj["Body"].read(), str(obj["ETag"]))
+        except OperationFailed as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") in (
+                    "NoSuchKey", "404"):
+                return None
+            raise
+
+    def put(self, key: str, data: bytes, *, expect: str | None) -> str:
+        from botocore.exceptions import ClientError
+
+        kwargs: dict[str, Any] = {}
+        if expect == NEW:
+            kwargs["IfNoneMatch"] = "*"
+        elif expect is not None:
+            kwargs["IfMatch"] = expect
+        try:
+            with self._errors("writing run state"):
+                out = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
+                                             ContentType="application/json", **kwargs)
+        except OperationFailed as exc:
+            cause = exc.__cause__
+            code = cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
+            # 412: the ETag moved; 409: a concurrent conditional write; 404: If-Match on a deleted key
+            if kwargs and code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "412", "409"):
+                raise StateConflict(key, self.location) from None
+            raise
+        return str(out["ETag"])
+
+    def delete(self, key: str) -> None:
+        with self._errors("deleting run state"):
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def keys(self, prefix: str) -> list[tuple[str, float]]:
+        out = []
+        with self._errors("listing run state"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                          Prefix=self._key(prefix))
+            for page in pages:
+                for obj in page.get("Contents", []) or []:
+                    out.append((obj["Key"][len(self.prefix) + 1:], obj["LastModified"].timestamp()))
+        return out
+
+
+def backend_display(url: str) -> str:
+    """The backend URL without credentials or query parameters (what status and comments show)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else url
+
+
+def store_for(backend_url: str, *, endpoint_url: str | None = None) -> StateStore | None:
+    """The run state store beside the Pulumi state of `backend_url`; None for a backend that has
+    no place for it (Pulumi Cloud and other services: run state then stays in `.orchestrate/`)."""
+    if backend_url.startswith("file://"):
+        root = backend_url[len("file://"):].split("?", 1)[0]
+        if root.startswith("~"):
+            root = os.path.expanduser(root)
+        return LocalStore(Path(root) / STATE_DIR_NAME)
+    if backend_url.startswith("s3://"):
+        s3, bucket, path = s3_backend(backend_url, endpoint_url=endpoint_url)
+        return S3Store(bucket, f"{path}/{STATE_DIR_NAME}".strip("/"), s3)
+    return None
+
+
+def s3_backend(backend_url: str, *, endpoint_url: str | None = None) -> tuple[Any, str, str]:
+    """(S3 client, bucket, path inside the bucket) of an `s3://bucket/path?region=…&endpoint=…`
+    backend URL, the way the Pulumi CLI reads it (`--endpoint-url` applies when the URL names none)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from orchestrator.aws import AwsContext, client
+
+    parts = urlsplit(backend_url)
+    if not parts.hostname:
+        raise InputRejected(f"backend {backend_display(backend_url)!r} names no bucket")
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    endpoint = query.get("endpoint") or endpoint_url
+    if endpoint and not endpoint.startswith(("http://", "https://")):
+        endpoint = f"https://{endpoint}"
+    region = query.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") \
+        or "us-east-1"
+    s3 = client(AwsContext(endpoint_url=endpoint, profile=query.get("profile")), "s3", region)
+    return s3, parts.hostname, parts.path.strip("/")
 
 
 class StateLayout:
-    """Paths of the orchestrator's own files for one project directory."""
+    """Paths of the orchestrator's own files for one project directory, and the run state store.
 
-    def __init__(self, project_dir: Path) -> None:
+    With a `store`, run state documents (`load`/`save`/`delete`/`documents`/`pull`/`push`) are read
+    from and written to the store, and copied into `.orchestrate/` (the cache); without one, the
+    cache directory is the store."""
+
+    def __init__(self, project_dir: Path, store: StateStore | None = None) -> None:
         self.project_dir = Path(project_dir)
+        self.store: StateStore = store or LocalStore(self.root)
+        self._versions: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def location(self) -> str:
+        return self.store.location
+
+    @property
+    def _cache_is_store(self) -> bool:
+        return isinstance(self.store, LocalStore) and self.store.root.resolve() == self.root.resolve()
+
+    def key(self, path: Path) -> str:
+        """The store key of a run state path under `.orchestrate/`."""
+        try:
+            return Path(path).relative_to(self.root).as_posix()
+        except ValueError:
+            raise ValueError(f"{path} is not under {self.root}") from None
+
+    def _cache(self, path: Path, data: bytes | None) -> None:
+        if self._cache_is_store:
+            return
+        if data is None:
+            Path(path).unlink(missing_ok=True)
+        else:
+            atomic_write_bytes(Path(path), data)
+
+    def load(self, path: Path) -> Any | None:
+        """The JSON document at `path` from the store (copied into the cache), or None."""
+        key = self.key(path)
+        found = self.store.get(key)
+        with self._lock:
+            self._versions[key] = found.version if found else NEW
+        self._cache(path, found.data if found else None)
+        if found is None:
+            return None
+        try:
+            return json.loads(found.data)
+        except ValueError:
+            raise InputRejected(f"{self.store.location}/{key}: run state is not valid JSON") from None
+
+    def save(self, path: Path, data: Any, *, indent: int | None = 2) -> None:
+        """Write a JSON document, refusing to overwrite what another run wrote since this one read it."""
+        self.save_bytes(path, _json_bytes(data, indent))
+
+    def save_bytes(self, path: Path, data: bytes) -> None:
+        key = self.key(path)
+        with self._lock:
+            expect = self._versions.get(key)
+        if expect is None:  # never read by this run: the write must not race another writer
+            current = self.store.get(key)
+            expect = current.version if current else NEW
+        version = self.store.put(key, data, expect=expect)
+        with self._lock:
+            self._versions[key] = version
+        self._cache(path, data)
+
+    def delete(self, path: Path) -> None:
+        key = self.key(path)
+        self.store.delete(key)
+        with self._lock:
+            self._versions[key] = NEW
+        self._cache(path, None)
+
+    def documents(self, directory: Path, prefix: str) -> list[Path]:
+        """Cache paths of the stored documents in `directory` whose names start with `prefix`,
+        oldest change first."""
+        found = self.store.keys(f"{self.key(directory)}/{prefix}")
+        return [self.root / key for key, _mtime in sorted(found, key=lambda k: (k[1], k[0]))]
+
+    def pull(self, path: Path, *, merge: Callable[[bytes, bytes], bytes] | None = None) -> bool:
+        """Copy the stored document at `path` into the cache (removing a stale cached copy when the
+        store has none); True when the cache then holds one.
+
+        With `merge(local, stored)`, a cached copy is not simply replaced: a run killed before it
+        could store its document (SIGKILL skips every `finally`) left the newer one here, so both
+        are merged, and a cached copy the store lacks is kept."""
+        key = self.key(path)
+        found = self.store.get(key)
+        with self._lock:
+            self._versions[key] = found.version if found else NEW
+        if self._cache_is_store:
+            return found is not None
+        try:
+            local: bytes | None = Path(path).read_bytes()
+        except FileNotFoundError:
+            local = None
+        if merge is not None and local is not None:
+            self._cache(path, merge(local, found.data) if found else local)
+            return True
+        self._cache(path, found.data if found else None)
+        return found is not None
+
+    def push(self, path: Path) -> None:
+        """Store the cache's file at `path` (a document a library wrote locally), or remove the
+        stored one when the file is gone."""
+        try:
+            data = Path(path).read_bytes()
+        except FileNotFoundError:
+            if self.store.get(self.key(path)) is not None:
+                self.delete(path)
+            return
+        if self._cache_is_store:
+            return
+        self.save_bytes(path, data)
 
     @property
     def root(self) -> Path:
@@ -74,14 +399,23 @@ def is_workspace_dir(path: Path) -> bool:
     return path.parent.name == "workspaces" and path.parent.parent.name == STATE_DIR_NAME
 
 
+def _json_bytes(data: Any, indent: int | None) -> bytes:
+    return (json.dumps(data, indent=indent, sort_keys=True, default=str) + "\n").encode("utf-8")
+
+
 def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None:
     """Replace `path` with `text` atomically (temp file, fsync, rename); `mode` keeps a file mode."""
+    atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, mode: int | None = None) -> None:
+    """Replace `path` with `data` atomically (temp file, fsync, rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:  # bytes as given: digests hold
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:  # bytes as given: digests hold
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         if mode is not None:
@@ -94,7 +428,7 @@ def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None
 
 def atomic_write_json(path: Path, data: Any, *, indent: int | None = 2) -> None:
     """`atomic_write_text` of a JSON document (sorted keys, non-JSON values as strings)."""
-    atomic_write_text(path, json.dumps(data, indent=indent, sort_keys=True, default=str) + "\n")
+    atomic_write_bytes(path, _json_bytes(data, indent))
 
 
 def read_json(path: Path) -> Any | None:

@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.engine.types import (
+    LockInfo,
     Operation,
     Outcome,
     OutputValue,
     ProgressFn,
+    PropertyDrift,
+    StackDrift,
     StackInfo,
     StackResult,
     StackSpec,
@@ -78,6 +81,10 @@ class InMemoryEngine:
         self.calls: list[Call] = []
         self.fail_on: dict[str, str] = {}  # stack -> failure message for up
         self.locked: dict[str, str] = {}  # stack -> who holds the lock
+        self.drifted: dict[str, list[PropertyDrift]] = {}  # stack -> what changed behind Pulumi's back
+        self.drift_errors: dict[str, str] = {}  # stack -> refresh preview failure
+        self.lock_since: dict[str, str] = {}  # stack -> ISO time the lock was taken (default: a day ago)
+        self.secrets_providers: dict[str, str] = {}  # stack -> provider set by change_secrets_provider
         self.output_overrides: dict[str, dict[str, Any]] = {}  # stack -> outputs to merge in
         self.secret_outputs: dict[str, dict[str, Any]] = {}
         self.previews: dict[str, Any] = {}
@@ -100,7 +107,8 @@ class InMemoryEngine:
             self.calls.append(call)
         if name in self.locked and operation in ("up", "destroy", "refresh"):
             call.ended = time.monotonic()
-            raise StackLocked(f"{name} is locked by {self.locked[name]}", stack=name, holder=self.locked[name])
+            raise StackLocked(f"{name} is locked by {self.locked[name]}", stack=name, holder=self.locked[name],
+                              since=self._since(name))
         if self.latency:
             time.sleep(self.latency)
         return call
@@ -191,6 +199,31 @@ class InMemoryEngine:
                          last_result=state.last_result, last_update="2026-11-26T12:00:00Z",
                          pending_operations=state.pending)
 
+    def drift(self, stack: str) -> StackDrift:
+        self._begin("drift", stack).ended = time.monotonic()
+        state = self.stacks.get(stack)
+        if state is None or not state.deployed:
+            return StackDrift(stack, deployed=False)
+        if stack in self.drift_errors:
+            return StackDrift(stack, error=self.drift_errors[stack])
+        return StackDrift(stack, differences=tuple(self.drifted.get(stack, ())))
+
+    def _since(self, stack: str) -> str:
+        from datetime import datetime, timedelta, timezone
+
+        default = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return self.lock_since.get(stack, default)
+
+    def lock(self, stack: str) -> LockInfo | None:
+        """Who holds the lock (a read: not recorded as a call)."""
+        from datetime import datetime, timezone
+
+        if stack not in self.locked:
+            return None
+        since = self._since(stack)
+        then = datetime.fromisoformat(since.replace("Z", "+00:00"))
+        return LockInfo(stack, self.locked[stack], since, (datetime.now(timezone.utc) - then).total_seconds())
+
     def cancel(self, stack: str) -> None:
         self._begin("cancel", stack).ended = time.monotonic()
         self.locked.pop(stack, None)
@@ -199,6 +232,12 @@ class InMemoryEngine:
         state = self.stacks.get(stack)
         return {"version": 3, "deployment": {"resources": [] if state is None else
                                              [{"urn": f"urn:{i}"} for i in range(state.resources)]}}
+
+    def change_secrets_provider(self, stack: str, provider: str) -> None:
+        self._begin("change-secrets-provider", stack).ended = time.monotonic()
+        if stack not in self.stacks:
+            raise OperationFailed(f"{stack} does not exist")
+        self.secrets_providers[stack] = provider
 
     def import_(self, stack: str, state: dict[str, Any]) -> None:
         self._begin("import", stack).ended = time.monotonic()

@@ -35,7 +35,9 @@ _GLOBALS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--endpoint-url", "endpoint_url"), {"metavar": "URL",
                                           "help": "Point every AWS call (provider and boto3) at LocalStack/moto."}),
     (("--secrets-provider", "secrets_provider"), {"metavar": "URL",
-                                                  "help": "passphrase (default) or awskms://…"}),
+                                                  "help": "Secrets provider of new stacks: passphrase or awskms://… "
+                                                          "[default: each stack's own; env "
+                                                          "ORCHESTRATE_SECRETS_PROVIDER]."}),
     (("--json", "json_output"), {"is_flag": True, "default": None, "help": "Machine output on stdout."}),
     (("-v", "--verbose", "verbose"), {"is_flag": True, "default": None, "help": "More detail on stderr."}),
 ]
@@ -140,19 +142,47 @@ def context_for(ctx: click.Context) -> Context:
         if not config_path.exists():
             raise InputRejected(f"{config_path}: topology file not found",
                                 hint="run from the project root or pass --config PATH")
-    backend = v.get("backend") or os.environ.get("PULUMI_BACKEND_URL") or \
-        f"file://{(project_dir / '.pulumi-state').as_posix()}"
+    backend, backend_error = _backend(v.get("backend"), project_dir)
+    secrets_provider = v.get("secrets_provider") or os.environ.get("ORCHESTRATE_SECRETS_PROVIDER") or None
     console = deps.console or Console()
     console.verbose = bool(v.get("verbose"))
     console.json_mode = bool(v.get("json_output"))
     context = Context(
         env=env, project_dir=project_dir, config_path=config_path, backend_url=backend,
-        endpoint_url=v.get("endpoint_url"), secrets_provider=v.get("secrets_provider"),
+        endpoint_url=v.get("endpoint_url"), secrets_provider=secrets_provider,
         json_output=bool(v.get("json_output")), verbose=bool(v.get("verbose")), console=console,
-        engine_factory=deps.engine_factory or _pulumi_engine,
+        engine_factory=deps.engine_factory or _pulumi_engine, backend_error=backend_error,
     )
     root.meta["orchestrate.context"] = context
     return context
+
+
+def on_ci() -> bool:
+    """True on a CI runner (GitHub Actions and most others set CI=true)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _backend(option: str | None, project_dir: Path) -> tuple[str, str | None]:
+    """The backend URL, and why it must not be used (a reason) when a run would lose its state.
+
+    A variable that is set but empty is what a CI job gets when the variable was not defined for
+    its environment: never read as "use the default"; nor is the default local backend on CI,
+    where the state would leave with the runner."""
+    default = f"file://{(project_dir / '.pulumi-state').as_posix()}"
+    if option is not None:
+        if not option.strip():
+            return default, "--backend is empty"
+        return option, None
+    value = os.environ.get("PULUMI_BACKEND_URL")
+    if value is not None:
+        if not value.strip():
+            return default, ("PULUMI_BACKEND_URL is set but empty (a variable not defined for this job?); "
+                             "refusing to fall back to a local backend")
+        return value.strip(), None
+    if on_ci():
+        return default, ("CI is set and no state backend is configured (PULUMI_BACKEND_URL or --backend); "
+                         "refusing a local backend whose state would leave with the runner")
+    return default, None
 
 
 def pass_context(func: F) -> F:

@@ -7,7 +7,8 @@ import click
 from orchestrator.cli.app import command, group
 from orchestrator.context import Context
 
-comment = group("comment", help="Pull-request comments.", lazy={"post": "orchestrator.cli.comment:post"})
+comment = group("comment", help="Pull-request comments and the drift issue.",
+                lazy={"post": "orchestrator.cli.comment:post", "issue": "orchestrator.cli.comment:issue"})
 
 
 @command("post")
@@ -37,3 +38,26 @@ def post(app: Context, file: str, repo: str, pr: int) -> None:
     app.console.result(f"comment for env {app.env} on {repo}#{pr}: {result.summary()}")
     for url in result.urls:
         app.console.result(f"  {url}")
+
+
+@command("issue")
+@click.option("--file", "file", required=True, type=click.Path(dir_okay=False),
+              help="The markdown `orchestrate drift --format markdown --output F` wrote.")
+@click.option("--repo", required=True, envvar="GITHUB_REPOSITORY", metavar="OWNER/NAME",
+              help="Repository [env GITHUB_REPOSITORY].")
+@click.option("--resolved", is_flag=True, help="No drift any more: close the env's drift issue if one is open.")
+def issue(app: Context, file: str, repo: str, resolved: bool) -> None:
+    """Open or update the env's one drift issue, or close it when --resolved (token: GITHUB_TOKEN)."""
+    from orchestrator.errors import InputRejected
+    from orchestrator.github import sync_issue
+
+    try:
+        with open(file, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise InputRejected(f"{file}: cannot read the issue file: {exc.strerror}") from None
+    result = sync_issue(text, repo=repo, env=app.env, resolved=resolved)
+    if app.json_output:
+        app.console.document({"env": app.env, "action": result.action, "number": result.number, "url": result.url})
+        return
+    app.console.result(f"drift issue for env {app.env} on {repo}: {result.summary()} {result.url}".rstrip())

@@ -21,7 +21,9 @@ from orchestrator.errors import OperationFailed
 @click.option("--base-ref", metavar="REF", default=lambda: os.environ.get("GITHUB_BASE_REF") and
               f"origin/{os.environ['GITHUB_BASE_REF']}", help="Git ref of the topology before this change "
               "(mermaid before/after) [default: origin/$GITHUB_BASE_REF].")
-@click.option("--expect-no-changes", is_flag=True, help="Exit 1 when anything would change (drift check).")
+@click.option("--expect-no-changes", is_flag=True,
+              help="Exit 1 when the programs would change anything. Compares the programs with the state "
+                   "only: for changes made outside Pulumi, use `orchestrate drift`.")
 @click.option("--parallel", default=4, show_default=True, type=click.IntRange(1, 32))
 def preview(app: Context, region: str | None, all_regions: bool, fmt: str, output: str | None,
             max_parts: int | None, base_ref: str | None, expect_no_changes: bool, parallel: int) -> None:
@@ -36,7 +38,8 @@ def preview(app: Context, region: str | None, all_regions: bool, fmt: str, outpu
     selection = up_selection(topology, exclusive_region(region, all_regions, required=False))
     before = topology_at(app.project_dir, app.config_path, app.env, base_ref) if base_ref else None
     result = preview_environment(app.engine(), topology, selection, before=before,
-                                 commit=current_commit(app.project_dir), parallel=parallel)
+                                 commit=current_commit(app.project_dir), parallel=parallel,
+                                 backend=app.backend_name)
     if app.json_output:
         fmt = "json"
     text = join_parts(render(result, fmt, max_parts=max_parts))

@@ -91,9 +91,19 @@ def sync(app: Context, src: str, dst: str, dry_run: bool, prune: bool, rate: flo
         lines += [f"  first {kind}: {', '.join(items)}" for kind, items in plan.first.items() if items]
         _render(app, plan, lines + [f"  warning: {w}" for w in plan.warnings])
         return
-    result = sync_registry(ctx, src, dst, prune=prune, rate=rate or DEFAULT_RATE, concurrency=concurrency,
-                           residency=residency, checkpoint_path=app.state.sync_checkpoint_path(app.env, src, dst),
-                           progress=progress_bar(app, f"sync {src} -> {dst}"), guard=guard)
+    checkpoint = app.state.sync_checkpoint_path(app.env, src, dst)
+    listings = app.state.listing_record_path(app.env)
+    from orchestrator.registry.checkpoint import Checkpoint
+
+    app.state.pull(checkpoint, merge=Checkpoint.merge_files)  # a sync interrupted elsewhere resumes here
+    app.state.pull(listings)  # the counts of the last complete listings, wherever that sync ran
+    try:
+        result = sync_registry(ctx, src, dst, prune=prune, rate=rate or DEFAULT_RATE, concurrency=concurrency,
+                               residency=residency, checkpoint_path=checkpoint,
+                               progress=progress_bar(app, f"sync {src} -> {dst}"), guard=guard)
+    finally:
+        app.state.push(checkpoint)
+        app.state.push(listings)
     lines = [f"sync {src} -> {dst}: {'ok' if result.ok else 'FAILED'}: {result.applied} applied, "
              f"{result.write_calls} write calls, {result.retries} retries, {result.duration_s:.1f}s"]
     lines += _counts(result.counts) + [f"  error: {e.op}: {e.code}: {e.message}" for e in result.errors[:20]]

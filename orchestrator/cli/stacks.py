@@ -100,15 +100,18 @@ def destroy(app: Context, region: str | None, all_regions: bool, include_protect
 
 @command("status")
 def status(app: Context) -> None:
-    """Every stack of the environment: deployed or not, last result, resources, routing role."""
+    """Every stack of the environment: deployed or not, last result, resources, routing role, the
+    backend, and the newest registry backup (exit 1 when the backup vault cannot be read)."""
     from orchestrator.operations.status import environment_status
 
     report = environment_status(app)
     if app.json_output:
         app.console.document(report.to_json())
-        return
-    for line in report.lines():
-        app.console.result(line)
+    else:
+        for line in report.lines():
+            app.console.result(line)
+    if not report.ok:
+        raise Reported(ExitCode.FAILED, f"the backup vault could not be read: {report.backup.reason}")
 
 
 @command("outputs")
@@ -145,15 +148,29 @@ def graph(app: Context, fmt: str) -> None:
 
 
 @command("recover")
-@click.argument("stack")
+@click.argument("stack", required=False)
+@click.option("--all", "all_stacks", is_flag=True, help="Every stack of the env with a lock or pending operations.")
+@click.option("--force", is_flag=True,
+              help="Clear a lock that may still be alive (younger than 2 h, held elsewhere): only when you "
+                   "know its run is dead, e.g. after a cancelled CI job.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def recover(app: Context, stack: str, yes: bool) -> None:
-    """After a crashed run: cancel the stale lock and refresh with pending creates cleared."""
+def recover(app: Context, stack: str | None, all_stacks: bool, force: bool, yes: bool) -> None:
+    """After a crashed run: show who holds the lock and since when, cancel it, refresh with pending
+    creates cleared. A lock that may still be alive is refused (exit 4) unless --force."""
     from orchestrator.cli.options import confirmer
-    from orchestrator.operations.recovery import recover_stack
+    from orchestrator.operations.recovery import recover_stack, stacks_to_recover
 
-    result = recover_stack(app, stack, confirm=confirmer(yes))
+    if bool(stack) == all_stacks:
+        raise InputRejected("say which stack: STACK or --all")
+    names = stacks_to_recover(app) if all_stacks else [stack or ""]
+    results = [recover_stack(app, name, confirm=confirmer(yes), force=force) for name in names]
     if app.json_output:
-        app.console.document(result)
-    else:
-        app.console.result(f"{stack}: recovered ({result['pending_cleared']} pending operations cleared)")
+        app.console.document(results[0] if stack else {"recovered": results})
+        return
+    if not results:
+        app.console.result(f"env {app.env}: no stack is locked or has pending operations")
+    for result in results:
+        lock = result["lock"]
+        held = f"lock of {lock['holder']} (since {lock['since']}) cleared, " if lock else ""
+        app.console.result(f"{result['stack']}: recovered ({held}{result['pending_cleared']} pending operations "
+                           "cleared)")

@@ -132,6 +132,13 @@ class Collector:
             return changes, counts, error
 
 
+def _scrubbed(value: Any) -> str:
+    """A drift value as shown: secrets masked, secret shapes (keys, tokens, PEMs) redacted."""
+    from orchestrator.scrub import scrub
+
+    return scrub(_show(value))
+
+
 def _raw(value: Any) -> str:
     """An engine enum (OpType, DiffKind) or plain string as its string value."""
     return str(value.value) if isinstance(value, Enum) else str(value)
@@ -274,3 +281,67 @@ _COLOR_RE = re.compile(r"<\{%[a-zA-Z]*%\}>|\x1b\[[0-9;]*[A-Za-z]")
 def clean_message(message: str) -> str:
     """An engine diagnostic without colour markup and trailing blank space."""
     return _COLOR_RE.sub("", message).strip()
+
+
+GONE = "(resource)"
+_GONE_TEXT = "(deleted outside Pulumi)"
+# Properties every read returns fresh, or the engine's own bookkeeping: never drift.
+_DRIFT_IGNORED = frozenset({"__meta", "__defaults", "__inputs", "tagsAll"})
+
+
+class DriftCollector:
+    """Engine events of a refresh preview (`Stack.preview_refresh`) -> property drift per resource.
+
+    Pulumi 3.274's refresh preview sends, per resource, a pre-event (op `refresh`, `new` a copy of
+    the state) and an outputs event (op `same`, `update` or `delete`) whose `new` outputs are what
+    the provider read: those are compared with `old` key by key. Values are masked as in previews."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._found: dict[tuple[str, str], tuple[str, str, str, str]] = {}
+        self._errors: list[str] = []
+
+    def __call__(self, event: EngineEvent) -> None:
+        with self._lock:
+            for name in ("resource_pre_event", "res_outputs_event"):
+                sub = getattr(event, name, None)
+                meta = getattr(sub, "metadata", None) if sub is not None else None
+                if meta is not None:
+                    self._step(meta)
+            diag = getattr(event, "diagnostic_event", None)
+            if diag is not None and (diag.severity or "") == "error":
+                message = clean_message(diag.message or "")
+                if message and message not in self._errors:
+                    self._errors.append(message)
+
+    def _step(self, meta: StepEventMetadata) -> None:
+        raw = _raw(meta.op)
+        if raw not in ("refresh", "same", "update", "delete") or not meta.urn:
+            return
+        type_ = meta.type or _type_of(meta.urn)
+        if type_.startswith("pulumi:"):
+            return
+        old = dict(getattr(meta.old, "outputs", None) or {}) if meta.old is not None else {}
+        new_state = meta.new
+        name = _name_of(meta.urn)
+        if raw == "delete":
+            self._found[(meta.urn, GONE)] = (name, type_, "exists", _GONE_TEXT)
+            return
+        if new_state is None:
+            return
+        new = dict(new_state.outputs or {})
+        if not old or not new:
+            return
+        for key in sorted(set(old) | set(new)):
+            if key in _DRIFT_IGNORED or key.startswith("__"):
+                continue
+            before, after = old.get(key), new.get(key)
+            if _mask(before) != _mask(after):
+                self._found[(meta.urn, key)] = (name, type_, _scrubbed(before), _scrubbed(after))
+
+    def result(self) -> tuple[list[tuple[str, str, str, str, str]], str | None]:
+        """([(resource, type, property, expected, actual)], error or None)"""
+        with self._lock:
+            rows = [(v[0], v[1], key[1], v[2], v[3]) for key, v in sorted(self._found.items())]
+            return rows, ("\n".join(self._errors) if self._errors else None)
+

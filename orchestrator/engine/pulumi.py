@@ -21,10 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from orchestrator.engine.types import (
+    LockInfo,
     Operation,
     Outcome,
     OutputValue,
     ProgressFn,
+    PropertyDrift,
+    StackDrift,
     StackInfo,
     StackResult,
     StackSpec,
@@ -95,15 +98,26 @@ class PulumiEngine:
         cli = find_pulumi_cli()
         if cli is None:
             raise InputRejected("the Pulumi CLI was not found on PATH", hint=INSTALL_HINT)
-        provider = app.secrets_provider or "passphrase"
-        if provider == "passphrase" and not (os.environ.get("PULUMI_CONFIG_PASSPHRASE") is not None
-                                             or os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")):
-            raise InputRejected("no passphrase for the stack secrets",
-                                hint="set PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE, "
-                                     "or use --secrets-provider awskms://…")
-        if not (provider == "passphrase" or provider.startswith(("awskms://", "gcpkms://", "azurekeyvault://",
-                                                                  "hashivault://", "default"))):
-            raise InputRejected(f"unknown secrets provider {provider!r}")
+        provider = app.secrets_provider
+        if provider is not None and not (provider == "passphrase" or provider.startswith(_PROVIDER_SCHEMES)):
+            raise InputRejected(f"unknown secrets provider {provider!r}",
+                                hint="passphrase, awskms://…, gcpkms://…, azurekeyvault://… or hashivault://…")
+        current = stack_secrets_providers(app.stacks_dir, app.env)
+        if provider is not None:
+            # Pulumi takes --secrets-provider only when it creates a stack: for an existing stack it
+            # would be ignored without a word. Changing it is an explicit command.
+            differ = sorted(name for name, used in current.items() if not _same_provider(used, provider))
+            if differ:
+                raise InputRejected(
+                    f"{', '.join(differ)} {'uses' if len(differ) == 1 else 'use'} "
+                    f"{_provider_label(current[differ[0]])} secrets, not {_provider_label(provider)}: "
+                    "the secrets provider of an existing stack is not changed by --secrets-provider",
+                    hint=f"run `orchestrate secrets change-provider --to {provider}` to change it, "
+                         "or drop --secrets-provider")
+        needs_passphrase = provider == "passphrase" or (
+            provider is None and (not current or any(used == "passphrase" for used in current.values())))
+        if needs_passphrase:
+            _require_passphrase()
         if not (app.project_dir / "Pulumi.yaml").is_file():
             raise InputRejected(f"{app.project_dir}: no Pulumi.yaml here", hint="run from the project root")
         backend = app.backend_url
@@ -112,6 +126,14 @@ class PulumiEngine:
         return cls(project_dir=app.project_dir, stacks_dir=app.stacks_dir, config_path=app.config_path,
                    backend_url=backend,
                    secrets_provider=provider, endpoint_url=app.endpoint_url, cli=cli, log=app.console.debug)
+
+    def change_secrets_provider(self, stack: str, provider: str) -> None:
+        """Re-encrypt `stack`'s secrets (config and state) with `provider` (`pulumi stack
+        change-secrets-provider`): needs the current provider's key and the new one."""
+        def go() -> None:
+            self._cli(self._stack(stack, create=False), "stack", "change-secrets-provider", provider)
+
+        self._run("change-secrets-provider", stack, go)
 
     # -- the one place every operation goes through -------------------------------------------
     def _run(self, operation: str, stack: str, fn: Callable[[], T]) -> T:
@@ -125,15 +147,13 @@ class PulumiEngine:
                 try:
                     return fn()
                 except auto_errors.ConcurrentUpdateError as exc:
-                    raise StackLocked(f"{stack} is locked by another update", stack=stack,
-                                      holder=_lock_holder(exc), hint=_lock_hint(stack, exc)) from None
+                    raise _locked(stack, exc) from None
                 except auto_errors.StackNotFoundError:
                     raise OperationFailed(f"{stack} does not exist in {self.backend_url}") from None
                 except auto_errors.CommandError as exc:
                     text = str(exc)
                     if "locked by" in text or "currently locked" in text:
-                        raise StackLocked(f"{stack} is locked by another update", stack=stack,
-                                          holder=_lock_holder(exc), hint=_lock_hint(stack, exc)) from None
+                        raise _locked(stack, exc) from None
                     if "EOF" in text and not repaired:
                         torn = self._repair_torn_sidecars(stack)
                         if torn:  # once: the operation had not started (it could not read the state)
@@ -234,23 +254,61 @@ class PulumiEngine:
     def _config_file(self, name: str) -> Path:
         return self.stacks_dir / f"Pulumi.{name}.yaml"
 
-    def _configure(self, stack: Any, spec: StackSpec) -> None:
+    def _configure(self, stack: Any, spec: StackSpec) -> str | None:
+        """Write the spec's config into `stacks/Pulumi.<stack>.yaml` (committed: it carries the
+        stack's secrets key and the config it was applied with). `--endpoint-url` overrides never go
+        there: they live in a scratch copy under the workspace, passed as `--config-file`
+        (returned; None without an endpoint)."""
         from pulumi import automation as auto
 
         desired = {k: auto.ConfigValue(v, secret=k in spec.secret_keys) for k, v in spec.config.items()}
-        if self.endpoint_url:
-            desired.update({
-                "aws:skipCredentialsValidation": auto.ConfigValue("true"),
-                "aws:skipRequestingAccountId": auto.ConfigValue("true"),
-                "aws:skipMetadataApiCheck": auto.ConfigValue("true"),
-                "aws:s3UsePathStyle": auto.ConfigValue("true"),
-                "aws:endpoints": auto.ConfigValue(_endpoints_json(self.endpoint_url)),
-            })
         current = stack.get_all_config()
-        stale = [k for k in current if k not in desired]
+        stale = [k for k in current if k not in desired]  # also overrides an older version wrote
         if stale:
             stack.remove_all_config(stale)
         stack.set_all_config(desired)
+        return self._endpoint_config(spec.name)
+
+    def _endpoint_config(self, name: str) -> str | None:
+        """With `--endpoint-url`: `.orchestrate/workspaces/<stack>/endpoint-config.yaml`, the
+        committed config file plus the provider overrides that point AWS at the endpoint (git
+        ignores .orchestrate/). Without: None (the committed file is used as it is)."""
+        if not self.endpoint_url:
+            return None
+        import yaml
+
+        from orchestrator.state import atomic_write_text
+
+        source = self._config_file(name)
+        try:
+            doc = yaml.safe_load(source.read_text(encoding="utf-8")) or {} if source.exists() else {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise InputRejected(f"{source}: cannot read the stack config: {exc}") from None
+        config = dict(doc.get("config") or {})
+        config.update({
+            "aws:skipCredentialsValidation": "true",
+            "aws:skipRequestingAccountId": "true",
+            "aws:skipMetadataApiCheck": "true",
+            "aws:s3UsePathStyle": "true",
+            "aws:endpoints": _endpoints_json(self.endpoint_url),
+        })
+        doc["config"] = config
+        target = self._workdir(name) / "endpoint-config.yaml"
+        atomic_write_text(target, yaml.safe_dump(doc, sort_keys=True), mode=0o600)
+        return str(target)
+
+    def _remove_stack_if_empty(self, stack: Any, name: str) -> bool:
+        """After a destroy that left nothing: remove the stack from the backend and its config file
+        (nothing would ever read them again; a new `up` creates both afresh)."""
+        deployment = self._export(stack).get("deployment") or {}
+        left = [r for r in deployment.get("resources", []) or [] if not str(r.get("type", "")).startswith("pulumi:")]
+        if left:
+            return False
+        stack.workspace.remove_stack(name)
+        self._config_file(name).unlink(missing_ok=True)
+        (self.state.workspace_dir(name) / "endpoint-config.yaml").unlink(missing_ok=True)
+        self.log(f"[{name}] destroyed: stack and stacks/Pulumi.{name}.yaml removed")
+        return True
 
     # -- Engine interface ------------------------------------------------------------------------
     def up(self, spec: StackSpec, on_progress: ProgressFn | None = None) -> StackResult:
@@ -269,8 +327,8 @@ class PulumiEngine:
         def go() -> StackResult:
             started = time.monotonic()
             stack = self._stack(spec.name, create=True)
-            self._configure(stack, spec)
-            result = stack.up(on_event=on_event, color="never")
+            config_file = self._configure(stack, spec)
+            result = stack.up(on_event=on_event, color="never", config_file=config_file)
             return StackResult(spec.name, Operation.UP, Outcome.SUCCEEDED, counts=_op_counts(result.summary),
                                outputs=_outputs(result.outputs), seconds=time.monotonic() - started)
 
@@ -294,8 +352,8 @@ class PulumiEngine:
             before = config_file.read_bytes() if config_file.exists() and not created else None
             failure: str | None = None
             try:
-                self._configure(stack, spec)
-                stack.preview(on_event=collector, color="never")
+                scratch = self._configure(stack, spec)
+                stack.preview(on_event=collector, color="never", config_file=scratch)
             except auto_errors.ConcurrentUpdateError:
                 raise
             except auto_errors.CommandError as exc:
@@ -319,12 +377,20 @@ class PulumiEngine:
 
     def destroy(self, spec: StackSpec, *, include_protected: bool = False,
                 on_progress: ProgressFn | None = None) -> StackResult:
+        from pulumi.automation import errors as auto_errors
+
         def go() -> StackResult:
             started = time.monotonic()
-            stack = self._stack(spec.name, create=False)
+            try:
+                stack = self._stack(spec.name, create=False)
+            except auto_errors.StackNotFoundError:  # never created, or destroyed and removed before
+                self._config_file(spec.name).unlink(missing_ok=True)
+                return StackResult(spec.name, Operation.DESTROY, Outcome.SUCCEEDED, message="no such stack")
             if include_protected:
                 self._cli(stack, "state", "unprotect", "--all", "--yes")
-            result = stack.destroy(exclude_protected=not include_protected, color="never")
+            result = stack.destroy(exclude_protected=not include_protected, color="never",
+                                   config_file=self._endpoint_config(spec.name))
+            self._remove_stack_if_empty(stack, spec.name)
             return StackResult(spec.name, Operation.DESTROY, Outcome.SUCCEEDED, counts=_op_counts(result.summary),
                                seconds=time.monotonic() - started)
 
@@ -334,7 +400,8 @@ class PulumiEngine:
         def go() -> StackResult:
             started = time.monotonic()
             stack = self._stack(spec.name, create=False)
-            result = stack.refresh(clear_pending_creates=clear_pending_creates or None, color="never")
+            result = stack.refresh(clear_pending_creates=clear_pending_creates or None, color="never",
+                                   config_file=self._endpoint_config(spec.name))
             return StackResult(spec.name, Operation.REFRESH, Outcome.SUCCEEDED, counts=_op_counts(result.summary),
                                seconds=time.monotonic() - started)
 
@@ -385,6 +452,68 @@ class PulumiEngine:
 
         self._run("cancel", stack, go)
 
+    def drift(self, stack: str) -> StackDrift:
+        """`pulumi refresh --preview-only`: what the providers read differs from the state (the
+        state and the cloud are left as they are)."""
+        from pulumi.automation import errors as auto_errors
+
+        from orchestrator.engine.events import DriftCollector
+
+        def go() -> StackDrift:
+            try:
+                s = self._stack(stack, create=False)
+            except auto_errors.StackNotFoundError:
+                return StackDrift(stack, deployed=False)
+            # PULUMI_SKIP_CONFIRMATIONS=true (common on CI) means --yes to the CLI, which refuses
+            # it with --preview-only ("--yes and --preview-only cannot be used together")
+            s.workspace.env_vars["PULUMI_SKIP_CONFIRMATIONS"] = "false"
+            collector = DriftCollector()
+            failure: str | None = None
+            try:
+                s.preview_refresh(on_event=collector, color="never", config_file=self._endpoint_config(stack))
+            except auto_errors.ConcurrentUpdateError:
+                raise
+            except auto_errors.CommandError as exc:
+                if "locked" in str(exc):
+                    raise
+                failure = _last_line(exc)
+            rows, error = collector.result()
+            return StackDrift(stack, True, tuple(PropertyDrift(*row) for row in rows), error or failure)
+
+        return self._run("drift", stack, go)
+
+    def lock(self, stack: str) -> LockInfo | None:
+        """The newest lock file of `stack` in the backend (`.pulumi/locks/<org>/<project>/<stack>/
+        <id>.json`, written by the CLI as {"pid", "username", "hostname", "timestamp"})."""
+        found = [info for doc in self._lock_documents(stack) if (info := _lock_info(stack, doc)) is not None]
+        return max(found, key=lambda f: f.since or "") if found else None
+
+    def _lock_documents(self, stack: str) -> list[dict[str, Any]]:
+        docs: list[dict[str, Any]] = []
+        if self.backend_url.startswith("file://"):
+            root = Path(self.backend_url[len("file://"):].split("?", 1)[0]).expanduser() / ".pulumi" / "locks"
+            for lock_file in [*root.glob(f"*/*/{stack}/*.json"), *root.glob(f"{stack}/*.json")]:
+                try:
+                    docs.append(json.loads(lock_file.read_text(encoding="utf-8")))
+                except (OSError, ValueError):
+                    continue
+        elif self.backend_url.startswith("s3://"):
+            from orchestrator.aws import aws_errors
+            from orchestrator.state import s3_backend
+
+            s3, bucket, path = s3_backend(self.backend_url, endpoint_url=self.endpoint_url)
+            prefix = f"{path}/.pulumi/locks/".lstrip("/")
+            with aws_errors(f"reading the locks of {stack}"):
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                    for obj in page.get("Contents", []) or []:
+                        key = obj["Key"]
+                        if key.endswith(".json") and key.rsplit("/", 2)[-2] == stack:
+                            try:
+                                docs.append(json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+                            except ValueError:
+                                continue
+        return docs
+
     def export(self, stack: str) -> dict[str, Any]:
         def go() -> dict[str, Any]:
             state = self._export(self._stack(stack, create=False))
@@ -408,6 +537,51 @@ class PulumiEngine:
         self._run("import", stack, go)
 
 
+_PROVIDER_SCHEMES = ("awskms://", "gcpkms://", "azurekeyvault://", "hashivault://", "default")
+
+
+def stack_secrets_providers(stacks_dir: Path, env: str) -> dict[str, str]:
+    """The secrets provider of each existing stack of `env`, from its `Pulumi.<stack>.yaml`
+    (`secretsprovider:`, else "passphrase" when it has an `encryptionsalt`)."""
+    import yaml
+
+    found: dict[str, str] = {}
+    for path in sorted(stacks_dir.glob(f"Pulumi.{env}-*.yaml")):
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        if not isinstance(doc, dict):
+            continue
+        name = path.name[len("Pulumi."):-len(".yaml")]
+        if doc.get("secretsprovider") and doc["secretsprovider"] != "passphrase":
+            found[name] = str(doc["secretsprovider"])
+        elif doc.get("encryptionsalt") or doc.get("secretsprovider") == "passphrase":
+            found[name] = "passphrase"
+    return found
+
+
+def _same_provider(used: str, wanted: str) -> bool:
+    return used == wanted or (used.split("?", 1)[0] == wanted.split("?", 1)[0] and used != "passphrase")
+
+
+def _provider_label(provider: str) -> str:
+    return provider if provider == "passphrase" else provider.split("?", 1)[0]
+
+
+def _require_passphrase() -> None:
+    value = os.environ.get("PULUMI_CONFIG_PASSPHRASE")
+    if os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
+        return
+    if value is None:
+        raise InputRejected("no passphrase for the stack secrets",
+                            hint="set PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE, "
+                                 "or use --secrets-provider awskms://… (ORCHESTRATE_SECRETS_PROVIDER)")
+    if not value:
+        raise InputRejected("PULUMI_CONFIG_PASSPHRASE is set but empty (a secret not defined for this job?)",
+                            hint="set the passphrase, or use a KMS secrets provider")
+
+
 def _endpoints_json(url: str) -> str:
     return json.dumps([{service: url for service in ENDPOINT_SERVICES}])
 
@@ -426,18 +600,61 @@ def _op_counts(summary: Any) -> dict[str, int]:
     return counts
 
 
-def _lock_hint(stack: str, exc: BaseException) -> str:
-    return (f"{_last_line(exc)}; if no update is running any more (a crashed or killed run left the "
-            f"lock), run `orchestrate recover {stack}`")
+def _lock_hint(stack: str) -> str:
+    return (f"if no update is running any more (a crashed, killed or cancelled run left the lock), run "
+            f"`orchestrate recover {stack}`: it shows the holder and clears the lock")
 
 
-def _lock_holder(exc: BaseException) -> str | None:
-    """Who holds the lock, from the CLI's "created by user@host (pid N) at T" line, when it says."""
+def _locked(stack: str, exc: BaseException) -> StackLocked:
+    """StackLocked naming the holder and the lock's age, from the CLI's message."""
+    from orchestrator.engine.types import lock_age
+
+    holder, since = _lock_holder(exc)
+    age = _age_seconds(since)
+    who = f": held by {holder}{lock_age(since, age)}" if holder else " (the backend did not say who holds it)"
+    return StackLocked(f"{stack} is locked by another update{who}", stack=stack, holder=holder,
+                       since=since, hint=_lock_hint(stack))
+
+
+def _lock_holder(exc: BaseException) -> tuple[str | None, str | None]:
+    """(holder, since) from the CLI's "<lock url>: created by user@host (pid N) at T" line (what
+    Pulumi 3.272's file and S3 backends print under "the stack is currently locked by 1 lock(s)")."""
     import re
 
     text = str(getattr(exc, "stderr", None) or exc)
+    found = re.search(r"created by (.+?) at (\S+?)\.?\s*$", text, re.M)
+    if found:
+        return found.group(1).strip(), _short_time(found.group(2))
     found = re.search(r"created by ([^\n]+?)(?:\.?\s*$|\n)", text, re.M)
-    return found.group(1).strip() if found else None
+    return (found.group(1).strip() if found else None), None
+
+
+def _short_time(stamp: str) -> str:
+    """RFC 3339 with nanoseconds (what the CLI writes) as seconds: 2026-11-30T12:16:47Z."""
+    return stamp.split(".", 1)[0].rstrip("Z") + "Z" if stamp.endswith("Z") else stamp
+
+
+def _age_seconds(since: str | None) -> float | None:
+    from datetime import datetime, timezone
+
+    if since is None:
+        return None
+    try:
+        then = datetime.fromisoformat(since.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=timezone.utc)
+    return max(0.0, (datetime.now(timezone.utc) - then).total_seconds())
+
+
+def _lock_info(stack: str, doc: dict[str, Any]) -> LockInfo | None:
+    if not isinstance(doc, dict):
+        return None
+    user, host, pid = doc.get("username") or "?", doc.get("hostname") or "?", doc.get("pid")
+    since = _short_time(str(doc["timestamp"])) if doc.get("timestamp") else None
+    return LockInfo(stack, f"{user}@{host} (pid {pid})", since, _age_seconds(since), host=str(host),
+                    pid=int(pid) if isinstance(pid, int) else None)
 
 
 def _last_line(exc: BaseException) -> str:

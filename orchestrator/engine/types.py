@@ -87,6 +87,55 @@ class StackInfo:
     pending_operations: tuple[str, ...] = ()  # "creating urn..." left by a crashed run
 
 
+@dataclass(frozen=True)
+class PropertyDrift:
+    """One property of one resource whose value in the cloud differs from the stack's state."""
+
+    resource: str  # the resource's name (from its URN)
+    type: str  # e.g. aws:kinesis/stream:Stream
+    property: str  # top-level property name; "(resource)" when the resource itself is gone
+    expected: str  # what the state holds (secrets masked)
+    actual: str  # what the cloud holds (secrets masked)
+
+
+@dataclass(frozen=True)
+class StackDrift:
+    stack: str
+    deployed: bool = True
+    differences: tuple[PropertyDrift, ...] = ()
+    error: str | None = None  # the refresh preview failed: drift unknown
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.differences)
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """Who holds a stack's lock (the backend's lock file) and since when."""
+
+    stack: str
+    holder: str  # "user@host (pid N)"
+    since: str | None  # ISO 8601, UTC
+    age_seconds: float | None
+    host: str | None = None
+    pid: int | None = None
+
+    def describe(self) -> str:
+        return f"{self.holder}{lock_age(self.since, self.age_seconds)}"
+
+
+def lock_age(since: str | None, age_seconds: float | None) -> str:
+    """", 12 min old (since 2026-11-30T12:16:36Z)" (empty when the backend did not say)."""
+    if since is None:
+        return ""
+    if age_seconds is None:
+        return f", since {since}"
+    minutes = age_seconds / 60
+    age = f"{age_seconds:.0f} s" if minutes < 2 else f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+    return f", {age} old (since {since})"
+
+
 ProgressFn = Callable[[str, Mapping[str, int]], None]  # (stack, counts so far)
 
 
@@ -110,6 +159,19 @@ class Engine(Protocol):
 
     def cancel(self, stack: str) -> None: ...
 
+    def drift(self, stack: str) -> StackDrift:
+        """A refresh in preview-only mode: what differs between the stack's state and the cloud.
+        Changes nothing (neither the cloud nor the state)."""
+        ...
+
+    def lock(self, stack: str) -> LockInfo | None:
+        """Who holds the stack's lock, or None when it is not locked (reads only)."""
+        ...
+
     def export(self, stack: str) -> dict[str, Any]: ...
 
     def import_(self, stack: str, state: dict[str, Any]) -> None: ...
+
+    def change_secrets_provider(self, stack: str, provider: str) -> None:
+        """Re-encrypt the stack's secrets with `provider` (passphrase, awskms://…)."""
+        ...

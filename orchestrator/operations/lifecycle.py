@@ -24,7 +24,6 @@ from orchestrator.routing_controls import ArcWiring, ControlResult, ControlState
 from orchestrator.stacks import wiring
 from orchestrator.stacks.graph import StackRef, dns_stack, dns_targets, region_stack, replication_stack
 from orchestrator.stacks.runner import Runner, RunReport
-from orchestrator.state import atomic_write_json, read_json
 from orchestrator.topology import FailoverControl, RoutingMode, Topology, save
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -86,13 +85,13 @@ class Lifecycle:
 
     def _load(self) -> dict[str, Any]:
         try:
-            data = read_json(self.state_path)
-        except (OSError, ValueError):
+            data = self.app.state.load(self.state_path)
+        except (OSError, InputRejected):
             return {}
         return data if isinstance(data, dict) else {}
 
     def _store(self, data: dict[str, Any]) -> None:
-        atomic_write_json(self.state_path, data)
+        self.app.state.save(self.state_path, data)
 
     def _runner(self, topology: Topology) -> Runner:
         return Runner(self.app.engine(), topology, self.app.state, notify=self.app.notify)
@@ -253,15 +252,15 @@ class Lifecycle:
 
     def _sync_records(self) -> dict[str, Any]:
         try:
-            data = read_json(self.app.state.sync_record_path(self.app.env))
-        except (OSError, ValueError):
+            data = self.app.state.load(self.app.state.sync_record_path(self.app.env))
+        except (OSError, InputRejected):
             return {}
         return data if isinstance(data, dict) else {}
 
     def _record_sync(self, src: str, dst: str) -> None:
         data = self._sync_records()
         data[f"{src}->{dst}"] = time.time()
-        atomic_write_json(self.app.state.sync_record_path(self.app.env), data)
+        self.app.state.save(self.app.state.sync_record_path(self.app.env), data)
 
     def _last_sync(self, src: str, dst: str) -> float | None:
         try:

@@ -21,8 +21,15 @@ class RegistryPort:
     def sync(self, src: str, dst: str) -> dict[str, Any]:
         from orchestrator.registry import DEFAULT_RATE, sync_registry
 
-        report = sync_registry(self.ctx, src, dst, residency=self.residency, rate=self.rate or DEFAULT_RATE,
-                               checkpoint_path=self.state.sync_checkpoint_path(self.env, src, dst))
+        checkpoint = self.state.sync_checkpoint_path(self.env, src, dst)
+        from orchestrator.registry.checkpoint import Checkpoint
+
+        self.state.pull(checkpoint, merge=Checkpoint.merge_files)  # a sync interrupted elsewhere resumes here
+        try:
+            report = sync_registry(self.ctx, src, dst, residency=self.residency, rate=self.rate or DEFAULT_RATE,
+                                   checkpoint_path=checkpoint)
+        finally:
+            self.state.push(checkpoint)
         if not report.ok:
             first = "; ".join(str(e) for e in report.errors[:3])
             raise OperationFailed(f"registry sync {src} -> {dst}: {len(report.errors)} errors, "

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.stacks.graph import all_stacks, dns_targets
@@ -30,6 +31,26 @@ class StackStatus:
     pending_operations: int
 
 
+class BackupState(str, Enum):
+    FOUND = "found"
+    NONE_FOUND = "none found"  # the vault was read and holds no backup of this env
+    UNREACHABLE = "unreachable"  # the vault could not be read (status exits 1)
+    NO_VAULT = "no vault"  # no destination is configured or deployed yet
+
+
+@dataclass(frozen=True)
+class BackupStatus:
+    state: BackupState
+    age_hours: float | None = None
+    reason: str | None = None
+
+    def line(self) -> str:
+        if self.state is BackupState.FOUND:
+            return f"newest registry backup: {self.age_hours:.1f} h old"
+        detail = f" ({self.reason})" if self.reason else ""
+        return f"newest registry backup: {self.state.value}{detail}"
+
+
 @dataclass(frozen=True)
 class EnvironmentStatus:
     env: str
@@ -40,6 +61,13 @@ class EnvironmentStatus:
     failover_control: str = "dns"
     routing_controls: Mapping[str, str] = field(default_factory=dict)  # region -> On | Off | ?
     warnings: tuple[str, ...] = ()
+    backup: BackupStatus = BackupStatus(BackupState.NO_VAULT)
+    backend: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """False when something status had to read could not be read (the backup vault)."""
+        return self.backup.state is not BackupState.UNREACHABLE
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,13 +76,17 @@ class EnvironmentStatus:
             "routing": self.routing,
             "failover_control": self.failover_control,
             "routing_controls": dict(self.routing_controls),
-            "newest_backup_age_hours": self.newest_backup_age_hours,
             "warnings": list(self.warnings),
+            "backend": self.backend,
+            "newest_backup_age_hours": self.newest_backup_age_hours,
+            "backup": {"state": self.backup.state.value, "age_hours": self.backup.age_hours,
+                       "reason": self.backup.reason},
             "stacks": [s.__dict__ for s in self.stacks],
         }
 
     def lines(self) -> list[str]:
-        out = [f"env {self.env}: {self.domain} routing={self.routing} failover_control={self.failover_control}"]
+        out = [f"env {self.env}: {self.domain} routing={self.routing} failover_control={self.failover_control} "
+               f"backend={self.backend}"]
         out.append(f"  {'stack':<34} {'kind':<12} {'region':<15} {'role':<10} {'deployed':<9} "
                    f"{'resources':>9}  last update")
         for s in self.stacks:
@@ -69,10 +101,7 @@ class EnvironmentStatus:
             states = ", ".join(f"{r}={st}" for r, st in sorted(self.routing_controls.items()))
             out.append(f"ARC routing controls: {states}")
         out.extend(f"warning: {w}" for w in self.warnings)
-        if self.newest_backup_age_hours is None:
-            out.append("newest registry backup: none found")
-        else:
-            out.append(f"newest registry backup: {self.newest_backup_age_hours:.1f} h old")
+        out.append(self.backup.line())
         return out
 
 
@@ -92,10 +121,14 @@ def environment_status(app: Context) -> EnvironmentStatus:
             resource_count=info.resource_count, last_result=info.last_result, last_update=info.last_update,
             pending_operations=len(info.pending_operations),
         ))
-    return EnvironmentStatus(topology.env, topology.domain, topology.routing.value, tuple(rows),
-                             _backup_age(app), topology.failover_control.value, _control_states(app),
-                             tuple(resilience_warnings(topology, app.backend_url, app.secrets_provider,
-                                                       os.environ.get("ORCHESTRATE_BACKUP_DEST"))))
+    backup = _backup(app)
+    return EnvironmentStatus(
+        topology.env, topology.domain, topology.routing.value, tuple(rows),
+        newest_backup_age_hours=backup.age_hours, failover_control=topology.failover_control.value,
+        routing_controls=_control_states(app),
+        warnings=tuple(resilience_warnings(topology, app.backend_url, app.secrets_provider,
+                                           os.environ.get("ORCHESTRATE_BACKUP_DEST"))),
+        backup=backup, backend=app.backend_name)
 
 
 def _control_states(app: Context) -> dict[str, str]:
@@ -142,16 +175,26 @@ def resilience_warnings(topology: Topology, backend_url: str | None, secrets_pro
     return out
 
 
-def _backup_age(app: Context) -> float | None:
-    """Age of the newest backup where the backup job writes ($ORCHESTRATE_BACKUP_DEST, else the vault)."""
-    from orchestrator.errors import OrchestrateError
+def _backup(app: Context) -> BackupStatus:
+    """The newest backup where the backup job writes ($ORCHESTRATE_BACKUP_DEST, else the vault):
+    a vault that cannot be read is "unreachable", never mistaken for an empty one."""
+    from orchestrator.errors import InputRejected, OrchestrateError
     from orchestrator.operations.backups import backup_destination
     from orchestrator.registry import backup_age
+    from orchestrator.scrub import scrub
 
     try:
         dest = backup_destination(app)
+    except InputRejected as exc:  # nothing deployed or configured yet: there is no vault to read
+        return BackupStatus(BackupState.NO_VAULT, reason=scrub(exc.message))
+    except OrchestrateError as exc:
+        return BackupStatus(BackupState.UNREACHABLE, reason=scrub(exc.message))
+    try:
         age = backup_age(app.aws(), dest, env=app.env)
-    except OrchestrateError as exc:  # status reports, it does not fail on an unreadable location
-        app.console.debug(f"newest backup: {exc.one_line()}")
-        return None
-    return None if age is None else round(age.total_seconds() / 3600, 2)
+    except OrchestrateError as exc:
+        return BackupStatus(BackupState.UNREACHABLE, reason=scrub(exc.message))
+    except OSError as exc:
+        return BackupStatus(BackupState.UNREACHABLE, reason=f"{dest}: {exc.strerror or exc}")
+    if age is None:
+        return BackupStatus(BackupState.NONE_FOUND, reason=f"in {dest}")
+    return BackupStatus(BackupState.FOUND, round(age.total_seconds() / 3600, 2))

@@ -20,8 +20,10 @@ from orchestrator.errors import InputRejected
 
 MAX_COMMENT_CHARS = 65536  # GitHub's limit for an issue or pull-request comment body
 
-_MARKER = "<!-- orchestrate-preview env={env} part={part} -->"
+_MARKER = "<!-- orchestrate-{kind} env={env} part={part} -->"
 _MARKER_RE = re.compile(r"<!-- orchestrate-preview env=([a-z][a-z0-9-]{0,30}) part=([1-9][0-9]{0,3}) -->")
+_KIND_RE = re.compile(r"<!-- orchestrate-(preview|drift) env=([a-z][a-z0-9-]{0,30}) part=([1-9][0-9]{0,3}) -->")
+KINDS = ("preview", "drift")  # the PR's preview comment; the env's drift issue
 
 
 def comment_length(text: str) -> int:
@@ -30,8 +32,17 @@ def comment_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def marker(env: str, part: int) -> str:
-    return _MARKER.format(env=env, part=part)
+def marker(env: str, part: int, *, kind: str = "preview") -> str:
+    if kind not in KINDS:
+        raise ValueError(f"unknown marker kind {kind!r}")
+    return _MARKER.format(kind=kind, env=env, part=part)
+
+
+def parse_kind_marker(body: str) -> tuple[str, str, int] | None:
+    """(kind, env, part) when the first line of `body` is exactly a marker of any kind."""
+    first = body.lstrip("\ufeff").split("\n", 1)[0].strip()
+    m = _KIND_RE.fullmatch(first)
+    return (m.group(1), m.group(2), int(m.group(3))) if m else None
 
 
 def parse_marker(body: str) -> tuple[str, int] | None:

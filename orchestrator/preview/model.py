@@ -192,6 +192,7 @@ class EnvironmentPreview:
     stacks: tuple[StackPreview, ...]
     topology_before: Topology | None = None
     topology_after: Topology | None = None
+    backend: str = ""  # where the state is, without credentials (`backend_display`)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stacks", tuple(self.stacks))

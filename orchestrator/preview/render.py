@@ -131,6 +131,7 @@ def render_json(preview: EnvironmentPreview) -> dict[str, Any]:
     doc = {
         "env": preview.env,
         "commit": preview.commit,
+        "backend": preview.backend,
         "totals": _totals(preview),
         "warnings": [
             {"stack": st.stack, "urn": ch.urn, "type": ch.type, "name": ch.name, "op": ch.op.value,
@@ -195,6 +196,8 @@ def _md_summary(p: EnvironmentPreview, s: Scrubber) -> str:
     facts = []
     if p.commit:
         facts.append(f"commit {_code(_short_sha(p.commit))}")
+    if p.backend:
+        facts.append(f"backend {_code(s(p.backend))}")
     facts.append(f"{len(p.stacks)} stack{'s' if len(p.stacks) != 1 else ''}")
     changes = ", ".join(f"**{totals[c]}** to {c}" for c, _ in _COLUMNS[:4])
     facts.append(f"{changes}, {totals['unchanged']} unchanged")

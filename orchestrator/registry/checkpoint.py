@@ -133,6 +133,21 @@ class Checkpoint:
             self._unflushed = 0
             atomic_write_json(self.path, payload, indent=None)  # one line: it can hold many keys
 
+    @staticmethod
+    def merge_files(local: bytes, stored: bytes) -> bytes:
+        """One checkpoint file from two of the same sync (the cached one and the stored one): the
+        union of their done keys (every operation is idempotent, and a key names the desired state,
+        so a key from either is safe to skip). Anything else: the stored one."""
+        try:
+            a, b = json.loads(local), json.loads(stored)
+            same = all(a[k] == b[k] for k in ("format", "src_region", "dst_region"))
+            done = sorted({*map(str, a["done"]), *map(str, b["done"])})
+        except (ValueError, KeyError, TypeError):
+            return stored
+        if not same:
+            return stored
+        return (json.dumps({**b, "done": done}, sort_keys=True) + "\n").encode("utf-8")
+
     def complete(self) -> None:
         """The run finished cleanly: nothing to resume."""
         with self._lock:

@@ -1,4 +1,5 @@
-"""The run journal: `.orchestrate/runs/<env>-<op>-<time>.json`.
+"""The run journal: `runs/<env>-<op>-<time>-<pid>.json` in the run state store (beside the Pulumi
+state; `.orchestrate/runs/` holds a copy), so a run started on one machine resumes on another.
 
 It records the planned waves, each stack's result, the upstream outputs each downstream stack
 consumed and the outputs each region stack produced, so `up --resume` can continue from the failed
@@ -8,46 +9,47 @@ wiring). Written atomically after every stack.
 
 from __future__ import annotations
 
-import json
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.state import atomic_write_json
+from orchestrator.errors import InputRejected
+from orchestrator.state import StateLayout
 
 
 @dataclass
 class Journal:
     path: Path
+    state: StateLayout
     data: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def start(cls, runs_dir: Path, env: str, operation: str, waves: list[list[str]],
+    def start(cls, state: StateLayout, env: str, operation: str, waves: list[list[str]],
               resumed_from: str | None = None) -> Journal:
-        runs_dir.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        path = runs_dir / f"{env}-{operation}-{stamp}-{os.getpid()}.json"
-        journal = cls(path, {
+        path = state.runs_dir / f"{env}-{operation}-{stamp}-{os.getpid()}.json"
+        journal = cls(path, state, {
             "env": env, "operation": operation, "started": stamp, "status": "running",
-            "resumed_from": resumed_from, "waves": waves, "stacks": {},
+            "resumed_from": resumed_from, "waves": waves, "stacks": {}, "host": socket.gethostname(),
         })
         journal.flush()
         return journal
 
     @classmethod
-    def latest(cls, runs_dir: Path, env: str, operation: str) -> Journal | None:
-        if not runs_dir.is_dir():
-            return None
-        candidates = sorted(runs_dir.glob(f"{env}-{operation}-*.json"), key=lambda p: p.stat().st_mtime)
-        for path in reversed(candidates):
+    def latest(cls, state: StateLayout, env: str, operation: str) -> Journal | None:
+        """The most recently changed journal of `env` and `operation` in the store, whoever ran it."""
+        for path in reversed(state.documents(state.runs_dir, f"{env}-{operation}-")):
             try:
-                return cls(path, json.loads(path.read_text(encoding="utf-8")))
-            except (OSError, ValueError):
+                data = state.load(path)
+            except (OSError, InputRejected):
                 continue
+            if isinstance(data, dict):
+                return cls(path, state, data)
         return None
 
     @property
@@ -72,4 +74,4 @@ class Journal:
         return self.data.get("stacks", {}).get(stack, {}).get("produced")
 
     def flush(self) -> None:
-        atomic_write_json(self.path, self.data)
+        self.state.save(self.path, self.data)

@@ -34,7 +34,8 @@ OUTPUT_SOURCES = {
 
 
 def preview_environment(engine: Engine, topology: Topology, selection: Sequence[StackRef], *,
-                        before: Topology | None, commit: str, parallel: int = 4) -> EnvironmentPreview:
+                        before: Topology | None, commit: str, parallel: int = 4,
+                        backend: str = "") -> EnvironmentPreview:
     from orchestrator.preview.model import EnvironmentPreview, PlaceholderReason, StackPreview, placeholders_in_config
 
     outputs: dict[str, wiring.RegionOutputs] = {}
@@ -84,12 +85,12 @@ def preview_environment(engine: Engine, topology: Topology, selection: Sequence[
                            for c in result.changes) and engine.outputs(ref.name):
                         changing.add(ref.region)
     ordered = tuple(previews[ref.name] for wave in plan_waves(topology, selection) for ref in wave)
-    return EnvironmentPreview(topology.env, commit, ordered, before, topology)
+    return EnvironmentPreview(topology.env, commit, ordered, before, topology, backend)
 
 
 def current_commit(project_dir: Path) -> str:
-    """The commit a preview describes: ORCHESTRATE_COMMIT (the workflow passes the pull request's
-    head sha; GITHUB_SHA is the merge commit there), else git's HEAD."""
+    """The commit a preview describes: ORCHESTRATE_COMMIT when set, else git's HEAD (on a pull
+    request that is the merge commit the workflow checked out and previewed, not the PR's head)."""
     sha = os.environ.get("ORCHESTRATE_COMMIT")
     if sha:
         return sha[:12]

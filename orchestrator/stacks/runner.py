@@ -87,10 +87,10 @@ class Runner:
         names = [[s.name for s in w] for w in waves]
         notices: list[str] = []
         done: set[str] = set()
-        previous = Journal.latest(self.runs_dir, self.topology.env, "up") if resume else None
+        previous = Journal.latest(self.state, self.topology.env, "up") if resume else None
         if resume:
             done, notices = self._resume_point(previous, names)
-        journal = Journal.start(self.runs_dir, self.topology.env, "up", names,
+        journal = Journal.start(self.state, self.topology.env, "up", names,
                                 resumed_from=previous.run_id if previous and done else None)
         results = self._run_waves(waves, journal, Operation.UP,
                                   lambda ref: self._up_one(ref, journal, skip=ref.name in done))
@@ -179,7 +179,7 @@ class Runner:
     def destroy(self, selection: Sequence[StackRef], *, include_protected: bool) -> RunReport:
         waves = list(reversed(plan_waves(self.topology, selection)))
         names = [[s.name for s in w] for w in waves]
-        journal = Journal.start(self.runs_dir, self.topology.env, "destroy", names)
+        journal = Journal.start(self.state, self.topology.env, "destroy", names)
 
         def one(ref: StackRef) -> StackResult:
             if not self.engine.info(ref.name).deployed:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import signal
 import subprocess
 
@@ -23,7 +24,9 @@ def _lock_files(project: OrchestrateProject) -> list[str]:
 
 
 def _status(project: OrchestrateProject) -> dict[str, dict]:
-    return {s["name"]: s for s in project.json("status")["stacks"]}
+    # backups in a local directory: the vault the stack names exists only in the stand-in's state
+    backups = {"ORCHESTRATE_BACKUP_DEST": str(project.base / "backups")}
+    return {s["name"]: s for s in project.json("status", env=backups)["stacks"]}
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -51,12 +54,18 @@ def test_killed_up_is_locked_then_recovered_without_duplicates(make_project) -> 
     again = project.run("up", "--yes", "--region", "eu-west-1", expect=3)
     assert "locked" in again.stdout + again.stderr
     assert f"orchestrate recover {STACK}" in again.stdout + again.stderr
+    # ...naming the holder and the lock's age, from what the CLI says ("created by u@h (pid N) at T")
+    holder = re.search(r"held by (\S+@\S+ \(pid \d+\)), (\d+ (?:s|min)) old \(since (\S+)\)",
+                       again.stdout + again.stderr)
+    assert holder, again.stdout + again.stderr
     # status shows the interrupted create
     before = _status(project)[STACK]
     assert before["pending_operations"] >= 1, before
 
+    # the lock's process is gone (this host, its pid no longer runs): recover needs no --force
     recovered = project.json("recover", STACK, "--yes")
     assert recovered["pending_left"] == 0 and recovered["pending_cleared"] >= 1, recovered
+    assert recovered["lock"]["holder"] == holder.group(1) and recovered["lock"]["since"] == holder.group(3)
     assert _lock_files(project) == []
     after = _status(project)[STACK]
     assert after["pending_operations"] == 0
@@ -82,6 +91,13 @@ def test_second_concurrent_up_exits_3_and_the_first_completes(make_project) -> N
         assert first.poll() is None, "the first update should still be running"
         assert "locked" in second.stdout + second.stderr
         assert "dev-dns" in second.stdout and "not run" in second.stdout
+        assert "held by " in second.stdout + second.stderr and "(pid " in second.stdout + second.stderr
+
+        # the lock is alive: recover shows who holds it and refuses (exit 4), touching nothing
+        refused = project.run("recover", STACK, "--yes", expect=4)
+        assert "may still be running" in refused.stderr and "--force" in refused.stderr
+        assert re.search(r"locked by \S+@\S+ \(pid \d+\), \d+ (?:s|min) old \(since ", refused.stderr), refused.stderr
+        assert _lock_files(project), "the refused recover cleared the lock"
         assert first.wait(timeout=180) == 0, project.output_of("first-up")
     finally:
         if first.poll() is None:

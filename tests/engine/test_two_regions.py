@@ -54,6 +54,15 @@ def test_up_all_brings_the_replication_stack_up(env2: Env2) -> None:
     assert report["ok"] is True, report
     assert [sorted(w) for w in report["waves"]] == [sorted(REGION_STACKS), ["dev-dns"], ["dev-replication"]]
     assert {n: s["outcome"] for n, s in report["stacks"].items()} == dict.fromkeys(ALL_STACKS, "succeeded")
+    # the committed stack config holds no --endpoint-url overrides (they live in the workspace's
+    # scratch copy, which git ignores), yet the stacks reached the endpoint
+    committed = project.config_files()
+    assert sorted(committed) == sorted(f"Pulumi.{s}.yaml" for s in ALL_STACKS)
+    for name, text in committed.items():
+        assert b"127.0.0.1" not in text and b"aws:endpoints" not in text and b"skipCredentials" not in text, name
+    for stack in ALL_STACKS:
+        scratch = project.root / ".orchestrate" / "workspaces" / stack / "endpoint-config.yaml"
+        assert env2.endpoint.encode() in scratch.read_bytes()
 
     primary = project.json("outputs", REGION_STACKS[0])["outputs"]
     secondary = project.json("outputs", REGION_STACKS[1])["outputs"]
@@ -145,13 +154,16 @@ def test_destroy_all_keeps_protected_data_unless_asked(env2: Env2) -> None:
     assert report["ok"] is True, report
     assert [sorted(w) for w in report["waves"]] == [["dev-replication"], ["dev-dns"], sorted(REGION_STACKS)]
 
-    left = {stack: [r for r in project.resources(stack) if r["type"].startswith("aws:")] for stack in ALL_STACKS}
+    # a stack left empty is removed with its config file (dev-dns); stacks keeping protected data stay
+    kept = [s for s in ALL_STACKS if s != "dev-dns"]
+    assert _backend_stacks(project) == sorted(kept)
+    assert sorted(project.config_files()) == sorted(f"Pulumi.{s}.yaml" for s in kept)
+    left = {stack: [r for r in project.resources(stack) if r["type"].startswith("aws:")] for stack in kept}
     assert all(r.get("protect") for rs in left.values() for r in rs), left
     kinds = {stack: sorted(r["type"].split(":")[-1] for r in rs) for stack, rs in left.items()}
     assert kinds == {
         f"dev-region-{PRIMARY}": ["Bucket", "Bucket", "Stream"],  # data lake, backup vault, stream
         f"dev-region-{SECONDARY}": ["Bucket", "Stream"],
-        "dev-dns": [],
         "dev-replication": ["Table"],  # the registry-events table
     }
     claims = sorted(p.name for p in project.account.iterdir() if p.name.startswith("s3-bucket"))
@@ -159,7 +171,8 @@ def test_destroy_all_keeps_protected_data_unless_asked(env2: Env2) -> None:
 
     report = env2.run("destroy", "--all", "--include-protected", "--yes")
     assert report["ok"] is True, report
-    assert {stack: project.resources(stack) for stack in ALL_STACKS} == dict.fromkeys(ALL_STACKS, [])
+    # every stack destroyed to nothing: removed from the backend, config files gone with them
+    assert _backend_stacks(project) == [] and project.config_files() == {}
     assert not [p for p in project.account.iterdir() if p.name.startswith("s3-bucket")]
     status = {s["name"]: s for s in project.json("status")["stacks"]}
     assert not any(s["deployed"] for s in status.values())

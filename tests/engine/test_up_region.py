@@ -74,8 +74,13 @@ def test_up_region_deploys_region_and_dns_and_wires_the_real_endpoint(deployed) 
     assert targets == [{"region": "eu-west-1", "endpoint": endpoint}]
     assert dns_config["iot-platform:routing"] == "single"
 
-    # status agrees
-    status = {s["name"]: s for s in project.json("status")["stacks"]}
+    # status agrees; the backup vault it names exists only in the stand-in provider's state, with no
+    # S3 to list it: status says the vault is unreachable (exit 1), never that it is empty
+    proc = project.run("status", "--json", expect=1)
+    report = json.loads(proc.stdout)
+    assert report["backup"]["state"] == "unreachable" and report["newest_backup_age_hours"] is None
+    assert "the backup vault could not be read" in proc.stderr
+    status = {s["name"]: s for s in report["stacks"]}
     assert status[REGION_STACK]["deployed"] and status["dev-dns"]["deployed"]
     assert status[REGION_STACK]["resource_count"] == len(region)
     assert status[REGION_STACK]["pending_operations"] == 0

@@ -25,6 +25,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ORCHESTRATE_ENV", raising=False)
     monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
+    monkeypatch.delenv("ORCHESTRATE_SECRETS_PROVIDER", raising=False)
+    monkeypatch.delenv("CI", raising=False)  # tests that need CI set it themselves
     return tmp_path
 
 

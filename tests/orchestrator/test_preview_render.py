@@ -288,7 +288,7 @@ def test_text_rendering_for_terminals() -> None:
 def test_json_shape() -> None:
     doc = render_json(env_preview(topology_after=topo(("eu-central-1",), "latency")))
     json.dumps(doc)  # serialisable as is
-    assert set(doc) == {"env", "commit", "totals", "warnings", "failed", "topology", "stacks"}
+    assert set(doc) == {"env", "commit", "backend", "totals", "warnings", "failed", "topology", "stacks"}
     assert doc["totals"] == {"create": 1, "update": 2, "replace": 1, "delete": 1, "unchanged": 8}
     assert doc["topology"]["changed"] is True
     assert doc["topology"]["after"] == {"domain": "iot.example.com", "primary": "eu-west-1",

@@ -34,7 +34,7 @@ def test_the_context_attaches_the_persisted_routing_state(tmp_path: Path) -> Non
     (tmp_path / "stacks").mkdir()
     config = tmp_path / "stacks" / "dev.topology.yaml"
     save(parse({**BASE, "secondaries": ["eu-central-1"], "routing": "latency"}, env="dev"), config)
-    ctx = Context(env="dev", project_dir=tmp_path, config_path=config, backend_url="file://x")
+    ctx = Context(env="dev", project_dir=tmp_path, config_path=config, backend_url=f"file://{tmp_path}/state")
     assert ctx.topology().unrouted == frozenset()
     ctx.record_unrouted({"eu-central-1"})
     assert ctx.topology().unrouted == {"eu-central-1"} and dns_targets(ctx.topology()) == ("eu-west-1",)

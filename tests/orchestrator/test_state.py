@@ -79,3 +79,71 @@ def test_a_failed_atomic_write_leaves_the_old_file_and_no_temp(tmp_path: Path,
     monkeypatch.undo()
     assert read_json(target) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_run_state_lives_beside_a_file_backend_and_the_project_dir_is_a_cache(run, project: Path) -> None:  # noqa: ANN001
+    assert run("up", "--region", "eu-west-1", "--yes").exit_code == 0
+    stored = list((project / ".pulumi-state" / ".orchestrate" / "runs").glob("dev-up-*.json"))
+    cached = list((project / ".orchestrate" / "runs").glob("dev-up-*.json"))
+    assert [p.name for p in stored] == [p.name for p in cached] and len(stored) == 1
+    assert stored[0].read_bytes() == cached[0].read_bytes()
+
+
+def test_store_for_maps_backends_to_a_prefix_next_to_pulumi_state(tmp_path: Path) -> None:
+    from orchestrator.state import LocalStore, S3Store, store_for
+
+    local = store_for(f"file://{tmp_path}/state")
+    assert isinstance(local, LocalStore) and local.root == tmp_path / "state" / ".orchestrate"
+    s3 = store_for("s3://bucket/teams/iot?region=eu-west-1&endpoint=127.0.0.1:9")
+    assert isinstance(s3, S3Store) and (s3.bucket, s3.prefix) == ("bucket", "teams/iot/.orchestrate")
+    assert store_for("https://api.pulumi.com") is None
+
+
+def test_a_local_store_refuses_a_write_based_on_a_stale_read(tmp_path: Path) -> None:
+    from orchestrator.errors import ExitCode, StateConflict
+    from orchestrator.state import LocalStore
+
+    store = LocalStore(tmp_path / "backend" / ".orchestrate")
+    one, two = StateLayout(tmp_path / "one", store), StateLayout(tmp_path / "two", store)
+    assert one.load(one.lifecycle_path("dev")) is None and two.load(two.lifecycle_path("dev")) is None
+    one.save(one.lifecycle_path("dev"), {"v": 1})
+    with pytest.raises(StateConflict) as info:
+        two.save(two.lifecycle_path("dev"), {"v": 2})
+    assert info.value.exit_code == ExitCode.LOCKED
+    assert read_json(tmp_path / "one" / ".orchestrate" / "lifecycle" / "dev.json") == {"v": 1}
+    assert not (tmp_path / "two" / ".orchestrate" / "lifecycle" / "dev.json").exists()
+    assert two.load(two.lifecycle_path("dev")) == {"v": 1}
+    two.save(two.lifecycle_path("dev"), {"v": 2})
+    assert read_json(store.root / "lifecycle" / "dev.json") == {"v": 2}
+
+
+def test_backend_display_drops_credentials_and_query(tmp_path: Path) -> None:
+    from orchestrator.state import backend_display
+
+    assert backend_display("s3://bucket/p?region=eu-west-1&profile=x") == "s3://bucket/p"
+    assert backend_display("https://user:tok@api.example.com/x") == "https://api.example.com/x"
+    assert backend_display(f"file://{tmp_path}") == f"file://{tmp_path}"
+
+
+def test_a_checkpoint_left_by_a_killed_sync_survives_the_next_pull_and_merges(tmp_path: Path) -> None:
+    """SIGKILL skips the push of the checkpoint: the cached copy is newer than the store's."""
+    from orchestrator.registry.checkpoint import Checkpoint
+    from orchestrator.state import LocalStore
+
+    state = StateLayout(tmp_path / "clone", LocalStore(tmp_path / "backend" / ".orchestrate"))
+    path = state.sync_checkpoint_path("dev", "eu-west-1", "eu-central-1")
+
+    def doc(*done: str) -> dict[str, object]:
+        return {"format": 1, "src_region": "eu-west-1", "dst_region": "eu-central-1", "done": list(done)}
+
+    atomic_write_json(path, doc("a", "b"))  # the killed run's, never stored
+    assert state.pull(path, merge=Checkpoint.merge_files) and read_json(path) == doc("a", "b")
+    assert not state.pull(path) and not path.exists()  # without merge: the store is the truth
+
+    atomic_write_json(path, doc("a", "b"))
+    state.push(path)  # stored: a, b
+    atomic_write_json(path, doc("c"))  # a later run on this machine, killed before its push
+    assert state.pull(path, merge=Checkpoint.merge_files)
+    assert read_json(path)["done"] == ["a", "b", "c"]
+    other = json.dumps(doc("x") | {"dst_region": "eu-north-1"}).encode()
+    assert Checkpoint.merge_files(other, json.dumps(doc("a")).encode()) == json.dumps(doc("a")).encode()

@@ -7,6 +7,7 @@ where a missing linter is a failure: the workflows must never go unchecked there
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -20,8 +21,14 @@ WORKFLOWS = REPO / ".github" / "workflows"
 PREVIEW = WORKFLOWS / "preview.yml"
 APPLY = WORKFLOWS / "apply.yml"
 BACKUP = WORKFLOWS / "backup.yml"
+DRIFT = WORKFLOWS / "drift.yml"
+ALL = (PREVIEW, APPLY, BACKUP, DRIFT)
 BUILD = REPO / "tests" / "tools" / "build_actionlint.sh"
-PATHS = {"programs/**", "stacks/**", "orchestrator/**", "Pulumi.yaml", "pyproject.toml"}
+CONSTRAINTS = REPO / "constraints.txt"
+PATHS = {"programs/**", "stacks/**", "orchestrator/**", "Pulumi.yaml", "pyproject.toml", "constraints.txt"}
+# Node 24 majors (GitHub runs no Node 20 action any more)
+MAJORS = {"actions/checkout": 6, "actions/setup-python": 6, "pulumi/actions": 7,
+          "aws-actions/configure-aws-credentials": 6}
 
 
 def load(path: Path) -> dict[Any, Any]:
@@ -85,7 +92,7 @@ def test_a_missing_linter_skips_locally_but_fails_on_ci(monkeypatch: pytest.Monk
 
 
 def test_workflows_pass_actionlint(actionlint: str) -> None:
-    proc = subprocess.run([actionlint, "-no-color", "-oneline", str(PREVIEW), str(APPLY), str(BACKUP)],
+    proc = subprocess.run([actionlint, "-no-color", "-oneline", *map(str, ALL)],
                           capture_output=True, text=True, timeout=120, cwd=REPO)
     findings = f"actionlint findings:\n{proc.stdout}{proc.stderr}"
     assert proc.returncode == 0 and not proc.stdout.strip(), findings
@@ -135,7 +142,8 @@ def test_preview_steps_render_then_post_the_sticky_comment() -> None:
     assert checkout["with"]["fetch-depth"] == 0  # the base branch's topology, for before/after
     (pulumi,) = steps_using(job, "pulumi/actions")
     assert "command" not in pulumi.get("with", {})  # install only
-    assert pulumi["with"]["pulumi-version"].count(".") == 2  # pinned
+    # pinned, to the version constraints.txt pins the SDK to (test_one_constraints_file_...)
+    assert pulumi["with"]["pulumi-version"] == "${{ steps.versions.outputs.pulumi }}"
     (aws,) = steps_using(job, "aws-actions/configure-aws-credentials")
     assert aws["with"]["role-to-assume"] == "${{ vars.AWS_PREVIEW_ROLE_ARN }}"
     runs = run_lines(job)
@@ -152,8 +160,10 @@ def test_apply_runs_on_main_per_environment_behind_approval() -> None:
     assert doc["on"]["push"]["branches"] == ["main"]
     assert set(doc["on"]["push"]["paths"]) == PATHS
     assert doc["permissions"] == {}
-    jobs = doc["jobs"]
+    jobs = {name: job for name, job in doc["jobs"].items() if name.startswith("apply-")}
+    assert set(doc["jobs"]) == {"preview-passed", *jobs}
     assert [j["environment"] for j in jobs.values()] == ["dev", "prod"]
+    assert jobs["apply-dev"]["needs"] == "preview-passed"  # nothing applies before the gate
     assert jobs["apply-prod"]["needs"] == "apply-dev"  # prod only after dev applied
     for job in jobs.values():
         env = job["environment"]
@@ -166,7 +176,7 @@ def test_apply_runs_on_main_per_environment_behind_approval() -> None:
         assert aws["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}"
 
 
-@pytest.mark.parametrize("path", [PREVIEW, APPLY], ids=["preview", "apply"])
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.stem)
 def test_every_action_is_pinned_to_at_least_a_major_version(path: Path) -> None:
     for job in load(path)["jobs"].values():
         for step in job["steps"]:
@@ -187,3 +197,99 @@ def test_backup_runs_daily_with_least_privilege() -> None:
     assert job["concurrency"]["cancel-in-progress"] is False
     assert any("orchestrate registry backup" in step.get("run", "") for step in job["steps"])
     assert job["env"]["ORCHESTRATE_BACKUP_SIGNING_KEY"].startswith("${{ vars.")  # backups are signed
+
+
+# -- the structure issue 14 asked for ------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.stem)
+def test_every_action_is_a_current_major_pinned_by_commit_sha_with_its_version(path: Path) -> None:
+    import re
+
+    uses = re.findall(r"^\s*(?:- )?uses: (\S+)@(\S+)(.*)$", path.read_text(), re.M)
+    assert uses
+    for action, ref, comment in uses:
+        assert re.fullmatch(r"[0-9a-f]{40}", ref), f"{action}@{ref} is not pinned by commit SHA"
+        version = re.fullmatch(r"\s+# v(\d+)(?:\.\d+){0,2}", comment)
+        assert version, f"{action}@{ref}: no '# vX.Y.Z' comment"
+        assert int(version.group(1)) == MAJORS[action], f"{action}: v{version.group(1)} is not the current major"
+
+
+def _aws_jobs() -> list[tuple[str, dict[str, Any]]]:
+    return [(f"{path.stem}:{name}", job) for path in ALL for name, job in load(path)["jobs"].items()
+            if steps_using(job, "aws-actions/configure-aws-credentials")]
+
+
+@pytest.mark.parametrize("name, job", _aws_jobs(), ids=lambda x: x if isinstance(x, str) else "")
+def test_aws_credentials_last_as_long_as_the_job_may_run(name: str, job: dict[str, Any]) -> None:
+    (aws,) = steps_using(job, "aws-actions/configure-aws-credentials")
+    assert int(aws["with"]["role-duration-seconds"]) >= int(job["timeout-minutes"]) * 60, name
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.stem)
+def test_secrets_reach_only_the_steps_that_run_orchestrate(path: Path) -> None:
+    doc = load(path)
+    assert "secrets." not in json.dumps(doc.get("env", {}))
+    for name, job in doc["jobs"].items():
+        assert "secrets." not in json.dumps(job.get("env", {})), f"{name}: a secret in job-level env"
+        for step in job["steps"]:
+            if "secrets." in json.dumps(step):
+                assert "uses" not in step and "orchestrate " in step["run"], f"{name}: {step}"
+
+
+def test_one_constraints_file_pins_what_make_and_every_workflow_install() -> None:
+    pins = dict(line.split("==", 1) for line in CONSTRAINTS.read_text().splitlines()
+                if line and not line.startswith("#"))
+    for package in ("pulumi", "pulumi_aws", "pulumi_command", "boto3", "click", "PyYAML"):
+        assert package in pins and pins[package].count(".") >= 2, package
+    assert "--constraint constraints.txt" in (REPO / "Makefile").read_text()
+    for path in ALL:
+        for job in load(path)["jobs"].values():
+            runs = run_lines(job)
+            if "pip install" not in runs:
+                continue
+            assert ".venv/bin/pip install . --constraint constraints.txt" in runs, path.name
+            assert "sed -n 's/^pulumi==//p' constraints.txt" in runs, path.name
+            (pulumi,) = steps_using(job, "pulumi/actions")
+            assert pulumi["with"]["pulumi-version"] == "${{ steps.versions.outputs.pulumi }}"
+
+
+def test_previews_and_drift_run_in_read_only_environments_backups_in_their_own() -> None:
+    (preview,) = load(PREVIEW)["jobs"].values()
+    assert preview["environment"] == "preview-${{ matrix.env }}"
+    (drift,) = load(DRIFT)["jobs"].values()
+    assert drift["environment"] == "preview-${{ matrix.env }}"
+    (aws,) = steps_using(drift, "aws-actions/configure-aws-credentials")
+    assert aws["with"]["role-to-assume"] == "${{ vars.AWS_PREVIEW_ROLE_ARN }}"
+    backup = load(BACKUP)["jobs"]["backup"]
+    assert backup["environment"] == "backup-${{ matrix.env }}"  # unreviewed: never waits for a human
+    (aws,) = steps_using(backup, "aws-actions/configure-aws-credentials")
+    assert aws["with"]["role-to-assume"] == "${{ vars.AWS_BACKUP_ROLE_ARN }}"
+    # the comment names the commit that was previewed (HEAD, the merge commit), not the PR head
+    assert "ORCHESTRATE_COMMIT" not in PREVIEW.read_text()
+
+
+def test_apply_is_gated_on_the_merged_prs_previews_and_recovers_after_a_cancel() -> None:
+    jobs = load(APPLY)["jobs"]
+    gate = jobs["preview-passed"]
+    assert gate["permissions"] == {"contents": "read", "pull-requests": "read", "checks": "read"}
+    gate_run = run_lines(gate)
+    assert "commits/$SHA/pulls" in gate_run and "check-runs?check_name=preview%20($env)" in gate_run
+    assert "exit 1" in gate_run
+    for env in ("dev", "prod"):
+        (recover,) = [s for s in jobs[f"apply-{env}"]["steps"] if "orchestrate recover" in str(s.get("run", ""))]
+        assert recover["if"] == "cancelled()"
+        assert 'orchestrate recover --all --yes --env "$ENV_NAME"' in recover["run"]
+        assert "--force" not in recover["run"]  # a lock held elsewhere is refused, never broken
+        assert "GITHUB_STEP_SUMMARY" in recover["run"]
+
+
+def test_drift_runs_nightly_and_keeps_one_issue_per_environment() -> None:
+    doc = load(DRIFT)
+    assert doc["on"]["schedule"][0]["cron"].split()[2:] == ["*", "*", "*"]
+    assert doc["permissions"] == {}
+    (job,) = doc["jobs"].values()
+    assert job["strategy"]["matrix"]["env"] == ["dev", "prod"]
+    assert job["permissions"] == {"contents": "read", "id-token": "write", "issues": "write"}
+    runs = run_lines(job)
+    assert 'orchestrate drift --env "$ENV_NAME" --all --format markdown --output drift.md' in runs
+    assert "orchestrate comment issue" in runs and "--resolved" in runs

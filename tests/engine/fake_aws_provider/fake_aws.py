@@ -25,6 +25,8 @@ Behaviour:
   FAKE_AWS_STATE_DIR when another stack created it, else "does not exist" (an empty id), as the
   real provider does. Without FAKE_AWS_STATE_DIR it is synthesized from the id; a
   `BucketVersioning` then reads as Enabled (what every region stack sets).
+- Read of an owned resource (a refresh) reports the outputs recorded in FAKE_AWS_STATE_DIR over
+  the state's: a record edited behind Pulumi's back is drift, as a console change in AWS is.
 
 Environment: FAKE_AWS_VERSION (plugin version reported, default 7.51.1), FAKE_AWS_ACCOUNT
 (default 123456789012), FAKE_AWS_STATE_DIR (optional "account": names that AWS keeps unique, such
@@ -625,6 +627,12 @@ class FakeAws(BaseProvider):
             if observed is None:
                 return provider_pb2.ReadResponse(id="")
             state = observed
+        else:
+            # A refresh: report what "AWS" holds now (the account record Create/Update wrote), so
+            # a change made behind Pulumi's back (a test editing the record) shows up as drift.
+            held = self._lookup(request.type, self.region_of(state), request.id)
+            if held is not None:
+                state = {**state, **held}
         return provider_pb2.ReadResponse(
             id=request.id, properties=to_struct(state), inputs=to_struct(inputs) if inputs else None
         )

@@ -1,0 +1,183 @@
+"""Run state beside the Pulumi state: two clones of the project against one S3 backend (moto).
+
+Journals, the lifecycle state and registry sync checkpoints live under `.orchestrate/` in the
+state bucket, next to Pulumi's `.pulumi/`; each clone's `.orchestrate/` is only a cache. The stacks
+themselves run in one in-memory engine shared by both clones (what one Pulumi backend is to them).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from orchestrator.aws import AwsContext, client
+from orchestrator.cli.app import Deps
+from orchestrator.cli.main import cli
+from orchestrator.errors import StateConflict
+from orchestrator.state import S3Store, StateLayout, store_for
+from tests.doubles import InMemoryEngine
+from tests.ops.conftest import DST, SRC
+from tests.ops.provider_sim import ProviderSimulation
+from tests.ops.registry_world import seed
+
+REPO = Path(__file__).resolve().parents[2]
+BUCKET = "team-pulumi-state"
+BACKEND = f"s3://{BUCKET}/iot?region=us-east-1"
+
+
+def clone(base: Path, name: str) -> Path:
+    root = base / name
+    (root / "stacks").mkdir(parents=True)
+    shutil.copy(REPO / "Pulumi.yaml", root / "Pulumi.yaml")
+    shutil.copy(REPO / "stacks" / "dev.topology.yaml", root / "stacks" / "dev.topology.yaml")
+    return root
+
+
+@pytest.fixture
+def bucket(ctx: AwsContext) -> Any:
+    s3 = client(ctx, "s3", "us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    return s3
+
+
+@pytest.fixture
+def engine(ctx: AwsContext) -> InMemoryEngine:
+    e = InMemoryEngine()
+    e.after_up.append(ProviderSimulation(ctx))
+    return e
+
+
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def clones(tmp_path: Path, engine: InMemoryEngine, endpoint: str, bucket: Any,
+           monkeypatch: pytest.MonkeyPatch) -> tuple[Run, Run, Path, Path]:
+    monkeypatch.delenv("ORCHESTRATE_ENV", raising=False)
+    monkeypatch.setenv("PULUMI_BACKEND_URL", BACKEND)
+    a, b = clone(tmp_path, "a"), clone(tmp_path, "b")
+
+    def runner(root: Path) -> Run:
+        def invoke(*args: str) -> Result:
+            monkeypatch.chdir(root)
+            extra = ["--sync-rate", "500"] if args and args[0] in {"promote-secondary", "failover", "failback"} \
+                else []
+            return CliRunner().invoke(cli, [*args, *extra, "--endpoint-url", endpoint],
+                                      obj=Deps(engine_factory=lambda app: engine), catch_exceptions=False)
+
+        return invoke
+
+    return runner(a), runner(b), a, b
+
+
+def stored_keys(s3: Any) -> list[str]:
+    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []))
+
+
+def test_up_resume_continues_on_a_second_clone(clones, engine: InMemoryEngine, bucket: Any) -> None:  # noqa: ANN001
+    run_a, run_b, a, b = clones
+    engine.fail_on["dev-dns"] = "Throttling: rate exceeded"
+    first = run_a("up", "--all")
+    assert first.exit_code == 1, first.output
+    journals = [k for k in stored_keys(bucket) if k.startswith("iot/.orchestrate/runs/dev-up-")]
+    assert len(journals) == 1, stored_keys(bucket)  # beside Pulumi's state, not only on clone a
+    del engine.fail_on["dev-dns"]
+    engine.calls.clear()
+    second = run_b("up", "--all", "--resume")
+    assert second.exit_code == 0, second.output
+    assert "resuming run" in second.stderr, second.stderr
+    assert engine.ops("up") == [("up", "dev-dns")]  # the region stack clone a applied is not redone
+    assert not (b / ".orchestrate" / "lifecycle").exists()
+    cached = list((b / ".orchestrate" / "runs").glob("dev-up-*.json"))
+    assert len(cached) == 2  # the journal it resumed from and its own, copied into the cache
+
+
+def test_failback_without_to_works_from_a_second_clone(clones, ctx: AwsContext) -> None:  # noqa: ANN001
+    run_a, run_b, a, b = clones
+    from orchestrator.aws import client as make_client
+
+    assert run_a("up", "--region", SRC).exit_code == 0
+    seed(make_client(ctx, "iot", SRC, own_retries=True), n_things=3, group_policy=False)
+    assert run_a("promote-secondary", "--region", DST).exit_code == 0
+    result = run_a("failover", "--to", DST)
+    assert result.exit_code == 0, result.output
+    # the topology change reaches clone b through git; the failover record through the backend
+    shutil.copy(a / "stacks" / "dev.topology.yaml", b / "stacks" / "dev.topology.yaml")
+    assert not (b / ".orchestrate").exists()
+    back = run_b("failback")
+    assert back.exit_code == 0, back.output + back.stderr
+    topo = (b / "stacks" / "dev.topology.yaml").read_text()
+    assert f"primary: {SRC}" in topo
+
+
+def test_a_sync_checkpoint_left_by_one_clone_is_resumed_by_the_other(clones, endpoint: str) -> None:  # noqa: ANN001
+    _run_a, _run_b, a, b = clones
+    store_a = StateLayout(a, store_for(BACKEND, endpoint_url=endpoint))
+    path_a = store_a.sync_checkpoint_path("dev", SRC, DST)
+    path_a.parent.mkdir(parents=True)
+    path_a.write_text(json.dumps({"format": 1, "src_region": SRC, "dst_region": DST, "done": ["thing create t1"]}))
+    store_a.push(path_a)  # what an interrupted sync does on its way out
+
+    from orchestrator.registry.checkpoint import Checkpoint
+
+    store_b = StateLayout(b, store_for(BACKEND, endpoint_url=endpoint))
+    path_b = store_b.sync_checkpoint_path("dev", SRC, DST)
+    assert store_b.pull(path_b)
+    checkpoint = Checkpoint(path_b, src_region=SRC, dst_region=DST)
+    assert checkpoint.resumed and checkpoint.is_done("thing create t1")
+    checkpoint.complete()
+    store_b.push(path_b)  # a clean finish removes it from the backend too
+    assert not store_a.pull(path_a) and not path_a.exists()
+
+
+def test_two_machines_cannot_interleave_writes_of_one_document(tmp_path: Path, endpoint: str,
+                                                               bucket: Any) -> None:
+    one = StateLayout(tmp_path / "one", store_for(BACKEND, endpoint_url=endpoint))
+    two = StateLayout(tmp_path / "two", store_for(BACKEND, endpoint_url=endpoint))
+    assert isinstance(one.store, S3Store) and one.store.location == f"s3://{BUCKET}/iot/.orchestrate"
+    doc_one, doc_two = one.lifecycle_path("dev"), two.lifecycle_path("dev")
+    assert one.load(doc_one) is None and two.load(doc_two) is None
+    one.save(doc_one, {"by": "one"})
+    with pytest.raises(StateConflict):  # both read "nothing"; the second create is refused
+        two.save(doc_two, {"by": "two"})
+    assert two.load(doc_two) == {"by": "one"}
+    two.save(doc_two, {"by": "two"})
+    with pytest.raises(StateConflict):  # one's copy is stale now (If-Match on the old ETag)
+        one.save(doc_one, {"by": "one again"})
+    assert one.load(doc_one) == {"by": "two"}
+
+
+def test_the_engine_reads_lock_holders_from_an_s3_backend(tmp_path: Path, endpoint: str, bucket: Any) -> None:
+    from orchestrator.engine.pulumi import PulumiEngine
+
+    key = "iot/.pulumi/locks/organization/iot-platform/dev-dns/0d5f6b2e-7a9c-4c1e-9d7b-1f2e3a4b5c6d.json"
+    bucket.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(
+        {"pid": 4242, "username": "runner", "hostname": "fv-az123", "timestamp": "2026-11-30T12:16:47.888323687Z"}))
+    bucket.put_object(Bucket=BUCKET, Key=key + ".attrs", Body=b"{}")
+    engine = PulumiEngine(project_dir=tmp_path, stacks_dir=tmp_path / "stacks", backend_url=BACKEND,
+                          secrets_provider=None, endpoint_url=endpoint, cli=Path("/bin/true"))
+    lock = engine.lock("dev-dns")
+    assert lock is not None and lock.holder == "runner@fv-az123 (pid 4242)" and lock.since == "2026-11-30T12:16:47Z"
+    assert engine.lock("dev-region-eu-west-1") is None
+
+
+def test_status_tells_a_missing_vault_bucket_from_an_empty_one(clones, bucket: Any,  # noqa: ANN001
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    run_a, _run_b, _a, _b = clones
+    monkeypatch.setenv("ORCHESTRATE_BACKUP_DEST", "s3://no-such-vault/registry")
+    missing = run_a("status", "--json")
+    assert missing.exit_code == 1, missing.output
+    backup = json.loads(missing.stdout)["backup"]
+    assert backup["state"] == "unreachable" and "NoSuchBucket" in backup["reason"]
+    bucket.create_bucket(Bucket="empty-vault")
+    monkeypatch.setenv("ORCHESTRATE_BACKUP_DEST", "s3://empty-vault/registry")
+    empty = run_a("status", "--json")
+    assert empty.exit_code == 0, empty.output
+    assert json.loads(empty.stdout)["backup"]["state"] == "none found"
+    assert json.loads(empty.stdout)["backend"] == f"s3://{BUCKET}/iot"
