@@ -21,7 +21,7 @@ Layout under the project directory (and, for run state, under the backend's pref
       lifecycle/<env>-syncs.json           when each region pair was last synced
       lifecycle/<env>-routing.json         regions DNS does not route to yet (or any more)
       sync/<env>-<from>-<to>.json          registry sync checkpoints
-      sync/<env>-listings.json             counts of each region's last complete registry listing
+      sync/<env>-<from>-<to>.listings.json counts of the source's last complete registry listing
       workspaces/<stack>/                  one Pulumi workspace per stack
 
 Every other module asks a `StateLayout` for a path; nothing else joins `.orchestrate` itself.
@@ -379,9 +379,10 @@ class StateLayout:
     def sync_checkpoint_path(self, env: str, src_region: str, dst_region: str) -> Path:
         return self.root / "sync" / f"{env}-{src_region}-{dst_region}.json"
 
-    def listing_record_path(self, env: str) -> Path:
-        """The counts of each region's last complete registry listing (what pruning compares with)."""
-        return self.root / "sync" / f"{env}-listings.json"
+    def listing_record_path(self, env: str, src_region: str, dst_region: str) -> Path:
+        """Counts of the source's last complete registry listing, per region pair: syncs of one source
+        to several destinations run at once (the replication stack) and must not contend for one file."""
+        return self.root / "sync" / f"{env}-{src_region}-{dst_region}.listings.json"
 
     @property
     def workspaces_dir(self) -> Path:

@@ -83,7 +83,7 @@ def sync(app: Context, src: str, dst: str, dry_run: bool, prune: bool, rate: flo
     check_member_regions(topology.regions, residency, src, dst, topology.source)
     budget = DeleteBudget.parse(max_delete)
     guard = PruneGuard(budget=budget, confirm=confirmer(yes), notify=app.notify,
-                       record_path=app.state.listing_record_path(app.env))
+                       record_path=app.state.listing_record_path(app.env, src, dst))
     if dry_run:
         plan = plan_registry_sync(ctx, src, dst, prune=prune, rate=rate or DEFAULT_RATE,
                                   concurrency=concurrency, residency=residency)
@@ -92,7 +92,7 @@ def sync(app: Context, src: str, dst: str, dry_run: bool, prune: bool, rate: flo
         _render(app, plan, lines + [f"  warning: {w}" for w in plan.warnings])
         return
     checkpoint = app.state.sync_checkpoint_path(app.env, src, dst)
-    listings = app.state.listing_record_path(app.env)
+    listings = app.state.listing_record_path(app.env, src, dst)
     from orchestrator.registry.checkpoint import Checkpoint
 
     app.state.pull(checkpoint, merge=Checkpoint.merge_files)  # a sync interrupted elsewhere resumes here

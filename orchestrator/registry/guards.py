@@ -7,7 +7,7 @@ region that is not the one meant) would otherwise wipe the destination. Before a
 1. the source listing must be provably complete (`RegistrySnapshot.gaps` is empty: no full page
    came back without a continuation token);
 2. no source count may have dropped sharply since the last complete listing on record
-   (`.orchestrate/sync/<env>-listings.json`): below half of a count of at least MIN_TRACKED;
+   (`.orchestrate/sync/<env>-<from>-<to>.listings.json`): below half of a count of at least MIN_TRACKED;
 3. the deletions must fit the budget (`--max-delete N` or `--max-delete P%` of the destination's
    objects; DEFAULT_BUDGET otherwise);
 4. the plan's deletions are shown and confirmed (a typed region on a terminal, `--yes` in

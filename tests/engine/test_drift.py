@@ -24,7 +24,7 @@ def _record_of(project: OrchestrateProject, type_token: str) -> Path:
 
 def test_drift_finds_a_change_made_behind_pulumis_back(make_project) -> None:
     project: OrchestrateProject = make_project(dev_topology())
-    assert project.json("up", "--region", "eu-west-1")["ok"] is True
+    assert project.json("up", "--yes", "--region", "eu-west-1")["ok"] is True
 
     clean = project.run("drift", "--all", "--json")  # exit 0 asserted: no false drift after an up
     report = json.loads(clean.stdout)

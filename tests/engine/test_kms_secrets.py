@@ -24,7 +24,8 @@ def test_kms_stacks_run_without_a_passphrase_and_a_different_provider_is_refused
     for name in ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"):
         project.env.pop(name, None)  # no passphrase at all from here on
 
-    up = project.json("up", "--region", "eu-west-1", "--endpoint-url", moto_server, "--secrets-provider", provider)
+    up = project.json("up", "--yes", "--region", "eu-west-1", "--endpoint-url", moto_server,
+                      "--secrets-provider", provider)
     assert up["ok"] is True, up
     config = yaml.safe_load((project.stacks / f"Pulumi.{STACK}.yaml").read_text())
     assert config["secretsprovider"] == provider and "encryptionsalt" not in config
@@ -32,11 +33,11 @@ def test_kms_stacks_run_without_a_passphrase_and_a_different_provider_is_refused
     # the next run names no provider and has no passphrase: the stacks' own (KMS) is used
     status = project.json("status", "--endpoint-url", moto_server, env={"ORCHESTRATE_BACKUP_DEST": str(project.base)})
     assert {s["name"]: s["deployed"] for s in status["stacks"]} == {STACK: True, "dev-dns": True}
-    again = project.json("up", "--region", "eu-west-1", "--endpoint-url", moto_server)
+    again = project.json("up", "--yes", "--region", "eu-west-1", "--endpoint-url", moto_server)
     assert again["ok"] is True, again
 
     # a provider the stacks do not use is refused before anything runs, not silently ignored
-    refused = project.run("up", "--region", "eu-west-1", "--endpoint-url", moto_server,
+    refused = project.run("up", "--yes", "--region", "eu-west-1", "--endpoint-url", moto_server,
                           "--secrets-provider", "passphrase", expect=2)
     assert "dev-dns, dev-region-eu-west-1 use awskms://" in refused.stderr, refused.stderr
     assert "orchestrate secrets change-provider" in refused.stderr
@@ -48,5 +49,5 @@ def test_kms_stacks_run_without_a_passphrase_and_a_different_provider_is_refused
     assert changed["changed"] == ["dev-region-eu-west-1", "dev-dns"], changed
     config = yaml.safe_load((project.stacks / f"Pulumi.{STACK}.yaml").read_text())
     assert config.get("encryptionsalt") and config.get("secretsprovider", "passphrase") == "passphrase", config
-    after = project.json("up", "--region", "eu-west-1", "--endpoint-url", moto_server, env=passphrase)
+    after = project.json("up", "--yes", "--region", "eu-west-1", "--endpoint-url", moto_server, env=passphrase)
     assert after["ok"] is True, after

@@ -47,10 +47,10 @@ def test_dns_mode_sequence_passes_the_strict_route53_layer(make_project, gate: G
     def run(*args: str) -> Any:
         return project.json(*args, "--endpoint-url", gate.url, env=env)
 
-    project.run("up", "--region", PRIMARY, "--endpoint-url", gate.url, env=env)
+    project.run("up", "--yes", "--region", PRIMARY, "--endpoint-url", gate.url, env=env)
     assert _answers(gate, zone)["all"] == {PRIMARY}
 
-    report = run("promote-secondary", "--region", SECONDARY, "--routing", "failover")
+    report = run("promote-secondary", "--yes", "--region", SECONDARY, "--routing", "failover")
     assert report["ok"] is True, report
     assert _answers(gate, zone) == {"all": {PRIMARY}, f"{PRIMARY} down": {SECONDARY},
                                     f"{SECONDARY} down": {PRIMARY}}
@@ -58,7 +58,7 @@ def test_dns_mode_sequence_passes_the_strict_route53_layer(make_project, gate: G
     # the failover happens during an outage: every request signed for the primary is refused
     gate.reset_counts()
     gate.down.add(PRIMARY)
-    report = run("failover", "--to", SECONDARY)
+    report = run("failover", "--yes", "--to", SECONDARY)
     assert report["ok"] is True, report
     assert any("may be stale by" in step["detail"] for step in report["steps"]), report
     assert gate.count(region=PRIMARY) == 0 and [(c.region, c.service) for c in gate.refused] == [(PRIMARY, "iot")]
@@ -69,11 +69,11 @@ def test_dns_mode_sequence_passes_the_strict_route53_layer(make_project, gate: G
     records = {r.get("SetIdentifier"): r for r in gate.records(zone) if r["Type"] == "CNAME" and r["Name"] == NAME}
     assert set(records) == {"primary", "secondary"}  # the roles stayed; the values moved
 
-    report = run("failback")
+    report = run("failback", "--yes")
     assert report["ok"] is True, report
     assert _answers(gate, zone)["all"] == {PRIMARY}
 
-    project.run("destroy", "--region", SECONDARY, "--yes", "--endpoint-url", gate.url, env=env)
+    project.run("destroy", "--yes", "--region", SECONDARY, "--endpoint-url", gate.url, env=env)
     assert _answers(gate, zone)["all"] == {PRIMARY}
     assert gate.rejected_batches == [], gate.rejected_batches
     assert gate.accepted_batches, "the stand-in provider sent no change batch through the gate"
@@ -97,8 +97,8 @@ def test_arc_mode_sequence_moves_traffic_with_routing_controls_only(make_project
         def answers(*down: str) -> frozenset[str]:
             return gate.answers(zone, NAME, down=frozenset(down), controls=arc.states())
 
-        project.run("up", "--region", PRIMARY, "--endpoint-url", gate.url, env=env)
-        report = run("promote-secondary", "--region", SECONDARY, "--routing", "failover")
+        project.run("up", "--yes", "--region", PRIMARY, "--endpoint-url", gate.url, env=env)
+        report = run("promote-secondary", "--yes", "--region", SECONDARY, "--routing", "failover")
         assert report["ok"] is True, report
         assert len(arc.controls) == 2 and set(arc.states().values()) == {"On"}
         assert (answers(), answers(PRIMARY), answers(SECONDARY)) == ({PRIMARY}, {SECONDARY}, {PRIMARY})
@@ -108,7 +108,7 @@ def test_arc_mode_sequence_moves_traffic_with_routing_controls_only(make_project
         arc.calls.clear()
         gate.down.add(PRIMARY)
         arc.down.add(PRIMARY)
-        report = run("failover", "--to", SECONDARY)
+        report = run("failover", "--yes", "--to", SECONDARY)
         assert report["ok"] is True, report
         assert answers() == {SECONDARY} and answers(PRIMARY) == {SECONDARY}
         # no Pulumi update, no Route 53 call, nothing answered by the failed region
@@ -118,7 +118,7 @@ def test_arc_mode_sequence_moves_traffic_with_routing_controls_only(make_project
         gate.down.clear()
         arc.down.clear()
 
-        report = run("failback")
+        report = run("failback", "--yes")
         assert report["ok"] is True, report
         assert answers() == {PRIMARY} and set(arc.states().values()) == {"On"}
         status = run("status")
@@ -138,25 +138,25 @@ def test_latency_mode_a_failed_promotion_and_a_routine_up_keep_dns_on_ready_regi
     def answers() -> frozenset[str]:
         return gate.answers(zone, NAME)
 
-    project.run("up", "--region", PRIMARY, "--endpoint-url", gate.url, env=env)
-    report = project.json("promote-secondary", "--region", SECONDARY, "--routing", "latency",
+    project.run("up", "--yes", "--region", PRIMARY, "--endpoint-url", gate.url, env=env)
+    report = project.json("promote-secondary", "--yes", "--region", SECONDARY, "--routing", "latency",
                           "--endpoint-url", gate.url, env=env)
     assert report["ok"] is True, report
     assert answers() == {PRIMARY, SECONDARY}
 
     # the third region's promotion fails at the replication stack ...
     failing = {**env, "FAKE_AWS_FAIL_ON": "dev-replication::"}
-    project.run("promote-secondary", "--region", THIRD, "--routing", "latency", "--endpoint-url", gate.url,
+    project.run("promote-secondary", "--yes", "--region", THIRD, "--routing", "latency", "--endpoint-url", gate.url,
                 env=failing, expect=1)
     # ... a routine `up` does not route to it
-    project.run("up", "--region", PRIMARY, "--endpoint-url", gate.url, env=env)
+    project.run("up", "--yes", "--region", PRIMARY, "--endpoint-url", gate.url, env=env)
     assert answers() == {PRIMARY, SECONDARY}
-    report = project.json("promote-secondary", "--region", THIRD, "--routing", "latency",
+    report = project.json("promote-secondary", "--yes", "--region", THIRD, "--routing", "latency",
                           "--endpoint-url", gate.url, env=env)
     assert report["ok"] is True, report
     assert answers() == {PRIMARY, SECONDARY, THIRD}
 
-    project.run("destroy", "--region", THIRD, "--yes", "--endpoint-url", gate.url,
+    project.run("destroy", "--yes", "--region", THIRD, "--endpoint-url", gate.url,
                 env={**env, "ORCHESTRATE_DNS_DRAIN_SECONDS": "0"})
     assert answers() == {PRIMARY, SECONDARY}
     assert gate.rejected_batches == [], gate.rejected_batches

@@ -31,6 +31,7 @@ from tests.ops.registry_world import seed
 REPO = Path(__file__).resolve().parents[2]
 NAME = "iot.example.com."
 LIFECYCLE = {"promote-secondary", "failover", "failback"}
+MUTATING = LIFECYCLE | {"up", "destroy"}  # confirmed on a terminal; tests answer with --yes
 
 
 @pytest.fixture
@@ -65,6 +66,7 @@ class World:
     def run(self, *args: str) -> Result:
         deps = Deps(engine_factory=lambda app: self.engine)
         extra = ["--sync-rate", "500"] if args and args[0] in LIFECYCLE else []
+        extra += ["--yes"] if args and args[0] in MUTATING else []
         return CliRunner().invoke(cli, [*args, *extra, "--endpoint-url", self.gate.url], obj=deps,
                                   catch_exceptions=False)
 

@@ -68,6 +68,8 @@ def clones(tmp_path: Path, engine: InMemoryEngine, endpoint: str, bucket: Any,
             monkeypatch.chdir(root)
             extra = ["--sync-rate", "500"] if args and args[0] in {"promote-secondary", "failover", "failback"} \
                 else []
+            extra += ["--yes"] if args and args[0] in {"up", "destroy", "promote-secondary", "failover", "failback"} \
+                else []
             return CliRunner().invoke(cli, [*args, *extra, "--endpoint-url", endpoint],
                                       obj=Deps(engine_factory=lambda app: engine), catch_exceptions=False)
 
