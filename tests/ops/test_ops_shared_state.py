@@ -123,7 +123,14 @@ def test_a_sync_checkpoint_left_by_one_clone_is_resumed_by_the_other(clones, end
     store_a = StateLayout(a, store_for(BACKEND, endpoint_url=endpoint))
     path_a = store_a.sync_checkpoint_path("dev", SRC, DST)
     path_a.parent.mkdir(parents=True)
-    path_a.write_text(json.dumps({"format": 1, "src_region": SRC, "dst_region": DST, "done": ["thing create t1"]}))
+    import time
+
+    from orchestrator.registry.checkpoint import CHECKPOINT_FORMAT, plan_digest
+
+    # a checkpoint as an interrupted sync leaves it: bound to its plan, written just now
+    path_a.write_text(json.dumps({"format": CHECKPOINT_FORMAT, "src_region": SRC, "dst_region": DST, "run": "r1",
+                                  "plan": plan_digest(["thing create t1"]), "written_at": time.time(),
+                                  "done": ["thing create t1"]}))
     store_a.push(path_a)  # what an interrupted sync does on its way out
 
     from orchestrator.registry.checkpoint import Checkpoint
