@@ -1,7 +1,7 @@
 """`orchestrate`: the root click group and the one error-to-exit-code mapping.
 
 Commands live in one module per command group (`plan`, `stacks`, `preview`, `lifecycle`,
-`registry`, `comment`), each command a top-level function, loaded lazily by the root group so
+`registry`, `comment`, `drill`), each command a top-level function, loaded lazily by the root group so
 `orchestrate --help` imports nothing but click. Each command is thin: parse, call an operation,
 render through the injected console.
 """
@@ -31,6 +31,7 @@ COMMANDS = {
     "failback": "orchestrator.cli.lifecycle:failback",
     "registry": "orchestrator.cli.registry:registry",
     "comment": "orchestrator.cli.comment:comment",
+    "drill": "orchestrator.cli.drill:drill",
 }
 
 
