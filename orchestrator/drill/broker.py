@@ -15,10 +15,11 @@ from pathlib import Path
 from orchestrator.errors import InputRejected
 
 INSTALL_HINT = "install it with `apt-get install -y mosquitto` (or `make drill`, which does)"
+KNOWN_PATHS = ("/usr/sbin/mosquitto",)  # Debian installs it outside a normal user's PATH
 
 
 def mosquitto_binary() -> str:
-    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
+    for candidate in (shutil.which("mosquitto"), *KNOWN_PATHS):
         if candidate and Path(candidate).is_file():
             return candidate
     raise InputRejected("the local drill needs the mosquitto MQTT broker, which is not installed",

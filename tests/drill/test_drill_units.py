@@ -3,12 +3,18 @@ light `--help` and its refusals."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from orchestrator.cli.app import Deps
+from orchestrator.cli.main import cli
+from orchestrator.console import Console
 from orchestrator.drill.dns import RecordSet, parse_records, select
 from orchestrator.drill.model import (
     DeviceOutcome,
@@ -22,6 +28,8 @@ from orchestrator.drill.model import (
     project,
 )
 from orchestrator.drill.report import markdown, svg
+
+REPO = Path(__file__).resolve().parents[2]
 
 PRIMARY = RecordSet("iot.example.com.", "a-ats.iot.eu-west-1.amazonaws.com", 60, "eu-west-1", "PRIMARY",
                     health_check_id="hc-a")
@@ -136,3 +144,34 @@ def test_help_stays_light() -> None:
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert "--local" in proc.stdout and "--devices" in proc.stdout
     assert proc.stdout.rstrip().endswith("HEAVY=")
+
+
+def _project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "stacks").mkdir()
+    shutil.copy(REPO / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    shutil.copy(REPO / "stacks" / "dev.topology.yaml", tmp_path / "stacks" / "dev.topology.yaml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ORCHESTRATE_ENV", raising=False)
+    return tmp_path
+
+
+def test_missing_mosquitto_is_one_clear_line_and_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.drill import broker
+
+    _project(tmp_path, monkeypatch)
+    monkeypatch.setattr(broker.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(broker, "KNOWN_PATHS", ())
+    err: list[str] = []
+    result = CliRunner().invoke(cli, ["drill", "--local", "--devices", "2"], obj=Deps(console=Console(
+        out=lambda _t: None, err=err.append)))
+    assert result.exit_code == 2
+    assert "needs the mosquitto MQTT broker" in "".join(err) and "apt-get install -y mosquitto" in "".join(err)
+    assert not (tmp_path / ".orchestrate" / "drills").exists()
+
+
+def test_real_account_drill_refuses_before_touching_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _project(tmp_path, monkeypatch)
+    err: list[str] = []
+    result = CliRunner().invoke(cli, ["drill", "--devices", "2"], obj=Deps(console=Console(
+        out=lambda _t: None, err=err.append)))
+    assert result.exit_code == 2 and "no secondary region" in "".join(err)  # dev is single-region
