@@ -66,8 +66,26 @@ class Context:
         if self._topology is None:
             from orchestrator import topology
 
-            self._topology = topology.load(self.config_path, env=self.env)
+            loaded = topology.load(self.config_path, env=self.env)
+            self._topology = loaded.with_unrouted(self.unrouted_regions())
         return self._topology
+
+    def unrouted_regions(self) -> frozenset[str]:
+        """Regions DNS holds away from (lifecycle state); none when nothing is on record."""
+        from orchestrator.state import read_json
+
+        try:
+            data = read_json(self.state.routing_path(self.env)) or {}
+        except (OSError, ValueError):
+            data = {}
+        return frozenset(data.get("unrouted", []) if isinstance(data, dict) else [])
+
+    def record_unrouted(self, regions: frozenset[str] | set[str]) -> None:
+        """Persist the regions DNS holds away from, then reload the topology with them."""
+        from orchestrator.state import atomic_write_json
+
+        atomic_write_json(self.state.routing_path(self.env), {"unrouted": sorted(regions)})
+        self._topology = None
 
     def reload_topology(self) -> Topology:
         self._topology = None

@@ -6,6 +6,7 @@ Layout under the project directory:
       runs/<env>-<op>-<time>.json          run journals (`up --resume`)
       lifecycle/<env>.json                 promotion / failover state machine
       lifecycle/<env>-syncs.json           when each region pair was last synced
+      lifecycle/<env>-routing.json         regions DNS does not route to yet (or any more)
       sync/<env>-<from>-<to>.json          registry sync checkpoints
       workspaces/<stack>/                  one Pulumi workspace per stack
 
@@ -42,6 +43,9 @@ class StateLayout:
 
     def lifecycle_path(self, env: str) -> Path:
         return self.root / "lifecycle" / f"{env}.json"
+
+    def routing_path(self, env: str) -> Path:
+        return self.root / "lifecycle" / f"{env}-routing.json"
 
     def sync_record_path(self, env: str) -> Path:
         return self.root / "lifecycle" / f"{env}-syncs.json"

@@ -25,6 +25,19 @@ class RoutingMode(str, Enum):
     LATENCY = "latency"
 
 
+class FailoverControl(str, Enum):
+    """How traffic moves between regions on failover.
+
+    DNS: records named by role (set identifiers `primary`/`secondary`) whose endpoint and health
+    check move, one valid UPSERT each, through the DNS stack (Route 53's control plane, us-east-1).
+    ARC: Route 53 Application Recovery Controller routing controls gate each region's health check;
+    failover flips routing-control states through the cluster's data-plane endpoints and changes
+    no record (billed per cluster-hour)."""
+
+    DNS = "dns"
+    ARC = "arc"
+
+
 class KinesisMode(str, Enum):
     ON_DEMAND = "ON_DEMAND"
     PROVISIONED = "PROVISIONED"
@@ -35,7 +48,7 @@ _ENV_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _NAME_RE = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
 
 _TOP_KEYS = {
-    "domain", "hosted_zone", "primary", "secondaries", "routing", "residency",
+    "domain", "hosted_zone", "primary", "secondaries", "routing", "failover_control", "residency",
     "home_region", "backup_region", "registry", "sizing",
 }
 _SIZING_KEYS = {"kinesis_mode", "kinesis_shards", "retention_hours", "lake_transition_days",
@@ -84,6 +97,7 @@ class Topology:
     primary: str
     secondaries: tuple[str, ...] = ()
     routing: RoutingMode = RoutingMode.SINGLE
+    failover_control: FailoverControl = FailoverControl.DNS
     residency: tuple[str, ...] = ()
     # The region that owns the account-wide singletons: the ACM DNS-validation record (the same
     # in every region) and the home of the registry-events table. Stable across failover.
@@ -93,6 +107,10 @@ class Topology:
     default_sizing: RegionSizing = field(default_factory=RegionSizing)
     sizing_overrides: Mapping[str, RegionSizing] = field(default_factory=dict)
     source: str = "<memory>"
+    # Member regions DNS does not route to: a secondary whose promotion has not reached its DNS
+    # step, or regions a latency-mode failover took out. Lifecycle state (`StateLayout.routing_path`),
+    # not part of the file: attached when the topology is loaded for a command.
+    unrouted: frozenset[str] = frozenset()
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -125,6 +143,11 @@ class Topology:
     def with_routing(self, routing: RoutingMode) -> Topology:
         return _revalidate(replace(self, routing=routing))
 
+    def with_unrouted(self, regions: frozenset[str] | set[str]) -> Topology:
+        """The same topology with DNS held away from `regions` (members only; the primary never)."""
+        held = frozenset(regions) & frozenset(self.secondaries)
+        return replace(self, unrouted=held)
+
     def with_primary(self, region: str) -> Topology:
         """Swap roles: `region` (a secondary) becomes primary, the old primary a secondary."""
         if region not in self.secondaries:
@@ -139,6 +162,7 @@ class Topology:
             "primary": self.primary,
             "secondaries": list(self.secondaries),
             "routing": self.routing.value,
+            "failover_control": self.failover_control.value,
             "residency": list(self.residency),
             "home_region": self.home_region,
         }
@@ -226,6 +250,11 @@ def parse(data: Any, *, env: str, source: str = "<memory>") -> Topology:
         v.fail("routing", f"{routing_raw!r} is not one of single, failover, latency")
     if routing is not RoutingMode.SINGLE and not secondaries:
         v.fail("routing", f"{routing.value} routing needs at least two regions (only {primary} is listed)")
+    control_raw = data.get("failover_control", FailoverControl.DNS.value)
+    try:
+        control = FailoverControl(control_raw)
+    except ValueError:
+        v.fail("failover_control", f"{control_raw!r} is not one of dns, arc")
     home = v.region(data.get("home_region", primary), "home_region")
     if home not in (primary, *secondaries):
         v.fail("home_region", f"{home} is not a member region")
@@ -238,13 +267,14 @@ def parse(data: Any, *, env: str, source: str = "<memory>") -> Topology:
     default_sizing, overrides = v.sizing(data.get("sizing", {}) or {})
     return Topology(
         env=env, domain=domain, hosted_zone=zone, primary=primary, secondaries=secondaries,
-        routing=routing, residency=residency, home_region=home, backup_region=backup,
+        routing=routing, failover_control=control, residency=residency, home_region=home, backup_region=backup,
         registry=registry, default_sizing=default_sizing, sizing_overrides=overrides, source=source,
     )
 
 
 def _revalidate(topology: Topology) -> Topology:
-    return parse(topology.to_document(), env=topology.env, source=topology.source)
+    parsed = parse(topology.to_document(), env=topology.env, source=topology.source)
+    return replace(parsed, unrouted=topology.unrouted & frozenset(parsed.secondaries))
 
 
 def save(topology: Topology, path: Path) -> None:

@@ -40,7 +40,8 @@ REGION_OUTPUTS = (
 )
 # Exported only by the home region's stack when the topology names a backup region.
 BACKUP_OUTPUT = "backupBucketName"
-DNS_OUTPUTS = ("fqdn", "routing", "records", "healthCheckIds")
+DNS_OUTPUTS = ("fqdn", "routing", "records", "healthCheckIds", "failoverControl", "routingControls",
+               "clusterEndpoints", "controlPanelArn")
 REPLICATION_OUTPUTS = ("replicationRoleArn", "registryTableName", "targets")
 
 
@@ -136,6 +137,7 @@ class DnsArgs:
     routing: str  # single | failover | latency
     targets: tuple[RegionEndpoint, ...]
     ttl: int = 60
+    failover_control: str = "dns"  # dns | arc (Route 53 ARC routing controls)
 
     def to_config(self) -> dict[str, str]:
         return {
@@ -145,6 +147,7 @@ class DnsArgs:
             "hostedZone": self.hosted_zone,
             "routing": self.routing,
             "ttl": str(self.ttl),
+            "failoverControl": self.failover_control,
             "targets": json.dumps([{"region": t.region, "endpoint": t.endpoint} for t in self.targets]),
         }
 
@@ -156,6 +159,7 @@ class DnsArgs:
             hosted_zone=_require(get, "hostedZone"),
             routing=_require(get, "routing"),
             ttl=int(get("ttl") or 60),
+            failover_control=get("failoverControl") or "dns",
             targets=tuple(RegionEndpoint(t["region"], t["endpoint"]) for t in _json(get, "targets")),
         )
 

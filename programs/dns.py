@@ -1,14 +1,31 @@
 """The shared DNS stack (`E-dns`): the custom domain as CNAME(s) to regional IoT endpoints.
 
 IoT endpoints are not Route 53 alias targets, so every record is a CNAME with a TTL; failover and
-latency records carry a `set_identifier` (the region) and an explicit health check.
+latency records carry a `set_identifier` and an explicit health check.
 
-Record logical names are `<name>-record-<region>` in every routing mode, so promoting `single` to
-`failover`/`latency` updates the primary's record in place (Route 53 replaces the record set in one
-change batch) instead of creating a second, conflicting CNAME for the same name; the other records
-depend on the primary's, so they are created only after it has become a routed record. Removing
-records happens last in a Pulumi update, so going back (fewer regions, or `single`) is done by the
-orchestrator in two applies: first the leaving records go, then the mode changes.
+Route 53 allows one PRIMARY and one SECONDARY failover record per name and type, so a failover
+never flips roles record by record (refused whichever record goes first). Records are named by
+role instead: `<name>-record-primary` (set identifier `primary`) and `<name>-record-secondary`; on
+failover their endpoint and health check move, and each change is one valid UPSERT. Health checks
+stay named by region. Latency records are one per region (`<name>-record-<region>`, set identifier
+the region): Route 53 allows one latency record per Region.
+
+The records of the earlier layout (`<name>-record-<region>`, set identifier the region) are
+aliases of the role-named ones, so the first update after an upgrade changes each record's set
+identifier in place: one [DELETE old, CREATE new] batch per record, never a moment without an
+answer. A `single` record is `<name>-record-primary` too, so promotion changes it in place
+(simple -> routed in one batch) and the other records wait for it.
+
+`failover_control: arc` adds Route 53 Application Recovery Controller: a cluster, a control panel,
+one routing control per region, a safety rule (at least one routing control On), and per region a
+RECOVERY_CONTROL health check combined with the endpoint's TCP check in a CALCULATED check that is
+healthy only when both are. The records use the CALCULATED checks, so moving traffic is a
+routing-control change through the cluster's data plane: the records never change on failover.
+New routing controls start Off: a region takes traffic only once the orchestrator turns its
+control On (the promotion's DNS step).
+
+Removing records happens last in a Pulumi update, so going back (fewer regions, or `single`) is done
+by the orchestrator in two applies: first the leaving records go, then the mode changes.
 """
 
 from __future__ import annotations
@@ -23,15 +40,20 @@ from programs.contract import DNS_OUTPUTS, DnsArgs
 
 TYPE = "iotplatform:dns:GlobalDns"
 ROUTING_MODES = ("single", "failover", "latency")
+FAILOVER_CONTROLS = ("dns", "arc")
+ROLES = ("primary", "secondary")
 HEALTH_CHECK_PORT = 443
 FAILURE_THRESHOLD = 3
 REQUEST_INTERVAL = 30
+SAFETY_WAIT_MS = 5000
 
 
 def check_targets(args: DnsArgs) -> None:
     """Refuse a target list that does not fit the routing mode (clear message, nothing created)."""
     if args.routing not in ROUTING_MODES:
         raise ValueError(f"DNS routing {args.routing!r} is not one of {', '.join(ROUTING_MODES)}")
+    if args.failover_control not in FAILOVER_CONTROLS:
+        raise ValueError(f"failover control {args.failover_control!r} is not one of {', '.join(FAILOVER_CONTROLS)}")
     regions = [t.region for t in args.targets]
     if len(set(regions)) != len(regions):
         raise ValueError(f"DNS targets list a region twice: {regions}")
@@ -52,56 +74,109 @@ class GlobalDns(pulumi.ComponentResource):
     routing: Output[str]
     records: Output[list[dict[str, Any]]]
     health_check_ids: Output[dict[str, str]]
+    failover_control: Output[str]
+    routing_controls: Output[dict[str, str]]
+    cluster_endpoints: Output[list[dict[str, str]]]
+    control_panel_arn: Output[str]
 
     def __init__(self, name: str, args: DnsArgs, opts: ResourceOptions | None = None) -> None:
         check_targets(args)
         super().__init__(TYPE, name, None, opts)
-        child = ResourceOptions(parent=self)
         zone = aws.route53.get_zone_output(name=args.hosted_zone, private_zone=False,
                                            opts=pulumi.InvokeOptions(parent=self))
-        records: list[aws.route53.Record] = []
+        routed = args.routing != "single"
         health: dict[str, Output[str]] = {}
+        controls: dict[str, Output[str]] = {}
+        endpoints: Output[Any] = Output.from_input([])
+        panel_arn: Output[str] = Output.from_input("")
+        if routed:
+            tcp = {t.region: self._tcp_check(name, args, t.region, t.endpoint) for t in args.targets}
+            health = {region: check.id for region, check in tcp.items()}
+            if args.failover_control == "arc":
+                health, controls, endpoints, panel_arn = self._arc(name, args, tcp)
+
+        records: list[aws.route53.Record] = []
         summary: list[dict[str, Any]] = []
         for index, target in enumerate(args.targets):
             extra: dict[str, Any] = {}
-            if args.routing != "single":
-                # A TCP check on 443 of the regional ATS endpoint: an HTTPS check cannot pass,
-                # because IoT's data endpoint demands a client certificate. This proves the
-                # endpoint accepts connections, not that devices can publish; the evolution is a
-                # CALCULATED / CloudWatch-alarm check fed by a canary doing a real MQTT round trip.
-                check = aws.route53.HealthCheck(
-                    f"{name}-health-{target.region}", type="TCP", fqdn=target.endpoint,
-                    port=HEALTH_CHECK_PORT, failure_threshold=FAILURE_THRESHOLD,
-                    request_interval=REQUEST_INTERVAL,
-                    tags={"Name": f"iot-{args.env}-{target.region}", "Environment": args.env,
-                          "ManagedBy": "orchestrate"},
-                    opts=child)
-                health[target.region] = check.id
-                extra = {"set_identifier": target.region, "health_check_id": check.id}
-                if args.routing == "failover":
-                    role = "PRIMARY" if index == 0 else "SECONDARY"
-                    extra["failover_routing_policies"] = [{"type": role}]
-                else:
-                    extra["latency_routing_policies"] = [{"region": target.region}]
+            set_id: str | None
+            if args.routing == "latency":
+                logical, set_id = f"{name}-record-{target.region}", target.region
+                aliases = [pulumi.Alias(name=f"{name}-record-primary")] if index == 0 else []
+                extra["latency_routing_policies"] = [{"region": target.region}]
+            else:
+                role = ROLES[index]
+                logical, set_id = f"{name}-record-{role}", role if routed else None
+                # the layout before role names: the same record, its set identifier was the region
+                aliases = [pulumi.Alias(name=f"{name}-record-{target.region}")]
+                if routed:
+                    extra["failover_routing_policies"] = [{"type": role.upper()}]
+            if routed:
+                extra.update(set_identifier=set_id, health_check_id=health[target.region])
             # Route 53 refuses a routed record beside a simple one of the same name: the other
-            # records wait for the primary's record, whose update (simple -> routed) the provider
-            # makes in one change batch.
-            order = child if not records else ResourceOptions(parent=self, depends_on=[records[0]])
+            # records wait for the first record, whose update (simple -> routed) the provider makes
+            # in one change batch.
+            depends = [records[0]] if records else []
             records.append(aws.route53.Record(
-                f"{name}-record-{target.region}", zone_id=zone.zone_id, name=args.domain,
-                type="CNAME", ttl=args.ttl, records=[target.endpoint], opts=order, **extra))
-            summary.append({
-                "setIdentifier": target.region if args.routing != "single" else None,
-                "region": target.region,
-                "endpoint": target.endpoint,
-            })
+                logical, zone_id=zone.zone_id, name=args.domain, type="CNAME", ttl=args.ttl,
+                records=[target.endpoint],
+                opts=ResourceOptions(parent=self, depends_on=depends, aliases=aliases), **extra))
+            summary.append({"setIdentifier": set_id, "region": target.region, "endpoint": target.endpoint})
 
         self.fqdn = records[0].fqdn
         self.routing = Output.from_input(args.routing)
         self.records = Output.from_input(summary)
         self.health_check_ids = Output.all(**health) if health else Output.from_input({})
+        self.failover_control = Output.from_input(args.failover_control)
+        self.routing_controls = Output.all(**controls) if controls else Output.from_input({})
+        self.cluster_endpoints = endpoints
+        self.control_panel_arn = panel_arn
         self.register_outputs(self.exports())
 
+    def _tcp_check(self, name: str, args: DnsArgs, region: str, endpoint: str) -> aws.route53.HealthCheck:
+        # A TCP check on 443 of the regional ATS endpoint: an HTTPS check cannot pass, because
+        # IoT's data endpoint demands a client certificate. This proves the endpoint accepts
+        # connections, not that devices can publish; the evolution is a CALCULATED / CloudWatch-alarm
+        # check fed by a canary doing a real MQTT round trip.
+        return aws.route53.HealthCheck(
+            f"{name}-health-{region}", type="TCP", fqdn=endpoint, port=HEALTH_CHECK_PORT,
+            failure_threshold=FAILURE_THRESHOLD, request_interval=REQUEST_INTERVAL,
+            tags=self._tags(args, region), opts=ResourceOptions(parent=self))
+
+    @staticmethod
+    def _tags(args: DnsArgs, region: str) -> dict[str, str]:
+        return {"Name": f"iot-{args.env}-{region}", "Environment": args.env, "ManagedBy": "orchestrate"}
+
+    def _arc(self, name: str, args: DnsArgs, tcp: dict[str, aws.route53.HealthCheck]) -> tuple[
+            dict[str, Output[str]], dict[str, Output[str]], Output[Any], Output[str]]:
+        """ARC routing controls gating each region's records (see the module docstring)."""
+        child = ResourceOptions(parent=self)
+        arc = aws.route53recoverycontrol
+        cluster = arc.Cluster(f"{name}-arc-cluster", name=f"iot-{args.env}", opts=child)
+        panel = arc.ControlPanel(f"{name}-arc-panel", name=f"iot-{args.env}", cluster_arn=cluster.arn, opts=child)
+        controls = {
+            region: arc.RoutingControl(f"{name}-control-{region}", name=f"iot-{args.env}-{region}",
+                                       cluster_arn=cluster.arn, control_panel_arn=panel.arn, opts=child)
+            for region in tcp
+        }
+        arc.SafetyRule(
+            f"{name}-arc-one-on", name=f"iot-{args.env}-at-least-one-region-on", control_panel_arn=panel.arn,
+            asserted_controls=[c.arn for c in controls.values()], wait_period_ms=SAFETY_WAIT_MS,
+            rule_config={"inverted": False, "threshold": 1, "type": "ATLEAST"}, opts=child)
+        gates: dict[str, Output[str]] = {}
+        for region, check in tcp.items():
+            switch = aws.route53.HealthCheck(
+                f"{name}-control-check-{region}", type="RECOVERY_CONTROL",
+                routing_control_arn=controls[region].arn, tags=self._tags(args, region), opts=child)
+            gate = aws.route53.HealthCheck(
+                f"{name}-gate-{region}", type="CALCULATED", child_healthchecks=[check.id, switch.id],
+                child_health_threshold=2, tags=self._tags(args, region), opts=child)
+            gates[region] = gate.id
+        return gates, {r: c.arn for r, c in controls.items()}, cluster.cluster_endpoints.apply(
+            lambda eps: [{"region": e.region, "endpoint": e.endpoint} if not isinstance(e, dict)
+                         else {"region": e.get("region"), "endpoint": e.get("endpoint")} for e in eps or []]), panel.arn
+
     def exports(self) -> dict[str, Output[Any]]:
-        values = [self.fqdn, self.routing, self.records, self.health_check_ids]
+        values = [self.fqdn, self.routing, self.records, self.health_check_ids, self.failover_control,
+                  self.routing_controls, self.cluster_endpoints, self.control_panel_arn]
         return dict(zip(DNS_OUTPUTS, values, strict=True))

@@ -54,6 +54,7 @@ class PlannedResource:
     custom: bool = True  # False for component resources
     read: bool = False  # True for existing resources read with `.get` (observed, never managed)
     urn: str = ""
+    aliases: tuple[str, ...] = ()  # earlier logical names (or URNs) this resource answers to
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,22 @@ class PlatformMocks(pulumi.runtime.Mocks):
         elif token == "aws:dynamodb/table:Table":
             state["streamArn"] = (f"arn:{PARTITION}:dynamodb:{region}:{ACCOUNT_ID}:table/"
                                   f"{state['name']}/stream/2024-01-01T00:00:00.000")
+        elif token.startswith("aws:route53recoverycontrol/"):
+            ident = _digest(token, name, length=12)
+            kind = token.rsplit(":", 1)[-1]
+            if kind == "Cluster":
+                resource = f"cluster/{ident}"
+                state["clusterEndpoints"] = [
+                    {"region": r, "endpoint": f"https://host-{ident}.{r}.route53-recovery-cluster.amazonaws.com/v1"}
+                    for r in ARC_CLUSTER_REGIONS]
+            elif kind == "ControlPanel":
+                resource = f"controlpanel/{ident}"
+            else:
+                panel = str(inputs.get("controlPanelArn") or "controlpanel/unknown").split(":")[-1]
+                resource = f"{panel}/{'routingcontrol' if kind == 'RoutingControl' else 'safetyrule'}/{ident}"
+            state["arn"] = f"arn:{PARTITION}:route53-recovery-control::{ACCOUNT_ID}:{resource}"
+            state["status"] = "DEPLOYED"
+            rid = state["arn"]
         elif token == "command:local:Command":
             state.update(stdout="", stderr="")
             rid = f"{name}-{_digest(name, length=8)}"
@@ -237,8 +254,24 @@ class PlatformMocks(pulumi.runtime.Mocks):
 
 _GLOBAL = {  # resources of global services: no `region` input, no region in state
     "aws:iam/role:Role", "aws:iam/rolePolicy:RolePolicy", "aws:route53/record:Record",
-    "aws:route53/healthCheck:HealthCheck",
+    "aws:route53/healthCheck:HealthCheck", "aws:route53recoverycontrol/cluster:Cluster",
+    "aws:route53recoverycontrol/controlPanel:ControlPanel",
+    "aws:route53recoverycontrol/routingControl:RoutingControl",
+    "aws:route53recoverycontrol/safetyRule:SafetyRule",
 }
+# the five Regions a Route 53 ARC cluster's data-plane endpoints are in
+ARC_CLUSTER_REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "ap-northeast-1", "ap-southeast-2")
+
+
+def _alias_names(request: Any) -> tuple[str, ...]:
+    names: list[str] = []
+    for alias in getattr(request, "aliases", ()):
+        if alias.HasField("spec") and alias.spec.name:
+            names.append(alias.spec.name)
+        elif alias.urn:
+            names.append(alias.urn.rsplit("::", 1)[-1])
+    names.extend(u.rsplit("::", 1)[-1] for u in getattr(request, "aliasURNs", ()))
+    return tuple(names)
 
 
 def _make_monitor(mocks: PlatformMocks) -> Any:
@@ -263,6 +296,7 @@ def _make_monitor(mocks: PlatformMocks) -> Any:
                     "dependencies": tuple(request.dependencies),
                     "custom": True if read else bool(request.custom),
                     "read": read,
+                    "aliases": _alias_names(request),
                 })
 
         def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC name)
@@ -394,6 +428,6 @@ def _evaluate_here(args: Args, stack: str, project: str, mocks: PlatformMocks) -
             type=r["type"], name=r["name"], inputs=r["inputs"], protect=r["protect"],
             parent=by_urn.get(r["parent"]) if r["parent"] else None,
             depends_on=tuple(sorted({by_urn[d] for d in r["dependencies"] if d in by_urn})),
-            custom=r["custom"], read=r["read"], urn=r["urn"])
+            custom=r["custom"], read=r["read"], urn=r["urn"], aliases=r["aliases"])
         for r in monitor.records), key=lambda r: (r.name, r.type)))
     return Evaluation(stack=stack, resources=resources, outputs=_plain(exported))

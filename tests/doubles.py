@@ -127,9 +127,9 @@ class InMemoryEngine:
                     self.stacks.setdefault(spec.name, FakeStack()).last_result = "failed"
                 return StackResult(spec.name, Operation.UP, Outcome.FAILED, seconds=self.latency,
                                    message=self.fail_on[spec.name])
-            state = self._deployed_state(spec)
-            for hook in self.after_up:
+            for hook in self.after_up:  # what the provider leaves in AWS; may add to the outputs
                 hook(spec)
+            state = self._deployed_state(spec)
             created = 0 if self.stacks.get(spec.name, FakeStack()).deployed else state.resources
             with self._lock:
                 self.stacks[spec.name] = state

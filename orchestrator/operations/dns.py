@@ -6,9 +6,13 @@ order the DNS stack's updates so each one is a change Route 53 accepts.
 
 from __future__ import annotations
 
+import os
+import time
+from typing import Any
+
 from orchestrator.context import Context
 from orchestrator.engine.types import Engine, StackResult
-from orchestrator.errors import OperationFailed
+from orchestrator.errors import InputRejected, OperationFailed
 from orchestrator.operations import guards
 from orchestrator.stacks import wiring
 from orchestrator.stacks.graph import dns_stack, dns_targets, region_stack, replication_stack
@@ -77,11 +81,42 @@ def remove_secondary(app: Context, region: str, *, include_protected: bool) -> R
     if not ok:
         return _combined(topology, results)
     save(after, app.config_path)
+    app.record_unrouted(app.unrouted_regions() - {region})
     app.reload_topology()
     notify(f"{region} removed from {topology.source}")
+    # resolvers may hand out the leaving record until its TTL has passed (the provider already
+    # waited for INSYNC): only then does the region's domain configuration go
+    drain = drain_seconds(dns_ttl())
+    if drain:
+        notify(f"waiting {drain:g} s (the record TTL) before deleting {region}'s domain configuration")
+        _sleep(drain)
     run(Runner(engine, topology, app.state, notify=notify).destroy(
         [region_stack(topology, region)], include_protected=include_protected))
     return _combined(topology, results)
+
+
+def dns_ttl() -> int:
+    """The TTL of the DNS stack's records (the contract's; the topology does not change it)."""
+    from programs.contract import DnsArgs
+
+    default: Any = DnsArgs.__dataclass_fields__["ttl"].default
+    return int(default)
+
+
+def drain_seconds(ttl: int) -> float:
+    """How long to wait after a record left DNS: its TTL. ORCHESTRATE_DNS_DRAIN_SECONDS overrides it
+    (for moto/LocalStack runs, where no resolver caches anything)."""
+    override = os.environ.get("ORCHESTRATE_DNS_DRAIN_SECONDS")
+    if override is not None:
+        try:
+            return max(0.0, float(override))
+        except ValueError:
+            raise InputRejected(f"ORCHESTRATE_DNS_DRAIN_SECONDS={override!r} is not a number") from None
+    return float(ttl)
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
 
 
 def _combined(topology: Topology, results: dict[str, StackResult]) -> RunReport:

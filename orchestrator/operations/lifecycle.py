@@ -19,11 +19,12 @@ from orchestrator.errors import InputRejected, OperationFailed
 from orchestrator.operations import guards, verify
 from orchestrator.operations.dns import require_ok, transition_dns
 from orchestrator.operations.registry_port import RegistryPort
+from orchestrator.routing_controls import ArcWiring, ControlResult, ControlState, only, read_states, set_states
 from orchestrator.stacks import wiring
-from orchestrator.stacks.graph import StackRef, dns_targets, region_stack, replication_stack
+from orchestrator.stacks.graph import StackRef, dns_stack, dns_targets, region_stack, replication_stack
 from orchestrator.stacks.runner import Runner, RunReport
 from orchestrator.state import atomic_write_json, read_json
-from orchestrator.topology import RoutingMode, Topology, save
+from orchestrator.topology import FailoverControl, RoutingMode, Topology, save
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -171,7 +172,7 @@ class Lifecycle:
             "region-stack": lambda: self._region_stack(region),
             "registry-sync": lambda: self._registry_sync(self.app.topology().primary, region),
             "replication": lambda: self._replication(region),
-            "dns": lambda: self._dns(routing),
+            "dns": lambda: self._dns(routing, region),
             "mark-routing": lambda: self._mark_routing(routing),
         }
         return self._steps("promote-secondary", region, steps, actions, saved, notices)
@@ -215,9 +216,12 @@ class Lifecycle:
 
     def _record_secondary(self, region: str) -> str:
         topology = self.app.topology()
+        # held out of DNS until this promotion's DNS step marks it routed: a routine `up` meanwhile
+        # (latency routing lists every member) must not send devices to an unsynced region
+        self.app.record_unrouted(self.app.unrouted_regions() | {region})
         if region not in topology.secondaries:
             self._save_topology(topology.with_secondary(region))
-        return f"{region} recorded as a secondary (routing {topology.routing.value})"
+        return f"{region} recorded as a secondary, not routed yet (routing {topology.routing.value})"
 
     def _region_stack(self, region: str) -> str:
         topology = self.app.topology()
@@ -267,11 +271,32 @@ class Lifecycle:
                                   f"(rules name: {', '.join(found) or 'none'})")
         return f"{primary.bucket_name} replicates to {target.bucket_name}"
 
-    def _dns(self, routing: RoutingMode) -> str:
+    def _dns(self, routing: RoutingMode, region: str) -> str:
         before = self.app.topology()
-        after = before.with_routing(routing)
+        after = before.with_routing(routing).with_unrouted(before.unrouted - {region})
         self._switch_dns(before, after)
-        return f"DNS routes {before.domain} by {routing.value} to {', '.join(dns_targets(after))}"
+        detail = ""
+        if after.failover_control is FailoverControl.ARC:
+            # new routing controls start Off: the routed regions take traffic once they are On
+            result = self._set_controls(after, {r: ControlState.ON for r in dns_targets(after)}, avoid=())
+            detail = f"; routing controls On: {', '.join(sorted(result.states))} (via {result.endpoint_region})"
+        self.app.record_unrouted(after.unrouted)  # the promotion's DNS step marks the region routed
+        return f"DNS routes {before.domain} by {routing.value} to {', '.join(dns_targets(after))}{detail}"
+
+    # -- ARC routing controls (data plane only) ------------------------------------------------
+    def _arc_wiring(self, topology: Topology) -> ArcWiring:
+        outputs = self.app.engine().outputs(dns_stack(topology).name) or {}
+        return ArcWiring.from_outputs(outputs)
+
+    def _set_controls(self, topology: Topology, states: dict[str, ControlState], *,
+                      avoid: tuple[str, ...]) -> ControlResult:
+        wiring_ = self._arc_wiring(topology)
+        result = set_states(self.ctx, wiring_, states, avoid=avoid)
+        seen = read_states(self.ctx, wiring_, avoid=avoid).states
+        wrong = {r: s.value for r, s in states.items() if seen.get(r) is not s}
+        if wrong:
+            raise OperationFailed(f"routing controls read back differently: {wrong}")
+        return result
 
     def _mark_routing(self, routing: RoutingMode) -> str:
         topology = self.app.topology()
@@ -291,9 +316,21 @@ class Lifecycle:
             raise InputRejected(f"{to} is not verified for traffic yet (routing {topology.routing.value})",
                                 hint=f"finish `orchestrate promote-secondary --region {to}` first")
         old = topology.primary
+        arc = topology.failover_control is FailoverControl.ARC
+        latency = topology.routing is RoutingMode.LATENCY
+        others = frozenset(r for r in dns_targets(topology) if r != to)
+        if arc:
+            move = Step("routing-controls", f"ARC data plane: {to} On, {', '.join(sorted(others))} Off, in one call "
+                                            f"(cluster endpoints in turn, none in {old}); no record changes")
+        elif latency:
+            move = Step("dns", f"take {', '.join(sorted(others))} out of latency routing; verify the records")
+        else:
+            move = Step("dns", f"the PRIMARY record (set identifier `primary`) moves to {to}, the SECONDARY "
+                               f"to {old}: one UPSERT each; verify the records")
         steps = [Step("check-target", f"{to}'s stack is up and its outputs pass the contract"),
-                 Step("final-sync", f"sync the registry {old} -> {to} if {old} answers"),
-                 Step("dns", f"DNS sends traffic to {to}; verify the records"),
+                 Step("final-sync", f"sync the registry {old} -> {to} if {old} answers within "
+                                    f"{verify.PROBE_TIMEOUT_S:g} s"),
+                 move,
                  Step("record-primary", f"record {to} as primary in {topology.source}")]
         notices: list[str] = []
 
@@ -301,22 +338,36 @@ class Lifecycle:
             if verify.region_answers(self.ctx, old):
                 return self._registry_sync(old, to)
             last = self._last_sync(old, to)
-            stale = f"last sync {(time.time() - last) / 60:.0f} min ago" if last else "no sync on record"
-            notices.append(f"{old} does not answer: {to}'s registry may be stale ({stale}); devices "
-                           f"provisioned since then must be re-registered after failback")
-            return f"skipped: {old} unreachable ({stale})"
+            age = _age(time.time() - last) if last else "an unknown time (no sync on record)"
+            notices.append(f"{old} does not answer (probe timeout {verify.PROBE_TIMEOUT_S:g} s): {to}'s registry "
+                           f"may be stale by {age} since the last sync; devices provisioned since then must be "
+                           f"re-registered after failback")
+            return f"skipped: {old} may be stale by {age}"
 
         after = topology.with_primary(to)
+        held = others if latency and not arc else frozenset()
+
+        def move_traffic() -> str:
+            if arc:
+                result = self._set_controls(topology, only(to, dns_targets(topology)), avoid=(old,))
+                return (f"routing controls: {to} On, {', '.join(sorted(others)) or 'none'} Off "
+                        f"(via the {result.endpoint_region} endpoint)")
+            if held:
+                target = after.with_unrouted(topology.unrouted | held)
+                self._switch_dns(topology, target)
+                self.app.record_unrouted(target.unrouted)
+                return f"latency records of {', '.join(sorted(held))} removed; DNS answers {to}"
+            return self._move_primary(topology, after)
+
         actions = {
             "check-target": lambda: self._check_up(topology, to),
             "final-sync": final_sync,
-            "dns": lambda: self._move_primary(topology, after),
+            move.name: move_traffic,
             "record-primary": lambda: self._record_primary(after),
         }
         saved = {"operation": "failover", "region": to, "from": old, "status": "running", "done": [],
-                 "started": _now()}
-        report = self._steps("failover", to, steps, actions, saved, notices)
-        return report
+                 "held": sorted(held), "started": _now()}
+        return self._steps("failover", to, steps, actions, saved, notices)
 
     def failback(self, to: str | None = None) -> LifecycleReport:
         topology = self.app.topology()
@@ -327,20 +378,46 @@ class Lifecycle:
         if target not in topology.secondaries:
             raise InputRejected(f"{target} is not a secondary of env {topology.env}")
         current = topology.primary
-        after = topology.with_primary(target)
+        held = frozenset(saved.get("held", [])) if saved.get("operation") == "failover" else frozenset()
+        after = topology.with_primary(target).with_unrouted(topology.unrouted - held)
+        arc = topology.failover_control is FailoverControl.ARC
+        if arc:
+            states = self._failback_states(after, target)
+            on = sorted(r for r, st in states.items() if st is ControlState.ON)
+            move = Step("routing-controls", f"ARC data plane: {', '.join(on)} On (one call); no record changes")
+        else:
+            move = Step("dns", f"DNS sends traffic back to {target}; verify the records")
         steps = [Step("check-target", f"{target}'s stack is up and its outputs pass the contract"),
                  Step("sync-back", f"sync the registry {current} -> {target} (devices provisioned during the outage)"),
-                 Step("dns", f"DNS sends traffic back to {target}; verify the records"),
+                 move,
                  Step("record-primary", f"record {target} as primary in {topology.source}")]
+
+        def move_traffic() -> str:
+            if arc:
+                result = self._set_controls(topology, states, avoid=())
+                return f"routing controls: {', '.join(on)} On (via the {result.endpoint_region} endpoint)"
+            self._switch_dns(topology, after)
+            self.app.record_unrouted(after.unrouted)
+            return f"DNS primary is now {target}"
+
         actions = {
             "check-target": lambda: self._check_up(topology, target),
             "sync-back": lambda: self._registry_sync(current, target),
-            "dns": lambda: self._move_primary(topology, after),
+            move.name: move_traffic,
             "record-primary": lambda: self._record_primary(after),
         }
         state: dict[str, Any] = {"operation": "failback", "region": target, "from": current, "status": "running",
                                  "done": [], "started": _now()}
         return self._steps("failback", target, steps, actions, state, [])
+
+    @staticmethod
+    def _failback_states(after: Topology, target: str) -> dict[str, ControlState]:
+        """Normal operation again: every routed region On, when that sends traffic to `target` (latency,
+        or `target` holds the PRIMARY record); else `target` alone On."""
+        routed = dns_targets(after)
+        if after.routing is RoutingMode.LATENCY or routed[:1] == (target,):
+            return {r: ControlState.ON for r in routed}
+        return only(target, routed)
 
     def _move_primary(self, before: Topology, after: Topology) -> str:
         self._switch_dns(before, after)
@@ -357,6 +434,11 @@ class Lifecycle:
             raise OperationFailed(f"{ref.name} is not deployed")
         o = wiring.validate_region_outputs(ref.name, region, outputs)
         return f"{ref.name} up, endpoint {o.endpoint}"
+
+
+def _age(seconds: float) -> str:
+    minutes = max(0, int(seconds // 60))
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
 def _now() -> str:

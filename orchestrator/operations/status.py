@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.stacks.graph import all_stacks, dns_targets
 
 if TYPE_CHECKING:  # pragma: no cover
     from orchestrator.context import Context
+    from orchestrator.topology import Topology
 
 
 @dataclass(frozen=True)
@@ -33,18 +37,24 @@ class EnvironmentStatus:
     routing: str
     stacks: tuple[StackStatus, ...]
     newest_backup_age_hours: float | None = None
+    failover_control: str = "dns"
+    routing_controls: Mapping[str, str] = field(default_factory=dict)  # region -> On | Off | ?
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
             "env": self.env,
             "domain": self.domain,
             "routing": self.routing,
+            "failover_control": self.failover_control,
+            "routing_controls": dict(self.routing_controls),
             "newest_backup_age_hours": self.newest_backup_age_hours,
+            "warnings": list(self.warnings),
             "stacks": [s.__dict__ for s in self.stacks],
         }
 
     def lines(self) -> list[str]:
-        out = [f"env {self.env}: {self.domain} routing={self.routing}"]
+        out = [f"env {self.env}: {self.domain} routing={self.routing} failover_control={self.failover_control}"]
         out.append(f"  {'stack':<34} {'kind':<12} {'region':<15} {'role':<10} {'deployed':<9} "
                    f"{'resources':>9}  last update")
         for s in self.stacks:
@@ -55,6 +65,10 @@ class EnvironmentStatus:
             out.append(f"  {s.name:<34} {s.kind:<12} {s.region:<15} {role:<10} {'yes' if s.deployed else 'no':<9} "
                        f"{s.resource_count:>9}  {last}{warn}")
         out.append("  (* receives DNS traffic)")
+        if self.routing_controls:
+            states = ", ".join(f"{r}={st}" for r, st in sorted(self.routing_controls.items()))
+            out.append(f"ARC routing controls: {states}")
+        out.extend(f"warning: {w}" for w in self.warnings)
         if self.newest_backup_age_hours is None:
             out.append("newest registry backup: none found")
         else:
@@ -79,7 +93,53 @@ def environment_status(app: Context) -> EnvironmentStatus:
             pending_operations=len(info.pending_operations),
         ))
     return EnvironmentStatus(topology.env, topology.domain, topology.routing.value, tuple(rows),
-                             _backup_age(app))
+                             _backup_age(app), topology.failover_control.value, _control_states(app),
+                             tuple(resilience_warnings(topology, app.backend_url, app.secrets_provider,
+                                                       os.environ.get("ORCHESTRATE_BACKUP_DEST"))))
+
+
+def _control_states(app: Context) -> dict[str, str]:
+    """Routing-control states read from the ARC cluster's data plane (arc mode, multi-region)."""
+    from orchestrator.errors import OrchestrateError
+    from orchestrator.routing_controls import ArcWiring, read_states
+    from orchestrator.stacks.graph import dns_stack
+    from orchestrator.topology import FailoverControl
+
+    topology = app.topology()
+    if topology.failover_control is not FailoverControl.ARC or not topology.multi_region:
+        return {}
+    try:
+        wiring = ArcWiring.from_outputs(app.engine().outputs(dns_stack(topology).name) or {})
+        return {r: st.value for r, st in read_states(app.aws(), wiring).states.items()}
+    except OrchestrateError as exc:  # status reports, it does not fail on an unreachable cluster
+        app.console.debug(f"routing controls: {exc.one_line()}")
+        return {}
+
+
+_REGION_IN_URL = re.compile(r"(?:[?&]region=|\.s3[.-]|:kms:|kms\.)([a-z]{2}(?:-[a-z]+)+-\d)")
+
+
+def resilience_warnings(topology: Topology, backend_url: str | None, secrets_provider: str | None,
+                        backup_dest: str | None) -> list[str]:
+    """What failover would depend on in the primary region: during its outage these do not answer."""
+    primary = topology.primary
+    out: list[str] = []
+
+    def region_of(url: str | None) -> str | None:
+        m = _REGION_IN_URL.search(url or "")
+        return m.group(1) if m else None
+
+    if region_of(backend_url) == primary:
+        out.append(f"the state backend ({backend_url}) is in the primary region {primary}: during its outage "
+                   f"no stack can be read or updated; keep it in another region (see docs/runbooks/failover.md)")
+    if region_of(secrets_provider) == primary:
+        out.append(f"the KMS key for secrets ({secrets_provider}) is in the primary region {primary}: during its "
+                   f"outage stack secrets cannot be decrypted; use a multi-Region key or one in another region")
+    vault = region_of(backup_dest) if backup_dest else topology.backup_region
+    if vault == primary:
+        out.append(f"the backup vault is in the primary region {primary}: registry backups are unreachable "
+                   f"during its outage; set backup_region to another residency region")
+    return out
 
 
 def _backup_age(app: Context) -> float | None:

@@ -103,13 +103,21 @@ def expect_dns(records: Sequence[DnsRecord], routing: str, endpoints: Sequence[t
                 fail(f"latency record of {region} has no health check")
 
 
-def region_answers(ctx: aws.AwsContext, region: str) -> bool:
-    """Does the region's IoT control plane answer at all? (a cheap read, no retries)"""
+PROBE_TIMEOUT_S = 3.0
+
+
+def region_answers(ctx: aws.AwsContext, region: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Does the region's IoT control plane answer within `timeout` seconds? One attempt, no retries:
+    during an outage nothing waits on the failed region."""
+    from botocore.config import Config
+
+    sess = aws.session(ctx)
+    dummy = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"} \
+        if ctx.endpoint_url and sess.get_credentials() is None else {}
     try:
-        iot = aws.client(ctx, "iot", region, own_retries=True)
+        iot = sess.client("iot", region_name=region, endpoint_url=ctx.endpoint_url, **dummy, config=Config(
+            connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": 1}))
         iot.list_things(maxResults=1)
         return True
     except Exception:  # noqa: BLE001 - any failure means "does not answer" here
         return False
-
-

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from orchestrator.errors import InputRejected
-from orchestrator.topology import RoutingMode, Topology
+from orchestrator.topology import FailoverControl, RoutingMode, Topology
 
 
 class StackKind(str, Enum):
@@ -82,12 +82,21 @@ def dependencies(topology: Topology) -> dict[str, tuple[str, ...]]:
 
 
 def dns_targets(topology: Topology) -> tuple[str, ...]:
-    """The regions DNS routes devices to, in routing order (primary first)."""
+    """The regions DNS routes devices to, in routing order (the PRIMARY record's region first).
+
+    Regions in `topology.unrouted` (a promotion that has not reached its DNS step, or regions a
+    latency failover took out) are left out: DNS never answers a region that is not ready. With
+    `failover_control: arc` the failover pair is ordered home region first, so the records never
+    change roles when the primary moves: routing controls decide who answers.
+    """
     if topology.routing is RoutingMode.SINGLE:
         return (topology.primary,)
     if topology.routing is RoutingMode.FAILOVER:
-        return (topology.primary, topology.secondaries[0])
-    return topology.regions
+        pair = tuple(r for r in (topology.primary, topology.secondaries[0]) if r not in topology.unrouted)
+        if topology.failover_control is FailoverControl.ARC and topology.home_region in pair:
+            pair = (topology.home_region, *(r for r in pair if r != topology.home_region))
+        return pair
+    return tuple(r for r in topology.regions if r not in topology.unrouted)
 
 
 def waves(nodes: Sequence[str], deps: Mapping[str, Iterable[str]]) -> list[list[str]]:

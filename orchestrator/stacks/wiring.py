@@ -144,6 +144,7 @@ def dns_args(topology: Topology, outputs: Mapping[str, RegionOutputs],
     return contract.DnsArgs(
         env=topology.env, domain=topology.domain, hosted_zone=topology.hosted_zone,
         routing=topology.routing.value, targets=tuple(targets),
+        failover_control=topology.failover_control.value,
     )
 
 

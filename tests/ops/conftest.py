@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from orchestrator.aws import AwsContext, client
+from tests.aws_gate import Gate
 from tests.moto_server import MotoUnavailable, post
 from tests.moto_server import moto_server as run_moto
 
@@ -55,11 +56,31 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
 
 
+@pytest.fixture(scope="session")
+def gate_server(moto_server: str) -> Iterator[Gate]:
+    with Gate(moto_server).serve() as gate:
+        yield gate
+
+
 @pytest.fixture
-def endpoint(moto_server: str) -> str:
-    """The moto server, reset: every test starts from empty regions."""
+def moto_endpoint(moto_server: str) -> str:
+    """The moto server itself, reset (no strict layer in front)."""
     assert _post(f"{moto_server}/moto-api/reset") == 200
     return moto_server
+
+
+@pytest.fixture
+def gate(gate_server: Gate, moto_endpoint: str) -> Gate:
+    """The strict Route 53 gate in front of the (reset) moto server: no outage, nothing counted yet."""
+    gate_server.reset()
+    return gate_server
+
+
+@pytest.fixture
+def endpoint(gate: Gate) -> str:
+    """Where every AWS call of a test goes: moto, reset, behind the strict Route 53 gate (so a
+    change batch real Route 53 refuses is refused here too)."""
+    return gate.url
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ def test_plan_json_through_the_console_script(env: str, regions: list[str]) -> N
     types = {r["type"] for r in region}
     assert {"aws:iot/domainConfiguration:DomainConfiguration", "aws:kinesis/stream:Stream",
             "aws:s3/bucket:Bucket", "aws:iot/policy:Policy", "aws:iot/topicRule:TopicRule"} <= types
-    assert {"type": "aws:route53/record:Record", "name": f"iot-{env}-dns-record-eu-west-1"} in \
+    assert {"type": "aws:route53/record:Record", "name": f"iot-{env}-dns-record-primary"} in \
         [{"type": r["type"], "name": r["name"]} for r in doc["stacks"][f"{env}-dns"]["resources"]]
     protected = {r["type"] for r in region if r.get("protected")}
     assert {"aws:s3/bucket:Bucket", "aws:kinesis/stream:Stream"} <= protected

@@ -144,3 +144,28 @@ def test_cli_rejects_with_one_line_and_exit_2(run, project: Path, engine, text: 
         assert len(result.stderr.strip().splitlines()) == 1
         assert result.stdout == ""
     assert engine.calls == []
+
+
+def test_failover_control_defaults_to_dns_and_accepts_arc(tmp_path: Path) -> None:
+    from orchestrator.topology import FailoverControl
+
+    assert parse(BASE, env="dev").failover_control is FailoverControl.DNS
+    arc = parse({**BASE, "secondaries": ["eu-central-1"], "routing": "failover", "failover_control": "arc"},
+                env="dev", source=str(tmp_path / "dev.topology.yaml"))
+    assert arc.failover_control is FailoverControl.ARC
+    path = tmp_path / "dev.topology.yaml"
+    save(arc, path)
+    assert load(path).failover_control is FailoverControl.ARC
+    # a role swap (failover) keeps the control mode
+    assert arc.with_primary("eu-central-1").failover_control is FailoverControl.ARC
+
+
+def test_unknown_failover_control_is_refused() -> None:
+    assert "failover_control: 'route53' is not one of dns, arc" in rejected(failover_control="route53")
+
+
+def test_dns_stack_config_carries_the_failover_control() -> None:
+    from orchestrator.stacks.wiring import dns_args
+
+    topology = parse({**BASE, "failover_control": "arc"}, env="dev")
+    assert dns_args(topology, {}, regions=[]).failover_control == "arc"

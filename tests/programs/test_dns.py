@@ -25,7 +25,8 @@ def test_single_is_one_plain_cname_to_the_primary_without_health_check() -> None
     assert ev.outputs == {
         "fqdn": DOMAIN, "routing": "single",
         "records": [{"setIdentifier": None, "region": PRIMARY, "endpoint": ats_endpoint(PRIMARY)}],
-        "healthCheckIds": {},
+        "healthCheckIds": {}, "failoverControl": "dns", "routingControls": {}, "clusterEndpoints": [],
+        "controlPanelArn": "",
     }
 
 
@@ -34,11 +35,12 @@ def test_failover_is_primary_and_secondary_each_with_its_own_tcp_health_check() 
     assert Counter(r.type for r in ev.resources) == Counter(
         {"iotplatform:dns:GlobalDns": 1, RECORD: 2, CHECK: 2})
     records = {r.inputs["setIdentifier"]: r.inputs for r in ev.of_type(RECORD)}
-    assert records[PRIMARY]["failoverRoutingPolicies"] == [{"type": "PRIMARY"}]
-    assert records[SECONDARY]["failoverRoutingPolicies"] == [{"type": "SECONDARY"}]
+    assert records["primary"]["failoverRoutingPolicies"] == [{"type": "PRIMARY"}]
+    assert records["secondary"]["failoverRoutingPolicies"] == [{"type": "SECONDARY"}]
     ids = ev.outputs["healthCheckIds"]
     assert set(ids) == {PRIMARY, SECONDARY} and len(set(ids.values())) == 2
-    for region, record in records.items():
+    for role, region in (("primary", PRIMARY), ("secondary", SECONDARY)):
+        record = records[role]
         assert record["type"] == "CNAME" and record["name"] == DOMAIN and record["ttl"] == 60
         assert record["records"] == [ats_endpoint(region)]
         assert record["healthCheckId"] == ids[region]
@@ -46,7 +48,8 @@ def test_failover_is_primary_and_secondary_each_with_its_own_tcp_health_check() 
         c = check.inputs
         assert (c["type"], c["port"], c["failureThreshold"], c["requestInterval"]) == ("TCP", 443, 3, 30)
         assert c["fqdn"] in {ats_endpoint(PRIMARY), ats_endpoint(SECONDARY)}
-    assert [r["setIdentifier"] for r in ev.outputs["records"]] == [PRIMARY, SECONDARY]
+    assert [(r["setIdentifier"], r["region"]) for r in ev.outputs["records"]] == [
+        ("primary", PRIMARY), ("secondary", SECONDARY)]
 
 
 def test_latency_is_one_record_per_region_each_checked() -> None:
@@ -74,7 +77,32 @@ def test_primary_record_keeps_its_logical_name_across_routing_modes() -> None:
     """Promotion updates the primary's record instead of adding a conflicting second CNAME."""
     single = {r.name for r in dns_eval("single", (PRIMARY,)).of_type(RECORD)}
     failover = {r.name for r in dns_eval("failover", (PRIMARY, SECONDARY)).of_type(RECORD)}
-    assert single == {f"iot-dev-dns-record-{PRIMARY}"} and single < failover
+    assert single == {"iot-dev-dns-record-primary"} and single < failover
+
+
+def test_records_are_named_by_role_so_a_failover_moves_values_not_roles() -> None:
+    """After a failover the same two records (same set identifiers and roles) point the other way:
+    each change is one UPSERT, never a second PRIMARY."""
+    before = {r.name: r.inputs for r in dns_eval("failover", (PRIMARY, SECONDARY)).of_type(RECORD)}
+    after = {r.name: r.inputs for r in dns_eval("failover", (SECONDARY, PRIMARY)).of_type(RECORD)}
+    assert set(before) == set(after) == {"iot-dev-dns-record-primary", "iot-dev-dns-record-secondary"}
+    for name in before:
+        assert before[name]["setIdentifier"] == after[name]["setIdentifier"]
+        assert before[name]["failoverRoutingPolicies"] == after[name]["failoverRoutingPolicies"]
+        assert before[name]["records"] != after[name]["records"]
+        assert before[name]["healthCheckId"] != after[name]["healthCheckId"]
+    assert after["iot-dev-dns-record-primary"]["records"] == [ats_endpoint(SECONDARY)]
+
+
+def test_the_per_region_records_of_the_earlier_layout_are_aliases() -> None:
+    """Upgrading renames nothing in AWS by delete-and-create: each old record becomes the role-named
+    one in place (its set identifier changes in one [DELETE, CREATE] batch)."""
+    ev = dns_eval("failover", (PRIMARY, SECONDARY))
+    aliases = {r.name: r.aliases for r in ev.of_type(RECORD)}
+    assert aliases == {"iot-dev-dns-record-primary": (f"iot-dev-dns-record-{PRIMARY}",),
+                       "iot-dev-dns-record-secondary": (f"iot-dev-dns-record-{SECONDARY}",)}
+    latency = {r.name: r.aliases for r in dns_eval("latency", (PRIMARY, SECONDARY, THIRD)).of_type(RECORD)}
+    assert latency[f"iot-dev-dns-record-{PRIMARY}"] == ("iot-dev-dns-record-primary",)
 
 
 def test_ttl_comes_from_args() -> None:
@@ -100,7 +128,8 @@ def test_failover_with_the_primary_alone_is_the_transition_state() -> None:
     ev = evaluate(dns_args("failover", PRIMARY), stack="dev-dns")
     record = ev.one(RECORD)
     assert record.inputs["failoverRoutingPolicies"] == [{"type": "PRIMARY"}]
-    assert record.inputs["setIdentifier"] == PRIMARY
+    assert record.inputs["setIdentifier"] == "primary"
+    assert record.inputs["records"] == [ats_endpoint(PRIMARY)]
 
 
 def test_other_records_wait_for_the_primary_record() -> None:
@@ -111,3 +140,70 @@ def test_other_records_wait_for_the_primary_record() -> None:
     others = [r for r in records if r is not first]
     assert len(others) == 2 and all(first.name in r.depends_on for r in others)
     assert first.name not in first.depends_on
+
+
+# -- failover_control: arc -----------------------------------------------------------------------
+CLUSTER = "aws:route53recoverycontrol/cluster:Cluster"
+PANEL = "aws:route53recoverycontrol/controlPanel:ControlPanel"
+CONTROL = "aws:route53recoverycontrol/routingControl:RoutingControl"
+RULE = "aws:route53recoverycontrol/safetyRule:SafetyRule"
+
+
+def arc_eval(routing: str, regions: tuple[str, ...]):  # noqa: ANN201 - an Evaluation
+    args = dns_args(routing, *regions)
+    return evaluate(type(args)(**{**args.__dict__, "failover_control": "arc"}), stack="dev-dns")
+
+
+def test_arc_is_a_cluster_a_panel_a_control_per_region_and_an_at_least_one_on_rule() -> None:
+    ev = arc_eval("failover", (PRIMARY, SECONDARY))
+    kinds = Counter(r.type for r in ev.resources)
+    assert (kinds[CLUSTER], kinds[PANEL], kinds[CONTROL], kinds[RULE]) == (1, 1, 2, 1)
+    assert kinds[CHECK] == 6  # per region: TCP, RECOVERY_CONTROL, CALCULATED
+    assert ev.one(PANEL).inputs["name"] == "iot-dev"
+    controls = {r.inputs["name"]: r for r in ev.of_type(CONTROL)}
+    assert set(controls) == {f"iot-dev-{PRIMARY}", f"iot-dev-{SECONDARY}"}
+    assert {c.inputs["controlPanelArn"] for c in controls.values()} == {ev.outputs["controlPanelArn"]}
+    rule = ev.one(RULE).inputs
+    assert rule["ruleConfig"] == {"inverted": False, "threshold": 1, "type": "ATLEAST"}
+    assert sorted(rule["assertedControls"]) == sorted(ev.outputs["routingControls"].values())
+    assert set(ev.outputs["routingControls"]) == {PRIMARY, SECONDARY}
+    assert ev.outputs["failoverControl"] == "arc"
+    assert {e["region"] for e in ev.outputs["clusterEndpoints"]} == {
+        "us-east-1", "us-west-2", "eu-west-1", "ap-northeast-1", "ap-southeast-2"}
+    assert ev.outputs["controlPanelArn"].startswith("arn:aws:route53-recovery-control::")
+
+
+def test_arc_records_use_a_calculated_check_healthy_only_when_endpoint_and_control_are() -> None:
+    ev = arc_eval("failover", (PRIMARY, SECONDARY))
+    checks = {r.name: r.inputs for r in ev.of_type(CHECK)}
+    ids = ev.outputs["healthCheckIds"]
+    for role, region in (("primary", PRIMARY), ("secondary", SECONDARY)):
+        record = next(r.inputs for r in ev.of_type(RECORD) if r.inputs["setIdentifier"] == role)
+        gate = checks[f"iot-dev-dns-gate-{region}"]
+        assert gate["type"] == "CALCULATED" and gate["childHealthThreshold"] == 2
+        assert len(gate["childHealthchecks"]) == 2
+        assert record["healthCheckId"] == ids[region]
+        switch = checks[f"iot-dev-dns-control-check-{region}"]
+        assert switch["type"] == "RECOVERY_CONTROL"
+        assert switch["routingControlArn"] == ev.outputs["routingControls"][region]
+        assert checks[f"iot-dev-dns-health-{region}"]["type"] == "TCP"
+
+
+def test_arc_failover_changes_no_record_input_a_routine_up_would_send() -> None:
+    """ARC moves traffic with routing controls: the DNS stack is not updated on failover, and the
+    record inputs for one role order are the same whatever the control states are."""
+    a = {r.name: r.inputs for r in arc_eval("latency", (PRIMARY, SECONDARY)).of_type(RECORD)}
+    b = {r.name: r.inputs for r in arc_eval("latency", (PRIMARY, SECONDARY)).of_type(RECORD)}
+    assert a == b and all(r["latencyRoutingPolicies"] for r in a.values())
+
+
+def test_single_routing_creates_no_arc_resources_even_with_arc_control() -> None:
+    ev = arc_eval("single", (PRIMARY,))
+    assert not ev.of_type(CLUSTER) and not ev.of_type(CHECK)
+    assert ev.outputs["routingControls"] == {} and ev.outputs["failoverControl"] == "arc"
+
+
+def test_an_unknown_failover_control_is_refused() -> None:
+    args = dns_args("failover", PRIMARY, SECONDARY)
+    with pytest.raises(EvaluationFailed, match="failover control 'weird'"):
+        evaluate(type(args)(**{**args.__dict__, "failover_control": "weird"}), stack="dev-dns")

@@ -67,7 +67,7 @@ from pulumi.runtime.proto import provider_pb2  # noqa: E402
 VERSION = os.environ.get("FAKE_AWS_VERSION", "7.51.1")
 # Values AWS assigns when a resource is created: unknown in a preview, kept as they are on update.
 ASSIGNED_KEYS = ("arn", "id", "uniqueId", "keyId", "zoneId", "nameServers", "certificatePem", "privateKey",
-                 "publicKey", "domainValidationOptions", "streamArn")
+                 "publicKey", "domainValidationOptions", "streamArn", "clusterEndpoints")
 ACCOUNT = os.environ.get("FAKE_AWS_ACCOUNT", "123456789012")
 PARTITION = "aws"
 
@@ -108,16 +108,27 @@ REPLACE_KEYS = {
     "aws:iot/domainConfiguration:DomainConfiguration": {"name", "domainName", "serviceType"},
     "aws:acm/certificate:Certificate": {"domainName", "subjectAlternativeNames", "validationMethod"},
     "aws:route53/zone:Zone": {"name"},
-    "aws:route53/record:Record": {"name", "type", "zoneId", "setIdentifier"},
-    "aws:route53/healthCheck:HealthCheck": {"type", "requestInterval"},
+    # terraform-provider-aws: only name and zone_id force a new record; a type or set_identifier
+    # change is an update the provider sends as one [DELETE old, CREATE new] batch
+    "aws:route53/record:Record": {"name", "zoneId"},
+    "aws:route53/healthCheck:HealthCheck": {"type", "requestInterval", "routingControlArn"},
+    "aws:route53recoverycontrol/cluster:Cluster": {"name"},
+    "aws:route53recoverycontrol/controlPanel:ControlPanel": {"clusterArn"},
+    "aws:route53recoverycontrol/routingControl:RoutingControl": {"clusterArn", "controlPanelArn", "name"},
+    "aws:route53recoverycontrol/safetyRule:SafetyRule": {"controlPanelArn", "ruleConfig", "name",
+                                                         "assertedControls", "gatingControls"},
     "aws:kms/key:Key": set(),
 }
 
 # global services: no region in the ARN (and S3 has no account either)
-GLOBAL_SERVICES = {"iam", "route53", "cloudfront"}
+GLOBAL_SERVICES = {"iam", "route53", "cloudfront", "route53recoverycontrol", "route53-recovery-control"}
 
 # module -> ARN service name, where they differ
-SERVICE_OF_MODULE = {"cloudwatch": "logs", "kinesis": "kinesis", "lb": "elasticloadbalancing"}
+SERVICE_OF_MODULE = {"cloudwatch": "logs", "kinesis": "kinesis", "lb": "elasticloadbalancing",
+                     "route53recoverycontrol": "route53-recovery-control"}
+# the cluster endpoints an ARC cluster reports: FAKE_AWS_ARC_ENDPOINTS (JSON [{region, endpoint}]),
+# pointing at the fake data plane (tests/arc_fake.py); else the shape of real ones
+ARC_REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "ap-northeast-1", "ap-southeast-2")
 
 _ALNUM = "abcdefghijklmnopqrstuvwxyz0123456789"
 
@@ -324,6 +335,24 @@ class FakeAws(BaseProvider):
             elif type_name == "HealthCheck":
                 rid = _uuid("healthcheck", *seed)
                 resource_part = f"healthcheck/{rid}"
+        elif module == "route53recoverycontrol":
+            ident = _alnum(12, "arc", *seed)
+            if type_name == "Cluster":
+                resource_part = f"cluster/{ident}"
+                configured = os.environ.get("FAKE_AWS_ARC_ENDPOINTS")
+                endpoints = json.loads(configured) if configured else [
+                    {"region": r, "endpoint": f"https://host-{ident}.{r}.route53-recovery-cluster.amazonaws.com/v1"}
+                    for r in ARC_REGIONS]
+                out.update(clusterEndpoints=endpoints, status="DEPLOYED")
+            elif type_name == "ControlPanel":
+                resource_part = f"controlpanel/{ident}"
+                out.update(status="DEPLOYED", defaultControlPanel=False, routingControlCount=0)
+            else:
+                panel = str(p.get("controlPanelArn") or "controlpanel/unknown").split(":")[-1]
+                kind = "routingcontrol" if type_name == "RoutingControl" else "safetyrule"
+                resource_part = f"{panel}/{kind}/{ident}"
+                out["status"] = "DEPLOYED"
+            rid = None  # the ARN is the id
         elif module == "acm":
             if type_name == "Certificate":
                 rid_uuid = _uuid("acm", *seed)
@@ -421,7 +450,8 @@ class FakeAws(BaseProvider):
         with os.fdopen(fd, "w") as fh:
             fh.write(urn)
 
-    def _release(self, token: str, region: str, rid: str, props: dict[str, Any], urn: str) -> None:
+    def _release(self, token: str, region: str, rid: str, props: dict[str, Any], urn: str,
+                 force: bool = False) -> None:
         root = os.environ.get("FAKE_AWS_STATE_DIR")
         key = self._claim_key(token, region, rid, props)
         if not root or not key:
@@ -429,7 +459,7 @@ class FakeAws(BaseProvider):
         path = os.path.join(root, re.sub(r"[^A-Za-z0-9._-]", "_", key))
         try:
             with open(path) as fh:
-                if fh.read() != urn:
+                if fh.read() != urn and not force:
                     return
             os.unlink(path)
         except FileNotFoundError:
@@ -610,6 +640,13 @@ class FakeAws(BaseProvider):
             inject("update", request.urn)
             mirrored(f"updating {request.type}", lambda m, *a: m.updated(*a),
                      request.type, out["region"], request.id, olds, {**news, **out})
+            if request.type == "aws:route53/record:Record":
+                # the set identifier may have changed: the record now claims its new key
+                old_rid = self.computed(request.type, request.urn, olds, False)[0]
+                new_rid = self.computed(request.type, request.urn, news, False)[0]
+                if old_rid != new_rid:
+                    self._release(request.type, out["region"], old_rid, olds, request.urn, force=True)
+                    self._claim(request.type, out["region"], new_rid, news, request.urn)
             self._store(request.type, out["region"], request.id, {**news, **out})
         record(
             "aws",

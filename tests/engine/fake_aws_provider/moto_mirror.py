@@ -6,8 +6,16 @@ FAKE_AWS_MOTO_URL is set, the stand-in really creates those resources in moto, s
 created it" and "AWS shows it" agree, as with the real provider:
 
 - `aws:route53/getZone:getZone` looks the zone up in moto (it must exist, as in AWS) and answers
-  with moto's zone id; `Record`s are UPSERTed into / DELETEd from that zone; `HealthCheck`s are
-  created in moto and keep moto's id (records reference them);
+  with moto's zone id; `HealthCheck`s are created in moto and keep moto's id (records reference
+  them);
+- `Record`s get the change batches terraform-provider-aws sends (internal/service/route53/record.go):
+  create = CREATE (UPSERT with `allowOverwrite`); update = UPSERT when `type` and `setIdentifier`
+  are unchanged, else one batch [DELETE old, CREATE new]; delete = list the set first, nothing if
+  it is absent, else DELETE of the set as listed (an InvalidChangeBatch on delete is ignored); each
+  accepted change is waited on with GetChange until INSYNC. Point FAKE_AWS_MOTO_URL at the strict
+  Route 53 gate (tests/aws_gate.py) and these batches meet Route 53's rules;
+- ARC `RoutingControl`s and `SafetyRule`s are registered with the fake cluster data plane
+  (FAKE_AWS_ARC_URL, tests/arc_fake.py), standing in for ARC's control plane;
 - S3 `Bucket` (created/deleted), `BucketVersioning` (status), `BucketReplicationConfig` (rules);
 - IoT `DomainConfiguration` (created; disabled then deleted).
 
@@ -17,6 +25,8 @@ AWS error would.
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
 _KEY = "testing"
@@ -57,21 +67,45 @@ class MotoMirror:
             hc = self.client("route53", "us-east-1").create_health_check(
                 CallerReference=rid, HealthCheckConfig=_health_config(props))
             return str(hc["HealthCheck"]["Id"])
+        if token == "aws:route53/record:Record":
+            action = "UPSERT" if props.get("allowOverwrite") else "CREATE"
+            self._batch(props["zoneId"], [(action, _rrset(props))])
+            return None
+        if self._arc(token, "created", props):
+            return None
         self._apply(token, region, rid, props)
         return None
 
     def updated(self, token: str, region: str, rid: str, olds: dict[str, Any], news: dict[str, Any]) -> None:
         if token == "aws:route53/healthCheck:HealthCheck":
             config = _health_config(news)
-            self.client("route53", "us-east-1").update_health_check(
-                HealthCheckId=rid, FullyQualifiedDomainName=config["FullyQualifiedDomainName"],
-                Port=config["Port"], FailureThreshold=config["FailureThreshold"])
+            config.pop("Type")
+            config.pop("RequestInterval", None)
+            config.pop("RoutingControlArn", None)  # cannot change in place
+            self.client("route53", "us-east-1").update_health_check(HealthCheckId=rid, **config)
+            return
+        if token == "aws:route53/record:Record":
+            old, new = _rrset(olds), _rrset(news)
+            if old["Type"] == new["Type"] and old.get("SetIdentifier") == new.get("SetIdentifier"):
+                self._batch(news["zoneId"], [("UPSERT", new)])
+            else:
+                self._batch(news["zoneId"], [("DELETE", self._listed(olds) or old), ("CREATE", new)])
+            return
+        if self._arc(token, "created", news):
             return
         self._apply(token, region, rid, news)
 
     def deleted(self, token: str, region: str, rid: str, props: dict[str, Any]) -> None:
         if token == "aws:route53/record:Record":
-            self._change("DELETE", props)
+            listed = self._listed(props)
+            if listed is not None:
+                try:
+                    self._batch(props["zoneId"], [("DELETE", listed)])
+                except Exception as exc:  # noqa: BLE001 - the provider ignores InvalidChangeBatch on delete
+                    if "InvalidChangeBatch" not in str(exc):
+                        raise
+        elif self._arc(token, "deleted", props):
+            return
         elif token == "aws:route53/healthCheck:HealthCheck":
             self.client("route53", "us-east-1").delete_health_check(HealthCheckId=rid)
         elif token in ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"):
@@ -88,9 +122,7 @@ class MotoMirror:
             iot.delete_domain_configuration(domainConfigurationName=props["name"])
 
     def _apply(self, token: str, region: str, rid: str, props: dict[str, Any]) -> None:
-        if token == "aws:route53/record:Record":
-            self._change("UPSERT", props)
-        elif token in ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"):
+        if token in ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"):
             s3 = self.client("s3", region)
             if rid not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
                 extra = {} if region == "us-east-1" else {
@@ -114,43 +146,91 @@ class MotoMirror:
                     serverCertificateArns=list(props.get("serverCertificateArns") or []),
                     serviceType=props.get("serviceType", "DATA"))
 
-    def _change(self, action: str, props: dict[str, Any]) -> None:
-        rrset: dict[str, Any] = {
-            "Name": str(props["name"]).rstrip(".") + ".",
-            "Type": props["type"],
-            "TTL": int(props.get("ttl") or 300),
-            "ResourceRecords": [{"Value": str(v)} for v in props.get("records") or []],
-        }
-        if props.get("setIdentifier"):
-            rrset["SetIdentifier"] = props["setIdentifier"]
-        if props.get("healthCheckId"):
-            rrset["HealthCheckId"] = props["healthCheckId"]
-        failover = _first(props.get("failoverRoutingPolicies")).get("type")
-        if failover:
-            rrset["Failover"] = failover
-        latency = _first(props.get("latencyRoutingPolicies")).get("region")
-        if latency:
-            rrset["Region"] = latency
+    def _batch(self, zone: str, changes: list[tuple[str, dict[str, Any]]]) -> None:
+        """One ChangeResourceRecordSets call, then GetChange until INSYNC (as the provider waits)."""
         r53 = self.client("route53", "us-east-1")
-        zone = props["zoneId"]
-        siblings = []
-        if action == "DELETE":
-            # moto deletes every set of that name and type, whatever its SetIdentifier; Route 53
-            # deletes exactly the one named: put the others back afterwards
-            listing = r53.list_resource_record_sets(HostedZoneId=zone, StartRecordName=rrset["Name"],
-                                                    StartRecordType=rrset["Type"])["ResourceRecordSets"]
-            siblings = [rr for rr in listing if rr["Name"] == rrset["Name"] and rr["Type"] == rrset["Type"]
-                        and rr.get("SetIdentifier") != rrset.get("SetIdentifier")]
-        r53.change_resource_record_sets(
-            HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": action, "ResourceRecordSet": rrset}]})
-        if siblings:
-            r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [
-                {"Action": "UPSERT", "ResourceRecordSet": rr} for rr in siblings]})
+        info = r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={
+            "Changes": [{"Action": a, "ResourceRecordSet": rr} for a, rr in changes]})["ChangeInfo"]
+        for _ in range(30):
+            if info.get("Status") == "INSYNC":
+                return
+            info = r53.get_change(Id=info["Id"])["ChangeInfo"]
+        raise RuntimeError(f"change {info['Id']} not INSYNC")
+
+    def _listed(self, props: dict[str, Any]) -> dict[str, Any] | None:
+        """The record set as Route 53 lists it (name, type, set identifier), or None."""
+        want = _rrset(props)
+        r53 = self.client("route53", "us-east-1")
+        listing = r53.list_resource_record_sets(
+            HostedZoneId=props["zoneId"], StartRecordName=want["Name"], StartRecordType=want["Type"],
+            **({"StartRecordIdentifier": want["SetIdentifier"]} if want.get("SetIdentifier") else {}),
+        )["ResourceRecordSets"]
+        for rr in listing:
+            if rr["Name"].lower() == want["Name"].lower() and rr["Type"] == want["Type"] \
+                    and rr.get("SetIdentifier") == want.get("SetIdentifier"):
+                return rr
+        return None
+
+    def _arc(self, token: str, event: str, props: dict[str, Any]) -> bool:
+        """Routing controls and safety rules reach the fake cluster (FAKE_AWS_ARC_URL)."""
+        if token not in ("aws:route53recoverycontrol/routingControl:RoutingControl",
+                         "aws:route53recoverycontrol/safetyRule:SafetyRule"):
+            return token.startswith("aws:route53recoverycontrol/")
+        url = os.environ.get("FAKE_AWS_ARC_URL")
+        if not url:
+            return True
+        if event == "deleted":
+            _post(f"{url}/_fake/delete", {"arn": props["arn"]})
+        elif token.endswith("RoutingControl"):
+            _post(f"{url}/_fake/control", {"arn": props["arn"], "name": props.get("name", ""),
+                                           "panel": props.get("controlPanelArn", "")})
+        else:
+            rule = props.get("ruleConfig") or {}
+            _post(f"{url}/_fake/safety-rule", {
+                "arn": props["arn"], "name": props.get("name", ""), "asserted": props.get("assertedControls") or [],
+                "threshold": int(rule.get("threshold") or 1), "inverted": bool(rule.get("inverted")),
+                "type": rule.get("type", "ATLEAST")})
+        return True
+
+
+def _post(url: str, body: dict[str, Any]) -> None:
+    import urllib.request
+
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - 127.0.0.1 only
+        response.read()
+
+
+def _rrset(props: dict[str, Any]) -> dict[str, Any]:
+    rrset: dict[str, Any] = {
+        "Name": str(props["name"]).rstrip(".") + ".",
+        "Type": props["type"],
+        "TTL": int(props.get("ttl") or 300),
+        "ResourceRecords": [{"Value": str(v)} for v in props.get("records") or []],
+    }
+    if props.get("setIdentifier"):
+        rrset["SetIdentifier"] = props["setIdentifier"]
+    if props.get("healthCheckId"):
+        rrset["HealthCheckId"] = props["healthCheckId"]
+    failover = _first(props.get("failoverRoutingPolicies")).get("type")
+    if failover:
+        rrset["Failover"] = failover
+    latency = _first(props.get("latencyRoutingPolicies")).get("region")
+    if latency:
+        rrset["Region"] = latency
+    return rrset
 
 
 def _health_config(props: dict[str, Any]) -> dict[str, Any]:
+    kind = props.get("type", "TCP")
+    if kind == "CALCULATED":
+        return {"Type": kind, "ChildHealthChecks": list(props.get("childHealthchecks") or []),
+                "HealthThreshold": int(props.get("childHealthThreshold") or 0)}
+    if kind == "RECOVERY_CONTROL":
+        return {"Type": kind, "RoutingControlArn": props.get("routingControlArn", "")}
     return {
-        "Type": props.get("type", "TCP"),
+        "Type": kind,
         "FullyQualifiedDomainName": props.get("fqdn", ""),
         "Port": int(props.get("port") or 443),
         "RequestInterval": int(props.get("requestInterval") or 30),

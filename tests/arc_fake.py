@@ -1,0 +1,240 @@
+"""A fake Route 53 ARC cluster data plane on 127.0.0.1 (moto has no ARC).
+
+TEST FIXTURE ONLY. Speaks the real wire protocol of `route53-recovery-cluster` (JSON 1.0, POST,
+`X-Amz-Target: ToggleCustomerAPI.<Operation>`, errors as `{"__type": …, "message": …}`), so the
+product drives it with boto3's own client and an endpoint URL:
+
+- GetRoutingControlState, UpdateRoutingControlState, UpdateRoutingControlStates (all-or-nothing,
+  safety rules evaluated on the resulting states, `SafetyRulesToOverride` honoured),
+  ListRoutingControls (by control panel, paged with NextToken/MaxResults);
+- a cluster is five regional endpoints (one listening port each) over one shared state, as the
+  real cluster's quorum; an endpoint whose region is in `down` closes connections unanswered;
+- every request is counted by the endpoint's region and operation;
+- the control plane (us-west-2 `route53-recovery-control-config`, which creates routing controls
+  and safety rules) is stood in for by `add_control` / `add_safety_rule`, also reachable over HTTP
+  (`POST /_fake/control`, `POST /_fake/safety-rule`, `POST /_fake/delete`) for the engine tier's
+  stand-in provider. New routing controls start Off, as in ARC.
+
+Only ATLEAST assertion rules are modelled (the kind the product creates); a gating rule is refused
+at creation.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+CLUSTER_REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "ap-northeast-1", "ap-southeast-2")
+STATES = ("On", "Off")
+
+
+class ArcError(Exception):
+    def __init__(self, kind: str, message: str, status: int = 400, **extra: Any) -> None:
+        super().__init__(message)
+        self.kind, self.status, self.extra = kind, status, extra
+
+
+@dataclass(frozen=True)
+class ArcCall:
+    region: str
+    operation: str
+
+
+@dataclass
+class Control:
+    arn: str
+    name: str
+    panel: str
+    state: str = "Off"
+
+
+@dataclass
+class SafetyRule:
+    arn: str
+    name: str
+    asserted: tuple[str, ...]
+    threshold: int = 1
+    inverted: bool = False
+
+    def holds(self, states: dict[str, str]) -> bool:
+        on = sum(1 for a in self.asserted if states.get(a) == "On")
+        ok = on >= self.threshold
+        return (not ok) if self.inverted else ok
+
+
+class ArcCluster:
+    def __init__(self, regions: tuple[str, ...] = CLUSTER_REGIONS) -> None:
+        self.regions = regions
+        self.controls: dict[str, Control] = {}
+        self.rules: dict[str, SafetyRule] = {}
+        self.down: set[str] = set()
+        self.calls: list[ArcCall] = []
+        self.refused: list[ArcCall] = []
+        self.endpoints: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    # -- control plane stand-in -------------------------------------------------------------------
+    def add_control(self, arn: str, name: str, panel: str) -> None:
+        with self._lock:
+            self.controls.setdefault(arn, Control(arn, name, panel))
+
+    def add_safety_rule(self, arn: str, name: str, asserted: list[str], threshold: int = 1,
+                        inverted: bool = False, kind: str = "ATLEAST") -> None:
+        if kind != "ATLEAST":
+            raise ValueError(f"the fake models ATLEAST assertion rules only, not {kind}")
+        with self._lock:
+            self.rules[arn] = SafetyRule(arn, name, tuple(asserted), threshold, inverted)
+
+    def delete(self, arn: str) -> None:
+        with self._lock:
+            self.controls.pop(arn, None)
+            self.rules.pop(arn, None)
+
+    def states(self) -> dict[str, str]:
+        with self._lock:
+            return {a: c.state for a, c in self.controls.items()}
+
+    def count(self, region: str | None = None, operation: str | None = None) -> int:
+        return sum(1 for c in self.calls if (region is None or c.region == region)
+                   and (operation is None or c.operation == operation))
+
+    @property
+    def endpoint_list(self) -> list[dict[str, str]]:
+        """As the control plane describes a cluster: `ClusterEndpoints` [{Endpoint, Region}]."""
+        return [{"endpoint": url, "region": region} for region, url in self.endpoints.items()]
+
+    # -- data plane -------------------------------------------------------------------------------
+    def _control(self, arn: Any) -> Control:
+        if not isinstance(arn, str) or not arn:
+            raise ArcError("ValidationException", "RoutingControlArn is required", reason="fieldValidationFailed")
+        control = self.controls.get(arn)
+        if control is None:
+            raise ArcError("ResourceNotFoundException", f"routing control {arn} not found", 404,
+                           resourceId=arn, resourceType="RoutingControl")
+        return control
+
+    def _update(self, entries: list[dict[str, Any]], overrides: list[str]) -> None:
+        with self._lock:
+            proposed = {a: c.state for a, c in self.controls.items()}
+            for entry in entries:
+                control = self._control(entry.get("RoutingControlArn"))
+                state = entry.get("RoutingControlState")
+                if state not in STATES:
+                    raise ArcError("ValidationException", f"RoutingControlState {state!r} is not On or Off",
+                                   reason="fieldValidationFailed")
+                proposed[control.arn] = state
+            for rule in self.rules.values():
+                if rule.arn in overrides:
+                    continue
+                if not rule.holds(proposed):
+                    raise ArcError("ConflictException",
+                                   f"the update would break safety rule {rule.name} ({rule.arn}): at least "
+                                   f"{rule.threshold} of {len(rule.asserted)} routing controls must be On",
+                                   409, resourceId=rule.arn, resourceType="SafetyRule")
+            for arn, state in proposed.items():
+                self.controls[arn].state = state
+
+    def handle(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:
+        if operation == "GetRoutingControlState":
+            c = self._control(body.get("RoutingControlArn"))
+            return {"RoutingControlArn": c.arn, "RoutingControlState": c.state, "RoutingControlName": c.name}
+        if operation == "UpdateRoutingControlState":
+            self._update([body], list(body.get("SafetyRulesToOverride") or []))
+            return {}
+        if operation == "UpdateRoutingControlStates":
+            entries = list(body.get("UpdateRoutingControlStateEntries") or [])
+            if not entries:
+                raise ArcError("ValidationException", "UpdateRoutingControlStateEntries is empty",
+                               reason="fieldValidationFailed")
+            self._update(entries, list(body.get("SafetyRulesToOverride") or []))
+            return {}
+        if operation == "ListRoutingControls":
+            panel = body.get("ControlPanelArn")
+            items = sorted((c for c in self.controls.values() if not panel or c.panel == panel),
+                           key=lambda c: c.arn)
+            start = int(body.get("NextToken") or 0)
+            size = int(body.get("MaxResults") or 500)
+            page = items[start:start + size]
+            out: dict[str, Any] = {"RoutingControls": [
+                {"ControlPanelArn": c.panel, "RoutingControlArn": c.arn, "RoutingControlName": c.name,
+                 "RoutingControlState": c.state, "Owner": "123456789012"} for c in page]}
+            if start + size < len(items):
+                out["NextToken"] = str(start + size)
+            return out
+        raise ArcError("UnknownOperationException", f"unknown operation {operation}")
+
+    def _admin(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if path.endswith("/control"):
+            self.add_control(body["arn"], body["name"], body["panel"])
+        elif path.endswith("/safety-rule"):
+            self.add_safety_rule(body["arn"], body["name"], body["asserted"], int(body.get("threshold", 1)),
+                                 bool(body.get("inverted", False)), body.get("type", "ATLEAST"))
+        elif path.endswith("/delete"):
+            self.delete(body["arn"])
+        elif path.endswith("/states"):
+            return {"states": self.states()}
+        else:
+            raise ArcError("ValidationException", f"unknown admin path {path}")
+        return {}
+
+    # -- servers ----------------------------------------------------------------------------------
+    @contextmanager
+    def serve(self) -> Iterator[ArcCluster]:
+        cluster = self
+
+        def handler_for(region: str) -> type[BaseHTTPRequestHandler]:
+            class Handler(BaseHTTPRequestHandler):
+                protocol_version = "HTTP/1.1"
+
+                def log_message(self, *args: Any) -> None:
+                    return
+
+                def do_POST(self) -> None:  # noqa: N802
+                    length = int(self.headers.get("Content-Length") or 0)
+                    raw = self.rfile.read(length) if length else b"{}"
+                    if self.path.startswith("/_fake/"):
+                        self._reply(200, cluster._admin(self.path, json.loads(raw or b"{}")))
+                        return
+                    target = self.headers.get("X-Amz-Target", "")
+                    operation = target.split(".", 1)[-1]
+                    call = ArcCall(region, operation)
+                    if region in cluster.down:
+                        cluster.refused.append(call)
+                        self.close_connection = True
+                        self.connection.shutdown(2)
+                        return
+                    cluster.calls.append(call)
+                    try:
+                        if not target.startswith("ToggleCustomerAPI."):
+                            raise ArcError("UnknownOperationException", f"unknown target {target!r}")
+                        if "application/x-amz-json-1.0" not in self.headers.get("Content-Type", ""):
+                            raise ArcError("SerializationException", "expected application/x-amz-json-1.0")
+                        self._reply(200, cluster.handle(operation, json.loads(raw or b"{}")))
+                    except ArcError as exc:
+                        self._reply(exc.status, {"__type": exc.kind, "message": str(exc), **exc.extra})
+
+                def _reply(self, status: int, body: dict[str, Any]) -> None:
+                    data = json.dumps(body).encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/x-amz-json-1.0")
+                    self.send_header("x-amzn-RequestId", "00000000-0000-0000-0000-000000000000")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+
+            return Handler
+
+        with ExitStack() as stack:
+            for region in self.regions:
+                server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(region))
+                server.daemon_threads = True
+                threading.Thread(target=server.serve_forever, name=f"arc-{region}", daemon=True).start()
+                stack.callback(server.server_close)
+                stack.callback(server.shutdown)
+                self.endpoints[region] = f"http://127.0.0.1:{server.server_address[1]}/v1"
+            yield self

@@ -1,0 +1,306 @@
+"""An HTTP gate in front of the moto server: strict Route 53, region outages, call counting.
+
+TEST FIXTURE ONLY. Every AWS request of a test (the orchestrator's boto3 clients, the ops tier's
+provider simulation, the engine tier's stand-in provider through FAKE_AWS_MOTO_URL) goes to the
+gate on 127.0.0.1, which
+
+- counts it by the region and service it is signed for (SigV4 `Credential=…/<region>/<service>/…`)
+  and its operation;
+- refuses it when its region is in `down` (the connection is closed without an answer, as an
+  unreachable region does);
+- checks every Route 53 ChangeResourceRecordSets batch with `tests.route53_strict` (all-or-nothing,
+  each change against the state earlier changes leave) and answers a refusal in Route 53's shape
+  (HTTP 400, `<InvalidChangeBatch><Messages>…`, or `<ErrorResponse>` with InvalidInput); an accepted
+  batch is written to moto as its net effect (moto applies batches change by change);
+- remembers each health check's configuration as created (moto drops RecoveryControl ARNs), so
+  `answers()` can say what the name resolves to.
+
+Everything else is passed through unchanged.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import threading
+import urllib.parse
+import uuid
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from tests import route53_strict as strict
+
+NS = "https://route53.amazonaws.com/doc/2013-04-01/"
+_CRED = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
+_RRSET = re.compile(r"^/2013-04-01/hostedzone/([^/]+)/rrset/?$")
+_HC = re.compile(r"^/2013-04-01/healthcheck/?([^/]*)$")
+_CHANGE = re.compile(r"^/2013-04-01/change/([^/]+)$")
+
+
+@dataclass(frozen=True)
+class Call:
+    region: str
+    service: str
+    operation: str
+
+
+def _strip(tag: str) -> str:
+    return tag.split("}", 1)[-1]
+
+
+def _xml_to_rrset(node: ET.Element) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for child in node:
+        tag = _strip(child.tag)
+        if tag == "ResourceRecords":
+            out[tag] = [{"Value": (v.text or "")} for rr in child for v in rr if _strip(v.tag) == "Value"]
+        elif tag in ("GeoLocation", "AliasTarget", "CidrRoutingConfig", "GeoProximityLocation"):
+            out[tag] = {_strip(c.tag): c.text for c in child}
+        elif tag in ("TTL", "Weight"):
+            out[tag] = int(child.text or 0)
+        elif tag == "MultiValueAnswer":
+            out[tag] = (child.text or "").lower() == "true"
+        else:
+            out[tag] = child.text
+    return out
+
+
+def parse_change_batch(body: bytes) -> list[dict[str, Any]]:
+    root = ET.fromstring(body)
+    changes = []
+    for change in root.iter(f"{{{NS}}}Change"):
+        action = change.find(f"{{{NS}}}Action")
+        rrset = change.find(f"{{{NS}}}ResourceRecordSet")
+        assert action is not None and rrset is not None
+        changes.append({"Action": action.text, "ResourceRecordSet": _xml_to_rrset(rrset)})
+    return changes
+
+
+def _health_config(body: bytes) -> dict[str, Any]:
+    root = ET.fromstring(body)
+    node = root.find(f"{{{NS}}}HealthCheckConfig")
+    if node is None:  # UpdateHealthCheck: the fields sit at the top level
+        node = root
+    config: dict[str, Any] = {}
+    for child in node:
+        tag = _strip(child.tag)
+        if tag == "ChildHealthChecks":
+            config[tag] = [c.text for c in child]
+        elif tag in ("Port", "FailureThreshold", "RequestInterval", "HealthThreshold"):
+            config[tag] = int(child.text or 0)
+        elif tag in ("Inverted", "Disabled"):
+            config[tag] = (child.text or "").lower() == "true"
+        else:
+            config[tag] = child.text
+    return config
+
+
+def _error_xml(exc: strict.InvalidChangeBatch) -> bytes:
+    """Route 53's error document: InvalidChangeBatch lists its messages in brackets, as boto3 shows
+    them ("An error occurred (InvalidChangeBatch) …: [Tried to create resource record set …]")."""
+    rid = uuid.uuid4()
+    message = f"[{', '.join(exc.messages)}]" if exc.code == "InvalidChangeBatch" else exc.messages[0]
+    return (f'<?xml version="1.0"?>\n<ErrorResponse xmlns="{NS}"><Error><Type>Sender</Type><Code>{exc.code}</Code>'
+            f"<Message>{_esc(message)}</Message></Error><RequestId>{rid}</RequestId></ErrorResponse>").encode()
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class Gate:
+    """Run with `serve(moto_url)`; `url` is what clients use."""
+
+    def __init__(self, moto_url: str) -> None:
+        self.moto_url = moto_url.rstrip("/")
+        self.down: set[str] = set()
+        self.calls: list[Call] = []
+        self.refused: list[Call] = []
+        self.rejected_batches: list[tuple[list[dict[str, Any]], list[str]]] = []
+        self.accepted_batches: list[list[dict[str, Any]]] = []
+        self.health_checks: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self.url = ""
+
+    # -- what tests read ------------------------------------------------------------------------------
+    def count(self, region: str | None = None, service: str | None = None) -> int:
+        return sum(1 for c in self.calls if (region is None or c.region == region)
+                   and (service is None or c.service == service))
+
+    def by_region_and_service(self) -> Counter[tuple[str, str]]:
+        return Counter((c.region, c.service) for c in self.calls)
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.refused.clear()
+
+    def reset(self) -> None:
+        """Forget everything (the moto server behind was reset)."""
+        with self._lock:
+            self.down.clear()
+            self.calls.clear()
+            self.refused.clear()
+            self.rejected_batches.clear()
+            self.accepted_batches.clear()
+            self.health_checks.clear()
+
+    def r53(self) -> Any:
+        import boto3
+
+        return boto3.client("route53", region_name="us-east-1", endpoint_url=self.moto_url,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def records(self, zone_id: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for page in self.r53().get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone_id):
+            out.extend(page["ResourceRecordSets"])
+        return out
+
+    def answers(self, zone_id: str, name: str, *, down: frozenset[str] = frozenset(),
+                controls: dict[str, str] | None = None) -> frozenset[str]:
+        health = strict.Health(dict(self.health_checks), down, controls or {})
+        return strict.answer_regions(self.records(zone_id), name, health)
+
+    # -- the proxy ------------------------------------------------------------------------------------
+    @contextmanager
+    def serve(self) -> Iterator[Gate]:
+        gate = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                return
+
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    data = b""
+                    while True:
+                        size = int(self.rfile.readline().strip() or b"0", 16)
+                        if size == 0:
+                            self.rfile.readline()
+                            return data
+                        data += self.rfile.read(size)
+                        self.rfile.readline()
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else b""
+
+            def _handle(self) -> None:
+                body = self._body()
+                call = gate._classify(self.command, self.path, self.headers, body)
+                with gate._lock:
+                    if call.region in gate.down:
+                        gate.refused.append(call)
+                    else:
+                        gate.calls.append(call)
+                if call.region in gate.down:
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                status, headers, payload = gate._dispatch(self.command, self.path, dict(self.headers), body)
+                self.send_response(status)
+                for k, v in headers:
+                    if k.lower() not in ("transfer-encoding", "content-length", "connection"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _handle  # noqa: N815
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        self._server = server
+        self.url = f"http://127.0.0.1:{server.server_address[1]}"
+        thread = threading.Thread(target=server.serve_forever, name="aws-gate", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            server.shutdown()
+            server.server_close()
+
+    def _classify(self, method: str, path: str, headers: Any, body: bytes) -> Call:
+        m = _CRED.search(headers.get("Authorization", ""))
+        region, service = (m.group(1), m.group(2)) if m else ("?", "?")
+        target = headers.get("X-Amz-Target")
+        if target:
+            op = target.split(".", 1)[-1]
+        elif body.startswith(b"Action=") or b"&Action=" in body:
+            op = urllib.parse.parse_qs(body.decode(errors="replace")).get("Action", ["?"])[0]
+        else:
+            op = f"{method} {urllib.parse.urlsplit(path).path}"
+        return Call(region, service, op)
+
+    def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list, bytes]:
+        parts = urllib.parse.urlsplit(self.moto_url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        try:
+            conn.request(method, path, body=body or None, headers={
+                k: v for k, v in headers.items() if k.lower() not in ("transfer-encoding", "connection")})
+            resp = conn.getresponse()
+            return resp.status, resp.getheaders(), resp.read()
+        finally:
+            conn.close()
+
+    def _dispatch(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list, bytes]:
+        plain = urllib.parse.urlsplit(path).path
+        rrset = _RRSET.match(plain)
+        if rrset and method == "POST":
+            return self._change_batch(rrset.group(1), body)
+        change = _CHANGE.match(plain)
+        if change and method == "GET":  # the batches the gate applied are in sync at once
+            return 200, [("Content-Type", "text/xml")], (
+                f'<?xml version="1.0"?>\n<GetChangeResponse xmlns="{NS}"><ChangeInfo><Id>{change.group(1)}</Id>'
+                f"<Status>INSYNC</Status><SubmittedAt>2026-01-01T00:00:00.000Z</SubmittedAt></ChangeInfo>"
+                f"</GetChangeResponse>").encode()
+        hc = _HC.match(plain)
+        status, out_headers, payload = self._forward(method, path, headers, body)
+        if hc and status < 300:
+            with self._lock:
+                if method == "POST" and not hc.group(1):
+                    created = ET.fromstring(payload).find(f".//{{{NS}}}Id")
+                    if created is not None and created.text:
+                        self.health_checks[created.text] = _health_config(body)
+                elif method == "POST" and hc.group(1):
+                    self.health_checks.setdefault(hc.group(1), {}).update(_health_config(body))
+                elif method == "DELETE" and hc.group(1):
+                    self.health_checks.pop(hc.group(1), None)
+        return status, out_headers, payload
+
+    def _change_batch(self, zone_id: str, body: bytes) -> tuple[int, list, bytes]:
+        changes = parse_change_batch(body)
+        xml_headers = [("Content-Type", "text/xml")]
+        with self._lock:  # Route 53 serialises the batches of one zone
+            current = [r for r in self.records(zone_id)]
+            try:
+                after = strict.apply_batch(current, changes)
+            except strict.InvalidChangeBatch as exc:
+                self.rejected_batches.append((changes, exc.messages))
+                return 400, xml_headers, _error_xml(exc)
+            before = {strict.key(r): strict.normalise(r) for r in current}
+            r53 = self.r53()
+            # the net effect, one set per call (moto's own batch handling is not Route 53's)
+            for k, rr in before.items():
+                if k not in after:
+                    r53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={
+                        "Changes": [{"Action": "DELETE", "ResourceRecordSet": rr}]})
+            for k, rr in after.items():
+                if before.get(k) != rr:
+                    r53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={
+                        "Changes": [{"Action": "UPSERT", "ResourceRecordSet": rr}]})
+            self.accepted_batches.append(changes)
+        change_id = "C" + uuid.uuid4().hex[:12].upper()
+        payload = (f'<?xml version="1.0"?>\n<ChangeResourceRecordSetsResponse xmlns="{NS}"><ChangeInfo>'
+                   f"<Id>/change/{change_id}</Id><Status>INSYNC</Status>"
+                   f"<SubmittedAt>2026-01-01T00:00:00.000Z</SubmittedAt></ChangeInfo>"
+                   f"</ChangeResourceRecordSetsResponse>").encode()
+        return 200, xml_headers, payload

@@ -1,0 +1,260 @@
+"""The strict Route 53 gate and the ARC fake: they refuse what AWS refuses, in AWS's shapes.
+
+A fake kinder than AWS hides the bugs users meet, so each rule is shown refused through boto3 (the
+error code and messages a caller sees), and the answer model is checked against Route 53's
+documented selection rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from tests.arc_fake import ArcCluster
+from tests.aws_gate import Gate
+from tests.route53_strict import endpoint_region
+
+NAME = "iot.example.com."
+EU = "abc-ats.iot.eu-west-1.amazonaws.com"
+DE = "abc-ats.iot.eu-central-1.amazonaws.com"
+US = "abc-ats.iot.us-east-1.amazonaws.com"
+
+
+@pytest.fixture
+def r53(gate: Gate) -> Any:
+    return boto3.client("route53", region_name="us-east-1", endpoint_url=gate.url)
+
+
+@pytest.fixture
+def zone(r53: Any) -> str:
+    return r53.create_hosted_zone(Name="example.com", CallerReference="z")["HostedZone"]["Id"].split("/")[-1]
+
+
+def rr(value: str, set_id: str | None = None, **policy: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"Name": NAME, "Type": "CNAME", "TTL": 60, "ResourceRecords": [{"Value": value}]}
+    if set_id:
+        out["SetIdentifier"] = set_id
+    out.update(policy)
+    return out
+
+
+def change(r53: Any, zone: str, *changes: tuple[str, dict[str, Any]]) -> None:
+    r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={
+        "Changes": [{"Action": a, "ResourceRecordSet": r} for a, r in changes]})
+
+
+def refused(r53: Any, zone: str, *changes: tuple[str, dict[str, Any]], code: str = "InvalidChangeBatch") -> str:
+    with pytest.raises(ClientError) as info:
+        change(r53, zone, *changes)
+    assert info.value.response["Error"]["Code"] == code
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    return str(info.value)
+
+
+def cnames(gate: Gate, zone: str) -> list[tuple[str | None, str | None, str]]:
+    return sorted((r.get("SetIdentifier"), r.get("Failover") or r.get("Region"), r["ResourceRecords"][0]["Value"])
+                  for r in gate.records(zone) if r["Type"] == "CNAME")
+
+
+def test_create_of_an_existing_set_is_refused(r53, zone, gate) -> None:  # noqa: ANN001
+    change(r53, zone, ("CREATE", rr(EU)))
+    assert "already exists" in refused(r53, zone, ("CREATE", rr(DE)))
+    assert cnames(gate, zone) == [(None, None, EU)]
+
+
+def test_delete_must_match_every_value(r53, zone, gate) -> None:  # noqa: ANN001
+    change(r53, zone, ("CREATE", rr(EU)))
+    assert "do not match" in refused(r53, zone, ("DELETE", {**rr(EU), "TTL": 300}))
+    assert "not found" in refused(r53, zone, ("DELETE", rr(EU, "x", Failover="PRIMARY")))
+    change(r53, zone, ("DELETE", rr(EU)))
+    assert cnames(gate, zone) == []
+
+
+def test_set_identifier_and_routing_policy_go_together(r53, zone) -> None:  # noqa: ANN001
+    assert "Expected exactly one" in refused(r53, zone, ("CREATE", rr(EU, "eu")), code="InvalidInput")
+    assert "SetIdentifier" in refused(r53, zone, ("CREATE", rr(EU, Failover="PRIMARY")), code="InvalidInput")
+
+
+def test_a_cname_shares_its_name_with_no_other_type(r53, zone) -> None:  # noqa: ANN001
+    change(r53, zone, ("CREATE", {"Name": NAME, "Type": "TXT", "TTL": 60, "ResourceRecords": [{"Value": '"x"'}]}))
+    assert "conflicts" in refused(r53, zone, ("CREATE", rr(EU)))
+
+
+def test_simple_beside_routed_and_mixed_policies_are_refused(r53, zone) -> None:  # noqa: ANN001
+    change(r53, zone, ("CREATE", rr(EU)))
+    refused(r53, zone, ("CREATE", rr(DE, "de", Failover="SECONDARY")))
+    change(r53, zone, ("DELETE", rr(EU)), ("CREATE", rr(EU, "eu", Failover="PRIMARY")))
+    assert "mixed" in refused(r53, zone, ("CREATE", rr(DE, "de", Region="eu-central-1")))
+
+
+def test_one_primary_and_one_secondary_so_a_role_flip_is_refused_either_way(r53, zone, gate) -> None:  # noqa: ANN001
+    change(r53, zone, ("CREATE", rr(EU, "eu-west-1", Failover="PRIMARY")),
+           ("CREATE", rr(US, "us-east-1", Failover="SECONDARY")))
+    # what `failover --to us-east-1` used to send, in either order
+    assert "PRIMARY already exists" in refused(r53, zone, ("UPSERT", rr(US, "us-east-1", Failover="PRIMARY")))
+    refused(r53, zone, ("UPSERT", rr(EU, "eu-west-1", Failover="SECONDARY")))
+    assert cnames(gate, zone) == [("eu-west-1", "PRIMARY", EU), ("us-east-1", "SECONDARY", US)]
+    # records named by role: the value moves, one valid UPSERT each
+    change(r53, zone, ("DELETE", rr(EU, "eu-west-1", Failover="PRIMARY")),
+           ("CREATE", rr(US, "primary", Failover="PRIMARY")))
+    assert len(gate.rejected_batches) == 2
+    assert cnames(gate, zone) == [("primary", "PRIMARY", US), ("us-east-1", "SECONDARY", US)]
+
+
+def test_one_latency_record_per_region(r53, zone) -> None:  # noqa: ANN001
+    change(r53, zone, ("CREATE", rr(EU, "a", Region="eu-west-1")))
+    assert "latency record for region eu-west-1" in refused(r53, zone, ("CREATE", rr(DE, "b", Region="eu-west-1")))
+
+
+def test_a_batch_is_all_or_nothing_and_checked_in_order(r53, zone, gate) -> None:  # noqa: ANN001
+    change(r53, zone, ("CREATE", rr(EU)))
+    # the documented pattern: DELETE the simple record and CREATE routed ones in one batch
+    change(r53, zone, ("DELETE", rr(EU)), ("CREATE", rr(EU, "primary", Failover="PRIMARY")),
+           ("CREATE", rr(DE, "secondary", Failover="SECONDARY")))
+    before = cnames(gate, zone)
+    # the first change alone is fine; the second fails: nothing of the batch is applied
+    refused(r53, zone, ("UPSERT", rr(US, "primary", Failover="PRIMARY")),
+            ("CREATE", rr(DE, "third", Failover="SECONDARY")))
+    assert cnames(gate, zone) == before
+
+
+def _check(r53: Any, **config: Any) -> str:
+    return r53.create_health_check(CallerReference=str(config), HealthCheckConfig=config)["HealthCheck"]["Id"]
+
+
+def test_answers_follow_route53_selection_rules(r53, zone, gate) -> None:  # noqa: ANN001
+    eu = _check(r53, Type="TCP", FullyQualifiedDomainName=EU, Port=443)
+    de = _check(r53, Type="TCP", FullyQualifiedDomainName=DE, Port=443)
+    change(r53, zone, ("CREATE", rr(EU, "primary", Failover="PRIMARY", HealthCheckId=eu)),
+           ("CREATE", rr(DE, "secondary", Failover="SECONDARY", HealthCheckId=de)))
+    assert gate.answers(zone, NAME) == {"eu-west-1"}
+    assert gate.answers(zone, NAME, down=frozenset({"eu-west-1"})) == {"eu-central-1"}
+    # none healthy: all count as healthy, the PRIMARY answers
+    assert gate.answers(zone, NAME, down=frozenset({"eu-west-1", "eu-central-1"})) == {"eu-west-1"}
+
+
+def test_recovery_control_and_calculated_checks_follow_routing_controls(r53, zone, gate) -> None:  # noqa: ANN001
+    arn = "arn:aws:route53-recovery-control::123456789012:controlpanel/p/routingcontrol/eu"
+    tcp = _check(r53, Type="TCP", FullyQualifiedDomainName=EU, Port=443)
+    rc = _check(r53, Type="RECOVERY_CONTROL", RoutingControlArn=arn)
+    calc = _check(r53, Type="CALCULATED", ChildHealthChecks=[tcp, rc], HealthThreshold=2)
+    de = _check(r53, Type="TCP", FullyQualifiedDomainName=DE, Port=443)
+    change(r53, zone, ("CREATE", rr(EU, "primary", Failover="PRIMARY", HealthCheckId=calc)),
+           ("CREATE", rr(DE, "secondary", Failover="SECONDARY", HealthCheckId=de)))
+    assert gate.health_checks[rc]["RoutingControlArn"] == arn
+    assert gate.answers(zone, NAME, controls={arn: "On"}) == {"eu-west-1"}
+    assert gate.answers(zone, NAME, controls={arn: "Off"}) == {"eu-central-1"}
+    assert gate.answers(zone, NAME, controls={arn: "On"}, down=frozenset({"eu-west-1"})) == {"eu-central-1"}
+
+
+def test_an_outage_refuses_the_region_and_counts_every_call(gate: Gate) -> None:
+    if True:
+        gate.down.add("eu-west-1")
+        ok = boto3.client("iot", region_name="eu-central-1", endpoint_url=gate.url)
+        ok.list_things()
+        dead = boto3.client("iot", region_name="eu-west-1", endpoint_url=gate.url,
+                            config=__import__("botocore.config").config.Config(retries={"max_attempts": 1}))
+        with pytest.raises((EndpointConnectionError, ClientError, Exception)):
+            dead.list_things()
+        assert gate.by_region_and_service() == {("eu-central-1", "iot"): 1}
+        assert gate.refused and all(c.region == "eu-west-1" for c in gate.refused)
+
+
+# -- ARC -------------------------------------------------------------------------------------------
+PANEL = "arn:aws:route53-recovery-control::123456789012:controlpanel/p"
+
+
+@pytest.fixture
+def arc() -> Iterator[ArcCluster]:
+    with ArcCluster().serve() as cluster:
+        for region in ("eu-west-1", "eu-central-1"):
+            cluster.add_control(f"{PANEL}/routingcontrol/{region}", f"iot-dev-{region}", PANEL)
+        cluster.add_safety_rule(f"{PANEL}/safetyrule/one-on", "at-least-one-on",
+                                [f"{PANEL}/routingcontrol/eu-west-1", f"{PANEL}/routingcontrol/eu-central-1"], 1)
+        yield cluster
+
+
+def _arc_client(arc: ArcCluster, region: str) -> Any:
+    return boto3.client("route53-recovery-cluster", region_name=region, endpoint_url=arc.endpoints[region])
+
+
+def test_arc_speaks_the_toggle_customer_api_through_boto3(arc: ArcCluster) -> None:
+    c = _arc_client(arc, "us-west-2")
+    eu, de = f"{PANEL}/routingcontrol/eu-west-1", f"{PANEL}/routingcontrol/eu-central-1"
+    assert c.get_routing_control_state(RoutingControlArn=eu)["RoutingControlState"] == "Off"  # new: Off
+    c.update_routing_control_states(UpdateRoutingControlStateEntries=[
+        {"RoutingControlArn": eu, "RoutingControlState": "On"},
+        {"RoutingControlArn": de, "RoutingControlState": "On"}])
+    listed = c.list_routing_controls(ControlPanelArn=PANEL)["RoutingControls"]
+    assert {x["RoutingControlName"]: x["RoutingControlState"] for x in listed} == {
+        "iot-dev-eu-west-1": "On", "iot-dev-eu-central-1": "On"}
+    c.update_routing_control_state(RoutingControlArn=eu, RoutingControlState="Off")
+    # the safety rule: at least one On
+    with pytest.raises(ClientError) as info:
+        c.update_routing_control_state(RoutingControlArn=de, RoutingControlState="Off")
+    assert info.value.response["Error"]["Code"] == "ConflictException"
+    assert arc.states()[de] == "On"
+    with pytest.raises(ClientError) as missing:
+        c.get_routing_control_state(RoutingControlArn=f"{PANEL}/routingcontrol/nope")
+    assert missing.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert arc.count("us-west-2") == 6
+
+
+def test_arc_endpoints_share_one_state_and_a_down_region_does_not_answer(arc: ArcCluster) -> None:
+    eu = f"{PANEL}/routingcontrol/eu-west-1"
+    _arc_client(arc, "us-east-1").update_routing_control_state(RoutingControlArn=eu, RoutingControlState="On")
+    assert _arc_client(arc, "ap-northeast-1").get_routing_control_state(
+        RoutingControlArn=eu)["RoutingControlState"] == "On"
+    arc.down.add("eu-west-1")
+    from botocore.config import Config
+
+    dead = boto3.client("route53-recovery-cluster", region_name="eu-west-1", endpoint_url=arc.endpoints["eu-west-1"],
+                        config=Config(retries={"max_attempts": 1}))
+    with pytest.raises(Exception):  # noqa: B017 - a connection error of some kind
+        dead.get_routing_control_state(RoutingControlArn=eu)
+    assert arc.count("eu-west-1") == 0 and len(arc.refused) >= 1
+
+
+def test_endpoint_region_of_an_iot_endpoint() -> None:
+    assert endpoint_region(EU) == "eu-west-1" and endpoint_region("example.net") is None
+
+
+# -- the product's ARC client against the fake cluster -----------------------------------------------
+def _wiring(arc: ArcCluster) -> Any:
+    from orchestrator.routing_controls import ArcWiring, ClusterEndpoint
+
+    return ArcWiring({r: f"{PANEL}/routingcontrol/{r}" for r in ("eu-west-1", "eu-central-1")},
+                     tuple(ClusterEndpoint(r, u) for r, u in arc.endpoints.items()), PANEL)
+
+
+def test_routing_controls_move_traffic_in_one_call_avoiding_the_failed_region(arc: ArcCluster) -> None:
+    from orchestrator.aws import AwsContext
+    from orchestrator.routing_controls import ControlState, only, read_states, set_states
+
+    ctx = AwsContext(endpoint_url="http://127.0.0.1:1")  # dummy credentials; ARC uses its own endpoints
+    wiring = _wiring(arc)
+    set_states(ctx, wiring, {"eu-west-1": ControlState.ON, "eu-central-1": ControlState.ON})
+    arc.down.update({"us-east-1", "eu-west-1"})  # the first endpoint is out; eu-west-1 must not be called
+    arc.calls.clear()
+    result = set_states(ctx, wiring, only("eu-central-1", list(wiring.controls)), avoid=["eu-west-1"])
+    assert result.endpoint_region == "us-west-2"
+    assert [(c.region, c.ok) for c in result.calls] == [("us-east-1", False), ("us-west-2", True)]
+    assert arc.count("eu-west-1") == 0 and arc.count(operation="UpdateRoutingControlStates") == 1
+    assert read_states(ctx, wiring, avoid=["eu-west-1"]).states == {
+        "eu-west-1": ControlState.OFF, "eu-central-1": ControlState.ON}
+
+
+def test_a_safety_rule_refusal_is_a_guard_not_an_outage(arc: ArcCluster) -> None:
+    from orchestrator.aws import AwsContext
+    from orchestrator.errors import GuardRefused
+    from orchestrator.routing_controls import ControlState, set_states
+
+    wiring = _wiring(arc)
+    with pytest.raises(GuardRefused, match="at least 1"):
+        set_states(AwsContext(endpoint_url="http://127.0.0.1:1"), wiring,
+                   {"eu-west-1": ControlState.OFF, "eu-central-1": ControlState.OFF})
+    assert len(arc.calls) == 1  # not retried against the other endpoints

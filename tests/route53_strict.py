@@ -1,0 +1,240 @@
+"""A Route 53 that refuses what Route 53 refuses, and says what a name answers.
+
+TEST FIXTURE ONLY. moto accepts any change batch; real Route 53 checks each change of a batch
+against the record sets the earlier changes of the same batch leave, and applies the batch only
+when every change passes (all-or-nothing). Sources: Route 53 API reference, ChangeResourceRecordSets
+and ResourceRecordSet; boto/boto3#1347 (a role flip refused).
+
+Rules enforced (numbers as in issue 10):
+1. CREATE of an existing set (name, type, SetIdentifier) is refused.
+2. DELETE must match an existing set exactly (every value).
+3. A SetIdentifier needs exactly one routing policy, and a routing policy needs a SetIdentifier
+   (Route 53 answers InvalidInput for this one; the others are InvalidChangeBatch).
+4. A CNAME shares its name with no record of another type.
+5. A simple record cannot sit beside routed records of the same name and type; routed records of
+   one name and type cannot mix routing policies.
+6. At most one PRIMARY and one SECONDARY failover record per name and type.
+7. At most one latency record per Region per name and type.
+
+`answers` computes what a name resolves to under Route 53's selection rules: a record without a
+health check counts as healthy; if none is healthy all count as healthy; failover = healthy
+PRIMARY, else healthy SECONDARY, else PRIMARY; latency = any healthy record (the resolver's
+nearest). Health checks: TCP/HTTP(S) follow the region of their endpoint (down or not),
+RECOVERY_CONTROL follows an ARC routing control's state, CALCULATED counts healthy children
+against its threshold.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+POLICY_KEYS = ("Weight", "Region", "Failover", "GeoLocation", "MultiValueAnswer", "GeoProximityLocation",
+               "CidrRoutingConfig")
+# what identifies a record set; everything else is a value DELETE must match
+Key = tuple[str, str, str]
+
+
+class InvalidChangeBatch(Exception):
+    """Route 53's refusal of a batch: `code` is InvalidChangeBatch or InvalidInput, `messages` its list."""
+
+    def __init__(self, messages: list[str], code: str = "InvalidChangeBatch") -> None:
+        super().__init__("; ".join(messages))
+        self.code = code
+        self.messages = messages
+
+
+def fqdn(name: str) -> str:
+    return name.rstrip(".").lower() + "."
+
+
+def key(rrset: Mapping[str, Any]) -> Key:
+    return fqdn(rrset["Name"]), rrset["Type"], rrset.get("SetIdentifier") or ""
+
+
+def policy(rrset: Mapping[str, Any]) -> str | None:
+    found = [k for k in POLICY_KEYS if rrset.get(k) not in (None, "")]
+    return found[0] if found else None
+
+
+def normalise(rrset: Mapping[str, Any]) -> dict[str, Any]:
+    """The set as Route 53 stores it: lower-case FQDN, values as a sorted list, no empty keys."""
+    out = {k: v for k, v in rrset.items() if v not in (None, "", [])}
+    out["Name"] = fqdn(rrset["Name"])
+    if "ResourceRecords" in out:
+        out["ResourceRecords"] = sorted(({"Value": str(r["Value"])} for r in out["ResourceRecords"]),
+                                        key=lambda r: r["Value"])
+    if "TTL" in out:
+        out["TTL"] = int(out["TTL"])
+    return out
+
+
+def _describe(rrset: Mapping[str, Any]) -> str:
+    n, t, s = key(rrset)
+    return f"[name='{n}', type='{t}'" + (f", set-identifier='{s}'" if s else "") + "]"
+
+
+def _check_shape(change: Mapping[str, Any]) -> None:
+    """Rule 3: SetIdentifier and exactly one routing policy go together."""
+    rr = change["ResourceRecordSet"]
+    policies = [k for k in POLICY_KEYS if rr.get(k) not in (None, "")]
+    set_id = rr.get("SetIdentifier")
+    where = f"Change with [Action={change['Action']}, Name={fqdn(rr['Name'])}, Type={rr['Type']}" + \
+        (f", SetIdentifier={set_id}]" if set_id else "]")
+    if set_id and len(policies) != 1:
+        found = "none" if not policies else ", ".join(policies)
+        raise InvalidChangeBatch([f"Invalid request: Expected exactly one of [{', '.join(POLICY_KEYS)}], "
+                                  f"but found {found} in {where}"], code="InvalidInput")
+    if policies and not set_id:
+        raise InvalidChangeBatch([f"Invalid request: Missing field 'SetIdentifier' in {where}"],
+                                 code="InvalidInput")
+
+
+def _check_state(state: Mapping[Key, dict[str, Any]], rr: Mapping[str, Any]) -> list[str]:
+    """Rules 4-7 for the set `rr` as it stands in `state` (after the change)."""
+    name, rtype, set_id = key(rr)
+    same_name = [r for k, r in state.items() if k[0] == name and k != (name, rtype, set_id)]
+    problems: list[str] = []
+    if rtype == "CNAME" and any(r["Type"] != "CNAME" for r in same_name) or \
+            rtype != "CNAME" and any(r["Type"] == "CNAME" for r in same_name):
+        problems.append(f"RRSet of type CNAME with DNS name {name} is not permitted as it conflicts with "
+                        f"other records with the same DNS name in zone")
+    siblings = [r for r in same_name if r["Type"] == rtype]
+    mine = policy(rr)
+    for other in siblings:
+        theirs = policy(other)
+        if (mine is None) != (theirs is None):
+            problems.append(f"RRSet with DNS name {name}, type {rtype} cannot be created as a "
+                            f"{'non-' if mine is None else ''}routed record beside "
+                            f"{'routed' if mine is None else 'a simple'} records of the same name and type")
+            break
+        if mine is not None and theirs != mine:
+            problems.append(f"RRSet with DNS name {name}, type {rtype}, SetIdentifier {set_id} cannot be "
+                            f"created because a {theirs} record exists with the same name and type "
+                            f"(routing policies cannot be mixed)")
+            break
+    if mine == "Failover":
+        clash = [r for r in siblings if r.get("Failover") == rr["Failover"]]
+        if clash:
+            problems.append(f"The resource record set with name {name}, type {rtype} and failover type "
+                            f"{rr['Failover']} already exists (SetIdentifier {clash[0].get('SetIdentifier')}): "
+                            f"a name and type has at most one PRIMARY and one SECONDARY record")
+    if mine == "Region":
+        clash = [r for r in siblings if r.get("Region") == rr["Region"]]
+        if clash:
+            problems.append(f"The resource record set with name {name}, type {rtype} has a latency record for "
+                            f"region {rr['Region']} already (SetIdentifier {clash[0].get('SetIdentifier')})")
+    return problems
+
+
+def apply_batch(current: Iterable[Mapping[str, Any]], changes: list[Mapping[str, Any]]) -> dict[Key, dict[str, Any]]:
+    """The zone's record sets after `changes`, or InvalidChangeBatch (nothing applied)."""
+    state: dict[Key, dict[str, Any]] = {key(r): normalise(r) for r in current}
+    if not changes:
+        raise InvalidChangeBatch(["Invalid request: the change batch has no changes"], code="InvalidInput")
+    for change in changes:
+        action = change["Action"]
+        rr = normalise(change["ResourceRecordSet"])
+        _check_shape({"Action": action, "ResourceRecordSet": rr})
+        k = key(rr)
+        if action == "CREATE":
+            if k in state:
+                raise InvalidChangeBatch([f"Tried to create resource record set {_describe(rr)} but it already "
+                                          f"exists"])
+            state[k] = rr
+        elif action == "UPSERT":
+            state[k] = rr
+        elif action == "DELETE":
+            if k not in state:
+                raise InvalidChangeBatch([f"Tried to delete resource record set {_describe(rr)} but it was not "
+                                          f"found"])
+            if state[k] != rr:
+                raise InvalidChangeBatch([f"Tried to delete resource record set {_describe(rr)} but the values "
+                                          f"provided do not match the current values"])
+            del state[k]
+            continue
+        else:
+            raise InvalidChangeBatch([f"Invalid action {action!r}"], code="InvalidInput")
+        problems = _check_state(state, rr)
+        if problems:
+            raise InvalidChangeBatch(problems)
+    return state
+
+
+# -- answers ---------------------------------------------------------------------------------------
+_ENDPOINT_REGION = re.compile(r"\.iot\.([a-z]{2}(?:-[a-z]+)+-\d)\.amazonaws\.com\.?$")
+
+
+def endpoint_region(host: str) -> str | None:
+    m = _ENDPOINT_REGION.search(host or "")
+    return m.group(1) if m else None
+
+
+@dataclass(frozen=True)
+class Health:
+    """The world a health check looks at: regions that do not answer, routing-control states."""
+
+    checks: Mapping[str, Mapping[str, Any]]  # id -> HealthCheckConfig (as created)
+    down: frozenset[str] = frozenset()
+    controls: Mapping[str, str] = field(default_factory=dict)  # routing control ARN -> On | Off
+
+    def healthy(self, check_id: str, _depth: int = 0) -> bool:
+        config = self.checks.get(check_id)
+        if config is None:
+            raise KeyError(f"record names health check {check_id}, which does not exist")
+        kind = config.get("Type")
+        if kind == "RECOVERY_CONTROL":
+            result = self.controls.get(config.get("RoutingControlArn", ""), "Off") == "On"
+        elif kind == "CALCULATED":
+            children = list(config.get("ChildHealthChecks") or [])
+            ok = sum(self.healthy(c, _depth + 1) for c in children)
+            result = ok >= int(config.get("HealthThreshold", len(children)))
+        else:
+            region = endpoint_region(config.get("FullyQualifiedDomainName", ""))
+            result = region not in self.down
+        return (not result) if config.get("Inverted") else result
+
+
+def answers(records: Iterable[Mapping[str, Any]], name: str, health: Health,
+            rtype: str = "CNAME") -> frozenset[str]:
+    """The values resolvers may receive for `name` (several for latency: depends on where they are)."""
+    sets = [r for r in records if fqdn(r["Name"]) == fqdn(name) and r["Type"] == rtype]
+    if not sets:
+        return frozenset()
+
+    def value(r: Mapping[str, Any]) -> str:
+        return str(r["ResourceRecords"][0]["Value"]).rstrip(".")
+
+    def ok(r: Mapping[str, Any]) -> bool:
+        return not r.get("HealthCheckId") or health.healthy(r["HealthCheckId"])
+
+    kind = policy(sets[0])
+    if kind is None:
+        return frozenset(value(r) for r in sets)
+    healthy = [r for r in sets if ok(r)]
+    if not healthy:  # none healthy: Route 53 treats all as healthy
+        healthy = sets
+    if kind == "Failover":
+        for role in ("PRIMARY", "SECONDARY"):
+            chosen = [r for r in healthy if r.get("Failover") == role]
+            if chosen:
+                return frozenset({value(chosen[0])})
+        return frozenset()
+    return frozenset(value(r) for r in healthy)
+
+
+def answer_regions(records: Iterable[Mapping[str, Any]], name: str, health: Health) -> frozenset[str]:
+    """`answers` as regions (of the IoT endpoints answered)."""
+    return frozenset(endpoint_region(v) or v for v in answers(records, name, health))
+
+
+def scenarios(records: list[Mapping[str, Any]], name: str, checks: Mapping[str, Mapping[str, Any]],
+              regions: Iterable[str], controls: Mapping[str, str] | None = None) -> dict[str, frozenset[str]]:
+    """What the name answers with every region up ("all") and with each region down in turn."""
+    out = {"all": answer_regions(records, name, Health(checks, frozenset(), controls or {}))}
+    for region in regions:
+        out[f"{region} down"] = answer_regions(records, name, Health(checks, frozenset({region}), controls or {}))
+    return out
+
