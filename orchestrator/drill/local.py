@@ -120,7 +120,8 @@ class LocalDrill:
 
         source = self.app.topology()
         doc = source.to_document()
-        doc.update(secondaries=[], routing="single")
+        # the local world has no ARC cluster: its transitions use the `dns` failover control
+        doc.update(secondaries=[], routing="single", failover_control="dns")
         project = self.run_dir / "project"
         (project / "stacks").mkdir(parents=True, exist_ok=True)
         (project / "Pulumi.yaml").write_text("name: iot-platform\nruntime: python\n")
@@ -161,6 +162,10 @@ class LocalDrill:
         opts = self.opts
         started = time.time()
         regions = (primary, secondary)
+        control = self.app.topology().failover_control.value
+        if control != "dns":
+            self.notify(f"drill: env {self.app.env} fails over with `{control}`; the local world has no ARC "
+                        "cluster, so this drill uses the `dns` failover control (records change on failover)")
         self.notify(f"drill: local world for {primary} + {secondary} in {self.run_dir}")
         endpoint = self._moto()
         aws = AwsContext(endpoint_url=endpoint)
@@ -250,13 +255,13 @@ class LocalDrill:
         samples: list[tuple[float, dict[str, int], dict[str, int]]] = []
         sampler_stop = threading.Event()
 
-        def sample() -> None:
-            seen = {r: 0 for r in regions}
+        def sample() -> None:  # every 0.25 s: devices connected per region, messages/s over the last second
+            window: list[dict[str, int]] = []
             while not sampler_stop.wait(0.25):
                 now = time.time()
-                counts = {r: len(services[r].received) for r in regions}
-                rate = {r: int((counts[r] - seen[r]) / 0.25) for r in regions}
-                seen = counts
+                window = [*window[-3:], {r: len(services[r].received) for r in regions}]
+                span = 0.25 * max(1, len(window) - 1)
+                rate = {r: round((window[-1][r] - window[0][r]) / span) for r in regions}
                 samples.append((now, fleet.connected(), rate))
 
         sampler = threading.Thread(target=sample, name="drill-sampler", daemon=True)

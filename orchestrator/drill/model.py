@@ -132,6 +132,7 @@ class DrillResult:
     samples: tuple[tuple[float, dict[str, int], dict[str, int]], ...]  # (t, connected per region, msgs/s)
     refused_unregistered: bool | None  # a device with an unsynced certificate was refused in the survivor
     scaled: dict[str, float] = field(default_factory=dict)  # the intervals actually used
+    control: str = "dns"  # the failover control the transitions used
     files: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -33,7 +33,7 @@ def markdown(result: DrillResult, picture: str | None = None) -> str:
         f"# Game day: {r.killed} goes dark ({'PASS' if r.ok else 'FAIL'})",
         "",
         f"`orchestrate drill --local --devices {o.devices} --routing {o.routing.value} --kill {r.killed}` "
-        f"(env {r.env}, domain `{r.domain}`, regions {', '.join(r.regions)})",
+        f"(env {r.env}, domain `{r.domain}`, regions {', '.join(r.regions)}, failover control `{r.control}`)",
         "",
         f"- **{back}/{len(affected)}** devices connected to {r.killed} reconnected to **{r.survivor}**"
         + (f", the last {_s((r.all_back_at or r.killed_at) - r.killed_at)} after the kill." if r.all_back_at else "."),
