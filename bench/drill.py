@@ -87,10 +87,11 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
-        f"The model (`orchestrator.drill.model.project`) at the same scaled values gives RTO p50 "
-        f"{model.rto.p50:.1f} s, p95 {model.rto.p95:.1f} s (detection {model.detection:.1f} s mean, TTL wait p50 "
-        f"{model.ttl_wait.p50:.1f} s, backoff wait p50 {model.backoff.p50:.1f} s): the measured rows sit on it, "
-        f"which is what lets the same model speak for Route 53's real intervals:",
+        f"The model (`orchestrator.drill.model.project`: the same health check, resolver cache and SDK backoff, "
+        f"simulated) at the same scaled values gives RTO p50 {model.rto.p50:.1f} s, p95 {model.rto.p95:.1f} s "
+        f"(detection {model.detection:.1f} s mean, TTL wait p50/p95 {model.ttl_wait.p50:.1f} / "
+        f"{model.ttl_wait.p95:.1f} s, backoff wait p50/p95 {model.backoff.p50:.1f} / {model.backoff.p95:.1f} s); "
+        f"compare with the measured rows before trusting it at Route 53's real intervals:",
         "",
         *projection_table([project(), project(interval=10.0)]),
         "",

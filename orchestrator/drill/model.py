@@ -185,20 +185,31 @@ def backoff_schedule(rng: random.Random, horizon: float, min_s: float = SDK_MIN_
 
 def project(interval: float = ROUTE53_INTERVAL_S, threshold: int = ROUTE53_THRESHOLD, ttl: float = RECORD_TTL_S,
             samples: int = 5000, seed: int = 15, handshake: float = 0.0) -> Projection:
-    """The same model the drill measures, on paper: RTO = detection + TTL wait + backoff wait.
+    """The drill's device, on paper: RTO = detection + TTL wait + backoff wait.
 
-    Detection: the check fails `threshold` probes in a row after the kill (the kill lands at a uniform
-    point of a probe interval). TTL wait: a device's cached answer was fetched at a uniform point of
-    its TTL before the change. Backoff: the first SDK attempt after the fresh answer is available."""
+    Detection: the first failing probe lands at a uniform point of the check interval after the kill;
+    the check flips after `threshold` failures in a row, and Route 53 answers the survivor from then on.
+    The device: the SDK attempts at its backoff schedule from the disconnect; each attempt resolves
+    the name, through a cache that keeps an answer for `ttl`; it connects at the first attempt whose
+    answer is the survivor. As in the drill's measurement, TTL wait = from the flip until the answer
+    cached before it expires, backoff wait = from then until the connecting attempt."""
     rng = random.Random(seed)
-    rtos, ttls, backoffs = [], [], []
-    detection_mean = (threshold - 0.5) * interval
+    rtos, ttls, backoffs, detections = [], [], [], []
     for _ in range(samples):
         detection = (threshold - 1) * interval + rng.uniform(0, interval)
-        ttl_wait = rng.uniform(0, ttl)
-        fresh = detection + ttl_wait
-        attempt = next(t for t in backoff_schedule(rng, fresh + SDK_MAX_RECONNECT_S) if t >= fresh)
-        rtos.append(attempt + handshake)
-        ttls.append(ttl_wait)
-        backoffs.append(attempt - fresh + handshake)
-    return Projection(interval, threshold, ttl, Stats.of(rtos), detection_mean, Stats.of(ttls), Stats.of(backoffs))
+        cached_until, cached_new, old_expiry, back = -1.0, False, detection, 0.0
+        for t in backoff_schedule(rng, detection + ttl + 2 * SDK_MAX_RECONNECT_S):
+            if t >= cached_until:  # cache miss: the resolver answers as Route 53 does at time t
+                cached_new, cached_until = t >= detection, t + ttl
+                if not cached_new:
+                    old_expiry = cached_until
+            if cached_new:
+                back = t
+                break
+        fresh = min(max(detection, old_expiry), back)
+        rtos.append(back + handshake)
+        detections.append(detection)
+        ttls.append(fresh - detection)
+        backoffs.append(back - fresh + handshake)
+    return Projection(interval, threshold, ttl, Stats.of(rtos), sum(detections) / len(detections), Stats.of(ttls),
+                      Stats.of(backoffs))
