@@ -275,7 +275,7 @@ class LocalDrill:
               f"not every device connected within the warm-up: {fleet.connected()}")
         fleet.publishing.set()
         time.sleep(TELEMETRY_WARM_UP * opts.publish_interval)
-        _wait(lambda: all(d.log.last_report_accepted is not None for d in devices), 20,
+        _wait(lambda: all(d.log.last_report_accepted is not None for d in devices), 20 + opts.devices * 0.2,
               "not every device's shadow report was accepted during the warm-up")
         before = {d.thing: d.region for d in devices}
 

@@ -123,6 +123,8 @@ class DeviceNetwork:
             await asyncio.gather(*pipes, return_exceptions=True)
         except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.TimeoutError, asyncio.LimitOverrunError):
             pass
+        except asyncio.CancelledError:  # the stub is stopping: end quietly
+            pass
         finally:
             for w in (writer, upstream):
                 if w is not None:

@@ -2,7 +2,9 @@
 
 `Processes` is the one owner: it starts each child in its own session (so a signal reaches only
 that child), remembers its pid, kills by pid (never by name) and waits for it. `stop_all` runs on
-every exit path of a drill, Ctrl-C included; `alive()` is what the tests assert is empty.
+every exit path of a drill, Ctrl-C included; `alive()` is what the tests assert is empty. Each
+child runs in the drill's directory and is killed by the kernel if the drill itself dies without
+cleaning up (PR_SET_PDEATHSIG on Linux).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +31,8 @@ class Processes:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=env, start_new_session=True)
+                                    env=env, cwd=self.log_dir.parent, start_new_session=True,
+                                    preexec_fn=_die_with_parent)
         finally:
             log.close()
         self.children[name] = proc
@@ -61,6 +65,17 @@ class Processes:
         except OSError:
             return ""
         return " | ".join(text.strip().splitlines()[-lines:])
+
+
+def _die_with_parent() -> None:
+    """In the child: the kernel kills it when the drill dies, even by SIGKILL (Linux PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        except OSError:
+            pass
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -23,6 +23,7 @@ from orchestrator.aws import AwsContext, client
 
 TELEMETRY = "dt/+/telemetry"
 SHADOW_REQUESTS = ("$aws/things/+/shadow/get", "$aws/things/+/shadow/update")
+WORKERS = 4  # shadow requests served in parallel per region (each is one or two data-plane calls)
 
 
 @dataclass(frozen=True)
@@ -42,13 +43,15 @@ class RegionServices:
         self._requests: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
         self._connected = threading.Event()
         self._client: Any = None
-        self._worker: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
 
     def start(self, timeout: float = 10.0) -> None:
         from awscrt import mqtt5
 
-        self._worker = threading.Thread(target=self._serve, name=f"drill-shadow-{self.region}", daemon=True)
-        self._worker.start()
+        for i in range(WORKERS):
+            worker = threading.Thread(target=self._serve, name=f"drill-shadow-{self.region}-{i}", daemon=True)
+            worker.start()
+            self._workers.append(worker)
         self._client = mqtt5.Client(mqtt5.ClientOptions(
             host_name=self.address, port=self.port,
             connect_options=mqtt5.ConnectPacket(client_id=f"iot-services-{self.region}", keep_alive_interval_sec=30),
@@ -125,9 +128,10 @@ class RegionServices:
                                                  qos=mqtt5.QoS.AT_LEAST_ONCE))
 
     def stop(self) -> None:
-        self._requests.put(None)
-        if self._worker is not None:
-            self._worker.join(10)
+        for _ in self._workers:
+            self._requests.put(None)
+        for worker in self._workers:
+            worker.join(10)
         if self._client is not None:
             stopped = threading.Event()
             try:

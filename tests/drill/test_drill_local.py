@@ -113,3 +113,46 @@ def test_kill_outside_the_drill_regions_is_bad_input_and_starts_nothing(project:
     code, doc, err = _drill(project, "--kill", "us-east-2")
     assert code == 2 and "--kill us-east-2" in err
     assert not (project / "report").exists()
+
+
+def _processes_in(directory: Path) -> list[str]:
+    """Processes whose working directory or command line is inside `directory`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if cwd.startswith(str(directory)) or str(directory) in cmd:
+            found.append(f"{entry.name}: {cmd[:120]}")
+    return found
+
+
+def test_ctrl_c_stops_every_process_of_the_world(project: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = project / "report"
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "drill", "--local", "--devices", "2",
+                             "--time-scale", "0.034", "--output", str(out)], cwd=project,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 120
+        for line in proc.stderr:  # wait until the brokers are up and the devices connect
+            if "devices connecting" in line or time.monotonic() > deadline:
+                break
+        assert len([p for p in _processes_in(out) if "mosquitto" in p]) == 2, _processes_in(out)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 130
+    assert _processes_in(out) == []
