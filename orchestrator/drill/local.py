@@ -307,6 +307,8 @@ class LocalDrill:
                                         f"for a new connection (devices already connected stay where they are)"))
         time.sleep(2 * opts.publish_interval)
         fleet.stop_publishing()
+        # every publish the SDK still holds goes out and is acknowledged before the devices stop
+        _wait(lambda: all(len(d.log.acked) >= len(d.log.published) for d in devices), 10 + opts.devices * 0.02, None)
         time.sleep(max(1.0, 2 * opts.publish_interval))
         fleet.stop()
         sampler_stop.set()
@@ -371,7 +373,9 @@ class LocalDrill:
                 ttl = fresh - change
                 backoff = back - fresh
         acked_or_sent = set(log.published)
-        lost = len([s for s in acked_or_sent if s not in got])
+        missing = [s for s in acked_or_sent if s not in got]
+        lost = len(missing)
+        lost_acked = len([s for s in missing if s in log.acked])
         dup = sum(n - 1 for n in got.values() if n > 1)
         final_region = d.region or after or survivor
         try:
@@ -382,7 +386,7 @@ class LocalDrill:
         return DeviceOutcome(
             thing=d.thing, location=d.location, before=before, after=after, moved=moved, rto=rto,
             detection=detection, ttl=ttl, backoff=backoff, attempts=attempts, published=len(log.published),
-            received=len(got), lost=lost, duplicated=dup,
+            received=len(got), lost=lost, lost_after_ack=lost_acked, duplicated=dup,
             shadow_reported_found=arrival[2] if arrival else None,
             shadow_desired_found=arrival[3] if arrival else None, shadow_restored=restored)
 

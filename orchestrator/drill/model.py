@@ -77,7 +77,8 @@ class DeviceOutcome:
     attempts: int  # connect attempts between the kill and the reconnection
     published: int
     received: int  # distinct sequence numbers some broker received
-    lost: int  # published (handed to the SDK) and never received by any broker
+    lost: int  # published (handed to the SDK) and never received by the region's telemetry sink
+    lost_after_ack: int  # ... of which a broker had acknowledged (PUBACK) before it died
     duplicated: int  # received more than once
     shadow_reported_found: bool | None  # on arrival, the new region's shadow held the last reported state
     shadow_desired_found: bool | None  # ... and the desired state
@@ -157,6 +158,7 @@ class DrillResult:
                            **{k: asdict(self.component(k)) for k in ("detection", "ttl", "backoff")},
                            "affected": len(self.affected),
                            "lost": sum(d.lost for d in self.devices),
+                           "lost_after_ack": sum(d.lost_after_ack for d in self.devices),
                            "duplicated": sum(d.duplicated for d in self.devices)}
         return data
 

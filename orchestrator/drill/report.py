@@ -23,6 +23,7 @@ def markdown(result: DrillResult, picture: str | None = None) -> str:
     o = r.options
     affected = r.affected
     lost = sum(d.lost for d in r.devices)
+    lost_acked = sum(d.lost_after_ack for d in r.devices)
     dup = sum(d.duplicated for d in r.devices)
     published = sum(d.published for d in r.devices)
     found_rep = sum(1 for d in affected if d.shadow_reported_found)
@@ -37,8 +38,8 @@ def markdown(result: DrillResult, picture: str | None = None) -> str:
         "",
         f"- **{back}/{len(affected)}** devices connected to {r.killed} reconnected to **{r.survivor}**"
         + (f", the last {_s((r.all_back_at or r.killed_at) - r.killed_at)} after the kill." if r.all_back_at else "."),
-        f"- QoS 1 telemetry: {published} published, **{lost} lost**, {dup} duplicated "
-        "(redelivered after a lost PUBACK).",
+        f"- QoS 1 telemetry: {published} published, **{lost} lost** ({lost_acked} of them acknowledged by the "
+        f"killed broker before it died), {dup} duplicated (redelivered after a lost PUBACK).",
         f"- Shadows on arrival in {r.survivor}: last reported state found for {found_rep}/{len(affected)}, "
         f"desired state for {found_des}/{len(affected)}; after the drill {restored}/{len(r.devices)} shadows "
         "hold the device's last reported state (the device re-reports it).",

@@ -100,8 +100,8 @@ def test_projection_components_and_route53_values() -> None:
 
 
 def _result(**changes: object) -> DrillResult:
-    device = DeviceOutcome("d0", "eu-west-1", "eu-west-1", "eu-central-1", True, 5.0, 3.0, 1.0, 1.0, 3, 20, 20, 0, 1,
-                           False, False, True)
+    device = DeviceOutcome("d0", "eu-west-1", "eu-west-1", "eu-central-1", True, 5.0, 3.0, 1.0, 1.0, 3, 20, 20, 0, 0,
+                           1, False, False, True)
     base = dict(options=DrillOptions(devices=1, routing=Routing.FAILOVER), env="dev", domain="iot.example.com",
                 regions=("eu-west-1", "eu-central-1"), killed="eu-west-1", survivor="eu-central-1", started=0.0,
                 killed_at=10.0, detected_at=13.0, dns_changed_at=13.5, all_back_at=15.0, devices=(device,),
@@ -121,7 +121,7 @@ def test_report_says_what_happened() -> None:
 
 
 def test_a_lost_message_or_a_device_left_behind_fails_the_drill() -> None:
-    left = DeviceOutcome("d1", "eu-west-1", "eu-west-1", None, True, None, None, None, None, 9, 20, 18, 2, 0,
+    left = DeviceOutcome("d1", "eu-west-1", "eu-west-1", None, True, None, None, None, None, 9, 20, 18, 2, 1, 0,
                          None, None, False)
     result = _result(devices=(left,))
     assert not result.ok
