@@ -132,6 +132,7 @@ class Route53Answers:
         self.addresses = dict(addresses)  # ATS endpoint -> loopback address
         self.tls_port, self.scale, self.nearest = tls_port, scale, nearest
         self.changes: list[DnsChange] = []
+        self.served_ttl: int | None = None  # the TTL of the last answer, as served (scaled)
         self._last: dict[str | None, str | None] = {}
         self._records: list[RecordSet] = []
         self._read_at = 0.0
@@ -186,6 +187,7 @@ class Route53Answers:
         if chosen is None:
             return None, None, 0
         ttl = max(1, round(chosen.ttl * self.scale))
+        self.served_ttl = ttl
         endpoint = chosen.value
         with self._lock:
             if self._last.get(client_region, "") != endpoint:

@@ -326,10 +326,12 @@ class LocalDrill:
             for rec in s.received:
                 if rec.thing in received:
                     received[rec.thing][rec.seq] = received[rec.thing].get(rec.seq, 0) + 1
+        ttl_s = answers.served_ttl or max(1, round(60 * opts.time_scale))
         outcomes = []
         for d in devices:
             outcomes.append(self._outcome(d, before[d.thing], survivor, killed, killed_at, detected, dns_changed,
-                                          {c.client_region: c.at for c in changes}, sources, net, received[d.thing],
+                                          {c.client_region: c.at for c in changes}, sources, ttl_s, net,
+                                          received[d.thing],
                                           data))
         return DrillResult(
             options=opts, env=self.app.env, domain=domain, regions=regions, killed=killed, survivor=survivor,
@@ -337,7 +339,7 @@ class LocalDrill:
             all_back_at=all_back, devices=tuple(outcomes), steps=tuple(steps), health=tuple(transitions),
             dns=tuple(answers.changes), samples=tuple(samples), refused_unregistered=refused,
             scaled={"time_scale": opts.time_scale, "health_check_interval_s": 30 * opts.time_scale,
-                    "failure_threshold": 3, "ttl_s": max(1, round(60 * opts.time_scale))})
+                    "failure_threshold": 3, "ttl_s": ttl_s})
 
     def _step(self, operation: str, call: Callable[[], Any]) -> StepRecord:
         t0 = time.monotonic()
@@ -350,7 +352,7 @@ class LocalDrill:
 
     def _outcome(self, d: Any, before: str | None, survivor: str, killed: str, killed_at: float,
                  detected: float | None, dns_changed: float | None, changed_for: dict[str | None, float],
-                 sources: dict[str, str],
+                 sources: dict[str, str], ttl_s: int,
                  net: Any, got: dict[int, int], data: dict[str, Any]) -> DeviceOutcome:
         log = d.log
         moved = before == killed
@@ -367,7 +369,6 @@ class LocalDrill:
                 detection = change - killed_at
                 # the device's cached answer: the last lookup before the change that went to the resolver
                 fetched = [r.at for r in net.resolutions if r.device == d.thing and not r.cached and r.at <= change]
-                ttl_s = max(1, round(60 * self.opts.time_scale))
                 expiry = (fetched[-1] + ttl_s) if fetched else change
                 fresh = min(max(change, expiry), back)
                 ttl = fresh - change
