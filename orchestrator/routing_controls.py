@@ -19,11 +19,12 @@ from enum import Enum
 from typing import Any
 
 from orchestrator.aws import AwsContext, session
-from orchestrator.errors import GuardRefused, OperationFailed
+from orchestrator.errors import GuardRefused, InputRejected, OperationFailed
 
 SERVICE = "route53-recovery-cluster"
 CONNECT_TIMEOUT_S = 3
 READ_TIMEOUT_S = 5
+MAX_STATES_PER_CALL = 10  # ARC quota: routing controls per UpdateRoutingControlStates call
 
 
 class ControlState(str, Enum):
@@ -132,6 +133,9 @@ def set_states(ctx: AwsContext, wiring: ArcWiring, states: Mapping[str, ControlS
         raise OperationFailed(f"no routing control for {', '.join(unknown)} (controls: {', '.join(wiring.controls)})")
     entries = [{"RoutingControlArn": wiring.controls[r], "RoutingControlState": s.value}
                for r, s in sorted(states.items())]
+    if len(entries) > MAX_STATES_PER_CALL:  # splitting would lose all-or-nothing
+        raise InputRejected(f"{len(entries)} routing controls in one transition; ARC takes at most "
+                            f"{MAX_STATES_PER_CALL} per UpdateRoutingControlStates call")
     _, region, calls = _attempt(ctx, wiring, avoid, "UpdateRoutingControlStates",
                                 lambda c: c.update_routing_control_states(UpdateRoutingControlStateEntries=entries))
     return ControlResult(dict(states), region, calls)

@@ -31,6 +31,7 @@ from typing import Any
 
 CLUSTER_REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "ap-northeast-1", "ap-southeast-2")
 STATES = ("On", "Off")
+MAX_ENTRIES = 10  # routing controls per UpdateRoutingControlStates call (ARC quotas for routing control)
 
 
 class ArcError(Exception):
@@ -148,9 +149,9 @@ class ArcCluster:
             return {}
         if operation == "UpdateRoutingControlStates":
             entries = list(body.get("UpdateRoutingControlStateEntries") or [])
-            if not entries:
-                raise ArcError("ValidationException", "UpdateRoutingControlStateEntries is empty",
-                               reason="fieldValidationFailed")
+            if not entries or len(entries) > MAX_ENTRIES:
+                raise ArcError("ValidationException", f"UpdateRoutingControlStateEntries must hold 1 to "
+                               f"{MAX_ENTRIES} entries, not {len(entries)}", reason="fieldValidationFailed")
             self._update(entries, list(body.get("SafetyRulesToOverride") or []))
             return {}
         if operation == "ListRoutingControls":

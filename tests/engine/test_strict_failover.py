@@ -55,11 +55,18 @@ def test_dns_mode_sequence_passes_the_strict_route53_layer(make_project, gate: G
     assert _answers(gate, zone) == {"all": {PRIMARY}, f"{PRIMARY} down": {SECONDARY},
                                     f"{SECONDARY} down": {PRIMARY}}
 
+    # the failover happens during an outage: every request signed for the primary is refused
+    gate.reset_counts()
+    gate.down.add(PRIMARY)
     report = run("failover", "--to", SECONDARY)
     assert report["ok"] is True, report
+    assert any("may be stale by" in step["detail"] for step in report["steps"]), report
+    assert gate.count(region=PRIMARY) == 0 and [(c.region, c.service) for c in gate.refused] == [(PRIMARY, "iot")]
+    assert set(gate.by_region_and_service()) == {("us-east-1", "route53")}  # the DNS stack's records only
+    gate.down.clear()
     assert _answers(gate, zone) == {"all": {SECONDARY}, f"{PRIMARY} down": {SECONDARY},
                                     f"{SECONDARY} down": {PRIMARY}}
-    records = {r.get("SetIdentifier"): r for r in gate.records(zone) if r["Type"] == "CNAME"}
+    records = {r.get("SetIdentifier"): r for r in gate.records(zone) if r["Type"] == "CNAME" and r["Name"] == NAME}
     assert set(records) == {"primary", "secondary"}  # the roles stayed; the values moved
 
     report = run("failback")
@@ -70,3 +77,86 @@ def test_dns_mode_sequence_passes_the_strict_route53_layer(make_project, gate: G
     assert _answers(gate, zone)["all"] == {PRIMARY}
     assert gate.rejected_batches == [], gate.rejected_batches
     assert gate.accepted_batches, "the stand-in provider sent no change batch through the gate"
+
+
+def test_arc_mode_sequence_moves_traffic_with_routing_controls_only(make_project, gate: Gate) -> None:
+    import json
+
+    from tests.arc_fake import ArcCluster
+
+    zone = _zone(gate).split("/")[-1]
+    project: OrchestrateProject = make_project(dev_topology(failover_control="arc"))
+    with ArcCluster().serve() as arc:
+        any_endpoint = next(iter(arc.endpoints.values())).rsplit("/v1", 1)[0]
+        env = {"FAKE_AWS_MOTO_URL": gate.url, "FAKE_AWS_ARC_URL": any_endpoint,
+               "FAKE_AWS_ARC_ENDPOINTS": json.dumps(arc.endpoint_list)}
+
+        def run(*args: str) -> Any:
+            return project.json(*args, "--endpoint-url", gate.url, env=env)
+
+        def answers(*down: str) -> frozenset[str]:
+            return gate.answers(zone, NAME, down=frozenset(down), controls=arc.states())
+
+        project.run("up", "--region", PRIMARY, "--endpoint-url", gate.url, env=env)
+        report = run("promote-secondary", "--region", SECONDARY, "--routing", "failover")
+        assert report["ok"] is True, report
+        assert len(arc.controls) == 2 and set(arc.states().values()) == {"On"}
+        assert (answers(), answers(PRIMARY), answers(SECONDARY)) == ({PRIMARY}, {SECONDARY}, {PRIMARY})
+
+        batches = len(gate.accepted_batches)
+        gate.reset_counts()
+        arc.calls.clear()
+        gate.down.add(PRIMARY)
+        arc.down.add(PRIMARY)
+        report = run("failover", "--to", SECONDARY)
+        assert report["ok"] is True, report
+        assert answers() == {SECONDARY} and answers(PRIMARY) == {SECONDARY}
+        # no Pulumi update, no Route 53 call, nothing answered by the failed region
+        assert len(gate.accepted_batches) == batches
+        assert gate.count(service="route53") == 0 and gate.count(region=PRIMARY) == 0
+        assert arc.count(PRIMARY) == 0 and arc.count() == 2
+        gate.down.clear()
+        arc.down.clear()
+
+        report = run("failback")
+        assert report["ok"] is True, report
+        assert answers() == {PRIMARY} and set(arc.states().values()) == {"On"}
+        status = run("status")
+        assert status["failover_control"] == "arc"
+        assert status["routing_controls"] == {PRIMARY: "On", SECONDARY: "On"}
+        assert gate.rejected_batches == [], gate.rejected_batches
+
+
+THIRD = "eu-west-2"
+
+
+def test_latency_mode_a_failed_promotion_and_a_routine_up_keep_dns_on_ready_regions(make_project, gate: Gate) -> None:
+    zone = _zone(gate).split("/")[-1]
+    project: OrchestrateProject = make_project(dev_topology(residency=[PRIMARY, SECONDARY, THIRD]))
+    env = {"FAKE_AWS_MOTO_URL": gate.url}
+
+    def answers() -> frozenset[str]:
+        return gate.answers(zone, NAME)
+
+    project.run("up", "--region", PRIMARY, "--endpoint-url", gate.url, env=env)
+    report = project.json("promote-secondary", "--region", SECONDARY, "--routing", "latency",
+                          "--endpoint-url", gate.url, env=env)
+    assert report["ok"] is True, report
+    assert answers() == {PRIMARY, SECONDARY}
+
+    # the third region's promotion fails at the replication stack ...
+    failing = {**env, "FAKE_AWS_FAIL_ON": "dev-replication::"}
+    project.run("promote-secondary", "--region", THIRD, "--routing", "latency", "--endpoint-url", gate.url,
+                env=failing, expect=1)
+    # ... a routine `up` does not route to it
+    project.run("up", "--region", PRIMARY, "--endpoint-url", gate.url, env=env)
+    assert answers() == {PRIMARY, SECONDARY}
+    report = project.json("promote-secondary", "--region", THIRD, "--routing", "latency",
+                          "--endpoint-url", gate.url, env=env)
+    assert report["ok"] is True, report
+    assert answers() == {PRIMARY, SECONDARY, THIRD}
+
+    project.run("destroy", "--region", THIRD, "--yes", "--endpoint-url", gate.url,
+                env={**env, "ORCHESTRATE_DNS_DRAIN_SECONDS": "0"})
+    assert answers() == {PRIMARY, SECONDARY}
+    assert gate.rejected_batches == [], gate.rejected_batches

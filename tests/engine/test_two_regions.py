@@ -74,13 +74,14 @@ def test_up_all_brings_the_replication_stack_up(env2: Env2) -> None:
     syncs = [r for r in replication if r["type"] == "command:local:Command"]
     assert syncs and all(f"--to {SECONDARY}" in r["outputs"]["create"] for r in syncs)
 
-    # DNS: failover, primary first, both health-checked
+    # DNS: failover, records named by role (the primary's first), both health-checked
     dns = project.resources("dev-dns")
     records = {r["outputs"]["setIdentifier"]: r["outputs"] for r in dns if r["type"] == "aws:route53/record:Record"}
-    assert records[PRIMARY]["failoverRoutingPolicies"] == [{"type": "PRIMARY"}]
-    assert records[SECONDARY]["failoverRoutingPolicies"] == [{"type": "SECONDARY"}]
-    assert records[PRIMARY]["records"] == [primary["iotEndpoint"]]
-    assert records[SECONDARY]["records"] == [secondary["iotEndpoint"]]
+    assert set(records) == {"primary", "secondary"}
+    assert records["primary"]["failoverRoutingPolicies"] == [{"type": "PRIMARY"}]
+    assert records["secondary"]["failoverRoutingPolicies"] == [{"type": "SECONDARY"}]
+    assert records["primary"]["records"] == [primary["iotEndpoint"]]
+    assert records["secondary"]["records"] == [secondary["iotEndpoint"]]
     checks = {r["id"] for r in dns if r["type"] == "aws:route53/healthCheck:HealthCheck"}
     assert {rec["healthCheckId"] for rec in records.values()} == checks and len(checks) == 2
 

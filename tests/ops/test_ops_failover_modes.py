@@ -259,3 +259,18 @@ def test_status_warns_about_what_failover_would_need_from_the_primary_region() -
                        "residency": [SRC, DST], "backup_region": DST}, env="dev")
     assert resilience_warnings(elsewhere, f"s3://state-bucket?region={DST}",
                                f"awskms:///arn:aws:kms:{DST}:123456789012:key/abc", None) == []
+
+
+def test_arc_latency_failover_turns_the_others_off_and_failback_turns_them_on(request: pytest.FixtureRequest) -> None:
+    world = _world(request, "arc")
+    world.ok("promote-secondary", "--region", DST, "--routing", "latency")
+    assert world.answers(SRC, DST) == {"all": {SRC, DST}, f"{SRC} down": {DST}, f"{DST} down": {SRC}}
+    batches = len(world.gate.accepted_batches)
+    world.ok("failover", "--to", DST)
+    assert world.answers(SRC, DST)["all"] == {DST}
+    assert len(world.gate.accepted_batches) == batches  # no record changed
+    world.ok("up", "--region", DST)  # a routine up neither changes records nor the controls
+    assert world.answers(SRC, DST)["all"] == {DST}
+    world.ok("failback")
+    assert world.answers(SRC, DST)["all"] == {SRC, DST}
+    assert set(world.arc.states().values()) == {"On"}

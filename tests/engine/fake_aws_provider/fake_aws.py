@@ -31,7 +31,10 @@ Environment: FAKE_AWS_VERSION (plugin version reported, default 7.51.1), FAKE_AW
 as S3 bucket names or a Route 53 record set, are claimed there, so creating a duplicate fails as
 it would in AWS, and every created resource's outputs are recorded under `resources/` for reads),
 FAKE_AWS_MOTO_URL (optional: mirror what the orchestrator verifies with boto3 into that moto
-server, see moto_mirror.py), plus the fault-injection variables described in _plugin_base.py.
+server, see moto_mirror.py; point it at tests/aws_gate.py for Route 53's rules), FAKE_AWS_ARC_URL
+(optional: the fake ARC cluster, tests/arc_fake.py, that routing controls and safety rules are
+registered with) and FAKE_AWS_ARC_ENDPOINTS (JSON [{region, endpoint}]: the `clusterEndpoints` an
+ARC cluster reports), plus the fault-injection variables described in _plugin_base.py.
 """
 
 from __future__ import annotations
