@@ -8,8 +8,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ENV ?= dev
 PYTEST_ARGS ?=
+DEVICES ?= 20
+ROUTING ?= failover
 
-.PHONY: plan test lint clean
+.PHONY: plan test lint clean drill drill-deps
 
 # Set-up talks on stderr only, so `make plan` prints nothing but the JSON document on stdout.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -24,8 +26,20 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 plan: $(VENV)/.installed
 	@$(BIN)/orchestrate --env $(ENV) plan --all --json
 
-## test: the whole suite (programs under mocks, orchestrator, ops against moto, real engine)
-test: $(VENV)/.installed
+## drill-deps: Debian's mosquitto, the local drill's MQTT brokers, installed where missing (root + apt)
+drill-deps:
+	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing mosquitto (apt-get)" >&2; \
+	    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >&2; \
+	  else echo "the local drill needs mosquitto: sudo apt-get install -y mosquitto" >&2; exit 1; fi; }
+
+## drill: the failover game day on this machine (no AWS account): report and timeline under .orchestrate/drills/
+drill: $(VENV)/.installed drill-deps
+	$(BIN)/orchestrate --env $(ENV) drill --local --devices $(DEVICES) --routing $(ROUTING)
+
+## test: the whole suite (programs under mocks, orchestrator, ops against moto, real engine, a small drill)
+test: $(VENV)/.installed drill-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed

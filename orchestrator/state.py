@@ -391,6 +391,10 @@ class StateLayout:
     def workspace_dir(self, stack: str) -> Path:
         return self.workspaces_dir / stack
 
+    def drill_dir(self, env: str, stamp: str) -> Path:
+        """One game day's world (logs, certificates, broker configs) and its report."""
+        return self.root / "drills" / f"{env}-{stamp}"
+
     def __repr__(self) -> str:
         return f"StateLayout({str(self.root)!r})"
 

@@ -1,8 +1,8 @@
 """`orchestrate`: the root click group and the one error-to-exit-code mapping.
 
 Commands live in one module per command group (`plan`, `stacks`, `preview`, `lifecycle`,
-`registry`, `comment`, `secrets`, `drift`), each command a top-level function, loaded lazily by the root group so
-`orchestrate --help` imports nothing but click. Each command is thin: parse, call an operation,
+`registry`, `comment`, `secrets`, `drift`, `drill`), each command a top-level function, loaded
+lazily by the root group so `orchestrate --help` imports nothing but click. Each command is thin: parse, call an operation,
 render through the injected console.
 """
 
@@ -33,6 +33,7 @@ COMMANDS = {
     "comment": "orchestrator.cli.comment:comment",
     "secrets": "orchestrator.cli.secrets:secrets",
     "drift": "orchestrator.cli.drift:drift",
+    "drill": "orchestrator.cli.drill:drill",
 }
 
 

@@ -63,5 +63,5 @@ def test_version_and_help_list_every_command() -> None:
     proc = orchestrate("--help")
     assert proc.returncode == 0
     for name in ("plan", "up", "preview", "destroy", "promote-secondary", "failover", "failback", "status",
-                 "outputs", "registry", "graph", "comment", "recover"):
+                 "outputs", "registry", "graph", "comment", "recover", "drill"):
         assert f"  {name} " in proc.stdout or f"  {name}\n" in proc.stdout, name

@@ -1,0 +1,50 @@
+"""`orchestrate drill`: a failover game day with real MQTT devices (locally, or in a real account)."""
+
+from __future__ import annotations
+
+import click
+
+from orchestrator.cli.app import command
+from orchestrator.context import Context
+from orchestrator.errors import ExitCode, Reported
+
+
+@command("drill")
+@click.option("--local", "local", is_flag=True, help="Run the game day on this machine: brokers, DNS, AWS APIs "
+                                                      "(moto) and devices, started and stopped here. No account.")
+@click.option("--devices", type=click.IntRange(1, 2000), default=10, show_default=True, help="Simulated devices.")
+@click.option("--routing", type=click.Choice(["failover", "latency"]), default="failover", show_default=True)
+@click.option("--kill", "kill", metavar="REGION", help="The region that goes dark [default: the primary].")
+@click.option("--duration", type=click.FloatRange(1, 3600), default=120.0, show_default=True, metavar="S",
+              help="Longest wait for the devices to reconnect after the kill.")
+@click.option("--time-scale", type=click.FloatRange(0.001, 1.0), default=0.1, show_default=True,
+              help="Health-check interval and record TTL are Route 53's times this factor (local only).")
+@click.option("--no-transitions", is_flag=True, help="Skip failover/failback after the outage (local only).")
+@click.option("--output", type=click.Path(file_okay=False), help="Report directory [default: "
+                                                                 ".orchestrate/drills/<env>-<time>/].")
+@click.option("--yes", is_flag=True, help="Do not ask (real account: the drill moves production traffic).")
+def drill(app: Context, local: bool, devices: int, routing: str, kill: str | None, duration: float,
+          time_scale: float, no_transitions: bool, output: str | None, yes: bool) -> None:
+    """A failover game day: kill a region, measure what devices see (RTO, lost messages, shadows).
+
+    \b
+    --local      the whole world on this machine (mosquitto, DNS, moto, N devices); needs `make drill`
+    --env E      a real account: canary things in the primary, failover and failback through the
+                 configured failover control; everything created is removed, also after Ctrl-C
+    """
+    from orchestrator.cli.options import confirmer, known_region
+    from orchestrator.drill.model import DrillOptions, Routing
+    from orchestrator.drill.run import run_drill
+
+    if kill:
+        known_region(kill, "--kill")
+    opts = DrillOptions(devices=devices, routing=Routing(routing), kill=kill, duration=duration,
+                        time_scale=time_scale, transitions=not no_transitions)
+    outcome = run_drill(app, opts, local=local, output=output, confirm=confirmer(yes))
+    if app.json_output:
+        app.console.document(outcome.to_json())
+    else:
+        for line in outcome.summary_lines():
+            app.console.result(line)
+    if not outcome.ok:
+        raise Reported(ExitCode.FAILED)

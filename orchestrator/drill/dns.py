@@ -1,0 +1,265 @@
+"""The custom domain's answers, as Route 53 gives them, from the records the DNS stack holds.
+
+`Route53Answers` reads the hosted zone's record sets (boto3, the moto server of the local world),
+runs the health checks those records name as real TCP checks against the brokers (interval and
+failure threshold from the health check, scaled by the drill's time scale), and answers with
+Route 53's selection rules:
+- a record without a health check counts as healthy; if no record is healthy, all count as healthy;
+- failover: the healthy PRIMARY, else the healthy SECONDARY, else the PRIMARY;
+- latency: the healthy record whose region is nearest to the resolver asking.
+`DnsServer` serves those answers over UDP (dnslib): a CNAME to the region's ATS endpoint with the
+record's (scaled) TTL, and the endpoint's address on this machine.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.drill.model import DnsChange, HealthTransition
+
+
+@dataclass(frozen=True)
+class RecordSet:
+    name: str
+    value: str
+    ttl: int
+    set_id: str | None = None
+    failover: str | None = None  # PRIMARY | SECONDARY
+    region: str | None = None  # latency record's region
+    health_check_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    id: str
+    fqdn: str
+    port: int
+    interval: float  # seconds, as configured
+    threshold: int
+
+
+def parse_records(listing: list[dict[str, Any]], name: str) -> list[RecordSet]:
+    fqdn = name.rstrip(".") + "."
+    out = []
+    for rr in listing:
+        if rr.get("Name") != fqdn or rr.get("Type") != "CNAME" or not rr.get("ResourceRecords"):
+            continue
+        out.append(RecordSet(name=fqdn, value=rr["ResourceRecords"][0]["Value"].rstrip("."), ttl=int(rr.get("TTL", 60)),
+                             set_id=rr.get("SetIdentifier"), failover=rr.get("Failover"), region=rr.get("Region"),
+                             health_check_id=rr.get("HealthCheckId")))
+    return out
+
+
+def select(records: list[RecordSet], healthy: Callable[[str], bool], client_region: str | None,
+           nearest: Callable[[str | None, str], float]) -> RecordSet | None:
+    """Route 53's choice among the record sets of one name and type."""
+    if not records:
+        return None
+    if len(records) == 1 and records[0].set_id is None:
+        return records[0]
+
+    def ok(r: RecordSet) -> bool:
+        return r.health_check_id is None or healthy(r.health_check_id)
+
+    considered = [r for r in records if ok(r)] or records  # none healthy: all count as healthy
+    if any(r.failover for r in records):
+        for role in ("PRIMARY", "SECONDARY"):
+            for r in considered:
+                if r.failover == role:
+                    return r
+        return next((r for r in records if r.failover == "PRIMARY"), records[0])
+    return min(considered, key=lambda r: nearest(client_region, r.region or ""))
+
+
+class HealthChecker:
+    """Route 53 health checks as real TCP connects, at the checks' own interval times `scale`."""
+
+    def __init__(self, specs: list[CheckSpec], address_of: Mapping[str, tuple[str, int]], scale: float) -> None:
+        self.specs = {s.id: s for s in specs}
+        self.address_of = dict(address_of)  # fqdn -> (address, port) on this machine
+        self.scale = scale
+        self.status: dict[str, bool] = {s.id: True for s in specs}  # Route 53 starts a new check healthy
+        self.transitions: list[HealthTransition] = []
+        self._streak: dict[str, int] = {s.id: 0 for s in specs}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def healthy(self, check_id: str) -> bool:
+        return self.status.get(check_id, True)
+
+    def start(self) -> None:
+        for spec in self.specs.values():
+            t = threading.Thread(target=self._loop, args=(spec,), name=f"drill-health-{spec.id}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(10)
+
+    def _probe(self, spec: CheckSpec) -> bool:
+        address, port = self.address_of.get(spec.fqdn, (spec.fqdn, spec.port))
+        try:
+            with socket.create_connection((address, port), timeout=max(0.2, min(10.0 * self.scale, 4.0))):
+                return True
+        except OSError:
+            return False
+
+    def _loop(self, spec: CheckSpec) -> None:
+        interval = max(0.05, spec.interval * self.scale)
+        while not self._stop.wait(interval):
+            ok = self._probe(spec)
+            if ok == self.status[spec.id]:
+                self._streak[spec.id] = 0
+                continue
+            self._streak[spec.id] += 1
+            if self._streak[spec.id] >= spec.threshold:  # Route 53: `threshold` consecutive results flip it
+                self.status[spec.id] = ok
+                self._streak[spec.id] = 0
+                self.transitions.append(HealthTransition(time.time(), spec.id, spec.fqdn, ok))
+
+
+class Route53Answers:
+    def __init__(self, r53: Any, zone_id: str, domain: str, addresses: Mapping[str, str], tls_port: int,
+                 scale: float, nearest: Callable[[str | None, str], float]) -> None:
+        self.r53, self.zone_id, self.domain = r53, zone_id, domain.rstrip(".")
+        self.addresses = dict(addresses)  # ATS endpoint -> loopback address
+        self.tls_port, self.scale, self.nearest = tls_port, scale, nearest
+        self.changes: list[DnsChange] = []
+        self.served_ttl: int | None = None  # the TTL of the last answer, as served (scaled)
+        self._last: dict[str | None, str | None] = {}
+        self._records: list[RecordSet] = []
+        self._read_at = 0.0
+        self._lock = threading.Lock()
+        self._checkers: list[HealthChecker] = []
+
+    def records(self, max_age: float = 0.2) -> list[RecordSet]:
+        with self._lock:
+            if time.monotonic() - self._read_at > max_age:
+                listing = self.r53.list_resource_record_sets(HostedZoneId=self.zone_id)["ResourceRecordSets"]
+                self._records = parse_records(listing, self.domain)
+                self._read_at = time.monotonic()
+                self._sync_checks()
+            return self._records
+
+    def _sync_checks(self) -> None:
+        """Health checks follow the records: a check named by a record starts being probed."""
+        wanted = {r.health_check_id for r in self._records if r.health_check_id}
+        missing = wanted - {cid for c in self._checkers for cid in c.specs}
+        if not missing:
+            return
+        specs = []
+        for check_id in sorted(missing):
+            cfg = self.r53.get_health_check(HealthCheckId=check_id)["HealthCheck"]["HealthCheckConfig"]
+            specs.append(CheckSpec(check_id, cfg.get("FullyQualifiedDomainName", ""), int(cfg.get("Port", 443)),
+                                   float(cfg.get("RequestInterval", 30)), int(cfg.get("FailureThreshold", 3))))
+        address_of = {fqdn: (addr, self.tls_port) for fqdn, addr in self.addresses.items()}
+        checker = HealthChecker(specs, address_of, self.scale)
+        checker.start()
+        self._checkers.append(checker)
+
+    def healthy(self, check_id: str) -> bool:
+        for c in self._checkers:
+            if check_id in c.specs:
+                return c.healthy(check_id)
+        return True
+
+    def healthy_endpoint(self, fqdn: str) -> bool:
+        """Every check probing `fqdn` is healthy (as Route 53 reports it now)."""
+        return all(c.healthy(cid) for c in self._checkers for cid, spec in c.specs.items() if spec.fqdn == fqdn)
+
+    def transitions(self) -> list[HealthTransition]:
+        return sorted((t for c in self._checkers for t in c.transitions), key=lambda t: t.at)
+
+    def stop(self) -> None:
+        for c in self._checkers:
+            c.stop()
+
+    def answer(self, client_region: str | None) -> tuple[str | None, str | None, int]:
+        """(ATS endpoint, its address, TTL in seconds as served) for a resolver near `client_region`."""
+        chosen = select(self.records(), self.healthy, client_region, self.nearest)
+        if chosen is None:
+            return None, None, 0
+        ttl = max(1, round(chosen.ttl * self.scale))
+        self.served_ttl = ttl
+        endpoint = chosen.value
+        with self._lock:
+            if self._last.get(client_region, "") != endpoint:
+                if client_region in self._last:
+                    self.changes.append(DnsChange(time.time(), client_region, self._last[client_region], endpoint))
+                self._last[client_region] = endpoint
+        return endpoint, self.addresses.get(endpoint), ttl
+
+
+class DnsServer:
+    """UDP DNS for the custom domain (dnslib). The resolver's source address tells where it is."""
+
+    def __init__(self, answers: Route53Answers, region_of_source: Mapping[str, str], host: str = "127.0.0.1") -> None:
+        self.answers = answers
+        self.region_of_source = dict(region_of_source)
+        self.host = host
+        self.port = 0
+        self._server: Any = None
+
+    def start(self) -> None:
+        from dnslib import CNAME, QTYPE, RR, A
+        from dnslib.server import BaseResolver, DNSLogger, DNSServer
+
+        outer = self
+
+        class Resolver(BaseResolver):
+            def resolve(self, request: Any, handler: Any) -> Any:
+                reply = request.reply()
+                qname = str(request.q.qname).rstrip(".")
+                source = handler.client_address[0]
+                if qname.lower() == outer.answers.domain.lower() and request.q.qtype in (QTYPE.A, QTYPE.CNAME):
+                    endpoint, address, ttl = outer.answers.answer(outer.region_of_source.get(source))
+                    if endpoint:
+                        reply.add_answer(RR(qname + ".", QTYPE.CNAME, rdata=CNAME(endpoint + "."), ttl=ttl))
+                        if address and request.q.qtype == QTYPE.A:
+                            reply.add_answer(RR(endpoint + ".", QTYPE.A, rdata=A(address), ttl=ttl))
+                else:
+                    reply.header.rcode = 3  # NXDOMAIN: this server knows the custom domain only
+                return reply
+
+        port = _free_udp_port(self.host)
+        self._server = DNSServer(Resolver(), address=self.host, port=port, logger=DNSLogger("-request,-reply,-truncated"
+                                                                                            ",-error,-recv,-send,-data"))
+        self._server.start_thread()
+        self.port = port
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server.server.server_close()
+            if self._server.thread is not None:
+                self._server.thread.join(10)
+
+
+def _free_udp_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def query(server: tuple[str, int], name: str, source: str, timeout: float = 1.0) -> tuple[str | None, int]:
+    """Resolve `name` (A) through `server` from the resolver address `source`: (address, ttl)."""
+    from dnslib import QTYPE, DNSRecord
+
+    q = DNSRecord.question(name, "A")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((source, 0))
+        s.settimeout(timeout)
+        s.sendto(q.pack(), server)
+        data, _ = s.recvfrom(4096)
+    reply = DNSRecord.parse(data)
+    for rr in reply.rr:
+        if rr.rtype == QTYPE.A:
+            return str(rr.rdata), int(rr.ttl)
+    return None, 0

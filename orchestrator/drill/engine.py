@@ -1,0 +1,175 @@
+"""The local world's stack engine: the real programs, applied to the moto server.
+
+`LocalEngine` implements the `Engine` protocol for `orchestrate drill --local`: `up` evaluates the
+stack's program exactly as `orchestrate plan` does (Pulumi mocks, the same config the orchestrator
+wrote) and then makes what the provider would make, in the local world's AWS (moto):
+- region stacks: the data-lake bucket (versioned) and the IoT domain configuration for the domain;
+- the DNS stack: every `aws.route53.HealthCheck` and `aws.route53.Record` the program declares,
+  with its TTL, set identifier, routing policy and health check; a record set is UPSERTed when it
+  keeps its set identifier, CREATEd when new and DELETEd when the program no longer declares it
+  (what terraform-provider-aws sends for `aws_route53_record`);
+- the replication stack: the primary bucket's replication rules.
+So the lifecycle (promote-secondary, failover, failback) runs its own code, verification included,
+and the drill's DNS server answers from what the DNS program declared. Nothing here is Pulumi's
+engine: no state file, no diff; a drill's world lives for one run.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from orchestrator.aws import AwsContext, client
+from orchestrator.engine.types import (
+    Operation,
+    OutputValue,
+    ProgressFn,
+    StackInfo,
+    StackResult,
+    StackSpec,
+)
+from orchestrator.engine.types import Outcome as O  # noqa: N817 - short in the results below
+
+NS = "iot-platform:"
+RECORD = "aws:route53/record:Record"
+HEALTH_CHECK = "aws:route53/healthCheck:HealthCheck"
+
+
+class LocalEngine:
+    def __init__(self, ctx: AwsContext, zone_id: str) -> None:
+        self.ctx = ctx
+        self.zone_id = zone_id
+        self._outputs: dict[str, dict[str, OutputValue]] = {}
+        self._checks: dict[str, tuple[str, str]] = {}  # logical name -> (inputs digest, real id)
+        self._lock = threading.Lock()
+        self.applies: list[tuple[float, str]] = []  # (time, stack): when each up finished
+
+    # -- the protocol ---------------------------------------------------------------------------
+    def up(self, spec: StackSpec, on_progress: ProgressFn | None = None) -> StackResult:
+        started = time.monotonic()
+        from programs import mocks
+        from programs.main import decode
+
+        try:
+            args = decode(lambda key: spec.config.get(NS + key))
+            evaluation = mocks.evaluate(args, stack=spec.name)
+            with self._lock:
+                outputs = dict(evaluation.outputs)
+                if spec.kind == "region":
+                    self._region(spec, outputs)
+                elif spec.kind == "dns":
+                    outputs = self._dns(spec, evaluation.resources, outputs)
+                else:
+                    self._replication(spec)
+                self._outputs[spec.name] = {k: OutputValue(v) for k, v in outputs.items()}
+                self.applies.append((time.time(), spec.name))
+        except Exception as exc:  # the engine reports failures as results, as PulumiEngine does
+            return StackResult(spec.name, Operation.UP, O.FAILED, seconds=time.monotonic() - started,
+                               message=f"{type(exc).__name__}: {exc}")
+        return StackResult(spec.name, Operation.UP, O.SUCCEEDED, counts={"update": 1},
+                           outputs=self._outputs[spec.name], seconds=time.monotonic() - started)
+
+    def preview(self, spec: StackSpec) -> Any:
+        raise NotImplementedError("the local drill engine does not preview")
+
+    def destroy(self, spec: StackSpec, *, include_protected: bool = False,
+                on_progress: ProgressFn | None = None) -> StackResult:
+        self._outputs.pop(spec.name, None)
+        return StackResult(spec.name, Operation.DESTROY, O.SUCCEEDED)
+
+    def refresh(self, spec: StackSpec, *, clear_pending_creates: bool = False) -> StackResult:
+        return StackResult(spec.name, Operation.REFRESH, O.SUCCEEDED, outputs=self._outputs.get(spec.name, {}))
+
+    def outputs(self, stack: str) -> Mapping[str, OutputValue] | None:
+        return self._outputs.get(stack)
+
+    def info(self, stack: str) -> StackInfo:
+        return StackInfo(stack, deployed=stack in self._outputs, last_result="succeeded" if stack in self._outputs
+                         else None)
+
+    def cancel(self, stack: str) -> None:
+        return None
+
+    def export(self, stack: str) -> dict[str, Any]:
+        return {"outputs": {k: v.value for k, v in self._outputs.get(stack, {}).items()}}
+
+    def import_(self, stack: str, state: dict[str, Any]) -> None:
+        self._outputs[stack] = {k: OutputValue(v) for k, v in state.get("outputs", {}).items()}
+
+    # -- what the provider would make ------------------------------------------------------------------
+    def _region(self, spec: StackSpec, outputs: dict[str, Any]) -> None:
+        region = spec.region
+        s3 = client(self.ctx, "s3", region)
+        bucket = outputs["dataLakeBucketName"]
+        if bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        iot = client(self.ctx, "iot", region)
+        name = outputs["domainConfigurationName"]
+        known = {d["domainConfigurationName"] for d in iot.list_domain_configurations().get("domainConfigurations", [])}
+        if name not in known:
+            iot.create_domain_configuration(domainConfigurationName=name, domainName=spec.config[NS + "domain"],
+                                            serverCertificateArns=[outputs["certificateArn"]], serviceType="DATA")
+
+    def _replication(self, spec: StackSpec) -> None:
+        primary = json.loads(spec.config[NS + "primary"])
+        secondaries = json.loads(spec.config[NS + "secondaries"])
+        s3 = client(self.ctx, "s3", primary["region"])
+        s3.put_bucket_replication(Bucket=primary["bucketName"], ReplicationConfiguration={
+            "Role": "arn:aws:iam::123456789012:role/iot-replication",
+            "Rules": [{"ID": f"to-{s['region']}", "Priority": i + 1, "Status": "Enabled", "Filter": {"Prefix": ""},
+                       "DeleteMarkerReplication": {"Status": "Enabled"},
+                       "Destination": {"Bucket": s["bucketArn"]}} for i, s in enumerate(secondaries)]})
+
+    def _dns(self, spec: StackSpec, resources: Any, outputs: dict[str, Any]) -> dict[str, Any]:
+        r53 = client(self.ctx, "route53", "us-east-1")
+        real_ids: dict[str, str] = {}  # mock id -> real id
+        mock_ids = dict(outputs.get("healthCheckIds") or {})
+        for res in resources:
+            if res.type != HEALTH_CHECK:
+                continue
+            inputs = dict(res.inputs)
+            digest = json.dumps({k: v for k, v in inputs.items() if k != "tags"}, sort_keys=True)
+            known = self._checks.get(res.name)
+            if known is None or known[0] != digest:
+                created = r53.create_health_check(
+                    CallerReference=f"{res.name}-{time.time_ns()}",
+                    HealthCheckConfig={"Type": inputs["type"], "FullyQualifiedDomainName": inputs["fqdn"],
+                                       "Port": int(inputs["port"]), "RequestInterval": int(inputs["requestInterval"]),
+                                       "FailureThreshold": int(inputs["failureThreshold"])})
+                known = (digest, created["HealthCheck"]["Id"])
+                self._checks[res.name] = known
+            region = res.name.rsplit("-health-", 1)[-1]
+            if region in mock_ids:
+                real_ids[mock_ids[region]] = known[1]
+        desired: list[dict[str, Any]] = []
+        for res in resources:
+            if res.type != RECORD:
+                continue
+            i = dict(res.inputs)
+            rr: dict[str, Any] = {"Name": i["name"].rstrip(".") + ".", "Type": i["type"], "TTL": int(i["ttl"]),
+                                  "ResourceRecords": [{"Value": v} for v in i["records"]]}
+            if i.get("setIdentifier"):
+                rr["SetIdentifier"] = i["setIdentifier"]
+                if i.get("healthCheckId"):
+                    rr["HealthCheckId"] = real_ids.get(i["healthCheckId"], i["healthCheckId"])
+                if i.get("failoverRoutingPolicies"):
+                    rr["Failover"] = i["failoverRoutingPolicies"][0]["type"]
+                if i.get("latencyRoutingPolicies"):
+                    rr["Region"] = i["latencyRoutingPolicies"][0]["region"]
+            desired.append(rr)
+        names = {(rr["Name"], rr["Type"]) for rr in desired}
+        existing = [rr for rr in r53.list_resource_record_sets(HostedZoneId=self.zone_id)["ResourceRecordSets"]
+                    if (rr["Name"], rr["Type"]) in names]
+        keys = {(rr["Name"], rr["Type"], rr.get("SetIdentifier")) for rr in desired}
+        leaving = [rr for rr in existing if (rr["Name"], rr["Type"], rr.get("SetIdentifier")) not in keys]
+        if leaving:  # a simple record becoming routed (or the reverse) goes first, in its own batch
+            r53.change_resource_record_sets(HostedZoneId=self.zone_id, ChangeBatch={
+                "Changes": [{"Action": "DELETE", "ResourceRecordSet": rr} for rr in leaving]})
+        r53.change_resource_record_sets(HostedZoneId=self.zone_id, ChangeBatch={
+            "Changes": [{"Action": "UPSERT", "ResourceRecordSet": rr} for rr in desired]})
+        outputs["healthCheckIds"] = {region: real_ids.get(mid, mid) for region, mid in mock_ids.items()}
+        return outputs

@@ -1,0 +1,452 @@
+"""`orchestrate drill --local`: the whole game day on this machine, started and stopped here.
+
+The world: a moto server (the AWS APIs), the real programs applied to it by `LocalEngine`, one
+mosquitto per region on its own loopback address, the DNS server answering from the DNS stack's
+records with Route 53's rules and real health checks, the devices, and the regions' shadow
+services. The orchestrator's own lifecycle (promote-secondary, failover, failback) moves traffic,
+through the same code as `orchestrate promote-secondary/failover/failback`.
+
+Timeline: set-up (stacks up, devices registered in the primary, promotion: registry sync,
+replication, DNS) -> brokers, DNS and devices start -> warm-up -> the kill -> health checks and
+TTL move the devices -> `failover` (records follow the outage) -> the region comes back ->
+`failback` -> devices stop -> measurements.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from orchestrator.aws import AwsContext, client
+from orchestrator.console import Console
+from orchestrator.context import Context
+from orchestrator.drill.model import DeviceOutcome, DrillOptions, DrillResult, Routing, StepRecord
+from orchestrator.errors import InputRejected, OperationFailed
+
+DRILL_ENV = "drill"
+POLICY = "drill-device-policy"
+TELEMETRY_WARM_UP = 4  # messages per device before the kill
+
+
+def check_prerequisites() -> None:
+    """Clear messages for what the local world needs, before anything starts (exit 2)."""
+    from orchestrator.drill.broker import mosquitto_binary
+
+    missing = []
+    for module, package in (("awscrt", "awsiotsdk"), ("dnslib", "dnslib"), ("cryptography", "cryptography"),
+                            ("moto", "moto[server]")):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(package)
+    if missing:
+        raise InputRejected(f"the local drill needs the Python packages {', '.join(missing)}",
+                            hint="run `make drill`, or pip install -e '.[drill]'")
+    mosquitto_binary()
+
+
+def choose_regions(app: Context, opts: DrillOptions) -> tuple[str, str, str]:
+    """(primary, secondary, killed) from the environment's topology."""
+    topology = app.topology()
+    primary = topology.primary
+    candidates = [*topology.secondaries, *[r for r in topology.residency if r != primary]]
+    secondary = next((r for r in candidates if r != primary), None)
+    if secondary is None:
+        raise InputRejected(f"env {topology.env} allows no second region (residency: "
+                            f"{', '.join(topology.residency)})", hint="add one to residency in the topology")
+    killed = opts.kill or primary
+    if killed not in (primary, secondary):
+        raise InputRejected(f"--kill {killed}: the drill's regions are {primary} and {secondary}")
+    return primary, secondary, killed
+
+
+def _policy_document() -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iot:Connect",
+         "Resource": "arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}"},
+        {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
+         "Resource": ["arn:aws:iot:*:*:topic/dt/${iot:Connection.Thing.ThingName}/*",
+                      "arn:aws:iot:*:*:topic/$aws/things/${iot:Connection.Thing.ThingName}/shadow/*"]},
+        {"Effect": "Allow", "Action": "iot:Subscribe",
+         "Resource": "arn:aws:iot:*:*:topicfilter/$aws/things/${iot:Connection.Thing.ThingName}/shadow/*"}]})
+
+
+def register(iot: Any, thing: str, cert_pem: str) -> str:
+    """A thing with its certificate registered without a CA (SNI_ONLY) and the device policy."""
+    iot.create_thing(thingName=thing)
+    cert = iot.register_certificate_without_ca(certificatePem=cert_pem, status="ACTIVE")
+    iot.attach_policy(policyName=POLICY, target=cert["certificateArn"])
+    iot.attach_thing_principal(thingName=thing, principal=cert["certificateArn"])
+    return str(cert["certificateId"])
+
+
+def registered_pems(iot: Any) -> list[str]:
+    pems = []
+    for page in iot.get_paginator("list_certificates").paginate():
+        for c in page.get("certificates", []):
+            if c.get("status") == "ACTIVE":
+                pems.append(iot.describe_certificate(certificateId=c["certificateId"])
+                            ["certificateDescription"]["certificatePem"])
+    return pems
+
+
+class LocalDrill:
+    def __init__(self, app: Context, opts: DrillOptions, out_dir: Path) -> None:
+        self.app, self.opts = app, opts
+        self.run_dir = out_dir
+        self.notify: Callable[[str], None] = app.notify
+        from orchestrator.drill.procs import Processes
+
+        self.procs = Processes(self.run_dir / "logs")
+
+    # -- the world ------------------------------------------------------------------------------------
+    def _moto(self) -> str:
+        from orchestrator.drill.procs import free_port, wait_for_port
+
+        port = free_port()
+        proc = self.procs.start("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)])
+        wait_for_port("127.0.0.1", port, 60, proc, "the moto server")
+        return f"http://127.0.0.1:{port}"
+
+    def _drill_context(self, endpoint: str, engine: Any) -> Context:
+        from orchestrator import topology as topo_mod
+
+        source = self.app.topology()
+        doc = source.to_document()
+        # the local world has no ARC cluster: its transitions use the `dns` failover control
+        doc.update(secondaries=[], routing="single", failover_control="dns")
+        project = self.run_dir / "project"
+        (project / "stacks").mkdir(parents=True, exist_ok=True)
+        (project / "Pulumi.yaml").write_text("name: iot-platform\nruntime: python\n")
+        config = project / "stacks" / f"{DRILL_ENV}.topology.yaml"
+        topo_mod.save(topo_mod.parse(doc, env=DRILL_ENV, source=config.name), config)
+        quiet = Console(out=lambda _t: None, err=lambda t: self.app.console.debug(t.rstrip("\n")))
+        return Context(env=DRILL_ENV, project_dir=project, config_path=config,
+                       backend_url=f"file://{project / '.pulumi-state'}", endpoint_url=endpoint,
+                       console=quiet, engine_factory=lambda _c: engine)
+
+    def run(self) -> DrillResult:
+        check_prerequisites()
+        primary, secondary, killed = choose_regions(self.app, self.opts)
+        survivor = secondary if killed == primary else primary
+        interrupted: list[int] = []
+        previous = _trap_sigterm(interrupted)
+        with ExitStack() as cleanup:
+            cleanup.callback(self.procs.stop_all)
+            cleanup.callback(lambda: _restore_sigterm(previous))
+            return self._run(cleanup, primary, secondary, killed, survivor)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _run(self, cleanup: ExitStack, primary: str, secondary: str, killed: str, survivor: str) -> DrillResult:
+        from orchestrator.drill import pki
+        from orchestrator.drill.broker import BrokerSpec, mosquitto_binary
+        from orchestrator.drill.dns import DnsServer, Route53Answers, query
+        from orchestrator.drill.engine import LocalEngine
+        from orchestrator.drill.fleet import Device, Fleet
+        from orchestrator.drill.netstub import DeviceNetwork
+        from orchestrator.drill.procs import free_port, port_free_on, wait_for_port
+        from orchestrator.drill.services import RegionServices
+        from orchestrator.operations.lifecycle import Lifecycle
+        from orchestrator.stacks import wiring
+        from orchestrator.stacks.graph import region_stack, up_selection
+        from orchestrator.stacks.runner import Runner
+        from orchestrator.topology import RoutingMode
+
+        opts = self.opts
+        started = time.time()
+        regions = (primary, secondary)
+        control = self.app.topology().failover_control.value
+        if control != "dns":
+            self.notify(f"drill: env {self.app.env} fails over with `{control}`; the local world has no ARC "
+                        "cluster, so this drill uses the `dns` failover control (records change on failover)")
+        self.notify(f"drill: local world for {primary} + {secondary} in {self.run_dir}")
+        endpoint = self._moto()
+        aws = AwsContext(endpoint_url=endpoint)
+        topology = self.app.topology()
+        r53 = client(aws, "route53", "us-east-1")
+        zone_id = r53.create_hosted_zone(Name=topology.hosted_zone, CallerReference=f"drill-{started}")[
+            "HostedZone"]["Id"].split("/")[-1]
+        engine = LocalEngine(aws, zone_id)
+        dctx = self._drill_context(endpoint, engine)
+        dtopo = dctx.topology()
+        domain = dtopo.domain
+
+        # 1. the primary as it runs today (single region), devices registered there
+        self.notify(f"drill: up {primary} and DNS (single region), register {opts.devices} devices")
+        report = Runner(engine, dtopo, dctx.state, notify=dctx.notify).up(up_selection(dtopo, primary))
+        if not report.ok:
+            raise OperationFailed(f"drill set-up: up of {primary} failed")
+        iot = {r: client(aws, "iot", r) for r in regions}
+        data = {r: client(aws, "iot-data", r) for r in regions}
+        iot[primary].create_policy(policyName=POLICY, policyDocument=_policy_document())
+        locations = [regions[i % 2] if opts.routing is Routing.LATENCY else primary for i in range(opts.devices)]
+        keys = {}
+        for i in range(opts.devices):
+            thing = f"drill-device-{i:04d}"
+            keys[thing] = pki.device_certificate(thing)
+            register(iot[primary], thing, keys[thing].cert_pem)
+            data[primary].update_thing_shadow(thingName=thing, payload=json.dumps(
+                {"state": {"desired": {"interval_ms": int(opts.publish_interval * 1000), "mode": "drill"}}}).encode())
+
+        # 2. promote-secondary through the lifecycle (registry sync, replication, DNS with health checks)
+        self.notify(f"drill: promote-secondary {secondary} --routing {opts.routing.value}")
+        steps: list[StepRecord] = []
+        steps.append(self._step("promote-secondary", lambda: Lifecycle(dctx, sync_rate=1000).promote(
+            secondary, RoutingMode(opts.routing.value))))
+        if not steps[-1].ok:
+            raise OperationFailed(f"drill set-up: promote-secondary failed: {steps[-1].detail}")
+        unsynced = pki.device_certificate("drill-unsynced")  # registered after the sync: unknown in the secondary
+        register(iot[primary], "drill-unsynced", unsynced.cert_pem)
+
+        # 3. brokers (TLS, the domain's certificate, trusting the region's registered certificates)
+        ca, ca_key = pki.local_ca()
+        server = pki.server_certificate(ca, ca_key, domain)
+        addresses = {r: f"127.0.0.{2 + i}" for i, r in enumerate(regions)}
+        tls_port = 8883 if port_free_on(list(addresses.values()), 8883) else free_port()
+        service_port = free_port()
+        endpoints = {r: wiring.validate_region_outputs(name, r, engine.outputs(name) or {}).endpoint
+                     for r in regions for name in [region_stack(dctx.topology(), r).name]}
+        brokers = {}
+        for r in regions:
+            spec = BrokerSpec(r, addresses[r], tls_port, service_port, self.run_dir / "brokers" / r)
+            spec.write_config(server_cert=server.cert_pem, server_key=server.key_pem,
+                              trust=pki.trust_bundle(registered_pems(iot[r])))
+            brokers[r] = spec
+
+        def start_broker(r: str) -> None:
+            proc = self.procs.start(f"broker-{r}", [mosquitto_binary(), "-c", str(brokers[r].config_path)])
+            wait_for_port(addresses[r], tls_port, 10, proc, f"mosquitto for {r}")
+            wait_for_port(addresses[r], service_port, 10, proc, f"mosquitto for {r}")
+
+        for r in regions:
+            start_broker(r)
+        services = {r: RegionServices(r, addresses[r], service_port, aws) for r in regions}
+        for s in services.values():
+            cleanup.callback(s.stop)
+            s.start()
+
+        # 4. DNS from the DNS stack's records, the devices' resolvers
+        sources = {r: f"127.0.1.{1 + i}" for i, r in enumerate(regions)}
+        answers = Route53Answers(r53, zone_id, domain, {endpoints[r]: addresses[r] for r in regions}, tls_port,
+                                 opts.time_scale, lambda client_region, record_region: 0.0
+                                 if client_region == record_region else 1.0)
+        cleanup.callback(answers.stop)
+        dns = DnsServer(answers, {v: k for k, v in sources.items()})
+        dns.start()
+        cleanup.callback(dns.stop)
+        answers.records(max_age=0)
+        location_of = {f"drill-device-{i:04d}": locations[i] for i in range(opts.devices)}
+        net = DeviceNetwork(lambda dev, name: query(("127.0.0.1", dns.port), name, sources[location_of.get(dev,
+                                                                                                            primary)]))
+        net.start()
+        cleanup.callback(net.stop)
+        region_of_address = {v: k for k, v in addresses.items()}
+        devices = [Device(t, keys[t], location_of[t], ca.cert_pem, domain, tls_port, (net.host, net.port),
+                          lambda dev: region_of_address.get(net.routes.get(dev, ""))) for t in keys]
+        fleet = Fleet(devices, opts.publish_interval)
+        cleanup.callback(fleet.stop)
+        samples: list[tuple[float, dict[str, int], dict[str, int]]] = []
+        sampler_stop = threading.Event()
+
+        def sample() -> None:  # every 0.25 s: devices connected per region, messages/s over the last second
+            window: list[dict[str, int]] = []
+            while not sampler_stop.wait(0.25):
+                now = time.time()
+                window = [*window[-3:], {r: len(services[r].received) for r in regions}]
+                span = 0.25 * max(1, len(window) - 1)
+                rate = {r: round((window[-1][r] - window[0][r]) / span) for r in regions}
+                samples.append((now, fleet.connected(), rate))
+
+        sampler = threading.Thread(target=sample, name="drill-sampler", daemon=True)
+        self.notify(f"drill: {opts.devices} devices connecting to {domain} (brokers on "
+                    f"{', '.join(f'{r} {a}:{tls_port}' for r, a in addresses.items())})")
+        fleet.start()
+        sampler.start()
+        cleanup.callback(sampler.join, 5)
+        cleanup.callback(sampler_stop.set)
+        _wait(lambda: sum(fleet.connected().values()) == opts.devices, 30 + opts.devices * 0.2,
+              f"not every device connected within the warm-up: {fleet.connected()}")
+        fleet.publishing.set()
+        time.sleep(TELEMETRY_WARM_UP * opts.publish_interval)
+        _wait(lambda: all(d.log.last_report_accepted is not None for d in devices), 20 + opts.devices * 0.2,
+              "not every device's shadow report was accepted during the warm-up")
+        before = {d.thing: d.region for d in devices}
+
+        # 5. the outage
+        self.notify(f"drill: killing the {killed} broker")
+        killed_at = time.time()
+        self.procs.kill(f"broker-{killed}")
+        affected = [d for d in devices if before[d.thing] == killed]
+        _wait(lambda: all(d.region == survivor for d in affected), opts.duration, None)
+        all_back = max((d.log.connects[-1][0] for d in affected if d.region == survivor), default=None)
+        time.sleep(max(2.0, 4 * opts.publish_interval))  # queued messages flush
+        refused = _probe_unsynced(addresses[survivor], tls_port, domain, ca.cert_pem, unsynced)
+
+        # 6. the transitions, through the orchestrator
+        if opts.transitions:
+            self.notify(f"drill: failover --to {survivor}")
+            steps.append(self._step("failover", lambda: Lifecycle(dctx, sync_rate=1000).failover(survivor))
+                         if killed == dctx.topology().primary else
+                         StepRecord("failover", True, 0.0, f"{killed} was not the primary: no failover needed"))
+            self.notify(f"drill: {killed} comes back; failback")
+            start_broker(killed)
+            # as the runbook says: fail back once the region's health check is healthy again
+            _wait(lambda: answers.healthy_endpoint(endpoints[killed]), 10 + 60 * opts.time_scale * 2, None)
+            if steps[-1].ok and steps[-1].seconds > 0:
+                steps.append(self._step("failback", lambda: Lifecycle(dctx, sync_rate=1000).failback(killed)))
+                answer = query(("127.0.0.1", dns.port), domain, sources[killed])[0]
+                steps.append(StepRecord("new connections after failback", answer == addresses[killed], 0.0,
+                                        f"{domain} answers {region_of_address.get(answer or '', answer)} "
+                                        f"for a new connection (devices already connected stay where they are)"))
+        time.sleep(2 * opts.publish_interval)
+        fleet.stop_publishing()
+        # every publish the SDK still holds goes out and is acknowledged before the devices stop
+        _wait(lambda: all(len(d.log.acked) >= len(d.log.published) for d in devices), 10 + opts.devices * 0.02, None)
+        time.sleep(max(1.0, 2 * opts.publish_interval))
+        fleet.stop()
+        sampler_stop.set()
+        sampler.join(5)
+
+        # 7. measurements
+        transitions = answers.transitions()
+        killed_fqdn = endpoints[killed]
+        detected = next((t.at for t in transitions if t.fqdn == killed_fqdn and not t.healthy and t.at >= killed_at),
+                        None)
+        changes = [c for c in answers.changes if c.at >= killed_at and c.before == killed_fqdn]
+        dns_changed = min((c.at for c in changes), default=None)
+        received: dict[str, dict[int, int]] = {d.thing: {} for d in devices}
+        for s in services.values():
+            for rec in s.received:
+                if rec.thing in received:
+                    received[rec.thing][rec.seq] = received[rec.thing].get(rec.seq, 0) + 1
+        ttl_s = answers.served_ttl or max(1, round(60 * opts.time_scale))
+        outcomes = []
+        for d in devices:
+            outcomes.append(self._outcome(d, before[d.thing], survivor, killed, killed_at, detected, dns_changed,
+                                          {c.client_region: c.at for c in changes}, sources, ttl_s, net,
+                                          received[d.thing],
+                                          data))
+        return DrillResult(
+            options=opts, env=self.app.env, domain=domain, regions=regions, killed=killed, survivor=survivor,
+            started=started, killed_at=killed_at, detected_at=detected, dns_changed_at=dns_changed,
+            all_back_at=all_back, devices=tuple(outcomes), steps=tuple(steps), health=tuple(transitions),
+            dns=tuple(answers.changes), samples=tuple(samples), refused_unregistered=refused,
+            scaled={"time_scale": opts.time_scale, "health_check_interval_s": 30 * opts.time_scale,
+                    "failure_threshold": 3, "ttl_s": ttl_s})
+
+    def _step(self, operation: str, call: Callable[[], Any]) -> StepRecord:
+        t0 = time.monotonic()
+        try:
+            report = call()
+        except OperationFailed as exc:
+            return StepRecord(operation, False, time.monotonic() - t0, exc.one_line())
+        detail = "; ".join(f"{s.step}: {s.status}" for s in report.steps)
+        return StepRecord(operation, bool(report.ok), time.monotonic() - t0, detail)
+
+    def _outcome(self, d: Any, before: str | None, survivor: str, killed: str, killed_at: float,
+                 detected: float | None, dns_changed: float | None, changed_for: dict[str | None, float],
+                 sources: dict[str, str], ttl_s: int,
+                 net: Any, got: dict[int, int], data: dict[str, Any]) -> DeviceOutcome:
+        log = d.log
+        moved = before == killed
+        after = next((r for t, r in log.connects if t > killed_at), before)
+        rto = detection = ttl = backoff = None
+        attempts = sum(1 for t in log.attempts if t > killed_at)
+        arrival = next((a for a in log.arrivals if a[0] > killed_at), None) if moved else None
+        if moved:
+            back = next((t for t, r in log.connects if t > killed_at and r == survivor), None)
+            # Route 53 answers the survivor from the moment the killed region's check turns unhealthy
+            change = detected if detected is not None else changed_for.get(d.location, dns_changed)
+            if back is not None and change is not None:
+                rto = back - killed_at
+                detection = change - killed_at
+                # the device's cached answer: the last lookup before the change that went to the resolver
+                fetched = [r.at for r in net.resolutions if r.device == d.thing and not r.cached and r.at <= change]
+                expiry = (fetched[-1] + ttl_s) if fetched else change
+                fresh = min(max(change, expiry), back)
+                ttl = fresh - change
+                backoff = back - fresh
+        acked_or_sent = set(log.published)
+        missing = [s for s in acked_or_sent if s not in got]
+        lost = len(missing)
+        lost_acked = len([s for s in missing if s in log.acked])
+        dup = sum(n - 1 for n in got.values() if n > 1)
+        final_region = d.region or after or survivor
+        try:
+            doc = json.loads(data[final_region].get_thing_shadow(thingName=d.thing)["payload"].read())
+            restored = (doc.get("state", {}).get("reported") or {}).get("seq") == log.last_report_accepted
+        except Exception:  # noqa: BLE001 - no shadow there: not restored
+            restored = False
+        return DeviceOutcome(
+            thing=d.thing, location=d.location, before=before, after=after, moved=moved, rto=rto,
+            detection=detection, ttl=ttl, backoff=backoff, attempts=attempts, published=len(log.published),
+            received=len(got), lost=lost, lost_after_ack=lost_acked, duplicated=dup,
+            shadow_reported_found=arrival[2] if arrival else None,
+            shadow_desired_found=arrival[3] if arrival else None, shadow_restored=restored)
+
+
+def _wait(cond: Callable[[], bool], timeout: float, error: str | None) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    if error:
+        raise OperationFailed(error)
+    return False
+
+
+def _probe_unsynced(address: str, port: int, domain: str, ca_pem: str, keypair: Any) -> bool | None:
+    """Does the surviving region refuse a certificate registered after the last sync? (as IoT would)"""
+    import os
+    import socket
+    import ssl
+    import tempfile
+
+    ctx = ssl.create_default_context(cadata=ca_pem)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # the refusal shows in the handshake itself
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = os.path.join(tmp, "c.pem"), os.path.join(tmp, "k.pem")
+        with open(cert, "w") as f:
+            f.write(keypair.cert_pem)
+        with open(os.open(key, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(keypair.key_pem)
+        ctx.load_cert_chain(cert, key)
+    try:
+        with socket.create_connection((address, port), timeout=5) as raw, \
+                ctx.wrap_socket(raw, server_hostname=domain) as tls:
+            tls.settimeout(2)
+            tls.recv(1)
+    except ssl.SSLError:
+        return True
+    except TimeoutError:  # handshake done, the broker waits for CONNECT: accepted
+        return False
+    except ConnectionError:
+        return True
+    except OSError:
+        return None
+    return False
+
+
+def _trap_sigterm(flag: list[int]) -> Any:
+    """SIGTERM ends the drill like Ctrl-C: through the clean-up path."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        flag.append(signum)
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _restore_sigterm(previous: Any) -> None:
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,217 @@
+"""What a drill is asked to do and what it measured: options, events, per-device outcomes, and the
+recovery-time model (`project`) that turns detection, TTL and device backoff into an RTO.
+
+No AWS, MQTT or DNS here: the report, the benchmark and the tests read these types.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Routing(str, Enum):
+    FAILOVER = "failover"
+    LATENCY = "latency"
+
+
+class Phase(str, Enum):
+    WARM_UP = "warm-up"
+    OUTAGE = "outage"
+    FAILOVER = "failover"
+    FAILBACK = "failback"
+
+
+# The device SDK's reconnect policy (awscrt MQTT 5 defaults, set explicitly on every client so the
+# model below and the devices agree): exponential backoff with full jitter between 1 s and 120 s.
+SDK_MIN_RECONNECT_S = 1.0
+SDK_MAX_RECONNECT_S = 120.0
+
+# Route 53's values as the DNS program declares them (programs/dns.py): the drill scales them.
+ROUTE53_INTERVAL_S = 30.0
+ROUTE53_THRESHOLD = 3
+RECORD_TTL_S = 60
+
+
+@dataclass(frozen=True)
+class DrillOptions:
+    devices: int = 5
+    routing: Routing = Routing.FAILOVER
+    kill: str | None = None  # the region whose broker dies (default: the primary)
+    duration: float = 60.0  # seconds to wait for every device to come back after the kill
+    time_scale: float = 0.1  # Route 53 intervals and record TTLs are multiplied by this
+    publish_interval: float = 0.5  # seconds between two telemetry messages of one device
+    transitions: bool = True  # run failover and failback through the orchestrator after the outage
+
+
+@dataclass(frozen=True)
+class HealthTransition:
+    at: float
+    check_id: str
+    fqdn: str
+    healthy: bool
+
+
+@dataclass(frozen=True)
+class DnsChange:
+    at: float
+    client_region: str | None
+    before: str | None
+    after: str | None
+
+
+@dataclass(frozen=True)
+class DeviceOutcome:
+    thing: str
+    location: str  # the region a latency record would call nearest
+    before: str | None  # region connected to before the kill
+    after: str | None  # region connected to after it
+    moved: bool  # the device was connected to the killed region
+    rto: float | None  # kill -> connected in the surviving region (None: never, or not affected)
+    detection: float | None  # kill -> DNS answers the surviving region
+    ttl: float | None  # DNS change -> the device's cached answer expired
+    backoff: float | None  # cache expired -> connected (waiting for the SDK's next attempt, and the handshake)
+    attempts: int  # connect attempts between the kill and the reconnection
+    published: int
+    received: int  # distinct sequence numbers some broker received
+    lost: int  # published (handed to the SDK) and never received by the region's telemetry sink
+    lost_after_ack: int  # ... of which a broker had acknowledged (PUBACK) before it died
+    duplicated: int  # received more than once
+    shadow_reported_found: bool | None  # on arrival, the new region's shadow held the last reported state
+    shadow_desired_found: bool | None  # ... and the desired state
+    shadow_restored: bool  # the shadow in the surviving region holds the device's state at the end
+
+
+@dataclass(frozen=True)
+class Stats:
+    p50: float | None
+    p95: float | None
+    max: float | None
+
+    @classmethod
+    def of(cls, values: list[float]) -> Stats:
+        if not values:
+            return cls(None, None, None)
+        s = sorted(values)
+        return cls(percentile(s, 50), percentile(s, 95), s[-1])
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    operation: str
+    ok: bool
+    seconds: float
+    detail: str
+
+
+@dataclass(frozen=True)
+class DrillResult:
+    options: DrillOptions
+    env: str
+    domain: str
+    regions: tuple[str, ...]
+    killed: str
+    survivor: str
+    started: float
+    killed_at: float
+    detected_at: float | None  # the killed region's health check turned unhealthy
+    dns_changed_at: float | None  # the first answer without the killed region
+    all_back_at: float | None
+    devices: tuple[DeviceOutcome, ...]
+    steps: tuple[StepRecord, ...]
+    health: tuple[HealthTransition, ...]
+    dns: tuple[DnsChange, ...]
+    samples: tuple[tuple[float, dict[str, int], dict[str, int]], ...]  # (t, connected per region, msgs/s)
+    refused_unregistered: bool | None  # a device with an unsynced certificate was refused in the survivor
+    scaled: dict[str, float] = field(default_factory=dict)  # the intervals actually used
+    control: str = "dns"  # the failover control the transitions used
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def affected(self) -> list[DeviceOutcome]:
+        return [d for d in self.devices if d.moved]
+
+    def rto(self) -> Stats:
+        return Stats.of([d.rto for d in self.affected if d.rto is not None])
+
+    def component(self, name: str) -> Stats:
+        return Stats.of([getattr(d, name) for d in self.affected if getattr(d, name) is not None])
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.affected) and all(d.rto is not None for d in self.affected) and all(
+            d.lost == 0 for d in self.devices) and all(s.ok for s in self.steps)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["options"]["routing"] = self.options.routing.value
+        data["summary"] = {"ok": self.ok, "rto": asdict(self.rto()),
+                           **{k: asdict(self.component(k)) for k in ("detection", "ttl", "backoff")},
+                           "affected": len(self.affected),
+                           "lost": sum(d.lost for d in self.devices),
+                           "lost_after_ack": sum(d.lost_after_ack for d in self.devices),
+                           "duplicated": sum(d.duplicated for d in self.devices)}
+        return data
+
+
+@dataclass(frozen=True)
+class Projection:
+    interval: float
+    threshold: int
+    ttl: float
+    rto: Stats
+    detection: float
+    ttl_wait: Stats
+    backoff: Stats
+
+
+def backoff_schedule(rng: random.Random, horizon: float, min_s: float = SDK_MIN_RECONNECT_S,
+                     max_s: float = SDK_MAX_RECONNECT_S) -> list[float]:
+    """Connect attempt times after a disconnect at 0: exponential backoff with full jitter."""
+    t, k, times = 0.0, 0, [0.0]
+    while t < horizon:
+        t += rng.uniform(0, min(max_s, min_s * 2 ** k))
+        k += 1
+        times.append(t)
+    return times
+
+
+def project(interval: float = ROUTE53_INTERVAL_S, threshold: int = ROUTE53_THRESHOLD, ttl: float = RECORD_TTL_S,
+            samples: int = 5000, seed: int = 15, handshake: float = 0.0) -> Projection:
+    """The drill's device, on paper: RTO = detection + TTL wait + backoff wait.
+
+    Detection: the first failing probe lands at a uniform point of the check interval after the kill;
+    the check flips after `threshold` failures in a row, and Route 53 answers the survivor from then on.
+    The device: the SDK attempts at its backoff schedule from the disconnect; each attempt resolves
+    the name, through a cache that keeps an answer for `ttl`; it connects at the first attempt whose
+    answer is the survivor. As in the drill's measurement, TTL wait = from the flip until the answer
+    cached before it expires, backoff wait = from then until the connecting attempt."""
+    rng = random.Random(seed)
+    rtos, ttls, backoffs, detections = [], [], [], []
+    for _ in range(samples):
+        detection = (threshold - 1) * interval + rng.uniform(0, interval)
+        cached_until, cached_new, old_expiry, back = -1.0, False, detection, 0.0
+        for t in backoff_schedule(rng, detection + ttl + 2 * SDK_MAX_RECONNECT_S):
+            if t >= cached_until:  # cache miss: the resolver answers as Route 53 does at time t
+                cached_new, cached_until = t >= detection, t + ttl
+                if not cached_new:
+                    old_expiry = cached_until
+            if cached_new:
+                back = t
+                break
+        fresh = min(max(detection, old_expiry), back)
+        rtos.append(back + handshake)
+        detections.append(detection)
+        ttls.append(fresh - detection)
+        backoffs.append(back - fresh + handshake)
+    return Projection(interval, threshold, ttl, Stats.of(rtos), sum(detections) / len(detections), Stats.of(ttls),
+                      Stats.of(backoffs))

@@ -1,0 +1,66 @@
+"""The drill operation: which world, where the report goes, what the command prints."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.context import Context
+from orchestrator.drill.model import DrillOptions, DrillResult
+
+
+@dataclass(frozen=True)
+class DrillOutcome:
+    result: DrillResult
+    files: dict[str, str]
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.result.to_json(), "files": self.files}
+
+    def summary_lines(self) -> list[str]:
+        r = self.result
+        rto = r.rto()
+        lost = sum(d.lost for d in r.devices)
+        dup = sum(d.duplicated for d in r.devices)
+        back = sum(1 for d in r.affected if d.rto is not None)
+
+        def s(v: float | None) -> str:
+            return "–" if v is None else f"{v:.1f}s"
+
+        lines = [f"drill {'PASS' if r.ok else 'FAIL'}: {r.killed} killed, {back}/{len(r.affected)} devices "
+                 f"reconnected to {r.survivor}",
+                 f"  RTO p50 {s(rto.p50)} p95 {s(rto.p95)} max {s(rto.max)} = detection "
+                 f"{s(r.component('detection').p50)} + TTL {s(r.component('ttl').p50)} + backoff "
+                 f"{s(r.component('backoff').p50)} (p50s)",
+                 f"  QoS 1 messages: {sum(d.published for d in r.devices)} published, {lost} lost, {dup} duplicated",
+                 f"  shadows found on arrival: reported {sum(1 for d in r.affected if d.shadow_reported_found)}"
+                 f"/{len(r.affected)}, desired {sum(1 for d in r.affected if d.shadow_desired_found)}"
+                 f"/{len(r.affected)}"]
+        lines += [f"  {st.operation}: {'ok' if st.ok else 'FAILED'} ({st.seconds:.1f}s)" for st in r.steps]
+        lines += [f"  {kind}: {path}" for kind, path in self.files.items()]
+        return lines
+
+
+def run_drill(app: Context, opts: DrillOptions, *, local: bool, output: str | None,
+              confirm: Callable[[str, str], None]) -> DrillOutcome:
+    from orchestrator.drill import report
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    directory = Path(output).resolve() if output else app.state.drill_dir(app.env, stamp)
+    if local:
+        from orchestrator.drill.local import LocalDrill
+
+        result = LocalDrill(app, opts, directory).run()
+    else:
+        from orchestrator.drill.account import AccountDrill
+
+        result = AccountDrill(app, opts, directory, confirm).run()
+    files = report.write(result, directory)
+    return DrillOutcome(result, files)
