@@ -2,8 +2,8 @@
 
 Commands live in one module per command group (`plan`, `stacks`, `preview`, `lifecycle`,
 `registry`, `comment`, `secrets`, `drift`, `drill`), each command a top-level function, loaded
-lazily by the root group so `orchestrate --help` imports nothing but click. Each command is thin: parse, call an operation,
-render through the injected console.
+lazily by the root group so `orchestrate --help` imports nothing but click. Each command is thin:
+parse, call an operation, render through the injected console.
 """
 
 from __future__ import annotations

@@ -24,9 +24,11 @@ from typing import Any
 
 from orchestrator.aws import AwsContext, client
 from orchestrator.engine.types import (
+    LockInfo,
     Operation,
     OutputValue,
     ProgressFn,
+    StackDrift,
     StackInfo,
     StackResult,
     StackSpec,
@@ -92,6 +94,16 @@ class LocalEngine:
 
     def cancel(self, stack: str) -> None:
         return None
+
+    def drift(self, stack: str) -> StackDrift:
+        """The drill's world changes only through this engine: its state never drifts from it."""
+        return StackDrift(stack, deployed=stack in self._outputs)
+
+    def lock(self, stack: str) -> LockInfo | None:
+        return None  # one drill, one process: nothing else can hold a lock
+
+    def change_secrets_provider(self, stack: str, provider: str) -> None:
+        return None  # the drill's stacks hold no secrets
 
     def export(self, stack: str) -> dict[str, Any]:
         return {"outputs": {k: v.value for k, v in self._outputs.get(stack, {}).items()}}
