@@ -253,3 +253,14 @@ class AdaptiveLimiter:
     def slowdowns(self) -> dict[str, int]:
         with self._lock:
             return dict(self._slowdowns)
+
+
+def resolve_quotas(topology_quotas: Mapping[str, float] | None = None, quota_file: str | Path | None = None,
+                   overrides: tuple[str, ...] = ()) -> QuotaTable:
+    """AWS's defaults <- the topology's `quotas:` <- a `--quotas` file <- `--quota API=RATE` flags."""
+    rates = dict(DEFAULT_QUOTAS)
+    rates.update(normalize_quotas(topology_quotas or {}, source="topology quotas"))
+    if quota_file is not None:
+        rates.update(load_quota_file(Path(quota_file)))
+    rates.update(dict(parse_override(o) for o in overrides))
+    return QuotaTable(rates)
