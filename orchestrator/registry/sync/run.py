@@ -116,7 +116,8 @@ def sync_clients(src_client: Any, dst_client: Any, options: SyncOptions, *,
     if options.prune:  # deletions are planned from complete listings, in one pass
         reads = run.read_details(src_l, dst_l)
         plan = plan_sync(reads.src, reads.dst, True, region_rewrite=options.region_rewrite, fetch_pems=True)
-        report = run.finish([run.apply(plan, final=True)], src_total=len(src_l.things), reads=reads)
+        parts = [run.apply(plan, final=True)]
+        plans = [plan]
     else:
         first = plan_sync(src_l, dst_l, False, region_rewrite=options.region_rewrite, part=PlanPart.ENTITIES,
                           fetch_pems=True)
@@ -142,10 +143,14 @@ def sync_clients(src_client: Any, dst_client: Any, options: SyncOptions, *,
         bar.total_known(len(first.ops) + len(second.ops))
         two = run.apply(second, final=one.ok and not blocked, progress=bar.second)
         two = replace(two, blocked=two.blocked + blocked)
-        report = run.finish([one, two], src_total=len(src_l.things), reads=reads)
-    if report.ok and options.state_path is not None:
-        run.save_state(src_l, reads)
-    return report
+        parts, plans = [one, two], [first, second]
+    if all(p.ok for p in parts) and options.state_path is not None:
+        things_written = any(op.kind is Kind.THING and op.action is not Action.DELETE for p in plans for op in p.ops)
+        run.save_state(src_l, dst_l, reads, relist=things_written)
+    elif options.state_path is not None:
+        # something was not applied: versions alone cannot say what, so the next run reads everything
+        options.state_path.unlink(missing_ok=True)
+    return run.finish(parts, src_total=len(src_l.things), reads=reads)
 
 
 class _TwoPassProgress:
@@ -436,12 +441,16 @@ class _Run:
             full=self.options.full or self.options.prune, shadows=self.shadows,
         )
 
-    def save_state(self, src: RegistrySnapshot, reads: DetailReads) -> None:
-        """After a clean run: the versions both regions now have (one more paged listing of the
-        destination's things: N/250 calls), and the source shadows' versions."""
+    def save_state(self, src: RegistrySnapshot, dst: RegistrySnapshot, reads: DetailReads, *,
+                   relist: bool) -> None:
+        """After a clean run: the versions both regions now have (when things were written, one more
+        paged listing of the destination's things: N/250 calls), and the source shadows' versions."""
         o = self.options
         assert o.state_path is not None
-        dst_versions = {t["thingName"]: t.get("version") for t in self.dst_caller.pages("list_things")}
+        if relist:
+            dst_versions = {t["thingName"]: t.get("version") for t in self.dst_caller.pages("list_things")}
+        else:
+            dst_versions = {t.name: t.version for t in dst.things}
         things = {t.name: (t.version, dst_versions.get(t.name)) for t in src.things}
         shadows = {sh.key: sh.version for sh in reads.src_shadows} if reads.shadows_read else {}
         VersionRecord(src.region, reads.dst.region, things, shadows).save(o.state_path)
