@@ -338,20 +338,23 @@ def read_snapshot(iot_client: Any, *, caller: Caller | None = None, pems: bool =
 
 def read_listing(caller: Caller, *, concurrency: int = 1) -> RegistrySnapshot:
     """Everything the paged listings give (types, groups, things with their versions and groups,
-    policies, certificates, policy targets): no per-thing and no per-certificate call."""
+    policies, certificates, policy targets): no per-thing and no per-certificate call. The five
+    independent listings run at the same time (each API has its own budget)."""
     region = caller.region
     notes: list[str] = []
 
-    types = []
-    for t in caller.pages("list_thing_types"):
-        props = t.get("thingTypeProperties") or {}
-        meta = t.get("thingTypeMetadata") or {}
-        types.append(ThingType(
-            name=t["thingTypeName"],
-            description=props.get("thingTypeDescription") or None,
-            searchable_attributes=tuple(props.get("searchableAttributes") or ()),
-            deprecated=bool(meta.get("deprecated")),
-        ))
+    def thing_types() -> list[ThingType]:
+        types = []
+        for t in caller.pages("list_thing_types"):
+            props = t.get("thingTypeProperties") or {}
+            meta = t.get("thingTypeMetadata") or {}
+            types.append(ThingType(
+                name=t["thingTypeName"],
+                description=props.get("thingTypeDescription") or None,
+                searchable_attributes=tuple(props.get("searchableAttributes") or ()),
+                deprecated=bool(meta.get("deprecated")),
+            ))
+        return types
 
     def describe_group(name: str) -> ThingGroup | None:
         try:
@@ -371,15 +374,6 @@ def read_listing(caller: Caller, *, concurrency: int = 1) -> RegistrySnapshot:
             arn=d.get("thingGroupArn"),
         )
 
-    group_names = sorted({g["groupName"] for g in caller.pages("list_thing_groups")})
-    groups = [g for g in pmap(describe_group, group_names, concurrency) if g is not None]
-    dynamic = [g.name for g in groups if g.dynamic]
-    if dynamic:
-        notes.append(f"dynamic thing groups are not copied (fleet indexing queries): {', '.join(dynamic)}")
-
-    raw_things = list(caller.pages("list_things"))
-    thing_names = {t["thingName"] for t in raw_things}
-
     def members(name: str) -> tuple[str, list[str]]:
         try:
             return name, [t for t in caller.pages("list_things_in_thing_group", thingGroupName=name)]
@@ -388,19 +382,10 @@ def read_listing(caller: Caller, *, concurrency: int = 1) -> RegistrySnapshot:
                 return name, []
             raise
 
-    membership: dict[str, list[str]] = {}
-    for group, names in pmap(members, [g.name for g in groups if not g.dynamic], concurrency):
-        for thing in names:
-            if thing in thing_names:  # moto keeps deleted things in their groups; AWS lags a bit
-                membership.setdefault(thing, []).append(group)
-
-    things = tuple(sorted(
-        (Thing(name=t["thingName"], thing_type=t.get("thingTypeName") or None,
-               attributes=dict(t.get("attributes") or {}),
-               groups=tuple(sorted(membership.get(t["thingName"], ()))),
-               version=t.get("version"))
-         for t in raw_things),
-        key=lambda t: t.name))
+    def groups_and_members() -> tuple[list[ThingGroup], list[tuple[str, list[str]]]]:
+        group_names = sorted({g["groupName"] for g in caller.pages("list_thing_groups")})
+        groups = [g for g in pmap(describe_group, group_names, concurrency) if g is not None]
+        return groups, pmap(members, [g.name for g in groups if not g.dynamic], concurrency)
 
     def policy(name: str) -> Policy | None:
         try:
@@ -410,15 +395,6 @@ def read_listing(caller: Caller, *, concurrency: int = 1) -> RegistrySnapshot:
                 return None
             raise
         return Policy(name=p["policyName"], document=normalize_document(p["policyDocument"]))
-
-    policy_names = sorted({p["policyName"] for p in caller.pages("list_policies")})
-    policies = [p for p in pmap(policy, policy_names, concurrency) if p is not None]
-
-    certificates = tuple(sorted(
-        (Certificate(id=c["certificateId"], status=c["status"], mode=c.get("certificateMode"),
-                     ca_certificate_id=c.get("caCertificateId"), arn=c.get("certificateArn"))
-         for c in caller.pages("list_certificates")),
-        key=lambda c: c.id))
 
     def targets(name: str) -> list[PolicyTarget]:
         try:
@@ -439,17 +415,50 @@ def read_listing(caller: Caller, *, concurrency: int = 1) -> RegistrySnapshot:
                 notes.append(f"policy {name}: target {arn} is not a certificate or thing group; not copied")
         return found
 
-    policy_targets = tuple(sorted(
-        a for batch in pmap(targets, [p.name for p in policies], concurrency) for a in batch))
+    def policies_and_targets() -> tuple[list[Policy], list[PolicyTarget]]:
+        policy_names = sorted({p["policyName"] for p in caller.pages("list_policies")})
+        policies = [p for p in pmap(policy, policy_names, concurrency) if p is not None]
+        found = [a for batch in pmap(targets, [p.name for p in policies], concurrency) for a in batch]
+        return policies, found
+
+    def certificates() -> list[Certificate]:
+        return [Certificate(id=c["certificateId"], status=c["status"], mode=c.get("certificateMode"),
+                            ca_certificate_id=c.get("caCertificateId"), arn=c.get("certificateArn"))
+                for c in caller.pages("list_certificates")]
+
+    def things() -> list[Any]:
+        return list(caller.pages("list_things"))
+
+    with ThreadPoolExecutor(max_workers=5, thread_name_prefix="registry-list") as pool:
+        f_types, f_groups, f_things = pool.submit(thing_types), pool.submit(groups_and_members), pool.submit(things)
+        f_policies, f_certs = pool.submit(policies_and_targets), pool.submit(certificates)
+        types, (groups, group_members), raw_things = f_types.result(), f_groups.result(), f_things.result()
+        (policies, policy_targets), certs = f_policies.result(), f_certs.result()
+
+    dynamic = [g.name for g in groups if g.dynamic]
+    if dynamic:
+        notes.append(f"dynamic thing groups are not copied (fleet indexing queries): {', '.join(dynamic)}")
+    thing_names = {t["thingName"] for t in raw_things}
+    membership: dict[str, list[str]] = {}
+    for group, names in group_members:
+        for thing in names:
+            if thing in thing_names:  # moto keeps deleted things in their groups; AWS lags a bit
+                membership.setdefault(thing, []).append(group)
 
     return RegistrySnapshot(
         region=region,
         thing_types=tuple(sorted(types, key=lambda t: t.name)),
         thing_groups=tuple(sorted(groups, key=lambda g: g.name)),
-        things=things,
+        things=tuple(sorted(
+            (Thing(name=t["thingName"], thing_type=t.get("thingTypeName") or None,
+                   attributes=dict(t.get("attributes") or {}),
+                   groups=tuple(sorted(membership.get(t["thingName"], ()))),
+                   version=t.get("version"))
+             for t in raw_things),
+            key=lambda t: t.name)),
         policies=tuple(sorted(policies, key=lambda p: p.name)),
-        certificates=certificates,
-        policy_targets=policy_targets,
+        certificates=tuple(sorted(certs, key=lambda c: c.id)),
+        policy_targets=tuple(sorted(policy_targets)),
         notes=tuple(sorted(set(notes))),
     )
 
