@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from bench._report import machine, write_section  # noqa: E402
 from orchestrator.aws import AwsContext, client  # noqa: E402
 from orchestrator.registry import QuotaTable, SyncOptions, SyncReport, sync_clients  # noqa: E402
-from orchestrator.registry.quotas import SHADOW_KEY, bucket_of, is_read  # noqa: E402
+from orchestrator.registry.quotas import SHADOW_KEY, bucket_of  # noqa: E402
 from tests.moto_server import MotoUnavailable, reset  # noqa: E402
 from tests.moto_server import moto_server as run_moto  # noqa: E402
 from tests.ops.registry_world import seed, thing_name  # noqa: E402
@@ -128,7 +128,7 @@ def run_sync(proxy: QuotaProxy, versions: ThingVersions, dst: str, table: QuotaT
         return versions.install(client(ctx, "iot", region, own_retries=True, max_pool_connections=32))
 
     def data(region: str) -> Any:
-        return client(ctx, "iot-data", region, own_retries=True, max_pool_connections=32)
+        return client(ctx, "iot-data", region, own_retries=True, max_pool_connections=68)
 
     proxy.reset()
     started = time.perf_counter()

@@ -300,8 +300,8 @@ class SyncOptions:
     @property
     def data_concurrency(self) -> int:
         """Shadow reads in flight: the data plane's quota (4,000/s) is far above the control
-        plane's, so only latency bounds it; four times `concurrency`, at most 32."""
-        return min(32, 4 * self.concurrency)
+        plane's, so only latency bounds it; sixteen times `concurrency`, at most 64."""
+        return min(64, 16 * self.concurrency)
 
     @property
     def uniform(self) -> bool:
