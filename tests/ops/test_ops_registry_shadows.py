@@ -168,3 +168,36 @@ def test_registry_sync_cli_syncs_shadows_and_reports_calls_per_api(
     assert skipped.exit_code == 0, skipped.output
     doc = json.loads(skipped.stdout)
     assert doc["shadows"] is False and not any("shadow" in api for api in doc["calls_by_api"])
+
+
+def test_one_thing_and_one_shadow_apply_on_their_own(iot: IotFactory, data: Callable[[str], Any]) -> None:
+    """The entry points an event-driven replicator calls per event (apply_thing, apply_shadow)."""
+    from dataclasses import replace
+
+    from orchestrator.registry import read_snapshot
+    from orchestrator.registry.sync.apply import SYNC_CLIENT_TOKEN, apply_shadow, apply_thing
+
+    seed(iot(SRC), 3)
+    things = seed_shadows(data(SRC), 3)
+    full = read_snapshot(iot(SRC), data_caller=Caller(data(SRC)))
+    one = things[0]
+    certs = {a.certificate_id for a in full.thing_principals if a.thing == one}
+    part = replace(full, things=tuple(t for t in full.things if t.name == one),
+                   certificates=tuple(c for c in full.certificates if c.id in certs),
+                   thing_principals=tuple(a for a in full.thing_principals if a.thing == one),
+                   policy_targets=tuple(a for a in full.policy_targets if a.target in certs),
+                   shadows=tuple(sh for sh in full.shadows if sh.thing == one))
+    report = apply_thing(part, Caller(iot(DST)), data_caller=Caller(data(DST)))
+    assert report.ok, report.errors
+    assert report.counts["thing"]["create"] == 1 and report.counts["thing_principal"]["create"] == 1
+    assert report.counts["shadow"]["update"] == 2
+    assert shadows(data(DST), [one]) == shadows(data(SRC), [one])
+    again = apply_thing(part, Caller(iot(DST)), data_caller=Caller(data(DST)))
+    assert again.ok and again.write_calls == 0
+
+    put(data(SRC), one, {"desired": {"led": "off"}})
+    changed = read_shadows(Caller(data(SRC)), [one], names={one: [""]})[0]
+    assert apply_shadow(changed, Caller(data(DST))) is True
+    assert apply_shadow(changed, Caller(data(DST))) is False  # equal now: no write
+    assert shadows(data(DST), [one]) == shadows(data(SRC), [one])
+    assert SYNC_CLIENT_TOKEN == "orchestrate-registry-sync"

@@ -1,5 +1,20 @@
 """Applying a plan to the destination: the executor (one operation) and the scheduler (all of them).
 
+Entry points:
+
+    apply_sync(plan, dst_client, ...)        a whole plan (registry sync, restore)
+    apply_thing(src, dst_caller, ...)        one thing's (or a few things') changes, given the
+                                             source's data for them: reads only those in the
+                                             destination, plans and applies the difference
+    apply_shadow(shadow, data_caller, ...)   one shadow's state, given the source's document
+                                             (`snapshot.shadow_from_document` turns a
+                                             `$aws/things/<thing>/shadow/.../update/documents`
+                                             message's `current` into a `Shadow`)
+
+The last two are what an event-driven replicator (registry events, shadow update documents) calls
+per event; they write with the clientToken `SYNC_CLIENT_TOKEN`, so a replicator listening in the
+destination can ignore the echo of its own writes.
+
 `apply_sync` runs the plan against the destination: dependencies first, optionally on a small
 thread pool whose dispatcher interleaves different APIs (each has its own rate limit, so four
 workers on four APIs go four times as fast as four workers on one), every call through
@@ -25,7 +40,7 @@ from orchestrator.registry.calls import Caller, RateLimiter, RetryPolicy, error_
 from orchestrator.registry.checkpoint import Checkpoint
 from orchestrator.registry.policydoc import normalize_document
 from orchestrator.registry.quotas import SHADOW_APIS, AdaptiveLimiter
-from orchestrator.registry.snapshot import TargetKind
+from orchestrator.registry.snapshot import RegistrySnapshot, Shadow, TargetKind
 from orchestrator.registry.sync.model import (
     MAX_CONCURRENCY,
     Action,
@@ -566,3 +581,120 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveL
         unapplied=frozenset(blocked) | {e.op for e in errors},
         warnings=plan.warnings, rewritten_policies=plan.rewritten_policies, resumed=resumed,
     )
+
+
+# -- one thing, one shadow: entry points for event-driven replication -----------------------------
+
+def apply_shadow(shadow: Shadow, data_caller: Caller, *, current: Shadow | None = None,
+                 read_current: bool = True) -> bool:
+    """Make the destination's shadow (`shadow.thing`, `shadow.name`) hold `shadow`'s desired and
+    reported state; returns whether anything was written. The destination's shadow is read first
+    (one `get_thing_shadow`) unless `read_current=False`, when `current` is taken as it. An equal
+    shadow costs no write; keys the source no longer has are deleted (written as null). The thing
+    must exist in the destination (AWS refuses shadows of unknown things)."""
+    from orchestrator.registry.snapshot import read_shadows
+    from orchestrator.registry.sync.plan import shadow_patch
+
+    if read_current:
+        found = read_shadows(data_caller, [shadow.thing], names={shadow.thing: [shadow.name]})
+        current = found[0] if found else None
+    if current is not None and (current.desired, current.reported) == (shadow.desired, shadow.reported):
+        return False
+    if current is None and shadow.desired is None and shadow.reported is None:
+        return False
+    op = SyncOp(Kind.SHADOW, Action.UPDATE, shadow.key,
+                {"thing": shadow.thing, "shadow": shadow.name, "document": shadow_patch(shadow, current)})
+    _Executor(data_caller, SyncPlan("", "", False, ()), data_caller=data_caller).run(op)
+    return True
+
+
+def apply_thing(src: RegistrySnapshot, dst_caller: Caller, *, data_caller: Caller | None = None,
+                pem_source: PemSource | None = None, concurrency: int = 1) -> SyncReport:
+    """Apply the changes of one thing (or a few) given the source's data, without reading whole
+    registries: `src` holds the things, their certificates (with PEMs, or `pem_source`), their
+    principals, the policies and policy targets of those certificates, their groups and types, and
+    (with `data_caller`) their shadows. Only the destination's state of exactly those is read
+    (describe_thing, list_thing_groups_for_thing, list_thing_principals, describe_certificate,
+    get_policy, list_targets_for_policy, describe_thing_group/type, get_thing_shadow), then the
+    same planner and executor as a full sync apply the difference. Nothing is deleted."""
+    from orchestrator.registry.snapshot import (
+        Certificate,
+        Policy,
+        PolicyTarget,
+        Thing,
+        ThingGroup,
+        ThingPrincipal,
+        ThingType,
+        read_principals,
+        read_shadows,
+    )
+    from orchestrator.registry.sync.plan import plan_sync
+
+    def get(api: str, **kwargs: Any) -> Any:
+        try:
+            return dst_caller.call(api, **kwargs)
+        except Exception as exc:
+            if _code(exc) == _NOT_FOUND:
+                return None
+            raise
+
+    names = [t.name for t in src.things]
+    things = []
+    for name in names:
+        d = get("describe_thing", thingName=name)
+        if d is not None:
+            member_of = tuple(sorted(g["groupName"] for g in dst_caller.pages("list_thing_groups_for_thing",
+                                                                                thingName=name)))
+            things.append(Thing(name, d.get("thingTypeName") or None, dict(d.get("attributes") or {}), member_of,
+                                d.get("version")))
+    principals, _ = read_principals(dst_caller, [t.name for t in things])
+    certs, arns = [], {}
+    for c in src.certificates:
+        d = get("describe_certificate", certificateId=c.id)
+        if d is not None:
+            desc = d["certificateDescription"]
+            certs.append(Certificate(c.id, desc["status"], arn=desc.get("certificateArn")))
+            arns[c.id] = desc.get("certificateArn")
+    policies, targets = [], []
+    for p in src.policies:
+        d = get("get_policy", policyName=p.name)
+        if d is not None:
+            policies.append(Policy(p.name, normalize_document(d["policyDocument"])))
+            for arn in dst_caller.pages("list_targets_for_policy", policyName=p.name):
+                cert_id = arn.rsplit(":cert/", 1)[1] if ":cert/" in arn else None
+                if cert_id is not None:
+                    targets.append(PolicyTarget(p.name, TargetKind.CERTIFICATE, cert_id))
+    groups = []
+    for g in src.thing_groups:
+        d = get("describe_thing_group", thingGroupName=g.name)
+        if d is not None:
+            props = d.get("thingGroupProperties") or {}
+            groups.append(ThingGroup(g.name, (d.get("thingGroupMetadata") or {}).get("parentGroupName"),
+                                     props.get("thingGroupDescription") or None,
+                                     dict((props.get("attributePayload") or {}).get("attributes") or {}),
+                                     d.get("queryString"), d.get("thingGroupArn")))
+    types = []
+    for t in src.thing_types:
+        d = get("describe_thing_type", thingTypeName=t.name)
+        if d is not None:
+            props = d.get("thingTypeProperties") or {}
+            types.append(ThingType(t.name, props.get("thingTypeDescription") or None,
+                                   tuple(props.get("searchableAttributes") or ()),
+                                   bool((d.get("thingTypeMetadata") or {}).get("deprecated"))))
+    shadows: tuple[Shadow, ...] = ()
+    if data_caller is not None and src.shadows:
+        wanted: dict[str, set[str]] = {}
+        for sh in src.shadows:
+            wanted.setdefault(sh.thing, set()).add(sh.name)
+        shadows = read_shadows(data_caller, sorted(n for n in wanted if n in {t.name for t in things}),
+                               names=wanted)
+    dst = RegistrySnapshot(
+        region=dst_caller.region, thing_types=tuple(types), thing_groups=tuple(groups), things=tuple(things),
+        policies=tuple(policies), certificates=tuple(certs),
+        thing_principals=tuple(sorted(a for a in principals if isinstance(a, ThingPrincipal))),
+        policy_targets=tuple(sorted(targets)), shadows=shadows)
+    if data_caller is None:
+        src = replace(src, shadows=())
+    plan = plan_sync(src, dst, False, fetch_pems=pem_source is not None)
+    return apply_sync(plan, dst_caller.client, caller=dst_caller, data_caller=data_caller, pem_source=pem_source,
+                      concurrency=concurrency)
