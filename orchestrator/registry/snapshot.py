@@ -1,23 +1,27 @@
 """A region's IoT registry as typed, frozen values, and the reader that takes one.
 
 What is captured: thing types, thing groups (static; dynamic groups are noted, not copied), things
-(type, attributes, static groups), policies (default version, normalized JSON), certificates (id,
-PEM, status, mode), thing<->certificate attachments and policy<->certificate/thing-group
-attachments. Certificate PEMs are public; private keys are never fetched or stored (the API
+(type, attributes, static groups, registry version), device shadows, policies (default version,
+normalized JSON), certificates (id, PEM, status, mode), thing<->certificate attachments and
+policy<->certificate/thing-group attachments. Certificate PEMs are public; private keys are never fetched or stored (the API
 cannot return them anyway).
 
 Identity across regions: things, types, groups and policies by name; certificates by id (the
 SHA-256 of the certificate, the same in every region when the same PEM is registered). ARNs are
 region-specific and kept only as hints (`compare=False`).
 
-Call pattern at 2,000 things (and G groups, P policies, C certificates), per region:
-list_thing_types 1 page; list_thing_groups 1 + describe_thing_group G (parents, properties);
-list_things 8 pages of 250 (type and attributes come with the listing: no describe_thing);
-list_things_in_thing_group G (not list_thing_groups_for_thing: 2,000 calls); list_policies
-1 + get_policy P; list_certificates C/250 pages (status and mode come with the listing);
-describe_certificate only for the PEMs actually needed (`pems=`); list_thing_principals one per
-thing (there is no bulk form; list_principal_things per certificate costs the same);
-list_targets_for_policy P (not list_attached_policies: one per certificate).
+Reading is split by cost (the sync reads in proportion to what changed, sync/run.py):
+`read_listing` takes what the paged listings give, per region: list_thing_types, list_thing_groups +
+describe_thing_group per group, list_things (250 a page, with each thing's `version`),
+list_things_in_thing_group per group, list_policies + get_policy per policy,
+list_targets_for_policy per policy, list_certificates (status and mode come with the listing);
+the five independent listings run at once. `read_principals` is one list_thing_principals per
+thing (no bulk form), `things_of_certificates` one list_principal_things per certificate,
+`with_pems` one describe_certificate per certificate, and `read_shadows` (iot-data) one
+list_named_shadows_for_thing plus one get_thing_shadow per shadow of each thing.
+
+Shadows (`Shadow`): classic (name "") and named; `state.desired` and `state.reported` as canonical
+JSON; the version is the region's own counter (not compared across regions).
 """
 
 from __future__ import annotations

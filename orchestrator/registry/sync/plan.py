@@ -4,8 +4,9 @@
 operations it depends on:
 
     creates/updates  thing types -> thing groups (parents first) -> policies -> certificates ->
-                     things -> group membership -> thing<->certificate -> policy<->principal ->
-                     deprecation of thing types (after the things that use them exist)
+                     things -> group membership -> thing<->certificate -> shadows (after their
+                     thing) -> policy<->principal -> deprecation of thing types (after the things
+                     that use them exist)
     deletions        the reverse, and only with `prune`: nothing in the destination is removed,
                      detached or taken out of a group without it.
 
