@@ -3,8 +3,8 @@
 What is captured: thing types, thing groups (static; dynamic groups are noted, not copied), things
 (type, attributes, static groups, registry version), device shadows, policies (default version,
 normalized JSON), certificates (id, PEM, status, mode), thing<->certificate attachments and
-policy<->certificate/thing-group attachments. Certificate PEMs are public; private keys are never fetched or stored (the API
-cannot return them anyway).
+policy<->certificate/thing-group attachments. Certificate PEMs are public; private keys are never
+fetched or stored (the API cannot return them anyway).
 
 Identity across regions: things, types, groups and policies by name; certificates by id (the
 SHA-256 of the certificate, the same in every region when the same PEM is registered). ARNs are
