@@ -201,3 +201,16 @@ def test_one_thing_and_one_shadow_apply_on_their_own(iot: IotFactory, data: Call
     assert apply_shadow(changed, Caller(data(DST))) is False  # equal now: no write
     assert shadows(data(DST), [one]) == shadows(data(SRC), [one])
     assert SYNC_CLIENT_TOKEN == "orchestrate-registry-sync"
+
+
+def test_relations_streamed_in_small_chunks_give_the_same_result(iot: IotFactory, data: Callable[[str], Any]) -> None:
+    """Attachments and shadows join the running apply chunk by chunk (here 3 things a chunk)."""
+    from orchestrator.registry import read_snapshot
+
+    seed(iot(SRC), 8)
+    things = seed_shadows(data(SRC), 8)
+    report = sync(iot(SRC), iot(DST), data(SRC), data(DST), stream_chunk=3, concurrency=4)
+    assert report.ok, report.errors
+    assert report.counts["thing_principal"]["create"] == 8 and report.counts["shadow"]["update"] == 16
+    assert read_snapshot(iot(DST), pems=False).listing() == read_snapshot(iot(SRC), pems=False).listing()
+    assert shadows(data(DST), things) == shadows(data(SRC), things)

@@ -287,6 +287,7 @@ class SyncOptions:
     shadows: bool = True  # sync classic and named shadows (needs a data-plane client)
     full: bool = False  # read every thing's principals and shadows, whatever the versions say
     state_path: Path | None = None  # versions seen at the last clean sync (change detection)
+    stream_chunk: int = 200  # things read (principals, shadows) before their changes join the apply
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= MAX_CONCURRENCY:

@@ -93,7 +93,7 @@ class PlanPart(str, Enum):
 
 def plan_sync(src: RegistrySnapshot, dst: RegistrySnapshot, prune: bool = False, *,
               region_rewrite: RegionRewrite = RegionRewrite.DESTINATION, part: PlanPart = PlanPart.ALL,
-              fetch_pems: bool = False, after: SyncPlan | None = None) -> SyncPlan:
+              fetch_pems: bool = False, after: SyncPlan | frozenset[str] | None = None) -> SyncPlan:
     """The operations that make `dst` hold what `src` holds (pure: no I/O).
 
     `fetch_pems`: certificates to register may come without their PEM; the executor fetches it
@@ -102,8 +102,9 @@ def plan_sync(src: RegistrySnapshot, dst: RegistrySnapshot, prune: bool = False,
     plan of the first stage, whose operations the relations depend on (things, certificates)."""
     if prune and part is not PlanPart.ALL:
         raise InputRejected("a pruning sync is planned in one part (it needs complete listings)")
-    p = _Planner(src, dst, region_rewrite, fetch_pems=fetch_pems,
-                 external=frozenset(op.id for op in after.ops) if after is not None else frozenset())
+    if isinstance(after, SyncPlan):
+        after = frozenset(op.id for op in after.ops)
+    p = _Planner(src, dst, region_rewrite, fetch_pems=fetch_pems, external=after or frozenset())
     entities = part is not PlanPart.RELATIONS
     relations = part is not PlanPart.ENTITIES
     if not entities:

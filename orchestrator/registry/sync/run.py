@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -125,12 +125,16 @@ def sync_clients(src_client: Any, dst_client: Any, options: SyncOptions, *,
         holder: dict[str, Any] = {}
         feed = OpFeed()
 
+        relations: list[SyncPlan] = []
+
+        def feed_part(part: DetailReads) -> None:
+            plan = run.plan_relations(part, dst_l, first)
+            relations.append(plan)
+            feed.put(plan.ops)
+
         def read_then_feed() -> None:
             try:
-                holder["reads"] = run.read_details(src_l, dst_l)
-                second = run.plan_relations(holder["reads"], dst_l, first)
-                holder["second"] = second
-                feed.put(second.ops)
+                holder["reads"] = run.stream_details(src_l, dst_l, feed_part, chunk=options.stream_chunk)
             except BaseException as exc:  # re-raised in the calling thread
                 holder["error"] = exc
             finally:
@@ -145,9 +149,11 @@ def sync_clients(src_client: Any, dst_client: Any, options: SyncOptions, *,
         if "error" in holder:
             raise holder["error"]
         reads = holder["reads"]
-        parts, plans = [one], [first, holder["second"]]
-        if holder["second"].warnings:
-            parts = [replace(one, warnings=one.warnings + holder["second"].warnings)]
+        parts, plans = [one], [first, *relations]
+        absent = sum(_absent(p.warnings) for p in relations)
+        if absent:
+            parts = [replace(one, warnings=(*one.warnings,
+                                            f"{absent} shadow(s) of things missing in {dst_l.region} not copied"))]
     if all(p.ok for p in parts) and options.state_path is not None:
         things_written = any(op.kind is Kind.THING and op.action is not Action.DELETE for p in plans for op in p.ops)
         run.save_state(src_l, dst_l, reads, relist=things_written)
@@ -155,6 +161,11 @@ def sync_clients(src_client: Any, dst_client: Any, options: SyncOptions, *,
         # something was not applied: versions alone cannot say what, so the next run reads everything
         options.state_path.unlink(missing_ok=True)
     return run.finish(parts, src_total=len(src_l.things), reads=reads)
+
+
+def _absent(warnings: tuple[str, ...]) -> int:
+    """The count in the relations planner's one warning ("N shadow(s) of things missing …")."""
+    return sum(int(w.split(" ", 1)[0]) for w in warnings if "shadow(s) of things missing" in w)
 
 
 # -- change detection ----------------------------------------------------------------------------
@@ -236,6 +247,9 @@ class _Run:
     started: float
     base: dict[int, CallCounts]
     throttles: dict[str, int] = field(default_factory=dict)
+    _first: SyncPlan | None = None
+    _first_ids: frozenset[str] = frozenset()
+    _created: list[str] = field(default_factory=list)
 
     @classmethod
     def start(cls, options: SyncOptions, dst_client: Any, src_client: Any | None, dst_caller: Caller | None,
@@ -273,6 +287,36 @@ class _Run:
 
     def read_details(self, src: RegistrySnapshot, dst: RegistrySnapshot) -> DetailReads:
         """Principals of the things that may have changed, and shadows (see the module doc)."""
+        record, src_names, dst_names = self._targets(src, dst)
+        return self._read_part(src, dst, record, src_names, dst_names, [t.name for t in src.things])
+
+    def stream_details(self, src: RegistrySnapshot, dst: RegistrySnapshot, on_part: Callable[[DetailReads], None],
+                       *, chunk: int = 200) -> DetailReads:
+        """`read_details` in chunks of source things, each handed to `on_part` as soon as it is read
+        (its snapshots hold only that chunk's things, certificates, principals and shadows); returns
+        the whole."""
+        record, src_names, dst_names = self._targets(src, dst)
+        wanted, in_dst_wanted = set(src_names), set(dst_names)
+        parts: list[DetailReads] = []
+        names = [t.name for t in src.things]
+        for i in range(0, len(names), chunk):
+            things = names[i:i + chunk]
+            part = self._read_part(src, dst, record, [n for n in things if n in wanted],
+                                   [n for n in things if n in in_dst_wanted], things, restrict=True)
+            on_part(part)
+            parts.append(part)
+        src_p = tuple(sorted(a for p in parts for a in p.src.thing_principals))
+        dst_p = tuple(sorted(a for p in parts for a in p.dst.thing_principals))
+        notes = tuple(sorted(set(src.notes).union(*(p.src.notes for p in parts))))
+        return DetailReads(
+            replace(src, thing_principals=src_p, shadows=tuple(sh for p in parts for sh in p.src.shadows),
+                    notes=notes),
+            replace(dst, thing_principals=dst_p, shadows=tuple(sh for p in parts for sh in p.dst.shadows)),
+            frozenset(src_names), tuple(sh for p in parts for sh in p.src_shadows), self.shadows)
+
+    def _targets(self, src: RegistrySnapshot, dst: RegistrySnapshot) -> tuple[VersionRecord | None, list[str],
+                                                                                list[str]]:
+        """The version record, and whose principals to read in the source and in the destination."""
         assert self.src_caller is not None
         o = self.options
         record = self.record(src, dst)
@@ -286,8 +330,14 @@ class _Run:
         dst_names = [n for n in src_names if n in dst.things_by_name]
         if o.prune:  # things only the destination has: their attachments go with them
             dst_names = [t.name for t in dst.things]
+        return record, src_names, dst_names
 
+    def _read_part(self, src: RegistrySnapshot, dst: RegistrySnapshot, record: VersionRecord | None,
+                   src_names: list[str], dst_names: list[str], shadow_things: list[str], *,
+                   restrict: bool = False) -> DetailReads:
+        o = self.options
         src_caller = self.src_caller
+        assert src_caller is not None
 
         def principals() -> tuple[Any, tuple[str, ...], Any]:
             (src_p, notes), (dst_p, _) = pmap(
@@ -299,14 +349,13 @@ class _Run:
             if not (self.shadows and self.src_data is not None and self.dst_data is not None):
                 return (), (), ()
             width = o.data_concurrency
-            src_sh = read_shadows(self.src_data, [t.name for t in src.things], concurrency=width)
+            src_sh = read_shadows(self.src_data, shadow_things, concurrency=width)
             shadow_record = record.shadows if record is not None else None
             changed_sh = tuple(sh for sh in src_sh
                                if shadow_record is None or shadow_record.get(sh.key, -1) != sh.version)
-            in_dst = set(dst.things_by_name)
+            in_dst = dst.things_by_name
             if o.prune:
-                dst_sh = read_shadows(self.dst_data, [n for n in src.things_by_name if n in in_dst],
-                                      concurrency=width)
+                dst_sh = read_shadows(self.dst_data, [n for n in shadow_things if n in in_dst], concurrency=width)
             else:
                 names: dict[str, set[str]] = {}
                 for sh in changed_sh:
@@ -319,9 +368,18 @@ class _Run:
             f_principals, f_shadows = pool.submit(principals), pool.submit(shadows)
             (src_p, src_notes, dst_p), (src_sh, changed_sh, dst_sh) = f_principals.result(), f_shadows.result()
         checked = frozenset(src_names)
-        src_full = replace(src, thing_principals=src_p, shadows=src_sh if o.prune else changed_sh,
-                           notes=tuple(sorted(set(src.notes) | set(src_notes))))
-        dst_full = replace(dst, thing_principals=dst_p, shadows=dst_sh)
+        src_base, dst_base = src, dst
+        if restrict:  # only this chunk: planning it costs what the chunk holds, not the registry
+            chunk = set(shadow_things)
+            certs = {a.certificate_id for a in src_p}
+            src_base = RegistrySnapshot(src.region, things=tuple(t for t in src.things if t.name in chunk),
+                                        certificates=tuple(src.certificates_by_id[c] for c in sorted(certs)
+                                                           if c in src.certificates_by_id))
+            dst_base = RegistrySnapshot(dst.region, things=tuple(dst.things_by_name[n] for n in sorted(chunk)
+                                                                 if n in dst.things_by_name))
+        src_full = replace(src_base, thing_principals=src_p, shadows=src_sh if o.prune else changed_sh,
+                           notes=tuple(sorted(set(src_base.notes) | set(src_notes))))
+        dst_full = replace(dst_base, thing_principals=dst_p, shadows=dst_sh)
         return DetailReads(src_full, dst_full, checked, src_sh, self.shadows)
 
     # -- planning --------------------------------------------------------------------------------
@@ -329,10 +387,16 @@ class _Run:
         """The second stage: attachments and shadows. They depend on the first stage's thing and
         certificate creations (so they wait for them, and are blocked if those fail); shadows only
         for things that exist in the destination or that the first stage creates."""
-        created = [Thing(op.name) for op in first.ops if op.kind is Kind.THING and op.action is Action.CREATE]
-        dst = replace(reads.dst, things=tuple(list(dst_listing.things) + created))
+        if self._first is not first:
+            self._first = first
+            self._first_ids = frozenset(op.id for op in first.ops)
+            self._created = [op.name for op in first.ops if op.kind is Kind.THING and op.action is Action.CREATE]
+        wanted = set(reads.src.things_by_name)
+        existing = list(reads.dst.things)  # the destination's things (of this chunk, when streamed)
+        created = [Thing(n) for n in self._created if n in wanted]
+        dst = replace(reads.dst, things=tuple(existing + created))
         return plan_sync(reads.src, dst, False, region_rewrite=self.options.region_rewrite,
-                         part=PlanPart.RELATIONS, after=first)
+                         part=PlanPart.RELATIONS, after=self._first_ids)
 
     def plan_snapshot(self, src: RegistrySnapshot) -> SyncPlan:
         o = self.options
