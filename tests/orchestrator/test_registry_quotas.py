@@ -150,3 +150,14 @@ def test_sync_options_run_at_the_quotas_unless_given_one_uniform_rate() -> None:
     assert capped.rate_for("create_thing") == 5 and capped.rate_for("list_things") == 2
     uniform = SyncOptions(rate=500).caller(object(), writes=True)
     assert uniform.limits is None and uniform.rate_for("create_thing") == 500
+
+
+@pytest.mark.parametrize("flag", [["--quota", "ListThingPrincipals"], ["--quota", "ListThings=-5"]])
+def test_a_bad_quota_flag_is_exit_2_in_one_line_before_any_call(run: Any, flag: list[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import orchestrator.registry.api as api
+
+    monkeypatch.setattr(api, "_iot", lambda *a, **k: pytest.fail("an AWS client was made"))
+    result = run("registry", "sync", "--from", "eu-west-1", "--to", "eu-central-1", *flag)
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "--quota" in result.stderr
