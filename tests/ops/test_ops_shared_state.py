@@ -123,10 +123,12 @@ def test_a_sync_checkpoint_left_by_one_clone_is_resumed_by_the_other(clones, end
     store_a = StateLayout(a, store_for(BACKEND, endpoint_url=endpoint))
     path_a = store_a.sync_checkpoint_path("dev", SRC, DST)
     path_a.parent.mkdir(parents=True)
-    path_a.write_text(json.dumps({"format": 1, "src_region": SRC, "dst_region": DST, "done": ["thing create t1"]}))
-    store_a.push(path_a)  # what an interrupted sync does on its way out
-
     from orchestrator.registry.checkpoint import Checkpoint
+
+    left = Checkpoint(path_a, src_region=SRC, dst_region=DST)  # the current (bound, dated) format
+    left.mark_done("thing create t1")
+    left.flush()
+    store_a.push(path_a)  # what an interrupted sync does on its way out
 
     store_b = StateLayout(b, store_for(BACKEND, endpoint_url=endpoint))
     path_b = store_b.sync_checkpoint_path("dev", SRC, DST)
