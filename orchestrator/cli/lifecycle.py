@@ -26,7 +26,8 @@ def _render(app: Context, report) -> None:  # noqa: ANN001 - LifecycleReport, im
 
 yes = click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
 sync_rate = click.option("--sync-rate", type=click.FloatRange(0.1, 1000), default=None, metavar="N",
-                         help="Registry-sync write calls per second [default: 10].")
+                         help="Cap on the registry sync's write calls per second per API "
+                              "[default: each API's AWS quota].")
 
 
 @command("promote-secondary")

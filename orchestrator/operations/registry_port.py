@@ -19,17 +19,21 @@ class RegistryPort:
         self.ctx, self.env, self.state, self.residency, self.rate = ctx, env, state, residency, rate
 
     def sync(self, src: str, dst: str) -> dict[str, Any]:
-        from orchestrator.registry import DEFAULT_RATE, sync_registry
+        from orchestrator.registry import SyncSettings, sync_registry
 
         checkpoint = self.state.sync_checkpoint_path(self.env, src, dst)
+        versions = self.state.sync_versions_path(self.env, src, dst)
         from orchestrator.registry.checkpoint import Checkpoint
 
         self.state.pull(checkpoint, merge=Checkpoint.merge_files)  # a sync interrupted elsewhere resumes here
+        self.state.pull(versions)  # what the last clean sync saw, wherever it ran
         try:
-            report = sync_registry(self.ctx, src, dst, residency=self.residency, rate=self.rate or DEFAULT_RATE,
-                                   checkpoint_path=checkpoint)
+            report = sync_registry(self.ctx, src, dst, residency=self.residency,
+                                   settings=SyncSettings(rate=self.rate), checkpoint_path=checkpoint,
+                                   state_path=versions)
         finally:
             self.state.push(checkpoint)
+            self.state.push(versions)
         if not report.ok:
             first = "; ".join(str(e) for e in report.errors[:3])
             raise OperationFailed(f"registry sync {src} -> {dst}: {len(report.errors)} errors, "

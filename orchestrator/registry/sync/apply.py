@@ -1,5 +1,20 @@
 """Applying a plan to the destination: the executor (one operation) and the scheduler (all of them).
 
+Entry points:
+
+    apply_sync(plan, dst_client, ...)        a whole plan (registry sync, restore)
+    apply_thing(src, dst_caller, ...)        one thing's (or a few things') changes, given the
+                                             source's data for them: reads only those in the
+                                             destination, plans and applies the difference
+    apply_shadow(shadow, data_caller, ...)   one shadow's state, given the source's document
+                                             (`snapshot.shadow_from_document` turns a
+                                             `$aws/things/<thing>/shadow/.../update/documents`
+                                             message's `current` into a `Shadow`)
+
+The last two are what an event-driven replicator (registry events, shadow update documents) calls
+per event; they write with the clientToken `SYNC_CLIENT_TOKEN`, so a replicator listening in the
+destination can ignore the echo of its own writes.
+
 `apply_sync` runs the plan against the destination: dependencies first, optionally on a small
 thread pool whose dispatcher interleaves different APIs (each has its own rate limit, so four
 workers on four APIs go four times as fast as four workers on one), every call through
@@ -11,20 +26,22 @@ An unchanged registry costs zero write calls.
 from __future__ import annotations
 
 import heapq
+import json
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Any
 
 from orchestrator.errors import InputRejected, OrchestrateError
-from orchestrator.registry.calls import Caller, RateLimiter, RetryPolicy, error_code
+from orchestrator.registry.calls import Caller, RateLimiter, RetryPolicy, error_code, is_write
 from orchestrator.registry.checkpoint import Checkpoint
 from orchestrator.registry.policydoc import normalize_document
+from orchestrator.registry.quotas import SHADOW_APIS, AdaptiveLimiter
 from orchestrator.registry.signing import certificate_id
-from orchestrator.registry.snapshot import TargetKind
+from orchestrator.registry.snapshot import RegistrySnapshot, Shadow, TargetKind
 from orchestrator.registry.sync.model import (
     MAX_CONCURRENCY,
     Action,
@@ -34,8 +51,11 @@ from orchestrator.registry.sync.model import (
     SyncOp,
     SyncPlan,
     SyncReport,
+    counts_delta,
     zero_counts,
 )
+
+_DATA_APIS = SHADOW_APIS
 
 
 class _OpRejected(Exception):
@@ -69,20 +89,51 @@ def _is_client_error(exc: BaseException) -> bool:
 
 
 _NOT_FOUND = "ResourceNotFoundException"
+SYNC_CLIENT_TOKEN = "orchestrate-registry-sync"
 _EXISTS = "ResourceAlreadyExistsException"
+
+
+PemSource = Callable[[str], "str | None"]
 
 
 class _Executor:
     """Applies one operation; idempotent, safe to replay."""
 
-    def __init__(self, caller: Caller, plan: SyncPlan) -> None:
+    def __init__(self, caller: Caller, plan: SyncPlan, *, data_caller: Caller | None = None,
+                 pem_source: PemSource | None = None) -> None:
         self.caller = caller
+        self.data_caller = data_caller
+        self.pem_source = pem_source
         self._cert_arns = dict(plan.dst_certificate_arns)
         self._group_arns = dict(plan.dst_group_arns)
         self._lock = threading.Lock()
 
     def run(self, op: SyncOp) -> None:
         getattr(self, f"_{op.kind.value}_{op.action.value}")(op)
+
+    # -- shadows (data plane) -----------------------------------------------------------------
+    def _data(self) -> Caller:
+        if self.data_caller is None:
+            raise _OpRejected("NoDataPlane", "no iot-data client was given for shadow operations")
+        return self.data_caller
+
+    def _shadow_update(self, op: SyncOp) -> None:
+        document = json.loads(op.params["document"])
+        document["clientToken"] = SYNC_CLIENT_TOKEN  # marks replica writes: a replicator ignores its own echo
+        kwargs: dict[str, Any] = {"thingName": op.params["thing"], "payload": json.dumps(document).encode()}
+        if op.params["shadow"]:
+            kwargs["shadowName"] = op.params["shadow"]
+        self._data().call("update_thing_shadow", **kwargs)
+
+    def _shadow_delete(self, op: SyncOp) -> None:
+        kwargs: dict[str, Any] = {"thingName": op.params["thing"]}
+        if op.params["shadow"]:
+            kwargs["shadowName"] = op.params["shadow"]
+        try:
+            self._data().call("delete_thing_shadow", **kwargs)
+        except Exception as exc:
+            if _code(exc) != _NOT_FOUND:
+                raise
 
     def _call(self, api: str, *, ok: frozenset[str] = frozenset(), **kwargs: Any) -> Any:
         """Call; error codes in `ok` mean the desired state already holds (returns None)."""
@@ -222,15 +273,19 @@ class _Executor:
     # -- certificates ------------------------------------------------------------------------
     def _certificate_create(self, op: SyncOp) -> None:
         status = op.params["status"]
+        pem = op.params.get("pem")
+        if not pem and self.pem_source is not None:
+            pem = self.pem_source(op.name)  # fetched from the source now: fetching overlaps writing
+        if not pem:
+            raise _OpRejected("NoCertificatePem", f"the PEM of certificate {op.name} is not available")
         try:
-            local_id = certificate_id(op.params["pem"])  # the id AWS will give it: SHA-256 of the DER
+            local_id = certificate_id(pem)  # the id AWS will give it: SHA-256 of the DER
         except InputRejected as exc:
             raise _OpRejected("InvalidCertificatePem", exc.message) from None
         if local_id != op.name:
             raise _OpRejected("CertificateIdMismatch", f"the PEM's id is {local_id}, not {op.name}; not registered")
         try:
-            response = self.caller.call("register_certificate_without_ca",
-                                        certificatePem=op.params["pem"], status=status)
+            response = self.caller.call("register_certificate_without_ca", certificatePem=pem, status=status)
         except Exception as exc:
             if _code(exc) != _EXISTS:
                 raise
@@ -323,19 +378,60 @@ class _Executor:
         self._call("detach_policy", ok=frozenset({_NOT_FOUND}), policyName=op.params["policy"], target=arn)
 
 
-def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | None = None,
+class OpFeed:
+    """Operations that join a running `apply_sync` (planned while it runs: the second stage of an
+    overlapped sync). Their dependencies may name operations of the plan: a dependency already
+    applied is satisfied, one that failed blocks them. `close()` says nothing more will come."""
+
+    def __init__(self) -> None:
+        self._items: list[SyncOp] = []
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def put(self, ops: Iterable[SyncOp]) -> None:
+        with self._cond:
+            self._items.extend(ops)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def take(self, timeout: float | None = None) -> tuple[list[SyncOp], bool]:
+        """What arrived (waiting up to `timeout` for something), and whether the feed is closed."""
+        with self._cond:
+            if not self._items and not self._closed and timeout:
+                self._cond.wait(timeout)
+            items, self._items = self._items, []
+            return items, self._closed
+
+
+def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimiter | None = None,
                checkpoint: Checkpoint | None = None, progress: Progress | None = None, *,
                concurrency: int = 1, caller: Caller | None = None,
                read_limiter: RateLimiter | None = None, retry: RetryPolicy | None = None,
-               clock: Callable[[], float] = time.monotonic) -> SyncReport:
+               clock: Callable[[], float] = time.monotonic, data_caller: Caller | None = None,
+               pem_source: PemSource | None = None, final: bool = True,
+               feed: OpFeed | None = None) -> SyncReport:
     """Apply `plan` to the destination. Raises only when the run cannot go on (retries exhausted,
-    no credentials, a bug); per-operation refusals are collected in `SyncReport.errors`."""
+    no credentials, a bug); per-operation refusals are collected in `SyncReport.errors`.
+
+    `data_caller` (the destination's iot-data plane) applies shadow operations; `pem_source`
+    fetches a certificate's PEM from the source when the plan does not carry it; `final=False`
+    keeps the checkpoint for a further pass instead of completing it; `feed` brings operations
+    planned while this runs (progress is held back until the feed closes: the total never moves)."""
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         raise InputRejected(f"concurrency must be between 1 and {MAX_CONCURRENCY}, got {concurrency}")
-    caller = caller or Caller(dst_client, writes=limiter, reads=read_limiter, retry=retry)
-    executor = _Executor(caller, plan)
+    if caller is None:
+        if isinstance(limiter, AdaptiveLimiter):
+            caller = Caller(dst_client, limits=limiter, retry=retry)
+        else:
+            caller = Caller(dst_client, writes=limiter, reads=read_limiter, retry=retry)
+    executor = _Executor(caller, plan, data_caller=data_caller, pem_source=pem_source)
     started = clock()
     before = caller.stats.counts()
+    data_before = data_caller.stats.counts() if data_caller is not None else None
     resumed = checkpoint.resumed if checkpoint is not None else False
 
     ops = plan.ops
@@ -361,6 +457,8 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | None = No
     applied: Counter[tuple[Kind, Action]] = Counter()
     errors: list[OpError] = []
     blocked: set[str] = set()
+    succeeded: set[str] = set()
+    feed_open = feed is not None
     finished = 0
     skipped = 0
     fatal: BaseException | None = None
@@ -368,8 +466,28 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | None = No
     inflight_per_api: Counter[str] = Counter()
 
     def tick() -> None:
-        if progress is not None:
+        if progress is not None and not feed_open:
             progress(finished, total)
+
+    def join(new: list[SyncOp]) -> None:
+        nonlocal total, finished
+        failed = blocked | {e.op for e in errors}
+        for op in new:
+            if op.id in by_id:
+                continue
+            by_id[op.id] = op
+            order[op.id] = len(order)
+            total += 1
+            deps = {d for d in op.deps if d in by_id}
+            if deps & failed:
+                blocked.add(op.id)
+                finished += 1
+                continue
+            waiting[op.id] = deps - succeeded
+            for dep in waiting[op.id]:
+                dependents[dep].append(op.id)
+            if not waiting[op.id]:
+                push(op.id)
 
     def release(op_id: str) -> None:
         for child in dependents.get(op_id, ()):
@@ -386,8 +504,9 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | None = No
         return count
 
     def score(api: str) -> tuple[float, int]:
-        lim = caller.limiter_for(api)
-        wait_s = lim.peek(api) + inflight_per_api[api] / lim.rate if lim else float(inflight_per_api[api])
+        owner = data_caller if data_caller is not None and api in _DATA_APIS else caller
+        lim, rate = owner.limiter_for(api), owner.rate_for(api)
+        wait_s = lim.peek(api) + inflight_per_api[api] / rate if lim and rate else float(inflight_per_api[api])
         return wait_s, ready[api][0][0]
 
     tick()
@@ -400,14 +519,27 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | None = No
                 if checkpoint is not None and checkpoint.is_done(op.key):
                     skipped += 1
                     finished += 1
+                    succeeded.add(op.id)
                     tick()
                     release(op.id)
                     continue
                 inflight[pool.submit(executor.run, op)] = op
                 inflight_per_api[op.api] += 1
+            if feed is not None and feed_open and fatal is None:
+                new, closed = feed.take(timeout=None if inflight or any(ready.values()) else 0.2)
+                join(new)
+                if closed:
+                    feed_open = False
+                    if progress is not None:
+                        progress(0, total)
+                    tick()
+                if new or closed:
+                    continue
             if not inflight:
+                if feed_open and fatal is None:
+                    continue
                 break
-            done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+            done, _ = wait(list(inflight), timeout=0.1 if feed_open else None, return_when=FIRST_COMPLETED)
             for future in done:
                 op = inflight.pop(future)
                 inflight_per_api[op.api] -= 1
@@ -417,6 +549,7 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | None = No
                     if checkpoint is not None:
                         checkpoint.mark_done(op.key)
                     finished += 1
+                    succeeded.add(op.id)
                     release(op.id)
                 elif isinstance(exc, Exception) and _is_client_error(exc) \
                         and not isinstance(exc, OrchestrateError):
@@ -432,7 +565,7 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | None = No
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         if checkpoint is not None:
-            if fatal is None and not errors and not blocked and finished == total:
+            if final and fatal is None and not errors and not blocked and finished == total:
                 checkpoint.complete()
             else:
                 checkpoint.flush()
@@ -440,17 +573,141 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | None = No
         raise fatal
 
     after = caller.stats.counts()
+    by_api = counts_delta(after, before)
+    if data_caller is not None and data_before is not None and data_caller is not caller:
+        for api, n in counts_delta(data_caller.stats.counts(), data_before).items():
+            by_api[api] = by_api.get(api, 0) + n
     counts = zero_counts()
     for (kind, action), n in applied.items():
         counts[kind.value][action.value] = n
     limiter_used = caller.writes
+    rate = limiter_used.rate if limiter_used else None
     return SyncReport(
         src_region=plan.src_region, dst_region=plan.dst_region, prune=plan.prune,
         planned=total, applied=sum(applied.values()), counts=counts,
-        write_calls=after.writes - before.writes, read_calls=after.reads - before.reads,
+        write_calls=sum(n for api, n in by_api.items() if is_write(api)),
+        read_calls=sum(n for api, n in by_api.items() if not is_write(api)), calls_by_api=by_api,
         retries=after.retries - before.retries, throttled=after.throttled - before.throttled,
         duration_s=clock() - started, concurrency=concurrency,
-        rate=limiter_used.rate if limiter_used else None,
+        rate=rate,
         skipped_from_checkpoint=skipped, blocked=len(blocked), errors=tuple(errors),
+        unapplied=frozenset(blocked) | {e.op for e in errors},
         warnings=plan.warnings, rewritten_policies=plan.rewritten_policies, resumed=resumed,
     )
+
+
+# -- one thing, one shadow: entry points for event-driven replication -----------------------------
+
+def apply_shadow(shadow: Shadow, data_caller: Caller, *, current: Shadow | None = None,
+                 read_current: bool = True) -> bool:
+    """Make the destination's shadow (`shadow.thing`, `shadow.name`) hold `shadow`'s desired and
+    reported state; returns whether anything was written. The destination's shadow is read first
+    (one `get_thing_shadow`) unless `read_current=False`, when `current` is taken as it. An equal
+    shadow costs no write; keys the source no longer has are deleted (written as null). The thing
+    must exist in the destination (AWS refuses shadows of unknown things)."""
+    from orchestrator.registry.snapshot import read_shadows
+    from orchestrator.registry.sync.plan import shadow_patch
+
+    if read_current:
+        found = read_shadows(data_caller, [shadow.thing], names={shadow.thing: [shadow.name]})
+        current = found[0] if found else None
+    if current is not None and (current.desired, current.reported) == (shadow.desired, shadow.reported):
+        return False
+    if current is None and shadow.desired is None and shadow.reported is None:
+        return False
+    op = SyncOp(Kind.SHADOW, Action.UPDATE, shadow.key,
+                {"thing": shadow.thing, "shadow": shadow.name, "document": shadow_patch(shadow, current)})
+    _Executor(data_caller, SyncPlan("", "", False, ()), data_caller=data_caller).run(op)
+    return True
+
+
+def apply_thing(src: RegistrySnapshot, dst_caller: Caller, *, data_caller: Caller | None = None,
+                pem_source: PemSource | None = None, concurrency: int = 1) -> SyncReport:
+    """Apply the changes of one thing (or a few) given the source's data, without reading whole
+    registries: `src` holds the things, their certificates (with PEMs, or `pem_source`), their
+    principals, the policies and policy targets of those certificates, their groups and types, and
+    (with `data_caller`) their shadows. Only the destination's state of exactly those is read
+    (describe_thing, list_thing_groups_for_thing, list_thing_principals, describe_certificate,
+    get_policy, list_targets_for_policy, describe_thing_group/type, get_thing_shadow), then the
+    same planner and executor as a full sync apply the difference. Nothing is deleted."""
+    from orchestrator.registry.snapshot import (
+        Certificate,
+        Policy,
+        PolicyTarget,
+        Thing,
+        ThingGroup,
+        ThingPrincipal,
+        ThingType,
+        read_principals,
+        read_shadows,
+    )
+    from orchestrator.registry.sync.plan import plan_sync
+
+    def get(api: str, **kwargs: Any) -> Any:
+        try:
+            return dst_caller.call(api, **kwargs)
+        except Exception as exc:
+            if _code(exc) == _NOT_FOUND:
+                return None
+            raise
+
+    names = [t.name for t in src.things]
+    things = []
+    for name in names:
+        d = get("describe_thing", thingName=name)
+        if d is not None:
+            member_of = tuple(sorted(g["groupName"] for g in dst_caller.pages("list_thing_groups_for_thing",
+                                                                                thingName=name)))
+            things.append(Thing(name, d.get("thingTypeName") or None, dict(d.get("attributes") or {}), member_of,
+                                d.get("version")))
+    principals, _ = read_principals(dst_caller, [t.name for t in things])
+    certs, arns = [], {}
+    for c in src.certificates:
+        d = get("describe_certificate", certificateId=c.id)
+        if d is not None:
+            desc = d["certificateDescription"]
+            certs.append(Certificate(c.id, desc["status"], arn=desc.get("certificateArn")))
+            arns[c.id] = desc.get("certificateArn")
+    policies, targets = [], []
+    for p in src.policies:
+        d = get("get_policy", policyName=p.name)
+        if d is not None:
+            policies.append(Policy(p.name, normalize_document(d["policyDocument"])))
+            for arn in dst_caller.pages("list_targets_for_policy", policyName=p.name):
+                cert_id = arn.rsplit(":cert/", 1)[1] if ":cert/" in arn else None
+                if cert_id is not None:
+                    targets.append(PolicyTarget(p.name, TargetKind.CERTIFICATE, cert_id))
+    groups = []
+    for g in src.thing_groups:
+        d = get("describe_thing_group", thingGroupName=g.name)
+        if d is not None:
+            props = d.get("thingGroupProperties") or {}
+            groups.append(ThingGroup(g.name, (d.get("thingGroupMetadata") or {}).get("parentGroupName"),
+                                     props.get("thingGroupDescription") or None,
+                                     dict((props.get("attributePayload") or {}).get("attributes") or {}),
+                                     d.get("queryString"), d.get("thingGroupArn")))
+    types = []
+    for t in src.thing_types:
+        d = get("describe_thing_type", thingTypeName=t.name)
+        if d is not None:
+            props = d.get("thingTypeProperties") or {}
+            types.append(ThingType(t.name, props.get("thingTypeDescription") or None,
+                                   tuple(props.get("searchableAttributes") or ()),
+                                   bool((d.get("thingTypeMetadata") or {}).get("deprecated"))))
+    shadows: tuple[Shadow, ...] = ()
+    if data_caller is not None and src.shadows:
+        wanted: dict[str, set[str]] = {}
+        for sh in src.shadows:
+            wanted.setdefault(sh.thing, set()).add(sh.name)
+        shadows = read_shadows(data_caller, sorted(n for n in wanted if n in {t.name for t in things}),
+                               names=wanted)
+    dst = RegistrySnapshot(
+        region=dst_caller.region, thing_types=tuple(types), thing_groups=tuple(groups), things=tuple(things),
+        policies=tuple(policies), certificates=tuple(certs),
+        thing_principals=tuple(sorted(a for a in principals if isinstance(a, ThingPrincipal))),
+        policy_targets=tuple(sorted(targets)), shadows=shadows)
+    if data_caller is None:
+        src = replace(src, shadows=())
+    plan = plan_sync(src, dst, False, fetch_pems=pem_source is not None)
+    return apply_sync(plan, dst_caller.client, caller=dst_caller, data_caller=data_caller, pem_source=pem_source,
+                      concurrency=concurrency)

@@ -7,117 +7,517 @@ Two entry points per source, one result type each:
     plan_clients_sync(src_client, dst_client, options) -> SyncPlanSummary   (changes nothing)
     sync_clients(src_client, dst_client, options)      -> SyncReport
 
-A plan-only run reads exactly what the applying run reads (both registries, and the PEMs of
-certificates the destination lacks); it ignores the options about applying (checkpoint,
-progress).
+`src_data` / `dst_data` are the regions' `iot-data` clients: with them (and `options.shadows`)
+classic and named shadows are synced too.
+
+A clients sync reads in proportion to what changed:
+
+1. Both regions' paged listings (things with their registry `version`, certificates, groups and
+   their members, policies and their targets): about N/250 calls per region.
+2. Which things to look at closely: with no version record (`options.state_path`), `--full` or
+   `--prune`, all of them; otherwise the things whose version changed in either region since the
+   last clean sync, things new to the destination, and the things of certificates new to the
+   destination (`list_principal_things`, one per new certificate). A certificate moved between two
+   things changes neither version: the `--full` pass finds it.
+3. Their principals (`list_thing_principals`) and the shadows: every source thing's shadow list
+   and documents, and the destination's documents only where the source's version changed.
+
+Stages overlap: without `--prune` the first pass (types, groups, policies, certificates, things,
+memberships, policy attachments) is applied while the principals and shadows are being read, and
+each certificate's PEM is fetched from the source just before it is registered; the second pass
+attaches certificates to things and writes shadows. Every call draws from its own API's budget.
+
+A plan-only run reads what the applying run reads (PEMs excepted) and writes nothing.
 """
 
 from __future__ import annotations
 
+import json
+import threading
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import InputRejected
-from orchestrator.registry.calls import CallCounts, Caller
+from orchestrator.registry.calls import CallCounts, Caller, error_code
 from orchestrator.registry.checkpoint import Checkpoint
-from orchestrator.registry.snapshot import RegistrySnapshot, pmap, read_snapshot, with_pems
-from orchestrator.registry.sync.apply import apply_sync
-from orchestrator.registry.sync.model import SyncOptions, SyncPlan, SyncPlanSummary, SyncReport
-from orchestrator.registry.sync.plan import plan_sync
+from orchestrator.registry.snapshot import (
+    CLASSIC,
+    RegistrySnapshot,
+    Shadow,
+    Thing,
+    named_shadows,
+    pmap,
+    read_listing,
+    read_principals,
+    read_shadows,
+    read_snapshot,
+    things_of_certificates,
+)
+from orchestrator.registry.sync.apply import OpFeed, apply_sync
+from orchestrator.registry.sync.model import (
+    Action,
+    Kind,
+    Progress,
+    SyncOptions,
+    SyncPlan,
+    SyncPlanSummary,
+    SyncReport,
+    counts_delta,
+    zero_counts,
+)
+from orchestrator.registry.sync.plan import PlanPart, plan_sync
+
+STATE_FORMAT = 1
 
 
 def plan_snapshot_sync(src: RegistrySnapshot, dst_client: Any, options: SyncOptions, *,
-                       src_caller: Caller | None = None,
-                       dst_caller: Caller | None = None) -> SyncPlanSummary:
+                       src_caller: Caller | None = None, dst_caller: Caller | None = None,
+                       dst_data: Any | None = None) -> SyncPlanSummary:
     """What `sync_snapshot` would change in the destination (nothing is written)."""
-    _, plan = _snapshot_run(src, dst_client, options, src_caller, dst_caller)
-    return plan.summary()
+    run = _Run.start(options, dst_client, None, dst_caller, src_caller, None, dst_data)
+    return run.plan_snapshot(src).summary()
 
 
 def sync_snapshot(src: RegistrySnapshot, dst_client: Any, options: SyncOptions, *,
-                  src_caller: Caller | None = None,
-                  dst_caller: Caller | None = None) -> SyncReport:
-    """Make the destination hold what `src` holds. `src_caller` (optional) fetches missing PEMs."""
-    run, plan = _snapshot_run(src, dst_client, options, src_caller, dst_caller)
-    return run.apply(plan, dst_client)
+                  src_caller: Caller | None = None, dst_caller: Caller | None = None,
+                  dst_data: Any | None = None) -> SyncReport:
+    """Make the destination hold what `src` holds (shadows too, given `dst_data`).
+    `src_caller` (optional) fetches missing PEMs."""
+    run = _Run.start(options, dst_client, None, dst_caller, src_caller, None, dst_data)
+    plan = run.plan_snapshot(src)
+    return run.finish([run.apply(plan, final=True)], src_total=None)
 
 
 def plan_clients_sync(src_client: Any, dst_client: Any, options: SyncOptions, *,
-                      src_caller: Caller | None = None,
-                      dst_caller: Caller | None = None) -> SyncPlanSummary:
+                      src_caller: Caller | None = None, dst_caller: Caller | None = None,
+                      src_data: Any | None = None, dst_data: Any | None = None) -> SyncPlanSummary:
     """Read both regions (in parallel) and summarize what `sync_clients` would change."""
-    _, plan = _clients_run(src_client, dst_client, options, src_caller, dst_caller)
-    return plan.summary()
+    run = _Run.start(options, dst_client, src_client, dst_caller, src_caller, src_data, dst_data)
+    listings = run.read_listings()
+    reads = run.read_details(*listings)
+    if options.prune:
+        return run.guard(reads.src, reads.dst, plan_sync(reads.src, reads.dst, True,
+                                                         region_rewrite=options.region_rewrite,
+                                                         fetch_pems=True)).summary()
+    first = run.guard(listings[0], listings[1],
+                      plan_sync(listings[0], listings[1], False, region_rewrite=options.region_rewrite,
+                                part=PlanPart.ENTITIES, fetch_pems=True))
+    second = run.plan_relations(reads, listings[1], first)
+    return replace(first, ops=first.ops + second.ops, warnings=first.warnings + second.warnings).summary()
 
 
 def sync_clients(src_client: Any, dst_client: Any, options: SyncOptions, *,
-                 src_caller: Caller | None = None,
-                 dst_caller: Caller | None = None) -> SyncReport:
-    """Read both regions (in parallel), plan, and apply."""
-    run, plan = _clients_run(src_client, dst_client, options, src_caller, dst_caller)
-    return run.apply(plan, dst_client)
+                 src_caller: Caller | None = None, dst_caller: Caller | None = None,
+                 src_data: Any | None = None, dst_data: Any | None = None) -> SyncReport:
+    """Read both regions (in parallel), plan, and apply; stages overlap (see the module doc)."""
+    run = _Run.start(options, dst_client, src_client, dst_caller, src_caller, src_data, dst_data)
+    src_l, dst_l = run.read_listings()
+    if options.prune:  # deletions are planned from complete listings, in one pass
+        reads = run.read_details(src_l, dst_l)
+        plan = plan_sync(reads.src, reads.dst, True, region_rewrite=options.region_rewrite, fetch_pems=True)
+        plan = run.guard(reads.src, reads.dst, plan)  # deletions: complete listing, budget, confirmation
+        parts = [run.apply(plan, final=True)]
+        plans = [plan]
+    else:
+        first = plan_sync(src_l, dst_l, False, region_rewrite=options.region_rewrite, part=PlanPart.ENTITIES,
+                          fetch_pems=True)
+        # no deletions without --prune: the guard records a complete source listing's counts
+        first = run.guard(src_l, dst_l, first)
+        holder: dict[str, Any] = {}
+        feed = OpFeed()
+
+        relations: list[SyncPlan] = []
+
+        def feed_part(part: DetailReads) -> None:
+            plan = run.plan_relations(part, dst_l, first)
+            relations.append(plan)
+            feed.put(plan.ops)
+
+        def read_then_feed() -> None:
+            try:
+                holder["reads"] = run.stream_details(src_l, dst_l, feed_part, chunk=options.stream_chunk)
+            except BaseException as exc:  # re-raised in the calling thread
+                holder["error"] = exc
+            finally:
+                feed.close()
+
+        reader = threading.Thread(target=read_then_feed, name="registry-sync-reader", daemon=True)
+        reader.start()
+        try:
+            one = run.apply(first, final=True, feed=feed)
+        finally:
+            reader.join()
+        if "error" in holder:
+            raise holder["error"]
+        reads = holder["reads"]
+        parts, plans = [one], [first, *relations]
+        absent = sum(_absent(p.warnings) for p in relations)
+        if absent:
+            parts = [replace(one, warnings=(*one.warnings,
+                                            f"{absent} shadow(s) of things missing in {dst_l.region} not copied"))]
+    if all(p.ok for p in parts) and options.state_path is not None:
+        things_written = any(op.kind is Kind.THING and op.action is not Action.DELETE for p in plans for op in p.ops)
+        run.save_state(src_l, dst_l, reads, relist=things_written)
+    elif options.state_path is not None:
+        # something was not applied: versions alone cannot say what, so the next run reads everything
+        options.state_path.unlink(missing_ok=True)
+    return run.finish(parts, src_total=len(src_l.things), reads=reads)
 
 
-def _snapshot_run(src: RegistrySnapshot, dst_client: Any, options: SyncOptions, src_caller: Caller | None,
-                  dst_caller: Caller | None) -> tuple[_Run, SyncPlan]:
-    run = _Run.start(options, dst_caller or options.caller(dst_client, writes=True), src_caller)
-    dst = read_snapshot(dst_client, caller=run.dst_caller, pems=False, concurrency=options.concurrency)
-    return run, run.plan(src, dst)
+def _absent(warnings: tuple[str, ...]) -> int:
+    """The count in the relations planner's one warning ("N shadow(s) of things missing …")."""
+    return sum(int(w.split(" ", 1)[0]) for w in warnings if "shadow(s) of things missing" in w)
 
 
-def _clients_run(src_client: Any, dst_client: Any, options: SyncOptions, src_caller: Caller | None,
-                 dst_caller: Caller | None) -> tuple[_Run, SyncPlan]:
-    src_caller = src_caller or options.caller(src_client, writes=False)
-    dst_caller = dst_caller or options.caller(dst_client, writes=True)
-    if src_caller.region == dst_caller.region:
-        raise InputRejected(f"source and destination are the same region ({src_caller.region})")
-    run = _Run.start(options, dst_caller, src_caller)
-    src, dst = pmap(lambda c: read_snapshot(c.client, caller=c, pems=False, concurrency=options.concurrency),
-                    [src_caller, dst_caller], 2)
-    return run, run.plan(src, dst)
+# -- change detection ----------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class VersionRecord:
+    """What the last clean sync saw: each thing's registry version in both regions, and each
+    shadow's version in the source. Versions are per region; only equality is used."""
+
+    src_region: str
+    dst_region: str
+    things: Mapping[str, tuple[int | None, int | None]] = field(default_factory=dict)
+    shadows: Mapping[str, int | None] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path, src_region: str, dst_region: str) -> VersionRecord | None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return None  # unreadable: a full pass rebuilds it (costs calls, never correctness)
+        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT \
+                or (data.get("src_region"), data.get("dst_region")) != (src_region, dst_region):
+            return None
+        try:
+            things = {str(k): (v[0], v[1]) for k, v in data.get("things", {}).items()}
+            shadows = {str(k): v for k, v in data.get("shadows", {}).items()}
+        except (TypeError, IndexError, AttributeError):
+            return None
+        return cls(src_region, dst_region, things, shadows)
+
+    def save(self, path: Path) -> None:
+        from orchestrator.state import atomic_write_json
+
+        atomic_write_json(path, {"format": STATE_FORMAT, "src_region": self.src_region,
+                                 "dst_region": self.dst_region, "things": dict(self.things),
+                                 "shadows": dict(self.shadows)}, indent=None)
+
+
+@dataclass(frozen=True)
+class DetailReads:
+    """Both regions with the principals and shadows that were read (`src`, `dst`), and what was
+    looked at: `checked` things; `shadows_changed` the source shadows whose version moved."""
+
+    src: RegistrySnapshot
+    dst: RegistrySnapshot
+    checked: frozenset[str]
+    src_shadows: tuple[Shadow, ...] = ()
+    shadows_read: bool = False
+
+
+def things_to_check(src: RegistrySnapshot, dst: RegistrySnapshot, record: VersionRecord | None) -> set[str] | None:
+    """The source things whose principals must be read; None: all of them (no usable record)."""
+    if record is None:
+        return None
+    out = set()
+    for t in src.things:
+        d = dst.things_by_name.get(t.name)
+        if d is None or t.version is None or d.version is None:
+            out.add(t.name)
+        elif record.things.get(t.name) != (t.version, d.version):
+            out.add(t.name)
+    return out
+
+
+# -- one run ---------------------------------------------------------------------------------------
 
 @dataclass
 class _Run:
     """One sync: its callers, and their counters at the start (callers may be reused)."""
 
     options: SyncOptions
+    dst_client: Any
     dst_caller: Caller
     src_caller: Caller | None
+    src_data: Caller | None
+    dst_data: Caller | None
     started: float
-    base: tuple[CallCounts, CallCounts | None]
+    base: dict[int, CallCounts]
+    throttles: dict[str, int] = field(default_factory=dict)
+    _first: SyncPlan | None = None
+    _first_ids: frozenset[str] = frozenset()
+    _created: list[str] = field(default_factory=list)
 
     @classmethod
-    def start(cls, options: SyncOptions, dst_caller: Caller, src_caller: Caller | None) -> _Run:
-        base = (dst_caller.stats.counts(), src_caller.stats.counts() if src_caller else None)
-        return cls(options, dst_caller, src_caller, time.monotonic(), base)
+    def start(cls, options: SyncOptions, dst_client: Any, src_client: Any | None, dst_caller: Caller | None,
+              src_caller: Caller | None, src_data: Any | None, dst_data: Any | None) -> _Run:
+        dst_caller = dst_caller or options.caller(dst_client, writes=True)
+        if src_caller is None and src_client is not None:
+            src_caller = options.caller(src_client, writes=False)
+        if src_caller is not None and src_caller.region == dst_caller.region:
+            raise InputRejected(f"source and destination are the same region ({src_caller.region})")
+        src_dc = _data_caller(options, src_data, writes=False)
+        dst_dc = _data_caller(options, dst_data, writes=True)
+        callers = [c for c in (dst_caller, src_caller, src_dc, dst_dc) if c is not None]
+        return cls(options, dst_client, dst_caller, src_caller, src_dc, dst_dc, time.monotonic(),
+                   {id(c): c.stats.counts() for c in callers})
 
-    def plan(self, src: RegistrySnapshot, dst: RegistrySnapshot) -> SyncPlan:
-        options = self.options
+    @property
+    def shadows(self) -> bool:
+        return self.options.shadows and self.dst_data is not None
+
+    def callers(self) -> list[Caller]:
+        return [c for c in (self.dst_caller, self.src_caller, self.src_data, self.dst_data) if c is not None]
+
+    # -- reading ---------------------------------------------------------------------------------
+    def read_listings(self) -> tuple[RegistrySnapshot, RegistrySnapshot]:
+        assert self.src_caller is not None
+        src, dst = pmap(lambda c: read_listing(c, concurrency=self.options.concurrency),
+                        [self.src_caller, self.dst_caller], 2)
+        return src, dst
+
+    def record(self, src: RegistrySnapshot, dst: RegistrySnapshot) -> VersionRecord | None:
+        o = self.options
+        if o.full or o.prune or o.state_path is None:
+            return None
+        return VersionRecord.load(o.state_path, src.region, dst.region)
+
+    def read_details(self, src: RegistrySnapshot, dst: RegistrySnapshot) -> DetailReads:
+        """Principals of the things that may have changed, and shadows (see the module doc)."""
+        record, src_names, dst_names = self._targets(src, dst)
+        return self._read_part(src, dst, record, src_names, dst_names, [t.name for t in src.things])
+
+    def stream_details(self, src: RegistrySnapshot, dst: RegistrySnapshot, on_part: Callable[[DetailReads], None],
+                       *, chunk: int = 200) -> DetailReads:
+        """`read_details` in chunks of source things, each handed to `on_part` as soon as it is read
+        (its snapshots hold only that chunk's things, certificates, principals and shadows); returns
+        the whole."""
+        record, src_names, dst_names = self._targets(src, dst)
+        wanted, in_dst_wanted = set(src_names), set(dst_names)
+        parts: list[DetailReads] = []
+        names = [t.name for t in src.things]
+        for i in range(0, len(names), chunk):
+            things = names[i:i + chunk]
+            part = self._read_part(src, dst, record, [n for n in things if n in wanted],
+                                   [n for n in things if n in in_dst_wanted], things, restrict=True)
+            on_part(part)
+            parts.append(part)
+        src_p = tuple(sorted(a for p in parts for a in p.src.thing_principals))
+        dst_p = tuple(sorted(a for p in parts for a in p.dst.thing_principals))
+        notes = tuple(sorted(set(src.notes).union(*(p.src.notes for p in parts))))
+        return DetailReads(
+            replace(src, thing_principals=src_p, shadows=tuple(sh for p in parts for sh in p.src.shadows),
+                    notes=notes, gaps=tuple(dict.fromkeys((*src.gaps, *(g for p in parts for g in p.src.gaps))))),
+            replace(dst, thing_principals=dst_p, shadows=tuple(sh for p in parts for sh in p.dst.shadows)),
+            frozenset(src_names), tuple(sh for p in parts for sh in p.src_shadows), self.shadows)
+
+    def _targets(self, src: RegistrySnapshot, dst: RegistrySnapshot) -> tuple[VersionRecord | None, list[str],
+                                                                                list[str]]:
+        """The version record, and whose principals to read in the source and in the destination."""
+        assert self.src_caller is not None
+        o = self.options
+        record = self.record(src, dst)
+        wanted = things_to_check(src, dst, record)
+        if wanted is not None:
+            new_certs = [c.arn for c in src.certificates if c.id not in dst.certificates_by_id and c.arn]
+            if new_certs:
+                wanted |= things_of_certificates(self.src_caller, new_certs, concurrency=o.concurrency)
+                wanted &= set(src.things_by_name)
+        src_names = sorted(wanted) if wanted is not None else [t.name for t in src.things]
+        dst_names = [n for n in src_names if n in dst.things_by_name]
+        if o.prune:  # things only the destination has: their attachments go with them
+            dst_names = [t.name for t in dst.things]
+        return record, src_names, dst_names
+
+    def _read_part(self, src: RegistrySnapshot, dst: RegistrySnapshot, record: VersionRecord | None,
+                   src_names: list[str], dst_names: list[str], shadow_things: list[str], *,
+                   restrict: bool = False) -> DetailReads:
+        o = self.options
+        src_caller = self.src_caller
+        assert src_caller is not None
+
+        src_gaps: list[str] = []  # pages of the source's principals that may not have been the last
+
+        def principals() -> tuple[Any, tuple[str, ...], Any]:
+            (src_p, notes), (dst_p, _) = pmap(
+                lambda args: read_principals(args[0], args[1], concurrency=o.concurrency, gaps=args[2]),
+                [(src_caller, src_names, src_gaps), (self.dst_caller, dst_names, None)], 2)
+            return src_p, notes, dst_p
+
+        def shadows() -> tuple[tuple[Shadow, ...], tuple[Shadow, ...], tuple[Shadow, ...]]:
+            if not (self.shadows and self.src_data is not None and self.dst_data is not None):
+                return (), (), ()
+            width = o.data_concurrency
+            src_sh = read_shadows(self.src_data, shadow_things, concurrency=width)
+            shadow_record = record.shadows if record is not None else None
+            changed_sh = tuple(sh for sh in src_sh
+                               if shadow_record is None or shadow_record.get(sh.key, -1) != sh.version)
+            in_dst = dst.things_by_name
+            if o.prune:
+                dst_sh = read_shadows(self.dst_data, [n for n in shadow_things if n in in_dst], concurrency=width)
+            else:
+                names: dict[str, set[str]] = {}
+                for sh in changed_sh:
+                    if sh.thing in in_dst:
+                        names.setdefault(sh.thing, set()).add(sh.name)
+                dst_sh = read_shadows(self.dst_data, sorted(names), concurrency=width, names=names)
+            return src_sh, changed_sh, dst_sh
+
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="registry-details") as pool:
+            f_principals, f_shadows = pool.submit(principals), pool.submit(shadows)
+            (src_p, src_notes, dst_p), (src_sh, changed_sh, dst_sh) = f_principals.result(), f_shadows.result()
+        checked = frozenset(src_names)
+        src_base, dst_base = src, dst
+        if restrict:  # only this chunk: planning it costs what the chunk holds, not the registry
+            chunk = set(shadow_things)
+            certs = {a.certificate_id for a in src_p}
+            src_base = RegistrySnapshot(src.region, things=tuple(t for t in src.things if t.name in chunk),
+                                        certificates=tuple(src.certificates_by_id[c] for c in sorted(certs)
+                                                           if c in src.certificates_by_id))
+            dst_base = RegistrySnapshot(dst.region, things=tuple(dst.things_by_name[n] for n in sorted(chunk)
+                                                                 if n in dst.things_by_name))
+        src_full = replace(src_base, thing_principals=src_p, shadows=src_sh if o.prune else changed_sh,
+                           notes=tuple(sorted(set(src_base.notes) | set(src_notes))),
+                           gaps=(*src_base.gaps, *src_gaps))
+        dst_full = replace(dst_base, thing_principals=dst_p, shadows=dst_sh)
+        return DetailReads(src_full, dst_full, checked, src_sh, self.shadows)
+
+    # -- planning --------------------------------------------------------------------------------
+    def plan_relations(self, reads: DetailReads, dst_listing: RegistrySnapshot, first: SyncPlan) -> SyncPlan:
+        """The second stage: attachments and shadows. They depend on the first stage's thing and
+        certificate creations (so they wait for them, and are blocked if those fail); shadows only
+        for things that exist in the destination or that the first stage creates."""
+        if self._first is not first:
+            self._first = first
+            self._first_ids = frozenset(op.id for op in first.ops)
+            self._created = [op.name for op in first.ops if op.kind is Kind.THING and op.action is Action.CREATE]
+        wanted = set(reads.src.things_by_name)
+        existing = list(reads.dst.things)  # the destination's things (of this chunk, when streamed)
+        created = [Thing(n) for n in self._created if n in wanted]
+        dst = replace(reads.dst, things=tuple(existing + created))
+        return plan_sync(reads.src, dst, False, region_rewrite=self.options.region_rewrite,
+                         part=PlanPart.RELATIONS, after=self._first_ids)
+
+    def plan_snapshot(self, src: RegistrySnapshot) -> SyncPlan:
+        o = self.options
+        dst_l = read_listing(self.dst_caller, concurrency=o.concurrency)
+        names = [t.name for t in dst_l.things]
+        dst_p, _ = read_principals(self.dst_caller, names, concurrency=o.concurrency)
+        dst_sh: tuple[Shadow, ...] = ()
+        if self.shadows and self.dst_data is not None and src.shadows:
+            wanted = [n for n in names if n in src.things_by_name or o.prune]
+            dst_sh = read_shadows(self.dst_data, wanted, concurrency=o.concurrency)
+        dst = replace(dst_l, thing_principals=dst_p, shadows=dst_sh)
+        if not self.shadows:
+            src = replace(src, shadows=())
         missing = [c.id for c in src.certificates if c.id not in dst.certificates_by_id and c.pem is None]
         if missing and self.src_caller is not None:
-            src = with_pems(src, self.src_caller, missing, concurrency=options.concurrency)
-        plan = plan_sync(src, dst, options.prune, region_rewrite=options.region_rewrite)
-        if options.guard is not None:
-            plan = options.guard.check(src, dst, plan)
+            from orchestrator.registry.snapshot import with_pems
+
+            src = with_pems(src, self.src_caller, missing, concurrency=o.concurrency)
+        return self.guard(src, dst, plan_sync(src, dst, o.prune, region_rewrite=o.region_rewrite))
+
+    def guard(self, src: RegistrySnapshot, dst: RegistrySnapshot, plan: SyncPlan) -> SyncPlan:
+        """The full plan through `options.guard` (issue 11: before any write; records complete
+        source listings)."""
+        if self.options.guard is not None:
+            return self.options.guard.check(src, dst, plan)
         return plan
 
-    def apply(self, plan: SyncPlan, dst_client: Any) -> SyncReport:
-        options = self.options
+    # -- applying --------------------------------------------------------------------------------
+    def pem(self, cert_id: str) -> str | None:
+        assert self.src_caller is not None
+        try:
+            d = self.src_caller.call("describe_certificate", certificateId=cert_id)["certificateDescription"]
+        except Exception as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                return None
+            raise
+        pem = d.get("certificatePem")
+        return str(pem) if pem else None
+
+    def apply(self, plan: SyncPlan, *, final: bool, progress: Progress | None = None,
+              feed: OpFeed | None = None) -> SyncReport:
+        o = self.options
         checkpoint = None
-        if options.checkpoint_path is not None:
-            checkpoint = Checkpoint(options.checkpoint_path, src_region=plan.src_region,
-                                    dst_region=plan.dst_region, flush_every=options.flush_every)
-        report = apply_sync(plan, dst_client, self.dst_caller.writes, checkpoint, options.progress,
-                            concurrency=options.concurrency, caller=self.dst_caller)
-        reads = retries = throttled = 0
-        for caller, base in ((self.dst_caller, self.base[0]), (self.src_caller, self.base[1])):
-            if caller is None or base is None:
-                continue
+        if o.checkpoint_path is not None:
+            checkpoint = Checkpoint(o.checkpoint_path, src_region=plan.src_region, dst_region=plan.dst_region,
+                                    flush_every=o.flush_every)
+        return apply_sync(plan, self.dst_client, self.dst_caller.writes, checkpoint, progress or o.progress,
+                          concurrency=o.concurrency, caller=self.dst_caller, data_caller=self.dst_data,
+                          pem_source=self.pem if self.src_caller is not None else None, final=final,
+                          feed=feed)
+
+    def finish(self, parts: list[SyncReport], *, src_total: int | None,
+               reads: DetailReads | None = None) -> SyncReport:
+        """One report for the run: its passes merged, and every call of every caller counted."""
+        first = parts[0]
+        counts = zero_counts()
+        for part in parts:
+            for kind, ops in part.counts.items():
+                for action, n in ops.items():
+                    counts[kind][action] += n
+        by_api: dict[str, int] = {}
+        retries = throttled = 0
+        for caller in self.callers():
+            base = self.base[id(caller)]
             now = caller.stats.counts()
-            reads += now.reads - base.reads
+            for api, n in counts_delta(now, base).items():
+                by_api[api] = by_api.get(api, 0) + n
             retries += now.retries - base.retries
             throttled += now.throttled - base.throttled
-        return replace(report, read_calls=reads, retries=retries, throttled=throttled,
-                       duration_s=time.monotonic() - self.started)
+        slowdowns: dict[str, int] = {}
+        for caller in self.callers():
+            limits = caller.limits
+            if limits is not None:
+                for api, n in limits.slowdowns().items():
+                    slowdowns[api] = slowdowns.get(api, 0) + n
+        from orchestrator.registry.calls import is_write
+
+        return replace(
+            first,
+            planned=sum(p.planned for p in parts), applied=sum(p.applied for p in parts), counts=counts,
+            write_calls=sum(n for a, n in by_api.items() if is_write(a)),
+            read_calls=sum(n for a, n in by_api.items() if not is_write(a)),
+            retries=retries, throttled=throttled, calls_by_api=by_api, throttled_by_api=slowdowns,
+            skipped_from_checkpoint=sum(p.skipped_from_checkpoint for p in parts),
+            blocked=sum(p.blocked for p in parts), errors=tuple(e for p in parts for e in p.errors),
+            warnings=tuple(dict.fromkeys(w for p in parts for w in p.warnings)),
+            duration_s=time.monotonic() - self.started,
+            things_checked=len(reads.checked) if reads is not None else None, things_total=src_total,
+            full=self.options.full or self.options.prune, shadows=self.shadows,
+        )
+
+    def save_state(self, src: RegistrySnapshot, dst: RegistrySnapshot, reads: DetailReads, *,
+                   relist: bool) -> None:
+        """After a clean run: the versions both regions now have (when things were written, one more
+        paged listing of the destination's things: N/250 calls), and the source shadows' versions."""
+        o = self.options
+        assert o.state_path is not None
+        if relist:
+            dst_versions = {t["thingName"]: t.get("version") for t in self.dst_caller.pages("list_things")}
+        else:
+            dst_versions = {t.name: t.version for t in dst.things}
+        things = {t.name: (t.version, dst_versions.get(t.name)) for t in src.things}
+        shadows = {sh.key: sh.version for sh in reads.src_shadows} if reads.shadows_read else {}
+        VersionRecord(src.region, reads.dst.region, things, shadows).save(o.state_path)
+
+
+def _data_caller(options: SyncOptions, client: Any | None, *, writes: bool) -> Caller | None:
+    if client is None or not options.shadows:
+        return None
+    if isinstance(client, Caller):
+        return client
+    return options.caller(client, writes=writes)
+
+
+__all__ = ["CLASSIC", "DetailReads", "VersionRecord", "named_shadows", "plan_clients_sync", "plan_snapshot_sync",
+           "read_snapshot", "sync_clients", "sync_snapshot", "things_to_check"]
