@@ -101,11 +101,7 @@ class Collector:
         summary = getattr(event, "summary_event", None)
         if summary is not None:
             self._summary = _summary_counts(summary.resource_changes or {})
-        diag = getattr(event, "diagnostic_event", None)
-        if diag is not None and (diag.severity or "") == "error":
-            message = clean_message(diag.message or "")
-            if message and message not in self._errors:
-                self._errors.append(message)
+        _note_error(event, self._errors)
 
     def _step(self, meta: StepEventMetadata) -> None:
         raw = _raw(meta.op)
@@ -278,6 +274,15 @@ def _type_of(urn: str) -> str:
 _COLOR_RE = re.compile(r"<\{%[a-zA-Z]*%\}>|\x1b\[[0-9;]*[A-Za-z]")
 
 
+def _note_error(event: EngineEvent, errors: list[str]) -> None:
+    """An engine event's error diagnostic, cleaned, added once to `errors` (both collectors)."""
+    diag = getattr(event, "diagnostic_event", None)
+    if diag is not None and (diag.severity or "") == "error":
+        message = clean_message(diag.message or "")
+        if message and message not in errors:
+            errors.append(message)
+
+
 def clean_message(message: str) -> str:
     """An engine diagnostic without colour markup and trailing blank space."""
     return _COLOR_RE.sub("", message).strip()
@@ -308,11 +313,7 @@ class DriftCollector:
                 meta = getattr(sub, "metadata", None) if sub is not None else None
                 if meta is not None:
                     self._step(meta)
-            diag = getattr(event, "diagnostic_event", None)
-            if diag is not None and (diag.severity or "") == "error":
-                message = clean_message(diag.message or "")
-                if message and message not in self._errors:
-                    self._errors.append(message)
+            _note_error(event, self._errors)
 
     def _step(self, meta: StepEventMetadata) -> None:
         raw = _raw(meta.op)
