@@ -16,22 +16,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from orchestrator.drill.procs import STRICT_MOTO  # moto with AWS's certificate ids
+
 STARTUP_TIMEOUT_S = 30.0
 
 
 class MotoUnavailable(RuntimeError):
     """The server did not start (it exited, or did not answer in time)."""
-
-
-# As strict as AWS where moto can be: IoT certificate ids are the SHA-256 of the certificate's DER
-# (moto's default hashes the PEM text, an id AWS never gives). moto's config API cannot set this.
-STRICT_MOTO = (
-    "import sys\n"
-    "from moto.core.config import default_user_config\n"
-    "default_user_config['iot'] = {'use_valid_cert': True}\n"
-    "from moto.server import main\n"
-    "sys.exit(main(sys.argv[1:]))\n"
-)
 
 
 def free_port() -> int:

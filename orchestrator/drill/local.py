@@ -35,16 +35,6 @@ POLICY = "drill-device-policy"
 TELEMETRY_WARM_UP = 4  # messages per device before the kill
 
 
-# IoT certificate ids as AWS gives them (the SHA-256 of the certificate's DER; moto's default hashes
-# the PEM text): the registry sync checks each id against its PEM before registering it.
-_STRICT_MOTO = (
-    "import sys\n"
-    "from moto.core.config import default_user_config\n"
-    "default_user_config['iot'] = {'use_valid_cert': True}\n"
-    "from moto.server import main\n"
-    "sys.exit(main(sys.argv[1:]))\n"
-)
-
 
 def check_prerequisites() -> None:
     """Clear messages for what the local world needs, before anything starts (exit 2)."""
@@ -119,10 +109,10 @@ class LocalDrill:
 
     # -- the world ------------------------------------------------------------------------------------
     def _moto(self) -> str:
-        from orchestrator.drill.procs import free_port, wait_for_port
+        from orchestrator.drill.procs import STRICT_MOTO, free_port, wait_for_port
 
         port = free_port()
-        proc = self.procs.start("moto", [sys.executable, "-c", _STRICT_MOTO, "-H", "127.0.0.1", "-p", str(port)])
+        proc = self.procs.start("moto", [sys.executable, "-c", STRICT_MOTO, "-H", "127.0.0.1", "-p", str(port)])
         wait_for_port("127.0.0.1", port, 60, proc, "the moto server")
         return f"http://127.0.0.1:{port}"
 

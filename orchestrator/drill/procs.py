@@ -20,6 +20,18 @@ from pathlib import Path
 
 from orchestrator.errors import OperationFailed
 
+# A moto server as strict as AWS where moto can be: IoT certificate ids are the SHA-256 of the
+# certificate's DER (moto's default hashes the PEM text, an id AWS never gives); the registry sync
+# checks each id against its PEM before registering it. moto's config API cannot set this.
+# Run as `python -c STRICT_MOTO -H 127.0.0.1 -p PORT` (the drill's world and the test tiers).
+STRICT_MOTO = (
+    "import sys\n"
+    "from moto.core.config import default_user_config\n"
+    "default_user_config['iot'] = {'use_valid_cert': True}\n"
+    "from moto.server import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
 
 class Processes:
     def __init__(self, log_dir: Path) -> None:
