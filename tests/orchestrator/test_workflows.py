@@ -1,7 +1,7 @@
 """The GitHub workflows users copy: valid for actionlint, least privilege, one run per PR and env.
 
 actionlint is built from the Go module proxy by tests/tools/build_actionlint.sh (cached per
-machine). Without Go the lint test is skipped with the reason printed, except on CI (CI=true),
+machine). Without Go the lint test is skipped with the reason printed, except on CI (tests/runner.py),
 where a missing linter is a failure: the workflows must never go unchecked there.
 """
 
@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests import runner
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -48,7 +50,7 @@ def run_lines(job: dict[str, Any]) -> str:
 
 
 def on_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
+    return runner.ON_CI
 
 
 def build_actionlint(env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -62,7 +64,7 @@ def build_actionlint(env: dict[str, str] | None = None) -> subprocess.CompletedP
 def unavailable(reason: str) -> None:
     """Skip with the reason printed, or fail on CI where the workflows must always be linted."""
     if on_ci():
-        pytest.fail(f"{reason} (CI=true: the workflows must be linted on CI)")
+        pytest.fail(f"{reason} (on CI the workflows must always be linted)")
     print(f"SKIP: {reason}")
     pytest.skip(reason)
 
@@ -82,10 +84,10 @@ def test_without_go_the_build_says_so_with_exit_code_3(tmp_path: Path) -> None:
     assert proc.returncode == 3 and "no Go toolchain" in proc.stderr
 
 
-@pytest.mark.parametrize("ci, outcome", [("true", "failed"), ("", "skipped")])
-def test_a_missing_linter_skips_locally_but_fails_on_ci(monkeypatch: pytest.MonkeyPatch, ci: str,
+@pytest.mark.parametrize("ci, outcome", [(True, "failed"), (False, "skipped")])
+def test_a_missing_linter_skips_locally_but_fails_on_ci(monkeypatch: pytest.MonkeyPatch, ci: bool,
                                                        outcome: str) -> None:
-    monkeypatch.setenv("CI", ci)
+    monkeypatch.setattr(runner, "ON_CI", ci)
     with pytest.raises((pytest.fail.Exception, pytest.skip.Exception)) as info:
         unavailable("actionlint not available: no Go")
     assert (outcome == "failed") == isinstance(info.value, pytest.fail.Exception)
