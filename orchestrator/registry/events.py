@@ -29,6 +29,8 @@ from enum import Enum
 from typing import Any
 
 CLIENT_TOKEN_PREFIX = "orchestrate-replica"  # shadow writes by the function; the rules drop them
+METRIC_NAMESPACE = "IotPlatform/Replication"
+LAG_METRIC = "ReplicationLag"  # milliseconds from the change in the origin to its apply here
 SHADOW_EVENT = "SHADOW_EVENT"
 
 

@@ -44,6 +44,8 @@ from typing import Any, Protocol
 from orchestrator.registry.calls import Caller, RateLimiter, RetryPolicy, error_code
 from orchestrator.registry.events import (
     CLIENT_TOKEN_PREFIX,
+    LAG_METRIC,
+    METRIC_NAMESPACE,
     EventKind,
     Operation,
     PoisonRecord,
@@ -65,8 +67,6 @@ from orchestrator.registry.snapshot import (
 )
 from orchestrator.registry.sync import Action, Kind, SyncOp, SyncPlan, apply_sync, plan_sync
 
-METRIC_NAMESPACE = "IotPlatform/Replication"
-LAG_METRIC = "ReplicationLag"
 RECONCILIATION_KEY = "reconciliation"
 WATERMARK_TTL_S = 30 * 24 * 3600
 _NOT_FOUND = "ResourceNotFoundException"
