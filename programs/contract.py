@@ -221,9 +221,7 @@ class ReplicationArgs:
     @property
     def function_regions(self) -> tuple[str, ...]:
         """Where the replication function applies changes: each secondary; every member in latency mode."""
-        if self.routing == "latency":
-            return self.members
-        return tuple(s.region for s in self.secondaries)
+        return function_regions(self.routing, self.primary.region, tuple(s.region for s in self.secondaries))
 
     def source_regions(self, region: str) -> tuple[str, ...]:
         """The regions whose changes the function in `region` applies (and reads certificates from)."""
@@ -236,6 +234,13 @@ class ReplicationArgs:
     @property
     def members(self) -> tuple[str, ...]:
         return (self.primary.region, *(s.region for s in self.secondaries))
+
+
+def function_regions(routing: str, primary: str, secondaries: tuple[str, ...]) -> tuple[str, ...]:
+    """The regions with a replication function (also what `status` and `registry replay` look at)."""
+    if not secondaries:
+        return ()
+    return (primary, *secondaries) if routing == "latency" else secondaries
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.operations.replication import ReplicationHealth, replication_health, replication_regions
 from orchestrator.stacks.graph import all_stacks, dns_targets
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,6 +34,7 @@ class EnvironmentStatus:
     routing: str
     stacks: tuple[StackStatus, ...]
     newest_backup_age_hours: float | None = None
+    replication: tuple[ReplicationHealth, ...] = ()  # per region with a replication function
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -41,6 +43,7 @@ class EnvironmentStatus:
             "routing": self.routing,
             "newest_backup_age_hours": self.newest_backup_age_hours,
             "stacks": [s.__dict__ for s in self.stacks],
+            "replication": [r.to_json() for r in self.replication],
         }
 
     def lines(self) -> list[str]:
@@ -59,6 +62,9 @@ class EnvironmentStatus:
             out.append("newest registry backup: none found")
         else:
             out.append(f"newest registry backup: {self.newest_backup_age_hours:.1f} h old")
+        if self.replication:
+            out.append("continuous replication (lag: apply time minus event time, newest 1-min maximum):")
+            out.extend(r.line() for r in self.replication)
         return out
 
 
@@ -78,8 +84,19 @@ def environment_status(app: Context) -> EnvironmentStatus:
             resource_count=info.resource_count, last_result=info.last_result, last_update=info.last_update,
             pending_operations=len(info.pending_operations),
         ))
+    replication_deployed = any(r.kind == "replication" and r.deployed for r in rows)
     return EnvironmentStatus(topology.env, topology.domain, topology.routing.value, tuple(rows),
-                             _backup_age(app))
+                             _backup_age(app), _replication(app) if replication_deployed else ())
+
+
+def _replication(app: Context) -> tuple[ReplicationHealth, ...]:
+    """Lag, dead letters and the last reconciliation per region with a replication function."""
+    regions = replication_regions(app.topology())
+    if not regions:
+        return ()
+    ctx = app.aws()
+    with ThreadPoolExecutor(max_workers=min(4, len(regions)), thread_name_prefix="status-replication") as pool:
+        return tuple(pool.map(lambda r: replication_health(ctx, app.env, r), regions))
 
 
 def _backup_age(app: Context) -> float | None:
