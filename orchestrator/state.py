@@ -49,6 +49,10 @@ class StateLayout:
     def sync_checkpoint_path(self, env: str, src_region: str, dst_region: str) -> Path:
         return self.root / "sync" / f"{env}-{src_region}-{dst_region}.json"
 
+    def sync_versions_path(self, env: str, src_region: str, dst_region: str) -> Path:
+        """What the last clean sync saw (thing and shadow versions): the next one skips the rest."""
+        return self.root / "sync" / f"{env}-{src_region}-{dst_region}.versions.json"
+
     @property
     def workspaces_dir(self) -> Path:
         return self.root / "workspaces"

@@ -36,7 +36,7 @@ _NAME_RE = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
 
 _TOP_KEYS = {
     "domain", "hosted_zone", "primary", "secondaries", "routing", "residency",
-    "home_region", "backup_region", "registry", "sizing",
+    "home_region", "backup_region", "registry", "sizing", "quotas",
 }
 _SIZING_KEYS = {"kinesis_mode", "kinesis_shards", "retention_hours", "lake_transition_days",
                 "lake_expiration_days"}
@@ -92,6 +92,8 @@ class Topology:
     registry: RegistrySpec = field(default_factory=RegistrySpec)
     default_sizing: RegionSizing = field(default_factory=RegionSizing)
     sizing_overrides: Mapping[str, RegionSizing] = field(default_factory=dict)
+    # AWS API quotas raised above the defaults (calls/s per API; orchestrator/registry/quotas.py)
+    quotas: Mapping[str, float] = field(default_factory=dict)
     source: str = "<memory>"
 
     @property
@@ -155,6 +157,8 @@ class Topology:
         for region, s in self.sizing_overrides.items():
             sizing[region] = _sizing_doc(s)
         doc["sizing"] = sizing
+        if self.quotas:
+            doc["quotas"] = dict(self.quotas)
         return doc
 
 
@@ -236,10 +240,14 @@ def parse(data: Any, *, env: str, source: str = "<memory>") -> Topology:
             v.fail("backup_region", f"{backup} is outside residency {list(residency)}")
     registry = v.registry(data.get("registry", {}) or {})
     default_sizing, overrides = v.sizing(data.get("sizing", {}) or {})
+    from orchestrator.registry.quotas import normalize_quotas
+
+    quotas = normalize_quotas(data.get("quotas") or {}, source=f"{source}: quotas")
     return Topology(
         env=env, domain=domain, hosted_zone=zone, primary=primary, secondaries=secondaries,
         routing=routing, residency=residency, home_region=home, backup_region=backup,
-        registry=registry, default_sizing=default_sizing, sizing_overrides=overrides, source=source,
+        registry=registry, default_sizing=default_sizing, sizing_overrides=overrides, quotas=quotas,
+        source=source,
     )
 
 

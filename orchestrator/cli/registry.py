@@ -56,34 +56,73 @@ registry = group("registry", help="Copy, back up and restore the IoT registry be
 })
 
 
+def _quota_options(fn):  # noqa: ANN001, ANN202 - a click decorator
+    """The rate options shared by sync and restore."""
+    fn = click.option("--quotas", "quota_file", type=click.Path(exists=True, dir_okay=False),
+                      help="YAML/JSON file of API: calls per second (after a quota increase); "
+                           "the topology's `quotas:` section is read first.")(fn)
+    fn = click.option("--quota", "quota_overrides", multiple=True, metavar="API=RATE",
+                      help="Set one API's rate, e.g. ListThingPrincipals=20 (repeatable).")(fn)
+    fn = click.option("--read-rate", type=click.FloatRange(0.1, 10000), default=None,
+                      help="Cap on every read API's calls per second [default: each API's quota].")(fn)
+    fn = click.option("--rate", type=click.FloatRange(0.1, 10000), default=None,
+                      help="Cap on every write API's calls per second [default: each API's quota].")(fn)
+    fn = click.option("--no-shadows", is_flag=True, help="Leave device shadows (classic and named) alone.")(fn)
+    return click.option("--concurrency", type=click.IntRange(1, 16), default=4, show_default=True,
+                        help="Calls in flight at once (each API still within its own quota).")(fn)
+
+
+def _settings(app: Context, *, prune: bool, rate: float | None, read_rate: float | None,
+              quota_file: str | None, quota_overrides: tuple[str, ...], concurrency: int, no_shadows: bool,
+              full: bool = False):  # noqa: ANN202 - SyncSettings (import deferred)
+    from orchestrator.registry import SyncSettings
+    from orchestrator.registry.quotas import resolve_quotas
+
+    quotas = resolve_quotas(app.topology().quotas, quota_file, quota_overrides)
+    return SyncSettings(prune=prune, rate=rate, read_rate=read_rate, quotas=quotas, concurrency=concurrency,
+                        shadows=not no_shadows, full=full or prune)
+
+
+def _calls(result) -> list[str]:  # noqa: ANN001
+    by_api = sorted(result.calls_by_api.items(), key=lambda kv: -kv[1])
+    return ["  calls: " + ", ".join(f"{api}={n}" for api, n in by_api)] if by_api else []
+
+
 @command("sync")
 @click.option("--from", "src", required=True, metavar="R1", help="Source region.")
 @click.option("--to", "dst", required=True, metavar="R2", help="Destination region (must be in residency).")
 @click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
-@click.option("--prune", is_flag=True, help="Also delete what the source no longer has.")
-@click.option("--rate", type=click.FloatRange(0.1, 1000), default=None,
-              help="Write calls per second (token bucket per API) [default: 10].")
-@click.option("--concurrency", type=click.IntRange(1, 16), default=1, show_default=True)
-def sync(app: Context, src: str, dst: str, dry_run: bool, prune: bool, rate: float | None,
+@click.option("--prune", is_flag=True, help="Also delete what the source no longer has (implies --full).")
+@click.option("--full", is_flag=True, help="Read every thing's certificates and shadows, not only what changed "
+              "since the last clean sync (finds a certificate moved between things; run it weekly).")
+@_quota_options
+def sync(app: Context, src: str, dst: str, dry_run: bool, prune: bool, full: bool, rate: float | None,
+         read_rate: float | None, quota_file: str | None, quota_overrides: tuple[str, ...], no_shadows: bool,
          concurrency: int) -> None:
-    """Copy thing types, groups, things, policies, certificates and attachments R1 -> R2."""
+    """Copy thing types, groups, things, policies, certificates, attachments and shadows R1 -> R2."""
     from orchestrator.aws import AwsContext
-    from orchestrator.registry import DEFAULT_RATE, plan_registry_sync, sync_registry
+    from orchestrator.registry import plan_registry_sync, sync_registry
 
+    settings = _settings(app, prune=prune, rate=rate, read_rate=read_rate, quota_file=quota_file,
+                         quota_overrides=quota_overrides, concurrency=concurrency, no_shadows=no_shadows, full=full)
     ctx, residency = AwsContext(endpoint_url=app.endpoint_url), app.topology().residency
+    versions = app.state.sync_versions_path(app.env, src, dst)
     if dry_run:
-        plan = plan_registry_sync(ctx, src, dst, prune=prune, rate=rate or DEFAULT_RATE,
-                                  concurrency=concurrency, residency=residency)
+        plan = plan_registry_sync(ctx, src, dst, settings=settings, state_path=versions, residency=residency)
         lines = [f"dry run {src} -> {dst}: {plan.total} changes"] + _counts(plan.counts)
         lines += [f"  first {kind}: {', '.join(items)}" for kind, items in plan.first.items() if items]
         _render(app, plan, lines + [f"  warning: {w}" for w in plan.warnings])
         return
-    result = sync_registry(ctx, src, dst, prune=prune, rate=rate or DEFAULT_RATE, concurrency=concurrency,
-                           residency=residency, checkpoint_path=app.state.sync_checkpoint_path(app.env, src, dst),
+    result = sync_registry(ctx, src, dst, settings=settings, residency=residency, state_path=versions,
+                           checkpoint_path=app.state.sync_checkpoint_path(app.env, src, dst),
                            progress=progress_bar(app, f"sync {src} -> {dst}"))
+    checked = "" if result.things_checked is None else \
+        f", {result.things_checked}/{result.things_total} things checked"
     lines = [f"sync {src} -> {dst}: {'ok' if result.ok else 'FAILED'}: {result.applied} applied, "
-             f"{result.write_calls} write calls, {result.retries} retries, {result.duration_s:.1f}s"]
-    lines += _counts(result.counts) + [f"  error: {e.op}: {e.code}: {e.message}" for e in result.errors[:20]]
+             f"{result.write_calls} write calls, {result.read_calls} read calls{checked}, {result.retries} retries, "
+             f"{result.duration_s:.1f}s"]
+    lines += _counts(result.counts) + _calls(result)
+    lines += [f"  error: {e.op}: {e.code}: {e.message}" for e in result.errors[:20]]
     if len(result.errors) > 20:
         lines.append(f"  … and {len(result.errors) - 20} more errors (--json lists them all)")
     _render(app, result, lines + [f"  warning: {w}" for w in result.warnings])
@@ -97,13 +136,17 @@ def sync(app: Context, src: str, dst: str, dry_run: bool, prune: bool, rate: flo
               help="Where backups go [default: $ORCHESTRATE_BACKUP_DEST, else the backup vault of the home "
                    "region's stack].")
 @click.option("--skip-stack-state", is_flag=True, help="Registry only: no stack state exports.")
+@click.option("--no-shadows", is_flag=True, help="Leave device shadows (classic and named) out.")
+@click.option("--read-rate", type=click.FloatRange(0.1, 10000), default=None,
+              help="Cap on every read API's calls per second [default: each API's quota].")
 @click.option("--kms-key-id", metavar="KEY", help="SSE-KMS key for s3:// destinations [default: SSE-S3].")
-def backup(app: Context, region: str | None, dest: str | None, skip_stack_state: bool,
-           kms_key_id: str | None) -> None:
-    """Snapshot the registry of R plus every stack's state export (secrets stay encrypted)."""
+def backup(app: Context, region: str | None, dest: str | None, skip_stack_state: bool, no_shadows: bool,
+           read_rate: float | None, kms_key_id: str | None) -> None:
+    """Snapshot the registry of R, its shadows, plus every stack's state export (secrets stay encrypted)."""
     from orchestrator.aws import AwsContext
     from orchestrator.operations.backups import backup_destination
     from orchestrator.registry import backup_region
+    from orchestrator.registry.quotas import resolve_quotas
     from orchestrator.stacks.graph import all_stacks
 
     region = region or app.topology().primary
@@ -115,9 +158,10 @@ def backup(app: Context, region: str | None, dest: str | None, skip_stack_state:
             if engine.info(ref.name).deployed:
                 exports[ref.name] = engine.export(ref.name)
     result = backup_region(AwsContext(endpoint_url=app.endpoint_url), app.env, region, dest,
-                           stack_exports=exports, kms_key_id=kms_key_id)
+                           stack_exports=exports, kms_key_id=kms_key_id, shadows=not no_shadows,
+                           read_rate=read_rate, quotas=resolve_quotas(app.topology().quotas))
     _render(app, result, [f"backup of {region} written to {result.location} "
-                          f"({len(exports)} stack exports)"])
+                          f"({len(exports)} stack exports, {result.manifest.counts.get('shadows', 0)} shadows)"])
 
 
 @command("restore")
@@ -125,21 +169,24 @@ def backup(app: Context, region: str | None, dest: str | None, skip_stack_state:
 @click.option("--src", required=True, metavar="DIR|s3://…", help="A backup, or a location holding backups "
               "(the newest one is used).")
 @click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
-@click.option("--rate", type=click.FloatRange(0.1, 1000), default=None)
-def restore(app: Context, region: str, src: str, dry_run: bool, rate: float | None) -> None:
-    """Rebuild a registry from a backup, idempotently (what exists is left alone)."""
+@_quota_options
+def restore(app: Context, region: str, src: str, dry_run: bool, rate: float | None, read_rate: float | None,
+            quota_file: str | None, quota_overrides: tuple[str, ...], no_shadows: bool, concurrency: int) -> None:
+    """Rebuild a registry and its shadows from a backup, idempotently (what exists is left alone)."""
     from orchestrator.aws import AwsContext
-    from orchestrator.registry import DEFAULT_RATE, plan_restore, restore_registry
+    from orchestrator.registry import plan_restore, restore_registry
 
+    settings = _settings(app, prune=False, rate=rate, read_rate=read_rate, quota_file=quota_file,
+                         quota_overrides=quota_overrides, concurrency=concurrency, no_shadows=no_shadows)
     ctx, residency = AwsContext(endpoint_url=app.endpoint_url), app.topology().residency
     if dry_run:
-        plan = plan_restore(ctx, src, region, env=app.env, rate=rate or DEFAULT_RATE, residency=residency)
+        plan = plan_restore(ctx, src, region, env=app.env, settings=settings, residency=residency)
         _render(app, plan, [f"dry run restore -> {region}: {plan.total} changes"] + _counts(plan.counts))
         return
-    result = restore_registry(ctx, src, region, env=app.env, rate=rate or DEFAULT_RATE, residency=residency,
+    result = restore_registry(ctx, src, region, env=app.env, settings=settings, residency=residency,
                               progress=progress_bar(app, f"restore -> {region}"))
     _render(app, result, [f"restore -> {region}: {'ok' if result.ok else 'FAILED'}: {result.applied} applied, "
-                          f"{result.write_calls} write calls"] + _counts(result.counts))
+                          f"{result.write_calls} write calls"] + _counts(result.counts) + _calls(result))
     if not result.ok:
         raise Reported(ExitCode.FAILED)
 

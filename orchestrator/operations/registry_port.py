@@ -19,10 +19,11 @@ class RegistryPort:
         self.ctx, self.env, self.state, self.residency, self.rate = ctx, env, state, residency, rate
 
     def sync(self, src: str, dst: str) -> dict[str, Any]:
-        from orchestrator.registry import DEFAULT_RATE, sync_registry
+        from orchestrator.registry import SyncSettings, sync_registry
 
-        report = sync_registry(self.ctx, src, dst, residency=self.residency, rate=self.rate or DEFAULT_RATE,
-                               checkpoint_path=self.state.sync_checkpoint_path(self.env, src, dst))
+        report = sync_registry(self.ctx, src, dst, residency=self.residency, settings=SyncSettings(rate=self.rate),
+                               checkpoint_path=self.state.sync_checkpoint_path(self.env, src, dst),
+                               state_path=self.state.sync_versions_path(self.env, src, dst))
         if not report.ok:
             first = "; ".join(str(e) for e in report.errors[:3])
             raise OperationFailed(f"registry sync {src} -> {dst}: {len(report.errors)} errors, "

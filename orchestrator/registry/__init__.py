@@ -9,6 +9,7 @@ Importing this package is cheap (no boto3): the CLI's `--help` must not pay for 
 """
 
 from orchestrator.registry.api import (
+    SyncSettings,
     backup_age,
     backup_region,
     plan_registry_sync,
@@ -29,11 +30,13 @@ from orchestrator.registry.backup import (
 from orchestrator.registry.calls import Caller, CallStats, RateLimiter, RetriesExhausted, RetryPolicy
 from orchestrator.registry.checkpoint import Checkpoint
 from orchestrator.registry.policydoc import RegionRewrite
+from orchestrator.registry.quotas import DEFAULT_QUOTAS, AdaptiveLimiter, QuotaTable
 from orchestrator.registry.snapshot import (
     Certificate,
     Policy,
     PolicyTarget,
     RegistrySnapshot,
+    Shadow,
     TargetKind,
     Thing,
     ThingGroup,
@@ -61,7 +64,8 @@ from orchestrator.registry.sync import (
 )
 
 __all__ = [
-    "DEFAULT_RATE", "Action", "BackupManifest", "BackupResult", "CallStats", "Caller", "Certificate",
+    "DEFAULT_QUOTAS", "DEFAULT_RATE", "Action", "AdaptiveLimiter", "QuotaTable", "Shadow", "SyncSettings",
+    "BackupManifest", "BackupResult", "CallStats", "Caller", "Certificate",
     "Checkpoint", "Kind", "LoadedBackup", "OpError", "Policy", "PolicyTarget", "RateLimiter",
     "RegionRewrite", "RegistrySnapshot", "RetriesExhausted", "RetryPolicy", "SyncOp", "SyncOptions",
     "SyncPlan", "SyncPlanSummary", "SyncReport", "TargetKind", "Thing", "ThingGroup",

@@ -16,6 +16,7 @@ function reads what its applying twin reads and writes nothing.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,11 @@ from orchestrator.registry.backup import (
     plan_backup_restore,
     restore_backup,
 )
-from orchestrator.registry.calls import Caller, RateLimiter, RetryPolicy
+from orchestrator.registry.calls import Caller, RetryPolicy
 from orchestrator.registry.policydoc import RegionRewrite
+from orchestrator.registry.quotas import AdaptiveLimiter, QuotaTable
 from orchestrator.registry.snapshot import read_snapshot
 from orchestrator.registry.sync import (
-    DEFAULT_RATE,
     Progress,
     SyncOptions,
     SyncPlanSummary,
@@ -65,6 +66,50 @@ def _iot(ctx: AwsContext, region: str, concurrency: int) -> Any:
     return client(ctx, "iot", region, own_retries=True, max_pool_connections=concurrency + 4)
 
 
+def _iot_data(ctx: AwsContext, region: str, iot: Any, concurrency: int) -> Any:
+    """The region's Device Shadow data plane (`iot-data`). With --endpoint-url every call goes
+    there; otherwise to the account's `iot:Data-ATS` endpoint of that region (DescribeEndpoint)."""
+    if ctx.endpoint_url:
+        return client(ctx, "iot-data", region, own_retries=True, max_pool_connections=concurrency + 4)
+    address = iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
+    return client(AwsContext(endpoint_url=f"https://{address}", profile=ctx.profile), "iot-data", region,
+                  own_retries=True, max_pool_connections=concurrency + 4)
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """The knobs of a sync or restore, as the CLI resolves them (one value, passed down)."""
+
+    prune: bool = False
+    rate: float | None = None  # caps every write API
+    read_rate: float | None = None  # caps every read API
+    quotas: QuotaTable | None = None  # None: AWS's default quotas
+    concurrency: int = 4
+    shadows: bool = True
+    full: bool = False
+    region_rewrite: RegionRewrite = RegionRewrite.DESTINATION
+
+    uniform: bool = False  # `rate` for every write API, no quota table (moto has no quotas)
+
+    def options(self, **more: Any) -> SyncOptions:
+        quotas = None if self.uniform else (self.quotas or QuotaTable())
+        return SyncOptions(prune=self.prune, rate=self.rate, read_rate=self.read_rate,
+                           quotas=quotas, concurrency=self.concurrency,
+                           shadows=self.shadows, full=self.full, region_rewrite=self.region_rewrite, **more)
+
+
+def _settings(settings: SyncSettings | None, legacy: Mapping[str, Any]) -> SyncSettings:
+    """`settings`, or the keyword arguments of old (`rate=` then means one uniform write rate)."""
+    unknown = set(legacy) - {"rate", "read_rate", "concurrency", "prune", "region_rewrite", "shadows", "full"}
+    if unknown:
+        raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(unknown))}")
+    base = settings or SyncSettings()
+    given = {k: v for k, v in legacy.items() if v is not None}
+    if settings is None and given.get("rate") is not None:
+        given["uniform"] = True
+    return replace(base, **given)
+
+
 def _check_sync(src_region: str, dst_region: str, residency: Collection[str] | None) -> None:
     _check_region(src_region, "--from")
     _check_region(dst_region, "--to")
@@ -73,82 +118,96 @@ def _check_sync(src_region: str, dst_region: str, residency: Collection[str] | N
     _check_residency(dst_region, residency)
 
 
-def plan_registry_sync(ctx: AwsContext, src_region: str, dst_region: str, *, prune: bool = False,
-                       rate: float = DEFAULT_RATE, read_rate: float | None = None, concurrency: int = 1,
-                       region_rewrite: RegionRewrite = RegionRewrite.DESTINATION,
-                       residency: Collection[str] | None = None) -> SyncPlanSummary:
+def plan_registry_sync(ctx: AwsContext, src_region: str, dst_region: str, *,
+                       settings: SyncSettings | None = None, state_path: Path | None = None,
+                       residency: Collection[str] | None = None, **legacy: Any) -> SyncPlanSummary:
     """What `sync_registry` would change in `dst_region` (reads both regions, writes nothing)."""
+    settings = _settings(settings, legacy)
     _check_sync(src_region, dst_region, residency)
-    options = SyncOptions(prune=prune, rate=rate, read_rate=read_rate, concurrency=concurrency,
-                          region_rewrite=region_rewrite)
+    options = settings.options(state_path=state_path)
     with aws_errors(f"registry sync {src_region} -> {dst_region}"):
-        return plan_clients_sync(_iot(ctx, src_region, concurrency), _iot(ctx, dst_region, concurrency),
-                                 options)
+        src, dst = _iot(ctx, src_region, settings.concurrency), _iot(ctx, dst_region, settings.concurrency)
+        data = _data_pair(ctx, settings, (src_region, src), (dst_region, dst))
+        return plan_clients_sync(src, dst, options, src_data=data[0], dst_data=data[1])
 
 
-def sync_registry(ctx: AwsContext, src_region: str, dst_region: str, *, prune: bool = False,
-                  rate: float = DEFAULT_RATE, read_rate: float | None = None, concurrency: int = 1,
-                  checkpoint_path: Path | None = None, progress: Progress | None = None,
-                  region_rewrite: RegionRewrite = RegionRewrite.DESTINATION,
-                  residency: Collection[str] | None = None) -> SyncReport:
-    """Copy the registry of `src_region` into `dst_region`. `checkpoint_path` (from
-    `StateLayout.sync_checkpoint_path`) makes an interrupted run resumable."""
+def sync_registry(ctx: AwsContext, src_region: str, dst_region: str, *,
+                  settings: SyncSettings | None = None, checkpoint_path: Path | None = None,
+                  state_path: Path | None = None, progress: Progress | None = None,
+                  residency: Collection[str] | None = None, **legacy: Any) -> SyncReport:
+    """Copy the registry (and shadows) of `src_region` into `dst_region`. `checkpoint_path` (from
+    `StateLayout.sync_checkpoint_path`) makes an interrupted run resumable; `state_path`
+    (`StateLayout.sync_versions_path`) lets the next run skip what did not change."""
+    settings = _settings(settings, legacy)
     _check_sync(src_region, dst_region, residency)
-    options = SyncOptions(prune=prune, rate=rate, read_rate=read_rate, concurrency=concurrency,
-                          checkpoint_path=checkpoint_path, progress=progress, region_rewrite=region_rewrite)
+    options = settings.options(checkpoint_path=checkpoint_path, progress=progress, state_path=state_path)
     with aws_errors(f"registry sync {src_region} -> {dst_region}"):
-        return sync_clients(_iot(ctx, src_region, concurrency), _iot(ctx, dst_region, concurrency), options)
+        src, dst = _iot(ctx, src_region, settings.concurrency), _iot(ctx, dst_region, settings.concurrency)
+        data = _data_pair(ctx, settings, (src_region, src), (dst_region, dst))
+        return sync_clients(src, dst, options, src_data=data[0], dst_data=data[1])
+
+
+def _data_pair(ctx: AwsContext, settings: SyncSettings, *regions: tuple[str, Any]) -> list[Any | None]:
+    if not settings.shadows:
+        return [None for _ in regions]
+    return [_iot_data(ctx, region, iot, settings.concurrency) for region, iot in regions]
 
 
 def backup_region(ctx: AwsContext, env: str, region: str, dest: str | Path, *,
                   stack_exports: Mapping[str, dict[str, Any]] | None = None,
-                  read_rate: float = 20.0, concurrency: int = 1, kms_key_id: str | None = None,
-                  now: datetime | None = None) -> BackupResult:
-    """Snapshot the registry of `region` (with every certificate PEM) and write it to `dest`."""
+                  read_rate: float | None = None, concurrency: int = 4, kms_key_id: str | None = None,
+                  now: datetime | None = None, shadows: bool = True,
+                  quotas: QuotaTable | None = None) -> BackupResult:
+    """Snapshot the registry of `region` (with every certificate PEM, and every thing's classic and
+    named shadows unless `shadows=False`) and write it to `dest`. Reads run at the quotas."""
     _check_region(region, "--region")
     if not 1 <= concurrency <= 16:
         raise InputRejected(f"concurrency must be between 1 and 16, got {concurrency}")
     with aws_errors(f"registry backup of {region}"):
         iot = _iot(ctx, region, concurrency)
-        caller = Caller(iot, reads=RateLimiter(read_rate), retry=RetryPolicy())
-        snapshot = read_snapshot(iot, caller=caller, pems=True, concurrency=concurrency)
+        table = (quotas or QuotaTable()).with_overrides(read_cap=read_rate)
+        caller = Caller(iot, limits=AdaptiveLimiter(table), retry=RetryPolicy())
+        data_caller = None
+        if shadows:
+            data_caller = Caller(_iot_data(ctx, region, iot, concurrency), limits=AdaptiveLimiter(table),
+                                 retry=RetryPolicy())
+        snapshot = read_snapshot(iot, caller=caller, pems=True, concurrency=concurrency, data_caller=data_caller)
         s3 = client(ctx, "s3", region) if is_s3(str(dest)) else None
         return backup(snapshot, stack_exports or {}, dest, env=env, now=now, s3_client=s3,
                       kms_key_id=kms_key_id)
 
 
 def plan_restore(ctx: AwsContext, src: str | Path, dst_region: str, *, env: str | None = None,
-                 region: str | None = None, prune: bool = False, rate: float = DEFAULT_RATE,
-                 read_rate: float | None = None, concurrency: int = 1,
-                 region_rewrite: RegionRewrite = RegionRewrite.DESTINATION,
-                 residency: Collection[str] | None = None) -> SyncPlanSummary:
+                 region: str | None = None, settings: SyncSettings | None = None,
+                 residency: Collection[str] | None = None, **legacy: Any) -> SyncPlanSummary:
     """What `restore_registry` would change in `dst_region` (reads the backup and the region)."""
+    settings = _settings(settings, legacy)
     _check_region(dst_region, "--to")
     _check_residency(dst_region, residency)
-    options = SyncOptions(prune=prune, rate=rate, read_rate=read_rate, concurrency=concurrency,
-                          region_rewrite=region_rewrite)
+    options = settings.options()
     with aws_errors(f"registry restore into {dst_region}"):
         s3 = client(ctx, "s3", dst_region) if is_s3(str(src)) else None
-        return plan_backup_restore(src, _iot(ctx, dst_region, concurrency), options=options, env=env,
-                                   region=region, s3_client=s3)
+        iot = _iot(ctx, dst_region, settings.concurrency)
+        data = _data_pair(ctx, settings, (dst_region, iot))[0]
+        return plan_backup_restore(src, iot, options=options, env=env, region=region, s3_client=s3,
+                                   dst_data=data)
 
 
 def restore_registry(ctx: AwsContext, src: str | Path, dst_region: str, *, env: str | None = None,
-                     region: str | None = None, prune: bool = False, rate: float = DEFAULT_RATE,
-                     read_rate: float | None = None, concurrency: int = 1,
+                     region: str | None = None, settings: SyncSettings | None = None,
                      checkpoint_path: Path | None = None, progress: Progress | None = None,
-                     region_rewrite: RegionRewrite = RegionRewrite.DESTINATION,
-                     residency: Collection[str] | None = None) -> SyncReport:
-    """Rebuild a backed-up registry in `dst_region`. `src` is one backup, or a location under
-    which the newest backup (of `env`/`region`, when given) is used."""
+                     residency: Collection[str] | None = None, **legacy: Any) -> SyncReport:
+    """Rebuild a backed-up registry (and its shadows) in `dst_region`. `src` is one backup, or a
+    location under which the newest backup (of `env`/`region`, when given) is used."""
+    settings = _settings(settings, legacy)
     _check_region(dst_region, "--to")
     _check_residency(dst_region, residency)
-    options = SyncOptions(prune=prune, rate=rate, read_rate=read_rate, concurrency=concurrency,
-                          checkpoint_path=checkpoint_path, progress=progress, region_rewrite=region_rewrite)
+    options = settings.options(checkpoint_path=checkpoint_path, progress=progress)
     with aws_errors(f"registry restore into {dst_region}"):
         s3 = client(ctx, "s3", dst_region) if is_s3(str(src)) else None
-        return restore_backup(src, _iot(ctx, dst_region, concurrency), options=options, env=env,
-                              region=region, s3_client=s3)
+        iot = _iot(ctx, dst_region, settings.concurrency)
+        data = _data_pair(ctx, settings, (dst_region, iot))[0]
+        return restore_backup(src, iot, options=options, env=env, region=region, s3_client=s3, dst_data=data)
 
 
 def backup_age(ctx: AwsContext, dest: str | Path, *, env: str | None = None,

@@ -2,7 +2,9 @@
 
 Layout, under DEST (a directory or `s3://bucket/prefix`):
 
-    <env>/<region>/<UTC timestamp>/registry.json        the RegistrySnapshot (PEMs, no keys)
+    <env>/<region>/<UTC timestamp>/registry.json        the RegistrySnapshot (PEMs, no keys; the
+                                                        classic and named shadows' desired and
+                                                        reported state)
                                    stacks/<stack>.json  each stack's state export, as given
                                    manifest.json        written last: env, region, time,
                                                         counts, format version, file digests
@@ -304,18 +306,21 @@ def load_backup(src: str | Path, *, env: str | None = None, region: str | None =
 
 def plan_backup_restore(src: str | Path, dst_client: Any, *, options: SyncOptions | None = None,
                         env: str | None = None, region: str | None = None, s3_client: Any | None = None,
-                        dst_caller: Caller | None = None) -> SyncPlanSummary:
+                        dst_caller: Caller | None = None, dst_data: Any | None = None) -> SyncPlanSummary:
     """What `restore_backup` would change in the destination region (nothing is written there)."""
     loaded = load_backup(src, env=env, region=region, s3_client=s3_client)
-    return plan_snapshot_sync(loaded.snapshot, dst_client, options or SyncOptions(), dst_caller=dst_caller)
+    return plan_snapshot_sync(loaded.snapshot, dst_client, options or SyncOptions(), dst_caller=dst_caller,
+                              dst_data=dst_data)
 
 
 def restore_backup(src: str | Path, dst_client: Any, *, options: SyncOptions | None = None,
                    env: str | None = None, region: str | None = None, s3_client: Any | None = None,
-                   dst_caller: Caller | None = None) -> SyncReport:
-    """Rebuild the backed-up registry in the destination region (idempotent, resumable)."""
+                   dst_caller: Caller | None = None, dst_data: Any | None = None) -> SyncReport:
+    """Rebuild the backed-up registry (and, given `dst_data`, its shadows) in the destination
+    region (idempotent, resumable)."""
     loaded = load_backup(src, env=env, region=region, s3_client=s3_client)
-    return sync_snapshot(loaded.snapshot, dst_client, options or SyncOptions(), dst_caller=dst_caller)
+    return sync_snapshot(loaded.snapshot, dst_client, options or SyncOptions(), dst_caller=dst_caller,
+                         dst_data=dst_data)
 
 
 def latest_backup_age(dest: str | Path, *, env: str | None = None, region: str | None = None,

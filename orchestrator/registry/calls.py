@@ -5,6 +5,8 @@
 - `RetryPolicy`: exponential backoff with full jitter on throttling, 5xx and connection errors,
   bounded attempts; the RNG and the sleep function are injected, so tests are deterministic.
 - `Caller`: one client + its limiters + a retry policy + counters of read/write calls and retries.
+  With an `AdaptiveLimiter` (`limits=`, orchestrator/registry/quotas.py) every API runs at its own
+  quota, and a throttled call halves its API's rate before it is retried.
   After an *ambiguous* failure (5xx, connection reset: the write may have been applied) a
   non-idempotent call is retried only after its `verify` read says it did not happen.
 
@@ -25,6 +27,7 @@ from functools import lru_cache
 from typing import Any
 
 from orchestrator.errors import InputRejected, OperationFailed
+from orchestrator.registry.quotas import AdaptiveLimiter
 
 THROTTLE_CODES = frozenset({
     "ThrottlingException", "Throttling", "ThrottledException", "TooManyRequestsException",
@@ -34,7 +37,7 @@ TRANSIENT_CODES = frozenset({
     "InternalFailureException", "InternalFailure", "InternalServerException", "InternalError",
     "ServiceUnavailableException", "ServiceUnavailable", "RequestTimeout", "RequestTimeoutException",
 })
-_READ_PREFIXES = ("list_", "describe_", "get_")
+_READ_PREFIXES = ("list_", "describe_", "get_", "search_")
 
 
 class Failure(str, Enum):
@@ -207,10 +210,12 @@ class Caller:
 
     def __init__(self, client: Any, *, writes: RateLimiter | None = None,
                  reads: RateLimiter | None = None, retry: RetryPolicy | None = None,
-                 stats: CallStats | None = None, page_size: int = 250) -> None:
+                 stats: CallStats | None = None, page_size: int = 250,
+                 limits: AdaptiveLimiter | None = None) -> None:
         self.client = client
-        self.writes = writes
-        self.reads = reads
+        self.writes: RateLimiter | AdaptiveLimiter | None = limits or writes
+        self.reads: RateLimiter | AdaptiveLimiter | None = limits or reads
+        self.limits = limits
         self.retry = retry or RetryPolicy()
         self.stats = stats or CallStats()
         self.page_size = page_size
@@ -219,8 +224,14 @@ class Caller:
     def region(self) -> str:
         return str(self.client.meta.region_name)
 
-    def limiter_for(self, api: str) -> RateLimiter | None:
+    def limiter_for(self, api: str) -> RateLimiter | AdaptiveLimiter | None:
         return self.writes if is_write(api) else self.reads
+
+    def rate_for(self, api: str) -> float | None:
+        limiter = self.limiter_for(api)
+        if limiter is None:
+            return None
+        return limiter.rate_for(api) if isinstance(limiter, AdaptiveLimiter) else limiter.rate
 
     def call(self, api: str, *, verify: Callable[[], bool] | None = None, **kwargs: Any) -> Any:
         """Call `api` with rate limiting and retries. `verify()` -> True means "already applied"."""
@@ -235,18 +246,24 @@ class Caller:
                 limiter.acquire(api)
             self.stats.sent(api, retry=retries > 0)
             try:
-                return method(**kwargs)
+                result = method(**kwargs)
             except Exception as exc:
                 failure = classify(exc)
                 if failure is None:
                     raise
                 if failure is Failure.THROTTLED:
                     self.stats.throttle()
+                    if isinstance(limiter, AdaptiveLimiter):
+                        limiter.throttled(api)
                 retries += 1
                 if retries >= self.retry.max_attempts:
                     raise RetriesExhausted(api, retries, exc) from exc
                 ambiguous = ambiguous or failure is Failure.TRANSIENT
                 self.retry.sleep(self.retry.delay(retries - 1))
+                continue
+            if isinstance(limiter, AdaptiveLimiter):
+                limiter.succeeded(api)
+            return result
 
     def pages(self, api: str, **kwargs: Any) -> Iterator[Any]:
         """Every item of a paginated list call; each page is one retried, rate-limited call."""

@@ -73,6 +73,28 @@ class Thing:
     thing_type: str | None = None
     attributes: Mapping[str, str] = field(default_factory=dict)
     groups: tuple[str, ...] = ()  # static groups it is a direct member of, sorted
+    version: int | None = field(default=None, compare=False)  # the registry's, per region
+
+
+CLASSIC = ""  # the name of a thing's classic (unnamed) shadow
+
+
+@dataclass(frozen=True, order=True)
+class Shadow:
+    """One device shadow: `state.desired` and `state.reported` as canonical JSON (None: absent).
+
+    Versions are per region (each region counts its own updates): kept as hints, not compared.
+    """
+
+    thing: str
+    name: str = CLASSIC
+    desired: str | None = None
+    reported: str | None = None
+    version: int | None = field(default=None, compare=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.thing}/{self.name or '$classic'}"
 
 
 @dataclass(frozen=True)
@@ -114,6 +136,7 @@ class RegistrySnapshot:
     certificates: tuple[Certificate, ...] = ()
     thing_principals: tuple[ThingPrincipal, ...] = ()
     policy_targets: tuple[PolicyTarget, ...] = ()
+    shadows: tuple[Shadow, ...] = ()
     notes: tuple[str, ...] = field(default=(), compare=False)  # what was seen but not captured
 
     # -- lookups -------------------------------------------------------------------------------
@@ -146,6 +169,7 @@ class RegistrySnapshot:
             "certificates": len(self.certificates),
             "thing_principals": len(self.thing_principals),
             "policy_targets": len(self.policy_targets),
+            "shadows": len(self.shadows),
         }
 
     # -- serialization -------------------------------------------------------------------------
@@ -165,7 +189,7 @@ class RegistrySnapshot:
             ],
             "things": [
                 {"name": t.name, "thing_type": t.thing_type, "attributes": dict(t.attributes),
-                 "groups": list(t.groups)}
+                 "groups": list(t.groups), "version": t.version}
                 for t in self.things
             ],
             "policies": [{"name": p.name, "document": p.document} for p in self.policies],
@@ -180,6 +204,11 @@ class RegistrySnapshot:
             "policy_targets": [
                 {"policy": a.policy, "kind": a.kind.value, "target": a.target}
                 for a in self.policy_targets
+            ],
+            "shadows": [
+                {"thing": sh.thing, "name": sh.name, "desired": sh.desired, "reported": sh.reported,
+                 "version": sh.version}
+                for sh in self.shadows
             ],
             "notes": list(self.notes),
         }
@@ -202,7 +231,7 @@ class RegistrySnapshot:
                     for g in data.get("thing_groups", [])),
                 things=tuple(
                     Thing(t["name"], t.get("thing_type"), dict(t.get("attributes") or {}),
-                          tuple(sorted(t.get("groups") or ())))
+                          tuple(sorted(t.get("groups") or ())), t.get("version"))
                     for t in data.get("things", [])),
                 policies=tuple(Policy(p["name"], normalize_document(p["document"]))
                                for p in data.get("policies", [])),
@@ -216,6 +245,11 @@ class RegistrySnapshot:
                 policy_targets=tuple(sorted(
                     PolicyTarget(a["policy"], TargetKind(a["kind"]), a["target"])
                     for a in data.get("policy_targets", []))),
+                shadows=tuple(sorted(
+                    Shadow(str(sh["thing"]), str(sh.get("name") or CLASSIC),
+                           canonical_state(sh.get("desired")), canonical_state(sh.get("reported")),
+                           sh.get("version"))
+                    for sh in data.get("shadows", []))),  # absent in backups made before shadows
                 notes=tuple(data.get("notes", [])),
             )
         except InputRejected:
@@ -229,6 +263,8 @@ class RegistrySnapshot:
         for cert in doc["certificates"]:
             for key in ("pem", "mode", "ca_certificate_id"):
                 cert.pop(key)
+        for item in (*doc["things"], *doc["shadows"]):
+            item.pop("version")  # each region counts its own
         for policy in doc["policies"]:
             policy["document"] = neutral(policy["document"], self.region)
         doc.pop("region")
@@ -261,23 +297,64 @@ def _group_from_arn(arn: str) -> str | None:
     return arn.rsplit(":thinggroup/", 1)[1] if ":thinggroup/" in arn else None
 
 
+def canonical_state(value: Any) -> str | None:
+    """A shadow state section (dict or JSON text) as canonical JSON; None when absent or empty.
+
+    Keys set to null and objects left empty are dropped: AWS deletes a key written as null, and
+    moto leaves `{}` behind where it should not, so both regions compare alike."""
+    if isinstance(value, str):
+        value = json.loads(value)
+
+    def prune(v: Any) -> Any:
+        if isinstance(v, dict):
+            out = {k: prune(x) for k, x in v.items() if x is not None}
+            return {k: x for k, x in out.items() if x != {}}
+        if isinstance(v, list):
+            return [prune(x) for x in v]
+        return v
+
+    pruned = prune(value) if value is not None else None
+    if pruned is None or pruned == {}:
+        return None
+    return json.dumps(pruned, sort_keys=True, separators=(",", ":"))
+
+
 def read_snapshot(iot_client: Any, *, caller: Caller | None = None, pems: bool = True,
-                  concurrency: int = 1) -> RegistrySnapshot:
-    """Read the registry of the client's region. `pems=False` skips describe_certificate."""
+                  concurrency: int = 1, data_caller: Caller | None = None) -> RegistrySnapshot:
+    """Read the registry of the client's region. `pems=False` skips describe_certificate;
+    `data_caller` (an `iot-data` client's Caller) also reads every thing's shadows."""
     caller = caller or Caller(iot_client)
+    listing = read_listing(caller, concurrency=concurrency)
+    principals, notes = read_principals(caller, [t.name for t in listing.things], concurrency=concurrency)
+    shadows: tuple[Shadow, ...] = ()
+    if data_caller is not None:
+        shadows = read_shadows(data_caller, [t.name for t in listing.things], concurrency=concurrency)
+    snapshot = replace(listing, thing_principals=principals, shadows=shadows,
+                       notes=tuple(sorted(set(listing.notes) | set(notes))))
+    if pems:
+        snapshot = with_pems(snapshot, caller, [c.id for c in snapshot.certificates], concurrency=concurrency)
+    return snapshot
+
+
+def read_listing(caller: Caller, *, concurrency: int = 1) -> RegistrySnapshot:
+    """Everything the paged listings give (types, groups, things with their versions and groups,
+    policies, certificates, policy targets): no per-thing and no per-certificate call. The five
+    independent listings run at the same time (each API has its own budget)."""
     region = caller.region
     notes: list[str] = []
 
-    types = []
-    for t in caller.pages("list_thing_types"):
-        props = t.get("thingTypeProperties") or {}
-        meta = t.get("thingTypeMetadata") or {}
-        types.append(ThingType(
-            name=t["thingTypeName"],
-            description=props.get("thingTypeDescription") or None,
-            searchable_attributes=tuple(props.get("searchableAttributes") or ()),
-            deprecated=bool(meta.get("deprecated")),
-        ))
+    def thing_types() -> list[ThingType]:
+        types = []
+        for t in caller.pages("list_thing_types"):
+            props = t.get("thingTypeProperties") or {}
+            meta = t.get("thingTypeMetadata") or {}
+            types.append(ThingType(
+                name=t["thingTypeName"],
+                description=props.get("thingTypeDescription") or None,
+                searchable_attributes=tuple(props.get("searchableAttributes") or ()),
+                deprecated=bool(meta.get("deprecated")),
+            ))
+        return types
 
     def describe_group(name: str) -> ThingGroup | None:
         try:
@@ -297,15 +374,6 @@ def read_snapshot(iot_client: Any, *, caller: Caller | None = None, pems: bool =
             arn=d.get("thingGroupArn"),
         )
 
-    group_names = sorted({g["groupName"] for g in caller.pages("list_thing_groups")})
-    groups = [g for g in pmap(describe_group, group_names, concurrency) if g is not None]
-    dynamic = [g.name for g in groups if g.dynamic]
-    if dynamic:
-        notes.append(f"dynamic thing groups are not copied (fleet indexing queries): {', '.join(dynamic)}")
-
-    raw_things = list(caller.pages("list_things"))
-    thing_names = {t["thingName"] for t in raw_things}
-
     def members(name: str) -> tuple[str, list[str]]:
         try:
             return name, [t for t in caller.pages("list_things_in_thing_group", thingGroupName=name)]
@@ -314,18 +382,10 @@ def read_snapshot(iot_client: Any, *, caller: Caller | None = None, pems: bool =
                 return name, []
             raise
 
-    membership: dict[str, list[str]] = {}
-    for group, names in pmap(members, [g.name for g in groups if not g.dynamic], concurrency):
-        for thing in names:
-            if thing in thing_names:  # moto keeps deleted things in their groups; AWS lags a bit
-                membership.setdefault(thing, []).append(group)
-
-    things = tuple(sorted(
-        (Thing(name=t["thingName"], thing_type=t.get("thingTypeName") or None,
-               attributes=dict(t.get("attributes") or {}),
-               groups=tuple(sorted(membership.get(t["thingName"], ()))))
-         for t in raw_things),
-        key=lambda t: t.name))
+    def groups_and_members() -> tuple[list[ThingGroup], list[tuple[str, list[str]]]]:
+        group_names = sorted({g["groupName"] for g in caller.pages("list_thing_groups")})
+        groups = [g for g in pmap(describe_group, group_names, concurrency) if g is not None]
+        return groups, pmap(members, [g.name for g in groups if not g.dynamic], concurrency)
 
     def policy(name: str) -> Policy | None:
         try:
@@ -335,34 +395,6 @@ def read_snapshot(iot_client: Any, *, caller: Caller | None = None, pems: bool =
                 return None
             raise
         return Policy(name=p["policyName"], document=normalize_document(p["policyDocument"]))
-
-    policy_names = sorted({p["policyName"] for p in caller.pages("list_policies")})
-    policies = [p for p in pmap(policy, policy_names, concurrency) if p is not None]
-
-    certificates = tuple(sorted(
-        (Certificate(id=c["certificateId"], status=c["status"], mode=c.get("certificateMode"),
-                     ca_certificate_id=c.get("caCertificateId"), arn=c.get("certificateArn"))
-         for c in caller.pages("list_certificates")),
-        key=lambda c: c.id))
-
-    def principals(thing: str) -> list[ThingPrincipal]:
-        try:
-            arns = list(caller.pages("list_thing_principals", thingName=thing))
-        except Exception as exc:
-            if _missing(exc):
-                return []
-            raise
-        found = []
-        for arn in arns:
-            cert_id = _cert_id_from_arn(arn)
-            if cert_id is None:
-                notes.append(f"thing {thing}: principal {arn} is not a certificate; not copied")
-            else:
-                found.append(ThingPrincipal(thing, cert_id))
-        return found
-
-    thing_principals = tuple(sorted(
-        a for batch in pmap(principals, [t.name for t in things], concurrency) for a in batch))
 
     def targets(name: str) -> list[PolicyTarget]:
         try:
@@ -383,23 +415,144 @@ def read_snapshot(iot_client: Any, *, caller: Caller | None = None, pems: bool =
                 notes.append(f"policy {name}: target {arn} is not a certificate or thing group; not copied")
         return found
 
-    policy_targets = tuple(sorted(
-        a for batch in pmap(targets, [p.name for p in policies], concurrency) for a in batch))
+    def policies_and_targets() -> tuple[list[Policy], list[PolicyTarget]]:
+        policy_names = sorted({p["policyName"] for p in caller.pages("list_policies")})
+        policies = [p for p in pmap(policy, policy_names, concurrency) if p is not None]
+        found = [a for batch in pmap(targets, [p.name for p in policies], concurrency) for a in batch]
+        return policies, found
 
-    snapshot = RegistrySnapshot(
+    def certificates() -> list[Certificate]:
+        return [Certificate(id=c["certificateId"], status=c["status"], mode=c.get("certificateMode"),
+                            ca_certificate_id=c.get("caCertificateId"), arn=c.get("certificateArn"))
+                for c in caller.pages("list_certificates")]
+
+    def things() -> list[Any]:
+        return list(caller.pages("list_things"))
+
+    with ThreadPoolExecutor(max_workers=5, thread_name_prefix="registry-list") as pool:
+        f_types, f_groups, f_things = pool.submit(thing_types), pool.submit(groups_and_members), pool.submit(things)
+        f_policies, f_certs = pool.submit(policies_and_targets), pool.submit(certificates)
+        types, (groups, group_members), raw_things = f_types.result(), f_groups.result(), f_things.result()
+        (policies, policy_targets), certs = f_policies.result(), f_certs.result()
+
+    dynamic = [g.name for g in groups if g.dynamic]
+    if dynamic:
+        notes.append(f"dynamic thing groups are not copied (fleet indexing queries): {', '.join(dynamic)}")
+    thing_names = {t["thingName"] for t in raw_things}
+    membership: dict[str, list[str]] = {}
+    for group, names in group_members:
+        for thing in names:
+            if thing in thing_names:  # moto keeps deleted things in their groups; AWS lags a bit
+                membership.setdefault(thing, []).append(group)
+
+    return RegistrySnapshot(
         region=region,
         thing_types=tuple(sorted(types, key=lambda t: t.name)),
         thing_groups=tuple(sorted(groups, key=lambda g: g.name)),
-        things=things,
+        things=tuple(sorted(
+            (Thing(name=t["thingName"], thing_type=t.get("thingTypeName") or None,
+                   attributes=dict(t.get("attributes") or {}),
+                   groups=tuple(sorted(membership.get(t["thingName"], ()))),
+                   version=t.get("version"))
+             for t in raw_things),
+            key=lambda t: t.name)),
         policies=tuple(sorted(policies, key=lambda p: p.name)),
-        certificates=certificates,
-        thing_principals=thing_principals,
-        policy_targets=policy_targets,
+        certificates=tuple(sorted(certs, key=lambda c: c.id)),
+        policy_targets=tuple(sorted(policy_targets)),
         notes=tuple(sorted(set(notes))),
     )
-    if pems:
-        snapshot = with_pems(snapshot, caller, [c.id for c in certificates], concurrency=concurrency)
-    return snapshot
+
+
+def read_principals(caller: Caller, things: Iterable[str], *,
+                    concurrency: int = 1) -> tuple[tuple[ThingPrincipal, ...], tuple[str, ...]]:
+    """The certificates attached to `things`: one `list_thing_principals` per thing (no bulk form)."""
+    notes: list[str] = []
+
+    def principals(thing: str) -> list[ThingPrincipal]:
+        try:
+            arns = list(caller.pages("list_thing_principals", thingName=thing))
+        except Exception as exc:
+            if _missing(exc):
+                return []
+            raise
+        found = []
+        for arn in arns:
+            cert_id = _cert_id_from_arn(arn)
+            if cert_id is None:
+                notes.append(f"thing {thing}: principal {arn} is not a certificate; not copied")
+            else:
+                found.append(ThingPrincipal(thing, cert_id))
+        return found
+
+    found = tuple(sorted(a for batch in pmap(principals, list(things), concurrency) for a in batch))
+    return found, tuple(sorted(set(notes)))
+
+
+def things_of_certificates(caller: Caller, arns: Iterable[str], *, concurrency: int = 1) -> set[str]:
+    """The things the certificates `arns` are attached to (`list_principal_things`, one per certificate)."""
+    def things(arn: str) -> list[str]:
+        try:
+            return list(caller.pages("list_principal_things", principal=arn))
+        except Exception as exc:
+            if _missing(exc):
+                return []
+            raise
+
+    return {t for batch in pmap(things, list(arns), concurrency) for t in batch}
+
+
+def read_shadows(data_caller: Caller, things: Iterable[str], *, concurrency: int = 1,
+                 names: Mapping[str, Collection[str]] | None = None) -> tuple[Shadow, ...]:
+    """Every shadow of `things` (classic and named): per thing one `list_named_shadows_for_thing`,
+    one `get_thing_shadow` for the classic shadow and one per named shadow. With `names` (thing ->
+    shadow names, CLASSIC for the classic one) only those shadows are read."""
+
+    def get(thing: str, name: str) -> Shadow | None:
+        kwargs: dict[str, Any] = {"thingName": thing, **({"shadowName": name} if name else {})}
+        try:
+            response = data_caller.call("get_thing_shadow", **kwargs)
+        except Exception as exc:
+            if _missing(exc):
+                return None
+            raise
+        return shadow_from_document(thing, name, json.loads(response["payload"].read()))
+
+    def of_thing(thing: str) -> list[Shadow]:
+        if names is not None:
+            wanted = sorted(names.get(thing, ()))
+        else:
+            try:
+                listed = named_shadows(data_caller, thing)
+            except Exception as exc:
+                if _missing(exc):
+                    return []
+                raise
+            wanted = [CLASSIC, *sorted(set(listed))]
+        return [sh for sh in (get(thing, n) for n in wanted) if sh is not None]
+
+    return tuple(sorted(sh for batch in pmap(of_thing, list(things), concurrency) for sh in batch))
+
+
+def named_shadows(data_caller: Caller, thing: str) -> list[str]:
+    """The names of a thing's named shadows (botocore has no paginator for this one: 100 a page)."""
+    names: list[str] = []
+    kwargs: dict[str, Any] = {"thingName": thing, "pageSize": 100}
+    seen: set[str] = set()
+    while True:
+        response = data_caller.call("list_named_shadows_for_thing", **kwargs)
+        names.extend(response.get("results") or [])
+        token = response.get("nextToken")
+        if not token or token in seen:
+            return names
+        seen.add(token)
+        kwargs["nextToken"] = token
+
+
+def shadow_from_document(thing: str, name: str, document: Mapping[str, Any]) -> Shadow:
+    """A shadow from the document `get_thing_shadow` answers (or an `update/documents` `current`)."""
+    state = document.get("state") or {}
+    return Shadow(thing, name, canonical_state(state.get("desired")), canonical_state(state.get("reported")),
+                  document.get("version"))
 
 
 def with_pems(snapshot: RegistrySnapshot, caller: Caller, ids: Collection[str], *,

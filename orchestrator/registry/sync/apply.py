@@ -11,6 +11,7 @@ An unchanged registry costs zero write calls.
 from __future__ import annotations
 
 import heapq
+import json
 import threading
 import time
 from collections import Counter, defaultdict
@@ -20,9 +21,10 @@ from dataclasses import replace
 from typing import Any
 
 from orchestrator.errors import InputRejected, OrchestrateError
-from orchestrator.registry.calls import Caller, RateLimiter, RetryPolicy, error_code
+from orchestrator.registry.calls import Caller, RateLimiter, RetryPolicy, error_code, is_write
 from orchestrator.registry.checkpoint import Checkpoint
 from orchestrator.registry.policydoc import normalize_document
+from orchestrator.registry.quotas import SHADOW_APIS, AdaptiveLimiter
 from orchestrator.registry.snapshot import TargetKind
 from orchestrator.registry.sync.model import (
     MAX_CONCURRENCY,
@@ -33,8 +35,11 @@ from orchestrator.registry.sync.model import (
     SyncOp,
     SyncPlan,
     SyncReport,
+    counts_delta,
     zero_counts,
 )
+
+_DATA_APIS = SHADOW_APIS
 
 
 class _OpRejected(Exception):
@@ -68,20 +73,51 @@ def _is_client_error(exc: BaseException) -> bool:
 
 
 _NOT_FOUND = "ResourceNotFoundException"
+SYNC_CLIENT_TOKEN = "orchestrate-registry-sync"
 _EXISTS = "ResourceAlreadyExistsException"
+
+
+PemSource = Callable[[str], "str | None"]
 
 
 class _Executor:
     """Applies one operation; idempotent, safe to replay."""
 
-    def __init__(self, caller: Caller, plan: SyncPlan) -> None:
+    def __init__(self, caller: Caller, plan: SyncPlan, *, data_caller: Caller | None = None,
+                 pem_source: PemSource | None = None) -> None:
         self.caller = caller
+        self.data_caller = data_caller
+        self.pem_source = pem_source
         self._cert_arns = dict(plan.dst_certificate_arns)
         self._group_arns = dict(plan.dst_group_arns)
         self._lock = threading.Lock()
 
     def run(self, op: SyncOp) -> None:
         getattr(self, f"_{op.kind.value}_{op.action.value}")(op)
+
+    # -- shadows (data plane) -----------------------------------------------------------------
+    def _data(self) -> Caller:
+        if self.data_caller is None:
+            raise _OpRejected("NoDataPlane", "no iot-data client was given for shadow operations")
+        return self.data_caller
+
+    def _shadow_update(self, op: SyncOp) -> None:
+        document = json.loads(op.params["document"])
+        document["clientToken"] = SYNC_CLIENT_TOKEN  # marks replica writes: a replicator ignores its own echo
+        kwargs: dict[str, Any] = {"thingName": op.params["thing"], "payload": json.dumps(document).encode()}
+        if op.params["shadow"]:
+            kwargs["shadowName"] = op.params["shadow"]
+        self._data().call("update_thing_shadow", **kwargs)
+
+    def _shadow_delete(self, op: SyncOp) -> None:
+        kwargs: dict[str, Any] = {"thingName": op.params["thing"]}
+        if op.params["shadow"]:
+            kwargs["shadowName"] = op.params["shadow"]
+        try:
+            self._data().call("delete_thing_shadow", **kwargs)
+        except Exception as exc:
+            if _code(exc) != _NOT_FOUND:
+                raise
 
     def _call(self, api: str, *, ok: frozenset[str] = frozenset(), **kwargs: Any) -> Any:
         """Call; error codes in `ok` mean the desired state already holds (returns None)."""
@@ -219,9 +255,13 @@ class _Executor:
     # -- certificates ------------------------------------------------------------------------
     def _certificate_create(self, op: SyncOp) -> None:
         status = op.params["status"]
+        pem = op.params.get("pem")
+        if not pem and self.pem_source is not None:
+            pem = self.pem_source(op.name)  # fetched from the source now: fetching overlaps writing
+        if not pem:
+            raise _OpRejected("NoCertificatePem", f"the PEM of certificate {op.name} is not available")
         try:
-            response = self.caller.call("register_certificate_without_ca",
-                                        certificatePem=op.params["pem"], status=status)
+            response = self.caller.call("register_certificate_without_ca", certificatePem=pem, status=status)
         except Exception as exc:
             if _code(exc) != _EXISTS:
                 raise
@@ -312,19 +352,29 @@ class _Executor:
         self._call("detach_policy", ok=frozenset({_NOT_FOUND}), policyName=op.params["policy"], target=arn)
 
 
-def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | None = None,
+def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimiter | None = None,
                checkpoint: Checkpoint | None = None, progress: Progress | None = None, *,
                concurrency: int = 1, caller: Caller | None = None,
                read_limiter: RateLimiter | None = None, retry: RetryPolicy | None = None,
-               clock: Callable[[], float] = time.monotonic) -> SyncReport:
+               clock: Callable[[], float] = time.monotonic, data_caller: Caller | None = None,
+               pem_source: PemSource | None = None, final: bool = True) -> SyncReport:
     """Apply `plan` to the destination. Raises only when the run cannot go on (retries exhausted,
-    no credentials, a bug); per-operation refusals are collected in `SyncReport.errors`."""
+    no credentials, a bug); per-operation refusals are collected in `SyncReport.errors`.
+
+    `data_caller` (the destination's iot-data plane) applies shadow operations; `pem_source`
+    fetches a certificate's PEM from the source when the plan does not carry it; `final=False`
+    keeps the checkpoint for a further pass instead of completing it."""
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         raise InputRejected(f"concurrency must be between 1 and {MAX_CONCURRENCY}, got {concurrency}")
-    caller = caller or Caller(dst_client, writes=limiter, reads=read_limiter, retry=retry)
-    executor = _Executor(caller, plan)
+    if caller is None:
+        if isinstance(limiter, AdaptiveLimiter):
+            caller = Caller(dst_client, limits=limiter, retry=retry)
+        else:
+            caller = Caller(dst_client, writes=limiter, reads=read_limiter, retry=retry)
+    executor = _Executor(caller, plan, data_caller=data_caller, pem_source=pem_source)
     started = clock()
     before = caller.stats.counts()
+    data_before = data_caller.stats.counts() if data_caller is not None else None
     resumed = checkpoint.resumed if checkpoint is not None else False
 
     ops = plan.ops
@@ -373,8 +423,9 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | None = No
         return count
 
     def score(api: str) -> tuple[float, int]:
-        lim = caller.limiter_for(api)
-        wait_s = lim.peek(api) + inflight_per_api[api] / lim.rate if lim else float(inflight_per_api[api])
+        owner = data_caller if data_caller is not None and api in _DATA_APIS else caller
+        lim, rate = owner.limiter_for(api), owner.rate_for(api)
+        wait_s = lim.peek(api) + inflight_per_api[api] / rate if lim and rate else float(inflight_per_api[api])
         return wait_s, ready[api][0][0]
 
     tick()
@@ -419,7 +470,7 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | None = No
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         if checkpoint is not None:
-            if fatal is None and not errors and not blocked and finished == total:
+            if final and fatal is None and not errors and not blocked and finished == total:
                 checkpoint.complete()
             else:
                 checkpoint.flush()
@@ -427,17 +478,24 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | None = No
         raise fatal
 
     after = caller.stats.counts()
+    by_api = counts_delta(after, before)
+    if data_caller is not None and data_before is not None and data_caller is not caller:
+        for api, n in counts_delta(data_caller.stats.counts(), data_before).items():
+            by_api[api] = by_api.get(api, 0) + n
     counts = zero_counts()
     for (kind, action), n in applied.items():
         counts[kind.value][action.value] = n
     limiter_used = caller.writes
+    rate = limiter_used.rate if limiter_used else None
     return SyncReport(
         src_region=plan.src_region, dst_region=plan.dst_region, prune=plan.prune,
         planned=total, applied=sum(applied.values()), counts=counts,
-        write_calls=after.writes - before.writes, read_calls=after.reads - before.reads,
+        write_calls=sum(n for api, n in by_api.items() if is_write(api)),
+        read_calls=sum(n for api, n in by_api.items() if not is_write(api)), calls_by_api=by_api,
         retries=after.retries - before.retries, throttled=after.throttled - before.throttled,
         duration_s=clock() - started, concurrency=concurrency,
-        rate=limiter_used.rate if limiter_used else None,
+        rate=rate,
         skipped_from_checkpoint=skipped, blocked=len(blocked), errors=tuple(errors),
+        unapplied=frozenset(blocked) | {e.op for e in errors},
         warnings=plan.warnings, rewritten_policies=plan.rewritten_policies, resumed=resumed,
     )

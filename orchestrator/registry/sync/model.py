@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import InputRejected
-from orchestrator.registry.calls import Caller, RateLimiter, RetryPolicy
+from orchestrator.registry.calls import CallCounts, Caller, RateLimiter, RetryPolicy
 from orchestrator.registry.policydoc import RegionRewrite
+from orchestrator.registry.quotas import AdaptiveLimiter, QuotaTable
 
-DEFAULT_RATE = 10.0  # write calls per second per API: below AWS IoT's per-API control-plane limits
-DEFAULT_READ_RATE = 20.0
+DEFAULT_RATE = 10.0  # the lowest published per-API quota (a uniform --rate of old; see quotas.py)
+DEFAULT_READ_RATE = 10.0
 MAX_CONCURRENCY = 16
 FIRST_ITEMS = 5
 
@@ -38,6 +39,7 @@ class Kind(str, Enum):
     GROUP_MEMBERSHIP = "group_membership"
     THING_PRINCIPAL = "thing_principal"
     POLICY_ATTACHMENT = "policy_attachment"
+    SHADOW = "shadow"  # a device shadow (classic or named), through the iot-data plane
 
 
 class Action(str, Enum):
@@ -68,7 +70,10 @@ _API = {
     (Kind.THING_PRINCIPAL, Action.DELETE): "detach_thing_principal",
     (Kind.POLICY_ATTACHMENT, Action.CREATE): "attach_policy",
     (Kind.POLICY_ATTACHMENT, Action.DELETE): "detach_policy",
+    (Kind.SHADOW, Action.UPDATE): "update_thing_shadow",
+    (Kind.SHADOW, Action.DELETE): "delete_thing_shadow",
 }
+DATA_PLANE_KINDS = frozenset({Kind.SHADOW})
 
 
 @dataclass(frozen=True)
@@ -207,6 +212,13 @@ class SyncReport:
     warnings: tuple[str, ...] = ()
     rewritten_policies: tuple[str, ...] = ()
     resumed: bool = False
+    calls_by_api: Mapping[str, int] = field(default_factory=dict)  # every request sent, both regions
+    throttled_by_api: Mapping[str, int] = field(default_factory=dict)
+    things_checked: int | None = None  # things whose principals were read (None: not a clients run)
+    things_total: int | None = None
+    full: bool = False
+    shadows: bool = True
+    unapplied: frozenset[str] = field(default=frozenset(), repr=False)  # ids of failed and blocked ops
 
     @property
     def ok(self) -> bool:
@@ -236,14 +248,34 @@ class SyncReport:
             "errors": [e.to_json() for e in self.errors],
             "warnings": list(self.warnings),
             "rewritten_policies": list(self.rewritten_policies),
+            "calls_by_api": dict(sorted(self.calls_by_api.items())),
+            "throttled_by_api": dict(sorted(self.throttled_by_api.items())),
+            "full": self.full,
+            "shadows": self.shadows,
+            "things_checked": self.things_checked,
+            "things_total": self.things_total,
         }
+
+
+def counts_delta(now: CallCounts, base: CallCounts) -> dict[str, int]:
+    before = dict(base.by_api)
+    return {api: n - before.get(api, 0) for api, n in now.by_api if n - before.get(api, 0)}
 
 
 @dataclass(frozen=True)
 class SyncOptions:
+    """How a sync runs.
+
+    Rates: with `quotas` (or with neither `quotas` nor `rate`: the default table) every API runs
+    at its own quota through an `AdaptiveLimiter`, `rate` caps every write API and `read_rate`
+    every read API. With `rate` and no `quotas` every write API runs at `rate` and every read
+    API at `read_rate` (default max(10, 2 x rate)): a uniform limit for tests and benchmarks
+    against moto, which has no quotas.
+    """
+
     prune: bool = False
-    rate: float = DEFAULT_RATE
-    read_rate: float | None = None  # None: max(DEFAULT_READ_RATE, 2 * rate)
+    rate: float | None = None
+    read_rate: float | None = None
     burst: float = 1.0
     concurrency: int = 1
     checkpoint_path: Path | None = None
@@ -251,23 +283,42 @@ class SyncOptions:
     progress: Progress | None = None
     region_rewrite: RegionRewrite = RegionRewrite.DESTINATION
     retry: RetryPolicy | None = None
+    quotas: QuotaTable | None = None
+    shadows: bool = True  # sync classic and named shadows (needs a data-plane client)
+    full: bool = False  # read every thing's principals and shadows, whatever the versions say
+    state_path: Path | None = None  # versions seen at the last clean sync (change detection)
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= MAX_CONCURRENCY:
             raise InputRejected(
                 f"concurrency must be between 1 and {MAX_CONCURRENCY}, got {self.concurrency}")
-        if not self.rate > 0:
+        if self.rate is not None and not self.rate > 0:
             raise InputRejected(f"rate must be a positive number of calls per second, got {self.rate!r}")
+        if self.read_rate is not None and not self.read_rate > 0:
+            raise InputRejected(f"read rate must be a positive number of calls per second, got {self.read_rate!r}")
+
+    @property
+    def uniform(self) -> bool:
+        """A uniform `rate` for every write API (no quota table)."""
+        return self.quotas is None and self.rate is not None
 
     @property
     def effective_read_rate(self) -> float:
-        return self.read_rate if self.read_rate else max(DEFAULT_READ_RATE, 2 * self.rate)
+        if self.read_rate:
+            return self.read_rate
+        return max(DEFAULT_READ_RATE, 2 * (self.rate or DEFAULT_RATE))
+
+    def table(self) -> QuotaTable:
+        base = self.quotas or QuotaTable()
+        return base.with_overrides(read_cap=self.read_rate, write_cap=self.rate)
 
     def caller(self, client: Any, *, writes: bool) -> Caller:
         retry = self.retry or RetryPolicy()
-        return Caller(
-            client,
-            writes=RateLimiter(self.rate, self.burst) if writes else None,
-            reads=RateLimiter(self.effective_read_rate, self.burst),
-            retry=retry,
-        )
+        if self.uniform:
+            return Caller(
+                client,
+                writes=RateLimiter(self.rate or DEFAULT_RATE, self.burst) if writes else None,
+                reads=RateLimiter(self.effective_read_rate, self.burst),
+                retry=retry,
+            )
+        return Caller(client, limits=AdaptiveLimiter(self.table(), burst=self.burst), retry=retry)

@@ -21,14 +21,16 @@ No I/O here: the snapshots come in, a `SyncPlan` goes out.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import replace
+from enum import Enum
 from typing import Any
 
 from orchestrator.errors import InputRejected
 from orchestrator.registry.policydoc import RegionRewrite, normalize_document, rewrite_region
-from orchestrator.registry.snapshot import RegistrySnapshot, TargetKind, ThingGroup
+from orchestrator.registry.snapshot import RegistrySnapshot, Shadow, TargetKind, ThingGroup
 from orchestrator.registry.sync.model import Action, Kind, SyncOp, SyncPlan
 
 _COPYABLE_STATUS = {"ACTIVE": "ACTIVE", "INACTIVE": "INACTIVE", "REVOKED": "REVOKED",
@@ -78,19 +80,43 @@ def _depths(groups: Mapping[str, ThingGroup]) -> dict[str, int]:
     return depths
 
 
+class PlanPart(str, Enum):
+    """Which operations a plan holds: all, or one of the two passes of an overlapped sync."""
+
+    ALL = "all"
+    ENTITIES = "entities"  # everything but thing<->certificate attachments and shadows
+    RELATIONS = "relations"  # only thing<->certificate attachments and shadows
+
+
 def plan_sync(src: RegistrySnapshot, dst: RegistrySnapshot, prune: bool = False, *,
-              region_rewrite: RegionRewrite = RegionRewrite.DESTINATION) -> SyncPlan:
-    """The operations that make `dst` hold what `src` holds (pure: no I/O)."""
-    p = _Planner(src, dst, region_rewrite)
-    p.thing_types()
-    p.thing_groups()
-    p.policies()
-    p.certificates()
-    p.things()
-    p.deprecations()
-    p.memberships(prune)
-    p.thing_principals()
-    p.policy_targets()
+              region_rewrite: RegionRewrite = RegionRewrite.DESTINATION, part: PlanPart = PlanPart.ALL,
+              fetch_pems: bool = False) -> SyncPlan:
+    """The operations that make `dst` hold what `src` holds (pure: no I/O).
+
+    `fetch_pems`: certificates to register may come without their PEM; the executor fetches it
+    from the source when it applies them (so fetching overlaps writing). `part` splits the plan
+    into the two passes of an overlapped sync; deletions (`prune`) need `PlanPart.ALL`."""
+    if prune and part is not PlanPart.ALL:
+        raise InputRejected("a pruning sync is planned in one part (it needs complete listings)")
+    p = _Planner(src, dst, region_rewrite, fetch_pems=fetch_pems)
+    entities = part is not PlanPart.RELATIONS
+    relations = part is not PlanPart.ENTITIES
+    if not entities:
+        p.warnings.clear()  # the first pass reported the source's notes
+    if entities:
+        p.thing_types()
+        p.thing_groups()
+        p.policies()
+    p.certificates(emit=entities)
+    if entities:
+        p.things()
+        p.deprecations()
+        p.memberships(prune)
+    if relations:
+        p.thing_principals()
+        p.shadows(prune)
+    if entities:
+        p.policy_targets()
     if prune:
         _plan_deletions(p.b, src, dst, set(src.thing_principals), set(dst.thing_principals),
                         set(src.policy_targets), set(dst.policy_targets))
@@ -104,13 +130,38 @@ def plan_sync(src: RegistrySnapshot, dst: RegistrySnapshot, prune: bool = False,
 
 _T, _G, _P, _C, _H = Kind.THING_TYPE, Kind.THING_GROUP, Kind.POLICY, Kind.CERTIFICATE, Kind.THING
 _M, _TP, _PA = Kind.GROUP_MEMBERSHIP, Kind.THING_PRINCIPAL, Kind.POLICY_ATTACHMENT
+_S = Kind.SHADOW
+
+
+def _patch(src: Any, dst: Any) -> Any:
+    """What to write so that `dst` becomes `src`: src's values, and null for keys only dst has."""
+    if not isinstance(src, dict) or not isinstance(dst, dict):
+        return src
+    out = {k: _patch(v, dst.get(k)) for k, v in src.items()}
+    out.update({k: None for k in dst if k not in src})
+    return out
+
+
+def shadow_patch(src: Shadow, dst: Shadow | None) -> str:
+    """The `update_thing_shadow` document that makes `dst` (None: no shadow yet) hold `src`'s
+    desired and reported state; a section absent in the source is deleted (null)."""
+    state: dict[str, Any] = {}
+    for section in ("desired", "reported"):
+        want = json.loads(getattr(src, section)) if getattr(src, section) else None
+        have = json.loads(getattr(dst, section)) if dst is not None and getattr(dst, section) else None
+        if want == have:
+            continue
+        state[section] = _patch(want, have) if want is not None else None
+    return json.dumps({"state": state}, sort_keys=True, separators=(",", ":"))
 _CREATE, _UPDATE, _DELETE = Action.CREATE, Action.UPDATE, Action.DELETE
 
 
 class _Planner:
     """plan_sync's steps, in dependency order; each adds operations and their dependencies."""
 
-    def __init__(self, src: RegistrySnapshot, dst: RegistrySnapshot, rewrite: RegionRewrite) -> None:
+    def __init__(self, src: RegistrySnapshot, dst: RegistrySnapshot, rewrite: RegionRewrite, *,
+                 fetch_pems: bool = False) -> None:
+        self.fetch_pems = fetch_pems
         self.src = src
         self.dst = dst
         self.rewrite = rewrite
@@ -177,8 +228,12 @@ class _Planner:
             self.warnings.append(f"policies naming {self.src.region} in ARNs were rewritten to "
                                  f"{target}: {', '.join(self.rewritten)}")
 
-    def certificates(self) -> None:
-        """Same PEM, same id; statuses copied, except that REVOKED in the destination stays."""
+    def certificates(self, emit: bool = True) -> None:
+        """Same PEM, same id; statuses copied, except that REVOKED in the destination stays.
+        `emit=False` only works out which certificates are not copied (for the relations pass)."""
+        if not emit:
+            self.skipped_certs.update(c.id for c in self.src.certificates if c.status not in _COPYABLE_STATUS)
+            return
         with_ca = 0
         src, dst = self.src, self.dst
         for c in src.certificates:
@@ -192,7 +247,7 @@ class _Planner:
                                      f"registered as {status}")
             d = dst.certificates_by_id.get(c.id)
             if d is None:
-                if not c.pem:
+                if not c.pem and not self.fetch_pems:
                     raise InputRejected(f"certificate {c.id} has no PEM in the {src.region} snapshot")
                 if c.ca_certificate_id:
                     with_ca += 1
@@ -273,6 +328,33 @@ class _Planner:
             op = self.b.add(_TP, _CREATE, f"{a.thing}/{a.certificate_id}", 70, thing=a.thing,
                             certificate_id=a.certificate_id)
             self.b.depend(op, self.b.id_if(_H, _CREATE, a.thing), self.b.id_if(_C, _CREATE, a.certificate_id))
+
+    def shadows(self, prune: bool) -> None:
+        """Classic and named shadows, only of things that exist in the destination (or are created
+        by this plan); an unchanged shadow (same desired and reported state) costs nothing."""
+        dst_shadows = {(sh.thing, sh.name): sh for sh in self.dst.shadows}
+        src_keys = set()
+        absent = 0
+        for sh in self.src.shadows:
+            src_keys.add((sh.thing, sh.name))
+            create = self.b.id_if(_H, _CREATE, sh.thing)
+            if sh.thing not in self.dst.things_by_name and create is None:
+                absent += 1
+                continue
+            d = dst_shadows.get((sh.thing, sh.name))
+            if d is not None and (d.desired, d.reported) == (sh.desired, sh.reported):
+                continue
+            if d is None and sh.desired is None and sh.reported is None:
+                continue
+            document = shadow_patch(sh, d)
+            op = self.b.add(_S, _UPDATE, sh.key, 75, thing=sh.thing, shadow=sh.name, document=document)
+            self.b.depend(op, create)
+        if absent:
+            self.warnings.append(f"{absent} shadow(s) of things missing in {self.dst.region} not copied")
+        if prune:
+            for d in self.dst.shadows:
+                if (d.thing, d.name) not in src_keys and d.thing in self.src.things_by_name:
+                    self.b.add(_S, _DELETE, d.key, 125, thing=d.thing, shadow=d.name)
 
     def policy_targets(self) -> None:
         for a in sorted(set(self.src.policy_targets) - set(self.dst.policy_targets)):

@@ -7,114 +7,462 @@ Two entry points per source, one result type each:
     plan_clients_sync(src_client, dst_client, options) -> SyncPlanSummary   (changes nothing)
     sync_clients(src_client, dst_client, options)      -> SyncReport
 
-A plan-only run reads exactly what the applying run reads (both registries, and the PEMs of
-certificates the destination lacks); it ignores the options about applying (checkpoint,
-progress).
+`src_data` / `dst_data` are the regions' `iot-data` clients: with them (and `options.shadows`)
+classic and named shadows are synced too.
+
+A clients sync reads in proportion to what changed:
+
+1. Both regions' paged listings (things with their registry `version`, certificates, groups and
+   their members, policies and their targets): about N/250 calls per region.
+2. Which things to look at closely: with no version record (`options.state_path`), `--full` or
+   `--prune`, all of them; otherwise the things whose version changed in either region since the
+   last clean sync, things new to the destination, and the things of certificates new to the
+   destination (`list_principal_things`, one per new certificate). A certificate moved between two
+   things changes neither version: the `--full` pass finds it.
+3. Their principals (`list_thing_principals`) and the shadows: every source thing's shadow list
+   and documents, and the destination's documents only where the source's version changed.
+
+Stages overlap: without `--prune` the first pass (types, groups, policies, certificates, things,
+memberships, policy attachments) is applied while the principals and shadows are being read, and
+each certificate's PEM is fetched from the source just before it is registered; the second pass
+attaches certificates to things and writes shadows. Every call draws from its own API's budget.
+
+A plan-only run reads what the applying run reads (PEMs excepted) and writes nothing.
 """
 
 from __future__ import annotations
 
+import json
+import threading
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import InputRejected
-from orchestrator.registry.calls import CallCounts, Caller
+from orchestrator.registry.calls import CallCounts, Caller, error_code
 from orchestrator.registry.checkpoint import Checkpoint
-from orchestrator.registry.snapshot import RegistrySnapshot, pmap, read_snapshot, with_pems
+from orchestrator.registry.snapshot import (
+    CLASSIC,
+    RegistrySnapshot,
+    Shadow,
+    Thing,
+    named_shadows,
+    pmap,
+    read_listing,
+    read_principals,
+    read_shadows,
+    read_snapshot,
+    things_of_certificates,
+)
 from orchestrator.registry.sync.apply import apply_sync
-from orchestrator.registry.sync.model import SyncOptions, SyncPlan, SyncPlanSummary, SyncReport
-from orchestrator.registry.sync.plan import plan_sync
+from orchestrator.registry.sync.model import (
+    Action,
+    Kind,
+    Progress,
+    SyncOptions,
+    SyncPlan,
+    SyncPlanSummary,
+    SyncReport,
+    counts_delta,
+    zero_counts,
+)
+from orchestrator.registry.sync.plan import PlanPart, plan_sync
+
+STATE_FORMAT = 1
 
 
 def plan_snapshot_sync(src: RegistrySnapshot, dst_client: Any, options: SyncOptions, *,
-                       src_caller: Caller | None = None,
-                       dst_caller: Caller | None = None) -> SyncPlanSummary:
+                       src_caller: Caller | None = None, dst_caller: Caller | None = None,
+                       dst_data: Any | None = None) -> SyncPlanSummary:
     """What `sync_snapshot` would change in the destination (nothing is written)."""
-    _, plan = _snapshot_run(src, dst_client, options, src_caller, dst_caller)
-    return plan.summary()
+    run = _Run.start(options, dst_client, None, dst_caller, src_caller, None, dst_data)
+    return run.plan_snapshot(src).summary()
 
 
 def sync_snapshot(src: RegistrySnapshot, dst_client: Any, options: SyncOptions, *,
-                  src_caller: Caller | None = None,
-                  dst_caller: Caller | None = None) -> SyncReport:
-    """Make the destination hold what `src` holds. `src_caller` (optional) fetches missing PEMs."""
-    run, plan = _snapshot_run(src, dst_client, options, src_caller, dst_caller)
-    return run.apply(plan, dst_client)
+                  src_caller: Caller | None = None, dst_caller: Caller | None = None,
+                  dst_data: Any | None = None) -> SyncReport:
+    """Make the destination hold what `src` holds (shadows too, given `dst_data`).
+    `src_caller` (optional) fetches missing PEMs."""
+    run = _Run.start(options, dst_client, None, dst_caller, src_caller, None, dst_data)
+    plan = run.plan_snapshot(src)
+    return run.finish([run.apply(plan, final=True)], src_total=None)
 
 
 def plan_clients_sync(src_client: Any, dst_client: Any, options: SyncOptions, *,
-                      src_caller: Caller | None = None,
-                      dst_caller: Caller | None = None) -> SyncPlanSummary:
+                      src_caller: Caller | None = None, dst_caller: Caller | None = None,
+                      src_data: Any | None = None, dst_data: Any | None = None) -> SyncPlanSummary:
     """Read both regions (in parallel) and summarize what `sync_clients` would change."""
-    _, plan = _clients_run(src_client, dst_client, options, src_caller, dst_caller)
-    return plan.summary()
+    run = _Run.start(options, dst_client, src_client, dst_caller, src_caller, src_data, dst_data)
+    listings = run.read_listings()
+    reads = run.read_details(*listings)
+    if options.prune:
+        return plan_sync(reads.src, reads.dst, True, region_rewrite=options.region_rewrite,
+                         fetch_pems=True).summary()
+    first = plan_sync(listings[0], listings[1], False, region_rewrite=options.region_rewrite,
+                      part=PlanPart.ENTITIES, fetch_pems=True)
+    second, _ = run.plan_relations(reads, listings[1], first)
+    return replace(first, ops=first.ops + second.ops, warnings=first.warnings + second.warnings).summary()
 
 
 def sync_clients(src_client: Any, dst_client: Any, options: SyncOptions, *,
-                 src_caller: Caller | None = None,
-                 dst_caller: Caller | None = None) -> SyncReport:
-    """Read both regions (in parallel), plan, and apply."""
-    run, plan = _clients_run(src_client, dst_client, options, src_caller, dst_caller)
-    return run.apply(plan, dst_client)
+                 src_caller: Caller | None = None, dst_caller: Caller | None = None,
+                 src_data: Any | None = None, dst_data: Any | None = None) -> SyncReport:
+    """Read both regions (in parallel), plan, and apply; stages overlap (see the module doc)."""
+    run = _Run.start(options, dst_client, src_client, dst_caller, src_caller, src_data, dst_data)
+    src_l, dst_l = run.read_listings()
+    if options.prune:  # deletions are planned from complete listings, in one pass
+        reads = run.read_details(src_l, dst_l)
+        plan = plan_sync(reads.src, reads.dst, True, region_rewrite=options.region_rewrite, fetch_pems=True)
+        parts = [run.apply(plan, final=True)]
+        plans = [plan]
+    else:
+        first = plan_sync(src_l, dst_l, False, region_rewrite=options.region_rewrite, part=PlanPart.ENTITIES,
+                          fetch_pems=True)
+        holder: dict[str, Any] = {}
+
+        def read() -> None:
+            try:
+                holder["reads"] = run.read_details(src_l, dst_l)
+            except BaseException as exc:  # re-raised in the calling thread
+                holder["error"] = exc
+
+        bar = _TwoPassProgress(options.progress)
+        reader = threading.Thread(target=read, name="registry-sync-reader", daemon=True)
+        reader.start()
+        try:
+            one = run.apply(first, final=False, progress=bar.first)
+        finally:
+            reader.join()
+        if "error" in holder:
+            raise holder["error"]
+        reads = holder["reads"]
+        second, blocked = run.plan_relations(reads, dst_l, first, unapplied=one.unapplied)
+        bar.total_known(len(first.ops) + len(second.ops))
+        two = run.apply(second, final=one.ok and not blocked, progress=bar.second)
+        two = replace(two, blocked=two.blocked + blocked)
+        parts, plans = [one, two], [first, second]
+    if all(p.ok for p in parts) and options.state_path is not None:
+        things_written = any(op.kind is Kind.THING and op.action is not Action.DELETE for p in plans for op in p.ops)
+        run.save_state(src_l, dst_l, reads, relist=things_written)
+    elif options.state_path is not None:
+        # something was not applied: versions alone cannot say what, so the next run reads everything
+        options.state_path.unlink(missing_ok=True)
+    return run.finish(parts, src_total=len(src_l.things), reads=reads)
 
 
-def _snapshot_run(src: RegistrySnapshot, dst_client: Any, options: SyncOptions, src_caller: Caller | None,
-                  dst_caller: Caller | None) -> tuple[_Run, SyncPlan]:
-    run = _Run.start(options, dst_caller or options.caller(dst_client, writes=True), src_caller)
-    dst = read_snapshot(dst_client, caller=run.dst_caller, pems=False, concurrency=options.concurrency)
-    return run, run.plan(src, dst)
+class _TwoPassProgress:
+    """One progress bar over both passes. The second pass's size is known only once the reads
+    are done: until then the first pass's progress is held back (the bar's total never changes)."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.done_first = 0
+        self.total: int | None = None
+        self.lock = threading.Lock()
+
+    def first(self, done: int, _total: int) -> None:
+        with self.lock:
+            self.done_first = done
+            if self.progress is not None and self.total is not None:
+                self.progress(done, self.total)
+
+    def total_known(self, total: int) -> None:
+        with self.lock:
+            self.total = total
+            if self.progress is not None:
+                self.progress(0, total)
+
+    def second(self, done: int, _total: int) -> None:
+        with self.lock:
+            if self.progress is not None and self.total is not None:
+                self.progress(self.done_first + done, self.total)
 
 
-def _clients_run(src_client: Any, dst_client: Any, options: SyncOptions, src_caller: Caller | None,
-                 dst_caller: Caller | None) -> tuple[_Run, SyncPlan]:
-    src_caller = src_caller or options.caller(src_client, writes=False)
-    dst_caller = dst_caller or options.caller(dst_client, writes=True)
-    if src_caller.region == dst_caller.region:
-        raise InputRejected(f"source and destination are the same region ({src_caller.region})")
-    run = _Run.start(options, dst_caller, src_caller)
-    src, dst = pmap(lambda c: read_snapshot(c.client, caller=c, pems=False, concurrency=options.concurrency),
-                    [src_caller, dst_caller], 2)
-    return run, run.plan(src, dst)
+# -- change detection ----------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class VersionRecord:
+    """What the last clean sync saw: each thing's registry version in both regions, and each
+    shadow's version in the source. Versions are per region; only equality is used."""
+
+    src_region: str
+    dst_region: str
+    things: Mapping[str, tuple[int | None, int | None]] = field(default_factory=dict)
+    shadows: Mapping[str, int | None] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path, src_region: str, dst_region: str) -> VersionRecord | None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return None  # unreadable: a full pass rebuilds it (costs calls, never correctness)
+        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT \
+                or (data.get("src_region"), data.get("dst_region")) != (src_region, dst_region):
+            return None
+        try:
+            things = {str(k): (v[0], v[1]) for k, v in data.get("things", {}).items()}
+            shadows = {str(k): v for k, v in data.get("shadows", {}).items()}
+        except (TypeError, IndexError, AttributeError):
+            return None
+        return cls(src_region, dst_region, things, shadows)
+
+    def save(self, path: Path) -> None:
+        from orchestrator.state import atomic_write_json
+
+        atomic_write_json(path, {"format": STATE_FORMAT, "src_region": self.src_region,
+                                 "dst_region": self.dst_region, "things": dict(self.things),
+                                 "shadows": dict(self.shadows)}, indent=None)
+
+
+@dataclass(frozen=True)
+class DetailReads:
+    """Both regions with the principals and shadows that were read (`src`, `dst`), and what was
+    looked at: `checked` things; `shadows_changed` the source shadows whose version moved."""
+
+    src: RegistrySnapshot
+    dst: RegistrySnapshot
+    checked: frozenset[str]
+    src_shadows: tuple[Shadow, ...] = ()
+    shadows_read: bool = False
+
+
+def things_to_check(src: RegistrySnapshot, dst: RegistrySnapshot, record: VersionRecord | None) -> set[str] | None:
+    """The source things whose principals must be read; None: all of them (no usable record)."""
+    if record is None:
+        return None
+    out = set()
+    for t in src.things:
+        d = dst.things_by_name.get(t.name)
+        if d is None or t.version is None or d.version is None:
+            out.add(t.name)
+        elif record.things.get(t.name) != (t.version, d.version):
+            out.add(t.name)
+    return out
+
+
+# -- one run ---------------------------------------------------------------------------------------
 
 @dataclass
 class _Run:
     """One sync: its callers, and their counters at the start (callers may be reused)."""
 
     options: SyncOptions
+    dst_client: Any
     dst_caller: Caller
     src_caller: Caller | None
+    src_data: Caller | None
+    dst_data: Caller | None
     started: float
-    base: tuple[CallCounts, CallCounts | None]
+    base: dict[int, CallCounts]
+    throttles: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, options: SyncOptions, dst_caller: Caller, src_caller: Caller | None) -> _Run:
-        base = (dst_caller.stats.counts(), src_caller.stats.counts() if src_caller else None)
-        return cls(options, dst_caller, src_caller, time.monotonic(), base)
+    def start(cls, options: SyncOptions, dst_client: Any, src_client: Any | None, dst_caller: Caller | None,
+              src_caller: Caller | None, src_data: Any | None, dst_data: Any | None) -> _Run:
+        dst_caller = dst_caller or options.caller(dst_client, writes=True)
+        if src_caller is None and src_client is not None:
+            src_caller = options.caller(src_client, writes=False)
+        if src_caller is not None and src_caller.region == dst_caller.region:
+            raise InputRejected(f"source and destination are the same region ({src_caller.region})")
+        src_dc = _data_caller(options, src_data, writes=False)
+        dst_dc = _data_caller(options, dst_data, writes=True)
+        callers = [c for c in (dst_caller, src_caller, src_dc, dst_dc) if c is not None]
+        return cls(options, dst_client, dst_caller, src_caller, src_dc, dst_dc, time.monotonic(),
+                   {id(c): c.stats.counts() for c in callers})
 
-    def plan(self, src: RegistrySnapshot, dst: RegistrySnapshot) -> SyncPlan:
-        options = self.options
+    @property
+    def shadows(self) -> bool:
+        return self.options.shadows and self.dst_data is not None
+
+    def callers(self) -> list[Caller]:
+        return [c for c in (self.dst_caller, self.src_caller, self.src_data, self.dst_data) if c is not None]
+
+    # -- reading ---------------------------------------------------------------------------------
+    def read_listings(self) -> tuple[RegistrySnapshot, RegistrySnapshot]:
+        assert self.src_caller is not None
+        src, dst = pmap(lambda c: read_listing(c, concurrency=self.options.concurrency),
+                        [self.src_caller, self.dst_caller], 2)
+        return src, dst
+
+    def record(self, src: RegistrySnapshot, dst: RegistrySnapshot) -> VersionRecord | None:
+        o = self.options
+        if o.full or o.prune or o.state_path is None:
+            return None
+        return VersionRecord.load(o.state_path, src.region, dst.region)
+
+    def read_details(self, src: RegistrySnapshot, dst: RegistrySnapshot) -> DetailReads:
+        """Principals of the things that may have changed, and shadows (see the module doc)."""
+        assert self.src_caller is not None
+        o = self.options
+        record = self.record(src, dst)
+        wanted = things_to_check(src, dst, record)
+        if wanted is not None:
+            new_certs = [c.arn for c in src.certificates if c.id not in dst.certificates_by_id and c.arn]
+            if new_certs:
+                wanted |= things_of_certificates(self.src_caller, new_certs, concurrency=o.concurrency)
+                wanted &= set(src.things_by_name)
+        src_names = sorted(wanted) if wanted is not None else [t.name for t in src.things]
+        dst_names = [n for n in src_names if n in dst.things_by_name]
+        if o.prune:  # things only the destination has: their attachments go with them
+            dst_names = [t.name for t in dst.things]
+
+        def principals(args: tuple[Caller, list[str]]) -> tuple[Any, tuple[str, ...]]:
+            return read_principals(args[0], args[1], concurrency=o.concurrency)
+
+        (src_p, src_notes), (dst_p, _) = pmap(principals, [(self.src_caller, src_names),
+                                                           (self.dst_caller, dst_names)], 2)
+        src_sh: tuple[Shadow, ...] = ()
+        dst_sh: tuple[Shadow, ...] = ()
+        changed_sh: tuple[Shadow, ...] = ()
+        if self.shadows and self.src_data is not None and self.dst_data is not None:
+            src_sh = read_shadows(self.src_data, [t.name for t in src.things], concurrency=o.concurrency)
+            shadow_record = record.shadows if record is not None else None
+            changed_sh = tuple(sh for sh in src_sh
+                               if shadow_record is None or shadow_record.get(sh.key, -1) != sh.version)
+            in_dst = set(dst.things_by_name)
+            if o.prune:
+                dst_sh = read_shadows(self.dst_data, [n for n in src.things_by_name if n in in_dst],
+                                      concurrency=o.concurrency)
+            else:
+                names: dict[str, set[str]] = {}
+                for sh in changed_sh:
+                    if sh.thing in in_dst:
+                        names.setdefault(sh.thing, set()).add(sh.name)
+                dst_sh = read_shadows(self.dst_data, sorted(names), concurrency=o.concurrency, names=names)
+        checked = frozenset(src_names)
+        src_full = replace(src, thing_principals=src_p, shadows=src_sh if o.prune else changed_sh,
+                           notes=tuple(sorted(set(src.notes) | set(src_notes))))
+        dst_full = replace(dst, thing_principals=dst_p, shadows=dst_sh)
+        return DetailReads(src_full, dst_full, checked, src_sh, self.shadows)
+
+    # -- planning --------------------------------------------------------------------------------
+    def plan_relations(self, reads: DetailReads, dst_listing: RegistrySnapshot, first: SyncPlan, *,
+                       unapplied: frozenset[str] = frozenset()) -> tuple[SyncPlan, int]:
+        """The second pass: attachments and shadows, for things that exist in the destination
+        (before the run, or created by the first pass) and certificates registered there; what
+        the first pass could not create is left out, as its dependents would have been."""
+        created = [op.name for op in first.ops if op.kind is Kind.THING and op.action is Action.CREATE
+                   and op.id not in unapplied]
+        failed_certs = {op.name for op in first.ops if op.kind is Kind.CERTIFICATE
+                        and op.action is Action.CREATE and op.id in unapplied}
+        dst = replace(reads.dst, things=tuple(list(dst_listing.things) + [Thing(n) for n in created]))
+        src = reads.src
+        blocked = 0
+        if failed_certs:
+            kept = tuple(a for a in src.thing_principals if a.certificate_id not in failed_certs)
+            blocked = len(set(src.thing_principals) - set(kept) - set(dst.thing_principals))
+            src = replace(src, thing_principals=kept)
+        plan = plan_sync(src, dst, False, region_rewrite=self.options.region_rewrite, part=PlanPart.RELATIONS)
+        return plan, blocked
+
+    def plan_snapshot(self, src: RegistrySnapshot) -> SyncPlan:
+        o = self.options
+        dst_l = read_listing(self.dst_caller, concurrency=o.concurrency)
+        names = [t.name for t in dst_l.things]
+        dst_p, _ = read_principals(self.dst_caller, names, concurrency=o.concurrency)
+        dst_sh: tuple[Shadow, ...] = ()
+        if self.shadows and self.dst_data is not None and src.shadows:
+            wanted = [n for n in names if n in src.things_by_name or o.prune]
+            dst_sh = read_shadows(self.dst_data, wanted, concurrency=o.concurrency)
+        dst = replace(dst_l, thing_principals=dst_p, shadows=dst_sh)
+        if not self.shadows:
+            src = replace(src, shadows=())
         missing = [c.id for c in src.certificates if c.id not in dst.certificates_by_id and c.pem is None]
         if missing and self.src_caller is not None:
-            src = with_pems(src, self.src_caller, missing, concurrency=options.concurrency)
-        return plan_sync(src, dst, options.prune, region_rewrite=options.region_rewrite)
+            from orchestrator.registry.snapshot import with_pems
 
-    def apply(self, plan: SyncPlan, dst_client: Any) -> SyncReport:
-        options = self.options
+            src = with_pems(src, self.src_caller, missing, concurrency=o.concurrency)
+        return plan_sync(src, dst, o.prune, region_rewrite=o.region_rewrite)
+
+    # -- applying --------------------------------------------------------------------------------
+    def pem(self, cert_id: str) -> str | None:
+        assert self.src_caller is not None
+        try:
+            d = self.src_caller.call("describe_certificate", certificateId=cert_id)["certificateDescription"]
+        except Exception as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                return None
+            raise
+        pem = d.get("certificatePem")
+        return str(pem) if pem else None
+
+    def apply(self, plan: SyncPlan, *, final: bool, progress: Progress | None = None) -> SyncReport:
+        o = self.options
         checkpoint = None
-        if options.checkpoint_path is not None:
-            checkpoint = Checkpoint(options.checkpoint_path, src_region=plan.src_region,
-                                    dst_region=plan.dst_region, flush_every=options.flush_every)
-        report = apply_sync(plan, dst_client, self.dst_caller.writes, checkpoint, options.progress,
-                            concurrency=options.concurrency, caller=self.dst_caller)
-        reads = retries = throttled = 0
-        for caller, base in ((self.dst_caller, self.base[0]), (self.src_caller, self.base[1])):
-            if caller is None or base is None:
-                continue
+        if o.checkpoint_path is not None:
+            checkpoint = Checkpoint(o.checkpoint_path, src_region=plan.src_region, dst_region=plan.dst_region,
+                                    flush_every=o.flush_every)
+        return apply_sync(plan, self.dst_client, self.dst_caller.writes, checkpoint, progress or o.progress,
+                          concurrency=o.concurrency, caller=self.dst_caller, data_caller=self.dst_data,
+                          pem_source=self.pem if self.src_caller is not None else None, final=final)
+
+    def finish(self, parts: list[SyncReport], *, src_total: int | None,
+               reads: DetailReads | None = None) -> SyncReport:
+        """One report for the run: its passes merged, and every call of every caller counted."""
+        first = parts[0]
+        counts = zero_counts()
+        for part in parts:
+            for kind, ops in part.counts.items():
+                for action, n in ops.items():
+                    counts[kind][action] += n
+        by_api: dict[str, int] = {}
+        retries = throttled = 0
+        for caller in self.callers():
+            base = self.base[id(caller)]
             now = caller.stats.counts()
-            reads += now.reads - base.reads
+            for api, n in counts_delta(now, base).items():
+                by_api[api] = by_api.get(api, 0) + n
             retries += now.retries - base.retries
             throttled += now.throttled - base.throttled
-        return replace(report, read_calls=reads, retries=retries, throttled=throttled,
-                       duration_s=time.monotonic() - self.started)
+        slowdowns: dict[str, int] = {}
+        for caller in self.callers():
+            limits = caller.limits
+            if limits is not None:
+                for api, n in limits.slowdowns().items():
+                    slowdowns[api] = slowdowns.get(api, 0) + n
+        from orchestrator.registry.calls import is_write
+
+        return replace(
+            first,
+            planned=sum(p.planned for p in parts), applied=sum(p.applied for p in parts), counts=counts,
+            write_calls=sum(n for a, n in by_api.items() if is_write(a)),
+            read_calls=sum(n for a, n in by_api.items() if not is_write(a)),
+            retries=retries, throttled=throttled, calls_by_api=by_api, throttled_by_api=slowdowns,
+            skipped_from_checkpoint=sum(p.skipped_from_checkpoint for p in parts),
+            blocked=sum(p.blocked for p in parts), errors=tuple(e for p in parts for e in p.errors),
+            warnings=tuple(dict.fromkeys(w for p in parts for w in p.warnings)),
+            duration_s=time.monotonic() - self.started,
+            things_checked=len(reads.checked) if reads is not None else None, things_total=src_total,
+            full=self.options.full or self.options.prune, shadows=self.shadows,
+        )
+
+    def save_state(self, src: RegistrySnapshot, dst: RegistrySnapshot, reads: DetailReads, *,
+                   relist: bool) -> None:
+        """After a clean run: the versions both regions now have (when things were written, one more
+        paged listing of the destination's things: N/250 calls), and the source shadows' versions."""
+        o = self.options
+        assert o.state_path is not None
+        if relist:
+            dst_versions = {t["thingName"]: t.get("version") for t in self.dst_caller.pages("list_things")}
+        else:
+            dst_versions = {t.name: t.version for t in dst.things}
+        things = {t.name: (t.version, dst_versions.get(t.name)) for t in src.things}
+        shadows = {sh.key: sh.version for sh in reads.src_shadows} if reads.shadows_read else {}
+        VersionRecord(src.region, reads.dst.region, things, shadows).save(o.state_path)
+
+
+def _data_caller(options: SyncOptions, client: Any | None, *, writes: bool) -> Caller | None:
+    if client is None or not options.shadows:
+        return None
+    if isinstance(client, Caller):
+        return client
+    return options.caller(client, writes=writes)
+
+
+__all__ = ["CLASSIC", "DetailReads", "VersionRecord", "named_shadows", "plan_clients_sync", "plan_snapshot_sync",
+           "read_snapshot", "sync_clients", "sync_snapshot", "things_to_check"]
