@@ -46,7 +46,9 @@ TTL_ATTRIBUTE = "expiresAt"
 ITEM_TTL_S = 7 * 24 * 3600  # the stream keeps 24 h; items stay a week (the reference kept 48 h)
 RUNTIME = package.RUNTIME
 HANDLER = package.HANDLER
-FUNCTION_TIMEOUT_S = 120
+# Lambda's maximum: the daily reconciliation runs in the same function (a stream batch ends in
+# seconds; every AWS call has a 20 s read timeout and bounded retries)
+FUNCTION_TIMEOUT_S = 900
 MAX_RETRY_ATTEMPTS = 10
 MAX_RECORD_AGE_S = 6 * 3600
 LAG_ALARM_MS = 60_000

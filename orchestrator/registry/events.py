@@ -28,7 +28,9 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-CLIENT_TOKEN_PREFIX = "orchestrate-replica"  # shadow writes by the function; the rules drop them
+# Shadow writes by `registry sync` and by the replication function carry a client token starting
+# with this (`sync.apply.SYNC_CLIENT_TOKEN`); the replication rules drop such update documents.
+CLIENT_TOKEN_PREFIX = "orchestrate-"
 METRIC_NAMESPACE = "IotPlatform/Replication"
 LAG_METRIC = "ReplicationLag"  # milliseconds from the change in the origin to its apply here
 SHADOW_EVENT = "SHADOW_EVENT"

@@ -21,7 +21,8 @@ For each record, in stream order:
    Thing events also catch up what has no events: the thing's certificates (registered without a
    CA, same id, from the origin's PEM), their policies and attachments are read from the origin;
    certificates detached there are detached here (never deleted: another thing may use them).
-   Shadows: `orchestrator.registry.shadows.apply_shadow`, with a client token the rules filter out.
+   Shadows go the same way (`Kind.SHADOW`: the shadow from the update document against the
+   destination's), written with the sync's client token, which the rules filter out.
 4. failures: a record that cannot be parsed or applied is reported in `batchItemFailures` (the
    rest of the batch still applies); Lambda retries it and, after the mapping's retries, sends the
    batch's description to the dead-letter queue, from which `orchestrate registry replay
@@ -34,16 +35,17 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from enum import Enum
+from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator.registry.calls import Caller, RateLimiter, RetryPolicy, error_code
 from orchestrator.registry.events import (
-    CLIENT_TOKEN_PREFIX,
     LAG_METRIC,
     METRIC_NAMESPACE,
     EventKind,
@@ -53,7 +55,6 @@ from orchestrator.registry.events import (
     parse_record,
 )
 from orchestrator.registry.policydoc import RegionRewrite, normalize_document
-from orchestrator.registry.shadows import apply_shadow
 from orchestrator.registry.snapshot import (
     Certificate,
     Policy,
@@ -64,6 +65,8 @@ from orchestrator.registry.snapshot import (
     ThingGroup,
     ThingPrincipal,
     ThingType,
+    read_shadows,
+    shadow_from_document,
 )
 from orchestrator.registry.sync import Action, Kind, SyncOp, SyncPlan, apply_sync, plan_sync
 
@@ -245,9 +248,7 @@ class Replicator:
     # apply ------------------------------------------------------------------------------------
     def _apply(self, event: ReplicationEvent) -> bool | None:
         if event.kind is EventKind.SHADOW:
-            token = f"{CLIENT_TOKEN_PREFIX}:{event.origin}:{event.version}"
-            state = event.body["current"].get("state") or {}
-            return apply_shadow(self.region.data, event.body["thing"], event.body["shadow"], state, token)
+            return self._run(*self._shadow_snapshots(event))
         if event.kind is EventKind.THING:
             if event.operation is Operation.DELETED:
                 return self._delete_thing(event.name)
@@ -271,7 +272,7 @@ class Replicator:
     def _apply_plan(self, plan: SyncPlan) -> bool:
         if not plan.ops:
             return False
-        report = apply_sync(plan, self.region.iot.client, caller=self.region.iot)
+        report = apply_sync(plan, self.region.iot.client, caller=self.region.iot, data_caller=self.region.data)
         if report.errors or report.blocked:
             first = report.errors[0] if report.errors else None
             raise ApplyFailed(f"{first.op}: {first.code} {first.message}" if first else
@@ -307,6 +308,17 @@ class Replicator:
         dst = RegistrySnapshot(self.region.name, thing_types=dst_types,
                                things=(dst_thing,) if dst_thing else (), policies=dst_policies,
                                certificates=dst_certs, thing_principals=dst_tp, policy_targets=dst_pt)
+        return src, dst
+
+    def _shadow_snapshots(self, event: ReplicationEvent) -> tuple[RegistrySnapshot, RegistrySnapshot]:
+        """The shadow as the update document says, and as the destination has it (its thing must
+        exist there: otherwise the record fails and is retried after the thing's own event)."""
+        thing, name = event.body["thing"], event.body["shadow"]
+        if _describe_thing(self.region.iot, thing) is None:
+            raise ApplyFailed(f"thing {thing} does not exist in {self.region.name} yet")
+        src = RegistrySnapshot(event.origin, shadows=(shadow_from_document(thing, name, event.body["current"]),))
+        dst = RegistrySnapshot(self.region.name, things=(Thing(thing),),
+                               shadows=read_shadows(self.region.data, [thing], names={thing: [name]}))
         return src, dst
 
     def _delete_thing(self, name: str) -> bool:
@@ -480,8 +492,12 @@ def reconcile(replicator: Replicator, source_region: str, *, now: datetime | Non
     started = time.monotonic()
     at = (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")
     try:
-        report = sync_clients(src.iot.client, replicator.region.iot.client, SyncOptions(),
-                              src_caller=src.iot, dst_caller=replicator.region.iot)
+        # change detection (versions of the last clean run) as far as the function's /tmp keeps
+        # them: a warm container reads only changed things; a cold one compares everything
+        options = SyncOptions(state_path=Path(tempfile.gettempdir()) / f"reconcile-{source_region}.json")
+        report = sync_clients(src.iot.client, replicator.region.iot.client, options,
+                              src_caller=src.iot, dst_caller=replicator.region.iot,
+                              src_data=src.data.client, dst_data=replicator.region.data.client)
     except Exception as exc:
         result: dict[str, Any] = {"at": at, "from": source_region, "ok": False, "applied": 0, "errors": 1,
                                   "error": f"{error_code(exc) or type(exc).__name__}"}

@@ -254,7 +254,7 @@ def test_thing_group_create_update_delete(world: dict[str, Any]) -> None:
 
 # -- shadows -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("shadow", ["", "config"])
-def test_shadow_documents_reach_the_destination_with_the_replica_client_token(
+def test_shadow_documents_reach_the_destination_with_the_sync_client_token(
         world: dict[str, Any], shadow: str) -> None:
     ctx, dst, rep = world["ctx"], world["dst"], world["rep"]
     dst.create_thing(thingName="MyThing")
@@ -271,13 +271,15 @@ def test_shadow_documents_reach_the_destination_with_the_replica_client_token(
     assert state == {"desired": {"color": "blue"}, "reported": {"color": "red"}}
     assert len(sent) == 1 and sent[0]["clientToken"].startswith(CLIENT_TOKEN_PREFIX)
     assert not rule_accepts(sent[0]), "the rules must drop the function's own shadow writes"
-    # the next version removes a key: it is deleted (null), and a replay writes nothing
+    # the next version removes a key and adds one: the removed key is deleted (null), and a replay
+    # writes nothing. (A whole section removed is written as a null section, which AWS deletes and
+    # moto 5.2.5 does not: not exercised here.)
     newer = {**doc, "timestamp": doc["timestamp"] + 1,
-             "current": {"state": {"desired": {"color": "green"}}, "version": 3}}
+             "current": {"state": {"desired": {"mode": "eco"}, "reported": {"color": "red"}}, "version": 3}}
     rep.handle_batch([stream_record(shadow_item(newer, "MyThing", SRC, shadow), SRC)])
     state = json.loads(data.get_thing_shadow(**kwargs)["payload"].read())["state"]
     state.pop("delta", None)
-    assert state == {"desired": {"color": "green"}}
+    assert state == {"desired": {"mode": "eco"}, "reported": {"color": "red"}}
     again = rep.handle_batch([stream_record(shadow_item(newer, "MyThing", SRC, shadow), SRC)])
     assert again.results[0].outcome is Outcome.STALE and len(sent) == 2
 
@@ -390,3 +392,14 @@ def test_replay_from_the_dead_letter_queue_reads_the_batch_from_the_stream(world
     left = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages",
                                                                     "ApproximateNumberOfMessagesNotVisible"])
     assert sum(int(v) for v in left["Attributes"].values()) == 1  # the expired one stays, for a human
+
+
+def test_a_shadow_update_for_a_thing_not_yet_in_the_destination_fails_and_is_retried(
+        world: dict[str, Any]) -> None:
+    dst, rep = world["dst"], world["rep"]
+    record = stream_record(shadow_item(payload("shadow_documents"), "late-thing", SRC), SRC)
+    first = rep.handle_batch([record])
+    assert first.failures == (record["dynamodb"]["SequenceNumber"],)
+    assert "does not exist" in first.results[0].detail
+    dst.create_thing(thingName="late-thing")  # its own event arrived meanwhile
+    assert rep.handle_batch([record]).results[0].outcome is Outcome.APPLIED

@@ -73,6 +73,10 @@ def test_rule_topics_and_the_replica_client_token_filter() -> None:
     assert "FROM '$aws/events/#' WHERE startswith(topic(), '$aws/events/thing')" in sql["registry-events"]
     assert "FROM '$aws/things/+/shadow/update/documents'" in sql["shadow-classic"]
     assert "FROM '$aws/things/+/shadow/name/+/update/documents'" in sql["shadow-named"]
+    # the token `registry sync` and the function write shadows with is the one the rules drop
+    from orchestrator.registry.sync.apply import SYNC_CLIENT_TOKEN
+
+    assert SYNC_CLIENT_TOKEN.startswith(CLIENT_TOKEN_PREFIX)
     for kind in ("shadow-classic", "shadow-named"):
         assert f"NOT startswith(clientToken, '{CLIENT_TOKEN_PREFIX}')" in sql[kind]
         assert "isUndefined(clientToken)" in sql[kind]  # updates without a token are replicated
