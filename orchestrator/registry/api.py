@@ -70,10 +70,10 @@ def _iot_data(ctx: AwsContext, region: str, iot: Any, concurrency: int) -> Any:
     """The region's Device Shadow data plane (`iot-data`). With --endpoint-url every call goes
     there; otherwise to the account's `iot:Data-ATS` endpoint of that region (DescribeEndpoint)."""
     if ctx.endpoint_url:
-        return client(ctx, "iot-data", region, own_retries=True, max_pool_connections=concurrency + 4)
+        return client(ctx, "iot-data", region, own_retries=True, max_pool_connections=4 * concurrency + 4)
     address = iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
     return client(AwsContext(endpoint_url=f"https://{address}", profile=ctx.profile), "iot-data", region,
-                  own_retries=True, max_pool_connections=concurrency + 4)
+                  own_retries=True, max_pool_connections=4 * concurrency + 4)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ class InterruptedSyncs:
         self.paths: list[Path | None] = []
         self.resumed: list[bool] = []
 
-    def __call__(self, src_client: Any, dst_client: Any, options: SyncOptions) -> SyncReport:
+    def __call__(self, src_client: Any, dst_client: Any, options: SyncOptions, **_data: Any) -> SyncReport:
         self.paths.append(options.checkpoint_path)
         assert options.checkpoint_path is not None, "a sync without a checkpoint cannot resume"
         checkpoint = Checkpoint(options.checkpoint_path, src_region=src_client, dst_region=dst_client)
@@ -51,6 +51,7 @@ def syncs(monkeypatch: pytest.MonkeyPatch) -> InterruptedSyncs:
 
     fake = InterruptedSyncs()
     monkeypatch.setattr(api, "_iot", lambda ctx, region, concurrency: region)  # no boto3 client
+    monkeypatch.setattr(api, "_iot_data", lambda ctx, region, iot, concurrency: None)
     monkeypatch.setattr(api, "sync_clients", fake)
     return fake
 
@@ -78,10 +79,11 @@ def test_registry_sync_dry_run_leaves_no_checkpoint(
     import orchestrator.registry.api as api
     from orchestrator.registry import SyncPlanSummary
 
-    def plan_only(src_client: Any, dst_client: Any, options: SyncOptions) -> SyncPlanSummary:
+    def plan_only(src_client: Any, dst_client: Any, options: SyncOptions, **_data: Any) -> SyncPlanSummary:
         return SyncPlanSummary(src_client, dst_client, options.prune, 0, {}, {})
 
     monkeypatch.setattr(api, "_iot", lambda ctx, region, concurrency: region)
+    monkeypatch.setattr(api, "_iot_data", lambda ctx, region, iot, concurrency: None)
     monkeypatch.setattr(api, "plan_clients_sync", plan_only)
     monkeypatch.setattr(api, "sync_clients", lambda *a, **k: pytest.fail("--dry-run applied the plan"))
 

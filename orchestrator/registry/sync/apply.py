@@ -15,7 +15,7 @@ import json
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Any
@@ -352,18 +352,49 @@ class _Executor:
         self._call("detach_policy", ok=frozenset({_NOT_FOUND}), policyName=op.params["policy"], target=arn)
 
 
+class OpFeed:
+    """Operations that join a running `apply_sync` (planned while it runs: the second stage of an
+    overlapped sync). Their dependencies may name operations of the plan: a dependency already
+    applied is satisfied, one that failed blocks them. `close()` says nothing more will come."""
+
+    def __init__(self) -> None:
+        self._items: list[SyncOp] = []
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def put(self, ops: Iterable[SyncOp]) -> None:
+        with self._cond:
+            self._items.extend(ops)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def take(self, timeout: float | None = None) -> tuple[list[SyncOp], bool]:
+        """What arrived (waiting up to `timeout` for something), and whether the feed is closed."""
+        with self._cond:
+            if not self._items and not self._closed and timeout:
+                self._cond.wait(timeout)
+            items, self._items = self._items, []
+            return items, self._closed
+
+
 def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimiter | None = None,
                checkpoint: Checkpoint | None = None, progress: Progress | None = None, *,
                concurrency: int = 1, caller: Caller | None = None,
                read_limiter: RateLimiter | None = None, retry: RetryPolicy | None = None,
                clock: Callable[[], float] = time.monotonic, data_caller: Caller | None = None,
-               pem_source: PemSource | None = None, final: bool = True) -> SyncReport:
+               pem_source: PemSource | None = None, final: bool = True,
+               feed: OpFeed | None = None) -> SyncReport:
     """Apply `plan` to the destination. Raises only when the run cannot go on (retries exhausted,
     no credentials, a bug); per-operation refusals are collected in `SyncReport.errors`.
 
     `data_caller` (the destination's iot-data plane) applies shadow operations; `pem_source`
     fetches a certificate's PEM from the source when the plan does not carry it; `final=False`
-    keeps the checkpoint for a further pass instead of completing it."""
+    keeps the checkpoint for a further pass instead of completing it; `feed` brings operations
+    planned while this runs (progress is held back until the feed closes: the total never moves)."""
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         raise InputRejected(f"concurrency must be between 1 and {MAX_CONCURRENCY}, got {concurrency}")
     if caller is None:
@@ -398,6 +429,8 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveL
     applied: Counter[tuple[Kind, Action]] = Counter()
     errors: list[OpError] = []
     blocked: set[str] = set()
+    succeeded: set[str] = set()
+    feed_open = feed is not None
     finished = 0
     skipped = 0
     fatal: BaseException | None = None
@@ -405,8 +438,28 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveL
     inflight_per_api: Counter[str] = Counter()
 
     def tick() -> None:
-        if progress is not None:
+        if progress is not None and not feed_open:
             progress(finished, total)
+
+    def join(new: list[SyncOp]) -> None:
+        nonlocal total, finished
+        failed = blocked | {e.op for e in errors}
+        for op in new:
+            if op.id in by_id:
+                continue
+            by_id[op.id] = op
+            order[op.id] = len(order)
+            total += 1
+            deps = {d for d in op.deps if d in by_id}
+            if deps & failed:
+                blocked.add(op.id)
+                finished += 1
+                continue
+            waiting[op.id] = deps - succeeded
+            for dep in waiting[op.id]:
+                dependents[dep].append(op.id)
+            if not waiting[op.id]:
+                push(op.id)
 
     def release(op_id: str) -> None:
         for child in dependents.get(op_id, ()):
@@ -438,14 +491,27 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveL
                 if checkpoint is not None and checkpoint.is_done(op.key):
                     skipped += 1
                     finished += 1
+                    succeeded.add(op.id)
                     tick()
                     release(op.id)
                     continue
                 inflight[pool.submit(executor.run, op)] = op
                 inflight_per_api[op.api] += 1
+            if feed is not None and feed_open and fatal is None:
+                new, closed = feed.take(timeout=None if inflight or any(ready.values()) else 0.2)
+                join(new)
+                if closed:
+                    feed_open = False
+                    if progress is not None:
+                        progress(0, total)
+                    tick()
+                if new or closed:
+                    continue
             if not inflight:
+                if feed_open and fatal is None:
+                    continue
                 break
-            done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+            done, _ = wait(list(inflight), timeout=0.1 if feed_open else None, return_when=FIRST_COMPLETED)
             for future in done:
                 op = inflight.pop(future)
                 inflight_per_api[op.api] -= 1
@@ -455,6 +521,7 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveL
                     if checkpoint is not None:
                         checkpoint.mark_done(op.key)
                     finished += 1
+                    succeeded.add(op.id)
                     release(op.id)
                 elif isinstance(exc, Exception) and _is_client_error(exc) \
                         and not isinstance(exc, OrchestrateError):

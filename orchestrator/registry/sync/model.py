@@ -298,6 +298,12 @@ class SyncOptions:
             raise InputRejected(f"read rate must be a positive number of calls per second, got {self.read_rate!r}")
 
     @property
+    def data_concurrency(self) -> int:
+        """Shadow reads in flight: the data plane's quota (4,000/s) is far above the control
+        plane's, so only latency bounds it; four times `concurrency`, at most 32."""
+        return min(32, 4 * self.concurrency)
+
+    @property
     def uniform(self) -> bool:
         """A uniform `rate` for every write API (no quota table)."""
         return self.quotas is None and self.rate is not None

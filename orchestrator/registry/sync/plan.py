@@ -38,9 +38,10 @@ _COPYABLE_STATUS = {"ACTIVE": "ACTIVE", "INACTIVE": "INACTIVE", "REVOKED": "REVO
 
 
 class _Builder:
-    def __init__(self) -> None:
+    def __init__(self, external: frozenset[str] = frozenset()) -> None:
         self.ops: dict[str, SyncOp] = {}
         self.deps: dict[str, set[str]] = defaultdict(set)
+        self.external = external  # ids of operations planned earlier (another part of the same run)
 
     def add(self, kind: Kind, action: Action, name: str, phase: int, step: str = "",
             **params: Any) -> str:
@@ -53,10 +54,11 @@ class _Builder:
 
     def id_if(self, kind: Kind, action: Action, name: str, step: str = "") -> str | None:
         op_id = SyncOp(kind, action, name, step=step).id
-        return op_id if op_id in self.ops else None
+        return op_id if op_id in self.ops or op_id in self.external else None
 
     def build(self) -> tuple[SyncOp, ...]:
-        ops = [replace(op, deps=tuple(sorted(d for d in self.deps.get(op.id, ()) if d in self.ops)))
+        ops = [replace(op, deps=tuple(sorted(d for d in self.deps.get(op.id, ())
+                                             if d in self.ops or d in self.external)))
                for op in self.ops.values()]
         return tuple(sorted(ops, key=lambda op: (op.phase, list(Kind).index(op.kind), op.name, op.step)))
 
@@ -90,15 +92,17 @@ class PlanPart(str, Enum):
 
 def plan_sync(src: RegistrySnapshot, dst: RegistrySnapshot, prune: bool = False, *,
               region_rewrite: RegionRewrite = RegionRewrite.DESTINATION, part: PlanPart = PlanPart.ALL,
-              fetch_pems: bool = False) -> SyncPlan:
+              fetch_pems: bool = False, after: SyncPlan | None = None) -> SyncPlan:
     """The operations that make `dst` hold what `src` holds (pure: no I/O).
 
     `fetch_pems`: certificates to register may come without their PEM; the executor fetches it
     from the source when it applies them (so fetching overlaps writing). `part` splits the plan
-    into the two passes of an overlapped sync; deletions (`prune`) need `PlanPart.ALL`."""
+    into the two stages of an overlapped sync; deletions (`prune`) need `PlanPart.ALL`. `after`: the
+    plan of the first stage, whose operations the relations depend on (things, certificates)."""
     if prune and part is not PlanPart.ALL:
         raise InputRejected("a pruning sync is planned in one part (it needs complete listings)")
-    p = _Planner(src, dst, region_rewrite, fetch_pems=fetch_pems)
+    p = _Planner(src, dst, region_rewrite, fetch_pems=fetch_pems,
+                 external=frozenset(op.id for op in after.ops) if after is not None else frozenset())
     entities = part is not PlanPart.RELATIONS
     relations = part is not PlanPart.ENTITIES
     if not entities:
@@ -160,12 +164,12 @@ class _Planner:
     """plan_sync's steps, in dependency order; each adds operations and their dependencies."""
 
     def __init__(self, src: RegistrySnapshot, dst: RegistrySnapshot, rewrite: RegionRewrite, *,
-                 fetch_pems: bool = False) -> None:
+                 fetch_pems: bool = False, external: frozenset[str] = frozenset()) -> None:
         self.fetch_pems = fetch_pems
         self.src = src
         self.dst = dst
         self.rewrite = rewrite
-        self.b = _Builder()
+        self.b = _Builder(external)
         self.warnings: list[str] = list(src.notes)
         self.rewritten: list[str] = []
         self.static = {n: g for n, g in src.groups_by_name.items() if not g.dynamic}

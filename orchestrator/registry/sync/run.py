@@ -36,6 +36,7 @@ import json
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ from orchestrator.registry.snapshot import (
     read_snapshot,
     things_of_certificates,
 )
-from orchestrator.registry.sync.apply import apply_sync
+from orchestrator.registry.sync.apply import OpFeed, apply_sync
 from orchestrator.registry.sync.model import (
     Action,
     Kind,
@@ -103,7 +104,7 @@ def plan_clients_sync(src_client: Any, dst_client: Any, options: SyncOptions, *,
                          fetch_pems=True).summary()
     first = plan_sync(listings[0], listings[1], False, region_rewrite=options.region_rewrite,
                       part=PlanPart.ENTITIES, fetch_pems=True)
-    second, _ = run.plan_relations(reads, listings[1], first)
+    second = run.plan_relations(reads, listings[1], first)
     return replace(first, ops=first.ops + second.ops, warnings=first.warnings + second.warnings).summary()
 
 
@@ -122,28 +123,31 @@ def sync_clients(src_client: Any, dst_client: Any, options: SyncOptions, *,
         first = plan_sync(src_l, dst_l, False, region_rewrite=options.region_rewrite, part=PlanPart.ENTITIES,
                           fetch_pems=True)
         holder: dict[str, Any] = {}
+        feed = OpFeed()
 
-        def read() -> None:
+        def read_then_feed() -> None:
             try:
                 holder["reads"] = run.read_details(src_l, dst_l)
+                second = run.plan_relations(holder["reads"], dst_l, first)
+                holder["second"] = second
+                feed.put(second.ops)
             except BaseException as exc:  # re-raised in the calling thread
                 holder["error"] = exc
+            finally:
+                feed.close()
 
-        bar = _TwoPassProgress(options.progress)
-        reader = threading.Thread(target=read, name="registry-sync-reader", daemon=True)
+        reader = threading.Thread(target=read_then_feed, name="registry-sync-reader", daemon=True)
         reader.start()
         try:
-            one = run.apply(first, final=False, progress=bar.first)
+            one = run.apply(first, final=True, feed=feed)
         finally:
             reader.join()
         if "error" in holder:
             raise holder["error"]
         reads = holder["reads"]
-        second, blocked = run.plan_relations(reads, dst_l, first, unapplied=one.unapplied)
-        bar.total_known(len(first.ops) + len(second.ops))
-        two = run.apply(second, final=one.ok and not blocked, progress=bar.second)
-        two = replace(two, blocked=two.blocked + blocked)
-        parts, plans = [one, two], [first, second]
+        parts, plans = [one], [first, holder["second"]]
+        if holder["second"].warnings:
+            parts = [replace(one, warnings=one.warnings + holder["second"].warnings)]
     if all(p.ok for p in parts) and options.state_path is not None:
         things_written = any(op.kind is Kind.THING and op.action is not Action.DELETE for p in plans for op in p.ops)
         run.save_state(src_l, dst_l, reads, relist=things_written)
@@ -151,34 +155,6 @@ def sync_clients(src_client: Any, dst_client: Any, options: SyncOptions, *,
         # something was not applied: versions alone cannot say what, so the next run reads everything
         options.state_path.unlink(missing_ok=True)
     return run.finish(parts, src_total=len(src_l.things), reads=reads)
-
-
-class _TwoPassProgress:
-    """One progress bar over both passes. The second pass's size is known only once the reads
-    are done: until then the first pass's progress is held back (the bar's total never changes)."""
-
-    def __init__(self, progress: Progress | None) -> None:
-        self.progress = progress
-        self.done_first = 0
-        self.total: int | None = None
-        self.lock = threading.Lock()
-
-    def first(self, done: int, _total: int) -> None:
-        with self.lock:
-            self.done_first = done
-            if self.progress is not None and self.total is not None:
-                self.progress(done, self.total)
-
-    def total_known(self, total: int) -> None:
-        with self.lock:
-            self.total = total
-            if self.progress is not None:
-                self.progress(0, total)
-
-    def second(self, done: int, _total: int) -> None:
-        with self.lock:
-            if self.progress is not None and self.total is not None:
-                self.progress(self.done_first + done, self.total)
 
 
 # -- change detection ----------------------------------------------------------------------------
@@ -311,29 +287,37 @@ class _Run:
         if o.prune:  # things only the destination has: their attachments go with them
             dst_names = [t.name for t in dst.things]
 
-        def principals(args: tuple[Caller, list[str]]) -> tuple[Any, tuple[str, ...]]:
-            return read_principals(args[0], args[1], concurrency=o.concurrency)
+        src_caller = self.src_caller
 
-        (src_p, src_notes), (dst_p, _) = pmap(principals, [(self.src_caller, src_names),
-                                                           (self.dst_caller, dst_names)], 2)
-        src_sh: tuple[Shadow, ...] = ()
-        dst_sh: tuple[Shadow, ...] = ()
-        changed_sh: tuple[Shadow, ...] = ()
-        if self.shadows and self.src_data is not None and self.dst_data is not None:
-            src_sh = read_shadows(self.src_data, [t.name for t in src.things], concurrency=o.concurrency)
+        def principals() -> tuple[Any, tuple[str, ...], Any]:
+            (src_p, notes), (dst_p, _) = pmap(
+                lambda args: read_principals(args[0], args[1], concurrency=o.concurrency),
+                [(src_caller, src_names), (self.dst_caller, dst_names)], 2)
+            return src_p, notes, dst_p
+
+        def shadows() -> tuple[tuple[Shadow, ...], tuple[Shadow, ...], tuple[Shadow, ...]]:
+            if not (self.shadows and self.src_data is not None and self.dst_data is not None):
+                return (), (), ()
+            width = o.data_concurrency
+            src_sh = read_shadows(self.src_data, [t.name for t in src.things], concurrency=width)
             shadow_record = record.shadows if record is not None else None
             changed_sh = tuple(sh for sh in src_sh
                                if shadow_record is None or shadow_record.get(sh.key, -1) != sh.version)
             in_dst = set(dst.things_by_name)
             if o.prune:
                 dst_sh = read_shadows(self.dst_data, [n for n in src.things_by_name if n in in_dst],
-                                      concurrency=o.concurrency)
+                                      concurrency=width)
             else:
                 names: dict[str, set[str]] = {}
                 for sh in changed_sh:
                     if sh.thing in in_dst:
                         names.setdefault(sh.thing, set()).add(sh.name)
-                dst_sh = read_shadows(self.dst_data, sorted(names), concurrency=o.concurrency, names=names)
+                dst_sh = read_shadows(self.dst_data, sorted(names), concurrency=width, names=names)
+            return src_sh, changed_sh, dst_sh
+
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="registry-details") as pool:
+            f_principals, f_shadows = pool.submit(principals), pool.submit(shadows)
+            (src_p, src_notes, dst_p), (src_sh, changed_sh, dst_sh) = f_principals.result(), f_shadows.result()
         checked = frozenset(src_names)
         src_full = replace(src, thing_principals=src_p, shadows=src_sh if o.prune else changed_sh,
                            notes=tuple(sorted(set(src.notes) | set(src_notes))))
@@ -341,24 +325,14 @@ class _Run:
         return DetailReads(src_full, dst_full, checked, src_sh, self.shadows)
 
     # -- planning --------------------------------------------------------------------------------
-    def plan_relations(self, reads: DetailReads, dst_listing: RegistrySnapshot, first: SyncPlan, *,
-                       unapplied: frozenset[str] = frozenset()) -> tuple[SyncPlan, int]:
-        """The second pass: attachments and shadows, for things that exist in the destination
-        (before the run, or created by the first pass) and certificates registered there; what
-        the first pass could not create is left out, as its dependents would have been."""
-        created = [op.name for op in first.ops if op.kind is Kind.THING and op.action is Action.CREATE
-                   and op.id not in unapplied]
-        failed_certs = {op.name for op in first.ops if op.kind is Kind.CERTIFICATE
-                        and op.action is Action.CREATE and op.id in unapplied}
-        dst = replace(reads.dst, things=tuple(list(dst_listing.things) + [Thing(n) for n in created]))
-        src = reads.src
-        blocked = 0
-        if failed_certs:
-            kept = tuple(a for a in src.thing_principals if a.certificate_id not in failed_certs)
-            blocked = len(set(src.thing_principals) - set(kept) - set(dst.thing_principals))
-            src = replace(src, thing_principals=kept)
-        plan = plan_sync(src, dst, False, region_rewrite=self.options.region_rewrite, part=PlanPart.RELATIONS)
-        return plan, blocked
+    def plan_relations(self, reads: DetailReads, dst_listing: RegistrySnapshot, first: SyncPlan) -> SyncPlan:
+        """The second stage: attachments and shadows. They depend on the first stage's thing and
+        certificate creations (so they wait for them, and are blocked if those fail); shadows only
+        for things that exist in the destination or that the first stage creates."""
+        created = [Thing(op.name) for op in first.ops if op.kind is Kind.THING and op.action is Action.CREATE]
+        dst = replace(reads.dst, things=tuple(list(dst_listing.things) + created))
+        return plan_sync(reads.src, dst, False, region_rewrite=self.options.region_rewrite,
+                         part=PlanPart.RELATIONS, after=first)
 
     def plan_snapshot(self, src: RegistrySnapshot) -> SyncPlan:
         o = self.options
@@ -391,7 +365,8 @@ class _Run:
         pem = d.get("certificatePem")
         return str(pem) if pem else None
 
-    def apply(self, plan: SyncPlan, *, final: bool, progress: Progress | None = None) -> SyncReport:
+    def apply(self, plan: SyncPlan, *, final: bool, progress: Progress | None = None,
+              feed: OpFeed | None = None) -> SyncReport:
         o = self.options
         checkpoint = None
         if o.checkpoint_path is not None:
@@ -399,7 +374,8 @@ class _Run:
                                     flush_every=o.flush_every)
         return apply_sync(plan, self.dst_client, self.dst_caller.writes, checkpoint, progress or o.progress,
                           concurrency=o.concurrency, caller=self.dst_caller, data_caller=self.dst_data,
-                          pem_source=self.pem if self.src_caller is not None else None, final=final)
+                          pem_source=self.pem if self.src_caller is not None else None, final=final,
+                          feed=feed)
 
     def finish(self, parts: list[SyncReport], *, src_total: int | None,
                reads: DetailReads | None = None) -> SyncReport:
