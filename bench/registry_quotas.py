@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from bench._report import machine, write_section  # noqa: E402
 from orchestrator.aws import AwsContext, client  # noqa: E402
 from orchestrator.registry import QuotaTable, SyncOptions, SyncReport, sync_clients  # noqa: E402
-from orchestrator.registry.quotas import SHADOW_KEY, bucket_of, is_read  # noqa: E402
+from orchestrator.registry.quotas import SHADOW_KEY, bucket_of  # noqa: E402
 from tests.moto_server import MotoUnavailable, reset  # noqa: E402
 from tests.moto_server import moto_server as run_moto  # noqa: E402
 from tests.ops.registry_world import seed, thing_name  # noqa: E402

@@ -44,6 +44,7 @@ from orchestrator.registry.replicate import DynamoAppliedStore, Region, Replicat
 from tests.moto_server import reset  # noqa: E402
 from tests.ops.registry_world import device_policy, make_pem  # noqa: E402
 from tests.ops.replication_world import applied_table, payload, rule_item, shadow_item, stream_record  # noqa: E402
+from tests.quota_proxy import quota_proxy  # noqa: E402
 
 SECTION = "Continuous replication: recovery point"
 COMMAND = ".venv/bin/python bench/replication_rpo.py --write"
@@ -58,6 +59,7 @@ class RunResult:
     rate: float
     functions: int
     latency_ms: float
+    quotas: bool
     events: int
     applied: int
     failed: int
@@ -179,9 +181,12 @@ def consume(rep: Replicator, inbox: queue.Queue[dict[str, Any]], stop: threading
         stats["failed"] += failed
 
 
-def one_run(url: str, rate: float, functions: int, seconds: float, drain: float, latency_s: float) -> RunResult:
+def one_run(url: str, rate: float, functions: int, seconds: float, drain: float, latency_s: float,
+            fn_url: str | None = None) -> RunResult:
+    """`fn_url`: where the functions' AWS calls go (the quota proxy), else moto directly."""
     reset(url)
     ctx = AwsContext(endpoint_url=url)
+    fn_ctx = AwsContext(endpoint_url=fn_url or url)
     dst_iot = client(ctx, "iot", DST)
     dst_iot.create_thing_group(thingGroupName="fleet")
     table = applied_table(ctx, DST)
@@ -193,9 +198,9 @@ def one_run(url: str, rate: float, functions: int, seconds: float, drain: float,
     stats = {"busy": 0.0, "applied": 0.0, "failed": 0.0}
     lock = threading.Lock()
     stop = threading.Event()
-    reps = [Replicator(region(ctx, DST, latency_s, bool(latency_s)),
+    reps = [Replicator(region(fn_ctx, DST, latency_s, bool(latency_s)),
                        DynamoAppliedStore(client(ctx, "dynamodb", DST), table),
-                       lambda r: region(ctx, r, latency_s, bool(latency_s))) for _ in range(functions)]
+                       lambda r: region(fn_ctx, r, latency_s, bool(latency_s))) for _ in range(functions)]
 
     def route() -> None:  # a stream shard per function: records of one thing stay on one shard
         while not (stop.is_set() and merged.empty()):
@@ -213,9 +218,13 @@ def one_run(url: str, rate: float, functions: int, seconds: float, drain: float,
     router = threading.Thread(target=route, daemon=True)
     for t in (*workers, router):
         t.start()
-    while not merged.empty() or any(not q.empty() for q in inboxes):
+    seeded = merged.qsize()
+    deadline = time.monotonic() + drain
+    while time.monotonic() < deadline:  # until every seeded create was applied (bounded)
+        with lock:
+            if len(lags) >= seeded:
+                break
         time.sleep(0.05)
-    time.sleep(0.5)
     with lock:
         lags.clear()
     producer.start()
@@ -234,7 +243,7 @@ def one_run(url: str, rate: float, functions: int, seconds: float, drain: float,
         return float(ordered[min(len(ordered) - 1, int(p * len(ordered)))]) if ordered else float("nan")
 
     busy = stats["busy"] / functions
-    return RunResult(rate, functions, latency_s * 1000, events, len(ordered), int(stats["failed"]),
+    return RunResult(rate, functions, latency_s * 1000, fn_url is not None, events, len(ordered), int(stats["failed"]),
                      statistics.median(ordered) if ordered else float("nan"), pct(0.99),
                      float(ordered[-1]) if ordered else float("nan"),
                      (stats["applied"] / functions) / busy if busy else 0.0, backlog)
@@ -242,7 +251,9 @@ def one_run(url: str, rate: float, functions: int, seconds: float, drain: float,
 
 def render(results: list[RunResult], seconds: float) -> str:
     def extra(r: RunResult) -> str:
-        return "none" if not r.latency_ms else f"{r.latency_ms:g} ms + 10 writes/s per API"
+        if not r.latency_ms:
+            return "none"
+        return f"{r.latency_ms:g} ms + 10 writes/s per API" + (" + AWS quotas (proxy)" if r.quotas else "")
 
     rows = "\n".join(
         f"| {r.rate:g}/s | {r.functions} | {extra(r)} | {r.events} | {r.applied} | {r.failed} | {r.p50_ms:,.0f}"
@@ -260,7 +271,10 @@ against a moto server on 127.0.0.1 (subprocess, same machine); {machine()}, {tim
 policy and attachments caught up from the origin), 2 attribute updates, 1 group membership,
 4 classic and 2 named shadow updates. Latency is apply time minus change time (the
 `ReplicationLag` metric); events/s is per function while busy. "round trip" runs add 50 ms to
-every AWS call and the function's default limits (10 writes/s, 20 reads/s per API).
+every AWS call and the function's default limits (10 writes/s, 20 reads/s per API); "AWS quotas"
+runs also send the function's calls through the device-state issue's quota proxy (tests/quota_proxy.py:
+AWS IoT's published per-API rates, per region, ThrottlingException as AWS answers; the function's
+`Caller` backs off and retries).
 
 {header}
 |--:|--:|:--|--:|--:|--:|--:|--:|--:|--:|--:|
@@ -283,9 +297,6 @@ instead of "the last sync". A function keeps up while the change rate per shard 
 events/s (the table above); beyond that the backlog grows and the lag alarm (60 s for 5 minutes)
 fires. {kept_up} of {len(results)} runs above kept up (no backlog when production stopped and drained).
 
-Not measured: the quota fixture of the device-state issue (per-API throttling at AWS's published
-rates) is not on this branch; the round-trip runs use the function's own per-API limits instead.
-
 Reproduce: `{COMMAND}`"""
 
 
@@ -296,6 +307,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--drain", type=float, default=120.0)
     ap.add_argument("--latency-ms", type=float, default=50.0, help="round trip of the second set (0: skip)")
+    ap.add_argument("--no-quotas", action="store_true", help="skip the runs through the quota proxy")
     ap.add_argument("--write", action="store_true", help="update the section in docs/performance.md")
     args = ap.parse_args()
     os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -303,15 +315,18 @@ def main() -> int:
     os.environ.pop("AWS_PROFILE", None)
     rates = [float(r) for r in args.rates.split(",") if r]
     functions = [int(f) for f in args.functions.split(",") if f]
-    latencies = [0.0] + ([args.latency_ms / 1000] if args.latency_ms else [])
+    modes = [(0.0, False)] + ([(args.latency_ms / 1000, False)] if args.latency_ms else [])
+    if args.latency_ms and not args.no_quotas:
+        modes.append((args.latency_ms / 1000, True))
     results = []
-    with moto_server() as url:
-        for latency in latencies:
+    with moto_server() as url, quota_proxy(url, scale=1.0) as proxy:
+        for latency, quotas in modes:
             for rate in rates:
                 for n in functions:
-                    r = one_run(url, rate, n, args.seconds, args.drain, latency)
+                    r = one_run(url, rate, n, args.seconds, args.drain, latency, proxy.url if quotas else None)
                     results.append(r)
-                    print(f"rate {rate:g}/s functions {n} rtt {latency * 1000:g} ms: {r.applied}/{r.events} applied, "
+                    print(f"rate {rate:g}/s functions {n} rtt {latency * 1000:g} ms quotas {quotas}: "
+                          f"{r.applied}/{r.events} applied, "
                           f"p50 {r.p50_ms:.0f} ms p99 {r.p99_ms:.0f} ms max {r.max_ms:.0f} ms, "
                           f"{r.per_function_eps:.1f} ev/s per function, backlog {r.backlog}, failed {r.failed}",
                           flush=True)

@@ -60,9 +60,11 @@ def test_each_rule_writes_its_regions_replica_with_origin_time_and_ttl() -> None
         assert policies.resources_of(doc) == [f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/iot-dev-registry-events"]
         assert policies.actions_of(doc) == ["dynamodb:PutItem"]
         for kind in ("registry-events", "shadow-classic", "shadow-named"):
-            rule = ev.named(f"{NAME}-{kind}-rule-{region}").inputs
+            resource = ev.named(f"{NAME}-{kind}-rule-{region}")
+            rule = resource.inputs
             assert rule["region"] == region and rule["sql"] == rule_sql(region)[kind]
-            assert rule["dynamodbv2s"][0]["roleArn"] == role.inputs.get("arn", rule["dynamodbv2s"][0]["roleArn"])
+            assert role.name in resource.depends_on  # that region's role, no other
+            assert rule["dynamodbv2s"][0]["roleArn"].startswith(f"arn:aws:iam::{ACCOUNT}:role/{role.name}-")
             assert rule["dynamodbv2s"][0]["putItem"] == {"tableName": "iot-dev-registry-events"}
             assert f"'{region}' AS originRegion" in rule["sql"]
             assert "AS expiresAt" in rule["sql"] and "AS eventTimeMs" in rule["sql"]
