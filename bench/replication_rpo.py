@@ -263,6 +263,7 @@ def render(results: list[RunResult], seconds: float) -> str:
     carried = [r for r in results if r.latency_ms and r.rate <= r.functions * r.per_function_eps]
     worst_p99 = max((r.p99_ms for r in carried), default=float("nan"))
     overloaded = [r for r in results if r.rate > r.functions * r.per_function_eps]  # with the round trip
+    overloaded_runs = ", ".join(dict.fromkeys(f"{r.rate:g}/s on {r.functions}" for r in overloaded)) or "none"
     header = ("| change rate | functions (shards) | added round trip | changes | applied | failed | p50 (ms) "
               "| p99 (ms) | max (ms) | events/s per function | backlog at end |")
     return f"""\
@@ -299,7 +300,7 @@ So about 3-4 s from change to apply while the functions keep up, i.e. an RPO of 
 "the last sync". A function keeps up while the change rate of its shard stays below its events/s
 (the table above: about 2 per second with a 50 ms round trip, as each change costs 3-15 IoT calls,
 read and write, in both regions for a new thing); beyond that a backlog builds, the lag grows
-(overloaded here: {', '.join(dict.fromkeys(f"{r.rate:g}/s on {r.functions}" for r in overloaded)) or 'none'}), and the lag
+(overloaded here: {overloaded_runs}), and the lag
 alarm (60 s for 5 minutes) fires. More shards (the table's write throughput decides how many)
 mean more concurrent functions. {kept_up} of {len(results)} runs drained their backlog within the drain time.
 
