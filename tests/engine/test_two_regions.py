@@ -83,9 +83,12 @@ def test_up_all_brings_the_replication_stack_up(env2: Env2) -> None:
     assert mapping["outputs"]["functionResponseTypes"] == ["ReportBatchItemFailures"]
     rules = sorted(r["outputs"]["region"] for r in replication if r["type"] == "aws:iot/topicRule:TopicRule")
     assert rules == sorted([PRIMARY] * 3 + [SECONDARY] * 3)  # failover: both routed regions
-    # without a moto mirror (this module) the queue is not in moto: status says so and still succeeds
+    # status reports the secondary's replication; this module runs without the moto mirror, so the
+    # queue is in the shared moto server only if an earlier module (promote-secondary, which checks
+    # the values) put it there: either way status succeeds and says which
     (health,) = env2.run("status")["replication"]
-    assert health["region"] == SECONDARY and health["error"] == "AWS.SimpleQueueService.NonExistentQueue"
+    assert health["region"] == SECONDARY
+    assert health["error"] in (None, "AWS.SimpleQueueService.NonExistentQueue"), health
 
     # DNS: failover, primary first, both health-checked
     dns = project.resources("dev-dns")
