@@ -403,3 +403,30 @@ def test_a_shadow_update_for_a_thing_not_yet_in_the_destination_fails_and_is_ret
     assert "does not exist" in first.results[0].detail
     dst.create_thing(thingName="late-thing")  # its own event arrived meanwhile
     assert rep.handle_batch([record]).results[0].outcome is Outcome.APPLIED
+
+
+def test_the_lambda_entry_point_configured_from_its_environment(
+        ctx: AwsContext, endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`handler` as Lambda calls it: configuration from the environment, a stream batch, then the
+    scheduled reconciliation; the lag goes to CloudWatch."""
+    import orchestrator.registry.replicate as replicate
+    from tests.ops.replication_world import applied_table
+
+    table = applied_table(ctx, DST, "iot-dev-replication-applied-x")
+    for key, value in {"AWS_REGION": DST, "REPLICATION_ENV": "dev", "APPLIED_TABLE": table,
+                       "AWS_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(replicate, "_REPLICATOR", None)
+    src = client(ctx, "iot", SRC)
+    cert_id = provision(src, "entry-1", 31)
+    record = thing_event("entry-1", t=now_ms())
+    assert replicate.handler({"Records": [record]}, None) == {"batchItemFailures": []}
+    assert principals(client(ctx, "iot", DST), "entry-1") == {cert_id}
+    provision(src, "entry-2", 32)
+    outcome = replicate.handler({"reconcile": {"from": SRC}}, None)
+    assert outcome["ok"] is True and outcome["applied"] >= 1
+    assert client(ctx, "iot", DST).describe_thing(thingName="entry-2")["thingName"] == "entry-2"
+    metrics = client(ctx, "cloudwatch", DST).list_metrics(Namespace="IotPlatform/Replication")["Metrics"]
+    assert [m["MetricName"] for m in metrics] == ["ReplicationLag"]
+    with pytest.raises(ValueError, match="unknown event"):
+        replicate.handler({"something": 1}, None)
