@@ -181,6 +181,8 @@ class ReplicationArgs:
     residency: tuple[str, ...]
     sync_command: str = "orchestrate"  # executable the registry-sync command runs
     home_region: str = ""  # home of the registry-events table; "" means the primary
+    routing: str = "single"  # single | failover | latency: where devices (and so changes) arrive
+
     def to_config(self) -> dict[str, str]:
         def lake(x: LakeRef) -> dict[str, str]:
             return {"region": x.region, "bucketName": x.bucket_name, "bucketArn": x.bucket_arn}
@@ -192,6 +194,7 @@ class ReplicationArgs:
             "secondaries": json.dumps([lake(s) for s in self.secondaries]),
             "residency": json.dumps(list(self.residency)),
             "syncCommand": self.sync_command,
+            "routing": self.routing,
             **({"homeRegion": self.home_region} if self.home_region else {}),
         }
 
@@ -207,7 +210,26 @@ class ReplicationArgs:
             residency=tuple(_json(get, "residency")),
             sync_command=get("syncCommand") or "orchestrate",
             home_region=get("homeRegion") or "",
+            routing=get("routing") or "single",
         )
+
+    @property
+    def routed_regions(self) -> tuple[str, ...]:
+        """Where devices connect, so where registry and shadow changes happen (DNS's targets)."""
+        if self.routing == "latency":
+            return self.members
+        if self.routing == "failover" and self.secondaries:
+            return (self.primary.region, self.secondaries[0].region)
+        return (self.primary.region,)
+
+    @property
+    def function_regions(self) -> tuple[str, ...]:
+        """Where the replication function applies changes: each secondary; every member in latency mode."""
+        return function_regions(self.routing, self.primary.region, tuple(s.region for s in self.secondaries))
+
+    def source_regions(self, region: str) -> tuple[str, ...]:
+        """The regions whose changes the function in `region` applies (and reads certificates from)."""
+        return tuple(r for r in dict.fromkeys((self.primary.region, *self.routed_regions)) if r != region)
 
     @property
     def table_region(self) -> str:
@@ -216,6 +238,29 @@ class ReplicationArgs:
     @property
     def members(self) -> tuple[str, ...]:
         return (self.primary.region, *(s.region for s in self.secondaries))
+
+
+def function_regions(routing: str, primary: str, secondaries: tuple[str, ...]) -> tuple[str, ...]:
+    """The regions with a replication function (also what `status` and `registry replay` look at)."""
+    if not secondaries:
+        return ()
+    return (primary, *secondaries) if routing == "latency" else secondaries
+
+
+@dataclass(frozen=True)
+class ReplicationNames:
+    """Physical names of one region's replication function and what belongs to it (also read by
+    `orchestrate status` and `registry replay`)."""
+
+    function: str
+    dead_letter_queue: str
+    applied_table: str
+
+    @classmethod
+    def of(cls, env: str, region: str) -> ReplicationNames:
+        return cls(function=f"iot-{env}-replicator-{region}",
+                   dead_letter_queue=f"iot-{env}-replication-dlq-{region}",
+                   applied_table=f"iot-{env}-replication-applied-{region}")
 
 
 def component_of(get: Getter) -> Component:

@@ -114,6 +114,11 @@ _ARNS: dict[str, tuple[str, str, bool]] = {
     "aws:iam/role:Role": ("iam", "role/{name}", False),
     "aws:dynamodb/table:Table": ("dynamodb", "table/{name}", True),
     "aws:route53/healthCheck:HealthCheck": ("route53", "healthcheck/{id}", False),
+    "aws:sqs/queue:Queue": ("sqs", "{name}", True),
+    "aws:lambda/function:Function": ("lambda", "function:{name}", True),
+    "aws:cloudwatch/logGroup:LogGroup": ("logs", "log-group:{name}", True),
+    "aws:cloudwatch/eventRule:EventRule": ("events", "rule/{name}", True),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": ("cloudwatch", "alarm:{name}", True),
 }
 # resources whose physical name the provider would derive from the logical name (autonaming)
 _AUTONAMED = {
@@ -125,6 +130,11 @@ _AUTONAMED = {
     "aws:iot/topicRule:TopicRule": "name",
     "aws:iot/domainConfiguration:DomainConfiguration": "name",
     "aws:dynamodb/table:Table": "name",
+    "aws:sqs/queue:Queue": "name",
+    "aws:lambda/function:Function": "name",
+    "aws:cloudwatch/logGroup:LogGroup": "name",
+    "aws:cloudwatch/eventRule:EventRule": "name",
+    "aws:cloudwatch/metricAlarm:MetricAlarm": "name",
 }
 
 
@@ -187,8 +197,14 @@ class PlatformMocks(pulumi.runtime.Mocks):
         elif token == "aws:iam/rolePolicy:RolePolicy":
             rid = f"{inputs.get('role')}:{state['name']}"
         elif token == "aws:dynamodb/table:Table":
-            state["streamArn"] = (f"arn:{PARTITION}:dynamodb:{region}:{ACCOUNT_ID}:table/"
-                                  f"{state['name']}/stream/2024-01-01T00:00:00.000")
+            def stream(r: str) -> str:
+                return f"arn:{PARTITION}:dynamodb:{r}:{ACCOUNT_ID}:table/{state['name']}/stream/2024-01-01T00:00:00.000"
+
+            state["streamArn"] = stream(region)
+            state["replicas"] = [{**replica, "streamArn": stream(replica["regionName"]),
+                                  "arn": f"arn:{PARTITION}:dynamodb:{replica['regionName']}:{ACCOUNT_ID}:table/"
+                                         f"{state['name']}"}
+                                 for replica in inputs.get("replicas") or []]
         elif token.startswith("aws:route53recoverycontrol/"):
             ident = _digest(token, name, length=12)
             kind = token.rsplit(":", 1)[-1]
@@ -205,6 +221,9 @@ class PlatformMocks(pulumi.runtime.Mocks):
             state["arn"] = f"arn:{PARTITION}:route53-recovery-control::{ACCOUNT_ID}:{resource}"
             state["status"] = "DEPLOYED"
             rid = state["arn"]
+        elif token == "aws:sqs/queue:Queue":
+            state["url"] = f"https://sqs.{region}.amazonaws.com/{ACCOUNT_ID}/{state['name']}"
+            rid = state["url"]
         elif token == "command:local:Command":
             state.update(stdout="", stderr="")
             rid = f"{name}-{_digest(name, length=8)}"

@@ -168,6 +168,68 @@ def dynamodb_put(table_arn: str) -> Document:
     return _doc({"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": table_arn})
 
 
+def lambda_trust() -> Document:
+    """A function's execution role. Lambda assumes it for the function's own account only (a
+    function can use only roles of its account), so no source condition is added: Lambda does not
+    send `aws:SourceAccount` when it assumes an execution role."""
+    return _doc({"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"})
+
+
+# What the replication function calls: writes (and reads) in its own region, reads in the source
+# regions (certificate catch-up), listings for the daily reconciliation.
+REPLICATOR_IOT_WRITE = (
+    "iot:CreateThing", "iot:UpdateThing", "iot:DeleteThing", "iot:DescribeThing",
+    "iot:CreateThingType", "iot:DeprecateThingType", "iot:DeleteThingType", "iot:DescribeThingType",
+    "iot:CreateThingGroup", "iot:UpdateThingGroup", "iot:DeleteThingGroup", "iot:DescribeThingGroup",
+    "iot:AddThingToThingGroup", "iot:RemoveThingFromThingGroup", "iot:ListThingGroupsForThing",
+    "iot:ListThingPrincipals", "iot:AttachThingPrincipal", "iot:DetachThingPrincipal",
+    "iot:RegisterCertificateWithoutCA", "iot:DescribeCertificate", "iot:UpdateCertificate",
+    "iot:CreatePolicy", "iot:CreatePolicyVersion", "iot:GetPolicy", "iot:ListPolicyVersions",
+    "iot:DeletePolicyVersion", "iot:AttachPolicy", "iot:ListAttachedPolicies",
+    "iot:GetThingShadow", "iot:UpdateThingShadow",
+)
+REPLICATOR_IOT_READ = (
+    "iot:DescribeThing", "iot:DescribeThingType", "iot:DescribeThingGroup", "iot:ListThingPrincipals",
+    "iot:DescribeCertificate", "iot:ListAttachedPolicies", "iot:GetPolicy", "iot:ListThingGroupsForThing",
+)
+# list calls without resource-level permissions: Resource "*", limited to the regions involved
+REPLICATOR_IOT_LIST = (
+    "iot:ListThings", "iot:ListThingTypes", "iot:ListThingGroups", "iot:ListPolicies", "iot:ListCertificates",
+    "iot:ListTargetsForPolicy", "iot:ListThingsInThingGroup", "iot:DescribeEndpoint",
+)
+
+
+def replicator(*, account_id: str, region: str, sources: Sequence[str], stream_arn_prefix: str,
+               applied_table_arn: str, dead_letter_queue_arn: str, log_group_arn: str,
+               metric_namespace: str, partition: str = "aws") -> Document:
+    """The replication function in `region`: its stream, its watermark table, its dead-letter
+    queue, its log group, one metric namespace, the registry of its region (read and write) and of
+    the source regions (read only)."""
+
+    def iot(r: str) -> str:
+        return f"arn:{partition}:iot:{r}:{account_id}:*"
+
+    return _doc(
+        {"Sid": "ReadTheStream", "Effect": "Allow",
+         "Action": ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
+         "Resource": f"{stream_arn_prefix}/stream/*"},
+        {"Sid": "ListStreams", "Effect": "Allow", "Action": "dynamodb:ListStreams", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:RequestedRegion": region}}},
+        {"Sid": "Watermarks", "Effect": "Allow",
+         "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], "Resource": applied_table_arn},
+        {"Sid": "DeadLetters", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": dead_letter_queue_arn},
+        {"Sid": "Logs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": f"{log_group_arn}:*"},
+        {"Sid": "LagMetric", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
+         "Condition": {"StringEquals": {"cloudwatch:namespace": metric_namespace}}},
+        {"Sid": "RegistryHere", "Effect": "Allow", "Action": list(REPLICATOR_IOT_WRITE), "Resource": iot(region)},
+        {"Sid": "RegistrySources", "Effect": "Allow", "Action": list(REPLICATOR_IOT_READ),
+         "Resource": [iot(r) for r in sources]},
+        {"Sid": "Listings", "Effect": "Allow", "Action": list(REPLICATOR_IOT_LIST), "Resource": "*",
+         "Condition": {"StringEquals": {"aws:RequestedRegion": [region, *sources]}}},
+    )
+
+
 def resources_of(document: Document) -> list[str]:
     """Every Resource named by a document, flattened (used by tests and reviews)."""
     found: list[str] = []

@@ -1,4 +1,15 @@
-"""Cross-region wiring (`E-replication`): S3 replication, registry-events table, registry sync.
+"""Cross-region wiring (`E-replication`): S3 replication, registry-events table, registry sync, and
+continuous replication of registry and device state.
+
+Continuous replication: in every region where devices connect (`ReplicationArgs.routed_regions`),
+three topic rules (registry events, classic and named shadow update documents; `rule_sql`) write
+into that region's replica of the registry-events global table, stamping the origin region, the
+event time and a TTL. In every region that applies changes (`function_regions`: each secondary,
+every member in latency mode) a Lambda function (`programs.package`: the project's own
+`orchestrator.registry`, packaged reproducibly) reads the table's stream there through an event
+source mapping that reports batch-item failures and sends what it gives up on to a dead-letter
+queue; CloudWatch alarms watch that queue and the `ReplicationLag` metric; a daily schedule runs
+the reconciliation (a registry sync from the primary) as the backstop.
 
 Lives in the primary region (resources take `region=primary`); targets every secondary, and only
 secondaries inside the environment's residency list.
@@ -12,6 +23,7 @@ unless the status is `Enabled`, and makes the replication configuration depend o
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Callable
 from typing import Any
@@ -21,16 +33,65 @@ import pulumi_aws as aws
 import pulumi_command as command
 from pulumi import Output, ResourceOptions
 
-from programs import policies
-from programs.contract import REPLICATION_OUTPUTS, LakeRef, ReplicationArgs
+from orchestrator.registry.events import CLIENT_TOKEN_PREFIX, LAG_METRIC, METRIC_NAMESPACE
+from programs import package, policies
+from programs.contract import REPLICATION_OUTPUTS, LakeRef, ReplicationArgs, ReplicationNames
+from programs.package import Package
+from programs.package import build as build_package
 
 TYPE = "iotplatform:replication:CrossRegionReplication"
 REPLICA_STORAGE_CLASS = "STANDARD_IA"  # the replica is a DR copy: written always, read rarely
-# Registry events only: `$aws/events/#` also carries presence and subscription lifecycle events
-# (one per device connect), which must not flood the table.
-REGISTRY_EVENTS_SQL = ("SELECT *, topic() AS topic FROM '$aws/events/#' "
-                       "WHERE startswith(topic(), '$aws/events/thing')")
 SQL_VERSION = "2016-03-23"
+TTL_ATTRIBUTE = "expiresAt"
+ITEM_TTL_S = 7 * 24 * 3600  # the stream keeps 24 h; items stay a week (the reference kept 48 h)
+RUNTIME = package.RUNTIME
+HANDLER = package.HANDLER
+# Lambda's maximum: the daily reconciliation runs in the same function (a stream batch ends in
+# seconds; every AWS call has a 20 s read timeout and bounded retries)
+FUNCTION_TIMEOUT_S = 900
+MAX_RETRY_ATTEMPTS = 10
+MAX_RECORD_AGE_S = 6 * 3600
+LAG_ALARM_MS = 60_000
+LAG_ALARM_PERIODS = 5
+RECONCILE_SCHEDULE = "rate(1 day)"
+RULE_DESCRIPTIONS = {"registry-events": "Registry events", "shadow-classic": "Classic shadow updates",
+                     "shadow-named": "Named shadow updates"}
+
+
+def _stamp(region: str) -> str:
+    """The fields every rule adds: where and when the change happened, and when the item expires."""
+    return f"'{region}' AS originRegion, floor(timestamp() / 1000) + {ITEM_TTL_S} AS {TTL_ATTRIBUTE}"
+
+
+def rule_sql(region: str) -> dict[str, str]:
+    """The SQL of the three rules of one region.
+
+    Registry events only: `$aws/events/#` also carries presence and subscription lifecycle events
+    (one per device connect), which must not flood the table. Shadow documents: the function's own
+    writes carry a client token starting with CLIENT_TOKEN_PREFIX and are dropped here, so a replica
+    write never travels on. A shadow item's key is thing/shadow/version/time: a redelivered message
+    rewrites the same item, which DynamoDB streams do not report again.
+    """
+    not_ours = f"(isUndefined(clientToken) OR NOT startswith(clientToken, '{CLIENT_TOKEN_PREFIX}'))"
+
+    def shadow(name_sql: str, topic: str) -> str:
+        return ("SELECT current, clientToken, 'SHADOW_EVENT' AS eventType, topic(3) AS thingName, "
+                f"{name_sql} AS shadowName, current.version AS version, "
+                f"concat('shadow/', topic(3), '/', {name_sql}, '/', cast(current.version AS String), '/', "
+                "cast(timestamp AS String)) AS eventId, "
+                f"timestamp * 1000 AS eventTimeMs, {_stamp(region)} FROM '{topic}' WHERE {not_ours}")
+
+    return {
+        "registry-events": (f"SELECT *, topic() AS topic, timestamp AS eventTimeMs, {_stamp(region)} "
+                            "FROM '$aws/events/#' WHERE startswith(topic(), '$aws/events/thing')"),
+        "shadow-classic": shadow("''", "$aws/things/+/shadow/update/documents"),
+        "shadow-named": shadow("topic(6)", "$aws/things/+/shadow/name/+/update/documents"),
+    }
+
+
+def rule_name(env: str, kind: str, region: str) -> str:
+    """Rule names allow letters, digits and underscores only."""
+    return f"iot_{env}_{kind}_{region}".replace("-", "_")
 # orchestrator.stacks.wiring marks upstream values not known yet (previews only) with this prefix
 PLACEHOLDER_PREFIX = "placeholder:"
 
@@ -146,25 +207,39 @@ class CrossRegionReplication(pulumi.ComponentResource):
             billing_mode="PAY_PER_REQUEST", hash_key="eventId",
             attributes=[{"name": "eventId", "type": "S"}],
             stream_enabled=True, stream_view_type="NEW_AND_OLD_IMAGES",
+            ttl={"attribute_name": TTL_ATTRIBUTE, "enabled": True},
             point_in_time_recovery={"enabled": True},
             server_side_encryption={"enabled": True},
             replicas=[{"region_name": r, "point_in_time_recovery": True, "propagate_tags": True}
                       for r in args.members if r != args.table_region],
             region=args.table_region, tags=tags, opts=ResourceOptions(parent=self, protect=True))
         iot_trust = account_id.apply(lambda a: policies.dumps(policies.service_trust("iot.amazonaws.com", a)))
-        events_role = aws.iam.Role(f"{name}-events-role", assume_role_policy=iot_trust, tags=tags,
-                                   opts=child)
-        events_policy = aws.iam.RolePolicy(
-            f"{name}-events-policy", role=events_role.id,
-            # The rule writes to the replica in the primary region: the same table ARN in that region.
-            policy=table.arn.apply(lambda arn: policies.dumps(policies.dynamodb_put(
-                arn.replace(f":{args.table_region}:", f":{primary}:", 1)))), opts=child)
-        aws.iot.TopicRule(
-            f"{name}-registry-events-rule", name=f"iot_{args.env}_registry_events".replace("-", "_"),
-            description="Registry events to the cross-region registry table",
-            enabled=True, sql=REGISTRY_EVENTS_SQL, sql_version=SQL_VERSION,
-            dynamodbv2s=[{"role_arn": events_role.arn, "put_item": {"table_name": table.name}}],
-            region=primary, tags=tags, opts=ResourceOptions(parent=self, depends_on=[events_policy]))
+
+        def replica_arn(region: str) -> Output[str]:
+            """The table's ARN in `region` (a replica has the same ARN, in its own region)."""
+            return table.arn.apply(lambda arn: arn.replace(f":{args.table_region}:", f":{region}:", 1))
+
+        # -- topic rules in every region where changes happen: registry events and shadow documents
+        for region in args.routed_regions:
+            events_role = aws.iam.Role(f"{name}-events-role-{region}", assume_role_policy=iot_trust, tags=tags,
+                                       opts=child)
+            events_policy = aws.iam.RolePolicy(
+                f"{name}-events-policy-{region}", role=events_role.id,
+                # each region's rules write to that region's replica only
+                policy=replica_arn(region).apply(lambda arn: policies.dumps(policies.dynamodb_put(arn))),
+                opts=child)
+            for kind, sql in rule_sql(region).items():
+                aws.iot.TopicRule(
+                    f"{name}-{kind}-rule-{region}", name=rule_name(args.env, kind, region),
+                    description=f"{RULE_DESCRIPTIONS[kind]} to the cross-region registry table",
+                    enabled=True, sql=sql, sql_version=SQL_VERSION,
+                    dynamodbv2s=[{"role_arn": events_role.arn, "put_item": {"table_name": table.name}}],
+                    region=region, tags=tags, opts=ResourceOptions(parent=self, depends_on=[events_policy]))
+
+        # -- the replication function in every region that applies changes ------------------------
+        package = build_package()
+        for region in args.function_regions:
+            self._replicator(name, args, region, table, package, account_id, tags)
 
         # -- registry sync: reruns whenever the set of member regions changes --------------------
         members = region_set(args)
@@ -178,9 +253,107 @@ class CrossRegionReplication(pulumi.ComponentResource):
         self.targets = Output.from_input([_target(s) for s in args.secondaries])
         self.register_outputs(self.exports())
 
+    def _replicator(self, name: str, args: ReplicationArgs, region: str, table: aws.dynamodb.Table,
+                    package: Package, account_id: Output[str], tags: dict[str, str]) -> None:
+        """One region's function: stream -> function (-> dead-letter queue), watermarks, alarms, schedule."""
+        names = ReplicationNames.of(args.env, region)
+        child = ResourceOptions(parent=self)
+        sources = args.source_regions(region)
+        stream_arn = _stream_arn(table, region, args.table_region)
+        dlq = aws.sqs.Queue(f"{name}-dlq-{region}", name=names.dead_letter_queue, region=region,
+                            message_retention_seconds=14 * 24 * 3600, sqs_managed_sse_enabled=True,
+                            tags=tags, opts=child)
+        applied = aws.dynamodb.Table(
+            f"{name}-applied-{region}", name=names.applied_table, billing_mode="PAY_PER_REQUEST",
+            hash_key="objectKey", attributes=[{"name": "objectKey", "type": "S"}],
+            ttl={"attribute_name": TTL_ATTRIBUTE, "enabled": True}, server_side_encryption={"enabled": True},
+            region=region, tags=tags, opts=child)
+        logs = aws.cloudwatch.LogGroup(f"{name}-replicator-logs-{region}", name=f"/aws/lambda/{names.function}",
+                                       retention_in_days=30, region=region, tags=tags, opts=child)
+        role = aws.iam.Role(f"{name}-replicator-role-{region}",
+                            assume_role_policy=policies.dumps(policies.lambda_trust()), tags=tags, opts=child)
+        role_policy = aws.iam.RolePolicy(
+            f"{name}-replicator-policy-{region}", role=role.id,
+            policy=Output.all(account_id, table.name, applied.arn, dlq.arn, logs.arn).apply(
+                lambda v: policies.dumps(policies.replicator(
+                    account_id=v[0], region=region, sources=sources,
+                    stream_arn_prefix=f"arn:aws:dynamodb:{region}:{v[0]}:table/{v[1]}",
+                    applied_table_arn=v[2], dead_letter_queue_arn=v[3], log_group_arn=v[4],
+                    metric_namespace=METRIC_NAMESPACE))),
+            opts=child)
+        function = aws.lambda_.Function(
+            f"{name}-replicator-{region}", name=names.function, role=role.arn, runtime=RUNTIME, handler=HANDLER,
+            code=pulumi.FileArchive(str(package.path)), source_code_hash=package.sha256_b64,
+            timeout=FUNCTION_TIMEOUT_S, memory_size=256,
+            environment={"variables": {"REPLICATION_ENV": args.env, "APPLIED_TABLE": names.applied_table,
+                                       "METRIC_NAMESPACE": METRIC_NAMESPACE}},
+            region=region, tags=tags, opts=ResourceOptions(parent=self, depends_on=[role_policy, logs]))
+        aws.lambda_.EventSourceMapping(
+            f"{name}-replicator-stream-{region}", event_source_arn=stream_arn, function_name=function.arn,
+            starting_position="TRIM_HORIZON", batch_size=100, maximum_batching_window_in_seconds=1,
+            function_response_types=["ReportBatchItemFailures"], bisect_batch_on_function_error=True,
+            maximum_retry_attempts=MAX_RETRY_ATTEMPTS, maximum_record_age_in_seconds=MAX_RECORD_AGE_S,
+            destination_config={"on_failure": {"destination_arn": dlq.arn}},
+            # TTL expiries (REMOVE) carry nothing to replicate: they never invoke the function
+            filter_criteria={"filters": [{"pattern": json.dumps({"eventName": ["INSERT", "MODIFY"]})}]},
+            region=region, opts=ResourceOptions(parent=self, depends_on=[role_policy]))
+        aws.cloudwatch.MetricAlarm(
+            f"{name}-dlq-alarm-{region}", name=f"{names.dead_letter_queue}-not-empty",
+            alarm_description=f"replication to {region} gave up on changes: run `orchestrate registry replay "
+                              f"--from-dlq --region {region}`",
+            namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible",
+            dimensions={"QueueName": dlq.name}, statistic="Maximum", period=60, evaluation_periods=1,
+            threshold=0, comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
+            region=region, tags=tags, opts=child)
+        aws.cloudwatch.MetricAlarm(
+            f"{name}-lag-alarm-{region}", name=f"iot-{args.env}-replication-lag-{region}",
+            alarm_description=f"changes take more than {LAG_ALARM_MS // 1000} s to reach {region}",
+            namespace=METRIC_NAMESPACE, metric_name=LAG_METRIC,
+            dimensions={"Env": args.env, "Region": region}, statistic="Maximum", period=60,
+            evaluation_periods=LAG_ALARM_PERIODS, threshold=LAG_ALARM_MS,
+            comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
+            region=region, tags=tags, opts=child)
+        if region == args.primary.region:
+            return  # the primary is the reconciliation's source, never its target
+        schedule = aws.cloudwatch.EventRule(
+            f"{name}-reconcile-{region}", name=f"iot-{args.env}-reconcile-{region}",
+            description=f"daily registry reconciliation {args.primary.region} -> {region}",
+            schedule_expression=RECONCILE_SCHEDULE, region=region, tags=tags, opts=child)
+        permission = aws.lambda_.Permission(
+            f"{name}-reconcile-permission-{region}", action="lambda:InvokeFunction", function=function.name,
+            principal="events.amazonaws.com", source_arn=schedule.arn, region=region, opts=child)
+        aws.cloudwatch.EventTarget(
+            f"{name}-reconcile-target-{region}", rule=schedule.name, arn=function.arn,
+            input=json.dumps({"reconcile": {"from": args.primary.region}}), region=region,
+            opts=ResourceOptions(parent=self, depends_on=[permission]))
+
     def exports(self) -> dict[str, Output[Any]]:
         values = [self.replication_role_arn, self.registry_table_name, self.targets]
         return dict(zip(REPLICATION_OUTPUTS, values, strict=True))
+
+
+def _stream_arn(table: aws.dynamodb.Table, region: str, home: str) -> Output[str]:
+    """The table's stream in `region`: the home table's own, or that replica's."""
+    if region == home:
+        return table.stream_arn
+
+    def pick(replicas: Any) -> str:
+        for replica in replicas or []:
+            if _field(replica, "region_name", "regionName") == region:
+                arn = _field(replica, "stream_arn", "streamArn")
+                if arn:
+                    return str(arn)
+        raise ValueError(f"the registry-events table has no stream in {region}")
+
+    return table.replicas.apply(pick)
+
+
+def _field(value: Any, attr: str, key: str) -> Any:
+    """A field of an output type (attribute access) or of a plain dict (either spelling)."""
+    found = getattr(value, attr, None)
+    if found is None and isinstance(value, dict):
+        found = value.get(attr, value.get(key))
+    return found
 
 
 def _target(lake: LakeRef) -> dict[str, str]:

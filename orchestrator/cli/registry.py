@@ -52,6 +52,7 @@ registry = group("registry", help="Copy, back up and restore the IoT registry be
     "sync": "orchestrator.cli.registry:sync",
     "backup": "orchestrator.cli.registry:backup",
     "restore": "orchestrator.cli.registry:restore",
+    "replay": "orchestrator.cli.registry:replay",
 })
 
 
@@ -240,3 +241,33 @@ def restore(app: Context, region: str, src: str, dry_run: bool, rate: float | No
             + [f"  warning: {w}" for w in result.warnings])
     if not result.ok:
         raise Reported(ExitCode.FAILED)
+
+
+@command("replay")
+@click.option("--from-dlq", "from_dlq", is_flag=True, required=True,
+              help="Re-apply what continuous replication gave up on (its dead-letter queue).")
+@click.option("--region", required=True, metavar="R",
+              help="Region whose replication function's dead letters to replay.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def replay(app: Context, from_dlq: bool, region: str, yes: bool) -> None:
+    """Re-read each dead letter's batch from the stream and apply it in R; what fails again stays."""
+    from orchestrator.cli.options import confirm
+    from orchestrator.operations.replication import check_replay_region, count_dead_letters, replay_from_dlq
+    from orchestrator.registry.replicate import ReplayReport
+
+    topology, ctx = app.topology(), app.aws()
+    check_replay_region(topology, region)
+    waiting = count_dead_letters(ctx, app.env, region)
+    if waiting == 0:
+        _render(app, ReplayReport(region, 0, 0, 0, 0, 0), [f"replay {region}: no dead letters"])
+        return
+    confirm(f"re-apply {waiting} dead-lettered replication batch(es) to the registry of {region}",
+            expected=region, assume_yes=yes)
+    result = replay_from_dlq(ctx, topology, region)
+    line = (f"replay {region}: {'ok' if result.ok else 'INCOMPLETE'}: {result.replayed}/{result.messages} dead "
+            f"letters re-applied ({result.records} records, {result.failed_records} failed again, "
+            f"{result.expired} no longer in the stream)")
+    _render(app, result, [line])
+    if not result.ok:
+        raise Reported(ExitCode.FAILED)
+

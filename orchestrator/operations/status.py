@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.operations.replication import ReplicationHealth, replication_health, replication_regions
 from orchestrator.stacks.graph import all_stacks, dns_targets
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,6 +64,7 @@ class EnvironmentStatus:
     warnings: tuple[str, ...] = ()
     backup: BackupStatus = BackupStatus(BackupState.NO_VAULT)
     backend: str = ""
+    replication: tuple[ReplicationHealth, ...] = ()  # per region with a replication function
 
     @property
     def ok(self) -> bool:
@@ -82,6 +84,7 @@ class EnvironmentStatus:
             "backup": {"state": self.backup.state.value, "age_hours": self.backup.age_hours,
                        "reason": self.backup.reason},
             "stacks": [s.__dict__ for s in self.stacks],
+            "replication": [r.to_json() for r in self.replication],
         }
 
     def lines(self) -> list[str]:
@@ -102,6 +105,9 @@ class EnvironmentStatus:
             out.append(f"ARC routing controls: {states}")
         out.extend(f"warning: {w}" for w in self.warnings)
         out.append(self.backup.line())
+        if self.replication:
+            out.append("continuous replication (lag: apply time minus event time, newest 1-min maximum):")
+            out.extend(r.line() for r in self.replication)
         return out
 
 
@@ -122,13 +128,25 @@ def environment_status(app: Context) -> EnvironmentStatus:
             pending_operations=len(info.pending_operations),
         ))
     backup = _backup(app)
+    replication_deployed = any(r.kind == "replication" and r.deployed for r in rows)
     return EnvironmentStatus(
         topology.env, topology.domain, topology.routing.value, tuple(rows),
         newest_backup_age_hours=backup.age_hours, failover_control=topology.failover_control.value,
         routing_controls=_control_states(app),
         warnings=tuple(resilience_warnings(topology, app.backend_url, app.secrets_provider,
                                            os.environ.get("ORCHESTRATE_BACKUP_DEST"))),
-        backup=backup, backend=app.backend_name)
+        backup=backup, backend=app.backend_name,
+        replication=_replication(app) if replication_deployed else ())
+
+
+def _replication(app: Context) -> tuple[ReplicationHealth, ...]:
+    """Lag, dead letters and the last reconciliation per region with a replication function."""
+    regions = replication_regions(app.topology())
+    if not regions:
+        return ()
+    ctx = app.aws()
+    with ThreadPoolExecutor(max_workers=min(4, len(regions)), thread_name_prefix="status-replication") as pool:
+        return tuple(pool.map(lambda r: replication_health(ctx, app.env, r), regions))
 
 
 def _control_states(app: Context) -> dict[str, str]:

@@ -163,6 +163,7 @@ def replication_args(topology: Topology, outputs: Mapping[str, RegionOutputs],
         residency=topology.residency,
         sync_command=sync_command,
         home_region=topology.home_region,
+        routing=topology.routing.value,
     )
 
 

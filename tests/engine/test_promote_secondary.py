@@ -73,6 +73,11 @@ def test_promote_secondary_single_to_failover(make_project, moto_server: str) ->
     assert yaml.safe_load(dns_config["iot-platform:targets"]) == [
         {"region": PRIMARY, "endpoint": primary["iotEndpoint"]},
         {"region": SECONDARY, "endpoint": secondary["iotEndpoint"]}]
-    status = {s["name"]: s for s in project.json("status", "--endpoint-url", moto_server)["stacks"]}
+    report = project.json("status", "--endpoint-url", moto_server)
+    status = {s["name"]: s for s in report["stacks"]}
     assert all(status[f"dev-region-{r}"]["routed"] for r in (PRIMARY, SECONDARY))
     assert status["dev-replication"]["deployed"]
+    # continuous replication in the secondary: its dead-letter queue and watermark table exist (the
+    # stand-in created them in moto), nothing dead-lettered, no reconciliation yet
+    assert report["replication"] == [{"region": SECONDARY, "lag_ms": None, "dead_letters": 0,
+                                      "last_reconciliation": None, "error": None}]

@@ -28,12 +28,20 @@ VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
 def test_inventory_for_two_secondaries(replication: Evaluation) -> None:
     managed = Counter(r.type for r in replication.managed)
     assert managed == Counter({
-        "aws:iam/role:Role": 2,  # S3 replication, registry-events rule
-        "aws:iam/rolePolicy:RolePolicy": 2,
+        "aws:iam/role:Role": 4,  # S3 replication, the primary's rules, one function per secondary
+        "aws:iam/rolePolicy:RolePolicy": 4,
         CONFIG: 1,
-        "aws:dynamodb/table:Table": 1,
-        "aws:iot/topicRule:TopicRule": 1,
+        "aws:dynamodb/table:Table": 3,  # the registry-events table, a watermark table per function
+        "aws:iot/topicRule:TopicRule": 3,  # single routing: registry, classic and named shadows in the primary
         "command:local:Command": 2,
+        "aws:sqs/queue:Queue": 2,
+        "aws:lambda/function:Function": 2,
+        "aws:lambda/eventSourceMapping:EventSourceMapping": 2,
+        "aws:cloudwatch/logGroup:LogGroup": 2,
+        "aws:cloudwatch/metricAlarm:MetricAlarm": 4,  # dead letters and lag, per function
+        "aws:cloudwatch/eventRule:EventRule": 2,
+        "aws:cloudwatch/eventTarget:EventTarget": 2,
+        "aws:lambda/permission:Permission": 2,
     })
     reads = [r for r in replication.resources if r.read]
     assert {(r.type, r.inputs["region"]) for r in reads} == {
@@ -95,9 +103,10 @@ def test_replication_role_names_exactly_the_source_and_destination_buckets(repli
 
 
 def test_registry_table_is_a_protected_encrypted_global_table(replication: Evaluation) -> None:
-    table = replication.one("aws:dynamodb/table:Table")
+    table = replication.named(f"{NAME}-registry-events")
     t = table.inputs
     assert table.protect is True
+    assert t["ttl"] == {"attributeName": "expiresAt", "enabled": True}
     assert t["region"] == PRIMARY
     assert t["hashKey"] == "eventId" and {"name": "eventId", "type": "S"} in t["attributes"]
     assert t["streamEnabled"] is True and t["streamViewType"] == "NEW_AND_OLD_IMAGES"
@@ -108,12 +117,12 @@ def test_registry_table_is_a_protected_encrypted_global_table(replication: Evalu
 
 
 def test_registry_events_rule_writes_only_to_that_table(replication: Evaluation) -> None:
-    rule = replication.one("aws:iot/topicRule:TopicRule").inputs
+    rule = replication.named(f"{NAME}-registry-events-rule-{PRIMARY}").inputs
     assert "FROM '$aws/events/#'" in rule["sql"] and "$aws/events/thing" in rule["sql"]
     assert rule["region"] == PRIMARY
     (action,) = rule["dynamodbv2s"]
     assert action["putItem"]["tableName"] == "iot-dev-registry-events"
-    role = replication.named(f"{NAME}-events-role")
+    role = replication.named(f"{NAME}-events-role-{PRIMARY}")
     doc = policy_attached_to(replication, role.name)
     table_arn = f"arn:aws:dynamodb:{PRIMARY}:123456789012:table/iot-dev-registry-events"
     assert policies.resources_of(doc) == [table_arn]
@@ -153,6 +162,6 @@ def test_table_home_stays_in_the_home_region_after_failover() -> None:
     tables = []
     for args in (before, after):
         ev = evaluate(args, stack="dev-replication")
-        table = next(r for r in ev.resources if r.type == "aws:dynamodb/table:Table")
+        table = ev.named("iot-dev-replication-registry-events")
         tables.append((table.inputs["region"], [r["regionName"] for r in table.inputs["replicas"]]))
     assert tables[0] == tables[1] == ("eu-west-1", ["eu-central-1"])

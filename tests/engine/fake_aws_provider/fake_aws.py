@@ -391,6 +391,20 @@ class FakeAws(BaseProvider):
             if p.get("streamEnabled"):
                 out["streamArn"] = self.arn(token, region, f"table/{name}/stream/2024-01-01T00:00:00.000")
                 out["streamLabel"] = "2024-01-01T00:00:00.000"
+            # each replica reports its own ARN and, with streams on, its own stream (as the provider
+            # reads them back from DescribeTable in the replica's region)
+            replicas = []
+            for replica in p.get("replicas") or []:
+                r = dict(replica)
+                where = str(r.get("regionName", region))
+                r["arn"] = UNKNOWN if preview else self.arn(token, where, f"table/{name}")
+                if p.get("streamEnabled"):
+                    r["streamArn"] = UNKNOWN if preview else self.arn(
+                        token, where, f"table/{name}/stream/2024-01-01T00:00:00.000")
+                    r["streamLabel"] = "2024-01-01T00:00:00.000"
+                replicas.append(r)
+            if replicas:
+                out["replicas"] = replicas
         elif module in ("sns", "sqs"):
             resource_part = name
         elif module == "lambda" and type_name == "Function":

@@ -17,7 +17,9 @@ created it" and "AWS shows it" agree, as with the real provider:
 - ARC `RoutingControl`s and `SafetyRule`s are registered with the fake cluster data plane
   (FAKE_AWS_ARC_URL, tests/arc_fake.py), standing in for ARC's control plane;
 - S3 `Bucket` (created/deleted), `BucketVersioning` (status), `BucketReplicationConfig` (rules);
-- IoT `DomainConfiguration` (created; disabled then deleted).
+- IoT `DomainConfiguration` (created; disabled then deleted);
+- SQS `Queue` and DynamoDB `Table` (created by name, deleted): what `status` reads of continuous
+  replication (dead-letter queues, watermark tables). moto keeps no replicas of a global table.
 
 Any other resource stays in the Pulumi state only. Errors from moto fail the operation, as an
 AWS error would.
@@ -120,6 +122,11 @@ class MotoMirror:
             iot.update_domain_configuration(domainConfigurationName=props["name"],
                                             domainConfigurationStatus="DISABLED")
             iot.delete_domain_configuration(domainConfigurationName=props["name"])
+        elif token == "aws:sqs/queue:Queue":
+            sqs = self.client("sqs", region)
+            sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=props["name"])["QueueUrl"])
+        elif token == "aws:dynamodb/table:Table":
+            self.client("dynamodb", region).delete_table(TableName=props["name"])
 
     def _apply(self, token: str, region: str, rid: str, props: dict[str, Any]) -> None:
         if token in ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"):
@@ -145,6 +152,21 @@ class MotoMirror:
                     domainConfigurationName=props["name"], domainName=props["domainName"],
                     serverCertificateArns=list(props.get("serverCertificateArns") or []),
                     serviceType=props.get("serviceType", "DATA"))
+
+        elif token == "aws:sqs/queue:Queue":
+            self.client("sqs", region).create_queue(QueueName=props["name"])  # idempotent for equal attributes
+        elif token == "aws:dynamodb/table:Table":
+            ddb = self.client("dynamodb", region)
+            if props["name"] not in ddb.list_tables().get("TableNames", []):
+                hash_key = props["hashKey"]
+                types = {a["name"]: a["type"] for a in props.get("attributes") or []}
+                extra: dict[str, Any] = {}
+                if props.get("streamEnabled"):
+                    extra["StreamSpecification"] = {"StreamEnabled": True,
+                                                    "StreamViewType": props.get("streamViewType", "NEW_AND_OLD_IMAGES")}
+                ddb.create_table(TableName=props["name"], BillingMode="PAY_PER_REQUEST",
+                                 AttributeDefinitions=[{"AttributeName": hash_key, "AttributeType": types[hash_key]}],
+                                 KeySchema=[{"AttributeName": hash_key, "KeyType": "HASH"}], **extra)
 
     def _batch(self, zone: str, changes: list[tuple[str, dict[str, Any]]]) -> None:
         """One ChangeResourceRecordSets call, then GetChange until INSYNC (as the provider waits)."""

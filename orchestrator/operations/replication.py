@@ -1,0 +1,144 @@
+"""Continuous replication seen from the CLI: its health in `status`, and `registry replay --from-dlq`.
+
+Per region with a replication function (each secondary; every member in latency mode):
+
+- lag: the newest maximum of the `ReplicationLag` metric (apply time minus event time) over the
+  last 15 minutes; None when no change was applied in that window;
+- dead letters: the messages in the function's dead-letter queue (visible and in flight);
+- the last reconciliation: what the daily backstop sync wrote into the region's applied table.
+
+`replay_from_dlq` re-applies what the stream mapping gave up on: it reads each dead letter's batch
+back from the stream and runs it through the same function code (`orchestrator.registry.replicate`).
+No click here: the CLI renders and confirms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.errors import InputRejected
+
+if TYPE_CHECKING:  # pragma: no cover
+    from orchestrator.aws import AwsContext
+    from orchestrator.registry.replicate import ReplayReport
+    from orchestrator.topology import Topology
+
+LAG_WINDOW = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class ReplicationHealth:
+    region: str
+    lag_ms: int | None = None
+    dead_letters: int | None = None
+    last_reconciliation: dict[str, Any] | None = None
+    error: str | None = None  # why the numbers could not be read (status reports, it does not fail)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"region": self.region, "lag_ms": self.lag_ms, "dead_letters": self.dead_letters,
+                "last_reconciliation": self.last_reconciliation, "error": self.error}
+
+    def line(self) -> str:
+        if self.error:
+            return f"  {self.region:<15} unavailable: {self.error}"
+        lag = "no changes in 15 min" if self.lag_ms is None else f"{self.lag_ms / 1000:.1f} s"
+        rec = self.last_reconciliation
+        last = "never" if not rec else (f"{'ok' if rec.get('ok') else 'FAILED'} at {rec.get('at')} "
+                                         f"({rec.get('applied', 0)} applied, {rec.get('errors', 0)} errors)")
+        dlq = f"{self.dead_letters} dead letters" + (
+            f" (run `orchestrate registry replay --from-dlq --region {self.region}`)" if self.dead_letters else "")
+        return f"  {self.region:<15} lag {lag:<22} {dlq:<16}  last reconciliation {last}"
+
+
+def replication_regions(topology: Topology) -> tuple[str, ...]:
+    from programs.contract import function_regions
+
+    return function_regions(topology.routing.value, topology.primary, tuple(topology.secondaries))
+
+
+def replication_health(ctx: AwsContext, env: str, region: str, *, now: datetime | None = None) -> ReplicationHealth:
+    """One region's lag, dead letters and last reconciliation (errors become `error`)."""
+    from orchestrator.aws import client
+    from orchestrator.errors import OrchestrateError
+    from orchestrator.registry.calls import error_code
+    from orchestrator.registry.events import LAG_METRIC, METRIC_NAMESPACE
+    from orchestrator.registry.replicate import DynamoAppliedStore
+    from programs.contract import ReplicationNames
+
+    names = ReplicationNames.of(env, region)
+    now = now or datetime.now(timezone.utc)
+    try:
+        stats = client(ctx, "cloudwatch", region).get_metric_statistics(
+            Namespace=METRIC_NAMESPACE, MetricName=LAG_METRIC, StartTime=now - LAG_WINDOW,
+            EndTime=now + timedelta(minutes=1), Period=60,  # the current, still open minute too
+            Statistics=["Maximum"], Dimensions=[{"Name": "Env", "Value": env}, {"Name": "Region", "Value": region}])
+        points = sorted(stats.get("Datapoints", []), key=lambda p: p["Timestamp"])
+        lag = int(points[-1]["Maximum"]) if points else None
+        sqs = client(ctx, "sqs", region)
+        url = sqs.get_queue_url(QueueName=names.dead_letter_queue)["QueueUrl"]
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        dead = sum(int(v) for v in attrs.values())
+        last = DynamoAppliedStore(client(ctx, "dynamodb", region), names.applied_table).reconciliation()
+    except OrchestrateError as exc:
+        return ReplicationHealth(region, error=exc.one_line())
+    except Exception as exc:  # botocore: not deployed yet, no permission, ...
+        return ReplicationHealth(region, error=error_code(exc) or type(exc).__name__)
+    return ReplicationHealth(region, lag, dead, last)
+
+
+def count_dead_letters(ctx: AwsContext, env: str, region: str) -> int:
+    health = replication_health(ctx, env, region)
+    if health.error:
+        raise InputRejected(f"no replication dead-letter queue readable in {region}: {health.error}")
+    return health.dead_letters or 0
+
+
+def check_replay_region(topology: Topology, region: str) -> None:
+    regions = replication_regions(topology)
+    if region not in regions:
+        raise InputRejected(f"{region} has no replication function in env {topology.env} "
+                            f"(regions with one: {', '.join(regions) or 'none'})")
+
+
+def replay_from_dlq(ctx: AwsContext, topology: Topology, region: str, *, max_messages: int = 1000) -> ReplayReport:
+    """Re-apply the dead letters of `region`'s function; what still fails stays in the queue."""
+    from orchestrator.aws import aws_errors, client
+    from orchestrator.registry.events import METRIC_NAMESPACE
+    from orchestrator.registry.replicate import (
+        DynamoAppliedStore,
+        Region,
+        Replicator,
+        put_lag_metrics,
+        replay_dead_letters,
+    )
+    from programs.contract import ReplicationNames
+
+    check_replay_region(topology, region)
+    names = ReplicationNames.of(topology.env, region)
+
+    def region_of(name: str) -> Region:
+        return Region.of(name, client(ctx, "iot", name, own_retries=True),
+                         client(ctx, "iot-data", name, own_retries=True) if ctx.endpoint_url else _data(ctx, name))
+
+    with aws_errors(f"registry replay into {region}"):
+        cloudwatch = client(ctx, "cloudwatch", region)
+        dims = [{"Name": "Env", "Value": topology.env}, {"Name": "Region", "Value": region}]
+        replicator = Replicator(region_of(region),
+                                DynamoAppliedStore(client(ctx, "dynamodb", region), names.applied_table),
+                                region_of, lambda lags: put_lag_metrics(cloudwatch, METRIC_NAMESPACE, dims, lags))
+        sqs = client(ctx, "sqs", region)
+        url = sqs.get_queue_url(QueueName=names.dead_letter_queue)["QueueUrl"]
+        return replay_dead_letters(sqs, client(ctx, "dynamodbstreams", region), url, replicator,
+                                   max_messages=max_messages)
+
+
+def _data(ctx: AwsContext, region: str) -> Any:
+    """The shadow data plane at the account's ATS endpoint of `region`."""
+    from orchestrator.aws import session
+
+    iot = session(ctx).client("iot", region_name=region)
+    host = iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
+    return session(ctx).client("iot-data", region_name=region, endpoint_url=f"https://{host}")

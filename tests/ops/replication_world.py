@@ -1,0 +1,106 @@
+"""Test world of continuous replication: payloads, what the topic rules write, stream records, and
+replicators wired to a moto server (used by tests/ops/test_ops_replication.py and bench/replication_rpo.py).
+
+`rule_item` and `shadow_item` build the item the replication stack's topic rules write for an event
+(the SQL in programs/replication.py: the payload plus originRegion, eventTimeMs, expiresAt); they are
+checked against that SQL's field list in tests/programs/test_replication_rules.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from orchestrator.aws import AwsContext, client
+from orchestrator.registry.calls import RetryPolicy
+from orchestrator.registry.events import CLIENT_TOKEN_PREFIX
+from orchestrator.registry.replicate import DynamoAppliedStore, Region, Replicator
+
+DATA = Path(__file__).parent / "data" / "replication_payloads.json"
+TTL_S = 48 * 3600
+_SEQ = itertools.count(100000000000000000001)
+_SEQ_LOCK = threading.Lock()
+
+
+@cache
+def _payloads() -> dict[str, Any]:
+    return dict(json.loads(DATA.read_text()))
+
+
+def payload(kind: str, **changes: Any) -> dict[str, Any]:
+    """A documented sample payload (tests/ops/data/replication_payloads.json), with `changes`."""
+    return {**json.loads(json.dumps(_payloads()[kind])), **changes}
+
+
+def rule_item(event: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    """What the registry-events rule of `origin` writes for a registry event."""
+    return {**event, "originRegion": origin, "eventTimeMs": event["timestamp"],
+            "expiresAt": event["timestamp"] // 1000 + TTL_S}
+
+
+def shadow_item(document: Mapping[str, Any], thing: str, origin: str, shadow: str = "") -> dict[str, Any]:
+    """What a shadow rule of `origin` writes for an /update/documents message."""
+    version = document["current"]["version"]
+    item = {"eventId": f"shadow/{thing}/{shadow}/{version}/{document['timestamp']}", "eventType": "SHADOW_EVENT",
+            "thingName": thing, "shadowName": shadow, "version": version, "current": document["current"],
+            "eventTimeMs": document["timestamp"] * 1000, "originRegion": origin,
+            "expiresAt": document["timestamp"] + TTL_S}
+    if document.get("clientToken") is not None:
+        item["clientToken"] = document["clientToken"]
+    return item
+
+
+def rule_accepts(document: Mapping[str, Any]) -> bool:
+    """The shadow rules' WHERE clause: replica writes (the function's client token) stay home."""
+    token = document.get("clientToken")
+    return token is None or not str(token).startswith(CLIENT_TOKEN_PREFIX)
+
+
+def stream_record(item: Mapping[str, Any], region: str, *, sequence: str | None = None,
+                  event_name: str = "INSERT") -> dict[str, Any]:
+    """A DynamoDB stream record as Lambda delivers it (the documented shape) for `item`."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    ser = TypeSerializer()
+    if sequence is None:
+        with _SEQ_LOCK:
+            sequence = str(next(_SEQ))
+    record = payload("stream_record")
+    record.update(awsRegion=region, eventName=event_name,
+                  eventSourceARN=f"arn:aws:dynamodb:{region}:123456789012:table/iot-dev-registry-events/stream/x")
+    record["dynamodb"] = {**record["dynamodb"], "Keys": {"eventId": {"S": str(item.get("eventId"))}},
+                          "NewImage": {k: ser.serialize(v) for k, v in item.items()},
+                          "SequenceNumber": sequence, "ApproximateCreationDateTime": int(time.time())}
+    return record
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def applied_table(ctx: AwsContext, region: str, name: str = "iot-dev-replication-applied") -> str:
+    ddb = client(ctx, "dynamodb", region)
+    ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                     AttributeDefinitions=[{"AttributeName": "objectKey", "AttributeType": "S"}],
+                     KeySchema=[{"AttributeName": "objectKey", "KeyType": "HASH"}])
+    return name
+
+
+def region_of(ctx: AwsContext, name: str) -> Region:
+    retry = RetryPolicy(max_attempts=2, sleep=lambda _s: None)
+    return Region.of(name, client(ctx, "iot", name, own_retries=True), client(ctx, "iot-data", name, own_retries=True),
+                     rate=1000.0, retry=retry)
+
+
+def replicator(ctx: AwsContext, region: str, *, lags: list[int] | None = None,
+               clock: Callable[[], float] = time.time) -> Replicator:
+    table = applied_table(ctx, region)
+    store = DynamoAppliedStore(client(ctx, "dynamodb", region), table)
+    metrics = None if lags is None else lags.extend
+    return Replicator(region_of(ctx, region), store, lambda r: region_of(ctx, r), metrics, clock)

@@ -1,0 +1,211 @@
+"""Continuous replication in the replication program: topic rules, functions, IAM, package, alarms."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from dataclasses import replace
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from orchestrator.registry.events import CLIENT_TOKEN_PREFIX, LAG_METRIC, METRIC_NAMESPACE
+from programs import package, policies
+from programs.contract import ReplicationNames
+from programs.mocks import Evaluation, evaluate
+from programs.replication import rule_sql
+from tests.programs.conftest import PRIMARY, SECONDARY, THIRD, policy_attached_to, replication_args
+
+NAME = "iot-dev-replication"
+ACCOUNT = "123456789012"
+FUNCTION = "aws:lambda/function:Function"
+MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping"
+RULE = "aws:iot/topicRule:TopicRule"
+
+
+@cache
+def routed(routing: str) -> Evaluation:
+    return evaluate(replace(replication_args(SECONDARY, THIRD), routing=routing), stack="dev-replication")
+
+
+def regions_of(ev: Evaluation, token: str) -> list[str]:
+    return sorted({r.inputs["region"] for r in ev.of_type(token)})
+
+
+@pytest.mark.parametrize("routing, rule_regions, function_regions", [
+    ("single", [PRIMARY], [SECONDARY, THIRD]),
+    ("failover", [PRIMARY, SECONDARY], [SECONDARY, THIRD]),
+    ("latency", [PRIMARY, SECONDARY, THIRD], [PRIMARY, SECONDARY, THIRD]),
+])
+def test_rules_where_changes_happen_and_functions_where_they_are_applied(
+        routing: str, rule_regions: list[str], function_regions: list[str]) -> None:
+    ev = routed(routing)
+    assert regions_of(ev, RULE) == sorted(rule_regions)
+    assert len(ev.of_type(RULE)) == 3 * len(rule_regions)
+    assert regions_of(ev, FUNCTION) == sorted(function_regions)
+    assert len(ev.of_type(FUNCTION)) == len(function_regions)
+
+
+def test_each_rule_writes_its_regions_replica_with_origin_time_and_ttl() -> None:
+    ev = routed("latency")
+    for region in (PRIMARY, SECONDARY, THIRD):
+        role = ev.named(f"{NAME}-events-role-{region}")
+        doc = policy_attached_to(ev, role.name)
+        assert policies.resources_of(doc) == [f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/iot-dev-registry-events"]
+        assert policies.actions_of(doc) == ["dynamodb:PutItem"]
+        for kind in ("registry-events", "shadow-classic", "shadow-named"):
+            resource = ev.named(f"{NAME}-{kind}-rule-{region}")
+            rule = resource.inputs
+            assert rule["region"] == region and rule["sql"] == rule_sql(region)[kind]
+            assert role.name in resource.depends_on  # that region's role, no other
+            assert rule["dynamodbv2s"][0]["roleArn"].startswith(f"arn:aws:iam::{ACCOUNT}:role/{role.name}-")
+            assert rule["dynamodbv2s"][0]["putItem"] == {"tableName": "iot-dev-registry-events"}
+            assert f"'{region}' AS originRegion" in rule["sql"]
+            assert "AS expiresAt" in rule["sql"] and "AS eventTimeMs" in rule["sql"]
+
+
+def test_rule_topics_and_the_replica_client_token_filter() -> None:
+    sql = rule_sql(PRIMARY)
+    assert "FROM '$aws/events/#' WHERE startswith(topic(), '$aws/events/thing')" in sql["registry-events"]
+    assert "FROM '$aws/things/+/shadow/update/documents'" in sql["shadow-classic"]
+    assert "FROM '$aws/things/+/shadow/name/+/update/documents'" in sql["shadow-named"]
+    # the token `registry sync` and the function write shadows with is the one the rules drop
+    from orchestrator.registry.sync.apply import SYNC_CLIENT_TOKEN
+
+    assert SYNC_CLIENT_TOKEN.startswith(CLIENT_TOKEN_PREFIX)
+    for kind in ("shadow-classic", "shadow-named"):
+        assert f"NOT startswith(clientToken, '{CLIENT_TOKEN_PREFIX}')" in sql[kind]
+        assert "isUndefined(clientToken)" in sql[kind]  # updates without a token are replicated
+        # every field the function reads from a shadow item is written by the rule
+        for field in ("eventType", "thingName", "shadowName", "version", "eventId", "eventTimeMs", "current"):
+            assert f"{field}" in sql[kind]
+    assert "topic(6) AS shadowName" in sql["shadow-named"] and "'' AS shadowName" in sql["shadow-classic"]
+    assert "timestamp * 1000 AS eventTimeMs" in sql["shadow-classic"]  # shadow timestamps are seconds
+
+
+def test_each_function_reads_its_own_regions_stream_reports_item_failures_and_has_a_dead_letter_queue() -> None:
+    ev = routed("latency")
+    for region in (PRIMARY, SECONDARY, THIRD):
+        names = ReplicationNames.of("dev", region)
+        mapping = ev.named(f"{NAME}-replicator-stream-{region}").inputs
+        assert mapping["region"] == region
+        assert mapping["eventSourceArn"] == (f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/iot-dev-registry-events"
+                                             "/stream/2024-01-01T00:00:00.000")
+        assert mapping["functionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert mapping["bisectBatchOnFunctionError"] is True
+        assert 0 < mapping["maximumRetryAttempts"] <= 10_000 and mapping["maximumRecordAgeInSeconds"] <= 86_400
+        assert mapping["destinationConfig"]["onFailure"]["destinationArn"] == \
+            f"arn:aws:sqs:{region}:{ACCOUNT}:{names.dead_letter_queue}"
+        (criteria,) = mapping["filterCriteria"]["filters"]
+        assert json.loads(criteria["pattern"]) == {"eventName": ["INSERT", "MODIFY"]}
+        fn = ev.named(f"{NAME}-replicator-{region}").inputs
+        assert fn["handler"] == "orchestrator.registry.replicate.handler" and fn["runtime"].startswith("python3")
+        assert fn["environment"]["variables"] == {"REPLICATION_ENV": "dev", "APPLIED_TABLE": names.applied_table,
+                                                  "METRIC_NAMESPACE": METRIC_NAMESPACE}
+        assert fn["sourceCodeHash"] == package.build().sha256_b64
+
+
+def test_function_role_is_scoped_to_its_region_its_stream_table_queue_and_sources() -> None:
+    ev = routed("failover")
+    region = THIRD
+    names = ReplicationNames.of("dev", region)
+    doc = policy_attached_to(ev, ev.named(f"{NAME}-replicator-role-{region}").name)
+    by_sid = {s["Sid"]: s for s in doc["Statement"]}
+    assert by_sid["ReadTheStream"]["Resource"] == \
+        f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/iot-dev-registry-events/stream/*"
+    assert by_sid["Watermarks"]["Resource"] == f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/{names.applied_table}"
+    assert by_sid["DeadLetters"] == {"Sid": "DeadLetters", "Effect": "Allow", "Action": "sqs:SendMessage",
+                                     "Resource": f"arn:aws:sqs:{region}:{ACCOUNT}:{names.dead_letter_queue}"}
+    assert by_sid["RegistryHere"]["Resource"] == f"arn:aws:iot:{region}:{ACCOUNT}:*"
+    # failover: changes happen in the primary and the failover target, so those are the sources
+    assert by_sid["RegistrySources"]["Resource"] == [f"arn:aws:iot:{r}:{ACCOUNT}:*" for r in (PRIMARY, SECONDARY)]
+    assert not any(a.startswith(("iot:Create", "iot:Update", "iot:Delete", "iot:Attach", "iot:Detach",
+                                 "iot:Register"))
+                   for a in by_sid["RegistrySources"]["Action"]), "sources are read, never written"
+    for statement in doc["Statement"]:
+        actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        assert not any(a.endswith("*") for a in actions)
+        if statement["Resource"] == "*":  # only calls without resource-level permissions, and conditioned
+            assert statement["Sid"] in {"ListStreams", "LagMetric", "Listings"} and statement["Condition"]
+    assert by_sid["LagMetric"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}}
+    assert by_sid["Listings"]["Condition"] == {"StringEquals": {"aws:RequestedRegion": [THIRD, PRIMARY, SECONDARY]}}
+
+
+def test_alarms_on_dead_letters_and_on_replication_lag() -> None:
+    ev = routed("single")
+    for region in (SECONDARY, THIRD):
+        dlq = ev.named(f"{NAME}-dlq-alarm-{region}").inputs
+        assert (dlq["namespace"], dlq["metricName"], dlq["threshold"], dlq["comparisonOperator"]) == \
+            ("AWS/SQS", "ApproximateNumberOfMessagesVisible", 0, "GreaterThanThreshold")
+        assert dlq["dimensions"] == {"QueueName": ReplicationNames.of("dev", region).dead_letter_queue}
+        lag = ev.named(f"{NAME}-lag-alarm-{region}").inputs
+        assert (lag["namespace"], lag["metricName"], lag["statistic"]) == (METRIC_NAMESPACE, LAG_METRIC, "Maximum")
+        assert lag["dimensions"] == {"Env": "dev", "Region": region} and lag["region"] == region
+
+
+def test_daily_reconciliation_from_the_primary_into_each_secondary_only() -> None:
+    ev = routed("latency")
+    targets = {t.inputs["region"]: t.inputs for t in ev.of_type("aws:cloudwatch/eventTarget:EventTarget")}
+    assert sorted(targets) == [SECONDARY, THIRD]
+    for region, target in targets.items():
+        assert json.loads(target["input"]) == {"reconcile": {"from": PRIMARY}}
+        rule = ev.named(f"{NAME}-reconcile-{region}").inputs
+        assert rule["scheduleExpression"] == "rate(1 day)"
+        permission = ev.named(f"{NAME}-reconcile-permission-{region}").inputs
+        assert permission["principal"] == "events.amazonaws.com" and permission["action"] == "lambda:InvokeFunction"
+        assert permission["sourceArn"] == f"arn:aws:events:{region}:{ACCOUNT}:rule/iot-dev-reconcile-{region}"
+
+
+# -- the package ---------------------------------------------------------------------------------
+def test_package_is_reproducible_same_bytes_for_the_same_source(tmp_path: Path) -> None:
+    first = package.build(out_dir=tmp_path / "a")
+    # another checkout of the same source: other mtimes, other permissions, bytecode lying around
+    copy = tmp_path / "checkout"
+    for name in package.source_files():
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(package.ROOT / name, copy / name)
+        os.utime(copy / name, (1_000_000, 1_000_000))
+        os.chmod(copy / name, 0o600)
+    (copy / "orchestrator/registry/__pycache__").mkdir()
+    (copy / "orchestrator/registry/__pycache__/events.cpython-311.pyc").write_bytes(b"\0")
+    second = package.build(copy, out_dir=tmp_path / "b")
+    assert first.path.read_bytes() == second.path.read_bytes()
+    assert first.sha256_b64 == second.sha256_b64 == \
+        __import__("base64").b64encode(hashlib.sha256(first.path.read_bytes()).digest()).decode()
+    with zipfile.ZipFile(first.path) as archive:
+        infos = archive.infolist()
+    assert [i.filename for i in infos] == sorted(i.filename for i in infos) == list(first.files)
+    assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
+    assert {i.external_attr >> 16 for i in infos} == {0o100644}
+    assert not any("__pycache__" in i.filename or i.filename.endswith(".pyc") for i in infos)
+    # a changed source is a new package
+    (copy / "orchestrator/registry/events.py").write_text((copy / "orchestrator/registry/events.py").read_text() + "\n")
+    assert package.build(copy, out_dir=tmp_path / "c").sha256_b64 != first.sha256_b64
+
+
+def test_the_handler_imports_from_the_package_alone_without_click_pulumi_or_yaml(tmp_path: Path) -> None:
+    built = package.build(out_dir=tmp_path)
+    probe = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in {'click', 'pulumi', 'pulumi_aws', 'yaml', 'programs', 'cryptography'}:\n"
+        "            raise ImportError('not in the Lambda runtime: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        f"sys.path = [{str(built.path)!r}] + [p for p in sys.path if 'site-packages' in p or 'lib/python' in p]\n"
+        "sys.path = [p for p in sys.path if not p.rstrip('/').endswith('wt13') and '.egg-link' not in p]\n"
+        "import orchestrator.registry.replicate as r\n"
+        "assert r.__file__.startswith(sys.path[0]), r.__file__\n"
+        "assert callable(r.handler)\n"
+        "print('ok')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path, env=env)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
