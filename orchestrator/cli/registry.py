@@ -89,8 +89,11 @@ def _calls(result) -> list[str]:  # noqa: ANN001
 
 
 @command("sync")
-@click.option("--from", "src", required=True, metavar="R1", help="Source region.")
-@click.option("--to", "dst", required=True, metavar="R2", help="Destination region (must be in residency).")
+@click.option("--from", "src", metavar="R1", help="Source region.")
+@click.option("--to", "dst", metavar="R2", help="Destination region (must be in residency).")
+@click.option("--all-secondaries", is_flag=True,
+              help="From the primary (as the topology records it, after any failover) to every secondary, "
+                   "one after another; instead of --from/--to (the scheduled job's form).")
 @click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
 @click.option("--prune", is_flag=True, help="Also delete what the source no longer has (implies --full).")
 @click.option("--full", is_flag=True, help="Read every thing's certificates and shadows, not only what changed "
@@ -100,25 +103,59 @@ def _calls(result) -> list[str]:  # noqa: ANN001
               help="With --prune: most objects deleted, a number or a percentage of the destination's "
                    "[default: 5%].")
 @click.option("--yes", is_flag=True, help="Confirm --prune's deletions without a prompt (needed without a terminal).")
-def sync(app: Context, src: str, dst: str, dry_run: bool, prune: bool, full: bool, rate: float | None,
-         read_rate: float | None, quota_file: str | None, quota_overrides: tuple[str, ...], no_shadows: bool,
-         concurrency: int, max_delete: str | None, yes: bool) -> None:
+def sync(app: Context, src: str | None, dst: str | None, all_secondaries: bool, dry_run: bool, prune: bool,
+         full: bool, rate: float | None, read_rate: float | None, quota_file: str | None,
+         quota_overrides: tuple[str, ...], no_shadows: bool, concurrency: int, max_delete: str | None,
+         yes: bool) -> None:
     """Copy thing types, groups, things, policies, certificates, attachments and shadows R1 -> R2.
 
     Both regions must be members of the environment. --prune deletes only from a complete source
-    listing, within the deletion budget, after confirmation."""
-    from orchestrator.aws import AwsContext
-    from orchestrator.cli.options import confirmer
-    from orchestrator.registry import plan_registry_sync, sync_registry
-    from orchestrator.registry.guards import DeleteBudget, PruneGuard, check_member_regions
+    listing, within the deletion budget, after confirmation. --all-secondaries syncs the primary
+    to each secondary in turn: a pair that reports errors does not stop the next (exit 1 at the end),
+    a refusal (exit 2 or 4) stops at once."""
+    from orchestrator.registry.guards import DeleteBudget, check_member_regions
 
     topology = app.topology()
-    ctx, residency = AwsContext(endpoint_url=app.endpoint_url), topology.residency
-    # the flags first (a bad --quota names itself), then the regions
+    if all_secondaries:
+        if src or dst:
+            raise InputRejected("--all-secondaries replaces --from/--to: pass one form, not both")
+        if not topology.secondaries:  # a single-region env: the scheduled job has nothing to do
+            app.notify(f"env {topology.env} has no secondaries: nothing to sync")
+            if app.json_output:
+                app.console.document({"syncs": []})
+            return
+        pairs = [(topology.primary, r) for r in topology.secondaries]
+    elif not (src and dst):
+        raise InputRejected("pass --from R1 and --to R2, or --all-secondaries")
+    else:
+        pairs = [(src, dst)]
+    # the flags first (a bad --quota names itself), then the regions: all before any call
     settings = _settings(app, prune=prune, rate=rate, read_rate=read_rate, quota_file=quota_file,
                          quota_overrides=quota_overrides, concurrency=concurrency, no_shadows=no_shadows, full=full)
     budget = DeleteBudget.parse(max_delete)
-    check_member_regions(topology.regions, residency, src, dst, topology.source)
+    for a, b in pairs:
+        check_member_regions(topology.regions, topology.residency, a, b, topology.source)
+    outcomes = [_sync_pair(app, a, b, settings, budget, dry_run=dry_run, yes=yes) for a, b in pairs]
+    if app.json_output:
+        docs = [doc for doc, _ in outcomes]
+        app.console.document(docs[0] if len(docs) == 1 and not all_secondaries else {"syncs": docs})
+    else:
+        for _, lines in outcomes:
+            for line in lines:
+                app.console.result(line)
+    if not all(doc.get("ok", True) for doc, _ in outcomes):
+        raise Reported(ExitCode.FAILED)
+
+
+def _sync_pair(app: Context, src: str, dst: str, settings, budget, *, dry_run: bool,  # noqa: ANN001
+               yes: bool) -> tuple[dict, list[str]]:
+    """One source -> destination sync (or its dry run): its JSON document and its text lines."""
+    from orchestrator.aws import AwsContext
+    from orchestrator.cli.options import confirmer
+    from orchestrator.registry import plan_registry_sync, sync_registry
+    from orchestrator.registry.guards import PruneGuard
+
+    ctx, residency = AwsContext(endpoint_url=app.endpoint_url), app.topology().residency
     guard = PruneGuard(budget=budget, confirm=confirmer(yes), notify=app.notify,
                        record_path=app.state.listing_record_path(app.env, src, dst))
     versions = app.state.sync_versions_path(app.env, src, dst)
@@ -127,8 +164,7 @@ def sync(app: Context, src: str, dst: str, dry_run: bool, prune: bool, full: boo
         plan = plan_registry_sync(ctx, src, dst, settings=settings, state_path=versions, residency=residency)
         lines = [f"dry run {src} -> {dst}: {plan.total} changes"] + _counts(plan.counts)
         lines += [f"  first {kind}: {', '.join(items)}" for kind, items in plan.first.items() if items]
-        _render(app, plan, lines + [f"  warning: {w}" for w in plan.warnings])
-        return
+        return plan.to_json(), lines + [f"  warning: {w}" for w in plan.warnings]
     checkpoint = app.state.sync_checkpoint_path(app.env, src, dst)
     listings = app.state.listing_record_path(app.env, src, dst)
     from orchestrator.registry.checkpoint import Checkpoint
@@ -153,9 +189,7 @@ def sync(app: Context, src: str, dst: str, dry_run: bool, prune: bool, full: boo
     lines += [f"  error: {e.op}: {e.code}: {e.message}" for e in result.errors[:20]]
     if len(result.errors) > 20:
         lines.append(f"  … and {len(result.errors) - 20} more errors (--json lists them all)")
-    _render(app, result, lines + [f"  warning: {w}" for w in result.warnings])
-    if not result.ok:
-        raise Reported(ExitCode.FAILED)
+    return result.to_json(), lines + [f"  warning: {w}" for w in result.warnings]
 
 
 @command("backup")

@@ -21,7 +21,7 @@ from orchestrator.aws import AwsContext
 from orchestrator.cli.app import Deps
 from orchestrator.cli.main import cli
 from tests.doubles import InMemoryEngine, stable_endpoint
-from tests.ops.conftest import DST, SRC
+from tests.ops.conftest import DST, SRC, THIRD
 from tests.ops.provider_sim import ProviderSimulation
 from tests.ops.registry_world import seed
 
@@ -208,6 +208,40 @@ def test_registry_cli_sync_dry_run_then_sync_then_nothing(run, iot, live, projec
     assert json.loads(first.stdout)["write_calls"] > 0
     second = run("registry", "sync", "--from", SRC, "--to", DST, "--rate", "500", "--json")
     assert json.loads(second.stdout)["write_calls"] == 0
+
+
+def test_registry_sync_all_secondaries_copies_the_primary_to_each(run, iot, live, project) -> None:  # noqa: ANN001
+    """The scheduled job's form: from the recorded primary to every secondary, one document per pair."""
+    path = project / "stacks" / "dev.topology.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc.update(secondaries=[DST, THIRD], routing="latency", residency=[*doc["residency"], THIRD])
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = run("registry", "sync", "--all-secondaries", "--full", "--rate", "500", "--json")
+    assert result.exit_code == 0, result.output
+    docs = json.loads(result.stdout)["syncs"]
+    assert [(d["from"], d["to"]) for d in docs] == [(SRC, DST), (SRC, THIRD)]
+    assert all(d["ok"] and d["write_calls"] > 0 for d in docs)
+    src_things = {t["thingName"] for t in iot(SRC).list_things()["things"]}
+    for region in (DST, THIRD):
+        assert {t["thingName"] for t in iot(region).list_things()["things"]} == src_things
+    again = json.loads(run("registry", "sync", "--all-secondaries", "--rate", "500", "--json").stdout)["syncs"]
+    assert [d["write_calls"] for d in again] == [0, 0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--all-secondaries", "--from", SRC), "--all-secondaries replaces --from/--to"),
+    (("--from", SRC), "pass --from R1 and --to R2, or --all-secondaries"),
+])
+def test_registry_sync_pair_forms_are_checked_before_any_call(run, iot, live, args, message) -> None:  # noqa: ANN001
+    result = run("registry", "sync", *args)
+    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) <= 2  # the error, and its hint when there is one
+
+
+def test_registry_sync_all_secondaries_of_a_single_region_env_has_nothing_to_do(run, live) -> None:  # noqa: ANN001
+    result = run("registry", "sync", "--all-secondaries", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout) == {"syncs": []}
+    assert "has no secondaries: nothing to sync" in result.stderr
 
 
 def test_registry_backup_restore_round_trip_through_cli(run, iot, live, tmp_path: Path, signing_key) -> None:  # noqa: ANN001

@@ -29,7 +29,7 @@ def deployed(run: Callable[..., Result], project: Any) -> None:  # noqa: F811
     doc = yaml.safe_load(path.read_text())
     doc.update(secondaries=[DST], routing="failover")
     path.write_text(yaml.safe_dump(doc))
-    result = run("up", "--all")
+    result = run("up", "--all", "--yes")
     assert result.exit_code == 0, result.output
 
 

@@ -24,7 +24,8 @@ PREVIEW = WORKFLOWS / "preview.yml"
 APPLY = WORKFLOWS / "apply.yml"
 BACKUP = WORKFLOWS / "backup.yml"
 DRIFT = WORKFLOWS / "drift.yml"
-ALL = (PREVIEW, APPLY, BACKUP, DRIFT)
+SYNC = WORKFLOWS / "registry-sync.yml"
+ALL = (PREVIEW, APPLY, BACKUP, DRIFT, SYNC)
 BUILD = REPO / "tests" / "tools" / "build_actionlint.sh"
 CONSTRAINTS = REPO / "constraints.txt"
 PATHS = {"programs/**", "stacks/**", "orchestrator/**", "Pulumi.yaml", "pyproject.toml", "constraints.txt"}
@@ -250,6 +251,8 @@ def test_one_constraints_file_pins_what_make_and_every_workflow_install() -> Non
             if "pip install" not in runs:
                 continue
             assert ".venv/bin/pip install . --constraint constraints.txt" in runs, path.name
+            if not steps_using(job, "pulumi/actions"):  # a job that runs no stack needs no Pulumi CLI
+                continue
             assert "sed -n 's/^pulumi==//p' constraints.txt" in runs, path.name
             (pulumi,) = steps_using(job, "pulumi/actions")
             assert pulumi["with"]["pulumi-version"] == "${{ steps.versions.outputs.pulumi }}"
@@ -295,3 +298,35 @@ def test_drift_runs_nightly_and_keeps_one_issue_per_environment() -> None:
     runs = run_lines(job)
     assert 'orchestrate drift --env "$ENV_NAME" --all --format markdown --output drift.md' in runs
     assert "orchestrate comment issue" in runs and "--resolved" in runs
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.stem)
+def test_a_pipe_never_hides_a_failed_orchestrate(path: Path) -> None:
+    """GitHub runs `run:` with `bash -e` and no pipefail unless a shell is named: `orchestrate … | tee`
+    would then pass when orchestrate failed."""
+    doc = load(path)
+    for name, job in doc["jobs"].items():
+        shell = (job.get("defaults") or doc.get("defaults") or {}).get("run", {}).get("shell")
+        for step in job["steps"]:
+            piped = any("orchestrate " in part for part in str(step.get("run", "")).split("|")[:-1])
+            if piped:
+                assert (step.get("shell") or shell) == "bash", f"{path.name}:{name}: {step['run']}"
+
+
+def test_registry_sync_runs_daily_and_fully_every_week_never_pruning() -> None:
+    doc = load(SYNC)
+    daily, weekly = (entry["cron"] for entry in doc["on"]["schedule"])
+    assert daily.split()[2:] == ["*", "*", "*"] and weekly.split()[2:] == ["*", "*", "0"]
+    assert doc["on"]["workflow_dispatch"]["inputs"]["full"]["type"] == "boolean"
+    assert doc["permissions"] == {}
+    (job,) = doc["jobs"].values()
+    assert job["strategy"]["matrix"]["env"] == ["dev", "prod"]
+    assert job["environment"] == "sync-${{ matrix.env }}"  # unreviewed: never waits for a human
+    assert job["permissions"] == {"contents": "read", "id-token": "write"}
+    assert job["concurrency"]["cancel-in-progress"] is False  # never kill a sync half way
+    assert job["env"]["FULL"] == f"${{{{ github.event.schedule == '{weekly}' || inputs.full }}}}"
+    runs = run_lines(job)
+    assert '--all-secondaries' in runs and 'args+=(--full)' in runs
+    assert "--prune" not in runs and "--yes" not in runs  # deletions stay a person's decision
+    (aws,) = steps_using(job, "aws-actions/configure-aws-credentials")
+    assert aws["with"]["role-to-assume"] == "${{ vars.AWS_SYNC_ROLE_ARN }}"
