@@ -143,12 +143,15 @@ class PlatformMocks(pulumi.runtime.Mocks):
 
     `versioning` maps a bucket name to the status a `BucketVersioning.get` read reports
     (default `Enabled`), so tests can show what happens when a lake is not versioned.
+    `states` keeps what each resource was answered, by (type, logical name): the mocked ids and
+    ARNs that other resources' inputs refer to (the local drill's engine maps them to real ones).
     """
 
     def __init__(self, *, default_region: str = "us-east-1",
                  versioning: Mapping[str, str] | None = None) -> None:
         self.default_region = default_region
         self.versioning = dict(versioning or {})
+        self.states: dict[tuple[str, str], dict[str, Any]] = {}
 
     # pulumi.runtime.Mocks ------------------------------------------------------------------------
     def new_resource(self, args: Any) -> tuple[str, dict[str, Any]]:
@@ -238,6 +241,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
             arn_account = ACCOUNT_ID if regional or service == "iam" else ""  # route53: neither
             state["arn"] = f"arn:{PARTITION}:{service}:{arn_region}:{arn_account}:{resource}"
         state.setdefault("id", rid)
+        self.states[(token, name)] = state
         return str(rid), state
 
     def call(self, args: Any) -> tuple[dict[str, Any], list[tuple[str, str]]]:

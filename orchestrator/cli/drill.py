@@ -19,12 +19,15 @@ from orchestrator.errors import ExitCode, Reported
               help="Longest wait for the devices to reconnect after the kill.")
 @click.option("--time-scale", type=click.FloatRange(0.001, 1.0), default=0.1, show_default=True,
               help="Health-check interval and record TTL are Route 53's times this factor (local only).")
+@click.option("--failover-control", "control", type=click.Choice(["dns", "arc"]), default=None,
+              help="How the local world moves traffic: DNS records, or ARC routing controls (a local ARC "
+                   "cluster) [default: the env's `failover_control`] (local only).")
 @click.option("--no-transitions", is_flag=True, help="Skip failover/failback after the outage (local only).")
 @click.option("--output", type=click.Path(file_okay=False), help="Report directory [default: "
                                                                  ".orchestrate/drills/<env>-<time>/].")
 @click.option("--yes", is_flag=True, help="Do not ask (real account: the drill moves production traffic).")
 def drill(app: Context, local: bool, devices: int, routing: str, kill: str | None, duration: float,
-          time_scale: float, no_transitions: bool, output: str | None, yes: bool) -> None:
+          time_scale: float, control: str | None, no_transitions: bool, output: str | None, yes: bool) -> None:
     """A failover game day: kill a region, measure what devices see (RTO, lost messages, shadows).
 
     \b
@@ -39,7 +42,7 @@ def drill(app: Context, local: bool, devices: int, routing: str, kill: str | Non
     if kill:
         known_region(kill, "--kill")
     opts = DrillOptions(devices=devices, routing=Routing(routing), kill=kill, duration=duration,
-                        time_scale=time_scale, transitions=not no_transitions)
+                        time_scale=time_scale, transitions=not no_transitions, control=control)
     outcome = run_drill(app, opts, local=local, output=output, confirm=confirmer(yes))
     if app.json_output:
         app.console.document(outcome.to_json())

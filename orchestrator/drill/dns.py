@@ -1,9 +1,10 @@
 """The custom domain's answers, as Route 53 gives them, from the records the DNS stack holds.
 
 `Route53Answers` reads the hosted zone's record sets (boto3, the moto server of the local world),
-runs the health checks those records name as real TCP checks against the brokers (interval and
-failure threshold from the health check, scaled by the drill's time scale), and answers with
-Route 53's selection rules:
+runs the health checks those records name as Route 53 would: TCP checks as real TCP connects to the
+brokers (interval and failure threshold from the health check, scaled by the drill's time scale),
+RECOVERY_CONTROL checks as the state of their ARC routing control (healthy when On), CALCULATED
+checks as at least `HealthThreshold` healthy children; and answers with Route 53's selection rules:
 - a record without a health check counts as healthy; if no record is healthy, all count as healthy;
 - failover: the healthy PRIMARY, else the healthy SECONDARY, else the PRIMARY;
 - latency: the healthy record whose region is nearest to the resolver asking.
@@ -127,8 +128,12 @@ class HealthChecker:
 
 class Route53Answers:
     def __init__(self, r53: Any, zone_id: str, domain: str, addresses: Mapping[str, str], tls_port: int,
-                 scale: float, nearest: Callable[[str | None, str], float]) -> None:
+                 scale: float, nearest: Callable[[str | None, str], float],
+                 control_state: Callable[[str], str | None] = lambda _check_id: None) -> None:
         self.r53, self.zone_id, self.domain = r53, zone_id, domain.rstrip(".")
+        self.control_state = control_state  # RECOVERY_CONTROL check id -> its routing control's state
+        self._calculated: dict[str, tuple[tuple[str, ...], int]] = {}  # id -> (children, threshold)
+        self._control_checks: set[str] = set()
         self.addresses = dict(addresses)  # ATS endpoint -> loopback address
         self.tls_port, self.scale, self.nearest = tls_port, scale, nearest
         self.changes: list[DnsChange] = []
@@ -149,22 +154,38 @@ class Route53Answers:
             return self._records
 
     def _sync_checks(self) -> None:
-        """Health checks follow the records: a check named by a record starts being probed."""
-        wanted = {r.health_check_id for r in self._records if r.health_check_id}
-        missing = wanted - {cid for c in self._checkers for cid in c.specs}
-        if not missing:
-            return
+        """Health checks follow the records: a check named by a record (or by a CALCULATED check it
+        names) starts being evaluated."""
+        known = {cid for c in self._checkers for cid in c.specs} | set(self._calculated) | self._control_checks
+        missing = {r.health_check_id for r in self._records if r.health_check_id} - known
         specs = []
-        for check_id in sorted(missing):
+        while missing:
+            check_id = missing.pop()
+            known.add(check_id)
             cfg = self.r53.get_health_check(HealthCheckId=check_id)["HealthCheck"]["HealthCheckConfig"]
-            specs.append(CheckSpec(check_id, cfg.get("FullyQualifiedDomainName", ""), int(cfg.get("Port", 443)),
-                                   float(cfg.get("RequestInterval", 30)), int(cfg.get("FailureThreshold", 3))))
+            kind = cfg.get("Type", "TCP")
+            if kind == "CALCULATED":
+                children = tuple(cfg.get("ChildHealthChecks") or ())
+                self._calculated[check_id] = (children, int(cfg.get("HealthThreshold", len(children))))
+                missing |= set(children) - known
+            elif kind == "RECOVERY_CONTROL":
+                self._control_checks.add(check_id)
+            else:
+                specs.append(CheckSpec(check_id, cfg.get("FullyQualifiedDomainName", ""), int(cfg.get("Port", 443)),
+                                       float(cfg.get("RequestInterval", 30)), int(cfg.get("FailureThreshold", 3))))
+        if not specs:
+            return
         address_of = {fqdn: (addr, self.tls_port) for fqdn, addr in self.addresses.items()}
         checker = HealthChecker(specs, address_of, self.scale)
         checker.start()
         self._checkers.append(checker)
 
     def healthy(self, check_id: str) -> bool:
+        if check_id in self._calculated:
+            children, threshold = self._calculated[check_id]
+            return sum(1 for c in children if self.healthy(c)) >= threshold
+        if check_id in self._control_checks:
+            return self.control_state(check_id) == "On"
         for c in self._checkers:
             if check_id in c.specs:
                 return c.healthy(check_id)

@@ -4,10 +4,14 @@
 stack's program exactly as `orchestrate plan` does (Pulumi mocks, the same config the orchestrator
 wrote) and then makes what the provider would make, in the local world's AWS (moto):
 - region stacks: the data-lake bucket (versioned) and the IoT domain configuration for the domain;
-- the DNS stack: every `aws.route53.HealthCheck` and `aws.route53.Record` the program declares,
-  with its TTL, set identifier, routing policy and health check; a record set is UPSERTed when it
-  keeps its set identifier, CREATEd when new and DELETEd when the program no longer declares it
-  (what terraform-provider-aws sends for `aws_route53_record`);
+- the DNS stack: every `aws.route53.HealthCheck` (TCP, RECOVERY_CONTROL, CALCULATED) and
+  `aws.route53.Record` the program declares, with its TTL, set identifier, routing policy and health
+  check; a record set is UPSERTed when it keeps its set identifier, CREATEd when new and DELETEd when
+  the program no longer declares it (what terraform-provider-aws sends for `aws_route53_record`);
+  with `failover_control: arc`, its routing controls and safety rules are registered with the local
+  ARC cluster (`drill/arc.py`, standing in for ARC's control plane) and the stack's cluster
+  endpoints are that cluster's. moto keeps no `RoutingControlArn` on a health check, so the engine
+  remembers which check watches which routing control (`control_checks`) for the DNS server;
 - the replication stack: the primary bucket's replication rules.
 So the lifecycle (promote-secondary, failover, failback) runs its own code, verification included,
 and the drill's DNS server answers from what the DNS program declared. Nothing here is Pulumi's
@@ -20,7 +24,7 @@ import json
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.aws import AwsContext, client
 from orchestrator.engine.types import (
@@ -35,15 +39,22 @@ from orchestrator.engine.types import (
 )
 from orchestrator.engine.types import Outcome as O  # noqa: N817 - short in the results below
 
+if TYPE_CHECKING:  # pragma: no cover
+    from orchestrator.drill.arc import ArcCluster
+
 NS = "iot-platform:"
 RECORD = "aws:route53/record:Record"
 HEALTH_CHECK = "aws:route53/healthCheck:HealthCheck"
+ROUTING_CONTROL = "aws:route53recoverycontrol/routingControl:RoutingControl"
+SAFETY_RULE = "aws:route53recoverycontrol/safetyRule:SafetyRule"
 
 
 class LocalEngine:
-    def __init__(self, ctx: AwsContext, zone_id: str) -> None:
+    def __init__(self, ctx: AwsContext, zone_id: str, arc: ArcCluster | None = None) -> None:
         self.ctx = ctx
         self.zone_id = zone_id
+        self.arc = arc  # the local ARC cluster (failover_control: arc), else None
+        self.control_checks: dict[str, str] = {}  # real RECOVERY_CONTROL check id -> routing control ARN
         self._outputs: dict[str, dict[str, OutputValue]] = {}
         self._checks: dict[str, tuple[str, str]] = {}  # logical name -> (inputs digest, real id)
         self._lock = threading.Lock()
@@ -57,13 +68,14 @@ class LocalEngine:
 
         try:
             args = decode(lambda key: spec.config.get(NS + key))
-            evaluation = mocks.evaluate(args, stack=spec.name)
+            answered = mocks.PlatformMocks(default_region=mocks.home_region(args))
+            evaluation = mocks.evaluate(args, stack=spec.name, mocks=answered)
             with self._lock:
                 outputs = dict(evaluation.outputs)
                 if spec.kind == "region":
                     self._region(spec, outputs)
                 elif spec.kind == "dns":
-                    outputs = self._dns(spec, evaluation.resources, outputs)
+                    outputs = self._dns(spec, evaluation.resources, outputs, answered.states)
                 else:
                     self._replication(spec)
                 self._outputs[spec.name] = {k: OutputValue(v) for k, v in outputs.items()}
@@ -136,27 +148,27 @@ class LocalEngine:
                        "DeleteMarkerReplication": {"Status": "Enabled"},
                        "Destination": {"Bucket": s["bucketArn"]}} for i, s in enumerate(secondaries)]})
 
-    def _dns(self, spec: StackSpec, resources: Any, outputs: dict[str, Any]) -> dict[str, Any]:
+    def _dns(self, spec: StackSpec, resources: Any, outputs: dict[str, Any],
+             states: Mapping[tuple[str, str], Mapping[str, Any]]) -> dict[str, Any]:
         r53 = client(self.ctx, "route53", "us-east-1")
+        if self.arc is not None:
+            self._arc(resources, states, outputs)
         real_ids: dict[str, str] = {}  # mock id -> real id
-        mock_ids = dict(outputs.get("healthCheckIds") or {})
-        for res in resources:
-            if res.type != HEALTH_CHECK:
-                continue
+        checks = [res for res in resources if res.type == HEALTH_CHECK]
+        # children first: a CALCULATED check names the real ids of the checks it combines
+        for res in sorted(checks, key=lambda r: dict(r.inputs)["type"] == "CALCULATED"):
             inputs = dict(res.inputs)
             digest = json.dumps({k: v for k, v in inputs.items() if k != "tags"}, sort_keys=True)
             known = self._checks.get(res.name)
             if known is None or known[0] != digest:
-                created = r53.create_health_check(
-                    CallerReference=f"{res.name}-{time.time_ns()}",
-                    HealthCheckConfig={"Type": inputs["type"], "FullyQualifiedDomainName": inputs["fqdn"],
-                                       "Port": int(inputs["port"]), "RequestInterval": int(inputs["requestInterval"]),
-                                       "FailureThreshold": int(inputs["failureThreshold"])})
+                created = r53.create_health_check(CallerReference=f"{res.name}-{time.time_ns()}",
+                                                  HealthCheckConfig=_check_config(inputs, real_ids))
                 known = (digest, created["HealthCheck"]["Id"])
                 self._checks[res.name] = known
-            region = res.name.rsplit("-health-", 1)[-1]
-            if region in mock_ids:
-                real_ids[mock_ids[region]] = known[1]
+                if inputs["type"] == "RECOVERY_CONTROL":
+                    self.control_checks[known[1]] = str(inputs["routingControlArn"])
+            real_ids[str(states[(HEALTH_CHECK, res.name)]["id"])] = known[1]
+        mock_ids = dict(outputs.get("healthCheckIds") or {})
         desired: list[dict[str, Any]] = []
         for res in resources:
             if res.type != RECORD:
@@ -185,3 +197,32 @@ class LocalEngine:
             "Changes": [{"Action": "UPSERT", "ResourceRecordSet": rr} for rr in desired]})
         outputs["healthCheckIds"] = {region: real_ids.get(mid, mid) for region, mid in mock_ids.items()}
         return outputs
+
+    def _arc(self, resources: Any, states: Mapping[tuple[str, str], Mapping[str, Any]],
+             outputs: dict[str, Any]) -> None:
+        """ARC's control plane: the program's routing controls and safety rules, in the local cluster."""
+        assert self.arc is not None
+        for res in resources:
+            inputs = dict(res.inputs)
+            if res.type == ROUTING_CONTROL:
+                self.arc.add_control(str(states[(res.type, res.name)]["arn"]), str(inputs["name"]),
+                                     str(inputs.get("controlPanelArn") or ""))
+            elif res.type == SAFETY_RULE and inputs.get("assertedControls"):  # an assertion rule
+                config = dict(inputs.get("ruleConfig") or {})
+                self.arc.add_safety_rule(str(states[(res.type, res.name)]["arn"]), str(inputs["name"]),
+                                         list(inputs["assertedControls"]), int(config.get("threshold", 1)),
+                                         bool(config.get("inverted", False)), str(config.get("type", "ATLEAST")))
+        if outputs.get("routingControls"):
+            outputs["clusterEndpoints"] = self.arc.endpoint_list
+
+
+def _check_config(inputs: Mapping[str, Any], real_ids: Mapping[str, str]) -> dict[str, Any]:
+    """Route 53's HealthCheckConfig for the program's `aws.route53.HealthCheck` inputs."""
+    kind = inputs["type"]
+    if kind == "RECOVERY_CONTROL":
+        return {"Type": kind, "RoutingControlArn": inputs["routingControlArn"]}
+    if kind == "CALCULATED":
+        return {"Type": kind, "HealthThreshold": int(inputs["childHealthThreshold"]),
+                "ChildHealthChecks": [real_ids[c] for c in inputs["childHealthchecks"]]}
+    return {"Type": kind, "FullyQualifiedDomainName": inputs["fqdn"], "Port": int(inputs["port"]),
+            "RequestInterval": int(inputs["requestInterval"]), "FailureThreshold": int(inputs["failureThreshold"])}

@@ -88,16 +88,6 @@ def register(iot: Any, thing: str, cert_pem: str) -> str:
     return str(cert["certificateId"])
 
 
-def registered_pems(iot: Any) -> list[str]:
-    pems = []
-    for page in iot.get_paginator("list_certificates").paginate():
-        for c in page.get("certificates", []):
-            if c.get("status") == "ACTIVE":
-                pems.append(iot.describe_certificate(certificateId=c["certificateId"])
-                            ["certificateDescription"]["certificatePem"])
-    return pems
-
-
 class LocalDrill:
     def __init__(self, app: Context, opts: DrillOptions, out_dir: Path) -> None:
         self.app, self.opts = app, opts
@@ -116,13 +106,12 @@ class LocalDrill:
         wait_for_port("127.0.0.1", port, 60, proc, "the moto server")
         return f"http://127.0.0.1:{port}"
 
-    def _drill_context(self, endpoint: str, engine: Any) -> Context:
+    def _drill_context(self, endpoint: str, engine: Any, control: str) -> Context:
         from orchestrator import topology as topo_mod
 
         source = self.app.topology()
         doc = source.to_document()
-        # the local world has no ARC cluster: its transitions use the `dns` failover control
-        doc.update(secondaries=[], routing="single", failover_control="dns")
+        doc.update(secondaries=[], routing="single", failover_control=control)
         project = self.run_dir / "project"
         (project / "stacks").mkdir(parents=True, exist_ok=True)
         (project / "Pulumi.yaml").write_text("name: iot-platform\nruntime: python\n")
@@ -147,7 +136,7 @@ class LocalDrill:
 
     def _run(self, cleanup: ExitStack, primary: str, secondary: str, killed: str, survivor: str) -> DrillResult:
         from orchestrator.drill import pki
-        from orchestrator.drill.broker import BrokerSpec, mosquitto_binary
+        from orchestrator.drill.broker import BrokerSpec, TrustStore, mosquitto_binary
         from orchestrator.drill.dns import DnsServer, Route53Answers, query
         from orchestrator.drill.engine import LocalEngine
         from orchestrator.drill.fleet import Device, Fleet
@@ -163,19 +152,22 @@ class LocalDrill:
         opts = self.opts
         started = time.time()
         regions = (primary, secondary)
-        control = self.app.topology().failover_control.value
-        if control != "dns":
-            self.notify(f"drill: env {self.app.env} fails over with `{control}`; the local world has no ARC "
-                        "cluster, so this drill uses the `dns` failover control (records change on failover)")
-        self.notify(f"drill: local world for {primary} + {secondary} in {self.run_dir}")
+        control = opts.control or self.app.topology().failover_control.value
+        self.notify(f"drill: local world for {primary} + {secondary} in {self.run_dir} (failover control "
+                    f"`{control}`)")
+        arc = None
+        if control == "arc":  # ARC's cluster data plane, on this machine (five regional endpoints)
+            from orchestrator.drill.arc import ArcCluster
+
+            arc = cleanup.enter_context(ArcCluster().serve())
         endpoint = self._moto()
         aws = AwsContext(endpoint_url=endpoint)
         topology = self.app.topology()
         r53 = client(aws, "route53", "us-east-1")
         zone_id = r53.create_hosted_zone(Name=topology.hosted_zone, CallerReference=f"drill-{started}")[
             "HostedZone"]["Id"].split("/")[-1]
-        engine = LocalEngine(aws, zone_id)
-        dctx = self._drill_context(endpoint, engine)
+        engine = LocalEngine(aws, zone_id, arc)
+        dctx = self._drill_context(endpoint, engine, control)
         dtopo = dctx.topology()
         domain = dtopo.domain
 
@@ -210,16 +202,34 @@ class LocalDrill:
         ca, ca_key = pki.local_ca()
         server = pki.server_certificate(ca, ca_key, domain)
         addresses = {r: f"127.0.0.{2 + i}" for i, r in enumerate(regions)}
-        tls_port = 8883 if port_free_on(list(addresses.values()), 8883) else free_port()
+        # 443: the port IoT Core serves MQTT on with ALPN and the port the DNS program's health checks
+        # name, so the checks probe what they would probe in AWS; 8883 (or any free port) when this
+        # user may not bind it
+        tls_port = next((p for p in (443, 8883) if port_free_on(list(addresses.values()), p)), None) or free_port()
         service_port = free_port()
         endpoints = {r: wiring.validate_region_outputs(name, r, engine.outputs(name) or {}).endpoint
                      for r in regions for name in [region_stack(dctx.topology(), r).name]}
-        brokers = {}
+        brokers, trust = {}, {}
         for r in regions:
             spec = BrokerSpec(r, addresses[r], tls_port, service_port, self.run_dir / "brokers" / r)
-            spec.write_config(server_cert=server.cert_pem, server_key=server.key_pem,
-                              trust=pki.trust_bundle(registered_pems(iot[r])))
+            spec.write_config(server_cert=server.cert_pem, server_key=server.key_pem)
             brokers[r] = spec
+            trust[r] = TrustStore(spec.trust_directory)
+            trust[r].refresh(iot[r])
+        trust_stop = threading.Event()
+
+        def follow_registries() -> None:  # what a sync registers reaches the running brokers
+            while not trust_stop.wait(1.0):
+                for r in regions:
+                    try:
+                        trust[r].refresh(iot[r])
+                    except Exception as exc:  # noqa: BLE001 - the next round retries; the drill goes on
+                        self.app.console.debug(f"trust refresh {r}: {exc}")
+
+        follower = threading.Thread(target=follow_registries, name="drill-trust", daemon=True)
+        follower.start()
+        cleanup.callback(follower.join, 5)
+        cleanup.callback(trust_stop.set)
 
         def start_broker(r: str) -> None:
             proc = self.procs.start(f"broker-{r}", [mosquitto_binary(), "-c", str(brokers[r].config_path)])
@@ -237,7 +247,9 @@ class LocalDrill:
         sources = {r: f"127.0.1.{1 + i}" for i, r in enumerate(regions)}
         answers = Route53Answers(r53, zone_id, domain, {endpoints[r]: addresses[r] for r in regions}, tls_port,
                                  opts.time_scale, lambda client_region, record_region: 0.0
-                                 if client_region == record_region else 1.0)
+                                 if client_region == record_region else 1.0,
+                                 control_state=lambda check_id: arc.states().get(
+                                     engine.control_checks.get(check_id, "")) if arc else None)
         cleanup.callback(answers.stop)
         dns = DnsServer(answers, {v: k for k, v in sources.items()})
         dns.start()
@@ -296,6 +308,16 @@ class LocalDrill:
             steps.append(self._step("failover", lambda: Lifecycle(dctx, sync_rate=1000).failover(survivor))
                          if killed == dctx.topology().primary else
                          StepRecord("failover", True, 0.0, f"{killed} was not the primary: no failover needed"))
+            if refused and steps[-1].ok and steps[-1].seconds > 0:
+                # failover's final sync carried the late certificate: the running broker trusts it
+                # within its next registry refresh (IoT Core: at once), without a restart
+                def trusted() -> bool:
+                    return _probe_unsynced(addresses[survivor], tls_port, domain, ca.cert_pem, unsynced) is False
+                t0 = time.monotonic()
+                ok = _wait(trusted, 10, None)
+                steps.append(StepRecord("late certificate trusted after the final sync", ok, time.monotonic() - t0,
+                                        f"{survivor}'s running broker {'accepts' if ok else 'still refuses'} the "
+                                        f"certificate registered after the promotion's sync"))
             self.notify(f"drill: {killed} comes back; failback")
             start_broker(killed)
             # as the runbook says: fail back once the region's health check is healthy again
@@ -338,9 +360,9 @@ class LocalDrill:
             options=opts, env=self.app.env, domain=domain, regions=regions, killed=killed, survivor=survivor,
             started=started, killed_at=killed_at, detected_at=detected, dns_changed_at=dns_changed,
             all_back_at=all_back, devices=tuple(outcomes), steps=tuple(steps), health=tuple(transitions),
-            dns=tuple(answers.changes), samples=tuple(samples), refused_unregistered=refused,
+            dns=tuple(answers.changes), samples=tuple(samples), refused_unregistered=refused, control=control,
             scaled={"time_scale": opts.time_scale, "health_check_interval_s": 30 * opts.time_scale,
-                    "failure_threshold": 3, "ttl_s": ttl_s})
+                    "failure_threshold": 3, "ttl_s": ttl_s, "tls_port": tls_port})
 
     def _step(self, operation: str, call: Callable[[], Any]) -> StepRecord:
         t0 = time.monotonic()

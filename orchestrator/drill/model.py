@@ -45,6 +45,7 @@ class DrillOptions:
     time_scale: float = 0.1  # Route 53 intervals and record TTLs are multiplied by this
     publish_interval: float = 0.5  # seconds between two telemetry messages of one device
     transitions: bool = True  # run failover and failback through the orchestrator after the outage
+    control: str | None = None  # failover control of the drill's world: dns | arc (default: the env's)
 
 
 @dataclass(frozen=True)

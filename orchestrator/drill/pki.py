@@ -1,9 +1,9 @@
 """Certificates of the local world: a CA standing in for ACM, the custom domain's server
 certificate, and self-signed device certificates (registered without a CA, SNI_ONLY mode in IoT).
 
-A broker trusts exactly the device certificates registered in its region's registry: its trust
-file is built from the registry's listing (`trust_bundle`), so a device whose certificate was
-never synced to a region is refused at the TLS handshake there, as IoT Core refuses it.
+A broker trusts exactly the device certificates registered in its region's registry (its trust
+directory follows the registry: `broker.TrustStore`), so a device whose certificate was never
+synced to a region is refused at the TLS handshake there, as IoT Core refuses it.
 """
 
 from __future__ import annotations
@@ -81,8 +81,3 @@ def device_certificate(thing: str) -> KeyPair:
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .sign(key, hashes.SHA256()))
     return KeyPair(cert.public_bytes(serialization.Encoding.PEM).decode(), _key_pem(key))
-
-
-def trust_bundle(pems: list[str]) -> str:
-    """The broker's client trust file: exactly the given (registered, active) certificates."""
-    return "".join(p if p.endswith("\n") else p + "\n" for p in pems)

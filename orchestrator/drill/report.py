@@ -64,7 +64,9 @@ def markdown(result: DrillResult, picture: str | None = None) -> str:
         f"{r.scaled.get('health_check_interval_s', 0):g} s, "
         f"failure threshold {r.scaled.get('failure_threshold', 3):g}, "
         f"TTL {r.scaled.get('ttl_s', 0):g} s (Route 53 as the DNS program declares it: 30 s, 3, 60 s). "
-        "Device backoff is the SDK's own, unscaled (full jitter, 1 s to 120 s).",
+        "Device backoff is the SDK's own, unscaled (full jitter, 1 s to 120 s). Brokers and health checks on "
+        f"port {r.scaled.get('tls_port', 0):g}" + (" (as in AWS)." if r.scaled.get("tls_port") == 443 else
+                                                   " (AWS: 443, which this user may not bind here)."),
         "",
         "## At Route 53's real intervals (on paper, same model)",
         "",

@@ -81,18 +81,22 @@ def test_failover_drill_every_device_reconnects_nothing_lost(project: Path) -> N
         # measured on arrival (what the survivor held depends on shadow replication, issue 12)
         assert isinstance(d["shadow_reported_found"], bool) and isinstance(d["shadow_desired_found"], bool)
     assert doc["refused_unregistered"] is True  # the certificate registered after the sync is refused
-    assert [s["operation"] for s in doc["steps"]][:3] == ["promote-secondary", "failover", "failback"]
+    assert [s["operation"] for s in doc["steps"]][:4] == [
+        "promote-secondary", "failover", "late certificate trusted after the final sync", "failback"]
     assert all(s["ok"] for s in doc["steps"])
     assert doc["detected_at"] > doc["killed_at"]
     md = Path(doc["files"]["markdown"]).read_text()
     assert "PASS" in md.splitlines()[0] and "| RTO |" in md and "Route 53's real intervals" in md
     svg = ET.parse(doc["files"]["picture"]).getroot()
     assert svg.tag.endswith("svg") and len(list(svg.iter("{http://www.w3.org/2000/svg}polyline"))) == 4
-    # the brokers' addresses no longer listen
+    # the brokers listened where IoT Core does and the health checks probe (443) when the drill may
+    # bind it, and no longer listen
+    port = doc["scaled"]["tls_port"]
+    assert port == 443 or os.geteuid() != 0
     for address in ("127.0.0.2", "127.0.0.3"):
         with socket.socket() as s:
             s.settimeout(0.5)
-            assert s.connect_ex((address, 8883)) != 0
+            assert s.connect_ex((address, port)) != 0
 
 
 def test_latency_drill_moves_only_the_devices_of_the_dead_region(project: Path) -> None:
@@ -107,6 +111,22 @@ def test_latency_drill_moves_only_the_devices_of_the_dead_region(project: Path) 
     assert all(d["moved"] and d["after"] == "eu-west-1" and d["rto"] is not None
                for d in by_location["eu-central-1"])
     assert all(not d["moved"] and d["after"] == "eu-west-1" and d["rto"] is None for d in by_location["eu-west-1"])
+
+
+def test_arc_drill_moves_traffic_with_routing_controls(project: Path) -> None:
+    code, doc, err = _drill(project, "--devices", "3", "--routing", "failover", "--failover-control", "arc")
+    assert code == 0, err[-2000:]
+    assert doc["control"] == "arc"
+    for d in doc["devices"]:
+        assert d["before"] == "eu-west-1" and d["after"] == "eu-central-1" and d["lost"] == 0, d
+        assert abs(d["detection"] + d["ttl"] + d["backoff"] - d["rto"]) < 1e-6
+    steps = {s["operation"]: s for s in doc["steps"]}
+    assert all(s["ok"] for s in doc["steps"]), doc["steps"]
+    # traffic moved through the ARC data plane (the step named `routing-controls`), not records
+    for operation in ("failover", "failback"):
+        assert "routing-controls: done" in steps[operation]["detail"], steps[operation]
+        assert "dns:" not in steps[operation]["detail"]
+    assert steps["new connections after failback"]["ok"]
 
 
 def test_kill_outside_the_drill_regions_is_bad_input_and_starts_nothing(project: Path) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -15,7 +16,7 @@ from click.testing import CliRunner
 from orchestrator.cli.app import Deps
 from orchestrator.cli.main import cli
 from orchestrator.console import Console
-from orchestrator.drill.dns import RecordSet, parse_records, select
+from orchestrator.drill.dns import RecordSet, Route53Answers, parse_records, select
 from orchestrator.drill.model import (
     DeviceOutcome,
     DrillOptions,
@@ -63,6 +64,55 @@ def test_latency_selection_nearest_healthy() -> None:
     assert select([west, central], lambda c: c in both, "eu-central-1", far) == central
     assert select([west, central], lambda c: c == "hc-a", "eu-central-1", far) == west  # nearest is down
     assert select([west, central], lambda c: False, "eu-central-1", far) == central  # none healthy: all count
+
+
+class _Zone:
+    """Route 53 as the DNS program leaves it with `failover_control: arc`: each record's check is a
+    CALCULATED gate over the region's TCP check and its RECOVERY_CONTROL check (moto's shapes)."""
+
+    def __init__(self) -> None:
+        self.checks = {
+            "gate-a": {"Type": "CALCULATED", "ChildHealthChecks": ["tcp-a", "rc-a"], "HealthThreshold": 2},
+            "gate-b": {"Type": "CALCULATED", "ChildHealthChecks": ["tcp-b", "rc-b"], "HealthThreshold": 2},
+            "tcp-a": {"Type": "TCP", "FullyQualifiedDomainName": "a", "Port": 443, "RequestInterval": 30,
+                      "FailureThreshold": 3},
+            "tcp-b": {"Type": "TCP", "FullyQualifiedDomainName": "b", "Port": 443, "RequestInterval": 30,
+                      "FailureThreshold": 3},
+            "rc-a": {"Type": "RECOVERY_CONTROL", "Port": 80},  # moto keeps no RoutingControlArn
+            "rc-b": {"Type": "RECOVERY_CONTROL", "Port": 80},
+        }
+        self.read: list[str] = []
+
+    def list_resource_record_sets(self, HostedZoneId: str) -> dict:  # noqa: N803 - boto3's names
+        return {"ResourceRecordSets": [
+            {"Name": "iot.example.com.", "Type": "CNAME", "TTL": 60, "SetIdentifier": "primary",
+             "Failover": "PRIMARY", "HealthCheckId": "gate-a", "ResourceRecords": [{"Value": "a"}]},
+            {"Name": "iot.example.com.", "Type": "CNAME", "TTL": 60, "SetIdentifier": "secondary",
+             "Failover": "SECONDARY", "HealthCheckId": "gate-b", "ResourceRecords": [{"Value": "b"}]}]}
+
+    def get_health_check(self, HealthCheckId: str) -> dict:  # noqa: N803
+        self.read.append(HealthCheckId)
+        return {"HealthCheck": {"HealthCheckConfig": self.checks[HealthCheckId]}}
+
+
+def test_arc_gates_answer_by_routing_control_and_tcp_check_together() -> None:
+    controls = {"rc-a": "On", "rc-b": "On"}
+    zone = _Zone()
+    answers = Route53Answers(zone, "Z1", "iot.example.com", {"a": "127.0.0.2", "b": "127.0.0.3"}, 1, 1.0, far,
+                             control_state=controls.get)
+    try:
+        assert answers.answer(None)[0] == "a"  # both controls On, TCP checks start healthy
+        assert sorted(zone.read) == ["gate-a", "gate-b", "rc-a", "rc-b", "tcp-a", "tcp-b"]  # children followed
+        controls["rc-a"] = "Off"  # `failover` turned the primary's control Off: its gate fails
+        assert answers.answer(None)[0] == "b"
+        controls["rc-a"], controls["rc-b"] = "On", "Off"
+        assert answers.answer(None)[0] == "a"
+        answers._checkers[0].status["tcp-a"] = False  # the primary's endpoint stopped answering
+        assert answers.answer(None)[0] == "a"  # no gate healthy: all count as healthy, so the PRIMARY
+        controls["rc-b"] = "On"
+        assert answers.answer(None)[0] == "b"
+    finally:
+        answers.stop()
 
 
 def test_parse_records_keeps_the_domains_cnames_only() -> None:
@@ -239,3 +289,36 @@ def test_projection_components_add_up_and_ttl_never_exceeds_the_ttl() -> None:
     p = project(interval=3.0, ttl=6.0, samples=500)
     assert p.ttl_wait.max is not None and p.ttl_wait.max <= 6.0
     assert p.rto.p50 is not None and p.backoff.p50 is not None and p.rto.p50 >= p.backoff.p50
+
+
+def test_trust_store_names_certificates_as_openssls_hash_directory_expects(tmp_path: Path) -> None:
+    from orchestrator.drill import pki
+    from orchestrator.drill.broker import TrustStore, subject_hash
+
+    class Registry:  # the two calls TrustStore makes, with IoT's shapes
+        def __init__(self) -> None:
+            self.certs: dict[str, str] = {}
+
+        def get_paginator(self, name: str) -> Any:
+            assert name == "list_certificates"
+            certs = self.certs
+
+            class Pages:
+                def paginate(self, **_kw: Any) -> list[dict[str, Any]]:
+                    return [{"certificates": [{"certificateId": i, "status": "ACTIVE"} for i in certs]}]
+            return Pages()
+
+        def describe_certificate(self, certificateId: str) -> dict[str, Any]:  # noqa: N803
+            return {"certificateDescription": {"certificatePem": self.certs[certificateId]}}
+
+    a, b, other = pki.device_certificate("dev-1"), pki.device_certificate("dev-1"), pki.device_certificate("dev-2")
+    assert subject_hash(a.cert_pem) == subject_hash(b.cert_pem) != subject_hash(other.cert_pem)
+    registry, store = Registry(), TrustStore(tmp_path / "trust")
+    registry.certs["c1"] = a.cert_pem
+    assert store.refresh(registry) == 1
+    registry.certs.update(c2=b.cert_pem, c3=other.cert_pem)  # registered later: added, nothing rewritten
+    assert store.refresh(registry) == 2 and store.refresh(registry) == 0
+    h = subject_hash(a.cert_pem)
+    assert sorted(p.name for p in store.directory.iterdir()) == sorted(
+        [f"{h}.0", f"{h}.1", f"{subject_hash(other.cert_pem)}.0"])
+    assert len(h) == 8 and int(h, 16) >= 0

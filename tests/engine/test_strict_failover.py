@@ -82,7 +82,7 @@ def test_dns_mode_sequence_passes_the_strict_route53_layer(make_project, gate: G
 def test_arc_mode_sequence_moves_traffic_with_routing_controls_only(make_project, gate: Gate) -> None:
     import json
 
-    from tests.arc_fake import ArcCluster
+    from orchestrator.drill.arc import ArcCluster
 
     zone = _zone(gate).split("/")[-1]
     project: OrchestrateProject = make_project(dev_topology(failover_control="arc"))

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator.aws import AwsContext, client
+from orchestrator.drill.arc import ArcCluster
 from orchestrator.engine.types import StackSpec
-from tests.arc_fake import ArcCluster
 from tests.doubles import region_outputs
 
 NS = "iot-platform:"

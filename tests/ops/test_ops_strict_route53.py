@@ -14,7 +14,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from tests.arc_fake import ArcCluster
+from orchestrator.drill.arc import ArcCluster
 from tests.aws_gate import Gate
 from tests.route53_strict import endpoint_region
 

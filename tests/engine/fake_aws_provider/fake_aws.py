@@ -34,7 +34,7 @@ as S3 bucket names or a Route 53 record set, are claimed there, so creating a du
 it would in AWS, and every created resource's outputs are recorded under `resources/` for reads),
 FAKE_AWS_MOTO_URL (optional: mirror what the orchestrator verifies with boto3 into that moto
 server, see moto_mirror.py; point it at tests/aws_gate.py for Route 53's rules), FAKE_AWS_ARC_URL
-(optional: the fake ARC cluster, tests/arc_fake.py, that routing controls and safety rules are
+(optional: the fake ARC cluster, orchestrator/drill/arc.py, that routing controls and safety rules are
 registered with) and FAKE_AWS_ARC_ENDPOINTS (JSON [{region, endpoint}]: the `clusterEndpoints` an
 ARC cluster reports), plus the fault-injection variables described in _plugin_base.py.
 """
@@ -132,7 +132,7 @@ GLOBAL_SERVICES = {"iam", "route53", "cloudfront", "route53recoverycontrol", "ro
 SERVICE_OF_MODULE = {"cloudwatch": "logs", "kinesis": "kinesis", "lb": "elasticloadbalancing",
                      "route53recoverycontrol": "route53-recovery-control"}
 # the cluster endpoints an ARC cluster reports: FAKE_AWS_ARC_ENDPOINTS (JSON [{region, endpoint}]),
-# pointing at the fake data plane (tests/arc_fake.py); else the shape of real ones
+# pointing at the fake data plane (orchestrator/drill/arc.py); else the shape of real ones
 ARC_REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "ap-northeast-1", "ap-southeast-2")
 
 _ALNUM = "abcdefghijklmnopqrstuvwxyz0123456789"

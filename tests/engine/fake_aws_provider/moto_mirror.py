@@ -15,7 +15,7 @@ created it" and "AWS shows it" agree, as with the real provider:
   accepted change is waited on with GetChange until INSYNC. Point FAKE_AWS_MOTO_URL at the strict
   Route 53 gate (tests/aws_gate.py) and these batches meet Route 53's rules;
 - ARC `RoutingControl`s and `SafetyRule`s are registered with the fake cluster data plane
-  (FAKE_AWS_ARC_URL, tests/arc_fake.py), standing in for ARC's control plane;
+  (FAKE_AWS_ARC_URL, orchestrator/drill/arc.py), standing in for ARC's control plane;
 - S3 `Bucket` (created/deleted), `BucketVersioning` (status), `BucketReplicationConfig` (rules);
 - IoT `DomainConfiguration` (created; disabled then deleted);
 - SQS `Queue` and DynamoDB `Table` (created by name, deleted): what `status` reads of continuous

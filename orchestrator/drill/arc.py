@@ -1,8 +1,9 @@
-"""A fake Route 53 ARC cluster data plane on 127.0.0.1 (moto has no ARC).
+"""A Route 53 ARC cluster data plane on 127.0.0.1, for the local drill and the tests (moto has no ARC).
 
-TEST FIXTURE ONLY. Speaks the real wire protocol of `route53-recovery-cluster` (JSON 1.0, POST,
-`X-Amz-Target: ToggleCustomerAPI.<Operation>`, errors as `{"__type": …, "message": …}`), so the
-product drives it with boto3's own client and an endpoint URL:
+The local drill's world runs it (`orchestrate drill --local --failover-control arc`), and the test
+tiers drive the product against it. Speaks the real wire protocol of `route53-recovery-cluster`
+(JSON 1.0, POST, `X-Amz-Target: ToggleCustomerAPI.<Operation>`, errors as
+`{"__type": …, "message": …}`), so the product drives it with boto3's own client and an endpoint URL:
 
 - GetRoutingControlState, UpdateRoutingControlState, UpdateRoutingControlStates (all-or-nothing,
   safety rules evaluated on the resulting states, `SafetyRulesToOverride` honoured),
