@@ -65,9 +65,11 @@ from orchestrator.registry.snapshot import (
     ThingGroup,
     ThingPrincipal,
     ThingType,
+    describe_thing_group,
     read_shadows,
     shadow_from_document,
 )
+from orchestrator.registry.snapshot import missing as _missing
 from orchestrator.registry.sync import Action, Kind, SyncOp, SyncPlan, apply_sync, plan_sync
 
 RECONCILIATION_KEY = "reconciliation"
@@ -355,7 +357,7 @@ class Replicator:
         body, name = event.body, event.name
         if body.get("dynamicGroupMappingId") or body.get("queryString"):
             return None  # dynamic groups are not copied (as in `registry sync`)
-        current = _describe_thing_group(self.region.iot, name)
+        current = describe_thing_group(self.region.iot, name)
         if event.operation is Operation.DELETED:
             if current is None:
                 return False
@@ -378,10 +380,6 @@ class Replicator:
 
 
 # -- small reads (one object each) --------------------------------------------------------------
-def _missing(exc: BaseException) -> bool:
-    return error_code(exc) == _NOT_FOUND
-
-
 def _describe_thing(caller: Caller, name: str) -> Thing | None:
     try:
         d = caller.call("describe_thing", thingName=name)
@@ -403,20 +401,6 @@ def _describe_thing_type(caller: Caller, name: str) -> ThingType | None:
     meta = d.get("thingTypeMetadata") or {}
     return ThingType(name, props.get("thingTypeDescription") or None,
                      tuple(props.get("searchableAttributes") or ()), bool(meta.get("deprecated")))
-
-
-def _describe_thing_group(caller: Caller, name: str) -> ThingGroup | None:
-    try:
-        d = caller.call("describe_thing_group", thingGroupName=name)
-    except Exception as exc:
-        if _missing(exc):
-            return None
-        raise
-    props = d.get("thingGroupProperties") or {}
-    meta = d.get("thingGroupMetadata") or {}
-    attributes = (props.get("attributePayload") or {}).get("attributes") or {}
-    return ThingGroup(name, meta.get("parentGroupName") or None, props.get("thingGroupDescription") or None,
-                      {str(k): str(v) for k, v in attributes.items()}, d.get("queryString"), d.get("thingGroupArn"))
 
 
 def _cert_id(arn: str) -> str | None:

@@ -292,8 +292,32 @@ def pmap(fn: Callable[[T], R], items: Iterable[T], concurrency: int) -> list[R]:
         return list(pool.map(fn, items))
 
 
-def _missing(exc: BaseException) -> bool:
+def missing(exc: BaseException) -> bool:
+    """The error AWS IoT answers for an object that does not exist."""
     return error_code(exc) == "ResourceNotFoundException"
+
+
+_missing = missing
+
+
+def describe_thing_group(caller: Caller, name: str) -> ThingGroup | None:
+    """One thing group as DescribeThingGroup gives it (None when it does not exist)."""
+    try:
+        d = caller.call("describe_thing_group", thingGroupName=name)
+    except Exception as exc:
+        if missing(exc):
+            return None
+        raise
+    props = d.get("thingGroupProperties") or {}
+    meta = d.get("thingGroupMetadata") or {}
+    return ThingGroup(
+        name=d.get("thingGroupName") or name,
+        parent=meta.get("parentGroupName") or None,
+        description=props.get("thingGroupDescription") or None,
+        attributes={str(k): str(v) for k, v in ((props.get("attributePayload") or {}).get("attributes") or {}).items()},
+        query=d.get("queryString"),
+        arn=d.get("thingGroupArn"),
+    )
 
 
 def _cert_id_from_arn(arn: str) -> str | None:
@@ -374,24 +398,6 @@ def read_listing(caller: Caller, *, concurrency: int = 1) -> RegistrySnapshot:
             ))
         return types
 
-    def describe_group(name: str) -> ThingGroup | None:
-        try:
-            d = caller.call("describe_thing_group", thingGroupName=name)
-        except Exception as exc:
-            if _missing(exc):
-                return None
-            raise
-        props = d.get("thingGroupProperties") or {}
-        meta = d.get("thingGroupMetadata") or {}
-        return ThingGroup(
-            name=d["thingGroupName"],
-            parent=meta.get("parentGroupName"),
-            description=props.get("thingGroupDescription") or None,
-            attributes=dict((props.get("attributePayload") or {}).get("attributes") or {}),
-            query=d.get("queryString"),
-            arn=d.get("thingGroupArn"),
-        )
-
     def members(name: str) -> tuple[str, list[str]]:
         try:
             return name, [t for t in checked("list_things_in_thing_group", thingGroupName=name)]
@@ -402,7 +408,8 @@ def read_listing(caller: Caller, *, concurrency: int = 1) -> RegistrySnapshot:
 
     def groups_and_members() -> tuple[list[ThingGroup], list[tuple[str, list[str]]]]:
         group_names = sorted({g["groupName"] for g in checked("list_thing_groups")})
-        groups = [g for g in pmap(describe_group, group_names, concurrency) if g is not None]
+        described = pmap(lambda name: describe_thing_group(caller, name), group_names, concurrency)
+        groups = [g for g in described if g is not None]
         return groups, pmap(members, [g.name for g in groups if not g.dynamic], concurrency)
 
     def policy(name: str) -> Policy | None:

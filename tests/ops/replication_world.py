@@ -80,6 +80,15 @@ def stream_record(item: Mapping[str, Any], region: str, *, sequence: str | None 
     return record
 
 
+def events_table(ddb: Any, name: str = "iot-dev-registry-events") -> dict[str, Any]:
+    """The registry-events table as the replication stack declares it (key, stream), in one region."""
+    return ddb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "eventId", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "eventId", "KeyType": "HASH"}],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})["TableDescription"]
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 

@@ -18,6 +18,7 @@ from orchestrator.registry.replicate import Outcome, Replicator, reconcile, repl
 from tests.ops.conftest import DST, SRC, THIRD
 from tests.ops.registry_world import CallLog, device_policy, make_pem
 from tests.ops.replication_world import (
+    events_table,
     now_ms,
     payload,
     replicator,
@@ -363,11 +364,7 @@ def test_replay_from_the_dead_letter_queue_reads_the_batch_from_the_stream(world
     ctx, src, dst, rep = world["ctx"], world["src"], world["dst"], world["rep"]
     provision(src, "late-1", 22)
     ddb, streams, sqs = (client(ctx, s, DST) for s in ("dynamodb", "dynamodbstreams", "sqs"))
-    table = ddb.create_table(
-        TableName="iot-dev-registry-events", BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "eventId", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "eventId", "KeyType": "HASH"}],
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})["TableDescription"]
+    table = events_table(ddb)
     record = thing_event("late-1", t=now_ms())
     ddb.put_item(TableName="iot-dev-registry-events", Item=record["dynamodb"]["NewImage"])
     stream_arn = table["LatestStreamArn"]

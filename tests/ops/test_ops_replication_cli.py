@@ -17,7 +17,7 @@ from orchestrator.registry.events import LAG_METRIC, METRIC_NAMESPACE
 from programs.contract import ReplicationNames
 from tests.ops.conftest import DST, SRC
 from tests.ops.registry_world import make_pem
-from tests.ops.replication_world import applied_table, now_ms, payload, rule_item
+from tests.ops.replication_world import applied_table, events_table, now_ms, payload, rule_item
 from tests.ops.test_ops_lifecycle import engine, project, run, sim  # noqa: F401 - fixtures
 
 NAMES = ReplicationNames.of("dev", DST)
@@ -40,11 +40,7 @@ def dead_letter_setup(ctx: AwsContext) -> str:
     cert = src.register_certificate_without_ca(certificatePem=make_pem("late-1", 5), status="ACTIVE")
     src.attach_thing_principal(thingName="late-1", principal=cert["certificateArn"])
     ddb, streams, sqs = (client(ctx, s, DST) for s in ("dynamodb", "dynamodbstreams", "sqs"))
-    table = ddb.create_table(
-        TableName="iot-dev-registry-events", BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "eventId", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "eventId", "KeyType": "HASH"}],
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})["TableDescription"]
+    table = events_table(ddb)
     from boto3.dynamodb.types import TypeSerializer
 
     event = payload("thing", thingName="late-1", timestamp=now_ms(), attributes={"fw": "7"})
