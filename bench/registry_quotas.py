@@ -28,9 +28,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,11 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._report import machine, write_section  # noqa: E402
+from bench.registry_sync import moto_server  # noqa: E402
 from orchestrator.aws import AwsContext, client  # noqa: E402
 from orchestrator.registry import QuotaTable, SyncOptions, SyncReport, sync_clients  # noqa: E402
 from orchestrator.registry.quotas import SHADOW_KEY, bucket_of  # noqa: E402
-from tests.moto_server import MotoUnavailable, reset  # noqa: E402
-from tests.moto_server import moto_server as run_moto  # noqa: E402
+from tests.moto_server import reset  # noqa: E402
 from tests.ops.registry_world import seed, thing_name  # noqa: E402
 from tests.ops.versioned import ThingVersions  # noqa: E402
 from tests.quota_proxy import QuotaProxy, quota_proxy  # noqa: E402
@@ -51,17 +49,6 @@ from tests.quota_proxy import QuotaProxy, quota_proxy  # noqa: E402
 SECTION = "Registry sync at AWS's quotas"
 SRC, DST, DST2 = "eu-west-1", "eu-central-1", "eu-west-2"
 PROJECT = (100_000, 1_000_000)
-
-
-@contextmanager
-def moto_server(timeout: float = 30.0) -> Iterator[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            with run_moto(Path(tmp) / "moto.log", env, timeout) as url:
-                yield url
-        except MotoUnavailable as exc:
-            raise SystemExit(str(exc)) from None
 
 
 @dataclass(frozen=True)

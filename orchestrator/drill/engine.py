@@ -139,14 +139,7 @@ class LocalEngine:
                                             serverCertificateArns=[outputs["certificateArn"]], serviceType="DATA")
 
     def _replication(self, spec: StackSpec) -> None:
-        primary = json.loads(spec.config[NS + "primary"])
-        secondaries = json.loads(spec.config[NS + "secondaries"])
-        s3 = client(self.ctx, "s3", primary["region"])
-        s3.put_bucket_replication(Bucket=primary["bucketName"], ReplicationConfiguration={
-            "Role": "arn:aws:iam::123456789012:role/iot-replication",
-            "Rules": [{"ID": f"to-{s['region']}", "Priority": i + 1, "Status": "Enabled", "Filter": {"Prefix": ""},
-                       "DeleteMarkerReplication": {"Status": "Enabled"},
-                       "Destination": {"Bucket": s["bucketArn"]}} for i, s in enumerate(secondaries)]})
+        apply_replication_rules(self.ctx, spec)
 
     def _dns(self, spec: StackSpec, resources: Any, outputs: dict[str, Any],
              states: Mapping[tuple[str, str], Mapping[str, Any]]) -> dict[str, Any]:
@@ -214,6 +207,18 @@ class LocalEngine:
                                          bool(config.get("inverted", False)), str(config.get("type", "ATLEAST")))
         if outputs.get("routingControls"):
             outputs["clusterEndpoints"] = self.arc.endpoint_list
+
+
+def apply_replication_rules(ctx: AwsContext, spec: StackSpec) -> None:
+    """The replication stack's S3 rules, as the provider puts them: the primary's lake to each secondary's."""
+    primary = json.loads(spec.config[NS + "primary"])
+    secondaries = json.loads(spec.config[NS + "secondaries"])
+    s3 = client(ctx, "s3", primary["region"])
+    s3.put_bucket_replication(Bucket=primary["bucketName"], ReplicationConfiguration={
+        "Role": "arn:aws:iam::123456789012:role/iot-replication",
+        "Rules": [{"ID": f"to-{s['region']}", "Priority": i + 1, "Status": "Enabled", "Filter": {"Prefix": ""},
+                   "DeleteMarkerReplication": {"Status": "Enabled"},
+                   "Destination": {"Bucket": s["bucketArn"]}} for i, s in enumerate(secondaries)]})
 
 
 def _check_config(inputs: Mapping[str, Any], real_ids: Mapping[str, str]) -> dict[str, Any]:

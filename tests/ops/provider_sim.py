@@ -8,12 +8,12 @@ the stack's config, the way the provider would from the program.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from orchestrator.aws import AwsContext, client
 from orchestrator.drill.arc import ArcCluster
+from orchestrator.drill.engine import apply_replication_rules
 from orchestrator.engine.types import StackSpec
 from tests.doubles import region_outputs
 
@@ -238,14 +238,7 @@ class ProviderSimulation:
         return None
 
     def _replication(self, spec: StackSpec) -> None:
-        primary = json.loads(spec.config[NS + "primary"])
-        secondaries = json.loads(spec.config[NS + "secondaries"])
-        s3 = client(self.ctx, "s3", primary["region"])
-        s3.put_bucket_replication(Bucket=primary["bucketName"], ReplicationConfiguration={
-            "Role": "arn:aws:iam::123456789012:role/iot-replication",
-            "Rules": [{"ID": f"to-{s['region']}", "Priority": i + 1, "Status": "Enabled", "Filter": {"Prefix": ""},
-                       "DeleteMarkerReplication": {"Status": "Enabled"},
-                       "Destination": {"Bucket": s["bucketArn"]}} for i, s in enumerate(secondaries)]})
+        apply_replication_rules(self.ctx, spec)  # the same rules the drill's engine puts
 
     def records(self, domain: str = "iot.example.com") -> list[dict[str, Any]]:
         name = domain + "."
