@@ -161,7 +161,9 @@ def _sync_pair(app: Context, src: str, dst: str, settings, budget, *, dry_run: b
     versions = app.state.sync_versions_path(app.env, src, dst)
     if dry_run:
         app.state.pull(versions)  # plan from what the last clean sync saw, wherever it ran
-        plan = plan_registry_sync(ctx, src, dst, settings=settings, state_path=versions, residency=residency)
+        app.state.pull(app.state.listing_record_path(app.env, src, dst))  # the sharp-drop rule reads it
+        plan = plan_registry_sync(ctx, src, dst, settings=settings, state_path=versions, residency=residency,
+                                  guard=guard)
         lines = [f"dry run {src} -> {dst}: {plan.total} changes"] + _counts(plan.counts)
         lines += [f"  first {kind}: {', '.join(items)}" for kind, items in plan.first.items() if items]
         return plan.to_json(), lines + [f"  warning: {w}" for w in plan.warnings]

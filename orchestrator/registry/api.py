@@ -122,11 +122,15 @@ def _check_sync(src_region: str, dst_region: str, residency: Collection[str] | N
 
 def plan_registry_sync(ctx: AwsContext, src_region: str, dst_region: str, *,
                        settings: SyncSettings | None = None, state_path: Path | None = None,
-                       residency: Collection[str] | None = None, **legacy: Any) -> SyncPlanSummary:
-    """What `sync_registry` would change in `dst_region` (reads both regions, writes nothing)."""
+                       residency: Collection[str] | None = None, guard: PruneGuard | None = None,
+                       **legacy: Any) -> SyncPlanSummary:
+    """What `sync_registry` would change in `dst_region` (reads both regions, writes nothing). With
+    `prune`, the guard's rules run in dry-run mode: what a real run would refuse is a warning."""
     settings = _settings(settings, legacy)
     _check_sync(src_region, dst_region, residency)
-    options = settings.options(state_path=state_path)
+    if settings.prune:
+        guard = replace(guard or PruneGuard(), dry_run=True, confirm=None)
+    options = settings.options(state_path=state_path, guard=guard if settings.prune else None)
     with aws_errors(f"registry sync {src_region} -> {dst_region}"):
         src, dst = _iot(ctx, src_region, settings.concurrency), _iot(ctx, dst_region, settings.concurrency)
         data = _data_pair(ctx, settings, (src_region, src), (dst_region, dst))

@@ -88,26 +88,39 @@ class PruneGuard:
     confirm: Confirm | None = None
     record_path: Path | None = None
     notify: Callable[[str], None] | None = None
+    dry_run: bool = False  # `--dry-run --prune`: say what the rules would refuse; ask nothing, record nothing
 
     def check(self, src: RegistrySnapshot, dst: RegistrySnapshot, plan: SyncPlan) -> SyncPlan:
-        """The plan, unchanged, when its deletions pass every rule; else GuardRefused (exit 4)."""
+        """The plan, unchanged, when its deletions pass every rule; else GuardRefused (exit 4). In a
+        dry run a refusal becomes a warning of the plan ("a real --prune run would refuse: …")."""
+        from dataclasses import replace
+
         from orchestrator.registry.sync.model import Action
 
         deletions = [op for op in plan.ops if op.action is Action.DELETE]
         if deletions:
-            self._complete(src)
-            self._no_sharp_drop(src)
-            objects = [op for op in deletions if op.kind.value in OBJECT_KINDS]
-            allowed = self.budget.limit(object_count(dst))
-            if len(objects) > allowed:
-                raise GuardRefused(
-                    f"prune would delete {len(objects)} objects from {dst.region} ({_by_kind(objects)}); "
-                    f"the deletion budget is {allowed} (--max-delete {self.budget}); nothing was deleted",
-                    hint="check the source region and its listing; raise --max-delete only if this is meant")
-            self._show_and_confirm(dst.region, deletions)
-        if not src.gaps:
+            try:
+                self._rules(src, dst, deletions)
+            except GuardRefused as exc:
+                if not self.dry_run:
+                    raise
+                return replace(plan, warnings=(*plan.warnings, f"a real --prune run would refuse: {exc}"))
+            if not self.dry_run:
+                self._show_and_confirm(dst.region, deletions)
+        if not src.gaps and not self.dry_run:
             self._record(src)
         return plan
+
+    def _rules(self, src: RegistrySnapshot, dst: RegistrySnapshot, deletions: list[Any]) -> None:
+        self._complete(src)
+        self._no_sharp_drop(src)
+        objects = [op for op in deletions if op.kind.value in OBJECT_KINDS]
+        allowed = self.budget.limit(object_count(dst))
+        if len(objects) > allowed:
+            raise GuardRefused(
+                f"prune would delete {len(objects)} objects from {dst.region} ({_by_kind(objects)}); "
+                f"the deletion budget is {allowed} (--max-delete {self.budget}); nothing was deleted",
+                hint="check the source region and its listing; raise --max-delete only if this is meant")
 
     # -- the rules -----------------------------------------------------------------------------
     @staticmethod

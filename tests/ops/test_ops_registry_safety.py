@@ -206,6 +206,23 @@ def test_cli_prune_needs_yes_without_a_terminal(iot: IotFactory, cli_run: Callab
     assert "rogue-1" not in things(iot(DST))
 
 
+def test_a_dry_run_of_prune_says_what_the_real_run_would_refuse(iot: IotFactory,
+                                                                  cli_run: Callable[..., Result]) -> None:
+    src, dst = synced(iot, 24)
+    dst.create_thing(thingName="rogue-1")
+    over = cli_run("registry", "sync", "--from", SRC, "--to", DST, "--prune", "--dry-run", "--max-delete", "0",
+                   "--json")
+    assert over.exit_code == 0, over.output  # a dry run asks nothing and refuses nothing
+    plan = json.loads(over.stdout)
+    assert plan["counts"]["thing"]["delete"] == 1
+    (warning,) = [w for w in plan["warnings"] if w.startswith("a real --prune run would refuse")]
+    assert "deletion budget is 0" in warning
+    within = cli_run("registry", "sync", "--from", SRC, "--to", DST, "--prune", "--dry-run", "--json")
+    assert within.exit_code == 0, within.output
+    assert not [w for w in json.loads(within.stdout)["warnings"] if "would refuse" in w]
+    assert "rogue-1" in things(iot(DST))  # nothing was deleted by either
+
+
 # -- restore --------------------------------------------------------------------------------------
 def _policy(client: Any, name: str) -> dict[str, Any]:
     return json.loads(client.get_policy(policyName=name)["policyDocument"])
