@@ -8,10 +8,12 @@ to be locked, to take a fixed time, or to return bad outputs.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from orchestrator.engine.types import (
@@ -241,3 +243,14 @@ class InMemoryEngine:
 
     def import_(self, stack: str, state: dict[str, Any]) -> None:
         self._begin("import", stack).ended = time.monotonic()
+
+
+def project_copy(tmp_path: Path, monkeypatch: Any) -> Path:  # monkeypatch: pytest.MonkeyPatch
+    """The project's Pulumi.yaml and dev topology in a temp dir, as the working dir (env `dev`)."""
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "stacks").mkdir()
+    shutil.copy(repo / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    shutil.copy(repo / "stacks" / "dev.topology.yaml", tmp_path / "stacks" / "dev.topology.yaml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ORCHESTRATE_ENV", raising=False)
+    return tmp_path

@@ -156,24 +156,21 @@ def _sync_pair(app: Context, src: str, dst: str, settings, budget, *, dry_run: b
     from orchestrator.registry.guards import PruneGuard
 
     ctx, residency = AwsContext(endpoint_url=app.endpoint_url), app.topology().residency
-    guard = PruneGuard(budget=budget, confirm=confirmer(yes), notify=app.notify,
-                       record_path=app.state.listing_record_path(app.env, src, dst))
+    listings = app.state.listing_record_path(app.env, src, dst)
+    guard = PruneGuard(budget=budget, confirm=confirmer(yes), notify=app.notify, record_path=listings)
     versions = app.state.sync_versions_path(app.env, src, dst)
+    app.state.pull(listings)  # the counts of the last complete listings (the sharp-drop rule), wherever taken
+    app.state.pull(versions)  # what the last clean sync saw (change detection), wherever it ran
     if dry_run:
-        app.state.pull(versions)  # plan from what the last clean sync saw, wherever it ran
-        app.state.pull(app.state.listing_record_path(app.env, src, dst))  # the sharp-drop rule reads it
         plan = plan_registry_sync(ctx, src, dst, settings=settings, state_path=versions, residency=residency,
                                   guard=guard)
         lines = [f"dry run {src} -> {dst}: {plan.total} changes"] + _counts(plan.counts)
         lines += [f"  first {kind}: {', '.join(items)}" for kind, items in plan.first.items() if items]
         return plan.to_json(), lines + [f"  warning: {w}" for w in plan.warnings]
     checkpoint = app.state.sync_checkpoint_path(app.env, src, dst)
-    listings = app.state.listing_record_path(app.env, src, dst)
     from orchestrator.registry.checkpoint import Checkpoint
 
     app.state.pull(checkpoint, merge=Checkpoint.merge_files)  # a sync interrupted elsewhere resumes here
-    app.state.pull(listings)  # the counts of the last complete listings, wherever that sync ran
-    app.state.pull(versions)  # what the last clean sync saw (change detection), wherever it ran
     try:
         result = sync_registry(ctx, src, dst, settings=settings, residency=residency, state_path=versions,
                                checkpoint_path=checkpoint, progress=progress_bar(app, f"sync {src} -> {dst}"),

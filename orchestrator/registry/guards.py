@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,8 +93,6 @@ class PruneGuard:
     def check(self, src: RegistrySnapshot, dst: RegistrySnapshot, plan: SyncPlan) -> SyncPlan:
         """The plan, unchanged, when its deletions pass every rule; else GuardRefused (exit 4). In a
         dry run a refusal becomes a warning of the plan ("a real --prune run would refuse: …")."""
-        from dataclasses import replace
-
         from orchestrator.registry.sync.model import Action
 
         deletions = [op for op in plan.ops if op.action is Action.DELETE]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import threading
 import xml.etree.ElementTree as ET
@@ -23,18 +22,12 @@ from click.testing import CliRunner
 from orchestrator.cli.app import Deps
 from orchestrator.cli.main import cli
 from orchestrator.console import Console
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.doubles import project_copy
 
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "stacks").mkdir()
-    shutil.copy(REPO / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
-    shutil.copy(REPO / "stacks" / "dev.topology.yaml", tmp_path / "stacks" / "dev.topology.yaml")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("ORCHESTRATE_ENV", raising=False)
-    return tmp_path
+    return project_copy(tmp_path, monkeypatch)
 
 
 def _children() -> list[str]:

@@ -3,7 +3,6 @@ light `--help` and its refusals."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -29,8 +28,7 @@ from orchestrator.drill.model import (
     project,
 )
 from orchestrator.drill.report import markdown, svg
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.doubles import project_copy
 
 PRIMARY = RecordSet("iot.example.com.", "a-ats.iot.eu-west-1.amazonaws.com", 60, "eu-west-1", "PRIMARY",
                     health_check_id="hc-a")
@@ -197,12 +195,7 @@ def test_help_stays_light() -> None:
 
 
 def _project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "stacks").mkdir()
-    shutil.copy(REPO / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
-    shutil.copy(REPO / "stacks" / "dev.topology.yaml", tmp_path / "stacks" / "dev.topology.yaml")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("ORCHESTRATE_ENV", raising=False)
-    return tmp_path
+    return project_copy(tmp_path, monkeypatch)
 
 
 def test_missing_mosquitto_is_one_clear_line_and_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,6 @@ Route 53 records, S3 replication rules, IoT domain configurations and registries
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,23 +19,17 @@ from click.testing import CliRunner, Result
 from orchestrator.aws import AwsContext
 from orchestrator.cli.app import Deps
 from orchestrator.cli.main import cli
-from tests.doubles import InMemoryEngine, stable_endpoint
+from tests.doubles import InMemoryEngine, project_copy, stable_endpoint
 from tests.ops.conftest import DST, SRC, THIRD
 from tests.ops.provider_sim import ProviderSimulation
 from tests.ops.registry_world import seed
 
-REPO = Path(__file__).resolve().parents[2]
 LIFECYCLE = {"promote-secondary", "failover", "failback"}
 
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "stacks").mkdir()
-    shutil.copy(REPO / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
-    shutil.copy(REPO / "stacks" / "dev.topology.yaml", tmp_path / "stacks" / "dev.topology.yaml")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("ORCHESTRATE_ENV", raising=False)
-    return tmp_path
+    return project_copy(tmp_path, monkeypatch)
 
 
 @pytest.fixture
