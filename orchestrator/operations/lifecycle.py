@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.context import Context
-from orchestrator.errors import InputRejected, OperationFailed
+from orchestrator.errors import GuardRefused, InputRejected, OperationFailed, OrchestrateError
 from orchestrator.operations import guards, verify
 from orchestrator.operations.dns import require_ok, transition_dns
 from orchestrator.operations.recovery import Confirm
@@ -204,6 +204,15 @@ class Lifecycle:
                 self._store(saved)
                 outcomes.append(StepOutcome(step.name, "failed", error))
                 break
+            except BaseException as exc:
+                # a refusal inside a step (an ARC safety rule), bad input, a lock or Ctrl-C ends the
+                # run with its own exit code; the record says where it stopped instead of "running"
+                status = "refused" if isinstance(exc, GuardRefused) else \
+                    "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                reason = exc.one_line() if isinstance(exc, OrchestrateError) else type(exc).__name__
+                saved.update(status=status, failed_step=step.name, error=scrub(reason))
+                self._store(saved)
+                raise
             saved["done"].append(step.name)
             self._store(saved)
             outcomes.append(StepOutcome(step.name, "done", detail))

@@ -54,6 +54,33 @@ def test_lifecycle_runs_without_the_cli_and_stores_its_state_in_the_layout(proje
     assert not ctx.state.lifecycle_path("dev").exists()
 
 
+def test_a_step_that_is_refused_or_interrupted_leaves_an_honest_record(project: Path) -> None:
+    """An ARC safety-rule refusal (exit 4) or Ctrl-C inside a step must not leave the record "running"."""
+    from orchestrator.errors import GuardRefused
+    from orchestrator.operations.lifecycle import Step
+
+    ctx = Context(env="dev", project_dir=project, config_path=project / "stacks" / "dev.topology.yaml",
+                  backend_url="file://unused", engine_factory=lambda _c: InMemoryEngine())
+    life = Lifecycle(ctx)
+    steps = [Step("check-target", "x"), Step("routing-controls", "y"), Step("record-primary", "z")]
+
+    def refuse() -> str:
+        raise GuardRefused("ARC refused the change: at least 1 routing control must be On")
+
+    def interrupt() -> str:
+        raise KeyboardInterrupt
+
+    for action, status, error in ((refuse, "refused", "ARC refused the change"),
+                                  (interrupt, "interrupted", "KeyboardInterrupt")):
+        saved = {"operation": "failover", "region": "eu-central-1", "status": "running", "done": []}
+        actions = {"check-target": lambda: "up", "routing-controls": action, "record-primary": lambda: "no"}
+        with pytest.raises((GuardRefused, KeyboardInterrupt)):
+            life._steps("failover", "eu-central-1", steps, actions, saved, [])
+        record = json.loads(ctx.state.lifecycle_path("dev").read_text())
+        assert record["status"] == status and record["failed_step"] == "routing-controls"
+        assert record["done"] == ["check-target"] and record["error"].startswith(error)
+
+
 def test_atomic_writes_replace_whole_files_and_keep_a_mode(tmp_path: Path) -> None:
     target = tmp_path / "deep" / "file.json"
     atomic_write_json(target, {"b": 1, "a": [1, 2]})
