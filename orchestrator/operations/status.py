@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
@@ -134,7 +134,8 @@ def environment_status(app: Context) -> EnvironmentStatus:
         newest_backup_age_hours=backup.age_hours, failover_control=topology.failover_control.value,
         routing_controls=_control_states(app),
         warnings=tuple(resilience_warnings(topology, app.backend_url, app.secrets_provider,
-                                           os.environ.get("ORCHESTRATE_BACKUP_DEST"))),
+                                           os.environ.get("ORCHESTRATE_BACKUP_DEST"),
+                                           bucket_region=_bucket_locator(app), default_region=_default_region(app))),
         backup=backup, backend=app.backend_name,
         replication=_replication(app) if replication_deployed else ())
 
@@ -171,14 +172,28 @@ _REGION_IN_URL = re.compile(r"(?:[?&]region=|\.s3[.-]|:kms:|kms\.)([a-z]{2}(?:-[
 
 
 def resilience_warnings(topology: Topology, backend_url: str | None, secrets_provider: str | None,
-                        backup_dest: str | None) -> list[str]:
-    """What failover would depend on in the primary region: during its outage these do not answer."""
+                        backup_dest: str | None, *, bucket_region: Callable[[str], str | None] | None = None,
+                        default_region: str | None = None) -> list[str]:
+    """What failover would depend on in the primary region: during its outage these do not answer.
+
+    A region written in the URL wins. Otherwise an S3 URL's bucket is located with `bucket_region`
+    (where the bucket lives decides, not where the client points), and an `awskms://` key named
+    without a region (an alias or a bare key id) is looked up in the SDK's default region,
+    which is `default_region`.
+    """
     primary = topology.primary
     out: list[str] = []
 
     def region_of(url: str | None) -> str | None:
         m = _REGION_IN_URL.search(url or "")
-        return m.group(1) if m else None
+        if m:
+            return m.group(1)
+        if url and url.startswith("s3://") and bucket_region is not None:
+            bucket = url[len("s3://"):].split("/", 1)[0].split("?", 1)[0]
+            return bucket_region(bucket) if bucket else None
+        if url and url.startswith("awskms://"):
+            return default_region
+        return None
 
     if region_of(backend_url) == primary:
         out.append(f"the state backend ({backend_url}) is in the primary region {primary}: during its outage "
@@ -191,6 +206,37 @@ def resilience_warnings(topology: Topology, backend_url: str | None, secrets_pro
         out.append(f"the backup vault is in the primary region {primary}: registry backups are unreachable "
                    f"during its outage; set backup_region to another residency region")
     return out
+
+
+def _bucket_locator(app: Context) -> Callable[[str], str | None]:
+    """Where an S3 bucket lives (GetBucketLocation), or None when that cannot be read: status
+    warns on what it knows and never fails because a lookup did not answer."""
+    from orchestrator.errors import OrchestrateError
+
+    def locate(bucket: str) -> str | None:
+        try:
+            from orchestrator.aws import aws_errors, client
+
+            with aws_errors(f"locating s3://{bucket}"):
+                answer = client(app.aws(), "s3", "us-east-1", own_retries=True).get_bucket_location(Bucket=bucket)
+        except OrchestrateError as exc:
+            app.console.debug(f"resilience check: {exc.one_line()}")
+            return None
+        # us-east-1 answers with no constraint; "EU" is the legacy name of eu-west-1
+        constraint = answer.get("LocationConstraint") or "us-east-1"
+        return "eu-west-1" if constraint == "EU" else str(constraint)
+
+    return locate
+
+
+def _default_region(app: Context) -> str | None:
+    from orchestrator.aws import session
+    from orchestrator.errors import OrchestrateError
+
+    try:
+        return session(app.aws()).region_name
+    except OrchestrateError:
+        return None
 
 
 def _backup(app: Context) -> BackupStatus:

@@ -263,6 +263,33 @@ def test_status_warns_about_what_failover_would_need_from_the_primary_region() -
                                f"awskms:///arn:aws:kms:{DST}:123456789012:key/abc", None) == []
 
 
+def test_status_locates_buckets_and_kms_aliases_that_do_not_name_their_region(
+        ctx: Any, s3: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`s3://bucket` lives where the bucket was made (GetBucketLocation), and an alias without
+    `?region=` is resolved in the SDK's default region: both are seen, not only a region in the URL."""
+    from orchestrator.context import Context
+    from orchestrator.operations.status import _bucket_locator, _default_region, resilience_warnings
+    from orchestrator.topology import parse
+
+    s3(SRC).create_bucket(Bucket="team-state", CreateBucketConfiguration={"LocationConstraint": SRC})
+    s3("us-east-1").create_bucket(Bucket="team-vault")
+    app = Context(env="dev", project_dir=tmp_path, config_path=tmp_path / "dev.topology.yaml",
+                  backend_url="s3://team-state/iot", endpoint_url=ctx.endpoint_url)
+    locate = _bucket_locator(app)
+    assert (locate("team-state"), locate("team-vault"), locate("no-such-bucket")) == (SRC, "us-east-1", None)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", SRC)
+    assert _default_region(app) == SRC
+    topology = parse({"domain": "iot.example.com", "hosted_zone": "example.com", "primary": SRC,
+                      "residency": [SRC, DST], "backup_region": DST}, env="dev")
+    warnings = resilience_warnings(topology, "s3://team-state/iot", "awskms://alias/pulumi", "s3://team-state/b",
+                                   bucket_region=locate, default_region=SRC)
+    assert [w.split(" is in ")[0].split(" (")[0] for w in warnings] == [
+        "the state backend", "the KMS key for secrets", "the backup vault"]
+    # an unlocatable bucket and a key whose region the URL names elsewhere raise no warning
+    assert resilience_warnings(topology, "s3://no-such-bucket", f"awskms://alias/pulumi?region={DST}", None,
+                               bucket_region=locate, default_region=SRC) == []
+
+
 def test_arc_latency_failover_turns_the_others_off_and_failback_turns_them_on(request: pytest.FixtureRequest) -> None:
     world = _world(request, "arc")
     world.ok("promote-secondary", "--region", DST, "--routing", "latency")
