@@ -124,6 +124,11 @@ def test_arc_mode_sequence_moves_traffic_with_routing_controls_only(make_project
         status = run("status")
         assert status["failover_control"] == "arc"
         assert status["routing_controls"] == {PRIMARY: "On", SECONDARY: "On"}
+
+        # the secondary leaves: back to one region, the name keeps answering the primary throughout
+        project.run("destroy", "--yes", "--region", SECONDARY, "--endpoint-url", gate.url, env=env)
+        assert answers() == {PRIMARY} and answers(SECONDARY) == {PRIMARY}
+        assert SECONDARY not in " ".join(arc.controls), arc.controls
         assert gate.rejected_batches == [], gate.rejected_batches
 
 
