@@ -23,10 +23,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for f in (REPO / "stacks").glob("*.topology.yaml"):
         shutil.copy(f, tmp_path / "stacks" / f.name)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("ORCHESTRATE_ENV", raising=False)
-    monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
-    monkeypatch.delenv("ORCHESTRATE_SECRETS_PROVIDER", raising=False)
-    monkeypatch.delenv("CI", raising=False)  # tests that need CI set it themselves
+    # the runner's CI, backend and ORCHESTRATE_* settings are gone for the whole run (tests/conftest.py)
     return tmp_path
 
 

@@ -190,6 +190,37 @@ def test_interactive_destroy_asks_for_the_stack_then_separately_for_the_data(run
     assert engine.calls == []
 
 
+@pytest.mark.parametrize("args, expected, shown", [
+    (["up", "--all"], "dev", "up wave 2: dev-dns\nup wave 3: dev-replication\nupdate 4 stacks of env dev"),
+    (["failover", "--to", "eu-central-1"], "eu-central-1", "[failover] will final-sync"),
+    (["failback", "--to", "eu-central-1"], "eu-central-1", "[failback] will sync-back"),
+    (["promote-secondary", "--region", "eu-west-2", "--routing", "failover"], "eu-west-2",
+     "[promote-secondary] will registry-sync"),
+])
+def test_mutating_commands_on_a_terminal_show_the_change_and_need_the_typed_name(
+        run, engine, project: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+        args: list[str], expected: str, shown: str) -> None:
+    """On a terminal each mutating command says what it will change and asks for a name: a wrong
+    answer is exit 4 with nothing touched (no stack, no topology, no lifecycle record)."""
+    from tests.orchestrator.conftest import multi_region
+
+    multi_region(project, "dev", ["eu-central-1"])
+    assert run("up", "--all", "--yes").exit_code == 0
+    engine.calls.clear()
+    topology = (project / "stacks" / "dev.topology.yaml").read_text()
+    monkeypatch.setattr("orchestrator.cli.options._interactive", lambda: True)
+    result = run(*args, input="eu-west-1-typo\n")
+    assert result.exit_code == 4, result.output
+    assert shown in result.stderr and f"Type {expected!r} to confirm" in result.stderr
+    assert "not confirmed: nothing was touched" in result.stderr
+    assert [c for c in engine.calls if c.operation in ("up", "destroy")] == []
+    assert (project / "stacks" / "dev.topology.yaml").read_text() == topology
+    assert not (project / ".orchestrate" / "lifecycle" / "dev.json").exists()
+    if args[0] == "up":  # typed right, it goes ahead
+        assert run(*args, input=f"{expected}\n").exit_code == 0
+        assert [c.operation for c in engine.calls].count("up") == 4
+
+
 @pytest.mark.parametrize("args", [
     ["up", "--all"],
     ["destroy", "--region", "eu-central-1"],
