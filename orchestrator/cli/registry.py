@@ -174,7 +174,7 @@ def _sync_pair(app: Context, src: str, dst: str, settings, budget, *, dry_run: b
     try:
         result = sync_registry(ctx, src, dst, settings=settings, residency=residency, state_path=versions,
                                checkpoint_path=checkpoint, progress=progress_bar(app, f"sync {src} -> {dst}"),
-                               guard=guard)
+                               guard=guard, checkpoint_store=app.state.push)
     finally:
         app.state.push(checkpoint)
         app.state.push(listings)

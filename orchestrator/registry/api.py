@@ -15,7 +15,7 @@ function reads what its applying twin reads and writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -141,9 +141,10 @@ def sync_registry(ctx: AwsContext, src_region: str, dst_region: str, *,
                   settings: SyncSettings | None = None, checkpoint_path: Path | None = None,
                   state_path: Path | None = None, progress: Progress | None = None,
                   residency: Collection[str] | None = None, guard: PruneGuard | None = None,
-                  **legacy: Any) -> SyncReport:
+                  checkpoint_store: Callable[[Path], None] | None = None, **legacy: Any) -> SyncReport:
     """Copy the registry (and shadows) of `src_region` into `dst_region`. `checkpoint_path` (from
-    `StateLayout.sync_checkpoint_path`) makes an interrupted run resumable; `state_path`
+    `StateLayout.sync_checkpoint_path`) makes an interrupted run resumable, and `checkpoint_store`
+    (`StateLayout.push`) copies it to the shared backend while the run goes on; `state_path`
     (`StateLayout.sync_versions_path`) lets the next run skip what did not change. With `prune`,
     deletions need a `guard` (complete listing, budget, confirmation: `orchestrator.registry.guards`)."""
     settings = _settings(settings, legacy)
@@ -151,7 +152,7 @@ def sync_registry(ctx: AwsContext, src_region: str, dst_region: str, *,
     if settings.prune and guard is None:
         guard = PruneGuard()  # the default budget, and no confirmation: deletions are refused
     options = settings.options(checkpoint_path=checkpoint_path, progress=progress, state_path=state_path,
-                               guard=guard)
+                               guard=guard, checkpoint_store=checkpoint_store)
     with aws_errors(f"registry sync {src_region} -> {dst_region}"):
         src, dst = _iot(ctx, src_region, settings.concurrency), _iot(ctx, dst_region, settings.concurrency)
         data = _data_pair(ctx, settings, (src_region, src), (dst_region, dst))

@@ -33,6 +33,7 @@ from orchestrator.state import atomic_write_json
 
 CHECKPOINT_FORMAT = 2
 CHECKPOINT_TTL_S = 24 * 3600.0  # an older checkpoint describes a destination that has moved on
+STORE_EVERY_S = 30.0  # how often a running sync copies its checkpoint to the shared backend
 
 
 def plan_digest(keys: Iterable[str]) -> str:
@@ -41,7 +42,11 @@ def plan_digest(keys: Iterable[str]) -> str:
 
 class Checkpoint:
     def __init__(self, path: Path, *, src_region: str, dst_region: str, flush_every: int = 25,
-                 ttl_s: float = CHECKPOINT_TTL_S, clock: Callable[[], float] = time.time) -> None:
+                 ttl_s: float = CHECKPOINT_TTL_S, clock: Callable[[], float] = time.time,
+                 store: Callable[[Path], None] | None = None, store_every_s: float | None = None) -> None:
+        """`store(path)` copies the flushed file to the shared backend, at most every `store_every_s`
+        while the sync runs: a run killed with SIGKILL (no `finally` runs) still leaves a checkpoint
+        another machine can resume from, at most that many seconds old."""
         self.path = Path(path)
         self.src_region = src_region
         self.dst_region = dst_region
@@ -55,6 +60,10 @@ class Checkpoint:
         self._resumed = False
         self._unflushed = 0
         self._lock = threading.Lock()
+        self._store = store
+        self._store_every_s = STORE_EVERY_S if store_every_s is None else store_every_s
+        self._stored_at = clock()  # the caller stored (pulled) the checkpoint just before the run
+        self.store_errors = 0
         self._load()
 
     def _load(self) -> None:
@@ -132,6 +141,22 @@ class Checkpoint:
             }
             self._unflushed = 0
             atomic_write_json(self.path, payload, indent=None)  # one line: it can hold many keys
+            due = self._store is not None and self._clock() - self._stored_at >= self._store_every_s
+            if due:
+                self._stored_at = self._clock()
+        if due:
+            self._store_now()
+
+    def _store_now(self) -> None:
+        """Copy to the backend; a failure here must not stop the sync (the copy the caller makes
+        when the run ends reports it), so it is counted, not raised."""
+        from orchestrator.errors import OrchestrateError
+
+        assert self._store is not None
+        try:
+            self._store(self.path)
+        except (OrchestrateError, OSError):
+            self.store_errors += 1
 
     @staticmethod
     def merge_files(local: bytes, stored: bytes) -> bytes:

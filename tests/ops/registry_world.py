@@ -233,3 +233,10 @@ class FaultInjector:
     @property
     def total(self) -> int:
         return sum(self.injected.values())
+
+
+def listing(client: Any) -> dict[str, Any]:
+    """Everything a registry holds, in a comparable form (two regions in sync list the same)."""
+    from orchestrator.registry import read_snapshot
+
+    return read_snapshot(client).listing()

@@ -28,7 +28,7 @@ from orchestrator.registry import (
     restore_registry,
 )
 from tests.ops.conftest import SRC, THIRD
-from tests.ops.registry_world import CallLog, seed
+from tests.ops.registry_world import CallLog, listing, seed
 
 IotFactory = Callable[[str], Any]
 T0 = datetime(2026, 11, 26, 9, 30, 0, tzinfo=timezone.utc)
@@ -45,10 +45,6 @@ EXPORT = {
                            "ciphertext": "v1:SGVsbG8=:c2VjcmV0LWNpcGhlcg=="}}}],
     },
 }
-
-
-def listing(client: Any) -> dict[str, Any]:
-    return read_snapshot(client).listing()
 
 
 def test_backup_to_a_directory_then_restore_into_a_third_region(

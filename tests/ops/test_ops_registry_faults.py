@@ -23,13 +23,9 @@ from orchestrator.registry import (
     sync_clients,
 )
 from tests.ops.conftest import DST, SRC
-from tests.ops.registry_world import CallLog, FaultInjector, seed
+from tests.ops.registry_world import CallLog, FaultInjector, listing, seed
 
 IotFactory = Callable[[str], Any]
-
-
-def listing(client: Any) -> dict[str, Any]:
-    return read_snapshot(client).listing()
 
 
 def policy_versions(client: Any) -> dict[str, int]:

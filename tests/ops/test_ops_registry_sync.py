@@ -22,15 +22,11 @@ from orchestrator.registry import (
     sync_registry,
 )
 from tests.ops.conftest import DST, SRC
-from tests.ops.registry_world import CallLog, seed, thing_name
+from tests.ops.registry_world import CallLog, listing, seed, thing_name
 
 FAST = {"rate": 10_000.0}
 
 IotFactory = Callable[[str], Any]
-
-
-def listing(client: Any) -> dict[str, Any]:
-    return read_snapshot(client).listing()
 
 
 def run(src: Any, dst: Any, **options: Any) -> SyncReport:

@@ -24,7 +24,7 @@ from orchestrator.state import S3Store, StateLayout, store_for
 from tests.doubles import InMemoryEngine
 from tests.ops.conftest import DST, SRC
 from tests.ops.provider_sim import ProviderSimulation
-from tests.ops.registry_world import seed
+from tests.ops.registry_world import listing, seed
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "team-pulumi-state"
@@ -143,6 +143,46 @@ def test_a_sync_checkpoint_left_by_one_clone_is_resumed_by_the_other(clones, end
     checkpoint.complete()
     store_b.push(path_b)  # a clean finish removes it from the backend too
     assert not store_a.pull(path_a) and not path_a.exists()
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL below: raised where the process would die."""
+
+
+def test_a_sync_killed_midway_has_already_stored_its_checkpoint(clones, ctx: AwsContext, bucket: Any,  # noqa: ANN001
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGKILL skips the copy a run makes on its way out; the copies made while it ran are in the
+    backend when it dies, so a second machine resumes from where it stopped."""
+    run_a, run_b, a, b = clones
+    from orchestrator.registry import checkpoint as checkpoints
+
+    for root in (a, b):  # DST is a member (synced to, not routed): as a promotion leaves it
+        topology = root / "stacks" / "dev.topology.yaml"
+        topology.write_text(topology.read_text().replace("secondaries: []", f"secondaries: [{DST}]")
+                            .replace("routing: single", "routing: failover"))
+
+    seed(client(ctx, "iot", SRC, own_retries=True), n_things=20, group_policy=False)
+    monkeypatch.setattr(checkpoints, "STORE_EVERY_S", 0.0)  # store at every flush
+    key = f"iot/.orchestrate/sync/dev-{SRC}-{DST}.json"
+    at_death: dict[str, Any] = {}
+    mark_done = checkpoints.Checkpoint.mark_done
+
+    def dies_after_thirty(self: Any, op_key: str) -> None:  # the checkpoint flushes every 25 marks
+        mark_done(self, op_key)
+        if len(self) == 30:
+            at_death.update(json.loads(bucket.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+            raise Killed
+
+    monkeypatch.setattr(checkpoints.Checkpoint, "mark_done", dies_after_thirty)
+    with pytest.raises(Killed):
+        run_a("registry", "sync", "--from", SRC, "--to", DST)
+    assert at_death["src_region"] == SRC and len(at_death["done"]) == 25, at_death
+    monkeypatch.setattr(checkpoints.Checkpoint, "mark_done", mark_done)
+    second = run_b("--json", "registry", "sync", "--from", SRC, "--to", DST)
+    assert second.exit_code == 0, second.output + second.stderr
+    report = json.loads(second.stdout)
+    assert report["ok"] and report["resumed"], report  # it found the dead run's checkpoint
+    assert listing(client(ctx, "iot", DST)) == listing(client(ctx, "iot", SRC))
 
 
 def test_two_machines_cannot_interleave_writes_of_one_document(tmp_path: Path, endpoint: str,

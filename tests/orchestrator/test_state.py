@@ -174,3 +174,39 @@ def test_a_checkpoint_left_by_a_killed_sync_survives_the_next_pull_and_merges(tm
     assert read_json(path)["done"] == ["a", "b", "c"]
     other = json.dumps(doc("x") | {"dst_region": "eu-north-1"}).encode()
     assert Checkpoint.merge_files(other, json.dumps(doc("a")).encode()) == json.dumps(doc("a")).encode()
+
+
+def test_a_running_sync_stores_its_checkpoint_in_the_backend_every_so_often(tmp_path: Path) -> None:
+    """SIGKILL skips every `finally`: the backend still holds a checkpoint at most `store_every_s`
+    old, which a second machine resumes from; a store that fails does not stop the sync."""
+    from orchestrator.errors import StateConflict
+    from orchestrator.registry.checkpoint import Checkpoint
+    from orchestrator.state import LocalStore
+
+    backend = LocalStore(tmp_path / "backend" / ".orchestrate")
+    state = StateLayout(tmp_path / "clone", backend)
+    path = state.sync_checkpoint_path("dev", "eu-west-1", "eu-central-1")
+    now = [1000.0]
+    cp = Checkpoint(path, src_region="eu-west-1", dst_region="eu-central-1", flush_every=1,
+                    clock=lambda: now[0], store=state.push, store_every_s=30)
+    cp.bind(["a", "b", "c"])
+    cp.mark_done("a")
+    assert path.exists() and backend.get(state.key(path)) is None  # flushed, not yet due for the backend
+    now[0] += 31
+    cp.mark_done("b")  # due: stored
+    cp.mark_done("c")  # flushed locally only (the next store is 30 s away)
+    # ... and the process is killed here: the second machine sees a and b
+    other = StateLayout(tmp_path / "second-clone", backend)
+    assert other.pull(other.sync_checkpoint_path("dev", "eu-west-1", "eu-central-1"), merge=Checkpoint.merge_files)
+    resumed = Checkpoint(other.sync_checkpoint_path("dev", "eu-west-1", "eu-central-1"),
+                         src_region="eu-west-1", dst_region="eu-central-1", clock=lambda: now[0])
+    resumed.bind(["a", "b", "c"])
+    assert resumed.resumed and [resumed.is_done(k) for k in "abc"] == [True, True, False]
+
+    def refused(_path: Path) -> None:
+        raise StateConflict("sync/dev-eu-west-1-eu-central-1.json", "the backend")
+
+    flaky = Checkpoint(path, src_region="eu-west-1", dst_region="eu-central-1", flush_every=1,
+                       clock=lambda: now[0], store=refused, store_every_s=0)
+    flaky.mark_done("d")
+    assert flaky.store_errors == 1 and flaky.is_done("d")

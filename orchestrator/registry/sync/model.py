@@ -290,6 +290,7 @@ class SyncOptions:
     burst: float = 1.0
     concurrency: int = 1
     checkpoint_path: Path | None = None
+    checkpoint_store: Callable[[Path], None] | None = None  # copies the checkpoint to the shared backend
     flush_every: int = 25
     progress: Progress | None = None
     region_rewrite: RegionRewrite = RegionRewrite.DESTINATION

@@ -450,7 +450,7 @@ class _Run:
         checkpoint = None
         if o.checkpoint_path is not None:
             checkpoint = Checkpoint(o.checkpoint_path, src_region=plan.src_region, dst_region=plan.dst_region,
-                                    flush_every=o.flush_every)
+                                    flush_every=o.flush_every, store=o.checkpoint_store)
         return apply_sync(plan, self.dst_client, self.dst_caller.writes, checkpoint, progress or o.progress,
                           concurrency=o.concurrency, caller=self.dst_caller, data_caller=self.dst_data,
                           pem_source=self.pem if self.src_caller is not None else None, final=final,
