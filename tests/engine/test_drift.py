@@ -2,7 +2,8 @@
 
 The stand-in records what "AWS" holds for every resource it creates (FAKE_AWS_STATE_DIR); a
 refresh reads those records. Changing one behind Pulumi's back is drift: `drift` must name the
-resource and property and exit 1, without changing the state. An untouched stack must show none.
+resource and property and exit 1, without changing the state; so is deleting one (the resource is
+named as gone). An untouched stack must show none.
 """
 
 from __future__ import annotations
@@ -48,4 +49,12 @@ def test_drift_finds_a_change_made_behind_pulumis_back(make_project) -> None:
     text = project.run("drift", "--region", "eu-west-1", expect=1).stdout
     assert "retentionPeriod: expected 24, actual 168" in text
     # a preview-only refresh: the state still holds what Pulumi applied
+    assert project.export(STACK)["deployment"]["resources"] == before["deployment"]["resources"]
+
+    # deleted in the console: the refresh reads "not found", drift names the resource as gone
+    _record_of(project, "aws:kinesis/stream:Stream").unlink()
+    report = json.loads(project.run("drift", "--region", "eu-west-1", "--json", expect=1).stdout)
+    (gone,) = report["stacks"][STACK]["differences"]
+    assert gone["type"] == "aws:kinesis/stream:Stream"
+    assert (gone["expected"], gone["actual"]) == ("exists", "(deleted outside Pulumi)")
     assert project.export(STACK)["deployment"]["resources"] == before["deployment"]["resources"]

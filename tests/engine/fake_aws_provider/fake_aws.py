@@ -26,7 +26,8 @@ Behaviour:
   real provider does. Without FAKE_AWS_STATE_DIR it is synthesized from the id; a
   `BucketVersioning` then reads as Enabled (what every region stack sets).
 - Read of an owned resource (a refresh) reports the outputs recorded in FAKE_AWS_STATE_DIR over
-  the state's: a record edited behind Pulumi's back is drift, as a console change in AWS is.
+  the state's: a record edited behind Pulumi's back is drift, as a console change in AWS is; a
+  record removed is a resource deleted behind Pulumi's back ("not found": an empty id).
 
 Environment: FAKE_AWS_VERSION (plugin version reported, default 7.51.1), FAKE_AWS_ACCOUNT
 (default 123456789012), FAKE_AWS_STATE_DIR (optional "account": names that AWS keeps unique, such
@@ -645,6 +646,10 @@ class FakeAws(BaseProvider):
             # A refresh: report what "AWS" holds now (the account record Create/Update wrote), so
             # a change made behind Pulumi's back (a test editing the record) shows up as drift.
             held = self._lookup(request.type, self.region_of(state), request.id)
+            if held is None and os.environ.get("FAKE_AWS_STATE_DIR"):
+                # every resource Create made is recorded in the account: no record means it was
+                # deleted behind Pulumi's back, and the real provider then reports an empty id
+                return provider_pb2.ReadResponse(id="")
             if held is not None:
                 state = {**state, **held}
         return provider_pb2.ReadResponse(
