@@ -1,9 +1,11 @@
 """Failover that real Route 53 accepts: the real engine, the stand-in provider sending what
 terraform-provider-aws sends, and the strict Route 53 gate (tests/aws_gate.py) in front of moto.
 
-up (single) -> promote-secondary (failover) -> failover -> failback -> destroy the secondary. Every
-change batch must be accepted, and after every step the name must answer only regions that are
-ready (all healthy, and each region down in turn).
+In both failover controls (dns records, ARC routing controls): up (single) -> promote-secondary
+(failover) -> failover during a primary outage -> failback -> destroy the secondary; and the latency
+variant (promote, a third region whose promotion fails, a routine up, its promotion, its removal).
+Every change batch must be accepted, and after every step the name must answer only regions that
+are ready (all healthy, and each region down in turn).
 """
 
 from __future__ import annotations
@@ -135,33 +137,48 @@ def test_arc_mode_sequence_moves_traffic_with_routing_controls_only(make_project
 THIRD = "eu-west-2"
 
 
-def test_latency_mode_a_failed_promotion_and_a_routine_up_keep_dns_on_ready_regions(make_project, gate: Gate) -> None:
+@pytest.mark.parametrize("control", ["dns", "arc"])
+def test_latency_mode_a_failed_promotion_and_a_routine_up_keep_dns_on_ready_regions(make_project, gate: Gate,
+                                                                                    control: str) -> None:
+    import json
+    from contextlib import ExitStack
+
+    from orchestrator.drill.arc import ArcCluster
+
     zone = _zone(gate).split("/")[-1]
-    project: OrchestrateProject = make_project(dev_topology(residency=[PRIMARY, SECONDARY, THIRD]))
-    env = {"FAKE_AWS_MOTO_URL": gate.url}
+    project: OrchestrateProject = make_project(dev_topology(residency=[PRIMARY, SECONDARY, THIRD],
+                                                            failover_control=control))
+    with ExitStack() as stack:
+        env = {"FAKE_AWS_MOTO_URL": gate.url}
+        arc = stack.enter_context(ArcCluster().serve()) if control == "arc" else None
+        if arc is not None:
+            env |= {"FAKE_AWS_ARC_URL": next(iter(arc.endpoints.values())).rsplit("/v1", 1)[0],
+                    "FAKE_AWS_ARC_ENDPOINTS": json.dumps(arc.endpoint_list)}
 
-    def answers() -> frozenset[str]:
-        return gate.answers(zone, NAME)
+        def answers() -> frozenset[str]:
+            return gate.answers(zone, NAME, controls=arc.states() if arc is not None else None)
 
-    project.run("up", "--yes", "--region", PRIMARY, "--endpoint-url", gate.url, env=env)
-    report = project.json("promote-secondary", "--yes", "--region", SECONDARY, "--routing", "latency",
-                          "--endpoint-url", gate.url, env=env)
-    assert report["ok"] is True, report
-    assert answers() == {PRIMARY, SECONDARY}
+        project.run("up", "--yes", "--region", PRIMARY, "--endpoint-url", gate.url, env=env)
+        report = project.json("promote-secondary", "--yes", "--region", SECONDARY, "--routing", "latency",
+                              "--endpoint-url", gate.url, env=env)
+        assert report["ok"] is True, report
+        assert answers() == {PRIMARY, SECONDARY}
 
-    # the third region's promotion fails at the replication stack ...
-    failing = {**env, "FAKE_AWS_FAIL_ON": "dev-replication::"}
-    project.run("promote-secondary", "--yes", "--region", THIRD, "--routing", "latency", "--endpoint-url", gate.url,
-                env=failing, expect=1)
-    # ... a routine `up` does not route to it
-    project.run("up", "--yes", "--region", PRIMARY, "--endpoint-url", gate.url, env=env)
-    assert answers() == {PRIMARY, SECONDARY}
-    report = project.json("promote-secondary", "--yes", "--region", THIRD, "--routing", "latency",
-                          "--endpoint-url", gate.url, env=env)
-    assert report["ok"] is True, report
-    assert answers() == {PRIMARY, SECONDARY, THIRD}
+        # the third region's promotion fails at the replication stack ...
+        failing = {**env, "FAKE_AWS_FAIL_ON": "dev-replication::"}
+        project.run("promote-secondary", "--yes", "--region", THIRD, "--routing", "latency",
+                    "--endpoint-url", gate.url, env=failing, expect=1)
+        # ... a routine `up` does not route to it
+        project.run("up", "--yes", "--region", PRIMARY, "--endpoint-url", gate.url, env=env)
+        assert answers() == {PRIMARY, SECONDARY}
+        report = project.json("promote-secondary", "--yes", "--region", THIRD, "--routing", "latency",
+                              "--endpoint-url", gate.url, env=env)
+        assert report["ok"] is True, report
+        assert answers() == {PRIMARY, SECONDARY, THIRD}
 
-    project.run("destroy", "--yes", "--region", THIRD, "--endpoint-url", gate.url,
-                env={**env, "ORCHESTRATE_DNS_DRAIN_SECONDS": "0"})
-    assert answers() == {PRIMARY, SECONDARY}
-    assert gate.rejected_batches == [], gate.rejected_batches
+        project.run("destroy", "--yes", "--region", THIRD, "--endpoint-url", gate.url,
+                    env={**env, "ORCHESTRATE_DNS_DRAIN_SECONDS": "0"})
+        assert answers() == {PRIMARY, SECONDARY}
+        if arc is not None:
+            assert THIRD not in " ".join(arc.controls), arc.controls
+        assert gate.rejected_batches == [], gate.rejected_batches
