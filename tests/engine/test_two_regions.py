@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.engine.helpers import OrchestrateProject, dev_topology
+from tests.engine.helpers import OrchestrateProject, dev_topology, reset_moto
 
 PRIMARY, SECONDARY, NEW = "eu-west-1", "eu-central-1", "eu-north-1"
 REGION_STACKS = [f"dev-region-{PRIMARY}", f"dev-region-{SECONDARY}"]
@@ -34,15 +34,27 @@ class Env2:
 
     def run(self, *args: str) -> Any:
         """`orchestrate --json <args> --endpoint-url <moto>`: the JSON document."""
-        return self.project.json(*args, "--endpoint-url", self.endpoint)
+        return self.project.json(*args, "--endpoint-url", self.endpoint, env=self.mirror)
+
+    @property
+    def mirror(self) -> dict[str, str]:
+        """The stand-in provider mirrors what it creates (buckets, queues, tables) into moto."""
+        return {"FAKE_AWS_MOTO_URL": self.endpoint}
 
 
 @pytest.fixture(scope="module")
 def env2(pulumi_tools, moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Env2:
-    """Two regions (failover) after `up --all`. The replication stack's registry sync command
-    talks to the moto server (`--endpoint-url`)."""
+    """Two regions (failover) after `up --all`, on a moto server of its own (reset: nothing an
+    earlier module left behind), into which the stand-in mirrors what it creates. The replication
+    stack's registry sync command talks to it too (`--endpoint-url`)."""
+    reset_moto(moto_server)
+    import boto3
+
+    boto3.client("route53", region_name="us-east-1", endpoint_url=moto_server, aws_access_key_id="testing",
+                 aws_secret_access_key="testing").create_hosted_zone(Name="example.com", CallerReference="two-regions")
     project = OrchestrateProject(pulumi_tools, tmp_path_factory.mktemp("two-regions"), _topology())
-    return Env2(project, moto_server, project.json("up", "--yes", "--all", "--endpoint-url", moto_server))
+    return Env2(project, moto_server, project.json("up", "--yes", "--all", "--endpoint-url", moto_server,
+                                                   env={"FAKE_AWS_MOTO_URL": moto_server}))
 
 
 def _name(resource: dict[str, Any]) -> str:
@@ -92,12 +104,12 @@ def test_up_all_brings_the_replication_stack_up(env2: Env2) -> None:
     assert mapping["outputs"]["functionResponseTypes"] == ["ReportBatchItemFailures"]
     rules = sorted(r["outputs"]["region"] for r in replication if r["type"] == "aws:iot/topicRule:TopicRule")
     assert rules == sorted([PRIMARY] * 3 + [SECONDARY] * 3)  # failover: both routed regions
-    # status reports the secondary's replication; this module runs without the moto mirror, so the
-    # queue is in the shared moto server only if an earlier module (promote-secondary, which checks
-    # the values) put it there: either way status succeeds and says which
-    (health,) = env2.run("status")["replication"]
-    assert health["region"] == SECONDARY
-    assert health["error"] in (None, "AWS.SimpleQueueService.NonExistentQueue"), health
+    # status reports the secondary's replication (its dead-letter queue, mirrored into moto) and
+    # finds the vault empty, not unreachable
+    status = env2.run("status")
+    (health,) = status["replication"]
+    assert health["region"] == SECONDARY and health["error"] is None, health
+    assert status["backup"]["state"] == "none found", status["backup"]
 
     # DNS: failover, records named by role (the primary's first), both health-checked
     dns = project.resources("dev-dns")
@@ -178,7 +190,7 @@ def test_destroy_all_keeps_protected_data_unless_asked(env2: Env2) -> None:
     assert all(r.get("protect") for rs in left.values() for r in rs), left
     kinds = {stack: sorted(r["type"].split(":")[-1] for r in rs) for stack, rs in left.items()}
     assert kinds == {
-        f"dev-region-{PRIMARY}": ["Bucket", "Bucket", "Stream"],  # data lake, backup vault, stream
+        f"dev-region-{PRIMARY}": ["Bucket", "Bucket", "Key", "Stream"],  # lake, vault, its signing key, stream
         f"dev-region-{SECONDARY}": ["Bucket", "Stream"],
         "dev-replication": ["Table"],  # the registry-events table
     }
@@ -190,7 +202,7 @@ def test_destroy_all_keeps_protected_data_unless_asked(env2: Env2) -> None:
     # every stack destroyed to nothing: removed from the backend, config files gone with them
     assert _backend_stacks(project) == [] and project.config_files() == {}
     assert not [p for p in project.account.iterdir() if p.name.startswith("s3-bucket")]
-    status = {s["name"]: s for s in project.json("status")["stacks"]}
+    status = {s["name"]: s for s in env2.run("status")["stacks"]}
     assert not any(s["deployed"] for s in status.values())
 
 
