@@ -38,8 +38,10 @@ REGION_OUTPUTS = (
     "dataLakeBucketArn",
     "devicePolicyName",
 )
-# Exported only by the home region's stack when the topology names a backup region.
+# Exported only by the home region's stack when the topology names a backup region: the vault, and
+# the key that signs backup manifests (`awskms:<key ARN>`, the spec `orchestrator.registry.signing` reads).
 BACKUP_OUTPUT = "backupBucketName"
+SIGNING_KEY_OUTPUT = "backupSigningKey"
 DNS_OUTPUTS = ("fqdn", "routing", "records", "healthCheckIds", "failoverControl", "routingControls",
                "clusterEndpoints", "controlPanelArn")
 REPLICATION_OUTPUTS = ("replicationRoleArn", "registryTableName", "targets")

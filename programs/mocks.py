@@ -119,6 +119,7 @@ _ARNS: dict[str, tuple[str, str, bool]] = {
     "aws:cloudwatch/logGroup:LogGroup": ("logs", "log-group:{name}", True),
     "aws:cloudwatch/eventRule:EventRule": ("events", "rule/{name}", True),
     "aws:cloudwatch/metricAlarm:MetricAlarm": ("cloudwatch", "alarm:{name}", True),
+    "aws:kms/key:Key": ("kms", "key/{id}", True),
 }
 # resources whose physical name the provider would derive from the logical name (autonaming)
 _AUTONAMED = {
@@ -227,6 +228,10 @@ class PlatformMocks(pulumi.runtime.Mocks):
         elif token == "aws:sqs/queue:Queue":
             state["url"] = f"https://sqs.{region}.amazonaws.com/{ACCOUNT_ID}/{state['name']}"
             rid = state["url"]
+        elif token == "aws:kms/key:Key":  # AWS names a key by a generated UUID: its id and keyId
+            uid = _digest(token, name, region, length=32)
+            rid = f"{uid[:8]}-{uid[8:12]}-{uid[12:16]}-{uid[16:20]}-{uid[20:]}"
+            state["keyId"] = rid
         elif token == "command:local:Command":
             state.update(stdout="", stderr="")
             rid = f"{name}-{_digest(name, length=8)}"

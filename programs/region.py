@@ -12,7 +12,7 @@ import pulumi_aws as aws
 from pulumi import Output, ResourceOptions
 
 from programs import policies
-from programs.contract import BACKUP_OUTPUT, REGION_OUTPUTS, RegionArgs
+from programs.contract import BACKUP_OUTPUT, REGION_OUTPUTS, SIGNING_KEY_OUTPUT, RegionArgs
 
 TYPE = "iotplatform:region:IotRegion"
 TLS_POLICY = "IoTSecurityPolicy_TLS13_1_2_2022_10"
@@ -192,6 +192,7 @@ class IotRegion(pulumi.ComponentResource):
 
         # -- backups: the home region's stack keeps the vault in the backup region ----------------
         self.backup_bucket_name: Output[str] | None = None
+        self.backup_signing_key: Output[str] | None = None
         if args.backup_region:
             vault, vault_versioning, _ = _hardened_bucket(
                 self, f"{name}-backups", f"iot-{args.env}-backups-", args.backup_region, tags)
@@ -203,6 +204,20 @@ class IotRegion(pulumi.ComponentResource):
                         "abort_incomplete_multipart_upload": {"days_after_initiation": ABORT_MULTIPART_DAYS}}],
                 opts=ResourceOptions(parent=self, depends_on=[vault_versioning]))
             self.backup_bucket_name = vault.bucket
+            # The key that signs backup manifests lives with the vault (the backup region): whoever
+            # can write the bucket cannot sign for it (kms:Sign is granted to the backup job's role
+            # only, through IAM; the default key policy delegates to IAM), and a restore during the
+            # primary's outage verifies against a region that is still up. Asymmetric, so no rotation:
+            # old backups keep verifying. Protected: deleting it would make every backup unverifiable.
+            signing = aws.kms.Key(
+                f"{name}-backup-signing", description=f"signs registry backup manifests of env {args.env}",
+                customer_master_key_spec="ECC_NIST_P256", key_usage="SIGN_VERIFY",
+                deletion_window_in_days=30, region=args.backup_region, tags=tags,
+                opts=ResourceOptions(parent=self, protect=True))
+            aws.kms.Alias(f"{name}-backup-signing-alias", name=f"alias/iot-{args.env}-backup-signing",
+                          target_key_id=signing.key_id, region=args.backup_region,
+                          opts=ResourceOptions(parent=self))
+            self.backup_signing_key = signing.arn.apply(lambda arn: f"awskms:{arn}")
 
         self.region = Output.from_input(region)
         self.iot_endpoint = endpoint.endpoint_address
@@ -225,6 +240,8 @@ class IotRegion(pulumi.ComponentResource):
         exports = dict(zip(REGION_OUTPUTS, values, strict=True))
         if self.backup_bucket_name is not None:
             exports[BACKUP_OUTPUT] = self.backup_bucket_name
+        if self.backup_signing_key is not None:
+            exports[SIGNING_KEY_OUTPUT] = self.backup_signing_key
         return exports
 
 

@@ -202,13 +202,14 @@ def _sync_pair(app: Context, src: str, dst: str, settings, budget, *, dry_run: b
               help="Cap on every read API's calls per second [default: each API's quota].")
 @click.option("--kms-key-id", metavar="KEY", help="SSE-KMS key for s3:// destinations [default: SSE-S3].")
 @click.option("--signing-key", metavar="awskms:KEY|secretsmanager:SECRET",
-              help="Key that signs the manifest [default: $ORCHESTRATE_BACKUP_SIGNING_KEY].")
+              help="Key that signs the manifest [default: $ORCHESTRATE_BACKUP_SIGNING_KEY, else the key the "
+                   "home region's stack made beside the vault].")
 def backup(app: Context, region: str | None, dest: str | None, skip_stack_state: bool, no_shadows: bool,
            read_rate: float | None, kms_key_id: str | None, signing_key: str | None) -> None:
     """Snapshot the registry of R, its shadows, plus every stack's state export (secrets stay
     encrypted), signed."""
     from orchestrator.aws import AwsContext
-    from orchestrator.operations.backups import backup_destination, check_destination
+    from orchestrator.operations.backups import backup_destination, check_destination, signing_key_spec
     from orchestrator.registry import backup_region
     from orchestrator.registry.quotas import resolve_quotas
     from orchestrator.stacks.graph import all_stacks
@@ -218,6 +219,7 @@ def backup(app: Context, region: str | None, dest: str | None, skip_stack_state:
     if region not in topology.regions:
         raise InputRejected(f"--region {region} is not a member region of {topology.source}")
     dest = check_destination(app, dest or backup_destination(app))
+    signing_key = signing_key_spec(app, signing_key)
     exports = {}
     if not skip_stack_state:
         engine = app.engine()
@@ -241,7 +243,8 @@ def backup(app: Context, region: str | None, dest: str | None, skip_stack_state:
 @click.option("--overwrite", is_flag=True, help="Also change what exists (re-activate certificates, replace "
               "policy versions, re-attach) to match the backup; confirmed.")
 @click.option("--signing-key", metavar="awskms:KEY|secretsmanager:SECRET",
-              help="Key the backup's signature is verified with [default: $ORCHESTRATE_BACKUP_SIGNING_KEY].")
+              help="Key the backup's signature is verified with [default: $ORCHESTRATE_BACKUP_SIGNING_KEY, "
+                   "else the key the home region's stack made beside the vault].")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
 def restore(app: Context, region: str, src: str, dry_run: bool, rate: float | None, read_rate: float | None,
             quota_file: str | None, quota_overrides: tuple[str, ...], no_shadows: bool, concurrency: int,
@@ -250,6 +253,7 @@ def restore(app: Context, region: str, src: str, dry_run: bool, rate: float | No
     is (and listed)."""
     from orchestrator.aws import AwsContext
     from orchestrator.cli.options import confirmer
+    from orchestrator.operations.backups import signing_key_spec
     from orchestrator.registry import plan_restore, restore_registry
     from orchestrator.registry.guards import RestoreGuard
 
@@ -257,6 +261,7 @@ def restore(app: Context, region: str, src: str, dry_run: bool, rate: float | No
                          quota_overrides=quota_overrides, concurrency=concurrency, no_shadows=no_shadows)
     topology = app.topology()
     ctx, residency = AwsContext(endpoint_url=app.endpoint_url), topology.residency
+    signing_key = signing_key_spec(app, signing_key)
     if dry_run:
         plan = plan_restore(ctx, src, region, env=app.env, settings=settings, residency=residency,
                             guard=RestoreGuard(overwrite=overwrite), signing_key=signing_key,

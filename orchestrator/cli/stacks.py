@@ -64,7 +64,8 @@ def up(app: Context, region: str | None, all_regions: bool, parallel: int, resum
 @click.option("--region", metavar="R", help="Destroy one region stack (guarded).")
 @click.option("--all", "all_regions", is_flag=True, help="Destroy every stack of the environment.")
 @click.option("--include-protected", is_flag=True,
-              help="Also delete protected stateful resources (data lake, streams, tables).")
+              help="Also delete protected stateful resources (data lake, streams, tables, the backup vault and "
+                   "its signing key).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--parallel", default=4, show_default=True, type=click.IntRange(1, 32))
 def destroy(app: Context, region: str | None, all_regions: bool, include_protected: bool, yes: bool,
@@ -93,7 +94,8 @@ def destroy(app: Context, region: str | None, all_regions: bool, include_protect
     else:
         confirm(f"destroy {selection[0].name}", expected=selection[0].name, assume_yes=yes)
     if include_protected:
-        confirm(f"permanently delete the protected data (data lake, streams, tables) of env {topology.env}",
+        confirm(f"permanently delete the protected data (data lake, streams, tables, backup vault and its "
+                f"signing key) of env {topology.env}",
                 expected=f"delete {topology.env} data", assume_yes=yes)
     render_report(app, _runner(app, parallel).destroy(selection, include_protected=include_protected))
 

@@ -1,4 +1,6 @@
-"""Where registry backups live: $ORCHESTRATE_BACKUP_DEST, else the home region stack's vault."""
+"""Where registry backups live ($ORCHESTRATE_BACKUP_DEST, else the home region stack's vault) and the
+key their manifests are signed with (--signing-key, $ORCHESTRATE_BACKUP_SIGNING_KEY, else the key
+the home region's stack made beside the vault)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator.errors import InputRejected
 from orchestrator.stacks.graph import region_stack
-from programs.contract import BACKUP_OUTPUT
+from programs.contract import BACKUP_OUTPUT, SIGNING_KEY_OUTPUT
 
 if TYPE_CHECKING:  # pragma: no cover
     from orchestrator.context import Context
@@ -30,6 +32,25 @@ def vault_location(app: Context) -> str:
                             hint=f"set backup_region in {topology.source} and run `orchestrate up`, "
                                  f"or pass --dest / set {BACKUP_DEST_ENV}")
     return f"s3://{outputs[BACKUP_OUTPUT].value}/registry"
+
+
+def signing_key_spec(app: Context, given: str | None) -> str | None:
+    """The backup signing key: `given` (--signing-key), else $ORCHESTRATE_BACKUP_SIGNING_KEY, else
+    the home region stack's `backupSigningKey` output; None when there is none (signing then
+    refuses with its own hint). A stack that cannot be read is no key, not an error here."""
+    from orchestrator.errors import OrchestrateError
+    from orchestrator.registry.signing import SIGNING_KEY_ENV
+
+    if given or os.environ.get(SIGNING_KEY_ENV):
+        return given or os.environ.get(SIGNING_KEY_ENV)
+    topology = app.topology()
+    try:
+        outputs = app.engine().outputs(region_stack(topology, topology.home_region).name) or {}
+    except OrchestrateError as exc:
+        app.console.debug(f"backup signing key: {exc.one_line()}")
+        return None
+    found = outputs.get(SIGNING_KEY_OUTPUT)
+    return str(found.value) if found is not None and found.value else None
 
 
 def check_destination(app: Context, dest: str) -> str:

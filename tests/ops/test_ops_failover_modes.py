@@ -162,6 +162,38 @@ def test_failover_sequence_answers_only_ready_regions_and_every_batch_is_accepte
 
 
 @pytest.mark.parametrize("control", ["dns", "arc"])
+def test_calls_per_region_and_service_of_each_transition(request: pytest.FixtureRequest, control: str) -> None:
+    """The table of docs/architecture.md ("Failover calls per region and service"): printed with
+    `pytest tests/ops/test_ops_failover_modes.py -k calls_per_region -s`; its headline rules asserted."""
+    world = _world(request, control)
+    table: dict[str, dict[str, int]] = {}
+
+    def measured(name: str, *args: str) -> dict[str, int]:
+        world.gate.reset_counts()
+        world.arc.calls.clear()
+        world.ok(*args)
+        table[name] = _calls(world)
+        return table[name]
+
+    measured("promote-secondary (failover)", "promote-secondary", "--region", DST, "--routing", "failover")
+    moved = [measured("failover", "failover", "--to", DST), measured("failback", "failback")]
+    world.gate.down.add(SRC)
+    world.arc.down.add(SRC)
+    outage = measured(f"failover while {SRC} is down", "failover", "--to", DST)
+    for line in [f"[{control}] {name}: " + ", ".join(f"{k} {n}" for k, n in calls.items())
+                 for name, calls in table.items()]:
+        print(line)
+    assert not any(k.startswith(f"{SRC}/") for k in outage), outage
+    route53 = [sum(n for k, n in calls.items() if k.endswith("/route53")) for calls in [*moved, outage]]
+    arc_calls = [sum(n for k, n in calls.items() if k.endswith("/route53-recovery-cluster"))
+                 for calls in [*moved, outage]]
+    if control == "arc":
+        assert route53 == [0, 0, 0] and arc_calls == [2, 2, 2]
+    else:
+        assert all(n > 0 for n in route53) and arc_calls == [0, 0, 0]
+
+
+@pytest.mark.parametrize("control", ["dns", "arc"])
 def test_failover_during_a_primary_outage_makes_no_call_to_it(request: pytest.FixtureRequest, control: str) -> None:
     world = _world(request, control)
     world.ok("promote-secondary", "--region", DST, "--routing", "failover")

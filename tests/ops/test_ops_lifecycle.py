@@ -247,6 +247,32 @@ def test_registry_backup_restore_round_trip_through_cli(run, iot, live, tmp_path
     assert src_things == {t["thingName"] for t in iot(DST).list_things()["things"]}
 
 
+def test_backup_and_restore_use_the_signing_key_the_home_stack_made(run, engine, iot, ctx, live,  # noqa: ANN001
+                                                                     tmp_path: Path) -> None:
+    """No flag, no variable: the key the programs provision beside the vault (an ECC SIGN_VERIFY key
+    in the backup region, exported as `backupSigningKey`) signs and verifies."""
+    from orchestrator.aws import client
+    from orchestrator.engine.types import OutputValue
+    from programs.contract import SIGNING_KEY_OUTPUT
+
+    kms = client(ctx, "kms", DST)
+    arn = kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec="ECC_NIST_P256")["KeyMetadata"]["Arn"]
+    engine.stacks[f"dev-region-{SRC}"].outputs[SIGNING_KEY_OUTPUT] = OutputValue(f"awskms:{arn}")
+    dest = tmp_path / "backups"
+    backup = run("registry", "backup", "--region", SRC, "--dest", str(dest), "--skip-stack-state", "--json")
+    assert backup.exit_code == 0, backup.output
+    (signature,) = dest.rglob("manifest.sig")
+    assert arn in signature.read_text()
+    restore = run("registry", "restore", "--region", DST, "--src", str(dest), "--rate", "500", "--json", "--yes")
+    assert restore.exit_code == 0, restore.output
+    assert {t["thingName"] for t in iot(DST).list_things()["things"]} == \
+        {t["thingName"] for t in iot(SRC).list_things()["things"]}
+
+    del engine.stacks[f"dev-region-{SRC}"].outputs[SIGNING_KEY_OUTPUT]  # nothing provisioned, nothing named
+    refused = run("registry", "backup", "--region", SRC, "--dest", str(tmp_path / "b2"), "--skip-stack-state")
+    assert refused.exit_code == 2 and "signing key" in refused.stderr, refused.output
+
+
 def test_registry_sync_outside_residency_is_exit_2_and_touches_nothing(run, iot, live) -> None:  # noqa: ANN001
     result = run("registry", "sync", "--from", SRC, "--to", "us-east-1")
     assert result.exit_code == 2

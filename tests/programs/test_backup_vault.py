@@ -58,3 +58,22 @@ def test_only_the_home_region_gets_the_vault() -> None:
     topo = topo.with_secondary(SECONDARY)
     assert wiring.region_args(topo, PRIMARY).backup_region == SECONDARY
     assert wiring.region_args(topo, SECONDARY).backup_region == ""
+
+
+def test_backup_manifests_are_signed_with_a_key_beside_the_vault() -> None:
+    """An asymmetric SIGN_VERIFY key in the backup region (writers of the bucket cannot sign; a
+    restore during the primary's outage still verifies), protected, exported as the signing spec."""
+    from programs.contract import SIGNING_KEY_OUTPUT
+
+    ev = vault_eval()
+    key = by_name(ev, "iot-dev-eu-west-1-backup-signing")
+    assert key.type == "aws:kms/key:Key" and key.protect
+    assert (key.inputs["keyUsage"], key.inputs["customerMasterKeySpec"]) == ("SIGN_VERIFY", "ECC_NIST_P256")
+    assert key.inputs["region"] == SECONDARY and "enableKeyRotation" not in key.inputs
+    alias = by_name(ev, "iot-dev-eu-west-1-backup-signing-alias")
+    assert alias.inputs["name"] == "alias/iot-dev-backup-signing" and alias.inputs["region"] == SECONDARY
+    spec = ev.outputs[SIGNING_KEY_OUTPUT]
+    assert spec.startswith(f"awskms:arn:aws:kms:{SECONDARY}:") and ":key/" in spec
+    plain = evaluate(region_args(PRIMARY), stack="dev-region-eu-west-1")
+    assert SIGNING_KEY_OUTPUT not in plain.outputs
+    assert not [r for r in plain.resources if r.type.startswith("aws:kms/")]
