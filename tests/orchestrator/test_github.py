@@ -7,19 +7,17 @@ that comments of other environments and of humans are never touched.
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import pytest
 
 from orchestrator.errors import InputRejected, OperationFailed
 from orchestrator.github import post_comment
 from orchestrator.preview.comment import marker
+from tests.fake_http import Answer, Request, serve_json
 
 TOKEN = "ghs_" + "T0kenT0ken" * 4
 REPO = "acme/iot"
@@ -52,75 +50,46 @@ class FakeGitHub:
 @pytest.fixture
 def gh() -> Iterator[FakeGitHub]:
     state = FakeGitHub()
-    lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
+    def route(req: Request) -> Answer:
+        state.requests.append((req.method, req.path))
+        state.auth_seen.add(req.headers.get("Authorization", ""))
+        if state.fail:
+            status, headers, message = state.fail.pop(0)
+            return Answer(status, {"message": message}, headers)
+        if req.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return Answer(401, {"message": "Bad credentials"})
+        list_path = f"/repos/{REPO}/issues/{PR}/comments"
+        if req.path == list_path and req.method == "GET":
+            q = parse_qs(req.query)
+            per_page = min(int(q.get("per_page", ["30"])[0]), state.per_page_cap)
+            page = int(q.get("page", ["1"])[0])
+            chunk = state.comments[(page - 1) * per_page: page * per_page]
+            headers = {}
+            if page * per_page < len(state.comments):
+                headers["Link"] = (f'<{state.url}{list_path}?per_page={per_page}&page={page + 1}>; '
+                                   f'rel="next", <{state.url}{list_path}?page=99>; rel="last"')
+            return Answer(200, chunk, headers)
+        if req.path == list_path and req.method == "POST":
+            cid = state.add(req.payload["body"])
+            return Answer(201, next(c for c in state.comments if c["id"] == cid))
+        prefix = f"/repos/{REPO}/issues/comments/"
+        if req.path.startswith(prefix):
+            cid = int(req.path[len(prefix):])
+            found = next((c for c in state.comments if c["id"] == cid), None)
+            if found is None:
+                return Answer(404, {"message": "Not Found"})
+            if req.method == "PATCH":
+                found["body"] = req.payload["body"]
+                return Answer(200, found)
+            if req.method == "DELETE":
+                state.comments.remove(found)
+                return Answer(204)
+        return Answer(404, {"message": "Not Found"})
 
-        def _reply(self, status: int, payload: Any = None, headers: dict[str, str] | None = None) -> None:
-            raw = b"" if payload is None else json.dumps(payload).encode()
-            self.send_response(status)
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-        def _handle(self) -> None:
-            with lock:
-                parts = urlsplit(self.path)
-                state.requests.append((self.command, parts.path))
-                state.auth_seen.add(self.headers.get("Authorization", ""))
-                length = int(self.headers.get("Content-Length") or 0)
-                payload = json.loads(self.rfile.read(length)) if length else None
-                if state.fail:
-                    status, headers, message = state.fail.pop(0)
-                    return self._reply(status, {"message": message}, headers)
-                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                    return self._reply(401, {"message": "Bad credentials"})
-                list_path = f"/repos/{REPO}/issues/{PR}/comments"
-                if parts.path == list_path and self.command == "GET":
-                    q = parse_qs(parts.query)
-                    per_page = min(int(q.get("per_page", ["30"])[0]), state.per_page_cap)
-                    page = int(q.get("page", ["1"])[0])
-                    chunk = state.comments[(page - 1) * per_page: page * per_page]
-                    headers = {}
-                    if page * per_page < len(state.comments):
-                        headers["Link"] = (f'<{state.url}{list_path}?per_page={per_page}&page={page + 1}>; '
-                                           f'rel="next", <{state.url}{list_path}?page=99>; rel="last"')
-                    return self._reply(200, chunk, headers)
-                if parts.path == list_path and self.command == "POST":
-                    cid = state.add(payload["body"])
-                    return self._reply(201, next(c for c in state.comments if c["id"] == cid))
-                prefix = f"/repos/{REPO}/issues/comments/"
-                if parts.path.startswith(prefix):
-                    cid = int(parts.path[len(prefix):])
-                    found = next((c for c in state.comments if c["id"] == cid), None)
-                    if found is None:
-                        return self._reply(404, {"message": "Not Found"})
-                    if self.command == "PATCH":
-                        found["body"] = payload["body"]
-                        return self._reply(200, found)
-                    if self.command == "DELETE":
-                        state.comments.remove(found)
-                        return self._reply(204)
-                return self._reply(404, {"message": "Not Found"})
-
-        do_GET = do_POST = do_PATCH = do_DELETE = _handle
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.timeout = 5
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serve_json(route) as url:
+        state.url = url
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def parts_for(env: str, n: int, tag: str = "v1") -> list[str]:

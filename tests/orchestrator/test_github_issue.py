@@ -7,19 +7,16 @@ touched. Drift opens or updates it; no drift closes it (with a last comment).
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from orchestrator.errors import InputRejected
 from orchestrator.github import sync_issue
 from orchestrator.preview.comment import marker
+from tests.fake_http import Answer, Request, serve_json
 
 TOKEN = "ghs_" + "Issu3T0ken" * 4
 REPO = "acme/iot"
@@ -50,58 +47,32 @@ class FakeIssues:
 @pytest.fixture
 def gh() -> Iterator[FakeIssues]:
     state = FakeIssues()
-    lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
+    def route(req: Request) -> Answer:
+        state.requests.append((req.method, req.path))
+        if req.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return Answer(401, {"message": "Bad credentials"})
+        base = f"/repos/{REPO}/issues"
+        if req.path == base and req.method == "GET":
+            assert "state=open" in req.query
+            return Answer(200, [i for i in state.issues if i["state"] == "open"])
+        if req.path == base and req.method == "POST":
+            number = state.add(req.payload["body"])
+            state.get(number)["title"] = req.payload["title"]
+            return Answer(201, state.get(number))
+        rest = req.path[len(base) + 1:].split("/") if req.path.startswith(base + "/") else []
+        if len(rest) == 1 and req.method == "PATCH":
+            issue = state.get(int(rest[0]))
+            issue.update(req.payload)
+            return Answer(200, issue)
+        if len(rest) == 2 and rest[1] == "comments" and req.method == "POST":
+            state.comments.append((int(rest[0]), req.payload["body"]))
+            return Answer(201, {"id": len(state.comments)})
+        return Answer(404, {"message": "Not Found"})
 
-        def _reply(self, status: int, payload: Any = None) -> None:
-            raw = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-        def _handle(self) -> None:
-            with lock:
-                parts = urlsplit(self.path)
-                state.requests.append((self.command, parts.path))
-                length = int(self.headers.get("Content-Length") or 0)
-                payload = json.loads(self.rfile.read(length)) if length else None
-                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                    return self._reply(401, {"message": "Bad credentials"})
-                base = f"/repos/{REPO}/issues"
-                if parts.path == base and self.command == "GET":
-                    assert "state=open" in parts.query
-                    return self._reply(200, [i for i in state.issues if i["state"] == "open"])
-                if parts.path == base and self.command == "POST":
-                    number = state.add(payload["body"])
-                    state.get(number)["title"] = payload["title"]
-                    return self._reply(201, state.get(number))
-                rest = parts.path[len(base) + 1:].split("/") if parts.path.startswith(base + "/") else []
-                if len(rest) == 1 and self.command == "PATCH":
-                    issue = state.get(int(rest[0]))
-                    issue.update(payload)
-                    return self._reply(200, issue)
-                if len(rest) == 2 and rest[1] == "comments" and self.command == "POST":
-                    state.comments.append((int(rest[0]), payload["body"]))
-                    return self._reply(201, {"id": len(state.comments)})
-                return self._reply(404, {"message": "Not Found"})
-
-        do_GET = do_POST = do_PATCH = _handle
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serve_json(route) as url:
+        state.url = url
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def body(env: str, text: str) -> str:
