@@ -49,12 +49,15 @@ def test_up_region_deploys_region_and_dns_and_wires_the_real_endpoint(deployed) 
                      "aws:acm/certificate:Certificate", "aws:iot/policy:Policy"):
         assert expected in types, f"{expected} missing from {types}"
     assert types.count("aws:iot/thingType:ThingType") == len(dev_topology()["registry"]["thing_types"])
-    # everything in eu-west-1, except the home region's backup vault, kept in the backup region
+    # everything in eu-west-1, except the home region's backup vault and the key that signs its
+    # backups, kept in the backup region
     regions = {r["urn"].rsplit("::", 1)[-1]: r["outputs"].get("region") for r in region if r["type"].startswith("aws:")}
-    assert {n for n, r in regions.items() if r != "eu-west-1"} == {n for n in regions if "-backups" in n}
-    assert {r for n, r in regions.items() if "-backups" in n} == {dev_topology()["backup_region"]}
+    vault = {n for n in regions if "-backups" in n or "-backup-signing" in n}
+    assert {n for n, r in regions.items() if r != "eu-west-1"} == vault
+    assert {regions[n] for n in vault} == {dev_topology()["backup_region"]}
     protected = sorted(r["urn"].rsplit("::", 1)[-1] for r in region if r.get("protect"))
-    assert protected == ["iot-dev-eu-west-1-backups", "iot-dev-eu-west-1-lake", "iot-dev-eu-west-1-telemetry"]
+    assert protected == ["iot-dev-eu-west-1-backup-signing", "iot-dev-eu-west-1-backups", "iot-dev-eu-west-1-lake",
+                         "iot-dev-eu-west-1-telemetry"]
 
     # what the region stack really output, read back through the orchestrator
     outputs = project.json("outputs", REGION_STACK)["outputs"]
