@@ -76,14 +76,34 @@ class OrchestrateCommand(click.Command):
 class LazyGroup(click.Group):
     """A group whose commands live in modules imported only when the command is used or listed.
 
-    click's documented lazy-loading pattern: `lazy` maps a command name to "module:attribute"."""
+    click's documented lazy-loading pattern: `lazy` maps a command name to "module:attribute".
+    `summaries` holds each lazy command's first sentence, so that listing the commands (`--help`)
+    imports none of their modules (tests/orchestrator/test_console_script.py keeps every summary
+    equal to its command's own)."""
 
     command_class = OrchestrateCommand
 
-    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, summaries: dict[str, str] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.params.extend(_global_params())
         self.lazy = dict(lazy or {})
+        self.summaries = dict(summaries or {})
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's listing; a lazy command with a summary is listed from it, unimported."""
+        listed: list[tuple[str, click.Command]] = []
+        for name in self.list_commands(ctx):
+            if name in self.summaries:
+                listed.append((name, click.Command(name, help=self.summaries[name])))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                listed.append((name, command))
+        if listed:
+            limit = formatter.width - 6 - max(len(name) for name, _ in listed)
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, command.get_short_help_str(limit)) for name, command in listed])
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})

@@ -35,6 +35,30 @@ COMMANDS = {
     "drift": "orchestrator.cli.drift:drift",
     "drill": "orchestrator.cli.drill:drill",
 }
+# The first sentence of each command's help: `orchestrate --help` lists these without importing a
+# command module (a test keeps them equal to the commands' own).
+SUMMARIES = {
+    "plan": "Evaluate the programs under Pulumi mocks and print the waves and resources (no cloud).",
+    "up": "Deploy region stack(s), then DNS, then replication, in waves (shown, then confirmed).",
+    "destroy": "Destroy in reverse order: replication, DNS, regions.",
+    "status": "Every stack of the environment: deployed or not, last result, resources, routing role, the "
+              "backend, and the newest registry backup (exit 1 when the backup vault cannot be read).",
+    "outputs": "A stack's outputs; secrets are masked unless --show-secrets.",
+    "graph": "The stack DAG and the region topology as a picture.",
+    "recover": "After a crashed run: show who holds the lock and since when, cancel it, refresh with pending "
+               "creates cleared.",
+    "preview": "Preview every stack in DAG order, with placeholders for upstream values not known yet.",
+    "promote-secondary": "Single -> multi-region: add R, verified step by step, DNS last (steps shown, then "
+                         "confirmed).",
+    "failover": "Send traffic to a secondary (final registry sync first when the primary answers).",
+    "failback": "Return traffic to the old primary after syncing devices provisioned meanwhile.",
+    "registry": "Copy, back up and restore the IoT registry between regions.",
+    "comment": "Pull-request comments and the drift issue.",
+    "secrets": "How stack secrets are encrypted (passphrase or a KMS key).",
+    "drift": "Refresh in preview-only mode (nothing changes) and list what differs from the state: resource, "
+             "property, expected, actual (secrets masked).",
+    "drill": "A failover game day: kill a region, measure what devices see (RTO, lost messages, shadows).",
+}
 
 
 class OrchestrateGroup(LazyGroup):
@@ -76,7 +100,8 @@ def _scrubbed(text: str) -> str:
     return scrub(text)
 
 
-@click.group(cls=OrchestrateGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OrchestrateGroup, lazy=COMMANDS, summaries=SUMMARIES,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="orchestrate")
 def cli() -> None:
     """Stand up, wire and promote the IoT platform's Pulumi stacks across AWS regions.

@@ -59,6 +59,43 @@ def test_help_does_not_import_pulumi_or_boto3() -> None:
     assert "HEAVY=\n" in out or out.rstrip().endswith("HEAVY=")
 
 
+def test_help_lists_commands_from_their_summaries_without_importing_them() -> None:
+    """`--help` is rendered exactly as click renders the imported commands, from SUMMARIES, and
+    imports no command module (the start-up budget: docs/performance.md)."""
+    import importlib
+
+    from click.testing import CliRunner
+
+    from orchestrator.cli.main import COMMANDS, SUMMARIES, cli
+
+    assert set(SUMMARIES) == set(COMMANDS)
+    for name, target in COMMANDS.items():
+        module, attr = target.split(":")
+        command = getattr(importlib.import_module(module), attr)
+        for limit in (20, 45, 70, 10_000):
+            assert command.get_short_help_str(limit) == click_short(SUMMARIES[name], limit), (name, limit)
+    listed = CliRunner().invoke(cli, ["--help"], terminal_width=100).output
+    saved = cli.summaries
+    try:
+        cli.summaries = {}  # every command imported and asked for its own short help
+        assert CliRunner().invoke(cli, ["--help"], terminal_width=100).output == listed
+    finally:
+        cli.summaries = saved
+    probe = ("import sys; sys.argv=['orchestrate','--help']\n"
+             "from orchestrator.cli.main import cli\n"
+             "try:\n    cli.main(standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+             "print('LOADED=' + ','.join(sorted({m.rsplit(':')[0] for m in sys.modules "
+             "if m.startswith('orchestrator.cli.') and m not in ('orchestrator.cli.main', 'orchestrator.cli.app')})))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60).stdout
+    assert out.strip().endswith("LOADED="), out
+
+
+def click_short(summary: str, limit: int) -> str:
+    import click
+
+    return click.Command("x", help=summary).get_short_help_str(limit)
+
+
 def test_version_and_help_list_every_command() -> None:
     proc = orchestrate("--help")
     assert proc.returncode == 0
