@@ -135,7 +135,9 @@ def environment_status(app: Context) -> EnvironmentStatus:
         routing_controls=_control_states(app),
         warnings=tuple(resilience_warnings(topology, app.backend_url, app.secrets_provider,
                                            os.environ.get("ORCHESTRATE_BACKUP_DEST"),
-                                           bucket_region=_bucket_locator(app), default_region=_default_region(app))),
+                                           bucket_region=_bucket_locator(app),
+                                           default_region=_default_region(app)
+                                           if (app.secrets_provider or "").startswith("awskms://") else None)),
         backup=backup, backend=app.backend_name,
         replication=_replication(app) if replication_deployed else ())
 
