@@ -81,6 +81,17 @@ def client(ctx: AwsContext, service: str, region: str, *, own_retries: bool = Fa
         return sess.client(service, **kwargs)
 
 
+def bucket_region(ctx: AwsContext, bucket: str, *, via: str = "us-east-1", own_retries: bool = False) -> str:
+    """The region an S3 bucket lives in (GetBucketLocation, asked of the endpoint in `via`).
+
+    S3 answers no constraint for us-east-1, and "EU" for buckets made in eu-west-1 under the legacy
+    name (S3 API reference, GetBucketLocation)."""
+    with aws_errors(f"locating bucket {bucket}"):
+        answer = client(ctx, "s3", via, own_retries=own_retries).get_bucket_location(Bucket=bucket)
+    constraint = answer.get("LocationConstraint") or "us-east-1"
+    return "eu-west-1" if constraint == "EU" else str(constraint)
+
+
 def translate(exc: BaseException, what: str = "AWS call") -> OrchestrateError | None:
     """The orchestrator error for a botocore exception, or None if it is not one we map.
 

@@ -209,7 +209,12 @@ def backup(app: Context, region: str | None, dest: str | None, skip_stack_state:
     """Snapshot the registry of R, its shadows, plus every stack's state export (secrets stay
     encrypted), signed."""
     from orchestrator.aws import AwsContext
-    from orchestrator.operations.backups import backup_destination, check_destination, signing_key_spec
+    from orchestrator.operations.backups import (
+        backup_destination,
+        check_destination,
+        home_outputs,
+        signing_key_spec,
+    )
     from orchestrator.registry import backup_region
     from orchestrator.registry.quotas import resolve_quotas
     from orchestrator.stacks.graph import all_stacks
@@ -218,8 +223,9 @@ def backup(app: Context, region: str | None, dest: str | None, skip_stack_state:
     region = region or topology.primary
     if region not in topology.regions:
         raise InputRejected(f"--region {region} is not a member region of {topology.source}")
-    dest = check_destination(app, dest or backup_destination(app))
-    signing_key = signing_key_spec(app, signing_key)
+    home = home_outputs(app)  # the vault and the signing key: one read of the home stack's outputs
+    dest = check_destination(app, dest or backup_destination(app, home))
+    signing_key = signing_key_spec(app, signing_key, home)
     exports = {}
     if not skip_stack_state:
         engine = app.engine()

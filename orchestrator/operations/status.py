@@ -191,7 +191,7 @@ def resilience_warnings(topology: Topology, backend_url: str | None, secrets_pro
         if m:
             return m.group(1)
         if url and url.startswith("s3://") and bucket_region is not None:
-            bucket = url[len("s3://"):].split("/", 1)[0].split("?", 1)[0]
+            bucket = url[len("s3://"):].split("/", 1)[0].split("?", 1)[0]  # s3://bucket/prefix?query
             return bucket_region(bucket) if bucket else None
         if url and url.startswith("awskms://"):
             return default_region
@@ -216,17 +216,13 @@ def _bucket_locator(app: Context) -> Callable[[str], str | None]:
     from orchestrator.errors import OrchestrateError
 
     def locate(bucket: str) -> str | None:
-        try:
-            from orchestrator.aws import aws_errors, client
+        from orchestrator.aws import bucket_region
 
-            with aws_errors(f"locating s3://{bucket}"):
-                answer = client(app.aws(), "s3", "us-east-1", own_retries=True).get_bucket_location(Bucket=bucket)
+        try:
+            return bucket_region(app.aws(), bucket, own_retries=True)
         except OrchestrateError as exc:
             app.console.debug(f"resilience check: {exc.one_line()}")
             return None
-        # us-east-1 answers with no constraint; "EU" is the legacy name of eu-west-1
-        constraint = answer.get("LocationConstraint") or "us-east-1"
-        return "eu-west-1" if constraint == "EU" else str(constraint)
 
     return locate
 

@@ -210,3 +210,27 @@ def test_a_running_sync_stores_its_checkpoint_in_the_backend_every_so_often(tmp_
                        clock=lambda: now[0], store=refused, store_every_s=0)
     flaky.mark_done("d")
     assert flaky.store_errors == 1 and flaky.is_done("d")
+
+
+def test_the_vault_and_the_signing_key_come_from_one_read_of_the_home_stack(project: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """`registry backup` needs both from the home region stack's outputs: one Pulumi call, not two."""
+    from orchestrator.engine.types import OutputValue
+    from orchestrator.operations.backups import backup_destination, home_outputs, signing_key_spec
+    from orchestrator.stacks.graph import region_stack
+    from programs.contract import BACKUP_OUTPUT, SIGNING_KEY_OUTPUT
+
+    monkeypatch.delenv("ORCHESTRATE_BACKUP_DEST", raising=False)
+    monkeypatch.delenv("ORCHESTRATE_BACKUP_SIGNING_KEY", raising=False)
+    engine = InMemoryEngine()
+    ctx = Context(env="dev", project_dir=project, config_path=project / "stacks" / "dev.topology.yaml",
+                  backend_url="file://unused", engine_factory=lambda _c: engine)
+    reads: list[str] = []
+    monkeypatch.setattr(engine, "outputs", lambda stack: reads.append(stack) or {
+        BACKUP_OUTPUT: OutputValue("iot-dev-backups-x"), SIGNING_KEY_OUTPUT: OutputValue("awskms:arn:k")})
+    home = home_outputs(ctx)
+    assert backup_destination(ctx, home) == "s3://iot-dev-backups-x/registry"
+    assert signing_key_spec(ctx, None, home) == "awskms:arn:k"
+    assert reads == [region_stack(ctx.topology(), ctx.topology().home_region).name]
+    assert signing_key_spec(ctx, "awskms:given", home) == "awskms:given"  # a named key reads nothing
+    assert len(reads) == 1
