@@ -36,6 +36,15 @@ def _zone(gate: Gate) -> str:
     return str(r53.create_hosted_zone(Name="example.com", CallerReference="engine-strict")["HostedZone"]["Id"])
 
 
+def _arc_env(arc: Any) -> dict[str, str]:
+    """What the stand-in provider needs to register routing controls with the fake cluster, and
+    the cluster endpoints it reports."""
+    import json
+
+    return {"FAKE_AWS_ARC_URL": next(iter(arc.endpoints.values())).rsplit("/v1", 1)[0],
+            "FAKE_AWS_ARC_ENDPOINTS": json.dumps(arc.endpoint_list)}
+
+
 def _answers(gate: Gate, zone: str) -> dict[str, frozenset[str]]:
     return {"all": gate.answers(zone, NAME),
             **{f"{r} down": gate.answers(zone, NAME, down=frozenset({r})) for r in (PRIMARY, SECONDARY)}}
@@ -82,16 +91,12 @@ def test_dns_mode_sequence_passes_the_strict_route53_layer(make_project, gate: G
 
 
 def test_arc_mode_sequence_moves_traffic_with_routing_controls_only(make_project, gate: Gate) -> None:
-    import json
-
     from orchestrator.drill.arc import ArcCluster
 
     zone = _zone(gate).split("/")[-1]
     project: OrchestrateProject = make_project(dev_topology(failover_control="arc"))
     with ArcCluster().serve() as arc:
-        any_endpoint = next(iter(arc.endpoints.values())).rsplit("/v1", 1)[0]
-        env = {"FAKE_AWS_MOTO_URL": gate.url, "FAKE_AWS_ARC_URL": any_endpoint,
-               "FAKE_AWS_ARC_ENDPOINTS": json.dumps(arc.endpoint_list)}
+        env = {"FAKE_AWS_MOTO_URL": gate.url, **_arc_env(arc)}
 
         def run(*args: str) -> Any:
             return project.json(*args, "--endpoint-url", gate.url, env=env)
@@ -140,7 +145,6 @@ THIRD = "eu-west-2"
 @pytest.mark.parametrize("control", ["dns", "arc"])
 def test_latency_mode_a_failed_promotion_and_a_routine_up_keep_dns_on_ready_regions(make_project, gate: Gate,
                                                                                     control: str) -> None:
-    import json
     from contextlib import ExitStack
 
     from orchestrator.drill.arc import ArcCluster
@@ -152,8 +156,7 @@ def test_latency_mode_a_failed_promotion_and_a_routine_up_keep_dns_on_ready_regi
         env = {"FAKE_AWS_MOTO_URL": gate.url}
         arc = stack.enter_context(ArcCluster().serve()) if control == "arc" else None
         if arc is not None:
-            env |= {"FAKE_AWS_ARC_URL": next(iter(arc.endpoints.values())).rsplit("/v1", 1)[0],
-                    "FAKE_AWS_ARC_ENDPOINTS": json.dumps(arc.endpoint_list)}
+            env |= _arc_env(arc)
 
         def answers() -> frozenset[str]:
             return gate.answers(zone, NAME, controls=arc.states() if arc is not None else None)
