@@ -81,12 +81,25 @@ class OrchestrateGroup(LazyGroup):
             raise click.exceptions.Exit(130) from None
         except Exception as exc:  # an unexpected failure: one line, the traceback only with -v
             console = _console(ctx)
+            mapped = _setup_error(exc)
+            if mapped is not None:  # a botocore set-up error raised outside `aws_errors` (a profile, SSO)
+                console.error(_scrubbed(mapped.one_line()))
+                raise click.exceptions.Exit(int(mapped.exit_code)) from None
             if ctx.ensure_object(Deps).values.get("verbose"):
                 import traceback
 
                 console.err(_scrubbed(traceback.format_exc()))
             console.error(_scrubbed(f"internal error: {type(exc).__name__}: {exc}") + " (run with -v for details)")
             raise click.exceptions.Exit(int(ExitCode.FAILED)) from None
+
+
+def _setup_error(exc: Exception) -> OrchestrateError | None:
+    """The orchestrator error for a botocore exception (credentials, profile, SSO), else None."""
+    if not type(exc).__module__.startswith("botocore"):
+        return None
+    from orchestrator.aws import translate
+
+    return translate(exc)
 
 
 def _console(ctx: click.Context) -> Console:

@@ -265,3 +265,25 @@ def test_a_failover_on_one_clone_is_not_undone_by_the_stale_topology_of_another(
     assert fresh.exit_code == 0, fresh.output + fresh.stderr
     assert dns() == after_failover
 
+
+def test_the_url_form_pulumi_documents_for_s3_compatible_stores_reaches_an_http_endpoint(
+        tmp_path: Path, endpoint: str, bucket: Any) -> None:
+    """`?endpoint=host:port&disableSSL=true&s3ForcePathStyle=true` (MinIO-style): plain http, path style."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(endpoint).netloc
+    url = f"s3://{BUCKET}/minio?endpoint={host}&disableSSL=true&s3ForcePathStyle=true&region=us-east-1"
+    layout = StateLayout(tmp_path / "one", store_for(url))  # no --endpoint-url: the URL says it all
+    assert layout.store.client.meta.endpoint_url == f"http://{host}"  # type: ignore[attr-defined]
+    assert layout.store.client.meta.config.s3 == {"addressing_style": "path"}  # type: ignore[attr-defined]
+    layout.save(layout.lifecycle_path("dev"), {"by": "minio"})
+    assert "minio/.orchestrate/lifecycle/dev.json" in stored_keys(bucket)
+    other = StateLayout(tmp_path / "two", store_for(url))
+    assert other.load(other.lifecycle_path("dev")) == {"by": "minio"}
+
+
+def test_a_bad_boolean_in_the_backend_url_is_bad_input() -> None:
+    from orchestrator.errors import InputRejected
+
+    with pytest.raises(InputRejected, match="disableSSL='maybe' is not true or false"):
+        store_for(f"s3://{BUCKET}/x?endpoint=127.0.0.1:9&disableSSL=maybe")
