@@ -46,16 +46,30 @@ def session(ctx: AwsContext) -> boto3.session.Session:
 
     try:
         return boto3.session.Session(profile_name=ctx.profile)
-    except ProfileNotFound:
-        raise InputRejected(f"AWS profile {ctx.profile!r} is not configured",
-                            hint="check ~/.aws/config or pass another --profile") from None
+    except ProfileNotFound as exc:
+        raise _profile_not_found(exc) from None
+
+
+def _profile_name() -> str:
+    """The profile the SDK uses when none is given: AWS_PROFILE (AWS_DEFAULT_PROFILE), else default."""
+    import os
+
+    return os.environ.get("AWS_PROFILE") or os.environ.get("AWS_DEFAULT_PROFILE") or "default"
+
+
+def _profile_not_found(exc: BaseException) -> InputRejected:
+    name = getattr(exc, "kwargs", {}).get("profile") or _profile_name()
+    return InputRejected(f"AWS profile {name!r} is not configured",
+                         hint="set AWS_PROFILE to a profile of ~/.aws/config (`aws configure list-profiles`), "
+                              "or unset it to use the default credential chain")
 
 
 def client(ctx: AwsContext, service: str, region: str, *, own_retries: bool = False,
-           max_pool_connections: int = 10) -> Any:
+           max_pool_connections: int = 10, s3_path_style: bool = False) -> Any:
     """A boto3 client for `service` in `region`, honouring the endpoint URL and the timeouts.
 
-    `own_retries=True` disables botocore's retries (the caller retries and counts them).
+    `own_retries=True` disables botocore's retries (the caller retries and counts them);
+    `s3_path_style=True` addresses buckets in the path (S3-compatible stores such as MinIO).
     """
     from botocore.config import Config
 
@@ -69,6 +83,7 @@ def client(ctx: AwsContext, service: str, region: str, *, own_retries: bool = Fa
         read_timeout=READ_TIMEOUT_S,
         retries=retries,
         max_pool_connections=max(10, max_pool_connections),
+        s3={"addressing_style": "path"} if s3_path_style else None,
     )
     sess = session(ctx)
     kwargs: dict[str, Any] = {"region_name": region, "config": config}
@@ -104,9 +119,19 @@ def translate(exc: BaseException, what: str = "AWS call") -> OrchestrateError | 
         NoCredentialsError,
         NoRegionError,
         PartialCredentialsError,
+        ProfileNotFound,
         ReadTimeoutError,
+        SSOError,
+        TokenRetrievalError,
     )
 
+    if isinstance(exc, ProfileNotFound):
+        return _profile_not_found(exc)
+    if isinstance(exc, (SSOError, TokenRetrievalError)):  # SSOTokenLoadError, UnauthorizedSSOTokenError
+        name = _profile_name()
+        return InputRejected(
+            f"the AWS SSO session of profile {name!r} is not logged in or has expired ({what})",
+            hint=f"run `aws sso login --profile {name}` (AWS_PROFILE names the profile), then re-run")
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
         return InputRejected(
             f"no AWS credentials for {what}",

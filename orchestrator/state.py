@@ -226,7 +226,11 @@ def store_for(backend_url: str, *, endpoint_url: str | None = None) -> StateStor
 
 def s3_backend(backend_url: str, *, endpoint_url: str | None = None) -> tuple[Any, str, str]:
     """(S3 client, bucket, path inside the bucket) of an `s3://bucket/path?region=…&endpoint=…`
-    backend URL, the way the Pulumi CLI reads it (`--endpoint-url` applies when the URL names none)."""
+    backend URL, the way the Pulumi CLI reads it (`--endpoint-url` applies when the URL names none).
+
+    The form Pulumi documents for S3-compatible stores (MinIO, Ceph) is honoured:
+    `?endpoint=host:port&disableSSL=true&s3ForcePathStyle=true` (an endpoint without a scheme is
+    https unless `disableSSL=true`; path-style addressing when `s3ForcePathStyle=true`)."""
     from urllib.parse import parse_qs, urlsplit
 
     from orchestrator.aws import AwsContext, client
@@ -237,11 +241,25 @@ def s3_backend(backend_url: str, *, endpoint_url: str | None = None) -> tuple[An
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     endpoint = query.get("endpoint") or endpoint_url
     if endpoint and not endpoint.startswith(("http://", "https://")):
-        endpoint = f"https://{endpoint}"
+        scheme = "http" if _flag(backend_url, query, "disableSSL") else "https"
+        endpoint = f"{scheme}://{endpoint}"
     region = query.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") \
         or "us-east-1"
-    s3 = client(AwsContext(endpoint_url=endpoint, profile=query.get("profile")), "s3", region)
+    s3 = client(AwsContext(endpoint_url=endpoint, profile=query.get("profile")), "s3", region,
+                s3_path_style=_flag(backend_url, query, "s3ForcePathStyle"))
     return s3, parts.hostname, parts.path.strip("/")
+
+
+def _flag(url: str, query: dict[str, str], name: str) -> bool:
+    """A boolean query parameter of the backend URL (`true`/`false`, as Go's strconv reads it)."""
+    value = query.get(name)
+    if value is None:
+        return False
+    if value.lower() in ("true", "1", "t"):
+        return True
+    if value.lower() in ("false", "0", "f"):
+        return False
+    raise InputRejected(f"backend {backend_display(url)!r}: {name}={value[:20]!r} is not true or false")
 
 
 class StateLayout:

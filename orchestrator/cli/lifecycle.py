@@ -19,6 +19,8 @@ def _render(app: Context, report) -> None:  # noqa: ANN001 - LifecycleReport, im
                            f"{'ok' if report.ok else 'FAILED'}")
         for step in report.steps:
             app.console.result(f"  {step.step:<17} {step.status:<12} {step.detail}")
+        for follow_up in report.follow_ups:
+            app.console.result(f"next: {follow_up}")
     if not report.ok:
         app.console.info("fix the cause and re-run the same command: it resumes at the failed step")
         raise Reported(ExitCode.FAILED)

@@ -42,7 +42,8 @@ SUMMARIES = {
     "up": "Deploy region stack(s), then DNS, then replication, in waves (shown, then confirmed).",
     "destroy": "Destroy in reverse order: replication, DNS, regions.",
     "status": "Every stack of the environment: deployed or not, last result, resources, routing role, the "
-              "backend, and the newest registry backup (exit 1 when the backup vault cannot be read).",
+              "backend, the newest registry backup, locks held and runs in progress (exit 1 when the backup "
+              "vault cannot be read).",
     "outputs": "A stack's outputs; secrets are masked unless --show-secrets.",
     "graph": "The stack DAG and the region topology as a picture.",
     "recover": "After a crashed run: show who holds the lock and since when, cancel it, refresh with pending "
@@ -81,12 +82,25 @@ class OrchestrateGroup(LazyGroup):
             raise click.exceptions.Exit(130) from None
         except Exception as exc:  # an unexpected failure: one line, the traceback only with -v
             console = _console(ctx)
+            mapped = _setup_error(exc)
+            if mapped is not None:  # a botocore set-up error raised outside `aws_errors` (a profile, SSO)
+                console.error(_scrubbed(mapped.one_line()))
+                raise click.exceptions.Exit(int(mapped.exit_code)) from None
             if ctx.ensure_object(Deps).values.get("verbose"):
                 import traceback
 
                 console.err(_scrubbed(traceback.format_exc()))
             console.error(_scrubbed(f"internal error: {type(exc).__name__}: {exc}") + " (run with -v for details)")
             raise click.exceptions.Exit(int(ExitCode.FAILED)) from None
+
+
+def _setup_error(exc: Exception) -> OrchestrateError | None:
+    """The orchestrator error for a botocore exception (credentials, profile, SSO), else None."""
+    if not type(exc).__module__.startswith("botocore"):
+        return None
+    from orchestrator.aws import translate
+
+    return translate(exc)
 
 
 def _console(ctx: click.Context) -> Console:

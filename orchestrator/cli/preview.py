@@ -29,11 +29,13 @@ def preview(app: Context, region: str | None, all_regions: bool, fmt: str, outpu
             max_parts: int | None, base_ref: str | None, expect_no_changes: bool, parallel: int) -> None:
     """Preview every stack in DAG order, with placeholders for upstream values not known yet."""
     from orchestrator.cli.options import exclusive_region
+    from orchestrator.operations.guards import check_primary
     from orchestrator.preview.comment import join_parts
     from orchestrator.preview.render import render
     from orchestrator.stacks.graph import up_selection
     from orchestrator.stacks.preview import current_commit, preview_environment, topology_at
 
+    check_primary(app)  # docs/architecture.md, "Who is primary"
     topology = app.topology()
     selection = up_selection(topology, exclusive_region(region, all_regions, required=False))
     before = topology_at(app.project_dir, app.config_path, app.env, base_ref) if base_ref else None

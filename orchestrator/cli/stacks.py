@@ -48,9 +48,11 @@ def render_report(app: Context, report: RunReport) -> None:
 def up(app: Context, region: str | None, all_regions: bool, parallel: int, resume: bool, yes: bool) -> None:
     """Deploy region stack(s), then DNS, then replication, in waves (shown, then confirmed)."""
     from orchestrator.cli.options import confirm, exclusive_region
+    from orchestrator.operations.guards import check_primary
     from orchestrator.stacks.graph import plan_waves, up_selection
 
     region = exclusive_region(region, all_regions)
+    check_primary(app)  # a stale topology file never moves traffic back
     topology = app.topology()
     selection = up_selection(topology, region)
     runner = _runner(app, parallel)  # set-up problems (no CLI, no passphrase) come before the question
@@ -78,6 +80,7 @@ def destroy(app: Context, region: str | None, all_regions: bool, include_protect
     topology = app.topology()
     region = exclusive_region(region, all_regions)
     if region is not None:
+        guards.check_primary(app)  # the roles the guard reads must be the live ones
         guards.check_destroy_region(topology, region)
         if region in topology.secondaries:
             from orchestrator.cli.options import confirmer
@@ -103,7 +106,8 @@ def destroy(app: Context, region: str | None, all_regions: bool, include_protect
 @command("status")
 def status(app: Context) -> None:
     """Every stack of the environment: deployed or not, last result, resources, routing role, the
-    backend, and the newest registry backup (exit 1 when the backup vault cannot be read)."""
+    backend, the newest registry backup, locks held and runs in progress (exit 1 when the backup
+    vault cannot be read)."""
     from orchestrator.operations.status import environment_status
 
     report = environment_status(app)

@@ -90,6 +90,11 @@ def remove_secondary(app: Context, region: str, *, include_protected: bool, conf
     if not ok:
         return _combined(topology, results)
     save(after, app.config_path)
+    # the removal is a lifecycle transition: a clone whose file still lists the region is refused
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    app.state.save(app.state.lifecycle_path(app.env), {
+        "operation": "remove-secondary", "region": region, "primary": after.primary,
+        "routing": after.routing.value, "status": "done", "done": [], "started": stamp, "finished": stamp})
     app.record_unrouted(app.unrouted_regions() - {region})
     app.reload_topology()
     notify(f"{region} removed from {topology.source}")

@@ -86,7 +86,11 @@ def _cell(text: str) -> str:
 
 
 def detect_drift(app: Context, region: str | None, *, parallel: int = 4) -> DriftReport:
-    """Refresh previews of the env's stacks (or one region's stack), wave by wave."""
+    """Refresh previews of the env's stacks (or one region's stack), wave by wave; a topology file
+    that contradicts the recorded roles is refused first (exit 2)."""
+    from orchestrator.operations.guards import check_primary
+
+    check_primary(app)
     topology = app.topology()
     selection = [region_stack(topology, region)] if region else all_stacks(topology)
     waves = plan_waves(topology, selection)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,7 @@ class LifecycleReport:
     region: str
     steps: tuple[StepOutcome, ...]
     notices: tuple[str, ...] = ()
+    follow_ups: tuple[str, ...] = ()  # what to run next (commit the topology, `up --all`)
 
     @property
     def ok(self) -> bool:
@@ -58,7 +59,8 @@ class LifecycleReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"operation": self.operation, "env": self.env, "region": self.region, "ok": self.ok,
-                "steps": [s.__dict__ for s in self.steps], "notices": list(self.notices)}
+                "steps": [s.__dict__ for s in self.steps], "notices": list(self.notices),
+                "follow_ups": list(self.follow_ups)}
 
 
 @dataclass
@@ -148,6 +150,7 @@ class Lifecycle:
         ]
 
     def promote(self, region: str, routing: RoutingMode, *, dry_run: bool = False) -> LifecycleReport:
+        guards.check_primary(self.app, controls=False)
         topology = self.app.topology()
         if routing is RoutingMode.SINGLE:
             raise InputRejected("--routing must be failover or latency for two or more regions")
@@ -160,7 +163,8 @@ class Lifecycle:
             raise InputRejected(f"{region} is already a member of env {topology.env}")
         if not resuming:
             saved = {"operation": "promote", "region": region, "routing": routing.value, "status": "running",
-                     "previous_routing": topology.routing.value, "done": [], "started": _now()}
+                     "previous_routing": topology.routing.value, "primary": topology.primary, "done": [],
+                     "started": _now()}
         elif saved.get("routing") != routing.value:
             raise InputRejected(f"a promotion of {region} to {saved['routing']} routing is in progress; "
                                 f"re-run it with --routing {saved['routing']}")
@@ -217,10 +221,11 @@ class Lifecycle:
             self._store(saved)
             outcomes.append(StepOutcome(step.name, "done", detail))
         else:
-            saved.update(status="done", finished=_now())
+            saved.update(status="done", finished=_now(), primary=self.app.topology().primary)
             saved.pop("failed_step", None)
             self._store(saved)
-        return LifecycleReport(operation, self.app.env, region, tuple(outcomes), tuple(notices))
+        report = LifecycleReport(operation, self.app.env, region, tuple(outcomes), tuple(notices))
+        return replace(report, follow_ups=follow_ups(self.app.topology(), saved)) if report.ok else report
 
     def _preflight(self, region: str) -> str:
         topology = self.app.topology()
@@ -326,6 +331,7 @@ class Lifecycle:
 
     # -- failover / failback -------------------------------------------------------------------
     def failover(self, to: str) -> LifecycleReport:
+        guards.check_primary(self.app, controls=False)
         topology = self.app.topology()
         if to == topology.primary:
             raise InputRejected(f"{to} is already the primary of env {topology.env}")
@@ -390,6 +396,7 @@ class Lifecycle:
         return self._steps("failover", to, steps, actions, saved, notices)
 
     def failback(self, to: str | None = None) -> LifecycleReport:
+        guards.check_primary(self.app, controls=False)
         topology = self.app.topology()
         saved = self._load()
         target = to or (saved.get("from") if saved.get("operation") == "failover" else None)
@@ -454,6 +461,16 @@ class Lifecycle:
             raise OperationFailed(f"{ref.name} is not deployed")
         o = wiring.validate_region_outputs(ref.name, region, outputs)
         return f"{ref.name} up, endpoint {o.endpoint}"
+
+
+def follow_ups(topology: Topology, record: dict[str, Any]) -> tuple[str, ...]:
+    """After a transition: the topology file it wrote must reach git before any other machine (or
+    apply.yml) renders DNS, and `up --all` re-wires replication and DNS to the new roles."""
+    what = f"{record.get('operation')} {record.get('region')}, primary {topology.primary}"
+    return (f"commit {topology.source} ({what}) and merge it (a pull request): until then every other clone "
+            f"and CI refuse `up`, `preview` and `drift` (exit 2) rather than move traffic back",
+            "then run `orchestrate up --all` (or let apply.yml run it) to re-wire replication and DNS to the new "
+            "roles")
 
 
 def _age(seconds: float) -> str:

@@ -12,7 +12,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.engine.types import LockInfo, StackSpec
+from orchestrator.engine.types import Engine, LockInfo, StackSpec
 from orchestrator.errors import GuardRefused, InputRejected, OperationFailed
 from orchestrator.stacks.graph import all_stacks
 
@@ -68,7 +68,7 @@ def recover_stack(app: Context, stack: str, *, confirm: Confirm, force: bool = F
         app.notify(f"recover {stack}: no resources and no pending operations; "
                          "clearing a lock a crashed run may have left")
         confirm(f"recover {stack}", stack)
-        engine.cancel(stack)
+        _cancel(engine, stack)
         return {"stack": stack, "lock": _lock_json(lock), "pending_cleared": 0, "pending_left": 0, "counts": {}}
     app.notify(f"recover {stack}: {len(info.pending_operations)} pending operations")
     for op in info.pending_operations:
@@ -77,7 +77,7 @@ def recover_stack(app: Context, stack: str, *, confirm: Confirm, force: bool = F
                      "cloud with pending creates cleared (resources that were never created are dropped "
                      "from the state; existing ones are read back)")
     confirm(f"recover {stack}", stack)
-    engine.cancel(stack)
+    _cancel(engine, stack)
     spec = StackSpec(ref.name, ref.kind.value, ref.region, {"aws:region": ref.region})
     result = engine.refresh(spec, clear_pending_creates=True)
     if not result.ok:
@@ -85,6 +85,18 @@ def recover_stack(app: Context, stack: str, *, confirm: Confirm, force: bool = F
     after = engine.info(stack)
     return {"stack": stack, "lock": _lock_json(lock), "pending_cleared": len(info.pending_operations),
             "pending_left": len(after.pending_operations), "counts": dict(result.counts)}
+
+
+def _cancel(engine: Engine, stack: str) -> None:
+    """Cancel the update holding `stack`'s lock, then read the lock back: `ok` means it is gone."""
+    engine.cancel(stack)
+    left = engine.lock(stack)
+    if left is not None:
+        raise OperationFailed(
+            f"{stack} is still locked by {left.describe()} after the cancel: nothing was refreshed",
+            hint="the backend kept the lock file (.pulumi/locks/<org>/<project>/<stack>/<id>.json in the state "
+                 "backend); if a run still holds it, wait for it; if you know it is dead, delete that file "
+                 "and re-run `orchestrate recover`")
 
 
 def stacks_to_recover(app: Context) -> list[str]:

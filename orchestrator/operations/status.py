@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -14,7 +15,10 @@ from orchestrator.operations.replication import ReplicationHealth, replication_h
 from orchestrator.stacks.graph import all_stacks, dns_targets
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
     from orchestrator.context import Context
+    from orchestrator.state import StateLayout
     from orchestrator.topology import Topology
 
 
@@ -30,6 +34,63 @@ class StackStatus:
     last_result: str | None
     last_update: str | None
     pending_operations: int
+
+
+@dataclass(frozen=True)
+class HeldLock:
+    """A stack lock in the Pulumi backend (`.pulumi/locks/…`): an update is running, or died holding it."""
+
+    stack: str
+    holder: str
+    since: str | None
+    age_seconds: float | None
+
+    def line(self) -> str:
+        from orchestrator.engine.types import lock_age
+
+        return f"  {self.stack:<34} locked by {self.holder}{lock_age(self.since, self.age_seconds)}"
+
+
+@dataclass(frozen=True)
+class RunInProgress:
+    """A run the run state backend says has not finished: a journal still `running`, a lifecycle
+    transition not done, a registry sync checkpoint (a sync running, or interrupted)."""
+
+    kind: str  # up | destroy | failover | promote | registry sync | …
+    run: str  # the journal id, the transition's region, the region pair
+    status: str
+    host: str | None = None
+    started: str | None = None
+    detail: str = ""
+
+    def line(self) -> str:
+        where = f" on {self.host}" if self.host else ""
+        when = f", started {self.started}" if self.started else ""
+        detail = f" ({self.detail})" if self.detail else ""
+        return f"  {self.kind} {self.run}: {self.status}{where}{when}{detail}"
+
+
+@dataclass(frozen=True)
+class Activity:
+    """Locks held and runs in progress (`status`): what another machine may be doing right now."""
+
+    locks: tuple[HeldLock, ...] = ()
+    runs: tuple[RunInProgress, ...] = ()
+    unreadable: str | None = None  # why the run state could not be read (status still reports)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"locks": [lk.__dict__ for lk in self.locks], "runs": [r.__dict__ for r in self.runs],
+                "unreadable": self.unreadable}
+
+    def lines(self) -> list[str]:
+        out = ["locks held: " + ("none" if not self.locks else
+                                 f"{len(self.locks)} (clear a dead run's with `orchestrate recover STACK`)")]
+        out.extend(lk.line() for lk in self.locks)
+        out.append("runs in progress (or stopped midway): " + ("none" if not self.runs else str(len(self.runs))))
+        out.extend(r.line() for r in self.runs)
+        if self.unreadable:
+            out.append(f"  run state not read: {self.unreadable}")
+        return out
 
 
 class BackupState(str, Enum):
@@ -65,6 +126,7 @@ class EnvironmentStatus:
     backup: BackupStatus = BackupStatus(BackupState.NO_VAULT)
     backend: str = ""
     replication: tuple[ReplicationHealth, ...] = ()  # per region with a replication function
+    activity: Activity = Activity()  # locks held and runs in progress
 
     @property
     def ok(self) -> bool:
@@ -85,6 +147,7 @@ class EnvironmentStatus:
                        "reason": self.backup.reason},
             "stacks": [s.__dict__ for s in self.stacks],
             "replication": [r.to_json() for r in self.replication],
+            **self.activity.to_json(),
         }
 
     def lines(self) -> list[str]:
@@ -108,6 +171,7 @@ class EnvironmentStatus:
         if self.replication:
             out.append("continuous replication (lag: apply time minus event time, newest 1-min maximum):")
             out.extend(r.line() for r in self.replication)
+        out.extend(self.activity.lines())
         return out
 
 
@@ -139,7 +203,68 @@ def environment_status(app: Context) -> EnvironmentStatus:
                                            default_region=_default_region(app)
                                            if (app.secrets_provider or "").startswith("awskms://") else None)),
         backup=backup, backend=app.backend_name,
-        replication=_replication(app) if replication_deployed else ())
+        replication=_replication(app) if replication_deployed else (),
+        activity=activity(app))
+
+
+RECENT_JOURNALS = 20  # the newest journals read for runs still `running` (older ones are history)
+
+
+def activity(app: Context) -> Activity:
+    """Locks held (the Pulumi backend's lock files, per stack) and unfinished runs (the run state
+    backend: journals, the lifecycle transition, registry sync checkpoints)."""
+    from orchestrator.errors import OrchestrateError
+
+    engine = app.engine()
+    refs = all_stacks(app.topology())
+    with ThreadPoolExecutor(max_workers=min(4, len(refs)), thread_name_prefix="status-locks") as pool:
+        found = list(pool.map(lambda ref: engine.lock(ref.name), refs))
+    locks = tuple(HeldLock(lk.stack, lk.holder, lk.since, None if lk.age_seconds is None else
+                           round(lk.age_seconds)) for lk in found if lk is not None)
+    try:
+        return Activity(locks, tuple(_runs(app)))
+    except (OrchestrateError, OSError, ValueError) as exc:
+        reason = exc.one_line() if isinstance(exc, OrchestrateError) else str(exc)
+        return Activity(locks, (), reason)
+
+
+def _peek(state: StateLayout, path: Path) -> Any:
+    """A run state document read from the store, not copied into the cache: a checkpoint status saw
+    must never be resumed from the cache after its run finished elsewhere."""
+    import json
+
+    found = state.store.get(state.key(path))
+    return json.loads(found.data) if found else None
+
+
+def _runs(app: Context) -> list[RunInProgress]:
+    state, env = app.state, app.env
+    out = []
+    for path in state.documents(state.runs_dir, f"{env}-")[-RECENT_JOURNALS:]:
+        data = _peek(state, path)
+        if isinstance(data, dict) and data.get("status") == "running":
+            out.append(RunInProgress(str(data.get("operation", "?")), path.stem, "running", data.get("host"),
+                                     data.get("started")))
+    record = _peek(state, state.lifecycle_path(env))
+    if isinstance(record, dict) and record.get("operation") and record.get("status") != "done":
+        step = f"at step {record['failed_step']}" if record.get("failed_step") else ""
+        source = f"from {record['from']}" if record.get("from") else ""
+        out.append(RunInProgress(str(record["operation"]), str(record.get("region", "?")),
+                                 str(record.get("status", "?")), None, record.get("started"),
+                                 ", ".join(x for x in (source, step) if x)))
+    sync_dir = state.root / "sync"
+    for path in state.documents(sync_dir, f"{env}-"):
+        if path.name.endswith((".listings.json", ".versions.json")):
+            continue
+        data = _peek(state, path)
+        if isinstance(data, dict) and data.get("src_region"):
+            written = data.get("written_at")
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(written))) if written else None
+            out.append(RunInProgress("registry sync", f"{data['src_region']} -> {data.get('dst_region', '?')}",
+                                     "checkpoint left (running, or interrupted: re-run to resume)",
+                                     detail=f"{len(data.get('done') or [])} operations done"
+                                     + (f", last written {stamp}" if stamp else "")))
+    return out
 
 
 def _replication(app: Context) -> tuple[ReplicationHealth, ...]:

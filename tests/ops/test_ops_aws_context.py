@@ -97,3 +97,82 @@ def test_importing_the_aws_and_registry_modules_does_not_import_boto3() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+SSO_CONFIG = """\
+[profile legacy-sso]
+sso_start_url = https://example.awsapps.com/start
+sso_region = us-east-1
+sso_account_id = 123456789012
+sso_role_name = Admin
+
+[profile team-sso]
+sso_session = corp
+sso_account_id = 123456789012
+sso_role_name = Admin
+
+[sso-session corp]
+sso_start_url = https://example.awsapps.com/start
+sso_region = us-east-1
+"""
+
+
+@pytest.fixture
+def sso_profiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Profiles that use AWS SSO, and no `aws sso login` ever run (an empty token cache)."""
+    config = tmp_path / "aws-config"
+    config.write_text(SSO_CONFIG)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("HOME", str(tmp_path))  # ~/.aws/sso/cache holds no token
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    return config
+
+
+def _cli(*args: str) -> Any:
+    from click.testing import CliRunner
+
+    from orchestrator.cli.app import Deps
+    from orchestrator.cli.main import cli
+    from tests.doubles import InMemoryEngine
+
+    engine = InMemoryEngine()
+    return CliRunner().invoke(cli, list(args), obj=Deps(engine_factory=lambda app: engine), catch_exceptions=False)
+
+
+@pytest.mark.parametrize("profile", ["legacy-sso", "team-sso"])
+def test_an_sso_profile_without_sso_login_is_a_setup_error(sso_profiles: Path, profile: str,
+                                                           monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+    monkeypatch.setenv("AWS_PROFILE", profile)
+    with pytest.raises(InputRejected) as caught, aws_errors("listing buckets"):
+        client(AwsContext(endpoint_url=endpoint), "s3", "us-east-1").list_buckets()
+    assert caught.value.exit_code is ExitCode.BAD_INPUT
+    assert f"aws sso login --profile {profile}" in caught.value.one_line(), caught.value.one_line()
+
+
+def test_the_cli_says_sso_login_instead_of_internal_error(sso_profiles: Path, tmp_path: Path, endpoint: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.doubles import project_copy
+
+    (tmp_path / "project").mkdir()
+    project_copy(tmp_path / "project", monkeypatch)
+    monkeypatch.setenv("AWS_PROFILE", "team-sso")
+    result = _cli("up", "--all", "--yes", "--backend", "s3://state/iot", "--endpoint-url", endpoint)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "internal error" not in lines[0], lines
+    assert "SSO session of profile 'team-sso'" in lines[0] and "aws sso login --profile team-sso" in lines[0]
+
+
+def test_an_unknown_profile_names_it_and_aws_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     endpoint: str) -> None:
+    from tests.doubles import project_copy
+
+    (tmp_path / "project").mkdir()
+    project_copy(tmp_path / "project", monkeypatch)
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    result = _cli("up", "--all", "--yes", "--backend", "s3://state/iot", "--endpoint-url", endpoint)
+    assert result.exit_code == 2, result.output
+    line = result.stderr.strip()
+    assert "AWS profile 'no-such-profile' is not configured" in line and "set AWS_PROFILE" in line, line
+    assert "--profile" not in line, line  # no such option

@@ -335,3 +335,23 @@ def test_arc_latency_failover_turns_the_others_off_and_failback_turns_them_on(re
     world.ok("failback")
     assert world.answers(SRC, DST)["all"] == {SRC, DST}
     assert set(world.arc.states().values()) == {"On"}
+
+
+def test_in_arc_mode_the_routing_controls_outrank_a_stale_topology(request: pytest.FixtureRequest) -> None:
+    """Who is primary (docs/architecture.md): in `arc` mode the routing controls are live state too.
+    With no lifecycle record to compare (removed here), a file whose primary's control is Off while
+    another region's is On is still refused by `up` (exit 2), and nothing runs."""
+    world = _world(request, "arc")
+    world.ok("promote-secondary", "--region", DST, "--routing", "failover")
+    path = world.project / "stacks" / "dev.topology.yaml"
+    before = path.read_text()
+    world.ok("failover", "--to", DST)
+    assert world.arc.states() and sorted(world.arc.states().values()) == ["Off", "On"]
+    (world.project / ".pulumi-state" / ".orchestrate" / "lifecycle" / "dev.json").unlink()
+    path.write_text(before)  # the pre-failover file: primary SRC, whose control is Off now
+    world.engine.calls.clear()
+    stale = world.run("up", "--all")
+    assert stale.exit_code == 2, stale.output
+    assert "disagrees with the ARC routing controls" in stale.stderr, stale.stderr
+    assert f"send traffic to {DST}" in stale.stderr and f"the file's primary is {SRC}" in stale.stderr
+    assert world.engine.ops("up") == []

@@ -230,3 +230,60 @@ def test_status_tells_a_missing_vault_bucket_from_an_empty_one(clones, bucket: A
     assert empty.exit_code == 0, empty.output
     assert json.loads(empty.stdout)["backup"]["state"] == "none found"
     assert json.loads(empty.stdout)["backend"] == f"s3://{BUCKET}/iot"
+
+
+def test_a_failover_on_one_clone_is_not_undone_by_the_stale_topology_of_another(  # noqa: ANN001
+        clones, engine: InMemoryEngine, ctx: AwsContext) -> None:
+    """Who is primary (docs/architecture.md): the failover record in the backend wins over clone b's
+    committed (pre-failover) topology: b's `up --all` is refused (exit 2) and DNS stays as it is."""
+    run_a, run_b, a, b = clones
+    sim = engine.after_up[0]
+
+    def dns() -> list[tuple[str, str]]:
+        return sorted((rr.get("Failover") or "simple", rr["ResourceRecords"][0]["Value"]) for rr in sim.records())
+
+    assert run_a("up", "--region", SRC).exit_code == 0
+    seed(client(ctx, "iot", SRC, own_retries=True), n_things=3, group_policy=False)
+    assert run_a("promote-secondary", "--region", DST).exit_code == 0
+    shutil.copy(a / "stacks" / "dev.topology.yaml", b / "stacks" / "dev.topology.yaml")  # committed, pulled by b
+    failover = run_a("failover", "--to", DST)
+    assert failover.exit_code == 0, failover.output + failover.stderr
+    assert "next: commit" in failover.stdout and "orchestrate up --all" in failover.stdout, failover.stdout
+    after_failover = dns()
+    primary = [value for role, value in after_failover if role == "PRIMARY"]
+    assert primary and DST in primary[0], after_failover
+
+    engine.calls.clear()
+    stale = run_b("up", "--all")
+    assert stale.exit_code == 2, stale.output + stale.stderr
+    assert f"the recorded primary is {DST}, the file's is {SRC}" in stale.stderr, stale.stderr
+    assert f"failover {SRC} -> {DST}, done" in stale.stderr and "commit" in stale.stderr, stale.stderr
+    assert engine.ops("up") == [] and dns() == after_failover  # nothing touched, DNS unchanged
+
+    shutil.copy(a / "stacks" / "dev.topology.yaml", b / "stacks" / "dev.topology.yaml")  # b takes a's topology
+    fresh = run_b("up", "--all")
+    assert fresh.exit_code == 0, fresh.output + fresh.stderr
+    assert dns() == after_failover
+
+
+def test_the_url_form_pulumi_documents_for_s3_compatible_stores_reaches_an_http_endpoint(
+        tmp_path: Path, endpoint: str, bucket: Any) -> None:
+    """`?endpoint=host:port&disableSSL=true&s3ForcePathStyle=true` (MinIO-style): plain http, path style."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(endpoint).netloc
+    url = f"s3://{BUCKET}/minio?endpoint={host}&disableSSL=true&s3ForcePathStyle=true&region=us-east-1"
+    layout = StateLayout(tmp_path / "one", store_for(url))  # no --endpoint-url: the URL says it all
+    assert layout.store.client.meta.endpoint_url == f"http://{host}"  # type: ignore[attr-defined]
+    assert layout.store.client.meta.config.s3 == {"addressing_style": "path"}  # type: ignore[attr-defined]
+    layout.save(layout.lifecycle_path("dev"), {"by": "minio"})
+    assert "minio/.orchestrate/lifecycle/dev.json" in stored_keys(bucket)
+    other = StateLayout(tmp_path / "two", store_for(url))
+    assert other.load(other.lifecycle_path("dev")) == {"by": "minio"}
+
+
+def test_a_bad_boolean_in_the_backend_url_is_bad_input() -> None:
+    from orchestrator.errors import InputRejected
+
+    with pytest.raises(InputRejected, match="disableSSL='maybe' is not true or false"):
+        store_for(f"s3://{BUCKET}/x?endpoint=127.0.0.1:9&disableSSL=maybe")

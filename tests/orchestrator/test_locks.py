@@ -118,3 +118,18 @@ def test_a_lock_of_this_host_whose_process_is_gone_is_dead_whatever_its_age() ->
     elsewhere = LockInfo("s", "ci@other (pid 1)", iso(timedelta(minutes=5)), 300.0, host="other", pid=1)
     unknown_age = LockInfo("s", "ci@other (pid 1)", None, None, host="other", pid=1)
     assert [may_be_alive(x) for x in (gone, alive, elsewhere, unknown_age)] == [False, True, True, True]
+
+
+def test_recover_force_fails_when_the_lock_survives_the_cancel(run, engine: InMemoryEngine) -> None:  # noqa: ANN001
+    """`ok` means read back: a backend that keeps the lock file after the cancel is a failure (exit 1)."""
+    assert run("up", "--all", "--yes").exit_code == 0
+    engine.locked["dev-dns"] = "runner@fv-az123 (pid 4242)"
+    engine.lock_since["dev-dns"] = iso(timedelta(minutes=3))
+    engine.cancel = lambda stack: None  # type: ignore[method-assign]  # the lock file stays
+    result = run("recover", "dev-dns", "--yes", "--force")
+    assert result.exit_code == 1, result.output
+    assert "recovered" not in result.stdout, result.stdout
+    assert "dev-dns is still locked by runner@fv-az123 (pid 4242)" in result.stderr, result.stderr
+    assert ("refresh", "dev-dns") not in engine.ops()
+    engine.stacks.pop("dev-dns")  # a run killed before its first resource: the other path
+    assert run("recover", "dev-dns", "--yes", "--force").exit_code == 1

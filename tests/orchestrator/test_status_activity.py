@@ -1,0 +1,56 @@
+"""`status` shows the locks held and the runs in progress (item 8 of issue 20): what another
+machine may be doing right now, read from the Pulumi backend and the run state backend."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from click.testing import Result
+
+from orchestrator.stacks.journal import Journal
+from orchestrator.state import StateLayout, store_for
+from tests.doubles import InMemoryEngine
+from tests.orchestrator.conftest import multi_region
+
+
+def _state(project: Path) -> StateLayout:
+    return StateLayout(project, store_for(f"file://{project / '.pulumi-state'}"))
+
+
+def test_status_lists_locks_and_unfinished_runs(project: Path, run: Callable[..., Result],
+                                                engine: InMemoryEngine) -> None:
+    multi_region(project, "dev", ["eu-central-1"])
+    assert run("up", "--all", "--yes").exit_code == 0
+    quiet = run("status")
+    assert quiet.exit_code == 0, quiet.output
+    assert "locks held: none" in quiet.stdout and "runs in progress (or stopped midway): none" in quiet.stdout
+
+    since = (datetime.now(timezone.utc) - timedelta(minutes=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    engine.locked["dev-dns"], engine.lock_since["dev-dns"] = "runner@fv-az1 (pid 77)", since
+    state = _state(project)
+    journal = Journal.start(state, "dev", "up", [["dev-dns"]])  # another machine's up, not finished
+    state.save(state.lifecycle_path("dev"), {"operation": "failover", "region": "eu-central-1",
+                                             "from": "eu-west-1", "status": "failed", "failed_step": "dns",
+                                             "done": ["check-target"], "started": "2026-12-02T20:00:00Z"})
+    state.save(state.sync_checkpoint_path("dev", "eu-west-1", "eu-central-1"),
+               {"src_region": "eu-west-1", "dst_region": "eu-central-1", "done": ["a", "b"], "written_at": 0})
+
+    text = run("status")
+    assert text.exit_code == 0, text.output
+    out = text.stdout
+    assert "locks held: 1" in out and "dev-dns" in out and "locked by runner@fv-az1 (pid 77), 7 min old" in out, out
+    assert f"up {journal.run_id}: running" in out, out
+    assert "failover eu-central-1: failed" in out and "from eu-west-1, at step dns" in out, out
+    assert "registry sync eu-west-1 -> eu-central-1: checkpoint left" in out and "2 operations done" in out, out
+
+    doc = json.loads(run("--json", "status").stdout)
+    assert [lk["stack"] for lk in doc["locks"]] == ["dev-dns"]
+    assert doc["locks"][0]["holder"] == "runner@fv-az1 (pid 77)" and 400 <= doc["locks"][0]["age_seconds"] <= 500
+    kinds = sorted(r["kind"] for r in doc["runs"])
+    assert kinds == ["failover", "registry sync", "up"], doc["runs"]
+    journal.finish("succeeded")
+    left = sorted(r["kind"] for r in json.loads(run("--json", "status").stdout)["runs"])
+    assert left == ["failover", "registry sync"], left  # a finished journal is history
