@@ -330,3 +330,38 @@ def test_backups_work_against_a_vault_under_object_lock(
     with pytest.raises(Exception, match="AccessDenied"):
         vault.delete_object(Bucket="locked-vault", Key=keys[0], VersionId=locked["VersionId"])
     assert load_backup("s3://locked-vault/registry", s3_client=vault).location == result.location
+
+
+def test_restore_cli_refuses_a_rollback_without_allow_older_and_lists_what_comes_back(
+        ctx: AwsContext, iot: IotFactory, tmp_path: Path, signer: Any, endpoint: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`registry restore --src <an older backup>`: exit 4 and the hint without --allow-older; with
+    it, the re-activations are on stderr and the restore runs (--yes)."""
+    from click.testing import CliRunner
+
+    from orchestrator.cli.app import Deps
+    from orchestrator.cli.main import cli
+    from tests.doubles import InMemoryEngine, project_copy
+
+    (tmp_path / "project").mkdir()
+    project_copy(tmp_path / "project", monkeypatch)
+    src = iot(SRC)
+    world = seed(src, 3, group_policy=False)
+    old = backup(read_snapshot(src), {}, tmp_path / "vault", env="dev", now=T0, signer=signer)
+    retired = _decommission(src, world, "dev-0000")
+    backup(read_snapshot(src), {}, tmp_path / "vault", env="dev", now=T0 + timedelta(hours=1), signer=signer)
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(cli, ["registry", "restore", "--region", SRC, "--src", old.location,
+                                        "--rate", "500", *args, "--endpoint-url", endpoint],
+                                  obj=Deps(engine_factory=lambda app: InMemoryEngine()), catch_exceptions=False)
+
+    refused = run("--yes")
+    assert refused.exit_code == 4, refused.output
+    assert "older than the newest valid backup" in refused.stderr and "--allow-older" in refused.stderr
+    assert retired not in _cert_ids(src)
+
+    done = run("--allow-older", "--yes")
+    assert done.exit_code == 0, done.output
+    assert f"certificate {retired[:12]}… ACTIVE again (absent in {SRC})" in done.stderr
+    assert _cert_ids(src)[retired] == "ACTIVE"
