@@ -365,3 +365,21 @@ def test_restore_cli_refuses_a_rollback_without_allow_older_and_lists_what_comes
     assert done.exit_code == 0, done.output
     assert f"certificate {retired[:12]}… ACTIVE again (absent in {SRC})" in done.stderr
     assert _cert_ids(src)[retired] == "ACTIVE"
+
+
+def test_status_ages_the_newest_valid_backup_as_a_restore_would_choose_it(
+        ctx: AwsContext, iot: IotFactory, tmp_path: Path, signer: Any, signing_key: str) -> None:
+    """`backup_age` (what `status` shows) with the signing key: an unsigned backup written later
+    (a job killed before its signature) and an old backup under a newer name do not count."""
+    import shutil
+
+    snap = read_snapshot(iot(SRC))
+    first = backup(snap, {}, tmp_path, env="dev", now=T0 - timedelta(days=3), signer=signer)
+    backup(snap, {}, tmp_path, env="dev", now=T0, signer=signer)
+    backup(snap, {}, tmp_path, env="dev", now=T0 + timedelta(hours=2))  # unsigned
+    shutil.copytree(first.location, tmp_path / "dev" / SRC / "20261130T000000Z")
+
+    age = backup_age(ctx, tmp_path, env="dev", signing_key=signing_key, key_region=SRC)
+    assert age is not None
+    assert timedelta(0) < datetime.now(timezone.utc) - T0 - age < timedelta(minutes=5)
+    assert backup_age(ctx, tmp_path / "none", env="dev", signing_key=signing_key, key_region=SRC) is None
