@@ -34,10 +34,15 @@ def device_policy(partition: str = "aws") -> Document:
     `*` stands for region and account in every ARN: a literal region would silently deny devices
     once they fail over to another region. A device connects only with its own thing name as
     client id, and only while its certificate is attached to that thing, and publishes,
-    subscribes and receives only below `buildings/<its thing name>/`.
+    subscribes and receives only below `buildings/<its thing name>/`, and uses its own classic
+    and named shadows (requests: get, update, delete; the service's accepted, rejected, delta
+    and documents answers), never another thing's: after a failover it reads and reports its
+    shadow in the region it reconnected to, as in the one it left.
     """
     iot = f"arn:{partition}:iot:*:*"
     own_topics = f"{TOPIC_ROOT}/{THING_NAME}/*"
+    requests = shadow_request_topics()
+    responses = shadow_response_topics()
     return _doc(
         {
             "Sid": "ConnectAsOwnThing",
@@ -58,6 +63,87 @@ def device_policy(partition: str = "aws") -> Document:
             "Action": "iot:Subscribe",
             "Resource": f"{iot}:topicfilter/{own_topics}",
         },
+        {
+            "Sid": "OwnShadowRequests",
+            "Effect": "Allow",
+            "Action": "iot:Publish",
+            "Resource": [f"{iot}:topic/{t}" for t in requests],
+        },
+        {
+            "Sid": "SubscribeOwnShadowResponses",
+            "Effect": "Allow",
+            "Action": "iot:Subscribe",
+            "Resource": [f"{iot}:topicfilter/{t}" for t in responses],
+        },
+        {
+            "Sid": "ReceiveOwnShadowResponses",
+            "Effect": "Allow",
+            "Action": "iot:Receive",
+            "Resource": [f"{iot}:topic/{t}" for t in responses],
+        },
+    )
+
+
+# The device shadow MQTT API: a device publishes requests and receives the service's responses on
+# reserved topics below $aws/things/<thing>/shadow (classic) and .../shadow/name/<name> (named).
+SHADOW_REQUESTS = ("get", "update", "delete")
+SHADOW_RESPONSES = ("get/accepted", "get/rejected", "update/accepted", "update/rejected", "update/delta",
+                    "update/documents", "delete/accepted", "delete/rejected")
+
+
+def _shadow_roots(thing: str) -> tuple[str, str]:
+    """The classic shadow's topic root and the named shadows' (`*`: any shadow name, which cannot
+    hold a `/`), both below the one thing."""
+    return f"$aws/things/{thing}/shadow", f"$aws/things/{thing}/shadow/name/*"
+
+
+def shadow_request_topics(thing: str = THING_NAME) -> list[str]:
+    """The topics a device publishes shadow requests to (its own thing's shadows only)."""
+    return [f"{root}/{op}" for root in _shadow_roots(thing) for op in SHADOW_REQUESTS]
+
+
+def shadow_response_topics(thing: str = THING_NAME) -> list[str]:
+    """The topics (and, for Subscribe, topic filters) of the shadow service's answers to one thing."""
+    return [f"{root}/{leaf}" for root in _shadow_roots(thing) for leaf in SHADOW_RESPONSES]
+
+
+# What the account keeps on the backup signing key (through IAM): managing it, never using it.
+KEY_ADMINISTRATION = (
+    "kms:CancelKeyDeletion", "kms:CreateAlias", "kms:CreateGrant", "kms:DeleteAlias", "kms:DescribeKey",
+    "kms:DisableKey", "kms:EnableKey", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListAliases",
+    "kms:ListGrants", "kms:ListKeyPolicies", "kms:ListResourceTags", "kms:PutKeyPolicy", "kms:RetireGrant",
+    "kms:RevokeGrant", "kms:ScheduleKeyDeletion", "kms:TagResource", "kms:UntagResource",
+    "kms:UpdateAlias", "kms:UpdateKeyDescription",
+)
+# Verifying proves nothing an attacker could use: whoever restores (or runs `status`) may do it.
+KEY_VERIFY = ("kms:DescribeKey", "kms:GetPublicKey", "kms:Verify")
+
+
+def backup_role_name(env: str) -> str:
+    """The role the backup job runs as (the workflow's AWS_BACKUP_ROLE_ARN): the only signer."""
+    return f"iot-{env}-backup"
+
+
+def backup_signing_key_policy(account_id: str, signer_role_arns: Sequence[str], partition: str = "aws",
+                              ) -> Document:
+    """The key policy of the backup signing key: `kms:Sign` only for the backup role(s), verify for
+    the account's principals that IAM allows, administration for the account (so the key is never
+    unmanageable) but not signing. The default key policy (`kms:*` for the account, then IAM)
+    would let any principal with `kms:Sign` on `*` forge a backup.
+
+    The roles are named by `aws:PrincipalArn` (the role ARN of a role session), not as principals:
+    KMS refuses a key policy naming a role that does not exist yet, and the job's role may be
+    created after the key. The account principal delegates to IAM: the role also needs `kms:Sign`
+    in its own policy; a principal whose IAM policy allows `kms:Sign` on `*` is still refused."""
+    root = {"AWS": f"arn:{partition}:iam::{account_id}:root"}
+    return _doc(
+        {"Sid": "AccountAdministersTheKey", "Effect": "Allow", "Principal": root,
+         "Action": list(KEY_ADMINISTRATION), "Resource": "*"},
+        {"Sid": "BackupRoleSigns", "Effect": "Allow", "Principal": root,
+         "Action": ["kms:DescribeKey", "kms:Sign"], "Resource": "*",
+         "Condition": {"ArnEquals": {"aws:PrincipalArn": list(signer_role_arns)}}},
+        {"Sid": "AccountVerifies", "Effect": "Allow", "Principal": root, "Action": list(KEY_VERIFY),
+         "Resource": "*"},
     )
 
 

@@ -27,6 +27,12 @@ RULE_ERROR_PREFIX = "errors/iot-rule"
 NONCURRENT_VERSION_DAYS = 30  # old versions (overwrites, deletes) stay recoverable for a month
 ABORT_MULTIPART_DAYS = 7
 BACKUP_RETENTION_DAYS = 35  # daily registry + state backups are kept five weeks
+# Object Lock on the vault (docs/runbooks/restore.md): GOVERNANCE, every version locked as long as
+# it is kept, so nobody without s3:BypassGovernanceRetention can delete or overwrite a backup to
+# make an older one the newest. Not longer than the retention: lifecycle cannot remove a locked
+# version, so a longer lock would keep versions past their expiry.
+BACKUP_LOCK_MODE = "GOVERNANCE"
+BACKUP_LOCK_DAYS = BACKUP_RETENTION_DAYS
 # Registry events the replication stack's rule consumes ($aws/events/thing…). Only these keys are
 # sent, so settings other teams own (jobs, certificates, policies) are left as they are.
 REGISTRY_EVENTS = ("THING", "THING_GROUP", "THING_TYPE", "THING_GROUP_MEMBERSHIP",
@@ -203,15 +209,27 @@ class IotRegion(pulumi.ComponentResource):
                         "noncurrent_version_expiration": {"noncurrent_days": 7},
                         "abort_incomplete_multipart_upload": {"days_after_initiation": ABORT_MULTIPART_DAYS}}],
                 opts=ResourceOptions(parent=self, depends_on=[vault_versioning]))
+            # Its own resource, not the bucket's `object_lock_enabled` (a create-time argument: set on
+            # the existing, protected vault it would mean replacing it): PutObjectLockConfiguration
+            # enables Object Lock on an existing versioned bucket as on a new one.
+            aws.s3.BucketObjectLockConfiguration(
+                f"{name}-backups-lock", bucket=vault.id, object_lock_enabled="Enabled",
+                rule={"default_retention": {"mode": BACKUP_LOCK_MODE, "days": BACKUP_LOCK_DAYS}},
+                region=args.backup_region, opts=ResourceOptions(parent=self, depends_on=[vault_versioning]))
             self.backup_bucket_name = vault.bucket
             # The key that signs backup manifests lives with the vault (the backup region): whoever
-            # can write the bucket cannot sign for it (kms:Sign is granted to the backup job's role
-            # only, through IAM; the default key policy delegates to IAM), and a restore during the
-            # primary's outage verifies against a region that is still up. Asymmetric, so no rotation:
-            # old backups keep verifying. Protected: deleting it would make every backup unverifiable.
+            # can write the bucket cannot sign for it (its own key policy gives kms:Sign to the backup
+            # job's role `iot-<env>-backup` only; the account administers it and may verify), and a
+            # restore during the primary's outage verifies against a region that is still up.
+            # Asymmetric, so no rotation: old backups keep verifying. Protected: deleting it would
+            # make every backup unverifiable.
+            signer_role = Output.all(partition, account_id).apply(
+                lambda a: f"arn:{a[0]}:iam::{a[1]}:role/{policies.backup_role_name(args.env)}")
+            key_policy = Output.all(partition, account_id, signer_role).apply(
+                lambda a: policies.dumps(policies.backup_signing_key_policy(a[1], [a[2]], a[0])))
             signing = aws.kms.Key(
                 f"{name}-backup-signing", description=f"signs registry backup manifests of env {args.env}",
-                customer_master_key_spec="ECC_NIST_P256", key_usage="SIGN_VERIFY",
+                customer_master_key_spec="ECC_NIST_P256", key_usage="SIGN_VERIFY", policy=key_policy,
                 deletion_window_in_days=30, region=args.backup_region, tags=tags,
                 opts=ResourceOptions(parent=self, protect=True))
             aws.kms.Alias(f"{name}-backup-signing-alias", name=f"alias/iot-{args.env}-backup-signing",

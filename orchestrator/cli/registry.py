@@ -243,7 +243,8 @@ def backup(app: Context, region: str | None, dest: str | None, skip_stack_state:
 @command("restore")
 @click.option("--region", required=True, metavar="R", help="Region to rebuild the registry in.")
 @click.option("--src", required=True, metavar="DIR|s3://…", help="A backup, or a location holding backups "
-              "(the newest one is used).")
+              "(the newest valid one by its signed creation time is used; unsigned or changed ones are "
+              "skipped with a warning).")
 @click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
 @_quota_options
 @click.option("--overwrite", is_flag=True, help="Also change what exists (re-activate certificates, replace "
@@ -251,12 +252,14 @@ def backup(app: Context, region: str | None, dest: str | None, skip_stack_state:
 @click.option("--signing-key", metavar="awskms:KEY|secretsmanager:SECRET",
               help="Key the backup's signature is verified with [default: $ORCHESTRATE_BACKUP_SIGNING_KEY, "
                    "else the key the home region's stack made beside the vault].")
+@click.option("--allow-older", is_flag=True, help="Restore a backup older than the newest valid one (a "
+              "rollback): says what it would re-activate, then asks.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
 def restore(app: Context, region: str, src: str, dry_run: bool, rate: float | None, read_rate: float | None,
             quota_file: str | None, quota_overrides: tuple[str, ...], no_shadows: bool, concurrency: int,
-            overwrite: bool, signing_key: str | None, yes: bool) -> None:
+            overwrite: bool, signing_key: str | None, allow_older: bool, yes: bool) -> None:
     """Rebuild a registry and its shadows from a signed backup. Additive: what exists is left as it
-    is (and listed)."""
+    is (and listed). A backup older than the newest valid one is refused without --allow-older."""
     from orchestrator.aws import AwsContext
     from orchestrator.cli.options import confirmer
     from orchestrator.operations.backups import signing_key_spec
@@ -270,7 +273,7 @@ def restore(app: Context, region: str, src: str, dry_run: bool, rate: float | No
     signing_key = signing_key_spec(app, signing_key)
     if dry_run:
         plan = plan_restore(ctx, src, region, env=app.env, settings=settings, residency=residency,
-                            guard=RestoreGuard(overwrite=overwrite), signing_key=signing_key,
+                            guard=RestoreGuard(overwrite=overwrite, notify=app.notify), signing_key=signing_key,
                             key_region=topology.home_region)
         _render(app, plan, [f"dry run restore -> {region}: {plan.total} changes"] + _counts(plan.counts)
                 + [f"  warning: {w}" for w in plan.warnings])
@@ -278,7 +281,7 @@ def restore(app: Context, region: str, src: str, dry_run: bool, rate: float | No
     guard = RestoreGuard(overwrite=overwrite, confirm=confirmer(yes), notify=app.notify)
     result = restore_registry(ctx, src, region, env=app.env, settings=settings, residency=residency,
                               progress=progress_bar(app, f"restore -> {region}"), guard=guard,
-                              signing_key=signing_key, key_region=topology.home_region)
+                              signing_key=signing_key, key_region=topology.home_region, allow_older=allow_older)
     _render(app, result, [f"restore -> {region}: {'ok' if result.ok else 'FAILED'}: {result.applied} applied, "
                           f"{result.write_calls} write calls"] + _counts(result.counts) + _calls(result)
             + [f"  error: {e.op}: {e.code}: {e.message}" for e in result.errors[:20]]

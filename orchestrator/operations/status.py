@@ -366,18 +366,21 @@ def _backup(app: Context) -> BackupStatus:
     """The newest backup where the backup job writes ($ORCHESTRATE_BACKUP_DEST, else the vault):
     a vault that cannot be read is "unreachable", never mistaken for an empty one."""
     from orchestrator.errors import InputRejected, OrchestrateError
-    from orchestrator.operations.backups import backup_destination
+    from orchestrator.operations.backups import backup_destination, home_outputs, signing_key_spec
     from orchestrator.registry import backup_age
     from orchestrator.scrub import scrub
 
+    home = home_outputs(app)  # the vault and the signing key: one read of the home stack's outputs
     try:
-        dest = backup_destination(app)
+        dest = backup_destination(app, home)
     except InputRejected as exc:  # nothing deployed or configured yet: there is no vault to read
         return BackupStatus(BackupState.NO_VAULT, reason=scrub(exc.message))
     except OrchestrateError as exc:
         return BackupStatus(BackupState.UNREACHABLE, reason=scrub(exc.message))
     try:
-        age = backup_age(app.aws(), dest, env=app.env)
+        # the newest backup whose signature verifies, as a restore would choose it
+        age = backup_age(app.aws(), dest, env=app.env, signing_key=signing_key_spec(app, None, home),
+                         key_region=app.topology().home_region)
     except OrchestrateError as exc:
         return BackupStatus(BackupState.UNREACHABLE, reason=scrub(exc.message))
     except OSError as exc:

@@ -232,11 +232,12 @@ def restore_registry(ctx: AwsContext, src: str | Path, dst_region: str, *, env: 
                      checkpoint_path: Path | None = None, progress: Progress | None = None,
                      residency: Collection[str] | None = None, guard: RestoreGuard | None = None,
                      signing_key: str | None = None, key_region: str | None = None,
-                     **legacy: Any) -> SyncReport:
+                     allow_older: bool = False, **legacy: Any) -> SyncReport:
     """Rebuild a backed-up registry (and its shadows) in `dst_region`. `src` is one backup, or a
-    location under which the newest backup (of `env`/`region`, when given) is used. The backup's
-    signature is verified before anything is read from it; the restore is additive unless `guard`
-    says otherwise (`RestoreGuard(overwrite=True, confirm=...)`)."""
+    location under which the newest valid backup (of `env`/`region`, when given; by signed
+    creation time) is used. The backup's signature is verified before anything is read from it; a
+    backup older than the newest valid one needs `allow_older`; the restore is additive unless
+    `guard` says otherwise (`RestoreGuard(overwrite=True, confirm=...)`)."""
     settings = _settings(settings, legacy)
     _check_region(dst_region, "--to")
     _check_residency(dst_region, residency)
@@ -251,12 +252,16 @@ def restore_registry(ctx: AwsContext, src: str | Path, dst_region: str, *, env: 
         iot = _iot(ctx, dst_region, settings.concurrency)
         data = _data_pair(ctx, settings, (dst_region, iot))[0]
         return restore_backup(src, iot, options=options, env=env, region=region, s3_client=s3, dst_data=data,
-                              verifier=verifier)
+                              verifier=verifier, allow_older=allow_older)
 
 
 def backup_age(ctx: AwsContext, dest: str | Path, *, env: str | None = None,
-               region: str | None = None) -> timedelta | None:
-    """Age of the newest complete backup under `dest` (for `status`); None when there is none."""
+               region: str | None = None, signing_key: str | None = None,
+               key_region: str | None = None) -> timedelta | None:
+    """Age of the newest valid backup under `dest` (for `status`), by the rule a restore uses: the
+    signed creation time, and with `signing_key` the newest whose signature verifies; None when
+    there is none."""
+    verifier = _signer(ctx, signing_key, key_region or region or "") if signing_key else None
     with aws_errors("registry backup listing"):
         s3 = client(ctx, "s3", region or "us-east-1") if is_s3(str(dest)) else None
-        return latest_backup_age(dest, env=env, region=region, s3_client=s3)
+        return latest_backup_age(dest, env=env, region=region, s3_client=s3, verifier=verifier)

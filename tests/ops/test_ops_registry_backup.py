@@ -195,3 +195,191 @@ def test_backup_rejects_names_that_are_not_paths(iot: IotFactory, tmp_path: Path
         backup(snap, {"../../etc/passwd": {}}, tmp_path, env="dev")
     with pytest.raises(InputRejected):
         backup(snap, {}, tmp_path, env="Dev/../x")
+
+
+# -- rollbacks: the newest valid backup by signed time ----------------------------------------------
+
+def _decommission(iot: Any, world: Any, name: str) -> str:
+    """Retire a device as an operator does: certificate detached, deactivated and deleted."""
+    cert_id = world.cert_ids[name]
+    arn = iot.describe_certificate(certificateId=cert_id)["certificateDescription"]["certificateArn"]
+    iot.detach_thing_principal(thingName=name, principal=arn)
+    for policy in iot.list_attached_policies(target=arn)["policies"]:
+        iot.detach_policy(policyName=policy["policyName"], target=arn)
+    iot.update_certificate(certificateId=cert_id, newStatus="INACTIVE")
+    iot.delete_certificate(certificateId=cert_id)
+    return str(cert_id)
+
+
+def _cert_ids(iot: Any) -> dict[str, str]:
+    return {c.id: c.status for c in read_snapshot(iot, pems=False).certificates}
+
+
+def test_an_old_backup_copied_to_a_newer_looking_folder_is_not_restored(
+        ctx: AwsContext, iot: IotFactory, tmp_path: Path, signer: Any) -> None:
+    """Issue 19: the newest backup is the newest by its signed creation time: a copy of an old
+    signed backup under a later folder name does not bring a decommissioned certificate back."""
+    import shutil
+
+    src = iot(SRC)
+    world = seed(src, 4, group_policy=False)
+    old = backup(read_snapshot(src), {}, tmp_path, env="dev", now=T0, signer=signer)
+    retired = _decommission(src, world, "dev-0003")
+    new = backup(read_snapshot(src), {}, tmp_path, env="dev", now=T0 + timedelta(hours=1), signer=signer)
+    shutil.copytree(old.location, tmp_path / "dev" / SRC / "20261127T000000Z")  # "newer" by name
+
+    loaded = load_backup(tmp_path, env="dev", region=SRC, verifier=signer)
+    assert loaded.location == new.location and loaded.rollback() is None
+    assert any("20261127T000000Z" in w and "folder name" in w for w in loaded.warnings)
+    report = restore_registry(ctx, tmp_path, THIRD, env="dev", region=SRC, rate=10_000)
+    assert report.ok, report.errors
+    assert retired not in _cert_ids(iot(THIRD))
+    assert latest_backup_age(tmp_path, env="dev", region=SRC, now=T0 + timedelta(hours=2),
+                             verifier=signer) == timedelta(hours=1)
+
+
+def test_an_unsigned_or_truncated_newest_backup_is_skipped_with_a_warning(
+        ctx: AwsContext, iot: IotFactory, tmp_path: Path, signer: Any) -> None:
+    """A backup killed before its signature, or whose manifest was cut short, does not block a
+    restore: the newest valid one is used, and the report says what was skipped."""
+    src = iot(SRC)
+    seed(src, 3)
+    good = backup(read_snapshot(src), {}, tmp_path, env="dev", now=T0, signer=signer)
+    src.create_thing(thingName="after-the-good-one")
+    unsigned = backup(read_snapshot(src), {}, tmp_path, env="dev", now=T0 + timedelta(hours=1))  # no signature
+    cut = backup(read_snapshot(src), {}, tmp_path, env="dev", now=T0 + timedelta(hours=2), signer=signer)
+    manifest = Path(cut.location) / "manifest.json"
+    manifest.write_bytes(manifest.read_bytes()[:40])  # truncated
+
+    loaded = load_backup(tmp_path, env="dev", verifier=signer)
+    assert loaded.location == good.location
+    assert any(unsigned.location in w and "not signed" in w for w in loaded.warnings), loaded.warnings
+    assert any(cut.location in w and "not JSON" in w for w in loaded.warnings), loaded.warnings
+
+    report = restore_registry(ctx, tmp_path, THIRD, env="dev", rate=10_000)
+    assert report.ok, report.errors
+    assert "after-the-good-one" not in read_snapshot(iot(THIRD), pems=False).things_by_name
+    assert any("skipped" in w and unsigned.location in w for w in report.warnings), report.warnings
+    age = latest_backup_age(tmp_path, env="dev", now=T0 + timedelta(hours=3), verifier=signer)
+    assert age == timedelta(hours=3)  # the good one's, not the unsigned or the truncated one's
+
+
+def test_restoring_an_older_backup_needs_allow_older_and_says_what_it_reactivates(
+        ctx: AwsContext, iot: IotFactory, tmp_path: Path, signer: Any) -> None:
+    """Naming an older backup is a rollback: refused (exit 4, nothing written) without
+    allow_older; with it, what would come back is said before the question, and the restore stays
+    additive (a certificate deactivated since stays INACTIVE)."""
+    from orchestrator.errors import GuardRefused
+    from orchestrator.registry.guards import RestoreGuard
+
+    src = iot(SRC)
+    world = seed(src, 4, group_policy=False)
+    old = backup(read_snapshot(src), {}, tmp_path, env="dev", now=T0, signer=signer)
+    retired = _decommission(src, world, "dev-0003")
+    src.update_certificate(certificateId=world.cert_ids["dev-0000"], newStatus="INACTIVE")
+    backup(read_snapshot(src), {}, tmp_path, env="dev", now=T0 + timedelta(hours=1), signer=signer)
+    before = listing(src)
+
+    with pytest.raises(GuardRefused, match="older than the newest valid backup") as refused:
+        restore_registry(ctx, old.location, SRC, rate=10_000)
+    assert refused.value.exit_code == 4 and "--allow-older" in (refused.value.hint or "")
+    assert listing(src) == before
+
+    said: list[str] = []
+    asked: list[str] = []
+    guard = RestoreGuard(confirm=lambda question, _region: asked.append(f"{len(said)}: {question}"),
+                         notify=said.append)
+    plan = plan_restore(ctx, old.location, SRC, guard=RestoreGuard(notify=said.append))
+    assert any("older than the newest valid backup" in w for w in plan.warnings)
+    said.clear()
+    report = restore_registry(ctx, old.location, SRC, rate=10_000, guard=guard, allow_older=True)
+
+    assert report.ok, report.errors
+    text = "\n".join(said)
+    assert "re-activate" in text and f"certificate {retired[:12]}… ACTIVE again (absent in {SRC})" in text
+    assert world.cert_ids["dev-0000"][:12] not in text  # additive: INACTIVE stays, so not listed
+    assert asked and int(asked[0].split(":")[0]) > 0  # said before asked
+    statuses = _cert_ids(src)
+    assert statuses[retired] == "ACTIVE" and statuses[world.cert_ids["dev-0000"]] == "INACTIVE"
+
+
+def test_backups_work_against_a_vault_under_object_lock(
+        ctx: AwsContext, iot: IotFactory, s3: Callable[[str], Any], signing_key: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The vault as the stack makes it: versioned, Object Lock in governance mode by default. S3
+    refuses a PutObject there without Content-MD5 or a checksum; each object written is locked.
+    The backup asks for its checksum itself: an SDK configured to send checksums only when an API
+    requires them (AWS_REQUEST_CHECKSUM_CALCULATION=when_required) would send none."""
+    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+    src = iot(SRC)
+    seed(src, 2)
+    vault = s3(SRC)
+    vault.create_bucket(Bucket="locked-vault", ObjectLockEnabledForBucket=True,
+                        CreateBucketConfiguration={"LocationConstraint": SRC})
+    vault.put_object_lock_configuration(Bucket="locked-vault", ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 35}}})
+
+    result = backup_region(ctx, "dev", SRC, "s3://locked-vault/registry", now=T0)
+
+    keys = [o["Key"] for o in vault.list_objects_v2(Bucket="locked-vault")["Contents"]]
+    assert len(keys) == 3  # registry, manifest, signature
+    for key in keys:
+        head = vault.head_object(Bucket="locked-vault", Key=key)
+        assert head["ObjectLockMode"] == "GOVERNANCE" and head["ObjectLockRetainUntilDate"] > T0
+    locked = vault.list_object_versions(Bucket="locked-vault", Prefix=keys[0])["Versions"][0]
+    with pytest.raises(Exception, match="AccessDenied"):
+        vault.delete_object(Bucket="locked-vault", Key=keys[0], VersionId=locked["VersionId"])
+    assert load_backup("s3://locked-vault/registry", s3_client=vault).location == result.location
+
+
+def test_restore_cli_refuses_a_rollback_without_allow_older_and_lists_what_comes_back(
+        ctx: AwsContext, iot: IotFactory, tmp_path: Path, signer: Any, endpoint: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`registry restore --src <an older backup>`: exit 4 and the hint without --allow-older; with
+    it, the re-activations are on stderr and the restore runs (--yes)."""
+    from click.testing import CliRunner
+
+    from orchestrator.cli.app import Deps
+    from orchestrator.cli.main import cli
+    from tests.doubles import InMemoryEngine, project_copy
+
+    (tmp_path / "project").mkdir()
+    project_copy(tmp_path / "project", monkeypatch)
+    src = iot(SRC)
+    world = seed(src, 3, group_policy=False)
+    old = backup(read_snapshot(src), {}, tmp_path / "vault", env="dev", now=T0, signer=signer)
+    retired = _decommission(src, world, "dev-0000")
+    backup(read_snapshot(src), {}, tmp_path / "vault", env="dev", now=T0 + timedelta(hours=1), signer=signer)
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(cli, ["registry", "restore", "--region", SRC, "--src", old.location,
+                                        "--rate", "500", *args, "--endpoint-url", endpoint],
+                                  obj=Deps(engine_factory=lambda app: InMemoryEngine()), catch_exceptions=False)
+
+    refused = run("--yes")
+    assert refused.exit_code == 4, refused.output
+    assert "older than the newest valid backup" in refused.stderr and "--allow-older" in refused.stderr
+    assert retired not in _cert_ids(src)
+
+    done = run("--allow-older", "--yes")
+    assert done.exit_code == 0, done.output
+    assert f"certificate {retired[:12]}… ACTIVE again (absent in {SRC})" in done.stderr
+    assert _cert_ids(src)[retired] == "ACTIVE"
+
+
+def test_status_ages_the_newest_valid_backup_as_a_restore_would_choose_it(
+        ctx: AwsContext, iot: IotFactory, tmp_path: Path, signer: Any, signing_key: str) -> None:
+    """`backup_age` (what `status` shows) with the signing key: an unsigned backup written later
+    (a job killed before its signature) and an old backup under a newer name do not count."""
+    import shutil
+
+    snap = read_snapshot(iot(SRC))
+    first = backup(snap, {}, tmp_path, env="dev", now=T0 - timedelta(days=3), signer=signer)
+    backup(snap, {}, tmp_path, env="dev", now=T0, signer=signer)
+    backup(snap, {}, tmp_path, env="dev", now=T0 + timedelta(hours=2))  # unsigned
+    shutil.copytree(first.location, tmp_path / "dev" / SRC / "20261130T000000Z")
+
+    age = backup_age(ctx, tmp_path, env="dev", signing_key=signing_key, key_region=SRC)
+    assert age is not None
+    assert timedelta(0) < datetime.now(timezone.utc) - T0 - age < timedelta(minutes=5)
+    assert backup_age(ctx, tmp_path / "none", env="dev", signing_key=signing_key, key_region=SRC) is None

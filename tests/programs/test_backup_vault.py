@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 from programs.contract import BACKUP_OUTPUT
@@ -77,3 +78,43 @@ def test_backup_manifests_are_signed_with_a_key_beside_the_vault() -> None:
     plain = evaluate(region_args(PRIMARY), stack="dev-region-eu-west-1")
     assert SIGNING_KEY_OUTPUT not in plain.outputs
     assert not [r for r in plain.resources if r.type.startswith("aws:kms/")]
+
+
+def test_vault_locks_every_backup_for_as_long_as_it_is_kept() -> None:
+    """Object Lock (governance) through its own resource, after versioning: enabling it on an
+    existing vault must not replace the bucket; a lock longer than the retention would keep
+    versions the lifecycle rule expires."""
+    from programs.region import BACKUP_RETENTION_DAYS
+
+    ev = vault_eval()
+    lock = by_name(ev, "iot-dev-eu-west-1-backups-lock")
+    assert lock.type == "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration"
+    assert lock.inputs["objectLockEnabled"] == "Enabled" and lock.inputs["region"] == SECONDARY
+    retention = lock.inputs["rule"]["defaultRetention"]
+    assert retention["mode"] == "GOVERNANCE"
+    assert 0 < retention["days"] <= BACKUP_RETENTION_DAYS
+    rule = by_name(ev, "iot-dev-eu-west-1-backups-retention").inputs["rules"][0]
+    assert retention["days"] <= rule["expiration"]["days"]
+    bucket = by_name(ev, "iot-dev-eu-west-1-backups")
+    assert "objectLockEnabled" not in bucket.inputs  # create-time only: would replace the vault
+
+
+def test_only_the_backup_role_may_sign_with_the_key() -> None:
+    """The key's own policy: kms:Sign only for the backup job's role (by aws:PrincipalArn), the
+    account keeps administering it (never unmanageable) and may verify; nobody gets kms:*."""
+    from programs.mocks import ACCOUNT_ID
+
+    key = by_name(vault_eval(), "iot-dev-eu-west-1-backup-signing")
+    doc = json.loads(key.inputs["policy"])
+    root = f"arn:aws:iam::{ACCOUNT_ID}:root"
+    by_sid = {s["Sid"]: s for s in doc["Statement"]}
+    assert all(s["Effect"] == "Allow" and s["Principal"] == {"AWS": root} for s in doc["Statement"])
+    signers = [s for s in doc["Statement"] if "kms:Sign" in s["Action"] or "kms:*" in s["Action"]]
+    assert [s["Sid"] for s in signers] == ["BackupRoleSigns"]
+    assert signers[0]["Condition"] == {"ArnEquals": {"aws:PrincipalArn": [
+        f"arn:aws:iam::{ACCOUNT_ID}:role/iot-dev-backup"]}}
+    admin = set(by_sid["AccountAdministersTheKey"]["Action"])
+    assert {"kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion"} <= admin
+    assert not any(a in admin for a in ("kms:Sign", "kms:*"))
+    assert "kms:Verify" in by_sid["AccountVerifies"]["Action"]
+    assert "kms:Sign" not in by_sid["AccountVerifies"]["Action"]

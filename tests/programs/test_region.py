@@ -151,11 +151,15 @@ def test_device_policy_is_least_privilege(primary: Evaluation) -> None:
     assert connect["Resource"] == "arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}"
     assert connect["Condition"] == {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}
     own = "buildings/${iot:Connection.Thing.ThingName}/*"
+    shadow = "$aws/things/${iot:Connection.Thing.ThingName}/shadow/"
     for s in doc["Statement"]:
         if s is connect:
             continue
         kind = "topicfilter" if s["Action"] == "iot:Subscribe" else "topic"
-        assert s["Resource"] == f"arn:aws:iot:*:*:{kind}/{own}", s
+        if "Shadow" in s["Sid"]:  # the thing's own shadows only (tests/programs/test_policies.py)
+            assert s["Resource"] and all(r.startswith(f"arn:aws:iot:*:*:{kind}/{shadow}") for r in s["Resource"]), s
+        else:
+            assert s["Resource"] == f"arn:aws:iot:*:*:{kind}/{own}", s
 
 
 def test_device_policy_is_region_neutral_and_identical_in_every_region(
