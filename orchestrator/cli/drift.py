@@ -20,16 +20,25 @@ def drift(app: Context, region: str | None, all_regions: bool, fmt: str | None, 
           parallel: int) -> None:
     """Refresh in preview-only mode (nothing changes) and list what differs from the state:
     resource, property, expected, actual (secrets masked). Exit 1 on drift or when a refresh fails."""
-    import json
-
     from orchestrator.cli.options import exclusive_region
     from orchestrator.operations.drift import detect_drift
 
     region = exclusive_region(region, all_regions)
     report = detect_drift(app, region, parallel=parallel)
     fmt = fmt or ("json" if app.json_output else "text")
-    text = {"json": lambda: json.dumps(report.to_json(), indent=2, sort_keys=True) + "\n",
-            "markdown": report.markdown, "text": lambda: "\n".join(report.lines()) + "\n"}[fmt]()
+    bad = report.drifted or report.failed
+    if fmt == "json" and not output:  # the enveloped document (docs/json.md)
+        app.console.document(report.to_json())
+        if bad:
+            raise Reported(ExitCode.FAILED, "drift found" if report.drifted else "a refresh preview failed")
+        return
+    if fmt == "json":
+        from orchestrator.console import envelope
+
+        message = "drift found" if report.drifted else "a refresh preview failed" if bad else None
+        text = app.console.dumps(envelope("drift", report.to_json(), exit_code=1 if bad else 0, message=message))
+    else:
+        text = report.markdown() if fmt == "markdown" else "\n".join(report.lines()) + "\n"
     if output:
         from pathlib import Path
 
@@ -39,5 +48,5 @@ def drift(app: Context, region: str | None, all_regions: bool, fmt: str | None, 
         app.notify(f"drift report written to {output}")
     else:
         app.console.out(text)
-    if report.drifted or report.failed:
+    if bad:
         raise Reported(ExitCode.FAILED)

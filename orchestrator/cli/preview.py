@@ -29,9 +29,10 @@ def preview(app: Context, region: str | None, all_regions: bool, fmt: str, outpu
             max_parts: int | None, base_ref: str | None, expect_no_changes: bool, parallel: int) -> None:
     """Preview every stack in DAG order, with placeholders for upstream values not known yet."""
     from orchestrator.cli.options import exclusive_region
+    from orchestrator.console import envelope
     from orchestrator.operations.guards import check_primary
     from orchestrator.preview.comment import join_parts
-    from orchestrator.preview.render import render
+    from orchestrator.preview.render import render, render_json
     from orchestrator.stacks.graph import up_selection
     from orchestrator.stacks.preview import current_commit, preview_environment, topology_at
 
@@ -44,14 +45,27 @@ def preview(app: Context, region: str | None, all_regions: bool, fmt: str, outpu
                                  backend=app.backend_name)
     if app.json_output:
         fmt = "json"
-    text = join_parts(render(result, fmt, max_parts=max_parts))
+    error = None
+    if result.failed:
+        error = OperationFailed(f"preview failed for {', '.join(s.stack for s in result.failed)}")
+    elif expect_no_changes and any(s.has_changes for s in result.stacks):
+        error = OperationFailed("changes found and --expect-no-changes was given")
+    if fmt == "json":  # the enveloped document (docs/json.md), to stdout or the file
+        doc = render_json(result)
+        if not output:
+            app.console.document(doc)
+            if error:
+                raise error
+            return
+        text = app.console.dumps(envelope("preview", doc, exit_code=error.exit_code if error else 0,
+                                          message=error.one_line() if error else None))
+    else:
+        text = join_parts(render(result, fmt, max_parts=max_parts))
     if output:
         with open(output, "w", encoding="utf-8") as fh:
             fh.write(text)
         app.console.info(f"preview of env {app.env} written to {output}")
     else:
         app.console.out(text)
-    if result.failed:
-        raise OperationFailed(f"preview failed for {', '.join(s.stack for s in result.failed)}")
-    if expect_no_changes and any(s.has_changes for s in result.stacks):
-        raise OperationFailed("changes found and --expect-no-changes was given")
+    if error:
+        raise error

@@ -139,16 +139,31 @@ def outputs(app: Context, stack: str, show_secrets: bool) -> None:
     if app.json_output:
         app.console.document({"stack": stack, "outputs": shown})
         return
-    for key, value in shown.items():
-        app.console.result(f"{key}: {value}")
+    import json
+
+    for key, value in shown.items():  # strings as they are, everything else as JSON (never a Python repr)
+        app.console.result(f"{key}: {value if isinstance(value, str) else json.dumps(value, default=str)}")
 
 
 @command("graph")
 @click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True)
 def graph(app: Context, fmt: str) -> None:
-    """The stack DAG and the region topology as a picture."""
+    """The stack DAG and the region topology as a picture.
+
+    With --json: the nodes (stacks, their kind, region, role), the edges (who consumes whose
+    outputs; replication's targets) and the waves `up` runs them in, instead of a picture.
+
+    \b
+    Examples:
+      orchestrate graph > stacks.mmd                 mermaid, for a README or a PR
+      orchestrate graph --format dot | dot -Tsvg > stacks.svg
+      orchestrate --env prod graph --json | jq '.waves'
+    """
     from orchestrator.stacks import graph as g
 
+    if app.json_output:
+        app.console.document(g.graph_document(app.topology()))
+        return
     render = g.render_mermaid if fmt == "mermaid" else g.render_dot
     app.console.out(render(app.topology()))
 
