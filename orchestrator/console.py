@@ -126,9 +126,9 @@ class Console:
         if live is not None:
             live.redraw()
 
-    def progress(self, label: str, *, unit: str = "", tty: bool | None = None) -> Progress:
+    def progress(self, label: str, *, unit: str = "", tty: bool | None = None, lines: bool = True) -> Progress:
         """A progress display for `label` (see `Progress`)."""
-        return Progress(self, label, unit=unit, tty=tty)
+        return Progress(self, label, unit=unit, tty=tty, lines=lines)
 
 
 def _on_ci() -> bool:
@@ -141,19 +141,20 @@ class Progress:
     On a terminal (stderr a TTY, not --json, not CI) a bar is redrawn in place with the count, the
     total, the rate and the time left; other stderr lines clear it and draw it again after them.
     Under --json and on CI it is silent; elsewhere (stderr piped to a file) it writes a plain line
-    at each tenth of the total. Callable as `progress(done, total)`: the registry's Progress type."""
+    at each tenth of the total (unless `lines=False`: work that already reports each item).
+    Callable as `progress(done, total)`: the registry's Progress type."""
 
     WIDTH = 24
     MIN_INTERVAL = 0.1  # seconds between two redraws
 
     def __init__(self, console: Console, label: str, *, unit: str = "", tty: bool | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 lines: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
         self.console, self.label, self.unit, self.clock = console, label, unit, clock
         if tty is None:
             isatty = getattr(sys.stderr, "isatty", None)
             tty = bool(isatty and isatty())
         quiet = console.json_mode or _on_ci()
-        self.mode = "off" if quiet else "bar" if tty else "lines"
+        self.mode = "off" if quiet else "bar" if tty else "lines" if lines else "off"
         self.started = clock()
         self.done = self.total = 0
         self.detail = ""
@@ -195,6 +196,8 @@ class Progress:
         self._last_draw = now
         self.console._live = self
         self.redraw()
+        if self.done >= self.total:  # finished: the last state stays on its own line
+            self.close()
 
     def text(self) -> str:
         """`label [####....] 12/40 things  3.1/s  ~9s left  detail`"""

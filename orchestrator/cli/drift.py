@@ -19,7 +19,13 @@ from orchestrator.errors import ExitCode, Reported
 def drift(app: Context, region: str | None, all_regions: bool, fmt: str | None, output: str | None,
           parallel: int) -> None:
     """Refresh in preview-only mode (nothing changes) and list what differs from the state:
-    resource, property, expected, actual (secrets masked). Exit 1 on drift or when a refresh fails."""
+    resource, property, expected, actual (secrets masked). Exit 1 on drift or when a refresh fails.
+
+    \b
+    Examples:
+      orchestrate drift --all
+      orchestrate drift --all --format markdown --output drift.md   the drift issue's body
+    """
     from orchestrator.cli.options import exclusive_region
     from orchestrator.operations.drift import detect_drift
 

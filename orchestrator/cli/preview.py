@@ -27,7 +27,14 @@ from orchestrator.errors import OperationFailed
 @click.option("--parallel", default=4, show_default=True, type=click.IntRange(1, 32))
 def preview(app: Context, region: str | None, all_regions: bool, fmt: str, output: str | None,
             max_parts: int | None, base_ref: str | None, expect_no_changes: bool, parallel: int) -> None:
-    """Preview every stack in DAG order, with placeholders for upstream values not known yet."""
+    """Preview every stack in DAG order, with placeholders for upstream values not known yet.
+
+    \b
+    Examples:
+      orchestrate preview --all
+      orchestrate preview --all --format markdown --output preview.md   the PR comment
+      orchestrate preview --all --expect-no-changes                     exit 1 when anything would change
+    """
     from orchestrator.cli.options import exclusive_region
     from orchestrator.console import envelope
     from orchestrator.operations.guards import check_primary
