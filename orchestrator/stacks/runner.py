@@ -225,6 +225,8 @@ class Runner:
                                 + (f" ({result.seconds:.1f}s)" if result.seconds else ""))
                     self._stack_done(ref.name, result)
             failed = any(not results[ref.name].ok for ref in wave)
+        if self.progress is not None:
+            self.progress.close()  # also when a failure left stacks not run: the bar ends on its line
         return results
 
     def _stack_done(self, name: str, result: StackResult) -> None:
