@@ -33,26 +33,23 @@ def drift(app: Context, region: str | None, all_regions: bool, fmt: str | None, 
     report = detect_drift(app, region, parallel=parallel)
     fmt = fmt or ("json" if app.json_output else "text")
     bad = report.drifted or report.failed
-    if fmt == "json" and not output:  # the enveloped document (docs/json.md)
-        app.console.document(report.to_json())
-        if bad:
-            raise Reported(ExitCode.FAILED, "drift found" if report.drifted else "a refresh preview failed")
-        return
-    if fmt == "json":
-        from orchestrator.console import envelope
-
-        message = "drift found" if report.drifted else "a refresh preview failed" if bad else None
-        text = app.console.dumps(envelope("drift", report.to_json(), exit_code=1 if bad else 0, message=message))
-    else:
-        text = report.markdown() if fmt == "markdown" else "\n".join(report.lines()) + "\n"
-    if output:
+    message = "drift found" if report.drifted else "a refresh preview failed" if bad else None
+    if output:  # the file in --format (JSON in its envelope, docs/json.md)
         from pathlib import Path
 
+        from orchestrator.console import envelope
         from orchestrator.state import atomic_write_text
 
+        text = (app.console.dumps(envelope("drift", report.to_json(), exit_code=1 if bad else 0, message=message))
+                if fmt == "json" else report.markdown() if fmt == "markdown" else "\n".join(report.lines()) + "\n")
         atomic_write_text(Path(output), text)
         app.notify(f"drift report written to {output}")
-    else:
-        app.console.out(text)
+    if app.json_output or (fmt == "json" and not output):  # stdout holds the one JSON document
+        app.console.document(report.to_json())
+        if bad:
+            raise Reported(ExitCode.FAILED, message or "")
+        return
+    if not output:
+        app.console.out(report.markdown() if fmt == "markdown" else "\n".join(report.lines()) + "\n")
     if bad:
         raise Reported(ExitCode.FAILED)

@@ -57,22 +57,16 @@ def preview(app: Context, region: str | None, all_regions: bool, fmt: str, outpu
         error = OperationFailed(f"preview failed for {', '.join(s.stack for s in result.failed)}")
     elif expect_no_changes and any(s.has_changes for s in result.stacks):
         error = OperationFailed("changes found and --expect-no-changes was given")
-    if fmt == "json":  # the enveloped document (docs/json.md), to stdout or the file
-        doc = render_json(result)
-        if not output:
-            app.console.document(doc)
-            if error:
-                raise error
-            return
-        text = app.console.dumps(envelope("preview", doc, exit_code=error.exit_code if error else 0,
-                                          message=error.one_line() if error else None))
-    else:
-        text = join_parts(render(result, fmt, max_parts=max_parts))
-    if output:
+    if output:  # the file in --format (JSON in its envelope, docs/json.md)
+        text = app.console.dumps(envelope("preview", render_json(result), exit_code=error.exit_code if error else 0,
+                                          message=error.one_line() if error else None)) if fmt == "json" \
+            else join_parts(render(result, fmt, max_parts=max_parts))
         with open(output, "w", encoding="utf-8") as fh:
             fh.write(text)
         app.console.info(f"preview of env {app.env} written to {output}")
-    else:
-        app.console.out(text)
+    if app.json_output or (fmt == "json" and not output):
+        app.console.document(render_json(result))  # enveloped by the root once the exit code is known
+    elif not output:
+        app.console.out(join_parts(render(result, fmt, max_parts=max_parts)))
     if error:
         raise error

@@ -156,6 +156,17 @@ def test_json_files_written_with_output_carry_the_envelope(run, deployed, projec
     assert json.loads(drift_file.read_text())["kind"] == "drift"
 
 
+def test_json_with_an_output_file_writes_both_and_stdout_holds_only_the_document(run, deployed, project) -> None:  # noqa: ANN001
+    path = project / "preview.json"
+    result = run("preview", "--all", "--json", "--output", str(path))
+    assert result.exit_code == 0
+    assert doc_of(result)["stacks"] == json.loads(path.read_text())["stacks"]
+    drift_md = project / "drift.md"
+    result = run("drift", "--all", "--json", "--format", "markdown", "--output", str(drift_md))
+    assert result.exit_code == 0 and doc_of(result)["kind"] == "drift"
+    assert not drift_md.read_text().lstrip().startswith("{")  # the file in its own format
+
+
 def test_format_json_without_the_json_flag_is_enveloped_too(run, deployed) -> None:  # noqa: ANN001
     result = run("preview", "--all", "--format", "json")
     assert result.exit_code == 0 and doc_of(result)["kind"] == "preview"
