@@ -65,6 +65,30 @@ def _global_params() -> list[click.Parameter]:
     return [click.Option(list(decls), expose_value=False, callback=_record, **attrs) for decls, attrs in _GLOBALS]
 
 
+_GLOBAL_NAMES = {attrs_name for decls, _ in _GLOBALS for attrs_name in decls[-1:]}
+
+
+def _format_options(command: click.Command, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    """A command's own options in full; the global ones named on one line (`orchestrate --help`
+    describes them), so they are not repeated on every page. The root lists them in full."""
+    if ctx.parent is None:
+        click.Command.format_options(command, ctx, formatter)
+        return
+    own, shared = [], []
+    for param in command.get_params(ctx):
+        record = param.get_help_record(ctx)
+        if record is None or isinstance(param, click.Argument):
+            continue
+        (shared if param.name in _GLOBAL_NAMES else own).append((param, record))
+    if own:
+        with formatter.section("Options"):
+            formatter.write_dl([record for _, record in own])
+    if shared:
+        names = ", ".join(min(p.opts, key=len) if p.name == "verbose" else p.opts[0] for p, _ in shared)
+        with formatter.section("Global options (before or after the command; see orchestrate --help)"):
+            formatter.write_text(names)
+
+
 KIND_KEY = "orchestrate.kind"
 
 
@@ -95,6 +119,9 @@ class OrchestrateCommand(click.Command):
         _note_kind(ctx)
         return super().parse_args(ctx, args)
 
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        _format_options(self, ctx, formatter)
+
 
 class LazyGroup(click.Group):
     """A group whose commands live in modules imported only when the command is used or listed.
@@ -117,6 +144,10 @@ class LazyGroup(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         _note_kind(ctx)
         return super().parse_args(ctx, args)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        _format_options(self, ctx, formatter)
+        self.format_commands(ctx, formatter)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """click's listing, in `sections` when given; a lazy command with a summary is listed from

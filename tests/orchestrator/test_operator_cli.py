@@ -123,3 +123,19 @@ def test_drill_help_says_what_exists_and_what_it_needs() -> None:
     text = " ".join(help_of("drill").split())
     assert "NOT available yet" in text and "refuses (exit 2) before touching the account" in text
     assert "mosquitto" in text and "make drill-deps" in text
+
+
+@pytest.mark.parametrize("path", [("up",), ("registry",), ("registry", "sync"), ("comment", "post")])
+def test_command_help_names_the_global_options_once_instead_of_repeating_them(path: tuple[str, ...]) -> None:
+    text = help_of(*path)
+    assert "Global options" in text
+    assert "--env, --config, --backend, --endpoint-url, --secrets-provider, --json, -v" in text
+    assert "ORCHESTRATE_ENV" not in text and "Machine output on stdout" not in text  # described at the top only
+    top = help_of()
+    assert "ORCHESTRATE_ENV" in top and "Machine output on stdout" in top
+
+
+def test_global_options_still_work_after_the_command(run) -> None:  # noqa: ANN001
+    import json
+
+    assert json.loads(run("graph", "--env", "prod", "--json").stdout)["env"] == "prod"
