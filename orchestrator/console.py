@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -161,6 +162,7 @@ class Progress:
         self._drawn = ""
         self._last_draw = -1.0
         self._tenth = -1
+        self._lock = threading.RLock()  # `up` reports from one thread per stack
 
     @property
     def live(self) -> bool:
@@ -177,6 +179,10 @@ class Progress:
         self.close()
 
     def update(self, done: int, total: int | None = None, detail: str | None = None) -> None:
+        with self._lock:
+            self._update(done, total, detail)
+
+    def _update(self, done: int, total: int | None, detail: str | None) -> None:
         if total is not None:
             self.total = total
         self.done = done
