@@ -65,12 +65,62 @@ def _global_params() -> list[click.Parameter]:
     return [click.Option(list(decls), expose_value=False, callback=_record, **attrs) for decls, attrs in _GLOBALS]
 
 
+_GLOBAL_NAMES = {attrs_name for decls, _ in _GLOBALS for attrs_name in decls[-1:]}
+
+
+def _format_options(command: click.Command, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    """A command's own options in full; the global ones named on one line (`orchestrate --help`
+    describes them), so they are not repeated on every page. The root lists them in full."""
+    if ctx.parent is None:
+        click.Command.format_options(command, ctx, formatter)
+        return
+    own, shared = [], []
+    for param in command.get_params(ctx):
+        record = param.get_help_record(ctx)
+        if record is None or isinstance(param, click.Argument):
+            continue
+        (shared if param.name in _GLOBAL_NAMES else own).append((param, record))
+    if own:
+        with formatter.section("Options"):
+            formatter.write_dl([record for _, record in own])
+    if shared:
+        names = ", ".join(min(p.opts, key=len) if p.name == "verbose" else p.opts[0] for p, _ in shared)
+        with formatter.section("Global options (before or after the command; see orchestrate --help)"):
+            formatter.write_text(names)
+
+
+KIND_KEY = "orchestrate.kind"
+
+
+def _note_kind(ctx: click.Context) -> None:
+    """Record the command being run (`registry-sync`) as the kind of the run's JSON document."""
+    names: list[str] = []
+    node: click.Context | None = ctx
+    while node is not None and node.parent is not None:
+        names.append(node.info_name or "")
+        node = node.parent
+    if names:
+        ctx.find_root().meta[KIND_KEY] = "-".join(reversed(names))
+
+
+def kind_of(ctx: click.Context) -> str:
+    """The kind of this run's JSON document: the command path, `orchestrate` before one is known."""
+    return str(ctx.find_root().meta.get(KIND_KEY, "orchestrate"))
+
+
 class OrchestrateCommand(click.Command):
     """A command that also accepts every global option (listed after its own options)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.params.extend(_global_params())
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        _note_kind(ctx)
+        return super().parse_args(ctx, args)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        _format_options(self, ctx, formatter)
 
 
 class LazyGroup(click.Group):
@@ -89,21 +139,48 @@ class LazyGroup(click.Group):
         self.params.extend(_global_params())
         self.lazy = dict(lazy or {})
         self.summaries = dict(summaries or {})
+        self.sections: list[tuple[str, tuple[str, ...]]] = []  # (title, commands in this order); rest: "Commands"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        _note_kind(ctx)
+        return super().parse_args(ctx, args)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        _format_options(self, ctx, formatter)
+        self.format_commands(ctx, formatter)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """click's listing; a lazy command with a summary is listed from it, unimported."""
-        listed: list[tuple[str, click.Command]] = []
+        """click's listing, in `sections` when given; a lazy command with a summary is listed from
+        it, unimported. Each summary is its command's first sentence in full (wrapped, not cut)."""
+        listed: dict[str, click.Command] = {}
         for name in self.list_commands(ctx):
             if name in self.summaries:
-                listed.append((name, click.Command(name, help=self.summaries[name])))
+                listed[name] = click.Command(name, help=self.summaries[name])
                 continue
             command = self.get_command(ctx, name)
             if command is not None and not command.hidden:
-                listed.append((name, command))
-        if listed:
-            limit = formatter.width - 6 - max(len(name) for name, _ in listed)
-            with formatter.section("Commands"):
-                formatter.write_dl([(name, command.get_short_help_str(limit)) for name, command in listed])
+                listed[name] = command
+        if not listed:
+            return
+        placed = {name for _, names in self.sections for name in names}
+        sections = [*self.sections, ("Commands" if not self.sections else "Other commands",
+                                     tuple(n for n in listed if n not in placed))]
+        for title, names in sections:
+            rows = [(name, listed[name].get_short_help_str(10_000)) for name in names if name in listed]
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                           list[str]]:
+        """click's, with "did you mean" over the lazy commands too (click only sees the loaded ones)."""
+        try:
+            return super().resolve_command(ctx, args)
+        except click.exceptions.NoSuchCommand as exc:
+            if exc.possibilities:
+                raise
+            raise click.exceptions.NoSuchCommand(exc.command_name, possibilities=self.list_commands(ctx),
+                                                 ctx=ctx) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})
@@ -160,11 +237,10 @@ def context_for(ctx: click.Context) -> Context:
         project_dir = find_project_dir(cwd) or cwd
         config_path = project_dir / "stacks" / f"{env}.topology.yaml"
         if not config_path.exists():
-            raise InputRejected(f"{config_path}: topology file not found",
-                                hint="run from the project root or pass --config PATH")
+            raise InputRejected(f"{config_path}: topology file not found", hint=_env_hint(env, config_path.parent))
     backend, backend_error = _backend(v.get("backend"), project_dir)
     secrets_provider = v.get("secrets_provider") or os.environ.get("ORCHESTRATE_SECRETS_PROVIDER") or None
-    console = deps.console or Console()
+    console = deps.console = deps.console or Console()  # the one console: errors and the document use it too
     console.verbose = bool(v.get("verbose"))
     console.json_mode = bool(v.get("json_output"))
     context = Context(
@@ -175,6 +251,20 @@ def context_for(ctx: click.Context) -> Context:
     )
     root.meta["orchestrate.context"] = context
     return context
+
+
+def _env_hint(env: str, stacks_dir: Path) -> str:
+    """What to do about an unknown environment: the nearest known one, else where to run from."""
+    import difflib
+
+    known = sorted(p.name[:-len(".topology.yaml")] for p in stacks_dir.glob("*.topology.yaml")) \
+        if stacks_dir.is_dir() else []
+    close = difflib.get_close_matches(env, known, n=1)
+    if close:
+        return f"did you mean --env {close[0]}? environments here: {', '.join(known)}"
+    if known:
+        return f"environments here: {', '.join(known)}; or pass --config PATH"
+    return "run from the project root or pass --config PATH"
 
 
 def on_ci() -> bool:

@@ -1,4 +1,4 @@
-"""`orchestrate drill`: a failover game day with real MQTT devices (locally, or in a real account)."""
+"""`orchestrate drill`: a failover game day with real MQTT devices, on this machine (`--local`)."""
 
 from __future__ import annotations
 
@@ -25,15 +25,27 @@ from orchestrator.errors import ExitCode, Reported
 @click.option("--no-transitions", is_flag=True, help="Skip failover/failback after the outage (local only).")
 @click.option("--output", type=click.Path(file_okay=False), help="Report directory [default: "
                                                                  ".orchestrate/drills/<env>-<time>/].")
-@click.option("--yes", is_flag=True, help="Do not ask (real account: the drill moves production traffic).")
+@click.option("--yes", is_flag=True,
+              help="For the real-account drill (which asks before moving traffic); --local never asks.")
 def drill(app: Context, local: bool, devices: int, routing: str, kill: str | None, duration: float,
           time_scale: float, control: str | None, no_transitions: bool, output: str | None, yes: bool) -> None:
     """A failover game day: kill a region, measure what devices see (RTO, lost messages, shadows).
 
     \b
-    --local      the whole world on this machine (mosquitto, DNS, moto, N devices); needs `make drill`
-    --env E      a real account: canary things in the primary, failover and failback through the
-                 configured failover control; everything created is removed, also after Ctrl-C
+    What exists:
+      --local   the whole world on this machine: moto (AWS APIs), one mosquitto broker per
+                region, a DNS server and N devices, started and stopped here; no account.
+                Needs the mosquitto broker (`make drill-deps` installs it; `make drill` runs it).
+                Writes report.md, report.json and timeline.svg under .orchestrate/drills/.
+      --env E   (without --local) a real-account drill is NOT available yet: it names the
+                canaries it would create and refuses (exit 2) before touching the account.
+                docs/runbooks/game-day.md says how to run that part by hand.
+
+    \b
+    Examples:
+      make drill                                   20 devices, failover routing, the primary dies
+      orchestrate drill --local --devices 10 --kill eu-central-1 --time-scale 0.05
+      orchestrate drill --local --failover-control arc --json
     """
     from orchestrator.cli.options import confirmer, known_region
     from orchestrator.drill.model import DrillOptions, Routing

@@ -40,7 +40,14 @@ sync_rate = click.option("--sync-rate", type=click.FloatRange(0.1, 1000), defaul
 @yes
 def promote_secondary(app: Context, region: str, routing: str, dry_run: bool,
                       sync_rate: float | None, yes: bool) -> None:
-    """Single -> multi-region: add R, verified step by step, DNS last (steps shown, then confirmed)."""
+    """Single -> multi-region: add R, verified step by step, DNS last (steps shown, then confirmed).
+
+    \b
+    Examples:
+      orchestrate promote-secondary --region eu-central-1 --dry-run
+      orchestrate promote-secondary --region eu-central-1 --routing latency
+      orchestrate promote-secondary --region eu-central-1 --yes   resumes at a failed step
+    """
     from orchestrator.cli.options import confirmer, known_region
     from orchestrator.operations.lifecycle import Lifecycle
     from orchestrator.topology import RoutingMode
@@ -55,7 +62,13 @@ def promote_secondary(app: Context, region: str, routing: str, dry_run: bool,
 @sync_rate
 @yes
 def failover(app: Context, to: str, sync_rate: float | None, yes: bool) -> None:
-    """Send traffic to a secondary (final registry sync first when the primary answers)."""
+    """Send traffic to a secondary (final registry sync first when the primary answers).
+
+    \b
+    Examples:
+      orchestrate failover --to eu-central-1
+      orchestrate --env prod failover --to eu-central-1 --yes --json
+    """
     from orchestrator.cli.options import confirmer, known_region
     from orchestrator.operations.lifecycle import Lifecycle
 
@@ -68,7 +81,13 @@ def failover(app: Context, to: str, sync_rate: float | None, yes: bool) -> None:
 @sync_rate
 @yes
 def failback(app: Context, to: str | None, sync_rate: float | None, yes: bool) -> None:
-    """Return traffic to the old primary after syncing devices provisioned meanwhile."""
+    """Return traffic to the old primary after syncing devices provisioned meanwhile.
+
+    \b
+    Examples:
+      orchestrate failback                        to the region failed over from
+      orchestrate failback --to eu-west-1 --yes
+    """
     from orchestrator.cli.options import confirmer
     from orchestrator.operations.lifecycle import Lifecycle
 

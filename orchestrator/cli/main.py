@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from orchestrator import __version__
-from orchestrator.cli.app import Deps, LazyGroup
+from orchestrator.cli.app import Deps, LazyGroup, kind_of
 from orchestrator.console import Console
 from orchestrator.errors import ExitCode, OrchestrateError, Reported
 
@@ -62,36 +62,81 @@ SUMMARIES = {
 }
 
 
+# `orchestrate --help` lists the commands in the order a platform's life uses them.
+SECTIONS = [
+    ("Lifecycle (in order: one region -> promote -> failover -> failback)",
+     ("plan", "preview", "up", "promote-secondary", "failover", "failback", "destroy")),
+    ("Inspect", ("status", "outputs", "graph", "drift")),
+    ("Operate", ("registry", "recover", "drill", "comment", "secrets")),
+]
+ARGV_KEY = "orchestrate.argv"
+
+
 class OrchestrateGroup(LazyGroup):
-    """Maps the error family to exit codes in one place, for every command and subgroup."""
+    """Maps the error family to exit codes in one place, for every command and subgroup, and emits
+    the run's one JSON document (console.envelope) once the outcome is known."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[ARGV_KEY] = list(args)
+        ctx.ensure_object(Deps)  # one Deps (and console) for the root and every command under it
+        try:
+            return super().parse_args(ctx, args)
+        except click.ClickException as exc:  # a bad global option: click prints it; --json also gets a document
+            self._finish(ctx, exc.exit_code, exc.format_message())
+            raise
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
         except Reported as exc:  # the command already rendered its outcome
             if exc.message:
                 _console(ctx).error(_scrubbed(exc.one_line()))
+            self._finish(ctx, int(exc.exit_code), exc.one_line() if exc.message else None)
             raise click.exceptions.Exit(int(exc.exit_code)) from None
         except OrchestrateError as exc:
             _console(ctx).error(_scrubbed(exc.one_line()))
+            self._finish(ctx, int(exc.exit_code), exc.one_line())
             raise click.exceptions.Exit(int(exc.exit_code)) from None
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        except click.exceptions.Exit as exc:
+            if exc.exit_code or _console(ctx).has_document:  # not `--help`'s exit 0
+                self._finish(ctx, exc.exit_code, None)
+            raise
+        except click.ClickException as exc:  # a usage error: click prints it to stderr
+            self._finish(ctx, exc.exit_code, exc.format_message())
+            raise
+        except click.exceptions.Abort:
+            self._finish(ctx, int(ExitCode.FAILED), "aborted")
             raise
         except KeyboardInterrupt:
             _console(ctx).error("interrupted")
+            self._finish(ctx, 130, "interrupted")
             raise click.exceptions.Exit(130) from None
         except Exception as exc:  # an unexpected failure: one line, the traceback only with -v
             console = _console(ctx)
             mapped = _setup_error(exc)
             if mapped is not None:  # a botocore set-up error raised outside `aws_errors` (a profile, SSO)
                 console.error(_scrubbed(mapped.one_line()))
+                self._finish(ctx, int(mapped.exit_code), mapped.one_line())
                 raise click.exceptions.Exit(int(mapped.exit_code)) from None
             if ctx.ensure_object(Deps).values.get("verbose"):
                 import traceback
 
                 console.err(_scrubbed(traceback.format_exc()))
-            console.error(_scrubbed(f"internal error: {type(exc).__name__}: {exc}") + " (run with -v for details)")
+            line = f"internal error: {type(exc).__name__}: {exc}"
+            console.error(_scrubbed(line) + " (run with -v for details)")
+            self._finish(ctx, int(ExitCode.FAILED), line)
             raise click.exceptions.Exit(int(ExitCode.FAILED)) from None
+        self._finish(ctx, 0, None)
+        return result
+
+    def _finish(self, ctx: click.Context, exit_code: int, message: str | None) -> None:
+        """The run's JSON document: under --json always (a failure too), else when a command made
+        one (`--format json`)."""
+        console = _console(ctx)
+        wanted = ctx.ensure_object(Deps).values.get("json_output") or "--json" in ctx.meta.get(ARGV_KEY, ())
+        if wanted or console.has_document:
+            console.emit_document(kind_of(ctx), exit_code=exit_code,
+                                  message=_scrubbed(message) if message else None)
 
 
 def _setup_error(exc: Exception) -> OrchestrateError | None:
@@ -105,7 +150,9 @@ def _setup_error(exc: Exception) -> OrchestrateError | None:
 
 def _console(ctx: click.Context) -> Console:
     deps = ctx.ensure_object(Deps)
-    return deps.console or Console()
+    if deps.console is None:
+        deps.console = Console()
+    return deps.console
 
 
 def _scrubbed(text: str) -> str:
@@ -121,9 +168,22 @@ def cli() -> None:
     """Stand up, wire and promote the IoT platform's Pulumi stacks across AWS regions.
 
     \b
+    A platform's life, in order:
+      orchestrate plan --all                                   offline: what would be built
+      orchestrate up --region eu-west-1                        one region, DNS in front
+      orchestrate promote-secondary --region eu-central-1      add a secondary, DNS last
+      orchestrate failover --to eu-central-1                   traffic to the secondary
+      orchestrate failback                                     and back
+    Global options (--env, --config, --backend, --endpoint-url, --json, -v) go before or after
+    the command. `orchestrate COMMAND --help` shows a command's options and examples.
+
+    \b
     Exit codes: 0 success, 1 an operation failed, 2 bad input or config (nothing touched),
     3 a stack is locked by another update, 4 refused by a safety guard.
     """
+
+
+cli.sections = SECTIONS
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,8 +22,13 @@ def exclusive_region(region: str | None, all_regions: bool, *, required: bool = 
 def known_region(region: str, label: str) -> str:
     from orchestrator.topology import iot_regions
 
-    if region not in iot_regions():
-        raise InputRejected(f"{label}: {region!r} is not an AWS region where IoT Core is available")
+    regions = iot_regions()
+    if region not in regions:
+        import difflib
+
+        close = difflib.get_close_matches(region, sorted(regions), n=1)
+        raise InputRejected(f"{label}: {region!r} is not an AWS region where IoT Core is available",
+                            hint=f"did you mean {close[0]}?" if close else None)
     return region
 
 
@@ -41,8 +46,12 @@ def confirm(question: str, *, expected: str, assume_yes: bool, ask: bool | None 
         raise GuardRefused(f"{question}: refusing without confirmation", hint="pass --yes to confirm")
     import click
 
-    answer = click.prompt(f"{question}\nType {expected!r} to confirm", default="", show_default=False,
-                          err=True)
+    try:
+        answer = click.prompt(f"{question}\nType {expected!r} to confirm", default="", show_default=False,
+                              err=True)
+    except click.exceptions.Abort:  # Ctrl-D (end of input) or Ctrl-C at the prompt: a refusal, exit 4
+        click.echo("", err=True)  # the prompt's line is left open
+        raise GuardRefused("not confirmed (no answer): nothing was touched") from None
     if answer.strip() != expected:
         raise GuardRefused("not confirmed: nothing was touched")
 

@@ -12,7 +12,13 @@ from orchestrator.context import Context
 @click.option("--region", metavar="R", help="Plan one region stack (then DNS and replication).")
 @click.option("--all", "all_regions", is_flag=True, help="Plan every region stack [default].")
 def plan(app: Context, region: str | None, all_regions: bool) -> None:
-    """Evaluate the programs under Pulumi mocks and print the waves and resources (no cloud)."""
+    """Evaluate the programs under Pulumi mocks and print the waves and resources (no cloud).
+
+    \b
+    Examples:
+      orchestrate plan --all                      the waves and every stack's resources
+      orchestrate --env prod plan --region eu-west-1 --json | jq '.waves'
+    """
     from orchestrator.cli.options import exclusive_region
     from orchestrator.stacks.offline import offline_plan
 

@@ -27,11 +27,19 @@ from orchestrator.errors import OperationFailed
 @click.option("--parallel", default=4, show_default=True, type=click.IntRange(1, 32))
 def preview(app: Context, region: str | None, all_regions: bool, fmt: str, output: str | None,
             max_parts: int | None, base_ref: str | None, expect_no_changes: bool, parallel: int) -> None:
-    """Preview every stack in DAG order, with placeholders for upstream values not known yet."""
+    """Preview every stack in DAG order, with placeholders for upstream values not known yet.
+
+    \b
+    Examples:
+      orchestrate preview --all
+      orchestrate preview --all --format markdown --output preview.md   the PR comment
+      orchestrate preview --all --expect-no-changes                     exit 1 when anything would change
+    """
     from orchestrator.cli.options import exclusive_region
+    from orchestrator.console import envelope
     from orchestrator.operations.guards import check_primary
     from orchestrator.preview.comment import join_parts
-    from orchestrator.preview.render import render
+    from orchestrator.preview.render import render, render_json
     from orchestrator.stacks.graph import up_selection
     from orchestrator.stacks.preview import current_commit, preview_environment, topology_at
 
@@ -44,14 +52,21 @@ def preview(app: Context, region: str | None, all_regions: bool, fmt: str, outpu
                                  backend=app.backend_name)
     if app.json_output:
         fmt = "json"
-    text = join_parts(render(result, fmt, max_parts=max_parts))
-    if output:
+    error = None
+    if result.failed:
+        error = OperationFailed(f"preview failed for {', '.join(s.stack for s in result.failed)}")
+    elif expect_no_changes and any(s.has_changes for s in result.stacks):
+        error = OperationFailed("changes found and --expect-no-changes was given")
+    if output:  # the file in --format (JSON in its envelope, docs/json.md)
+        text = app.console.dumps(envelope("preview", render_json(result), exit_code=error.exit_code if error else 0,
+                                          message=error.one_line() if error else None)) if fmt == "json" \
+            else join_parts(render(result, fmt, max_parts=max_parts))
         with open(output, "w", encoding="utf-8") as fh:
             fh.write(text)
         app.console.info(f"preview of env {app.env} written to {output}")
-    else:
-        app.console.out(text)
-    if result.failed:
-        raise OperationFailed(f"preview failed for {', '.join(s.stack for s in result.failed)}")
-    if expect_no_changes and any(s.has_changes for s in result.stacks):
-        raise OperationFailed("changes found and --expect-no-changes was given")
+    if app.json_output or (fmt == "json" and not output):
+        app.console.document(render_json(result))  # enveloped by the root once the exit code is known
+    elif not output:
+        app.console.out(join_parts(render(result, fmt, max_parts=max_parts)))
+    if error:
+        raise error

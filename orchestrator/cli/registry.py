@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import time
-
 import click
 
 from orchestrator.cli.app import command, group
@@ -12,27 +9,10 @@ from orchestrator.context import Context
 from orchestrator.errors import ExitCode, InputRejected, Reported
 
 
-def progress_bar(app: Context, label: str):  # noqa: ANN201 - returns a Progress callback
-    """A bar on stderr for long runs: redrawn in place on a terminal, a line every 10 % otherwise."""
-    state = {"last": -1.0, "shown": -1}
-    tty = sys.stderr.isatty()
-
-    def draw(done: int, total: int) -> None:
-        if total <= 0 or app.json_output and not tty:
-            return
-        pct = int(100 * done / total)
-        now = time.monotonic()
-        if tty and (now - state["last"] > 0.1 or done == total):
-            filled = pct // 4
-            app.console.err(f"\r{label} [{'#' * filled}{'.' * (25 - filled)}] {done}/{total}")
-            if done == total:
-                app.console.err("\n")
-            state["last"] = now
-        elif not tty and pct // 10 != state["shown"]:
-            state["shown"] = pct // 10
-            app.console.info(f"{label}: {done}/{total}")
-
-    return draw
+def progress_bar(app: Context, label: str):  # noqa: ANN201 - a console Progress (the registry's callback)
+    """The console's progress display: a bar with totals and rate on a terminal, a line every 10 %
+    when stderr is a file, nothing under --json or CI."""
+    return app.console.progress(label, unit="changes")
 
 
 def _render(app: Context, result, lines: list[str]) -> None:  # noqa: ANN001
@@ -112,7 +92,14 @@ def sync(app: Context, src: str | None, dst: str | None, all_secondaries: bool, 
     Both regions must be members of the environment. --prune deletes only from a complete source
     listing, within the deletion budget, after confirmation. --all-secondaries syncs the primary
     to each secondary in turn: a pair that reports errors does not stop the next (exit 1 at the end),
-    a refusal (exit 2 or 4) stops at once."""
+    a refusal (exit 2 or 4) stops at once.
+
+    \b
+    Examples:
+      orchestrate registry sync --from eu-west-1 --to eu-central-1 --dry-run
+      orchestrate registry sync --all-secondaries --json    the scheduled job
+      orchestrate registry sync --from eu-west-1 --to eu-central-1 --prune --max-delete 1%
+    """
     from orchestrator.registry.guards import DeleteBudget, check_member_regions
 
     topology = app.topology()
@@ -207,7 +194,13 @@ def _sync_pair(app: Context, src: str, dst: str, settings, budget, *, dry_run: b
 def backup(app: Context, region: str | None, dest: str | None, skip_stack_state: bool, no_shadows: bool,
            read_rate: float | None, kms_key_id: str | None, signing_key: str | None) -> None:
     """Snapshot the registry of R, its shadows, plus every stack's state export (secrets stay
-    encrypted), signed."""
+    encrypted), signed.
+
+    \b
+    Examples:
+      orchestrate registry backup                 the primary, to the home region's vault
+      orchestrate registry backup --region eu-west-1 --dest ./backups --skip-stack-state
+    """
     from orchestrator.aws import AwsContext
     from orchestrator.operations.backups import (
         backup_destination,
@@ -259,7 +252,13 @@ def restore(app: Context, region: str, src: str, dry_run: bool, rate: float | No
             quota_file: str | None, quota_overrides: tuple[str, ...], no_shadows: bool, concurrency: int,
             overwrite: bool, signing_key: str | None, allow_older: bool, yes: bool) -> None:
     """Rebuild a registry and its shadows from a signed backup. Additive: what exists is left as it
-    is (and listed). A backup older than the newest valid one is refused without --allow-older."""
+    is (and listed). A backup older than the newest valid one is refused without --allow-older.
+
+    \b
+    Examples:
+      orchestrate registry restore --region eu-central-1 --src ./backups --dry-run
+      orchestrate registry restore --region eu-central-1 --src s3://vault/dev --yes
+    """
     from orchestrator.aws import AwsContext
     from orchestrator.cli.options import confirmer
     from orchestrator.operations.backups import signing_key_spec

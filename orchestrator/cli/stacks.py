@@ -14,10 +14,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from orchestrator.stacks.runner import Runner, RunReport
 
 
-def _runner(app: Context, parallel: int = 4) -> Runner:
+def _runner(app: Context, parallel: int = 4, label: str | None = None) -> Runner:
     from orchestrator.stacks.runner import Runner
 
-    return Runner(app.engine(), app.topology(), app.state, notify=app.notify, parallel=parallel)
+    progress = app.console.progress(label, unit="stacks", lines=False) if label else None
+    return Runner(app.engine(), app.topology(), app.state, notify=app.notify, parallel=parallel, progress=progress)
 
 
 def render_report(app: Context, report: RunReport) -> None:
@@ -46,7 +47,14 @@ def render_report(app: Context, report: RunReport) -> None:
 @click.option("--resume", is_flag=True, help="Continue the last failed `up` from the failed stack.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
 def up(app: Context, region: str | None, all_regions: bool, parallel: int, resume: bool, yes: bool) -> None:
-    """Deploy region stack(s), then DNS, then replication, in waves (shown, then confirmed)."""
+    """Deploy region stack(s), then DNS, then replication, in waves (shown, then confirmed).
+
+    \b
+    Examples:
+      orchestrate up --region eu-west-1           one region, then DNS (asks first)
+      orchestrate --env prod up --all --yes       every region, in CI
+      orchestrate up --all --resume --yes         continue from the stack that failed
+    """
     from orchestrator.cli.options import confirm, exclusive_region
     from orchestrator.operations.guards import check_primary
     from orchestrator.stacks.graph import plan_waves, up_selection
@@ -55,7 +63,8 @@ def up(app: Context, region: str | None, all_regions: bool, parallel: int, resum
     check_primary(app)  # a stale topology file never moves traffic back
     topology = app.topology()
     selection = up_selection(topology, region)
-    runner = _runner(app, parallel)  # set-up problems (no CLI, no passphrase) come before the question
+    # set-up problems (no CLI, no passphrase) come before the question
+    runner = _runner(app, parallel, label=f"up {topology.env}")
     for i, wave in enumerate(plan_waves(topology, selection), 1):
         app.notify(f"up wave {i}: {', '.join(ref.name for ref in wave)}")
     confirm(f"update {len(selection)} stacks of env {topology.env}", expected=topology.env, assume_yes=yes)
@@ -72,7 +81,14 @@ def up(app: Context, region: str | None, all_regions: bool, parallel: int, resum
 @click.option("--parallel", default=4, show_default=True, type=click.IntRange(1, 32))
 def destroy(app: Context, region: str | None, all_regions: bool, include_protected: bool, yes: bool,
             parallel: int) -> None:
-    """Destroy in reverse order: replication, DNS, regions. Protected resources stay by default."""
+    """Destroy in reverse order: replication, DNS, regions. Protected resources stay by default.
+
+    \b
+    Examples:
+      orchestrate destroy --region eu-central-1   a secondary (DNS first stops sending to it)
+      orchestrate destroy --all                   everything but the protected data
+      orchestrate destroy --all --include-protected --yes
+    """
     from orchestrator.cli.options import confirm, exclusive_region
     from orchestrator.operations import guards
     from orchestrator.stacks.graph import all_stacks, region_stack
@@ -107,7 +123,13 @@ def destroy(app: Context, region: str | None, all_regions: bool, include_protect
 def status(app: Context) -> None:
     """Every stack of the environment: deployed or not, last result, resources, routing role, the
     backend, the newest registry backup, locks held and runs in progress (exit 1 when the backup
-    vault cannot be read)."""
+    vault cannot be read).
+
+    \b
+    Examples:
+      orchestrate status
+      orchestrate --env prod status --json | jq '.stacks'
+    """
     from orchestrator.operations.status import environment_status
 
     report = environment_status(app)
@@ -124,7 +146,13 @@ def status(app: Context) -> None:
 @click.argument("stack")
 @click.option("--show-secrets", is_flag=True, help="Show secret outputs in clear text.")
 def outputs(app: Context, stack: str, show_secrets: bool) -> None:
-    """A stack's outputs; secrets are masked unless --show-secrets."""
+    """A stack's outputs; secrets are masked unless --show-secrets.
+
+    \b
+    Examples:
+      orchestrate outputs dev-region-eu-west-1
+      orchestrate outputs dev-region-eu-west-1 --json | jq -r '.outputs.iotEndpoint'
+    """
     from orchestrator.errors import OperationFailed
     from orchestrator.stacks.graph import all_stacks
 
@@ -139,16 +167,31 @@ def outputs(app: Context, stack: str, show_secrets: bool) -> None:
     if app.json_output:
         app.console.document({"stack": stack, "outputs": shown})
         return
-    for key, value in shown.items():
-        app.console.result(f"{key}: {value}")
+    import json
+
+    for key, value in shown.items():  # strings as they are, everything else as JSON (never a Python repr)
+        app.console.result(f"{key}: {value if isinstance(value, str) else json.dumps(value, default=str)}")
 
 
 @command("graph")
 @click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True)
 def graph(app: Context, fmt: str) -> None:
-    """The stack DAG and the region topology as a picture."""
+    """The stack DAG and the region topology as a picture.
+
+    With --json: the nodes (stacks, their kind, region, role), the edges (who consumes whose
+    outputs; replication's targets) and the waves `up` runs them in, instead of a picture.
+
+    \b
+    Examples:
+      orchestrate graph > stacks.mmd                 mermaid, for a README or a PR
+      orchestrate graph --format dot | dot -Tsvg > stacks.svg
+      orchestrate --env prod graph --json | jq '.waves'
+    """
     from orchestrator.stacks import graph as g
 
+    if app.json_output:
+        app.console.document(g.graph_document(app.topology()))
+        return
     render = g.render_mermaid if fmt == "mermaid" else g.render_dot
     app.console.out(render(app.topology()))
 
@@ -162,7 +205,13 @@ def graph(app: Context, fmt: str) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def recover(app: Context, stack: str | None, all_stacks: bool, force: bool, yes: bool) -> None:
     """After a crashed run: show who holds the lock and since when, cancel it, refresh with pending
-    creates cleared. A lock that may still be alive is refused (exit 4) unless --force."""
+    creates cleared. A lock that may still be alive is refused (exit 4) unless --force.
+
+    \b
+    Examples:
+      orchestrate recover dev-dns                 one stack
+      orchestrate recover --all --yes             every locked stack of the env
+    """
     from orchestrator.cli.options import confirmer
     from orchestrator.operations.recovery import recover_stack, stacks_to_recover
 

@@ -160,6 +160,37 @@ def render_mermaid(topology: Topology) -> str:
     return "\n".join(lines) + "\n"
 
 
+def graph_document(topology: Topology) -> dict[str, object]:
+    """The stack DAG as data (`orchestrate graph --json`): the same nodes and edges as the
+    pictures, plus the waves `up` runs (destroy runs them in reverse)."""
+    env = topology.env
+    routed = dns_targets(topology)
+    nodes: list[dict[str, object]] = []
+    for ref in all_stacks(topology):
+        node: dict[str, object] = {"stack": ref.name, "kind": ref.kind.value, "region": ref.region}
+        if ref.kind is StackKind.REGION:
+            node.update(role=topology.role(ref.region), routed=ref.region in routed)
+        elif ref.kind is StackKind.DNS:
+            node.update(domain=topology.domain, routing=topology.routing.value)
+        nodes.append(node)
+    edges = [{"from": dep, "to": name, "relation": "outputs"}
+             for name, deps in dependencies(topology).items() for dep in deps]
+    if topology.multi_region:
+        rep = replication_stack_name(env)
+        edges += [{"from": rep, "to": region_stack_name(env, r), "relation": "replicates-to"}
+                  for r in topology.secondaries]
+    return {
+        "env": env,
+        "primary": topology.primary,
+        "secondaries": list(topology.secondaries),
+        "routing": topology.routing.value,
+        "routed": list(routed),
+        "nodes": nodes,
+        "edges": edges,
+        "waves": waves([n["stack"] for n in nodes], dependencies(topology)),  # type: ignore[misc]
+    }
+
+
 def render_dot(topology: Topology) -> str:
     env = topology.env
     routed = set(dns_targets(topology))

@@ -73,6 +73,11 @@ class Runner:
     notify: Notify = lambda _msg: None
     parallel: int = 4
     sync_command: str = "orchestrate"
+    # a console Progress (update(done, total, detail), `live`): stacks finished of the run, with the
+    # running stack's resource counts; on a terminal it replaces the per-stack "so far" lines
+    progress: Any = None
+    _finished: int = 0
+    _planned: int = 0
     _outputs: dict[str, wiring.RegionOutputs] = field(default_factory=dict)
     _last_progress: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -173,6 +178,9 @@ class Runner:
                 return
             self._last_progress[stack] = now
         shown = " ".join(f"{op} {n}" for op, n in counts.items() if n)
+        if self.progress is not None and self.progress.live:
+            self.progress.update(self._finished, self._planned, f"[{stack}] {shown or 'working'}")
+            return
         self.notify(f"[{stack}] {shown or 'working'} so far")
 
     # -- destroy -----------------------------------------------------------------------------
@@ -196,6 +204,7 @@ class Runner:
                    action: Callable[[StackRef], StackResult]) -> dict[str, StackResult]:
         results: dict[str, StackResult] = {}
         failed = False
+        self._finished, self._planned = 0, sum(len(w) for w in waves)
         for wave in waves:
             if failed:
                 for ref in wave:
@@ -214,8 +223,17 @@ class Runner:
                     self.notify(f"[{ref.name}] {result.outcome.value}"
                                 + (f": {result.message}" if result.message else "")
                                 + (f" ({result.seconds:.1f}s)" if result.seconds else ""))
+                    self._stack_done(ref.name, result)
             failed = any(not results[ref.name].ok for ref in wave)
+        if self.progress is not None:
+            self.progress.close()  # also when a failure left stacks not run: the bar ends on its line
         return results
+
+    def _stack_done(self, name: str, result: StackResult) -> None:
+        with self._lock:
+            self._finished += 1
+        if self.progress is not None:
+            self.progress.update(self._finished, self._planned, f"{name} {result.outcome.value}")
 
     @staticmethod
     def _guarded(ref: StackRef, operation: Operation,

@@ -233,7 +233,8 @@ def test_registry_sync_pair_forms_are_checked_before_any_call(run, iot, live, ar
 
 def test_registry_sync_all_secondaries_of_a_single_region_env_has_nothing_to_do(run, live) -> None:  # noqa: ANN001
     result = run("registry", "sync", "--all-secondaries", "--json")
-    assert result.exit_code == 0 and json.loads(result.stdout) == {"syncs": []}
+    assert result.exit_code == 0 and json.loads(result.stdout) == {"kind": "registry-sync", "version": 1, "ok": True,
+                                                              "error": None, "syncs": []}
     assert "has no secondaries: nothing to sync" in result.stderr
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -142,7 +143,11 @@ def test_cli_rejects_with_one_line_and_exit_2(run, project: Path, engine, text: 
         assert result.exit_code == 2, (args, result.output)
         assert expected in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
-        assert result.stdout == ""
+        if "--json" in args:  # the refusal is a document too (docs/json.md)
+            error = json.loads(result.stdout)["error"]
+            assert error["code"] == "bad-input" and expected in error["message"]
+        else:
+            assert result.stdout == ""
     assert engine.calls == []
 
 
