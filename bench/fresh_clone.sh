@@ -9,9 +9,8 @@
 # Clones REF of this repository into a temporary directory, runs `make plan` there with the venv
 # and the caches in fresh temporary directories, prints one line
 #   ref=... args=... wall_s=... venv_mb=... plan_stdout_json=yes|no load_before=...
-# and removes everything it made (the clone, the venv, the caches). The uv binary itself, when
-# `make` installs it, is cached outside (ORCHESTRATE_TOOLS, default ~/.cache/orchestrate-tools);
-# set ORCHESTRATE_TOOLS to an empty directory to count that download too.
+# and removes everything it made (the clone, the venv, the caches). The tools directory where
+# `make` keeps uv (ORCHESTRATE_TOOLS) is a fresh one too, so installing uv itself is counted.
 set -euo pipefail
 ref=${1:?usage: bench/fresh_clone.sh REF [make arguments...]}
 shift
@@ -23,7 +22,7 @@ git -C "$work/clone" checkout -q "$ref"
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 start=$(date +%s.%N)
 status=0
-(cd "$work/clone" && PIP_CACHE_DIR="$work/pip-cache" UV_CACHE_DIR="$work/uv-cache" \
+(cd "$work/clone" && PIP_CACHE_DIR="$work/pip-cache" UV_CACHE_DIR="$work/uv-cache" ORCHESTRATE_TOOLS="$work/tools" \
   make plan VENV="$work/venv" "$@" >"$work/plan.json" 2>"$work/setup.log") || status=$?
 end=$(date +%s.%N)
 json=no
