@@ -7,7 +7,6 @@ every tier's JUnit file and fails on any failure or when no test ran.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import re
@@ -189,7 +188,8 @@ def test_the_ci_summary_counts_every_tier(tmp_path: Path) -> None:
 @pytest.mark.parametrize("outcome", ["failed", "error"])
 def test_the_ci_summary_fails_on_a_failure_in_any_tier(tmp_path: Path, outcome: str) -> None:
     _junit(tmp_path / "programs.xml", [("tests.programs.test_dns", "passed")] * 4)
-    _junit(tmp_path / "ops.xml", [("tests.ops.test_ops_lifecycle", "passed"), ("tests.ops.test_ops_lifecycle", outcome)])
+    ops = "tests.ops.test_ops_lifecycle"
+    _junit(tmp_path / "ops.xml", [(ops, "passed"), (ops, outcome)])
     proc = summary(tmp_path)
     assert proc.returncode == 1
     assert proc.stdout.splitlines()[-1] == "total: 5 passed, 1 failed, 0 skipped"
