@@ -19,7 +19,7 @@ ROUTING ?= failover
 
 export PYTHON INSTALLER
 
-.PHONY: plan test test-fast test-slow lint clean drill drill-deps
+.PHONY: plan test test-quick test-fast test-slow lint clean drill drill-deps
 
 SETUP := scripts/setup_venv.sh
 SETUP_INPUTS := pyproject.toml constraints.txt $(SETUP)
@@ -61,11 +61,20 @@ define tier
 	  || status=$$?; [ $$status = 0 ] || [ $$status = 5 ] || exit $$status
 endef
 
-## test-fast: the quick tiers (lint, programs under mocks, orchestrator), stopping at the first failure
-test-fast: $(VENV)/.installed
-	$(call tier,lint,-x tests/test_lint.py)
+# The quick tiers, each stopping at its first failure; $(1): more arguments for the lint tier.
+define quick_tiers
+	$(call tier,lint,-x tests/test_lint.py$(1))
 	$(call tier,programs,-x tests/programs)
 	$(call tier,orchestrator,-x tests/orchestrator)
+endef
+
+## test-quick: the quick tiers (lint with ruff, mypy and the import rules; programs under mocks; orchestrator)
+test-quick: $(VENV)/.installed
+	$(call quick_tiers,)
+
+## test-fast: the edit-run loop: the quick tiers without mypy (the lint tier's slow check; `make test` runs it)
+test-fast: $(VENV)/.installed
+	$(call quick_tiers, --deselect tests/test_lint.py::test_mypy_finds_nothing)
 
 ## test-slow: the slow tiers (ops against moto, the real engine, a small drill)
 test-slow: $(VENV)/.installed drill-deps
@@ -75,7 +84,7 @@ test-slow: $(VENV)/.installed drill-deps
 
 ## test: the whole suite: the quick tiers first (a failure there stops the run), then the slow ones
 test: $(VENV)/.installed
-	@$(MAKE) --no-print-directory test-fast
+	@$(MAKE) --no-print-directory test-quick
 	@$(MAKE) --no-print-directory test-slow
 
 lint: $(VENV)/.installed

@@ -48,10 +48,15 @@ def pins() -> dict[str, str]:
     return out
 
 
+# What a caller's make (e.g. .ci/run's `make test JUNIT_DIR=...` running this suite) would pass down.
+MAKE_ENV = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "JUNIT_DIR", "PYTEST_ARGS", "VENV", "INSTALLER")
+
+
 def make_dry_run(*args: str) -> list[str]:
     """The commands `make` would run (recipes printed, nothing executed, sub-makes included)."""
+    env = {k: v for k, v in os.environ.items() if k not in MAKE_ENV}
     proc = subprocess.run(["make", "--no-print-directory", "-n", "-B", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.splitlines()
 
@@ -127,8 +132,12 @@ def test_make_test_runs_the_quick_tiers_first_stopping_at_a_failure_then_the_slo
     for name, args in run:
         assert f"--junitxml={junit}/{name}.xml" in args and args[-2:] == ["-k", "probe"], name
         assert ("-x" in args) == (name in QUICK), name
+    assert tiers(make_dry_run("test-quick", f"JUNIT_DIR={junit}", "PYTEST_ARGS=-k probe")) == run[:3]
+    # test-fast: the same quick tiers, the lint tier without mypy (make test runs it).
     fast = tiers(make_dry_run("test-fast", f"JUNIT_DIR={junit}"))
     assert [name for name, _ in fast] == QUICK
+    assert fast[0][1][:4] == ["-x", "tests/test_lint.py", "--deselect", "tests/test_lint.py::test_mypy_finds_nothing"]
+    assert fast[1:] == [(name, args[:-2]) for name, args in run[1:3]]  # run: the same, with "-k probe"
     # Without JUNIT_DIR no tier writes JUnit.
     assert not any(a.startswith("--junitxml") for _, args in tiers(make_dry_run("test")) for a in args)
 
