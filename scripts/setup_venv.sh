@@ -90,10 +90,10 @@ else
   fi
   say 3 "installing the project and its $what dependencies (pip, one package at a time)"
   # PIP_CONSTRAINT reaches the isolated build environment too (the build backend's pins).
-  PIP_CONSTRAINT="$constraints" "$venv/bin/python" -m pip install --no-compile --progress-bar off \
+  PIP_CONSTRAINT="$constraints" PYTHONUNBUFFERED=1 "$venv/bin/python" -m pip install --no-compile --progress-bar off \
       --constraint "$constraints" --editable "$spec" |
     awk -v step="set-up [3/$steps]" '
-      /^Collecting / { n++; printf "%s   %d: %s\n", step, n, $2; fflush() }
+      /^Collecting / { n++; name = $2; sub(/[<>=~!;[].*/, "", name); printf "%s   %d: %s\n", step, n, name; fflush() }
       /^Installing collected packages/ { printf "%s   unpacking %d packages\n", step, n; fflush() }
       /^Successfully installed/ { printf "%s   done\n", step; fflush() }'
   echo "pip $("$venv/bin/python" -c 'import pip; print(pip.__version__)')" >"$venv/.installer"
