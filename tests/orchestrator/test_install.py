@@ -233,7 +233,7 @@ def test_the_uv_path_installs_the_pinned_runtime_offline_and_plans(tmp_path: Pat
     if not (tools / f"uv-{version}" / "bin" / "uv").is_file():
         pytest.skip(f"uv {version} is not installed under {tools} (this machine set up with INSTALLER=pip)")
     venv = tmp_path / "venv"
-    env = {**os.environ, "INSTALLER": "uv", "UV_OFFLINE": "1"}
+    env = {**{k: v for k, v in os.environ.items() if k not in MAKE_ENV}, "INSTALLER": "uv", "UV_OFFLINE": "1"}
     proc = subprocess.run([str(SETUP), str(venv), "", str(venv / ".runtime")], cwd=REPO, capture_output=True,
                           text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
