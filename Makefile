@@ -1,29 +1,43 @@
 # The two commands of a fresh clone (see README): `make plan` and `make test`.
-# Each sets up what it needs itself: the virtual environment is created when missing and
-# refreshed when pyproject.toml or constraints.txt changes. constraints.txt pins every version
-# (the same file every workflow installs with).
+# Each sets up what it needs itself, and only that: `make plan` installs the runtime dependencies,
+# `make drill` adds the drill extra, `make test` / `make test-fast` / `make lint` the test extra.
+# The virtual environment is created when missing and each part is refreshed when pyproject.toml or
+# constraints.txt changes (one stamp per part). constraints.txt pins every version, with either
+# installer (INSTALLER=auto picks uv where it is here or installable, pip otherwise; see
+# scripts/setup_venv.sh). Set-up talks on stderr only: `make plan` prints the JSON document alone.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 ENV ?= dev
+INSTALLER ?= auto
 PYTEST_ARGS ?=
+# When set, each test tier writes its JUnit XML there (<tier>.xml); .ci/run sets it.
+JUNIT_DIR ?=
 DEVICES ?= 20
 ROUTING ?= failover
 
-.PHONY: plan test lint clean drill drill-deps
+export PYTHON INSTALLER
 
-# Set-up talks on stderr only, so `make plan` prints nothing but the JSON document on stdout.
-$(VENV)/.installed: pyproject.toml constraints.txt
-	@echo "setting up $(VENV) (python, the project and its test extra)" >&2
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) >&2
-	@$(BIN)/python -m pip install --quiet --upgrade pip >&2
-	@$(BIN)/python -m pip install --quiet --config-settings editable_mode=compat --constraint constraints.txt \
-		-e '.[test]' >&2
-	@touch $@
+.PHONY: plan test test-quick test-fast test-slow lint clean drill drill-deps
+
+SETUP := scripts/setup_venv.sh
+SETUP_INPUTS := pyproject.toml constraints.txt $(SETUP)
+
+# The runtime dependencies: what `orchestrate` needs to plan, preview and deploy.
+$(VENV)/.runtime: $(SETUP_INPUTS)
+	@$(SETUP) $(VENV) "" $@ >&2
+
+# The drill extra (device SDK, DNS server, local CA, moto) on top.
+$(VENV)/.drill: $(VENV)/.runtime
+	@$(SETUP) $(VENV) drill $@ >&2
+
+# The test extra (and the drill's, which the drill tier needs): the whole suite's set-up.
+$(VENV)/.installed: $(VENV)/.runtime
+	@$(SETUP) $(VENV) test,drill $@ >&2
 
 ## plan: the main job with no cloud account: every stack of $(ENV) evaluated under Pulumi mocks
-plan: $(VENV)/.installed
+plan: $(VENV)/.runtime
 	@$(BIN)/orchestrate --env $(ENV) plan --all --json
 
 ## drill-deps: Debian's mosquitto, the local drill's MQTT brokers, installed where missing (root + apt)
@@ -35,15 +49,46 @@ drill-deps:
 	  else echo "the local drill needs mosquitto: sudo apt-get install -y mosquitto" >&2; exit 1; fi; }
 
 ## drill: the failover game day on this machine (no AWS account): report and timeline under .orchestrate/drills/
-drill: $(VENV)/.installed drill-deps
+drill: $(VENV)/.drill drill-deps
 	$(BIN)/orchestrate --env $(ENV) drill --local --devices $(DEVICES) --routing $(ROUTING)
 
-## test: the whole suite (programs under mocks, orchestrator, ops against moto, real engine, a small drill)
-test: $(VENV)/.installed drill-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# One test tier: $(call tier,NAME,PATHS AND OPTIONS). Its JUnit XML goes to $(JUNIT_DIR)/NAME.xml when
+# JUNIT_DIR is set. pytest's exit 5 (no test collected, e.g. a -k that selects nothing in this tier)
+# is not a failure of the tier; .ci/run fails a run in which no test ran at all.
+define tier
+	@echo "test tier $(1): $(2)" >&2
+	@status=0; $(BIN)/python -m pytest $(2) $(if $(JUNIT_DIR),--junitxml=$(JUNIT_DIR)/$(1).xml) $(PYTEST_ARGS) \
+	  || status=$$?; [ $$status = 0 ] || [ $$status = 5 ] || exit $$status
+endef
+
+# The quick tiers, each stopping at its first failure; $(1): more arguments for the lint tier.
+define quick_tiers
+	$(call tier,lint,-x tests/test_lint.py$(1))
+	$(call tier,programs,-x tests/programs)
+	$(call tier,orchestrator,-x tests/orchestrator)
+endef
+
+## test-quick: the quick tiers (lint with ruff, mypy and the import rules; programs under mocks; orchestrator)
+test-quick: $(VENV)/.installed
+	$(call quick_tiers,)
+
+## test-fast: the edit-run loop: the quick tiers without mypy (the lint tier's slow check; `make test` runs it)
+test-fast: $(VENV)/.installed
+	$(call quick_tiers, --deselect tests/test_lint.py::test_mypy_finds_nothing)
+
+## test-slow: the slow tiers (ops against moto, the real engine, a small drill)
+test-slow: $(VENV)/.installed drill-deps
+	$(call tier,ops,tests/ops)
+	$(call tier,engine,tests/engine)
+	$(call tier,drill,tests/drill)
+
+## test: the whole suite: the quick tiers first (a failure there stops the run), then the slow ones
+test: $(VENV)/.installed
+	@$(MAKE) --no-print-directory test-quick
+	@$(MAKE) --no-print-directory test-slow
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check orchestrator programs tests bench
 
 clean:
-	rm -rf $(VENV) .pulumi-state .orchestrate
+	rm -rf $(VENV) .pulumi-state .orchestrate .ci-results

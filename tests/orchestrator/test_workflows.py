@@ -245,7 +245,9 @@ def test_one_constraints_file_pins_what_make_and_every_workflow_install() -> Non
                 if line and not line.startswith("#"))
     for package in ("pulumi", "pulumi_aws", "pulumi_command", "boto3", "click", "PyYAML"):
         assert package in pins and pins[package].count(".") >= 2, package
-    assert "--constraint constraints.txt" in (REPO / "Makefile").read_text()
+    setup = (REPO / "scripts" / "setup_venv.sh").read_text()  # make's set-up, with uv or pip
+    assert 'constraints=$PWD/constraints.txt' in setup
+    assert setup.count('--constraint "$constraints"') == 4  # uv: the project, pip: uv, old pip, the project
     for path in ALL:
         for job in load(path)["jobs"].values():
             runs = run_lines(job)
