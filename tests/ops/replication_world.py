@@ -107,9 +107,16 @@ def region_of(ctx: AwsContext, name: str) -> Region:
                      rate=1000.0, retry=retry)
 
 
+MEMBERS = frozenset({"eu-west-1", "eu-central-1", "eu-west-2"})  # tests.ops.conftest's SRC, DST, THIRD
+
+
 def replicator(ctx: AwsContext, region: str, *, lags: list[int] | None = None,
-               clock: Callable[[], float] = time.time) -> Replicator:
-    table = applied_table(ctx, region)
+               clock: Callable[[], float] = time.time, members: frozenset[str] = MEMBERS,
+               dead_letter: Callable[[Mapping[str, Any]], None] | None = None,
+               table: str | None = None) -> Replicator:
+    """A replicator of `region` whose environment is `members`; a new applied table unless `table`."""
+    table = table or applied_table(ctx, region)
     store = DynamoAppliedStore(client(ctx, "dynamodb", region), table)
     metrics = None if lags is None else lags.extend
-    return Replicator(region_of(ctx, region), store, lambda r: region_of(ctx, r), metrics, clock)
+    return Replicator(region_of(ctx, region), store, lambda r: region_of(ctx, r), metrics, clock,
+                      members=members, dead_letter=dead_letter)

@@ -98,7 +98,8 @@ def test_replay_from_dlq_reapplies_the_batch_and_empties_the_queue(
     result = run("registry", "replay", "--from-dlq", "--region", DST, "--yes", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"kind": "registry-replay", "region": DST, "ok": True, "messages": 1,
-                                         "replayed": 1, "records": 1, "failed_records": 0, "expired": 0}
+                                         "replayed": 1, "records": 1, "failed_records": 0, "expired": 0,
+                                         "refused": 0}
     assert dst.describe_thing(thingName="late-1")["attributes"] == {"fw": "7"}
     assert cert_id in dst.list_thing_principals(thingName="late-1")["principals"][0]
     again = run("registry", "replay", "--from-dlq", "--region", DST)
