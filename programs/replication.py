@@ -33,7 +33,7 @@ import pulumi_aws as aws
 import pulumi_command as command
 from pulumi import Output, ResourceOptions
 
-from orchestrator.registry.events import CLIENT_TOKEN_PREFIX, LAG_METRIC, METRIC_NAMESPACE
+from orchestrator.registry.events import LAG_METRIC, METRIC_NAMESPACE
 from programs import package, policies
 from programs.contract import REPLICATION_OUTPUTS, LakeRef, ReplicationArgs, ReplicationNames
 from programs.package import Package
@@ -67,19 +67,20 @@ def rule_sql(region: str) -> dict[str, str]:
     """The SQL of the three rules of one region.
 
     Registry events only: `$aws/events/#` also carries presence and subscription lifecycle events
-    (one per device connect), which must not flood the table. Shadow documents: the function's own
-    writes carry a client token starting with CLIENT_TOKEN_PREFIX and are dropped here, so a replica
-    write never travels on. A shadow item's key is thing/shadow/version/time: a redelivered message
+    (one per device connect), which must not flood the table. Shadow documents: every one is kept,
+    whatever its client token (a device chooses its own token, so a token prefix cannot mark the
+    function's writes); the function recognises its own replica writes by a client token signed
+    with a KMS HMAC key only its role may use (`orchestrator.registry.replicate.ShadowSigner`), and
+    `previous` is not needed. A shadow item's key is thing/shadow/version/time: a redelivered message
     rewrites the same item, which DynamoDB streams do not report again.
     """
-    not_ours = f"(isUndefined(clientToken) OR NOT startswith(clientToken, '{CLIENT_TOKEN_PREFIX}'))"
 
     def shadow(name_sql: str, topic: str) -> str:
         return ("SELECT current, clientToken, 'SHADOW_EVENT' AS eventType, topic(3) AS thingName, "
                 f"{name_sql} AS shadowName, current.version AS version, "
                 f"concat('shadow/', topic(3), '/', {name_sql}, '/', cast(current.version AS String), '/', "
                 "cast(timestamp AS String)) AS eventId, "
-                f"timestamp * 1000 AS eventTimeMs, {_stamp(region)} FROM '{topic}' WHERE {not_ours}")
+                f"timestamp * 1000 AS eventTimeMs, {_stamp(region)} FROM '{topic}'")
 
     return {
         "registry-events": (f"SELECT *, topic() AS topic, timestamp AS eventTimeMs, {_stamp(region)} "

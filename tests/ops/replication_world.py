@@ -19,7 +19,6 @@ from typing import Any
 
 from orchestrator.aws import AwsContext, client
 from orchestrator.registry.calls import RetryPolicy
-from orchestrator.registry.events import CLIENT_TOKEN_PREFIX
 from orchestrator.registry.replicate import DynamoAppliedStore, Region, Replicator
 
 DATA = Path(__file__).parent / "data" / "replication_payloads.json"
@@ -57,9 +56,10 @@ def shadow_item(document: Mapping[str, Any], thing: str, origin: str, shadow: st
 
 
 def rule_accepts(document: Mapping[str, Any]) -> bool:
-    """The shadow rules' WHERE clause: replica writes (the function's client token) stay home."""
-    token = document.get("clientToken")
-    return token is None or not str(token).startswith(CLIENT_TOKEN_PREFIX)
+    """The shadow rules' WHERE clause: none. Every update document is kept, whatever its client
+    token (a device could set any token); replica writes are recognised by the function (a signed
+    token, `replicate.ShadowSigner`)."""
+    return isinstance(document, Mapping)
 
 
 def stream_record(item: Mapping[str, Any], region: str, *, sequence: str | None = None,

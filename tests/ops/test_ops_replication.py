@@ -272,7 +272,7 @@ def test_shadow_documents_reach_the_destination_with_the_sync_client_token(
     state.pop("delta", None)  # computed by the service (desired differs from reported)
     assert state == {"desired": {"color": "blue"}, "reported": {"color": "red"}}
     assert len(sent) == 1 and sent[0]["clientToken"].startswith(CLIENT_TOKEN_PREFIX)
-    assert not rule_accepts(sent[0]), "the rules must drop the function's own shadow writes"
+    assert rule_accepts(sent[0]), "the rules keep every document; echoes are recognised by signature"
     # the next version removes a key and adds one: the removed key is deleted (null), and a replay
     # writes nothing. (A whole section removed is written as a null section, which AWS deletes and
     # moto 5.2.5 does not: not exercised here.)
