@@ -54,10 +54,14 @@ from orchestrator.registry.events import (
     CLIENT_TOKEN_PREFIX,
     LAG_METRIC,
     METRIC_NAMESPACE,
+    ApiCall,
     EventKind,
+    ObjectKind,
     Operation,
     PoisonRecord,
     ReplicationEvent,
+    is_api_call,
+    parse_api_call,
     parse_record,
 )
 from orchestrator.registry.policydoc import RegionRewrite, normalize_document
@@ -351,7 +355,7 @@ class Replicator:
             lag = max(0, int(self.clock() * 1000) - event.event_time_ms)
         return RecordResult(event.sequence, event.key, outcome, lag_ms=lag)
 
-    def check(self, event: ReplicationEvent) -> None:
+    def check(self, event: ReplicationEvent | ApiCall) -> None:
         """What a record claims, checked before anything is read or written (raises Refused)."""
         if event.origin not in self.members:
             raise Refused(f"origin {event.origin!r} is not a member region of this environment "
@@ -424,6 +428,93 @@ class Replicator:
             yield
         finally:
             self.store.release(key, self.owner)
+
+    # -- AWS API calls (CloudTrail via EventBridge): re-read the named object in its region --------
+    def handle_api_event(self, event: Any) -> RecordResult:
+        """One "AWS API Call via CloudTrail" event. Its contents only name the object: the object is
+        read in the call's region and this region made equal to it (the registry sync's operations),
+        under the object's lease. Idempotent, and loop-safe: this function's own calls happen here
+        (own origin), and where they are forwarded the re-read finds nothing to change."""
+        ident = str(event.get("id") or "") if isinstance(event, Mapping) else ""
+        if not isinstance(event, Mapping):
+            return self._refuse(event, "", "?", f"event is a {type(event).__name__}, not an object")
+        try:
+            call = parse_api_call(event)
+        except PoisonRecord as exc:
+            return self._refuse(event, "", "?", exc.reason)
+        if call is None:
+            return RecordResult(ident, "-", Outcome.IGNORED, "not a call that changes what is replicated")
+        try:
+            self.check(call)
+        except Refused as exc:
+            return self._refuse(event, "", call.key, str(exc))
+        if call.origin == self.region.name:
+            return RecordResult(call.event_id, call.key, Outcome.OWN_ORIGIN)
+        lease = f"{EventKind.THING.value}/{call.object}" if call.kind is ObjectKind.THING else call.key
+        try:
+            with self._lease(lease):
+                changed = self._reread_object(call)
+        except Exception as exc:
+            code = error_code(exc) or type(exc).__name__
+            return RecordResult(call.event_id, call.key, Outcome.FAILED,
+                                f"{code}: {' '.join(str(exc).split())}"[:300])
+        if changed is None:
+            return RecordResult(call.event_id, call.key, Outcome.IGNORED)
+        lag = max(0, int(self.clock() * 1000) - call.event_time_ms)
+        return RecordResult(call.event_id, call.key, Outcome.APPLIED if changed else Outcome.UNCHANGED, lag_ms=lag)
+
+    def _reread_object(self, call: ApiCall) -> bool | None:
+        src = self._source(call.origin)
+        if call.kind is ObjectKind.THING:
+            as_event = ReplicationEvent(EventKind.THING, Operation.UPDATED, call.object, call.origin,
+                                        call.event_time_ms, 0, call.event_id, call.event_id)
+            return self._reread(as_event)
+        if call.kind is ObjectKind.CERTIFICATE:
+            return self._certificate_status(src, call.object)
+        if call.kind is ObjectKind.POLICY:
+            theirs, ours = _get_policy(src.iot, call.object), _get_policy(self.region.iot, call.object)
+            if theirs is None or ours is None:
+                return False  # not here yet: the policy is copied with its first attachment
+            return self._run(RegistrySnapshot(call.origin, policies=(theirs,)),
+                             RegistrySnapshot(self.region.name, policies=(ours,)))
+        policy, target = call.object.split("|", 1)
+        return self._policy_target(src, policy, target)
+
+    def _certificate_status(self, src: Region, cert_id: str) -> bool:
+        theirs, ours = _cert_status(src.iot, cert_id), _cert_status(self.region.iot, cert_id)
+        if theirs is None or ours is None or theirs == ours:
+            return False  # not here yet: the thing's next event or the reconciliation brings it
+        if theirs not in ("ACTIVE", "INACTIVE", "REVOKED") or ours == "REVOKED":
+            raise ApplyFailed(f"certificate {cert_id} is {theirs} in the origin and {ours} here: "
+                              f"not changed (a revocation is never undone)")
+        return self._one(Kind.CERTIFICATE, Action.UPDATE, cert_id, status=theirs)
+
+    def _policy_target(self, src: Region, policy: str, target: str) -> bool | None:
+        if ":cert/" in target:
+            kind, name = TargetKind.CERTIFICATE, target.rsplit(":cert/", 1)[1]
+            ours = _cert_arn(self.region.iot, name)
+        elif ":thinggroup/" in target:
+            kind, name = TargetKind.THING_GROUP, target.rsplit(":thinggroup/", 1)[1]
+            group = _call_or_none(self.region.iot, "describe_thing_group", thingGroupName=name)
+            ours = group["thingGroupArn"] if group else None
+        else:
+            return None  # Cognito identities and other principals are not replicated
+        if ours is None:
+            return False  # the target is not here yet
+        there = policy in _attached(src.iot, target)
+        here = policy in _attached(self.region.iot, ours)
+        op_name = f"{policy}/{kind.value}:{name}"
+        params = {"policy": policy, "target_kind": kind.value, "target": name}
+        if there and not here:
+            theirs = _get_policy(src.iot, policy)
+            if theirs is None:
+                return False  # deleted there since: nothing to attach
+            if _get_policy(self.region.iot, policy) is None:
+                self._run(RegistrySnapshot(src.name, policies=(theirs,)), RegistrySnapshot(self.region.name))
+            return self._one(Kind.POLICY_ATTACHMENT, Action.CREATE, op_name, **params)
+        if here and not there:  # a permission taken away: always propagates (never waits for --prune)
+            return self._one(Kind.POLICY_ATTACHMENT, Action.DELETE, op_name, **params)
+        return False
 
     def _is_echo(self, event: ReplicationEvent) -> bool:
         token = event.body.get("clientToken")
@@ -670,6 +761,39 @@ def _principals(caller: Caller, thing: str, *, pems: bool, also: Sequence[str] =
             tuple(docs), tuple(sorted(set(targets))))
 
 
+def _call_or_none(caller: Caller, api: str, **kwargs: Any) -> dict[str, Any] | None:
+    try:
+        return dict(caller.call(api, **kwargs))
+    except Exception as exc:
+        if _missing(exc):
+            return None
+        raise
+
+
+def _get_policy(caller: Caller, name: str) -> Policy | None:
+    d = _call_or_none(caller, "get_policy", policyName=name)
+    return Policy(name, normalize_document(d["policyDocument"])) if d else None
+
+
+def _cert_status(caller: Caller, cert_id: str) -> str | None:
+    d = _call_or_none(caller, "describe_certificate", certificateId=cert_id)
+    return str(d["certificateDescription"]["status"]) if d else None
+
+
+def _cert_arn(caller: Caller, cert_id: str) -> str | None:
+    d = _call_or_none(caller, "describe_certificate", certificateId=cert_id)
+    return str(d["certificateDescription"]["certificateArn"]) if d else None
+
+
+def _attached(caller: Caller, target: str) -> set[str]:
+    try:
+        return {p["policyName"] for p in caller.pages("list_attached_policies", target=target)}
+    except Exception as exc:
+        if _missing(exc):
+            return set()
+        raise
+
+
 # -- extra ops for certificate rotation: detach what the origin detached ------------------------
 def _detachments(src: RegistrySnapshot, dst: RegistrySnapshot) -> list[SyncOp]:
     gone = set(dst.thing_principals) - set(src.thing_principals)
@@ -821,6 +945,18 @@ def replay_dead_letters(sqs: Any, streams: Any, queue_url: str, replicator: Repl
                 body = json.loads(message["Body"])
             except (KeyError, ValueError, TypeError):
                 body = None
+            payload = body.get("requestPayload") if isinstance(body, Mapping) else None
+            if is_api_call(payload):  # an API call the function gave up on (asynchronous invocation)
+                outcome = replicator.handle_api_event(payload).outcome
+                records += 1
+                if outcome is Outcome.REFUSED:
+                    refused += 1
+                elif outcome is Outcome.FAILED:
+                    failed += 1
+                else:
+                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                    replayed += 1
+                continue
             info = _batch_info(body, allowed_streams)
             if isinstance(info, str):
                 refused += 1
@@ -891,7 +1027,8 @@ def from_environment(env: Mapping[str, str] = os.environ) -> Replicator:
 
 
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
-    """Lambda: stream batches (`Records`) and the daily reconciliation (`{"reconcile": {"from": R}}`)."""
+    """Lambda: stream batches (`Records`), CloudTrail API calls from EventBridge (`detail-type` "AWS
+    API Call via CloudTrail") and the daily reconciliation (`{"reconcile": {"from": R}}`)."""
     import logging
 
     global _REPLICATOR
@@ -905,6 +1042,14 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
             if r.outcome is Outcome.FAILED:
                 log.warning(json.dumps({"sequence": r.sequence, "key": r.key, "error": r.detail}))
         return result.response()
+    if is_api_call(event):
+        outcome = _REPLICATOR.handle_api_event(event)
+        if outcome.lag_ms is not None and _REPLICATOR.metrics is not None:
+            _REPLICATOR.metrics([outcome.lag_ms])
+        log.info(json.dumps({"api_call": outcome.key, "outcome": outcome.outcome.value, "detail": outcome.detail}))
+        if outcome.outcome is Outcome.FAILED:  # asynchronous invocation: retried, then dead-lettered
+            raise ApplyFailed(f"{outcome.key}: {outcome.detail}")
+        return {"outcome": outcome.outcome.value, "key": outcome.key}
     if isinstance(event.get("reconcile"), Mapping):
         outcome = reconcile(_REPLICATOR, str(event["reconcile"]["from"]))
         log.info(json.dumps(outcome))

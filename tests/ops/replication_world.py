@@ -120,3 +120,27 @@ def replicator(ctx: AwsContext, region: str, *, lags: list[int] | None = None,
     metrics = None if lags is None else lags.extend
     return Replicator(region_of(ctx, region), store, lambda r: region_of(ctx, r), metrics, clock,
                       members=members, dead_letter=dead_letter)
+
+
+def api_call_event(name: str, origin: str, params: Mapping[str, Any], *, t_ms: int | None = None,
+                   error: str | None = None, event_id: str | None = None) -> dict[str, Any]:
+    """An "AWS API Call via CloudTrail" event as EventBridge delivers it (the documented envelope:
+    EventBridge user guide, "AWS service events delivered via AWS CloudTrail"; the detail is a
+    CloudTrail record, CloudTrail user guide "CloudTrail record contents")."""
+    from datetime import datetime, timezone
+
+    t_ms = now_ms() if t_ms is None else t_ms
+    at = datetime.fromtimestamp(t_ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with _SEQ_LOCK:
+        ident = event_id or f"ct-{next(_SEQ)}"
+    detail: dict[str, Any] = {
+        "eventVersion": "1.09", "eventTime": at, "eventSource": "iot.amazonaws.com", "eventName": name,
+        "awsRegion": origin, "sourceIPAddress": "203.0.113.10", "userAgent": "aws-cli/2",
+        "userIdentity": {"type": "AssumedRole", "accountId": "123456789012"},
+        "requestParameters": dict(params), "responseElements": None, "requestID": ident, "eventID": ident,
+        "readOnly": False, "eventType": "AwsApiCall", "managementEvent": True,
+        "recipientAccountId": "123456789012", "eventCategory": "Management"}
+    if error:
+        detail["errorCode"] = error
+    return {"version": "0", "id": ident, "detail-type": "AWS API Call via CloudTrail", "source": "aws.iot",
+            "account": "123456789012", "time": at, "region": origin, "resources": [], "detail": detail}
