@@ -110,6 +110,7 @@ def test_loop_safety_own_calls_are_own_origin_and_a_forwarded_echo_writes_nothin
         world: dict[str, Any]) -> None:
     ctx, src, dst, rep, cert = world["ctx"], world["src"], world["dst"], world["rep"], world["cert"]
     src.update_certificate(certificateId=cert, newStatus="INACTIVE")
+    assert status(dst, cert) == "ACTIVE"
     rep.handle_api_event(api_call_event("UpdateCertificate", SRC, {"certificateId": cert, "newStatus": "INACTIVE"}))
     # the function's own UpdateCertificate in DST is recorded by CloudTrail in DST ...
     echo = api_call_event("UpdateCertificate", DST, {"certificateId": cert, "newStatus": "INACTIVE"})
