@@ -29,7 +29,9 @@ from enum import Enum
 from typing import Any
 
 # Shadow writes by `registry sync` and by the replication function carry a client token starting
-# with this (`sync.apply.SYNC_CLIENT_TOKEN`); the replication rules drop such update documents.
+# with this (`sync.apply.SYNC_CLIENT_TOKEN`; the function's are signed: `replicate.ShadowSigner`).
+# The replication rules keep every update document: a device can set any token, so only a token
+# whose signature verifies marks a replica write.
 CLIENT_TOKEN_PREFIX = "orchestrate-"
 METRIC_NAMESPACE = "IotPlatform/Replication"
 LAG_METRIC = "ReplicationLag"  # milliseconds from the change in the origin to its apply here

@@ -6,14 +6,23 @@ and every member in latency mode. Its stream records are registry events and sha
 written by the topic rules of the regions where changes happen (`orchestrator.registry.events`).
 It imports neither click nor pulumi: only the standard library and boto3, as Lambda provides.
 
-For each record, in stream order:
+For each record, in stream order (one record at a time: one object's events never interleave):
 
+0. trust: a record that is not an object, or cannot be read, and a record whose origin is not a
+   member region of the environment (MEMBER_REGIONS) or whose event time is more than
+   MAX_FUTURE_SKEW_MS ahead of the function's clock (or older than the table keeps items) is
+   refused: sent to the dead-letter queue as `{"refusedRecord": ...}` (never retried, never applied,
+   never a watermark) while the rest of the batch goes on;
 1. own origin: an item written by this region's own rules is not applied (the change already
    happened here); its order only advances the watermark, so a late echo of an older state from
    another region cannot overwrite it;
 2. duplicates and reordering: every replicated object (a thing, a type, a group, a membership, a
-   shadow) has a watermark (event time, version) in the region's `applied` table; an event not newer
-   than it is a no-op, a newer one advances it with a conditional write;
+   shadow) has a watermark (event time, version, event id) in the region's `applied` table; an
+   event not newer than it is a no-op, a newer one advances it with a conditional write. The object
+   is applied under a lease (a conditional item in the same table), so two invocations (stream
+   shards, a replay) never interleave one object's read-compare-write. Two thing events in the same
+   millisecond cannot be ordered (versions restart when a thing is deleted and created again): the
+   thing is then read in its origin and made equal to that;
 3. apply, with the registry sync's own code: the change becomes two small snapshots (the object as
    the event says it is, and as the destination has it), `plan_sync` compares them and `apply_sync`
    applies the difference (`SyncPlan`/`SyncOp`, the executor's idempotent operations). No
@@ -22,11 +31,17 @@ For each record, in stream order:
    CA, same id, from the origin's PEM), their policies and attachments are read from the origin;
    certificates detached there are detached here (never deleted: another thing may use them).
    Shadows go the same way (`Kind.SHADOW`: the shadow from the update document against the
-   destination's), written with the sync's client token, which the rules filter out.
-4. failures: a record that cannot be parsed or applied is reported in `batchItemFailures` (the
-   rest of the batch still applies); Lambda retries it and, after the mapping's retries, sends the
-   batch's description to the dead-letter queue, from which `orchestrate registry replay
-   --from-dlq` re-reads the records from the stream (`replay_dead_letters`).
+   destination's), written with a client token signed by a KMS HMAC key (`ShadowSigner`); the rules
+   keep every update document (a device chooses its own token), and a function that receives one
+   whose token verifies for its state knows it for a replica write and does not apply it;
+4. AWS API calls that registry events do not carry (certificate status, policy attachments, policy
+   versions: CloudTrail -> EventBridge, `handle_api_event`) only name an object: it is read in the
+   call's region and this region made equal to it, under the same lease, with the same checks;
+5. failures: a record that cannot be applied is reported in `batchItemFailures` (the rest of the
+   batch still applies); Lambda retries it and, after the mapping's retries, sends the batch's
+   description to the dead-letter queue, from which `orchestrate registry replay --from-dlq`
+   re-reads the records from the environment's own stream and the things and shadows they name
+   from their origin (`replay_dead_letters`).
 
 Replication lag (apply time minus event time) goes to CloudWatch as `ReplicationLag` (ms).
 """
@@ -934,6 +949,7 @@ def replay_dead_letters(sqs: Any, streams: Any, queue_url: str, replicator: Repl
     record of its batch applied (or was a no-op); otherwise it stays for the next replay; a refused
     message stays for a human."""
     messages = replayed = records = failed = expired = refused = 0
+    kept: list[str] = []  # receipt handles of messages that stay: visible again when the replay ends
     while messages < max_messages:
         batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=min(10, max_messages - messages),
                                     WaitTimeSeconds=0, VisibilityTimeout=60).get("Messages", [])
@@ -951,8 +967,10 @@ def replay_dead_letters(sqs: Any, streams: Any, queue_url: str, replicator: Repl
                 records += 1
                 if outcome is Outcome.REFUSED:
                     refused += 1
+                    kept.append(message["ReceiptHandle"])
                 elif outcome is Outcome.FAILED:
                     failed += 1
+                    kept.append(message["ReceiptHandle"])
                 else:
                     sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
                     replayed += 1
@@ -960,20 +978,27 @@ def replay_dead_letters(sqs: Any, streams: Any, queue_url: str, replicator: Repl
             info = _batch_info(body, allowed_streams)
             if isinstance(info, str):
                 refused += 1
+                kept.append(message["ReceiptHandle"])
                 continue
             found = _batch_records(streams, info)
             if found is None:
                 expired += 1
+                kept.append(message["ReceiptHandle"])
                 continue
             result = replicator.handle_batch(found, reread=True)
             records += len(found)
             failed += len(result.failures)
             if result.count(Outcome.REFUSED):
                 refused += 1
+                kept.append(message["ReceiptHandle"])
                 continue
             if not result.failures:
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
                 replayed += 1
+            else:
+                kept.append(message["ReceiptHandle"])
+    for handle in kept:  # what stays is visible again at once (for `status` and the next replay)
+        sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
     return ReplayReport(replicator.region.name, messages, replayed, records, failed, expired, refused)
 
 
