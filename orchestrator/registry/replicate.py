@@ -961,8 +961,10 @@ def replay_dead_letters(sqs: Any, streams: Any, queue_url: str, replicator: Repl
                 body = json.loads(message["Body"])
             except (KeyError, ValueError, TypeError):
                 body = None
-            payload = body.get("requestPayload") if isinstance(body, Mapping) else None
-            if is_api_call(payload):  # an API call the function gave up on (asynchronous invocation)
+            # an API call given up on: by the asynchronous invocation (`requestPayload`) or by
+            # EventBridge (the event itself)
+            payload = body if is_api_call(body) else body.get("requestPayload") if isinstance(body, Mapping) else None
+            if is_api_call(payload):
                 outcome = replicator.handle_api_event(payload).outcome
                 records += 1
                 if outcome is Outcome.REFUSED:

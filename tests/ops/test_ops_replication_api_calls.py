@@ -152,3 +152,26 @@ def test_the_lambda_entry_point_takes_api_calls(world: dict[str, Any], endpoint:
     out = replicate.handler(api_call_event("UpdateCertificate", SRC, {"certificateId": cert}), None)
     assert out == {"outcome": "applied", "key": f"api/certificate/{cert}"}
     assert status(dst, cert) == "REVOKED"
+
+
+def test_replay_re_reads_dead_lettered_api_calls_and_refuses_foreign_ones(world: dict[str, Any]) -> None:
+    """What the asynchronous invocation (`requestPayload`) or EventBridge (the event itself) gave
+    up on is replayed by re-reading the object in its origin; a foreign origin is refused."""
+    from orchestrator.registry.replicate import replay_dead_letters
+
+    ctx, src, dst, rep, cert = world["ctx"], world["src"], world["dst"], world["rep"], world["cert"]
+    src.update_certificate(certificateId=cert, newStatus="INACTIVE")
+    src.detach_policy(policyName="device", target=world["src_arn"])
+    sqs = client(ctx, "sqs", DST)
+    queue = sqs.create_queue(QueueName="iot-dev-replication-dlq-api-replay")["QueueUrl"]
+    invoke_failure = {"version": "1.0",
+                      "requestContext": {"condition": "RetriesExhausted", "approximateInvokeCount": 3},
+                      "requestPayload": api_call_event("UpdateCertificate", SRC, {"certificateId": cert}),
+                      "responsePayload": {"errorType": "ApplyFailed"}}
+    undelivered = api_call_event("DetachPolicy", SRC, {"policyName": "device", "target": world["src_arn"]})
+    foreign = api_call_event("UpdateCertificate", "us-east-1", {"certificateId": cert, "newStatus": "ACTIVE"})
+    for body in (invoke_failure, undelivered, {"requestPayload": foreign}):
+        sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(body))
+    report = replay_dead_letters(sqs, client(ctx, "dynamodbstreams", DST), queue, rep, allowed_streams=frozenset())
+    assert (report.messages, report.replayed, report.refused, report.ok) == (3, 2, 1, False)
+    assert status(dst, cert) == "INACTIVE" and attached(dst, cert) == []
