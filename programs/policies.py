@@ -147,6 +147,21 @@ def backup_signing_key_policy(account_id: str, signer_role_arns: Sequence[str], 
     )
 
 
+def shadow_key_policy(account_id: str, replicator_role_arns: Sequence[str], partition: str = "aws") -> Document:
+    """The key policy of the HMAC key that signs replica shadow writes (and of its replicas): MACs
+    only for the replication functions' roles, administration (and replication to new regions) for
+    the account. With the default key policy any principal allowed `kms:GenerateMac` on `*` could
+    sign a token that hides a shadow update from replication."""
+    root = {"AWS": f"arn:{partition}:iam::{account_id}:root"}
+    return _doc(
+        {"Sid": "AccountAdministersTheKey", "Effect": "Allow", "Principal": root,
+         "Action": [*KEY_ADMINISTRATION, "kms:ReplicateKey", "kms:UpdatePrimaryRegion"], "Resource": "*"},
+        {"Sid": "ReplicatorsSignAndVerify", "Effect": "Allow", "Principal": root,
+         "Action": ["kms:GenerateMac", "kms:VerifyMac"], "Resource": "*",
+         "Condition": {"ArnEquals": {"aws:PrincipalArn": sorted(replicator_role_arns)}}},
+    )
+
+
 def service_trust(service: str, account_id: str, *, condition_key: str = "aws:SourceAccount") -> Document:
     """Trust policy letting one AWS service assume a role, only on behalf of our own account.
 

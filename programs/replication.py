@@ -240,16 +240,23 @@ class CrossRegionReplication(pulumi.ComponentResource):
                     region=region, tags=tags, opts=ResourceOptions(parent=self, depends_on=[events_policy]))
 
         # -- the key that signs the functions' shadow writes: multi-Region HMAC, a replica per region
+        # (the functions' roles first: the key policy lets only them compute MACs)
+        roles = {region: aws.iam.Role(f"{name}-replicator-role-{region}",
+                                      assume_role_policy=policies.dumps(policies.lambda_trust()), tags=tags,
+                                      opts=child)
+                 for region in args.function_regions}
+        key_policy = Output.all(account_id, *(r.arn for r in roles.values())).apply(
+            lambda v: policies.dumps(policies.shadow_key_policy(v[0], v[1:])))
         shadow_key = aws.kms.Key(
             f"{name}-shadow-key", description=f"iot-{args.env}: signs replica shadow writes (client tokens)",
             customer_master_key_spec="HMAC_256", key_usage="GENERATE_VERIFY_MAC", multi_region=True,
-            deletion_window_in_days=30, region=args.table_region, tags=tags, opts=child)
+            policy=key_policy, deletion_window_in_days=30, region=args.table_region, tags=tags, opts=child)
         key_arns: dict[str, Output[str]] = {args.table_region: shadow_key.arn}
         for region in args.function_regions:
             if region != args.table_region:
                 key_arns[region] = aws.kms.ReplicaKey(
                     f"{name}-shadow-key-{region}", primary_key_arn=shadow_key.arn, deletion_window_in_days=30,
-                    description=f"iot-{args.env}: signs replica shadow writes (client tokens)",
+                    description=f"iot-{args.env}: signs replica shadow writes (client tokens)", policy=key_policy,
                     region=region, tags=tags, opts=child).arn
 
         # -- the replication function in every region that applies changes ------------------------
@@ -257,7 +264,7 @@ class CrossRegionReplication(pulumi.ComponentResource):
         functions: dict[str, tuple[aws.lambda_.Function, aws.sqs.Queue]] = {}
         for region in args.function_regions:
             functions[region] = self._replicator(name, args, region, table, package, account_id, tags,
-                                                 key_arns[region])
+                                                 key_arns[region], roles[region])
 
         # -- what registry events do not carry: IoT API calls, CloudTrail -> EventBridge -> function
         self._api_calls(name, args, functions, account_id, tags)
@@ -367,7 +374,7 @@ class CrossRegionReplication(pulumi.ComponentResource):
 
     def _replicator(self, name: str, args: ReplicationArgs, region: str, table: aws.dynamodb.Table,
                     package: Package, account_id: Output[str], tags: dict[str, str],
-                    shadow_key_arn: Output[str]) -> tuple[aws.lambda_.Function, aws.sqs.Queue]:
+                    shadow_key_arn: Output[str], role: aws.iam.Role) -> tuple[aws.lambda_.Function, aws.sqs.Queue]:
         """One region's function: stream -> function (-> dead-letter queue), watermarks, alarms, schedule."""
         names = ReplicationNames.of(args.env, region)
         child = ResourceOptions(parent=self)
@@ -383,8 +390,6 @@ class CrossRegionReplication(pulumi.ComponentResource):
             region=region, tags=tags, opts=child)
         logs = aws.cloudwatch.LogGroup(f"{name}-replicator-logs-{region}", name=f"/aws/lambda/{names.function}",
                                        retention_in_days=30, region=region, tags=tags, opts=child)
-        role = aws.iam.Role(f"{name}-replicator-role-{region}",
-                            assume_role_policy=policies.dumps(policies.lambda_trust()), tags=tags, opts=child)
         role_policy = aws.iam.RolePolicy(
             f"{name}-replicator-policy-{region}", role=role.id,
             policy=Output.all(account_id, table.name, applied.arn, dlq.arn, logs.arn, shadow_key_arn).apply(

@@ -232,6 +232,17 @@ def test_function_role_may_sign_with_its_regions_key_replica_and_release_leases(
     primary = ev.named(f"{NAME}-shadow-key").inputs
     assert (primary["customerMasterKeySpec"], primary["keyUsage"], primary["multiRegion"]) == \
         ("HMAC_256", "GENERATE_VERIFY_MAC", True)
+    # only the functions' roles compute MACs (the default policy would let any kms:GenerateMac on *)
+    replicas = [ev.named(f"{NAME}-shadow-key-{r}").inputs for r in (SECONDARY, THIRD)]
+    for key in (primary, *replicas):
+        doc = json.loads(key["policy"])
+        by_sid = {s["Sid"]: s for s in doc["Statement"]}
+        assert "kms:GenerateMac" not in by_sid["AccountAdministersTheKey"]["Action"]
+        use = by_sid["ReplicatorsSignAndVerify"]
+        assert use["Action"] == ["kms:GenerateMac", "kms:VerifyMac"]
+        arns = use["Condition"]["ArnEquals"]["aws:PrincipalArn"]
+        assert sorted(a.split(f"role/{NAME}-replicator-role-", 1)[1].rsplit("-", 1)[0] for a in arns) == \
+            sorted((SECONDARY, THIRD))
 
 
 # -- API calls: CloudTrail -> EventBridge -> the function ---------------------------------------------
