@@ -54,7 +54,6 @@ import hashlib
 import json
 import os
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -328,7 +327,6 @@ class Replicator:
     sleep: Callable[[float], None] = time.sleep
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
     _origins: dict[str, Region] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # batch ------------------------------------------------------------------------------------
     def handle_batch(self, records: Iterable[Any], *, reread: bool = False) -> BatchResult:
