@@ -201,7 +201,8 @@ def one_run(url: str, rate: float, functions: int, seconds: float, drain: float,
     stop = threading.Event()
     reps = [Replicator(region(fn_ctx, DST, latency_s, bool(latency_s)),
                        DynamoAppliedStore(client(ctx, "dynamodb", DST), table),
-                       lambda r: region(fn_ctx, r, latency_s, bool(latency_s))) for _ in range(functions)]
+                       lambda r: region(fn_ctx, r, latency_s, bool(latency_s)),
+                       members=frozenset({SRC, DST})) for _ in range(functions)]
 
     def route() -> None:  # a stream shard per function: records of one thing stay on one shard
         while not (stop.is_set() and merged.empty()):

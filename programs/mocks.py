@@ -120,6 +120,7 @@ _ARNS: dict[str, tuple[str, str, bool]] = {
     "aws:cloudwatch/eventRule:EventRule": ("events", "rule/{name}", True),
     "aws:cloudwatch/metricAlarm:MetricAlarm": ("cloudwatch", "alarm:{name}", True),
     "aws:kms/key:Key": ("kms", "key/{id}", True),
+    "aws:cloudtrail/trail:Trail": ("cloudtrail", "trail/{name}", True),
 }
 # resources whose physical name the provider would derive from the logical name (autonaming)
 _AUTONAMED = {
@@ -231,7 +232,12 @@ class PlatformMocks(pulumi.runtime.Mocks):
         elif token == "aws:kms/key:Key":  # AWS names a key by a generated UUID: its id and keyId
             uid = _digest(token, name, region, length=32)
             rid = f"{uid[:8]}-{uid[8:12]}-{uid[12:16]}-{uid[16:20]}-{uid[20:]}"
+            if inputs.get("multiRegion"):  # multi-Region keys: mrk- and 32 hex digits, in every replica
+                rid = f"mrk-{uid}"
             state["keyId"] = rid
+        elif token == "aws:kms/replicaKey:ReplicaKey":  # the primary's key id, in the replica's region
+            rid = str(inputs["primaryKeyArn"]).rsplit("/", 1)[-1]
+            state.update(keyId=rid, arn=f"arn:{PARTITION}:kms:{region}:{ACCOUNT_ID}:key/{rid}")
         elif token == "command:local:Command":
             state.update(stdout="", stderr="")
             rid = f"{name}-{_digest(name, length=8)}"

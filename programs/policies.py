@@ -147,6 +147,21 @@ def backup_signing_key_policy(account_id: str, signer_role_arns: Sequence[str], 
     )
 
 
+def shadow_key_policy(account_id: str, replicator_role_arns: Sequence[str], partition: str = "aws") -> Document:
+    """The key policy of the HMAC key that signs replica shadow writes (and of its replicas): MACs
+    only for the replication functions' roles, administration (and replication to new regions) for
+    the account. With the default key policy any principal allowed `kms:GenerateMac` on `*` could
+    sign a token that hides a shadow update from replication."""
+    root = {"AWS": f"arn:{partition}:iam::{account_id}:root"}
+    return _doc(
+        {"Sid": "AccountAdministersTheKey", "Effect": "Allow", "Principal": root,
+         "Action": [*KEY_ADMINISTRATION, "kms:ReplicateKey", "kms:UpdatePrimaryRegion"], "Resource": "*"},
+        {"Sid": "ReplicatorsSignAndVerify", "Effect": "Allow", "Principal": root,
+         "Action": ["kms:GenerateMac", "kms:VerifyMac"], "Resource": "*",
+         "Condition": {"ArnEquals": {"aws:PrincipalArn": sorted(replicator_role_arns)}}},
+    )
+
+
 def service_trust(service: str, account_id: str, *, condition_key: str = "aws:SourceAccount") -> Document:
     """Trust policy letting one AWS service assume a role, only on behalf of our own account.
 
@@ -287,10 +302,11 @@ REPLICATOR_IOT_LIST = (
 
 def replicator(*, account_id: str, region: str, sources: Sequence[str], stream_arn_prefix: str,
                applied_table_arn: str, dead_letter_queue_arn: str, log_group_arn: str,
-               metric_namespace: str, partition: str = "aws") -> Document:
-    """The replication function in `region`: its stream, its watermark table, its dead-letter
-    queue, its log group, one metric namespace, the registry of its region (read and write) and of
-    the source regions (read only)."""
+               metric_namespace: str, shadow_key_arn: str, partition: str = "aws") -> Document:
+    """The replication function in `region`: its stream, its watermark and lease table, its
+    dead-letter queue, its log group, one metric namespace, the HMAC key that signs its shadow
+    writes (its own region's replica), the registry of its region (read and write) and of the
+    source regions (read only)."""
 
     def iot(r: str) -> str:
         return f"arn:{partition}:iot:{r}:{account_id}:*"
@@ -302,7 +318,10 @@ def replicator(*, account_id: str, region: str, sources: Sequence[str], stream_a
         {"Sid": "ListStreams", "Effect": "Allow", "Action": "dynamodb:ListStreams", "Resource": "*",
          "Condition": {"StringEquals": {"aws:RequestedRegion": region}}},
         {"Sid": "Watermarks", "Effect": "Allow",
-         "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], "Resource": applied_table_arn},
+         "Action": ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+         "Resource": applied_table_arn},
+        {"Sid": "SignShadowWrites", "Effect": "Allow", "Action": ["kms:GenerateMac", "kms:VerifyMac"],
+         "Resource": shadow_key_arn},
         {"Sid": "DeadLetters", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": dead_letter_queue_arn},
         {"Sid": "Logs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
          "Resource": f"{log_group_arn}:*"},
@@ -313,6 +332,32 @@ def replicator(*, account_id: str, region: str, sources: Sequence[str], stream_a
          "Resource": [iot(r) for r in sources]},
         {"Sid": "Listings", "Effect": "Allow", "Action": list(REPLICATOR_IOT_LIST), "Resource": "*",
          "Condition": {"StringEquals": {"aws:RequestedRegion": [region, *sources]}}},
+    )
+
+
+def events_forward(bus_arns: Sequence[str]) -> Document:
+    """EventBridge forwarding recorded IoT API calls to the default bus of the function regions."""
+    return _doc({"Effect": "Allow", "Action": "events:PutEvents", "Resource": sorted(bus_arns)})
+
+
+def dead_letters_from_rule(queue_arn: str, rule_arn: str) -> Document:
+    """A dead-letter queue's policy: EventBridge may send what one rule could not deliver."""
+    return _doc({"Sid": "UndeliveredApiCalls", "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+                 "Action": "sqs:SendMessage", "Resource": queue_arn,
+                 "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}})
+
+
+def cloudtrail_bucket(bucket_arn: str, trail_arn: str, account_id: str, partition: str = "aws") -> Document:
+    """The trail's log bucket: CloudTrail (for this trail only) may read the ACL and write logs."""
+    condition = {"StringEquals": {"aws:SourceArn": trail_arn}}
+    return _doc(
+        {"Sid": "AclCheck", "Effect": "Allow", "Principal": {"Service": "cloudtrail.amazonaws.com"},
+         "Action": "s3:GetBucketAcl", "Resource": bucket_arn, "Condition": condition},
+        {"Sid": "Write", "Effect": "Allow", "Principal": {"Service": "cloudtrail.amazonaws.com"},
+         "Action": "s3:PutObject", "Resource": f"{bucket_arn}/AWSLogs/{account_id}/*",
+         "Condition": {"StringEquals": {"aws:SourceArn": trail_arn, "s3:x-amz-acl": "bucket-owner-full-control"}}},
+        {"Sid": "TlsOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+         "Resource": [bucket_arn, f"{bucket_arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
     )
 
 

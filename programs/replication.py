@@ -33,7 +33,7 @@ import pulumi_aws as aws
 import pulumi_command as command
 from pulumi import Output, ResourceOptions
 
-from orchestrator.registry.events import CLIENT_TOKEN_PREFIX, LAG_METRIC, METRIC_NAMESPACE
+from orchestrator.registry.events import API_CALL_DETAIL_TYPE, API_CALL_SOURCE, API_CALLS, LAG_METRIC, METRIC_NAMESPACE
 from programs import package, policies
 from programs.contract import REPLICATION_OUTPUTS, LakeRef, ReplicationArgs, ReplicationNames
 from programs.package import Package
@@ -54,6 +54,8 @@ MAX_RECORD_AGE_S = 6 * 3600
 LAG_ALARM_MS = 60_000
 LAG_ALARM_PERIODS = 5
 RECONCILE_SCHEDULE = "rate(1 day)"
+API_CALL_MAX_AGE_S = 6 * 3600  # asynchronous invocations and EventBridge retries give up after this
+TRAIL_LOG_DAYS = 90
 RULE_DESCRIPTIONS = {"registry-events": "Registry events", "shadow-classic": "Classic shadow updates",
                      "shadow-named": "Named shadow updates"}
 
@@ -67,19 +69,20 @@ def rule_sql(region: str) -> dict[str, str]:
     """The SQL of the three rules of one region.
 
     Registry events only: `$aws/events/#` also carries presence and subscription lifecycle events
-    (one per device connect), which must not flood the table. Shadow documents: the function's own
-    writes carry a client token starting with CLIENT_TOKEN_PREFIX and are dropped here, so a replica
-    write never travels on. A shadow item's key is thing/shadow/version/time: a redelivered message
+    (one per device connect), which must not flood the table. Shadow documents: every one is kept,
+    whatever its client token (a device chooses its own token, so a token prefix cannot mark the
+    function's writes); the function recognises its own replica writes by a client token signed
+    with a KMS HMAC key only its role may use (`orchestrator.registry.replicate.ShadowSigner`), and
+    `previous` is not needed. A shadow item's key is thing/shadow/version/time: a redelivered message
     rewrites the same item, which DynamoDB streams do not report again.
     """
-    not_ours = f"(isUndefined(clientToken) OR NOT startswith(clientToken, '{CLIENT_TOKEN_PREFIX}'))"
 
     def shadow(name_sql: str, topic: str) -> str:
         return ("SELECT current, clientToken, 'SHADOW_EVENT' AS eventType, topic(3) AS thingName, "
                 f"{name_sql} AS shadowName, current.version AS version, "
                 f"concat('shadow/', topic(3), '/', {name_sql}, '/', cast(current.version AS String), '/', "
                 "cast(timestamp AS String)) AS eventId, "
-                f"timestamp * 1000 AS eventTimeMs, {_stamp(region)} FROM '{topic}' WHERE {not_ours}")
+                f"timestamp * 1000 AS eventTimeMs, {_stamp(region)} FROM '{topic}'")
 
     return {
         "registry-events": (f"SELECT *, topic() AS topic, timestamp AS eventTimeMs, {_stamp(region)} "
@@ -236,10 +239,35 @@ class CrossRegionReplication(pulumi.ComponentResource):
                     dynamodbv2s=[{"role_arn": events_role.arn, "put_item": {"table_name": table.name}}],
                     region=region, tags=tags, opts=ResourceOptions(parent=self, depends_on=[events_policy]))
 
+        # -- the key that signs the functions' shadow writes: multi-Region HMAC, a replica per region
+        # (the functions' roles first: the key policy lets only them compute MACs)
+        roles = {region: aws.iam.Role(f"{name}-replicator-role-{region}",
+                                      assume_role_policy=policies.dumps(policies.lambda_trust()), tags=tags,
+                                      opts=child)
+                 for region in args.function_regions}
+        key_policy = Output.all(account_id, *(r.arn for r in roles.values())).apply(
+            lambda v: policies.dumps(policies.shadow_key_policy(v[0], v[1:])))
+        shadow_key = aws.kms.Key(
+            f"{name}-shadow-key", description=f"iot-{args.env}: signs replica shadow writes (client tokens)",
+            customer_master_key_spec="HMAC_256", key_usage="GENERATE_VERIFY_MAC", multi_region=True,
+            policy=key_policy, deletion_window_in_days=30, region=args.table_region, tags=tags, opts=child)
+        key_arns: dict[str, Output[str]] = {args.table_region: shadow_key.arn}
+        for region in args.function_regions:
+            if region != args.table_region:
+                key_arns[region] = aws.kms.ReplicaKey(
+                    f"{name}-shadow-key-{region}", primary_key_arn=shadow_key.arn, deletion_window_in_days=30,
+                    description=f"iot-{args.env}: signs replica shadow writes (client tokens)", policy=key_policy,
+                    region=region, tags=tags, opts=child).arn
+
         # -- the replication function in every region that applies changes ------------------------
         package = build_package()
+        functions: dict[str, tuple[aws.lambda_.Function, aws.sqs.Queue]] = {}
         for region in args.function_regions:
-            self._replicator(name, args, region, table, package, account_id, tags)
+            functions[region] = self._replicator(name, args, region, table, package, account_id, tags,
+                                                 key_arns[region], roles[region])
+
+        # -- what registry events do not carry: IoT API calls, CloudTrail -> EventBridge -> function
+        self._api_calls(name, args, functions, account_id, tags)
 
         # -- registry sync: reruns whenever the set of member regions changes --------------------
         members = region_set(args)
@@ -253,8 +281,100 @@ class CrossRegionReplication(pulumi.ComponentResource):
         self.targets = Output.from_input([_target(s) for s in args.secondaries])
         self.register_outputs(self.exports())
 
+    def _api_calls(self, name: str, args: ReplicationArgs,
+                   functions: dict[str, tuple[aws.lambda_.Function, aws.sqs.Queue]],
+                   account_id: Output[str], tags: dict[str, str]) -> None:
+        """Certificate status, policy attachments and policy versions have no registry events.
+        CloudTrail records the API calls (a trail with logging enabled is what makes EventBridge
+        receive "AWS API Call via CloudTrail" events: one multi-Region trail, management write events
+        only); in each region where such calls change what a function replicates, a rule forwards
+        them to the default bus of those function regions (only the region's own calls: a forwarded
+        event is never forwarded again); in each function region a rule invokes the function, which
+        re-reads the named object in the call's region (`replicate.Replicator.handle_api_event`)."""
+        child = ResourceOptions(parent=self)
+        home = args.table_region
+        trail_name = f"iot-{args.env}-registry-changes"
+        trail_arn = account_id.apply(lambda a: f"arn:aws:cloudtrail:{home}:{a}:trail/{trail_name}")
+        bucket = aws.s3.Bucket(f"{name}-trail-logs", bucket_prefix=f"iot-{args.env}-trail-", region=home,
+                               tags=tags, opts=child)
+        aws.s3.BucketPublicAccessBlock(
+            f"{name}-trail-logs-public", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
+            ignore_public_acls=True, restrict_public_buckets=True, region=home, opts=child)
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-trail-logs-sse", bucket=bucket.id,
+            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}], region=home, opts=child)
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-trail-logs-expiry", bucket=bucket.id,
+            rules=[{"id": "expire", "status": "Enabled", "filter": {"prefix": ""},
+                    "expiration": {"days": TRAIL_LOG_DAYS}}], region=home, opts=child)
+        bucket_policy = aws.s3.BucketPolicy(
+            f"{name}-trail-logs-policy", bucket=bucket.id,
+            policy=Output.all(bucket.arn, trail_arn, account_id).apply(
+                lambda v: policies.dumps(policies.cloudtrail_bucket(v[0], v[1], v[2]))),
+            region=home, opts=child)
+        aws.cloudtrail.Trail(
+            f"{name}-trail", name=trail_name, s3_bucket_name=bucket.id, is_multi_region_trail=True,
+            include_global_service_events=True, enable_logging=True, enable_log_file_validation=True,
+            event_selectors=[{"read_write_type": "WriteOnly", "include_management_events": True}],
+            region=home, tags=tags, opts=ResourceOptions(parent=self, depends_on=[bucket_policy]))
+
+        detail: dict[str, Any] = {"eventSource": ["iot.amazonaws.com"], "eventName": list(API_CALLS)}
+        for region, (function, dlq) in functions.items():
+            pattern = {"source": [API_CALL_SOURCE], "detail-type": [API_CALL_DETAIL_TYPE], "detail": detail}
+            rule = aws.cloudwatch.EventRule(
+                f"{name}-api-calls-{region}", name=f"iot-{args.env}-api-calls-{region}",
+                description=f"IoT API calls recorded by CloudTrail -> the replication function in {region}",
+                event_pattern=json.dumps(pattern, sort_keys=True), region=region, tags=tags, opts=child)
+            permission = aws.lambda_.Permission(
+                f"{name}-api-calls-permission-{region}", action="lambda:InvokeFunction", function=function.name,
+                principal="events.amazonaws.com", source_arn=rule.arn, region=region, opts=child)
+            queue_policy = aws.sqs.QueuePolicy(
+                f"{name}-dlq-policy-{region}", queue_url=dlq.url,
+                policy=Output.all(dlq.arn, rule.arn).apply(
+                    lambda v: policies.dumps(policies.dead_letters_from_rule(v[0], v[1]))),
+                region=region, opts=child)
+            aws.cloudwatch.EventTarget(
+                f"{name}-api-calls-target-{region}", rule=rule.name, arn=function.arn,
+                retry_policy={"maximum_event_age_in_seconds": API_CALL_MAX_AGE_S, "maximum_retry_attempts": 20},
+                dead_letter_config={"arn": dlq.arn}, region=region,
+                opts=ResourceOptions(parent=self, depends_on=[permission, queue_policy]))
+            aws.lambda_.FunctionEventInvokeConfig(
+                f"{name}-api-calls-invoke-{region}", function_name=function.name, maximum_retry_attempts=2,
+                maximum_event_age_in_seconds=API_CALL_MAX_AGE_S,
+                destination_config={"on_failure": {"destination": dlq.arn}}, region=region, opts=child)
+
+        # forwarding: calls made in a source region reach the functions that apply them
+        targets: dict[str, list[str]] = {}
+        for region in functions:
+            for source in args.source_regions(region):
+                targets.setdefault(source, []).append(region)
+        if not targets:
+            return
+        buses = {r: account_id.apply(lambda a, r=r: f"arn:aws:events:{r}:{a}:event-bus/default") for r in functions}
+        role = aws.iam.Role(
+            f"{name}-api-calls-forward-role",
+            assume_role_policy=account_id.apply(lambda a: policies.dumps(
+                policies.service_trust("events.amazonaws.com", a))), tags=tags, opts=child)
+        role_policy = aws.iam.RolePolicy(
+            f"{name}-api-calls-forward-policy", role=role.id,
+            policy=Output.all(*buses.values()).apply(lambda arns: policies.dumps(policies.events_forward(arns))),
+            opts=child)
+        for source, regions in sorted(targets.items()):
+            # the source's own calls only: an event forwarded into this bus is never forwarded again
+            pattern = {"source": [API_CALL_SOURCE], "detail-type": [API_CALL_DETAIL_TYPE],
+                       "detail": {**detail, "awsRegion": [source]}}
+            rule = aws.cloudwatch.EventRule(
+                f"{name}-api-calls-forward-{source}", name=f"iot-{args.env}-api-calls-forward-{source}",
+                description=f"IoT API calls made in {source} -> the replication functions of {', '.join(regions)}",
+                event_pattern=json.dumps(pattern, sort_keys=True), region=source, tags=tags, opts=child)
+            for region in regions:
+                aws.cloudwatch.EventTarget(
+                    f"{name}-api-calls-forward-{source}-to-{region}", rule=rule.name, arn=buses[region],
+                    role_arn=role.arn, region=source, opts=ResourceOptions(parent=self, depends_on=[role_policy]))
+
     def _replicator(self, name: str, args: ReplicationArgs, region: str, table: aws.dynamodb.Table,
-                    package: Package, account_id: Output[str], tags: dict[str, str]) -> None:
+                    package: Package, account_id: Output[str], tags: dict[str, str],
+                    shadow_key_arn: Output[str], role: aws.iam.Role) -> tuple[aws.lambda_.Function, aws.sqs.Queue]:
         """One region's function: stream -> function (-> dead-letter queue), watermarks, alarms, schedule."""
         names = ReplicationNames.of(args.env, region)
         child = ResourceOptions(parent=self)
@@ -270,23 +390,24 @@ class CrossRegionReplication(pulumi.ComponentResource):
             region=region, tags=tags, opts=child)
         logs = aws.cloudwatch.LogGroup(f"{name}-replicator-logs-{region}", name=f"/aws/lambda/{names.function}",
                                        retention_in_days=30, region=region, tags=tags, opts=child)
-        role = aws.iam.Role(f"{name}-replicator-role-{region}",
-                            assume_role_policy=policies.dumps(policies.lambda_trust()), tags=tags, opts=child)
         role_policy = aws.iam.RolePolicy(
             f"{name}-replicator-policy-{region}", role=role.id,
-            policy=Output.all(account_id, table.name, applied.arn, dlq.arn, logs.arn).apply(
+            policy=Output.all(account_id, table.name, applied.arn, dlq.arn, logs.arn, shadow_key_arn).apply(
                 lambda v: policies.dumps(policies.replicator(
                     account_id=v[0], region=region, sources=sources,
                     stream_arn_prefix=f"arn:aws:dynamodb:{region}:{v[0]}:table/{v[1]}",
                     applied_table_arn=v[2], dead_letter_queue_arn=v[3], log_group_arn=v[4],
-                    metric_namespace=METRIC_NAMESPACE))),
+                    metric_namespace=METRIC_NAMESPACE, shadow_key_arn=v[5]))),
             opts=child)
         function = aws.lambda_.Function(
             f"{name}-replicator-{region}", name=names.function, role=role.arn, runtime=RUNTIME, handler=HANDLER,
             code=pulumi.FileArchive(str(package.path)), source_code_hash=package.sha256_b64,
             timeout=FUNCTION_TIMEOUT_S, memory_size=256,
+            # MEMBER_REGIONS: the only origins the function accepts; refused records go to the queue
             environment={"variables": {"REPLICATION_ENV": args.env, "APPLIED_TABLE": names.applied_table,
-                                       "METRIC_NAMESPACE": METRIC_NAMESPACE}},
+                                       "METRIC_NAMESPACE": METRIC_NAMESPACE,
+                                       "MEMBER_REGIONS": ",".join(args.members),
+                                       "DEAD_LETTER_QUEUE_URL": dlq.url, "SHADOW_TOKEN_KEY": shadow_key_arn}},
             region=region, tags=tags, opts=ResourceOptions(parent=self, depends_on=[role_policy, logs]))
         aws.lambda_.EventSourceMapping(
             f"{name}-replicator-stream-{region}", event_source_arn=stream_arn, function_name=function.arn,
@@ -314,7 +435,7 @@ class CrossRegionReplication(pulumi.ComponentResource):
             comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
             region=region, tags=tags, opts=child)
         if region == args.primary.region:
-            return  # the primary is the reconciliation's source, never its target
+            return function, dlq  # the primary is the reconciliation's source, never its target
         schedule = aws.cloudwatch.EventRule(
             f"{name}-reconcile-{region}", name=f"iot-{args.env}-reconcile-{region}",
             description=f"daily registry reconciliation {args.primary.region} -> {region}",
@@ -326,6 +447,7 @@ class CrossRegionReplication(pulumi.ComponentResource):
             f"{name}-reconcile-target-{region}", rule=schedule.name, arn=function.arn,
             input=json.dumps({"reconcile": {"from": args.primary.region}}), region=region,
             opts=ResourceOptions(parent=self, depends_on=[permission]))
+        return function, dlq
 
     def exports(self) -> dict[str, Output[Any]]:
         values = [self.replication_role_arn, self.registry_table_name, self.targets]

@@ -122,6 +122,10 @@ class InMemoryEngine:
         elif spec.kind == "dns":
             outputs = {"fqdn": spec.config.get("iot-platform:domain"),
                        "routing": spec.config.get("iot-platform:routing")}
+        elif spec.kind == "replication":  # the names programs/replication.py gives
+            env = spec.config.get("iot-platform:env", "dev")
+            outputs = {"registryTableName": f"iot-{env}-registry-events",
+                       "replicationRoleArn": f"arn:aws:iam::123456789012:role/iot-{env}-replication", "targets": []}
         outputs.update(self.output_overrides.get(spec.name, {}))
         values = {k: OutputValue(v) for k, v in outputs.items()}
         values.update({k: OutputValue(v, secret=True) for k, v in self.secret_outputs.get(spec.name, {}).items()})

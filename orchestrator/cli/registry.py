@@ -296,23 +296,32 @@ def restore(app: Context, region: str, src: str, dry_run: bool, rate: float | No
               help="Region whose replication function's dead letters to replay.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def replay(app: Context, from_dlq: bool, region: str, yes: bool) -> None:
-    """Re-read each dead letter's batch from the stream and apply it in R; what fails again stays."""
+    """Re-read each dead letter's batch from the env's own stream and re-read its things and shadows
+    from their origin; what fails again stays; messages naming another stream are refused (exit 1)."""
     from orchestrator.cli.options import confirm
-    from orchestrator.operations.replication import check_replay_region, count_dead_letters, replay_from_dlq
+    from orchestrator.operations.replication import (
+        check_replay_region,
+        count_dead_letters,
+        registry_table,
+        replay_from_dlq,
+    )
     from orchestrator.registry.replicate import ReplayReport
+    from orchestrator.stacks.graph import replication_stack
 
     topology, ctx = app.topology(), app.aws()
     check_replay_region(topology, region)
+    table = registry_table(app.engine().outputs(replication_stack(topology).name), app.env)
     waiting = count_dead_letters(ctx, app.env, region)
     if waiting == 0:
         _render(app, ReplayReport(region, 0, 0, 0, 0, 0), [f"replay {region}: no dead letters"])
         return
     confirm(f"re-apply {waiting} dead-lettered replication batch(es) to the registry of {region}",
             expected=region, assume_yes=yes)
-    result = replay_from_dlq(ctx, topology, region)
+    result = replay_from_dlq(ctx, topology, region, table)
     line = (f"replay {region}: {'ok' if result.ok else 'INCOMPLETE'}: {result.replayed}/{result.messages} dead "
             f"letters re-applied ({result.records} records, {result.failed_records} failed again, "
-            f"{result.expired} no longer in the stream)")
+            f"{result.expired} no longer in the stream, {result.refused} refused: not this environment's "
+            f"stream, or an untrusted or unreadable record)")
     _render(app, result, [line])
     if not result.ok:
         raise Reported(ExitCode.FAILED)

@@ -8,7 +8,9 @@ Per region with a replication function (each secondary; every member in latency 
 - the last reconciliation: what the daily backstop sync wrote into the region's applied table.
 
 `replay_from_dlq` re-applies what the stream mapping gave up on: it reads each dead letter's batch
-back from the stream and runs it through the same function code (`orchestrator.registry.replicate`).
+back from the stream and runs it through the same function code (`orchestrator.registry.replicate`),
+trusting a message only as a pointer into the environment's own table's stream (its name from the
+replication stack's outputs) and re-reading things and shadows from their origin.
 No click here: the CLI renders and confirms.
 """
 
@@ -103,14 +105,28 @@ def check_replay_region(topology: Topology, region: str) -> None:
                             f"(regions with one: {', '.join(regions) or 'none'})")
 
 
-def replay_from_dlq(ctx: AwsContext, topology: Topology, region: str, *, max_messages: int = 1000) -> ReplayReport:
-    """Re-apply the dead letters of `region`'s function; what still fails stays in the queue."""
+def registry_table(outputs: Any, env: str) -> str:
+    """The environment's registry-events table, from the replication stack's outputs."""
+    value = (outputs or {}).get("registryTableName")
+    name = getattr(value, "value", None)
+    if not isinstance(name, str) or not name:
+        raise InputRejected(f"the replication stack of env {env} has no registryTableName output "
+                            f"(run `orchestrate up --all` first)")
+    return name
+
+
+def replay_from_dlq(ctx: AwsContext, topology: Topology, region: str, table_name: str, *,
+                    max_messages: int = 1000) -> ReplayReport:
+    """Re-apply the dead letters of `region`'s function; what still fails stays in the queue. Only
+    batches of `table_name`'s own stream in `region` are replayed, and only from member origins;
+    things and shadows are re-read from their origin (the source of truth), not taken from records."""
     from orchestrator.aws import aws_errors, client
     from orchestrator.registry.events import METRIC_NAMESPACE
     from orchestrator.registry.replicate import (
         DynamoAppliedStore,
         Region,
         Replicator,
+        own_streams,
         put_lag_metrics,
         replay_dead_letters,
     )
@@ -123,15 +139,21 @@ def replay_from_dlq(ctx: AwsContext, topology: Topology, region: str, *, max_mes
         return Region.of(name, client(ctx, "iot", name, own_retries=True),
                          client(ctx, "iot-data", name, own_retries=True) if ctx.endpoint_url else _data(ctx, name))
 
+    def keep(_letter: Any) -> None:
+        """A record refused during a replay: its message stays in the queue (counted as refused)."""
+
     with aws_errors(f"registry replay into {region}"):
         cloudwatch = client(ctx, "cloudwatch", region)
         dims = [{"Name": "Env", "Value": topology.env}, {"Name": "Region", "Value": region}]
         replicator = Replicator(region_of(region),
                                 DynamoAppliedStore(client(ctx, "dynamodb", region), names.applied_table),
-                                region_of, lambda lags: put_lag_metrics(cloudwatch, METRIC_NAMESPACE, dims, lags))
+                                region_of, lambda lags: put_lag_metrics(cloudwatch, METRIC_NAMESPACE, dims, lags),
+                                members=frozenset(topology.regions), dead_letter=keep)
+        streams = client(ctx, "dynamodbstreams", region)
+        allowed = own_streams(streams, table_name)
         sqs = client(ctx, "sqs", region)
         url = sqs.get_queue_url(QueueName=names.dead_letter_queue)["QueueUrl"]
-        return replay_dead_letters(sqs, client(ctx, "dynamodbstreams", region), url, replicator,
+        return replay_dead_letters(sqs, streams, url, replicator, allowed_streams=allowed,
                                    max_messages=max_messages)
 
 

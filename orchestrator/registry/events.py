@@ -29,7 +29,9 @@ from enum import Enum
 from typing import Any
 
 # Shadow writes by `registry sync` and by the replication function carry a client token starting
-# with this (`sync.apply.SYNC_CLIENT_TOKEN`); the replication rules drop such update documents.
+# with this (`sync.apply.SYNC_CLIENT_TOKEN`; the function's are signed: `replicate.ShadowSigner`).
+# The replication rules keep every update document: a device can set any token, so only a token
+# whose signature verifies marks a replica write.
 CLIENT_TOKEN_PREFIX = "orchestrate-"
 METRIC_NAMESPACE = "IotPlatform/Replication"
 LAG_METRIC = "ReplicationLag"  # milliseconds from the change in the origin to its apply here
@@ -197,3 +199,94 @@ def parse_item(item: Mapping[str, Any], sequence: str) -> ReplicationEvent:
     else:
         name = str(item.get("thingName") or item.get("thingGroupName") or event_id)
     return ReplicationEvent(kind, operation, name, origin, time_ms, version, event_id, sequence, dict(item))
+
+
+# -- AWS API calls recorded by CloudTrail (EventBridge "AWS API Call via CloudTrail", source aws.iot) --
+# Changes registry events do not carry: certificate status, policy attachments, policy versions
+# (and thing-principal attachments, which also have registry events). The function never applies
+# what such an event says: it re-reads the named object in the call's region and makes its own
+# region equal to that, so a late, repeated or replayed event changes nothing.
+API_CALL_DETAIL_TYPE = "AWS API Call via CloudTrail"
+API_CALL_SOURCE = "aws.iot"
+API_CALLS = (
+    "UpdateCertificate", "AttachPolicy", "DetachPolicy", "AttachPrincipalPolicy", "DetachPrincipalPolicy",
+    "CreatePolicyVersion", "SetDefaultPolicyVersion", "DeletePolicyVersion", "AttachThingPrincipal",
+    "DetachThingPrincipal",
+)
+
+
+class ObjectKind(str, Enum):
+    CERTIFICATE = "certificate"        # its status
+    POLICY = "policy"                  # its default version's document
+    POLICY_TARGET = "policy_target"    # one policy on one target (certificate or thing group)
+    THING = "thing"                    # its certificates (the thing's own event path)
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One recorded API call: which object of which region to re-read."""
+
+    name: str  # eventName
+    origin: str  # detail.awsRegion: where the call changed the registry
+    event_time_ms: int
+    event_id: str
+    kind: ObjectKind
+    object: str  # certificate id, policy name, `policy|target-arn`, thing name
+
+    @property
+    def key(self) -> str:
+        return f"api/{self.kind.value}/{self.object}"
+
+
+def is_api_call(event: Any) -> bool:
+    return isinstance(event, Mapping) and event.get("detail-type") == API_CALL_DETAIL_TYPE
+
+
+def _iso_ms(value: Any, event_id: str) -> int:
+    from datetime import datetime
+
+    if not isinstance(value, str):
+        raise PoisonRecord(event_id, "eventTime is missing")
+    try:
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        raise PoisonRecord(event_id, f"eventTime {value!r} is not a time") from None
+
+
+def parse_api_call(event: Mapping[str, Any]) -> ApiCall | None:
+    """An EventBridge CloudTrail event -> the object to re-read; None when there is nothing to do
+    (a call that failed, or one not in API_CALLS). Raises PoisonRecord when it cannot be read."""
+    detail = event.get("detail")
+    if event.get("source") != API_CALL_SOURCE or not isinstance(detail, Mapping):
+        raise PoisonRecord(str(event.get("id") or "?"), "not an aws.iot CloudTrail event")
+    event_id = str(detail.get("eventID") or event.get("id") or "")
+    if not event_id:
+        raise PoisonRecord("?", "eventID is missing")
+    name = detail.get("eventName")
+    if name not in API_CALLS or detail.get("errorCode"):
+        return None
+    origin = detail.get("awsRegion")
+    if not isinstance(origin, str) or not origin:
+        raise PoisonRecord(event_id, "awsRegion is missing")
+    time_ms = _iso_ms(detail.get("eventTime"), event_id)
+    params = detail.get("requestParameters")
+    if not isinstance(params, Mapping):
+        raise PoisonRecord(event_id, "requestParameters is missing")
+
+    def text(key: str) -> str:
+        value = params.get(key)
+        if not isinstance(value, str) or not value:
+            raise PoisonRecord(event_id, f"requestParameters.{key} is missing")
+        return value
+
+    if name == "UpdateCertificate":
+        kind, obj = ObjectKind.CERTIFICATE, text("certificateId")
+    elif name in ("AttachPolicy", "DetachPolicy"):
+        kind, obj = ObjectKind.POLICY_TARGET, f"{text('policyName')}|{text('target')}"
+    elif name in ("AttachPrincipalPolicy", "DetachPrincipalPolicy"):
+        kind, obj = ObjectKind.POLICY_TARGET, f"{text('policyName')}|{text('principal')}"
+    elif name in ("AttachThingPrincipal", "DetachThingPrincipal"):
+        kind, obj = ObjectKind.THING, text("thingName")
+    else:
+        kind, obj = ObjectKind.POLICY, text("policyName")
+    return ApiCall(name, origin, time_ms, event_id, kind, obj)

@@ -6,14 +6,23 @@ and every member in latency mode. Its stream records are registry events and sha
 written by the topic rules of the regions where changes happen (`orchestrator.registry.events`).
 It imports neither click nor pulumi: only the standard library and boto3, as Lambda provides.
 
-For each record, in stream order:
+For each record, in stream order (one record at a time: one object's events never interleave):
 
+0. trust: a record that is not an object, or cannot be read, and a record whose origin is not a
+   member region of the environment (MEMBER_REGIONS) or whose event time is more than
+   MAX_FUTURE_SKEW_MS ahead of the function's clock (or older than the table keeps items) is
+   refused: sent to the dead-letter queue as `{"refusedRecord": ...}` (never retried, never applied,
+   never a watermark) while the rest of the batch goes on;
 1. own origin: an item written by this region's own rules is not applied (the change already
    happened here); its order only advances the watermark, so a late echo of an older state from
    another region cannot overwrite it;
 2. duplicates and reordering: every replicated object (a thing, a type, a group, a membership, a
-   shadow) has a watermark (event time, version) in the region's `applied` table; an event not newer
-   than it is a no-op, a newer one advances it with a conditional write;
+   shadow) has a watermark (event time, version, event id) in the region's `applied` table; an
+   event not newer than it is a no-op, a newer one advances it with a conditional write. The object
+   is applied under a lease (a conditional item in the same table), so two invocations (stream
+   shards, a replay) never interleave one object's read-compare-write. Two thing events in the same
+   millisecond cannot be ordered (versions restart when a thing is deleted and created again): the
+   thing is then read in its origin and made equal to that;
 3. apply, with the registry sync's own code: the change becomes two small snapshots (the object as
    the event says it is, and as the destination has it), `plan_sync` compares them and `apply_sync`
    applies the difference (`SyncPlan`/`SyncOp`, the executor's idempotent operations). No
@@ -22,22 +31,32 @@ For each record, in stream order:
    CA, same id, from the origin's PEM), their policies and attachments are read from the origin;
    certificates detached there are detached here (never deleted: another thing may use them).
    Shadows go the same way (`Kind.SHADOW`: the shadow from the update document against the
-   destination's), written with the sync's client token, which the rules filter out.
-4. failures: a record that cannot be parsed or applied is reported in `batchItemFailures` (the
-   rest of the batch still applies); Lambda retries it and, after the mapping's retries, sends the
-   batch's description to the dead-letter queue, from which `orchestrate registry replay
-   --from-dlq` re-reads the records from the stream (`replay_dead_letters`).
+   destination's), written with a client token signed by a KMS HMAC key (`ShadowSigner`); the rules
+   keep every update document (a device chooses its own token), and a function that receives one
+   whose token verifies for its state knows it for a replica write and does not apply it;
+4. AWS API calls that registry events do not carry (certificate status, policy attachments, policy
+   versions: CloudTrail -> EventBridge, `handle_api_event`) only name an object: it is read in the
+   call's region and this region made equal to it, under the same lease, with the same checks;
+5. failures: a record that cannot be applied is reported in `batchItemFailures` (the rest of the
+   batch still applies); Lambda retries it and, after the mapping's retries, sends the batch's
+   description to the dead-letter queue, from which `orchestrate registry replay --from-dlq`
+   re-reads the records from the environment's own stream and the things and shadows they name
+   from their origin (`replay_dead_letters`).
 
 Replication lag (apply time minus event time) goes to CloudWatch as `ReplicationLag` (ms).
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from enum import Enum
@@ -46,12 +65,17 @@ from typing import Any, Protocol
 
 from orchestrator.registry.calls import Caller, RateLimiter, RetryPolicy, error_code
 from orchestrator.registry.events import (
+    CLIENT_TOKEN_PREFIX,
     LAG_METRIC,
     METRIC_NAMESPACE,
+    ApiCall,
     EventKind,
+    ObjectKind,
     Operation,
     PoisonRecord,
     ReplicationEvent,
+    is_api_call,
+    parse_api_call,
     parse_record,
 )
 from orchestrator.registry.policydoc import RegionRewrite, normalize_document
@@ -60,6 +84,7 @@ from orchestrator.registry.snapshot import (
     Policy,
     PolicyTarget,
     RegistrySnapshot,
+    Shadow,
     TargetKind,
     Thing,
     ThingGroup,
@@ -75,6 +100,13 @@ from orchestrator.registry.sync import Action, Kind, SyncOp, SyncPlan, apply_syn
 RECONCILIATION_KEY = "reconciliation"
 WATERMARK_TTL_S = 30 * 24 * 3600
 _NOT_FOUND = "ResourceNotFoundException"
+# trust bounds on what a record claims (`Replicator.check`)
+MAX_FUTURE_SKEW_MS = 5 * 60 * 1000  # an event time further ahead of the function's clock is refused
+MAX_EVENT_AGE_MS = 7 * 24 * 3600 * 1000  # the table's item TTL: no genuine item is older
+# one object is applied by one invocation at a time: a lease item in the applied table
+LEASE_MS = 120_000  # longer than one record's reads and writes (20 s read timeout, bounded retries)
+LEASE_WAIT_S = 30.0  # how long a record waits for another invocation's lease before failing (retried)
+LEASE_PREFIX = "lease/"
 
 
 class Outcome(str, Enum):
@@ -83,6 +115,8 @@ class Outcome(str, Enum):
     STALE = "stale"            # not newer than what was applied: duplicate or out of order
     OWN_ORIGIN = "own_origin"  # the change happened in this region
     IGNORED = "ignored"        # nothing to replicate (TTL removal, type association, dynamic group)
+    ECHO = "echo"              # a replica write by a replication function (its signed client token)
+    REFUSED = "refused"        # untrusted or malformed: sent to the dead-letter queue, never applied
     FAILED = "failed"          # reported in batchItemFailures
 
 
@@ -115,10 +149,22 @@ class ApplyFailed(Exception):
     """The destination refused an operation of this record (the record is reported as failed)."""
 
 
+class Refused(Exception):
+    """A record whose claims are not trusted (origin outside the environment, time out of bounds,
+    unreadable): it goes to the dead-letter queue and never moves a watermark."""
+
+
+class LeaseBusy(Exception):
+    """Another invocation is applying the same object: the record fails and is retried."""
+
+
 # -- watermarks -------------------------------------------------------------------------------
 class AppliedStore(Protocol):
     def get(self, key: str) -> tuple[int, int] | None: ...
-    def advance(self, key: str, order: tuple[int, int]) -> bool: ...
+    def advance(self, key: str, order: tuple[int, int], event_id: str = "") -> bool: ...
+    def last_event(self, key: str) -> str | None: ...
+    def acquire(self, key: str, owner: str, now_ms: int, lease_ms: int) -> bool: ...
+    def release(self, key: str, owner: str) -> None: ...
     def put_reconciliation(self, result: Mapping[str, Any]) -> None: ...
     def reconciliation(self) -> dict[str, Any] | None: ...
 
@@ -139,21 +185,51 @@ class DynamoAppliedStore:
             return None
         return int(item["eventTimeMs"]["N"]), int(item.get("version", {"N": "0"})["N"])
 
-    def advance(self, key: str, order: tuple[int, int]) -> bool:
+    def advance(self, key: str, order: tuple[int, int], event_id: str = "") -> bool:
         t, v = order
         try:
             self.client.update_item(
                 TableName=self.table, Key={"objectKey": {"S": key}},
-                UpdateExpression="SET eventTimeMs = :t, version = :v, expiresAt = :x",
+                UpdateExpression="SET eventTimeMs = :t, version = :v, eventId = :e, expiresAt = :x",
                 ConditionExpression=("attribute_not_exists(eventTimeMs) OR eventTimeMs < :t "
                                      "OR (eventTimeMs = :t AND version < :v)"),
-                ExpressionAttributeValues={":t": {"N": str(t)}, ":v": {"N": str(v)},
+                ExpressionAttributeValues={":t": {"N": str(t)}, ":v": {"N": str(v)}, ":e": {"S": event_id},
                                            ":x": {"N": str(int(self.clock()) + WATERMARK_TTL_S)}})
         except Exception as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False
             raise
         return True
+
+    def last_event(self, key: str) -> str | None:
+        item = self.client.get_item(TableName=self.table, Key={"objectKey": {"S": key}},
+                                    ConsistentRead=True).get("Item") or {}
+        return item.get("eventId", {}).get("S")
+
+    def acquire(self, key: str, owner: str, now_ms: int, lease_ms: int) -> bool:
+        """Take (or renew) the object's lease; False while another owner holds an unexpired one."""
+        try:
+            self.client.update_item(
+                TableName=self.table, Key={"objectKey": {"S": LEASE_PREFIX + key}},
+                UpdateExpression="SET leaseOwner = :o, leaseUntil = :u, expiresAt = :x",
+                ConditionExpression="attribute_not_exists(leaseOwner) OR leaseOwner = :o OR leaseUntil < :n",
+                ExpressionAttributeValues={":o": {"S": owner}, ":u": {"N": str(now_ms + lease_ms)},
+                                           ":n": {"N": str(now_ms)},
+                                           ":x": {"N": str(int(self.clock()) + WATERMARK_TTL_S)}})
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def release(self, key: str, owner: str) -> None:
+        try:
+            self.client.delete_item(TableName=self.table, Key={"objectKey": {"S": LEASE_PREFIX + key}},
+                                    ConditionExpression="leaseOwner = :o",
+                                    ExpressionAttributeValues={":o": {"S": owner}})
+        except Exception as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
 
     def put_reconciliation(self, result: Mapping[str, Any]) -> None:
         self.client.put_item(TableName=self.table, Item={
@@ -166,6 +242,48 @@ class DynamoAppliedStore:
             return None
         value = json.loads(item["result"]["S"])
         return value if isinstance(value, dict) else None
+
+
+# -- recognising replica shadow writes ---------------------------------------------------------
+class ShadowSigner:
+    """Client tokens a device cannot forge: CLIENT_TOKEN_PREFIX + an HMAC-SHA256 (a KMS HMAC key,
+    multi-Region, replicated to every function region; only the functions' role may use it) over
+    the thing, the shadow and the state the write leaves behind. The shadow rules keep every update
+    document; the function that receives one with a valid token knows it for another function's
+    replica write (its echo) and does not apply it. A device that copies a token onto its own update
+    changes the state, so the token no longer verifies and the update replicates like any other."""
+
+    ALGORITHM = "HMAC_SHA_256"
+
+    def __init__(self, kms: Any, key_id: str) -> None:
+        self.kms = kms
+        self.key_id = key_id
+
+    @staticmethod
+    def message(thing: str, shadow: str, desired: str | None, reported: str | None) -> bytes:
+        body = json.dumps([thing, shadow, desired, reported], separators=(",", ":"))
+        return hashlib.sha256(body.encode()).digest()  # KMS takes at most 4 KB; shadows reach 8 KB
+
+    def token(self, thing: str, shadow: str, desired: str | None, reported: str | None) -> str:
+        mac = self.kms.generate_mac(KeyId=self.key_id, MacAlgorithm=self.ALGORITHM,
+                                    Message=self.message(thing, shadow, desired, reported))["Mac"]
+        return CLIENT_TOKEN_PREFIX + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()  # 55 of 64 chars
+
+    def verify(self, token: str, thing: str, shadow: str, desired: str | None, reported: str | None) -> bool:
+        raw = token[len(CLIENT_TOKEN_PREFIX):]
+        try:
+            mac = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+        except (ValueError, TypeError):
+            return False
+        if len(mac) != 32:
+            return False
+        try:
+            return bool(self.kms.verify_mac(KeyId=self.key_id, MacAlgorithm=self.ALGORITHM, Mac=mac,
+                                            Message=self.message(thing, shadow, desired, reported))["MacValid"])
+        except Exception as exc:
+            if error_code(exc) == "KMSInvalidMacException":
+                return False
+            raise
 
 
 # -- the function -----------------------------------------------------------------------------
@@ -188,7 +306,13 @@ class Region:
 
 @dataclass
 class Replicator:
-    """Applies stream records to `region`. `origin(region)` gives the clients of a source region."""
+    """Applies stream records to `region`. `origin(region)` gives the clients of a source region.
+
+    Trust: only `members` (the environment's regions) are accepted as origins, event times must lie
+    within MAX_FUTURE_SKEW_MS ahead of and MAX_EVENT_AGE_MS behind `clock`; anything else, and any
+    record that cannot be read, is `Outcome.REFUSED`: handed to `dead_letter` (the function's
+    dead-letter queue) and never applied, never a watermark. Without `dead_letter` a refused record
+    with a sequence number is reported as failed (Lambda retries it, then dead-letters the batch)."""
 
     region: Region
     store: AppliedStore
@@ -196,28 +320,45 @@ class Replicator:
     metrics: Callable[[Sequence[int]], None] | None = None
     clock: Callable[[], float] = time.time
     region_rewrite: RegionRewrite = RegionRewrite.DESTINATION
+    members: frozenset[str] = frozenset()
+    dead_letter: Callable[[Mapping[str, Any]], None] | None = None
+    shadow_signer: ShadowSigner | None = None
+    lease_wait_s: float = LEASE_WAIT_S
+    sleep: Callable[[float], None] = time.sleep
+    owner: str = field(default_factory=lambda: uuid.uuid4().hex)
     _origins: dict[str, Region] = field(default_factory=dict, repr=False)
 
     # batch ------------------------------------------------------------------------------------
-    def handle_batch(self, records: Iterable[Mapping[str, Any]]) -> BatchResult:
+    def handle_batch(self, records: Iterable[Any], *, reread: bool = False) -> BatchResult:
+        """Records in stream order, one at a time (one object's events never interleave here; across
+        invocations the object's lease keeps them apart). `reread`: things and shadows are taken
+        from their origin as it is now, not from the record (`registry replay`)."""
         results = []
         for record in records:
-            results.append(self.handle_record(record))
+            results.append(self.handle_record(record, reread=reread))
         lags = [r.lag_ms for r in results if r.lag_ms is not None]
         if lags and self.metrics is not None:
             self.metrics(lags)
         return BatchResult(tuple(results))
 
-    def handle_record(self, record: Mapping[str, Any]) -> RecordResult:
+    def handle_record(self, record: Any, *, reread: bool = False) -> RecordResult:
+        if not isinstance(record, Mapping):
+            return self._refuse(record, "", "?", f"record is a {type(record).__name__}, not an object")
         try:
             event = parse_record(record)
         except PoisonRecord as exc:
-            return RecordResult(exc.sequence, "?", Outcome.FAILED, exc.reason)
+            return self._refuse(record, exc.sequence if exc.sequence != "?" else "", "?", exc.reason)
+        except Exception as exc:  # a record of the wrong shape (e.g. `dynamodb` not an object)
+            return self._refuse(record, "", "?", f"unreadable record ({type(exc).__name__})")
         if event is None:
             sequence = str(record.get("dynamodb", {}).get("SequenceNumber"))
             return RecordResult(sequence, "-", Outcome.IGNORED, "removal")
         try:
-            outcome = self.handle(event)
+            self.check(event)
+        except Refused as exc:
+            return self._refuse(record, event.sequence, event.key, str(exc), event)
+        try:
+            outcome = self.handle(event, reread=reread)
         except Exception as exc:  # one bad record never blocks the batch
             code = error_code(exc) or type(exc).__name__
             detail = f"{code}: {' '.join(str(exc).split())}"[:300]
@@ -227,20 +368,173 @@ class Replicator:
             lag = max(0, int(self.clock() * 1000) - event.event_time_ms)
         return RecordResult(event.sequence, event.key, outcome, lag_ms=lag)
 
-    def handle(self, event: ReplicationEvent) -> Outcome:
+    def check(self, event: ReplicationEvent | ApiCall) -> None:
+        """What a record claims, checked before anything is read or written (raises Refused)."""
+        if event.origin not in self.members:
+            raise Refused(f"origin {event.origin!r} is not a member region of this environment "
+                          f"({', '.join(sorted(self.members)) or 'none configured'})")
+        now = int(self.clock() * 1000)
+        if event.event_time_ms > now + MAX_FUTURE_SKEW_MS:
+            raise Refused(f"event time {event.event_time_ms} is {(event.event_time_ms - now) // 1000} s in the "
+                          f"future (at most {MAX_FUTURE_SKEW_MS // 1000} s of clock skew is accepted)")
+        if event.event_time_ms < now - MAX_EVENT_AGE_MS:
+            raise Refused(f"event time {event.event_time_ms} is older than the table keeps items")
+
+    def _refuse(self, record: Any, sequence: str, key: str, reason: str,
+                event: ReplicationEvent | None = None) -> RecordResult:
+        source = record.get("eventSourceARN") if isinstance(record, Mapping) else None
+        letter = {"refusedRecord": {"reason": reason, "sequence": sequence, "key": key,
+                                    "eventSourceARN": source if isinstance(source, str) else None,
+                                    "region": self.region.name,
+                                    **({"origin": event.origin, "eventTimeMs": event.event_time_ms,
+                                        "eventId": event.event_id} if event else {})}}
+        if self.dead_letter is None:
+            if sequence:
+                return RecordResult(sequence, key, Outcome.FAILED, reason)
+            return RecordResult(sequence, key, Outcome.REFUSED, reason)
+        try:
+            self.dead_letter(letter)
+        except Exception as exc:
+            if sequence:  # not dead-lettered: Lambda retries it
+                return RecordResult(sequence, key, Outcome.FAILED, f"{reason}; dead letter: {error_code(exc)}")
+            raise
+        return RecordResult(sequence, key, Outcome.REFUSED, reason)
+
+    def handle(self, event: ReplicationEvent, *, reread: bool = False) -> Outcome:
         if event.kind is EventKind.IGNORED:
             return Outcome.IGNORED
+        self.check(event)
         if event.origin == self.region.name:
-            self.store.advance(event.key, event.order)
+            self.store.advance(event.key, event.order, event.event_id)
             return Outcome.OWN_ORIGIN
-        seen = self.store.get(event.key)
-        if seen is not None and event.order <= seen:
-            return Outcome.STALE
-        changed = self._apply(event)
+        if event.kind is EventKind.SHADOW and self._is_echo(event):
+            return Outcome.ECHO
+        with self._lease(event.key):
+            seen = self.store.get(event.key)
+            if reread and event.kind in (EventKind.THING, EventKind.SHADOW):
+                changed = self._reread(event)
+                if seen is None or event.order > seen:
+                    self.store.advance(event.key, event.order, event.event_id)
+                return Outcome.APPLIED if changed else Outcome.UNCHANGED
+            if (seen is not None and event.kind is EventKind.THING and event.event_time_ms == seen[0]):
+                # the same millisecond as what was applied: versions restart when a thing is deleted
+                # and created again, so the order is unknown; the origin says how it ended
+                if self.store.last_event(event.key) == event.event_id:
+                    return Outcome.STALE  # the very same event again
+                return Outcome.APPLIED if self._reread(event) else Outcome.UNCHANGED
+            if seen is not None and event.order <= seen:
+                return Outcome.STALE
+            changed = self._apply(event)
+            if changed is None:
+                return Outcome.IGNORED
+            self.store.advance(event.key, event.order, event.event_id)
+            return Outcome.APPLIED if changed else Outcome.UNCHANGED
+
+    @contextlib.contextmanager
+    def _lease(self, key: str) -> Iterator[None]:
+        deadline = time.monotonic() + self.lease_wait_s
+        while not self.store.acquire(key, self.owner, int(self.clock() * 1000), LEASE_MS):
+            if time.monotonic() >= deadline:
+                raise LeaseBusy(f"{key} is being applied by another invocation")
+            self.sleep(0.05)
+        try:
+            yield
+        finally:
+            self.store.release(key, self.owner)
+
+    # -- AWS API calls (CloudTrail via EventBridge): re-read the named object in its region --------
+    def handle_api_event(self, event: Any) -> RecordResult:
+        """One "AWS API Call via CloudTrail" event. Its contents only name the object: the object is
+        read in the call's region and this region made equal to it (the registry sync's operations),
+        under the object's lease. Idempotent, and loop-safe: this function's own calls happen here
+        (own origin), and where they are forwarded the re-read finds nothing to change."""
+        ident = str(event.get("id") or "") if isinstance(event, Mapping) else ""
+        if not isinstance(event, Mapping):
+            return self._refuse(event, "", "?", f"event is a {type(event).__name__}, not an object")
+        try:
+            call = parse_api_call(event)
+        except PoisonRecord as exc:
+            return self._refuse(event, "", "?", exc.reason)
+        if call is None:
+            return RecordResult(ident, "-", Outcome.IGNORED, "not a call that changes what is replicated")
+        try:
+            self.check(call)
+        except Refused as exc:
+            return self._refuse(event, "", call.key, str(exc))
+        if call.origin == self.region.name:
+            return RecordResult(call.event_id, call.key, Outcome.OWN_ORIGIN)
+        lease = f"{EventKind.THING.value}/{call.object}" if call.kind is ObjectKind.THING else call.key
+        try:
+            with self._lease(lease):
+                changed = self._reread_object(call)
+        except Exception as exc:
+            code = error_code(exc) or type(exc).__name__
+            return RecordResult(call.event_id, call.key, Outcome.FAILED,
+                                f"{code}: {' '.join(str(exc).split())}"[:300])
         if changed is None:
-            return Outcome.IGNORED
-        self.store.advance(event.key, event.order)
-        return Outcome.APPLIED if changed else Outcome.UNCHANGED
+            return RecordResult(call.event_id, call.key, Outcome.IGNORED)
+        lag = max(0, int(self.clock() * 1000) - call.event_time_ms)
+        return RecordResult(call.event_id, call.key, Outcome.APPLIED if changed else Outcome.UNCHANGED, lag_ms=lag)
+
+    def _reread_object(self, call: ApiCall) -> bool | None:
+        src = self._source(call.origin)
+        if call.kind is ObjectKind.THING:
+            as_event = ReplicationEvent(EventKind.THING, Operation.UPDATED, call.object, call.origin,
+                                        call.event_time_ms, 0, call.event_id, call.event_id)
+            return self._reread(as_event)
+        if call.kind is ObjectKind.CERTIFICATE:
+            return self._certificate_status(src, call.object)
+        if call.kind is ObjectKind.POLICY:
+            theirs, ours = _get_policy(src.iot, call.object), _get_policy(self.region.iot, call.object)
+            if theirs is None or ours is None:
+                return False  # not here yet: the policy is copied with its first attachment
+            return self._run(RegistrySnapshot(call.origin, policies=(theirs,)),
+                             RegistrySnapshot(self.region.name, policies=(ours,)))
+        policy, target = call.object.split("|", 1)
+        return self._policy_target(src, policy, target)
+
+    def _certificate_status(self, src: Region, cert_id: str) -> bool:
+        theirs, ours = _cert_status(src.iot, cert_id), _cert_status(self.region.iot, cert_id)
+        if theirs is None or ours is None or theirs == ours:
+            return False  # not here yet: the thing's next event or the reconciliation brings it
+        if theirs not in ("ACTIVE", "INACTIVE", "REVOKED") or ours == "REVOKED":
+            raise ApplyFailed(f"certificate {cert_id} is {theirs} in the origin and {ours} here: "
+                              f"not changed (a revocation is never undone)")
+        return self._one(Kind.CERTIFICATE, Action.UPDATE, cert_id, status=theirs)
+
+    def _policy_target(self, src: Region, policy: str, target: str) -> bool | None:
+        if ":cert/" in target:
+            kind, name = TargetKind.CERTIFICATE, target.rsplit(":cert/", 1)[1]
+            ours = _cert_arn(self.region.iot, name)
+        elif ":thinggroup/" in target:
+            kind, name = TargetKind.THING_GROUP, target.rsplit(":thinggroup/", 1)[1]
+            group = _call_or_none(self.region.iot, "describe_thing_group", thingGroupName=name)
+            ours = group["thingGroupArn"] if group else None
+        else:
+            return None  # Cognito identities and other principals are not replicated
+        if ours is None:
+            return False  # the target is not here yet
+        there = policy in _attached(src.iot, target)
+        here = policy in _attached(self.region.iot, ours)
+        op_name = f"{policy}/{kind.value}:{name}"
+        params = {"policy": policy, "target_kind": kind.value, "target": name}
+        if there and not here:
+            theirs = _get_policy(src.iot, policy)
+            if theirs is None:
+                return False  # deleted there since: nothing to attach
+            if _get_policy(self.region.iot, policy) is None:
+                self._run(RegistrySnapshot(src.name, policies=(theirs,)), RegistrySnapshot(self.region.name))
+            return self._one(Kind.POLICY_ATTACHMENT, Action.CREATE, op_name, **params)
+        if here and not there:  # a permission taken away: always propagates (never waits for --prune)
+            return self._one(Kind.POLICY_ATTACHMENT, Action.DELETE, op_name, **params)
+        return False
+
+    def _is_echo(self, event: ReplicationEvent) -> bool:
+        token = event.body.get("clientToken")
+        if self.shadow_signer is None or not isinstance(token, str) or not token.startswith(CLIENT_TOKEN_PREFIX):
+            return False
+        shadow = shadow_from_document(event.body["thing"], event.body["shadow"], event.body["current"])
+        return self.shadow_signer.verify(token, shadow.thing, shadow.name, shadow.desired, shadow.reported)
 
     def _source(self, name: str) -> Region:
         if name not in self._origins:
@@ -248,6 +542,27 @@ class Replicator:
         return self._origins[name]
 
     # apply ------------------------------------------------------------------------------------
+    def _reread(self, event: ReplicationEvent) -> bool:
+        """Apply the object as its origin has it now (not as the record says it was)."""
+        src = self._source(event.origin)
+        if event.kind is EventKind.SHADOW:
+            thing, name = event.body["thing"], event.body["shadow"]
+            found = read_shadows(src.data, [thing], names={thing: [name]})
+            if not found:
+                return False  # deleted there: shadow deletions are not replicated (as in sync)
+            if _describe_thing(self.region.iot, thing) is None:
+                raise ApplyFailed(f"thing {thing} does not exist in {self.region.name} yet")
+            dst = RegistrySnapshot(self.region.name, things=(Thing(thing),),
+                                   shadows=read_shadows(self.region.data, [thing], names={thing: [name]}))
+            return self._run(RegistrySnapshot(event.origin, shadows=tuple(found)), dst)
+        thing = _describe_thing(src.iot, event.name)
+        if thing is None:
+            return self._delete_thing(event.name)
+        now = replace(event, operation=Operation.UPDATED,
+                      body={"thingTypeName": thing.thing_type, "attributes": dict(thing.attributes)})
+        src_snap, dst_snap = self._thing_snapshots(now)
+        return self._run(src_snap, dst_snap, _detachments(src_snap, dst_snap))
+
     def _apply(self, event: ReplicationEvent) -> bool | None:
         if event.kind is EventKind.SHADOW:
             return self._run(*self._shadow_snapshots(event))
@@ -269,7 +584,19 @@ class Replicator:
         plan = plan_sync(src, dst, False, region_rewrite=self.region_rewrite)
         if extra:
             plan = replace(plan, ops=plan.ops + tuple(extra))
+        if self.shadow_signer is not None and src.shadows:
+            plan = replace(plan, ops=tuple(self._signed(op, {s.key: s for s in src.shadows}) for op in plan.ops))
         return self._apply_plan(plan)
+
+    def _signed(self, op: SyncOp, targets: Mapping[str, Shadow]) -> SyncOp:
+        """A shadow write carries a client token signed over the state it leaves behind, which the
+        functions of the other regions verify to recognise its echo (a device cannot forge it)."""
+        target = targets.get(op.name)
+        if op.kind is not Kind.SHADOW or op.action is not Action.UPDATE or target is None or \
+                self.shadow_signer is None:
+            return op
+        token = self.shadow_signer.token(target.thing, target.name, target.desired, target.reported)
+        return replace(op, params={**op.params, "client_token": token})
 
     def _apply_plan(self, plan: SyncPlan) -> bool:
         if not plan.ops:
@@ -447,6 +774,39 @@ def _principals(caller: Caller, thing: str, *, pems: bool, also: Sequence[str] =
             tuple(docs), tuple(sorted(set(targets))))
 
 
+def _call_or_none(caller: Caller, api: str, **kwargs: Any) -> dict[str, Any] | None:
+    try:
+        return dict(caller.call(api, **kwargs))
+    except Exception as exc:
+        if _missing(exc):
+            return None
+        raise
+
+
+def _get_policy(caller: Caller, name: str) -> Policy | None:
+    d = _call_or_none(caller, "get_policy", policyName=name)
+    return Policy(name, normalize_document(d["policyDocument"])) if d else None
+
+
+def _cert_status(caller: Caller, cert_id: str) -> str | None:
+    d = _call_or_none(caller, "describe_certificate", certificateId=cert_id)
+    return str(d["certificateDescription"]["status"]) if d else None
+
+
+def _cert_arn(caller: Caller, cert_id: str) -> str | None:
+    d = _call_or_none(caller, "describe_certificate", certificateId=cert_id)
+    return str(d["certificateDescription"]["certificateArn"]) if d else None
+
+
+def _attached(caller: Caller, target: str) -> set[str]:
+    try:
+        return {p["policyName"] for p in caller.pages("list_attached_policies", target=target)}
+    except Exception as exc:
+        if _missing(exc):
+            return set()
+        raise
+
+
 # -- extra ops for certificate rotation: detach what the origin detached ------------------------
 def _detachments(src: RegistrySnapshot, dst: RegistrySnapshot) -> list[SyncOp]:
     gone = set(dst.thing_principals) - set(src.thing_principals)
@@ -496,7 +856,9 @@ def reconcile(replicator: Replicator, source_region: str, *, now: datetime | Non
 # -- dead letters ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ReplayReport:
-    """What `replay_dead_letters` did: dead-letter messages read, re-applied (and deleted), left."""
+    """What `replay_dead_letters` did: dead-letter messages read, re-applied (and deleted), left;
+    `refused`: messages naming a stream that is not the environment's own table's in this region, or
+    records the function refused (untrusted origin or time, unreadable): never applied, left for a human."""
 
     region: str
     messages: int
@@ -504,6 +866,7 @@ class ReplayReport:
     records: int
     failed_records: int
     expired: int  # batches whose records the stream no longer holds (24 h retention)
+    refused: int = 0
 
     @property
     def ok(self) -> bool:
@@ -512,7 +875,7 @@ class ReplayReport:
     def to_json(self) -> dict[str, Any]:
         return {"kind": "registry-replay", "region": self.region, "ok": self.ok, "messages": self.messages,
                 "replayed": self.replayed, "records": self.records, "failed_records": self.failed_records,
-                "expired": self.expired}
+                "expired": self.expired, "refused": self.refused}
 
 
 def _batch_records(streams: Any, info: Mapping[str, Any], max_pages: int = 100) -> list[dict[str, Any]] | None:
@@ -542,11 +905,49 @@ def _batch_records(streams: Any, info: Mapping[str, Any], max_pages: int = 100) 
     return out or None  # none of the batch's records is left in the stream
 
 
+def own_streams(streams: Any, table_name: str) -> frozenset[str]:
+    """Every stream of the environment's registry-events table in the client's region."""
+    found: set[str] = set()
+    kwargs: dict[str, Any] = {"TableName": table_name}
+    while True:
+        page = streams.list_streams(**kwargs)
+        found.update(s["StreamArn"] for s in page.get("Streams", []))
+        if not page.get("LastEvaluatedStreamArn"):
+            return frozenset(found)
+        kwargs["ExclusiveStartStreamArn"] = page["LastEvaluatedStreamArn"]
+
+
+def _batch_info(body: Any, allowed: frozenset[str]) -> Mapping[str, Any] | str:
+    """The message's batch description, or why it is refused."""
+    info = body.get("DDBStreamBatchInfo") if isinstance(body, Mapping) else None
+    if not isinstance(info, Mapping):
+        if isinstance(body, Mapping) and isinstance(body.get("refusedRecord"), Mapping):
+            return f"a record the function refused: {body['refusedRecord'].get('reason')}"
+        return "not a stream batch description"
+    fields = ("streamArn", "shardId", "startSequenceNumber", "endSequenceNumber")
+    if not all(isinstance(info.get(k), (str, int)) and not isinstance(info.get(k), bool) for k in fields):
+        return "a batch description without " + "/".join(fields)
+    if info["streamArn"] not in allowed:
+        return f"stream {info['streamArn']} is not the environment's registry-events table's stream here"
+    try:
+        start, end = int(info["startSequenceNumber"]), int(info["endSequenceNumber"])
+    except ValueError:
+        return "sequence numbers that are not numbers"
+    if start > end:
+        return "a start sequence number after its end"
+    return info
+
+
 def replay_dead_letters(sqs: Any, streams: Any, queue_url: str, replicator: Replicator, *,
-                        max_messages: int = 1000) -> ReplayReport:
-    """Re-apply the batches the event source mapping gave up on. A message is deleted only when every
-    record of its batch applied (or was a no-op); otherwise it stays for the next replay."""
-    messages = replayed = records = failed = expired = 0
+                        allowed_streams: frozenset[str], max_messages: int = 1000) -> ReplayReport:
+    """Re-apply the batches the event source mapping gave up on. A message is trusted only as a
+    pointer into one of `allowed_streams` (the environment's own table's, from its stack outputs);
+    its records pass the function's checks (member origin, time skew) and things and shadows are
+    taken from their origin as it is now, not from the records. A message is deleted only when every
+    record of its batch applied (or was a no-op); otherwise it stays for the next replay; a refused
+    message stays for a human."""
+    messages = replayed = records = failed = expired = refused = 0
+    kept: list[str] = []  # receipt handles of messages that stay: visible again when the replay ends
     while messages < max_messages:
         batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=min(10, max_messages - messages),
                                     WaitTimeSeconds=0, VisibilityTimeout=60).get("Messages", [])
@@ -555,21 +956,50 @@ def replay_dead_letters(sqs: Any, streams: Any, queue_url: str, replicator: Repl
         for message in batch:
             messages += 1
             try:
-                info = json.loads(message["Body"])["DDBStreamBatchInfo"]
+                body = json.loads(message["Body"])
             except (KeyError, ValueError, TypeError):
-                failed += 1
+                body = None
+            # an API call given up on: by the asynchronous invocation (`requestPayload`) or by
+            # EventBridge (the event itself)
+            payload = body if is_api_call(body) else body.get("requestPayload") if isinstance(body, Mapping) else None
+            if is_api_call(payload):
+                outcome = replicator.handle_api_event(payload).outcome
+                records += 1
+                if outcome is Outcome.REFUSED:
+                    refused += 1
+                    kept.append(message["ReceiptHandle"])
+                elif outcome is Outcome.FAILED:
+                    failed += 1
+                    kept.append(message["ReceiptHandle"])
+                else:
+                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                    replayed += 1
+                continue
+            info = _batch_info(body, allowed_streams)
+            if isinstance(info, str):
+                refused += 1
+                kept.append(message["ReceiptHandle"])
                 continue
             found = _batch_records(streams, info)
             if found is None:
                 expired += 1
+                kept.append(message["ReceiptHandle"])
                 continue
-            result = replicator.handle_batch(found)
+            result = replicator.handle_batch(found, reread=True)
             records += len(found)
             failed += len(result.failures)
+            if result.count(Outcome.REFUSED):
+                refused += 1
+                kept.append(message["ReceiptHandle"])
+                continue
             if not result.failures:
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
                 replayed += 1
-    return ReplayReport(replicator.region.name, messages, replayed, records, failed, expired)
+            else:
+                kept.append(message["ReceiptHandle"])
+    for handle in kept:  # what stays is visible again at once (for `status` and the next replay)
+        sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
+    return ReplayReport(replicator.region.name, messages, replayed, records, failed, expired, refused)
 
 
 # -- the Lambda entry point ----------------------------------------------------------------------
@@ -590,10 +1020,15 @@ def region_clients(name: str, endpoint_url: str | None = None) -> Region:
 
 def from_environment(env: Mapping[str, str] = os.environ) -> Replicator:
     """The function's configuration: AWS_REGION (set by Lambda), REPLICATION_ENV, APPLIED_TABLE,
+    MEMBER_REGIONS (comma-separated: the only origins accepted), DEAD_LETTER_QUEUE_URL (where refused
+    records go), SHADOW_TOKEN_KEY (the KMS HMAC key of replica shadow writes; optional),
     METRIC_NAMESPACE; AWS_ENDPOINT_URL only in tests (moto)."""
     import boto3
 
     region = env["AWS_REGION"]
+    members = frozenset(r.strip() for r in env.get("MEMBER_REGIONS", "").split(",") if r.strip())
+    if region not in members:
+        raise ValueError(f"MEMBER_REGIONS {sorted(members)} does not name the function's region {region}")
     endpoint = env.get("AWS_ENDPOINT_URL") or None
     cloudwatch = boto3.client("cloudwatch", region_name=region, endpoint_url=endpoint)
     dimensions = [{"Name": "Env", "Value": env["REPLICATION_ENV"]}, {"Name": "Region", "Value": region}]
@@ -602,13 +1037,23 @@ def from_environment(env: Mapping[str, str] = os.environ) -> Replicator:
     def metrics(lags: Sequence[int]) -> None:
         put_lag_metrics(cloudwatch, namespace, dimensions, lags)
 
+    sqs = boto3.client("sqs", region_name=region, endpoint_url=endpoint)
+    queue_url = env["DEAD_LETTER_QUEUE_URL"]
+
+    def dead_letter(letter: Mapping[str, Any]) -> None:
+        sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(letter, sort_keys=True, default=str))
+
+    key = env.get("SHADOW_TOKEN_KEY") or None
+    signer = ShadowSigner(boto3.client("kms", region_name=region, endpoint_url=endpoint), key) if key else None
     store = DynamoAppliedStore(boto3.client("dynamodb", region_name=region, endpoint_url=endpoint),
                                env["APPLIED_TABLE"])
-    return Replicator(region_clients(region, endpoint), store, lambda r: region_clients(r, endpoint), metrics)
+    return Replicator(region_clients(region, endpoint), store, lambda r: region_clients(r, endpoint), metrics,
+                      members=members, dead_letter=dead_letter, shadow_signer=signer)
 
 
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
-    """Lambda: stream batches (`Records`) and the daily reconciliation (`{"reconcile": {"from": R}}`)."""
+    """Lambda: stream batches (`Records`), CloudTrail API calls from EventBridge (`detail-type` "AWS
+    API Call via CloudTrail") and the daily reconciliation (`{"reconcile": {"from": R}}`)."""
     import logging
 
     global _REPLICATOR
@@ -622,6 +1067,14 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
             if r.outcome is Outcome.FAILED:
                 log.warning(json.dumps({"sequence": r.sequence, "key": r.key, "error": r.detail}))
         return result.response()
+    if is_api_call(event):
+        outcome = _REPLICATOR.handle_api_event(event)
+        if outcome.lag_ms is not None and _REPLICATOR.metrics is not None:
+            _REPLICATOR.metrics([outcome.lag_ms])
+        log.info(json.dumps({"api_call": outcome.key, "outcome": outcome.outcome.value, "detail": outcome.detail}))
+        if outcome.outcome is Outcome.FAILED:  # asynchronous invocation: retried, then dead-lettered
+            raise ApplyFailed(f"{outcome.key}: {outcome.detail}")
+        return {"outcome": outcome.outcome.value, "key": outcome.key}
     if isinstance(event.get("reconcile"), Mapping):
         outcome = reconcile(_REPLICATOR, str(event["reconcile"]["from"]))
         log.info(json.dumps(outcome))

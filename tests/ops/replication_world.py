@@ -19,7 +19,6 @@ from typing import Any
 
 from orchestrator.aws import AwsContext, client
 from orchestrator.registry.calls import RetryPolicy
-from orchestrator.registry.events import CLIENT_TOKEN_PREFIX
 from orchestrator.registry.replicate import DynamoAppliedStore, Region, Replicator
 
 DATA = Path(__file__).parent / "data" / "replication_payloads.json"
@@ -57,9 +56,10 @@ def shadow_item(document: Mapping[str, Any], thing: str, origin: str, shadow: st
 
 
 def rule_accepts(document: Mapping[str, Any]) -> bool:
-    """The shadow rules' WHERE clause: replica writes (the function's client token) stay home."""
-    token = document.get("clientToken")
-    return token is None or not str(token).startswith(CLIENT_TOKEN_PREFIX)
+    """The shadow rules' WHERE clause: none. Every update document is kept, whatever its client
+    token (a device could set any token); replica writes are recognised by the function (a signed
+    token, `replicate.ShadowSigner`)."""
+    return isinstance(document, Mapping)
 
 
 def stream_record(item: Mapping[str, Any], region: str, *, sequence: str | None = None,
@@ -107,9 +107,40 @@ def region_of(ctx: AwsContext, name: str) -> Region:
                      rate=1000.0, retry=retry)
 
 
+MEMBERS = frozenset({"eu-west-1", "eu-central-1", "eu-west-2"})  # tests.ops.conftest's SRC, DST, THIRD
+
+
 def replicator(ctx: AwsContext, region: str, *, lags: list[int] | None = None,
-               clock: Callable[[], float] = time.time) -> Replicator:
-    table = applied_table(ctx, region)
+               clock: Callable[[], float] = time.time, members: frozenset[str] = MEMBERS,
+               dead_letter: Callable[[Mapping[str, Any]], None] | None = None,
+               table: str | None = None) -> Replicator:
+    """A replicator of `region` whose environment is `members`; a new applied table unless `table`."""
+    table = table or applied_table(ctx, region)
     store = DynamoAppliedStore(client(ctx, "dynamodb", region), table)
     metrics = None if lags is None else lags.extend
-    return Replicator(region_of(ctx, region), store, lambda r: region_of(ctx, r), metrics, clock)
+    return Replicator(region_of(ctx, region), store, lambda r: region_of(ctx, r), metrics, clock,
+                      members=members, dead_letter=dead_letter)
+
+
+def api_call_event(name: str, origin: str, params: Mapping[str, Any], *, t_ms: int | None = None,
+                   error: str | None = None, event_id: str | None = None) -> dict[str, Any]:
+    """An "AWS API Call via CloudTrail" event as EventBridge delivers it (the documented envelope:
+    EventBridge user guide, "AWS service events delivered via AWS CloudTrail"; the detail is a
+    CloudTrail record, CloudTrail user guide "CloudTrail record contents")."""
+    from datetime import datetime, timezone
+
+    t_ms = now_ms() if t_ms is None else t_ms
+    at = datetime.fromtimestamp(t_ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with _SEQ_LOCK:
+        ident = event_id or f"ct-{next(_SEQ)}"
+    detail: dict[str, Any] = {
+        "eventVersion": "1.09", "eventTime": at, "eventSource": "iot.amazonaws.com", "eventName": name,
+        "awsRegion": origin, "sourceIPAddress": "203.0.113.10", "userAgent": "aws-cli/2",
+        "userIdentity": {"type": "AssumedRole", "accountId": "123456789012"},
+        "requestParameters": dict(params), "responseElements": None, "requestID": ident, "eventID": ident,
+        "readOnly": False, "eventType": "AwsApiCall", "managementEvent": True,
+        "recipientAccountId": "123456789012", "eventCategory": "Management"}
+    if error:
+        detail["errorCode"] = error
+    return {"version": "0", "id": ident, "detail-type": "AWS API Call via CloudTrail", "source": "aws.iot",
+            "account": "123456789012", "time": at, "region": origin, "resources": [], "detail": detail}

@@ -263,7 +263,8 @@ def test_shadow_documents_reach_the_destination_with_the_sync_client_token(
     sent: list[dict[str, Any]] = []
     rep.region.data.client.meta.events.register(
         "before-call.iot-data.UpdateThingShadow", lambda params, **_: sent.append(json.loads(params["body"])))
-    doc = payload("shadow_documents")
+    # the documented sample, stamped now (a 2016 event time is older than the table keeps items)
+    doc = payload("shadow_documents", timestamp=now_ms() // 1000)
     result = rep.handle_batch([stream_record(shadow_item(doc, "MyThing", SRC, shadow), SRC)])
     assert result.results[0].outcome is Outcome.APPLIED
     kwargs = {"thingName": "MyThing", **({"shadowName": shadow} if shadow else {})}
@@ -271,7 +272,7 @@ def test_shadow_documents_reach_the_destination_with_the_sync_client_token(
     state.pop("delta", None)  # computed by the service (desired differs from reported)
     assert state == {"desired": {"color": "blue"}, "reported": {"color": "red"}}
     assert len(sent) == 1 and sent[0]["clientToken"].startswith(CLIENT_TOKEN_PREFIX)
-    assert not rule_accepts(sent[0]), "the rules must drop the function's own shadow writes"
+    assert rule_accepts(sent[0]), "the rules keep every document; echoes are recognised by signature"
     # the next version removes a key and adds one: the removed key is deleted (null), and a replay
     # writes nothing. (A whole section removed is written as a null section, which AWS deletes and
     # moto 5.2.5 does not: not exercised here.)
@@ -383,7 +384,7 @@ def test_replay_from_the_dead_letter_queue_reads_the_batch_from_the_stream(world
                                       startSequenceNumber=str(int(seq) + 500), endSequenceNumber=str(int(seq) + 501))
     sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(gone))
 
-    report = replay_dead_letters(sqs, streams, queue, rep)
+    report = replay_dead_letters(sqs, streams, queue, rep, allowed_streams=frozenset({stream_arn}))
     assert (report.messages, report.replayed, report.records, report.expired) == (2, 1, 1, 1)
     assert dst.describe_thing(thingName="late-1")["thingName"] == "late-1"
     left = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages",
@@ -394,7 +395,8 @@ def test_replay_from_the_dead_letter_queue_reads_the_batch_from_the_stream(world
 def test_a_shadow_update_for_a_thing_not_yet_in_the_destination_fails_and_is_retried(
         world: dict[str, Any]) -> None:
     dst, rep = world["dst"], world["rep"]
-    record = stream_record(shadow_item(payload("shadow_documents"), "late-thing", SRC), SRC)
+    record = stream_record(shadow_item(payload("shadow_documents", timestamp=now_ms() // 1000), "late-thing", SRC),
+                           SRC)
     first = rep.handle_batch([record])
     assert first.failures == (record["dynamodb"]["SequenceNumber"],)
     assert "does not exist" in first.results[0].detail
@@ -410,7 +412,9 @@ def test_the_lambda_entry_point_configured_from_its_environment(
     from tests.ops.replication_world import applied_table
 
     table = applied_table(ctx, DST, "iot-dev-replication-applied-x")
+    queue = client(ctx, "sqs", DST).create_queue(QueueName="iot-dev-replication-dlq-x")["QueueUrl"]
     for key, value in {"AWS_REGION": DST, "REPLICATION_ENV": "dev", "APPLIED_TABLE": table,
+                       "MEMBER_REGIONS": f"{SRC},{DST}", "DEAD_LETTER_QUEUE_URL": queue,
                        "AWS_ENDPOINT_URL": endpoint}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(replicate, "_REPLICATOR", None)

@@ -99,7 +99,8 @@ def test_replay_from_dlq_reapplies_the_batch_and_empties_the_queue(
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"kind": "registry-replay", "version": 1, "ok": True, "error": None,
                                          "region": DST, "messages": 1,
-                                         "replayed": 1, "records": 1, "failed_records": 0, "expired": 0}
+                                         "replayed": 1, "records": 1, "failed_records": 0, "expired": 0,
+                                         "refused": 0}
     assert dst.describe_thing(thingName="late-1")["attributes"] == {"fw": "7"}
     assert cert_id in dst.list_thing_principals(thingName="late-1")["principals"][0]
     again = run("registry", "replay", "--from-dlq", "--region", DST)
@@ -111,3 +112,39 @@ def test_replay_in_a_region_without_a_function_is_bad_input(
     result = run("registry", "replay", "--from-dlq", "--region", SRC, "--yes")
     assert result.exit_code == 2
     assert f"{SRC} has no replication function in env dev" in result.stderr
+
+
+def test_replay_refuses_a_dead_letter_naming_another_tables_stream(
+        run: Callable[..., Result], deployed: None, ctx: AwsContext) -> None:  # noqa: F811
+    """The issue's attack: a message naming another table's stream was replayed with the operator's
+    credentials. Only the env's own table (the replication stack's `registryTableName`) is read."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    src = client(ctx, "iot", SRC)
+    src.create_thing(thingName="smuggled")
+    ddb, streams, sqs = (client(ctx, s, DST) for s in ("dynamodb", "dynamodbstreams", "sqs"))
+    events_table(ddb)  # the env's own table exists, with nothing dead-lettered from it
+    other = events_table(ddb, "someone-elses-events")
+    event = payload("thing", thingName="smuggled", timestamp=now_ms(), eventId="smuggled-1")
+    ddb.put_item(TableName="someone-elses-events",
+                 Item={k: TypeSerializer().serialize(v) for k, v in rule_item(event, SRC).items()})
+    arn = other["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    it = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    seq = streams.get_records(ShardIterator=it)["Records"][0]["dynamodb"]["SequenceNumber"]
+    letter = payload("dead_letter")
+    letter["DDBStreamBatchInfo"].update(shardId=shard, streamArn=arn, startSequenceNumber=seq, endSequenceNumber=seq)
+    url = sqs.create_queue(QueueName=NAMES.dead_letter_queue)["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(letter))
+    applied_table(ctx, DST, NAMES.applied_table)
+
+    result = run("registry", "replay", "--from-dlq", "--region", DST, "--yes", "--json")
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.stdout) == {"kind": "registry-replay", "region": DST, "ok": False, "messages": 1,
+                                         "replayed": 0, "records": 0, "failed_records": 0, "expired": 0,
+                                         "refused": 1}
+    dst = client(ctx, "iot", DST)
+    with pytest.raises(dst.exceptions.ResourceNotFoundException):
+        dst.describe_thing(thingName="smuggled")
+    text = run("registry", "replay", "--from-dlq", "--region", DST, "--yes")
+    assert text.exit_code == 1 and "1 refused" in text.stdout  # the message stays for a human

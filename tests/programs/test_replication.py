@@ -28,20 +28,32 @@ VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
 def test_inventory_for_two_secondaries(replication: Evaluation) -> None:
     managed = Counter(r.type for r in replication.managed)
     assert managed == Counter({
-        "aws:iam/role:Role": 4,  # S3 replication, the primary's rules, one function per secondary
-        "aws:iam/rolePolicy:RolePolicy": 4,
+        # S3 replication, the primary's rules, one function per secondary, forwarding API calls
+        "aws:iam/role:Role": 5,
+        "aws:iam/rolePolicy:RolePolicy": 5,
         CONFIG: 1,
         "aws:dynamodb/table:Table": 3,  # the registry-events table, a watermark table per function
         "aws:iot/topicRule:TopicRule": 3,  # single routing: registry, classic and named shadows in the primary
         "command:local:Command": 2,
         "aws:sqs/queue:Queue": 2,
+        "aws:sqs/queuePolicy:QueuePolicy": 2,  # EventBridge may dead-letter undelivered API calls
         "aws:lambda/function:Function": 2,
         "aws:lambda/eventSourceMapping:EventSourceMapping": 2,
+        "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig": 2,
         "aws:cloudwatch/logGroup:LogGroup": 2,
         "aws:cloudwatch/metricAlarm:MetricAlarm": 4,  # dead letters and lag, per function
-        "aws:cloudwatch/eventRule:EventRule": 2,
-        "aws:cloudwatch/eventTarget:EventTarget": 2,
-        "aws:lambda/permission:Permission": 2,
+        # per function: the reconciliation schedule and the API-call rule; the primary's forwarding rule
+        "aws:cloudwatch/eventRule:EventRule": 5,
+        "aws:cloudwatch/eventTarget:EventTarget": 6,  # 2 schedules, 2 functions, forwarding to 2 buses
+        "aws:lambda/permission:Permission": 4,
+        "aws:kms/key:Key": 1,  # the multi-Region HMAC key signing replica shadow writes
+        "aws:kms/replicaKey:ReplicaKey": 2,  # ... in each function region
+        "aws:cloudtrail/trail:Trail": 1,  # makes IoT API calls reach EventBridge
+        "aws:s3/bucket:Bucket": 1,  # the trail's logs
+        "aws:s3/bucketPolicy:BucketPolicy": 1,
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": 1,
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": 1,
+        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": 1,
     })
     reads = [r for r in replication.resources if r.read]
     assert {(r.type, r.inputs["region"]) for r in reads} == {

@@ -70,18 +70,16 @@ def test_each_rule_writes_its_regions_replica_with_origin_time_and_ttl() -> None
             assert "AS expiresAt" in rule["sql"] and "AS eventTimeMs" in rule["sql"]
 
 
-def test_rule_topics_and_the_replica_client_token_filter() -> None:
+def test_rule_topics_and_no_client_token_filter_a_device_could_use() -> None:
     sql = rule_sql(PRIMARY)
     assert "FROM '$aws/events/#' WHERE startswith(topic(), '$aws/events/thing')" in sql["registry-events"]
     assert "FROM '$aws/things/+/shadow/update/documents'" in sql["shadow-classic"]
     assert "FROM '$aws/things/+/shadow/name/+/update/documents'" in sql["shadow-named"]
-    # the token `registry sync` and the function write shadows with is the one the rules drop
-    from orchestrator.registry.sync.apply import SYNC_CLIENT_TOKEN
-
-    assert SYNC_CLIENT_TOKEN.startswith(CLIENT_TOKEN_PREFIX)
     for kind in ("shadow-classic", "shadow-named"):
-        assert f"NOT startswith(clientToken, '{CLIENT_TOKEN_PREFIX}')" in sql[kind]
-        assert "isUndefined(clientToken)" in sql[kind]  # updates without a token are replicated
+        # a device chooses its client token: no token (prefix or otherwise) keeps an update out;
+        # the function recognises replica writes by their signed token instead
+        assert "WHERE" not in sql[kind] and CLIENT_TOKEN_PREFIX not in sql[kind]
+        assert "clientToken" in sql[kind]  # carried, for the function's signature check
         # every field the function reads from a shadow item is written by the rule
         for field in ("eventType", "thingName", "shadowName", "version", "eventId", "eventTimeMs", "current"):
             assert f"{field}" in sql[kind]
@@ -106,8 +104,15 @@ def test_each_function_reads_its_own_regions_stream_reports_item_failures_and_ha
         assert json.loads(criteria["pattern"]) == {"eventName": ["INSERT", "MODIFY"]}
         fn = ev.named(f"{NAME}-replicator-{region}").inputs
         assert fn["handler"] == "orchestrator.registry.replicate.handler" and fn["runtime"].startswith("python3")
-        assert fn["environment"]["variables"] == {"REPLICATION_ENV": "dev", "APPLIED_TABLE": names.applied_table,
-                                                  "METRIC_NAMESPACE": METRIC_NAMESPACE}
+        variables = fn["environment"]["variables"]
+        key = variables.pop("SHADOW_TOKEN_KEY")
+        assert variables == {"REPLICATION_ENV": "dev", "APPLIED_TABLE": names.applied_table,
+                             "METRIC_NAMESPACE": METRIC_NAMESPACE,
+                             "MEMBER_REGIONS": ",".join((PRIMARY, SECONDARY, THIRD)),
+                             "DEAD_LETTER_QUEUE_URL": f"https://sqs.{region}.amazonaws.com/{ACCOUNT}/"
+                                                      f"{names.dead_letter_queue}"}
+        # the signing key's replica in the function's own region (one multi-Region key: same id)
+        assert key.startswith(f"arn:aws:kms:{region}:{ACCOUNT}:key/mrk-")
         assert fn["sourceCodeHash"] == package.build().sha256_b64
 
 
@@ -151,7 +156,8 @@ def test_alarms_on_dead_letters_and_on_replication_lag() -> None:
 
 def test_daily_reconciliation_from_the_primary_into_each_secondary_only() -> None:
     ev = routed("latency")
-    targets = {t.inputs["region"]: t.inputs for t in ev.of_type("aws:cloudwatch/eventTarget:EventTarget")}
+    targets = {t.inputs["region"]: t.inputs for t in ev.of_type("aws:cloudwatch/eventTarget:EventTarget")
+               if t.name.startswith(f"{NAME}-reconcile-target-")}
     assert sorted(targets) == [SECONDARY, THIRD]
     for region, target in targets.items():
         assert json.loads(target["input"]) == {"reconcile": {"from": PRIMARY}}
@@ -209,3 +215,99 @@ def test_the_handler_imports_from_the_package_alone_without_click_pulumi_or_yaml
     proc = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True, timeout=60,
                           cwd=tmp_path, env=env)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+# -- trust: what the function accepts, and how it recognises its own shadow writes ----------------
+def test_function_role_may_sign_with_its_regions_key_replica_and_release_leases() -> None:
+    ev = routed("failover")
+    for region in (SECONDARY, THIRD):
+        doc = policy_attached_to(ev, ev.named(f"{NAME}-replicator-role-{region}").name)
+        by_sid = {s["Sid"]: s for s in doc["Statement"]}
+        assert by_sid["SignShadowWrites"]["Action"] == ["kms:GenerateMac", "kms:VerifyMac"]
+        key = ev.named(f"{NAME}-shadow-key-{region}").inputs
+        assert key["region"] == region and key["primaryKeyArn"].startswith(f"arn:aws:kms:{PRIMARY}:{ACCOUNT}:key/mrk-")
+        assert by_sid["SignShadowWrites"]["Resource"] == \
+            f"arn:aws:kms:{region}:{ACCOUNT}:key/" + key["primaryKeyArn"].rsplit("/", 1)[1]
+        assert "dynamodb:DeleteItem" in by_sid["Watermarks"]["Action"]  # a lease is released
+    primary = ev.named(f"{NAME}-shadow-key").inputs
+    assert (primary["customerMasterKeySpec"], primary["keyUsage"], primary["multiRegion"]) == \
+        ("HMAC_256", "GENERATE_VERIFY_MAC", True)
+    # only the functions' roles compute MACs (the default policy would let any kms:GenerateMac on *)
+    replicas = [ev.named(f"{NAME}-shadow-key-{r}").inputs for r in (SECONDARY, THIRD)]
+    for key in (primary, *replicas):
+        doc = json.loads(key["policy"])
+        by_sid = {s["Sid"]: s for s in doc["Statement"]}
+        assert "kms:GenerateMac" not in by_sid["AccountAdministersTheKey"]["Action"]
+        use = by_sid["ReplicatorsSignAndVerify"]
+        assert use["Action"] == ["kms:GenerateMac", "kms:VerifyMac"]
+        arns = use["Condition"]["ArnEquals"]["aws:PrincipalArn"]
+        assert sorted(a.split(f"role/{NAME}-replicator-role-", 1)[1].rsplit("-", 1)[0] for a in arns) == \
+            sorted((SECONDARY, THIRD))
+
+
+# -- API calls: CloudTrail -> EventBridge -> the function ---------------------------------------------
+API_PATTERN_DETAIL = {"eventSource": ["iot.amazonaws.com"], "eventName": [
+    "UpdateCertificate", "AttachPolicy", "DetachPolicy", "AttachPrincipalPolicy", "DetachPrincipalPolicy",
+    "CreatePolicyVersion", "SetDefaultPolicyVersion", "DeletePolicyVersion", "AttachThingPrincipal",
+    "DetachThingPrincipal"]}
+
+
+def test_a_multi_region_trail_records_management_writes_so_eventbridge_receives_api_calls() -> None:
+    ev = routed("failover")
+    (trail,) = ev.of_type("aws:cloudtrail/trail:Trail")
+    t = trail.inputs
+    assert t["isMultiRegionTrail"] is True and t["enableLogging"] is True and t["region"] == PRIMARY
+    assert t["eventSelectors"] == [{"includeManagementEvents": True, "readWriteType": "WriteOnly"}]
+    bucket = ev.one("aws:s3/bucket:Bucket")
+    assert t["s3BucketName"] == bucket.inputs.get("bucket", t["s3BucketName"])
+    policy = json.loads(ev.named(f"{NAME}-trail-logs-policy").inputs["policy"])
+    write = next(s for s in policy["Statement"] if s["Sid"] == "Write")
+    assert write["Principal"] == {"Service": "cloudtrail.amazonaws.com"}
+    assert write["Condition"]["StringEquals"]["aws:SourceArn"] == \
+        f"arn:aws:cloudtrail:{PRIMARY}:{ACCOUNT}:trail/iot-dev-registry-changes"
+    assert f"{NAME}-trail-logs-policy" in trail.depends_on  # CloudTrail checks the bucket policy on create
+    block = ev.named(f"{NAME}-trail-logs-public").inputs
+    assert all(block[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+
+
+@pytest.mark.parametrize("routing", ["single", "failover", "latency"])
+def test_api_calls_reach_every_function_and_only_a_regions_own_calls_are_forwarded(routing: str) -> None:
+    from programs.contract import function_regions
+
+    ev = routed(routing)
+    functions = function_regions(routing, PRIMARY, (SECONDARY, THIRD))
+    args = replace(replication_args(SECONDARY, THIRD), routing=routing)
+    for region in functions:
+        rule = ev.named(f"{NAME}-api-calls-{region}").inputs
+        assert rule["region"] == region
+        assert json.loads(rule["eventPattern"]) == {"source": ["aws.iot"], "detail-type": [
+            "AWS API Call via CloudTrail"], "detail": API_PATTERN_DETAIL}
+        target = ev.named(f"{NAME}-api-calls-target-{region}").inputs
+        assert target["arn"] == f"arn:aws:lambda:{region}:{ACCOUNT}:function:iot-dev-replicator-{region}"
+        names = ReplicationNames.of("dev", region)
+        assert target["deadLetterConfig"]["arn"] == f"arn:aws:sqs:{region}:{ACCOUNT}:{names.dead_letter_queue}"
+        permission = ev.named(f"{NAME}-api-calls-permission-{region}").inputs
+        assert permission["principal"] == "events.amazonaws.com"
+        assert permission["sourceArn"] == f"arn:aws:events:{region}:{ACCOUNT}:rule/iot-dev-api-calls-{region}"
+        invoke = ev.named(f"{NAME}-api-calls-invoke-{region}").inputs
+        assert invoke["destinationConfig"]["onFailure"]["destination"] == target["deadLetterConfig"]["arn"]
+        queue_policy = json.loads(ev.named(f"{NAME}-dlq-policy-{region}").inputs["policy"])
+        assert queue_policy["Statement"][0]["Condition"] == {"ArnEquals": {"aws:SourceArn": permission["sourceArn"]}}
+    expected = {s: sorted(d for d in functions if s in args.source_regions(d)) for d in functions
+                for s in args.source_regions(d)}
+    forwards = {r.name.rsplit("-api-calls-forward-", 1)[1]: r for r in ev.of_type("aws:cloudwatch/eventRule:EventRule")
+                if "-api-calls-forward-" in r.name}
+    assert sorted(forwards) == sorted(expected)
+    for source, rule in forwards.items():
+        pattern = json.loads(rule.inputs["eventPattern"])
+        assert pattern["detail"] == {**API_PATTERN_DETAIL, "awsRegion": [source]}  # never forwarded twice
+        assert rule.inputs["region"] == source
+        targets = sorted(t.inputs["arn"] for t in ev.of_type("aws:cloudwatch/eventTarget:EventTarget")
+                         if t.name.startswith(f"{NAME}-api-calls-forward-{source}-to-"))
+        assert targets == [f"arn:aws:events:{r}:{ACCOUNT}:event-bus/default" for r in expected[source]]
+        assert source not in expected[source]
+    role = ev.named(f"{NAME}-api-calls-forward-role")
+    doc = policy_attached_to(ev, role.name)
+    assert policies.actions_of(doc) == ["events:PutEvents"]
+    assert sorted(policies.resources_of(doc)) == sorted(
+        f"arn:aws:events:{r}:{ACCOUNT}:event-bus/default" for r in functions)

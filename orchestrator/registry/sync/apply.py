@@ -119,7 +119,8 @@ class _Executor:
 
     def _shadow_update(self, op: SyncOp) -> None:
         document = json.loads(op.params["document"])
-        document["clientToken"] = SYNC_CLIENT_TOKEN  # marks replica writes: a replicator ignores its own echo
+        # marks replica writes; the replication function's are signed (`replicate.ShadowSigner`)
+        document["clientToken"] = op.params.get("client_token") or SYNC_CLIENT_TOKEN
         kwargs: dict[str, Any] = {"thingName": op.params["thing"], "payload": json.dumps(document).encode()}
         if op.params["shadow"]:
             kwargs["shadowName"] = op.params["shadow"]
