@@ -26,7 +26,7 @@ def test_single_is_one_plain_cname_to_the_primary_without_health_check() -> None
         "fqdn": DOMAIN, "routing": "single",
         "records": [{"setIdentifier": None, "region": PRIMARY, "endpoint": ats_endpoint(PRIMARY)}],
         "healthCheckIds": {}, "failoverControl": "dns", "routingControls": {}, "clusterEndpoints": [],
-        "controlPanelArn": "",
+        "controlPanelArn": "", "safetyRule": {},
     }
 
 
@@ -171,6 +171,9 @@ def test_arc_is_a_cluster_a_panel_a_control_per_region_and_an_at_least_one_on_ru
     assert {e["region"] for e in ev.outputs["clusterEndpoints"]} == {
         "us-east-1", "us-west-2", "eu-west-1", "ap-northeast-1", "ap-southeast-2"}
     assert ev.outputs["controlPanelArn"].startswith("arn:aws:route53-recovery-control::")
+    # the rule's wait period and threshold reach the orchestrator, which waits the period out
+    assert rule["waitPeriodMs"] == 5000
+    assert ev.outputs["safetyRule"] == {"threshold": 1, "waitPeriodMs": rule["waitPeriodMs"]}
 
 
 def test_arc_records_use_a_calculated_check_healthy_only_when_endpoint_and_control_are() -> None:
