@@ -55,6 +55,12 @@ def check_targets(args: DnsArgs) -> None:
         raise ValueError(f"DNS routing {args.routing!r} is not one of {', '.join(ROUTING_MODES)}")
     if args.failover_control not in FAILOVER_CONTROLS:
         raise ValueError(f"failover control {args.failover_control!r} is not one of {', '.join(FAILOVER_CONTROLS)}")
+    domain, zone = args.domain.rstrip(".").lower(), args.hosted_zone.rstrip(".").lower()
+    if domain != zone and not domain.endswith("." + zone):  # Route 53: "not permitted in zone"
+        raise ValueError(f"DNS domain {args.domain!r} is not inside hosted zone {args.hosted_zone!r}")
+    if domain == zone:  # Route 53 allows no CNAME at a zone apex, and every record here is a CNAME
+        raise ValueError(f"DNS domain {args.domain!r} is the apex of hosted zone {args.hosted_zone!r}: "
+                         "no CNAME may sit there")
     regions = [t.region for t in args.targets]
     if len(set(regions)) != len(regions):
         raise ValueError(f"DNS targets list a region twice: {regions}")
