@@ -436,3 +436,23 @@ def test_a_real_safety_rule_violation_is_reported_at_once_even_inside_the_wait_p
     assert "the safety rule keeps at least 1 region(s) On" in info.value.one_line()
     assert len(arc.calls) == 1 and clock.pauses == []  # no retry, no wait
     assert set(arc.states().values()) == {"On"}
+
+
+def test_the_drills_engine_forwards_the_programs_wait_period(clock: ManualClock) -> None:
+    """`drill --local`'s LocalEngine registers the DNS program's SafetyRule with its waitPeriodMs."""
+    from types import SimpleNamespace
+
+    from orchestrator.aws import AwsContext
+    from orchestrator.drill.engine import ROUTING_CONTROL, SAFETY_RULE, LocalEngine
+
+    with ArcCluster(clock=clock).serve() as cluster:
+        engine = LocalEngine(AwsContext(endpoint_url="http://127.0.0.1:1"), "Z1", arc=cluster)
+        resources = [SimpleNamespace(type=ROUTING_CONTROL, name="c", inputs={"name": "c", "controlPanelArn": PANEL}),
+                     SimpleNamespace(type=SAFETY_RULE, name="r", inputs={
+                         "name": "one-on", "assertedControls": ["rc/c"], "waitPeriodMs": 2500,
+                         "ruleConfig": {"threshold": 1, "inverted": False, "type": "ATLEAST"}})]
+        states = {(ROUTING_CONTROL, "c"): {"arn": "rc/c"}, (SAFETY_RULE, "r"): {"arn": "sr/r"}}
+        outputs: dict[str, Any] = {"routingControls": {"eu-west-1": "rc/c"}}
+        engine._arc(resources, states, outputs)
+        assert cluster.rules["sr/r"].wait_period_ms == 2500
+        assert outputs["clusterEndpoints"] == cluster.endpoint_list
