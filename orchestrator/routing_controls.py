@@ -8,11 +8,21 @@ and never call an endpoint in a region they were told to avoid (the failed one).
 
 Writes use UpdateRoutingControlStates: every state of a transition in one all-or-nothing call, so
 the cluster's safety rule (at least one region On) is evaluated on the result, not on a half-done
-sequence. A safety-rule refusal (ConflictException) is an answer, not an outage: it stops at once.
+sequence.
+
+ARC answers ConflictException for two reasons. (1) The change would break a safety rule: when the
+requested states, read against the rule the DNS stack exports (`safetyRule`: at least `threshold`
+controls On), leave too few On, that is a refusal and it stops at once (GuardRefused). (2) The
+rule's wait period: for `WaitPeriodMs` (5000 by default) after a change, any request against the
+rule's controls fails (CloudFormation AssertionRule; pulumi_aws SafetyRule.waitPeriodMs). So
+promote -> failover -> failback run back to back meet it; the change is retried, pausing 0.25 s then
+doubling up to 1 s, for at most the wait period plus WAIT_MARGIN_S (15 s for the default rule), and
+the result says how long it waited. Still refused after that: GuardRefused naming the wait.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -25,6 +35,14 @@ SERVICE = "route53-recovery-cluster"
 CONNECT_TIMEOUT_S = 3
 READ_TIMEOUT_S = 5
 MAX_STATES_PER_CALL = 10  # ARC quota: routing controls per UpdateRoutingControlStates call
+DEFAULT_WAIT_PERIOD_MS = 5000  # a safety rule's WaitPeriodMs when the DNS stack exports none (ARC's default)
+WAIT_MARGIN_S = 10.0  # retry for the wait period plus this much: 15 s for the default rule
+FIRST_PAUSE_S = 0.25
+MAX_PAUSE_S = 1.0
+
+
+def _sleep(seconds: float) -> None:  # replaced by tests that make time pass without sleeping
+    time.sleep(seconds)
 
 
 class ControlState(str, Enum):
@@ -45,6 +63,8 @@ class ArcWiring:
     controls: Mapping[str, str]  # region -> routing control ARN
     endpoints: tuple[ClusterEndpoint, ...]
     control_panel_arn: str = ""
+    wait_period_ms: int = DEFAULT_WAIT_PERIOD_MS  # the safety rule's wait period
+    min_on: int = 1  # the safety rule: at least this many of the controls On
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, Any]) -> ArcWiring:
@@ -57,7 +77,9 @@ class ArcWiring:
         if not controls or not endpoints:
             raise OperationFailed("the DNS stack exports no ARC routing controls or cluster endpoints",
                                   hint="run `orchestrate up` with failover_control: arc first")
-        return cls(controls, endpoints, str(plain(outputs.get("controlPanelArn")) or ""))
+        rule = dict(plain(outputs.get("safetyRule")) or {})
+        return cls(controls, endpoints, str(plain(outputs.get("controlPanelArn")) or ""),
+                   int(rule.get("waitPeriodMs", DEFAULT_WAIT_PERIOD_MS)), int(rule.get("threshold", 1)))
 
 
 @dataclass(frozen=True)
@@ -75,6 +97,13 @@ class ControlResult:
     states: Mapping[str, ControlState]  # region -> state (what was set, or what was read)
     endpoint_region: str  # the endpoint that answered
     calls: tuple[ControlCall, ...] = field(default=())
+    waited_s: float = 0.0  # paused for the safety rule's wait period before the change was accepted
+
+
+class _Conflict(Exception):
+    def __init__(self, message: str, calls: tuple[ControlCall, ...]) -> None:
+        super().__init__(message)
+        self.message, self.calls = message, calls
 
 
 def _client(ctx: AwsContext, endpoint: ClusterEndpoint) -> Any:
@@ -109,9 +138,8 @@ def _attempt(ctx: AwsContext, wiring: ArcWiring, avoid: Sequence[str], operation
             code = exc.response.get("Error", {}).get("Code", "")
             message = exc.response.get("Error", {}).get("Message", "")
             calls.append(ControlCall(endpoint.region, operation, False, f"{code}: {message}"))
-            if code == "ConflictException":
-                raise GuardRefused(f"ARC refused the change: {message}",
-                                   hint="a safety rule keeps at least one region On") from None
+            if code == "ConflictException":  # an answer from the shared state: no other endpoint differs
+                raise _Conflict(message, tuple(calls)) from None
             if code in ("ValidationException", "ResourceNotFoundException", "AccessDeniedException"):
                 raise OperationFailed(f"{operation} via {endpoint.region} failed: {code}: {message}") from None
             continue  # throttled, endpoint temporarily unavailable, 5xx: the next endpoint
@@ -136,9 +164,35 @@ def set_states(ctx: AwsContext, wiring: ArcWiring, states: Mapping[str, ControlS
     if len(entries) > MAX_STATES_PER_CALL:  # splitting would lose all-or-nothing
         raise InputRejected(f"{len(entries)} routing controls in one transition; ARC takes at most "
                             f"{MAX_STATES_PER_CALL} per UpdateRoutingControlStates call")
-    _, region, calls = _attempt(ctx, wiring, avoid, "UpdateRoutingControlStates",
-                                lambda c: c.update_routing_control_states(UpdateRoutingControlStateEntries=entries))
-    return ControlResult(dict(states), region, calls)
+    def update(c: Any) -> Any:
+        return c.update_routing_control_states(UpdateRoutingControlStateEntries=entries)
+
+    on = sum(1 for s in states.values() if s is ControlState.ON)
+    breaks_rule = set(states) >= set(wiring.controls) and on < wiring.min_on
+    wait_s = wiring.wait_period_ms / 1000
+    budget, started, waited, pause = wait_s + WAIT_MARGIN_S, time.monotonic(), 0.0, FIRST_PAUSE_S
+    tried: list[ControlCall] = []
+    while True:
+        try:
+            _, region, calls = _attempt(ctx, wiring, avoid, "UpdateRoutingControlStates", update)
+        except _Conflict as conflict:
+            tried.extend(conflict.calls)
+            if breaks_rule:
+                raise GuardRefused(f"ARC refused the change: it would leave {on} routing control(s) On "
+                                   f"(ARC: {conflict.message})",
+                                   hint=f"the safety rule keeps at least {wiring.min_on} region(s) On") from None
+            spent = max(waited, time.monotonic() - started)
+            if spent >= budget:
+                raise GuardRefused(f"ARC still refuses the change after {spent:.1f} s (the safety rule's wait "
+                                   f"period is {wait_s:g} s): {conflict.message}",
+                                   hint="another change to the routing controls may be under way, or a rule the DNS "
+                                        "stack does not declare refuses it: read them with `orchestrate status`, "
+                                        "then re-run") from None
+            step = min(pause, budget - spent)
+            _sleep(step)
+            waited, pause = waited + step, min(pause * 2, MAX_PAUSE_S)
+            continue
+        return ControlResult(dict(states), region, (*tried, *calls), round(waited, 3))
 
 
 def read_states(ctx: AwsContext, wiring: ArcWiring, *, avoid: Sequence[str] = ()) -> ControlResult:

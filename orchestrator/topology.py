@@ -337,6 +337,9 @@ def parse(data: Any, *, env: str, source: str = "<memory>") -> Topology:
     zone = v.domain(data, "hosted_zone").rstrip(".")
     if not (domain == zone or domain.endswith("." + zone)):
         v.fail("domain", f"{domain!r} is not inside hosted_zone {zone!r}")
+    if domain == zone:  # the records are CNAMEs (IoT endpoints are no alias targets)
+        v.fail("domain", f"{domain!r} is the apex of hosted_zone {zone!r}: Route 53 allows no CNAME at a "
+                         f"zone apex; use a name inside it (e.g. iot.{zone})")
     primary = v.region(data.get("primary"), "primary")
     secondaries = v.region_list(data.get("secondaries", []), "secondaries")
     if primary in secondaries:

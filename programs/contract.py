@@ -43,7 +43,7 @@ REGION_OUTPUTS = (
 BACKUP_OUTPUT = "backupBucketName"
 SIGNING_KEY_OUTPUT = "backupSigningKey"
 DNS_OUTPUTS = ("fqdn", "routing", "records", "healthCheckIds", "failoverControl", "routingControls",
-               "clusterEndpoints", "controlPanelArn")
+               "clusterEndpoints", "controlPanelArn", "safetyRule")
 REPLICATION_OUTPUTS = ("replicationRoleArn", "registryTableName", "targets")
 
 

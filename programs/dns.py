@@ -45,7 +45,8 @@ ROLES = ("primary", "secondary")
 HEALTH_CHECK_PORT = 443
 FAILURE_THRESHOLD = 3
 REQUEST_INTERVAL = 30
-SAFETY_WAIT_MS = 5000
+SAFETY_WAIT_MS = 5000  # ARC refuses changes to the rule's controls for this long after each change
+SAFETY_THRESHOLD = 1  # at least one region's routing control On
 
 
 def check_targets(args: DnsArgs) -> None:
@@ -54,6 +55,12 @@ def check_targets(args: DnsArgs) -> None:
         raise ValueError(f"DNS routing {args.routing!r} is not one of {', '.join(ROUTING_MODES)}")
     if args.failover_control not in FAILOVER_CONTROLS:
         raise ValueError(f"failover control {args.failover_control!r} is not one of {', '.join(FAILOVER_CONTROLS)}")
+    domain, zone = args.domain.rstrip(".").lower(), args.hosted_zone.rstrip(".").lower()
+    if domain != zone and not domain.endswith("." + zone):  # Route 53: "not permitted in zone"
+        raise ValueError(f"DNS domain {args.domain!r} is not inside hosted zone {args.hosted_zone!r}")
+    if domain == zone:  # Route 53 allows no CNAME at a zone apex, and every record here is a CNAME
+        raise ValueError(f"DNS domain {args.domain!r} is the apex of hosted zone {args.hosted_zone!r}: "
+                         "no CNAME may sit there")
     regions = [t.region for t in args.targets]
     if len(set(regions)) != len(regions):
         raise ValueError(f"DNS targets list a region twice: {regions}")
@@ -78,6 +85,7 @@ class GlobalDns(pulumi.ComponentResource):
     routing_controls: Output[dict[str, str]]
     cluster_endpoints: Output[list[dict[str, str]]]
     control_panel_arn: Output[str]
+    safety_rule: Output[dict[str, int]]
 
     def __init__(self, name: str, args: DnsArgs, opts: ResourceOptions | None = None) -> None:
         check_targets(args)
@@ -131,6 +139,10 @@ class GlobalDns(pulumi.ComponentResource):
         self.routing_controls = Output.all(**controls) if controls else Output.from_input({})
         self.cluster_endpoints = endpoints
         self.control_panel_arn = panel_arn
+        # what the orchestrator needs to wait out the rule's wait period (and to tell a real
+        # violation from it) without calling ARC's control plane
+        self.safety_rule = Output.from_input(
+            {"threshold": SAFETY_THRESHOLD, "waitPeriodMs": SAFETY_WAIT_MS} if controls else {})
         self.register_outputs(self.exports())
 
     def _tcp_check(self, name: str, args: DnsArgs, region: str, endpoint: str) -> aws.route53.HealthCheck:
@@ -162,7 +174,7 @@ class GlobalDns(pulumi.ComponentResource):
         arc.SafetyRule(
             f"{name}-arc-one-on", name=f"iot-{args.env}-at-least-one-region-on", control_panel_arn=panel.arn,
             asserted_controls=[c.arn for c in controls.values()], wait_period_ms=SAFETY_WAIT_MS,
-            rule_config={"inverted": False, "threshold": 1, "type": "ATLEAST"}, opts=child)
+            rule_config={"inverted": False, "threshold": SAFETY_THRESHOLD, "type": "ATLEAST"}, opts=child)
         gates: dict[str, Output[str]] = {}
         for region, check in tcp.items():
             switch = aws.route53.HealthCheck(
@@ -178,5 +190,5 @@ class GlobalDns(pulumi.ComponentResource):
 
     def exports(self) -> dict[str, Output[Any]]:
         values = [self.fqdn, self.routing, self.records, self.health_check_ids, self.failover_control,
-                  self.routing_controls, self.cluster_endpoints, self.control_panel_arn]
+                  self.routing_controls, self.cluster_endpoints, self.control_panel_arn, self.safety_rule]
         return dict(zip(DNS_OUTPUTS, values, strict=True))

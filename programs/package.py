@@ -1,9 +1,20 @@
 """The replication function's deployment package, built reproducibly from the project's own code.
 
-The function runs `orchestrator.registry.replicate.handler` with the registry package as it is in
-this checkout (the same plan/apply code `registry sync` runs), plus the few modules it imports
-(`errors`, `aws`, `state`). Nothing else goes in: no click, no pulumi, no third-party package
-(Lambda's Python runtime provides boto3).
+The function runs `orchestrator.registry.replicate.handler`. What goes into the zip is the handler's
+**import closure**, computed from the source (never a hand-kept list, which once left out
+`orchestrator/scrub.py`, imported inside `OpError`, and the first refused operation in Lambda raised
+ModuleNotFoundError): every `orchestrator` module the handler's module imports, at module level or
+inside a function (an import inside a function runs only on the path that needs it, which is exactly
+the path a list forgets), with the package `__init__`s above each, followed transitively.
+Imports under `if TYPE_CHECKING:` never run and are not followed.
+
+Nothing else goes in: no click, no pulumi, no third-party package. Lambda's Python runtime provides
+the standard library and boto3/botocore (RUNTIME_PROVIDED); any other package imported **at module
+level** on the handler's import path fails the build (the function could not even start). One that is
+imported only inside a function, or by a module reached only through such an import, is recorded in
+`Package.lazy_unavailable` (`<package> <- <file>`): tests/ops/test_ops_replication_package.py runs
+every handler path from the built zip in a fresh interpreter with only the zip and boto3 on the path,
+proving none of them needs it.
 
 Reproducible: the same source files give the same bytes on any machine and at any time, so an
 unchanged function is never re-deployed. Entries are sorted by path, every entry has the same
@@ -13,21 +24,26 @@ no extra fields; bytecode and caches are never included.
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import os
+import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HANDLER = "orchestrator.registry.replicate.handler"
 RUNTIME = "python3.12"
-# What the handler imports (tests/programs/test_replication_package.py imports it from the zip alone).
-SOURCES = ("orchestrator/__init__.py", "orchestrator/errors.py", "orchestrator/aws.py", "orchestrator/state.py")
-PACKAGES = ("orchestrator/registry",)
+PROJECT = "orchestrator"  # the only top-level package whose modules go into the zip
+RUNTIME_PROVIDED = frozenset({"boto3", "botocore"})  # besides the standard library (Lambda Python runtime)
 _EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+class PackageError(Exception):
+    """The handler's import closure cannot run in Lambda (a module-level import the runtime lacks)."""
 
 
 @dataclass(frozen=True)
@@ -35,15 +51,115 @@ class Package:
     path: Path
     sha256_b64: str  # Lambda's CodeSha256 form (base64 of the SHA-256 of the zip)
     files: tuple[str, ...]
+    lazy_unavailable: tuple[str, ...] = field(default=())  # "<package> <- <file>", see the module docstring
+
+
+def _module_file(root: Path, name: str) -> Path | None:
+    base = root.joinpath(*name.split("."))
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    return None
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imports(tree: ast.Module, package: str) -> list[tuple[str, tuple[str, ...], bool]]:
+    """(module, imported names, at module level) for every import that can run."""
+    found: list[tuple[str, tuple[str, ...], bool]] = []
+
+    def visit(node: ast.AST, top: bool) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            for branch in node.orelse:
+                visit(branch, top)
+            return
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, (), top) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1])
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module or ""
+            found.append((module, tuple(alias.name for alias in node.names), top))
+        inner = top and not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+        for child in ast.iter_child_nodes(node):
+            visit(child, inner)
+
+    for statement in tree.body:
+        visit(statement, True)
+    return found
+
+
+def _defines(root: Path, module: str, name: str) -> bool:
+    """Whether `module` binds `name` at its top level (or may, through `*` or `__getattr__`)."""
+    path = _module_file(root, module)
+    if path is None:
+        return False
+    bound: set[str] = set()
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            bound.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.If, ast.Try)):
+            return True  # conditional definitions: not followed, assumed bound
+    return name in bound or "*" in bound or "__getattr__" in bound
+
+
+def closure(root: Path = ROOT, handler: str = HANDLER) -> tuple[list[str], list[str]]:
+    """(the files of the handler's import closure, the lazily imported packages the runtime lacks)."""
+    eager: dict[str, Path] = {}
+    lazy: dict[str, Path] = {}
+    external: dict[str, set[str]] = {}  # package -> files importing it lazily
+    todo: list[tuple[str, bool]] = [(handler.rsplit(".", 1)[0], True)]
+    while todo:
+        name, now = todo.pop()
+        if name in eager or (name in lazy and not now):
+            continue
+        path = _module_file(root, name)
+        if path is None:
+            raise PackageError(f"{name} is imported on the handler's path but is not in {root / PROJECT}")
+        if now:
+            lazy.pop(name, None)
+        (eager if now else lazy)[name] = path
+        parts = name.split(".")
+        todo.extend((".".join(parts[:i]), now) for i in range(1, len(parts)))
+        package = name if path.name == "__init__.py" else ".".join(parts[:-1])
+        rel = path.relative_to(root).as_posix()
+        for module, names, top in _imports(ast.parse(path.read_text(), str(path)), package):
+            runs_now = now and top
+            head = module.split(".")[0]
+            if head == PROJECT:
+                todo.append((module, runs_now))
+                for n in names:
+                    if _module_file(root, f"{module}.{n}"):
+                        todo.append((f"{module}.{n}", runs_now))
+                    elif not _defines(root, module, n):
+                        raise PackageError(f"{module}.{n} is imported by {rel} but is neither a module in "
+                                           f"{root / PROJECT} nor a name {module} defines")
+            elif head in sys.stdlib_module_names or head in RUNTIME_PROVIDED or not head:
+                continue
+            elif runs_now:
+                raise PackageError(f"{rel} imports {module} at module level: the Lambda runtime has no {head} "
+                                   f"(only the standard library and {', '.join(sorted(RUNTIME_PROVIDED))})")
+            else:
+                external.setdefault(head, set()).add(rel)
+    files = sorted({p.relative_to(root).as_posix() for p in [*eager.values(), *lazy.values()]})
+    unavailable = sorted(f"{pkg} <- {f}" for pkg, where in external.items() for f in where)
+    return files, unavailable
 
 
 def source_files(root: Path = ROOT) -> list[str]:
-    files = set(SOURCES)
-    for package in PACKAGES:
-        for path in (root / package).rglob("*.py"):
-            if "__pycache__" not in path.parts:
-                files.add(path.relative_to(root).as_posix())
-    return sorted(files)
+    return closure(root)[0]
 
 
 def package_bytes(root: Path = ROOT) -> tuple[bytes, tuple[str, ...]]:
@@ -65,6 +181,7 @@ def package_bytes(root: Path = ROOT) -> tuple[bytes, tuple[str, ...]]:
 def build(root: Path = ROOT, out_dir: Path | None = None) -> Package:
     """Write the package (named by its digest, written once, atomically) and describe it."""
     data, files = package_bytes(root)
+    unavailable = tuple(closure(root)[1])
     digest = hashlib.sha256(data).digest()
     out_dir = out_dir or Path(tempfile.gettempdir()) / "orchestrate-packages"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -78,4 +195,4 @@ def build(root: Path = ROOT, out_dir: Path | None = None) -> Package:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    return Package(path, base64.b64encode(digest).decode(), files)
+    return Package(path, base64.b64encode(digest).decode(), files, unavailable)

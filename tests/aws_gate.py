@@ -9,7 +9,8 @@ gate on 127.0.0.1, which
 - refuses it when its region is in `down` (the connection is closed without an answer, as an
   unreachable region does);
 - checks every Route 53 ChangeResourceRecordSets batch with `tests.route53_strict` (all-or-nothing,
-  each change against the state earlier changes leave) and answers a refusal in Route 53's shape
+  each change against the state earlier changes leave; names inside the zone, no CNAME at its apex,
+  health checks that exist in moto) and answers a refusal in Route 53's shape
   (HTTP 400, `<InvalidChangeBatch><Messages>…`, or `<ErrorResponse>` with InvalidInput); an accepted
   batch is written to moto as its net effect (moto applies batches change by change);
 - remembers each health check's configuration as created (moto drops RecoveryControl ARNs), so
@@ -281,13 +282,16 @@ class Gate:
         xml_headers = [("Content-Type", "text/xml")]
         with self._lock:  # Route 53 serialises the batches of one zone
             current = [r for r in self.records(zone_id)]
+            r53 = self.r53()
+            zone = r53.get_hosted_zone(Id=zone_id)["HostedZone"]["Name"]
+            checks = {c["Id"] for page in r53.get_paginator("list_health_checks").paginate()
+                      for c in page["HealthChecks"]}
             try:
-                after = strict.apply_batch(current, changes)
+                after = strict.apply_batch(current, changes, zone=zone, health_checks=checks)
             except strict.InvalidChangeBatch as exc:
                 self.rejected_batches.append((changes, exc.messages))
-                return 400, xml_headers, _error_xml(exc)
+                return exc.status, xml_headers, _error_xml(exc)
             before = {strict.key(r): strict.normalise(r) for r in current}
-            r53 = self.r53()
             # the net effect, one set per call (moto's own batch handling is not Route 53's)
             for k, rr in before.items():
                 if k not in after:

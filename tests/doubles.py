@@ -258,3 +258,22 @@ def project_copy(tmp_path: Path, monkeypatch: Any) -> Path:  # monkeypatch: pyte
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ORCHESTRATE_ENV", raising=False)
     return tmp_path
+
+
+class ManualClock:
+    """A clock that moves only when told: the ARC cluster's (`ArcCluster(clock=...)`), advanced by the
+    product's pauses (`orchestrator.routing_controls._sleep`) so a wait period passes without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.pauses: list[float] = []  # every pause the product asked for, in order
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.advance(seconds)

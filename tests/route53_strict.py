@@ -15,6 +15,14 @@ Rules enforced (numbers as in issue 10):
    one name and type cannot mix routing policies.
 6. At most one PRIMARY and one SECONDARY failover record per name and type.
 7. At most one latency record per Region per name and type.
+8. A record's name is the zone's name or inside it: "RRSet with DNS name … is not permitted in zone
+   …" (InvalidChangeBatch; getmoto/moto#916 quotes the real answer).
+9. No CNAME at the zone apex (Route 53 Developer Guide, "Supported DNS record types", CNAME: "You
+   cannot create a CNAME record for the top node of a DNS namespace, also known as the zone apex").
+10. A record's HealthCheckId must name an existing health check: NoSuchHealthCheck, HTTP 404
+    (Route 53 API reference, ChangeResourceRecordSets, Errors).
+Rules 8-10 are checked when `apply_batch` is told the zone's name and the account's health checks
+(the gate always tells it).
 
 `answers` computes what a name resolves to under Route 53's selection rules: a record without a
 health check counts as healthy; if none is healthy all count as healthy; failover = healthy
@@ -27,7 +35,7 @@ against its threshold.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,10 +48,11 @@ Key = tuple[str, str, str]
 class InvalidChangeBatch(Exception):
     """Route 53's refusal of a batch: `code` is InvalidChangeBatch or InvalidInput, `messages` its list."""
 
-    def __init__(self, messages: list[str], code: str = "InvalidChangeBatch") -> None:
+    def __init__(self, messages: list[str], code: str = "InvalidChangeBatch", status: int = 400) -> None:
         super().__init__("; ".join(messages))
         self.code = code
         self.messages = messages
+        self.status = status
 
 
 def fqdn(name: str) -> str:
@@ -129,8 +138,26 @@ def _check_state(state: Mapping[Key, dict[str, Any]], rr: Mapping[str, Any]) -> 
     return problems
 
 
-def apply_batch(current: Iterable[Mapping[str, Any]], changes: list[Mapping[str, Any]]) -> dict[Key, dict[str, Any]]:
-    """The zone's record sets after `changes`, or InvalidChangeBatch (nothing applied)."""
+def _check_zone(rr: Mapping[str, Any], zone: str | None, health_checks: Collection[str] | None) -> None:
+    """Rules 8-10: inside the zone, no CNAME at its apex, health checks that exist."""
+    name = fqdn(rr["Name"])
+    if zone is not None:
+        apex = fqdn(zone)
+        if name != apex and not name.endswith("." + apex):
+            raise InvalidChangeBatch([f"RRSet with DNS name {name} is not permitted in zone {apex}"])
+        if name == apex and rr["Type"] == "CNAME":
+            raise InvalidChangeBatch([f"RRSet of type CNAME with DNS name {name} is not permitted at apex in "
+                                      f"zone {apex}"])
+    check = rr.get("HealthCheckId")
+    if health_checks is not None and check and check not in health_checks:
+        raise InvalidChangeBatch([f"No health check exists with the specified ID {check}"],
+                                 code="NoSuchHealthCheck", status=404)
+
+
+def apply_batch(current: Iterable[Mapping[str, Any]], changes: list[Mapping[str, Any]], *,
+                zone: str | None = None, health_checks: Collection[str] | None = None) -> dict[Key, dict[str, Any]]:
+    """The zone's record sets after `changes`, or InvalidChangeBatch (nothing applied). With `zone`
+    (its name) and `health_checks` (the ids that exist), rules 8-10 too."""
     state: dict[Key, dict[str, Any]] = {key(r): normalise(r) for r in current}
     if not changes:
         raise InvalidChangeBatch(["Invalid request: the change batch has no changes"], code="InvalidInput")
@@ -138,6 +165,8 @@ def apply_batch(current: Iterable[Mapping[str, Any]], changes: list[Mapping[str,
         action = change["Action"]
         rr = normalise(change["ResourceRecordSet"])
         _check_shape({"Action": action, "ResourceRecordSet": rr})
+        if action != "DELETE":  # a DELETE names what exists; it is matched below
+            _check_zone(rr, zone, health_checks)
         k = key(rr)
         if action == "CREATE":
             if k in state:

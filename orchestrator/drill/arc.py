@@ -18,13 +18,23 @@ tiers drive the product against it. Speaks the real wire protocol of `route53-re
 
 Only ATLEAST assertion rules are modelled (the kind the product creates); a gating rule is refused
 at creation.
+
+The wait period: a safety rule's `WaitPeriodMs` (5000 by default) is "an evaluation period during
+which any request against the target routing controls will fail" (CloudFormation
+AWS::Route53RecoveryControl::SafetyRule AssertionRule; pulumi_aws SafetyRule.waitPeriodMs). So an
+update of any of a rule's asserted controls within that many ms of the last accepted update of one
+of them is refused with ConflictException, as a rule violation is. Reads are answered (the
+documentation does not say they fail; an assumption written down in docs/architecture.md). A rule
+named in `SafetyRulesToOverride` is skipped, wait period included. `time_scale` shrinks every wait
+period (the drill's time scale); `clock` is injectable so a test can make time pass without sleeping.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +43,7 @@ from typing import Any
 CLUSTER_REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "ap-northeast-1", "ap-southeast-2")
 STATES = ("On", "Off")
 MAX_ENTRIES = 10  # routing controls per UpdateRoutingControlStates call (ARC quotas for routing control)
+DEFAULT_WAIT_PERIOD_MS = 5000  # a safety rule's WaitPeriodMs when none is given (CloudFormation AssertionRule)
 
 
 class ArcError(Exception):
@@ -62,6 +73,7 @@ class SafetyRule:
     asserted: tuple[str, ...]
     threshold: int = 1
     inverted: bool = False
+    wait_period_ms: int = DEFAULT_WAIT_PERIOD_MS
 
     def holds(self, states: dict[str, str]) -> bool:
         on = sum(1 for a in self.asserted if states.get(a) == "On")
@@ -69,9 +81,22 @@ class SafetyRule:
         return (not ok) if self.inverted else ok
 
 
+@dataclass(frozen=True)
+class Conflict:
+    """A ConflictException the cluster answered: `why` is "safety-rule" or "wait-period"."""
+
+    rule: str
+    why: str
+
+
 class ArcCluster:
-    def __init__(self, regions: tuple[str, ...] = CLUSTER_REGIONS) -> None:
+    def __init__(self, regions: tuple[str, ...] = CLUSTER_REGIONS, *, time_scale: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.regions = regions
+        self.time_scale = time_scale
+        self.clock = clock
+        self.last_change: dict[str, float] = {}  # rule ARN -> clock() of the last accepted update of its controls
+        self.conflicts: list[Conflict] = []
         self.controls: dict[str, Control] = {}
         self.rules: dict[str, SafetyRule] = {}
         self.down: set[str] = set()
@@ -86,16 +111,20 @@ class ArcCluster:
             self.controls.setdefault(arn, Control(arn, name, panel))
 
     def add_safety_rule(self, arn: str, name: str, asserted: list[str], threshold: int = 1,
-                        inverted: bool = False, kind: str = "ATLEAST") -> None:
+                        inverted: bool = False, kind: str = "ATLEAST",
+                        wait_period_ms: int = DEFAULT_WAIT_PERIOD_MS) -> None:
         if kind != "ATLEAST":
             raise ValueError(f"the fake models ATLEAST assertion rules only, not {kind}")
+        if wait_period_ms < 0:
+            raise ValueError(f"WaitPeriodMs must not be negative, not {wait_period_ms}")
         with self._lock:
-            self.rules[arn] = SafetyRule(arn, name, tuple(asserted), threshold, inverted)
+            self.rules[arn] = SafetyRule(arn, name, tuple(asserted), threshold, inverted, int(wait_period_ms))
 
     def delete(self, arn: str) -> None:
         with self._lock:
             self.controls.pop(arn, None)
             self.rules.pop(arn, None)
+            self.last_change.pop(arn, None)
 
     def states(self) -> dict[str, str]:
         with self._lock:
@@ -130,16 +159,31 @@ class ArcCluster:
                     raise ArcError("ValidationException", f"RoutingControlState {state!r} is not On or Off",
                                    reason="fieldValidationFailed")
                 proposed[control.arn] = state
+            touched = {str(e.get("RoutingControlArn")) for e in entries}
+            now = self.clock()
             for rule in self.rules.values():
                 if rule.arn in overrides:
                     continue
                 if not rule.holds(proposed):
+                    self.conflicts.append(Conflict(rule.arn, "safety-rule"))
                     raise ArcError("ConflictException",
                                    f"the update would break safety rule {rule.name} ({rule.arn}): at least "
                                    f"{rule.threshold} of {len(rule.asserted)} routing controls must be On",
                                    409, resourceId=rule.arn, resourceType="SafetyRule")
+                last = self.last_change.get(rule.arn)
+                window = rule.wait_period_ms / 1000 * self.time_scale
+                if last is not None and touched & set(rule.asserted) and now - last < window:
+                    self.conflicts.append(Conflict(rule.arn, "wait-period"))
+                    raise ArcError("ConflictException",
+                                   f"routing controls of safety rule {rule.name} ({rule.arn}) changed "
+                                   f"{(now - last) * 1000:.0f} ms ago: requests against them fail for its wait "
+                                   f"period of {rule.wait_period_ms} ms", 409,
+                                   resourceId=rule.arn, resourceType="SafetyRule")
             for arn, state in proposed.items():
                 self.controls[arn].state = state
+            for rule in self.rules.values():
+                if touched & set(rule.asserted):
+                    self.last_change[rule.arn] = now
 
     def handle(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:
         if operation == "GetRoutingControlState":
@@ -175,7 +219,8 @@ class ArcCluster:
             self.add_control(body["arn"], body["name"], body["panel"])
         elif path.endswith("/safety-rule"):
             self.add_safety_rule(body["arn"], body["name"], body["asserted"], int(body.get("threshold", 1)),
-                                 bool(body.get("inverted", False)), body.get("type", "ATLEAST"))
+                                 bool(body.get("inverted", False)), body.get("type", "ATLEAST"),
+                                 int(body.get("waitPeriodMs", DEFAULT_WAIT_PERIOD_MS)))
         elif path.endswith("/delete"):
             self.delete(body["arn"])
         elif path.endswith("/states"):

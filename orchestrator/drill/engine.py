@@ -194,6 +194,8 @@ class LocalEngine:
     def _arc(self, resources: Any, states: Mapping[tuple[str, str], Mapping[str, Any]],
              outputs: dict[str, Any]) -> None:
         """ARC's control plane: the program's routing controls and safety rules, in the local cluster."""
+        from orchestrator.drill.arc import DEFAULT_WAIT_PERIOD_MS
+
         assert self.arc is not None
         for res in resources:
             inputs = dict(res.inputs)
@@ -204,7 +206,8 @@ class LocalEngine:
                 config = dict(inputs.get("ruleConfig") or {})
                 self.arc.add_safety_rule(str(states[(res.type, res.name)]["arn"]), str(inputs["name"]),
                                          list(inputs["assertedControls"]), int(config.get("threshold", 1)),
-                                         bool(config.get("inverted", False)), str(config.get("type", "ATLEAST")))
+                                         bool(config.get("inverted", False)), str(config.get("type", "ATLEAST")),
+                                         int(inputs.get("waitPeriodMs", DEFAULT_WAIT_PERIOD_MS)))
         if outputs.get("routingControls"):
             outputs["clusterEndpoints"] = self.arc.endpoint_list
 

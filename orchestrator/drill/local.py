@@ -159,7 +159,8 @@ class LocalDrill:
         if control == "arc":  # ARC's cluster data plane, on this machine (five regional endpoints)
             from orchestrator.drill.arc import ArcCluster
 
-            arc = cleanup.enter_context(ArcCluster().serve())
+            # safety-rule wait periods pass on the drill's time scale, as health checks and TTLs do
+            arc = cleanup.enter_context(ArcCluster(time_scale=opts.time_scale).serve())
         endpoint = self._moto()
         aws = AwsContext(endpoint_url=endpoint)
         topology = self.app.topology()

@@ -304,7 +304,8 @@ class Lifecycle:
         if after.failover_control is FailoverControl.ARC:
             # new routing controls start Off: the routed regions take traffic once they are On
             result = self._set_controls(after, {r: ControlState.ON for r in dns_targets(after)}, avoid=())
-            detail = f"; routing controls On: {', '.join(sorted(result.states))} (via {result.endpoint_region})"
+            detail = (f"; routing controls On: {', '.join(sorted(result.states))} (via {result.endpoint_region})"
+                      f"{_waited(result)}")
         self.app.record_unrouted(after.unrouted)  # the promotion's DNS step marks the region routed
         return f"DNS routes {before.domain} by {routing.value} to {', '.join(dns_targets(after))}{detail}"
 
@@ -377,7 +378,7 @@ class Lifecycle:
             if arc:
                 result = self._set_controls(topology, only(to, dns_targets(topology)), avoid=(old,))
                 return (f"routing controls: {to} On, {', '.join(sorted(others)) or 'none'} Off "
-                        f"(via the {result.endpoint_region} endpoint)")
+                        f"(via the {result.endpoint_region} endpoint){_waited(result)}")
             if held:
                 target = after.with_unrouted(topology.unrouted | held)
                 self._switch_dns(topology, target)
@@ -422,7 +423,8 @@ class Lifecycle:
         def move_traffic() -> str:
             if arc:
                 result = self._set_controls(topology, states, avoid=())
-                return f"routing controls: {', '.join(on)} On (via the {result.endpoint_region} endpoint)"
+                return (f"routing controls: {', '.join(on)} On (via the {result.endpoint_region} endpoint)"
+                        f"{_waited(result)}")
             self._switch_dns(topology, after)
             self.app.record_unrouted(after.unrouted)
             return f"DNS primary is now {target}"
@@ -477,6 +479,11 @@ def _age(seconds: float) -> str:
     minutes = max(0, int(seconds // 60))
     return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
+
+
+def _waited(result: ControlResult) -> str:
+    """How long a routing-control change waited out the safety rule's wait period, when it did."""
+    return f"; waited {result.waited_s:.1f} s for the safety rule's wait period" if result.waited_s else ""
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -95,7 +95,7 @@ def test_arc_mode_sequence_moves_traffic_with_routing_controls_only(make_project
 
     zone = _zone(gate).split("/")[-1]
     project: OrchestrateProject = make_project(dev_topology(failover_control="arc"))
-    with ArcCluster().serve() as arc:
+    with ArcCluster(time_scale=0.1).serve() as arc:  # wait periods of 0.5 s: met, and waited out
         env = {"FAKE_AWS_MOTO_URL": gate.url, **_arc_env(arc)}
 
         def run(*args: str) -> Any:
@@ -154,7 +154,7 @@ def test_latency_mode_a_failed_promotion_and_a_routine_up_keep_dns_on_ready_regi
                                                             failover_control=control))
     with ExitStack() as stack:
         env = {"FAKE_AWS_MOTO_URL": gate.url}
-        arc = stack.enter_context(ArcCluster().serve()) if control == "arc" else None
+        arc = stack.enter_context(ArcCluster(time_scale=0.1).serve()) if control == "arc" else None
         if arc is not None:
             env |= _arc_env(arc)
 

@@ -208,7 +208,8 @@ class ProviderSimulation:
             elif rtype.endswith(":SafetyRule"):
                 rule = inputs["ruleConfig"]
                 self.arc.add_safety_rule(arn, inputs["name"], list(inputs["assertedControls"]),
-                                         int(rule["threshold"]), bool(rule["inverted"]), rule["type"])
+                                         int(rule["threshold"]), bool(rule["inverted"]), rule["type"],
+                                         int(inputs["waitPeriodMs"]))
             return {"type": rtype, "inputs": inputs, "arn": arn}
         return {"type": rtype, "inputs": inputs}
 

@@ -23,7 +23,7 @@ from orchestrator.cli.app import Deps
 from orchestrator.cli.main import cli
 from orchestrator.drill.arc import ArcCluster
 from tests.aws_gate import Gate
-from tests.doubles import InMemoryEngine
+from tests.doubles import InMemoryEngine, ManualClock
 from tests.ops.conftest import DST, SRC, THIRD
 from tests.ops.provider_sim import ProviderSimulation
 from tests.ops.registry_world import seed
@@ -35,9 +35,19 @@ MUTATING = LIFECYCLE | {"up", "destroy"}  # confirmed on a terminal; tests answe
 
 
 @pytest.fixture
-def arc() -> Iterator[ArcCluster]:
-    with ArcCluster().serve() as cluster:
+def arc(monkeypatch: pytest.MonkeyPatch) -> Iterator[ArcCluster]:
+    """The cluster on a manual clock that the product's pauses advance: the program's 5000 ms
+    safety-rule wait period is enforced, and waited out without the test sleeping."""
+    clock = ManualClock()
+    monkeypatch.setattr("orchestrator.routing_controls._sleep", clock.sleep)
+    with ArcCluster(clock=clock).serve() as cluster:
         yield cluster
+
+
+def _clock(world: World) -> ManualClock:
+    clock = world.arc.clock
+    assert isinstance(clock, ManualClock)
+    return clock
 
 
 def _project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, control: str) -> Path:
@@ -128,6 +138,7 @@ def test_failover_sequence_answers_only_ready_regions_and_every_batch_is_accepte
 
     world.gate.reset_counts()
     world.arc.calls.clear()
+    world.arc.conflicts.clear()
     batches = len(world.gate.accepted_batches)
     failover = world.ok("failover", "--to", DST)
     assert world.topology()["primary"] == DST
@@ -138,7 +149,14 @@ def test_failover_sequence_answers_only_ready_regions_and_every_batch_is_accepte
         # records never change: no Route 53 call at all, one data-plane write and one read
         assert len(world.gate.accepted_batches) == batches
         assert not any(k.endswith("/route53") for k in calls), calls
-        assert sum(v for k, v in calls.items() if k.endswith("route53-recovery-cluster")) == 2
+        # right after the promotion the safety rule's wait period refuses the write: it is waited
+        # out, then one write is accepted and read back
+        waits = len(world.arc.conflicts)
+        assert waits >= 1 and {c.why for c in world.arc.conflicts} == {"wait-period"}
+        assert world.arc.count(operation="UpdateRoutingControlStates") == waits + 1
+        assert world.arc.count(operation="ListRoutingControls") == 1
+        assert sum(v for k, v in calls.items() if k.endswith("route53-recovery-cluster")) == waits + 2
+        assert "for the safety rule's wait period" in failover.output
         assert world.arc.states() and sorted(world.arc.states().values()) == ["Off", "On"]
     else:
         # the two role-named records: one UPSERT each, nothing else
@@ -171,6 +189,8 @@ def test_calls_per_region_and_service_of_each_transition(request: pytest.Fixture
     def measured(name: str, *args: str) -> dict[str, int]:
         world.gate.reset_counts()
         world.arc.calls.clear()
+        if control == "arc":  # commands minutes apart: past the safety rule's wait period (back to
+            _clock(world).advance(5.0)  # back: test_arc_back_to_back_transitions_wait_out_...)
         world.ok(*args)
         table[name] = _calls(world)
         return table[name]
@@ -355,3 +375,24 @@ def test_in_arc_mode_the_routing_controls_outrank_a_stale_topology(request: pyte
     assert "disagrees with the ARC routing controls" in stale.stderr, stale.stderr
     assert f"send traffic to {DST}" in stale.stderr and f"the file's primary is {SRC}" in stale.stderr
     assert world.engine.ops("up") == []
+
+
+def test_arc_back_to_back_transitions_wait_out_the_safety_rule_wait_period(request: pytest.FixtureRequest) -> None:
+    """promote -> failover -> failback with no time between them: ARC refuses each move for the
+    program's 5000 ms wait period (ConflictException); the orchestrator pauses and retries, never
+    reports a safety-rule refusal, says how long it waited, and the traffic moves."""
+    world = _world(request, "arc")
+    clock = _clock(world)
+    world.ok("promote-secondary", "--region", DST, "--routing", "failover")
+    for args, primary in ((("failover", "--to", DST), DST), (("failback",), SRC)):
+        world.arc.conflicts.clear()
+        clock.pauses.clear()
+        result = world.ok(*args)
+        assert world.topology()["primary"] == primary
+        assert world.answers(SRC, DST)["all"] == {primary}
+        assert world.arc.conflicts and {c.why for c in world.arc.conflicts} == {"wait-period"}
+        # simulated time, not wall-clock: it paused until the wait period had passed, and no longer
+        # than its budget, one pause of at most 1 s at a time
+        assert 5.0 <= sum(clock.pauses) <= 15.0 and max(clock.pauses) <= 1.0
+        assert f"waited {sum(clock.pauses):.1f} s for the safety rule's wait period" in result.output
+        assert "safety rule keeps" not in result.output

@@ -14,8 +14,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from orchestrator.drill.arc import ArcCluster
+from orchestrator.drill.arc import ArcCluster, Conflict
 from tests.aws_gate import Gate
+from tests.doubles import ManualClock
 from tests.route53_strict import endpoint_region
 
 NAME = "iot.example.com."
@@ -47,11 +48,12 @@ def change(r53: Any, zone: str, *changes: tuple[str, dict[str, Any]]) -> None:
         "Changes": [{"Action": a, "ResourceRecordSet": r} for a, r in changes]})
 
 
-def refused(r53: Any, zone: str, *changes: tuple[str, dict[str, Any]], code: str = "InvalidChangeBatch") -> str:
+def refused(r53: Any, zone: str, *changes: tuple[str, dict[str, Any]], code: str = "InvalidChangeBatch",
+            status: int = 400) -> str:
     with pytest.raises(ClientError) as info:
         change(r53, zone, *changes)
     assert info.value.response["Error"]["Code"] == code
-    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
     return str(info.value)
 
 
@@ -89,6 +91,47 @@ def test_simple_beside_routed_and_mixed_policies_are_refused(r53, zone) -> None:
     refused(r53, zone, ("CREATE", rr(DE, "de", Failover="SECONDARY")))
     change(r53, zone, ("DELETE", rr(EU)), ("CREATE", rr(EU, "eu", Failover="PRIMARY")))
     assert "mixed" in refused(r53, zone, ("CREATE", rr(DE, "de", Region="eu-central-1")))
+
+
+def test_a_record_outside_the_zone_is_refused(r53, zone, gate) -> None:  # noqa: ANN001
+    outside = {**rr(EU), "Name": "iot.example.org."}
+    assert "RRSet with DNS name iot.example.org. is not permitted in zone example.com." in refused(
+        r53, zone, ("CREATE", outside))
+    # a name that merely ends like the zone is outside it too
+    assert "not permitted in zone" in refused(r53, zone, ("UPSERT", {**rr(EU), "Name": "iot.badexample.com."}))
+    # all-or-nothing: the valid change of the batch is not applied either
+    refused(r53, zone, ("CREATE", rr(DE)), ("CREATE", outside))
+    assert cnames(gate, zone) == []
+    change(r53, zone, ("CREATE", {**rr(EU), "Name": "deep.iot.EXAMPLE.com"}))  # inside, any case
+
+
+def test_a_cname_at_the_zone_apex_is_refused(r53, zone, gate) -> None:  # noqa: ANN001
+    apex = {**rr(EU), "Name": "example.com."}
+    assert "RRSet of type CNAME with DNS name example.com. is not permitted at apex in zone example.com." in \
+        refused(r53, zone, ("CREATE", apex))
+    refused(r53, zone, ("UPSERT", {**apex, "SetIdentifier": "primary", "Failover": "PRIMARY"}))
+    assert cnames(gate, zone) == []
+    # other types at the apex are fine
+    txt = {"Name": "example.com.", "Type": "TXT", "TTL": 60, "ResourceRecords": [{"Value": '"v"'}]}
+    change(r53, zone, ("CREATE", txt))
+
+
+def test_a_record_naming_a_missing_health_check_is_refused(r53, zone, gate) -> None:  # noqa: ANN001
+    missing = "00000000-0000-0000-0000-000000000000"
+    primary = rr(EU, "primary", Failover="PRIMARY", HealthCheckId=missing)
+    assert "No health check exists with the specified ID" in refused(
+        r53, zone, ("CREATE", primary), code="NoSuchHealthCheck", status=404)
+    assert cnames(gate, zone) == []
+    check = r53.create_health_check(CallerReference="c1", HealthCheckConfig={
+        "Type": "TCP", "FullyQualifiedDomainName": EU, "Port": 443, "RequestInterval": 30,
+        "FailureThreshold": 3})["HealthCheck"]["Id"]
+    change(r53, zone, ("CREATE", {**primary, "HealthCheckId": check}))
+    # a DELETE names what exists: it is matched, not re-checked (the check may be gone by then)
+    r53.delete_health_check(HealthCheckId=check)
+    refused(r53, zone, ("UPSERT", {**primary, "HealthCheckId": check, "TTL": 30}), code="NoSuchHealthCheck",
+            status=404)
+    change(r53, zone, ("DELETE", {**primary, "HealthCheckId": check}))
+    assert cnames(gate, zone) == []
 
 
 def test_one_primary_and_one_secondary_so_a_role_flip_is_refused_either_way(r53, zone, gate) -> None:  # noqa: ANN001
@@ -168,13 +211,25 @@ def test_an_outage_refuses_the_region_and_counts_every_call(gate: Gate) -> None:
 PANEL = "arn:aws:route53-recovery-control::123456789012:controlpanel/p"
 
 
+RULE = f"{PANEL}/safetyrule/one-on"
+
+
 @pytest.fixture
-def arc() -> Iterator[ArcCluster]:
-    with ArcCluster().serve() as cluster:
+def clock(monkeypatch: pytest.MonkeyPatch) -> ManualClock:
+    """The cluster's time; the product's pauses advance it (no test sleeps for a wait period)."""
+    clock = ManualClock()
+    monkeypatch.setattr("orchestrator.routing_controls._sleep", clock.sleep)
+    return clock
+
+
+@pytest.fixture
+def arc(clock: ManualClock) -> Iterator[ArcCluster]:
+    with ArcCluster(clock=clock).serve() as cluster:
         for region in ("eu-west-1", "eu-central-1"):
             cluster.add_control(f"{PANEL}/routingcontrol/{region}", f"iot-dev-{region}", PANEL)
-        cluster.add_safety_rule(f"{PANEL}/safetyrule/one-on", "at-least-one-on",
-                                [f"{PANEL}/routingcontrol/eu-west-1", f"{PANEL}/routingcontrol/eu-central-1"], 1)
+        cluster.add_safety_rule(RULE, "at-least-one-on",
+                                [f"{PANEL}/routingcontrol/eu-west-1", f"{PANEL}/routingcontrol/eu-central-1"], 1,
+                                wait_period_ms=5000)
         yield cluster
 
 
@@ -182,7 +237,7 @@ def _arc_client(arc: ArcCluster, region: str) -> Any:
     return boto3.client("route53-recovery-cluster", region_name=region, endpoint_url=arc.endpoints[region])
 
 
-def test_arc_speaks_the_toggle_customer_api_through_boto3(arc: ArcCluster) -> None:
+def test_arc_speaks_the_toggle_customer_api_through_boto3(arc: ArcCluster, clock: ManualClock) -> None:
     c = _arc_client(arc, "us-west-2")
     eu, de = f"{PANEL}/routingcontrol/eu-west-1", f"{PANEL}/routingcontrol/eu-central-1"
     assert c.get_routing_control_state(RoutingControlArn=eu)["RoutingControlState"] == "Off"  # new: Off
@@ -192,16 +247,24 @@ def test_arc_speaks_the_toggle_customer_api_through_boto3(arc: ArcCluster) -> No
     listed = c.list_routing_controls(ControlPanelArn=PANEL)["RoutingControls"]
     assert {x["RoutingControlName"]: x["RoutingControlState"] for x in listed} == {
         "iot-dev-eu-west-1": "On", "iot-dev-eu-central-1": "On"}
+    # the safety rule's wait period: for 5000 ms after a change, requests against its controls fail
+    with pytest.raises(ClientError) as waiting:
+        c.update_routing_control_state(RoutingControlArn=eu, RoutingControlState="Off")
+    assert waiting.value.response["Error"]["Code"] == "ConflictException"
+    assert "wait period of 5000 ms" in waiting.value.response["Error"]["Message"]
+    assert arc.states()[eu] == "On" and arc.conflicts == [Conflict(RULE, "wait-period")]
+    clock.advance(5.0)
     c.update_routing_control_state(RoutingControlArn=eu, RoutingControlState="Off")
+    clock.advance(5.0)
     # the safety rule: at least one On
     with pytest.raises(ClientError) as info:
         c.update_routing_control_state(RoutingControlArn=de, RoutingControlState="Off")
     assert info.value.response["Error"]["Code"] == "ConflictException"
-    assert arc.states()[de] == "On"
+    assert arc.states()[de] == "On" and arc.conflicts[-1] == Conflict(RULE, "safety-rule")
     with pytest.raises(ClientError) as missing:
         c.get_routing_control_state(RoutingControlArn=f"{PANEL}/routingcontrol/nope")
     assert missing.value.response["Error"]["Code"] == "ResourceNotFoundException"
-    assert arc.count("us-west-2") == 6
+    assert arc.count("us-west-2") == 7
 
 
 def test_arc_endpoints_share_one_state_and_a_down_region_does_not_answer(arc: ArcCluster) -> None:
@@ -231,13 +294,15 @@ def _wiring(arc: ArcCluster) -> Any:
                      tuple(ClusterEndpoint(r, u) for r, u in arc.endpoints.items()), PANEL)
 
 
-def test_routing_controls_move_traffic_in_one_call_avoiding_the_failed_region(arc: ArcCluster) -> None:
+def test_routing_controls_move_traffic_in_one_call_avoiding_the_failed_region(arc: ArcCluster,
+                                                                             clock: ManualClock) -> None:
     from orchestrator.aws import AwsContext
     from orchestrator.routing_controls import ControlState, only, read_states, set_states
 
     ctx = AwsContext(endpoint_url="http://127.0.0.1:1")  # dummy credentials; ARC uses its own endpoints
     wiring = _wiring(arc)
     set_states(ctx, wiring, {"eu-west-1": ControlState.ON, "eu-central-1": ControlState.ON})
+    clock.advance(5.0)  # past the safety rule's wait period (waiting it out: the tests below)
     arc.down.update({"us-east-1", "eu-west-1"})  # the first endpoint is out; eu-west-1 must not be called
     arc.calls.clear()
     result = set_states(ctx, wiring, only("eu-central-1", list(wiring.controls)), avoid=["eu-west-1"])
@@ -258,3 +323,136 @@ def test_a_safety_rule_refusal_is_a_guard_not_an_outage(arc: ArcCluster) -> None
         set_states(AwsContext(endpoint_url="http://127.0.0.1:1"), wiring,
                    {"eu-west-1": ControlState.OFF, "eu-central-1": ControlState.OFF})
     assert len(arc.calls) == 1  # not retried against the other endpoints
+
+
+def test_arc_wait_period_covers_only_the_rules_controls_reads_and_overrides(arc: ArcCluster,
+                                                                          clock: ManualClock) -> None:
+    eu, de = f"{PANEL}/routingcontrol/eu-west-1", f"{PANEL}/routingcontrol/eu-central-1"
+    other = f"{PANEL}/routingcontrol/elsewhere"
+    arc.add_control(other, "not-in-the-rule", PANEL)
+    c = _arc_client(arc, "us-east-1")
+    c.update_routing_control_states(UpdateRoutingControlStateEntries=[
+        {"RoutingControlArn": eu, "RoutingControlState": "On"}, {"RoutingControlArn": de, "RoutingControlState": "On"}])
+    clock.advance(4.999)
+    assert c.get_routing_control_state(RoutingControlArn=eu)["RoutingControlState"] == "On"  # reads answer
+    c.update_routing_control_state(RoutingControlArn=other, RoutingControlState="On")  # not the rule's control
+    with pytest.raises(ClientError) as refused:
+        c.update_routing_control_state(RoutingControlArn=de, RoutingControlState="Off")
+    assert refused.value.response["Error"]["Code"] == "ConflictException"
+    # naming the rule in SafetyRulesToOverride skips it, wait period included
+    c.update_routing_control_state(RoutingControlArn=de, RoutingControlState="Off", SafetyRulesToOverride=[RULE])
+    assert arc.states() == {eu: "On", de: "Off", other: "On"}
+    assert [x.why for x in arc.conflicts] == ["wait-period"]
+
+
+def test_arc_wait_period_follows_the_time_scale_and_the_control_plane_takes_it_over_http(clock: ManualClock) -> None:
+    import json
+    import urllib.request
+
+    with ArcCluster(clock=clock, time_scale=0.01).serve() as cluster:  # 5000 ms -> 50 ms
+        url = cluster.endpoints["us-east-1"].rsplit("/v1", 1)[0]
+        for body, path in (({"arn": "rc/a", "name": "a", "panel": PANEL}, "control"),
+                           ({"arn": "rc/b", "name": "b", "panel": PANEL}, "control"),
+                           ({"arn": "sr/1", "name": "one-on", "asserted": ["rc/a", "rc/b"], "threshold": 1,
+                             "type": "ATLEAST", "waitPeriodMs": 5000}, "safety-rule")):
+            request = urllib.request.Request(f"{url}/_fake/{path}", data=json.dumps(body).encode(), method="POST")
+            urllib.request.urlopen(request, timeout=5).read()  # noqa: S310 - 127.0.0.1
+        assert cluster.rules["sr/1"].wait_period_ms == 5000
+        c = _arc_client(cluster, "us-east-1")
+        c.update_routing_control_state(RoutingControlArn="rc/a", RoutingControlState="On")
+        clock.advance(0.049)
+        with pytest.raises(ClientError):
+            c.update_routing_control_state(RoutingControlArn="rc/b", RoutingControlState="On")
+        clock.advance(0.002)
+        c.update_routing_control_state(RoutingControlArn="rc/b", RoutingControlState="On")
+        assert cluster.states() == {"rc/a": "On", "rc/b": "On"}
+
+
+def test_the_engine_tiers_mirror_forwards_the_programs_wait_period(clock: ManualClock,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stand-in provider's mirror (tests/engine/fake_aws_provider/moto_mirror.py) registers a
+    SafetyRule with the cluster carrying the program's waitPeriodMs, and refuses one without it."""
+    from tests.engine.fake_aws_provider.moto_mirror import MotoMirror
+
+    with ArcCluster(clock=clock).serve() as cluster:
+        monkeypatch.setenv("FAKE_AWS_ARC_URL", cluster.endpoints["us-east-1"].rsplit("/v1", 1)[0])
+        mirror = MotoMirror("http://127.0.0.1:1")
+        props = {"arn": "sr/1", "name": "one-on", "assertedControls": ["rc/a"], "waitPeriodMs": 7000,
+                 "ruleConfig": {"threshold": 1, "inverted": False, "type": "ATLEAST"}}
+        assert mirror._arc("aws:route53recoverycontrol/safetyRule:SafetyRule", "created", props)
+        assert cluster.rules["sr/1"].wait_period_ms == 7000
+        with pytest.raises(KeyError):
+            mirror._arc("aws:route53recoverycontrol/safetyRule:SafetyRule", "created",
+                        {k: v for k, v in props.items() if k != "waitPeriodMs"})
+
+
+def test_routing_controls_wait_out_the_wait_period_and_say_so(arc: ArcCluster, clock: ManualClock) -> None:
+    from orchestrator.aws import AwsContext
+    from orchestrator.routing_controls import ControlState, only, set_states
+
+    ctx, wiring = AwsContext(endpoint_url="http://127.0.0.1:1"), _wiring(arc)
+    assert set_states(ctx, wiring, {"eu-west-1": ControlState.ON, "eu-central-1": ControlState.ON}).waited_s == 0
+    moved = set_states(ctx, wiring, only("eu-central-1", list(wiring.controls)))  # at once: inside the wait
+    assert arc.states() == {f"{PANEL}/routingcontrol/eu-west-1": "Off", f"{PANEL}/routingcontrol/eu-central-1": "On"}
+    assert {x.why for x in arc.conflicts} == {"wait-period"} and len(arc.conflicts) >= 1
+    # paused at most 1 s at a time, and only as long as the wait period needed
+    assert moved.waited_s == pytest.approx(sum(clock.pauses)) and 5.0 <= moved.waited_s < 6.0
+    assert max(clock.pauses) <= 1.0
+    assert [c.ok for c in moved.calls] == [False] * len(arc.conflicts) + [True]
+
+
+def test_a_wait_that_outlasts_the_budget_is_refused_naming_the_wait(arc: ArcCluster, clock: ManualClock) -> None:
+    """A rule whose wait period is longer than the DNS stack says (or a change made by someone else
+    every few seconds): after the wait period plus the margin, a refusal that names the wait."""
+    from dataclasses import replace
+
+    from orchestrator.aws import AwsContext
+    from orchestrator.errors import GuardRefused
+    from orchestrator.routing_controls import WAIT_MARGIN_S, ControlState, only, set_states
+
+    arc.add_safety_rule(RULE, "at-least-one-on", [f"{PANEL}/routingcontrol/{r}" for r in ("eu-west-1", "eu-central-1")],
+                        1, wait_period_ms=60_000)
+    ctx, wiring = AwsContext(endpoint_url="http://127.0.0.1:1"), replace(_wiring(arc), wait_period_ms=2000)
+    set_states(ctx, wiring, {"eu-west-1": ControlState.ON, "eu-central-1": ControlState.ON})
+    with pytest.raises(GuardRefused, match=r"still refuses the change after [\d.]+ s .*wait period is 2 s") as info:
+        set_states(ctx, wiring, only("eu-central-1", list(wiring.controls)))
+    # the budget (wait period + margin) is spent, counting both pauses and the time the calls took
+    spent = float(str(info.value).split("after ")[1].split(" s")[0])
+    assert spent >= 2.0 + WAIT_MARGIN_S and sum(clock.pauses) <= 2.0 + WAIT_MARGIN_S + 1e-9
+    assert set(arc.states().values()) == {"On"}  # nothing changed
+
+
+def test_a_real_safety_rule_violation_is_reported_at_once_even_inside_the_wait_period(
+        arc: ArcCluster, clock: ManualClock) -> None:
+    from orchestrator.aws import AwsContext
+    from orchestrator.errors import GuardRefused
+    from orchestrator.routing_controls import ControlState, set_states
+
+    ctx, wiring = AwsContext(endpoint_url="http://127.0.0.1:1"), _wiring(arc)
+    set_states(ctx, wiring, {"eu-west-1": ControlState.ON, "eu-central-1": ControlState.ON})
+    arc.calls.clear()
+    with pytest.raises(GuardRefused, match="would leave 0 routing control") as info:
+        set_states(ctx, wiring, {"eu-west-1": ControlState.OFF, "eu-central-1": ControlState.OFF})
+    assert "the safety rule keeps at least 1 region(s) On" in info.value.one_line()
+    assert len(arc.calls) == 1 and clock.pauses == []  # no retry, no wait
+    assert set(arc.states().values()) == {"On"}
+
+
+def test_the_drills_engine_forwards_the_programs_wait_period(clock: ManualClock) -> None:
+    """`drill --local`'s LocalEngine registers the DNS program's SafetyRule with its waitPeriodMs."""
+    from types import SimpleNamespace
+
+    from orchestrator.aws import AwsContext
+    from orchestrator.drill.engine import ROUTING_CONTROL, SAFETY_RULE, LocalEngine
+
+    with ArcCluster(clock=clock).serve() as cluster:
+        engine = LocalEngine(AwsContext(endpoint_url="http://127.0.0.1:1"), "Z1", arc=cluster)
+        resources = [SimpleNamespace(type=ROUTING_CONTROL, name="c", inputs={"name": "c", "controlPanelArn": PANEL}),
+                     SimpleNamespace(type=SAFETY_RULE, name="r", inputs={
+                         "name": "one-on", "assertedControls": ["rc/c"], "waitPeriodMs": 2500,
+                         "ruleConfig": {"threshold": 1, "inverted": False, "type": "ATLEAST"}})]
+        states = {(ROUTING_CONTROL, "c"): {"arn": "rc/c"}, (SAFETY_RULE, "r"): {"arn": "sr/r"}}
+        outputs: dict[str, Any] = {"routingControls": {"eu-west-1": "rc/c"}}
+        engine._arc(resources, states, outputs)
+        assert cluster.rules["sr/r"].wait_period_ms == 2500
+        assert outputs["clusterEndpoints"] == cluster.endpoint_list

@@ -78,6 +78,13 @@ def test_malformed_domain(domain: object) -> None:
 
 def test_domain_outside_zone() -> None:
     assert "is not inside hosted_zone" in rejected(domain="iot.example.org")
+    assert "is not inside hosted_zone" in rejected(domain="iot.badexample.com")
+
+
+def test_domain_at_the_zone_apex_is_refused_route53_allows_no_cname_there() -> None:
+    msg = rejected(domain="example.com", hosted_zone="example.com")
+    assert "domain: 'example.com' is the apex of hosted_zone 'example.com'" in msg
+    assert "no CNAME at a zone apex" in msg and "iot.example.com" in msg
 
 
 def test_unknown_top_level_key() -> None:

@@ -26,7 +26,7 @@ def test_single_is_one_plain_cname_to_the_primary_without_health_check() -> None
         "fqdn": DOMAIN, "routing": "single",
         "records": [{"setIdentifier": None, "region": PRIMARY, "endpoint": ats_endpoint(PRIMARY)}],
         "healthCheckIds": {}, "failoverControl": "dns", "routingControls": {}, "clusterEndpoints": [],
-        "controlPanelArn": "",
+        "controlPanelArn": "", "safetyRule": {},
     }
 
 
@@ -123,6 +123,20 @@ def test_target_lists_that_do_not_fit_the_mode_are_refused(routing: str, regions
         evaluate(dns_args(routing, *regions), stack="dev-dns")
 
 
+@pytest.mark.parametrize("domain,zone,message", [
+    ("example.com", "example.com", "is the apex of hosted zone 'example.com': no CNAME"),
+    ("iot.example.org", "example.com", "is not inside hosted zone 'example.com'"),
+    ("iot.badexample.com", "example.com", "is not inside hosted zone"),
+])
+def test_a_domain_route53_would_refuse_is_refused_before_anything_is_created(domain: str, zone: str,
+                                                                            message: str) -> None:
+    """Route 53 refuses a CNAME at the zone apex and a name outside the zone (tests/route53_strict.py
+    rules 8 and 9): the program says so instead of failing half-way through an update."""
+    args = dns_args("failover", PRIMARY, SECONDARY)
+    with pytest.raises(EvaluationFailed, match=message):
+        evaluate(type(args)(**{**args.__dict__, "domain": domain, "hosted_zone": zone}), stack="dev-dns")
+
+
 def test_failover_with_the_primary_alone_is_the_transition_state() -> None:
     """Taking a secondary out passes through failover with the PRIMARY record alone."""
     ev = evaluate(dns_args("failover", PRIMARY), stack="dev-dns")
@@ -171,6 +185,9 @@ def test_arc_is_a_cluster_a_panel_a_control_per_region_and_an_at_least_one_on_ru
     assert {e["region"] for e in ev.outputs["clusterEndpoints"]} == {
         "us-east-1", "us-west-2", "eu-west-1", "ap-northeast-1", "ap-southeast-2"}
     assert ev.outputs["controlPanelArn"].startswith("arn:aws:route53-recovery-control::")
+    # the rule's wait period and threshold reach the orchestrator, which waits the period out
+    assert rule["waitPeriodMs"] == 5000
+    assert ev.outputs["safetyRule"] == {"threshold": 1, "waitPeriodMs": rule["waitPeriodMs"]}
 
 
 def test_arc_records_use_a_calculated_check_healthy_only_when_endpoint_and_control_are() -> None:

@@ -211,7 +211,7 @@ class MotoMirror:
             _post(f"{url}/_fake/safety-rule", {
                 "arn": props["arn"], "name": props.get("name", ""), "asserted": props.get("assertedControls") or [],
                 "threshold": int(rule.get("threshold") or 1), "inverted": bool(rule.get("inverted")),
-                "type": rule.get("type", "ATLEAST")})
+                "type": rule.get("type", "ATLEAST"), "waitPeriodMs": int(props["waitPeriodMs"])})
         return True
 
 

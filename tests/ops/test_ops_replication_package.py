@@ -1,0 +1,277 @@
+"""The replication function tested as deployed: the exact zip the replication program hands to
+Lambda, unzipped, run in a fresh interpreter (`python -I -S`: no site-packages, no PYTHONPATH, no
+editable install) whose path holds only that code and the packages Lambda's Python runtime provides
+(boto3 and its dependencies), through every handler path against moto: applied, refused (an
+operation AWS answers with an error), throttled then applied, poison record, the scheduled
+reconciliation and an unknown event. A module the package leaves out fails here, on the path that
+imports it, instead of in Lambda (where it dead-letters records with the wrong message).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import threading
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.aws import AwsContext, client
+from programs import package
+from tests.ops.conftest import DST, SRC
+from tests.ops.registry_world import device_policy, make_pem
+from tests.ops.replication_world import applied_table, now_ms, payload, rule_item, stream_record
+
+FUNCTION = "aws:lambda/function:Function"
+# what Lambda's Python runtime has besides the standard library: boto3 and what it imports
+RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
+THROTTLED_CREATES = 2  # CreateThing calls in the destination answered ThrottlingException first
+
+DRIVER = """
+import json, logging, sys
+app, runtime, events_file = sys.argv[1:4]
+sys.path[:0] = [app, runtime]
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="LOG %(message)s")
+import orchestrator.registry.replicate as replicate
+for name, event in json.load(open(events_file)):
+    try:
+        out = replicate.handler(event, None)
+    except Exception as exc:
+        out = {"raised": type(exc).__name__ + ": " + str(exc)}
+    print("RESULT " + json.dumps([name, out]), flush=True)
+loaded = {n: getattr(m, "__file__", None) for n, m in sys.modules.items() if n.split(".")[0] == "orchestrator"}
+print("MODULES " + json.dumps(loaded))
+print("SITE " + json.dumps([n for n in ("site", "click", "pulumi", "yaml") if n in sys.modules]))
+"""
+
+
+def deployed_zip() -> tuple[Path, str]:
+    """The archive the replication program gives its Function, and the hash it declares."""
+    from programs.mocks import evaluate
+    from tests.programs.conftest import SECONDARY, THIRD, replication_args
+
+    ev = evaluate(replace(replication_args(SECONDARY, THIRD), routing="failover"), stack="dev-replication")
+    functions = ev.of_type(FUNCTION)
+    assert functions
+    paths = {fn.inputs["code"].path for fn in functions}
+    hashes = {fn.inputs["sourceCodeHash"] for fn in functions}
+    assert len(paths) == len(hashes) == 1
+    return Path(paths.pop()), hashes.pop()
+
+
+def runtime_dir(tmp: Path) -> Path:
+    """A directory holding only boto3 and its dependencies (links into this interpreter's copies)."""
+    out = tmp / "runtime"
+    out.mkdir()
+    for name in RUNTIME_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.origin, name
+        origin = Path(spec.origin)
+        source = origin.parent if origin.name == "__init__.py" else origin
+        (out / source.name).symlink_to(source)
+    return out
+
+
+class Throttler:
+    """A pass-through proxy in front of the test endpoint. In DST it answers the first
+    THROTTLED_CREATES CreateThing requests with 400 ThrottlingException (as IoT does over its quota)
+    and refuses the first CreateThing of `pkg-refused` with 400 InvalidRequestException (a refusal
+    the replicator reports as an operation error, `OpError`; the reconciliation then creates it)."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream, self.throttled, self.refused, self.url = upstream.rstrip("/"), 0, 0, ""
+        self._lock = threading.Lock()
+
+    def _fault(self, method: str, path: str, auth: str) -> tuple[str, str] | None:
+        if method != "POST" or not path.startswith("/things/") or f"/{DST}/iot/" not in auth:
+            return None
+        with self._lock:
+            if path.split("?")[0] == "/things/pkg-refused" and not self.refused:
+                self.refused += 1
+                return "InvalidRequestException", "refused by the test"
+            if self.throttled >= THROTTLED_CREATES:
+                return None
+            self.throttled += 1
+            return "ThrottlingException", "Rate exceeded"
+
+    def serve(self) -> Iterator[Throttler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                fault = proxy._fault(self.command, self.path, self.headers.get("Authorization", ""))
+                if fault is not None:
+                    self._send(400, {"x-amzn-ErrorType": f"{fault[0]}:", "Content-Type": "application/json"},
+                               json.dumps({"message": fault[1]}).encode())
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "content-length"}}
+                request = urllib.request.Request(proxy.upstream + self.path, data=body, method=self.command,
+                                                 headers=headers)
+                try:
+                    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - 127.0.0.1
+                        self._send(answer.status, dict(answer.headers), answer.read())
+                except urllib.error.HTTPError as err:
+                    self._send(err.code, dict(err.headers), err.read())
+
+            def _send(self, status: int, headers: dict[str, str], data: bytes) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    if key.lower() not in {"content-length", "transfer-encoding", "connection", "server", "date"}:
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _any  # noqa: N815
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{server.server_address[1]}"
+        try:
+            yield self
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.fixture
+def throttler(endpoint: str) -> Iterator[Throttler]:
+    yield from Throttler(endpoint).serve()
+
+
+def _provision(iot: Any, thing: str, serial: int) -> str:
+    iot.create_thing(thingName=thing, attributePayload={"attributes": {"serial": str(serial)}})
+    cert = iot.register_certificate_without_ca(certificatePem=make_pem(thing, serial), status="ACTIVE")
+    try:
+        iot.create_policy(policyName="device", policyDocument=device_policy())
+    except iot.exceptions.ResourceAlreadyExistsException:
+        pass
+    iot.attach_thing_principal(thingName=thing, principal=cert["certificateArn"])
+    iot.attach_policy(policyName="device", target=cert["certificateArn"])
+    return str(cert["certificateId"])
+
+
+def _thing(name: str, t: int) -> dict[str, Any]:
+    event = payload("thing", thingName=name, operation="CREATED", timestamp=t, versionNumber=1,
+                    eventId=f"{name}-{t}", thingTypeName=None, attributes={"serial": "1"})
+    return stream_record(rule_item(event, SRC), SRC)
+
+
+def test_the_lazily_imported_packages_are_known_and_none_is_imported_at_module_level() -> None:
+    """The closure is computed, not listed: `orchestrator/scrub.py` (imported inside OpError) is in it,
+    and every package the runtime lacks is reached only inside a function (named here)."""
+    files, lazy = package.closure()
+    assert "orchestrator/scrub.py" in files and "orchestrator/registry/replicate.py" in files
+    assert not any(f.startswith(("orchestrator/cli/", "orchestrator/engine/", "orchestrator/drill/")) for f in files)
+    assert lazy == ["ruamel <- orchestrator/topology.py", "yaml <- orchestrator/registry/quotas.py",
+                    "yaml <- orchestrator/topology.py"]
+
+
+def test_a_module_level_import_the_runtime_lacks_fails_the_build(tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    (root / "orchestrator" / "registry").mkdir(parents=True)
+    (root / "orchestrator" / "__init__.py").write_text("")
+    (root / "orchestrator" / "registry" / "__init__.py").write_text("")
+    (root / "orchestrator" / "registry" / "replicate.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import click\n"
+        "from orchestrator import helper\ndef handler(event, context):\n    from orchestrator import later\n")
+    (root / "orchestrator" / "helper.py").write_text("import yaml\n")
+    (root / "orchestrator" / "later.py").write_text("import boto3\n")
+    with pytest.raises(package.PackageError, match="orchestrator/helper.py imports yaml at module level"):
+        package.closure(root)
+    (root / "orchestrator" / "helper.py").write_text("def f():\n    import yaml\n")
+    files, lazy = package.closure(root)
+    assert files == ["orchestrator/__init__.py", "orchestrator/helper.py", "orchestrator/later.py",
+                     "orchestrator/registry/__init__.py", "orchestrator/registry/replicate.py"]
+    assert lazy == ["yaml <- orchestrator/helper.py"]  # TYPE_CHECKING imports never run: click is not named
+    (root / "orchestrator" / "later.py").unlink()
+    with pytest.raises(package.PackageError,
+                       match="orchestrator.later is imported by orchestrator/registry/replicate.py"):
+        package.closure(root)
+
+
+def test_the_deployed_zip_runs_every_handler_path_in_a_fresh_interpreter(
+        ctx: AwsContext, throttler: Throttler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive, declared = deployed_zip()
+    import base64
+    import hashlib
+
+    assert base64.b64encode(hashlib.sha256(archive.read_bytes()).digest()).decode() == declared
+    app = tmp_path / "app"
+    with zipfile.ZipFile(archive) as zipped:
+        assert sorted(zipped.namelist()) == package.closure()[0]
+        zipped.extractall(app)
+
+    src, dst = client(ctx, "iot", SRC), client(ctx, "iot", DST)
+    table = applied_table(ctx, DST)
+    applied_cert = _provision(src, "pkg-applied", 41)
+    _provision(src, "pkg-throttled", 42)
+    _provision(src, "pkg-later", 43)
+    _provision(src, "pkg-refused", 44)
+    t = now_ms()
+    refused = _thing("pkg-refused", t)
+    poison = stream_record({"eventId": "x", "eventType": "SOMETHING_ELSE", "originRegion": SRC,
+                            "eventTimeMs": t}, SRC)
+    events = [
+        ("applied", {"Records": [_thing("pkg-applied", t)]}),
+        ("refused", {"Records": [refused]}),
+        ("throttled", {"Records": [_thing("pkg-throttled", t)]}),
+        ("poison", {"Records": [poison]}),
+        ("reconcile", {"reconcile": {"from": SRC}}),
+        ("unknown", {"something": 1}),
+    ]
+    (tmp_path / "events.json").write_text(json.dumps(events))
+    (tmp_path / "driver.py").write_text(DRIVER)
+    env = {"AWS_REGION": DST, "REPLICATION_ENV": "dev", "APPLIED_TABLE": table, "AWS_ENDPOINT_URL": throttler.url,
+           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true",
+           "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+           "NO_PROXY": "127.0.0.1,localhost"}
+    proc = subprocess.run([sys.executable, "-I", "-S", str(tmp_path / "driver.py"), str(app),
+                           str(runtime_dir(tmp_path)), str(tmp_path / "events.json")],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    results = dict(json.loads(line[len("RESULT "):]) for line in lines if line.startswith("RESULT "))
+    logs = [line[len("LOG "):] for line in lines if line.startswith("LOG ")]
+    failed = {json.loads(x)["sequence"]: json.loads(x)["error"] for x in logs if x.startswith('{"sequence"')}
+
+    # every orchestrator module came from the unzipped package; nothing from a site or an editable install
+    modules = json.loads(next(x for x in lines if x.startswith("MODULES "))[len("MODULES "):])
+    assert modules and all(str(f).startswith(str(app)) for f in modules.values()), modules
+    assert json.loads(next(x for x in lines if x.startswith("SITE "))[len("SITE "):]) == []
+
+    assert results["applied"] == {"batchItemFailures": []}
+    assert dst.describe_thing(thingName="pkg-applied")["thingName"] == "pkg-applied"
+    principals = dst.list_thing_principals(thingName="pkg-applied")["principals"]
+    assert applied_cert in {p.rsplit("/", 1)[1] for p in principals}
+    # refused by AWS: reported for Lambda to retry, with AWS's error (not an ImportError of a missing module)
+    seq = refused["dynamodb"]["SequenceNumber"]
+    assert results["refused"] == {"batchItemFailures": [{"itemIdentifier": seq}]}
+    assert "InvalidRequestException" in failed[seq] and "refused by the test" in failed[seq], failed[seq]
+    assert "Module" not in failed[seq] and "Import" not in failed[seq]
+    assert throttler.throttled == THROTTLED_CREATES
+    assert results["throttled"] == {"batchItemFailures": []}
+    assert dst.describe_thing(thingName="pkg-throttled")["thingName"] == "pkg-throttled"
+    seq = poison["dynamodb"]["SequenceNumber"]
+    assert results["poison"] == {"batchItemFailures": [{"itemIdentifier": seq}]}
+    assert "unknown eventType" in failed[seq]
+    assert results["reconcile"]["ok"] is True and results["reconcile"]["applied"] >= 1
+    assert {dst.describe_thing(thingName=n)["thingName"] for n in ("pkg-later", "pkg-refused")} == {
+        "pkg-later", "pkg-refused"}
+    assert results["unknown"] == {"raised": "ValueError: unknown event: expected stream Records or a reconcile request"}
