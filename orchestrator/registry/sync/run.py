@@ -313,9 +313,11 @@ class _Run:
         src_p = tuple(sorted(a for p in parts for a in p.src.thing_principals))
         dst_p = tuple(sorted(a for p in parts for a in p.dst.thing_principals))
         notes = tuple(sorted(set(src.notes).union(*(p.src.notes for p in parts))))
+        covered = frozenset().union(*(p.src.coverage.principals or () for p in parts))
         return DetailReads(
             replace(src, thing_principals=src_p, shadows=tuple(sh for p in parts for sh in p.src.shadows),
-                    notes=notes, gaps=tuple(dict.fromkeys((*src.gaps, *(g for p in parts for g in p.src.gaps))))),
+                    notes=notes, gaps=tuple(dict.fromkeys((*src.gaps, *(g for p in parts for g in p.src.gaps)))),
+                    coverage=src.coverage.with_principals(covered)),
             replace(dst, thing_principals=dst_p, shadows=tuple(sh for p in parts for sh in p.dst.shadows)),
             frozenset(src_names), tuple(sh for p in parts for sh in p.src_shadows), self.shadows)
 
@@ -327,7 +329,11 @@ class _Run:
         record = self.record(src, dst)
         wanted = things_to_check(src, dst, record)
         if wanted is not None:
-            new_certs = [c.arn for c in src.certificates if c.id not in dst.certificates_by_id and c.arn]
+            # certificates new to the destination, and those whose status changed (a revoked or
+            # deactivated certificate is often detached too): their things are read
+            new_certs = [c.arn for c in src.certificates if c.arn and (
+                c.id not in dst.certificates_by_id or (c.status in ("INACTIVE", "REVOKED")
+                                                     and dst.certificates_by_id[c.id].status != c.status))]
             if new_certs:
                 wanted |= things_of_certificates(self.src_caller, new_certs, concurrency=o.concurrency)
                 wanted &= set(src.things_by_name)
@@ -345,11 +351,13 @@ class _Run:
         assert src_caller is not None
 
         src_gaps: list[str] = []  # pages of the source's principals that may not have been the last
+        src_partial: set[str] = set()  # their things: not covered (nothing is detached from them)
 
         def principals() -> tuple[Any, tuple[str, ...], Any]:
             (src_p, notes), (dst_p, _) = pmap(
-                lambda args: read_principals(args[0], args[1], concurrency=o.concurrency, gaps=args[2]),
-                [(src_caller, src_names, src_gaps), (self.dst_caller, dst_names, None)], 2)
+                lambda args: read_principals(args[0], args[1], concurrency=o.concurrency, gaps=args[2],
+                                             partial=args[3]),
+                [(src_caller, src_names, src_gaps, src_partial), (self.dst_caller, dst_names, None, None)], 2)
             return src_p, notes, dst_p
 
         def shadows() -> tuple[tuple[Shadow, ...], tuple[Shadow, ...], tuple[Shadow, ...]]:
@@ -384,9 +392,11 @@ class _Run:
                                                            if c in src.certificates_by_id))
             dst_base = RegistrySnapshot(dst.region, things=tuple(dst.things_by_name[n] for n in sorted(chunk)
                                                                  if n in dst.things_by_name))
+        covered = frozenset(n for n in src_names if n not in src_partial)
         src_full = replace(src_base, thing_principals=src_p, shadows=src_sh if o.prune else changed_sh,
                            notes=tuple(sorted(set(src_base.notes) | set(src_notes))),
-                           gaps=(*src_base.gaps, *src_gaps))
+                           gaps=(*src_base.gaps, *src_gaps),
+                           coverage=src.coverage.with_principals(covered))
         dst_full = replace(dst_base, thing_principals=dst_p, shadows=dst_sh)
         return DetailReads(src_full, dst_full, checked, src_sh, self.shadows)
 
