@@ -329,14 +329,19 @@ class _Run:
         record = self.record(src, dst)
         wanted = things_to_check(src, dst, record)
         if wanted is not None:
-            # certificates new to the destination, and those whose status changed (a revoked or
-            # deactivated certificate is often detached too): their things are read
-            new_certs = [c.arn for c in src.certificates if c.arn and (
-                c.id not in dst.certificates_by_id or (c.status in ("INACTIVE", "REVOKED")
-                                                     and dst.certificates_by_id[c.id].status != c.status))]
+            # certificates new to the destination: the things they are attached to in the source
+            # (a rotated certificate: the thing's old one is detached too); certificates deactivated
+            # or revoked in the source: the things they are still attached to in the destination
+            # (such a certificate is often detached too)
+            new_certs = [c.arn for c in src.certificates if c.id not in dst.certificates_by_id and c.arn]
+            tightened = [d.arn for c in src.certificates if c.status in ("INACTIVE", "REVOKED")
+                         for d in [dst.certificates_by_id.get(c.id)] if d is not None and d.arn
+                         and d.status != c.status]
             if new_certs:
                 wanted |= things_of_certificates(self.src_caller, new_certs, concurrency=o.concurrency)
-                wanted &= set(src.things_by_name)
+            if tightened:
+                wanted |= things_of_certificates(self.dst_caller, tightened, concurrency=o.concurrency)
+            wanted &= set(src.things_by_name)
         src_names = sorted(wanted) if wanted is not None else [t.name for t in src.things]
         dst_names = [n for n in src_names if n in dst.things_by_name]
         if o.prune:  # things only the destination has: their attachments go with them
