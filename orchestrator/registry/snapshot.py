@@ -13,12 +13,16 @@ region-specific and kept only as hints (`compare=False`).
 Reading is split by cost (the sync reads in proportion to what changed, sync/run.py):
 `read_listing` takes what the paged listings give, per region: list_thing_types, list_thing_groups +
 describe_thing_group per group, list_things (250 a page, with each thing's `version`),
-list_things_in_thing_group per group, list_policies + get_policy per policy,
-list_targets_for_policy per policy, list_certificates (status and mode come with the listing);
+list_things_in_thing_group per group, list_policies + get_policy + list_policy_versions per policy
+(get_policy_version per non-default version), list_targets_for_policy per policy, list_certificates
+(status and mode come with the listing);
 the five independent listings run at once. `read_principals` is one list_thing_principals per
 thing (no bulk form), `things_of_certificates` one list_principal_things per certificate,
 `with_pems` one describe_certificate per certificate, and `read_shadows` (iot-data) one
 list_named_shadows_for_thing plus one get_thing_shadow per shadow of each thing.
+
+`Coverage` says what a read covered completely (which things' principals, policies' targets and
+versions, groups' members): the planner tightens (detaches) only that.
 
 Shadows (`Shadow`): classic (name "") and named; `state.desired` and `state.reported` as canonical
 JSON; the version is the region's own counter (not compared across regions).

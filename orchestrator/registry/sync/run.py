@@ -17,8 +17,11 @@ A clients sync reads in proportion to what changed:
 2. Which things to look at closely: with no version record (`options.state_path`), `--full` or
    `--prune`, all of them; otherwise the things whose version changed in either region since the
    last clean sync, things new to the destination, and the things of certificates new to the
-   destination (`list_principal_things`, one per new certificate). A certificate moved between two
-   things changes neither version: the `--full` pass finds it.
+   destination (`list_principal_things`, one per new certificate), and the things still attached in
+   the destination to certificates the source deactivated or revoked. A certificate moved between
+   two things (or only detached) changes neither version: the `--full` pass finds it.
+   The principals read are the source snapshot's `Coverage`: a certificate detached from one of
+   those things is detached in the destination (tightening, without `--prune`).
 3. Their principals (`list_thing_principals`) and the shadows: every source thing's shadow list
    and documents, and the destination's documents only where the source's version changed.
 
