@@ -89,8 +89,10 @@ def sync(app: Context, src: str | None, dst: str | None, all_secondaries: bool, 
          yes: bool) -> None:
     """Copy thing types, groups, things, policies, certificates, attachments and shadows R1 -> R2.
 
-    Both regions must be members of the environment. --prune deletes only from a complete source
-    listing, within the deletion budget, after confirmation. --all-secondaries syncs the primary
+    Both regions must be members of the environment. Tightening (a policy or certificate
+    detached, a thing taken out of a group, a certificate deactivated or revoked, a policy's old
+    versions) is always carried. --prune deletes what the source no longer has, only from a
+    complete source listing, within the deletion budget, after confirmation. --all-secondaries syncs the primary
     to each secondary in turn: a pair that reports errors does not stop the next (exit 1 at the end),
     a refusal (exit 2 or 4) stops at once.
 

@@ -13,6 +13,11 @@ region that is not the one meant) would otherwise wipe the destination. Before a
 4. the plan's deletions are shown and confirmed (a typed region on a terminal, `--yes` in
    automation; without either, exit 4).
 
+Only deletions of what the source no longer has are guarded (things, certificates, policies,
+groups, types, and the relations that go with them). Tightening of what the source still has (a
+policy or certificate detached, a thing taken out of a group, a policy version deleted, a
+certificate deactivated or revoked) is carried by every sync and never asks: see docs/registry.md.
+
 A refusal is `GuardRefused` (exit 4) and nothing has been written. A complete listing is recorded
 (the high-water mark for rule 2) only when no deletion was refused; a source that really shrank is
 recorded by a sync without `--prune` first, then pruned: a deliberate, two-step override.
@@ -95,7 +100,9 @@ class PruneGuard:
         dry run a refusal becomes a warning of the plan ("a real --prune run would refuse: …")."""
         from orchestrator.registry.sync.model import Action
 
-        deletions = [op for op in plan.ops if op.action is Action.DELETE]
+        # tightening (a detach, a removal from a group, a deleted policy version) is always carried:
+        # only deletions of what the source no longer has are guarded
+        deletions = [op for op in plan.ops if op.action is Action.DELETE and not op.tightens]
         if deletions:
             try:
                 self._rules(src, dst, deletions)
@@ -237,7 +244,9 @@ def additive(plan: SyncPlan) -> tuple[SyncPlan, list[Any]]:
     left: list[Any] = []
     for op in plan.ops:
         new_side = any(d in created for d in op.deps)
-        if op.action is Action.UPDATE and not new_side:
+        if op.tightens and not new_side:  # a restore never detaches what exists (it is additive)
+            left.append(op)
+        elif op.action is Action.UPDATE and not new_side:
             left.append(op)
         elif op.action is Action.CREATE and op.kind.value in _RELATIONS and not new_side:
             left.append(op)

@@ -29,7 +29,10 @@ For each record, in stream order (one record at a time: one object's events neve
    difference, no write: replicated changes die out instead of ping-ponging between regions.
    Thing events also catch up what has no events: the thing's certificates (registered without a
    CA, same id, from the origin's PEM), their policies and attachments are read from the origin;
-   certificates detached there are detached here (never deleted: another thing may use them).
+   certificates detached there are detached here (never deleted: another thing may use them),
+   and policies detached there from those certificates are detached here, statuses (deactivated,
+   revoked) copied: the snapshots carry a `Coverage` saying what the origin read completely, and
+   the planner tightens only that (docs/registry.md, "Tightening and removal").
    Shadows go the same way (`Kind.SHADOW`: the shadow from the update document against the
    destination's), written with a client token signed by a KMS HMAC key (`ShadowSigner`); the rules
    keep every update document (a device chooses its own token), and a function that receives one
@@ -81,6 +84,7 @@ from orchestrator.registry.events import (
 from orchestrator.registry.policydoc import RegionRewrite, normalize_document
 from orchestrator.registry.snapshot import (
     Certificate,
+    Coverage,
     Policy,
     PolicyTarget,
     RegistrySnapshot,
@@ -561,7 +565,7 @@ class Replicator:
         now = replace(event, operation=Operation.UPDATED,
                       body={"thingTypeName": thing.thing_type, "attributes": dict(thing.attributes)})
         src_snap, dst_snap = self._thing_snapshots(now)
-        return self._run(src_snap, dst_snap, _detachments(src_snap, dst_snap))
+        return self._run(src_snap, dst_snap)
 
     def _apply(self, event: ReplicationEvent) -> bool | None:
         if event.kind is EventKind.SHADOW:
@@ -570,7 +574,7 @@ class Replicator:
             if event.operation is Operation.DELETED:
                 return self._delete_thing(event.name)
             src, dst = self._thing_snapshots(event)
-            return self._run(src, dst, _detachments(src, dst))
+            return self._run(src, dst)
         if event.kind is EventKind.THING_TYPE:
             return self._thing_type(event)
         if event.kind is EventKind.THING_GROUP:
@@ -632,8 +636,13 @@ class Replicator:
                 raise ApplyFailed(f"thing type {thing_type} of {name} is not in {event.origin}")
             src_types = (replace(src_type, deprecated=dst_type.deprecated if dst_type else False),)
             dst_types = (dst_type,) if dst_type else ()
+        # what was read completely in the origin: this thing's certificates, and each of those
+        # certificates' policies; so the planner detaches what the origin detached (tightening)
+        coverage = Coverage(principals=frozenset({name}),
+                            certificate_policies=frozenset(c.id for c in src_certs))
         src = RegistrySnapshot(event.origin, thing_types=src_types, things=(thing,), policies=src_policies,
-                               certificates=src_certs, thing_principals=src_tp, policy_targets=src_pt)
+                               certificates=src_certs, thing_principals=src_tp, policy_targets=src_pt,
+                               coverage=coverage)
         dst = RegistrySnapshot(self.region.name, thing_types=dst_types,
                                things=(dst_thing,) if dst_thing else (), policies=dst_policies,
                                certificates=dst_certs, thing_principals=dst_tp, policy_targets=dst_pt)
@@ -805,13 +814,6 @@ def _attached(caller: Caller, target: str) -> set[str]:
         if _missing(exc):
             return set()
         raise
-
-
-# -- extra ops for certificate rotation: detach what the origin detached ------------------------
-def _detachments(src: RegistrySnapshot, dst: RegistrySnapshot) -> list[SyncOp]:
-    gone = set(dst.thing_principals) - set(src.thing_principals)
-    return [SyncOp(Kind.THING_PRINCIPAL, Action.DELETE, f"{a.thing}/{a.certificate_id}",
-                   {"thing": a.thing, "certificate_id": a.certificate_id}, (), 120) for a in sorted(gone)]
 
 
 

@@ -13,12 +13,16 @@ region-specific and kept only as hints (`compare=False`).
 Reading is split by cost (the sync reads in proportion to what changed, sync/run.py):
 `read_listing` takes what the paged listings give, per region: list_thing_types, list_thing_groups +
 describe_thing_group per group, list_things (250 a page, with each thing's `version`),
-list_things_in_thing_group per group, list_policies + get_policy per policy,
-list_targets_for_policy per policy, list_certificates (status and mode come with the listing);
+list_things_in_thing_group per group, list_policies + get_policy + list_policy_versions per policy
+(get_policy_version per non-default version), list_targets_for_policy per policy, list_certificates
+(status and mode come with the listing);
 the five independent listings run at once. `read_principals` is one list_thing_principals per
 thing (no bulk form), `things_of_certificates` one list_principal_things per certificate,
 `with_pems` one describe_certificate per certificate, and `read_shadows` (iot-data) one
 list_named_shadows_for_thing plus one get_thing_shadow per shadow of each thing.
+
+`Coverage` says what a read covered completely (which things' principals, policies' targets and
+versions, groups' members): the planner tightens (detaches) only that.
 
 Shadows (`Shadow`): classic (name "") and named; `state.desired` and `state.reported` as canonical
 JSON; the version is the region's own counter (not compared across regions).
@@ -101,10 +105,72 @@ class Shadow:
         return f"{self.thing}/{self.name or '$classic'}"
 
 
+@dataclass(frozen=True, order=True)
+class PolicyVersion:
+    """One version of a policy: its id is the region's own (not compared across regions)."""
+
+    id: str
+    document: str  # normalized JSON
+    default: bool = False
+
+
 @dataclass(frozen=True)
 class Policy:
     name: str
     document: str  # normalized JSON of the default version
+    # every version (the default among them), or None when they were not read
+    versions: tuple[PolicyVersion, ...] | None = field(default=None, compare=False, repr=False)
+
+
+ALL = None  # a Coverage field that is None covers every object of its kind in the snapshot
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What a read of a region covered *completely*, so that what the snapshot lacks there is
+    known to be absent, not merely unread. Tightening (a detach, a removal from a group, a deleted
+    policy version) is planned only from a source whose read covered it: a partial read never
+    detaches what it did not look at.
+
+    Each field is None (`ALL`: every such object in the snapshot was read completely) or the names
+    of those that were: `principals` things whose certificates were listed (`list_thing_principals`),
+    `policy_targets` policies whose targets were listed, `certificate_policies` certificates whose
+    attached policies were listed (replication reads per certificate), `groups` static groups whose
+    members were listed, `policy_versions` policies whose versions were listed. The default covers
+    nothing (a backup, a hand-made snapshot)."""
+
+    principals: frozenset[str] | None = frozenset()
+    policy_targets: frozenset[str] | None = frozenset()
+    certificate_policies: frozenset[str] | None = frozenset()
+    groups: frozenset[str] | None = frozenset()
+    policy_versions: frozenset[str] | None = frozenset()
+
+    @classmethod
+    def complete(cls) -> Coverage:
+        return cls(ALL, ALL, ALL, ALL, ALL)
+
+    @staticmethod
+    def _has(names: frozenset[str] | None, name: str) -> bool:
+        return names is None or name in names
+
+    def thing(self, name: str) -> bool:
+        return self._has(self.principals, name)
+
+    def policy(self, name: str) -> bool:
+        return self._has(self.policy_targets, name)
+
+    def certificate(self, cert_id: str) -> bool:
+        return self._has(self.certificate_policies, cert_id)
+
+    def group(self, name: str) -> bool:
+        return self._has(self.groups, name)
+
+    def versions(self, name: str) -> bool:
+        return self._has(self.policy_versions, name)
+
+    def with_principals(self, things: Iterable[str] | None) -> Coverage:
+        """This coverage, with the principals of `things` (None: of every thing) read."""
+        return replace(self, principals=None if things is None else frozenset(things))
 
 
 @dataclass(frozen=True)
@@ -145,6 +211,7 @@ class RegistrySnapshot:
     # why the listing is not provably complete (a full page without a continuation token); empty:
     # every listing ended on a short page without a token. Pruning trusts only a complete listing.
     gaps: tuple[str, ...] = field(default=(), compare=False)
+    coverage: Coverage = field(default_factory=Coverage, compare=False, repr=False)
 
     # -- lookups -------------------------------------------------------------------------------
     @cached_property
@@ -356,32 +423,43 @@ def read_snapshot(iot_client: Any, *, caller: Caller | None = None, pems: bool =
     `data_caller` (an `iot-data` client's Caller) also reads every thing's shadows."""
     caller = caller or Caller(iot_client)
     listing = read_listing(caller, concurrency=concurrency)
-    principals, notes = read_principals(caller, [t.name for t in listing.things], concurrency=concurrency)
+    partial: set[str] = set()
+    principals, notes = read_principals(caller, [t.name for t in listing.things], concurrency=concurrency,
+                                        partial=partial)
     shadows: tuple[Shadow, ...] = ()
     if data_caller is not None:
         shadows = read_shadows(data_caller, [t.name for t in listing.things], concurrency=concurrency)
+    covered = None if not partial else frozenset(t.name for t in listing.things if t.name not in partial)
     snapshot = replace(listing, thing_principals=principals, shadows=shadows,
-                       notes=tuple(sorted(set(listing.notes) | set(notes))))
+                       notes=tuple(sorted(set(listing.notes) | set(notes))),
+                       coverage=listing.coverage.with_principals(covered))
     if pems:
         snapshot = with_pems(snapshot, caller, [c.id for c in snapshot.certificates], concurrency=concurrency)
     return snapshot
 
 
-def read_listing(caller: Caller, *, concurrency: int = 1) -> RegistrySnapshot:
+def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True) -> RegistrySnapshot:
     """Everything the paged listings give (types, groups, things with their versions and groups,
-    policies, certificates, policy targets): no per-thing and no per-certificate call. The five
-    independent listings run at the same time (each API has its own budget)."""
+    policies with their versions, certificates, policy targets): no per-thing and no
+    per-certificate call. The five independent listings run at the same time (each API has its
+    own budget). `versions`: list each policy's versions (`list_policy_versions`, plus one
+    `get_policy_version` per non-default version), so that a version deleted in one region can be
+    deleted in another. The coverage says which policies' targets and versions and which groups'
+    members were listed completely (the principals of things are not read here)."""
     region = caller.region
     notes: list[str] = []
     gaps: list[str] = []
+    partial: set[tuple[str, str]] = set()  # (api, owner) whose listing may be short
 
-    def checked(api: str, **kwargs: Any) -> Any:
+    def checked(api: str, owner: str | None = None, **kwargs: Any) -> Any:
         """caller.pages, noting a page that may not be the last: full, yet without a continuation
         token (AWS ends a listing on a page with a token or on a short page)."""
         def on_page(items: int, asked: int | None, more: bool) -> None:
             if not more and asked is not None and items >= asked:
                 what = f" {kwargs}" if kwargs else ""
                 gaps.append(f"{api}{what}: a full page of {items} without a continuation token")
+                if owner is not None:
+                    partial.add((api, owner))
 
         return caller.pages(api, on_page=on_page, **kwargs)
 
@@ -400,7 +478,7 @@ def read_listing(caller: Caller, *, concurrency: int = 1) -> RegistrySnapshot:
 
     def members(name: str) -> tuple[str, list[str]]:
         try:
-            return name, [t for t in checked("list_things_in_thing_group", thingGroupName=name)]
+            return name, [t for t in checked("list_things_in_thing_group", name, thingGroupName=name)]
         except Exception as exc:
             if _missing(exc):
                 return name, []
@@ -419,11 +497,15 @@ def read_listing(caller: Caller, *, concurrency: int = 1) -> RegistrySnapshot:
             if _missing(exc):
                 return None
             raise
-        return Policy(name=p["policyName"], document=normalize_document(p["policyDocument"]))
+        document = normalize_document(p["policyDocument"])
+        found = None
+        if versions:
+            found = policy_versions(caller, name, default=(p.get("defaultVersionId"), document))
+        return Policy(name=p["policyName"], document=document, versions=found)
 
     def targets(name: str) -> list[PolicyTarget]:
         try:
-            arns = list(checked("list_targets_for_policy", policyName=name))
+            arns = list(checked("list_targets_for_policy", name, policyName=name))
         except Exception as exc:
             if _missing(exc):
                 return []
@@ -486,20 +568,61 @@ def read_listing(caller: Caller, *, concurrency: int = 1) -> RegistrySnapshot:
         policy_targets=tuple(sorted(policy_targets)),
         notes=tuple(sorted(set(notes))),
         gaps=tuple(gaps),
+        coverage=Coverage(
+            principals=frozenset(),
+            policy_targets=frozenset(p.name for p in policies
+                                     if ("list_targets_for_policy", p.name) not in partial),
+            certificate_policies=frozenset(),  # per certificate: only through the policies' targets
+            groups=frozenset(g.name for g in groups
+                             if not g.dynamic and ("list_things_in_thing_group", g.name) not in partial),
+            policy_versions=frozenset(p.name for p in policies if p.versions is not None),
+        ),
     )
 
 
+def policy_versions(caller: Caller, name: str, *, default: tuple[str | None, str] | None = None
+                    ) -> tuple[PolicyVersion, ...] | None:
+    """Every version of policy `name` (at most five: AWS keeps no more): one `list_policy_versions`
+    and one `get_policy_version` per version whose document is not known yet (`default`: the
+    default version's id and document, as `get_policy` gave them). None: the policy is gone."""
+    try:
+        listed = caller.call("list_policy_versions", policyName=name).get("policyVersions") or []
+    except Exception as exc:
+        if _missing(exc):
+            return None
+        raise
+    out = []
+    for v in listed:
+        vid, is_default = str(v["versionId"]), bool(v.get("isDefaultVersion"))
+        if default is not None and (is_default or vid == default[0]):
+            out.append(PolicyVersion(vid, default[1], True))
+            continue
+        try:
+            got = caller.call("get_policy_version", policyName=name, policyVersionId=vid)
+        except Exception as exc:
+            if _missing(exc):
+                continue  # deleted meanwhile
+            raise
+        out.append(PolicyVersion(vid, normalize_document(got["policyDocument"]), is_default))
+    return tuple(sorted(out, key=lambda v: int(v.id) if v.id.isdigit() else 0))
+
+
 def read_principals(caller: Caller, things: Iterable[str], *, concurrency: int = 1,
-                    gaps: list[str] | None = None) -> tuple[tuple[ThingPrincipal, ...], tuple[str, ...]]:
+                    gaps: list[str] | None = None, partial: set[str] | None = None,
+                    ) -> tuple[tuple[ThingPrincipal, ...], tuple[str, ...]]:
     """The certificates attached to `things`: one `list_thing_principals` per thing (no bulk form).
-    `gaps` (optional) collects the pages that may not have been the last (see `read_listing`)."""
+    `gaps` (optional) collects the pages that may not have been the last (see `read_listing`),
+    `partial` (optional) the names of those things."""
     notes: list[str] = []
 
     def principals(thing: str) -> list[ThingPrincipal]:
         def on_page(items: int, asked: int | None, more: bool) -> None:
-            if gaps is not None and not more and asked is not None and items >= asked:
-                gaps.append(f"list_thing_principals {{'thingName': {thing!r}}}: a full page of {items} "
-                            "without a continuation token")
+            if not more and asked is not None and items >= asked:
+                if gaps is not None:
+                    gaps.append(f"list_thing_principals {{'thingName': {thing!r}}}: a full page of {items} "
+                                "without a continuation token")
+                if partial is not None:
+                    partial.add(thing)
 
         try:
             arns = list(caller.pages("list_thing_principals", thingName=thing, on_page=on_page))

@@ -54,7 +54,10 @@ def test_an_unchanged_resync_reads_no_principals(viot: IotFactory, tmp_path: Pat
     assert set(second.calls_by_api) <= {
         "list_thing_types", "list_thing_groups", "describe_thing_group", "list_things",
         "list_things_in_thing_group", "list_policies", "get_policy", "list_certificates",
-        "list_targets_for_policy"}
+        "list_targets_for_policy", "list_policy_versions"}
+    # policy versions (tightening: a version deleted in the source goes): one listing per policy and
+    # region, and no get_policy_version while each policy has only its default version
+    assert second.calls_by_api["list_policy_versions"] == second.calls_by_api["list_targets_for_policy"]
     assert second.calls_by_api["list_things"] == 2  # one page per region (nothing written: no re-listing)
 
 

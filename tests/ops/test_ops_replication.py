@@ -170,6 +170,28 @@ def test_certificate_rotation_attaches_the_new_and_detaches_the_old(world: dict[
     assert dst.describe_certificate(certificateId=old)["certificateDescription"]["certificateId"] == old
 
 
+def test_a_thing_event_carries_a_detached_policy_and_a_revocation(world: dict[str, Any]) -> None:
+    """Tightening in continuous replication (issue 19, item 2): the origin detached the device
+    policy from the thing's certificate and revoked it; the thing's next event detaches and revokes
+    in the destination too (before: the policy stayed attached and the certificate ACTIVE)."""
+    src, dst, rep = world["src"], world["dst"], world["rep"]
+    cert = provision(src, "meter-8", 19)
+    t = now_ms()
+    rep.handle_batch([thing_event("meter-8", t=t)])
+    dst_arn = dst.describe_certificate(certificateId=cert)["certificateDescription"]["certificateArn"]
+    assert [p["policyName"] for p in dst.list_attached_policies(target=dst_arn)["policies"]] == ["device"]
+    src_arn = src.describe_certificate(certificateId=cert)["certificateDescription"]["certificateArn"]
+    src.detach_policy(policyName="device", target=src_arn)
+    src.update_certificate(certificateId=cert, newStatus="REVOKED")
+
+    result = rep.handle_batch([thing_event("meter-8", "UPDATED", t=t + 10, version=2)])
+
+    assert result.failures == ()
+    assert dst.list_attached_policies(target=dst_arn)["policies"] == []
+    assert dst.describe_certificate(certificateId=cert)["certificateDescription"]["status"] == "REVOKED"
+    assert principals(dst, "meter-8") == {cert}  # still attached in the origin: kept
+
+
 def test_an_item_from_the_functions_own_region_is_ignored(world: dict[str, Any]) -> None:
     rep, dst, log = world["rep"], world["dst"], world["log"]
     result = rep.handle_batch([thing_event("local-1", t=now_ms(), origin=DST)])

@@ -271,6 +271,13 @@ class _Executor:
                            policyVersionId=v["versionId"])
         self._call("delete_policy", ok=frozenset({_NOT_FOUND}), policyName=op.name)
 
+    def _policy_version_delete(self, op: SyncOp) -> None:
+        """A version the source no longer has. AWS refuses to delete a policy's default version
+        (the plan deletes a replaced default only after its successor is the default): such a
+        refusal is reported, never worked around."""
+        self._call("delete_policy_version", ok=frozenset({_NOT_FOUND}), policyName=op.params["policy"],
+                   policyVersionId=op.params["version_id"])
+
     # -- certificates ------------------------------------------------------------------------
     def _certificate_create(self, op: SyncOp) -> None:
         status = op.params["status"]

@@ -43,6 +43,7 @@ class Kind(str, Enum):
     THING_PRINCIPAL = "thing_principal"
     POLICY_ATTACHMENT = "policy_attachment"
     SHADOW = "shadow"  # a device shadow (classic or named), through the iot-data plane
+    POLICY_VERSION = "policy_version"  # a non-default version of a policy (only ever deleted)
 
 
 class Action(str, Enum):
@@ -75,6 +76,7 @@ _API = {
     (Kind.POLICY_ATTACHMENT, Action.DELETE): "detach_policy",
     (Kind.SHADOW, Action.UPDATE): "update_thing_shadow",
     (Kind.SHADOW, Action.DELETE): "delete_thing_shadow",
+    (Kind.POLICY_VERSION, Action.DELETE): "delete_policy_version",
 }
 DATA_PLANE_KINDS = frozenset({Kind.SHADOW})
 
@@ -82,7 +84,12 @@ DATA_PLANE_KINDS = frozenset({Kind.SHADOW})
 @dataclass(frozen=True)
 class SyncOp:
     """One change to the destination. Names of relations: `group/thing`, `thing/cert-id`,
-    `policy/certificate:id` or `policy/thing_group:name` (`/` never occurs in IoT names)."""
+    `policy/certificate:id` or `policy/thing_group:name`, of policy versions `policy/version-id`
+    (`/` never occurs in IoT names).
+
+    `tightens`: the change takes a permission away from something the source still has (a policy
+    or certificate detached, a thing taken out of a group, a policy version deleted): it is always
+    carried, without `--prune`, and the prune guard does not count it as a deletion."""
 
     kind: Kind
     action: Action
@@ -91,6 +98,7 @@ class SyncOp:
     deps: tuple[str, ...] = ()
     phase: int = 0
     step: str = ""
+    tightens: bool = False
 
     @property
     def id(self) -> str:

@@ -7,8 +7,15 @@ operations it depends on:
                      things -> group membership -> thing<->certificate -> shadows (after their
                      thing) -> policy<->principal -> deprecation of thing types (after the things
                      that use them exist)
-    deletions        the reverse, and only with `prune`: nothing in the destination is removed,
-                     detached or taken out of a group without it.
+    tightening       always, without `prune` (see docs/registry.md, "Tightening and removal"):
+                     a policy detached from a certificate or thing group, a certificate detached
+                     from a thing, a thing taken out of a static group, a policy version the
+                     source no longer has deleted, a certificate deactivated or revoked, a policy's
+                     new default version. Each only where the source still has the objects and its
+                     read covered the relation (`RegistrySnapshot.coverage`): a partial read never
+                     detaches what it did not look at.
+    deletions        the reverse of creation, and only with `prune`: things, certificates,
+                     policies, groups and types the source no longer has (and their relations).
 
 Certificates are registered with `RegisterCertificateWithoutCA` and the *same PEM*, so the
 certificate id is the same in both regions and devices keep their credentials. Registered
@@ -44,9 +51,9 @@ class _Builder:
         self.deps: dict[str, set[str]] = defaultdict(set)
         self.external = external  # ids of operations planned earlier (another part of the same run)
 
-    def add(self, kind: Kind, action: Action, name: str, phase: int, step: str = "",
-            **params: Any) -> str:
-        op = SyncOp(kind, action, name, params, (), phase, step)
+    def add(self, kind: Kind, action: Action, name: str, phase: int, step: str = "", *,
+            tightens: bool = False, **params: Any) -> str:
+        op = SyncOp(kind, action, name, params, (), phase, step, tightens)
         self.ops[op.id] = op
         return op.id
 
@@ -113,6 +120,7 @@ def plan_sync(src: RegistrySnapshot, dst: RegistrySnapshot, prune: bool = False,
         p.thing_types()
         p.thing_groups()
         p.policies()
+        p.policy_versions()
     p.certificates(emit=entities)
     if entities:
         p.things()
@@ -123,6 +131,10 @@ def plan_sync(src: RegistrySnapshot, dst: RegistrySnapshot, prune: bool = False,
         p.shadows(prune)
     if entities:
         p.policy_targets()
+    if entities:
+        p.policy_detachments()
+    if relations:
+        p.thing_principal_detachments()
     if prune:
         _plan_deletions(p.b, src, dst, set(src.thing_principals), set(dst.thing_principals),
                         set(src.policy_targets), set(dst.policy_targets))
@@ -266,7 +278,7 @@ class _Planner:
                     self.warnings.append(f"certificate {c.id[:12]}… is PENDING_TRANSFER in "
                                          f"{dst.region}; left as is")
                 else:
-                    self.b.add(_C, _UPDATE, c.id, 40, status=status)
+                    self.b.add(_C, _UPDATE, c.id, 40, status=status, tightens=status != "ACTIVE")
         if with_ca:
             self.warnings.append(f"{with_ca} CA-signed certificate(s) are registered without their CA "
                                  f"in {dst.region} (SNI_ONLY): devices must send SNI there")
@@ -313,7 +325,9 @@ class _Planner:
                         b.depend(op_id, b.id_if(_T, _UPDATE, thing.thing_type, "undeprecate"))
 
     def memberships(self, prune: bool) -> None:
-        """Static groups only; removals only with prune, and not from groups that go away."""
+        """Static groups only. A thing the source took out of a group it still has is taken out
+        here too (tightening: the group's policies no longer apply to it), when the source's
+        listing of that group's members was complete; with prune, also from groups not covered."""
         for t in self.src.things:
             d = self.dst.things_by_name.get(t.name)
             current = set(d.groups) if d else set()
@@ -322,10 +336,13 @@ class _Planner:
                     continue
                 op = self.b.add(_M, _CREATE, f"{group}/{t.name}", 60, group=group, thing=t.name)
                 self.b.depend(op, self.b.id_if(_H, _CREATE, t.name), self.b.id_if(_G, _CREATE, group))
-            if prune and d is not None:
-                for group in sorted(current - set(t.groups)):
-                    if group in self.src.groups_by_name:
-                        self.b.add(_M, _DELETE, f"{group}/{t.name}", 130, group=group, thing=t.name)
+            if d is None:
+                continue
+            for group in sorted(current - set(t.groups)):
+                if group in self.static and self.src.coverage.group(group):
+                    self.b.add(_M, _DELETE, f"{group}/{t.name}", 130, group=group, thing=t.name, tightens=True)
+                elif prune and group in self.src.groups_by_name:
+                    self.b.add(_M, _DELETE, f"{group}/{t.name}", 130, group=group, thing=t.name)
 
     def thing_principals(self) -> None:
         for a in sorted(set(self.src.thing_principals) - set(self.dst.thing_principals)):
@@ -334,6 +351,60 @@ class _Planner:
             op = self.b.add(_TP, _CREATE, f"{a.thing}/{a.certificate_id}", 70, thing=a.thing,
                             certificate_id=a.certificate_id)
             self.b.depend(op, self.b.id_if(_H, _CREATE, a.thing), self.b.id_if(_C, _CREATE, a.certificate_id))
+
+    def thing_principal_detachments(self) -> None:
+        """A certificate the source detached from a thing it still has (tightening), when the
+        source read that thing's principals."""
+        src = self.src
+        for a in sorted(set(self.dst.thing_principals) - set(src.thing_principals)):
+            if a.thing in src.things_by_name and src.coverage.thing(a.thing):
+                self.b.add(_TP, _DELETE, f"{a.thing}/{a.certificate_id}", 120, thing=a.thing,
+                           certificate_id=a.certificate_id, tightens=True)
+
+    def policy_detachments(self) -> None:
+        """A policy the source detached from a certificate or static group it still has
+        (tightening), when the source listed that policy's targets (or, one certificate at a time,
+        that certificate's policies)."""
+        src = self.src
+        for a in sorted(set(self.dst.policy_targets) - set(src.policy_targets)):
+            if a.kind is TargetKind.CERTIFICATE:
+                exists = a.target in src.certificates_by_id
+                covered = src.coverage.certificate(a.target) or (
+                    a.policy in src.policies_by_name and src.coverage.policy(a.policy))
+            else:
+                exists = a.target in self.static
+                covered = a.policy in src.policies_by_name and src.coverage.policy(a.policy)
+            if exists and covered:
+                self.b.add(_PA, _DELETE, f"{a.policy}/{a.kind.value}:{a.target}", 110, policy=a.policy,
+                           target_kind=a.kind.value, target=a.target, tightens=True)
+
+    def policy_versions(self) -> None:
+        """The destination keeps only versions whose document the source still has as a version
+        (tightening: a deleted version could be made the default again). AWS keeps at most five
+        versions and never deletes the default one: stale non-default versions go before the new
+        default is created (room under the limit); the old default, once replaced, after it."""
+        src, dst = self.src, self.dst
+        for p in src.policies:
+            d = dst.policies_by_name.get(p.name)
+            if d is None or p.versions is None or d.versions is None or not src.coverage.versions(p.name):
+                continue
+            keep = {normalize_document(rewrite_region(v.document, src.region, dst.region, self.rewrite)[0])
+                    for v in p.versions}
+            update = self.b.id_if(_P, _UPDATE, p.name)
+            stale: list[str] = []
+            for v in d.versions:
+                if v.document in keep:
+                    continue
+                if v.default and update is None:
+                    continue  # the default equals the source's (else `policies` planned an update)
+                op = self.b.add(Kind.POLICY_VERSION, _DELETE, f"{p.name}/{v.id}", 31 if v.default else 29,
+                                policy=p.name, version_id=v.id, tightens=True)
+                if v.default:
+                    self.b.depend(op, update)  # no longer the default once the new one is
+                else:
+                    stale.append(op)
+            if update is not None:
+                self.b.depend(update, *stale)
 
     def shadows(self, prune: bool) -> None:
         """Classic and named shadows, only of things that exist in the destination (or are created
@@ -383,9 +454,13 @@ def _plan_deletions(b: _Builder, src: RegistrySnapshot, dst: RegistrySnapshot,
     TP, PA, DELETE = Kind.THING_PRINCIPAL, Kind.POLICY_ATTACHMENT, Action.DELETE
 
     for a in sorted(dst_pt - src_pt):
+        if b.id_if(PA, DELETE, f"{a.policy}/{a.kind.value}:{a.target}"):
+            continue  # planned as tightening
         b.add(PA, DELETE, f"{a.policy}/{a.kind.value}:{a.target}", 110, policy=a.policy,
               target_kind=a.kind.value, target=a.target)
     for a in sorted(dst_tp - src_tp):
+        if b.id_if(TP, DELETE, f"{a.thing}/{a.certificate_id}"):
+            continue  # planned as tightening
         b.add(TP, DELETE, f"{a.thing}/{a.certificate_id}", 120, thing=a.thing,
               certificate_id=a.certificate_id)
     for t in dst.things:

@@ -17,8 +17,11 @@ A clients sync reads in proportion to what changed:
 2. Which things to look at closely: with no version record (`options.state_path`), `--full` or
    `--prune`, all of them; otherwise the things whose version changed in either region since the
    last clean sync, things new to the destination, and the things of certificates new to the
-   destination (`list_principal_things`, one per new certificate). A certificate moved between two
-   things changes neither version: the `--full` pass finds it.
+   destination (`list_principal_things`, one per new certificate), and the things still attached in
+   the destination to certificates the source deactivated or revoked. A certificate moved between
+   two things (or only detached) changes neither version: the `--full` pass finds it.
+   The principals read are the source snapshot's `Coverage`: a certificate detached from one of
+   those things is detached in the destination (tightening, without `--prune`).
 3. Their principals (`list_thing_principals`) and the shadows: every source thing's shadow list
    and documents, and the destination's documents only where the source's version changed.
 
@@ -313,9 +316,11 @@ class _Run:
         src_p = tuple(sorted(a for p in parts for a in p.src.thing_principals))
         dst_p = tuple(sorted(a for p in parts for a in p.dst.thing_principals))
         notes = tuple(sorted(set(src.notes).union(*(p.src.notes for p in parts))))
+        covered = frozenset().union(*(p.src.coverage.principals or () for p in parts))
         return DetailReads(
             replace(src, thing_principals=src_p, shadows=tuple(sh for p in parts for sh in p.src.shadows),
-                    notes=notes, gaps=tuple(dict.fromkeys((*src.gaps, *(g for p in parts for g in p.src.gaps))))),
+                    notes=notes, gaps=tuple(dict.fromkeys((*src.gaps, *(g for p in parts for g in p.src.gaps)))),
+                    coverage=src.coverage.with_principals(covered)),
             replace(dst, thing_principals=dst_p, shadows=tuple(sh for p in parts for sh in p.dst.shadows)),
             frozenset(src_names), tuple(sh for p in parts for sh in p.src_shadows), self.shadows)
 
@@ -327,10 +332,19 @@ class _Run:
         record = self.record(src, dst)
         wanted = things_to_check(src, dst, record)
         if wanted is not None:
+            # certificates new to the destination: the things they are attached to in the source
+            # (a rotated certificate: the thing's old one is detached too); certificates deactivated
+            # or revoked in the source: the things they are still attached to in the destination
+            # (such a certificate is often detached too)
             new_certs = [c.arn for c in src.certificates if c.id not in dst.certificates_by_id and c.arn]
+            tightened = [d.arn for c in src.certificates if c.status in ("INACTIVE", "REVOKED")
+                         for d in [dst.certificates_by_id.get(c.id)] if d is not None and d.arn
+                         and d.status != c.status]
             if new_certs:
                 wanted |= things_of_certificates(self.src_caller, new_certs, concurrency=o.concurrency)
-                wanted &= set(src.things_by_name)
+            if tightened:
+                wanted |= things_of_certificates(self.dst_caller, tightened, concurrency=o.concurrency)
+            wanted &= set(src.things_by_name)
         src_names = sorted(wanted) if wanted is not None else [t.name for t in src.things]
         dst_names = [n for n in src_names if n in dst.things_by_name]
         if o.prune:  # things only the destination has: their attachments go with them
@@ -345,11 +359,13 @@ class _Run:
         assert src_caller is not None
 
         src_gaps: list[str] = []  # pages of the source's principals that may not have been the last
+        src_partial: set[str] = set()  # their things: not covered (nothing is detached from them)
 
         def principals() -> tuple[Any, tuple[str, ...], Any]:
             (src_p, notes), (dst_p, _) = pmap(
-                lambda args: read_principals(args[0], args[1], concurrency=o.concurrency, gaps=args[2]),
-                [(src_caller, src_names, src_gaps), (self.dst_caller, dst_names, None)], 2)
+                lambda args: read_principals(args[0], args[1], concurrency=o.concurrency, gaps=args[2],
+                                             partial=args[3]),
+                [(src_caller, src_names, src_gaps, src_partial), (self.dst_caller, dst_names, None, None)], 2)
             return src_p, notes, dst_p
 
         def shadows() -> tuple[tuple[Shadow, ...], tuple[Shadow, ...], tuple[Shadow, ...]]:
@@ -384,9 +400,11 @@ class _Run:
                                                            if c in src.certificates_by_id))
             dst_base = RegistrySnapshot(dst.region, things=tuple(dst.things_by_name[n] for n in sorted(chunk)
                                                                  if n in dst.things_by_name))
+        covered = frozenset(n for n in src_names if n not in src_partial)
         src_full = replace(src_base, thing_principals=src_p, shadows=src_sh if o.prune else changed_sh,
                            notes=tuple(sorted(set(src_base.notes) | set(src_notes))),
-                           gaps=(*src_base.gaps, *src_gaps))
+                           gaps=(*src_base.gaps, *src_gaps),
+                           coverage=src.coverage.with_principals(covered))
         dst_full = replace(dst_base, thing_principals=dst_p, shadows=dst_sh)
         return DetailReads(src_full, dst_full, checked, src_sh, self.shadows)
 
