@@ -350,7 +350,7 @@ class CrossRegionReplication(pulumi.ComponentResource):
                 targets.setdefault(source, []).append(region)
         if not targets:
             return
-        buses = {r: account_id.apply(lambda a, r=r: f"arn:aws:events:{r}:{a}:event-bus/default") for r in functions}
+        buses = {r: account_id.apply(_bus_arn(r)) for r in functions}
         role = aws.iam.Role(
             f"{name}-api-calls-forward-role",
             assume_role_policy=account_id.apply(lambda a: policies.dumps(
@@ -480,3 +480,8 @@ def _field(value: Any, attr: str, key: str) -> Any:
 
 def _target(lake: LakeRef) -> dict[str, str]:
     return {"region": lake.region, "bucketName": lake.bucket_name, "bucketArn": lake.bucket_arn}
+
+
+def _bus_arn(region: str) -> Callable[[str], str]:
+    """The default event bus of `region` in the account the ARN is built for."""
+    return lambda account: f"arn:aws:events:{region}:{account}:event-bus/default"

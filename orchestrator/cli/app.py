@@ -74,7 +74,8 @@ def _format_options(command: click.Command, ctx: click.Context, formatter: click
     if ctx.parent is None:
         click.Command.format_options(command, ctx, formatter)
         return
-    own, shared = [], []
+    own: list[tuple[click.Parameter, tuple[str, str]]] = []
+    shared: list[tuple[click.Parameter, tuple[str, str]]] = []
     for param in command.get_params(ctx):
         record = param.get_help_record(ctx)
         if record is None or isinstance(param, click.Argument):

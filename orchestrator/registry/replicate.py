@@ -428,11 +428,11 @@ class Replicator:
                 return Outcome.APPLIED if self._reread(event) else Outcome.UNCHANGED
             if seen is not None and event.order <= seen:
                 return Outcome.STALE
-            changed = self._apply(event)
-            if changed is None:
+            applied = self._apply(event)
+            if applied is None:
                 return Outcome.IGNORED
             self.store.advance(event.key, event.order, event.event_id)
-            return Outcome.APPLIED if changed else Outcome.UNCHANGED
+            return Outcome.APPLIED if applied else Outcome.UNCHANGED
 
     @contextlib.contextmanager
     def _lease(self, key: str) -> Iterator[None]:
@@ -1078,7 +1078,7 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
             raise ApplyFailed(f"{outcome.key}: {outcome.detail}")
         return {"outcome": outcome.outcome.value, "key": outcome.key}
     if isinstance(event.get("reconcile"), Mapping):
-        outcome = reconcile(_REPLICATOR, str(event["reconcile"]["from"]))
-        log.info(json.dumps(outcome))
-        return outcome
+        summary = reconcile(_REPLICATOR, str(event["reconcile"]["from"]))
+        log.info(json.dumps(summary))
+        return summary
     raise ValueError("unknown event: expected stream Records or a reconcile request")
