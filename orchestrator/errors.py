@@ -73,6 +73,17 @@ class StateConflict(OrchestrateError):
         self.location = location
 
 
+class LeaseHeld(OrchestrateError):
+    """Another live run holds the lease of a run-state lock (a registry sync of one region pair):
+    nothing was written; `holder` is "user@host (pid N)"."""
+
+    exit_code = ExitCode.LOCKED
+
+    def __init__(self, message: str, *, holder: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.holder = holder
+
+
 class GuardRefused(OrchestrateError):
     """A safety guard refused the operation; nothing was touched."""
 
