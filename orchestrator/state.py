@@ -23,6 +23,8 @@ Layout under the project directory (and, for run state, under the backend's pref
       sync/<env>-<from>-<to>.json          registry sync checkpoints
       sync/<env>-<from>-<to>.listings.json counts of the source's last complete registry listing
       sync/<env>-<from>-<to>.lock.json     the lease of the sync of that pair running now (`Lease`)
+      stacks/Pulumi.<stack>.yaml           the stack's config file as `up` left it (secrets provider,
+                                           encrypted key): restored into a clone that lacks it
       workspaces/<stack>/                  one Pulumi workspace per stack
 
 Every other module asks a `StateLayout` for a path; nothing else joins `.orchestrate` itself.
@@ -403,6 +405,10 @@ class StateLayout:
         """Counts of the source's last complete registry listing, per region pair: syncs of one source
         to several destinations run at once (the replication stack) and must not contend for one file."""
         return self.root / "sync" / f"{env}-{src_region}-{dst_region}.listings.json"
+
+    def stack_config_path(self, stack: str) -> Path:
+        """The backend's copy of `stacks/Pulumi.<stack>.yaml` (what another clone needs to operate it)."""
+        return self.root / "stacks" / f"Pulumi.{stack}.yaml"
 
     def sync_lock_path(self, env: str, src_region: str, dst_region: str) -> Path:
         """The lease of the registry sync of one region pair (`Lease`): one writer per pair."""
