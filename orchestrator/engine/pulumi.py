@@ -47,8 +47,9 @@ ENDPOINT_SERVICES = ("acm", "dynamodb", "firehose", "iam", "iot", "kinesis", "km
 _COUNTED_OPS = {"create": "create", "update": "update", "delete": "delete", "replace": "replace",
                 "create-replacement": "replace", "same": "same"}
 
-INSTALL_HINT = ("install it from https://www.pulumi.com/docs/iac/download-install/ or build it with "
-                "tests/engine/build_pulumi.sh, then put it on PATH")
+INSTALL_HINT = ("install it from https://www.pulumi.com/docs/iac/download-install/, or, offline, build it with "
+                "tests/engine/build_pulumi.sh (found there without PATH), or put it on PATH")
+INSTALL_OFF = "ORCHESTRATE_PULUMI_INSTALL"  # "0": never download the CLI (air-gapped machines, strict CI)
 
 
 # The Python SDK's lazy submodules (`pulumi._utils._LazyModule`, behind `pulumi_aws.s3` etc.) are
@@ -67,13 +68,65 @@ def _program() -> None:
         run()
 
 
+def pinned_cli_version() -> str:
+    """The CLI version the orchestrator is tested with: the installed `pulumi` SDK's (pinned in
+    constraints.txt), as tests/engine/build_pulumi.sh builds it."""
+    import importlib.metadata
+
+    return importlib.metadata.version("pulumi")
+
+
+def tools_cli_root(version: str) -> Path:
+    """`${ORCHESTRATE_TOOLS_DIR:-~/.cache/orchestrate-tools}/pulumi-<version>`: where both the
+    download (`PulumiCommand.install`) and the offline Go build put `bin/pulumi`."""
+    tools = os.environ.get("ORCHESTRATE_TOOLS_DIR") or str(Path.home() / ".cache" / "orchestrate-tools")
+    return Path(tools) / f"pulumi-{version}"
+
+
 def find_pulumi_cli() -> Path | None:
+    """`pulumi` on PATH, else `$PULUMI_HOME/bin/pulumi`, else the pinned version in the tools cache."""
     found = shutil.which("pulumi")
     if found:
         return Path(found)
     home = Path(os.environ.get("PULUMI_HOME", Path.home() / ".pulumi"))
-    candidate = home / "bin" / "pulumi"
-    return candidate if candidate.is_file() else None
+    for candidate in (home / "bin" / "pulumi", tools_cli_root(pinned_cli_version()) / "bin" / "pulumi"):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def ensure_pulumi_cli(notify: Callable[[str], None], install: Callable[..., Any] | None = None) -> Path:
+    """The Pulumi CLI to run: one found (`find_pulumi_cli`), else the pinned version downloaded with
+    the Automation API's `PulumiCommand.install` into the tools cache (where the network allows and
+    ORCHESTRATE_PULUMI_INSTALL is not 0). Neither: InputRejected (exit 2) naming the download
+    page and the offline fallback, the Go build (tests/engine/build_pulumi.sh)."""
+    found = find_pulumi_cli()
+    if found is not None:
+        return found
+    version = pinned_cli_version()
+    root = tools_cli_root(version)
+    if os.environ.get(INSTALL_OFF, "").strip().lower() in ("0", "false", "no", "off"):
+        raise InputRejected("the Pulumi CLI was not found on PATH",
+                            hint=f"downloading it is off ({INSTALL_OFF}=0); {INSTALL_HINT}")
+    if install is None:
+        from pulumi import automation as auto
+
+        install = auto.PulumiCommand.install
+    from semver import VersionInfo
+
+    notify(f"the Pulumi CLI was not found: installing Pulumi {version} into {root} (PulumiCommand.install)")
+    try:
+        install(version=VersionInfo.parse(version), root=str(root), skip_version_check=True)
+    except Exception as exc:  # noqa: BLE001 - a download fails in many ways (no network, proxy, disk)
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise InputRejected("the Pulumi CLI was not found on PATH",
+                            hint=f"installing Pulumi {version} with PulumiCommand.install failed: {reason}; "
+                                 f"{INSTALL_HINT}") from None
+    cli = root / "bin" / "pulumi"
+    if not (cli.is_file() and os.access(cli, os.X_OK)):
+        raise InputRejected("the Pulumi CLI was not found on PATH",
+                            hint=f"PulumiCommand.install left no executable {cli}; {INSTALL_HINT}")
+    return cli
 
 
 class PulumiEngine:
@@ -96,9 +149,7 @@ class PulumiEngine:
     @classmethod
     def from_context(cls, app: Context) -> PulumiEngine:
         """Check everything the engine needs before anything runs (bad setup is exit code 2)."""
-        cli = find_pulumi_cli()
-        if cli is None:
-            raise InputRejected("the Pulumi CLI was not found on PATH", hint=INSTALL_HINT)
+        cli = ensure_pulumi_cli(app.notify)
         provider = app.secrets_provider
         if provider is not None and not (provider == "passphrase" or provider.startswith(_PROVIDER_SCHEMES)):
             raise InputRejected(f"unknown secrets provider {provider!r}",
