@@ -84,6 +84,16 @@ class LeaseHeld(OrchestrateError):
         self.holder = holder
 
 
+class LeaseLost(StateConflict):
+    """This run's lease was taken over (it had not renewed within the TTL): it must stop writing."""
+
+    def __init__(self, key: str, location: str) -> None:
+        super().__init__(key, location)
+        self.message = (f"lease {key} in {location} was lost (not renewed in time, taken over by another run): "
+                        "this run stopped")
+        self.hint = "check what the other run did (orchestrate status), then re-run"
+
+
 class GuardRefused(OrchestrateError):
     """A safety guard refused the operation; nothing was touched."""
 

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from orchestrator.errors import InputRejected, LeaseHeld, OperationFailed, StateConflict
+from orchestrator.errors import InputRejected, LeaseHeld, LeaseLost, OperationFailed, StateConflict
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable, Iterator
@@ -541,10 +541,25 @@ class Lease:
             self._doc = doc
 
     def check(self) -> None:
-        """Raise StateConflict (exit 3) when the lease was lost or has expired unrenewed."""
-        if self.lost or self._clock() - float(self._doc.get("renewed_at", 0.0)) >= self.ttl_s:
-            self.lost = True
-            raise StateConflict(self.key, self.store.location)
+        """Raise LeaseLost (exit 3) when the lease has expired unrenewed, or the store's document is
+        no longer the one this run wrote (another run took it over)."""
+        with self._mutex:
+            if not self.lost and self._clock() - float(self._doc.get("renewed_at", 0.0)) >= self.ttl_s:
+                self.lost = True
+            if not self.lost:
+                current = self.store.get(self.key)
+                self.lost = current is None or current.version != self.version
+            if self.lost:
+                raise LeaseLost(self.key, self.store.location)
+
+    def guard(self, store: Callable[[Path], None]) -> Callable[[Path], None]:
+        """`store` (a running sync's checkpoint copy to the backend) preceded by `check()`: a run
+        whose lease was lost stops at its next checkpoint copy instead of writing on."""
+        def guarded(path: Path) -> None:
+            self.check()
+            store(path)
+
+        return guarded
 
     def _keep_alive(self) -> None:
         from orchestrator.errors import OrchestrateError

@@ -167,7 +167,7 @@ def _sync_pair(app: Context, src: str, dst: str, settings, budget, *, dry_run: b
         try:
             result = sync_registry(ctx, src, dst, settings=settings, residency=residency, state_path=versions,
                                    checkpoint_path=checkpoint, progress=progress_bar(app, f"sync {src} -> {dst}"),
-                                   guard=guard, checkpoint_store=app.state.push)
+                                   guard=guard, checkpoint_store=lease.guard(app.state.push))
         finally:
             app.state.push(checkpoint)
             app.state.push(listings)

@@ -377,3 +377,34 @@ def test_a_sync_whose_holder_died_is_taken_over_after_the_lease_expires(  # noqa
 
     assert re.search(r"held by ci@runner-8 \(pid 7\), 6\d s old \(since .*lease renewed 1\d s ago", refused.stderr), \
         refused.stderr
+
+
+def test_a_sync_whose_lease_was_taken_over_stops_at_its_next_checkpoint_copy(  # noqa: ANN001
+        clones, ctx: AwsContext, bucket: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A holder cut off long enough for its lease to expire (a paused VM, a partition) finds it
+    replaced when it next copies its checkpoint: it stops (exit 3) instead of writing on beside the
+    run that took over, and leaves that run's lease in place."""
+    run_a, _run_b, a, _b = clones
+    from orchestrator.registry import checkpoint as checkpoints
+
+    topology = a / "stacks" / "dev.topology.yaml"
+    topology.write_text(topology.read_text().replace("secondaries: []", f"secondaries: [{DST}]")
+                        .replace("routing: single", "routing: failover"))
+    seed(client(ctx, "iot", SRC, own_retries=True), n_things=40, group_policy=False)
+    monkeypatch.setattr(checkpoints, "STORE_EVERY_S", 0.0)  # copy at every flush (every 25 marks)
+    lock_key = f"iot/.orchestrate/sync/dev-{SRC}-{DST}.lock.json"
+    other = json.dumps({"holder": "ci@runner-9 (pid 5)", "what": "registry sync", "acquired_at": 0,
+                        "renewed_at": 9e12, "ttl_s": 300.0})
+    mark_done = checkpoints.Checkpoint.mark_done
+
+    def taken_over_after_ten(self: Any, op_key: str) -> None:
+        mark_done(self, op_key)
+        if len(self) == 10:
+            bucket.put_object(Bucket=BUCKET, Key=lock_key, Body=other)
+
+    monkeypatch.setattr(checkpoints.Checkpoint, "mark_done", taken_over_after_ten)
+    result = run_a("registry", "sync", "--from", SRC, "--to", DST)
+    assert result.exit_code == 3, result.output + result.stderr
+    assert "was lost" in result.stderr and "this run stopped" in result.stderr, result.stderr
+    assert listing(client(ctx, "iot", DST)) != listing(client(ctx, "iot", SRC))  # it did not write on to the end
+    assert bucket.get_object(Bucket=BUCKET, Key=lock_key)["Body"].read().decode() == other  # not removed
