@@ -73,6 +73,27 @@ class StateConflict(OrchestrateError):
         self.location = location
 
 
+class LeaseHeld(OrchestrateError):
+    """Another live run holds the lease of a run-state lock (a registry sync of one region pair):
+    nothing was written; `holder` is "user@host (pid N)"."""
+
+    exit_code = ExitCode.LOCKED
+
+    def __init__(self, message: str, *, holder: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.holder = holder
+
+
+class LeaseLost(StateConflict):
+    """This run's lease was taken over (it had not renewed within the TTL): it must stop writing."""
+
+    def __init__(self, key: str, location: str) -> None:
+        super().__init__(key, location)
+        self.message = (f"lease {key} in {location} was lost (not renewed in time, taken over by another run): "
+                        "this run stopped")
+        self.hint = "check what the other run did (orchestrate status), then re-run"
+
+
 class GuardRefused(OrchestrateError):
     """A safety guard refused the operation; nothing was touched."""
 

@@ -22,6 +22,9 @@ Layout under the project directory (and, for run state, under the backend's pref
       lifecycle/<env>-routing.json         regions DNS does not route to yet (or any more)
       sync/<env>-<from>-<to>.json          registry sync checkpoints
       sync/<env>-<from>-<to>.listings.json counts of the source's last complete registry listing
+      sync/<env>-<from>-<to>.lock.json     the lease of the sync of that pair running now (`Lease`)
+      stacks/Pulumi.<stack>.yaml           the stack's config file as `up` left it (secrets provider,
+                                           encrypted key): restored into a clone that lacks it
       workspaces/<stack>/                  one Pulumi workspace per stack
 
 Every other module asks a `StateLayout` for a path; nothing else joins `.orchestrate` itself.
@@ -38,11 +41,12 @@ import json
 import os
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from orchestrator.errors import InputRejected, OperationFailed, StateConflict
+from orchestrator.errors import InputRejected, LeaseHeld, LeaseLost, OperationFailed, StateConflict
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable, Iterator
@@ -402,6 +406,18 @@ class StateLayout:
         to several destinations run at once (the replication stack) and must not contend for one file."""
         return self.root / "sync" / f"{env}-{src_region}-{dst_region}.listings.json"
 
+    def stack_config_path(self, stack: str) -> Path:
+        """The backend's copy of `stacks/Pulumi.<stack>.yaml` (what another clone needs to operate it)."""
+        return self.root / "stacks" / f"Pulumi.{stack}.yaml"
+
+    def sync_lock_path(self, env: str, src_region: str, dst_region: str) -> Path:
+        """The lease of the registry sync of one region pair (`Lease`): one writer per pair."""
+        return self.root / "sync" / f"{env}-{src_region}-{dst_region}.lock.json"
+
+    def lease(self, path: Path, what: str, **kwargs: Any) -> Lease:
+        """The `Lease` kept at `path` in the store (not cached: only the store's copy counts)."""
+        return Lease(self.store, self.key(path), what, **kwargs)
+
     def sync_versions_path(self, env: str, src_region: str, dst_region: str) -> Path:
         """What the last clean sync saw (thing and shadow versions): the next one skips the rest."""
         return self.root / "sync" / f"{env}-{src_region}-{dst_region}.versions.json"
@@ -419,6 +435,164 @@ class StateLayout:
 
     def __repr__(self) -> str:
         return f"StateLayout({str(self.root)!r})"
+
+
+LEASE_TTL_S = 300.0  # a holder that has not renewed for this long is taken to be dead
+LEASE_RENEW_S = 60.0  # how often a live holder renews (several renewals fit in one TTL)
+
+
+def holder_id() -> str:
+    """Who runs this process, as Pulumi names a lock holder: "user@host (pid N)"."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a bare container)
+        user = "unknown"
+    return f"{user}@{socket.gethostname()} (pid {os.getpid()})"
+
+
+class Lease:
+    """A run-state lock with a lease: one document in the store, created with a conditional write
+    (`If-None-Match: *`), renewed every `renew_every_s` by a background thread (`If-Match` on the
+    version it wrote), removed on release.
+
+    A live holder (renewed less than `ttl_s` ago, by the holder's clock: machines are expected to
+    keep NTP time, well inside the TTL) refuses a second run with `LeaseHeld` (exit 3) naming the
+    holder and its age, before that run writes anything. A holder that died stops renewing; once its
+    lease has expired the next run takes it over (a conditional write on the version it read, so of
+    two runs taking over at once, one wins). A holder whose renewal finds the document changed has
+    lost the lease: `lost` is set and `check()` raises."""
+
+    def __init__(self, store: StateStore, key: str, what: str, *, ttl_s: float = LEASE_TTL_S,
+                 renew_every_s: float = LEASE_RENEW_S, clock: Callable[[], float] = time.time,
+                 holder: str | None = None) -> None:
+        self.store, self.key, self.what = store, key, what
+        self.ttl_s, self.renew_every_s, self._clock = ttl_s, renew_every_s, clock
+        self.holder = holder or holder_id()
+        self.version: str | None = None
+        self.taken_over: str | None = None  # the dead holder whose expired lease this one replaced
+        self.lost = False
+        self.renew_errors = 0
+        self._doc: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._mutex = threading.Lock()
+
+    def _held_by(self, doc: dict[str, Any], now: float) -> str:
+        from datetime import datetime, timezone
+
+        from orchestrator.engine.types import lock_age
+
+        acquired = float(doc.get("acquired_at", now))
+        since = datetime.fromtimestamp(acquired, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        renewed = now - float(doc.get("renewed_at", acquired))
+        return (f"{doc.get('holder', 'an unnamed run')}{lock_age(since, max(0.0, now - acquired))}, "
+                f"lease renewed {max(0.0, renewed):.0f} s ago")
+
+    def acquire(self) -> Lease:
+        """Take the lease (or an expired one over); LeaseHeld when a live holder has it."""
+        found = self.store.get(self.key)
+        now = self._clock()
+        expect = NEW
+        if found is not None:
+            try:
+                doc = json.loads(found.data)
+                renewed, ttl = float(doc["renewed_at"]), float(doc.get("ttl_s", self.ttl_s))
+            except (ValueError, KeyError, TypeError):  # unreadable: nobody can be named as holding it
+                doc, renewed, ttl = {}, float("-inf"), 0.0
+            if now - renewed < ttl:
+                self._refuse(doc, now)
+            expect = found.version
+            self.taken_over = str(doc.get("holder") or "an unreadable lease")
+        self._doc = {"holder": self.holder, "what": self.what, "acquired_at": now, "renewed_at": now,
+                     "ttl_s": self.ttl_s}
+        try:
+            self.version = self.store.put(self.key, _json_bytes(self._doc, None), expect=expect)
+        except StateConflict:  # another run took it between our read and our write
+            current = self.store.get(self.key)
+            try:
+                doc = json.loads(current.data) if current else {}
+            except ValueError:
+                doc = {}
+            self._refuse(doc, self._clock())
+        return self
+
+    def _refuse(self, doc: dict[str, Any], now: float) -> None:
+        holder = str(doc.get("holder") or "another run")
+        raise LeaseHeld(f"{self.what} is running elsewhere: held by {self._held_by(doc, now)}",
+                        holder=holder,
+                        hint=f"nothing was written; wait for it to finish, or, if that run died, re-run after its "
+                             f"lease expires ({float(doc.get('ttl_s', self.ttl_s)):.0f} s after its last renewal; "
+                             f"lease in {self.store.location}/{self.key})")
+
+    def renew(self) -> None:
+        """Extend the lease; marks it lost (and raises StateConflict) when another run replaced it."""
+        with self._mutex:
+            if self.lost or self.version is None:
+                raise StateConflict(self.key, self.store.location)
+            doc = dict(self._doc, renewed_at=self._clock())
+            try:
+                self.version = self.store.put(self.key, _json_bytes(doc, None), expect=self.version)
+            except StateConflict:
+                self.lost = True
+                raise
+            self._doc = doc
+
+    def check(self) -> None:
+        """Raise LeaseLost (exit 3) when the lease has expired unrenewed, or the store's document is
+        no longer the one this run wrote (another run took it over)."""
+        with self._mutex:
+            if not self.lost and self._clock() - float(self._doc.get("renewed_at", 0.0)) >= self.ttl_s:
+                self.lost = True
+            if not self.lost:
+                current = self.store.get(self.key)
+                self.lost = current is None or current.version != self.version
+            if self.lost:
+                raise LeaseLost(self.key, self.store.location)
+
+    def guard(self, store: Callable[[Path], None]) -> Callable[[Path], None]:
+        """`store` (a running sync's checkpoint copy to the backend) preceded by `check()`: a run
+        whose lease was lost stops at its next checkpoint copy instead of writing on."""
+        def guarded(path: Path) -> None:
+            self.check()
+            store(path)
+
+        return guarded
+
+    def _keep_alive(self) -> None:
+        from orchestrator.errors import OrchestrateError
+
+        while not self._stop.wait(self.renew_every_s):
+            try:
+                self.renew()
+            except StateConflict:
+                return
+            except (OrchestrateError, OSError):  # a network blip: the next renewal tries again
+                self.renew_errors += 1
+
+    def release(self) -> None:
+        """Stop renewing and remove the lease, unless another run has replaced it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self._mutex:
+            if self.version is None or self.lost:
+                return
+            current = self.store.get(self.key)
+            if current is not None and current.version == self.version:
+                self.store.delete(self.key)
+            self.version = None
+
+    def __enter__(self) -> Lease:
+        self.acquire()
+        self._thread = threading.Thread(target=self._keep_alive, name=f"lease {self.key}", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def is_workspace_dir(path: Path) -> bool:

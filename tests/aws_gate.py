@@ -37,7 +37,7 @@ from typing import Any
 from tests import route53_strict as strict
 
 NS = "https://route53.amazonaws.com/doc/2013-04-01/"
-_CRED = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
+_CRED = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 _RRSET = re.compile(r"^/2013-04-01/hostedzone/([^/]+)/rrset/?$")
 _HC = re.compile(r"^/2013-04-01/healthcheck/?([^/]*)$")
 _CHANGE = re.compile(r"^/2013-04-01/change/([^/]+)$")
@@ -48,6 +48,7 @@ class Call:
     region: str
     service: str
     operation: str
+    key: str = ""  # the access key id that signed it (tells two clients of one test apart)
 
 
 def _strip(tag: str) -> str:
@@ -231,7 +232,7 @@ class Gate:
 
     def _classify(self, method: str, path: str, headers: Any, body: bytes) -> Call:
         m = _CRED.search(headers.get("Authorization", ""))
-        region, service = (m.group(1), m.group(2)) if m else ("?", "?")
+        key, region, service = (m.group(1), m.group(2), m.group(3)) if m else ("", "?", "?")
         target = headers.get("X-Amz-Target")
         if target:
             op = target.split(".", 1)[-1]
@@ -239,7 +240,7 @@ class Gate:
             op = urllib.parse.parse_qs(body.decode(errors="replace")).get("Action", ["?"])[0]
         else:
             op = f"{method} {urllib.parse.urlsplit(path).path}"
-        return Call(region, service, op)
+        return Call(region, service, op, key)
 
     def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list, bytes]:
         parts = urllib.parse.urlsplit(self.moto_url)

@@ -159,15 +159,22 @@ def _sync_pair(app: Context, src: str, dst: str, settings, budget, *, dry_run: b
     checkpoint = app.state.sync_checkpoint_path(app.env, src, dst)
     from orchestrator.registry.checkpoint import Checkpoint
 
-    app.state.pull(checkpoint, merge=Checkpoint.merge_files)  # a sync interrupted elsewhere resumes here
-    try:
-        result = sync_registry(ctx, src, dst, settings=settings, residency=residency, state_path=versions,
-                               checkpoint_path=checkpoint, progress=progress_bar(app, f"sync {src} -> {dst}"),
-                               guard=guard, checkpoint_store=app.state.push)
-    finally:
-        app.state.push(checkpoint)
-        app.state.push(listings)
-        app.state.push(versions)
+    # one sync per region pair at a time, on any machine: the lease is taken before anything is
+    # written (a live holder: exit 3, nothing written) and renewed while the sync runs
+    with app.state.lease(app.state.sync_lock_path(app.env, src, dst),
+                         f"registry sync {src} -> {dst} (env {app.env})") as lease:
+        if lease.taken_over:
+            app.notify(f"took over the expired lease of {lease.taken_over}")
+        app.state.pull(checkpoint, merge=Checkpoint.merge_files)  # a sync interrupted elsewhere resumes here
+        try:
+            result = sync_registry(ctx, src, dst, settings=settings, residency=residency, state_path=versions,
+                                   checkpoint_path=checkpoint, progress=progress_bar(app, f"sync {src} -> {dst}"),
+                                   guard=guard, checkpoint_store=lease.guard(app.state.push))
+        finally:
+            app.state.push(checkpoint)
+            app.state.push(listings)
+            app.state.push(versions)
+        lease.check()  # lost while running (another run took it over): say so, exit 3
     checked = "" if result.things_checked is None else \
         f", {result.things_checked}/{result.things_total} things checked"
     lines = [f"sync {src} -> {dst}: {'ok' if result.ok else 'FAILED'}: {result.applied} applied, "

@@ -47,8 +47,9 @@ ENDPOINT_SERVICES = ("acm", "dynamodb", "firehose", "iam", "iot", "kinesis", "km
 _COUNTED_OPS = {"create": "create", "update": "update", "delete": "delete", "replace": "replace",
                 "create-replacement": "replace", "same": "same"}
 
-INSTALL_HINT = ("install it from https://www.pulumi.com/docs/iac/download-install/ or build it with "
-                "tests/engine/build_pulumi.sh, then put it on PATH")
+INSTALL_HINT = ("install it from https://www.pulumi.com/docs/iac/download-install/, or, offline, build it with "
+                "tests/engine/build_pulumi.sh (found there without PATH), or put it on PATH")
+INSTALL_OFF = "ORCHESTRATE_PULUMI_INSTALL"  # "0": never download the CLI (air-gapped machines, strict CI)
 
 
 # The Python SDK's lazy submodules (`pulumi._utils._LazyModule`, behind `pulumi_aws.s3` etc.) are
@@ -67,19 +68,71 @@ def _program() -> None:
         run()
 
 
+def pinned_cli_version() -> str:
+    """The CLI version the orchestrator is tested with: the installed `pulumi` SDK's (pinned in
+    constraints.txt), as tests/engine/build_pulumi.sh builds it."""
+    import importlib.metadata
+
+    return importlib.metadata.version("pulumi")
+
+
+def tools_cli_root(version: str) -> Path:
+    """`${ORCHESTRATE_TOOLS_DIR:-~/.cache/orchestrate-tools}/pulumi-<version>`: where both the
+    download (`PulumiCommand.install`) and the offline Go build put `bin/pulumi`."""
+    tools = os.environ.get("ORCHESTRATE_TOOLS_DIR") or str(Path.home() / ".cache" / "orchestrate-tools")
+    return Path(tools) / f"pulumi-{version}"
+
+
 def find_pulumi_cli() -> Path | None:
+    """`pulumi` on PATH, else `$PULUMI_HOME/bin/pulumi`, else the pinned version in the tools cache."""
     found = shutil.which("pulumi")
     if found:
         return Path(found)
     home = Path(os.environ.get("PULUMI_HOME", Path.home() / ".pulumi"))
-    candidate = home / "bin" / "pulumi"
-    return candidate if candidate.is_file() else None
+    for candidate in (home / "bin" / "pulumi", tools_cli_root(pinned_cli_version()) / "bin" / "pulumi"):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def ensure_pulumi_cli(notify: Callable[[str], None], install: Callable[..., Any] | None = None) -> Path:
+    """The Pulumi CLI to run: one found (`find_pulumi_cli`), else the pinned version downloaded with
+    the Automation API's `PulumiCommand.install` into the tools cache (where the network allows and
+    ORCHESTRATE_PULUMI_INSTALL is not 0). Neither: InputRejected (exit 2) naming the download
+    page and the offline fallback, the Go build (tests/engine/build_pulumi.sh)."""
+    found = find_pulumi_cli()
+    if found is not None:
+        return found
+    version = pinned_cli_version()
+    root = tools_cli_root(version)
+    if os.environ.get(INSTALL_OFF, "").strip().lower() in ("0", "false", "no", "off"):
+        raise InputRejected("the Pulumi CLI was not found on PATH",
+                            hint=f"downloading it is off ({INSTALL_OFF}=0); {INSTALL_HINT}")
+    if install is None:
+        from pulumi import automation as auto
+
+        install = auto.PulumiCommand.install
+    from semver import VersionInfo
+
+    notify(f"the Pulumi CLI was not found: installing Pulumi {version} into {root} (PulumiCommand.install)")
+    try:
+        install(version=VersionInfo.parse(version), root=str(root), skip_version_check=True)
+    except Exception as exc:  # noqa: BLE001 - a download fails in many ways (no network, proxy, disk)
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise InputRejected("the Pulumi CLI was not found on PATH",
+                            hint=f"installing Pulumi {version} with PulumiCommand.install failed: {reason}; "
+                                 f"{INSTALL_HINT}") from None
+    cli = root / "bin" / "pulumi"
+    if not (cli.is_file() and os.access(cli, os.X_OK)):
+        raise InputRejected("the Pulumi CLI was not found on PATH",
+                            hint=f"PulumiCommand.install left no executable {cli}; {INSTALL_HINT}")
+    return cli
 
 
 class PulumiEngine:
     def __init__(self, *, project_dir: Path, stacks_dir: Path, backend_url: str, secrets_provider: str | None,
                  endpoint_url: str | None, cli: Path, log: Callable[[str], None] = lambda _m: None,
-                 config_path: Path | None = None) -> None:
+                 config_path: Path | None = None, run_state: StateLayout | None = None) -> None:
         self.project_dir = project_dir
         self.stacks_dir = stacks_dir
         self.backend_url = backend_url
@@ -89,19 +142,20 @@ class PulumiEngine:
         self.log = log
         self.config_path = config_path
         self.state = StateLayout(project_dir)
+        self.run_state = run_state  # the backend's run state: where stack config files travel
         self._setup_lock = threading.Lock()
         self._pulumi_command: Any = None
 
     @classmethod
     def from_context(cls, app: Context) -> PulumiEngine:
         """Check everything the engine needs before anything runs (bad setup is exit code 2)."""
-        cli = find_pulumi_cli()
-        if cli is None:
-            raise InputRejected("the Pulumi CLI was not found on PATH", hint=INSTALL_HINT)
+        cli = ensure_pulumi_cli(app.notify)
         provider = app.secrets_provider
         if provider is not None and not (provider == "passphrase" or provider.startswith(_PROVIDER_SCHEMES)):
             raise InputRejected(f"unknown secrets provider {provider!r}",
                                 hint="passphrase, awskms://…, gcpkms://…, azurekeyvault://… or hashivault://…")
+        for restored in restore_stack_configs(app.state, app.stacks_dir, app.env):
+            app.console.debug(f"stacks/{restored.name}: restored from the backend's copy")
         current = stack_secrets_providers(app.stacks_dir, app.env)
         if provider is not None:
             # Pulumi takes --secrets-provider only when it creates a stack: for an existing stack it
@@ -125,13 +179,15 @@ class PulumiEngine:
             Path(backend[len("file://"):]).mkdir(parents=True, exist_ok=True)
         return cls(project_dir=app.project_dir, stacks_dir=app.stacks_dir, config_path=app.config_path,
                    backend_url=backend,
-                   secrets_provider=provider, endpoint_url=app.endpoint_url, cli=cli, log=app.console.debug)
+                   secrets_provider=provider, endpoint_url=app.endpoint_url, cli=cli, log=app.console.debug,
+                   run_state=app.state)
 
     def change_secrets_provider(self, stack: str, provider: str) -> None:
         """Re-encrypt `stack`'s secrets (config and state) with `provider` (`pulumi stack
         change-secrets-provider`): needs the current provider's key and the new one."""
         def go() -> None:
             self._cli(self._stack(stack, create=False), "stack", "change-secrets-provider", provider)
+            self._keep_config(stack)
 
         self._run("change-secrets-provider", stack, go)
 
@@ -263,11 +319,32 @@ class PulumiEngine:
 
         desired = {k: auto.ConfigValue(v, secret=k in spec.secret_keys) for k, v in spec.config.items()}
         current = stack.get_all_config()
-        stale = [k for k in current if k not in desired]  # also overrides an older version wrote
+        # only keys the orchestrator owns and no longer wants go: a user's own keys (aws:defaultTags,
+        # aws:assumeRoles, aws:allowedAccountIds …) stay in the file across every `up`
+        stale = [k for k in current if k not in desired and orchestrator_owns(k)]
         if stale:
             stack.remove_all_config(stale)
         stack.set_all_config(desired)
         return self._endpoint_config(spec.name)
+
+    def _configure_for_up(self, stack: Any, spec: StackSpec) -> str | None:
+        """`_configure`, then the file's copy in the backend (before the update: a failed `up` has
+        created the stack all the same). A preview's config is put back, so it never goes there."""
+        config_file = self._configure(stack, spec)
+        self._keep_config(spec.name)
+        return config_file
+
+    def _keep_config(self, name: str) -> None:
+        """Copy `stacks/Pulumi.<stack>.yaml` (secrets provider, encrypted key, config) into the
+        backend's run state, from where a clone without the file restores it."""
+        source = self._config_file(name)
+        if self.run_state is None or not source.is_file():
+            return
+        data = source.read_bytes()
+        path = self.run_state.stack_config_path(name)
+        stored = self.run_state.store.get(self.run_state.key(path))
+        if stored is None or stored.data != data:
+            self.run_state.save_bytes(path, data)
 
     def _endpoint_config(self, name: str) -> str | None:
         """With `--endpoint-url`: `.orchestrate/workspaces/<stack>/endpoint-config.yaml`, the
@@ -306,6 +383,8 @@ class PulumiEngine:
             return False
         stack.workspace.remove_stack(name)
         self._config_file(name).unlink(missing_ok=True)
+        if self.run_state is not None:
+            self.run_state.delete(self.run_state.stack_config_path(name))
         (self.state.workspace_dir(name) / "endpoint-config.yaml").unlink(missing_ok=True)
         self.log(f"[{name}] destroyed: stack and stacks/Pulumi.{name}.yaml removed")
         return True
@@ -327,7 +406,7 @@ class PulumiEngine:
         def go() -> StackResult:
             started = time.monotonic()
             stack = self._stack(spec.name, create=True)
-            config_file = self._configure(stack, spec)
+            config_file = self._configure_for_up(stack, spec)
             result = stack.up(on_event=on_event, color="never", config_file=config_file)
             return StackResult(spec.name, Operation.UP, Outcome.SUCCEEDED, counts=_op_counts(result.summary),
                                outputs=_outputs(result.outputs), seconds=time.monotonic() - started)
@@ -385,6 +464,8 @@ class PulumiEngine:
                 stack = self._stack(spec.name, create=False)
             except auto_errors.StackNotFoundError:  # never created, or destroyed and removed before
                 self._config_file(spec.name).unlink(missing_ok=True)
+                if self.run_state is not None:
+                    self.run_state.delete(self.run_state.stack_config_path(spec.name))
                 return StackResult(spec.name, Operation.DESTROY, Outcome.SUCCEEDED, message="no such stack")
             if include_protected:
                 self._cli(stack, "state", "unprotect", "--all", "--yes")
@@ -538,6 +619,61 @@ class PulumiEngine:
 
 
 _PROVIDER_SCHEMES = ("awskms://", "gcpkms://", "azurekeyvault://", "hashivault://", "default")
+
+
+# Config keys the orchestrator writes: its own project's namespace and `aws:region` (from the
+# topology), and the endpoint overrides older versions wrote into the committed file. Every other key
+# in `stacks/Pulumi.<stack>.yaml` is the user's and is kept.
+_LEGACY_OVERRIDES = frozenset({"aws:endpoints", "aws:skipCredentialsValidation", "aws:skipRequestingAccountId",
+                               "aws:skipMetadataApiCheck", "aws:s3UsePathStyle"})
+_OPERATING_KEYS = ("secretsprovider", "encryptedkey", "encryptionsalt")  # what opens the stack's secrets
+
+
+def orchestrator_owns(key: str) -> bool:
+    from programs.contract import NAMESPACE
+
+    return key.startswith(f"{NAMESPACE}:") or key == "aws:region" or key in _LEGACY_OVERRIDES
+
+
+def restore_stack_configs(state: StateLayout, stacks_dir: Path, env: str) -> list[Path]:
+    """Bring the backend's copies of `env`'s stack config files into `stacks/` where the clone has
+    none (a fresh checkout, a CI job): the whole file when it is missing; only the secrets keys
+    (`secretsprovider`, `encryptedkey`, `encryptionsalt`) when the file is there without any of
+    them. A local file that has them is never touched. Returns the files written."""
+    import yaml
+
+    from orchestrator.state import atomic_write_bytes
+
+    prefix = f"Pulumi.{env}-"
+    written = []
+    for key, _mtime in state.store.keys(f"stacks/{prefix}"):
+        name = key.rsplit("/", 1)[-1]
+        suffix = name[len(prefix):-len(".yaml")] if name.endswith(".yaml") else ""
+        if suffix not in ("dns", "replication") and not suffix.startswith("region-"):
+            continue  # another environment whose name starts with `env-`
+        target = stacks_dir / name
+        stored = state.store.get(key)
+        if stored is None:
+            continue
+        if not target.exists():
+            atomic_write_bytes(target, stored.data)
+            written.append(target)
+            continue
+        try:
+            local = yaml.safe_load(target.read_text(encoding="utf-8")) or {}
+            theirs = yaml.safe_load(stored.data) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        if not isinstance(local, dict) or not isinstance(theirs, dict) or any(k in local for k in _OPERATING_KEYS):
+            continue
+        keys = {k: theirs[k] for k in _OPERATING_KEYS if theirs.get(k)}
+        if keys:  # top-level keys appended: the user's text (comments, order) stays as it is
+            text = target.read_text(encoding="utf-8")
+            extra = yaml.safe_dump(keys, sort_keys=True, width=10_000)
+            atomic_write_bytes(target, (text if text.endswith("\n") or not text else text + "\n").encode()
+                               + extra.encode())
+            written.append(target)
+    return written
 
 
 def stack_secrets_providers(stacks_dir: Path, env: str) -> dict[str, str]:

@@ -25,15 +25,18 @@ class RegistryPort:
         versions = self.state.sync_versions_path(self.env, src, dst)
         from orchestrator.registry.checkpoint import Checkpoint
 
-        self.state.pull(checkpoint, merge=Checkpoint.merge_files)  # a sync interrupted elsewhere resumes here
-        self.state.pull(versions)  # what the last clean sync saw, wherever it ran
-        try:
-            report = sync_registry(self.ctx, src, dst, residency=self.residency,
-                                   settings=SyncSettings(rate=self.rate), checkpoint_path=checkpoint,
-                                   state_path=versions, checkpoint_store=self.state.push)
-        finally:
-            self.state.push(checkpoint)
-            self.state.push(versions)
+        with self.state.lease(self.state.sync_lock_path(self.env, src, dst),
+                              f"registry sync {src} -> {dst} (env {self.env})") as lease:  # before any write
+            self.state.pull(checkpoint, merge=Checkpoint.merge_files)  # a sync interrupted elsewhere resumes here
+            self.state.pull(versions)  # what the last clean sync saw, wherever it ran
+            try:
+                report = sync_registry(self.ctx, src, dst, residency=self.residency,
+                                       settings=SyncSettings(rate=self.rate), checkpoint_path=checkpoint,
+                                       state_path=versions, checkpoint_store=lease.guard(self.state.push))
+            finally:
+                self.state.push(checkpoint)
+                self.state.push(versions)
+            lease.check()
         if not report.ok:
             first = "; ".join(str(e) for e in report.errors[:3])
             raise OperationFailed(f"registry sync {src} -> {dst}: {len(report.errors)} errors, "

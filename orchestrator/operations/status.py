@@ -257,6 +257,10 @@ def _runs(app: Context) -> list[RunInProgress]:
         if path.name.endswith((".listings.json", ".versions.json")):
             continue
         data = _peek(state, path)
+        if path.name.endswith(".lock.json"):  # a sync's lease (`state.Lease`): who runs it now
+            if isinstance(data, dict) and data.get("holder"):
+                out.append(_lease_run(data))
+            continue
         if isinstance(data, dict) and data.get("src_region"):
             written = data.get("written_at")
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(written))) if written else None
@@ -265,6 +269,23 @@ def _runs(app: Context) -> list[RunInProgress]:
                                      detail=f"{len(data.get('done') or [])} operations done"
                                      + (f", last written {stamp}" if stamp else "")))
     return out
+
+
+def _lease_run(data: dict[str, Any]) -> RunInProgress:
+    what = str(data.get("what") or "registry sync ?")
+    kind, _, pair = what.partition(" sync ")
+    pair = pair.split(" (env ", 1)[0]
+    now = time.time()
+    try:
+        renewed, ttl = float(data.get("renewed_at", 0)), float(data.get("ttl_s", 0))
+        acquired = float(data.get("acquired_at", renewed))
+    except (TypeError, ValueError):
+        renewed = ttl = acquired = 0.0
+    live = now - renewed < ttl
+    status = (f"running (lease renewed {max(0.0, now - renewed):.0f} s ago)" if live else
+              "lease expired: its holder stopped renewing (the next sync takes it over)")
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(acquired)) if acquired else None
+    return RunInProgress(f"{kind} sync" if pair else what, pair or "?", status, str(data["holder"]), started)
 
 
 def _replication(app: Context) -> tuple[ReplicationHealth, ...]:

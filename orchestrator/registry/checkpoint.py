@@ -149,12 +149,15 @@ class Checkpoint:
 
     def _store_now(self) -> None:
         """Copy to the backend; a failure here must not stop the sync (the copy the caller makes
-        when the run ends reports it), so it is counted, not raised."""
-        from orchestrator.errors import OrchestrateError
+        when the run ends reports it), so it is counted, not raised; except LeaseLost: another run
+        holds the region pair now (`state.Lease.guard`), and this one stops."""
+        from orchestrator.errors import LeaseLost, OrchestrateError
 
         assert self._store is not None
         try:
             self._store(self.path)
+        except LeaseLost:  # another run holds the pair now: this one must stop writing
+            raise
         except (OrchestrateError, OSError):
             self.store_errors += 1
 

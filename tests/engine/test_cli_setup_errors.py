@@ -30,6 +30,8 @@ def _env(tmp_path: Path, path_dirs: list[Path]) -> dict[str, str]:
     env = hermetic_aws_env(env, tmp_path)
     env["PATH"] = os.pathsep.join([*map(str, path_dirs), "/usr/bin", "/bin"])
     env["PULUMI_HOME"] = str(tmp_path / "empty-pulumi-home")  # no $PULUMI_HOME/bin/pulumi either
+    env["ORCHESTRATE_TOOLS_DIR"] = str(tmp_path / "no-tools")  # nor the pinned CLI in the tools cache
+    env["ORCHESTRATE_PULUMI_INSTALL"] = "0"  # and no download
     env["PULUMI_BACKEND_URL"] = f"file://{tmp_path / 'state'}"
     return env
 

@@ -287,3 +287,124 @@ def test_a_bad_boolean_in_the_backend_url_is_bad_input() -> None:
 
     with pytest.raises(InputRejected, match="disableSSL='maybe' is not true or false"):
         store_for(f"s3://{BUCKET}/x?endpoint=127.0.0.1:9&disableSSL=maybe")
+
+
+def _dst_writes(gate: Any, key: str) -> list[str]:
+    """The calls signed with access key `key` that changed something in DST (the destination)."""
+    return [c.operation for c in gate.calls
+            if c.key == key and c.region == DST and not c.operation.startswith(("GET ", "HEAD "))]
+
+
+def test_two_syncs_of_one_region_pair_on_two_machines_do_not_both_apply(  # noqa: ANN001
+        clones, ctx: AwsContext, bucket: Any, gate: Any, endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clone a's sync holds the pair's lease while it applies; clone b's sync, started on another
+    machine (another process, its own credentials) in the middle of a's, exits 3 naming a as the
+    holder, and writes nothing to the destination. a then finishes and releases the lease."""
+    import os
+    import subprocess
+    import sys
+
+    run_a, _run_b, a, b = clones
+    from orchestrator.registry import checkpoint as checkpoints
+
+    for root in (a, b):  # DST is a member (synced to, not routed): as a promotion leaves it
+        topology = root / "stacks" / "dev.topology.yaml"
+        topology.write_text(topology.read_text().replace("secondaries: []", f"secondaries: [{DST}]")
+                            .replace("routing: single", "routing: failover"))
+    seed(client(ctx, "iot", SRC, own_retries=True), n_things=12, group_policy=False)
+    lock_key = f"iot/.orchestrate/sync/dev-{SRC}-{DST}.lock.json"
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "CLONEBMACHINE", "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
+    env.pop("ORCHESTRATE_ENV", None)
+    second: dict[str, Any] = {}
+    mark_done = checkpoints.Checkpoint.mark_done
+
+    def b_starts_while_a_applies(self: Any, op_key: str) -> None:
+        mark_done(self, op_key)
+        if second:
+            return
+        second["during"] = json.loads(bucket.get_object(Bucket=BUCKET, Key=lock_key)["Body"].read())
+        second["proc"] = subprocess.run(
+            [sys.executable, "-m", "orchestrator", "registry", "sync", "--from", SRC, "--to", DST,
+             "--endpoint-url", endpoint], cwd=b, env=env, capture_output=True, text=True, timeout=120)
+
+    monkeypatch.setattr(checkpoints.Checkpoint, "mark_done", b_starts_while_a_applies)
+    first = run_a("--json", "registry", "sync", "--from", SRC, "--to", DST)
+    assert first.exit_code == 0, first.output + first.stderr
+    report = json.loads(first.stdout)
+    assert report["ok"] and report["applied"] > 0, report  # a applied the operations
+
+    proc = second["proc"]
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert f"registry sync {SRC} -> {DST} (env dev) is running elsewhere" in proc.stderr, proc.stderr
+    assert f"held by {second['during']['holder']}" in proc.stderr and " old (since " in proc.stderr, proc.stderr
+    assert f"(pid {os.getpid()})" in second["during"]["holder"]  # the holder is a, this test's process
+    assert [c for c in gate.calls if c.key == "CLONEBMACHINE"], "clone b never reached the backend"
+    assert _dst_writes(gate, "CLONEBMACHINE") == []  # b wrote nothing to the destination
+    assert _dst_writes(gate, "testing")  # … while a did
+    assert listing(client(ctx, "iot", DST)) == listing(client(ctx, "iot", SRC))
+    assert lock_key not in stored_keys(bucket)  # a released the lease when it finished
+
+
+def test_a_sync_whose_holder_died_is_taken_over_after_the_lease_expires(  # noqa: ANN001
+        clones, ctx: AwsContext, bucket: Any) -> None:
+    """A lease left by a run that died (no renewal since long before its TTL) does not block the
+    next sync: it is taken over, and the sync says whose it was."""
+    import time
+
+    _run_a, run_b, _a, b = clones
+    topology = b / "stacks" / "dev.topology.yaml"
+    topology.write_text(topology.read_text().replace("secondaries: []", f"secondaries: [{DST}]")
+                        .replace("routing: single", "routing: failover"))
+    seed(client(ctx, "iot", SRC, own_retries=True), n_things=3, group_policy=False)
+    lock_key = f"iot/.orchestrate/sync/dev-{SRC}-{DST}.lock.json"
+    dead = time.time() - 3600
+    bucket.put_object(Bucket=BUCKET, Key=lock_key, Body=json.dumps(
+        {"holder": "ci@runner-7 (pid 99)", "what": "registry sync", "acquired_at": dead, "renewed_at": dead,
+         "ttl_s": 300.0}))
+    result = run_b("registry", "sync", "--from", SRC, "--to", DST)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert "took over the expired lease of ci@runner-7 (pid 99)" in result.stderr, result.stderr
+    assert listing(client(ctx, "iot", DST)) == listing(client(ctx, "iot", SRC))
+    assert lock_key not in stored_keys(bucket)
+
+    live = time.time() - 10
+    bucket.put_object(Bucket=BUCKET, Key=lock_key, Body=json.dumps(
+        {"holder": "ci@runner-8 (pid 7)", "what": "registry sync", "acquired_at": live - 50, "renewed_at": live,
+         "ttl_s": 300.0}))
+    refused = run_b("registry", "sync", "--from", SRC, "--to", DST)
+    assert refused.exit_code == 3, refused.output + refused.stderr
+    import re
+
+    assert re.search(r"held by ci@runner-8 \(pid 7\), 6\d s old \(since .*lease renewed 1\d s ago", refused.stderr), \
+        refused.stderr
+
+
+def test_a_sync_whose_lease_was_taken_over_stops_at_its_next_checkpoint_copy(  # noqa: ANN001
+        clones, ctx: AwsContext, bucket: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A holder cut off long enough for its lease to expire (a paused VM, a partition) finds it
+    replaced when it next copies its checkpoint: it stops (exit 3) instead of writing on beside the
+    run that took over, and leaves that run's lease in place."""
+    run_a, _run_b, a, _b = clones
+    from orchestrator.registry import checkpoint as checkpoints
+
+    topology = a / "stacks" / "dev.topology.yaml"
+    topology.write_text(topology.read_text().replace("secondaries: []", f"secondaries: [{DST}]")
+                        .replace("routing: single", "routing: failover"))
+    seed(client(ctx, "iot", SRC, own_retries=True), n_things=40, group_policy=False)
+    monkeypatch.setattr(checkpoints, "STORE_EVERY_S", 0.0)  # copy at every flush (every 25 marks)
+    lock_key = f"iot/.orchestrate/sync/dev-{SRC}-{DST}.lock.json"
+    other = json.dumps({"holder": "ci@runner-9 (pid 5)", "what": "registry sync", "acquired_at": 0,
+                        "renewed_at": 9e12, "ttl_s": 300.0})
+    mark_done = checkpoints.Checkpoint.mark_done
+
+    def taken_over_after_ten(self: Any, op_key: str) -> None:
+        mark_done(self, op_key)
+        if len(self) == 10:
+            bucket.put_object(Bucket=BUCKET, Key=lock_key, Body=other)
+
+    monkeypatch.setattr(checkpoints.Checkpoint, "mark_done", taken_over_after_ten)
+    result = run_a("registry", "sync", "--from", SRC, "--to", DST)
+    assert result.exit_code == 3, result.output + result.stderr
+    assert "was lost" in result.stderr and "this run stopped" in result.stderr, result.stderr
+    assert listing(client(ctx, "iot", DST)) != listing(client(ctx, "iot", SRC))  # it did not write on to the end
+    assert bucket.get_object(Bucket=BUCKET, Key=lock_key)["Body"].read().decode() == other  # not removed

@@ -234,3 +234,66 @@ def test_the_vault_and_the_signing_key_come_from_one_read_of_the_home_stack(proj
     assert reads == [region_stack(ctx.topology(), ctx.topology().home_region).name]
     assert signing_key_spec(ctx, "awskms:given", home) == "awskms:given"  # a named key reads nothing
     assert len(reads) == 1
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_lease_is_refused_while_renewed_and_taken_over_once_it_expires(tmp_path: Path) -> None:
+    from orchestrator.errors import LeaseHeld, StateConflict
+    from orchestrator.state import Lease, LocalStore
+
+    store, clock = LocalStore(tmp_path / "backend"), _Clock()
+
+    def lease(holder: str) -> Lease:
+        return Lease(store, "sync/dev-a-b.lock.json", "registry sync a -> b", ttl_s=300, renew_every_s=60,
+                     clock=clock, holder=holder)
+
+    one = lease("one@host-1 (pid 1)").acquire()
+    clock.now += 290
+    one.renew()  # a long run renews before the TTL runs out
+    clock.now += 200  # 490 s after it started, 200 s after its renewal: alive
+    with pytest.raises(LeaseHeld, match=r"held by one@host-1 \(pid 1\), 8 min old .*renewed 200 s ago") as held:
+        lease("two@host-2 (pid 2)").acquire()
+    assert held.value.exit_code == 3 and held.value.holder == "one@host-1 (pid 1)"
+    clock.now += 101  # one died: no renewal for longer than the TTL
+    two = lease("two@host-2 (pid 2)").acquire()
+    assert two.taken_over == "one@host-1 (pid 1)"
+    with pytest.raises(StateConflict):  # one wakes up: its renewal finds the lease replaced
+        one.renew()
+    assert one.lost
+    with pytest.raises(StateConflict):
+        one.check()
+    one.release()  # a lost lease is not removed: it is two's now
+    assert store.get("sync/dev-a-b.lock.json") is not None
+    two.check()
+    two.release()
+    assert store.get("sync/dev-a-b.lock.json") is None
+
+
+def test_a_held_lease_is_renewed_by_its_thread_and_removed_on_exit(tmp_path: Path) -> None:
+    import threading
+
+    from orchestrator.state import Lease, LocalStore
+
+    store = LocalStore(tmp_path / "backend")
+    renewed = threading.Event()
+    lease = Lease(store, "sync/x.lock.json", "registry sync", renew_every_s=0.01)
+    real_renew = lease.renew
+
+    def renew() -> None:
+        real_renew()
+        renewed.set()
+
+    lease.renew = renew  # type: ignore[method-assign]
+    with lease:
+        first = store.get("sync/x.lock.json")
+        assert first is not None and b'"holder"' in first.data
+        assert renewed.wait(30), "the lease was never renewed"
+        assert store.get("sync/x.lock.json").version != first.version  # type: ignore[union-attr]
+    assert store.get("sync/x.lock.json") is None

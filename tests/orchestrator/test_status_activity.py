@@ -54,3 +54,29 @@ def test_status_lists_locks_and_unfinished_runs(project: Path, run: Callable[...
     journal.finish("succeeded")
     left = sorted(r["kind"] for r in json.loads(run("--json", "status").stdout)["runs"])
     assert left == ["failover", "registry sync"], left  # a finished journal is history
+
+
+def test_status_shows_who_runs_a_registry_sync_now(project: Path, run: Callable[..., Result]) -> None:
+    """A sync's lease in the run state: a live one is a sync running on another machine (holder and
+    start), an expired one a sync that died."""
+    import time
+
+    from orchestrator.state import Lease
+
+    multi_region(project, "dev", ["eu-central-1"])
+    state = _state(project)
+    lease = Lease(state.store, state.key(state.sync_lock_path("dev", "eu-west-1", "eu-central-1")),
+                  "registry sync eu-west-1 -> eu-central-1 (env dev)", holder="ci@runner-3 (pid 12)").acquire()
+    out = run("status").stdout
+    assert "registry sync eu-west-1 -> eu-central-1: running (lease renewed" in out, out
+    assert "on ci@runner-3 (pid 12), started " in out, out
+    doc = json.loads(run("--json", "status").stdout)
+    assert [(r["kind"], r["run"], r["host"]) for r in doc["runs"]] == [
+        ("registry sync", "eu-west-1 -> eu-central-1", "ci@runner-3 (pid 12)")]
+    stale = Lease(state.store, state.key(state.sync_lock_path("dev", "eu-west-1", "eu-central-2")),
+                  "registry sync eu-west-1 -> eu-central-2 (env dev)", holder="x@y (pid 1)", ttl_s=300,
+                  clock=lambda: time.time() - 3600).acquire()
+    assert "eu-west-1 -> eu-central-2: lease expired" in run("status").stdout
+    lease.release()
+    stale.release()
+    assert "runs in progress (or stopped midway): none" in run("status").stdout
