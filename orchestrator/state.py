@@ -22,6 +22,8 @@ Layout under the project directory (and, for run state, under the backend's pref
       lifecycle/<env>-routing.json         regions DNS does not route to yet (or any more)
       sync/<env>-<from>-<to>.json          registry sync checkpoints
       sync/<env>-<from>-<to>.listings.json counts of the source's last complete registry listing
+      sync/<env>-<from>-<to>.versions.json what the last clean sync saw (or its in-progress mark)
+      sync/<env>-<from>-<to>.verified.json the last verification of the pair (registry verify, sync)
       workspaces/<stack>/                  one Pulumi workspace per stack
 
 Every other module asks a `StateLayout` for a path; nothing else joins `.orchestrate` itself.
@@ -405,6 +407,10 @@ class StateLayout:
     def sync_versions_path(self, env: str, src_region: str, dst_region: str) -> Path:
         """What the last clean sync saw (thing and shadow versions): the next one skips the rest."""
         return self.root / "sync" / f"{env}-{src_region}-{dst_region}.versions.json"
+
+    def sync_verified_path(self, env: str, src_region: str, dst_region: str) -> Path:
+        """The last verification of a region pair (`registry verify`, or a sync's read-back)."""
+        return self.root / "sync" / f"{env}-{src_region}-{dst_region}.verified.json"
 
     @property
     def workspaces_dir(self) -> Path:

@@ -53,7 +53,7 @@ SUMMARIES = {
                          "confirmed).",
     "failover": "Send traffic to a secondary (final registry sync first when the primary answers).",
     "failback": "Return traffic to the old primary after syncing devices provisioned meanwhile.",
-    "registry": "Copy, back up and restore the IoT registry between regions.",
+    "registry": "Copy, back up, restore and verify the IoT registry between regions.",
     "comment": "Pull-request comments and the drift issue.",
     "secrets": "How stack secrets are encrypted (passphrase or a KMS key).",
     "drift": "Refresh in preview-only mode (nothing changes) and list what differs from the state: resource, "

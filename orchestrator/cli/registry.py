@@ -48,11 +48,12 @@ def _counts(counts) -> list[str]:  # noqa: ANN001
             for kind, ops in counts.items() if any(ops.values())]
 
 
-registry = group("registry", help="Copy, back up and restore the IoT registry between regions.", lazy={
+registry = group("registry", help="Copy, back up, restore and verify the IoT registry between regions.", lazy={
     "sync": "orchestrator.cli.registry:sync",
     "backup": "orchestrator.cli.registry:backup",
     "restore": "orchestrator.cli.registry:restore",
     "replay": "orchestrator.cli.registry:replay",
+    "verify": "orchestrator.cli.registry:verify",
 })
 
 
@@ -189,6 +190,44 @@ def _sync_pair(app: Context, src: str, dst: str, settings, budget, *, dry_run: b
     if len(result.errors) > 20:
         lines.append(f"  … and {len(result.errors) - 20} more errors (--json lists them all)")
     return result.to_json(), lines + [f"  warning: {w}" for w in result.warnings]
+
+
+@command("verify")
+@click.option("--from", "src", required=True, metavar="R1", help="Source region (the primary, usually).")
+@click.option("--to", "dst", required=True, metavar="R2", help="Region compared with it (a secondary).")
+@click.option("--no-shadows", is_flag=True, help="Compare the registry only, not device shadows.")
+@click.option("--first", type=click.IntRange(0, 1000), default=5, show_default=True,
+              help="Differences named per kind (--json and text); the counts are always complete.")
+@click.option("--read-rate", type=click.FloatRange(0.1, 10000), default=None,
+              help="Cap on every read API's calls per second [default: each API's quota].")
+@click.option("--concurrency", type=click.IntRange(1, 16), default=4, show_default=True,
+              help="Calls in flight at once per region (each API still within its own quota).")
+def verify(app: Context, src: str, dst: str, no_shadows: bool, first: int, read_rate: float | None,
+           concurrency: int) -> None:
+    """Compare two regions' registries kind by kind; read-only. Exit 0 on parity, 1 on difference.
+
+    Things and attributes, types, groups and membership, certificates and status, thing-certificate
+    attachments, policy documents (default versions, region in ARNs rewritten as the sync does),
+    policy attachments, classic and named shadows. The outcome is recorded for `status`."""
+    from orchestrator.aws import AwsContext
+    from orchestrator.operations.verification import record_verification
+    from orchestrator.registry import verify_registry
+    from orchestrator.registry.guards import check_member_regions
+    from orchestrator.registry.quotas import resolve_quotas
+
+    topology = app.topology()
+    if src == dst:
+        raise InputRejected(f"--from and --to are the same region ({src})")
+    check_member_regions(topology.regions, topology.residency, src, dst, topology.source)
+    result = verify_registry(AwsContext(endpoint_url=app.endpoint_url), src, dst, shadows=not no_shadows,
+                             first=first, concurrency=concurrency, read_rate=read_rate,
+                             quotas=resolve_quotas(topology.quotas), residency=topology.residency)
+    record_verification(app.state, app.env, src, dst, source="registry verify", ok=result.equal,
+                        differences=result.differences,
+                        by_kind={k.kind: k.differences for k in result.kinds})
+    _render(app, result, result.lines())
+    if not result.equal:
+        raise Reported(ExitCode.FAILED)
 
 
 @command("backup")

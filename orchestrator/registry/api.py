@@ -6,6 +6,7 @@
     plan_restore(ctx, src, dst, ...)       -> SyncPlanSummary    (registry restore --dry-run)
     restore_registry(ctx, src, dst, ...)   -> SyncReport         (registry restore)
     backup_age(ctx, dest, ...)             -> timedelta | None   (status)
+    verify_registry(ctx, src, dst, ...)    -> VerifyReport       (registry verify: reads only)
 
 Each makes its own clients (`orchestrator.aws`), validates its input before touching anything
 (`InputRejected`, exit 2), refuses destinations outside the residency list (`InputRejected`,
@@ -45,6 +46,7 @@ from orchestrator.registry.sync import (
     plan_clients_sync,
     sync_clients,
 )
+from orchestrator.registry.verify import FIRST_DIFFERENCES, VerifyReport, verify_clients
 
 
 def _check_region(region: str, label: str) -> None:
@@ -157,6 +159,32 @@ def sync_registry(ctx: AwsContext, src_region: str, dst_region: str, *,
         src, dst = _iot(ctx, src_region, settings.concurrency), _iot(ctx, dst_region, settings.concurrency)
         data = _data_pair(ctx, settings, (src_region, src), (dst_region, dst))
         return sync_clients(src, dst, options, src_data=data[0], dst_data=data[1])
+
+
+def verify_registry(ctx: AwsContext, src_region: str, dst_region: str, *, shadows: bool = True,
+                    first: int = FIRST_DIFFERENCES, concurrency: int = 4, read_rate: float | None = None,
+                    quotas: QuotaTable | None = None, region_rewrite: RegionRewrite | None = None,
+                    residency: Collection[str] | None = None) -> VerifyReport:
+    """Compare the registries (and shadows) of two regions kind by kind, writing nothing
+    (`orchestrator.registry.verify`). Reads run at the quotas (`read_rate` caps them)."""
+    _check_sync(src_region, dst_region, residency)
+    if not 1 <= concurrency <= 16:
+        raise InputRejected(f"concurrency must be between 1 and 16, got {concurrency}")
+    if first < 0:
+        raise InputRejected(f"--first must be 0 or more, got {first}")
+    table = (quotas or QuotaTable()).with_overrides(read_cap=read_rate)
+
+    def caller(c: Any) -> Caller:
+        return Caller(c, limits=AdaptiveLimiter(table), retry=RetryPolicy())
+
+    with aws_errors(f"registry verify {src_region} -> {dst_region}"):
+        a, b = _iot(ctx, src_region, concurrency), _iot(ctx, dst_region, concurrency)
+        a_data = b_data = None
+        if shadows:
+            a_data = caller(_iot_data(ctx, src_region, a, concurrency))
+            b_data = caller(_iot_data(ctx, dst_region, b, concurrency))
+        return verify_clients(caller(a), caller(b), a_data=a_data, b_data=b_data, rewrite=region_rewrite,
+                              first=first, concurrency=concurrency)
 
 
 def _data_pair(ctx: AwsContext, settings: SyncSettings, *regions: tuple[str, Any]) -> list[Any | None]:
