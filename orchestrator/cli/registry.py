@@ -172,20 +172,23 @@ def _sync_pair(app: Context, src: str, dst: str, settings, budget, *, dry_run: b
     from orchestrator.registry.checkpoint import Checkpoint
 
     app.state.pull(checkpoint, merge=Checkpoint.merge_files)  # a sync interrupted elsewhere resumes here
+    settings = _distrust_after_failed_verification(app, src, dst, settings)
     try:
         result = sync_registry(ctx, src, dst, settings=settings, residency=residency, state_path=versions,
                                checkpoint_path=checkpoint, progress=progress_bar(app, f"sync {src} -> {dst}"),
-                               guard=guard, checkpoint_store=app.state.push)
+                               guard=guard, checkpoint_store=app.state.push, state_store=app.state.push)
     finally:
         app.state.push(checkpoint)
         app.state.push(listings)
         app.state.push(versions)
+    _record_sync_verification(app, src, dst, result)
     checked = "" if result.things_checked is None else \
         f", {result.things_checked}/{result.things_total} things checked"
     lines = [f"sync {src} -> {dst}: {'ok' if result.ok else 'FAILED'}: {result.applied} applied, "
              f"{result.write_calls} write calls, {result.read_calls} read calls{checked}, {result.retries} retries, "
              f"{result.duration_s:.1f}s"]
     lines += _counts(result.counts) + _calls(result)
+    lines += _verification_lines(result)
     lines += [f"  error: {e.op}: {e.code}: {e.message}" for e in result.errors[:20]]
     if len(result.errors) > 20:
         lines.append(f"  … and {len(result.errors) - 20} more errors (--json lists them all)")
@@ -228,6 +231,46 @@ def verify(app: Context, src: str, dst: str, no_shadows: bool, first: int, read_
     _render(app, result, result.lines())
     if not result.equal:
         raise Reported(ExitCode.FAILED)
+
+
+def _distrust_after_failed_verification(app: Context, src: str, dst: str, settings):  # noqa: ANN001, ANN202
+    """The last verification of the pair found differences: the version record disagrees with the
+    destination, so this run trusts none of it (every thing is read again)."""
+    from dataclasses import replace
+
+    from orchestrator.operations.verification import last_verification
+
+    last = last_verification(app.state, app.env, src, dst)
+    if last is None or last.ok:
+        return settings
+    return replace(settings, distrust=f"the last verification ({last.source}) found {last.differences} "
+                                      "differences: every thing was read again")
+
+
+def _record_sync_verification(app: Context, src: str, dst: str, result) -> None:  # noqa: ANN001
+    from orchestrator.operations.verification import record_verification
+
+    v = result.verification
+    if v is None and result.ok:
+        return
+    record_verification(app.state, app.env, src, dst, source="registry sync", ok=result.ok,
+                        differences=v.remaining if v is not None else len(result.errors) + result.blocked,
+                        by_kind=dict(v.counts) if v is not None else {})
+
+
+def _verification_lines(result) -> list[str]:  # noqa: ANN001
+    out = [f"  note: {result.distrusted}"] if result.distrusted else []
+    v = result.verification
+    if v is None:
+        return out
+    if not v.reread:
+        return [*out, "  verified: nothing to change (both regions as read by this run agree)"]
+    if v.ok:
+        return [*out, f"  verified: read back equal ({v.things_reread} things' certificates, "
+                      f"{v.shadows_reread} shadows read again)"]
+    kinds = ", ".join(f"{k}={n}" for k, n in v.counts.items())
+    return [*out, f"  NOT VERIFIED: {v.remaining} changes do not read back ({kinds})",
+            *(f"    {item}" for item in v.first)]
 
 
 @command("backup")
