@@ -162,6 +162,7 @@ def _sync_pair(app: Context, src: str, dst: str, settings, budget, *, dry_run: b
     versions = app.state.sync_versions_path(app.env, src, dst)
     app.state.pull(listings)  # the counts of the last complete listings (the sharp-drop rule), wherever taken
     app.state.pull(versions)  # what the last clean sync saw (change detection), wherever it ran
+    settings = _distrust_after_failed_verification(app, src, dst, settings)
     if dry_run:
         plan = plan_registry_sync(ctx, src, dst, settings=settings, state_path=versions, residency=residency,
                                   guard=guard)
@@ -172,7 +173,6 @@ def _sync_pair(app: Context, src: str, dst: str, settings, budget, *, dry_run: b
     from orchestrator.registry.checkpoint import Checkpoint
 
     app.state.pull(checkpoint, merge=Checkpoint.merge_files)  # a sync interrupted elsewhere resumes here
-    settings = _distrust_after_failed_verification(app, src, dst, settings)
     try:
         result = sync_registry(ctx, src, dst, settings=settings, residency=residency, state_path=versions,
                                checkpoint_path=checkpoint, progress=progress_bar(app, f"sync {src} -> {dst}"),

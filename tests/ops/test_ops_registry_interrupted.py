@@ -204,6 +204,8 @@ def test_the_cli_records_the_sync_read_back_and_a_failed_verify_makes_the_next_s
     found = CliRunner().invoke(cli, ["registry", "verify", *args])
     assert found.exit_code == 1 and json.loads(found.stdout)["kinds"]["thing_principals"]["only_in_from"] == 1
     assert json.loads(verified.read_text())["ok"] is False
+    dry = CliRunner().invoke(cli, ["registry", "sync", "--dry-run", *args])  # reads what the real run reads
+    assert dry.exit_code == 0 and json.loads(dry.stdout)["counts"]["thing_principal"]["create"] == 1, dry.output
     fixed = CliRunner().invoke(cli, ["registry", "sync", *args])
     assert fixed.exit_code == 0, fixed.output
     doc = json.loads(fixed.stdout)
