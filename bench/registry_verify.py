@@ -96,8 +96,8 @@ def data_reads(by_api: Any) -> int:
 
 def row(n: int, what: str, report: SyncReport, seconds: float, note: str = "") -> Row:
     return Row(n, what, seconds, report.read_calls, report.write_calls,
-               report.calls_by_api.get("list_thing_principals", 0), report.ok, note,
-               data_reads(report.calls_by_api))
+               report.calls_by_api.get("list_thing_principals", 0), report.ok,
+               data_reads=data_reads(report.calls_by_api), note=note)
 
 
 def run_verify(ctx: AwsContext) -> tuple[VerifyReport, float]:
@@ -255,6 +255,8 @@ def main() -> int:
             got, bad = one_size(url, n)
             rows += got
             failed |= bad
+            for r in got:  # the raw figures, as soon as they exist
+                print(json.dumps(r.__dict__), flush=True)
     body = render(rows)
     print()
     print(body)
