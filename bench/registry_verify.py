@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +83,10 @@ def options(state: Path) -> SyncOptions:
     return SyncOptions(rate=FAST, read_rate=FAST, concurrency=4, state_path=state)
 
 
-def run_sync(ctx: AwsContext, state: Path, dst_client: Any | None = None) -> tuple[SyncReport, float]:
+def run_sync(ctx: AwsContext, state: Path, dst_client: Any | None = None,
+             concurrency: int = 4) -> tuple[SyncReport, float]:
     t0 = time.perf_counter()
-    report = sync_clients(iot(ctx, SRC), dst_client or iot(ctx, DST), options(state),
+    report = sync_clients(iot(ctx, SRC), dst_client or iot(ctx, DST), replace(options(state), concurrency=concurrency),
                           src_data=data(ctx, SRC), dst_data=data(ctx, DST))
     return report, time.perf_counter() - t0
 
@@ -172,16 +173,18 @@ def one_size(url: str, n: int) -> tuple[list[Row], bool]:
 
         dst.meta.events.register("before-send.iot.AttachThingPrincipal", kill)
         t0 = time.perf_counter()
-        try:
-            run_sync(ctx, state, dst)
+        try:  # one worker: every thing is created before the first attachment (the scenario)
+            run_sync(ctx, state, dst, concurrency=1)
         except Interrupted:
             pass
         else:
             failed = True
         interrupted_s = time.perf_counter() - t0
+        things_before = len(list(iot(ctx, DST).get_paginator("list_things").paginate().build_full_result()["things"]))
         repair, s = run_sync(ctx, state)
         left = attachments(ctx)
         rows.append(row(n, "sync after the interrupted one (repairs)", repair, s,
+                        f"{things_before:,} things in the destination before it, "
                         f"{repair.counts['thing_principal']['create']:,} attachments made, {left:,} in place after; "
                         f"interrupted run {interrupted_s:.0f} s"))
         failed |= not repair.ok or left != n
