@@ -22,6 +22,8 @@ Layout under the project directory (and, for run state, under the backend's pref
       lifecycle/<env>-routing.json         regions DNS does not route to yet (or any more)
       sync/<env>-<from>-<to>.json          registry sync checkpoints
       sync/<env>-<from>-<to>.listings.json counts of the source's last complete registry listing
+      sync/<env>-<from>-<to>.versions.json what the last clean sync saw (or its in-progress mark)
+      sync/<env>-<from>-<to>.verified.json the last verification of the pair (registry verify, sync)
       sync/<env>-<from>-<to>.lock.json     the lease of the sync of that pair running now (`Lease`)
       stacks/Pulumi.<stack>.yaml           the stack's config file as `up` left it (secrets provider,
                                            encrypted key): restored into a clone that lacks it
@@ -421,6 +423,10 @@ class StateLayout:
     def sync_versions_path(self, env: str, src_region: str, dst_region: str) -> Path:
         """What the last clean sync saw (thing and shadow versions): the next one skips the rest."""
         return self.root / "sync" / f"{env}-{src_region}-{dst_region}.versions.json"
+
+    def sync_verified_path(self, env: str, src_region: str, dst_region: str) -> Path:
+        """The last verification of a region pair (`registry verify`, or a sync's read-back)."""
+        return self.root / "sync" / f"{env}-{src_region}-{dst_region}.verified.json"
 
     @property
     def workspaces_dir(self) -> Path:

@@ -42,8 +42,8 @@ SUMMARIES = {
     "up": "Deploy region stack(s), then DNS, then replication, in waves (shown, then confirmed).",
     "destroy": "Destroy in reverse order: replication, DNS, regions.",
     "status": "Every stack of the environment: deployed or not, last result, resources, routing role, the "
-              "backend, the newest registry backup, locks held and runs in progress (exit 1 when the backup "
-              "vault cannot be read).",
+              "backend, the newest registry backup, the last registry verification per secondary, locks held "
+              "and runs in progress (exit 1 when the backup vault cannot be read).",
     "outputs": "A stack's outputs; secrets are masked unless --show-secrets.",
     "graph": "The stack DAG and the region topology as a picture.",
     "recover": "After a crashed run: show who holds the lock and since when, cancel it, refresh with pending "
@@ -53,7 +53,7 @@ SUMMARIES = {
                          "confirmed).",
     "failover": "Send traffic to a secondary (final registry sync first when the primary answers).",
     "failback": "Return traffic to the old primary after syncing devices provisioned meanwhile.",
-    "registry": "Copy, back up and restore the IoT registry between regions.",
+    "registry": "Copy, back up, restore and verify the IoT registry between regions.",
     "comment": "Pull-request comments and the drift issue.",
     "secrets": "How stack secrets are encrypted (passphrase or a KMS key).",
     "drift": "Refresh in preview-only mode (nothing changes) and list what differs from the state: resource, "

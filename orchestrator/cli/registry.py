@@ -28,11 +28,12 @@ def _counts(counts) -> list[str]:  # noqa: ANN001
             for kind, ops in counts.items() if any(ops.values())]
 
 
-registry = group("registry", help="Copy, back up and restore the IoT registry between regions.", lazy={
+registry = group("registry", help="Copy, back up, restore and verify the IoT registry between regions.", lazy={
     "sync": "orchestrator.cli.registry:sync",
     "backup": "orchestrator.cli.registry:backup",
     "restore": "orchestrator.cli.registry:restore",
     "replay": "orchestrator.cli.registry:replay",
+    "verify": "orchestrator.cli.registry:verify",
 })
 
 
@@ -150,6 +151,7 @@ def _sync_pair(app: Context, src: str, dst: str, settings, budget, *, dry_run: b
     versions = app.state.sync_versions_path(app.env, src, dst)
     app.state.pull(listings)  # the counts of the last complete listings (the sharp-drop rule), wherever taken
     app.state.pull(versions)  # what the last clean sync saw (change detection), wherever it ran
+    settings = _distrust_after_failed_verification(app, src, dst, settings)
     if dry_run:
         plan = plan_registry_sync(ctx, src, dst, settings=settings, state_path=versions, residency=residency,
                                   guard=guard)
@@ -169,22 +171,103 @@ def _sync_pair(app: Context, src: str, dst: str, settings, budget, *, dry_run: b
         try:
             result = sync_registry(ctx, src, dst, settings=settings, residency=residency, state_path=versions,
                                    checkpoint_path=checkpoint, progress=progress_bar(app, f"sync {src} -> {dst}"),
-                                   guard=guard, checkpoint_store=lease.guard(app.state.push))
+                                   guard=guard, checkpoint_store=lease.guard(app.state.push),
+                                   state_store=lease.guard(app.state.push))
         finally:
             app.state.push(checkpoint)
             app.state.push(listings)
             app.state.push(versions)
         lease.check()  # lost while running (another run took it over): say so, exit 3
+        _record_sync_verification(app, src, dst, result)
     checked = "" if result.things_checked is None else \
         f", {result.things_checked}/{result.things_total} things checked"
     lines = [f"sync {src} -> {dst}: {'ok' if result.ok else 'FAILED'}: {result.applied} applied, "
              f"{result.write_calls} write calls, {result.read_calls} read calls{checked}, {result.retries} retries, "
              f"{result.duration_s:.1f}s"]
     lines += _counts(result.counts) + _calls(result)
+    lines += _verification_lines(result)
     lines += [f"  error: {e.op}: {e.code}: {e.message}" for e in result.errors[:20]]
     if len(result.errors) > 20:
         lines.append(f"  … and {len(result.errors) - 20} more errors (--json lists them all)")
     return result.to_json(), lines + [f"  warning: {w}" for w in result.warnings]
+
+
+@command("verify")
+@click.option("--from", "src", required=True, metavar="R1", help="Source region (the primary, usually).")
+@click.option("--to", "dst", required=True, metavar="R2", help="Region compared with it (a secondary).")
+@click.option("--no-shadows", is_flag=True, help="Compare the registry only, not device shadows.")
+@click.option("--first", type=click.IntRange(0, 1000), default=5, show_default=True,
+              help="Differences named per kind (--json and text); the counts are always complete.")
+@click.option("--read-rate", type=click.FloatRange(0.1, 10000), default=None,
+              help="Cap on every read API's calls per second [default: each API's quota].")
+@click.option("--concurrency", type=click.IntRange(1, 16), default=4, show_default=True,
+              help="Calls in flight at once per region (each API still within its own quota).")
+def verify(app: Context, src: str, dst: str, no_shadows: bool, first: int, read_rate: float | None,
+           concurrency: int) -> None:
+    """Compare two regions' registries kind by kind; read-only. Exit 0 on parity, 1 on difference.
+
+    Things and attributes, types, groups and membership, certificates and status, thing-certificate
+    attachments, policy documents (default versions, region in ARNs rewritten as the sync does),
+    policy attachments, classic and named shadows. The outcome is recorded for `status`."""
+    from orchestrator.aws import AwsContext
+    from orchestrator.operations.verification import record_verification
+    from orchestrator.registry import verify_registry
+    from orchestrator.registry.guards import check_member_regions
+    from orchestrator.registry.quotas import resolve_quotas
+
+    topology = app.topology()
+    if src == dst:
+        raise InputRejected(f"--from and --to are the same region ({src})")
+    check_member_regions(topology.regions, topology.residency, src, dst, topology.source)
+    result = verify_registry(AwsContext(endpoint_url=app.endpoint_url), src, dst, shadows=not no_shadows,
+                             first=first, concurrency=concurrency, read_rate=read_rate,
+                             quotas=resolve_quotas(topology.quotas), residency=topology.residency)
+    record_verification(app.state, app.env, src, dst, source="registry verify", ok=result.equal,
+                        differences=result.differences,
+                        by_kind={k.kind: k.differences for k in result.kinds})
+    _render(app, result, result.lines())
+    if not result.equal:
+        raise Reported(ExitCode.FAILED)
+
+
+def _distrust_after_failed_verification(app: Context, src: str, dst: str, settings):  # noqa: ANN001, ANN202
+    """The last verification of the pair found differences: the version record disagrees with the
+    destination, so this run trusts none of it (every thing is read again)."""
+    from dataclasses import replace
+
+    from orchestrator.operations.verification import last_verification
+
+    last = last_verification(app.state, app.env, src, dst)
+    if last is None or last.ok:
+        return settings
+    return replace(settings, distrust=f"the last verification ({last.source}) found {last.differences} "
+                                      "differences: every thing was read again")
+
+
+def _record_sync_verification(app: Context, src: str, dst: str, result) -> None:  # noqa: ANN001
+    from orchestrator.operations.verification import record_verification
+
+    v = result.verification
+    if v is None and result.ok:
+        return
+    record_verification(app.state, app.env, src, dst, source="registry sync", ok=result.ok,
+                        differences=v.remaining if v is not None else len(result.errors) + result.blocked,
+                        by_kind=dict(v.counts) if v is not None else {})
+
+
+def _verification_lines(result) -> list[str]:  # noqa: ANN001
+    out = [f"  note: {result.distrusted}"] if result.distrusted else []
+    v = result.verification
+    if v is None:
+        return out
+    if not v.reread:
+        return [*out, "  verified: nothing to change (both regions as read by this run agree)"]
+    if v.ok:
+        return [*out, f"  verified: read back equal ({v.things_reread} things' certificates, "
+                      f"{v.shadows_reread} shadows read again)"]
+    kinds = ", ".join(f"{k}={n}" for k, n in v.counts.items())
+    return [*out, f"  NOT VERIFIED: {v.remaining} changes do not read back ({kinds})",
+            *(f"    {item}" for item in v.first)]
 
 
 @command("backup")

@@ -122,8 +122,8 @@ def destroy(app: Context, region: str | None, all_regions: bool, include_protect
 @command("status")
 def status(app: Context) -> None:
     """Every stack of the environment: deployed or not, last result, resources, routing role, the
-    backend, the newest registry backup, locks held and runs in progress (exit 1 when the backup
-    vault cannot be read).
+    backend, the newest registry backup, the last registry verification per secondary, locks held
+    and runs in progress (exit 1 when the backup vault cannot be read).
 
     \b
     Examples:

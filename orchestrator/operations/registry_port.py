@@ -32,7 +32,8 @@ class RegistryPort:
             try:
                 report = sync_registry(self.ctx, src, dst, residency=self.residency,
                                        settings=SyncSettings(rate=self.rate), checkpoint_path=checkpoint,
-                                       state_path=versions, checkpoint_store=lease.guard(self.state.push))
+                                       state_path=versions, checkpoint_store=lease.guard(self.state.push),
+                                       state_store=lease.guard(self.state.push))
             finally:
                 self.state.push(checkpoint)
                 self.state.push(versions)

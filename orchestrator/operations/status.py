@@ -127,6 +127,7 @@ class EnvironmentStatus:
     backend: str = ""
     replication: tuple[ReplicationHealth, ...] = ()  # per region with a replication function
     activity: Activity = Activity()  # locks held and runs in progress
+    verifications: tuple[SecondaryVerification, ...] = ()  # the last verification per secondary
 
     @property
     def ok(self) -> bool:
@@ -147,6 +148,7 @@ class EnvironmentStatus:
                        "reason": self.backup.reason},
             "stacks": [s.__dict__ for s in self.stacks],
             "replication": [r.to_json() for r in self.replication],
+            "verifications": [v.to_json() for v in self.verifications],
             **self.activity.to_json(),
         }
 
@@ -171,8 +173,50 @@ class EnvironmentStatus:
         if self.replication:
             out.append("continuous replication (lag: apply time minus event time, newest 1-min maximum):")
             out.extend(r.line() for r in self.replication)
+        if self.verifications:
+            out.append("last registry verification per secondary (run `orchestrate registry verify` before "
+                       "trusting one):")
+            out.extend(v.line() for v in self.verifications)
         out.extend(self.activity.lines())
         return out
+
+
+@dataclass(frozen=True)
+class SecondaryVerification:
+    """The last verification of primary -> secondary (`registry verify` or a sync's read-back)."""
+
+    primary: str
+    secondary: str
+    last: Any = None  # LastVerification | None
+
+    def to_json(self) -> dict[str, Any]:
+        base = {"from": self.primary, "to": self.secondary}
+        if self.last is None:
+            return {**base, "verified": None}
+        doc = self.last.to_json()
+        return {**base, "verified": {k: doc[k] for k in ("source", "ok", "differences", "checked_at", "by_kind")}}
+
+    def line(self) -> str:
+        if self.last is None:
+            return f"  {self.primary} -> {self.secondary}: never verified"
+        return self.last.line()
+
+
+def _verifications(app: Context) -> tuple[SecondaryVerification, ...]:
+    """From the run state backend (no AWS call): one per secondary, from the primary."""
+    from orchestrator.errors import OrchestrateError
+    from orchestrator.operations.verification import last_verification
+
+    topology = app.topology()
+    out = []
+    for region in topology.secondaries:
+        try:
+            last = last_verification(app.state, app.env, topology.primary, region)
+        except (OrchestrateError, OSError) as exc:
+            app.console.debug(f"last verification {topology.primary} -> {region}: {exc}")
+            last = None
+        out.append(SecondaryVerification(topology.primary, region, last))
+    return tuple(out)
 
 
 def environment_status(app: Context) -> EnvironmentStatus:
@@ -204,7 +248,7 @@ def environment_status(app: Context) -> EnvironmentStatus:
                                            if (app.secrets_provider or "").startswith("awskms://") else None)),
         backup=backup, backend=app.backend_name,
         replication=_replication(app) if replication_deployed else (),
-        activity=activity(app))
+        activity=activity(app), verifications=_verifications(app))
 
 
 RECENT_JOURNALS = 20  # the newest journals read for runs still `running` (older ones are history)
@@ -254,7 +298,19 @@ def _runs(app: Context) -> list[RunInProgress]:
                                  ", ".join(x for x in (source, step) if x)))
     sync_dir = state.root / "sync"
     for path in state.documents(sync_dir, f"{env}-"):
-        if path.name.endswith((".listings.json", ".versions.json")):
+        if path.name.endswith(".versions.json"):
+            data = _peek(state, path)
+            mark = data.get("in_progress") if isinstance(data, dict) else None
+            if isinstance(mark, dict):
+                started = mark.get("started_at")
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(started))) \
+                    if isinstance(started, (int, float)) else None
+                out.append(RunInProgress("registry sync", f"{data.get('src_region', '?')} -> "
+                                         f"{data.get('dst_region', '?')}",
+                                         "started writing, not finished or not verified (the next sync "
+                                         "reads every thing again)", mark.get("host"), stamp))
+            continue
+        if path.name.endswith((".listings.json", ".verified.json")):
             continue
         data = _peek(state, path)
         if path.name.endswith(".lock.json"):  # a sync's lease (`state.Lease`): who runs it now

@@ -16,6 +16,7 @@ from orchestrator.registry.api import (
     plan_restore,
     restore_registry,
     sync_registry,
+    verify_registry,
 )
 from orchestrator.registry.backup import (
     BackupManifest,
@@ -62,6 +63,7 @@ from orchestrator.registry.sync import (
     sync_clients,
     sync_snapshot,
 )
+from orchestrator.registry.verify import KindDiff, VerifyReport
 
 __all__ = [
     "DEFAULT_QUOTAS", "DEFAULT_RATE", "Action", "AdaptiveLimiter", "QuotaTable", "Shadow", "SyncSettings",
@@ -72,5 +74,6 @@ __all__ = [
     "ThingPrincipal", "ThingType", "apply_sync", "backup", "backup_age", "backup_region",
     "latest_backup_age", "load_backup", "plan_backup_restore", "plan_clients_sync", "plan_registry_sync",
     "plan_restore", "plan_snapshot_sync", "plan_sync", "read_snapshot", "restore_backup", "restore_registry",
-    "sync_clients", "sync_registry", "sync_snapshot", "with_pems",
+    "sync_clients", "sync_registry", "sync_snapshot", "with_pems", "KindDiff", "VerifyReport",
+    "verify_registry",
 ]

@@ -6,6 +6,7 @@
     plan_restore(ctx, src, dst, ...)       -> SyncPlanSummary    (registry restore --dry-run)
     restore_registry(ctx, src, dst, ...)   -> SyncReport         (registry restore)
     backup_age(ctx, dest, ...)             -> timedelta | None   (status)
+    verify_registry(ctx, src, dst, ...)    -> VerifyReport       (registry verify: reads only)
 
 Each makes its own clients (`orchestrator.aws`), validates its input before touching anything
 (`InputRejected`, exit 2), refuses destinations outside the residency list (`InputRejected`,
@@ -45,6 +46,7 @@ from orchestrator.registry.sync import (
     plan_clients_sync,
     sync_clients,
 )
+from orchestrator.registry.verify import FIRST_DIFFERENCES, VerifyReport, verify_clients
 
 
 def _check_region(region: str, label: str) -> None:
@@ -92,12 +94,14 @@ class SyncSettings:
     region_rewrite: RegionRewrite = RegionRewrite.DESTINATION
 
     uniform: bool = False  # `rate` for every write API, no quota table (moto has no quotas)
+    distrust: str | None = None  # a reason not to trust the version record (a failed verification)
 
     def options(self, **more: Any) -> SyncOptions:
         quotas = None if self.uniform else (self.quotas or QuotaTable())
         return SyncOptions(prune=self.prune, rate=self.rate, read_rate=self.read_rate,
                            quotas=quotas, concurrency=self.concurrency,
-                           shadows=self.shadows, full=self.full, region_rewrite=self.region_rewrite, **more)
+                           shadows=self.shadows, full=self.full, region_rewrite=self.region_rewrite,
+                           distrust=self.distrust, **more)
 
 
 def _settings(settings: SyncSettings | None, legacy: Mapping[str, Any]) -> SyncSettings:
@@ -141,22 +145,53 @@ def sync_registry(ctx: AwsContext, src_region: str, dst_region: str, *,
                   settings: SyncSettings | None = None, checkpoint_path: Path | None = None,
                   state_path: Path | None = None, progress: Progress | None = None,
                   residency: Collection[str] | None = None, guard: PruneGuard | None = None,
-                  checkpoint_store: Callable[[Path], None] | None = None, **legacy: Any) -> SyncReport:
+                  checkpoint_store: Callable[[Path], None] | None = None,
+                  state_store: Callable[[Path], None] | None = None, **legacy: Any) -> SyncReport:
     """Copy the registry (and shadows) of `src_region` into `dst_region`. `checkpoint_path` (from
     `StateLayout.sync_checkpoint_path`) makes an interrupted run resumable, and `checkpoint_store`
     (`StateLayout.push`) copies it to the shared backend while the run goes on; `state_path`
     (`StateLayout.sync_versions_path`) lets the next run skip what did not change. With `prune`,
-    deletions need a `guard` (complete listing, budget, confirmation: `orchestrator.registry.guards`)."""
+    deletions need a `guard` (complete listing, budget, confirmation: `orchestrator.registry.guards`).
+    `state_store` (`StateLayout.push`) copies the version record's in-progress mark to the shared
+    backend before the first write. The report is `ok` only when what the run changed reads back
+    equal (`SyncReport.verification`)."""
     settings = _settings(settings, legacy)
     _check_sync(src_region, dst_region, residency)
     if settings.prune and guard is None:
         guard = PruneGuard()  # the default budget, and no confirmation: deletions are refused
     options = settings.options(checkpoint_path=checkpoint_path, progress=progress, state_path=state_path,
-                               guard=guard, checkpoint_store=checkpoint_store)
+                               guard=guard, checkpoint_store=checkpoint_store,
+                               state_store=state_store if state_path is not None else None)
     with aws_errors(f"registry sync {src_region} -> {dst_region}"):
         src, dst = _iot(ctx, src_region, settings.concurrency), _iot(ctx, dst_region, settings.concurrency)
         data = _data_pair(ctx, settings, (src_region, src), (dst_region, dst))
         return sync_clients(src, dst, options, src_data=data[0], dst_data=data[1])
+
+
+def verify_registry(ctx: AwsContext, src_region: str, dst_region: str, *, shadows: bool = True,
+                    first: int = FIRST_DIFFERENCES, concurrency: int = 4, read_rate: float | None = None,
+                    quotas: QuotaTable | None = None, region_rewrite: RegionRewrite | None = None,
+                    residency: Collection[str] | None = None) -> VerifyReport:
+    """Compare the registries (and shadows) of two regions kind by kind, writing nothing
+    (`orchestrator.registry.verify`). Reads run at the quotas (`read_rate` caps them)."""
+    _check_sync(src_region, dst_region, residency)
+    if not 1 <= concurrency <= 16:
+        raise InputRejected(f"concurrency must be between 1 and 16, got {concurrency}")
+    if first < 0:
+        raise InputRejected(f"--first must be 0 or more, got {first}")
+    table = (quotas or QuotaTable()).with_overrides(read_cap=read_rate)
+
+    def caller(c: Any) -> Caller:
+        return Caller(c, limits=AdaptiveLimiter(table), retry=RetryPolicy())
+
+    with aws_errors(f"registry verify {src_region} -> {dst_region}"):
+        a, b = _iot(ctx, src_region, concurrency), _iot(ctx, dst_region, concurrency)
+        a_data = b_data = None
+        if shadows:
+            a_data = caller(_iot_data(ctx, src_region, a, concurrency))
+            b_data = caller(_iot_data(ctx, dst_region, b, concurrency))
+        return verify_clients(caller(a), caller(b), a_data=a_data, b_data=b_data, rewrite=region_rewrite,
+                              first=first, concurrency=concurrency)
 
 
 def _data_pair(ctx: AwsContext, settings: SyncSettings, *regions: tuple[str, Any]) -> list[Any | None]:

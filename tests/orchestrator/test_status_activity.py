@@ -80,3 +80,35 @@ def test_status_shows_who_runs_a_registry_sync_now(project: Path, run: Callable[
     lease.release()
     stale.release()
     assert "runs in progress (or stopped midway): none" in run("status").stdout
+
+
+def test_status_shows_the_last_verification_per_secondary_and_an_unfinished_sync_mark(
+        project: Path, run: Callable[..., Result], engine: InMemoryEngine) -> None:
+    from orchestrator.operations.verification import record_verification
+    from orchestrator.registry.sync.run import VersionRecord
+
+    multi_region(project, "dev", ["eu-central-1", "eu-west-2"])
+    assert run("up", "--all", "--yes").exit_code == 0
+    never = json.loads(run("--json", "status").stdout)["verifications"]
+    assert [(v["to"], v["verified"]) for v in never] == [("eu-central-1", None), ("eu-west-2", None)]
+    assert "eu-west-1 -> eu-central-1: never verified" in run("status").stdout
+
+    state = _state(project)
+    record_verification(state, "dev", "eu-west-1", "eu-central-1", source="registry verify", ok=False,
+                        differences=3, by_kind={"thing_principals": 3, "things": 0})
+    record_verification(state, "dev", "eu-west-1", "eu-west-2", source="registry sync", ok=True, differences=0,
+                        by_kind={})
+    versions = state.sync_versions_path("dev", "eu-west-1", "eu-central-1")
+    VersionRecord.mark(versions, "eu-west-1", "eu-central-1")  # a sync killed after it started writing
+    state.push(versions)
+
+    doc = json.loads(run("--json", "status").stdout)
+    by_region = {v["to"]: v["verified"] for v in doc["verifications"]}
+    assert by_region["eu-central-1"]["ok"] is False and by_region["eu-central-1"]["differences"] == 3
+    assert by_region["eu-central-1"]["by_kind"] == {"thing_principals": 3}
+    assert by_region["eu-west-2"] == {**by_region["eu-west-2"], "ok": True, "source": "registry sync"}
+    runs = [r for r in doc["runs"] if r["kind"] == "registry sync"]
+    assert len(runs) == 1 and "not finished or not verified" in runs[0]["status"]
+    out = run("status").stdout
+    assert "eu-west-1 -> eu-central-1: DIFFERENT (3 differences) by registry verify" in out, out
+    assert "eu-west-1 -> eu-west-2: parity by registry sync" in out, out

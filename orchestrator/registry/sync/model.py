@@ -209,6 +209,29 @@ class OpError:
 
 
 @dataclass(frozen=True)
+class SyncVerification:
+    """The read-back of a sync: what it was asked to carry, read again from the destination after
+    applying, and planned again against the source as this run read it. `remaining` operations
+    are what still differs (0: verified). `reread` is False when nothing was planned: both regions
+    were read by this very run and agreed, so there was nothing to read back."""
+
+    remaining: int
+    counts: Mapping[str, int] = field(default_factory=dict)  # kind -> operations still needed
+    first: tuple[str, ...] = ()
+    reread: bool = True
+    things_reread: int = 0  # things whose principals were read again
+    shadows_reread: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.remaining == 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "remaining": self.remaining, "counts": dict(self.counts), "first": list(self.first),
+                "reread": self.reread, "things_reread": self.things_reread, "shadows_reread": self.shadows_reread}
+
+
+@dataclass(frozen=True)
 class SyncReport:
     """What a sync did. `counts` are the operations applied, per kind and operation."""
 
@@ -238,10 +261,14 @@ class SyncReport:
     full: bool = False
     shadows: bool = True
     unapplied: frozenset[str] = field(default=frozenset(), repr=False)  # ids of failed and blocked ops
+    verification: SyncVerification | None = None  # the read-back (clients syncs); None: not read back
+    distrusted: str | None = None  # why the version record was not trusted (every thing was read)
 
     @property
     def ok(self) -> bool:
-        return not self.errors and not self.blocked
+        """Nothing failed, and (when read back) what the run carried reads back equal."""
+        verified = self.verification is None or self.verification.ok
+        return not self.errors and not self.blocked and verified
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -273,6 +300,8 @@ class SyncReport:
             "shadows": self.shadows,
             "things_checked": self.things_checked,
             "things_total": self.things_total,
+            "verification": self.verification.to_json() if self.verification is not None else None,
+            "distrusted": self.distrusted,
         }
 
 
@@ -309,6 +338,9 @@ class SyncOptions:
     full: bool = False  # read every thing's principals and shadows, whatever the versions say
     state_path: Path | None = None  # versions seen at the last clean sync (change detection)
     stream_chunk: int = 200  # things read (principals, shadows) before their changes join the apply
+    state_store: Callable[[Path], None] | None = None  # copies `state_path` to the shared backend
+    distrust: str | None = None  # a reason not to trust the version record (e.g. a failed verification)
+    verify: bool = True  # read back what was applied; `ok` only when it reads back equal
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= MAX_CONCURRENCY:

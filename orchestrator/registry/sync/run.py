@@ -30,6 +30,14 @@ memberships, policy attachments) is applied while the principals and shadows are
 each certificate's PEM is fetched from the source just before it is registered; the second pass
 attaches certificates to things and writes shadows. Every call draws from its own API's budget.
 
+After applying, the run reads back what it changed (`_Run.verify`: the destination's listings,
+the principals of every thing an attachment was planned for, every shadow written) and plans
+again; the report is `ok` only when nothing is left (`SyncReport.verification`). Before its first
+write the run replaces the version record with an in-progress mark (stored through
+`options.state_store`); only a clean, verified run writes a record again, so after a kill, an
+error, a failed operation or a failed read-back the next run trusts no version (step 2 reads
+every thing).
+
 A plan-only run reads what the applying run reads (PEMs excepted) and writes nothing.
 """
 
@@ -62,6 +70,7 @@ from orchestrator.registry.snapshot import (
 )
 from orchestrator.registry.sync.apply import OpFeed, apply_sync
 from orchestrator.registry.sync.model import (
+    FIRST_ITEMS,
     Action,
     Kind,
     Progress,
@@ -69,12 +78,14 @@ from orchestrator.registry.sync.model import (
     SyncPlan,
     SyncPlanSummary,
     SyncReport,
+    SyncVerification,
     counts_delta,
     zero_counts,
 )
 from orchestrator.registry.sync.plan import PlanPart, plan_sync
 
 STATE_FORMAT = 1
+IN_PROGRESS = "in_progress"  # the version record's mark of a run that has started writing
 
 
 def plan_snapshot_sync(src: RegistrySnapshot, dst_client: Any, options: SyncOptions, *,
@@ -123,6 +134,7 @@ def sync_clients(src_client: Any, dst_client: Any, options: SyncOptions, *,
         reads = run.read_details(src_l, dst_l)
         plan = plan_sync(reads.src, reads.dst, True, region_rewrite=options.region_rewrite, fetch_pems=True)
         plan = run.guard(reads.src, reads.dst, plan)  # deletions: complete listing, budget, confirmation
+        run.mark_started(src_l, dst_l)
         parts = [run.apply(plan, final=True)]
         plans = [plan]
     else:
@@ -148,6 +160,7 @@ def sync_clients(src_client: Any, dst_client: Any, options: SyncOptions, *,
             finally:
                 feed.close()
 
+        run.mark_started(src_l, dst_l)  # before the first write (the reader only reads)
         reader = threading.Thread(target=read_then_feed, name="registry-sync-reader", daemon=True)
         reader.start()
         try:
@@ -162,13 +175,15 @@ def sync_clients(src_client: Any, dst_client: Any, options: SyncOptions, *,
         if absent:
             parts = [replace(one, warnings=(*one.warnings,
                                             f"{absent} shadow(s) of things missing in {dst_l.region} not copied"))]
-    if all(p.ok for p in parts) and options.state_path is not None:
+    applied = all(p.ok for p in parts)
+    verification = run.verify(reads, plans) if applied and options.verify else None
+    if applied and (verification is None or verification.ok) and options.state_path is not None:
         things_written = any(op.kind is Kind.THING and op.action is not Action.DELETE for p in plans for op in p.ops)
-        run.save_state(src_l, dst_l, reads, relist=things_written)
-    elif options.state_path is not None:
-        # something was not applied: versions alone cannot say what, so the next run reads everything
-        options.state_path.unlink(missing_ok=True)
-    return run.finish(parts, src_total=len(src_l.things), reads=reads)
+        run.save_state(src_l, dst_l, reads, relist=things_written)  # replaces the in-progress mark
+    # else: something was not applied, or did not read back equal: the in-progress mark stays, so
+    # the next run trusts no version and reads every thing's principals (and shadows) again
+    return replace(run.finish(parts, src_total=len(src_l.things), reads=reads), verification=verification,
+                   distrusted=run.distrusted)
 
 
 def _absent(warnings: tuple[str, ...]) -> int:
@@ -197,7 +212,8 @@ class VersionRecord:
         except (OSError, ValueError):
             return None  # unreadable: a full pass rebuilds it (costs calls, never correctness)
         if not isinstance(data, dict) or data.get("format") != STATE_FORMAT \
-                or (data.get("src_region"), data.get("dst_region")) != (src_region, dst_region):
+                or (data.get("src_region"), data.get("dst_region")) != (src_region, dst_region) \
+                or IN_PROGRESS in data:
             return None
         try:
             things = {str(k): (v[0], v[1]) for k, v in data.get("things", {}).items()}
@@ -205,6 +221,37 @@ class VersionRecord:
         except (TypeError, IndexError, AttributeError):
             return None
         return cls(src_region, dst_region, things, shadows)
+
+    @staticmethod
+    def unfinished(path: Path) -> str | None:
+        """Why the record at `path` cannot be trusted because a run did not finish cleanly (its
+        in-progress mark is still there: killed, stopped by an error, an operation failed, or what
+        it wrote did not read back equal); None when there is no such mark."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        mark = data.get(IN_PROGRESS) if isinstance(data, dict) else None
+        if not isinstance(mark, dict):
+            return None
+        started = mark.get("started_at")
+        when = time.strftime(" (started %Y-%m-%dT%H:%M:%SZ)", time.gmtime(float(started))) \
+            if isinstance(started, (int, float)) else ""
+        return (f"the sync before this one{when} did not finish cleanly (interrupted, an operation failed, "
+                "or it did not read back equal): every thing was read again")
+
+    @staticmethod
+    def mark(path: Path, src_region: str, dst_region: str) -> None:
+        """The in-progress mark, written before a run's first write and replaced by the record of
+        a clean, verified run: while it stands, no version is trusted."""
+        import os
+        import socket
+
+        from orchestrator.state import atomic_write_json
+
+        atomic_write_json(path, {"format": STATE_FORMAT, "src_region": src_region, "dst_region": dst_region,
+                                 IN_PROGRESS: {"started_at": time.time(), "host": socket.gethostname(),
+                                               "pid": os.getpid()}}, indent=None)
 
     def save(self, path: Path) -> None:
         from orchestrator.state import atomic_write_json
@@ -258,6 +305,9 @@ class _Run:
     _first: SyncPlan | None = None
     _first_ids: frozenset[str] = frozenset()
     _created: list[str] = field(default_factory=list)
+    distrusted: str | None = None  # why the version record was not trusted
+    _memo: dict[str, Any] = field(default_factory=dict)
+    _dst_now: RegistrySnapshot | None = None  # the destination's listing read back after applying
 
     @classmethod
     def start(cls, options: SyncOptions, dst_client: Any, src_client: Any | None, dst_caller: Caller | None,
@@ -288,8 +338,22 @@ class _Run:
         return src, dst
 
     def record(self, src: RegistrySnapshot, dst: RegistrySnapshot) -> VersionRecord | None:
+        """The version record as it was when this run started (read once: the run's own in-progress
+        mark replaces it before the first write)."""
+        if "record" not in self._memo:
+            self._memo["record"] = self._load_record(src, dst)
+        return self._memo["record"]
+
+    def _load_record(self, src: RegistrySnapshot, dst: RegistrySnapshot) -> VersionRecord | None:
         o = self.options
         if o.full or o.prune or o.state_path is None:
+            return None
+        if o.distrust:
+            self.distrusted = o.distrust
+            return None
+        unfinished = VersionRecord.unfinished(o.state_path)
+        if unfinished:
+            self.distrusted = unfinished
             return None
         return VersionRecord.load(o.state_path, src.region, dst.region)
 
@@ -514,13 +578,64 @@ class _Run:
             full=self.options.full or self.options.prune, shadows=self.shadows,
         )
 
+    def mark_started(self, src: RegistrySnapshot, dst: RegistrySnapshot) -> None:
+        """The in-progress mark (`VersionRecord.mark`), copied to the shared backend before the
+        first write: a run killed with SIGKILL leaves it, and the next run, wherever it runs,
+        trusts no version. A mark that cannot be stored stops the run before anything is written."""
+        o = self.options
+        if o.state_path is None:
+            return
+        self.record(src, dst)  # what the record said before this run marked it
+        VersionRecord.mark(o.state_path, src.region, dst.region)
+        if o.state_store is not None:
+            o.state_store(o.state_path)
+
+    def verify(self, reads: DetailReads, plans: list[SyncPlan]) -> SyncVerification:
+        """Read back what this run changed and plan again: the destination's listings (types,
+        groups and members, things, policies and their targets, certificates: N/250 calls), the
+        principals of every thing an attachment was planned for, and every shadow written. Every
+        other detail compared was read from the destination by this run; the source is taken as
+        this run read it (what it was asked to carry). Nothing planned: nothing to read back."""
+        ops = [op for p in plans for op in p.ops]
+        if not ops:
+            return SyncVerification(0, reread=False)
+        o = self.options
+        dst_now = read_listing(self.dst_caller, concurrency=o.concurrency)
+        self._dst_now = dst_now
+        touched = {str(op.params["thing"]) for op in ops if op.kind is Kind.THING_PRINCIPAL}
+        tp_things = sorted(touched & set(dst_now.things_by_name))  # a deleted thing has no principals
+        reread_p, _ = read_principals(self.dst_caller, tp_things, concurrency=o.concurrency)
+        principals = {a for a in reads.dst.thing_principals
+                      if a.thing not in touched and a.thing in dst_now.things_by_name} | set(reread_p)
+        names: dict[str, set[str]] = {}
+        for op in ops:
+            if op.kind is Kind.SHADOW:
+                names.setdefault(str(op.params["thing"]), set()).add(str(op.params["shadow"]))
+        reread_sh: tuple[Shadow, ...] = ()
+        if names and self.dst_data is not None:
+            reread_sh = read_shadows(self.dst_data, sorted(n for n in names if n in dst_now.things_by_name),
+                                     concurrency=o.data_concurrency, names=names)
+        written = {(t, n) for t, ns in names.items() for n in ns}
+        shadows = {sh for sh in reads.dst.shadows
+                   if (sh.thing, sh.name) not in written and sh.thing in dst_now.things_by_name} | set(reread_sh)
+        dst = replace(dst_now, thing_principals=tuple(sorted(principals)), shadows=tuple(sorted(shadows)))
+        src = reads.src if self.shadows else replace(reads.src, shadows=())
+        left = plan_sync(src, dst, o.prune, region_rewrite=o.region_rewrite, fetch_pems=True)
+        counts: dict[str, int] = {}
+        for op in left.ops:
+            counts[op.kind.value] = counts.get(op.kind.value, 0) + 1
+        return SyncVerification(len(left.ops), counts, tuple(op.describe() for op in left.ops[:FIRST_ITEMS]),
+                                things_reread=len(tp_things), shadows_reread=sum(len(v) for v in names.values()))
+
     def save_state(self, src: RegistrySnapshot, dst: RegistrySnapshot, reads: DetailReads, *,
                    relist: bool) -> None:
         """After a clean run: the versions both regions now have (when things were written, one more
         paged listing of the destination's things: N/250 calls), and the source shadows' versions."""
         o = self.options
         assert o.state_path is not None
-        if relist:
+        if self._dst_now is not None:  # the read-back listed the destination after the last write
+            dst_versions = {t.name: t.version for t in self._dst_now.things}
+        elif relist:
             dst_versions = {t["thingName"]: t.get("version") for t in self.dst_caller.pages("list_things")}
         else:
             dst_versions = {t.name: t.version for t in dst.things}
