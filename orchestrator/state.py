@@ -459,6 +459,17 @@ def holder_id() -> str:
     return f"{user}@{socket.gethostname()} (pid {os.getpid()})"
 
 
+def lock_age(since: str | None, age_seconds: float | None) -> str:
+    """", 12 min old (since 2026-11-30T12:16:36Z)" (empty when the backend did not say)."""
+    if since is None:
+        return ""
+    if age_seconds is None:
+        return f", since {since}"
+    minutes = age_seconds / 60
+    age = f"{age_seconds:.0f} s" if minutes < 2 else f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+    return f", {age} old (since {since})"
+
+
 class Lease:
     """A run-state lock with a lease: one document in the store, created with a conditional write
     (`If-None-Match: *`), renewed every `renew_every_s` by a background thread (`If-Match` on the
@@ -488,8 +499,6 @@ class Lease:
 
     def _held_by(self, doc: dict[str, Any], now: float) -> str:
         from datetime import datetime, timezone
-
-        from orchestrator.engine.types import lock_age
 
         acquired = float(doc.get("acquired_at", now))
         since = datetime.fromtimestamp(acquired, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -743,7 +743,7 @@ def _lock_hint(stack: str) -> str:
 
 def _locked(stack: str, exc: BaseException) -> StackLocked:
     """StackLocked naming the holder and the lock's age, from the CLI's message."""
-    from orchestrator.engine.types import lock_age
+    from orchestrator.state import lock_age
 
     holder, since = _lock_holder(exc)
     age = _age_seconds(since)

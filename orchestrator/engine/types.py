@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from orchestrator.state import lock_age
+
 if TYPE_CHECKING:  # pragma: no cover
     from orchestrator.preview.model import StackPreview
 
@@ -123,17 +125,6 @@ class LockInfo:
 
     def describe(self) -> str:
         return f"{self.holder}{lock_age(self.since, self.age_seconds)}"
-
-
-def lock_age(since: str | None, age_seconds: float | None) -> str:
-    """", 12 min old (since 2026-11-30T12:16:36Z)" (empty when the backend did not say)."""
-    if since is None:
-        return ""
-    if age_seconds is None:
-        return f", since {since}"
-    minutes = age_seconds / 60
-    age = f"{age_seconds:.0f} s" if minutes < 2 else f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
-    return f", {age} old (since {since})"
 
 
 ProgressFn = Callable[[str, Mapping[str, int]], None]  # (stack, counts so far)

@@ -46,7 +46,7 @@ class HeldLock:
     age_seconds: float | None
 
     def line(self) -> str:
-        from orchestrator.engine.types import lock_age
+        from orchestrator.state import lock_age
 
         return f"  {self.stack:<34} locked by {self.holder}{lock_age(self.since, self.age_seconds)}"
 

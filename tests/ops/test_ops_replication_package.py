@@ -238,7 +238,9 @@ def test_the_deployed_zip_runs_every_handler_path_in_a_fresh_interpreter(
     ]
     (tmp_path / "events.json").write_text(json.dumps(events))
     (tmp_path / "driver.py").write_text(DRIVER)
+    queue = client(ctx, "sqs", DST).create_queue(QueueName="iot-dev-replication-refused")["QueueUrl"]
     env = {"AWS_REGION": DST, "REPLICATION_ENV": "dev", "APPLIED_TABLE": table, "AWS_ENDPOINT_URL": throttler.url,
+           "MEMBER_REGIONS": f"{SRC},{DST}", "DEAD_LETTER_QUEUE_URL": queue,
            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true",
            "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
            "NO_PROXY": "127.0.0.1,localhost"}
@@ -269,8 +271,11 @@ def test_the_deployed_zip_runs_every_handler_path_in_a_fresh_interpreter(
     assert results["throttled"] == {"batchItemFailures": []}
     assert dst.describe_thing(thingName="pkg-throttled")["thingName"] == "pkg-throttled"
     seq = poison["dynamodb"]["SequenceNumber"]
-    assert results["poison"] == {"batchItemFailures": [{"itemIdentifier": seq}]}
-    assert "unknown eventType" in failed[seq]
+    # a malformed record is refused: sent to the function's dead-letter queue, the batch goes on
+    assert results["poison"] == {"batchItemFailures": []}
+    letters = client(ctx, "sqs", DST).receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    refused_letters = [json.loads(m["Body"])["refusedRecord"] for m in letters]
+    assert [(r["sequence"], "unknown eventType" in r["reason"]) for r in refused_letters] == [(seq, True)]
     assert results["reconcile"]["ok"] is True and results["reconcile"]["applied"] >= 1
     assert {dst.describe_thing(thingName=n)["thingName"] for n in ("pkg-later", "pkg-refused")} == {
         "pkg-later", "pkg-refused"}
