@@ -238,6 +238,9 @@ def render(rows: list[Row]) -> str:
                          "policy) is a few hundredths. At AWS's default 20/s for ListThingPrincipals, "
                          f"{n:,} things take about {n / 20 / 60:.0f} min per region (both read in parallel); "
                          "`--no-shadows` leaves the data-plane reads out.")
+    lines += ["", "The first-sync figures of \"Registry sync\" above predate the read-back: a first sync now also "
+              "reads back what it wrote, one more ListThingPrincipals per thing (in the 2.00 per thing here, both "
+              "regions and the read-back counted) plus one GetThingShadow per shadow written."]
     lines += ["", f"Reproduce: `{COMMAND}`"]
     return "\n".join(lines)
 
