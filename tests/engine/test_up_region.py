@@ -94,9 +94,15 @@ def test_stack_config_lives_where_stackconfigdir_says_and_the_plain_cli_reads_it
 
     assert yaml.safe_load((project.root / "Pulumi.yaml").read_text())["stackConfigDir"] == "stacks"
     assert sorted(project.config_files()) == ["Pulumi.dev-dns.yaml", f"Pulumi.{REGION_STACK}.yaml"]
-    # nowhere else: not in the project root, not in the per-stack workspaces
-    strays = [p for p in project.root.rglob("Pulumi.*.yaml") if p.parent != project.stacks]
+    # nowhere else: not in the project root, not in the per-stack workspaces; the only other copies
+    # are the run state backend's (`.orchestrate/stacks/`, the config that travels to other clones),
+    # byte-equal to the files `up` left
+    backend = project.root / ".orchestrate" / "stacks"
+    strays = [p for p in project.root.rglob("Pulumi.*.yaml") if p.parent not in (project.stacks, backend)]
     assert strays == []
+    copies = sorted(p.name for p in backend.glob("Pulumi.*.yaml"))
+    assert copies == sorted(project.config_files())
+    assert all((backend / n).read_bytes() == (project.stacks / n).read_bytes() for n in copies)
 
     shown = project.pulumi("config", "--stack", REGION_STACK, "--json")
     cli_view = {k: v["value"] for k, v in json.loads(shown.stdout).items()}
