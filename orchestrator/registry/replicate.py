@@ -191,19 +191,10 @@ class DynamoAppliedStore:
 
     def advance(self, key: str, order: tuple[int, int], event_id: str = "") -> bool:
         t, v = order
-        try:
-            self.client.update_item(
-                TableName=self.table, Key={"objectKey": {"S": key}},
-                UpdateExpression="SET eventTimeMs = :t, version = :v, eventId = :e, expiresAt = :x",
-                ConditionExpression=("attribute_not_exists(eventTimeMs) OR eventTimeMs < :t "
-                                     "OR (eventTimeMs = :t AND version < :v)"),
-                ExpressionAttributeValues={":t": {"N": str(t)}, ":v": {"N": str(v)}, ":e": {"S": event_id},
-                                           ":x": {"N": str(int(self.clock()) + WATERMARK_TTL_S)}})
-        except Exception as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self._update_if(
+            key, "SET eventTimeMs = :t, version = :v, eventId = :e, expiresAt = :x",
+            "attribute_not_exists(eventTimeMs) OR eventTimeMs < :t OR (eventTimeMs = :t AND version < :v)",
+            {":t": {"N": str(t)}, ":v": {"N": str(v)}, ":e": {"S": event_id}})
 
     def last_event(self, key: str) -> str | None:
         item = self.client.get_item(TableName=self.table, Key={"objectKey": {"S": key}},
@@ -212,14 +203,19 @@ class DynamoAppliedStore:
 
     def acquire(self, key: str, owner: str, now_ms: int, lease_ms: int) -> bool:
         """Take (or renew) the object's lease; False while another owner holds an unexpired one."""
+        return self._update_if(
+            LEASE_PREFIX + key, "SET leaseOwner = :o, leaseUntil = :u, expiresAt = :x",
+            "attribute_not_exists(leaseOwner) OR leaseOwner = :o OR leaseUntil < :n",
+            {":o": {"S": owner}, ":u": {"N": str(now_ms + lease_ms)}, ":n": {"N": str(now_ms)}})
+
+    def _update_if(self, object_key: str, update: str, condition: str, values: Mapping[str, Any]) -> bool:
+        """One conditional UpdateItem that also sets the item's TTL (`:x`); False when the
+        condition does not hold (another writer got there first)."""
         try:
             self.client.update_item(
-                TableName=self.table, Key={"objectKey": {"S": LEASE_PREFIX + key}},
-                UpdateExpression="SET leaseOwner = :o, leaseUntil = :u, expiresAt = :x",
-                ConditionExpression="attribute_not_exists(leaseOwner) OR leaseOwner = :o OR leaseUntil < :n",
-                ExpressionAttributeValues={":o": {"S": owner}, ":u": {"N": str(now_ms + lease_ms)},
-                                           ":n": {"N": str(now_ms)},
-                                           ":x": {"N": str(int(self.clock()) + WATERMARK_TTL_S)}})
+                TableName=self.table, Key={"objectKey": {"S": object_key}}, UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeValues={**values, ":x": {"N": str(int(self.clock()) + WATERMARK_TTL_S)}})
         except Exception as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False
