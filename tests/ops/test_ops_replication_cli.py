@@ -39,13 +39,19 @@ def dead_letter_setup(ctx: AwsContext) -> str:
     src.create_thing(thingName="late-1", attributePayload={"attributes": {"fw": "7"}})
     cert = src.register_certificate_without_ca(certificatePem=make_pem("late-1", 5), status="ACTIVE")
     src.attach_thing_principal(thingName="late-1", principal=cert["certificateArn"])
-    ddb, streams, sqs = (client(ctx, s, DST) for s in ("dynamodb", "dynamodbstreams", "sqs"))
-    table = events_table(ddb)
+    ddb = client(ctx, "dynamodb", DST)
+    dead_letter_of(ctx, events_table(ddb), "iot-dev-registry-events",
+                   payload("thing", thingName="late-1", timestamp=now_ms(), attributes={"fw": "7"}))
+    return str(cert["certificateId"])
+
+
+def dead_letter_of(ctx: AwsContext, table: dict[str, Any], name: str, event: dict[str, Any]) -> None:
+    """`event` written to the table `name` (whose stream is `table`'s), and a dead letter in the env's
+    queue pointing at that stream record, as Lambda sends one after the mapping's retries."""
     from boto3.dynamodb.types import TypeSerializer
 
-    event = payload("thing", thingName="late-1", timestamp=now_ms(), attributes={"fw": "7"})
-    ddb.put_item(TableName="iot-dev-registry-events",
-                 Item={k: TypeSerializer().serialize(v) for k, v in rule_item(event, SRC).items()})
+    ddb, streams, sqs = (client(ctx, s, DST) for s in ("dynamodb", "dynamodbstreams", "sqs"))
+    ddb.put_item(TableName=name, Item={k: TypeSerializer().serialize(v) for k, v in rule_item(event, SRC).items()})
     arn = table["LatestStreamArn"]
     shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
     it = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
@@ -54,7 +60,6 @@ def dead_letter_setup(ctx: AwsContext) -> str:
     letter["DDBStreamBatchInfo"].update(shardId=shard, streamArn=arn, startSequenceNumber=seq, endSequenceNumber=seq)
     url = sqs.create_queue(QueueName=NAMES.dead_letter_queue)["QueueUrl"]
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps(letter))
-    return str(cert["certificateId"])
 
 
 def test_status_shows_lag_dead_letters_and_the_last_reconciliation(
@@ -118,24 +123,12 @@ def test_replay_refuses_a_dead_letter_naming_another_tables_stream(
         run: Callable[..., Result], deployed: None, ctx: AwsContext) -> None:  # noqa: F811
     """The issue's attack: a message naming another table's stream was replayed with the operator's
     credentials. Only the env's own table (the replication stack's `registryTableName`) is read."""
-    from boto3.dynamodb.types import TypeSerializer
-
     src = client(ctx, "iot", SRC)
     src.create_thing(thingName="smuggled")
-    ddb, streams, sqs = (client(ctx, s, DST) for s in ("dynamodb", "dynamodbstreams", "sqs"))
+    ddb = client(ctx, "dynamodb", DST)
     events_table(ddb)  # the env's own table exists, with nothing dead-lettered from it
-    other = events_table(ddb, "someone-elses-events")
-    event = payload("thing", thingName="smuggled", timestamp=now_ms(), eventId="smuggled-1")
-    ddb.put_item(TableName="someone-elses-events",
-                 Item={k: TypeSerializer().serialize(v) for k, v in rule_item(event, SRC).items()})
-    arn = other["LatestStreamArn"]
-    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
-    it = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-    seq = streams.get_records(ShardIterator=it)["Records"][0]["dynamodb"]["SequenceNumber"]
-    letter = payload("dead_letter")
-    letter["DDBStreamBatchInfo"].update(shardId=shard, streamArn=arn, startSequenceNumber=seq, endSequenceNumber=seq)
-    url = sqs.create_queue(QueueName=NAMES.dead_letter_queue)["QueueUrl"]
-    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(letter))
+    dead_letter_of(ctx, events_table(ddb, "someone-elses-events"), "someone-elses-events",
+                   payload("thing", thingName="smuggled", timestamp=now_ms(), eventId="smuggled-1"))
     applied_table(ctx, DST, NAMES.applied_table)
 
     result = run("registry", "replay", "--from-dlq", "--region", DST, "--yes", "--json")
