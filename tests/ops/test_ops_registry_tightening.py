@@ -16,15 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from orchestrator.cli.app import Deps
-from orchestrator.cli.main import cli
 from orchestrator.registry import SyncOptions, SyncReport, read_snapshot, sync_clients
-from tests.doubles import InMemoryEngine
 from tests.ops.conftest import DST, SRC
 from tests.ops.registry_world import device_policy, make_pem, seed, thing_name
-from tests.ops.test_ops_registry_safety import _project
+from tests.ops.test_ops_registry_safety import cli_run  # noqa: F401 (the CLI fixture of the safety tests)
 from tests.ops.versioned import ThingVersions
 
 IotFactory = Callable[[str], Any]
@@ -230,19 +227,8 @@ def test_versions_the_source_keeps_are_kept(viot: IotFactory, synced: Callable[.
 
 
 # -- removal stays behind --prune ------------------------------------------------------------------
-@pytest.fixture
-def cli_run(endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
-    _project(tmp_path, monkeypatch)
-
-    def invoke(*args: str) -> Result:
-        deps = Deps(engine_factory=lambda app: InMemoryEngine())
-        return CliRunner().invoke(cli, [*args, "--endpoint-url", endpoint], obj=deps, catch_exceptions=False)
-
-    return invoke
-
-
 def test_deleting_devices_still_needs_prune_and_tightening_never_asks(iot: IotFactory,
-                                                                       cli_run: Callable[..., Result]) -> None:
+                                                                       cli_run: Callable[..., Result]) -> None:  # noqa: F811
     src, dst = iot(SRC), iot(DST)
     seed(src, N, group_policy=False)
     assert cli_run("registry", "sync", "--from", SRC, "--to", DST).exit_code == 0
@@ -280,7 +266,7 @@ def test_deleting_devices_still_needs_prune_and_tightening_never_asks(iot: IotFa
     assert gone not in {t["thingName"] for t in dst.list_things()["things"]}
 
 
-def test_prune_with_only_tightening_pending_asks_nothing(iot: IotFactory, cli_run: Callable[..., Result]) -> None:
+def test_prune_with_only_tightening_pending_asks_nothing(iot: IotFactory, cli_run: Callable[..., Result]) -> None:  # noqa: F811
     """Before: --prune counted detachments as deletions (budget, confirmation): without --yes and
     without a terminal it refused (exit 4) and the policy stayed attached."""
     src, dst = iot(SRC), iot(DST)
