@@ -96,13 +96,34 @@ def _imports(tree: ast.Module, package: str) -> list[tuple[str, tuple[str, ...],
     return found
 
 
-def _defines(root: Path, module: str, name: str) -> bool:
-    """Whether `module` binds `name` at its top level (or may, through `*` or `__getattr__`)."""
-    path = _module_file(root, module)
-    if path is None:
-        return False
+class _Sources:
+    """Each source file read and parsed once per closure (a module is asked about many names)."""
+
+    def __init__(self) -> None:
+        self._trees: dict[Path, ast.Module] = {}
+        self._bound: dict[Path, frozenset[str] | None] = {}
+        self._imports: dict[Path, list[tuple[str, tuple[str, ...], bool]]] = {}
+
+    def tree(self, path: Path) -> ast.Module:
+        if path not in self._trees:
+            self._trees[path] = ast.parse(path.read_text(), str(path))
+        return self._trees[path]
+
+    def imports(self, path: Path, package: str) -> list[tuple[str, tuple[str, ...], bool]]:
+        if path not in self._imports:  # a file belongs to one package: the key is the path alone
+            self._imports[path] = _imports(self.tree(path), package)
+        return self._imports[path]
+
+    def bound(self, path: Path) -> frozenset[str] | None:
+        """The names `path` binds at its top level; None when a conditional definition may bind any."""
+        if path not in self._bound:
+            self._bound[path] = _bound_names(self.tree(path))
+        return self._bound[path]
+
+
+def _bound_names(tree: ast.Module) -> frozenset[str] | None:
     bound: set[str] = set()
-    for node in ast.parse(path.read_text(), str(path)).body:
+    for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             bound.add(node.name)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -111,8 +132,17 @@ def _defines(root: Path, module: str, name: str) -> bool:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             bound.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
         elif isinstance(node, (ast.If, ast.Try)):
-            return True  # conditional definitions: not followed, assumed bound
-    return name in bound or "*" in bound or "__getattr__" in bound
+            return None  # conditional definitions: not followed, any name assumed bound
+    return frozenset(bound)
+
+
+def _defines(root: Path, module: str, name: str, sources: _Sources | None = None) -> bool:
+    """Whether `module` binds `name` at its top level (or may, through `*` or `__getattr__`)."""
+    path = _module_file(root, module)
+    if path is None:
+        return False
+    bound = (sources or _Sources()).bound(path)
+    return bound is None or name in bound or "*" in bound or "__getattr__" in bound
 
 
 def closure(root: Path = ROOT, handler: str = HANDLER) -> tuple[list[str], list[str]]:
@@ -120,6 +150,7 @@ def closure(root: Path = ROOT, handler: str = HANDLER) -> tuple[list[str], list[
     eager: dict[str, Path] = {}
     lazy: dict[str, Path] = {}
     external: dict[str, set[str]] = {}  # package -> files importing it lazily
+    sources = _Sources()
     todo: list[tuple[str, bool]] = [(handler.rsplit(".", 1)[0], True)]
     while todo:
         name, now = todo.pop()
@@ -135,7 +166,7 @@ def closure(root: Path = ROOT, handler: str = HANDLER) -> tuple[list[str], list[
         todo.extend((".".join(parts[:i]), now) for i in range(1, len(parts)))
         package = name if path.name == "__init__.py" else ".".join(parts[:-1])
         rel = path.relative_to(root).as_posix()
-        for module, names, top in _imports(ast.parse(path.read_text(), str(path)), package):
+        for module, names, top in sources.imports(path, package):
             runs_now = now and top
             head = module.split(".")[0]
             if head == PROJECT:
@@ -143,7 +174,7 @@ def closure(root: Path = ROOT, handler: str = HANDLER) -> tuple[list[str], list[
                 for n in names:
                     if _module_file(root, f"{module}.{n}"):
                         todo.append((f"{module}.{n}", runs_now))
-                    elif not _defines(root, module, n):
+                    elif not _defines(root, module, n, sources):
                         raise PackageError(f"{module}.{n} is imported by {rel} but is neither a module in "
                                            f"{root / PROJECT} nor a name {module} defines")
             elif head in sys.stdlib_module_names or head in RUNTIME_PROVIDED or not head:
@@ -162,11 +193,11 @@ def source_files(root: Path = ROOT) -> list[str]:
     return closure(root)[0]
 
 
-def package_bytes(root: Path = ROOT) -> tuple[bytes, tuple[str, ...]]:
+def package_bytes(root: Path = ROOT, files: list[str] | None = None) -> tuple[bytes, tuple[str, ...]]:
     """The zip archive of the function's code, byte for byte the same for the same sources."""
     import io
 
-    files = source_files(root)
+    files = source_files(root) if files is None else files
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name in files:
@@ -180,8 +211,9 @@ def package_bytes(root: Path = ROOT) -> tuple[bytes, tuple[str, ...]]:
 
 def build(root: Path = ROOT, out_dir: Path | None = None) -> Package:
     """Write the package (named by its digest, written once, atomically) and describe it."""
-    data, files = package_bytes(root)
-    unavailable = tuple(closure(root)[1])
+    closure_files, lazy = closure(root)
+    data, files = package_bytes(root, closure_files)
+    unavailable = tuple(lazy)
     digest = hashlib.sha256(data).digest()
     out_dir = out_dir or Path(tempfile.gettempdir()) / "orchestrate-packages"
     out_dir.mkdir(parents=True, exist_ok=True)
