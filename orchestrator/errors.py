@@ -29,10 +29,18 @@ class OrchestrateError(Exception):
         self.hint = hint
 
     def one_line(self) -> str:
-        text = " ".join(self.message.split())
-        if self.hint:
-            text = f"{text} ({' '.join(self.hint.split())})"
-        return text if len(text) <= self.MAX_LINE else text[:self.MAX_LINE - 1] + "…"
+        """The message and its hint on one line of at most MAX_LINE characters. When it must be cut, the
+        message is cut and the hint (what to do next) is kept whole, up to half the line: a long path
+        echoed into the message must not push the fix off the line."""
+        message = " ".join(self.message.split())
+        hint = " ".join(self.hint.split()) if self.hint else ""
+        if len(hint) > self.MAX_LINE // 2:
+            hint = hint[:self.MAX_LINE // 2 - 1] + "…"
+        suffix = f" ({hint})" if hint else ""
+        room = self.MAX_LINE - len(suffix)
+        if len(message) > room:
+            message = message[:room - 1] + "…"
+        return message + suffix
 
 
 class OperationFailed(OrchestrateError):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import GuardRefused, InputRejected
@@ -141,8 +142,9 @@ def check_primary(app: Context, *, controls: bool = True) -> None:
     if problems:
         raise InputRejected(
             f"{topology.source} disagrees with {live}: {'; '.join(problems)}; nothing was touched",
-            hint=f"the transition wrote the topology on the machine that ran it: commit that {topology.source} "
-                 "(or pull main) and re-run; to move traffic back run `orchestrate failback`, never an older file")
+            hint="the transition wrote the topology on the machine that ran it: commit its "
+                 f"{PurePath(topology.source).name} (or pull main) and re-run; to move traffic back run "
+                 "`orchestrate failback`, never an older file")
 
 
 def _arc_disagreement(app: Context, topology: Topology) -> str | None:

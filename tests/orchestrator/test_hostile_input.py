@@ -288,3 +288,17 @@ def test_lifecycle_state_file_holds_no_secret_an_error_echoed(run, engine, proje
     assert result.exit_code == 1 and "failed" in state
     assert token not in state and "AKIAABCDEFGHIJKLMNOP" not in state
     assert token not in result.stdout + result.stderr
+
+
+def test_a_long_message_is_cut_and_its_hint_is_kept_whole() -> None:
+    from orchestrator.errors import InputRejected
+
+    path = "/very/long/" + "x" * 900 + "/dev.topology.yaml"
+    hint = "commit the topology or pull main"
+    line = InputRejected(f"{path} disagrees with the recorded primary", hint=hint).one_line()
+    assert len(line) == InputRejected.MAX_LINE and "\n" not in line
+    assert line.endswith("… (commit the topology or pull main)"), line[-80:]
+    short = InputRejected("bad region", hint="try eu-west-1").one_line()
+    assert short == "bad region (try eu-west-1)"
+    huge_hint = InputRejected("m", hint="y" * 2000).one_line()
+    assert len(huge_hint) <= InputRejected.MAX_LINE and huge_hint.startswith("m (")
