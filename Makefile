@@ -15,6 +15,9 @@ PYTEST_ARGS ?=
 # When set, each test tier writes its JUnit XML there (<tier>.xml); .ci/run sets it.
 JUNIT_DIR ?=
 DEVICES ?= 20
+# Workers for the quick tiers whose tests are independent of each other (programs, orchestrator):
+# pytest-xdist, one per core by default; JOBS=0 runs them in this process, one test after another.
+JOBS ?= auto
 ROUTING ?= failover
 
 export PYTHON INSTALLER
@@ -64,8 +67,8 @@ endef
 # The quick tiers, each stopping at its first failure; $(1): more arguments for the lint tier.
 define quick_tiers
 	$(call tier,lint,-x tests/test_lint.py$(1))
-	$(call tier,programs,-x tests/programs)
-	$(call tier,orchestrator,-x tests/orchestrator)
+	$(call tier,programs,-x -n $(JOBS) tests/programs)
+	$(call tier,orchestrator,-x -n $(JOBS) tests/orchestrator)
 endef
 
 ## test-quick: the quick tiers (lint with ruff, mypy and the import rules; programs under mocks; orchestrator)
