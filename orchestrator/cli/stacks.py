@@ -21,18 +21,20 @@ def _runner(app: Context, parallel: int = 4, label: str | None = None) -> Runner
     return Runner(app.engine(), app.topology(), app.state, notify=app.notify, parallel=parallel, progress=progress)
 
 
-def render_report(app: Context, report: RunReport) -> None:
-    """Print a RunReport and leave with the contract's exit code."""
+def render_report(app: Context, report: RunReport, next_step: str | None = None) -> None:
+    """Print a RunReport (and, after a failure, what to run next) and leave with the contract's exit code."""
     for notice in report.notices:
         app.console.info(notice)
     if app.json_output:
-        app.console.document(report.to_json())
+        app.console.document({**report.to_json(), **({"next": next_step} if next_step else {})})
     else:
         app.console.result(f"{report.operation} {report.env}: {'ok' if report.ok else 'FAILED'}")
         for name, r in report.results.items():
             counts = " ".join(f"{k}={v}" for k, v in r.counts.items() if v)
             detail = f" - {r.message}" if r.message else ""
             app.console.result(f"  {name:<34} {r.outcome.value:<10} {counts}{detail}")
+        if next_step:
+            app.console.result(f"next: {next_step}")
     if report.locked:
         raise Reported(ExitCode.LOCKED)
     if not report.ok:
@@ -101,9 +103,10 @@ def destroy(app: Context, region: str | None, all_regions: bool, include_protect
         if region in topology.secondaries:
             from orchestrator.cli.options import confirmer
             from orchestrator.operations.dns import remove_secondary
+            from orchestrator.operations.next_steps import after_failed_destroy
 
-            render_report(app, remove_secondary(app, region, include_protected=include_protected,
-                                                confirm=confirmer(yes)))
+            report = remove_secondary(app, region, include_protected=include_protected, confirm=confirmer(yes))
+            render_report(app, report, after_failed_destroy(topology, region, report))
             return
     selection = all_stacks(topology) if region is None else [region_stack(topology, region)]
     for ref in reversed(selection):
@@ -116,7 +119,13 @@ def destroy(app: Context, region: str | None, all_regions: bool, include_protect
         confirm(f"permanently delete the protected data (data lake, streams, tables, backup vault and its "
                 f"signing key) of env {topology.env}",
                 expected=f"delete {topology.env} data", assume_yes=yes)
-    render_report(app, _runner(app, parallel).destroy(selection, include_protected=include_protected))
+    report = _runner(app, parallel).destroy(selection, include_protected=include_protected)
+    if region is None:
+        render_report(app, report)
+    else:
+        from orchestrator.operations.next_steps import after_failed_destroy
+
+        render_report(app, report, after_failed_destroy(topology, region, report))
 
 
 @command("status")

@@ -178,7 +178,7 @@ class Lifecycle:
             "record-secondary": lambda: self._record_secondary(region),
             "region-stack": lambda: self._region_stack(region),
             "registry-sync": lambda: self._registry_sync(self.app.topology().primary, region),
-            "replication": lambda: self._replication(region),
+            "replication": lambda: self._replication(region, routing),
             "dns": lambda: self._dns(routing, region),
             "mark-routing": lambda: self._mark_routing(routing),
         }
@@ -282,9 +282,13 @@ class Lifecycle:
         except (KeyError, TypeError, ValueError):
             return None
 
-    def _replication(self, region: str) -> str:
+    def _replication(self, region: str, routing: RoutingMode) -> str:
         topology = self.app.topology()
-        self._up(topology, replication_stack(topology))
+        # the stack is applied once, with the routing the promotion ends in (where devices connect,
+        # so where its rules and functions must be): up with the routing of before, it would differ
+        # from what `preview` and `up --all` render once the promotion is done (rules missing in
+        # the new region). DNS still does not answer the region before the dns step.
+        self._up(topology.with_routing(routing), replication_stack(topology))
         engine = self.app.engine()
         primary = wiring.validate_region_outputs(region_stack(topology, topology.primary).name, topology.primary,
                                                  engine.outputs(region_stack(topology, topology.primary).name) or {})
