@@ -57,7 +57,7 @@ def up(app: Context, region: str | None, all_regions: bool, parallel: int, resum
       orchestrate --env prod up --all --yes       every region, in CI
       orchestrate up --all --resume --yes         continue from the stack that failed
     """
-    from orchestrator.cli.options import confirm, exclusive_region
+    from orchestrator.cli.options import confirm, exclusive_region, will_ask
     from orchestrator.operations.guards import check_primary
     from orchestrator.stacks.graph import plan_waves, up_selection
 
@@ -69,6 +69,12 @@ def up(app: Context, region: str | None, all_regions: bool, parallel: int, resum
     runner = _runner(app, parallel, label=f"up {topology.env}")
     for i, wave in enumerate(plan_waves(topology, selection), 1):
         app.notify(f"up wave {i}: {', '.join(ref.name for ref in wave)}")
+    if not yes and will_ask():  # what Pulumi would change, per stack, before the question
+        from orchestrator.operations.change_preview import preview_changes, preview_lines
+
+        app.notify("what would change:")
+        for line in preview_lines(preview_changes(app.engine(), topology, selection)):
+            app.notify(f"  {line}")
     confirm(f"update {len(selection)} stacks of env {topology.env}", expected=topology.env, assume_yes=yes)
     render_report(app, runner.up(selection, resume=resume))
 
