@@ -114,6 +114,7 @@ def translate(exc: BaseException, what: str = "AWS call") -> OrchestrateError | 
     """
     from botocore.exceptions import (
         ClientError,
+        ConnectionClosedError,
         ConnectTimeoutError,
         EndpointConnectionError,
         NoCredentialsError,
@@ -147,6 +148,10 @@ def translate(exc: BaseException, what: str = "AWS call") -> OrchestrateError | 
     if isinstance(exc, (ConnectTimeoutError, ReadTimeoutError)):
         url = exc.kwargs.get("endpoint_url", "?")
         return OperationFailed(f"timed out talking to {url} for {what}")
+    if isinstance(exc, ConnectionClosedError):
+        url = exc.kwargs.get("endpoint_url", "?")
+        return OperationFailed(f"{url} closed the connection without an answer for {what}",
+                               hint="check --endpoint-url and the network")
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         code = err.get("Code", "Unknown")

@@ -246,7 +246,11 @@ def context_for(ctx: click.Context) -> Context:
     console.json_mode = bool(v.get("json_output"))
     context = Context(
         env=env, project_dir=project_dir, config_path=config_path, backend_url=backend,
-        endpoint_url=v.get("endpoint_url"), secrets_provider=secrets_provider,
+        # AWS_ENDPOINT_URL: the SDKs' own variable, and how the engine hands --endpoint-url to what
+        # the programs run (the replication stack's `orchestrate registry sync`): every client, the
+        # shadow data plane included, goes there instead of the host DescribeEndpoint names
+        endpoint_url=v.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL") or None,
+        secrets_provider=secrets_provider,
         json_output=bool(v.get("json_output")), verbose=bool(v.get("verbose")), console=console,
         engine_factory=deps.engine_factory or _pulumi_engine, backend_error=backend_error,
     )

@@ -12,11 +12,14 @@ from orchestrator.errors import ExitCode, Reported
 @command("drill")
 @click.option("--local", "local", is_flag=True, help="Run the game day on this machine: brokers, DNS, AWS APIs "
                                                       "(moto) and devices, started and stopped here. No account.")
-@click.option("--devices", type=click.IntRange(1, 2000), default=10, show_default=True, help="Simulated devices.")
-@click.option("--routing", type=click.Choice(["failover", "latency"]), default="failover", show_default=True)
-@click.option("--kill", "kill", metavar="REGION", help="The region that goes dark [default: the primary].")
+@click.option("--devices", type=click.IntRange(1, 2000), default=10, show_default=True,
+              help="Simulated devices (local only).")
+@click.option("--routing", type=click.Choice(["failover", "latency"]), default="failover", show_default=True,
+              help="The routing of the local world (local only).")
+@click.option("--kill", "kill", metavar="REGION",
+              help="The region that goes dark [default: the primary] (local only).")
 @click.option("--duration", type=click.FloatRange(1, 3600), default=120.0, show_default=True, metavar="S",
-              help="Longest wait for the devices to reconnect after the kill.")
+              help="Longest wait for the devices to reconnect after the kill (local only).")
 @click.option("--time-scale", type=click.FloatRange(0.001, 1.0), default=0.1, show_default=True,
               help="Health-check interval and record TTL are Route 53's times this factor (local only).")
 @click.option("--failover-control", "control", type=click.Choice(["dns", "arc"]), default=None,
@@ -26,7 +29,7 @@ from orchestrator.errors import ExitCode, Reported
 @click.option("--output", type=click.Path(file_okay=False), help="Report directory [default: "
                                                                  ".orchestrate/drills/<env>-<time>/].")
 @click.option("--yes", is_flag=True,
-              help="For the real-account drill (which asks before moving traffic); --local never asks.")
+              help="Accepted for scripts; no drill asks today (--local never asks; --env refuses first).")
 def drill(app: Context, local: bool, devices: int, routing: str, kill: str | None, duration: float,
           time_scale: float, control: str | None, no_transitions: bool, output: str | None, yes: bool) -> None:
     """A failover game day: kill a region, measure what devices see (RTO, lost messages, shadows).

@@ -35,7 +35,9 @@ sync_rate = click.option("--sync-rate", type=click.FloatRange(0.1, 1000), defaul
 @command("promote-secondary")
 @click.option("--region", required=True, metavar="R", help="The region to add as a secondary.")
 @click.option("--routing", type=click.Choice(["failover", "latency"]), default="failover", show_default=True)
-@click.option("--dry-run", is_flag=True, help="Print the steps and the stacks each touches; change nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Run the preflight checks and preview what each step's stacks would change; "
+                   "change nothing (exit 1 when the preflight fails).")
 @sync_rate
 @yes
 def promote_secondary(app: Context, region: str, routing: str, dry_run: bool,

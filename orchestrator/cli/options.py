@@ -56,6 +56,11 @@ def confirm(question: str, *, expected: str, assume_yes: bool, ask: bool | None 
         raise GuardRefused("not confirmed: nothing was touched")
 
 
+def will_ask() -> bool:
+    """True when `confirm` without --yes would prompt (a terminal), so a preview shown first is read."""
+    return _interactive()
+
+
 def confirmer(assume_yes: bool) -> Callable[[str, str], None]:
     """`confirm` as the callback operations take: (question, what to type)."""
 

@@ -21,18 +21,20 @@ def _runner(app: Context, parallel: int = 4, label: str | None = None) -> Runner
     return Runner(app.engine(), app.topology(), app.state, notify=app.notify, parallel=parallel, progress=progress)
 
 
-def render_report(app: Context, report: RunReport) -> None:
-    """Print a RunReport and leave with the contract's exit code."""
+def render_report(app: Context, report: RunReport, next_step: str | None = None) -> None:
+    """Print a RunReport (and, after a failure, what to run next) and leave with the contract's exit code."""
     for notice in report.notices:
         app.console.info(notice)
     if app.json_output:
-        app.console.document(report.to_json())
+        app.console.document({**report.to_json(), **({"next": next_step} if next_step else {})})
     else:
         app.console.result(f"{report.operation} {report.env}: {'ok' if report.ok else 'FAILED'}")
         for name, r in report.results.items():
             counts = " ".join(f"{k}={v}" for k, v in r.counts.items() if v)
             detail = f" - {r.message}" if r.message else ""
             app.console.result(f"  {name:<34} {r.outcome.value:<10} {counts}{detail}")
+        if next_step:
+            app.console.result(f"next: {next_step}")
     if report.locked:
         raise Reported(ExitCode.LOCKED)
     if not report.ok:
@@ -55,7 +57,7 @@ def up(app: Context, region: str | None, all_regions: bool, parallel: int, resum
       orchestrate --env prod up --all --yes       every region, in CI
       orchestrate up --all --resume --yes         continue from the stack that failed
     """
-    from orchestrator.cli.options import confirm, exclusive_region
+    from orchestrator.cli.options import confirm, exclusive_region, will_ask
     from orchestrator.operations.guards import check_primary
     from orchestrator.stacks.graph import plan_waves, up_selection
 
@@ -67,6 +69,12 @@ def up(app: Context, region: str | None, all_regions: bool, parallel: int, resum
     runner = _runner(app, parallel, label=f"up {topology.env}")
     for i, wave in enumerate(plan_waves(topology, selection), 1):
         app.notify(f"up wave {i}: {', '.join(ref.name for ref in wave)}")
+    if not yes and will_ask():  # what Pulumi would change, per stack, before the question
+        from orchestrator.operations.change_preview import preview_changes, preview_lines
+
+        app.notify("what would change:")
+        for line in preview_lines(preview_changes(app.engine(), topology, selection)):
+            app.notify(f"  {line}")
     confirm(f"update {len(selection)} stacks of env {topology.env}", expected=topology.env, assume_yes=yes)
     render_report(app, runner.up(selection, resume=resume))
 
@@ -101,9 +109,10 @@ def destroy(app: Context, region: str | None, all_regions: bool, include_protect
         if region in topology.secondaries:
             from orchestrator.cli.options import confirmer
             from orchestrator.operations.dns import remove_secondary
+            from orchestrator.operations.next_steps import after_failed_destroy
 
-            render_report(app, remove_secondary(app, region, include_protected=include_protected,
-                                                confirm=confirmer(yes)))
+            report = remove_secondary(app, region, include_protected=include_protected, confirm=confirmer(yes))
+            render_report(app, report, after_failed_destroy(topology, region, report))
             return
     selection = all_stacks(topology) if region is None else [region_stack(topology, region)]
     for ref in reversed(selection):
@@ -116,7 +125,13 @@ def destroy(app: Context, region: str | None, all_regions: bool, include_protect
         confirm(f"permanently delete the protected data (data lake, streams, tables, backup vault and its "
                 f"signing key) of env {topology.env}",
                 expected=f"delete {topology.env} data", assume_yes=yes)
-    render_report(app, _runner(app, parallel).destroy(selection, include_protected=include_protected))
+    report = _runner(app, parallel).destroy(selection, include_protected=include_protected)
+    if region is None:
+        render_report(app, report)
+    else:
+        from orchestrator.operations.next_steps import after_failed_destroy
+
+        render_report(app, report, after_failed_destroy(topology, region, report))
 
 
 @command("status")

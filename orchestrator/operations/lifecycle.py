@@ -169,20 +169,47 @@ class Lifecycle:
             raise InputRejected(f"a promotion of {region} to {saved['routing']} routing is in progress; "
                                 f"re-run it with --routing {saved['routing']}")
         if dry_run:
-            return LifecycleReport("promote-secondary (dry run)", topology.env, region, tuple(
-                StepOutcome(s.name, "done earlier" if s.name in saved["done"] else "planned",
-                            s.does + (f" [stacks: {', '.join(s.stacks)}]" if s.stacks else "")) for s in steps))
+            return self._promote_dry_run(topology, region, routing, steps, saved)
         notices = [f"resuming the promotion of {region} after: {', '.join(saved['done'])}"] if resuming else []
         actions: dict[str, Callable[[], str]] = {
             "preflight": lambda: self._preflight(region),
             "record-secondary": lambda: self._record_secondary(region),
             "region-stack": lambda: self._region_stack(region),
             "registry-sync": lambda: self._registry_sync(self.app.topology().primary, region),
-            "replication": lambda: self._replication(region),
+            "replication": lambda: self._replication(region, routing),
             "dns": lambda: self._dns(routing, region),
             "mark-routing": lambda: self._mark_routing(routing),
         }
         return self._steps("promote-secondary", region, steps, actions, saved, notices)
+
+    def _promote_dry_run(self, topology: Topology, region: str, routing: RoutingMode, steps: list[Step],
+                         saved: dict[str, Any]) -> LifecycleReport:
+        """Run the preflight checks (read-only) and preview, per stack, what the promotion would
+        change; nothing is written. Not ok when the preflight fails."""
+        from orchestrator.operations.change_preview import preview_changes, stack_line
+
+        try:
+            checked: tuple[str, str] = ("passed", self._preflight(region))
+        except OrchestrateError as exc:
+            checked = ("failed", exc.one_line())
+        lines: dict[str, str] = {}
+        if checked[0] == "passed":
+            after = topology if region in topology.secondaries else topology.with_secondary(region)
+            after = after.with_routing(routing).with_unrouted(after.unrouted - {region})
+            refs = [region_stack(after, region), replication_stack(after), dns_stack(after)]
+            preview = preview_changes(self.app.engine(), after, refs, before=topology)
+            lines = {p.stack: stack_line(p) for p in preview.stacks}
+        outcomes = []
+        for step in steps:
+            if step.name == "preflight" and step.name not in saved["done"]:
+                outcomes.append(StepOutcome(step.name, checked[0], checked[1]))
+                continue
+            detail = step.does
+            for stack in step.stacks:
+                detail += f"; would change {lines[stack]}" if stack in lines else f" [stack: {stack}: not previewed]"
+            outcomes.append(StepOutcome(step.name, "done earlier" if step.name in saved["done"] else "planned",
+                                        detail))
+        return LifecycleReport("promote-secondary (dry run)", topology.env, region, tuple(outcomes))
 
     def _steps(self, operation: str, region: str, steps: list[Step], actions: dict[str, Callable[[], str]],
                saved: dict[str, Any], notices: list[str]) -> LifecycleReport:
@@ -282,9 +309,13 @@ class Lifecycle:
         except (KeyError, TypeError, ValueError):
             return None
 
-    def _replication(self, region: str) -> str:
+    def _replication(self, region: str, routing: RoutingMode) -> str:
         topology = self.app.topology()
-        self._up(topology, replication_stack(topology))
+        # the stack is applied once, with the routing the promotion ends in (where devices connect,
+        # so where its rules and functions must be): up with the routing of before, it would differ
+        # from what `preview` and `up --all` render once the promotion is done (rules missing in
+        # the new region). DNS still does not answer the region before the dns step.
+        self._up(topology.with_routing(routing), replication_stack(topology))
         engine = self.app.engine()
         primary = wiring.validate_region_outputs(region_stack(topology, topology.primary).name, topology.primary,
                                                  engine.outputs(region_stack(topology, topology.primary).name) or {})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.errors import OperationFailed
+from orchestrator.errors import OperationFailed, OrchestrateError
 from orchestrator.state import StateLayout
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,12 +34,18 @@ class RegistryPort:
                                        settings=SyncSettings(rate=self.rate), checkpoint_path=checkpoint,
                                        state_path=versions, checkpoint_store=lease.guard(self.state.push),
                                        state_store=lease.guard(self.state.push))
+            except OrchestrateError as exc:
+                # the lifecycle commands call the write cap --sync-rate; the registry command --rate
+                if exc.hint and "--rate" in exc.hint:
+                    exc.hint = exc.hint.replace("--rate", "--sync-rate")
+                raise
             finally:
                 self.state.push(checkpoint)
                 self.state.push(versions)
             lease.check()
         if not report.ok:
-            first = "; ".join(str(e) for e in report.errors[:3])
+            prefix = f"registry sync {src} -> {dst}: "  # said once, not again inside each error
+            first = "; ".join(str(e).removeprefix(prefix) for e in report.errors[:3])
             raise OperationFailed(f"registry sync {src} -> {dst}: {len(report.errors)} errors, "
                                   f"{report.blocked} blocked ({first})")
         return dict(report.to_json())

@@ -12,7 +12,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.operations.replication import ReplicationHealth, replication_health, replication_regions
-from orchestrator.stacks.graph import all_stacks, dns_targets
+from orchestrator.stacks.graph import all_stacks, dns_stack, dns_targets
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -222,8 +222,9 @@ def _verifications(app: Context) -> tuple[SecondaryVerification, ...]:
 def environment_status(app: Context) -> EnvironmentStatus:
     topology = app.topology()
     engine = app.engine()
-    routed = set(dns_targets(topology))
     refs = all_stacks(topology)
+    controls = _control_states(app)
+    routed = dns_routed_regions(topology, engine.outputs(dns_stack(topology).name), controls)
     with ThreadPoolExecutor(max_workers=min(4, len(refs)), thread_name_prefix="status") as pool:
         infos = list(pool.map(lambda ref: engine.info(ref.name), refs))
     rows = []
@@ -240,7 +241,7 @@ def environment_status(app: Context) -> EnvironmentStatus:
     return EnvironmentStatus(
         topology.env, topology.domain, topology.routing.value, tuple(rows),
         newest_backup_age_hours=backup.age_hours, failover_control=topology.failover_control.value,
-        routing_controls=_control_states(app),
+        routing_controls=controls,
         warnings=tuple(resilience_warnings(topology, app.backend_url, app.secrets_provider,
                                            os.environ.get("ORCHESTRATE_BACKUP_DEST"),
                                            bucket_region=_bucket_locator(app),
@@ -249,6 +250,31 @@ def environment_status(app: Context) -> EnvironmentStatus:
         backup=backup, backend=app.backend_name,
         replication=_replication(app) if replication_deployed else (),
         activity=activity(app), verifications=_verifications(app))
+
+
+def dns_routed_regions(topology: Topology, dns_outputs: Any, controls: dict[str, str]) -> set[str]:
+    """The regions DNS actually points at: the records the deployed DNS stack exports (what the last
+    DNS apply left in Route 53), not what the topology file declares; in arc mode only those whose
+    routing control is On. A DNS stack that is not deployed points nowhere. Only an engine whose
+    DNS stack exports no record list (an old stack) falls back to the topology's DNS targets."""
+    if not dns_outputs:
+        return set()
+    raw = dns_outputs.get("records")
+    value = getattr(raw, "value", raw)
+    if isinstance(value, str):
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+    if isinstance(value, list):
+        routed = {str(r.get("region")) for r in value if isinstance(r, dict) and r.get("region")}
+    else:
+        routed = set(dns_targets(topology))
+    if controls:
+        routed = {r for r in routed if controls.get(r, "On") == "On"}
+    return routed
 
 
 RECENT_JOURNALS = 20  # the newest journals read for runs still `running` (older ones are history)

@@ -74,14 +74,32 @@ def classify(exc: BaseException) -> Failure | None:
     return None
 
 
+_UNREACHABLE = frozenset({"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
+                          "ConnectionClosedError"})
+
+
+def _host_of(exc: BaseException) -> str | None:
+    """The host:port a botocore connection error was talking to (its `endpoint_url`), if it says."""
+    from urllib.parse import urlsplit
+
+    url = (getattr(exc, "kwargs", None) or {}).get("endpoint_url")
+    if not url:
+        request = getattr(exc, "request", None)  # ConnectionClosedError and friends carry the request
+        url = getattr(request, "url", None)
+    return (urlsplit(str(url)).netloc or None) if url else None
+
+
 class RetriesExhausted(OperationFailed):
     """A call kept failing with retryable errors; the run stops (and can be resumed)."""
 
     def __init__(self, api: str, attempts: int, cause: BaseException) -> None:
         code = error_code(cause) or type(cause).__name__
+        host = _host_of(cause)
         super().__init__(
-            f"{api} still failing after {attempts} attempts ({code})",
-            hint="re-run the same command to resume from the checkpoint; lower --rate if throttled",
+            f"{api} still failing after {attempts} attempts ({code}{f' from {host}' if host else ''})",
+            hint="re-run the same command to resume from the checkpoint; lower --rate if throttled"
+            if code not in _UNREACHABLE else "check that the endpoint is reachable (--endpoint-url, the network); "
+                                             "re-run the same command to resume from the checkpoint",
         )
         self.api = api
         self.code = code

@@ -97,9 +97,12 @@ def test_dry_run_touches_nothing(run, engine, project, live) -> None:  # noqa: A
     result = run("promote-secondary", "--yes", "--region", DST, "--dry-run", "--json")
     assert result.exit_code == 0
     steps = json.loads(result.stdout)["steps"]
-    assert [s["step"] for s in steps][0] == "preflight" and all(s["status"] == "planned" for s in steps)
+    # the preflight runs (read-only); every other step is planned, with what its stacks would change
+    assert [(s["step"], s["status"]) for s in steps][0] == ("preflight", "passed")
+    assert all(s["status"] == "planned" for s in steps[1:])
     assert "dev-replication" in json.dumps(steps)
-    assert engine.calls == [] and (project / "stacks" / "dev.topology.yaml").read_text() == before
+    assert {op for op, _ in engine.ops()} <= {"preview"}
+    assert (project / "stacks" / "dev.topology.yaml").read_text() == before
 
 
 def test_region_outside_residency_is_refused_before_anything(run, engine, project, live) -> None:  # noqa: ANN001
