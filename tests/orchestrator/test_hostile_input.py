@@ -191,7 +191,7 @@ def test_interactive_destroy_asks_for_the_stack_then_separately_for_the_data(run
 
 
 @pytest.mark.parametrize("args, expected, shown", [
-    (["up", "--all"], "dev", "up wave 2: dev-dns\nup wave 3: dev-replication\nupdate 4 stacks of env dev"),
+    (["up", "--all"], "dev", "up wave 2: dev-dns\nup wave 3: dev-replication\nwhat would change:\n"),
     (["failover", "--to", "eu-central-1"], "eu-central-1", "[failover] will final-sync"),
     (["failback", "--to", "eu-central-1"], "eu-central-1", "[failback] will sync-back"),
     (["promote-secondary", "--region", "eu-west-2", "--routing", "failover"], "eu-west-2",
@@ -216,7 +216,9 @@ def test_mutating_commands_on_a_terminal_show_the_change_and_need_the_typed_name
     assert [c for c in engine.calls if c.operation in ("up", "destroy")] == []
     assert (project / "stacks" / "dev.topology.yaml").read_text() == topology
     assert not (project / ".orchestrate" / "lifecycle" / "dev.json").exists()
-    if args[0] == "up":  # typed right, it goes ahead
+    if args[0] == "up":  # the changes per stack come before the question; typed right, it goes ahead
+        assert "dev-replication: preview failed" in result.stderr  # the in-memory engine has no preview
+        assert "update 4 stacks of env dev\nType 'dev' to confirm" in result.stderr
         assert run(*args, input=f"{expected}\n").exit_code == 0
         assert [c.operation for c in engine.calls].count("up") == 4
 

@@ -48,8 +48,10 @@ def test_lifecycle_runs_without_the_cli_and_stores_its_state_in_the_layout(proje
     ctx = Context(env="dev", project_dir=project, config_path=project / "stacks" / "dev.topology.yaml",
                   backend_url="file://unused", engine_factory=lambda _c: InMemoryEngine())
     report = Lifecycle(ctx).promote("eu-central-1", RoutingMode.FAILOVER, dry_run=True)
-    assert [s.status for s in report.steps] == ["planned"] * len(report.steps)
     assert report.steps[0].step == "preflight"
+    # the dry run runs its preflight for real: nothing is up in this in-memory engine, so it says so
+    assert report.steps[0].status == "failed" and "dev-region-eu-west-1 is not up" in report.steps[0].detail
+    assert [s.status for s in report.steps[1:]] == ["planned"] * (len(report.steps) - 1)
     # a dry run records nothing
     assert not ctx.state.lifecycle_path("dev").exists()
 
