@@ -13,6 +13,8 @@ gate on 127.0.0.1, which
   health checks that exist in moto) and answers a refusal in Route 53's shape
   (HTTP 400, `<InvalidChangeBatch><Messages>…`, or `<ErrorResponse>` with InvalidInput); an accepted
   batch is written to moto as its net effect (moto applies batches change by change);
+- asks `tests.iot_strict` whether AWS IoT would refuse the request (what moto accepts that IoT
+  does not) and answers its refusal in IoT's shape;
 - remembers each health check's configuration as created (moto drops RecoveryControl ARNs), so
   `answers()` can say what the name resolves to.
 
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests import iot_strict
 from tests import route53_strict as strict
 
 NS = "https://route53.amazonaws.com/doc/2013-04-01/"
@@ -159,6 +162,12 @@ class Gate:
         return boto3.client("route53", region_name="us-east-1", endpoint_url=self.moto_url,
                             aws_access_key_id="testing", aws_secret_access_key="testing")
 
+    def iot(self, region: str) -> Any:
+        import boto3
+
+        return boto3.client("iot", region_name=region, endpoint_url=self.moto_url,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
     def records(self, zone_id: str) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for page in self.r53().get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone_id):
@@ -264,6 +273,11 @@ class Gate:
                 f'<?xml version="1.0"?>\n<GetChangeResponse xmlns="{NS}"><ChangeInfo><Id>{change.group(1)}</Id>'
                 f"<Status>INSYNC</Status><SubmittedAt>2026-01-01T00:00:00.000Z</SubmittedAt></ChangeInfo>"
                 f"</GetChangeResponse>").encode()
+        m = _CRED.search(headers.get("Authorization", "") or headers.get("authorization", ""))
+        refusal = iot_strict.check(m.group(3) if m else "?", m.group(2) if m else "?", method, path, body,
+                                   self.iot)
+        if refusal is not None:
+            return refusal.answer()
         hc = _HC.match(plain)
         status, out_headers, payload = self._forward(method, path, headers, body)
         if hc and status < 300:
