@@ -24,6 +24,7 @@ Everything else is passed through unchanged.
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import threading
 import urllib.parse
@@ -168,6 +169,19 @@ class Gate:
         return boto3.client("iot", region_name=region, endpoint_url=self.moto_url,
                             aws_access_key_id="testing", aws_secret_access_key="testing")
 
+    def stored_shadow(self, region: str, thing: str, name: str) -> dict[str, Any] | None:
+        """A shadow's `state` as moto holds it (None: no shadow)."""
+        import boto3
+
+        data = boto3.client("iot-data", region_name=region, endpoint_url=self.moto_url,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        try:
+            payload = data.get_thing_shadow(thingName=thing, **({"shadowName": name} if name else {}))["payload"]
+        except data.exceptions.ResourceNotFoundException:
+            return None
+        state = json.loads(payload.read()).get("state")
+        return state if isinstance(state, dict) else None
+
     def records(self, zone_id: str) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for page in self.r53().get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone_id):
@@ -275,7 +289,7 @@ class Gate:
                 f"</GetChangeResponse>").encode()
         m = _CRED.search(headers.get("Authorization", "") or headers.get("authorization", ""))
         refusal = iot_strict.check(m.group(3) if m else "?", m.group(2) if m else "?", method, path, body,
-                                   self.iot)
+                                   self.iot, self.stored_shadow)
         if refusal is not None:
             return refusal.answer()
         hc = _HC.match(plain)

@@ -10,6 +10,15 @@ TEST FIXTURE ONLY. Each rule names its source; docs/field-notes-route53-arc.md h
   removeAuthorizerConfig, tlsConfig, serverCertificateConfig, authenticationType,
   applicationProtocol, clientCertificateConfig (API reference); "you can't update the server
   certificate in your domain configuration" (IoT developer guide, managing domain configurations).
+- UpdateThingShadow (Device Shadow service): "The device's shadow supports 8 KB of data only ...
+  Only the data for desired and reported state inside the state document sent to the device's
+  shadow counts toward the limit" (Diagnosing problems with shadows), and the stored shadow after
+  the update is held to the same 8 KB (re:Post answer on a 413 for a 44-byte update: "AWS IoT
+  merges the current payload to the existing shadow document"); 413 "The payload exceeds the
+  maximum size allowed"; 400 for invalid JSON, a missing or non-object `state`, a non-object
+  `desired`/`reported`, a clientToken over 64 bytes, "JSON contains too many levels of nesting;
+  maximum is 6" (Device Shadow error messages); a shadow name over 64 bytes (Device Shadow
+  service quotas: "Maximum shadow name length 64 bytes").
 """
 
 from __future__ import annotations
@@ -21,6 +30,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+SHADOW_BYTES = 8 * 1024
+SHADOW_DEPTH = 6
+SHADOW_NAME_BYTES = 64
+CLIENT_TOKEN_BYTES = 64
+_SHADOW = re.compile(r"^/things/([^/]+)/shadow$")
 _DOMAIN_CONFIG = re.compile(r"^/domainConfigurations/([\w.:-]+)$")
 UPDATABLE_DOMAIN_FIELDS = frozenset({
     "authorizerConfig", "domainConfigurationStatus", "removeAuthorizerConfig", "tlsConfig",
@@ -39,9 +53,10 @@ class Refusal:
 
 
 def check(service: str, region: str, method: str, path: str, body: bytes,
-          iot: Callable[[str], Any]) -> Refusal | None:
+          iot: Callable[[str], Any], shadow_reader: Callable[[str, str, str], dict[str, Any] | None]) -> Refusal | None:
     """None when AWS would accept what moto is about to be asked; `iot(region)` is a boto3 IoT
-    client straight to moto (for what the rule must look up)."""
+    client straight to moto, `shadow_reader(region, thing, shadow name)` the stored shadow's
+    `state` (None: no shadow), for what a rule must look up."""
     plain = urllib.parse.unquote(urllib.parse.urlsplit(path).path)
     if service == "iot":
         m = _DOMAIN_CONFIG.match(plain)
@@ -52,6 +67,11 @@ def check(service: str, region: str, method: str, path: str, body: bytes,
             if extra:
                 return Refusal(400, "InvalidRequestException",
                                f"UpdateDomainConfiguration cannot change {', '.join(extra)}")
+    if service == "iotdata":
+        m = _SHADOW.match(plain)
+        if m and method == "POST":
+            name = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query).get("name", [""])[0]
+            return _update_shadow(region, m.group(1), name, body, shadow_reader)
     return None
 
 
@@ -77,4 +97,65 @@ def _create_domain_configuration(region: str, name: str, body: bytes, iot: Calla
             if str(found.get("domainName") or "").lower().rstrip(".") == domain:
                 return Refusal(409, "ResourceAlreadyExistsException",
                                f"Domain name {domain} is already used by domain configuration {other}")
+    return None
+
+
+def _bad(message: str) -> Refusal:
+    return Refusal(400, "InvalidRequestException", message)
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return max((_depth(v) for v in value), default=0)
+    return 0
+
+
+def state_bytes(state: dict[str, Any]) -> int:
+    """What counts toward the 8 KB: the desired and reported data, as compact JSON."""
+    counted = {k: state[k] for k in ("desired", "reported") if state.get(k) is not None}
+    return len(json.dumps(counted, separators=(",", ":"), ensure_ascii=False).encode()) if counted else 0
+
+
+def merge(stored: Any, update: Any) -> Any:
+    """The Device Shadow service's merge: objects merge key by key, null deletes, anything else replaces."""
+    if not isinstance(update, dict) or not isinstance(stored, dict):
+        return update
+    out = dict(stored)
+    for key, value in update.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge(out.get(key), value)
+    return out
+
+
+def _update_shadow(region: str, thing: str, name: str, body: bytes,
+                   shadow_reader: Callable[[str, str, str], dict[str, Any] | None]) -> Refusal | None:
+    if len(name.encode()) > SHADOW_NAME_BYTES:
+        return _bad(f"Shadow name is longer than {SHADOW_NAME_BYTES} bytes")
+    try:
+        doc = json.loads(body or b"")
+    except ValueError:
+        return _bad("Invalid JSON")
+    if not isinstance(doc, dict) or "state" not in doc:
+        return _bad("Missing required node: state")
+    state = doc["state"]
+    if not isinstance(state, dict):
+        return _bad("State node must be an object")
+    for section in ("desired", "reported"):
+        if section in state and state[section] is not None and not isinstance(state[section], dict):
+            return _bad(f"{section.capitalize()} node must be an object")
+        if _depth(state.get(section)) > SHADOW_DEPTH:
+            return _bad(f"JSON contains too many levels of nesting; maximum is {SHADOW_DEPTH}")
+    token = doc.get("clientToken")
+    if isinstance(token, str) and len(token.encode()) > CLIENT_TOKEN_BYTES:
+        return _bad("Invalid clientToken")
+    if state_bytes(state) > SHADOW_BYTES:
+        return Refusal(413, "RequestEntityTooLargeException", "The payload exceeds the maximum size allowed")
+    stored = shadow_reader(region, urllib.parse.unquote(thing), name) or {}
+    after = {s: merge(stored.get(s), state[s]) if s in state else stored.get(s) for s in ("desired", "reported")}
+    if state_bytes(after) > SHADOW_BYTES:
+        return Refusal(413, "RequestEntityTooLargeException", "The payload exceeds the maximum size allowed")
     return None
