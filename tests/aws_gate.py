@@ -294,6 +294,7 @@ class Gate:
             return refusal.answer()
         hc = _HC.match(plain)
         status, out_headers, payload = self._forward(method, path, headers, body)
+        status, payload = iot_strict.page(m.group(3) if m else "?", method, path, status, payload)
         if hc and status < 300:
             with self._lock:
                 if method == "POST" and not hc.group(1):

@@ -19,10 +19,19 @@ TEST FIXTURE ONLY. Each rule names its source; docs/field-notes-route53-arc.md h
   `desired`/`reported`, a clientToken over 64 bytes, "JSON contains too many levels of nesting;
   maximum is 6" (Device Shadow error messages); a shadow name over 64 bytes (Device Shadow
   service quotas: "Maximum shadow name length 64 bytes").
+
+moto answers ListTargetsForPolicy, ListThingsInThingGroup, ListThingGroupsForThing, ListThingGroups
+and ListCertificates in one response, whatever the page size asked. `page` pages them as the API
+reference describes: a page size of 1 to 250 (pageSize / maxResults; anything else is
+InvalidRequestException), a continuation token (nextMarker / nextToken) on every page but the
+last, an unknown token refused. The reference
+names no default page size; the gate uses 25 when none is asked (an assumption: small enough that a
+caller that does not follow tokens is caught).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import urllib.parse
@@ -159,3 +168,64 @@ def _update_shadow(region: str, thing: str, name: str, body: bytes,
     if state_bytes(after) > SHADOW_BYTES:
         return Refusal(413, "RequestEntityTooLargeException", "The payload exceeds the maximum size allowed")
     return None
+
+
+MAX_PAGE = 250
+DEFAULT_PAGE = 25
+# path -> (method, page size parameter, token parameter, result key, token key in the answer)
+_PAGED: tuple[tuple[re.Pattern[str], str, str, str, str, str], ...] = (
+    (re.compile(r"^/policy-targets/[^/]+$"), "POST", "pageSize", "marker", "targets", "nextMarker"),
+    (re.compile(r"^/thing-groups/[^/]+/things$"), "GET", "maxResults", "nextToken", "things", "nextToken"),
+    (re.compile(r"^/things/[^/]+/thing-groups$"), "GET", "maxResults", "nextToken", "thingGroups", "nextToken"),
+    (re.compile(r"^/thing-groups$"), "GET", "maxResults", "nextToken", "thingGroups", "nextToken"),
+    (re.compile(r"^/certificates$"), "GET", "pageSize", "marker", "certificates", "nextMarker"),
+)
+
+
+def _token(offset: int, path: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([offset, path]).encode()).decode()
+
+
+def _offset(token: str, path: str) -> int | None:
+    try:
+        offset, owner = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, TypeError):
+        return None
+    return offset if owner == path and isinstance(offset, int) and offset > 0 else None
+
+
+def _refused(message: str) -> tuple[int, bytes]:
+    status, _, body = _bad(message).answer()
+    return status, body
+
+
+def page(service: str, method: str, path: str, status: int, payload: bytes) -> tuple[int, bytes]:
+    """moto's whole-list answer cut to the page the request asked for (see the module's doc)."""
+    if service != "iot" or status >= 300:
+        return status, payload
+    parts = urllib.parse.urlsplit(path)
+    plain = urllib.parse.unquote(parts.path)
+    for pattern, verb, size_key, token_key, result_key, out_key in _PAGED:
+        if method != verb or not pattern.match(plain):
+            continue
+        query = urllib.parse.parse_qs(parts.query)
+        try:
+            size = int(query.get(size_key, [DEFAULT_PAGE])[0])
+        except ValueError:
+            size = 0
+        if not 1 <= size <= MAX_PAGE:
+            return _refused(f"{size_key} must be between 1 and {MAX_PAGE}")
+        start = 0
+        if token_key in query:
+            found = _offset(query[token_key][0], plain)
+            if found is None:
+                return _refused(f"invalid {token_key}")
+            start = found
+        doc = _json(payload)
+        items = list(doc.get(result_key) or [])
+        doc[result_key] = items[start:start + size]
+        doc.pop(out_key, None)
+        if start + size < len(items):
+            doc[out_key] = _token(start + size, plain)
+        return status, json.dumps(doc).encode()
+    return status, payload
