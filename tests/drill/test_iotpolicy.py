@@ -203,3 +203,186 @@ def test_policies_attached_across_pages_all_count() -> None:
     assert ok and session is not None
     assert not auth.publish(session, f"buildings/{THING}/telemetry")
     assert auth.publish(session, f"buildings/{THING}/status")
+
+
+# -- the front door: TLS with SNI, MQTT packets authorised (orchestrator/drill/authfront.py) -------
+def _mqtt(kind: int, body: bytes, flags: int = 0) -> bytes:
+    n, length = len(body), bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        length.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes([kind << 4 | flags]) + bytes(length) + body
+
+
+def _s(text: str) -> bytes:
+    return len(text.encode()).to_bytes(2, "big") + text.encode()
+
+
+def connect_packet(client_id: str) -> bytes:
+    return _mqtt(1, _s("MQTT") + bytes([4, 0x02, 0, 60]) + _s(client_id))
+
+
+def publish_packet(topic: str, qos: int = 0, pid: int = 1) -> bytes:
+    return _mqtt(3, _s(topic) + (pid.to_bytes(2, "big") if qos else b"") + b"{}", flags=qos << 1)
+
+
+def subscribe_packet(topic_filter: str, qos: int = 1) -> bytes:
+    return _mqtt(8, (7).to_bytes(2, "big") + _s(topic_filter) + bytes([qos]), flags=2)
+
+
+class Upstream:
+    """A broker's plain listener: answers CONNECT with CONNACK 0, records what arrives, and can
+    deliver a PUBLISH to the one connection it has."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.address = self.server.getsockname()
+        self.packets: list[bytes] = []
+        self.conn: Any = None
+        self.connected = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        from orchestrator.drill.authfront import read_packet
+
+        self.conn, _ = self.server.accept()
+        while True:
+            try:
+                packet = read_packet(self.conn.recv)
+            except OSError:
+                return
+            if packet is None:
+                return
+            self.packets.append(packet)
+            if packet[0] >> 4 == 1:
+                self.conn.sendall(bytes([0x20, 2, 0, 0]))
+                self.connected.set()
+
+
+@pytest.fixture
+def tls(tmp_path: Any) -> Any:
+    import ssl
+
+    from orchestrator.drill import pki
+
+    ca, ca_key = pki.local_ca()
+    server = pki.server_certificate(ca, ca_key, "iot.example.com")
+    device = pki.device_certificate(THING)
+    for name, text in {"server.pem": server.cert_pem, "server.key": server.key_pem,
+                       "device.pem": device.cert_pem, "device.key": device.key_pem}.items():
+        (tmp_path / name).write_text(text)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    server_ctx.load_verify_locations(cadata=device.cert_pem)
+    client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client_ctx.load_verify_locations(cadata=ca.cert_pem)
+    client_ctx.load_cert_chain(tmp_path / "device.pem", tmp_path / "device.key")
+    der = ssl.PEM_cert_to_DER_cert(device.cert_pem)
+    return server_ctx, client_ctx, der
+
+
+def _front(tls: Any, registry: Registry) -> tuple[Any, Upstream]:
+    from orchestrator.drill.authfront import AuthorisingFront
+
+    upstream = Upstream()
+    auth = Authoriser(registry, WEST, ACCOUNT, custom_domain="iot.example.com")
+    return AuthorisingFront(auth, tls[0], "127.0.0.1", 0, upstream.address).start(), upstream
+
+
+def _dial(tls: Any, front: Any, sni: str | None = "iot.example.com") -> Any:
+    import socket
+
+    ctx = tls[1]
+    if sni is None:
+        ctx.check_hostname = False
+    sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", front.port), timeout=5), server_hostname=sni)
+    return sock
+
+
+def _closed(sock: Any) -> bool:
+    try:
+        return sock.recv(16) == b""
+    except OSError:
+        return True
+
+
+def test_the_front_relays_what_the_policy_allows_and_cuts_what_it_does_not(tls: Any) -> None:
+    from orchestrator.drill.authfront import certificate_key
+
+    registry = Registry()
+    registry.add(certificate_key(tls[2]))
+    front, upstream = _front(tls, registry)
+    device = _dial(tls, front)
+    device.sendall(connect_packet(THING))
+    assert device.recv(4) == bytes([0x20, 2, 0, 0])  # the broker's CONNACK, relayed
+    device.sendall(publish_packet(f"buildings/{THING}/telemetry", qos=1))
+    device.sendall(subscribe_packet(f"buildings/{THING}/commands"))
+    # a delivery the device may not Receive is dropped, one it may is delivered
+    import time
+
+    for _ in range(100):
+        if len(upstream.packets) >= 3:
+            break
+        time.sleep(0.02)
+    upstream.conn.sendall(publish_packet("buildings/other-thing/commands"))
+    upstream.conn.sendall(publish_packet(f"buildings/{THING}/commands"))
+    delivered = device.recv(64)
+    assert f"buildings/{THING}/commands".encode() in delivered and b"other-thing" not in delivered
+    device.sendall(publish_packet("buildings/other-thing/telemetry"))
+    assert _closed(device)
+    kinds = [(p[0] >> 4) for p in upstream.packets]
+    assert kinds[:3] == [1, 3, 8] and not any(b"other-thing/telemetry" in p for p in upstream.packets)
+    assert any("buildings/other-thing/telemetry" in r for r in front.refusals)
+    front.stop()
+
+
+def test_the_front_refuses_no_sni_and_a_certificate_deactivated_mid_session(tls: Any) -> None:
+    from orchestrator.drill.authfront import certificate_key
+
+    registry = Registry()
+    cert_id = certificate_key(tls[2])
+    registry.add(cert_id)
+    front, upstream = _front(tls, registry)
+    bare = _dial(tls, front, sni=None)
+    bare.sendall(connect_packet(THING))
+    assert bare.recv(4) == bytes([0x20, 2, 0, 5])  # not authorized
+    assert not upstream.connected.is_set() and "SNI" in front.refusals[-1]
+
+    device = _dial(tls, front)
+    device.sendall(connect_packet(THING))
+    assert device.recv(4) == bytes([0x20, 2, 0, 0])
+    registry.certs[cert_id]["status"] = "INACTIVE"
+    device.sendall(publish_packet(f"buildings/{THING}/telemetry"))
+    assert _closed(device) and "INACTIVE" in front.refusals[-1]
+    front.stop()
+
+
+def test_the_trust_store_names_a_presented_certificate_by_its_registry_id(tmp_path: Any) -> None:
+    """moto (and a PEM registered by hand) does not derive the id from the DER: the front asks the
+    broker's TrustStore, which read each certificate's PEM from the registry anyway."""
+    import ssl
+
+    from orchestrator.drill import pki
+    from orchestrator.drill.broker import TrustStore
+
+    pem = pki.device_certificate(THING).cert_pem
+
+    class Listing:
+        def get_paginator(self, name: str) -> Any:
+            class Pages:
+                def paginate(self, **_kw: Any) -> list[dict[str, Any]]:
+                    return [{"certificates": [{"certificateId": "moto-id-1", "status": "ACTIVE"}]}]
+            return Pages()
+
+        def describe_certificate(self, certificateId: str) -> dict[str, Any]:  # noqa: N803
+            return {"certificateDescription": {"certificatePem": pem}}
+
+    store = TrustStore(tmp_path / "trust")
+    assert store.refresh(Listing()) == 1
+    assert store.identify(ssl.PEM_cert_to_DER_cert(pem)) == "moto-id-1"
+    assert store.identify(ssl.PEM_cert_to_DER_cert(pki.device_certificate("other").cert_pem)) is None
