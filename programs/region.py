@@ -93,6 +93,10 @@ class IotRegion(pulumi.ComponentResource):
             f"{name}-cert-validation", certificate_arn=cert.arn, validation_record_fqdns=fqdns,
             region=region, opts=child)
 
+        # AWS cannot change a domain configuration's certificate in place (delete and recreate,
+        # one configuration per FQDN): the ARN must never change. It is the ACM certificate of the
+        # domain with constant inputs, and ACM's managed renewal keeps the ARN (docs/architecture.md,
+        # "A certificate change never takes the custom domain down").
         domain = aws.iot.DomainConfiguration(
             f"{name}-domain", name=f"iot-{args.env}-{region}-domain", domain_name=args.domain,
             service_type="DATA", server_certificate_arns=[validation.certificate_arn],

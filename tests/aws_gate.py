@@ -13,6 +13,8 @@ gate on 127.0.0.1, which
   health checks that exist in moto) and answers a refusal in Route 53's shape
   (HTTP 400, `<InvalidChangeBatch><Messages>…`, or `<ErrorResponse>` with InvalidInput); an accepted
   batch is written to moto as its net effect (moto applies batches change by change);
+- asks `tests.iot_strict` whether AWS IoT would refuse the request (what moto accepts that IoT
+  does not) and answers its refusal in IoT's shape;
 - remembers each health check's configuration as created (moto drops RecoveryControl ARNs), so
   `answers()` can say what the name resolves to.
 
@@ -22,18 +24,21 @@ Everything else is passed through unchanged.
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import threading
+import time
 import urllib.parse
 import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests import iot_strict
 from tests import route53_strict as strict
 
 NS = "https://route53.amazonaws.com/doc/2013-04-01/"
@@ -126,6 +131,13 @@ class Gate:
         self.rejected_batches: list[tuple[list[dict[str, Any]], list[str]]] = []
         self.accepted_batches: list[list[dict[str, Any]]] = []
         self.health_checks: dict[str, dict[str, Any]] = {}
+        # Route 53's timing: a change is PENDING for `propagation_s` after it is accepted, then
+        # INSYNC (GetChange); a batch that touches a record set with a change still PENDING is
+        # refused with PriorRequestNotComplete. 0 (the default): INSYNC at the first GetChange.
+        self.propagation_s = 0.0
+        self.clock: Callable[[], float] = time.monotonic
+        self.changes: dict[str, tuple[float, frozenset[tuple[str, str, str]]]] = {}
+        self.change_reads: list[tuple[str, str]] = []  # (change id, status answered)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self.url = ""
@@ -152,12 +164,34 @@ class Gate:
             self.rejected_batches.clear()
             self.accepted_batches.clear()
             self.health_checks.clear()
+            self.changes.clear()
+            self.change_reads.clear()
+            self.propagation_s = 0.0
 
     def r53(self) -> Any:
         import boto3
 
         return boto3.client("route53", region_name="us-east-1", endpoint_url=self.moto_url,
                             aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def iot(self, region: str) -> Any:
+        import boto3
+
+        return boto3.client("iot", region_name=region, endpoint_url=self.moto_url,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def stored_shadow(self, region: str, thing: str, name: str) -> dict[str, Any] | None:
+        """A shadow's `state` as moto holds it (None: no shadow)."""
+        import boto3
+
+        data = boto3.client("iot-data", region_name=region, endpoint_url=self.moto_url,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        try:
+            payload = data.get_thing_shadow(thingName=thing, **({"shadowName": name} if name else {}))["payload"]
+        except data.exceptions.ResourceNotFoundException:
+            return None
+        state = json.loads(payload.read()).get("state")
+        return state if isinstance(state, dict) else None
 
     def records(self, zone_id: str) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -259,13 +293,23 @@ class Gate:
         if rrset and method == "POST":
             return self._change_batch(rrset.group(1), body)
         change = _CHANGE.match(plain)
-        if change and method == "GET":  # the batches the gate applied are in sync at once
+        if change and method == "GET":  # PENDING until the change's propagation time has passed
+            with self._lock:
+                deadline = self.changes.get(change.group(1), (0.0, frozenset()))[0]
+                status = "PENDING" if self.clock() < deadline else "INSYNC"
+                self.change_reads.append((change.group(1), status))
             return 200, [("Content-Type", "text/xml")], (
                 f'<?xml version="1.0"?>\n<GetChangeResponse xmlns="{NS}"><ChangeInfo><Id>{change.group(1)}</Id>'
-                f"<Status>INSYNC</Status><SubmittedAt>2026-01-01T00:00:00.000Z</SubmittedAt></ChangeInfo>"
+                f"<Status>{status}</Status><SubmittedAt>2026-01-01T00:00:00.000Z</SubmittedAt></ChangeInfo>"
                 f"</GetChangeResponse>").encode()
+        m = _CRED.search(headers.get("Authorization", "") or headers.get("authorization", ""))
+        refusal = iot_strict.check(m.group(3) if m else "?", m.group(2) if m else "?", method, path, body,
+                                   self.iot, self.stored_shadow)
+        if refusal is not None:
+            return refusal.answer()
         hc = _HC.match(plain)
         status, out_headers, payload = self._forward(method, path, headers, body)
+        status, payload = iot_strict.page(m.group(3) if m else "?", method, path, status, payload)
         if hc and status < 300:
             with self._lock:
                 if method == "POST" and not hc.group(1):
@@ -281,7 +325,15 @@ class Gate:
     def _change_batch(self, zone_id: str, body: bytes) -> tuple[int, list, bytes]:
         changes = parse_change_batch(body)
         xml_headers = [("Content-Type", "text/xml")]
+        touched = frozenset((zone_id, str(c["ResourceRecordSet"].get("Name", "")).lower().rstrip("."),
+                             f'{c["ResourceRecordSet"].get("Type")}/{c["ResourceRecordSet"].get("SetIdentifier", "")}')
+                            for c in changes)
         with self._lock:  # Route 53 serialises the batches of one zone
+            now = self.clock()
+            if any(deadline > now and keys & touched for deadline, keys in self.changes.values()):
+                return 400, xml_headers, _error_xml(strict.InvalidChangeBatch(
+                    ["The request was rejected because Route 53 was still processing a prior request."],
+                    code="PriorRequestNotComplete"))
             current = [r for r in self.records(zone_id)]
             r53 = self.r53()
             zone = r53.get_hosted_zone(Id=zone_id)["HostedZone"]["Name"]
@@ -303,9 +355,10 @@ class Gate:
                     r53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={
                         "Changes": [{"Action": "UPSERT", "ResourceRecordSet": rr}]})
             self.accepted_batches.append(changes)
-        change_id = "C" + uuid.uuid4().hex[:12].upper()
+            change_id = "C" + uuid.uuid4().hex[:12].upper()
+            self.changes[change_id] = (now + self.propagation_s, touched)
         payload = (f'<?xml version="1.0"?>\n<ChangeResourceRecordSetsResponse xmlns="{NS}"><ChangeInfo>'
-                   f"<Id>/change/{change_id}</Id><Status>INSYNC</Status>"
+                   f"<Id>/change/{change_id}</Id><Status>PENDING</Status>"
                    f"<SubmittedAt>2026-01-01T00:00:00.000Z</SubmittedAt></ChangeInfo>"
                    f"</ChangeResourceRecordSetsResponse>").encode()
         return 200, xml_headers, payload

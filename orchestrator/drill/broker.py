@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import getpass
+import hashlib
 import shutil
 import ssl
 import threading
@@ -95,6 +96,7 @@ class TrustStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.known: set[str] = set()  # certificate ids already written
+        self.ids: dict[str, str] = {}  # SHA-256 of a certificate's DER -> its IoT certificate id
         self._lock = threading.Lock()
 
     def refresh(self, iot: Any) -> int:
@@ -109,8 +111,13 @@ class TrustStore:
                         "certificateDescription"]["certificatePem"]
                     self.add(pem)
                     self.known.add(c["certificateId"])
+                    self.ids[hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()] = c["certificateId"]
                     added += 1
             return added
+
+    def identify(self, der: bytes) -> str | None:
+        """The IoT certificate id of a client certificate (its DER), for iotpolicy's authoriser."""
+        return self.ids.get(hashlib.sha256(der).hexdigest())
 
     def add(self, pem: str) -> Path:
         """Write one certificate under its subject hash (the next free `.n` for that hash)."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.aws import AwsContext, client
@@ -184,10 +184,10 @@ class LocalEngine:
         keys = {(rr["Name"], rr["Type"], rr.get("SetIdentifier")) for rr in desired}
         leaving = [rr for rr in existing if (rr["Name"], rr["Type"], rr.get("SetIdentifier")) not in keys]
         if leaving:  # a simple record becoming routed (or the reverse) goes first, in its own batch
-            r53.change_resource_record_sets(HostedZoneId=self.zone_id, ChangeBatch={
-                "Changes": [{"Action": "DELETE", "ResourceRecordSet": rr} for rr in leaving]})
-        r53.change_resource_record_sets(HostedZoneId=self.zone_id, ChangeBatch={
-            "Changes": [{"Action": "UPSERT", "ResourceRecordSet": rr} for rr in desired]})
+            wait_insync(r53, r53.change_resource_record_sets(HostedZoneId=self.zone_id, ChangeBatch={
+                "Changes": [{"Action": "DELETE", "ResourceRecordSet": rr} for rr in leaving]})["ChangeInfo"])
+        wait_insync(r53, r53.change_resource_record_sets(HostedZoneId=self.zone_id, ChangeBatch={
+            "Changes": [{"Action": "UPSERT", "ResourceRecordSet": rr} for rr in desired]})["ChangeInfo"])
         outputs["healthCheckIds"] = {region: real_ids.get(mid, mid) for region, mid in mock_ids.items()}
         return outputs
 
@@ -234,3 +234,19 @@ def _check_config(inputs: Mapping[str, Any], real_ids: Mapping[str, str]) -> dic
                 "ChildHealthChecks": [real_ids[c] for c in inputs["childHealthchecks"]]}
     return {"Type": kind, "FullyQualifiedDomainName": inputs["fqdn"], "Port": int(inputs["port"]),
             "RequestInterval": int(inputs["requestInterval"]), "FailureThreshold": int(inputs["failureThreshold"])}
+
+
+def wait_insync(r53: Any, info: Mapping[str, Any], *, poll_s: float = 0.1, timeout_s: float = 300.0,
+                sleep: Callable[[float], None] | None = None, clock: Callable[[], float] | None = None) -> None:
+    """Wait until Route 53 reports a change INSYNC, as terraform-provider-aws does after every
+    ChangeResourceRecordSets: an accepted change is PENDING until it has reached Route 53's
+    authoritative servers (GetChange; docs/field-notes-route53-arc.md)."""
+    sleep = sleep or time.sleep
+    clock = clock or time.monotonic
+    deadline = clock() + timeout_s
+    while info.get("Status") != "INSYNC":
+        if clock() > deadline:
+            raise TimeoutError(f"Route 53 change {info.get('Id')} still {info.get('Status')} after {timeout_s:g} s")
+        info = r53.get_change(Id=info["Id"])["ChangeInfo"]
+        if info.get("Status") != "INSYNC":
+            sleep(poll_s)

@@ -50,6 +50,9 @@ STATEFUL_TYPES: frozenset[str] = frozenset({
     "aws:dynamodb/table:Table",            # registry replication table
     "aws:dynamodb/tableReplica:TableReplica",
     "aws:route53/record:Record",           # a DNS record of a live region: devices resolve it
+    # the custom domain's TLS endpoint in a region: AWS cannot change its certificate in place, a
+    # replacement is delete-then-create under the same name (devices of that region cannot connect)
+    "aws:iot/domainConfiguration:DomainConfiguration",
     "aws:iot/certificate:Certificate",     # device identities: devices cannot reconnect
     "aws:iot/caCertificate:CaCertificate",
     "aws:iot/thing:Thing",                 # registry entries devices and rules refer to

@@ -226,9 +226,12 @@ class ProviderSimulation:
         self.doomed.clear()
 
     def _batch(self, changes: list[tuple[str, dict[str, Any]]]) -> None:
+        from orchestrator.drill.engine import wait_insync
+
         self.batches.append(changes)
-        self.r53.change_resource_record_sets(HostedZoneId=self.zone_id, ChangeBatch={
-            "Changes": [{"Action": a, "ResourceRecordSet": rr} for a, rr in changes]})
+        # as terraform-provider-aws: the change, then GetChange until INSYNC
+        wait_insync(self.r53, self.r53.change_resource_record_sets(HostedZoneId=self.zone_id, ChangeBatch={
+            "Changes": [{"Action": a, "ResourceRecordSet": rr} for a, rr in changes]})["ChangeInfo"], poll_s=0.05)
 
     def _listed(self, want: dict[str, Any]) -> dict[str, Any] | None:
         for rr in self.r53.list_resource_record_sets(HostedZoneId=self.zone_id, StartRecordName=want["Name"],

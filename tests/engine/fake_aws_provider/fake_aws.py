@@ -111,7 +111,12 @@ REPLACE_KEYS = {
     "aws:iot/policy:Policy": {"name"},
     "aws:iot/topicRule:TopicRule": {"name"},
     "aws:iot/certificate:Certificate": {"certificatePem", "csr", "caPem"},
-    "aws:iot/domainConfiguration:DomainConfiguration": {"name", "domainName", "serviceType"},
+    # terraform-provider-aws (internal/service/iot/domain_configuration.go): ForceNew on name,
+    # domain_name, service_type, server_certificate_arns and validation_certificate_arn; the API's
+    # UpdateDomainConfiguration cannot change a certificate ("to change the certificate of a domain
+    # configuration, you must delete and recreate it": docs/field-notes-route53-arc.md)
+    "aws:iot/domainConfiguration:DomainConfiguration": {"name", "domainName", "serviceType",
+                                                        "serverCertificateArns", "validationCertificateArn"},
     "aws:acm/certificate:Certificate": {"domainName", "subjectAlternativeNames", "validationMethod"},
     "aws:route53/zone:Zone": {"name"},
     # terraform-provider-aws: only name and zone_id force a new record; a type or set_identifier

@@ -17,7 +17,11 @@ created it" and "AWS shows it" agree, as with the real provider:
 - ARC `RoutingControl`s and `SafetyRule`s are registered with the fake cluster data plane
   (FAKE_AWS_ARC_URL, orchestrator/drill/arc.py), standing in for ARC's control plane;
 - S3 `Bucket` (created/deleted), `BucketVersioning` (status), `BucketReplicationConfig` (rules);
-- IoT `DomainConfiguration` (created; disabled then deleted);
+- IoT `DomainConfiguration`: created with CreateDomainConfiguration (a name that exists clashes,
+  as in AWS: a create-before-delete replacement with the same name fails instead of deleting the
+  new configuration afterwards); an update sends UpdateDomainConfiguration with only what that
+  API can change (status, TLS policy, authorizer), and a change of anything else is refused
+  (terraform-provider-aws replaces the resource for it); disabled then deleted;
 - SQS `Queue` and DynamoDB `Table` (created by name, deleted): what `status` reads of continuous
   replication (dead-letter queues, watermark tables). moto keeps no replicas of a global table.
 
@@ -32,6 +36,9 @@ import os
 from typing import Any
 
 _KEY = "testing"
+DOMAIN_CONFIGURATION = "aws:iot/domainConfiguration:DomainConfiguration"
+# what UpdateDomainConfiguration cannot change (its request has no such field)
+DOMAIN_FIXED = ("name", "domainName", "serviceType", "serverCertificateArns", "validationCertificateArn")
 
 
 def _first(value: Any) -> dict[str, Any]:
@@ -95,7 +102,26 @@ class MotoMirror:
             return
         if self._arc(token, "created", news):
             return
+        if token == DOMAIN_CONFIGURATION:
+            self._update_domain_configuration(region, olds, news)
+            return
         self._apply(token, region, rid, news)
+
+    def _update_domain_configuration(self, region: str, olds: dict[str, Any], news: dict[str, Any]) -> None:
+        """UpdateDomainConfiguration takes status, TLS config and authorizer config only (the API
+        reference); anything else changing here means the stand-in failed to replace."""
+        fixed = sorted(k for k in DOMAIN_FIXED if olds.get(k) != news.get(k))
+        if fixed:
+            raise ValueError(f"UpdateDomainConfiguration cannot change {', '.join(fixed)}: "
+                             "the resource must be replaced")
+        request: dict[str, Any] = {"domainConfigurationName": news["name"]}
+        if olds.get("status") != news.get("status") and news.get("status"):
+            request["domainConfigurationStatus"] = news["status"]
+        tls = news.get("tlsConfig") if isinstance(news.get("tlsConfig"), dict) else _first(news.get("tlsConfig"))
+        if olds.get("tlsConfig") != news.get("tlsConfig") and tls.get("securityPolicy"):
+            request["tlsConfig"] = {"securityPolicy": tls["securityPolicy"]}
+        if len(request) > 1:
+            self.client("iot", region).update_domain_configuration(**request)
 
     def deleted(self, token: str, region: str, rid: str, props: dict[str, Any]) -> None:
         if token == "aws:route53/record:Record":
@@ -117,7 +143,7 @@ class MotoMirror:
                 Bucket=props["bucket"], VersioningConfiguration={"Status": "Suspended"})
         elif token == "aws:s3/bucketReplicationConfig:BucketReplicationConfig":
             self.client("s3", region).delete_bucket_replication(Bucket=props["bucket"])
-        elif token == "aws:iot/domainConfiguration:DomainConfiguration":
+        elif token == DOMAIN_CONFIGURATION:
             iot = self.client("iot", region)
             iot.update_domain_configuration(domainConfigurationName=props["name"],
                                             domainConfigurationStatus="DISABLED")
@@ -143,15 +169,13 @@ class MotoMirror:
             self.client("s3", region).put_bucket_replication(
                 Bucket=props["bucket"],
                 ReplicationConfiguration={"Role": props["role"], "Rules": [_rule(r) for r in props["rules"]]})
-        elif token == "aws:iot/domainConfiguration:DomainConfiguration":
-            iot = self.client("iot", region)
-            names = {d["domainConfigurationName"]
-                     for d in iot.list_domain_configurations().get("domainConfigurations", [])}
-            if props["name"] not in names:
-                iot.create_domain_configuration(
-                    domainConfigurationName=props["name"], domainName=props["domainName"],
-                    serverCertificateArns=list(props.get("serverCertificateArns") or []),
-                    serviceType=props.get("serviceType", "DATA"))
+        elif token == DOMAIN_CONFIGURATION:
+            # always a create, as the provider sends it: a name that exists is AWS's
+            # ResourceAlreadyExistsException, never a silent adoption
+            self.client("iot", region).create_domain_configuration(
+                domainConfigurationName=props["name"], domainName=props["domainName"],
+                serverCertificateArns=list(props.get("serverCertificateArns") or []),
+                serviceType=props.get("serviceType", "DATA"))
 
         elif token == "aws:sqs/queue:Queue":
             self.client("sqs", region).create_queue(QueueName=props["name"])  # idempotent for equal attributes

@@ -1,0 +1,101 @@
+"""Route 53 is not instant (issue 21, item 5): an accepted change is PENDING, then INSYNC
+(GetChange); a batch touching a record set whose change is still PENDING is refused with
+PriorRequestNotComplete; the provider stand-ins (and the drill's engine) wait for INSYNC before
+they report an apply done."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from orchestrator.aws import AwsContext
+from orchestrator.drill.engine import wait_insync
+from tests.aws_gate import Gate
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.pauses: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
+
+
+def _r53(gate: Gate) -> Any:
+    """No retries: botocore retries PriorRequestNotComplete as throttling; here we see the answer."""
+    return boto3.client("route53", region_name="us-east-1", endpoint_url=gate.url, aws_access_key_id="testing",
+                        aws_secret_access_key="testing", config=Config(retries={"max_attempts": 1}))
+
+
+def _a(name: str, ip: str) -> dict[str, Any]:
+    return {"Name": name, "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": ip}]}
+
+
+def _change(r53: Any, zone: str, rr: dict[str, Any], action: str = "UPSERT") -> dict[str, Any]:
+    return r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={
+        "Changes": [{"Action": action, "ResourceRecordSet": rr}]})["ChangeInfo"]  # type: ignore[no-any-return]
+
+
+def test_a_change_is_pending_then_insync_and_blocks_its_record_meanwhile(gate: Gate) -> None:
+    clock = ManualClock()
+    gate.clock, gate.propagation_s = clock, 30.0
+    r53 = _r53(gate)
+    zone = r53.create_hosted_zone(Name="example.com", CallerReference="t")["HostedZone"]["Id"].split("/")[-1]
+    info = _change(r53, zone, _a("iot.example.com", "192.0.2.1"))
+    assert info["Status"] == "PENDING"
+    assert r53.get_change(Id=info["Id"])["ChangeInfo"]["Status"] == "PENDING"
+    with pytest.raises(ClientError, match="PriorRequestNotComplete") as refused:
+        _change(r53, zone, _a("iot.example.com", "192.0.2.2"))
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    _change(r53, zone, _a("other.example.com", "192.0.2.3"))  # another record set is not held up
+    clock.now += 30.0
+    assert r53.get_change(Id=info["Id"])["ChangeInfo"]["Status"] == "INSYNC"
+    _change(r53, zone, _a("iot.example.com", "192.0.2.2"))
+
+
+def test_wait_insync_polls_getchange_until_insync(gate: Gate) -> None:
+    clock = ManualClock()
+    gate.clock, gate.propagation_s = clock, 2.0
+    r53 = _r53(gate)
+    zone = r53.create_hosted_zone(Name="example.com", CallerReference="t")["HostedZone"]["Id"].split("/")[-1]
+    info = _change(r53, zone, _a("iot.example.com", "192.0.2.1"))
+    wait_insync(r53, info, poll_s=0.5, sleep=clock.sleep, clock=clock)
+    change_id = info["Id"].split("/")[-1]
+    reads = [status for cid, status in gate.change_reads if cid == change_id]
+    assert reads == ["PENDING"] * 4 + ["INSYNC"] and sum(clock.pauses) == 2.0
+    stuck = _change(r53, zone, _a("other.example.com", "192.0.2.1"))
+    gate.propagation_s = 1e9
+    late = _change(r53, zone, _a("third.example.com", "192.0.2.1"))
+    wait_insync(r53, stuck, sleep=clock.sleep, clock=clock)  # made before the long propagation
+    with pytest.raises(TimeoutError, match="still PENDING after 5 s"):
+        wait_insync(r53, late, poll_s=1.0, timeout_s=5.0, sleep=clock.sleep, clock=clock)
+
+
+def test_the_provider_stand_in_reports_a_record_change_done_only_once_insync(
+        gate: Gate, ctx: AwsContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tests/ops/provider_sim.py stands in for terraform-provider-aws, which waits for INSYNC after
+    every ChangeResourceRecordSets; two changes of one record in a row then never meet
+    PriorRequestNotComplete."""
+    from orchestrator.drill import engine
+    from tests.ops.provider_sim import ProviderSimulation
+
+    clock = ManualClock()
+    gate.clock, gate.propagation_s = clock, 1.0
+    monkeypatch.setattr(engine, "time", SimpleNamespace(sleep=clock.sleep, monotonic=clock))
+    sim = ProviderSimulation(ctx)
+    sim.r53 = _r53(gate)  # no retries: a PriorRequestNotComplete would fail the apply
+    sim._batch([("CREATE", _a("iot.example.com", "192.0.2.1"))])
+    sim._batch([("UPSERT", _a("iot.example.com", "192.0.2.2"))])
+    statuses = [status for _, status in gate.change_reads]
+    assert statuses.count("INSYNC") == 2 and "PENDING" in statuses
+    assert [b[0][0] for b in sim.batches] == ["CREATE", "UPSERT"]
