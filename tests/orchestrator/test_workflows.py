@@ -397,3 +397,14 @@ def test_registry_sync_runs_daily_and_fully_every_week_never_pruning() -> None:
     assert "--prune" not in runs and "--yes" not in runs  # deletions stay a person's decision
     (aws,) = steps_using(job, "aws-actions/configure-aws-credentials")
     assert aws["with"]["role-to-assume"] == "${{ vars.AWS_SYNC_ROLE_ARN }}"
+
+
+def test_dependabot_updates_actions_and_pip_weekly() -> None:
+    doc = yaml.safe_load((REPO / ".github" / "dependabot.yml").read_text())
+    assert doc["version"] == 2
+    updates = {u["package-ecosystem"]: u for u in doc["updates"]}
+    assert set(updates) == {"github-actions", "pip"}
+    for update in updates.values():
+        assert update["directory"] == "/" and update["schedule"]["interval"] == "weekly"
+    # the Pulumi SDK packages move together (constraints.txt's `pulumi==` also pins the CLI)
+    assert "pulumi*" in updates["pip"]["groups"]["pulumi"]["patterns"]
