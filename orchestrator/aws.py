@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import InputRejected, OperationFailed, OrchestrateError
@@ -33,21 +33,77 @@ class AwsContext:
 
     endpoint_url: str | None = None
     profile: str | None = None
+    # The role to assume first (the topology's `accounts:` for a target in another account); the
+    # profile's (or the default chain's) credentials are the ones that assume it.
+    role_arn: str | None = None
 
     def __post_init__(self) -> None:
         if self.endpoint_url is not None and not self.endpoint_url.startswith(("http://", "https://")):
             raise InputRejected(f"--endpoint-url {self.endpoint_url!r} must start with http:// or https://")
 
+    def assuming(self, role_arn: str | None) -> AwsContext:
+        """The same context acting through `role_arn` (None: the caller's own account)."""
+        return replace(self, role_arn=role_arn)
+
+
+SESSION_NAME = "orchestrate"
+_ASSUMED: dict[tuple[str | None, str | None, str], tuple[dict[str, Any], float]] = {}
+_REFRESH_BEFORE_S = 300  # assumed credentials are renewed five minutes before they expire
+
 
 def session(ctx: AwsContext) -> boto3.session.Session:
-    """A boto3 session for `ctx` (sessions are not thread-safe: make clients, then share those)."""
+    """A boto3 session for `ctx` (sessions are not thread-safe: make clients, then share those).
+    With `role_arn`: a session on that role's temporary credentials (cached until near expiry)."""
     import boto3  # deferred: keeps `orchestrate --help` fast
     from botocore.exceptions import ProfileNotFound
 
     try:
-        return boto3.session.Session(profile_name=ctx.profile)
+        base = boto3.session.Session(profile_name=ctx.profile)
     except ProfileNotFound as exc:
         raise _profile_not_found(exc) from None
+    if ctx.role_arn is None:
+        return base
+    return boto3.session.Session(**_assumed(ctx, base))
+
+
+def _assumed(ctx: AwsContext, base: boto3.session.Session) -> dict[str, Any]:
+    import time
+
+    assert ctx.role_arn is not None
+    key = (ctx.profile, ctx.endpoint_url, ctx.role_arn)
+    cached = _ASSUMED.get(key)
+    if cached is not None and cached[1] - _REFRESH_BEFORE_S > time.time():
+        return cached[0]
+    kwargs: dict[str, Any] = {"region_name": base.region_name or "us-east-1"}
+    if ctx.endpoint_url:
+        kwargs["endpoint_url"] = ctx.endpoint_url
+        if base.get_credentials() is None:
+            kwargs["aws_access_key_id"] = _DUMMY_KEY
+            kwargs["aws_secret_access_key"] = _DUMMY_KEY
+    with aws_errors(f"assuming role {ctx.role_arn}"):
+        answer = base.client("sts", **kwargs).assume_role(RoleArn=ctx.role_arn, RoleSessionName=SESSION_NAME)
+    creds = answer["Credentials"]
+    found = {"aws_access_key_id": creds["AccessKeyId"], "aws_secret_access_key": creds["SecretAccessKey"],
+             "aws_session_token": creds["SessionToken"]}
+    _ASSUMED[key] = (found, creds["Expiration"].timestamp())
+    return found
+
+
+def account_id(ctx: AwsContext) -> str:
+    """The account `ctx` acts in (STS GetCallerIdentity)."""
+    with aws_errors("GetCallerIdentity"):
+        return str(client(ctx, "sts", "us-east-1").get_caller_identity()["Account"])
+
+
+def require_allowed_account(ctx: AwsContext, allowed: tuple[str, ...], what: str) -> str:
+    """The account `ctx` acts in, refused (exit 2, nothing touched) when it is not in `allowed`
+    (the topology's allowed_account_ids; empty: any)."""
+    account = account_id(ctx)
+    if allowed and account not in allowed:
+        raise InputRejected(f"{what}: the credentials act in account {account}, which is not in "
+                            f"allowed_account_ids {list(allowed)}",
+                            hint="use the environment's credentials (AWS_PROFILE), or fix the topology")
+    return account
 
 
 def _profile_name() -> str:
@@ -89,7 +145,7 @@ def client(ctx: AwsContext, service: str, region: str, *, own_retries: bool = Fa
     kwargs: dict[str, Any] = {"region_name": region, "config": config}
     if ctx.endpoint_url:
         kwargs["endpoint_url"] = ctx.endpoint_url
-        if sess.get_credentials() is None:
+        if ctx.role_arn is None and sess.get_credentials() is None:
             kwargs["aws_access_key_id"] = _DUMMY_KEY
             kwargs["aws_secret_access_key"] = _DUMMY_KEY
     with aws_errors(f"{service} in {region}"):

@@ -55,11 +55,23 @@ TOPOLOGY_SUFFIX = ".topology.yaml"
 
 _TOP_KEYS = {
     "env", "domain", "hosted_zone", "primary", "secondaries", "routing", "failover_control", "residency",
-    "home_region", "backup_region", "registry", "sizing", "quotas",
+    "home_region", "backup_region", "registry", "sizing", "quotas", "tags", "iam", "allowed_account_ids", "accounts",
 }
 _SIZING_KEYS = {"kinesis_mode", "kinesis_shards", "retention_hours", "lake_transition_days",
                 "lake_expiration_days"}
 _REGISTRY_KEYS = {"thing_types", "thing_groups"}
+_IAM_KEYS = {"permissions_boundary", "path"}
+
+# The tags every program sets itself (programs/region.py, dns.py, replication.py); `tags:` adds to them.
+FIXED_TAG_KEYS = ("Environment", "ManagedBy", "Component")
+MAX_TAGS = 50  # per resource, AWS's limit for most services (IAM, S3, KMS, Kinesis, IoT)
+_TAG_RE = re.compile(r"[\w .:/=+\-@]*\Z", re.UNICODE)  # letters, digits, spaces and _ . : / = + - @
+_ACCOUNT_ID_RE = re.compile(r"\d{12}\Z")
+_PARTITION = r"aws(?:-cn|-us-gov)?"
+_BOUNDARY_RE = re.compile(rf"arn:{_PARTITION}:iam::(?:\d{{12}}|aws):policy/[\w+=,.@/-]{{1,128}}\Z")
+_ROLE_ARN_RE = re.compile(rf"arn:{_PARTITION}:iam::(\d{{12}}):role/[\w+=,.@/-]{{1,64}}\Z")
+_IAM_PATH_RE = re.compile(r"/(?:[\x21-\x7e]{1,510}/)?\Z")
+ACCOUNT_TARGETS = ("dns", "backups")  # besides member regions: what `accounts:` may name
 
 
 @lru_cache(maxsize=1)
@@ -96,6 +108,19 @@ class RegistrySpec:
 
 
 @dataclass(frozen=True)
+class IamSettings:
+    """Applied to every IAM role the programs create (org rules: a boundary, a path)."""
+
+    path: str = "/"
+    permissions_boundary: str = ""
+
+
+def role_account(role_arn: str) -> str:
+    """The account id in an IAM role ARN (validated by the topology)."""
+    return role_arn.split(":")[4]
+
+
+@dataclass(frozen=True)
 class Topology:
     env: str
     domain: str
@@ -114,6 +139,12 @@ class Topology:
     sizing_overrides: Mapping[str, RegionSizing] = field(default_factory=dict)
     # AWS API quotas raised above the defaults (calls/s per API; orchestrator/registry/quotas.py)
     quotas: Mapping[str, float] = field(default_factory=dict)
+    # Org fit: tags added to the three fixed ones, IAM role settings, the accounts the environment may
+    # touch, and the role to assume per target (a member region, `dns`, `backups`) in another account.
+    tags: Mapping[str, str] = field(default_factory=dict)
+    iam: IamSettings = field(default_factory=IamSettings)
+    allowed_account_ids: tuple[str, ...] = ()
+    accounts: Mapping[str, str] = field(default_factory=dict)
     source: str = "<memory>"
     # Member regions DNS does not route to: a secondary whose promotion has not reached its DNS
     # step, or regions a latency-mode failover took out. Lifecycle state (`StateLayout.routing_path`),
@@ -131,6 +162,10 @@ class Topology:
 
     def sizing(self, region: str) -> RegionSizing:
         return self.sizing_overrides.get(region, self.default_sizing)
+
+    def role_for(self, target: str) -> str | None:
+        """The role to assume for `target` (a member region, `dns` or `backups`); None: the caller's own account."""
+        return self.accounts.get(target)
 
     def role(self, region: str) -> str:
         if region == self.primary:
@@ -189,6 +224,16 @@ class Topology:
         doc["sizing"] = sizing
         if self.quotas:
             doc["quotas"] = dict(self.quotas)
+        if self.tags:
+            doc["tags"] = dict(self.tags)
+        if self.iam != IamSettings():
+            doc["iam"] = {"path": self.iam.path,
+                          **({"permissions_boundary": self.iam.permissions_boundary}
+                             if self.iam.permissions_boundary else {})}
+        if self.allowed_account_ids:
+            doc["allowed_account_ids"] = list(self.allowed_account_ids)
+        if self.accounts:
+            doc["accounts"] = dict(self.accounts)
         return doc
 
 
@@ -378,11 +423,15 @@ def parse(data: Any, *, env: str, source: str = "<memory>") -> Topology:
     from orchestrator.registry.quotas import normalize_quotas
 
     quotas = normalize_quotas(data.get("quotas") or {}, source=f"{source}: quotas")
+    tags = v.tags(data.get("tags", {}))
+    iam = v.iam(data.get("iam", {}))
+    allowed = v.account_ids(data.get("allowed_account_ids", []))
+    accounts = v.accounts(data.get("accounts", {}), (primary, *secondaries), allowed)
     return Topology(
         env=env, domain=domain, hosted_zone=zone, primary=primary, secondaries=secondaries,
         routing=routing, failover_control=control, residency=residency, home_region=home, backup_region=backup,
         registry=registry, default_sizing=default_sizing, sizing_overrides=overrides, quotas=quotas,
-        source=source,
+        tags=tags, iam=iam, allowed_account_ids=allowed, accounts=accounts, source=source,
     )
 
 
@@ -562,3 +611,81 @@ class _Validator:
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
             self.fail(f"{label}.{key}", f"{_short(value)} must be a whole number from {lo} to {hi}")
         return int(value)
+
+    # -- org fit -------------------------------------------------------------------------------
+    def tags(self, data: Any) -> dict[str, str]:
+        """AWS tag rules: key 1-128, value 0-256 characters of letters, digits, spaces and `_.:/=+-@`;
+        no `aws:` prefix (reserved); at most 50 tags per resource counting the three fixed ones."""
+        if data is None or data == {}:
+            return {}
+        if not isinstance(data, dict):
+            self.fail("tags", "must be a mapping of tag keys to values")
+        limit = MAX_TAGS - len(FIXED_TAG_KEYS)
+        if len(data) > limit:
+            self.fail("tags", f"{len(data)} tags: at most {limit} (AWS allows {MAX_TAGS} per resource, "
+                              f"{len(FIXED_TAG_KEYS)} are set by the orchestrator)")
+        out: dict[str, str] = {}
+        for key, value in data.items():
+            label = f"tags.{_short(key)}"
+            if not isinstance(key, str) or not 1 <= len(key) <= 128 or not _TAG_RE.fullmatch(key):
+                self.fail(label, "a tag key must be 1-128 letters, digits, spaces or _ . : / = + - @")
+            if key.lower().startswith("aws:"):
+                self.fail(label, "the aws: prefix is reserved for AWS")
+            if key in FIXED_TAG_KEYS:
+                self.fail(label, f"is set by the orchestrator (fixed tags: {', '.join(FIXED_TAG_KEYS)})")
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                self.fail(label, f"{_short(value)} must be a string")
+            text = str(value)
+            if len(text) > 256 or not _TAG_RE.fullmatch(text):
+                self.fail(label, "a tag value must be 0-256 letters, digits, spaces or _ . : / = + - @")
+            out[key] = text
+        return out
+
+    def iam(self, data: Any) -> IamSettings:
+        if data is None or data == {}:
+            return IamSettings()
+        if not isinstance(data, dict):
+            self.fail("iam", "must be a mapping with permissions_boundary and path")
+        self.no_unknown_keys(data, _IAM_KEYS, "iam")
+        path = data.get("path", "/")
+        if not isinstance(path, str) or len(path) > 512 or not _IAM_PATH_RE.fullmatch(path):
+            self.fail("iam.path", f"{_short(path)} must be / or /a/path/ (1-512 printable ASCII, "
+                                  "starting and ending with /)")
+        boundary = data.get("permissions_boundary", "")
+        if boundary and (not isinstance(boundary, str) or not _BOUNDARY_RE.fullmatch(boundary)):
+            self.fail("iam.permissions_boundary", f"{_short(boundary)} is not the ARN of an IAM managed policy")
+        return IamSettings(path=path, permissions_boundary=boundary or "")
+
+    def account_ids(self, data: Any) -> tuple[str, ...]:
+        if not isinstance(data, list):
+            self.fail("allowed_account_ids", "must be a list of 12-digit account ids")
+        out: list[str] = []
+        for i, item in enumerate(data):
+            if not isinstance(item, str) or not _ACCOUNT_ID_RE.fullmatch(item):
+                self.fail(f"allowed_account_ids[{i}]",
+                          f"{_short(item)} is not a 12-digit account id in quotes")
+            if item in out:
+                self.fail(f"allowed_account_ids[{i}]", f"{item} is listed twice")
+            out.append(item)
+        return tuple(out)
+
+    def accounts(self, data: Any, members: tuple[str, ...], allowed: tuple[str, ...]) -> dict[str, str]:
+        if data is None or data == {}:
+            return {}
+        if not isinstance(data, dict):
+            self.fail("accounts", "must map a member region, dns or backups to the role ARN to assume")
+        self.no_unknown_keys(data, {*members, *ACCOUNT_TARGETS}, "accounts")
+        out: dict[str, str] = {}
+        for target, arn in data.items():
+            label = f"accounts.{target}"
+            if not isinstance(arn, str) or not _ROLE_ARN_RE.fullmatch(arn):
+                self.fail(label, f"{_short(arn)} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+            account = role_account(arn)
+            if allowed and account not in allowed:
+                self.fail(label, f"account {account} is not in allowed_account_ids {list(allowed)}")
+            out[target] = arn
+        roles = {out.get(r) for r in members}
+        if len(members) > 1 and len(roles) > 1:
+            self.fail("accounts", f"member regions {', '.join(members)} must share one account (one replication "
+                                  "stack joins them): give each the same role, or none")
+        return out

@@ -74,6 +74,33 @@ class ThingGroup:
 
 
 @dataclass(frozen=True)
+class IamRoleSettings:
+    """Set on every IAM role a program creates (the topology's `iam:`)."""
+
+    path: str = "/"
+    permissions_boundary: str = ""
+
+    def to_config(self) -> dict[str, str]:
+        if self == IamRoleSettings():
+            return {}
+        return {"iam": json.dumps({"path": self.path, "permissionsBoundary": self.permissions_boundary},
+                                  sort_keys=True)}
+
+    @property
+    def boundary(self) -> str | None:
+        """`permissions_boundary` of `aws.iam.Role` (None: no boundary)."""
+        return self.permissions_boundary or None
+
+    @classmethod
+    def from_config(cls, get: Getter) -> IamRoleSettings:
+        raw = get("iam")
+        if not raw:
+            return cls()
+        doc = json.loads(raw)
+        return cls(path=doc.get("path") or "/", permissions_boundary=doc.get("permissionsBoundary") or "")
+
+
+@dataclass(frozen=True)
 class RegionArgs:
     """Arguments of one region stack (`E-region-<region>`); same program for every region."""
 
@@ -86,10 +113,14 @@ class RegionArgs:
     thing_types: tuple[str, ...] = ()
     thing_groups: tuple[ThingGroup, ...] = ()
     backup_region: str = ""  # set for the home region's stack only: it keeps the backup vault
+    iam: IamRoleSettings = field(default_factory=IamRoleSettings)
+    backup_role_arn: str = ""  # the role to assume for the vault's account (topology `accounts.backups`)
 
     def to_config(self) -> dict[str, str]:
         return {
             **({"backupRegion": self.backup_region} if self.backup_region else {}),
+            **({"backupRoleArn": self.backup_role_arn} if self.backup_role_arn else {}),
+            **self.iam.to_config(),
             "component": Component.REGION.value,
             "env": self.env,
             "region": self.region,
@@ -116,6 +147,8 @@ class RegionArgs:
             thing_types=tuple(registry.get("thingTypes", [])),
             thing_groups=tuple(ThingGroup(g["name"], g.get("parent")) for g in registry.get("thingGroups", [])),
             backup_region=get("backupRegion") or "",
+            iam=IamRoleSettings.from_config(get),
+            backup_role_arn=get("backupRoleArn") or "",
         )
 
 
@@ -184,6 +217,7 @@ class ReplicationArgs:
     sync_command: str = "orchestrate"  # executable the registry-sync command runs
     home_region: str = ""  # home of the registry-events table; "" means the primary
     routing: str = "single"  # single | failover | latency: where devices (and so changes) arrive
+    iam: IamRoleSettings = field(default_factory=IamRoleSettings)
 
     def to_config(self) -> dict[str, str]:
         def lake(x: LakeRef) -> dict[str, str]:
@@ -198,6 +232,7 @@ class ReplicationArgs:
             "syncCommand": self.sync_command,
             "routing": self.routing,
             **({"homeRegion": self.home_region} if self.home_region else {}),
+            **self.iam.to_config(),
         }
 
     @classmethod
@@ -213,6 +248,7 @@ class ReplicationArgs:
             sync_command=get("syncCommand") or "orchestrate",
             home_region=get("homeRegion") or "",
             routing=get("routing") or "single",
+            iam=IamRoleSettings.from_config(get),
         )
 
     @property

@@ -55,6 +55,7 @@ class PlannedResource:
     read: bool = False  # True for existing resources read with `.get` (observed, never managed)
     urn: str = ""
     aliases: tuple[str, ...] = ()  # earlier logical names (or URNs) this resource answers to
+    provider: str | None = None  # logical name of an explicit provider; None: the stack's default provider
 
 
 @dataclass(frozen=True)
@@ -331,6 +332,7 @@ def _make_monitor(mocks: PlatformMocks) -> Any:
                     "custom": True if read else bool(request.custom),
                     "read": read,
                     "aliases": _alias_names(request),
+                    "provider": getattr(request, "provider", "") or None,
                 })
 
         def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC name)
@@ -371,11 +373,13 @@ _LOCK = threading.Lock()
 
 
 def evaluate(args: Args, *, stack: str, project: str = contract.PROJECT,
-             mocks: PlatformMocks | None = None, timeout: float = DEFAULT_TIMEOUT) -> Evaluation:
-    """Run the program for `args` under mocks; raise `EvaluationFailed` if the program raises."""
+             mocks: PlatformMocks | None = None, timeout: float = DEFAULT_TIMEOUT,
+             aws_config: Mapping[str, str] | None = None) -> Evaluation:
+    """Run the program for `args` under mocks; raise `EvaluationFailed` if the program raises.
+    `aws_config`: more provider config of the stack (`aws:defaultTags`, `aws:assumeRoles` …)."""
     mocks = mocks or PlatformMocks(default_region=home_region(args))
     box: dict[str, Any] = {}
-    worker = threading.Thread(target=_run, args=(args, stack, project, mocks, box),
+    worker = threading.Thread(target=_run, args=(args, stack, project, mocks, box, dict(aws_config or {})),
                               name=f"evaluate-{stack}", daemon=True)
     with _LOCK:  # the Pulumi runtime has process-wide pieces; one evaluation at a time
         worker.start()
@@ -394,7 +398,8 @@ def _message(error: BaseException) -> str:
     return re.split(r"\w+ has risen: ", text)[-1]
 
 
-def _run(args: Args, stack: str, project: str, mocks: PlatformMocks, box: dict[str, Any]) -> None:
+def _run(args: Args, stack: str, project: str, mocks: PlatformMocks, box: dict[str, Any],
+         aws_config: dict[str, str]) -> None:
     loop = asyncio.new_event_loop()
     # The first failure is reported to the caller; the futures that failed because of it would
     # only repeat it as "exception was never retrieved" noise on stderr.
@@ -412,7 +417,7 @@ def _run(args: Args, stack: str, project: str, mocks: PlatformMocks, box: dict[s
                                                  initializer=give_thread_a_loop))
     asyncio.set_event_loop(loop)
     try:
-        box["result"] = _evaluate_here(args, stack, project, mocks)
+        box["result"] = _evaluate_here(args, stack, project, mocks, aws_config)
     except BaseException as error:  # noqa: BLE001 (handed to the caller's thread)
         box["error"] = error
     finally:
@@ -430,7 +435,8 @@ def _run(args: Args, stack: str, project: str, mocks: PlatformMocks, box: dict[s
                 thread_loop.close()
 
 
-def _evaluate_here(args: Args, stack: str, project: str, mocks: PlatformMocks) -> Evaluation:
+def _evaluate_here(args: Args, stack: str, project: str, mocks: PlatformMocks,
+                   aws_config: Mapping[str, str] | None = None) -> Evaluation:
     from pulumi.runtime import settings
     from pulumi.runtime.stack import run_pulumi_func
     from pulumi.runtime.sync_await import _sync_await
@@ -440,7 +446,7 @@ def _evaluate_here(args: Args, stack: str, project: str, mocks: PlatformMocks) -
     settings.reset_options(project=project, stack=stack, preview=False)  # fresh settings, no root
     pulumi.runtime.set_all_config(
         {f"{contract.NAMESPACE}:{key}": value for key, value in args.to_config().items()}
-        | {"aws:region": home_region(args)})
+        | {"aws:region": home_region(args)} | dict(aws_config or {}))
     monitor = _make_monitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
     root = settings.get_root_resource()
@@ -462,6 +468,8 @@ def _evaluate_here(args: Args, stack: str, project: str, mocks: PlatformMocks) -
             type=r["type"], name=r["name"], inputs=r["inputs"], protect=r["protect"],
             parent=by_urn.get(r["parent"]) if r["parent"] else None,
             depends_on=tuple(sorted({by_urn[d] for d in r["dependencies"] if d in by_urn})),
-            custom=r["custom"], read=r["read"], urn=r["urn"], aliases=r["aliases"])
+            custom=r["custom"], read=r["read"], urn=r["urn"], aliases=r["aliases"],
+            # a provider reference is `<urn>::<id>`
+            provider=by_urn.get(r["provider"].rsplit("::", 1)[0]) if r["provider"] else None)
         for r in monitor.records), key=lambda r: (r.name, r.type)))
     return Evaluation(stack=stack, resources=resources, outputs=_plain(exported))

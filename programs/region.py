@@ -7,6 +7,8 @@ and take no region. Policy documents use `*` for region and account (see `polici
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 import pulumi_aws as aws
 from pulumi import Output, ResourceOptions
@@ -157,12 +159,16 @@ class IotRegion(pulumi.ComponentResource):
             region=region, tags=tags, opts=ResourceOptions(parent=self, protect=True))
 
         iot_trust = account_id.apply(lambda a: policies.dumps(policies.service_trust("iot.amazonaws.com", a)))
-        rule_role = aws.iam.Role(f"{name}-rule-role", assume_role_policy=iot_trust, tags=tags, opts=child)
+        rule_role = aws.iam.Role(f"{name}-rule-role",
+                                 path=args.iam.path, permissions_boundary=args.iam.boundary,
+                                 assume_role_policy=iot_trust, tags=tags, opts=child)
         rule_policy = aws.iam.RolePolicy(
             f"{name}-rule-policy", role=rule_role.id,
             policy=stream.arn.apply(lambda arn: policies.dumps(policies.kinesis_put(arn))), opts=child)
         # The error action has its own role, so the rule role stays scoped to the stream alone.
-        error_role = aws.iam.Role(f"{name}-rule-error-role", assume_role_policy=iot_trust, tags=tags,
+        error_role = aws.iam.Role(f"{name}-rule-error-role",
+                                  path=args.iam.path, permissions_boundary=args.iam.boundary,
+                                  assume_role_policy=iot_trust, tags=tags,
                                   opts=child)
         error_policy = aws.iam.RolePolicy(
             f"{name}-rule-error-policy", role=error_role.id,
@@ -182,7 +188,9 @@ class IotRegion(pulumi.ComponentResource):
 
         firehose_trust = account_id.apply(lambda a: policies.dumps(
             policies.service_trust("firehose.amazonaws.com", a, condition_key="sts:ExternalId")))
-        firehose_role = aws.iam.Role(f"{name}-firehose-role", assume_role_policy=firehose_trust,
+        firehose_role = aws.iam.Role(f"{name}-firehose-role",
+                                     path=args.iam.path, permissions_boundary=args.iam.boundary,
+                                     assume_role_policy=firehose_trust,
                                      tags=tags, opts=child)
         firehose_policy = aws.iam.RolePolicy(
             f"{name}-firehose-policy", role=firehose_role.id,
@@ -204,22 +212,32 @@ class IotRegion(pulumi.ComponentResource):
         self.backup_bucket_name: Output[str] | None = None
         self.backup_signing_key: Output[str] | None = None
         if args.backup_region:
+            # The vault may live in its own account (topology `accounts.backups`): then every backup
+            # resource goes through a provider that assumes that account's role.
+            provider = _backup_provider(name, args, self)
+            vopts = ResourceOptions(parent=self, provider=provider)
+            if provider is not None:
+                invoke_b = pulumi.InvokeOptions(parent=self, provider=provider)
+                account_id = aws.get_caller_identity_output(opts=invoke_b).account_id
+                partition = aws.get_partition_output(opts=invoke_b).partition
             vault, vault_versioning, _ = _hardened_bucket(
-                self, f"{name}-backups", f"iot-{args.env}-backups-", args.backup_region, tags)
+                self, f"{name}-backups", f"iot-{args.env}-backups-", args.backup_region, tags,
+                provider=provider)
             aws.s3.BucketLifecycleConfiguration(
                 f"{name}-backups-retention", bucket=vault.id, region=args.backup_region,
                 rules=[{"id": "backup-retention", "status": "Enabled", "filter": {"prefix": ""},
                         "expiration": {"days": BACKUP_RETENTION_DAYS},
                         "noncurrent_version_expiration": {"noncurrent_days": 7},
                         "abort_incomplete_multipart_upload": {"days_after_initiation": ABORT_MULTIPART_DAYS}}],
-                opts=ResourceOptions(parent=self, depends_on=[vault_versioning]))
+                opts=ResourceOptions(parent=self, provider=provider, depends_on=[vault_versioning]))
             # Its own resource, not the bucket's `object_lock_enabled` (a create-time argument: set on
             # the existing, protected vault it would mean replacing it): PutObjectLockConfiguration
             # enables Object Lock on an existing versioned bucket as on a new one.
             aws.s3.BucketObjectLockConfiguration(
                 f"{name}-backups-lock", bucket=vault.id, object_lock_enabled="Enabled",
                 rule={"default_retention": {"mode": BACKUP_LOCK_MODE, "days": BACKUP_LOCK_DAYS}},
-                region=args.backup_region, opts=ResourceOptions(parent=self, depends_on=[vault_versioning]))
+                region=args.backup_region,
+                opts=ResourceOptions(parent=self, provider=provider, depends_on=[vault_versioning]))
             self.backup_bucket_name = vault.bucket
             # The key that signs backup manifests lives with the vault (the backup region): whoever
             # can write the bucket cannot sign for it (its own key policy gives kms:Sign to the backup
@@ -235,10 +253,10 @@ class IotRegion(pulumi.ComponentResource):
                 f"{name}-backup-signing", description=f"signs registry backup manifests of env {args.env}",
                 customer_master_key_spec="ECC_NIST_P256", key_usage="SIGN_VERIFY", policy=key_policy,
                 deletion_window_in_days=30, region=args.backup_region, tags=tags,
-                opts=ResourceOptions(parent=self, protect=True))
+                opts=ResourceOptions(parent=self, provider=provider, protect=True))
             aws.kms.Alias(f"{name}-backup-signing-alias", name=f"alias/iot-{args.env}-backup-signing",
                           target_key_id=signing.key_id, region=args.backup_region,
-                          opts=ResourceOptions(parent=self))
+                          opts=vopts)
             self.backup_signing_key = signing.arn.apply(lambda arn: f"awskms:{arn}")
 
         self.region = Output.from_input(region)
@@ -267,15 +285,41 @@ class IotRegion(pulumi.ComponentResource):
         return exports
 
 
+def _backup_provider(name: str, args: RegionArgs, parent: pulumi.Resource) -> aws.Provider | None:
+    """With `backupRoleArn`: a provider in the backup region that assumes the vault account's role
+    and carries the stack's provider settings (default tags, allowed accounts, endpoints)."""
+    if not args.backup_role_arn:
+        return None
+    import json
+
+    aws_config = pulumi.Config("aws")
+
+    def setting(key: str) -> Any:
+        raw = aws_config.get(key)
+        return json.loads(raw) if raw else None
+
+    return aws.Provider(
+        f"{name}-backups-provider", region=args.backup_region,
+        assume_roles=[aws.ProviderAssumeRoleArgs(role_arn=args.backup_role_arn,
+                                                 session_name=f"orchestrate-{args.env}-backups")],
+        default_tags=setting("defaultTags"), allowed_account_ids=setting("allowedAccountIds"),
+        endpoints=setting("endpoints"),
+        skip_credentials_validation=aws_config.get_bool("skipCredentialsValidation"),
+        skip_requesting_account_id=aws_config.get_bool("skipRequestingAccountId"),
+        skip_metadata_api_check=aws_config.get_bool("skipMetadataApiCheck"),
+        s3_use_path_style=aws_config.get_bool("s3UsePathStyle"),
+        opts=ResourceOptions(parent=parent))
+
+
 def _hardened_bucket(parent: pulumi.Resource, base: str, prefix: str, region: str, tags: dict[str, str],
-                     ) -> tuple[aws.s3.Bucket, aws.s3.BucketVersioning,
+                     provider: aws.Provider | None = None) -> tuple[aws.s3.Bucket, aws.s3.BucketVersioning,
                                 aws.s3.BucketServerSideEncryptionConfiguration]:
     """A protected bucket with versioning, SSE-S3, every public access blocked, owner-enforced
     objects and a deny-insecure-transport policy (the data lake and the backup vault)."""
-    child = ResourceOptions(parent=parent)
+    child = ResourceOptions(parent=parent, provider=provider)
     bucket = aws.s3.Bucket(
         base, bucket_prefix=prefix, force_destroy=False,
-        region=region, tags=tags, opts=ResourceOptions(parent=parent, protect=True))
+        region=region, tags=tags, opts=ResourceOptions(parent=parent, provider=provider, protect=True))
     versioning = aws.s3.BucketVersioning(
         f"{base}-versioning", bucket=bucket.id,
         versioning_configuration={"status": "Enabled"}, region=region, opts=child)
@@ -290,9 +334,9 @@ def _hardened_bucket(parent: pulumi.Resource, base: str, prefix: str, region: st
     ownership = aws.s3.BucketOwnershipControls(
         f"{base}-ownership", bucket=bucket.id,
         rule={"object_ownership": "BucketOwnerEnforced"}, region=region,
-        opts=ResourceOptions(parent=parent, depends_on=[public_block]))
+        opts=ResourceOptions(parent=parent, provider=provider, depends_on=[public_block]))
     aws.s3.BucketPolicy(
         f"{base}-policy", bucket=bucket.id,
         policy=bucket.arn.apply(lambda arn: policies.dumps(policies.deny_insecure_transport(arn))),
-        region=region, opts=ResourceOptions(parent=parent, depends_on=[public_block, ownership]))
+        region=region, opts=ResourceOptions(parent=parent, provider=provider, depends_on=[public_block, ownership]))
     return bucket, versioning, encryption

@@ -174,6 +174,7 @@ class CrossRegionReplication(pulumi.ComponentResource):
         destinations = [s.bucket_arn for s in args.secondaries]
         role = aws.iam.Role(
             f"{name}-s3-role",
+            path=args.iam.path, permissions_boundary=args.iam.boundary,
             assume_role_policy=account_id.apply(lambda a: policies.dumps(
                 policies.s3_replication_trust(a, args.primary.bucket_arn))),
             tags=tags, opts=child)
@@ -224,7 +225,9 @@ class CrossRegionReplication(pulumi.ComponentResource):
 
         # -- topic rules in every region where changes happen: registry events and shadow documents
         for region in args.routed_regions:
-            events_role = aws.iam.Role(f"{name}-events-role-{region}", assume_role_policy=iot_trust, tags=tags,
+            events_role = aws.iam.Role(f"{name}-events-role-{region}",
+                                       path=args.iam.path, permissions_boundary=args.iam.boundary,
+                                       assume_role_policy=iot_trust, tags=tags,
                                        opts=child)
             events_policy = aws.iam.RolePolicy(
                 f"{name}-events-policy-{region}", role=events_role.id,
@@ -242,6 +245,7 @@ class CrossRegionReplication(pulumi.ComponentResource):
         # -- the key that signs the functions' shadow writes: multi-Region HMAC, a replica per region
         # (the functions' roles first: the key policy lets only them compute MACs)
         roles = {region: aws.iam.Role(f"{name}-replicator-role-{region}",
+                                      path=args.iam.path, permissions_boundary=args.iam.boundary,
                                       assume_role_policy=policies.dumps(policies.lambda_trust()), tags=tags,
                                       opts=child)
                  for region in args.function_regions}
@@ -353,6 +357,7 @@ class CrossRegionReplication(pulumi.ComponentResource):
         buses = {r: account_id.apply(_bus_arn(r)) for r in functions}
         role = aws.iam.Role(
             f"{name}-api-calls-forward-role",
+            path=args.iam.path, permissions_boundary=args.iam.boundary,
             assume_role_policy=account_id.apply(lambda a: policies.dumps(
                 policies.service_trust("events.amazonaws.com", a))), tags=tags, opts=child)
         role_policy = aws.iam.RolePolicy(

@@ -126,9 +126,13 @@ def check_primary(app: Context, *, controls: bool = True) -> None:
     lifecycle transition recorded in the run state backend and, in `arc` mode with `controls`, the
     routing controls. The file is then stale (not committed or not pulled); rendering DNS from it
     would silently move traffic back. The lifecycle commands pass `controls=False`: during an outage
-    they must call no endpoint of the failed region, and their own steps read the controls back."""
+    they must call no endpoint of the failed region, and their own steps read the controls back.
+    First, with `allowed_account_ids`, the accounts the credentials act in (`accounts.check_accounts`)."""
     if app.backend_error:
         return  # the command refuses the backend itself
+    from orchestrator.operations.accounts import check_accounts
+
+    check_accounts(app)  # allowed_account_ids: the wrong credentials touch nothing either
     topology = app.topology()
     record = app.state.load(app.state.lifecycle_path(app.env))
     recorded = recorded_transition(record)

@@ -27,7 +27,7 @@ from orchestrator.stacks.runner import Runner, RunReport
 from orchestrator.topology import FailoverControl, RoutingMode, Topology, save
 
 if TYPE_CHECKING:  # pragma: no cover
-    pass
+    from orchestrator.aws import AwsContext
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,16 @@ class Lifecycle:
 
         self.ctx = AwsContext(endpoint_url=self.app.endpoint_url)
         if self.registry is None:
-            self.registry = RegistryPort(self.ctx, self.app.env, self.app.state,
+            # member regions share one account (the topology refuses otherwise): the primary's role
+            self.registry = RegistryPort(self._region_ctx(self.app.topology().primary), self.app.env, self.app.state,
                                          self.app.topology().residency, self.sync_rate)
+
+    def _dns_ctx(self) -> AwsContext:
+        """Route 53 and the ARC cluster: the DNS account's role when the topology names one."""
+        return self.ctx.assuming(self.app.topology().role_for("dns"))
+
+    def _region_ctx(self, region: str) -> AwsContext:
+        return self.ctx.assuming(self.app.topology().role_for(region))
 
     # -- persisted state ---------------------------------------------------------------------
     @property
@@ -106,14 +114,15 @@ class Lifecycle:
         return require_ok(self._runner(topology).up([ref]))
 
     def _verify_dns(self, topology: Topology) -> None:
-        zone_id = verify.hosted_zone_id(self.ctx, topology.hosted_zone)
+        zone_id = verify.hosted_zone_id(self._dns_ctx(), topology.hosted_zone)
         engine = self.app.engine()
         endpoints = []
         for region in dns_targets(topology):
             ref = region_stack(topology, region)
             outputs = wiring.validate_region_outputs(ref.name, region, engine.outputs(ref.name) or {})
             endpoints.append((region, outputs.endpoint))
-        verify.expect_dns(verify.dns_records(self.ctx, zone_id, topology.domain), topology.routing.value, endpoints)
+        records = verify.dns_records(self._dns_ctx(), zone_id, topology.domain)
+        verify.expect_dns(records, topology.routing.value, endpoints)
 
     def _switch_dns(self, before: Topology, after: Topology) -> None:
         """Move DNS from `before` to `after`; verified; on any failure the previous records go back."""
@@ -263,7 +272,7 @@ class Lifecycle:
             raise InputRejected(f"the primary stack {primary.name} is not up",
                                 hint=f"run `orchestrate up --region {topology.primary}` first")
         wiring.validate_region_outputs(primary.name, topology.primary, outputs)
-        zone = verify.hosted_zone_id(self.ctx, topology.hosted_zone)
+        zone = verify.hosted_zone_id(self._dns_ctx(), topology.hosted_zone)
         return f"primary {topology.primary} up, zone {topology.hosted_zone} ({zone}) present"
 
     def _record_secondary(self, region: str) -> str:
@@ -280,7 +289,8 @@ class Lifecycle:
         ref = region_stack(topology, region)
         self._up(topology, ref)
         outputs = wiring.validate_region_outputs(ref.name, region, self.app.engine().outputs(ref.name) or {})
-        verify.domain_configuration(self.ctx, region, outputs.domain_configuration_name, topology.domain)
+        verify.domain_configuration(self._region_ctx(region), region, outputs.domain_configuration_name,
+                                    topology.domain)
         return f"endpoint {outputs.endpoint}, domain configuration {outputs.domain_configuration_name} enabled"
 
     def _registry_sync(self, src: str, dst: str) -> str:
@@ -321,7 +331,7 @@ class Lifecycle:
                                                  engine.outputs(region_stack(topology, topology.primary).name) or {})
         target = wiring.validate_region_outputs(region_stack(topology, region).name, region,
                                                 engine.outputs(region_stack(topology, region).name) or {})
-        found = verify.replication_targets(self.ctx, topology.primary, primary.bucket_name)
+        found = verify.replication_targets(self._region_ctx(topology.primary), topology.primary, primary.bucket_name)
         if target.bucket_arn not in found:
             raise OperationFailed(f"bucket {primary.bucket_name} does not replicate to {target.bucket_arn} "
                                   f"(rules name: {', '.join(found) or 'none'})")
@@ -348,8 +358,8 @@ class Lifecycle:
     def _set_controls(self, topology: Topology, states: dict[str, ControlState], *,
                       avoid: tuple[str, ...]) -> ControlResult:
         wiring_ = self._arc_wiring(topology)
-        result = set_states(self.ctx, wiring_, states, avoid=avoid)
-        seen = read_states(self.ctx, wiring_, avoid=avoid).states
+        result = set_states(self._dns_ctx(), wiring_, states, avoid=avoid)
+        seen = read_states(self._dns_ctx(), wiring_, avoid=avoid).states
         wrong = {r: s.value for r, s in states.items() if seen.get(r) is not s}
         if wrong:
             raise OperationFailed(f"routing controls read back differently: {wrong}")
@@ -393,7 +403,7 @@ class Lifecycle:
         notices: list[str] = []
 
         def final_sync() -> str:
-            if verify.region_answers(self.ctx, old):
+            if verify.region_answers(self._region_ctx(old), old):
                 return self._registry_sync(old, to)
             last = self._last_sync(old, to)
             age = _age(time.time() - last) if last else "an unknown time (no sync on record)"

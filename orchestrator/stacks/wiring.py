@@ -7,6 +7,7 @@ and replication stacks' config. A violation stops the run before DNS is touched.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -130,7 +131,28 @@ def region_args(topology: Topology, region: str) -> contract.RegionArgs:
         thing_types=topology.registry.thing_types,
         thing_groups=tuple(contract.ThingGroup(g.name, g.parent) for g in topology.registry.thing_groups),
         backup_region=(topology.backup_region or "") if region == topology.home_region else "",
+        iam=iam_settings(topology),
+        backup_role_arn=(topology.role_for("backups") or "") if region == topology.home_region else "",
     )
+
+
+def iam_settings(topology: Topology) -> contract.IamRoleSettings:
+    return contract.IamRoleSettings(path=topology.iam.path, permissions_boundary=topology.iam.permissions_boundary)
+
+
+def provider_config(topology: Topology, target: str) -> dict[str, str]:
+    """The AWS provider's org settings for a stack: the topology's extra tags as default tags (on
+    every taggable resource), the accounts it may touch (the provider refuses to start in any other,
+    before any change), and the role to assume when `target` lives in another account."""
+    config: dict[str, str] = {}
+    if topology.tags:
+        config["aws:defaultTags"] = json.dumps({"tags": dict(topology.tags)}, sort_keys=True)
+    if topology.allowed_account_ids:
+        config["aws:allowedAccountIds"] = json.dumps(list(topology.allowed_account_ids))
+    role = topology.role_for(target)
+    if role:
+        config["aws:assumeRoles"] = json.dumps([{"roleArn": role, "sessionName": f"orchestrate-{topology.env}"}])
+    return config
 
 
 def dns_args(topology: Topology, outputs: Mapping[str, RegionOutputs],
@@ -164,6 +186,7 @@ def replication_args(topology: Topology, outputs: Mapping[str, RegionOutputs],
         sync_command=sync_command,
         home_region=topology.home_region,
         routing=topology.routing.value,
+        iam=iam_settings(topology),
     )
 
 
@@ -171,6 +194,7 @@ def region_spec(topology: Topology, region: str) -> StackSpec:
     ref = region_stack(topology, region)
     config = _qualify(region_args(topology, region).to_config())
     config["aws:region"] = region
+    config.update(provider_config(topology, region))
     return StackSpec(ref.name, StackKind.REGION.value, region, config)
 
 
@@ -179,6 +203,7 @@ def dns_spec(topology: Topology, outputs: Mapping[str, RegionOutputs],
     ref = dns_stack(topology)
     config = _qualify(dns_args(topology, outputs, regions).to_config())
     config["aws:region"] = ref.region
+    config.update(provider_config(topology, "dns"))
     return StackSpec(ref.name, StackKind.DNS.value, ref.region, config)
 
 
@@ -187,6 +212,8 @@ def replication_spec(topology: Topology, outputs: Mapping[str, RegionOutputs],
     ref = replication_stack(topology)
     config = _qualify(replication_args(topology, outputs, sync_command).to_config())
     config["aws:region"] = ref.region
+    # one stack joins every member region: they share one account (the topology refuses others)
+    config.update(provider_config(topology, topology.home_region))
     return StackSpec(ref.name, StackKind.REPLICATION.value, ref.region, config)
 
 

@@ -26,7 +26,8 @@ BACKUP = WORKFLOWS / "backup.yml"
 DRIFT = WORKFLOWS / "drift.yml"
 SYNC = WORKFLOWS / "registry-sync.yml"
 FAILOVER = WORKFLOWS / "failover.yml"
-ALL = (PREVIEW, APPLY, BACKUP, DRIFT, SYNC, FAILOVER)
+TEST = WORKFLOWS / "test.yml"
+ALL = (PREVIEW, APPLY, BACKUP, DRIFT, SYNC, FAILOVER, TEST)
 BUILD = REPO / "tests" / "tools" / "build_actionlint.sh"
 CONSTRAINTS = REPO / "constraints.txt"
 PATHS = {"programs/**", "stacks/**", "orchestrator/**", "Pulumi.yaml", "pyproject.toml", "constraints.txt"}
@@ -113,32 +114,95 @@ def test_actionlint_catches_a_broken_workflow(actionlint: str, tmp_path: Path) -
     assert proc.returncode != 0 and "bogus" in proc.stdout
 
 
-def test_preview_runs_on_infrastructure_pull_requests_for_every_environment() -> None:
+def test_preview_runs_on_every_pull_request_and_merge_group_for_every_environment() -> None:
     doc = load(PREVIEW)
-    assert set(doc["on"]) == {"pull_request"}
-    assert set(doc["on"]["pull_request"]["paths"]) == PATHS
-    (job,) = doc["jobs"].values()
+    # no workflow-level paths filter: a skipped workflow leaves a required check pending forever
+    assert set(doc["on"]) == {"pull_request", "merge_group"}
+    assert not (doc["on"]["pull_request"] or {}).get("paths")
+    job = doc["jobs"]["preview"]
     assert job["strategy"]["matrix"]["env"] == ["dev", "prod"]
-    # forks get no secrets or OIDC token: skipped rather than failing
+    # forks get no secrets or OIDC token: skipped rather than failing; merge-queue groups run
     assert "head.repo.full_name == github.repository" in job["if"]
+    assert "github.event_name == 'merge_group'" in job["if"]
+
+
+def test_preview_filters_infrastructure_paths_inside_the_job() -> None:
+    import re
+
+    job = load(PREVIEW)["jobs"]["preview"]
+    steps = job["steps"]
+    assert steps[0]["uses"].startswith("actions/checkout@") and steps[1]["id"] == "changes"
+    changes = steps[1]
+    assert changes["env"]["BASE"] == \
+        "${{ github.event.pull_request.base.sha || github.event.merge_group.base_sha }}"
+    pattern = re.search(r"grep -qE '([^']+)'", changes["run"]).group(1)
+    matcher = re.compile(pattern)
+    # every path the old workflow filter named still triggers a preview; docs do not
+    for changed in ("programs/region.py", "stacks/dev.topology.yaml", "orchestrator/cli/main.py",
+                    "Pulumi.yaml", "pyproject.toml", "constraints.txt"):
+        assert matcher.search(changed), changed
+    for changed in ("README.md", "docs/runbooks/failover.md", ".github/workflows/test.yml", "tests/x.py"):
+        assert not matcher.search(changed), changed
+    # every later step runs only when infrastructure changed (or is the summary of what ran)
+    for step in steps[2:]:
+        condition = str(step.get("if", ""))
+        assert "steps.changes.outputs.infra == 'true'" in condition or "hashFiles(" in condition \
+            or "steps.preview.outcome" in condition, step.get("name", step.get("uses"))
+
+
+def test_a_summary_check_always_reports_and_fails_on_a_failed_preview() -> None:
+    jobs = load(PREVIEW)["jobs"]
+    summary = jobs["summary"]
+    assert summary["name"] == "preview summary"
+    assert summary["if"] == "always()" and summary["needs"] == "preview"
+    assert summary["permissions"] == {}
+    script = run_lines(summary)
+    assert "needs.preview.result" in summary["steps"][0]["env"]["RESULT"]
+    for result, code in (("success", 0), ("skipped", 0), ("failure", 1), ("cancelled", 1)):
+        proc = subprocess.run(["bash", "-c", script.replace(">> \"$GITHUB_STEP_SUMMARY\"", ">/dev/null")],
+                              env={**os.environ, "RESULT": result}, capture_output=True, text=True)
+        assert proc.returncode == code, result
+
+
+def test_preview_and_drift_write_their_markdown_to_the_job_summary() -> None:
+    preview = load(PREVIEW)["jobs"]["preview"]
+    assert 'cat comment.md >> "$GITHUB_STEP_SUMMARY"' in run_lines(preview)
+    post = next(s for s in preview["steps"] if "comment post" in str(s.get("run", "")))
+    assert "github.event_name == 'pull_request'" in post["if"]  # a merge group has no PR to comment on
+    (drift,) = load(DRIFT)["jobs"].values()
+    assert 'cat drift.md >> "$GITHUB_STEP_SUMMARY"' in run_lines(drift)
+
+
+def test_a_test_workflow_lints_and_runs_make_test_on_every_change() -> None:
+    doc = load(TEST)
+    assert set(doc["on"]) == {"pull_request", "merge_group", "push"}
+    assert not (doc["on"]["pull_request"] or {}).get("paths")
+    assert doc["permissions"] == {}
+    (job,) = doc["jobs"].values()
+    assert job["permissions"] == {"contents": "read"}
+    runs = run_lines(job)
+    assert "make lint" in runs and "make test" in runs and "mypy" in runs
+    assert "secrets." not in json.dumps(doc)
+    (pulumi,) = steps_using(job, "pulumi/actions")
+    assert pulumi["with"]["pulumi-version"] == "${{ steps.versions.outputs.pulumi }}"
 
 
 def test_preview_has_least_privilege_permissions() -> None:
     doc = load(PREVIEW)
     assert doc["permissions"] == {}
-    (job,) = doc["jobs"].values()
+    job = doc["jobs"]["preview"]
     assert job["permissions"] == {"contents": "read", "id-token": "write", "pull-requests": "write"}
 
 
 def test_preview_concurrency_is_per_pr_and_environment_and_cancels_stale_runs() -> None:
-    (job,) = load(PREVIEW)["jobs"].values()
+    job = load(PREVIEW)["jobs"]["preview"]
     group = job["concurrency"]["group"]
     assert "github.event.pull_request.number" in group and "matrix.env" in group
     assert job["concurrency"]["cancel-in-progress"] is True
 
 
 def test_preview_steps_render_then_post_the_sticky_comment() -> None:
-    (job,) = load(PREVIEW)["jobs"].values()
+    job = load(PREVIEW)["jobs"]["preview"]
     uses = [str(s.get("uses", "")).split("@")[0] for s in job["steps"] if s.get("uses")]
     assert uses == ["actions/checkout", "actions/setup-python", "pulumi/actions",
                     "aws-actions/configure-aws-credentials"]
@@ -262,7 +326,7 @@ def test_one_constraints_file_pins_what_make_and_every_workflow_install() -> Non
 
 
 def test_previews_and_drift_run_in_read_only_environments_backups_in_their_own() -> None:
-    (preview,) = load(PREVIEW)["jobs"].values()
+    preview = load(PREVIEW)["jobs"]["preview"]
     assert preview["environment"] == "preview-${{ matrix.env }}"
     (drift,) = load(DRIFT)["jobs"].values()
     assert drift["environment"] == "preview-${{ matrix.env }}"
@@ -333,3 +397,14 @@ def test_registry_sync_runs_daily_and_fully_every_week_never_pruning() -> None:
     assert "--prune" not in runs and "--yes" not in runs  # deletions stay a person's decision
     (aws,) = steps_using(job, "aws-actions/configure-aws-credentials")
     assert aws["with"]["role-to-assume"] == "${{ vars.AWS_SYNC_ROLE_ARN }}"
+
+
+def test_dependabot_updates_actions_and_pip_weekly() -> None:
+    doc = yaml.safe_load((REPO / ".github" / "dependabot.yml").read_text())
+    assert doc["version"] == 2
+    updates = {u["package-ecosystem"]: u for u in doc["updates"]}
+    assert set(updates) == {"github-actions", "pip"}
+    for update in updates.values():
+        assert update["directory"] == "/" and update["schedule"]["interval"] == "weekly"
+    # the Pulumi SDK packages move together (constraints.txt's `pulumi==` also pins the CLI)
+    assert "pulumi*" in updates["pip"]["groups"]["pulumi"]["patterns"]
