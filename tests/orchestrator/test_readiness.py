@@ -108,3 +108,10 @@ def test_the_sample_size_states_the_difference_it_finds_with_95_percent_confiden
     assert 1 - (1 - detectable_fraction(150)) ** 150 == pytest.approx(0.95)
     assert sample_statement(150, 10_000).startswith("thing principals and shadows sampled: 150 of 10000 things "
                                                     "(a difference in >= 2 % of things")
+
+
+def test_status_points_to_readiness() -> None:
+    from orchestrator.operations.status import EnvironmentStatus
+
+    lines = EnvironmentStatus("dev", "iot.example.com", "failover", ()).lines()
+    assert lines[-1] == "can each region take the traffic now? run `orchestrate readiness`"
