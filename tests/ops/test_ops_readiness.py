@@ -227,3 +227,27 @@ def test_at_least_thirty_rules_are_registered_each_with_a_group_and_title() -> N
     assert len(RULES) >= 30
     assert {r.group for r in RULES.values()} >= {"registry", "domain", "data", "replication", "quotas", "routing",
                                                    "backups", "resilience"}
+
+
+def test_the_scheduled_check_publishes_a_metric_per_rule_and_the_overall_one(world: ReadyWorld) -> None:
+    from orchestrator.readiness.scheduled import NAMESPACE, run
+
+    cloudwatch = world.c("cloudwatch", DST)
+
+    def latest(name: str, **dims: str) -> float | None:
+        now = datetime.now(timezone.utc)
+        got = cloudwatch.get_metric_statistics(
+            Namespace=NAMESPACE, MetricName=name, StartTime=now - timedelta(minutes=5),
+            EndTime=now + timedelta(minutes=1), Period=60, Statistics=["Minimum"],
+            Dimensions=[{"Name": k, "Value": v} for k, v in dims.items()])["Datapoints"]
+        return min(p["Minimum"] for p in got) if got else None
+
+    world.outputs[f"{ENV}-region-{DST}"]["domainConfigurationName"] = "no-such-domain"
+    result = run(world.probe(), cloudwatch)
+    assert result["ready"] is False and f"{DST} domain.configuration_enabled: NOT READY" in result["not_ready"]
+    assert latest("Ready", Env=ENV) == 0.0
+    assert latest("RegionReady", Env=ENV, Region=DST) == 0.0
+    assert latest("RegionReady", Env=ENV, Region=SRC) == 1.0
+    assert latest("RuleReady", Env=ENV, Region=DST, Rule="domain.configuration_enabled") == 0.0
+    assert latest("RuleReady", Env=ENV, Region=SRC, Rule="domain.configuration_enabled") == 1.0
+    assert latest("RuleReady", Env=ENV, Region=SRC, Rule="replication.lag") is None  # N/A is not published
