@@ -121,11 +121,13 @@ def _profile_not_found(exc: BaseException) -> InputRejected:
 
 
 def client(ctx: AwsContext, service: str, region: str, *, own_retries: bool = False,
-           max_pool_connections: int = 10, s3_path_style: bool = False) -> Any:
+           max_pool_connections: int = 10, s3_path_style: bool = False, sess: Any = None) -> Any:
     """A boto3 client for `service` in `region`, honouring the endpoint URL and the timeouts.
 
     `own_retries=True` disables botocore's retries (the caller retries and counts them);
     `s3_path_style=True` addresses buckets in the path (S3-compatible stores such as MinIO).
+    `sess`: a session to make it from (its service models loaded once for many clients; a session
+    is not thread-safe, so the caller serialises client creation).
     """
     from botocore.config import Config
 
@@ -141,7 +143,7 @@ def client(ctx: AwsContext, service: str, region: str, *, own_retries: bool = Fa
         max_pool_connections=max(10, max_pool_connections),
         s3={"addressing_style": "path"} if s3_path_style else None,
     )
-    sess = session(ctx)
+    sess = sess or session(ctx)
     kwargs: dict[str, Any] = {"region_name": region, "config": config}
     if ctx.endpoint_url:
         kwargs["endpoint_url"] = ctx.endpoint_url

@@ -34,6 +34,7 @@ COMMANDS = {
     "secrets": "orchestrator.cli.secrets:secrets",
     "drift": "orchestrator.cli.drift:drift",
     "drill": "orchestrator.cli.drill:drill",
+    "readiness": "orchestrator.cli.readiness:readiness",
 }
 # The first sentence of each command's help: `orchestrate --help` lists these without importing a
 # command module (a test keeps them equal to the commands' own).
@@ -59,6 +60,8 @@ SUMMARIES = {
     "drift": "Refresh in preview-only mode (nothing changes) and list what differs from the state: resource, "
              "property, expected, actual (secrets masked).",
     "drill": "A failover game day: kill a region, measure what devices see (RTO, lost messages, shadows).",
+    "readiness": "A scorecard per rule and region: READY, NOT READY or UNKNOWN, the evidence and the command "
+                 "that fixes it.",
 }
 
 
@@ -66,7 +69,7 @@ SUMMARIES = {
 SECTIONS = [
     ("Lifecycle (in order: one region -> promote -> failover -> failback)",
      ("plan", "preview", "up", "promote-secondary", "failover", "failback", "destroy")),
-    ("Inspect", ("status", "outputs", "graph", "drift")),
+    ("Inspect", ("status", "readiness", "outputs", "graph", "drift")),
     ("Operate", ("registry", "recover", "drill", "comment", "secrets")),
 ]
 ARGV_KEY = "orchestrate.argv"

@@ -178,6 +178,7 @@ class EnvironmentStatus:
                        "trusting one):")
             out.extend(v.line() for v in self.verifications)
         out.extend(self.activity.lines())
+        out.append("can each region take the traffic now? run `orchestrate readiness`")
         return out
 
 
