@@ -257,11 +257,16 @@ class LocalDrill:
         cleanup.callback(dns.stop)
         answers.records(max_age=0)
         location_of = {f"drill-device-{i:04d}": locations[i] for i in range(opts.devices)}
+        region_of_address = {v: k for k, v in addresses.items()}
+        from orchestrator.drill.admission import Admission, Verdict
+
+        admission = Admission(account_rate=opts.connect_quota, time_scale=opts.time_scale)
         net = DeviceNetwork(lambda dev, name: query(("127.0.0.1", dns.port), name, sources[location_of.get(dev,
-                                                                                                            primary)]))
+                                                                                                            primary)]),
+                            admit=lambda dev, address: admission.admit(
+                                region_of_address.get(address, address), dev) is Verdict.ADMITTED)
         net.start()
         cleanup.callback(net.stop)
-        region_of_address = {v: k for k, v in addresses.items()}
         devices = [Device(t, keys[t], location_of[t], ca.cert_pem, domain, tls_port, (net.host, net.port),
                           lambda dev: region_of_address.get(net.routes.get(dev, ""))) for t in keys]
         fleet = Fleet(devices, opts.publish_interval)
@@ -363,7 +368,9 @@ class LocalDrill:
             all_back_at=all_back, devices=tuple(outcomes), steps=tuple(steps), health=tuple(transitions),
             dns=tuple(answers.changes), samples=tuple(samples), refused_unregistered=refused, control=control,
             scaled={"time_scale": opts.time_scale, "health_check_interval_s": 30 * opts.time_scale,
-                    "failure_threshold": 3, "ttl_s": ttl_s, "tls_port": tls_port})
+                    "failure_threshold": 3, "ttl_s": ttl_s, "tls_port": tls_port,
+                    "connect_quota_per_s": opts.connect_quota},
+            admission={r: dict(vars(c)) for r, c in admission.counts.items()})
 
     def _step(self, operation: str, call: Callable[[], Any]) -> StepRecord:
         t0 = time.monotonic()

@@ -43,6 +43,9 @@ class DrillOutcome:
                  f"  shadows found on arrival: reported {sum(1 for d in r.affected if d.shadow_reported_found)}"
                  f"/{len(r.affected)}, desired {sum(1 for d in r.affected if d.shadow_desired_found)}"
                  f"/{len(r.affected)}"]
+        lines += [f"  CONNECTs in {region} (quota {r.options.connect_quota:g}/s, 1/s per client id): "
+                  f"{c.get('admitted', 0)} admitted, {c.get('throttled_account', 0)} throttled by the account quota, "
+                  f"{c.get('throttled_client', 0)} by the client id's" for region, c in sorted(r.admission.items())]
         lines += [f"  {st.operation}: {'ok' if st.ok else 'FAILED'} ({st.seconds:.1f}s)" for st in r.steps]
         lines += [f"  {kind}: {path}" for kind, path in self.files.items()]
         return lines

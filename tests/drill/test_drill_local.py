@@ -78,6 +78,8 @@ def test_failover_drill_every_device_reconnects_nothing_lost(project: Path) -> N
         "promote-secondary", "failover", "late certificate trusted after the final sync", "failback"]
     assert all(s["ok"] for s in doc["steps"])
     assert doc["detected_at"] > doc["killed_at"]
+    # every connection attempt passed IoT Core's CONNECT quotas at the region's door (admission.py)
+    assert doc["admission"]["eu-central-1"]["admitted"] >= 4 and doc["admission"]["eu-west-1"]["admitted"] >= 4
     md = Path(doc["files"]["markdown"]).read_text()
     assert "PASS" in md.splitlines()[0] and "| RTO |" in md and "Route 53's real intervals" in md
     svg = ET.parse(doc["files"]["picture"]).getroot()
