@@ -34,6 +34,7 @@ COMMANDS = {
     "secrets": "orchestrator.cli.secrets:secrets",
     "drift": "orchestrator.cli.drift:drift",
     "drill": "orchestrator.cli.drill:drill",
+    "device-check": "orchestrator.cli.device:device_check",
 }
 # The first sentence of each command's help: `orchestrate --help` lists these without importing a
 # command module (a test keeps them equal to the commands' own).
@@ -59,6 +60,8 @@ SUMMARIES = {
     "drift": "Refresh in preview-only mode (nothing changes) and list what differs from the state: resource, "
              "property, expected, actual (secrets masked).",
     "drill": "A failover game day: kill a region, measure what devices see (RTO, lost messages, shadows).",
+    "device-check": "Score a device's reconnect profile (SNI, DNS re-resolved per attempt, jittered capped backoff, "
+                    "resubscribe on sessionPresent=0) and say what to change.",
 }
 
 
@@ -67,7 +70,7 @@ SECTIONS = [
     ("Lifecycle (in order: one region -> promote -> failover -> failback)",
      ("plan", "preview", "up", "promote-secondary", "failover", "failback", "destroy")),
     ("Inspect", ("status", "outputs", "graph", "drift")),
-    ("Operate", ("registry", "recover", "drill", "comment", "secrets")),
+    ("Operate", ("registry", "recover", "drill", "device-check", "comment", "secrets")),
 ]
 ARGV_KEY = "orchestrate.argv"
 

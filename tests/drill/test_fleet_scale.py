@@ -89,6 +89,15 @@ def test_fleet_model_components_add_up_to_each_rto() -> None:
     assert p.rto.max is not None and p.rto.max >= 150
 
 
+def test_a_sampled_fleet_projects_what_the_whole_fleet_does() -> None:
+    whole = project_fleet(20_000, connect_quota=50, trials=1, seed=3)
+    sampled = project_fleet(20_000, connect_quota=50, trials=4, seed=3, sample=5_000)
+    assert sampled.devices == 20_000 and sampled.connect_quota == 50 and sampled.admission_floor == 400
+    for name in ("rto", "admission"):
+        w, s = getattr(whole, name), getattr(sampled, name)
+        assert abs(s.p50 - w.p50) <= 0.1 * w.p50 + 5 and abs(s.p95 - w.p95) <= 0.1 * w.p95 + 5, (name, w, s)
+
+
 def test_a_shorter_backoff_cap_and_fast_checks_reach_a_minute_at_ten_thousand() -> None:
     today = project_fleet(10_000)
     conforming = project_fleet(10_000, interval=10, threshold=2, ttl=10, max_backoff=10)
