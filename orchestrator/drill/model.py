@@ -85,6 +85,9 @@ class DeviceOutcome:
     shadow_reported_found: bool | None  # on arrival, the new region's shadow held the last reported state
     shadow_desired_found: bool | None  # ... and the desired state
     shadow_restored: bool  # the shadow in the surviving region holds the device's state at the end
+    landed_where_acked: int = 0  # acknowledged, and in the lake of the region that acknowledged it (landed.py)
+    landed_elsewhere: int = 0  # acknowledged, and only in another region's lake
+    acked_never_landed: int = 0  # acknowledged, and in no lake
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,9 @@ class DrillResult:
                            "affected": len(self.affected),
                            "lost": sum(d.lost for d in self.devices),
                            "lost_after_ack": sum(d.lost_after_ack for d in self.devices),
-                           "duplicated": sum(d.duplicated for d in self.devices)}
+                           "duplicated": sum(d.duplicated for d in self.devices),
+                           **{k: sum(getattr(d, k) for d in self.devices)
+                              for k in ("landed_where_acked", "landed_elsewhere", "acked_never_landed")}}
         return data
 
 

@@ -40,6 +40,9 @@ class DrillOutcome:
                  f"{s(r.component('detection').p50)} + TTL {s(r.component('ttl').p50)} + backoff "
                  f"{s(r.component('backoff').p50)} (p50s)",
                  f"  QoS 1 messages: {sum(d.published for d in r.devices)} published, {lost} lost, {dup} duplicated",
+                 f"  landed: {sum(d.landed_where_acked for d in r.devices)} in the lake of the region that "
+                 f"acknowledged them, {sum(d.landed_elsewhere for d in r.devices)} only in another region's, "
+                 f"{sum(d.acked_never_landed for d in r.devices)} acknowledged and never landed",
                  f"  shadows found on arrival: reported {sum(1 for d in r.affected if d.shadow_reported_found)}"
                  f"/{len(r.affected)}, desired {sum(1 for d in r.affected if d.shadow_desired_found)}"
                  f"/{len(r.affected)}"]

@@ -71,6 +71,8 @@ def test_failover_drill_every_device_reconnects_nothing_lost(project: Path) -> N
         # the measured components add up to the observed RTO
         assert abs(d["detection"] + d["ttl"] + d["backoff"] - d["rto"]) < 1e-6
         assert d["shadow_restored"] is True
+        # landed, not just acknowledged: counted against the region whose broker sent the PUBACK
+        assert d["landed_where_acked"] > 0 and d["acked_never_landed"] == 0, d
         # measured on arrival (what the survivor held depends on shadow replication, issue 12)
         assert isinstance(d["shadow_reported_found"], bool) and isinstance(d["shadow_desired_found"], bool)
     assert doc["refused_unregistered"] is True  # the certificate registered after the sync is refused
