@@ -25,13 +25,17 @@ from orchestrator.errors import ExitCode, Reported
 @click.option("--failover-control", "control", type=click.Choice(["dns", "arc"]), default=None,
               help="How the local world moves traffic: DNS records, or ARC routing controls (a local ARC "
                    "cluster) [default: the env's `failover_control`] (local only).")
+@click.option("--connect-quota", type=click.FloatRange(1, 1_000_000), default=500.0, show_default=True, metavar="N",
+              help="IoT Core's account CONNECT/s per region the local brokers enforce (with 1/s per client id), "
+                   "on the time scale; docs/field-notes-iot.md (local only).")
 @click.option("--no-transitions", is_flag=True, help="Skip failover/failback after the outage (local only).")
 @click.option("--output", type=click.Path(file_okay=False), help="Report directory [default: "
                                                                  ".orchestrate/drills/<env>-<time>/].")
 @click.option("--yes", is_flag=True,
               help="Accepted for scripts; no drill asks today (--local never asks; --env refuses first).")
 def drill(app: Context, local: bool, devices: int, routing: str, kill: str | None, duration: float,
-          time_scale: float, control: str | None, no_transitions: bool, output: str | None, yes: bool) -> None:
+          time_scale: float, control: str | None, connect_quota: float, no_transitions: bool, output: str | None,
+          yes: bool) -> None:
     """A failover game day: kill a region, measure what devices see (RTO, lost messages, shadows).
 
     \b
@@ -57,7 +61,8 @@ def drill(app: Context, local: bool, devices: int, routing: str, kill: str | Non
     if kill:
         known_region(kill, "--kill")
     opts = DrillOptions(devices=devices, routing=Routing(routing), kill=kill, duration=duration,
-                        time_scale=time_scale, transitions=not no_transitions, control=control)
+                        time_scale=time_scale, transitions=not no_transitions, control=control,
+                        connect_quota=connect_quota)
     outcome = run_drill(app, opts, local=local, output=output, confirm=confirmer(yes))
     if app.json_output:
         app.console.document(outcome.to_json())

@@ -35,6 +35,7 @@ COMMANDS = {
     "drift": "orchestrator.cli.drift:drift",
     "drill": "orchestrator.cli.drill:drill",
     "readiness": "orchestrator.cli.readiness:readiness",
+    "device-check": "orchestrator.cli.device:device_check",
 }
 # The first sentence of each command's help: `orchestrate --help` lists these without importing a
 # command module (a test keeps them equal to the commands' own).
@@ -62,6 +63,8 @@ SUMMARIES = {
     "drill": "A failover game day: kill a region, measure what devices see (RTO, lost messages, shadows).",
     "readiness": "A scorecard per rule and region: READY, NOT READY or UNKNOWN, the evidence and the command "
                  "that fixes it.",
+    "device-check": "Score a device's reconnect profile (SNI, DNS re-resolved per attempt, jittered capped backoff, "
+                    "resubscribe on sessionPresent=0) and say what to change.",
 }
 
 
@@ -70,7 +73,7 @@ SECTIONS = [
     ("Lifecycle (in order: one region -> promote -> failover -> failback)",
      ("plan", "preview", "up", "promote-secondary", "failover", "failback", "destroy")),
     ("Inspect", ("status", "readiness", "outputs", "graph", "drift")),
-    ("Operate", ("registry", "recover", "drill", "comment", "secrets")),
+    ("Operate", ("registry", "recover", "drill", "device-check", "comment", "secrets")),
 ]
 ARGV_KEY = "orchestrate.argv"
 

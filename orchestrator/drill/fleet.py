@@ -30,6 +30,7 @@ class DeviceLog:
     failures: list[float] = field(default_factory=list)
     published: dict[int, float] = field(default_factory=dict)
     acked: dict[int, float] = field(default_factory=dict)
+    acked_in: dict[int, str | None] = field(default_factory=dict)  # seq -> region connected to at its PUBACK
     arrivals: list[tuple[float, str, bool, bool]] = field(default_factory=list)  # (t, region, reported, desired)
     last_report_accepted: int | None = None
     desired: dict[str, Any] = field(default_factory=dict)
@@ -157,6 +158,7 @@ class Device:
     def _acked(self, future: Any, seq: int) -> None:
         if future.exception() is None:
             self.log.acked[seq] = time.time()
+            self.log.acked_in[seq] = self.region
 
     def stop(self, timeout: float = 5.0) -> None:
         if self._client is not None:

@@ -257,11 +257,16 @@ class LocalDrill:
         cleanup.callback(dns.stop)
         answers.records(max_age=0)
         location_of = {f"drill-device-{i:04d}": locations[i] for i in range(opts.devices)}
+        region_of_address = {v: k for k, v in addresses.items()}
+        from orchestrator.drill.admission import Admission, Verdict
+
+        admission = Admission(account_rate=opts.connect_quota, time_scale=opts.time_scale)
         net = DeviceNetwork(lambda dev, name: query(("127.0.0.1", dns.port), name, sources[location_of.get(dev,
-                                                                                                            primary)]))
+                                                                                                            primary)]),
+                            admit=lambda dev, address: admission.admit(
+                                region_of_address.get(address, address), dev) is Verdict.ADMITTED)
         net.start()
         cleanup.callback(net.stop)
-        region_of_address = {v: k for k, v in addresses.items()}
         devices = [Device(t, keys[t], location_of[t], ca.cert_pem, domain, tls_port, (net.host, net.port),
                           lambda dev: region_of_address.get(net.routes.get(dev, ""))) for t in keys]
         fleet = Fleet(devices, opts.publish_interval)
@@ -346,24 +351,28 @@ class LocalDrill:
         changes = [c for c in answers.changes if c.at >= killed_at and c.before == killed_fqdn]
         dns_changed = min((c.at for c in changes), default=None)
         received: dict[str, dict[int, int]] = {d.thing: {} for d in devices}
+        landed_in: dict[str, dict[int, set[str]]] = {d.thing: {} for d in devices}  # thing -> seq -> regions
         for s in services.values():
             for rec in s.received:
                 if rec.thing in received:
                     received[rec.thing][rec.seq] = received[rec.thing].get(rec.seq, 0) + 1
+                    landed_in[rec.thing].setdefault(rec.seq, set()).add(rec.region)
         ttl_s = answers.served_ttl or max(1, round(60 * opts.time_scale))
         outcomes = []
         for d in devices:
             outcomes.append(self._outcome(d, before[d.thing], survivor, killed, killed_at, detected, dns_changed,
                                           {c.client_region: c.at for c in changes}, sources, ttl_s, net,
                                           received[d.thing],
-                                          data))
+                                          data, landed_in[d.thing]))
         return DrillResult(
             options=opts, env=self.app.env, domain=domain, regions=regions, killed=killed, survivor=survivor,
             started=started, killed_at=killed_at, detected_at=detected, dns_changed_at=dns_changed,
             all_back_at=all_back, devices=tuple(outcomes), steps=tuple(steps), health=tuple(transitions),
             dns=tuple(answers.changes), samples=tuple(samples), refused_unregistered=refused, control=control,
             scaled={"time_scale": opts.time_scale, "health_check_interval_s": 30 * opts.time_scale,
-                    "failure_threshold": 3, "ttl_s": ttl_s, "tls_port": tls_port})
+                    "failure_threshold": 3, "ttl_s": ttl_s, "tls_port": tls_port,
+                    "connect_quota_per_s": opts.connect_quota},
+            admission={r: dict(vars(c)) for r, c in admission.counts.items()})
 
     def _step(self, operation: str, call: Callable[[], Any]) -> StepRecord:
         t0 = time.monotonic()
@@ -377,7 +386,10 @@ class LocalDrill:
     def _outcome(self, d: Any, before: str | None, survivor: str, killed: str, killed_at: float,
                  detected: float | None, dns_changed: float | None, changed_for: dict[str | None, float],
                  sources: dict[str, str], ttl_s: int,
-                 net: Any, got: dict[int, int], data: dict[str, Any]) -> DeviceOutcome:
+                 net: Any, got: dict[int, int], data: dict[str, Any],
+                 landed_in: dict[int, set[str]]) -> DeviceOutcome:
+        from orchestrator.drill.landed import tally
+
         log = d.log
         moved = before == killed
         after = next((r for t, r in log.connects if t > killed_at), before)
@@ -402,6 +414,7 @@ class LocalDrill:
         lost = len(missing)
         lost_acked = len([s for s in missing if s in log.acked])
         dup = sum(n - 1 for n in got.values() if n > 1)
+        landing = tally(set(log.published), log.acked_in, landed_in)
         final_region = d.region or after or survivor
         try:
             doc = json.loads(data[final_region].get_thing_shadow(thingName=d.thing)["payload"].read())
@@ -413,7 +426,9 @@ class LocalDrill:
             detection=detection, ttl=ttl, backoff=backoff, attempts=attempts, published=len(log.published),
             received=len(got), lost=lost, lost_after_ack=lost_acked, duplicated=dup,
             shadow_reported_found=arrival[2] if arrival else None,
-            shadow_desired_found=arrival[3] if arrival else None, shadow_restored=restored)
+            shadow_desired_found=arrival[3] if arrival else None, shadow_restored=restored,
+            landed_where_acked=landing.landed_where_acked, landed_elsewhere=landing.landed_elsewhere,
+            acked_never_landed=landing.acked_never_landed)
 
 
 def _wait(cond: Callable[[], bool], timeout: float, error: str | None) -> bool:

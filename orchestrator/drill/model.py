@@ -46,6 +46,7 @@ class DrillOptions:
     publish_interval: float = 0.5  # seconds between two telemetry messages of one device
     transitions: bool = True  # run failover and failback through the orchestrator after the outage
     control: str | None = None  # failover control of the drill's world: dns | arc (default: the env's)
+    connect_quota: float = 500.0  # IoT Core's account CONNECT/s per region (admission.py), on the time scale
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,9 @@ class DeviceOutcome:
     shadow_reported_found: bool | None  # on arrival, the new region's shadow held the last reported state
     shadow_desired_found: bool | None  # ... and the desired state
     shadow_restored: bool  # the shadow in the surviving region holds the device's state at the end
+    landed_where_acked: int = 0  # acknowledged, and in the lake of the region that acknowledged it (landed.py)
+    landed_elsewhere: int = 0  # acknowledged, and only in another region's lake
+    acked_never_landed: int = 0  # acknowledged, and in no lake
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,7 @@ class DrillResult:
     scaled: dict[str, float] = field(default_factory=dict)  # the intervals actually used
     control: str = "dns"  # the failover control the transitions used
     files: dict[str, str] = field(default_factory=dict)
+    admission: dict[str, dict[str, int]] = field(default_factory=dict)  # region -> CONNECTs admitted/throttled
 
     @property
     def affected(self) -> list[DeviceOutcome]:
@@ -160,7 +165,9 @@ class DrillResult:
                            "affected": len(self.affected),
                            "lost": sum(d.lost for d in self.devices),
                            "lost_after_ack": sum(d.lost_after_ack for d in self.devices),
-                           "duplicated": sum(d.duplicated for d in self.devices)}
+                           "duplicated": sum(d.duplicated for d in self.devices),
+                           **{k: sum(getattr(d, k) for d in self.devices)
+                              for k in ("landed_where_acked", "landed_elsewhere", "acked_never_landed")}}
         return data
 
 
@@ -216,3 +223,107 @@ def project(interval: float = ROUTE53_INTERVAL_S, threshold: int = ROUTE53_THRES
         backoffs.append(back - fresh + handshake)
     return Projection(interval, threshold, ttl, Stats.of(rtos), sum(detections) / len(detections), Stats.of(ttls),
                       Stats.of(backoffs))
+
+
+@dataclass(frozen=True)
+class FleetProjection:
+    """One failover of a whole fleet on paper, with the survivor's CONNECT quotas: RTO = detection +
+    DNS (the cached old answer expiring) + backoff (waiting for the next attempt once the answer is
+    fresh) + admission (refused by the account's CONNECT/s or the client id's 1/s, retrying on the
+    device's own backoff until let in). Stats are over devices (pooled over trials)."""
+
+    devices: int
+    connect_quota: float
+    interval: float
+    threshold: int
+    ttl: float
+    min_backoff: float
+    max_backoff: float
+    rto: Stats
+    detection: Stats
+    dns: Stats
+    backoff: Stats
+    admission: Stats
+    throttled_per_device: float  # refused CONNECTs per device, mean
+
+    @property
+    def admission_floor(self) -> float:
+        """The quota's lower bound on the last admission: devices / CONNECT per second."""
+        return self.devices / self.connect_quota
+
+
+def project_fleet(devices: int, connect_quota: float = 500.0, interval: float = ROUTE53_INTERVAL_S,
+                  threshold: int = ROUTE53_THRESHOLD, ttl: float = RECORD_TTL_S,
+                  min_backoff: float = SDK_MIN_RECONNECT_S, max_backoff: float = SDK_MAX_RECONNECT_S,
+                  client_rate: float = 1.0, trials: int = 1, seed: int = 25,
+                  sample: int | None = None) -> FleetProjection:
+    """Every device loses its connection at 0 and retries on exponential backoff with full jitter
+    (`min_backoff` doubling to `max_backoff`); each attempt resolves through a cache kept for `ttl`;
+    the health check flips at `detection` (as in `project`, one draw per trial: the whole fleet shares
+    it). An attempt with the survivor's answer is let in when the client id's last survivor attempt is
+    at least 1/`client_rate` old and the survivor's account bucket (`connect_quota` per second,
+    a second's burst) has a token; otherwise it is refused and the device waits for its next attempt.
+    Attempts are processed in time order across the fleet, so the bucket sees the real arrival order.
+
+    `sample`: above that many devices, `sample` of them are simulated against the account quota scaled
+    by sample / devices (the same load per token: admission time is devices / quota; each device's
+    schedule is independent of the others'), which keeps 1M devices to seconds instead of hours."""
+    import heapq
+
+    if devices < 1 or connect_quota <= 0 or trials < 1 or (sample is not None and sample < 1):
+        raise ValueError("devices, connect_quota, trials and sample must be positive")
+    fleet, quota = devices, connect_quota
+    if sample is not None and devices > sample:
+        devices, connect_quota = sample, connect_quota * sample / devices
+    rng = random.Random(seed)
+    rtos: list[float] = []
+    dets: list[float] = []
+    dnss: list[float] = []
+    backs: list[float] = []
+    adms: list[float] = []
+    refused = 0
+    for _ in range(trials):
+        detection = (threshold - 1) * interval + rng.uniform(0, interval)
+        burst = max(1.0, connect_quota)  # one second's worth of CONNECTs
+        tokens, bucket_at = burst, 0.0
+        cached_until = [-1.0] * devices
+        cached_new = [False] * devices
+        old_expiry = [detection] * devices
+        first_fresh: list[float | None] = [None] * devices
+        last_try = [-math.inf] * devices
+        step = [0] * devices
+        heap = [(0.0, i) for i in range(devices)]
+        heapq.heapify(heap)
+        while heap:
+            t, i = heapq.heappop(heap)
+            if t >= cached_until[i]:
+                cached_new[i], cached_until[i] = t >= detection, t + ttl
+                if not cached_new[i]:
+                    old_expiry[i] = cached_until[i]
+            if cached_new[i]:
+                if first_fresh[i] is None:
+                    first_fresh[i] = t
+                admitted = False
+                if t - last_try[i] >= 1.0 / client_rate:
+                    tokens = min(burst, tokens + (t - bucket_at) * connect_quota)
+                    bucket_at = t
+                    if tokens >= 1.0:
+                        tokens -= 1.0
+                        admitted = True
+                last_try[i] = t
+                if admitted:
+                    ff = first_fresh[i]
+                    assert ff is not None
+                    fresh = min(max(detection, old_expiry[i]), ff)
+                    rtos.append(t)
+                    dets.append(detection)
+                    dnss.append(fresh - detection)
+                    backs.append(ff - fresh)
+                    adms.append(t - ff)
+                    continue
+                refused += 1
+            heapq.heappush(heap, (t + rng.uniform(0, min(max_backoff, min_backoff * 2 ** step[i])), i))
+            step[i] += 1
+    return FleetProjection(fleet, quota, interval, threshold, ttl, min_backoff, max_backoff,
+                           Stats.of(rtos), Stats.of(dets), Stats.of(dnss), Stats.of(backs), Stats.of(adms),
+                           refused / (devices * trials))

@@ -8,6 +8,8 @@ connects to the address it got. TLS (SNI, the server certificate, the device cer
 end to end between the SDK and the broker: the stub only ever sees ciphertext.
 
 Every resolution is recorded (device, time, answer, whether it came from the cache) for the report.
+`admit(device, address)`, when given, is asked before each tunnel reaches a broker (IoT Core's
+CONNECT quotas, `orchestrator.drill.admission`): a refused attempt gets 429 and never reaches it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 Resolve = Callable[[str, str], tuple[str | None, int]]  # (device, name) -> (address or None, ttl seconds)
+Admit = Callable[[str, str], bool]  # (device, address) -> let this connection attempt in
 
 
 @dataclass(frozen=True)
@@ -31,8 +34,9 @@ class Resolution:
 
 
 class DeviceNetwork:
-    def __init__(self, resolve: Resolve, host: str = "127.0.0.1") -> None:
+    def __init__(self, resolve: Resolve, host: str = "127.0.0.1", admit: Admit | None = None) -> None:
         self.resolve = resolve
+        self.admit = admit
         self.host = host
         self.port = 0
         self.cache: dict[str, tuple[str, float]] = {}  # device -> (address, expires at)
@@ -109,6 +113,9 @@ class DeviceNetwork:
             address = await loop.run_in_executor(None, self.lookup, device, name)
             if address is None:
                 writer.write(b"HTTP/1.1 502 No Answer\r\n\r\n")
+                return
+            if self.admit is not None and not self.admit(device, address):
+                writer.write(b"HTTP/1.1 429 Too Many Requests\r\n\r\n")
                 return
             try:
                 up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(address, int(port)), 5)

@@ -40,9 +40,15 @@ class DrillOutcome:
                  f"{s(r.component('detection').p50)} + TTL {s(r.component('ttl').p50)} + backoff "
                  f"{s(r.component('backoff').p50)} (p50s)",
                  f"  QoS 1 messages: {sum(d.published for d in r.devices)} published, {lost} lost, {dup} duplicated",
+                 f"  landed: {sum(d.landed_where_acked for d in r.devices)} in the lake of the region that "
+                 f"acknowledged them, {sum(d.landed_elsewhere for d in r.devices)} only in another region's, "
+                 f"{sum(d.acked_never_landed for d in r.devices)} acknowledged and never landed",
                  f"  shadows found on arrival: reported {sum(1 for d in r.affected if d.shadow_reported_found)}"
                  f"/{len(r.affected)}, desired {sum(1 for d in r.affected if d.shadow_desired_found)}"
                  f"/{len(r.affected)}"]
+        lines += [f"  CONNECTs in {region} (quota {r.options.connect_quota:g}/s, 1/s per client id): "
+                  f"{c.get('admitted', 0)} admitted, {c.get('throttled_account', 0)} throttled by the account quota, "
+                  f"{c.get('throttled_client', 0)} by the client id's" for region, c in sorted(r.admission.items())]
         lines += [f"  {st.operation}: {'ok' if st.ok else 'FAILED'} ({st.seconds:.1f}s)" for st in r.steps]
         lines += [f"  {kind}: {path}" for kind, path in self.files.items()]
         return lines

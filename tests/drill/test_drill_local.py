@@ -71,6 +71,8 @@ def test_failover_drill_every_device_reconnects_nothing_lost(project: Path) -> N
         # the measured components add up to the observed RTO
         assert abs(d["detection"] + d["ttl"] + d["backoff"] - d["rto"]) < 1e-6
         assert d["shadow_restored"] is True
+        # landed, not just acknowledged: counted against the region whose broker sent the PUBACK
+        assert d["landed_where_acked"] > 0 and d["acked_never_landed"] == 0, d
         # measured on arrival (what the survivor held depends on shadow replication, issue 12)
         assert isinstance(d["shadow_reported_found"], bool) and isinstance(d["shadow_desired_found"], bool)
     assert doc["refused_unregistered"] is True  # the certificate registered after the sync is refused
@@ -78,6 +80,8 @@ def test_failover_drill_every_device_reconnects_nothing_lost(project: Path) -> N
         "promote-secondary", "failover", "late certificate trusted after the final sync", "failback"]
     assert all(s["ok"] for s in doc["steps"])
     assert doc["detected_at"] > doc["killed_at"]
+    # every connection attempt passed IoT Core's CONNECT quotas at the region's door (admission.py)
+    assert doc["admission"]["eu-central-1"]["admitted"] >= 4 and doc["admission"]["eu-west-1"]["admitted"] >= 4
     md = Path(doc["files"]["markdown"]).read_text()
     assert "PASS" in md.splitlines()[0] and "| RTO |" in md and "Route 53's real intervals" in md
     svg = ET.parse(doc["files"]["picture"]).getroot()
