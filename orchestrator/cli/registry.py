@@ -91,7 +91,8 @@ def sync(app: Context, src: str | None, dst: str | None, all_secondaries: bool, 
     """Copy thing types, groups, things, policies, certificates, attachments and shadows R1 -> R2.
 
     Then the device-management plane: role aliases, CA certificates (SNI_ONLY), job templates,
-    the fleet-indexing configuration, and registry events (turned on).
+    provisioning templates, custom authorizers, the fleet-indexing configuration, and registry
+    events (turned on).
 
     Both regions must be members of the environment. Tightening (a policy or certificate
     detached, a thing taken out of a group, a certificate deactivated or revoked, a policy's old
@@ -212,8 +213,8 @@ def verify(app: Context, src: str, dst: str, no_shadows: bool, first: int, read_
     Things and attributes, types, groups and membership, certificates and status, thing-certificate
     attachments, policy documents (default versions, region in ARNs rewritten as the sync does),
     policy attachments, classic and named shadows, and the device-management plane (role aliases,
-    CA certificates, job templates, indexing configuration, registry events on in R2). The outcome
-    is recorded for `status`."""
+    CA certificates, job templates, provisioning templates, authorizers, indexing configuration,
+    registry events on in R2). The outcome is recorded for `status`."""
     from orchestrator.aws import AwsContext
     from orchestrator.operations.verification import record_verification
     from orchestrator.registry import verify_registry

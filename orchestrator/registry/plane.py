@@ -10,6 +10,11 @@ read back):
                             which the orchestrator never holds (and which AWS allows in one account
                             per region only).
     job_template            immutable in AWS (no UpdateJobTemplate): a changed one is deleted and made again
+    provisioning_template   fleet provisioning / JITP templates: the default version's body (a changed
+                            body becomes a new default version there), role, enabled, and the
+                            pre-provisioning hook, whose Lambda function must exist in the destination
+    authorizer              custom authorizers: function (must exist in the destination), token key
+                            name, token-signing public keys, status, caching
     indexing_configuration  fleet indexing (dynamic groups and search need it): one per region
     event_configurations    registry events; the REQUIRED_EVENTS must be on in every region, as
                             continuous replication reads them: a sync turns them on in the destination
@@ -34,17 +39,22 @@ from orchestrator.registry.policydoc import RegionRewrite, normalize_document, r
 REQUIRED_EVENTS = ("THING", "THING_GROUP", "THING_TYPE", "THING_GROUP_MEMBERSHIP",
                    "THING_GROUP_HIERARCHY", "THING_TYPE_ASSOCIATION")
 SINGLETONS = ("indexing_configuration", "event_configurations")
+TEMPLATE_VERSIONS_MAX = 5  # provisioning template versions AWS keeps per template
 
 
 class PlaneKind(str, Enum):
     ROLE_ALIAS = "role_alias"
     CA_CERTIFICATE = "ca_certificate"
     JOB_TEMPLATE = "job_template"
+    PROVISIONING_TEMPLATE = "provisioning_template"
+    AUTHORIZER = "authorizer"
     INDEXING = "indexing_configuration"
     EVENTS = "event_configurations"
 
 
 KINDS = tuple(k.value for k in PlaneKind)
+_PROVISIONING_FIELDS = ("description", "templateBody", "provisioningRoleArn", "preProvisioningHook", "type")
+_AUTHORIZER_FIELDS = ("authorizerFunctionArn", "tokenKeyName", "tokenSigningPublicKeys", "status")
 _TEMPLATE_FIELDS = ("description", "documentSource", "document", "presignedUrlConfig",
                     "jobExecutionsRolloutConfig", "abortConfig", "timeoutConfig", "jobExecutionsRetryConfig")
 
@@ -110,6 +120,15 @@ def read_plane(caller: Any) -> PlaneSnapshot:
     for row in caller.pages("list_job_templates"):
         d = caller.call("describe_job_template", jobTemplateId=row["jobTemplateId"])
         items["job_template"][row["jobTemplateId"]] = _clean({f: d.get(f) for f in _TEMPLATE_FIELDS})
+    for row in caller.pages("list_provisioning_templates"):
+        d = caller.call("describe_provisioning_template", templateName=row["templateName"])
+        items["provisioning_template"][row["templateName"]] = _clean(
+            {f: d.get(f) for f in _PROVISIONING_FIELDS} | {"enabled": bool(d.get("enabled"))})
+    for name in (a["authorizerName"] for a in caller.pages("list_authorizers")):
+        d = caller.call("describe_authorizer", authorizerName=name)["authorizerDescription"]
+        items["authorizer"][name] = _clean({f: d.get(f) for f in _AUTHORIZER_FIELDS}
+                                           | {"signingDisabled": bool(d.get("signingDisabled")),
+                                              "enableCachingForHttp": bool(d.get("enableCachingForHttp"))})
     idx = caller.call("get_indexing_configuration")
     items["indexing_configuration"]["default"] = _clean({
         "thingIndexingConfiguration": idx.get("thingIndexingConfiguration") or {"thingIndexingMode": "OFF"},
@@ -195,7 +214,9 @@ def plan_plane(src: PlaneSnapshot, dst: PlaneSnapshot, *, mode: RegionRewrite = 
                 ops.append(PlaneOp(kind, PlaneAction.UPDATE if kind in SINGLETONS else PlaneAction.CREATE, name, w))
             elif not additive and _comparable(kind, h) != _comparable(kind, w):
                 action = PlaneAction.REPLACE if kind == "job_template" or (
-                    kind == "ca_certificate" and h.get("certificatePem") != w.get("certificatePem")) \
+                    kind == "ca_certificate" and h.get("certificatePem") != w.get("certificatePem")) or (
+                    kind == "provisioning_template" and h.get("type") != w.get("type")) or (
+                    kind == "authorizer" and h.get("signingDisabled") != w.get("signingDisabled")) \
                     else PlaneAction.UPDATE
                 ops.append(PlaneOp(kind, action, name, w))
         if prune and not additive and kind not in SINGLETONS:
@@ -204,6 +225,8 @@ def plan_plane(src: PlaneSnapshot, dst: PlaneSnapshot, *, mode: RegionRewrite = 
 
 
 def _comparable(kind: str, value: Mapping[str, Any]) -> Any:
+    if kind == "provisioning_template" and "templateBody" in value:
+        return {**value, "templateBody": normalize_document(value["templateBody"])}
     if kind == "ca_certificate":  # the mode is chosen per region (see the module's docstring)
         return {k: v for k, v in value.items() if k != "certificateMode"}
     if kind == "job_template" and "document" in value:
@@ -268,11 +291,58 @@ def _apply_one(caller: Any, op: PlaneOp) -> None:
             if w.get("registrationConfig"):
                 args["registrationConfig"] = w["registrationConfig"]
             caller.call("update_ca_certificate", **args)
+    elif op.kind == "provisioning_template":
+        _apply_template(caller, op)
+    elif op.kind == "authorizer":
+        _apply_authorizer(caller, op)
     elif op.kind == "indexing_configuration":
         caller.call("update_indexing_configuration", **w)
     elif op.kind == "event_configurations":
         caller.call("update_event_configurations",
                     eventConfigurations={t: {"Enabled": v} for t, v in w.items()})
+
+
+def _apply_template(caller: Any, op: PlaneOp) -> None:
+    w, name = op.want, op.name
+    if op.action in (PlaneAction.DELETE, PlaneAction.REPLACE):
+        caller.call("delete_provisioning_template", templateName=name)
+    if op.action is PlaneAction.DELETE:
+        return
+    if op.action in (PlaneAction.CREATE, PlaneAction.REPLACE):
+        args = {f: w[f] for f in _PROVISIONING_FIELDS if f in w}
+        caller.call("create_provisioning_template", templateName=name, enabled=w.get("enabled", False), **args)
+        return
+    have = caller.call("describe_provisioning_template", templateName=name)
+    if normalize_document(have.get("templateBody", "")) != normalize_document(w.get("templateBody", "")):
+        versions = caller.call("list_provisioning_template_versions", templateName=name).get("versions") or []
+        if len(versions) >= TEMPLATE_VERSIONS_MAX:  # AWS keeps 5: the oldest non-default one makes room
+            oldest = min(v["versionId"] for v in versions if not v.get("isDefaultVersion"))
+            caller.call("delete_provisioning_template_version", templateName=name, versionId=oldest)
+        caller.call("create_provisioning_template_version", templateName=name, templateBody=w["templateBody"],
+                    setAsDefault=True)
+    args = {"templateName": name, "description": w.get("description", ""), "enabled": w.get("enabled", False)}
+    if "provisioningRoleArn" in w:
+        args["provisioningRoleArn"] = w["provisioningRoleArn"]
+    if "preProvisioningHook" in w:
+        args["preProvisioningHook"] = w["preProvisioningHook"]
+    elif have.get("preProvisioningHook"):
+        args["removePreProvisioningHook"] = True
+    caller.call("update_provisioning_template", **args)
+
+
+def _apply_authorizer(caller: Any, op: PlaneOp) -> None:
+    w, name = op.want, op.name
+    if op.action in (PlaneAction.DELETE, PlaneAction.REPLACE):
+        caller.call("update_authorizer", authorizerName=name, status="INACTIVE")  # AWS deletes only INACTIVE ones
+        caller.call("delete_authorizer", authorizerName=name)
+    if op.action is PlaneAction.DELETE:
+        return
+    args = {f: w[f] for f in _AUTHORIZER_FIELDS if f in w}
+    args["enableCachingForHttp"] = w.get("enableCachingForHttp", False)
+    if op.action is PlaneAction.UPDATE:
+        caller.call("update_authorizer", authorizerName=name, **args)
+    else:
+        caller.call("create_authorizer", authorizerName=name, signingDisabled=w.get("signingDisabled", False), **args)
 
 
 @dataclass(frozen=True)
@@ -339,7 +409,8 @@ def apply_plane(src: PlaneSnapshot, dst_caller: Any, *, mode: RegionRewrite = Re
     if ops:
         after = read_plane(dst_caller)
         left = plan_plane(src, after, mode=mode, prune=prune, additive=additive)
-        unequal = tuple(op.describe() for op in left)
+        failed = {name for name, _ in errors}
+        unequal = tuple(d for d in (op.describe() for op in left) if d not in failed)  # failures say why
     return PlaneReport(src.region, dst.region, tuple(ops), applied, tuple(errors), unequal, warnings)
 
 

@@ -186,3 +186,126 @@ def test_strict_world_refuses_what_aws_refuses(iot: Any) -> None:
         src.update_event_configurations(eventConfigurations={"NOT_A_TYPE": {"Enabled": True}})
     assert bad.value.response["Error"]["Code"] == "InvalidRequestException"
     assert not any(_events(src).values())  # a new region: every registry event off
+
+
+# -- provisioning templates and custom authorizers (the local world adds them: moto has neither) ----
+
+def _function(ctx: Any, region: str, name: str) -> str:
+    """A Lambda function in `region` (each region's stack deploys its own copy)."""
+    import io
+    import zipfile
+
+    from orchestrator.aws import client
+
+    iam = client(ctx, "iam", region)
+    try:
+        role = iam.get_role(RoleName="hook-role")["Role"]["Arn"]
+    except ClientError:
+        role = iam.create_role(RoleName="hook-role", AssumeRolePolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                   "Principal": {"Service": "lambda.amazonaws.com"}}]}))["Role"]["Arn"]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("h.py", "def h(event, context):\n    return {'allowProvisioning': True}\n")
+    made = client(ctx, "lambda", region).create_function(
+        FunctionName=name, Runtime="python3.12", Role=role, Handler="h.h", Code={"ZipFile": buf.getvalue()})
+    return str(made["FunctionArn"])
+
+
+def _public_key() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def _body(region: str, version: int) -> str:
+    statement = {"Effect": "Allow", "Action": "iot:Connect",
+                 "Resource": f"arn:aws:iot:{region}:123456789012:client/v{version}"}
+    return json.dumps({"Parameters": {"SerialNumber": {"Type": "String"}}, "Resources": {"policy": {
+        "Type": "AWS::IoT::Policy", "Properties": {"PolicyDocument": json.dumps({
+            "Version": "2012-10-17", "Statement": [statement]})}}}})
+
+
+def seed_provisioning(ctx: Any, iot: Any) -> None:
+    region = iot.meta.region_name
+    hook = _function(ctx, region, "provision-hook")
+    auth_fn = _function(ctx, region, "token-authorizer")
+    iot.create_provisioning_template(templateName="fleet-claim", description="claim certificates",
+                                     templateBody=_body(region, 1), enabled=True, provisioningRoleArn=ROLE,
+                                     preProvisioningHook={"targetArn": hook, "payloadVersion": "2020-04-01"})
+    iot.create_provisioning_template_version(templateName="fleet-claim", templateBody=_body(region, 2),
+                                             setAsDefault=True)
+    iot.create_authorizer(authorizerName="token-auth", authorizerFunctionArn=auth_fn, tokenKeyName="x-token",
+                          tokenSigningPublicKeys={"k1": _public_key()}, status="ACTIVE")
+
+
+def test_provisioning_templates_and_authorizers_are_carried_with_their_functions_region(
+        ctx: Any, iot: Any) -> None:
+    src, dst = iot(SRC), iot(DST)
+    seed_provisioning(ctx, src)
+    _function(ctx, DST, "provision-hook")
+    _function(ctx, DST, "token-authorizer")
+    report = sync_registry(ctx, SRC, DST, rate=10_000, shadows=False)
+    assert report.ok, report.errors
+    tpl = dst.describe_provisioning_template(templateName="fleet-claim")
+    assert tpl["preProvisioningHook"]["targetArn"] == f"arn:aws:lambda:{DST}:123456789012:function:provision-hook"
+    assert "client/v2" in tpl["templateBody"] and f"arn:aws:iot:{DST}:" in tpl["templateBody"]  # the default version
+    assert tpl["enabled"] is True and tpl["provisioningRoleArn"] == ROLE
+    auth = dst.describe_authorizer(authorizerName="token-auth")["authorizerDescription"]
+    assert auth["authorizerFunctionArn"] == f"arn:aws:lambda:{DST}:123456789012:function:token-authorizer"
+    assert auth["tokenSigningPublicKeys"] == src.describe_authorizer(
+        authorizerName="token-auth")["authorizerDescription"]["tokenSigningPublicKeys"]
+    assert verify_registry(ctx, SRC, DST, shadows=False).equal
+
+    # a new default version in the source becomes a new default version there
+    src.create_provisioning_template_version(templateName="fleet-claim", templateBody=_body(SRC, 3), setAsDefault=True)
+    src.update_authorizer(authorizerName="token-auth", tokenSigningPublicKeys={"k1": _public_key(),
+                                                                               "k2": _public_key()})
+    assert verify_registry(ctx, SRC, DST, shadows=False).kind("provisioning_template").differ == 1
+    assert sync_registry(ctx, SRC, DST, rate=10_000, shadows=False).ok
+    assert "client/v3" in dst.describe_provisioning_template(templateName="fleet-claim")["templateBody"]
+    versions = dst.list_provisioning_template_versions(templateName="fleet-claim")["versions"]
+    assert [v["isDefaultVersion"] for v in versions] == [False, True]
+    assert len(dst.describe_authorizer(authorizerName="token-auth")["authorizerDescription"][
+        "tokenSigningPublicKeys"]) == 2
+    assert verify_registry(ctx, SRC, DST, shadows=False).equal
+
+
+def test_a_hook_or_authorizer_function_missing_in_the_destination_is_an_error_named(ctx: Any, iot: Any) -> None:
+    seed_provisioning(ctx, iot(SRC))
+    report = sync_registry(ctx, SRC, THIRD, rate=10_000, shadows=False)
+    assert not report.ok
+    failed = {e.op: e.message for e in report.errors}
+    assert "provision-hook" in failed["create provisioning_template fleet-claim"]
+    assert "token-authorizer" in failed["create authorizer token-auth"]
+    assert iot(THIRD).list_provisioning_templates()["templates"] == []
+
+
+def test_strict_world_provisioning_and_authorizer_rules(ctx: Any, iot: Any) -> None:
+    src = iot(SRC)
+    seed_provisioning(ctx, src)
+
+    def code(call: Any, **kw: Any) -> str:
+        with pytest.raises(ClientError) as err:
+            call(**kw)
+        return str(err.value.response["Error"]["Code"])
+
+    assert code(src.create_provisioning_template, templateName="bad name!", templateBody="{}",
+                provisioningRoleArn=ROLE) == "InvalidRequestException"
+    assert code(src.create_provisioning_template, templateName="t2", templateBody="{}", provisioningRoleArn=ROLE,
+                preProvisioningHook={"targetArn": f"arn:aws:lambda:{SRC}:123456789012:function:nope"}) \
+        == "InvalidRequestException"
+    assert code(src.delete_provisioning_template_version, templateName="fleet-claim", versionId=2) \
+        == "DeleteConflictException"
+    for v in range(3, 6):
+        src.create_provisioning_template_version(templateName="fleet-claim", templateBody=_body(SRC, v))
+    assert code(src.create_provisioning_template_version, templateName="fleet-claim", templateBody="{}") \
+        == "VersionsLimitExceededException"
+    fn = f"arn:aws:lambda:{SRC}:123456789012:function:token-authorizer"
+    assert code(src.create_authorizer, authorizerName="a2", authorizerFunctionArn=fn, tokenKeyName="t",
+                tokenSigningPublicKeys={f"k{i}": _public_key() for i in range(3)}) == "InvalidRequestException"
+    assert code(src.create_authorizer, authorizerName="a3", authorizerFunctionArn=fn.replace(SRC, DST),
+                tokenKeyName="t", tokenSigningPublicKeys={"k": _public_key()}) == "InvalidRequestException"
+    assert code(src.delete_authorizer, authorizerName="token-auth") == "DeleteConflictException"
