@@ -108,7 +108,12 @@ def main() -> int:
     body = ("Role aliases, job templates and CA certificates in equal numbers (objects = 3 × N), "
             "against moto on 127.0.0.1. Per object and kind: one describe in each region read (a list "
             "page holds up to 250), one create on a first sync, one describe of the destination's read-back; "
-            "two singletons (indexing, events) add 2 reads per region and at most 2 writes. Unchanged: no write.\n\n"
+            "two singletons (indexing, events) add 2 reads per region and at most 2 writes, and each kind "
+            "with nothing in it (here provisioning templates and authorizers) one list call per region. "
+            "Provisioning templates and authorizers (from the code, not measured here): the same per object "
+            "(one describe per region read, "
+            "one create or update; a changed template body one list-versions call and one create-version "
+            "more). Unchanged: no write.\n\n"
             + "\n".join(lines) + f"\n\n{machine()}. Reproduce: `{COMMAND}`.")
     print(body)
     if args.write:
