@@ -90,6 +90,10 @@ def sync(app: Context, src: str | None, dst: str | None, all_secondaries: bool, 
          yes: bool) -> None:
     """Copy thing types, groups, things, policies, certificates, attachments and shadows R1 -> R2.
 
+    Then the device-management plane: role aliases, CA certificates (SNI_ONLY), job templates,
+    provisioning templates, custom authorizers, the fleet-indexing configuration, and registry
+    events (turned on).
+
     Both regions must be members of the environment. Tightening (a policy or certificate
     detached, a thing taken out of a group, a certificate deactivated or revoked, a policy's old
     versions) is always carried. --prune deletes what the source no longer has, only from a
@@ -208,7 +212,9 @@ def verify(app: Context, src: str, dst: str, no_shadows: bool, first: int, read_
 
     Things and attributes, types, groups and membership, certificates and status, thing-certificate
     attachments, policy documents (default versions, region in ARNs rewritten as the sync does),
-    policy attachments, classic and named shadows. The outcome is recorded for `status`."""
+    policy attachments, classic and named shadows, and the device-management plane (role aliases,
+    CA certificates, job templates, provisioning templates, authorizers, indexing configuration,
+    registry events on in R2). The outcome is recorded for `status`."""
     from orchestrator.aws import AwsContext
     from orchestrator.operations.verification import record_verification
     from orchestrator.registry import verify_registry
@@ -285,8 +291,8 @@ def _verification_lines(result) -> list[str]:  # noqa: ANN001
                    "home region's stack made beside the vault].")
 def backup(app: Context, region: str | None, dest: str | None, skip_stack_state: bool, no_shadows: bool,
            read_rate: float | None, kms_key_id: str | None, signing_key: str | None) -> None:
-    """Snapshot the registry of R, its shadows, plus every stack's state export (secrets stay
-    encrypted), signed.
+    """Snapshot the registry of R, its shadows and device-management plane, plus every stack's state
+    export (secrets stay encrypted), signed.
 
     \b
     Examples:

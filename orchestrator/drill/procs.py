@@ -28,6 +28,8 @@ STRICT_MOTO = (
     "import sys\n"
     "from moto.core.config import default_user_config\n"
     "default_user_config['iot'] = {'use_valid_cert': True}\n"
+    "from orchestrator.drill.iot_plane import install\n"  # IoT calls moto lacks (event configs, CA modes)
+    "install()\n"
     "from moto.server import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )

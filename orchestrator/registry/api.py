@@ -24,6 +24,7 @@ from typing import Any
 
 from orchestrator.aws import AwsContext, aws_errors, client
 from orchestrator.errors import InputRejected
+from orchestrator.registry import plane
 from orchestrator.registry.backup import (
     BackupResult,
     backup,
@@ -138,7 +139,9 @@ def plan_registry_sync(ctx: AwsContext, src_region: str, dst_region: str, *,
     with aws_errors(f"registry sync {src_region} -> {dst_region}"):
         src, dst = _iot(ctx, src_region, settings.concurrency), _iot(ctx, dst_region, settings.concurrency)
         data = _data_pair(ctx, settings, (src_region, src), (dst_region, dst))
-        return plan_clients_sync(src, dst, options, src_data=data[0], dst_data=data[1])
+        summary = plan_clients_sync(src, dst, options, src_data=data[0], dst_data=data[1])
+        return plane.merge_report(summary, plane.sync_plane(*_plane_callers(settings, src, dst),
+                                  mode=settings.region_rewrite, prune=settings.prune, dry_run=True))
 
 
 def sync_registry(ctx: AwsContext, src_region: str, dst_region: str, *,
@@ -165,7 +168,9 @@ def sync_registry(ctx: AwsContext, src_region: str, dst_region: str, *,
     with aws_errors(f"registry sync {src_region} -> {dst_region}"):
         src, dst = _iot(ctx, src_region, settings.concurrency), _iot(ctx, dst_region, settings.concurrency)
         data = _data_pair(ctx, settings, (src_region, src), (dst_region, dst))
-        return sync_clients(src, dst, options, src_data=data[0], dst_data=data[1])
+        report = sync_clients(src, dst, options, src_data=data[0], dst_data=data[1])
+        return plane.merge_report(report, plane.sync_plane(*_plane_callers(settings, src, dst),
+                                  mode=settings.region_rewrite, prune=settings.prune, guard=guard))
 
 
 def verify_registry(ctx: AwsContext, src_region: str, dst_region: str, *, shadows: bool = True,
@@ -190,8 +195,31 @@ def verify_registry(ctx: AwsContext, src_region: str, dst_region: str, *, shadow
         if shadows:
             a_data = caller(_iot_data(ctx, src_region, a, concurrency))
             b_data = caller(_iot_data(ctx, dst_region, b, concurrency))
-        return verify_clients(caller(a), caller(b), a_data=a_data, b_data=b_data, rewrite=region_rewrite,
-                              first=first, concurrency=concurrency)
+        report = verify_clients(caller(a), caller(b), a_data=a_data, b_data=b_data, rewrite=region_rewrite,
+                                first=first, concurrency=concurrency)
+        kinds, notes = plane.compare_plane(plane.read_plane(caller(a)), plane.read_plane(caller(b)),
+                                           mode=region_rewrite, first=first)
+        return replace(report, kinds=(*report.kinds, *kinds), notes=(*report.notes, *notes))
+
+
+def _plane_callers(settings: SyncSettings, *clients: Any) -> list[Caller]:
+    table = ((None if settings.uniform else settings.quotas) or QuotaTable()).with_overrides(
+        read_cap=settings.read_rate, write_cap=settings.rate)
+    return [Caller(c, limits=AdaptiveLimiter(table), retry=RetryPolicy()) for c in clients]
+
+
+def _plane_restore(settings: SyncSettings, iot: Any, guard: RestoreGuard | None,
+                   *, dry_run: bool) -> Callable[[Any, Any], Any]:
+    """Restores the backup's plane (when it has one) after its registry: additive unless the guard
+    overwrites (`orchestrator.registry.plane`)."""
+    def then(saved: Any, report: Any) -> Any:
+        if saved is None:  # a backup made before the plane was backed up
+            return report
+        done = plane.apply_plane(plane.PlaneSnapshot.from_json(saved), _plane_callers(settings, iot)[0],
+                                 mode=settings.region_rewrite, dry_run=dry_run,
+                                 additive=not (guard is not None and guard.overwrite))
+        return plane.merge_report(report, done)
+    return then
 
 
 def _data_pair(ctx: AwsContext, settings: SyncSettings, *regions: tuple[str, Any]) -> list[Any | None]:
@@ -240,7 +268,7 @@ def backup_region(ctx: AwsContext, env: str, region: str, dest: str | Path, *,
         snapshot = read_snapshot(iot, caller=caller, pems=True, concurrency=concurrency, data_caller=data_caller)
         s3 = client(ctx, "s3", region) if is_s3(str(dest)) else None
         return backup(snapshot, stack_exports or {}, dest, env=env, now=now, s3_client=s3,
-                      kms_key_id=kms_key_id, signer=signer)
+                      kms_key_id=kms_key_id, signer=signer, plane=plane.read_plane(caller).to_json())
 
 
 def plan_restore(ctx: AwsContext, src: str | Path, dst_region: str, *, env: str | None = None,
@@ -259,7 +287,8 @@ def plan_restore(ctx: AwsContext, src: str | Path, dst_region: str, *, env: str 
         iot = _iot(ctx, dst_region, settings.concurrency)
         data = _data_pair(ctx, settings, (dst_region, iot))[0]
         return plan_backup_restore(src, iot, options=options, env=env, region=region, s3_client=s3,
-                                   dst_data=data, verifier=verifier)
+                                   dst_data=data, verifier=verifier,
+                                   then=_plane_restore(settings, iot, guard, dry_run=True))
 
 
 def restore_registry(ctx: AwsContext, src: str | Path, dst_region: str, *, env: str | None = None,
@@ -287,7 +316,8 @@ def restore_registry(ctx: AwsContext, src: str | Path, dst_region: str, *, env: 
         iot = _iot(ctx, dst_region, settings.concurrency)
         data = _data_pair(ctx, settings, (dst_region, iot))[0]
         return restore_backup(src, iot, options=options, env=env, region=region, s3_client=s3, dst_data=data,
-                              verifier=verifier, allow_older=allow_older)
+                              verifier=verifier, allow_older=allow_older,
+                              then=_plane_restore(settings, iot, guard, dry_run=False))
 
 
 def backup_age(ctx: AwsContext, dest: str | Path, *, env: str | None = None,

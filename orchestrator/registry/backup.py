@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
@@ -54,6 +54,7 @@ from orchestrator.state import atomic_write_text
 BACKUP_FORMAT = 1
 MANIFEST = "manifest.json"
 REGISTRY = "registry.json"
+PLANE = "plane.json"  # the device-management plane (orchestrator/registry/plane.py), when backed up
 _TIMESTAMP = "%Y%m%dT%H%M%SZ"
 _ENV_RE = re.compile(r"[a-z][a-z0-9-]{0,30}\Z")
 _STACK_RE = re.compile(r"(?!\.\.?\Z)[A-Za-z0-9._-]{1,200}\Z")
@@ -222,7 +223,8 @@ def _dumps(data: Any) -> bytes:
 
 def backup(snapshot: RegistrySnapshot, stack_exports: Mapping[str, dict[str, Any]], dest: str | Path, *,
            env: str, now: datetime | None = None, s3_client: Any | None = None,
-           kms_key_id: str | None = None, signer: Signer | None = None) -> BackupResult:
+           kms_key_id: str | None = None, signer: Signer | None = None,
+           plane: Mapping[str, Any] | None = None) -> BackupResult:
     """Write the snapshot and the stack exports under `dest/<env>/<region>/<UTC timestamp>/`;
     with `signer`, the manifest's signature last (restores verify it before anything else)."""
     if not _ENV_RE.fullmatch(env):
@@ -246,6 +248,8 @@ def backup(snapshot: RegistrySnapshot, stack_exports: Mapping[str, dict[str, Any
         files[rel] = hashlib.sha256(data).hexdigest()
 
     put(REGISTRY, _dumps(snapshot.to_json()))
+    if plane is not None:
+        put(PLANE, _dumps(plane))
     for name, export in sorted(stack_exports.items()):
         put(f"stacks/{name}.json", _dumps(export))
     manifest = BackupManifest(BACKUP_FORMAT, env, snapshot.region, created, snapshot.counts(),
@@ -390,6 +394,17 @@ class LoadedBackup:
         store = _store(self.location, s3_client)
         return dict(json.loads(store.get(f"stacks/{name}.json")))
 
+    def extra(self, rel: str, *, s3_client: Any | None = None) -> Any | None:
+        """A further JSON file of the backup (None: not in it), once it matches the signed manifest's digest."""
+        expected = self.manifest.files.get(rel)
+        if expected is None:
+            return None
+        data = _store(self.location, s3_client).get(rel)
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise InputRejected(f"{self.location}/{rel}: content does not match the manifest's digest; "
+                                "nothing was restored")
+        return json.loads(data)
+
     def describe(self) -> str:
         return f"{self.location} (created {self.manifest.to_json()['created_at']})"
 
@@ -526,24 +541,30 @@ def _guard_for(loaded: LoadedBackup, options: SyncOptions, *, allow_older: bool,
 def plan_backup_restore(src: str | Path, dst_client: Any, *, options: SyncOptions | None = None,
                         env: str | None = None, region: str | None = None, s3_client: Any | None = None,
                         dst_caller: Caller | None = None, dst_data: Any | None = None,
-                        verifier: Signer | None = None) -> SyncPlanSummary:
+                        verifier: Signer | None = None, then: Callable[[Any, Any], Any] | None = None,
+                        ) -> SyncPlanSummary:
     """What `restore_backup` would change in the destination region (nothing is written there);
     an older backup is planned too, its warnings saying what it would re-activate."""
     loaded = load_backup(src, env=env, region=region, s3_client=s3_client, verifier=verifier)
     opts = _guard_for(loaded, options or SyncOptions(), allow_older=True, dry_run=True)
-    return plan_snapshot_sync(loaded.snapshot, dst_client, opts, dst_caller=dst_caller, dst_data=dst_data)
+    extra = loaded.extra(PLANE, s3_client=s3_client) if then else None
+    summary = plan_snapshot_sync(loaded.snapshot, dst_client, opts, dst_caller=dst_caller, dst_data=dst_data)
+    return then(extra, summary) if then else summary
 
 
 def restore_backup(src: str | Path, dst_client: Any, *, options: SyncOptions | None = None,
                    env: str | None = None, region: str | None = None, s3_client: Any | None = None,
                    dst_caller: Caller | None = None, dst_data: Any | None = None,
-                   verifier: Signer | None = None, allow_older: bool = False) -> SyncReport:
+                   verifier: Signer | None = None, allow_older: bool = False,
+                   then: Callable[[Any, Any], Any] | None = None) -> SyncReport:
     """Rebuild the backed-up registry (and, given `dst_data`, its shadows) in the destination
     region (idempotent, resumable). A backup older than the newest valid one is refused (exit 4)
     unless `allow_older`."""
     loaded = load_backup(src, env=env, region=region, s3_client=s3_client, verifier=verifier)
     opts = _guard_for(loaded, options or SyncOptions(), allow_older=allow_older, dry_run=False)
-    return sync_snapshot(loaded.snapshot, dst_client, opts, dst_caller=dst_caller, dst_data=dst_data)
+    extra = loaded.extra(PLANE, s3_client=s3_client) if then else None  # checked before anything is written
+    report = sync_snapshot(loaded.snapshot, dst_client, opts, dst_caller=dst_caller, dst_data=dst_data)
+    return then(extra, report) if then else report
 
 
 def latest_backup_age(dest: str | Path, *, env: str | None = None, region: str | None = None,

@@ -58,7 +58,7 @@ def test_backup_to_a_directory_then_restore_into_a_third_region(
     where = dest / "dev" / SRC / "20261126T093000Z"
     assert result.location == str(where)
     assert sorted(p.relative_to(where).as_posix() for p in where.rglob("*") if p.is_file()) == \
-        ["manifest.json", "manifest.sig", "registry.json", "stacks/dev-region-eu-west-1.json"]
+        ["manifest.json", "manifest.sig", "plane.json", "registry.json", "stacks/dev-region-eu-west-1.json"]
     manifest = json.loads((where / "manifest.json").read_text())
     assert manifest["format_version"] == 1 and manifest["env"] == "dev" and manifest["region"] == SRC
     assert manifest["created_at"] == "2026-11-26T09:30:00Z"
@@ -322,7 +322,7 @@ def test_backups_work_against_a_vault_under_object_lock(
     result = backup_region(ctx, "dev", SRC, "s3://locked-vault/registry", now=T0)
 
     keys = [o["Key"] for o in vault.list_objects_v2(Bucket="locked-vault")["Contents"]]
-    assert len(keys) == 3  # registry, manifest, signature
+    assert len(keys) == 4  # registry, plane, manifest, signature
     for key in keys:
         head = vault.head_object(Bucket="locked-vault", Key=key)
         assert head["ObjectLockMode"] == "GOVERNANCE" and head["ObjectLockRetainUntilDate"] > T0

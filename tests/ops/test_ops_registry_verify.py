@@ -12,6 +12,9 @@ from click.testing import CliRunner
 
 from orchestrator.aws import AwsContext, client
 from orchestrator.registry import SyncOptions, sync_clients, verify_registry
+from orchestrator.registry.calls import Caller
+from orchestrator.registry.plane import KINDS as PLANE_KINDS
+from orchestrator.registry.plane import sync_plane
 from orchestrator.registry.verify import VERIFY_KINDS
 from tests.ops.conftest import DST, SRC, THIRD
 from tests.ops.registry_world import CallLog, make_pem, seed, thing_name
@@ -41,6 +44,7 @@ def synced(iot: IotFactory, data: Callable[[str], Any]) -> Any:
         put_shadow(data(SRC), thing_name(i), {"reported": {"fw": "1"}}, name="config")
     report = sync_clients(iot(SRC), iot(DST), SyncOptions(rate=10_000.0), src_data=data(SRC), dst_data=data(DST))
     assert report.ok and report.applied > 0
+    assert sync_plane(Caller(iot(SRC)), Caller(iot(DST))).ok  # `registry sync` carries it after the fleet path
     return world
 
 
@@ -52,7 +56,7 @@ def test_a_clean_sync_verifies_as_parity_and_verify_writes_nothing(ctx: AwsConte
                                                                    synced: Any) -> None:
     report = check(ctx)
     assert report.equal, report.lines()
-    assert [k.kind for k in report.kinds] == list(VERIFY_KINDS)
+    assert [k.kind for k in report.kinds] == [*VERIFY_KINDS, *PLANE_KINDS]
     assert report.kind("things").in_from == report.kind("things").in_to == N + 1
     assert report.kind("thing_principals").in_to == N
     assert report.kind("shadows").in_to == 6
@@ -108,7 +112,7 @@ def test_json_counts_first_differences_and_exit_codes(ctx: AwsContext, iot: IotF
     assert ok.exit_code == 0, ok.output
     doc = json.loads(ok.stdout)
     assert doc["kind"] == "registry-verify" and doc["ok"] is True and doc["differences"] == 0
-    assert set(doc["kinds"]) == set(VERIFY_KINDS) and doc["write_calls"] == 0
+    assert set(doc["kinds"]) == {*VERIFY_KINDS, *PLANE_KINDS} and doc["write_calls"] == 0
     record = json.loads((tmp_path / ".orchestrate" / "sync" / f"dev-{SRC}-{DST}.verified.json").read_text())
     assert record["ok"] is True and record["source"] == "registry verify"
 
