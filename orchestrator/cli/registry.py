@@ -163,7 +163,7 @@ def _sync_pair(app: Context, src: str, dst: str, settings, budget, *, dry_run: b
         lines += [f"  first {kind}: {', '.join(items)}" for kind, items in plan.first.items() if items]
         return plan.to_json(), lines + [f"  warning: {w}" for w in plan.warnings]
     checkpoint = app.state.sync_checkpoint_path(app.env, src, dst)
-    from orchestrator.registry.checkpoint import Checkpoint
+    from orchestrator.registry.checkpoint import pull_checkpoint, push_checkpoint
 
     # one sync per region pair at a time, on any machine: the lease is taken before anything is
     # written (a live holder: exit 3, nothing written) and renewed while the sync runs
@@ -171,14 +171,14 @@ def _sync_pair(app: Context, src: str, dst: str, settings, budget, *, dry_run: b
                          f"registry sync {src} -> {dst} (env {app.env})") as lease:
         if lease.taken_over:
             app.notify(f"took over the expired lease of {lease.taken_over}")
-        app.state.pull(checkpoint, merge=Checkpoint.merge_files)  # a sync interrupted elsewhere resumes here
+        pull_checkpoint(app.state, checkpoint)  # a sync interrupted elsewhere resumes here
         try:
             result = sync_registry(ctx, src, dst, settings=settings, residency=residency, state_path=versions,
                                    checkpoint_path=checkpoint, progress=progress_bar(app, f"sync {src} -> {dst}"),
                                    guard=guard, checkpoint_store=lease.guard(app.state.push),
                                    state_store=lease.guard(app.state.push))
         finally:
-            app.state.push(checkpoint)
+            push_checkpoint(app.state, checkpoint)  # the header and the journal parts not yet stored
             app.state.push(listings)
             app.state.push(versions)
         lease.check()  # lost while running (another run took it over): say so, exit 3

@@ -23,11 +23,11 @@ class RegistryPort:
 
         checkpoint = self.state.sync_checkpoint_path(self.env, src, dst)
         versions = self.state.sync_versions_path(self.env, src, dst)
-        from orchestrator.registry.checkpoint import Checkpoint
+        from orchestrator.registry.checkpoint import pull_checkpoint, push_checkpoint
 
         with self.state.lease(self.state.sync_lock_path(self.env, src, dst),
                               f"registry sync {src} -> {dst} (env {self.env})") as lease:  # before any write
-            self.state.pull(checkpoint, merge=Checkpoint.merge_files)  # a sync interrupted elsewhere resumes here
+            pull_checkpoint(self.state, checkpoint)  # a sync interrupted elsewhere resumes here
             self.state.pull(versions)  # what the last clean sync saw, wherever it ran
             try:
                 report = sync_registry(self.ctx, src, dst, residency=self.residency,
@@ -40,7 +40,7 @@ class RegistryPort:
                     exc.hint = exc.hint.replace("--rate", "--sync-rate")
                 raise
             finally:
-                self.state.push(checkpoint)
+                push_checkpoint(self.state, checkpoint)
                 self.state.push(versions)
             lease.check()
         if not report.ok:

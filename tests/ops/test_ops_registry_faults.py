@@ -93,8 +93,8 @@ def test_retries_are_bounded_and_the_run_stops_resumably(iot: IotFactory, tmp_pa
     assert isinstance(stopped.value, OperationFailed) and stopped.value.exit_code is ExitCode.FAILED
     assert "re-run" in stopped.value.one_line()
     assert len(sleeps) == 3  # four attempts, three waits
-    saved = json.loads(checkpoint.read_text())
-    assert saved["src_region"] == SRC and saved["dst_region"] == DST
+    header, saved = json.loads(checkpoint.read_text()), Checkpoint.saved(checkpoint)
+    assert header["src_region"] == SRC and header["dst_region"] == DST
     assert any(key.startswith("certificate create ") for key in saved["done"])
     assert not any(key.startswith("thing create ") for key in saved["done"])
 
@@ -140,7 +140,7 @@ def test_resume_after_a_hard_crash_skips_what_was_saved_and_replays_the_rest_saf
     with pytest.raises(SimulatedCrash):
         apply_sync(plan, dst, None, checkpoint, concurrency=1)
 
-    saved = set(json.loads(path.read_text())["done"])
+    saved = set(Checkpoint.saved(path)["done"])
     assert len(saved) == 20  # 23 ops done, flushed every 5: three are lost with the process
     assert saved <= {op.key for op in plan.ops[:23]}
 
@@ -217,4 +217,4 @@ def test_missing_permissions_stop_the_run_as_an_input_error(iot: IotFactory, tmp
 
     assert refused.value.exit_code is ExitCode.BAD_INPUT
     assert "UnauthorizedException" in refused.value.one_line()
-    assert json.loads(checkpoint.read_text())["done"]  # what was done is kept for the re-run
+    assert Checkpoint.saved(checkpoint)["done"]  # what was done is kept for the re-run

@@ -122,27 +122,26 @@ def test_a_sync_checkpoint_left_by_one_clone_is_resumed_by_the_other(clones, end
     _run_a, _run_b, a, b = clones
     store_a = StateLayout(a, store_for(BACKEND, endpoint_url=endpoint))
     path_a = store_a.sync_checkpoint_path("dev", SRC, DST)
-    path_a.parent.mkdir(parents=True)
-    import time
+    from orchestrator.registry.checkpoint import Checkpoint, part_prefix, parts_of, pull_checkpoint, push_checkpoint
 
-    from orchestrator.registry.checkpoint import CHECKPOINT_FORMAT, plan_digest
-
-    # a checkpoint as an interrupted sync leaves it: bound to its plan, written just now
-    path_a.write_text(json.dumps({"format": CHECKPOINT_FORMAT, "src_region": SRC, "dst_region": DST, "run": "r1",
-                                  "plan": plan_digest(["thing create t1"]), "written_at": time.time(),
-                                  "done": ["thing create t1"]}))
-    store_a.push(path_a)  # what an interrupted sync does on its way out
-
-    from orchestrator.registry.checkpoint import Checkpoint
+    # a checkpoint as an interrupted sync leaves it: bound to its plan, its journal part flushed
+    left = Checkpoint(path_a, src_region=SRC, dst_region=DST)
+    left.bind(["thing create t1", "thing create t2"])
+    left.mark_done("thing create t1")
+    left.close()
+    push_checkpoint(store_a, path_a)  # what an interrupted sync does on its way out
 
     store_b = StateLayout(b, store_for(BACKEND, endpoint_url=endpoint))
     path_b = store_b.sync_checkpoint_path("dev", SRC, DST)
-    assert store_b.pull(path_b)
+    assert pull_checkpoint(store_b, path_b) and parts_of(path_b)
     checkpoint = Checkpoint(path_b, src_region=SRC, dst_region=DST)
+    checkpoint.bind(["thing create t1", "thing create t2"])
     assert checkpoint.resumed and checkpoint.is_done("thing create t1")
+    assert not checkpoint.is_done("thing create t2")
     checkpoint.complete()
-    store_b.push(path_b)  # a clean finish removes it from the backend too
+    push_checkpoint(store_b, path_b)  # a clean finish removes it (header and parts) from the backend too
     assert not store_a.pull(path_a) and not path_a.exists()
+    assert not store_a.documents(path_a.parent, part_prefix(path_a))  # no part left in the backend
 
 
 class Killed(BaseException):
@@ -171,6 +170,10 @@ def test_a_sync_killed_midway_has_already_stored_its_checkpoint(clones, ctx: Aws
         mark_done(self, op_key)
         if len(self) == 30:
             at_death.update(json.loads(bucket.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+            parts = bucket.list_objects_v2(Bucket=BUCKET, Prefix=key[:-len(".json")] + ".part-").get("Contents", [])
+            at_death["done"] = [k for obj in parts  # the journal parts stored while the run went on
+                                for line in bucket.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read()
+                                .decode().splitlines()[1:] for k in json.loads(line)["done"]]
             raise Killed
 
     monkeypatch.setattr(checkpoints.Checkpoint, "mark_done", dies_after_thirty)

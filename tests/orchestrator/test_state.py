@@ -182,7 +182,7 @@ def test_a_running_sync_stores_its_checkpoint_in_the_backend_every_so_often(tmp_
     """SIGKILL skips every `finally`: the backend still holds a checkpoint at most `store_every_s`
     old, which a second machine resumes from; a store that fails does not stop the sync."""
     from orchestrator.errors import StateConflict
-    from orchestrator.registry.checkpoint import Checkpoint
+    from orchestrator.registry.checkpoint import Checkpoint, pull_checkpoint
     from orchestrator.state import LocalStore
 
     backend = LocalStore(tmp_path / "backend" / ".orchestrate")
@@ -199,7 +199,7 @@ def test_a_running_sync_stores_its_checkpoint_in_the_backend_every_so_often(tmp_
     cp.mark_done("c")  # flushed locally only (the next store is 30 s away)
     # ... and the process is killed here: the second machine sees a and b
     other = StateLayout(tmp_path / "second-clone", backend)
-    assert other.pull(other.sync_checkpoint_path("dev", "eu-west-1", "eu-central-1"), merge=Checkpoint.merge_files)
+    assert pull_checkpoint(other, other.sync_checkpoint_path("dev", "eu-west-1", "eu-central-1"))
     resumed = Checkpoint(other.sync_checkpoint_path("dev", "eu-west-1", "eu-central-1"),
                          src_region="eu-west-1", dst_region="eu-central-1", clock=lambda: now[0])
     resumed.bind(["a", "b", "c"])

@@ -576,7 +576,7 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveL
             if final and fatal is None and not errors and not blocked and finished == total:
                 checkpoint.complete()
             else:
-                checkpoint.flush()
+                checkpoint.close()  # the journal part is flushed and closed; the run can resume
     if fatal is not None:
         raise fatal
 

@@ -304,7 +304,7 @@ class _Run:
     throttles: dict[str, int] = field(default_factory=dict)
     _first: SyncPlan | None = None
     _first_ids: frozenset[str] = frozenset()
-    _created: list[str] = field(default_factory=list)
+    _created: frozenset[str] = frozenset()
     distrusted: str | None = None  # why the version record was not trusted
     _memo: dict[str, Any] = field(default_factory=dict)
     _dst_now: RegistrySnapshot | None = None  # the destination's listing read back after applying
@@ -459,7 +459,8 @@ class _Run:
         if restrict:  # only this chunk: planning it costs what the chunk holds, not the registry
             chunk = set(shadow_things)
             certs = {a.certificate_id for a in src_p}
-            src_base = RegistrySnapshot(src.region, things=tuple(t for t in src.things if t.name in chunk),
+            by_name = src.things_by_name  # look-ups, not a scan of the fleet per chunk (issue 22)
+            src_base = RegistrySnapshot(src.region, things=tuple(by_name[n] for n in shadow_things if n in by_name),
                                         certificates=tuple(src.certificates_by_id[c] for c in sorted(certs)
                                                            if c in src.certificates_by_id))
             dst_base = RegistrySnapshot(dst.region, things=tuple(dst.things_by_name[n] for n in sorted(chunk)
@@ -480,10 +481,11 @@ class _Run:
         if self._first is not first:
             self._first = first
             self._first_ids = frozenset(op.id for op in first.ops)
-            self._created = [op.name for op in first.ops if op.kind is Kind.THING and op.action is Action.CREATE]
-        wanted = set(reads.src.things_by_name)
+            self._created = frozenset(op.name for op in first.ops
+                                      if op.kind is Kind.THING and op.action is Action.CREATE)
         existing = list(reads.dst.things)  # the destination's things (of this chunk, when streamed)
-        created = [Thing(n) for n in self._created if n in wanted]
+        # the chunk's things the first stage creates: look-ups, not a scan of every creation per chunk
+        created = [Thing(n) for n in reads.src.things_by_name if n in self._created]
         dst = replace(reads.dst, things=tuple(existing + created))
         return plan_sync(reads.src, dst, False, region_rewrite=self.options.region_rewrite,
                          part=PlanPart.RELATIONS, after=self._first_ids)
