@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # When set, each test tier writes its JUnit XML there (<tier>.xml); .ci/run sets it.
 JUNIT_DIR ?=
 DEVICES ?= 20
-# Workers for the quick tiers whose tests are independent of each other (programs, orchestrator):
+# Workers for the tiers whose tests are independent of each other (programs, orchestrator, ops):
 # pytest-xdist, one per core by default; JOBS=0 runs them in this process, one test after another.
 JOBS ?= auto
 ROUTING ?= failover
@@ -81,7 +81,7 @@ test-fast: $(VENV)/.installed
 
 ## test-slow: the slow tiers (ops against moto, the real engine, a small drill)
 test-slow: $(VENV)/.installed drill-deps
-	$(call tier,ops,tests/ops)
+	$(call tier,ops,-n $(JOBS) tests/ops)
 	$(call tier,engine,tests/engine)
 	$(call tier,drill,tests/drill)
 

@@ -138,12 +138,12 @@ def test_make_test_runs_the_quick_tiers_first_stopping_at_a_failure_then_the_slo
     assert [name for name, _ in fast] == QUICK
     assert fast[0][1][:4] == ["-x", "tests/test_lint.py", "--deselect", "tests/test_lint.py::test_mypy_finds_nothing"]
     assert fast[1:] == [(name, args[:-2]) for name, args in run[1:3]]  # run: the same, with "-k probe"
-    # The programs and orchestrator tiers spread over the cores (pytest-xdist); JOBS=0 keeps one process.
+    # The programs, orchestrator and ops tiers spread over the cores (pytest-xdist); JOBS=0 keeps one process.
     parallel = {name: args[args.index("-n") + 1] for name, args in run if "-n" in args}
-    assert parallel == {"programs": "auto", "orchestrator": "auto"}
+    assert parallel == {"programs": "auto", "orchestrator": "auto", "ops": "auto"}
     serial = tiers(make_dry_run("test", "JOBS=0", f"JUNIT_DIR={junit}"))
     assert {name: args[args.index("-n") + 1] for name, args in serial if "-n" in args} == \
-        {"programs": "0", "orchestrator": "0"}
+        {"programs": "0", "orchestrator": "0", "ops": "0"}
     # Without JUNIT_DIR no tier writes JUnit.
     assert not any(a.startswith("--junitxml") for _, args in tiers(make_dry_run("test")) for a in args)
 

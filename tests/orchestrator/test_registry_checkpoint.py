@@ -92,6 +92,9 @@ def test_registry_sync_dry_run_leaves_no_checkpoint(
     monkeypatch.setattr(api, "_iot", lambda ctx, region, concurrency: region)
     monkeypatch.setattr(api, "_iot_data", lambda ctx, region, iot, concurrency: None)
     monkeypatch.setattr(api, "plan_clients_sync", plan_only)
+    monkeypatch.setattr(api, "_plane_callers", lambda settings, *clients: list(clients))
+    monkeypatch.setattr(api.plane, "sync_plane", lambda src, dst, **k: api.plane.PlaneReport(src, dst, (), 0,
+                                                                                          dry_run=True))
     monkeypatch.setattr(api, "sync_clients", lambda *a, **k: pytest.fail("--dry-run applied the plan"))
 
     result = run("registry", "sync", "--from", SRC, "--to", DST, "--dry-run")
