@@ -17,8 +17,14 @@ comment = group("comment", help="Pull-request comments and the drift issue.",
 @click.option("--repo", required=True, envvar="GITHUB_REPOSITORY", metavar="OWNER/NAME",
               help="Repository [env GITHUB_REPOSITORY].")
 @click.option("--pr", required=True, type=click.IntRange(min=1), metavar="N", help="Pull request number.")
-def post(app: Context, file: str, repo: str, pr: int) -> None:
-    """Create or update this environment's preview comment (token: GITHUB_TOKEN)."""
+@click.option("--readiness", "readiness_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Add a readiness section: the JSON `orchestrate readiness --json` wrote.")
+def post(app: Context, file: str, repo: str, pr: int, readiness_file: str | None) -> None:
+    """Create or update this environment's preview comment (token: GITHUB_TOKEN).
+
+    With --readiness, the comment ends with the regions that are NOT READY or UNKNOWN, why and the
+    fix (or "all regions READY").
+    """
     from orchestrator.errors import InputRejected
     from orchestrator.github import post_comment
     from orchestrator.preview.comment import split_parts
@@ -28,12 +34,24 @@ def post(app: Context, file: str, repo: str, pr: int) -> None:
             text = fh.read()
     except OSError as exc:
         raise InputRejected(f"{file}: cannot read the comment file: {exc.strerror}") from None
-    result = post_comment(split_parts(text, app.env), repo=repo, pr=pr, env=app.env)
+    parts = split_parts(text, app.env)
+    ready_doc = None
+    if readiness_file is not None:
+        from orchestrator.preview import readiness as section
+
+        ready_doc = section.load_file(readiness_file, env=app.env)
+        parts = section.attach(parts, section.render_section(ready_doc), env=app.env)
+    result = post_comment(parts, repo=repo, pr=pr, env=app.env)
     if app.json_output:
-        app.console.document({
+        doc: dict[str, object] = {
             "env": app.env, "created": result.created, "updated": result.updated,
             "unchanged": result.unchanged, "deleted": result.deleted, "urls": result.urls,
-        })
+        }
+        if ready_doc is not None:
+            from orchestrator.preview.readiness import summary
+
+            doc["readiness"] = summary(ready_doc)
+        app.console.document(doc)
         return
     app.console.result(f"comment for env {app.env} on {repo}#{pr}: {result.summary()}")
     for url in result.urls:
