@@ -173,6 +173,39 @@ def test_preview_and_drift_write_their_markdown_to_the_job_summary() -> None:
     assert 'cat drift.md >> "$GITHUB_STEP_SUMMARY"' in run_lines(drift)
 
 
+def test_preview_runs_readiness_without_blocking_and_adds_it_to_the_comment_and_summary(tmp_path: Path) -> None:
+    job = load(PREVIEW)["jobs"]["preview"]
+    names = [s.get("name") for s in job["steps"]]
+    (ready,) = [s for s in job["steps"] if s.get("id") == "readiness"]
+    assert ready["run"] == 'orchestrate readiness --env "$ENV_NAME" --json --output readiness.md > readiness.json'
+    assert ready["continue-on-error"] is True  # NOT READY (exit 1) never fails the preview
+    assert ready["if"] == "steps.changes.outputs.infra == 'true'"
+    assert ready["env"]["PULUMI_CONFIG_PASSPHRASE"] == "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"
+    assert names.index("Preview") < names.index("Readiness") < names.index("Post the preview comment")
+    # "Fail when the preview failed" looks at the preview only, never at readiness
+    fail = next(s for s in job["steps"] if s.get("name") == "Fail when the preview failed")
+    assert "readiness" not in json.dumps(fail)
+    summary = next(s for s in job["steps"] if s.get("name") == "Readiness job summary")
+    assert summary["run"] == 'cat readiness.md >> "$GITHUB_STEP_SUMMARY"'
+    assert "!cancelled()" in summary["if"] and "hashFiles('readiness.md')" in summary["if"]
+    # the post step passes --readiness exactly when the readiness step wrote a report
+    post = next(s for s in job["steps"] if s.get("name") == "Post the preview comment")
+    (tmp_path / "bin").mkdir()
+    fake = tmp_path / "bin" / "orchestrate"
+    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > args.txt\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "ENV_NAME": "dev",
+           "REPO": "o/n", "PR": "7"}
+    for content, expected in (("", []), ('{"kind": "readiness"}', ["--readiness", "readiness.json"])):
+        (tmp_path / "readiness.json").write_text(content)
+        proc = subprocess.run(["bash", "-e", "-c", post["run"]], cwd=tmp_path, env=env, capture_output=True,
+                              text=True)
+        assert proc.returncode == 0, proc.stderr
+        args = (tmp_path / "args.txt").read_text().split("\n")[:-1]
+        assert args == ["comment", "post", "--env", "dev", "--file", "comment.md", "--repo", "o/n", "--pr", "7",
+                        *expected]
+
+
 def test_a_test_workflow_lints_and_runs_make_test_on_every_change() -> None:
     doc = load(TEST)
     assert set(doc["on"]) == {"pull_request", "merge_group", "push"}
