@@ -221,6 +221,32 @@ def test_the_command_exits_1_with_the_envelope_and_the_markdown_names_the_region
     assert result.exit_code == 2 and "not a member of env dev" in result.output
 
 
+def test_what_readiness_json_writes_is_what_the_comment_section_reads(
+        world: ReadyWorld, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """The preview workflow's pair: `readiness --json > F` then `comment post --readiness F`."""
+    from orchestrator.cli.main import cli
+    from orchestrator.preview import readiness as section
+
+    world.overlay.events[DST]["THING"] = False
+    monkeypatch.setattr("orchestrator.readiness.run.probe_for", lambda app, settings=None: world.probe())
+    topo = tmp_path / "dev.topology.yaml"
+    topo.write_text(json.dumps({"env": ENV, "domain": DOMAIN, "hosted_zone": "example.com", "primary": SRC,
+                                "secondaries": [DST], "routing": "failover", "residency": [SRC, DST, THIRD],
+                                "backup_region": THIRD}))
+    base = ["--config", str(topo), "--backend", f"file://{tmp_path}/state"]
+    result = CliRunner().invoke(cli, [*base, "readiness", "--json", "--output", str(tmp_path / "r.md")])
+    assert result.exit_code == 1, result.output
+    md = section.render_section(section.load(result.stdout.encode(), env=ENV))
+    assert f"**{DST} is NOT READY** because" in md and "`replication.registry_events`: registry events off" in md
+    assert f"| {DST} | `replication.registry_events` | ❌ NOT READY |" in md
+    table = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| region |")]
+    assert table and all("| ❌ NOT READY |" in line or "| ❔ UNKNOWN |" in line for line in table)
+    failed = CliRunner().invoke(cli, [*base, "readiness", "--json", "--region", "us-west-2"])
+    assert failed.exit_code == 2
+    md = section.render_section(section.load(failed.stdout.encode(), env=ENV))
+    assert "**Readiness was not evaluated**: --region us-west-2: not a member of env dev" in md
+
+
 def test_at_least_thirty_rules_are_registered_each_with_a_group_and_title() -> None:
     import orchestrator.readiness.rules  # noqa: F401
 
