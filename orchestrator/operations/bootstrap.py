@@ -138,7 +138,8 @@ _READ = [
     "events:DescribeRule", "events:ListTagsForResource", "events:ListTargetsByRule",
     "firehose:DescribeDeliveryStream", "firehose:ListTagsForDeliveryStream",
     "iam:GetRole", "iam:GetRolePolicy", "iam:ListAttachedRolePolicies", "iam:ListRolePolicies",
-    "iot:Describe*", "iot:Get*", "iot:List*",
+    "iot:Describe*", "iot:GetIndexingConfiguration", "iot:GetLoggingOptions", "iot:GetPolicy", "iot:GetPolicyVersion",
+    "iot:GetTopicRule", "iot:GetV2LoggingOptions", "iot:List*",  # not iot:Get*: that reads device shadows
     "kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:ListTagsForStream",
     "kms:DescribeKey", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListAliases", "kms:ListResourceTags",
     "logs:DescribeLogGroups", "logs:ListTagsForResource",
@@ -160,15 +161,23 @@ _MANAGE = [
     "kms:ReplicateKey", "kms:ScheduleKeyDeletion", "kms:TagResource", "kms:UntagResource", "kms:UpdateAlias",
     "kms:UpdateKeyDescription",
 ]
-# The registry and device state, read (backup, sync) and written (sync, in the secondaries).
-_REGISTRY_READ = ["iot:Describe*", "iot:Get*", "iot:List*", "iot:GetThingShadow", "iot:ListNamedShadowsForThing",
-                  "sts:GetCallerIdentity"]
+# The registry and device state, read (backup, sync) and written (sync, in the secondaries): the calls
+# orchestrator/registry makes. Deleting things, certificates, groups, types, policies or templates is
+# `--prune` only, which no workflow passes: those stay out, except the old versions a policy or template
+# must shed to take a new one (AWS keeps five).
+_REGISTRY_READ = ["iot:Describe*", "iot:List*", "iot:GetIndexingConfiguration", "iot:GetPolicy",
+                  "iot:GetPolicyVersion", "iot:SearchIndex", "sts:GetCallerIdentity"]
+_SHADOW_READ = ["iot:GetThingShadow"]
 _REGISTRY_WRITE = [
-    "iot:AddThingToThingGroup", "iot:AttachPolicy", "iot:AttachThingPrincipal", "iot:CreatePolicy",
-    "iot:CreatePolicyVersion", "iot:CreateThing", "iot:CreateThingGroup", "iot:CreateThingType",
-    "iot:DeletePolicyVersion", "iot:DeprecateThingType", "iot:DetachPolicy", "iot:DetachThingPrincipal",
-    "iot:RegisterCertificateWithoutCA", "iot:RemoveThingFromThingGroup", "iot:SetDefaultPolicyVersion",
-    "iot:TagResource", "iot:UpdateCertificate", "iot:UpdateThing", "iot:UpdateThingGroup",
+    "iot:AddThingToThingGroup", "iot:AttachPolicy", "iot:AttachThingPrincipal", "iot:CreateAuthorizer",
+    "iot:CreateJobTemplate", "iot:CreatePolicy", "iot:CreatePolicyVersion", "iot:CreateProvisioningTemplate",
+    "iot:CreateProvisioningTemplateVersion", "iot:CreateRoleAlias", "iot:CreateThing", "iot:CreateThingGroup",
+    "iot:CreateThingType", "iot:DeletePolicyVersion", "iot:DeleteProvisioningTemplateVersion",
+    "iot:DeleteThingShadow", "iot:DeprecateThingType", "iot:DetachPolicy", "iot:DetachThingPrincipal",
+    "iot:RegisterCACertificate", "iot:RegisterCertificateWithoutCA", "iot:RemoveThingFromThingGroup",
+    "iot:SetDefaultPolicyVersion", "iot:TagResource", "iot:UpdateAuthorizer", "iot:UpdateCACertificate",
+    "iot:UpdateCertificate", "iot:UpdateEventConfigurations", "iot:UpdateIndexingConfiguration",
+    "iot:UpdateProvisioningTemplate", "iot:UpdateRoleAlias", "iot:UpdateThing", "iot:UpdateThingGroup",
     "iot:UpdateThingShadow",
 ]
 
@@ -243,9 +252,12 @@ def role_specs(spec: BootstrapSpec, key_arn: str) -> list[RoleSpec]:
         _state_write(spec, "RunState", (".orchestrate/*",)),
     )
     sync = _doc(
-        {"Sid": "ReadRegistry", "Effect": "Allow", "Action": _REGISTRY_READ + ["iot:DescribeEndpoint"],
-         "Resource": "*"},
+        {"Sid": "ReadRegistry", "Effect": "Allow", "Action": _REGISTRY_READ + _SHADOW_READ, "Resource": "*"},
         {"Sid": "WriteRegistry", "Effect": "Allow", "Action": _REGISTRY_WRITE, "Resource": "*"},
+        # a role alias or provisioning template copied to a secondary names an IAM role IoT assumes
+        {"Sid": "PassRegistryRoles", "Effect": "Allow", "Action": "iam:PassRole", "Resource": iam_roles,
+         "Condition": {"StringEquals": {"iam:PassedToService": ["credentials.iot.amazonaws.com",
+                                                                "iot.amazonaws.com"]}}},
         *_state_read(spec, key_arn),
         _state_write(spec, "RunState", (".orchestrate/*",)),
     )
@@ -268,8 +280,9 @@ def role_specs(spec: BootstrapSpec, key_arn: str) -> list[RoleSpec]:
              "read the registry and the state; write objects only into the env's backup vault "
              f"(iot-{env}-backups-*) and the run state; signs through the signing key's own policy", backup),
         role("sync", f"sync-{env}", "registry-sync.yml (AWS_SYNC_ROLE_ARN)",
-             "read the registry and shadows, write registry objects and shadows (no deletes of things or "
-             "certificates), the run state", sync, SYNC_SESSION_S),
+             "read the registry and shadows, write registry objects and shadows (no deletes of things, "
+             "certificates, groups or policies), PassRole to IoT for role aliases and templates, the run state",
+             sync, SYNC_SESSION_S),
     ]
 
 

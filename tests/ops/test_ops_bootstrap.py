@@ -168,3 +168,25 @@ def test_without_a_terminal_or_yes_nothing_is_created(run: Callable[..., Any], c
     result = run(*ARGS)
     assert result.exit_code == 4, result.output
     assert _writes(calls) == []
+
+
+def test_policies_fit_iam_limits_with_an_org_path_and_boundary() -> None:
+    """IAM refuses an inline policy over 10,240 characters and a trust policy over 2,048 (whitespace not
+    counted); moto accepts both, so the sizes are checked here with the longest realistic settings."""
+    import re
+
+    spec = op.BootstrapSpec("production-eu", "a-long-organisation-name/a-long-repository-name", STATE_REGION,
+                            "123456789012", iam_path="/org/platform/iot/",
+                            permissions_boundary="arn:aws:iam::123456789012:policy/org/platform-boundary")
+    for role in op.role_specs(spec, f"arn:aws:kms:{STATE_REGION}:123456789012:key/{'0' * 36}"):
+        assert len(re.sub(r"\s", "", json.dumps(role.policy))) <= 10240, role.name
+        assert len(re.sub(r"\s", "", json.dumps(role.trust))) <= 2048, role.name
+        for statement in role.policy["Statement"]:
+            actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+            assert all(re.fullmatch(r"[a-z0-9-]+:[A-Za-z0-9*]+", a) for a in actions), (role.name, actions)
+    apply = next(r for r in op.role_specs(spec, "k") if r.key == "apply").policy
+    (creating,) = [s for s in apply["Statement"] if s["Sid"] == "ProgramRolesPermissions"]
+    assert creating["Condition"] == {"StringEquals": {"iam:PermissionsBoundary": spec.permissions_boundary}}
+    (deny_ci,) = [s for s in apply["Statement"] if s["Sid"] == "CiRolesStay"]
+    assert deny_ci["Effect"] == "Deny" and "arn:aws:iam::123456789012:role/org/platform/iot/iot-production-eu-apply" \
+        in deny_ci["Resource"]
