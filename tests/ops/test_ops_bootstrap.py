@@ -190,3 +190,32 @@ def test_policies_fit_iam_limits_with_an_org_path_and_boundary() -> None:
     (deny_ci,) = [s for s in apply["Statement"] if s["Sid"] == "CiRolesStay"]
     assert deny_ci["Effect"] == "Deny" and "arn:aws:iam::123456789012:role/org/platform/iot/iot-production-eu-apply" \
         in deny_ci["Resource"]
+
+
+def test_an_existing_oidc_provider_is_kept_and_roles_get_the_org_path_and_boundary(
+        run: Callable[..., Any], moto_endpoint: str, tmp_path: Path) -> None:
+    import yaml
+
+    ctx = AwsContext(endpoint_url=moto_endpoint)
+    account = _account(ctx)
+    iam = client(ctx, "iam", "us-east-1")
+    iam.create_open_id_connect_provider(Url="https://token.actions.githubusercontent.com",
+                                        ClientIDList=["something-else", "sts.amazonaws.com"],
+                                        ThumbprintList=["a" * 40])
+    boundary = iam.create_policy(PolicyName="platform-boundary", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))["Policy"]["Arn"]
+    path = tmp_path / "stacks" / "dev.topology.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["iam"] = {"path": "/platform/", "permissions_boundary": boundary}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    # (moto has no AddClientIDToOpenIDConnectProvider: the audience is already there)
+    result = run(*ARGS, "--yes")
+    assert result.exit_code == 0, result.output
+    assert "OIDC provider" not in "".join(line for line in result.stdout.splitlines() if "created" in line)
+    oidc_arn = f"arn:aws:iam::{account}:oidc-provider/token.actions.githubusercontent.com"
+    assert sorted(iam.get_open_id_connect_provider(OpenIDConnectProviderArn=oidc_arn)["ClientIDList"]) == [
+        "something-else", "sts.amazonaws.com"]
+    role = iam.get_role(RoleName="iot-dev-apply")["Role"]
+    assert role["Path"] == "/platform/"
+    assert role["PermissionsBoundary"]["PermissionsBoundaryArn"] == boundary
+    assert "nothing to change" in run(*ARGS, "--yes").output
