@@ -341,10 +341,20 @@ def _survey(spec: BootstrapSpec, c: Clients) -> _Found:
         c.s3.head_bucket(Bucket=spec.bucket_name)
         found.bucket = True
     except Exception as exc:
-        if _code(exc) not in ("404", "NoSuchBucket", "NotFound"):
-            raise OperationFailed(f"state bucket {spec.bucket_name}: {_code(exc) or exc} (another account's "
-                                  "bucket, or no access)") from None
+        code = _code(exc)
+        if code in ("403", "AccessDenied", "301", "PermanentRedirect"):
+            raise InputRejected(f"state bucket {spec.bucket_name} exists but is not usable here (HTTP {code}: another "
+                                f"account's, or in another region than {spec.state_region})",
+                                hint="pass --bucket with another name") from None
+        if code not in ("404", "NoSuchBucket", "NotFound"):
+            raise OperationFailed(f"state bucket {spec.bucket_name}: {code or exc}") from None
     if found.bucket:
+        where = c.s3.get_bucket_location(Bucket=spec.bucket_name).get("LocationConstraint") or "us-east-1"
+        where = "eu-west-1" if where == "EU" else where
+        if where != spec.state_region:
+            raise InputRejected(f"state bucket {spec.bucket_name} exists but is not usable here (it is in {where}, "
+                                f"not {spec.state_region})", hint="pass --state-region " + where +
+                                " or --bucket with another name")
         try:
             lock = c.s3.get_object_lock_configuration(Bucket=spec.bucket_name)["ObjectLockConfiguration"]
         except Exception as exc:

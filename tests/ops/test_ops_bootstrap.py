@@ -219,3 +219,15 @@ def test_an_existing_oidc_provider_is_kept_and_roles_get_the_org_path_and_bounda
     assert role["Path"] == "/platform/"
     assert role["PermissionsBoundary"]["PermissionsBoundaryArn"] == boundary
     assert "nothing to change" in run(*ARGS, "--yes").output
+
+
+def test_a_bucket_of_that_name_in_another_region_is_refused(run: Callable[..., Any], calls: list[str],
+                                                            moto_endpoint: str) -> None:
+    ctx = AwsContext(endpoint_url=moto_endpoint)
+    bucket = f"iot-dev-state-{_account(ctx)}"
+    client(ctx, "s3", "eu-west-2").create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True,
+                                                 CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
+    result = run(*ARGS, "--yes")
+    assert _writes(calls) == []
+    assert result.exit_code == 2, result.output
+    assert f"state bucket {bucket} exists but is not usable here" in result.output
