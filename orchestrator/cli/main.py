@@ -36,6 +36,7 @@ COMMANDS = {
     "drill": "orchestrator.cli.drill:drill",
     "readiness": "orchestrator.cli.readiness:readiness",
     "device-check": "orchestrator.cli.device:device_check",
+    "bootstrap": "orchestrator.cli.bootstrap:bootstrap",
 }
 # The first sentence of each command's help: `orchestrate --help` lists these without importing a
 # command module (a test keeps them equal to the commands' own).
@@ -65,6 +66,8 @@ SUMMARIES = {
                  "that fixes it.",
     "device-check": "Score a device's reconnect profile (SNI, DNS re-resolved per attempt, jittered capped backoff, "
                     "resubscribe on sessionPresent=0) and say what to change.",
+    "bootstrap": "Create what CI needs before the first `up`: the state bucket, its KMS key, the GitHub OIDC "
+                 "provider and the four CI roles, each trusted only for one GitHub environment of --repo.",
 }
 
 
@@ -73,7 +76,7 @@ SECTIONS = [
     ("Lifecycle (in order: one region -> promote -> failover -> failback)",
      ("plan", "preview", "up", "promote-secondary", "failover", "failback", "destroy")),
     ("Inspect", ("status", "readiness", "outputs", "graph", "drift")),
-    ("Operate", ("registry", "recover", "drill", "device-check", "comment", "secrets")),
+    ("Operate", ("registry", "recover", "drill", "device-check", "comment", "secrets", "bootstrap")),
 ]
 ARGV_KEY = "orchestrate.argv"
 
