@@ -16,7 +16,7 @@ from orchestrator.readiness.model import (
     Verdict,
     unknown,
 )
-from orchestrator.readiness.probe import Probe
+from orchestrator.readiness.probe import Probe, Unreadable
 
 ENV_ROW = "env"
 
@@ -44,6 +44,8 @@ def applicable(probe: Probe, regions: tuple[str, ...] | None = None) -> list[tup
 def _run(probe: Probe, r: Rule, region: str) -> Finding:
     try:
         verdict = r.fn(probe, region)
+    except Unreadable as exc:  # its evidence did not answer: UNKNOWN, with the read that failed and why
+        verdict = unknown(str(exc))
     except Exception as exc:  # noqa: BLE001 - a rule that breaks is UNKNOWN, never READY
         from orchestrator.registry.calls import error_code
 

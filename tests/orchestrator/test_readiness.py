@@ -11,6 +11,7 @@ from orchestrator.aws import AwsContext
 from orchestrator.readiness import Probe, Status, evaluate
 from orchestrator.readiness.evaluate import applicable
 from orchestrator.readiness.model import RULES, Finding, ReadinessReport, RegionReadiness, Scope, not_ready, ready, rule
+from orchestrator.readiness.probe import Unreadable
 from orchestrator.readiness.rules.registry import detectable_fraction, sample_statement
 from orchestrator.topology import parse
 
@@ -45,17 +46,22 @@ def test_a_rule_that_raises_is_unknown_never_ready() -> None:
     def boom(_p: Probe, _r: str) -> Any:
         raise KeyError("x")
 
+    def unanswered(_p: Probe, _r: str) -> Any:
+        raise Unreadable("DescribeStreamSummary s: ThrottlingException")
+
     saved = dict(RULES)
     RULES.clear()
     try:
         rule("test.boom", "test", "raises", scope=Scope.ENV)(boom)
+        rule("test.unread", "test", "its read did not answer", scope=Scope.ENV)(unanswered)
         rule("test.ok", "test", "fine", scope=Scope.ENV)(lambda _p, _r: ready("fine"))
         report = evaluate(probe(topo()))
     finally:
         RULES.clear()
         RULES.update(saved)
     statuses = {f.rule: (f.status, f.evidence) for f in report.regions[-1].findings}
-    assert statuses == {"test.boom": (Status.UNKNOWN, "the rule failed: KeyError"), "test.ok": (Status.READY, "fine")}
+    assert statuses == {"test.boom": (Status.UNKNOWN, "the rule failed: KeyError"), "test.ok": (Status.READY, "fine"),
+                        "test.unread": (Status.UNKNOWN, "DescribeStreamSummary s: ThrottlingException")}
     assert not report.ready
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from orchestrator.readiness.model import Scope, Verdict, not_ready, ready, rule, unknown
-from orchestrator.readiness.probe import Probe, Unreadable, aws_read
+from orchestrator.readiness.probe import Probe, aws_read
 
 BACKUP_FIX = "orchestrate registry backup --region {primary} --dest {dest}"
 
@@ -83,10 +83,7 @@ def _fix(probe: Probe) -> str:
 def age(probe: Probe, _: str) -> Verdict:
     if not _dest(probe):
         return _no_dest()
-    try:
-        newest, signed = _ages(probe)
-    except Unreadable as exc:
-        return unknown(str(exc))
+    newest, signed = _ages(probe)
     found = signed if probe.signing_key else newest
     if found is None:
         return not_ready(f"no {'signed ' if probe.signing_key else ''}backup of env {probe.env} in {_dest(probe)}",
@@ -105,10 +102,7 @@ def signed(probe: Probe, _: str) -> Verdict:
     if not probe.signing_key:
         return not_ready("no signing key: backups cannot be verified before a restore",
                          "set backup_region (the home stack creates the key) or ORCHESTRATE_BACKUP_SIGNING_KEY")
-    try:
-        newest, good = _ages(probe)
-    except Unreadable as exc:
-        return unknown(str(exc))
+    newest, good = _ages(probe)
     if newest is None:
         return not_ready("no backup at all", _fix(probe))
     if good is None or good > newest:
@@ -124,10 +118,7 @@ def region(probe: Probe, _: str) -> Verdict:
     dest = _dest(probe)
     if not dest:
         return _no_dest()
-    try:
-        where = vault_region(probe)
-    except Unreadable as exc:
-        return unknown(str(exc))
+    where = vault_region(probe)
     if where is None:
         return not_ready(f"{dest} is a local directory: unreachable from another machine during an outage",
                          "set backup_region in the topology, then orchestrate up")

@@ -43,10 +43,7 @@ def _rules_verdict(probe: Probe, region: str, names: list[str], fix: str) -> Ver
 
 @rule("data.telemetry_rule", "data", "the telemetry topic rule exists and is enabled")
 def telemetry_rule(probe: Probe, region: str) -> Verdict:
-    try:
-        return _rules_verdict(probe, region, [telemetry_rule_name(probe.env, region)], _up(region))
-    except Unreadable as exc:
-        return unknown(str(exc))
+    return _rules_verdict(probe, region, [telemetry_rule_name(probe.env, region)], _up(region))
 
 
 @rule("data.replication_rules", "data", "registry-event and shadow topic rules exist and are enabled")
@@ -56,10 +53,7 @@ def replication_rules(probe: Probe, region: str) -> Verdict:
     if not probe.topology.multi_region:
         return not_applicable("single-region: no replication rules")
     names = [rule_name(probe.env, kind, region) for kind in RULE_DESCRIPTIONS]
-    try:
-        return _rules_verdict(probe, region, names, "orchestrate up --all  (the replication stack)")
-    except Unreadable as exc:
-        return unknown(str(exc))
+    return _rules_verdict(probe, region, names, "orchestrate up --all  (the replication stack)")
 
 
 def stream(probe: Probe, region: str) -> dict[str, Any] | None:
@@ -78,10 +72,7 @@ def stream(probe: Probe, region: str) -> dict[str, Any] | None:
 
 @rule("data.kinesis_stream", "data", "the telemetry Kinesis stream is ACTIVE and encrypted")
 def kinesis_stream(probe: Probe, region: str) -> Verdict:
-    try:
-        found = stream(probe, region)
-    except Unreadable as exc:
-        return unknown(str(exc))
+    found = stream(probe, region)
     if found is None:
         return not_ready("no telemetry stream", _up(region))
     if found.get("StreamStatus") not in ("ACTIVE", "UPDATING"):
@@ -93,10 +84,7 @@ def kinesis_stream(probe: Probe, region: str) -> Verdict:
 
 @rule("data.kinesis_shards", "data", "stream capacity at least the primary's", scope=Scope.SECONDARY)
 def kinesis_shards(probe: Probe, region: str) -> Verdict:
-    try:
-        here, there = stream(probe, region), stream(probe, probe.topology.primary)
-    except Unreadable as exc:
-        return unknown(str(exc))
+    here, there = stream(probe, region), stream(probe, probe.topology.primary)
     if here is None or there is None:
         return unknown("a stream to compare is missing (see data.kinesis_stream)")
     mode = (here.get("StreamModeDetails") or {}).get("StreamMode", "PROVISIONED")

@@ -33,10 +33,7 @@ def _up(region: str) -> str:
 
 @rule("domain.configuration_enabled", "domain", "domain configuration exists and is ENABLED")
 def configuration_enabled(probe: Probe, region: str) -> Verdict:
-    try:
-        found = describe(probe, region)
-    except Unreadable as exc:
-        return unknown(str(exc))
+    found = describe(probe, region)
     name = domain_config_name(probe, region)
     if found is None:
         return not_ready(f"no domain configuration {name}", _up(region))
@@ -67,10 +64,7 @@ def certificate(probe: Probe, region: str) -> dict[str, Any] | None:
 
 @rule("domain.certificate_issued", "domain", "the domain's ACM certificate is ISSUED")
 def certificate_issued(probe: Probe, region: str) -> Verdict:
-    try:
-        cert = certificate(probe, region)
-    except Unreadable as exc:
-        return unknown(str(exc))
+    cert = certificate(probe, region)
     if cert is None:
         return not_ready("no server certificate named by the stack or the domain configuration", _up(region))
     status = cert.get("Status")
@@ -82,10 +76,7 @@ def certificate_issued(probe: Probe, region: str) -> Verdict:
 
 @rule("domain.certificate_expiry", "domain", "the domain's certificate is not about to expire")
 def certificate_expiry(probe: Probe, region: str) -> Verdict:
-    try:
-        cert = certificate(probe, region)
-    except Unreadable as exc:
-        return unknown(str(exc))
+    cert = certificate(probe, region)
     if cert is None or not cert.get("NotAfter"):
         return unknown("no certificate expiry to read (see domain.certificate_issued)")
     days = (cert["NotAfter"] - probe.now).total_seconds() / 86400
@@ -97,10 +88,7 @@ def certificate_expiry(probe: Probe, region: str) -> Verdict:
 
 
 def _parity(probe: Probe, region: str, key: str, what: str) -> Verdict:
-    try:
-        here, there = describe(probe, region), describe(probe, probe.topology.primary)
-    except Unreadable as exc:
-        return unknown(str(exc))
+    here, there = describe(probe, region), describe(probe, probe.topology.primary)
     if here is None or there is None:
         return unknown(f"no domain configuration to compare ({'here' if here is None else 'in the primary'})")
     a, b = there.get(key), here.get(key)
@@ -119,10 +107,7 @@ def tls_policy_parity(probe: Probe, region: str) -> Verdict:
 @rule("domain.authorizer_parity", "domain", "custom authorizer configuration as in the primary",
       scope=Scope.SECONDARY)
 def authorizer_parity(probe: Probe, region: str) -> Verdict:
-    try:
-        here, there = describe(probe, region), describe(probe, probe.topology.primary)
-    except Unreadable as exc:
-        return unknown(str(exc))
+    here, there = describe(probe, region), describe(probe, probe.topology.primary)
     if here is None or there is None:
         return unknown("no domain configuration to compare")
     a, b = there.get("authorizerConfig") or {}, here.get("authorizerConfig") or {}

@@ -76,10 +76,7 @@ def _quota_rule(key: str) -> None:
             return unknown(f"{exc} (Service Quotas not answered for {SERVICE})")
         if here is None:
             return unknown(f"no {SERVICE} quota named like '{label}' in {region}")
-        try:
-            peak = _peak(probe, there) if there is not None else None
-        except Unreadable as exc:
-            return unknown(str(exc))
+        peak = _peak(probe, there) if there is not None else None
         value = float(here.get("Value") or 0)
         fix = (f"aws service-quotas request-service-quota-increase --region {region} --service-code {SERVICE} "
                f"--quota-code {here.get('QuotaCode')} --desired-value <the primary's peak or more>")

@@ -15,8 +15,8 @@ import math
 import random
 from dataclasses import dataclass, replace
 
-from orchestrator.readiness.model import Scope, Verdict, not_ready, ready, rule, unknown
-from orchestrator.readiness.probe import Probe, Unreadable, aws_read
+from orchestrator.readiness.model import Scope, Verdict, not_ready, ready, rule
+from orchestrator.readiness.probe import Probe, aws_read
 from orchestrator.registry.verify import VerifyReport
 
 
@@ -81,10 +81,7 @@ TIGHTEN = "orchestrate registry sync --from {primary} --to {region}  (tightening
 
 def _kind_rule(kind: str, fix: str = FIX) -> None:
     def check(probe: Probe, region: str) -> Verdict:
-        try:
-            par = parity(probe, region)
-        except Unreadable as exc:
-            return unknown(str(exc))
+        par = parity(probe, region)
         k = par.report.kind(kind)
         scope = f" (sample of {par.sampled})" if par.sampled is not None and kind in ("thing_principals",
                                                                                        "shadows") else ""

@@ -40,10 +40,7 @@ def _table(probe: Probe, region: str) -> dict[str, Any] | None:
 def table_replica(probe: Probe, region: str) -> Verdict:
     if not probe.topology.multi_region:
         return not_applicable("single-region: no registry-events table")
-    try:
-        table = _table(probe, region)
-    except Unreadable as exc:
-        return unknown(str(exc))
+    table = _table(probe, region)
     if table is None:
         return not_ready(f"no iot-{probe.env}-registry-events replica in {region}", UP_ALL)
     if table.get("TableStatus") != "ACTIVE":
@@ -55,10 +52,7 @@ def table_replica(probe: Probe, region: str) -> Verdict:
 def table_stream(probe: Probe, region: str) -> Verdict:
     if not probe.topology.multi_region:
         return not_applicable("single-region: no registry-events table")
-    try:
-        table = _table(probe, region)
-    except Unreadable as exc:
-        return unknown(str(exc))
+    table = _table(probe, region)
     if table is None:
         return unknown("no table (see replication.table_replica)")
     spec = table.get("StreamSpecification") or {}
@@ -98,10 +92,7 @@ def _function(probe: Probe, region: str) -> Verdict | None:
             if not_found(exc):
                 return None
             raise
-    try:
-        conf = probe.once(("function", region), read)
-    except Unreadable as exc:
-        return unknown(str(exc))
+    conf = probe.once(("function", region), read)
     if conf is None:
         return not_ready(f"no replication function {name}", UP_ALL)
     if conf.get("State") not in (None, "Active"):
@@ -116,10 +107,7 @@ def _metric_rule(metric: str, stat: str, limit: float, unit: str) -> Any:
         bad = _function(probe, region)
         if bad is not None:
             return bad
-        try:
-            value = _lambda_metric(probe, region, metric, stat)
-        except Unreadable as exc:
-            return unknown(str(exc))
+        value = _lambda_metric(probe, region, metric, stat)
         bound = probe.settings.max_iterator_age_ms if metric == "IteratorAge" else limit
         if value is not None and value > bound:
             return not_ready(f"{metric} {value:g} {unit} in the last 15 min (> {bound:g})",
