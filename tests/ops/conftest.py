@@ -17,8 +17,10 @@ import pytest
 
 from orchestrator.aws import AwsContext, client
 from tests.aws_gate import Gate
+from tests.doubles import InMemoryEngine
 from tests.moto_server import MotoUnavailable, post
 from tests.moto_server import moto_server as run_moto
+from tests.ops.provider_sim import ProviderSimulation
 
 SRC = "eu-west-1"
 DST = "eu-central-1"
@@ -115,3 +117,17 @@ def signer(ctx: AwsContext, signing_key: str) -> Any:
     from orchestrator.registry.signing import signer_from_spec
 
     return signer_from_spec(signing_key, kms=client(ctx, "kms", SRC))
+
+
+@pytest.fixture
+def sim(ctx: AwsContext) -> ProviderSimulation:
+    """What the region, DNS and replication programs would create, applied to moto after each `up`."""
+    return ProviderSimulation(ctx)
+
+
+@pytest.fixture
+def engine(sim: ProviderSimulation) -> InMemoryEngine:
+    """An in-memory engine whose `up` is followed by the provider simulation (a file may override it)."""
+    e = InMemoryEngine()
+    e.after_up.append(sim)
+    return e

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from orchestrator.aws import AwsContext
 from orchestrator.cli.app import Deps
 from orchestrator.cli.main import cli
 from orchestrator.preview.model import Op, ResourceChange, StackPreview
@@ -76,10 +75,6 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ORCHESTRATE_DNS_DRAIN_SECONDS", "0")
     return project_copy(tmp_path, monkeypatch)
 
-
-@pytest.fixture
-def sim(ctx: AwsContext) -> ProviderSimulation:
-    return ProviderSimulation(ctx)
 
 
 @pytest.fixture

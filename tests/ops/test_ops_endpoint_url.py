@@ -30,7 +30,6 @@ from tests.aws_gate import Gate
 from tests.doubles import InMemoryEngine, project_copy
 from tests.moto_server import free_port
 from tests.ops.conftest import DST, SRC
-from tests.ops.provider_sim import ProviderSimulation
 from tests.ops.registry_world import seed
 
 ORCHESTRATE = str(Path(sys.executable).with_name("orchestrate"))
@@ -90,18 +89,6 @@ def test_aws_endpoint_url_alone_is_the_endpoint_of_every_call(project, iot, endp
 
 
 # -- a sync that cannot reach its endpoint, inside promote-secondary -----------------------------
-@pytest.fixture
-def sim(ctx) -> ProviderSimulation:  # noqa: ANN001
-    return ProviderSimulation(ctx)
-
-
-@pytest.fixture
-def engine(sim: ProviderSimulation) -> InMemoryEngine:
-    e = InMemoryEngine()
-    e.after_up.append(sim)
-    return e
-
-
 @pytest.fixture
 def run(project: Path, engine: InMemoryEngine, endpoint: str) -> Callable[..., Result]:
     def invoke(*args: str, endpoint_url: str = endpoint) -> Result:

@@ -16,7 +16,6 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from orchestrator.aws import AwsContext
 from orchestrator.cli.app import Deps
 from orchestrator.cli.main import cli
 from tests.doubles import InMemoryEngine, project_copy, stable_endpoint
@@ -32,16 +31,6 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return project_copy(tmp_path, monkeypatch)
 
 
-@pytest.fixture
-def sim(ctx: AwsContext) -> ProviderSimulation:
-    return ProviderSimulation(ctx)
-
-
-@pytest.fixture
-def engine(sim: ProviderSimulation) -> InMemoryEngine:
-    e = InMemoryEngine()
-    e.after_up.append(sim)
-    return e
 
 
 @pytest.fixture

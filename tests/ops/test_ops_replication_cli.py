@@ -18,7 +18,7 @@ from programs.contract import ReplicationNames
 from tests.ops.conftest import DST, SRC
 from tests.ops.registry_world import make_pem
 from tests.ops.replication_world import applied_table, events_table, now_ms, payload, rule_item
-from tests.ops.test_ops_lifecycle import engine, project, run, sim  # noqa: F401 - fixtures
+from tests.ops.test_ops_lifecycle import project, run  # noqa: F401 - fixtures (sim, engine: tests/ops/conftest.py)
 
 NAMES = ReplicationNames.of("dev", DST)
 
