@@ -33,20 +33,24 @@ case $installer in
 esac
 
 steps=3
+# pin NAME: NAME's line of constraints.txt with its hashes, as a requirements file (the pip that
+# installs uv, or replaces a venv's bundled pip, may be older than pip's reading of hashes in a
+# constraints file; in a requirements file every pip checks them).
+pin() { awk -v name="$1" '$0 ~ "^" name "==" { on = 1; print; next } on && /^[[:space:]]*--hash=/ { print; next } { on = 0 }' "$constraints"; }
 say() { echo "set-up [$1/$steps] $2"; }
 start=$SECONDS
 
 # 1. The installer: the pinned uv (kept under $tools, installed there with pip when missing), or pip.
 uv=""
-uv_version=$(sed -n 's/^uv==//p' "$constraints")
+uv_version=$(sed -n 's/^uv==\([^ \\]*\).*/\1/p' "$constraints")
 if [ "$installer" != pip ]; then
   uv_home="$tools/uv-$uv_version"
   if [ ! -x "$uv_home/bin/uv" ]; then
     say 1 "installing uv $uv_version into $uv_home (pip, once per machine)"
     mkdir -p "$tools"
     tmp=$(mktemp -d "$tools/.uv-XXXXXX")
-    if "$python" -m venv "$tmp" && "$tmp/bin/python" -m pip install --quiet --no-compile \
-        --constraint "$constraints" "uv==$uv_version" && "$tmp/bin/uv" --version >/dev/null; then
+    if "$python" -m venv "$tmp" && pin uv >"$tmp/uv.txt" && "$tmp/bin/python" -m pip install --quiet --no-compile \
+        --require-hashes --requirement "$tmp/uv.txt" && "$tmp/bin/uv" --version >/dev/null; then
       rm -rf "$uv_home" && mv "$tmp" "$uv_home"
     else
       rm -rf "$tmp"
@@ -83,19 +87,53 @@ else
   if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
     "$venv/bin/python" -m ensurepip --default-pip >/dev/null
   fi
-  # Editable installs through the build backend need pip 21.3 (PEP 660); older bundled pips are
-  # replaced with the pinned one.
-  if ! "$venv/bin/python" -c 'import pip, sys; sys.exit(tuple(map(int, pip.__version__.split(".")[:2])) < (21, 3))'; then
-    "$venv/bin/python" -m pip install --quiet --no-compile --constraint "$constraints" --upgrade pip
+  # The pinned pip (hash-checked), whatever the venv bundled: the passes below need --build-constraint
+  # (pip 25.3) and editable installs through the build backend (PEP 660).
+  pip_version=$(sed -n 's/^pip==\([^ \\]*\).*/\1/p' "$constraints")
+  if ! "$venv/bin/python" -c 'import pip, sys; sys.exit(pip.__version__ != sys.argv[1])' "$pip_version"; then
+    "$venv/bin/python" -m pip install --quiet --no-compile --require-hashes --requirement <(pin pip)
   fi
-  say 3 "installing the project and its $what dependencies (pip, one package at a time)"
-  # PIP_CONSTRAINT reaches the isolated build environment too (the build backend's pins).
-  PIP_CONSTRAINT="$constraints" PYTHONUNBUFFERED=1 "$venv/bin/python" -m pip install --no-compile --progress-bar off \
-      --constraint "$constraints" --editable "$spec" |
+  # pip refuses an editable (or directory) requirement once any hash is in play, so it goes in three
+  # passes: resolve the set without hashes (--dry-run: nothing installed), install exactly that set
+  # with --require-hashes (every file checked against constraints.txt), then the project alone
+  # (--no-deps). --build-constraint is the hashed file in every pass: the isolated build environment
+  # installs the build backend (hatchling) from it, hashes checked.
+  say 3 "installing the project and its $what dependencies (pip: resolve, then install with hashes)"
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  sed -e '/^[[:space:]]*--hash=/d' -e 's/[[:space:]]*\\$//' "$constraints" >"$work/pins.txt"
+  "$venv/bin/python" -m pip install --quiet --dry-run --ignore-installed --report "$work/report.json" \
+    --constraint "$work/pins.txt" --build-constraint "$constraints" --editable "$spec"
+  "$venv/bin/python" - "$constraints" "$work/report.json" "$work/hashed.txt" <<'PY'
+import json, re, sys
+constraints, report, out = sys.argv[1:]
+canon = lambda name: re.sub(r"[-_.]+", "-", name).lower()
+blocks, current = {}, None
+for line in open(constraints).read().splitlines():
+    pin = re.match(r"^([A-Za-z0-9_.-]+)==", line)
+    if pin:
+        current = canon(pin.group(1))
+        blocks[current] = [line]
+    elif current and line.lstrip().startswith("--hash="):
+        blocks[current].append(line)
+    else:
+        current = None
+wanted = [item["metadata"] for item in json.load(open(report))["install"] if not item.get("is_direct")]
+missing = [m["name"] for m in wanted if canon(m["name"]) not in blocks]
+if missing:
+    sys.exit(f"set-up: not pinned in constraints.txt: {', '.join(missing)}")
+with open(out, "w") as f:
+    for m in wanted:
+        f.write("\n".join(blocks[canon(m["name"])]) + "\n")
+PY
+  PYTHONUNBUFFERED=1 "$venv/bin/python" -m pip install --no-compile --progress-bar off --require-hashes --no-deps \
+      --requirement "$work/hashed.txt" |
     awk -v step="set-up [3/$steps]" '
       /^Collecting / { n++; name = $2; sub(/[<>=~!;[].*/, "", name); printf "%s   %d: %s\n", step, n, name; fflush() }
       /^Installing collected packages/ { printf "%s   unpacking %d packages\n", step, n; fflush() }
       /^Successfully installed/ { printf "%s   done\n", step; fflush() }'
+  "$venv/bin/python" -m pip install --quiet --no-compile --no-deps --constraint "$work/pins.txt" \
+    --build-constraint "$constraints" --editable "$spec"
   echo "pip $("$venv/bin/python" -c 'import pip; print(pip.__version__)')" >"$venv/.installer"
 fi
 touch "$stamp"

@@ -35,13 +35,27 @@ QUICK = ["lint", "programs", "orchestrator"]
 SLOW = ["ops", "engine", "drill"]
 
 
-def pins() -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in CONSTRAINTS.read_text().splitlines():
+def pinned_lines() -> list[tuple[str, str, list[str]]]:
+    """constraints.txt's pins: (name, version, sha256 hashes), one per logical line (a pin's hashes
+    are `--hash=sha256:...` continuation lines after it)."""
+    out = []
+    for line in CONSTRAINTS.read_text().replace("\\\n", " ").splitlines():
         if not line or line.startswith("#"):
             continue
-        name, sep, version = line.partition("==")
+        pin, *options = line.split()
+        name, sep, version = pin.partition("==")
         assert sep and re.fullmatch(r"[A-Za-z0-9_.\-]+", name) and re.fullmatch(r"[0-9][0-9A-Za-z.+]*", version), line
+        hashes = []
+        for option in options:
+            assert option.startswith("--hash=sha256:"), f"{pin}: {option} is not a sha256 hash"
+            hashes.append(option.removeprefix("--hash=sha256:"))
+        out.append((name, version, hashes))
+    return out
+
+
+def pins() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, version, _ in pinned_lines():
         key = canonicalize_name(name)
         assert key not in out, f"{name} pinned twice"
         out[key] = version
@@ -263,3 +277,44 @@ def test_the_uv_path_installs_the_pinned_runtime_offline_and_plans(tmp_path: Pat
     assert plan.stderr == ""  # set up already: make plan had nothing to install
     assert json.loads(plan.stdout)["env"] == "dev"
     assert shutil.which("orchestrate", path=str(venv / "bin"))
+
+
+def test_every_pin_carries_the_hashes_of_its_files() -> None:
+    """A file the index serves for a pin is installed only when its sha256 is listed (uv and pip
+    both refuse it otherwise: the tamper test below, and CONTRIBUTING.md); every pin has at least one."""
+    for name, version, hashes in pinned_lines():
+        assert hashes, f"{name}=={version} has no --hash (run scripts/hash_constraints.py)"
+        assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), name
+        assert len(set(hashes)) == len(hashes), f"{name}: a hash listed twice"
+
+
+def _copy_project(into: Path) -> Path:
+    """What an editable install of the project reads (sources, metadata, set-up), not the venvs."""
+    skip = shutil.ignore_patterns(".git", ".venv*", ".ci-results", ".orchestrate", "__pycache__", "*.egg-info",
+                                  ".mypy_cache", ".ruff_cache", ".pytest_cache", "x", "tests", "bench", "docs")
+    shutil.copytree(REPO, into, ignore=skip, symlinks=True)
+    return into
+
+
+def test_the_uv_path_refuses_a_file_whose_hash_is_not_listed(tmp_path: Path) -> None:
+    """The real set-up script, uv from its cache (offline), with one runtime dependency's hashes
+    replaced: the install fails naming the package and the venv gets no project."""
+    version = pins()["uv"]
+    tools = Path(os.environ.get("ORCHESTRATE_TOOLS", Path.home() / ".cache" / "orchestrate-tools"))
+    if not (tools / f"uv-{version}" / "bin" / "uv").is_file():
+        pytest.skip(f"uv {version} is not installed under {tools} (this machine set up with INSTALLER=pip)")
+    project = _copy_project(tmp_path / "project")
+    constraints = project / "constraints.txt"
+    text = constraints.read_text()
+    (_, click_version, click_hashes) = next(p for p in pinned_lines() if canonicalize_name(p[0]) == "click")
+    for digest in click_hashes:
+        text = text.replace(digest, "0" * 64)
+    constraints.write_text(text)
+    venv = tmp_path / "venv"
+    env = {**{k: v for k, v in os.environ.items() if k not in MAKE_ENV}, "INSTALLER": "uv", "UV_OFFLINE": "1"}
+    proc = subprocess.run([str(project / "scripts" / "setup_venv.sh"), str(venv), "", str(venv / ".runtime")],
+                          cwd=project, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode != 0, proc.stderr[-2000:]
+    assert "click" in proc.stderr and "0" * 64 in proc.stderr, proc.stderr[-2000:]
+    assert not (venv / ".runtime").exists()
+    assert "click" not in installed(str(venv / "bin" / "python"))

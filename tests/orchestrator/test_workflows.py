@@ -248,7 +248,7 @@ def test_preview_steps_render_then_post_the_sticky_comment() -> None:
     (aws,) = steps_using(job, "aws-actions/configure-aws-credentials")
     assert aws["with"]["role-to-assume"] == "${{ vars.AWS_PREVIEW_ROLE_ARN }}"
     runs = run_lines(job)
-    assert "pip install ." in runs
+    assert 'scripts/setup_venv.sh .venv "" .venv/.runtime' in runs
     assert 'orchestrate preview --env "$ENV_NAME" --all --format markdown --output comment.md' in runs
     assert 'orchestrate comment post --env "$ENV_NAME" --file comment.md --repo "$REPO" --pr "$PR"' in runs
     post = next(s for s in job["steps"] if "comment post" in str(s.get("run", "")))
@@ -338,22 +338,29 @@ def test_secrets_reach_only_the_steps_that_run_orchestrate(path: Path) -> None:
 
 
 def test_one_constraints_file_pins_what_make_and_every_workflow_install() -> None:
-    pins = dict(line.split("==", 1) for line in CONSTRAINTS.read_text().splitlines()
+    text = CONSTRAINTS.read_text().replace("\\\n", " ")  # one logical line per pin, hashes included
+    pins = dict(line.split(" ", 1)[0].split("==", 1) for line in text.splitlines()
                 if line and not line.startswith("#"))
     for package in ("pulumi", "pulumi_aws", "pulumi_command", "boto3", "click", "PyYAML"):
         assert package in pins and pins[package].count(".") >= 2, package
     setup = (REPO / "scripts" / "setup_venv.sh").read_text()  # make's set-up, with uv or pip
     assert 'constraints=$PWD/constraints.txt' in setup
-    assert setup.count('--constraint "$constraints"') == 4  # uv: the project, pip: uv, old pip, the project
+    # uv: the project and its build backend from the hashed file; pip: the three passes, each with
+    # the hashed file for the build backend, the install itself with --require-hashes
+    assert setup.count('--constraint "$constraints"') == 1
+    assert setup.count('--build-constraint "$constraints"') == 3
+    code = "\n".join(line for line in setup.splitlines() if not line.lstrip().startswith("#"))
+    assert code.count("--require-hashes") == 3  # uv's own install, the pinned pip, the project's set
+    install = 'scripts/setup_venv.sh .venv "" .venv/.runtime'
     for path in ALL:
         for job in load(path)["jobs"].values():
             runs = run_lines(job)
-            if "pip install" not in runs:
+            assert "pip install" not in runs, path.name  # every workflow installs as make does
+            if install not in runs:
                 continue
-            assert ".venv/bin/pip install . --constraint constraints.txt" in runs, path.name
             if not steps_using(job, "pulumi/actions"):  # a job that runs no stack needs no Pulumi CLI
                 continue
-            assert "sed -n 's/^pulumi==//p' constraints.txt" in runs, path.name
+            assert "sed -n 's/^pulumi==\\([0-9.]*\\).*/\\1/p' constraints.txt" in runs, path.name
             (pulumi,) = steps_using(job, "pulumi/actions")
             assert pulumi["with"]["pulumi-version"] == "${{ steps.versions.outputs.pulumi }}"
 
