@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import click
@@ -21,8 +22,38 @@ def _runner(app: Context, parallel: int = 4, label: str | None = None) -> Runner
     return Runner(app.engine(), app.topology(), app.state, notify=app.notify, parallel=parallel, progress=progress)
 
 
-def render_report(app: Context, report: RunReport, next_step: str | None = None) -> None:
-    """Print a RunReport (and, after a failure, what to run next) and leave with the contract's exit code."""
+def summary_markdown(report: RunReport, next_step: str | None = None) -> str:
+    """A RunReport as markdown for a CI job summary: the verdict, then one row per stack."""
+    verdict = "ok" if report.ok else ("LOCKED" if report.locked else "FAILED")
+    lines = [f"### orchestrate {report.operation} {report.env}: {verdict}", "",
+             "| stack | outcome | changes | seconds | message |", "|---|---|---|--:|---|"]
+    for name, r in report.results.items():
+        counts = " ".join(f"{k}={v}" for k, v in r.counts.items() if v) or "-"
+        message = (r.message or "").replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| `{name}` | {r.outcome.value} | {counts} | {r.seconds:.1f} | {message} |")
+    if not report.results:
+        lines.append("| (none) | | | | |")
+    lines += [f"- {notice}" for notice in report.notices]
+    if next_step:
+        lines += ["", f"next: `{next_step}`"]
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(path: str | None, report: RunReport, next_step: str | None = None) -> None:
+    """Append the report's markdown to `path` (e.g. $GITHUB_STEP_SUMMARY), scrubbed of secrets."""
+    if not path:
+        return
+    from orchestrator.scrub import scrub
+
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(scrub(summary_markdown(report, next_step)))
+
+
+def render_report(app: Context, report: RunReport, next_step: str | None = None,
+                  summary: str | None = None) -> None:
+    """Print a RunReport (and, after a failure, what to run next), append it to the `summary` file
+    when one is given, and leave with the contract's exit code."""
+    write_summary(summary, report, next_step)
     for notice in report.notices:
         app.console.info(notice)
     if app.json_output:
@@ -48,7 +79,10 @@ def render_report(app: Context, report: RunReport, next_step: str | None = None)
               help="Most stacks of one wave run at once.")
 @click.option("--resume", is_flag=True, help="Continue the last failed `up` from the failed stack.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
-def up(app: Context, region: str | None, all_regions: bool, parallel: int, resume: bool, yes: bool) -> None:
+@click.option("--summary", "summary", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Also append the result as markdown to FILE, failed or not (CI: $GITHUB_STEP_SUMMARY).")
+def up(app: Context, region: str | None, all_regions: bool, parallel: int, resume: bool, yes: bool,
+       summary: str | None) -> None:
     """Deploy region stack(s), then DNS, then replication, in waves (shown, then confirmed).
 
     \b
@@ -56,12 +90,16 @@ def up(app: Context, region: str | None, all_regions: bool, parallel: int, resum
       orchestrate up --region eu-west-1           one region, then DNS (asks first)
       orchestrate --env prod up --all --yes       every region, in CI
       orchestrate up --all --resume --yes         continue from the stack that failed
+      orchestrate up --all --yes --summary "$GITHUB_STEP_SUMMARY"   the result in the job summary
     """
     from orchestrator.cli.options import confirm, exclusive_region, will_ask
     from orchestrator.operations.guards import check_primary
     from orchestrator.stacks.graph import plan_waves, up_selection
 
     region = exclusive_region(region, all_regions)
+    if summary is not None and not os.path.isdir(os.path.dirname(os.path.abspath(summary))):
+        raise InputRejected(f"--summary {summary}: its directory does not exist",
+                            hint="pass a file in an existing directory (CI: \"$GITHUB_STEP_SUMMARY\")")
     check_primary(app)  # a stale topology file never moves traffic back
     topology = app.topology()
     selection = up_selection(topology, region)
@@ -76,7 +114,7 @@ def up(app: Context, region: str | None, all_regions: bool, parallel: int, resum
         for line in preview_lines(preview_changes(app.engine(), topology, selection)):
             app.notify(f"  {line}")
     confirm(f"update {len(selection)} stacks of env {topology.env}", expected=topology.env, assume_yes=yes)
-    render_report(app, runner.up(selection, resume=resume))
+    render_report(app, runner.up(selection, resume=resume), summary=summary)
 
 
 @command("destroy")

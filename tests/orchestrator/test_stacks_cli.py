@@ -275,3 +275,31 @@ def test_orchestrate_config_env_names_the_topology(run, project: Path, tmp_path:
                      .replace("routing: single", "routing: failover"))
     monkeypatch.setenv("ORCHESTRATE_CONFIG", str(other))
     assert "dev_region_eu_central_1" in run("graph").stdout
+
+
+def test_up_summary_appends_the_result_as_markdown_also_when_it_fails(run, engine, project: Path,
+                                                                       tmp_path: Path) -> None:  # noqa: ANN001
+    multi_region(project, "dev", ["eu-central-1"])
+    summary = tmp_path / "step-summary.md"
+    summary.write_text("earlier step\n")  # $GITHUB_STEP_SUMMARY is shared by the job's steps: appended to
+    engine.fail_on["dev-replication"] = "AccessDenied: s3:PutReplicationConfiguration AKIAIOSFODNN7EXAMPLE"
+    failed = run("up", "--yes", "--all", "--summary", str(summary))
+    assert failed.exit_code == 1
+    text = summary.read_text()
+    assert text.startswith("earlier step\n### orchestrate up dev: FAILED\n")
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| `")}
+    assert set(rows) == {"`dev-region-eu-west-1`", "`dev-region-eu-central-1`", "`dev-dns`", "`dev-replication`"}
+    assert "| failed |" in rows["`dev-replication`"] and "AccessDenied" in rows["`dev-replication`"]
+    assert "| succeeded |" in rows["`dev-dns`"]
+    assert "AKIAIOSFODNN7EXAMPLE" not in text  # scrubbed like every other output
+    del engine.fail_on["dev-replication"]
+    assert run("up", "--yes", "--all", "--resume", "--summary", str(summary)).exit_code == 0
+    assert summary.read_text().count("### orchestrate up dev: ") == 2
+    assert summary.read_text().rstrip().split("\n### ")[-1].startswith("orchestrate up dev: ok")
+
+
+def test_up_summary_in_a_missing_directory_is_exit_2_before_any_stack(run, engine, tmp_path: Path) -> None:  # noqa: ANN001
+    result = run("up", "--yes", "--all", "--summary", str(tmp_path / "nowhere" / "summary.md"))
+    assert result.exit_code == 2
+    assert "--summary" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert engine.ops("up") == []

@@ -273,6 +273,9 @@ def test_apply_runs_on_main_per_environment_behind_approval() -> None:
         assert job["env"]["ENV_NAME"] == env
         assert 'orchestrate up --all --env "$ENV_NAME"' in run_lines(job)
         assert all("--yes" in line for line in run_lines(job).splitlines() if "orchestrate up" in line)
+        # the result, failed or not, in the job summary (up appends its own markdown)
+        assert all('--summary "$GITHUB_STEP_SUMMARY"' in line
+                   for line in run_lines(job).splitlines() if "orchestrate up" in line)
         (aws,) = steps_using(job, "aws-actions/configure-aws-credentials")
         assert aws["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}"
 
