@@ -208,7 +208,6 @@ def test_an_existing_oidc_provider_is_kept_and_roles_get_the_org_path_and_bounda
     doc = yaml.safe_load(path.read_text())
     doc["iam"] = {"path": "/platform/", "permissions_boundary": boundary}
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    # (moto has no AddClientIDToOpenIDConnectProvider: the audience is already there)
     result = run(*ARGS, "--yes")
     assert result.exit_code == 0, result.output
     assert "OIDC provider" not in "".join(line for line in result.stdout.splitlines() if "created" in line)
@@ -231,3 +230,52 @@ def test_a_bucket_of_that_name_in_another_region_is_refused(run: Callable[..., A
     assert _writes(calls) == []
     assert result.exit_code == 2, result.output
     assert f"state bucket {bucket} exists but is not usable here" in result.output
+
+
+def test_an_existing_oidc_provider_without_the_sts_audience_gets_it_added(
+        run: Callable[..., Any], calls: list[str], moto_endpoint: str) -> None:
+    """The local world answers AddClientIDToOpenIDConnectProvider as IAM documents it
+    (orchestrator/drill/iam_strict.py): the audience is added once, other audiences kept, and the
+    second run has nothing to write."""
+    ctx = AwsContext(endpoint_url=moto_endpoint)
+    iam = client(ctx, "iam", "us-east-1")
+    arn = iam.create_open_id_connect_provider(Url="https://token.actions.githubusercontent.com",
+                                              ClientIDList=["something-else"],
+                                              ThumbprintList=["a" * 40])["OpenIDConnectProviderArn"]
+    result = run(*ARGS, "--yes")
+    assert result.exit_code == 0, result.output
+    assert "iam:AddClientIDToOpenIDConnectProvider" in calls
+    assert "iam:CreateOpenIDConnectProvider" not in calls
+    assert sorted(iam.get_open_id_connect_provider(OpenIDConnectProviderArn=arn)["ClientIDList"]) == [
+        "something-else", "sts.amazonaws.com"]
+    calls.clear()
+    again = run(*ARGS, "--yes")
+    assert again.exit_code == 0 and "nothing to change" in again.output
+    assert _writes(calls) == []
+
+
+def test_the_local_iam_keeps_the_documented_client_id_rules(moto_endpoint: str) -> None:
+    from botocore.exceptions import ClientError
+
+    from orchestrator.drill.iam_strict import MAX_CLIENT_IDS
+
+    iam = client(AwsContext(endpoint_url=moto_endpoint), "iam", "us-east-1")
+    arn = iam.create_open_id_connect_provider(Url="https://issuer.example.com", ClientIDList=["a"],
+                                              ThumbprintList=["b" * 40])["OpenIDConnectProviderArn"]
+    iam.add_client_id_to_open_id_connect_provider(OpenIDConnectProviderArn=arn, ClientID="a")  # idempotent
+    assert iam.get_open_id_connect_provider(OpenIDConnectProviderArn=arn)["ClientIDList"] == ["a"]
+    for i in range(MAX_CLIENT_IDS - 1):
+        iam.add_client_id_to_open_id_connect_provider(OpenIDConnectProviderArn=arn, ClientID=f"c{i}")
+    with pytest.raises(ClientError) as full:
+        iam.add_client_id_to_open_id_connect_provider(OpenIDConnectProviderArn=arn, ClientID="one-too-many")
+    assert full.value.response["Error"]["Code"] == "LimitExceeded"
+    with pytest.raises(ClientError) as long_id:
+        iam.add_client_id_to_open_id_connect_provider(OpenIDConnectProviderArn=arn, ClientID="x" * 256)
+    assert long_id.value.response["Error"]["Code"] == "InvalidInput"
+    with pytest.raises(ClientError) as unknown:
+        iam.add_client_id_to_open_id_connect_provider(
+            OpenIDConnectProviderArn=arn.replace("issuer", "nobody"), ClientID="a")
+    assert unknown.value.response["Error"]["Code"] == "NoSuchEntity"
+    iam.remove_client_id_from_open_id_connect_provider(OpenIDConnectProviderArn=arn, ClientID="a")
+    iam.remove_client_id_from_open_id_connect_provider(OpenIDConnectProviderArn=arn, ClientID="a")  # idempotent
+    assert "a" not in iam.get_open_id_connect_provider(OpenIDConnectProviderArn=arn)["ClientIDList"]
