@@ -12,8 +12,10 @@ every rule and publishes, in namespace `IotPlatform/Readiness`:
                                        (missing data must count as breaching: a check that stopped
                                        running proves nothing)
 
-The declaration of the function, its schedule, its least-privilege role and the alarm in
-`programs/` is not built yet (see the failover runbook).
+Declared by the replication stack (`programs/readiness.py`): the function in the first secondary,
+packaged from this handler's import closure (`programs.package.build_readiness`), invoked every 5
+minutes, with a read-only role, and the alarm on `Ready`. `orchestrator.readiness.deploy` builds its
+READINESS_CONFIG at `up`. The handler logs nothing and returns no evidence: only `region rule: STATUS`.
 """
 
 from __future__ import annotations
