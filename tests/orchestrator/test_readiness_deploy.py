@@ -96,3 +96,19 @@ def test_plan_shows_the_readiness_function_in_the_first_secondary(
     assert names["iot-dev-replication-readiness-function"] == "aws:lambda/function:Function"
     assert names["iot-dev-replication-readiness-alarm"] == "aws:cloudwatch/metricAlarm:MetricAlarm"
     assert names["iot-dev-replication-readiness-schedule"] == "aws:cloudwatch/eventRule:EventRule"
+
+
+def test_the_ci_apply_role_may_create_the_functions_and_pass_them_only_program_roles() -> None:
+    """The replication stack declares Lambda functions (the replicator, the readiness check): the apply
+    role needs lambda:* and may pass a role under the topology's path to Lambda, and to nothing else new."""
+    from orchestrator.operations import bootstrap as op
+
+    spec = op.BootstrapSpec("dev", "org/repo", "eu-north-1", "123456789012")
+    apply = next(r for r in op.role_specs(spec, "k") if r.key == "apply").policy
+    (manage,) = [s for s in apply["Statement"] if s["Sid"] == "ManageDeclaredServices"]
+    assert "lambda:*" in manage["Action"]
+    (passing,) = [s for s in apply["Statement"] if s["Sid"] == "PassProgramRoles"]
+    assert passing["Resource"] == "arn:aws:iam::123456789012:role/*"
+    assert sorted(passing["Condition"]["StringEquals"]["iam:PassedToService"]) == [
+        "events.amazonaws.com", "firehose.amazonaws.com", "iot.amazonaws.com", "lambda.amazonaws.com",
+        "s3.amazonaws.com"]
