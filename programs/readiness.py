@@ -24,7 +24,7 @@ import pulumi
 import pulumi_aws as aws
 from pulumi import Output, ResourceOptions
 
-from orchestrator.readiness.scheduled import NAMESPACE
+from orchestrator.readiness.scheduled import NAMESPACE, pack
 from programs import policies
 from programs.contract import ReadinessNames, ReplicationArgs
 from programs.package import READINESS_HANDLER, RUNTIME, build_readiness
@@ -83,7 +83,7 @@ class ScheduledReadiness(pulumi.ComponentResource):
         checks = (outputs.get(f"{args.env}-dns") or {}).get("healthCheckIds") or {}
         topology = config.get("topology") or {}
         backend = config.get("backend_url")
-        variables = {CONFIG_VAR: args.readiness}
+        variables = {CONFIG_VAR: pack(args.readiness)}  # compressed when large: Lambda allows 4 KB
         check_environment(variables)
 
         role = aws.iam.Role(f"{name}-role", path=args.iam.path, permissions_boundary=args.iam.boundary,

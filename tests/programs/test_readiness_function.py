@@ -226,9 +226,36 @@ def test_the_function_runs_the_cli_rules_configured_by_its_environment_within_la
     assert (sent["backup_dest"], sent["signing_key"]) == (f"s3://{VAULT}/registry", f"awskms:{KEY}")
 
 
-def test_an_environment_over_4_kb_is_refused_naming_its_size() -> None:
+def test_a_large_configuration_is_packed_and_the_handler_reads_back_exactly_what_up_built() -> None:
+    from orchestrator.readiness.scheduled import PACKED, unpack
+
+    big = json.loads(config("latency", "arc"))
+    for r in ("eu-west-2", "eu-west-3", "us-east-1", "us-east-2", "us-west-2"):  # eight regions' worth of ARNs
+        big["outputs"][f"dev-region-{r}"] = {
+            "streamName": f"iot-dev-{r}-telemetry", "domainConfigurationName": f"iot-dev-{r}-domain",
+            "dataLakeBucketName": f"iot-dev-lake-{r}-20240101000000000000000001",
+            "certificateArn": f"arn:aws:acm:{r}:{ACCOUNT}:certificate/0b1e2c3d-1111-2222-3333-444444444444"}
+        big["outputs"]["dev-dns"]["healthCheckIds"][r] = f"{r}-0000-1111-2222-333333333333"
+        big["outputs"]["dev-dns"]["routingControls"][r] = (
+            f"arn:aws:route53-recovery-control::{ACCOUNT}:controlpanel/{'a' * 32}/routingcontrol/{r}")
+    big["outputs"]["dev-dns"]["clusterEndpoints"] = [
+        {"Region": r, "Endpoint": f"https://0123abcd.route53-recovery-cluster.{r}.amazonaws.com/v1"}
+        for r in ("us-east-1", "us-west-2", "eu-west-1", "ap-northeast-1", "ap-southeast-2")]
+    text = deploy.encode(big)
+    assert len(text) > 4096
+    args = replace(replication_args(SECONDARY, THIRD), routing="latency", readiness=text)
+    value = evaluate(args, stack="dev-replication").named(f"{NAME}-function").inputs[
+        "environment"]["variables"]["READINESS_CONFIG"]
+    assert value.startswith(PACKED) and len("READINESS_CONFIG") + len(value) <= 4096
+    assert unpack(value) == big and unpack(config()) == json.loads(config())
+
+
+def test_an_environment_over_4_kb_even_packed_is_refused_naming_its_size() -> None:
+    import random
+
+    rng = random.Random(7)  # incompressible values
     big = json.loads(config())
-    big["outputs"]["dev-dns"]["healthCheckIds"] = {f"r{i}": "h" * 60 for i in range(60)}
+    big["outputs"]["dev-dns"]["healthCheckIds"] = {f"r{i}": f"{rng.getrandbits(240):060x}" for i in range(120)}
     args = replace(replication_args(SECONDARY, THIRD), routing="failover", readiness=deploy.encode(big))
     with pytest.raises(Exception, match=r"environment is \d+ bytes; Lambda allows 4096"):
         evaluate(args, stack="dev-replication")
