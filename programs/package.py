@@ -102,6 +102,22 @@ def _imports(tree: ast.Module, package: str) -> list[tuple[str, tuple[str, ...],
     return found
 
 
+_PARSED: dict[Path, tuple[tuple[int, int], ast.Module]] = {}  # path -> ((mtime_ns, size), tree)
+_IMPORTS: dict[Path, tuple[ast.Module, list[tuple[str, tuple[str, ...], bool]]]] = {}  # path -> (tree, imports)
+
+
+def _parsed(path: Path) -> ast.Module:
+    """`path` parsed, once per process while the file is unchanged (the replicator's and the readiness
+    function's closures share most modules; a program evaluation builds both)."""
+    st = path.stat()
+    stamp = (st.st_mtime_ns, st.st_size)
+    found = _PARSED.get(path)
+    if found is None or found[0] != stamp:
+        found = (stamp, ast.parse(path.read_text(), str(path)))
+        _PARSED[path] = found
+    return found[1]
+
+
 class _Sources:
     """Each source file read and parsed once per closure (a module is asked about many names)."""
 
@@ -112,12 +128,17 @@ class _Sources:
 
     def tree(self, path: Path) -> ast.Module:
         if path not in self._trees:
-            self._trees[path] = ast.parse(path.read_text(), str(path))
+            self._trees[path] = _parsed(path)
         return self._trees[path]
 
     def imports(self, path: Path, package: str) -> list[tuple[str, tuple[str, ...], bool]]:
         if path not in self._imports:  # a file belongs to one package: the key is the path alone
-            self._imports[path] = _imports(self.tree(path), package)
+            tree = self.tree(path)
+            known = _IMPORTS.get(path)
+            if known is None or known[0] is not tree:  # walked once per parse of the file
+                known = (tree, _imports(tree, package))
+                _IMPORTS[path] = known
+            self._imports[path] = known[1]
         return self._imports[path]
 
     def bound(self, path: Path) -> frozenset[str] | None:
