@@ -45,6 +45,18 @@ SIGNING_KEY_OUTPUT = "backupSigningKey"
 DNS_OUTPUTS = ("fqdn", "routing", "records", "healthCheckIds", "failoverControl", "routingControls",
                "clusterEndpoints", "controlPanelArn", "safetyRule")
 REPLICATION_OUTPUTS = ("replicationRoleArn", "registryTableName", "targets")
+# Names both sides read (here, not in the programs that declare them, so the readiness rules and the
+# scheduled readiness function import no Pulumi): the registry event types the region stacks turn on,
+# and the replication stack's topic rules.
+REGISTRY_EVENTS = ("THING", "THING_GROUP", "THING_TYPE", "THING_GROUP_MEMBERSHIP",
+                   "THING_GROUP_HIERARCHY", "THING_TYPE_ASSOCIATION")
+RULE_DESCRIPTIONS = {"registry-events": "Registry events", "shadow-classic": "Classic shadow updates",
+                     "shadow-named": "Named shadow updates"}
+
+
+def rule_name(env: str, kind: str, region: str) -> str:
+    """A replication topic rule's name (rule names allow letters, digits and underscores only)."""
+    return f"iot_{env}_{kind}_{region}".replace("-", "_")
 
 
 def _require(get: Getter, key: str) -> str:
@@ -218,6 +230,9 @@ class ReplicationArgs:
     home_region: str = ""  # home of the registry-events table; "" means the primary
     routing: str = "single"  # single | failover | latency: where devices (and so changes) arrive
     iam: IamRoleSettings = field(default_factory=IamRoleSettings)
+    # The scheduled readiness function's configuration (`orchestrator.readiness.deploy`, JSON; the
+    # function's READINESS_CONFIG); "" declares no readiness function.
+    readiness: str = ""
 
     def to_config(self) -> dict[str, str]:
         def lake(x: LakeRef) -> dict[str, str]:
@@ -232,6 +247,7 @@ class ReplicationArgs:
             "syncCommand": self.sync_command,
             "routing": self.routing,
             **({"homeRegion": self.home_region} if self.home_region else {}),
+            **({"readiness": self.readiness} if self.readiness else {}),
             **self.iam.to_config(),
         }
 
@@ -249,6 +265,7 @@ class ReplicationArgs:
             home_region=get("homeRegion") or "",
             routing=get("routing") or "single",
             iam=IamRoleSettings.from_config(get),
+            readiness=get("readiness") or "",
         )
 
     @property
@@ -268,6 +285,12 @@ class ReplicationArgs:
     def source_regions(self, region: str) -> tuple[str, ...]:
         """The regions whose changes the function in `region` applies (and reads certificates from)."""
         return tuple(r for r in dict.fromkeys((self.primary.region, *self.routed_regions)) if r != region)
+
+    @property
+    def readiness_region(self) -> str:
+        """Where the scheduled readiness function runs: the first secondary, never the primary (it
+        must still report while the primary is down)."""
+        return self.secondaries[0].region
 
     @property
     def table_region(self) -> str:
@@ -299,6 +322,20 @@ class ReplicationNames:
         return cls(function=f"iot-{env}-replicator-{region}",
                    dead_letter_queue=f"iot-{env}-replication-dlq-{region}",
                    applied_table=f"iot-{env}-replication-applied-{region}")
+
+
+@dataclass(frozen=True)
+class ReadinessNames:
+    """Physical names of the scheduled readiness check (one per environment)."""
+
+    function: str
+    schedule: str
+    alarm: str
+
+    @classmethod
+    def of(cls, env: str) -> ReadinessNames:
+        return cls(function=f"iot-{env}-readiness", schedule=f"iot-{env}-readiness-every-5-minutes",
+                   alarm=f"iot-{env}-not-ready")
 
 
 def component_of(get: Getter) -> Component:

@@ -37,7 +37,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 HANDLER = "orchestrator.registry.replicate.handler"
 RUNTIME = "python3.12"
-PROJECT = "orchestrator"  # the only top-level package whose modules go into the zip
+PROJECT = "orchestrator"  # the only top-level package whose modules go into the replicator's zip
+# The scheduled readiness check (`orchestrator.readiness.scheduled.handler`): its rules read names from
+# `programs.contract`, which imports nothing from Pulumi, so `programs` modules go into its zip too (one
+# that imported Pulumi at module level on the handler's path would fail the build, as any package the
+# runtime lacks does).
+READINESS_HANDLER = "orchestrator.readiness.scheduled.handler"
+READINESS_PROJECTS = ("orchestrator", "programs")
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore"})  # besides the standard library (Lambda Python runtime)
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -96,6 +102,22 @@ def _imports(tree: ast.Module, package: str) -> list[tuple[str, tuple[str, ...],
     return found
 
 
+_PARSED: dict[Path, tuple[tuple[int, int], ast.Module]] = {}  # path -> ((mtime_ns, size), tree)
+_IMPORTS: dict[Path, tuple[ast.Module, list[tuple[str, tuple[str, ...], bool]]]] = {}  # path -> (tree, imports)
+
+
+def _parsed(path: Path) -> ast.Module:
+    """`path` parsed, once per process while the file is unchanged (the replicator's and the readiness
+    function's closures share most modules; a program evaluation builds both)."""
+    st = path.stat()
+    stamp = (st.st_mtime_ns, st.st_size)
+    found = _PARSED.get(path)
+    if found is None or found[0] != stamp:
+        found = (stamp, ast.parse(path.read_text(), str(path)))
+        _PARSED[path] = found
+    return found[1]
+
+
 class _Sources:
     """Each source file read and parsed once per closure (a module is asked about many names)."""
 
@@ -106,12 +128,17 @@ class _Sources:
 
     def tree(self, path: Path) -> ast.Module:
         if path not in self._trees:
-            self._trees[path] = ast.parse(path.read_text(), str(path))
+            self._trees[path] = _parsed(path)
         return self._trees[path]
 
     def imports(self, path: Path, package: str) -> list[tuple[str, tuple[str, ...], bool]]:
         if path not in self._imports:  # a file belongs to one package: the key is the path alone
-            self._imports[path] = _imports(self.tree(path), package)
+            tree = self.tree(path)
+            known = _IMPORTS.get(path)
+            if known is None or known[0] is not tree:  # walked once per parse of the file
+                known = (tree, _imports(tree, package))
+                _IMPORTS[path] = known
+            self._imports[path] = known[1]
         return self._imports[path]
 
     def bound(self, path: Path) -> frozenset[str] | None:
@@ -145,8 +172,11 @@ def _defines(root: Path, module: str, name: str, sources: _Sources | None = None
     return bound is None or name in bound or "*" in bound or "__getattr__" in bound
 
 
-def closure(root: Path = ROOT, handler: str = HANDLER) -> tuple[list[str], list[str]]:
-    """(the files of the handler's import closure, the lazily imported packages the runtime lacks)."""
+def closure(root: Path = ROOT, handler: str = HANDLER,
+            projects: tuple[str, ...] = (PROJECT,)) -> tuple[list[str], list[str]]:
+    """(the files of the handler's import closure, the lazily imported packages the runtime lacks).
+    Modules of the top-level packages `projects` go into the zip; any other import must be the
+    standard library's or the runtime's."""
     eager: dict[str, Path] = {}
     lazy: dict[str, Path] = {}
     external: dict[str, set[str]] = {}  # package -> files importing it lazily
@@ -158,7 +188,8 @@ def closure(root: Path = ROOT, handler: str = HANDLER) -> tuple[list[str], list[
             continue
         path = _module_file(root, name)
         if path is None:
-            raise PackageError(f"{name} is imported on the handler's path but is not in {root / PROJECT}")
+            raise PackageError(f"{name} is imported on the handler's path but is not in "
+                               f"{' or '.join(str(root / p) for p in projects)}")
         if now:
             lazy.pop(name, None)
         (eager if now else lazy)[name] = path
@@ -169,14 +200,14 @@ def closure(root: Path = ROOT, handler: str = HANDLER) -> tuple[list[str], list[
         for module, names, top in sources.imports(path, package):
             runs_now = now and top
             head = module.split(".")[0]
-            if head == PROJECT:
+            if head in projects:
                 todo.append((module, runs_now))
                 for n in names:
                     if _module_file(root, f"{module}.{n}"):
                         todo.append((f"{module}.{n}", runs_now))
                     elif not _defines(root, module, n, sources):
                         raise PackageError(f"{module}.{n} is imported by {rel} but is neither a module in "
-                                           f"{root / PROJECT} nor a name {module} defines")
+                                           f"{root / head} nor a name {module} defines")
             elif head in sys.stdlib_module_names or head in RUNTIME_PROVIDED or not head:
                 continue
             elif runs_now:
@@ -187,6 +218,11 @@ def closure(root: Path = ROOT, handler: str = HANDLER) -> tuple[list[str], list[
     files = sorted({p.relative_to(root).as_posix() for p in [*eager.values(), *lazy.values()]})
     unavailable = sorted(f"{pkg} <- {f}" for pkg, where in external.items() for f in where)
     return files, unavailable
+
+
+def build_readiness(root: Path = ROOT, out_dir: Path | None = None) -> Package:
+    """The scheduled readiness function's package (the same rules `orchestrate readiness` runs)."""
+    return build(root, out_dir, handler=READINESS_HANDLER, stem="readiness", projects=READINESS_PROJECTS)
 
 
 def source_files(root: Path = ROOT) -> list[str]:
@@ -209,15 +245,17 @@ def package_bytes(root: Path = ROOT, files: list[str] | None = None) -> tuple[by
     return buffer.getvalue(), tuple(files)
 
 
-def build(root: Path = ROOT, out_dir: Path | None = None) -> Package:
-    """Write the package (named by its digest, written once, atomically) and describe it."""
-    closure_files, lazy = closure(root)
+def build(root: Path = ROOT, out_dir: Path | None = None, *, handler: str = HANDLER, stem: str = "replicator",
+          projects: tuple[str, ...] = (PROJECT,)) -> Package:
+    """Write the package of `handler`'s import closure (named `<stem>-<digest>.zip`, written once,
+    atomically) and describe it: the replication function by default."""
+    closure_files, lazy = closure(root, handler, projects)
     data, files = package_bytes(root, closure_files)
     unavailable = tuple(lazy)
     digest = hashlib.sha256(data).digest()
     out_dir = out_dir or Path(tempfile.gettempdir()) / "orchestrate-packages"
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"replicator-{digest.hex()[:16]}.zip"
+    path = out_dir / f"{stem}-{digest.hex()[:16]}.zip"
     if not path.exists() or path.read_bytes() != data:
         fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".zip.tmp")
         try:

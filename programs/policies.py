@@ -335,6 +335,104 @@ def replicator(*, account_id: str, region: str, sources: Sequence[str], stream_a
     )
 
 
+# What `orchestrate readiness` reads (the scheduled function runs the same rules): read-only calls
+# only. IoT listings have no resource-level permissions: Resource "*", limited to the compared regions.
+READINESS_IOT_LIST = (
+    "iot:DescribeEventConfigurations", "iot:ListCertificates", "iot:ListPolicies", "iot:ListTargetsForPolicy",
+    "iot:ListThingGroups", "iot:ListThingTypes", "iot:ListThings", "iot:ListThingsInThingGroup",
+)
+READINESS_IOT_READ = (
+    "iot:DescribeDomainConfiguration", "iot:DescribeThingGroup", "iot:GetPolicy", "iot:GetThingShadow",
+    "iot:GetTopicRule", "iot:ListNamedShadowsForThing", "iot:ListThingPrincipals",
+)
+
+
+def readiness(*, account_id: str, env: str, regions: Sequence[str], function_regions: Sequence[str],
+              table_regions: Sequence[str], lake_bucket_arns: Sequence[str], primary_lake_arn: str,
+              stream_names: dict[str, str], log_group_arn: str, metric_namespace: str, metric_region: str,
+              health_check_ids: Sequence[str] = (), vault: tuple[str, str] | None = None,
+              signing_key: str | None = None, key_region: str = "", backend_bucket: str | None = None,
+              arc: bool = False, partition: str = "aws") -> Document:
+    """The scheduled readiness function: every read the rules make, on the resources they read, and
+    one write: its metrics (PutMetricData has no resource-level permission: `*`, with the namespace
+    and region as conditions). `vault` is (bucket, key prefix); `signing_key` the spec
+    (`awskms:<key>` or `secretsmanager:<secret>`; a name rather than an ARN is looked up in `key_region`,
+    as the rules do)."""
+    regions = sorted(regions)
+    in_regions = {"StringEquals": {"aws:RequestedRegion": regions}}
+
+    def arn(service: str, region: str, resource: str) -> str:
+        return f"arn:{partition}:{service}:{region}:{account_id}:{resource}"
+
+    statements: list[Document] = [
+        {"Sid": "Logs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": f"{log_group_arn}:*"},
+        {"Sid": "PublishReadiness", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
+         "Condition": {"StringEquals": {"cloudwatch:namespace": metric_namespace,
+                                        "aws:RequestedRegion": metric_region}}},
+        {"Sid": "ReadMetrics", "Effect": "Allow", "Action": "cloudwatch:GetMetricStatistics", "Resource": "*",
+         "Condition": in_regions},
+        {"Sid": "Quotas", "Effect": "Allow", "Action": "servicequotas:ListServiceQuotas", "Resource": "*",
+         "Condition": in_regions},
+        {"Sid": "RegistryListings", "Effect": "Allow", "Action": list(READINESS_IOT_LIST), "Resource": "*",
+         "Condition": in_regions},
+        {"Sid": "RegistryReads", "Effect": "Allow", "Action": list(READINESS_IOT_READ),
+         "Resource": [arn("iot", r, "*") for r in regions]},
+        {"Sid": "Certificates", "Effect": "Allow", "Action": "acm:DescribeCertificate",
+         "Resource": [arn("acm", r, "certificate/*") for r in regions]},
+        {"Sid": "Streams", "Effect": "Allow", "Action": "kinesis:DescribeStreamSummary",
+         "Resource": [arn("kinesis", r, f"stream/{stream_names[r]}") for r in regions]},
+        {"Sid": "Lakes", "Effect": "Allow", "Action": ["s3:GetBucketLocation", "s3:GetBucketVersioning"],
+         "Resource": sorted(lake_bucket_arns)},
+        {"Sid": "LakeReplication", "Effect": "Allow", "Action": "s3:GetReplicationConfiguration",
+         "Resource": primary_lake_arn},
+        {"Sid": "RegistryTable", "Effect": "Allow", "Action": "dynamodb:DescribeTable",
+         "Resource": [arn("dynamodb", r, f"table/iot-{env}-registry-events") for r in sorted(table_regions)]},
+    ]
+    if function_regions:
+        fr = sorted(function_regions)
+        statements += [
+            {"Sid": "ReplicationFunctions", "Effect": "Allow", "Action": "lambda:GetFunction",
+             "Resource": [arn("lambda", r, f"function:iot-{env}-replicator-{r}") for r in fr]},
+            {"Sid": "DeadLetters", "Effect": "Allow", "Action": ["sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
+             "Resource": [arn("sqs", r, f"iot-{env}-replication-dlq-{r}") for r in fr]},
+            {"Sid": "Reconciliations", "Effect": "Allow", "Action": "dynamodb:GetItem",
+             "Resource": [arn("dynamodb", r, f"table/iot-{env}-replication-applied-{r}") for r in fr]},
+        ]
+    if health_check_ids:
+        statements.append({"Sid": "HealthChecks", "Effect": "Allow",
+                           "Action": ["route53:GetHealthCheck", "route53:GetHealthCheckStatus"],
+                           "Resource": [f"arn:{partition}:route53:::healthcheck/{i}"
+                                        for i in sorted(health_check_ids)]})
+    if arc:  # the cluster's data plane: read-only, no resource-level scoping for the listing
+        statements.append({"Sid": "RoutingControls", "Effect": "Allow",
+                           "Action": ["route53-recovery-cluster:GetRoutingControlState",
+                                      "route53-recovery-cluster:ListRoutingControls"], "Resource": "*"})
+    buckets = sorted({b for b in (vault[0] if vault else None, backend_bucket) if b})
+    if buckets:
+        statements.append({"Sid": "BucketRegions", "Effect": "Allow", "Action": "s3:GetBucketLocation",
+                           "Resource": [f"arn:{partition}:s3:::{b}" for b in buckets]})
+    if vault:
+        bucket, prefix = vault
+        under = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        statements += [
+            {"Sid": "ListBackups", "Effect": "Allow", "Action": "s3:ListBucket",
+             "Resource": f"arn:{partition}:s3:::{bucket}",
+             **({"Condition": {"StringLike": {"s3:prefix": f"{under}*"}}} if under else {})},
+            {"Sid": "ReadBackups", "Effect": "Allow", "Action": "s3:GetObject",
+             "Resource": f"arn:{partition}:s3:::{bucket}/{under}*"},
+        ]
+    scheme, _, ref = (signing_key or "").partition(":")
+    if scheme == "awskms" and ref:
+        key = ref if ref.startswith("arn:") else arn("kms", key_region, "key/*")  # an alias or key id
+        statements.append({"Sid": "VerifyBackups", "Effect": "Allow", "Action": "kms:Verify", "Resource": key})
+    elif scheme == "secretsmanager" and ref:
+        secret = ref if ref.startswith("arn:") else arn("secretsmanager", key_region, f"secret:{ref}-??????")
+        statements.append({"Sid": "VerifyBackups", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                           "Resource": secret})
+    return _doc(*statements)
+
+
 def events_forward(bus_arns: Sequence[str]) -> Document:
     """EventBridge forwarding recorded IoT API calls to the default bus of the function regions."""
     return _doc({"Effect": "Allow", "Action": "events:PutEvents", "Resource": sorted(bus_arns)})

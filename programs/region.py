@@ -14,7 +14,7 @@ import pulumi_aws as aws
 from pulumi import Output, ResourceOptions
 
 from programs import policies
-from programs.contract import BACKUP_OUTPUT, REGION_OUTPUTS, SIGNING_KEY_OUTPUT, RegionArgs
+from programs.contract import BACKUP_OUTPUT, REGION_OUTPUTS, REGISTRY_EVENTS, SIGNING_KEY_OUTPUT, RegionArgs
 
 TYPE = "iotplatform:region:IotRegion"
 TLS_POLICY = "IoTSecurityPolicy_TLS13_1_2_2022_10"
@@ -37,8 +37,6 @@ BACKUP_LOCK_MODE = "GOVERNANCE"
 BACKUP_LOCK_DAYS = BACKUP_RETENTION_DAYS
 # Registry events the replication stack's rule consumes ($aws/events/thing…). Only these keys are
 # sent, so settings other teams own (jobs, certificates, policies) are left as they are.
-REGISTRY_EVENTS = ("THING", "THING_GROUP", "THING_TYPE", "THING_GROUP_MEMBERSHIP",
-                   "THING_GROUP_HIERARCHY", "THING_TYPE_ASSOCIATION")
 _BUCKET_PREFIX_MAX = 37  # S3 allows 63; the provider appends a 26-character unique suffix
 
 

@@ -35,7 +35,14 @@ from pulumi import Output, ResourceOptions
 
 from orchestrator.registry.events import API_CALL_DETAIL_TYPE, API_CALL_SOURCE, API_CALLS, LAG_METRIC, METRIC_NAMESPACE
 from programs import package, policies
-from programs.contract import REPLICATION_OUTPUTS, LakeRef, ReplicationArgs, ReplicationNames
+from programs.contract import (
+    REPLICATION_OUTPUTS,
+    RULE_DESCRIPTIONS,
+    LakeRef,
+    ReplicationArgs,
+    ReplicationNames,
+    rule_name,
+)
 from programs.package import Package
 from programs.package import build as build_package
 
@@ -56,8 +63,6 @@ LAG_ALARM_PERIODS = 5
 RECONCILE_SCHEDULE = "rate(1 day)"
 API_CALL_MAX_AGE_S = 6 * 3600  # asynchronous invocations and EventBridge retries give up after this
 TRAIL_LOG_DAYS = 90
-RULE_DESCRIPTIONS = {"registry-events": "Registry events", "shadow-classic": "Classic shadow updates",
-                     "shadow-named": "Named shadow updates"}
 
 
 def _stamp(region: str) -> str:
@@ -92,9 +97,6 @@ def rule_sql(region: str) -> dict[str, str]:
     }
 
 
-def rule_name(env: str, kind: str, region: str) -> str:
-    """Rule names allow letters, digits and underscores only."""
-    return f"iot_{env}_{kind}_{region}".replace("-", "_")
 # orchestrator.stacks.wiring marks upstream values not known yet (previews only) with this prefix
 PLACEHOLDER_PREFIX = "placeholder:"
 
@@ -272,6 +274,12 @@ class CrossRegionReplication(pulumi.ComponentResource):
 
         # -- what registry events do not carry: IoT API calls, CloudTrail -> EventBridge -> function
         self._api_calls(name, args, functions, account_id, tags)
+
+        # -- the scheduled readiness check, in a region that is not the primary ---------------------
+        if args.readiness:
+            from programs.readiness import ScheduledReadiness
+
+            ScheduledReadiness(f"{name}-readiness", args, account_id, tags, opts=ResourceOptions(parent=self))
 
         # -- registry sync: reruns whenever the set of member regions changes --------------------
         members = region_set(args)

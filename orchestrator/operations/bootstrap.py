@@ -155,7 +155,7 @@ _READ = [
 # What `up`/`destroy` and the transitions manage: these services' resources, nothing else.
 _MANAGE = [
     "acm:*", "cloudtrail:*", "cloudwatch:DeleteAlarms", "cloudwatch:PutMetricAlarm", "cloudwatch:TagResource",
-    "cloudwatch:UntagResource", "dynamodb:*", "events:*", "firehose:*", "iot:*", "kinesis:*",
+    "cloudwatch:UntagResource", "dynamodb:*", "events:*", "firehose:*", "iot:*", "kinesis:*", "lambda:*",
     "logs:*", "route53:*", "route53-recovery-cluster:*", "route53-recovery-control-config:*", "s3:*", "sqs:*",
     "kms:CreateAlias", "kms:CreateKey", "kms:DeleteAlias", "kms:EnableKeyRotation", "kms:PutKeyPolicy",
     "kms:ReplicateKey", "kms:ScheduleKeyDeletion", "kms:TagResource", "kms:UntagResource", "kms:UpdateAlias",
@@ -237,7 +237,8 @@ def role_specs(spec: BootstrapSpec, key_arn: str) -> list[RoleSpec]:
          "Resource": iam_roles},
         {"Sid": "PassProgramRoles", "Effect": "Allow", "Action": "iam:PassRole", "Resource": iam_roles,
          "Condition": {"StringEquals": {"iam:PassedToService": [
-             "iot.amazonaws.com", "firehose.amazonaws.com", "events.amazonaws.com", "s3.amazonaws.com"]}}},
+             "iot.amazonaws.com", "firehose.amazonaws.com", "events.amazonaws.com", "s3.amazonaws.com",
+             "lambda.amazonaws.com"]}}},
         {"Sid": "StateKey", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
          "Resource": key_arn},
         protect_state, protect_key, protect_ci,
@@ -274,7 +275,7 @@ def role_specs(spec: BootstrapSpec, key_arn: str) -> list[RoleSpec]:
         role("apply", env, "apply.yml (AWS_ROLE_ARN), failover.yml (AWS_LIFECYCLE_ROLE_ARN)",
              "manage the services the programs declare; IAM only for roles under the topology's path"
              + (" carrying its permissions boundary" if spec.permissions_boundary else "")
-             + ", PassRole only to IoT/Firehose/EventBridge/S3; denied: changing the state bucket's settings, "
+             + ", PassRole only to IoT/Firehose/EventBridge/S3/Lambda; denied: changing the state bucket's settings, "
              "the state key and the CI roles", apply),
         role("backup", f"backup-{env}", "backup.yml (AWS_BACKUP_ROLE_ARN)",
              "read the registry and the state; write objects only into the env's backup vault "

@@ -12,8 +12,10 @@ every rule and publishes, in namespace `IotPlatform/Readiness`:
                                        (missing data must count as breaching: a check that stopped
                                        running proves nothing)
 
-The declaration of the function, its schedule, its least-privilege role and the alarm in
-`programs/` is not built yet (see the failover runbook).
+Declared by the replication stack (`programs/readiness.py`): the function in the first secondary,
+packaged from this handler's import closure (`programs.package.build_readiness`), invoked every 5
+minutes, with a read-only role, and the alarm on `Ready`. `orchestrator.readiness.deploy` builds its
+READINESS_CONFIG at `up`. The handler logs nothing and returns no evidence: only `region rule: STATUS`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,28 @@ from orchestrator.readiness.model import ReadinessReport, Status
 
 NAMESPACE = "IotPlatform/Readiness"
 BATCH = 150  # datums per PutMetricData request (CloudWatch accepts up to 1,000)
+PACKED = "zlib:"  # READINESS_CONFIG too large as JSON: zlib-compressed, base64
+PLAIN_UP_TO = 3_072  # bytes of JSON kept readable in the console; above, packed (Lambda's limit: 4 KB in all)
+
+
+def pack(config_json: str) -> str:
+    """The READINESS_CONFIG value for `config_json`: the JSON itself while it is small, else packed."""
+    if len(config_json.encode()) <= PLAIN_UP_TO:
+        return config_json
+    import base64
+    import zlib
+
+    return PACKED + base64.b64encode(zlib.compress(config_json.encode(), 9)).decode()
+
+
+def unpack(value: str) -> dict[str, Any]:
+    """The configuration from a READINESS_CONFIG value (plain or packed JSON)."""
+    if value.startswith(PACKED):
+        import base64
+        import zlib
+
+        value = zlib.decompress(base64.b64decode(value[len(PACKED):])).decode()
+    return dict(json.loads(value))
 
 
 def metric_data(report: ReadinessReport) -> list[dict[str, Any]]:
@@ -79,5 +103,5 @@ def run(probe: Any, cloudwatch: Any) -> dict[str, Any]:
 
 
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:  # pragma: no cover - Lambda entry
-    probe = probe_from_config(json.loads(os.environ["READINESS_CONFIG"]))
+    probe = probe_from_config(unpack(os.environ["READINESS_CONFIG"]))
     return run(probe, probe.client("cloudwatch", os.environ.get("AWS_REGION", probe.topology.secondaries[0])))

@@ -81,7 +81,7 @@ def offline_plan(topology: Topology, region: str | None = None) -> Plan:
                 for r in needed:
                     region_eval(r)
                 args = (wiring.dns_args(topology, outputs) if ref.kind is StackKind.DNS
-                        else wiring.replication_args(topology, outputs))
+                        else wiring.replication_args(topology, outputs, readiness=offline_readiness(topology)))
                 ev = mocks.evaluate(args, stack=ref.name)
             stacks[ref.name] = _planned(ref, ev)
     return Plan(topology.env, tuple(tuple(s.name for s in w) for w in waves), stacks)
@@ -92,3 +92,10 @@ def _planned(ref: StackRef, ev: Any) -> PlannedStack:
         name=ref.name, kind=ref.kind.value, region=ref.region,
         resources=tuple(PlannedResource(r.type, r.name, bool(r.protect)) for r in ev.resources),
     )
+
+
+def offline_readiness(topology: Topology) -> str:
+    """The scheduled readiness function's configuration as far as it is known without the engine."""
+    from orchestrator.readiness import deploy
+
+    return deploy.encode(deploy.function_config(topology, lambda _: None, backend_url=None, secrets_provider=None))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.engine.types import Engine
 from orchestrator.errors import ContractViolation, InputRejected, OrchestrateError
+from orchestrator.readiness.deploy import from_engine as readiness_config
 from orchestrator.stacks import wiring
 from orchestrator.stacks.graph import StackKind, StackRef, dns_targets, plan_waves, region_stack
 from orchestrator.topology import Topology
@@ -61,7 +62,7 @@ def preview_environment(engine: Engine, topology: Topology, selection: Sequence[
             needed = dns_targets(topology) if ref.kind is StackKind.DNS else topology.regions
             consumed = {r: region_outputs(r) for r in needed}
             spec = (wiring.dns_spec(topology, consumed) if ref.kind is StackKind.DNS
-                    else wiring.replication_spec(topology, consumed))
+                    else wiring.replication_spec(topology, consumed, readiness=readiness_config(topology, engine)))
             result = engine.preview(spec)
             reasons = {r: (PlaceholderReason.WOULD_CHANGE if r in changing else PlaceholderReason.NOT_DEPLOYED)
                        for r in needed}

@@ -17,6 +17,7 @@ from typing import Any
 
 from orchestrator.engine.types import Engine, Operation, Outcome, StackResult, StackSpec
 from orchestrator.errors import ContractViolation, OrchestrateError, StackLocked
+from orchestrator.readiness.deploy import from_engine as readiness_config
 from orchestrator.stacks import wiring
 from orchestrator.stacks.graph import StackKind, StackRef, dns_targets, plan_waves, region_stack
 from orchestrator.stacks.journal import Journal
@@ -138,7 +139,8 @@ class Runner:
             return result
         consumed = self._upstream_outputs(ref)
         spec = (wiring.dns_spec(self.topology, consumed) if ref.kind is StackKind.DNS
-                else wiring.replication_spec(self.topology, consumed, self.sync_command))
+                else wiring.replication_spec(self.topology, consumed, self.sync_command,
+                                             readiness_config(self.topology, self.engine)))
         placeholders = wiring.uses_placeholders(spec)
         if placeholders:
             raise ContractViolation(f"{ref.name}: refusing to apply placeholder values in {', '.join(placeholders)}")

@@ -171,7 +171,8 @@ def dns_args(topology: Topology, outputs: Mapping[str, RegionOutputs],
 
 
 def replication_args(topology: Topology, outputs: Mapping[str, RegionOutputs],
-                     sync_command: str = "orchestrate") -> contract.ReplicationArgs:
+                     sync_command: str = "orchestrate", readiness: str = "") -> contract.ReplicationArgs:
+    """`readiness`: the scheduled readiness function's configuration (`orchestrator.readiness.deploy`)."""
     def lake(region: str) -> contract.LakeRef:
         if region not in outputs:
             raise ContractViolation(f"no verified outputs for {region}: replication needs its data lake")
@@ -187,6 +188,7 @@ def replication_args(topology: Topology, outputs: Mapping[str, RegionOutputs],
         home_region=topology.home_region,
         routing=topology.routing.value,
         iam=iam_settings(topology),
+        readiness=readiness,
     )
 
 
@@ -208,9 +210,9 @@ def dns_spec(topology: Topology, outputs: Mapping[str, RegionOutputs],
 
 
 def replication_spec(topology: Topology, outputs: Mapping[str, RegionOutputs],
-                     sync_command: str = "orchestrate") -> StackSpec:
+                     sync_command: str = "orchestrate", readiness: str = "") -> StackSpec:
     ref = replication_stack(topology)
-    config = _qualify(replication_args(topology, outputs, sync_command).to_config())
+    config = _qualify(replication_args(topology, outputs, sync_command, readiness).to_config())
     config["aws:region"] = ref.region
     # one stack joins every member region: they share one account (the topology refuses others)
     config.update(provider_config(topology, topology.home_region))

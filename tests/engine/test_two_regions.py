@@ -97,7 +97,8 @@ def test_up_all_brings_the_replication_stack_up(env2: Env2) -> None:
 
     # continuous replication: the function in the secondary, on its replica's stream, with a
     # dead-letter queue
-    [fn] = [r for r in replication if r["type"] == "aws:lambda/function:Function"]
+    [fn] = [r for r in replication if r["type"] == "aws:lambda/function:Function"
+            and "readiness" not in r["urn"]]  # the scheduled readiness function: test_readiness_schedule.py
     assert fn["outputs"]["name"] == f"iot-dev-replicator-{SECONDARY}" and fn["outputs"]["region"] == SECONDARY
     [mapping] = [r for r in replication if r["type"] == "aws:lambda/eventSourceMapping:EventSourceMapping"]
     assert f":dynamodb:{SECONDARY}:" in mapping["outputs"]["eventSourceArn"]

@@ -48,7 +48,7 @@ def telemetry_rule(probe: Probe, region: str) -> Verdict:
 
 @rule("data.replication_rules", "data", "registry-event and shadow topic rules exist and are enabled")
 def replication_rules(probe: Probe, region: str) -> Verdict:
-    from programs.replication import RULE_DESCRIPTIONS, rule_name
+    from programs.contract import RULE_DESCRIPTIONS, rule_name
 
     if not probe.topology.multi_region:
         return not_applicable("single-region: no replication rules")

@@ -213,7 +213,7 @@ rule("replication.reconciliation_age", "replication", "the last reconciliation i
 
 @rule("replication.registry_events", "replication", "registry event configuration is on")
 def registry_events(probe: Probe, region: str) -> Verdict:
-    from programs.region import REGISTRY_EVENTS
+    from programs.contract import REGISTRY_EVENTS
 
     try:
         got = aws_read("DescribeEventConfigurations", lambda: probe.client("iot", region)
