@@ -114,3 +114,19 @@ def test_docs_quotas_is_the_registry() -> None:
     begin, end = "<!-- limits:begin (rendered from orchestrator/drill/limits.py) -->\n", "<!-- limits:end -->"
     assert begin in text and end in text
     assert text.split(begin, 1)[1].split(end, 1)[0] == markdown()
+
+
+def test_the_quota_proxy_throttles_at_the_sourced_table_not_the_products(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wrong number in the product's table must not be wrong in the tests too (issue 21)."""
+    from orchestrator.registry import quotas
+    from tests.quota_proxy import QuotaProxy
+
+    monkeypatch.setitem(quotas.DEFAULT_QUOTAS, "list_things", 99.0)  # type: ignore[index]
+    monkeypatch.setattr(quotas, "UNLISTED_RATE", 77.0)
+    proxy = QuotaProxy("http://127.0.0.1:9", scale=2.0)
+    try:
+        assert proxy.rate("list_things") == 20.0  # the sourced 10/s, scaled
+        assert proxy.rate("update_thing_shadow") == 8000.0  # the shared shadow bucket
+        assert proxy.rate("delete_thing") == 20.0  # an unlisted API: the sourced lowest quota
+    finally:
+        proxy.server.server_close()

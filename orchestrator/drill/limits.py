@@ -150,3 +150,15 @@ def markdown() -> str:
         lines.append(f"| {lim.name} | {lim.service} | {_shown(lim.value)} {lim.unit} | {lim.source.value} | {doc} "
                      f"| `{lim.where}` | {lim.note} |")
     return "\n".join(lines) + "\n"
+
+
+def iot_api_rates() -> dict[str, float]:
+    """The IoT API rates of the sourced rows, keyed as the product's quota table is (boto3 method
+    names; `shadow` for the shared Device Shadow bucket). The quota proxy throttles at these, not at
+    the product's table, so a wrong number in the product is not wrong in the tests too."""
+    prefix = "orchestrator/registry/quotas.py:DEFAULT_QUOTAS["
+    return {lim.where[len(prefix):-1]: float(lim.value) for lim in LIMITS if lim.where.startswith(prefix)}
+
+
+def unlisted_rate() -> float:
+    return next(float(lim.value) for lim in LIMITS if lim.where.endswith(":UNLISTED_RATE"))

@@ -104,3 +104,27 @@ def test_the_things_probe_reads_the_registry(ctx: AwsContext, iot, project: Path
     assert probe(DST) is True
     broken = aws_things_probe(SimpleNamespace(aws=lambda: AwsContext(endpoint_url="http://127.0.0.1:9")), topology)  # type: ignore[arg-type]
     assert isinstance(broken(DST), str) and "127.0.0.1:9" in broken(DST)
+
+
+def test_promote_refuses_to_replace_the_domain_configuration_of_a_region_holding_things(
+        run, engine, iot, project: Path) -> None:  # noqa: ANN001
+    """promote-secondary's region-stack step runs `up` through the same guard: a re-run over a region
+    stack that exists and holds things stops there (exit 4, recorded as refused), and says how."""
+    import json
+
+    from orchestrator.stacks import wiring
+
+    assert run("up", "--yes", "--region", SRC).exit_code == 0
+    engine.fail_on[f"dev-region-{DST}"] = "injected failure"
+    assert run("promote-secondary", "--yes", "--region", DST, "--routing", "failover").exit_code == 1
+    del engine.fail_on[f"dev-region-{DST}"]
+    topology = load(project / "stacks" / "dev.topology.yaml", env="dev")
+    engine.deploy(wiring.region_spec(topology, DST))  # the stack exists (an earlier run made it) ...
+    iot(DST).create_thing(thingName="sensor-1")  # ... and the region holds things
+    engine.calls.clear()
+    result = run("promote-secondary", "--yes", "--region", DST, "--routing", "failover")
+    assert result.exit_code == 4, result.output
+    assert "which holds things" in result.stderr and f"orchestrate up --region {DST} --allow-replace" in result.stderr
+    assert engine.ops("up") == []
+    record = json.loads((project / ".pulumi-state" / ".orchestrate" / "lifecycle" / "dev.json").read_text())
+    assert record["status"] == "refused" and record["failed_step"] == "region-stack"
