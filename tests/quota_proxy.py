@@ -3,13 +3,14 @@ and benchmarks (moto itself never throttles).
 
 Every request is matched to its API by method and path against botocore's service models of `iot`
 and `iot-data` (the signing name in the Authorization header tells the two apart), and its region
-is read from the credential scope. Each (region, API) has a token bucket at the quota table's
-rate times `scale` (the Device Shadow APIs share one bucket per region, as AWS's account-level
-4,000/s does), holding at most `burst_s` seconds of calls. A request that finds its bucket empty
-is refused before it reaches moto, with what AWS answers: `ThrottlingException`, HTTP 400 on the
-control plane and 429 on the data plane (the status codes of the service models), message "Rate
-exceeded". Everything else is forwarded to moto unchanged. Nothing here talks to any other
-address than 127.0.0.1.
+is read from the credential scope. Each (region, API) has a token bucket at the sourced quota
+table's rate (`orchestrator.drill.limits`, docs/quotas.md; not the product's own table) times
+`scale` (the Device Shadow APIs share one bucket per region, as AWS's account-level 4,000/s
+does), holding at most `burst_s` seconds of calls. A request that finds its bucket empty is refused
+before it reaches moto, with what AWS answers: `ThrottlingException`, HTTP 400 on the control plane
+and 429 on the data plane (the status codes of the service models), message "Rate exceeded".
+Everything else is forwarded to moto unchanged. Nothing here talks to any other address than
+127.0.0.1.
 
     with quota_proxy(moto_url, scale=10) as proxy:
         client(AwsContext(endpoint_url=proxy.url), "iot", region)   # throttled at 10x the quotas
@@ -30,7 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from orchestrator.registry.quotas import DEFAULT_QUOTAS, UNLISTED_RATE, bucket_of
+from orchestrator.drill.limits import iot_api_rates, unlisted_rate
+from orchestrator.registry.quotas import bucket_of
 
 _SERVICES = {"iot": "iot", "iotdata": "iot-data"}  # signing name -> botocore service
 _STATUS = {"iot": 400, "iot-data": 429}
@@ -96,7 +98,7 @@ class QuotaProxy:
             raise ValueError(f"the quota proxy only forwards to 127.0.0.1, not {upstream}")
         self.upstream = (parts.hostname, parts.port or 80)
         self.scale = scale
-        self.quotas = dict(quotas or DEFAULT_QUOTAS)
+        self.quotas = dict(quotas or iot_api_rates())
         self.burst_s = burst_s
         self.routes = _Routes()
         self._buckets: dict[tuple[str, str], _Bucket] = {}
@@ -109,7 +111,7 @@ class QuotaProxy:
 
     # -- accounting -----------------------------------------------------------------------------
     def rate(self, api: str) -> float:
-        return self.quotas.get(bucket_of(api), UNLISTED_RATE) * self.scale
+        return self.quotas.get(bucket_of(api), unlisted_rate()) * self.scale
 
     def admit(self, region: str, api: str) -> bool:
         key = (region, bucket_of(api))

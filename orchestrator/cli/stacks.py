@@ -81,9 +81,16 @@ def render_report(app: Context, report: RunReport, next_step: str | None = None,
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
 @click.option("--summary", "summary", metavar="FILE", type=click.Path(dir_okay=False),
               help="Also append the result as markdown to FILE, failed or not (CI: $GITHUB_STEP_SUMMARY).")
+@click.option("--allow-replace", "allow_replace", multiple=True, metavar="URN",
+              help="Let up replace or delete this stateful resource of a live region (refused, exit 4, "
+                   "otherwise); asked to confirm, --yes confirms. Repeatable.")
 def up(app: Context, region: str | None, all_regions: bool, parallel: int, resume: bool, yes: bool,
-       summary: str | None) -> None:
+       summary: str | None, allow_replace: tuple[str, ...]) -> None:
     """Deploy region stack(s), then DNS, then replication, in waves (shown, then confirmed).
+
+    A replace or delete of a stateful resource (domain configuration, certificate, bucket, stream,
+    table, thing) in a region that receives traffic or holds things is refused (exit 4) before any
+    change, unless --allow-replace names it.
 
     \b
     Examples:
@@ -92,8 +99,9 @@ def up(app: Context, region: str | None, all_regions: bool, parallel: int, resum
       orchestrate up --all --resume --yes         continue from the stack that failed
       orchestrate up --all --yes --summary "$GITHUB_STEP_SUMMARY"   the result in the job summary
     """
-    from orchestrator.cli.options import confirm, exclusive_region, will_ask
+    from orchestrator.cli.options import confirm, confirmer, exclusive_region, will_ask
     from orchestrator.operations.guards import check_primary
+    from orchestrator.operations.replace_guard import aws_things_probe, check_up
     from orchestrator.stacks.graph import plan_waves, up_selection
 
     region = exclusive_region(region, all_regions)
@@ -107,12 +115,16 @@ def up(app: Context, region: str | None, all_regions: bool, parallel: int, resum
     runner = _runner(app, parallel, label=f"up {topology.env}")
     for i, wave in enumerate(plan_waves(topology, selection), 1):
         app.notify(f"up wave {i}: {', '.join(ref.name for ref in wave)}")
+    preview = None
     if not yes and will_ask():  # what Pulumi would change, per stack, before the question
         from orchestrator.operations.change_preview import preview_changes, preview_lines
 
+        preview = preview_changes(app.engine(), topology, selection)
         app.notify("what would change:")
-        for line in preview_lines(preview_changes(app.engine(), topology, selection)):
+        for line in preview_lines(preview):
             app.notify(f"  {line}")
+    check_up(app.engine(), topology, selection, things=aws_things_probe(app, topology), allow=allow_replace,
+             confirm=confirmer(yes), preview=preview, notify=app.notify)
     confirm(f"update {len(selection)} stacks of env {topology.env}", expected=topology.env, assume_yes=yes)
     render_report(app, runner.up(selection, resume=resume), summary=summary)
 

@@ -111,6 +111,9 @@ class Lifecycle:
         self.app.reload_topology()
 
     def _up(self, topology: Topology, ref: StackRef) -> RunReport:
+        from orchestrator.operations.replace_guard import check_lifecycle_up
+
+        check_lifecycle_up(self.app, topology, [ref])  # no stateful replace in a live region
         return require_ok(self._runner(topology).up([ref]))
 
     def _verify_dns(self, topology: Topology) -> None:

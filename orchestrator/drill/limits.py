@@ -1,0 +1,164 @@
+"""Every AWS limit the local world and the test fakes enforce, with its value, its source and the
+code that enforces it: the one registry docs/quotas.md is rendered from (`markdown()`).
+
+tests/test_limits_registry.py keeps it honest three ways: each entry's value equals the constant at
+its code location; every numeric constant of the fake modules (`FAKE_MODULES`) is either listed here
+or named in `NOT_LIMITS` with why it is not an AWS limit; and docs/quotas.md holds exactly
+`markdown()`. A limit added to a fake without a row here fails the suite.
+
+`Source.AWS` rows cite the AWS page the value was read from; `Source.OURS` rows are our choice (a
+modelling value, a stricter reading, or a number AWS does not publish) and say why. Nothing here
+imports a fake: locations are `path:NAME`, `path:NAME[key]` (a mapping entry) or `path:Class.attr`
+(a class or instance attribute's literal default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Source(str, Enum):
+    AWS = "AWS-documented"
+    OURS = "our choice"
+
+
+@dataclass(frozen=True)
+class Limit:
+    name: str  # what AWS calls it, or what the fake models
+    service: str
+    value: float  # as the code holds it
+    unit: str
+    source: Source
+    url: str  # where the value was read (AWS rows); "" for our choices
+    where: str  # the enforcing constant: path:NAME, path:NAME[key] or path:Class.attr
+    note: str = ""
+
+
+IOT_QUOTAS = "https://docs.aws.amazon.com/general/latest/gr/iot-core.html"
+IOT_LIMITS = "https://docs.aws.amazon.com/iot/latest/developerguide/limits-iot.html"
+SHADOW_ERRORS = "https://docs.aws.amazon.com/iot/latest/developerguide/device-shadow-error-messages.html"
+SHADOW_SIZE = "https://docs.aws.amazon.com/iot/latest/developerguide/diagnosing-shadows.html"
+LIST_THINGS = "https://docs.aws.amazon.com/goto/WebAPI/iot-2015-05-28/ListThings"
+ARC_QUOTAS = "https://docs.aws.amazon.com/r53recovery/latest/dg/routing-control.quotas.html"
+ARC_ASSERTION = ("https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/"
+                 "aws-properties-route53recoverycontrol-safetyrule-assertionrule.html")
+R53_HEALTH = "https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/dns-failover-determining-health-of-endpoints.html"
+LAMBDA_DDB = "https://docs.aws.amazon.com/lambda/latest/dg/services-ddb-params.html"
+
+_QUOTAS = "orchestrator/registry/quotas.py:DEFAULT_QUOTAS"
+_API_RATES: tuple[tuple[str, float], ...] = (
+    ("list_thing_principals", 10.0), ("describe_certificate", 10.0), ("list_things", 10.0),
+    ("list_certificates", 10.0), ("list_targets_for_policy", 10.0), ("list_principal_things", 10.0),
+    ("get_policy", 10.0), ("create_policy", 10.0), ("register_certificate_without_ca", 10.0),
+    ("list_principal_policies", 15.0), ("list_attached_policies", 15.0), ("attach_policy", 15.0),
+    ("search_index", 15.0), ("list_things_in_thing_group", 25.0), ("create_thing", 100.0),
+    ("update_thing", 100.0), ("attach_thing_principal", 100.0), ("add_thing_to_thing_group", 100.0),
+    ("list_thing_groups_for_thing", 100.0), ("describe_thing", 350.0),
+)
+
+LIMITS: tuple[Limit, ...] = (
+    # -- IoT Core message broker --------------------------------------------------------------
+    Limit("Connect requests per second per account", "IoT Core", 500.0, "CONNECT/s", Source.AWS, IOT_LIMITS,
+          "orchestrator/drill/admission.py:ACCOUNT_CONNECTS_PER_S",
+          "adjustable; some large regions default higher today: the conservative value"),
+    Limit("Connect requests per second per client ID", "IoT Core", 1.0, "CONNECT/s", Source.AWS, IOT_LIMITS,
+          "orchestrator/drill/admission.py:CLIENT_CONNECTS_PER_S", "not adjustable"),
+    # -- Device Shadow ------------------------------------------------------------------------
+    Limit("Shadow state document size (desired + reported as sent)", "IoT Device Shadow", 8192, "bytes",
+          Source.AWS, SHADOW_SIZE, "tests/iot_strict.py:SHADOW_BYTES", "metadata does not count"),
+    Limit("Shadow JSON nesting depth", "IoT Device Shadow", 6, "levels", Source.AWS, SHADOW_ERRORS,
+          "tests/iot_strict.py:SHADOW_DEPTH"),
+    Limit("Shadow clientToken size", "IoT Device Shadow", 64, "bytes", Source.AWS, SHADOW_ERRORS,
+          "tests/iot_strict.py:CLIENT_TOKEN_BYTES"),
+    Limit("Named shadow name size", "IoT Device Shadow", 64, "bytes", Source.OURS, "",
+          "tests/iot_strict.py:SHADOW_NAME_BYTES",
+          "AWS publishes a shadow-name limit; the page stating 64 was not found in our search: verify"),
+    Limit("Device Shadow API rate (shared per account and region)", "IoT Device Shadow", 4000.0, "calls/s",
+          Source.AWS, IOT_QUOTAS, f"{_QUOTAS}[shadow]"),
+    # -- IoT registry API -----------------------------------------------------------------------
+    *(Limit(f"{api} rate", "IoT Core API", rate, "calls/s", Source.AWS, IOT_QUOTAS, f"{_QUOTAS}[{api}]",
+            "per account and region, adjustable; enforced by tests/quota_proxy.py")
+      for api, rate in _API_RATES),
+    Limit("Rate of an API the quota table does not name", "IoT Core API", 10.0, "calls/s", Source.OURS, "",
+          "orchestrator/registry/quotas.py:UNLISTED_RATE", "the lowest published control-plane quota"),
+    Limit("List page size (maxResults / pageSize) maximum", "IoT Core API", 250, "items", Source.AWS, LIST_THINGS,
+          "tests/iot_strict.py:MAX_PAGE", "ListThings, ListThingsInThingGroup and the other registry lists"),
+    Limit("List page size when none is asked for", "IoT Core API", 25, "items", Source.OURS, "",
+          "tests/iot_strict.py:DEFAULT_PAGE", "AWS does not publish the default; a small page makes paging bugs show"),
+    Limit("Provisioning template versions", "IoT Core", 5, "versions", Source.OURS, "",
+          "orchestrator/drill/iot_plane.py:MAX_TEMPLATE_VERSIONS",
+          "VersionsLimitExceededException in AWS; the quota page was not found in our search: verify"),
+    Limit("Custom authorizer token-signing public keys", "IoT Core", 2, "keys", Source.OURS, "",
+          "orchestrator/drill/iot_plane.py:MAX_SIGNING_KEYS",
+          "the quota page was not found in our search: verify"),
+    # -- Route 53 ARC -------------------------------------------------------------------------
+    Limit("Routing controls per UpdateRoutingControlStates call", "Route 53 ARC", 10, "entries", Source.AWS,
+          ARC_QUOTAS, "orchestrator/drill/arc.py:MAX_ENTRIES"),
+    Limit("Safety rule WaitPeriodMs default", "Route 53 ARC", 5000, "ms", Source.AWS, ARC_ASSERTION,
+          "orchestrator/drill/arc.py:DEFAULT_WAIT_PERIOD_MS",
+          "requests against the rule's routing controls fail during the period"),
+    # -- Route 53 ------------------------------------------------------------------------------
+    Limit("Health check request interval", "Route 53", 30.0, "s", Source.AWS, R53_HEALTH,
+          "orchestrator/drill/model.py:ROUTE53_INTERVAL_S", "10 or 30 s; the DNS program uses 30 (the default)"),
+    Limit("Health check failure threshold", "Route 53", 3, "checks", Source.OURS, "",
+          "orchestrator/drill/model.py:ROUTE53_THRESHOLD",
+          "the value programs/dns.py sets (AWS allows 1-10; consecutive results flip the status)"),
+    Limit("Record TTL of the custom domain", "Route 53", 60, "s", Source.OURS, "",
+          "orchestrator/drill/model.py:RECORD_TTL_S", "the value programs/dns.py sets"),
+    Limit("Change propagation (PENDING until INSYNC)", "Route 53", 0.0, "s", Source.OURS, "",
+          "tests/aws_gate.py:Gate.propagation_s",
+          "default instant; tests that exercise PriorRequestNotComplete set their own time"),
+    # -- Lambda with DynamoDB Streams ---------------------------------------------------------
+    Limit("Event source mapping BatchSize default", "Lambda", 100, "records", Source.AWS, LAMBDA_DDB,
+          "tests/lambda_stream.py:Shard.batch_size", "programs/replication.py sets 100"),
+    Limit("Event source mapping MaximumRetryAttempts", "Lambda", 10, "retries", Source.OURS, "",
+          "tests/lambda_stream.py:Shard.max_retry_attempts",
+          "AWS's default is -1 (until the record expires, 24 h on DynamoDB Streams); the stand-in bounds it"),
+)
+
+# Numeric constants of the fake modules that are not AWS limits, and why.
+NOT_LIMITS: dict[str, str] = {
+    "orchestrator/drill/admission.py:EPSILON": "clock arithmetic tolerance",
+    "orchestrator/drill/services.py:WORKERS": "the stand-in's own thread pool",
+    "orchestrator/registry/quotas.py:MIN_RATE": "the product limiter's floor, not an AWS number",
+    "orchestrator/drill/model.py:SDK_MIN_RECONNECT_S": "the device SDK's reconnect backoff (awscrt), not AWS",
+    "orchestrator/drill/model.py:SDK_MAX_RECONNECT_S": "the device SDK's reconnect backoff (awscrt), not AWS",
+    "tests/quota_proxy.py:_STATUS": "HTTP status codes of the throttling answer",
+}
+
+# The modules whose numeric constants must each be a row above or in NOT_LIMITS.
+FAKE_MODULES: tuple[str, ...] = (
+    "tests/iot_strict.py", "tests/route53_strict.py", "tests/quota_proxy.py", "tests/lambda_stream.py",
+    "tests/aws_gate.py", "orchestrator/registry/quotas.py", "orchestrator/drill/admission.py",
+    "orchestrator/drill/arc.py", "orchestrator/drill/iot_plane.py", "orchestrator/drill/iotpolicy.py",
+    "orchestrator/drill/authfront.py", "orchestrator/drill/dns.py", "orchestrator/drill/netstub.py",
+    "orchestrator/drill/broker.py", "orchestrator/drill/services.py", "orchestrator/drill/model.py",
+)
+
+
+def _shown(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:g}"
+
+
+def markdown() -> str:
+    """The table docs/quotas.md holds between its markers."""
+    lines = ["| limit | service | value | source | documentation | enforced at | note |",
+             "|---|---|---|---|---|---|---|"]
+    for lim in LIMITS:
+        doc = f"[AWS]({lim.url})" if lim.url else "—"
+        lines.append(f"| {lim.name} | {lim.service} | {_shown(lim.value)} {lim.unit} | {lim.source.value} | {doc} "
+                     f"| `{lim.where}` | {lim.note} |")
+    return "\n".join(lines) + "\n"
+
+
+def iot_api_rates() -> dict[str, float]:
+    """The IoT API rates of the sourced rows, keyed as the product's quota table is (boto3 method
+    names; `shadow` for the shared Device Shadow bucket). The quota proxy throttles at these, not at
+    the product's table, so a wrong number in the product is not wrong in the tests too."""
+    prefix = "orchestrator/registry/quotas.py:DEFAULT_QUOTAS["
+    return {lim.where[len(prefix):-1]: float(lim.value) for lim in LIMITS if lim.where.startswith(prefix)}
+
+
+def unlisted_rate() -> float:
+    return next(float(lim.value) for lim in LIMITS if lim.where.endswith(":UNLISTED_RATE"))
