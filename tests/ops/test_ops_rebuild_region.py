@@ -100,6 +100,9 @@ def test_rebuild_with_the_primary_refused_completes_and_reads_back(  # noqa: PLR
     assert doc["kind"] == "rebuild-region" and doc["ok"] is True and doc["error"] is None
     assert [(s["step"], s["status"]) for s in doc["steps"]] == [
         ("region-stack", "done"), ("registry-restore", "done"), ("dns", "done"), ("record-primary", "done")]
+    # docs/architecture.md's table ("Failover calls per region and service"): printed with -s
+    print("rebuild-region calls:", ", ".join(f"{r}/{svc} {n}" for (r, svc), n in
+                                             sorted(gate.by_region_and_service().items())))
     # the failed region: one probe, refused at once; nothing else was ever sent there
     assert [(c.region, c.service) for c in gate.refused] == [(SRC, "iot")]
     assert gate.count(region=SRC) == 0
@@ -224,3 +227,15 @@ def test_an_env_with_a_secondary_is_sent_to_failover(run, engine, project, backe
     result = run("rebuild-region", "--from-backup", "--region", "eu-central-1", "--yes")
     assert result.exit_code == 2 and f"orchestrate failover --to {DST}" in result.stderr, result.output
     assert engine.ops("up") == []
+
+
+def test_failback_after_the_region_returns_reverses_the_rebuild(run, sim, project, iot, gate: Gate,  # noqa: ANN001
+                                                                backed_up) -> None:
+    gate.down.add(SRC)
+    assert run("rebuild-region", "--from-backup", "--region", DST, "--yes").exit_code == 0
+    iot(DST).create_thing(thingName="provisioned-during-outage")
+    gate.down.discard(SRC)  # the old primary is back
+    back = run("failback", "--yes", "--sync-rate", "500")
+    assert back.exit_code == 0, back.output
+    assert topology(project)["primary"] == SRC and dns(sim) == [(None, stable_endpoint(SRC))]
+    assert "provisioned-during-outage" in {t["thingName"] for t in iot(SRC).list_things()["things"]}
