@@ -239,3 +239,41 @@ def test_failback_after_the_region_returns_reverses_the_rebuild(run, sim, projec
     assert back.exit_code == 0, back.output
     assert topology(project)["primary"] == SRC and dns(sim) == [(None, stable_endpoint(SRC))]
     assert "provisioned-during-outage" in {t["thingName"] for t in iot(SRC).list_things()["things"]}
+
+
+def test_a_renamed_older_backup_does_not_win_and_a_stale_one_is_over_budget(  # noqa: PLR0913
+        run, engine, sim, project, iot, ctx, gate: Gate, backed_up, tmp_path: Path) -> None:  # noqa: ANN001
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    from orchestrator.registry import backup_region
+
+    s3 = client(ctx, "s3", DST)
+    first = sorted(vault_keys(ctx))
+    time.sleep(1.1)  # the next backup is signed a second later
+    iot(SRC).create_thing(thingName="after-the-first-backup")
+    assert run("registry", "backup", "--json").exit_code == 0
+    # the first (older) backup copied, signature and all, to a folder named as if it were the newest
+    for key in first:
+        folder, rest = key.split("/")[:4], key.split("/")[4:]
+        s3.copy_object(Bucket=VAULT, CopySource={"Bucket": VAULT, "Key": key},
+                       Key="/".join([*folder[:3], "20991231T235959Z", *rest]))
+    # and, elsewhere, a signed backup three days old
+    spec = str(engine.stacks[f"dev-region-{SRC}"].outputs[SIGNING_KEY_OUTPUT].value)
+    stale = tmp_path / "stale"
+    backup_region(ctx, "dev", SRC, stale, now=datetime.now(timezone.utc) - timedelta(hours=72), signing_key=spec,
+                  key_region=DST)
+    things = len(read_snapshot(iot(SRC), pems=False).things)
+    gate.down.add(SRC)
+    engine.calls.clear()
+
+    over = run("rebuild-region", "--from-backup", "--region", DST, "--src", str(stale), "--yes")
+    assert over.exit_code == 4 and "over the --max-age budget of 48 h" in over.stderr, over.output
+    assert engine.ops("up") == [] and iot(DST).list_things()["things"] == []
+
+    result = run("rebuild-region", "--from-backup", "--region", DST, "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    assert "20991231T235959Z" in result.stderr and "not what its folder name says" in result.stderr
+    chosen = json.loads(result.stdout)["steps"][0]["detail"]
+    # the newest by signed time: the second backup, with the thing made after the first
+    assert "20991231T235959Z" not in chosen and f"verified ({things} things)" in chosen
