@@ -47,7 +47,7 @@ def rebuild_region(app: Context, from_backup: bool, region: str, src: str | None
       orchestrate --env prod rebuild-region --from-backup --region eu-central-1
       orchestrate rebuild-region --from-backup --region eu-central-1 --src s3://vault/registry --yes --json
     """
-    from orchestrator.cli.options import confirmer, known_region
+    from orchestrator.cli.options import confirmer, known_region, will_ask
     from orchestrator.operations.rebuild import Rebuild, RebuildOptions
     from orchestrator.registry import SyncSettings
     from orchestrator.registry.quotas import resolve_quotas
@@ -57,5 +57,5 @@ def rebuild_region(app: Context, from_backup: bool, region: str, src: str | None
     known_region(region, "--region")
     settings = SyncSettings(rate=sync_rate, quotas=resolve_quotas(app.topology().quotas))
     options = RebuildOptions(region=region, src=src, signing_key=signing_key, force=force, max_age_h=max_age,
-                             allow_older=allow_older)
+                             allow_older=allow_older, preview_first=not (dry_run or yes) and will_ask())
     _render(app, Rebuild(app, options, settings, confirm=None if dry_run else confirmer(yes)).run(dry_run=dry_run))

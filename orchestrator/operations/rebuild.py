@@ -63,6 +63,7 @@ class RebuildOptions:
     force: bool = False  # rebuild although the primary answers
     max_age_h: float = DEFAULT_MAX_AGE_H
     allow_older: bool = False  # a named backup older than the newest valid one
+    preview_first: bool = False  # someone will be asked: show what each stack would change first
 
 
 class Rebuild:
@@ -192,6 +193,9 @@ class Rebuild:
         steps = self.steps(old, loaded)
         if dry_run:
             return self._dry_run(before, after, steps, checked, saved)
+        if self.options.preview_first:
+            lines = self._previews(before, after)
+            steps = [Step(s.name, s.does + _would_change(s, lines), s.stacks) for s in steps]
         if not resuming:
             saved = {"operation": RECORD, "region": region, "from": old, "primary": old, "held": [old],
                      "backup": loaded.location, "backup_created": loaded.manifest.to_json()["created_at"],
@@ -212,17 +216,20 @@ class Rebuild:
 
     def _dry_run(self, before: Topology, after: Topology, steps: list[Step], checked: str,
                  saved: dict[str, Any]) -> LifecycleReport:
-        from orchestrator.operations.change_preview import preview_changes, stack_line
-
-        refs = [region_stack(after, self.options.region), dns_stack(after)]
-        lines = {p.stack: stack_line(p) for p in preview_changes(self.app.engine(), after, refs, before=before).stacks}
+        lines = self._previews(before, after)
         outcomes = [StepOutcome("preflight", "passed", checked)]
         done = set(saved.get("done", ()))
         for step in steps:
-            detail = step.does + "".join(f"; would change {lines[s]}" if s in lines else f" [{s}: not previewed]"
-                                         for s in step.stacks)
-            outcomes.append(StepOutcome(step.name, "done earlier" if step.name in done else "planned", detail))
+            outcomes.append(StepOutcome(step.name, "done earlier" if step.name in done else "planned",
+                                        step.does + _would_change(step, lines)))
         return LifecycleReport(f"{OPERATION} (dry run)", self.app.env, self.options.region, tuple(outcomes))
+
+    def _previews(self, before: Topology, after: Topology) -> dict[str, str]:
+        """Per stack, what Pulumi would create, update, replace and delete (read-only previews)."""
+        from orchestrator.operations.change_preview import preview_changes, stack_line
+
+        refs = [region_stack(after, self.options.region), dns_stack(after)]
+        return {p.stack: stack_line(p) for p in preview_changes(self.app.engine(), after, refs, before=before).stacks}
 
     # -- steps -----------------------------------------------------------------------------------
     def _region_stack(self, after: Topology) -> str:
@@ -282,6 +289,10 @@ class Rebuild:
         except OrchestrateError as exc:
             raise OperationFailed(f"the topology file and the backend disagree after the rebuild: "
                                   f"{exc.one_line()}") from None
+
+
+def _would_change(step: Step, lines: dict[str, str]) -> str:
+    return "".join(f"; would change {lines[s]}" if s in lines else f" [{s}: not previewed]" for s in step.stacks)
 
 
 __all__ = ["DEFAULT_MAX_AGE_H", "Rebuild", "RebuildOptions"]

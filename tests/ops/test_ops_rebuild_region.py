@@ -277,3 +277,21 @@ def test_a_renamed_older_backup_does_not_win_and_a_stale_one_is_over_budget(  # 
     chosen = json.loads(result.stdout)["steps"][0]["detail"]
     # the newest by signed time: the second backup, with the thing made after the first
     assert "20991231T235959Z" not in chosen and f"verified ({things} things)" in chosen
+
+
+def test_at_a_terminal_it_shows_what_each_stack_would_change_then_asks(  # noqa: PLR0913
+        project, engine, endpoint, sim, iot, gate: Gate, backed_up, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    from orchestrator.cli import options
+
+    monkeypatch.setattr(options, "_interactive", lambda: True)
+    gate.down.add(SRC)
+    engine.calls.clear()
+    result = CliRunner().invoke(cli, ["rebuild-region", "--from-backup", "--region", DST, "--endpoint-url", endpoint],
+                                obj=Deps(engine_factory=lambda app: engine), input="eu-west-1\n",
+                                catch_exceptions=False)
+    assert result.exit_code == 4 and "not confirmed: nothing was touched" in result.stderr, result.output
+    shown = result.stderr
+    assert shown.index(f"would change dev-region-{DST}: ") < shown.index(f"Type '{DST}' to confirm")
+    assert shown.index("would change dev-dns: ") < shown.index(f"Type '{DST}' to confirm")
+    assert {op for op, _ in engine.ops()} <= {"preview"} and iot(DST).list_things()["things"] == []
+    assert dns(sim) == [(None, stable_endpoint(SRC))] and lifecycle_record(project) is None
