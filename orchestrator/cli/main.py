@@ -185,6 +185,8 @@ def cli() -> None:
       orchestrate promote-secondary --region eu-central-1      add a secondary, DNS last
       orchestrate failover --to eu-central-1                   traffic to the secondary
       orchestrate failback                                     and back
+    Primary down and no secondary yet (docs/runbooks/rebuild-from-backups.md):
+      orchestrate rebuild-region --from-backup --region eu-central-1
     Global options (--env, --config, --backend, --endpoint-url, --json, -v) go before or after
     the command. `orchestrate COMMAND --help` shows a command's options and examples.
 

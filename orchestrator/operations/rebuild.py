@@ -34,7 +34,7 @@ Route 53 is global, the vault and its signing key live in the backup region.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -210,9 +210,15 @@ class Rebuild:
         notices = [f"resuming the rebuild of {region} after: {', '.join(saved['done']) or 'nothing'}"] \
             if resuming else []
         report = self.lifecycle._steps(OPERATION, region, steps, actions, saved, notices)
-        if report.ok:
-            self._read_back_roles(region)
-        return report
+        if not report.ok:
+            return report
+        self._read_back_roles(region)
+        return replace(report, follow_ups=(
+            *report.follow_ups[:1],  # commit the topology file the rebuild wrote
+            f"do not run `orchestrate up --all` while {old} is down: it would update {old}'s stack and create the "
+            f"replication stack that joins it (`orchestrate up --region {region}` is fine)",
+            f"once {old} answers again: `orchestrate failback` returns traffic there after syncing the registry "
+            f"{region} -> {old} (docs/runbooks/rebuild-from-backups.md)"))
 
     def _dry_run(self, before: Topology, after: Topology, steps: list[Step], checked: str,
                  saved: dict[str, Any]) -> LifecycleReport:

@@ -123,7 +123,8 @@ def test_rebuild_with_the_primary_refused_completes_and_reads_back(  # noqa: PLR
     record = lifecycle_record(project)
     assert record is not None and (record["operation"], record["status"], record["primary"]) == \
         ("rebuild", "done", DST)
-    assert "commit" in doc["follow_ups"][0]
+    assert "commit" in doc["follow_ups"][0] and "do not run `orchestrate up --all`" in doc["follow_ups"][1]
+    assert "`orchestrate failback`" in doc["follow_ups"][2]
     # the next command agrees with both (no "file disagrees" refusal), and DNS stays on DST
     gate.reset_counts()
     again = run("up", "--yes", "--region", DST)
