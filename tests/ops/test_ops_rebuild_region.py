@@ -125,6 +125,14 @@ def test_rebuild_with_the_primary_refused_completes_and_reads_back(  # noqa: PLR
         ("rebuild", "done", DST)
     assert "commit" in doc["follow_ups"][0] and "do not run `orchestrate up --all`" in doc["follow_ups"][1]
     assert "`orchestrate failback`" in doc["follow_ups"][2]
+    # `status` right after: DST primary and the only region receiving traffic; nothing sent to SRC
+    gate.reset_counts()
+    status = run("status", "--json")
+    assert status.exit_code == 0, status.output
+    rows = {r["name"]: r for r in json.loads(status.stdout)["stacks"]}
+    assert (rows[f"dev-region-{DST}"]["role"], rows[f"dev-region-{DST}"]["routed"]) == ("primary", True)
+    assert (rows[f"dev-region-{SRC}"]["role"], rows[f"dev-region-{SRC}"]["routed"]) == ("secondary", False)
+    assert gate.refused == [] and gate.count(region=SRC) == 0
     # the next command agrees with both (no "file disagrees" refusal), and DNS stays on DST
     gate.reset_counts()
     again = run("up", "--yes", "--region", DST)
