@@ -36,7 +36,7 @@ def rebuild_region(app: Context, from_backup: bool, region: str, src: str | None
     """Primary down, no secondary: build R from the newest verified backup and send traffic there.
 
     Never calls the failed primary (one probe aside); refuses when it answers (unless --force), and
-    an unsigned (exit 4), changed or renamed (exit 2) or too old (exit 4) backup, before anything is
+    an unsigned (exit 4), changed (exit 2) or too old (exit 4) backup, before anything is
     touched. Then, shown and confirmed: R's region stack, the registry restored and read back equal
     to the backup, DNS to R, R recorded as primary in the topology file and the backend. Re-running
     resumes at a failed step. Runbook: docs/runbooks/rebuild-from-backups.md.

@@ -12,7 +12,8 @@ Before anything is touched (each refusal: one line, nothing written):
   copies its live registry, a backup would lose what changed since;
 - the backup: the newest under the vault (or `--src`) of this env and the primary whose signed
   manifest verifies and whose files match their digests (`registry.api.load_verified_backup`);
-  unsigned is exit 4, changed or renamed is exit 2 when no valid one is left; one older than
+  unsigned is exit 4, changed exit 2 when no valid one is left (a copy renamed to look
+  newer keeps its signed place, with a warning); one older than
   `--max-age` hours (the recovery point budget) or older than the newest valid one is exit 4.
 
 Then, after the steps are shown and confirmed, each step verified before the next (resumable: the
