@@ -29,6 +29,7 @@ COMMANDS = {
     "promote-secondary": "orchestrator.cli.lifecycle:promote_secondary",
     "failover": "orchestrator.cli.lifecycle:failover",
     "failback": "orchestrator.cli.lifecycle:failback",
+    "rebuild-region": "orchestrator.cli.rebuild:rebuild_region",
     "registry": "orchestrator.cli.registry:registry",
     "comment": "orchestrator.cli.comment:comment",
     "secrets": "orchestrator.cli.secrets:secrets",
@@ -56,6 +57,7 @@ SUMMARIES = {
                          "confirmed).",
     "failover": "Send traffic to a secondary (final registry sync first when the primary answers).",
     "failback": "Return traffic to the old primary after syncing devices provisioned meanwhile.",
+    "rebuild-region": "Primary down, no secondary: build R from the newest verified backup and send traffic there.",
     "registry": "Copy, back up, restore and verify the IoT registry between regions.",
     "comment": "Pull-request comments and the drift issue.",
     "secrets": "How stack secrets are encrypted (passphrase or a KMS key).",
@@ -74,7 +76,7 @@ SUMMARIES = {
 # `orchestrate --help` lists the commands in the order a platform's life uses them.
 SECTIONS = [
     ("Lifecycle (in order: one region -> promote -> failover -> failback)",
-     ("plan", "preview", "up", "promote-secondary", "failover", "failback", "destroy")),
+     ("plan", "preview", "up", "promote-secondary", "failover", "failback", "rebuild-region", "destroy")),
     ("Inspect", ("status", "readiness", "outputs", "graph", "drift")),
     ("Operate", ("registry", "recover", "drill", "device-check", "comment", "secrets", "bootstrap")),
 ]
@@ -183,6 +185,8 @@ def cli() -> None:
       orchestrate promote-secondary --region eu-central-1      add a secondary, DNS last
       orchestrate failover --to eu-central-1                   traffic to the secondary
       orchestrate failback                                     and back
+    Primary down and no secondary yet (docs/runbooks/rebuild-from-backups.md):
+      orchestrate rebuild-region --from-backup --region eu-central-1
     Global options (--env, --config, --backend, --endpoint-url, --json, -v) go before or after
     the command. `orchestrate COMMAND --help` shows a command's options and examples.
 

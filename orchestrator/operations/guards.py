@@ -92,6 +92,14 @@ def recorded_transition(record: Mapping[str, Any] | None) -> RecordedTransition 
         if not finished:
             summary += ", traffic moved" if moved else ", traffic not moved yet"
         return RecordedTransition(str(primary) if primary else None, summary)
+    if op == "rebuild":  # rebuild-region --from-backup: traffic moved once its DNS step is done
+        moved = finished or "dns" in done
+        primary = region if moved else record.get("from")
+        summary = f"rebuild-region {record.get('from') or '?'} -> {region} from a backup, {when}"
+        if not finished:
+            summary += ", traffic moved" if moved else ", traffic not moved yet"
+        return RecordedTransition(str(primary) if primary else None, summary,
+                                  members=(str(region),) if finished and region else ())
     if op == "promote":
         member = finished or "record-secondary" in done
         routed = finished or "dns" in done

@@ -444,13 +444,15 @@ class Lifecycle:
         guards.check_primary(self.app, controls=False)
         topology = self.app.topology()
         saved = self._load()
-        target = to or (saved.get("from") if saved.get("operation") == "failover" else None)
+        # a failover, or a rebuild from backups (rebuild-region), is what a failback reverses
+        reversible = saved.get("operation") in ("failover", "rebuild")
+        target = to or (saved.get("from") if reversible else None)
         if not target:
             raise InputRejected("no failover on record to reverse", hint="pass --to REGION")
         if target not in topology.secondaries:
             raise InputRejected(f"{target} is not a secondary of env {topology.env}")
         current = topology.primary
-        held = frozenset(saved.get("held", [])) if saved.get("operation") == "failover" else frozenset()
+        held = frozenset(saved.get("held", [])) if reversible else frozenset()
         after = topology.with_primary(target).with_unrouted(topology.unrouted - held)
         arc = topology.failover_control is FailoverControl.ARC
         if arc:

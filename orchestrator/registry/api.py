@@ -6,6 +6,9 @@
     plan_restore(ctx, src, dst, ...)       -> SyncPlanSummary    (registry restore --dry-run)
     restore_registry(ctx, src, dst, ...)   -> SyncReport         (registry restore)
     backup_age(ctx, dest, ...)             -> timedelta | None   (status)
+    load_verified_backup(ctx, src, ...)    -> LoadedBackup       (rebuild-region: the backup chosen)
+    restore_loaded(ctx, loaded, dst, ...)  -> SyncReport         (rebuild-region: restored)
+    compare_with_backup(ctx, loaded, dst)  -> VerifyReport       (rebuild-region: read back)
     verify_registry(ctx, src, dst, ...)    -> VerifyReport       (registry verify: reads only)
 
 Each makes its own clients (`orchestrator.aws`), validates its input before touching anything
@@ -26,10 +29,13 @@ from orchestrator.aws import AwsContext, aws_errors, client
 from orchestrator.errors import InputRejected
 from orchestrator.registry import plane
 from orchestrator.registry.backup import (
+    PLANE,
     BackupResult,
+    LoadedBackup,
     backup,
     is_s3,
     latest_backup_age,
+    load_backup,
     plan_backup_restore,
     restore_backup,
 )
@@ -46,6 +52,7 @@ from orchestrator.registry.sync import (
     SyncReport,
     plan_clients_sync,
     sync_clients,
+    sync_snapshot,
 )
 from orchestrator.registry.verify import FIRST_DIFFERENCES, VerifyReport, verify_clients
 
@@ -330,3 +337,62 @@ def backup_age(ctx: AwsContext, dest: str | Path, *, env: str | None = None,
     with aws_errors("registry backup listing"):
         s3 = client(ctx, "s3", region or "us-east-1") if is_s3(str(dest)) else None
         return latest_backup_age(dest, env=env, region=region, s3_client=s3, verifier=verifier)
+
+
+# -- rebuilding a region from a backup (`rebuild-region --from-backup`) ------------------------------
+
+def load_verified_backup(ctx: AwsContext, src: str | Path, *, env: str, region: str | None,
+                         signing_key: str | None, key_region: str, s3_region: str) -> LoadedBackup:
+    """The backup a rebuild restores: `src` itself when it is one backup, else the newest under it
+    (of `env`/`region`) whose signed manifest verifies and whose files match their digests
+    (`backup.load_backup`: unsigned is exit 4, changed exit 2 when none is valid). Every call goes
+    to `key_region` (the signing key, unless its ARN names another) and `s3_region` (the vault):
+    never to a failed primary."""
+    _check_region(s3_region, "backup region")
+    verifier = _signer(ctx, signing_key, key_region)
+    with aws_errors(f"reading the registry backups under {src}"):
+        s3 = client(ctx, "s3", s3_region) if is_s3(str(src)) else None
+        return load_backup(src, env=env, region=region, s3_client=s3, verifier=verifier)
+
+
+def restore_loaded(ctx: AwsContext, loaded: LoadedBackup, dst_region: str, *, settings: SyncSettings,
+                   s3_region: str, residency: Collection[str] | None = None,
+                   progress: Progress | None = None) -> SyncReport:
+    """Rebuild `loaded` (verified by `load_verified_backup`) into `dst_region`, additively, its
+    device-management plane after its registry, as `restore_registry` does; the plane file is
+    checked against the signed manifest's digest before anything is written."""
+    _check_region(dst_region, "--region")
+    _check_residency(dst_region, residency)
+    options = settings.options(progress=progress, guard=RestoreGuard())
+    with aws_errors(f"registry restore into {dst_region}"):
+        s3 = client(ctx, "s3", s3_region) if is_s3(loaded.location) else None
+        saved_plane = loaded.extra(PLANE, s3_client=s3)
+        iot = _iot(ctx, dst_region, settings.concurrency)
+        data = _data_pair(ctx, settings, (dst_region, iot))[0]
+        report = sync_snapshot(loaded.snapshot, iot, options, dst_data=data)
+        return _plane_restore(settings, iot, None, dry_run=False)(saved_plane, report)
+
+
+def compare_with_backup(ctx: AwsContext, loaded: LoadedBackup, dst_region: str, *, settings: SyncSettings,
+                        s3_region: str) -> VerifyReport:
+    """Read `dst_region` back and compare it with the backup, kind by kind (things, types, groups,
+    certificates and status, attachments, policies, shadows, and the plane's kinds); reads only."""
+    from orchestrator.registry.verify import compare, read_region
+
+    table = (settings.quotas or QuotaTable()).with_overrides(read_cap=settings.read_rate)
+
+    def caller(c: Any) -> Caller:
+        return Caller(c, limits=AdaptiveLimiter(table), retry=RetryPolicy())
+
+    with aws_errors(f"reading the registry of {dst_region} back"):
+        s3 = client(ctx, "s3", s3_region) if is_s3(loaded.location) else None
+        saved_plane = loaded.extra(PLANE, s3_client=s3)
+        iot = _iot(ctx, dst_region, settings.concurrency)
+        data = caller(_iot_data(ctx, dst_region, iot, settings.concurrency)) if settings.shadows else None
+        restored = read_region(caller(iot), data, concurrency=settings.concurrency)
+        report = compare(loaded.snapshot, restored, rewrite=settings.region_rewrite, shadows=settings.shadows)
+        if saved_plane is None:
+            return report
+        kinds, notes = plane.compare_plane(plane.PlaneSnapshot.from_json(saved_plane), plane.read_plane(caller(iot)),
+                                           mode=settings.region_rewrite)
+        return replace(report, kinds=(*report.kinds, *kinds), notes=(*report.notes, *notes))
