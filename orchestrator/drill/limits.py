@@ -1,7 +1,7 @@
 """Every AWS limit the local world and the test fakes enforce, with its value, its source and the
 code that enforces it: the one registry docs/quotas.md is rendered from (`markdown()`).
 
-tests/test_limits_registry.py keeps it honest three ways: each entry's value equals the constant at
+tests/orchestrator/test_limits_registry.py keeps it honest three ways: each entry's value equals the constant at
 its code location; every numeric constant of the fake modules (`FAKE_MODULES`) is either listed here
 or named in `NOT_LIMITS` with why it is not an AWS limit; and docs/quotas.md holds exactly
 `markdown()`. A limit added to a fake without a row here fails the suite.

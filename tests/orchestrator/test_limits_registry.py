@@ -16,7 +16,7 @@ import pytest
 from orchestrator.drill.limits import FAKE_MODULES, LIMITS, NOT_LIMITS, Source, markdown
 from orchestrator.registry.quotas import DEFAULT_QUOTAS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONSTANT = re.compile(r"_?[A-Z][A-Z0-9_]*\Z")
 LOCATION = re.compile(r"(?P<path>[\w/]+\.py):(?P<symbol>[\w.]+)(?:\[(?P<key>\w+)\])?\Z")
 
