@@ -30,6 +30,8 @@ STRICT_MOTO = (
     "default_user_config['iot'] = {'use_valid_cert': True}\n"
     "from orchestrator.drill.iot_plane import install\n"  # IoT calls moto lacks (event configs, CA modes)
     "install()\n"
+    "from orchestrator.drill.retained_plane import install as install_retained\n"  # MQTT retained messages
+    "install_retained()\n"
     "from moto.server import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
