@@ -295,8 +295,9 @@ def _verification_lines(result) -> list[str]:  # noqa: ANN001
                    "home region's stack made beside the vault].")
 def backup(app: Context, region: str | None, dest: str | None, skip_stack_state: bool, no_shadows: bool,
            read_rate: float | None, kms_key_id: str | None, signing_key: str | None) -> None:
-    """Snapshot the registry of R, its shadows and device-management plane, plus every stack's state
-    export (secrets stay encrypted), signed.
+    """Snapshot the registry of R, its shadows, retained messages (under the topology's
+    registry.retained_topics) and device-management plane, plus every stack's state export
+    (secrets stay encrypted), signed.
 
     \b
     Examples:
@@ -355,8 +356,8 @@ def backup(app: Context, region: str | None, dest: str | None, skip_stack_state:
 def restore(app: Context, region: str, src: str, dry_run: bool, rate: float | None, read_rate: float | None,
             quota_file: str | None, quota_overrides: tuple[str, ...], no_shadows: bool, concurrency: int,
             overwrite: bool, signing_key: str | None, allow_older: bool, yes: bool) -> None:
-    """Rebuild a registry and its shadows from a signed backup. Additive: what exists is left as it
-    is (and listed). A backup older than the newest valid one is refused without --allow-older.
+    """Rebuild a registry, its shadows and retained messages from a signed backup. Additive: what
+    exists is left as it is (and listed). A backup older than the newest valid one is refused without --allow-older.
 
     \b
     Examples:
