@@ -15,8 +15,9 @@ class RegistryPort:
     """Registry operations the lifecycle needs: the boto3 registry sync, and a check of its result."""
 
     def __init__(self, ctx: AwsContext, env: str, state: StateLayout, residency: tuple[str, ...],
-                 rate: float | None = None) -> None:
+                 rate: float | None = None, retained_topics: tuple[str, ...] = ()) -> None:
         self.ctx, self.env, self.state, self.residency, self.rate = ctx, env, state, residency, rate
+        self.retained_topics = retained_topics  # MQTT retained messages carried with the registry
 
     def sync(self, src: str, dst: str) -> dict[str, Any]:
         from orchestrator.registry import SyncSettings, sync_registry
@@ -31,7 +32,8 @@ class RegistryPort:
             self.state.pull(versions)  # what the last clean sync saw, wherever it ran
             try:
                 report = sync_registry(self.ctx, src, dst, residency=self.residency,
-                                       settings=SyncSettings(rate=self.rate), checkpoint_path=checkpoint,
+                                       settings=SyncSettings(rate=self.rate, retained_topics=self.retained_topics),
+                                       checkpoint_path=checkpoint,
                                        state_path=versions, checkpoint_store=lease.guard(self.state.push),
                                        state_store=lease.guard(self.state.push))
             except OrchestrateError as exc:

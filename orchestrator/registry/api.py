@@ -234,11 +234,24 @@ def _with_retained(ctx: AwsContext, settings: SyncSettings, report: Any, src: tu
     """The registry report with the retained messages under the topology's prefixes carried (or planned)."""
     if not settings.retained_topics:
         return report
+    from orchestrator.errors import GuardRefused
+    from orchestrator.registry.plane import PlaneReport
     from orchestrator.registry.retained import sync_retained
 
     table = _retained_table(settings)
-    done = sync_retained(_retained_caller(ctx, *src, table), _retained_caller(ctx, *dst, table),
-                         settings.retained_topics, prune=settings.prune, guard=guard, dry_run=dry_run)
+    try:
+        done = sync_retained(_retained_caller(ctx, *src, table), _retained_caller(ctx, *dst, table),
+                             settings.retained_topics, prune=settings.prune, guard=guard, dry_run=dry_run)
+    except GuardRefused:
+        raise
+    except Exception as exc:  # the registry part stands; the retained messages are reported as not carried
+        from orchestrator.registry.calls import error_code
+
+        reason = f"{error_code(exc) or type(exc).__name__}: {exc}"
+        done = PlaneReport(src[0], dst[0], (), 0, errors=(("read retained messages", reason),), dry_run=dry_run)
+        if dry_run:
+            done = PlaneReport(src[0], dst[0], (), 0, warnings=(f"retained messages not planned: {reason}",),
+                               dry_run=True)
     return plane.merge_report(report, done)
 
 

@@ -330,3 +330,37 @@ def test_read_retained_pages_through_more_topics_than_one_page(data: DataFactory
     snap = read_retained(caller, CONFIG)
     assert sorted(snap.messages) == [f"config/{i:02d}" for i in range(30)]
     assert dict(caller.stats.counts().by_api)["list_retained_messages"] == 5  # 30 topics, 7 a page
+
+
+def test_when_the_retained_messages_cannot_be_read_the_registry_still_syncs_and_the_report_is_not_ok(
+        ctx: AwsContext, iot: Callable[[str], Any], data: DataFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An account whose role may not call ListRetainedMessages: the things are carried, the sync says
+    the retained messages were not (exit 1 in the CLI), never `ok`."""
+    import orchestrator.registry.retained as retained
+
+    def refused(*a: Any, **k: Any) -> Any:
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}},
+                          "ListRetainedMessages")
+
+    monkeypatch.setattr(retained, "sync_retained", refused)
+    iot(SRC).create_thing(thingName="device-1")
+    retain(data(SRC), "config/a", b"1")
+    report = sync_registry(ctx, SRC, DST, settings=settings())
+    assert not report.ok
+    assert [(e.op, e.code) for e in report.errors] == [("read retained messages", "PlaneApplyFailed")]
+    assert "AccessDeniedException" in report.errors[0].message
+    assert [t["thingName"] for t in iot(DST).list_things()["things"]] == ["device-1"]
+
+
+def test_the_lifecycles_registry_sync_carries_the_retained_messages_too(
+        ctx: AwsContext, data: DataFactory, tmp_path: Path) -> None:
+    """promote-secondary and failback sync the registry through `RegistryPort`: a new secondary gets
+    the retained configuration before DNS sends devices to it."""
+    from orchestrator.operations.registry_port import RegistryPort
+    from orchestrator.state import StateLayout
+
+    retain(data(SRC), "config/fleet", b"v3")
+    port = RegistryPort(ctx, "dev", StateLayout(tmp_path), (SRC, DST), rate=10_000, retained_topics=CONFIG)
+    doc = port.sync(SRC, DST)
+    assert doc["ok"] and doc["counts"]["retained_message"] == {"create": 1}
+    assert held(data(DST)) == {"config/fleet": b"v3"}
