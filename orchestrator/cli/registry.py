@@ -157,6 +157,9 @@ def _sync_pair(app: Context, src: str, dst: str, settings, budget, *, dry_run: b
     versions = app.state.sync_versions_path(app.env, src, dst)
     app.state.pull(listings)  # the counts of the last complete listings (the sharp-drop rule), wherever taken
     app.state.pull(versions)  # what the last clean sync saw (change detection), wherever it ran
+    from orchestrator.registry.retained import record_path
+
+    app.state.pull(record_path(versions))  # the retained messages it left equal
     settings = _distrust_after_failed_verification(app, src, dst, settings)
     if dry_run:
         plan = plan_registry_sync(ctx, src, dst, settings=settings, state_path=versions, residency=residency,
@@ -183,6 +186,7 @@ def _sync_pair(app: Context, src: str, dst: str, settings, budget, *, dry_run: b
             push_checkpoint(app.state, checkpoint)  # the header and the journal parts not yet stored
             app.state.push(listings)
             app.state.push(versions)
+            app.state.push(record_path(versions))
         lease.check()  # lost while running (another run took it over): say so, exit 3
         _record_sync_verification(app, src, dst, result)
     checked = "" if result.things_checked is None else \

@@ -30,6 +30,9 @@ class RegistryPort:
                               f"registry sync {src} -> {dst} (env {self.env})") as lease:  # before any write
             pull_checkpoint(self.state, checkpoint)  # a sync interrupted elsewhere resumes here
             self.state.pull(versions)  # what the last clean sync saw, wherever it ran
+            from orchestrator.registry.retained import record_path
+
+            self.state.pull(record_path(versions))
             try:
                 report = sync_registry(self.ctx, src, dst, residency=self.residency,
                                        settings=SyncSettings(rate=self.rate, retained_topics=self.retained_topics),
@@ -44,6 +47,7 @@ class RegistryPort:
             finally:
                 push_checkpoint(self.state, checkpoint)
                 self.state.push(versions)
+                self.state.push(record_path(versions))
             lease.check()
         if not report.ok:
             prefix = f"registry sync {src} -> {dst}: "  # said once, not again inside each error

@@ -143,7 +143,8 @@ def plan_registry_sync(ctx: AwsContext, src_region: str, dst_region: str, *,
         summary = plan_clients_sync(src, dst, options, src_data=data[0], dst_data=data[1])
         summary = plane.merge_report(summary, plane.sync_plane(*_plane_callers(settings, src, dst),
                                      mode=settings.region_rewrite, prune=settings.prune, dry_run=True))
-        return _with_retained(ctx, settings, summary, (src_region, src), (dst_region, dst), guard=None, dry_run=True)
+        return _with_retained(ctx, settings, summary, (src_region, src), (dst_region, dst), guard=None, dry_run=True,
+                              state_path=state_path)
 
 
 def sync_registry(ctx: AwsContext, src_region: str, dst_region: str, *,
@@ -174,7 +175,7 @@ def sync_registry(ctx: AwsContext, src_region: str, dst_region: str, *,
         report = plane.merge_report(report, plane.sync_plane(*_plane_callers(settings, src, dst),
                                     mode=settings.region_rewrite, prune=settings.prune, guard=guard))
         return _with_retained(ctx, settings, report, (src_region, src), (dst_region, dst), guard=guard,
-                              dry_run=False)
+                              dry_run=False, state_path=state_path)
 
 
 def verify_registry(ctx: AwsContext, src_region: str, dst_region: str, *, shadows: bool = True,
@@ -230,18 +231,22 @@ def _retained_table(settings: SyncSettings) -> QuotaTable:
 
 
 def _with_retained(ctx: AwsContext, settings: SyncSettings, report: Any, src: tuple[str, Any], dst: tuple[str, Any],
-                   *, guard: PruneGuard | None, dry_run: bool) -> Any:
-    """The registry report with the retained messages under the topology's prefixes carried (or planned)."""
+                   *, guard: PruneGuard | None, dry_run: bool, state_path: Path | None = None) -> Any:
+    """The registry report with the retained messages under the topology's prefixes carried (or planned).
+    Beside the version record (`state_path`), what the last run left equal is not read again, unless
+    the run distrusts its records (--full, --prune, a failed verification)."""
     if not settings.retained_topics:
         return report
     from orchestrator.errors import GuardRefused
     from orchestrator.registry.plane import PlaneReport
-    from orchestrator.registry.retained import sync_retained
+    from orchestrator.registry.retained import record_path, sync_retained
 
     table = _retained_table(settings)
     try:
         done = sync_retained(_retained_caller(ctx, *src, table), _retained_caller(ctx, *dst, table),
-                             settings.retained_topics, prune=settings.prune, guard=guard, dry_run=dry_run)
+                             settings.retained_topics, prune=settings.prune, guard=guard, dry_run=dry_run,
+                             record=record_path(state_path) if state_path is not None else None,
+                             trust=not (settings.full or settings.distrust))
     except GuardRefused:
         raise
     except Exception as exc:  # the registry part stands; the retained messages are reported as not carried

@@ -11,11 +11,15 @@ are read, compared, written or cleared, never any other retained message of the 
     sync_retained(src, dst, prefixes)      list -> plan -> apply -> read back: a `plane.PlaneReport`
     compare_retained(a, b)                 one `verify.KindDiff` (registry verify)
 
-A message already equal in the destination (payload, QoS, MQTT 5 user properties) is not published
-again: a sync of two equal regions writes nothing, so nothing echoes between regions. Deleting (a
-topic the source no longer retains) happens only with `prune`, within the prune guard's budget and
-after its confirmation, as for every other kind. The report is `ok` only when every message written
-reads back equal. Payloads never reach a report, a log line or --json: only topics and counts do.
+An unchanged pass need not read payloads: with a `record` (a file beside the sync's version record),
+a topic whose listing in both regions (lastModifiedTime, payloadSize, QoS) is what it was when the
+last run left it verified equal is not read again (`trust=False`, as after a failed verification or
+with --full, reads everything). A message already equal in the destination (payload, QoS, MQTT 5
+user properties) is not published again: a sync of two equal regions writes nothing, so nothing
+echoes between regions. Deleting (a topic the source no longer retains) happens only with `prune`,
+within the prune guard's budget and after its confirmation, as for every other kind. The report is
+`ok` only when every message written reads back equal. Payloads never reach a report, a log line
+or --json: only topics and counts do.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import GuardRefused, InputRejected
@@ -159,7 +164,8 @@ def read_retained(caller: Any, prefixes: Sequence[str]) -> RetainedSnapshot:
     return RetainedSnapshot(caller.region, tuple(prefixes), messages)
 
 
-def _get(caller: Any, topic: str) -> RetainedMessage | None:
+def _get(caller: Any, topic: str, *, meta: dict[str, Meta] | None = None) -> RetainedMessage | None:
+    """The topic's retained message (None: it has none); `meta` receives its listing metadata."""
     try:
         got = caller.call("get_retained_message", topic=topic)
     except Exception as exc:
@@ -170,7 +176,10 @@ def _get(caller: Any, topic: str) -> RetainedMessage | None:
     if hasattr(payload, "read"):
         payload = payload.read()
     props = got.get("userProperties") or None
-    return RetainedMessage(topic, bytes(payload), int(got.get("qos") or 0), bytes(props) if props else None)
+    qos = int(got.get("qos") or 0)
+    if meta is not None:
+        meta[topic] = (int(got.get("lastModifiedTime") or 0), len(payload), qos)
+    return RetainedMessage(topic, bytes(payload), qos, bytes(props) if props else None)
 
 
 def plan_retained(src: RetainedSnapshot, dst: RetainedSnapshot, *, prune: bool = False,
@@ -225,7 +234,14 @@ def _publish(caller: Any, message: RetainedMessage | None, topic: str) -> None:
 def apply_retained(ops: Sequence[PlaneOp], src: RetainedSnapshot, caller: Any, dst_region: str) -> PlaneReport:
     """Publish each op's message retained in the destination (DELETE: an empty retained publish),
     then read every written topic back; what does not read back equal is `unequal`."""
+    return _apply(ops, src, caller, dst_region)[0]
+
+
+def _apply(ops: Sequence[PlaneOp], src: RetainedSnapshot, caller: Any,
+           dst_region: str) -> tuple[PlaneReport, dict[str, Meta]]:
+    """`apply_retained`, and the listing metadata of every topic written that read back equal."""
     errors: list[tuple[str, str]] = []
+    now: dict[str, Meta] = {}
     written: list[PlaneOp] = []
     for op in ops:
         try:
@@ -237,24 +253,83 @@ def apply_retained(ops: Sequence[PlaneOp], src: RetainedSnapshot, caller: Any, d
     for op in written:
         want = None if op.action is PlaneAction.DELETE else src.messages[op.name]
         try:
-            have = _get(caller, op.name)
+            have = _get(caller, op.name, meta=now)
         except Exception as exc:
             errors.append((f"read back {op.name}", f"{error_code(exc) or type(exc).__name__}: {exc}"))
             continue
         if (want is None) != (have is None) or (want is not None and have is not None and not want.same(have)):
             unequal.append(f"{KIND} {op.name}")
-    return PlaneReport(src.region, dst_region, tuple(ops), len(written), tuple(errors), tuple(unequal))
+            now.pop(op.name, None)
+    return PlaneReport(src.region, dst_region, tuple(ops), len(written), tuple(errors), tuple(unequal)), now
+
+
+Meta = tuple[int, int, int]  # what a listing says of a message: lastModifiedTime, payloadSize, qos
+
+
+def record_path(versions: Path) -> Path:
+    """Where a pair's retained-message record lives: beside its sync version record."""
+    return versions.with_name(versions.name.replace(".versions.json", "") + ".retained.json")
+
+
+def _listing(caller: Any, prefixes: Sequence[str]) -> dict[str, Meta]:
+    size = min(int(getattr(caller, "page_size", LIST_PAGE)), LIST_PAGE)
+    return {row["topic"]: (int(row.get("lastModifiedTime") or 0), int(row.get("payloadSize") or 0),
+                           int(row.get("qos") or 0))
+            for row in caller.pages("list_retained_messages", maxResults=size) if in_scope(row["topic"], prefixes)}
+
+
+def _load_record(path: Path | None, src: str, dst: str, prefixes: Sequence[str]) -> dict[str, list[int]]:
+    """topic -> source and destination listing metadata when the last run left it equal ({}: none,
+    unreadable, or of other regions or prefixes)."""
+    if path is None:
+        return {}
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if doc.get("from") != src or doc.get("to") != dst or doc.get("prefixes") != list(prefixes):
+            return {}
+        return {str(t): [int(x) for x in v] for t, v in dict(doc.get("equal") or {}).items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
+
+
+def _save_record(path: Path, src: str, dst: str, prefixes: Sequence[str], equal: Mapping[str, list[int]]) -> None:
+    from orchestrator.state import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"from": src, "to": dst, "prefixes": list(prefixes),
+                                        "equal": dict(sorted(equal.items()))}, separators=(",", ":")))
 
 
 def sync_retained(src_caller: Any, dst_caller: Any, prefixes: Sequence[str], *, prune: bool = False,
-                  guard: Any | None = None, dry_run: bool = False) -> PlaneReport:
-    """list -> plan -> apply -> read back, for the topics under `prefixes` only."""
-    src, dst = read_retained(src_caller, prefixes), read_retained(dst_caller, prefixes)
-    ops = plan_retained(src, dst, prune=prune)
+                  guard: Any | None = None, dry_run: bool = False, record: Path | None = None,
+                  trust: bool = True) -> PlaneReport:
+    """list -> plan -> apply -> read back, for the topics under `prefixes` only. With `record`, the
+    topics the last run left equal and whose listings did not change since are not read again, and
+    the record is rewritten with what is equal after this run (not on a dry run)."""
+    a, b = _listing(src_caller, prefixes), _listing(dst_caller, prefixes)
+    known = _load_record(record, src_caller.region, dst_caller.region, prefixes) if trust else {}
+    same = {t for t in a if t in b and known.get(t) == [*a[t], *b[t]]}
+    src = RetainedSnapshot(src_caller.region, tuple(prefixes),
+                           {t: m for t in sorted(set(a) - same) if (m := _get(src_caller, t)) is not None})
+    dst = RetainedSnapshot(dst_caller.region, tuple(prefixes),
+                           {t: m for t in sorted(set(b) - same) if t in a and (m := _get(dst_caller, t)) is not None})
+    ops = plan_retained(src, dst)
+    if prune:
+        ops += tuple(PlaneOp(KIND, PlaneAction.DELETE, t) for t in sorted(set(b) - set(a)))
     if dry_run:
         return PlaneReport(src.region, dst.region, ops, 0, dry_run=True)
-    check_prune(ops, dst, guard)
-    return apply_retained(ops, src, dst_caller, dst.region)
+    check_prune(ops, RetainedSnapshot(dst.region, tuple(prefixes), dict.fromkeys(b, _EMPTY)), guard)
+    report, now = _apply(ops, src, dst_caller, dst.region)
+    if record is not None:
+        changed = {op.name for op in ops}
+        equal = {t: [*a[t], *b[t]] for t in a if t in b and t not in changed
+                 and (t in same or (t in src.messages and t in dst.messages))}
+        equal.update({t: [*a[t], *meta] for t, meta in now.items() if t in a})
+        _save_record(record, src.region, dst.region, prefixes, equal)
+    return report
+
+
+_EMPTY = RetainedMessage("", b"")
 
 
 def restore_retained(saved: RetainedSnapshot, caller: Any, *, overwrite: bool = False,

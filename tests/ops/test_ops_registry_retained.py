@@ -364,3 +364,45 @@ def test_the_lifecycles_registry_sync_carries_the_retained_messages_too(
     doc = port.sync(SRC, DST)
     assert doc["ok"] and doc["counts"]["retained_message"] == {"create": 1}
     assert held(data(DST)) == {"config/fleet": b"v3"}
+
+
+def test_an_unchanged_pass_reads_no_payload_and_a_change_on_either_side_is_read_again(
+        data: DataFactory, tmp_path: Path) -> None:
+    """With the record beside the version record, a second pass lists both regions and reads
+    nothing else; a message changed in the source, or overwritten in the destination, is read again
+    and made equal; trust=False (--full, after a failed verification) reads everything."""
+    import time
+
+    from orchestrator.registry.retained import record_path
+
+    src, dst = data(SRC), data(DST)
+    for i in range(5):
+        retain(src, f"config/{i}", f"v{i}".encode())
+    record = record_path(tmp_path / "dev-a-b.versions.json")
+
+    def run(**kw: Any) -> tuple[Any, dict[str, int]]:
+        a, b = Caller(src, page_size=200), Caller(dst, page_size=200)
+        report = sync_retained(a, b, CONFIG, record=record, **kw)
+        by_api: dict[str, int] = {}
+        for c in (a, b):
+            for api, n in c.stats.counts().by_api:
+                by_api[api] = by_api.get(api, 0) + n
+        return report, by_api
+
+    first, _ = run()
+    assert first.ok and first.applied == 5 and record.exists()
+    quiet, calls = run()
+    assert quiet.ok and not quiet.ops and calls == {"list_retained_messages": 2}
+
+    time.sleep(0.01)  # a new lastModifiedTime
+    retain(src, "config/1", b"changed at the source")
+    retain(dst, "config/3", b"overwritten in the secondary")
+    fixed, calls = run()
+    assert fixed.ok and sorted(op.name for op in fixed.ops) == ["config/1", "config/3"]
+    assert calls["get_retained_message"] == 6  # 2 topics x (source, destination, read-back)
+    assert held(dst) == {f"config/{i}": (b"changed at the source" if i == 1 else f"v{i}".encode()) for i in range(5)}
+
+    _, calls = run(trust=False)
+    assert calls["get_retained_message"] == 10  # every topic in both regions
+    _, calls = run()
+    assert calls == {"list_retained_messages": 2}
