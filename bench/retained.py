@@ -5,8 +5,9 @@ every test tier), N retained messages under `config/` in the source (and N/10 un
 never read), then:
 
 1. a first sync into an empty region (list both, get each in scope, publish each, read each back);
-2. an unchanged sync (list and get in both regions, nothing published);
-3. `registry verify`'s retained part (both regions read).
+2. an unchanged sync with the record the first one left (list both regions, nothing else);
+3. an unchanged sync without a record (--full: list and get in both regions, nothing published);
+4. `registry verify`'s retained part (both regions read).
 
     .venv/bin/python bench/retained.py            # print the table
     .venv/bin/python bench/retained.py --write    # also update docs/performance.md
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -57,19 +59,23 @@ def run(url: str, n: int) -> dict[str, Any]:
     def callers() -> tuple[Caller, Caller]:
         return Caller(src, page_size=200), Caller(dst, page_size=200)
 
+    record = Path(tempfile.mkdtemp()) / "dev-a-b.retained.json"
     a, b = callers()
     t0 = time.perf_counter()
-    first = sync_retained(a, b, PREFIXES)
+    first = sync_retained(a, b, PREFIXES, record=record)
     out["first_s"] = time.perf_counter() - t0
     out["first"] = calls(a, b)
     a, b = callers()
-    again = sync_retained(a, b, PREFIXES)
+    quiet = sync_retained(a, b, PREFIXES, record=record)
+    out["recorded"] = calls(a, b)
+    a, b = callers()
+    again = sync_retained(a, b, PREFIXES, record=record, trust=False)
     out["unchanged"] = calls(a, b)
     a, b = callers()
     diff = compare_retained(read_retained(a, PREFIXES), read_retained(b, PREFIXES))
     out["verify"] = calls(a, b)
     out["ok"] = first.ok and first.applied == n and again.ok and not again.ops and out["unchanged"][1] == 0 \
-        and diff.differences == 0
+        and quiet.ok and not quiet.ops and out["recorded"][1] == 0 and diff.differences == 0
     return out
 
 
@@ -83,11 +89,13 @@ def main() -> int:
         for n in (int(x) for x in args.sizes.split(",")):
             rows.append(run(url, n))
     lines = ["| messages | first sync: reads / writes per message | first sync wall (s, moto) "
-             "| unchanged sync: reads / writes per message | verify: reads per message | ok |",
-             "|--:|--:|--:|--:|--:|:--|"]
+             "| unchanged, with the record: reads / writes per message "
+             "| unchanged, --full: reads / writes per message | verify: reads per message | ok |",
+             "|--:|--:|--:|--:|--:|--:|:--|"]
     for r in rows:
         m = r["messages"]
         lines.append(f"| {m} | {r['first'][0] / m:.2f} / {r['first'][1] / m:.2f} | {r['first_s']:.1f} | "
+                     f"{r['recorded'][0] / m:.3f} / {r['recorded'][1] / m:.2f} | "
                      f"{r['unchanged'][0] / m:.2f} / {r['unchanged'][1] / m:.2f} | {r['verify'][0] / m:.2f} | "
                      f"{'yes' if r['ok'] else 'NO'} |")
     body = ("N retained messages under `config/` in the source (and N/10 under `telemetry/`, outside the "
@@ -96,9 +104,11 @@ def main() -> int:
             "take about 200 s of GetRetainedMessage at that rate). Per message in scope: one "
             "GetRetainedMessage in each region read, one Publish on a first sync and one "
             "GetRetainedMessage of the read-back; ListRetainedMessages adds one call per 200 topics per "
-            "region (all topics, in scope or not). Unchanged: no publish, but every payload is read in "
-            "both regions (GetRetainedMessage is billed as messaging): remembering the listing's "
-            "lastModifiedTime per region from the last clean sync would skip those reads (not built).\n\n"
+            "region (all topics, in scope or not). Unchanged, with the record the last run left beside the "
+            "pair's version record: only the listings (a topic whose lastModifiedTime, size and QoS did "
+            "not change in either region is not read). Unchanged with --full (or after a failed "
+            "verification): every payload is read in both regions (GetRetainedMessage is billed as "
+            "messaging), nothing published.\n\n"
             + "\n".join(lines) + f"\n\n{machine()}; load average {os.getloadavg()[0]:.1f} when measured (the wall "
             f"column is moto's and the machine's, not AWS's). Reproduce: `{COMMAND}`.")
     print(body)
