@@ -406,3 +406,19 @@ def test_an_unchanged_pass_reads_no_payload_and_a_change_on_either_side_is_read_
     assert calls["get_retained_message"] == 10  # every topic in both regions
     _, calls = run()
     assert calls == {"list_retained_messages": 2}
+
+
+def test_the_topology_keeps_its_retained_topics_through_a_rewrite(tmp_path: Path) -> None:
+    """promote-secondary and failover rewrite the topology file: the prefixes stay as written."""
+    from orchestrator import topology as topo
+
+    path = tmp_path / "stacks" / "dev.topology.yaml"
+    path.parent.mkdir()
+    doc = yaml.safe_load((Path(__file__).resolve().parents[2] / "stacks" / "dev.topology.yaml").read_text())
+    doc["registry"]["retained_topics"] = ["config/", "fleet/settings/"]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    loaded = topo.load(path, "dev")
+    assert loaded.registry.retained_topics == ("config/", "fleet/settings/")
+    topo.save(loaded, path)
+    assert yaml.safe_load(path.read_text())["registry"]["retained_topics"] == ["config/", "fleet/settings/"]
+    assert topo.load(path, "dev") == loaded
