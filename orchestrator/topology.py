@@ -59,7 +59,7 @@ _TOP_KEYS = {
 }
 _SIZING_KEYS = {"kinesis_mode", "kinesis_shards", "retention_hours", "lake_transition_days",
                 "lake_expiration_days"}
-_REGISTRY_KEYS = {"thing_types", "thing_groups"}
+_REGISTRY_KEYS = {"thing_types", "thing_groups", "retained_topics"}
 _IAM_KEYS = {"permissions_boundary", "path"}
 
 # The tags every program sets itself (programs/region.py, dns.py, replication.py); `tags:` adds to them.
@@ -105,6 +105,8 @@ class ThingGroupSpec:
 class RegistrySpec:
     thing_types: tuple[str, ...] = ()
     thing_groups: tuple[ThingGroupSpec, ...] = ()
+    # MQTT retained-message topic prefixes carried to every secondary (orchestrator/registry/retained.py)
+    retained_topics: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,8 @@ class Topology:
                 for g in self.registry.thing_groups
             ],
         }
+        if self.registry.retained_topics:
+            doc["registry"]["retained_topics"] = list(self.registry.retained_topics)
         sizing: dict[str, Any] = {"default": _sizing_doc(self.default_sizing)}
         for region, s in self.sizing_overrides.items():
             sizing[region] = _sizing_doc(s)
@@ -573,7 +577,10 @@ class _Validator:
             if name in {x.name for x in groups}:
                 self.fail(f"{label}.name", f"{_short(name)} is declared twice")
             groups.append(ThingGroupSpec(name=name, parent=parent))
-        return RegistrySpec(thing_types=types, thing_groups=tuple(groups))
+        from orchestrator.registry.retained import normalize_prefixes
+
+        retained = normalize_prefixes(data.get("retained_topics"), source=self.source)
+        return RegistrySpec(thing_types=types, thing_groups=tuple(groups), retained_topics=retained)
 
     def sizing(self, data: Any) -> tuple[RegionSizing, dict[str, RegionSizing]]:
         if not isinstance(data, dict):

@@ -61,7 +61,8 @@ def _settings(app: Context, *, prune: bool, rate: float | None, read_rate: float
 
     quotas = resolve_quotas(app.topology().quotas, quota_file, quota_overrides)
     return SyncSettings(prune=prune, rate=rate, read_rate=read_rate, quotas=quotas, concurrency=concurrency,
-                        shadows=not no_shadows, full=full or prune)
+                        shadows=not no_shadows, full=full or prune,
+                        retained_topics=app.topology().registry.retained_topics)
 
 
 def _calls(result) -> list[str]:  # noqa: ANN001
@@ -88,7 +89,8 @@ def sync(app: Context, src: str | None, dst: str | None, all_secondaries: bool, 
          full: bool, rate: float | None, read_rate: float | None, quota_file: str | None,
          quota_overrides: tuple[str, ...], no_shadows: bool, concurrency: int, max_delete: str | None,
          yes: bool) -> None:
-    """Copy thing types, groups, things, policies, certificates, attachments and shadows R1 -> R2.
+    """Copy thing types, groups, things, policies, certificates, attachments, shadows and the
+    retained messages under the topology's `registry.retained_topics` prefixes R1 -> R2.
 
     Then the device-management plane: role aliases, CA certificates (SNI_ONLY), job templates,
     provisioning templates, custom authorizers, the fleet-indexing configuration, and registry
@@ -155,6 +157,9 @@ def _sync_pair(app: Context, src: str, dst: str, settings, budget, *, dry_run: b
     versions = app.state.sync_versions_path(app.env, src, dst)
     app.state.pull(listings)  # the counts of the last complete listings (the sharp-drop rule), wherever taken
     app.state.pull(versions)  # what the last clean sync saw (change detection), wherever it ran
+    from orchestrator.registry.retained import record_path
+
+    app.state.pull(record_path(versions))  # the retained messages it left equal
     settings = _distrust_after_failed_verification(app, src, dst, settings)
     if dry_run:
         plan = plan_registry_sync(ctx, src, dst, settings=settings, state_path=versions, residency=residency,
@@ -181,6 +186,7 @@ def _sync_pair(app: Context, src: str, dst: str, settings, budget, *, dry_run: b
             push_checkpoint(app.state, checkpoint)  # the header and the journal parts not yet stored
             app.state.push(listings)
             app.state.push(versions)
+            app.state.push(record_path(versions))
         lease.check()  # lost while running (another run took it over): say so, exit 3
         _record_sync_verification(app, src, dst, result)
     checked = "" if result.things_checked is None else \
@@ -212,7 +218,8 @@ def verify(app: Context, src: str, dst: str, no_shadows: bool, first: int, read_
 
     Things and attributes, types, groups and membership, certificates and status, thing-certificate
     attachments, policy documents (default versions, region in ARNs rewritten as the sync does),
-    policy attachments, classic and named shadows, and the device-management plane (role aliases,
+    policy attachments, classic and named shadows, retained messages under the topology's
+    `registry.retained_topics`, and the device-management plane (role aliases,
     CA certificates, job templates, provisioning templates, authorizers, indexing configuration,
     registry events on in R2). The outcome is recorded for `status`."""
     from orchestrator.aws import AwsContext
@@ -227,7 +234,8 @@ def verify(app: Context, src: str, dst: str, no_shadows: bool, first: int, read_
     check_member_regions(topology.regions, topology.residency, src, dst, topology.source)
     result = verify_registry(AwsContext(endpoint_url=app.endpoint_url), src, dst, shadows=not no_shadows,
                              first=first, concurrency=concurrency, read_rate=read_rate,
-                             quotas=resolve_quotas(topology.quotas), residency=topology.residency)
+                             quotas=resolve_quotas(topology.quotas), residency=topology.residency,
+                             retained_topics=topology.registry.retained_topics)
     record_verification(app.state, app.env, src, dst, source="registry verify", ok=result.equal,
                         differences=result.differences,
                         by_kind={k.kind: k.differences for k in result.kinds})
@@ -291,8 +299,9 @@ def _verification_lines(result) -> list[str]:  # noqa: ANN001
                    "home region's stack made beside the vault].")
 def backup(app: Context, region: str | None, dest: str | None, skip_stack_state: bool, no_shadows: bool,
            read_rate: float | None, kms_key_id: str | None, signing_key: str | None) -> None:
-    """Snapshot the registry of R, its shadows and device-management plane, plus every stack's state
-    export (secrets stay encrypted), signed.
+    """Snapshot the registry of R, its shadows, retained messages (under the topology's
+    registry.retained_topics) and device-management plane, plus every stack's state export
+    (secrets stay encrypted), signed.
 
     \b
     Examples:
@@ -326,9 +335,11 @@ def backup(app: Context, region: str | None, dest: str | None, skip_stack_state:
     result = backup_region(AwsContext(endpoint_url=app.endpoint_url), app.env, region, dest,
                            stack_exports=exports, kms_key_id=kms_key_id, shadows=not no_shadows,
                            read_rate=read_rate, quotas=resolve_quotas(topology.quotas), signing_key=signing_key,
-                           key_region=topology.home_region)
+                           key_region=topology.home_region, retained_topics=topology.registry.retained_topics)
+    retained = result.manifest.counts.get("retained_messages")
     _render(app, result, [f"backup of {region} written to {result.location} "
-                          f"({len(exports)} stack exports, {result.manifest.counts.get('shadows', 0)} shadows)"])
+                          f"({len(exports)} stack exports, {result.manifest.counts.get('shadows', 0)} shadows"
+                          + (f", {retained} retained messages" if retained is not None else "") + ")"])
 
 
 @command("restore")
@@ -349,8 +360,8 @@ def backup(app: Context, region: str | None, dest: str | None, skip_stack_state:
 def restore(app: Context, region: str, src: str, dry_run: bool, rate: float | None, read_rate: float | None,
             quota_file: str | None, quota_overrides: tuple[str, ...], no_shadows: bool, concurrency: int,
             overwrite: bool, signing_key: str | None, allow_older: bool, yes: bool) -> None:
-    """Rebuild a registry and its shadows from a signed backup. Additive: what exists is left as it
-    is (and listed). A backup older than the newest valid one is refused without --allow-older.
+    """Rebuild a registry, its shadows and retained messages from a signed backup. Additive: what
+    exists is left as it is (and listed). A backup older than the newest valid one is refused without --allow-older.
 
     \b
     Examples:

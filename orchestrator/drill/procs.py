@@ -32,6 +32,8 @@ STRICT_MOTO = (
     "install()\n"
     "from orchestrator.drill.iam_strict import install as install_iam\n"  # OIDC client ids (bootstrap)
     "install_iam()\n"
+    "from orchestrator.drill.retained_plane import install as install_retained\n"  # MQTT retained messages
+    "install_retained()\n"
     "from moto.server import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )

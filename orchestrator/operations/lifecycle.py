@@ -79,7 +79,8 @@ class Lifecycle:
         if self.registry is None:
             # member regions share one account (the topology refuses otherwise): the primary's role
             self.registry = RegistryPort(self._region_ctx(self.app.topology().primary), self.app.env, self.app.state,
-                                         self.app.topology().residency, self.sync_rate)
+                                         self.app.topology().residency, self.sync_rate,
+                                         retained_topics=self.app.topology().registry.retained_topics)
 
     def _dns_ctx(self) -> AwsContext:
         """Route 53 and the ARC cluster: the DNS account's role when the topology names one."""

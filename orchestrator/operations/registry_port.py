@@ -15,8 +15,9 @@ class RegistryPort:
     """Registry operations the lifecycle needs: the boto3 registry sync, and a check of its result."""
 
     def __init__(self, ctx: AwsContext, env: str, state: StateLayout, residency: tuple[str, ...],
-                 rate: float | None = None) -> None:
+                 rate: float | None = None, retained_topics: tuple[str, ...] = ()) -> None:
         self.ctx, self.env, self.state, self.residency, self.rate = ctx, env, state, residency, rate
+        self.retained_topics = retained_topics  # MQTT retained messages carried with the registry
 
     def sync(self, src: str, dst: str) -> dict[str, Any]:
         from orchestrator.registry import SyncSettings, sync_registry
@@ -29,9 +30,13 @@ class RegistryPort:
                               f"registry sync {src} -> {dst} (env {self.env})") as lease:  # before any write
             pull_checkpoint(self.state, checkpoint)  # a sync interrupted elsewhere resumes here
             self.state.pull(versions)  # what the last clean sync saw, wherever it ran
+            from orchestrator.registry.retained import record_path
+
+            self.state.pull(record_path(versions))
             try:
                 report = sync_registry(self.ctx, src, dst, residency=self.residency,
-                                       settings=SyncSettings(rate=self.rate), checkpoint_path=checkpoint,
+                                       settings=SyncSettings(rate=self.rate, retained_topics=self.retained_topics),
+                                       checkpoint_path=checkpoint,
                                        state_path=versions, checkpoint_store=lease.guard(self.state.push),
                                        state_store=lease.guard(self.state.push))
             except OrchestrateError as exc:
@@ -42,6 +47,7 @@ class RegistryPort:
             finally:
                 push_checkpoint(self.state, checkpoint)
                 self.state.push(versions)
+                self.state.push(record_path(versions))
             lease.check()
         if not report.ok:
             prefix = f"registry sync {src} -> {dst}: "  # said once, not again inside each error

@@ -103,6 +103,7 @@ class SyncSettings:
 
     uniform: bool = False  # `rate` for every write API, no quota table (moto has no quotas)
     distrust: str | None = None  # a reason not to trust the version record (a failed verification)
+    retained_topics: tuple[str, ...] = ()  # MQTT retained-message prefixes carried (topology registry.retained_topics)
 
     def options(self, **more: Any) -> SyncOptions:
         quotas = None if self.uniform else (self.quotas or QuotaTable())
@@ -147,8 +148,10 @@ def plan_registry_sync(ctx: AwsContext, src_region: str, dst_region: str, *,
         src, dst = _iot(ctx, src_region, settings.concurrency), _iot(ctx, dst_region, settings.concurrency)
         data = _data_pair(ctx, settings, (src_region, src), (dst_region, dst))
         summary = plan_clients_sync(src, dst, options, src_data=data[0], dst_data=data[1])
-        return plane.merge_report(summary, plane.sync_plane(*_plane_callers(settings, src, dst),
-                                  mode=settings.region_rewrite, prune=settings.prune, dry_run=True))
+        summary = plane.merge_report(summary, plane.sync_plane(*_plane_callers(settings, src, dst),
+                                     mode=settings.region_rewrite, prune=settings.prune, dry_run=True))
+        return _with_retained(ctx, settings, summary, (src_region, src), (dst_region, dst), guard=None, dry_run=True,
+                              state_path=state_path)
 
 
 def sync_registry(ctx: AwsContext, src_region: str, dst_region: str, *,
@@ -176,14 +179,16 @@ def sync_registry(ctx: AwsContext, src_region: str, dst_region: str, *,
         src, dst = _iot(ctx, src_region, settings.concurrency), _iot(ctx, dst_region, settings.concurrency)
         data = _data_pair(ctx, settings, (src_region, src), (dst_region, dst))
         report = sync_clients(src, dst, options, src_data=data[0], dst_data=data[1])
-        return plane.merge_report(report, plane.sync_plane(*_plane_callers(settings, src, dst),
-                                  mode=settings.region_rewrite, prune=settings.prune, guard=guard))
+        report = plane.merge_report(report, plane.sync_plane(*_plane_callers(settings, src, dst),
+                                    mode=settings.region_rewrite, prune=settings.prune, guard=guard))
+        return _with_retained(ctx, settings, report, (src_region, src), (dst_region, dst), guard=guard,
+                              dry_run=False, state_path=state_path)
 
 
 def verify_registry(ctx: AwsContext, src_region: str, dst_region: str, *, shadows: bool = True,
                     first: int = FIRST_DIFFERENCES, concurrency: int = 4, read_rate: float | None = None,
                     quotas: QuotaTable | None = None, region_rewrite: RegionRewrite | None = None,
-                    residency: Collection[str] | None = None) -> VerifyReport:
+                    residency: Collection[str] | None = None, retained_topics: tuple[str, ...] = ()) -> VerifyReport:
     """Compare the registries (and shadows) of two regions kind by kind, writing nothing
     (`orchestrator.registry.verify`). Reads run at the quotas (`read_rate` caps them)."""
     _check_sync(src_region, dst_region, residency)
@@ -206,6 +211,12 @@ def verify_registry(ctx: AwsContext, src_region: str, dst_region: str, *, shadow
                                 first=first, concurrency=concurrency)
         kinds, notes = plane.compare_plane(plane.read_plane(caller(a)), plane.read_plane(caller(b)),
                                            mode=region_rewrite, first=first)
+        if retained_topics:
+            from orchestrator.registry.retained import compare_retained, read_retained
+
+            held = [read_retained(_retained_caller(ctx, r, c, table), retained_topics)
+                    for r, c in ((src_region, a), (dst_region, b))]
+            kinds = (*kinds, compare_retained(*held, first=first))
         return replace(report, kinds=(*report.kinds, *kinds), notes=(*report.notes, *notes))
 
 
@@ -213,6 +224,61 @@ def _plane_callers(settings: SyncSettings, *clients: Any) -> list[Caller]:
     table = ((None if settings.uniform else settings.quotas) or QuotaTable()).with_overrides(
         read_cap=settings.read_rate, write_cap=settings.rate)
     return [Caller(c, limits=AdaptiveLimiter(table), retry=RetryPolicy()) for c in clients]
+
+
+def _retained_caller(ctx: AwsContext, region: str, iot: Any, table: QuotaTable) -> Caller:
+    """The region's iot-data plane for retained messages (ListRetainedMessages pages of 200)."""
+    return Caller(_iot_data(ctx, region, iot, 1), limits=AdaptiveLimiter(table), retry=RetryPolicy(),
+                  page_size=200)
+
+
+def _retained_table(settings: SyncSettings) -> QuotaTable:
+    return ((None if settings.uniform else settings.quotas) or QuotaTable()).with_overrides(
+        read_cap=settings.read_rate, write_cap=settings.rate)
+
+
+def _with_retained(ctx: AwsContext, settings: SyncSettings, report: Any, src: tuple[str, Any], dst: tuple[str, Any],
+                   *, guard: PruneGuard | None, dry_run: bool, state_path: Path | None = None) -> Any:
+    """The registry report with the retained messages under the topology's prefixes carried (or planned).
+    Beside the version record (`state_path`), what the last run left equal is not read again, unless
+    the run distrusts its records (--full, --prune, a failed verification)."""
+    if not settings.retained_topics:
+        return report
+    from orchestrator.errors import GuardRefused
+    from orchestrator.registry.plane import PlaneReport
+    from orchestrator.registry.retained import record_path, sync_retained
+
+    table = _retained_table(settings)
+    try:
+        done = sync_retained(_retained_caller(ctx, *src, table), _retained_caller(ctx, *dst, table),
+                             settings.retained_topics, prune=settings.prune, guard=guard, dry_run=dry_run,
+                             record=record_path(state_path) if state_path is not None else None,
+                             trust=not (settings.full or settings.distrust))
+    except GuardRefused:
+        raise
+    except Exception as exc:  # the registry part stands; the retained messages are reported as not carried
+        from orchestrator.registry.calls import error_code
+
+        reason = f"{error_code(exc) or type(exc).__name__}: {exc}"
+        done = PlaneReport(src[0], dst[0], (), 0, errors=(("read retained messages", reason),), dry_run=dry_run)
+        if dry_run:
+            done = PlaneReport(src[0], dst[0], (), 0, warnings=(f"retained messages not planned: {reason}",),
+                               dry_run=True)
+    return plane.merge_report(report, done)
+
+
+def _retained_restore(ctx: AwsContext, settings: SyncSettings, region: str, iot: Any, guard: RestoreGuard | None,
+                      *, dry_run: bool) -> Callable[[Any, Any], Any]:
+    """Puts the backup's retained messages back after its registry (additive unless the guard overwrites)."""
+    def then(saved: Any, report: Any) -> Any:
+        if saved is None:  # a backup without retained messages
+            return report
+        from orchestrator.registry.retained import restore_retained
+
+        done = restore_retained(saved, _retained_caller(ctx, region, iot, _retained_table(settings)),
+                                overwrite=guard is not None and guard.overwrite, dry_run=dry_run)
+        return plane.merge_report(report, done)
+    return then
 
 
 def _plane_restore(settings: SyncSettings, iot: Any, guard: RestoreGuard | None,
@@ -256,7 +322,7 @@ def backup_region(ctx: AwsContext, env: str, region: str, dest: str | Path, *,
                   read_rate: float | None = None, concurrency: int = 4, kms_key_id: str | None = None,
                   now: datetime | None = None, shadows: bool = True,
                   quotas: QuotaTable | None = None, signing_key: str | None = None,
-                  key_region: str | None = None) -> BackupResult:
+                  key_region: str | None = None, retained_topics: tuple[str, ...] = ()) -> BackupResult:
     """Snapshot the registry of `region` (with every certificate PEM, and every thing's classic and
     named shadows unless `shadows=False`) and write it to `dest`, its manifest signed with
     `signing_key` (`orchestrator.registry.signing`; required). Reads run at the quotas."""
@@ -273,9 +339,15 @@ def backup_region(ctx: AwsContext, env: str, region: str, dest: str | Path, *,
             data_caller = Caller(_iot_data(ctx, region, iot, concurrency), limits=AdaptiveLimiter(table),
                                  retry=RetryPolicy())
         snapshot = read_snapshot(iot, caller=caller, pems=True, concurrency=concurrency, data_caller=data_caller)
+        retained = None
+        if retained_topics:
+            from orchestrator.registry.retained import read_retained
+
+            retained = read_retained(_retained_caller(ctx, region, iot, table), retained_topics).to_json()
         s3 = client(ctx, "s3", region) if is_s3(str(dest)) else None
         return backup(snapshot, stack_exports or {}, dest, env=env, now=now, s3_client=s3,
-                      kms_key_id=kms_key_id, signer=signer, plane=plane.read_plane(caller).to_json())
+                      kms_key_id=kms_key_id, signer=signer, plane=plane.read_plane(caller).to_json(),
+                      retained=retained)
 
 
 def plan_restore(ctx: AwsContext, src: str | Path, dst_region: str, *, env: str | None = None,
@@ -295,7 +367,8 @@ def plan_restore(ctx: AwsContext, src: str | Path, dst_region: str, *, env: str 
         data = _data_pair(ctx, settings, (dst_region, iot))[0]
         return plan_backup_restore(src, iot, options=options, env=env, region=region, s3_client=s3,
                                    dst_data=data, verifier=verifier,
-                                   then=_plane_restore(settings, iot, guard, dry_run=True))
+                                   then=_plane_restore(settings, iot, guard, dry_run=True),
+                                   retained=_retained_restore(ctx, settings, dst_region, iot, guard, dry_run=True))
 
 
 def restore_registry(ctx: AwsContext, src: str | Path, dst_region: str, *, env: str | None = None,
@@ -324,7 +397,8 @@ def restore_registry(ctx: AwsContext, src: str | Path, dst_region: str, *, env: 
         data = _data_pair(ctx, settings, (dst_region, iot))[0]
         return restore_backup(src, iot, options=options, env=env, region=region, s3_client=s3, dst_data=data,
                               verifier=verifier, allow_older=allow_older,
-                              then=_plane_restore(settings, iot, guard, dry_run=False))
+                              then=_plane_restore(settings, iot, guard, dry_run=False),
+                              retained=_retained_restore(ctx, settings, dst_region, iot, guard, dry_run=False))
 
 
 def backup_age(ctx: AwsContext, dest: str | Path, *, env: str | None = None,

@@ -55,6 +55,7 @@ BACKUP_FORMAT = 1
 MANIFEST = "manifest.json"
 REGISTRY = "registry.json"
 PLANE = "plane.json"  # the device-management plane (orchestrator/registry/plane.py), when backed up
+RETAINED = "retained.json"  # MQTT retained messages under the topology's prefixes (orchestrator/registry/retained.py)
 _TIMESTAMP = "%Y%m%dT%H%M%SZ"
 _ENV_RE = re.compile(r"[a-z][a-z0-9-]{0,30}\Z")
 _STACK_RE = re.compile(r"(?!\.\.?\Z)[A-Za-z0-9._-]{1,200}\Z")
@@ -224,7 +225,7 @@ def _dumps(data: Any) -> bytes:
 def backup(snapshot: RegistrySnapshot, stack_exports: Mapping[str, dict[str, Any]], dest: str | Path, *,
            env: str, now: datetime | None = None, s3_client: Any | None = None,
            kms_key_id: str | None = None, signer: Signer | None = None,
-           plane: Mapping[str, Any] | None = None) -> BackupResult:
+           plane: Mapping[str, Any] | None = None, retained: Mapping[str, Any] | None = None) -> BackupResult:
     """Write the snapshot and the stack exports under `dest/<env>/<region>/<UTC timestamp>/`;
     with `signer`, the manifest's signature last (restores verify it before anything else)."""
     if not _ENV_RE.fullmatch(env):
@@ -250,9 +251,13 @@ def backup(snapshot: RegistrySnapshot, stack_exports: Mapping[str, dict[str, Any
     put(REGISTRY, _dumps(snapshot.to_json()))
     if plane is not None:
         put(PLANE, _dumps(plane))
+    counts = dict(snapshot.counts())
+    if retained is not None:
+        put(RETAINED, _dumps(retained))
+        counts["retained_messages"] = len(retained.get("messages") or ())
     for name, export in sorted(stack_exports.items()):
         put(f"stacks/{name}.json", _dumps(export))
-    manifest = BackupManifest(BACKUP_FORMAT, env, snapshot.region, created, snapshot.counts(),
+    manifest = BackupManifest(BACKUP_FORMAT, env, snapshot.region, created, counts,
                               tuple(sorted(stack_exports)), files)
     manifest_bytes = _dumps(manifest.to_json())
     store.put(f"{base}/{MANIFEST}", manifest_bytes)
@@ -542,29 +547,49 @@ def plan_backup_restore(src: str | Path, dst_client: Any, *, options: SyncOption
                         env: str | None = None, region: str | None = None, s3_client: Any | None = None,
                         dst_caller: Caller | None = None, dst_data: Any | None = None,
                         verifier: Signer | None = None, then: Callable[[Any, Any], Any] | None = None,
-                        ) -> SyncPlanSummary:
+                        retained: Callable[[Any, Any], Any] | None = None) -> SyncPlanSummary:
     """What `restore_backup` would change in the destination region (nothing is written there);
     an older backup is planned too, its warnings saying what it would re-activate."""
     loaded = load_backup(src, env=env, region=region, s3_client=s3_client, verifier=verifier)
     opts = _guard_for(loaded, options or SyncOptions(), allow_older=True, dry_run=True)
     extra = loaded.extra(PLANE, s3_client=s3_client) if then else None
+    carried = _retained(loaded, s3_client) if retained else None
     summary = plan_snapshot_sync(loaded.snapshot, dst_client, opts, dst_caller=dst_caller, dst_data=dst_data)
-    return then(extra, summary) if then else summary
+    summary = then(extra, summary) if then else summary
+    return retained(carried, summary) if retained else summary
 
 
 def restore_backup(src: str | Path, dst_client: Any, *, options: SyncOptions | None = None,
                    env: str | None = None, region: str | None = None, s3_client: Any | None = None,
                    dst_caller: Caller | None = None, dst_data: Any | None = None,
                    verifier: Signer | None = None, allow_older: bool = False,
-                   then: Callable[[Any, Any], Any] | None = None) -> SyncReport:
+                   then: Callable[[Any, Any], Any] | None = None,
+                   retained: Callable[[Any, Any], Any] | None = None) -> SyncReport:
     """Rebuild the backed-up registry (and, given `dst_data`, its shadows) in the destination
     region (idempotent, resumable). A backup older than the newest valid one is refused (exit 4)
     unless `allow_older`."""
     loaded = load_backup(src, env=env, region=region, s3_client=s3_client, verifier=verifier)
     opts = _guard_for(loaded, options or SyncOptions(), allow_older=allow_older, dry_run=False)
     extra = loaded.extra(PLANE, s3_client=s3_client) if then else None  # checked before anything is written
+    carried = _retained(loaded, s3_client) if retained else None  # so are the retained messages
     report = sync_snapshot(loaded.snapshot, dst_client, opts, dst_caller=dst_caller, dst_data=dst_data)
-    return then(extra, report) if then else report
+    report = then(extra, report) if then else report
+    return retained(carried, report) if retained else report
+
+
+def _retained(loaded: LoadedBackup, s3_client: Any | None) -> Any | None:
+    """The backup's retained messages (None: it has none), once their file matches the signed
+    manifest's digest and the messages their own digest."""
+    from orchestrator.registry.retained import RetainedSnapshot
+
+    data = loaded.extra(RETAINED, s3_client=s3_client)
+    if data is None:
+        return None
+    try:
+        return RetainedSnapshot.from_json(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputRejected(f"{loaded.location}/{RETAINED}: unreadable retained messages ({exc}); "
+                            "nothing was restored") from None
 
 
 def latest_backup_age(dest: str | Path, *, env: str | None = None, region: str | None = None,
