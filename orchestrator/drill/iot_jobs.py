@@ -18,7 +18,8 @@ The rules, with their sources, are in docs/field-notes-iot-jobs.md:
   `stepTimeoutInMinutes` (1-10080) and the job's `timeoutConfig.inProgressTimeoutInMinutes` make an
   IN_PROGRESS execution TIMED_OUT when they pass (checked whenever the execution is read).
 - The control plane around it: CreateJob refuses a job id that exists (ResourceAlreadyExists, moto
-  replaces the job), a target thing that does not exist (ResourceNotFound), expands a static thing
+  replaces the job), a target thing that does not exist (ResourceNotFound), more than 100 targets
+  (LimitExceededException), expands a static thing
   group into one execution per member thing (moto makes one execution named after the group), and
   starts the job IN_PROGRESS (moto says QUEUED, which is not a JobStatus). A SNAPSHOT job becomes
   COMPLETED once every execution is terminal; `jobProcessDetails` counts executions by status.
@@ -44,6 +45,8 @@ JOB_STATUSES = ("IN_PROGRESS", "CANCELED", "COMPLETED", "DELETION_IN_PROGRESS", 
 _DETAILS_KEY = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
 DETAILS_VALUE_MAX = 1024
 STEP_TIMEOUT_MAX = 10080
+MAX_JOB_TARGETS = 100  # AssociateTargetsWithJob: "The total number of targets associated with a job must not exceed
+# 100"
 _COUNTS = {"QUEUED": "numberOfQueuedThings", "IN_PROGRESS": "numberOfInProgressThings",
            "SUCCEEDED": "numberOfSucceededThings", "FAILED": "numberOfFailedThings",
            "REJECTED": "numberOfRejectedThings", "CANCELED": "numberOfCanceledThings",
@@ -312,8 +315,12 @@ def _control_plane(cls: Any) -> None:
             from moto.iot.exceptions import ResourceAlreadyExistsException
 
             raise ResourceAlreadyExistsException(f"Job {job_id} already exists", job_id, backend.jobs[job_id].job_arn)
+        targets = self._get_param("targets") or []
+        if len(targets) > MAX_JOB_TARGETS:
+            raise _err("LimitExceededException", 410,
+                       f"a job has at most {MAX_JOB_TARGETS} targets (things or thing groups), not {len(targets)}")
         things: list[str] = []
-        for arn in self._get_param("targets") or []:
+        for arn in targets:
             kind, _, name = str(arn).split(":")[-1].partition("/")
             if kind == "thing":
                 _thing_known(backend, name)
