@@ -24,6 +24,7 @@ clears it. What is added, and the rule each follows (AWS IoT API reference):
   token-signing public keys (at most 2, each a PEM public key) unless `signingDisabled`; status
   ACTIVE or INACTIVE; an ACTIVE authorizer cannot be deleted (DeleteConflictException).
 - Jobs as devices run them (`iot-jobs-data`) and job status transitions: orchestrator/drill/iot_jobs.py.
+- Dynamic thing groups: orchestrator/drill/iot_groups.py.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ def install() -> None:
     from orchestrator.drill.iot_jobs import install as install_jobs
 
     install_jobs()  # the device-side jobs API and job status transitions (orchestrator/drill/iot_jobs.py)
+    from orchestrator.drill.iot_groups import install as install_groups
+
+    install_groups()  # dynamic thing groups (orchestrator/drill/iot_groups.py)
     if getattr(IoTResponse, "_orchestrate_plane", False):
         return
     original_register = IoTResponse.register_ca_certificate
