@@ -117,8 +117,14 @@ def _read_job(caller: Any, job_id: str) -> SourceJob:
 def read_in_flight(caller: Any, unfinished: tuple[str, ...] = ()) -> list[SourceJob]:
     """The caller's region's IN_PROGRESS jobs, and the `unfinished` ones (carries begun earlier)."""
     ids = [j["jobId"] for j in caller.pages("list_jobs", status="IN_PROGRESS")]
-    ids += [j for j in unfinished if j not in ids]
-    return [_read_job(caller, job_id) for job_id in ids]
+    out = [_read_job(caller, job_id) for job_id in ids]
+    for job_id in (j for j in unfinished if j not in ids):
+        try:
+            out.append(_read_job(caller, job_id))
+        except Exception as exc:  # deleted since: nothing left to finish
+            if _code(exc) != "ResourceNotFoundException":
+                raise
+    return out
 
 
 # -- plan ------------------------------------------------------------------------------------------
