@@ -20,6 +20,7 @@ Layout under the project directory (and, for run state, under the backend's pref
       lifecycle/<env>.json                 promotion / failover state machine
       lifecycle/<env>-syncs.json           when each region pair was last synced
       lifecycle/<env>-routing.json         regions DNS does not route to yet (or any more)
+      lifecycle/<env>-jobs.json            in-flight jobs carried between regions (source job -> carried job)
       sync/<env>-<from>-<to>.json          registry sync checkpoints
       sync/<env>-<from>-<to>.listings.json counts of the source's last complete registry listing
       sync/<env>-<from>-<to>.versions.json what the last clean sync saw (or its in-progress mark)
@@ -396,6 +397,9 @@ class StateLayout:
 
     def routing_path(self, env: str) -> Path:
         return self.root / "lifecycle" / f"{env}-routing.json"
+
+    def jobs_record_path(self, env: str) -> Path:
+        return self.root / "lifecycle" / f"{env}-jobs.json"
 
     def sync_record_path(self, env: str) -> Path:
         return self.root / "lifecycle" / f"{env}-syncs.json"

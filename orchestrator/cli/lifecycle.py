@@ -64,7 +64,7 @@ def promote_secondary(app: Context, region: str, routing: str, dry_run: bool,
 @sync_rate
 @yes
 def failover(app: Context, to: str, sync_rate: float | None, yes: bool) -> None:
-    """Send traffic to a secondary (final registry sync first when the primary answers).
+    """Send traffic to a secondary (final registry sync and in-flight jobs first when the primary answers).
 
     \b
     Examples:
@@ -83,7 +83,7 @@ def failover(app: Context, to: str, sync_rate: float | None, yes: bool) -> None:
 @sync_rate
 @yes
 def failback(app: Context, to: str | None, sync_rate: float | None, yes: bool) -> None:
-    """Return traffic to the old primary after syncing devices provisioned meanwhile.
+    """Return traffic to the old primary after syncing devices provisioned meanwhile and carrying jobs back.
 
     \b
     Examples:

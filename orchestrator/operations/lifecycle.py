@@ -305,6 +305,37 @@ class Lifecycle:
         return (f"registry {src} -> {dst} in sync: {counts['things']} things, {counts['certificates']} "
                 f"certificates ({summary.get('write_calls', '?')} write calls)")
 
+    def _carry_jobs(self, src: str, dst: str) -> str:
+        """In-flight jobs follow the active region (`orchestrator.registry.jobs`); the mapping of
+        carried jobs is run state, saved after each change."""
+        from orchestrator.aws import aws_errors, client
+        from orchestrator.registry.calls import Caller, RetryPolicy
+        from orchestrator.registry.jobs import carry_in_flight
+        from orchestrator.registry.quotas import AdaptiveLimiter, QuotaTable
+
+        path = self.app.state.jobs_record_path(self.app.env)
+        try:
+            loaded = self.app.state.load(path)
+        except (OSError, InputRejected):
+            loaded = None
+        record: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
+
+        def caller(region: str) -> Caller:
+            return Caller(client(self._region_ctx(region), "iot", region, own_retries=True),
+                          limits=AdaptiveLimiter(QuotaTable()), retry=RetryPolicy())
+
+        with aws_errors(f"carrying in-flight jobs {src} -> {dst}"):
+            report = carry_in_flight(caller(src), caller(dst), record=record,
+                                     save=lambda r: self.app.state.save(path, r))
+        for note in report.notes:
+            self.app.notify(f"[jobs] {note}")
+        if not report.ok:
+            bad = [j for j in report.jobs if not j.ok]
+            first = "; ".join(f"{j.src_job}: {j.why}" for j in bad[:3])
+            raise OperationFailed(f"in-flight jobs {src} -> {dst}: {len(bad)} not carried ({first})",
+                                  hint="fix the cause and re-run the command: carried jobs are found, not made again")
+        return report.summary()
+
     def _sync_records(self) -> dict[str, Any]:
         try:
             data = self.app.state.load(self.app.state.sync_record_path(self.app.env))
@@ -402,12 +433,17 @@ class Lifecycle:
         steps = [Step("check-target", f"{to}'s stack is up and its outputs pass the contract"),
                  Step("final-sync", f"sync the registry {old} -> {to} if {old} answers within "
                                     f"{verify.PROBE_TIMEOUT_S:g} s"),
+                 Step("carry-jobs", f"if {old} answered: its in-flight jobs move to {to} for the things that have "
+                                    f"not finished them, and are cancelled in {old}; verified"),
                  move,
                  Step("record-primary", f"record {to} as primary in {topology.source}")]
         notices: list[str] = []
 
+        answered: dict[str, bool] = {}  # the final sync's probe, reused: nothing else waits on a failed region
+
         def final_sync() -> str:
-            if verify.region_answers(self._region_ctx(old), old):
+            answered[old] = verify.region_answers(self._region_ctx(old), old)
+            if answered[old]:
                 return self._registry_sync(old, to)
             last = self._last_sync(old, to)
             age = _age(time.time() - last) if last else "an unknown time (no sync on record)"
@@ -415,6 +451,13 @@ class Lifecycle:
                            f"may be stale by {age} since the last sync; devices provisioned since then must be "
                            f"re-registered after failback")
             return f"skipped: {old} may be stale by {age}"
+
+        def carry_jobs() -> str:
+            if not answered.get(old, True):
+                notices.append(f"in-flight jobs of {old} were not carried ({old} does not answer): they stay "
+                               f"there, and devices resume them after failback")
+                return f"skipped: {old} does not answer"
+            return self._carry_jobs(old, to)
 
         after = topology.with_primary(to)
         held = others if latency and not arc else frozenset()
@@ -434,6 +477,7 @@ class Lifecycle:
         actions = {
             "check-target": lambda: self._check_up(topology, to),
             "final-sync": final_sync,
+            "carry-jobs": carry_jobs,
             move.name: move_traffic,
             "record-primary": lambda: self._record_primary(after),
         }
@@ -464,6 +508,8 @@ class Lifecycle:
             move = Step("dns", f"DNS sends traffic back to {target}; verify the records")
         steps = [Step("check-target", f"{target}'s stack is up and its outputs pass the contract"),
                  Step("sync-back", f"sync the registry {current} -> {target} (devices provisioned during the outage)"),
+                 Step("carry-jobs", f"{current}'s in-flight jobs move back to {target} for the things that have "
+                                    f"not finished them, and are cancelled in {current}; verified"),
                  move,
                  Step("record-primary", f"record {target} as primary in {topology.source}")]
 
@@ -479,6 +525,7 @@ class Lifecycle:
         actions = {
             "check-target": lambda: self._check_up(topology, target),
             "sync-back": lambda: self._registry_sync(current, target),
+            "carry-jobs": lambda: self._carry_jobs(current, target),
             move.name: move_traffic,
             "record-primary": lambda: self._record_primary(after),
         }

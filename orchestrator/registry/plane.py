@@ -16,6 +16,8 @@ read back):
     authorizer              custom authorizers: function (must exist in the destination), token key
                             name, token-signing public keys, status, caching
     indexing_configuration  fleet indexing (dynamic groups and search need it): one per region
+    dynamic_thing_group     dynamic thing groups: query (index, query version), description, attributes;
+                            made after the indexing configuration they need (kinds apply in order)
     event_configurations    registry events; the REQUIRED_EVENTS must be on in every region, as
                             continuous replication reads them: a sync turns them on in the destination
 
@@ -49,6 +51,7 @@ class PlaneKind(str, Enum):
     PROVISIONING_TEMPLATE = "provisioning_template"
     AUTHORIZER = "authorizer"
     INDEXING = "indexing_configuration"
+    DYNAMIC_GROUP = "dynamic_thing_group"
     EVENTS = "event_configurations"
 
 
@@ -129,6 +132,14 @@ def read_plane(caller: Any) -> PlaneSnapshot:
         items["authorizer"][name] = _clean({f: d.get(f) for f in _AUTHORIZER_FIELDS}
                                            | {"signingDisabled": bool(d.get("signingDisabled")),
                                               "enableCachingForHttp": bool(d.get("enableCachingForHttp"))})
+    for row in caller.pages("list_thing_groups"):  # ListThingGroups cannot tell dynamic ones apart
+        d = caller.call("describe_thing_group", thingGroupName=row["groupName"])
+        if d.get("queryString"):
+            props = d.get("thingGroupProperties") or {}
+            items["dynamic_thing_group"][row["groupName"]] = _clean({
+                "queryString": d["queryString"], "indexName": d.get("indexName"),
+                "queryVersion": d.get("queryVersion"), "description": props.get("thingGroupDescription"),
+                "attributes": (props.get("attributePayload") or {}).get("attributes")})
     idx = caller.call("get_indexing_configuration")
     items["indexing_configuration"]["default"] = _clean({
         "thingIndexingConfiguration": idx.get("thingIndexingConfiguration") or {"thingIndexingMode": "OFF"},
@@ -297,6 +308,8 @@ def _apply_one(caller: Any, op: PlaneOp) -> None:
         _apply_authorizer(caller, op)
     elif op.kind == "indexing_configuration":
         caller.call("update_indexing_configuration", **w)
+    elif op.kind == "dynamic_thing_group":
+        _apply_dynamic_group(caller, op)
     elif op.kind == "event_configurations":
         caller.call("update_event_configurations",
                     eventConfigurations={t: {"Enabled": v} for t, v in w.items()})
@@ -328,6 +341,22 @@ def _apply_template(caller: Any, op: PlaneOp) -> None:
     elif have.get("preProvisioningHook"):
         args["removePreProvisioningHook"] = True
     caller.call("update_provisioning_template", **args)
+
+
+def _apply_dynamic_group(caller: Any, op: PlaneOp) -> None:
+    w, name = op.want, op.name
+    if op.action is PlaneAction.DELETE:
+        caller.call("delete_dynamic_thing_group", thingGroupName=name)
+        return
+    props = {"thingGroupDescription": w.get("description", ""),
+             "attributePayload": {"attributes": dict(w.get("attributes") or {}), "merge": False}}
+    query = {k: w[k] for k in ("indexName", "queryVersion") if k in w}
+    if op.action is PlaneAction.CREATE:
+        caller.call("create_dynamic_thing_group", thingGroupName=name, queryString=w["queryString"],
+                    thingGroupProperties=props, **query)
+    else:
+        caller.call("update_dynamic_thing_group", thingGroupName=name, queryString=w["queryString"],
+                    thingGroupProperties=props, **query)
 
 
 def _apply_authorizer(caller: Any, op: PlaneOp) -> None:

@@ -179,7 +179,8 @@ def compare(a: RegistrySnapshot, b: RegistrySnapshot, *, rewrite: RegionRewrite 
     static_b = {g.name: (g.parent, g.description, dict(g.attributes)) for g in b.thing_groups if not g.dynamic}
     dynamic = sorted({g.name for g in (*a.thing_groups, *b.thing_groups) if g.dynamic})
     if dynamic:
-        notes.append(f"dynamic thing groups are not compared (a sync does not copy them): {', '.join(dynamic)}")
+        notes.append(f"dynamic thing groups are not compared as static groups (the plane's dynamic_thing_group "
+                     f"kind compares their queries): {', '.join(dynamic)}")
     kinds.append(_diff("thing_groups", static_a, static_b, first, ra, rb,
                        _fields(("parent", "description", "attributes"))))
     kinds.append(_diff("things", {t.name: (t.thing_type, dict(t.attributes)) for t in a.things},

@@ -284,6 +284,7 @@ def test_lifecycle_state_file_holds_no_secret_an_error_echoed(run, engine, proje
     engine.fail_on["dev-dns"] = f"provider said: token {token} AKIAABCDEFGHIJKLMNOP"
     monkeypatch.setattr("orchestrator.operations.lifecycle.Lifecycle._check_up", lambda self, t, r: "up")
     monkeypatch.setattr("orchestrator.operations.lifecycle.Lifecycle._registry_sync", lambda self, s, d: "synced")
+    monkeypatch.setattr("orchestrator.operations.lifecycle.Lifecycle._carry_jobs", lambda self, s, d: "carried")
     monkeypatch.setattr("orchestrator.operations.verify.region_answers", lambda ctx, region: True)
     result = run("failover", "--to", "eu-central-1", "--yes")
     state = (project / ".orchestrate" / "lifecycle" / "dev.json").read_text()
