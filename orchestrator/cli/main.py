@@ -55,8 +55,8 @@ SUMMARIES = {
     "preview": "Preview every stack in DAG order, with placeholders for upstream values not known yet.",
     "promote-secondary": "Single -> multi-region: add R, verified step by step, DNS last (steps shown, then "
                          "confirmed).",
-    "failover": "Send traffic to a secondary (final registry sync first when the primary answers).",
-    "failback": "Return traffic to the old primary after syncing devices provisioned meanwhile.",
+    "failover": "Send traffic to a secondary (final registry sync and in-flight jobs first when the primary answers).",
+    "failback": "Return traffic to the old primary after syncing devices provisioned meanwhile and carrying jobs back.",
     "rebuild-region": "Primary down, no secondary: build R from the newest verified backup and send traffic there.",
     "registry": "Copy, back up, restore and verify the IoT registry between regions.",
     "comment": "Pull-request comments and the drift issue.",
