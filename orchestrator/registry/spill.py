@@ -176,6 +176,18 @@ class SpillTable:
                 out.update(self._exec(f"SELECT key, state FROM {{t}} WHERE key IN ({marks})", part).fetchall())
         return out
 
+    def locate(self, keys: Iterable[str]) -> dict[str, tuple[str, int]]:
+        """(group, seq) of each of `keys` that is stored (absent keys are left out). Read only."""
+        keys = list(dict.fromkeys(keys))
+        out: dict[str, tuple[str, int]] = {}
+        with self.store.lock:
+            for i in range(0, len(keys), _MAX_PARAMS):
+                part = keys[i:i + _MAX_PARAMS]
+                marks = ",".join("?" * len(part))
+                for key, grp, seq in self._exec(f"SELECT key, grp, seq FROM {{t}} WHERE key IN ({marks})", part):
+                    out[key] = (grp, seq)
+        return out
+
     def set_state(self, keys: Iterable[str], state: int) -> None:
         keys = list(keys)
         if not keys:

@@ -30,7 +30,7 @@ import json
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Any
@@ -59,8 +59,6 @@ from orchestrator.registry.sync.model import (
 _DATA_APIS = SHADOW_APIS
 WINDOW = 2000  # operations per API the scheduler holds in memory at a time (the rest are spilled)
 SMALL_PLAN = 5000  # up to this many operations (and no feed) the spill table is an in-memory database
-_STATE_BATCH = 500  # state changes written to the spill table together
-_DONE, _FAILED = 2, 3  # spill table states (0: not applied yet)
 
 
 class _OpRejected(Exception):
@@ -456,8 +454,21 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveL
 
 
 def spill_ops(table: SpillTable, ops: Iterable[SyncOp]) -> int:
-    """Append operations to a spill table (keyed by id, grouped by API; a duplicate id is ignored)."""
-    return table.add((op.id, op.api, op) for op in ops)
+    """Append operations to a spill table (keyed by id, grouped by API; a duplicate id is ignored).
+    A row holds the operation's fields (not its cached id and key: they are computed again)."""
+    return table.add((op.id, op.api, (op.kind.value, op.action.value, op.name, dict(op.params), op.deps, op.phase,
+                                      op.step, op.tightens)) for op in ops)
+
+
+def _op(row: tuple[Any, ...]) -> SyncOp:
+    kind, action, name, params, deps, phase, step, tightens = row
+    return SyncOp(Kind(kind), Action(action), name, params, tuple(deps), phase, step, tightens)
+
+
+def spilled_ops(table: SpillTable) -> Iterator[SyncOp]:
+    """The operations of a spill table in plan order, read a page at a time."""
+    for row in table.values():
+        yield _op(row)
 
 
 def _apply(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimiter | None,
@@ -478,7 +489,7 @@ def _apply(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimit
 
     spill_ops(spilled, plan.ops)
     if checkpoint is not None:
-        checkpoint.bind(op.key for op in spilled.values())  # marks of another plan are not trusted
+        checkpoint.bind(op.key for op in spilled_ops(spilled))  # marks of another plan are not trusted
     total = len(spilled)
 
     # bounded state: only the operations loaded from the spill table (at most WINDOW per API)
@@ -490,7 +501,7 @@ def _apply(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimit
     cursor: dict[str, int] = {}  # API -> the last seq loaded
     exhausted: dict[str, bool] = {}
     apis = set(spilled.groups())
-    states: dict[str, int] = {}  # state changes not yet written to the spill table
+    failed: set[str] = set()  # ids of operations that failed or were blocked (their dependents are blocked)
     ready: dict[str, list[tuple[int, str]]] = defaultdict(list)  # api -> heap of (plan order, op id)
 
     applied: Counter[tuple[Kind, Action]] = Counter()
@@ -503,19 +514,6 @@ def _apply(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimit
     inflight: dict[Future[None], SyncOp] = {}
     inflight_per_api: Counter[str] = Counter()
 
-    def flush_states() -> None:
-        by_state: dict[int, list[str]] = defaultdict(list)
-        for op_id, state in states.items():
-            by_state[state].append(op_id)
-        states.clear()
-        for state, ids in by_state.items():
-            spilled.set_state(ids, state)
-
-    def set_state(op_id: str, state: int) -> None:
-        states[op_id] = state
-        if len(states) >= _STATE_BATCH:
-            flush_states()
-
     def unload(op_id: str) -> SyncOp:
         op = loaded.pop(op_id)
         seq_of.pop(op_id, None)
@@ -523,30 +521,35 @@ def _apply(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimit
         per_api[op.api] -= 1
         return op
 
+    def applied_before(dep: str, where: tuple[str, int]) -> bool:
+        """A dependency in the plan that is neither loaded nor failed was applied (or skipped) if it
+        was loaded already: operations are loaded in plan order per API and leave when finished."""
+        return dep not in loaded and dep not in failed and where[1] <= cursor.get(where[0], 0)
+
     def load(api: str, limit: int) -> None:
         nonlocal finished
-        flush_states()  # a dependency finished since: the table says so
-        rows = spilled.page(group=api, after=cursor.get(api, 0), limit=limit)
-        exhausted[api] = len(rows) < limit
-        if not rows:
+        page = spilled.page(group=api, after=cursor.get(api, 0), limit=limit)
+        exhausted[api] = len(page) < limit
+        if not page:
             return
-        cursor[api] = rows[-1][0]
-        dep_states = spilled.states(d for _seq, _id, op in rows for d in op.deps)
+        rows = [(seq, op_id, _op(row)) for seq, op_id, row in page]
+        where = spilled.locate(d for _seq, _id, op in rows for d in op.deps)  # deps outside the plan: ignored
         for seq, op_id, op in rows:
-            deps = [d for d in op.deps if d in dep_states]
-            if any(dep_states[d] == _FAILED for d in deps):
+            deps = [d for d in op.deps if d in where]
+            if any(d in failed for d in deps):
                 blocked.add(op_id)  # a dependency failed (or was blocked) before this was loaded
-                set_state(op_id, _FAILED)
+                failed.add(op_id)
                 finished += 1 + block(op_id)  # and what was loaded before it and waits for it
                 continue
             loaded[op_id], seq_of[op_id] = op, seq
             per_api[api] += 1
-            pending = [d for d in deps if dep_states[d] != _DONE]
+            pending = [d for d in deps if not applied_before(d, where[d])]
             waiting[op_id] = len(pending)
             for dep in pending:
                 dependents[dep].append(op_id)
             if not pending:
                 heapq.heappush(ready[api], (seq, op_id))
+        cursor[api] = page[-1][0]  # after the loop: a dependency later in this page is not applied yet
 
     def refill() -> None:
         for api in sorted(apis):
@@ -578,7 +581,7 @@ def _apply(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimit
         for child in dependents.pop(op_id, ()):
             if child not in blocked and child in loaded:
                 blocked.add(child)
-                set_state(child, _FAILED)
+                failed.add(child)
                 unload(child)
                 count += 1 + block(child)
         return count
@@ -602,7 +605,6 @@ def _apply(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimit
                     skipped += 1
                     finished += 1
                     unload(op.id)
-                    set_state(op.id, _DONE)
                     tick()
                     release(op.id)
                     continue
@@ -639,7 +641,6 @@ def _apply(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimit
                         checkpoint.mark_done(op.key)
                     finished += 1
                     unload(op.id)
-                    set_state(op.id, _DONE)
                     release(op.id)
                 elif isinstance(exc, Exception) and _is_client_error(exc) \
                         and not isinstance(exc, OrchestrateError):
@@ -647,7 +648,7 @@ def _apply(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimit
                     message = getattr(exc, "message", None) or str(exc)
                     errors.append(OpError(op.id, code, " ".join(str(message).split())))
                     unload(op.id)
-                    set_state(op.id, _FAILED)
+                    failed.add(op.id)
                     newly_blocked = block(op.id)
                     finished += 1 + newly_blocked
                 else:
@@ -656,8 +657,6 @@ def _apply(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimit
                 tick()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        if not spilled.store.closed:
-            flush_states()
         if checkpoint is not None:
             if final and fatal is None and not errors and not blocked and finished == total:
                 checkpoint.complete()

@@ -70,7 +70,7 @@ from orchestrator.registry.snapshot import (
     things_of_certificates,
 )
 from orchestrator.registry.spill import SpillStore, SpillTable
-from orchestrator.registry.sync.apply import OpFeed, apply_sync, spill_ops
+from orchestrator.registry.sync.apply import OpFeed, apply_sync, spill_ops, spilled_ops
 from orchestrator.registry.sync.model import (
     FIRST_ITEMS,
     Action,
@@ -627,7 +627,8 @@ class _Run:
         touched: set[str] = set()
         names: dict[str, set[str]] = {}
         planned = False
-        for op in itertools.chain((op for p in plans for op in p.ops), spilled.values() if spilled is not None else ()):
+        spilled_now = spilled_ops(spilled) if spilled is not None else iter(())
+        for op in itertools.chain((op for p in plans for op in p.ops), spilled_now):
             planned = True
             if op.kind is Kind.THING_PRINCIPAL:
                 touched.add(str(op.params["thing"]))
