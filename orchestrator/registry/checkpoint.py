@@ -389,6 +389,9 @@ def pull_checkpoint(state: Any, path: Path) -> bool:
     a cached one) and every stored part the cache lacks; a cached part the backend lacks (a run
     killed before it could copy it) is kept. True when the cache then holds a checkpoint."""
     found = bool(state.pull(path, merge=Checkpoint.merge_files))
+    from orchestrator.registry.readjournal import merge_reads, reads_path
+
+    state.pull(reads_path(path), merge=merge_reads)  # a cut-short --full pass's reads (readjournal.py)
     for part in state.documents(Path(path).parent, part_prefix(path)):
         if not part.exists():
             state.pull(part)

@@ -20,10 +20,12 @@ What is trusted, and for how long (the validity window):
 - a destination read from the journal may predate writes the interrupted run made: what it plans
   from it is idempotent (attach what is attached, detach what is gone) and the read-back re-reads
   every thing an attachment was planned for;
-- a torn last line (power loss) is ignored; a pass that ends clean and verified removes the journal.
+- a torn last line (power loss) is ignored; a pass that ends clean and verified replaces the
+  journal with a reset line: every line written before it is ignored, wherever it is merged.
 
 The journal is copied to the shared backend through `store` (the checkpoint's), at most every
-`STORE_EVERY_S`, so another machine resumes too.
+`STORE_EVERY_S`, and `checkpoint.pull_checkpoint` brings it back (`merge_reads`: the union of the
+lines), so another machine resumes too.
 """
 
 from __future__ import annotations
@@ -64,12 +66,22 @@ class ReadJournal:
         except (FileNotFoundError, OSError):
             return
         now = self._clock()
+        entries = []
+        reset = now - self._ttl_s  # lines older than this are not trusted
         for line in text.splitlines():
             try:
                 entry = json.loads(line)
                 if entry["f"] != READS_FORMAT or (entry["src"], entry["dst"]) != (self.src_region, self.dst_region):
                     continue
-                if not now - self._ttl_s <= float(entry["at"]) <= now + 60:
+                if entry.get("reset"):
+                    reset = max(reset, float(entry["at"]))
+                else:
+                    entries.append(entry)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # a torn or foreign line: its things are read again
+        for entry in sorted(entries, key=lambda e: float(e["at"]) if isinstance(e["at"], (int, float)) else 0.0):
+            try:
+                if not reset < float(entry["at"]) <= now + 60:
                     continue
                 known = self._known.setdefault(str(entry["r"]), {})
                 for name, (version, certs) in entry["t"].items():
@@ -112,17 +124,22 @@ class ReadJournal:
             self._store(self.path)
 
     def complete(self) -> None:
-        """The pass ended clean and verified: nothing to resume."""
+        """The pass ended clean and verified: nothing to resume. The journal becomes one reset line
+        (older lines, here or merged from another copy, are ignored) and is stored."""
         self._known.clear()
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps({"f": READS_FORMAT, "src": self.src_region, "dst": self.dst_region,
+                                         "at": self._clock(), "reset": True}, separators=(",", ":")) + "\n",
+                             encoding="utf-8")
         if self._store is not None:
-            # an empty journal replaces the backend's copy (the store copies files; it deletes none)
-            self.path.write_text("", encoding="utf-8")
             self._store(self.path)
-            self.path.unlink()
 
 
-__all__ = ["READS_FORMAT", "READS_TTL_S", "ReadJournal", "reads_path"]
+def merge_reads(local: bytes, stored: bytes) -> bytes:
+    """Two copies of a journal (the cache's, the backend's): the union of their complete lines."""
+    lines = dict.fromkeys(line for text in (stored, local) for line in text.splitlines(keepends=True)
+                          if line.endswith(b"\n"))
+    return b"".join(lines)
+
+
+__all__ = ["READS_FORMAT", "READS_TTL_S", "ReadJournal", "merge_reads", "reads_path"]

@@ -56,11 +56,13 @@ from typing import Any
 from orchestrator.errors import InputRejected
 from orchestrator.registry.calls import CallCounts, Caller, error_code
 from orchestrator.registry.checkpoint import Checkpoint
+from orchestrator.registry.readjournal import ReadJournal, reads_path
 from orchestrator.registry.snapshot import (
     CLASSIC,
     RegistrySnapshot,
     Shadow,
     Thing,
+    ThingPrincipal,
     named_shadows,
     pmap,
     read_listing,
@@ -198,8 +200,45 @@ def _sync_clients(spilled: SpillTable, src_client: Any, dst_client: Any, options
         run.save_state(src_l, dst_l, reads, relist=things_written)  # replaces the in-progress mark
     # else: something was not applied, or did not read back equal: the in-progress mark stays, so
     # the next run trusts no version and reads every thing's principals (and shadows) again
+    journal = run._memo.get("journal")
+    if isinstance(journal, ReadJournal):
+        if applied and (verification is None or verification.ok):
+            journal.complete()  # a clean, verified full pass: nothing to resume
+        else:
+            journal.flush_store()
     return replace(run.finish(parts, src_total=len(src_l.things), reads=reads), verification=verification,
                    distrusted=run.distrusted)
+
+
+def _from_journal(journal: ReadJournal | None, listing: RegistrySnapshot,
+                  names: list[str]) -> tuple[list[str], list[ThingPrincipal]]:
+    """Which of `names` to read, and the principals the journal has for the others."""
+    if journal is None or not len(journal):
+        return names, []
+    read: list[str] = []
+    known: list[ThingPrincipal] = []
+    by_name = listing.things_by_name
+    for name in names:
+        thing = by_name.get(name)
+        certs = journal.known(listing.region, name, thing.version if thing is not None else None)
+        if certs is None:
+            read.append(name)
+        else:
+            known.extend(ThingPrincipal(name, c) for c in certs)
+    return read, known
+
+
+def _journal_lines(listing: RegistrySnapshot, names: list[str],
+                   found: tuple[ThingPrincipal, ...]) -> dict[str, tuple[int | None, list[str]]]:
+    by_name = listing.things_by_name
+    out: dict[str, tuple[int | None, list[str]]] = {}
+    for name in names:
+        thing = by_name.get(name)
+        out[name] = (thing.version if thing is not None else None, [])
+    for a in found:
+        if a.thing in out:
+            out[a.thing][1].append(a.certificate_id)
+    return out
 
 
 def _absent(warnings: tuple[str, ...]) -> int:
@@ -353,6 +392,18 @@ class _Run:
                         [self.src_caller, self.dst_caller], 2)
         return src, dst
 
+    def journal(self, src_region: str, dst_region: str) -> ReadJournal | None:
+        """The reads journal of a `--full` pass (without `--prune`) that has a checkpoint: principals
+        read are journalled, and those a cut-short pass read are taken from it (readjournal.py)."""
+        o = self.options
+        if not o.full or o.prune or o.checkpoint_path is None:
+            return None
+        if "journal" not in self._memo:
+            self._memo["journal"] = ReadJournal(reads_path(o.checkpoint_path), src_region=src_region,
+                                                dst_region=dst_region, store=o.checkpoint_store)
+        journal: ReadJournal = self._memo["journal"]
+        return journal
+
     def record(self, src: RegistrySnapshot, dst: RegistrySnapshot) -> VersionRecord | None:
         """The version record as it was when this run started (read once: the run's own in-progress
         mark replaces it before the first write)."""
@@ -442,11 +493,18 @@ class _Run:
         src_partial: set[str] = set()  # their things: not covered (nothing is detached from them)
 
         def principals() -> tuple[Any, tuple[str, ...], Any]:
+            journal = self.journal(src.region, dst.region)
+            src_read, src_known = _from_journal(journal, src, src_names)
+            dst_read, dst_known = _from_journal(journal, dst, dst_names)
             (src_p, notes), (dst_p, _) = pmap(
                 lambda args: read_principals(args[0], args[1], concurrency=o.concurrency, gaps=args[2],
                                              partial=args[3]),
-                [(src_caller, src_names, src_gaps, src_partial), (self.dst_caller, dst_names, None, None)], 2)
-            return src_p, notes, dst_p
+                [(src_caller, src_read, src_gaps, src_partial), (self.dst_caller, dst_read, None, None)], 2)
+            if journal is None:
+                return src_p, notes, dst_p
+            journal.record(src.region, _journal_lines(src, [n for n in src_read if n not in src_partial], src_p))
+            journal.record(dst.region, _journal_lines(dst, dst_read, dst_p))
+            return tuple(sorted((*src_p, *src_known))), notes, tuple(sorted((*dst_p, *dst_known)))
 
         def shadows() -> tuple[tuple[Shadow, ...], tuple[Shadow, ...], tuple[Shadow, ...]]:
             if not (self.shadows and self.src_data is not None and self.dst_data is not None):
