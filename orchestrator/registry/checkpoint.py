@@ -389,9 +389,11 @@ def pull_checkpoint(state: Any, path: Path) -> bool:
     a cached one) and every stored part the cache lacks; a cached part the backend lacks (a run
     killed before it could copy it) is kept. True when the cache then holds a checkpoint."""
     found = bool(state.pull(path, merge=Checkpoint.merge_files))
-    from orchestrator.registry.readjournal import merge_reads, reads_path
+    from orchestrator.registry.readjournal import reads_prefix
 
-    state.pull(reads_path(path), merge=merge_reads)  # a cut-short --full pass's reads (readjournal.py)
+    for part in state.documents(Path(path).parent, reads_prefix(path)):  # a cut-short --full pass's reads
+        if not part.exists():
+            state.pull(part)
     for part in state.documents(Path(path).parent, part_prefix(path)):
         if not part.exists():
             state.pull(part)
@@ -402,10 +404,13 @@ def pull_checkpoint(state: Any, path: Path) -> bool:
 def push_checkpoint(state: Any, path: Path) -> None:
     """Make the backend hold what the cache holds: the header, every part (a part is immutable:
     one already stored is not copied again), and no part the cache no longer has."""
-    stored = {p.name for p in state.documents(Path(path).parent, part_prefix(path))}
-    local = {p.name for p in parts_of(path)}
-    for name in sorted(local - stored):
-        state.push(Path(path).parent / name)
-    for name in sorted(stored - local):
-        state.delete(Path(path).parent / name)
+    from orchestrator.registry.readjournal import read_parts, reads_prefix
+
+    for prefix, local_parts in ((part_prefix(path), parts_of(path)), (reads_prefix(path), read_parts(path))):
+        stored = {p.name for p in state.documents(Path(path).parent, prefix)}
+        local = {p.name for p in local_parts}
+        for name in sorted(local - stored):
+            state.push(Path(path).parent / name)
+        for name in sorted(stored - local):
+            state.delete(Path(path).parent / name)
     state.push(path)

@@ -3,9 +3,9 @@
 A `--full` pass reads every thing's principals (`list_thing_principals`, one call per thing and
 region, 10/s: 27.8 h at 1M things). Without a journal a pass cut short (a killed runner, a job
 limit) starts over and, past the job limit, never finishes. With one, every chunk of things read
-appends one line to `<checkpoint stem>.reads.jsonl` beside the sync checkpoint (flushed and
-fsynced: a SIGKILL loses at most the chunk being read) and the next `--full` run takes from it the
-things it already read instead of reading them again.
+appends one line to a journal part beside the sync checkpoint, `<checkpoint stem>.reads-<run>-<seq>.jsonl`
+(flushed and fsynced: a SIGKILL loses at most the chunk being read), and the next `--full` run takes
+from the journal the things it already read instead of reading them again.
 
 What is trusted, and for how long (the validity window):
 
@@ -20,12 +20,13 @@ What is trusted, and for how long (the validity window):
 - a destination read from the journal may predate writes the interrupted run made: what it plans
   from it is idempotent (attach what is attached, detach what is gone) and the read-back re-reads
   every thing an attachment was planned for;
-- a torn last line (power loss) is ignored; a pass that ends clean and verified replaces the
-  journal with a reset line: every line written before it is ignored, wherever it is merged.
+- a torn last line (power loss) is ignored; a pass that ends clean and verified removes the parts
+  and writes one holding a reset line: every line written before it is ignored, wherever it lies.
 
-The journal is copied to the shared backend through `store` (the checkpoint's), at most every
-`STORE_EVERY_S`, and `checkpoint.pull_checkpoint` brings it back (`merge_reads`: the union of the
-lines), so another machine resumes too.
+Parts are immutable once closed: at most every `STORE_EVERY_S` the part being written is closed
+and copied to the shared backend through `store` (the checkpoint's), once, so the bytes uploaded
+are O(things read), not O(things read x uploads); `checkpoint.pull_checkpoint` brings the parts
+back and `push_checkpoint` removes those the cache no longer has, so another machine resumes too.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -41,17 +43,26 @@ READS_TTL_S = 24 * 3600.0
 STORE_EVERY_S = 30.0
 
 
-def reads_path(checkpoint_path: Path) -> Path:
-    """Where the reads journal of the sync whose checkpoint is `checkpoint_path` lives."""
-    checkpoint_path = Path(checkpoint_path)
-    return checkpoint_path.with_name(f"{checkpoint_path.stem}.reads.jsonl")
+def reads_prefix(checkpoint_path: Path) -> str:
+    """File names of the reads journal's parts of the sync whose checkpoint is `checkpoint_path`."""
+    return f"{Path(checkpoint_path).stem}.reads-"
+
+
+def read_parts(checkpoint_path: Path) -> list[Path]:
+    directory, prefix = Path(checkpoint_path).parent, reads_prefix(checkpoint_path)
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.name.startswith(prefix) and p.name.endswith(".jsonl"))
 
 
 class ReadJournal:
-    def __init__(self, path: Path, *, src_region: str, dst_region: str, ttl_s: float = READS_TTL_S,
+    def __init__(self, checkpoint_path: Path, *, src_region: str, dst_region: str, ttl_s: float = READS_TTL_S,
                  clock: Callable[[], float] = time.time, store: Callable[[Path], None] | None = None,
                  store_every_s: float = STORE_EVERY_S) -> None:
-        self.path = Path(path)
+        self.checkpoint_path = Path(checkpoint_path)
+        self.run = uuid.uuid4().hex[:12]
+        self._seq = 0
+        self._part: Path | None = None  # the part being written (not stored yet)
         self.src_region, self.dst_region = src_region, dst_region
         self._ttl_s, self._clock = ttl_s, clock
         self._store, self._store_every_s = store, store_every_s
@@ -61,10 +72,13 @@ class ReadJournal:
         self._load()
 
     def _load(self) -> None:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except (FileNotFoundError, OSError):
-            return
+        texts = []
+        for part in read_parts(self.checkpoint_path):
+            try:
+                texts.append(part.read_text(encoding="utf-8"))
+            except OSError:
+                continue
+        text = "\n".join(texts)
         now = self._clock()
         entries = []
         reset = now - self._ttl_s  # lines older than this are not trusted
@@ -108,38 +122,40 @@ class ReadJournal:
         things = {n: [v, sorted(c)] for n, (v, c) in read.items() if v is not None}
         if not things:
             return
-        line = json.dumps({"f": READS_FORMAT, "src": self.src_region, "dst": self.dst_region,
-                           "at": self._clock(), "r": region, "t": things}, separators=(",", ":"))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
+        self._append({"f": READS_FORMAT, "src": self.src_region, "dst": self.dst_region,
+                      "at": self._clock(), "r": region, "t": things})
+        if self._clock() - self._stored_at >= self._store_every_s:
+            self.flush_store()
+
+    def _append(self, entry: dict[str, object]) -> None:
+        if self._part is None:
+            self._seq += 1
+            self._part = self.checkpoint_path.with_name(
+                f"{reads_prefix(self.checkpoint_path)}{self.run}-{self._seq:06d}.jsonl")
+            self._part.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._part, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry, separators=(",", ":")) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        if self._store is not None and self._clock() - self._stored_at >= self._store_every_s:
-            self._stored_at = self._clock()
-            self._store(self.path)
 
     def flush_store(self) -> None:
-        if self._store is not None and self.path.exists():
-            self._store(self.path)
+        """Close the part being written and copy it to the backend (once: the next line opens a new part)."""
+        self._stored_at = self._clock()
+        part, self._part = self._part, None
+        if part is not None and self._store is not None:
+            self._store(part)
 
     def complete(self) -> None:
-        """The pass ended clean and verified: nothing to resume. The journal becomes one reset line
-        (older lines, here or merged from another copy, are ignored) and is stored."""
+        """The pass ended clean and verified: nothing to resume. The parts are removed and one part
+        holding a reset line is written and stored (lines written before it, in parts another copy
+        still holds, are ignored)."""
         self._known.clear()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps({"f": READS_FORMAT, "src": self.src_region, "dst": self.dst_region,
-                                         "at": self._clock(), "reset": True}, separators=(",", ":")) + "\n",
-                             encoding="utf-8")
-        if self._store is not None:
-            self._store(self.path)
+        self._part = None
+        for part in read_parts(self.checkpoint_path):
+            part.unlink(missing_ok=True)
+        self._append({"f": READS_FORMAT, "src": self.src_region, "dst": self.dst_region, "at": self._clock(),
+                      "reset": True})
+        self.flush_store()
 
 
-def merge_reads(local: bytes, stored: bytes) -> bytes:
-    """Two copies of a journal (the cache's, the backend's): the union of their complete lines."""
-    lines = dict.fromkeys(line for text in (stored, local) for line in text.splitlines(keepends=True)
-                          if line.endswith(b"\n"))
-    return b"".join(lines)
-
-
-__all__ = ["READS_FORMAT", "READS_TTL_S", "ReadJournal", "merge_reads", "reads_path"]
+__all__ = ["READS_FORMAT", "READS_TTL_S", "ReadJournal", "read_parts", "reads_prefix"]

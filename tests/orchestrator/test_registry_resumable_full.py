@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestrator.registry.readjournal import READS_TTL_S, ReadJournal, merge_reads, reads_path
+from orchestrator.registry.readjournal import READS_TTL_S, ReadJournal, read_parts
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC, DST = "eu-west-1", "eu-central-1"
@@ -75,8 +75,8 @@ def test_a_full_pass_killed_midway_resumes_with_fewer_reads_than_a_restart_and_v
     state = tmp_path / "resumed"
     killed = _run(tmp_path, n, state, 220)  # SIGKILL after 220 of the source's 400 reads
     assert killed.returncode == -9, (killed.returncode, killed.stderr)
-    journal = reads_path(state / "full" / "cp.json")
-    lines = journal.read_text(encoding="utf-8").splitlines()
+    checkpoint = state / "full" / "cp.json"
+    lines = [line for part in read_parts(checkpoint) for line in part.read_text(encoding="utf-8").splitlines()]
     assert lines, "the killed pass journalled what it had read"
 
     resumed = _run(tmp_path, n, state, 0)
@@ -87,16 +87,17 @@ def test_a_full_pass_killed_midway_resumes_with_fewer_reads_than_a_restart_and_v
     # what the killed pass had journalled is not read again (at least a chunk of 50 per region)
     assert after["list_thing_principals"] <= fresh["list_thing_principals"] - 100
     # a clean, verified pass leaves only a reset line: the next --full pass reads everything
-    left = journal.read_text(encoding="utf-8").splitlines()
+    left = [line for part in read_parts(checkpoint) for line in part.read_text(encoding="utf-8").splitlines()]
     assert len(left) == 1 and json.loads(left[0])["reset"] is True
 
 
-def _journal(path: Path, now: list[float]) -> ReadJournal:
-    return ReadJournal(path, src_region=SRC, dst_region=DST, clock=lambda: now[0])
+def _journal(path: Path, now: list[float], *, dst: str = DST, stored: list[Path] | None = None) -> ReadJournal:
+    return ReadJournal(path, src_region=SRC, dst_region=dst, clock=lambda: now[0], store_every_s=10,
+                       store=stored.append if stored is not None else None)
 
 
 def test_a_journalled_thing_is_trusted_only_at_the_same_version_and_within_the_window(tmp_path: Path) -> None:
-    path, now = tmp_path / "cp.reads.jsonl", [1_000_000.0]
+    path, now = tmp_path / "cp.json", [1_000_000.0]
     _journal(path, now).record(SRC, {"a": (3, ["c1", "c2"]), "b": (1, []), "nov": (None, ["c9"])})
     j = _journal(path, now)
     assert j.known(SRC, "a", 3) == ("c1", "c2")
@@ -109,27 +110,32 @@ def test_a_journalled_thing_is_trusted_only_at_the_same_version_and_within_the_w
 
 
 def test_lines_of_another_region_pair_torn_lines_and_lines_before_a_reset_are_ignored(tmp_path: Path) -> None:
-    path, now = tmp_path / "cp.reads.jsonl", [1_000_000.0]
-    ReadJournal(path, src_region=SRC, dst_region="us-east-1", clock=lambda: now[0]).record(SRC, {"x": (1, ["c"])})
+    path, now = tmp_path / "cp.json", [1_000_000.0]
+    _journal(path, now, dst="us-east-1").record(SRC, {"x": (1, ["c"])})
     _journal(path, now).record(SRC, {"a": (1, ["c1"])})
-    with open(path, "a", encoding="utf-8") as f:
+    with open(read_parts(path)[-1], "a", encoding="utf-8") as f:
         f.write('{"f":1,"src":"eu-west-1","dst":"eu-central-1","at":1000000.0,"r":"eu-west-1","t":{"b":[1,')
     j = _journal(path, now)
     assert j.known(SRC, "x", 1) is None and j.known(SRC, "a", 1) == ("c1",) and j.known(SRC, "b", 1) is None
-    stale = path.read_bytes()
+    stale = {p.name: p.read_bytes() for p in read_parts(path)}
     now[0] += 5
     j.complete()
-    # a copy written before the reset, merged back from another machine, is not trusted
-    merged = merge_reads(stale, path.read_bytes())
-    path.write_bytes(merged)
+    assert len(read_parts(path)) == 1
+    for name, data in stale.items():  # parts another copy (the backend, another machine) still holds
+        (path.parent / name).write_bytes(data)
     now[0] += 5
-    assert _journal(path, now).known(SRC, "a", 1) is None
-    # lines written after the reset are
+    assert _journal(path, now).known(SRC, "a", 1) is None  # written before the reset
     _journal(path, now).record(SRC, {"a": (2, ["c3"])})
-    assert _journal(path, now).known(SRC, "a", 2) == ("c3",)
+    assert _journal(path, now).known(SRC, "a", 2) == ("c3",)  # written after it
 
 
-def test_merge_keeps_the_union_of_complete_lines_once() -> None:
-    stored = b'{"l":1}\n{"l":2}\n'
-    local = b'{"l":1}\n{"l":2}\n{"l":3}\n{"l":4'
-    assert merge_reads(local, stored) == b'{"l":1}\n{"l":2}\n{"l":3}\n'
+def test_parts_are_stored_once_each_so_uploads_grow_with_the_reads_not_their_square(tmp_path: Path) -> None:
+    path, now, stored = tmp_path / "cp.json", [1_000_000.0], []
+    j = _journal(path, now, stored=stored)
+    for i in range(30):
+        j.record(SRC, {f"t{i}": (1, [f"c{i}"])})
+        now[0] += 4  # a part is closed and stored every 10 s
+    j.flush_store()
+    assert len(stored) == len(set(stored)) == len(read_parts(path)) >= 10
+    assert sum(p.stat().st_size for p in stored) == sum(p.stat().st_size for p in read_parts(path))
+    assert all(_journal(path, now).known(SRC, f"t{i}", 1) == (f"c{i}",) for i in range(30))
