@@ -23,7 +23,6 @@ only ever read back from the store's own private file.
 
 from __future__ import annotations
 
-import os
 import pickle
 import shutil
 import sqlite3
@@ -246,11 +245,4 @@ class SpillTable:
             yield value
 
 
-def spill_dir_usage(store: SpillStore) -> int:
-    """Bytes the store's directory holds on disk (0 in memory)."""
-    if store.directory is None or not store.directory.is_dir():
-        return 0
-    return sum(os.path.getsize(p) for p in store.directory.iterdir() if p.is_file())
-
-
-__all__ = ["CACHE_KB", "PAGE", "SpillStore", "SpillTable", "spill_dir_usage"]
+__all__ = ["CACHE_KB", "PAGE", "SpillStore", "SpillTable"]
