@@ -18,6 +18,11 @@ checkpoint, version record, their backend copies); control-plane calls per thing
     .venv/bin/python -m bench.registry_scale --sizes 10000,20000            # print
     .venv/bin/python -m bench.registry_scale --sizes 10000,100000 --write   # also docs/performance.md
 
+The fake destination lives in this process, so its growth is in the peak RSS of a first sync. To
+tell the sync's own share, `fake_growth(N)` measures (in a fresh process) the RSS a fake region takes
+when seeded with the same N things: "sync's share" = peak RSS - that. It is an estimate (the
+sync's writes build the same objects as seeding, in another order).
+
 `--scale S` runs every quota S times faster (default 50): the floor scales by 1/S; the ratio
 wall / floor says whether the client keeps up with AWS's quotas. Exit 1 when a pass reports errors
 or does not verify equal.
@@ -26,9 +31,11 @@ or does not verify equal.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -91,10 +98,26 @@ class Pass:
     throttled: int
     ok: bool
     note: str
+    fake: int = 0  # RSS the fake destination's growth takes (first sync only; 0: none)
 
     @property
     def ratio(self) -> float:
         return self.wall_s / self.floor_s if self.floor_s else float("nan")
+
+
+def fake_growth(n: int) -> int:
+    """Bytes of RSS a fake region seeded with `n` things takes, measured in a fresh process."""
+    out = subprocess.run([sys.executable, "-m", "bench.registry_scale", "--fake-growth", str(n)], cwd=ROOT,
+                         check=True, capture_output=True, text=True).stdout
+    return int(json.loads(out.strip().splitlines()[-1])["bytes"])
+
+
+def _fake_growth_here(n: int) -> int:
+    world = FakeIot(scale=1.0)
+    world.region(DST)
+    rss0 = _status("VmRSS")
+    world.seed(DST, n)
+    return _status("VmRSS") - rss0
 
 
 def one_pass(world: FakeIot, n: int, label: str, options: SyncOptions) -> Pass:
@@ -120,6 +143,8 @@ def one_pass(world: FakeIot, n: int, label: str, options: SyncOptions) -> Pass:
 
 
 def run_size(n: int, scale: float, concurrency: int) -> list[Pass]:
+    fake = fake_growth(n)
+    print(f"{n:>9,} a fake region of {n:,} things takes {fake / n:,.0f} B/thing of RSS", flush=True)
     world = FakeIot(scale=scale)
     world.seed(SRC, n)
     out = []
@@ -136,10 +161,13 @@ def run_size(n: int, scale: float, concurrency: int) -> list[Pass]:
                            state_path=local / "versions.json", state_store=store)
         for label, full in (("first sync", False), ("unchanged", False), ("--full", True)):
             p = one_pass(world, n, label, SyncOptions(**{**base.__dict__, "full": full}))
+            if label == "first sync":
+                p = Pass(**{**p.__dict__, "fake": fake})
             out.append(p)
             print(f"{n:>9,} {label:<11} wall {p.wall_s:8.1f}s cpu {p.cpu_s:7.1f}s floor {p.floor_s:8.1f}s "
                   f"x{p.ratio:5.2f}  "
-                  f"peak RSS {p.peak_rss / n:7.0f} B/thing  written {p.written / n:8.0f} B/thing  "
+                  f"peak RSS {p.peak_rss / n:7.0f} B/thing (sync's share {(p.peak_rss - p.fake) / n:7.0f})  "
+                  f"written {p.written / n:8.0f} B/thing  "
                   f"calls/thing {p.calls / n:6.3f}  throttled {p.throttled}  {'ok' if p.ok else p.note}",
                   flush=True)
     return out
@@ -153,18 +181,22 @@ def render(passes: list[Pass], scale: float, concurrency: int) -> str:
         f"per-API quotas x {scale:g} (time-scaled), concurrency {concurrency}; {machine()}, {date}, load "
         f"average at the end {load} (2 cores shared with other work). Each thing has its own certificate, "
         "1-2 group memberships, the device policy (every 4th also a second one), a type on half of them.",
-        "Peak RSS: Linux VmHWM above the RSS at the pass's start (includes the fake destination's growth). "
+        "Peak RSS: Linux VmHWM above the RSS at the pass's start; it includes the fake destination's growth "
+        "(first sync: a fake region of N things, measured apart in a fresh process), so the sync's share is "
+        "the difference. "
         "Written: /proc/self/io wchar during the pass (checkpoint, version record and their backend copies). "
         "CPU: user + system seconds of the process (the sync's and the fake's).",
         "",
         "| things | pass | wall (s) | CPU (s) | quota floor (s) | wall / floor | floor set by | peak RSS / thing "
-        "| written / thing | calls / thing | ok |",
-        "|--:|---|--:|--:|--:|--:|---|--:|--:|--:|---|",
+        "| of which the fake | sync's share / thing | written / thing | calls / thing | ok |",
+        "|--:|---|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|---|",
     ]
     for p in passes:
         lines.append(f"| {p.things:,} | {p.label} | {p.wall_s:.1f} | {p.cpu_s:.1f} | {p.floor_s:.1f} | {p.ratio:.2f} "
                      f"| {p.bound} "
-                     f"| {p.peak_rss / p.things:,.0f} B | {p.written / p.things:,.0f} B | {p.calls / p.things:.3f} "
+                     f"| {p.peak_rss / p.things:,.0f} B | {p.fake / p.things:,.0f} B "
+                     f"| {(p.peak_rss - p.fake) / p.things:,.0f} B | {p.written / p.things:,.0f} B "
+                     f"| {p.calls / p.things:.3f} "
                      f"| {'yes' if p.ok else 'NO: ' + p.note} |")
     lines += ["", f"Reproduce: `{COMMAND}`"]
     return "\n".join(lines)
@@ -176,7 +208,11 @@ def main() -> int:
     ap.add_argument("--scale", type=float, default=50.0, help="quota time-scaling factor")
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--write", action="store_true", help="update the section in docs/performance.md")
+    ap.add_argument("--fake-growth", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.fake_growth:
+        print(json.dumps({"bytes": _fake_growth_here(args.fake_growth)}))
+        return 0
     passes: list[Pass] = []
     for n in (int(s) for s in args.sizes.split(",") if s):
         passes += run_size(n, args.scale, args.concurrency)

@@ -79,7 +79,8 @@ def _calls(result) -> list[str]:  # noqa: ANN001
 @click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
 @click.option("--prune", is_flag=True, help="Also delete what the source no longer has (implies --full).")
 @click.option("--full", is_flag=True, help="Read every thing's certificates and shadows, not only what changed "
-              "since the last clean sync (finds a certificate moved between things; run it weekly).")
+              "since the last clean sync (finds a certificate moved between things; run it weekly). "
+              "A --full pass cut short continues with the things it has not read (within 24 h).")
 @_quota_options
 @click.option("--max-delete", metavar="N|P%", default=None,
               help="With --prune: most objects deleted, a number or a percentage of the destination's "

@@ -30,7 +30,7 @@ import json
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Any
@@ -42,6 +42,7 @@ from orchestrator.registry.policydoc import normalize_document
 from orchestrator.registry.quotas import SHADOW_APIS, AdaptiveLimiter
 from orchestrator.registry.signing import certificate_id
 from orchestrator.registry.snapshot import RegistrySnapshot, Shadow, TargetKind
+from orchestrator.registry.spill import SpillStore, SpillTable
 from orchestrator.registry.sync.model import (
     MAX_CONCURRENCY,
     Action,
@@ -56,6 +57,8 @@ from orchestrator.registry.sync.model import (
 )
 
 _DATA_APIS = SHADOW_APIS
+WINDOW = 2000  # operations per API the scheduler holds in memory at a time (the rest are spilled)
+SMALL_PLAN = 5000  # up to this many operations (and no feed) the spill table is an in-memory database
 
 
 class _OpRejected(Exception):
@@ -421,16 +424,58 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveL
                read_limiter: RateLimiter | None = None, retry: RetryPolicy | None = None,
                clock: Callable[[], float] = time.monotonic, data_caller: Caller | None = None,
                pem_source: PemSource | None = None, final: bool = True,
-               feed: OpFeed | None = None) -> SyncReport:
+               feed: OpFeed | None = None, spilled: SpillTable | None = None) -> SyncReport:
     """Apply `plan` to the destination. Raises only when the run cannot go on (retries exhausted,
     no credentials, a bug); per-operation refusals are collected in `SyncReport.errors`.
 
     `data_caller` (the destination's iot-data plane) applies shadow operations; `pem_source`
     fetches a certificate's PEM from the source when the plan does not carry it; `final=False`
     keeps the checkpoint for a further pass instead of completing it; `feed` brings operations
-    planned while this runs (progress is held back until the feed closes: the total never moves)."""
+    planned while this runs (progress is held back until the feed closes: the total never moves).
+
+    The operations live in a spill table (`orchestrator.registry.spill`), not in the scheduler's
+    memory: `spilled` (the caller's, which may already hold operations: they are applied too, and
+    the caller can read them back afterwards) or a private one (in memory up to `SMALL_PLAN`
+    operations, else a temporary file), removed when the run ends. The scheduler holds at most
+    `WINDOW` operations per API at a time, loaded in plan order."""
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         raise InputRejected(f"concurrency must be between 1 and {MAX_CONCURRENCY}, got {concurrency}")
+    own = None
+    if spilled is None:
+        own = SpillStore(memory=feed is None and len(plan.ops) <= SMALL_PLAN)
+        spilled = own.table("ops")
+    try:
+        return _apply(plan, dst_client, limiter, checkpoint, progress, concurrency=concurrency, caller=caller,
+                      read_limiter=read_limiter, retry=retry, clock=clock, data_caller=data_caller,
+                      pem_source=pem_source, final=final, feed=feed, spilled=spilled)
+    finally:
+        if own is not None:
+            own.close()
+
+
+def spill_ops(table: SpillTable, ops: Iterable[SyncOp]) -> int:
+    """Append operations to a spill table (keyed by id, grouped by API; a duplicate id is ignored).
+    A row holds the operation's fields (not its cached id and key: they are computed again)."""
+    return table.add((op.id, op.api, (op.kind.value, op.action.value, op.name, dict(op.params), op.deps, op.phase,
+                                      op.step, op.tightens)) for op in ops)
+
+
+def _op(row: tuple[Any, ...]) -> SyncOp:
+    kind, action, name, params, deps, phase, step, tightens = row
+    return SyncOp(Kind(kind), Action(action), name, params, tuple(deps), phase, step, tightens)
+
+
+def spilled_ops(table: SpillTable) -> Iterator[SyncOp]:
+    """The operations of a spill table in plan order, read a page at a time."""
+    for row in table.values():
+        yield _op(row)
+
+
+def _apply(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimiter | None,
+           checkpoint: Checkpoint | None, progress: Progress | None, *, concurrency: int, caller: Caller | None,
+           read_limiter: RateLimiter | None, retry: RetryPolicy | None, clock: Callable[[], float],
+           data_caller: Caller | None, pem_source: PemSource | None, final: bool, feed: OpFeed | None,
+           spilled: SpillTable) -> SyncReport:
     if caller is None:
         if isinstance(limiter, AdaptiveLimiter):
             caller = Caller(dst_client, limits=limiter, retry=retry)
@@ -442,30 +487,26 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveL
     data_before = data_caller.stats.counts() if data_caller is not None else None
     resumed = checkpoint.resumed if checkpoint is not None else False
 
-    ops = plan.ops
+    spill_ops(spilled, plan.ops)
     if checkpoint is not None:
-        checkpoint.bind(op.key for op in ops)  # marks of another plan are not trusted
-    total = len(ops)
-    by_id = {op.id: op for op in ops}
-    order = {op.id: i for i, op in enumerate(ops)}
-    waiting = {op.id: {d for d in op.deps if d in by_id} for op in ops}
-    dependents: dict[str, list[str]] = defaultdict(list)
-    for op in ops:
-        for dep in waiting[op.id]:
-            dependents[dep].append(op.id)
+        checkpoint.bind(op.key for op in spilled_ops(spilled))  # marks of another plan are not trusted
+    total = len(spilled)
+
+    # bounded state: only the operations loaded from the spill table (at most WINDOW per API)
+    loaded: dict[str, SyncOp] = {}
+    seq_of: dict[str, int] = {}
+    waiting: dict[str, int] = {}  # loaded op id -> dependencies not yet applied
+    dependents: dict[str, list[str]] = defaultdict(list)  # op id -> loaded ops waiting for it
+    per_api: Counter[str] = Counter()  # loaded, unfinished operations per API
+    cursor: dict[str, int] = {}  # API -> the last seq loaded
+    exhausted: dict[str, bool] = {}
+    apis = set(spilled.groups())
+    failed: set[str] = set()  # ids of operations that failed or were blocked (their dependents are blocked)
     ready: dict[str, list[tuple[int, str]]] = defaultdict(list)  # api -> heap of (plan order, op id)
-
-    def push(op_id: str) -> None:
-        heapq.heappush(ready[by_id[op_id].api], (order[op_id], op_id))
-
-    for op in ops:
-        if not waiting[op.id]:
-            push(op.id)
 
     applied: Counter[tuple[Kind, Action]] = Counter()
     errors: list[OpError] = []
     blocked: set[str] = set()
-    succeeded: set[str] = set()
     feed_open = feed is not None
     finished = 0
     skipped = 0
@@ -473,41 +514,75 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveL
     inflight: dict[Future[None], SyncOp] = {}
     inflight_per_api: Counter[str] = Counter()
 
+    def unload(op_id: str) -> SyncOp:
+        op = loaded.pop(op_id)
+        seq_of.pop(op_id, None)
+        waiting.pop(op_id, None)
+        per_api[op.api] -= 1
+        return op
+
+    def applied_before(dep: str, where: tuple[str, int]) -> bool:
+        """A dependency in the plan that is neither loaded nor failed was applied (or skipped) if it
+        was loaded already: operations are loaded in plan order per API and leave when finished."""
+        return dep not in loaded and dep not in failed and where[1] <= cursor.get(where[0], 0)
+
+    def load(api: str, limit: int) -> None:
+        nonlocal finished
+        page = spilled.page(group=api, after=cursor.get(api, 0), limit=limit)
+        exhausted[api] = len(page) < limit
+        if not page:
+            return
+        rows = [(seq, op_id, _op(row)) for seq, op_id, row in page]
+        where = spilled.locate(d for _seq, _id, op in rows for d in op.deps)  # deps outside the plan: ignored
+        for seq, op_id, op in rows:
+            deps = [d for d in op.deps if d in where]
+            if any(d in failed for d in deps):
+                blocked.add(op_id)  # a dependency failed (or was blocked) before this was loaded
+                failed.add(op_id)
+                finished += 1 + block(op_id)  # and what was loaded before it and waits for it
+                continue
+            loaded[op_id], seq_of[op_id] = op, seq
+            per_api[api] += 1
+            pending = [d for d in deps if not applied_before(d, where[d])]
+            waiting[op_id] = len(pending)
+            for dep in pending:
+                dependents[dep].append(op_id)
+            if not pending:
+                heapq.heappush(ready[api], (seq, op_id))
+        cursor[api] = page[-1][0]  # after the loop: a dependency later in this page is not applied yet
+
+    def refill() -> None:
+        for api in sorted(apis):
+            if not exhausted.get(api) and per_api[api] < WINDOW // 2:
+                load(api, WINDOW - per_api[api])
+
     def tick() -> None:
         if progress is not None and not feed_open:
             progress(finished, total)
 
     def join(new: list[SyncOp]) -> None:
-        nonlocal total, finished
-        failed = blocked | {e.op for e in errors}
+        nonlocal total
+        if not new:
+            return
+        total += spill_ops(spilled, new)
         for op in new:
-            if op.id in by_id:
-                continue
-            by_id[op.id] = op
-            order[op.id] = len(order)
-            total += 1
-            deps = {d for d in op.deps if d in by_id}
-            if deps & failed:
-                blocked.add(op.id)
-                finished += 1
-                continue
-            waiting[op.id] = deps - succeeded
-            for dep in waiting[op.id]:
-                dependents[dep].append(op.id)
-            if not waiting[op.id]:
-                push(op.id)
+            apis.add(op.api)
+            exhausted[op.api] = False
 
     def release(op_id: str) -> None:
-        for child in dependents.get(op_id, ()):
-            waiting[child].discard(op_id)
-            if not waiting[child] and child not in blocked:
-                push(child)
+        for child in dependents.pop(op_id, ()):
+            if child in waiting:
+                waiting[child] -= 1
+                if not waiting[child]:
+                    heapq.heappush(ready[loaded[child].api], (seq_of[child], child))
 
     def block(op_id: str) -> int:
         count = 0
-        for child in dependents.get(op_id, ()):
-            if child not in blocked:
+        for child in dependents.pop(op_id, ()):
+            if child not in blocked and child in loaded:
                 blocked.add(child)
+                failed.add(child)
+                unload(child)
                 count += 1 + block(child)
         return count
 
@@ -521,13 +596,15 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveL
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="registry-sync")
     try:
         while True:
+            if fatal is None:
+                refill()
             while fatal is None and len(inflight) < concurrency and any(ready.values()):
                 api = min((a for a, q in ready.items() if q), key=score)
-                op = by_id[heapq.heappop(ready[api])[1]]
+                op = loaded[heapq.heappop(ready[api])[1]]
                 if checkpoint is not None and checkpoint.is_done(op.key):
                     skipped += 1
                     finished += 1
-                    succeeded.add(op.id)
+                    unload(op.id)
                     tick()
                     release(op.id)
                     continue
@@ -544,7 +621,13 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveL
                 if new or closed:
                     continue
             if not inflight:
-                if feed_open and fatal is None:
+                if fatal is None and not any(ready.values()):
+                    behind = [a for a in sorted(apis) if not exhausted.get(a)]
+                    if behind:  # everything loaded waits: load further (a dependency later in the plan)
+                        for api in behind:
+                            load(api, WINDOW)
+                        continue
+                if fatal is None and (feed_open or any(ready.values())):
                     continue
                 break
             done, _ = wait(list(inflight), timeout=0.1 if feed_open else None, return_when=FIRST_COMPLETED)
@@ -557,13 +640,15 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveL
                     if checkpoint is not None:
                         checkpoint.mark_done(op.key)
                     finished += 1
-                    succeeded.add(op.id)
+                    unload(op.id)
                     release(op.id)
                 elif isinstance(exc, Exception) and _is_client_error(exc) \
                         and not isinstance(exc, OrchestrateError):
                     code = getattr(exc, "code", None) or _code(exc) or type(exc).__name__
                     message = getattr(exc, "message", None) or str(exc)
                     errors.append(OpError(op.id, code, " ".join(str(message).split())))
+                    unload(op.id)
+                    failed.add(op.id)
                     newly_blocked = block(op.id)
                     finished += 1 + newly_blocked
                 else:

@@ -100,8 +100,11 @@ class SyncOp:
     step: str = ""
     tightens: bool = False
 
-    @property
+    @cached_property
     def id(self) -> str:
+        """Computed once per operation: the scheduler's maps and the planner's dependency sets
+        then share one string per operation instead of a copy per look-up (issue 22: at 5k things
+        the copies were 4.9 KB per thing of a first sync's peak)."""
         base = f"{self.kind.value} {self.action.value} {self.name}"
         return f"{base} ({self.step})" if self.step else base
 

@@ -30,8 +30,7 @@ No I/O here: the snapshots come in, a `SyncPlan` goes out.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import replace
 from enum import Enum
 from typing import Any
@@ -46,9 +45,13 @@ _COPYABLE_STATUS = {"ACTIVE": "ACTIVE", "INACTIVE": "INACTIVE", "REVOKED": "REVO
 
 
 class _Builder:
-    def __init__(self, external: frozenset[str] = frozenset()) -> None:
+    """Collects operations and their dependencies. Memory matters at fleet size (issue 22): one id
+    string per operation (look-ups return the stored one), dependencies as small tuples, and
+    `build` frees each collected operation as it makes the final one."""
+
+    def __init__(self, external: Container[str] = frozenset()) -> None:
         self.ops: dict[str, SyncOp] = {}
-        self.deps: dict[str, set[str]] = defaultdict(set)
+        self.deps: dict[str, tuple[str, ...]] = {}
         self.external = external  # ids of operations planned earlier (another part of the same run)
 
     def add(self, kind: Kind, action: Action, name: str, phase: int, step: str = "", *,
@@ -58,17 +61,31 @@ class _Builder:
         return op.id
 
     def depend(self, op_id: str, *on: str | None) -> None:
-        self.deps[op_id].update(d for d in on if d)
+        new = tuple(d for d in on if d)
+        if new:
+            self.deps[op_id] = self.deps.get(op_id, ()) + new
 
     def id_if(self, kind: Kind, action: Action, name: str, step: str = "") -> str | None:
         op_id = SyncOp(kind, action, name, step=step).id
-        return op_id if op_id in self.ops or op_id in self.external else None
+        op = self.ops.get(op_id)
+        if op is not None:
+            return op.id  # the stored string, not a copy
+        return op_id if op_id in self.external else None
 
     def build(self) -> tuple[SyncOp, ...]:
-        ops = [replace(op, deps=tuple(sorted(d for d in self.deps.get(op.id, ())
-                                             if d in self.ops or d in self.external)))
-               for op in self.ops.values()]
-        return tuple(sorted(ops, key=lambda op: (op.phase, list(Kind).index(op.kind), op.name, op.step)))
+        known = {op_id: tuple(sorted({d for d in deps if d in self.ops or d in self.external}))
+                 for op_id, deps in self.deps.items()}
+        self.deps = {}
+        kinds = {k: i for i, k in enumerate(Kind)}
+        order = sorted(self.ops.values(), key=lambda op: (op.phase, kinds[op.kind], op.name, op.step))
+        self.ops = {}
+        out = []
+        for i, op in enumerate(order):
+            made = replace(op, deps=known.pop(op.id, ()))
+            made.__dict__["id"] = op.id  # the cached id: one string shared with the dependencies naming it
+            out.append(made)
+            order[i] = out[-1]  # the collected operation is freed
+        return tuple(out)
 
 
 def _depths(groups: Mapping[str, ThingGroup]) -> dict[str, int]:
@@ -100,7 +117,7 @@ class PlanPart(str, Enum):
 
 def plan_sync(src: RegistrySnapshot, dst: RegistrySnapshot, prune: bool = False, *,
               region_rewrite: RegionRewrite = RegionRewrite.DESTINATION, part: PlanPart = PlanPart.ALL,
-              fetch_pems: bool = False, after: SyncPlan | frozenset[str] | None = None) -> SyncPlan:
+              fetch_pems: bool = False, after: SyncPlan | Container[str] | None = None) -> SyncPlan:
     """The operations that make `dst` hold what `src` holds (pure: no I/O).
 
     `fetch_pems`: certificates to register may come without their PEM; the executor fetches it
@@ -111,7 +128,7 @@ def plan_sync(src: RegistrySnapshot, dst: RegistrySnapshot, prune: bool = False,
         raise InputRejected("a pruning sync is planned in one part (it needs complete listings)")
     if isinstance(after, SyncPlan):
         after = frozenset(op.id for op in after.ops)
-    p = _Planner(src, dst, region_rewrite, fetch_pems=fetch_pems, external=after or frozenset())
+    p = _Planner(src, dst, region_rewrite, fetch_pems=fetch_pems, external=after if after is not None else frozenset())
     entities = part is not PlanPart.RELATIONS
     relations = part is not PlanPart.ENTITIES
     if not entities:
@@ -178,7 +195,7 @@ class _Planner:
     """plan_sync's steps, in dependency order; each adds operations and their dependencies."""
 
     def __init__(self, src: RegistrySnapshot, dst: RegistrySnapshot, rewrite: RegionRewrite, *,
-                 fetch_pems: bool = False, external: frozenset[str] = frozenset()) -> None:
+                 fetch_pems: bool = False, external: Container[str] = frozenset()) -> None:
         self.fetch_pems = fetch_pems
         self.src = src
         self.dst = dst

@@ -43,6 +43,7 @@ A plan-only run reads what the applying run reads (PEMs excepted) and writes not
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -55,11 +56,13 @@ from typing import Any
 from orchestrator.errors import InputRejected
 from orchestrator.registry.calls import CallCounts, Caller, error_code
 from orchestrator.registry.checkpoint import Checkpoint
+from orchestrator.registry.readjournal import ReadJournal
 from orchestrator.registry.snapshot import (
     CLASSIC,
     RegistrySnapshot,
     Shadow,
     Thing,
+    ThingPrincipal,
     named_shadows,
     pmap,
     read_listing,
@@ -68,12 +71,14 @@ from orchestrator.registry.snapshot import (
     read_snapshot,
     things_of_certificates,
 )
-from orchestrator.registry.sync.apply import OpFeed, apply_sync
+from orchestrator.registry.spill import SpillStore, SpillTable
+from orchestrator.registry.sync.apply import OpFeed, apply_sync, spill_ops, spilled_ops
 from orchestrator.registry.sync.model import (
     FIRST_ITEMS,
     Action,
     Kind,
     Progress,
+    SyncOp,
     SyncOptions,
     SyncPlan,
     SyncPlanSummary,
@@ -127,7 +132,17 @@ def plan_clients_sync(src_client: Any, dst_client: Any, options: SyncOptions, *,
 def sync_clients(src_client: Any, dst_client: Any, options: SyncOptions, *,
                  src_caller: Caller | None = None, dst_caller: Caller | None = None,
                  src_data: Any | None = None, dst_data: Any | None = None) -> SyncReport:
-    """Read both regions (in parallel), plan, and apply; stages overlap (see the module doc)."""
+    """Read both regions (in parallel), plan, and apply; stages overlap (see the module doc). The
+    operations are spilled to a temporary SQLite file (`orchestrator.registry.spill`) as they are
+    planned, so memory does not grow with the plan; the file is removed when the run ends."""
+    with SpillStore() as store:
+        return _sync_clients(store.table("ops"), src_client, dst_client, options, src_caller=src_caller,
+                             dst_caller=dst_caller, src_data=src_data, dst_data=dst_data)
+
+
+def _sync_clients(spilled: SpillTable, src_client: Any, dst_client: Any, options: SyncOptions, *,
+                  src_caller: Caller | None, dst_caller: Caller | None, src_data: Any | None,
+                  dst_data: Any | None) -> SyncReport:
     run = _Run.start(options, dst_client, src_client, dst_caller, src_caller, src_data, dst_data)
     src_l, dst_l = run.read_listings()
     if options.prune:  # deletions are planned from complete listings, in one pass
@@ -142,14 +157,16 @@ def sync_clients(src_client: Any, dst_client: Any, options: SyncOptions, *,
                           fetch_pems=True)
         # no deletions without --prune: the guard records a complete source listing's counts
         first = run.guard(src_l, dst_l, first)
+        spill_ops(spilled, first.ops)  # from here on the operations are read from the spill table
+        first = replace(first, ops=())
         holder: dict[str, Any] = {}
         feed = OpFeed()
 
-        relations: list[SyncPlan] = []
+        relations: list[SyncPlan] = []  # their warnings (their operations go to the spill table)
 
         def feed_part(part: DetailReads) -> None:
-            plan = run.plan_relations(part, dst_l, first)
-            relations.append(plan)
+            plan = run.plan_relations(part, dst_l, first, spilled=spilled)
+            relations.append(replace(plan, ops=()))
             feed.put(plan.ops)
 
         def read_then_feed() -> None:
@@ -164,7 +181,7 @@ def sync_clients(src_client: Any, dst_client: Any, options: SyncOptions, *,
         reader = threading.Thread(target=read_then_feed, name="registry-sync-reader", daemon=True)
         reader.start()
         try:
-            one = run.apply(first, final=True, feed=feed)
+            one = run.apply(first, final=True, feed=feed, spilled=spilled)
         finally:
             reader.join()
         if "error" in holder:
@@ -176,14 +193,52 @@ def sync_clients(src_client: Any, dst_client: Any, options: SyncOptions, *,
             parts = [replace(one, warnings=(*one.warnings,
                                             f"{absent} shadow(s) of things missing in {dst_l.region} not copied"))]
     applied = all(p.ok for p in parts)
-    verification = run.verify(reads, plans) if applied and options.verify else None
+    verification = run.verify(reads, plans, spilled) if applied and options.verify else None
     if applied and (verification is None or verification.ok) and options.state_path is not None:
-        things_written = any(op.kind is Kind.THING and op.action is not Action.DELETE for p in plans for op in p.ops)
+        things_written = any(op.kind is Kind.THING and op.action is not Action.DELETE for p in plans for op in p.ops) \
+            or any(spilled.page(group=api, limit=1) for api in ("create_thing", "update_thing"))
         run.save_state(src_l, dst_l, reads, relist=things_written)  # replaces the in-progress mark
     # else: something was not applied, or did not read back equal: the in-progress mark stays, so
     # the next run trusts no version and reads every thing's principals (and shadows) again
+    journal = run._memo.get("journal")
+    if isinstance(journal, ReadJournal):
+        if applied and (verification is None or verification.ok):
+            journal.complete()  # a clean, verified full pass: nothing to resume
+        else:
+            journal.flush_store()
     return replace(run.finish(parts, src_total=len(src_l.things), reads=reads), verification=verification,
                    distrusted=run.distrusted)
+
+
+def _from_journal(journal: ReadJournal | None, listing: RegistrySnapshot,
+                  names: list[str]) -> tuple[list[str], list[ThingPrincipal]]:
+    """Which of `names` to read, and the principals the journal has for the others."""
+    if journal is None or not len(journal):
+        return names, []
+    read: list[str] = []
+    known: list[ThingPrincipal] = []
+    by_name = listing.things_by_name
+    for name in names:
+        thing = by_name.get(name)
+        certs = journal.known(listing.region, name, thing.version if thing is not None else None)
+        if certs is None:
+            read.append(name)
+        else:
+            known.extend(ThingPrincipal(name, c) for c in certs)
+    return read, known
+
+
+def _journal_lines(listing: RegistrySnapshot, names: list[str],
+                   found: tuple[ThingPrincipal, ...]) -> dict[str, tuple[int | None, list[str]]]:
+    by_name = listing.things_by_name
+    out: dict[str, tuple[int | None, list[str]]] = {}
+    for name in names:
+        thing = by_name.get(name)
+        out[name] = (thing.version if thing is not None else None, [])
+    for a in found:
+        if a.thing in out:
+            out[a.thing][1].append(a.certificate_id)
+    return out
 
 
 def _absent(warnings: tuple[str, ...]) -> int:
@@ -337,6 +392,18 @@ class _Run:
                         [self.src_caller, self.dst_caller], 2)
         return src, dst
 
+    def journal(self, src_region: str, dst_region: str) -> ReadJournal | None:
+        """The reads journal of a `--full` pass (without `--prune`) that has a checkpoint: principals
+        read are journalled, and those a cut-short pass read are taken from it (readjournal.py)."""
+        o = self.options
+        if not o.full or o.prune or o.checkpoint_path is None:
+            return None
+        if "journal" not in self._memo:
+            self._memo["journal"] = ReadJournal(o.checkpoint_path, src_region=src_region,
+                                                dst_region=dst_region, store=o.checkpoint_store)
+        journal: ReadJournal = self._memo["journal"]
+        return journal
+
     def record(self, src: RegistrySnapshot, dst: RegistrySnapshot) -> VersionRecord | None:
         """The version record as it was when this run started (read once: the run's own in-progress
         mark replaces it before the first write)."""
@@ -426,11 +493,18 @@ class _Run:
         src_partial: set[str] = set()  # their things: not covered (nothing is detached from them)
 
         def principals() -> tuple[Any, tuple[str, ...], Any]:
+            journal = self.journal(src.region, dst.region)
+            src_read, src_known = _from_journal(journal, src, src_names)
+            dst_read, dst_known = _from_journal(journal, dst, dst_names)
             (src_p, notes), (dst_p, _) = pmap(
                 lambda args: read_principals(args[0], args[1], concurrency=o.concurrency, gaps=args[2],
                                              partial=args[3]),
-                [(src_caller, src_names, src_gaps, src_partial), (self.dst_caller, dst_names, None, None)], 2)
-            return src_p, notes, dst_p
+                [(src_caller, src_read, src_gaps, src_partial), (self.dst_caller, dst_read, None, None)], 2)
+            if journal is None:
+                return src_p, notes, dst_p
+            journal.record(src.region, _journal_lines(src, [n for n in src_read if n not in src_partial], src_p))
+            journal.record(dst.region, _journal_lines(dst, dst_read, dst_p))
+            return tuple(sorted((*src_p, *src_known))), notes, tuple(sorted((*dst_p, *dst_known)))
 
         def shadows() -> tuple[tuple[Shadow, ...], tuple[Shadow, ...], tuple[Shadow, ...]]:
             if not (self.shadows and self.src_data is not None and self.dst_data is not None):
@@ -474,10 +548,19 @@ class _Run:
         return DetailReads(src_full, dst_full, checked, src_sh, self.shadows)
 
     # -- planning --------------------------------------------------------------------------------
-    def plan_relations(self, reads: DetailReads, dst_listing: RegistrySnapshot, first: SyncPlan) -> SyncPlan:
+    def plan_relations(self, reads: DetailReads, dst_listing: RegistrySnapshot, first: SyncPlan, *,
+                       spilled: SpillTable | None = None) -> SyncPlan:
         """The second stage: attachments and shadows. They depend on the first stage's thing and
         certificate creations (so they wait for them, and are blocked if those fail); shadows only
-        for things that exist in the destination or that the first stage creates."""
+        for things that exist in the destination or that the first stage creates. With `spilled`
+        the first stage's operations are looked up in the spill table, not in `first`."""
+        if spilled is not None:
+            existing = list(reads.dst.things)
+            created = [Thing(n) for n in reads.src.things_by_name
+                       if SyncOp(Kind.THING, Action.CREATE, n).id in spilled]
+            dst = replace(reads.dst, things=tuple(existing + created))
+            return plan_sync(reads.src, dst, False, region_rewrite=self.options.region_rewrite,
+                             part=PlanPart.RELATIONS, after=spilled)
         if self._first is not first:
             self._first = first
             self._first_ids = frozenset(op.id for op in first.ops)
@@ -529,7 +612,7 @@ class _Run:
         return str(pem) if pem else None
 
     def apply(self, plan: SyncPlan, *, final: bool, progress: Progress | None = None,
-              feed: OpFeed | None = None) -> SyncReport:
+              feed: OpFeed | None = None, spilled: SpillTable | None = None) -> SyncReport:
         o = self.options
         checkpoint = None
         if o.checkpoint_path is not None:
@@ -538,7 +621,7 @@ class _Run:
         return apply_sync(plan, self.dst_client, self.dst_caller.writes, checkpoint, progress or o.progress,
                           concurrency=o.concurrency, caller=self.dst_caller, data_caller=self.dst_data,
                           pem_source=self.pem if self.src_caller is not None else None, final=final,
-                          feed=feed)
+                          feed=feed, spilled=spilled)
 
     def finish(self, parts: list[SyncReport], *, src_total: int | None,
                reads: DetailReads | None = None) -> SyncReport:
@@ -592,27 +675,32 @@ class _Run:
         if o.state_store is not None:
             o.state_store(o.state_path)
 
-    def verify(self, reads: DetailReads, plans: list[SyncPlan]) -> SyncVerification:
+    def verify(self, reads: DetailReads, plans: list[SyncPlan], spilled: SpillTable | None = None) -> SyncVerification:
         """Read back what this run changed and plan again: the destination's listings (types,
         groups and members, things, policies and their targets, certificates: N/250 calls), the
         principals of every thing an attachment was planned for, and every shadow written. Every
         other detail compared was read from the destination by this run; the source is taken as
-        this run read it (what it was asked to carry). Nothing planned: nothing to read back."""
-        ops = [op for p in plans for op in p.ops]
-        if not ops:
+        this run read it (what it was asked to carry). Nothing planned: nothing to read back.
+        The operations are those of `plans` and of the spill table (read a page at a time)."""
+        touched: set[str] = set()
+        names: dict[str, set[str]] = {}
+        planned = False
+        spilled_now = spilled_ops(spilled) if spilled is not None else iter(())
+        for op in itertools.chain((op for p in plans for op in p.ops), spilled_now):
+            planned = True
+            if op.kind is Kind.THING_PRINCIPAL:
+                touched.add(str(op.params["thing"]))
+            elif op.kind is Kind.SHADOW:
+                names.setdefault(str(op.params["thing"]), set()).add(str(op.params["shadow"]))
+        if not planned:
             return SyncVerification(0, reread=False)
         o = self.options
         dst_now = read_listing(self.dst_caller, concurrency=o.concurrency)
         self._dst_now = dst_now
-        touched = {str(op.params["thing"]) for op in ops if op.kind is Kind.THING_PRINCIPAL}
         tp_things = sorted(touched & set(dst_now.things_by_name))  # a deleted thing has no principals
         reread_p, _ = read_principals(self.dst_caller, tp_things, concurrency=o.concurrency)
         principals = {a for a in reads.dst.thing_principals
                       if a.thing not in touched and a.thing in dst_now.things_by_name} | set(reread_p)
-        names: dict[str, set[str]] = {}
-        for op in ops:
-            if op.kind is Kind.SHADOW:
-                names.setdefault(str(op.params["thing"]), set()).add(str(op.params["shadow"]))
         reread_sh: tuple[Shadow, ...] = ()
         if names and self.dst_data is not None:
             reread_sh = read_shadows(self.dst_data, sorted(n for n in names if n in dst_now.things_by_name),

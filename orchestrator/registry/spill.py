@@ -1,0 +1,248 @@
+"""Spilling a sync's operations to disk: bounded memory whatever the fleet's size (issue 22).
+
+A first sync of N things plans about 5 N operations. Held as Python objects, with the scheduler's
+maps over all of them, they cost several KB per thing (8.7 GB at 1M things). Here they live in a
+temporary SQLite file instead (standard library `sqlite3`):
+
+- one file per run, in a private temporary directory (mode 0700) that `close()` removes, also when
+  the run stops with an exception (`with SpillStore() as store:`), and at interpreter exit;
+- no write-ahead log (`journal_mode=MEMORY`: a transaction's rollback journal is held in memory,
+  bounded by one page of rows) and `synchronous=OFF`: the file is scratch space, never run state (a
+  run that dies loses it and starts over from the checkpoint journal, which is durable);
+- SQLite's page cache is bounded (`CACHE_KB`), rows are written and read in pages of `PAGE` rows,
+  so the Python side holds one page at a time.
+
+Small plans (an event-driven replicator applies a few operations per event) use the same code in
+an in-memory database (`SpillStore(memory=True)`): no file, no directory, the same SQL.
+
+`SpillTable` is an ordered, keyed table of pickled values: insertion order is kept (`seq`), a key
+is stored once (the first insertion wins; later duplicates are ignored and counted), each row has a
+`group` (the scheduler's: the operation's API) and a small integer `state`. Values are pickled and
+only ever read back from the store's own private file.
+"""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+import sqlite3
+import tempfile
+import threading
+import weakref
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+PAGE = 1000  # rows per read or write
+CACHE_KB = 8 * 1024  # SQLite's page cache per store
+_MAX_PARAMS = 500  # below SQLite's default limit of bound parameters (999 before 3.32)
+
+
+def _cleanup(db: sqlite3.Connection, directory: str | None) -> None:
+    try:
+        db.close()
+    finally:
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+class SpillStore:
+    """One temporary SQLite database (a file in a private temporary directory, or in memory)."""
+
+    def __init__(self, *, memory: bool = False, directory: str | Path | None = None,
+                 prefix: str = "orchestrate-spill-") -> None:
+        self.lock = threading.RLock()
+        self.directory: Path | None = None
+        if memory:
+            target = ":memory:"
+        else:
+            self.directory = Path(tempfile.mkdtemp(prefix=prefix, dir=directory))  # mode 0700
+            target = str(self.directory / "spill.sqlite")
+        try:
+            self.db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+            for pragma in ("journal_mode=MEMORY", "synchronous=OFF", "temp_store=FILE",
+                           f"cache_size=-{CACHE_KB}"):
+                self.db.execute(f"PRAGMA {pragma}")
+        except BaseException:
+            if self.directory is not None:
+                shutil.rmtree(self.directory, ignore_errors=True)
+            raise
+        # runs on close(), when the store is collected, and at interpreter exit, whichever comes first
+        self._finalizer = weakref.finalize(self, _cleanup, self.db,
+                                           str(self.directory) if self.directory is not None else None)
+        self._tables: dict[str, SpillTable] = {}
+
+    @property
+    def path(self) -> Path | None:
+        return self.directory / "spill.sqlite" if self.directory is not None else None
+
+    def table(self, name: str) -> SpillTable:
+        with self.lock:
+            if name not in self._tables:
+                self._tables[name] = SpillTable(self, name)
+            return self._tables[name]
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    def close(self) -> None:
+        """Close the database and remove its directory (idempotent)."""
+        with self.lock:
+            self._finalizer()
+
+    def __enter__(self) -> SpillStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SpillTable:
+    """Rows (seq, key, group, state, value) of one table; see the module doc."""
+
+    def __init__(self, store: SpillStore, name: str) -> None:
+        if not name.isidentifier():
+            raise ValueError(f"table name must be an identifier, got {name!r}")
+        self.store = store
+        self.name = name
+        self.duplicates = 0  # insertions ignored because the key was already stored
+        self._n = 0
+        with store.lock:
+            store.db.execute(f"CREATE TABLE IF NOT EXISTS {name} (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                             "key TEXT NOT NULL UNIQUE, grp TEXT NOT NULL DEFAULT '', "
+                             "state INTEGER NOT NULL DEFAULT 0, value BLOB NOT NULL)")
+            store.db.execute(f"CREATE INDEX IF NOT EXISTS {name}_grp ON {name} (grp, seq)")
+            self._n = int(store.db.execute(f"SELECT count(*) FROM {name}").fetchone()[0])
+
+    def _exec(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
+        return self.store.db.execute(sql.replace("{t}", self.name), tuple(args))
+
+    def add(self, rows: Iterable[tuple[str, str, Any]]) -> int:
+        """Append (key, group, value) rows in order, a page per transaction; a key already stored
+        is ignored (the first insertion wins). Returns how many rows were added."""
+        added = 0
+        batch: list[tuple[str, str, bytes]] = []
+
+        def flush() -> None:
+            nonlocal added
+            with self.store.lock:
+                db = self.store.db
+                db.execute("BEGIN")
+                try:
+                    before = db.total_changes
+                    db.executemany(f"INSERT OR IGNORE INTO {self.name} (key, grp, value) VALUES (?, ?, ?)", batch)
+                    n = db.total_changes - before
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            added += n
+            self.duplicates += len(batch) - n
+            self._n += n
+            batch.clear()
+
+        for key, group, value in rows:
+            batch.append((key, group, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)))
+            if len(batch) >= PAGE:
+                flush()
+        if batch:
+            flush()
+        return added
+
+    def __len__(self) -> int:
+        return self._n
+
+    def get(self, key: str) -> Any | None:
+        with self.store.lock:
+            row = self._exec("SELECT value FROM {t} WHERE key = ?", (key,)).fetchone()
+        return pickle.loads(row[0]) if row is not None else None
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        with self.store.lock:
+            return self._exec("SELECT 1 FROM {t} WHERE key = ?", (key,)).fetchone() is not None
+
+    def states(self, keys: Iterable[str]) -> dict[str, int]:
+        """The state of each of `keys` that is stored (absent keys are left out)."""
+        keys = list(dict.fromkeys(keys))
+        out: dict[str, int] = {}
+        with self.store.lock:
+            for i in range(0, len(keys), _MAX_PARAMS):
+                part = keys[i:i + _MAX_PARAMS]
+                marks = ",".join("?" * len(part))
+                out.update(self._exec(f"SELECT key, state FROM {{t}} WHERE key IN ({marks})", part).fetchall())
+        return out
+
+    def locate(self, keys: Iterable[str]) -> dict[str, tuple[str, int]]:
+        """(group, seq) of each of `keys` that is stored (absent keys are left out). Read only."""
+        keys = list(dict.fromkeys(keys))
+        out: dict[str, tuple[str, int]] = {}
+        with self.store.lock:
+            for i in range(0, len(keys), _MAX_PARAMS):
+                part = keys[i:i + _MAX_PARAMS]
+                marks = ",".join("?" * len(part))
+                for key, grp, seq in self._exec(f"SELECT key, grp, seq FROM {{t}} WHERE key IN ({marks})", part):
+                    out[key] = (grp, seq)
+        return out
+
+    def set_state(self, keys: Iterable[str], state: int) -> None:
+        keys = list(keys)
+        if not keys:
+            return
+        with self.store.lock:
+            db = self.store.db
+            db.execute("BEGIN")
+            try:
+                db.executemany(f"UPDATE {self.name} SET state = ? WHERE key = ?", [(state, k) for k in keys])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def page(self, *, group: str | None = None, after: int = 0, limit: int = PAGE,
+             state: int | None = None) -> list[tuple[int, str, Any]]:
+        """Up to `limit` rows (seq, key, value) after `after` in insertion order (of `group`, in
+        `state`, when given)."""
+        where, args = ["seq > ?"], list[Any]([after])
+        if group is not None:
+            where.append("grp = ?")
+            args.append(group)
+        if state is not None:
+            where.append("state = ?")
+            args.append(state)
+        with self.store.lock:
+            rows = self._exec(f"SELECT seq, key, value FROM {{t}} WHERE {' AND '.join(where)} "
+                              "ORDER BY seq LIMIT ?", [*args, limit]).fetchall()
+        return [(seq, key, pickle.loads(value)) for seq, key, value in rows]
+
+    def groups(self) -> list[str]:
+        with self.store.lock:
+            return [g for (g,) in self._exec("SELECT DISTINCT grp FROM {t} ORDER BY grp").fetchall()]
+
+    def count(self, *, state: int | None = None) -> int:
+        with self.store.lock:
+            if state is None:
+                return int(self._exec("SELECT count(*) FROM {t}").fetchone()[0])
+            return int(self._exec("SELECT count(*) FROM {t} WHERE state = ?", (state,)).fetchone()[0])
+
+    def items(self, *, group: str | None = None, state: int | None = None,
+              page: int = PAGE) -> Iterator[tuple[str, Any]]:
+        """(key, value) in insertion order, read a page at a time (rows added while iterating are
+        seen when they come after the current page)."""
+        after = 0
+        while True:
+            rows = self.page(group=group, after=after, limit=page, state=state)
+            if not rows:
+                return
+            for _seq, key, value in rows:
+                yield key, value
+            after = rows[-1][0]
+
+    def values(self, **kwargs: Any) -> Iterator[Any]:
+        for _key, value in self.items(**kwargs):
+            yield value
+
+
+__all__ = ["CACHE_KB", "PAGE", "SpillStore", "SpillTable"]
