@@ -157,6 +157,8 @@ def closure(root: Path = ROOT, handler: str = HANDLER) -> tuple[list[str], list[
         if name in eager or (name in lazy and not now):
             continue
         path = _module_file(root, name)
+        if path is None and root.joinpath(*name.split(".")).is_dir():
+            continue  # a namespace package (no __init__.py): nothing to pack, Python finds its modules
         if path is None:
             raise PackageError(f"{name} is imported on the handler's path but is not in {root / PROJECT}")
         if now:
@@ -209,15 +211,17 @@ def package_bytes(root: Path = ROOT, files: list[str] | None = None) -> tuple[by
     return buffer.getvalue(), tuple(files)
 
 
-def build(root: Path = ROOT, out_dir: Path | None = None) -> Package:
-    """Write the package (named by its digest, written once, atomically) and describe it."""
-    closure_files, lazy = closure(root)
+def build(root: Path = ROOT, out_dir: Path | None = None, *, handler: str = HANDLER,
+          stem: str = "replicator") -> Package:
+    """Write the package of `handler`'s import closure (named `<stem>-<digest>.zip`, written once,
+    atomically) and describe it. The replication function by default; the MQTT canary too."""
+    closure_files, lazy = closure(root, handler)
     data, files = package_bytes(root, closure_files)
     unavailable = tuple(lazy)
     digest = hashlib.sha256(data).digest()
     out_dir = out_dir or Path(tempfile.gettempdir()) / "orchestrate-packages"
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"replicator-{digest.hex()[:16]}.zip"
+    path = out_dir / f"{stem}-{digest.hex()[:16]}.zip"
     if not path.exists() or path.read_bytes() != data:
         fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".zip.tmp")
         try:

@@ -229,6 +229,10 @@ def _check_config(inputs: Mapping[str, Any], real_ids: Mapping[str, str]) -> dic
     kind = inputs["type"]
     if kind == "RECOVERY_CONTROL":
         return {"Type": kind, "RoutingControlArn": inputs["routingControlArn"]}
+    if kind == "CLOUDWATCH_METRIC":  # the region's MQTT canary alarm (programs/canary.py)
+        return {"Type": kind, "AlarmIdentifier": {"Region": inputs["cloudwatchAlarmRegion"],
+                                                  "Name": inputs["cloudwatchAlarmName"]},
+                "InsufficientDataHealthStatus": inputs.get("insufficientDataHealthStatus") or "LastKnownStatus"}
     if kind == "CALCULATED":
         return {"Type": kind, "HealthThreshold": int(inputs["childHealthThreshold"]),
                 "ChildHealthChecks": [real_ids[c] for c in inputs["childHealthchecks"]]}
