@@ -2,12 +2,16 @@
 
 The world: a moto server (the AWS APIs), the real programs applied to it by `LocalEngine`, one
 mosquitto per region on its own loopback address, the DNS server answering from the DNS stack's
-records with Route 53's rules and real health checks, the devices, and the regions' shadow
-services. The orchestrator's own lifecycle (promote-secondary, failover, failback) moves traffic,
-through the same code as `orchestrate promote-secondary/failover/failback`.
+records with Route 53's rules and real health checks, each region's MQTT canary (the probe its
+scheduled function runs in AWS, once per scaled minute against that region's broker, feeding the
+region's alarm, which `drill/cloudwatch.py` evaluates because moto does not; the CLOUDWATCH_METRIC
+half of each record's health check follows it), the devices, and the regions' shadow services.
+The orchestrator's own lifecycle (promote-secondary, failover, failback) moves traffic, through the
+same code as `orchestrate promote-secondary/failover/failback`.
 
 Timeline: set-up (stacks up, devices registered in the primary, promotion: registry sync,
-replication, DNS) -> brokers, DNS and devices start -> warm-up -> the kill -> health checks and
+replication, DNS) -> brokers, canaries, DNS and devices start -> warm-up (until both canary alarms
+are OK) -> the kill -> health checks and
 TTL move the devices -> `failover` (records follow the outage) -> the region comes back ->
 `failback` -> devices stop -> measurements.
 """
@@ -386,7 +390,7 @@ class LocalDrill:
             dns=tuple(answers.changes), samples=tuple(samples), refused_unregistered=refused, control=control,
             scaled={"time_scale": opts.time_scale, "health_check_interval_s": 30 * opts.time_scale,
                     "failure_threshold": 3, "ttl_s": ttl_s, "tls_port": tls_port,
-                    "connect_quota_per_s": opts.connect_quota},
+                    "connect_quota_per_s": opts.connect_quota, "canary_period_s": canary.interval},
             admission={r: dict(vars(c)) for r, c in admission.counts.items()})
 
     def _step(self, operation: str, call: Callable[[], Any]) -> StepRecord:

@@ -79,3 +79,35 @@ def test_the_alarm_follows_the_canarys_data_in_moto(ctx: AwsContext) -> None:
     assert [state for _t, _n, state in evaluator.transitions] == [ALARM, OK, ALARM]
     _region_up(engine, SRC)  # an update of the stack keeps the alarm's state (PutMetricAlarm does)
     assert cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["StateValue"] == ALARM
+
+
+def test_the_strict_route53_model_follows_the_canary_alarm_under_the_gate() -> None:
+    """tests/route53_strict.py (the gate's answers): a region's gate needs its TCP endpoint and alarm."""
+    import pytest
+
+    from tests.route53_strict import Health, answer_regions
+
+    def endpoint(region: str) -> str:
+        return f"abc-ats.iot.{region}.amazonaws.com"
+
+    checks: dict[str, dict] = {}
+    for r in (SRC, DST):
+        checks[f"tcp-{r}"] = {"Type": "TCP", "FullyQualifiedDomainName": endpoint(r)}
+        checks[f"cw-{r}"] = {"Type": "CLOUDWATCH_METRIC", "InsufficientDataHealthStatus": "Unhealthy",
+                             "AlarmIdentifier": {"Region": r, "Name": CanaryNames.of("dev", r).alarm}}
+        checks[f"gate-{r}"] = {"Type": "CALCULATED", "ChildHealthChecks": [f"tcp-{r}", f"cw-{r}"],
+                               "HealthThreshold": 2}
+    records = [{"Name": "iot.example.com.", "Type": "CNAME", "SetIdentifier": role, "Failover": role.upper(),
+                "HealthCheckId": f"gate-{r}", "ResourceRecords": [{"Value": endpoint(r)}]}
+               for role, r in (("primary", SRC), ("secondary", DST))]
+    alarm = CanaryNames.of("dev", SRC).alarm
+
+    assert answer_regions(records, "iot.example.com", Health(checks)) == {SRC}
+    assert answer_regions(records, "iot.example.com", Health(checks, frozenset({SRC}))) == {DST}  # down: both fail
+    assert answer_regions(records, "iot.example.com", Health(checks, alarms={alarm: ALARM})) == {DST}  # MQTT only
+    assert answer_regions(records, "iot.example.com", Health(checks, alarms={alarm: INSUFFICIENT})) == {DST}
+    checks[f"cw-{SRC}"]["InsufficientDataHealthStatus"] = "LastKnownStatus"  # counts healthy here
+    assert answer_regions(records, "iot.example.com", Health(checks, alarms={alarm: INSUFFICIENT})) == {SRC}
+    del checks[f"cw-{SRC}"]["AlarmIdentifier"]
+    with pytest.raises(KeyError, match="names no alarm"):
+        Health(checks).healthy(f"gate-{SRC}")
