@@ -252,14 +252,13 @@ class Route53Answers:
         state = None
         if alarm is not None:
             key = (alarm.region, alarm.name)
-            with self._lock:
-                at, state = self._alarm_read.get(key, (-1.0, None))
-                if time.monotonic() - at > max_age:
-                    try:
-                        state = self.alarm_state(alarm.region, alarm.name)
-                    except Exception:  # noqa: BLE001 - an unreadable alarm is insufficient data
-                        state = None
-                    self._alarm_read[key] = (time.monotonic(), state)
+            at, state = self._alarm_read.get(key, (-1.0, None))
+            if time.monotonic() - at > max_age:  # read outside the records' lock: answers never wait on it
+                try:
+                    state = self.alarm_state(alarm.region, alarm.name)
+                except Exception:  # noqa: BLE001 - an unreadable alarm is insufficient data
+                    state = None
+                self._alarm_read[key] = (time.monotonic(), state)
         last = self._last_known.get(check_id)
         ok = alarm_health(state, alarm.insufficient if alarm else "LastKnownStatus", last)
         if state in ("OK", "ALARM"):

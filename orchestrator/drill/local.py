@@ -249,8 +249,9 @@ class LocalDrill:
             cleanup.callback(s.stop)
             s.start()
         # the MQTT canary of each region (what its scheduled function does in AWS), feeding its alarm
+        cloudwatch = {r: client(aws, "cloudwatch", r) for r in regions}  # made once: DNS reads alarms per answer
         canary = DrillCanary(DRILL_ENV, domain, [_canary_target(engine, r, addresses[r], tls_port, ca.cert_pem,
-                                                                client(aws, "cloudwatch", r)) for r in regions],
+                                                                cloudwatch[r]) for r in regions],
                              opts.time_scale)
         cleanup.callback(canary.stop)
         canary.start()
@@ -263,8 +264,7 @@ class LocalDrill:
                                  control_state=lambda check_id: arc.states().get(
                                      engine.control_checks.get(check_id, "")) if arc else None,
                                  alarm_of=engine.alarm_checks.get,
-                                 alarm_state=lambda region, name: _alarm_state(client(aws, "cloudwatch", region),
-                                                                              name))
+                                 alarm_state=lambda region, name: _alarm_state(cloudwatch[region], name))
         cleanup.callback(answers.stop)
         dns = DnsServer(answers, {v: k for k, v in sources.items()})
         dns.start()
