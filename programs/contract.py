@@ -338,5 +338,22 @@ class ReadinessNames:
                    alarm=f"iot-{env}-not-ready")
 
 
+@dataclass(frozen=True)
+class CanaryNames:
+    """Physical names of one region's MQTT canary (programs/canary.py). The DNS stack derives the
+    alarm its CLOUDWATCH_METRIC health check watches from (env, region) alone, so no output crosses
+    stacks for it; the region stack, which DNS depends on, creates the alarm first."""
+
+    thing: str  # also the MQTT client id and the IoT policy's name
+    function: str
+    alarm: str
+    topic_prefix: str  # the canary publishes and subscribes under `<prefix>/...` only
+
+    @classmethod
+    def of(cls, env: str, region: str) -> CanaryNames:
+        base = f"iot-{env}-canary-{region}"
+        return cls(thing=base, function=base, alarm=f"{base}-mqtt", topic_prefix=f"canary/{region}")
+
+
 def component_of(get: Getter) -> Component:
     return Component(_require(get, "component"))

@@ -16,10 +16,15 @@ identifier in place: one [DELETE old, CREATE new] batch per record, never a mome
 answer. A `single` record is `<name>-record-primary` too, so promotion changes it in place
 (simple -> routed in one batch) and the other records wait for it.
 
+Each routed region has a TCP check of its ATS endpoint and a CLOUDWATCH_METRIC check of its MQTT
+canary's alarm (`contract.CanaryNames`, made by the region stack, programs/canary.py); with
+`failover_control: dns` the records use a CALCULATED check (`<name>-mqtt-gate-<region>`) healthy
+only when both are (docs/architecture.md, "MQTT-level health").
+
 `failover_control: arc` adds Route 53 Application Recovery Controller: a cluster, a control panel,
 one routing control per region, a safety rule (at least one routing control On), and per region a
-RECOVERY_CONTROL health check combined with the endpoint's TCP check in a CALCULATED check that is
-healthy only when both are. The records use the CALCULATED checks, so moving traffic is a
+RECOVERY_CONTROL health check combined with the endpoint's TCP check and the canary check in a
+CALCULATED check that is healthy only when all three are. The records use the CALCULATED checks, so moving traffic is a
 routing-control change through the cluster's data plane: the records never change on failover.
 New routing controls start Off: a region takes traffic only once the orchestrator turns its
 control On (the promotion's DNS step).
@@ -36,7 +41,7 @@ import pulumi
 import pulumi_aws as aws
 from pulumi import Output, ResourceOptions
 
-from programs.contract import DNS_OUTPUTS, DnsArgs
+from programs.contract import DNS_OUTPUTS, CanaryNames, DnsArgs
 
 TYPE = "iotplatform:dns:GlobalDns"
 ROUTING_MODES = ("single", "failover", "latency")
@@ -99,9 +104,11 @@ class GlobalDns(pulumi.ComponentResource):
         panel_arn: Output[str] = Output.from_input("")
         if routed:
             tcp = {t.region: self._tcp_check(name, args, t.region, t.endpoint) for t in args.targets}
-            health = {region: check.id for region, check in tcp.items()}
+            mqtt = {t.region: self._canary_check(name, args, t.region) for t in args.targets}
             if args.failover_control == "arc":
-                health, controls, endpoints, panel_arn = self._arc(name, args, tcp)
+                health, controls, endpoints, panel_arn = self._arc(name, args, tcp, mqtt)
+            else:
+                health = {region: self._both(name, args, region, tcp[region], mqtt[region]).id for region in tcp}
 
         records: list[aws.route53.Record] = []
         summary: list[dict[str, Any]] = []
@@ -148,18 +155,37 @@ class GlobalDns(pulumi.ComponentResource):
     def _tcp_check(self, name: str, args: DnsArgs, region: str, endpoint: str) -> aws.route53.HealthCheck:
         # A TCP check on 443 of the regional ATS endpoint: an HTTPS check cannot pass, because
         # IoT's data endpoint demands a client certificate. This proves the endpoint accepts
-        # connections, not that devices can publish; the evolution is a CALCULATED / CloudWatch-alarm
-        # check fed by a canary doing a real MQTT round trip.
+        # connections, not that devices can publish: the records use it only combined with the
+        # canary's CLOUDWATCH_METRIC check (`_both`, or the ARC gate).
         return aws.route53.HealthCheck(
             f"{name}-health-{region}", type="TCP", fqdn=endpoint, port=HEALTH_CHECK_PORT,
             failure_threshold=FAILURE_THRESHOLD, request_interval=REQUEST_INTERVAL,
             tags=self._tags(args, region), opts=ResourceOptions(parent=self))
 
+    def _canary_check(self, name: str, args: DnsArgs, region: str) -> aws.route53.HealthCheck:
+        # The region's MQTT canary alarm (programs/canary.py), named from (env, region) by the
+        # contract: healthy while the alarm is OK; ALARM and INSUFFICIENT_DATA (a new or silent
+        # canary) are unhealthy, so a region never takes traffic on an MQTT round trip not yet seen.
+        return aws.route53.HealthCheck(
+            f"{name}-canary-check-{region}", type="CLOUDWATCH_METRIC",
+            cloudwatch_alarm_name=CanaryNames.of(args.env, region).alarm, cloudwatch_alarm_region=region,
+            insufficient_data_health_status="Unhealthy", tags=self._tags(args, region),
+            opts=ResourceOptions(parent=self))
+
+    def _both(self, name: str, args: DnsArgs, region: str, tcp: aws.route53.HealthCheck,
+              mqtt: aws.route53.HealthCheck) -> aws.route53.HealthCheck:
+        # What the records use: healthy only while the port answers (Route 53's checkers, every 30 s,
+        # from outside AWS's network) and the MQTT round trip succeeds (the canary's alarm, inside).
+        return aws.route53.HealthCheck(
+            f"{name}-mqtt-gate-{region}", type="CALCULATED", child_healthchecks=[tcp.id, mqtt.id],
+            child_health_threshold=2, tags=self._tags(args, region), opts=ResourceOptions(parent=self))
+
     @staticmethod
     def _tags(args: DnsArgs, region: str) -> dict[str, str]:
         return {"Name": f"iot-{args.env}-{region}", "Environment": args.env, "ManagedBy": "orchestrate"}
 
-    def _arc(self, name: str, args: DnsArgs, tcp: dict[str, aws.route53.HealthCheck]) -> tuple[
+    def _arc(self, name: str, args: DnsArgs, tcp: dict[str, aws.route53.HealthCheck],
+             mqtt: dict[str, aws.route53.HealthCheck]) -> tuple[
             dict[str, Output[str]], dict[str, Output[str]], Output[Any], Output[str]]:
         """ARC routing controls gating each region's records (see the module docstring)."""
         child = ResourceOptions(parent=self)
@@ -180,9 +206,10 @@ class GlobalDns(pulumi.ComponentResource):
             switch = aws.route53.HealthCheck(
                 f"{name}-control-check-{region}", type="RECOVERY_CONTROL",
                 routing_control_arn=controls[region].arn, tags=self._tags(args, region), opts=child)
+            # Route 53 nests no CALCULATED check in another: the gate combines all three itself
             gate = aws.route53.HealthCheck(
-                f"{name}-gate-{region}", type="CALCULATED", child_healthchecks=[check.id, switch.id],
-                child_health_threshold=2, tags=self._tags(args, region), opts=child)
+                f"{name}-gate-{region}", type="CALCULATED", child_healthchecks=[check.id, switch.id, mqtt[region].id],
+                child_health_threshold=3, tags=self._tags(args, region), opts=child)
             gates[region] = gate.id
         return gates, {r: c.arn for r, c in controls.items()}, cluster.cluster_endpoints.apply(
             lambda eps: [{"region": e.region, "endpoint": e.endpoint} if not isinstance(e, dict)

@@ -109,6 +109,9 @@ _ARNS: dict[str, tuple[str, str, bool]] = {
     "aws:iot/thingType:ThingType": ("iot", "thingtype/{name}", True),
     "aws:iot/thingGroup:ThingGroup": ("iot", "thinggroup/{name}", True),
     "aws:iot/policy:Policy": ("iot", "policy/{name}", True),
+    "aws:iot/thing:Thing": ("iot", "thing/{name}", True),
+    "aws:iot/certificate:Certificate": ("iot", "cert/{id}", True),
+    "aws:secretsmanager/secret:Secret": ("secretsmanager", "secret:{name}-{short}", True),
     "aws:iot/topicRule:TopicRule": ("iot", "rule/{name}", True),
     "aws:kinesis/stream:Stream": ("kinesis", "stream/{name}", True),
     "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream": ("firehose", "deliverystream/{name}", True),
@@ -239,6 +242,11 @@ class PlatformMocks(pulumi.runtime.Mocks):
         elif token == "aws:kms/replicaKey:ReplicaKey":  # the primary's key id, in the replica's region
             rid = str(inputs["primaryKeyArn"]).rsplit("/", 1)[-1]
             state.update(keyId=rid, arn=f"arn:{PARTITION}:kms:{region}:{ACCOUNT_ID}:key/{rid}")
+        elif token == "aws:iot/certificate:Certificate":  # CreateKeysAndCertificate: id is a 64-hex digest
+            rid = _digest(token, name, region, length=64)
+            pem = "-----BEGIN {0}-----\nMOCK{1}\n-----END {0}-----\n"
+            state.update(certificatePem=pem.format("CERTIFICATE", rid[:16]),
+                         privateKey=pem.format("RSA PRIVATE KEY", rid[16:32]), publicKey="")
         elif token == "command:local:Command":
             state.update(stdout="", stderr="")
             rid = f"{name}-{_digest(name, length=8)}"
@@ -357,6 +365,8 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)  # the wire format has only doubles; 60.0 was written as 60
+    if isinstance(value, pulumi.FileArchive):  # a function's code: by its path (the zip is named by digest)
+        return {"fileArchive": value.path}
     return value
 
 

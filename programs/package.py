@@ -187,6 +187,8 @@ def closure(root: Path = ROOT, handler: str = HANDLER,
         if name in eager or (name in lazy and not now):
             continue
         path = _module_file(root, name)
+        if path is None and root.joinpath(*name.split(".")).is_dir():
+            continue  # a namespace package (no __init__.py): nothing to pack, Python finds its modules
         if path is None:
             raise PackageError(f"{name} is imported on the handler's path but is not in "
                                f"{' or '.join(str(root / p) for p in projects)}")
@@ -248,7 +250,8 @@ def package_bytes(root: Path = ROOT, files: list[str] | None = None) -> tuple[by
 def build(root: Path = ROOT, out_dir: Path | None = None, *, handler: str = HANDLER, stem: str = "replicator",
           projects: tuple[str, ...] = (PROJECT,)) -> Package:
     """Write the package of `handler`'s import closure (named `<stem>-<digest>.zip`, written once,
-    atomically) and describe it: the replication function by default."""
+    atomically) and describe it: the replication function by default; the MQTT canary and the
+    readiness check too."""
     closure_files, lazy = closure(root, handler, projects)
     data, files = package_bytes(root, closure_files)
     unavailable = tuple(lazy)

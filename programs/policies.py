@@ -433,6 +433,31 @@ def readiness(*, account_id: str, env: str, regions: Sequence[str], function_reg
     return _doc(*statements)
 
 
+def canary_thing(*, partition: str, region: str, account_id: str, client_id: str, topic_prefix: str) -> Document:
+    """The MQTT canary's IoT policy: connect as its own client id, publish, subscribe and receive
+    under its own topic prefix, in its own region; nothing else (no `*` resource)."""
+    iot = f"arn:{partition}:iot:{region}:{account_id}"
+    return _doc(
+        {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{iot}:client/{client_id}"},
+        {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"], "Resource": f"{iot}:topic/{topic_prefix}/*"},
+        {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": f"{iot}:topicfilter/{topic_prefix}/*"},
+    )
+
+
+def canary_function(*, secret_arn: str, log_group_arn: str, metric_namespace: str, region: str) -> Document:
+    """The canary function's role: read its credentials secret, write its log group, put metrics in
+    its namespace (PutMetricData has no resource-level permission: `*` with the namespace and region
+    as conditions)."""
+    return _doc(
+        {"Sid": "Credentials", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secret_arn},
+        {"Sid": "Logs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": f"{log_group_arn}:*"},
+        {"Sid": "Metric", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
+         "Condition": {"StringEquals": {"cloudwatch:namespace": metric_namespace,
+                                        "aws:RequestedRegion": region}}},
+    )
+
+
 def events_forward(bus_arns: Sequence[str]) -> Document:
     """EventBridge forwarding recorded IoT API calls to the default bus of the function regions."""
     return _doc({"Effect": "Allow", "Action": "events:PutEvents", "Resource": sorted(bus_arns)})

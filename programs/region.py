@@ -13,7 +13,7 @@ import pulumi
 import pulumi_aws as aws
 from pulumi import Output, ResourceOptions
 
-from programs import policies
+from programs import canary, policies
 from programs.contract import BACKUP_OUTPUT, REGION_OUTPUTS, REGISTRY_EVENTS, SIGNING_KEY_OUTPUT, RegionArgs
 
 TYPE = "iotplatform:region:IotRegion"
@@ -205,6 +205,10 @@ class IotRegion(pulumi.ComponentResource):
             },
             region=region, tags=tags,
             opts=ResourceOptions(parent=self, depends_on=[firehose_policy, encryption]))
+
+        # -- MQTT canary: a real round trip every minute, the alarm DNS health follows (programs/canary.py)
+        canary.declare(self, name, args, endpoint=endpoint.endpoint_address, account_id=account_id,
+                       partition=partition, tags=tags, depends_on=[domain])
 
         # -- backups: the home region's stack keeps the vault in the backup region ----------------
         self.backup_bucket_name: Output[str] | None = None

@@ -102,6 +102,8 @@ def _health_config(body: bytes) -> dict[str, Any]:
             config[tag] = int(child.text or 0)
         elif tag in ("Inverted", "Disabled"):
             config[tag] = (child.text or "").lower() == "true"
+        elif tag == "AlarmIdentifier":  # CLOUDWATCH_METRIC: {Region, Name}
+            config[tag] = {_strip(c.tag): c.text for c in child}
         else:
             config[tag] = child.text
     return config

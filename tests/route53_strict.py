@@ -28,8 +28,10 @@ Rules 8-10 are checked when `apply_batch` is told the zone's name and the accoun
 health check counts as healthy; if none is healthy all count as healthy; failover = healthy
 PRIMARY, else healthy SECONDARY, else PRIMARY; latency = any healthy record (the resolver's
 nearest). Health checks: TCP/HTTP(S) follow the region of their endpoint (down or not),
-RECOVERY_CONTROL follows an ARC routing control's state, CALCULATED counts healthy children
-against its threshold.
+RECOVERY_CONTROL follows an ARC routing control's state, CLOUDWATCH_METRIC follows its alarm (the
+region's MQTT canary: ALARM while the alarm's region is down, OK otherwise, unless `alarms` says
+otherwise; INSUFFICIENT_DATA as the check's InsufficientDataHealthStatus, LastKnownStatus counting
+healthy), CALCULATED counts healthy children against its threshold; `Inverted` turns any round.
 """
 
 from __future__ import annotations
@@ -208,6 +210,7 @@ class Health:
     checks: Mapping[str, Mapping[str, Any]]  # id -> HealthCheckConfig (as created)
     down: frozenset[str] = frozenset()
     controls: Mapping[str, str] = field(default_factory=dict)  # routing control ARN -> On | Off
+    alarms: Mapping[str, str] = field(default_factory=dict)  # alarm name -> OK | ALARM | INSUFFICIENT_DATA
 
     def healthy(self, check_id: str, _depth: int = 0) -> bool:
         config = self.checks.get(check_id)
@@ -216,6 +219,15 @@ class Health:
         kind = config.get("Type")
         if kind == "RECOVERY_CONTROL":
             result = self.controls.get(config.get("RoutingControlArn", ""), "Off") == "On"
+        elif kind == "CLOUDWATCH_METRIC":
+            alarm = config.get("AlarmIdentifier") or {}
+            if not alarm.get("Name"):
+                raise KeyError(f"CLOUDWATCH_METRIC health check {check_id} names no alarm")
+            state = self.alarms.get(alarm["Name"]) or ("ALARM" if alarm.get("Region") in self.down else "OK")
+            if state == "INSUFFICIENT_DATA":
+                result = config.get("InsufficientDataHealthStatus") != "Unhealthy"
+            else:
+                result = state == "OK"
         elif kind == "CALCULATED":
             children = list(config.get("ChildHealthChecks") or [])
             ok = sum(self.healthy(c, _depth + 1) for c in children)

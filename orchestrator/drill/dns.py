@@ -3,8 +3,14 @@
 `Route53Answers` reads the hosted zone's record sets (boto3, the moto server of the local world),
 runs the health checks those records name as Route 53 would: TCP checks as real TCP connects to the
 brokers (interval and failure threshold from the health check, scaled by the drill's time scale),
-RECOVERY_CONTROL checks as the state of their ARC routing control (healthy when On), CALCULATED
-checks as at least `HealthThreshold` healthy children; and answers with Route 53's selection rules:
+RECOVERY_CONTROL checks as the state of their ARC routing control (healthy when On),
+CLOUDWATCH_METRIC checks as the state of their CloudWatch alarm in the local world's CloudWatch
+(OK healthy, ALARM unhealthy, INSUFFICIENT_DATA as the check's `InsufficientDataHealthStatus` says:
+Healthy, Unhealthy, or LastKnownStatus, which is healthy for a check that never had a status; the
+alarms are evaluated by `drill/cloudwatch.py`, moto evaluates none), CALCULATED checks as at least
+`HealthThreshold` healthy children; `Inverted` turns any check's result round. moto keeps neither a
+RECOVERY_CONTROL check's routing control nor a CLOUDWATCH_METRIC check's alarm, so what the engine
+created is passed in (`control_state`, `alarm_of`). Answers follow Route 53's selection rules:
 - a record without a health check counts as healthy; if no record is healthy, all count as healthy;
 - failover: the healthy PRIMARY, else the healthy SECONDARY, else the PRIMARY;
 - latency: the healthy record whose region is nearest to the resolver asking.
@@ -33,6 +39,30 @@ class RecordSet:
     failover: str | None = None  # PRIMARY | SECONDARY
     region: str | None = None  # latency record's region
     health_check_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AlarmRef:
+    """What a CLOUDWATCH_METRIC check watches (`AlarmIdentifier`) and how it reads missing data."""
+
+    region: str
+    name: str
+    insufficient: str = "LastKnownStatus"  # Healthy | Unhealthy | LastKnownStatus
+
+
+def alarm_health(state: str | None, insufficient: str, last_known: bool | None) -> bool:
+    """A CLOUDWATCH_METRIC check's status for its alarm's state (Route 53 API reference,
+    HealthCheckConfig.InsufficientDataHealthStatus). An alarm that cannot be read counts as
+    insufficient data."""
+    if state == "OK":
+        return True
+    if state == "ALARM":
+        return False
+    if insufficient == "Healthy":
+        return True
+    if insufficient == "Unhealthy":
+        return False
+    return True if last_known is None else last_known  # LastKnownStatus: a new check is healthy
 
 
 @dataclass(frozen=True)
@@ -129,11 +159,21 @@ class HealthChecker:
 class Route53Answers:
     def __init__(self, r53: Any, zone_id: str, domain: str, addresses: Mapping[str, str], tls_port: int,
                  scale: float, nearest: Callable[[str | None, str], float],
-                 control_state: Callable[[str], str | None] = lambda _check_id: None) -> None:
+                 control_state: Callable[[str], str | None] = lambda _check_id: None,
+                 alarm_of: Callable[[str], AlarmRef | None] = lambda _check_id: None,
+                 alarm_state: Callable[[str, str], str | None] = lambda _region, _name: None) -> None:
         self.r53, self.zone_id, self.domain = r53, zone_id, domain.rstrip(".")
         self.control_state = control_state  # RECOVERY_CONTROL check id -> its routing control's state
+        self.alarm_of = alarm_of  # CLOUDWATCH_METRIC check id -> its alarm (moto keeps no AlarmIdentifier)
+        self.alarm_state = alarm_state  # (region, alarm name) -> OK | ALARM | INSUFFICIENT_DATA | None
         self._calculated: dict[str, tuple[tuple[str, ...], int]] = {}  # id -> (children, threshold)
         self._control_checks: set[str] = set()
+        self._metric_checks: dict[str, AlarmRef | None] = {}
+        self._inverted: set[str] = set()
+        self._last_known: dict[str, bool] = {}  # CLOUDWATCH_METRIC check -> its last status from OK/ALARM
+        self._alarm_read: dict[tuple[str, str], tuple[float, str | None]] = {}
+        self._metric_status: dict[str, bool] = {}  # CLOUDWATCH_METRIC check -> its status as last read
+        self._metric_transitions: list[HealthTransition] = []
         self.addresses = dict(addresses)  # ATS endpoint -> loopback address
         self.tls_port, self.scale, self.nearest = tls_port, scale, nearest
         self.changes: list[DnsChange] = []
@@ -156,7 +196,8 @@ class Route53Answers:
     def _sync_checks(self) -> None:
         """Health checks follow the records: a check named by a record (or by a CALCULATED check it
         names) starts being evaluated."""
-        known = {cid for c in self._checkers for cid in c.specs} | set(self._calculated) | self._control_checks
+        known = ({cid for c in self._checkers for cid in c.specs} | set(self._calculated) | self._control_checks
+                 | set(self._metric_checks))
         missing = {r.health_check_id for r in self._records if r.health_check_id} - known
         specs = []
         while missing:
@@ -164,15 +205,24 @@ class Route53Answers:
             known.add(check_id)
             cfg = self.r53.get_health_check(HealthCheckId=check_id)["HealthCheck"]["HealthCheckConfig"]
             kind = cfg.get("Type", "TCP")
+            if cfg.get("Inverted"):
+                self._inverted.add(check_id)
             if kind == "CALCULATED":
                 children = tuple(cfg.get("ChildHealthChecks") or ())
                 self._calculated[check_id] = (children, int(cfg.get("HealthThreshold", len(children))))
                 missing |= set(children) - known
             elif kind == "RECOVERY_CONTROL":
                 self._control_checks.add(check_id)
-            else:
+            elif kind == "CLOUDWATCH_METRIC":
+                alarm = cfg.get("AlarmIdentifier")
+                self._metric_checks[check_id] = AlarmRef(
+                    alarm["Region"], alarm["Name"], cfg.get("InsufficientDataHealthStatus") or "LastKnownStatus"
+                ) if alarm else self.alarm_of(check_id)
+            elif kind in ("TCP", "HTTP", "HTTPS", "HTTP_STR_MATCH", "HTTPS_STR_MATCH"):
                 specs.append(CheckSpec(check_id, cfg.get("FullyQualifiedDomainName", ""), int(cfg.get("Port", 443)),
                                        float(cfg.get("RequestInterval", 30)), int(cfg.get("FailureThreshold", 3))))
+            else:
+                raise ValueError(f"health check {check_id}: type {kind} is not evaluated by the local world")
         if not specs:
             return
         address_of = {fqdn: (addr, self.tls_port) for fqdn, addr in self.addresses.items()}
@@ -181,22 +231,56 @@ class Route53Answers:
         self._checkers.append(checker)
 
     def healthy(self, check_id: str) -> bool:
+        result = self._measured(check_id)
+        return (not result) if check_id in self._inverted else result
+
+    def _measured(self, check_id: str) -> bool:
         if check_id in self._calculated:
             children, threshold = self._calculated[check_id]
             return sum(1 for c in children if self.healthy(c)) >= threshold
         if check_id in self._control_checks:
             return self.control_state(check_id) == "On"
+        if check_id in self._metric_checks:
+            return self._metric_health(check_id)
         for c in self._checkers:
             if check_id in c.specs:
                 return c.healthy(check_id)
         return True
 
+    def _metric_health(self, check_id: str, max_age: float = 0.2) -> bool:
+        alarm = self._metric_checks[check_id]
+        state = None
+        if alarm is not None:
+            key = (alarm.region, alarm.name)
+            at, state = self._alarm_read.get(key, (-1.0, None))
+            if time.monotonic() - at > max_age:  # read outside the records' lock: answers never wait on it
+                try:
+                    state = self.alarm_state(alarm.region, alarm.name)
+                except Exception:  # noqa: BLE001 - an unreadable alarm is insufficient data
+                    state = None
+                self._alarm_read[key] = (time.monotonic(), state)
+        last = self._last_known.get(check_id)
+        ok = alarm_health(state, alarm.insufficient if alarm else "LastKnownStatus", last)
+        if state in ("OK", "ALARM"):
+            self._last_known[check_id] = ok
+        previous = self._metric_status.get(check_id)
+        self._metric_status[check_id] = ok
+        if previous is not None and previous != ok:  # the first status is no transition
+            self._metric_transitions.append(HealthTransition(time.time(), check_id,
+                                                             f"alarm {alarm.name if alarm else '?'}", ok))
+        return ok
+
     def healthy_endpoint(self, fqdn: str) -> bool:
-        """Every check probing `fqdn` is healthy (as Route 53 reports it now)."""
-        return all(c.healthy(cid) for c in self._checkers for cid, spec in c.specs.items() if spec.fqdn == fqdn)
+        """Every check probing `fqdn`, and the check of every record answering `fqdn`, is healthy (as
+        Route 53 reports it now): with the MQTT canary the record's check is a CALCULATED gate that
+        also needs the region's canary alarm OK."""
+        probing = all(c.healthy(cid) for c in self._checkers for cid, spec in c.specs.items() if spec.fqdn == fqdn)
+        return probing and all(self.healthy(r.health_check_id) for r in self.records()
+                               if r.value == fqdn and r.health_check_id)
 
     def transitions(self) -> list[HealthTransition]:
-        return sorted((t for c in self._checkers for t in c.transitions), key=lambda t: t.at)
+        return sorted([*(t for c in self._checkers for t in c.transitions), *self._metric_transitions],
+                      key=lambda t: t.at)
 
     def stop(self) -> None:
         for c in self._checkers:

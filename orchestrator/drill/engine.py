@@ -3,15 +3,21 @@
 `LocalEngine` implements the `Engine` protocol for `orchestrate drill --local`: `up` evaluates the
 stack's program exactly as `orchestrate plan` does (Pulumi mocks, the same config the orchestrator
 wrote) and then makes what the provider would make, in the local world's AWS (moto):
-- region stacks: the data-lake bucket (versioned) and the IoT domain configuration for the domain;
-- the DNS stack: every `aws.route53.HealthCheck` (TCP, RECOVERY_CONTROL, CALCULATED) and
+- region stacks: the data-lake bucket (versioned), the IoT domain configuration for the domain, and
+  the MQTT canary's thing, policy and certificate (registered without a CA from a key made here: the
+  drill's brokers trust registered certificates, and the drill's canary needs the private key,
+  `canary_keys`) and its metric alarm (created as the program declares it, then set to
+  INSUFFICIENT_DATA, the state CloudWatch gives a new alarm; moto says OK). The canary function and
+  its schedule are not made: the drill runs the canary itself (`drill/cloudwatch.py`);
+- the DNS stack: every `aws.route53.HealthCheck` (TCP, RECOVERY_CONTROL, CLOUDWATCH_METRIC, CALCULATED) and
   `aws.route53.Record` the program declares, with its TTL, set identifier, routing policy and health
   check; a record set is UPSERTed when it keeps its set identifier, CREATEd when new and DELETEd when
   the program no longer declares it (what terraform-provider-aws sends for `aws_route53_record`);
   with `failover_control: arc`, its routing controls and safety rules are registered with the local
   ARC cluster (`drill/arc.py`, standing in for ARC's control plane) and the stack's cluster
-  endpoints are that cluster's. moto keeps no `RoutingControlArn` on a health check, so the engine
-  remembers which check watches which routing control (`control_checks`) for the DNS server;
+  endpoints are that cluster's. moto keeps no `RoutingControlArn` and no `AlarmIdentifier` on a
+  health check, so the engine remembers which check watches which routing control (`control_checks`)
+  and which alarm (`alarm_checks`) for the DNS server;
 - the replication stack: the primary bucket's replication rules.
 So the lifecycle (promote-secondary, failover, failback) runs its own code, verification included,
 and the drill's DNS server answers from what the DNS program declared. Nothing here is Pulumi's
@@ -41,12 +47,17 @@ from orchestrator.engine.types import Outcome as O  # noqa: N817 - short in the 
 
 if TYPE_CHECKING:  # pragma: no cover
     from orchestrator.drill.arc import ArcCluster
+    from orchestrator.drill.dns import AlarmRef
+    from orchestrator.drill.pki import KeyPair
 
 NS = "iot-platform:"
 RECORD = "aws:route53/record:Record"
 HEALTH_CHECK = "aws:route53/healthCheck:HealthCheck"
 ROUTING_CONTROL = "aws:route53recoverycontrol/routingControl:RoutingControl"
 SAFETY_RULE = "aws:route53recoverycontrol/safetyRule:SafetyRule"
+METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+IOT_THING = "aws:iot/thing:Thing"
+IOT_POLICY = "aws:iot/policy:Policy"
 
 
 class LocalEngine:
@@ -55,6 +66,8 @@ class LocalEngine:
         self.zone_id = zone_id
         self.arc = arc  # the local ARC cluster (failover_control: arc), else None
         self.control_checks: dict[str, str] = {}  # real RECOVERY_CONTROL check id -> routing control ARN
+        self.alarm_checks: dict[str, AlarmRef] = {}  # real CLOUDWATCH_METRIC check id -> its alarm
+        self.canary_keys: dict[str, tuple[str, KeyPair]] = {}  # region -> (canary thing, its key pair)
         self._outputs: dict[str, dict[str, OutputValue]] = {}
         self._checks: dict[str, tuple[str, str]] = {}  # logical name -> (inputs digest, real id)
         self._lock = threading.Lock()
@@ -74,6 +87,7 @@ class LocalEngine:
                 outputs = dict(evaluation.outputs)
                 if spec.kind == "region":
                     self._region(spec, outputs)
+                    self._canary(spec, evaluation.resources)
                 elif spec.kind == "dns":
                     outputs = self._dns(spec, evaluation.resources, outputs, answered.states)
                 else:
@@ -138,6 +152,45 @@ class LocalEngine:
             iot.create_domain_configuration(domainConfigurationName=name, domainName=spec.config[NS + "domain"],
                                             serverCertificateArns=[outputs["certificateArn"]], serviceType="DATA")
 
+    def _canary(self, spec: StackSpec, resources: Any) -> None:
+        """The region's MQTT canary thing, policy, certificate and alarm (programs/canary.py)."""
+        region = spec.region
+        by_type: dict[str, list[dict[str, Any]]] = {}
+        for res in resources:
+            by_type.setdefault(res.type, []).append(dict(res.inputs))
+        alarms = by_type.get(METRIC_ALARM, [])
+        if not alarms:
+            return
+        iot = client(self.ctx, "iot", region)
+        thing = next(t["name"] for t in by_type.get(IOT_THING, []) if "-canary-" in t["name"])
+        policy = next(p for p in by_type.get(IOT_POLICY, []) if p["name"] == thing)
+        if region not in self.canary_keys:
+            from orchestrator.drill import pki
+
+            keys = pki.device_certificate(thing)
+            iot.create_thing(thingName=thing)
+            iot.create_policy(policyName=policy["name"], policyDocument=policy["policy"])
+            cert = iot.register_certificate_without_ca(certificatePem=keys.cert_pem, status="ACTIVE")
+            iot.attach_policy(policyName=policy["name"], target=cert["certificateArn"])
+            iot.attach_thing_principal(thingName=thing, principal=cert["certificateArn"])
+            self.canary_keys[region] = (thing, keys)
+        cloudwatch = client(self.ctx, "cloudwatch", region)
+        for a in alarms:
+            known = cloudwatch.describe_alarms(AlarmNames=[a["name"]])["MetricAlarms"]
+            cloudwatch.put_metric_alarm(
+                AlarmName=a["name"], AlarmDescription=a.get("alarmDescription", ""), Namespace=a["namespace"],
+                MetricName=a["metricName"], Dimensions=[{"Name": k, "Value": v} for k, v in
+                                                        sorted(dict(a.get("dimensions") or {}).items())],
+                Statistic=a["statistic"], Period=int(a["period"]), EvaluationPeriods=int(a["evaluationPeriods"]),
+                DatapointsToAlarm=int(a.get("datapointsToAlarm") or a["evaluationPeriods"]),
+                Threshold=float(a["threshold"]), ComparisonOperator=a["comparisonOperator"],
+                TreatMissingData=a.get("treatMissingData") or "missing")
+            # CloudWatch starts a new alarm in INSUFFICIENT_DATA and leaves an updated alarm's state
+            # unchanged (PutMetricAlarm); moto puts either in OK
+            state = known[0]["StateValue"] if known else "INSUFFICIENT_DATA"
+            cloudwatch.set_alarm_state(AlarmName=a["name"], StateValue=state,
+                                       StateReason="updated: state kept" if known else "new alarm: no data yet")
+
     def _replication(self, spec: StackSpec) -> None:
         apply_replication_rules(self.ctx, spec)
 
@@ -160,6 +213,13 @@ class LocalEngine:
                 self._checks[res.name] = known
                 if inputs["type"] == "RECOVERY_CONTROL":
                     self.control_checks[known[1]] = str(inputs["routingControlArn"])
+                if inputs["type"] == "CLOUDWATCH_METRIC":
+                    from orchestrator.drill.dns import AlarmRef
+
+                    self.alarm_checks[known[1]] = AlarmRef(str(inputs["cloudwatchAlarmRegion"]),
+                                                           str(inputs["cloudwatchAlarmName"]),
+                                                           str(inputs.get("insufficientDataHealthStatus")
+                                                               or "LastKnownStatus"))
             real_ids[str(states[(HEALTH_CHECK, res.name)]["id"])] = known[1]
         mock_ids = dict(outputs.get("healthCheckIds") or {})
         desired: list[dict[str, Any]] = []
@@ -229,9 +289,14 @@ def _check_config(inputs: Mapping[str, Any], real_ids: Mapping[str, str]) -> dic
     kind = inputs["type"]
     if kind == "RECOVERY_CONTROL":
         return {"Type": kind, "RoutingControlArn": inputs["routingControlArn"]}
+    if kind == "CLOUDWATCH_METRIC":  # the region's MQTT canary alarm (programs/canary.py)
+        return {"Type": kind, "AlarmIdentifier": {"Region": inputs["cloudwatchAlarmRegion"],
+                                                  "Name": inputs["cloudwatchAlarmName"]},
+                "InsufficientDataHealthStatus": inputs.get("insufficientDataHealthStatus") or "LastKnownStatus"}
     if kind == "CALCULATED":
         return {"Type": kind, "HealthThreshold": int(inputs["childHealthThreshold"]),
-                "ChildHealthChecks": [real_ids[c] for c in inputs["childHealthchecks"]]}
+                "ChildHealthChecks": [real_ids[c] for c in inputs["childHealthchecks"]],
+                **({"Inverted": True} if inputs.get("invertHealthcheck") else {})}
     return {"Type": kind, "FullyQualifiedDomainName": inputs["fqdn"], "Port": int(inputs["port"]),
             "RequestInterval": int(inputs["requestInterval"]), "FailureThreshold": int(inputs["failureThreshold"])}
 

@@ -2,12 +2,16 @@
 
 The world: a moto server (the AWS APIs), the real programs applied to it by `LocalEngine`, one
 mosquitto per region on its own loopback address, the DNS server answering from the DNS stack's
-records with Route 53's rules and real health checks, the devices, and the regions' shadow
-services. The orchestrator's own lifecycle (promote-secondary, failover, failback) moves traffic,
-through the same code as `orchestrate promote-secondary/failover/failback`.
+records with Route 53's rules and real health checks, each region's MQTT canary (the probe its
+scheduled function runs in AWS, once per scaled minute against that region's broker, feeding the
+region's alarm, which `drill/cloudwatch.py` evaluates because moto does not; the CLOUDWATCH_METRIC
+half of each record's health check follows it), the devices, and the regions' shadow services.
+The orchestrator's own lifecycle (promote-secondary, failover, failback) moves traffic, through the
+same code as `orchestrate promote-secondary/failover/failback`.
 
 Timeline: set-up (stacks up, devices registered in the primary, promotion: registry sync,
-replication, DNS) -> brokers, DNS and devices start -> warm-up -> the kill -> health checks and
+replication, DNS) -> brokers, canaries, DNS and devices start -> warm-up (until both canary alarms
+are OK) -> the kill -> health checks and
 TTL move the devices -> `failover` (records follow the outage) -> the region comes back ->
 `failback` -> devices stop -> measurements.
 """
@@ -137,6 +141,7 @@ class LocalDrill:
     def _run(self, cleanup: ExitStack, primary: str, secondary: str, killed: str, survivor: str) -> DrillResult:
         from orchestrator.drill import pki
         from orchestrator.drill.broker import BrokerSpec, TrustStore, mosquitto_binary
+        from orchestrator.drill.cloudwatch import DrillCanary
         from orchestrator.drill.dns import DnsServer, Route53Answers, query
         from orchestrator.drill.engine import LocalEngine
         from orchestrator.drill.fleet import Device, Fleet
@@ -243,6 +248,13 @@ class LocalDrill:
         for s in services.values():
             cleanup.callback(s.stop)
             s.start()
+        # the MQTT canary of each region (what its scheduled function does in AWS), feeding its alarm
+        cloudwatch = {r: client(aws, "cloudwatch", r) for r in regions}  # made once: DNS reads alarms per answer
+        canary = DrillCanary(DRILL_ENV, domain, [_canary_target(engine, r, addresses[r], tls_port, ca.cert_pem,
+                                                                cloudwatch[r]) for r in regions],
+                             opts.time_scale)
+        cleanup.callback(canary.stop)
+        canary.start()
 
         # 4. DNS from the DNS stack's records, the devices' resolvers
         sources = {r: f"127.0.1.{1 + i}" for i, r in enumerate(regions)}
@@ -250,7 +262,9 @@ class LocalDrill:
                                  opts.time_scale, lambda client_region, record_region: 0.0
                                  if client_region == record_region else 1.0,
                                  control_state=lambda check_id: arc.states().get(
-                                     engine.control_checks.get(check_id, "")) if arc else None)
+                                     engine.control_checks.get(check_id, "")) if arc else None,
+                                 alarm_of=engine.alarm_checks.get,
+                                 alarm_state=lambda region, name: _alarm_state(cloudwatch[region], name))
         cleanup.callback(answers.stop)
         dns = DnsServer(answers, {v: k for k, v in sources.items()})
         dns.start()
@@ -296,6 +310,10 @@ class LocalDrill:
         time.sleep(TELEMETRY_WARM_UP * opts.publish_interval)
         _wait(lambda: all(d.log.last_report_accepted is not None for d in devices), 20 + opts.devices * 0.2,
               "not every device's shadow report was accepted during the warm-up")
+        # Route 53 sends traffic to a region only while its canary alarm is OK: both must be before the kill
+        _wait(lambda: set(canary.states().values()) == {"OK"}, 10 + 4 * canary.interval,
+              "the MQTT canary alarms did not reach OK during the warm-up: "
+              f"{canary.states()} (canary runs: {canary.results[-4:]})")
         before = {d.thing: d.region for d in devices}
 
         # 5. the outage
@@ -327,7 +345,8 @@ class LocalDrill:
             self.notify(f"drill: {killed} comes back; failback")
             start_broker(killed)
             # as the runbook says: fail back once the region's health check is healthy again
-            _wait(lambda: answers.healthy_endpoint(endpoints[killed]), 10 + 60 * opts.time_scale * 2, None)
+            # (TCP check and canary alarm: the alarm needs two good canary periods after the broker is back)
+            _wait(lambda: answers.healthy_endpoint(endpoints[killed]), 10 + 60 * opts.time_scale * 5, None)
             if steps[-1].ok and steps[-1].seconds > 0:
                 steps.append(self._step("failback", lambda: Lifecycle(dctx, sync_rate=1000).failback(killed)))
                 answer = query(("127.0.0.1", dns.port), domain, sources[killed])[0]
@@ -371,7 +390,7 @@ class LocalDrill:
             dns=tuple(answers.changes), samples=tuple(samples), refused_unregistered=refused, control=control,
             scaled={"time_scale": opts.time_scale, "health_check_interval_s": 30 * opts.time_scale,
                     "failure_threshold": 3, "ttl_s": ttl_s, "tls_port": tls_port,
-                    "connect_quota_per_s": opts.connect_quota},
+                    "connect_quota_per_s": opts.connect_quota, "canary_period_s": canary.interval},
             admission={r: dict(vars(c)) for r, c in admission.counts.items()})
 
     def _step(self, operation: str, call: Callable[[], Any]) -> StepRecord:
@@ -429,6 +448,34 @@ class LocalDrill:
             shadow_desired_found=arrival[3] if arrival else None, shadow_restored=restored,
             landed_where_acked=landing.landed_where_acked, landed_elsewhere=landing.landed_elsewhere,
             acked_never_landed=landing.acked_never_landed)
+
+
+def _alarm_state(cloudwatch: Any, name: str) -> str | None:
+    found = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+    return str(found[0]["StateValue"]) if found else None
+
+
+def _canary_target(engine: Any, region: str, address: str, port: int, ca_pem: str, cloudwatch: Any) -> Any:
+    """The drill's canary of `region`: its broker's TLS listener, as the canary thing the engine registered."""
+    import os
+    import ssl
+    import tempfile
+
+    from orchestrator.drill.cloudwatch import CanaryTarget
+    from programs.contract import CanaryNames
+
+    thing, keys = engine.canary_keys[region]
+    names = CanaryNames.of(DRILL_ENV, region)
+    tls = ssl.create_default_context(cadata=ca_pem)
+    tls.minimum_version = ssl.TLSVersion.TLSv1_2
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = os.path.join(tmp, "c.pem"), os.path.join(tmp, "k.pem")
+        with open(cert, "w") as f:
+            f.write(keys.cert_pem)
+        with open(os.open(key, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(keys.key_pem)
+        tls.load_cert_chain(cert, key)
+    return CanaryTarget(region, address, port, thing, names.topic_prefix, tls, cloudwatch, names.alarm)
 
 
 def _wait(cond: Callable[[], bool], timeout: float, error: str | None) -> bool:

@@ -66,7 +66,10 @@ def markdown(result: DrillResult, picture: str | None = None) -> str:
         f"TTL {r.scaled.get('ttl_s', 0):g} s (Route 53 as the DNS program declares it: 30 s, 3, 60 s). "
         "Device backoff is the SDK's own, unscaled (full jitter, 1 s to 120 s). Brokers and health checks on "
         f"port {r.scaled.get('tls_port', 0):g}" + (" (as in AWS)." if r.scaled.get("tls_port") == 443 else
-                                                   " (AWS: 443, which this user may not bind here)."),
+                                                   " (AWS: 443, which this user may not bind here).")
+        + (f" Each region's MQTT canary runs every {r.scaled['canary_period_s']:g} s (AWS: every minute) and its "
+           "alarm needs 2 failed periods; a record's health check is its TCP check and that alarm together."
+           if r.scaled.get("canary_period_s") else ""),
         "",
         "## At Route 53's real intervals (on paper, same model)",
         "",

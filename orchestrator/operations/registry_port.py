@@ -52,8 +52,11 @@ class RegistryPort:
         if not report.ok:
             prefix = f"registry sync {src} -> {dst}: "  # said once, not again inside each error
             first = "; ".join(str(e).removeprefix(prefix) for e in report.errors[:3])
+            check = report.verification
+            unequal = (f", {check.remaining} not equal when read back (first: {', '.join(check.first[:3])})"
+                       if check is not None and not check.ok else "")
             raise OperationFailed(f"registry sync {src} -> {dst}: {len(report.errors)} errors, "
-                                  f"{report.blocked} blocked ({first})")
+                                  f"{report.blocked} blocked ({first}){unequal}")
         return dict(report.to_json())
 
     def verify(self, src: str, dst: str) -> dict[str, int]:

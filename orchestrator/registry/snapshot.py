@@ -568,7 +568,9 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True)
             if thing in thing_names:  # moto keeps deleted things in their groups; AWS lags a bit
                 membership.setdefault(thing, []).append(group)
 
-    return RegistrySnapshot(
+    from orchestrator.registry.regional import without_regional  # a region's own canary is not fleet
+
+    return without_regional(RegistrySnapshot(
         region=region,
         thing_types=tuple(sorted(types, key=lambda t: t.name)),
         thing_groups=tuple(sorted(groups, key=lambda g: g.name)),
@@ -593,7 +595,7 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True)
                              if not g.dynamic and ("list_things_in_thing_group", g.name) not in partial),
             policy_versions=frozenset(p.name for p in policies if p.versions is not None),
         ),
-    )
+    ))
 
 
 def policy_versions(caller: Caller, name: str, *, default: tuple[str | None, str] | None = None

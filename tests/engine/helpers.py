@@ -169,3 +169,15 @@ def moto_post(url: str, timeout: float = 5.0) -> int:
 def reset_moto(url: str) -> None:
     """Empty every region of the moto server."""
     assert moto_post(f"{url}/moto-api/reset") == 200
+
+
+def gate_children(checks: dict[str, Any], gate_id: str, env: str = "dev") -> tuple[str, str]:
+    """A record's health check is the CALCULATED gate over its region's TCP check and MQTT canary
+    alarm check (programs/dns.py): (the TCP check's fqdn, the alarm the other child watches)."""
+    gate = checks[gate_id]
+    assert gate["type"] == "CALCULATED" and gate["childHealthThreshold"] == 2, gate
+    kids = {checks[c]["type"]: checks[c] for c in gate["childHealthchecks"]}
+    assert set(kids) == {"TCP", "CLOUDWATCH_METRIC"}, kids
+    metric = kids["CLOUDWATCH_METRIC"]
+    assert metric["insufficientDataHealthStatus"] == "Unhealthy"
+    return kids["TCP"]["fqdn"], metric["cloudwatchAlarmName"]

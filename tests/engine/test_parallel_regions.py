@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import yaml
 
-from tests.engine.helpers import OrchestrateProject, dev_topology
+from tests.engine.helpers import OrchestrateProject, dev_topology, gate_children
 
 REGIONS = ["eu-west-1", "eu-central-1", "eu-north-1"]
 STACKS = [f"dev-region-{r}" for r in REGIONS]
@@ -75,8 +75,8 @@ def test_up_all_three_regions_in_parallel_stay_consistent(make_project, moto_ser
         region = record["setIdentifier"]
         assert record["latencyRoutingPolicies"] == [{"region": region}]
         assert record["records"] == [endpoints[region]]
-        assert checks[record["healthCheckId"]]["fqdn"] == endpoints[region]
-    assert len(checks) == 3
+        assert gate_children(checks, record["healthCheckId"]) == (endpoints[region], f"iot-dev-canary-{region}-mqtt")
+    assert len(checks) == 9  # per region: TCP, canary alarm, the CALCULATED gate the record uses
 
     # replication: the primary lake to both secondaries
     replication = project.resources("dev-replication")

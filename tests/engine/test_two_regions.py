@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.engine.helpers import OrchestrateProject, dev_topology, reset_moto
+from tests.engine.helpers import OrchestrateProject, dev_topology, gate_children, reset_moto
 
 PRIMARY, SECONDARY, NEW = "eu-west-1", "eu-central-1", "eu-north-1"
 REGION_STACKS = [f"dev-region-{PRIMARY}", f"dev-region-{SECONDARY}"]
@@ -120,8 +120,11 @@ def test_up_all_brings_the_replication_stack_up(env2: Env2) -> None:
     assert records["secondary"]["failoverRoutingPolicies"] == [{"type": "SECONDARY"}]
     assert records["primary"]["records"] == [primary["iotEndpoint"]]
     assert records["secondary"]["records"] == [secondary["iotEndpoint"]]
-    checks = {r["id"] for r in dns if r["type"] == "aws:route53/healthCheck:HealthCheck"}
-    assert {rec["healthCheckId"] for rec in records.values()} == checks and len(checks) == 2
+    checks = {r["id"]: r["outputs"] for r in dns if r["type"] == "aws:route53/healthCheck:HealthCheck"}
+    assert len(checks) == 6  # per region: TCP, canary alarm, the CALCULATED gate the record uses
+    for role, region, out in (("primary", PRIMARY, primary), ("secondary", SECONDARY, secondary)):
+        assert gate_children(checks, records[role]["healthCheckId"]) == (
+            out["iotEndpoint"], f"iot-dev-canary-{region}-mqtt")
 
 
 def test_preview_markdown_of_a_topology_change_names_changes_and_placeholders(env2: Env2) -> None:

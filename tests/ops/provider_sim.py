@@ -85,6 +85,10 @@ def _check_config(inputs: dict[str, Any]) -> dict[str, Any]:
                 "HealthThreshold": int(inputs["childHealthThreshold"])}
     if kind == "RECOVERY_CONTROL":
         return {"Type": kind, "RoutingControlArn": inputs["routingControlArn"]}
+    if kind == "CLOUDWATCH_METRIC":  # the region's MQTT canary alarm (programs/canary.py)
+        return {"Type": kind, "AlarmIdentifier": {"Region": inputs["cloudwatchAlarmRegion"],
+                                                  "Name": inputs["cloudwatchAlarmName"]},
+                "InsufficientDataHealthStatus": inputs.get("insufficientDataHealthStatus") or "LastKnownStatus"}
     return {"Type": kind, "FullyQualifiedDomainName": inputs["fqdn"], "Port": int(inputs.get("port") or 443),
             "RequestInterval": int(inputs.get("requestInterval") or 30),
             "FailureThreshold": int(inputs.get("failureThreshold") or 3)}

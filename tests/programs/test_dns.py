@@ -33,7 +33,7 @@ def test_single_is_one_plain_cname_to_the_primary_without_health_check() -> None
 def test_failover_is_primary_and_secondary_each_with_its_own_tcp_health_check() -> None:
     ev = dns_eval("failover", (PRIMARY, SECONDARY))
     assert Counter(r.type for r in ev.resources) == Counter(
-        {"iotplatform:dns:GlobalDns": 1, RECORD: 2, CHECK: 2})
+        {"iotplatform:dns:GlobalDns": 1, RECORD: 2, CHECK: 6})  # per region: TCP, canary alarm, both
     records = {r.inputs["setIdentifier"]: r.inputs for r in ev.of_type(RECORD)}
     assert records["primary"]["failoverRoutingPolicies"] == [{"type": "PRIMARY"}]
     assert records["secondary"]["failoverRoutingPolicies"] == [{"type": "SECONDARY"}]
@@ -44,7 +44,7 @@ def test_failover_is_primary_and_secondary_each_with_its_own_tcp_health_check() 
         assert record["type"] == "CNAME" and record["name"] == DOMAIN and record["ttl"] == 60
         assert record["records"] == [ats_endpoint(region)]
         assert record["healthCheckId"] == ids[region]
-    for check in ev.of_type(CHECK):
+    for check in (c for c in ev.of_type(CHECK) if c.inputs["type"] == "TCP"):
         c = check.inputs
         assert (c["type"], c["port"], c["failureThreshold"], c["requestInterval"]) == ("TCP", 443, 3, 30)
         assert c["fqdn"] in {ats_endpoint(PRIMARY), ats_endpoint(SECONDARY)}
@@ -56,7 +56,7 @@ def test_latency_is_one_record_per_region_each_checked() -> None:
     regions = (PRIMARY, SECONDARY, THIRD)
     ev = dns_eval("latency", regions)
     assert Counter(r.type for r in ev.resources)[RECORD] == 3
-    assert Counter(r.type for r in ev.resources)[CHECK] == 3
+    assert Counter(r.type for r in ev.resources)[CHECK] == 9  # per region: TCP, canary alarm, both
     ids = ev.outputs["healthCheckIds"]
     for record in ev.of_type(RECORD):
         region = record.inputs["setIdentifier"]
@@ -172,7 +172,7 @@ def test_arc_is_a_cluster_a_panel_a_control_per_region_and_an_at_least_one_on_ru
     ev = arc_eval("failover", (PRIMARY, SECONDARY))
     kinds = Counter(r.type for r in ev.resources)
     assert (kinds[CLUSTER], kinds[PANEL], kinds[CONTROL], kinds[RULE]) == (1, 1, 2, 1)
-    assert kinds[CHECK] == 6  # per region: TCP, RECOVERY_CONTROL, CALCULATED
+    assert kinds[CHECK] == 8  # per region: TCP, canary alarm, RECOVERY_CONTROL, CALCULATED
     assert ev.one(PANEL).inputs["name"] == "iot-dev"
     controls = {r.inputs["name"]: r for r in ev.of_type(CONTROL)}
     assert set(controls) == {f"iot-dev-{PRIMARY}", f"iot-dev-{SECONDARY}"}
@@ -190,15 +190,18 @@ def test_arc_is_a_cluster_a_panel_a_control_per_region_and_an_at_least_one_on_ru
     assert ev.outputs["safetyRule"] == {"threshold": 1, "waitPeriodMs": rule["waitPeriodMs"]}
 
 
-def test_arc_records_use_a_calculated_check_healthy_only_when_endpoint_and_control_are() -> None:
+def test_arc_records_use_a_calculated_check_healthy_only_when_endpoint_mqtt_and_control_are() -> None:
     ev = arc_eval("failover", (PRIMARY, SECONDARY))
     checks = {r.name: r.inputs for r in ev.of_type(CHECK)}
     ids = ev.outputs["healthCheckIds"]
     for role, region in (("primary", PRIMARY), ("secondary", SECONDARY)):
         record = next(r.inputs for r in ev.of_type(RECORD) if r.inputs["setIdentifier"] == role)
         gate = checks[f"iot-dev-dns-gate-{region}"]
-        assert gate["type"] == "CALCULATED" and gate["childHealthThreshold"] == 2
-        assert len(gate["childHealthchecks"]) == 2
+        assert gate["type"] == "CALCULATED" and gate["childHealthThreshold"] == 3
+        assert len(gate["childHealthchecks"]) == 3
+        assert checks[f"iot-dev-dns-canary-check-{region}"]["type"] == "CLOUDWATCH_METRIC"
+        assert {f"iot-dev-dns-{kind}-{region}" for kind in ("health", "control-check", "canary-check")} <= set(
+            ev.named(f"iot-dev-dns-gate-{region}").depends_on)
         assert record["healthCheckId"] == ids[region]
         switch = checks[f"iot-dev-dns-control-check-{region}"]
         assert switch["type"] == "RECOVERY_CONTROL"

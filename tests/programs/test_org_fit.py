@@ -21,7 +21,7 @@ TAGS = {"CostCenter": "cc-4711", "Owner": "platform-team"}
 def test_every_region_role_has_the_boundary_and_path() -> None:
     ev = evaluate(replace(region_args(PRIMARY), iam=IAM), stack="dev-region-eu-west-1")
     roles = ev.of_type(ROLE)
-    assert len(roles) == 3
+    assert len(roles) == 4  # rule, rule errors, firehose, MQTT canary
     for role in roles:
         assert role.inputs["path"] == "/platform/iot/", role.name
         assert role.inputs["permissionsBoundary"] == BOUNDARY, role.name

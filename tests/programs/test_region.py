@@ -33,7 +33,7 @@ REGION_INVENTORY = Counter({
     "aws:iot/thingGroup:ThingGroup": 2,
     "aws:iot/eventConfigurations:EventConfigurations": 1,
     "aws:iot/indexingConfiguration:IndexingConfiguration": 1,
-    "aws:iot/policy:Policy": 1,
+    "aws:iot/policy:Policy": 2,  # devices, the MQTT canary thing
     "aws:s3/bucket:Bucket": 1,
     "aws:s3/bucketVersioning:BucketVersioning": 1,
     "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": 1,
@@ -43,9 +43,22 @@ REGION_INVENTORY = Counter({
     "aws:s3/bucketPolicy:BucketPolicy": 1,
     "aws:kinesis/stream:Stream": 1,
     "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream": 1,
-    "aws:iam/role:Role": 3,  # rule, rule error action, firehose
-    "aws:iam/rolePolicy:RolePolicy": 3,
+    "aws:iam/role:Role": 4,  # rule, rule error action, firehose, MQTT canary
+    "aws:iam/rolePolicy:RolePolicy": 4,
     "aws:iot/topicRule:TopicRule": 1,
+    # the MQTT canary (programs/canary.py; tests/programs/test_canary.py)
+    "aws:iot/thing:Thing": 1,
+    "aws:iot/certificate:Certificate": 1,
+    "aws:iot/policyAttachment:PolicyAttachment": 1,
+    "aws:iot/thingPrincipalAttachment:ThingPrincipalAttachment": 1,
+    "aws:secretsmanager/secret:Secret": 1,
+    "aws:secretsmanager/secretVersion:SecretVersion": 1,
+    "aws:cloudwatch/logGroup:LogGroup": 1,
+    "aws:lambda/function:Function": 1,
+    "aws:cloudwatch/eventRule:EventRule": 1,
+    "aws:lambda/permission:Permission": 1,
+    "aws:cloudwatch/eventTarget:EventTarget": 1,
+    "aws:cloudwatch/metricAlarm:MetricAlarm": 1,
 })
 VALIDATION_RECORD = "aws:route53/record:Record"
 
@@ -137,7 +150,7 @@ def test_registry_types_groups_with_parent_events_and_indexing(primary: Evaluati
 # -- device policy --------------------------------------------------------------------------------
 
 def _device_policy(ev: Evaluation) -> dict:
-    return policy_of(ev.one("aws:iot/policy:Policy"))
+    return policy_of(ev.named(f"iot-dev-{ev.stack.rsplit('-region-', 1)[1]}-device-policy"))
 
 
 def test_device_policy_is_least_privilege(primary: Evaluation) -> None:
@@ -170,7 +183,8 @@ def test_device_policy_is_region_neutral_and_identical_in_every_region(
     for arn in policies.resources_of(_device_policy(primary)):
         assert arn.split(":")[3:5] == ["*", "*"], arn
     assert _device_policy(primary) == _device_policy(secondary)
-    names = {ev.one("aws:iot/policy:Policy").inputs["name"] for ev in (primary, secondary)}
+    names = {ev.named(f"{ev.one('iotplatform:region:IotRegion').name}-device-policy").inputs["name"]
+             for ev in (primary, secondary)}
     assert names == {"iot-dev-device"}
 
 
@@ -315,7 +329,11 @@ def test_every_regional_resource_is_placed_with_region_argument(primary: Evaluat
 
 
 # inputs that carry the region because a name was derived from the region parameter
-DERIVED_FROM_REGION = {"region", "name", "bucketPrefix", "bucket", "bucketName", "streamName", "role"}
+DERIVED_FROM_REGION = {"region", "name", "bucketPrefix", "bucket", "bucketName", "streamName", "role",
+                       # the MQTT canary's own region, client id and topic, its alarm's dimension
+                       "CANARY_REGION", "CANARY_CLIENT_ID", "CANARY_TOPIC_PREFIX", "Region",
+                       "description", "alarmDescription", "thing", "policy", "function", "rule",
+                       "aws:RequestedRegion"}
 
 
 def test_no_region_is_baked_into_the_program() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.readiness.model import Verdict, not_applicable, not_ready, ready, rule, unknown
-from orchestrator.readiness.probe import Probe, Unreadable, aws_read, not_found, plain
+from orchestrator.readiness.probe import Probe, Unreadable, not_found, plain
 
 
 def _dns(probe: Probe) -> dict[str, Any]:
@@ -24,21 +24,31 @@ def health_check(probe: Probe, region: str) -> Verdict:
     if not check_id:
         return not_ready(f"the DNS stack exports no health check for {region}", "orchestrate up --all")
     r53 = probe.client("route53", "us-east-1")
+    from orchestrator.readiness.healthcheck import ENDPOINT_TYPES, read_check
+    from programs.contract import CanaryNames
+
     try:
-        aws_read(f"GetHealthCheck {check_id}", lambda: r53.get_health_check(HealthCheckId=check_id))
-        got = aws_read(f"GetHealthCheckStatus {check_id}", lambda: r53.get_health_check_status(HealthCheckId=check_id))
+        reading, _children = read_check(r53, check_id, lambda r: probe.client("cloudwatch", r),
+                                        (region, CanaryNames.of(probe.env, region).alarm))
     except Unreadable as exc:
         if not_found(exc):
             return not_ready(f"health check {check_id} does not exist", "orchestrate up --all")
         return unknown(str(exc))
-    observations = got.get("HealthCheckObservations") or []
-    if not observations:
-        return unknown(f"health check {check_id}: no checker observations (calculated or ARC-backed check)")
-    bad = [o for o in observations if not str((o.get("StatusReport") or {}).get("Status", "")).startswith("Success")]
-    if len(bad) * 2 >= len(observations):
-        return not_ready(f"health check {check_id}: {len(bad)} of {len(observations)} checkers fail",
-                         f"orchestrate status; check the endpoint of {region}")
-    return ready(f"health check {check_id}: {len(observations) - len(bad)} of {len(observations)} checkers healthy")
+    if reading.kind != "CALCULATED":
+        detail = reading.detail.split(": ", 1)[-1]
+        if reading.healthy is None:
+            return unknown(f"health check {check_id}: {detail}")
+        if not reading.healthy:
+            endpoint_fix = f"orchestrate status; check the endpoint of {region}"
+            return not_ready(f"health check {check_id}: {detail}",
+                             endpoint_fix if reading.kind in ENDPOINT_TYPES else reading.fix or endpoint_fix)
+        return ready(f"health check {check_id}: {detail}")
+    # a CALCULATED gate (TCP + MQTT canary alarm [+ ARC routing control]): read through its children
+    if reading.healthy is None:
+        return unknown(reading.detail, reading.fix)
+    if not reading.healthy:
+        return not_ready(reading.detail, reading.fix or f"orchestrate status; check the endpoint of {region}")
+    return ready(reading.detail)
 
 
 def _wiring(probe: Probe) -> Any:

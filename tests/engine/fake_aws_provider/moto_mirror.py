@@ -275,6 +275,10 @@ def _health_config(props: dict[str, Any]) -> dict[str, Any]:
                 "HealthThreshold": int(props.get("childHealthThreshold") or 0)}
     if kind == "RECOVERY_CONTROL":
         return {"Type": kind, "RoutingControlArn": props.get("routingControlArn", "")}
+    if kind == "CLOUDWATCH_METRIC":  # the region's MQTT canary alarm (programs/canary.py)
+        return {"Type": kind, "AlarmIdentifier": {"Region": props.get("cloudwatchAlarmRegion", ""),
+                                                  "Name": props.get("cloudwatchAlarmName", "")},
+                "InsufficientDataHealthStatus": props.get("insufficientDataHealthStatus") or "LastKnownStatus"}
     return {
         "Type": kind,
         "FullyQualifiedDomainName": props.get("fqdn", ""),
