@@ -264,7 +264,7 @@ def test_an_environment_over_4_kb_even_packed_is_refused_naming_its_size() -> No
 # -- what AWS deploys, tested as deployed ---------------------------------------------------------
 def deployed_zip(ev: Evaluation) -> Path:
     fn = ev.named(f"{NAME}-function").inputs
-    path = Path(fn["code"].path)
+    path = Path(fn["code"]["fileArchive"])  # the mocks record a FileArchive by its path
     import base64
     import hashlib
 
