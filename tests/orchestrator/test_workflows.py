@@ -262,10 +262,19 @@ def test_apply_runs_on_main_per_environment_behind_approval() -> None:
     assert set(doc["on"]["push"]["paths"]) == PATHS
     assert doc["permissions"] == {}
     jobs = {name: job for name, job in doc["jobs"].items() if name.startswith("apply-")}
-    assert set(doc["jobs"]) == {"preview-passed", *jobs}
+    assert set(doc["jobs"]) == {"preview-passed", "preview-prod", *jobs}
     assert [j["environment"] for j in jobs.values()] == ["dev", "prod"]
     assert jobs["apply-dev"]["needs"] == "preview-passed"  # nothing applies before the gate
-    assert jobs["apply-prod"]["needs"] == "apply-dev"  # prod only after dev applied
+    # prod only after dev applied, and after a fresh prod preview the approver reads in the run
+    assert jobs["apply-prod"]["needs"] == ["apply-dev", "preview-prod"]
+    fresh = doc["jobs"]["preview-prod"]
+    assert fresh["needs"] == "apply-dev" and fresh["environment"] == "preview-prod"  # read-only, no approval
+    assert fresh["permissions"] == {"contents": "read", "id-token": "write"}
+    (aws,) = steps_using(fresh, "aws-actions/configure-aws-credentials")
+    assert aws["with"]["role-to-assume"] == "${{ vars.AWS_PREVIEW_ROLE_ARN }}"
+    assert 'orchestrate preview --env "$ENV_NAME" --all --format markdown --output preview.md' in run_lines(fresh)
+    assert 'cat preview.md >> "$GITHUB_STEP_SUMMARY"' in run_lines(fresh)
+    assert "orchestrate up" not in run_lines(fresh)
     for job in jobs.values():
         env = job["environment"]
         assert job["permissions"] == {"contents": "read", "id-token": "write"}
