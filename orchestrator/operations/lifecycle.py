@@ -383,6 +383,11 @@ class Lifecycle:
             detail = (f"; routing controls On: {', '.join(sorted(result.states))} (via {result.endpoint_region})"
                       f"{_waited(result)}")
         self.app.record_unrouted(after.unrouted)  # the promotion's DNS step marks the region routed
+        # The scheduled readiness check (declared by the replication stack, applied before DNS) reads
+        # the health checks and routing controls DNS has only now: applied again with them, so it
+        # checks what is live and `preview --expect-no-changes` agrees with what is deployed.
+        self._up(after, replication_stack(after))
+        detail += "; the scheduled readiness check re-wired to the new health checks"
         return f"DNS routes {before.domain} by {routing.value} to {', '.join(dns_targets(after))}{detail}"
 
     # -- ARC routing controls (data plane only) ------------------------------------------------

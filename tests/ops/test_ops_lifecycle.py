@@ -64,7 +64,9 @@ def test_promote_secondary_failover_end_to_end(run, engine, sim, project, iot, l
     result = run("promote-secondary", "--yes", "--region", DST, "--routing", "failover")
     assert result.exit_code == 0, result.output
     # stacks in the documented order: the new region, replication, then DNS last
-    assert engine.ops("up") == [("up", f"dev-region-{DST}"), ("up", "dev-replication"), ("up", "dev-dns")]
+    # the new region, replication, DNS; then replication again: its readiness check reads the new health checks
+    assert engine.ops("up") == [("up", f"dev-region-{DST}"), ("up", "dev-replication"), ("up", "dev-dns"),
+                                ("up", "dev-replication")]
     topo = topology(project)
     assert topo["secondaries"] == [DST] and topo["routing"] == "failover"
     assert dns(sim) == [("PRIMARY", stable_endpoint(SRC)), ("SECONDARY", stable_endpoint(DST))]
@@ -112,7 +114,8 @@ def test_failure_before_dns_leaves_dns_untouched_and_resumes(run, engine, sim, p
     second = run("promote-secondary", "--yes", "--region", DST)
     assert second.exit_code == 0, second.output
     assert "resuming the promotion" in second.stderr
-    assert engine.ops("up") == [("up", "dev-replication"), ("up", "dev-dns")]  # region stack not redone
+    assert engine.ops("up") == [("up", "dev-replication"), ("up", "dev-dns"),
+                                ("up", "dev-replication")]  # region stack not redone
 
 
 def test_failure_in_dns_puts_previous_records_back(run, engine, sim, project, live) -> None:  # noqa: ANN001
@@ -126,7 +129,8 @@ def test_failure_in_dns_puts_previous_records_back(run, engine, sim, project, li
     engine.calls.clear()
     again = run("promote-secondary", "--yes", "--region", DST)
     assert again.exit_code == 0, again.output
-    assert engine.ops("up") == [("up", "dev-dns")]
+    # DNS again, then replication (its readiness check reads the health checks DNS now has)
+    assert engine.ops("up") == [("up", "dev-dns"), ("up", "dev-replication")]
     assert dns(sim) == [("PRIMARY", stable_endpoint(SRC)), ("SECONDARY", stable_endpoint(DST))]
 
 
