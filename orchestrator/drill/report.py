@@ -104,12 +104,12 @@ def markdown(result: DrillResult, picture: str | None = None) -> str:
              r.component("backoff")),
         "",
     ]
-    at: dict[str, tuple[DeviceOutcome, list[str]]] = {}
+    at_p: dict[str, tuple[DeviceOutcome, list[str]]] = {}
     for p, name in ((50, "p50"), (95, "p95"), (100, "max")):
         d = device_at(r, p)
         if d is not None:
-            at.setdefault(d.thing, (d, []))[1].append(name)
-    for d, names in at.values():
+            at_p.setdefault(d.thing, (d, []))[1].append(name)
+    for d, names in at_p.values():
         which = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
         lines.append(f"- the device at the RTO {which}, {d.thing}: RTO {breakdown(d)}")
     lines += [
