@@ -197,7 +197,10 @@ def _bars(r: DrillResult, body: list[str], left: float, right: float, y: float) 
     put(left, y, "time away per device (seconds from the kill), slowest first", extra=' font-weight="bold"')
     y += 18
     lx = left
-    for label, colour in [(label, colour) for _, label, colour in SEGMENTS] + [("other", OTHER_COLOUR)]:
+    keys = [(label, colour) for _, label, colour in SEGMENTS]
+    if any(label == "other" for d in back[:MAX_BARS] for label, _, _ in segments(d)):
+        keys.append(("other", OTHER_COLOUR))
+    for label, colour in keys:
         body.append(f'<rect class="segment-key" x="{lx:.1f}" y="{y - 9:.1f}" width="10" height="10" fill="{colour}"/>')
         put(lx + 14, y, label)
         lx += 14 + len(label) * FONT * CHAR_WIDTH + 16

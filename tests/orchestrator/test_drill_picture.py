@@ -149,7 +149,7 @@ def test_one_bar_per_device_whose_segments_add_up_to_its_rto() -> None:
     rtos = [float(g.get("data-rto", 0)) for g in bars]
     assert rtos == sorted(rtos, reverse=True)  # slowest first
     keys = {"".join(t.itertext()) for t in _texts(root)}
-    assert {"detection", "DNS TTL", "backoff"} <= keys
+    assert {"detection", "DNS TTL", "backoff"} <= keys and "other" not in keys
 
 
 def test_bars_are_capped_and_the_hidden_ones_counted() -> None:
@@ -169,6 +169,7 @@ def test_a_device_whose_components_do_not_explain_its_rto_shows_the_rest() -> No
     (bar,) = [g for g in root.iter(f"{NS}g") if g.get("class") == "bar"]
     parts = {r.get("data-part"): float(r.get("data-seconds", 0)) for r in bar.iter(f"{NS}rect")}
     assert parts["other"] == pytest.approx(5.0) and sum(parts.values()) == pytest.approx(10.0)
+    assert "other" in {"".join(t.itertext()) for t in _texts(root)}  # its key
     assert "- the device at the RTO p50, p95 and max, odd: RTO 10.00 s = detection 3.00 s + TTL 1.00 s + " \
            "backoff 1.00 s + other 5.00 s" in markdown(_result((odd,)))
 
