@@ -87,8 +87,9 @@ def main() -> None:
         f"{max(1, round(60 * scale))} s (Route 53's 30 s / 3 / 60 s times {scale:g}); device backoff is the SDK's "
         f"own (full jitter, 1 s to 120 s); one QoS 1 message per device every {args.publish_interval:g} s.",
         "",
-        "Seconds, p50 / p95 / max over the devices that were on the killed region; the three components add up "
-        "to each device's RTO.",
+        "Seconds, p50 / p95 / max over the devices that were on the killed region, each column on its own: "
+        "detection + TTL + backoff add up to each device's RTO, but the columns' percentiles are usually of "
+        "different devices and do not add up to the RTO's (each report.md gives the p50 device's own sum).",
         "",
         "| control | routing | devices | back | RTO | detection | TTL | backoff | lost (of which acked by the dead "
         "broker) / dup of published | wall |",

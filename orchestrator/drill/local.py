@@ -394,13 +394,13 @@ class LocalDrill:
             admission={r: dict(vars(c)) for r, c in admission.counts.items()})
 
     def _step(self, operation: str, call: Callable[[], Any]) -> StepRecord:
-        t0 = time.monotonic()
+        t0, at = time.monotonic(), time.time()
         try:
             report = call()
         except OperationFailed as exc:
-            return StepRecord(operation, False, time.monotonic() - t0, exc.one_line())
+            return StepRecord(operation, False, time.monotonic() - t0, exc.one_line(), at)
         detail = "; ".join(f"{s.step}: {s.status}" for s in report.steps)
-        return StepRecord(operation, bool(report.ok), time.monotonic() - t0, detail)
+        return StepRecord(operation, bool(report.ok), time.monotonic() - t0, detail, at)
 
     def _outcome(self, d: Any, before: str | None, survivor: str, killed: str, killed_at: float,
                  detected: float | None, dns_changed: float | None, changed_for: dict[str | None, float],

@@ -116,6 +116,7 @@ class StepRecord:
     ok: bool
     seconds: float
     detail: str
+    at: float | None = None  # wall-clock start (the timeline's failover / failback markers); None: not timed
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,12 @@ written here), and the JSON document with every measurement."""
 
 from __future__ import annotations
 
-import html
 import json
+import math
 from pathlib import Path
 
-from orchestrator.drill.model import DrillResult, Projection, Stats, project
+from orchestrator.drill import picture as timeline
+from orchestrator.drill.model import DeviceOutcome, DrillResult, Projection, Stats, project
 
 
 def _s(v: float | None) -> str:
@@ -16,6 +17,45 @@ def _s(v: float | None) -> str:
 
 def _row(name: str, st: Stats) -> str:
     return f"| {name} | {_s(st.p50)} | {_s(st.p95)} | {_s(st.max)} |"
+
+
+# The components of one device's RTO, in the order they happen (DeviceOutcome's fields).
+COMPONENTS = (("detection", "detection"), ("ttl", "TTL"), ("backoff", "backoff"))
+
+
+def split(total: float, parts: list[float], digits: int) -> tuple[str, list[str]]:
+    """`total` and `parts` rounded to `digits` so that the printed parts add up to the printed total
+    (largest remainder), with a part "other" appended when the parts do not add up to the total."""
+    unit = 10 ** digits
+    other = total - sum(parts)
+    values = parts + ([other] if abs(other) * unit >= 0.5 else [])
+    scaled = [v * unit for v in values]
+    floors = [math.floor(v) for v in scaled]
+    want = round(total * unit)
+    order = sorted(range(len(values)), key=lambda i: scaled[i] - floors[i], reverse=True)
+    for i in order[:max(0, want - sum(floors))]:
+        floors[i] += 1
+    fmt = f"{{:.{digits}f}}"
+    return fmt.format(want / unit), [fmt.format(f / unit) for f in floors]
+
+
+def device_at(result: DrillResult, p: float) -> DeviceOutcome | None:
+    """The device whose RTO is the nearest-rank `p` percentile of the affected devices' RTOs."""
+    timed = sorted((d for d in result.affected if d.rto is not None), key=lambda d: d.rto or 0.0)
+    if not timed:
+        return None
+    return timed[max(1, math.ceil(p / 100 * len(timed))) - 1]
+
+
+def breakdown(device: DeviceOutcome, digits: int = 2, unit: str = " s") -> str:
+    """`RTO = detection + TTL + backoff` of one device, printed so that it adds up."""
+    assert device.rto is not None
+    names = [label for name, label in COMPONENTS if getattr(device, name) is not None]
+    values = [float(getattr(device, name)) for name, _ in COMPONENTS if getattr(device, name) is not None]
+    total, parts = split(device.rto, values, digits)
+    if len(parts) > len(names):
+        names.append("other")
+    return f"{total}{unit} = " + " + ".join(f"{label} {v}{unit}" for label, v in zip(names, parts, strict=True))
 
 
 def markdown(result: DrillResult, picture: str | None = None) -> str:
@@ -51,14 +91,28 @@ def markdown(result: DrillResult, picture: str | None = None) -> str:
         "",
         "## Recovery time (devices that were on the killed region)",
         "",
-        "RTO = health-check detection + DNS TTL + device backoff, per device (the components add up).",
+        "RTO = health-check detection + DNS TTL + device backoff, per device: each device's own row "
+        "(below, and in \"Devices\") adds up. The component rows of this table are percentiles of each "
+        "column on its own, usually of different devices, so they do not add up to the RTO row.",
         "",
         "| | p50 | p95 | max |",
         "|---|---|---|---|",
         _row("RTO", r.rto()),
-        _row("detection (kill → DNS answers the survivor)", r.component("detection")),
-        _row("TTL (answer changed → device's cached answer expired)", r.component("ttl")),
-        _row("backoff (fresh answer → connected: SDK's next attempt + handshake)", r.component("backoff")),
+        _row("detection (kill → DNS answers the survivor), own percentiles", r.component("detection")),
+        _row("TTL (answer changed → device's cached answer expired), own percentiles", r.component("ttl")),
+        _row("backoff (fresh answer → connected: SDK's next attempt + handshake), own percentiles",
+             r.component("backoff")),
+        "",
+    ]
+    at_p: dict[str, tuple[DeviceOutcome, list[str]]] = {}
+    for p, name in ((50, "p50"), (95, "p95"), (100, "max")):
+        d = device_at(r, p)
+        if d is not None:
+            at_p.setdefault(d.thing, (d, []))[1].append(name)
+    for d, names in at_p.values():
+        which = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+        lines.append(f"- the device at the RTO {which}, {d.thing}: RTO {breakdown(d)}")
+    lines += [
         "",
         f"Scaled for the local drill (time scale {o.time_scale:g}): health checks every "
         f"{r.scaled.get('health_check_interval_s', 0):g} s, "
@@ -86,6 +140,7 @@ def markdown(result: DrillResult, picture: str | None = None) -> str:
     events += [(c.at, f"DNS for resolvers near {c.client_region}: {c.before} → {c.after}") for c in r.dns]
     if r.all_back_at:
         events.append((r.all_back_at, f"last device reconnected to {r.survivor}"))
+    events += [(s.at, f"{s.operation} through the orchestrator starts") for s in r.steps if s.at is not None]
     for at, text in sorted(events):
         lines.append(f"- t{at - t0:+.2f} s: {text}")
     if picture:
@@ -112,51 +167,8 @@ def projection_table(projections: list[Projection]) -> list[str]:
 
 
 def svg(result: DrillResult, width: int = 900, height: int = 420) -> str:
-    """Connected devices per region (top) and received messages per second (bottom) over time."""
-    r = result
-    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
-    if not r.samples:
-        return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="60"><text x="10" y="30">no samples' \
-               '</text></svg>'
-    t_start, t_end = r.samples[0][0], r.samples[-1][0]
-    span = max(1e-6, t_end - t_start)
-    left, right, panel = 60, width - 20, (height - 90) / 2
-    max_conn = max(1, max((max(c.values(), default=0) for _, c, _ in r.samples), default=1))
-    max_rate = max(1, max((max(m.values(), default=0) for _, _, m in r.samples), default=1))
-
-    def x(t: float) -> float:
-        return left + (t - t_start) / span * (right - left)
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-             'font-size="11">', f'<rect width="{width}" height="{height}" fill="white"/>']
-    for index, (title, top, key, top_value) in enumerate(
-            (("connected devices", 30.0, 1, max_conn), ("messages received / s", 60.0 + panel, 2, max_rate))):
-        parts.append(f'<text x="{left}" y="{top - 8}" font-weight="bold">{title} (max {top_value})</text>')
-        parts.append(f'<rect x="{left}" y="{top}" width="{right - left}" height="{panel}" fill="none" stroke="#999"/>')
-        for ci, region in enumerate(r.regions):
-            values = [(s[0], (s[1] if key == 1 else s[2]).get(region, 0)) for s in r.samples]
-            pts = " ".join(f"{x(t):.1f},{top + panel - v / top_value * panel:.1f}" for t, v in values)
-            parts.append(f'<polyline fill="none" stroke="{colours[ci % 4]}" stroke-width="1.5" points="{pts}"/>')
-            if index == 0:
-                parts.append(f'<text x="{right - 150}" y="{top + 14 + 14 * ci}" fill="{colours[ci % 4]}">'
-                             f'{html.escape(region)}</text>')
-    marks = [(r.killed_at, "kill", "#000")]
-    if r.detected_at:
-        marks.append((r.detected_at, "detected", "#e67e22"))
-    if r.dns_changed_at:
-        marks.append((r.dns_changed_at, "DNS change", "#8e44ad"))
-    if r.all_back_at:
-        marks.append((r.all_back_at, "all reconnected", "#27ae60"))
-    for i, (at, label, colour) in enumerate(marks):
-        xx = x(at)
-        parts.append(f'<line x1="{xx:.1f}" y1="22" x2="{xx:.1f}" y2="{height - 40}" stroke="{colour}" '
-                     'stroke-dasharray="4,3"/>')
-        parts.append(f'<text x="{xx + 3:.1f}" y="{height - 28 + 11 * (i % 2)}" fill="{colour}">{label}</text>')
-    for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
-        t = t_start + frac * span
-        parts.append(f'<text x="{x(t) - 10:.1f}" y="{height - 5}">{t - r.killed_at:+.0f} s</text>')
-    parts.append("</svg>")
-    return "\n".join(parts) + "\n"
+    """The timeline picture (orchestrator/drill/picture.py)."""
+    return timeline.svg(result, width, height)
 
 
 def write(result: DrillResult, directory: Path) -> dict[str, str]:

@@ -25,6 +25,8 @@ class DrillOutcome:
         return {**self.result.to_json(), "files": self.files}
 
     def summary_lines(self) -> list[str]:
+        from orchestrator.drill.report import breakdown, device_at
+
         r = self.result
         rto = r.rto()
         lost = sum(d.lost for d in r.devices)
@@ -36,16 +38,17 @@ class DrillOutcome:
 
         lines = [f"drill {'PASS' if r.ok else 'FAIL'}: {r.killed} killed, {back}/{len(r.affected)} devices "
                  f"reconnected to {r.survivor}",
-                 f"  RTO p50 {s(rto.p50)} p95 {s(rto.p95)} max {s(rto.max)} = detection "
-                 f"{s(r.component('detection').p50)} + TTL {s(r.component('ttl').p50)} + backoff "
-                 f"{s(r.component('backoff').p50)} (p50s)",
-                 f"  QoS 1 messages: {sum(d.published for d in r.devices)} published, {lost} lost, {dup} duplicated",
-                 f"  landed: {sum(d.landed_where_acked for d in r.devices)} in the lake of the region that "
-                 f"acknowledged them, {sum(d.landed_elsewhere for d in r.devices)} only in another region's, "
-                 f"{sum(d.acked_never_landed for d in r.devices)} acknowledged and never landed",
-                 f"  shadows found on arrival: reported {sum(1 for d in r.affected if d.shadow_reported_found)}"
-                 f"/{len(r.affected)}, desired {sum(1 for d in r.affected if d.shadow_desired_found)}"
-                 f"/{len(r.affected)}"]
+                 f"  RTO p50 {s(rto.p50)} p95 {s(rto.p95)} max {s(rto.max)}"]
+        median = device_at(r, 50)
+        if median is not None:  # percentiles of the components do not add up: one device's own row does
+            lines.append(f"  the device at the RTO p50, {median.thing}: {breakdown(median, 1, 's')}")
+        lines += [f"  QoS 1 messages: {sum(d.published for d in r.devices)} published, {lost} lost, {dup} duplicated",
+                  f"  landed: {sum(d.landed_where_acked for d in r.devices)} in the lake of the region that "
+                  f"acknowledged them, {sum(d.landed_elsewhere for d in r.devices)} only in another region's, "
+                  f"{sum(d.acked_never_landed for d in r.devices)} acknowledged and never landed",
+                  f"  shadows found on arrival: reported {sum(1 for d in r.affected if d.shadow_reported_found)}"
+                  f"/{len(r.affected)}, desired {sum(1 for d in r.affected if d.shadow_desired_found)}"
+                  f"/{len(r.affected)}"]
         lines += [f"  CONNECTs in {region} (quota {r.options.connect_quota:g}/s, 1/s per client id): "
                   f"{c.get('admitted', 0)} admitted, {c.get('throttled_account', 0)} throttled by the account quota, "
                   f"{c.get('throttled_client', 0)} by the client id's" for region, c in sorted(r.admission.items())]
