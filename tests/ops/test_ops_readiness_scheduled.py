@@ -105,7 +105,7 @@ def test_the_deployed_function_finds_what_the_cli_finds_and_its_metrics_read_bac
     ev = program(world, configuration(world, endpoint_url=endpoint))
     fn = ev.named(f"{NAME}-function").inputs
     app = tmp_path / "app"
-    with zipfile.ZipFile(fn["code"].path) as archive:
+    with zipfile.ZipFile(fn["code"]["fileArchive"]) as archive:  # the mocks record a FileArchive by its path
         archive.extractall(app)
     env = {"PATH": os.environ.get("PATH", ""), "AWS_REGION": fn["region"], "AWS_DEFAULT_REGION": fn["region"],
            "AWS_ACCESS_KEY_ID": "AKIASCHEDTESTKEY0001", "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
