@@ -198,7 +198,14 @@ def check_up(engine: Engine, topology: Topology, selection: Sequence[StackRef], 
         return []
     names = {ref.name for ref in targets}
     if preview is None and targets:
-        preview = preview_changes(engine, topology, targets)
+        try:
+            preview = preview_changes(engine, topology, targets)
+        except NotImplementedError as exc:  # an engine without previews (the drill's local world)
+            notify(f"{', '.join(sorted(names))}: not checked for replacements of stateful resources: {exc}")
+            if allowed:
+                raise InputRejected(f"--allow-replace {allowed[0]}: this engine cannot preview, so nothing "
+                                    "can be checked against it", hint="nothing was changed") from None
+            return []
     stacks = [s for s in (preview.stacks if preview else ()) if s.stack in names]
     for s in stacks:
         if s.error:

@@ -212,3 +212,26 @@ def test_allowed_urns_are_returned_and_unknown_ones_rejected(run, engine, projec
     assert [r.change.name for r in found] == ["iot-dev-eu-central-1-domain"]
     with pytest.raises(InputRejected):
         check(lambda region: False, allow=("urn:nothing",))
+
+
+def test_an_engine_that_cannot_preview_is_not_checked_and_says_so() -> None:
+    """The drill's local engine has no preview: the guard says what it did not check and lets the
+    up run (as for a failed preview), instead of an internal error."""
+    from orchestrator.operations.replace_guard import check_up
+    from orchestrator.stacks.graph import region_stack
+    from orchestrator.topology import load
+    from tests.orchestrator.conftest import REPO
+
+    class NoPreview:
+        def outputs(self, name: str) -> dict[str, str]:
+            return {"iotEndpoint": "x"}
+
+        def preview(self, spec: object) -> object:
+            raise NotImplementedError("the local drill engine does not preview")
+
+    topology = load(REPO / "stacks" / "dev.topology.yaml")
+    said: list[str] = []
+    found = check_up(NoPreview(), topology, [region_stack(topology, topology.primary)],  # type: ignore[arg-type]
+                     things=lambda region: True, notify=said.append)
+    assert found == []
+    assert said and "not checked" in said[0] and "does not preview" in said[0]
