@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import fnmatch
-import importlib.util
 import json
 import os
 import subprocess
@@ -33,12 +32,12 @@ from orchestrator.topology import parse
 from programs.contract import LakeRef, ReplicationArgs, rule_name
 from programs.mocks import Evaluation
 from programs.mocks import evaluate as evaluate_program
+from tests.lambda_runtime import runtime_dir
 from tests.ops.conftest import DST, SRC, THIRD
 from tests.ops.readiness_world import ENV, ReadyWorld, build
 
 NAME = "iot-dev-replication-readiness"
 ACCOUNT = "123456789012"
-RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
 SECRET_KEY = "sched-secret-key-Zq8Vd2"  # the function's credentials: never in its output or logs
 BACKEND = f"s3://state-bucket?region={THIRD}"
 
@@ -86,16 +85,6 @@ def cli_probe(w: ReadyWorld, **kw: Any) -> Probe:
                  **kw)
 
 
-def _runtime(tmp: Path) -> Path:
-    out = tmp / "runtime"
-    out.mkdir()
-    for name in RUNTIME_PACKAGES:
-        spec = importlib.util.find_spec(name)
-        assert spec is not None and spec.origin, name
-        origin = Path(spec.origin)
-        (out / (origin.parent.name if origin.name == "__init__.py" else origin.name)).symlink_to(
-            origin.parent if origin.name == "__init__.py" else origin)
-    return out
 
 
 def test_the_deployed_function_finds_what_the_cli_finds_and_its_metrics_read_back(
@@ -110,7 +99,7 @@ def test_the_deployed_function_finds_what_the_cli_finds_and_its_metrics_read_bac
     env = {"PATH": os.environ.get("PATH", ""), "AWS_REGION": fn["region"], "AWS_DEFAULT_REGION": fn["region"],
            "AWS_ACCESS_KEY_ID": "AKIASCHEDTESTKEY0001", "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
            **fn["environment"]["variables"]}
-    proc = subprocess.run([sys.executable, "-I", "-S", "-c", DRIVER, str(app), str(_runtime(tmp_path))],
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", DRIVER, str(app), str(runtime_dir(tmp_path))],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in proc.stdout.splitlines()

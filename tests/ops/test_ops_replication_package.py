@@ -9,7 +9,6 @@ imports it, instead of in Lambda (where it dead-letters records with the wrong m
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -26,13 +25,12 @@ import pytest
 
 from orchestrator.aws import AwsContext, client
 from programs import package
+from tests.lambda_runtime import runtime_dir
 from tests.ops.conftest import DST, SRC
 from tests.ops.registry_world import device_policy, make_pem
 from tests.ops.replication_world import applied_table, now_ms, payload, rule_item, stream_record
 
 FUNCTION = "aws:lambda/function:Function"
-# what Lambda's Python runtime has besides the standard library: boto3 and what it imports
-RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
 THROTTLED_CREATES = 2  # CreateThing calls in the destination answered ThrottlingException first
 
 DRIVER = """
@@ -67,17 +65,6 @@ def deployed_zip() -> tuple[Path, str]:
     return Path(paths.pop()), hashes.pop()
 
 
-def runtime_dir(tmp: Path) -> Path:
-    """A directory holding only boto3 and its dependencies (links into this interpreter's copies)."""
-    out = tmp / "runtime"
-    out.mkdir()
-    for name in RUNTIME_PACKAGES:
-        spec = importlib.util.find_spec(name)
-        assert spec is not None and spec.origin, name
-        origin = Path(spec.origin)
-        source = origin.parent if origin.name == "__init__.py" else origin
-        (out / source.name).symlink_to(source)
-    return out
 
 
 class Throttler:

@@ -3,7 +3,6 @@ closure, tested as deployed), its 5-minute schedule, its read-only role, and the
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from orchestrator.topology import parse
 from programs import package
 from programs.contract import ReadinessNames
 from programs.mocks import Evaluation, evaluate
+from tests.lambda_runtime import runtime_dir
 from tests.programs.conftest import PRIMARY, SECONDARY, THIRD, lake, policy_attached_to, replication_args
 
 NAME = "iot-dev-replication-readiness"
@@ -28,7 +28,6 @@ ACCOUNT = "123456789012"
 FUNCTION = "aws:lambda/function:Function"
 VAULT = "iot-dev-vault-7"
 KEY = f"arn:aws:kms:{PRIMARY}:{ACCOUNT}:key/0b1e2c3d"
-RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
 
 
 def topology(routing: str = "failover", control: str = "dns") -> Any:
@@ -290,16 +289,6 @@ def test_the_zip_holds_the_handler_and_its_import_closure_and_nothing_else() -> 
                     "yaml <- orchestrator/topology.py"]
 
 
-def _runtime(tmp: Path) -> Path:
-    out = tmp / "runtime"
-    out.mkdir()
-    for name in RUNTIME_PACKAGES:
-        spec = importlib.util.find_spec(name)
-        assert spec is not None and spec.origin, name
-        origin = Path(spec.origin)
-        source = origin.parent if origin.name == "__init__.py" else origin
-        (out / source.name).symlink_to(source)
-    return out
 
 
 def test_every_module_of_the_zip_imports_in_a_clean_interpreter_with_only_the_lambda_runtime(tmp_path: Path) -> None:
@@ -321,7 +310,7 @@ def test_every_module_of_the_zip_imports_in_a_clean_interpreter_with_only_the_la
         "print(json.dumps({'rules': len(model.RULES), 'foreign': sorted({n.split('.')[0] for n in sys.modules}"
         " & {'click', 'pulumi', 'pulumi_aws', 'yaml', 'ruamel', 'cryptography', 'site'})}))\n"
     )
-    proc = subprocess.run([sys.executable, "-I", "-S", "-c", script, str(app), str(_runtime(tmp_path))],
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", script, str(app), str(runtime_dir(tmp_path))],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
