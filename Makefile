@@ -22,7 +22,7 @@ ROUTING ?= failover
 
 export PYTHON INSTALLER
 
-.PHONY: plan test test-quick test-fast test-slow lint clean drill drill-deps
+.PHONY: plan test test-quick test-fast test-slow lint clean drill drill-deps browser-deps
 
 SETUP := scripts/setup_venv.sh
 SETUP_INPUTS := pyproject.toml constraints.txt $(SETUP)
@@ -50,6 +50,14 @@ drill-deps:
 	    echo "installing mosquitto (apt-get)" >&2; \
 	    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >&2; \
 	  else echo "the local drill needs mosquitto: sudo apt-get install -y mosquitto" >&2; exit 1; fi; }
+
+## browser-deps: Debian's chromium, which the drill tier's picture test draws the timeline in (root + apt)
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (apt-get)" >&2; \
+	    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2; \
+	  else echo "the drill tier's picture test needs chromium: sudo apt-get install -y chromium" >&2; exit 1; fi; }
 
 ## drill: the failover game day on this machine (no AWS account): report and timeline under .orchestrate/drills/
 drill: $(VENV)/.drill drill-deps
@@ -80,7 +88,7 @@ test-fast: $(VENV)/.installed
 	$(call quick_tiers, --deselect tests/test_lint.py::test_mypy_finds_nothing)
 
 ## test-slow: the slow tiers (ops against moto, the real engine, a small drill)
-test-slow: $(VENV)/.installed drill-deps
+test-slow: $(VENV)/.installed drill-deps browser-deps
 	$(call tier,ops,-n $(JOBS) tests/ops)
 	$(call tier,engine,tests/engine)
 	$(call tier,drill,tests/drill)

@@ -142,7 +142,7 @@ def svg(result: DrillResult, width: int = 900, height: int = 420) -> str:
     panel = max(60.0, (height - 120) / 2)
     max_conn = max(1, max((max(c.values(), default=0) for _, c, _ in r.samples), default=1))
     max_rate = max(1, max((max(m.values(), default=0) for _, _, m in r.samples), default=1))
-    panels_top = y
+    panel_spans: list[tuple[float, float]] = []
     for title, key, top_value in (("connected devices", 1, max_conn),
                                   ("messages received / s", 2, max_rate)):
         top = y + 16
@@ -153,15 +153,18 @@ def svg(result: DrillResult, width: int = 900, height: int = 420) -> str:
             colour, dash, stroke = REGION_STYLE[ci % len(REGION_STYLE)]
             d = f' stroke-dasharray="{dash}"' if dash else ""
             values = [(s[0], (s[1] if key == 1 else s[2]).get(region, 0)) for s in r.samples]
-            pts = " ".join(f"{x(t):.1f},{top + panel - v / top_value * panel:.1f}" for t, v in values)
+            pts = " ".join(f"{x(t):.1f},{top + panel - v / top_value * panel * 0.92:.1f}" for t, v in values)
             body.append(f'<polyline class="region" data-region="{html.escape(region)}" fill="none" '
                         f'stroke="{colour}" stroke-width="{stroke:g}"{d} points="{pts}"/>')
+        panel_spans.append((top, top + panel))
         y = top + panel + 6
     panels_bottom = y - 6
+    # each marker is drawn inside the panels only, so it never crosses a panel's title
     for m in marks:
         xx = x(m.at)
-        body.append(f'<line class="marker" data-label="{html.escape(m.label)}" x1="{xx:.1f}" y1="{panels_top:.1f}" '
-                    f'x2="{xx:.1f}" y2="{panels_bottom:.1f}" stroke="{m.colour}" stroke-dasharray="4,3"/>')
+        for y0, y1 in panel_spans:
+            body.append(f'<line class="marker" data-label="{html.escape(m.label)}" x1="{xx:.1f}" y1="{y0:.1f}" '
+                        f'x2="{xx:.1f}" y2="{y1:.1f}" stroke="{m.colour}" stroke-dasharray="4,3"/>')
     # x axis: ticks every nice step of seconds from the kill
     step = nice_step(span, max(2, int((right - left) // 70)))
     k = math.ceil((t_start - r.killed_at) / step)
@@ -232,7 +235,7 @@ def _bars(r: DrillResult, body: list[str], left: float, right: float, y: float) 
     if hidden:
         notes.append(f"{hidden} more devices not shown (the {MAX_BARS} slowest are)")
     if never:
-        notes.append(f"{len(never)} devices never came back")
+        notes.append(f"{len(never)} device{'s' if len(never) != 1 else ''} never came back")
     for note in notes:
         y += row
         put(left, y, note, extra=' class="note"')
