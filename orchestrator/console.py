@@ -147,6 +147,7 @@ class Progress:
 
     WIDTH = 24
     MIN_INTERVAL = 0.1  # seconds between two redraws
+    LINE_EVERY = 10.0  # seconds between two plain lines of work without a total yet (`activity`)
 
     def __init__(self, console: Console, label: str, *, unit: str = "", tty: bool | None = None,
                  lines: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
@@ -163,6 +164,8 @@ class Progress:
         self._last_draw = -1.0
         self._tenth = -1
         self._lock = threading.RLock()  # `up` reports from one thread per stack
+        self._activity: tuple[str, int] | None = None  # (what, requests) before the total is known
+        self._last_line = clock()
 
     @property
     def live(self) -> bool:
@@ -182,7 +185,29 @@ class Progress:
         with self._lock:
             self._update(done, total, detail)
 
+    def activity(self, what: str, count: int) -> None:
+        """Work whose total is not known yet (a sync reading both registries): `count` requests so
+        far. On a terminal the line shows the count, the rate and the time spent; piped to a file, a
+        line every LINE_EVERY seconds; nothing once `update` has given a total."""
+        with self._lock:
+            if self.mode == "off" or self.total > 0:
+                return
+            self._activity = (what, count)
+            now = self.clock()
+            if self.mode == "lines":
+                if now - self._last_line >= self.LINE_EVERY:
+                    self._last_line = now
+                    self.console.err(self.text() + "\n")
+                return
+            if now - self._last_draw < self.MIN_INTERVAL:
+                return
+            self._last_draw = now
+            self.console._live = self
+            self.redraw()
+
     def _update(self, done: int, total: int | None, detail: str | None) -> None:
+        if total and self.total <= 0 and self._activity is not None:
+            self.started = self.clock()  # the rate and time left are those of this work, not of the reading
         if total is not None:
             self.total = total
         self.done = done
@@ -206,12 +231,17 @@ class Progress:
             self.close()
 
     def text(self) -> str:
-        """`label [####....] 12/40 things  3.1/s  ~9s left  detail`"""
+        """`label [####....] 12/40 things  3.1/s  ~9s left  detail`; before a total is known,
+        `label: reading: 1,200 requests  150/s  8s`."""
+        elapsed = self.clock() - self.started
+        if self.total <= 0 and self._activity is not None:
+            what, count = self._activity
+            pace = f"  {count / elapsed:,.0f}/s" if elapsed > 0 else ""
+            return f"{self.label}: {what}: {count:,} requests{pace}  {elapsed:.0f}s"
         total = max(self.total, 1)
         filled = min(self.WIDTH, self.WIDTH * self.done // total)
         unit = f" {self.unit}" if self.unit else ""
         parts = [f"{self.label} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {self.done}/{self.total}{unit}"]
-        elapsed = self.clock() - self.started
         if elapsed > 0 and self.done > 0:
             rate = self.done / elapsed
             parts.append(f"{rate:.1f}/s")
@@ -222,7 +252,7 @@ class Progress:
         return "  ".join(parts)
 
     def redraw(self) -> None:
-        if self.mode != "bar" or self.total <= 0:
+        if self.mode != "bar" or (self.total <= 0 and self._activity is None):
             return
         self._drawn = self.text()
         self.console.err("\r\x1b[K" + self._drawn)

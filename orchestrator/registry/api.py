@@ -42,6 +42,7 @@ from orchestrator.registry.backup import (
 from orchestrator.registry.calls import Caller, RetryPolicy
 from orchestrator.registry.guards import PruneGuard, RestoreGuard
 from orchestrator.registry.policydoc import RegionRewrite
+from orchestrator.registry.pulse import ReadingPulse
 from orchestrator.registry.quotas import AdaptiveLimiter, QuotaTable
 from orchestrator.registry.signing import SIGNING_KEY_ENV, Signer, signer_from_spec
 from orchestrator.registry.snapshot import read_snapshot
@@ -178,11 +179,12 @@ def sync_registry(ctx: AwsContext, src_region: str, dst_region: str, *,
     with aws_errors(f"registry sync {src_region} -> {dst_region}"):
         src, dst = _iot(ctx, src_region, settings.concurrency), _iot(ctx, dst_region, settings.concurrency)
         data = _data_pair(ctx, settings, (src_region, src), (dst_region, dst))
-        report = sync_clients(src, dst, options, src_data=data[0], dst_data=data[1])
-        report = plane.merge_report(report, plane.sync_plane(*_plane_callers(settings, src, dst),
-                                    mode=settings.region_rewrite, prune=settings.prune, guard=guard))
-        return _with_retained(ctx, settings, report, (src_region, src), (dst_region, dst), guard=guard,
-                              dry_run=False, state_path=state_path)
+        with ReadingPulse(progress, [src, dst, *data]):  # the reads before the apply's bar has a total
+            report = sync_clients(src, dst, options, src_data=data[0], dst_data=data[1])
+            report = plane.merge_report(report, plane.sync_plane(*_plane_callers(settings, src, dst),
+                                        mode=settings.region_rewrite, prune=settings.prune, guard=guard))
+            return _with_retained(ctx, settings, report, (src_region, src), (dst_region, dst), guard=guard,
+                                  dry_run=False, state_path=state_path)
 
 
 def verify_registry(ctx: AwsContext, src_region: str, dst_region: str, *, shadows: bool = True,

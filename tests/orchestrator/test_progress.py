@@ -154,3 +154,34 @@ def test_a_failed_stack_counts_as_finished_and_the_rest_are_not_run(tmp_path) ->
     assert finished == [(1, 4, "dev-region-eu-central-1 succeeded"), (2, 4, "dev-region-eu-west-1 failed")] or \
         finished == [(1, 4, "dev-region-eu-west-1 failed"), (2, 4, "dev-region-eu-central-1 succeeded")]
     assert recorder.closed == 1  # the display ends although two stacks never ran
+
+
+def test_work_without_a_total_yet_shows_requests_rate_and_time_then_the_bar_takes_over() -> None:
+    con, err = console()
+    clock = Clock()
+    bar = Progress(con, "sync a -> b", unit="changes", tty=True, clock=clock)
+    clock.now += 4
+    bar.activity("reading", 1200)
+    assert err[-1] == "\r\x1b[Ksync a -> b: reading: 1,200 requests  300/s  4s"
+    clock.now += 1
+    bar.update(10, 40)  # the total is known: the rate is that of the changes, from now
+    clock.now += 2
+    bar.update(20, 40)
+    assert "20/40 changes" in err[-1] and "10.0/s" in err[-1]  # 20 in 2 s, not 20 in 7 s
+    before = len(err)
+    bar.activity("reading", 1500)  # a total exists: the reading line is not drawn again
+    assert len(err) == before
+
+
+def test_work_without_a_total_in_a_file_writes_a_line_every_few_seconds_and_nothing_under_json() -> None:
+    con, err = console()
+    clock = Clock()
+    lines = Progress(con, "sync a -> b", tty=False, clock=clock)
+    for _ in range(8):
+        clock.now += 2.5
+        lines.activity("reading", 100)
+    assert len(err) == 20 // int(Progress.LINE_EVERY)  # 20 s: one line per LINE_EVERY (10 s)
+    assert all(e.endswith("\n") and "reading: 100 requests" in e for e in err)
+    quiet, err2 = console(json_mode=True)
+    Progress(quiet, "sync a -> b", tty=True, clock=clock).activity("reading", 5)
+    assert err2 == []
