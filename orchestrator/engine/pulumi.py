@@ -807,8 +807,10 @@ def _lock_info(stack: str, doc: dict[str, Any]) -> LockInfo | None:
                     pid=int(pid) if isinstance(pid, int) else None)
 
 
-# The engine's own closing line after a resource or provider error: never the useful one.
-_GENERIC_ERROR = re.compile(r"error: (?:update|preview|refresh|destroy|import) failed\.?", re.I)
+# The engine's own lines after a resource or provider error (its closing line; the program told the
+# engine went away): never the useful one.
+_GENERIC_ERROR = re.compile(r"error: (?:(?:update|preview|refresh|destroy|import) failed\.?"
+                            r"|resource monitor has terminated, shutting down\.?)", re.I)
 
 
 def _last_line(exc: BaseException) -> str:

@@ -25,6 +25,11 @@ Behaviour:
   FAKE_AWS_STATE_DIR when another stack created it, else "does not exist" (an empty id), as the
   real provider does. Without FAKE_AWS_STATE_DIR it is synthesized from the id; a
   `BucketVersioning` then reads as Enabled (what every region stack sets).
+- who it acts as is decided at Configure (identity.py, as pulumi-aws 7 does): `aws:assumeRoles`
+  assumed with STS on the moto server (with AWS's role and trust-policy checks, which moto lacks),
+  the account from GetCallerIdentity checked against `aws:allowedAccountIds` /
+  `aws:forbiddenAccountIds`; a refusal fails the provider with the provider's message. The account
+  it acts in goes into ARNs, endpoints and zone ids, and the moto mirror writes with its credentials;
 - Read of an owned resource (a refresh) reports the outputs recorded in FAKE_AWS_STATE_DIR over
   the state's: a record edited behind Pulumi's back is drift, as a console change in AWS is; a
   record removed is a resource deleted behind Pulumi's back ("not found": an empty id).
