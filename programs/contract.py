@@ -127,11 +127,15 @@ class RegionArgs:
     backup_region: str = ""  # set for the home region's stack only: it keeps the backup vault
     iam: IamRoleSettings = field(default_factory=IamRoleSettings)
     backup_role_arn: str = ""  # the role to assume for the vault's account (topology `accounts.backups`)
+    # the role to assume for the hosted zone's account (topology `accounts.dns`) when it is not this
+    # region's: the ACM validation record (manage_validation_record) is written there
+    dns_role_arn: str = ""
 
     def to_config(self) -> dict[str, str]:
         return {
             **({"backupRegion": self.backup_region} if self.backup_region else {}),
             **({"backupRoleArn": self.backup_role_arn} if self.backup_role_arn else {}),
+            **({"dnsRoleArn": self.dns_role_arn} if self.dns_role_arn else {}),
             **self.iam.to_config(),
             "component": Component.REGION.value,
             "env": self.env,
@@ -161,6 +165,7 @@ class RegionArgs:
             backup_region=get("backupRegion") or "",
             iam=IamRoleSettings.from_config(get),
             backup_role_arn=get("backupRoleArn") or "",
+            dns_role_arn=get("dnsRoleArn") or "",
         )
 
 

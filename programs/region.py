@@ -81,11 +81,16 @@ class IotRegion(pulumi.ComponentResource):
         if args.manage_validation_record:
             # The validation CNAME is identical in every region of the account: only the owner
             # stack creates it; the other regions wait on the same FQDN below.
-            zone = aws.route53.get_zone_output(name=args.hosted_zone, private_zone=False, opts=invoke)
+            # The zone may live in the DNS account (topology `accounts.dns`): look it up and write
+            # the record there, through a provider assuming its role.
+            dns_provider = _dns_provider(name, args, self)
+            zone = aws.route53.get_zone_output(name=args.hosted_zone, private_zone=False,
+                                               opts=pulumi.InvokeOptions(parent=self, provider=dns_provider))
             record = aws.route53.Record(
                 f"{name}-cert-validation-record", zone_id=zone.zone_id,
                 name=option.resource_record_name, type=option.resource_record_type,
-                records=[option.resource_record_value], ttl=300, opts=child)
+                records=[option.resource_record_value], ttl=300,
+                opts=ResourceOptions(parent=self, provider=dns_provider))
             fqdns: list[Output[str]] = [record.fqdn]
         else:
             fqdns = [option.resource_record_name.apply(lambda n: n.rstrip("."))]
@@ -292,6 +297,23 @@ def _backup_provider(name: str, args: RegionArgs, parent: pulumi.Resource) -> aw
     and carries the stack's provider settings (default tags, allowed accounts, endpoints)."""
     if not args.backup_role_arn:
         return None
+    return _assuming_provider(f"{name}-backups-provider", args.backup_region, args.backup_role_arn,
+                              f"orchestrate-{args.env}-backups", parent)
+
+
+def _dns_provider(name: str, args: RegionArgs, parent: pulumi.Resource) -> aws.Provider | None:
+    """With `dnsRoleArn` (the hosted zone lives in the DNS account, not this region's): a provider
+    that assumes the DNS account's role, for the zone lookup and the ACM validation record."""
+    if not args.dns_role_arn:
+        return None
+    return _assuming_provider(f"{name}-dns-provider", args.region, args.dns_role_arn,
+                              f"orchestrate-{args.env}", parent)
+
+
+def _assuming_provider(logical: str, region: str, role_arn: str, session: str,
+                       parent: pulumi.Resource) -> aws.Provider:
+    """A provider in `region` assuming `role_arn`, with the stack's provider settings (default tags,
+    allowed accounts, endpoints and their checks)."""
     import json
 
     aws_config = pulumi.Config("aws")
@@ -301,9 +323,8 @@ def _backup_provider(name: str, args: RegionArgs, parent: pulumi.Resource) -> aw
         return json.loads(raw) if raw else None
 
     return aws.Provider(
-        f"{name}-backups-provider", region=args.backup_region,
-        assume_roles=[aws.ProviderAssumeRoleArgs(role_arn=args.backup_role_arn,
-                                                 session_name=f"orchestrate-{args.env}-backups")],
+        logical, region=region,
+        assume_roles=[aws.ProviderAssumeRoleArgs(role_arn=role_arn, session_name=session)],
         default_tags=setting("defaultTags"), allowed_account_ids=setting("allowedAccountIds"),
         endpoints=setting("endpoints"),
         skip_credentials_validation=aws_config.get_bool("skipCredentialsValidation"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -362,13 +363,7 @@ class PulumiEngine:
         except (OSError, yaml.YAMLError) as exc:
             raise InputRejected(f"{source}: cannot read the stack config: {exc}") from None
         config = dict(doc.get("config") or {})
-        config.update({
-            "aws:skipCredentialsValidation": "true",
-            "aws:skipRequestingAccountId": "true",
-            "aws:skipMetadataApiCheck": "true",
-            "aws:s3UsePathStyle": "true",
-            "aws:endpoints": _endpoints_json(self.endpoint_url),
-        })
+        config.update(endpoint_overrides(self.endpoint_url, config))
         doc["config"] = config
         target = self._workdir(name) / "endpoint-config.yaml"
         atomic_write_text(target, yaml.safe_dump(doc, sort_keys=True), mode=0o600)
@@ -722,6 +717,25 @@ def _endpoints_json(url: str) -> str:
     return json.dumps([{service: url for service in ENDPOINT_SERVICES}])
 
 
+def endpoint_overrides(url: str, config: Mapping[str, Any]) -> dict[str, str]:
+    """The provider settings that point AWS at `url` (LocalStack, moto) for a stack whose config is
+    `config`. The credential and account checks are skipped (an S3-compatible store may have no STS),
+    except when the stack names `aws:allowedAccountIds` / `aws:forbiddenAccountIds`: pulumi-aws
+    checks the account it asked STS for, and with both checks skipped it knows none and refuses
+    every account ("AWS account ID not allowed: " with an empty id; aws-sdk-go-base
+    `GetAwsAccountIDAndPartition`, `VerifyAccountIDAllowed`), so then it asks (moto and LocalStack
+    answer GetCallerIdentity)."""
+    guarded = bool(config.get("aws:allowedAccountIds") or config.get("aws:forbiddenAccountIds"))
+    skip = "false" if guarded else "true"
+    return {
+        "aws:skipCredentialsValidation": skip,
+        "aws:skipRequestingAccountId": skip,
+        "aws:skipMetadataApiCheck": "true",
+        "aws:s3UsePathStyle": "true",
+        "aws:endpoints": _endpoints_json(url),
+    }
+
+
 def _outputs(values: Mapping[str, Any]) -> dict[str, OutputValue]:
     return {k: OutputValue(v.value, secret=bool(v.secret)) for k, v in values.items()}
 
@@ -793,13 +807,26 @@ def _lock_info(stack: str, doc: dict[str, Any]) -> LockInfo | None:
                     pid=int(pid) if isinstance(pid, int) else None)
 
 
+# The engine's own lines after a resource or provider error (its closing line; the program told the
+# engine went away): never the useful one.
+_GENERIC_ERROR = re.compile(r"error: (?:(?:update|preview|refresh|destroy|import) failed\.?"
+                            r"|resource monitor has terminated, shutting down\.?)", re.I)
+
+
 def _last_line(exc: BaseException) -> str:
-    """The most useful line of an engine error, scrubbed of secret shapes."""
+    """The most useful line of an engine error, scrubbed of secret shapes: the diagnostic's error,
+    not the engine's closing "error: update failed"; a multi-line provider error (a role that cannot
+    be assumed: its summary, then "Error: operation error STS: AssumeRole ... AccessDenied ...") keeps
+    its first and last error lines."""
     from orchestrator.scrub import scrub
 
     text = getattr(exc, "stderr", None) or str(exc)
     lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.lower().startswith("error")]
+    specific = [ln for ln in errors if not _GENERIC_ERROR.fullmatch(ln)]
+    if specific:
+        first, last = specific[0], specific[-1]
+        return scrub((first if first == last else f"{first[:300]} {last}")[:600])
     # a crashed CLI ends with a goroutine dump: its "Panic: <reason>" line is the useful one
     panics = [f"the Pulumi CLI crashed: {ln}" for ln in lines if ln.startswith("Panic:")]
     chosen = (errors or panics or lines or [type(exc).__name__])[-1]

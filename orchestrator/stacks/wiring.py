@@ -133,7 +133,17 @@ def region_args(topology: Topology, region: str) -> contract.RegionArgs:
         backup_region=(topology.backup_region or "") if region == topology.home_region else "",
         iam=iam_settings(topology),
         backup_role_arn=(topology.role_for("backups") or "") if region == topology.home_region else "",
+        dns_role_arn=_validation_record_role(topology, region),
     )
+
+
+def _validation_record_role(topology: Topology, region: str) -> str:
+    """The role the home region's stack assumes to write the ACM validation record into the hosted
+    zone: the `dns` role, when the zone's account is not the region's ("": the stack's own provider)."""
+    dns = topology.role_for("dns")
+    if region != topology.home_region or not dns or dns == topology.role_for(region):
+        return ""
+    return dns
 
 
 def iam_settings(topology: Topology) -> contract.IamRoleSettings:

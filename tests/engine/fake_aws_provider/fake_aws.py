@@ -25,6 +25,11 @@ Behaviour:
   FAKE_AWS_STATE_DIR when another stack created it, else "does not exist" (an empty id), as the
   real provider does. Without FAKE_AWS_STATE_DIR it is synthesized from the id; a
   `BucketVersioning` then reads as Enabled (what every region stack sets).
+- who it acts as is decided at Configure (identity.py, as pulumi-aws 7 does): `aws:assumeRoles`
+  assumed with STS on the moto server (with AWS's role and trust-policy checks, which moto lacks),
+  the account from GetCallerIdentity checked against `aws:allowedAccountIds` /
+  `aws:forbiddenAccountIds`; a refusal fails the provider with the provider's message. The account
+  it acts in goes into ARNs, endpoints and zone ids, and the moto mirror writes with its credentials;
 - Read of an owned resource (a refresh) reports the outputs recorded in FAKE_AWS_STATE_DIR over
   the state's: a record edited behind Pulumi's back is drift, as a console change in AWS is; a
   record removed is a resource deleted behind Pulumi's back ("not found": an empty id).
@@ -56,6 +61,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import grpc  # noqa: E402
+import identity  # noqa: E402
 from _plugin_base import (  # noqa: E402
     UNKNOWN,
     BaseProvider,
@@ -159,9 +165,10 @@ def _uuid(*parts: str) -> str:
     return str(uuid.UUID(bytes=_digest(*parts)[:16], version=4))
 
 
-def iot_endpoint(region: str, endpoint_type: str = "iot:Data-ATS") -> str:
-    """The stable IoT endpoint of the fake account in `region` (same every call and process)."""
-    prefix = _alnum(14, "iot-endpoint", ACCOUNT, region)
+def iot_endpoint(region: str, endpoint_type: str = "iot:Data-ATS", account: str = ACCOUNT) -> str:
+    """The stable IoT endpoint of `account` (default the fake account) in `region` (same every call
+    and process; each account has its own, as in AWS)."""
+    prefix = _alnum(14, "iot-endpoint", account, region)
     kind = (endpoint_type or "iot:Data-ATS").lower()
     if kind == "iot:data":
         return f"{prefix}.iot.{region}.amazonaws.com"
@@ -172,9 +179,9 @@ def iot_endpoint(region: str, endpoint_type: str = "iot:Data-ATS") -> str:
     return f"{prefix}-ats.iot.{region}.amazonaws.com"
 
 
-def zone_id(name: str) -> str:
+def zone_id(name: str, account: str = ACCOUNT) -> str:
     return "Z" + _alnum(
-        20, "zone", ACCOUNT, name.rstrip(".").lower(), alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+        20, "zone", account, name.rstrip(".").lower(), alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
     )
 
 
@@ -210,29 +217,55 @@ class _AwsError(Exception):
     pass
 
 
-@functools.lru_cache(maxsize=1)
-def _moto(url: str):  # noqa: ANN202 - a MotoMirror, imported lazily
+@functools.lru_cache(maxsize=4)
+def _moto(url: str, creds: identity.Credentials | None):  # noqa: ANN202 - a MotoMirror, imported lazily
     from moto_mirror import MotoMirror
 
-    return MotoMirror(url)
-
-
-def mirrored(action: str, fn: Callable[..., Any], *args: Any) -> Any:
-    """Run `fn` of the moto mirror when FAKE_AWS_MOTO_URL is set; moto's errors are AWS errors."""
-    url = os.environ.get("FAKE_AWS_MOTO_URL")
-    if not url:
-        return None
-    try:
-        return fn(_moto(url), *args)
-    except _AwsError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - botocore's errors, shown as the provider's
-        raise _AwsError(f"{action}: operation error: {exc}") from None
+    return MotoMirror(url, creds.boto() if creds is not None else None)
 
 
 class FakeAws(BaseProvider):
     name = "aws"
     version = VERSION
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.identity: identity.Identity | None = None
+
+    @property
+    def account(self) -> str:
+        """The account the provider acts in: an assumed role's, else the fixture's."""
+        return self.identity.account if self.identity is not None else ACCOUNT
+
+    def mirrored(self, action: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `fn` of the moto mirror when FAKE_AWS_MOTO_URL is set, with the credentials the
+        provider acts with (an assumed role's: moto then acts in the role's account); moto's errors
+        are AWS errors."""
+        url = os.environ.get("FAKE_AWS_MOTO_URL")
+        if not url:
+            return None
+        creds = self.identity.credentials if self.identity is not None and self.identity.assumed else None
+        try:
+            return fn(_moto(url, creds), *args)
+        except _AwsError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - botocore's errors, shown as the provider's
+            raise _AwsError(f"{action}: operation error: {exc}") from None
+
+    # -- provider configuration: who the provider acts as (identity.py) -------------------------
+    def Configure(self, request, context):
+        response = super().Configure(request, context)
+        try:
+            self.identity = identity.resolve(self.config, ACCOUNT)
+        except identity.ConfigureError as exc:
+            record("aws", "configure-refused", region=str(self.config.get("region", "")), error=str(exc))
+            context.abort(grpc.StatusCode.UNKNOWN, str(exc))
+        except Exception as exc:  # noqa: BLE001 - STS unreachable or failing: the provider's error
+            context.abort(grpc.StatusCode.UNKNOWN, f"configuring the aws provider: {exc}")
+        if self.identity is not None and self.identity.assumed:
+            record("aws", "assumed", region=str(self.config.get("region", "")), id_=self.identity.account,
+                   roles=list(self.identity.assumed))
+        return response
 
     # -- helpers ----------------------------------------------------------------------------
     def region_of(self, props: dict[str, Any]) -> str:
@@ -252,8 +285,8 @@ class FakeAws(BaseProvider):
         if service == "s3":
             return f"arn:{PARTITION}:s3:::{resource}"
         if service in GLOBAL_SERVICES:
-            return f"arn:{PARTITION}:{service}::{ACCOUNT}:{resource}"
-        return f"arn:{PARTITION}:{service}:{region}:{ACCOUNT}:{resource}"
+            return f"arn:{PARTITION}:{service}::{self.account}:{resource}"
+        return f"arn:{PARTITION}:{service}:{region}:{self.account}:{resource}"
 
     def physical_name(self, token: str, urn: str, props: dict[str, Any]) -> str | None:
         key = AUTONAME.get(token)
@@ -326,7 +359,7 @@ class FakeAws(BaseProvider):
                 resource_part = f"thing/{name}"
         elif module == "route53":
             if type_name == "Zone":
-                rid = zone_id(name)
+                rid = zone_id(name, self.account)
                 out.update(
                     zoneId=rid,
                     nameServers=[
@@ -373,10 +406,10 @@ class FakeAws(BaseProvider):
                     {
                         "domainName": d,
                         # same record in every region of one account, as in ACM
-                        "resourceRecordName": f"_{_alnum(32, 'acm-cname', ACCOUNT, str(d))}.{d}.",
+                        "resourceRecordName": f"_{_alnum(32, 'acm-cname', self.account, str(d))}.{d}.",
                         "resourceRecordType": "CNAME",
                         "resourceRecordValue": (
-                            f"_{_alnum(32, 'acm-value', ACCOUNT, str(d))}.acm-validations.aws."
+                            f"_{_alnum(32, 'acm-value', self.account, str(d))}.acm-validations.aws."
                         ),
                     }
                     for d in domains
@@ -428,7 +461,7 @@ class FakeAws(BaseProvider):
         out["arn"] = arn
         out["id"] = rid
         if module == "sqs" and type_name == "Queue":
-            out["url"] = f"https://sqs.{region}.amazonaws.com/{ACCOUNT}/{name}"
+            out["url"] = f"https://sqs.{region}.amazonaws.com/{self.account}/{name}"
         if preview:
             # values AWS assigns are unknown until the resource exists
             for key in ASSIGNED_KEYS:
@@ -444,9 +477,14 @@ class FakeAws(BaseProvider):
             return f"s3-bucket/{rid}"
         if token == "aws:route53/record:Record":
             return f"route53-record/{rid}"
-        if token in AUTONAME:
-            return f"{token}/{region}/{rid}"
+        if token in AUTONAME:  # unique per account and region
+            return f"{self._account_prefix()}{token}/{region}/{rid}"
         return None
+
+    def _account_prefix(self) -> str:
+        """Another account's resources are apart from the fixture account's (whose keys keep their
+        old form)."""
+        return "" if self.account == ACCOUNT else f"{self.account}/"
 
     def _claim(self, token: str, region: str, rid: str, props: dict[str, Any], urn: str) -> None:
         root = os.environ.get("FAKE_AWS_STATE_DIR")
@@ -491,12 +529,11 @@ class FakeAws(BaseProvider):
             pass
 
     # -- what "AWS" holds (FAKE_AWS_STATE_DIR): read back by `Resource.get` ---------------------
-    @staticmethod
-    def _record_path(token: str, region: str, rid: str) -> str | None:
+    def _record_path(self, token: str, region: str, rid: str) -> str | None:
         root = os.environ.get("FAKE_AWS_STATE_DIR")
         if not root or not rid:
             return None
-        safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{token}/{region}/{rid}")
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{self._account_prefix()}{token}/{region}/{rid}")
         return os.path.join(root, "resources", safe + ".json")
 
     def _store(self, token: str, region: str, rid: str, props: dict[str, Any]) -> None:
@@ -616,7 +653,7 @@ class FakeAws(BaseProvider):
             record("aws", "create-begin", request.urn, request.type, rid, region=region)
             inject("create", request.urn)
             self._claim(request.type, region, rid, props, request.urn)
-            moto_id = mirrored(f"creating {request.type}", lambda m, *a: m.created(*a),
+            moto_id = self.mirrored(f"creating {request.type}", lambda m, *a: m.created(*a),
                                request.type, region, rid, {**props, **out})
             if moto_id:  # moto assigned the id (a health check): records refer to that one
                 rid = moto_id
@@ -673,7 +710,7 @@ class FakeAws(BaseProvider):
         if not request.preview:
             record("aws", "update-begin", request.urn, request.type, request.id, region=out["region"])
             inject("update", request.urn)
-            mirrored(f"updating {request.type}", lambda m, *a: m.updated(*a),
+            self.mirrored(f"updating {request.type}", lambda m, *a: m.updated(*a),
                      request.type, out["region"], request.id, olds, {**news, **out})
             if request.type == "aws:route53/record:Record":
                 # the set identifier may have changed: the record now claims its new key
@@ -699,7 +736,7 @@ class FakeAws(BaseProvider):
         region = self.region_of(props)
         record("aws", "delete-begin", request.urn, request.type, request.id, region=region)
         inject("delete", request.urn)
-        mirrored(f"deleting {request.type}", lambda m, *a: m.deleted(*a), request.type, region, request.id, props)
+        self.mirrored(f"deleting {request.type}", lambda m, *a: m.deleted(*a), request.type, region, request.id, props)
         self._release(request.type, region, request.id, props, request.urn)
         self._forget(request.type, region, request.id)
         record("aws", "delete", request.urn, request.type, request.id, region=region)
@@ -715,16 +752,16 @@ class FakeAws(BaseProvider):
         if tok == "aws:iot/getEndpoint:getEndpoint":
             kind = args.get("endpointType") or "iot:Data-ATS"
             result = {
-                "endpointAddress": iot_endpoint(region, kind),
+                "endpointAddress": iot_endpoint(region, kind, self.account),
                 "endpointType": kind,
                 "id": region,
                 "region": region,
             }
         elif tok == "aws:route53/getZone:getZone":
             name = str(args.get("name") or "").rstrip(".")
-            zid = args.get("zoneId") or zone_id(name or "unknown")
+            zid = args.get("zoneId") or zone_id(name or "unknown", self.account)
             if os.environ.get("FAKE_AWS_MOTO_URL") and not args.get("zoneId"):
-                zid = mirrored(f"looking up zone {name}", lambda m, n: m.zone_id(n), name)
+                zid = self.mirrored(f"looking up zone {name}", lambda m, n: m.zone_id(n), name)
                 if not zid:
                     raise _AwsError(f"reading Route 53 Hosted Zone ({name}): no matching Route 53 Hosted Zone found")
             if not name:
@@ -749,10 +786,11 @@ class FakeAws(BaseProvider):
                 result["vpcId"] = args["vpcId"]
         elif tok == "aws:index/getCallerIdentity:getCallerIdentity":
             result = {
-                "accountId": ACCOUNT,
-                "id": ACCOUNT,
+                "accountId": self.account,
+                "id": self.account,
                 "userId": "AIDAFAKEORCHESTRATETEST",
-                "arn": f"arn:{PARTITION}:iam::{ACCOUNT}:user/orchestrate-test",
+                "arn": self.identity.arn if self.identity is not None else
+                f"arn:{PARTITION}:iam::{ACCOUNT}:user/orchestrate-test",
             }
         elif tok == "aws:index/getRegion:getRegion":
             name = args.get("name") or args.get("region") or region

@@ -26,13 +26,15 @@ created it" and "AWS shows it" agree, as with the real provider:
   replication (dead-letter queues, watermark tables). moto keeps no replicas of a global table.
 
 Any other resource stays in the Pulumi state only. Errors from moto fail the operation, as an
-AWS error would.
+AWS error would. Every call is made with the credentials the provider acts with (identity.py: an
+assumed role's, so a resource lands in the role's account, as moto keeps accounts apart by them).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 _KEY = "testing"
@@ -48,16 +50,19 @@ def _first(value: Any) -> dict[str, Any]:
 
 
 class MotoMirror:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, credentials: Mapping[str, str] | None = None) -> None:
+        """`credentials`: boto3 keyword credentials of the account the provider acts in (an
+        assumed role's: moto keeps each account's resources apart by them); default moto's test keys."""
         self.url = url
+        self.credentials = dict(credentials or {"aws_access_key_id": _KEY, "aws_secret_access_key": _KEY})
 
     def client(self, service: str, region: str) -> Any:
         import boto3  # deferred: only a mirrored run pays for it
         from botocore.config import Config
 
         return boto3.client(
-            service, region_name=region, endpoint_url=self.url, aws_access_key_id=_KEY,
-            aws_secret_access_key=_KEY, config=Config(retries={"max_attempts": 2, "mode": "standard"}),
+            service, region_name=region, endpoint_url=self.url, **self.credentials,
+            config=Config(retries={"max_attempts": 2, "mode": "standard"}),
         )
 
     # -- invokes --------------------------------------------------------------------------------
