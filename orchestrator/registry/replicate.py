@@ -39,7 +39,10 @@ For each record, in stream order (one record at a time: one object's events neve
    whose token verifies for its state knows it for a replica write and does not apply it;
 4. AWS API calls that registry events do not carry (certificate status, policy attachments, policy
    versions: CloudTrail -> EventBridge, `handle_api_event`) only name an object: it is read in the
-   call's region and this region made equal to it, under the same lease, with the same checks;
+   call's region and this region made equal to it, under the same lease, with the same checks.
+   Dynamic thing groups go this way from both paths (their THING_GROUP_EVENT has no query): the
+   group is read in its origin and made equal here (`dynamic_groups.carry`), and membership events
+   of a dynamic group are not applied (each region's query answers them);
 5. failures: a record that cannot be applied is reported in `batchItemFailures` (the rest of the
    batch still applies); Lambda retries it and, after the mapping's retries, sends the batch's
    description to the dead-letter queue, from which `orchestrate registry replay --from-dlq`
