@@ -288,6 +288,7 @@ REPLICATOR_IOT_WRITE = (
     "iot:CreatePolicy", "iot:CreatePolicyVersion", "iot:GetPolicy", "iot:ListPolicyVersions",
     "iot:DeletePolicyVersion", "iot:AttachPolicy", "iot:ListAttachedPolicies",
     "iot:GetThingShadow", "iot:UpdateThingShadow",
+    "iot:CreateDynamicThingGroup", "iot:UpdateDynamicThingGroup", "iot:DeleteDynamicThingGroup",
 )
 REPLICATOR_IOT_READ = (
     "iot:DescribeThing", "iot:DescribeThingType", "iot:DescribeThingGroup", "iot:ListThingPrincipals",
@@ -296,8 +297,11 @@ REPLICATOR_IOT_READ = (
 # list calls without resource-level permissions: Resource "*", limited to the regions involved
 REPLICATOR_IOT_LIST = (
     "iot:ListThings", "iot:ListThingTypes", "iot:ListThingGroups", "iot:ListPolicies", "iot:ListCertificates",
-    "iot:ListTargetsForPolicy", "iot:ListThingsInThingGroup", "iot:DescribeEndpoint",
+    "iot:ListTargetsForPolicy", "iot:ListThingsInThingGroup", "iot:DescribeEndpoint", "iot:GetIndexingConfiguration",
 )
+# the region's fleet-indexing configuration (a singleton: no resource-level permission), written only
+# in the function's own region, when a dynamic group it carries needs thing indexing turned on
+REPLICATOR_IOT_INDEXING = ("iot:UpdateIndexingConfiguration",)
 
 
 def replicator(*, account_id: str, region: str, sources: Sequence[str], stream_arn_prefix: str,
@@ -332,6 +336,8 @@ def replicator(*, account_id: str, region: str, sources: Sequence[str], stream_a
          "Resource": [iot(r) for r in sources]},
         {"Sid": "Listings", "Effect": "Allow", "Action": list(REPLICATOR_IOT_LIST), "Resource": "*",
          "Condition": {"StringEquals": {"aws:RequestedRegion": [region, *sources]}}},
+        {"Sid": "IndexingHere", "Effect": "Allow", "Action": list(REPLICATOR_IOT_INDEXING), "Resource": "*",
+         "Condition": {"StringEquals": {"aws:RequestedRegion": region}}},
     )
 
 

@@ -42,11 +42,12 @@ class Action(str, Enum):
     PUBLISH = "iot:Publish"
     SUBSCRIBE = "iot:Subscribe"
     RECEIVE = "iot:Receive"
+    ASSUME_ROLE = "iot:AssumeRoleWithCertificate"  # the credentials provider (orchestrator/drill/device_services.py)
 
 
 # what each action's resource is called in an ARN
 _RESOURCE_KIND = {Action.CONNECT: "client", Action.PUBLISH: "topic", Action.RECEIVE: "topic",
-                  Action.SUBSCRIBE: "topicfilter"}
+                  Action.SUBSCRIBE: "topicfilter", Action.ASSUME_ROLE: "rolealias"}
 _VARIABLE = re.compile(r"\$\{([^}]*)\}")
 
 

@@ -203,15 +203,16 @@ def parse_item(item: Mapping[str, Any], sequence: str) -> ReplicationEvent:
 
 # -- AWS API calls recorded by CloudTrail (EventBridge "AWS API Call via CloudTrail", source aws.iot) --
 # Changes registry events do not carry: certificate status, policy attachments, policy versions
-# (and thing-principal attachments, which also have registry events). The function never applies
-# what such an event says: it re-reads the named object in the call's region and makes its own
-# region equal to that, so a late, repeated or replayed event changes nothing.
+# (and thing-principal attachments, which also have registry events), and dynamic thing groups'
+# queries (their THING_GROUP_EVENT names the group but never has the query). The function never
+# applies what such an event says: it re-reads the named object in the call's region and makes its
+# own region equal to that, so a late, repeated or replayed event changes nothing.
 API_CALL_DETAIL_TYPE = "AWS API Call via CloudTrail"
 API_CALL_SOURCE = "aws.iot"
 API_CALLS = (
     "UpdateCertificate", "AttachPolicy", "DetachPolicy", "AttachPrincipalPolicy", "DetachPrincipalPolicy",
     "CreatePolicyVersion", "SetDefaultPolicyVersion", "DeletePolicyVersion", "AttachThingPrincipal",
-    "DetachThingPrincipal",
+    "DetachThingPrincipal", "CreateDynamicThingGroup", "UpdateDynamicThingGroup", "DeleteDynamicThingGroup",
 )
 
 
@@ -220,6 +221,7 @@ class ObjectKind(str, Enum):
     POLICY = "policy"                  # its default version's document
     POLICY_TARGET = "policy_target"    # one policy on one target (certificate or thing group)
     THING = "thing"                    # its certificates (the thing's own event path)
+    DYNAMIC_GROUP = "dynamic_thing_group"  # its query, description and attributes
 
 
 @dataclass(frozen=True)
@@ -287,6 +289,8 @@ def parse_api_call(event: Mapping[str, Any]) -> ApiCall | None:
         kind, obj = ObjectKind.POLICY_TARGET, f"{text('policyName')}|{text('principal')}"
     elif name in ("AttachThingPrincipal", "DetachThingPrincipal"):
         kind, obj = ObjectKind.THING, text("thingName")
+    elif name.endswith("DynamicThingGroup"):
+        kind, obj = ObjectKind.DYNAMIC_GROUP, text("thingGroupName")
     else:
         kind, obj = ObjectKind.POLICY, text("policyName")
     return ApiCall(name, origin, time_ms, event_id, kind, obj)

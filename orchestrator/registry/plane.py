@@ -135,19 +135,28 @@ def read_plane(caller: Any) -> PlaneSnapshot:
     for row in caller.pages("list_thing_groups"):  # ListThingGroups cannot tell dynamic ones apart
         d = caller.call("describe_thing_group", thingGroupName=row["groupName"])
         if d.get("queryString"):
-            props = d.get("thingGroupProperties") or {}
-            items["dynamic_thing_group"][row["groupName"]] = _clean({
-                "queryString": d["queryString"], "indexName": d.get("indexName"),
-                "queryVersion": d.get("queryVersion"), "description": props.get("thingGroupDescription"),
-                "attributes": (props.get("attributePayload") or {}).get("attributes")})
-    idx = caller.call("get_indexing_configuration")
-    items["indexing_configuration"]["default"] = _clean({
-        "thingIndexingConfiguration": idx.get("thingIndexingConfiguration") or {"thingIndexingMode": "OFF"},
-        "thingGroupIndexingConfiguration": idx.get("thingGroupIndexingConfiguration")
-        or {"thingGroupIndexingMode": "OFF"}})
+            items["dynamic_thing_group"][row["groupName"]] = dynamic_group_description(d)
+    items["indexing_configuration"]["default"] = indexing_description(caller.call("get_indexing_configuration"))
     events = caller.call("describe_event_configurations").get("eventConfigurations") or {}
     items["event_configurations"]["default"] = {t: bool((c or {}).get("Enabled")) for t, c in sorted(events.items())}
     return PlaneSnapshot(caller.region, items)
+
+
+def dynamic_group_description(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A DescribeThingGroup answer of a dynamic group, as the plane compares it."""
+    props = d.get("thingGroupProperties") or {}
+    return dict(_clean({
+        "queryString": d["queryString"], "indexName": d.get("indexName"),
+        "queryVersion": d.get("queryVersion"), "description": props.get("thingGroupDescription"),
+        "attributes": (props.get("attributePayload") or {}).get("attributes")}))
+
+
+def indexing_description(idx: Mapping[str, Any]) -> dict[str, Any]:
+    """A GetIndexingConfiguration answer, as the plane compares it."""
+    return dict(_clean({
+        "thingIndexingConfiguration": idx.get("thingIndexingConfiguration") or {"thingIndexingMode": "OFF"},
+        "thingGroupIndexingConfiguration": idx.get("thingGroupIndexingConfiguration")
+        or {"thingGroupIndexingMode": "OFF"}}))
 
 
 # -- plan ------------------------------------------------------------------------------------------
@@ -313,6 +322,11 @@ def _apply_one(caller: Any, op: PlaneOp) -> None:
     elif op.kind == "event_configurations":
         caller.call("update_event_configurations",
                     eventConfigurations={t: {"Enabled": v} for t, v in w.items()})
+
+
+def apply_op(caller: Any, op: PlaneOp) -> None:
+    """One planned operation, as `apply_plane` applies it (continuous replication applies single ops)."""
+    _apply_one(caller, op)
 
 
 def _apply_template(caller: Any, op: PlaneOp) -> None:
@@ -504,5 +518,5 @@ def merge_report(report: Any, plane: PlaneReport) -> Any:
 
 
 __all__ = ["KINDS", "REQUIRED_EVENTS", "PlaneAction", "PlaneKind", "PlaneOp", "PlaneReport", "PlaneSnapshot",
-           "apply_plane", "check_prune", "compare_plane", "desired", "merge_report", "plan_plane", "read_plane",
-           "sync_plane"]
+           "apply_op", "apply_plane", "check_prune", "compare_plane", "desired", "dynamic_group_description",
+           "indexing_description", "merge_report", "plan_plane", "read_plane", "sync_plane"]

@@ -39,7 +39,10 @@ For each record, in stream order (one record at a time: one object's events neve
    whose token verifies for its state knows it for a replica write and does not apply it;
 4. AWS API calls that registry events do not carry (certificate status, policy attachments, policy
    versions: CloudTrail -> EventBridge, `handle_api_event`) only name an object: it is read in the
-   call's region and this region made equal to it, under the same lease, with the same checks;
+   call's region and this region made equal to it, under the same lease, with the same checks.
+   Dynamic thing groups go this way from both paths (their THING_GROUP_EVENT has no query): the
+   group is read in its origin and made equal here (`dynamic_groups.carry`), and membership events
+   of a dynamic group are not applied (each region's query answers them);
 5. failures: a record that cannot be applied is reported in `batchItemFailures` (the rest of the
    batch still applies); Lambda retries it and, after the mapping's retries, sends the batch's
    description to the dead-letter queue, from which `orchestrate registry replay --from-dlq`
@@ -66,6 +69,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
+from orchestrator.registry import dynamic_groups
 from orchestrator.registry.calls import Caller, RateLimiter, RetryPolicy, error_code
 from orchestrator.registry.events import (
     CLIENT_TOKEN_PREFIX,
@@ -118,7 +122,7 @@ class Outcome(str, Enum):
     UNCHANGED = "unchanged"    # the destination already held it: no write
     STALE = "stale"            # not newer than what was applied: duplicate or out of order
     OWN_ORIGIN = "own_origin"  # the change happened in this region
-    IGNORED = "ignored"        # nothing to replicate (TTL removal, type association, dynamic group)
+    IGNORED = "ignored"        # nothing to replicate (TTL removal, type association, a dynamic group's membership)
     ECHO = "echo"              # a replica write by a replication function (its signed client token)
     REFUSED = "refused"        # untrusted or malformed: sent to the dead-letter queue, never applied
     FAILED = "failed"          # reported in batchItemFailures
@@ -463,7 +467,8 @@ class Replicator:
             return self._refuse(event, "", call.key, str(exc))
         if call.origin == self.region.name:
             return RecordResult(call.event_id, call.key, Outcome.OWN_ORIGIN)
-        lease = f"{EventKind.THING.value}/{call.object}" if call.kind is ObjectKind.THING else call.key
+        lease = f"{EventKind.THING.value}/{call.object}" if call.kind is ObjectKind.THING else \
+            f"{EventKind.THING_GROUP.value}/{call.object}" if call.kind is ObjectKind.DYNAMIC_GROUP else call.key
         try:
             with self._lease(lease):
                 changed = self._reread_object(call)
@@ -484,6 +489,10 @@ class Replicator:
             return self._reread(as_event)
         if call.kind is ObjectKind.CERTIFICATE:
             return self._certificate_status(src, call.object)
+        if call.kind is ObjectKind.DYNAMIC_GROUP:
+            carried = dynamic_groups.carry(src.iot, self.region.iot, call.object, src_region=call.origin,
+                                           dst_region=self.region.name, mode=self.region_rewrite)
+            return bool(carried)  # None: static in the origin and here: its registry events carry it
         if call.kind is ObjectKind.POLICY:
             theirs, ours = _get_policy(src.iot, call.object), _get_policy(self.region.iot, call.object)
             if theirs is None or ours is None:
@@ -687,9 +696,18 @@ class Replicator:
 
     def _thing_group(self, event: ReplicationEvent) -> bool | None:
         body, name = event.body, event.name
-        if body.get("dynamicGroupMappingId") or body.get("queryString"):
-            return None  # dynamic groups are not copied (as in `registry sync`)
         current = describe_thing_group(self.region.iot, name)
+        # a dynamic group's event never carries its query: the group is read in its origin
+        # (`dynamic_groups.carry`); so is a group about to be made here, whose event may not say
+        if body.get("dynamicGroupMappingId") or body.get("queryString") or (current is not None and current.dynamic) \
+                or (current is None and event.operation is not Operation.DELETED):
+            carried = dynamic_groups.carry(self._source(event.origin).iot, self.region.iot, name,
+                                           src_region=event.origin, dst_region=self.region.name,
+                                           mode=self.region_rewrite)
+            if carried is not None:
+                return carried
+            if current is not None:  # a dynamic group here was deleted: the origin's is static
+                current = describe_thing_group(self.region.iot, name)
         if event.operation is Operation.DELETED:
             if current is None:
                 return False
@@ -699,16 +717,22 @@ class Replicator:
         return self._run(RegistrySnapshot(event.origin, thing_groups=(src,)),
                          RegistrySnapshot(self.region.name, thing_groups=(current,) if current else ()))
 
-    def _membership(self, event: ReplicationEvent) -> bool:
+    def _membership(self, event: ReplicationEvent) -> bool | None:
         group, thing = event.body["group"], event.body["thing"]
         groups = {g["groupName"] for g in self.region.iot.pages("list_thing_groups_for_thing", thingName=thing)}
-        if event.operation is Operation.ADDED:
-            if group in groups:
-                return False
-            return self._one(Kind.GROUP_MEMBERSHIP, Action.CREATE, f"{group}/{thing}", group=group, thing=thing)
-        if group not in groups:
+        if (event.operation is Operation.ADDED) == (group in groups):
             return False
-        return self._one(Kind.GROUP_MEMBERSHIP, Action.DELETE, f"{group}/{thing}", group=group, thing=thing)
+        action = Action.CREATE if event.operation is Operation.ADDED else Action.DELETE
+        try:
+            return self._one(Kind.GROUP_MEMBERSHIP, action, f"{group}/{thing}", group=group, thing=thing)
+        except ApplyFailed:
+            # a dynamic group's things are its query's answer in each region (AWS refuses to add or
+            # remove one by hand): checked only when the write failed, so a static one costs nothing
+            ours = dynamic_groups.describe(self.region.iot, group)
+            if dynamic_groups.is_dynamic(ours if ours is not None else
+                                         dynamic_groups.describe(self._source(event.origin).iot, group)):
+                return None
+            raise
 
 
 # -- small reads (one object each) --------------------------------------------------------------

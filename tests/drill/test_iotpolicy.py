@@ -386,3 +386,15 @@ def test_the_trust_store_names_a_presented_certificate_by_its_registry_id(tmp_pa
     assert store.refresh(Listing()) == 1
     assert store.identify(ssl.PEM_cert_to_DER_cert(pem)) == "moto-id-1"
     assert store.identify(ssl.PEM_cert_to_DER_cert(pki.device_certificate("other").cert_pem)) is None
+
+
+def test_assume_role_with_certificate_is_checked_against_the_regions_role_alias_arn() -> None:
+    """The credentials provider's action (orchestrator/drill/device_services.py): the resource is
+    `arn:aws:iot:<region>:<account>:rolealias/<alias>`; a literal other region grants nothing."""
+    assert resource_arn(Action.ASSUME_ROLE, me(), "uploads") == f"arn:aws:iot:{WEST}:{ACCOUNT}:rolealias/uploads"
+    pinned = parse({"Statement": [{"Effect": "Allow", "Action": "iot:AssumeRoleWithCertificate",
+                                   "Resource": f"arn:aws:iot:{WEST}:{ACCOUNT}:rolealias/uploads"}]})
+    assert evaluate(pinned, Action.ASSUME_ROLE, "uploads", me())
+    assert not evaluate(pinned, Action.ASSUME_ROLE, "uploads", me(CENTRAL))
+    assert not evaluate(pinned, Action.ASSUME_ROLE, "admin", me())
+    assert not evaluate(pinned, Action.CONNECT, "uploads", me())  # an action is not another's

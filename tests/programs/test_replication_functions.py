@@ -137,9 +137,13 @@ def test_function_role_is_scoped_to_its_region_its_stream_table_queue_and_source
         actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
         assert not any(a.endswith("*") for a in actions)
         if statement["Resource"] == "*":  # only calls without resource-level permissions, and conditioned
-            assert statement["Sid"] in {"ListStreams", "LagMetric", "Listings"} and statement["Condition"]
+            assert statement["Sid"] in {"ListStreams", "LagMetric", "Listings", "IndexingHere"}
+            assert statement["Condition"]
     assert by_sid["LagMetric"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}}
     assert by_sid["Listings"]["Condition"] == {"StringEquals": {"aws:RequestedRegion": [THIRD, PRIMARY, SECONDARY]}}
+    # the one singleton it writes (fleet indexing, for a dynamic group it carries): its own region only
+    assert by_sid["IndexingHere"]["Action"] == ["iot:UpdateIndexingConfiguration"]
+    assert by_sid["IndexingHere"]["Condition"] == {"StringEquals": {"aws:RequestedRegion": THIRD}}
 
 
 def test_alarms_on_dead_letters_and_on_replication_lag() -> None:
@@ -249,7 +253,7 @@ def test_function_role_may_sign_with_its_regions_key_replica_and_release_leases(
 API_PATTERN_DETAIL = {"eventSource": ["iot.amazonaws.com"], "eventName": [
     "UpdateCertificate", "AttachPolicy", "DetachPolicy", "AttachPrincipalPolicy", "DetachPrincipalPolicy",
     "CreatePolicyVersion", "SetDefaultPolicyVersion", "DeletePolicyVersion", "AttachThingPrincipal",
-    "DetachThingPrincipal"]}
+    "DetachThingPrincipal", "CreateDynamicThingGroup", "UpdateDynamicThingGroup", "DeleteDynamicThingGroup"]}
 
 
 def test_a_multi_region_trail_records_management_writes_so_eventbridge_receives_api_calls() -> None:
