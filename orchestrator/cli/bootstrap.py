@@ -39,7 +39,8 @@ def bootstrap(app: Context, repo: str, state_region: str, bucket: str | None, pr
     with aws_errors("bootstrap"):
         spec = op.BootstrapSpec(env=topology.env, repo=repo, state_region=state_region, account="000000000000",
                                 bucket=bucket or "", iam_path=topology.iam.path,
-                                permissions_boundary=topology.iam.permissions_boundary)
+                                permissions_boundary=topology.iam.permissions_boundary,
+                                account_roles=tuple(sorted(topology.accounts.items())))
         op.validate(spec, topology.primary)  # before any AWS call
         from dataclasses import replace
 

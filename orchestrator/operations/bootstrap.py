@@ -60,6 +60,8 @@ class BootstrapSpec:
     bucket: str = ""
     iam_path: str = "/"
     permissions_boundary: str = ""
+    # the topology's `accounts:` (a member region, dns or backups -> the role ARN to assume there)
+    account_roles: tuple[tuple[str, str], ...] = ()
 
     @property
     def bucket_name(self) -> str:
@@ -262,6 +264,18 @@ def role_specs(spec: BootstrapSpec, key_arn: str) -> list[RoleSpec]:
         *_state_read(spec, key_arn),
         _state_write(spec, "RunState", (".orchestrate/*",)),
     )
+
+    # Across accounts the caller's own policy must allow sts:AssumeRole on the role it assumes (the
+    # role's trust policy alone is not enough). Each CI role gets the roles of the accounts it acts in:
+    # preview and apply every stack's, backup the regions' and the backups account's, sync the regions'.
+    targets = dict(spec.account_roles)
+    acts_in = {"preview": set(targets), "apply": set(targets), "backup": set(targets) - {"dns"},
+               "sync": set(targets) - {"dns", "backups"}}
+    for key, policy in (("preview", preview), ("apply", apply), ("backup", backup), ("sync", sync)):
+        roles = sorted({targets[t] for t in acts_in[key]})
+        if roles:
+            policy["Statement"].append({"Sid": "AssumeAccountRoles", "Effect": "Allow", "Action": "sts:AssumeRole",
+                                        "Resource": roles})
 
     def role(key: str, environment: str, workflows: str, covers: str, policy: Document,
              session: int = DEFAULT_SESSION_S) -> RoleSpec:
