@@ -42,6 +42,7 @@ from orchestrator.registry.policydoc import normalize_document
 from orchestrator.registry.quotas import SHADOW_APIS, AdaptiveLimiter
 from orchestrator.registry.signing import certificate_id
 from orchestrator.registry.snapshot import RegistrySnapshot, Shadow, TargetKind
+from orchestrator.registry.spill import PAGE as SPILL_PAGE
 from orchestrator.registry.spill import SpillStore, SpillTable
 from orchestrator.registry.sync.model import (
     MAX_CONCURRENCY,
@@ -107,17 +108,25 @@ class _ArnCache(Protocol):
 
 class _SpilledArns:
     """Certificate id -> ARN in a spill table (one row per certificate; an id's ARN in a region
-    never changes, so the first one stored stands)."""
+    never changes, so the first one stored stands). New ARNs are written a page at a time (one
+    transaction per `PAGE`, not per certificate: a commit per row rewrote a page of the file each)."""
 
     def __init__(self, table: SpillTable) -> None:
         self._table = table
+        self._pending: dict[str, str] = {}
 
     def get(self, key: str, /) -> str | None:
+        pending = self._pending.get(key)
+        if pending is not None:
+            return pending
         value = self._table.get(key)
         return str(value) if value is not None else None
 
     def __setitem__(self, key: str, value: str, /) -> None:
-        self._table.add([(key, "", value)])
+        self._pending.setdefault(key, value)
+        if len(self._pending) >= SPILL_PAGE:
+            self._table.add((k, "", v) for k, v in self._pending.items())
+            self._pending.clear()
 
 
 class _Executor:
