@@ -31,6 +31,7 @@ JSON; the version is the region's own counter (not compared across regions).
 from __future__ import annotations
 
 import json
+import sys
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -76,7 +77,7 @@ class ThingGroup:
         return self.query is not None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Thing:
     name: str
     thing_type: str | None = None
@@ -88,7 +89,7 @@ class Thing:
 CLASSIC = ""  # the name of a thing's classic (unnamed) shadow
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Shadow:
     """One device shadow: `state.desired` and `state.reported` as canonical JSON (None: absent).
 
@@ -174,7 +175,7 @@ class Coverage:
         return replace(self, principals=None if things is None else frozenset(things))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Certificate:
     id: str
     status: str
@@ -184,13 +185,13 @@ class Certificate:
     arn: str | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class ThingPrincipal:
     thing: str
     certificate_id: str
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class PolicyTarget:
     policy: str
     kind: TargetKind
@@ -404,7 +405,9 @@ def describe_thing_group(caller: Caller, name: str) -> ThingGroup | None:
 
 
 def _cert_id_from_arn(arn: str) -> str | None:
-    return arn.rsplit(":cert/", 1)[1] if ":cert/" in arn else None
+    """Interned (issue 22): a certificate's id is held by its `Certificate`, its policy targets and
+    its attachments, in both regions' listings; one string instead of one copy each."""
+    return sys.intern(arn.rsplit(":cert/", 1)[1]) if ":cert/" in arn else None
 
 
 def _group_from_arn(arn: str) -> str | None:
@@ -494,7 +497,7 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True)
 
     def members(name: str) -> tuple[str, list[str]]:
         try:
-            return name, [t for t in checked("list_things_in_thing_group", name, thingGroupName=name)]
+            return name, [sys.intern(t) for t in checked("list_things_in_thing_group", name, thingGroupName=name)]
         except Exception as exc:
             if _missing(exc):
                 return name, []
@@ -545,12 +548,17 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True)
         return policies, found
 
     def certificates() -> list[Certificate]:
-        return [Certificate(id=c["certificateId"], status=c["status"], mode=c.get("certificateMode"),
+        return [Certificate(id=sys.intern(c["certificateId"]), status=c["status"], mode=c.get("certificateMode"),
                             ca_certificate_id=c.get("caCertificateId"), arn=c.get("certificateArn"))
                 for c in checked("list_certificates")]
 
-    def things() -> list[Any]:
-        return list(checked("list_things"))
+    def things() -> list[Thing]:
+        """Each page's things as `Thing` values as they come (the raw pages are not held: issue 22),
+        names interned (held again by principals and the other region's listing); groups are
+        filled in below, once the members are known."""
+        return [Thing(name=sys.intern(t["thingName"]), thing_type=t.get("thingTypeName") or None,
+                      attributes=dict(t.get("attributes") or {}), version=t.get("version"))
+                for t in checked("list_things")]
 
     with ThreadPoolExecutor(max_workers=5, thread_name_prefix="registry-list") as pool:
         f_types, f_groups, f_things = pool.submit(thing_types), pool.submit(groups_and_members), pool.submit(things)
@@ -561,12 +569,18 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True)
     dynamic = [g.name for g in groups if g.dynamic]
     if dynamic:
         notes.append(f"dynamic thing groups are not copied (fleet indexing queries): {', '.join(dynamic)}")
-    thing_names = {t["thingName"] for t in raw_things}
+    thing_names = {t.name for t in raw_things}
     membership: dict[str, list[str]] = {}
     for group, names in group_members:
         for thing in names:
             if thing in thing_names:  # moto keeps deleted things in their groups; AWS lags a bit
                 membership.setdefault(thing, []).append(group)
+
+    for i, t in enumerate(raw_things):  # in place: one `Thing` per thing at any time
+        groups_of = membership.pop(t.name, None)
+        if groups_of:
+            raw_things[i] = replace(t, groups=tuple(sorted(groups_of)))
+    raw_things.sort(key=lambda t: t.name)
 
     from orchestrator.registry.regional import without_regional  # a region's own canary is not fleet
 
@@ -574,13 +588,7 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True)
         region=region,
         thing_types=tuple(sorted(types, key=lambda t: t.name)),
         thing_groups=tuple(sorted(groups, key=lambda g: g.name)),
-        things=tuple(sorted(
-            (Thing(name=t["thingName"], thing_type=t.get("thingTypeName") or None,
-                   attributes=dict(t.get("attributes") or {}),
-                   groups=tuple(sorted(membership.get(t["thingName"], ()))),
-                   version=t.get("version"))
-             for t in raw_things),
-            key=lambda t: t.name)),
+        things=tuple(raw_things),
         policies=tuple(sorted(policies, key=lambda p: p.name)),
         certificates=tuple(sorted(certs, key=lambda c: c.id)),
         policy_targets=tuple(sorted(policy_targets)),

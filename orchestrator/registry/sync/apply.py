@@ -33,7 +33,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from orchestrator.errors import InputRejected, OrchestrateError
 from orchestrator.registry.calls import Caller, RateLimiter, RetryPolicy, error_code, is_write
@@ -42,6 +42,7 @@ from orchestrator.registry.policydoc import normalize_document
 from orchestrator.registry.quotas import SHADOW_APIS, AdaptiveLimiter
 from orchestrator.registry.signing import certificate_id
 from orchestrator.registry.snapshot import RegistrySnapshot, Shadow, TargetKind
+from orchestrator.registry.spill import PAGE as SPILL_PAGE
 from orchestrator.registry.spill import SpillStore, SpillTable
 from orchestrator.registry.sync.model import (
     MAX_CONCURRENCY,
@@ -99,15 +100,48 @@ _EXISTS = "ResourceAlreadyExistsException"
 PemSource = Callable[[str], "str | None"]
 
 
+class _ArnCache(Protocol):
+    def get(self, key: str, /) -> str | None: ...
+
+    def __setitem__(self, key: str, value: str, /) -> None: ...
+
+
+class _SpilledArns:
+    """Certificate id -> ARN in a spill table (one row per certificate; an id's ARN in a region
+    never changes, so the first one stored stands). New ARNs are written a page at a time (one
+    transaction per `PAGE`, not per certificate: a commit per row rewrote a page of the file each)."""
+
+    def __init__(self, table: SpillTable) -> None:
+        self._table = table
+        self._pending: dict[str, str] = {}
+
+    def get(self, key: str, /) -> str | None:
+        pending = self._pending.get(key)
+        if pending is not None:
+            return pending
+        value = self._table.get(key)
+        return str(value) if value is not None else None
+
+    def __setitem__(self, key: str, value: str, /) -> None:
+        self._pending.setdefault(key, value)
+        if len(self._pending) >= SPILL_PAGE:
+            self._table.add((k, "", v) for k, v in self._pending.items())
+            self._pending.clear()
+
+
 class _Executor:
     """Applies one operation; idempotent, safe to replay."""
 
     def __init__(self, caller: Caller, plan: SyncPlan, *, data_caller: Caller | None = None,
-                 pem_source: PemSource | None = None) -> None:
+                 pem_source: PemSource | None = None, arns: SpillTable | None = None) -> None:
         self.caller = caller
         self.data_caller = data_caller
         self.pem_source = pem_source
-        self._cert_arns = dict(plan.dst_certificate_arns)
+        # the destination's ARNs the plan read (a view of its listing, not a copy), and those learnt
+        # while applying (registered certificates: about one per thing of a first sync), in the
+        # spill file when `arns` is given (issue 22), else in memory
+        self._known_cert_arns = plan.dst_certificate_arns
+        self._cert_arns: _ArnCache = _SpilledArns(arns) if arns is not None else {}
         self._group_arns = dict(plan.dst_group_arns)
         self._lock = threading.Lock()
 
@@ -150,8 +184,10 @@ class _Executor:
 
     # -- ARNs (region-specific: resolved in the destination) ---------------------------------
     def cert_arn(self, cert_id: str) -> str:
-        with self._lock:
-            arn = self._cert_arns.get(cert_id)
+        arn = self._known_cert_arns.get(cert_id)
+        if arn is None:
+            with self._lock:
+                arn = self._cert_arns.get(cert_id)
         if arn is None:
             d = self.caller.call("describe_certificate", certificateId=cert_id)
             arn = d["certificateDescription"]["certificateArn"]
@@ -481,7 +517,8 @@ def _apply(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimit
             caller = Caller(dst_client, limits=limiter, retry=retry)
         else:
             caller = Caller(dst_client, writes=limiter, reads=read_limiter, retry=retry)
-    executor = _Executor(caller, plan, data_caller=data_caller, pem_source=pem_source)
+    executor = _Executor(caller, plan, data_caller=data_caller, pem_source=pem_source,
+                         arns=spilled.store.table("cert_arns"))
     started = clock()
     before = caller.stats.counts()
     data_before = data_caller.stats.counts() if data_caller is not None else None

@@ -30,7 +30,7 @@ No I/O here: the snapshots come in, a `SyncPlan` goes out.
 from __future__ import annotations
 
 import json
-from collections.abc import Container, Mapping
+from collections.abc import Container, Iterator, Mapping
 from dataclasses import replace
 from enum import Enum
 from typing import Any
@@ -158,9 +158,32 @@ def plan_sync(src: RegistrySnapshot, dst: RegistrySnapshot, prune: bool = False,
     return SyncPlan(
         src_region=src.region, dst_region=dst.region, prune=prune, ops=p.b.build(),
         warnings=tuple(dict.fromkeys(p.warnings)), rewritten_policies=tuple(p.rewritten),
-        dst_certificate_arns={c.id: c.arn for c in dst.certificates if c.arn},
-        dst_group_arns={g.name: g.arn for g in dst.thing_groups if g.arn},
+        dst_certificate_arns=ArnsOf(dst.certificates_by_id),
+        dst_group_arns=ArnsOf(dst.groups_by_name),
     )
+
+
+class ArnsOf(Mapping[str, str]):
+    """The ARNs of a snapshot's certificates (or groups), read through its own index: a view, not
+    a copy (issue 22: a copy per plan was an O(fleet) dict on every pass). Objects without an ARN
+    are absent."""
+
+    __slots__ = ("_by",)
+
+    def __init__(self, by_key: Mapping[str, Any]) -> None:
+        self._by = by_key
+
+    def __getitem__(self, key: str) -> str:
+        arn = getattr(self._by[key], "arn", None)
+        if not arn:
+            raise KeyError(key)
+        return str(arn)
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, v in self._by.items() if getattr(v, "arn", None))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 _T, _G, _P, _C, _H = Kind.THING_TYPE, Kind.THING_GROUP, Kind.POLICY, Kind.CERTIFICATE, Kind.THING
