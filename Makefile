@@ -18,6 +18,10 @@ DEVICES ?= 20
 # Workers for the tiers whose tests are independent of each other (programs, orchestrator, ops):
 # pytest-xdist, one per core by default; JOBS=0 runs them in this process, one test after another.
 JOBS ?= auto
+# Workers for the engine tier: two (each test runs a Pulumi CLI, its plugins and a moto server, so
+# one worker per core on a big machine would mostly wait on each other), whole test files per
+# worker (--dist loadfile: a module's shared deployment is built once); JOBS=0 runs it in one process.
+ENGINE_JOBS ?= $(if $(filter 0,$(JOBS)),0,2)
 ROUTING ?= failover
 
 export PYTHON INSTALLER
@@ -72,25 +76,26 @@ define tier
 	  || status=$$?; [ $$status = 0 ] || [ $$status = 5 ] || exit $$status
 endef
 
-# The quick tiers, each stopping at its first failure; $(1): more arguments for the lint tier.
+# The quick tiers, each stopping at its first failure; $(1): more arguments for the lint tier,
+# $(2): for the programs and orchestrator tiers.
 define quick_tiers
 	$(call tier,lint,-x tests/test_lint.py$(1))
-	$(call tier,programs,-x -n $(JOBS) tests/programs)
-	$(call tier,orchestrator,-x -n $(JOBS) tests/orchestrator)
+	$(call tier,programs,-x -n $(JOBS) tests/programs$(2))
+	$(call tier,orchestrator,-x -n $(JOBS) tests/orchestrator$(2))
 endef
 
 ## test-quick: the quick tiers (lint with ruff, mypy and the import rules; programs under mocks; orchestrator)
 test-quick: $(VENV)/.installed
 	$(call quick_tiers,)
 
-## test-fast: the edit-run loop: the quick tiers without mypy (the lint tier's slow check; `make test` runs it)
+## test-fast: the edit-run loop: the quick tiers without mypy and without the tests marked slow (`make test` runs both)
 test-fast: $(VENV)/.installed
-	$(call quick_tiers, --deselect tests/test_lint.py::test_mypy_finds_nothing)
+	$(call quick_tiers, --deselect tests/test_lint.py::test_mypy_finds_nothing, -m "not slow")
 
 ## test-slow: the slow tiers (ops against moto, the real engine, a small drill)
 test-slow: $(VENV)/.installed drill-deps browser-deps
 	$(call tier,ops,-n $(JOBS) tests/ops)
-	$(call tier,engine,tests/engine)
+	$(call tier,engine,-n $(ENGINE_JOBS) --dist loadfile tests/engine)
 	$(call tier,drill,tests/drill)
 
 ## test: the whole suite: the quick tiers first (a failure there stops the run), then the slow ones

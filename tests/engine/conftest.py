@@ -287,9 +287,11 @@ def make_project(pulumi_tools: PulumiTools, tmp_path: Path):  # noqa: ANN201 - a
 MOTO_STARTUP_TIMEOUT_S = 30.0
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def moto_server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - yields the URL
-    """One moto server on 127.0.0.1 for the session (bounded start-up wait, stopped at the end).
+    """A moto server on 127.0.0.1 for each test module, on a free port (bounded start-up wait,
+    stopped after the module): no module sees another's leftovers, whichever pytest-xdist worker
+    runs it and in whatever order. Tests in one module share it; those that need it empty reset it.
 
     Used as `--endpoint-url`: the replication stack's `orchestrate registry sync` (run by the
     command provider) and the lifecycle's verifications call it; with FAKE_AWS_MOTO_URL the

@@ -1,7 +1,10 @@
 """A killed `up` and two concurrent `up`s, through the real engine and its file-backend locks.
 
-One resource is made slow (FAKE_AWS_DELAY / FAKE_AWS_DELAY_ON) and the test waits, bounded, until
-the provider log shows its create began: the update then certainly holds the stack's lock.
+One resource's create is held at a barrier (FAKE_AWS_HOLD_ON / FAKE_AWS_HOLD_UNTIL: the stand-in
+provider waits until a file exists) and the test waits, bounded, until the provider log shows that
+create began: the update then certainly holds the stack's lock, and keeps holding it until the test
+creates the file (or kills it). No sleep decides the outcome, so the tier can run under pytest-xdist
+on a loaded machine.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import os
 import re
 import signal
 import subprocess
+from pathlib import Path
 
 from tests.engine.helpers import OrchestrateProject, dev_topology
 
@@ -29,6 +33,12 @@ def _status(project: OrchestrateProject) -> dict[str, dict]:
     return {s["name"]: s for s in project.json("status", env=backups)["stacks"]}
 
 
+def _held(project: OrchestrateProject) -> tuple[dict[str, str], Path]:
+    """The environment that holds SLOW's create until the returned file exists."""
+    barrier = project.base / f"release-{SLOW}"
+    return {"FAKE_AWS_HOLD_ON": SLOW, "FAKE_AWS_HOLD_UNTIL": str(barrier)}, barrier
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -39,13 +49,14 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 def test_killed_up_is_locked_then_recovered_without_duplicates(make_project) -> None:
     project: OrchestrateProject = make_project(dev_topology())
-    slow = {"FAKE_AWS_DELAY": "120", "FAKE_AWS_DELAY_ON": SLOW}
-    proc = project.start("up", "--yes", "--region", "eu-west-1", env=slow, name="killed-up")
+    held, barrier = _held(project)  # never released: the update is killed while it waits
+    proc = project.start("up", "--yes", "--region", "eu-west-1", env=held, name="killed-up")
     try:
         project.wait_for_event("create-begin", SLOW, proc=proc)
     finally:
         _kill_group(proc)  # orchestrate, the pulumi CLI and the provider plugins, all at once
     assert proc.returncode == -signal.SIGKILL, project.output_of("killed-up")
+    assert not barrier.exists()
     assert _lock_files(project), "the killed update should have left its lock"
 
     # the next up is refused as locked (exit 3) and says how to get out. (About 1 kill in 10 lands
@@ -81,14 +92,14 @@ def test_killed_up_is_locked_then_recovered_without_duplicates(make_project) -> 
 
 def test_second_concurrent_up_exits_3_and_the_first_completes(make_project) -> None:
     project: OrchestrateProject = make_project(dev_topology())
-    slow = {"FAKE_AWS_DELAY": "15", "FAKE_AWS_DELAY_ON": SLOW}  # >> the ~3 s the second needs
-    first = project.start("up", "--yes", "--region", "eu-west-1", env=slow, name="first-up")
+    held, barrier = _held(project)  # the first up holds the lock until the barrier file exists
+    first = project.start("up", "--yes", "--region", "eu-west-1", env=held, name="first-up")
     try:
         project.wait_for_event("create-begin", SLOW, proc=first)
 
         second = project.run("up", "--yes", "--region", "eu-west-1", expect=3)
 
-        assert first.poll() is None, "the first update should still be running"
+        assert first.poll() is None, "the first update should still be running (held at the barrier)"
         assert "locked" in second.stdout + second.stderr
         assert "dev-dns" in second.stdout and "not run" in second.stdout
         assert "held by " in second.stdout + second.stderr and "(pid " in second.stdout + second.stderr
@@ -98,7 +109,10 @@ def test_second_concurrent_up_exits_3_and_the_first_completes(make_project) -> N
         assert "may still be running" in refused.stderr and "--force" in refused.stderr
         assert re.search(r"locked by \S+@\S+ \(pid \d+\), \d+ (?:s|min) old \(since ", refused.stderr), refused.stderr
         assert _lock_files(project), "the refused recover cleared the lock"
-        assert first.wait(timeout=180) == 0, project.output_of("first-up")
+        assert first.poll() is None, "the first update should still be running (held at the barrier)"
+
+        barrier.touch()  # release: the first up creates SLOW and completes
+        assert first.wait(timeout=300) == 0, project.output_of("first-up")
     finally:
         if first.poll() is None:
             _kill_group(first)

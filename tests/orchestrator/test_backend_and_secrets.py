@@ -17,6 +17,7 @@ from tests.doubles import InMemoryEngine
 from tests.orchestrator.test_engine_setup import fake_cli, invoke
 
 
+@pytest.mark.slow
 def test_an_empty_backend_variable_is_refused_naming_it(run, engine: InMemoryEngine, project: Path,  # noqa: ANN001
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PULUMI_BACKEND_URL", "")
@@ -146,6 +147,7 @@ def test_status_names_the_backend_without_credentials(run, project: Path,  # noq
     assert '"backend": "s3://team-state/iot"' in result.stdout, result.output
 
 
+@pytest.mark.slow
 def test_status_tells_an_empty_vault_from_an_unreachable_one(run, project: Path,  # noqa: ANN001
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     import json

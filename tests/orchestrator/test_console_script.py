@@ -20,6 +20,7 @@ def orchestrate(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None)
                           env={**base, **(env or {})})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env, regions", [("dev", ["eu-west-1"]), ("prod", ["eu-west-1"])])
 def test_plan_json_through_the_console_script(env: str, regions: list[str]) -> None:
     proc = orchestrate("plan", "--all", "--json", "--env", env)
@@ -37,6 +38,7 @@ def test_plan_json_through_the_console_script(env: str, regions: list[str]) -> N
     assert {"aws:s3/bucket:Bucket", "aws:kinesis/stream:Stream"} <= protected
 
 
+@pytest.mark.slow
 def test_bad_region_is_one_line_and_exit_2() -> None:
     proc = orchestrate("plan", "--region", "eu-moon-1")
     assert proc.returncode == 2

@@ -39,6 +39,7 @@ def test_conforming_profile_passes_every_check_and_projects_its_rto(tmp_path: Pa
     assert "projected RTO at 2,000 devices, 500 CONNECT/s" in out
 
 
+@pytest.mark.slow
 def test_the_sdk_defaults_fail_on_the_cap_and_the_resubscribe_and_say_what_to_change(tmp_path: Path) -> None:
     code, out, _ = run(["device-check", write(tmp_path, "d.yaml", "endpoint: iot.example.com\n")])
     assert code == 1
@@ -69,6 +70,7 @@ def test_jitter_mode_default_is_the_sdks_full_and_case_is_ignored() -> None:
     assert DeviceProfile.parse({"retry_jitter_mode": "Decorrelated"}, "t").retry_jitter_mode == "DECORRELATED"
 
 
+@pytest.mark.slow
 def test_a_shorter_cap_projects_a_shorter_tail() -> None:
     capped = score(DeviceProfile.parse(CONFORMING, "t"), devices=5000)
     sdk = score(DeviceProfile.parse({**CONFORMING, "max_reconnect_delay_ms": 120000}, "t"), devices=5000)

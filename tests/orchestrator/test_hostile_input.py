@@ -87,6 +87,7 @@ def _orchestrate(args: list[str], cwd: Path, timeout: float = 60) -> subprocess.
                           stdin=subprocess.DEVNULL, preexec_fn=limit, env=env, check=False)
 
 
+@pytest.mark.slow
 def test_a_fifo_or_a_device_as_config_is_refused_without_hanging(project: Path) -> None:
     fifo = project / "stacks" / "dev.topology.yaml"
     fifo.unlink()

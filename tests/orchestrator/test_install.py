@@ -147,17 +147,24 @@ def test_make_test_runs_the_quick_tiers_first_stopping_at_a_failure_then_the_slo
         assert f"--junitxml={junit}/{name}.xml" in args and args[-2:] == ["-k", "probe"], name
         assert ("-x" in args) == (name in QUICK), name
     assert tiers(make_dry_run("test-quick", f"JUNIT_DIR={junit}", "PYTEST_ARGS=-k probe")) == run[:3]
-    # test-fast: the same quick tiers, the lint tier without mypy (make test runs it).
+    # test-fast: the same quick tiers, the lint tier without mypy and the other two without the
+    # tests marked slow; make test runs every test (no tier of it selects by marker).
     fast = tiers(make_dry_run("test-fast", f"JUNIT_DIR={junit}"))
     assert [name for name, _ in fast] == QUICK
     assert fast[0][1][:4] == ["-x", "tests/test_lint.py", "--deselect", "tests/test_lint.py::test_mypy_finds_nothing"]
-    assert fast[1:] == [(name, args[:-2]) for name, args in run[1:3]]  # run: the same, with "-k probe"
-    # The programs, orchestrator and ops tiers spread over the cores (pytest-xdist); JOBS=0 keeps one process.
+    for (name, args), (_, full) in zip(fast[1:], run[1:3], strict=True):
+        assert args[args.index("-m"):args.index("-m") + 2] == ["-m", "not slow"], name
+        assert [a for a in args if a not in ("-m", "not slow")] == full[:-2], name  # run: with "-k probe"
+    assert not any("-m" in args for _, args in run)
+    # The programs, orchestrator and ops tiers spread over the cores (pytest-xdist), the engine tier
+    # over two workers, a test file each; JOBS=0 keeps every tier in one process.
     parallel = {name: args[args.index("-n") + 1] for name, args in run if "-n" in args}
-    assert parallel == {"programs": "auto", "orchestrator": "auto", "ops": "auto"}
+    assert parallel == {"programs": "auto", "orchestrator": "auto", "ops": "auto", "engine": "2"}
+    engine = dict(run)["engine"]
+    assert engine[engine.index("--dist") + 1] == "loadfile"
     serial = tiers(make_dry_run("test", "JOBS=0", f"JUNIT_DIR={junit}"))
     assert {name: args[args.index("-n") + 1] for name, args in serial if "-n" in args} == \
-        {"programs": "0", "orchestrator": "0", "ops": "0"}
+        {"programs": "0", "orchestrator": "0", "ops": "0", "engine": "0"}
     # Without JUNIT_DIR no tier writes JUnit.
     assert not any(a.startswith("--junitxml") for _, args in tiers(make_dry_run("test")) for a in args)
 
@@ -244,6 +251,7 @@ def test_an_unknown_installer_is_one_line_exit_2_and_nothing_is_created(tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_the_uv_path_installs_the_pinned_runtime_offline_and_plans(tmp_path: Path) -> None:
     """The real uv path, from uv's cache (offline: the suite runs without a registry): what `make plan`
     installs is the pinned runtime set and nothing of the test extra, set-up talks on stderr only, and
@@ -296,6 +304,7 @@ def _copy_project(into: Path) -> Path:
     return into
 
 
+@pytest.mark.slow
 def test_the_uv_path_refuses_a_file_whose_hash_is_not_listed(tmp_path: Path) -> None:
     """The real set-up script, uv from its cache (offline), with one runtime dependency's hashes
     replaced: the install fails naming the package and the venv gets no project."""

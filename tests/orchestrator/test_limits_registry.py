@@ -75,6 +75,7 @@ def fake_constants() -> Iterator[tuple[str, Any]]:
                         yield f"{path}:{target.id}[{key}]", entry
 
 
+@pytest.mark.slow
 def test_every_limit_a_fake_enforces_is_in_the_registry() -> None:
     listed = {lim.where for lim in LIMITS} | set(NOT_LIMITS)
     found = dict(fake_constants())

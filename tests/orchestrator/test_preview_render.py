@@ -200,6 +200,7 @@ def test_names_cannot_forge_markers_or_break_out_of_tables() -> None:
 
 # -- splitting -------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_thousands_of_resources_split_into_parts_within_githubs_limit() -> None:
     p = bulk_preview("prod", stacks=4, per_stack=1500)
     parts = render_markdown(p)
@@ -241,6 +242,7 @@ def test_small_limit_still_yields_well_formed_parts() -> None:
     assert all(comment_length(x) <= 4000 for x in parts)
 
 
+@pytest.mark.slow
 def test_max_parts_trims_the_rest_and_says_what_was_left_out() -> None:
     p = bulk_preview("prod", stacks=4, per_stack=1500)
     full = render_markdown(p)

@@ -85,6 +85,7 @@ def test_up_hands_the_replication_stack_the_outputs_of_the_stacks_it_just_brough
     assert set(config["outputs"]) == {"dev-region-eu-west-1", "dev-region-eu-central-1", "dev-dns"}
 
 
+@pytest.mark.slow
 def test_plan_shows_the_readiness_function_in_the_first_secondary(
         project: Path, run: Callable[..., Result]) -> None:
     multi_region(project, "dev", ["eu-central-1", "eu-north-1"])

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from orchestrator.registry.readjournal import READS_TTL_S, ReadJournal, read_parts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +66,7 @@ def _run(tmp_path: Path, n: int, state: Path, kill_after: int) -> subprocess.Com
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_a_full_pass_killed_midway_resumes_with_fewer_reads_than_a_restart_and_verifies_equal(tmp_path: Path) -> None:
     n = 400
     restart = _run(tmp_path, n, tmp_path / "restart", 0)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from click.testing import Result
 
 from orchestrator.stacks.journal import Journal
@@ -20,6 +21,7 @@ def _state(project: Path) -> StateLayout:
     return StateLayout(project, store_for(f"file://{project / '.pulumi-state'}"))
 
 
+@pytest.mark.slow
 def test_status_lists_locks_and_unfinished_runs(project: Path, run: Callable[..., Result],
                                                 engine: InMemoryEngine) -> None:
     multi_region(project, "dev", ["eu-central-1"])
@@ -82,6 +84,7 @@ def test_status_shows_who_runs_a_registry_sync_now(project: Path, run: Callable[
     assert "runs in progress (or stopped midway): none" in run("status").stdout
 
 
+@pytest.mark.slow
 def test_status_shows_the_last_verification_per_secondary_and_an_unfinished_sync_mark(
         project: Path, run: Callable[..., Result], engine: InMemoryEngine) -> None:
     from orchestrator.operations.verification import record_verification

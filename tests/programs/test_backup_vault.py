@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import pytest
+
 from programs.contract import BACKUP_OUTPUT
 from programs.mocks import evaluate
 from tests.programs.conftest import PRIMARY, SECONDARY, region_args
@@ -18,6 +20,7 @@ def by_name(ev, name: str):  # noqa: ANN001, ANN201
     return next(r for r in ev.resources if r.name == name)
 
 
+@pytest.mark.slow
 def test_vault_lives_in_the_backup_region_and_is_protected() -> None:
     ev = vault_eval()
     bucket = by_name(ev, "iot-dev-eu-west-1-backups")
@@ -48,6 +51,7 @@ def test_no_vault_without_a_backup_region() -> None:
     assert BACKUP_OUTPUT not in ev.outputs
 
 
+@pytest.mark.slow
 def test_only_the_home_region_gets_the_vault() -> None:
     from pathlib import Path
 
@@ -61,6 +65,7 @@ def test_only_the_home_region_gets_the_vault() -> None:
     assert wiring.region_args(topo, SECONDARY).backup_region == ""
 
 
+@pytest.mark.slow
 def test_backup_manifests_are_signed_with_a_key_beside_the_vault() -> None:
     """An asymmetric SIGN_VERIFY key in the backup region (writers of the bucket cannot sign; a
     restore during the primary's outage still verifies), protected, exported as the signing spec."""
@@ -80,6 +85,7 @@ def test_backup_manifests_are_signed_with_a_key_beside_the_vault() -> None:
     assert not [r for r in plain.resources if r.type.startswith("aws:kms/")]
 
 
+@pytest.mark.slow
 def test_vault_locks_every_backup_for_as_long_as_it_is_kept() -> None:
     """Object Lock (governance) through its own resource, after versioning: enabling it on an
     existing vault must not replace the bucket; a lock longer than the retention would keep

@@ -209,6 +209,7 @@ def test_arc_records_use_a_calculated_check_healthy_only_when_endpoint_mqtt_and_
         assert checks[f"iot-dev-dns-health-{region}"]["type"] == "TCP"
 
 
+@pytest.mark.slow
 def test_arc_failover_changes_no_record_input_a_routine_up_would_send() -> None:
     """ARC moves traffic with routing controls: the DNS stack is not updated on failover, and the
     record inputs for one role order are the same whatever the control states are."""

@@ -23,6 +23,7 @@ def _snapshot(ev):
     return [(r.type, r.name, r.inputs, r.protect, r.parent, r.depends_on) for r in ev.resources], ev.outputs
 
 
+@pytest.mark.slow
 def test_evaluations_run_one_after_another_and_are_deterministic() -> None:
     first = evaluate(region_args(PRIMARY), stack="dev-region-eu-west-1")
     dns = evaluate(dns_args("single", PRIMARY), stack="dev-dns")
@@ -44,12 +45,14 @@ def test_a_failing_program_raises_cleanly_and_the_next_evaluation_still_works() 
     assert _snapshot(after) == _snapshot(region_eval(PRIMARY, True))
 
 
+@pytest.mark.slow
 def test_evaluation_leaves_the_callers_pulumi_context_alone() -> None:
     before = (pulumi.get_stack(), dict(pulumi.runtime.config.CONFIG.get()))
     evaluate(region_args(PRIMARY), stack="dev-region-eu-west-1")
     assert (pulumi.get_stack(), dict(pulumi.runtime.config.CONFIG.get())) == before
 
 
+@pytest.mark.slow
 def test_evaluate_works_from_worker_threads_in_parallel() -> None:
     results: dict[str, object] = {}
 
@@ -65,6 +68,7 @@ def test_evaluate_works_from_worker_threads_in_parallel() -> None:
         PRIMARY: ats_endpoint(PRIMARY), SECONDARY: ats_endpoint(SECONDARY)}
 
 
+@pytest.mark.slow
 def test_ten_region_plan_is_fast() -> None:
     regions = ["eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1", "eu-north-1", "us-east-1",
                "us-east-2", "us-west-2", "ap-southeast-1", "ap-northeast-1"]

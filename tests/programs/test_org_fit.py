@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import pytest
+
 from programs.contract import IamRoleSettings, RegionArgs
 from programs.mocks import evaluate
 from tests.programs.conftest import PRIMARY, SECONDARY, THIRD, region_args, replication_args
@@ -27,6 +29,7 @@ def test_every_region_role_has_the_boundary_and_path() -> None:
         assert role.inputs["permissionsBoundary"] == BOUNDARY, role.name
 
 
+@pytest.mark.slow
 def test_every_replication_role_has_the_boundary_and_path() -> None:
     args = replace(replication_args(SECONDARY, THIRD), routing="latency", iam=IAM)
     ev = evaluate(args, stack="dev-replication")

@@ -64,6 +64,7 @@ print(json.dumps(sorted(registered)))
 """
 
 
+@pytest.mark.slow
 def test_main_script_runs_the_program_from_any_working_directory(tmp_path: Path) -> None:
     """`pulumi up` runs programs/ by path: the script must find the package on its own."""
     config = {f"iot-platform:{k}": v for k, v in dns_args("single", PRIMARY).to_config().items()}

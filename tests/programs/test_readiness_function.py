@@ -69,11 +69,13 @@ def readiness_resources(ev: Evaluation) -> dict[str, str]:
     return {r.name: r.type for r in ev.resources if r.name.startswith(NAME)}
 
 
+@pytest.mark.slow
 def test_without_a_configuration_there_is_no_readiness_function() -> None:
     ev = evaluate(replace(replication_args(SECONDARY, THIRD), routing="failover"), stack="dev-replication")
     assert readiness_resources(ev) == {}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("routing", ["single", "failover", "latency"])
 def test_one_function_in_the_first_secondary_never_the_primary_with_its_schedule_role_and_alarm(routing: str) -> None:
     ev = scheduled(routing)
@@ -92,6 +94,7 @@ def test_one_function_in_the_first_secondary_never_the_primary_with_its_schedule
     assert ev.named(NAME).parent == "iot-dev-replication"
 
 
+@pytest.mark.slow
 def test_every_five_minutes_a_missed_run_is_not_retried() -> None:
     ev = scheduled()
     names = ReadinessNames.of("dev")
@@ -179,6 +182,7 @@ def _expected_policy(*, arc: bool = False) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": statements}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("control", ["dns", "arc"])
 def test_the_role_may_read_what_the_rules_read_and_write_only_its_metrics(control: str) -> None:
     ev = scheduled("failover", control)
@@ -225,6 +229,7 @@ def test_the_function_runs_the_cli_rules_configured_by_its_environment_within_la
     assert (sent["backup_dest"], sent["signing_key"]) == (f"s3://{VAULT}/registry", f"awskms:{KEY}")
 
 
+@pytest.mark.slow
 def test_a_large_configuration_is_packed_and_the_handler_reads_back_exactly_what_up_built() -> None:
     from orchestrator.readiness.scheduled import PACKED, unpack
 
@@ -249,6 +254,7 @@ def test_a_large_configuration_is_packed_and_the_handler_reads_back_exactly_what
     assert unpack(value) == big and unpack(config()) == json.loads(config())
 
 
+@pytest.mark.slow
 def test_an_environment_over_4_kb_even_packed_is_refused_naming_its_size() -> None:
     import random
 
@@ -291,6 +297,7 @@ def test_the_zip_holds_the_handler_and_its_import_closure_and_nothing_else() -> 
 
 
 
+@pytest.mark.slow
 def test_every_module_of_the_zip_imports_in_a_clean_interpreter_with_only_the_lambda_runtime(tmp_path: Path) -> None:
     path = deployed_zip(scheduled())
     app = tmp_path / "app"

@@ -336,6 +336,7 @@ DERIVED_FROM_REGION = {"region", "name", "bucketPrefix", "bucket", "bucketName",
                        "aws:RequestedRegion"}
 
 
+@pytest.mark.slow
 def test_no_region_is_baked_into_the_program() -> None:
     """Same program, two regions: the region shows up only where it was passed or reported."""
     a, b = region_eval(PRIMARY, True), region_eval(SECONDARY, True)

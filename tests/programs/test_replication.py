@@ -25,6 +25,7 @@ CONFIG = "aws:s3/bucketReplicationConfig:BucketReplicationConfig"
 VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
 
 
+@pytest.mark.slow
 def test_inventory_for_two_secondaries(replication: Evaluation) -> None:
     managed = Counter(r.type for r in replication.managed)
     assert managed == Counter({
@@ -68,6 +69,7 @@ def test_outputs_have_exactly_the_contract_names(replication: Evaluation) -> Non
     assert replication.outputs["replicationRoleArn"].startswith("arn:aws:iam::123456789012:role/")
 
 
+@pytest.mark.slow
 def test_replication_config_lives_on_the_primary_bucket_with_one_rule_per_secondary(
         replication: Evaluation) -> None:
     config = replication.one(CONFIG).inputs
@@ -92,6 +94,7 @@ def test_replication_waits_for_observed_versioning_on_both_buckets(replication: 
     assert not any(r.type == VERSIONING and not r.read for r in replication.resources)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("status", ["Suspended", ""])
 def test_unversioned_destination_stops_replication_with_a_clear_message(status: str) -> None:
     bucket = lake(SECONDARY).bucket_name
@@ -141,6 +144,7 @@ def test_registry_events_rule_writes_only_to_that_table(replication: Evaluation)
     assert policies.actions_of(doc) == ["dynamodb:PutItem"]
 
 
+@pytest.mark.slow
 def test_registry_sync_runs_per_secondary_and_reruns_when_the_region_set_changes(
         replication: Evaluation) -> None:
     commands = {c.name: c.inputs for c in replication.of_type("command:local:Command")}
@@ -160,6 +164,7 @@ def test_secondary_outside_residency_is_refused_naming_region_and_residency() ->
     assert isinstance(info.value.__cause__, ValueError)
 
 
+@pytest.mark.slow
 def test_table_home_stays_in_the_home_region_after_failover() -> None:
     """After a failover the primary moves; the protected table must not (no replacement)."""
     from programs.contract import LakeRef, ReplicationArgs

@@ -43,6 +43,7 @@ def regions_of(ev: Evaluation, token: str) -> list[str]:
     ("failover", [PRIMARY, SECONDARY], [SECONDARY, THIRD]),
     ("latency", [PRIMARY, SECONDARY, THIRD], [PRIMARY, SECONDARY, THIRD]),
 ])
+@pytest.mark.slow
 def test_rules_where_changes_happen_and_functions_where_they_are_applied(
         routing: str, rule_regions: list[str], function_regions: list[str]) -> None:
     ev = routed(routing)
@@ -87,6 +88,7 @@ def test_rule_topics_and_no_client_token_filter_a_device_could_use() -> None:
     assert "timestamp * 1000 AS eventTimeMs" in sql["shadow-classic"]  # shadow timestamps are seconds
 
 
+@pytest.mark.slow
 def test_each_function_reads_its_own_regions_stream_reports_item_failures_and_has_a_dead_letter_queue() -> None:
     ev = routed("latency")
     for region in (PRIMARY, SECONDARY, THIRD):
@@ -173,6 +175,7 @@ def test_daily_reconciliation_from_the_primary_into_each_secondary_only() -> Non
 
 
 # -- the package ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_package_is_reproducible_same_bytes_for_the_same_source(tmp_path: Path) -> None:
     first = package.build(out_dir=tmp_path / "a")
     # another checkout of the same source: other mtimes, other permissions, bytecode lying around
@@ -199,6 +202,7 @@ def test_package_is_reproducible_same_bytes_for_the_same_source(tmp_path: Path) 
     assert package.build(copy, out_dir=tmp_path / "c").sha256_b64 != first.sha256_b64
 
 
+@pytest.mark.slow
 def test_the_handler_imports_from_the_package_alone_without_click_pulumi_or_yaml(tmp_path: Path) -> None:
     built = package.build(out_dir=tmp_path)
     probe = (

@@ -17,6 +17,12 @@ Environment understood by every stand-in plugin:
   operations: comma-separated among create, update, delete, read; default ``create,update``).
 - FAKE_AWS_DELAY: seconds to sleep in every create/update/delete (FAKE_AWS_DELAY_ON restricts it
   to URNs containing one of its comma-separated substrings). Use it to kill an update midway.
+- FAKE_AWS_HOLD_ON + FAKE_AWS_HOLD_UNTIL: a create/update/delete of a resource whose URN contains
+  one of FAKE_AWS_HOLD_ON's comma-separated substrings waits until the file FAKE_AWS_HOLD_UNTIL
+  exists (a barrier the test creates), so the update holds its stack's lock for exactly as long
+  as the test needs, however loaded the machine. Bounded: after FAKE_AWS_HOLD_TIMEOUT seconds
+  (default 600) without the file the operation fails with an AWS-style error, so a test that never
+  releases it cannot hang the tier.
 """
 
 from __future__ import annotations
@@ -75,8 +81,26 @@ def _split_env(name: str) -> list[str]:
     return [part for part in os.environ.get(name, "").split(",") if part]
 
 
+def hold(op: str, urn: str) -> None:
+    """Apply FAKE_AWS_HOLD_ON / FAKE_AWS_HOLD_UNTIL: wait for the barrier file (bounded)."""
+    hold_on = _split_env("FAKE_AWS_HOLD_ON")
+    barrier = os.environ.get("FAKE_AWS_HOLD_UNTIL", "")
+    if not (barrier and hold_on and op in ("create", "update", "delete") and any(s in urn for s in hold_on)):
+        return
+    timeout = float(os.environ.get("FAKE_AWS_HOLD_TIMEOUT", "600") or 600)
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(barrier):
+        if time.monotonic() >= deadline:
+            raise InjectedFailure(
+                f"operation error: {op} of {urn} held for {timeout:.0f}s and {barrier} never appeared "
+                "(FAKE_AWS_HOLD_UNTIL), api error RequestTimeout: simulated AWS fault"
+            )
+        time.sleep(0.05)
+
+
 def inject(op: str, urn: str) -> None:
-    """Apply FAKE_AWS_DELAY / FAKE_AWS_FAIL_ON to one operation on one resource."""
+    """Apply FAKE_AWS_HOLD_* / FAKE_AWS_DELAY / FAKE_AWS_FAIL_ON to one operation on one resource."""
+    hold(op, urn)
     delay = float(os.environ.get("FAKE_AWS_DELAY", "0") or 0)
     delay_on = _split_env("FAKE_AWS_DELAY_ON")
     if (
