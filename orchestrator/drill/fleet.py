@@ -5,6 +5,8 @@ verification on that name) through its own resolver (`DeviceNetwork`), publishes
 with sequence numbers, keeps its classic shadow (get on every connection, report its state,
 follow `desired`) and reconnects with the SDK's own backoff. QoS 1 publishes made while offline
 wait in the SDK's offline queue (FAIL_QOS0_PUBLISH_ON_DISCONNECT) and go out after reconnecting.
+On every connection it also subscribes to its retained configuration topic and its command topic
+(c2d.py) and logs what arrives there: when, from which region, with the RETAIN flag or not.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.drill.c2d import command_topic, config_topic
 from orchestrator.drill.model import SDK_MAX_RECONNECT_S, SDK_MIN_RECONNECT_S
 from orchestrator.drill.pki import KeyPair
 
@@ -34,6 +37,9 @@ class DeviceLog:
     arrivals: list[tuple[float, str, bool, bool]] = field(default_factory=list)  # (t, region, reported, desired)
     last_report_accepted: int | None = None
     desired: dict[str, Any] = field(default_factory=dict)
+    # cloud to device (c2d.py): its configuration topic (t, region, RETAIN flag, payload), commands (t, region, id)
+    config: list[tuple[float, str | None, bool, bytes]] = field(default_factory=list)
+    commands: list[tuple[float, str | None, str]] = field(default_factory=list)
 
 
 class Device:
@@ -88,7 +94,8 @@ class Device:
             self.log.connects.append((time.time(), region))
             self._pending_get = True
         base = f"$aws/things/{self.thing}/shadow"
-        topics = [f"{base}/get/accepted", f"{base}/get/rejected", f"{base}/update/accepted", f"{base}/update/delta"]
+        topics = [f"{base}/get/accepted", f"{base}/get/rejected", f"{base}/update/accepted", f"{base}/update/delta",
+                  config_topic(self.thing), command_topic(self.thing)]  # resubscribed on every connection
         self._client.subscribe(mqtt5.SubscribePacket(
             subscriptions=[mqtt5.Subscription(t, mqtt5.QoS.AT_LEAST_ONCE) for t in topics]))
         self._publish(f"{base}/get", {"clientToken": f"{self.thing}-get-{time.time_ns()}"})
@@ -101,9 +108,18 @@ class Device:
     def _on_publish(self, data: Any) -> None:
         packet = data.publish_packet
         topic: str = packet.topic
+        if topic == config_topic(self.thing):
+            with self._lock:
+                self.log.config.append((time.time(), self.region, bool(packet.retain), bytes(packet.payload or b"")))
+            return
         try:
             body = json.loads(bytes(packet.payload or b"{}"))
         except ValueError:
+            return
+        if topic == command_topic(self.thing):
+            if isinstance(body, dict) and isinstance(body.get("commandId"), str):
+                with self._lock:
+                    self.log.commands.append((time.time(), self.region, body["commandId"]))
             return
         if topic.endswith("/get/accepted") or topic.endswith("/get/rejected"):
             state = body.get("state", {}) if topic.endswith("accepted") else {}

@@ -31,6 +31,7 @@ from typing import Any
 from orchestrator.aws import AwsContext, client
 from orchestrator.console import Console
 from orchestrator.context import Context
+from orchestrator.drill.c2d import COMMAND_PREFIX, CONFIG_PREFIX, config_topic
 from orchestrator.drill.model import DeviceOutcome, DrillOptions, DrillResult, Routing, StepRecord
 from orchestrator.errors import InputRejected, OperationFailed
 
@@ -79,8 +80,31 @@ def _policy_document() -> str:
         {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
          "Resource": ["arn:aws:iot:*:*:topic/dt/${iot:Connection.Thing.ThingName}/*",
                       "arn:aws:iot:*:*:topic/$aws/things/${iot:Connection.Thing.ThingName}/shadow/*"]},
+        {"Effect": "Allow", "Action": "iot:Receive",  # its retained configuration and its commands (c2d.py)
+         "Resource": [f"arn:aws:iot:*:*:topic/{CONFIG_PREFIX}${{iot:Connection.Thing.ThingName}}",
+                      f"arn:aws:iot:*:*:topic/{COMMAND_PREFIX}${{iot:Connection.Thing.ThingName}}"]},
         {"Effect": "Allow", "Action": "iot:Subscribe",
-         "Resource": "arn:aws:iot:*:*:topicfilter/$aws/things/${iot:Connection.Thing.ThingName}/shadow/*"}]})
+         "Resource": ["arn:aws:iot:*:*:topicfilter/$aws/things/${iot:Connection.Thing.ThingName}/shadow/*",
+                      f"arn:aws:iot:*:*:topicfilter/{CONFIG_PREFIX}${{iot:Connection.Thing.ThingName}}",
+                      f"arn:aws:iot:*:*:topicfilter/{COMMAND_PREFIX}${{iot:Connection.Thing.ThingName}}"]}]})
+
+
+def publish_config(data: Any, thing: str, version: int) -> None:
+    """The device's configuration as a retained message in a region (IoT's Publish API, retain=true)."""
+    data.publish(topic=config_topic(thing), qos=1, retain=True,
+                 payload=json.dumps({"thing": thing, "version": version, "mode": "drill"}).encode())
+
+
+def _config_version(payload: bytes) -> int | None:
+    try:
+        version = json.loads(payload).get("version")
+    except (ValueError, AttributeError):
+        return None
+    return version if isinstance(version, int) else None
+
+
+def location_of_thing(thing: str, locations: list[str]) -> str:
+    return locations[int(thing.rsplit("-", 1)[1])]
 
 
 def register(iot: Any, thing: str, cert_pem: str) -> str:
@@ -116,6 +140,10 @@ class LocalDrill:
         source = self.app.topology()
         doc = source.to_document()
         doc.update(secondaries=[], routing="single", failover_control=control)
+        # the devices' retained configuration is carried like any configured prefix (registry sync)
+        registry = doc.setdefault("registry", {})
+        registry["retained_topics"] = [*(p for p in registry.get("retained_topics") or [] if p != CONFIG_PREFIX),
+                                       CONFIG_PREFIX]
         project = self.run_dir / "project"
         (project / "stacks").mkdir(parents=True, exist_ok=True)
         (project / "Pulumi.yaml").write_text("name: iot-platform\nruntime: python\n")
@@ -193,6 +221,7 @@ class LocalDrill:
             register(iot[primary], thing, keys[thing].cert_pem)
             data[primary].update_thing_shadow(thingName=thing, payload=json.dumps(
                 {"state": {"desired": {"interval_ms": int(opts.publish_interval * 1000), "mode": "drill"}}}).encode())
+            publish_config(data[primary], thing, 1)  # through the Publish API, as the platform's backend does
 
         # 2. promote-secondary through the lifecycle (registry sync, replication, DNS with health checks)
         self.notify(f"drill: promote-secondary {secondary} --routing {opts.routing.value}")
@@ -203,6 +232,12 @@ class LocalDrill:
             raise OperationFailed(f"drill set-up: promote-secondary failed: {steps[-1].detail}")
         unsynced = pki.device_certificate("drill-unsynced")  # registered after the sync: unknown in the secondary
         register(iot[primary], "drill-unsynced", unsynced.cert_pem)
+        # one device's configuration changes after the sync: the secondary still holds the old one
+        # (carried by the next scheduled sync; continuous replication does not carry retained messages)
+        candidates = [t for t in keys if location_of_thing(t, locations) == killed] if killed == primary else []
+        changed_after_sync = candidates[-1] if len(candidates) >= 2 else None
+        if changed_after_sync:
+            publish_config(data[primary], changed_after_sync, 2)
 
         # 3. brokers (TLS, the domain's certificate, trusting the region's registered certificates)
         ca, ca_key = pki.local_ca()
@@ -248,6 +283,16 @@ class LocalDrill:
         for s in services.values():
             cleanup.callback(s.stop)
             s.start()
+        # each broker serves the retained messages its region holds; the cloud's commands (c2d.py)
+        from orchestrator.drill.c2d import CommandSender, RetainedMirror
+
+        mirrors = {r: RetainedMirror(r, addresses[r], service_port, data[r]) for r in regions}
+        for m in mirrors.values():
+            cleanup.callback(m.stop)
+            m.start()
+        commands = CommandSender(killed, addresses[killed], service_port)
+        cleanup.callback(commands.stop)
+        commands.start()
         # the MQTT canary of each region (what its scheduled function does in AWS), feeding its alarm
         cloudwatch = {r: client(aws, "cloudwatch", r) for r in regions}  # made once: DNS reads alarms per answer
         canary = DrillCanary(DRILL_ENV, domain, [_canary_target(engine, r, addresses[r], tls_port, ca.cert_pem,
@@ -283,6 +328,7 @@ class LocalDrill:
         cleanup.callback(net.stop)
         devices = [Device(t, keys[t], location_of[t], ca.cert_pem, domain, tls_port, (net.host, net.port),
                           lambda dev: region_of_address.get(net.routes.get(dev, ""))) for t in keys]
+        by_thing = {d.thing: d for d in devices}
         fleet = Fleet(devices, opts.publish_interval)
         cleanup.callback(fleet.stop)
         samples: list[tuple[float, dict[str, int], dict[str, int]]] = []
@@ -310,17 +356,25 @@ class LocalDrill:
         time.sleep(TELEMETRY_WARM_UP * opts.publish_interval)
         _wait(lambda: all(d.log.last_report_accepted is not None for d in devices), 20 + opts.devices * 0.2,
               "not every device's shadow report was accepted during the warm-up")
+        _wait(lambda: all(d.log.config for d in devices), 10 + opts.devices * 0.05,
+              "not every device received its retained configuration during the warm-up")
+        if changed_after_sync:  # the changed configuration reached its device before the kill
+            _wait(lambda: any(_config_version(p) == 2 for _t, _r, _f, p in by_thing[changed_after_sync].log.config),
+                  10, None) or _fail(f"the configuration changed after the sync did not reach {changed_after_sync} "
+                                     f"during the warm-up (received: {by_thing[changed_after_sync].log.config[-3:]}; "
+                                     f"mirrors: {[m.errors[-1:] for m in mirrors.values()]})")
         # Route 53 sends traffic to a region only while its canary alarm is OK: both must be before the kill
         _wait(lambda: set(canary.states().values()) == {"OK"}, 10 + 4 * canary.interval,
               "the MQTT canary alarms did not reach OK during the warm-up: "
               f"{canary.states()} (canary runs: {canary.results[-4:]})")
         before = {d.thing: d.region for d in devices}
 
-        # 5. the outage
+        # 5. the outage: the cloud's last commands to the devices there, acknowledged by the broker, then the kill
+        affected = [d for d in devices if before[d.thing] == killed]
+        commands.send([d.thing for d in affected])
         self.notify(f"drill: killing the {killed} broker")
         killed_at = time.time()
         self.procs.kill(f"broker-{killed}")
-        affected = [d for d in devices if before[d.thing] == killed]
         _wait(lambda: all(d.region == survivor for d in affected), opts.duration, None)
         all_back = max((d.log.connects[-1][0] for d in affected if d.region == survivor), default=None)
         time.sleep(max(2.0, 4 * opts.publish_interval))  # queued messages flush
@@ -382,7 +436,7 @@ class LocalDrill:
             outcomes.append(self._outcome(d, before[d.thing], survivor, killed, killed_at, detected, dns_changed,
                                           {c.client_region: c.at for c in changes}, sources, ttl_s, net,
                                           received[d.thing],
-                                          data, landed_in[d.thing]))
+                                          data, landed_in[d.thing], commands.issued(d.thing, killed_at)))
         return DrillResult(
             options=opts, env=self.app.env, domain=domain, regions=regions, killed=killed, survivor=survivor,
             started=started, killed_at=killed_at, detected_at=detected, dns_changed_at=dns_changed,
@@ -391,7 +445,8 @@ class LocalDrill:
             scaled={"time_scale": opts.time_scale, "health_check_interval_s": 30 * opts.time_scale,
                     "failure_threshold": 3, "ttl_s": ttl_s, "tls_port": tls_port,
                     "connect_quota_per_s": opts.connect_quota, "canary_period_s": canary.interval},
-            admission={r: dict(vars(c)) for r, c in admission.counts.items()})
+            admission={r: dict(vars(c)) for r, c in admission.counts.items()},
+            retained_changed_after_sync=changed_after_sync)
 
     def _step(self, operation: str, call: Callable[[], Any]) -> StepRecord:
         t0, at = time.monotonic(), time.time()
@@ -399,14 +454,16 @@ class LocalDrill:
             report = call()
         except OperationFailed as exc:
             return StepRecord(operation, False, time.monotonic() - t0, exc.one_line(), at)
-        detail = "; ".join(f"{s.step}: {s.status}" for s in report.steps)
+        detail = "; ".join(f"{s.step}: {s.status}" + (f" ({s.detail})" if s.status == "failed" and s.detail else "")
+                           for s in report.steps)
         return StepRecord(operation, bool(report.ok), time.monotonic() - t0, detail, at)
 
     def _outcome(self, d: Any, before: str | None, survivor: str, killed: str, killed_at: float,
                  detected: float | None, dns_changed: float | None, changed_for: dict[str | None, float],
                  sources: dict[str, str], ttl_s: int,
                  net: Any, got: dict[int, int], data: dict[str, Any],
-                 landed_in: dict[int, set[str]]) -> DeviceOutcome:
+                 landed_in: dict[int, set[str]], issued: set[str]) -> DeviceOutcome:
+        from orchestrator.drill.c2d import arrival_window, commands_after, retained_on_arrival
         from orchestrator.drill.landed import tally
 
         log = d.log
@@ -434,6 +491,9 @@ class LocalDrill:
         lost_acked = len([s for s in missing if s in log.acked])
         dup = sum(n - 1 for n in got.values() if n > 1)
         landing = tally(set(log.published), log.acked_in, landed_in)
+        window = arrival_window(log.connects, log.disconnects, killed_at, survivor) if moved else None
+        arrived = retained_on_arrival(log.config, window, killed_at)
+        sent = commands_after(issued, log.commands, killed_at, window)
         final_region = d.region or after or survivor
         try:
             doc = json.loads(data[final_region].get_thing_shadow(thingName=d.thing)["payload"].read())
@@ -447,7 +507,10 @@ class LocalDrill:
             shadow_reported_found=arrival[2] if arrival else None,
             shadow_desired_found=arrival[3] if arrival else None, shadow_restored=restored,
             landed_where_acked=landing.landed_where_acked, landed_elsewhere=landing.landed_elsewhere,
-            acked_never_landed=landing.acked_never_landed)
+            acked_never_landed=landing.acked_never_landed,
+            retained_found=arrived.found if arrived else None, retained_current=arrived.current if arrived else None,
+            commands_issued=sent.issued, commands_delivered_before=sent.delivered_before,
+            commands_delivered_after=sent.delivered_after, commands_lost=sent.lost)
 
 
 def _alarm_state(cloudwatch: Any, name: str) -> str | None:
@@ -476,6 +539,10 @@ def _canary_target(engine: Any, region: str, address: str, port: int, ca_pem: st
             f.write(keys.key_pem)
         tls.load_cert_chain(cert, key)
     return CanaryTarget(region, address, port, thing, names.topic_prefix, tls, cloudwatch, names.alarm)
+
+
+def _fail(message: str) -> bool:
+    raise OperationFailed(message)
 
 
 def _wait(cond: Callable[[], bool], timeout: float, error: str | None) -> bool:

@@ -88,6 +88,14 @@ class DeviceOutcome:
     landed_where_acked: int = 0  # acknowledged, and in the lake of the region that acknowledged it (landed.py)
     landed_elsewhere: int = 0  # acknowledged, and only in another region's lake
     acked_never_landed: int = 0  # acknowledged, and in no lake
+    # cloud to device (c2d.py), measured by the device: on arrival in the survivor, its configuration
+    # topic delivered a retained message on subscribe (None: not affected or never arrived) ...
+    retained_found: bool | None = None
+    retained_current: bool | None = None  # ... the one it last had from the killed region
+    commands_issued: int = 0  # QoS 1 commands the killed region's broker acknowledged before the kill
+    commands_delivered_before: int = 0  # ... that reached the device before the kill
+    commands_delivered_after: int = 0  # ... that reached it after it connected to the survivor
+    commands_lost: int = 0  # ... that never reached it
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,7 @@ class DrillResult:
     control: str = "dns"  # the failover control the transitions used
     files: dict[str, str] = field(default_factory=dict)
     admission: dict[str, dict[str, int]] = field(default_factory=dict)  # region -> CONNECTs admitted/throttled
+    retained_changed_after_sync: str | None = None  # the device whose retained configuration changed after the sync
 
     @property
     def affected(self) -> list[DeviceOutcome]:
@@ -168,7 +177,11 @@ class DrillResult:
                            "lost_after_ack": sum(d.lost_after_ack for d in self.devices),
                            "duplicated": sum(d.duplicated for d in self.devices),
                            **{k: sum(getattr(d, k) for d in self.devices)
-                              for k in ("landed_where_acked", "landed_elsewhere", "acked_never_landed")}}
+                              for k in ("landed_where_acked", "landed_elsewhere", "acked_never_landed",
+                                        "commands_issued", "commands_delivered_before", "commands_delivered_after",
+                                        "commands_lost")},
+                           "retained_found": sum(1 for d in self.affected if d.retained_found),
+                           "retained_current": sum(1 for d in self.affected if d.retained_current)}
         return data
 
 

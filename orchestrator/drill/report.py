@@ -84,6 +84,7 @@ def markdown(result: DrillResult, picture: str | None = None) -> str:
         f"desired state for {found_des}/{len(affected)}; after the drill {restored}/{len(r.devices)} shadows "
         "hold the device's last reported state (the device re-reports it).",
     ]
+    lines += retained_and_commands(r)
     if r.refused_unregistered is not None:
         lines.append(f"- A certificate registered in the primary after the last registry sync was "
                      f"{'refused' if r.refused_unregistered else 'ACCEPTED'} by {r.survivor}.")
@@ -146,14 +147,42 @@ def markdown(result: DrillResult, picture: str | None = None) -> str:
     if picture:
         lines += ["", f"![timeline]({picture})"]
     lines += ["", "## Devices", "", "| device | near | before | after | RTO | detection | TTL | backoff | attempts "
-              "| published | lost | dup | shadow found (reported/desired) |", "|" + "---|" * 13]
+              "| published | lost | dup | shadow found (reported/desired) | retained config on arrival "
+              "| commands before/after/lost |", "|" + "---|" * 15]
     for d in r.devices:
         found = "–" if d.shadow_reported_found is None else \
             f"{'yes' if d.shadow_reported_found else 'no'}/{'yes' if d.shadow_desired_found else 'no'}"
         lines.append(f"| {d.thing} | {d.location} | {d.before} | {d.after} | {_s(d.rto)} | {_s(d.detection)} | "
                      f"{_s(d.ttl)} | {_s(d.backoff)} | {d.attempts} | {d.published} | {d.lost} | {d.duplicated} | "
-                     f"{found} |")
+                     f"{found} | {_config(d)} | {d.commands_delivered_before}/{d.commands_delivered_after}/"
+                     f"{d.commands_lost} of {d.commands_issued} |")
     return "\n".join(lines) + "\n"
+
+
+def _config(d: DeviceOutcome) -> str:
+    if d.retained_found is None:
+        return "–"
+    return "the killed region's" if d.retained_current else ("an older one" if d.retained_found else "none")
+
+
+def retained_and_commands(r: DrillResult) -> list[str]:
+    """What reached the devices from the cloud through the failover, as the devices measured it (c2d.py)."""
+    affected = r.affected
+    found = sum(1 for d in affected if d.retained_found)
+    current = sum(1 for d in affected if d.retained_current)
+    issued = sum(d.commands_issued for d in r.devices)
+    lines = ["- Retained configuration (`drill/config/<thing>`, carried by `registry sync` under "
+             f"`registry.retained_topics`): on arrival in {r.survivor}, subscribing delivered a retained message "
+             f"to **{found}/{len(affected)}** devices, the message {r.killed} held to **{current}/{len(affected)}**"
+             + (f"; {r.retained_changed_after_sync}'s configuration changed in {r.killed} after the last sync, "
+                "so the survivor could only hold the one before (retained messages are carried by the scheduled "
+                "sync, not continuously)." if r.retained_changed_after_sync else "."),
+             f"- QoS 1 commands the cloud sent through {r.killed} just before the kill (acknowledged by its broker): "
+             f"{issued}; **{sum(d.commands_delivered_before for d in r.devices)}** reached their device before the "
+             f"kill, **{sum(d.commands_delivered_after for d in r.devices)}** after it failed over, "
+             f"**{sum(d.commands_lost for d in r.devices)} lost** (IoT Core keeps queued messages in the "
+             "region's session; nothing carries them: docs/adr/0002-command-outbox.md)."]
+    return lines
 
 
 def projection_table(projections: list[Projection]) -> list[str]:

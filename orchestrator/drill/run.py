@@ -49,6 +49,14 @@ class DrillOutcome:
                   f"  shadows found on arrival: reported {sum(1 for d in r.affected if d.shadow_reported_found)}"
                   f"/{len(r.affected)}, desired {sum(1 for d in r.affected if d.shadow_desired_found)}"
                   f"/{len(r.affected)}"]
+        lines += [f"  retained configuration on arrival in {r.survivor}: "
+                  f"{sum(1 for d in r.affected if d.retained_found)}/{len(r.affected)} delivered on subscribe, "
+                  f"{sum(1 for d in r.affected if d.retained_current)}/{len(r.affected)} the message "
+                  f"{r.killed} held",
+                  f"  commands issued before the kill: {sum(d.commands_issued for d in r.devices)}, "
+                  f"{sum(d.commands_delivered_before for d in r.devices)} delivered before it, "
+                  f"{sum(d.commands_delivered_after for d in r.devices)} after the failover, "
+                  f"{sum(d.commands_lost for d in r.devices)} lost"]
         lines += [f"  CONNECTs in {region} (quota {r.options.connect_quota:g}/s, 1/s per client id): "
                   f"{c.get('admitted', 0)} admitted, {c.get('throttled_account', 0)} throttled by the account quota, "
                   f"{c.get('throttled_client', 0)} by the client id's" for region, c in sorted(r.admission.items())]
