@@ -142,6 +142,9 @@ class DrillResult:
     control: str = "dns"  # the failover control the transitions used
     files: dict[str, str] = field(default_factory=dict)
     admission: dict[str, dict[str, int]] = field(default_factory=dict)  # region -> CONNECTs admitted/throttled
+    # a device whose AttachPolicy the promotion's sync missed: region -> what its CONNECT got there
+    unattached: dict[str, str] = field(default_factory=dict)
+    refused_unattached: bool | None = None  # accepted in the primary, "not authorized" in the secondary
 
     @property
     def affected(self) -> list[DeviceOutcome]:
