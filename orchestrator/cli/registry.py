@@ -167,6 +167,7 @@ def _sync_pair(app: Context, src: str, dst: str, settings, budget, *, dry_run: b
                                   guard=guard)
         lines = [f"dry run {src} -> {dst}: {plan.total} changes"] + _counts(plan.counts)
         lines += [f"  first {kind}: {', '.join(items)}" for kind, items in plan.first.items() if items]
+        lines += [f"  shadows kept: {plan.shadows_kept} newer in the destination"] if plan.shadows_kept else []
         return plan.to_json(), lines + [f"  warning: {w}" for w in plan.warnings]
     checkpoint = app.state.sync_checkpoint_path(app.env, src, dst)
     from orchestrator.registry.checkpoint import pull_checkpoint, push_checkpoint
@@ -196,6 +197,7 @@ def _sync_pair(app: Context, src: str, dst: str, settings, budget, *, dry_run: b
              f"{result.write_calls} write calls, {result.read_calls} read calls{checked}, {result.retries} retries, "
              f"{result.duration_s:.1f}s"]
     lines += _counts(result.counts) + _calls(result)
+    lines += [f"  shadows kept: {result.shadows_kept} newer in the destination"] if result.shadows_kept else []
     lines += _verification_lines(result)
     lines += [f"  error: {e.op}: {e.code}: {e.message}" for e in result.errors[:20]]
     if len(result.errors) > 20:
@@ -277,9 +279,10 @@ def _verification_lines(result) -> list[str]:  # noqa: ANN001
         return out
     if not v.reread:
         return [*out, "  verified: nothing to change (both regions as read by this run agree)"]
+    superseded = f", {v.superseded} superseded by a later writer" if v.superseded else ""
     if v.ok:
         return [*out, f"  verified: read back equal ({v.things_reread} things' certificates, "
-                      f"{v.shadows_reread} shadows read again)"]
+                      f"{v.shadows_reread} shadows read again{superseded})"]
     kinds = ", ".join(f"{k}={n}" for k, n in v.counts.items())
     return [*out, f"  NOT VERIFIED: {v.remaining} changes do not read back ({kinds})",
             *(f"    {item}" for item in v.first)]

@@ -12,7 +12,13 @@ QoS) from the device and each PUBLISH delivered to it (iot:Receive). What IoT Co
   where its policy does not allow; for a refused subscription it answers SUBACK 0x80, which the
   front does not rewrite: it disconnects, which is stricter);
 - a delivery the policy does not allow to Receive is dropped (a QoS 1 one acknowledged to the
-  broker in the device's place).
+  broker in the device's place);
+- a certificate deactivated or revoked while its connection is open: the connection is closed
+  (`close_where`, called by `iotdoor.RegionDoor`'s watch within a second of the change), as IoT Core
+  disconnects it, and its next CONNECT is refused.
+
+`stop` is the region going down: the listener closes (a TCP health check sees the port refuse) and
+every open connection is cut.
 """
 
 from __future__ import annotations
@@ -146,6 +152,9 @@ class AuthorisingFront:
         self._sni: dict[int, str | None] = {}
         self._server: socket.socket | None = None
         self._closing = threading.Event()
+        self._acceptor: threading.Thread | None = None
+        self._live: dict[int, tuple[Session, Any, socket.socket]] = {}  # id(device socket) -> open connection
+        self._live_lock = threading.Lock()
         context.sni_callback = self._remember_sni
 
     def _remember_sni(self, sock: Any, server_name: str | None, _ctx: ssl.SSLContext) -> None:
@@ -153,23 +162,57 @@ class AuthorisingFront:
 
     def start(self) -> AuthorisingFront:
         server = socket.create_server((self.address, self.port))
+        server.settimeout(0.2)  # the accept loop sees `stop` even if no device ever connects again
         self.port = server.getsockname()[1]
         self._server = server
-        threading.Thread(target=self._accept, name=f"iot-front-{self.port}", daemon=True).start()
+        self._acceptor = threading.Thread(target=self._accept, name=f"iot-front-{self.port}", daemon=True)
+        self._acceptor.start()
         return self
 
     def stop(self) -> None:
+        """The region goes down: no new connection is accepted and every open one is cut."""
         self._closing.set()
-        if self._server is not None:
-            self._server.close()
+        server = self._server
+        if server is not None:
+            try:  # wakes an accept() blocked in another thread (close alone does not, on Linux)
+                server.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            server.close()
+        if self._acceptor is not None:
+            self._acceptor.join(5)
+        self.close_where(lambda _s: True, "the endpoint stopped")
+
+    def live(self) -> list[Session]:
+        """The sessions of the connections open now."""
+        with self._live_lock:
+            return [session for session, _, _ in self._live.values()]
+
+    def close_where(self, predicate: Callable[[Session], bool], reason: str) -> int:
+        """Close every open connection whose session matches (device and broker side); returns how many."""
+        with self._live_lock:
+            doomed = [(k, v) for k, v in self._live.items() if predicate(v[0])]
+            for k, _ in doomed:
+                del self._live[k]
+        for _, (session, device, broker) in doomed:
+            self.refusals.append(f"{reason}: connection of {session.principal.client_id} closed")
+            for s in (device, broker):
+                try:  # shutdown wakes the relay threads blocked in recv; they close the sockets
+                    socket.socket.shutdown(s, socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        return len(doomed)
 
     def _accept(self) -> None:
         assert self._server is not None
         while not self._closing.is_set():
             try:
                 raw, _ = self._server.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
+            raw.settimeout(None)
             threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
 
     def _refuse(self, decision: Decision) -> None:
@@ -200,6 +243,10 @@ class AuthorisingFront:
                 return
             broker = socket.create_connection(self.upstream, timeout=10)
             broker.settimeout(None)
+            with self._live_lock:
+                if self._closing.is_set():
+                    return
+                self._live[id(device)] = (session, device, broker)
             broker.sendall(first)
             lock = threading.Lock()
             down = threading.Thread(target=self._deliver, args=(broker, device, session, lock), daemon=True)
@@ -208,6 +255,8 @@ class AuthorisingFront:
         except (OSError, MalformedPacket, ValueError, IndexError):
             return
         finally:
+            with self._live_lock:
+                self._live.pop(id(device), None)
             for s in (device, broker):
                 if s is not None:
                     try:

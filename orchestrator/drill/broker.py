@@ -40,6 +40,9 @@ class BrokerSpec:
     tls_port: int
     service_port: int
     directory: Path
+    # False: devices reach this broker only through the region's IoT front door (`iotdoor`), which
+    # ends their TLS on `tls_port` and relays authorised MQTT to the plain listener
+    tls_listener: bool = True
 
     @property
     def config_path(self) -> Path:
@@ -58,6 +61,16 @@ class BrokerSpec:
             path.write_text(text)
             path.chmod(0o600)
         d = self.directory
+        tls = [
+            f"listener {self.tls_port} {self.address}",
+            f"certfile {d / 'server.pem'}",
+            f"keyfile {d / 'server.key'}",
+            f"capath {self.trust_directory}",  # looked up at each handshake: see TrustStore
+            "require_certificate true",
+            "use_identity_as_username true",
+            "tls_version tlsv1.2",
+            "allow_anonymous false",
+        ] if self.tls_listener else []
         self.config_path.write_text("\n".join([
             "per_listener_settings true",
             # started as root, mosquitto would switch to its own user, which cannot read these files
@@ -67,14 +80,7 @@ class BrokerSpec:
             "log_type error",
             "log_type warning",
             "log_type notice",
-            f"listener {self.tls_port} {self.address}",
-            f"certfile {d / 'server.pem'}",
-            f"keyfile {d / 'server.key'}",
-            f"capath {self.trust_directory}",  # looked up at each handshake: see TrustStore
-            "require_certificate true",
-            "use_identity_as_username true",
-            "tls_version tlsv1.2",
-            "allow_anonymous false",
+            *tls,
             f"listener {self.service_port} {self.address}",
             "allow_anonymous true",
             "",

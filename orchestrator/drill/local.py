@@ -37,6 +37,7 @@ from orchestrator.errors import InputRejected, OperationFailed
 
 DRILL_ENV = "drill"
 POLICY = "drill-device-policy"
+UNATTACHED = "drill-unattached"  # its policy attachment reaches the primary after the promotion's sync
 TELEMETRY_WARM_UP = 4  # messages per device before the kill
 
 
@@ -107,11 +108,13 @@ def location_of_thing(thing: str, locations: list[str]) -> str:
     return locations[int(thing.rsplit("-", 1)[1])]
 
 
-def register(iot: Any, thing: str, cert_pem: str) -> str:
-    """A thing with its certificate registered without a CA (SNI_ONLY) and the device policy."""
+def register(iot: Any, thing: str, cert_pem: str, *, policy: bool = True) -> str:
+    """A thing with its certificate registered without a CA (SNI_ONLY) and (unless `policy` is
+    False) the device policy attached to the certificate."""
     iot.create_thing(thingName=thing)
     cert = iot.register_certificate_without_ca(certificatePem=cert_pem, status="ACTIVE")
-    iot.attach_policy(policyName=POLICY, target=cert["certificateArn"])
+    if policy:
+        iot.attach_policy(policyName=POLICY, target=cert["certificateArn"])
     iot.attach_thing_principal(thingName=thing, principal=cert["certificateArn"])
     return str(cert["certificateId"])
 
@@ -173,6 +176,7 @@ class LocalDrill:
         from orchestrator.drill.dns import DnsServer, Route53Answers, query
         from orchestrator.drill.engine import LocalEngine
         from orchestrator.drill.fleet import Device, Fleet
+        from orchestrator.drill.iotdoor import RegionDoor, client_context, connect_verdict
         from orchestrator.drill.netstub import DeviceNetwork
         from orchestrator.drill.procs import free_port, port_free_on, wait_for_port
         from orchestrator.drill.services import RegionServices
@@ -222,6 +226,10 @@ class LocalDrill:
             data[primary].update_thing_shadow(thingName=thing, payload=json.dumps(
                 {"state": {"desired": {"interval_ms": int(opts.publish_interval * 1000), "mode": "drill"}}}).encode())
             publish_config(data[primary], thing, 1)  # through the Publish API, as the platform's backend does
+        # a device whose policy is attached in the primary only after the promotion's sync: the sync
+        # missed that AttachPolicy, so the secondary's front door must refuse its CONNECT
+        unattached = pki.device_certificate(UNATTACHED)
+        unattached_id = register(iot[primary], UNATTACHED, unattached.cert_pem, policy=False)
 
         # 2. promote-secondary through the lifecycle (registry sync, replication, DNS with health checks)
         self.notify(f"drill: promote-secondary {secondary} --routing {opts.routing.value}")
@@ -238,6 +246,8 @@ class LocalDrill:
         changed_after_sync = candidates[-1] if len(candidates) >= 2 else None
         if changed_after_sync:
             publish_config(data[primary], changed_after_sync, 2)
+        iot[primary].attach_policy(policyName=POLICY, target=iot[primary].describe_certificate(
+            certificateId=unattached_id)["certificateDescription"]["certificateArn"])
 
         # 3. brokers (TLS, the domain's certificate, trusting the region's registered certificates)
         ca, ca_key = pki.local_ca()
@@ -252,7 +262,9 @@ class LocalDrill:
                      for r in regions for name in [region_stack(dctx.topology(), r).name]}
         brokers, trust = {}, {}
         for r in regions:
-            spec = BrokerSpec(r, addresses[r], tls_port, service_port, self.run_dir / "brokers" / r)
+            # devices reach mosquitto only through the region's IoT front door (iotdoor.RegionDoor)
+            spec = BrokerSpec(r, addresses[r], tls_port, service_port, self.run_dir / "brokers" / r,
+                              tls_listener=False)
             spec.write_config(server_cert=server.cert_pem, server_key=server.key_pem)
             brokers[r] = spec
             trust[r] = TrustStore(spec.trust_directory)
@@ -272,10 +284,27 @@ class LocalDrill:
         cleanup.callback(follower.join, 5)
         cleanup.callback(trust_stop.set)
 
-        def start_broker(r: str) -> None:
+        account = client(aws, "sts", primary).get_caller_identity()["Account"]
+        doors: dict[str, RegionDoor] = {}
+
+        def stop_doors() -> None:
+            for door in doors.values():
+                door.stop()
+
+        cleanup.callback(stop_doors)
+
+        def start_broker(r: str) -> None:  # the region's IoT Core: mosquitto behind its front door
             proc = self.procs.start(f"broker-{r}", [mosquitto_binary(), "-c", str(brokers[r].config_path)])
-            wait_for_port(addresses[r], tls_port, 10, proc, f"mosquitto for {r}")
             wait_for_port(addresses[r], service_port, 10, proc, f"mosquitto for {r}")
+            doors[r] = RegionDoor(r, addresses[r], tls_port, (addresses[r], service_port), domain=domain,
+                                  cert_file=brokers[r].directory / "server.pem",
+                                  key_file=brokers[r].directory / "server.key", trust=trust[r], iot=iot[r],
+                                  account=account).start()
+            wait_for_port(addresses[r], tls_port, 10, proc, f"the IoT front door of {r}")
+
+        def kill_broker(r: str) -> None:  # the region's outage: its broker and its door
+            self.procs.kill(f"broker-{r}")
+            doors[r].stop()
 
         for r in regions:
             start_broker(r)
@@ -368,13 +397,19 @@ class LocalDrill:
               "the MQTT canary alarms did not reach OK during the warm-up: "
               f"{canary.states()} (canary runs: {canary.results[-4:]})")
         before = {d.thing: d.region for d in devices}
+        # the policy attachment the sync missed: accepted in the primary, refused at CONNECT in the secondary
+        with client_context(ca.cert_pem, unattached.cert_pem, unattached.key_pem) as unattached_tls:
+            unattached_verdicts = {r: connect_verdict(addresses[r], tls_port, domain, UNATTACHED, unattached_tls)
+                                   for r in regions}
+        refused_unattached = (None if unattached_verdicts[primary] != "accepted" else
+                              unattached_verdicts[secondary] == "refused: not authorized")
 
         # 5. the outage: the cloud's last commands to the devices there, acknowledged by the broker, then the kill
         affected = [d for d in devices if before[d.thing] == killed]
         commands.send([d.thing for d in affected])
         self.notify(f"drill: killing the {killed} broker")
         killed_at = time.time()
-        self.procs.kill(f"broker-{killed}")
+        kill_broker(killed)
         _wait(lambda: all(d.region == survivor for d in affected), opts.duration, None)
         all_back = max((d.log.connects[-1][0] for d in affected if d.region == survivor), default=None)
         time.sleep(max(2.0, 4 * opts.publish_interval))  # queued messages flush
@@ -446,7 +481,8 @@ class LocalDrill:
                     "failure_threshold": 3, "ttl_s": ttl_s, "tls_port": tls_port,
                     "connect_quota_per_s": opts.connect_quota, "canary_period_s": canary.interval},
             admission={r: dict(vars(c)) for r, c in admission.counts.items()},
-            retained_changed_after_sync=changed_after_sync)
+            retained_changed_after_sync=changed_after_sync,
+            unattached=unattached_verdicts, refused_unattached=refused_unattached)
 
     def _step(self, operation: str, call: Callable[[], Any]) -> StepRecord:
         t0, at = time.monotonic(), time.time()

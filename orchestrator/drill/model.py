@@ -151,6 +151,9 @@ class DrillResult:
     files: dict[str, str] = field(default_factory=dict)
     admission: dict[str, dict[str, int]] = field(default_factory=dict)  # region -> CONNECTs admitted/throttled
     retained_changed_after_sync: str | None = None  # the device whose retained configuration changed after the sync
+    # a device whose AttachPolicy the promotion's sync missed: region -> what its CONNECT got there
+    unattached: dict[str, str] = field(default_factory=dict)
+    refused_unattached: bool | None = None  # accepted in the primary, "not authorized" in the secondary
 
     @property
     def affected(self) -> list[DeviceOutcome]:

@@ -88,6 +88,10 @@ def markdown(result: DrillResult, picture: str | None = None) -> str:
     if r.refused_unregistered is not None:
         lines.append(f"- A certificate registered in the primary after the last registry sync was "
                      f"{'refused' if r.refused_unregistered else 'ACCEPTED'} by {r.survivor}.")
+    if r.unattached:
+        lines.append("- A device whose policy was attached in the primary after the last registry sync (the "
+                     "sync missed that AttachPolicy): " + "; ".join(f"{region} {verdict}" for region, verdict
+                                                                   in r.unattached.items()) + ".")
     lines += [
         "",
         "## Recovery time (devices that were on the killed region)",

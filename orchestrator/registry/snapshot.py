@@ -94,6 +94,10 @@ class Shadow:
     """One device shadow: `state.desired` and `state.reported` as canonical JSON (None: absent).
 
     Versions are per region (each region counts its own updates): kept as hints, not compared.
+    `desired_at` / `reported_at`: when that section was last written (epoch seconds, the newest of
+    its per-field `metadata` timestamps; None: the section is empty or the times were not read, as
+    in a backup). The document's top-level `timestamp` is not used: in a GetThingShadow answer it
+    is the time the answer was generated, not of the last update. Not compared either.
     """
 
     thing: str
@@ -101,10 +105,18 @@ class Shadow:
     desired: str | None = None
     reported: str | None = None
     version: int | None = field(default=None, compare=False)
+    desired_at: int | None = field(default=None, compare=False)
+    reported_at: int | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:
         return f"{self.thing}/{self.name or '$classic'}"
+
+    @property
+    def updated_at(self) -> int | None:
+        """The last write this shadow's metadata shows (None: no times known)."""
+        times = [t for t in (self.desired_at, self.reported_at) if t is not None]
+        return max(times) if times else None
 
 
 @dataclass(frozen=True, order=True)
@@ -732,8 +744,27 @@ def named_shadows(data_caller: Caller, thing: str) -> list[str]:
 def shadow_from_document(thing: str, name: str, document: Mapping[str, Any]) -> Shadow:
     """A shadow from the document `get_thing_shadow` answers (or an `update/documents` `current`)."""
     state = document.get("state") or {}
+    metadata = document.get("metadata") or {}
     return Shadow(thing, name, canonical_state(state.get("desired")), canonical_state(state.get("reported")),
-                  document.get("version"))
+                  document.get("version"), _newest_timestamp(metadata.get("desired")),
+                  _newest_timestamp(metadata.get("reported")))
+
+
+def _newest_timestamp(metadata: Any) -> int | None:
+    """The newest `timestamp` in a shadow section's per-field metadata (nested like the state;
+    arrays hold one entry per element); None when it has none."""
+    newest: int | None = None
+    stack = [metadata]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            ts = node.get("timestamp")
+            if isinstance(ts, (int, float)) and not isinstance(ts, bool):
+                newest = int(ts) if newest is None else max(newest, int(ts))
+            stack.extend(v for k, v in node.items() if k != "timestamp" or not isinstance(v, (int, float)))
+        elif isinstance(node, list):
+            stack.extend(node)
+    return newest
 
 
 def with_pems(snapshot: RegistrySnapshot, caller: Caller, ids: Collection[str], *,

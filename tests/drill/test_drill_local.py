@@ -76,6 +76,11 @@ def test_failover_drill_every_device_reconnects_nothing_lost(project: Path) -> N
         # measured on arrival (what the survivor held depends on shadow replication, issue 12)
         assert isinstance(d["shadow_reported_found"], bool) and isinstance(d["shadow_desired_found"], bool)
     assert doc["refused_unregistered"] is True  # the certificate registered after the sync is refused
+    # every connection goes through the region's IoT front door: the device whose AttachPolicy the
+    # promotion's sync missed gets in where its policy is attached and not where it is missing
+    # (mosquitto alone would accept it in both)
+    assert doc["unattached"] == {"eu-west-1": "accepted", "eu-central-1": "refused: not authorized"}
+    assert doc["refused_unattached"] is True
     assert [s["operation"] for s in doc["steps"]][:4] == [
         "promote-secondary", "failover", "late certificate trusted after the final sync", "failback"]
     assert all(s["ok"] for s in doc["steps"])

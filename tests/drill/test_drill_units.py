@@ -168,6 +168,14 @@ def test_report_says_what_happened() -> None:
     assert "refused by eu-central-1" in md and "![timeline](timeline.svg)" in md
 
 
+def test_report_says_where_the_device_whose_attach_policy_the_sync_missed_got_in() -> None:
+    md = markdown(_result(unattached={"eu-west-1": "accepted", "eu-central-1": "refused: not authorized"},
+                          refused_unattached=True))
+    assert ("after the last registry sync (the sync missed that AttachPolicy): eu-west-1 accepted; "
+            "eu-central-1 refused: not authorized.") in md
+    assert "AttachPolicy" not in markdown(_result())  # a result without the probe says nothing of it
+
+
 def test_a_lost_message_or_a_device_left_behind_fails_the_drill() -> None:
     left = DeviceOutcome("d1", "eu-west-1", "eu-west-1", None, True, None, None, None, None, 9, 20, 18, 2, 1, 0,
                          None, None, False)

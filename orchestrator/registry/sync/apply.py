@@ -75,6 +75,20 @@ def _code(exc: BaseException) -> str | None:
     return error_code(exc)
 
 
+def _written(response: Any) -> tuple[int | None, int | None]:
+    """The version and time an `update_thing_shadow` answer carries ((None, None) if unreadable)."""
+    try:
+        payload = response["payload"]
+        doc = json.loads(payload.read() if hasattr(payload, "read") else payload)
+    except (KeyError, TypeError, ValueError):
+        return None, None
+    if not isinstance(doc, dict):
+        return None, None
+    version, ts = doc.get("version"), doc.get("timestamp")
+    return (version if isinstance(version, int) else None,
+            int(ts) if isinstance(ts, (int, float)) and not isinstance(ts, bool) else None)
+
+
 # the credentials or their permissions are wrong: every further call would fail the same way
 _FATAL_CODES = frozenset({
     "UnauthorizedException", "AccessDeniedException", "AccessDenied", "UnrecognizedClientException",
@@ -144,6 +158,9 @@ class _Executor:
         self._cert_arns: _ArnCache = _SpilledArns(arns) if arns is not None else {}
         self._group_arns = dict(plan.dst_group_arns)
         self._lock = threading.Lock()
+        # shadow key -> (version, time) of the destination's answer to our write: the read-back
+        # tells a write that a device superseded from one that did not take
+        self.shadow_writes: dict[str, tuple[int | None, int | None]] = {}
 
     def run(self, op: SyncOp) -> None:
         getattr(self, f"_{op.kind.value}_{op.action.value}")(op)
@@ -161,7 +178,10 @@ class _Executor:
         kwargs: dict[str, Any] = {"thingName": op.params["thing"], "payload": json.dumps(document).encode()}
         if op.params["shadow"]:
             kwargs["shadowName"] = op.params["shadow"]
-        self._data().call("update_thing_shadow", **kwargs)
+        response = self._data().call("update_thing_shadow", **kwargs)
+        written = _written(response)
+        with self._lock:
+            self.shadow_writes[op.name] = written
 
     def _shadow_delete(self, op: SyncOp) -> None:
         kwargs: dict[str, Any] = {"thingName": op.params["thing"]}
@@ -723,6 +743,7 @@ def _apply(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimit
         skipped_from_checkpoint=skipped, blocked=len(blocked), errors=tuple(errors),
         unapplied=frozenset(blocked) | {e.op for e in errors},
         warnings=plan.warnings, rewritten_policies=plan.rewritten_policies, resumed=resumed,
+        shadows_kept=plan.shadows_kept, shadow_writes=dict(executor.shadow_writes),
     )
 
 

@@ -145,6 +145,7 @@ class SyncPlanSummary:
     first: Mapping[str, tuple[str, ...]]
     warnings: tuple[str, ...] = ()
     rewritten_policies: tuple[str, ...] = ()
+    shadows_kept: int = 0  # shadows left (wholly or a section) as they are: newer in the destination
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -158,6 +159,7 @@ class SyncPlanSummary:
             "first": {k: list(v) for k, v in self.first.items()},
             "warnings": list(self.warnings),
             "rewritten_policies": list(self.rewritten_policies),
+            "shadows_kept": self.shadows_kept,
         }
 
 
@@ -172,6 +174,9 @@ class SyncPlan:
     # where the destination's existing certificates and groups live (ARNs are per region)
     dst_certificate_arns: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     dst_group_arns: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # shadows with a section the destination wrote after the source did: kept, not overwritten
+    # (`plan.newer_in_destination`)
+    shadows_kept: int = 0
 
     def counts(self) -> dict[str, dict[str, int]]:
         counts = zero_counts()
@@ -189,7 +194,7 @@ class SyncPlan:
             src_region=self.src_region, dst_region=self.dst_region, prune=self.prune,
             total=len(self.ops), counts=self.counts(),
             first={k: tuple(v) for k, v in items.items()},
-            warnings=self.warnings, rewritten_policies=self.rewritten_policies,
+            warnings=self.warnings, rewritten_policies=self.rewritten_policies, shadows_kept=self.shadows_kept,
         )
 
 
@@ -216,7 +221,10 @@ class SyncVerification:
     """The read-back of a sync: what it was asked to carry, read again from the destination after
     applying, and planned again against the source as this run read it. `remaining` operations
     are what still differs (0: verified). `reread` is False when nothing was planned: both regions
-    were read by this very run and agreed, so there was nothing to read back."""
+    were read by this very run and agreed, so there was nothing to read back. `superseded`: shadows
+    this run wrote that a later writer (a device) changed again before the read-back (the
+    destination's version moved past the one the write returned, with a time not older than the
+    write's): not a difference, the newer state stands."""
 
     remaining: int
     counts: Mapping[str, int] = field(default_factory=dict)  # kind -> operations still needed
@@ -224,6 +232,7 @@ class SyncVerification:
     reread: bool = True
     things_reread: int = 0  # things whose principals were read again
     shadows_reread: int = 0
+    superseded: int = 0
 
     @property
     def ok(self) -> bool:
@@ -231,7 +240,8 @@ class SyncVerification:
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "remaining": self.remaining, "counts": dict(self.counts), "first": list(self.first),
-                "reread": self.reread, "things_reread": self.things_reread, "shadows_reread": self.shadows_reread}
+                "reread": self.reread, "things_reread": self.things_reread, "shadows_reread": self.shadows_reread,
+                "superseded": self.superseded}
 
 
 @dataclass(frozen=True)
@@ -266,6 +276,11 @@ class SyncReport:
     unapplied: frozenset[str] = field(default=frozenset(), repr=False)  # ids of failed and blocked ops
     verification: SyncVerification | None = None  # the read-back (clients syncs); None: not read back
     distrusted: str | None = None  # why the version record was not trusted (every thing was read)
+    shadows_kept: int = 0  # shadows (or a section of them) left as they are: newer in the destination
+    # shadow key -> (version, time) the destination answered each shadow write with (the read-back
+    # tells a later writer from a lost write by them)
+    shadow_writes: Mapping[str, tuple[int | None, int | None]] = field(default_factory=dict, repr=False,
+                                                                        compare=False)
 
     @property
     def ok(self) -> bool:
@@ -305,6 +320,7 @@ class SyncReport:
             "things_total": self.things_total,
             "verification": self.verification.to_json() if self.verification is not None else None,
             "distrusted": self.distrusted,
+            "shadows_kept": self.shadows_kept,
         }
 
 

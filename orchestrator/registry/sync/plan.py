@@ -158,6 +158,7 @@ def plan_sync(src: RegistrySnapshot, dst: RegistrySnapshot, prune: bool = False,
     return SyncPlan(
         src_region=src.region, dst_region=dst.region, prune=prune, ops=p.b.build(),
         warnings=tuple(dict.fromkeys(p.warnings)), rewritten_policies=tuple(p.rewritten),
+        shadows_kept=p.shadows_kept,
         dst_certificate_arns=ArnsOf(dst.certificates_by_id),
         dst_group_arns=ArnsOf(dst.groups_by_name),
     )
@@ -211,6 +212,33 @@ def shadow_patch(src: Shadow, dst: Shadow | None) -> str:
             continue
         state[section] = _patch(want, have) if want is not None else None
     return json.dumps({"state": state}, sort_keys=True, separators=(",", ":"))
+
+
+def newer_in_destination(src: Shadow, dst: Shadow) -> tuple[Shadow, bool]:
+    """`src` with each section that the destination wrote after the source last wrote it taken
+    from `dst` instead (last writer wins, by the shadows' own metadata times), and whether any
+    was. A device that reconnected in the destination (a failover) and reported there is newer
+    than the source's copy: a sync must not put the stale one back.
+
+    A section's time is the newest of its per-field metadata timestamps. A section the source
+    does not have (never written, or deleted) counts as written at the source's last write of
+    any section; a section the destination does not have is never newer (nothing says it was
+    deleted there). Without times on either side (a backup, a hand-made snapshot) the source
+    wins, as before. Times are whole seconds: a tie goes to the source."""
+    want = src
+    kept = False
+    for section in ("desired", "reported"):
+        mine, theirs = getattr(src, section), getattr(dst, section)
+        if mine == theirs or theirs is None:
+            continue
+        src_at = getattr(src, f"{section}_at") if mine is not None else src.updated_at
+        dst_at = getattr(dst, f"{section}_at")
+        if src_at is not None and dst_at is not None and dst_at > src_at:
+            want = replace(want, **{section: theirs, f"{section}_at": dst_at})
+            kept = True
+    return want, kept
+
+
 _CREATE, _UPDATE, _DELETE = Action.CREATE, Action.UPDATE, Action.DELETE
 
 
@@ -229,6 +257,7 @@ class _Planner:
         self.static = {n: g for n, g in src.groups_by_name.items() if not g.dynamic}
         self.skipped_certs: set[str] = set()
         self.types_in_use: set[str] = set()
+        self.shadows_kept = 0  # shadows with a section left as it is: newer in the destination
 
     def thing_types(self) -> None:
         """Created active; deprecated (again) only after their things exist (`deprecations`)."""
@@ -448,7 +477,8 @@ class _Planner:
 
     def shadows(self, prune: bool) -> None:
         """Classic and named shadows, only of things that exist in the destination (or are created
-        by this plan); an unchanged shadow (same desired and reported state) costs nothing."""
+        by this plan); an unchanged shadow (same desired and reported state) costs nothing. A
+        section the destination wrote after the source last did is kept (`newer_in_destination`)."""
         dst_shadows = {(sh.thing, sh.name): sh for sh in self.dst.shadows}
         src_keys = set()
         absent = 0
@@ -463,6 +493,12 @@ class _Planner:
                 continue
             if d is None and sh.desired is None and sh.reported is None:
                 continue
+            if d is not None:
+                sh, kept = newer_in_destination(sh, d)
+                if kept:
+                    self.shadows_kept += 1
+                if (d.desired, d.reported) == (sh.desired, sh.reported):
+                    continue  # all the destination has is newer: nothing to write
             document = shadow_patch(sh, d)
             op = self.b.add(_S, _UPDATE, sh.key, 75, thing=sh.thing, shadow=sh.name, document=document)
             self.b.depend(op, create)

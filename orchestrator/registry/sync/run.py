@@ -126,7 +126,8 @@ def plan_clients_sync(src_client: Any, dst_client: Any, options: SyncOptions, *,
                       plan_sync(listings[0], listings[1], False, region_rewrite=options.region_rewrite,
                                 part=PlanPart.ENTITIES, fetch_pems=True))
     second = run.plan_relations(reads, listings[1], first)
-    return replace(first, ops=first.ops + second.ops, warnings=first.warnings + second.warnings).summary()
+    return replace(first, ops=first.ops + second.ops, warnings=first.warnings + second.warnings,
+                   shadows_kept=first.shadows_kept + second.shadows_kept).summary()
 
 
 def sync_clients(src_client: Any, dst_client: Any, options: SyncOptions, *,
@@ -192,8 +193,10 @@ def _sync_clients(spilled: SpillTable, src_client: Any, dst_client: Any, options
         if absent:
             parts = [replace(one, warnings=(*one.warnings,
                                             f"{absent} shadow(s) of things missing in {dst_l.region} not copied"))]
+        parts = [replace(parts[0], shadows_kept=parts[0].shadows_kept + sum(p.shadows_kept for p in relations))]
     applied = all(p.ok for p in parts)
-    verification = run.verify(reads, plans, spilled) if applied and options.verify else None
+    writes = {k: v for p in parts for k, v in p.shadow_writes.items()}
+    verification = run.verify(reads, plans, spilled, writes) if applied and options.verify else None
     if applied and (verification is None or verification.ok) and options.state_path is not None:
         things_written = any(op.kind is Kind.THING and op.action is not Action.DELETE for p in plans for op in p.ops) \
             or any(spilled.page(group=api, limit=1) for api in ("create_thing", "update_thing"))
@@ -251,12 +254,16 @@ def _absent(warnings: tuple[str, ...]) -> int:
 @dataclass(frozen=True)
 class VersionRecord:
     """What the last clean sync saw: each thing's registry version in both regions, and each
-    shadow's version in the source. Versions are per region; only equality is used."""
+    shadow's version in the source. Versions are per region; only equality is used. `written`:
+    the destination's version of each shadow as a sync's own write left it (read back equal): while
+    the destination still has that version, nobody but the sync wrote it, so its times (those of
+    the write) say nothing about which region is newer, and the source wins."""
 
     src_region: str
     dst_region: str
     things: Mapping[str, tuple[int | None, int | None]] = field(default_factory=dict)
     shadows: Mapping[str, int | None] = field(default_factory=dict)
+    written: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path, src_region: str, dst_region: str) -> VersionRecord | None:
@@ -273,9 +280,10 @@ class VersionRecord:
         try:
             things = {str(k): (v[0], v[1]) for k, v in data.get("things", {}).items()}
             shadows = {str(k): v for k, v in data.get("shadows", {}).items()}
-        except (TypeError, IndexError, AttributeError):
+            written = {str(k): int(v) for k, v in data.get("written_shadows", {}).items()}
+        except (TypeError, IndexError, AttributeError, ValueError):
             return None
-        return cls(src_region, dst_region, things, shadows)
+        return cls(src_region, dst_region, things, shadows, written)
 
     @staticmethod
     def unfinished(path: Path) -> str | None:
@@ -313,7 +321,8 @@ class VersionRecord:
 
         atomic_write_json(path, {"format": STATE_FORMAT, "src_region": self.src_region,
                                  "dst_region": self.dst_region, "things": dict(self.things),
-                                 "shadows": dict(self.shadows)}, indent=None)
+                                 "shadows": dict(self.shadows), "written_shadows": dict(self.written)},
+                          indent=None)
 
 
 @dataclass(frozen=True)
@@ -523,6 +532,10 @@ class _Run:
                     if sh.thing in in_dst:
                         names.setdefault(sh.thing, set()).add(sh.name)
                 dst_sh = read_shadows(self.dst_data, sorted(names), concurrency=width, names=names)
+            if record is not None and record.written:  # our own last write: its times are not the source's
+                dst_sh = tuple(replace(sh, desired_at=None, reported_at=None)
+                               if sh.version is not None and record.written.get(sh.key) == sh.version else sh
+                               for sh in dst_sh)
             return src_sh, changed_sh, dst_sh
 
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="registry-details") as pool:
@@ -661,6 +674,8 @@ class _Run:
             duration_s=time.monotonic() - self.started,
             things_checked=len(reads.checked) if reads is not None else None, things_total=src_total,
             full=self.options.full or self.options.prune, shadows=self.shadows,
+            shadows_kept=sum(p.shadows_kept for p in parts),
+            shadow_writes={k: v for p in parts for k, v in p.shadow_writes.items()},
         )
 
     def mark_started(self, src: RegistrySnapshot, dst: RegistrySnapshot) -> None:
@@ -675,13 +690,19 @@ class _Run:
         if o.state_store is not None:
             o.state_store(o.state_path)
 
-    def verify(self, reads: DetailReads, plans: list[SyncPlan], spilled: SpillTable | None = None) -> SyncVerification:
+    def verify(self, reads: DetailReads, plans: list[SyncPlan], spilled: SpillTable | None = None,
+               writes: Mapping[str, tuple[int | None, int | None]] | None = None) -> SyncVerification:
         """Read back what this run changed and plan again: the destination's listings (types,
         groups and members, things, policies and their targets, certificates: N/250 calls), the
         principals of every thing an attachment was planned for, and every shadow written. Every
         other detail compared was read from the destination by this run; the source is taken as
         this run read it (what it was asked to carry). Nothing planned: nothing to read back.
-        The operations are those of `plans` and of the spill table (read a page at a time)."""
+        The operations are those of `plans` and of the spill table (read a page at a time).
+
+        A shadow written (`writes`: the version and time each write was answered with) that reads
+        back different, with a version past the write's and a last write not older than it, was
+        superseded by a later writer (a device reporting in the destination): counted as
+        `superseded`, not as a difference. Any other difference stays one."""
         touched: set[str] = set()
         names: dict[str, set[str]] = {}
         planned = False
@@ -705,17 +726,29 @@ class _Run:
         if names and self.dst_data is not None:
             reread_sh = read_shadows(self.dst_data, sorted(n for n in names if n in dst_now.things_by_name),
                                      concurrency=o.data_concurrency, names=names)
+        src = reads.src if self.shadows else replace(reads.src, shadows=())
+        superseded = _superseded(src.shadows, reread_sh, writes or {})
+        by_key = {sh.key: sh for sh in src.shadows}
+        self._memo["written"] = {sh.key: sh.version for sh in reread_sh
+                                 if sh.version is not None and sh.key in by_key
+                                 and (by_key[sh.key].desired, by_key[sh.key].reported) == (sh.desired, sh.reported)}
+        # a written shadow that was not superseded is compared without its times: our own write
+        # made it newer than the source, which must not pass for a device's newer state
+        reread_sh = tuple(sh if sh.key in superseded else replace(sh, desired_at=None, reported_at=None)
+                          for sh in reread_sh)
         written = {(t, n) for t, ns in names.items() for n in ns}
         shadows = {sh for sh in reads.dst.shadows
                    if (sh.thing, sh.name) not in written and sh.thing in dst_now.things_by_name} | set(reread_sh)
         dst = replace(dst_now, thing_principals=tuple(sorted(principals)), shadows=tuple(sorted(shadows)))
-        src = reads.src if self.shadows else replace(reads.src, shadows=())
         left = plan_sync(src, dst, o.prune, region_rewrite=o.region_rewrite, fetch_pems=True)
+        ops = [op for op in left.ops
+               if not (op.kind is Kind.SHADOW and op.action is Action.UPDATE and op.name in superseded)]
         counts: dict[str, int] = {}
-        for op in left.ops:
+        for op in ops:
             counts[op.kind.value] = counts.get(op.kind.value, 0) + 1
-        return SyncVerification(len(left.ops), counts, tuple(op.describe() for op in left.ops[:FIRST_ITEMS]),
-                                things_reread=len(tp_things), shadows_reread=sum(len(v) for v in names.values()))
+        return SyncVerification(len(ops), counts, tuple(op.describe() for op in ops[:FIRST_ITEMS]),
+                                things_reread=len(tp_things), shadows_reread=sum(len(v) for v in names.values()),
+                                superseded=len(superseded))
 
     def save_state(self, src: RegistrySnapshot, dst: RegistrySnapshot, reads: DetailReads, *,
                    relist: bool) -> None:
@@ -731,7 +764,33 @@ class _Run:
             dst_versions = {t.name: t.version for t in dst.things}
         things = {t.name: (t.version, dst_versions.get(t.name)) for t in src.things}
         shadows = {sh.key: sh.version for sh in reads.src_shadows} if reads.shadows_read else {}
-        VersionRecord(src.region, reads.dst.region, things, shadows).save(o.state_path)
+        before = self._memo.get("record")
+        written = {k: v for k, v in (before.written if isinstance(before, VersionRecord) else {}).items()
+                   if k in shadows}
+        written.update(self._memo.get("written", {}))
+        VersionRecord(src.region, reads.dst.region, things, shadows, written).save(o.state_path)
+
+
+def _superseded(src: tuple[Shadow, ...], reread: tuple[Shadow, ...],
+                writes: Mapping[str, tuple[int | None, int | None]]) -> frozenset[str]:
+    """Keys of the shadows this run wrote that read back different from the source because a later
+    writer changed them: the destination's version is past the one our write was answered with
+    (versions only grow within a region), and its last write (metadata) is not older than ours
+    (whole seconds: a device writing in the same second as us has the same time). A shadow whose
+    version did not move, or that moved with an older time, or that we have no answer for, is
+    not in it: that difference is a failure."""
+    by_key = {sh.key: sh for sh in src}
+    out = set()
+    for sh in reread:
+        want = by_key.get(sh.key)
+        if want is not None and (want.desired, want.reported) == (sh.desired, sh.reported):
+            continue  # reads back equal
+        version, at = writes.get(sh.key, (None, None))
+        if version is None or at is None or sh.version is None or sh.updated_at is None:
+            continue
+        if sh.version > version and sh.updated_at >= at:
+            out.add(sh.key)
+    return frozenset(out)
 
 
 def _data_caller(options: SyncOptions, client: Any | None, *, writes: bool) -> Caller | None:
