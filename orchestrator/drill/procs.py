@@ -103,8 +103,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_free_on(hosts: Sequence[str], port: int) -> bool:
+    """Whether a server could listen on `port` at every host. SO_REUSEADDR, as the servers set it
+    (socket.create_server, mosquitto): connections of a previous run in TIME_WAIT do not hold the
+    port, a listener does."""
     for host in hosts:
         with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind((host, port))
             except OSError:

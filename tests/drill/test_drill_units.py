@@ -323,3 +323,22 @@ def test_trust_store_names_certificates_as_openssls_hash_directory_expects(tmp_p
     assert sorted(p.name for p in store.directory.iterdir()) == sorted(
         [f"{h}.0", f"{h}.1", f"{subject_hash(other.cert_pem)}.0"])
     assert len(h) == 8 and int(h, 16) >= 0
+
+
+def test_a_port_whose_last_connections_are_in_time_wait_is_free_and_a_listened_one_is_not() -> None:
+    # the drill's front door closes connections first: its port at that address is then in TIME_WAIT,
+    # and the next drill must still take 443 (servers bind with SO_REUSEADDR)
+    import socket
+
+    from orchestrator.drill.procs import free_port, port_free_on
+
+    host, port = "127.0.0.9", free_port()
+    server = socket.create_server((host, port))
+    client = socket.create_connection((host, port))
+    conn, _ = server.accept()
+    conn.close()  # the server side closes first: TIME_WAIT on (host, port)
+    client.close()
+    server.close()
+    assert port_free_on([host], port)
+    with socket.create_server((host, port)):
+        assert not port_free_on([host], port)
