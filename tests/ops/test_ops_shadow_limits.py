@@ -85,9 +85,11 @@ def test_a_shadow_patch_over_the_limit_is_a_failed_sync_not_ok(iot: IotFactory, 
     seed(iot(SRC), 2)
     seed(iot(DST), 2)
     big, small = thing_name(0), thing_name(1)
+    # the destination's keys are written first: the source's section is the newer one, so the sync
+    # must carry it (a destination section written after the source's is kept: docs/registry.md)
+    put(data(DST), big, {"desired": {f"k{i:03d}": 1 for i in range(300)}})
     put(data(SRC), big, {"desired": {"blob": "x" * 7000}})
     put(data(SRC), small, {"desired": {"led": "on"}})
-    put(data(DST), big, {"desired": {f"k{i:03d}": 1 for i in range(300)}})
 
     report = sync_clients(iot(SRC), iot(DST), SyncOptions(rate=10_000.0), src_data=data(SRC), dst_data=data(DST))
     assert not report.ok
