@@ -47,21 +47,23 @@ $(VENV)/.installed: $(VENV)/.runtime
 plan: $(VENV)/.runtime
 	@$(BIN)/orchestrate --env $(ENV) plan --all --json
 
+# A Debian package installed where its program is missing: $(call apt_need,PROGRAM,PATH,PACKAGE,WHO NEEDS IT).
+# As root with apt-get it is installed; otherwise the line says what to install and the target fails.
+define apt_need
+	@command -v $(1) >/dev/null 2>&1 || test -x $(2) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing $(3) (apt-get)" >&2; \
+	    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(3) >&2; \
+	  else echo "$(4) needs $(3): sudo apt-get install -y $(3)" >&2; exit 1; fi; }
+endef
+
 ## drill-deps: Debian's mosquitto, the local drill's MQTT brokers, installed where missing (root + apt)
 drill-deps:
-	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing mosquitto (apt-get)" >&2; \
-	    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >&2; \
-	  else echo "the local drill needs mosquitto: sudo apt-get install -y mosquitto" >&2; exit 1; fi; }
+	$(call apt_need,mosquitto,/usr/sbin/mosquitto,mosquitto,the local drill)
 
 ## browser-deps: Debian's chromium, which the drill tier's picture test draws the timeline in (root + apt)
 browser-deps:
-	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing chromium (apt-get)" >&2; \
-	    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2; \
-	  else echo "the drill tier's picture test needs chromium: sudo apt-get install -y chromium" >&2; exit 1; fi; }
+	$(call apt_need,chromium,/usr/bin/chromium,chromium,the drill tier's picture test)
 
 ## drill: the failover game day on this machine (no AWS account): report and timeline under .orchestrate/drills/
 drill: $(VENV)/.drill drill-deps
