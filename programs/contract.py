@@ -238,6 +238,9 @@ class ReplicationArgs:
     # The scheduled readiness function's configuration (`orchestrator.readiness.deploy`, JSON; the
     # function's READINESS_CONFIG); "" declares no readiness function.
     readiness: str = ""
+    # The topology's `registry.retained_topics`: retained messages under these prefixes are carried
+    # by continuous replication too (a topic rule per prefix; the functions may republish there)
+    retained_topics: tuple[str, ...] = ()
 
     def to_config(self) -> dict[str, str]:
         def lake(x: LakeRef) -> dict[str, str]:
@@ -253,6 +256,7 @@ class ReplicationArgs:
             "routing": self.routing,
             **({"homeRegion": self.home_region} if self.home_region else {}),
             **({"readiness": self.readiness} if self.readiness else {}),
+            **({"retainedTopics": json.dumps(list(self.retained_topics))} if self.retained_topics else {}),
             **self.iam.to_config(),
         }
 
@@ -271,6 +275,7 @@ class ReplicationArgs:
             routing=get("routing") or "single",
             iam=IamRoleSettings.from_config(get),
             readiness=get("readiness") or "",
+            retained_topics=tuple(str(p) for p in json.loads(get("retainedTopics") or "[]")),
         )
 
     @property

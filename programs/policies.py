@@ -306,15 +306,29 @@ REPLICATOR_IOT_INDEXING = ("iot:UpdateIndexingConfiguration",)
 
 def replicator(*, account_id: str, region: str, sources: Sequence[str], stream_arn_prefix: str,
                applied_table_arn: str, dead_letter_queue_arn: str, log_group_arn: str,
-               metric_namespace: str, shadow_key_arn: str, partition: str = "aws") -> Document:
+               metric_namespace: str, shadow_key_arn: str, retained_prefixes: Sequence[str] = (),
+               partition: str = "aws") -> Document:
     """The replication function in `region`: its stream, its watermark and lease table, its
     dead-letter queue, its log group, one metric namespace, the HMAC key that signs its shadow
     writes (its own region's replica), the registry of its region (read and write) and of the
-    source regions (read only)."""
+    source regions (read only). With `retained_prefixes`: publishing retained messages (iot:Publish
+    and iot:RetainPublish, both needed for a retained publish) and reading them, only on those
+    prefixes' topics in its own region, and reading them on those topics in the sources."""
 
     def iot(r: str) -> str:
         return f"arn:{partition}:iot:{r}:{account_id}:*"
 
+    def topics(r: str) -> list[str]:
+        return [f"arn:{partition}:iot:{r}:{account_id}:topic/{p}*" for p in retained_prefixes]
+
+    retained: list[Document] = []
+    if retained_prefixes:
+        retained = [
+            {"Sid": "RetainedHere", "Effect": "Allow",
+             "Action": ["iot:GetRetainedMessage", "iot:Publish", "iot:RetainPublish"], "Resource": topics(region)},
+            {"Sid": "RetainedSources", "Effect": "Allow", "Action": "iot:GetRetainedMessage",
+             "Resource": [arn for r in sources for arn in topics(r)]},
+        ]
     return _doc(
         {"Sid": "ReadTheStream", "Effect": "Allow",
          "Action": ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
@@ -338,6 +352,7 @@ def replicator(*, account_id: str, region: str, sources: Sequence[str], stream_a
          "Condition": {"StringEquals": {"aws:RequestedRegion": [region, *sources]}}},
         {"Sid": "IndexingHere", "Effect": "Allow", "Action": list(REPLICATOR_IOT_INDEXING), "Resource": "*",
          "Condition": {"StringEquals": {"aws:RequestedRegion": region}}},
+        *retained,
     )
 
 

@@ -23,6 +23,7 @@ unless the status is `Enabled`, and makes the replication configuration depend o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 from collections.abc import Callable
@@ -33,7 +34,14 @@ import pulumi_aws as aws
 import pulumi_command as command
 from pulumi import Output, ResourceOptions
 
-from orchestrator.registry.events import API_CALL_DETAIL_TYPE, API_CALL_SOURCE, API_CALLS, LAG_METRIC, METRIC_NAMESPACE
+from orchestrator.registry.events import (
+    API_CALL_DETAIL_TYPE,
+    API_CALL_SOURCE,
+    API_CALLS,
+    LAG_METRIC,
+    METRIC_NAMESPACE,
+    REPLICA_PROPERTY,
+)
 from programs import package, policies
 from programs.contract import (
     REPLICATION_OUTPUTS,
@@ -95,6 +103,41 @@ def rule_sql(region: str) -> dict[str, str]:
         "shadow-classic": shadow("''", "$aws/things/+/shadow/update/documents"),
         "shadow-named": shadow("topic(6)", "$aws/things/+/shadow/name/+/update/documents"),
     }
+
+
+def retained_filter(prefix: str) -> str:
+    """The topic filter of a retained prefix's rule: its complete levels and `#` (`config/` ->
+    `config/#`; `fleet/set` -> `fleet/#`, the WHERE clause narrows it; a prefix without a `/`
+    needs `#`, every topic of the account: end prefixes with `/`)."""
+    return prefix[:prefix.rfind("/") + 1] + "#"
+
+
+def retained_key(prefix: str) -> str:
+    """A prefix's short stable id (names allow no `/`): not its place in the list."""
+    return hashlib.sha256(prefix.encode()).hexdigest()[:10]
+
+
+def retained_rule_name(env: str, prefix: str, region: str) -> str:
+    return rule_name(env, f"retained-{retained_key(prefix)}", region)
+
+
+def retained_rule_sql(region: str, prefix: str) -> str:
+    """The SQL of one retained prefix's rule in `region`.
+
+    It fires on every publish under the prefix: the rules engine cannot tell whether a message had
+    the RETAIN flag, so the function reads the origin's retained message (GetRetainedMessage) and
+    makes its region equal to it; the item carries the payload (base64: any bytes, `encode(*,
+    'base64')`; empty for a clear) for the function's checks (size, the echo's signature), and the
+    publish's `orchestrate-replica` user property: the function's own republish carries a token
+    signed over topic and payload, which the functions of the other regions verify (a device can set
+    any property, so the rule keeps every publish, as the shadow rules keep every update document).
+    The event time is the rules engine's (`timestamp()`, ms); the event id is unique per publish."""
+    quoted = prefix.replace("'", "''")
+    return ("SELECT encode(*, 'base64') AS payload, topic() AS topic, 'RETAINED_EVENT' AS eventType, "
+            f"get_user_property('{REPLICA_PROPERTY}') AS replicaToken, "
+            "concat('retained/', topic(), '/', cast(timestamp() AS String), '/', newuuid()) AS eventId, "
+            f"timestamp() AS eventTimeMs, {_stamp(region)} FROM '{retained_filter(prefix)}' "
+            f"WHERE startswith(topic(), '{quoted}')")
 
 
 # orchestrator.stacks.wiring marks upstream values not known yet (previews only) with this prefix
@@ -241,6 +284,14 @@ class CrossRegionReplication(pulumi.ComponentResource):
                     f"{name}-{kind}-rule-{region}", name=rule_name(args.env, kind, region),
                     description=f"{RULE_DESCRIPTIONS[kind]} to the cross-region registry table",
                     enabled=True, sql=sql, sql_version=SQL_VERSION,
+                    dynamodbv2s=[{"role_arn": events_role.arn, "put_item": {"table_name": table.name}}],
+                    region=region, tags=tags, opts=ResourceOptions(parent=self, depends_on=[events_policy]))
+            for prefix in args.retained_topics:  # the configured retained-message prefixes
+                aws.iot.TopicRule(
+                    f"{name}-retained-rule-{region}-{retained_key(prefix)}",
+                    name=retained_rule_name(args.env, prefix, region),
+                    description=f"Publishes under {prefix} (retained messages) to the cross-region registry table",
+                    enabled=True, sql=retained_rule_sql(region, prefix), sql_version=SQL_VERSION,
                     dynamodbv2s=[{"role_arn": events_role.arn, "put_item": {"table_name": table.name}}],
                     region=region, tags=tags, opts=ResourceOptions(parent=self, depends_on=[events_policy]))
 
@@ -410,7 +461,8 @@ class CrossRegionReplication(pulumi.ComponentResource):
                     account_id=v[0], region=region, sources=sources,
                     stream_arn_prefix=f"arn:aws:dynamodb:{region}:{v[0]}:table/{v[1]}",
                     applied_table_arn=v[2], dead_letter_queue_arn=v[3], log_group_arn=v[4],
-                    metric_namespace=METRIC_NAMESPACE, shadow_key_arn=v[5]))),
+                    metric_namespace=METRIC_NAMESPACE, shadow_key_arn=v[5],
+                    retained_prefixes=args.retained_topics))),
             opts=child)
         function = aws.lambda_.Function(
             f"{name}-replicator-{region}", name=names.function, role=role.arn, runtime=RUNTIME, handler=HANDLER,
@@ -420,7 +472,9 @@ class CrossRegionReplication(pulumi.ComponentResource):
             environment={"variables": {"REPLICATION_ENV": args.env, "APPLIED_TABLE": names.applied_table,
                                        "METRIC_NAMESPACE": METRIC_NAMESPACE,
                                        "MEMBER_REGIONS": ",".join(args.members),
-                                       "DEAD_LETTER_QUEUE_URL": dlq.url, "SHADOW_TOKEN_KEY": shadow_key_arn}},
+                                       "DEAD_LETTER_QUEUE_URL": dlq.url, "SHADOW_TOKEN_KEY": shadow_key_arn,
+                                       **({"RETAINED_TOPICS": json.dumps(list(args.retained_topics))}
+                                          if args.retained_topics else {})}},
             region=region, tags=tags, opts=ResourceOptions(parent=self, depends_on=[role_policy, logs]))
         aws.lambda_.EventSourceMapping(
             f"{name}-replicator-stream-{region}", event_source_arn=stream_arn, function_name=function.arn,

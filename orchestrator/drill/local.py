@@ -241,7 +241,7 @@ class LocalDrill:
         unsynced = pki.device_certificate("drill-unsynced")  # registered after the sync: unknown in the secondary
         register(iot[primary], "drill-unsynced", unsynced.cert_pem)
         # one device's configuration changes after the sync: the secondary still holds the old one
-        # (carried by the next scheduled sync; continuous replication does not carry retained messages)
+        # (carried by the next scheduled sync: the local world runs no replication function)
         candidates = [t for t in keys if location_of_thing(t, locations) == killed] if killed == primary else []
         changed_after_sync = candidates[-1] if len(candidates) >= 2 else None
         if changed_after_sync:

@@ -10,6 +10,9 @@ registry-events global table (the rule's DynamoDBv2 action: one attribute per JS
     expiresAt      the item's TTL (epoch seconds)
     shadow items:  eventType SHADOW_EVENT, thingName, shadowName ('' for the classic shadow),
                    version (`current.version`), current (the shadow document after the update)
+    retained items: eventType RETAINED_EVENT, topic, payload (base64; empty: the retained message
+                   is cleared), replicaToken (the publish's `orchestrate-replica` user property),
+                   eventTimeMs (the rules engine's `timestamp()`, ms); one rule per configured prefix
 
 `parse_record` turns one stream record (the Lambda event's `Records[i]`) into a frozen
 `ReplicationEvent`, or raises `PoisonRecord` when the record cannot be understood (it then goes to
@@ -36,6 +39,11 @@ CLIENT_TOKEN_PREFIX = "orchestrate-"
 METRIC_NAMESPACE = "IotPlatform/Replication"
 LAG_METRIC = "ReplicationLag"  # milliseconds from the change in the origin to its apply here
 SHADOW_EVENT = "SHADOW_EVENT"
+RETAINED_EVENT = "RETAINED_EVENT"
+# the MQTT 5 user property a replication function's retained republish carries: a token signed over
+# the topic and payload (`replicate.ShadowSigner.retained_token`), by which the functions of the
+# other regions recognise the republish's echo (the retained rules record it, `replicaToken`)
+REPLICA_PROPERTY = "orchestrate-replica"
 
 
 class EventKind(str, Enum):
@@ -44,6 +52,7 @@ class EventKind(str, Enum):
     THING_GROUP = "thing_group"
     MEMBERSHIP = "group_membership"
     SHADOW = "shadow"
+    RETAINED = "retained"  # an MQTT publish under a configured retained-topic prefix
     IGNORED = "ignored"  # understood, nothing to replicate (e.g. a thing-type association: the
     #                      thing's own UPDATED event carries the new type)
 
@@ -64,6 +73,7 @@ _KINDS = {
     "THING_TYPE_ASSOCIATION_EVENT": EventKind.IGNORED,
     "THING_GROUP_HIERARCHY_EVENT": EventKind.IGNORED,  # a group's parent is fixed at creation
     SHADOW_EVENT: EventKind.SHADOW,
+    RETAINED_EVENT: EventKind.RETAINED,
 }
 
 
@@ -178,6 +188,8 @@ def parse_item(item: Mapping[str, Any], sequence: str) -> ReplicationEvent:
         return ReplicationEvent(kind, Operation.UPDATED, f"{thing}/{shadow}", origin, time_ms, version, event_id,
                                 sequence, {"thing": thing, "shadow": shadow, "current": current,
                                            "clientToken": item.get("clientToken")})
+    if kind is EventKind.RETAINED:
+        return _retained(item, origin, time_ms, event_id, sequence)
     try:
         operation = Operation(str(item.get("operation")))
     except ValueError:
@@ -199,6 +211,31 @@ def parse_item(item: Mapping[str, Any], sequence: str) -> ReplicationEvent:
     else:
         name = str(item.get("thingName") or item.get("thingGroupName") or event_id)
     return ReplicationEvent(kind, operation, name, origin, time_ms, version, event_id, sequence, dict(item))
+
+
+def _retained(item: Mapping[str, Any], origin: str, time_ms: int, event_id: str, sequence: str) -> ReplicationEvent:
+    """A publish under a configured retained-topic prefix, as the retained rules write it: the
+    topic, the payload (base64, `encode(*, 'base64')`; empty: a clear) and the replica token the
+    publish carried, if any (`get_user_property` answers a list of the property's values)."""
+    import base64
+    import binascii
+
+    topic = _text(item, "topic", sequence)
+    raw = item.get("payload")
+    if raw is None:
+        raw = ""
+    if not isinstance(raw, str):
+        raise PoisonRecord(sequence, "retained payload is not base64 text")
+    try:
+        payload = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise PoisonRecord(sequence, "retained payload is not base64") from None
+    token = item.get("replicaToken")
+    if isinstance(token, list):
+        token = next((t for t in token if isinstance(t, str)), None)
+    return ReplicationEvent(EventKind.RETAINED, Operation.UPDATED, topic, origin, time_ms, 0, event_id, sequence,
+                            {"topic": topic, "payload": payload,
+                             "replicaToken": token if isinstance(token, str) else None})
 
 
 # -- AWS API calls recorded by CloudTrail (EventBridge "AWS API Call via CloudTrail", source aws.iot) --

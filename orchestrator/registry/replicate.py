@@ -14,8 +14,11 @@ For each record, in stream order (one record at a time: one object's events neve
    refused: sent to the dead-letter queue as `{"refusedRecord": ...}` (never retried, never applied,
    never a watermark) while the rest of the batch goes on;
 1. own origin: an item written by this region's own rules is not applied (the change already
-   happened here); its order only advances the watermark, so a late echo of an older state from
-   another region cannot overwrite it;
+   happened here); a registry event's order only advances the watermark, so a late echo of an
+   older state from another region cannot overwrite it. Shadows and retained messages do not
+   advance it: which of the two is newer is read from the destination's own times when the
+   source's change is applied (see 3), section by section for shadows, and our own replica
+   writes (whose echoes arrive here as own-origin items too) never hold back a source change;
 2. duplicates and reordering: every replicated object (a thing, a type, a group, a membership, a
    shadow) has a watermark (event time, version, event id) in the region's `applied` table; an
    event not newer than it is a no-op, a newer one advances it with a conditional write. The object
@@ -34,9 +37,22 @@ For each record, in stream order (one record at a time: one object's events neve
    revoked) copied: the snapshots carry a `Coverage` saying what the origin read completely, and
    the planner tightens only that (docs/registry.md, "Tightening and removal").
    Shadows go the same way (`Kind.SHADOW`: the shadow from the update document against the
-   destination's), written with a client token signed by a KMS HMAC key (`ShadowSigner`); the rules
-   keep every update document (a device chooses its own token), and a function that receives one
-   whose token verifies for its state knows it for a replica write and does not apply it;
+   destination's), with the registry sync's newer-wins rule (`plan.newer_in_destination`): a
+   section (desired, reported) the destination wrote after the source last did, by the shadows'
+   per-field metadata times, is kept (`Outcome.KEPT` when nothing else differs). The destination
+   version our own write left is recorded (`AppliedStore.set_written`, the sync's
+   `written_shadows`): while the destination still has it, its times are our write's, not newer
+   state, and the source wins. Writes carry a client token signed by a KMS HMAC key
+   (`ShadowSigner`) over the state the write leaves behind (kept sections included); the rules keep
+   every update document (a device chooses its own token), and a function that receives one whose
+   token verifies for its state knows it for a replica write and does not apply it. Retained
+   messages under the configured prefixes (`EventKind.RETAINED`, `_retained`): the rule sees every
+   publish and cannot tell a retained one, so the topic is made equal to the origin's retained
+   message as it is now (GetRetainedMessage; absent: cleared) with `retained.apply_retained`
+   (publish retain=true, read back), kept when the destination's message is newer and not our own
+   republish; the republish carries the MQTT 5 user property `orchestrate-replica` (a token signed
+   over topic and payload) by which the other regions' functions recognise its echo; a payload
+   over IoT Core's 128 KB message limit or a topic outside the prefixes is refused;
 4. AWS API calls that registry events do not carry (certificate status, policy attachments, policy
    versions: CloudTrail -> EventBridge, `handle_api_event`) only name an object: it is read in the
    call's region and this region made equal to it, under the same lease, with the same checks.
@@ -75,6 +91,7 @@ from orchestrator.registry.events import (
     CLIENT_TOKEN_PREFIX,
     LAG_METRIC,
     METRIC_NAMESPACE,
+    REPLICA_PROPERTY,
     ApiCall,
     EventKind,
     ObjectKind,
@@ -85,7 +102,18 @@ from orchestrator.registry.events import (
     parse_api_call,
     parse_record,
 )
+from orchestrator.registry.plane import PlaneAction, PlaneOp
 from orchestrator.registry.policydoc import RegionRewrite, normalize_document
+from orchestrator.registry.retained import KIND as RETAINED_KIND
+from orchestrator.registry.retained import (
+    RetainedMessage,
+    RetainedSnapshot,
+    apply_retained,
+    get_retained,
+    in_scope,
+    user_properties_of,
+    with_user_property,
+)
 from orchestrator.registry.snapshot import (
     Certificate,
     Coverage,
@@ -103,7 +131,8 @@ from orchestrator.registry.snapshot import (
     shadow_from_document,
 )
 from orchestrator.registry.snapshot import missing as _missing
-from orchestrator.registry.sync import Action, Kind, SyncOp, SyncPlan, apply_sync, plan_sync
+from orchestrator.registry.sync import Action, Kind, SyncOp, SyncPlan, SyncReport, apply_sync, plan_sync
+from orchestrator.registry.sync.plan import newer_in_destination
 
 RECONCILIATION_KEY = "reconciliation"
 WATERMARK_TTL_S = 30 * 24 * 3600
@@ -115,6 +144,10 @@ MAX_EVENT_AGE_MS = 7 * 24 * 3600 * 1000  # the table's item TTL: no genuine item
 LEASE_MS = 120_000  # longer than one record's reads and writes (20 s read timeout, bounded retries)
 LEASE_WAIT_S = 30.0  # how long a record waits for another invocation's lease before failing (retried)
 LEASE_PREFIX = "lease/"
+# IoT Core's message size quota ("The payload for every publish request is limited to 128 KB",
+# AWS IoT Core message broker limits; docs/field-notes-iot.md, "Retained messages"): a retained
+# message is a published message; a record claiming a larger payload is refused (dead letter)
+MAX_RETAINED_PAYLOAD = 128 * 1024
 
 
 class Outcome(str, Enum):
@@ -124,6 +157,7 @@ class Outcome(str, Enum):
     OWN_ORIGIN = "own_origin"  # the change happened in this region
     IGNORED = "ignored"        # nothing to replicate (TTL removal, type association, a dynamic group's membership)
     ECHO = "echo"              # a replica write by a replication function (its signed client token)
+    KEPT = "kept"              # the destination's own state is newer (shadow section times, retained message time)
     REFUSED = "refused"        # untrusted or malformed: sent to the dead-letter queue, never applied
     FAILED = "failed"          # reported in batchItemFailures
 
@@ -171,6 +205,8 @@ class AppliedStore(Protocol):
     def get(self, key: str) -> tuple[int, int] | None: ...
     def advance(self, key: str, order: tuple[int, int], event_id: str = "") -> bool: ...
     def last_event(self, key: str) -> str | None: ...
+    def written(self, key: str) -> int | None: ...
+    def set_written(self, key: str, version: int) -> None: ...
     def acquire(self, key: str, owner: str, now_ms: int, lease_ms: int) -> bool: ...
     def release(self, key: str, owner: str) -> None: ...
     def put_reconciliation(self, result: Mapping[str, Any]) -> None: ...
@@ -204,6 +240,22 @@ class DynamoAppliedStore:
         item = self.client.get_item(TableName=self.table, Key={"objectKey": {"S": key}},
                                     ConsistentRead=True).get("Item") or {}
         return item.get("eventId", {}).get("S")
+
+    def written(self, key: str) -> int | None:
+        """The destination's shadow version our own last write of `key` left (None: none recorded)."""
+        item = self.client.get_item(TableName=self.table, Key={"objectKey": {"S": key}},
+                                    ConsistentRead=True).get("Item") or {}
+        value = item.get("writtenVersion", {}).get("N")
+        return int(value) if value is not None else None
+
+    def set_written(self, key: str, version: int) -> None:
+        """Record the destination's version our write of `key` left: while the destination still has
+        it, nobody else wrote the shadow, so its times are ours, not newer device state."""
+        self.client.update_item(
+            TableName=self.table, Key={"objectKey": {"S": key}},
+            UpdateExpression="SET writtenVersion = :w, expiresAt = :x",
+            ExpressionAttributeValues={":w": {"N": str(int(version))},
+                                       ":x": {"N": str(int(self.clock()) + WATERMARK_TTL_S)}})
 
     def acquire(self, key: str, owner: str, now_ms: int, lease_ms: int) -> bool:
         """Take (or renew) the object's lease; False while another owner holds an unexpired one."""
@@ -268,12 +320,32 @@ class ShadowSigner:
         body = json.dumps([thing, shadow, desired, reported], separators=(",", ":"))
         return hashlib.sha256(body.encode()).digest()  # KMS takes at most 4 KB; shadows reach 8 KB
 
+    @staticmethod
+    def retained_message(topic: str, payload: bytes) -> bytes:
+        """What a retained republish's token covers: its topic and payload (a different kind of
+        message than a shadow's, so neither token verifies as the other)."""
+        body = json.dumps(["retained", topic, base64.b64encode(payload).decode()], separators=(",", ":"))
+        return hashlib.sha256(body.encode()).digest()
+
     def token(self, thing: str, shadow: str, desired: str | None, reported: str | None) -> str:
-        mac = self.kms.generate_mac(KeyId=self.key_id, MacAlgorithm=self.ALGORITHM,
-                                    Message=self.message(thing, shadow, desired, reported))["Mac"]
+        return self._token(self.message(thing, shadow, desired, reported))
+
+    def retained_token(self, topic: str, payload: bytes) -> str:
+        return self._token(self.retained_message(topic, payload))
+
+    def _token(self, message: bytes) -> str:
+        mac = self.kms.generate_mac(KeyId=self.key_id, MacAlgorithm=self.ALGORITHM, Message=message)["Mac"]
         return CLIENT_TOKEN_PREFIX + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()  # 55 of 64 chars
 
     def verify(self, token: str, thing: str, shadow: str, desired: str | None, reported: str | None) -> bool:
+        return self._verify(token, self.message(thing, shadow, desired, reported))
+
+    def verify_retained(self, token: str, topic: str, payload: bytes) -> bool:
+        return self._verify(token, self.retained_message(topic, payload))
+
+    def _verify(self, token: str, message: bytes) -> bool:
+        if not token.startswith(CLIENT_TOKEN_PREFIX):
+            return False
         raw = token[len(CLIENT_TOKEN_PREFIX):]
         try:
             mac = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
@@ -283,7 +355,7 @@ class ShadowSigner:
             return False
         try:
             return bool(self.kms.verify_mac(KeyId=self.key_id, MacAlgorithm=self.ALGORITHM, Mac=mac,
-                                            Message=self.message(thing, shadow, desired, reported))["MacValid"])
+                                            Message=message)["MacValid"])
         except Exception as exc:
             if error_code(exc) == "KMSInvalidMacException":
                 return False
@@ -327,6 +399,8 @@ class Replicator:
     members: frozenset[str] = frozenset()
     dead_letter: Callable[[Mapping[str, Any]], None] | None = None
     shadow_signer: ShadowSigner | None = None
+    # the topology's `registry.retained_topics`: retained events for any other topic are refused
+    retained_prefixes: tuple[str, ...] = ()
     lease_wait_s: float = LEASE_WAIT_S
     sleep: Callable[[float], None] = time.sleep
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -368,7 +442,7 @@ class Replicator:
             detail = f"{code}: {' '.join(str(exc).split())}"[:300]
             return RecordResult(event.sequence, event.key, Outcome.FAILED, detail)
         lag = None
-        if outcome in (Outcome.APPLIED, Outcome.UNCHANGED):
+        if outcome in (Outcome.APPLIED, Outcome.UNCHANGED, Outcome.KEPT):
             lag = max(0, int(self.clock() * 1000) - event.event_time_ms)
         return RecordResult(event.sequence, event.key, outcome, lag_ms=lag)
 
@@ -383,6 +457,14 @@ class Replicator:
                           f"future (at most {MAX_FUTURE_SKEW_MS // 1000} s of clock skew is accepted)")
         if event.event_time_ms < now - MAX_EVENT_AGE_MS:
             raise Refused(f"event time {event.event_time_ms} is older than the table keeps items")
+        if isinstance(event, ReplicationEvent) and event.kind is EventKind.RETAINED:
+            topic, size = event.name, len(event.body["payload"])
+            if not in_scope(topic, self.retained_prefixes):
+                raise Refused(f"retained topic {topic!r} is not under the configured prefixes "
+                              f"({', '.join(self.retained_prefixes) or 'none configured'})")
+            if size > MAX_RETAINED_PAYLOAD:
+                raise Refused(f"retained message on {topic!r} has a payload of {size} bytes, over IoT Core's "
+                              f"{MAX_RETAINED_PAYLOAD}-byte message size limit: not replicated")
 
     def _refuse(self, record: Any, sequence: str, key: str, reason: str,
                 event: ReplicationEvent | None = None) -> RecordResult:
@@ -409,13 +491,35 @@ class Replicator:
             return Outcome.IGNORED
         self.check(event)
         if event.origin == self.region.name:
-            self.store.advance(event.key, event.order, event.event_id)
+            # a shadow's newer state here is told by its own section times (`_shadow`), not by this
+            # event's time: such a watermark would hold back the other section's newer changes, and
+            # our own replica writes (whose echoes arrive here too) would hold back every source
+            # change older than the write
+            if event.kind not in (EventKind.SHADOW, EventKind.RETAINED):
+                self.store.advance(event.key, event.order, event.event_id)
             return Outcome.OWN_ORIGIN
         if event.kind is EventKind.SHADOW and self._is_echo(event):
             return Outcome.ECHO
+        if event.kind is EventKind.RETAINED and self._is_retained_echo(event):
+            return Outcome.ECHO
         with self._lease(event.key):
             seen = self.store.get(event.key)
-            if reread and event.kind in (EventKind.THING, EventKind.SHADOW):
+            if event.kind is EventKind.RETAINED:
+                # older than what was applied: stale; the same millisecond: the origin decides (as
+                # for things), unless it is the very same event again
+                if seen is not None and (event.order < seen or (
+                        event.order == seen and self.store.last_event(event.key) == event.event_id)):
+                    return Outcome.STALE
+                outcome = self._retained(event)
+                if seen is None or event.order > seen:
+                    self.store.advance(event.key, event.order, event.event_id)
+                return outcome
+            if reread and event.kind is EventKind.SHADOW:
+                outcome = self._reread_shadow(event)
+                if seen is None or event.order > seen:
+                    self.store.advance(event.key, event.order, event.event_id)
+                return outcome
+            if reread and event.kind is EventKind.THING:
                 changed = self._reread(event)
                 if seen is None or event.order > seen:
                     self.store.advance(event.key, event.order, event.event_id)
@@ -428,6 +532,10 @@ class Replicator:
                 return Outcome.APPLIED if self._reread(event) else Outcome.UNCHANGED
             if seen is not None and event.order <= seen:
                 return Outcome.STALE
+            if event.kind is EventKind.SHADOW:
+                outcome = self._shadow(event.key, *self._shadow_snapshots(event))
+                self.store.advance(event.key, event.order, event.event_id)
+                return outcome
             applied = self._apply(event)
             if applied is None:
                 return Outcome.IGNORED
@@ -545,6 +653,56 @@ class Replicator:
         shadow = shadow_from_document(event.body["thing"], event.body["shadow"], event.body["current"])
         return self.shadow_signer.verify(token, shadow.thing, shadow.name, shadow.desired, shadow.reported)
 
+    def _is_retained_echo(self, event: ReplicationEvent) -> bool:
+        token = event.body.get("replicaToken")
+        if self.shadow_signer is None or not isinstance(token, str):
+            return False
+        return self.shadow_signer.verify_retained(token, event.name, event.body["payload"])
+
+    def _retained(self, event: ReplicationEvent) -> Outcome:
+        """One retained topic: made equal to the origin's retained message as it is now (the rule
+        sees every publish, retained or not, and cannot tell which: GetRetainedMessage in the origin
+        can; absent there = cleared), with `retained.apply_retained` (publish with retain=true, an
+        empty payload clears; read back). The destination's message is kept when it is newer
+        (lastModifiedTime after the origin's, or after the event when the origin has none) and is
+        not our own republish (its `orchestrate-replica` token verifies). Our republish carries
+        that token, so its echo is recognised in the other regions and never applied back."""
+        if self.shadow_signer is None:
+            raise ApplyFailed("retained messages are replicated only with the signing key (SHADOW_TOKEN_KEY): "
+                              "without it the function's own republish could not be told from newer messages")
+        topic = event.name
+        theirs, their_time = get_retained(self._source(event.origin).data, topic)
+        ours, our_time = get_retained(self.region.data, topic)
+        src_time = their_time if theirs is not None else event.event_time_ms
+        if ours is not None and our_time > src_time and not self._our_republish(ours):
+            return Outcome.KEPT if theirs is None or not theirs.same(ours) else Outcome.UNCHANGED
+        if theirs is None:
+            if ours is None:
+                return Outcome.UNCHANGED
+            op = PlaneOp(RETAINED_KIND, PlaneAction.DELETE, topic)
+            want: dict[str, RetainedMessage] = {}
+        else:
+            if ours is not None and ours.same(theirs):
+                return Outcome.UNCHANGED
+            token = self.shadow_signer.retained_token(topic, theirs.payload)
+            want = {topic: with_user_property(theirs, REPLICA_PROPERTY, token)}
+            op = PlaneOp(RETAINED_KIND, PlaneAction.CREATE if ours is None else PlaneAction.UPDATE, topic)
+        report = apply_retained((op,), RetainedSnapshot(event.origin, self.retained_prefixes, want),
+                                self.region.data, self.region.name)
+        if report.errors:
+            where, error = report.errors[0]
+            raise ApplyFailed(f"{where}: {error}")
+        if report.unequal:
+            raise ApplyFailed(f"{report.unequal[0]} did not read back equal")
+        return Outcome.APPLIED
+
+    def _our_republish(self, message: RetainedMessage) -> bool:
+        """Whether a retained message here is a replication function's republish (its token
+        verifies for its topic and payload): its time is that of our write, not newer state."""
+        tokens = [v for k, v in user_properties_of(message.user_properties, replica=True) if k == REPLICA_PROPERTY]
+        return bool(tokens) and self.shadow_signer is not None and \
+            self.shadow_signer.verify_retained(tokens[-1], message.topic, message.payload)
+
     def _source(self, name: str) -> Region:
         if name not in self._origins:
             self._origins[name] = self.origin(name)
@@ -555,15 +713,7 @@ class Replicator:
         """Apply the object as its origin has it now (not as the record says it was)."""
         src = self._source(event.origin)
         if event.kind is EventKind.SHADOW:
-            thing, name = event.body["thing"], event.body["shadow"]
-            found = read_shadows(src.data, [thing], names={thing: [name]})
-            if not found:
-                return False  # deleted there: shadow deletions are not replicated (as in sync)
-            if _describe_thing(self.region.iot, thing) is None:
-                raise ApplyFailed(f"thing {thing} does not exist in {self.region.name} yet")
-            dst = RegistrySnapshot(self.region.name, things=(Thing(thing),),
-                                   shadows=read_shadows(self.region.data, [thing], names={thing: [name]}))
-            return self._run(RegistrySnapshot(event.origin, shadows=tuple(found)), dst)
+            return self._reread_shadow(event) is Outcome.APPLIED
         thing = _describe_thing(src.iot, event.name)
         if thing is None:
             return self._delete_thing(event.name)
@@ -572,9 +722,18 @@ class Replicator:
         src_snap, dst_snap = self._thing_snapshots(now)
         return self._run(src_snap, dst_snap)
 
+    def _reread_shadow(self, event: ReplicationEvent) -> Outcome:
+        """The shadow as its origin has it now against the destination's (`registry replay`)."""
+        thing, name = event.body["thing"], event.body["shadow"]
+        found = read_shadows(self._source(event.origin).data, [thing], names={thing: [name]})
+        if not found:
+            return Outcome.UNCHANGED  # deleted there: shadow deletions are not replicated (as in sync)
+        if _describe_thing(self.region.iot, thing) is None:
+            raise ApplyFailed(f"thing {thing} does not exist in {self.region.name} yet")
+        return self._shadow(event.key, RegistrySnapshot(event.origin, shadows=tuple(found)),
+                            self._dst_shadow(event.key, thing, name))
+
     def _apply(self, event: ReplicationEvent) -> bool | None:
-        if event.kind is EventKind.SHADOW:
-            return self._run(*self._shadow_snapshots(event))
         if event.kind is EventKind.THING:
             if event.operation is Operation.DELETED:
                 return self._delete_thing(event.name)
@@ -593,9 +752,39 @@ class Replicator:
         plan = plan_sync(src, dst, False, region_rewrite=self.region_rewrite)
         if extra:
             plan = replace(plan, ops=plan.ops + tuple(extra))
-        if self.shadow_signer is not None and src.shadows:
-            plan = replace(plan, ops=tuple(self._signed(op, {s.key: s for s in src.shadows}) for op in plan.ops))
-        return self._apply_plan(plan)
+        return self._apply_plan(plan)  # shadows go through `_shadow` (signed, their writes recorded)
+
+    def _shadow(self, key: str, src: RegistrySnapshot, dst: RegistrySnapshot) -> Outcome:
+        """One shadow, the registry sync's rule and code: `plan_sync` keeps each section the
+        destination wrote after the source last did (`newer_in_destination`: a device that
+        reported here after the change the event carries) and writes the rest; the write's client
+        token is signed over the state it leaves behind, and the destination's version it leaves is
+        recorded (`AppliedStore.set_written`) so that our own write's times never pass for newer
+        state here (`_dst_shadow`). KEPT: the destination is newer in every section that differs."""
+        plan = plan_sync(src, dst, False, region_rewrite=self.region_rewrite)
+        if not plan.ops:
+            return Outcome.KEPT if plan.shadows_kept else Outcome.UNCHANGED
+        if self.shadow_signer is not None:
+            ours = {sh.key: sh for sh in dst.shadows}
+            targets = {sh.key: newer_in_destination(sh, ours[sh.key])[0] if sh.key in ours else sh
+                       for sh in src.shadows}
+            plan = replace(plan, ops=tuple(self._signed(op, targets) for op in plan.ops))
+        report = self._apply_report(plan)
+        for version, _at in report.shadow_writes.values():
+            if version is not None:
+                self.store.set_written(key, version)
+        return Outcome.APPLIED
+
+    def _dst_shadow(self, key: str, thing: str, name: str) -> RegistrySnapshot:
+        """The destination's shadow; when it still has the version our own last write left, its
+        metadata times are those of our write, not of newer state here: they are dropped, and the
+        source wins (the registry sync's `written_shadows`)."""
+        found = read_shadows(self.region.data, [thing], names={thing: [name]})
+        written = self.store.written(key) if found else None
+        if written is not None:
+            found = tuple(replace(sh, desired_at=None, reported_at=None) if sh.version == written else sh
+                          for sh in found)
+        return RegistrySnapshot(self.region.name, things=(Thing(thing),), shadows=found)
 
     def _signed(self, op: SyncOp, targets: Mapping[str, Shadow]) -> SyncOp:
         """A shadow write carries a client token signed over the state it leaves behind, which the
@@ -610,12 +799,16 @@ class Replicator:
     def _apply_plan(self, plan: SyncPlan) -> bool:
         if not plan.ops:
             return False
+        self._apply_report(plan)
+        return True
+
+    def _apply_report(self, plan: SyncPlan) -> SyncReport:
         report = apply_sync(plan, self.region.iot.client, caller=self.region.iot, data_caller=self.region.data)
         if report.errors or report.blocked:
             first = report.errors[0] if report.errors else None
             raise ApplyFailed(f"{first.op}: {first.code} {first.message}" if first else
                               f"{report.blocked} operation(s) blocked")
-        return True
+        return report
 
     def _one(self, kind: Kind, action: Action, name: str, **params: Any) -> bool:
         op = SyncOp(kind, action, name, params)
@@ -660,9 +853,7 @@ class Replicator:
         if _describe_thing(self.region.iot, thing) is None:
             raise ApplyFailed(f"thing {thing} does not exist in {self.region.name} yet")
         src = RegistrySnapshot(event.origin, shadows=(shadow_from_document(thing, name, event.body["current"]),))
-        dst = RegistrySnapshot(self.region.name, things=(Thing(thing),),
-                               shadows=read_shadows(self.region.data, [thing], names={thing: [name]}))
-        return src, dst
+        return src, self._dst_shadow(event.key, thing, name)
 
     def _delete_thing(self, name: str) -> bool:
         if _describe_thing(self.region.iot, name) is None:
@@ -1043,7 +1234,8 @@ def region_clients(name: str, endpoint_url: str | None = None) -> Region:
 def from_environment(env: Mapping[str, str] = os.environ) -> Replicator:
     """The function's configuration: AWS_REGION (set by Lambda), REPLICATION_ENV, APPLIED_TABLE,
     MEMBER_REGIONS (comma-separated: the only origins accepted), DEAD_LETTER_QUEUE_URL (where refused
-    records go), SHADOW_TOKEN_KEY (the KMS HMAC key of replica shadow writes; optional),
+    records go), SHADOW_TOKEN_KEY (the KMS HMAC key of replica shadow writes and retained republishes;
+    optional), RETAINED_TOPICS (JSON list: the topology's retained-topic prefixes; optional),
     METRIC_NAMESPACE; AWS_ENDPOINT_URL only in tests (moto)."""
     import boto3
 
@@ -1069,8 +1261,12 @@ def from_environment(env: Mapping[str, str] = os.environ) -> Replicator:
     signer = ShadowSigner(boto3.client("kms", region_name=region, endpoint_url=endpoint), key) if key else None
     store = DynamoAppliedStore(boto3.client("dynamodb", region_name=region, endpoint_url=endpoint),
                                env["APPLIED_TABLE"])
+    prefixes = json.loads(env.get("RETAINED_TOPICS") or "[]")
+    if not isinstance(prefixes, list) or not all(isinstance(p, str) and p for p in prefixes):
+        raise ValueError("RETAINED_TOPICS must be a JSON list of topic prefixes")
     return Replicator(region_clients(region, endpoint), store, lambda r: region_clients(r, endpoint), metrics,
-                      members=members, dead_letter=dead_letter, shadow_signer=signer)
+                      members=members, dead_letter=dead_letter, shadow_signer=signer,
+                      retained_prefixes=tuple(prefixes))
 
 
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:

@@ -91,8 +91,10 @@ class RetainedMessage:
         return f"RetainedMessage({self.topic!r}, {len(self.payload)} bytes, qos={self.qos})"
 
     def same(self, other: RetainedMessage) -> bool:
-        return (self.payload, self.qos, self.user_properties or None) == \
-            (other.payload, other.qos, other.user_properties or None)
+        """Equal for a subscriber: payload, QoS and user properties, the latter parsed and without
+        the replication function's own `orchestrate-replica` token (`user_properties_of`)."""
+        return (self.payload, self.qos, user_properties_of(self.user_properties)) == \
+            (other.payload, other.qos, user_properties_of(other.user_properties))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"topic": self.topic, "payload": base64.b64encode(self.payload).decode(),
@@ -111,6 +113,31 @@ class RetainedMessage:
         if not payload:
             raise ValueError(f"retained message {data.get('topic')!r} has an empty payload")
         return cls(str(data["topic"]), payload, qos, base64.b64decode(str(props), validate=True) if props else None)
+
+
+def user_properties_of(raw: bytes | None, *, replica: bool = False) -> tuple[tuple[str, str], ...]:
+    """A message's MQTT 5 user properties (GetRetainedMessage's `userProperties`: JSON, an array of
+    one-key objects, in order) as pairs; without `replica`, the continuous replication's own token
+    (`events.REPLICA_PROPERTY`) is left out: a republished message equals its source. Unreadable
+    bytes are one opaque pair, so they still compare."""
+    from orchestrator.registry.events import REPLICA_PROPERTY
+
+    if not raw:
+        return ()
+    try:
+        rows = json.loads(raw)
+        pairs = tuple((str(k), str(v)) for row in rows for k, v in dict(row).items())
+    except (ValueError, TypeError, AttributeError):
+        return (("", raw.hex()),)
+    return pairs if replica else tuple(p for p in pairs if p[0] != REPLICA_PROPERTY)
+
+
+def with_user_property(message: RetainedMessage, key: str, value: str) -> RetainedMessage:
+    """The message with user property `key` set to `value` (any earlier values of `key` dropped)."""
+    pairs = [p for p in user_properties_of(message.user_properties, replica=True) if p[0] != key]
+    pairs.append((key, value))
+    return RetainedMessage(message.topic, message.payload, message.qos,
+                           json.dumps([{k: v} for k, v in pairs], separators=(",", ":")).encode())
 
 
 @dataclass(frozen=True)
@@ -162,6 +189,14 @@ def read_retained(caller: Any, prefixes: Sequence[str]) -> RetainedSnapshot:
             if got is not None:
                 messages[topic] = got
     return RetainedSnapshot(caller.region, tuple(prefixes), messages)
+
+
+def get_retained(caller: Any, topic: str) -> tuple[RetainedMessage | None, int]:
+    """The topic's retained message in the caller's region (None: it has none) and its
+    lastModifiedTime (epoch ms; 0 when there is none)."""
+    meta: dict[str, Meta] = {}
+    found = _get(caller, topic, meta=meta)
+    return found, meta[topic][0] if topic in meta else 0
 
 
 def _get(caller: Any, topic: str, *, meta: dict[str, Meta] | None = None) -> RetainedMessage | None:

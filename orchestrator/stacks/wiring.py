@@ -199,6 +199,7 @@ def replication_args(topology: Topology, outputs: Mapping[str, RegionOutputs],
         routing=topology.routing.value,
         iam=iam_settings(topology),
         readiness=readiness,
+        retained_topics=topology.registry.retained_topics,
     )
 
 

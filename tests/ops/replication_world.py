@@ -55,6 +55,22 @@ def shadow_item(document: Mapping[str, Any], thing: str, origin: str, shadow: st
     return item
 
 
+def retained_item(topic: str, payload: bytes, origin: str, *, t_ms: int, token: str | None = None,
+                  event_id: str | None = None) -> dict[str, Any]:
+    """What a retained rule of `origin` (programs/replication.py `retained_rule_sql`) writes for a
+    publish to `topic`: the payload base64 (`encode(*, 'base64')`), the publish's replica token
+    as `get_user_property` answers it (a list of the property's values) when it carried one."""
+    import base64
+
+    item: dict[str, Any] = {"eventId": event_id or f"retained/{topic}/{t_ms}/{next(_SEQ)}",
+                            "eventType": "RETAINED_EVENT", "topic": topic,
+                            "payload": base64.b64encode(payload).decode(), "eventTimeMs": t_ms,
+                            "originRegion": origin, "expiresAt": t_ms // 1000 + TTL_S}
+    if token is not None:
+        item["replicaToken"] = [token]
+    return item
+
+
 def rule_accepts(document: Mapping[str, Any]) -> bool:
     """The shadow rules' WHERE clause: none. Every update document is kept, whatever its client
     token (a device could set any token); replica writes are recognised by the function (a signed

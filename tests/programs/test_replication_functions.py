@@ -319,3 +319,96 @@ def test_api_calls_reach_every_function_and_only_a_regions_own_calls_are_forward
     assert policies.actions_of(doc) == ["events:PutEvents"]
     assert sorted(policies.resources_of(doc)) == sorted(
         f"arn:aws:events:{r}:{ACCOUNT}:event-bus/default" for r in functions)
+
+
+# -- retained messages under the topology's prefixes (issue 25, item 3) ---------------------------
+RETAINED = ("config/", "fleet/set")
+
+
+@cache
+def retained_routed(routing: str) -> Evaluation:
+    args = replace(replication_args(SECONDARY, THIRD), routing=routing, retained_topics=RETAINED)
+    return evaluate(args, stack="dev-replication")
+
+
+def _allows(doc: dict, action: str, resource: str) -> bool:
+    """IAM's evaluation of an Allow-only document: `*` matches any characters, `?` one."""
+    import fnmatch
+
+    for statement in doc["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        if statement["Effect"] == "Allow" and action in actions and \
+                any(fnmatch.fnmatchcase(resource, r.replace("[", "[[]")) for r in resources):
+            return True
+    return False
+
+
+def test_each_retained_prefix_has_a_rule_in_every_region_where_changes_happen() -> None:
+    from programs.replication import retained_rule_name, retained_rule_sql
+
+    ev = retained_routed("failover")
+    rules = [r for r in ev.of_type(RULE) if r.inputs["name"].startswith("iot_dev_retained_")]
+    assert sorted((r.inputs["region"], r.inputs["sql"]) for r in rules) == sorted(
+        (region, retained_rule_sql(region, p)) for region in (PRIMARY, SECONDARY) for p in RETAINED)
+    assert {r.inputs["name"] for r in rules} == {retained_rule_name("dev", p, region)
+                                                  for region in (PRIMARY, SECONDARY) for p in RETAINED}
+    for rule in rules:
+        region = rule.inputs["region"]
+        assert rule.inputs["dynamodbv2s"][0]["putItem"] == {"tableName": "iot-dev-registry-events"}
+        assert ev.named(f"{NAME}-events-role-{region}").name in rule.depends_on  # that region's replica only
+    sql = retained_rule_sql(PRIMARY, "config/")
+    assert "FROM 'config/#' WHERE startswith(topic(), 'config/')" in sql
+    assert "FROM 'fleet/#' WHERE startswith(topic(), 'fleet/set')" in retained_rule_sql(PRIMARY, "fleet/set")
+    # the payload as any bytes, the replica token carried (not filtered on: a device sets any
+    # property), the origin and the rules engine's time in ms
+    assert "encode(*, 'base64') AS payload" in sql and "topic() AS topic" in sql
+    assert "get_user_property('orchestrate-replica') AS replicaToken" in sql
+    assert "'RETAINED_EVENT' AS eventType" in sql and "timestamp() AS eventTimeMs" in sql
+    assert f"'{PRIMARY}' AS originRegion" in sql and "AS expiresAt" in sql and "newuuid()" in sql
+    # every field the function reads from a retained item is written by the rule
+    from tests.ops.replication_world import retained_item
+
+    for field in retained_item("config/a", b"x", PRIMARY, t_ms=1, token="t"):
+        assert f"AS {field}" in sql, field
+
+
+def test_the_function_may_republish_and_read_retained_messages_only_under_the_prefixes() -> None:
+    ev = retained_routed("failover")
+    fn = ev.named(f"{NAME}-replicator-{THIRD}").inputs
+    assert json.loads(fn["environment"]["variables"]["RETAINED_TOPICS"]) == list(RETAINED)
+    doc = policy_attached_to(ev, ev.named(f"{NAME}-replicator-role-{THIRD}").name)
+    by_sid = {s["Sid"]: s for s in doc["Statement"]}
+    here = [f"arn:aws:iot:{THIRD}:{ACCOUNT}:topic/config/*", f"arn:aws:iot:{THIRD}:{ACCOUNT}:topic/fleet/set*"]
+    assert by_sid["RetainedHere"] == {"Sid": "RetainedHere", "Effect": "Allow",
+                                      "Action": ["iot:GetRetainedMessage", "iot:Publish", "iot:RetainPublish"],
+                                      "Resource": here}
+    assert by_sid["RetainedSources"]["Action"] == "iot:GetRetainedMessage"
+    for action in ("iot:Publish", "iot:RetainPublish"):
+        assert _allows(doc, action, f"arn:aws:iot:{THIRD}:{ACCOUNT}:topic/config/dev-1")
+        assert _allows(doc, action, f"arn:aws:iot:{THIRD}:{ACCOUNT}:topic/fleet/settings/a")
+        assert not _allows(doc, action, f"arn:aws:iot:{THIRD}:{ACCOUNT}:topic/telemetry/dev-1")
+        assert not _allows(doc, action, f"arn:aws:iot:{THIRD}:{ACCOUNT}:topic/$aws/things/t/shadow/update")
+        for other in (PRIMARY, SECONDARY):  # never in another region
+            assert not _allows(doc, action, f"arn:aws:iot:{other}:{ACCOUNT}:topic/config/dev-1")
+    for source in (PRIMARY, SECONDARY):
+        assert _allows(doc, "iot:GetRetainedMessage", f"arn:aws:iot:{source}:{ACCOUNT}:topic/config/dev-1")
+        assert not _allows(doc, "iot:GetRetainedMessage", f"arn:aws:iot:{source}:{ACCOUNT}:topic/telemetry/x")
+
+
+def test_without_retained_prefixes_no_retained_rule_permission_or_setting() -> None:
+    ev = routed("failover")
+    assert not [r for r in ev.of_type(RULE) if "retained" in r.inputs["name"]]
+    assert "RETAINED_TOPICS" not in ev.named(f"{NAME}-replicator-{THIRD}").inputs["environment"]["variables"]
+    doc = policy_attached_to(ev, ev.named(f"{NAME}-replicator-role-{THIRD}").name)
+    assert not _allows(doc, "iot:Publish", f"arn:aws:iot:{THIRD}:{ACCOUNT}:topic/config/dev-1")
+    assert not {"RetainedHere", "RetainedSources"} & {s["Sid"] for s in doc["Statement"]}
+
+
+def test_the_topologys_retained_topics_reach_the_replication_stack(tmp_path: Path) -> None:
+    from programs.contract import ReplicationArgs
+
+    args = replace(replication_args(SECONDARY), retained_topics=RETAINED)
+    config = args.to_config()
+    assert ReplicationArgs.from_config(config.get).retained_topics == RETAINED
+    assert "retainedTopics" not in replication_args(SECONDARY).to_config()

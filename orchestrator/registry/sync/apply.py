@@ -755,13 +755,16 @@ def apply_shadow(shadow: Shadow, data_caller: Caller, *, current: Shadow | None 
     reported state; returns whether anything was written. The destination's shadow is read first
     (one `get_thing_shadow`) unless `read_current=False`, when `current` is taken as it. An equal
     shadow costs no write; keys the source no longer has are deleted (written as null). The thing
-    must exist in the destination (AWS refuses shadows of unknown things)."""
+    must exist in the destination (AWS refuses shadows of unknown things). A section the
+    destination wrote after the source last did is kept, as in a sync (`plan.newer_in_destination`)."""
     from orchestrator.registry.snapshot import read_shadows
-    from orchestrator.registry.sync.plan import shadow_patch
+    from orchestrator.registry.sync.plan import newer_in_destination, shadow_patch
 
     if read_current:
         found = read_shadows(data_caller, [shadow.thing], names={shadow.thing: [shadow.name]})
         current = found[0] if found else None
+    if current is not None:
+        shadow, _ = newer_in_destination(shadow, current)
     if current is not None and (current.desired, current.reported) == (shadow.desired, shadow.reported):
         return False
     if current is None and shadow.desired is None and shadow.reported is None:
