@@ -2,10 +2,11 @@
 continuous replication of registry and device state.
 
 Continuous replication: in every region where devices connect (`ReplicationArgs.routed_regions`),
-three topic rules (registry events, classic and named shadow update documents; `rule_sql`) write
-into that region's replica of the registry-events global table, stamping the origin region, the
-event time and a TTL. In every region that applies changes (`function_regions`: each secondary,
-every member in latency mode) a Lambda function (`programs.package`: the project's own
+three topic rules (registry events, classic and named shadow update documents; `rule_sql`), and
+one per configured retained-topic prefix (`retained_rule_sql`), write into that region's replica of
+the registry-events global table, stamping the origin region, the event time and a TTL. In every
+region that applies changes (`function_regions`: each secondary, every member in latency mode) a
+Lambda function (`programs.package`: the project's own
 `orchestrator.registry`, packaged reproducibly) reads the table's stream there through an event
 source mapping that reports batch-item failures and sends what it gives up on to a dead-letter
 queue; CloudWatch alarms watch that queue and the `ReplicationLag` metric; a daily schedule runs

@@ -71,12 +71,19 @@ def test_a_retained_publish_is_republished_retained_with_qos_and_user_properties
     src.publish(topic="config/dev-1", payload=b'{"interval": 30}', qos=1, retain=True,
                 userProperties=[{"schema": "v2"}])
     event = record("config/dev-1", b'{"interval": 30}')
+    calls: list[str] = []
+    for region in (rep.region, rep._source(SRC)):
+        region.data.client.meta.events.register(
+            "before-call.iot-data", lambda model, r=region.name, **_: calls.append(f"{r}:{model.name}"))
     result = rep.handle_batch([event])
     assert result.results[0].outcome is Outcome.APPLIED, result.results[0]
     here, there = get(dst, "config/dev-1"), get(src, "config/dev-1")
     assert here is not None and there is not None and here.same(there)
     assert (here.payload, here.qos) == (b'{"interval": 30}', 1)
     assert ["schema", REPLICA_PROPERTY] == [k for row in json.loads(here.user_properties or b"") for k in row]
+    # per change (docs/registry.md): one read in the origin; here a read, the publish, the read-back
+    assert sorted(calls) == sorted([f"{SRC}:GetRetainedMessage", f"{DST}:GetRetainedMessage", f"{DST}:Publish",
+                                    f"{DST}:GetRetainedMessage"])
     # the same record again (a retry) is stale; a later publish of the same message writes nothing
     assert rep.handle_batch([event]).results[0].outcome is Outcome.STALE
     again = rep.handle_batch([record("config/dev-1", b'{"interval": 30}')])
@@ -203,3 +210,34 @@ def test_without_the_signing_key_a_retained_event_fails_rather_than_loop(ctx: Aw
     result = rep.handle_batch([record("config/dev-9", b"1")])
     assert result.results[0].outcome is Outcome.FAILED and "SHADOW_TOKEN_KEY" in result.results[0].detail
     assert isinstance(rep, Replicator)
+
+
+def test_the_lambda_entry_point_carries_retained_messages_from_its_environment(
+        ctx: AwsContext, endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`handler` as Lambda calls it: RETAINED_TOPICS (JSON, from the stack) and the signing key
+    from the environment; a retained record applied, its echo skipped; a bad setting refused."""
+    import orchestrator.registry.replicate as replicate
+    from tests.ops.replication_world import applied_table
+
+    table = applied_table(ctx, DST, "iot-dev-replication-applied-r")
+    queue = client(ctx, "sqs", DST).create_queue(QueueName="iot-dev-replication-dlq-r")["QueueUrl"]
+    key = client(ctx, "kms", DST).create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["Arn"]
+    for name, value in {"AWS_REGION": DST, "REPLICATION_ENV": "dev", "APPLIED_TABLE": table,
+                        "MEMBER_REGIONS": f"{SRC},{DST},{THIRD}", "DEAD_LETTER_QUEUE_URL": queue,
+                        "SHADOW_TOKEN_KEY": key, "RETAINED_TOPICS": json.dumps(list(PREFIXES)),
+                        "AWS_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(replicate, "_REPLICATOR", None)
+    src, dst = client(ctx, "iot-data", SRC), client(ctx, "iot-data", DST)
+    src.publish(topic="config/entry-1", payload=b"cfg", qos=1, retain=True)
+    assert replicate.handler({"Records": [record("config/entry-1", b"cfg")]}, None) == {"batchItemFailures": []}
+    here = get(dst, "config/entry-1")
+    assert here is not None and here.payload == b"cfg" and here.qos == 1
+    echo = record("config/entry-1", b"cfg", THIRD, token=token_of(here))
+    assert replicate.handler({"Records": [echo]}, None) == {"batchItemFailures": []}
+    # applied as a change, THIRD's (absent) retained message would have cleared the topic here
+    assert get(dst, "config/entry-1") == here
+    assert replicate._REPLICATOR is not None and replicate._REPLICATOR.retained_prefixes == PREFIXES
+    monkeypatch.setenv("RETAINED_TOPICS", '"config/"')
+    with pytest.raises(ValueError, match="RETAINED_TOPICS"):
+        replicate.from_environment()
