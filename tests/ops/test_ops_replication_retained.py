@@ -241,3 +241,32 @@ def test_the_lambda_entry_point_carries_retained_messages_from_its_environment(
     monkeypatch.setenv("RETAINED_TOPICS", '"config/"')
     with pytest.raises(ValueError, match="RETAINED_TOPICS"):
         replicate.from_environment()
+
+
+def test_a_message_published_here_between_our_republish_and_its_read_back_is_superseded_not_failed(
+        world: dict[str, Any]) -> None:
+    rep, src, dst = world["rep"], world["src"], world["dst"]
+    src.publish(topic="config/dev-10", payload=b"from-primary", retain=True)
+    device = client(world["ctx"], "iot-data", DST)
+
+    def operator_publishes_here(**_: Any) -> None:
+        device.publish(topic="config/dev-10", payload=b"set-here", retain=True)
+
+    rep.region.data.client.meta.events.register("after-call.iot-data.Publish", operator_publishes_here)
+    result = rep.handle_batch([record("config/dev-10", b"from-primary")])
+    assert result.results[0].outcome is Outcome.KEPT, result.results[0]
+    assert result.failures == () and (get(dst, "config/dev-10") or RetainedMessage("", b"")).payload == b"set-here"
+
+
+def test_a_republish_that_did_not_take_is_a_failure_and_retried(world: dict[str, Any]) -> None:
+    rep, src = world["rep"], world["src"]
+    src.publish(topic="config/dev-11", payload=b"v1", retain=True)
+
+    def lost(params: dict[str, Any], **_: Any) -> None:  # the publish goes out without RETAIN
+        assert "retain=true" in params["url"]
+        params["url"] = params["url"].replace("retain=true", "retain=false")
+
+    rep.region.data.client.meta.events.register("before-call.iot-data.Publish", lost)
+    result = rep.handle_batch([record("config/dev-11", b"v1")])
+    assert result.results[0].outcome is Outcome.FAILED and "did not read back equal" in result.results[0].detail
+    assert len(result.failures) == 1
