@@ -177,3 +177,19 @@ def test_a_newer_event_is_applied_over_our_own_earlier_write() -> None:
                                       version=2)])
     assert second.results[0].outcome is Outcome.APPLIED
     assert dst.docs["t"]["state"] == {"desired": {"led": "off"}, "reported": {"fw": "1.1"}}
+
+
+def test_apply_shadow_the_entry_point_keeps_a_newer_section_too() -> None:
+    from orchestrator.registry.snapshot import Shadow
+    from orchestrator.registry.sync.apply import apply_shadow
+
+    dst = ShadowPlane(DST)
+    dst.now = 1_100
+    dst.update_thing_shadow(thingName="t", payload=json.dumps({"state": {"reported": {"fw": "2.0"}}}).encode())
+    dst.updates.clear()
+    caller = Caller(dst, retry=RetryPolicy(max_attempts=1, sleep=lambda _s: None))
+    older = Shadow("t", "", None, '{"fw":"1.0"}', 3, None, 1_000)
+    assert apply_shadow(older, caller) is False and dst.updates == []
+    newer = Shadow("t", "", '{"led":"on"}', '{"fw":"1.0"}', 4, 1_000, 1_000)  # desired only it has: copied
+    assert apply_shadow(newer, caller) is True
+    assert dst.docs["t"]["state"] == {"desired": {"led": "on"}, "reported": {"fw": "2.0"}}
