@@ -299,6 +299,26 @@ REPLICATOR_IOT_LIST = (
     "iot:ListThings", "iot:ListThingTypes", "iot:ListThingGroups", "iot:ListPolicies", "iot:ListCertificates",
     "iot:ListTargetsForPolicy", "iot:ListThingsInThingGroup", "iot:DescribeEndpoint", "iot:GetIndexingConfiguration",
 )
+# the device-management plane the daily reconciliation carries (orchestrator/registry/plane.py via
+# replicate.reconcile_plane, never pruning): reads in every region involved, writes in its own; a
+# changed job template, authorizer mode or template type is replaced (delete, then create)
+REPLICATOR_PLANE_READ = (
+    "iot:DescribeRoleAlias", "iot:DescribeCACertificate", "iot:DescribeJobTemplate",
+    "iot:DescribeProvisioningTemplate", "iot:ListProvisioningTemplateVersions", "iot:DescribeAuthorizer",
+)
+REPLICATOR_PLANE_LIST = (
+    "iot:ListRoleAliases", "iot:ListCACertificates", "iot:ListJobTemplates", "iot:ListProvisioningTemplates",
+    "iot:ListAuthorizers", "iot:DescribeEventConfigurations",
+)
+REPLICATOR_PLANE_WRITE = (
+    "iot:CreateRoleAlias", "iot:UpdateRoleAlias", "iot:RegisterCACertificate", "iot:UpdateCACertificate",
+    "iot:CreateJobTemplate", "iot:DeleteJobTemplate", "iot:CreateProvisioningTemplate",
+    "iot:UpdateProvisioningTemplate", "iot:CreateProvisioningTemplateVersion",
+    "iot:DeleteProvisioningTemplateVersion", "iot:DeleteProvisioningTemplate", "iot:CreateAuthorizer",
+    "iot:UpdateAuthorizer", "iot:DeleteAuthorizer",
+)
+# registry events: a singleton without resource-level permission, written in the function's own region
+REPLICATOR_PLANE_EVENTS = ("iot:UpdateEventConfigurations",)
 # the region's fleet-indexing configuration (a singleton: no resource-level permission), written only
 # in the function's own region, when a dynamic group it carries needs thing indexing turned on
 REPLICATOR_IOT_INDEXING = ("iot:UpdateIndexingConfiguration",)
@@ -352,6 +372,19 @@ def replicator(*, account_id: str, region: str, sources: Sequence[str], stream_a
          "Condition": {"StringEquals": {"aws:RequestedRegion": [region, *sources]}}},
         {"Sid": "IndexingHere", "Effect": "Allow", "Action": list(REPLICATOR_IOT_INDEXING), "Resource": "*",
          "Condition": {"StringEquals": {"aws:RequestedRegion": region}}},
+        {"Sid": "PlaneHere", "Effect": "Allow", "Action": list(REPLICATOR_PLANE_WRITE), "Resource": iot(region)},
+        {"Sid": "EventsHere", "Effect": "Allow", "Action": list(REPLICATOR_PLANE_EVENTS), "Resource": "*",
+         "Condition": {"StringEquals": {"aws:RequestedRegion": region}}},
+        {"Sid": "PlaneReads", "Effect": "Allow", "Action": list(REPLICATOR_PLANE_READ),
+         "Resource": [iot(r) for r in (region, *sources)]},
+        {"Sid": "PlaneListings", "Effect": "Allow", "Action": list(REPLICATOR_PLANE_LIST), "Resource": "*",
+         "Condition": {"StringEquals": {"aws:RequestedRegion": [region, *sources]}}},
+        # a role alias, a provisioning template and a CA's registration config name an IAM role that
+        # IoT assumes: creating or updating one passes that role (iam:PassRole), to IoT only
+        {"Sid": "PassPlaneRoles", "Effect": "Allow", "Action": "iam:PassRole",
+         "Resource": f"arn:{partition}:iam::{account_id}:role/*",
+         "Condition": {"StringEquals": {"iam:PassedToService": ["iot.amazonaws.com",
+                                                                "credentials.iot.amazonaws.com"]}}},
         *retained,
     )
 

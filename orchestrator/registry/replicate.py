@@ -1067,9 +1067,30 @@ def reconcile(replicator: Replicator, source_region: str, *, now: datetime | Non
     else:
         result = {"at": at, "from": source_region, "ok": report.ok, "applied": report.applied,
                   "errors": len(report.errors) + report.blocked}
+    result["plane"] = plane = reconcile_plane(replicator, source_region)
+    result["ok"] = bool(result["ok"] and plane["ok"])
+    result["errors"] += plane["errors"]
     result["duration_s"] = round(time.monotonic() - started, 3)
     replicator.store.put_reconciliation(result)
     return result
+
+
+def reconcile_plane(replicator: Replicator, source_region: str) -> dict[str, Any]:
+    """The device-management plane (role aliases, CA certificates, job and provisioning templates,
+    authorizers, fleet indexing, dynamic groups, event configurations: `orchestrator.registry.plane`)
+    from `source_region` into the function's region, as `registry sync` carries it but never pruning:
+    most of these kinds emit no registry event, so this daily pass is what catches a lost or
+    never-sent change up. `ok` only when what it wrote reads back equal."""
+    from orchestrator.registry.plane import sync_plane
+
+    try:
+        report = sync_plane(replicator._source(source_region).iot, replicator.region.iot,
+                            mode=replicator.region_rewrite, prune=False)
+    except Exception as exc:
+        return {"ok": False, "applied": 0, "errors": 1, "counts": {},
+                "error": f"{error_code(exc) or type(exc).__name__}"}
+    return {"ok": report.ok, "applied": report.applied, "errors": len(report.errors) + len(report.unequal),
+            "counts": report.counts()}
 
 
 # -- dead letters ---------------------------------------------------------------------------------

@@ -139,13 +139,24 @@ def test_function_role_is_scoped_to_its_region_its_stream_table_queue_and_source
         actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
         assert not any(a.endswith("*") for a in actions)
         if statement["Resource"] == "*":  # only calls without resource-level permissions, and conditioned
-            assert statement["Sid"] in {"ListStreams", "LagMetric", "Listings", "IndexingHere"}
+            assert statement["Sid"] in {"ListStreams", "LagMetric", "Listings", "IndexingHere", "EventsHere",
+                                        "PlaneListings"}
             assert statement["Condition"]
     assert by_sid["LagMetric"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}}
     assert by_sid["Listings"]["Condition"] == {"StringEquals": {"aws:RequestedRegion": [THIRD, PRIMARY, SECONDARY]}}
     # the one singleton it writes (fleet indexing, for a dynamic group it carries): its own region only
     assert by_sid["IndexingHere"]["Action"] == ["iot:UpdateIndexingConfiguration"]
     assert by_sid["IndexingHere"]["Condition"] == {"StringEquals": {"aws:RequestedRegion": THIRD}}
+    # the daily reconciliation carries the device-management plane (replicate.reconcile_plane): written
+    # in its own region only, read in the sources, the roles it names passed to IoT only
+    assert by_sid["PlaneHere"]["Resource"] == f"arn:aws:iot:{THIRD}:{ACCOUNT}:*"
+    assert "iot:CreateRoleAlias" in by_sid["PlaneHere"]["Action"]
+    assert not any(a.startswith("iot:Delete") and a in ("iot:DeleteRoleAlias", "iot:DeleteCACertificate")
+                   for a in by_sid["PlaneHere"]["Action"]), "reconciliation never prunes"
+    assert by_sid["EventsHere"]["Condition"] == {"StringEquals": {"aws:RequestedRegion": THIRD}}
+    assert by_sid["PlaneReads"]["Resource"] == [f"arn:aws:iot:{r}:{ACCOUNT}:*" for r in (THIRD, PRIMARY, SECONDARY)]
+    assert by_sid["PassPlaneRoles"]["Resource"] == f"arn:aws:iam::{ACCOUNT}:role/*"
+    assert by_sid["PassPlaneRoles"]["Condition"]["StringEquals"]["iam:PassedToService"]
 
 
 def test_alarms_on_dead_letters_and_on_replication_lag() -> None:
