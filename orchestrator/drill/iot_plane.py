@@ -25,6 +25,8 @@ clears it. What is added, and the rule each follows (AWS IoT API reference):
   ACTIVE or INACTIVE; an ACTIVE authorizer cannot be deleted (DeleteConflictException).
 - Jobs as devices run them (`iot-jobs-data`) and job status transitions: orchestrator/drill/iot_jobs.py.
 - Dynamic thing groups: orchestrator/drill/iot_groups.py.
+- CreateKeysAndCertificate's certificates signed by an issuing CA the regions' front doors trust
+  (moto's cannot be verified by any TLS stack): orchestrator/drill/iot_issuer.py.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ def install() -> None:
     from orchestrator.drill.iot_jobs import install as install_jobs
 
     install_jobs()  # the device-side jobs API and job status transitions (orchestrator/drill/iot_jobs.py)
+    from orchestrator.drill.iot_issuer import install as install_issuer
+
+    install_issuer()  # CreateKeysAndCertificate issues verifiable certificates (orchestrator/drill/iot_issuer.py)
     from orchestrator.drill.iot_groups import install as install_groups
 
     install_groups()  # dynamic thing groups (orchestrator/drill/iot_groups.py)

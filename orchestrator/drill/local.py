@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,18 @@ from orchestrator.aws import AwsContext, client
 from orchestrator.console import Console
 from orchestrator.context import Context
 from orchestrator.drill.c2d import COMMAND_PREFIX, CONFIG_PREFIX, config_topic
-from orchestrator.drill.model import DeviceOutcome, DrillOptions, DrillResult, Routing, StepRecord
+from orchestrator.drill.model import (
+    CredentialsDemo,
+    DemoStatus,
+    DeviceOutcome,
+    DrillOptions,
+    DrillResult,
+    JobDemo,
+    ProvisionDemo,
+    Routing,
+    StepRecord,
+)
+from orchestrator.drill.plane_demo import JOB, ROLE_ALIAS
 from orchestrator.errors import InputRejected, OperationFailed
 
 DRILL_ENV = "drill"
@@ -84,6 +96,8 @@ def _policy_document() -> str:
         {"Effect": "Allow", "Action": "iot:Receive",  # its retained configuration and its commands (c2d.py)
          "Resource": [f"arn:aws:iot:*:*:topic/{CONFIG_PREFIX}${{iot:Connection.Thing.ThingName}}",
                       f"arn:aws:iot:*:*:topic/{COMMAND_PREFIX}${{iot:Connection.Thing.ThingName}}"]},
+        {"Effect": "Allow", "Action": "iot:AssumeRoleWithCertificate",  # credentials (plane_demo.py)
+         "Resource": f"arn:aws:iot:*:*:rolealias/{ROLE_ALIAS}"},
         {"Effect": "Allow", "Action": "iot:Subscribe",
          "Resource": ["arn:aws:iot:*:*:topicfilter/$aws/things/${iot:Connection.Thing.ThingName}/shadow/*",
                       f"arn:aws:iot:*:*:topicfilter/{CONFIG_PREFIX}${{iot:Connection.Thing.ThingName}}",
@@ -176,6 +190,7 @@ class LocalDrill:
         from orchestrator.drill.dns import DnsServer, Route53Answers, query
         from orchestrator.drill.engine import LocalEngine
         from orchestrator.drill.fleet import Device, Fleet
+        from orchestrator.drill.iot_issuer import issuing_ca_pem
         from orchestrator.drill.iotdoor import RegionDoor, client_context, connect_verdict
         from orchestrator.drill.netstub import DeviceNetwork
         from orchestrator.drill.procs import free_port, port_free_on, wait_for_port
@@ -218,11 +233,11 @@ class LocalDrill:
         data = {r: client(aws, "iot-data", r) for r in regions}
         iot[primary].create_policy(policyName=POLICY, policyDocument=_policy_document())
         locations = [regions[i % 2] if opts.routing is Routing.LATENCY else primary for i in range(opts.devices)]
-        keys = {}
+        keys, cert_ids = {}, {}
         for i in range(opts.devices):
             thing = f"drill-device-{i:04d}"
             keys[thing] = pki.device_certificate(thing)
-            register(iot[primary], thing, keys[thing].cert_pem)
+            cert_ids[thing] = register(iot[primary], thing, keys[thing].cert_pem)
             data[primary].update_thing_shadow(thingName=thing, payload=json.dumps(
                 {"state": {"desired": {"interval_ms": int(opts.publish_interval * 1000), "mode": "drill"}}}).encode())
             publish_config(data[primary], thing, 1)  # through the Publish API, as the platform's backend does
@@ -230,6 +245,13 @@ class LocalDrill:
         # missed that AttachPolicy, so the secondary's front door must refuse its CONNECT
         unattached = pki.device_certificate(UNATTACHED)
         unattached_id = register(iot[primary], UNATTACHED, unattached.cert_pem, policy=False)
+        # the device-management plane, as operators set it up in the primary (plane_demo.py): the
+        # promotion's sync carries it; the job targets the devices of the region that will die
+        from orchestrator.drill import plane_demo
+
+        claim = pki.device_certificate("drill-claim")
+        job_targets = sorted(t for t in keys if location_of_thing(t, locations) == killed) if killed == primary else []
+        plane = plane_demo.set_up(iot[primary], client(aws, "iam", primary), claim.cert_pem, POLICY, job_targets)
 
         # 2. promote-secondary through the lifecycle (registry sync, replication, DNS with health checks)
         self.notify(f"drill: promote-secondary {secondary} --routing {opts.routing.value}")
@@ -268,6 +290,7 @@ class LocalDrill:
             spec.write_config(server_cert=server.cert_pem, server_key=server.key_pem)
             brokers[r] = spec
             trust[r] = TrustStore(spec.trust_directory)
+            trust[r].add(issuing_ca_pem())  # certificates IoT issues (CreateKeysAndCertificate): iot_issuer.py
             trust[r].refresh(iot[r])
         trust_stop = threading.Event()
 
@@ -404,6 +427,18 @@ class LocalDrill:
         refused_unattached = (None if unattached_verdicts[primary] != "accepted" else
                               unattached_verdicts[secondary] == "refused: not authorized")
 
+        # the rollout, part-done in the primary: SUCCEED_SHARE of its targets install it, one more starts
+        job_devices = plane_demo.JobDevices(lambda r: jobs_data[r], lambda t: by_thing[t].region)
+        jobs_data = {r: client(aws, "iot-jobs-data", r) for r in regions}
+        done_before = plane_demo.succeed_count(len(plane.job_targets))
+        try:
+            for t in plane.job_targets[:done_before]:
+                job_devices.step(t)
+            if done_before < len(plane.job_targets):
+                job_devices.step(plane.job_targets[done_before], finish=False)
+        except Exception as exc:  # noqa: BLE001 - the job demo says why
+            job_devices.errors.append(f"before the kill: {plane_demo._reason(exc)}")
+
         # 5. the outage: the cloud's last commands to the devices there, acknowledged by the broker, then the kill
         affected = [d for d in devices if before[d.thing] == killed]
         commands.send([d.thing for d in affected])
@@ -414,6 +449,48 @@ class LocalDrill:
         all_back = max((d.log.connects[-1][0] for d in affected if d.region == survivor), default=None)
         time.sleep(max(2.0, 4 * opts.publish_interval))  # queued messages flush
         refused = _probe_unsynced(addresses[survivor], tls_port, domain, ca.cert_pem, unsynced)
+
+        def plane_demos() -> tuple[ProvisionDemo, CredentialsDemo, JobDemo]:
+            """The device-management plane in the survivor (plane_demo.py): provisioning by claim,
+            credentials through the role alias, the rollout's unfinished part."""
+            import boto3
+
+            from orchestrator.drill.device_services import CredentialsProvider, FleetProvisioning
+
+            self.notify(f"drill: the device-management plane in {survivor}: provisioning by claim, role alias, "
+                        f"the job")
+
+            def connect(client_id: str, cert_pem: str, key_pem: str) -> str:
+                pem, key = (cert_pem, key_pem) if cert_pem else (claim.cert_pem, claim.key_pem)
+                with client_context(ca.cert_pem, pem, key) as tls:
+                    return connect_verdict(addresses[survivor], tls_port, domain, client_id, tls)
+
+            provisioned = plane_demo.provision_by_claim(
+                FleetProvisioning(iot[survivor], survivor, account), plane.claim_certificate_id, connect,
+                lambda cond, timeout: _wait(cond, timeout, None))
+            asker = next((d for d in devices if d.region == survivor), devices[0])
+
+            def caller_identity(c: dict[str, Any]) -> str:
+                session = boto3.session.Session(aws_access_key_id=c["accessKeyId"],
+                                                aws_secret_access_key=c["secretAccessKey"],
+                                                aws_session_token=c["sessionToken"])
+                return str(client(aws, "sts", survivor, sess=session).get_caller_identity()["Arn"])
+
+            credentials = plane_demo.role_alias_credentials(
+                CredentialsProvider(iot[survivor], client(aws, "iam", survivor), client(aws, "sts", survivor),
+                                    survivor, account), cert_ids[asker.thing], asker.thing, caller_identity)
+            if not plane.job_targets:
+                job = JobDemo(DemoStatus.SKIPPED, f"{killed} was not the primary: no job to carry", JOB)
+            elif not opts.transitions:
+                job = JobDemo(DemoStatus.SKIPPED, "--no-transitions: in-flight jobs move with failover's "
+                                                  "carry-jobs step, which did not run", JOB,
+                              targets=len(plane.job_targets))
+            else:
+                job_devices.drain(plane.job_targets)
+                job = plane_demo.tally_job(job_devices.runs, plane.job_targets, killed, survivor, killed_at)
+                if job.status is DemoStatus.FAILED and job_devices.errors:
+                    job = replace(job, why=f"{job.why}; {job_devices.errors[0]}")
+            return provisioned, credentials, job
 
         # 6. the transitions, through the orchestrator
         if opts.transitions:
@@ -431,6 +508,7 @@ class LocalDrill:
                 steps.append(StepRecord("late certificate trusted after the final sync", ok, time.monotonic() - t0,
                                         f"{survivor}'s running broker {'accepts' if ok else 'still refuses'} the "
                                         f"certificate registered after the promotion's sync"))
+            demos = plane_demos()
             self.notify(f"drill: {killed} comes back; failback")
             start_broker(killed)
             # as the runbook says: fail back once the region's health check is healthy again
@@ -442,6 +520,8 @@ class LocalDrill:
                 steps.append(StepRecord("new connections after failback", answer == addresses[killed], 0.0,
                                         f"{domain} answers {region_of_address.get(answer or '', answer)} "
                                         f"for a new connection (devices already connected stay where they are)"))
+        else:
+            demos = plane_demos()
         time.sleep(2 * opts.publish_interval)
         fleet.stop_publishing()
         # every publish the SDK still holds goes out and is acknowledged before the devices stop
@@ -482,7 +562,8 @@ class LocalDrill:
                     "connect_quota_per_s": opts.connect_quota, "canary_period_s": canary.interval},
             admission={r: dict(vars(c)) for r, c in admission.counts.items()},
             retained_changed_after_sync=changed_after_sync,
-            unattached=unattached_verdicts, refused_unattached=refused_unattached)
+            unattached=unattached_verdicts, refused_unattached=refused_unattached,
+            provisioned_in_survivor=demos[0], role_alias_credentials=demos[1], job=demos[2])
 
     def _step(self, operation: str, call: Callable[[], Any]) -> StepRecord:
         t0, at = time.monotonic(), time.time()

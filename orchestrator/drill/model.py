@@ -127,6 +127,53 @@ class StepRecord:
     at: float | None = None  # wall-clock start (the timeline's failover / failback markers); None: not timed
 
 
+class DemoStatus(str, Enum):
+    OK = "ok"
+    FAILED = "failed"  # a failed check: the drill fails (exit 1)
+    SKIPPED = "skipped"  # not asked for by this run (e.g. --no-transitions): says why, fails nothing
+
+
+@dataclass(frozen=True)
+class ProvisionDemo:
+    """A device with only a claim certificate provisions itself in the survivor (plane_demo.py)."""
+
+    status: DemoStatus
+    why: str = ""  # one line when not ok
+    claim_connect: str = ""  # what the survivor's front door answered the claim certificate's CONNECT
+    thing: str | None = None  # the thing RegisterThing made from the template
+    certificate_id: str | None = None  # the certificate CreateKeysAndCertificate issued
+    connect: str = ""  # what the front door answered the new certificate's CONNECT
+
+
+@dataclass(frozen=True)
+class CredentialsDemo:
+    """A device using a role alias gets AWS credentials in the survivor, and they work."""
+
+    status: DemoStatus
+    why: str = ""
+    thing: str | None = None
+    role_alias: str = ""
+    caller_arn: str | None = None  # STS GetCallerIdentity signed with the credentials (never the keys)
+
+
+@dataclass(frozen=True)
+class JobDemo:
+    """A job part-done in the primary completes in the survivor (the failover's carry-jobs step),
+    measured by the devices, which run it through the jobs data plane of the region they are
+    connected to."""
+
+    status: DemoStatus
+    why: str = ""
+    job: str = ""  # the job id in the primary
+    carried_as: str | None = None  # the job id the devices found in the survivor
+    targets: int = 0
+    succeeded_before: int = 0  # SUCCEEDED in the primary before the kill
+    in_progress_at_kill: int = 0  # started in the primary, unfinished when it died
+    completed_after: int = 0  # SUCCEEDED in the survivor after the failover
+    executed_twice: int = 0  # devices that ran the job's document to SUCCEEDED more than once
+    never_completed: int = 0  # targets that SUCCEEDED nowhere
+
+
 @dataclass(frozen=True)
 class DrillResult:
     options: DrillOptions
@@ -154,6 +201,16 @@ class DrillResult:
     # a device whose AttachPolicy the promotion's sync missed: region -> what its CONNECT got there
     unattached: dict[str, str] = field(default_factory=dict)
     refused_unattached: bool | None = None  # accepted in the primary, "not authorized" in the secondary
+    # the device-management plane in the survivor after the failover (issue 26; plane_demo.py)
+    provisioned_in_survivor: ProvisionDemo | None = None
+    role_alias_credentials: CredentialsDemo | None = None
+    job: JobDemo | None = None
+
+    @property
+    def demos(self) -> dict[str, ProvisionDemo | CredentialsDemo | JobDemo]:
+        found = {"provisioned_in_survivor": self.provisioned_in_survivor,
+                 "role_alias_credentials": self.role_alias_credentials, "job": self.job}
+        return {k: v for k, v in found.items() if v is not None}
 
     @property
     def affected(self) -> list[DeviceOutcome]:
@@ -168,7 +225,8 @@ class DrillResult:
     @property
     def ok(self) -> bool:
         return bool(self.affected) and all(d.rto is not None for d in self.affected) and all(
-            d.lost == 0 for d in self.devices) and all(s.ok for s in self.steps)
+            d.lost == 0 for d in self.devices) and all(s.ok for s in self.steps) and all(
+            d.status is not DemoStatus.FAILED for d in self.demos.values())
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -184,7 +242,11 @@ class DrillResult:
                                         "commands_issued", "commands_delivered_before", "commands_delivered_after",
                                         "commands_lost")},
                            "retained_found": sum(1 for d in self.affected if d.retained_found),
-                           "retained_current": sum(1 for d in self.affected if d.retained_current)}
+                           "retained_current": sum(1 for d in self.affected if d.retained_current),
+                           "plane": {name: {"status": d.status.value, "why": d.why}
+                                     for name, d in self.demos.items()}}
+        for name in self.demos:
+            data[name]["status"] = self.demos[name].status.value
         return data
 
 

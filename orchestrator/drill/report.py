@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 from orchestrator.drill import picture as timeline
-from orchestrator.drill.model import DeviceOutcome, DrillResult, Projection, Stats, project
+from orchestrator.drill.model import DemoStatus, DeviceOutcome, DrillResult, Projection, Stats, project
 
 
 def _s(v: float | None) -> str:
@@ -92,6 +92,7 @@ def markdown(result: DrillResult, picture: str | None = None) -> str:
         lines.append("- A device whose policy was attached in the primary after the last registry sync (the "
                      "sync missed that AttachPolicy): " + "; ".join(f"{region} {verdict}" for region, verdict
                                                                    in r.unattached.items()) + ".")
+    lines += device_plane(r)
     lines += [
         "",
         "## Recovery time (devices that were on the killed region)",
@@ -187,6 +188,49 @@ def retained_and_commands(r: DrillResult) -> list[str]:
              f"**{sum(d.commands_lost for d in r.devices)} lost** (IoT Core keeps queued messages in the "
              "region's session; nothing carries them: docs/adr/0002-command-outbox.md)."]
     return lines
+
+
+def _status(status: DemoStatus) -> str:
+    return {DemoStatus.OK: "**ok**", DemoStatus.FAILED: "**FAILED**", DemoStatus.SKIPPED: "skipped"}[status]
+
+
+def plane_lines(r: DrillResult) -> list[str]:
+    """One line per device-management plane demo (plane_demo.py), with its reason when not ok."""
+    out = []
+    p = r.provisioned_in_survivor
+    if p is not None:
+        out.append(f"Provisioning by claim: {_status(p.status)}: a device with only a claim certificate connected "
+                   f"to {r.survivor} ({p.claim_connect or '–'}), ran CreateKeysAndCertificate and RegisterThing "
+                   f"with the template" + (f" (thing {p.thing})" if p.thing else "")
+                   + f", then connected with its new certificate: {p.connect or '–'}"
+                   + (f". Why: {p.why}" if p.why else "."))
+    c = r.role_alias_credentials
+    if c is not None:
+        out.append(f"Credentials provider: {_status(c.status)}: {c.thing} asked {r.survivor} for credentials through "
+                   f"the role alias `{c.role_alias}`"
+                   + (f"; STS GetCallerIdentity with them answers `{c.caller_arn}`" if c.caller_arn else "")
+                   + (f". Why: {c.why}" if c.why else "."))
+    j = r.job
+    if j is not None:
+        if j.status is DemoStatus.SKIPPED:
+            out.append(f"Job `{j.job}`: skipped: {j.why}.")
+        else:
+            out.append(f"Job `{j.job}`: {_status(j.status)}: {j.succeeded_before}/{j.targets} targets had SUCCEEDED "
+                       f"in {r.killed} before the kill ({j.in_progress_at_kill} in progress); **{j.completed_after}** "
+                       f"completed in {r.survivor}" + (f" as `{j.carried_as}`" if j.carried_as else "")
+                       + f" after the failover carried it; **{j.executed_twice}** devices ran it twice, "
+                       f"{j.never_completed} never completed it" + (f". Why: {j.why}" if j.why else "."))
+    return out
+
+
+def device_plane(r: DrillResult) -> list[str]:
+    lines = plane_lines(r)
+    if not lines:
+        return []
+    return ["", f"## The device-management plane in {r.survivor}", "",
+            "Set up in the primary before the promotion and carried by its registry sync (the job by the "
+            "failover's carry-jobs step); asked of the survivor after the failover:", "",
+            *(f"- {line}" for line in lines)]
 
 
 def projection_table(projections: list[Projection]) -> list[str]:

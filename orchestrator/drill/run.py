@@ -57,12 +57,31 @@ class DrillOutcome:
                   f"{sum(d.commands_delivered_before for d in r.devices)} delivered before it, "
                   f"{sum(d.commands_delivered_after for d in r.devices)} after the failover, "
                   f"{sum(d.commands_lost for d in r.devices)} lost"]
+        lines += plane_summary(r)
         lines += [f"  CONNECTs in {region} (quota {r.options.connect_quota:g}/s, 1/s per client id): "
                   f"{c.get('admitted', 0)} admitted, {c.get('throttled_account', 0)} throttled by the account quota, "
                   f"{c.get('throttled_client', 0)} by the client id's" for region, c in sorted(r.admission.items())]
         lines += [f"  {st.operation}: {'ok' if st.ok else 'FAILED'} ({st.seconds:.1f}s)" for st in r.steps]
         lines += [f"  {kind}: {path}" for kind, path in self.files.items()]
         return lines
+
+
+def plane_summary(r: DrillResult) -> list[str]:
+    """The device-management plane demos, one line each, with the reason when not ok."""
+    lines = []
+    p, c, j = r.provisioned_in_survivor, r.role_alias_credentials, r.job
+    if p is not None:
+        lines.append(f"  provisioned by claim in {r.survivor}: {p.status.value}"
+                     + (f" ({p.thing} connected with its new certificate)" if p.status.value == "ok" else f": {p.why}"))
+    if c is not None:
+        lines.append(f"  role alias credentials in {r.survivor}: {c.status.value}"
+                     + (f" ({c.caller_arn})" if c.status.value == "ok" else f": {c.why}"))
+    if j is not None:
+        lines.append(f"  job {j.job}: {j.status.value}" + (f": {j.why}" if j.status.value == "skipped" else
+                     f", {j.succeeded_before}/{j.targets} succeeded in {r.killed} before the kill, "
+                     f"{j.completed_after} completed in {r.survivor} after, {j.executed_twice} executed twice"
+                     + (f": {j.why}" if j.why else "")))
+    return lines
 
 
 def run_drill(app: Context, opts: DrillOptions, *, local: bool, output: str | None,
