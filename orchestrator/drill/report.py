@@ -203,13 +203,13 @@ def plane_lines(r: DrillResult) -> list[str]:
                    f"to {r.survivor} ({p.claim_connect or '–'}), ran CreateKeysAndCertificate and RegisterThing "
                    f"with the template" + (f" (thing {p.thing})" if p.thing else "")
                    + f", then connected with its new certificate: {p.connect or '–'}"
-                   + (f". Why: {p.why}" if p.why else "."))
+                   + (f". Why: {p.why}." if p.why else "."))
     c = r.role_alias_credentials
     if c is not None:
         out.append(f"Credentials provider: {_status(c.status)}: {c.thing} asked {r.survivor} for credentials through "
                    f"the role alias `{c.role_alias}`"
                    + (f"; STS GetCallerIdentity with them answers `{c.caller_arn}`" if c.caller_arn else "")
-                   + (f". Why: {c.why}" if c.why else "."))
+                   + (f". Why: {c.why}." if c.why else "."))
     j = r.job
     if j is not None:
         if j.status is DemoStatus.SKIPPED:
@@ -219,7 +219,7 @@ def plane_lines(r: DrillResult) -> list[str]:
                        f"in {r.killed} before the kill ({j.in_progress_at_kill} in progress); **{j.completed_after}** "
                        f"completed in {r.survivor}" + (f" as `{j.carried_as}`" if j.carried_as else "")
                        + f" after the failover carried it; **{j.executed_twice}** devices ran it twice, "
-                       f"{j.never_completed} never completed it" + (f". Why: {j.why}" if j.why else "."))
+                       f"{j.never_completed} never completed it" + (f". Why: {j.why}." if j.why else "."))
     return out
 
 
