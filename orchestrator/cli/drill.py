@@ -44,6 +44,8 @@ def drill(app: Context, local: bool, devices: int, routing: str, kill: str | Non
                 region, a DNS server and N devices, started and stopped here; no account.
                 Needs the mosquitto broker (`make drill-deps` installs it; `make drill` runs it).
                 Writes report.md, report.json and timeline.svg under .orchestrate/drills/.
+                After the failover it also asks the survivor to provision a device by claim,
+                give a device credentials through a role alias, and finish a part-done job.
       --env E   (without --local) a real-account drill is NOT available yet: it names the
                 canaries it would create and refuses (exit 2) before touching the account.
                 docs/runbooks/game-day.md says how to run that part by hand.
