@@ -1,9 +1,11 @@
 """The certificates IoT Core issues itself (CreateKeysAndCertificate), in the local AWS world.
 
 AWS: "CreateKeysAndCertificate: Creates a 2048-bit RSA key pair and issues an X.509 certificate
-using the issued public key" (API reference,
+using the issued public key", and "AWS IoT issues a default subject name for the certificate (for
+example, AWS IoT Certificate)" (API reference,
 https://docs.aws.amazon.com/iot/latest/apireference/API_CreateKeysAndCertificate.html); the
-certificate is signed by Amazon's own issuing CA, which IoT Core trusts at the TLS handshake, and
+certificate is signed by Amazon's own issuing CA (the issuer name below is what AWS-issued device
+certificates carry; an observation, not a documented contract), which IoT Core trusts, and
 the device may use it only in the account and Region where it is registered and ACTIVE (the
 fleet-provisioning flow activates it through RegisterThing). moto 5.2.5 instead writes a
 certificate whose issuer is "Moto" but which is signed with the device's own key: no TLS stack can
