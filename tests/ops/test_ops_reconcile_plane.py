@@ -13,6 +13,7 @@ import pytest
 from orchestrator.aws import AwsContext, client
 from orchestrator.registry.replicate import reconcile, reconcile_plane
 from tests.ops.conftest import DST, SRC
+from tests.ops.registry_world import CallLog
 from tests.ops.replication_world import replicator
 
 TRUST = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
@@ -58,9 +59,16 @@ def test_reconcile_carries_plane_objects_whose_events_were_lost(world: dict[str,
     # kept for `orchestrate status` with the plane's counts
     assert rep.store.reconciliation() == result
 
-    # a second pass finds nothing to do
+    # a second pass finds nothing to do: reads only, one listing per kind and one describe per
+    # object in each region (ListThingGroups cannot tell dynamic groups apart: each group is described)
+    here, there = CallLog(rep.region.iot.client), CallLog(rep._source(SRC).iot.client)
     again = reconcile_plane(rep, SRC)
     assert again == {"ok": True, "applied": 0, "errors": 0, "counts": {}}
+    assert here.writes == 0 and there.writes == 0
+    assert there.calls["ListRoleAliases"] == 1 and there.calls["DescribeRoleAlias"] == 1
+    assert here.calls["DescribeRoleAlias"] == 2  # uploads and local-only
+    assert sum(there.calls.values()) == 8 + 3, there.calls  # 8 listings and singletons, 3 objects
+    assert sum(here.calls.values()) == 8 + 4, here.calls
 
 
 def test_a_plane_object_the_destination_refuses_fails_the_reconciliation(ctx: AwsContext,
