@@ -428,8 +428,8 @@ class LocalDrill:
                               unattached_verdicts[secondary] == "refused: not authorized")
 
         # the rollout, part-done in the primary: SUCCEED_SHARE of its targets install it, one more starts
-        job_devices = plane_demo.JobDevices(lambda r: jobs_data[r], lambda t: by_thing[t].region)
         jobs_data = {r: client(aws, "iot-jobs-data", r) for r in regions}
+        job_devices = plane_demo.JobDevices(lambda r: jobs_data[r], lambda t: by_thing[t].region)
         done_before = plane_demo.succeed_count(len(plane.job_targets))
         try:
             for t in plane.job_targets[:done_before]:
@@ -437,7 +437,7 @@ class LocalDrill:
             if done_before < len(plane.job_targets):
                 job_devices.step(plane.job_targets[done_before], finish=False)
         except Exception as exc:  # noqa: BLE001 - the job demo says why
-            job_devices.errors.append(f"before the kill: {plane_demo._reason(exc)}")
+            job_devices.errors.append(f"before the kill: {plane_demo.reason(exc)}")
 
         # 5. the outage: the cloud's last commands to the devices there, acknowledged by the broker, then the kill
         affected = [d for d in devices if before[d.thing] == killed]

@@ -34,7 +34,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from orchestrator.drill.model import CredentialsDemo, DemoStatus, JobDemo, ProvisionDemo
@@ -163,7 +163,7 @@ class JobDevices:
                     if self.step(thing) is None:
                         break
                 except Exception as exc:  # noqa: BLE001 - reported as the demo's reason
-                    self.errors.append(f"{thing}: {_reason(exc)}")
+                    self.errors.append(f"{thing}: {reason(exc)}")
                     break
 
 
@@ -190,9 +190,7 @@ def tally_job(runs: Iterable[JobRun], targets: Iterable[str], killed: str, survi
     demo = JobDemo(DemoStatus.OK, "", JOB, carried, len(wanted), len(before), len(started - before),
                    len(after), twice, never)
     why = job_failure(demo)
-    return demo if not why else JobDemo(DemoStatus.FAILED, why, **{k: getattr(demo, k) for k in (
-        "job", "carried_as", "targets", "succeeded_before", "in_progress_at_kill", "completed_after",
-        "executed_twice", "never_completed")})
+    return replace(demo, status=DemoStatus.FAILED, why=why) if why else demo
 
 
 def job_failure(d: JobDemo) -> str:
@@ -214,7 +212,7 @@ def provision_by_claim(fleet_provisioning: Any, claim_certificate_id: str,
                        connect: Callable[[str, str, str], str], wait: Callable[[Callable[[], bool], float], bool]
                        ) -> ProvisionDemo:
     """`connect(client_id, cert_pem, key_pem)` is the front door's answer to a CONNECT with that
-    certificate (`None` pem: the claim certificate); `wait(cond, timeout)` a bounded poll."""
+    certificate (empty pems: the claim certificate); `wait(cond, timeout)` a bounded poll."""
     from orchestrator.drill.device_services import DeviceRefused
 
     claim_verdict = connect(CLAIM_CLIENT, "", "")
@@ -227,7 +225,7 @@ def provision_by_claim(fleet_provisioning: Any, claim_certificate_id: str,
     except DeviceRefused as exc:
         return ProvisionDemo(DemoStatus.FAILED, f"fleet provisioning refused: {exc}", claim_verdict)
     except Exception as exc:  # noqa: BLE001 - the demo's reason, one line
-        return ProvisionDemo(DemoStatus.FAILED, f"fleet provisioning: {_reason(exc)}", claim_verdict)
+        return ProvisionDemo(DemoStatus.FAILED, f"fleet provisioning: {reason(exc)}", claim_verdict)
     thing = done.get("thingName")
     cert_id = str(keys["certificateId"])
     if not thing:
@@ -254,17 +252,18 @@ def role_alias_credentials(provider: Any, certificate_id: str, thing: str,
     except DeviceRefused as exc:
         return CredentialsDemo(DemoStatus.FAILED, f"the credentials provider refused: {exc}", thing, ROLE_ALIAS)
     except Exception as exc:  # noqa: BLE001 - the demo's reason, one line
-        return CredentialsDemo(DemoStatus.FAILED, f"the credentials provider: {_reason(exc)}", thing, ROLE_ALIAS)
+        return CredentialsDemo(DemoStatus.FAILED, f"the credentials provider: {reason(exc)}", thing, ROLE_ALIAS)
     try:
         arn = caller_identity(got)
     except Exception as exc:  # noqa: BLE001
-        return CredentialsDemo(DemoStatus.FAILED, f"STS refused the credentials: {_reason(exc)}", thing, ROLE_ALIAS)
+        return CredentialsDemo(DemoStatus.FAILED, f"STS refused the credentials: {reason(exc)}", thing, ROLE_ALIAS)
     if f":assumed-role/{ROLE}/" not in arn:
         return CredentialsDemo(DemoStatus.FAILED, f"the credentials are not {ROLE}'s: {arn}", thing, ROLE_ALIAS, arn)
     return CredentialsDemo(DemoStatus.OK, "", thing, ROLE_ALIAS, arn)
 
 
-def _reason(exc: Exception) -> str:
+def reason(exc: Exception) -> str:
+    """One line for a demo's report (secrets scrubbed)."""
     from orchestrator.scrub import scrub
 
     code = getattr(exc, "response", {}).get("Error", {}).get("Code")
@@ -273,4 +272,5 @@ def _reason(exc: Exception) -> str:
 
 
 __all__ = ["CLAIM_CLIENT", "JOB", "ROLE_ALIAS", "ROLLOUT", "TEMPLATE", "JobDevices", "JobRun", "PlaneSetUp",
-           "job_failure", "provision_by_claim", "role_alias_credentials", "set_up", "succeed_count", "tally_job"]
+           "job_failure", "provision_by_claim", "reason", "role_alias_credentials", "set_up", "succeed_count",
+           "tally_job"]
