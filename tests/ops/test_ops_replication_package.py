@@ -264,6 +264,7 @@ def test_the_deployed_zip_runs_every_handler_path_in_a_fresh_interpreter(
     refused_letters = [json.loads(m["Body"])["refusedRecord"] for m in letters]
     assert [(r["sequence"], "unknown eventType" in r["reason"]) for r in refused_letters] == [(seq, True)]
     assert results["reconcile"]["ok"] is True and results["reconcile"]["applied"] >= 1
+    assert results["reconcile"]["plane"]["ok"] is True  # the plane pass runs from the zip too (reconcile_plane)
     assert {dst.describe_thing(thingName=n)["thingName"] for n in ("pkg-later", "pkg-refused")} == {
         "pkg-later", "pkg-refused"}
     assert results["unknown"] == {"raised": "ValueError: unknown event: expected stream Records or a reconcile request"}
