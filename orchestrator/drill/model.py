@@ -247,6 +247,9 @@ class DrillResult:
                                      for name, d in self.demos.items()}}
         for name in self.demos:
             data[name]["status"] = self.demos[name].status.value
+        if self.job is not None:
+            data["summary"]["plane"]["job"].update(
+                {k: getattr(self.job, k) for k in ("targets", "succeeded_before", "completed_after", "executed_twice")})
         return data
 
 

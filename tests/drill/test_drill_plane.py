@@ -43,7 +43,8 @@ def test_drill_shows_provisioning_credentials_and_the_job_in_the_survivor(projec
     assert job["carried_as"] and job["carried_as"].startswith("drill-ota-")
     assert doc["summary"]["plane"] == {"provisioned_in_survivor": {"status": "ok", "why": ""},
                                        "role_alias_credentials": {"status": "ok", "why": ""},
-                                       "job": {"status": "ok", "why": ""}}
+                                       "job": {"status": "ok", "why": "", "targets": 5, "succeeded_before": 3,
+                                               "completed_after": 2, "executed_twice": 0}}
     md = Path(doc["files"]["markdown"]).read_text()
     assert "## The device-management plane in eu-central-1" in md
     assert "3/5 targets had SUCCEEDED in eu-west-1 before the kill (1 in progress); **2** completed in " \
@@ -116,6 +117,8 @@ def test_a_failed_demo_fails_the_drill_and_says_why_in_one_line() -> None:
     assert doc["summary"]["ok"] is False
     assert doc["summary"]["plane"]["role_alias_credentials"] == {"status": "failed", "why": refused.why}
     assert doc["role_alias_credentials"]["status"] == "failed"
+    assert doc["summary"]["plane"]["job"] == {"status": "ok", "why": "", "targets": 5, "succeeded_before": 3,
+                                              "completed_after": 2, "executed_twice": 0}
 
 
 def test_a_skipped_job_fails_nothing_and_says_why() -> None:
