@@ -27,7 +27,8 @@ def test_drill_shows_provisioning_credentials_and_the_job_in_the_survivor(projec
     from tests.drill.test_drill_local import _drill
 
     code, doc, err = _drill(project, "--devices", "5", "--routing", "failover")
-    assert code == 0, err[-3000:]
+    assert code == 0, (err[-3000:], doc.get("summary"), doc.get("steps"),
+                       [{k: d[k] for k in ("thing", "after", "rto", "lost")} for d in doc.get("devices", [])])
     provisioned = doc["provisioned_in_survivor"]
     assert provisioned["status"] == "ok", provisioned
     assert provisioned["claim_connect"] == "accepted" and provisioned["connect"] == "accepted"
