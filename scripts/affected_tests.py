@@ -347,6 +347,12 @@ def run_tiers(tiers: list[str], selection: Selection, *, jobs: str, junit_dir: s
         status = subprocess.run([sys.executable, "-m", "pytest", *args], cwd=REPO).returncode
         if status not in (0, 5):  # 5: nothing collected (e.g. every selected test is marked slow)
             return status
+    if not selection.everything:  # where else the change reaches: the slow tiers, not run here
+        for tier in (t for t in TIERS if t not in tiers):
+            files = sorted(f for f in selection.files if f.startswith(f"tests/{tier}/"))
+            if files:
+                shown = " ".join(files[:6]) + (f" ... ({len(files)} files)" if len(files) > 6 else "")
+                print(f"also reached, in the {tier} tier (not run by test-fast): pytest {shown}", file=sys.stderr)
     return 0
 
 
