@@ -95,14 +95,15 @@ def _parse(path: Path, rel: str) -> Module:
             module.names.add(node.id)
         elif isinstance(node, ast.Attribute):
             module.names.add(node.attr)
-        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict):
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Dict):
             pairs = [(k.value, v.value) for k, v in zip(node.value.keys, node.value.values, strict=True)
                      if isinstance(k, ast.Constant) and isinstance(k.value, str)
                      and isinstance(v, ast.Constant) and isinstance(v.value, str) and ":" in v.value]
             if pairs and len(pairs) == len(node.value.keys):
-                for target in node.targets:
-                    if isinstance(target, ast.Name):
-                        module.keyed[target.id] = pairs
+                assigned = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for var in assigned:
+                    if isinstance(var, ast.Name):
+                        module.keyed[var.id] = pairs
     keyed_values = {v for pairs in module.keyed.values() for _, v in pairs}
     module.strings -= keyed_values  # reached per key, not as plain strings
     return module
@@ -170,7 +171,7 @@ class Graph:
             yield CONSOLE_SCRIPT[1]
             return
         head = text.split(":", 1)[0]
-        if not head or not head.split(".", 1)[0] in PACKAGES or not head.replace(".", "").replace("_", "").isalnum():
+        if not head or head.split(".", 1)[0] not in PACKAGES or not head.replace(".", "").replace("_", "").isalnum():
             return
         parts = head.split(".")
         for i in range(len(parts), 0, -1):  # "orchestrator.aws.boto3" -> orchestrator.aws
