@@ -8,7 +8,8 @@ scripts/affected_tests.py computes it (so a change to it would have selected the
 Prints one line per miss (test file, file that ran, reach says no) and a summary line; exits 1 when
 a miss is found. What it cannot see: code that runs in a subprocess (the console script, a Pulumi
 language host, a moto server) and data read from files (a non-Python file's reach is by name).
-The recording (sys.setprofile) makes the run several times slower: a check, not the edit-run loop.
+The recording (sys.settrace, one call per Python call) makes the run slower: a check, not the
+edit-run loop.
 """
 
 from __future__ import annotations
@@ -35,18 +36,19 @@ class Recorder:
         self.out = out
         self.owner: str | None = None
         self.ran: dict[str, set[str]] = {}
-        self._seen_codes: set[Any] = set()
 
-    def _profile(self, frame: Any, event: str, arg: Any) -> None:
-        if event != "call" or self.owner is None:
-            return
-        filename = frame.f_code.co_filename
-        if filename.startswith(ROOTS):
-            self.ran.setdefault(self.owner, set()).add(str(Path(filename).relative_to(REPO)))
+    def _trace(self, frame: Any, event: str, arg: Any) -> None:
+        # the global trace function: called once per new Python frame ("call"); returning None
+        # leaves the frame untraced (no line events), which keeps the cost to one call per call
+        if self.owner is not None:
+            filename = frame.f_code.co_filename
+            if filename.startswith(ROOTS):
+                self.ran.setdefault(self.owner, set()).add(filename)
+        return None
 
     def start(self) -> None:
-        sys.setprofile(self._profile)
-        threading.setprofile(self._profile)
+        sys.settrace(self._trace)
+        threading.settrace(self._trace)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collectstart(self, collector: pytest.Collector) -> None:
@@ -59,10 +61,11 @@ class Recorder:
         self.owner = None
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        sys.setprofile(None)
-        threading.setprofile(None)
+        sys.settrace(None)
+        threading.settrace(None)
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-        (self.out / f"{worker}.json").write_text(json.dumps({k: sorted(v) for k, v in self.ran.items()}))
+        ran = {k: sorted(str(Path(f).relative_to(REPO)) for f in v) for k, v in self.ran.items()}
+        (self.out / f"{worker}.json").write_text(json.dumps(ran))
 
 
 def pytest_configure(config: pytest.Config) -> None:  # loaded with -p bench.affected_soundness
