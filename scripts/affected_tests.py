@@ -5,9 +5,12 @@ A test file is selected when a changed file is in its reach:
 - a Python module it imports, directly or through other modules of this repository (every `import`
   in a file counts, those inside functions too, and importing `a.b.c` runs `a/__init__.py` and
   `a/b/__init__.py` first);
-- a module a string in a reached module names: `"orchestrator.cli.registry:registry"` (the CLI's
-  lazy commands), `mock.patch("orchestrator.aws.boto3")`, `"-m", "orchestrator"` (then its
-  `__main__`), or the console script `orchestrate` (`orchestrator.cli.main`);
+- a module a string in a reached module names: `mock.patch("orchestrator.aws.boto3")`, a file path
+  (`"tests/iot_strict.py:SHADOW_BYTES"`), `"-m", "orchestrator"` in a test (then its `__main__`), or
+  the console script `orchestrate` in a test (`orchestrator.cli.main`);
+- the CLI's lazy commands (`{"drill": "orchestrator.cli.drill:drill", ...}`): one when a reached
+  module says its name as a string (`["drill", "--local"]`), all when a test uses the table's name
+  or lists the commands (`list_commands`);
 - a `conftest.py` in its directory or above it, and what that imports;
 - a file that is not Python (docs, workflows, topologies): when a reached module names it by its
   path, its file name, or one of its directories as a whole string (`REPO / "docs"`), or by a glob
@@ -47,6 +50,7 @@ TIERS = ("programs", "orchestrator", "ops", "engine", "drill")
 # Files whose change can alter any test's outcome (test configuration, pins, the tiers themselves).
 EVERYTHING = frozenset({"pyproject.toml", "constraints.txt", "Makefile", "scripts/affected_tests.py"})
 CONSOLE_SCRIPT = ("orchestrate", "orchestrator.cli.main")
+LISTING = "list_commands"  # a test that lists the CLI's commands may load every one of them
 
 
 def module_name(rel: Path) -> str:
@@ -171,6 +175,11 @@ class Graph:
             yield CONSOLE_SCRIPT[1]
             return
         head = text.split(":", 1)[0]
+        if head.endswith(".py") and "/" in head:  # "tests/iot_strict.py:SHADOW_BYTES": loaded by its path
+            name = module_name(Path(head))
+            if name in self.modules:
+                yield from self._ours(name)
+            return
         if not head or head.split(".", 1)[0] not in PACKAGES or not head.replace(".", "").replace("_", "").isalnum():
             return
         parts = head.split(".")
@@ -217,7 +226,8 @@ class Graph:
     def test_reach(self, test: Module) -> frozenset[str]:
         """What a test file reaches: itself, its conftests, and the lazy entries of a keyed registry
         (the CLI's commands) whose key a reached module says as a string (`["drill", "--local"]`)
-        or, when a test module uses the registry's name, all of them (`for name in COMMANDS`)."""
+        or, when a test module uses the registry's name or lists the commands, all of them
+        (`for name in COMMANDS`, `group.list_commands(ctx)`)."""
         found: set[str] = set(self.reach(test.name))
         for conftest in self.conftests(test):
             found |= self.reach(conftest)
@@ -247,7 +257,8 @@ class Graph:
             module = self.modules.get(name)
             if module is None or name == owner:
                 continue
-            if key in module.strings or (name.startswith("tests.") and var in module.names):
+            listed = name.startswith("tests.") and (var in module.names or LISTING in module.names)
+            if key in module.strings or listed:
                 return True
         return False
 

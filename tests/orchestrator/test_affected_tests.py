@@ -34,6 +34,8 @@ FILES = {
     "tests/orchestrator/test_typed.py": "import orchestrator.typed\n",
     "tests/orchestrator/test_every_command.py": "from orchestrator.cli import main\nfor n in main.COMMANDS: pass\n",
     "tests/orchestrator/test_gone.py": "from orchestrator.gone import x\n",
+    "tests/orchestrator/test_lists.py": "from orchestrator.cli.main import cli\nnames = cli.list_commands(None)\n",
+    "tests/orchestrator/test_by_path.py": 'LOCATION = "orchestrator/b.py:g"\n',
     "tests/ops/__init__.py": "",
     "tests/ops/test_console.py": 'import subprocess\nsubprocess.run(["orchestrate", "yy"])\n',
     "tests/ops/test_leaf.py": "from orchestrator.c import C\n",
@@ -55,15 +57,15 @@ def selected(graph: at.Graph, *changed: str) -> set[str]:
     return {Path(f).stem for f in selection.files}
 
 
-def test_imports_inside_functions_and_patched_names_count(graph: at.Graph) -> None:
-    assert selected(graph, "orchestrator/b.py") == {"test_a", "test_patch"}
+def test_imports_inside_functions_patched_names_and_paths_count(graph: at.Graph) -> None:
+    assert selected(graph, "orchestrator/b.py") == {"test_a", "test_patch", "test_by_path"}
 
 
 def test_a_lazy_command_is_reached_by_the_tests_that_say_its_name(graph: at.Graph) -> None:
     # test_runs_xx says "xx"; test_every_command iterates COMMANDS; test_leaf imports c itself;
     # test_typed imports c only under TYPE_CHECKING, which never runs.
-    assert selected(graph, "orchestrator/c.py") == {"test_runs_xx", "test_every_command", "test_leaf"}
-    assert selected(graph, "orchestrator/cli/yy.py") == {"test_every_command", "test_console"}
+    assert selected(graph, "orchestrator/c.py") == {"test_runs_xx", "test_every_command", "test_lists", "test_leaf"}
+    assert selected(graph, "orchestrator/cli/yy.py") == {"test_every_command", "test_lists", "test_console"}
 
 
 def test_a_conftest_reaches_every_test_below_it(graph: at.Graph) -> None:
