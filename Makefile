@@ -23,6 +23,10 @@ JOBS ?= auto
 # worker (--dist loadfile: a module's shared deployment is built once); JOBS=0 runs it in one process.
 ENGINE_JOBS ?= $(if $(filter 0,$(JOBS)),0,2)
 ROUTING ?= failover
+# test-fast: the revision a change is measured against (default: the merge base of HEAD with main),
+# and ALL=1 to run every quick test (less those marked slow) whatever changed.
+BASE ?=
+ALL ?=
 
 export PYTHON INSTALLER
 
@@ -90,9 +94,11 @@ endef
 test-quick: $(VENV)/.installed
 	$(call quick_tiers,)
 
-## test-fast: the edit-run loop: the quick tiers without mypy and without the tests marked slow (`make test` runs both)
+## test-fast: the edit-run loop: ruff and the import rules, then the programs and orchestrator tests your change can reach (scripts/affected_tests.py: against the merge base with main, or BASE=REV; ALL=1: every one of them), without mypy and the tests marked slow (`make test` runs everything)
 test-fast: $(VENV)/.installed
-	$(call quick_tiers, --deselect tests/test_lint.py::test_mypy_finds_nothing, -m "not slow")
+	$(call tier,lint,-x tests/test_lint.py --deselect tests/test_lint.py::test_mypy_finds_nothing)
+	@$(BIN)/python scripts/affected_tests.py --run --tier programs --tier orchestrator --jobs $(JOBS) \
+	  $(if $(ALL),--all) $(if $(BASE),--base $(BASE)) $(if $(JUNIT_DIR),--junit-dir $(JUNIT_DIR)) -- $(PYTEST_ARGS)
 
 ## test-slow: the slow tiers (ops against moto, the real engine, a small drill)
 test-slow: $(VENV)/.installed drill-deps browser-deps

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Wall time of the edit-run loop, `make test-fast`, against the same tiers with every test (what
 # test-fast ran before the `slow` marker: lint without mypy, all of programs and orchestrator),
-# alternately in one run so that both see the same machine load.
+# alternately in one run so that both see the same machine load. Both with ALL=1 (every quick test,
+# whatever changed): what a change selects is bench/test_fast_changes.py's measure.
 #
 #   bench/test_fast.sh [ROUNDS] [make arguments...]      # default 2 rounds
 #   bench/test_fast.sh 3 JOBS=0
@@ -32,8 +33,8 @@ run() {  # run VARIANT ROUND [make arguments...]
 
 results=()
 for round in $(seq 1 "$rounds"); do
-    results+=("$(run fast "$round" "$@")"); echo "${results[-1]}"
-    results+=("$(run all "$round" "$@" PYTEST_ARGS='-m "slow or not slow"')"); echo "${results[-1]}"
+    results+=("$(run fast "$round" ALL=1 "$@")"); echo "${results[-1]}"
+    results+=("$(run all "$round" ALL=1 "$@" PYTEST_ARGS='-m "slow or not slow"')"); echo "${results[-1]}"
 done
 printf '%s\n' "${results[@]}" | python3 -c '
 import re, statistics, sys

@@ -147,14 +147,20 @@ def test_make_test_runs_the_quick_tiers_first_stopping_at_a_failure_then_the_slo
         assert f"--junitxml={junit}/{name}.xml" in args and args[-2:] == ["-k", "probe"], name
         assert ("-x" in args) == (name in QUICK), name
     assert tiers(make_dry_run("test-quick", f"JUNIT_DIR={junit}", "PYTEST_ARGS=-k probe")) == run[:3]
-    # test-fast: the same quick tiers, the lint tier without mypy and the other two without the
-    # tests marked slow; make test runs every test (no tier of it selects by marker).
-    fast = tiers(make_dry_run("test-fast", f"JUNIT_DIR={junit}"))
-    assert [name for name, _ in fast] == QUICK
+    # test-fast: the lint tier without mypy, then the programs and orchestrator files the change
+    # reaches (scripts/affected_tests.py runs them, without the tests marked slow: see
+    # test_affected_tests.py); make test runs every test (no tier of it selects by marker).
+    lines = make_dry_run("test-fast", f"JUNIT_DIR={junit}", "PYTEST_ARGS=-k probe")
+    fast = tiers(lines)
+    assert [name for name, _ in fast] == ["lint"]
     assert fast[0][1][:4] == ["-x", "tests/test_lint.py", "--deselect", "tests/test_lint.py::test_mypy_finds_nothing"]
-    for (name, args), (_, full) in zip(fast[1:], run[1:3], strict=True):
-        assert args[args.index("-m"):args.index("-m") + 2] == ["-m", "not slow"], name
-        assert [a for a in args if a not in ("-m", "not slow")] == full[:-2], name  # run: with "-k probe"
+    recipe = " ".join(lines).replace("\\ ", " ")  # its continued lines, joined
+    assert recipe.count("scripts/affected_tests.py") == 1
+    words = shlex.split(recipe.split("scripts/affected_tests.py", 1)[1])
+    assert words == ["--run", "--tier", "programs", "--tier", "orchestrator", "--jobs", "auto",
+                     "--junit-dir", str(junit), "--", "-k", "probe"]
+    every = " ".join(make_dry_run("test-fast", "ALL=1", "BASE=v1", "JOBS=0"))
+    assert "--jobs 0" in every and "--all" in every and "--base v1" in every
     assert not any("-m" in args for _, args in run)
     # The programs, orchestrator and ops tiers spread over the cores (pytest-xdist), the engine tier
     # over two workers, a test file each; JOBS=0 keeps every tier in one process.

@@ -69,13 +69,13 @@ def test_evaluate_works_from_worker_threads_in_parallel() -> None:
 
 
 @pytest.mark.slow
-def test_ten_region_plan_is_fast() -> None:
+def test_ten_region_plans_evaluate_one_after_another() -> None:
+    # How long they take is bench/plan_scaling.py's measure (docs/performance.md), not a test's.
     regions = ["eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1", "eu-north-1", "us-east-1",
                "us-east-2", "us-west-2", "ap-southeast-1", "ap-northeast-1"]
-    started = time.monotonic()
-    for region in regions:
-        evaluate(region_args(region, owner=region == "eu-west-1"), stack=f"dev-region-{region}")
-    assert time.monotonic() - started < 20  # typically well under a second each
+    endpoints = {region: evaluate(region_args(region, owner=region == "eu-west-1"),
+                                  stack=f"dev-region-{region}").outputs["iotEndpoint"] for region in regions}
+    assert endpoints == {region: ats_endpoint(region) for region in regions}
 
 
 def test_protect_parent_and_dependencies_come_from_the_registration_request() -> None:
