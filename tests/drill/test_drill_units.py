@@ -15,7 +15,8 @@ from click.testing import CliRunner
 from orchestrator.cli.app import Deps
 from orchestrator.cli.main import cli
 from orchestrator.console import Console
-from orchestrator.drill.dns import RecordSet, Route53Answers, parse_records, select
+from orchestrator.drill.dns import RecordSet, Route53Answers, parse_records
+from orchestrator.drill.route53_model import select as model_select
 from orchestrator.drill.model import (
     DeviceOutcome,
     DrillOptions,
@@ -38,6 +39,13 @@ SECONDARY = RecordSet("iot.example.com.", "b-ats.iot.eu-central-1.amazonaws.com"
 
 def far(client: str | None, region: str) -> float:
     return 0.0 if client == region else 1.0
+
+
+def select(records: list[RecordSet], healthy: Any, client: str | None, nearest: Any) -> RecordSet | None:
+    """The model's selection (orchestrator/drill/route53_model.py) over the drill's record sets."""
+    sets = [r.rrset() for r in records]
+    chosen = model_select(sets, healthy, client, nearest)
+    return None if chosen is None else records[sets.index(chosen)]
 
 
 @pytest.mark.parametrize(("healthy", "expected"), [
