@@ -167,7 +167,7 @@ def _check_zone(rr: Mapping[str, Any], zone: str | None, health_checks: Collecti
                                  code="NoSuchHealthCheck", status=404)
 
 
-def apply_batch(current: Iterable[Mapping[str, Any]], changes: list[Mapping[str, Any]], *,
+def apply_batch(current: Iterable[Mapping[str, Any]], changes: Sequence[Mapping[str, Any]], *,
                 zone: str | None = None, health_checks: Collection[str] | None = None) -> dict[Key, dict[str, Any]]:
     """The zone's record sets after `changes`, or InvalidChangeBatch (nothing applied). With `zone`
     (its name) and `health_checks` (the ids that exist), rules 8-10 too."""
