@@ -8,7 +8,7 @@ gate on 127.0.0.1, which
   and its operation;
 - refuses it when its region is in `down` (the connection is closed without an answer, as an
   unreachable region does);
-- checks every Route 53 ChangeResourceRecordSets batch with `tests.route53_strict` (all-or-nothing,
+- checks every Route 53 ChangeResourceRecordSets batch with `orchestrator.drill.route53_model` (all-or-nothing,
   each change against the state earlier changes leave; names inside the zone, no CNAME at its apex,
   health checks that exist in moto) and answers a refusal in Route 53's shape
   (HTTP 400, `<InvalidChangeBatch><Messages>…`, or `<ErrorResponse>` with InvalidInput); an accepted
@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from orchestrator.drill import route53_model as strict
 from tests import iot_strict
-from tests import route53_strict as strict
 
 NS = "https://route53.amazonaws.com/doc/2013-04-01/"
 _CRED = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")

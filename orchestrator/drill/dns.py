@@ -8,12 +8,13 @@ CLOUDWATCH_METRIC checks as the state of their CloudWatch alarm in the local wor
 (OK healthy, ALARM unhealthy, INSUFFICIENT_DATA as the check's `InsufficientDataHealthStatus` says:
 Healthy, Unhealthy, or LastKnownStatus, which is healthy for a check that never had a status; the
 alarms are evaluated by `drill/cloudwatch.py`, moto evaluates none), CALCULATED checks as at least
-`HealthThreshold` healthy children; `Inverted` turns any check's result round. moto keeps neither a
+`HealthThreshold` healthy children; `Inverted` turns any check's result round
+(`route53_model.check_healthy`). moto keeps neither a
 RECOVERY_CONTROL check's routing control nor a CLOUDWATCH_METRIC check's alarm, so what the engine
-created is passed in (`control_state`, `alarm_of`). Answers follow Route 53's selection rules:
-- a record without a health check counts as healthy; if no record is healthy, all count as healthy;
-- failover: the healthy PRIMARY, else the healthy SECONDARY, else the PRIMARY;
-- latency: the healthy record whose region is nearest to the resolver asking.
+created is passed in (`control_state`, `alarm_of`). Answers follow Route 53's selection rules as
+the local world's one Route 53 model holds them (`orchestrator/drill/route53_model.py`, `select`):
+what is measured here (TCP connects, ARC states, alarms) is the drill's, what Route 53 makes of it
+is the model's.
 `DnsServer` serves those answers over UDP (dnslib): a CNAME to the region's ATS endpoint with the
 record's (scaled) TTL, and the endpoint's address on this machine.
 """
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.drill.model import DnsChange, HealthTransition
+from orchestrator.drill.route53_model import alarm_health, check_healthy, select
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,16 @@ class RecordSet:
     region: str | None = None  # latency record's region
     health_check_id: str | None = None
 
+    def rrset(self) -> dict[str, Any]:
+        """The record set as Route 53 lists it (what the model's selection reads)."""
+        out: dict[str, Any] = {"Name": self.name, "Type": "CNAME", "TTL": self.ttl,
+                               "ResourceRecords": [{"Value": self.value}]}
+        for k, v in (("SetIdentifier", self.set_id), ("Failover", self.failover), ("Region", self.region),
+                     ("HealthCheckId", self.health_check_id)):
+            if v:
+                out[k] = v
+        return out
+
 
 @dataclass(frozen=True)
 class AlarmRef:
@@ -48,21 +60,6 @@ class AlarmRef:
     region: str
     name: str
     insufficient: str = "LastKnownStatus"  # Healthy | Unhealthy | LastKnownStatus
-
-
-def alarm_health(state: str | None, insufficient: str, last_known: bool | None) -> bool:
-    """A CLOUDWATCH_METRIC check's status for its alarm's state (Route 53 API reference,
-    HealthCheckConfig.InsufficientDataHealthStatus). An alarm that cannot be read counts as
-    insufficient data."""
-    if state == "OK":
-        return True
-    if state == "ALARM":
-        return False
-    if insufficient == "Healthy":
-        return True
-    if insufficient == "Unhealthy":
-        return False
-    return True if last_known is None else last_known  # LastKnownStatus: a new check is healthy
 
 
 @dataclass(frozen=True)
@@ -84,27 +81,6 @@ def parse_records(listing: list[dict[str, Any]], name: str) -> list[RecordSet]:
                              set_id=rr.get("SetIdentifier"), failover=rr.get("Failover"), region=rr.get("Region"),
                              health_check_id=rr.get("HealthCheckId")))
     return out
-
-
-def select(records: list[RecordSet], healthy: Callable[[str], bool], client_region: str | None,
-           nearest: Callable[[str | None, str], float]) -> RecordSet | None:
-    """Route 53's choice among the record sets of one name and type."""
-    if not records:
-        return None
-    if len(records) == 1 and records[0].set_id is None:
-        return records[0]
-
-    def ok(r: RecordSet) -> bool:
-        return r.health_check_id is None or healthy(r.health_check_id)
-
-    considered = [r for r in records if ok(r)] or records  # none healthy: all count as healthy
-    if any(r.failover for r in records):
-        for role in ("PRIMARY", "SECONDARY"):
-            for r in considered:
-                if r.failover == role:
-                    return r
-        return next((r for r in records if r.failover == "PRIMARY"), records[0])
-    return min(considered, key=lambda r: nearest(client_region, r.region or ""))
 
 
 class HealthChecker:
@@ -166,10 +142,8 @@ class Route53Answers:
         self.control_state = control_state  # RECOVERY_CONTROL check id -> its routing control's state
         self.alarm_of = alarm_of  # CLOUDWATCH_METRIC check id -> its alarm (moto keeps no AlarmIdentifier)
         self.alarm_state = alarm_state  # (region, alarm name) -> OK | ALARM | INSUFFICIENT_DATA | None
-        self._calculated: dict[str, tuple[tuple[str, ...], int]] = {}  # id -> (children, threshold)
-        self._control_checks: set[str] = set()
+        self._configs: dict[str, dict[str, Any]] = {}  # check id -> its HealthCheckConfig, as read
         self._metric_checks: dict[str, AlarmRef | None] = {}
-        self._inverted: set[str] = set()
         self._last_known: dict[str, bool] = {}  # CLOUDWATCH_METRIC check -> its last status from OK/ALARM
         self._alarm_read: dict[tuple[str, str], tuple[float, str | None]] = {}
         self._metric_status: dict[str, bool] = {}  # CLOUDWATCH_METRIC check -> its status as last read
@@ -196,23 +170,17 @@ class Route53Answers:
     def _sync_checks(self) -> None:
         """Health checks follow the records: a check named by a record (or by a CALCULATED check it
         names) starts being evaluated."""
-        known = ({cid for c in self._checkers for cid in c.specs} | set(self._calculated) | self._control_checks
-                 | set(self._metric_checks))
+        known = set(self._configs)
         missing = {r.health_check_id for r in self._records if r.health_check_id} - known
         specs = []
+        read: dict[str, dict[str, Any]] = {}  # published together: a CALCULATED check with its children
         while missing:
             check_id = missing.pop()
             known.add(check_id)
             cfg = self.r53.get_health_check(HealthCheckId=check_id)["HealthCheck"]["HealthCheckConfig"]
             kind = cfg.get("Type", "TCP")
-            if cfg.get("Inverted"):
-                self._inverted.add(check_id)
             if kind == "CALCULATED":
-                children = tuple(cfg.get("ChildHealthChecks") or ())
-                self._calculated[check_id] = (children, int(cfg.get("HealthThreshold", len(children))))
-                missing |= set(children) - known
-            elif kind == "RECOVERY_CONTROL":
-                self._control_checks.add(check_id)
+                missing |= set(cfg.get("ChildHealthChecks") or ()) - known
             elif kind == "CLOUDWATCH_METRIC":
                 alarm = cfg.get("AlarmIdentifier")
                 self._metric_checks[check_id] = AlarmRef(
@@ -221,8 +189,10 @@ class Route53Answers:
             elif kind in ("TCP", "HTTP", "HTTPS", "HTTP_STR_MATCH", "HTTPS_STR_MATCH"):
                 specs.append(CheckSpec(check_id, cfg.get("FullyQualifiedDomainName", ""), int(cfg.get("Port", 443)),
                                        float(cfg.get("RequestInterval", 30)), int(cfg.get("FailureThreshold", 3))))
-            else:
+            elif kind != "RECOVERY_CONTROL":  # its routing control's state is read when asked
                 raise ValueError(f"health check {check_id}: type {kind} is not evaluated by the local world")
+            read[check_id] = dict(cfg)
+        self._configs.update(read)
         if not specs:
             return
         address_of = {fqdn: (addr, self.tls_port) for fqdn, addr in self.addresses.items()}
@@ -231,16 +201,18 @@ class Route53Answers:
         self._checkers.append(checker)
 
     def healthy(self, check_id: str) -> bool:
-        result = self._measured(check_id)
-        return (not result) if check_id in self._inverted else result
+        """Route 53's status of the check (the model's rules) over what the drill measures. A check
+        not read yet counts as healthy (Route 53 considers a new health check healthy)."""
+        if check_id not in self._configs:
+            return True
+        return check_healthy(check_id, self._configs.get, self._measured)
 
-    def _measured(self, check_id: str) -> bool:
-        if check_id in self._calculated:
-            children, threshold = self._calculated[check_id]
-            return sum(1 for c in children if self.healthy(c)) >= threshold
-        if check_id in self._control_checks:
+    def _measured(self, check_id: str, config: Mapping[str, Any]) -> bool:
+        """What a leaf check measures in the local world."""
+        kind = config.get("Type", "TCP")
+        if kind == "RECOVERY_CONTROL":
             return self.control_state(check_id) == "On"
-        if check_id in self._metric_checks:
+        if kind == "CLOUDWATCH_METRIC":
             return self._metric_health(check_id)
         for c in self._checkers:
             if check_id in c.specs:
@@ -288,9 +260,12 @@ class Route53Answers:
 
     def answer(self, client_region: str | None) -> tuple[str | None, str | None, int]:
         """(ATS endpoint, its address, TTL in seconds as served) for a resolver near `client_region`."""
-        chosen = select(self.records(), self.healthy, client_region, self.nearest)
-        if chosen is None:
+        records = self.records()
+        sets = [r.rrset() for r in records]
+        picked = select(sets, self.healthy, client_region, self.nearest)
+        if picked is None:
             return None, None, 0
+        chosen = next(r for r, s in zip(records, sets, strict=True) if s is picked)
         ttl = max(1, round(chosen.ttl * self.scale))
         self.served_ttl = ttl
         endpoint = chosen.value

@@ -13,6 +13,8 @@ wrote) and then makes what the provider would make, in the local world's AWS (mo
   `aws.route53.Record` the program declares, with its TTL, set identifier, routing policy and health
   check; a record set is UPSERTed when it keeps its set identifier, CREATEd when new and DELETEd when
   the program no longer declares it (what terraform-provider-aws sends for `aws_route53_record`);
+  every batch is first checked with the local world's Route 53 model (`change_record_sets`,
+  `drill/route53_model.py`), so the drill refuses what Route 53 refuses (moto accepts any batch);
   with `failover_control: arc`, its routing controls and safety rules are registered with the local
   ARC cluster (`drill/arc.py`, standing in for ARC's control plane) and the stack's cluster
   endpoints are that cluster's. moto keeps no `RoutingControlArn` and no `AlarmIdentifier` on a
@@ -244,10 +246,10 @@ class LocalEngine:
         keys = {(rr["Name"], rr["Type"], rr.get("SetIdentifier")) for rr in desired}
         leaving = [rr for rr in existing if (rr["Name"], rr["Type"], rr.get("SetIdentifier")) not in keys]
         if leaving:  # a simple record becoming routed (or the reverse) goes first, in its own batch
-            wait_insync(r53, r53.change_resource_record_sets(HostedZoneId=self.zone_id, ChangeBatch={
-                "Changes": [{"Action": "DELETE", "ResourceRecordSet": rr} for rr in leaving]})["ChangeInfo"])
-        wait_insync(r53, r53.change_resource_record_sets(HostedZoneId=self.zone_id, ChangeBatch={
-            "Changes": [{"Action": "UPSERT", "ResourceRecordSet": rr} for rr in desired]})["ChangeInfo"])
+            wait_insync(r53, change_record_sets(r53, self.zone_id,
+                                                [{"Action": "DELETE", "ResourceRecordSet": rr} for rr in leaving]))
+        wait_insync(r53, change_record_sets(r53, self.zone_id,
+                                            [{"Action": "UPSERT", "ResourceRecordSet": rr} for rr in desired]))
         outputs["healthCheckIds"] = {region: real_ids.get(mid, mid) for region, mid in mock_ids.items()}
         return outputs
 
@@ -299,6 +301,23 @@ def _check_config(inputs: Mapping[str, Any], real_ids: Mapping[str, str]) -> dic
                 **({"Inverted": True} if inputs.get("invertHealthcheck") else {})}
     return {"Type": kind, "FullyQualifiedDomainName": inputs["fqdn"], "Port": int(inputs["port"]),
             "RequestInterval": int(inputs["requestInterval"]), "FailureThreshold": int(inputs["failureThreshold"])}
+
+
+def change_record_sets(r53: Any, zone_id: str, changes: list[dict[str, Any]]) -> Any:
+    """ChangeResourceRecordSets as Route 53 answers it: moto accepts any batch, so the batch is first
+    checked with the local world's Route 53 model (`route53_model.apply_batch`: all-or-nothing, each
+    change against what the earlier ones leave, the zone's name and the account's health checks) and
+    refused as Route 53 refuses it (`route53_model.InvalidChangeBatch`, nothing sent to moto). The
+    ChangeInfo of the accepted batch."""
+    from orchestrator.drill.route53_model import apply_batch
+
+    zone = r53.get_hosted_zone(Id=zone_id)["HostedZone"]["Name"]
+    current = [rr for page in r53.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone_id)
+               for rr in page["ResourceRecordSets"]]
+    checks = {hc["Id"] for page in r53.get_paginator("list_health_checks").paginate() for hc in page["HealthChecks"]}
+    apply_batch(current, changes, zone=zone, health_checks=checks)
+    answer = r53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": changes})
+    return answer["ChangeInfo"]
 
 
 def wait_insync(r53: Any, info: Mapping[str, Any], *, poll_s: float = 0.1, timeout_s: float = 300.0,

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from orchestrator.cli.app import Deps
 from orchestrator.cli.main import cli
 from orchestrator.console import Console
-from orchestrator.drill.dns import RecordSet, Route53Answers, parse_records, select
+from orchestrator.drill.dns import RecordSet, Route53Answers, parse_records
 from orchestrator.drill.model import (
     DeviceOutcome,
     DrillOptions,
@@ -28,6 +28,7 @@ from orchestrator.drill.model import (
     project,
 )
 from orchestrator.drill.report import markdown, svg
+from orchestrator.drill.route53_model import select as model_select
 from tests.doubles import project_copy
 
 PRIMARY = RecordSet("iot.example.com.", "a-ats.iot.eu-west-1.amazonaws.com", 60, "eu-west-1", "PRIMARY",
@@ -38,6 +39,13 @@ SECONDARY = RecordSet("iot.example.com.", "b-ats.iot.eu-central-1.amazonaws.com"
 
 def far(client: str | None, region: str) -> float:
     return 0.0 if client == region else 1.0
+
+
+def select(records: list[RecordSet], healthy: Any, client: str | None, nearest: Any) -> RecordSet | None:
+    """The model's selection (orchestrator/drill/route53_model.py) over the drill's record sets."""
+    sets = [r.rrset() for r in records]
+    chosen = model_select(sets, healthy, client, nearest)
+    return next((r for r, s in zip(records, sets, strict=True) if s is chosen), None)
 
 
 @pytest.mark.parametrize(("healthy", "expected"), [

@@ -82,10 +82,10 @@ def test_the_alarm_follows_the_canarys_data_in_moto(ctx: AwsContext) -> None:
 
 
 def test_the_strict_route53_model_follows_the_canary_alarm_under_the_gate() -> None:
-    """tests/route53_strict.py (the gate's answers): a region's gate needs its TCP endpoint and alarm."""
+    """orchestrator/drill/route53_model.py (the gate's answers): a region's gate needs its TCP endpoint and alarm."""
     import pytest
 
-    from tests.route53_strict import Health, answer_regions
+    from orchestrator.drill.route53_model import Health, answer_regions
 
     def endpoint(region: str) -> str:
         return f"abc-ats.iot.{region}.amazonaws.com"

@@ -15,9 +15,9 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from orchestrator.drill.arc import ArcCluster, Conflict
+from orchestrator.drill.route53_model import endpoint_region
 from tests.aws_gate import Gate
 from tests.doubles import ManualClock
-from tests.route53_strict import endpoint_region
 
 NAME = "iot.example.com."
 EU = "abc-ats.iot.eu-west-1.amazonaws.com"

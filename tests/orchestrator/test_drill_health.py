@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from orchestrator.drill.cloudwatch import ALARM, INSUFFICIENT, OK, alarm_state
-from orchestrator.drill.dns import AlarmRef, Route53Answers, alarm_health
+from orchestrator.drill.dns import AlarmRef, Route53Answers
+from orchestrator.drill.route53_model import alarm_health
 
 
 def far(client: str | None, record: str) -> float:

@@ -1,9 +1,14 @@
-"""A Route 53 that refuses what Route 53 refuses, and says what a name answers.
+"""The local world's one Route 53 model: which change batches Route 53 accepts, and what a name answers.
 
-TEST FIXTURE ONLY. moto accepts any change batch; real Route 53 checks each change of a batch
-against the record sets the earlier changes of the same batch leave, and applies the batch only
-when every change passes (all-or-nothing). Sources: Route 53 API reference, ChangeResourceRecordSets
-and ResourceRecordSet; boto/boto3#1347 (a role flip refused).
+Used by the drill (`drill/engine.py` checks every batch with `apply_batch` before it reaches moto;
+`drill/dns.py` answers with `select` and evaluates health checks with `check_healthy`) and by the
+tests (`tests/aws_gate.py` checks every batch the ops and engine tiers send; the ops tests ask
+`answers`). No other copy of these rules exists (docs/architecture.md, "The local world").
+
+moto accepts any change batch; real Route 53 checks each change of a batch against the record sets
+the earlier changes of the same batch leave, and applies the batch only when every change passes
+(all-or-nothing). Sources: Route 53 API reference, ChangeResourceRecordSets and ResourceRecordSet;
+boto/boto3#1347 (a role flip refused).
 
 Rules enforced (numbers as in issue 10):
 1. CREATE of an existing set (name, type, SetIdentifier) is refused.
@@ -22,22 +27,28 @@ Rules enforced (numbers as in issue 10):
 10. A record's HealthCheckId must name an existing health check: NoSuchHealthCheck, HTTP 404
     (Route 53 API reference, ChangeResourceRecordSets, Errors).
 Rules 8-10 are checked when `apply_batch` is told the zone's name and the account's health checks
-(the gate always tells it).
+(the gate and the drill's engine always tell it).
 
-`answers` computes what a name resolves to under Route 53's selection rules: a record without a
-health check counts as healthy; if none is healthy all count as healthy; failover = healthy
-PRIMARY, else healthy SECONDARY, else PRIMARY; latency = any healthy record (the resolver's
-nearest). Health checks: TCP/HTTP(S) follow the region of their endpoint (down or not),
-RECOVERY_CONTROL follows an ARC routing control's state, CLOUDWATCH_METRIC follows its alarm (the
-region's MQTT canary: ALARM while the alarm's region is down, OK otherwise, unless `alarms` says
-otherwise; INSUFFICIENT_DATA as the check's InsufficientDataHealthStatus, LastKnownStatus counting
-healthy), CALCULATED counts healthy children against its threshold; `Inverted` turns any round.
+Selection (`candidates`, `select`, `answers`; Route 53 Developer Guide, "How Amazon Route 53
+chooses records when health checking is configured" and "Choosing a routing policy"): a record
+without a health check counts as healthy; if none is healthy all count as healthy; failover =
+healthy PRIMARY, else healthy SECONDARY, else PRIMARY; latency = the healthy record nearest the
+resolver (`answers` gives every one a resolver somewhere may receive).
+
+Health checks (`check_healthy`; Route 53 API reference, HealthCheckConfig): CALCULATED counts
+healthy children against `HealthThreshold`; `Inverted` turns any check round; a CLOUDWATCH_METRIC
+check follows its alarm (`alarm_health`: INSUFFICIENT_DATA as `InsufficientDataHealthStatus`,
+LastKnownStatus healthy for a new check). What a leaf check measures is the caller's: the drill
+probes TCP endpoints, reads ARC routing controls and CloudWatch alarms; `Health` (the tests) says
+which regions are down: TCP/HTTP(S) follow the region of their endpoint, RECOVERY_CONTROL an ARC
+routing control's state, CLOUDWATCH_METRIC its alarm (ALARM while the alarm's region is down, OK
+otherwise, unless `alarms` says otherwise).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,7 +167,7 @@ def _check_zone(rr: Mapping[str, Any], zone: str | None, health_checks: Collecti
                                  code="NoSuchHealthCheck", status=404)
 
 
-def apply_batch(current: Iterable[Mapping[str, Any]], changes: list[Mapping[str, Any]], *,
+def apply_batch(current: Iterable[Mapping[str, Any]], changes: Sequence[Mapping[str, Any]], *,
                 zone: str | None = None, health_checks: Collection[str] | None = None) -> dict[Key, dict[str, Any]]:
     """The zone's record sets after `changes`, or InvalidChangeBatch (nothing applied). With `zone`
     (its name) and `health_checks` (the ids that exist), rules 8-10 too."""
@@ -194,7 +205,7 @@ def apply_batch(current: Iterable[Mapping[str, Any]], changes: list[Mapping[str,
     return state
 
 
-# -- answers ---------------------------------------------------------------------------------------
+# -- health checks -------------------------------------------------------------------------------
 _ENDPOINT_REGION = re.compile(r"\.iot\.([a-z]{2}(?:-[a-z]+)+-\d)\.amazonaws\.com\.?$")
 
 
@@ -203,67 +214,107 @@ def endpoint_region(host: str) -> str | None:
     return m.group(1) if m else None
 
 
+def alarm_health(state: str | None, insufficient: str, last_known: bool | None) -> bool:
+    """A CLOUDWATCH_METRIC check's status for its alarm's state (Route 53 API reference,
+    HealthCheckConfig.InsufficientDataHealthStatus: Healthy, Unhealthy or LastKnownStatus). An alarm
+    that cannot be read counts as insufficient data; LastKnownStatus of a check that never had a
+    status is healthy (Route 53 considers a new health check healthy)."""
+    if state == "OK":
+        return True
+    if state == "ALARM":
+        return False
+    if insufficient == "Healthy":
+        return True
+    if insufficient == "Unhealthy":
+        return False
+    return True if last_known is None else last_known
+
+
+def check_healthy(check_id: str, config_of: Callable[[str], Mapping[str, Any] | None],
+                  measure: Callable[[str, Mapping[str, Any]], bool]) -> bool:
+    """Route 53's status of health check `check_id`. `config_of` gives a check's HealthCheckConfig
+    (None: it does not exist, KeyError); `measure(id, config)` what a leaf check (any type but
+    CALCULATED) measures. CALCULATED: healthy when at least `HealthThreshold` children are healthy
+    (HealthCheckConfig.HealthThreshold; all children when unset); `Inverted` turns the result round
+    (HealthCheckConfig.Inverted)."""
+    config = config_of(check_id)
+    if config is None:
+        raise KeyError(f"record names health check {check_id}, which does not exist")
+    if config.get("Type") == "CALCULATED":
+        children = list(config.get("ChildHealthChecks") or [])
+        ok = sum(check_healthy(c, config_of, measure) for c in children)
+        result = ok >= int(config.get("HealthThreshold", len(children)))
+    else:
+        result = measure(check_id, config)
+    return (not result) if config.get("Inverted") else result
+
+
 @dataclass(frozen=True)
 class Health:
-    """The world a health check looks at: regions that do not answer, routing-control states."""
+    """A world for the tests' health checks: regions that do not answer, routing-control states."""
 
     checks: Mapping[str, Mapping[str, Any]]  # id -> HealthCheckConfig (as created)
     down: frozenset[str] = frozenset()
     controls: Mapping[str, str] = field(default_factory=dict)  # routing control ARN -> On | Off
     alarms: Mapping[str, str] = field(default_factory=dict)  # alarm name -> OK | ALARM | INSUFFICIENT_DATA
 
-    def healthy(self, check_id: str, _depth: int = 0) -> bool:
-        config = self.checks.get(check_id)
-        if config is None:
-            raise KeyError(f"record names health check {check_id}, which does not exist")
+    def healthy(self, check_id: str) -> bool:
+        return check_healthy(check_id, self.checks.get, self._measure)
+
+    def _measure(self, check_id: str, config: Mapping[str, Any]) -> bool:
         kind = config.get("Type")
         if kind == "RECOVERY_CONTROL":
-            result = self.controls.get(config.get("RoutingControlArn", ""), "Off") == "On"
-        elif kind == "CLOUDWATCH_METRIC":
+            return self.controls.get(config.get("RoutingControlArn", ""), "Off") == "On"
+        if kind == "CLOUDWATCH_METRIC":
             alarm = config.get("AlarmIdentifier") or {}
             if not alarm.get("Name"):
                 raise KeyError(f"CLOUDWATCH_METRIC health check {check_id} names no alarm")
             state = self.alarms.get(alarm["Name"]) or ("ALARM" if alarm.get("Region") in self.down else "OK")
-            if state == "INSUFFICIENT_DATA":
-                result = config.get("InsufficientDataHealthStatus") != "Unhealthy"
-            else:
-                result = state == "OK"
-        elif kind == "CALCULATED":
-            children = list(config.get("ChildHealthChecks") or [])
-            ok = sum(self.healthy(c, _depth + 1) for c in children)
-            result = ok >= int(config.get("HealthThreshold", len(children)))
-        else:
-            region = endpoint_region(config.get("FullyQualifiedDomainName", ""))
-            result = region not in self.down
-        return (not result) if config.get("Inverted") else result
+            return alarm_health(state, config.get("InsufficientDataHealthStatus") or "LastKnownStatus", None)
+        return endpoint_region(config.get("FullyQualifiedDomainName", "")) not in self.down
+
+
+# -- selection -------------------------------------------------------------------------------------
+def candidates(sets: Sequence[Mapping[str, Any]], healthy: Callable[[str], bool]) -> list[Mapping[str, Any]]:
+    """The record sets of one name and type Route 53 may answer with (Developer Guide, "How Amazon
+    Route 53 chooses records when health checking is configured"): a simple record always; a record
+    without a health check counts as healthy; when no record is healthy, all count as healthy;
+    failover: the healthy PRIMARY, else the healthy SECONDARY ("Active-passive failover"); other
+    routing policies (latency, weighted, ...): every healthy record, the resolver's place (or the
+    weights) picking one of them."""
+    if not sets:
+        return []
+    kind = policy(sets[0])
+    if kind is None:
+        return list(sets)
+    considered = [r for r in sets if not r.get("HealthCheckId") or healthy(r["HealthCheckId"])] or list(sets)
+    if kind == "Failover":
+        for role in ("PRIMARY", "SECONDARY"):
+            chosen = [r for r in considered if r.get("Failover") == role]
+            if chosen:
+                return chosen[:1]
+        return []
+    return considered
+
+
+def select(sets: Sequence[Mapping[str, Any]], healthy: Callable[[str], bool], client_region: str | None,
+           nearest: Callable[[str | None, str], float]) -> Mapping[str, Any] | None:
+    """The record set a resolver near `client_region` receives: among `candidates`, the one whose
+    Region has the lowest latency from it (`nearest`, the local world's stand-in for Route 53's
+    latency measurements; "Latency-based routing")."""
+    found = candidates(sets, healthy)
+    return min(found, key=lambda r: nearest(client_region, str(r.get("Region") or ""))) if found else None
+
+
+def record_value(rrset: Mapping[str, Any]) -> str:
+    return str(rrset["ResourceRecords"][0]["Value"]).rstrip(".")
 
 
 def answers(records: Iterable[Mapping[str, Any]], name: str, health: Health,
             rtype: str = "CNAME") -> frozenset[str]:
     """The values resolvers may receive for `name` (several for latency: depends on where they are)."""
     sets = [r for r in records if fqdn(r["Name"]) == fqdn(name) and r["Type"] == rtype]
-    if not sets:
-        return frozenset()
-
-    def value(r: Mapping[str, Any]) -> str:
-        return str(r["ResourceRecords"][0]["Value"]).rstrip(".")
-
-    def ok(r: Mapping[str, Any]) -> bool:
-        return not r.get("HealthCheckId") or health.healthy(r["HealthCheckId"])
-
-    kind = policy(sets[0])
-    if kind is None:
-        return frozenset(value(r) for r in sets)
-    healthy = [r for r in sets if ok(r)]
-    if not healthy:  # none healthy: Route 53 treats all as healthy
-        healthy = sets
-    if kind == "Failover":
-        for role in ("PRIMARY", "SECONDARY"):
-            chosen = [r for r in healthy if r.get("Failover") == role]
-            if chosen:
-                return frozenset({value(chosen[0])})
-        return frozenset()
-    return frozenset(value(r) for r in healthy)
+    return frozenset(record_value(r) for r in candidates(sets, health.healthy))
 
 
 def answer_regions(records: Iterable[Mapping[str, Any]], name: str, health: Health) -> frozenset[str]:
@@ -278,4 +329,3 @@ def scenarios(records: list[Mapping[str, Any]], name: str, checks: Mapping[str, 
     for region in regions:
         out[f"{region} down"] = answer_regions(records, name, Health(checks, frozenset({region}), controls or {}))
     return out
-
