@@ -330,6 +330,10 @@ def run(definition: Mapping[str, Any], execution_input: Any,
     except _Quota:
         ex.status, ex.error = "FAILED", "HistoryQuotaExceeded"
         return ex
+    except TaskError as exc:  # a path the data does not have (Parameters, ResultSelector): States.Runtime
+        ex.events.append("ExecutionFailed")
+        ex.status, ex.error, ex.cause = "FAILED", exc.error, exc.cause
+        return ex
 
 
 class _Quota(Exception):

@@ -62,9 +62,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.registry.calls import error_code
+from orchestrator.registry.calls import Caller, error_code
 from orchestrator.registry.readjournal import ReadJournal, reads_prefix
-from orchestrator.registry.snapshot import RegistrySnapshot, Thing, read_principals
+from orchestrator.registry.snapshot import RegistrySnapshot, Thing, pmap, read_principals
 from orchestrator.registry.snapshot import missing as _missing
 
 if TYPE_CHECKING:
@@ -279,8 +279,7 @@ def _read(replicator: Replicator, store: PassStore, state: PassState, limits: Sl
           clock: Callable[[], float], remaining_s: Callable[[], float] | None) -> PassState:
     """Pages of the source's things from the cursor: principals in both regions, journalled and
     stored page by page, until the budget, the page count or the end of the listing."""
-    src = replicator._source(store.source)
-    dst = replicator.region
+    src, dst = callers(replicator, store.source)
     workdir = Path(tempfile.mkdtemp(prefix="reconcile-"))
     holder = {"state": state}
 
@@ -288,7 +287,7 @@ def _read(replicator: Replicator, store: PassStore, state: PassState, limits: Sl
         holder["state"] = store.put_part(holder["state"], part.read_text(encoding="utf-8"))
 
     try:
-        journal = ReadJournal(workdir / JOURNAL_NAME, src_region=src.name, dst_region=dst.name,
+        journal = ReadJournal(workdir / JOURNAL_NAME, src_region=src.region, dst_region=dst.region,
                               ttl_s=VALIDITY_S, clock=clock, store=keep, store_every_s=math.inf)
         pages = 0
         while pages < limits.max_pages and clock() - t0 < limits.budget_s \
@@ -298,7 +297,7 @@ def _read(replicator: Replicator, store: PassStore, state: PassState, limits: Sl
             if cursor:
                 kwargs["nextToken"] = cursor
             try:
-                page = src.iot.call("list_things", **kwargs)
+                page = src.call("list_things", **kwargs)
             except Exception as exc:
                 if cursor and error_code(exc) in ("InvalidRequestException", "InvalidNextTokenException"):
                     # the service no longer takes the cursor: list again from the start (journalled
@@ -325,27 +324,46 @@ def _read(replicator: Replicator, store: PassStore, state: PassState, limits: Sl
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _read_page(journal: ReadJournal, src: Any, dst: Any, things: list[Thing]) -> None:
+def _read_page(journal: ReadJournal, src: Caller, dst: Caller, things: list[Thing]) -> None:
+    """One page's principals: the source's and the destination's at the same time (separate
+    regions, separate quotas), each API at its own quota (`callers`); journalled per region."""
     from orchestrator.registry.sync.run import _journal_lines
 
     names = [t.name for t in things]
     partial: set[str] = set()  # a thing whose principals' last page may be short: not journalled
-    src_p, _ = read_principals(src.iot, names, partial=partial)
-    listing = RegistrySnapshot(src.name, things=tuple(things))
-    journal.record(src.name, _journal_lines(listing, [n for n in names if n not in partial], src_p))
-    here: list[Thing] = []
-    for name in names:
-        try:
-            d = dst.iot.call("describe_thing", thingName=name)
-        except Exception as exc:
-            if _missing(exc):
-                continue
-            raise
-        here.append(Thing(name, version=d.get("version")))
-    if here:
+
+    def source() -> tuple[str, dict[str, tuple[int | None, list[str]]]]:
+        src_p, _ = read_principals(src, names, partial=partial)
+        listing = RegistrySnapshot(src.region, things=tuple(things))
+        return src.region, _journal_lines(listing, [n for n in names if n not in partial], src_p)
+
+    def destination() -> tuple[str, dict[str, tuple[int | None, list[str]]]]:
+        here: list[Thing] = []
+        for name in names:
+            try:
+                d = dst.call("describe_thing", thingName=name)
+            except Exception as exc:
+                if _missing(exc):
+                    continue
+                raise
+            here.append(Thing(name, version=d.get("version")))
         dst_names = [t.name for t in here]
-        dst_p, _ = read_principals(dst.iot, dst_names)
-        journal.record(dst.name, _journal_lines(RegistrySnapshot(dst.name, things=tuple(here)), dst_names, dst_p))
+        dst_p, _ = read_principals(dst, dst_names) if here else ((), ())
+        return dst.region, _journal_lines(RegistrySnapshot(dst.region, things=tuple(here)), dst_names, dst_p)
+
+    for region, lines in pmap(lambda f: f(), [source, destination], 2):  # journalled in this thread
+        journal.record(region, lines)
+
+
+def callers(replicator: Replicator, source: str) -> tuple[Caller, Caller]:
+    """Read callers of the source and the destination with every API at its own AWS quota
+    (`SyncOptions().caller`: ListThings and ListThingPrincipals 10/s, DescribeThing 350/s), on the
+    replicator's clients."""
+    from orchestrator.registry.sync import SyncOptions
+
+    options = SyncOptions()
+    return (options.caller(replicator._source(source).iot.client, writes=False),
+            options.caller(replicator.region.iot.client, writes=False))
 
 
 def _apply(replicator: Replicator, store: PassStore, state: PassState, clock: Callable[[], float],
