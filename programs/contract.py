@@ -326,12 +326,16 @@ class ReplicationNames:
     function: str
     dead_letter_queue: str
     applied_table: str
+    reconcile_state_machine: str = ""  # the daily reconciliation (secondaries only)
+    reconcile_schedule: str = ""
 
     @classmethod
     def of(cls, env: str, region: str) -> ReplicationNames:
         return cls(function=f"iot-{env}-replicator-{region}",
                    dead_letter_queue=f"iot-{env}-replication-dlq-{region}",
-                   applied_table=f"iot-{env}-replication-applied-{region}")
+                   applied_table=f"iot-{env}-replication-applied-{region}",
+                   reconcile_state_machine=f"iot-{env}-reconcile-{region}",
+                   reconcile_schedule=f"iot-{env}-reconcile-{region}")
 
 
 @dataclass(frozen=True)

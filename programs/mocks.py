@@ -125,6 +125,8 @@ _ARNS: dict[str, tuple[str, str, bool]] = {
     "aws:cloudwatch/metricAlarm:MetricAlarm": ("cloudwatch", "alarm:{name}", True),
     "aws:kms/key:Key": ("kms", "key/{id}", True),
     "aws:cloudtrail/trail:Trail": ("cloudtrail", "trail/{name}", True),
+    "aws:sfn/stateMachine:StateMachine": ("states", "stateMachine:{name}", True),
+    "aws:scheduler/schedule:Schedule": ("scheduler", "schedule/default/{name}", True),
 }
 # resources whose physical name the provider would derive from the logical name (autonaming)
 _AUTONAMED = {
@@ -141,6 +143,8 @@ _AUTONAMED = {
     "aws:cloudwatch/logGroup:LogGroup": "name",
     "aws:cloudwatch/eventRule:EventRule": "name",
     "aws:cloudwatch/metricAlarm:MetricAlarm": "name",
+    "aws:sfn/stateMachine:StateMachine": "name",
+    "aws:scheduler/schedule:Schedule": "name",
 }
 
 

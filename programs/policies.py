@@ -512,6 +512,17 @@ def canary_function(*, secret_arn: str, log_group_arn: str, metric_namespace: st
     )
 
 
+def invoke_function(function_arn: str) -> Document:
+    """The reconciliation state machine's role: invoke exactly one function (its ARN, and its
+    versions and aliases: `:*`), nothing else."""
+    return _doc({"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": [function_arn, f"{function_arn}:*"]})
+
+
+def start_execution(state_machine_arn: str) -> Document:
+    """The reconciliation schedule's role: start exactly one state machine."""
+    return _doc({"Effect": "Allow", "Action": "states:StartExecution", "Resource": state_machine_arn})
+
+
 def events_forward(bus_arns: Sequence[str]) -> Document:
     """EventBridge forwarding recorded IoT API calls to the default bus of the function regions."""
     return _doc({"Effect": "Allow", "Action": "events:PutEvents", "Resource": sorted(bus_arns)})

@@ -70,6 +70,29 @@ MAX_RECORD_AGE_S = 6 * 3600
 LAG_ALARM_MS = 60_000
 LAG_ALARM_PERIODS = 5
 RECONCILE_SCHEDULE = "rate(1 day)"
+# -- the reconciliation's state machine (reconcile_definition) -------------------------------------
+# A standard execution's history holds at most 25,000 events (Step Functions developer guide,
+# "Service quotas", "Quotas related to state machine executions"). One loop of the definition
+# writes 9: the Task's TaskStateEntered, TaskScheduled, TaskStarted, TaskSucceeded, TaskStateExited,
+# the Choice's entered and exited, the Pass's entered and exited; each retried attempt adds 3
+# (TaskFailed, TaskScheduled, TaskStarted). With every slice retried RECONCILE_RETRY_ATTEMPTS times
+# and 10 events for the execution's start and end, MAX_RECONCILE_SLICES loops always fit: an
+# execution cannot run forever, and a pass it did not finish is continued by the next day's
+# execution (the progress is in the applied table, orchestrator/registry/reconcile_pass.py).
+SFN_HISTORY_QUOTA = 25_000
+EVENTS_PER_SLICE = 9
+EVENTS_PER_RETRY = 3
+EXECUTION_EVENTS = 10
+RECONCILE_RETRY_ATTEMPTS = 3
+MAX_RECONCILE_SLICES = (SFN_HISTORY_QUOTA - EXECUTION_EVENTS) // (
+    EVENTS_PER_SLICE + EVENTS_PER_RETRY * RECONCILE_RETRY_ATTEMPTS)
+RECONCILE_INPUT = {"slices": 0}  # the schedule's execution input: the loop's counter
+SLICE_TIMEOUT_S = 960  # the Task's own bound: the function's 900 s and Lambda's invoke overhead
+# Lambda's transient errors, as the Lambda integration names them (Step Functions developer guide,
+# "Handling errors": best practice for Lambda tasks); a function error (the slice raised) is not
+# retried here: the execution fails, and the next one continues from the stored progress
+LAMBDA_TRANSIENT = ("Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
+                    "Lambda.TooManyRequestsException")
 API_CALL_MAX_AGE_S = 6 * 3600  # asynchronous invocations and EventBridge retries give up after this
 TRAIL_LOG_DAYS = 90
 
@@ -504,22 +527,84 @@ class CrossRegionReplication(pulumi.ComponentResource):
             region=region, tags=tags, opts=child)
         if region == args.primary.region:
             return function, dlq  # the primary is the reconciliation's source, never its target
-        schedule = aws.cloudwatch.EventRule(
-            f"{name}-reconcile-{region}", name=f"iot-{args.env}-reconcile-{region}",
-            description=f"daily registry reconciliation {args.primary.region} -> {region}",
-            schedule_expression=RECONCILE_SCHEDULE, region=region, tags=tags, opts=child)
-        permission = aws.lambda_.Permission(
-            f"{name}-reconcile-permission-{region}", action="lambda:InvokeFunction", function=function.name,
-            principal="events.amazonaws.com", source_arn=schedule.arn, region=region, opts=child)
-        aws.cloudwatch.EventTarget(
-            f"{name}-reconcile-target-{region}", rule=schedule.name, arn=function.arn,
-            input=json.dumps({"reconcile": {"from": args.primary.region}}), region=region,
-            opts=ResourceOptions(parent=self, depends_on=[permission]))
+        self._reconciliation(name, args, region, function, account_id, tags)
         return function, dlq
+
+    def _reconciliation(self, name: str, args: ReplicationArgs, region: str, function: aws.lambda_.Function,
+                        account_id: Output[str], tags: dict[str, str]) -> None:
+        """The daily full reconciliation into one secondary: a STANDARD state machine looping over the
+        function's bounded slices (`reconcile_definition`), started by EventBridge Scheduler. Each
+        role may do one thing: the machine's invoke this function, the schedule's start this machine."""
+        names = ReplicationNames.of(args.env, region)
+        child = ResourceOptions(parent=self)
+        machine_role = aws.iam.Role(
+            f"{name}-reconcile-machine-role-{region}", path=args.iam.path, permissions_boundary=args.iam.boundary,
+            assume_role_policy=account_id.apply(lambda a: policies.dumps(
+                policies.service_trust("states.amazonaws.com", a))), tags=tags, opts=child)
+        machine_policy = aws.iam.RolePolicy(
+            f"{name}-reconcile-machine-policy-{region}", role=machine_role.id,
+            policy=function.arn.apply(lambda arn: policies.dumps(policies.invoke_function(arn))), opts=child)
+        machine = aws.sfn.StateMachine(
+            f"{name}-reconcile-{region}", name=names.reconcile_state_machine, type="STANDARD",
+            role_arn=machine_role.arn,
+            definition=function.arn.apply(lambda arn: json.dumps(
+                reconcile_definition(arn, args.primary.region), sort_keys=True)),
+            region=region, tags=tags, opts=ResourceOptions(parent=self, depends_on=[machine_policy]))
+        schedule_role = aws.iam.Role(
+            f"{name}-reconcile-schedule-role-{region}", path=args.iam.path, permissions_boundary=args.iam.boundary,
+            assume_role_policy=account_id.apply(lambda a: policies.dumps(
+                policies.service_trust("scheduler.amazonaws.com", a))), tags=tags, opts=child)
+        schedule_policy = aws.iam.RolePolicy(
+            f"{name}-reconcile-schedule-policy-{region}", role=schedule_role.id,
+            policy=machine.arn.apply(lambda arn: policies.dumps(policies.start_execution(arn))), opts=child)
+        aws.scheduler.Schedule(
+            f"{name}-reconcile-schedule-{region}", name=names.reconcile_schedule,
+            description=f"daily registry reconciliation {args.primary.region} -> {region}",
+            schedule_expression=RECONCILE_SCHEDULE, flexible_time_window={"mode": "OFF"},
+            target={"arn": machine.arn, "role_arn": schedule_role.arn,
+                    "input": json.dumps(RECONCILE_INPUT, sort_keys=True)},
+            region=region, opts=ResourceOptions(parent=self, depends_on=[schedule_policy]))
 
     def exports(self) -> dict[str, Output[Any]]:
         values = [self.replication_role_arn, self.registry_table_name, self.targets]
         return dict(zip(REPLICATION_OUTPUTS, values, strict=True))
+
+
+def reconcile_definition(function_arn: str, source: str, *, slice_limits: dict[str, Any] | None = None,
+                         max_slices: int = MAX_RECONCILE_SLICES) -> dict[str, Any]:
+    """The Amazon States Language definition of one secondary's reconciliation: invoke the function
+    for a slice, stop when it says `done`, else count the slice and go again, at most `max_slices`
+    times. `slice_limits` (tests): the slice request's limits (`reconcile_pass.SliceLimits`)."""
+    return {
+        "Comment": f"registry reconciliation from {source}: bounded slices until the pass is done",
+        "StartAt": "Slice",
+        "States": {
+            "Slice": {
+                "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": function_arn,
+                               "Payload": {"reconcile": {"from": source, "slice": dict(slice_limits or {})}}},
+                "ResultSelector": {"done.$": "$.Payload.done", "progress.$": "$.Payload.progress"},
+                "ResultPath": "$.result",
+                "TimeoutSeconds": SLICE_TIMEOUT_S,
+                "Retry": [{"ErrorEquals": list(LAMBDA_TRANSIENT), "IntervalSeconds": 2,
+                           "MaxAttempts": RECONCILE_RETRY_ATTEMPTS, "BackoffRate": 2.0}],
+                "Next": "Done?",
+            },
+            "Done?": {
+                "Type": "Choice",
+                "Choices": [
+                    {"Variable": "$.result.done", "BooleanEquals": True, "Next": "Reconciled"},
+                    {"Variable": "$.slices", "NumericGreaterThanEquals": max_slices - 1, "Next": "OutOfSlices"},
+                ],
+                "Default": "Count",
+            },
+            "Count": {"Type": "Pass", "Parameters": {"slices.$": "States.MathAdd($.slices, 1)"}, "Next": "Slice"},
+            "Reconciled": {"Type": "Succeed"},
+            "OutOfSlices": {"Type": "Fail", "Error": "Reconcile.OutOfSlices",
+                            "Cause": f"{max_slices} slices without finishing the pass: "
+                                     "the next execution continues it"},
+        },
+    }
 
 
 def _stream_arn(table: aws.dynamodb.Table, region: str, home: str) -> Output[str]:

@@ -5,7 +5,10 @@ Per region with a replication function (each secondary; every member in latency 
 - lag: the newest maximum of the `ReplicationLag` metric (apply time minus event time) over the
   last 15 minutes; None when no change was applied in that window;
 - dead letters: the messages in the function's dead-letter queue (visible and in flight);
-- the last reconciliation: what the daily backstop sync wrote into the region's applied table.
+- the last reconciliation: what the daily backstop sync wrote into the region's applied table;
+- the reconciliation pass in progress (a secondary's Step Functions pass of bounded slices,
+  `orchestrator.registry.reconcile_pass`): things read of the estimated total, slices, and the ETA
+  of its reads at the rate so far, from the pass's head item in the same table.
 
 `replay_from_dlq` re-applies what the stream mapping gave up on: it reads each dead letter's batch
 back from the stream and runs it through the same function code (`orchestrator.registry.replicate`),
@@ -37,10 +40,12 @@ class ReplicationHealth:
     dead_letters: int | None = None
     last_reconciliation: dict[str, Any] | None = None
     error: str | None = None  # why the numbers could not be read (status reports, it does not fail)
+    reconciling: dict[str, Any] | None = None  # the pass in progress (reconcile_pass.read_progress)
 
     def to_json(self) -> dict[str, Any]:
         return {"region": self.region, "lag_ms": self.lag_ms, "dead_letters": self.dead_letters,
-                "last_reconciliation": self.last_reconciliation, "error": self.error}
+                "last_reconciliation": self.last_reconciliation, "reconciling": self.reconciling,
+                "error": self.error}
 
     def line(self) -> str:
         if self.error:
@@ -51,7 +56,31 @@ class ReplicationHealth:
                                          f"({rec.get('applied', 0)} applied, {rec.get('errors', 0)} errors)")
         dlq = f"{self.dead_letters} dead letters" + (
             f" (run `orchestrate registry replay --from-dlq --region {self.region}`)" if self.dead_letters else "")
-        return f"  {self.region:<15} lag {lag:<22} {dlq:<16}  last reconciliation {last}"
+        return f"  {self.region:<15} lag {lag:<22} {dlq:<16}  last reconciliation {last}" + self._pass()
+
+    def _pass(self) -> str:
+        """`; reconciling: …` while a pass is under way (nothing once it is done or discarded)."""
+        p = self.reconciling
+        if not p or p.get("phase") == "done" or p.get("stale"):
+            return ""
+        total = p.get("total_estimate")
+        read = int(p.get("read") or 0)
+        of = f"{read}/{total} things read ({100 * read // total} %)" if total else f"{read} things read (total unknown)"
+        eta = p.get("eta_s")
+        if p.get("phase") == "apply":
+            when = "reads done, applying"
+        elif eta is None:
+            when = "ETA unknown until the rate is known"
+        else:
+            when = f"ETA {_duration(float(eta))}"
+        return f"; reconciling since {p.get('started_at')}: {of}, {p.get('slices', 0)} slices, {when}"
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def replication_regions(topology: Topology) -> tuple[str, ...]:
@@ -60,8 +89,10 @@ def replication_regions(topology: Topology) -> tuple[str, ...]:
     return function_regions(topology.routing.value, topology.primary, tuple(topology.secondaries))
 
 
-def replication_health(ctx: AwsContext, env: str, region: str, *, now: datetime | None = None) -> ReplicationHealth:
-    """One region's lag, dead letters and last reconciliation (errors become `error`)."""
+def replication_health(ctx: AwsContext, env: str, region: str, *, now: datetime | None = None,
+                       source: str | None = None) -> ReplicationHealth:
+    """One region's lag, dead letters and last reconciliation (errors become `error`), and with
+    `source` (the primary; not this region) the reconciliation pass from it in progress."""
     from orchestrator.aws import client
     from orchestrator.errors import OrchestrateError
     from orchestrator.registry.calls import error_code
@@ -83,12 +114,18 @@ def replication_health(ctx: AwsContext, env: str, region: str, *, now: datetime 
         attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
             "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
         dead = sum(int(v) for v in attrs.values())
-        last = DynamoAppliedStore(client(ctx, "dynamodb", region), names.applied_table).reconciliation()
+        ddb = client(ctx, "dynamodb", region)
+        last = DynamoAppliedStore(ddb, names.applied_table).reconciliation()
+        reconciling = None
+        if source is not None and source != region:
+            from orchestrator.registry.reconcile_pass import read_progress
+
+            reconciling = read_progress(ddb, names.applied_table, source, now=now.timestamp())
     except OrchestrateError as exc:
         return ReplicationHealth(region, error=exc.one_line())
     except Exception as exc:  # botocore: not deployed yet, no permission, ...
         return ReplicationHealth(region, error=error_code(exc) or type(exc).__name__)
-    return ReplicationHealth(region, lag, dead, last)
+    return ReplicationHealth(region, lag, dead, last, reconciling=reconciling)
 
 
 def count_dead_letters(ctx: AwsContext, env: str, region: str) -> int:

@@ -378,7 +378,8 @@ def _replication(app: Context) -> tuple[ReplicationHealth, ...]:
         return ()
     ctx = app.aws()
     with ThreadPoolExecutor(max_workers=min(4, len(regions)), thread_name_prefix="status-replication") as pool:
-        return tuple(pool.map(lambda r: replication_health(ctx, app.env, r), regions))
+        primary = app.topology().primary
+        return tuple(pool.map(lambda r: replication_health(ctx, app.env, r, source=primary), regions))
 
 
 def _control_states(app: Context) -> dict[str, str]:

@@ -1066,7 +1066,7 @@ def reconcile(replicator: Replicator, source_region: str, *, now: datetime | Non
                                   "error": f"{error_code(exc) or type(exc).__name__}"}
     else:
         result = {"at": at, "from": source_region, "ok": report.ok, "applied": report.applied,
-                  "errors": len(report.errors) + report.blocked}
+                  "errors": len(report.errors) + report.blocked, "things": report.things_total}
     result["plane"] = plane = reconcile_plane(replicator, source_region)
     result["ok"] = bool(result["ok"] and plane["ok"])
     result["errors"] += plane["errors"]
@@ -1298,7 +1298,9 @@ def from_environment(env: Mapping[str, str] = os.environ) -> Replicator:
 
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """Lambda: stream batches (`Records`), CloudTrail API calls from EventBridge (`detail-type` "AWS
-    API Call via CloudTrail") and the daily reconciliation (`{"reconcile": {"from": R}}`)."""
+    API Call via CloudTrail"), the daily reconciliation's slices (`{"reconcile": {"from": R, "slice":
+    {...}}}`, from the state machine: `reconcile_pass.run_slice`) and a whole reconciliation in one
+    invocation (`{"reconcile": {"from": R}}`: small fleets, by hand)."""
     import logging
 
     global _REPLICATOR
@@ -1321,7 +1323,16 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
             raise ApplyFailed(f"{outcome.key}: {outcome.detail}")
         return {"outcome": outcome.outcome.value, "key": outcome.key}
     if isinstance(event.get("reconcile"), Mapping):
-        summary = reconcile(_REPLICATOR, str(event["reconcile"]["from"]))
+        request = event["reconcile"]
+        if "slice" in request:  # one slice of the Step Functions pass (reconcile_pass.py)
+            from orchestrator.registry.reconcile_pass import SliceLimits, run_slice
+
+            remaining = getattr(context, "get_remaining_time_in_millis", None)
+            step = run_slice(_REPLICATOR, str(request["from"]), SliceLimits.of(request["slice"]),
+                             remaining_s=(lambda: remaining() / 1000.0) if callable(remaining) else None)
+            log.info(json.dumps(step, sort_keys=True, default=str))
+            return step
+        summary = reconcile(_REPLICATOR, str(request["from"]))
         log.info(json.dumps(summary))
         return summary
     raise ValueError("unknown event: expected stream Records or a reconcile request")

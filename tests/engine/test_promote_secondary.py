@@ -80,4 +80,4 @@ def test_promote_secondary_single_to_failover(make_project, moto_server: str) ->
     # continuous replication in the secondary: its dead-letter queue and watermark table exist (the
     # stand-in created them in moto), nothing dead-lettered, no reconciliation yet
     assert report["replication"] == [{"region": SECONDARY, "lag_ms": None, "dead_letters": 0,
-                                      "last_reconciliation": None, "error": None}]
+                                      "last_reconciliation": None, "reconciling": None, "error": None}]

@@ -105,6 +105,17 @@ def test_up_all_brings_the_replication_stack_up(env2: Env2) -> None:
     assert mapping["outputs"]["functionResponseTypes"] == ["ReportBatchItemFailures"]
     rules = sorted(r["outputs"]["region"] for r in replication if r["type"] == "aws:iot/topicRule:TopicRule")
     assert rules == sorted([PRIMARY] * 3 + [SECONDARY] * 3)  # failover: both routed regions
+    # the daily reconciliation in the secondary, created in moto by the stand-in (its definition
+    # validated as Step Functions validates it): a state machine over the function, started daily
+    # by EventBridge Scheduler
+    machine, schedule = _reconciliation(env2.endpoint)
+    assert machine is not None and schedule is not None
+    definition = json.loads(machine["definition"])
+    assert definition["States"]["Slice"]["Parameters"]["FunctionName"] == fn["outputs"]["arn"]
+    assert definition["States"]["Slice"]["Parameters"]["Payload"] == {"reconcile": {"from": PRIMARY, "slice": {}}}
+    assert machine["type"] == "STANDARD"
+    assert schedule["Target"]["Arn"] == machine["stateMachineArn"] and schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}
+    assert schedule["ScheduleExpression"] == "rate(1 day)"
     # status reports the secondary's replication (its dead-letter queue, mirrored into moto) and
     # finds the vault empty, not unreachable
     status = env2.run("status")
@@ -200,6 +211,7 @@ def test_destroy_all_keeps_protected_data_unless_asked(env2: Env2) -> None:
     }
     claims = sorted(p.name for p in project.account.iterdir() if p.name.startswith("s3-bucket"))
     assert len(claims) == 3  # the buckets still exist in the account
+    assert _reconciliation(env2.endpoint) == (None, None)  # the state machine and its schedule are gone
 
     report = env2.run("destroy", "--all", "--include-protected", "--yes")
     assert report["ok"] is True, report
@@ -208,6 +220,23 @@ def test_destroy_all_keeps_protected_data_unless_asked(env2: Env2) -> None:
     assert not [p for p in project.account.iterdir() if p.name.startswith("s3-bucket")]
     status = {s["name"]: s for s in env2.run("status")["stacks"]}
     assert not any(s["deployed"] for s in status.values())
+
+
+def _reconciliation(endpoint: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The secondary's reconciliation state machine and schedule as moto has them (None: absent)."""
+    import boto3
+
+    keys = {"region_name": SECONDARY, "endpoint_url": endpoint, "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing"}
+    name = f"iot-dev-reconcile-{SECONDARY}"
+    sfn, scheduler = boto3.client("stepfunctions", **keys), boto3.client("scheduler", **keys)
+    arns = [m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"] if m["name"] == name]
+    machine = sfn.describe_state_machine(stateMachineArn=arns[0]) if arns else None
+    try:
+        schedule: dict[str, Any] | None = scheduler.get_schedule(Name=name)
+    except scheduler.exceptions.ResourceNotFoundException:
+        schedule = None
+    return machine, schedule
 
 
 def _backend_stacks(project: OrchestrateProject) -> list[str]:

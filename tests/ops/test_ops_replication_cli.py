@@ -75,11 +75,39 @@ def test_status_shows_lag_dead_letters_and_the_last_reconciliation(
 
     doc = json.loads(run("status", "--json").stdout)
     (row,) = doc["replication"]
-    assert row == {"region": DST, "lag_ms": 1250, "dead_letters": 1, "last_reconciliation": last, "error": None}
+    assert row == {"region": DST, "lag_ms": 1250, "dead_letters": 1, "last_reconciliation": last,
+                   "reconciling": None, "error": None}
     text = run("status").stdout
     assert "lag 1.2 s" in text and "1 dead letters" in text
     assert f"orchestrate registry replay --from-dlq --region {DST}" in text
     assert "last reconciliation ok at 2026-11-30T03:00:00+00:00" in text
+
+
+def test_status_shows_the_reconciliation_pass_in_progress_with_its_eta(
+        run: Callable[..., Result], deployed: None, ctx: AwsContext) -> None:  # noqa: F811
+    """A pass of the daily reconciliation (Step Functions slices) half read: status shows what it
+    has read of the estimated total, its slices and when its reads will be done at the rate so far."""
+    import time
+
+    from orchestrator.registry.reconcile_pass import PassState, PassStore
+
+    table = applied_table(ctx, DST, NAMES.applied_table)
+    client(ctx, "sqs", DST).create_queue(QueueName=NAMES.dead_letter_queue)
+    now = time.time()
+    # 36,000 of 100,000 things read in the first hour: 10 things/s, 64,000 left: 1 h 46 min
+    state = PassState("abc123", SRC, now - 3600, read=36_000, total_estimate=100_000, slices=7, pages=144,
+                      updated_at=now)
+    PassStore(client(ctx, "dynamodb", DST), table, SRC).save(state)
+    (row,) = json.loads(run("status", "--json").stdout)["replication"]
+    rec = row["reconciling"]
+    assert (rec["phase"], rec["read"], rec["total_estimate"], rec["slices"], rec["stale"]) == \
+        ("read", 36_000, 100_000, 7, False)
+    assert 6390 <= rec["eta_s"] <= 6410 and rec["rate_per_s"] == 10.0
+    text = run("status").stdout
+    assert "reconciling since" in text and "36000/100000 things read (36 %), 7 slices, ETA 1 h 46 min" in text
+    # a finished pass is not "in progress"
+    PassStore(client(ctx, "dynamodb", DST), table, SRC).save(PassState("abc123", SRC, now - 3600, phase="done"))
+    assert "reconciling" not in run("status").stdout
 
 
 def test_status_reports_unreadable_replication_without_failing(

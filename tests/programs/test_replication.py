@@ -29,9 +29,10 @@ VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
 def test_inventory_for_two_secondaries(replication: Evaluation) -> None:
     managed = Counter(r.type for r in replication.managed)
     assert managed == Counter({
-        # S3 replication, the primary's rules, one function per secondary, forwarding API calls
-        "aws:iam/role:Role": 5,
-        "aws:iam/rolePolicy:RolePolicy": 5,
+        # S3 replication, the primary's rules, one function per secondary, forwarding API calls,
+        # per secondary the reconciliation's state machine and schedule
+        "aws:iam/role:Role": 9,
+        "aws:iam/rolePolicy:RolePolicy": 9,
         CONFIG: 1,
         "aws:dynamodb/table:Table": 3,  # the registry-events table, a watermark table per function
         "aws:iot/topicRule:TopicRule": 3,  # single routing: registry, classic and named shadows in the primary
@@ -43,10 +44,13 @@ def test_inventory_for_two_secondaries(replication: Evaluation) -> None:
         "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig": 2,
         "aws:cloudwatch/logGroup:LogGroup": 2,
         "aws:cloudwatch/metricAlarm:MetricAlarm": 4,  # dead letters and lag, per function
-        # per function: the reconciliation schedule and the API-call rule; the primary's forwarding rule
-        "aws:cloudwatch/eventRule:EventRule": 5,
-        "aws:cloudwatch/eventTarget:EventTarget": 6,  # 2 schedules, 2 functions, forwarding to 2 buses
-        "aws:lambda/permission:Permission": 4,
+        # per function the API-call rule; the primary's forwarding rule
+        "aws:cloudwatch/eventRule:EventRule": 3,
+        "aws:cloudwatch/eventTarget:EventTarget": 4,  # 2 functions, forwarding to 2 buses
+        "aws:lambda/permission:Permission": 2,
+        # per secondary the daily reconciliation: a state machine started by EventBridge Scheduler
+        "aws:sfn/stateMachine:StateMachine": 2,
+        "aws:scheduler/schedule:Schedule": 2,
         "aws:kms/key:Key": 1,  # the multi-Region HMAC key signing replica shadow writes
         "aws:kms/replicaKey:ReplicaKey": 2,  # ... in each function region
         "aws:cloudtrail/trail:Trail": 1,  # makes IoT API calls reach EventBridge

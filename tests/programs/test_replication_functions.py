@@ -9,9 +9,11 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Mapping
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,8 +21,15 @@ from orchestrator.registry.events import CLIENT_TOKEN_PREFIX, LAG_METRIC, METRIC
 from programs import package, policies
 from programs.contract import ReplicationNames
 from programs.mocks import Evaluation, evaluate
-from programs.replication import rule_sql
+from programs.replication import (
+    MAX_RECONCILE_SLICES,
+    RECONCILE_INPUT,
+    RECONCILE_RETRY_ATTEMPTS,
+    reconcile_definition,
+    rule_sql,
+)
 from tests.programs.conftest import PRIMARY, SECONDARY, THIRD, policy_attached_to, replication_args
+from tests.states_language import InvalidDefinition, TaskError, run, validate
 
 NAME = "iot-dev-replication"
 ACCOUNT = "123456789012"
@@ -172,17 +181,95 @@ def test_alarms_on_dead_letters_and_on_replication_lag() -> None:
 
 
 def test_daily_reconciliation_from_the_primary_into_each_secondary_only() -> None:
+    """One STANDARD state machine per secondary (never the primary), started daily by EventBridge
+    Scheduler with no flexible window; no EventBridge rule invokes the function any more."""
     ev = routed("latency")
-    targets = {t.inputs["region"]: t.inputs for t in ev.of_type("aws:cloudwatch/eventTarget:EventTarget")
-               if t.name.startswith(f"{NAME}-reconcile-target-")}
-    assert sorted(targets) == [SECONDARY, THIRD]
-    for region, target in targets.items():
-        assert json.loads(target["input"]) == {"reconcile": {"from": PRIMARY}}
-        rule = ev.named(f"{NAME}-reconcile-{region}").inputs
-        assert rule["scheduleExpression"] == "rate(1 day)"
-        permission = ev.named(f"{NAME}-reconcile-permission-{region}").inputs
-        assert permission["principal"] == "events.amazonaws.com" and permission["action"] == "lambda:InvokeFunction"
-        assert permission["sourceArn"] == f"arn:aws:events:{region}:{ACCOUNT}:rule/iot-dev-reconcile-{region}"
+    machines = {m.inputs["region"]: m for m in ev.of_type("aws:sfn/stateMachine:StateMachine")}
+    assert sorted(machines) == [SECONDARY, THIRD]
+    assert not [r for r in ev.of_type("aws:cloudwatch/eventRule:EventRule") if "reconcile" in r.name]
+    schedules = {s.inputs["region"]: s for s in ev.of_type("aws:scheduler/schedule:Schedule")}
+    assert sorted(schedules) == [SECONDARY, THIRD]
+    for region, machine in machines.items():
+        names = ReplicationNames.of("dev", region)
+        assert machine.inputs["type"] == "STANDARD" and machine.inputs["name"] == names.reconcile_state_machine
+        definition = json.loads(machine.inputs["definition"])
+        validate(definition)  # the strict stand-in: Step Functions would accept it
+        task = definition["States"]["Slice"]
+        assert task["Parameters"]["FunctionName"] == f"arn:aws:lambda:{region}:{ACCOUNT}:function:{names.function}"
+        assert task["Parameters"]["Payload"] == {"reconcile": {"from": PRIMARY, "slice": {}}}
+        schedule = schedules[region].inputs
+        assert schedule["scheduleExpression"] == "rate(1 day)"
+        assert schedule["flexibleTimeWindow"] == {"mode": "OFF"}
+        target = schedule["target"]
+        assert target["arn"] == f"arn:aws:states:{region}:{ACCOUNT}:stateMachine:{names.reconcile_state_machine}"
+        assert json.loads(target["input"]) == {"slices": 0}
+
+
+def test_reconciliation_roles_may_do_exactly_one_thing_each() -> None:
+    """The machine's role invokes that one function (its ARN and its versions); the schedule's role
+    starts that one machine; each trusts its own service on behalf of our account only."""
+    ev = routed("latency")
+    for region in (SECONDARY, THIRD):
+        function = f"arn:aws:lambda:{region}:{ACCOUNT}:function:{ReplicationNames.of('dev', region).function}"
+        machine = f"arn:aws:states:{region}:{ACCOUNT}:stateMachine:iot-dev-reconcile-{region}"
+        for role, service, action, resources in (
+                ("machine", "states.amazonaws.com", "lambda:InvokeFunction", [function, f"{function}:*"]),
+                ("schedule", "scheduler.amazonaws.com", "states:StartExecution", [machine])):
+            r = ev.named(f"{NAME}-reconcile-{role}-role-{region}")
+            trust = json.loads(r.inputs["assumeRolePolicy"])["Statement"]
+            assert [s["Principal"] for s in trust] == [{"Service": service}]
+            assert trust[0]["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+            doc = policy_attached_to(ev, r.name)
+            assert policies.actions_of(doc) == [action]
+            assert sorted(policies.resources_of(doc)) == sorted(resources)
+        assert ev.named(f"{NAME}-reconcile-{region}").inputs["roleArn"].startswith(
+            f"arn:aws:iam::{ACCOUNT}:role/{NAME}-reconcile-machine-role-{region}-")
+        assert schedules_target_role(ev, region).startswith(
+            f"arn:aws:iam::{ACCOUNT}:role/{NAME}-reconcile-schedule-role-{region}-")
+
+
+def schedules_target_role(ev: Evaluation, region: str) -> str:
+    return str(ev.named(f"{NAME}-reconcile-schedule-{region}").inputs["target"]["roleArn"])
+
+
+def test_the_reconciliation_loop_is_bounded_by_the_execution_history_quota() -> None:
+    """However a pass goes (every slice not done, every attempt retried to the limit), one execution
+    ends before its history reaches Step Functions' 25,000 events: OutOfSlices, never the quota."""
+    definition = reconcile_definition(f"arn:aws:lambda:{SECONDARY}:{ACCOUNT}:function:f", PRIMARY)
+    calls = {"n": 0}
+
+    def never_done(resource: str, params: Mapping[str, Any], timeout_s: float) -> dict[str, Any]:
+        calls["n"] += 1
+        if calls["n"] % (RECONCILE_RETRY_ATTEMPTS + 1):  # every attempt but the last of each slice fails
+            raise TaskError("Lambda.TooManyRequestsException", "rate exceeded")
+        return {"Payload": {"done": False, "progress": {}}}
+
+    ex = run(definition, dict(RECONCILE_INPUT), never_done)
+    assert (ex.status, ex.error) == ("FAILED", "Reconcile.OutOfSlices")
+    assert calls["n"] == MAX_RECONCILE_SLICES * (RECONCILE_RETRY_ATTEMPTS + 1)
+    assert len(ex.events) <= 25_000
+    assert MAX_RECONCILE_SLICES >= 1000  # 1M things at ~6,000 per 600 s slice need ~170
+
+
+@pytest.mark.parametrize("broken, message", [
+    (lambda d: d.update(StartAt="Nope"), "names no state"),
+    (lambda d: d["States"]["Count"].update(Next="Nowhere"), "names no state"),
+    (lambda d: d["States"]["Count"].pop("Next"), "exactly one of Next or End"),
+    (lambda d: d["States"]["Done?"]["Choices"][0].update(BooleanEquals="true"), "boolean"),
+    (lambda d: d["States"]["Done?"]["Choices"][0].update(NumericEquals=1), "exactly one comparison"),
+    (lambda d: d["States"]["Slice"]["Retry"][0].update(ErrorEquals=[]), "non-empty"),
+    (lambda d: d["States"]["Slice"]["Retry"][0].update(IntervalSeconds=0), "IntervalSeconds"),
+    (lambda d: d["States"]["Slice"]["Retry"][0].update(MaxAttempts=-1), "MaxAttempts"),
+    (lambda d: d["States"]["Slice"]["Retry"][0].update(BackoffRate=0.5), "BackoffRate"),
+    (lambda d: d["States"]["Slice"].update(Resource="lambda-please"), "not an ARN"),
+    (lambda d: d["States"].update(Orphan={"Type": "Succeed"}), "unreachable"),
+])
+def test_the_stand_in_refuses_what_step_functions_refuses(broken: Any, message: str) -> None:
+    definition = reconcile_definition(f"arn:aws:lambda:{SECONDARY}:{ACCOUNT}:function:f", PRIMARY)
+    validate(definition)
+    broken(definition)
+    with pytest.raises(InvalidDefinition, match=message):
+        validate(definition)
 
 
 # -- the package ---------------------------------------------------------------------------------

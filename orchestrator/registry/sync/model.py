@@ -360,6 +360,7 @@ class SyncOptions:
     state_store: Callable[[Path], None] | None = None  # copies `state_path` to the shared backend
     distrust: str | None = None  # a reason not to trust the version record (e.g. a failed verification)
     verify: bool = True  # read back what was applied; `ok` only when it reads back equal
+    reads_ttl_s: float | None = None  # how long the reads journal trusts a line (None: READS_TTL_S)
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= MAX_CONCURRENCY:

@@ -56,7 +56,7 @@ from typing import Any
 from orchestrator.errors import InputRejected
 from orchestrator.registry.calls import CallCounts, Caller, error_code
 from orchestrator.registry.checkpoint import Checkpoint
-from orchestrator.registry.readjournal import ReadJournal
+from orchestrator.registry.readjournal import READS_TTL_S, ReadJournal
 from orchestrator.registry.snapshot import (
     CLASSIC,
     RegistrySnapshot,
@@ -408,8 +408,9 @@ class _Run:
         if not o.full or o.prune or o.checkpoint_path is None:
             return None
         if "journal" not in self._memo:
-            self._memo["journal"] = ReadJournal(o.checkpoint_path, src_region=src_region,
-                                                dst_region=dst_region, store=o.checkpoint_store)
+            self._memo["journal"] = ReadJournal(o.checkpoint_path, src_region=src_region, dst_region=dst_region,
+                                                store=o.checkpoint_store,
+                                                ttl_s=o.reads_ttl_s if o.reads_ttl_s is not None else READS_TTL_S)
         journal: ReadJournal = self._memo["journal"]
         return journal
 

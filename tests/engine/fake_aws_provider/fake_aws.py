@@ -102,6 +102,8 @@ AUTONAME = {
     "aws:iot/policy:Policy": "name",
     "aws:iot/topicRule:TopicRule": "name",
     "aws:iot/roleAlias:RoleAlias": "alias",
+    "aws:sfn/stateMachine:StateMachine": "name",
+    "aws:scheduler/schedule:Schedule": "name",
 }
 
 # inputs AWS cannot change in place, per type (plus `region` on every type)
@@ -142,7 +144,7 @@ GLOBAL_SERVICES = {"iam", "route53", "cloudfront", "route53recoverycontrol", "ro
 
 # module -> ARN service name, where they differ
 SERVICE_OF_MODULE = {"cloudwatch": "logs", "kinesis": "kinesis", "lb": "elasticloadbalancing",
-                     "route53recoverycontrol": "route53-recovery-control"}
+                     "route53recoverycontrol": "route53-recovery-control", "sfn": "states"}
 # the cluster endpoints an ARC cluster reports: FAKE_AWS_ARC_ENDPOINTS (JSON [{region, endpoint}]),
 # pointing at the fake data plane (orchestrator/drill/arc.py); else the shape of real ones
 ARC_REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "ap-northeast-1", "ap-southeast-2")
@@ -450,6 +452,14 @@ class FakeAws(BaseProvider):
             resource_part = f"function:{name}"
         elif module == "cloudwatch" and type_name == "LogGroup":
             resource_part = f"log-group:{name}"
+        elif module == "sfn" and type_name == "StateMachine":
+            # terraform-provider-aws (internal/service/sfn/state_machine.go): the id is the ARN
+            resource_part = f"stateMachine:{name}"
+        elif module == "scheduler" and type_name == "Schedule":
+            # internal/service/scheduler/schedule.go: the id is "<group>/<name>"
+            group = str(p.get("groupName") or "default")
+            resource_part = f"schedule/{group}/{name}"
+            rid = f"{group}/{name}"
         elif "name" not in p:
             # an anonymous resource (attachments, associations ...): a generated id
             rid = f"{_urn_name(urn)}-{_alnum(8, *seed)}"

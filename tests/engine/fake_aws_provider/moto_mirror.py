@@ -24,6 +24,12 @@ created it" and "AWS shows it" agree, as with the real provider:
   (terraform-provider-aws replaces the resource for it); disabled then deleted;
 - SQS `Queue` and DynamoDB `Table` (created by name, deleted): what `status` reads of continuous
   replication (dead-letter queues, watermark tables). moto keeps no replicas of a global table.
+- Step Functions `StateMachine` (CreateStateMachine, UpdateStateMachine, DeleteStateMachine) and
+  EventBridge Scheduler `Schedule` (CreateSchedule, UpdateSchedule, DeleteSchedule): the daily
+  reconciliation. moto accepts any definition; AWS validates it (InvalidDefinition), so the mirror
+  validates it first with the Amazon States Language stand-in (tests/states_language.py), and
+  refuses a schedule whose flexible window is OFF yet has a maximum window (Scheduler API
+  reference, FlexibleTimeWindow: MaximumWindowInMinutes only with FLEXIBLE).
 
 Any other resource stays in the Pulumi state only. Errors from moto fail the operation, as an
 AWS error would. Every call is made with the credentials the provider acts with (identity.py: an
@@ -41,6 +47,27 @@ _KEY = "testing"
 DOMAIN_CONFIGURATION = "aws:iot/domainConfiguration:DomainConfiguration"
 # what UpdateDomainConfiguration cannot change (its request has no such field)
 DOMAIN_FIXED = ("name", "domainName", "serviceType", "serverCertificateArns", "validationCertificateArn")
+
+
+STATE_MACHINE = "aws:sfn/stateMachine:StateMachine"
+SCHEDULE = "aws:scheduler/schedule:Schedule"
+
+
+def _valid_definition(text: str) -> str:
+    """The definition as CreateStateMachine takes it, refused as AWS refuses an invalid one."""
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[3])  # the repository: tests.states_language
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from tests.states_language import InvalidDefinition, validate
+
+    try:
+        validate(json.loads(text))
+    except (InvalidDefinition, ValueError) as exc:
+        raise ValueError(f"InvalidDefinition: {exc}") from exc
+    return text
 
 
 def _first(value: Any) -> dict[str, Any]:
@@ -158,6 +185,11 @@ class MotoMirror:
             sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=props["name"])["QueueUrl"])
         elif token == "aws:dynamodb/table:Table":
             self.client("dynamodb", region).delete_table(TableName=props["name"])
+        elif token == STATE_MACHINE:
+            self.client("stepfunctions", region).delete_state_machine(stateMachineArn=props["arn"])
+        elif token == SCHEDULE:
+            self.client("scheduler", region).delete_schedule(
+                Name=props["name"], GroupName=props.get("groupName") or "default")
 
     def _apply(self, token: str, region: str, rid: str, props: dict[str, Any]) -> None:
         if token in ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"):
@@ -182,6 +214,33 @@ class MotoMirror:
                 serverCertificateArns=list(props.get("serverCertificateArns") or []),
                 serviceType=props.get("serviceType", "DATA"))
 
+        elif token == STATE_MACHINE:
+            definition = _valid_definition(props["definition"])
+            sfn = self.client("stepfunctions", region)
+            arn = props.get("arn")
+            existing = {m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]}
+            if arn in existing:
+                sfn.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=props["roleArn"])
+            else:
+                sfn.create_state_machine(name=props["name"], definition=definition, roleArn=props["roleArn"],
+                                         type=props.get("type") or "STANDARD")
+        elif token == SCHEDULE:
+            window = props.get("flexibleTimeWindow") or {}
+            if window.get("mode") == "OFF" and window.get("maximumWindowInMinutes") is not None:
+                raise ValueError("ValidationException: MaximumWindowInMinutes is only valid with mode FLEXIBLE")
+            target = props["target"]
+            request = {"Name": props["name"], "GroupName": props.get("groupName") or "default",
+                       "ScheduleExpression": props["scheduleExpression"],
+                       "FlexibleTimeWindow": {"Mode": window.get("mode", "OFF")},
+                       "Target": {"Arn": target["arn"], "RoleArn": target["roleArn"],
+                                  **({"Input": target["input"]} if target.get("input") else {})}}
+            scheduler = self.client("scheduler", region)
+            try:
+                scheduler.get_schedule(Name=request["Name"], GroupName=request["GroupName"])
+            except scheduler.exceptions.ResourceNotFoundException:
+                scheduler.create_schedule(**request)
+            else:
+                scheduler.update_schedule(**request)
         elif token == "aws:sqs/queue:Queue":
             self.client("sqs", region).create_queue(QueueName=props["name"])  # idempotent for equal attributes
         elif token == "aws:dynamodb/table:Table":

@@ -1,0 +1,240 @@
+"""The daily reconciliation as Step Functions runs it: the definition the replication program renders,
+run by the strict stand-in (tests/states_language.py), invoking the real Lambda handler
+(`replicate.handler`) slice by slice against a moto server, each invocation bounded in time (the
+Task's TimeoutSeconds, passed to the handler as Lambda's remaining time) and in memory (the
+function's 256 MB).
+
+What a user would notice: the secondary verifies equal (`registry verify`'s code path) after a pass
+of several slices; a pass killed in the middle continues where it was, and reads no thing's
+principals it had already read; `orchestrate status` shows the pass's progress.
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+
+import orchestrator.registry.replicate as replicate
+from orchestrator.aws import AwsContext, client
+from orchestrator.registry.reconcile_pass import PassStore, read_progress
+from orchestrator.registry.verify import verify_clients
+from programs.replication import RECONCILE_INPUT, reconcile_definition
+from tests.ops.conftest import DST, SRC
+from tests.ops.registry_world import device_policy, make_pem
+from tests.ops.replication_world import replicator
+from tests.states_language import Execution, TaskError, run
+
+FUNCTION_ARN = f"arn:aws:lambda:{DST}:123456789012:function:iot-dev-replicator-{DST}"
+MEMORY_LIMIT = 256 * 1024 * 1024  # the function's memory_size (programs/replication.py)
+# small slices, so a fleet of a dozen things takes several: 2 pages of 3 things per slice
+LIMITS = {"budget_s": 120, "max_pages": 2, "page_size": 3}
+FLEET = 14
+
+
+class Killed(Exception):
+    """The slice dies in the middle of a read (a crash; Lambda reports the function's error)."""
+
+
+class Reads:
+    """Per-thing reads of one client, by thing name (botocore's provide-client-params hook)."""
+
+    def __init__(self, iot: Any, apis: tuple[str, ...] = ("ListThingPrincipals", "DescribeThing")) -> None:
+        self.by_api: dict[str, Counter[str]] = {api: Counter() for api in apis}
+        self.kill_at: int | None = None  # raise Killed on this ListThingPrincipals call (1-based)
+        for api in apis:
+            iot.meta.events.register(f"provide-client-params.iot.{api}", self._hook(api))
+
+    def _hook(self, api: str) -> Any:
+        def seen(params: Mapping[str, Any], **_: Any) -> None:
+            counter = self.by_api[api]
+            if api == "ListThingPrincipals" and self.kill_at is not None \
+                    and sum(counter.values()) + 1 == self.kill_at:
+                self.kill_at = None
+                raise Killed(f"killed reading {params.get('thingName')}")
+            counter[str(params.get("thingName"))] += 1
+        return seen
+
+    def names(self, api: str) -> set[str]:
+        return set(self.by_api[api])
+
+    def clear(self) -> None:
+        for counter in self.by_api.values():
+            counter.clear()
+
+
+@pytest.fixture
+def world(ctx: AwsContext, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    rep = replicator(ctx, DST)
+    monkeypatch.setattr(replicate, "_REPLICATOR", rep)
+    src, dst = client(ctx, "iot", SRC), client(ctx, "iot", DST)
+    src.create_policy(policyName="device", policyDocument=device_policy())
+    for i in range(FLEET):
+        thing = f"meter-{i:02d}"
+        src.create_thing(thingName=thing, attributePayload={"attributes": {"serial": str(i)}})
+        cert = src.register_certificate_without_ca(certificatePem=make_pem(thing, 100 + i), status="ACTIVE")
+        src.attach_thing_principal(thingName=thing, principal=cert["certificateArn"])
+        src.attach_policy(policyName="device", target=cert["certificateArn"])
+        if i % 3 == 0:  # a third of the fleet is there already (without its certificate)
+            dst.create_thing(thingName=thing, attributePayload={"attributes": {"serial": str(i)}})
+    yield {"rep": rep, "src": src, "dst": dst, "ctx": ctx,
+           "src_reads": Reads(rep._source(SRC).iot.client), "dst_reads": Reads(rep.region.iot.client)}
+
+
+def invoke(peaks: list[int]) -> Any:
+    """The Lambda integration (`arn:aws:states:::lambda:invoke`) calling the real handler: the
+    Payload in, `{"Payload": result}` out; the function's error becomes the task's error (its
+    type name, as Lambda reports `errorType`); Lambda's remaining time is the Task's timeout; an
+    invocation past its time or memory is the sandbox's failure, as in Lambda."""
+
+    def call(resource: str, params: Mapping[str, Any], timeout_s: float) -> Any:
+        assert resource == "arn:aws:states:::lambda:invoke" and params["FunctionName"] == FUNCTION_ARN
+        started = time.monotonic()
+
+        class Context:
+            @staticmethod
+            def get_remaining_time_in_millis() -> int:
+                return int((timeout_s - (time.monotonic() - started)) * 1000)
+
+        tracemalloc.start()
+        try:
+            result = replicate.handler(params["Payload"], Context())
+        except Exception as exc:
+            raise TaskError(type(exc).__name__, str(exc)) from exc
+        finally:
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            peaks.append(peak)
+        if peak > MEMORY_LIMIT:
+            raise TaskError("Runtime.OutOfMemory", f"{peak} bytes")
+        if time.monotonic() - started > timeout_s:
+            raise TaskError("States.Timeout", f"the slice ran past {timeout_s} s")
+        return {"StatusCode": 200, "Payload": result}
+
+    return call
+
+
+def execute(peaks: list[int], **kwargs: Any) -> Execution:
+    definition = reconcile_definition(FUNCTION_ARN, SRC, slice_limits=LIMITS)
+    return run(definition, dict(RECONCILE_INPUT), invoke(peaks), **kwargs)
+
+
+def verify(w: dict[str, Any]) -> Any:
+    rep = w["rep"]
+    src = rep._source(SRC)
+    return verify_clients(src.iot, rep.region.iot, a_data=src.data, b_data=rep.region.data)
+
+
+def test_a_pass_of_several_slices_completes_and_the_secondary_verifies_equal(world: dict[str, Any]) -> None:
+    w = world
+    assert not verify(w).equal
+    w["src_reads"].clear()
+    w["dst_reads"].clear()
+    peaks: list[int] = []
+    ex = execute(peaks)
+    assert ex.status == "SUCCEEDED", (ex.error, ex.cause)
+    # 14 things, 3 a page, 2 pages a slice: 3 read slices (the last ends the listing), then the apply
+    assert ex.invocations == 4 and ex.output["result"]["done"] is True
+    assert max(peaks) < MEMORY_LIMIT
+    record = w["rep"].store.reconciliation()
+    assert record["ok"] is True and record["things"] == FLEET and record["slices"] == 4
+    assert record["plane"]["ok"] is True  # the device-management plane rides the last slice
+    assert record["applied"] >= FLEET  # certificates, attachments, things
+    # each source thing's principals were read once: by a read slice; the apply step took them
+    # from the journal (verify's own reads come after, on the same clients: cleared first)
+    src_reads = w["src_reads"].by_api["ListThingPrincipals"]
+    assert sorted(src_reads) == [f"meter-{i:02d}" for i in range(FLEET)]
+    assert set(src_reads.values()) == {1}
+    assert verify(w).equal
+    progress = read_progress(client(w["ctx"], "dynamodb", DST), w["rep"].store.table, SRC)
+    assert progress is not None and progress["phase"] == "done" and progress["read"] == FLEET
+
+
+def test_a_pass_killed_in_the_middle_continues_and_reads_nothing_twice(world: dict[str, Any]) -> None:
+    w = world
+    src_reads, dst_reads = w["src_reads"], w["dst_reads"]
+    src_reads.clear()
+    dst_reads.clear()
+    # the second slice dies on its second page's second thing: pages 1-3 (9 things) were stored
+    src_reads.kill_at = 3 + 3 + 3 + 2
+    peaks: list[int] = []
+    first = execute(peaks)
+    assert (first.status, first.error) == ("FAILED", "Killed")
+    read_before = {api: set(c) for api, c in src_reads.by_api.items()}
+    stored = PassStore(client(w["ctx"], "dynamodb", DST), w["rep"].store.table, SRC).load()
+    assert stored is not None and stored.read == 9 and stored.phase == "read"
+    dst_before = dst_reads.names("ListThingPrincipals") | dst_reads.names("DescribeThing")
+    src_reads.clear()
+    dst_reads.clear()
+    again = execute(peaks)  # the next execution (tomorrow's, or started by hand)
+    assert again.status == "SUCCEEDED", (again.error, again.cause)
+    pages_done = {f"meter-{i:02d}" for i in range(9)}
+    # nothing the killed execution had stored is read again in the source ...
+    assert not src_reads.names("ListThingPrincipals") & pages_done
+    # ... only the page it died in (meter-09, meter-10 partly read) and those never reached
+    assert src_reads.names("ListThingPrincipals") == {f"meter-{i:02d}" for i in range(9, FLEET)}
+    assert read_before["ListThingPrincipals"] >= pages_done
+    # in the destination a stored thing is read again only to read back an attachment the apply
+    # step made (the sync's verification), never before it
+    reread = dst_reads.names("ListThingPrincipals") & pages_done
+    assert reread <= {t for t in pages_done if t in dst_before}
+    assert not dst_reads.names("DescribeThing") & pages_done
+    record = w["rep"].store.reconciliation()
+    assert record["ok"] is True and record["things"] == FLEET
+    assert verify(w).equal
+
+
+def test_a_stopped_execution_is_continued_by_the_next_one(world: dict[str, Any]) -> None:
+    """StopExecution between slices (an operator, or a deployment replacing the machine): the next
+    execution starts at the stored cursor."""
+    w = world
+    w["src_reads"].clear()
+    first = execute([], stop_after=lambda ex: ex.invocations >= 2)
+    assert first.status == "ABORTED"
+    read_first = w["src_reads"].names("ListThingPrincipals")
+    assert len(read_first) == 12  # two slices of two pages of three
+    w["src_reads"].clear()
+    again = execute([])
+    assert again.status == "SUCCEEDED" and again.invocations == 2  # the last read slice, then the apply
+    assert w["src_reads"].names("ListThingPrincipals") == {"meter-12", "meter-13"}
+    assert verify(w).equal
+
+
+def test_a_pass_older_than_the_validity_window_starts_over(world: dict[str, Any]) -> None:
+    from dataclasses import replace
+
+    from orchestrator.registry.reconcile_pass import VALIDITY_S
+
+    w = world
+    execute([], stop_after=lambda ex: ex.invocations >= 1)
+    store = PassStore(client(w["ctx"], "dynamodb", DST), w["rep"].store.table, SRC)
+    old = store.load()
+    assert old is not None and old.read == 6
+    store.save(replace(old, started_at=old.started_at - VALIDITY_S - 60))
+    w["src_reads"].clear()
+    ex = execute([])
+    assert ex.status == "SUCCEEDED"
+    assert len(w["src_reads"].names("ListThingPrincipals")) == FLEET  # stale reads are not trusted
+    new = store.load()
+    assert new is not None and new.pass_id != old.pass_id
+
+
+def test_a_second_execution_while_a_pass_runs_leaves_it_alone(world: dict[str, Any]) -> None:
+    """Two executions never interleave one pass: the one that finds the lease held ends at once."""
+    w = world
+    rep = w["rep"]
+    assert rep.store.acquire("reconcile-pass/" + SRC, "another-container", int(time.time() * 1000), 60_000)
+    ex = execute([])
+    assert ex.status == "SUCCEEDED" and ex.invocations == 1
+    assert ex.output["result"]["done"] is True
+    assert not w["src_reads"].names("ListThingPrincipals")
+
+
+@pytest.mark.parametrize("bad", [{"budget_s": 9999}, {"page_size": 0}, {"max_pages": "2"}, {"other": 1}, []])
+def test_a_slice_request_cannot_widen_the_bounds(world: dict[str, Any], bad: Any) -> None:
+    with pytest.raises(ValueError, match="reconcile slice"):
+        replicate.handler({"reconcile": {"from": SRC, "slice": bad}}, None)
