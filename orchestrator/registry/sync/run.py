@@ -87,7 +87,7 @@ from orchestrator.registry.sync.model import (
     counts_delta,
     zero_counts,
 )
-from orchestrator.registry.sync.plan import PlanPart, plan_sync
+from orchestrator.registry.sync.plan import PlanPart, plan_entities_to, plan_sync
 
 STATE_FORMAT = 1
 IN_PROGRESS = "in_progress"  # the version record's mark of a run that has started writing
@@ -154,12 +154,7 @@ def _sync_clients(spilled: SpillTable, src_client: Any, dst_client: Any, options
         parts = [run.apply(plan, final=True)]
         plans = [plan]
     else:
-        first = plan_sync(src_l, dst_l, False, region_rewrite=options.region_rewrite, part=PlanPart.ENTITIES,
-                          fetch_pems=True)
-        # no deletions without --prune: the guard records a complete source listing's counts
-        first = run.guard(src_l, dst_l, first)
-        spill_ops(spilled, first.ops)  # from here on the operations are read from the spill table
-        first = replace(first, ops=())
+        first = run.plan_entities(src_l, dst_l, spilled)  # its operations are in the spill table
         holder: dict[str, Any] = {}
         feed = OpFeed()
 
@@ -585,6 +580,24 @@ class _Run:
         dst = replace(reads.dst, things=tuple(existing + created))
         return plan_sync(reads.src, dst, False, region_rewrite=self.options.region_rewrite,
                          part=PlanPart.RELATIONS, after=self._first_ids)
+
+    def plan_entities(self, src: RegistrySnapshot, dst: RegistrySnapshot, spilled: SpillTable) -> SyncPlan:
+        """The first stage (`PlanPart.ENTITIES`), appended to the spill table and returned without
+        its operations. Planned a chunk at a time (`plan_entities_to`: never the whole plan in
+        memory) when there is no guard or a `PruneGuard`, which looks only at deletions: without
+        --prune there are none (tightening is not guarded), and it records the complete source
+        listing's counts. Another guard (one that may narrow the plan) gets the whole plan."""
+        from orchestrator.registry.guards import PruneGuard
+
+        o = self.options
+        if o.guard is None or type(o.guard) is PruneGuard:
+            first = plan_entities_to(lambda ops: spill_ops(spilled, ops), src, dst, external=spilled,
+                                     region_rewrite=o.region_rewrite, fetch_pems=True)
+            return self.guard(src, dst, first)
+        first = self.guard(src, dst, plan_sync(src, dst, False, region_rewrite=o.region_rewrite,
+                                               part=PlanPart.ENTITIES, fetch_pems=True))
+        spill_ops(spilled, first.ops)
+        return replace(first, ops=())
 
     def plan_snapshot(self, src: RegistrySnapshot) -> SyncPlan:
         o = self.options
