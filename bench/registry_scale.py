@@ -99,6 +99,7 @@ class Pass:
     ok: bool
     note: str
     fake: int = 0  # RSS the fake destination's growth takes (first sync only; 0: none)
+    uploaded: int = 0  # run-state bytes copied to the backend (checkpoint parts and header, version record)
 
     @property
     def ratio(self) -> float:
@@ -153,21 +154,24 @@ def run_size(n: int, scale: float, concurrency: int) -> list[Pass]:
         local.mkdir()
         backend.mkdir()
 
+        uploaded = [0]
+
         def store(path: Path) -> None:  # what StateLayout.push does, to a directory
             shutil.copyfile(path, backend / path.name)
+            uploaded[0] += path.stat().st_size
 
         base = SyncOptions(quotas=QuotaTable().scaled(scale), concurrency=concurrency, shadows=False,
                            checkpoint_path=local / "checkpoint.json", checkpoint_store=store,
                            state_path=local / "versions.json", state_store=store)
         for label, full in (("first sync", False), ("unchanged", False), ("--full", True)):
+            uploaded[0] = 0
             p = one_pass(world, n, label, SyncOptions(**{**base.__dict__, "full": full}))
-            if label == "first sync":
-                p = Pass(**{**p.__dict__, "fake": fake})
+            p = Pass(**{**p.__dict__, "fake": fake if label == "first sync" else 0, "uploaded": uploaded[0]})
             out.append(p)
             print(f"{n:>9,} {label:<11} wall {p.wall_s:8.1f}s cpu {p.cpu_s:7.1f}s floor {p.floor_s:8.1f}s "
                   f"x{p.ratio:5.2f}  "
                   f"peak RSS {p.peak_rss / n:7.0f} B/thing (sync's share {(p.peak_rss - p.fake) / n:7.0f})  "
-                  f"written {p.written / n:8.0f} B/thing  "
+                  f"written {p.written / n:8.0f} B/thing (run state uploaded {p.uploaded / n:6.0f})  "
                   f"calls/thing {p.calls / n:6.3f}  throttled {p.throttled}  {'ok' if p.ok else p.note}",
                   flush=True)
     return out
@@ -184,18 +188,22 @@ def render(passes: list[Pass], scale: float, concurrency: int) -> str:
         "Peak RSS: Linux VmHWM above the RSS at the pass's start; it includes the fake destination's growth "
         "(first sync: a fake region of N things, measured apart in a fresh process), so the sync's share is "
         "the difference. "
-        "Written: /proc/self/io wchar during the pass (checkpoint, version record and their backend copies). "
+        "Written: /proc/self/io wchar during the pass (checkpoint, version record and their backend copies, "
+        "and the spill file's scratch writes); run state uploaded: the bytes of the checkpoint and version "
+        "record copies to the backend (each is also written once locally). "
         "CPU: user + system seconds of the process (the sync's and the fake's).",
         "",
         "| things | pass | wall (s) | CPU (s) | quota floor (s) | wall / floor | floor set by | peak RSS / thing "
-        "| of which the fake | sync's share / thing | written / thing | calls / thing | ok |",
-        "|--:|---|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|---|",
+        "| of which the fake | sync's share / thing | written / thing | run state uploaded / thing "
+        "| calls / thing | ok |",
+        "|--:|---|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|---|",
     ]
     for p in passes:
         lines.append(f"| {p.things:,} | {p.label} | {p.wall_s:.1f} | {p.cpu_s:.1f} | {p.floor_s:.1f} | {p.ratio:.2f} "
                      f"| {p.bound} "
                      f"| {p.peak_rss / p.things:,.0f} B | {p.fake / p.things:,.0f} B "
                      f"| {(p.peak_rss - p.fake) / p.things:,.0f} B | {p.written / p.things:,.0f} B "
+                     f"| {p.uploaded / p.things:,.0f} B "
                      f"| {p.calls / p.things:.3f} "
                      f"| {'yes' if p.ok else 'NO: ' + p.note} |")
     lines += ["", f"Reproduce: `{COMMAND}`"]

@@ -211,7 +211,8 @@ def test_a_running_sync_stores_its_checkpoint_in_the_backend_every_so_often(tmp_
     flaky = Checkpoint(path, src_region="eu-west-1", dst_region="eu-central-1", flush_every=1,
                        clock=lambda: now[0], store=refused, store_every_s=0)
     flaky.mark_done("d")
-    assert flaky.store_errors == 1 and flaky.is_done("d")
+    # the mark stands (journalled locally; a run's own marks are not held in memory, issue 22)
+    assert flaky.store_errors == 1 and len(flaky) == 4 and "d" in Checkpoint.saved(path)["done"]
 
 
 def test_the_vault_and_the_signing_key_come_from_one_read_of_the_home_stack(project: Path,

@@ -445,25 +445,66 @@ class _Executor:
         self._call("detach_policy", ok=frozenset({_NOT_FOUND}), policyName=op.params["policy"], target=arn)
 
 
+FEED_MAX = 5000  # operations an OpFeed holds before the producer waits (a few MB; a chunk brings ~1-2 per thing)
+
+
+class FeedStopped(Exception):
+    """The apply that takes from an `OpFeed` has stopped (finished, failed or never started):
+    nothing more will be taken, so `put` refuses instead of waiting for room forever."""
+
+
 class OpFeed:
     """Operations that join a running `apply_sync` (planned while it runs: the second stage of an
     overlapped sync). Their dependencies may name operations of the plan: a dependency already
-    applied is satisfied, one that failed blocks them. `close()` says nothing more will come."""
+    applied is satisfied, one that failed blocks them. `close()` says nothing more will come.
 
-    def __init__(self) -> None:
+    Bounded (issue 22): it holds at most `maxsize` operations; `put` waits for room (back-pressure
+    on the producer, the reader thread), a batch larger than the room going in as room is made.
+    `stop()` (the apply's end, whatever ended it) drops what is held and makes every `put`, a
+    waiting one too, raise `FeedStopped`: a producer never waits for a consumer that is gone."""
+
+    def __init__(self, maxsize: int = FEED_MAX) -> None:
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be at least 1, got {maxsize}")
+        self.maxsize = maxsize
+        self.high_water = 0  # the most operations held at once
         self._items: list[SyncOp] = []
         self._closed = False
+        self._stopped = False
         self._cond = threading.Condition()
 
     def put(self, ops: Iterable[SyncOp]) -> None:
+        batch = ops if isinstance(ops, (list, tuple)) else list(ops)
+        i = 0
         with self._cond:
-            self._items.extend(ops)
-            self._cond.notify_all()
+            while True:
+                while not self._stopped and len(self._items) >= self.maxsize:
+                    self._cond.wait()  # woken by take() and stop()
+                if self._stopped:
+                    raise FeedStopped("the apply taking these operations has stopped")
+                if i >= len(batch):
+                    return
+                room = self.maxsize - len(self._items)
+                self._items.extend(batch[i:i + room])
+                i += room
+                self.high_water = max(self.high_water, len(self._items))
+                self._cond.notify_all()
 
     def close(self) -> None:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+
+    def stop(self) -> None:
+        """The consumer is gone: drop what is held; `put` raises `FeedStopped` from now on."""
+        with self._cond:
+            self._stopped = True
+            self._items = []
+            self._cond.notify_all()
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._items)
 
     def take(self, timeout: float | None = None) -> tuple[list[SyncOp], bool]:
         """What arrived (waiting up to `timeout` for something), and whether the feed is closed."""
@@ -471,6 +512,8 @@ class OpFeed:
             if not self._items and not self._closed and timeout:
                 self._cond.wait(timeout)
             items, self._items = self._items, []
+            if items:
+                self._cond.notify_all()  # room for a waiting producer
             return items, self._closed
 
 
@@ -494,17 +537,19 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveL
     the caller can read them back afterwards) or a private one (in memory up to `SMALL_PLAN`
     operations, else a temporary file), removed when the run ends. The scheduler holds at most
     `WINDOW` operations per API at a time, loaded in plan order."""
-    if not 1 <= concurrency <= MAX_CONCURRENCY:
-        raise InputRejected(f"concurrency must be between 1 and {MAX_CONCURRENCY}, got {concurrency}")
     own = None
-    if spilled is None:
-        own = SpillStore(memory=feed is None and len(plan.ops) <= SMALL_PLAN)
-        spilled = own.table("ops")
     try:
+        if not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise InputRejected(f"concurrency must be between 1 and {MAX_CONCURRENCY}, got {concurrency}")
+        if spilled is None:
+            own = SpillStore(memory=feed is None and len(plan.ops) <= SMALL_PLAN)
+            spilled = own.table("ops")
         return _apply(plan, dst_client, limiter, checkpoint, progress, concurrency=concurrency, caller=caller,
                       read_limiter=read_limiter, retry=retry, clock=clock, data_caller=data_caller,
                       pem_source=pem_source, final=final, feed=feed, spilled=spilled)
     finally:
+        if feed is not None:
+            feed.stop()  # nothing more is taken: a producer waiting for room must not wait forever
         if own is not None:
             own.close()
 

@@ -30,14 +30,22 @@ No I/O here: the snapshots come in, a `SyncPlan` goes out.
 from __future__ import annotations
 
 import json
-from collections.abc import Container, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from enum import Enum
 from typing import Any
 
 from orchestrator.errors import InputRejected
 from orchestrator.registry.policydoc import RegionRewrite, normalize_document, rewrite_region
-from orchestrator.registry.snapshot import RegistrySnapshot, Shadow, TargetKind, ThingGroup
+from orchestrator.registry.snapshot import (
+    Certificate,
+    PolicyTarget,
+    RegistrySnapshot,
+    Shadow,
+    TargetKind,
+    Thing,
+    ThingGroup,
+)
 from orchestrator.registry.sync.model import Action, Kind, SyncOp, SyncPlan
 
 _COPYABLE_STATUS = {"ACTIVE": "ACTIVE", "INACTIVE": "INACTIVE", "REVOKED": "REVOKED",
@@ -157,6 +165,65 @@ def plan_sync(src: RegistrySnapshot, dst: RegistrySnapshot, prune: bool = False,
                         set(src.policy_targets), set(dst.policy_targets))
     return SyncPlan(
         src_region=src.region, dst_region=dst.region, prune=prune, ops=p.b.build(),
+        warnings=tuple(dict.fromkeys(p.warnings)), rewritten_policies=tuple(p.rewritten),
+        shadows_kept=p.shadows_kept,
+        dst_certificate_arns=ArnsOf(dst.certificates_by_id),
+        dst_group_arns=ArnsOf(dst.groups_by_name),
+    )
+
+
+STREAM_CHUNK = 2000  # source objects planned per chunk by `plan_entities_to`
+
+
+def plan_entities_to(sink: Callable[[tuple[SyncOp, ...]], object], src: RegistrySnapshot, dst: RegistrySnapshot,
+                     *, external: Container[str], region_rewrite: RegionRewrite = RegionRewrite.DESTINATION,
+                     fetch_pems: bool = False, chunk: int = STREAM_CHUNK) -> SyncPlan:
+    """`plan_sync(src, dst, False, part=PlanPart.ENTITIES)` handed to `sink` a chunk at a time,
+    never held whole (issue 22: a first sync's entities plan, about 5 operations per thing held as
+    objects, was most of its peak memory). `external` must contain the id of every operation
+    `sink` was given (a spill table they are appended to): a dependency on an operation of an
+    earlier chunk is looked up there. The operations and their dependencies are those of
+    `plan_sync`; their order is by chunk (fleet-wide objects, certificates, things with their
+    memberships, deprecations, policy attachments, policy detachments), each chunk in plan order.
+    Returns the plan without its operations (warnings, rewritten policies, destination ARNs)."""
+    p = _Planner(src, dst, region_rewrite, fetch_pems=fetch_pems, external=external)
+
+    def flush() -> None:
+        ops = p.b.build()
+        if ops:
+            sink(ops)
+
+    def chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+        for i in range(0, len(items), chunk):
+            yield items[i:i + chunk]
+
+    p.thing_types()
+    p.thing_groups()
+    p.policies()
+    p.policy_versions()
+    p.undeprecations()  # before the things, which depend on them
+    flush()
+    with_ca = 0
+    for certs in chunks(src.certificates):
+        with_ca += p.cert_ops(certs)
+        flush()
+    if with_ca:
+        p.warnings.append(f"{with_ca} CA-signed certificate(s) are registered without their CA "
+                          f"in {dst.region} (SNI_ONLY): devices must send SNI there")
+    for things in chunks(src.things):
+        p.things(things)
+        p.memberships(False, things)
+        flush()
+    p.deprecations(stream=True)
+    flush()
+    for targets in chunks(sorted(set(src.policy_targets) - set(dst.policy_targets))):
+        p.policy_targets(targets)
+        flush()
+    for targets in chunks(sorted(set(dst.policy_targets) - set(src.policy_targets))):
+        p.policy_detachments(targets)
+        flush()
+    return SyncPlan(
+        src_region=src.region, dst_region=dst.region, prune=False, ops=(),
         warnings=tuple(dict.fromkeys(p.warnings)), rewritten_policies=tuple(p.rewritten),
         shadows_kept=p.shadows_kept,
         dst_certificate_arns=ArnsOf(dst.certificates_by_id),
@@ -321,9 +388,17 @@ class _Planner:
         if not emit:
             self.skipped_certs.update(c.id for c in self.src.certificates if c.status not in _COPYABLE_STATUS)
             return
+        src, dst = self.src, self.dst
+        with_ca = self.cert_ops(src.certificates)
+        if with_ca:
+            self.warnings.append(f"{with_ca} CA-signed certificate(s) are registered without their CA "
+                                 f"in {dst.region} (SNI_ONLY): devices must send SNI there")
+
+    def cert_ops(self, certs: Iterable[Certificate]) -> int:
+        """`certificates`' operations for `certs`; returns how many are CA-signed."""
         with_ca = 0
         src, dst = self.src, self.dst
-        for c in src.certificates:
+        for c in certs:
             status = _COPYABLE_STATUS.get(c.status)
             if status is None:
                 self.skipped_certs.add(c.id)
@@ -348,12 +423,10 @@ class _Planner:
                                          f"{dst.region}; left as is")
                 else:
                     self.b.add(_C, _UPDATE, c.id, 40, status=status, tightens=status != "ACTIVE")
-        if with_ca:
-            self.warnings.append(f"{with_ca} CA-signed certificate(s) are registered without their CA "
-                                 f"in {dst.region} (SNI_ONLY): devices must send SNI there")
+        return with_ca
 
-    def things(self) -> None:
-        for t in self.src.things:
+    def things(self, things: Iterable[Thing] | None = None) -> None:
+        for t in self.src.things if things is None else things:
             d = self.dst.things_by_name.get(t.name)
             if d is None:
                 op = self.b.add(_H, _CREATE, t.name, 50, thing_type=t.thing_type,
@@ -369,9 +442,16 @@ class _Planner:
                 self.b.depend(op, self.b.id_if(_T, _CREATE, t.thing_type),
                               self.b.id_if(_T, _UPDATE, t.thing_type, "undeprecate"))
 
-    def deprecations(self) -> None:
+    def _changes(self, t: Thing) -> bool:
+        """Whether `things` plans an operation (create or update) for the source thing `t`."""
+        d = self.dst.things_by_name.get(t.name)
+        return d is None or (t.thing_type, dict(t.attributes)) != (d.thing_type, dict(d.attributes))
+
+    def deprecations(self, *, stream: bool = False) -> None:
         """Deprecate last: a deprecated type takes no new things. A type deprecated in both regions
-        but needed by new things is un-deprecated for the run and deprecated again at the end."""
+        but needed by new things is un-deprecated for the run and deprecated again at the end.
+        `stream`: the things were planned (and handed on) already; their dependencies on an
+        un-deprecation were set then (`undeprecations` ran before them)."""
         b = self.b
         for t in self.src.thing_types:
             d = self.dst.types_by_name.get(t.name)
@@ -380,12 +460,15 @@ class _Planner:
             if d is not None and d.deprecated:
                 if t.name not in self.types_in_use:
                     continue
-                b.add(_T, _UPDATE, t.name, 10, step="undeprecate", deprecated=False)
+                if not stream:  # else planned by `undeprecations`, before the things
+                    b.add(_T, _UPDATE, t.name, 10, step="undeprecate", deprecated=False)
             op = b.add(_T, _UPDATE, t.name, 90, step="deprecate", deprecated=True)
             b.depend(op, b.id_if(_T, _CREATE, t.name), b.id_if(_T, _UPDATE, t.name, "undeprecate"))
             for thing in self.src.things:
                 if thing.thing_type == t.name:
                     b.depend(op, b.id_if(_H, _CREATE, thing.name), b.id_if(_H, _UPDATE, thing.name))
+        if stream:
+            return
         for thing in self.src.things:
             if thing.thing_type:
                 for action in (_CREATE, _UPDATE):
@@ -393,11 +476,20 @@ class _Planner:
                     if op_id:
                         b.depend(op_id, b.id_if(_T, _UPDATE, thing.thing_type, "undeprecate"))
 
-    def memberships(self, prune: bool) -> None:
+    def undeprecations(self) -> None:
+        """Streaming (`plan_entities_to`): the un-deprecations `deprecations` plans, before the
+        things that depend on them are planned (and handed on)."""
+        self.types_in_use = {t.thing_type for t in self.src.things if t.thing_type and self._changes(t)}
+        for t in self.src.thing_types:
+            d = self.dst.types_by_name.get(t.name)
+            if t.deprecated and d is not None and d.deprecated and t.name in self.types_in_use:
+                self.b.add(_T, _UPDATE, t.name, 10, step="undeprecate", deprecated=False)
+
+    def memberships(self, prune: bool, things: Iterable[Thing] | None = None) -> None:
         """Static groups only. A thing the source took out of a group it still has is taken out
         here too (tightening: the group's policies no longer apply to it), when the source's
         listing of that group's members was complete; with prune, also from groups not covered."""
-        for t in self.src.things:
+        for t in self.src.things if things is None else things:
             d = self.dst.things_by_name.get(t.name)
             current = set(d.groups) if d else set()
             for group in sorted(set(t.groups) - current):
@@ -430,12 +522,12 @@ class _Planner:
                 self.b.add(_TP, _DELETE, f"{a.thing}/{a.certificate_id}", 120, thing=a.thing,
                            certificate_id=a.certificate_id, tightens=True)
 
-    def policy_detachments(self) -> None:
+    def policy_detachments(self, targets: Iterable[PolicyTarget] | None = None) -> None:
         """A policy the source detached from a certificate or static group it still has
         (tightening), when the source listed that policy's targets (or, one certificate at a time,
         that certificate's policies)."""
         src = self.src
-        for a in sorted(set(self.dst.policy_targets) - set(src.policy_targets)):
+        for a in sorted(set(self.dst.policy_targets) - set(src.policy_targets)) if targets is None else targets:
             if a.kind is TargetKind.CERTIFICATE:
                 exists = a.target in src.certificates_by_id
                 covered = src.coverage.certificate(a.target) or (
@@ -509,8 +601,8 @@ class _Planner:
                 if (d.thing, d.name) not in src_keys and d.thing in self.src.things_by_name:
                     self.b.add(_S, _DELETE, d.key, 125, thing=d.thing, shadow=d.name)
 
-    def policy_targets(self) -> None:
-        for a in sorted(set(self.src.policy_targets) - set(self.dst.policy_targets)):
+    def policy_targets(self, targets: Iterable[PolicyTarget] | None = None) -> None:
+        for a in sorted(set(self.src.policy_targets) - set(self.dst.policy_targets)) if targets is None else targets:
             if a.kind is TargetKind.CERTIFICATE:
                 if a.target in self.skipped_certs or a.target not in self.src.certificates_by_id:
                     continue

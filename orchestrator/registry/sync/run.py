@@ -43,8 +43,10 @@ A plan-only run reads what the applying run reads (PEMs excepted) and writes not
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -87,7 +89,7 @@ from orchestrator.registry.sync.model import (
     counts_delta,
     zero_counts,
 )
-from orchestrator.registry.sync.plan import PlanPart, plan_sync
+from orchestrator.registry.sync.plan import PlanPart, plan_entities_to, plan_sync
 
 STATE_FORMAT = 1
 IN_PROGRESS = "in_progress"  # the version record's mark of a run that has started writing
@@ -154,12 +156,7 @@ def _sync_clients(spilled: SpillTable, src_client: Any, dst_client: Any, options
         parts = [run.apply(plan, final=True)]
         plans = [plan]
     else:
-        first = plan_sync(src_l, dst_l, False, region_rewrite=options.region_rewrite, part=PlanPart.ENTITIES,
-                          fetch_pems=True)
-        # no deletions without --prune: the guard records a complete source listing's counts
-        first = run.guard(src_l, dst_l, first)
-        spill_ops(spilled, first.ops)  # from here on the operations are read from the spill table
-        first = replace(first, ops=())
+        first = run.plan_entities(src_l, dst_l, spilled)  # its operations are in the spill table
         holder: dict[str, Any] = {}
         feed = OpFeed()
 
@@ -587,6 +584,24 @@ class _Run:
         return plan_sync(reads.src, dst, False, region_rewrite=self.options.region_rewrite,
                          part=PlanPart.RELATIONS, after=self._first_ids)
 
+    def plan_entities(self, src: RegistrySnapshot, dst: RegistrySnapshot, spilled: SpillTable) -> SyncPlan:
+        """The first stage (`PlanPart.ENTITIES`), appended to the spill table and returned without
+        its operations. Planned a chunk at a time (`plan_entities_to`: never the whole plan in
+        memory) when there is no guard or a `PruneGuard`, which looks only at deletions: without
+        --prune there are none (tightening is not guarded), and it records the complete source
+        listing's counts. Another guard (one that may narrow the plan) gets the whole plan."""
+        from orchestrator.registry.guards import PruneGuard
+
+        o = self.options
+        if o.guard is None or type(o.guard) is PruneGuard:
+            first = plan_entities_to(lambda ops: spill_ops(spilled, ops), src, dst, external=spilled,
+                                     region_rewrite=o.region_rewrite, fetch_pems=True)
+            return self.guard(src, dst, first)
+        first = self.guard(src, dst, plan_sync(src, dst, False, region_rewrite=o.region_rewrite,
+                                               part=PlanPart.ENTITIES, fetch_pems=True))
+        spill_ops(spilled, first.ops)
+        return replace(first, ops=())
+
     def plan_snapshot(self, src: RegistrySnapshot) -> SyncPlan:
         o = self.options
         dst_l = read_listing(self.dst_caller, concurrency=o.concurrency)
@@ -704,14 +719,19 @@ class _Run:
         back different, with a version past the write's and a last write not older than it, was
         superseded by a later writer (a device reporting in the destination): counted as
         `superseded`, not as a difference. Any other difference stays one."""
-        touched: set[str] = set()
+        # the things an attachment was planned for, as a sorted list of the listing's own (interned)
+        # name strings: a set of a first sync's N names and a copy of each name unpickled from the
+        # spill table cost ≈ 150 B per thing of its peak (issue 22)
+        touched: list[str] = []
         names: dict[str, set[str]] = {}
         planned = False
         spilled_now = spilled_ops(spilled) if spilled is not None else iter(())
         for op in itertools.chain((op for p in plans for op in p.ops), spilled_now):
             planned = True
             if op.kind is Kind.THING_PRINCIPAL:
-                touched.add(str(op.params["thing"]))
+                thing = sys.intern(str(op.params["thing"]))
+                if not touched or touched[-1] != thing:
+                    touched.append(thing)
             elif op.kind is Kind.SHADOW:
                 names.setdefault(str(op.params["thing"]), set()).add(str(op.params["shadow"]))
         if not planned:
@@ -719,10 +739,14 @@ class _Run:
         o = self.options
         dst_now = read_listing(self.dst_caller, concurrency=o.concurrency)
         self._dst_now = dst_now
-        tp_things = sorted(touched & set(dst_now.things_by_name))  # a deleted thing has no principals
+        touched = _unique_sorted(touched)
+        tp_things = [n for n in touched if n in dst_now.things_by_name]  # a deleted thing has no principals
         reread_p, _ = read_principals(self.dst_caller, tp_things, concurrency=o.concurrency)
-        principals = {a for a in reads.dst.thing_principals
-                      if a.thing not in touched and a.thing in dst_now.things_by_name} | set(reread_p)
+        # the destination's principals: re-read for the touched things, as read before for the others
+        principals = _unique_sorted([*(a for a in reads.dst.thing_principals
+                                       if not _in_sorted(touched, a.thing) and a.thing in dst_now.things_by_name),
+                                     *reread_p])
+        del reread_p
         reread_sh: tuple[Shadow, ...] = ()
         if names and self.dst_data is not None:
             reread_sh = read_shadows(self.dst_data, sorted(n for n in names if n in dst_now.things_by_name),
@@ -740,7 +764,8 @@ class _Run:
         written = {(t, n) for t, ns in names.items() for n in ns}
         shadows = {sh for sh in reads.dst.shadows
                    if (sh.thing, sh.name) not in written and sh.thing in dst_now.things_by_name} | set(reread_sh)
-        dst = replace(dst_now, thing_principals=tuple(sorted(principals)), shadows=tuple(sorted(shadows)))
+        dst = replace(dst_now, thing_principals=tuple(principals), shadows=tuple(sorted(shadows)))
+        del principals
         left = plan_sync(src, dst, o.prune, region_rewrite=o.region_rewrite, fetch_pems=True)
         ops = [op for op in left.ops
                if not (op.kind is Kind.SHADOW and op.action is Action.UPDATE and op.name in superseded)]
@@ -770,6 +795,17 @@ class _Run:
                    if k in shadows}
         written.update(self._memo.get("written", {}))
         VersionRecord(src.region, reads.dst.region, things, shadows, written).save(o.state_path)
+
+
+def _unique_sorted(items: list[Any]) -> list[Any]:
+    """`items` sorted, each once (a list: 8 bytes per item, where a set costs ≈ 100)."""
+    items.sort()
+    return [x for i, x in enumerate(items) if i == 0 or items[i - 1] != x]
+
+
+def _in_sorted(items: list[str], x: str) -> bool:
+    i = bisect.bisect_left(items, x)
+    return i < len(items) and items[i] == x
 
 
 def _superseded(src: tuple[Shadow, ...], reread: tuple[Shadow, ...],
