@@ -449,7 +449,7 @@ def replay(app: Context, from_dlq: bool, region: str, yes: bool) -> None:
               help="Secondaries with fewer things (the last reconciliation's count) keep the CLI path: "
                    "a --full sync of N things fits one 6 h CI job at 10 ListThingPrincipals/s.")
 def reconcile(app: Context, start: bool, cli_below: int) -> None:
-    """For each secondary with a replication function: at or above --cli-below things, with the
+    """For each secondary: at or above --cli-below things, with the
     state machine iot-<env>-reconcile-<region> deployed, start an execution named full-<UTC date>
     and print its ARN; an execution already running (the daily schedule's, or an earlier start) is
     reported and no second one is started. Any other secondary is reported as "cli": run
@@ -469,6 +469,6 @@ def reconcile(app: Context, start: bool, cli_below: int) -> None:
                               "reconciliations": [r.to_json() for r in found]})
         return
     if not found:
-        app.console.result(f"env {topology.env} has no secondary with a replication function: nothing to start")
+        app.console.result(f"env {topology.env} has no secondaries: nothing to start")
     for r in found:
         app.console.result(r.line())

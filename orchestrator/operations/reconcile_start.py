@@ -1,7 +1,7 @@
 """`orchestrate registry reconcile --start`: a full reconciliation of each secondary, in AWS when the
 fleet is too large for one CI job (issue 22).
 
-Per secondary with a replication function (the primary's is never reconciled from itself):
+Per secondary (one without a replication function keeps the CLI path):
 
 - the fleet's size is the last reconciliation's `things` (the applied table), else the estimate of
   the pass in progress (`reconcile_pass.read_progress`); unknown counts as small;
@@ -60,11 +60,14 @@ def start_reconciliations(ctx: AwsContext, topology: Topology, *, cli_below: int
     from orchestrator.aws import aws_errors, client
     from orchestrator.operations.replication import replication_regions
 
-    regions = [r for r in topology.secondaries if r in replication_regions(topology)]
+    functions = replication_regions(topology)
     name = f"full-{(today or datetime.now(timezone.utc)).strftime('%Y-%m-%d')}"
     account: list[str] = []
     out = []
-    for region in regions:
+    for region in topology.secondaries:
+        if region not in functions:
+            out.append(Reconciliation(region, CLI, "no replication function here (by the routing mode)"))
+            continue
         things = _fleet(ctx, topology, region)
         if things is None or things < cli_below:
             size = "fleet size unknown (no reconciliation recorded)" if things is None else f"{things} things"
