@@ -1,4 +1,4 @@
-"""`orchestrate registry sync|backup|restore`: the IoT registry across regions (boto3)."""
+"""`orchestrate registry sync|verify|backup|restore|replay|reconcile`: the IoT registry across regions (boto3)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ registry = group("registry", help="Copy, back up, restore and verify the IoT reg
     "restore": "orchestrator.cli.registry:restore",
     "replay": "orchestrator.cli.registry:replay",
     "verify": "orchestrator.cli.registry:verify",
+    "reconcile": "orchestrator.cli.registry:reconcile",
 })
 
 
@@ -439,3 +440,35 @@ def replay(app: Context, from_dlq: bool, region: str, yes: bool) -> None:
     if not result.ok:
         raise Reported(ExitCode.FAILED)
 
+
+
+@command("reconcile")
+@click.option("--start", is_flag=True, required=True,
+              help="Start each large secondary's full reconciliation in AWS (its Step Functions state machine).")
+@click.option("--cli-below", type=click.IntRange(0), default=200_000, show_default=True, metavar="N",
+              help="Secondaries with fewer things (the last reconciliation's count) keep the CLI path: "
+                   "a --full sync of N things fits one 6 h CI job at 10 ListThingPrincipals/s.")
+def reconcile(app: Context, start: bool, cli_below: int) -> None:
+    """For each secondary: at or above --cli-below things, with the
+    state machine iot-<env>-reconcile-<region> deployed, start an execution named full-<UTC date>
+    and print its ARN; an execution already running (the daily schedule's, or an earlier start) is
+    reported and no second one is started. Any other secondary is reported as "cli": run
+    `orchestrate registry sync --from <primary> --to <region> --full` for it (the scheduled job does).
+
+    \b
+    Examples:
+      orchestrate registry reconcile --start
+      orchestrate registry reconcile --start --cli-below 0 --json   every secondary with a machine
+    """
+    from orchestrator.operations.reconcile_start import start_reconciliations
+
+    topology, ctx = app.topology(), app.aws()
+    found = start_reconciliations(ctx, topology, cli_below=cli_below)
+    if app.json_output:
+        app.console.document({"from": topology.primary, "cli_below": cli_below,
+                              "reconciliations": [r.to_json() for r in found]})
+        return
+    if not found:
+        app.console.result(f"env {topology.env} has no secondaries: nothing to start")
+    for r in found:
+        app.console.result(r.line())

@@ -261,6 +261,15 @@ def role_specs(spec: BootstrapSpec, key_arn: str) -> list[RoleSpec]:
         {"Sid": "PassRegistryRoles", "Effect": "Allow", "Action": "iam:PassRole", "Resource": iam_roles,
          "Condition": {"StringEquals": {"iam:PassedToService": ["credentials.iot.amazonaws.com",
                                                                 "iot.amazonaws.com"]}}},
+        # `registry reconcile --start` (the weekly --full): each secondary's reconciliation machine,
+        # its executions, and the fleet size from the applied table's reconciliation item
+        {"Sid": "ReconcileMachines", "Effect": "Allow",
+         "Action": ["states:DescribeStateMachine", "states:ListExecutions", "states:StartExecution"],
+         "Resource": f"arn:{spec.partition}:states:*:{spec.account}:stateMachine:iot-{env}-reconcile-*"},
+        {"Sid": "ReconcileExecutions", "Effect": "Allow", "Action": "states:DescribeExecution",
+         "Resource": f"arn:{spec.partition}:states:*:{spec.account}:execution:iot-{env}-reconcile-*:*"},
+        {"Sid": "ReconcileFleetSize", "Effect": "Allow", "Action": "dynamodb:GetItem",
+         "Resource": f"arn:{spec.partition}:dynamodb:*:{spec.account}:table/iot-{env}-replication-applied-*"},
         *_state_read(spec, key_arn),
         _state_write(spec, "RunState", (".orchestrate/*",)),
     )
@@ -296,7 +305,8 @@ def role_specs(spec: BootstrapSpec, key_arn: str) -> list[RoleSpec]:
              f"(iot-{env}-backups-*) and the run state; signs through the signing key's own policy", backup),
         role("sync", f"sync-{env}", "registry-sync.yml (AWS_SYNC_ROLE_ARN)",
              "read the registry and shadows, write registry objects and shadows (no deletes of things, "
-             "certificates, groups or policies), PassRole to IoT for role aliases and templates, the run state",
+             "certificates, groups or policies), PassRole to IoT for role aliases and templates, the run state; "
+             "start and read the reconciliation state machines (registry reconcile --start)",
              sync, SYNC_SESSION_S),
     ]
 

@@ -33,6 +33,12 @@ class Settings:
     max_lag_ms: int = 60_000  # replication lag above this: NOT READY
     max_backup_age_h: float = 26.0  # a daily backup, plus slack
     max_reconciliation_age_h: float = 26.0  # the daily backstop sync
+    # a reconciliation pass in progress whose head item has not moved for longer than this is stuck:
+    # the head item is written after every page (<= ~50 s of reads at the quota) and at the end of
+    # every slice, and one slice lasts at most the state machine Task's bound (programs/replication.py
+    # SLICE_TIMEOUT_S, 960 s; the apply slice writes only at its end); two slices' worth leaves room
+    # for one slice at its bound plus the Task's retries of Lambda's transient errors (2+4+8 s)
+    max_reconcile_stall_s: float = 2 * 960.0
     min_cert_days: int = 30  # ACM certificate days to expiry
     max_iterator_age_ms: int = 60_000
     sample_above: int = 1_000  # things: above this the per-thing reads are sampled

@@ -445,10 +445,63 @@ def test_registry_sync_runs_daily_and_fully_every_week_never_pruning() -> None:
     assert job["concurrency"]["cancel-in-progress"] is False  # never kill a sync half way
     assert job["env"]["FULL"] == f"${{{{ github.event.schedule == '{weekly}' || inputs.full }}}}"
     runs = run_lines(job)
-    assert '--all-secondaries' in runs and 'args+=(--full)' in runs
+    assert '--all-secondaries' in runs
+    # --full: large secondaries start their state machine; the others ("cli") are synced --full here
+    assert "orchestrate registry reconcile --env \"$ENV_NAME\" --start --json" in runs
+    assert 'select(.path == "cli")' in runs and '--to "$region" --full' in runs
     assert "--prune" not in runs and "--yes" not in runs  # deletions stay a person's decision
     (aws,) = steps_using(job, "aws-actions/configure-aws-credentials")
     assert aws["with"]["role-to-assume"] == "${{ vars.AWS_SYNC_ROLE_ARN }}"
+
+
+FAKE_ORCHESTRATE = """#!/bin/bash
+echo "$*" >> "$CALLS"
+if [ "$2" = reconcile ]; then cat "$PLAN"; fi
+if [ "$8" = "$FAILS" ]; then exit 1; fi
+"""
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_registry_sync_full_starts_large_secondaries_machines_and_syncs_only_the_cli_ones(
+        tmp_path: Path, full: bool) -> None:
+    """The sync step run by bash as GitHub runs it (`bash -eo pipefail`), with a stand-in
+    `orchestrate` answering `registry reconcile --start --json` as the command does: the secondaries
+    reported "cli" are synced --full one by one, a failed one does not stop the next, the step fails."""
+    import shutil
+
+    if shutil.which("jq") is None:  # GitHub's ubuntu runners have jq
+        pytest.fail("jq is needed to run the registry-sync step")
+    (job,) = load(SYNC)["jobs"].values()
+    (step,) = [s for s in job["steps"] if "registry sync" in str(s.get("run", ""))]
+    (tmp_path / "step.sh").write_text(step["run"])
+    fake = tmp_path / "bin" / "orchestrate"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_ORCHESTRATE)
+    fake.chmod(0o755)
+    plan: dict[str, Any] = {"from": "eu-west-1", "cli_below": 200000, "reconciliations": [
+        {"region": "eu-central-1", "path": "state-machine", "reason": "1000000 things >= 200000",
+         "execution_arn": "arn:aws:states:eu-central-1:1:execution:iot-prod-reconcile-eu-central-1:full-x",
+         "started": True, "status": "RUNNING", "things": 1000000},
+        {"region": "eu-west-2", "path": "cli", "reason": "5 things < 200000", "execution_arn": None,
+         "started": False, "status": None, "things": 5},
+        {"region": "us-east-1", "path": "cli", "reason": "no replication function here", "execution_arn": None,
+         "started": False, "status": None, "things": None}]}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    env = {"PATH": f"{fake.parent}:{os.environ['PATH']}", "FULL": str(full).lower(), "ENV_NAME": "prod",
+           "RUNNER_TEMP": str(tmp_path), "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
+           "CALLS": str(tmp_path / "calls"), "PLAN": str(tmp_path / "plan.json"), "FAILS": "eu-west-2"}
+    got = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(tmp_path / "step.sh")],
+                         env=env, capture_output=True, text=True, timeout=60)
+    calls = (tmp_path / "calls").read_text().splitlines()
+    if not full:
+        assert (got.returncode, calls) == (0, ["registry sync --env prod --all-secondaries"])
+        return
+    assert got.returncode == 1, got.stderr
+    assert calls == ["registry reconcile --env prod --start --json",
+                     "registry sync --env prod --from eu-west-1 --to eu-west-2 --full",
+                     "registry sync --env prod --from eu-west-1 --to us-east-1 --full"]
+    summary = (tmp_path / "summary").read_text()
+    assert f"eu-central-1: state-machine {plan['reconciliations'][0]['execution_arn']}" in summary
 
 
 def test_dependabot_updates_actions_and_pip_weekly() -> None:

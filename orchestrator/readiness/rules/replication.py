@@ -188,26 +188,121 @@ def _dead(probe: Probe, region: str, got: Any) -> Verdict:
 
 
 def _reconciled(probe: Probe, region: str, got: Any) -> Verdict:
+    """The last reconciliation is recent and ok; or, past the age bound, a pass is under way that
+    keeps making progress (module `reconcile_pass`: at 1M things one pass takes ~29 h, longer than
+    the 26 h bound, so a healthy secondary is mid-pass most of the time).
+
+    A pass in progress (the head item `reconcile-pass/<primary>` in the applied table, phase read or
+    apply) excuses an ok last reconciliation that is too old only when all hold:
+    - it made progress within `max_reconcile_stall_s` (its `updated_at`; two slices' worth, probe.py);
+    - it is younger than the pass validity window (`reconcile_pass.VALIDITY_S`, 36 h: an older one is
+      discarded by its next slice and its reads are no longer trusted);
+    - the last ok reconciliation is at most `max_reconciliation_age_h` + 36 h old: the pass that
+      wrote it was followed by a new one within a day, and that one is younger than 36 h; anything
+      older means a pass in between was discarded or failed.
+    A failed last reconciliation or none at all stays NOT READY (a pass in progress is named)."""
     fix = f"orchestrate registry sync --from {probe.topology.primary} --to {region}"
     rec = got.last_reconciliation
     if not rec:
-        return not_ready("never reconciled", fix)
+        return not_ready("never reconciled" + _pass_note(probe, region), fix)
     try:
         at = datetime.fromisoformat(str(rec.get("at")))
     except ValueError:
         return unknown(f"unreadable reconciliation time {rec.get('at')!r}")
     age_h = (probe.now - at).total_seconds() / 3600
     if not rec.get("ok"):
-        return not_ready(f"the last reconciliation ({age_h:.1f} h ago) FAILED with {rec.get('errors')} errors", fix)
-    if age_h > probe.settings.max_reconciliation_age_h:
-        return not_ready(f"last reconciliation {age_h:.1f} h ago (> {probe.settings.max_reconciliation_age_h:g} h)",
-                         fix)
-    return ready(f"reconciled {age_h:.1f} h ago, {rec.get('applied', 0)} applied")
+        return not_ready(f"the last reconciliation ({age_h:.1f} h ago) FAILED with {rec.get('errors')} errors"
+                         + _pass_note(probe, region), fix)
+    if age_h <= probe.settings.max_reconciliation_age_h:
+        return ready(f"reconciled {age_h:.1f} h ago, {rec.get('applied', 0)} applied")
+    stale = f"last reconciliation {age_h:.1f} h ago (> {probe.settings.max_reconciliation_age_h:g} h)"
+    try:
+        progress = _pass(probe, region)
+    except Unreadable as exc:
+        return not_ready(f"{stale}; the pass in progress is unreadable ({exc})", fix)
+    if progress is None:
+        return not_ready(stale, fix)
+    from orchestrator.registry.reconcile_pass import VALIDITY_S
+
+    machine = _machine_fix(probe, region)
+    started, updated = (datetime.fromisoformat(str(progress[k])) for k in ("started_at", "updated_at"))
+    pass_h = (probe.now - started).total_seconds() / 3600
+    idle_s = (probe.now - updated).total_seconds()
+    what = f"{stale}; {_describe(progress)}, last progress {_ago(idle_s)} ago"
+    if pass_h > VALIDITY_S / 3600:
+        return not_ready(f"{what}: the pass started {pass_h:.1f} h ago, beyond its {VALIDITY_S / 3600:g} h "
+                         "validity window (its next slice discards it)", machine)
+    if idle_s > probe.settings.max_reconcile_stall_s:
+        return not_ready(f"{what}: stuck (no progress for > {_ago(probe.settings.max_reconcile_stall_s)})", machine)
+    bound_h = probe.settings.max_reconciliation_age_h + VALIDITY_S / 3600
+    if age_h > bound_h:
+        return not_ready(f"{what}, but the last ok reconciliation is older than {bound_h:g} h "
+                         "(a pass in between was discarded or failed)", machine)
+    return ready(f"pass in progress: {_describe(progress)}, last progress {_ago(idle_s)} ago "
+                 f"(last reconciliation {age_h:.1f} h ago, {rec.get('applied', 0)} applied)")
+
+
+def _pass(probe: Probe, region: str) -> dict[str, Any] | None:
+    """The reconciliation pass from the primary into `region` in progress (phase read or apply), as
+    `orchestrate status` reads it (`reconcile_pass.read_progress`: one GetItem of the head item in
+    the region's applied table); None when there is none, it is done, or `region` is the primary."""
+    from orchestrator.registry.reconcile_pass import DONE, read_progress
+    from programs.contract import ReplicationNames
+
+    source = probe.topology.primary
+    if source == region:
+        return None
+    table = ReplicationNames.of(probe.env, region).applied_table
+    got = probe.once(("reconciling", region), lambda: aws_read(
+        f"GetItem {table}", lambda: read_progress(probe.client("dynamodb", region), table, source,
+                                                  now=probe.now.timestamp())))
+    if not got or got.get("phase") == DONE:
+        return None
+    return got
+
+
+def _pass_note(probe: Probe, region: str) -> str:
+    try:
+        progress = _pass(probe, region)
+    except Unreadable:
+        return ""
+    return f"; {_describe(progress)}" if progress else ""
+
+
+def _describe(p: dict[str, Any]) -> str:
+    """`pass in progress: read X of ~Y, ETA …` (the numbers `orchestrate status` shows)."""
+    from orchestrator.operations.replication import _duration
+
+    total = p.get("total_estimate")
+    of = f"read {int(p.get('read') or 0)} of ~{total}" if total else f"read {int(p.get('read') or 0)} (total unknown)"
+    eta = p.get("eta_s")
+    if p.get("phase") == "apply":
+        when = "reads done, applying"
+    elif eta is None:
+        when = "ETA unknown"
+    else:
+        when = f"ETA {_duration(float(eta))}"
+    return f"pass since {p.get('started_at')}: {of}, {p.get('slices', 0)} slices, {when}"
+
+
+def _ago(seconds: float) -> str:
+    return f"{max(0.0, seconds) / 60:.0f} min"
+
+
+def _machine_fix(probe: Probe, region: str) -> str:
+    from programs.contract import ReplicationNames
+
+    machine = ReplicationNames.of(probe.env, region).reconcile_state_machine
+    return (f"aws stepfunctions list-executions --region {region} --state-machine-arn "
+            f"arn:aws:states:{region}:<account>:stateMachine:{machine}  (see why the pass stopped; "
+            f"the next execution continues it), or orchestrate registry sync --from {probe.topology.primary} "
+            f"--to {region} --full")
 
 
 rule("replication.lag", "replication", "replication lag under the threshold")(_health_rule(_lag))
 rule("replication.dead_letters", "replication", "the dead-letter queue is empty")(_health_rule(_dead))
-rule("replication.reconciliation_age", "replication", "the last reconciliation is recent and ok")(
+rule("replication.reconciliation_age", "replication",
+     "the last reconciliation is recent and ok, or a pass is making progress")(
     _health_rule(_reconciled))
 
 
