@@ -512,6 +512,27 @@ def canary_function(*, secret_arn: str, log_group_arn: str, metric_namespace: st
     )
 
 
+def outbox_function(*, account_id: str, region: str, table_name: str, log_group_arn: str,
+                    command_prefix: str, ack_prefix: str, partition: str = "aws") -> Document:
+    """The command outbox's replay function in `region` (docs/adr/0002-command-outbox.md): query and
+    update that region's replica of the outbox table (a replica has the table's name and its own
+    region's ARN), publish under the command prefix there and nowhere else (never an acknowledgement
+    topic: an explicit deny), find the region's data endpoint, write its own log group."""
+    topic = f"arn:{partition}:iot:{region}:{account_id}:topic/"
+    return _doc(
+        {"Sid": "OutboxReplica", "Effect": "Allow", "Action": ["dynamodb:Query", "dynamodb:UpdateItem"],
+         "Resource": f"arn:{partition}:dynamodb:{region}:{account_id}:table/{table_name}"},
+        {"Sid": "PublishCommands", "Effect": "Allow", "Action": "iot:Publish", "Resource": f"{topic}{command_prefix}*"},
+        {"Sid": "NeverAcknowledgements", "Effect": "Deny", "Action": "iot:Publish",
+         "Resource": [f"{topic}{ack_prefix.rstrip('/')}", f"{topic}{ack_prefix}*"]},
+        # DescribeEndpoint has no resource-level permission (Service Authorization Reference, AWS IoT)
+        {"Sid": "DataEndpoint", "Effect": "Allow", "Action": "iot:DescribeEndpoint", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:RequestedRegion": region}}},
+        {"Sid": "Logs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": f"{log_group_arn}:*"},
+    )
+
+
 def invoke_function(function_arn: str) -> Document:
     """The reconciliation state machine's role: invoke exactly one function (its ARN, and its
     versions and aliases: `:*`), nothing else."""
