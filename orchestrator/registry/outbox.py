@@ -73,13 +73,13 @@ def check(thing: str, command_id: str, topic: str, payload: bytes, expires_in: i
         raise InputRejected(f"outbox: command id {command_id[:40]!r} is not a ULID (26 characters of Crockford "
                             "base32, upper case): the outbox orders and deduplicates by it")
     raw = topic.encode("utf-8")
-    if not topic.startswith(COMMAND_PREFIX) or topic == ACK_PREFIX.rstrip("/") or topic.startswith(ACK_PREFIX):
-        raise InputRejected(f"outbox: {topic[:60]!r} is not under {COMMAND_PREFIX} (commands are published under "
-                            f"{COMMAND_PREFIX}, acknowledgements under {ACK_PREFIX}: docs/devices.md)")
     if not raw or len(raw) > MAX_TOPIC_BYTES or "+" in topic or "#" in topic or topic.startswith("$") \
             or topic.count("/") > MAX_TOPIC_SLASHES:
         raise InputRejected(f"outbox: {topic[:60]!r} is not a topic a command can be published to (1-{MAX_TOPIC_BYTES}"
                             f" bytes, no + or #, not $aws/..., at most {MAX_TOPIC_SLASHES} slashes)")
+    if not topic.startswith(COMMAND_PREFIX) or topic == ACK_PREFIX.rstrip("/") or topic.startswith(ACK_PREFIX):
+        raise InputRejected(f"outbox: {topic[:60]!r} is not under {COMMAND_PREFIX} (commands are published under "
+                            f"{COMMAND_PREFIX}, acknowledgements under {ACK_PREFIX}: docs/devices.md)")
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise InputRejected(f"outbox: payload of {len(payload)} bytes; IoT Core publishes at most "
                             f"{MAX_PAYLOAD_BYTES} bytes")
