@@ -17,6 +17,10 @@ Document = dict[str, Any]
 TOPIC_ROOT = "buildings"
 TELEMETRY_TOPIC_FILTER = f"{TOPIC_ROOT}/+/telemetry"
 THING_NAME = "${iot:Connection.Thing.ThingName}"
+# The command outbox's topics (orchestrator.registry.outbox.COMMAND_PREFIX and ACK_PREFIX; a test
+# keeps them equal): commands under cmd/<thing>, acknowledgements on cmd/ack/<thing>
+OUTBOX_COMMANDS = "cmd/"
+OUTBOX_ACKS = "cmd/ack/"
 
 
 def dumps(document: Document) -> str:
@@ -34,7 +38,9 @@ def device_policy(partition: str = "aws") -> Document:
     `*` stands for region and account in every ARN: a literal region would silently deny devices
     once they fail over to another region. A device connects only with its own thing name as
     client id, and only while its certificate is attached to that thing, and publishes,
-    subscribes and receives only below `buildings/<its thing name>/`, and uses its own classic
+    subscribes and receives only below `buildings/<its thing name>/`, receives the command outbox's
+    commands on `cmd/<its thing name>` (and below) and acknowledges them on `cmd/ack/<its thing
+    name>` (docs/devices.md; never another's acknowledgements, whatever its name), and uses its own classic
     and named shadows (requests: get, update, delete; the service's accepted, rejected, delta
     and documents answers), never another thing's: after a failover it reads and reports its
     shadow in the region it reconnected to, as in the one it left.
@@ -43,6 +49,7 @@ def device_policy(partition: str = "aws") -> Document:
     own_topics = f"{TOPIC_ROOT}/{THING_NAME}/*"
     requests = shadow_request_topics()
     responses = shadow_response_topics()
+    cmd, ack = f"{OUTBOX_COMMANDS}{THING_NAME}", OUTBOX_ACKS  # orchestrator.registry.outbox's prefixes
     return _doc(
         {
             "Sid": "ConnectAsOwnThing",
@@ -62,6 +69,26 @@ def device_policy(partition: str = "aws") -> Document:
             "Effect": "Allow",
             "Action": "iot:Subscribe",
             "Resource": f"{iot}:topicfilter/{own_topics}",
+        },
+        {
+            "Sid": "OutboxCommands",
+            "Effect": "Allow",
+            "Action": ["iot:Subscribe", "iot:Receive"],
+            "Resource": [f"{iot}:topicfilter/{cmd}", f"{iot}:topicfilter/{cmd}/*", f"{iot}:topic/{cmd}",
+                         f"{iot}:topic/{cmd}/*"],
+        },
+        {
+            "Sid": "OutboxAcknowledgements",
+            "Effect": "Allow",
+            "Action": "iot:Publish",
+            "Resource": f"{iot}:topic/{ack}{THING_NAME}",
+        },
+        {
+            # a thing named `ack` would otherwise read every device's acknowledgements
+            "Sid": "NoOneElsesAcknowledgements",
+            "Effect": "Deny",
+            "Action": ["iot:Subscribe", "iot:Receive"],
+            "Resource": [f"{iot}:topicfilter/{ack}*", f"{iot}:topic/{ack}*"],
         },
         {
             "Sid": "OwnShadowRequests",

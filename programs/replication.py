@@ -499,10 +499,7 @@ class CrossRegionReplication(pulumi.ComponentResource):
                                 assume_role_policy=policies.dumps(policies.lambda_trust()), tags=tags, opts=child)
             role_policy = aws.iam.RolePolicy(
                 f"{name}-outbox-policy-{region}", role=role.id,
-                policy=Output.all(account_id, table.name, logs.arn).apply(
-                    lambda v, region=region: policies.dumps(policies.outbox_function(
-                        account_id=v[0], region=region, table_name=v[1], log_group_arn=v[2],
-                        command_prefix=outbox.COMMAND_PREFIX, ack_prefix=outbox.ACK_PREFIX))),
+                policy=Output.all(account_id, table.name, logs.arn).apply(_outbox_policy(region)),
                 opts=child)
             function = aws.lambda_.Function(
                 f"{name}-outbox-{region}", name=names.function, role=role.arn, runtime=RUNTIME,
@@ -704,6 +701,13 @@ def _field(value: Any, attr: str, key: str) -> Any:
     if found is None and isinstance(value, dict):
         found = value.get(attr, value.get(key))
     return found
+
+
+def _outbox_policy(region: str) -> Callable[[list[Any]], str]:
+    """The outbox function's role policy in `region`, from (account id, table name, log group ARN)."""
+    return lambda v: policies.dumps(policies.outbox_function(
+        account_id=v[0], region=region, table_name=v[1], log_group_arn=v[2],
+        command_prefix=outbox.COMMAND_PREFIX, ack_prefix=outbox.ACK_PREFIX))
 
 
 def _target(lake: LakeRef) -> dict[str, str]:

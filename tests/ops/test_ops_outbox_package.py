@@ -76,7 +76,8 @@ class Publishes:
                 body = self.rfile.read(length) if length else b""
                 if self.command == "POST" and self.path.startswith("/topics/"):
                     proxy.published.append(urllib.parse.unquote(self.path.split("?")[0][len("/topics/"):]))
-                conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
+                conn = http.client.HTTPConnection(proxy.upstream.hostname or "127.0.0.1", proxy.upstream.port,
+                                                  timeout=60)
                 try:
                     conn.request(self.command, self.path, body=body or None, headers={
                         k: v for k, v in self.headers.items() if k.lower() not in ("transfer-encoding", "connection")})

@@ -127,6 +127,29 @@ def test_the_function_role_is_least_privilege_in_its_own_region() -> None:
         assert all(r == "*" or f":{region}:" in r for r in resources)
 
 
+def test_the_device_policy_lets_a_device_follow_the_contract_and_no_further() -> None:
+    """docs/devices.md: a device subscribes to and receives cmd/<itself>, acknowledges on
+    cmd/ack/<itself>; it never receives another device's commands or anyone's acknowledgements."""
+    from orchestrator.drill.iotpolicy import Action, Principal, evaluate, parse
+
+    assert (policies.OUTBOX_COMMANDS, policies.OUTBOX_ACKS) == (outbox.COMMAND_PREFIX, outbox.ACK_PREFIX)
+    device = parse(policies.dumps(policies.device_policy()))
+
+    def me(thing: str = "sensor-7") -> Principal:
+        return Principal(PRIMARY, ACCOUNT, thing, thing)
+
+    for topic in ("cmd/sensor-7", "cmd/sensor-7/reboot"):
+        assert evaluate(device, Action.SUBSCRIBE, topic, me()) and evaluate(device, Action.RECEIVE, topic, me())
+        assert not evaluate(device, Action.PUBLISH, topic, me())  # commands are the cloud's to send
+    assert evaluate(device, Action.PUBLISH, "cmd/ack/sensor-7", me())
+    assert not evaluate(device, Action.PUBLISH, "cmd/ack/sensor-8", me())
+    for action in (Action.SUBSCRIBE, Action.RECEIVE):
+        assert not evaluate(device, action, "cmd/sensor-8", me())
+        assert not evaluate(device, action, "cmd/ack/sensor-7", me())
+        # a thing named `ack` would match cmd/ack/* as its own commands: the deny wins
+        assert not evaluate(device, action, "cmd/ack/sensor-7", me("ack"))
+
+
 def test_the_topology_key_is_validated_and_reaches_the_stack_config() -> None:
     base = {"domain": "iot.example.com", "hosted_zone": "example.com", "primary": PRIMARY,
             "secondaries": [SECONDARY], "residency": [PRIMARY, SECONDARY]}
