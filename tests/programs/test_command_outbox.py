@@ -160,7 +160,12 @@ def test_the_topology_key_is_validated_and_reaches_the_stack_config() -> None:
     args = replace(replication_args(SECONDARY), command_outbox=True)
     assert ReplicationArgs.from_config(args.to_config().get).command_outbox is True
     assert "commandOutbox" not in replication_args(SECONDARY).to_config()
+    from orchestrator.stacks import wiring
+
+    outputs = {r: wiring.placeholder_outputs(r) for r in topology.regions}
+    assert wiring.replication_spec(topology, outputs).config["iot-platform:commandOutbox"] == "true"
     off = parse(base, env="dev")
+    assert "iot-platform:commandOutbox" not in wiring.replication_spec(off, outputs).config
     assert off.registry.command_outbox is False and "command_outbox" not in off.to_document()["registry"]
     for bad in ("yes", 1, None):
         with pytest.raises(InputRejected, match="dev.topology.yaml: registry.command_outbox: must be true or false"):
