@@ -638,7 +638,7 @@ def outbox_rule_sql() -> dict[str, str]:
     ack = outbox.ACK_PREFIX
     return {
         "connected": "SELECT clientId, eventType, timestamp FROM '$aws/events/presence/connected/+'",
-        "ack": f"SELECT topic({ack.count('/') + 1}) AS thing, commandIds, 'ack' AS eventType FROM '{ack}+'",
+        "ack": f"SELECT topic({ack.count('/') + 1}) AS thing, commandIds, replay, 'ack' AS eventType FROM '{ack}+'",
     }
 
 

@@ -12,7 +12,9 @@ invoked by two topic rules of its region (programs/replication.py, `_command_out
   device deduplicates by `commandId` (docs/devices.md, "Commands that survive a failover"). A
   duplicated lifecycle event costs a duplicated replay, never a duplicated execution. The client id
   is the thing name (docs/devices.md); a client id that is not a thing name is refused.
-- **ack**: `cmd/ack/+`, the device's acknowledgement (`{"commandIds": [...]}`); the rule adds the
+- **ack**: `cmd/ack/+`, the device's acknowledgement (`{"commandIds": [...]}`, and `"replay": true`
+  to have what is still pending sent again now: a device sends it once it has resubscribed, which
+  closes the race between the connect's replay and its subscription); the rule adds the
   thing from the topic (`topic(3) AS thing`, so a device acknowledges under its own name only as far
   as its policy lets it publish there) and `'ack' AS eventType`. The commands become DELIVERED
   (`outbox.acknowledge`, conditional: an unknown id is never created); global-table replication
@@ -43,7 +45,8 @@ class BadEvent(ValueError):
 
 
 def parse(event: Any) -> tuple[str, str, tuple[str, ...]]:
-    """(kind, thing, command ids): ("connected", thing, ()) or ("ack", thing, ids)."""
+    """(kind, thing, command ids): ("connected", thing, ()), ("ack", thing, ids) or ("ack+replay",
+    thing, ids: possibly none)."""
     if not isinstance(event, Mapping):
         raise BadEvent(f"outbox: the event must be a JSON object, not {type(event).__name__}")
     kind = event.get("eventType")
@@ -57,11 +60,15 @@ def parse(event: Any) -> tuple[str, str, tuple[str, ...]]:
         raise BadEvent(f"outbox: {str(thing)[:60]!r} is not a thing name (the client id must be the thing name)")
     if kind == "connected":
         return kind, thing, ()
-    ids = event.get("commandIds")
-    if not isinstance(ids, list) or not ids or len(ids) > MAX_ACK_IDS or \
+    again = event.get("replay", False)
+    if not isinstance(again, bool):
+        raise BadEvent("outbox: replay must be true or false")
+    ids = event.get("commandIds", [] if again else None)
+    if not isinstance(ids, list) or not (ids or again) or len(ids) > MAX_ACK_IDS or \
             not all(isinstance(i, str) and outbox.ULID.match(i) for i in ids):
-        raise BadEvent(f"outbox: an acknowledgement carries commandIds, a list of 1-{MAX_ACK_IDS} ULIDs")
-    return kind, thing, tuple(dict.fromkeys(ids))
+        raise BadEvent(f"outbox: an acknowledgement carries commandIds, a list of 1-{MAX_ACK_IDS} ULIDs "
+                       "(0 with replay: true)")
+    return ("ack+replay" if again else kind), thing, tuple(dict.fromkeys(ids))
 
 
 _CLIENTS: dict[str, Any] = {}
@@ -89,9 +96,13 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     if not region or not table:
         raise BadEvent(f"outbox: AWS_REGION and {TABLE_ENV} must be set")
     ddb, data = clients(region)
+    acknowledged = outbox.acknowledge(ddb, table, thing, ids) if ids else 0
     if kind == "ack":
-        return {"thing": thing, "acknowledged": outbox.acknowledge(ddb, table, thing, ids)}
+        return {"thing": thing, "acknowledged": acknowledged}
     report = outbox.replay(ddb, data, table, thing)
-    result = {"thing": thing, "published": list(report.published), "errors": [list(e) for e in report.errors]}
+    result: dict[str, Any] = {"thing": thing, "published": list(report.published),
+                              "errors": [list(e) for e in report.errors]}
+    if kind == "ack+replay":
+        result["acknowledged"] = acknowledged
     print(json.dumps({"outbox": "replay", "region": region, **result}))  # ids and codes only: no payloads
     return result

@@ -34,16 +34,23 @@ from tests.ops.conftest import DST, SRC
 FUNCTION = "aws:lambda/function:Function"
 TABLE = "iot-dev-command-outbox"
 THING = "sensor-7"
-IDS = ["01JE0000000000000000000001", "01JE0000000000000000000002"]
+IDS = ["01JE0000000000000000000001", "01JE0000000000000000000002", "01JE0000000000000000000003"]
 
 DRIVER = """
-import json, sys
+import json, os, sys
 app, runtime, events_file = sys.argv[1:4]
 sys.path[:0] = [app, runtime]
 import orchestrator.registry.outbox_function as fn
 for name, event in json.load(open(events_file)):
     try:
-        out = fn.handler(event, None)
+        if name.startswith("enqueue"):  # a sender writing a command between two events
+            ddb, _ = fn.clients(os.environ["AWS_REGION"])
+            out = fn.outbox.enqueue(ddb, os.environ["OUTBOX_TABLE"], thing=event["thing"],
+                                    command_id=event["commandId"], topic="cmd/" + event["thing"],
+                                    payload=json.dumps({"commandId": event["commandId"]}).encode(),
+                                    origin_region=os.environ["AWS_REGION"])
+        else:
+            out = fn.handler(event, None)
     except Exception as exc:
         out = {"raised": type(exc).__name__ + ": " + str(exc)}
     print("RESULT " + json.dumps([name, out]), flush=True)
@@ -148,7 +155,7 @@ def test_the_deployed_outbox_zip_replays_once_until_acknowledged_and_refuses_mal
         zipped.extractall(app)
 
     ddb = _table(ctx)
-    for command_id in reversed(IDS):  # written out of order, in the region that later died
+    for command_id in reversed(IDS[:2]):  # written out of order, in the region that later died
         assert outbox.enqueue(ddb, TABLE, thing=THING, command_id=command_id, topic=f"cmd/{THING}",
                               payload=json.dumps({"commandId": command_id, "action": "open"}).encode(),
                               origin_region=SRC)
@@ -162,10 +169,17 @@ def test_the_deployed_outbox_zip_replays_once_until_acknowledged_and_refuses_mal
         ("first-connect", connected),
         ("ack", {"thing": THING, "commandIds": IDS, "eventType": "ack"}),
         ("second-connect", connected),
+        # written after the connect (or published before the device had resubscribed): the device
+        # asks again once subscribed, acknowledging nothing
+        ("enqueue-3", {"thing": THING, "commandId": IDS[2]}),
+        ("replay-request", {"thing": THING, "commandIds": [], "replay": True, "eventType": "ack"}),
+        ("replay-and-ack", {"thing": THING, "commandIds": [IDS[2]], "replay": True, "eventType": "ack"}),
         ("no-client-id", {"eventType": "connected", "timestamp": 1}),
         ("not-a-thing", {"clientId": "a/b#", "eventType": "connected"}),
         ("disconnected", {"clientId": THING, "eventType": "disconnected"}),
         ("bad-ack", {"thing": THING, "commandIds": ["not-a-ulid"], "eventType": "ack"}),
+        ("empty-ack", {"thing": THING, "commandIds": [], "eventType": "ack"}),
+        ("bad-replay", {"thing": THING, "replay": "yes", "eventType": "ack"}),
         ("not-an-object", ["connected"]),
     ]
     (tmp_path / "events.json").write_text(json.dumps(events))
@@ -185,22 +199,27 @@ def test_the_deployed_outbox_zip_replays_once_until_acknowledged_and_refuses_mal
     assert json.loads(next(x for x in lines if x.startswith("SITE "))[len("SITE "):]) == []
 
     # the connect replays this device's pending commands, in id order, once each
-    assert results["first-connect"] == {"thing": THING, "published": IDS, "errors": []}
+    assert results["first-connect"] == {"thing": THING, "published": IDS[:2], "errors": []}
     assert results["ack"] == {"thing": THING, "acknowledged": 2}
     # after the acknowledgement, the next connect replays nothing
     assert results["second-connect"] == {"thing": THING, "published": [], "errors": []}
-    assert publishes.published == [f"cmd/{THING}", f"cmd/{THING}"]
+    assert results["enqueue-3"] is True
+    # the command written after that connect goes out on the device's request, until acknowledged
+    assert results["replay-request"] == {"thing": THING, "published": [IDS[2]], "errors": [], "acknowledged": 0}
+    assert results["replay-and-ack"] == {"thing": THING, "published": [], "errors": [], "acknowledged": 1}
+    assert publishes.published == [f"cmd/{THING}"] * 3
     states = {i["commandId"]["S"]: i["state"]["S"] for i in ddb.scan(TableName=TABLE)["Items"]}
-    assert states == {IDS[0]: outbox.DELIVERED, IDS[1]: outbox.DELIVERED, "01JE0000000000000000000009": "PENDING"}
+    assert states == {**{i: outbox.DELIVERED for i in IDS}, "01JE0000000000000000000009": "PENDING"}
 
     # malformed events: refused with one line saying what is wrong; nothing published for them
     expected = {"no-client-id": "is not a thing name", "not-a-thing": "is not a thing name",
                 "disconnected": "neither 'connected'", "bad-ack": "list of 1-100 ULIDs",
+                "empty-ack": "list of 1-100 ULIDs", "bad-replay": "replay must be true or false",
                 "not-an-object": "must be a JSON object"}
     for name, message in expected.items():
         raised = results[name]["raised"]
         assert raised.startswith("BadEvent: outbox: ") and message in raised and "\n" not in raised, raised
-    assert len(publishes.published) == 2
+    assert len(publishes.published) == 3
 
 
 def test_the_handler_refuses_before_any_call_without_its_configuration(monkeypatch: pytest.MonkeyPatch) -> None:

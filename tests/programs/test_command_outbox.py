@@ -95,7 +95,7 @@ def test_the_rules_select_what_the_function_reads() -> None:
     # $aws/events/presence/connected/<clientId> with clientId, eventType, timestamp (no sessionPresent)
     assert sql["connected"] == "SELECT clientId, eventType, timestamp FROM '$aws/events/presence/connected/+'"
     # cmd/ack/<thing>: the thing is the topic's third level, not something the payload claims
-    assert sql["ack"] == "SELECT topic(3) AS thing, commandIds, 'ack' AS eventType FROM 'cmd/ack/+'"
+    assert sql["ack"] == "SELECT topic(3) AS thing, commandIds, replay, 'ack' AS eventType FROM 'cmd/ack/+'"
 
 
 def test_the_function_role_is_least_privilege_in_its_own_region() -> None:
