@@ -59,7 +59,7 @@ _TOP_KEYS = {
 }
 _SIZING_KEYS = {"kinesis_mode", "kinesis_shards", "retention_hours", "lake_transition_days",
                 "lake_expiration_days"}
-_REGISTRY_KEYS = {"thing_types", "thing_groups", "retained_topics"}
+_REGISTRY_KEYS = {"thing_types", "thing_groups", "retained_topics", "command_outbox"}
 _IAM_KEYS = {"permissions_boundary", "path"}
 
 # The tags every program sets itself (programs/region.py, dns.py, replication.py); `tags:` adds to them.
@@ -107,6 +107,8 @@ class RegistrySpec:
     thing_groups: tuple[ThingGroupSpec, ...] = ()
     # MQTT retained-message topic prefixes carried to every secondary (orchestrator/registry/retained.py)
     retained_topics: tuple[str, ...] = ()
+    # the command outbox's global table and replay functions (docs/adr/0002-command-outbox.md)
+    command_outbox: bool = False
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,8 @@ class Topology:
         }
         if self.registry.retained_topics:
             doc["registry"]["retained_topics"] = list(self.registry.retained_topics)
+        if self.registry.command_outbox:
+            doc["registry"]["command_outbox"] = True
         sizing: dict[str, Any] = {"default": _sizing_doc(self.default_sizing)}
         for region, s in self.sizing_overrides.items():
             sizing[region] = _sizing_doc(s)
@@ -580,7 +584,11 @@ class _Validator:
         from orchestrator.registry.retained import normalize_prefixes
 
         retained = normalize_prefixes(data.get("retained_topics"), source=self.source)
-        return RegistrySpec(thing_types=types, thing_groups=tuple(groups), retained_topics=retained)
+        outbox = data.get("command_outbox", False)
+        if not isinstance(outbox, bool):
+            self.fail("registry.command_outbox", f"must be true or false, not {_short(outbox)}")
+        return RegistrySpec(thing_types=types, thing_groups=tuple(groups), retained_topics=retained,
+                            command_outbox=outbox)
 
     def sizing(self, data: Any) -> tuple[RegionSizing, dict[str, RegionSizing]]:
         if not isinstance(data, dict):

@@ -241,6 +241,9 @@ class ReplicationArgs:
     # The topology's `registry.retained_topics`: retained messages under these prefixes are carried
     # by continuous replication too (a topic rule per prefix; the functions may republish there)
     retained_topics: tuple[str, ...] = ()
+    # The topology's `registry.command_outbox`: the command outbox's global table and, in every member
+    # region, its replay function (docs/adr/0002-command-outbox.md)
+    command_outbox: bool = False
 
     def to_config(self) -> dict[str, str]:
         def lake(x: LakeRef) -> dict[str, str]:
@@ -257,6 +260,7 @@ class ReplicationArgs:
             **({"homeRegion": self.home_region} if self.home_region else {}),
             **({"readiness": self.readiness} if self.readiness else {}),
             **({"retainedTopics": json.dumps(list(self.retained_topics))} if self.retained_topics else {}),
+            **({"commandOutbox": "true"} if self.command_outbox else {}),
             **self.iam.to_config(),
         }
 
@@ -276,6 +280,7 @@ class ReplicationArgs:
             iam=IamRoleSettings.from_config(get),
             readiness=get("readiness") or "",
             retained_topics=tuple(str(p) for p in json.loads(get("retainedTopics") or "[]")),
+            command_outbox=(get("commandOutbox") or "") == "true",
         )
 
     @property
@@ -336,6 +341,23 @@ class ReplicationNames:
                    applied_table=f"iot-{env}-replication-applied-{region}",
                    reconcile_state_machine=f"iot-{env}-reconcile-{region}",
                    reconcile_schedule=f"iot-{env}-reconcile-{region}")
+
+
+@dataclass(frozen=True)
+class OutboxNames:
+    """Physical names of the command outbox (docs/adr/0002-command-outbox.md): one global table per
+    environment, one replay function and its two topic rules per member region."""
+
+    table: str
+    function: str
+    connected_rule: str
+    ack_rule: str
+
+    @classmethod
+    def of(cls, env: str, region: str) -> OutboxNames:
+        return cls(table=f"iot-{env}-command-outbox", function=f"iot-{env}-command-outbox-{region}",
+                   connected_rule=rule_name(env, "outbox_connected", region),
+                   ack_rule=rule_name(env, "outbox_ack", region))
 
 
 @dataclass(frozen=True)

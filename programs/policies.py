@@ -17,6 +17,10 @@ Document = dict[str, Any]
 TOPIC_ROOT = "buildings"
 TELEMETRY_TOPIC_FILTER = f"{TOPIC_ROOT}/+/telemetry"
 THING_NAME = "${iot:Connection.Thing.ThingName}"
+# The command outbox's topics (orchestrator.registry.outbox.COMMAND_PREFIX and ACK_PREFIX; a test
+# keeps them equal): commands under cmd/<thing>, acknowledgements on cmd/ack/<thing>
+OUTBOX_COMMANDS = "cmd/"
+OUTBOX_ACKS = "cmd/ack/"
 
 
 def dumps(document: Document) -> str:
@@ -34,7 +38,9 @@ def device_policy(partition: str = "aws") -> Document:
     `*` stands for region and account in every ARN: a literal region would silently deny devices
     once they fail over to another region. A device connects only with its own thing name as
     client id, and only while its certificate is attached to that thing, and publishes,
-    subscribes and receives only below `buildings/<its thing name>/`, and uses its own classic
+    subscribes and receives only below `buildings/<its thing name>/`, receives the command outbox's
+    commands on `cmd/<its thing name>` (and below) and acknowledges them on `cmd/ack/<its thing
+    name>` (docs/devices.md; never another's acknowledgements, whatever its name), and uses its own classic
     and named shadows (requests: get, update, delete; the service's accepted, rejected, delta
     and documents answers), never another thing's: after a failover it reads and reports its
     shadow in the region it reconnected to, as in the one it left.
@@ -43,6 +49,7 @@ def device_policy(partition: str = "aws") -> Document:
     own_topics = f"{TOPIC_ROOT}/{THING_NAME}/*"
     requests = shadow_request_topics()
     responses = shadow_response_topics()
+    cmd, ack = f"{OUTBOX_COMMANDS}{THING_NAME}", OUTBOX_ACKS  # orchestrator.registry.outbox's prefixes
     return _doc(
         {
             "Sid": "ConnectAsOwnThing",
@@ -62,6 +69,26 @@ def device_policy(partition: str = "aws") -> Document:
             "Effect": "Allow",
             "Action": "iot:Subscribe",
             "Resource": f"{iot}:topicfilter/{own_topics}",
+        },
+        {
+            "Sid": "OutboxCommands",
+            "Effect": "Allow",
+            "Action": ["iot:Subscribe", "iot:Receive"],
+            "Resource": [f"{iot}:topicfilter/{cmd}", f"{iot}:topicfilter/{cmd}/*", f"{iot}:topic/{cmd}",
+                         f"{iot}:topic/{cmd}/*"],
+        },
+        {
+            "Sid": "OutboxAcknowledgements",
+            "Effect": "Allow",
+            "Action": "iot:Publish",
+            "Resource": f"{iot}:topic/{ack}{THING_NAME}",
+        },
+        {
+            # a thing named `ack` would otherwise read every device's acknowledgements
+            "Sid": "NoOneElsesAcknowledgements",
+            "Effect": "Deny",
+            "Action": ["iot:Subscribe", "iot:Receive"],
+            "Resource": [f"{iot}:topicfilter/{ack}*", f"{iot}:topic/{ack}*"],
         },
         {
             "Sid": "OwnShadowRequests",
@@ -509,6 +536,27 @@ def canary_function(*, secret_arn: str, log_group_arn: str, metric_namespace: st
         {"Sid": "Metric", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
          "Condition": {"StringEquals": {"cloudwatch:namespace": metric_namespace,
                                         "aws:RequestedRegion": region}}},
+    )
+
+
+def outbox_function(*, account_id: str, region: str, table_name: str, log_group_arn: str,
+                    command_prefix: str, ack_prefix: str, partition: str = "aws") -> Document:
+    """The command outbox's replay function in `region` (docs/adr/0002-command-outbox.md): query and
+    update that region's replica of the outbox table (a replica has the table's name and its own
+    region's ARN), publish under the command prefix there and nowhere else (never an acknowledgement
+    topic: an explicit deny), find the region's data endpoint, write its own log group."""
+    topic = f"arn:{partition}:iot:{region}:{account_id}:topic/"
+    return _doc(
+        {"Sid": "OutboxReplica", "Effect": "Allow", "Action": ["dynamodb:Query", "dynamodb:UpdateItem"],
+         "Resource": f"arn:{partition}:dynamodb:{region}:{account_id}:table/{table_name}"},
+        {"Sid": "PublishCommands", "Effect": "Allow", "Action": "iot:Publish", "Resource": f"{topic}{command_prefix}*"},
+        {"Sid": "NeverAcknowledgements", "Effect": "Deny", "Action": "iot:Publish",
+         "Resource": [f"{topic}{ack_prefix.rstrip('/')}", f"{topic}{ack_prefix}*"]},
+        # DescribeEndpoint has no resource-level permission (Service Authorization Reference, AWS IoT)
+        {"Sid": "DataEndpoint", "Effect": "Allow", "Action": "iot:DescribeEndpoint", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:RequestedRegion": region}}},
+        {"Sid": "Logs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": f"{log_group_arn}:*"},
     )
 
 

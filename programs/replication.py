@@ -35,6 +35,7 @@ import pulumi_aws as aws
 import pulumi_command as command
 from pulumi import Output, ResourceOptions
 
+from orchestrator.registry import outbox
 from orchestrator.registry.events import (
     API_CALL_DETAIL_TYPE,
     API_CALL_SOURCE,
@@ -48,6 +49,7 @@ from programs.contract import (
     REPLICATION_OUTPUTS,
     RULE_DESCRIPTIONS,
     LakeRef,
+    OutboxNames,
     ReplicationArgs,
     ReplicationNames,
     rule_name,
@@ -95,6 +97,9 @@ LAMBDA_TRANSIENT = ("Lambda.ServiceException", "Lambda.AWSLambdaException", "Lam
                     "Lambda.TooManyRequestsException")
 API_CALL_MAX_AGE_S = 6 * 3600  # asynchronous invocations and EventBridge retries give up after this
 TRAIL_LOG_DAYS = 90
+OUTBOX_HANDLER = "orchestrator.registry.outbox_function.handler"
+# a replay sends at most 10 commands a second (outbox.REPLAY_PER_SECOND): 300 s is 3,000 pending commands
+OUTBOX_TIMEOUT_S = 300
 
 
 def _stamp(region: str) -> str:
@@ -350,6 +355,10 @@ class CrossRegionReplication(pulumi.ComponentResource):
         # -- what registry events do not carry: IoT API calls, CloudTrail -> EventBridge -> function
         self._api_calls(name, args, functions, account_id, tags)
 
+        # -- the command outbox (optional): a global table and a replay function per member region --
+        if args.command_outbox:
+            self._command_outbox(name, args, account_id, tags)
+
         # -- the scheduled readiness check, in a region that is not the primary ---------------------
         if args.readiness:
             from programs.readiness import ScheduledReadiness
@@ -459,6 +468,58 @@ class CrossRegionReplication(pulumi.ComponentResource):
                 aws.cloudwatch.EventTarget(
                     f"{name}-api-calls-forward-{source}-to-{region}", rule=rule.name, arn=buses[region],
                     role_arn=role.arn, region=source, opts=ResourceOptions(parent=self, depends_on=[role_policy]))
+
+    def _command_outbox(self, name: str, args: ReplicationArgs, account_id: Output[str], tags: dict[str, str]) -> None:
+        """The command outbox (docs/adr/0002-command-outbox.md): a DynamoDB global table (home in the
+        table region, a replica in every other member region, TTL on the `expiresAt` that
+        `outbox.enqueue` writes) and, in every member region (a device may fail over to any), the
+        function `outbox_function.handler` invoked by two topic rules there: presence `connected`
+        events (replay) and the devices' acknowledgements (`cmd/ack/<thing>`). Each function's role
+        reads and updates its own region's replica and publishes under the command prefix there."""
+        child = ResourceOptions(parent=self)
+        outbox_table = OutboxNames.of(args.env, args.table_region).table
+        table = aws.dynamodb.Table(
+            f"{name}-command-outbox", name=outbox_table, billing_mode="PAY_PER_REQUEST",
+            hash_key="thing", range_key="commandId",
+            attributes=[{"name": "thing", "type": "S"}, {"name": "commandId", "type": "S"}],
+            # global tables (version 2019.11.21) replicate through the table's stream: it must be on
+            stream_enabled=True, stream_view_type="NEW_AND_OLD_IMAGES",
+            ttl={"attribute_name": outbox.TTL_ATTRIBUTE, "enabled": True},
+            point_in_time_recovery={"enabled": True}, server_side_encryption={"enabled": True},
+            replicas=[{"region_name": r, "point_in_time_recovery": True, "propagate_tags": True}
+                      for r in args.members if r != args.table_region],
+            region=args.table_region, tags=tags, opts=ResourceOptions(parent=self, protect=True))
+        code = build_package(handler=OUTBOX_HANDLER, stem="outbox")
+        for region in args.members:
+            names = OutboxNames.of(args.env, region)
+            logs = aws.cloudwatch.LogGroup(f"{name}-outbox-logs-{region}", name=f"/aws/lambda/{names.function}",
+                                           retention_in_days=30, region=region, tags=tags, opts=child)
+            role = aws.iam.Role(f"{name}-outbox-role-{region}", path=args.iam.path,
+                                permissions_boundary=args.iam.boundary,
+                                assume_role_policy=policies.dumps(policies.lambda_trust()), tags=tags, opts=child)
+            role_policy = aws.iam.RolePolicy(
+                f"{name}-outbox-policy-{region}", role=role.id,
+                policy=Output.all(account_id, table.name, logs.arn).apply(_outbox_policy(region)),
+                opts=child)
+            function = aws.lambda_.Function(
+                f"{name}-outbox-{region}", name=names.function, role=role.arn, runtime=RUNTIME,
+                handler=OUTBOX_HANDLER, code=pulumi.FileArchive(str(code.path)), source_code_hash=code.sha256_b64,
+                timeout=OUTBOX_TIMEOUT_S, memory_size=128,
+                environment={"variables": {"OUTBOX_TABLE": outbox_table}},
+                region=region, tags=tags,
+                opts=ResourceOptions(parent=self, depends_on=[role_policy, logs, table]))
+            for kind, rule, sql in (("connected", names.connected_rule, outbox_rule_sql()["connected"]),
+                                    ("ack", names.ack_rule, outbox_rule_sql()["ack"])):
+                topic_rule = aws.iot.TopicRule(
+                    f"{name}-outbox-{kind}-rule-{region}", name=rule,
+                    description=f"command outbox: {kind} events -> {names.function}",
+                    enabled=True, sql=sql, sql_version=SQL_VERSION, lambdas=[{"function_arn": function.arn}],
+                    region=region, tags=tags, opts=child)
+                # only this rule may invoke the function (its ARN, in this account)
+                aws.lambda_.Permission(
+                    f"{name}-outbox-{kind}-permission-{region}", action="lambda:InvokeFunction",
+                    function=function.name, principal="iot.amazonaws.com", source_arn=topic_rule.arn,
+                    source_account=account_id, region=region, opts=child)
 
     def _replicator(self, name: str, args: ReplicationArgs, region: str, table: aws.dynamodb.Table,
                     package: Package, account_id: Output[str], tags: dict[str, str],
@@ -570,6 +631,17 @@ class CrossRegionReplication(pulumi.ComponentResource):
         return dict(zip(REPLICATION_OUTPUTS, values, strict=True))
 
 
+def outbox_rule_sql() -> dict[str, str]:
+    """The command outbox's two rules (`orchestrator.registry.outbox_function`): a client's connect
+    (IoT Core's presence lifecycle event; the client id is the thing name) and a device's
+    acknowledgement under `cmd/ack/<thing>` (the thing taken from the topic, not the payload)."""
+    ack = outbox.ACK_PREFIX
+    return {
+        "connected": "SELECT clientId, eventType, timestamp FROM '$aws/events/presence/connected/+'",
+        "ack": f"SELECT topic({ack.count('/') + 1}) AS thing, commandIds, replay, 'ack' AS eventType FROM '{ack}+'",
+    }
+
+
 def reconcile_definition(function_arn: str, source: str, *, slice_limits: dict[str, Any] | None = None,
                          max_slices: int = MAX_RECONCILE_SLICES) -> dict[str, Any]:
     """The Amazon States Language definition of one secondary's reconciliation: invoke the function
@@ -629,6 +701,13 @@ def _field(value: Any, attr: str, key: str) -> Any:
     if found is None and isinstance(value, dict):
         found = value.get(attr, value.get(key))
     return found
+
+
+def _outbox_policy(region: str) -> Callable[[list[Any]], str]:
+    """The outbox function's role policy in `region`, from (account id, table name, log group ARN)."""
+    return lambda v: policies.dumps(policies.outbox_function(
+        account_id=v[0], region=region, table_name=v[1], log_group_arn=v[2],
+        command_prefix=outbox.COMMAND_PREFIX, ack_prefix=outbox.ACK_PREFIX))
 
 
 def _target(lake: LakeRef) -> dict[str, str]:

@@ -186,7 +186,7 @@ def retained_and_commands(r: DrillResult) -> list[str]:
              f"{issued}; **{sum(d.commands_delivered_before for d in r.devices)}** reached their device before the "
              f"kill, **{sum(d.commands_delivered_after for d in r.devices)}** after it failed over, "
              f"**{sum(d.commands_lost for d in r.devices)} lost** (IoT Core keeps queued messages in the "
-             "region's session; nothing carries them: docs/adr/0002-command-outbox.md)."]
+             "region's session; the local world runs no command outbox: docs/adr/0002-command-outbox.md)."]
     return lines
 
 

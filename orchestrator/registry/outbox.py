@@ -2,11 +2,12 @@
 commands, so that a device that reconnects in another region gets the commands queued for it in
 the region that died.
 
-Built so far: the API on the table (`enqueue`, `pending`, `replay`, `acknowledge`). Not built: the
-table in the replication stack (a DynamoDB global table with TTL on `expiresAt`), the topic rules
-(`cmd/outbox/+`, `cmd/ack/+`) and the replay function on presence events; until then a caller
-creates the table and calls `replay` itself. The table's key: `thing` (partition) and `commandId`
-(sort, a ULID chosen by the sender: orders and deduplicates). Items:
+The API on the table (`enqueue`, `pending`, `replay`, `acknowledge`); the replication stack declares
+the table (a DynamoDB global table with TTL on `expiresAt`, topology `registry.command_outbox`) and, in
+every member region, the function (`orchestrator.registry.outbox_function`) that topic rules invoke on
+a device's connect (replay) and on its acknowledgement (`cmd/ack/<thing>`). Not built: a rule that
+writes commands published to `cmd/outbox/+` (senders call `enqueue`). The table's key: `thing`
+(partition) and `commandId` (sort, a ULID chosen by the sender: orders and deduplicates). Items:
 
 - `topic`, `payload` (binary, at most 128 KB: IoT's message size), `qos` (1), `originRegion`,
   `createdMs`, `expiresAt` (epoch seconds, DynamoDB's TTL attribute: `createdMs` + the expiry the
@@ -37,6 +38,11 @@ REPLAY_PER_SECOND = 10.0  # what IoT Core's broker replays of a persistent sessi
 ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")  # Crockford base32, 26 characters: ordered by time
 THING = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")  # IoT thing names
 PENDING, DELIVERED = "PENDING", "DELIVERED"
+TTL_ATTRIBUTE = "expiresAt"  # epoch seconds: the table's TTL attribute (programs/replication.py)
+# Commands are published under COMMAND_PREFIX (the replay function may publish there and nowhere else);
+# ACK_PREFIX, under it, is the devices' acknowledgements, never a command's topic
+COMMAND_PREFIX = "cmd/"
+ACK_PREFIX = "cmd/ack/"
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,9 @@ def check(thing: str, command_id: str, topic: str, payload: bytes, expires_in: i
             or topic.count("/") > MAX_TOPIC_SLASHES:
         raise InputRejected(f"outbox: {topic[:60]!r} is not a topic a command can be published to (1-{MAX_TOPIC_BYTES}"
                             f" bytes, no + or #, not $aws/..., at most {MAX_TOPIC_SLASHES} slashes)")
+    if not topic.startswith(COMMAND_PREFIX) or topic == ACK_PREFIX.rstrip("/") or topic.startswith(ACK_PREFIX):
+        raise InputRejected(f"outbox: {topic[:60]!r} is not under {COMMAND_PREFIX} (commands are published under "
+                            f"{COMMAND_PREFIX}, acknowledgements under {ACK_PREFIX}: docs/devices.md)")
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise InputRejected(f"outbox: payload of {len(payload)} bytes; IoT Core publishes at most "
                             f"{MAX_PAYLOAD_BYTES} bytes")

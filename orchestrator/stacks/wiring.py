@@ -200,6 +200,7 @@ def replication_args(topology: Topology, outputs: Mapping[str, RegionOutputs],
         iam=iam_settings(topology),
         readiness=readiness,
         retained_topics=topology.registry.retained_topics,
+        command_outbox=topology.registry.command_outbox,
     )
 
 

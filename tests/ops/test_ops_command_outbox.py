@@ -60,6 +60,9 @@ def test_a_command_is_written_once_and_a_retried_send_changes_nothing(ddb: Any) 
     ({"thing": "bad thing"}, "not a thing name"),
     ({"topic": "cmd/+/x"}, "not a topic"),
     ({"topic": "$aws/things/sensor-1/shadow/update"}, "not a topic"),
+    ({"topic": "devices/sensor-1/commands"}, "is not under cmd/"),  # the replay function publishes under cmd/ only
+    ({"topic": "cmd/ack/sensor-1"}, "is not under cmd/"),  # the devices' acknowledgements
+    ({"topic": "cmd/ack"}, "is not under cmd/"),
     ({"payload": b"x" * (MAX_PAYLOAD_BYTES + 1)}, "at most"),
     ({"payload": json.dumps({"commandId": IDS[1]}).encode()}, "same commandId"),
     ({"payload": b"reboot"}, "same commandId"),

@@ -159,14 +159,21 @@ def test_device_policy_is_least_privilege(primary: Evaluation) -> None:
     resources = policies.resources_of(doc)
     assert set(actions) == {"iot:Connect", "iot:Publish", "iot:Receive", "iot:Subscribe"}
     assert "iot:*" not in actions and "*" not in resources
-    assert all(s["Effect"] == "Allow" for s in doc["Statement"])
+    # the one Deny: no device reads the outbox's acknowledgements (tests/programs/test_command_outbox.py)
+    assert [s["Sid"] for s in doc["Statement"] if s["Effect"] != "Allow"] == ["NoOneElsesAcknowledgements"]
     connect = next(s for s in doc["Statement"] if s["Action"] == "iot:Connect")
     assert connect["Resource"] == "arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}"
     assert connect["Condition"] == {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}
     own = "buildings/${iot:Connection.Thing.ThingName}/*"
     shadow = "$aws/things/${iot:Connection.Thing.ThingName}/shadow/"
     for s in doc["Statement"]:
-        if s is connect:
+        if s is connect or s["Effect"] == "Deny":
+            continue
+        if s["Sid"].startswith("Outbox"):  # the thing's own command topic and acknowledgement topic only
+            cmd = "cmd/${iot:Connection.Thing.ThingName}"
+            assert s["Resource"] in (f"arn:aws:iot:*:*:topic/cmd/ack/{cmd[4:]}", [
+                f"arn:aws:iot:*:*:topicfilter/{cmd}", f"arn:aws:iot:*:*:topicfilter/{cmd}/*",
+                f"arn:aws:iot:*:*:topic/{cmd}", f"arn:aws:iot:*:*:topic/{cmd}/*"]), s
             continue
         kind = "topicfilter" if s["Action"] == "iot:Subscribe" else "topic"
         if "Shadow" in s["Sid"]:  # the thing's own shadows only (tests/programs/test_policies.py)
