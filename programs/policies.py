@@ -8,7 +8,7 @@ never appears in a document unless it is part of an ARN a resource reported abou
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 Document = dict[str, Any]
@@ -46,10 +46,13 @@ def device_policy(partition: str = "aws") -> Document:
     shadow in the region it reconnected to, as in the one it left.
     """
     iot = f"arn:{partition}:iot:*:*"
-    own_topics = f"{TOPIC_ROOT}/{THING_NAME}/*"
-    requests = shadow_request_topics()
-    responses = shadow_response_topics()
+    own = f"{TOPIC_ROOT}/{THING_NAME}/*"
+    shadow = f"$aws/things/{THING_NAME}/shadow/"
     cmd, ack = f"{OUTBOX_COMMANDS}{THING_NAME}", OUTBOX_ACKS  # orchestrator.registry.outbox's prefixes
+    # IoT Core refuses a policy document over 2,048 characters, whitespace excluded (CreatePolicy,
+    # policyDocument: "maximum length of 2048, excluding whitespace"; DEVICE_POLICY_LIMIT): hence one
+    # statement per action, and each shadow request as one pattern over the classic and the named
+    # shadows (`shadow/*get` is `shadow/get` and `shadow/name/<name>/get`; no answer topic ends so).
     return _doc(
         {
             "Sid": "ConnectAsOwnThing",
@@ -59,29 +62,28 @@ def device_policy(partition: str = "aws") -> Document:
             "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}},
         },
         {
-            "Sid": "PublishAndReceiveOwnTopics",
-            "Effect": "Allow",
-            "Action": ["iot:Publish", "iot:Receive"],
-            "Resource": f"{iot}:topic/{own_topics}",
-        },
-        {
-            "Sid": "SubscribeOwnTopics",
-            "Effect": "Allow",
-            "Action": "iot:Subscribe",
-            "Resource": f"{iot}:topicfilter/{own_topics}",
-        },
-        {
-            "Sid": "OutboxCommands",
-            "Effect": "Allow",
-            "Action": ["iot:Subscribe", "iot:Receive"],
-            "Resource": [f"{iot}:topicfilter/{cmd}", f"{iot}:topicfilter/{cmd}/*", f"{iot}:topic/{cmd}",
-                         f"{iot}:topic/{cmd}/*"],
-        },
-        {
-            "Sid": "OutboxAcknowledgements",
+            "Sid": "Publish",
             "Effect": "Allow",
             "Action": "iot:Publish",
-            "Resource": f"{iot}:topic/{ack}{THING_NAME}",
+            "Resource": [f"{iot}:topic/{own}", f"{iot}:topic/{ack}{THING_NAME}"],
+        },
+        {
+            "Sid": "ShadowRequests",
+            "Effect": "Allow",
+            "Action": "iot:Publish",
+            "Resource": [f"{iot}:topic/{shadow}*{op}" for op in SHADOW_REQUESTS],
+        },
+        {
+            "Sid": "Subscribe",
+            "Effect": "Allow",
+            "Action": "iot:Subscribe",
+            "Resource": [f"{iot}:topicfilter/{t}" for t in (own, cmd, f"{cmd}/*", f"{shadow}*")],
+        },
+        {
+            "Sid": "Receive",
+            "Effect": "Allow",
+            "Action": "iot:Receive",
+            "Resource": [f"{iot}:topic/{t}" for t in (own, cmd, f"{cmd}/*", f"{shadow}*")],
         },
         {
             # a thing named `ack` would otherwise read every device's acknowledgements
@@ -90,25 +92,18 @@ def device_policy(partition: str = "aws") -> Document:
             "Action": ["iot:Subscribe", "iot:Receive"],
             "Resource": [f"{iot}:topicfilter/{ack}*", f"{iot}:topic/{ack}*"],
         },
-        {
-            "Sid": "OwnShadowRequests",
-            "Effect": "Allow",
-            "Action": "iot:Publish",
-            "Resource": [f"{iot}:topic/{t}" for t in requests],
-        },
-        {
-            "Sid": "SubscribeOwnShadowResponses",
-            "Effect": "Allow",
-            "Action": "iot:Subscribe",
-            "Resource": [f"{iot}:topicfilter/{t}" for t in responses],
-        },
-        {
-            "Sid": "ReceiveOwnShadowResponses",
-            "Effect": "Allow",
-            "Action": "iot:Receive",
-            "Resource": [f"{iot}:topic/{t}" for t in responses],
-        },
     )
+
+
+# CreatePolicy / CreatePolicyVersion: "policyDocument must have a minimum length of 1, with a
+# maximum length of 2048, excluding whitespace" (AWS IoT API reference).
+DEVICE_POLICY_LIMIT = 2048
+
+
+def iot_policy_size(document: str | Mapping[str, Any]) -> int:
+    """A policy document's size as IoT Core counts it: characters, whitespace excluded."""
+    text = document if isinstance(document, str) else json.dumps(document, separators=(",", ":"))
+    return sum(1 for c in text if not c.isspace())
 
 
 # The device shadow MQTT API: a device publishes requests and receives the service's responses on

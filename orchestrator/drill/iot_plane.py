@@ -39,6 +39,7 @@ _TEMPLATE_NAME = re.compile(r"^[0-9A-Za-z_-]{1,36}$")
 _AUTHORIZER_NAME = re.compile(r"^[\w=,@-]{1,128}$")
 MAX_TEMPLATE_VERSIONS = 5
 MAX_SIGNING_KEYS = 2
+POLICY_DOCUMENT_LIMIT = 2048  # characters, whitespace excluded (CreatePolicy; see install)
 
 EVENT_TYPES = ("THING", "THING_GROUP", "THING_TYPE", "THING_GROUP_MEMBERSHIP", "THING_GROUP_HIERARCHY",
                "THING_TYPE_ASSOCIATION", "JOB", "JOB_EXECUTION", "POLICY", "CERTIFICATE", "CA_CERTIFICATE")
@@ -134,8 +135,30 @@ def install() -> None:
             self.iot_backend.describe_ca_certificate(self.path.split("/")[-1]).auto_registration_status = auto
         return result
 
+    original_create_policy = IoTResponse.create_policy
+    original_create_policy_version = IoTResponse.create_policy_version
+
+    def _policy_fits(self: Any) -> None:
+        # CreatePolicy, CreatePolicyVersion: "policyDocument must have a minimum length of 1, with a
+        # maximum length of 2048, excluding whitespace" (AWS IoT API reference). moto takes any size.
+        # Of the two errors AWS documents for these calls (InvalidRequestException,
+        # MalformedPolicyException), which one a long document gets is not documented: ours.
+        size = sum(1 for c in self._get_param("policyDocument") or "" if not c.isspace())
+        if not 1 <= size <= POLICY_DOCUMENT_LIMIT:
+            raise InvalidRequestException(
+                f"policyDocument has {size} characters excluding whitespace; the limit is {POLICY_DOCUMENT_LIMIT}")
+
+    def create_policy(self: Any) -> Any:
+        _policy_fits(self)
+        return original_create_policy(self)
+
+    def create_policy_version(self: Any) -> Any:
+        _policy_fits(self)
+        return original_create_policy_version(self)
+
     for fn in (describe_event_configurations, update_event_configurations, register_ca_certificate,
-               list_ca_certificates, describe_ca_certificate, update_ca_certificate, *_templates(), *_authorizers()):
+               list_ca_certificates, describe_ca_certificate, update_ca_certificate, *_templates(), *_authorizers(),
+               create_policy, create_policy_version):
         setattr(IoTResponse, fn.__name__, fn)
     setattr(IoTResponse, "_orchestrate_plane", True)  # noqa: B010 - a flag on a foreign class
 

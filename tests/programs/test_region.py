@@ -164,22 +164,35 @@ def test_device_policy_is_least_privilege(primary: Evaluation) -> None:
     connect = next(s for s in doc["Statement"] if s["Action"] == "iot:Connect")
     assert connect["Resource"] == "arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}"
     assert connect["Condition"] == {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}
-    own = "buildings/${iot:Connection.Thing.ThingName}/*"
-    shadow = "$aws/things/${iot:Connection.Thing.ThingName}/shadow/"
+    # every other grant names the thing's own topics only: its telemetry tree, its command topic and
+    # acknowledgement topic (the outbox), its shadows (requests to publish; answers to read)
+    thing = "${iot:Connection.Thing.ThingName}"
+    own, cmd, shadow = f"buildings/{thing}/*", f"cmd/{thing}", f"$aws/things/{thing}/shadow/"
+    allowed = {
+        "iot:Publish": {own, f"cmd/ack/{thing}", f"{shadow}*get", f"{shadow}*update", f"{shadow}*delete"},
+        "iot:Subscribe": {own, cmd, f"{cmd}/*", f"{shadow}*"},
+        "iot:Receive": {own, cmd, f"{cmd}/*", f"{shadow}*"},
+    }
+    granted: dict[str, set[str]] = {action: set() for action in allowed}
     for s in doc["Statement"]:
         if s is connect or s["Effect"] == "Deny":
             continue
-        if s["Sid"].startswith("Outbox"):  # the thing's own command topic and acknowledgement topic only
-            cmd = "cmd/${iot:Connection.Thing.ThingName}"
-            assert s["Resource"] in (f"arn:aws:iot:*:*:topic/cmd/ack/{cmd[4:]}", [
-                f"arn:aws:iot:*:*:topicfilter/{cmd}", f"arn:aws:iot:*:*:topicfilter/{cmd}/*",
-                f"arn:aws:iot:*:*:topic/{cmd}", f"arn:aws:iot:*:*:topic/{cmd}/*"]), s
-            continue
         kind = "topicfilter" if s["Action"] == "iot:Subscribe" else "topic"
-        if "Shadow" in s["Sid"]:  # the thing's own shadows only (tests/programs/test_policies.py)
-            assert s["Resource"] and all(r.startswith(f"arn:aws:iot:*:*:{kind}/{shadow}") for r in s["Resource"]), s
-        else:
-            assert s["Resource"] == f"arn:aws:iot:*:*:{kind}/{own}", s
+        for r in s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]:
+            assert r.startswith(f"arn:aws:iot:*:*:{kind}/"), (s["Sid"], r)
+            granted[s["Action"]].add(r.split(f":{kind}/", 1)[1])
+    assert granted == allowed
+
+
+def test_every_iot_policy_fits_iot_cores_document_limit(primary: Evaluation, secondary: Evaluation) -> None:
+    # CreatePolicy refuses a document over 2,048 characters, whitespace excluded: a stack whose
+    # device policy grew past it would fail in AWS while every double accepted it
+    for ev in (primary, secondary):
+        found = ev.of_type("aws:iot/policy:Policy")
+        assert len(found) == 2
+        for resource in found:
+            size = policies.iot_policy_size(resource.inputs["policy"])
+            assert 0 < size <= policies.DEVICE_POLICY_LIMIT, (resource.name, size)
 
 
 def test_device_policy_is_region_neutral_and_identical_in_every_region(
