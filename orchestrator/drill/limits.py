@@ -40,6 +40,7 @@ IOT_LIMITS = "https://docs.aws.amazon.com/iot/latest/developerguide/limits-iot.h
 SHADOW_ERRORS = "https://docs.aws.amazon.com/iot/latest/developerguide/device-shadow-error-messages.html"
 SHADOW_SIZE = "https://docs.aws.amazon.com/iot/latest/developerguide/diagnosing-shadows.html"
 LIST_THINGS = "https://docs.aws.amazon.com/goto/WebAPI/iot-2015-05-28/ListThings"
+CREATE_POLICY = "https://docs.aws.amazon.com/iot/latest/apireference/API_CreatePolicy.html"
 ARC_QUOTAS = "https://docs.aws.amazon.com/r53recovery/latest/dg/routing-control.quotas.html"
 ARC_ASSERTION = ("https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/"
                  "aws-properties-route53recoverycontrol-safetyrule-assertionrule.html")
@@ -86,6 +87,9 @@ LIMITS: tuple[Limit, ...] = (
           "tests/iot_strict.py:MAX_PAGE", "ListThings, ListThingsInThingGroup and the other registry lists"),
     Limit("List page size when none is asked for", "IoT Core API", 25, "items", Source.OURS, "",
           "tests/iot_strict.py:DEFAULT_PAGE", "AWS does not publish the default; a small page makes paging bugs show"),
+    Limit("IoT policy document size (CreatePolicy, CreatePolicyVersion)", "IoT Core API", 2048, "characters",
+          Source.AWS, CREATE_POLICY, "orchestrator/drill/iot_plane.py:POLICY_DOCUMENT_LIMIT",
+          "whitespace excluded; the device policy must fit (programs/policies.py)"),
     Limit("Provisioning template versions", "IoT Core", 5, "versions", Source.OURS, "",
           "orchestrator/drill/iot_plane.py:MAX_TEMPLATE_VERSIONS",
           "VersionsLimitExceededException in AWS; the quota page was not found in our search: verify"),
