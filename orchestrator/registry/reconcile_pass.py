@@ -65,7 +65,6 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.registry.calls import Caller, error_code
 from orchestrator.registry.readjournal import ReadJournal, reads_prefix
 from orchestrator.registry.snapshot import RegistrySnapshot, Thing, pmap, read_principals
-from orchestrator.registry.snapshot import missing as _missing
 
 if TYPE_CHECKING:
     from orchestrator.registry.replicate import Replicator
@@ -327,6 +326,7 @@ def _read(replicator: Replicator, store: PassStore, state: PassState, limits: Sl
 def _read_page(journal: ReadJournal, src: Caller, dst: Caller, things: list[Thing]) -> None:
     """One page's principals: the source's and the destination's at the same time (separate
     regions, separate quotas), each API at its own quota (`callers`); journalled per region."""
+    from orchestrator.registry.replicate import _call_or_none  # a missing thing: None
     from orchestrator.registry.sync.run import _journal_lines
 
     names = [t.name for t in things]
@@ -338,15 +338,8 @@ def _read_page(journal: ReadJournal, src: Caller, dst: Caller, things: list[Thin
         return src.region, _journal_lines(listing, [n for n in names if n not in partial], src_p)
 
     def destination() -> tuple[str, dict[str, tuple[int | None, list[str]]]]:
-        here: list[Thing] = []
-        for name in names:
-            try:
-                d = dst.call("describe_thing", thingName=name)
-            except Exception as exc:
-                if _missing(exc):
-                    continue
-                raise
-            here.append(Thing(name, version=d.get("version")))
+        here = [Thing(name, version=d.get("version")) for name in names
+                if (d := _call_or_none(dst, "describe_thing", thingName=name)) is not None]
         dst_names = [t.name for t in here]
         dst_p, _ = read_principals(dst, dst_names) if here else ((), ())
         return dst.region, _journal_lines(RegistrySnapshot(dst.region, things=tuple(here)), dst_names, dst_p)
