@@ -42,6 +42,7 @@ from typing import Any
 SHADOW_BYTES = 8 * 1024
 SHADOW_DEPTH = 6
 SHADOW_NAME_BYTES = 64
+SHADOW_NAME_PATTERN = re.compile(r"[$a-zA-Z0-9:_-]+")
 CLIENT_TOKEN_BYTES = 64
 _SHADOW = re.compile(r"^/things/([^/]+)/shadow$")
 _DOMAIN_CONFIG = re.compile(r"^/domainConfigurations/([\w.:-]+)$")
@@ -144,6 +145,9 @@ def _update_shadow(region: str, thing: str, name: str, body: bytes,
                    shadow_reader: Callable[[str, str, str], dict[str, Any] | None]) -> Refusal | None:
     if len(name.encode()) > SHADOW_NAME_BYTES:
         return _bad(f"Shadow name is longer than {SHADOW_NAME_BYTES} bytes")
+    # GetThingShadow/UpdateThingShadow's shadowName: pattern [$a-zA-Z0-9:_-]+ (orchestrator/drill/limits.py)
+    if name and not SHADOW_NAME_PATTERN.fullmatch(name):
+        return _bad("Shadow name must match [$a-zA-Z0-9:_-]+")
     try:
         doc = json.loads(body or b"")
     except ValueError:

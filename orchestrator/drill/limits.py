@@ -41,6 +41,9 @@ SHADOW_ERRORS = "https://docs.aws.amazon.com/iot/latest/developerguide/device-sh
 SHADOW_SIZE = "https://docs.aws.amazon.com/iot/latest/developerguide/diagnosing-shadows.html"
 LIST_THINGS = "https://docs.aws.amazon.com/goto/WebAPI/iot-2015-05-28/ListThings"
 CREATE_POLICY = "https://docs.aws.amazon.com/iot/latest/apireference/API_CreatePolicy.html"
+# shadowName: "Length Constraints: Minimum length of 1. Maximum length of 64", pattern [$a-zA-Z0-9:_-]+
+# (the same constraint is in botocore's iot-data model, shape ShadowName).
+GET_SHADOW = "https://docs.aws.amazon.com/iot/latest/apireference/API_iotdata_GetThingShadow.html"
 ARC_QUOTAS = "https://docs.aws.amazon.com/r53recovery/latest/dg/routing-control.quotas.html"
 ARC_ASSERTION = ("https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/"
                  "aws-properties-route53recoverycontrol-safetyrule-assertionrule.html")
@@ -72,9 +75,8 @@ LIMITS: tuple[Limit, ...] = (
           "tests/iot_strict.py:SHADOW_DEPTH"),
     Limit("Shadow clientToken size", "IoT Device Shadow", 64, "bytes", Source.AWS, SHADOW_ERRORS,
           "tests/iot_strict.py:CLIENT_TOKEN_BYTES"),
-    Limit("Named shadow name size", "IoT Device Shadow", 64, "bytes", Source.OURS, "",
-          "tests/iot_strict.py:SHADOW_NAME_BYTES",
-          "AWS publishes a shadow-name limit; the page stating 64 was not found in our search: verify"),
+    Limit("Named shadow name size", "IoT Device Shadow", 64, "bytes", Source.AWS, GET_SHADOW,
+          "tests/iot_strict.py:SHADOW_NAME_BYTES", "the shadowName parameter's length constraint (1-64)"),
     Limit("Device Shadow API rate (shared per account and region)", "IoT Device Shadow", 4000.0, "calls/s",
           Source.AWS, IOT_QUOTAS, f"{_QUOTAS}[shadow]"),
     # -- IoT registry API -----------------------------------------------------------------------

@@ -74,6 +74,22 @@ def test_malformed_shadow_updates_are_refused_as_the_service_does(
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 
 
+@pytest.mark.parametrize(("name", "accepted"), [
+    ("n" * 64, True), ("$cfg:a_b-1", True), ("n" * 65, False), ("has space", False), ("a/b", False), ("é", False),
+])
+def test_named_shadow_names_follow_the_api_constraint(
+        iot: IotFactory, data: Callable[[str], Any], name: str, accepted: bool) -> None:
+    """shadowName: 1-64 characters of [$a-zA-Z0-9:_-] (GetThingShadow / UpdateThingShadow API reference)."""
+    seed(iot(SRC), 1)
+    payload = json.dumps({"state": {"reported": {"on": True}}}).encode()
+    if accepted:
+        data(SRC).update_thing_shadow(thingName=thing_name(0), shadowName=name, payload=payload)
+        return
+    with pytest.raises(ClientError) as info:
+        data(SRC).update_thing_shadow(thingName=thing_name(0), shadowName=name, payload=payload)
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
 def test_six_levels_and_a_64_byte_token_are_accepted(iot: IotFactory, data: Callable[[str], Any]) -> None:
     seed(iot(SRC), 1)
     put(data(SRC), thing_name(0), {"reported": {"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}}, clientToken="t" * 64)
