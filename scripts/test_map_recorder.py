@@ -32,6 +32,8 @@ from types import CodeType, FrameType
 from typing import Any
 
 PACKAGES = ("orchestrator", "programs", "tests", "bench", "scripts")  # as scripts/affected_tests.py
+# Programs that cannot run this repository's Python code: starting one leaves the record whole.
+RUNS_NO_PYTHON = frozenset({"git"})
 # Audit events that start another process: its Python code would not be traced here.
 SPAWNS = frozenset({"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.spawn",
                     "os.system", "os.startfile", "pty.spawn"})
@@ -66,8 +68,12 @@ class Recorder:
 
     def audit(self, event: str, args: tuple[Any, ...]) -> None:
         if event in SPAWNS:
-            if not self.opaque:
-                shown = " ".join(str(a) for a in args[1])[:80] if event == "subprocess.Popen" and args[1] else event
+            argv = args[1] if event in ("subprocess.Popen", "os.posix_spawn", "os.exec") else None
+            if isinstance(argv, (str, bytes, os.PathLike)):
+                argv = [argv]
+            program = os.path.basename(os.fsdecode(argv[0])) if argv else ""
+            if program not in RUNS_NO_PYTHON and not self.opaque:
+                shown = " ".join(os.fsdecode(a) for a in argv)[:80] if argv else event
                 self.opaque.append(f"started a subprocess ({shown})")
         elif event == "open" and isinstance(args[0], (str, os.PathLike)):
             path = os.path.abspath(os.fspath(args[0]))
