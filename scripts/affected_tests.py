@@ -345,6 +345,10 @@ def select(changed: Iterable[str], graph: Graph | None = None, test_map: TestMap
         return Selection(True, f"{hit[0]} changed", {})
     static = _static_why(graph, changed)
     precise = _precise(graph, changed, test_map, texts) if test_map is not None and texts is not None else None
+    if isinstance(precise, str):  # the map cannot be used at all: the static rule, and why
+        selection = select(changed, graph)
+        selection.notes.append(precise)
+        return selection
     files: dict[str, list[str]] = {}
     for test in graph.test_files():
         recorded = precise.tests.get(test.path) if precise is not None else None
@@ -502,7 +506,7 @@ class _Precise:
 
 
 def _precise(graph: Graph, changed: list[str], test_map: TestMap,
-             texts: Callable[[str], tuple[str | None, str | None]]) -> _Precise:
+             texts: Callable[[str], tuple[str | None, str | None]]) -> _Precise | str:
     """Which functions changed, and which files must fall back to the static rule.
 
     The map was recorded on some tree M; the change is base -> now. A test's outcome can differ
@@ -512,10 +516,14 @@ def _precise(graph: Graph, changed: list[str], test_map: TestMap,
     alone (the map is older than the base, or than an edit). A Python file whose module level differs
     in any of them (imports, constants, class bodies, decorators, a function added or deleted), that
     the map does not hold, or that does not parse, falls back to the static rule; so does every file
-    that is not Python."""
+    that is not Python. A file that selects everything (pyproject.toml, ...) and differs from the map
+    leaves the map out (the string returned says so)."""
     current = file_digests(graph.repo)
     drift = sorted(p for p in set(test_map.files) | set(current)
                    if test_map.files.get(p) != current.get(p) and p not in changed)
+    config = [p for p in drift if p in EVERYTHING]
+    if config:
+        return f"test map not used: {config[0]} changed since it was recorded (make test-map records it again)"
     fallback: set[str] = set()
     functions: set[str] = set()
     for path in [*changed, *drift]:

@@ -293,3 +293,13 @@ def test_the_recorder_records_what_each_test_file_ran(tmp_path: Path) -> None:
     assert test_map.tests["tests/orchestrator/test_scan.py"].read == {"orchestrator/hub.py"}
     assert test_map.tests["tests/orchestrator/test_spawns.py"].opaque.startswith("started a subprocess")
     assert test_map.tests["tests/orchestrator/test_unrecorded.py"].ran == frozenset()
+
+
+def test_a_map_recorded_under_another_pytest_configuration_is_not_used(tmp_path: Path) -> None:
+    graph, test_map = mapped_tree(tmp_path)
+    (graph.repo / "pyproject.toml").write_text("[tool.pytest.ini_options]\naddopts = '-p no:randomly'\n")
+    texts = edit(graph, "orchestrator/hub.py", "return 1", "return 1 + 0")
+    selection = at.select(["orchestrator/hub.py"], graph, test_map, texts)  # type: ignore[arg-type]
+    assert {Path(f).stem for f in selection.files} == EVERY_MAPPED
+    assert selection.notes == ["test map not used: pyproject.toml changed since it was recorded "
+                               "(make test-map records it again)"]
