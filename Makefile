@@ -30,7 +30,7 @@ ALL ?=
 
 export PYTHON INSTALLER
 
-.PHONY: plan test test-quick test-fast test-slow lint clean drill drill-deps browser-deps
+.PHONY: plan test test-quick test-fast test-map test-slow lint clean drill drill-deps browser-deps
 
 SETUP := scripts/setup_venv.sh
 SETUP_INPUTS := pyproject.toml constraints.txt $(SETUP)
@@ -94,11 +94,15 @@ endef
 test-quick: $(VENV)/.installed
 	$(call quick_tiers,)
 
-## test-fast: the edit-run loop: ruff and the import rules, then the programs and orchestrator tests your change can reach (scripts/affected_tests.py: against the merge base with main, or BASE=REV; ALL=1: every one of them), without mypy and the tests marked slow (`make test` runs everything)
+## test-fast: the edit-run loop: ruff and the import rules, then the programs and orchestrator tests your change can reach (scripts/affected_tests.py: against the merge base with main, or BASE=REV; ALL=1: every one of them; with a test map from `make test-map`, a change inside function bodies runs only the test files that ran those functions), without mypy and the tests marked slow (`make test` runs everything)
 test-fast: $(VENV)/.installed
 	$(call tier,lint,-x tests/test_lint.py --deselect tests/test_lint.py::test_mypy_finds_nothing)
 	@$(BIN)/python scripts/affected_tests.py --run --tier programs --tier orchestrator --jobs $(JOBS) \
 	  $(if $(ALL),--all) $(if $(BASE),--base $(BASE)) $(if $(JUNIT_DIR),--junit-dir $(JUNIT_DIR)) -- $(PYTEST_ARGS)
+
+## test-map: record which functions each programs and orchestrator test file runs (each file in its own traced pytest process, minutes) into .cache/test-map.json (not committed), for test-fast's per-function selection; run it again on a fresh main (test-fast says when files differ from the map)
+test-map: $(VENV)/.installed
+	@$(BIN)/python scripts/affected_tests.py --build-map --jobs $(if $(filter auto,$(JOBS)),auto,$(if $(filter 0,$(JOBS)),1,$(JOBS)))
 
 ## test-slow: the slow tiers (ops against moto, the real engine, a small drill)
 test-slow: $(VENV)/.installed drill-deps browser-deps
@@ -115,4 +119,4 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check orchestrator programs tests bench
 
 clean:
-	rm -rf $(VENV) .pulumi-state .orchestrate .ci-results
+	rm -rf $(VENV) .pulumi-state .orchestrate .ci-results .cache

@@ -20,6 +20,16 @@ A change to pyproject.toml, constraints.txt, the Makefile or this script selects
 does a change that cannot be read (not a git checkout). Deleted and renamed files count by their old
 names too, so a test that still imports a removed module is selected.
 
+With a test map (`make test-map`: .cache/test-map.json, not committed), a change inside the body
+of functions is finer: a test file the map recorded selects it only when it ran one of those
+functions (or read the file as data), whatever it imports. What stays on the rule above: a change at
+module level (imports, constants, class bodies outside methods, decorators, signatures, a function
+added or deleted), a file that is not Python, a file the map does not know, and the test files the
+map has no trustworthy record of (not recorded; they start a subprocess or run code from outside the
+repository). The map is recorded on one tree: a file that differs from it counts as changed (test-fast
+says how many), so an old map is still sound, only coarser; `make test-map` records it again.
+`--no-map` leaves the map out; `--changed` names files, not lines, so it uses the rule above.
+
 What is changed: the working tree (staged, unstaged and untracked files) against `--base`, by
 default the merge base of HEAD with `main` (on main itself: HEAD, i.e. what is not committed yet).
 With no change at all every test is selected: test-fast never answers "nothing to run" for a tree it
@@ -28,9 +38,11 @@ has not looked at.
     scripts/affected_tests.py --tier orchestrator          # paths for pytest, one per line
     scripts/affected_tests.py --changed orchestrator/registry/outbox.py --explain
     scripts/affected_tests.py --all --tier programs        # the whole tier (`make test-fast ALL=1`)
+    scripts/affected_tests.py --build-map                  # record the test map (`make test-map`)
 
 Only the standard library: `make` runs it with the system Python before the venv is used.
-bench/affected_soundness.py checks the selection against what the tests really execute.
+bench/affected_soundness.py checks the import rule against what the tests really execute;
+bench/affected_mutants.py checks the per-function selection by breaking functions.
 """
 
 from __future__ import annotations
@@ -38,9 +50,15 @@ from __future__ import annotations
 import argparse
 import ast
 import fnmatch
+import hashlib
+import json
+import os
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -282,17 +300,12 @@ def _mentions(module: Module, changed: str) -> bool:
 class Selection:
     everything: bool
     reason: str
-    files: dict[str, list[str]]  # test file -> why (changed files that reach it)
+    files: dict[str, list[str]]  # test file -> why (changed files or functions that reach it)
+    notes: list[str] = field(default_factory=list)  # how the test map was used, for stderr
 
 
-def select(changed: Iterable[str], graph: Graph | None = None) -> Selection:
-    changed = sorted({c for c in changed if c})
-    graph = graph or Graph()
-    if not changed:
-        return Selection(True, "no change found", {})
-    hit = [c for c in changed if c in EVERYTHING]
-    if hit:
-        return Selection(True, f"{hit[0]} changed", {})
+def _static_why(graph: Graph, changed: Iterable[str]) -> Callable[[Module], list[str]]:
+    """The static rule: for a test file, the changed files in its reach (see the module docstring)."""
     by_module: dict[str, str] = {}  # module name (or ?name) -> changed file
     other: list[str] = []
     for c in changed:
@@ -308,14 +321,290 @@ def select(changed: Iterable[str], graph: Graph | None = None) -> Selection:
         names = [c for c in other if _mentions(module, c)]
         if names:
             mentioning[name] = names
+
+    def why(test: Module) -> list[str]:
+        if not by_module and not mentioning:
+            return []
+        reach = graph.test_reach(test)
+        return sorted({by_module[m] for m in reach if m in by_module}
+                      | {c for m in reach if m in mentioning for c in mentioning[m]})
+    return why
+
+
+def select(changed: Iterable[str], graph: Graph | None = None, test_map: TestMap | None = None,
+           texts: Callable[[str], tuple[str | None, str | None]] | None = None) -> Selection:
+    """The test files `changed` reaches. With a test map and `texts` (a changed file -> its text at
+    the base and now, None where it does not exist), a change inside function bodies selects only
+    the recorded test files that ran those functions (see _precise)."""
+    changed = sorted({c for c in changed if c})
+    graph = graph or Graph()
+    if not changed:
+        return Selection(True, "no change found", {})
+    hit = [c for c in changed if c in EVERYTHING]
+    if hit:
+        return Selection(True, f"{hit[0]} changed", {})
+    static = _static_why(graph, changed)
+    precise = _precise(graph, changed, test_map, texts) if test_map is not None and texts is not None else None
+    if isinstance(precise, str):  # the map cannot be used at all: the static rule, and why
+        selection = select(changed, graph)
+        selection.notes.append(precise)
+        return selection
     files: dict[str, list[str]] = {}
     for test in graph.test_files():
-        reach = graph.test_reach(test)
-        why = sorted({by_module[m] for m in reach if m in by_module}
-                     | {c for m in reach if m in mentioning for c in mentioning[m]})
+        recorded = precise.tests.get(test.path) if precise is not None else None
+        why = precise.why(test, recorded) if precise is not None and recorded is not None else static(test)
         if why:
             files[test.path] = why
-    return Selection(False, f"{len(changed)} changed file(s)", files)
+    return Selection(False, f"{len(changed)} changed file(s)", files, precise.notes if precise else [])
+
+
+# --- Per-function selection: the test map -------------------------------------------------------
+# `make test-map` (build_map) runs each quick-tier test file in its own pytest process with
+# scripts/test_map_recorder.py, which records every function of this repository that ran in it (by
+# file and qualified name), the Python files it read as data, and whether it started a subprocess.
+# A change inside function bodies then selects only the recorded files that ran those functions; a
+# module-level change falls back to the static rule for that file (see _precise).
+
+MAP_PATH = Path(".cache") / "test-map.json"  # under the repository; .cache/ is not committed
+MAP_VERSION = 1
+QUICK_TIERS = ("programs", "orchestrator")
+FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A Python file as the test map compares it: a hash of its module level (every function body
+    left out, the `def` lines, decorators and defaults kept) and one per function body (the bodies of
+    the functions nested in it left out), by qualified name as `code.co_qualname` spells it."""
+
+    skeleton: str
+    functions: dict[str, str]
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _dump_blanked(nodes: list[ast.stmt]) -> str:
+    """ast.dump of `nodes` (no line numbers, no comments) with every function body in them emptied."""
+    inner = [n for stmt in nodes for n in ast.walk(stmt) if isinstance(n, FUNCS)]
+    saved = [n.body for n in inner]
+    try:
+        for n in inner:
+            n.body = []
+        return _digest("\n".join(ast.dump(stmt) for stmt in nodes))
+    finally:
+        for n, body in zip(inner, saved, strict=True):
+            n.body = body
+
+
+def shape(text: str | None) -> Shape | None:
+    if text is None:
+        return None
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None
+    functions: dict[str, str] = {}
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, FUNCS):
+                qualname = prefix + child.name
+                body = _dump_blanked(child.body)  # two defs of one name (a property's setter): both
+                functions[qualname] = body if qualname not in functions else _digest(functions[qualname] + body)
+                visit(child, qualname + ".<locals>.")
+            elif isinstance(child, ast.ClassDef):
+                visit(child, prefix + child.name + ".")
+            else:
+                visit(child, prefix)
+    visit(tree, "")
+    return Shape(_dump_blanked(tree.body), functions)
+
+
+def function_name(qualname: str) -> str:
+    """`f.<locals>.<lambda>` -> `f`: a lambda's or a comprehension's code runs inside its function's
+    body (a change there is a change to `f`); `<module>` -> "" (module level)."""
+    parts = qualname.split(".")
+    while parts and parts[-1].startswith("<"):
+        parts.pop()
+    return ".".join(parts)
+
+
+def _tree_files(repo: Path) -> list[str]:
+    """Every file of the checkout that is not ignored (repository-relative)."""
+    try:
+        proc = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=repo, capture_output=True,
+                              text=True, timeout=60, check=True)
+        return sorted({line for line in proc.stdout.splitlines() if line and (repo / line).is_file()})
+    except (OSError, subprocess.SubprocessError):
+        return sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file()
+                      and not any(part.startswith(".") or part == "__pycache__" for part in p.relative_to(repo).parts))
+
+
+def file_digests(repo: Path) -> dict[str, str]:
+    return {rel: hashlib.sha1((repo / rel).read_bytes()).hexdigest()[:16] for rel in _tree_files(repo)}
+
+
+def _is_python(path: str) -> bool:
+    return path.endswith(".py") and path.split("/", 1)[0] in PACKAGES
+
+
+@dataclass
+class Recorded:
+    ran: frozenset[str]  # "path::qualname" of every function that ran
+    read: frozenset[str]  # Python files of the repository read as data (open(), not import)
+    opaque: str  # why the record cannot be trusted (a subprocess ran, ...), or ""
+
+
+@dataclass
+class TestMap:
+    files: dict[str, str]  # every file of the checkout when recorded -> its digest
+    shapes: dict[str, Shape]  # the Python files' shapes then
+    tests: dict[str, Recorded]  # quick-tier test file -> what it ran
+    created: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "version": MAP_VERSION, "python": list(sys.version_info[:2]), "created": self.created,
+            "files": self.files,
+            "shapes": {p: {"skeleton": s.skeleton, "functions": s.functions} for p, s in sorted(self.shapes.items())},
+            "tests": {t: {"ran": sorted(r.ran), "read": sorted(r.read), "opaque": r.opaque}
+                      for t, r in sorted(self.tests.items())},
+        }, separators=(",", ":"))
+
+    @classmethod
+    def load(cls, path: Path) -> tuple[TestMap | None, str]:
+        """The map at `path`, or None and why not (missing, another format, another Python)."""
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None, "no test map (make test-map records one)"
+        except (OSError, ValueError) as exc:
+            return None, f"test map unreadable ({exc}); make test-map records it again"
+        if not isinstance(data, dict) or data.get("version") != MAP_VERSION \
+                or data.get("python") != list(sys.version_info[:2]):
+            return None, "test map from another version or Python; make test-map records it again"
+        return cls(
+            files=data["files"],
+            shapes={p: Shape(s["skeleton"], s["functions"]) for p, s in data["shapes"].items()},
+            tests={t: Recorded(frozenset(r["ran"]), frozenset(r["read"]), r["opaque"])
+                   for t, r in data["tests"].items()},
+            created=data.get("created", 0.0)), ""
+
+
+@dataclass
+class _Precise:
+    tests: dict[str, Recorded]  # the recorded test files whose record is trusted
+    functions: set[str]  # "path::qualname" changed (against the base, or against the map)
+    files: set[str]  # every changed file, for the recorded reads
+    fallback: Callable[[Module], list[str]]  # the static rule over the files whose change is not in bodies
+    notes: list[str]
+
+    def why(self, test: Module, recorded: Recorded) -> list[str]:
+        return sorted(set(self.fallback(test)) | (recorded.ran & self.functions) | (recorded.read & self.files))
+
+
+def _precise(graph: Graph, changed: list[str], test_map: TestMap,
+             texts: Callable[[str], tuple[str | None, str | None]]) -> _Precise | str:
+    """Which functions changed, and which files must fall back to the static rule.
+
+    The map was recorded on some tree M; the change is base -> now. A test's outcome can differ
+    between the base and now only if it runs code that differs between M and the base or between M
+    and now (on everything else its run is the recorded one), so each changed file is compared three
+    ways (map, base, now), and so is each file that differs from the map while the change leaves it
+    alone (the map is older than the base, or than an edit). A Python file whose module level differs
+    in any of them (imports, constants, class bodies, decorators, a function added or deleted), that
+    the map does not hold, or that does not parse, falls back to the static rule; so does every file
+    that is not Python. A file that selects everything (pyproject.toml, ...) and differs from the map
+    leaves the map out (the string returned says so)."""
+    current = file_digests(graph.repo)
+    drift = sorted(p for p in set(test_map.files) | set(current)
+                   if test_map.files.get(p) != current.get(p) and p not in changed)
+    config = [p for p in drift if p in EVERYTHING]
+    if config:
+        return f"test map not used: {config[0]} changed since it was recorded (make test-map records it again)"
+    fallback: set[str] = set()
+    functions: set[str] = set()
+    for path in [*changed, *drift]:
+        if not _is_python(path):
+            fallback.add(path)
+            continue
+        if path in changed:
+            old, new = texts(path)
+        else:
+            old = new = (graph.repo / path).read_text(encoding="utf-8") if path in current else None
+        shapes = [test_map.shapes.get(path), shape(old), shape(new)]
+        known = [s for s in shapes if s is not None]
+        if len(known) < 3 or len({s.skeleton for s in known}) > 1:
+            fallback.add(path)
+            continue
+        for qualname in sorted({q for s in known for q in s.functions}):
+            if len({s.functions.get(qualname) for s in known}) > 1:
+                functions.add(f"{path}::{qualname}")
+    notes = []
+    if drift:
+        age = (time.time() - test_map.created) / 3600
+        notes.append(f"test map: {len(drift)} file(s) differ from when it was recorded {age:.1f} h ago, "
+                     "counted as changed (make test-map records it again)")
+    notes.append(f"test map: {len(functions)} function(s) changed in their bodies; "
+                 f"{len([f for f in fallback if _is_python(f)])} Python file(s) changed at module level, "
+                 f"new or deleted, selected by imports")
+    tests = {t: r for t, r in test_map.tests.items() if not r.opaque}
+    return _Precise(tests, functions, set(changed) | set(drift), _static_why(graph, sorted(fallback)), notes)
+
+
+def build_map(repo: Path = REPO, *, jobs: int = 0, tiers: Iterable[str] = QUICK_TIERS,
+              out: Path | None = None) -> int:
+    """`make test-map`: run each quick-tier test file (less the tests marked slow, as test-fast runs
+    them) in its own pytest process under the recorder, and write the map. A process of its own per
+    file: what a file's tests run includes what its imports and session fixtures run, wherever
+    another file would have run them first."""
+    out = out or repo / MAP_PATH
+    graph = Graph(repo)
+    before = file_digests(repo)
+    shapes = {p: s for p in before if _is_python(p) and (s := shape((repo / p).read_text(encoding="utf-8")))}
+    tests = sorted(t.path for t in graph.test_files() if t.path.startswith(tuple(f"tests/{x}/" for x in tiers)))
+    jobs = jobs or os.cpu_count() or 1
+    start = time.monotonic()
+    recorded: dict[str, Recorded] = {}
+    with tempfile.TemporaryDirectory(prefix="test-map-") as tmp:
+        def record(index_test: tuple[int, str]) -> None:
+            index, test = index_test
+            result = Path(tmp) / f"{index}.json"
+            here = str(Path(__file__).resolve().parent)  # the recorder, scripts/test_map_recorder.py
+            env = {**os.environ, "TEST_MAP_OUT": str(result), "TEST_MAP_REPO": str(repo),
+                   "PYTHONPATH": os.pathsep.join([here, str(repo), os.environ.get("PYTHONPATH", "")])}
+            proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
+                                   "test_map_recorder", "-m", "not slow", test], cwd=repo, env=env,
+                                  capture_output=True, text=True)
+            try:
+                data = json.loads(result.read_text())
+            except (OSError, ValueError):
+                print(f"test-map: {test}: no record (pytest exit {proc.returncode}); it is selected by imports",
+                      file=sys.stderr)
+                return
+            recorded[test] = Recorded(frozenset(data["ran"]), frozenset(data["read"]), data["opaque"])
+            status = "" if proc.returncode in (0, 5) else f" (pytest exit {proc.returncode})"
+            print(f"test-map: [{len(recorded)}/{len(tests)}] {test}: {len(data['ran'])} functions"
+                  f"{'; ' + data['opaque'] if data['opaque'] else ''}{status}", file=sys.stderr)
+        with ThreadPoolExecutor(jobs) as pool:
+            list(pool.map(record, enumerate(tests)))
+    after = file_digests(repo)
+    moved = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
+    if moved:  # recorded against the tree as it was at the start: what moved since counts as changed
+        print(f"test-map: {len(moved)} file(s) changed while the tests ran ({', '.join(moved[:3])}): "
+              "they count as changed until the next make test-map", file=sys.stderr)
+    test_map = TestMap(before, shapes, recorded, time.time())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_suffix(".tmp")
+    partial.write_text(test_map.to_json())
+    partial.replace(out)
+    opaque = sum(1 for r in recorded.values() if r.opaque)
+    print(f"test-map: {len(recorded)} of {len(tests)} test files recorded ({opaque} selected by imports only: "
+          f"they start subprocesses or run code from outside the repository) in {time.monotonic() - start:.0f} s; "
+          f"written to {out.relative_to(repo) if out.is_relative_to(repo) else out}", file=sys.stderr)
+    return 0
 
 
 def _git(*args: str) -> list[str]:
@@ -323,6 +612,20 @@ def _git(*args: str) -> list[str]:
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr.strip() or f"git {' '.join(args)} failed")
     return [line for line in proc.stdout.splitlines() if line]
+
+
+def _texts(base: str, path: str) -> tuple[str | None, str | None]:
+    """`path` at `base` and in the working tree (None where it does not exist or is not text)."""
+    proc = subprocess.run(["git", "show", f"{base}:{path}"], cwd=REPO, capture_output=True, timeout=60)
+    try:
+        old = proc.stdout.decode() if proc.returncode == 0 else None
+    except UnicodeDecodeError:
+        old = None
+    try:
+        new: str | None = (REPO / path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        new = None
+    return old, new
 
 
 def changed_files(base: str | None) -> tuple[list[str], str]:
@@ -383,7 +686,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changed", nargs="*", default=None, help="these files changed (instead of asking git)")
     parser.add_argument("--all", action="store_true", help="every test file (the whole tier)")
     parser.add_argument("--explain", action="store_true", help="say why each file is selected, on stderr")
+    parser.add_argument("--no-map", action="store_true",
+                        help="the static rule only, without the test map's per-function selection")
+    parser.add_argument("--build-map", action="store_true",
+                        help=f"record the test map ({MAP_PATH}): every quick-tier test file under the recorder")
     args = parser.parse_args(argv)
+    if args.build_map:
+        jobs = 0 if args.jobs == "auto" else max(1, int(args.jobs))
+        return build_map(REPO, jobs=jobs)
     if args.all:
         selection = Selection(True, "--all", {})
     else:
@@ -392,9 +702,15 @@ def main(argv: list[str] | None = None) -> int:
         except (RuntimeError, OSError) as exc:
             print(f"affected_tests: cannot list changes ({exc}): every test selected", file=sys.stderr)
             changed, base = [], "?"
-        selection = select(changed)
+        test_map, why_not = (None, "--no-map") if args.no_map else \
+            (None, "--changed names files, not lines: the static rule") if base == "--changed" else \
+            TestMap.load(REPO / MAP_PATH)
+        selection = select(changed, test_map=test_map, texts=lambda path: _texts(base, path))
         shown = "--changed" if base == "--changed" else base[:12]
         print(f"affected_tests: {selection.reason} against {shown}", file=sys.stderr)
+        if not selection.everything:
+            for note in selection.notes or [f"test map not used: {why_not}"]:
+                print(f"affected_tests: {note}", file=sys.stderr)
     if args.run:
         return run_tiers(args.tier or ["programs", "orchestrator"], selection, jobs=args.jobs,
                          junit_dir=args.junit_dir, pytest_args=args.pytest_args)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,200 @@ def test_the_command_line_prints_one_tiers_files() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "tests/ops/test_ops_command_outbox.py" in proc.stdout.split()
     assert all(line.startswith("tests/ops/") for line in proc.stdout.split())
+
+
+# --- Per-function selection with a test map --------------------------------------------------------
+
+HUB = '''import os
+
+LIMIT = 3
+
+
+def used_by_a():
+    return 1
+
+
+def used_by_b():
+    return os.sep and 2
+
+
+class Box:
+    size = 1
+
+    def open(self):
+        return self.size
+'''
+
+MAPPED = {
+    "orchestrator/__init__.py": "",
+    "orchestrator/hub.py": HUB,
+    "orchestrator/other.py": "def helper():\n    return 5\n",
+    "tests/__init__.py": "",
+    "tests/orchestrator/__init__.py": "",
+    "tests/orchestrator/test_a.py": "from orchestrator.hub import used_by_a\n\n"
+                                    "def test_a():\n    assert used_by_a() == 1\n",
+    "tests/orchestrator/test_b.py": "from orchestrator.hub import used_by_b\nfrom orchestrator.other import helper\n\n"
+                                    "def test_b():\n    assert used_by_b() + helper() == 7\n",
+    "tests/orchestrator/test_box.py": "from orchestrator.hub import Box\n\n"
+                                      "def test_box():\n    assert Box().open() == 1\n",
+    "tests/orchestrator/test_scan.py": "import orchestrator.hub\nfrom pathlib import Path\n\n"
+                                       "def test_scan():\n"
+                                       "    assert 'print(' not in Path('orchestrator/hub.py').read_text()\n",
+    "tests/orchestrator/test_spawns.py": "import subprocess, sys\nimport orchestrator.hub\n\n"
+                                         "def test_spawns():\n"
+                                         "    subprocess.run([sys.executable, '-c', 'import orchestrator.hub'])\n",
+    "tests/orchestrator/test_unrecorded.py": "import orchestrator.hub\n",
+}
+EVERY_MAPPED = {"test_a", "test_b", "test_box", "test_scan", "test_spawns", "test_unrecorded"}
+
+
+def _recorded(ran: list[str], read: list[str] = (), opaque: str = "") -> at.Recorded:  # type: ignore[assignment]
+    return at.Recorded(frozenset(ran), frozenset(read), opaque)
+
+
+def mapped_tree(tmp_path: Path) -> tuple[at.Graph, at.TestMap]:
+    """The made-up tree and a map as the recorder writes it (test_unrecorded left no record)."""
+    for rel, text in MAPPED.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    test_map = at.TestMap(
+        files=at.file_digests(tmp_path),
+        shapes={rel: s for rel, text in MAPPED.items() if (s := at.shape(text))},
+        tests={"tests/orchestrator/test_a.py": _recorded(["orchestrator/hub.py::used_by_a",
+                                                          "tests/orchestrator/test_a.py::test_a"]),
+               "tests/orchestrator/test_b.py": _recorded(["orchestrator/hub.py::used_by_b",
+                                                          "orchestrator/other.py::helper",
+                                                          "tests/orchestrator/test_b.py::test_b"]),
+               "tests/orchestrator/test_box.py": _recorded(["orchestrator/hub.py::Box.open",
+                                                            "tests/orchestrator/test_box.py::test_box"]),
+               "tests/orchestrator/test_scan.py": _recorded(["tests/orchestrator/test_scan.py::test_scan"],
+                                                            read=["orchestrator/hub.py"]),
+               "tests/orchestrator/test_spawns.py": _recorded(["tests/orchestrator/test_spawns.py::test_spawns"],
+                                                              opaque="started a subprocess (python)")},
+        created=0.0)
+    return at.Graph(tmp_path), test_map
+
+
+def edit(graph: at.Graph, rel: str, old: str, new: str, *, base: str | None = None) -> Callable[..., object]:
+    """Change `old` to `new` in the working tree's `rel`; the base holds `base` (default: the text before)."""
+    before = (graph.repo / rel).read_text()
+    assert old in before
+    (graph.repo / rel).write_text(before.replace(old, new))
+    texts = {rel: (before if base is None else base, before.replace(old, new))}
+    return lambda path: texts[path]
+
+
+def selected_with_map(graph: at.Graph, test_map: at.TestMap, texts: Callable[..., object], *changed: str) -> set[str]:
+    selection = at.select(changed, graph, test_map, texts)  # type: ignore[arg-type]
+    assert not selection.everything
+    return {Path(f).stem for f in selection.files}
+
+
+def test_a_change_in_a_function_body_selects_the_test_files_that_ran_it(tmp_path: Path) -> None:
+    graph, test_map = mapped_tree(tmp_path)
+    # without the map: every test file importing the hub
+    assert selected(graph, "orchestrator/hub.py") == EVERY_MAPPED
+    texts = edit(graph, "orchestrator/hub.py", "return 1", "return 1 + 0")
+    # test_scan reads the file as data; test_spawns ran a subprocess, test_unrecorded has no record:
+    # those two by imports
+    assert selected_with_map(graph, test_map, texts, "orchestrator/hub.py") == \
+        {"test_a", "test_scan", "test_spawns", "test_unrecorded"}
+    why = at.select(["orchestrator/hub.py"], graph, test_map, texts).files  # type: ignore[arg-type]
+    assert why["tests/orchestrator/test_a.py"] == ["orchestrator/hub.py::used_by_a"]
+
+
+def test_a_method_body_selects_who_called_the_method(tmp_path: Path) -> None:
+    graph, test_map = mapped_tree(tmp_path)
+    texts = edit(graph, "orchestrator/hub.py", "return self.size", "return self.size * 1")
+    assert selected_with_map(graph, test_map, texts, "orchestrator/hub.py") == \
+        {"test_box", "test_scan", "test_spawns", "test_unrecorded"}
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    ("LIMIT = 3", "LIMIT = 4"),  # a constant
+    ("import os\n", "import os\nimport sys\n"),  # an import
+    ("    size = 1", "    size = 2"),  # a class body outside its methods
+    ("def used_by_a():", "@staticmethod\ndef used_by_a():"),  # a decorator
+    ("class Box:", "def added():\n    return 0\n\n\nclass Box:"),  # a new function
+    ("def used_by_b():\n    return os.sep and 2\n", ""),  # a deleted function
+    ("def used_by_a():", "def used_by_a(x=1):"),  # a signature
+])
+def test_a_module_level_change_falls_back_to_the_imports(tmp_path: Path, old: str, new: str) -> None:
+    graph, test_map = mapped_tree(tmp_path)
+    texts = edit(graph, "orchestrator/hub.py", old, new)
+    assert selected_with_map(graph, test_map, texts, "orchestrator/hub.py") == EVERY_MAPPED
+
+
+def test_a_map_recorded_on_another_tree_falls_back_where_it_differs(tmp_path: Path) -> None:
+    graph, test_map = mapped_tree(tmp_path)
+    # the base's hub differs from the recorded one at module level (the map is older than the base):
+    # what the tests ran then is no guide to the base, so the hub's change is selected by imports
+    base = HUB.replace("LIMIT = 3", "LIMIT = 3\nMORE = 1")
+    (graph.repo / "orchestrator/hub.py").write_text(base)
+    texts = edit(graph, "orchestrator/hub.py", "return 1", "return 1 + 0", base=base)
+    assert selected_with_map(graph, test_map, texts, "orchestrator/hub.py") == EVERY_MAPPED
+
+
+def test_a_file_that_differs_from_the_map_counts_as_changed(tmp_path: Path) -> None:
+    graph, test_map = mapped_tree(tmp_path)
+    # other.py was edited since the map was recorded (in a body), the diff against the base is the
+    # hub's used_by_a: test_b ran other.helper, so it runs too
+    (graph.repo / "orchestrator/other.py").write_text("def helper():\n    return 2 + 3\n")
+    texts = edit(graph, "orchestrator/hub.py", "return 1", "return 1 + 0")
+    selection = at.select(["orchestrator/hub.py"], graph, test_map, texts)  # type: ignore[arg-type]
+    assert {Path(f).stem for f in selection.files} == {"test_a", "test_b", "test_scan", "test_spawns",
+                                                       "test_unrecorded"}
+    assert any("1 file(s) differ from when it was recorded" in note for note in selection.notes)
+
+
+def test_a_map_of_another_format_or_python_is_not_used(tmp_path: Path) -> None:
+    graph, test_map = mapped_tree(tmp_path)
+    path = tmp_path / "map.json"
+    assert at.TestMap.load(path)[0] is None  # missing
+    path.write_text(test_map.to_json())
+    loaded, _ = at.TestMap.load(path)
+    assert loaded is not None and loaded.tests == test_map.tests and loaded.shapes == test_map.shapes
+    path.write_text(test_map.to_json().replace(f'"version":{at.MAP_VERSION}', '"version":0'))
+    assert at.TestMap.load(path)[0] is None
+
+
+def test_qualified_names_are_the_ones_code_objects_carry() -> None:
+    text = ("def f():\n    class C:\n        def m(self):\n            return [x for x in ()]\n"
+            "    return C\n\nclass K:\n    @property\n    def p(self):\n        return 1\n"
+            "    @p.setter\n    def p(self, v):\n        pass\n")
+    assert set(at.shape(text).functions) == {"f", "f.<locals>.C.m", "K.p"}  # type: ignore[union-attr]
+    namespace: dict[str, object] = {}
+    exec(compile(text, "made_up.py", "exec"), namespace)
+    method = namespace["f"]().m  # type: ignore[operator]
+    assert at.function_name(method.__code__.co_qualname) == "f.<locals>.C.m"
+    assert at.function_name("f.<locals>.<lambda>") == "f" and at.function_name("<module>") == ""
+    # a nested function's body is its own: changing it leaves f's hash alone
+    changed = at.shape(text.replace("return [x for x in ()]", "return []"))
+    assert changed.functions["f"] == at.shape(text).functions["f"]  # type: ignore[union-attr]
+    assert changed.functions["f.<locals>.C.m"] != at.shape(text).functions["f.<locals>.C.m"]  # type: ignore[union-attr]
+
+
+@pytest.mark.slow
+def test_the_recorder_records_what_each_test_file_ran(tmp_path: Path) -> None:
+    for rel, text in MAPPED.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    assert at.build_map(tmp_path, jobs=2, tiers=("orchestrator",)) == 0
+    test_map, why_not = at.TestMap.load(tmp_path / at.MAP_PATH)
+    assert test_map is not None, why_not
+    a = test_map.tests["tests/orchestrator/test_a.py"]
+    assert a.ran == {"orchestrator/hub.py::used_by_a", "tests/orchestrator/test_a.py::test_a"} and not a.opaque
+    assert "orchestrator/hub.py::Box.open" in test_map.tests["tests/orchestrator/test_box.py"].ran
+    assert test_map.tests["tests/orchestrator/test_scan.py"].read == {"orchestrator/hub.py"}
+    assert test_map.tests["tests/orchestrator/test_spawns.py"].opaque.startswith("started a subprocess")
+    assert test_map.tests["tests/orchestrator/test_unrecorded.py"].ran == frozenset()
+
+
+def test_a_map_recorded_under_another_pytest_configuration_is_not_used(tmp_path: Path) -> None:
+    graph, test_map = mapped_tree(tmp_path)
+    (graph.repo / "pyproject.toml").write_text("[tool.pytest.ini_options]\naddopts = '-p no:randomly'\n")
+    texts = edit(graph, "orchestrator/hub.py", "return 1", "return 1 + 0")
+    selection = at.select(["orchestrator/hub.py"], graph, test_map, texts)  # type: ignore[arg-type]
+    assert {Path(f).stem for f in selection.files} == EVERY_MAPPED
+    assert selection.notes == ["test map not used: pyproject.toml changed since it was recorded "
+                               "(make test-map records it again)"]
