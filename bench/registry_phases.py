@@ -4,7 +4,7 @@ One first sync of N things (fast fake, bench/fake_iot.py, as bench/registry_scal
 thread sampling VmRSS every 20 ms, each sample booked to the phase the main thread is in: the
 listings (`_Run.read_listings`), the first stage's plan (`_Run.plan_entities`), the apply (with the
 reader thread streaming the principals and the relations into it), the read-back (`_Run.verify`,
-and the whole-registry `plan_sync` it makes), the version record (`_Run.save_state`). Prints each
+and the `plan_sync` of each chunk it compares), the version record (`_Run.save_state`). Prints each
 phase's peak RSS above the RSS at the start (it includes the fake destination's growth: about
 1.8-1.9 KB per thing by the end of the apply, see bench/registry_scale.py) and the most operations
 the `OpFeed` held at once.

@@ -51,7 +51,8 @@ from orchestrator.registry import QuotaTable, SyncOptions, SyncReport, sync_clie
 from orchestrator.registry.quotas import DEFAULT_QUOTAS, UNLISTED_RATE  # noqa: E402
 
 SECTION = "Registry sync at fleet size (fast fake)"
-COMMAND = ".venv/bin/python -m bench.registry_scale --sizes 10000,20000 --write"
+COMMAND = (".venv/bin/python -m bench.registry_scale --sizes {sizes} --scale {scale:g} "
+           "--concurrency {concurrency} --write")
 SRC, DST = "eu-west-1", "eu-central-1"
 
 
@@ -206,7 +207,8 @@ def render(passes: list[Pass], scale: float, concurrency: int) -> str:
                      f"| {p.uploaded / p.things:,.0f} B "
                      f"| {p.calls / p.things:.3f} "
                      f"| {'yes' if p.ok else 'NO: ' + p.note} |")
-    lines += ["", f"Reproduce: `{COMMAND}`"]
+    sizes = ",".join(str(n) for n in dict.fromkeys(p.things for p in passes))
+    lines += ["", f"Reproduce: `{COMMAND.format(sizes=sizes, scale=scale, concurrency=concurrency)}`"]
     return "\n".join(lines)
 
 

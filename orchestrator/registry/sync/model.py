@@ -360,6 +360,7 @@ class SyncOptions:
     state_store: Callable[[Path], None] | None = None  # copies `state_path` to the shared backend
     distrust: str | None = None  # a reason not to trust the version record (e.g. a failed verification)
     verify: bool = True  # read back what was applied; `ok` only when it reads back equal
+    verify_chunk: int = 2000  # things compared at a time by the read-back (principals, shadows: issue 22)
     reads_ttl_s: float | None = None  # how long the reads journal trusts a line (None: READS_TTL_S)
 
     def __post_init__(self) -> None:
@@ -370,6 +371,8 @@ class SyncOptions:
             raise InputRejected(f"rate must be a positive number of calls per second, got {self.rate!r}")
         if self.read_rate is not None and not self.read_rate > 0:
             raise InputRejected(f"read rate must be a positive number of calls per second, got {self.read_rate!r}")
+        if self.verify_chunk < 1:
+            raise InputRejected(f"verify chunk must be at least 1 thing, got {self.verify_chunk}")
 
     @property
     def data_concurrency(self) -> int:

@@ -44,12 +44,13 @@ A plan-only run reads what the applying run reads (PEMs excepted) and writes not
 from __future__ import annotations
 
 import bisect
+import heapq
 import itertools
 import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -61,6 +62,7 @@ from orchestrator.registry.checkpoint import Checkpoint
 from orchestrator.registry.readjournal import READS_TTL_S, ReadJournal
 from orchestrator.registry.snapshot import (
     CLASSIC,
+    PolicyTarget,
     RegistrySnapshot,
     Shadow,
     Thing,
@@ -394,7 +396,7 @@ class _Run:
     # -- reading ---------------------------------------------------------------------------------
     def read_listings(self) -> tuple[RegistrySnapshot, RegistrySnapshot]:
         assert self.src_caller is not None
-        src, dst = pmap(lambda c: read_listing(c, concurrency=self.options.concurrency),
+        src, dst = pmap(lambda c: _lean(read_listing(c, concurrency=self.options.concurrency)),
                         [self.src_caller, self.dst_caller], 2)
         return src, dst
 
@@ -454,7 +456,9 @@ class _Run:
         src_p = tuple(sorted(a for p in parts for a in p.src.thing_principals))
         dst_p = tuple(sorted(a for p in parts for a in p.dst.thing_principals))
         notes = tuple(sorted(set(src.notes).union(*(p.src.notes for p in parts))))
-        covered = frozenset().union(*(p.src.coverage.principals or () for p in parts))
+        covered: frozenset[str] | None = frozenset().union(*(p.src.coverage.principals or () for p in parts))
+        if covered is not None and len(covered) == len(src.things) and all(n in covered for n in src.things_by_name):
+            covered = None  # every thing's: `ALL` (a set of N names costs ≈ 60 B per thing; issue 22)
         return DetailReads(
             replace(src, thing_principals=src_p, shadows=tuple(sh for p in parts for sh in p.src.shadows),
                     notes=notes, gaps=tuple(dict.fromkeys((*src.gaps, *(g for p in parts for g in p.src.gaps)))),
@@ -507,6 +511,7 @@ class _Run:
                 lambda args: read_principals(args[0], args[1], concurrency=o.concurrency, gaps=args[2],
                                              partial=args[3]),
                 [(src_caller, src_read, src_gaps, src_partial), (self.dst_caller, dst_read, None, None)], 2)
+            src_p, dst_p = _interned(src_p), _interned(dst_p)
             if journal is None:
                 return src_p, notes, dst_p
             journal.record(src.region, _journal_lines(src, [n for n in src_read if n not in src_partial], src_p))
@@ -718,28 +723,26 @@ class _Run:
         A shadow written (`writes`: the version and time each write was answered with) that reads
         back different, with a version past the write's and a last write not older than it, was
         superseded by a later writer (a device reporting in the destination): counted as
-        `superseded`, not as a difference. Any other difference stays one."""
-        # the things an attachment was planned for, as a sorted list of the listing's own (interned)
-        # name strings: a set of a first sync's N names and a copy of each name unpickled from the
-        # spill table cost ≈ 150 B per thing of its peak (issue 22)
-        touched: list[str] = []
-        names: dict[str, set[str]] = {}
-        planned = False
-        spilled_now = spilled_ops(spilled) if spilled is not None else iter(())
-        for op in itertools.chain((op for p in plans for op in p.ops), spilled_now):
-            planned = True
-            if op.kind is Kind.THING_PRINCIPAL:
-                thing = sys.intern(str(op.params["thing"]))
-                if not touched or touched[-1] != thing:
-                    touched.append(thing)
-            elif op.kind is Kind.SHADOW:
-                names.setdefault(str(op.params["thing"]), set()).add(str(op.params["shadow"]))
+        `superseded`, not as a difference. Any other difference stays one.
+
+        Without `--prune` the comparison is made a chunk of things at a time (`_verify_chunked`:
+        `options.verify_chunk` things' principals and shadows re-read, compared and dropped before
+        the next chunk's); a pruning run plans its deletions from whole listings (`_verify_whole`).
+        Both answer the same verification for the same regions."""
+        touched, names, planned = _touched(plans, spilled)
         if not planned:
             return SyncVerification(0, reread=False)
-        o = self.options
-        dst_now = read_listing(self.dst_caller, concurrency=o.concurrency)
+        dst_now = _lean(read_listing(self.dst_caller, concurrency=self.options.concurrency))
         self._dst_now = dst_now
-        touched = _unique_sorted(touched)
+        if self.options.prune:
+            return self._verify_whole(reads, dst_now, touched, names, writes or {})
+        return self._verify_chunked(reads, dst_now, touched, names, writes or {})
+
+    def _verify_whole(self, reads: DetailReads, dst_now: RegistrySnapshot, touched: list[str],
+                      names: dict[str, set[str]], writes: Mapping[str, tuple[int | None, int | None]]
+                      ) -> SyncVerification:
+        """`verify` with both regions whole in memory (one `plan_sync`; deletions need it)."""
+        o = self.options
         tp_things = [n for n in touched if n in dst_now.things_by_name]  # a deleted thing has no principals
         reread_p, _ = read_principals(self.dst_caller, tp_things, concurrency=o.concurrency)
         # the destination's principals: re-read for the touched things, as read before for the others
@@ -752,11 +755,8 @@ class _Run:
             reread_sh = read_shadows(self.dst_data, sorted(n for n in names if n in dst_now.things_by_name),
                                      concurrency=o.data_concurrency, names=names)
         src = reads.src if self.shadows else replace(reads.src, shadows=())
-        superseded = _superseded(src.shadows, reread_sh, writes or {})
-        by_key = {sh.key: sh for sh in src.shadows}
-        self._memo["written"] = {sh.key: sh.version for sh in reread_sh
-                                 if sh.version is not None and sh.key in by_key
-                                 and (by_key[sh.key].desired, by_key[sh.key].reported) == (sh.desired, sh.reported)}
+        superseded = _superseded(src.shadows, reread_sh, writes)
+        self._memo["written"] = _written(src.shadows, reread_sh)
         # a written shadow that was not superseded is compared without its times: our own write
         # made it newer than the source, which must not pass for a device's newer state
         reread_sh = tuple(sh if sh.key in superseded else replace(sh, desired_at=None, reported_at=None)
@@ -766,15 +766,84 @@ class _Run:
                    if (sh.thing, sh.name) not in written and sh.thing in dst_now.things_by_name} | set(reread_sh)
         dst = replace(dst_now, thing_principals=tuple(principals), shadows=tuple(sorted(shadows)))
         del principals
-        left = plan_sync(src, dst, o.prune, region_rewrite=o.region_rewrite, fetch_pems=True)
-        ops = [op for op in left.ops
-               if not (op.kind is Kind.SHADOW and op.action is Action.UPDATE and op.name in superseded)]
-        counts: dict[str, int] = {}
-        for op in ops:
-            counts[op.kind.value] = counts.get(op.kind.value, 0) + 1
-        return SyncVerification(len(ops), counts, tuple(op.describe() for op in ops[:FIRST_ITEMS]),
-                                things_reread=len(tp_things), shadows_reread=sum(len(v) for v in names.values()),
-                                superseded=len(superseded))
+        left = _Left()
+        plan = plan_sync(src, dst, o.prune, region_rewrite=o.region_rewrite, fetch_pems=True)
+        left.add(op for op in plan.ops
+                 if not (op.kind is Kind.SHADOW and op.action is Action.UPDATE and op.name in superseded))
+        return left.verification(things_reread=len(tp_things), shadows_reread=sum(len(v) for v in names.values()),
+                                 superseded=len(superseded))
+
+    def _verify_chunked(self, reads: DetailReads, dst_now: RegistrySnapshot, touched: list[str],
+                        names: dict[str, set[str]], writes: Mapping[str, tuple[int | None, int | None]]
+                        ) -> SyncVerification:
+        """`verify` without deletions, holding a bounded number of things' details at a time
+        (issue 22: the whole-registry read-back was a first sync's peak, ≈ 1 KB per thing at 100k).
+
+        1. Everything but attachments and shadows (types, groups, policies and their versions,
+           certificates, things and memberships, policy attachments): the source and the listing
+           just read back, planned a chunk at a time (`plan_entities_to`) into `_Left`, which keeps
+           only the counts and the first operations.
+        2. Thing-certificate attachments and shadows, a chunk of `options.verify_chunk` source
+           things (sorted by name) at a time: the chunk's touched things' principals and written
+           shadows are re-read, the chunk is planned (`PlanPart.RELATIONS`, after the chunk's thing
+           creations that step 1 found missing), and all of it is dropped before the next chunk.
+           Every thing's name falls in exactly one chunk (the chunks are ranges of names), so every
+           attachment and shadow is compared once, as `_verify_whole` compares it."""
+        o = self.options
+        src = reads.src if self.shadows else replace(reads.src, shadows=())
+        left = _Left()
+        plan_entities_to(left.add, src, dst_now, external=frozenset(), region_rewrite=o.region_rewrite,
+                         fetch_pems=True, chunk=o.verify_chunk)
+        in_dst = dst_now.things_by_name
+        by_name = src.things_by_name
+        src_tp = _sorted(src.thing_principals)
+        old_tp = _sorted(reads.dst.thing_principals)
+        src_sh = _sorted(src.shadows)
+        old_sh = _sorted(reads.dst.shadows)
+        shadow_things = sorted(names)
+        thing_names = sorted(by_name)
+        written_versions: dict[str, int] = {}
+        reread_things = superseded_n = 0
+        for i in range(0, max(len(thing_names), 1), o.verify_chunk):
+            lo = thing_names[i] if i else None  # the chunk: names in [lo, hi); the first and last are open
+            hi = thing_names[i + o.verify_chunk] if i + o.verify_chunk < len(thing_names) else None
+            chunk = thing_names[i:i + o.verify_chunk]
+            tp_things = [n for n in _range(touched, lo, hi, _same) if n in in_dst]
+            reread_things += len(tp_things)
+            reread_p, _ = read_principals(self.dst_caller, tp_things, concurrency=o.concurrency)
+            principals = sorted([*(a for a in _range(old_tp, lo, hi, _thing)
+                                   if not _in_sorted(touched, a.thing) and a.thing in in_dst), *reread_p])
+            del reread_p
+            names_c = {t: names[t] for t in _range(shadow_things, lo, hi, _same)}
+            src_sh_c = tuple(_range(src_sh, lo, hi, _thing))
+            reread_sh: tuple[Shadow, ...] = ()
+            if names_c and self.dst_data is not None:
+                reread_sh = read_shadows(self.dst_data, sorted(n for n in names_c if n in in_dst),
+                                         concurrency=o.data_concurrency, names=names_c)
+            superseded = _superseded(src_sh_c, reread_sh, writes)
+            superseded_n += len(superseded)
+            written_versions.update(_written(src_sh_c, reread_sh))
+            reread_sh = tuple(sh if sh.key in superseded else replace(sh, desired_at=None, reported_at=None)
+                              for sh in reread_sh)
+            written = {(t, n) for t, ns in names_c.items() for n in ns}
+            shadows = {sh for sh in _range(old_sh, lo, hi, _thing)
+                       if (sh.thing, sh.name) not in written and sh.thing in in_dst} | set(reread_sh)
+            c_tp = tuple(_range(src_tp, lo, hi, _thing))
+            certs = sorted({a.certificate_id for a in c_tp})
+            src_c = RegistrySnapshot(src.region, things=tuple(by_name[n] for n in chunk),
+                                     certificates=tuple(src.certificates_by_id[c] for c in certs
+                                                        if c in src.certificates_by_id),
+                                     thing_principals=c_tp, shadows=src_sh_c, coverage=src.coverage)
+            dst_c = RegistrySnapshot(dst_now.region, things=tuple(in_dst[n] for n in chunk if n in in_dst),
+                                     thing_principals=tuple(principals), shadows=tuple(sorted(shadows)))
+            created = frozenset(SyncOp(Kind.THING, Action.CREATE, n).id for n in chunk if n not in in_dst)
+            plan = plan_sync(src_c, dst_c, False, region_rewrite=o.region_rewrite, part=PlanPart.RELATIONS,
+                             fetch_pems=True, after=created)
+            left.add(op for op in plan.ops
+                     if not (op.kind is Kind.SHADOW and op.action is Action.UPDATE and op.name in superseded))
+        self._memo["written"] = written_versions
+        return left.verification(things_reread=reread_things, shadows_reread=sum(len(v) for v in names.values()),
+                                 superseded=superseded_n)
 
     def save_state(self, src: RegistrySnapshot, dst: RegistrySnapshot, reads: DetailReads, *,
                    relist: bool) -> None:
@@ -795,6 +864,112 @@ class _Run:
                    if k in shadows}
         written.update(self._memo.get("written", {}))
         VersionRecord(src.region, reads.dst.region, things, shadows, written).save(o.state_path)
+
+
+def _touched(plans: list[SyncPlan], spilled: SpillTable | None) -> tuple[list[str], dict[str, set[str]], bool]:
+    """From the operations of `plans` and of the spill table (read a page at a time): the things an
+    attachment was planned for (sorted, each once), the shadows planned per thing, and whether
+    anything was planned at all."""
+    # the things an attachment was planned for, as a sorted list of the listing's own (interned)
+    # name strings: a set of a first sync's N names and a copy of each name unpickled from the
+    # spill table cost ≈ 150 B per thing of its peak (issue 22)
+    touched: list[str] = []
+    names: dict[str, set[str]] = {}
+    planned = False
+    spilled_now = spilled_ops(spilled) if spilled is not None else iter(())
+    for op in itertools.chain((op for p in plans for op in p.ops), spilled_now):
+        planned = True
+        if op.kind is Kind.THING_PRINCIPAL:
+            thing = sys.intern(str(op.params["thing"]))
+            if not touched or touched[-1] != thing:
+                touched.append(thing)
+        elif op.kind is Kind.SHADOW:
+            names.setdefault(str(op.params["thing"]), set()).add(str(op.params["shadow"]))
+    return _unique_sorted(touched), names, planned
+
+
+_KINDS = {k: i for i, k in enumerate(Kind)}
+
+
+def _order(op: SyncOp) -> tuple[int, int, str, str]:
+    """A plan's order (`plan._Builder.build`): the first operations left are the same, however
+    the read-back was chunked."""
+    return (op.phase, _KINDS[op.kind], op.name, op.step)
+
+
+class _Left:
+    """What a read-back's plans still hold: how many operations, per kind, and the first
+    `FIRST_ITEMS` in plan order; never the operations themselves (a failed first sync may leave N)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.kinds: dict[str, tuple[int, tuple[int, int, str, str]]] = {}  # kind -> (count, first op's order)
+        self.first: list[SyncOp] = []
+
+    def add(self, ops: Iterable[SyncOp]) -> None:
+        batch = []
+        for op in ops:
+            self.n += 1
+            key = _order(op)
+            n, first = self.kinds.get(op.kind.value, (0, key))
+            self.kinds[op.kind.value] = (n + 1, min(first, key))
+            batch.append(op)
+            if len(batch) >= 4 * FIRST_ITEMS:
+                self.first = heapq.nsmallest(FIRST_ITEMS, [*self.first, *batch], key=_order)
+                batch = []
+        if batch:
+            self.first = heapq.nsmallest(FIRST_ITEMS, [*self.first, *batch], key=_order)
+
+    def verification(self, *, things_reread: int, shadows_reread: int, superseded: int) -> SyncVerification:
+        # per kind, in the order of its first operation in the plan (as counting the whole plan did)
+        counts = {k: n for k, (n, _) in sorted(self.kinds.items(), key=lambda kv: kv[1][1])}
+        return SyncVerification(self.n, counts, tuple(op.describe() for op in self.first),
+                                things_reread=things_reread, shadows_reread=shadows_reread, superseded=superseded)
+
+
+def _lean(listing: RegistrySnapshot) -> RegistrySnapshot:
+    """`listing` with each policy target's certificate id the certificate's own string (interned
+    by the listing), not a copy parsed from a target's ARN: ≈ 140 B per thing (issue 22)."""
+    if not listing.policy_targets:
+        return listing
+    return replace(listing, policy_targets=tuple(PolicyTarget(a.policy, a.kind, sys.intern(a.target))
+                                                 for a in listing.policy_targets))
+
+
+def _interned(found: tuple[ThingPrincipal, ...]) -> tuple[ThingPrincipal, ...]:
+    """Principals whose certificate ids are the listing's own (interned) strings: a copy parsed
+    from each principal's ARN costs ≈ 110 B per thing held (issue 22)."""
+    return tuple(ThingPrincipal(a.thing, sys.intern(a.certificate_id)) for a in found)
+
+
+def _same(x: str) -> str:
+    return x
+
+
+def _thing(x: Any) -> str:
+    return str(x.thing)
+
+
+def _sorted(items: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`items` in order: itself when it is (the listings and reads are), else a sorted copy."""
+    if all(items[i] <= items[i + 1] for i in range(len(items) - 1)):
+        return items
+    return tuple(sorted(items))
+
+
+def _range(items: Sequence[Any], lo: str | None, hi: str | None, key: Callable[[Any], str]) -> Sequence[Any]:
+    """The items of the sorted `items` whose `key` (a thing's name) is in [lo, hi) (None: open)."""
+    start = bisect.bisect_left(items, lo, key=key) if lo is not None else 0
+    end = bisect.bisect_left(items, hi, key=key) if hi is not None else len(items)
+    return items[start:end]
+
+
+def _written(src: Iterable[Shadow], reread: Iterable[Shadow]) -> dict[str, int]:
+    """The versions of the shadows this run wrote that read back equal to the source."""
+    by_key = {sh.key: sh for sh in src}
+    return {sh.key: sh.version for sh in reread
+            if sh.version is not None and sh.key in by_key
+            and (by_key[sh.key].desired, by_key[sh.key].reported) == (sh.desired, sh.reported)}
 
 
 def _unique_sorted(items: list[Any]) -> list[Any]:
