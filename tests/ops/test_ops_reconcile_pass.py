@@ -381,3 +381,56 @@ def test_a_head_item_of_the_old_format_starts_a_new_pass(world: dict[str, Any]) 
     ex = execute([])
     assert ex.status == "SUCCEEDED" and ex.invocations == 5
     assert verify(w).equal
+
+
+def test_a_slice_killed_after_writing_a_page_does_that_page_again_and_nothing_else(world: dict[str, Any]) -> None:
+    """Killed after applying part of page 2 (before its commit): the next execution starts at page 2
+    (its writes are idempotent), reads pages 1's things no more, and ends equal."""
+    w = world
+    dst_iot = w["rep"].region.iot.client
+    attached: list[str] = []
+
+    def attach(params: Mapping[str, Any], **_: Any) -> None:
+        attached.append(str(params.get("thingName")))
+        if len(attached) == 5:  # page 1 wrote meter-00..02; page 2 dies on its second attachment
+            raise Killed("killed applying page 2")
+
+    dst_iot.meta.events.register("provide-client-params.iot.AttachThingPrincipal", attach)
+    first = execute([])
+    assert (first.status, first.error) == ("FAILED", "Killed")
+    dst_iot.meta.events.unregister("provide-client-params.iot.AttachThingPrincipal", attach)
+    stored = PassStore(client(w["ctx"], "dynamodb", DST), w["rep"].store.table, SRC).load()
+    assert stored is not None and (stored.phase, stored.read, stored.pages) == ("read", 3, 1)
+    w["src_reads"].clear()
+    again = execute([])
+    assert again.status == "SUCCEEDED", (again.error, again.cause)
+    assert w["src_reads"].names("ListThingPrincipals") == {f"meter-{i:02d}" for i in range(3, FLEET)}
+    record = w["rep"].store.reconciliation()
+    assert record["ok"] is True and (record["errors"], record["unequal"]) == (0, 0)
+    assert verify(w).equal
+
+
+def test_a_write_that_does_not_read_back_makes_the_pass_fail(world: dict[str, Any]) -> None:
+    """AWS answers one AttachThingPrincipal with success but the attachment is not there (the
+    destination changed under us, or a lost write): the page's read-back finds it, the record says
+    FAILED with the difference counted, and `ok` is never claimed."""
+    from types import SimpleNamespace
+
+    w = world
+    dst_iot = w["rep"].region.iot.client
+    dropped: list[str] = []
+
+    def lose(params: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+        body = (params or {}).get("url_path", "")
+        if "meter-07" in str(body) and not dropped:
+            dropped.append(str(body))
+            return SimpleNamespace(status_code=200, headers={}), {}
+        return None
+
+    dst_iot.meta.events.register("before-call.iot.AttachThingPrincipal", lose)
+    ex = execute([])
+    dst_iot.meta.events.unregister("before-call.iot.AttachThingPrincipal", lose)
+    assert ex.status == "SUCCEEDED" and dropped
+    record = w["rep"].store.reconciliation()
+    assert record["ok"] is False and record["unequal"] >= 1 and record["errors"] == 0
+    assert not verify(w).equal  # the difference is real
