@@ -279,7 +279,9 @@ def run_slice(replicator: Replicator, source: str, limits: SliceLimits = SliceLi
             state = work.fleet(state)
         while state.phase in (READ, CERTS) and work.more():
             state = work.things_page(state) if state.phase == READ else work.certificates_page(state)
-        if state.phase != APPLY:
+        if state.phase != APPLY or not work.time_left():
+            # the end (the plane: a few reads per object) in this slice only while its time budget
+            # lasts, else in the next one
             return {"done": False, "progress": state.progress(clock())}
         return _finish(replicator, store, state, clock, now)
     finally:
@@ -332,7 +334,10 @@ class _Work:
 
     def more(self) -> bool:
         """Whether this slice may take another page (page count, time budget, Lambda's time left)."""
-        return self.pages < self.limits.max_pages and self.clock() - self.t0 < self.limits.budget_s \
+        return self.pages < self.limits.max_pages and self.time_left()
+
+    def time_left(self) -> bool:
+        return self.clock() - self.t0 < self.limits.budget_s \
             and (self.remaining_s is None or self.remaining_s() > LAMBDA_MARGIN_S)
 
     # -- applying one plan and reading back what it changed -------------------------------------
