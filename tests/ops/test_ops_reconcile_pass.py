@@ -434,3 +434,26 @@ def test_a_write_that_does_not_read_back_makes_the_pass_fail(world: dict[str, An
     record = w["rep"].store.reconciliation()
     assert record["ok"] is False and record["unequal"] >= 1 and record["errors"] == 0
     assert not verify(w).equal  # the difference is real
+
+
+def test_the_end_of_a_pass_waits_for_the_next_slice_when_the_time_is_spent(world: dict[str, Any]) -> None:
+    """The last page leaves the slice without time (Lambda's remaining time under the margin): the
+    plane and the record are left to the next slice, which does only that."""
+    from orchestrator.registry.reconcile_pass import SliceLimits, run_slice
+
+    w = world
+    rep = w["rep"]
+    asked: list[int] = []
+
+    def remaining() -> float:  # the whole invocation until the pages are done, then almost nothing
+        asked.append(1)
+        return 800.0 if len(asked) <= 2 else 60.0
+
+    first = run_slice(rep, SRC, SliceLimits(), remaining_s=remaining)  # fleet, 1 page of things, 1 of certificates
+    assert first["done"] is False and first["progress"]["phase"] == "apply"
+    assert rep.store.reconciliation() is None
+    w["src_reads"].clear()
+    second = run_slice(rep, SRC, SliceLimits())
+    assert second["done"] is True and second["result"]["ok"] is True and second["result"]["slices"] == 2
+    assert not w["src_reads"].names("ListThingPrincipals")  # the end reads no thing again
+    assert verify(w).equal
