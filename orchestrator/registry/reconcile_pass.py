@@ -91,7 +91,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -106,6 +106,7 @@ from orchestrator.registry.snapshot import (
     TargetKind,
     Thing,
     ThingGroup,
+    ThingPrincipal,
     ThingType,
     describe_thing_group,
     pmap,
@@ -124,7 +125,7 @@ VALIDITY_S = 36 * 3600.0
 SLICE_BUDGET_S = 600.0  # stop taking new pages after this (Lambda's limit is 900 s)
 SLICE_MAX_PAGES = 40  # a second bound: at most 10,000 things per slice
 PAGE_SIZE = 250  # ListThings' and ListCertificates' maximum page
-READ_CONCURRENCY = 16  # things read at once per region (each API still at its own quota)
+READ_CONCURRENCY = 10  # things read at once per region (each API at its own quota; botocore's pool is 10)
 PAGE_CALLS_PER_THING = 28  # calls per thing of a page copied first (module doc), both regions
 UNCHANGED_CALLS_PER_THING = 14  # calls per thing of a page found equal (reads only)
 LEASE_MS = 960_000  # one invocation (900 s) and a margin
@@ -312,6 +313,19 @@ def callers(replicator: Replicator, source: str) -> tuple[Caller, Caller]:
             options.caller(replicator.region.iot.client, writes=False))
 
 
+@dataclass(frozen=True)
+class _ThingRead:
+    """One thing as one region has it (`_Work._read_thing`)."""
+
+    thing: Thing
+    principals: tuple[ThingPrincipal, ...]
+    partial: bool  # its principals' last page may have been short: not covered
+    certs: tuple[Certificate, ...]
+    targets: tuple[PolicyTarget, ...]
+    shadows: tuple[Shadow, ...]
+    notes: tuple[str, ...]
+
+
 @dataclass
 class _Page:
     """One page's reads in one region: snapshots restricted to the page's things (or certificates)."""
@@ -440,52 +454,62 @@ class _Work:
         left = plan_sync(src, after, False, region_rewrite=self.rep.region_rewrite, fetch_pems=True)
         return applied, failed, len(left.ops), plan.warnings
 
-    def _source_page(self, things: list[Thing], dynamic: frozenset[str]) -> _Page:
-        names = [t.name for t in things]
+    def _read_thing(self, caller: Caller, data: Caller | None, name: str, listed: Thing | None,
+                    dynamic: frozenset[str], shadow_names: Collection[str] | None) -> _ThingRead | None:
+        """One thing's reads in one region, one call after the other, so that the page's things
+        (`READ_CONCURRENCY` at a time) keep every API's bucket busy at once: the thing
+        (`DescribeThing`, unless `listed`), its certificates, each certificate and its policies, its
+        static groups, its shadows (`shadow_names`: only those; None: all). None: no such thing."""
+        thing = listed if listed is not None else _thing(caller, name)
+        if thing is None:
+            return None
         partial: set[str] = set()
-        principals, notes = read_principals(self.src, names, concurrency=READ_CONCURRENCY, partial=partial)
-        groups = dict(pmap(lambda n: (n, _groups_of(self.src, n, dynamic)), names, READ_CONCURRENCY))
-        ids = sorted({a.certificate_id for a in principals})
-        certs = [c for c in pmap(lambda c: _certificate(self.src, c), ids, READ_CONCURRENCY) if c is not None]
-        targets = [t for batch in pmap(lambda c: _cert_policies(self.src, c), certs, READ_CONCURRENCY) for t in batch]
-        shadows = read_shadows(self.src_data, names, concurrency=READ_CONCURRENCY) if self.src_data else ()
-        types = _types(self.src, {t.thing_type for t in things if t.thing_type})
-        member_of = sorted({g for gs in groups.values() for g in gs})
+        principals, notes = read_principals(caller, [name], partial=partial)
+        groups = _groups_of(caller, name, dynamic)
+        certs = [c for c in (_certificate(caller, a.certificate_id) for a in principals) if c is not None]
+        targets = [t for c in certs for t in _cert_policies(caller, c)]
+        shadows: tuple[Shadow, ...] = ()
+        if data is not None and (shadow_names is None or shadow_names):
+            shadows = read_shadows(data, [name], names=None if shadow_names is None else {name: sorted(shadow_names)})
+        return _ThingRead(replace(thing, groups=groups), principals, bool(partial), tuple(certs), tuple(targets),
+                          shadows, notes)
+
+    def _side(self, caller: Caller, data: Caller | None, names: list[str], listed: Mapping[str, Thing] | None,
+              dynamic: frozenset[str], shadow_names: Mapping[str, Collection[str]] | None = None) -> _Page:
+        """A page's things read in one region (`_read_thing` each) as one snapshot."""
+        reads = [r for r in pmap(lambda n: self._read_thing(
+            caller, data, n, listed.get(n) if listed is not None else None, dynamic,
+            None if shadow_names is None else shadow_names.get(n, ())), names, READ_CONCURRENCY) if r is not None]
+        certs = {c.id: c for r in reads for c in r.certs}
+        things = [r.thing for r in reads]
+        member_of = sorted({g for t in things for g in t.groups})
         snapshot = RegistrySnapshot(
-            self.src.region, thing_types=types, thing_groups=tuple(ThingGroup(g) for g in member_of),
-            things=tuple(replace(t, groups=groups[t.name]) for t in things), certificates=tuple(certs),
-            thing_principals=principals, policy_targets=tuple(sorted(targets)), shadows=shadows, notes=notes,
-            coverage=Coverage(principals=frozenset(n for n in names if n not in partial),
-                              policy_targets=frozenset(), certificate_policies=frozenset(c.id for c in certs),
+            caller.region, thing_types=_types(caller, {t.thing_type for t in things if t.thing_type}),
+            thing_groups=tuple(ThingGroup(g) for g in member_of), things=tuple(things),
+            certificates=tuple(sorted(certs.values(), key=lambda c: c.id)),
+            thing_principals=tuple(sorted(a for r in reads for a in r.principals)),
+            policy_targets=tuple(sorted({t for r in reads for t in r.targets})),
+            shadows=tuple(sorted(sh for r in reads for sh in r.shadows)),
+            notes=tuple(sorted({n for r in reads for n in r.notes})),
+            coverage=Coverage(principals=frozenset(r.thing.name for r in reads if not r.partial),
+                              policy_targets=frozenset(), certificate_policies=frozenset(certs),
                               groups=None, policy_versions=frozenset()))
-        return _Page(snapshot, frozenset(partial))
+        return _Page(snapshot, frozenset(r.thing.name for r in reads if r.partial))
+
+    def _source_page(self, things: list[Thing], dynamic: frozenset[str]) -> _Page:
+        """The source's side: the things as `ListThings` gave them, every shadow."""
+        return self._side(self.src, self.src_data, [t.name for t in things], {t.name: t for t in things}, dynamic)
 
     def _dest_page(self, names: list[str], dynamic: frozenset[str],
-                   shadow_names: Mapping[str, Iterable[str]] | None) -> _Page:
-        """The destination's side of `names` (those it has). Shadows: `shadow_names` (thing -> names:
-        a read-back), else the names the source has (read by `_with_certs` after the source's side)."""
-        found = [t for t in pmap(lambda n: _thing(self.dst, n), names, READ_CONCURRENCY) if t is not None]
-        here = [t.name for t in found]
-        principals, _ = read_principals(self.dst, here, concurrency=READ_CONCURRENCY)
-        groups = dict(pmap(lambda n: (n, _groups_of(self.dst, n, dynamic)), here, READ_CONCURRENCY))
-        ids = sorted({a.certificate_id for a in principals})
-        certs = [c for c in pmap(lambda c: _certificate(self.dst, c), ids, READ_CONCURRENCY) if c is not None]
-        targets = [t for batch in pmap(lambda c: _cert_policies(self.dst, c), certs, READ_CONCURRENCY) for t in batch]
-        shadows: tuple[Shadow, ...] = ()
-        if shadow_names and self.dst_data is not None:
-            wanted = {t: sorted(ns) for t, ns in shadow_names.items() if t in groups}
-            shadows = read_shadows(self.dst_data, sorted(wanted), concurrency=READ_CONCURRENCY, names=wanted)
-        types = _types(self.dst, {t.thing_type for t in found if t.thing_type})
-        member_of = sorted({g for gs in groups.values() for g in gs})
-        return _Page(RegistrySnapshot(
-            self.dst.region, thing_types=types, thing_groups=tuple(ThingGroup(g) for g in member_of),
-            things=tuple(replace(t, groups=groups[t.name]) for t in found), certificates=tuple(certs),
-            thing_principals=principals, policy_targets=tuple(sorted(targets)), shadows=shadows))
+                   shadow_names: Mapping[str, Collection[str]] | None) -> _Page:
+        """The destination's side of `names` (those it has): every shadow, or those of `shadow_names`
+        (a read-back). Its coverage is not used (the planner reads the source's)."""
+        return self._side(self.dst, self.dst_data, names, None, dynamic, shadow_names)
 
     def _with_certs(self, dst: RegistrySnapshot, src: RegistrySnapshot) -> RegistrySnapshot:
         """The destination's page completed with what depends on the source's side: the source's
-        certificates it has but attached elsewhere (or to nothing), their policies, the source's
-        thing types and groups as they are here, and the shadows the source has."""
+        certificates it has but attached elsewhere (or to nothing), their policies, and the source's
+        thing types and groups as they are here."""
         have = dst.certificates_by_id
         extra = [c for c in pmap(lambda c: _certificate(self.dst, c),
                                  [c.id for c in src.certificates if c.id not in have], READ_CONCURRENCY)
@@ -495,18 +519,10 @@ class _Work:
         for t in _types(self.dst, {t.name for t in src.thing_types} - set(types)):
             types[t.name] = t
         groups = {g.name: g for g in (*dst.thing_groups, *src.thing_groups)}  # static groups exist (fleet)
-        shadows: tuple[Shadow, ...] = dst.shadows
-        if self.dst_data is not None and src.shadows:
-            wanted: dict[str, set[str]] = {}
-            for sh in src.shadows:
-                if sh.thing in dst.things_by_name:
-                    wanted.setdefault(sh.thing, set()).add(sh.name)
-            shadows = read_shadows(self.dst_data, sorted(wanted), concurrency=READ_CONCURRENCY,
-                                   names={t: sorted(ns) for t, ns in wanted.items()})
         return replace(dst, certificates=tuple(sorted((*dst.certificates, *extra), key=lambda c: c.id)),
                        policy_targets=tuple(sorted({*dst.policy_targets, *targets})),
                        thing_types=tuple(sorted(types.values(), key=lambda t: t.name)),
-                       thing_groups=tuple(sorted(groups.values(), key=lambda g: g.name)), shadows=shadows)
+                       thing_groups=tuple(sorted(groups.values(), key=lambda g: g.name)))
 
     def _merge(self, before: RegistrySnapshot, again: RegistrySnapshot, touched: set[str], certs: set[str],
                src: RegistrySnapshot, writes: Mapping[str, tuple[int | None, int | None]]) -> RegistrySnapshot:
