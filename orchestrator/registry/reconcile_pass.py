@@ -43,13 +43,13 @@ docs/quotas.md; docs/registry.md "The daily reconciliation in slices" works them
 - calls per page, for a thing with one certificate, one group and its classic shadow: in the
   source ListThingPrincipals, ListThingGroupsForThing, DescribeCertificate, ListAttachedPolicies,
   ListNamedShadowsForThing and GetThingShadow (6); in the destination DescribeThing and the same
-  reads (up to 8: a certificate it lacks is described too); when the thing differs, its writes
+  reads (7; 8 when a certificate it lacks is described too); when the thing differs, its writes
   (CreateThing, RegisterCertificateWithoutCA with one more DescribeCertificate for the PEM,
   AttachThingPrincipal, AttachPolicy, AddThingToThingGroup, UpdateThingShadow) and their read-back
   (DescribeThing, ListThingPrincipals, ListThingGroupsForThing, DescribeCertificate,
-  ListAttachedPolicies, GetThingShadow). `PAGE_CALLS_PER_THING` = 28 bounds that first copy (21
+  ListAttachedPolicies, GetThingShadow). `PAGE_CALLS_PER_THING` = 28 bounds that first copy (21.3
   measured, tests/ops/test_ops_reconcile_pass.py); an unchanged thing costs at most
-  `UNCHANGED_CALLS_PER_THING` = 14. So a page makes at
+  `UNCHANGED_CALLS_PER_THING` = 14 (13 and its share of ListThings; 13.3 measured). So a page makes at
   most 250 x 28 = 7,000 calls and a slice at most 40 pages x 7,000 = 280,000 (the time budget stops
   a slice long before: see the next point);
 - time: the page's slowest APIs are ListThingPrincipals and DescribeCertificate at 10/s per region:

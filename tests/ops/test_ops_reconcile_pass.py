@@ -298,7 +298,6 @@ def test_each_slice_holds_one_page_at_a_time_and_stays_within_its_call_bound(wor
     again = run(reconcile_definition(FUNCTION_ARN, SRC, slice_limits=LIMITS), dict(RECONCILE_INPUT),
                 calls.around(invoke(peaks)))
     assert again.status == "SUCCEEDED" and again.invocations == 5
-    print("CALLS", calls.per_slice)
     assert max(calls.per_slice[1:3]) <= per_page * UNCHANGED_CALLS_PER_THING, calls.per_slice
     assert max(peaks) < MEMORY_LIMIT
 
