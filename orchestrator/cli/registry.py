@@ -454,6 +454,8 @@ def reconcile(app: Context, start: bool, cli_below: int) -> None:
     and print its ARN; an execution already running (the daily schedule's, or an earlier start) is
     reported and no second one is started. Any other secondary is reported as "cli": run
     `orchestrate registry sync --from <primary> --to <region> --full` for it (the scheduled job does).
+    The table and the machine are read in the secondary's account: through the role the topology's
+    `accounts:` names for it, else with the caller's own credentials.
 
     \b
     Examples:

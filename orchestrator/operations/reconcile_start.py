@@ -16,6 +16,12 @@ Per secondary (one without a replication function keeps the CLI path):
   reference, StartExecution: "idempotent for STANDARD workflows"); a closed one of that name answers
   ExecutionAlreadyExists, and that one (today's) is reported, not started again.
 
+Accounts: the secondary's table and machine live in its own account, which is not always the CLI's.
+The topology's `accounts:` names the role to assume per member region (`Topology.role_for`, as every
+other operation that acts in a region does: lifecycle, replace_guard), so each secondary's calls go
+through `ctx.assuming(role)`, and the machine's ARN is built from the account and partition that
+role acts in (STS GetCallerIdentity through it, asked once per role), never from the CLI's own.
+
 No click here: the CLI renders.
 """
 
@@ -62,22 +68,24 @@ def start_reconciliations(ctx: AwsContext, topology: Topology, *, cli_below: int
 
     functions = replication_regions(topology)
     name = f"full-{(today or datetime.now(timezone.utc)).strftime('%Y-%m-%d')}"
-    account: list[str] = []
+    accounts: dict[str | None, list[str]] = {}  # per role (None: the CLI's own): [account id, partition]
     out = []
     for region in topology.secondaries:
         if region not in functions:
             out.append(Reconciliation(region, CLI, "no replication function here (by the routing mode)"))
             continue
-        things = _fleet(ctx, topology, region)
+        role = topology.role_for(region)
+        here = ctx.assuming(role)  # the secondary's account (its role when the topology names one)
+        things = _fleet(here, topology, region)
         if things is None or things < cli_below:
             size = "fleet size unknown (no reconciliation recorded)" if things is None else f"{things} things"
             out.append(Reconciliation(region, CLI, f"{size} < {cli_below}" if things is not None else size, things))
             continue
         with aws_errors(f"Step Functions in {region}"):
-            if not account:
-                me = client(ctx, "sts", region).get_caller_identity()
-                account += [str(me["Account"]), str(me["Arn"]).split(":")[1]]  # the id, the partition
-            out.append(_execution(client(ctx, "stepfunctions", region), topology, region, account, name,
+            if role not in accounts:
+                me = client(here, "sts", region).get_caller_identity()
+                accounts[role] = [str(me["Account"]), str(me["Arn"]).split(":")[1]]  # the id, the partition
+            out.append(_execution(client(here, "stepfunctions", region), topology, region, accounts[role], name,
                                   things, cli_below))
     return out
 

@@ -69,6 +69,8 @@ class ReplicationHealth:
         eta = p.get("eta_s")
         if p.get("phase") == "apply":
             when = "reads done, applying"
+        elif p.get("phase") == "certificates":
+            when = f"things done, certificates: {int(p.get('certificates') or 0)} listed"
         elif eta is None:
             when = "ETA unknown until the rate is known"
         else:

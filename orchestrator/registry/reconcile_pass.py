@@ -1,84 +1,137 @@
 """The daily reconciliation as one pass of bounded, resumable slices (issue 22).
 
-One Lambda invocation (at most 900 s) cannot hold a full pass beyond about 9,000 things: a full
-sync reads every thing's principals, one `ListThingPrincipals` per thing and region at 10/s (27.8 h
-at 1M things). So the replication stack's Step Functions state machine (programs/replication.py)
-invokes the replication function again and again with `{"reconcile": {"from": R, "slice": {...}}}`,
-and each invocation (`run_slice`) does a bounded part of one *pass* and returns
-`{"done": bool, "progress": {...}}`:
+One Lambda invocation (at most 900 s, 256 MB) cannot hold a full pass beyond about 9,000 things: a
+full sync reads every thing's principals, one `ListThingPrincipals` per thing and region at 10/s
+(27.8 h at 1M things). So the replication stack's Step Functions state machine
+(programs/replication.py) invokes the replication function again and again with
+`{"reconcile": {"from": R, "slice": {...}}}`, and each invocation (`run_slice`) does a bounded part
+of one *pass* and returns `{"done": bool, "progress": {...}}`. A pass has four phases, each one
+paged and committed to the head item after every page, so no slice ever holds more than one page:
 
-1. read slices: page the source's `ListThings` from the pass's cursor (its `nextToken`), and for
-   every thing of a page read its principals in the source and, where the thing exists there
-   (`DescribeThing`: 350/s), in the destination. What is read is journalled in the read journal's
-   own format (`readjournal.ReadJournal`: thing -> (version when read, certificate ids), per region),
-   and each page's journal part is stored before the cursor moves past it. A slice stops taking
-   pages at its time budget (`SliceLimits.budget_s`, 600 s by default: a page is at most 250 things,
-   about 50 s of reads at the quota, so the slice ends well inside Lambda's 900 s) or page count;
-2. the apply slice (when the listing has no next page): the registry sync itself (`sync_clients`,
-   `--full`), with the pass's journal parts in its checkpoint directory: every thing whose version
-   is unchanged since it was read takes its principals from the journal, so the sync reads only
-   what changed or was never read, then plans, applies and reads back as a CLI sync does. Its
-   result is the reconciliation record (`put_reconciliation`), as before slices.
+1. `fleet` (one slice): the account-wide configuration, not per device: thing types, thing groups
+   (static ones copied, the names of the dynamic ones kept for the pages), policies with their
+   versions, and the policies attached to static groups. Read in both regions, planned with the
+   registry sync's planner (`plan_sync`, never pruning), applied (`apply_sync`), read back and
+   planned again: what is left is counted as unequal.
+2. `read` (pages of things): the source's `ListThings` from the pass's cursor, one page (at most
+   `page_size` = 250 things) at a time. For the page's things, in both regions at once: the thing
+   (`DescribeThing` in the destination), its certificates (`ListThingPrincipals`), each certificate
+   (`DescribeCertificate`) and its policies (`ListAttachedPolicies`), its static groups
+   (`ListThingGroupsForThing`), its thing type, and its shadows (classic and named; the
+   destination's only where the source has one). The page is planned with `plan_sync` (the page's
+   snapshots cover exactly these things and certificates, so tightening, a detach or a removal
+   from a group, is planned for them and nothing else), applied, and what it changed is read back
+   and planned again (the page's "verify equal"); then the cursor moves past the page and the
+   head item is saved. A slice takes pages until its time budget (`SliceLimits.budget_s`, 600 s)
+   or page count (`max_pages`) is spent or Lambda's remaining time falls below `LAMBDA_MARGIN_S`.
+3. `certificates` (pages of certificates): certificates not attached to any thing are not seen by
+   the thing pages. The source's `ListCertificates` is paged (250 a page, status included); every
+   certificate INACTIVE or REVOKED there is looked up in the destination (`DescribeCertificate`)
+   and tightened there as the sync does (tightening always reaches the secondaries). ACTIVE
+   certificates attached to no thing are not created by the pass (one `DescribeCertificate` per
+   certificate in the destination would double the pass's floor; the stream and CloudTrail
+   replication carry new registrations, `registry sync --full` copies them).
+4. `apply` (one slice): the device-management plane, as the unsliced reconcile carries it, and
+   the reconciliation record (`put_reconciliation`): `ok` only when every page applied cleanly and
+   read back equal, and the plane too.
+
+Bounds per slice (the numbers are AWS's default quotas, orchestrator/registry/quotas.py and
+docs/quotas.md; docs/registry.md "The daily reconciliation in slices" works them out):
+- things in memory: one page, at most `PAGE_SIZE` = 250 (their certificates, groups and shadows);
+  nothing is carried from page to page but the head item's counters (a few hundred bytes);
+- things per slice: at most `SLICE_MAX_PAGES` x 250 = 10,000;
+- calls per page, for a thing with one certificate, one group and its classic shadow: in the
+  source ListThingPrincipals, ListThingGroupsForThing, DescribeCertificate, ListAttachedPolicies,
+  ListNamedShadowsForThing and GetThingShadow (6); in the destination DescribeThing and the same
+  reads (7; 8 when a certificate it lacks is described too); when the thing differs, its writes
+  (CreateThing, RegisterCertificateWithoutCA with one more DescribeCertificate for the PEM,
+  AttachThingPrincipal, AttachPolicy, AddThingToThingGroup, UpdateThingShadow) and their read-back
+  (DescribeThing, ListThingPrincipals, ListThingGroupsForThing, DescribeCertificate,
+  ListAttachedPolicies, GetThingShadow). `PAGE_CALLS_PER_THING` = 28 bounds that first copy (21.3
+  measured, tests/ops/test_ops_reconcile_pass.py); an unchanged thing costs at most
+  `UNCHANGED_CALLS_PER_THING` = 14 (13 and its share of ListThings; 13.3 measured). So a page makes at
+  most 250 x 28 = 7,000 calls and a slice at most 40 pages x 7,000 = 280,000 (the time budget stops
+  a slice long before: see the next point);
+- time: the page's slowest APIs are ListThingPrincipals and DescribeCertificate at 10/s per region:
+  25 s for 250 unchanged things (each API draws from its own budget and many things are read at
+  once, `READ_CONCURRENCY`), up to 75 s for a page copied for the first time (three
+  DescribeCertificate per thing in the destination). A slice stops taking pages at 600 s, so the
+  page it started last ends by ~675 s, inside Lambda's 900 s; `LAMBDA_MARGIN_S` keeps 120 s too.
+  So a slice does ~24 unchanged pages (6,000 things). 1M unchanged things = 4,000 pages ≈ 28 h of
+  reads over ~170 slices: inside the 36 h validity window (a first copy of 1M through the pass is
+  not: ~83 h; the first copy is `registry sync` and the stream's job, the pass repairs);
+- memory: the page's snapshots (250 things, their certificates, attachments and shadows: a shadow
+  document is at most 8 KB of state, so ~4 MB with one shadow a thing) and the operations of one
+  page's plan; measured per invocation with tracemalloc in the tests, far under 256 MB.
 
 Where the progress lives: in the function's own `applied` DynamoDB table (the replication stack's,
-in the same region), not in S3. The table exists already, the function's role may already read and
-write it (no new bucket, no new grant), its TTL attribute removes a pass's parts after the validity
-window without a sweeper, and an item is at most 400 KB, which bounds every upload: one head item
-(`reconcile-pass/<source>`: the pass id, phase, cursor, counters; a few hundred bytes) and one item
-per stored journal part (`reconcile-pass/<source>/<pass>/<n>`, split below `PART_MAX_BYTES`). Parts
-are written once and never rewritten, so the bytes written over a pass are O(things read).
+in the same region), not in S3: the table exists, the function's role may already read and write
+it, its TTL attribute removes an old head item, and one item is at most 400 KB: the head item
+(`reconcile-pass/<source>`: the pass id, phase, cursors, counters, the dynamic group names: at
+most 100 per account, so a few KB) is written once per page.
 
 The validity window (`VALIDITY_S`, 36 hours): a pass older than that is discarded and a new one
-starts; its journal lines are trusted for as long (a thing's lines only while its version is the
-one read). Why 36 h: the reads of a pass are as current as its oldest slice, and a certificate moved
-between two things changes no version (the same limit as the CLI's journal, readjournal.py), so the
-window bounds how stale a completed pass can be; it must also exceed the pass's own floor, 27.8 h at
-1M things with ListThingPrincipals at 10/s (docs/performance.md), or no pass at 1M could finish.
+starts. Why 36 h: the pages of a pass are as current as its oldest page, so the window bounds how
+stale a completed pass can be; it must also exceed the pass's own floor, 27.8 h at 1M things with
+ListThingPrincipals at 10/s (docs/performance.md), or no pass at 1M could finish.
 
 One pass at a time: each slice holds a lease on the head item (`AppliedStore.acquire`, for
 `LEASE_MS`: longer than one invocation), so a daily execution that starts while yesterday's pass is
 still running ends at once (`busy`) and leaves the pass to the execution that holds it; the lease
 expires if that execution stops, and the next execution continues the pass.
 
-What resumes, and what does not: the principals read (journalled per page) and the cursor. A slice
-killed mid-page re-reads that page (at most `page_size` things) on the next slice; a cursor the
-service no longer accepts restarts the listing (the journalled things are not read again, their
-pages are listed again). The apply slice reads the listings again and every shadow (the journal
-holds principals only), plans from scratch and applies idempotent operations: a killed apply slice
-is repeated, not resumed.
+What resumes, and from where: every phase from its last committed page. A slice killed mid-page
+does that page again (at most 250 things read again; every write is idempotent); a cursor the
+service no longer accepts restarts that listing (`restarts` counts it). A head item of another
+format (an older function's pass) is discarded: a new pass starts.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import shutil
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.registry.calls import Caller, error_code
-from orchestrator.registry.readjournal import ReadJournal, reads_prefix
-from orchestrator.registry.snapshot import RegistrySnapshot, Thing, pmap, read_principals
+from orchestrator.registry.snapshot import (
+    Certificate,
+    Coverage,
+    PolicyTarget,
+    RegistrySnapshot,
+    Shadow,
+    TargetKind,
+    Thing,
+    ThingGroup,
+    ThingPrincipal,
+    ThingType,
+    describe_thing_group,
+    pmap,
+    policy_versions,
+    read_principals,
+    read_shadows,
+)
 
 if TYPE_CHECKING:
     from orchestrator.registry.replicate import Replicator
+    from orchestrator.registry.sync import SyncPlan
 
 PASS_PREFIX = "reconcile-pass/"
+FORMAT = 2  # the head item's format: 1 was a read phase plus one whole `--full` sync
 VALIDITY_S = 36 * 3600.0
 SLICE_BUDGET_S = 600.0  # stop taking new pages after this (Lambda's limit is 900 s)
-SLICE_MAX_PAGES = 400  # a second bound: at most 100,000 things per slice
-PAGE_SIZE = 250  # ListThings' maximum page
-PART_MAX_BYTES = 350_000  # a DynamoDB item is at most 400 KB (name and attributes included)
+SLICE_MAX_PAGES = 40  # a second bound: at most 10,000 things per slice
+PAGE_SIZE = 250  # ListThings' and ListCertificates' maximum page
+READ_CONCURRENCY = 10  # things read at once per region (each API at its own quota; botocore's pool is 10)
+PAGE_CALLS_PER_THING = 28  # calls per thing of a page copied first (module doc), both regions
+UNCHANGED_CALLS_PER_THING = 14  # calls per thing of a page found equal (reads only)
 LEASE_MS = 960_000  # one invocation (900 s) and a margin
 LAMBDA_MARGIN_S = 120.0  # what a slice leaves of the invocation's remaining time for its last page
-JOURNAL_NAME = "reconcile.json"  # the sync checkpoint's name in the slice's directory (parts beside it)
-READ, APPLY, DONE = "read", "apply", "done"
+FLEET, READ, CERTS, APPLY, DONE = "fleet", "read", "certificates", "apply", "done"
+_TIGHTENED = ("INACTIVE", "REVOKED")
 
 
 @dataclass(frozen=True)
@@ -117,31 +170,37 @@ class PassState:
     pass_id: str
     source: str
     started_at: float
-    phase: str = READ
+    phase: str = FLEET
+    format: int = FORMAT
     cursor: str | None = None  # ListThings' nextToken of the next page (None: from the start)
-    parts: int = 0  # journal parts stored: items 0 .. parts-1
-    pages: int = 0
-    read: int = 0  # source things whose principals were read
+    cert_cursor: str | None = None  # ListCertificates' marker of the next page
+    pages: int = 0  # pages of things done (read, applied, read back)
+    read: int = 0  # source things done
+    cert_pages: int = 0
+    certs_read: int = 0
     total_estimate: int | None = None  # the source's things (the last pass's count until listed)
     slices: int = 0
-    applied: int = 0
-    errors: int = 0
-    apply_attempts: int = 0
+    applied: int = 0  # operations applied (fleet, pages, certificates)
+    errors: int = 0  # operations failed or blocked
+    unequal: int = 0  # differences left after a page's read-back
     updated_at: float = 0.0
     restarts: int = 0  # listings restarted because the service refused the cursor
+    dynamic: tuple[str, ...] = field(default=())  # the source's dynamic groups (not copied)
+    notes: tuple[str, ...] = field(default=())  # warnings of the plans, first few
 
     def progress(self, now: float) -> dict[str, Any]:
         """What `orchestrate status` shows: counts, the rate so far and the ETA of the read phase."""
         elapsed = max(0.0, (self.updated_at or now) - self.started_at)
         rate = self.read / elapsed if elapsed > 0 and self.read else None
         eta = None
-        if self.phase == READ and rate and self.total_estimate is not None:
+        if self.phase in (FLEET, READ) and rate and self.total_estimate is not None:
             eta = round(max(0, self.total_estimate - self.read) / rate, 1)
-        elif self.phase != READ:
+        elif self.phase not in (FLEET, READ):
             eta = 0.0
         return {"pass": self.pass_id, "from": self.source, "phase": self.phase, "read": self.read,
                 "total_estimate": self.total_estimate, "pages": self.pages, "slices": self.slices,
-                "applied": self.applied, "errors": self.errors,
+                "certificates": self.certs_read, "applied": self.applied, "errors": self.errors,
+                "unequal": self.unequal,
                 "started_at": _iso(self.started_at), "updated_at": _iso(self.updated_at or now),
                 "rate_per_s": round(rate, 3) if rate else None, "eta_s": eta}
 
@@ -151,7 +210,7 @@ def _iso(t: float) -> str:
 
 
 class PassStore:
-    """The pass's head item and journal parts in the region's `applied` table (see the module doc)."""
+    """The pass's head item in the region's `applied` table (see the module doc)."""
 
     def __init__(self, client: Any, table: str, source: str) -> None:
         self.client, self.table, self.source = client, table, source
@@ -160,9 +219,6 @@ class PassStore:
     def head_key(self) -> str:
         return PASS_PREFIX + self.source
 
-    def part_key(self, pass_id: str, n: int) -> str:
-        return f"{PASS_PREFIX}{self.source}/{pass_id}/{n:06d}"
-
     def load(self) -> PassState | None:
         item = self.client.get_item(TableName=self.table, Key={"objectKey": {"S": self.head_key}},
                                     ConsistentRead=True).get("Item")
@@ -170,52 +226,19 @@ class PassStore:
             return None
         try:
             data = json.loads(item["state"]["S"])
-            return PassState(**{k: data[k] for k in PassState.__dataclass_fields__ if k in data})
-        except (ValueError, TypeError, KeyError):
+            if data.get("format") != FORMAT:
+                return None  # another function's pass: a new one starts
+            fields = {k: data[k] for k in PassState.__dataclass_fields__ if k in data}
+            for name in ("dynamic", "notes"):
+                fields[name] = tuple(str(x) for x in fields.get(name) or ())
+            return PassState(**fields)
+        except (ValueError, TypeError, KeyError, AttributeError):
             return None  # unreadable: a new pass starts (costs reads, never correctness)
 
     def save(self, state: PassState) -> None:
         self.client.put_item(TableName=self.table, Item={
             "objectKey": {"S": self.head_key}, "state": {"S": json.dumps(asdict(state), sort_keys=True)},
             "expiresAt": {"N": str(int(state.started_at + 2 * VALIDITY_S))}})
-
-    def put_part(self, state: PassState, text: str) -> PassState:
-        """Store one journal part (split at line ends below PART_MAX_BYTES); the state with the new
-        part count, to be saved by the caller after the parts are in."""
-        n = state.parts
-        for chunk in _chunks(text, PART_MAX_BYTES):
-            self.client.put_item(TableName=self.table, Item={
-                "objectKey": {"S": self.part_key(state.pass_id, n)}, "text": {"S": chunk},
-                "expiresAt": {"N": str(int(state.started_at + VALIDITY_S + 3600))}})
-            n += 1
-        return replace(state, parts=n)
-
-    def parts(self, state: PassState) -> list[str]:
-        out = []
-        for n in range(state.parts):
-            item = self.client.get_item(TableName=self.table, Key={"objectKey": {"S": self.part_key(state.pass_id, n)}},
-                                        ConsistentRead=True).get("Item")
-            if item and "text" in item:
-                out.append(str(item["text"]["S"]))
-        return out
-
-
-def _chunks(text: str, limit: int) -> list[str]:
-    out: list[str] = []
-    current: list[str] = []
-    size = 0
-    for line in text.splitlines(keepends=True):
-        n = len(line.encode("utf-8"))
-        if n > limit:
-            raise ValueError(f"a journal line of {n} bytes does not fit one part ({limit})")
-        if size + n > limit and current:
-            out.append("".join(current))
-            current, size = [], 0
-        current.append(line)
-        size += n
-    if current:
-        out.append("".join(current))
-    return out
 
 
 def pass_store(replicator: Replicator, source: str) -> PassStore:
@@ -252,11 +275,16 @@ def run_slice(replicator: Replicator, source: str, limits: SliceLimits = SliceLi
     try:
         state = _current(store, replicator, t0)
         state = replace(state, slices=state.slices + 1)
-        if state.phase == READ:
-            state = _read(replicator, store, state, limits, t0, clock, remaining_s)
-            store.save(state)
+        work = _Work(replicator, store, limits, t0, clock, remaining_s)
+        if state.phase == FLEET:
+            state = work.fleet(state)
+        while state.phase in (READ, CERTS) and work.more():
+            state = work.things_page(state) if state.phase == READ else work.certificates_page(state)
+        if state.phase != APPLY or not work.time_left():
+            # the end (the plane: a few reads per object) in this slice only while its time budget
+            # lasts, else in the next one
             return {"done": False, "progress": state.progress(clock())}
-        return _apply(replicator, store, state, clock, now)
+        return _finish(replicator, store, state, clock, now)
     finally:
         replicator.store.release(lease, replicator.owner)
 
@@ -274,80 +302,6 @@ def _current(store: PassStore, replicator: Replicator, now: float) -> PassState:
     return state
 
 
-def _read(replicator: Replicator, store: PassStore, state: PassState, limits: SliceLimits, t0: float,
-          clock: Callable[[], float], remaining_s: Callable[[], float] | None) -> PassState:
-    """Pages of the source's things from the cursor: principals in both regions, journalled and
-    stored page by page, until the budget, the page count or the end of the listing."""
-    src, dst = callers(replicator, store.source)
-    workdir = Path(tempfile.mkdtemp(prefix="reconcile-"))
-    holder = {"state": state}
-
-    def keep(part: Path) -> None:
-        holder["state"] = store.put_part(holder["state"], part.read_text(encoding="utf-8"))
-
-    try:
-        journal = ReadJournal(workdir / JOURNAL_NAME, src_region=src.region, dst_region=dst.region,
-                              ttl_s=VALIDITY_S, clock=clock, store=keep, store_every_s=math.inf)
-        pages = 0
-        while pages < limits.max_pages and clock() - t0 < limits.budget_s \
-                and (remaining_s is None or remaining_s() > LAMBDA_MARGIN_S):
-            cursor = holder["state"].cursor
-            kwargs: dict[str, Any] = {"maxResults": limits.page_size}
-            if cursor:
-                kwargs["nextToken"] = cursor
-            try:
-                page = src.call("list_things", **kwargs)
-            except Exception as exc:
-                if cursor and error_code(exc) in ("InvalidRequestException", "InvalidNextTokenException"):
-                    # the service no longer takes the cursor: list again from the start (journalled
-                    # things are skipped by version; their pages cost one ListThings call each)
-                    holder["state"] = replace(holder["state"], cursor=None, restarts=holder["state"].restarts + 1)
-                    continue
-                raise
-            things = [Thing(t["thingName"], version=t.get("version")) for t in page.get("things", [])]
-            _read_page(journal, src, dst, things)
-            journal.flush_store()  # the page's part is stored before the cursor moves past it
-            token = page.get("nextToken") or None
-            s = holder["state"]
-            read = s.read + len(things)
-            s = replace(s, cursor=token, pages=s.pages + 1, read=read, updated_at=clock(),
-                        phase=READ if token else APPLY,
-                        total_estimate=read if not token else max(s.total_estimate or 0, read) or None)
-            holder["state"] = s
-            store.save(s)  # a kill after this re-reads nothing of the page
-            pages += 1
-            if not token:
-                break
-        return holder["state"]
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _read_page(journal: ReadJournal, src: Caller, dst: Caller, things: list[Thing]) -> None:
-    """One page's principals: the source's and the destination's at the same time (separate
-    regions, separate quotas), each API at its own quota (`callers`); journalled per region."""
-    from orchestrator.registry.replicate import _call_or_none  # a missing thing: None
-    from orchestrator.registry.sync.run import _journal_lines
-
-    names = [t.name for t in things]
-    partial: set[str] = set()  # a thing whose principals' last page may be short: not journalled
-
-    def source() -> tuple[str, dict[str, tuple[int | None, list[str]]]]:
-        src_p, _ = read_principals(src, names, partial=partial)
-        listing = RegistrySnapshot(src.region, things=tuple(things))
-        return src.region, _journal_lines(listing, [n for n in names if n not in partial], src_p)
-
-    def destination() -> tuple[str, dict[str, tuple[int | None, list[str]]]]:
-        here = [Thing(name, version=d.get("version")) for name in names
-                if (d := _call_or_none(dst, "describe_thing", thingName=name)) is not None]
-        dst_names = [t.name for t in here]
-        dst_p, _ = read_principals(dst, dst_names) if here else ((), ())
-        return dst.region, _journal_lines(RegistrySnapshot(dst.region, things=tuple(here)), dst_names, dst_p)
-
-    for region, lines in pmap(lambda f: f(), [source, destination], 2):  # journalled in this thread
-        journal.record(region, lines)
-
-
 def callers(replicator: Replicator, source: str) -> tuple[Caller, Caller]:
     """Read callers of the source and the destination with every API at its own AWS quota
     (`SyncOptions().caller`: ListThings and ListThingPrincipals 10/s, DescribeThing 350/s), on the
@@ -359,58 +313,422 @@ def callers(replicator: Replicator, source: str) -> tuple[Caller, Caller]:
             options.caller(replicator.region.iot.client, writes=False))
 
 
-def _apply(replicator: Replicator, store: PassStore, state: PassState, clock: Callable[[], float],
-           now: datetime | None) -> dict[str, Any]:
-    """The registry sync (`--full`) with the pass's journal; its result is the reconciliation."""
-    from orchestrator.registry.sync import SyncOptions, sync_clients
+@dataclass(frozen=True)
+class _ThingRead:
+    """One thing as one region has it (`_Work._read_thing`)."""
 
-    src = replicator._source(store.source)
-    started = clock()
-    at = (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")
-    workdir = Path(tempfile.mkdtemp(prefix="reconcile-"))
-    holder = {"state": replace(state, apply_attempts=state.apply_attempts + 1)}
-    store.save(holder["state"])
+    thing: Thing
+    principals: tuple[ThingPrincipal, ...]
+    partial: bool  # its principals' last page may have been short: not covered
+    certs: tuple[Certificate, ...]
+    targets: tuple[PolicyTarget, ...]
+    shadows: tuple[Shadow, ...]
+    notes: tuple[str, ...]
 
-    def keep(part: Path) -> None:  # reads of the apply step (changed things) join the pass's journal
-        if part.name.startswith(reads_prefix(workdir / JOURNAL_NAME)):
-            holder["state"] = store.put_part(holder["state"], part.read_text(encoding="utf-8"))
-            store.save(holder["state"])
 
-    try:
-        prefix = reads_prefix(workdir / JOURNAL_NAME)
-        for n, text in enumerate(store.parts(state)):
-            (workdir / f"{prefix}{state.pass_id}-{n:06d}.jsonl").write_text(text, encoding="utf-8")
-        options = SyncOptions(full=True, checkpoint_path=workdir / JOURNAL_NAME, checkpoint_store=keep,
-                              reads_ttl_s=VALIDITY_S)
+@dataclass
+class _Page:
+    """One page's reads in one region: snapshots restricted to the page's things (or certificates)."""
+
+    snapshot: RegistrySnapshot
+    partial: frozenset[str] = frozenset()  # things whose principals' last page may have been short
+
+
+class _Work:
+    """The phases' pages (module doc): each reads, plans, applies, reads back and commits."""
+
+    def __init__(self, replicator: Replicator, store: PassStore, limits: SliceLimits, t0: float,
+                 clock: Callable[[], float], remaining_s: Callable[[], float] | None) -> None:
+        self.rep, self.store, self.limits = replicator, store, limits
+        self.t0, self.clock, self.remaining_s = t0, clock, remaining_s
+        self.src, self.dst = callers(replicator, store.source)
+        self.src_data = replicator._source(store.source).data
+        self.dst_data = replicator.region.data
+        self.pages = 0
+
+    def more(self) -> bool:
+        """Whether this slice may take another page (page count, time budget, Lambda's time left)."""
+        return self.pages < self.limits.max_pages and self.time_left()
+
+    def time_left(self) -> bool:
+        return self.clock() - self.t0 < self.limits.budget_s \
+            and (self.remaining_s is None or self.remaining_s() > LAMBDA_MARGIN_S)
+
+    # -- applying one plan and reading back what it changed -------------------------------------
+    def _apply(self, plan: SyncPlan) -> tuple[int, int, dict[str, tuple[int | None, int | None]]]:
+        """The plan applied with the sync's executor: (applied, failed or blocked, shadow writes)."""
+        from orchestrator.registry.sync import apply_sync
+
+        if not plan.ops:
+            return 0, 0, {}
+        report = apply_sync(plan, self.rep.region.iot.client, caller=self.rep.region.iot,
+                            data_caller=self.dst_data, pem_source=self._pem)
+        return report.applied, len(report.errors) + report.blocked, dict(report.shadow_writes)
+
+    def _pem(self, cert_id: str) -> str | None:
+        from orchestrator.registry.replicate import _call_or_none
+
+        d = _call_or_none(self.src, "describe_certificate", certificateId=cert_id)
+        pem = (d or {}).get("certificateDescription", {}).get("certificatePem")
+        return str(pem) if pem else None
+
+    def _commit(self, state: PassState, **changes: Any) -> PassState:
+        state = replace(state, updated_at=self.clock(), **changes)
+        self.store.save(state)  # a kill after this does nothing of this page again
+        return state
+
+    # -- 1. fleet ---------------------------------------------------------------------------------
+    def fleet(self, state: PassState) -> PassState:
+        from orchestrator.registry.sync import plan_sync
+
+        src, dst = pmap(_fleet, [self.src, self.dst], 2)
+        plan = plan_sync(src, dst, False, region_rewrite=self.rep.region_rewrite)
+        applied, failed, _ = self._apply(plan)
+        left = len(plan_sync(src, _fleet(self.dst), False, region_rewrite=self.rep.region_rewrite).ops) \
+            if plan.ops else 0
+        dynamic = tuple(sorted(g.name for g in src.thing_groups if g.dynamic))
+        return self._commit(state, phase=READ, dynamic=dynamic, applied=state.applied + applied,
+                            errors=state.errors + failed, unequal=state.unequal + left,
+                            notes=_notes(state.notes, plan.warnings))
+
+    # -- 2. pages of things -----------------------------------------------------------------------
+    def things_page(self, state: PassState) -> PassState:
+        kwargs: dict[str, Any] = {"maxResults": self.limits.page_size}
+        if state.cursor:
+            kwargs["nextToken"] = state.cursor
         try:
-            report = sync_clients(src.iot.client, replicator.region.iot.client, options,
-                                  src_caller=src.iot, dst_caller=replicator.region.iot,
-                                  src_data=src.data.client, dst_data=replicator.region.data.client)
+            page = self.src.call("list_things", **kwargs)
         except Exception as exc:
-            result: dict[str, Any] = {"at": at, "from": store.source, "ok": False, "applied": 0, "errors": 1,
-                                      "error": f"{error_code(exc) or type(exc).__name__}"}
-        else:
-            result = {"at": at, "from": store.source, "ok": report.ok, "applied": report.applied,
-                      "errors": len(report.errors) + report.blocked, "things": report.things_total}
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    # the device-management plane, as the unsliced reconcile carries it (a few reads per object)
+            if state.cursor and error_code(exc) in ("InvalidRequestException", "InvalidNextTokenException"):
+                # the service no longer takes the cursor: list again from the start (the pages done
+                # are done again: idempotent, and counted in `restarts`)
+                return self._commit(state, cursor=None, restarts=state.restarts + 1)
+            raise
+        self.pages += 1
+        things = [Thing(t["thingName"], t.get("thingTypeName") or None,
+                        {str(k): str(v) for k, v in (t.get("attributes") or {}).items()}, version=t.get("version"))
+                  for t in page.get("things", [])]
+        applied, failed, left, warnings = self._things(things, frozenset(state.dynamic))
+        token = page.get("nextToken") or None
+        read = state.read + len(things)
+        return self._commit(state, cursor=token, pages=state.pages + 1, read=read, phase=READ if token else CERTS,
+                            total_estimate=read if not token else max(state.total_estimate or 0, read) or None,
+                            applied=state.applied + applied, errors=state.errors + failed,
+                            unequal=state.unequal + left, notes=_notes(state.notes, warnings))
+
+    def _things(self, things: list[Thing], dynamic: frozenset[str]) -> tuple[int, int, int, tuple[str, ...]]:
+        """One page of things: read both regions, plan, apply, read back what changed, plan again."""
+        from orchestrator.registry.regional import without_regional
+        from orchestrator.registry.sync import Kind, plan_sync
+
+        if not things:
+            return 0, 0, 0, ()
+        names = [t.name for t in things]
+        (src_p, dst_p) = pmap(lambda side: side(), [lambda: self._source_page(things, dynamic),
+                                                    lambda: self._dest_page(names, dynamic, None)], 2)
+        src = without_regional(src_p.snapshot)
+        # a group the destination has the thing in must be known as static in the source's page
+        # too (the planner takes a thing out only of the source's static groups): the fleet phase
+        # made every static group, and the dynamic ones are left out of both sides
+        src = replace(src, thing_groups=tuple(ThingGroup(g) for g in sorted(
+            {g.name for g in src.thing_groups} | {g.name for g in dst_p.snapshot.thing_groups})))
+        dst = self._with_certs(dst_p.snapshot, src)
+        plan = plan_sync(src, dst, False, region_rewrite=self.rep.region_rewrite, fetch_pems=True)
+        applied, failed, writes = self._apply(plan)
+        if not plan.ops:
+            return 0, 0, 0, plan.warnings
+        # the page's "verify equal": the things an operation named are read again in the
+        # destination, the others are as read before; what the plan would still do is a difference
+        touched = sorted({str(op.params.get("thing") or op.name) for op in plan.ops
+                          if op.kind in (Kind.THING, Kind.THING_PRINCIPAL, Kind.GROUP_MEMBERSHIP, Kind.SHADOW)}
+                         & set(names))
+        certs = {op.name for op in plan.ops if op.kind is Kind.CERTIFICATE} | \
+            {str(op.params["target"]) for op in plan.ops if op.kind is Kind.POLICY_ATTACHMENT
+             and op.params.get("target_kind") == TargetKind.CERTIFICATE.value}
+        shadow_names: dict[str, set[str]] = {}
+        for op in plan.ops:
+            if op.kind is Kind.SHADOW:
+                shadow_names.setdefault(str(op.params["thing"]), set()).add(str(op.params["shadow"]))
+        again = self._dest_page(touched, dynamic, shadow_names).snapshot if touched else RegistrySnapshot(dst.region)
+        after = self._merge(dst, again, set(touched), certs, src, writes)
+        left = plan_sync(src, after, False, region_rewrite=self.rep.region_rewrite, fetch_pems=True)
+        return applied, failed, len(left.ops), plan.warnings
+
+    def _read_thing(self, caller: Caller, data: Caller | None, name: str, listed: Thing | None,
+                    dynamic: frozenset[str], shadow_names: Collection[str] | None) -> _ThingRead | None:
+        """One thing's reads in one region, one call after the other, so that the page's things
+        (`READ_CONCURRENCY` at a time) keep every API's bucket busy at once: the thing
+        (`DescribeThing`, unless `listed`), its certificates, each certificate and its policies, its
+        static groups, its shadows (`shadow_names`: only those; None: all). None: no such thing."""
+        thing = listed if listed is not None else _thing(caller, name)
+        if thing is None:
+            return None
+        partial: set[str] = set()
+        principals, notes = read_principals(caller, [name], partial=partial)
+        groups = _groups_of(caller, name, dynamic)
+        certs = [c for c in (_certificate(caller, a.certificate_id) for a in principals) if c is not None]
+        targets = [t for c in certs for t in _cert_policies(caller, c)]
+        shadows: tuple[Shadow, ...] = ()
+        if data is not None and (shadow_names is None or shadow_names):
+            shadows = read_shadows(data, [name], names=None if shadow_names is None else {name: sorted(shadow_names)})
+        return _ThingRead(replace(thing, groups=groups), principals, bool(partial), tuple(certs), tuple(targets),
+                          shadows, notes)
+
+    def _side(self, caller: Caller, data: Caller | None, names: list[str], listed: Mapping[str, Thing] | None,
+              dynamic: frozenset[str], shadow_names: Mapping[str, Collection[str]] | None = None) -> _Page:
+        """A page's things read in one region (`_read_thing` each) as one snapshot."""
+        reads = [r for r in pmap(lambda n: self._read_thing(
+            caller, data, n, listed.get(n) if listed is not None else None, dynamic,
+            None if shadow_names is None else shadow_names.get(n, ())), names, READ_CONCURRENCY) if r is not None]
+        certs = {c.id: c for r in reads for c in r.certs}
+        things = [r.thing for r in reads]
+        member_of = sorted({g for t in things for g in t.groups})
+        snapshot = RegistrySnapshot(
+            caller.region, thing_types=_types(caller, {t.thing_type for t in things if t.thing_type}),
+            thing_groups=tuple(ThingGroup(g) for g in member_of), things=tuple(things),
+            certificates=tuple(sorted(certs.values(), key=lambda c: c.id)),
+            thing_principals=tuple(sorted(a for r in reads for a in r.principals)),
+            policy_targets=tuple(sorted({t for r in reads for t in r.targets})),
+            shadows=tuple(sorted(sh for r in reads for sh in r.shadows)),
+            notes=tuple(sorted({n for r in reads for n in r.notes})),
+            coverage=Coverage(principals=frozenset(r.thing.name for r in reads if not r.partial),
+                              policy_targets=frozenset(), certificate_policies=frozenset(certs),
+                              groups=None, policy_versions=frozenset()))
+        return _Page(snapshot, frozenset(r.thing.name for r in reads if r.partial))
+
+    def _source_page(self, things: list[Thing], dynamic: frozenset[str]) -> _Page:
+        """The source's side: the things as `ListThings` gave them, every shadow."""
+        return self._side(self.src, self.src_data, [t.name for t in things], {t.name: t for t in things}, dynamic)
+
+    def _dest_page(self, names: list[str], dynamic: frozenset[str],
+                   shadow_names: Mapping[str, Collection[str]] | None) -> _Page:
+        """The destination's side of `names` (those it has): every shadow, or those of `shadow_names`
+        (a read-back). Its coverage is not used (the planner reads the source's)."""
+        return self._side(self.dst, self.dst_data, names, None, dynamic, shadow_names)
+
+    def _with_certs(self, dst: RegistrySnapshot, src: RegistrySnapshot) -> RegistrySnapshot:
+        """The destination's page completed with what depends on the source's side: the source's
+        certificates it has but attached elsewhere (or to nothing), their policies, and the source's
+        thing types and groups as they are here."""
+        have = dst.certificates_by_id
+        extra = [c for c in pmap(lambda c: _certificate(self.dst, c),
+                                 [c.id for c in src.certificates if c.id not in have], READ_CONCURRENCY)
+                 if c is not None]
+        targets = [t for batch in pmap(lambda c: _cert_policies(self.dst, c), extra, READ_CONCURRENCY) for t in batch]
+        types = {t.name: t for t in dst.thing_types}
+        for t in _types(self.dst, {t.name for t in src.thing_types} - set(types)):
+            types[t.name] = t
+        groups = {g.name: g for g in (*dst.thing_groups, *src.thing_groups)}  # static groups exist (fleet)
+        return replace(dst, certificates=tuple(sorted((*dst.certificates, *extra), key=lambda c: c.id)),
+                       policy_targets=tuple(sorted({*dst.policy_targets, *targets})),
+                       thing_types=tuple(sorted(types.values(), key=lambda t: t.name)),
+                       thing_groups=tuple(sorted(groups.values(), key=lambda g: g.name)))
+
+    def _merge(self, before: RegistrySnapshot, again: RegistrySnapshot, touched: set[str], certs: set[str],
+               src: RegistrySnapshot, writes: Mapping[str, tuple[int | None, int | None]]) -> RegistrySnapshot:
+        """The destination's page after the apply: `touched` things as read again, the others (and
+        their principals and shadows) as read before; the certificates the plan created, updated or
+        attached a policy to are described again. A shadow we wrote is compared without its times
+        (our write made it newer than the source) unless a later writer superseded it (the sync's
+        own rule, `sync.run._superseded`)."""
+        from orchestrator.registry.sync.run import _superseded
+
+        cert_ids = sorted(certs | {a.certificate_id for a in again.thing_principals})
+        fresh = {c.id: c for c in pmap(lambda c: _certificate(self.dst, c), cert_ids, READ_CONCURRENCY) if c}
+        fresh_targets = [t for batch in pmap(lambda c: _cert_policies(self.dst, c), list(fresh.values()),
+                                             READ_CONCURRENCY) for t in batch]
+        reread = again.shadows
+        superseded = _superseded(src.shadows, reread, writes)
+        reread = tuple(sh if sh.key in superseded else replace(sh, desired_at=None, reported_at=None) for sh in reread)
+        written = {(sh.thing, sh.name) for sh in reread}
+        return replace(
+            before,
+            thing_types=_types(self.dst, {t.name for t in src.thing_types}),
+            things=tuple(sorted((*(t for t in before.things if t.name not in touched), *again.things),
+                                key=lambda t: t.name)),
+            thing_principals=tuple(sorted({*(a for a in before.thing_principals if a.thing not in touched),
+                                           *again.thing_principals})),
+            certificates=tuple(sorted({**{c.id: c for c in before.certificates}, **fresh}.values(),
+                                      key=lambda c: c.id)),
+            policy_targets=tuple(sorted({*(t for t in before.policy_targets
+                                           if t.kind is not TargetKind.CERTIFICATE or t.target not in fresh),
+                                         *fresh_targets})),
+            thing_groups=tuple(sorted({g.name: g for g in (*before.thing_groups, *again.thing_groups)}.values(),
+                                      key=lambda g: g.name)),
+            shadows=tuple(sorted({*(sh for sh in before.shadows if (sh.thing, sh.name) not in written), *reread})))
+
+    # -- 3. pages of certificates -------------------------------------------------------------------
+    def certificates_page(self, state: PassState) -> PassState:
+        from orchestrator.registry.sync import plan_sync
+
+        kwargs: dict[str, Any] = {"pageSize": self.limits.page_size}
+        if state.cert_cursor:
+            kwargs["marker"] = state.cert_cursor
+        try:
+            page = self.src.call("list_certificates", **kwargs)
+        except Exception as exc:
+            if state.cert_cursor and error_code(exc) in ("InvalidRequestException", "InvalidNextTokenException"):
+                return self._commit(state, cert_cursor=None, restarts=state.restarts + 1)
+            raise
+        self.pages += 1
+        listed = page.get("certificates", [])
+        tightened = [Certificate(c["certificateId"], c["status"], mode=c.get("certificateMode"),
+                                 ca_certificate_id=c.get("caCertificateId"), arn=c.get("certificateArn"))
+                     for c in listed if c.get("status") in _TIGHTENED]
+        applied = failed = left = 0
+        warnings: tuple[str, ...] = ()
+        if tightened:
+            src = RegistrySnapshot(self.src.region, certificates=tuple(tightened))
+
+            def here() -> RegistrySnapshot:
+                found = pmap(lambda c: _certificate(self.dst, c.id), tightened, READ_CONCURRENCY)
+                return RegistrySnapshot(self.dst.region, certificates=tuple(c for c in found if c is not None))
+
+            plan = plan_sync(src, here(), False, region_rewrite=self.rep.region_rewrite, fetch_pems=True)
+            applied, failed, _ = self._apply(plan)
+            warnings = plan.warnings
+            if plan.ops:
+                left = len(plan_sync(src, here(), False, region_rewrite=self.rep.region_rewrite,
+                                     fetch_pems=True).ops)
+        marker = page.get("nextMarker") or None
+        return self._commit(state, cert_cursor=marker, cert_pages=state.cert_pages + 1,
+                            certs_read=state.certs_read + len(listed), phase=CERTS if marker else APPLY,
+                            applied=state.applied + applied, errors=state.errors + failed,
+                            unequal=state.unequal + left, notes=_notes(state.notes, warnings))
+
+
+def _notes(kept: tuple[str, ...], new: Iterable[str], limit: int = 10) -> tuple[str, ...]:
+    """The plans' warnings, the first `limit` distinct ones (the head item stays small)."""
+    out = list(kept)
+    for w in new:
+        if w not in out and len(out) < limit:
+            out.append(w[:300])
+    return tuple(out)
+
+
+# -- small reads (one object each; missing -> None) -------------------------------------------------
+def _thing(caller: Caller, name: str) -> Thing | None:
+    from orchestrator.registry.replicate import _call_or_none
+
+    d = _call_or_none(caller, "describe_thing", thingName=name)
+    if d is None:
+        return None
+    return Thing(name, d.get("thingTypeName") or None, {str(k): str(v) for k, v in (d.get("attributes") or {}).items()},
+                 version=d.get("version"))
+
+
+def _groups_of(caller: Caller, thing: str, dynamic: frozenset[str]) -> tuple[str, ...]:
+    """The static groups `thing` is a member of (ListThingGroupsForThing, 100/s)."""
+    try:
+        names = {g["groupName"] for g in caller.pages("list_thing_groups_for_thing", thingName=thing)}
+    except Exception as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            return ()
+        raise
+    return tuple(sorted(names - dynamic))
+
+
+def _certificate(caller: Caller, cert_id: str) -> Certificate | None:
+    from orchestrator.registry.replicate import _call_or_none
+
+    d = _call_or_none(caller, "describe_certificate", certificateId=cert_id)
+    if d is None:
+        return None
+    c = d["certificateDescription"]
+    return Certificate(cert_id, c["status"], None, c.get("certificateMode"), c.get("caCertificateId"),
+                       c.get("certificateArn"))
+
+
+def _cert_policies(caller: Caller, cert: Certificate) -> list[PolicyTarget]:
+    if not cert.arn:
+        return []
+    try:
+        return [PolicyTarget(p["policyName"], TargetKind.CERTIFICATE, cert.id)
+                for p in caller.pages("list_attached_policies", target=cert.arn)]
+    except Exception as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            return []
+        raise
+
+
+def _types(caller: Caller, names: Iterable[str]) -> tuple[ThingType, ...]:
+    from orchestrator.registry.replicate import _describe_thing_type
+
+    found = [_describe_thing_type(caller, n) for n in sorted(names)]
+    return tuple(t for t in found if t is not None)
+
+
+def _fleet(caller: Caller) -> RegistrySnapshot:
+    """A region's account-wide configuration: thing types, thing groups (the static ones' policies),
+    policies with their versions. Coverage: every listed policy's versions; the policy targets of
+    this snapshot are the static groups' only, each group's list complete (`ListAttachedPolicies`
+    per group), so a group target the destination has beyond them is a detach (tightening)."""
+    from orchestrator.registry.policydoc import normalize_document
+    from orchestrator.registry.regional import without_regional
+    from orchestrator.registry.replicate import _call_or_none
+
+    types = []
+    for t in caller.pages("list_thing_types"):
+        props, meta = t.get("thingTypeProperties") or {}, t.get("thingTypeMetadata") or {}
+        types.append(ThingType(t["thingTypeName"], props.get("thingTypeDescription") or None,
+                               tuple(props.get("searchableAttributes") or ()), bool(meta.get("deprecated"))))
+    group_names = sorted({g["groupName"] for g in caller.pages("list_thing_groups")})
+    groups = [g for g in pmap(lambda n: describe_thing_group(caller, n), group_names, 4) if g is not None]
+
+    def group_policies(g: ThingGroup) -> list[PolicyTarget]:
+        arn = g.arn or (_call_or_none(caller, "describe_thing_group", thingGroupName=g.name) or {}).get("thingGroupArn")
+        if not arn:
+            return []
+        return [PolicyTarget(p["policyName"], TargetKind.THING_GROUP, g.name)
+                for p in caller.pages("list_attached_policies", target=arn)]
+
+    targets = [t for batch in pmap(group_policies, [g for g in groups if not g.dynamic], 4) for t in batch]
+
+    def policy(name: str) -> Any:
+        from orchestrator.registry.snapshot import Policy
+
+        d = _call_or_none(caller, "get_policy", policyName=name)
+        if d is None:
+            return None
+        document = normalize_document(d["policyDocument"])
+        return Policy(name, document, policy_versions(caller, name, default=(d.get("defaultVersionId"), document)))
+
+    names = sorted({p["policyName"] for p in caller.pages("list_policies")})
+    policies = [p for p in pmap(policy, names, 4) if p is not None]
+    return without_regional(RegistrySnapshot(
+        caller.region, thing_types=tuple(sorted(types, key=lambda t: t.name)), thing_groups=tuple(groups),
+        policies=tuple(policies), policy_targets=tuple(sorted(targets)),
+        coverage=Coverage(principals=frozenset(), policy_targets=None, certificate_policies=frozenset(),
+                          groups=frozenset(), policy_versions=frozenset(p.name for p in policies
+                                                                        if p.versions is not None))))
+
+
+# -- 4. the end of the pass ----------------------------------------------------------------------------
+def _finish(replicator: Replicator, store: PassStore, state: PassState, clock: Callable[[], float],
+            now: datetime | None) -> dict[str, Any]:
+    """The device-management plane, then the reconciliation record of the whole pass."""
     from orchestrator.registry.replicate import reconcile_plane
 
+    started = clock()
+    at = (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+    result: dict[str, Any] = {"at": at, "from": store.source,
+                              "ok": state.errors == 0 and state.unequal == 0,
+                              "applied": state.applied, "errors": state.errors, "unequal": state.unequal,
+                              "things": state.read, "certificates": state.certs_read, "pages": state.pages}
+    if state.notes:
+        result["warnings"] = list(state.notes)
     result["plane"] = plane = reconcile_plane(replicator, store.source)
     result["ok"] = bool(result["ok"] and plane["ok"])
     result["errors"] += plane["errors"]
-    s = holder["state"]
     end = clock()
-    result.update(duration_s=round(end - started, 3), slices=s.slices, pass_s=round(end - s.started_at, 3))
+    result.update(duration_s=round(end - started, 3), slices=state.slices, pass_s=round(end - state.started_at, 3))
     replicator.store.put_reconciliation(result)
-    # clean: the pass is done (the next execution starts a new one); not clean: the pass stays in
-    # its apply phase, so the next execution applies again with the journal (reads only what changed)
-    final = replace(s, phase=DONE if result["ok"] else APPLY, applied=int(result["applied"]),
-                    errors=int(result["errors"]), updated_at=end)
+    # the pass is done either way: what failed is counted in the record (readiness says NOT READY),
+    # and the next execution starts a new pass, which reads those pages again
+    final = replace(state, phase=DONE, errors=int(result["errors"]), updated_at=end)
     store.save(final)
     return {"done": True, "progress": final.progress(end), "result": result}
 
 
-__all__ = ["APPLY", "DONE", "PASS_PREFIX", "READ", "SLICE_BUDGET_S", "VALIDITY_S", "PassState", "PassStore",
-           "SliceLimits", "read_progress", "run_slice"]
+__all__ = ["APPLY", "CERTS", "DONE", "FLEET", "PASS_PREFIX", "READ", "SLICE_BUDGET_S", "VALIDITY_S", "PassState",
+           "PassStore", "SliceLimits", "read_progress", "run_slice"]

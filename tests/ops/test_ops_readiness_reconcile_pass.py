@@ -149,3 +149,13 @@ def test_the_scheduled_functions_role_may_read_the_head_item_and_nothing_else_of
 
 def _list(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
+
+
+def test_the_certificates_phase_counts_as_progress_and_says_so(world: AwsContext) -> None:
+    from orchestrator.registry.reconcile_pass import CERTS
+
+    last(world, 50)
+    in_progress(world, started_h=30, idle_s=120, read=1_000_000, phase=CERTS)
+    verdict, _ = check(world)
+    assert verdict.status is Status.READY, verdict
+    assert "read 1000000 of ~1000000, 120 slices, things done, certificates: 0 listed" in verdict.evidence

@@ -137,15 +137,17 @@ def test_a_pass_of_several_slices_completes_and_the_secondary_verifies_equal(wor
     peaks: list[int] = []
     ex = execute(peaks)
     assert ex.status == "SUCCEEDED", (ex.error, ex.cause)
-    # 14 things, 3 a page, 2 pages a slice: 3 read slices (the last ends the listing), then the apply
-    assert ex.invocations == 4 and ex.output["result"]["done"] is True
+    # 14 things and 14 certificates, 3 a page, 2 pages a slice: the fleet and pages 1-2, pages 3-4,
+    # page 5 (the listing ends) and the certificates' page 1, their pages 2-3, pages 4-5 and the end
+    assert ex.invocations == 5 and ex.output["result"]["done"] is True
     assert max(peaks) < MEMORY_LIMIT
     record = w["rep"].store.reconciliation()
-    assert record["ok"] is True and record["things"] == FLEET and record["slices"] == 4
+    assert record["ok"] is True and record["things"] == FLEET and record["slices"] == 5
+    assert (record["errors"], record["unequal"], record["certificates"], record["pages"]) == (0, 0, FLEET, 5)
     assert record["plane"]["ok"] is True  # the device-management plane rides the last slice
     assert record["applied"] >= FLEET  # certificates, attachments, things
-    # each source thing's principals were read once: by a read slice; the apply step took them
-    # from the journal (verify's own reads come after, on the same clients: cleared first)
+    # each source thing's principals were read once, by the slice that did its page (verify's own
+    # reads come after, on the same clients: cleared first)
     src_reads = w["src_reads"].by_api["ListThingPrincipals"]
     assert sorted(src_reads) == [f"meter-{i:02d}" for i in range(FLEET)]
     assert set(src_reads.values()) == {1}
@@ -199,7 +201,8 @@ def test_a_stopped_execution_is_continued_by_the_next_one(world: dict[str, Any])
     assert len(read_first) == 12  # two slices of two pages of three
     w["src_reads"].clear()
     again = execute([])
-    assert again.status == "SUCCEEDED" and again.invocations == 2  # the last read slice, then the apply
+    # the last page of things with the certificates' first page, then their pages 2-3, 4-5 and the end
+    assert again.status == "SUCCEEDED" and again.invocations == 3
     assert w["src_reads"].names("ListThingPrincipals") == {"meter-12", "meter-13"}
     assert verify(w).equal
 
@@ -238,3 +241,218 @@ def test_a_second_execution_while_a_pass_runs_leaves_it_alone(world: dict[str, A
 def test_a_slice_request_cannot_widen_the_bounds(world: dict[str, Any], bad: Any) -> None:
     with pytest.raises(ValueError, match="reconcile slice"):
         replicate.handler({"reconcile": {"from": SRC, "slice": bad}}, None)
+
+
+# -- bounds, tightening, and kills in the later phases ------------------------------------------------
+class Calls:
+    """Every IoT and IoT-data request of the function's clients, counted per invocation."""
+
+    def __init__(self, clients: list[Any]) -> None:
+        self.total = 0
+        self.per_slice: list[int] = []
+        self.things: list[set[str]] = []  # per invocation: the things named by a per-thing read
+        self._current: set[str] = set()
+        for c in clients:
+            c.meta.events.register("before-call", self._seen)
+
+    def _seen(self, model: Any = None, params: Any = None, **_: Any) -> None:
+        self.total += 1
+        body = (params or {}).get("url_path", "") if isinstance(params, Mapping) else ""
+        if model is not None and model.name in ("ListThingPrincipals", "DescribeThing"):
+            self._current.add(str(body).rsplit("/things/", 1)[-1].split("/")[0])
+
+    def around(self, inner: Any) -> Any:
+        def call(resource: str, params: Mapping[str, Any], timeout_s: float) -> Any:
+            before, self._current = self.total, set()
+            try:
+                return inner(resource, params, timeout_s)
+            finally:
+                self.per_slice.append(self.total - before)
+                self.things.append(self._current)
+        return call
+
+
+def test_each_slice_holds_one_page_at_a_time_and_stays_within_its_call_bound(world: dict[str, Any]) -> None:
+    """The middle slices (no fleet phase, no plane) make at most pages x page size x
+    PAGE_CALLS_PER_THING requests, on a first copy (every thing, certificate and attachment
+    written and read back); no slice names more things than its pages hold."""
+    from orchestrator.registry.reconcile_pass import PAGE_CALLS_PER_THING, UNCHANGED_CALLS_PER_THING
+
+    w = world
+    rep = w["rep"]
+    calls = Calls([rep._source(SRC).iot.client, rep.region.iot.client, rep._source(SRC).data.client,
+                   rep.region.data.client])
+    peaks: list[int] = []
+    ex = run(reconcile_definition(FUNCTION_ARN, SRC, slice_limits=LIMITS), dict(RECONCILE_INPUT),
+             calls.around(invoke(peaks)))
+    assert ex.status == "SUCCEEDED" and ex.invocations == 5
+    per_page = LIMITS["max_pages"] * LIMITS["page_size"]
+    assert all(len(names) <= per_page for names in calls.things), calls.things
+    assert [len(names) for names in calls.things[:3]] == [6, 6, 2]  # pages of things; then certificates
+    middle = calls.per_slice[1:3]
+    assert max(middle) <= per_page * PAGE_CALLS_PER_THING, calls.per_slice
+    assert verify(w).equal
+    # the next pass finds everything equal: reads only (UNCHANGED_CALLS_PER_THING a thing)
+    calls.per_slice.clear()
+    calls.things.clear()
+    again = run(reconcile_definition(FUNCTION_ARN, SRC, slice_limits=LIMITS), dict(RECONCILE_INPUT),
+                calls.around(invoke(peaks)))
+    assert again.status == "SUCCEEDED" and again.invocations == 5
+    assert max(calls.per_slice[1:3]) <= per_page * UNCHANGED_CALLS_PER_THING, calls.per_slice
+    assert max(peaks) < MEMORY_LIMIT
+
+
+def test_a_later_pass_carries_tightening_found_only_by_reading_every_thing(world: dict[str, Any]) -> None:
+    """After a clean pass: a certificate detached from its thing in the source (no version moves),
+    a thing taken into a static group, a shadow, and a certificate revoked in the source while
+    attached to nothing (only the certificates phase sees it). The next pass carries all of them."""
+    w = world
+    src, dst = w["src"], w["dst"]
+    assert execute([]).status == "SUCCEEDED" and verify(w).equal
+    detached = src.list_thing_principals(thingName="meter-04")["principals"][0]
+    src.detach_thing_principal(thingName="meter-04", principal=detached)
+    loose = src.list_thing_principals(thingName="meter-07")["principals"][0]
+    src.detach_thing_principal(thingName="meter-07", principal=loose)
+    src.update_certificate(certificateId=loose.rsplit("/", 1)[1], newStatus="REVOKED")
+    src.create_thing_group(thingGroupName="fleet-a")
+    src.add_thing_to_thing_group(thingGroupName="fleet-a", thingName="meter-05")
+    data = w["rep"]._source(SRC).data.client
+    data.update_thing_shadow(thingName="meter-06", payload=b'{"state": {"reported": {"fw": "2.1"}}}')
+    assert not verify(w).equal
+    ex = execute([])
+    assert ex.status == "SUCCEEDED", (ex.error, ex.cause)
+    record = w["rep"].store.reconciliation()
+    assert record["ok"] is True and (record["errors"], record["unequal"]) == (0, 0)
+    assert dst.list_thing_principals(thingName="meter-04")["principals"] == []
+    dst_cert = dst.describe_certificate(certificateId=loose.rsplit("/", 1)[1])["certificateDescription"]
+    assert dst_cert["status"] == "REVOKED"
+    assert [g["groupName"] for g in dst.list_thing_groups_for_thing(thingName="meter-05")["thingGroups"]] == ["fleet-a"]
+    got = w["rep"].region.data.client.get_thing_shadow(thingName="meter-06")["payload"].read()
+    assert b'"fw": "2.1"' in got or b'"fw":"2.1"' in got
+    assert verify(w).equal
+
+
+def test_a_pass_killed_in_the_certificates_phase_continues_from_its_last_page(world: dict[str, Any]) -> None:
+    """The certificates' pages commit like the things' pages: a kill in the middle of one, and the
+    next execution lists from that page on (the pages of things are not read again)."""
+    w = world
+    w["src_reads"].clear()
+    first = execute([], stop_after=lambda ex: ex.invocations >= 3)  # things done, certificates' page 1
+    assert first.status == "ABORTED"
+    store = PassStore(client(w["ctx"], "dynamodb", DST), w["rep"].store.table, SRC)
+    state = store.load()
+    assert state is not None and (state.phase, state.read, state.certs_read) == ("certificates", FLEET, 3)
+    listed: list[dict[str, Any]] = []
+    src_iot = w["rep"]._source(SRC).iot.client
+
+    def seen(params: Mapping[str, Any], **_: Any) -> None:
+        listed.append(dict(params))
+        if len(listed) == 2:
+            raise Killed("killed listing certificates")
+
+    src_iot.meta.events.register("provide-client-params.iot.ListCertificates", seen)
+    w["src_reads"].clear()
+    killed = execute([])
+    assert (killed.status, killed.error) == ("FAILED", "Killed")
+    after_kill = store.load()
+    assert after_kill is not None and after_kill.certs_read == 6  # the page before the kill committed
+    src_iot.meta.events.unregister("provide-client-params.iot.ListCertificates", seen)
+    again = execute([])
+    assert again.status == "SUCCEEDED", (again.error, again.cause)
+    assert not w["src_reads"].names("ListThingPrincipals")  # no page of things again
+    record = w["rep"].store.reconciliation()
+    assert record["ok"] is True and record["certificates"] == FLEET
+    assert verify(w).equal
+
+
+def test_a_head_item_of_the_old_format_starts_a_new_pass(world: dict[str, Any]) -> None:
+    """A pass the previous function left (format 1: a read phase, then one whole sync) is not
+    continued: its apply step no longer exists, so a new pass starts from the fleet phase."""
+    import json as _json
+
+    w = world
+    ddb = client(w["ctx"], "dynamodb", DST)
+    ddb.put_item(TableName=w["rep"].store.table, Item={
+        "objectKey": {"S": "reconcile-pass/" + SRC},
+        "state": {"S": _json.dumps({"pass_id": "old", "source": SRC, "started_at": time.time(), "phase": "apply",
+                                    "read": FLEET, "parts": 3})}})
+    assert PassStore(ddb, w["rep"].store.table, SRC).load() is None
+    ex = execute([])
+    assert ex.status == "SUCCEEDED" and ex.invocations == 5
+    assert verify(w).equal
+
+
+def test_a_slice_killed_after_writing_a_page_does_that_page_again_and_nothing_else(world: dict[str, Any]) -> None:
+    """Killed after applying part of page 2 (before its commit): the next execution starts at page 2
+    (its writes are idempotent), reads pages 1's things no more, and ends equal."""
+    w = world
+    dst_iot = w["rep"].region.iot.client
+    attached: list[str] = []
+
+    def attach(params: Mapping[str, Any], **_: Any) -> None:
+        attached.append(str(params.get("thingName")))
+        if len(attached) == 5:  # page 1 wrote meter-00..02; page 2 dies on its second attachment
+            raise Killed("killed applying page 2")
+
+    dst_iot.meta.events.register("provide-client-params.iot.AttachThingPrincipal", attach)
+    first = execute([])
+    assert (first.status, first.error) == ("FAILED", "Killed")
+    dst_iot.meta.events.unregister("provide-client-params.iot.AttachThingPrincipal", attach)
+    stored = PassStore(client(w["ctx"], "dynamodb", DST), w["rep"].store.table, SRC).load()
+    assert stored is not None and (stored.phase, stored.read, stored.pages) == ("read", 3, 1)
+    w["src_reads"].clear()
+    again = execute([])
+    assert again.status == "SUCCEEDED", (again.error, again.cause)
+    assert w["src_reads"].names("ListThingPrincipals") == {f"meter-{i:02d}" for i in range(3, FLEET)}
+    record = w["rep"].store.reconciliation()
+    assert record["ok"] is True and (record["errors"], record["unequal"]) == (0, 0)
+    assert verify(w).equal
+
+
+def test_a_write_that_does_not_read_back_makes_the_pass_fail(world: dict[str, Any]) -> None:
+    """AWS answers one AttachThingPrincipal with success but the attachment is not there (the
+    destination changed under us, or a lost write): the page's read-back finds it, the record says
+    FAILED with the difference counted, and `ok` is never claimed."""
+    from types import SimpleNamespace
+
+    w = world
+    dst_iot = w["rep"].region.iot.client
+    dropped: list[str] = []
+
+    def lose(params: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+        body = (params or {}).get("url_path", "")
+        if "meter-07" in str(body) and not dropped:
+            dropped.append(str(body))
+            return SimpleNamespace(status_code=200, headers={}), {}
+        return None
+
+    dst_iot.meta.events.register("before-call.iot.AttachThingPrincipal", lose)
+    ex = execute([])
+    dst_iot.meta.events.unregister("before-call.iot.AttachThingPrincipal", lose)
+    assert ex.status == "SUCCEEDED" and dropped
+    record = w["rep"].store.reconciliation()
+    assert record["ok"] is False and record["unequal"] >= 1 and record["errors"] == 0
+    assert not verify(w).equal  # the difference is real
+
+
+def test_the_end_of_a_pass_waits_for_the_next_slice_when_the_time_is_spent(world: dict[str, Any]) -> None:
+    """The last page leaves the slice without time (Lambda's remaining time under the margin): the
+    plane and the record are left to the next slice, which does only that."""
+    from orchestrator.registry.reconcile_pass import SliceLimits, run_slice
+
+    w = world
+    rep = w["rep"]
+    asked: list[int] = []
+
+    def remaining() -> float:  # the whole invocation until the pages are done, then almost nothing
+        asked.append(1)
+        return 800.0 if len(asked) <= 2 else 60.0
+
+    first = run_slice(rep, SRC, SliceLimits(), remaining_s=remaining)  # fleet, 1 page of things, 1 of certificates
+    assert first["done"] is False and first["progress"]["phase"] == "apply"
+    assert rep.store.reconciliation() is None
+    w["src_reads"].clear()
+    second = run_slice(rep, SRC, SliceLimits())
+    assert second["done"] is True and second["result"]["ok"] is True and second["result"]["slices"] == 2
+    assert not w["src_reads"].names("ListThingPrincipals")  # the end reads no thing again
+    assert verify(w).equal

@@ -104,3 +104,42 @@ def test_the_input_is_the_schedules() -> None:
     from programs.replication import RECONCILE_INPUT as SCHEDULED
 
     assert RECONCILE_INPUT == SCHEDULED
+
+
+OTHER = "222222222222"
+OTHER_ROLE = f"arn:aws:iam::{OTHER}:role/orchestrate-members"
+
+
+def test_a_secondary_in_another_account_is_started_there_through_its_role(
+        run: Callable[..., Result], project: Any, ctx: AwsContext) -> None:  # noqa: F811
+    """The member regions live in account B (the topology's `accounts:` role); the CLI's credentials
+    act in account A, which has neither the table nor the machine. The machine is found, and
+    started, in B; account A is left without any execution (moto keeps the accounts apart)."""
+    from orchestrator import aws
+
+    aws._ASSUMED.clear()
+    path = project / "stacks" / "dev.topology.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc.update(secondaries=[DST], routing="failover", residency=[SRC, DST],
+               accounts={SRC: OTHER_ROLE, DST: OTHER_ROLE})
+    path.write_text(yaml.safe_dump(doc))
+    b = ctx.assuming(OTHER_ROLE)
+    assert aws.account_id(b) == OTHER and aws.account_id(ctx) == "123456789012"
+    table = applied_table(b, DST, ReplicationNames.of("dev", DST).applied_table)
+    DynamoAppliedStore(client(b, "dynamodb", DST), table).put_reconciliation(
+        {"at": "2026-12-01T03:00:00+00:00", "from": SRC, "ok": True, "applied": 0, "errors": 0, "things": 1_000_000})
+    machine = ReplicationNames.of("dev", DST).reconcile_state_machine
+    client(b, "stepfunctions", DST).create_state_machine(
+        name=machine, definition=json.dumps(DEFINITION), roleArn=f"arn:aws:iam::{OTHER}:role/reconcile-machine",
+        type="STANDARD")
+    try:
+        (got,) = start(run)["reconciliations"]
+        assert got["path"] == "state-machine" and got["started"] is True, got
+        assert got["execution_arn"] == f"arn:aws:states:{DST}:{OTHER}:execution:{machine}:full-{TODAY}"
+        sfn_b = client(b, "stepfunctions", DST)
+        (arn,) = [m["stateMachineArn"] for m in sfn_b.list_state_machines()["stateMachines"]]
+        assert [e["executionArn"] for e in sfn_b.list_executions(stateMachineArn=arn)["executions"]] == \
+            [got["execution_arn"]]
+        assert client(ctx, "stepfunctions", DST).list_state_machines()["stateMachines"] == []  # A has none
+    finally:
+        aws._ASSUMED.clear()

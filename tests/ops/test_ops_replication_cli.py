@@ -95,7 +95,7 @@ def test_status_shows_the_reconciliation_pass_in_progress_with_its_eta(
     client(ctx, "sqs", DST).create_queue(QueueName=NAMES.dead_letter_queue)
     now = time.time()
     # 36,000 of 100,000 things read in the first hour: 10 things/s, 64,000 left: 1 h 46 min
-    state = PassState("abc123", SRC, now - 3600, read=36_000, total_estimate=100_000, slices=7, pages=144,
+    state = PassState("abc123", SRC, now - 3600, phase="read", read=36_000, total_estimate=100_000, slices=7, pages=144,
                       updated_at=now)
     PassStore(client(ctx, "dynamodb", DST), table, SRC).save(state)
     (row,) = json.loads(run("status", "--json").stdout)["replication"]

@@ -1,4 +1,4 @@
-"""The reconciliation pass's pure parts: what one stored item may hold, how far a slice request may
+"""The reconciliation pass's pure parts: what the head item holds, how far a slice request may
 go, and the progress `orchestrate status` shows."""
 
 from __future__ import annotations
@@ -9,12 +9,11 @@ from typing import Any
 import pytest
 
 from orchestrator.registry.reconcile_pass import (
-    PART_MAX_BYTES,
     SLICE_BUDGET_S,
     PassState,
     PassStore,
     SliceLimits,
-    _chunks,
+    _notes,
 )
 
 
@@ -38,19 +37,34 @@ class FakeTable:
         return {"Item": item} if item else {}
 
 
-def test_a_large_journal_part_is_stored_in_items_under_dynamodbs_limit_and_read_back_whole() -> None:
-    line = json.dumps({"f": 1, "r": "eu-west-1", "t": {f"thing-{i:07d}": [3, ["a" * 64]] for i in range(40)}})
-    text = "\n".join([line] * 400) + "\n"  # ≈ 1.5 MB: more than three items' worth
+def test_the_head_item_round_trips_and_stays_far_under_dynamodbs_item_limit() -> None:
+    """The only item a pass writes (once per page): at its largest, 100 dynamic groups (AWS's
+    per-account quota) of 128-character names and ten 300-character notes, it is a few tens of KB."""
     table = FakeTable()
     store = PassStore(table, "applied", "eu-west-1")
-    state = store.put_part(PassState("p1", "eu-west-1", 0.0), text)
-    assert state.parts >= 4 and max(table.puts) <= 400 * 1024
-    assert "".join(store.parts(state)) == text  # every line whole, in order
+    state = PassState("p1", "eu-west-1", 0.0, phase="read", cursor="x" * 1024, read=750_000,
+                      dynamic=tuple(f"{i:03d}" + "g" * 125 for i in range(100)),
+                      notes=tuple("n" * 300 for _ in range(10)))
+    store.save(state)
+    assert store.load() == state
+    assert max(table.puts) < 40 * 1024
 
 
-def test_a_line_longer_than_an_item_is_refused_not_cut() -> None:
-    with pytest.raises(ValueError, match="does not fit one part"):
-        _chunks("x" * (PART_MAX_BYTES + 1) + "\n", PART_MAX_BYTES)
+def test_a_head_item_of_another_format_or_unreadable_is_not_continued() -> None:
+    table = FakeTable()
+    store = PassStore(table, "applied", "eu-west-1")
+    table.items[store.head_key] = {"objectKey": {"S": store.head_key},
+                                   "state": {"S": json.dumps({"pass_id": "p", "source": "eu-west-1",
+                                                              "started_at": 0.0, "phase": "apply", "parts": 4})}}
+    assert store.load() is None  # format 1 (a read phase, then one whole sync): a new pass starts
+    table.items[store.head_key]["state"] = {"S": "{not json"}
+    assert store.load() is None
+
+
+def test_the_notes_kept_are_the_first_few_and_short() -> None:
+    kept = _notes((), [f"w{i}" for i in range(30)] + ["x" * 1000])
+    assert kept == tuple(f"w{i}" for i in range(10))
+    assert _notes((), ["x" * 1000])[0] == "x" * 300
 
 
 @pytest.mark.parametrize("value, expected", [

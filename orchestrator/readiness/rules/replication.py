@@ -192,8 +192,8 @@ def _reconciled(probe: Probe, region: str, got: Any) -> Verdict:
     keeps making progress (module `reconcile_pass`: at 1M things one pass takes ~29 h, longer than
     the 26 h bound, so a healthy secondary is mid-pass most of the time).
 
-    A pass in progress (the head item `reconcile-pass/<primary>` in the applied table, phase read or
-    apply) excuses an ok last reconciliation that is too old only when all hold:
+    A pass in progress (the head item `reconcile-pass/<primary>` in the applied table, in any phase
+    but done) excuses an ok last reconciliation that is too old only when all hold:
     - it made progress within `max_reconcile_stall_s` (its `updated_at`; two slices' worth, probe.py);
     - it is younger than the pass validity window (`reconcile_pass.VALIDITY_S`, 36 h: an older one is
       discarded by its next slice and its reads are no longer trusted);
@@ -243,7 +243,7 @@ def _reconciled(probe: Probe, region: str, got: Any) -> Verdict:
 
 
 def _pass(probe: Probe, region: str) -> dict[str, Any] | None:
-    """The reconciliation pass from the primary into `region` in progress (phase read or apply), as
+    """The reconciliation pass from the primary into `region` in progress (any phase but done), as
     `orchestrate status` reads it (`reconcile_pass.read_progress`: one GetItem of the head item in
     the region's applied table); None when there is none, it is done, or `region` is the primary."""
     from orchestrator.registry.reconcile_pass import DONE, read_progress
@@ -278,6 +278,8 @@ def _describe(p: dict[str, Any]) -> str:
     eta = p.get("eta_s")
     if p.get("phase") == "apply":
         when = "reads done, applying"
+    elif p.get("phase") == "certificates":
+        when = f"things done, certificates: {int(p.get('certificates') or 0)} listed"
     elif eta is None:
         when = "ETA unknown"
     else:
