@@ -45,6 +45,7 @@ ARC_QUOTAS = "https://docs.aws.amazon.com/r53recovery/latest/dg/routing-control.
 ARC_ASSERTION = ("https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/"
                  "aws-properties-route53recoverycontrol-safetyrule-assertionrule.html")
 R53_HEALTH = "https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/dns-failover-determining-health-of-endpoints.html"
+R53_PROPAGATION = "https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/resource-record-sets-editing.html"
 LAMBDA_DDB = "https://docs.aws.amazon.com/lambda/latest/dg/services-ddb-params.html"
 
 _QUOTAS = "orchestrator/registry/quotas.py:DEFAULT_QUOTAS"
@@ -110,6 +111,10 @@ LIMITS: tuple[Limit, ...] = (
           "the value programs/dns.py sets (AWS allows 1-10; consecutive results flip the status)"),
     Limit("Record TTL of the custom domain", "Route 53", 60, "s", Source.OURS, "",
           "orchestrator/drill/model.py:RECORD_TTL_S", "the value programs/dns.py sets"),
+    Limit("Change propagation in the drill (PENDING until INSYNC)", "Route 53", 60.0, "s", Source.AWS,
+          R53_PROPAGATION, "orchestrator/drill/route53_model.py:PROPAGATION_S",
+          "\"generally ... within 60 seconds\": the upper end, times the drill's time scale; the drill's DNS "
+          "answers a change only once INSYNC"),
     Limit("Change propagation (PENDING until INSYNC)", "Route 53", 0.0, "s", Source.OURS, "",
           "tests/aws_gate.py:Gate.propagation_s",
           "default instant; tests that exercise PriorRequestNotComplete set their own time"),

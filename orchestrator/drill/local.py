@@ -219,7 +219,7 @@ class LocalDrill:
         r53 = client(aws, "route53", "us-east-1")
         zone_id = r53.create_hosted_zone(Name=topology.hosted_zone, CallerReference=f"drill-{started}")[
             "HostedZone"]["Id"].split("/")[-1]
-        engine = LocalEngine(aws, zone_id, arc)
+        engine = LocalEngine(aws, zone_id, arc, time_scale=opts.time_scale)
         dctx = self._drill_context(endpoint, engine, control)
         dtopo = dctx.topology()
         domain = dtopo.domain
@@ -361,7 +361,8 @@ class LocalDrill:
                                  control_state=lambda check_id: arc.states().get(
                                      engine.control_checks.get(check_id, "")) if arc else None,
                                  alarm_of=engine.alarm_checks.get,
-                                 alarm_state=lambda region, name: _alarm_state(cloudwatch[region], name))
+                                 alarm_state=lambda region, name: _alarm_state(cloudwatch[region], name),
+                                 propagation=engine.propagation)
         cleanup.callback(answers.stop)
         dns = DnsServer(answers, {v: k for k, v in sources.items()})
         dns.start()
@@ -559,7 +560,8 @@ class LocalDrill:
             dns=tuple(answers.changes), samples=tuple(samples), refused_unregistered=refused, control=control,
             scaled={"time_scale": opts.time_scale, "health_check_interval_s": 30 * opts.time_scale,
                     "failure_threshold": 3, "ttl_s": ttl_s, "tls_port": tls_port,
-                    "connect_quota_per_s": opts.connect_quota, "canary_period_s": canary.interval},
+                    "connect_quota_per_s": opts.connect_quota, "canary_period_s": canary.interval,
+                    "route53_propagation_s": engine.propagation.delay_s},
             admission={r: dict(vars(c)) for r, c in admission.counts.items()},
             retained_changed_after_sync=changed_after_sync,
             unattached=unattached_verdicts, refused_unattached=refused_unattached,
