@@ -13,6 +13,10 @@ QoS) from the device and each PUBLISH delivered to it (iot:Receive). What IoT Co
   front does not rewrite: it disconnects, which is stricter);
 - a delivery the policy does not allow to Receive is dropped (a QoS 1 one acknowledged to the
   broker in the device's place);
+- a policy detached, or a policy's default version changed, while a connection is open: the
+  connection's copy of its policies is re-read once it is as old as IoT Core's policy cache
+  (`refresh_policies`, called by `iotdoor.RegionDoor`'s watch), and its next PUBLISH, SUBSCRIBE or
+  delivery is decided by the new ones;
 - a certificate deactivated or revoked while its connection is open: the connection is closed
   (`close_where`, called by `iotdoor.RegionDoor`'s watch within a second of the change), as IoT Core
   disconnects it, and its next CONNECT is refused.
@@ -27,6 +31,7 @@ import hashlib
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -187,6 +192,23 @@ class AuthorisingFront:
         """The sessions of the connections open now."""
         with self._live_lock:
             return [session for session, _, _ in self._live.values()]
+
+    def refresh_policies(self, max_age_s: float) -> int:
+        """Re-read the attached policies (and thing) of every open connection whose copy is at least
+        `max_age_s` old, so its next publish, subscribe and delivery are decided by the registry as it
+        is now (IoT Core evaluates each action against its cached policies; "Changes made to a policy
+        can take anywhere between 6 and 8 minutes to become effective", IoT Developer Guide, "AWS IoT
+        Core policies"). Returns how many were re-read; one that cannot be read keeps its copy."""
+        now, done = time.monotonic(), 0
+        for session in self.live():
+            if now - session.read_at < max_age_s:
+                continue
+            try:
+                self.authoriser.refresh(session)
+            except Exception:  # noqa: BLE001 - an unreadable registry changes nothing; the next round retries
+                continue
+            done += 1
+        return done
 
     def close_where(self, predicate: Callable[[Session], bool], reason: str) -> int:
         """Close every open connection whose session matches (device and broker side); returns how many."""

@@ -40,6 +40,7 @@ IOT_LIMITS = "https://docs.aws.amazon.com/iot/latest/developerguide/limits-iot.h
 SHADOW_ERRORS = "https://docs.aws.amazon.com/iot/latest/developerguide/device-shadow-error-messages.html"
 SHADOW_SIZE = "https://docs.aws.amazon.com/iot/latest/developerguide/diagnosing-shadows.html"
 LIST_THINGS = "https://docs.aws.amazon.com/goto/WebAPI/iot-2015-05-28/ListThings"
+IOT_POLICIES = "https://docs.aws.amazon.com/iot/latest/developerguide/iot-policies.html"
 CREATE_POLICY = "https://docs.aws.amazon.com/iot/latest/apireference/API_CreatePolicy.html"
 ARC_QUOTAS = "https://docs.aws.amazon.com/r53recovery/latest/dg/routing-control.quotas.html"
 ARC_ASSERTION = ("https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/"
@@ -91,6 +92,10 @@ LIMITS: tuple[Limit, ...] = (
     Limit("IoT policy document size (CreatePolicy, CreatePolicyVersion)", "IoT Core API", 2048, "characters",
           Source.AWS, CREATE_POLICY, "orchestrator/drill/iot_plane.py:POLICY_DOCUMENT_LIMIT",
           "whitespace excluded; the device policy must fit (programs/policies.py)"),
+    Limit("Policy change takes effect on open connections (policy cache)", "IoT Core", 360.0, "s", Source.AWS,
+          IOT_POLICIES, "orchestrator/drill/iotdoor.py:POLICY_CACHE_S",
+          "AWS: 6 to 8 minutes; the front door re-reads an open connection's policies at 6 (times the drill's "
+          "time scale), so a revoked grant stops no later than in AWS"),
     Limit("Provisioning template versions", "IoT Core", 5, "versions", Source.OURS, "",
           "orchestrator/drill/iot_plane.py:MAX_TEMPLATE_VERSIONS",
           "VersionsLimitExceededException in AWS; the quota page was not found in our search: verify"),

@@ -322,7 +322,7 @@ class LocalDrill:
             doors[r] = RegionDoor(r, addresses[r], tls_port, (addresses[r], service_port), domain=domain,
                                   cert_file=brokers[r].directory / "server.pem",
                                   key_file=brokers[r].directory / "server.key", trust=trust[r], iot=iot[r],
-                                  account=account).start()
+                                  account=account, time_scale=opts.time_scale).start()
             wait_for_port(addresses[r], tls_port, 10, proc, f"the IoT front door of {r}")
 
         def kill_broker(r: str) -> None:  # the region's outage: its broker and its door

@@ -398,3 +398,65 @@ def test_assume_role_with_certificate_is_checked_against_the_regions_role_alias_
     assert not evaluate(pinned, Action.ASSUME_ROLE, "uploads", me(CENTRAL))
     assert not evaluate(pinned, Action.ASSUME_ROLE, "admin", me())
     assert not evaluate(pinned, Action.CONNECT, "uploads", me())  # an action is not another's
+
+
+def _relayed(upstream: Upstream, n: int) -> bool:
+    import time
+
+    for _ in range(150):
+        if len(upstream.packets) >= n:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_policy_detached_mid_connection_refuses_the_next_publish_once_the_cached_copy_is_reread(
+        tls: Any) -> None:
+    """IoT Core evaluates every publish against its cached copy of the policies ("Changes made to a
+    policy can take anywhere between 6 and 8 minutes to become effective"): a copy younger than the
+    cache period is kept, an older one is re-read and the detached policy grants nothing more."""
+    from orchestrator.drill.authfront import certificate_key
+
+    registry = Registry()
+    arn = registry.add(certificate_key(tls[2]))
+    front, upstream = _front(tls, registry)
+    device = _dial(tls, front)
+    device.sendall(connect_packet(THING))
+    assert device.recv(4) == bytes([0x20, 2, 0, 0])
+    registry.attached[arn] = []  # DetachPolicy while the device is connected
+    assert front.refresh_policies(3600.0) == 0  # its copy is younger than the cache: kept
+    device.sendall(publish_packet(f"buildings/{THING}/telemetry"))
+    assert _relayed(upstream, 2)  # still allowed, as in IoT Core within the cache period
+    assert front.refresh_policies(0.0) == 1
+    device.sendall(publish_packet(f"buildings/{THING}/telemetry"))
+    assert _closed(device)
+    assert "no attached policy allows iot:Publish" in front.refusals[-1]
+    assert len(upstream.packets) == 2
+    front.stop()
+
+
+def test_a_narrower_default_policy_version_mid_connection_drops_deliveries_and_refuses_subscribes(
+        tls: Any) -> None:
+    from orchestrator.drill.authfront import certificate_key
+
+    registry = Registry()
+    registry.add(certificate_key(tls[2]))
+    front, upstream = _front(tls, registry)
+    device = _dial(tls, front)
+    device.sendall(connect_packet(THING))
+    assert device.recv(4) == bytes([0x20, 2, 0, 0])
+    device.sendall(subscribe_packet(f"buildings/{THING}/commands"))
+    assert _relayed(upstream, 2)
+    # CreatePolicyVersion --set-as-default: publish its own telemetry only, nothing to receive
+    registry.documents["device"] = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "iot:Publish",
+        "Resource": "arn:aws:iot:*:*:topic/buildings/${iot:Connection.Thing.ThingName}/telemetry"}]})
+    assert front.refresh_policies(0.0) == 1
+    upstream.conn.sendall(publish_packet(f"buildings/{THING}/commands"))  # no longer Receive-able: dropped
+    device.sendall(publish_packet(f"buildings/{THING}/telemetry"))  # still allowed
+    assert _relayed(upstream, 3)
+    device.sendall(subscribe_packet(f"buildings/{THING}/commands"))
+    assert _closed(device)
+    assert any("iot:Receive" in r for r in front.refusals)
+    assert "no attached policy allows iot:Subscribe" in front.refusals[-1]
+    front.stop()
