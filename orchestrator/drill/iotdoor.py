@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from orchestrator.drill.authfront import CONNACK, CONNECT, AuthorisingFront, read_packet
+from orchestrator.drill.authfront import CONNACK, CONNECT, PERSISTENT_SESSION_S, AuthorisingFront, read_packet
 from orchestrator.drill.broker import TrustStore
 from orchestrator.drill.iotpolicy import Authoriser, Session
 
@@ -62,6 +62,7 @@ class RegionDoor:
                  cert_file: Path, key_file: Path, trust: TrustStore, iot: Any, account: str,
                  time_scale: float = 1.0) -> None:
         self.region = region
+        self.time_scale = time_scale
         self.policy_cache_s = POLICY_CACHE_S * time_scale  # how old an open connection's policies may get
         self.address, self.port, self.upstream = address, port, upstream
         self.domain = domain
@@ -125,7 +126,8 @@ class RegionDoor:
         authoriser = Authoriser(self.iot, self.region, self.account, custom_domain=self.domain,
                                 status_of=self.status_of)
         self.front = AuthorisingFront(authoriser, self.context(), self.address, self.port, self.upstream,
-                                      identify=self.trust.identify).start()
+                                      identify=self.trust.identify,
+                                      session_expiry_s=PERSISTENT_SESSION_S * self.time_scale).start()
         self.port = self.front.port
         self._watcher = threading.Thread(target=self._watch, name=f"drill-door-{self.region}", daemon=True)
         self._watcher.start()

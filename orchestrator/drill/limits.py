@@ -65,6 +65,10 @@ LIMITS: tuple[Limit, ...] = (
     Limit("Connect requests per second per account", "IoT Core", 500.0, "CONNECT/s", Source.AWS, IOT_LIMITS,
           "orchestrator/drill/admission.py:ACCOUNT_CONNECTS_PER_S",
           "adjustable; some large regions default higher today: the conservative value"),
+    Limit("Persistent session expiry period", "IoT Core", 3600.0, "s", Source.AWS, IOT_QUOTAS,
+          "orchestrator/drill/authfront.py:PERSISTENT_SESSION_S",
+          "adjustable, 1 hour to 7 days; times the drill's time scale; after it sessionPresent 0 and the "
+          "queued messages are gone"),
     Limit("Connect requests per second per client ID", "IoT Core", 1.0, "CONNECT/s", Source.AWS, IOT_LIMITS,
           "orchestrator/drill/admission.py:CLIENT_CONNECTS_PER_S", "not adjustable"),
     # -- Device Shadow ------------------------------------------------------------------------
@@ -142,6 +146,8 @@ NOT_LIMITS: dict[str, str] = {
     "orchestrator/drill/iotdoor.py:WATCH_S": "how often the local world re-reads certificate statuses "
                                              "(IoT Core disconnects at once; this bounds the delay below 1 s)",
     "orchestrator/drill/iotdoor.py:STATUS_MAX_AGE_S": "the oldest status listing a per-packet check may use",
+    "orchestrator/drill/authfront.py:_CONNECT_PROPERTIES": "MQTT 5's CONNECT property ids and value sizes "
+                                                          "(the protocol's encoding, not an AWS limit)",
 }
 
 # The modules whose numeric constants must each be a row above or in NOT_LIMITS.
