@@ -126,7 +126,8 @@ LIMITS: tuple[Limit, ...] = (
           "answers a change only once INSYNC"),
     Limit("Change propagation (PENDING until INSYNC)", "Route 53", 0.0, "s", Source.OURS, "",
           "tests/aws_gate.py:Gate.propagation_s",
-          "default instant; tests that exercise PriorRequestNotComplete set their own time"),
+          "default instant; tests that exercise PriorRequestNotComplete set their own time "
+          "(the gate uses the model's Propagation, as the drill does)"),
     # -- Lambda with DynamoDB Streams ---------------------------------------------------------
     Limit("Event source mapping BatchSize default", "Lambda", 100, "records", Source.AWS, LAMBDA_DDB,
           "tests/lambda_stream.py:Shard.batch_size", "programs/replication.py sets 100"),

@@ -3,7 +3,7 @@
 Used by the drill (`drill/engine.py` checks every batch with `apply_batch` before it reaches moto;
 `drill/dns.py` answers with `select` and evaluates health checks with `check_healthy`) and by the
 tests (`tests/aws_gate.py` checks every batch the ops and engine tiers send; the ops tests ask
-`answers`). No other copy of these rules exists (docs/architecture.md, "The local world").
+`answers`; both hold change propagation with `Propagation`). No other copy of these rules exists (docs/architecture.md, "The local world").
 
 moto accepts any change batch; real Route 53 checks each change of a batch against the record sets
 the earlier changes of the same batch leave, and applies the batch only when every change passes
@@ -361,7 +361,8 @@ class Propagation:
     a batch that touches a set a PENDING change of the same zone touched: "If Route 53 can't process
     a request before the next request for the same hosted zone, it rejects subsequent requests"
     (AWS Knowledge Center, "route-53-avoid-throttling-errors"; API reference, ChangeResourceRecordSets,
-    Errors); narrowed to the same record sets, as tests/aws_gate.py has always modelled it."""
+    Errors); narrowed to the same record sets (the documentation names no duration). Used by the
+    drill's engine (`drill/engine.py`, `PropagatingRoute53`) and the tests' gate (`tests/aws_gate.py`)."""
 
     def __init__(self, delay_s: float = PROPAGATION_S, clock: Callable[[], float] | None = None) -> None:
         self.delay_s = delay_s
