@@ -3,7 +3,8 @@
 Used by the drill (`drill/engine.py` checks every batch with `apply_batch` before it reaches moto;
 `drill/dns.py` answers with `select` and evaluates health checks with `check_healthy`) and by the
 tests (`tests/aws_gate.py` checks every batch the ops and engine tiers send; the ops tests ask
-`answers`; both hold change propagation with `Propagation`). No other copy of these rules exists (docs/architecture.md, "The local world").
+`answers`; both hold change propagation with `Propagation`). No other copy of these rules exists
+(docs/architecture.md, "The local world").
 
 moto accepts any change batch; real Route 53 checks each change of a batch against the record sets
 the earlier changes of the same batch leave, and applies the batch only when every change passes
