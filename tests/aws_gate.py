@@ -133,16 +133,25 @@ class Gate:
         self.rejected_batches: list[tuple[list[dict[str, Any]], list[str]]] = []
         self.accepted_batches: list[list[dict[str, Any]]] = []
         self.health_checks: dict[str, dict[str, Any]] = {}
-        # Route 53's timing: a change is PENDING for `propagation_s` after it is accepted, then
-        # INSYNC (GetChange); a batch that touches a record set with a change still PENDING is
-        # refused with PriorRequestNotComplete. 0 (the default): INSYNC at the first GetChange.
-        self.propagation_s = 0.0
+        # Route 53's timing, the model's (`route53_model.Propagation`, as the drill's engine uses it):
+        # a change is PENDING for `propagation_s` after it is accepted, then INSYNC (GetChange); a
+        # batch that touches a record set with a change still PENDING is refused with
+        # PriorRequestNotComplete. 0 (the default): INSYNC at the first GetChange.
         self.clock: Callable[[], float] = time.monotonic
-        self.changes: dict[str, tuple[float, frozenset[tuple[str, str, str]]]] = {}
+        self.propagation = strict.Propagation(0.0, clock=lambda: self.clock())
+        self.propagation_s = 0.0  # the property below: the time of the changes accepted from now on
         self.change_reads: list[tuple[str, str]] = []  # (change id, status answered)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self.url = ""
+
+    @property
+    def propagation_s(self) -> float:
+        return float(self.propagation.delay_s)
+
+    @propagation_s.setter
+    def propagation_s(self, seconds: float) -> None:  # applies to the changes accepted from now on
+        self.propagation.delay_s = seconds
 
     # -- what tests read ------------------------------------------------------------------------------
     def count(self, region: str | None = None, service: str | None = None) -> int:
@@ -166,9 +175,8 @@ class Gate:
             self.rejected_batches.clear()
             self.accepted_batches.clear()
             self.health_checks.clear()
-            self.changes.clear()
+            self.propagation = strict.Propagation(0.0, clock=lambda: self.clock())
             self.change_reads.clear()
-            self.propagation_s = 0.0
 
     def r53(self) -> Any:
         import boto3
@@ -297,8 +305,8 @@ class Gate:
         change = _CHANGE.match(plain)
         if change and method == "GET":  # PENDING until the change's propagation time has passed
             with self._lock:
-                deadline = self.changes.get(change.group(1), (0.0, frozenset()))[0]
-                status = "PENDING" if self.clock() < deadline else "INSYNC"
+                known = self.propagation.knows(change.group(1))
+                status = self.propagation.status(change.group(1)) if known else "INSYNC"
                 self.change_reads.append((change.group(1), status))
             return 200, [("Content-Type", "text/xml")], (
                 f'<?xml version="1.0"?>\n<GetChangeResponse xmlns="{NS}"><ChangeInfo><Id>{change.group(1)}</Id>'
@@ -327,15 +335,13 @@ class Gate:
     def _change_batch(self, zone_id: str, body: bytes) -> tuple[int, list, bytes]:
         changes = parse_change_batch(body)
         xml_headers = [("Content-Type", "text/xml")]
-        touched = frozenset((zone_id, str(c["ResourceRecordSet"].get("Name", "")).lower().rstrip("."),
-                             f'{c["ResourceRecordSet"].get("Type")}/{c["ResourceRecordSet"].get("SetIdentifier", "")}')
-                            for c in changes)
+        touched = {strict.key(c["ResourceRecordSet"]) for c in changes
+                   if c["ResourceRecordSet"].get("Name") and c["ResourceRecordSet"].get("Type")}
         with self._lock:  # Route 53 serialises the batches of one zone
-            now = self.clock()
-            if any(deadline > now and keys & touched for deadline, keys in self.changes.values()):
-                return 400, xml_headers, _error_xml(strict.InvalidChangeBatch(
-                    ["The request was rejected because Route 53 was still processing a prior request."],
-                    code="PriorRequestNotComplete"))
+            try:
+                self.propagation.refuse_prior(zone_id, touched)
+            except strict.InvalidChangeBatch as exc:  # PriorRequestNotComplete
+                return exc.status, xml_headers, _error_xml(exc)
             current = [r for r in self.records(zone_id)]
             r53 = self.r53()
             zone = r53.get_hosted_zone(Id=zone_id)["HostedZone"]["Name"]
@@ -358,7 +364,7 @@ class Gate:
                         "Changes": [{"Action": "UPSERT", "ResourceRecordSet": rr}]})
             self.accepted_batches.append(changes)
             change_id = "C" + uuid.uuid4().hex[:12].upper()
-            self.changes[change_id] = (now + self.propagation_s, touched)
+            self.propagation.bind(self.propagation.submit(zone_id, current, touched), {"Id": f"/change/{change_id}"})
         payload = (f'<?xml version="1.0"?>\n<ChangeResourceRecordSetsResponse xmlns="{NS}"><ChangeInfo>'
                    f"<Id>/change/{change_id}</Id><Status>PENDING</Status>"
                    f"<SubmittedAt>2026-01-01T00:00:00.000Z</SubmittedAt></ChangeInfo>"

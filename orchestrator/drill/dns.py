@@ -15,6 +15,9 @@ created is passed in (`control_state`, `alarm_of`). Answers follow Route 53's se
 the local world's one Route 53 model holds them (`orchestrator/drill/route53_model.py`, `select`):
 what is measured here (TCP connects, ARC states, alarms) is the drill's, what Route 53 makes of it
 is the model's.
+A record change reaches the answers only once Route 53 reports it INSYNC (`propagation`, the
+engine's `route53_model.Propagation`: PENDING for Route 53's propagation time on the drill's time
+scale), so a transition that moves traffic by changing records waits for it as it would in AWS.
 `DnsServer` serves those answers over UDP (dnslib): a CNAME to the region's ATS endpoint with the
 record's (scaled) TTL, and the endpoint's address on this machine.
 """
@@ -29,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.drill.model import DnsChange, HealthTransition
-from orchestrator.drill.route53_model import alarm_health, check_healthy, select
+from orchestrator.drill.route53_model import Propagation, alarm_health, check_healthy, select
 
 
 @dataclass(frozen=True)
@@ -137,8 +140,12 @@ class Route53Answers:
                  scale: float, nearest: Callable[[str | None, str], float],
                  control_state: Callable[[str], str | None] = lambda _check_id: None,
                  alarm_of: Callable[[str], AlarmRef | None] = lambda _check_id: None,
-                 alarm_state: Callable[[str, str], str | None] = lambda _region, _name: None) -> None:
+                 alarm_state: Callable[[str, str], str | None] = lambda _region, _name: None,
+                 propagation: Propagation | None = None) -> None:
         self.r53, self.zone_id, self.domain = r53, zone_id, domain.rstrip(".")
+        # Route 53's change propagation (the engine's): answers come from INSYNC changes only
+        self.propagation = propagation
+        self._settled = -1
         self.control_state = control_state  # RECOVERY_CONTROL check id -> its routing control's state
         self.alarm_of = alarm_of  # CLOUDWATCH_METRIC check id -> its alarm (moto keeps no AlarmIdentifier)
         self.alarm_state = alarm_state  # (region, alarm name) -> OK | ALARM | INSUFFICIENT_DATA | None
@@ -160,9 +167,13 @@ class Route53Answers:
 
     def records(self, max_age: float = 0.2) -> list[RecordSet]:
         with self._lock:
-            if time.monotonic() - self._read_at > max_age:
+            settled = self.propagation.settled(self.zone_id) if self.propagation is not None else 0
+            if time.monotonic() - self._read_at > max_age or settled != self._settled:
                 listing = self.r53.list_resource_record_sets(HostedZoneId=self.zone_id)["ResourceRecordSets"]
+                if self.propagation is not None:  # what the name servers have: no PENDING change yet
+                    listing = self.propagation.served(self.zone_id, listing)
                 self._records = parse_records(listing, self.domain)
+                self._settled = settled
                 self._read_at = time.monotonic()
                 self._sync_checks()
             return self._records

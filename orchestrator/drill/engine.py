@@ -63,10 +63,16 @@ IOT_POLICY = "aws:iot/policy:Policy"
 
 
 class LocalEngine:
-    def __init__(self, ctx: AwsContext, zone_id: str, arc: ArcCluster | None = None) -> None:
+    def __init__(self, ctx: AwsContext, zone_id: str, arc: ArcCluster | None = None, *,
+                 time_scale: float = 1.0) -> None:
+        from orchestrator.drill.route53_model import PROPAGATION_S, Propagation
+
         self.ctx = ctx
         self.zone_id = zone_id
         self.arc = arc  # the local ARC cluster (failover_control: arc), else None
+        # Route 53's change propagation on the drill's time scale (PENDING until INSYNC): what the
+        # engine's changes wait for, and what the drill's DNS server answers from (drill/dns.py)
+        self.propagation = Propagation(PROPAGATION_S * time_scale)
         self.control_checks: dict[str, str] = {}  # real RECOVERY_CONTROL check id -> routing control ARN
         self.alarm_checks: dict[str, AlarmRef] = {}  # real CLOUDWATCH_METRIC check id -> its alarm
         self.canary_keys: dict[str, tuple[str, KeyPair]] = {}  # region -> (canary thing, its key pair)
@@ -198,7 +204,7 @@ class LocalEngine:
 
     def _dns(self, spec: StackSpec, resources: Any, outputs: dict[str, Any],
              states: Mapping[tuple[str, str], Mapping[str, Any]]) -> dict[str, Any]:
-        r53 = client(self.ctx, "route53", "us-east-1")
+        r53 = PropagatingRoute53(client(self.ctx, "route53", "us-east-1"), self.propagation)
         if self.arc is not None:
             self._arc(resources, states, outputs)
         real_ids: dict[str, str] = {}  # mock id -> real id
@@ -318,6 +324,44 @@ def change_record_sets(r53: Any, zone_id: str, changes: list[dict[str, Any]]) ->
     apply_batch(current, changes, zone=zone, health_checks=checks)
     answer = r53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": changes})
     return answer["ChangeInfo"]
+
+
+class PropagatingRoute53:
+    """The engine's Route 53 client: moto, with Route 53's change propagation (moto answers every
+    change INSYNC at once). ChangeResourceRecordSets answers PENDING and GetChange turns INSYNC only
+    after the propagation time (`route53_model.Propagation`: Route 53 Developer Guide, "Editing
+    records", "within 60 seconds"; API reference, GetChange); a batch touching a record set whose
+    change is still PENDING is refused with PriorRequestNotComplete. Every other call goes to moto."""
+
+    def __init__(self, r53: Any, propagation: Any) -> None:
+        self._r53 = r53
+        self.propagation = propagation
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._r53, name)
+
+    def change_resource_record_sets(self, *, HostedZoneId: str, ChangeBatch: Mapping[str, Any]) -> Any:  # noqa: N803
+        from orchestrator.drill.route53_model import key
+
+        keys = {key(c["ResourceRecordSet"]) for c in ChangeBatch["Changes"]}
+        with self._lock:  # Route 53 serialises the batches of one zone
+            self.propagation.refuse_prior(HostedZoneId, keys)
+            before = [rr for page in self._r53.get_paginator("list_resource_record_sets").paginate(
+                HostedZoneId=HostedZoneId) for rr in page["ResourceRecordSets"]]
+            token = self.propagation.submit(HostedZoneId, before, keys)  # served as before from now on
+            try:
+                answer = self._r53.change_resource_record_sets(HostedZoneId=HostedZoneId, ChangeBatch=ChangeBatch)
+            except Exception:
+                self.propagation.cancel(token)
+                raise
+            info = self.propagation.bind(token, answer["ChangeInfo"])
+        return {**answer, "ChangeInfo": info}
+
+    def get_change(self, *, Id: str) -> Any:  # noqa: N803 - boto3's names
+        if not self.propagation.knows(Id):
+            return self._r53.get_change(Id=Id)
+        return {"ChangeInfo": {"Id": Id, "Status": self.propagation.status(Id)}}
 
 
 def wait_insync(r53: Any, info: Mapping[str, Any], *, poll_s: float = 0.1, timeout_s: float = 300.0,

@@ -16,6 +16,12 @@ disconnects the devices using it): the door's watch lists the region's certifica
 refused (CONNACK "not authorized"). The same listing answers the authoriser's per-packet status
 checks, so a publish costs no registry call.
 
+Policy changes (IoT Developer Guide, "AWS IoT Core policies": IoT caches policy documents and a
+change takes 6 to 8 minutes to become effective): the watch re-reads the attached policies of each
+open connection once its copy is `POLICY_CACHE_S` old (times the drill's time scale), so a policy
+detached or narrowed while a device is connected refuses its next publish, subscribe or delivery
+no later than AWS would.
+
 `stop` is the region's outage: the TLS port refuses (so the Route 53 TCP health checks see it) and
 every open connection is cut; the drill stops the door with the region's broker and starts a new one
 when the broker comes back.
@@ -34,12 +40,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from orchestrator.drill.authfront import CONNACK, CONNECT, AuthorisingFront, read_packet
+from orchestrator.drill.authfront import CONNACK, CONNECT, PERSISTENT_SESSION_S, AuthorisingFront, read_packet
 from orchestrator.drill.broker import TrustStore
 from orchestrator.drill.iotpolicy import Authoriser, Session
 
 WATCH_S = 0.5  # IoT Core disconnects at once; the local world within a second
 STATUS_MAX_AGE_S = 1.0  # a per-packet status answer is never older than this
+# IoT Developer Guide, "AWS IoT Core policies": "Changes made to a policy can take anywhere between 6
+# and 8 minutes to become effective because of how AWS IoT caches the policy documents ... a resource
+# may be accessible for several minutes after its access has been revoked". An open connection's
+# policies are re-read once its copy is 6 minutes old (on the drill's time scale): a revoked grant
+# stops no later than AWS's earliest.
+POLICY_CACHE_S = 360.0
 
 
 class RegionDoor:
@@ -47,8 +59,11 @@ class RegionDoor:
     plain listener of the same region)."""
 
     def __init__(self, region: str, address: str, port: int, upstream: tuple[str, int], *, domain: str,
-                 cert_file: Path, key_file: Path, trust: TrustStore, iot: Any, account: str) -> None:
+                 cert_file: Path, key_file: Path, trust: TrustStore, iot: Any, account: str,
+                 time_scale: float = 1.0) -> None:
         self.region = region
+        self.time_scale = time_scale
+        self.policy_cache_s = POLICY_CACHE_S * time_scale  # how old an open connection's policies may get
         self.address, self.port, self.upstream = address, port, upstream
         self.domain = domain
         self.cert_file, self.key_file = cert_file, key_file
@@ -85,6 +100,7 @@ class RegionDoor:
             front = self.front
             if front is None:
                 continue
+            front.refresh_policies(self.policy_cache_s)
             doomed = {s.certificate_id for s in front.live()
                       if statuses.get(s.certificate_id, "NOT_REGISTERED") != "ACTIVE"}
             for cid in sorted(doomed):
@@ -110,7 +126,8 @@ class RegionDoor:
         authoriser = Authoriser(self.iot, self.region, self.account, custom_domain=self.domain,
                                 status_of=self.status_of)
         self.front = AuthorisingFront(authoriser, self.context(), self.address, self.port, self.upstream,
-                                      identify=self.trust.identify).start()
+                                      identify=self.trust.identify,
+                                      session_expiry_s=PERSISTENT_SESSION_S * self.time_scale).start()
         self.port = self.front.port
         self._watcher = threading.Thread(target=self._watch, name=f"drill-door-{self.region}", daemon=True)
         self._watcher.start()

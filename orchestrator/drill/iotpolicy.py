@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -205,13 +206,15 @@ class Session:
     certificate_arn: str
     principal: Principal
     statements: tuple[Statement, ...] = field(default_factory=tuple)
+    read_at: float = field(default_factory=time.monotonic)  # when `statements` were read from the registry
 
 
 class Authoriser:
     """Decides a region's MQTT actions from its IoT registry (`iot`: a boto3 IoT client of that
     region). The certificate's status is read at CONNECT and again for every publish, subscribe and
     delivery, so a deactivated or revoked certificate is refused at once; the attached policies are
-    read at CONNECT (`refresh` re-reads them for open sessions). `status_of` (certificate id -> its
+    read at CONNECT, and `refresh` re-reads them for an open session (the front door does it once a
+    session's copy is as old as IoT Core's policy cache: `iotdoor.POLICY_CACHE_S`). `status_of` (certificate id -> its
     status, None when it does not know) answers the per-packet reads from a listing at most a second
     old (`iotdoor.RegionDoor`'s watch) instead of one DescribeCertificate per packet; CONNECT always
     asks the registry."""
@@ -294,6 +297,7 @@ class Authoriser:
         thing = self._thing(session.certificate_arn, session.principal.client_id)
         session.principal = Principal(self.region, self.account, session.principal.client_id, thing, self.partition)
         session.statements = self._statements(session.certificate_arn)
+        session.read_at = time.monotonic()
 
     def publish(self, session: Session, topic: str, qos: int = 0) -> Decision:
         if qos > 1:

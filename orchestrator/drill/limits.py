@@ -40,6 +40,7 @@ IOT_LIMITS = "https://docs.aws.amazon.com/iot/latest/developerguide/limits-iot.h
 SHADOW_ERRORS = "https://docs.aws.amazon.com/iot/latest/developerguide/device-shadow-error-messages.html"
 SHADOW_SIZE = "https://docs.aws.amazon.com/iot/latest/developerguide/diagnosing-shadows.html"
 LIST_THINGS = "https://docs.aws.amazon.com/goto/WebAPI/iot-2015-05-28/ListThings"
+IOT_POLICIES = "https://docs.aws.amazon.com/iot/latest/developerguide/iot-policies.html"
 CREATE_POLICY = "https://docs.aws.amazon.com/iot/latest/apireference/API_CreatePolicy.html"
 # shadowName: "Length Constraints: Minimum length of 1. Maximum length of 64", pattern [$a-zA-Z0-9:_-]+
 # (the same constraint is in botocore's iot-data model, shape ShadowName).
@@ -48,6 +49,7 @@ ARC_QUOTAS = "https://docs.aws.amazon.com/r53recovery/latest/dg/routing-control.
 ARC_ASSERTION = ("https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/"
                  "aws-properties-route53recoverycontrol-safetyrule-assertionrule.html")
 R53_HEALTH = "https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/dns-failover-determining-health-of-endpoints.html"
+R53_PROPAGATION = "https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/resource-record-sets-editing.html"
 LAMBDA_DDB = "https://docs.aws.amazon.com/lambda/latest/dg/services-ddb-params.html"
 
 _QUOTAS = "orchestrator/registry/quotas.py:DEFAULT_QUOTAS"
@@ -66,6 +68,10 @@ LIMITS: tuple[Limit, ...] = (
     Limit("Connect requests per second per account", "IoT Core", 500.0, "CONNECT/s", Source.AWS, IOT_LIMITS,
           "orchestrator/drill/admission.py:ACCOUNT_CONNECTS_PER_S",
           "adjustable; some large regions default higher today: the conservative value"),
+    Limit("Persistent session expiry period", "IoT Core", 3600.0, "s", Source.AWS, IOT_QUOTAS,
+          "orchestrator/drill/authfront.py:PERSISTENT_SESSION_S",
+          "adjustable, 1 hour to 7 days; times the drill's time scale; after it sessionPresent 0 and the "
+          "queued messages are gone"),
     Limit("Connect requests per second per client ID", "IoT Core", 1.0, "CONNECT/s", Source.AWS, IOT_LIMITS,
           "orchestrator/drill/admission.py:CLIENT_CONNECTS_PER_S", "not adjustable"),
     # -- Device Shadow ------------------------------------------------------------------------
@@ -92,6 +98,10 @@ LIMITS: tuple[Limit, ...] = (
     Limit("IoT policy document size (CreatePolicy, CreatePolicyVersion)", "IoT Core API", 2048, "characters",
           Source.AWS, CREATE_POLICY, "orchestrator/drill/iot_plane.py:POLICY_DOCUMENT_LIMIT",
           "whitespace excluded; the device policy must fit (programs/policies.py)"),
+    Limit("Policy change takes effect on open connections (policy cache)", "IoT Core", 360.0, "s", Source.AWS,
+          IOT_POLICIES, "orchestrator/drill/iotdoor.py:POLICY_CACHE_S",
+          "AWS: 6 to 8 minutes; the front door re-reads an open connection's policies at 6 (times the drill's "
+          "time scale), so a revoked grant stops no later than in AWS"),
     Limit("Provisioning template versions", "IoT Core", 5, "versions", Source.OURS, "",
           "orchestrator/drill/iot_plane.py:MAX_TEMPLATE_VERSIONS",
           "VersionsLimitExceededException in AWS; the quota page was not found in our search: verify"),
@@ -112,9 +122,14 @@ LIMITS: tuple[Limit, ...] = (
           "the value programs/dns.py sets (AWS allows 1-10; consecutive results flip the status)"),
     Limit("Record TTL of the custom domain", "Route 53", 60, "s", Source.OURS, "",
           "orchestrator/drill/model.py:RECORD_TTL_S", "the value programs/dns.py sets"),
+    Limit("Change propagation in the drill (PENDING until INSYNC)", "Route 53", 60.0, "s", Source.AWS,
+          R53_PROPAGATION, "orchestrator/drill/route53_model.py:PROPAGATION_S",
+          "\"generally ... within 60 seconds\": the upper end, times the drill's time scale; the drill's DNS "
+          "answers a change only once INSYNC"),
     Limit("Change propagation (PENDING until INSYNC)", "Route 53", 0.0, "s", Source.OURS, "",
           "tests/aws_gate.py:Gate.propagation_s",
-          "default instant; tests that exercise PriorRequestNotComplete set their own time"),
+          "default instant; tests that exercise PriorRequestNotComplete set their own time "
+          "(the gate uses the model's Propagation, as the drill does)"),
     # -- Lambda with DynamoDB Streams ---------------------------------------------------------
     Limit("Event source mapping BatchSize default", "Lambda", 100, "records", Source.AWS, LAMBDA_DDB,
           "tests/lambda_stream.py:Shard.batch_size", "programs/replication.py sets 100"),
@@ -134,6 +149,8 @@ NOT_LIMITS: dict[str, str] = {
     "orchestrator/drill/iotdoor.py:WATCH_S": "how often the local world re-reads certificate statuses "
                                              "(IoT Core disconnects at once; this bounds the delay below 1 s)",
     "orchestrator/drill/iotdoor.py:STATUS_MAX_AGE_S": "the oldest status listing a per-packet check may use",
+    "orchestrator/drill/authfront.py:_CONNECT_PROPERTIES": "MQTT 5's CONNECT property ids and value sizes "
+                                                          "(the protocol's encoding, not an AWS limit)",
 }
 
 # The modules whose numeric constants must each be a row above or in NOT_LIMITS.

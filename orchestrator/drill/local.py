@@ -219,7 +219,7 @@ class LocalDrill:
         r53 = client(aws, "route53", "us-east-1")
         zone_id = r53.create_hosted_zone(Name=topology.hosted_zone, CallerReference=f"drill-{started}")[
             "HostedZone"]["Id"].split("/")[-1]
-        engine = LocalEngine(aws, zone_id, arc)
+        engine = LocalEngine(aws, zone_id, arc, time_scale=opts.time_scale)
         dctx = self._drill_context(endpoint, engine, control)
         dtopo = dctx.topology()
         domain = dtopo.domain
@@ -322,7 +322,7 @@ class LocalDrill:
             doors[r] = RegionDoor(r, addresses[r], tls_port, (addresses[r], service_port), domain=domain,
                                   cert_file=brokers[r].directory / "server.pem",
                                   key_file=brokers[r].directory / "server.key", trust=trust[r], iot=iot[r],
-                                  account=account).start()
+                                  account=account, time_scale=opts.time_scale).start()
             wait_for_port(addresses[r], tls_port, 10, proc, f"the IoT front door of {r}")
 
         def kill_broker(r: str) -> None:  # the region's outage: its broker and its door
@@ -361,7 +361,8 @@ class LocalDrill:
                                  control_state=lambda check_id: arc.states().get(
                                      engine.control_checks.get(check_id, "")) if arc else None,
                                  alarm_of=engine.alarm_checks.get,
-                                 alarm_state=lambda region, name: _alarm_state(cloudwatch[region], name))
+                                 alarm_state=lambda region, name: _alarm_state(cloudwatch[region], name),
+                                 propagation=engine.propagation)
         cleanup.callback(answers.stop)
         dns = DnsServer(answers, {v: k for k, v in sources.items()})
         dns.start()
@@ -559,7 +560,8 @@ class LocalDrill:
             dns=tuple(answers.changes), samples=tuple(samples), refused_unregistered=refused, control=control,
             scaled={"time_scale": opts.time_scale, "health_check_interval_s": 30 * opts.time_scale,
                     "failure_threshold": 3, "ttl_s": ttl_s, "tls_port": tls_port,
-                    "connect_quota_per_s": opts.connect_quota, "canary_period_s": canary.interval},
+                    "connect_quota_per_s": opts.connect_quota, "canary_period_s": canary.interval,
+                    "route53_propagation_s": engine.propagation.delay_s},
             admission={r: dict(vars(c)) for r, c in admission.counts.items()},
             retained_changed_after_sync=changed_after_sync,
             unattached=unattached_verdicts, refused_unattached=refused_unattached,

@@ -129,7 +129,12 @@ def markdown(result: DrillResult, picture: str | None = None) -> str:
                                                    " (AWS: 443, which this user may not bind here).")
         + (f" Each region's MQTT canary runs every {r.scaled['canary_period_s']:g} s (AWS: every minute) and its "
            "alarm needs 2 failed periods; a record's health check is its TCP check and that alarm together."
-           if r.scaled.get("canary_period_s") else ""),
+           if r.scaled.get("canary_period_s") else "")
+        + (f" A record change reaches the answers {r.scaled['route53_propagation_s']:g} s after it is accepted "
+           "(Route 53: PENDING until INSYNC, within 60 s): with `dns` failover control, failover and failback "
+           "wait for it; a device moved by "
+           "a health check does not (no record changes), so it is not part of the RTO above."
+           if r.scaled.get("route53_propagation_s") else ""),
         "",
         "## At Route 53's real intervals (on paper, same model)",
         "",

@@ -3,7 +3,8 @@
 Used by the drill (`drill/engine.py` checks every batch with `apply_batch` before it reaches moto;
 `drill/dns.py` answers with `select` and evaluates health checks with `check_healthy`) and by the
 tests (`tests/aws_gate.py` checks every batch the ops and engine tiers send; the ops tests ask
-`answers`). No other copy of these rules exists (docs/architecture.md, "The local world").
+`answers`; both hold change propagation with `Propagation`). No other copy of these rules exists
+(docs/architecture.md, "The local world").
 
 moto accepts any change batch; real Route 53 checks each change of a batch against the record sets
 the earlier changes of the same batch leave, and applies the batch only when every change passes
@@ -48,6 +49,8 @@ otherwise, unless `alarms` says otherwise).
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -329,3 +332,117 @@ def scenarios(records: list[Mapping[str, Any]], name: str, checks: Mapping[str, 
     for region in regions:
         out[f"{region} down"] = answer_regions(records, name, Health(checks, frozenset({region}), controls or {}))
     return out
+
+
+# -- change propagation ----------------------------------------------------------------------------
+# Route 53 Developer Guide, "Editing records": "Changes generally propagate to all Route 53 name
+# servers within 60 seconds"; the only way to know is GetChange (Status PENDING until the change
+# has reached every authoritative server, then INSYNC; API reference, ChangeResourceRecordSets and
+# GetChange). The local world takes the upper end of the normal case, on the drill's time scale.
+PROPAGATION_S = 60.0
+PRIOR_REQUEST = "The request was rejected because Route 53 was still processing a prior request."
+
+
+@dataclass
+class _Change:
+    id: str
+    zone: str
+    insync_at: float
+    before: dict[Key, Mapping[str, Any] | None]  # each set the change touched, as it was (None: absent)
+
+
+class Propagation:
+    """Route 53's change propagation, for a stand-in that (like moto) applies a batch at once:
+    `submit` records a batch before the stand-in applies it and `bind` answers the accepted batch's
+    ChangeInfo as PENDING; `status` is PENDING
+    until `delay_s` after the submission, then INSYNC (GetChange); `served` is what Route 53's name
+    servers answer from meanwhile: the zone's listing with every set a still-PENDING change touched
+    put back as it was before (the strictest reading of "within 60 seconds": no name server has
+    the change before it is INSYNC). `refuse_prior` answers PriorRequestNotComplete (HTTP 400) for
+    a batch that touches a set a PENDING change of the same zone touched: "If Route 53 can't process
+    a request before the next request for the same hosted zone, it rejects subsequent requests"
+    (AWS Knowledge Center, "route-53-avoid-throttling-errors"; API reference, ChangeResourceRecordSets,
+    Errors); narrowed to the same record sets (the documentation names no duration). Used by the
+    drill's engine (`drill/engine.py`, `PropagatingRoute53`) and the tests' gate (`tests/aws_gate.py`)."""
+
+    def __init__(self, delay_s: float = PROPAGATION_S, clock: Callable[[], float] | None = None) -> None:
+        self.delay_s = delay_s
+        self.clock: Callable[[], float] = clock or time.monotonic
+        self._changes: dict[str, _Change] = {}
+        self._order: list[str] = []
+        self._submitted = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def zone_of(zone_id: str) -> str:
+        return zone_id.rstrip("/").split("/")[-1]
+
+    @staticmethod
+    def change_of(change_id: str) -> str:
+        return change_id.rstrip("/").split("/")[-1]
+
+    def _pending(self, zone: str, now: float) -> list[_Change]:
+        return [c for c in (self._changes[i] for i in self._order) if c.zone == zone and c.insync_at > now]
+
+    def refuse_prior(self, zone_id: str, keys: Collection[Key]) -> None:
+        zone = self.zone_of(zone_id)
+        with self._lock:
+            if any(set(c.before) & set(keys) for c in self._pending(zone, self.clock())):
+                raise InvalidChangeBatch([PRIOR_REQUEST], code="PriorRequestNotComplete")
+
+    def submit(self, zone_id: str, before: Iterable[Mapping[str, Any]], keys: Collection[Key]) -> str:
+        """Record a batch about to be applied (`before`: the zone's listing now; `keys`: the sets it
+        names): from now on its sets are served as they were until it is INSYNC. Returns a token
+        for `bind` (the stand-in accepted it) or `cancel` (it refused it)."""
+        listed = {key(r): r for r in before}
+        with self._lock:
+            self._submitted += 1
+            token = f"submitted-{self._submitted}"
+            self._changes[token] = _Change(token, self.zone_of(zone_id), self.clock() + self.delay_s,
+                                           {k: listed.get(k) for k in keys})
+            self._order.append(token)
+        return token
+
+    def bind(self, token: str, info: Mapping[str, Any]) -> dict[str, Any]:
+        """The accepted batch's ChangeInfo (the stand-in's id) as Route 53 answers it: PENDING."""
+        change_id = self.change_of(str(info["Id"]))
+        with self._lock:
+            change = self._changes.pop(token)
+            change.id = change_id
+            self._changes[change_id] = change
+            self._order[self._order.index(token)] = change_id
+        return {**info, "Status": self.status(change_id)}
+
+    def cancel(self, token: str) -> None:
+        with self._lock:
+            self._changes.pop(token, None)
+            if token in self._order:
+                self._order.remove(token)
+
+    def knows(self, change_id: str) -> bool:
+        return self.change_of(change_id) in self._changes
+
+    def status(self, change_id: str) -> str:
+        change = self._changes[self.change_of(change_id)]
+        return "INSYNC" if self.clock() >= change.insync_at else "PENDING"
+
+    def settled(self, zone_id: str) -> int:
+        """How many of the zone's changes are INSYNC now (a reader's cache key)."""
+        zone, now = self.zone_of(zone_id), self.clock()
+        with self._lock:
+            return sum(1 for c in self._changes.values() if c.zone == zone and c.insync_at <= now)
+
+    def served(self, zone_id: str, listing: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """What the zone's name servers answer from: `listing` (the zone as the API lists it now)
+        without the effect of any change still PENDING."""
+        state: dict[Key, Mapping[str, Any]] = {key(r): r for r in listing}
+        zone = self.zone_of(zone_id)
+        with self._lock:
+            pending = self._pending(zone, self.clock())
+        for change in reversed(pending):  # newest first: each set ends as the oldest PENDING change found it
+            for k, old in change.before.items():
+                if old is None:
+                    state.pop(k, None)
+                else:
+                    state[k] = old
+        return list(state.values())

@@ -398,3 +398,174 @@ def test_assume_role_with_certificate_is_checked_against_the_regions_role_alias_
     assert not evaluate(pinned, Action.ASSUME_ROLE, "uploads", me(CENTRAL))
     assert not evaluate(pinned, Action.ASSUME_ROLE, "admin", me())
     assert not evaluate(pinned, Action.CONNECT, "uploads", me())  # an action is not another's
+
+
+def _relayed(upstream: Upstream, n: int) -> bool:
+    import time
+
+    for _ in range(150):
+        if len(upstream.packets) >= n:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_policy_detached_mid_connection_refuses_the_next_publish_once_the_cached_copy_is_reread(
+        tls: Any) -> None:
+    """IoT Core evaluates every publish against its cached copy of the policies ("Changes made to a
+    policy can take anywhere between 6 and 8 minutes to become effective"): a copy younger than the
+    cache period is kept, an older one is re-read and the detached policy grants nothing more."""
+    from orchestrator.drill.authfront import certificate_key
+
+    registry = Registry()
+    arn = registry.add(certificate_key(tls[2]))
+    front, upstream = _front(tls, registry)
+    device = _dial(tls, front)
+    device.sendall(connect_packet(THING))
+    assert device.recv(4) == bytes([0x20, 2, 0, 0])
+    registry.attached[arn] = []  # DetachPolicy while the device is connected
+    assert front.refresh_policies(3600.0) == 0  # its copy is younger than the cache: kept
+    device.sendall(publish_packet(f"buildings/{THING}/telemetry"))
+    assert _relayed(upstream, 2)  # still allowed, as in IoT Core within the cache period
+    assert front.refresh_policies(0.0) == 1
+    device.sendall(publish_packet(f"buildings/{THING}/telemetry"))
+    assert _closed(device)
+    assert "no attached policy allows iot:Publish" in front.refusals[-1]
+    assert len(upstream.packets) == 2
+    front.stop()
+
+
+def test_a_narrower_default_policy_version_mid_connection_drops_deliveries_and_refuses_subscribes(
+        tls: Any) -> None:
+    from orchestrator.drill.authfront import certificate_key
+
+    registry = Registry()
+    registry.add(certificate_key(tls[2]))
+    front, upstream = _front(tls, registry)
+    device = _dial(tls, front)
+    device.sendall(connect_packet(THING))
+    assert device.recv(4) == bytes([0x20, 2, 0, 0])
+    device.sendall(subscribe_packet(f"buildings/{THING}/commands"))
+    assert _relayed(upstream, 2)
+    # CreatePolicyVersion --set-as-default: publish its own telemetry only, nothing to receive
+    registry.documents["device"] = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "iot:Publish",
+        "Resource": "arn:aws:iot:*:*:topic/buildings/${iot:Connection.Thing.ThingName}/telemetry"}]})
+    assert front.refresh_policies(0.0) == 1
+    upstream.conn.sendall(publish_packet(f"buildings/{THING}/commands"))  # no longer Receive-able: dropped
+    device.sendall(publish_packet(f"buildings/{THING}/telemetry"))  # still allowed
+    assert _relayed(upstream, 3)
+    device.sendall(subscribe_packet(f"buildings/{THING}/commands"))
+    assert _closed(device)
+    assert any("iot:Receive" in r for r in front.refusals)
+    assert "no attached policy allows iot:Subscribe" in front.refusals[-1]
+    front.stop()
+
+
+# -- persistent sessions expire as IoT Core's do (orchestrator/drill/authfront.py) ----------------------
+
+@pytest.fixture
+def mosquitto(tmp_path: Any) -> Any:
+    """A real mosquitto, plain listener only: what a region's front door relays to."""
+    from orchestrator.drill.broker import BrokerSpec, mosquitto_binary
+    from orchestrator.drill.procs import Processes, free_port, wait_for_port
+
+    spec = BrokerSpec(WEST, "127.0.0.1", 0, free_port(), tmp_path / "broker", tls_listener=False)
+    spec.write_config(server_cert="unused", server_key="unused")
+    procs = Processes(tmp_path / "logs")
+    try:
+        proc = procs.start("broker", [mosquitto_binary(), "-c", str(spec.config_path)])
+        wait_for_port("127.0.0.1", spec.service_port, 10, proc, "mosquitto")
+        yield ("127.0.0.1", spec.service_port)
+    finally:
+        procs.stop_all()
+
+
+def _persistent_connect(tls: Any, front: Any) -> tuple[Any, int]:
+    """A device resuming its session (MQTT 3.1.1, Clean Session 0): the socket and sessionPresent."""
+    device = _dial(tls, front)
+    device.sendall(_mqtt(1, _s("MQTT") + bytes([4, 0x00, 0, 60]) + _s(THING)))
+    connack = device.recv(4)
+    assert connack[:2] == bytes([0x20, 2]) and connack[3] == 0, connack
+    return device, connack[2] & 0x01
+
+
+def _cloud_publishes(broker: tuple[str, int], topic: str, payload: bytes) -> None:
+    """The cloud side (a rule, the backend) publishes QoS 1 on the broker and waits for its PUBACK."""
+    import socket
+
+    from orchestrator.drill.authfront import read_packet
+
+    with socket.create_connection(broker, timeout=5) as cloud:
+        cloud.sendall(connect_packet("cloud-backend"))
+        assert (read_packet(cloud.recv) or b"")[:1] == b"\x20"
+        cloud.sendall(_mqtt(3, _s(topic) + (9).to_bytes(2, "big") + payload, flags=2))
+        assert (read_packet(cloud.recv) or b"")[:1] == b"\x40"  # PUBACK: queued for the offline session
+        cloud.sendall(bytes([0xE0, 0]))
+
+
+def _leave(device: Any) -> None:
+    device.sendall(bytes([0xE0, 0]))  # DISCONNECT: the session stays on the broker
+    device.close()
+
+
+def _received(device: Any, seconds: float) -> bytes:
+    device.settimeout(seconds)
+    try:
+        return bytes(device.recv(256))
+    except TimeoutError:
+        return b""
+
+
+def test_a_persistent_session_not_resumed_within_the_expiry_period_is_gone_with_its_queued_messages(
+        tls: Any, mosquitto: Any) -> None:
+    """IoT Core's "Persistent session expiry period" (1 hour by default): resumed within it, the
+    session is present and its queued QoS 1 messages arrive; resumed after it, sessionPresent is 0
+    and the messages queued meanwhile are gone. mosquitto alone keeps the session for ever."""
+    import time
+
+    from orchestrator.drill.authfront import AuthorisingFront, certificate_key
+
+    registry = Registry()
+    registry.add(certificate_key(tls[2]))
+    front = AuthorisingFront(Authoriser(registry, WEST, ACCOUNT, custom_domain="iot.example.com"), tls[0],
+                             "127.0.0.1", 0, mosquitto).start()
+    front.session_expiry_s = 1.0  # the account's hour, on a fast time scale
+    commands = f"buildings/{THING}/commands"
+    try:
+        device, present = _persistent_connect(tls, front)
+        assert present == 0  # a new session
+        device.sendall(subscribe_packet(commands))
+        assert device.recv(5)[:1] == b"\x90"  # SUBACK
+        _leave(device)
+
+        _cloud_publishes(mosquitto, commands, b"while-away-briefly")
+        device, present = _persistent_connect(tls, front)  # within the expiry period
+        assert present == 1
+        assert b"while-away-briefly" in _received(device, 3.0)
+        _leave(device)
+
+        _cloud_publishes(mosquitto, commands, b"while-away-too-long")
+        time.sleep(1.5)  # longer than the expiry period
+        device, present = _persistent_connect(tls, front)
+        assert present == 0  # the session expired: the device must subscribe again
+        assert b"while-away-too-long" not in _received(device, 1.0)
+        assert [cid for _, cid in front.expired] == [THING]
+        _leave(device)
+    finally:
+        front.stop()
+
+
+def test_an_mqtt5_session_expiry_interval_is_read_and_capped_at_the_accounts_period(tls: Any) -> None:
+    from orchestrator.drill.authfront import PERSISTENT_SESSION_S, AuthorisingFront, Connect, parse_connect
+
+    props = (bytes([0x11]) + (7 * 24 * 3600).to_bytes(4, "big") + bytes([0x21]) + (20).to_bytes(2, "big")
+             + bytes([0x26]) + _s("k") + _s("v"))
+    packet = _mqtt(1, _s("MQTT") + bytes([5, 0x00, 0, 60, len(props)]) + props + _s(THING))
+    assert parse_connect(packet) == Connect(5, THING, clean=False, session_expiry=7 * 24 * 3600)
+    front = AuthorisingFront(Authoriser(Registry(), WEST, ACCOUNT), tls[0], "127.0.0.1", 0, ("127.0.0.1", 1))
+    assert front._lifetime(parse_connect(packet)) == PERSISTENT_SESSION_S == 3600.0  # the account's hour
+    assert front._lifetime(Connect(5, THING, clean=False, session_expiry=60)) == 60.0  # a shorter ask is kept
+    assert front._lifetime(Connect(5, THING, clean=True)) == 0.0  # no interval: ends with the connection
+    assert front._lifetime(Connect(4, THING, clean=False)) == 3600.0
+    assert front._lifetime(Connect(4, THING, clean=True)) == 0.0

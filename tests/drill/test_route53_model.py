@@ -13,11 +13,12 @@ import pytest
 
 from orchestrator.aws import AwsContext, client
 from orchestrator.drill.dns import Route53Answers
-from orchestrator.drill.engine import HEALTH_CHECK, RECORD, LocalEngine
-from orchestrator.drill.route53_model import Health, InvalidChangeBatch, answers
+from orchestrator.drill.engine import HEALTH_CHECK, RECORD, LocalEngine, PropagatingRoute53, change_record_sets
+from orchestrator.drill.route53_model import PROPAGATION_S, Health, InvalidChangeBatch, Propagation, answers
 
 WEST, CENTRAL = "a-ats.iot.eu-west-1.amazonaws.com", "b-ats.iot.eu-central-1.amazonaws.com"
 REGION_OF = {WEST: "eu-west-1", CENTRAL: "eu-central-1"}
+FAST = 0.002  # Route 53's 60 s propagation as 0.12 s
 
 
 # -- the drill's engine refuses what Route 53 refuses ----------------------------------------------
@@ -51,7 +52,7 @@ def test_the_drills_engine_refuses_a_batch_route53_refuses_and_moto_keeps_nothin
     ctx = AwsContext(endpoint_url=moto_url)
     r53 = client(ctx, "route53", "us-east-1")
     zone_id = r53.create_hosted_zone(Name="example.com", CallerReference="z")["HostedZone"]["Id"]
-    engine = LocalEngine(ctx, zone_id)
+    engine = LocalEngine(ctx, zone_id, time_scale=FAST)
     before = r53.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]
     primary = {"name": "iot.example.com", "type": "CNAME", "ttl": 60, "records": [WEST],
                "setIdentifier": "primary", "failoverRoutingPolicies": [{"type": "PRIMARY"}],
@@ -75,7 +76,7 @@ def test_the_drills_engine_accepts_records_naming_the_checks_it_made(moto_url: s
     ctx = AwsContext(endpoint_url=moto_url)
     r53 = client(ctx, "route53", "us-east-1")
     zone_id = r53.create_hosted_zone(Name="example.com", CallerReference="z")["HostedZone"]["Id"]
-    engine = LocalEngine(ctx, zone_id)
+    engine = LocalEngine(ctx, zone_id, time_scale=FAST)
     check = SimpleNamespace(type=HEALTH_CHECK, name="hc-west",
                             inputs={"type": "TCP", "fqdn": WEST, "port": 443, "requestInterval": 30,
                                     "failureThreshold": 3})
@@ -151,3 +152,105 @@ def test_the_drill_and_the_tests_give_the_same_answers_for_the_same_records_and_
             assert len(expected) == 1 or policy == "latency"
     finally:
         drill.stop()
+
+
+# -- Route 53 is not instant: PENDING, then INSYNC, and the answers follow INSYNC ----------------------
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _simple(value: str) -> dict[str, Any]:
+    return {"Name": "iot.example.com.", "Type": "CNAME", "TTL": 60, "ResourceRecords": [{"Value": value}]}
+
+
+def test_a_change_is_pending_for_the_propagation_time_and_the_drills_dns_answers_the_old_record_until_insync(
+        moto_url: str) -> None:
+    """ChangeResourceRecordSets answers PENDING; GetChange says INSYNC only after the propagation
+    time; the drill's DNS answers from INSYNC changes only; a batch touching the PENDING set is
+    refused with PriorRequestNotComplete. moto answers INSYNC at once and serves the change at once."""
+    ctx = AwsContext(endpoint_url=moto_url)
+    moto = client(ctx, "route53", "us-east-1")
+    zone_id = moto.create_hosted_zone(Name="example.com", CallerReference="z")["HostedZone"]["Id"]
+    engine = LocalEngine(ctx, zone_id, time_scale=0.1)
+    assert engine.propagation.delay_s == PROPAGATION_S * 0.1 == 6.0  # Route 53's 60 s on the drill's scale
+    clock = ManualClock()
+    engine.propagation.clock = clock
+    r53 = PropagatingRoute53(moto, engine.propagation)
+    dns = Route53Answers(moto, zone_id, "iot.example.com", {WEST: "127.0.0.2", CENTRAL: "127.0.0.3"}, 1, 0.1,
+                         _near, propagation=engine.propagation)
+    try:
+        first = change_record_sets(r53, zone_id, [{"Action": "UPSERT", "ResourceRecordSet": _simple(WEST)}])
+        assert first["Status"] == "PENDING"
+        assert dns.answer(None)[0] is None  # a new record: nothing served until INSYNC
+        clock.now += 6.0
+        assert r53.get_change(Id=first["Id"])["ChangeInfo"]["Status"] == "INSYNC"
+        assert dns.answer(None)[:2] == (WEST, "127.0.0.2")
+
+        moved = change_record_sets(r53, zone_id, [{"Action": "UPSERT", "ResourceRecordSet": _simple(CENTRAL)}])
+        clock.now += 5.9
+        assert r53.get_change(Id=moved["Id"])["ChangeInfo"]["Status"] == "PENDING"
+        listed = [r for r in moto.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]
+                  if r["Type"] == "CNAME"]
+        assert [r["ResourceRecords"][0]["Value"] for r in listed] == [CENTRAL]  # the API lists it already
+        assert dns.answer(None)[0] == WEST  # ... the name servers do not have it yet
+        with pytest.raises(InvalidChangeBatch, match="still processing a prior request") as prior:
+            change_record_sets(r53, zone_id, [{"Action": "UPSERT", "ResourceRecordSet": _simple(WEST)}])
+        assert prior.value.code == "PriorRequestNotComplete" and prior.value.status == 400
+        clock.now += 0.1
+        assert r53.get_change(Id=moved["Id"])["ChangeInfo"]["Status"] == "INSYNC"
+        assert dns.answer(None)[0] == CENTRAL
+        assert [(c.before, c.after) for c in dns.changes] == [(WEST, CENTRAL)]
+    finally:
+        dns.stop()
+
+
+def test_the_drills_engine_reports_a_dns_apply_done_only_once_its_changes_are_insync(moto_url: str) -> None:
+    """As terraform-provider-aws waits for INSYNC after every change: the stack's `up` (and with it
+    failover and failback) includes Route 53's propagation time."""
+    ctx = AwsContext(endpoint_url=moto_url)
+    moto = client(ctx, "route53", "us-east-1")
+    zone_id = moto.create_hosted_zone(Name="example.com", CallerReference="z")["HostedZone"]["Id"]
+    engine = LocalEngine(ctx, zone_id, time_scale=0.25 / PROPAGATION_S)  # 0.25 s
+    submitted: list[str] = []
+    submit = engine.propagation.submit
+
+    def spy(*args: Any) -> str:
+        token = submit(*args)
+        submitted.append(token)
+        return token
+
+    engine.propagation.submit = spy  # type: ignore[method-assign,assignment]
+    _dns(engine, [_record("simple", {"name": "iot.example.com", "type": "CNAME", "ttl": 60, "records": [WEST]})])
+    assert len(submitted) == 1
+    change = engine.propagation._changes[engine.propagation._order[-1]]
+    assert engine.propagation.status(change.id) == "INSYNC"  # the apply waited for it
+    served = engine.propagation.served(zone_id, moto.list_resource_record_sets(HostedZoneId=zone_id)[
+        "ResourceRecordSets"])
+    assert [r["ResourceRecords"][0]["Value"] for r in served if r["Type"] == "CNAME"] == [WEST]
+
+
+def test_served_puts_back_every_set_a_pending_change_touched_oldest_first() -> None:
+    clock = ManualClock()
+    prop = Propagation(10.0, clock=clock)
+    west, central = _simple(WEST), _simple(CENTRAL)
+    other = {"Name": "other.example.com.", "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": "192.0.2.1"}]}
+    key = ("iot.example.com.", "CNAME", "")
+    a = prop.bind(prop.submit("/hostedzone/Z1", [west], [key]), {"Id": "/change/A", "Status": "INSYNC"})
+    assert a["Status"] == "PENDING"
+    clock.now += 4.0
+    prop.bind(prop.submit("Z1", [central], [key, ("other.example.com.", "A", "")]), {"Id": "/change/B"})
+    now = [_simple("c.example.net"), other]  # what the API lists after both
+    assert prop.served("Z1", now) == [west]  # both PENDING: the set as before A; `other` did not exist
+    clock.now += 6.0  # A INSYNC, B PENDING
+    assert prop.served("Z1", now) == [central]
+    assert prop.served("Z2", now) == now  # another zone is not held back
+    clock.now += 4.0
+    assert prop.served("Z1", now) == now and prop.settled("Z1") == 2
+    token = prop.submit("Z1", now, [key])
+    prop.cancel(token)  # refused by the stand-in: nothing held back
+    assert prop.served("Z1", now) == now

@@ -195,6 +195,27 @@ def test_a_certificate_deactivated_while_connected_is_cut_off_and_refused_on_rec
     assert verdict(world, SRC, bystander_keys, client_id="hq-door-1") == "accepted"
 
 
+def test_a_policy_detached_while_connected_refuses_the_next_publish_after_the_policy_cache(world: World) -> None:
+    """IoT Core evaluates each publish against its cached policies; a detached policy stops granting
+    once the cache is re-read (6 to 8 minutes in AWS; here the door's cache period, made short)."""
+    west = world.iot(SRC)
+    west.create_policy(policyName=POLICY, policyDocument=policies.dumps(policies.device_policy()))
+    keys = pki.device_certificate(THING)
+    arn = register(west, THING, keys, policy=True)
+    follow(world)
+    world.doors[SRC].policy_cache_s = 0.3  # IoT's 6 minutes, on a fast time scale
+    live = _connected(world, SRC, keys)
+    topic = f"buildings/{THING}/telemetry".encode()
+    publish = bytes([0x30, 2 + len(topic) + 2]) + len(topic).to_bytes(2, "big") + topic + b"{}"
+    live.sendall(publish)
+    assert not _closed_within(live, 1.0)  # allowed while attached
+    west.detach_policy(policyName=POLICY, target=arn)
+    time.sleep(0.3 + 3 * 0.5)  # the cache period and a few of the door's watch rounds
+    live.sendall(publish)
+    assert _closed_within(live, 3.0)
+    assert any("no attached policy allows iot:Publish" in r for r in world.doors[SRC].refusals)
+
+
 def test_a_stopped_door_refuses_tcp_and_cuts_open_connections(world: World) -> None:
     """The region's outage as the health checks and devices see it."""
     west = world.iot(SRC)
