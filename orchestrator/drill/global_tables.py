@@ -209,7 +209,8 @@ def _add_replica(backends: Any, table: Any, region: str) -> None:
     if stream is None:  # replication runs on the stream: a global table has one (NEW_AND_OLD_IMAGES)
         table.set_stream_specification({"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
         stream = table.stream_specification
-    replica = Table(table.name, account_id=table.account_id, region=region, schema=table.schema,
+    replica = Table(  # type: ignore[abstract]
+                    table.name, account_id=table.account_id, region=region, schema=table.schema,
                     throughput=table.throughput, attr=table.attr, global_indexes=None, indexes=None,
                     streams=dict(stream), billing_mode=table.billing_mode, sse_specification=None, tags=[],
                     deletion_protection_enabled=False, warm_throughput=None)
@@ -305,10 +306,9 @@ def install(delay_s: float | None = None) -> World:
                                             for r in sorted(members - {self.region_name})]
         return result
 
-    DynamoHandler.call_action = call_action
-    DynamoHandler.update_table = update_table
-    StreamShard.add = add
-    Table.describe = describe
+    for owner, fn in ((DynamoHandler, call_action), (DynamoHandler, update_table), (StreamShard, add),
+                      (Table, describe)):
+        setattr(owner, fn.__name__, fn)
     _install_control(world)
     return world
 
