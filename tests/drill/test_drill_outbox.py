@@ -183,7 +183,8 @@ class Device:
     def __init__(self, thing: str, port: int, *, ask_replay: bool) -> None:
         from awscrt import mqtt5
 
-        self.thing, self.received = thing, []
+        self.thing = thing
+        self.received: list[str] = []
         ready = threading.Event()
 
         def on_publish(data: Any) -> None:
