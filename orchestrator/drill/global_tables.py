@@ -342,6 +342,6 @@ def control(endpoint: str, **body: Any) -> dict[str, Any]:
     data = json.dumps(body).encode() if body else None
     request = urllib.request.Request(f"{endpoint}{CONTROL_PATH}", data=data, method="POST" if body else "GET",
                                      headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the local world on 127.0.0.1
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - the local world on 127.0.0.1
         answer: dict[str, Any] = json.loads(response.read())
         return answer

@@ -483,14 +483,16 @@ class LocalDrill:
 
         # 5. the outage. The sleepers fall asleep; the cloud queues commands for them in the outbox, long
         # enough before the kill for the global table to carry them; then its last commands to every device
-        # there, through the outbox, just before the kill (within the replication delay); then the kill
+        # there, through the outbox, just before the kill (the sleepers' one last, within the replication
+        # delay unless this machine is slower than it); then the kill
         affected = [d for d in devices if before[d.thing] == killed]
         _wait(lambda: all(sl.region == killed for sl in sleepers), 10 + len(sleepers), None)
         for sleeper in sleepers:
             sleeper.stop()
         commands.send([sl.thing for sl in sleepers], COMMANDS_PER_DEVICE)
         time.sleep(2 * delay + 0.5)
-        commands.send([d.thing for d in affected] + [sl.thing for sl in sleepers], COMMANDS_PER_DEVICE)
+        commands.send([d.thing for d in affected], COMMANDS_PER_DEVICE)
+        commands.send([sl.thing for sl in sleepers], 1)  # the sleepers' last: the closest to the kill
         self.notify(f"drill: killing the {killed} broker (and its region's replication)")
         killed_at = time.time()
         kill_broker(killed)

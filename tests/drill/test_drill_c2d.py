@@ -92,24 +92,25 @@ def test_drill_reports_retained_configuration_and_commands_measured_by_the_devic
            f"failed over, **{lost} lost**" in md
 
     # the command outbox (outbox_world.py): two devices slept while the cloud queued 3 commands each in
-    # eu-west-1, long enough before the kill for the global table to replicate them, and 3 more each just
+    # eu-west-1, long enough before the kill for the global table to replicate them, and 1 more each just
     # before the kill; woken after the failover, they connect to eu-central-1, whose function replays
-    # what its replica holds: the first 3, and of the last 3 those enqueued more than the replication
-    # delay before the kill (sending them takes a while); the rest is lost, and only those
+    # what its replica holds: the first 3, and the last one if it was enqueued more than the replication
+    # delay before the kill (on a loaded machine sending takes a while); only one enqueued within the
+    # delay may be lost
     outbox = doc["outbox"]
     delay = outbox["replication_delay_s"]
     assert delay == doc["scaled"]["replication_delay_s"] >= 0.25
     assert [s["thing"] for s in outbox["sleepers"]] == ["drill-sleeper-0000", "drill-sleeper-0001"]
     for s in outbox["sleepers"]:
         assert s["woke_in"] == "eu-central-1", s
-        assert s["issued"] == 6 and s["delivered_after"] >= 3 and s["delivered_after"] + s["lost"] == 6, s
-        assert s["lost"] == s["lost_within_replication"] >= 1, s
+        assert s["issued"] == 4 and s["delivered_after"] >= 3 and s["delivered_after"] + s["lost"] == 4, s
+        assert s["lost"] == s["lost_within_replication"], s
     assert outbox["invocations"]["eu-central-1"] > 0 and outbox["errors"] == {"eu-west-1": [], "eu-central-1": []}
     slept_lost = sum(s["lost"] for s in outbox["sleepers"])
     assert outbox["held_at_kill"] >= slept_lost  # what eu-west-1 wrote and had not replicated when it died
     totals = summary["outbox"]
-    assert totals["enqueued_before_kill"] == 9 + 12
-    assert totals["delivered_after_in_survivor"] == after + 12 - slept_lost >= 6
+    assert totals["enqueued_before_kill"] == 9 + 8
+    assert totals["delivered_after_in_survivor"] == after + 8 - slept_lost >= 6
     assert totals["lost"] == totals["lost_within_replication_delay"] == lost + slept_lost
     assert totals["function_errors"] == 0
     assert totals["duplicates_dropped"] == sum(s["duplicates_dropped"] for s in outbox["sleepers"]) + sum(
