@@ -35,7 +35,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -285,7 +285,7 @@ class OutboxCount:
     lost_within_replication: int  # ... of which enqueued within the replication delay before the kill
 
 
-def count_commands(issued: dict[str, float], received: list[tuple[float, str | None, str]], killed_at: float,
+def count_commands(issued: dict[str, float], received: Sequence[tuple[float, str | None, str]], killed_at: float,
                    survivor: str, replication_delay_s: float) -> OutboxCount:
     first: dict[str, tuple[float, str | None]] = {}
     duplicates = 0
