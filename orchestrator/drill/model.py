@@ -183,7 +183,9 @@ class OutboxDemo:
     sleepers: tuple[SleeperCommands, ...] = ()
     invocations: dict[str, int] = field(default_factory=dict)
     errors: dict[str, list[str]] = field(default_factory=dict)  # region -> the first few function errors
-    held_at_kill: int = 0  # changes the killed region wrote and had not replicated when it died
+    # item changes held because the killed region was down, read once the sleepers are served: what it
+    # wrote and had not replicated when it died, and what the survivor wrote for it since
+    held_at_kill: int = 0
     replicated: int = 0  # item changes replicated between the regions during the drill
 
 

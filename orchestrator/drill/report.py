@@ -203,7 +203,7 @@ def outbox_lines(r: DrillResult) -> list[str]:
              f"**{totals['delivered_after_in_survivor']}** delivered after it in {r.survivor}, "
              f"**{totals['duplicates_dropped']}** duplicates dropped by `commandId`, **{totals['lost']} lost**, of "
              f"which **{totals['lost_within_replication_delay']}** were enqueued within the replication delay "
-             f"before the kill (never replicated: {o.held_at_kill} changes held in {r.killed} when it died). "
+             f"before the kill (never replicated; {o.held_at_kill} item changes held while {r.killed} was down). "
              f"Function errors: {totals['function_errors']}."]
     if slept:
         lines.append(f"- {len(slept)} device(s) asleep while their commands were queued in {r.killed}, woken after "
