@@ -352,12 +352,14 @@ class OutboxNames:
     function: str
     connected_rule: str
     ack_rule: str
+    errors_alarm: str  # the function's Lambda `Errors` metric, in its region
 
     @classmethod
     def of(cls, env: str, region: str) -> OutboxNames:
-        return cls(table=f"iot-{env}-command-outbox", function=f"iot-{env}-command-outbox-{region}",
+        function = f"iot-{env}-command-outbox-{region}"
+        return cls(table=f"iot-{env}-command-outbox", function=function,
                    connected_rule=rule_name(env, "outbox_connected", region),
-                   ack_rule=rule_name(env, "outbox_ack", region))
+                   ack_rule=rule_name(env, "outbox_ack", region), errors_alarm=f"{function}-errors")
 
 
 @dataclass(frozen=True)

@@ -508,6 +508,18 @@ class CrossRegionReplication(pulumi.ComponentResource):
                 environment={"variables": {"OUTBOX_TABLE": outbox_table}},
                 region=region, tags=tags,
                 opts=ResourceOptions(parent=self, depends_on=[role_policy, logs, table]))
+            # AWS/Lambda `Errors`: "the number of invocations that result in a function error", thrown by
+            # the code or the runtime (Lambda developer guide, "Types of metrics for Lambda functions");
+            # a refused event or a failed DynamoDB call. No invocation, no datum: not breaching.
+            aws.cloudwatch.MetricAlarm(
+                f"{name}-outbox-errors-alarm-{region}", name=names.errors_alarm,
+                alarm_description=(f"the command outbox function in {region} failed (a malformed event or a "
+                                   f"DynamoDB error): commands may stay undelivered until the device's next "
+                                   f"connect; read its log group /aws/lambda/{names.function}"),
+                namespace="AWS/Lambda", metric_name="Errors", dimensions={"FunctionName": function.name},
+                statistic="Sum", period=60, evaluation_periods=1, threshold=0,
+                comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
+                region=region, tags=tags, opts=child)
             for kind, rule, sql in (("connected", names.connected_rule, outbox_rule_sql()["connected"]),
                                     ("ack", names.ack_rule, outbox_rule_sql()["ack"])):
                 topic_rule = aws.iot.TopicRule(

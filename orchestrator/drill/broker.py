@@ -23,6 +23,7 @@ from orchestrator.errors import InputRejected
 
 INSTALL_HINT = "install it with `apt-get install -y mosquitto` (or `make drill`, which does)"
 KNOWN_PATHS = ("/usr/sbin/mosquitto",)  # Debian installs it outside a normal user's PATH
+LIFECYCLE_LOG = "$SYS/broker/log/N"  # mosquitto's notices (`log_dest topic`), read on the service listener
 
 
 def mosquitto_binary() -> str:
@@ -77,6 +78,9 @@ class BrokerSpec:
             f"user {getpass.getuser()}",
             "persistence false",
             "log_dest stdout",
+            # the broker's connection notices, on LIFECYCLE_LOG: the local world's IoT lifecycle events
+            # (`outbox_world.lifecycle_event`: "New client connected from <address> as <client id> (...)")
+            "log_dest topic",
             "log_type error",
             "log_type warning",
             "log_type notice",

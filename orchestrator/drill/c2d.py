@@ -10,24 +10,24 @@ cloud's QoS 1 commands, and what the devices measured of both through a failover
   broker comes back empty, as a broker without persistence does). What a region holds is therefore
   what the product put there: the devices' configuration published through the Publish API in the
   primary, carried to the secondary by `registry sync` (or not).
-- `CommandSender`: the cloud publishing QoS 1 commands to devices through a region's broker (IoT Core's
-  Publish API answers once the broker took the message: a PUBACK here). Only commands the broker
-  acknowledged before the kill count as issued.
+- The cloud's QoS 1 commands go through the command outbox (`outbox_world.py`: `outbox.enqueue` in
+  the region, then the publish through its broker; each region's outbox function replays what its
+  replica of the global table holds when a device connects there).
 - `retained_on_arrival` and `commands_after`: the device's own log (fleet.py) read back. Nothing is
   computed from what the world was told to do; only from what each device received, when and where.
 """
 
 from __future__ import annotations
 
-import json
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.registry import outbox
+
 CONFIG_PREFIX = "drill/config/"  # the devices' retained configuration: drill/config/<thing>
-COMMAND_PREFIX = "drill/cmd/"  # cloud-to-device commands: drill/cmd/<thing>
+COMMAND_PREFIX = outbox.COMMAND_PREFIX  # cloud-to-device commands: cmd/<thing>, where the outbox publishes
 COMMANDS_PER_DEVICE = 3  # QoS 1 commands the cloud sends each device on the killed region just before the kill
 
 
@@ -37,6 +37,11 @@ def config_topic(thing: str) -> str:
 
 def command_topic(thing: str) -> str:
     return f"{COMMAND_PREFIX}{thing}"
+
+
+def ack_topic(thing: str) -> str:
+    """Where the device acknowledges its commands (docs/devices.md: `cmd/ack/<thing>`)."""
+    return f"{outbox.ACK_PREFIX}{thing}"
 
 
 class _ServiceClient:
@@ -157,50 +162,6 @@ class RetainedMirror:
         self._mqtt.stop()
 
 
-class CommandSender:
-    """The cloud's QoS 1 commands to devices through one region's broker."""
-
-    def __init__(self, region: str, address: str, port: int) -> None:
-        self.region = region
-        self.acked: dict[str, tuple[str, float]] = {}  # commandId -> (thing, when the broker acknowledged it)
-        self._lock = threading.Lock()
-        self._mqtt = _ServiceClient(f"iot-commands-{region}", address, port)
-
-    def start(self) -> None:
-        self._mqtt.start()
-
-    def send(self, things: list[str], per_device: int = COMMANDS_PER_DEVICE, timeout: float = 5.0) -> int:
-        """Publish `per_device` commands to each thing; returns how many the broker acknowledged in time."""
-        futures = []
-        for n in range(per_device):
-            for thing in things:
-                command_id = f"{thing}-c{n}-{time.time_ns()}"
-                body = json.dumps({"commandId": command_id, "action": "set-interval", "n": n}).encode()
-                future = self._mqtt.publish(command_topic(thing), body, 1)
-                future.add_done_callback(lambda f, c=command_id, t=thing: self._acked(f, c, t))
-                futures.append(future)
-        deadline = time.monotonic() + timeout
-        for future in futures:
-            try:
-                future.result(max(0.0, deadline - time.monotonic()))
-            except Exception:  # noqa: BLE001 - not acknowledged in time: not issued
-                continue
-        with self._lock:
-            return len(self.acked)
-
-    def _acked(self, future: Any, command_id: str, thing: str) -> None:
-        if future.exception() is None:
-            with self._lock:
-                self.acked[command_id] = (thing, time.time())
-
-    def issued(self, thing: str, before: float) -> set[str]:
-        with self._lock:
-            return {c for c, (t, at) in self.acked.items() if t == thing and at <= before}
-
-    def stop(self) -> None:
-        self._mqtt.stop()
-
-
 @dataclass(frozen=True)
 class RetainedArrival:
     found: bool  # the survivor delivered a retained message on the configuration topic on subscribe
@@ -231,20 +192,3 @@ def retained_on_arrival(config: list[tuple[float, str | None, bool, bytes]], win
     had = [p for t, _r, _retain, p in config if t < killed_at]
     got = [p for t, _r, retain, p in config if start <= t < end and retain]
     return RetainedArrival(found=bool(got), current=bool(got) and bool(had) and got[0] == had[-1])
-
-
-@dataclass(frozen=True)
-class CommandCount:
-    issued: int  # acknowledged to the cloud by the killed region's broker before the kill
-    delivered_before: int  # ... received by the device before the kill
-    delivered_after: int  # ... received by the device after it connected to the survivor
-    lost: int  # ... never received
-
-
-def commands_after(issued: set[str], received: list[tuple[float, str | None, str]], killed_at: float,
-                   window: tuple[float, float] | None) -> CommandCount:
-    """Per device: of the commands issued before the kill, which the device received, and when."""
-    before = {c for t, _r, c in received if c in issued and t < killed_at}
-    after = {c for t, _r, c in received if c in issued and window is not None and t >= window[0]} - before
-    return CommandCount(issued=len(issued), delivered_before=len(before), delivered_after=len(after),
-                        lost=len(issued - before - after))

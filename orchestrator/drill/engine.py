@@ -20,7 +20,9 @@ wrote) and then makes what the provider would make, in the local world's AWS (mo
   endpoints are that cluster's. moto keeps no `RoutingControlArn` and no `AlarmIdentifier` on a
   health check, so the engine remembers which check watches which routing control (`control_checks`)
   and which alarm (`alarm_checks`) for the DNS server;
-- the replication stack: the primary bucket's replication rules.
+- the replication stack: the primary bucket's replication rules, and every DynamoDB table declared
+  with replicas (the command outbox's global table) with its replicas, which the local world's moto
+  replicates (`drill/global_tables.py`).
 So the lifecycle (promote-secondary, failover, failback) runs its own code, verification included,
 and the drill's DNS server answers from what the DNS program declared. Nothing here is Pulumi's
 engine: no state file, no diff; a drill's world lives for one run.
@@ -60,6 +62,7 @@ SAFETY_RULE = "aws:route53recoverycontrol/safetyRule:SafetyRule"
 METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 IOT_THING = "aws:iot/thing:Thing"
 IOT_POLICY = "aws:iot/policy:Policy"
+DYNAMODB_TABLE = "aws:dynamodb/table:Table"
 
 
 class LocalEngine:
@@ -100,6 +103,7 @@ class LocalEngine:
                     outputs = self._dns(spec, evaluation.resources, outputs, answered.states)
                 else:
                     self._replication(spec)
+                    self._global_tables(evaluation.resources)
                 self._outputs[spec.name] = {k: OutputValue(v) for k, v in outputs.items()}
                 self.applies.append((time.time(), spec.name))
         except Exception as exc:  # the engine reports failures as results, as PulumiEngine does
@@ -201,6 +205,36 @@ class LocalEngine:
 
     def _replication(self, spec: StackSpec) -> None:
         apply_replication_rules(self.ctx, spec)
+
+    def _global_tables(self, resources: Any) -> None:
+        """Each `aws.dynamodb.Table` the program declares with replicas (the command outbox), as
+        terraform-provider-aws makes it: CreateTable in the table's region (key, attributes, on-demand,
+        the stream), then one UpdateTable `ReplicaUpdates` Create per replica region it lacks, then
+        UpdateTimeToLive. The local world's moto makes the replicas and replicates (global_tables.py)."""
+        for res in resources:
+            inputs = dict(res.inputs)
+            if res.type != DYNAMODB_TABLE or not inputs.get("replicas"):
+                continue
+            ddb = client(self.ctx, "dynamodb", str(inputs["region"]))
+            name = str(inputs["name"])
+            keys = [(inputs["hashKey"], "HASH"), *([(inputs["rangeKey"], "RANGE")] if inputs.get("rangeKey") else [])]
+            if name not in ddb.list_tables().get("TableNames", []):
+                extra: dict[str, Any] = {}
+                if inputs.get("streamEnabled"):
+                    view = inputs.get("streamViewType") or "NEW_AND_OLD_IMAGES"
+                    extra["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": view}
+                ddb.create_table(TableName=name, BillingMode=str(inputs.get("billingMode") or "PAY_PER_REQUEST"),
+                                 AttributeDefinitions=[{"AttributeName": a["name"], "AttributeType": a["type"]}
+                                                       for a in inputs.get("attributes") or []],
+                                 KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in keys], **extra)
+            have = {r["RegionName"] for r in ddb.describe_table(TableName=name)["Table"].get("Replicas", [])}
+            for replica in inputs["replicas"]:
+                if replica["regionName"] not in have:
+                    ddb.update_table(TableName=name, ReplicaUpdates=[{"Create": {"RegionName": replica["regionName"]}}])
+            ttl = inputs.get("ttl") or {}
+            if ttl.get("enabled"):
+                ddb.update_time_to_live(TableName=name, TimeToLiveSpecification={
+                    "Enabled": True, "AttributeName": ttl["attributeName"]})
 
     def _dns(self, spec: StackSpec, resources: Any, outputs: dict[str, Any],
              states: Mapping[tuple[str, str], Mapping[str, Any]]) -> dict[str, Any]:

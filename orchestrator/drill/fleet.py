@@ -6,7 +6,11 @@ with sequence numbers, keeps its classic shadow (get on every connection, report
 follow `desired`) and reconnects with the SDK's own backoff. QoS 1 publishes made while offline
 wait in the SDK's offline queue (FAIL_QOS0_PUBLISH_ON_DISCONNECT) and go out after reconnecting.
 On every connection it also subscribes to its retained configuration topic and its command topic
-(c2d.py) and logs what arrives there: when, from which region, with the RETAIN flag or not.
+(c2d.py) and logs what arrives there: when, from which region, with the RETAIN flag or not. It keeps
+the command outbox's device contract (docs/devices.md, "Commands that survive a failover"): once
+subscribed it asks for what is still pending (`{"commandIds": [], "replay": true}` on
+`cmd/ack/<thing>`), it executes a command once (a repeat, by `commandId`, is dropped) and
+acknowledges every command it receives.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.drill.c2d import command_topic, config_topic
+from orchestrator.drill.c2d import ack_topic, command_topic, config_topic
 from orchestrator.drill.model import SDK_MAX_RECONNECT_S, SDK_MIN_RECONNECT_S
 from orchestrator.drill.pki import KeyPair
 
@@ -39,7 +43,8 @@ class DeviceLog:
     desired: dict[str, Any] = field(default_factory=dict)
     # cloud to device (c2d.py): its configuration topic (t, region, RETAIN flag, payload), commands (t, region, id)
     config: list[tuple[float, str | None, bool, bytes]] = field(default_factory=list)
-    commands: list[tuple[float, str | None, str]] = field(default_factory=list)
+    commands: list[tuple[float, str | None, str]] = field(default_factory=list)  # every receipt, repeats too
+    executed: dict[str, float] = field(default_factory=dict)  # commandId -> when it was executed (once)
 
 
 class Device:
@@ -96,8 +101,11 @@ class Device:
         base = f"$aws/things/{self.thing}/shadow"
         topics = [f"{base}/get/accepted", f"{base}/get/rejected", f"{base}/update/accepted", f"{base}/update/delta",
                   config_topic(self.thing), command_topic(self.thing)]  # resubscribed on every connection
-        self._client.subscribe(mqtt5.SubscribePacket(
+        subscribed = self._client.subscribe(mqtt5.SubscribePacket(
             subscriptions=[mqtt5.Subscription(t, mqtt5.QoS.AT_LEAST_ONCE) for t in topics]))
+        # subscribed: what the outbox still holds for it now has somewhere to go (rule 5 of the contract)
+        subscribed.add_done_callback(lambda f: None if f.exception() else self._publish(
+            ack_topic(self.thing), {"commandIds": [], "replay": True}))
         self._publish(f"{base}/get", {"clientToken": f"{self.thing}-get-{time.time_ns()}"})
 
     def _on_disconnected(self) -> None:
@@ -118,8 +126,11 @@ class Device:
             return
         if topic == command_topic(self.thing):
             if isinstance(body, dict) and isinstance(body.get("commandId"), str):
+                command_id = body["commandId"]
                 with self._lock:
-                    self.log.commands.append((time.time(), self.region, body["commandId"]))
+                    self.log.commands.append((time.time(), self.region, command_id))
+                    self.log.executed.setdefault(command_id, time.time())  # a repeat is not executed again
+                self._publish(ack_topic(self.thing), {"commandIds": [command_id]})
             return
         if topic.endswith("/get/accepted") or topic.endswith("/get/rejected"):
             state = body.get("state", {}) if topic.endswith("accepted") else {}
@@ -151,6 +162,8 @@ class Device:
     def _publish(self, topic: str, body: dict[str, Any]) -> Any:
         from awscrt import mqtt5
 
+        if self._client is None:  # asleep (stopped): nothing goes out
+            return None
         return self._client.publish(mqtt5.PublishPacket(topic=topic, payload=json.dumps(body).encode(),
                                                         qos=mqtt5.QoS.AT_LEAST_ONCE))
 

@@ -32,7 +32,7 @@ from typing import Any
 from orchestrator.aws import AwsContext, client
 from orchestrator.console import Console
 from orchestrator.context import Context
-from orchestrator.drill.c2d import COMMAND_PREFIX, CONFIG_PREFIX, config_topic
+from orchestrator.drill.c2d import COMMAND_PREFIX, COMMANDS_PER_DEVICE, CONFIG_PREFIX, config_topic
 from orchestrator.drill.model import (
     CredentialsDemo,
     DemoStatus,
@@ -40,17 +40,25 @@ from orchestrator.drill.model import (
     DrillOptions,
     DrillResult,
     JobDemo,
+    OutboxDemo,
     ProvisionDemo,
     Routing,
+    SleeperCommands,
     StepRecord,
 )
 from orchestrator.drill.plane_demo import JOB, ROLE_ALIAS
 from orchestrator.errors import InputRejected, OperationFailed
+from orchestrator.registry import outbox
 
 DRILL_ENV = "drill"
 POLICY = "drill-device-policy"
 UNATTACHED = "drill-unattached"  # its policy attachment reaches the primary after the promotion's sync
 TELEMETRY_WARM_UP = 4  # messages per device before the kill
+SLEEPERS = 2  # devices asleep while the cloud queues commands for them in the region that dies (outbox_world.py)
+# the global table's replication delay: "usually within a second" (global_tables.py), on the drill's
+# time scale like every other AWS interval, never below what this machine's own round trips take
+REPLICATION_DELAY_S = 1.0
+MIN_REPLICATION_DELAY_S = 0.25
 
 
 
@@ -90,6 +98,8 @@ def _policy_document() -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": "iot:Connect",
          "Resource": "arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}"},
+        {"Effect": "Allow", "Action": "iot:Publish",  # its command acknowledgements (docs/devices.md)
+         "Resource": f"arn:aws:iot:*:*:topic/{outbox.ACK_PREFIX}${{iot:Connection.Thing.ThingName}}"},
         {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
          "Resource": ["arn:aws:iot:*:*:topic/dt/${iot:Connection.Thing.ThingName}/*",
                       "arn:aws:iot:*:*:topic/$aws/things/${iot:Connection.Thing.ThingName}/shadow/*"]},
@@ -161,6 +171,7 @@ class LocalDrill:
         registry = doc.setdefault("registry", {})
         registry["retained_topics"] = [*(p for p in registry.get("retained_topics") or [] if p != CONFIG_PREFIX),
                                        CONFIG_PREFIX]
+        registry["command_outbox"] = True  # the devices' commands go through the outbox (outbox_world.py)
         project = self.run_dir / "project"
         (project / "stacks").mkdir(parents=True, exist_ok=True)
         (project / "Pulumi.yaml").write_text("name: iot-platform\nruntime: python\n")
@@ -241,6 +252,11 @@ class LocalDrill:
             data[primary].update_thing_shadow(thingName=thing, payload=json.dumps(
                 {"state": {"desired": {"interval_ms": int(opts.publish_interval * 1000), "mode": "drill"}}}).encode())
             publish_config(data[primary], thing, 1)  # through the Publish API, as the platform's backend does
+        # devices that will be asleep while commands are queued for them in the killed region (the primary)
+        sleeper_keys = {f"drill-sleeper-{i:04d}": pki.device_certificate(f"drill-sleeper-{i:04d}")
+                        for i in range(SLEEPERS if killed == primary else 0)}
+        for thing, pair in sleeper_keys.items():
+            register(iot[primary], thing, pair.cert_pem)
         # a device whose policy is attached in the primary only after the promotion's sync: the sync
         # missed that AttachPolicy, so the secondary's front door must refuse its CONNECT
         unattached = pki.device_certificate(UNATTACHED)
@@ -336,13 +352,28 @@ class LocalDrill:
             cleanup.callback(s.stop)
             s.start()
         # each broker serves the retained messages its region holds; the cloud's commands (c2d.py)
-        from orchestrator.drill.c2d import CommandSender, RetainedMirror
+        from orchestrator.drill.c2d import RetainedMirror
 
         mirrors = {r: RetainedMirror(r, addresses[r], service_port, data[r]) for r in regions}
         for m in mirrors.values():
             cleanup.callback(m.stop)
             m.start()
-        commands = CommandSender(killed, addresses[killed], service_port)
+        # the command outbox: each region's function on its broker's events, the cloud's sender in the killed region
+        from orchestrator.drill import global_tables
+        from orchestrator.drill.outbox_world import OutboxRegion, OutboxSender
+        from programs.contract import OutboxNames
+        from programs.replication import outbox_rule_sql
+
+        delay = max(MIN_REPLICATION_DELAY_S, REPLICATION_DELAY_S * opts.time_scale)
+        global_tables.control(endpoint, delay_s=delay)
+        outbox_table = OutboxNames.of(DRILL_ENV, primary).table
+        ddb = {r: client(aws, "dynamodb", r) for r in regions}
+        outboxes = {r: OutboxRegion(r, addresses[r], service_port, ddb[r], outbox_table, outbox_rule_sql())
+                    for r in regions}
+        for o in outboxes.values():
+            cleanup.callback(o.stop)
+            o.start()
+        commands = OutboxSender(killed, addresses[killed], service_port, ddb[killed], outbox_table)
         cleanup.callback(commands.stop)
         commands.start()
         # the MQTT canary of each region (what its scheduled function does in AWS), feeding its alarm
@@ -369,6 +400,7 @@ class LocalDrill:
         cleanup.callback(dns.stop)
         answers.records(max_age=0)
         location_of = {f"drill-device-{i:04d}": locations[i] for i in range(opts.devices)}
+        location_of.update({t: primary for t in sleeper_keys})
         region_of_address = {v: k for k, v in addresses.items()}
         from orchestrator.drill.admission import Admission, Verdict
 
@@ -382,6 +414,14 @@ class LocalDrill:
         devices = [Device(t, keys[t], location_of[t], ca.cert_pem, domain, tls_port, (net.host, net.port),
                           lambda dev: region_of_address.get(net.routes.get(dev, ""))) for t in keys]
         by_thing = {d.thing: d for d in devices}
+        sleepers = [Device(t, sleeper_keys[t], primary, ca.cert_pem, domain, tls_port, (net.host, net.port),
+                           lambda dev: region_of_address.get(net.routes.get(dev, ""))) for t in sleeper_keys]
+
+        def stop_sleepers() -> None:
+            for sleeper in sleepers:
+                sleeper.stop()
+
+        cleanup.callback(stop_sleepers)
         fleet = Fleet(devices, opts.publish_interval)
         cleanup.callback(fleet.stop)
         samples: list[tuple[float, dict[str, int], dict[str, int]]] = []
@@ -400,6 +440,8 @@ class LocalDrill:
         self.notify(f"drill: {opts.devices} devices connecting to {domain} (brokers on "
                     f"{', '.join(f'{r} {a}:{tls_port}' for r, a in addresses.items())})")
         fleet.start()
+        for sleeper in sleepers:
+            sleeper.start()
         sampler.start()
         cleanup.callback(sampler.join, 5)
         cleanup.callback(sampler_stop.set)
@@ -440,14 +482,32 @@ class LocalDrill:
         except Exception as exc:  # noqa: BLE001 - the job demo says why
             job_devices.errors.append(f"before the kill: {plane_demo.reason(exc)}")
 
-        # 5. the outage: the cloud's last commands to the devices there, acknowledged by the broker, then the kill
+        # 5. the outage. The sleepers fall asleep; the cloud queues commands for them in the outbox, long
+        # enough before the kill for the global table to carry them; then its last commands to every device
+        # there, through the outbox, just before the kill (the sleepers' one last, within the replication
+        # delay unless this machine is slower than it); then the kill
         affected = [d for d in devices if before[d.thing] == killed]
-        commands.send([d.thing for d in affected])
-        self.notify(f"drill: killing the {killed} broker")
+        _wait(lambda: all(sl.region == killed for sl in sleepers), 10 + len(sleepers), None)
+        for sleeper in sleepers:
+            sleeper.stop()
+        commands.send([sl.thing for sl in sleepers], COMMANDS_PER_DEVICE)
+        time.sleep(2 * delay + 0.5)
+        commands.send([d.thing for d in affected], COMMANDS_PER_DEVICE)
+        commands.send([sl.thing for sl in sleepers], 1)  # the sleepers' last: the closest to the kill
+        self.notify(f"drill: killing the {killed} broker (and its region's replication)")
         killed_at = time.time()
         kill_broker(killed)
+        global_tables.control(endpoint, region=killed, available=False)
         _wait(lambda: all(d.region == survivor for d in affected), opts.duration, None)
         all_back = max((d.log.connects[-1][0] for d in affected if d.region == survivor), default=None)
+        # the sleepers wake and connect where DNS now answers: the survivor replays what its replica holds
+        for sleeper in sleepers:
+            sleeper.start()
+        _wait(lambda: all(sl.region == survivor for sl in sleepers), 10 + opts.duration / 4, None)
+        _wait(lambda: all(len(set(sl.log.executed) & set(commands.issued(sl.thing, killed_at)))
+                          >= COMMANDS_PER_DEVICE for sl in sleepers), 10, None)
+        _wait(lambda: all(o.idle() for o in outboxes.values()), 10, None)
+        held_at_kill = int(global_tables.control(endpoint)["held"])
         time.sleep(max(2.0, 4 * opts.publish_interval))  # queued messages flush
         refused = _probe_unsynced(addresses[survivor], tls_port, domain, ca.cert_pem, unsynced)
 
@@ -512,6 +572,7 @@ class LocalDrill:
             demos = plane_demos()
             self.notify(f"drill: {killed} comes back; failback")
             start_broker(killed)
+            global_tables.control(endpoint, region=killed, available=True)
             # as the runbook says: fail back once the region's health check is healthy again
             # (TCP check and canary alarm: the alarm needs two good canary periods after the broker is back)
             _wait(lambda: answers.healthy_endpoint(endpoints[killed]), 10 + 60 * opts.time_scale * 5, None)
@@ -529,6 +590,7 @@ class LocalDrill:
         _wait(lambda: all(len(d.log.acked) >= len(d.log.published) for d in devices), 10 + opts.devices * 0.02, None)
         time.sleep(max(1.0, 2 * opts.publish_interval))
         fleet.stop()
+        stop_sleepers()
         sampler_stop.set()
         sampler.join(5)
 
@@ -552,7 +614,22 @@ class LocalDrill:
             outcomes.append(self._outcome(d, before[d.thing], survivor, killed, killed_at, detected, dns_changed,
                                           {c.client_region: c.at for c in changes}, sources, ttl_s, net,
                                           received[d.thing],
-                                          data, landed_in[d.thing], commands.issued(d.thing, killed_at)))
+                                          data, landed_in[d.thing], commands.issued(d.thing, killed_at), delay))
+        from orchestrator.drill.outbox_world import count_commands
+
+        slept = []
+        for sleeper in sleepers:
+            n = count_commands(commands.issued(sleeper.thing, killed_at), sleeper.log.commands, killed_at, survivor,
+                               delay)
+            slept.append(SleeperCommands(sleeper.thing, next((r for t, r in sleeper.log.connects if t > killed_at),
+                                                             None),
+                                         n.issued, n.delivered_after, n.duplicates_dropped, n.lost,
+                                         n.lost_within_replication))
+        outbox_demo = OutboxDemo(replication_delay_s=delay, sleepers=tuple(slept),
+                                 invocations={r: o.invocations for r, o in outboxes.items()},
+                                 errors={r: o.errors[:5] for r, o in outboxes.items()},
+                                 held_at_kill=held_at_kill,
+                                 replicated=int(global_tables.control(endpoint)["replicated"]))
         return DrillResult(
             options=opts, env=self.app.env, domain=domain, regions=regions, killed=killed, survivor=survivor,
             started=started, killed_at=killed_at, detected_at=detected, dns_changed_at=dns_changed,
@@ -561,11 +638,12 @@ class LocalDrill:
             scaled={"time_scale": opts.time_scale, "health_check_interval_s": 30 * opts.time_scale,
                     "failure_threshold": 3, "ttl_s": ttl_s, "tls_port": tls_port,
                     "connect_quota_per_s": opts.connect_quota, "canary_period_s": canary.interval,
-                    "route53_propagation_s": engine.propagation.delay_s},
+                    "route53_propagation_s": engine.propagation.delay_s,
+                    "replication_delay_s": delay},
             admission={r: dict(vars(c)) for r, c in admission.counts.items()},
             retained_changed_after_sync=changed_after_sync,
             unattached=unattached_verdicts, refused_unattached=refused_unattached,
-            provisioned_in_survivor=demos[0], role_alias_credentials=demos[1], job=demos[2])
+            provisioned_in_survivor=demos[0], role_alias_credentials=demos[1], job=demos[2], outbox=outbox_demo)
 
     def _step(self, operation: str, call: Callable[[], Any]) -> StepRecord:
         t0, at = time.monotonic(), time.time()
@@ -581,9 +659,10 @@ class LocalDrill:
                  detected: float | None, dns_changed: float | None, changed_for: dict[str | None, float],
                  sources: dict[str, str], ttl_s: int,
                  net: Any, got: dict[int, int], data: dict[str, Any],
-                 landed_in: dict[int, set[str]], issued: set[str]) -> DeviceOutcome:
-        from orchestrator.drill.c2d import arrival_window, commands_after, retained_on_arrival
+                 landed_in: dict[int, set[str]], issued: dict[str, float], delay: float) -> DeviceOutcome:
+        from orchestrator.drill.c2d import arrival_window, retained_on_arrival
         from orchestrator.drill.landed import tally
+        from orchestrator.drill.outbox_world import count_commands
 
         log = d.log
         moved = before == killed
@@ -612,7 +691,7 @@ class LocalDrill:
         landing = tally(set(log.published), log.acked_in, landed_in)
         window = arrival_window(log.connects, log.disconnects, killed_at, survivor) if moved else None
         arrived = retained_on_arrival(log.config, window, killed_at)
-        sent = commands_after(issued, log.commands, killed_at, window)
+        sent = count_commands(issued, log.commands, killed_at, survivor, delay)
         final_region = d.region or after or survivor
         try:
             doc = json.loads(data[final_region].get_thing_shadow(thingName=d.thing)["payload"].read())
@@ -629,7 +708,9 @@ class LocalDrill:
             acked_never_landed=landing.acked_never_landed,
             retained_found=arrived.found if arrived else None, retained_current=arrived.current if arrived else None,
             commands_issued=sent.issued, commands_delivered_before=sent.delivered_before,
-            commands_delivered_after=sent.delivered_after, commands_lost=sent.lost)
+            commands_delivered_after=sent.delivered_after, commands_lost=sent.lost,
+            commands_duplicates_dropped=sent.duplicates_dropped,
+            commands_lost_within_replication=sent.lost_within_replication)
 
 
 def _alarm_state(cloudwatch: Any, name: str) -> str | None:

@@ -92,10 +92,14 @@ class DeviceOutcome:
     # topic delivered a retained message on subscribe (None: not affected or never arrived) ...
     retained_found: bool | None = None
     retained_current: bool | None = None  # ... the one it last had from the killed region
-    commands_issued: int = 0  # QoS 1 commands the killed region's broker acknowledged before the kill
+    # QoS 1 commands enqueued in the killed region's command outbox (PutItem answered) before the kill
+    # (outbox_world.py), then published through its broker
+    commands_issued: int = 0
     commands_delivered_before: int = 0  # ... that reached the device before the kill
-    commands_delivered_after: int = 0  # ... that reached it after it connected to the survivor
+    commands_delivered_after: int = 0  # ... that first reached it after the kill, in the survivor (its replay)
     commands_lost: int = 0  # ... that never reached it
+    commands_duplicates_dropped: int = 0  # receipts of a command it already had: dropped by commandId
+    commands_lost_within_replication: int = 0  # lost ones enqueued within the replication delay before the kill
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,35 @@ class CredentialsDemo:
 
 
 @dataclass(frozen=True)
+class SleeperCommands:
+    """A device asleep (disconnected) while the cloud queued commands for it in the region that then
+    died; it wakes after the failover and connects to the survivor (outbox_world.py counts)."""
+
+    thing: str
+    woke_in: str | None  # the region it connected to on waking (None: it never connected)
+    issued: int  # enqueued in the killed region before the kill
+    delivered_after: int  # received in the survivor: replayed from the survivor's replica
+    duplicates_dropped: int
+    lost: int
+    lost_within_replication: int  # ... enqueued within the replication delay before the kill
+
+
+@dataclass(frozen=True)
+class OutboxDemo:
+    """The command outbox through the failover: the global table's replication in the local world and
+    each region's outbox function (its invocations and errors: what Lambda's Errors metric counts)."""
+
+    replication_delay_s: float
+    sleepers: tuple[SleeperCommands, ...] = ()
+    invocations: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, list[str]] = field(default_factory=dict)  # region -> the first few function errors
+    # item changes held because the killed region was down, read once the sleepers are served: what it
+    # wrote and had not replicated when it died, and what the survivor wrote for it since
+    held_at_kill: int = 0
+    replicated: int = 0  # item changes replicated between the regions during the drill
+
+
+@dataclass(frozen=True)
 class JobDemo:
     """A job part-done in the primary completes in the survivor (the failover's carry-jobs step),
     measured by the devices, which run it through the jobs data plane of the region they are
@@ -205,6 +238,7 @@ class DrillResult:
     provisioned_in_survivor: ProvisionDemo | None = None
     role_alias_credentials: CredentialsDemo | None = None
     job: JobDemo | None = None
+    outbox: OutboxDemo | None = None  # the command outbox (None: a drill of an older world)
 
     @property
     def demos(self) -> dict[str, ProvisionDemo | CredentialsDemo | JobDemo]:
@@ -228,6 +262,25 @@ class DrillResult:
             d.lost == 0 for d in self.devices) and all(s.ok for s in self.steps) and all(
             d.status is not DemoStatus.FAILED for d in self.demos.values())
 
+    def outbox_totals(self) -> dict[str, Any] | None:
+        """Commands enqueued in the killed region before the kill, fleet and sleepers together."""
+        if self.outbox is None:
+            return None
+        sleepers = self.outbox.sleepers
+        return {
+            "replication_delay_s": self.outbox.replication_delay_s,
+            "enqueued_before_kill": sum(d.commands_issued for d in self.devices) + sum(s.issued for s in sleepers),
+            "delivered_before_kill": sum(d.commands_delivered_before for d in self.devices),
+            "delivered_after_in_survivor": sum(d.commands_delivered_after for d in self.devices)
+            + sum(s.delivered_after for s in sleepers),
+            "duplicates_dropped": sum(d.commands_duplicates_dropped for d in self.devices)
+            + sum(s.duplicates_dropped for s in sleepers),
+            "lost": sum(d.commands_lost for d in self.devices) + sum(s.lost for s in sleepers),
+            "lost_within_replication_delay": sum(d.commands_lost_within_replication for d in self.devices)
+            + sum(s.lost_within_replication for s in sleepers),
+            "function_errors": sum(len(e) for e in self.outbox.errors.values()),
+        }
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["options"]["routing"] = self.options.routing.value
@@ -240,7 +293,9 @@ class DrillResult:
                            **{k: sum(getattr(d, k) for d in self.devices)
                               for k in ("landed_where_acked", "landed_elsewhere", "acked_never_landed",
                                         "commands_issued", "commands_delivered_before", "commands_delivered_after",
-                                        "commands_lost")},
+                                        "commands_lost", "commands_duplicates_dropped",
+                                        "commands_lost_within_replication")},
+                           "outbox": self.outbox_totals(),
                            "retained_found": sum(1 for d in self.affected if d.retained_found),
                            "retained_current": sum(1 for d in self.affected if d.retained_current),
                            "plane": {name: {"status": d.status.value, "why": d.why}

@@ -34,6 +34,8 @@ STRICT_MOTO = (
     "install_iam()\n"
     "from orchestrator.drill.retained_plane import install as install_retained\n"  # MQTT retained messages
     "install_retained()\n"
+    "from orchestrator.drill.global_tables import install as install_global_tables\n"  # replicas, replication
+    "install_global_tables()\n"
     "from moto.server import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )

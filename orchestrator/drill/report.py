@@ -187,11 +187,34 @@ def retained_and_commands(r: DrillResult) -> list[str]:
              + (f"; {r.retained_changed_after_sync}'s configuration changed in {r.killed} after the last sync, "
                 "so the survivor could only hold the one before (retained messages are carried by the scheduled "
                 "sync, not continuously)." if r.retained_changed_after_sync else "."),
-             f"- QoS 1 commands the cloud sent through {r.killed} just before the kill (acknowledged by its broker): "
-             f"{issued}; **{sum(d.commands_delivered_before for d in r.devices)}** reached their device before the "
-             f"kill, **{sum(d.commands_delivered_after for d in r.devices)}** after it failed over, "
-             f"**{sum(d.commands_lost for d in r.devices)} lost** (IoT Core keeps queued messages in the "
-             "region's session; the local world runs no command outbox: docs/adr/0002-command-outbox.md)."]
+             f"- QoS 1 commands the cloud sent through {r.killed}'s command outbox just before the kill (enqueued, "
+             f"then published): {issued}; **{sum(d.commands_delivered_before for d in r.devices)}** reached their "
+             f"device before the kill, **{sum(d.commands_delivered_after for d in r.devices)}** after it failed "
+             f"over, **{sum(d.commands_lost for d in r.devices)} lost**."]
+    return lines + outbox_lines(r)
+
+
+def outbox_lines(r: DrillResult) -> list[str]:
+    """The command outbox through the failover (docs/adr/0002-command-outbox.md): what the survivor's
+    replica of the global table held, replayed and could not have."""
+    totals = r.outbox_totals()
+    if r.outbox is None or totals is None:
+        return []
+    o = r.outbox
+    slept = o.sleepers
+    lines = [f"- Command outbox (a global table replicated after {o.replication_delay_s:g} s; each region's "
+             f"function replays on connect): **{totals['enqueued_before_kill']}** commands enqueued in {r.killed} "
+             f"before the kill; **{totals['delivered_before_kill']}** delivered before it, "
+             f"**{totals['delivered_after_in_survivor']}** delivered after it in {r.survivor}, "
+             f"**{totals['duplicates_dropped']}** duplicates dropped by `commandId`, **{totals['lost']} lost**, of "
+             f"which **{totals['lost_within_replication_delay']}** were enqueued within the replication delay "
+             f"before the kill (never replicated; {o.held_at_kill} item changes held while {r.killed} was down). "
+             f"Function errors: {totals['function_errors']}."]
+    if slept:
+        lines.append(f"- {len(slept)} device(s) asleep while their commands were queued in {r.killed}, woken after "
+                     "the failover: " + "; ".join(
+                         f"{s.thing} in {s.woke_in or 'no region'}: {s.delivered_after}/{s.issued} delivered, "
+                         f"{s.duplicates_dropped} duplicates dropped, {s.lost} lost" for s in slept) + ".")
     return lines
 
 

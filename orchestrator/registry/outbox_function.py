@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from orchestrator.registry import outbox
@@ -91,11 +91,24 @@ def clients(region: str) -> tuple[Any, Any]:
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    kind, thing, ids = parse(event)
+    parsed = parse(event)  # a malformed event is refused before any client is made
     region, table = os.environ.get("AWS_REGION", ""), os.environ.get(TABLE_ENV, "")
     if not region or not table:
         raise BadEvent(f"outbox: AWS_REGION and {TABLE_ENV} must be set")
     ddb, data = clients(region)
+    return process(parsed, region=region, table=table, ddb=ddb, data=data)
+
+
+def run(event: Any, *, region: str, table: str, ddb: Any, data: Any,
+        log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """One invocation with injected clients (the local world runs the function this way: its
+    `iot-data` publishes reach that region's broker; `log` receives the log line)."""
+    return process(parse(event), region=region, table=table, ddb=ddb, data=data, log=log)
+
+
+def process(parsed: tuple[str, str, tuple[str, ...]], *, region: str, table: str, ddb: Any,
+            data: Any, log: Callable[[str], None] | None = print) -> dict[str, Any]:
+    kind, thing, ids = parsed
     acknowledged = outbox.acknowledge(ddb, table, thing, ids) if ids else 0
     if kind == "ack":
         return {"thing": thing, "acknowledged": acknowledged}
@@ -104,5 +117,6 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
                               "errors": [list(e) for e in report.errors]}
     if kind == "ack+replay":
         result["acknowledged"] = acknowledged
-    print(json.dumps({"outbox": "replay", "region": region, **result}))  # ids and codes only: no payloads
+    if log is not None:  # Lambda: stdout is the function's log stream; ids and codes only, no payloads
+        log(json.dumps({"outbox": "replay", "region": region, **result}))
     return result

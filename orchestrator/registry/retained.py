@@ -61,6 +61,16 @@ def normalize_prefixes(raw: Any, *, source: str) -> tuple[str, ...]:
         if "+" in value or "#" in value:
             raise InputRejected(f"{where}: {shown!r} has an MQTT wildcard; give the literal prefix (config/ "
                                 "carries config/a and config/b/c)")
+        # the prefix becomes the IAM resource `topic/<prefix>*` (programs/policies.py): in an ARN, IAM
+        # reads `*` and `?` as wildcards and `${...}` as a policy variable ("IAM JSON policy elements:
+        # Resource": "You can use wildcard characters (* and ?) within any ARN segment"; "IAM policy
+        # elements: Variables and tags"), so any of them would widen the grant beyond the literal prefix
+        if "*" in value or "?" in value or "${" in value:
+            raise InputRejected(f"{where}: {shown!r} has an IAM wildcard or policy variable (* ? ${{); the prefix "
+                                "is granted as topic/<prefix>*, so give the literal prefix")
+        if not value.endswith("/"):
+            raise InputRejected(f"{where}: {shown!r} must end with / (a topic tree: {shown.rstrip('/')}/ ; "
+                                f"without it the grant topic/{shown}* also covers {shown}-other/...)")
         if any(ord(c) < 32 for c in value):
             raise InputRejected(f"{where}: {shown!r} has a control character")
         if len(value.encode("utf-8")) > MAX_TOPIC_BYTES:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.drill.c2d import arrival_window, commands_after, retained_on_arrival
+from orchestrator.drill.c2d import arrival_window, retained_on_arrival
+from orchestrator.drill.outbox_world import count_commands
 from tests.doubles import project_copy
 
 V1 = json.dumps({"version": 1}).encode()
@@ -39,14 +40,18 @@ def test_retained_on_arrival_counts_only_what_subscribing_delivered() -> None:
     assert retained_on_arrival(had, None, 10.0) is None
 
 
-def test_commands_are_counted_once_before_after_or_lost() -> None:
-    issued = {"a", "b", "c", "d"}
-    received = [(9.0, "eu-west-1", "a"), (9.5, "eu-west-1", "a"),  # a duplicate counts once
-                (16.0, "eu-central-1", "b"), (16.5, "eu-central-1", "x")]  # x: not issued before the kill
-    count = commands_after(issued, received, 10.0, (15.0, 20.0))
-    assert (count.issued, count.delivered_before, count.delivered_after, count.lost) == (4, 1, 1, 2)
-    never = commands_after(issued, received, 10.0, None)  # the device never reached the survivor
-    assert (never.delivered_after, never.lost) == (0, 3)
+def test_outbox_commands_are_counted_once_before_after_duplicate_or_lost() -> None:
+    # enqueued at these times; the kill at 10.0, a replication delay of 1 s
+    issued = {"a": 2.0, "b": 3.0, "c": 9.5, "d": 9.8}
+    received = [(4.0, "eu-west-1", "a"), (4.5, "eu-west-1", "a"),  # a repeat: dropped by commandId
+                (16.0, "eu-central-1", "b"), (16.2, "eu-central-1", "b"),  # replayed in the survivor, twice
+                (10.01, "eu-west-1", "c"),  # the dying broker's last delivery: still the killed region's
+                (16.5, "eu-central-1", "x")]  # x: not enqueued before the kill
+    count = count_commands(issued, received, 10.0, "eu-central-1", 1.0)
+    assert (count.issued, count.delivered_before, count.delivered_after) == (4, 2, 1)
+    assert (count.duplicates_dropped, count.lost, count.lost_within_replication) == (2, 1, 1)
+    slow = count_commands({**issued, "d": 5.0}, received, 10.0, "eu-central-1", 1.0)
+    assert (slow.lost, slow.lost_within_replication) == (1, 0)  # replicated, yet never delivered: not the delay
 
 
 @pytest.fixture
@@ -71,8 +76,9 @@ def test_drill_reports_retained_configuration_and_commands_measured_by_the_devic
         assert d["retained_current"] is (d["thing"] != changed), d
         assert d["commands_issued"] == 3, d
         assert d["commands_delivered_before"] + d["commands_delivered_after"] + d["commands_lost"] == 3, d
-        # nothing carries commands queued in the dead region: none arrives after the failover
-        assert d["commands_delivered_after"] == 0, d
+        # enqueued just before the kill: any the dying broker did not deliver and the survivor's replica
+        # did not have is lost, and only those enqueued within the replication delay can be
+        assert d["commands_lost_within_replication"] == d["commands_lost"], d
     summary = doc["summary"]
     assert summary["retained_found"] == 3 and summary["retained_current"] == 2
     assert summary["commands_issued"] == 9
@@ -80,5 +86,35 @@ def test_drill_reports_retained_configuration_and_commands_measured_by_the_devic
     assert "delivered a retained message to **3/3** devices, the message eu-west-1 held to **2/3**" in md
     assert f"{changed}'s configuration changed in eu-west-1 after the last sync" in md
     lost = summary["commands_lost"]
-    assert f"QoS 1 commands the cloud sent through eu-west-1 just before the kill (acknowledged by its broker): " \
-           f"9; **{9 - lost}** reached their device before the kill, **0** after it failed over, **{lost} lost**" in md
+    after = summary["commands_delivered_after"]
+    assert f"QoS 1 commands the cloud sent through eu-west-1's command outbox just before the kill (enqueued, " \
+           f"then published): 9; **{9 - lost - after}** reached their device before the kill, **{after}** after it " \
+           f"failed over, **{lost} lost**" in md
+
+    # the command outbox (outbox_world.py): two devices slept while the cloud queued 3 commands each in
+    # eu-west-1, long enough before the kill for the global table to replicate them, and 1 more each just
+    # before the kill; woken after the failover, they connect to eu-central-1, whose function replays
+    # what its replica holds: the first 3, and the last one if it was enqueued more than the replication
+    # delay before the kill (on a loaded machine sending takes a while); only one enqueued within the
+    # delay may be lost
+    outbox = doc["outbox"]
+    delay = outbox["replication_delay_s"]
+    assert delay == doc["scaled"]["replication_delay_s"] >= 0.25
+    assert [s["thing"] for s in outbox["sleepers"]] == ["drill-sleeper-0000", "drill-sleeper-0001"]
+    for s in outbox["sleepers"]:
+        assert s["woke_in"] == "eu-central-1", s
+        assert s["issued"] == 4 and s["delivered_after"] >= 3 and s["delivered_after"] + s["lost"] == 4, s
+        assert s["lost"] == s["lost_within_replication"], s
+    assert outbox["invocations"]["eu-central-1"] > 0 and outbox["errors"] == {"eu-west-1": [], "eu-central-1": []}
+    slept_lost = sum(s["lost"] for s in outbox["sleepers"])
+    assert outbox["held_at_kill"] >= slept_lost  # what eu-west-1 wrote and had not replicated when it died
+    totals = summary["outbox"]
+    assert totals["enqueued_before_kill"] == 9 + 8
+    assert totals["delivered_after_in_survivor"] == after + 8 - slept_lost >= 6
+    assert totals["lost"] == totals["lost_within_replication_delay"] == lost + slept_lost
+    assert totals["function_errors"] == 0
+    assert totals["duplicates_dropped"] == sum(s["duplicates_dropped"] for s in outbox["sleepers"]) + sum(
+        d["commands_duplicates_dropped"] for d in doc["devices"])
+    assert f"**{totals['enqueued_before_kill']}** commands enqueued in eu-west-1 before the kill" in md
+    assert f"**{totals['delivered_after_in_survivor']}** delivered after it in eu-central-1, " \
+           f"**{totals['duplicates_dropped']}** duplicates dropped by `commandId`, **{totals['lost']} lost**" in md

@@ -181,3 +181,38 @@ def test_dns_stack_config_carries_the_failover_control() -> None:
 
     topology = parse({**BASE, "failover_control": "arc"}, env="dev")
     assert dns_args(topology, {}, regions=[]).failover_control == "arc"
+
+
+@pytest.mark.parametrize(("prefix", "expected"), [
+    ("config/*", "IAM wildcard"),
+    ("conf?g/", "IAM wildcard"),
+    ("*", "IAM wildcard"),
+    ("config/${iot:ClientId}/", "policy variable"),
+    ("config", "must end with /"),
+    ("fleet/set", "must end with /"),
+    ("config/+/", "MQTT wildcard"),
+    ("config/#", "MQTT wildcard"),
+    ("", "non-empty"),
+])
+def test_retained_prefixes_that_would_widen_the_iam_grant_are_refused(prefix: str, expected: str) -> None:
+    # each prefix becomes the IAM resource topic/<prefix>* of the replication function's role
+    message = rejected(registry={"retained_topics": ["config/", prefix]})
+    assert "registry.retained_topics[1]" in message and expected in message
+
+
+def test_literal_retained_prefixes_ending_in_a_slash_are_kept() -> None:
+    topology = parse({**BASE, "registry": {"retained_topics": ["config/", "fleet/settings/"]}}, env="dev",
+                     source="stacks/dev.topology.yaml")
+    assert topology.registry.retained_topics == ("config/", "fleet/settings/")
+
+
+def test_cli_refuses_a_widening_retained_prefix_in_one_line_exit_2(run, project: Path, engine) -> None:  # noqa: ANN001
+    write_topology(project, "dev", "domain: iot.example.com\nhosted_zone: example.com\nprimary: eu-west-1\n"
+                                   "registry:\n  retained_topics: ['config/*']\n")
+    result = run("plan", "--json")
+    assert result.exit_code == 2, result.output
+    assert json.loads(result.stdout)["error"]["code"] == "bad-input"
+    result = run("up", "--all")
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "IAM wildcard" in result.stderr
+    assert engine.calls == []

@@ -170,3 +170,23 @@ def test_the_topology_key_is_validated_and_reaches_the_stack_config() -> None:
     for bad in ("yes", 1, None):
         with pytest.raises(InputRejected, match="dev.topology.yaml: registry.command_outbox: must be true or false"):
             parse({**base, "registry": {"command_outbox": bad}}, env="dev", source="dev.topology.yaml")
+
+
+@pytest.mark.parametrize("region", MEMBERS)
+def test_each_regions_outbox_function_has_an_alarm_on_its_lambda_errors(region: str) -> None:
+    ev = with_outbox()
+    names = OutboxNames.of("dev", region)
+    alarm = ev.named(f"{NAME}-outbox-errors-alarm-{region}").inputs
+    assert alarm["region"] == region and alarm["name"] == names.errors_alarm == f"{names.function}-errors"
+    # the function's own Errors metric, in its own region: any failed invocation in a minute alarms
+    assert (alarm["namespace"], alarm["metricName"]) == ("AWS/Lambda", "Errors")
+    assert alarm["dimensions"] == {"FunctionName": names.function}
+    assert (alarm["statistic"], alarm["period"], alarm["evaluationPeriods"]) == ("Sum", 60, 1)
+    assert (alarm["threshold"], alarm["comparisonOperator"]) == (0, "GreaterThanThreshold")
+    assert alarm["treatMissingData"] == "notBreaching"  # no connects, no invocations: nothing wrong
+    assert names.function in alarm["alarmDescription"]
+
+
+def test_no_outbox_alarm_without_the_outbox() -> None:
+    assert not [r for r in with_outbox(False).resources if r.type == "aws:cloudwatch/metricAlarm:MetricAlarm"
+                and "outbox" in str(dict(r.inputs).get("name"))]
