@@ -41,7 +41,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 RECORD = "aws:route53/record:Record"
@@ -295,8 +295,8 @@ class Mirror:
     def change(self, zone_id: str, changes: Batch) -> None:
         """One ChangeResourceRecordSets, checked with the Route 53 model, then GetChange until INSYNC."""
         r53 = self.client("route53", "us-east-1")
-        self.batches.append(changes)
         info = change_record_sets(r53, zone_id, [{"Action": a, "ResourceRecordSet": rr} for a, rr in changes])
+        self.batches.append(changes)  # accepted
         wait_insync(r53, info, poll_s=self.insync_poll_s)
 
     def listed(self, zone_id: str, want: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -500,6 +500,7 @@ class Applied:
     id: str = ""
     mock_id: str = ""
     region: str = ""
+    seq: int = 0  # when it was last made or updated: after everything it depends on
 
 
 @dataclass
@@ -507,13 +508,15 @@ class StackApply:
     """Pulumi's engine in miniature for the resources the mirror makes: per stack, what exists by
     logical name. `apply` converges it on a program's evaluation (programs/mocks.py): creates and
     updates in dependency order (a resource after what it names), a replacement create-before-delete
-    (delete-before-create for DELETE_BEFORE_REPLACE types), every delete last (records before the
-    checks they name), as Pulumi runs an update. Mock ids and ARNs in inputs become the real ones."""
+    (delete-before-create for DELETE_BEFORE_REPLACE types), every delete last and dependents first
+    (records before the checks they name: the reverse of the order they were made), as Pulumi runs
+    an update. Mock ids and ARNs in inputs become the real ones."""
 
     mirror: Mirror
     zone_id: str = ""  # the hosted zone records are written to (the program's getZone answer is a mock's)
     state: dict[str, dict[str, Applied]] = field(default_factory=dict)  # stack -> logical name -> resource
     real_ids: dict[str, str] = field(default_factory=dict)  # mock id -> the id AWS assigned
+    _seq: int = 0
 
     def apply(self, stack: str, resources: Iterable[Any], mock_states: Mapping[tuple[str, str], Mapping[str, Any]],
               *, default_region: str = "us-east-1", only: Callable[[str], bool] | None = None,
@@ -535,12 +538,13 @@ class StackApply:
                 inputs = edit(res.type, inputs)
             region = str(inputs.get("region") or default_region)
             seen.add(res.name)
+            self._seq += 1
             if previous is not None and previous.inputs == inputs:
-                state[res.name] = previous
+                state[res.name] = replace(previous, seq=self._seq)
                 continue
             if previous is not None and not replaces(res.type, previous.inputs, inputs):
                 self.mirror.update(res.type, region, previous.id, previous.inputs, inputs)
-                state[res.name] = Applied(res.type, inputs, previous.id, previous.mock_id, region)
+                state[res.name] = Applied(res.type, inputs, previous.id, previous.mock_id, region, self._seq)
                 continue
             if previous is not None and res.type in DELETE_BEFORE_REPLACE:
                 self._delete(previous)
@@ -548,7 +552,7 @@ class StackApply:
                 doomed.append(previous)
             state[res.name] = self._create(res.type, res.name, region, inputs, mocked)
         leaving = [state.pop(n) for n in [n for n in state if n not in seen]]
-        for entry in sorted([*doomed, *leaving], key=lambda a: _DELETE_RANK.get(a.type, 2)):
+        for entry in sorted([*doomed, *leaving], key=lambda a: -a.seq):  # dependents first
             self._delete(entry)
         return state
 
@@ -562,7 +566,7 @@ class StackApply:
         real = self.mirror.create(token, region, rid, inputs)
         if real is not None and mock_id:
             self.real_ids[mock_id] = real
-        return Applied(token, inputs, real or rid, mock_id, region)
+        return Applied(token, inputs, real or rid, mock_id, region, self._seq)
 
     def _delete(self, entry: Applied) -> None:
         self.mirror.delete(entry.type, entry.region, entry.id, entry.inputs)
@@ -578,9 +582,6 @@ class StackApply:
         if token.startswith(ARC_PREFIX) and mocked.get("arn"):
             resolved["arn"] = mocked["arn"]
         return resolved
-
-
-_DELETE_RANK = {RECORD: 0, HEALTH_CHECK: 1}
 
 
 def _replace_ids(value: Any, ids: Mapping[str, str]) -> Any:

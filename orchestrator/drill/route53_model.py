@@ -112,6 +112,12 @@ def _check_shape(change: Mapping[str, Any]) -> None:
     if policies and not set_id:
         raise InvalidChangeBatch([f"Invalid request: Missing field 'SetIdentifier' in {where}"],
                                  code="InvalidInput")
+    # a set is an alias or has both a TTL and its records (API reference, ResourceRecordSet: "If
+    # you're creating or updating an alias resource record set, omit TTL"; a non-alias record must
+    # name its TTL: there is no default through the API, re:Post "Route 53 default TTL")
+    if not rr.get("AliasTarget") and (rr.get("TTL") is None or not rr.get("ResourceRecords")):
+        raise InvalidChangeBatch(["Invalid request: Expected exactly one of [AliasTarget, all of [TTL, and "
+                                  f"ResourceRecords]], but found none in {where}"], code="InvalidInput")
 
 
 def _check_state(state: Mapping[Key, dict[str, Any]], rr: Mapping[str, Any]) -> list[str]:
