@@ -89,10 +89,19 @@ REPLACE_KEYS: dict[str, frozenset[str]] = {
     SAFETY_RULE: frozenset({"controlPanelArn", "ruleConfig", "name", "assertedControls", "gatingControls",
                             "targetControls"}),
 }
-# replaced delete-before-create: the explicit `name` of an autonamed type cannot exist twice
-# (pulumi-terraform-bridge: deleteBeforeReplace when an autonamed property is set; IoT keeps one
-# domain configuration per name, and one per FQDN in a region)
-DELETE_BEFORE_REPLACE = frozenset({DOMAIN_CONFIGURATION})
+# the autonameable property per type. pulumi-terraform-bridge's Diff answers deleteBeforeReplace
+# when a replacement is needed and that property was set by the program, not by the autonamer
+# (pkg/tfbridge/provider.go: `nameRequiresDeleteBeforeReplace`): the same name cannot exist twice,
+# so the old resource goes first (for the region's domain configuration, the custom domain is down
+# in that region until the new one serves: why the program keeps the certificate ARN constant)
+AUTONAMED: dict[str, str] = {DOMAIN_CONFIGURATION: "name", BUCKET: "bucket", BUCKET_V2: "bucket", QUEUE: "name",
+                             TABLE: "name", STATE_MACHINE: "name", SCHEDULE: "name", METRIC_ALARM: "name"}
+
+
+def delete_before_replace(token: str, news: Mapping[str, Any]) -> bool:
+    """Whether a replacement of `token` with these inputs deletes the old resource first."""
+    key = AUTONAMED.get(token)
+    return key is not None and news.get(key) is not None
 
 
 def replaces(token: str, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
@@ -508,7 +517,7 @@ class StackApply:
     """Pulumi's engine in miniature for the resources the mirror makes: per stack, what exists by
     logical name. `apply` converges it on a program's evaluation (programs/mocks.py): creates and
     updates in dependency order (a resource after what it names), a replacement create-before-delete
-    (delete-before-create for DELETE_BEFORE_REPLACE types), every delete last and dependents first
+    (delete-before-create when the program names it: `delete_before_replace`), every delete last and dependents first
     (records before the checks they name: the reverse of the order they were made), as Pulumi runs
     an update. Mock ids and ARNs in inputs become the real ones."""
 
@@ -528,6 +537,7 @@ class StackApply:
         state = self.state.setdefault(stack, {})
         doomed: list[Applied] = []
         seen: set[str] = set()
+        declared = {r.name for r in wanted} | {a for r in wanted for a in getattr(r, "aliases", ())}
         for res in _dependency_order(wanted):
             previous = state.get(res.name)
             if previous is None:
@@ -546,7 +556,11 @@ class StackApply:
                 self.mirror.update(res.type, region, previous.id, previous.inputs, inputs)
                 state[res.name] = Applied(res.type, inputs, previous.id, previous.mock_id, region, self._seq)
                 continue
-            if previous is not None and res.type in DELETE_BEFORE_REPLACE:
+            if previous is not None and delete_before_replace(res.type, inputs):
+                # what was made after it and leaves the program may depend on it: gone first
+                for name in sorted((n for n, a in state.items() if n not in declared and a.seq > previous.seq),
+                                   key=lambda n: -state[n].seq):
+                    self._delete(state.pop(name))
                 self._delete(previous)
             elif previous is not None:
                 doomed.append(previous)

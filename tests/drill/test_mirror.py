@@ -241,7 +241,7 @@ def test_a_bucket_its_versioning_and_replication_rules(aws: Any) -> None:
     got = s3.get_bucket_replication(Bucket="lake-a")["ReplicationConfiguration"]["Rules"]
     assert [(r["ID"], r["Destination"]["Bucket"]) for r in got] == [("to-eu-central-1", "arn:aws:s3:::dst"),
                                                                    ("to-us-east-1", "arn:aws:s3:::d2")]
-    # a new name is a new bucket (ForceNew): made first, the old one deleted after
+    # a new name is a new bucket (ForceNew); named by the program, the old one goes first
     renamed = [Declared(BUCKET, "lake", {"bucket": "lake-b", "region": REGION})]
     world.apply("s", renamed, {})
     assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["lake-b"]

@@ -19,6 +19,7 @@ from orchestrator.drill.arc import ArcCluster
 from orchestrator.drill.mirror import (
     DNS_TYPES,
     RECORD,
+    Applied,
     Mirror,
     StackApply,
     region_resources,
@@ -30,7 +31,7 @@ from tests.doubles import region_outputs
 NS = "iot-platform:"
 
 
-class _Overrides(dict):  # type: ignore[type-arg]
+class _Overrides(dict):
     """The engine's output overrides, with the simulated DNS exports layered under them."""
 
     def __init__(self, base: dict[str, Any], dns: dict[str, dict[str, Any]]) -> None:
@@ -58,9 +59,9 @@ class ProviderSimulation:
         return self.r53 if service == "route53" else client(self.ctx, service, region)
 
     @property
-    def applied(self) -> dict[str, dict[str, Any]]:
-        """stack -> logical name -> what exists (orchestrator/drill/mirror.py's `Applied`)."""
-        return self.world.state  # type: ignore[return-value]
+    def applied(self) -> dict[str, dict[str, Applied]]:
+        """stack -> logical name -> what exists."""
+        return self.world.state
 
     @property
     def batches(self) -> list[list[tuple[str, dict[str, Any]]]]:

@@ -79,6 +79,7 @@ from _plugin_base import (  # noqa: E402
 from google.protobuf import empty_pb2  # noqa: E402
 from pulumi.runtime.proto import provider_pb2  # noqa: E402
 
+from orchestrator.drill.mirror import AUTONAMED as MIRROR_AUTONAMED  # noqa: E402
 from orchestrator.drill.mirror import REPLACE_KEYS as MIRROR_REPLACE_KEYS  # noqa: E402
 
 VERSION = os.environ.get("FAKE_AWS_VERSION", "7.51.1")
@@ -635,10 +636,17 @@ class FakeAws(BaseProvider):
                     provider_pb2.PropertyDiff.UPDATE: provider_pb2.PropertyDiff.UPDATE_REPLACE,
                 }[kind]
             detailed[key] = provider_pb2.PropertyDiff(kind=kind, inputDiff=True)
+        # pulumi-terraform-bridge: delete-before-replace when the program set the autonameable name
+        # (orchestrator/drill/mirror.py, AUTONAMED). Only for the types this stand-in never autonames
+        # itself (it keeps no `__defaults` to tell its own names from the program's)
+        name_key = MIRROR_AUTONAMED.get(request.type)
+        delete_first = bool(replaces) and name_key is not None and request.type not in AUTONAME \
+            and news.get(name_key) is not None
         return provider_pb2.DiffResponse(
             changes=provider_pb2.DiffResponse.DIFF_SOME if diffs else provider_pb2.DiffResponse.DIFF_NONE,
             diffs=diffs,
             replaces=replaces,
+            deleteBeforeReplace=delete_first,
             detailedDiff=detailed,
             hasDetailedDiff=True,
         )
