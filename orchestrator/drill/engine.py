@@ -92,8 +92,8 @@ class LocalEngine:
             with self._lock:
                 outputs = dict(evaluation.outputs)
                 if spec.kind == "region":
+                    self._region(spec, outputs)
                     self._canary(spec, evaluation.resources)
-                    self._region(spec, outputs, evaluation.resources, answered.states)
                 elif spec.kind == "dns":
                     outputs = self._dns(spec, evaluation.resources, outputs, answered.states)
                 else:
@@ -144,36 +144,35 @@ class LocalEngine:
         self._outputs[stack] = {k: OutputValue(v) for k, v in state.get("outputs", {}).items()}
 
     # -- what the provider would make (orchestrator/drill/mirror.py) ---------------------------------
-    def _region(self, spec: StackSpec, outputs: dict[str, Any], resources: Any,
-                states: Mapping[tuple[str, str], Mapping[str, Any]]) -> None:
-        """The lake bucket (versioned) and the domain configuration, from the stack's outputs, and
-        the canary's alarms as the program declares them; created, updated or replaced as pulumi-aws
-        would."""
-        alarms = [r for r in resources if r.type == METRIC_ALARM]
-        declared = [*region_resources(spec.region, spec.config[NS + "domain"], outputs), *alarms]
-        self.world.apply(spec.name, declared, states, default_region=spec.region)
+    def _region(self, spec: StackSpec, outputs: dict[str, Any]) -> None:
+        """The lake bucket (versioned) and the domain configuration, from the stack's outputs;
+        created, updated or replaced as pulumi-aws would."""
+        self.world.apply(spec.name, region_resources(spec.region, spec.config[NS + "domain"], outputs), {},
+                         default_region=spec.region)
 
     def _canary(self, spec: StackSpec, resources: Any) -> None:
-        """The region's MQTT canary thing, policy and certificate (programs/canary.py): registered
-        from a key made here, as the drill's canary needs the private key."""
+        """The region's MQTT canary (programs/canary.py): its thing, policy and certificate,
+        registered from a key made here (the drill's canary needs the private key), and its metric
+        alarms as the program declares them, through the mirror (a new alarm starts INSUFFICIENT_DATA)."""
         region = spec.region
         by_type: dict[str, list[dict[str, Any]]] = {}
         for res in resources:
             by_type.setdefault(res.type, []).append(dict(res.inputs))
-        if not by_type.get(METRIC_ALARM) or region in self.canary_keys:
-            return
-        iot = client(self.ctx, "iot", region)
-        thing = next(t["name"] for t in by_type.get(IOT_THING, []) if "-canary-" in t["name"])
-        policy = next(p for p in by_type.get(IOT_POLICY, []) if p["name"] == thing)
-        from orchestrator.drill import pki
+        alarms = [res for res in resources if res.type == METRIC_ALARM]
+        if alarms and region not in self.canary_keys:
+            from orchestrator.drill import pki
 
-        keys = pki.device_certificate(thing)
-        iot.create_thing(thingName=thing)
-        iot.create_policy(policyName=policy["name"], policyDocument=policy["policy"])
-        cert = iot.register_certificate_without_ca(certificatePem=keys.cert_pem, status="ACTIVE")
-        iot.attach_policy(policyName=policy["name"], target=cert["certificateArn"])
-        iot.attach_thing_principal(thingName=thing, principal=cert["certificateArn"])
-        self.canary_keys[region] = (thing, keys)
+            iot = client(self.ctx, "iot", region)
+            thing = next(t["name"] for t in by_type.get(IOT_THING, []) if "-canary-" in t["name"])
+            policy = next(p for p in by_type.get(IOT_POLICY, []) if p["name"] == thing)
+            keys = pki.device_certificate(thing)
+            iot.create_thing(thingName=thing)
+            iot.create_policy(policyName=policy["name"], policyDocument=policy["policy"])
+            cert = iot.register_certificate_without_ca(certificatePem=keys.cert_pem, status="ACTIVE")
+            iot.attach_policy(policyName=policy["name"], target=cert["certificateArn"])
+            iot.attach_thing_principal(thingName=thing, principal=cert["certificateArn"])
+            self.canary_keys[region] = (thing, keys)
+        self.world.apply(f"canary-{region}", alarms, {}, default_region=region)
 
     def _replication(self, spec: StackSpec) -> None:
         self.world.apply(spec.name, replication_resources(spec.config), {})
