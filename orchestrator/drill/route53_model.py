@@ -1,6 +1,7 @@
 """The local world's one Route 53 model: which change batches Route 53 accepts, and what a name answers.
 
-Used by the drill (`drill/engine.py` checks every batch with `apply_batch` before it reaches moto;
+Used by the one resource -> AWS-call mirror (`drill/mirror.py`, behind the drill's engine and every
+test tier's stand-in provider, checks every batch with `apply_batch` before it reaches moto;
 `drill/dns.py` answers with `select` and evaluates health checks with `check_healthy`) and by the
 tests (`tests/aws_gate.py` checks every batch the ops and engine tiers send; the ops tests ask
 `answers`). No other copy of these rules exists (docs/architecture.md, "The local world").
