@@ -2,41 +2,52 @@
 
 `LocalEngine` implements the `Engine` protocol for `orchestrate drill --local`: `up` evaluates the
 stack's program exactly as `orchestrate plan` does (Pulumi mocks, the same config the orchestrator
-wrote) and then makes what the provider would make, in the local world's AWS (moto):
-- region stacks: the data-lake bucket (versioned), the IoT domain configuration for the domain, and
-  the MQTT canary's thing, policy and certificate (registered without a CA from a key made here: the
-  drill's brokers trust registered certificates, and the drill's canary needs the private key,
-  `canary_keys`) and its metric alarm (created as the program declares it, then set to
-  INSUFFICIENT_DATA, the state CloudWatch gives a new alarm; moto says OK). The canary function and
-  its schedule are not made: the drill runs the canary itself (`drill/cloudwatch.py`);
-- the DNS stack: every `aws.route53.HealthCheck` (TCP, RECOVERY_CONTROL, CLOUDWATCH_METRIC, CALCULATED) and
-  `aws.route53.Record` the program declares, with its TTL, set identifier, routing policy and health
-  check; a record set is UPSERTed when it keeps its set identifier, CREATEd when new and DELETEd when
-  the program no longer declares it (what terraform-provider-aws sends for `aws_route53_record`);
-  every batch is first checked with the local world's Route 53 model (`change_record_sets`,
-  `drill/route53_model.py`), so the drill refuses what Route 53 refuses (moto accepts any batch);
-  with `failover_control: arc`, its routing controls and safety rules are registered with the local
-  ARC cluster (`drill/arc.py`, standing in for ARC's control plane) and the stack's cluster
-  endpoints are that cluster's. moto keeps no `RoutingControlArn` and no `AlarmIdentifier` on a
-  health check, so the engine remembers which check watches which routing control (`control_checks`)
-  and which alarm (`alarm_checks`) for the DNS server;
+wrote) and then makes what the provider would make, in the local world's AWS (moto), through the one
+resource -> AWS-call mirror (`orchestrator/drill/mirror.py`: `Mirror` for the calls, `StackApply`
+for create / update / replace / delete in Pulumi's order, with what it made kept per stack):
+- region stacks: the data-lake bucket (versioned) and the IoT domain configuration for the domain
+  (from the stack's outputs), the MQTT canary's metric alarm (as the program declares it; a new
+  alarm starts INSUFFICIENT_DATA, as in CloudWatch), and the canary's thing, policy and certificate
+  (registered without a CA from a key made here: the drill's brokers trust registered certificates,
+  and the drill's canary needs the private key, `canary_keys`). The canary function and its
+  schedule are not made: the drill runs the canary itself (`drill/cloudwatch.py`);
+- the DNS stack: every `aws.route53.HealthCheck` and `aws.route53.Record` the program declares, as
+  terraform-provider-aws sends them (each batch checked with the Route 53 model first, so the drill
+  refuses what Route 53 refuses); with `failover_control: arc`, its routing controls and safety
+  rules (with their wait period) are registered with the local ARC cluster (`drill/arc.py`,
+  standing in for ARC's control plane) and the stack's cluster endpoints are that cluster's. moto
+  keeps no `RoutingControlArn` and no `AlarmIdentifier` on a health check, so the engine remembers
+  which check watches which routing control (`control_checks`) and which alarm (`alarm_checks`)
+  for the DNS server;
 - the replication stack: the primary bucket's replication rules, and every DynamoDB table declared
   with replicas (the command outbox's global table) with its replicas, which the local world's moto
   replicates (`drill/global_tables.py`).
+Route 53 calls go through `PropagatingRoute53`: each change is PENDING for Route 53's propagation
+time on the drill's time scale before GetChange answers INSYNC (moto answers INSYNC at once).
 So the lifecycle (promote-secondary, failover, failback) runs its own code, verification included,
 and the drill's DNS server answers from what the DNS program declared. Nothing here is Pulumi's
-engine: no state file, no diff; a drill's world lives for one run.
+engine beyond that: no state file, no preview; a drill's world lives for one run.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.aws import AwsContext, client
+from orchestrator.drill.mirror import (  # noqa: F401 - RECORD, change_record_sets: the engine's names for tests
+    DNS_TYPES,
+    HEALTH_CHECK,
+    METRIC_ALARM,
+    RECORD,
+    Mirror,
+    StackApply,
+    change_record_sets,
+    region_resources,
+    replication_resources,
+)
 from orchestrator.engine.types import (
     LockInfo,
     Operation,
@@ -55,11 +66,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from orchestrator.drill.pki import KeyPair
 
 NS = "iot-platform:"
-RECORD = "aws:route53/record:Record"
-HEALTH_CHECK = "aws:route53/healthCheck:HealthCheck"
-ROUTING_CONTROL = "aws:route53recoverycontrol/routingControl:RoutingControl"
-SAFETY_RULE = "aws:route53recoverycontrol/safetyRule:SafetyRule"
-METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 IOT_THING = "aws:iot/thing:Thing"
 IOT_POLICY = "aws:iot/policy:Policy"
 DYNAMODB_TABLE = "aws:dynamodb/table:Table"
@@ -80,7 +86,12 @@ class LocalEngine:
         self.alarm_checks: dict[str, AlarmRef] = {}  # real CLOUDWATCH_METRIC check id -> its alarm
         self.canary_keys: dict[str, tuple[str, KeyPair]] = {}  # region -> (canary thing, its key pair)
         self._outputs: dict[str, dict[str, OutputValue]] = {}
-        self._checks: dict[str, tuple[str, str]] = {}  # logical name -> (inputs digest, real id)
+        # the one resource -> AWS-call mirror, and what it made per stack (orchestrator/drill/mirror.py)
+        # one Route 53 client with the propagation above (it serialises a zone's batches)
+        r53 = PropagatingRoute53(client(ctx, "route53", "us-east-1"), self.propagation)
+        self.mirror = Mirror(lambda service, region: r53 if service == "route53" else client(ctx, service, region),
+                             arc=arc)
+        self.world = StackApply(self.mirror, zone_id=zone_id)
         self._lock = threading.Lock()
         self.applies: list[tuple[float, str]] = []  # (time, stack): when each up finished
 
@@ -149,36 +160,28 @@ class LocalEngine:
     def import_(self, stack: str, state: dict[str, Any]) -> None:
         self._outputs[stack] = {k: OutputValue(v) for k, v in state.get("outputs", {}).items()}
 
-    # -- what the provider would make ------------------------------------------------------------------
+    # -- what the provider would make (orchestrator/drill/mirror.py) ---------------------------------
     def _region(self, spec: StackSpec, outputs: dict[str, Any]) -> None:
-        region = spec.region
-        s3 = client(self.ctx, "s3", region)
-        bucket = outputs["dataLakeBucketName"]
-        if bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
-            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
-        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-        iot = client(self.ctx, "iot", region)
-        name = outputs["domainConfigurationName"]
-        known = {d["domainConfigurationName"] for d in iot.list_domain_configurations().get("domainConfigurations", [])}
-        if name not in known:
-            iot.create_domain_configuration(domainConfigurationName=name, domainName=spec.config[NS + "domain"],
-                                            serverCertificateArns=[outputs["certificateArn"]], serviceType="DATA")
+        """The lake bucket (versioned) and the domain configuration, from the stack's outputs;
+        created, updated or replaced as pulumi-aws would."""
+        self.world.apply(spec.name, region_resources(spec.region, spec.config[NS + "domain"], outputs), {},
+                         default_region=spec.region)
 
     def _canary(self, spec: StackSpec, resources: Any) -> None:
-        """The region's MQTT canary thing, policy, certificate and alarm (programs/canary.py)."""
+        """The region's MQTT canary (programs/canary.py): its thing, policy and certificate,
+        registered from a key made here (the drill's canary needs the private key), and its metric
+        alarms as the program declares them, through the mirror (a new alarm starts INSUFFICIENT_DATA)."""
         region = spec.region
         by_type: dict[str, list[dict[str, Any]]] = {}
         for res in resources:
             by_type.setdefault(res.type, []).append(dict(res.inputs))
-        alarms = by_type.get(METRIC_ALARM, [])
-        if not alarms:
-            return
-        iot = client(self.ctx, "iot", region)
-        thing = next(t["name"] for t in by_type.get(IOT_THING, []) if "-canary-" in t["name"])
-        policy = next(p for p in by_type.get(IOT_POLICY, []) if p["name"] == thing)
-        if region not in self.canary_keys:
+        alarms = [res for res in resources if res.type == METRIC_ALARM]
+        if alarms and region not in self.canary_keys:
             from orchestrator.drill import pki
 
+            iot = client(self.ctx, "iot", region)
+            thing = next(t["name"] for t in by_type.get(IOT_THING, []) if "-canary-" in t["name"])
+            policy = next(p for p in by_type.get(IOT_POLICY, []) if p["name"] == thing)
             keys = pki.device_certificate(thing)
             iot.create_thing(thingName=thing)
             iot.create_policy(policyName=policy["name"], policyDocument=policy["policy"])
@@ -186,25 +189,10 @@ class LocalEngine:
             iot.attach_policy(policyName=policy["name"], target=cert["certificateArn"])
             iot.attach_thing_principal(thingName=thing, principal=cert["certificateArn"])
             self.canary_keys[region] = (thing, keys)
-        cloudwatch = client(self.ctx, "cloudwatch", region)
-        for a in alarms:
-            known = cloudwatch.describe_alarms(AlarmNames=[a["name"]])["MetricAlarms"]
-            cloudwatch.put_metric_alarm(
-                AlarmName=a["name"], AlarmDescription=a.get("alarmDescription", ""), Namespace=a["namespace"],
-                MetricName=a["metricName"], Dimensions=[{"Name": k, "Value": v} for k, v in
-                                                        sorted(dict(a.get("dimensions") or {}).items())],
-                Statistic=a["statistic"], Period=int(a["period"]), EvaluationPeriods=int(a["evaluationPeriods"]),
-                DatapointsToAlarm=int(a.get("datapointsToAlarm") or a["evaluationPeriods"]),
-                Threshold=float(a["threshold"]), ComparisonOperator=a["comparisonOperator"],
-                TreatMissingData=a.get("treatMissingData") or "missing")
-            # CloudWatch starts a new alarm in INSUFFICIENT_DATA and leaves an updated alarm's state
-            # unchanged (PutMetricAlarm); moto puts either in OK
-            state = known[0]["StateValue"] if known else "INSUFFICIENT_DATA"
-            cloudwatch.set_alarm_state(AlarmName=a["name"], StateValue=state,
-                                       StateReason="updated: state kept" if known else "new alarm: no data yet")
+        self.world.apply(f"canary-{region}", alarms, {}, default_region=region)
 
     def _replication(self, spec: StackSpec) -> None:
-        apply_replication_rules(self.ctx, spec)
+        self.world.apply(spec.name, replication_resources(spec.config), {})
 
     def _global_tables(self, resources: Any) -> None:
         """Each `aws.dynamodb.Table` the program declares with replicas (the command outbox), as
@@ -238,126 +226,27 @@ class LocalEngine:
 
     def _dns(self, spec: StackSpec, resources: Any, outputs: dict[str, Any],
              states: Mapping[tuple[str, str], Mapping[str, Any]]) -> dict[str, Any]:
-        r53 = PropagatingRoute53(client(self.ctx, "route53", "us-east-1"), self.propagation)
-        if self.arc is not None:
-            self._arc(resources, states, outputs)
-        real_ids: dict[str, str] = {}  # mock id -> real id
-        checks = [res for res in resources if res.type == HEALTH_CHECK]
-        # children first: a CALCULATED check names the real ids of the checks it combines
-        for res in sorted(checks, key=lambda r: dict(r.inputs)["type"] == "CALCULATED"):
-            inputs = dict(res.inputs)
-            digest = json.dumps({k: v for k, v in inputs.items() if k != "tags"}, sort_keys=True)
-            known = self._checks.get(res.name)
-            if known is None or known[0] != digest:
-                created = r53.create_health_check(CallerReference=f"{res.name}-{time.time_ns()}",
-                                                  HealthCheckConfig=_check_config(inputs, real_ids))
-                known = (digest, created["HealthCheck"]["Id"])
-                self._checks[res.name] = known
-                if inputs["type"] == "RECOVERY_CONTROL":
-                    self.control_checks[known[1]] = str(inputs["routingControlArn"])
-                if inputs["type"] == "CLOUDWATCH_METRIC":
-                    from orchestrator.drill.dns import AlarmRef
+        """Health checks, records and (with `failover_control: arc`) routing controls and safety
+        rules, as pulumi-aws makes them; moto keeps no RoutingControlArn or AlarmIdentifier on a
+        check, so which check watches which control and which alarm is remembered for the DNS server."""
+        from orchestrator.drill.dns import AlarmRef
 
-                    self.alarm_checks[known[1]] = AlarmRef(str(inputs["cloudwatchAlarmRegion"]),
-                                                           str(inputs["cloudwatchAlarmName"]),
-                                                           str(inputs.get("insufficientDataHealthStatus")
-                                                               or "LastKnownStatus"))
-            real_ids[str(states[(HEALTH_CHECK, res.name)]["id"])] = known[1]
-        mock_ids = dict(outputs.get("healthCheckIds") or {})
-        desired: list[dict[str, Any]] = []
-        for res in resources:
-            if res.type != RECORD:
+        applied = self.world.apply(spec.name, resources, states, only=DNS_TYPES.__contains__)
+        for entry in applied.values():
+            if entry.type != HEALTH_CHECK:
                 continue
-            i = dict(res.inputs)
-            rr: dict[str, Any] = {"Name": i["name"].rstrip(".") + ".", "Type": i["type"], "TTL": int(i["ttl"]),
-                                  "ResourceRecords": [{"Value": v} for v in i["records"]]}
-            if i.get("setIdentifier"):
-                rr["SetIdentifier"] = i["setIdentifier"]
-                if i.get("healthCheckId"):
-                    rr["HealthCheckId"] = real_ids.get(i["healthCheckId"], i["healthCheckId"])
-                if i.get("failoverRoutingPolicies"):
-                    rr["Failover"] = i["failoverRoutingPolicies"][0]["type"]
-                if i.get("latencyRoutingPolicies"):
-                    rr["Region"] = i["latencyRoutingPolicies"][0]["region"]
-            desired.append(rr)
-        names = {(rr["Name"], rr["Type"]) for rr in desired}
-        existing = [rr for rr in r53.list_resource_record_sets(HostedZoneId=self.zone_id)["ResourceRecordSets"]
-                    if (rr["Name"], rr["Type"]) in names]
-        keys = {(rr["Name"], rr["Type"], rr.get("SetIdentifier")) for rr in desired}
-        leaving = [rr for rr in existing if (rr["Name"], rr["Type"], rr.get("SetIdentifier")) not in keys]
-        if leaving:  # a simple record becoming routed (or the reverse) goes first, in its own batch
-            wait_insync(r53, change_record_sets(r53, self.zone_id,
-                                                [{"Action": "DELETE", "ResourceRecordSet": rr} for rr in leaving]))
-        wait_insync(r53, change_record_sets(r53, self.zone_id,
-                                            [{"Action": "UPSERT", "ResourceRecordSet": rr} for rr in desired]))
-        outputs["healthCheckIds"] = {region: real_ids.get(mid, mid) for region, mid in mock_ids.items()}
-        return outputs
-
-    def _arc(self, resources: Any, states: Mapping[tuple[str, str], Mapping[str, Any]],
-             outputs: dict[str, Any]) -> None:
-        """ARC's control plane: the program's routing controls and safety rules, in the local cluster."""
-        from orchestrator.drill.arc import DEFAULT_WAIT_PERIOD_MS
-
-        assert self.arc is not None
-        for res in resources:
-            inputs = dict(res.inputs)
-            if res.type == ROUTING_CONTROL:
-                self.arc.add_control(str(states[(res.type, res.name)]["arn"]), str(inputs["name"]),
-                                     str(inputs.get("controlPanelArn") or ""))
-            elif res.type == SAFETY_RULE and inputs.get("assertedControls"):  # an assertion rule
-                config = dict(inputs.get("ruleConfig") or {})
-                self.arc.add_safety_rule(str(states[(res.type, res.name)]["arn"]), str(inputs["name"]),
-                                         list(inputs["assertedControls"]), int(config.get("threshold", 1)),
-                                         bool(config.get("inverted", False)), str(config.get("type", "ATLEAST")),
-                                         int(inputs.get("waitPeriodMs", DEFAULT_WAIT_PERIOD_MS)))
-        if outputs.get("routingControls"):
+            if entry.inputs["type"] == "RECOVERY_CONTROL":
+                self.control_checks[entry.id] = str(entry.inputs["routingControlArn"])
+            if entry.inputs["type"] == "CLOUDWATCH_METRIC":
+                self.alarm_checks[entry.id] = AlarmRef(str(entry.inputs["cloudwatchAlarmRegion"]),
+                                                       str(entry.inputs["cloudwatchAlarmName"]),
+                                                       str(entry.inputs.get("insufficientDataHealthStatus")
+                                                           or "LastKnownStatus"))
+        mock_ids = dict(outputs.get("healthCheckIds") or {})
+        outputs["healthCheckIds"] = {region: self.world.real_ids.get(mid, mid) for region, mid in mock_ids.items()}
+        if self.arc is not None and outputs.get("routingControls"):
             outputs["clusterEndpoints"] = self.arc.endpoint_list
-
-
-def apply_replication_rules(ctx: AwsContext, spec: StackSpec) -> None:
-    """The replication stack's S3 rules, as the provider puts them: the primary's lake to each secondary's."""
-    primary = json.loads(spec.config[NS + "primary"])
-    secondaries = json.loads(spec.config[NS + "secondaries"])
-    s3 = client(ctx, "s3", primary["region"])
-    s3.put_bucket_replication(Bucket=primary["bucketName"], ReplicationConfiguration={
-        "Role": "arn:aws:iam::123456789012:role/iot-replication",
-        "Rules": [{"ID": f"to-{s['region']}", "Priority": i + 1, "Status": "Enabled", "Filter": {"Prefix": ""},
-                   "DeleteMarkerReplication": {"Status": "Enabled"},
-                   "Destination": {"Bucket": s["bucketArn"]}} for i, s in enumerate(secondaries)]})
-
-
-def _check_config(inputs: Mapping[str, Any], real_ids: Mapping[str, str]) -> dict[str, Any]:
-    """Route 53's HealthCheckConfig for the program's `aws.route53.HealthCheck` inputs."""
-    kind = inputs["type"]
-    if kind == "RECOVERY_CONTROL":
-        return {"Type": kind, "RoutingControlArn": inputs["routingControlArn"]}
-    if kind == "CLOUDWATCH_METRIC":  # the region's MQTT canary alarm (programs/canary.py)
-        return {"Type": kind, "AlarmIdentifier": {"Region": inputs["cloudwatchAlarmRegion"],
-                                                  "Name": inputs["cloudwatchAlarmName"]},
-                "InsufficientDataHealthStatus": inputs.get("insufficientDataHealthStatus") or "LastKnownStatus"}
-    if kind == "CALCULATED":
-        return {"Type": kind, "HealthThreshold": int(inputs["childHealthThreshold"]),
-                "ChildHealthChecks": [real_ids[c] for c in inputs["childHealthchecks"]],
-                **({"Inverted": True} if inputs.get("invertHealthcheck") else {})}
-    return {"Type": kind, "FullyQualifiedDomainName": inputs["fqdn"], "Port": int(inputs["port"]),
-            "RequestInterval": int(inputs["requestInterval"]), "FailureThreshold": int(inputs["failureThreshold"])}
-
-
-def change_record_sets(r53: Any, zone_id: str, changes: list[dict[str, Any]]) -> Any:
-    """ChangeResourceRecordSets as Route 53 answers it: moto accepts any batch, so the batch is first
-    checked with the local world's Route 53 model (`route53_model.apply_batch`: all-or-nothing, each
-    change against what the earlier ones leave, the zone's name and the account's health checks) and
-    refused as Route 53 refuses it (`route53_model.InvalidChangeBatch`, nothing sent to moto). The
-    ChangeInfo of the accepted batch."""
-    from orchestrator.drill.route53_model import apply_batch
-
-    zone = r53.get_hosted_zone(Id=zone_id)["HostedZone"]["Name"]
-    current = [rr for page in r53.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone_id)
-               for rr in page["ResourceRecordSets"]]
-    checks = {hc["Id"] for page in r53.get_paginator("list_health_checks").paginate() for hc in page["HealthChecks"]}
-    apply_batch(current, changes, zone=zone, health_checks=checks)
-    answer = r53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": changes})
-    return answer["ChangeInfo"]
+        return outputs
 
 
 class PropagatingRoute53:
@@ -396,19 +285,3 @@ class PropagatingRoute53:
         if not self.propagation.knows(Id):
             return self._r53.get_change(Id=Id)
         return {"ChangeInfo": {"Id": Id, "Status": self.propagation.status(Id)}}
-
-
-def wait_insync(r53: Any, info: Mapping[str, Any], *, poll_s: float = 0.1, timeout_s: float = 300.0,
-                sleep: Callable[[float], None] | None = None, clock: Callable[[], float] | None = None) -> None:
-    """Wait until Route 53 reports a change INSYNC, as terraform-provider-aws does after every
-    ChangeResourceRecordSets: an accepted change is PENDING until it has reached Route 53's
-    authoritative servers (GetChange; docs/field-notes-route53-arc.md)."""
-    sleep = sleep or time.sleep
-    clock = clock or time.monotonic
-    deadline = clock() + timeout_s
-    while info.get("Status") != "INSYNC":
-        if clock() > deadline:
-            raise TimeoutError(f"Route 53 change {info.get('Id')} still {info.get('Status')} after {timeout_s:g} s")
-        info = r53.get_change(Id=info["Id"])["ChangeInfo"]
-        if info.get("Status") != "INSYNC":
-            sleep(poll_s)

@@ -1,6 +1,7 @@
 """The local world's one Route 53 model: which change batches Route 53 accepts, and what a name answers.
 
-Used by the drill (`drill/engine.py` checks every batch with `apply_batch` before it reaches moto;
+Used by the one resource -> AWS-call mirror (`drill/mirror.py`, behind the drill's engine and every
+test tier's stand-in provider, checks every batch with `apply_batch` before it reaches moto;
 `drill/dns.py` answers with `select` and evaluates health checks with `check_healthy`) and by the
 tests (`tests/aws_gate.py` checks every batch the ops and engine tiers send; the ops tests ask
 `answers`; both hold change propagation with `Propagation`). No other copy of these rules exists
@@ -115,6 +116,12 @@ def _check_shape(change: Mapping[str, Any]) -> None:
     if policies and not set_id:
         raise InvalidChangeBatch([f"Invalid request: Missing field 'SetIdentifier' in {where}"],
                                  code="InvalidInput")
+    # a set is an alias or has both a TTL and its records (API reference, ResourceRecordSet: "If
+    # you're creating or updating an alias resource record set, omit TTL"; a non-alias record must
+    # name its TTL: there is no default through the API, re:Post "Route 53 default TTL")
+    if not rr.get("AliasTarget") and (rr.get("TTL") is None or not rr.get("ResourceRecords")):
+        raise InvalidChangeBatch(["Invalid request: Expected exactly one of [AliasTarget, all of [TTL, and "
+                                  f"ResourceRecords]], but found none in {where}"], code="InvalidInput")
 
 
 def _check_state(state: Mapping[Key, dict[str, Any]], rr: Mapping[str, Any]) -> list[str]:

@@ -13,7 +13,8 @@ import pytest
 
 from orchestrator.aws import AwsContext, client
 from orchestrator.drill.dns import Route53Answers
-from orchestrator.drill.engine import HEALTH_CHECK, RECORD, LocalEngine, PropagatingRoute53, change_record_sets
+from orchestrator.drill.engine import LocalEngine, PropagatingRoute53
+from orchestrator.drill.mirror import HEALTH_CHECK, RECORD, Declared, change_record_sets
 from orchestrator.drill.route53_model import PROPAGATION_S, Health, InvalidChangeBatch, Propagation, answers
 
 WEST, CENTRAL = "a-ats.iot.eu-west-1.amazonaws.com", "b-ats.iot.eu-central-1.amazonaws.com"
@@ -40,7 +41,7 @@ def moto_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def _record(name: str, inputs: dict[str, Any]) -> Any:
-    return SimpleNamespace(type=RECORD, name=name, inputs=inputs)
+    return Declared(RECORD, name, inputs)
 
 
 def _dns(engine: LocalEngine, resources: list[Any]) -> None:
@@ -77,9 +78,8 @@ def test_the_drills_engine_accepts_records_naming_the_checks_it_made(moto_url: s
     r53 = client(ctx, "route53", "us-east-1")
     zone_id = r53.create_hosted_zone(Name="example.com", CallerReference="z")["HostedZone"]["Id"]
     engine = LocalEngine(ctx, zone_id, time_scale=FAST)
-    check = SimpleNamespace(type=HEALTH_CHECK, name="hc-west",
-                            inputs={"type": "TCP", "fqdn": WEST, "port": 443, "requestInterval": 30,
-                                    "failureThreshold": 3})
+    check = Declared(HEALTH_CHECK, "hc-west", {"type": "TCP", "fqdn": WEST, "port": 443, "requestInterval": 30,
+                                               "failureThreshold": 3})
     record = _record("primary", {"name": "iot.example.com", "type": "CNAME", "ttl": 60, "records": [WEST],
                                  "setIdentifier": "primary", "failoverRoutingPolicies": [{"type": "PRIMARY"}],
                                  "healthCheckId": "mock-hc-west"})
@@ -87,7 +87,7 @@ def test_the_drills_engine_accepts_records_naming_the_checks_it_made(moto_url: s
     engine._dns(spec, [check, record], {}, {(HEALTH_CHECK, "hc-west"): {"id": "mock-hc-west"}})  # type: ignore[arg-type]
     listed = [r for r in r53.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]
               if r["Type"] == "CNAME"]
-    assert [r.get("HealthCheckId") for r in listed] == [engine._checks["hc-west"][1]]
+    assert [r.get("HealthCheckId") for r in listed] == [engine.world.state["dev-dns"]["hc-west"].id]
 
 
 # -- one selection: the drill's answers are the model's --------------------------------------------

@@ -54,11 +54,13 @@ def _diff(olds: dict[str, Any], news: dict[str, Any]) -> Any:
 def test_a_certificate_change_replaces_the_domain_configuration_as_terraform_does() -> None:
     diff = _diff(_props(CERT_A), _props(CERT_B))
     assert list(diff.replaces) == ["serverCertificateArns"]
+    # the program names it: pulumi-terraform-bridge deletes the old one first (same name)
+    assert diff.deleteBeforeReplace is True
     assert list(_diff(_props(CERT_A), _props(CERT_A, validationCertificateArn=CERT_B)).replaces) == [
         "validationCertificateArn"]
     # what UpdateDomainConfiguration can change stays an update
     tls = _diff(_props(CERT_A), _props(CERT_A, tlsConfig={"securityPolicy": "IoTSecurityPolicy_TLS12_1_2_2022_10"}))
-    assert list(tls.diffs) == ["tlsConfig"] and not list(tls.replaces)
+    assert list(tls.diffs) == ["tlsConfig"] and not list(tls.replaces) and tls.deleteBeforeReplace is False
 
 
 def _mirror(gate: Gate) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from click.testing import CliRunner, Result
 from orchestrator.cli.app import Deps
 from orchestrator.cli.main import cli
 from orchestrator.drill.arc import ArcCluster
+from orchestrator.drill.mirror import record_set
 from tests.aws_gate import Gate
 from tests.doubles import InMemoryEngine, ManualClock
 from tests.ops.conftest import DST, SRC, THIRD
@@ -271,32 +273,27 @@ def test_migrating_per_region_record_names_never_leaves_the_name_without_an_answ
     world = dns_world
     world.ok("promote-secondary", "--region", DST, "--routing", "failover")
     state = world.sim.applied["dev-dns"]
+    zone = world.sim.zone_id.split("/")[-1]
     # rewrite AWS and the stack state to the earlier layout
     for role, region in (("primary", SRC), ("secondary", DST)):
         entry = state.pop(f"iot-dev-dns-record-{role}")
-        old = {**entry["inputs"], "setIdentifier": region}
-        world.sim._batch([("DELETE", world.sim._listed(_rr(entry["inputs"]))), ("CREATE", _rr(old))])
-        state[f"iot-dev-dns-record-{region}"] = {"type": entry["type"], "inputs": old}
+        old = {**entry.inputs, "setIdentifier": region}
+        world.sim.mirror.change(zone, [("DELETE", record_set(entry.inputs)), ("CREATE", record_set(old))])
+        state[f"iot-dev-dns-record-{region}"] = replace(entry, inputs=old)
     assert {r.get("SetIdentifier") for r in world.gate.records(world.zone) if r["Type"] == "CNAME"} == {SRC, DST}
 
     answers: list[frozenset[str]] = []
-    original = world.sim._batch
+    original = world.sim.mirror.change
 
-    def watched(changes: list[tuple[str, dict[str, Any]]]) -> None:
-        original(changes)
+    def watched(zone_id: str, changes: list[tuple[str, dict[str, Any]]]) -> None:
+        original(zone_id, changes)
         answers.append(world.gate.answers(world.zone, NAME))
 
-    world.sim._batch = watched  # type: ignore[method-assign]
+    world.sim.mirror.change = watched  # type: ignore[method-assign]
     world.ok("up", "--region", SRC)
     assert answers and all(a == {SRC} for a in answers), answers
     assert {r.get("SetIdentifier") for r in world.gate.records(world.zone) if r["Type"] == "CNAME"} == {
         "primary", "secondary"}
-
-
-def _rr(inputs: dict[str, Any]) -> dict[str, Any]:
-    from tests.ops.provider_sim import _rrset
-
-    return _rrset(inputs)
 
 
 def test_status_warns_about_what_failover_would_need_from_the_primary_region() -> None:

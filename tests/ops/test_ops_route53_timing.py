@@ -14,7 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from orchestrator.aws import AwsContext
-from orchestrator.drill.engine import wait_insync
+from orchestrator.drill.mirror import wait_insync
 from tests.aws_gate import Gate
 
 
@@ -86,16 +86,17 @@ def test_the_provider_stand_in_reports_a_record_change_done_only_once_insync(
     """tests/ops/provider_sim.py stands in for terraform-provider-aws, which waits for INSYNC after
     every ChangeResourceRecordSets; two changes of one record in a row then never meet
     PriorRequestNotComplete."""
-    from orchestrator.drill import engine
+    from orchestrator.drill import mirror
     from tests.ops.provider_sim import ProviderSimulation
 
     clock = ManualClock()
     gate.clock, gate.propagation_s = clock, 1.0
-    monkeypatch.setattr(engine, "time", SimpleNamespace(sleep=clock.sleep, monotonic=clock))
+    monkeypatch.setattr(mirror, "time", SimpleNamespace(sleep=clock.sleep, monotonic=clock))
     sim = ProviderSimulation(ctx)
     sim.r53 = _r53(gate)  # no retries: a PriorRequestNotComplete would fail the apply
-    sim._batch([("CREATE", _a("iot.example.com", "192.0.2.1"))])
-    sim._batch([("UPSERT", _a("iot.example.com", "192.0.2.2"))])
+    zone = sim.zone_id.split("/")[-1]
+    sim.mirror.change(zone, [("CREATE", _a("iot.example.com", "192.0.2.1"))])
+    sim.mirror.change(zone, [("UPSERT", _a("iot.example.com", "192.0.2.2"))])
     statuses = [status for _, status in gate.change_reads]
     assert statuses.count("INSYNC") == 2 and "PENDING" in statuses
     assert [b[0][0] for b in sim.batches] == ["CREATE", "UPSERT"]

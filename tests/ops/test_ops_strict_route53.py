@@ -379,11 +379,11 @@ def test_the_engine_tiers_mirror_forwards_the_programs_wait_period(clock: Manual
         mirror = MotoMirror("http://127.0.0.1:1")
         props = {"arn": "sr/1", "name": "one-on", "assertedControls": ["rc/a"], "waitPeriodMs": 7000,
                  "ruleConfig": {"threshold": 1, "inverted": False, "type": "ATLEAST"}}
-        assert mirror._arc("aws:route53recoverycontrol/safetyRule:SafetyRule", "created", props)
+        mirror.created("aws:route53recoverycontrol/safetyRule:SafetyRule", "us-east-1", "sr/1", props)
         assert cluster.rules["sr/1"].wait_period_ms == 7000
         with pytest.raises(KeyError):
-            mirror._arc("aws:route53recoverycontrol/safetyRule:SafetyRule", "created",
-                        {k: v for k, v in props.items() if k != "waitPeriodMs"})
+            mirror.created("aws:route53recoverycontrol/safetyRule:SafetyRule", "us-east-1", "sr/1",
+                           {k: v for k, v in props.items() if k != "waitPeriodMs"})
 
 
 def test_routing_controls_wait_out_the_wait_period_and_say_so(arc: ArcCluster, clock: ManualClock) -> None:
@@ -443,7 +443,8 @@ def test_the_drills_engine_forwards_the_programs_wait_period(clock: ManualClock)
     from types import SimpleNamespace
 
     from orchestrator.aws import AwsContext
-    from orchestrator.drill.engine import ROUTING_CONTROL, SAFETY_RULE, LocalEngine
+    from orchestrator.drill.engine import LocalEngine
+    from orchestrator.drill.mirror import ROUTING_CONTROL, SAFETY_RULE
 
     with ArcCluster(clock=clock).serve() as cluster:
         engine = LocalEngine(AwsContext(endpoint_url="http://127.0.0.1:1"), "Z1", arc=cluster)
@@ -453,6 +454,7 @@ def test_the_drills_engine_forwards_the_programs_wait_period(clock: ManualClock)
                          "ruleConfig": {"threshold": 1, "inverted": False, "type": "ATLEAST"}})]
         states = {(ROUTING_CONTROL, "c"): {"arn": "rc/c"}, (SAFETY_RULE, "r"): {"arn": "sr/r"}}
         outputs: dict[str, Any] = {"routingControls": {"eu-west-1": "rc/c"}}
-        engine._arc(resources, states, outputs)
+        spec = SimpleNamespace(name="dev-dns", kind="dns", config={})
+        engine._dns(spec, resources, outputs, states)  # type: ignore[arg-type]
         assert cluster.rules["sr/r"].wait_period_ms == 2500
         assert outputs["clusterEndpoints"] == cluster.endpoint_list

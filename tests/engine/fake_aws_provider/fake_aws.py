@@ -59,6 +59,9 @@ from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+if _ROOT not in sys.path:  # the repository: the one resource -> AWS-call mirror
+    sys.path.append(_ROOT)
 
 import grpc  # noqa: E402
 import identity  # noqa: E402
@@ -75,6 +78,9 @@ from _plugin_base import (  # noqa: E402
 )
 from google.protobuf import empty_pb2  # noqa: E402
 from pulumi.runtime.proto import provider_pb2  # noqa: E402
+
+from orchestrator.drill.mirror import AUTONAMED as MIRROR_AUTONAMED  # noqa: E402
+from orchestrator.drill.mirror import REPLACE_KEYS as MIRROR_REPLACE_KEYS  # noqa: E402
 
 VERSION = os.environ.get("FAKE_AWS_VERSION", "7.51.1")
 # Values AWS assigns when a resource is created: unknown in a preview, kept as they are on update.
@@ -106,37 +112,22 @@ AUTONAME = {
     "aws:scheduler/schedule:Schedule": "name",
 }
 
-# inputs AWS cannot change in place, per type (plus `region` on every type)
-REPLACE_KEYS = {
-    "aws:s3/bucket:Bucket": {"bucket", "bucketPrefix"},
-    "aws:s3/bucketV2:BucketV2": {"bucket", "bucketPrefix"},
+# inputs AWS cannot change in place, per type (plus `region` on every type); the types the moto
+# mirror makes take theirs from the one mirror (orchestrator/drill/mirror.py: REPLACE_KEYS, with the
+# terraform-provider-aws sources), so Diff and the mirror's calls never disagree
+REPLACE_KEYS: dict[str, set[str]] = {
     "aws:iam/role:Role": {"name", "namePrefix", "path"},
     "aws:kinesis/stream:Stream": {"name"},
-    "aws:dynamodb/table:Table": {"name"},
     "aws:iot/thing:Thing": {"name"},
     "aws:iot/thingType:ThingType": {"name"},
     "aws:iot/thingGroup:ThingGroup": {"name"},
     "aws:iot/policy:Policy": {"name"},
     "aws:iot/topicRule:TopicRule": {"name"},
     "aws:iot/certificate:Certificate": {"certificatePem", "csr", "caPem"},
-    # terraform-provider-aws (internal/service/iot/domain_configuration.go): ForceNew on name,
-    # domain_name, service_type, server_certificate_arns and validation_certificate_arn; the API's
-    # UpdateDomainConfiguration cannot change a certificate ("to change the certificate of a domain
-    # configuration, you must delete and recreate it": docs/field-notes-route53-arc.md)
-    "aws:iot/domainConfiguration:DomainConfiguration": {"name", "domainName", "serviceType",
-                                                        "serverCertificateArns", "validationCertificateArn"},
     "aws:acm/certificate:Certificate": {"domainName", "subjectAlternativeNames", "validationMethod"},
     "aws:route53/zone:Zone": {"name"},
-    # terraform-provider-aws: only name and zone_id force a new record; a type or set_identifier
-    # change is an update the provider sends as one [DELETE old, CREATE new] batch
-    "aws:route53/record:Record": {"name", "zoneId"},
-    "aws:route53/healthCheck:HealthCheck": {"type", "requestInterval", "routingControlArn"},
-    "aws:route53recoverycontrol/cluster:Cluster": {"name"},
-    "aws:route53recoverycontrol/controlPanel:ControlPanel": {"clusterArn"},
-    "aws:route53recoverycontrol/routingControl:RoutingControl": {"clusterArn", "controlPanelArn", "name"},
-    "aws:route53recoverycontrol/safetyRule:SafetyRule": {"controlPanelArn", "ruleConfig", "name",
-                                                         "assertedControls", "gatingControls"},
     "aws:kms/key:Key": set(),
+    **{token: set(keys) for token, keys in MIRROR_REPLACE_KEYS.items()},
 }
 
 # global services: no region in the ARN (and S3 has no account either)
@@ -645,10 +636,17 @@ class FakeAws(BaseProvider):
                     provider_pb2.PropertyDiff.UPDATE: provider_pb2.PropertyDiff.UPDATE_REPLACE,
                 }[kind]
             detailed[key] = provider_pb2.PropertyDiff(kind=kind, inputDiff=True)
+        # pulumi-terraform-bridge: delete-before-replace when the program set the autonameable name
+        # (orchestrator/drill/mirror.py, AUTONAMED). Only for the types this stand-in never autonames
+        # itself (it keeps no `__defaults` to tell its own names from the program's)
+        name_key = MIRROR_AUTONAMED.get(request.type)
+        delete_first = bool(replaces) and name_key is not None and request.type not in AUTONAME \
+            and news.get(name_key) is not None
         return provider_pb2.DiffResponse(
             changes=provider_pb2.DiffResponse.DIFF_SOME if diffs else provider_pb2.DiffResponse.DIFF_NONE,
             diffs=diffs,
             replaces=replaces,
+            deleteBeforeReplace=delete_first,
             detailedDiff=detailed,
             hasDetailedDiff=True,
         )
