@@ -81,12 +81,25 @@ class _ServiceClient:
             qos=mqtt5.QoS.AT_LEAST_ONCE if qos else mqtt5.QoS.AT_MOST_ONCE))
 
     def stop(self) -> None:
-        if self._client is not None:
-            try:
-                self._client.stop()
-            except Exception:  # noqa: BLE001 - already stopped
-                pass
-            self._client = None
+        retire(self._client)
+        self._client = None
+
+
+_RETIRED: list[Any] = []  # stopped CRT clients, kept alive for the process (see `retire`)
+
+
+def retire(mqtt_client: Any) -> None:
+    """Stop an awscrt MQTT 5 client and keep a reference to it. Dropping the last reference while the
+    client is still stopping releases it under the CRT's event-loop thread, which crashed the drill's
+    process (SIGSEGV in a native thread at the end of a drill, with several service clients stopping
+    one after another); a stopped client costs a few KB, and a drill process makes a handful."""
+    if mqtt_client is None:
+        return
+    try:
+        mqtt_client.stop()
+    except Exception:  # noqa: BLE001 - already stopped
+        pass
+    _RETIRED.append(mqtt_client)
 
 
 class RetainedMirror:

@@ -215,12 +215,10 @@ class OutboxRegion:
         self._events.put(None)
         if self._worker is not None:
             self._worker.join(10)
-        if self._client is not None:
-            try:
-                self._client.stop()
-            except Exception:  # noqa: BLE001 - already stopped
-                pass
-            self._client = None
+        from orchestrator.drill.c2d import retire
+
+        retire(self._client)  # not dropped while the CRT may still call back (c2d.retire)
+        self._client = None
 
 
 class OutboxSender:
