@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from orchestrator.drill.broker import mosquitto_binary
 from orchestrator.drill.canary import METRIC_NAME, probe, tcp_open
-from orchestrator.drill.procs import free_port, wait_for_port
-
-
-@contextmanager
-def mosquitto(tmp_path: Path, *lines: str) -> Iterator[int]:
-    port = free_port()
-    conf = tmp_path / f"m{port}.conf"
-    conf.write_text("\n".join([f"listener {port} 127.0.0.1", "persistence false", *lines, ""]))
-    proc = subprocess.Popen([mosquitto_binary(), "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port("127.0.0.1", port, 10, proc, "mosquitto")
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
+from orchestrator.drill.procs import free_port
+from tests.drill.local_mosquitto import mosquitto
 
 
 def test_a_working_broker_is_healthy_after_a_full_round_trip(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -17,11 +16,10 @@ import boto3
 import pytest
 
 from orchestrator.drill import global_tables
-from orchestrator.drill.broker import mosquitto_binary
 from orchestrator.drill.outbox_world import OutboxRegion, RuleSql, lifecycle_event, topic_matches, ulid
-from orchestrator.drill.procs import free_port, wait_for_port
 from orchestrator.registry import outbox
 from programs.replication import outbox_rule_sql
+from tests.drill.local_mosquitto import mosquitto
 from tests.moto_server import moto_server
 
 A, B = "eu-west-1", "eu-central-1"
@@ -162,19 +160,9 @@ def test_a_broker_notice_of_a_connect_becomes_a_presence_event() -> None:
 # -- the function on a broker ---------------------------------------------------------------------------------
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[int]:
-    port = free_port()
-    conf = tmp_path / "mosquitto.conf"
     # the drill's broker configuration's lifecycle hook (broker.py): notices published on $SYS
-    conf.write_text("\n".join([f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false",
-                               "log_dest topic", "log_type notice", ""]))
-    proc = subprocess.Popen([mosquitto_binary(), "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port("127.0.0.1", port, 10, proc, "mosquitto")
+    with mosquitto(tmp_path, "allow_anonymous true", "log_dest topic", "log_type notice") as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 class Device:
