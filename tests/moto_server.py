@@ -70,3 +70,20 @@ def moto_server(log: Path, env: Mapping[str, str], timeout: float = STARTUP_TIME
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@contextmanager
+def threaded_moto() -> Iterator[str]:
+    """moto's own threaded server inside this process on a free loopback port; yields its URL.
+
+    Plain moto (not `STRICT_MOTO`'s planes): for tests of a double that sits in front of moto's
+    Route 53, ARC or storage APIs and needs no IoT certificate ids."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

@@ -35,6 +35,7 @@ from orchestrator.drill.mirror import (
     replaces,
 )
 from orchestrator.drill.route53_model import InvalidChangeBatch
+from tests.moto_server import threaded_moto
 
 REGION = "eu-west-1"
 WEST, CENTRAL = "a-ats.iot.eu-west-1.amazonaws.com", "b-ats.iot.eu-central-1.amazonaws.com"
@@ -42,15 +43,8 @@ WEST, CENTRAL = "a-ats.iot.eu-west-1.amazonaws.com", "b-ats.iot.eu-central-1.ama
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with threaded_moto() as url:
+        yield url
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from orchestrator.drill.dns import Route53Answers
 from orchestrator.drill.engine import LocalEngine, PropagatingRoute53
 from orchestrator.drill.mirror import HEALTH_CHECK, RECORD, Declared, change_record_sets
 from orchestrator.drill.route53_model import PROPAGATION_S, Health, InvalidChangeBatch, Propagation, answers
+from tests.moto_server import threaded_moto
 
 WEST, CENTRAL = "a-ats.iot.eu-west-1.amazonaws.com", "b-ats.iot.eu-central-1.amazonaws.com"
 REGION_OF = {WEST: "eu-west-1", CENTRAL: "eu-central-1"}
@@ -26,18 +27,11 @@ FAST = 0.002  # Route 53's 60 s propagation as 0.12 s
 
 @pytest.fixture
 def moto_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
     for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(k, "testing")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with threaded_moto() as url:
+        yield url
 
 
 def _record(name: str, inputs: dict[str, Any]) -> Any:
