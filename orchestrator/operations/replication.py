@@ -66,16 +66,20 @@ class ReplicationHealth:
         total = p.get("total_estimate")
         read = int(p.get("read") or 0)
         of = f"{read}/{total} things read ({100 * read // total} %)" if total else f"{read} things read (total unknown)"
-        eta = p.get("eta_s")
-        if p.get("phase") == "apply":
-            when = "reads done, applying"
-        elif p.get("phase") == "certificates":
-            when = f"things done, certificates: {int(p.get('certificates') or 0)} listed"
-        elif eta is None:
-            when = "ETA unknown until the rate is known"
-        else:
-            when = f"ETA {_duration(float(eta))}"
+        when = pass_stage(p, unknown="ETA unknown until the rate is known")
         return f"; reconciling since {p.get('started_at')}: {of}, {p.get('slices', 0)} slices, {when}"
+
+
+def pass_stage(p: dict[str, Any], unknown: str = "ETA unknown") -> str:
+    """Where a reconciliation pass in progress stands (`reconcile_pass.read_progress`'s record):
+    its phase once the reads are done, else its ETA. `orchestrate status` and the readiness rule
+    both say it this way."""
+    if p.get("phase") == "apply":
+        return "reads done, applying"
+    if p.get("phase") == "certificates":
+        return f"things done, certificates: {int(p.get('certificates') or 0)} listed"
+    eta = p.get("eta_s")
+    return unknown if eta is None else f"ETA {_duration(float(eta))}"
 
 
 def _duration(seconds: float) -> str:

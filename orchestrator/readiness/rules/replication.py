@@ -271,20 +271,11 @@ def _pass_note(probe: Probe, region: str) -> str:
 
 def _describe(p: dict[str, Any]) -> str:
     """`pass in progress: read X of ~Y, ETA …` (the numbers `orchestrate status` shows)."""
-    from orchestrator.operations.replication import _duration
+    from orchestrator.operations.replication import pass_stage
 
     total = p.get("total_estimate")
     of = f"read {int(p.get('read') or 0)} of ~{total}" if total else f"read {int(p.get('read') or 0)} (total unknown)"
-    eta = p.get("eta_s")
-    if p.get("phase") == "apply":
-        when = "reads done, applying"
-    elif p.get("phase") == "certificates":
-        when = f"things done, certificates: {int(p.get('certificates') or 0)} listed"
-    elif eta is None:
-        when = "ETA unknown"
-    else:
-        when = f"ETA {_duration(float(eta))}"
-    return f"pass since {p.get('started_at')}: {of}, {p.get('slices', 0)} slices, {when}"
+    return f"pass since {p.get('started_at')}: {of}, {p.get('slices', 0)} slices, {pass_stage(p)}"
 
 
 def _ago(seconds: float) -> str:
