@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import json
 import subprocess
 import sys
-import threading
 import urllib.parse
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +27,7 @@ from programs import package
 from programs.replication import OUTBOX_HANDLER
 from tests.lambda_runtime import runtime_dir
 from tests.ops.conftest import DST, SRC
+from tests.passthrough import passthrough
 
 FUNCTION = "aws:lambda/function:Function"
 TABLE = "iot-dev-command-outbox"
@@ -65,52 +63,17 @@ class Publishes:
     publish (POST /topics/<topic>) it forwards; headers and body are passed on unchanged."""
 
     def __init__(self, upstream: str) -> None:
-        self.upstream = urllib.parse.urlsplit(upstream)
+        self.upstream = upstream
         self.published: list[str] = []
         self.url = ""
 
+    def _record(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> None:
+        if method == "POST" and path.startswith("/topics/"):
+            self.published.append(urllib.parse.unquote(path.split("?")[0][len("/topics/"):]))
+
     def serve(self) -> Iterator[Publishes]:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                return
-
-            def _any(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                if self.command == "POST" and self.path.startswith("/topics/"):
-                    proxy.published.append(urllib.parse.unquote(self.path.split("?")[0][len("/topics/"):]))
-                conn = http.client.HTTPConnection(proxy.upstream.hostname or "127.0.0.1", proxy.upstream.port,
-                                                  timeout=60)
-                try:
-                    conn.request(self.command, self.path, body=body or None, headers={
-                        k: v for k, v in self.headers.items() if k.lower() not in ("transfer-encoding", "connection")})
-                    answer = conn.getresponse()
-                    status, headers, data = answer.status, answer.getheaders(), answer.read()
-                finally:
-                    conn.close()
-                self.send_response(status)
-                for key, value in headers:
-                    if key.lower() not in {"content-length", "transfer-encoding", "connection", "server", "date"}:
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _any  # noqa: N815
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{server.server_address[1]}"
-        try:
+        with passthrough(self.upstream, self._record) as self.url:
             yield self
-        finally:
-            server.shutdown()
-            server.server_close()
 
 
 @pytest.fixture

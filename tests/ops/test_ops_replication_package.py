@@ -13,11 +13,9 @@ import json
 import subprocess
 import sys
 import threading
-import urllib.request
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from tests.lambda_runtime import runtime_dir
 from tests.ops.conftest import DST, SRC
 from tests.ops.registry_world import device_policy, make_pem
 from tests.ops.replication_world import applied_table, now_ms, payload, rule_item, stream_record
+from tests.passthrough import Answer, passthrough
 
 FUNCTION = "aws:lambda/function:Function"
 THROTTLED_CREATES = 2  # CreateThing calls in the destination answered ThrottlingException first
@@ -89,52 +88,16 @@ class Throttler:
             self.throttled += 1
             return "ThrottlingException", "Rate exceeded"
 
+    def _intercept(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Answer | None:
+        fault = self._fault(method, path, headers.get("Authorization", ""))
+        if fault is None:
+            return None
+        return 400, [("x-amzn-ErrorType", f"{fault[0]}:"), ("Content-Type", "application/json")], \
+            json.dumps({"message": fault[1]}).encode()
+
     def serve(self) -> Iterator[Throttler]:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                return
-
-            def _any(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                fault = proxy._fault(self.command, self.path, self.headers.get("Authorization", ""))
-                if fault is not None:
-                    self._send(400, {"x-amzn-ErrorType": f"{fault[0]}:", "Content-Type": "application/json"},
-                               json.dumps({"message": fault[1]}).encode())
-                    return
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "content-length"}}
-                request = urllib.request.Request(proxy.upstream + self.path, data=body, method=self.command,
-                                                 headers=headers)
-                try:
-                    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - 127.0.0.1
-                        self._send(answer.status, dict(answer.headers), answer.read())
-                except urllib.error.HTTPError as err:
-                    self._send(err.code, dict(err.headers), err.read())
-
-            def _send(self, status: int, headers: dict[str, str], data: bytes) -> None:
-                self.send_response(status)
-                for key, value in headers.items():
-                    if key.lower() not in {"content-length", "transfer-encoding", "connection", "server", "date"}:
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _any  # noqa: N815
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{server.server_address[1]}"
-        try:
+        with passthrough(self.upstream, self._intercept) as self.url:
             yield self
-        finally:
-            server.shutdown()
-            server.server_close()
 
 
 @pytest.fixture
