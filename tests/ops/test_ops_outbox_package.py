@@ -7,13 +7,8 @@ nothing; malformed events are refused with a one-line error and publish nothing.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import subprocess
-import sys
 import urllib.parse
-import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +20,7 @@ from orchestrator.aws import AwsContext, client
 from orchestrator.registry import outbox
 from programs import package
 from programs.replication import OUTBOX_HANDLER
-from tests.lambda_runtime import runtime_dir
+from tests.lambda_runtime import run_unzipped, unpack
 from tests.ops.conftest import DST, SRC
 from tests.passthrough import passthrough
 
@@ -52,10 +47,7 @@ for name, event in json.load(open(events_file)):
     except Exception as exc:
         out = {"raised": type(exc).__name__ + ": " + str(exc)}
     print("RESULT " + json.dumps([name, out]), flush=True)
-loaded = {n: getattr(m, "__file__", None) for n, m in sys.modules.items() if n.split(".")[0] == "orchestrator"}
-print("MODULES " + json.dumps(loaded))
-print("SITE " + json.dumps([n for n in ("site", "click", "pulumi", "yaml") if n in sys.modules]))
-"""
+"""  # + lambda_runtime.DRIVER_END
 
 
 class Publishes:
@@ -110,12 +102,7 @@ def _table(ctx: AwsContext) -> Any:
 
 def test_the_deployed_outbox_zip_replays_once_until_acknowledged_and_refuses_malformed_events(
         ctx: AwsContext, publishes: Publishes, tmp_path: Path) -> None:
-    archive, declared = deployed_zip()
-    assert base64.b64encode(hashlib.sha256(archive.read_bytes()).digest()).decode() == declared
-    app = tmp_path / "app"
-    with zipfile.ZipFile(archive) as zipped:
-        assert sorted(zipped.namelist()) == package.closure(handler=OUTBOX_HANDLER)[0]
-        zipped.extractall(app)
+    app = unpack(*deployed_zip(), package.closure(handler=OUTBOX_HANDLER)[0], tmp_path)
 
     ddb = _table(ctx)
     for command_id in reversed(IDS[:2]):  # written out of order, in the region that later died
@@ -145,21 +132,8 @@ def test_the_deployed_outbox_zip_replays_once_until_acknowledged_and_refuses_mal
         ("bad-replay", {"thing": THING, "replay": "yes", "eventType": "ack"}),
         ("not-an-object", ["connected"]),
     ]
-    (tmp_path / "events.json").write_text(json.dumps(events))
-    (tmp_path / "driver.py").write_text(DRIVER)
-    env = {"AWS_REGION": DST, "OUTBOX_TABLE": TABLE, "AWS_ENDPOINT_URL": publishes.url,
-           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true",
-           "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-           "NO_PROXY": "127.0.0.1,localhost"}
-    proc = subprocess.run([sys.executable, "-I", "-S", str(tmp_path / "driver.py"), str(app),
-                           str(runtime_dir(tmp_path)), str(tmp_path / "events.json")],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.splitlines()
-    results = dict(json.loads(line[len("RESULT "):]) for line in lines if line.startswith("RESULT "))
-    modules = json.loads(next(x for x in lines if x.startswith("MODULES "))[len("MODULES "):])
-    assert modules and all(str(f).startswith(str(app)) for f in modules.values()), modules
-    assert json.loads(next(x for x in lines if x.startswith("SITE "))[len("SITE "):]) == []
+    results, _ = run_unzipped(DRIVER, app, events, {"AWS_REGION": DST, "OUTBOX_TABLE": TABLE,
+                                                     "AWS_ENDPOINT_URL": publishes.url}, tmp_path)
 
     # the connect replays this device's pending commands, in id order, once each
     assert results["first-connect"] == {"thing": THING, "published": IDS[:2], "errors": []}

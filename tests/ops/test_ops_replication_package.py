@@ -10,10 +10,7 @@ imports it, instead of in Lambda (where it dead-letters records with the wrong m
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
-import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -23,7 +20,7 @@ import pytest
 
 from orchestrator.aws import AwsContext, client
 from programs import package
-from tests.lambda_runtime import runtime_dir
+from tests.lambda_runtime import run_unzipped, unpack
 from tests.ops.conftest import DST, SRC
 from tests.ops.registry_world import device_policy, make_pem
 from tests.ops.replication_world import applied_table, now_ms, payload, rule_item, stream_record
@@ -44,10 +41,7 @@ for name, event in json.load(open(events_file)):
     except Exception as exc:
         out = {"raised": type(exc).__name__ + ": " + str(exc)}
     print("RESULT " + json.dumps([name, out]), flush=True)
-loaded = {n: getattr(m, "__file__", None) for n, m in sys.modules.items() if n.split(".")[0] == "orchestrator"}
-print("MODULES " + json.dumps(loaded))
-print("SITE " + json.dumps([n for n in ("site", "click", "pulumi", "yaml") if n in sys.modules]))
-"""
+"""  # + lambda_runtime.DRIVER_END
 
 
 def deployed_zip() -> tuple[Path, str]:
@@ -158,15 +152,7 @@ def test_a_module_level_import_the_runtime_lacks_fails_the_build(tmp_path: Path)
 
 def test_the_deployed_zip_runs_every_handler_path_in_a_fresh_interpreter(
         ctx: AwsContext, throttler: Throttler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    archive, declared = deployed_zip()
-    import base64
-    import hashlib
-
-    assert base64.b64encode(hashlib.sha256(archive.read_bytes()).digest()).decode() == declared
-    app = tmp_path / "app"
-    with zipfile.ZipFile(archive) as zipped:
-        assert sorted(zipped.namelist()) == package.closure()[0]
-        zipped.extractall(app)
+    app = unpack(*deployed_zip(), package.closure()[0], tmp_path)
 
     src, dst = client(ctx, "iot", SRC), client(ctx, "iot", DST)
     table = applied_table(ctx, DST)
@@ -190,27 +176,12 @@ def test_the_deployed_zip_runs_every_handler_path_in_a_fresh_interpreter(
         ("slice-apply", {"reconcile": {"from": SRC, "slice": {}}}),
         ("unknown", {"something": 1}),
     ]
-    (tmp_path / "events.json").write_text(json.dumps(events))
-    (tmp_path / "driver.py").write_text(DRIVER)
     queue = client(ctx, "sqs", DST).create_queue(QueueName="iot-dev-replication-refused")["QueueUrl"]
-    env = {"AWS_REGION": DST, "REPLICATION_ENV": "dev", "APPLIED_TABLE": table, "AWS_ENDPOINT_URL": throttler.url,
-           "MEMBER_REGIONS": f"{SRC},{DST}", "DEAD_LETTER_QUEUE_URL": queue,
-           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true",
-           "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-           "NO_PROXY": "127.0.0.1,localhost"}
-    proc = subprocess.run([sys.executable, "-I", "-S", str(tmp_path / "driver.py"), str(app),
-                           str(runtime_dir(tmp_path)), str(tmp_path / "events.json")],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.splitlines()
-    results = dict(json.loads(line[len("RESULT "):]) for line in lines if line.startswith("RESULT "))
+    results, lines = run_unzipped(DRIVER, app, events, {
+        "AWS_REGION": DST, "REPLICATION_ENV": "dev", "APPLIED_TABLE": table, "AWS_ENDPOINT_URL": throttler.url,
+        "MEMBER_REGIONS": f"{SRC},{DST}", "DEAD_LETTER_QUEUE_URL": queue}, tmp_path)
     logs = [line[len("LOG "):] for line in lines if line.startswith("LOG ")]
     failed = {json.loads(x)["sequence"]: json.loads(x)["error"] for x in logs if x.startswith('{"sequence"')}
-
-    # every orchestrator module came from the unzipped package; nothing from a site or an editable install
-    modules = json.loads(next(x for x in lines if x.startswith("MODULES "))[len("MODULES "):])
-    assert modules and all(str(f).startswith(str(app)) for f in modules.values()), modules
-    assert json.loads(next(x for x in lines if x.startswith("SITE "))[len("SITE "):]) == []
 
     assert results["applied"] == {"batchItemFailures": []}
     assert dst.describe_thing(thingName="pkg-applied")["thingName"] == "pkg-applied"
