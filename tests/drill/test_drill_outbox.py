@@ -21,6 +21,7 @@ from orchestrator.registry import outbox
 from programs.replication import outbox_rule_sql
 from tests.drill.local_mosquitto import mosquitto
 from tests.moto_server import moto_server
+from tests.polling import until
 
 A, B = "eu-west-1", "eu-central-1"
 TABLE = "iot-drill-command-outbox"
@@ -64,14 +65,6 @@ def states(client: Any, table: str, thing: str) -> dict[str, str]:
     return {i["commandId"]["S"]: i["state"]["S"] for i in items}
 
 
-def wait_for(cond: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
-
 
 # -- global tables ---------------------------------------------------------------------------------------
 def test_a_replica_is_made_by_replica_updates_and_refused_twice(endpoint: str) -> None:
@@ -99,10 +92,10 @@ def test_writes_replicate_after_the_delay_both_ways_and_the_last_writer_wins(end
     assert outbox.enqueue(a, "gt-lww", thing=thing, command_id=command_id, topic=f"cmd/{thing}", payload=body,
                           origin_region=A)
     assert states(b, "gt-lww", thing) == {}  # asynchronous: not there at once
-    assert wait_for(lambda: states(b, "gt-lww", thing) == {command_id: "PENDING"}, 5 * DELAY)
+    assert until(lambda: states(b, "gt-lww", thing) == {command_id: "PENDING"}, 5 * DELAY)
     # the acknowledgement written in B reaches A
     assert outbox.acknowledge(b, "gt-lww", thing, [command_id]) == 1
-    assert wait_for(lambda: states(a, "gt-lww", thing) == {command_id: "DELIVERED"}, 5 * DELAY)
+    assert until(lambda: states(a, "gt-lww", thing) == {command_id: "DELIVERED"}, 5 * DELAY)
     # two writes to the same item in both regions within the delay: the later one wins everywhere
     key = {"thing": {"S": thing}, "commandId": {"S": command_id}}
     a.update_item(TableName="gt-lww", Key=key, UpdateExpression="SET n = :v", ExpressionAttributeValues={
@@ -118,7 +111,7 @@ def test_a_dead_region_keeps_what_it_had_not_replicated_until_it_comes_back(endp
     a, b = global_table(endpoint, "gt-outage")
     early, body = command("d-2")
     outbox.enqueue(a, "gt-outage", thing="d-2", command_id=early, topic="cmd/d-2", payload=body, origin_region=A)
-    assert wait_for(lambda: early in states(b, "gt-outage", "d-2"), 5 * DELAY)
+    assert until(lambda: early in states(b, "gt-outage", "d-2"), 5 * DELAY)
     late, body = command("d-2", 1)
     outbox.enqueue(a, "gt-outage", thing="d-2", command_id=late, topic="cmd/d-2", payload=body, origin_region=A)
     global_tables.control(endpoint, region=A, available=False)  # A dies within the delay of its last write
@@ -128,7 +121,7 @@ def test_a_dead_region_keeps_what_it_had_not_replicated_until_it_comes_back(endp
         assert global_tables.control(endpoint)["held"] >= 1
     finally:
         global_tables.control(endpoint, region=A, available=True)
-    assert wait_for(lambda: set(states(b, "gt-outage", "d-2")) == {early, late}, 5 * DELAY)
+    assert until(lambda: set(states(b, "gt-outage", "d-2")) == {early, late}, 5 * DELAY)
 
 
 # -- the rules and the lifecycle events ------------------------------------------------------------------
@@ -206,21 +199,21 @@ def test_the_survivors_function_replays_what_its_replica_holds_and_marks_it_deli
         outbox.enqueue(a, "gt-function", thing=thing, command_id=command_id, topic=f"cmd/{thing}", payload=body,
                        origin_region=A)
         ids.append(command_id)
-    assert wait_for(lambda: set(states(b, "gt-function", thing)) == set(ids), 5 * DELAY)
+    assert until(lambda: set(states(b, "gt-function", thing)) == set(ids), 5 * DELAY)
     region = OutboxRegion(B, "127.0.0.1", broker, b, "gt-function", outbox_rule_sql())
     region.start()
     try:
         device = Device(thing, broker, ask_replay=True)
         try:
             # the connect's replay and the device's own request: every command arrives, in order
-            assert wait_for(lambda: set(device.received) == set(ids)), (device.received, region.errors)
+            assert until(lambda: set(device.received) == set(ids), 10.0), (device.received, region.errors)
             assert [c for c in dict.fromkeys(device.received)] == ids
             # its acknowledgements reach B's function: DELIVERED in B, then replicated to A
-            assert wait_for(lambda: set(states(b, "gt-function", thing).values()) == {"DELIVERED"})
-            assert wait_for(lambda: set(states(a, "gt-function", thing).values()) == {"DELIVERED"}, 5 * DELAY)
+            assert until(lambda: set(states(b, "gt-function", thing).values()) == {"DELIVERED"}, 10.0)
+            assert until(lambda: set(states(a, "gt-function", thing).values()) == {"DELIVERED"}, 5 * DELAY)
         finally:
             device.stop()
-        assert wait_for(region.idle)
+        assert until(region.idle, 10.0)
         # the function ran for the connect (every client's, the rules' own included) and the acknowledgements
         replays = [r for r in region.results if r.get("thing") == thing and "published" in r]
         assert replays and region.errors == []

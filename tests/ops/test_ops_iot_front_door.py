@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,15 +98,6 @@ def follow(world: World) -> None:
 def verdict(world: World, region: str, keys: pki.KeyPair, client_id: str = THING) -> str:
     with client_context(world.ca.cert_pem, keys.cert_pem, keys.key_pem) as tls:
         return connect_verdict("127.0.0.1", world.doors[region].port, DOMAIN, client_id, tls)
-
-
-def _until(cond: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
 
 
 def _connected(world: World, region: str, keys: pki.KeyPair) -> Any:

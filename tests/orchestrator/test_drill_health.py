@@ -11,6 +11,7 @@ import pytest
 from orchestrator.drill.cloudwatch import ALARM, INSUFFICIENT, OK, alarm_state
 from orchestrator.drill.dns import AlarmRef, Route53Answers
 from orchestrator.drill.route53_model import alarm_health
+from tests.polling import until
 
 
 def far(client: str | None, record: str) -> float:
@@ -104,12 +105,12 @@ def test_a_region_whose_canary_alarm_fires_is_failed_over_though_its_tcp_port_an
         assert answers.answer(None)[0] == "a"
         alarms["alarm-a"] = ALARM  # MQTT refused in a; its TCP check is still healthy
         assert answers._checkers[0].healthy("tcp-a")
-        assert _eventually(lambda: answers.answer(None)[0] == "b")
+        assert until(lambda: answers.answer(None)[0] == "b", 2.0)
         assert not answers.healthy_endpoint("a")  # failback waits for the gate, not the TCP check alone
         alarms["alarm-a"] = INSUFFICIENT  # the check says Unhealthy for insufficient data
-        assert _eventually(lambda: answers.answer(None)[0] == "b")
+        assert until(lambda: answers.answer(None)[0] == "b", 2.0)
         alarms["alarm-a"] = OK
-        assert _eventually(lambda: answers.answer(None)[0] == "a")
+        assert until(lambda: answers.answer(None)[0] == "a", 2.0)
         assert answers.healthy_endpoint("a")
         flips = [(t.check_id, t.healthy) for t in answers.transitions()]
         assert flips == [("cw-a", False), ("cw-a", True)]
@@ -125,7 +126,7 @@ def test_both_canaries_silent_counts_all_unhealthy_so_route53_answers_the_primar
         assert not answers.healthy("gate-a") and not answers.healthy("gate-b")
         assert answers.answer(None)[0] == "a"  # none healthy: all count as healthy
         alarms["alarm-b"] = OK
-        assert _eventually(lambda: answers.answer(None)[0] == "b")  # the only healthy region
+        assert until(lambda: answers.answer(None)[0] == "b", 2.0)  # the only healthy region
     finally:
         answers.stop()
 
@@ -147,14 +148,3 @@ def test_a_check_type_the_world_cannot_evaluate_is_an_error_not_a_healthy_tcp_ch
     with pytest.raises(ValueError, match="not evaluated by the local world"):
         answers.records(max_age=0)
     answers.stop()
-
-
-def _eventually(cond: Any, timeout: float = 2.0) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
