@@ -83,3 +83,47 @@ def test_import_rules_catch_a_violation(tmp_path: Path) -> None:
     assert any("imports click" in v for v in found)
     assert any("imports orchestrator.cli" in v for v in found)
     assert any("imports pulumi.automation" in v for v in found)
+
+
+_CLOCKS = {"monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns", "time", "time_ns"}
+_DURATION_NAMES = ("elapsed", "took", "duration", "wall")
+
+
+def timed_assertions(files: list[Path]) -> list[str]:
+    """`assert`s on how long something took (a clock read, or a variable named like a duration, in a
+    comparison): performance targets live in bench/, and a timed assertion fails on a loaded machine."""
+    import ast
+
+    out = []
+    for path in files:
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Assert):
+                continue
+            for sub in ast.walk(node.test):
+                if not isinstance(sub, ast.Compare):
+                    continue
+                parts = list(ast.walk(sub))
+                clock = any(isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute) and c.func.attr in _CLOCKS
+                            and isinstance(c.func.value, ast.Name) and c.func.value.id == "time" for c in parts)
+                named = any(isinstance(n, ast.Name) and any(w in n.id.lower() for w in _DURATION_NAMES)
+                            for n in parts)
+                if clock or named:
+                    out.append(f"{path.relative_to(REPO)}:{node.lineno}: asserts on a duration")
+                    break
+    return out
+
+
+def test_no_test_asserts_on_wall_time() -> None:
+    assert timed_assertions(sorted((REPO / "tests").rglob("*.py"))) == []
+
+
+def test_a_timed_assertion_is_reported(tmp_path: Path) -> None:
+    probe = REPO / "tests" / "_lint_probe_timed_tmp.py"
+    probe.write_text("import time\nstarted = time.monotonic()\nassert time.monotonic() - started < 5\n"
+                     "elapsed = 1.0\nassert elapsed <= 2\nassert started\n")
+    try:
+        found = timed_assertions([probe])
+    finally:
+        probe.unlink()
+    assert [v.rsplit(":", 2)[1] for v in found] == ["3", "5"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pulumi
 import pytest
@@ -35,10 +34,8 @@ def test_evaluations_run_one_after_another_and_are_deterministic() -> None:
 
 
 def test_a_failing_program_raises_cleanly_and_the_next_evaluation_still_works() -> None:
-    started = time.monotonic()
     with pytest.raises(EvaluationFailed) as info:
         evaluate(replication_args("us-east-1", residency=(PRIMARY, SECONDARY)), stack="dev-replication")
-    assert time.monotonic() - started < 10, "a refusal must not hang"
     assert str(info.value).startswith("dev-replication: replication to us-east-1 refused")
     assert "While processing" not in str(info.value) and "has risen" not in str(info.value)
     after = evaluate(region_args(PRIMARY), stack="dev-region-eu-west-1")
