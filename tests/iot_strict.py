@@ -22,8 +22,9 @@ TEST FIXTURE ONLY. Each rule names its source; docs/field-notes-route53-arc.md h
 
 moto answers ListTargetsForPolicy, ListThingsInThingGroup, ListThingGroupsForThing, ListThingGroups,
 ListCertificates and ListPolicies in one response, whatever the page size asked (ListPolicies: the
-API reference's `GET /policies?marker&pageSize`, pageSize 1-250, `nextMarker` in the answer). `page` pages them as the API
-reference describes: a page size of 1 to 250 (pageSize / maxResults; anything else is
+API reference's `GET /policies?marker&pageSize`, pageSize 1-250, `nextMarker` in the answer:
+https://docs.aws.amazon.com/iot/latest/apireference/API_ListPolicies.html).
+`page` pages them as the API reference describes: a page size of 1 to 250 (pageSize / maxResults; anything else is
 InvalidRequestException), a continuation token (nextMarker / nextToken) on every page but the
 last, an unknown token refused. The reference
 names no default page size; the gate uses 25 when none is asked (an assumption: small enough that a

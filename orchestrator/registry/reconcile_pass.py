@@ -354,11 +354,12 @@ def _current(store: PassStore, replicator: Replicator, now: float) -> PassState:
 
 def _certs_since(prev: PassState | None) -> tuple[float | None, str | None]:
     """From when a new pass looks up ACTIVE certificates in the destination (None: all of them), and
-    a note when some are left to `registry sync --full`. ListCertificates lists the newest first, so
-    a certificate the last finished pass did not list was created after that pass began: the new
-    pass looks up those created since its start, less `CERT_MARGIN_S`. An unfinished pass's window
-    carries over, but one that ran out of its validity window while looking up every certificate
-    (a first pass over a large fleet: one DescribeCertificate per certificate) is not repeated."""
+    a note when some are left to `registry sync --full`. The last finished pass listed every
+    certificate that existed when its listing began and looked up those created since its own
+    window: so one it did not look up was created after that pass began, and the new pass looks up
+    those created since then, less `CERT_MARGIN_S` (clocks). An unfinished pass's window carries
+    over, but one that ran out of its validity window while looking up every certificate (a first
+    pass over a large fleet: one DescribeCertificate per certificate) is not repeated."""
     if prev is None:
         return None, None
     if prev.phase == DONE:
@@ -963,5 +964,5 @@ def _finish(replicator: Replicator, store: PassStore, state: PassState, clock: C
     return {"done": True, "progress": final.progress(end), "result": result}
 
 
-__all__ = ["APPLY", "CERTS", "DONE", "FLEET", "PASS_PREFIX", "READ", "RETRY", "SLICE_BUDGET_S", "VALIDITY_S", "PassState",
-           "PassStore", "SliceLimits", "read_progress", "run_slice"]
+__all__ = ["APPLY", "CERTS", "DONE", "FLEET", "PASS_PREFIX", "READ", "RETRY", "SLICE_BUDGET_S", "VALIDITY_S",
+           "PassState", "PassStore", "SliceLimits", "read_progress", "run_slice"]
