@@ -5,14 +5,26 @@ full sync reads every thing's principals, one `ListThingPrincipals` per thing an
 (27.8 h at 1M things). So the replication stack's Step Functions state machine
 (programs/replication.py) invokes the replication function again and again with
 `{"reconcile": {"from": R, "slice": {...}}}`, and each invocation (`run_slice`) does a bounded part
-of one *pass* and returns `{"done": bool, "progress": {...}}`. A pass has four phases, each one
-paged and committed to the head item after every page, so no slice ever holds more than one page:
+of one *pass* and returns `{"done": bool, "progress": {...}}`. A pass has five phases, the first
+four paged and committed to the head item after every page, so no slice ever holds more than one page:
 
-1. `fleet` (one slice): the account-wide configuration, not per device: thing types, thing groups
-   (static ones copied, the names of the dynamic ones kept for the pages), policies with their
-   versions, and the policies attached to static groups. Read in both regions, planned with the
-   registry sync's planner (`plan_sync`, never pruning), applied (`apply_sync`), read back and
-   planned again: what is left is counted as unequal.
+1. `fleet` (pages of the account-wide configuration, not per device): the source's policies
+   (`ListPolicies`, with their versions), then its thing types (`ListThingTypes`), then its thing
+   groups (`ListThingGroups`; each group's ancestors are read with it, so a parent listed on a later
+   page is made first; the static groups' attached policies, each group's list complete; the names
+   of the dynamic ones kept for the pages), a page at a time from the head item's `fleet_cursor`.
+   Each page is read in both regions, planned with the registry sync's planner (`plan_sync`, never
+   pruning), applied (`apply_sync`), read back and planned again: what is left is counted as
+   unequal. Its pages count against the slice's bounds like the others', so an account with
+   thousands of groups or policies spans several slices.
+1b. `retry` (pages of the last pass's failed objects): the things and certificates whose operations
+   failed, were blocked or did not read back equal in the pass before, kept as items beside the head
+   item (`reconcile-pass/<source>/failed/<pass id>/<n>`, one per page that had failures, at most
+   `FAILED_MAX_ITEMS` = 40, so at most 10,000 objects; more are only counted, and the listing that
+   follows reads them anyway). Each item is re-checked like a page (things as in `read`,
+   certificates as in `certificates`, with their policies), right after the fleet phase: a failure
+   is repaired minutes into the next pass instead of when its listing reaches it (up to a day at
+   1M things), and never restarts or lengthens a pass. What fails again goes on this pass's list.
 2. `read` (pages of things): the source's `ListThings` from the pass's cursor, one page (at most
    `page_size` = 250 things) at a time. For the page's things, in both regions at once: the thing
    (`DescribeThing` in the destination), its certificates (`ListThingPrincipals`), each certificate
@@ -28,9 +40,12 @@ paged and committed to the head item after every page, so no slice ever holds mo
    the thing pages. The source's `ListCertificates` is paged (250 a page, status included); every
    certificate INACTIVE or REVOKED there is looked up in the destination (`DescribeCertificate`)
    and tightened there as the sync does (tightening always reaches the secondaries). ACTIVE
-   certificates attached to no thing are not created by the pass (one `DescribeCertificate` per
-   certificate in the destination would double the pass's floor; the stream and CloudTrail
-   replication carry new registrations, `registry sync --full` copies them).
+   certificates are created there with their policies when it lacks them, as `registry sync`
+   copies them, attached to a thing or not; to keep the floor, only those created since the last
+   finished pass began (`certs_since`, less `CERT_MARGIN_S`: it looked up the older ones) are looked
+   up (`DescribeCertificate` and `ListAttachedPolicies` in both regions). The first pass looks up
+   every one, unless that would not end inside the validity window (one lookup a thing at 10/s):
+   then those older than the pass are left to `registry sync --full` and the record says so.
 4. `apply` (one slice): the device-management plane, as the unsliced reconcile carries it, and
    the reconciliation record (`put_reconciliation`): `ok` only when every page applied cleanly and
    read back equal, and the plane too.
@@ -68,7 +83,10 @@ Where the progress lives: in the function's own `applied` DynamoDB table (the re
 in the same region), not in S3: the table exists, the function's role may already read and write
 it, its TTL attribute removes an old head item, and one item is at most 400 KB: the head item
 (`reconcile-pass/<source>`: the pass id, phase, cursors, counters, the dynamic group names: at
-most 100 per account, so a few KB) is written once per page.
+most 100 per account, so a few KB) is written once per page; the failed list's items beside it
+(`reconcile-pass/<source>/failed/<pass id>/<n>`: the names of one page's failed things and
+certificates, tens of KB at most) once per page that had failures, at most 40 a pass, and read
+by the next pass's `retry` phase (one GetItem a page).
 
 The validity window (`VALIDITY_S`, 36 hours): a pass older than that is discarded and a new one
 starts. Why 36 h: the pages of a pass are as current as its oldest page, so the window bounds how
@@ -84,6 +102,11 @@ What resumes, and from where: every phase from its last committed page. A slice 
 does that page again (at most 250 things read again; every write is idempotent); a cursor the
 service no longer accepts restarts that listing (`restarts` counts it). A head item of another
 format (an older function's pass) is discarded: a new pass starts.
+
+What does not resume: a pass that ended (done, or discarded at `VALIDITY_S`) is not continued; the
+next one lists the whole fleet again (that is the backstop's job), re-checking first the objects
+the last one failed on (`retry`). A page whose reads raise (not an operation: the listing or a read
+refused, a crash) is not skipped: the next slice or execution does it again.
 """
 
 from __future__ import annotations
@@ -135,6 +158,7 @@ FLEET, RETRY, READ, CERTS, APPLY, DONE = "fleet", "retry", "read", "certificates
 FLEET_LISTINGS = ("policies", "types", "groups")  # the fleet phase's listings, in this order
 FAILED_MAX_ITEMS = 40  # items of one pass's failed-objects list (each at most one page: 10,000 objects)
 CERT_MARGIN_S = 3600.0  # certificates created this long before the last finished pass are looked up again
+CERT_LOOKUP_RATE = 10.0  # DescribeCertificate's default quota per second (a lookup of every certificate)
 _TIGHTENED = ("INACTIVE", "REVOKED")
 # one page of a source listing: api -> (page size parameter, cursor parameter, next cursor key, items key)
 _LISTINGS = {
@@ -366,9 +390,12 @@ def _certs_since(prev: PassState | None) -> tuple[float | None, str | None]:
         return prev.started_at - CERT_MARGIN_S, None
     if prev.certs_since is not None:
         return prev.certs_since, None
-    since = prev.started_at - CERT_MARGIN_S
+    return _window_note(prev.started_at - CERT_MARGIN_S)
+
+
+def _window_note(since: float) -> tuple[float, str]:
     return since, (f"ACTIVE certificates attached to no thing and created before {_iso(since)} are not "
-                   "looked up (a pass looking up every certificate did not finish in its window): "
+                   "looked up (looking up every certificate does not fit the pass's window): "
                    "`registry sync --full` copies them")
 
 
@@ -559,10 +586,16 @@ class _Work:
                   for t in listed]
         applied, failed, left, warnings, bad = self._things(things, frozenset(state.dynamic))
         read = state.read + len(things)
+        since, note = state.certs_since, None
+        if token is None and since is None and \
+                self.clock() - state.started_at + read / CERT_LOOKUP_RATE > VALIDITY_S:
+            # looking up every ACTIVE certificate (about one a thing) would not end in the window
+            since, note = _window_note(state.started_at - CERT_MARGIN_S)
         return self._commit(state, cursor=token, pages=state.pages + 1, read=read, phase=READ if token else CERTS,
                             total_estimate=read if not token else max(state.total_estimate or 0, read) or None,
                             applied=state.applied + applied, errors=state.errors + failed,
-                            unequal=state.unequal + left, notes=_notes(state.notes, warnings),
+                            unequal=state.unequal + left, certs_since=since,
+                            notes=_notes(state.notes, (*warnings, *((note,) if note else ()))),
                             **self._failed(state, bad))
 
     def _things(self, things: list[Thing],
