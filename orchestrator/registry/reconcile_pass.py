@@ -533,7 +533,8 @@ class _Work:
             found = _groups_with_ancestors(self.src, sorted({g["groupName"] for g in items}))
             dynamic |= {g.name for g in found if g.dynamic}
             static = sorted(g.name for g in found if not g.dynamic)
-            side = lambda caller: _groups(caller, static)  # noqa: E731
+            known = {g.name: g for g in found}  # the source's, described once
+            side = lambda caller: _groups(caller, static, known if caller is self.src else None)  # noqa: E731
         src, dst = pmap(side, [self.src, self.dst], 2)
         if step == "groups":  # the policies the groups' targets name, equal on both sides (their pages)
             src, dst = _with_policy_stubs(src, dst)
@@ -935,13 +936,16 @@ def _groups_with_ancestors(caller: Caller, names: Iterable[str]) -> list[ThingGr
     return sorted(found.values(), key=lambda g: g.name)
 
 
-def _groups(caller: Caller, names: Collection[str]) -> RegistrySnapshot:
-    """Static groups as a region has them (those it has of `names`) with the policies attached to
-    each (`ListAttachedPolicies` per group: each group's list is complete, so a policy the
-    destination has beyond it is detached: tightening)."""
+def _groups(caller: Caller, names: Collection[str], known: Mapping[str, ThingGroup] | None = None) -> RegistrySnapshot:
+    """Static groups as a region has them (those it has of `names`; `known`: as described already)
+    with the policies attached to each (`ListAttachedPolicies` per group: each group's list is
+    complete, so a policy the destination has beyond it is detached: tightening)."""
     from orchestrator.registry.regional import without_regional
 
-    groups = [g for g in pmap(lambda n: describe_thing_group(caller, n), sorted(names), 4) if g is not None]
+    if known is not None:
+        groups = [known[n] for n in sorted(names) if n in known]
+    else:
+        groups = [g for g in pmap(lambda n: describe_thing_group(caller, n), sorted(names), 4) if g is not None]
 
     def group_policies(g: ThingGroup) -> list[PolicyTarget]:
         if not g.arn:
