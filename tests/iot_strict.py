@@ -20,9 +20,11 @@ TEST FIXTURE ONLY. Each rule names its source; docs/field-notes-route53-arc.md h
   maximum is 6" (Device Shadow error messages); a shadow name over 64 bytes (Device Shadow
   service quotas: "Maximum shadow name length 64 bytes").
 
-moto answers ListTargetsForPolicy, ListThingsInThingGroup, ListThingGroupsForThing, ListThingGroups
-and ListCertificates in one response, whatever the page size asked. `page` pages them as the API
-reference describes: a page size of 1 to 250 (pageSize / maxResults; anything else is
+moto answers ListTargetsForPolicy, ListThingsInThingGroup, ListThingGroupsForThing, ListThingGroups,
+ListCertificates and ListPolicies in one response, whatever the page size asked (ListPolicies: the
+API reference's `GET /policies?marker&pageSize`, pageSize 1-250, `nextMarker` in the answer:
+https://docs.aws.amazon.com/iot/latest/apireference/API_ListPolicies.html).
+`page` pages them as the API reference describes: a page size of 1 to 250 (pageSize / maxResults; anything else is
 InvalidRequestException), a continuation token (nextMarker / nextToken) on every page but the
 last, an unknown token refused. The reference
 names no default page size; the gate uses 25 when none is asked (an assumption: small enough that a
@@ -183,6 +185,7 @@ _PAGED: tuple[tuple[re.Pattern[str], str, str, str, str, str], ...] = (
     (re.compile(r"^/things/[^/]+/thing-groups$"), "GET", "maxResults", "nextToken", "thingGroups", "nextToken"),
     (re.compile(r"^/thing-groups$"), "GET", "maxResults", "nextToken", "thingGroups", "nextToken"),
     (re.compile(r"^/certificates$"), "GET", "pageSize", "marker", "certificates", "nextMarker"),
+    (re.compile(r"^/policies$"), "GET", "pageSize", "marker", "policies", "nextMarker"),
 )
 
 

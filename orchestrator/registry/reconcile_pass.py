@@ -5,14 +5,26 @@ full sync reads every thing's principals, one `ListThingPrincipals` per thing an
 (27.8 h at 1M things). So the replication stack's Step Functions state machine
 (programs/replication.py) invokes the replication function again and again with
 `{"reconcile": {"from": R, "slice": {...}}}`, and each invocation (`run_slice`) does a bounded part
-of one *pass* and returns `{"done": bool, "progress": {...}}`. A pass has four phases, each one
-paged and committed to the head item after every page, so no slice ever holds more than one page:
+of one *pass* and returns `{"done": bool, "progress": {...}}`. A pass has five phases, the first
+four paged and committed to the head item after every page, so no slice ever holds more than one page:
 
-1. `fleet` (one slice): the account-wide configuration, not per device: thing types, thing groups
-   (static ones copied, the names of the dynamic ones kept for the pages), policies with their
-   versions, and the policies attached to static groups. Read in both regions, planned with the
-   registry sync's planner (`plan_sync`, never pruning), applied (`apply_sync`), read back and
-   planned again: what is left is counted as unequal.
+1. `fleet` (pages of the account-wide configuration, not per device): the source's policies
+   (`ListPolicies`, with their versions), then its thing types (`ListThingTypes`), then its thing
+   groups (`ListThingGroups`; each group's ancestors are read with it, so a parent listed on a later
+   page is made first; the static groups' attached policies, each group's list complete; the names
+   of the dynamic ones kept for the pages), a page at a time from the head item's `fleet_cursor`.
+   Each page is read in both regions, planned with the registry sync's planner (`plan_sync`, never
+   pruning), applied (`apply_sync`), read back and planned again: what is left is counted as
+   unequal. Its pages count against the slice's bounds like the others', so an account with
+   thousands of groups or policies spans several slices.
+1b. `retry` (pages of the last pass's failed objects): the things and certificates whose operations
+   failed, were blocked or did not read back equal in the pass before, kept as items beside the head
+   item (`reconcile-pass/<source>/failed/<pass id>/<n>`, one per page that had failures, at most
+   `FAILED_MAX_ITEMS` = 40, so at most 10,000 objects; more are only counted, and the listing that
+   follows reads them anyway). Each item is re-checked like a page (things as in `read`,
+   certificates as in `certificates`, with their policies), right after the fleet phase: a failure
+   is repaired minutes into the next pass instead of when its listing reaches it (up to a day at
+   1M things), and never restarts or lengthens a pass. What fails again goes on this pass's list.
 2. `read` (pages of things): the source's `ListThings` from the pass's cursor, one page (at most
    `page_size` = 250 things) at a time. For the page's things, in both regions at once: the thing
    (`DescribeThing` in the destination), its certificates (`ListThingPrincipals`), each certificate
@@ -28,9 +40,12 @@ paged and committed to the head item after every page, so no slice ever holds mo
    the thing pages. The source's `ListCertificates` is paged (250 a page, status included); every
    certificate INACTIVE or REVOKED there is looked up in the destination (`DescribeCertificate`)
    and tightened there as the sync does (tightening always reaches the secondaries). ACTIVE
-   certificates attached to no thing are not created by the pass (one `DescribeCertificate` per
-   certificate in the destination would double the pass's floor; the stream and CloudTrail
-   replication carry new registrations, `registry sync --full` copies them).
+   certificates are created there with their policies when it lacks them, as `registry sync`
+   copies them, attached to a thing or not; to keep the floor, only those created since the last
+   finished pass began (`certs_since`, less `CERT_MARGIN_S`: it looked up the older ones) are looked
+   up (`DescribeCertificate` and `ListAttachedPolicies` in both regions). The first pass looks up
+   every one, unless that would not end inside the validity window (one lookup a thing at 10/s):
+   then those older than the pass are left to `registry sync --full` and the record says so.
 4. `apply` (one slice): the device-management plane, as the unsliced reconcile carries it, and
    the reconciliation record (`put_reconciliation`): `ok` only when every page applied cleanly and
    read back equal, and the plane too.
@@ -68,7 +83,10 @@ Where the progress lives: in the function's own `applied` DynamoDB table (the re
 in the same region), not in S3: the table exists, the function's role may already read and write
 it, its TTL attribute removes an old head item, and one item is at most 400 KB: the head item
 (`reconcile-pass/<source>`: the pass id, phase, cursors, counters, the dynamic group names: at
-most 100 per account, so a few KB) is written once per page.
+most 100 per account, so a few KB) is written once per page; the failed list's items beside it
+(`reconcile-pass/<source>/failed/<pass id>/<n>`: the names of one page's failed things and
+certificates, tens of KB at most) once per page that had failures, at most 40 a pass, and read
+by the next pass's `retry` phase (one GetItem a page).
 
 The validity window (`VALIDITY_S`, 36 hours): a pass older than that is discarded and a new one
 starts. Why 36 h: the pages of a pass are as current as its oldest page, so the window bounds how
@@ -84,6 +102,11 @@ What resumes, and from where: every phase from its last committed page. A slice 
 does that page again (at most 250 things read again; every write is idempotent); a cursor the
 service no longer accepts restarts that listing (`restarts` counts it). A head item of another
 format (an older function's pass) is discarded: a new pass starts.
+
+What does not resume: a pass that ended (done, or discarded at `VALIDITY_S`) is not continued; the
+next one lists the whole fleet again (that is the backstop's job), re-checking first the objects
+the last one failed on (`retry`). A page whose reads raise (not an operation: the listing or a read
+refused, a crash) is not skipped: the next slice or execution does it again.
 """
 
 from __future__ import annotations
@@ -118,6 +141,7 @@ from orchestrator.registry.snapshot import (
 if TYPE_CHECKING:
     from orchestrator.registry.replicate import Replicator
     from orchestrator.registry.sync import SyncPlan
+    from orchestrator.registry.sync.model import SyncOp
 
 PASS_PREFIX = "reconcile-pass/"
 FORMAT = 2  # the head item's format: 1 was a read phase plus one whole `--full` sync
@@ -130,8 +154,20 @@ PAGE_CALLS_PER_THING = 28  # calls per thing of a page copied first (module doc)
 UNCHANGED_CALLS_PER_THING = 14  # calls per thing of a page found equal (reads only)
 LEASE_MS = 960_000  # one invocation (900 s) and a margin
 LAMBDA_MARGIN_S = 120.0  # what a slice leaves of the invocation's remaining time for its last page
-FLEET, READ, CERTS, APPLY, DONE = "fleet", "read", "certificates", "apply", "done"
+FLEET, RETRY, READ, CERTS, APPLY, DONE = "fleet", "retry", "read", "certificates", "apply", "done"
+FLEET_LISTINGS = ("policies", "types", "groups")  # the fleet phase's listings, in this order
+FAILED_MAX_ITEMS = 40  # items of one pass's failed-objects list (each at most one page: 10,000 objects)
+CERT_MARGIN_S = 3600.0  # certificates created this long before the last finished pass are looked up again
+CERT_LOOKUP_RATE = 10.0  # DescribeCertificate's default quota per second (a lookup of every certificate)
 _TIGHTENED = ("INACTIVE", "REVOKED")
+# one page of a source listing: api -> (page size parameter, cursor parameter, next cursor key, items key)
+_LISTINGS = {
+    "list_things": ("maxResults", "nextToken", "nextToken", "things"),
+    "list_certificates": ("pageSize", "marker", "nextMarker", "certificates"),
+    "list_policies": ("pageSize", "marker", "nextMarker", "policies"),
+    "list_thing_types": ("maxResults", "nextToken", "nextToken", "thingTypes"),
+    "list_thing_groups": ("maxResults", "nextToken", "nextToken", "thingGroups"),
+}
 
 
 @dataclass(frozen=True)
@@ -187,20 +223,29 @@ class PassState:
     restarts: int = 0  # listings restarted because the service refused the cursor
     dynamic: tuple[str, ...] = field(default=())  # the source's dynamic groups (not copied)
     notes: tuple[str, ...] = field(default=())  # warnings of the plans, first few
+    fleet_step: str = FLEET_LISTINGS[0]  # the fleet phase's listing in progress
+    fleet_cursor: str | None = None  # its cursor
+    retry_of: str | None = None  # the pass whose failed objects this one re-checks first (RETRY)
+    retry_items: int = 0  # items of that pass's failed list
+    retry_next: int = 0  # the next one to re-check
+    failed_items: int = 0  # items of this pass's failed list written so far
+    failed: int = 0  # objects in them
+    failed_dropped: int = 0  # failed objects past the list's bound (found again by the next listing)
+    certs_since: float | None = None  # ACTIVE certificates created since then are looked up (None: all)
 
     def progress(self, now: float) -> dict[str, Any]:
         """What `orchestrate status` shows: counts, the rate so far and the ETA of the read phase."""
         elapsed = max(0.0, (self.updated_at or now) - self.started_at)
         rate = self.read / elapsed if elapsed > 0 and self.read else None
         eta = None
-        if self.phase in (FLEET, READ) and rate and self.total_estimate is not None:
+        if self.phase in (FLEET, RETRY, READ) and rate and self.total_estimate is not None:
             eta = round(max(0, self.total_estimate - self.read) / rate, 1)
-        elif self.phase not in (FLEET, READ):
+        elif self.phase not in (FLEET, RETRY, READ):
             eta = 0.0
         return {"pass": self.pass_id, "from": self.source, "phase": self.phase, "read": self.read,
                 "total_estimate": self.total_estimate, "pages": self.pages, "slices": self.slices,
                 "certificates": self.certs_read, "applied": self.applied, "errors": self.errors,
-                "unequal": self.unequal,
+                "unequal": self.unequal, "failed": self.failed,
                 "started_at": _iso(self.started_at), "updated_at": _iso(self.updated_at or now),
                 "rate_per_s": round(rate, 3) if rate else None, "eta_s": eta}
 
@@ -240,6 +285,29 @@ class PassStore:
             "objectKey": {"S": self.head_key}, "state": {"S": json.dumps(asdict(state), sort_keys=True)},
             "expiresAt": {"N": str(int(state.started_at + 2 * VALIDITY_S))}})
 
+    # -- the failed-objects list: items beside the head item, one per page that had failures --------
+    def failed_key(self, pass_id: str, n: int) -> str:
+        return f"{self.head_key}/failed/{pass_id}/{n}"
+
+    def save_failed(self, state: PassState, n: int, things: Iterable[str], certificates: Iterable[str]) -> None:
+        """Item `n` of `state`'s pass: the things and certificates of one page whose operations
+        failed, were blocked or did not read back equal (at most one page of each)."""
+        body = {"things": sorted(set(things)), "certificates": sorted(set(certificates))}
+        self.client.put_item(TableName=self.table, Item={
+            "objectKey": {"S": self.failed_key(state.pass_id, n)}, "state": {"S": json.dumps(body)},
+            # read by the next pass, which starts at most VALIDITY_S after this one did
+            "expiresAt": {"N": str(int(state.started_at + 3 * VALIDITY_S))}})
+
+    def load_failed(self, pass_id: str, n: int) -> tuple[list[str], list[str]]:
+        """(things, certificates) of item `n` of `pass_id`'s list; nothing when it is gone or unreadable."""
+        item = self.client.get_item(TableName=self.table, Key={"objectKey": {"S": self.failed_key(pass_id, n)}},
+                                    ConsistentRead=True).get("Item")
+        try:
+            body = json.loads(item["state"]["S"]) if item else {}
+            return [str(x) for x in body.get("things") or ()], [str(x) for x in body.get("certificates") or ()]
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return [], []
+
 
 def pass_store(replicator: Replicator, source: str) -> PassStore:
     store = replicator.store
@@ -276,10 +344,10 @@ def run_slice(replicator: Replicator, source: str, limits: SliceLimits = SliceLi
         state = _current(store, replicator, t0)
         state = replace(state, slices=state.slices + 1)
         work = _Work(replicator, store, limits, t0, clock, remaining_s)
-        if state.phase == FLEET:
-            state = work.fleet(state)
-        while state.phase in (READ, CERTS) and work.more():
-            state = work.things_page(state) if state.phase == READ else work.certificates_page(state)
+        pages = {FLEET: work.fleet_page, RETRY: work.retry_page, READ: work.things_page,
+                 CERTS: work.certificates_page}
+        while state.phase in pages and work.more():
+            state = pages[state.phase](state)
         if state.phase != APPLY or not work.time_left():
             # the end (the plane: a few reads per object) in this slice only while its time budget
             # lasts, else in the next one
@@ -290,16 +358,45 @@ def run_slice(replicator: Replicator, source: str, limits: SliceLimits = SliceLi
 
 
 def _current(store: PassStore, replicator: Replicator, now: float) -> PassState:
-    """The pass to continue, or a new one (none yet, the last one finished, or older than the window)."""
-    state = store.load()
-    if state is not None and state.phase != DONE and now - state.started_at <= VALIDITY_S:
-        return state
+    """The pass to continue, or a new one (none yet, the last one finished, or older than the
+    window). A new pass re-checks the last pass's failed objects first (RETRY) and looks up the
+    ACTIVE certificates created since the last finished pass began (`_certs_since`)."""
+    prev = store.load()
+    if prev is not None and prev.phase != DONE and now - prev.started_at <= VALIDITY_S:
+        return prev
     last = replicator.store.reconciliation() or {}
     things = last.get("things")
+    since, note = _certs_since(prev)
     state = PassState(uuid.uuid4().hex[:12], store.source, now,
-                      total_estimate=things if isinstance(things, int) else None, updated_at=now)
+                      total_estimate=things if isinstance(things, int) else None, updated_at=now,
+                      certs_since=since, notes=(note,) if note else (),
+                      retry_of=prev.pass_id if prev is not None and prev.failed_items else None,
+                      retry_items=prev.failed_items if prev is not None else 0)
     store.save(state)
     return state
+
+
+def _certs_since(prev: PassState | None) -> tuple[float | None, str | None]:
+    """From when a new pass looks up ACTIVE certificates in the destination (None: all of them), and
+    a note when some are left to `registry sync --full`. The last finished pass listed every
+    certificate that existed when its listing began and looked up those created since its own
+    window: so one it did not look up was created after that pass began, and the new pass looks up
+    those created since then, less `CERT_MARGIN_S` (clocks). An unfinished pass's window carries
+    over, but one that ran out of its validity window while looking up every certificate (a first
+    pass over a large fleet: one DescribeCertificate per certificate) is not repeated."""
+    if prev is None:
+        return None, None
+    if prev.phase == DONE:
+        return prev.started_at - CERT_MARGIN_S, None
+    if prev.certs_since is not None:
+        return prev.certs_since, None
+    return _window_note(prev.started_at - CERT_MARGIN_S)
+
+
+def _window_note(since: float) -> tuple[float, str]:
+    return since, (f"ACTIVE certificates attached to no thing and created before {_iso(since)} are not "
+                   "looked up (looking up every certificate does not fit the pass's window): "
+                   "`registry sync --full` copies them")
 
 
 def callers(replicator: Replicator, source: str) -> tuple[Caller, Caller]:
@@ -355,15 +452,17 @@ class _Work:
             and (self.remaining_s is None or self.remaining_s() > LAMBDA_MARGIN_S)
 
     # -- applying one plan and reading back what it changed -------------------------------------
-    def _apply(self, plan: SyncPlan) -> tuple[int, int, dict[str, tuple[int | None, int | None]]]:
-        """The plan applied with the sync's executor: (applied, failed or blocked, shadow writes)."""
+    def _apply(self, plan: SyncPlan) -> tuple[int, int, dict[str, tuple[int | None, int | None]], list[SyncOp]]:
+        """The plan applied with the sync's executor: (applied, failed or blocked, shadow writes, the
+        operations failed or blocked)."""
         from orchestrator.registry.sync import apply_sync
 
         if not plan.ops:
-            return 0, 0, {}
+            return 0, 0, {}, []
         report = apply_sync(plan, self.rep.region.iot.client, caller=self.rep.region.iot,
                             data_caller=self.dst_data, pem_source=self._pem)
-        return report.applied, len(report.errors) + report.blocked, dict(report.shadow_writes)
+        unapplied = [op for op in plan.ops if op.id in report.unapplied]
+        return report.applied, len(report.errors) + report.blocked, dict(report.shadow_writes), unapplied
 
     def _pem(self, cert_id: str) -> str | None:
         from orchestrator.registry.replicate import _call_or_none
@@ -377,52 +476,138 @@ class _Work:
         self.store.save(state)  # a kill after this does nothing of this page again
         return state
 
-    # -- 1. fleet ---------------------------------------------------------------------------------
-    def fleet(self, state: PassState) -> PassState:
+    def _listing(self, state: PassState, api: str, cursor: str | None,
+                 cursor_field: str) -> tuple[PassState, list[dict[str, Any]] | None, str | None]:
+        """One page of a source listing from `cursor` (the state's `cursor_field`): (state, items,
+        the next page's cursor or None at the end). Items None: the service no longer takes the
+        cursor, so the listing starts again from the beginning (committed; the pages done are done
+        again: idempotent, and counted in `restarts`)."""
+        size_arg, cursor_arg, next_key, items_key = _LISTINGS[api]
+        kwargs: dict[str, Any] = {size_arg: self.limits.page_size}
+        if cursor:
+            kwargs[cursor_arg] = cursor
+        try:
+            page = self.src.call(api, **kwargs)
+        except Exception as exc:
+            if cursor and error_code(exc) in ("InvalidRequestException", "InvalidNextTokenException"):
+                return self._commit(state, **{cursor_field: None, "restarts": state.restarts + 1}), None, None
+            raise
+        self.pages += 1
+        return state, list(page.get(items_key) or ()), page.get(next_key) or None
+
+    def _failed(self, state: PassState, ops: Iterable[SyncOp]) -> dict[str, Any]:
+        """The head item's changes for one page's failed objects (`_objects` of `ops`): written as
+        the next item of the pass's failed list (before the page's commit, so a kill between the
+        two writes the same item again), or counted as dropped past `FAILED_MAX_ITEMS`."""
+        things, certs = _objects(ops)
+        n = len(things) + len(certs)
+        if not n:
+            return {}
+        if state.failed_items >= FAILED_MAX_ITEMS:
+            return {"failed_dropped": state.failed_dropped + n}
+        self.store.save_failed(state, state.failed_items, things, certs)
+        return {"failed_items": state.failed_items + 1, "failed": state.failed + n}
+
+    # -- 1. fleet: pages of policies, thing types and thing groups ----------------------------------
+    def fleet_page(self, state: PassState) -> PassState:
+        """One page of the fleet phase's listing in progress (`FLEET_LISTINGS`: policies first, so
+        the groups' attachments find them; thing types; thing groups, each with its ancestors, so
+        a parent on a later page is made first), read in both regions, planned, applied, read back."""
         from orchestrator.registry.sync import plan_sync
 
-        src, dst = pmap(_fleet, [self.src, self.dst], 2)
+        step = state.fleet_step
+        api = {"policies": "list_policies", "types": "list_thing_types", "groups": "list_thing_groups"}[step]
+        state, items, token = self._listing(state, api, state.fleet_cursor, "fleet_cursor")
+        if items is None:
+            return state
+        dynamic = set(state.dynamic)
+        side: Callable[[Caller], RegistrySnapshot]
+        if step == "policies":
+            names = sorted({p["policyName"] for p in items})
+            side = lambda caller: _policies(caller, names)  # noqa: E731
+        elif step == "types":
+            listed = _listed_types(items)
+            side = lambda caller: RegistrySnapshot(  # noqa: E731
+                caller.region, thing_types=listed if caller is self.src else _types(caller, [t.name for t in listed]))
+        else:
+            found = _groups_with_ancestors(self.src, sorted({g["groupName"] for g in items}))
+            dynamic |= {g.name for g in found if g.dynamic}
+            static = sorted(g.name for g in found if not g.dynamic)
+            known = {g.name: g for g in found}  # the source's, described once
+            side = lambda caller: _groups(caller, static, known if caller is self.src else None)  # noqa: E731
+        src, dst = pmap(side, [self.src, self.dst], 2)
+        if step == "groups":  # the policies the groups' targets name, equal on both sides (their pages)
+            src, dst = _with_policy_stubs(src, dst)
         plan = plan_sync(src, dst, False, region_rewrite=self.rep.region_rewrite)
-        applied, failed, _ = self._apply(plan)
-        left = len(plan_sync(src, _fleet(self.dst), False, region_rewrite=self.rep.region_rewrite).ops) \
-            if plan.ops else 0
-        dynamic = tuple(sorted(g.name for g in src.thing_groups if g.dynamic))
-        return self._commit(state, phase=READ, dynamic=dynamic, applied=state.applied + applied,
+        applied, failed, _, _ = self._apply(plan)
+        left = 0
+        if plan.ops:
+            again = side(self.dst)
+            if step == "groups":
+                _, again = _with_policy_stubs(src, again)
+            left = len(plan_sync(src, again, False, region_rewrite=self.rep.region_rewrite).ops)
+        changes: dict[str, Any] = {"fleet_cursor": token}
+        if token is None:
+            following = FLEET_LISTINGS.index(step) + 1
+            if following < len(FLEET_LISTINGS):
+                changes["fleet_step"] = FLEET_LISTINGS[following]
+            else:
+                changes["phase"] = RETRY if state.retry_next < state.retry_items else READ
+        return self._commit(state, dynamic=tuple(sorted(dynamic)), applied=state.applied + applied,
                             errors=state.errors + failed, unequal=state.unequal + left,
-                            notes=_notes(state.notes, plan.warnings))
+                            notes=_notes(state.notes, plan.warnings), **changes)
+
+    # -- 1b. the last pass's failed objects, first ------------------------------------------------
+    def retry_page(self, state: PassState) -> PassState:
+        """One item of the last pass's failed list: its things and certificates re-checked as their
+        pages were (read in both regions, planned, applied, read back). What fails again goes on
+        this pass's list; the listing that follows checks every thing anyway."""
+        if state.retry_of is None or state.retry_next >= state.retry_items:
+            return self._commit(state, phase=READ)
+        self.pages += 1
+        names, cert_ids = self.store.load_failed(state.retry_of, state.retry_next)
+        things = [t for t in pmap(lambda n: _thing(self.src, n), names, READ_CONCURRENCY) if t is not None]
+        applied, failed, left, warnings, bad = self._things(things, frozenset(state.dynamic))
+        certs = [c for c in pmap(lambda c: _certificate(self.src, c), cert_ids, READ_CONCURRENCY) if c is not None]
+        c_applied, c_failed, c_left, c_warnings, c_bad = self._certificates(certs, {c.id for c in certs})
+        following = state.retry_next + 1
+        return self._commit(state, retry_next=following, phase=RETRY if following < state.retry_items else READ,
+                            applied=state.applied + applied + c_applied, errors=state.errors + failed + c_failed,
+                            unequal=state.unequal + left + c_left,
+                            notes=_notes(state.notes, (*warnings, *c_warnings)),
+                            **self._failed(state, (*bad, *c_bad)))
 
     # -- 2. pages of things -----------------------------------------------------------------------
     def things_page(self, state: PassState) -> PassState:
-        kwargs: dict[str, Any] = {"maxResults": self.limits.page_size}
-        if state.cursor:
-            kwargs["nextToken"] = state.cursor
-        try:
-            page = self.src.call("list_things", **kwargs)
-        except Exception as exc:
-            if state.cursor and error_code(exc) in ("InvalidRequestException", "InvalidNextTokenException"):
-                # the service no longer takes the cursor: list again from the start (the pages done
-                # are done again: idempotent, and counted in `restarts`)
-                return self._commit(state, cursor=None, restarts=state.restarts + 1)
-            raise
-        self.pages += 1
+        state, listed, token = self._listing(state, "list_things", state.cursor, "cursor")
+        if listed is None:
+            return state
         things = [Thing(t["thingName"], t.get("thingTypeName") or None,
                         {str(k): str(v) for k, v in (t.get("attributes") or {}).items()}, version=t.get("version"))
-                  for t in page.get("things", [])]
-        applied, failed, left, warnings = self._things(things, frozenset(state.dynamic))
-        token = page.get("nextToken") or None
+                  for t in listed]
+        applied, failed, left, warnings, bad = self._things(things, frozenset(state.dynamic))
         read = state.read + len(things)
+        since, note = state.certs_since, None
+        if token is None and since is None and \
+                self.clock() - state.started_at + read / CERT_LOOKUP_RATE > VALIDITY_S:
+            # looking up every ACTIVE certificate (about one a thing) would not end in the window
+            since, note = _window_note(state.started_at - CERT_MARGIN_S)
         return self._commit(state, cursor=token, pages=state.pages + 1, read=read, phase=READ if token else CERTS,
                             total_estimate=read if not token else max(state.total_estimate or 0, read) or None,
                             applied=state.applied + applied, errors=state.errors + failed,
-                            unequal=state.unequal + left, notes=_notes(state.notes, warnings))
+                            unequal=state.unequal + left, certs_since=since,
+                            notes=_notes(state.notes, (*warnings, *((note,) if note else ()))),
+                            **self._failed(state, bad))
 
-    def _things(self, things: list[Thing], dynamic: frozenset[str]) -> tuple[int, int, int, tuple[str, ...]]:
-        """One page of things: read both regions, plan, apply, read back what changed, plan again."""
+    def _things(self, things: list[Thing],
+                dynamic: frozenset[str]) -> tuple[int, int, int, tuple[str, ...], list[SyncOp]]:
+        """One page of things: read both regions, plan, apply, read back what changed, plan again.
+        (applied, failed, left unequal, warnings, the operations failed, blocked or left)."""
         from orchestrator.registry.regional import without_regional
         from orchestrator.registry.sync import Kind, plan_sync
 
         if not things:
-            return 0, 0, 0, ()
+            return 0, 0, 0, (), []
         names = [t.name for t in things]
         (src_p, dst_p) = pmap(lambda side: side(), [lambda: self._source_page(things, dynamic),
                                                     lambda: self._dest_page(names, dynamic, None)], 2)
@@ -434,9 +619,9 @@ class _Work:
             {g.name for g in src.thing_groups} | {g.name for g in dst_p.snapshot.thing_groups})))
         dst = self._with_certs(dst_p.snapshot, src)
         plan = plan_sync(src, dst, False, region_rewrite=self.rep.region_rewrite, fetch_pems=True)
-        applied, failed, writes = self._apply(plan)
+        applied, failed, writes, unapplied = self._apply(plan)
         if not plan.ops:
-            return 0, 0, 0, plan.warnings
+            return 0, 0, 0, plan.warnings, []
         # the page's "verify equal": the things an operation named are read again in the
         # destination, the others are as read before; what the plan would still do is a difference
         touched = sorted({str(op.params.get("thing") or op.name) for op in plan.ops
@@ -452,7 +637,7 @@ class _Work:
         again = self._dest_page(touched, dynamic, shadow_names).snapshot if touched else RegistrySnapshot(dst.region)
         after = self._merge(dst, again, set(touched), certs, src, writes)
         left = plan_sync(src, after, False, region_rewrite=self.rep.region_rewrite, fetch_pems=True)
-        return applied, failed, len(left.ops), plan.warnings
+        return applied, failed, len(left.ops), plan.warnings, [*unapplied, *left.ops]
 
     def _read_thing(self, caller: Caller, data: Caller | None, name: str, listed: Thing | None,
                     dynamic: frozenset[str], shadow_names: Collection[str] | None) -> _ThingRead | None:
@@ -559,42 +744,90 @@ class _Work:
 
     # -- 3. pages of certificates -------------------------------------------------------------------
     def certificates_page(self, state: PassState) -> PassState:
-        from orchestrator.registry.sync import plan_sync
-
-        kwargs: dict[str, Any] = {"pageSize": self.limits.page_size}
-        if state.cert_cursor:
-            kwargs["marker"] = state.cert_cursor
-        try:
-            page = self.src.call("list_certificates", **kwargs)
-        except Exception as exc:
-            if state.cert_cursor and error_code(exc) in ("InvalidRequestException", "InvalidNextTokenException"):
-                return self._commit(state, cert_cursor=None, restarts=state.restarts + 1)
-            raise
-        self.pages += 1
-        listed = page.get("certificates", [])
-        tightened = [Certificate(c["certificateId"], c["status"], mode=c.get("certificateMode"),
-                                 ca_certificate_id=c.get("caCertificateId"), arn=c.get("certificateArn"))
-                     for c in listed if c.get("status") in _TIGHTENED]
-        applied = failed = left = 0
-        warnings: tuple[str, ...] = ()
-        if tightened:
-            src = RegistrySnapshot(self.src.region, certificates=tuple(tightened))
-
-            def here() -> RegistrySnapshot:
-                found = pmap(lambda c: _certificate(self.dst, c.id), tightened, READ_CONCURRENCY)
-                return RegistrySnapshot(self.dst.region, certificates=tuple(c for c in found if c is not None))
-
-            plan = plan_sync(src, here(), False, region_rewrite=self.rep.region_rewrite, fetch_pems=True)
-            applied, failed, _ = self._apply(plan)
-            warnings = plan.warnings
-            if plan.ops:
-                left = len(plan_sync(src, here(), False, region_rewrite=self.rep.region_rewrite,
-                                     fetch_pems=True).ops)
-        marker = page.get("nextMarker") or None
+        """One page of the source's certificates: those INACTIVE or REVOKED are tightened in the
+        destination, and ACTIVE ones created since `certs_since` (attached to a thing or not) are
+        created there with their policies when it lacks them, as `registry sync` copies them."""
+        state, listed, marker = self._listing(state, "list_certificates", state.cert_cursor, "cert_cursor")
+        if listed is None:
+            return state
+        since = state.certs_since
+        check, with_policies = [], set()
+        for c in listed:
+            cert = Certificate(c["certificateId"], c["status"], mode=c.get("certificateMode"),
+                               ca_certificate_id=c.get("caCertificateId"), arn=c.get("certificateArn"))
+            created = _created(c)
+            if c.get("status") in _TIGHTENED:
+                check.append(cert)
+            elif c.get("status") == "ACTIVE" and (since is None or created is None or created >= since):
+                check.append(cert)
+                with_policies.add(cert.id)
+        applied, failed, left, warnings, bad = self._certificates(check, with_policies)
         return self._commit(state, cert_cursor=marker, cert_pages=state.cert_pages + 1,
                             certs_read=state.certs_read + len(listed), phase=CERTS if marker else APPLY,
                             applied=state.applied + applied, errors=state.errors + failed,
-                            unequal=state.unequal + left, notes=_notes(state.notes, warnings))
+                            unequal=state.unequal + left, notes=_notes(state.notes, warnings),
+                            **self._failed(state, bad))
+
+    def _certificates(self, certs: list[Certificate],
+                      with_policies: Collection[str]) -> tuple[int, int, int, tuple[str, ...], list[SyncOp]]:
+        """Certificates of the source checked in the destination (`DescribeCertificate` each):
+        planned (created when missing, status tightened), applied, read back, planned again. The
+        attached policies of `with_policies` are read in both regions (the source's list complete:
+        one it detached is detached here too). (applied, failed, left, warnings, ops failed or left)."""
+        from orchestrator.registry.sync import plan_sync
+
+        if not certs:
+            return 0, 0, 0, (), []
+        listed = tuple(sorted(certs, key=lambda c: c.id))
+        src_targets = tuple(sorted(t for batch in pmap(lambda c: _cert_policies(self.src, c),
+                                                       [c for c in listed if c.id in with_policies],
+                                                       READ_CONCURRENCY) for t in batch))
+        src = RegistrySnapshot(self.src.region, certificates=listed, policy_targets=src_targets,
+                               coverage=Coverage(principals=frozenset(), policy_targets=frozenset(),
+                                                 certificate_policies=frozenset(with_policies), groups=frozenset(),
+                                                 policy_versions=frozenset()))
+
+        def here() -> RegistrySnapshot:
+            found = [c for c in pmap(lambda c: _certificate(self.dst, c.id), listed, READ_CONCURRENCY)
+                     if c is not None]
+            targets = [t for batch in pmap(lambda c: _cert_policies(self.dst, c),
+                                           [c for c in found if c.id in with_policies], READ_CONCURRENCY)
+                       for t in batch]
+            return RegistrySnapshot(self.dst.region, certificates=tuple(found), policy_targets=tuple(sorted(targets)))
+
+        plan = plan_sync(src, here(), False, region_rewrite=self.rep.region_rewrite, fetch_pems=True)
+        applied, failed, _, unapplied = self._apply(plan)
+        left: list[SyncOp] = []
+        if plan.ops:
+            left = list(plan_sync(src, here(), False, region_rewrite=self.rep.region_rewrite, fetch_pems=True).ops)
+        return applied, failed, len(left), plan.warnings, [*unapplied, *left]
+
+
+def _created(listed: Mapping[str, Any]) -> float | None:
+    """A listed certificate's creation time (epoch seconds), None when not given."""
+    at = listed.get("creationDate")
+    if isinstance(at, datetime):
+        return at.timestamp()
+    return float(at) if isinstance(at, (int, float)) else None
+
+
+def _objects(ops: Iterable[SyncOp]) -> tuple[set[str], set[str]]:
+    """The things and certificates operations name (fleet objects are not listed: every pass's
+    fleet phase checks them all first)."""
+    from orchestrator.registry.sync import Kind
+
+    things: set[str] = set()
+    certs: set[str] = set()
+    for op in ops:
+        if op.kind in (Kind.THING, Kind.THING_PRINCIPAL, Kind.GROUP_MEMBERSHIP, Kind.SHADOW):
+            things.add(str(op.params.get("thing") or op.name))
+        if op.kind is Kind.CERTIFICATE:
+            certs.add(op.name)
+        elif op.kind is Kind.THING_PRINCIPAL and op.params.get("certificate_id"):
+            certs.add(str(op.params["certificate_id"]))
+        elif op.kind is Kind.POLICY_ATTACHMENT and op.params.get("target_kind") == TargetKind.CERTIFICATE.value:
+            certs.add(str(op.params["target"]))
+    return things, certs
 
 
 def _notes(kept: tuple[str, ...], new: Iterable[str], limit: int = 10) -> tuple[str, ...]:
@@ -658,49 +891,84 @@ def _types(caller: Caller, names: Iterable[str]) -> tuple[ThingType, ...]:
     return tuple(t for t in found if t is not None)
 
 
-def _fleet(caller: Caller) -> RegistrySnapshot:
-    """A region's account-wide configuration: thing types, thing groups (the static ones' policies),
-    policies with their versions. Coverage: every listed policy's versions; the policy targets of
-    this snapshot are the static groups' only, each group's list complete (`ListAttachedPolicies`
-    per group), so a group target the destination has beyond them is a detach (tightening)."""
+def _policies(caller: Caller, names: Collection[str]) -> RegistrySnapshot:
+    """One page of policies as a region has them (those it has of `names`), each with its versions."""
     from orchestrator.registry.policydoc import normalize_document
     from orchestrator.registry.regional import without_regional
     from orchestrator.registry.replicate import _call_or_none
+    from orchestrator.registry.snapshot import Policy
 
-    types = []
-    for t in caller.pages("list_thing_types"):
-        props, meta = t.get("thingTypeProperties") or {}, t.get("thingTypeMetadata") or {}
-        types.append(ThingType(t["thingTypeName"], props.get("thingTypeDescription") or None,
-                               tuple(props.get("searchableAttributes") or ()), bool(meta.get("deprecated"))))
-    group_names = sorted({g["groupName"] for g in caller.pages("list_thing_groups")})
-    groups = [g for g in pmap(lambda n: describe_thing_group(caller, n), group_names, 4) if g is not None]
-
-    def group_policies(g: ThingGroup) -> list[PolicyTarget]:
-        arn = g.arn or (_call_or_none(caller, "describe_thing_group", thingGroupName=g.name) or {}).get("thingGroupArn")
-        if not arn:
-            return []
-        return [PolicyTarget(p["policyName"], TargetKind.THING_GROUP, g.name)
-                for p in caller.pages("list_attached_policies", target=arn)]
-
-    targets = [t for batch in pmap(group_policies, [g for g in groups if not g.dynamic], 4) for t in batch]
-
-    def policy(name: str) -> Any:
-        from orchestrator.registry.snapshot import Policy
-
+    def policy(name: str) -> Policy | None:
         d = _call_or_none(caller, "get_policy", policyName=name)
         if d is None:
             return None
         document = normalize_document(d["policyDocument"])
         return Policy(name, document, policy_versions(caller, name, default=(d.get("defaultVersionId"), document)))
 
-    names = sorted({p["policyName"] for p in caller.pages("list_policies")})
-    policies = [p for p in pmap(policy, names, 4) if p is not None]
+    policies = [p for p in pmap(policy, sorted(names), 4) if p is not None]
     return without_regional(RegistrySnapshot(
-        caller.region, thing_types=tuple(sorted(types, key=lambda t: t.name)), thing_groups=tuple(groups),
-        policies=tuple(policies), policy_targets=tuple(sorted(targets)),
-        coverage=Coverage(principals=frozenset(), policy_targets=None, certificate_policies=frozenset(),
+        caller.region, policies=tuple(policies),
+        coverage=Coverage(principals=frozenset(), policy_targets=frozenset(), certificate_policies=frozenset(),
                           groups=frozenset(), policy_versions=frozenset(p.name for p in policies
                                                                         if p.versions is not None))))
+
+
+def _listed_types(items: Iterable[Mapping[str, Any]]) -> tuple[ThingType, ...]:
+    """One page of `ListThingTypes` as the snapshot's thing types."""
+    types = []
+    for t in items:
+        props, meta = t.get("thingTypeProperties") or {}, t.get("thingTypeMetadata") or {}
+        types.append(ThingType(t["thingTypeName"], props.get("thingTypeDescription") or None,
+                               tuple(props.get("searchableAttributes") or ()), bool(meta.get("deprecated"))))
+    return tuple(sorted(types, key=lambda t: t.name))
+
+
+def _groups_with_ancestors(caller: Caller, names: Iterable[str]) -> list[ThingGroup]:
+    """The groups of one page of `ListThingGroups` and their ancestors (a parent is made before its
+    children: one on a later page is made with this one, again when its page comes: idempotent)."""
+    found: dict[str, ThingGroup] = {}
+    todo = sorted(set(names))
+    while todo:
+        for g in pmap(lambda n: describe_thing_group(caller, n), todo, 4):
+            if g is not None:
+                found[g.name] = g
+        todo = sorted({g.parent for g in found.values() if g.parent and g.parent not in found} - set(todo))
+    return sorted(found.values(), key=lambda g: g.name)
+
+
+def _groups(caller: Caller, names: Collection[str], known: Mapping[str, ThingGroup] | None = None) -> RegistrySnapshot:
+    """Static groups as a region has them (those it has of `names`; `known`: as described already)
+    with the policies attached to each (`ListAttachedPolicies` per group: each group's list is
+    complete, so a policy the destination has beyond it is detached: tightening)."""
+    from orchestrator.registry.regional import without_regional
+
+    if known is not None:
+        groups = [known[n] for n in sorted(names) if n in known]
+    else:
+        groups = [g for g in pmap(lambda n: describe_thing_group(caller, n), sorted(names), 4) if g is not None]
+
+    def group_policies(g: ThingGroup) -> list[PolicyTarget]:
+        if not g.arn:
+            return []
+        return [PolicyTarget(p["policyName"], TargetKind.THING_GROUP, g.name)
+                for p in caller.pages("list_attached_policies", target=g.arn)]
+
+    targets = [t for batch in pmap(group_policies, [g for g in groups if not g.dynamic], 4) for t in batch]
+    return without_regional(RegistrySnapshot(
+        caller.region, thing_groups=tuple(groups), policy_targets=tuple(sorted(targets)),
+        coverage=Coverage(principals=frozenset(), policy_targets=None, certificate_policies=frozenset(),
+                          groups=frozenset(), policy_versions=frozenset())))
+
+
+def _with_policy_stubs(src: RegistrySnapshot, dst: RegistrySnapshot) -> tuple[RegistrySnapshot, RegistrySnapshot]:
+    """Both sides of a page of groups with the policies their targets name, as one identical stub
+    each: the planner attaches and detaches a group's policies only of policies the source has,
+    and the policies' own pages (before the groups') made them equal, so nothing else is planned."""
+    from orchestrator.registry.snapshot import Policy
+
+    names = sorted({t.policy for t in (*src.policy_targets, *dst.policy_targets)})
+    stubs = tuple(Policy(n, "{}") for n in names)
+    return replace(src, policies=stubs), replace(dst, policies=stubs)
 
 
 # -- 4. the end of the pass ----------------------------------------------------------------------------
@@ -715,6 +983,9 @@ def _finish(replicator: Replicator, store: PassStore, state: PassState, clock: C
                               "ok": state.errors == 0 and state.unequal == 0,
                               "applied": state.applied, "errors": state.errors, "unequal": state.unequal,
                               "things": state.read, "certificates": state.certs_read, "pages": state.pages}
+    if state.failed or state.failed_dropped:
+        # the objects the next pass re-checks first (its RETRY phase), and those past the list's bound
+        result["retry_next_pass"] = {"objects": state.failed, "dropped": state.failed_dropped}
     if state.notes:
         result["warnings"] = list(state.notes)
     result["plane"] = plane = reconcile_plane(replicator, store.source)
@@ -724,11 +995,11 @@ def _finish(replicator: Replicator, store: PassStore, state: PassState, clock: C
     result.update(duration_s=round(end - started, 3), slices=state.slices, pass_s=round(end - state.started_at, 3))
     replicator.store.put_reconciliation(result)
     # the pass is done either way: what failed is counted in the record (readiness says NOT READY),
-    # and the next execution starts a new pass, which reads those pages again
+    # and the next execution starts a new pass, which re-checks the failed objects first (RETRY)
     final = replace(state, phase=DONE, errors=int(result["errors"]), updated_at=end)
     store.save(final)
     return {"done": True, "progress": final.progress(end), "result": result}
 
 
-__all__ = ["APPLY", "CERTS", "DONE", "FLEET", "PASS_PREFIX", "READ", "SLICE_BUDGET_S", "VALIDITY_S", "PassState",
-           "PassStore", "SliceLimits", "read_progress", "run_slice"]
+__all__ = ["APPLY", "CERTS", "DONE", "FLEET", "PASS_PREFIX", "READ", "RETRY", "SLICE_BUDGET_S", "VALIDITY_S",
+           "PassState", "PassStore", "SliceLimits", "read_progress", "run_slice"]

@@ -137,12 +137,14 @@ def test_a_pass_of_several_slices_completes_and_the_secondary_verifies_equal(wor
     peaks: list[int] = []
     ex = execute(peaks)
     assert ex.status == "SUCCEEDED", (ex.error, ex.cause)
-    # 14 things and 14 certificates, 3 a page, 2 pages a slice: the fleet and pages 1-2, pages 3-4,
-    # page 5 (the listing ends) and the certificates' page 1, their pages 2-3, pages 4-5 and the end
-    assert ex.invocations == 5 and ex.output["result"]["done"] is True
+    # 14 things and 14 certificates, 3 a page, 2 pages a slice, after the fleet's three listings (a
+    # page each: policies, thing types, thing groups): policies and types, groups and things' page
+    # 1, their pages 2-3, pages 4-5 (the listing ends), the certificates' pages 1-2, pages 3-4, page
+    # 5 and the end
+    assert ex.invocations == 7 and ex.output["result"]["done"] is True
     assert max(peaks) < MEMORY_LIMIT
     record = w["rep"].store.reconciliation()
-    assert record["ok"] is True and record["things"] == FLEET and record["slices"] == 5
+    assert record["ok"] is True and record["things"] == FLEET and record["slices"] == 7
     assert (record["errors"], record["unequal"], record["certificates"], record["pages"]) == (0, 0, FLEET, 5)
     assert record["plane"]["ok"] is True  # the device-management plane rides the last slice
     assert record["applied"] >= FLEET  # certificates, attachments, things
@@ -161,7 +163,7 @@ def test_a_pass_killed_in_the_middle_continues_and_reads_nothing_twice(world: di
     src_reads, dst_reads = w["src_reads"], w["dst_reads"]
     src_reads.clear()
     dst_reads.clear()
-    # the second slice dies on its second page's second thing: pages 1-3 (9 things) were stored
+    # the fourth slice dies on its first page's second thing: pages 1-3 (9 things) were stored
     src_reads.kill_at = 3 + 3 + 3 + 2
     peaks: list[int] = []
     first = execute(peaks)
@@ -195,15 +197,15 @@ def test_a_stopped_execution_is_continued_by_the_next_one(world: dict[str, Any])
     execution starts at the stored cursor."""
     w = world
     w["src_reads"].clear()
-    first = execute([], stop_after=lambda ex: ex.invocations >= 2)
+    first = execute([], stop_after=lambda ex: ex.invocations >= 3)
     assert first.status == "ABORTED"
     read_first = w["src_reads"].names("ListThingPrincipals")
-    assert len(read_first) == 12  # two slices of two pages of three
+    assert len(read_first) == 9  # the fleet's pages, then three pages of three things
     w["src_reads"].clear()
     again = execute([])
-    # the last page of things with the certificates' first page, then their pages 2-3, 4-5 and the end
-    assert again.status == "SUCCEEDED" and again.invocations == 3
-    assert w["src_reads"].names("ListThingPrincipals") == {"meter-12", "meter-13"}
+    # the things' pages 4-5, the certificates' pages 1-2, 3-4, page 5 and the end
+    assert again.status == "SUCCEEDED" and again.invocations == 4
+    assert w["src_reads"].names("ListThingPrincipals") == {f"meter-{i:02d}" for i in range(9, FLEET)}
     assert verify(w).equal
 
 
@@ -213,10 +215,10 @@ def test_a_pass_older_than_the_validity_window_starts_over(world: dict[str, Any]
     from orchestrator.registry.reconcile_pass import VALIDITY_S
 
     w = world
-    execute([], stop_after=lambda ex: ex.invocations >= 1)
+    execute([], stop_after=lambda ex: ex.invocations >= 3)
     store = PassStore(client(w["ctx"], "dynamodb", DST), w["rep"].store.table, SRC)
     old = store.load()
-    assert old is not None and old.read == 6
+    assert old is not None and old.read == 9
     store.save(replace(old, started_at=old.started_at - VALIDITY_S - 60))
     w["src_reads"].clear()
     ex = execute([])
@@ -285,11 +287,13 @@ def test_each_slice_holds_one_page_at_a_time_and_stays_within_its_call_bound(wor
     peaks: list[int] = []
     ex = run(reconcile_definition(FUNCTION_ARN, SRC, slice_limits=LIMITS), dict(RECONCILE_INPUT),
              calls.around(invoke(peaks)))
-    assert ex.status == "SUCCEEDED" and ex.invocations == 5
+    assert ex.status == "SUCCEEDED" and ex.invocations == 7
     per_page = LIMITS["max_pages"] * LIMITS["page_size"]
     assert all(len(names) <= per_page for names in calls.things), calls.things
-    assert [len(names) for names in calls.things[:3]] == [6, 6, 2]  # pages of things; then certificates
-    middle = calls.per_slice[1:3]
+    # the fleet's pages, then pages of things (the groups' page shares a slice with the first), then
+    # certificates
+    assert [len(names) for names in calls.things[:5]] == [0, 3, 6, 5, 0]
+    middle = calls.per_slice[2:4]
     assert max(middle) <= per_page * PAGE_CALLS_PER_THING, calls.per_slice
     assert verify(w).equal
     # the next pass finds everything equal: reads only (UNCHANGED_CALLS_PER_THING a thing)
@@ -297,8 +301,8 @@ def test_each_slice_holds_one_page_at_a_time_and_stays_within_its_call_bound(wor
     calls.things.clear()
     again = run(reconcile_definition(FUNCTION_ARN, SRC, slice_limits=LIMITS), dict(RECONCILE_INPUT),
                 calls.around(invoke(peaks)))
-    assert again.status == "SUCCEEDED" and again.invocations == 5
-    assert max(calls.per_slice[1:3]) <= per_page * UNCHANGED_CALLS_PER_THING, calls.per_slice
+    assert again.status == "SUCCEEDED" and again.invocations == 7
+    assert max(calls.per_slice[2:4]) <= per_page * UNCHANGED_CALLS_PER_THING, calls.per_slice
     assert max(peaks) < MEMORY_LIMIT
 
 
@@ -337,11 +341,11 @@ def test_a_pass_killed_in_the_certificates_phase_continues_from_its_last_page(wo
     next execution lists from that page on (the pages of things are not read again)."""
     w = world
     w["src_reads"].clear()
-    first = execute([], stop_after=lambda ex: ex.invocations >= 3)  # things done, certificates' page 1
+    first = execute([], stop_after=lambda ex: ex.invocations >= 5)  # things done, certificates' pages 1-2
     assert first.status == "ABORTED"
     store = PassStore(client(w["ctx"], "dynamodb", DST), w["rep"].store.table, SRC)
     state = store.load()
-    assert state is not None and (state.phase, state.read, state.certs_read) == ("certificates", FLEET, 3)
+    assert state is not None and (state.phase, state.read, state.certs_read) == ("certificates", FLEET, 6)
     listed: list[dict[str, Any]] = []
     src_iot = w["rep"]._source(SRC).iot.client
 
@@ -355,7 +359,7 @@ def test_a_pass_killed_in_the_certificates_phase_continues_from_its_last_page(wo
     killed = execute([])
     assert (killed.status, killed.error) == ("FAILED", "Killed")
     after_kill = store.load()
-    assert after_kill is not None and after_kill.certs_read == 6  # the page before the kill committed
+    assert after_kill is not None and after_kill.certs_read == 9  # the page before the kill committed
     src_iot.meta.events.unregister("provide-client-params.iot.ListCertificates", seen)
     again = execute([])
     assert again.status == "SUCCEEDED", (again.error, again.cause)
@@ -378,7 +382,7 @@ def test_a_head_item_of_the_old_format_starts_a_new_pass(world: dict[str, Any]) 
                                     "read": FLEET, "parts": 3})}})
     assert PassStore(ddb, w["rep"].store.table, SRC).load() is None
     ex = execute([])
-    assert ex.status == "SUCCEEDED" and ex.invocations == 5
+    assert ex.status == "SUCCEEDED" and ex.invocations == 7
     assert verify(w).equal
 
 
@@ -446,13 +450,142 @@ def test_the_end_of_a_pass_waits_for_the_next_slice_when_the_time_is_spent(world
 
     def remaining() -> float:  # the whole invocation until the pages are done, then almost nothing
         asked.append(1)
-        return 800.0 if len(asked) <= 2 else 60.0
+        return 800.0 if len(asked) <= 5 else 60.0
 
-    first = run_slice(rep, SRC, SliceLimits(), remaining_s=remaining)  # fleet, 1 page of things, 1 of certificates
+    # the fleet's 3 pages, 1 page of things, 1 of certificates
+    first = run_slice(rep, SRC, SliceLimits(), remaining_s=remaining)
     assert first["done"] is False and first["progress"]["phase"] == "apply"
     assert rep.store.reconciliation() is None
     w["src_reads"].clear()
     second = run_slice(rep, SRC, SliceLimits())
     assert second["done"] is True and second["result"]["ok"] is True and second["result"]["slices"] == 2
     assert not w["src_reads"].names("ListThingPrincipals")  # the end reads no thing again
+    assert verify(w).equal
+
+
+# -- failed objects, the paged fleet phase, certificates attached to no thing -----------------------
+def _refuse(thing: str, refused: list[str]) -> Any:
+    """A before-call hook: the destination refuses AttachThingPrincipal for `thing` (a 400 that is
+    not retried), as AWS refuses a request it will not take."""
+    from types import SimpleNamespace
+
+    def hook(params: Mapping[str, Any] | None = None, **_: Any) -> Any:
+        if f"/things/{thing}/" in str((params or {}).get("url_path", "")):
+            refused.append(thing)
+            return (SimpleNamespace(status_code=400, headers={}),
+                    {"Error": {"Code": "InvalidRequestException", "Message": "refused by the test"}})
+        return None
+    return hook
+
+
+def test_a_failed_operation_is_rechecked_first_by_the_next_pass(world: dict[str, Any]) -> None:
+    """One thing's attachment is refused: the pass ends FAILED and keeps that thing on its failed
+    list (an item beside the head item); the next pass re-checks it right after the fleet phase,
+    before its listing reaches any thing, so two slices in the secondary is equal again; and that
+    pass still lists the whole fleet as every pass does, then ends ok."""
+    w = world
+    dst_iot = w["rep"].region.iot.client
+    refused: list[str] = []
+    hook = _refuse("meter-07", refused)
+    dst_iot.meta.events.register("before-call.iot.AttachThingPrincipal", hook)
+    ex = execute([])
+    dst_iot.meta.events.unregister("before-call.iot.AttachThingPrincipal", hook)
+    assert ex.status == "SUCCEEDED" and refused
+    record = w["rep"].store.reconciliation()
+    assert record["ok"] is False and record["errors"] >= 1
+    assert record["retry_next_pass"]["objects"] >= 1 and record["retry_next_pass"]["dropped"] == 0
+    store = PassStore(client(w["ctx"], "dynamodb", DST), w["rep"].store.table, SRC)
+    done = store.load()
+    assert done is not None and done.failed_items == 1
+    things, certs = store.load_failed(done.pass_id, 0)
+    assert things == ["meter-07"] and len(certs) == 1
+    assert not verify(w).equal
+    w["src_reads"].clear()
+    # the next pass: the fleet's pages (policies, types), then groups and the failed list's item
+    second = execute([], stop_after=lambda ex: ex.invocations >= 2)
+    assert second.status == "ABORTED"
+    assert w["src_reads"].names("ListThingPrincipals") == {"meter-07"}  # nothing else read yet
+    state = store.load()
+    assert state is not None and state.retry_of == done.pass_id and state.phase == "read" and state.read == 0
+    assert verify(w).equal  # repaired before the listing reached it
+    w["src_reads"].clear()
+    rest = execute([])
+    assert rest.status == "SUCCEEDED"
+    assert len(w["src_reads"].names("ListThingPrincipals")) == FLEET  # the listing: every thing, once
+    record = w["rep"].store.reconciliation()
+    assert record["ok"] is True and "retry_next_pass" not in record
+
+
+def test_the_fleet_phase_is_paged_and_bounded_like_the_others(world: dict[str, Any]) -> None:
+    """Eight policies, four thing types and five groups (a parent listed after its child, policies
+    attached to groups): with 3 a page and 2 pages a slice, the fleet phase spans several slices,
+    each listing at most two pages (a fleet at 1M things cannot outgrow one invocation), and the
+    secondary verifies equal at the end."""
+    w = world
+    src = w["src"]
+    for i in range(7):
+        src.create_policy(policyName=f"pol-{i}", policyDocument=device_policy())
+    for i in range(4):
+        src.create_thing_type(thingTypeName=f"type-{i}", thingTypeProperties={"thingTypeDescription": f"t{i}"})
+    src.create_thing_group(thingGroupName="z-parent")
+    src.create_thing_group(thingGroupName="a-child", parentGroupName="z-parent")
+    for g in ("b-site", "c-site", "d-site"):
+        src.create_thing_group(thingGroupName=g)
+    arn = src.describe_thing_group(thingGroupName="a-child")["thingGroupArn"]
+    src.attach_policy(policyName="pol-3", target=arn)
+    lists: list[str] = []
+    src_iot = w["rep"]._source(SRC).iot.client
+    for api in ("ListPolicies", "ListThingTypes", "ListThingGroups"):
+        # the pass's listing pages only (its page size); the plane's own listings are not its pages
+        src_iot.meta.events.register(
+            f"provide-client-params.iot.{api}",
+            lambda params, _api=api, **_: lists.append(_api) if 3 in (params.get("pageSize"),
+                                                                       params.get("maxResults")) else None)
+    per_slice: list[list[str]] = []
+
+    def counting(inner: Any) -> Any:
+        def call(resource: str, params: Mapping[str, Any], timeout_s: float) -> Any:
+            before = len(lists)
+            try:
+                return inner(resource, params, timeout_s)
+            finally:
+                per_slice.append(lists[before:])
+        return call
+
+    ex = run(reconcile_definition(FUNCTION_ARN, SRC, slice_limits=LIMITS), dict(RECONCILE_INPUT),
+             counting(invoke([])), stop_after=lambda ex: ex.invocations >= 1)
+    assert ex.status == "ABORTED"
+    store = PassStore(client(w["ctx"], "dynamodb", DST), w["rep"].store.table, SRC)
+    first = store.load()
+    # 8 policies at 3 a page: the first slice's two pages are policies, and the phase goes on
+    assert first is not None and (first.phase, first.fleet_step) == ("fleet", "policies")
+    assert per_slice == [["ListPolicies", "ListPolicies"]]
+    ex = run(reconcile_definition(FUNCTION_ARN, SRC, slice_limits=LIMITS), dict(RECONCILE_INPUT),
+             counting(invoke([])))
+    assert ex.status == "SUCCEEDED", (ex.error, ex.cause)
+    assert all(len(listed) <= LIMITS["max_pages"] for listed in per_slice), per_slice
+    assert sum(len(listed) for listed in per_slice) == 3 + 2 + 2  # policies, types, groups: 3 a page
+    record = w["rep"].store.reconciliation()
+    assert record["ok"] is True, record
+    dst = w["dst"]
+    assert dst.describe_thing_group(thingGroupName="a-child")["thingGroupMetadata"]["parentGroupName"] == "z-parent"
+    child = dst.describe_thing_group(thingGroupName="a-child")["thingGroupArn"]
+    assert [p["policyName"] for p in dst.list_attached_policies(target=child)["policies"]] == ["pol-3"]
+    assert verify(w).equal
+
+
+def test_an_active_certificate_attached_to_no_thing_is_created_with_its_policies(world: dict[str, Any]) -> None:
+    """As `registry sync` copies it: a certificate registered ACTIVE in the primary (a device not
+    yet provisioned to a thing), with the device policy attached, is created in the secondary."""
+    w = world
+    src, dst = w["src"], w["dst"]
+    loose = src.register_certificate_without_ca(certificatePem=make_pem("spare", 999), status="ACTIVE")
+    src.attach_policy(policyName="device", target=loose["certificateArn"])
+    ex = execute([])
+    assert ex.status == "SUCCEEDED", (ex.error, ex.cause)
+    record = w["rep"].store.reconciliation()
+    assert record["ok"] is True and record["certificates"] == FLEET + 1
+    got = dst.describe_certificate(certificateId=loose["certificateId"])["certificateDescription"]
+    assert got["status"] == "ACTIVE"
+    assert [p["policyName"] for p in dst.list_attached_policies(target=got["certificateArn"])["policies"]] == ["device"]
     assert verify(w).equal

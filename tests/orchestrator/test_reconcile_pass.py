@@ -89,3 +89,93 @@ def test_progress_eta_is_what_is_left_at_the_rate_so_far() -> None:
     assert (p["rate_per_s"], p["eta_s"]) == (10.0, 2880.0)
     assert PassState("p", "eu-west-1", 1000.0, read=10, updated_at=1010.0).progress(2000.0)["eta_s"] is None
     assert PassState("p", "eu-west-1", 1000.0, phase="apply", read=10, updated_at=1010.0).progress(2000.0)["eta_s"] == 0
+
+
+# -- the failed-objects list and the certificates' window ------------------------------------------
+def _op(kind: str, name: str, **params: Any) -> Any:
+    from orchestrator.registry.sync.model import Action, Kind, SyncOp
+
+    return SyncOp(Kind(kind), Action.CREATE, name, params)
+
+
+def test_a_pages_failed_operations_name_its_things_and_certificates() -> None:
+    from orchestrator.registry.reconcile_pass import _objects
+
+    things, certs = _objects([
+        _op("thing", "meter-1"), _op("thing_principal", "meter-2/c2", thing="meter-2", certificate_id="c2"),
+        _op("shadow", "meter-3/classic", thing="meter-3", shadow=""), _op("certificate", "c4"),
+        _op("policy_attachment", "device/certificate:c5", policy="device", target_kind="certificate", target="c5"),
+        _op("policy_attachment", "device/thing_group:g", policy="device", target_kind="thing_group", target="g"),
+        _op("thing_group", "g"), _op("policy", "device")])
+    assert (things, certs) == ({"meter-1", "meter-2", "meter-3"}, {"c2", "c4", "c5"})
+
+
+def test_the_failed_list_is_written_page_by_page_and_bounded() -> None:
+    """One item per page with failures, at most FAILED_MAX_ITEMS; past them the objects are only
+    counted (the next pass's listing reads them anyway). Each item stays far under 400 KB."""
+    from types import SimpleNamespace
+
+    from orchestrator.registry.reconcile_pass import FAILED_MAX_ITEMS, _Work
+
+    table = FakeTable()
+    store = PassStore(table, "applied", "eu-west-1")
+    state = PassState("p1", "eu-west-1", 0.0, phase="read")
+    work = SimpleNamespace(store=store)
+    page = [_op("thing_principal", f"{'t' * 120}{i:03d}/{'c' * 64}", thing=f"{'t' * 120}{i:03d}",
+                certificate_id=f"{i:03d}{'c' * 61}") for i in range(250)]
+    assert _Work._failed(work, state, []) == {}  # type: ignore[arg-type]
+    for _ in range(FAILED_MAX_ITEMS):
+        state = PassState(**{**state.__dict__, **_Work._failed(work, state, page)})  # type: ignore[arg-type]
+    assert (state.failed_items, state.failed, state.failed_dropped) == (FAILED_MAX_ITEMS, FAILED_MAX_ITEMS * 500, 0)
+    state = PassState(**{**state.__dict__, **_Work._failed(work, state, page[:3])})  # type: ignore[arg-type]
+    assert (state.failed_items, state.failed_dropped) == (FAILED_MAX_ITEMS, 6)
+    assert len(table.items) == FAILED_MAX_ITEMS and max(table.puts) < 100 * 1024
+    things, certs = store.load_failed("p1", FAILED_MAX_ITEMS - 1)
+    assert len(things) == 250 and len(certs) == 250
+    assert store.load_failed("p1", FAILED_MAX_ITEMS) == ([], [])  # never written: nothing to re-check
+
+
+def test_active_certificates_are_looked_up_since_the_last_finished_pass_began() -> None:
+    """The first pass looks up every ACTIVE certificate; the next ones those created since the last
+    finished pass began (less an hour); an unfinished pass's window carries over, but a pass that
+    ran out of its window while looking up all of them is not repeated (and says so)."""
+    from orchestrator.registry.reconcile_pass import CERT_MARGIN_S, DONE, _certs_since
+
+    assert _certs_since(None) == (None, None)
+    done = PassState("p", "eu-west-1", 5000.0, phase=DONE, certs_since=None)
+    assert _certs_since(done) == (5000.0 - CERT_MARGIN_S, None)
+    unfinished = PassState("p", "eu-west-1", 5000.0, phase="read", certs_since=1234.0)
+    assert _certs_since(unfinished) == (1234.0, None)
+    since, note = _certs_since(PassState("p", "eu-west-1", 5000.0, phase="certificates", certs_since=None))
+    assert since == 5000.0 - CERT_MARGIN_S and note is not None and "registry sync --full" in note
+
+
+def test_every_listing_pages_from_its_cursor_and_starts_over_when_it_is_refused() -> None:
+    """One helper pages every listing of the pass (things, certificates, and the fleet's policies,
+    types and groups) with that API's own parameter names; a cursor the service refuses restarts
+    that listing (counted), whichever listing it is."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from botocore.exceptions import ClientError
+
+    from orchestrator.registry.reconcile_pass import _Work
+
+    asked: list[tuple[str, dict[str, Any]]] = []
+
+    def call(api: str, **kwargs: Any) -> dict[str, Any]:
+        asked.append((api, kwargs))
+        if kwargs.get("marker") == "stale":
+            raise ClientError({"Error": {"Code": "InvalidRequestException", "Message": "bad marker"}}, api)
+        return {"policies": [{"policyName": "p"}], "nextMarker": "m2"}
+
+    work = SimpleNamespace(src=SimpleNamespace(call=call), limits=SliceLimits(page_size=7), pages=0,
+                           _commit=lambda st, **changes: replace(st, **changes))
+    state = PassState("p", "eu-west-1", 0.0, fleet_cursor="m1")
+    got, items, token = _Work._listing(work, state, "list_policies", "m1", "fleet_cursor")  # type: ignore[arg-type]
+    assert (items, token) == ([{"policyName": "p"}], "m2")
+    assert asked[-1] == ("list_policies", {"pageSize": 7, "marker": "m1"})
+    got, items, token = _Work._listing(work, state, "list_policies", "stale", "fleet_cursor")  # type: ignore[arg-type]
+    assert items is None and (got.fleet_cursor, got.restarts) == (None, 1)
+    _Work._listing(work, state, "list_thing_groups", None, "fleet_cursor")  # type: ignore[arg-type]
+    assert asked[-1] == ("list_thing_groups", {"maxResults": 7})
