@@ -19,9 +19,10 @@ for create / update / replace / delete in Pulumi's order, with what it made kept
   keeps no `RoutingControlArn` and no `AlarmIdentifier` on a health check, so the engine remembers
   which check watches which routing control (`control_checks`) and which alarm (`alarm_checks`)
   for the DNS server;
-- the replication stack: the primary bucket's replication rules, and every DynamoDB table declared
-  with replicas (the command outbox's global table) with its replicas, which the local world's moto
-  replicates (`drill/global_tables.py`).
+- the replication stack: the primary bucket's replication rules, and every DynamoDB table the
+  program declares, through the mirror like everything else: a table declared with replicas (the
+  command outbox's global table) gets them as terraform-provider-aws sends them (UpdateTable
+  `ReplicaUpdates`), and the local world's moto replicates (`drill/global_tables.py`).
 Route 53 calls go through `PropagatingRoute53`: each change is PENDING for Route 53's propagation
 time on the drill's time scale before GetChange answers INSYNC (moto answers INSYNC at once).
 So the lifecycle (promote-secondary, failover, failback) runs its own code, verification included,
@@ -42,6 +43,7 @@ from orchestrator.drill.mirror import (  # noqa: F401 - RECORD, change_record_se
     HEALTH_CHECK,
     METRIC_ALARM,
     RECORD,
+    TABLE,
     Mirror,
     StackApply,
     change_record_sets,
@@ -68,7 +70,6 @@ if TYPE_CHECKING:  # pragma: no cover
 NS = "iot-platform:"
 IOT_THING = "aws:iot/thing:Thing"
 IOT_POLICY = "aws:iot/policy:Policy"
-DYNAMODB_TABLE = "aws:dynamodb/table:Table"
 
 
 class LocalEngine:
@@ -113,8 +114,7 @@ class LocalEngine:
                 elif spec.kind == "dns":
                     outputs = self._dns(spec, evaluation.resources, outputs, answered.states)
                 else:
-                    self._replication(spec)
-                    self._global_tables(evaluation.resources)
+                    self._replication(spec, evaluation.resources)
                 self._outputs[spec.name] = {k: OutputValue(v) for k, v in outputs.items()}
                 self.applies.append((time.time(), spec.name))
         except Exception as exc:  # the engine reports failures as results, as PulumiEngine does
@@ -191,38 +191,13 @@ class LocalEngine:
             self.canary_keys[region] = (thing, keys)
         self.world.apply(f"canary-{region}", alarms, {}, default_region=region)
 
-    def _replication(self, spec: StackSpec) -> None:
-        self.world.apply(spec.name, replication_resources(spec.config), {})
-
-    def _global_tables(self, resources: Any) -> None:
-        """Each `aws.dynamodb.Table` the program declares with replicas (the command outbox), as
-        terraform-provider-aws makes it: CreateTable in the table's region (key, attributes, on-demand,
-        the stream), then one UpdateTable `ReplicaUpdates` Create per replica region it lacks, then
-        UpdateTimeToLive. The local world's moto makes the replicas and replicates (global_tables.py)."""
-        for res in resources:
-            inputs = dict(res.inputs)
-            if res.type != DYNAMODB_TABLE or not inputs.get("replicas"):
-                continue
-            ddb = client(self.ctx, "dynamodb", str(inputs["region"]))
-            name = str(inputs["name"])
-            keys = [(inputs["hashKey"], "HASH"), *([(inputs["rangeKey"], "RANGE")] if inputs.get("rangeKey") else [])]
-            if name not in ddb.list_tables().get("TableNames", []):
-                extra: dict[str, Any] = {}
-                if inputs.get("streamEnabled"):
-                    view = inputs.get("streamViewType") or "NEW_AND_OLD_IMAGES"
-                    extra["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": view}
-                ddb.create_table(TableName=name, BillingMode=str(inputs.get("billingMode") or "PAY_PER_REQUEST"),
-                                 AttributeDefinitions=[{"AttributeName": a["name"], "AttributeType": a["type"]}
-                                                       for a in inputs.get("attributes") or []],
-                                 KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in keys], **extra)
-            have = {r["RegionName"] for r in ddb.describe_table(TableName=name)["Table"].get("Replicas", [])}
-            for replica in inputs["replicas"]:
-                if replica["regionName"] not in have:
-                    ddb.update_table(TableName=name, ReplicaUpdates=[{"Create": {"RegionName": replica["regionName"]}}])
-            ttl = inputs.get("ttl") or {}
-            if ttl.get("enabled"):
-                ddb.update_time_to_live(TableName=name, TimeToLiveSpecification={
-                    "Enabled": True, "AttributeName": ttl["attributeName"]})
+    def _replication(self, spec: StackSpec, resources: Any) -> None:
+        """The primary bucket's replication rules (from the stack's config) and every DynamoDB table
+        the program declares (the command outbox's and the registry events' global tables with their
+        replicas, the per-region tables), created, updated or deleted through the mirror as
+        terraform-provider-aws makes them."""
+        tables = [res for res in resources if res.type == TABLE]
+        self.world.apply(spec.name, [*replication_resources(spec.config), *tables], {})
 
     def _dns(self, spec: StackSpec, resources: Any, outputs: dict[str, Any],
              states: Mapping[tuple[str, str], Mapping[str, Any]]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.aws import AwsContext, client
 from orchestrator.console import Console
@@ -49,6 +49,22 @@ from orchestrator.drill.model import (
 from orchestrator.drill.plane_demo import JOB, ROLE_ALIAS
 from orchestrator.errors import InputRejected, OperationFailed
 from orchestrator.registry import outbox
+
+if TYPE_CHECKING:  # the world's parts load only when the drill runs (check_prerequisites)
+    from orchestrator.drill.admission import Admission
+    from orchestrator.drill.arc import ArcCluster
+    from orchestrator.drill.broker import BrokerSpec, TrustStore
+    from orchestrator.drill.c2d import RetainedMirror
+    from orchestrator.drill.cloudwatch import DrillCanary
+    from orchestrator.drill.dns import DnsServer, Route53Answers
+    from orchestrator.drill.engine import LocalEngine
+    from orchestrator.drill.fleet import Device, Fleet
+    from orchestrator.drill.iotdoor import RegionDoor
+    from orchestrator.drill.netstub import DeviceNetwork
+    from orchestrator.drill.outbox_world import OutboxRegion, OutboxSender
+    from orchestrator.drill.pki import KeyPair
+    from orchestrator.drill.plane_demo import JobDevices, PlaneSetUp
+    from orchestrator.drill.services import RegionServices
 
 DRILL_ENV = "drill"
 POLICY = "drill-device-policy"
@@ -143,6 +159,84 @@ def register(iot: Any, thing: str, cert_pem: str, *, policy: bool = True) -> str
     return str(cert["certificateId"])
 
 
+class _World:
+    """What one local drill holds: the world's set-up fills it in, the game day's steps read it (and
+    add what they measure)."""
+
+    # the run
+    started: float
+    regions: tuple[str, str]
+    control: str
+    steps: list[StepRecord]
+    # AWS on this machine and the platform applied to it
+    arc: ArcCluster | None
+    endpoint: str
+    aws: AwsContext
+    r53: Any
+    zone_id: str
+    engine: LocalEngine
+    dctx: Context
+    domain: str
+    iot: dict[str, Any]
+    data: dict[str, Any]
+    account: str
+    # the devices' identities and the device-management plane
+    locations: list[str]
+    keys: dict[str, KeyPair]
+    cert_ids: dict[str, str]
+    sleeper_keys: dict[str, KeyPair]
+    unattached: KeyPair
+    unattached_id: str
+    unsynced: KeyPair
+    claim: KeyPair
+    plane: PlaneSetUp
+    changed_after_sync: str | None
+    # the regions: brokers behind their front doors, services, outbox, canaries
+    ca: KeyPair
+    addresses: dict[str, str]
+    tls_port: int
+    service_port: int
+    endpoints: dict[str, str]
+    brokers: dict[str, BrokerSpec]
+    trust: dict[str, TrustStore]
+    doors: dict[str, RegionDoor]
+    services: dict[str, RegionServices]
+    mirrors: dict[str, RetainedMirror]
+    delay: float
+    outboxes: dict[str, OutboxRegion]
+    commands: OutboxSender
+    cloudwatch: dict[str, Any]
+    canary: DrillCanary
+    # DNS and the devices' network
+    sources: dict[str, str]
+    answers: Route53Answers
+    dns: DnsServer
+    region_of_address: dict[str, str]
+    admission: Admission
+    net: DeviceNetwork
+    devices: list[Device]
+    by_thing: dict[str, Device]
+    sleepers: list[Device]
+    fleet: Fleet
+    samples: list[tuple[float, dict[str, int], dict[str, int]]]
+    sampler_stop: threading.Event
+    sampler: threading.Thread
+    # the game day's measurements
+    before: dict[str, str | None]
+    unattached_verdicts: dict[str, str]
+    refused_unattached: bool | None
+    job_devices: JobDevices
+    killed_at: float
+    all_back: float | None
+    held_at_kill: int
+    refused: bool | None
+    demos: tuple[ProvisionDemo, CredentialsDemo, JobDemo]
+
+    def __init__(self, cleanup: ExitStack, primary: str, secondary: str, killed: str, survivor: str) -> None:
+        self.cleanup = cleanup
+        self.primary, self.secondary, self.killed, self.survivor = primary, secondary, killed, survivor
+
+
 class LocalDrill:
     def __init__(self, app: Context, opts: DrillOptions, out_dir: Path) -> None:
         self.app, self.opts = app, opts
@@ -195,256 +289,330 @@ class LocalDrill:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _run(self, cleanup: ExitStack, primary: str, secondary: str, killed: str, survivor: str) -> DrillResult:
-        from orchestrator.drill import pki
-        from orchestrator.drill.broker import BrokerSpec, TrustStore, mosquitto_binary
-        from orchestrator.drill.cloudwatch import DrillCanary
-        from orchestrator.drill.dns import DnsServer, Route53Answers, query
+        w = _World(cleanup, primary, secondary, killed, survivor)
+        # the world, in the order its parts depend on each other
+        self._aws(w)
+        self._up_primary(w)
+        self._promote(w)
+        self._brokers(w)
+        self._region_services(w)
+        self._outbox(w)
+        self._canaries(w)
+        self._dns(w)
+        self._devices(w)
+        self._start_devices(w)
+        # the game day
+        self._warm_up(w)
+        self._kill(w)
+        self._transitions(w)
+        self._stop_devices(w)
+        return self._measure(w)
+
+    # -- the world's set-up -----------------------------------------------------------------------------
+    def _aws(self, w: _World) -> None:
+        """ARC's cluster (when the control is ARC), the moto server, the hosted zone, the engine that
+        applies the real programs to them and the drill's own environment."""
         from orchestrator.drill.engine import LocalEngine
-        from orchestrator.drill.fleet import Device, Fleet
-        from orchestrator.drill.iot_issuer import issuing_ca_pem
-        from orchestrator.drill.iotdoor import RegionDoor, client_context, connect_verdict
-        from orchestrator.drill.netstub import DeviceNetwork
-        from orchestrator.drill.procs import free_port, port_free_on, wait_for_port
-        from orchestrator.drill.services import RegionServices
-        from orchestrator.operations.lifecycle import Lifecycle
-        from orchestrator.stacks import wiring
-        from orchestrator.stacks.graph import region_stack, up_selection
-        from orchestrator.stacks.runner import Runner
-        from orchestrator.topology import RoutingMode
 
         opts = self.opts
-        started = time.time()
-        regions = (primary, secondary)
-        control = opts.control or self.app.topology().failover_control.value
-        self.notify(f"drill: local world for {primary} + {secondary} in {self.run_dir} (failover control "
-                    f"`{control}`)")
-        arc = None
-        if control == "arc":  # ARC's cluster data plane, on this machine (five regional endpoints)
+        w.started = time.time()
+        w.regions = (w.primary, w.secondary)
+        w.control = opts.control or self.app.topology().failover_control.value
+        self.notify(f"drill: local world for {w.primary} + {w.secondary} in {self.run_dir} (failover control "
+                    f"`{w.control}`)")
+        w.arc = None
+        if w.control == "arc":  # ARC's cluster data plane, on this machine (five regional endpoints)
             from orchestrator.drill.arc import ArcCluster
 
             # safety-rule wait periods pass on the drill's time scale, as health checks and TTLs do
-            arc = cleanup.enter_context(ArcCluster(time_scale=opts.time_scale).serve())
-        endpoint = self._moto()
-        aws = AwsContext(endpoint_url=endpoint)
+            w.arc = w.cleanup.enter_context(ArcCluster(time_scale=opts.time_scale).serve())
+        w.endpoint = self._moto()
+        w.aws = AwsContext(endpoint_url=w.endpoint)
         topology = self.app.topology()
-        r53 = client(aws, "route53", "us-east-1")
-        zone_id = r53.create_hosted_zone(Name=topology.hosted_zone, CallerReference=f"drill-{started}")[
+        w.r53 = client(w.aws, "route53", "us-east-1")
+        w.zone_id = w.r53.create_hosted_zone(Name=topology.hosted_zone, CallerReference=f"drill-{w.started}")[
             "HostedZone"]["Id"].split("/")[-1]
-        engine = LocalEngine(aws, zone_id, arc, time_scale=opts.time_scale)
-        dctx = self._drill_context(endpoint, engine, control)
-        dtopo = dctx.topology()
-        domain = dtopo.domain
+        w.engine = LocalEngine(w.aws, w.zone_id, w.arc, time_scale=opts.time_scale)
+        w.dctx = self._drill_context(w.endpoint, w.engine, w.control)
+        w.domain = w.dctx.topology().domain
 
-        # 1. the primary as it runs today (single region), devices registered there
+    def _up_primary(self, w: _World) -> None:
+        """1. the primary as it runs today (single region), devices registered there."""
+        from orchestrator.drill import pki, plane_demo
+        from orchestrator.stacks.graph import up_selection
+        from orchestrator.stacks.runner import Runner
+
+        opts, primary, regions, aws = self.opts, w.primary, w.regions, w.aws
+        dtopo = w.dctx.topology()
         self.notify(f"drill: up {primary} and DNS (single region), register {opts.devices} devices")
-        report = Runner(engine, dtopo, dctx.state, notify=dctx.notify).up(up_selection(dtopo, primary))
+        report = Runner(w.engine, dtopo, w.dctx.state, notify=w.dctx.notify).up(up_selection(dtopo, primary))
         if not report.ok:
             raise OperationFailed(f"drill set-up: up of {primary} failed")
-        iot = {r: client(aws, "iot", r) for r in regions}
-        data = {r: client(aws, "iot-data", r) for r in regions}
+        w.iot = iot = {r: client(aws, "iot", r) for r in regions}
+        w.data = data = {r: client(aws, "iot-data", r) for r in regions}
         iot[primary].create_policy(policyName=POLICY, policyDocument=_policy_document())
-        locations = [regions[i % 2] if opts.routing is Routing.LATENCY else primary for i in range(opts.devices)]
-        keys, cert_ids = {}, {}
+        w.locations = [regions[i % 2] if opts.routing is Routing.LATENCY else primary for i in range(opts.devices)]
+        w.keys, w.cert_ids = {}, {}
         for i in range(opts.devices):
             thing = f"drill-device-{i:04d}"
-            keys[thing] = pki.device_certificate(thing)
-            cert_ids[thing] = register(iot[primary], thing, keys[thing].cert_pem)
+            w.keys[thing] = pki.device_certificate(thing)
+            w.cert_ids[thing] = register(iot[primary], thing, w.keys[thing].cert_pem)
             data[primary].update_thing_shadow(thingName=thing, payload=json.dumps(
                 {"state": {"desired": {"interval_ms": int(opts.publish_interval * 1000), "mode": "drill"}}}).encode())
             publish_config(data[primary], thing, 1)  # through the Publish API, as the platform's backend does
         # devices that will be asleep while commands are queued for them in the killed region (the primary)
-        sleeper_keys = {f"drill-sleeper-{i:04d}": pki.device_certificate(f"drill-sleeper-{i:04d}")
-                        for i in range(SLEEPERS if killed == primary else 0)}
-        for thing, pair in sleeper_keys.items():
+        w.sleeper_keys = {f"drill-sleeper-{i:04d}": pki.device_certificate(f"drill-sleeper-{i:04d}")
+                          for i in range(SLEEPERS if w.killed == primary else 0)}
+        for thing, pair in w.sleeper_keys.items():
             register(iot[primary], thing, pair.cert_pem)
         # a device whose policy is attached in the primary only after the promotion's sync: the sync
         # missed that AttachPolicy, so the secondary's front door must refuse its CONNECT
-        unattached = pki.device_certificate(UNATTACHED)
-        unattached_id = register(iot[primary], UNATTACHED, unattached.cert_pem, policy=False)
+        w.unattached = pki.device_certificate(UNATTACHED)
+        w.unattached_id = register(iot[primary], UNATTACHED, w.unattached.cert_pem, policy=False)
         # the device-management plane, as operators set it up in the primary (plane_demo.py): the
         # promotion's sync carries it; the job targets the devices of the region that will die
-        from orchestrator.drill import plane_demo
+        w.claim = pki.device_certificate("drill-claim")
+        job_targets = (sorted(t for t in w.keys if location_of_thing(t, w.locations) == w.killed)
+                       if w.killed == primary else [])
+        w.plane = plane_demo.set_up(iot[primary], client(aws, "iam", primary), w.claim.cert_pem, POLICY, job_targets)
 
-        claim = pki.device_certificate("drill-claim")
-        job_targets = sorted(t for t in keys if location_of_thing(t, locations) == killed) if killed == primary else []
-        plane = plane_demo.set_up(iot[primary], client(aws, "iam", primary), claim.cert_pem, POLICY, job_targets)
+    def _promote(self, w: _World) -> None:
+        """2. promote-secondary through the lifecycle (registry sync, replication, DNS with health
+        checks), then what changes in the primary after the promotion's sync."""
+        from orchestrator.drill import pki
+        from orchestrator.operations.lifecycle import Lifecycle
+        from orchestrator.topology import RoutingMode
 
-        # 2. promote-secondary through the lifecycle (registry sync, replication, DNS with health checks)
-        self.notify(f"drill: promote-secondary {secondary} --routing {opts.routing.value}")
-        steps: list[StepRecord] = []
-        steps.append(self._step("promote-secondary", lambda: Lifecycle(dctx, sync_rate=1000).promote(
-            secondary, RoutingMode(opts.routing.value))))
+        opts, primary, iot = self.opts, w.primary, w.iot
+        self.notify(f"drill: promote-secondary {w.secondary} --routing {opts.routing.value}")
+        w.steps = steps = []
+        steps.append(self._step("promote-secondary", lambda: Lifecycle(w.dctx, sync_rate=1000).promote(
+            w.secondary, RoutingMode(opts.routing.value))))
         if not steps[-1].ok:
             raise OperationFailed(f"drill set-up: promote-secondary failed: {steps[-1].detail}")
-        unsynced = pki.device_certificate("drill-unsynced")  # registered after the sync: unknown in the secondary
-        register(iot[primary], "drill-unsynced", unsynced.cert_pem)
+        w.unsynced = pki.device_certificate("drill-unsynced")  # registered after the sync: unknown in the secondary
+        register(iot[primary], "drill-unsynced", w.unsynced.cert_pem)
         # one device's configuration changes after the sync: the secondary still holds the old one
         # (carried by the next scheduled sync: the local world runs no replication function)
-        candidates = [t for t in keys if location_of_thing(t, locations) == killed] if killed == primary else []
-        changed_after_sync = candidates[-1] if len(candidates) >= 2 else None
-        if changed_after_sync:
-            publish_config(data[primary], changed_after_sync, 2)
+        candidates = ([t for t in w.keys if location_of_thing(t, w.locations) == w.killed]
+                      if w.killed == primary else [])
+        w.changed_after_sync = candidates[-1] if len(candidates) >= 2 else None
+        if w.changed_after_sync:
+            publish_config(w.data[primary], w.changed_after_sync, 2)
         iot[primary].attach_policy(policyName=POLICY, target=iot[primary].describe_certificate(
-            certificateId=unattached_id)["certificateDescription"]["certificateArn"])
+            certificateId=w.unattached_id)["certificateDescription"]["certificateArn"])
 
-        # 3. brokers (TLS, the domain's certificate, trusting the region's registered certificates)
-        ca, ca_key = pki.local_ca()
-        server = pki.server_certificate(ca, ca_key, domain)
-        addresses = {r: f"127.0.0.{2 + i}" for i, r in enumerate(regions)}
+    def _brokers(self, w: _World) -> None:
+        """3. brokers (TLS, the domain's certificate, trusting the region's registered certificates),
+        each behind its region's IoT front door."""
+        from orchestrator.drill import pki
+        from orchestrator.drill.broker import BrokerSpec, TrustStore
+        from orchestrator.drill.iot_issuer import issuing_ca_pem
+        from orchestrator.drill.procs import free_port, port_free_on
+        from orchestrator.stacks import wiring
+        from orchestrator.stacks.graph import region_stack
+
+        regions, cleanup = w.regions, w.cleanup
+        w.ca, ca_key = pki.local_ca()
+        server = pki.server_certificate(w.ca, ca_key, w.domain)
+        w.addresses = {r: f"127.0.0.{2 + i}" for i, r in enumerate(regions)}
         # 443: the port IoT Core serves MQTT on with ALPN and the port the DNS program's health checks
         # name, so the checks probe what they would probe in AWS; 8883 (or any free port) when this
         # user may not bind it
-        tls_port = next((p for p in (443, 8883) if port_free_on(list(addresses.values()), p)), None) or free_port()
-        service_port = free_port()
-        endpoints = {r: wiring.validate_region_outputs(name, r, engine.outputs(name) or {}).endpoint
-                     for r in regions for name in [region_stack(dctx.topology(), r).name]}
-        brokers, trust = {}, {}
+        w.tls_port = (next((p for p in (443, 8883) if port_free_on(list(w.addresses.values()), p)), None)
+                      or free_port())
+        w.service_port = free_port()
+        w.endpoints = {r: wiring.validate_region_outputs(name, r, w.engine.outputs(name) or {}).endpoint
+                       for r in regions for name in [region_stack(w.dctx.topology(), r).name]}
+        w.brokers, w.trust = {}, {}
         for r in regions:
             # devices reach mosquitto only through the region's IoT front door (iotdoor.RegionDoor)
-            spec = BrokerSpec(r, addresses[r], tls_port, service_port, self.run_dir / "brokers" / r,
+            spec = BrokerSpec(r, w.addresses[r], w.tls_port, w.service_port, self.run_dir / "brokers" / r,
                               tls_listener=False)
             spec.write_config(server_cert=server.cert_pem, server_key=server.key_pem)
-            brokers[r] = spec
-            trust[r] = TrustStore(spec.trust_directory)
-            trust[r].add(issuing_ca_pem())  # certificates IoT issues (CreateKeysAndCertificate): iot_issuer.py
-            trust[r].refresh(iot[r])
+            w.brokers[r] = spec
+            w.trust[r] = TrustStore(spec.trust_directory)
+            w.trust[r].add(issuing_ca_pem())  # certificates IoT issues (CreateKeysAndCertificate): iot_issuer.py
+            w.trust[r].refresh(w.iot[r])
         trust_stop = threading.Event()
-
-        def follow_registries() -> None:  # what a sync registers reaches the running brokers
-            while not trust_stop.wait(1.0):
-                for r in regions:
-                    try:
-                        trust[r].refresh(iot[r])
-                    except Exception as exc:  # noqa: BLE001 - the next round retries; the drill goes on
-                        self.app.console.debug(f"trust refresh {r}: {exc}")
-
-        follower = threading.Thread(target=follow_registries, name="drill-trust", daemon=True)
+        follower = threading.Thread(target=self._follow_registries, args=(w, trust_stop), name="drill-trust",
+                                    daemon=True)
         follower.start()
         cleanup.callback(follower.join, 5)
         cleanup.callback(trust_stop.set)
 
-        account = client(aws, "sts", primary).get_caller_identity()["Account"]
-        doors: dict[str, RegionDoor] = {}
+        w.account = client(w.aws, "sts", w.primary).get_caller_identity()["Account"]
+        w.doors = {}
 
         def stop_doors() -> None:
-            for door in doors.values():
+            for door in w.doors.values():
                 door.stop()
 
         cleanup.callback(stop_doors)
-
-        def start_broker(r: str) -> None:  # the region's IoT Core: mosquitto behind its front door
-            proc = self.procs.start(f"broker-{r}", [mosquitto_binary(), "-c", str(brokers[r].config_path)])
-            wait_for_port(addresses[r], service_port, 10, proc, f"mosquitto for {r}")
-            doors[r] = RegionDoor(r, addresses[r], tls_port, (addresses[r], service_port), domain=domain,
-                                  cert_file=brokers[r].directory / "server.pem",
-                                  key_file=brokers[r].directory / "server.key", trust=trust[r], iot=iot[r],
-                                  account=account, time_scale=opts.time_scale).start()
-            wait_for_port(addresses[r], tls_port, 10, proc, f"the IoT front door of {r}")
-
-        def kill_broker(r: str) -> None:  # the region's outage: its broker and its door
-            self.procs.kill(f"broker-{r}")
-            doors[r].stop()
-
         for r in regions:
-            start_broker(r)
-        services = {r: RegionServices(r, addresses[r], service_port, aws) for r in regions}
-        for s in services.values():
-            cleanup.callback(s.stop)
-            s.start()
-        # each broker serves the retained messages its region holds; the cloud's commands (c2d.py)
-        from orchestrator.drill.c2d import RetainedMirror
+            self._start_broker(w, r)
 
-        mirrors = {r: RetainedMirror(r, addresses[r], service_port, data[r]) for r in regions}
-        for m in mirrors.values():
-            cleanup.callback(m.stop)
+    def _follow_registries(self, w: _World, stop: threading.Event) -> None:
+        """What a sync registers reaches the running brokers."""
+        while not stop.wait(1.0):
+            for r in w.regions:
+                try:
+                    w.trust[r].refresh(w.iot[r])
+                except Exception as exc:  # noqa: BLE001 - the next round retries; the drill goes on
+                    self.app.console.debug(f"trust refresh {r}: {exc}")
+
+    def _start_broker(self, w: _World, r: str) -> None:
+        """The region's IoT Core: mosquitto behind its front door."""
+        from orchestrator.drill.broker import mosquitto_binary
+        from orchestrator.drill.iotdoor import RegionDoor
+        from orchestrator.drill.procs import wait_for_port
+
+        address = w.addresses[r]
+        proc = self.procs.start(f"broker-{r}", [mosquitto_binary(), "-c", str(w.brokers[r].config_path)])
+        wait_for_port(address, w.service_port, 10, proc, f"mosquitto for {r}")
+        w.doors[r] = RegionDoor(r, address, w.tls_port, (address, w.service_port), domain=w.domain,
+                                cert_file=w.brokers[r].directory / "server.pem",
+                                key_file=w.brokers[r].directory / "server.key", trust=w.trust[r], iot=w.iot[r],
+                                account=w.account, time_scale=self.opts.time_scale).start()
+        wait_for_port(address, w.tls_port, 10, proc, f"the IoT front door of {r}")
+
+    def _kill_broker(self, w: _World, r: str) -> None:
+        """The region's outage: its broker and its door."""
+        self.procs.kill(f"broker-{r}")
+        w.doors[r].stop()
+
+    def _region_services(self, w: _World) -> None:
+        """Each region's shadow services, and the retained messages its broker serves (c2d.py)."""
+        from orchestrator.drill.c2d import RetainedMirror
+        from orchestrator.drill.services import RegionServices
+
+        w.services = {r: RegionServices(r, w.addresses[r], w.service_port, w.aws) for r in w.regions}
+        for s in w.services.values():
+            w.cleanup.callback(s.stop)
+            s.start()
+        w.mirrors = {r: RetainedMirror(r, w.addresses[r], w.service_port, w.data[r]) for r in w.regions}
+        for m in w.mirrors.values():
+            w.cleanup.callback(m.stop)
             m.start()
-        # the command outbox: each region's function on its broker's events, the cloud's sender in the killed region
+
+    def _outbox(self, w: _World) -> None:
+        """The command outbox: each region's function on its broker's events, the cloud's sender in
+        the killed region, the global table's replication on the drill's time scale."""
         from orchestrator.drill import global_tables
         from orchestrator.drill.outbox_world import OutboxRegion, OutboxSender
         from programs.contract import OutboxNames
         from programs.replication import outbox_rule_sql
 
-        delay = max(MIN_REPLICATION_DELAY_S, REPLICATION_DELAY_S * opts.time_scale)
-        global_tables.control(endpoint, delay_s=delay)
-        outbox_table = OutboxNames.of(DRILL_ENV, primary).table
-        ddb = {r: client(aws, "dynamodb", r) for r in regions}
-        outboxes = {r: OutboxRegion(r, addresses[r], service_port, ddb[r], outbox_table, outbox_rule_sql())
-                    for r in regions}
-        for o in outboxes.values():
-            cleanup.callback(o.stop)
+        w.delay = max(MIN_REPLICATION_DELAY_S, REPLICATION_DELAY_S * self.opts.time_scale)
+        global_tables.control(w.endpoint, delay_s=w.delay)
+        outbox_table = OutboxNames.of(DRILL_ENV, w.primary).table
+        ddb = {r: client(w.aws, "dynamodb", r) for r in w.regions}
+        w.outboxes = {r: OutboxRegion(r, w.addresses[r], w.service_port, ddb[r], outbox_table, outbox_rule_sql())
+                      for r in w.regions}
+        for o in w.outboxes.values():
+            w.cleanup.callback(o.stop)
             o.start()
-        commands = OutboxSender(killed, addresses[killed], service_port, ddb[killed], outbox_table)
-        cleanup.callback(commands.stop)
-        commands.start()
-        # the MQTT canary of each region (what its scheduled function does in AWS), feeding its alarm
-        cloudwatch = {r: client(aws, "cloudwatch", r) for r in regions}  # made once: DNS reads alarms per answer
-        canary = DrillCanary(DRILL_ENV, domain, [_canary_target(engine, r, addresses[r], tls_port, ca.cert_pem,
-                                                                cloudwatch[r]) for r in regions],
-                             opts.time_scale)
-        cleanup.callback(canary.stop)
-        canary.start()
+        w.commands = OutboxSender(w.killed, w.addresses[w.killed], w.service_port, ddb[w.killed], outbox_table)
+        w.cleanup.callback(w.commands.stop)
+        w.commands.start()
 
-        # 4. DNS from the DNS stack's records, the devices' resolvers
-        sources = {r: f"127.0.1.{1 + i}" for i, r in enumerate(regions)}
-        answers = Route53Answers(r53, zone_id, domain, {endpoints[r]: addresses[r] for r in regions}, tls_port,
-                                 opts.time_scale, lambda client_region, record_region: 0.0
-                                 if client_region == record_region else 1.0,
-                                 control_state=lambda check_id: arc.states().get(
-                                     engine.control_checks.get(check_id, "")) if arc else None,
-                                 alarm_of=engine.alarm_checks.get,
-                                 alarm_state=lambda region, name: _alarm_state(cloudwatch[region], name),
-                                 propagation=engine.propagation)
-        cleanup.callback(answers.stop)
-        dns = DnsServer(answers, {v: k for k, v in sources.items()})
-        dns.start()
-        cleanup.callback(dns.stop)
-        answers.records(max_age=0)
-        location_of = {f"drill-device-{i:04d}": locations[i] for i in range(opts.devices)}
-        location_of.update({t: primary for t in sleeper_keys})
-        region_of_address = {v: k for k, v in addresses.items()}
+    def _canaries(self, w: _World) -> None:
+        """The MQTT canary of each region (what its scheduled function does in AWS), feeding its alarm."""
+        from orchestrator.drill.cloudwatch import DrillCanary
+
+        w.cloudwatch = {r: client(w.aws, "cloudwatch", r) for r in w.regions}  # made once: DNS reads alarms per answer
+        w.canary = DrillCanary(DRILL_ENV, w.domain, [_canary_target(w.engine, r, w.addresses[r], w.tls_port,
+                                                                    w.ca.cert_pem, w.cloudwatch[r])
+                                                     for r in w.regions],
+                               self.opts.time_scale)
+        w.cleanup.callback(w.canary.stop)
+        w.canary.start()
+
+    def _dns(self, w: _World) -> None:
+        """4. DNS from the DNS stack's records, with Route 53's rules and the regions' health."""
+        from orchestrator.drill.dns import DnsServer, Route53Answers
+
+        arc, engine = w.arc, w.engine
+        w.sources = {r: f"127.0.1.{1 + i}" for i, r in enumerate(w.regions)}
+        w.answers = Route53Answers(w.r53, w.zone_id, w.domain, {w.endpoints[r]: w.addresses[r] for r in w.regions},
+                                   w.tls_port, self.opts.time_scale, lambda client_region, record_region: 0.0
+                                   if client_region == record_region else 1.0,
+                                   control_state=lambda check_id: arc.states().get(
+                                       engine.control_checks.get(check_id, "")) if arc else None,
+                                   alarm_of=engine.alarm_checks.get,
+                                   alarm_state=lambda region, name: _alarm_state(w.cloudwatch[region], name),
+                                   propagation=engine.propagation)
+        w.cleanup.callback(w.answers.stop)
+        w.dns = DnsServer(w.answers, {v: k for k, v in w.sources.items()})
+        w.dns.start()
+        w.cleanup.callback(w.dns.stop)
+        w.answers.records(max_age=0)
+
+    def _devices(self, w: _World) -> None:
+        """The devices' network (their resolvers, IoT's connect quota) and the devices themselves."""
         from orchestrator.drill.admission import Admission, Verdict
+        from orchestrator.drill.dns import query
+        from orchestrator.drill.fleet import Device, Fleet
+        from orchestrator.drill.netstub import DeviceNetwork
 
-        admission = Admission(account_rate=opts.connect_quota, time_scale=opts.time_scale)
-        net = DeviceNetwork(lambda dev, name: query(("127.0.0.1", dns.port), name, sources[location_of.get(dev,
-                                                                                                            primary)]),
-                            admit=lambda dev, address: admission.admit(
-                                region_of_address.get(address, address), dev) is Verdict.ADMITTED)
+        opts, primary, cleanup = self.opts, w.primary, w.cleanup
+        location_of = {f"drill-device-{i:04d}": w.locations[i] for i in range(opts.devices)}
+        location_of.update({t: primary for t in w.sleeper_keys})
+        w.region_of_address = region_of_address = {v: k for k, v in w.addresses.items()}
+        w.admission = admission = Admission(account_rate=opts.connect_quota, time_scale=opts.time_scale)
+        dns_port, sources = w.dns.port, w.sources
+        w.net = net = DeviceNetwork(lambda dev, name: query(("127.0.0.1", dns_port), name,
+                                                            sources[location_of.get(dev, primary)]),
+                                    admit=lambda dev, address: admission.admit(
+                                        region_of_address.get(address, address), dev) is Verdict.ADMITTED)
         net.start()
         cleanup.callback(net.stop)
-        devices = [Device(t, keys[t], location_of[t], ca.cert_pem, domain, tls_port, (net.host, net.port),
-                          lambda dev: region_of_address.get(net.routes.get(dev, ""))) for t in keys]
-        by_thing = {d.thing: d for d in devices}
-        sleepers = [Device(t, sleeper_keys[t], primary, ca.cert_pem, domain, tls_port, (net.host, net.port),
-                           lambda dev: region_of_address.get(net.routes.get(dev, ""))) for t in sleeper_keys]
+        w.devices = [Device(t, w.keys[t], location_of[t], w.ca.cert_pem, w.domain, w.tls_port, (net.host, net.port),
+                            lambda dev: region_of_address.get(net.routes.get(dev, ""))) for t in w.keys]
+        w.by_thing = {d.thing: d for d in w.devices}
+        w.sleepers = [Device(t, w.sleeper_keys[t], primary, w.ca.cert_pem, w.domain, w.tls_port,
+                             (net.host, net.port), lambda dev: region_of_address.get(net.routes.get(dev, "")))
+                      for t in w.sleeper_keys]
+        cleanup.callback(self._stop_sleepers, w)
+        w.fleet = Fleet(w.devices, opts.publish_interval)
+        cleanup.callback(w.fleet.stop)
+        w.samples = []
+        w.sampler_stop = threading.Event()
+        w.sampler = threading.Thread(target=self._sample, args=(w,), name="drill-sampler", daemon=True)
 
-        def stop_sleepers() -> None:
-            for sleeper in sleepers:
-                sleeper.stop()
+    def _stop_sleepers(self, w: _World) -> None:
+        for sleeper in w.sleepers:
+            sleeper.stop()
 
-        cleanup.callback(stop_sleepers)
-        fleet = Fleet(devices, opts.publish_interval)
-        cleanup.callback(fleet.stop)
-        samples: list[tuple[float, dict[str, int], dict[str, int]]] = []
-        sampler_stop = threading.Event()
+    def _sample(self, w: _World) -> None:
+        """Every 0.25 s: devices connected per region, messages/s over the last second."""
+        window: list[dict[str, int]] = []
+        while not w.sampler_stop.wait(0.25):
+            now = time.time()
+            window = [*window[-3:], {r: len(w.services[r].received) for r in w.regions}]
+            span = 0.25 * max(1, len(window) - 1)
+            rate = {r: round((window[-1][r] - window[0][r]) / span) for r in w.regions}
+            w.samples.append((now, w.fleet.connected(), rate))
 
-        def sample() -> None:  # every 0.25 s: devices connected per region, messages/s over the last second
-            window: list[dict[str, int]] = []
-            while not sampler_stop.wait(0.25):
-                now = time.time()
-                window = [*window[-3:], {r: len(services[r].received) for r in regions}]
-                span = 0.25 * max(1, len(window) - 1)
-                rate = {r: round((window[-1][r] - window[0][r]) / span) for r in regions}
-                samples.append((now, fleet.connected(), rate))
-
-        sampler = threading.Thread(target=sample, name="drill-sampler", daemon=True)
-        self.notify(f"drill: {opts.devices} devices connecting to {domain} (brokers on "
-                    f"{', '.join(f'{r} {a}:{tls_port}' for r, a in addresses.items())})")
-        fleet.start()
-        for sleeper in sleepers:
+    def _start_devices(self, w: _World) -> None:
+        """The devices connect to the domain, the sleepers too; the sampler starts."""
+        self.notify(f"drill: {self.opts.devices} devices connecting to {w.domain} (brokers on "
+                    f"{', '.join(f'{r} {a}:{w.tls_port}' for r, a in w.addresses.items())})")
+        w.fleet.start()
+        for sleeper in w.sleepers:
             sleeper.start()
-        sampler.start()
-        cleanup.callback(sampler.join, 5)
-        cleanup.callback(sampler_stop.set)
+        w.sampler.start()
+        w.cleanup.callback(w.sampler.join, 5)
+        w.cleanup.callback(w.sampler_stop.set)
+
+    # -- the game day ------------------------------------------------------------------------------------
+    def _warm_up(self, w: _World) -> None:
+        """Until every device is connected, publishing, reported and configured and both canary
+        alarms are OK; then what is measured before the kill."""
+        from orchestrator.drill import plane_demo
+        from orchestrator.drill.iotdoor import client_context, connect_verdict
+
+        opts, fleet, devices, canary = self.opts, w.fleet, w.devices, w.canary
         _wait(lambda: sum(fleet.connected().values()) == opts.devices, 30 + opts.devices * 0.2,
               f"not every device connected within the warm-up: {fleet.connected()}")
         fleet.publishing.set()
@@ -453,196 +621,229 @@ class LocalDrill:
               "not every device's shadow report was accepted during the warm-up")
         _wait(lambda: all(d.log.config for d in devices), 10 + opts.devices * 0.05,
               "not every device received its retained configuration during the warm-up")
-        if changed_after_sync:  # the changed configuration reached its device before the kill
-            _wait(lambda: any(_config_version(p) == 2 for _t, _r, _f, p in by_thing[changed_after_sync].log.config),
-                  10, None) or _fail(f"the configuration changed after the sync did not reach {changed_after_sync} "
-                                     f"during the warm-up (received: {by_thing[changed_after_sync].log.config[-3:]}; "
-                                     f"mirrors: {[m.errors[-1:] for m in mirrors.values()]})")
+        changed = w.changed_after_sync
+        if changed:  # the changed configuration reached its device before the kill
+            _wait(lambda: any(_config_version(p) == 2 for _t, _r, _f, p in w.by_thing[changed].log.config),
+                  10, None) or _fail(f"the configuration changed after the sync did not reach {changed} "
+                                     f"during the warm-up (received: {w.by_thing[changed].log.config[-3:]}; "
+                                     f"mirrors: {[m.errors[-1:] for m in w.mirrors.values()]})")
         # Route 53 sends traffic to a region only while its canary alarm is OK: both must be before the kill
         _wait(lambda: set(canary.states().values()) == {"OK"}, 10 + 4 * canary.interval,
               "the MQTT canary alarms did not reach OK during the warm-up: "
               f"{canary.states()} (canary runs: {canary.results[-4:]})")
-        before = {d.thing: d.region for d in devices}
+        w.before = {d.thing: d.region for d in devices}
         # the policy attachment the sync missed: accepted in the primary, refused at CONNECT in the secondary
-        with client_context(ca.cert_pem, unattached.cert_pem, unattached.key_pem) as unattached_tls:
-            unattached_verdicts = {r: connect_verdict(addresses[r], tls_port, domain, UNATTACHED, unattached_tls)
-                                   for r in regions}
-        refused_unattached = (None if unattached_verdicts[primary] != "accepted" else
-                              unattached_verdicts[secondary] == "refused: not authorized")
+        with client_context(w.ca.cert_pem, w.unattached.cert_pem, w.unattached.key_pem) as unattached_tls:
+            w.unattached_verdicts = {r: connect_verdict(w.addresses[r], w.tls_port, w.domain, UNATTACHED,
+                                                        unattached_tls)
+                                     for r in w.regions}
+        w.refused_unattached = (None if w.unattached_verdicts[w.primary] != "accepted" else
+                                w.unattached_verdicts[w.secondary] == "refused: not authorized")
 
         # the rollout, part-done in the primary: SUCCEED_SHARE of its targets install it, one more starts
-        jobs_data = {r: client(aws, "iot-jobs-data", r) for r in regions}
-        job_devices = plane_demo.JobDevices(lambda r: jobs_data[r], lambda t: by_thing[t].region)
-        done_before = plane_demo.succeed_count(len(plane.job_targets))
+        jobs_data = {r: client(w.aws, "iot-jobs-data", r) for r in w.regions}
+        w.job_devices = job_devices = plane_demo.JobDevices(lambda r: jobs_data[r], lambda t: w.by_thing[t].region)
+        job_targets = w.plane.job_targets
+        done_before = plane_demo.succeed_count(len(job_targets))
         try:
-            for t in plane.job_targets[:done_before]:
+            for t in job_targets[:done_before]:
                 job_devices.step(t)
-            if done_before < len(plane.job_targets):
-                job_devices.step(plane.job_targets[done_before], finish=False)
+            if done_before < len(job_targets):
+                job_devices.step(job_targets[done_before], finish=False)
         except Exception as exc:  # noqa: BLE001 - the job demo says why
             job_devices.errors.append(f"before the kill: {plane_demo.reason(exc)}")
 
-        # 5. the outage. The sleepers fall asleep; the cloud queues commands for them in the outbox, long
-        # enough before the kill for the global table to carry them; then its last commands to every device
-        # there, through the outbox, just before the kill (the sleepers' one last, within the replication
-        # delay unless this machine is slower than it); then the kill
-        affected = [d for d in devices if before[d.thing] == killed]
+    def _kill(self, w: _World) -> None:
+        """5. the outage. The sleepers fall asleep; the cloud queues commands for them in the outbox, long
+        enough before the kill for the global table to carry them; then its last commands to every device
+        there, through the outbox, just before the kill (the sleepers' one last, within the replication
+        delay unless this machine is slower than it); then the kill."""
+        from orchestrator.drill import global_tables
+
+        opts, killed, survivor, commands, sleepers = self.opts, w.killed, w.survivor, w.commands, w.sleepers
+        affected = [d for d in w.devices if w.before[d.thing] == killed]
         _wait(lambda: all(sl.region == killed for sl in sleepers), 10 + len(sleepers), None)
         for sleeper in sleepers:
             sleeper.stop()
         commands.send([sl.thing for sl in sleepers], COMMANDS_PER_DEVICE)
-        time.sleep(2 * delay + 0.5)
+        time.sleep(2 * w.delay + 0.5)
         commands.send([d.thing for d in affected], COMMANDS_PER_DEVICE)
         commands.send([sl.thing for sl in sleepers], 1)  # the sleepers' last: the closest to the kill
         self.notify(f"drill: killing the {killed} broker (and its region's replication)")
-        killed_at = time.time()
-        kill_broker(killed)
-        global_tables.control(endpoint, region=killed, available=False)
+        w.killed_at = killed_at = time.time()
+        self._kill_broker(w, killed)
+        global_tables.control(w.endpoint, region=killed, available=False)
         _wait(lambda: all(d.region == survivor for d in affected), opts.duration, None)
-        all_back = max((d.log.connects[-1][0] for d in affected if d.region == survivor), default=None)
+        w.all_back = max((d.log.connects[-1][0] for d in affected if d.region == survivor), default=None)
         # the sleepers wake and connect where DNS now answers: the survivor replays what its replica holds
         for sleeper in sleepers:
             sleeper.start()
         _wait(lambda: all(sl.region == survivor for sl in sleepers), 10 + opts.duration / 4, None)
         _wait(lambda: all(len(set(sl.log.executed) & set(commands.issued(sl.thing, killed_at)))
                           >= COMMANDS_PER_DEVICE for sl in sleepers), 10, None)
-        _wait(lambda: all(o.idle() for o in outboxes.values()), 10, None)
-        held_at_kill = int(global_tables.control(endpoint)["held"])
+        _wait(lambda: all(o.idle() for o in w.outboxes.values()), 10, None)
+        w.held_at_kill = int(global_tables.control(w.endpoint)["held"])
         time.sleep(max(2.0, 4 * opts.publish_interval))  # queued messages flush
-        refused = _probe_unsynced(addresses[survivor], tls_port, domain, ca.cert_pem, unsynced)
+        w.refused = _probe_unsynced(w.addresses[survivor], w.tls_port, w.domain, w.ca.cert_pem, w.unsynced)
 
-        def plane_demos() -> tuple[ProvisionDemo, CredentialsDemo, JobDemo]:
-            """The device-management plane in the survivor (plane_demo.py): provisioning by claim,
-            credentials through the role alias, the rollout's unfinished part."""
-            import boto3
+    def _transitions(self, w: _World) -> None:
+        """6. the transitions, through the orchestrator: failover, the device-management plane in the
+        survivor, the killed region back, failback."""
+        if self.opts.transitions:
+            self._failover(w)
+        w.demos = self._plane_demos(w)
+        if self.opts.transitions:
+            self._failback(w)
 
-            from orchestrator.drill.device_services import CredentialsProvider, FleetProvisioning
+    def _failover(self, w: _World) -> None:
+        from orchestrator.operations.lifecycle import Lifecycle
 
-            self.notify(f"drill: the device-management plane in {survivor}: provisioning by claim, role alias, "
-                        f"the job")
+        steps, killed, survivor = w.steps, w.killed, w.survivor
+        self.notify(f"drill: failover --to {survivor}")
+        steps.append(self._step("failover", lambda: Lifecycle(w.dctx, sync_rate=1000).failover(survivor))
+                     if killed == w.dctx.topology().primary else
+                     StepRecord("failover", True, 0.0, f"{killed} was not the primary: no failover needed"))
+        if w.refused and steps[-1].ok and steps[-1].seconds > 0:
+            # failover's final sync carried the late certificate: the running broker trusts it
+            # within its next registry refresh (IoT Core: at once), without a restart
+            def trusted() -> bool:
+                return _probe_unsynced(w.addresses[survivor], w.tls_port, w.domain, w.ca.cert_pem,
+                                       w.unsynced) is False
+            t0 = time.monotonic()
+            ok = _wait(trusted, 10, None)
+            steps.append(StepRecord("late certificate trusted after the final sync", ok, time.monotonic() - t0,
+                                    f"{survivor}'s running broker {'accepts' if ok else 'still refuses'} the "
+                                    f"certificate registered after the promotion's sync"))
 
-            def connect(client_id: str, cert_pem: str, key_pem: str) -> str:
-                pem, key = (cert_pem, key_pem) if cert_pem else (claim.cert_pem, claim.key_pem)
-                with client_context(ca.cert_pem, pem, key) as tls:
-                    return connect_verdict(addresses[survivor], tls_port, domain, client_id, tls)
+    def _failback(self, w: _World) -> None:
+        from orchestrator.drill import global_tables
+        from orchestrator.drill.dns import query
+        from orchestrator.operations.lifecycle import Lifecycle
 
-            provisioned = plane_demo.provision_by_claim(
-                FleetProvisioning(iot[survivor], survivor, account), plane.claim_certificate_id, connect,
-                lambda cond, timeout: _wait(cond, timeout, None))
-            asker = next((d for d in devices if d.region == survivor), devices[0])
+        opts, steps, killed = self.opts, w.steps, w.killed
+        self.notify(f"drill: {killed} comes back; failback")
+        self._start_broker(w, killed)
+        global_tables.control(w.endpoint, region=killed, available=True)
+        # as the runbook says: fail back once the region's health check is healthy again
+        # (TCP check and canary alarm: the alarm needs two good canary periods after the broker is back)
+        _wait(lambda: w.answers.healthy_endpoint(w.endpoints[killed]), 10 + 60 * opts.time_scale * 5, None)
+        if steps[-1].ok and steps[-1].seconds > 0:
+            steps.append(self._step("failback", lambda: Lifecycle(w.dctx, sync_rate=1000).failback(killed)))
+            answer = query(("127.0.0.1", w.dns.port), w.domain, w.sources[killed])[0]
+            steps.append(StepRecord("new connections after failback", answer == w.addresses[killed], 0.0,
+                                    f"{w.domain} answers {w.region_of_address.get(answer or '', answer)} "
+                                    f"for a new connection (devices already connected stay where they are)"))
 
-            def caller_identity(c: dict[str, Any]) -> str:
-                session = boto3.session.Session(aws_access_key_id=c["accessKeyId"],
-                                                aws_secret_access_key=c["secretAccessKey"],
-                                                aws_session_token=c["sessionToken"])
-                return str(client(aws, "sts", survivor, sess=session).get_caller_identity()["Arn"])
+    def _plane_demos(self, w: _World) -> tuple[ProvisionDemo, CredentialsDemo, JobDemo]:
+        """The device-management plane in the survivor (plane_demo.py): provisioning by claim,
+        credentials through the role alias, the rollout's unfinished part."""
+        import boto3
 
-            credentials = plane_demo.role_alias_credentials(
-                CredentialsProvider(iot[survivor], client(aws, "iam", survivor), client(aws, "sts", survivor),
-                                    survivor, account), cert_ids[asker.thing], asker.thing, caller_identity)
-            if not plane.job_targets:
-                job = JobDemo(DemoStatus.SKIPPED, f"{killed} was not the primary: no job to carry", JOB)
-            elif not opts.transitions:
-                job = JobDemo(DemoStatus.SKIPPED, "--no-transitions: in-flight jobs move with failover's "
-                                                  "carry-jobs step, which did not run", JOB,
-                              targets=len(plane.job_targets))
-            else:
-                job_devices.drain(plane.job_targets)
-                job = plane_demo.tally_job(job_devices.runs, plane.job_targets, killed, survivor, killed_at)
-                if job.status is DemoStatus.FAILED and job_devices.errors:
-                    job = replace(job, why=f"{job.why}; {job_devices.errors[0]}")
-            return provisioned, credentials, job
+        from orchestrator.drill import plane_demo
+        from orchestrator.drill.device_services import CredentialsProvider, FleetProvisioning
+        from orchestrator.drill.iotdoor import client_context, connect_verdict
 
-        # 6. the transitions, through the orchestrator
-        if opts.transitions:
-            self.notify(f"drill: failover --to {survivor}")
-            steps.append(self._step("failover", lambda: Lifecycle(dctx, sync_rate=1000).failover(survivor))
-                         if killed == dctx.topology().primary else
-                         StepRecord("failover", True, 0.0, f"{killed} was not the primary: no failover needed"))
-            if refused and steps[-1].ok and steps[-1].seconds > 0:
-                # failover's final sync carried the late certificate: the running broker trusts it
-                # within its next registry refresh (IoT Core: at once), without a restart
-                def trusted() -> bool:
-                    return _probe_unsynced(addresses[survivor], tls_port, domain, ca.cert_pem, unsynced) is False
-                t0 = time.monotonic()
-                ok = _wait(trusted, 10, None)
-                steps.append(StepRecord("late certificate trusted after the final sync", ok, time.monotonic() - t0,
-                                        f"{survivor}'s running broker {'accepts' if ok else 'still refuses'} the "
-                                        f"certificate registered after the promotion's sync"))
-            demos = plane_demos()
-            self.notify(f"drill: {killed} comes back; failback")
-            start_broker(killed)
-            global_tables.control(endpoint, region=killed, available=True)
-            # as the runbook says: fail back once the region's health check is healthy again
-            # (TCP check and canary alarm: the alarm needs two good canary periods after the broker is back)
-            _wait(lambda: answers.healthy_endpoint(endpoints[killed]), 10 + 60 * opts.time_scale * 5, None)
-            if steps[-1].ok and steps[-1].seconds > 0:
-                steps.append(self._step("failback", lambda: Lifecycle(dctx, sync_rate=1000).failback(killed)))
-                answer = query(("127.0.0.1", dns.port), domain, sources[killed])[0]
-                steps.append(StepRecord("new connections after failback", answer == addresses[killed], 0.0,
-                                        f"{domain} answers {region_of_address.get(answer or '', answer)} "
-                                        f"for a new connection (devices already connected stay where they are)"))
+        opts, aws, survivor, killed, plane = self.opts, w.aws, w.survivor, w.killed, w.plane
+        self.notify(f"drill: the device-management plane in {survivor}: provisioning by claim, role alias, "
+                    f"the job")
+
+        def connect(client_id: str, cert_pem: str, key_pem: str) -> str:
+            pem, key = (cert_pem, key_pem) if cert_pem else (w.claim.cert_pem, w.claim.key_pem)
+            with client_context(w.ca.cert_pem, pem, key) as tls:
+                return connect_verdict(w.addresses[survivor], w.tls_port, w.domain, client_id, tls)
+
+        provisioned = plane_demo.provision_by_claim(
+            FleetProvisioning(w.iot[survivor], survivor, w.account), plane.claim_certificate_id, connect,
+            lambda cond, timeout: _wait(cond, timeout, None))
+        asker = next((d for d in w.devices if d.region == survivor), w.devices[0])
+
+        def caller_identity(c: dict[str, Any]) -> str:
+            session = boto3.session.Session(aws_access_key_id=c["accessKeyId"],
+                                            aws_secret_access_key=c["secretAccessKey"],
+                                            aws_session_token=c["sessionToken"])
+            return str(client(aws, "sts", survivor, sess=session).get_caller_identity()["Arn"])
+
+        credentials = plane_demo.role_alias_credentials(
+            CredentialsProvider(w.iot[survivor], client(aws, "iam", survivor), client(aws, "sts", survivor),
+                                survivor, w.account), w.cert_ids[asker.thing], asker.thing, caller_identity)
+        if not plane.job_targets:
+            job = JobDemo(DemoStatus.SKIPPED, f"{killed} was not the primary: no job to carry", JOB)
+        elif not opts.transitions:
+            job = JobDemo(DemoStatus.SKIPPED, "--no-transitions: in-flight jobs move with failover's "
+                                              "carry-jobs step, which did not run", JOB,
+                          targets=len(plane.job_targets))
         else:
-            demos = plane_demos()
+            w.job_devices.drain(plane.job_targets)
+            job = plane_demo.tally_job(w.job_devices.runs, plane.job_targets, killed, survivor, w.killed_at)
+            if job.status is DemoStatus.FAILED and w.job_devices.errors:
+                job = replace(job, why=f"{job.why}; {w.job_devices.errors[0]}")
+        return provisioned, credentials, job
+
+    def _stop_devices(self, w: _World) -> None:
+        """Every publish the SDK still holds goes out and is acknowledged before the devices stop."""
+        opts, fleet, devices = self.opts, w.fleet, w.devices
         time.sleep(2 * opts.publish_interval)
         fleet.stop_publishing()
-        # every publish the SDK still holds goes out and is acknowledged before the devices stop
         _wait(lambda: all(len(d.log.acked) >= len(d.log.published) for d in devices), 10 + opts.devices * 0.02, None)
         time.sleep(max(1.0, 2 * opts.publish_interval))
         fleet.stop()
-        stop_sleepers()
-        sampler_stop.set()
-        sampler.join(5)
+        self._stop_sleepers(w)
+        w.sampler_stop.set()
+        w.sampler.join(5)
 
-        # 7. measurements
+    def _measure(self, w: _World) -> DrillResult:
+        """7. measurements."""
+        from orchestrator.drill import global_tables
+        from orchestrator.drill.outbox_world import count_commands
+
+        opts, killed, survivor, killed_at, answers = self.opts, w.killed, w.survivor, w.killed_at, w.answers
         transitions = answers.transitions()
-        killed_fqdn = endpoints[killed]
+        killed_fqdn = w.endpoints[killed]
         detected = next((t.at for t in transitions if t.fqdn == killed_fqdn and not t.healthy and t.at >= killed_at),
                         None)
         changes = [c for c in answers.changes if c.at >= killed_at and c.before == killed_fqdn]
         dns_changed = min((c.at for c in changes), default=None)
-        received: dict[str, dict[int, int]] = {d.thing: {} for d in devices}
-        landed_in: dict[str, dict[int, set[str]]] = {d.thing: {} for d in devices}  # thing -> seq -> regions
-        for s in services.values():
+        received: dict[str, dict[int, int]] = {d.thing: {} for d in w.devices}
+        landed_in: dict[str, dict[int, set[str]]] = {d.thing: {} for d in w.devices}  # thing -> seq -> regions
+        for s in w.services.values():
             for rec in s.received:
                 if rec.thing in received:
                     received[rec.thing][rec.seq] = received[rec.thing].get(rec.seq, 0) + 1
                     landed_in[rec.thing].setdefault(rec.seq, set()).add(rec.region)
         ttl_s = answers.served_ttl or max(1, round(60 * opts.time_scale))
         outcomes = []
-        for d in devices:
-            outcomes.append(self._outcome(d, before[d.thing], survivor, killed, killed_at, detected, dns_changed,
-                                          {c.client_region: c.at for c in changes}, sources, ttl_s, net,
+        for d in w.devices:
+            outcomes.append(self._outcome(d, w.before[d.thing], survivor, killed, killed_at, detected, dns_changed,
+                                          {c.client_region: c.at for c in changes}, w.sources, ttl_s, w.net,
                                           received[d.thing],
-                                          data, landed_in[d.thing], commands.issued(d.thing, killed_at), delay))
-        from orchestrator.drill.outbox_world import count_commands
-
+                                          w.data, landed_in[d.thing], w.commands.issued(d.thing, killed_at), w.delay))
         slept = []
-        for sleeper in sleepers:
-            n = count_commands(commands.issued(sleeper.thing, killed_at), sleeper.log.commands, killed_at, survivor,
-                               delay)
+        for sleeper in w.sleepers:
+            n = count_commands(w.commands.issued(sleeper.thing, killed_at), sleeper.log.commands, killed_at,
+                               survivor, w.delay)
             slept.append(SleeperCommands(sleeper.thing, next((r for t, r in sleeper.log.connects if t > killed_at),
                                                              None),
                                          n.issued, n.delivered_after, n.duplicates_dropped, n.lost,
                                          n.lost_within_replication))
-        outbox_demo = OutboxDemo(replication_delay_s=delay, sleepers=tuple(slept),
-                                 invocations={r: o.invocations for r, o in outboxes.items()},
-                                 errors={r: o.errors[:5] for r, o in outboxes.items()},
-                                 held_at_kill=held_at_kill,
-                                 replicated=int(global_tables.control(endpoint)["replicated"]))
+        outbox_demo = OutboxDemo(replication_delay_s=w.delay, sleepers=tuple(slept),
+                                 invocations={r: o.invocations for r, o in w.outboxes.items()},
+                                 errors={r: o.errors[:5] for r, o in w.outboxes.items()},
+                                 held_at_kill=w.held_at_kill,
+                                 replicated=int(global_tables.control(w.endpoint)["replicated"]))
+        demos = w.demos
         return DrillResult(
-            options=opts, env=self.app.env, domain=domain, regions=regions, killed=killed, survivor=survivor,
-            started=started, killed_at=killed_at, detected_at=detected, dns_changed_at=dns_changed,
-            all_back_at=all_back, devices=tuple(outcomes), steps=tuple(steps), health=tuple(transitions),
-            dns=tuple(answers.changes), samples=tuple(samples), refused_unregistered=refused, control=control,
+            options=opts, env=self.app.env, domain=w.domain, regions=w.regions, killed=killed, survivor=survivor,
+            started=w.started, killed_at=killed_at, detected_at=detected, dns_changed_at=dns_changed,
+            all_back_at=w.all_back, devices=tuple(outcomes), steps=tuple(w.steps), health=tuple(transitions),
+            dns=tuple(answers.changes), samples=tuple(w.samples), refused_unregistered=w.refused, control=w.control,
             scaled={"time_scale": opts.time_scale, "health_check_interval_s": 30 * opts.time_scale,
-                    "failure_threshold": 3, "ttl_s": ttl_s, "tls_port": tls_port,
-                    "connect_quota_per_s": opts.connect_quota, "canary_period_s": canary.interval,
-                    "route53_propagation_s": engine.propagation.delay_s,
-                    "replication_delay_s": delay},
-            admission={r: dict(vars(c)) for r, c in admission.counts.items()},
-            retained_changed_after_sync=changed_after_sync,
-            unattached=unattached_verdicts, refused_unattached=refused_unattached,
+                    "failure_threshold": 3, "ttl_s": ttl_s, "tls_port": w.tls_port,
+                    "connect_quota_per_s": opts.connect_quota, "canary_period_s": w.canary.interval,
+                    "route53_propagation_s": w.engine.propagation.delay_s,
+                    "replication_delay_s": w.delay},
+            admission={r: dict(vars(c)) for r, c in w.admission.counts.items()},
+            retained_changed_after_sync=w.changed_after_sync,
+            unattached=w.unattached_verdicts, refused_unattached=w.refused_unattached,
             provisioned_in_survivor=demos[0], role_alias_credentials=demos[1], job=demos[2], outbox=outbox_demo)
 
     def _step(self, operation: str, call: Callable[[], Any]) -> StepRecord:

@@ -30,6 +30,12 @@ are the inputs it cannot change in place (the Diff answers "replace" for them). 
   cluster, which refuses changes within it (REFERENCE.md "Route 53 ARC safety rules").
 - CloudWatch PutMetricAlarm: a new alarm starts in INSUFFICIENT_DATA and an updated alarm keeps its
   state (CloudWatch User Guide, "Alarm states"); moto says OK, so the mirror sets the state.
+- internal/service/dynamodb/table.go: create = CreateTable, UpdateTimeToLive when `ttl` is enabled,
+  then one UpdateTable `ReplicaUpdates` Create per `replicas` region (createReplicas); update =
+  the stream, the TTL, and the replicas that left deleted before the new ones are created
+  (updateReplica); delete = the replicas first (deleteReplicas), then DeleteTable; `name`,
+  `hash_key` and `range_key` force replacement. Point-in-time recovery, SSE and tags stay in the
+  state only (nothing in the local world reads them).
 - Route 53 refuses what `route53_model.apply_batch` refuses: every batch is checked with the one
   Route 53 model before it is sent (moto accepts any batch), so all three callers meet Route 53's
   rules whether or not the strict gate (tests/aws_gate.py) stands in front of moto.
@@ -79,7 +85,7 @@ REPLACE_KEYS: dict[str, frozenset[str]] = {
     BUCKET_VERSIONING: frozenset({"bucket", "expectedBucketOwner"}),
     BUCKET_REPLICATION: frozenset({"bucket"}),
     QUEUE: frozenset({"name", "namePrefix", "fifoQueue"}),
-    TABLE: frozenset({"name"}),
+    TABLE: frozenset({"name", "hashKey", "rangeKey"}),  # table.go: name, hash_key, range_key ForceNew
     STATE_MACHINE: frozenset({"name", "namePrefix"}),
     SCHEDULE: frozenset({"name", "namePrefix", "groupName"}),
     METRIC_ALARM: frozenset({"name"}),
@@ -120,6 +126,11 @@ def _first(value: Any) -> dict[str, Any]:
 
 
 # -- request shapes ------------------------------------------------------------------------------
+
+def table_replicas(inputs: Mapping[str, Any]) -> list[str]:
+    """The regions of an `aws.dynamodb.Table`'s declared `replicas`, in the order declared."""
+    return [str(r["regionName"]) for r in inputs.get("replicas") or [] if isinstance(r, dict) and r.get("regionName")]
+
 
 def record_set(inputs: Mapping[str, Any]) -> dict[str, Any]:
     """Route 53's ResourceRecordSet for an `aws.route53.Record`'s inputs (record.go's expand):
@@ -358,16 +369,7 @@ class Mirror:
         elif token == QUEUE:
             self.client("sqs", region).create_queue(QueueName=props["name"])
         elif token == TABLE:
-            hash_key = props["hashKey"]
-            types = {a["name"]: a["type"] for a in props.get("attributes") or []}
-            extra_table: dict[str, Any] = {}
-            if props.get("streamEnabled"):
-                extra_table["StreamSpecification"] = {
-                    "StreamEnabled": True, "StreamViewType": props.get("streamViewType", "NEW_AND_OLD_IMAGES")}
-            self.client("dynamodb", region).create_table(
-                TableName=props["name"], BillingMode="PAY_PER_REQUEST",
-                AttributeDefinitions=[{"AttributeName": hash_key, "AttributeType": types[hash_key]}],
-                KeySchema=[{"AttributeName": hash_key, "KeyType": "HASH"}], **extra_table)
+            self._create_table(region, props)
         return None
 
     # -- update --------------------------------------------------------------------------------------
@@ -394,7 +396,9 @@ class Mirror:
                 self.client("iot", region).update_domain_configuration(**request)
         elif token in (BUCKET_VERSIONING, BUCKET_REPLICATION, STATE_MACHINE, SCHEDULE, METRIC_ALARM):
             self._put(token, region, news, new=False)
-        # buckets, queues and tables: nothing the local world reads changes in place
+        elif token == TABLE:
+            self._update_table(region, olds, news)
+        # buckets and queues: nothing the local world reads changes in place
 
     # -- delete --------------------------------------------------------------------------------------
     def delete(self, token: str, region: str, rid: str, props: Mapping[str, Any]) -> None:
@@ -426,8 +430,11 @@ class Mirror:
         elif token == QUEUE:
             sqs = self.client("sqs", region)
             sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=props["name"])["QueueUrl"])
-        elif token == TABLE:
-            self.client("dynamodb", region).delete_table(TableName=props["name"])
+        elif token == TABLE:  # table.go resourceTableDelete: the replicas first, then the table
+            ddb = self.client("dynamodb", region)
+            for replica in table_replicas(props):
+                ddb.update_table(TableName=props["name"], ReplicaUpdates=[{"Delete": {"RegionName": replica}}])
+            ddb.delete_table(TableName=props["name"])
         elif token == STATE_MACHINE:
             self.client("stepfunctions", region).delete_state_machine(stateMachineArn=props["arn"])
         elif token == SCHEDULE:
@@ -481,6 +488,55 @@ class Mirror:
             state = known[0]["StateValue"] if known else "INSUFFICIENT_DATA"
             cloudwatch.set_alarm_state(AlarmName=props["name"], StateValue=state,
                                        StateReason="updated: state kept" if known else "new alarm: no data yet")
+
+    def _create_table(self, region: str, props: Mapping[str, Any]) -> None:
+        """table.go resourceTableCreate: CreateTable (the declared attributes, hash and range key,
+        billing mode, stream), then UpdateTimeToLive when `ttl` is enabled, then one UpdateTable
+        `ReplicaUpdates` Create per declared replica (createReplicas, one region at a time). The
+        local world's moto makes the replicas and replicates (global_tables.py)."""
+        ddb = self.client("dynamodb", region)
+        keys = [(props["hashKey"], "HASH"), *([(props["rangeKey"], "RANGE")] if props.get("rangeKey") else [])]
+        extra: dict[str, Any] = {}
+        if props.get("streamEnabled"):
+            extra["StreamSpecification"] = {
+                "StreamEnabled": True, "StreamViewType": props.get("streamViewType") or "NEW_AND_OLD_IMAGES"}
+        # billing_mode's default in table.go is PROVISIONED, which needs the declared capacities
+        billing = str(props.get("billingMode") or "PROVISIONED")
+        if billing == "PROVISIONED":
+            extra["ProvisionedThroughput"] = {"ReadCapacityUnits": int(props.get("readCapacity") or 0),
+                                              "WriteCapacityUnits": int(props.get("writeCapacity") or 0)}
+        ddb.create_table(TableName=props["name"], BillingMode=billing,
+                         AttributeDefinitions=[{"AttributeName": a["name"], "AttributeType": a["type"]}
+                                               for a in props.get("attributes") or []],
+                         KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in keys], **extra)
+        ttl = _first(props.get("ttl"))
+        if ttl.get("enabled"):
+            ddb.update_time_to_live(TableName=props["name"], TimeToLiveSpecification={
+                "Enabled": True, "AttributeName": ttl["attributeName"]})
+        for replica in table_replicas(props):
+            ddb.update_table(TableName=props["name"], ReplicaUpdates=[{"Create": {"RegionName": replica}}])
+
+    def _update_table(self, region: str, olds: Mapping[str, Any], news: Mapping[str, Any]) -> None:
+        """table.go resourceTableUpdate, for what the local world keeps: the stream (UpdateTable
+        StreamSpecification), the TTL (UpdateTimeToLive) and the replicas (updateReplica: the
+        regions that left deleted first, then the new ones created, one UpdateTable each)."""
+        ddb = self.client("dynamodb", region)
+        name = news["name"]
+        if bool(olds.get("streamEnabled")) != bool(news.get("streamEnabled")):
+            spec: dict[str, Any] = {"StreamEnabled": bool(news.get("streamEnabled"))}
+            if news.get("streamEnabled"):
+                spec["StreamViewType"] = news.get("streamViewType") or "NEW_AND_OLD_IMAGES"
+            ddb.update_table(TableName=name, StreamSpecification=spec)
+        old_ttl, new_ttl = _first(olds.get("ttl")), _first(news.get("ttl"))
+        if old_ttl != new_ttl and (new_ttl or old_ttl).get("attributeName"):
+            ddb.update_time_to_live(TableName=name, TimeToLiveSpecification={
+                "Enabled": bool(new_ttl.get("enabled")),
+                "AttributeName": (new_ttl or old_ttl)["attributeName"]})
+        before, after = table_replicas(olds), table_replicas(news)
+        for gone in [r for r in before if r not in after]:
+            ddb.update_table(TableName=name, ReplicaUpdates=[{"Delete": {"RegionName": gone}}])
+        for added in [r for r in after if r not in before]:
+            ddb.update_table(TableName=name, ReplicaUpdates=[{"Create": {"RegionName": added}}])
 
     def _arc_register(self, token: str, props: Mapping[str, Any]) -> None:
         """Routing controls and assertion safety rules reach the ARC cluster (its control plane);

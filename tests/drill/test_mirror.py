@@ -256,7 +256,8 @@ def test_a_versioning_delete_suspends_it(aws: Any) -> None:
 def test_a_queue_and_a_table_are_created_replaced_on_a_new_name_and_deleted(aws: Any) -> None:
     sqs, ddb = aws("sqs", REGION), aws("dynamodb", REGION)
     world = StackApply(Mirror(aws))
-    table = {"name": "marks", "hashKey": "pk", "attributes": [{"name": "pk", "type": "S"}], "streamEnabled": True,
+    table = {"name": "marks", "billingMode": "PAY_PER_REQUEST", "hashKey": "pk",
+             "attributes": [{"name": "pk", "type": "S"}], "streamEnabled": True,
              "streamViewType": "NEW_AND_OLD_IMAGES", "region": REGION}
     world.apply("r", [Declared(QUEUE, "q", {"name": "dlq", "region": REGION}), Declared(TABLE, "t", table)], {})
     assert sqs.get_queue_url(QueueName="dlq")["QueueUrl"]
@@ -267,6 +268,69 @@ def test_a_queue_and_a_table_are_created_replaced_on_a_new_name_and_deleted(aws:
     assert ddb.list_tables()["TableNames"] == ["marks2"]
     world.apply("r", [], {})
     assert "QueueUrls" not in sqs.list_queues() and ddb.list_tables()["TableNames"] == []
+
+
+@pytest.fixture(scope="module")
+def world_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The local world's moto (procs.STRICT_MOTO: global tables make replicas; plain moto ignores
+    ReplicaUpdates), replicating at once."""
+    import os
+
+    from orchestrator.drill import global_tables
+    from tests.moto_server import moto_server
+
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           global_tables.DELAY_ENV: "0"}
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log", env) as url:
+        yield url
+
+
+def test_a_tables_replicas_are_made_changed_and_deleted_as_the_resource_declares_them(world_url: str) -> None:
+    def ddb(region: str) -> Any:
+        return boto3.client("dynamodb", region_name=region, endpoint_url=world_url, aws_access_key_id="testing",
+                            aws_secret_access_key="testing")
+
+    def tables() -> dict[str, list[str]]:
+        return {r: ddb(r).list_tables()["TableNames"] for r in (REGION, "eu-central-1", "us-east-1")}
+
+    world = StackApply(Mirror(lambda service, region: ddb(region)))
+    outbox = {"name": "outbox", "billingMode": "PAY_PER_REQUEST", "hashKey": "thing", "rangeKey": "commandId",
+              "attributes": [{"name": "thing", "type": "S"}, {"name": "commandId", "type": "S"}],
+              "streamEnabled": True, "streamViewType": "NEW_AND_OLD_IMAGES",
+              "ttl": {"attributeName": "expiresAt", "enabled": True}, "region": REGION,
+              "replicas": [{"regionName": "eu-central-1", "pointInTimeRecovery": True}]}
+    world.apply("replication", [Declared(TABLE, "outbox", outbox)], {})
+    described = ddb(REGION).describe_table(TableName="outbox")["Table"]
+    assert [r["RegionName"] for r in described["Replicas"]] == ["eu-central-1"]
+    assert [(k["AttributeName"], k["KeyType"]) for k in described["KeySchema"]] == [("thing", "HASH"),
+                                                                                      ("commandId", "RANGE")]
+    assert ddb(REGION).describe_time_to_live(TableName="outbox")["TimeToLiveDescription"] == {
+        "TimeToLiveStatus": "ENABLED", "AttributeName": "expiresAt"}
+    assert tables() == {REGION: ["outbox"], "eu-central-1": ["outbox"], "us-east-1": []}
+    # the replica is a member: a write in the table's region reaches it
+    ddb(REGION).put_item(TableName="outbox", Item={"thing": {"S": "t"}, "commandId": {"S": "c"}})
+    assert _eventually(lambda: "Item" in ddb("eu-central-1").get_item(
+        TableName="outbox", Key={"thing": {"S": "t"}, "commandId": {"S": "c"}}))
+    # the declared replicas change: the region that left is deleted first, the new one created (in place)
+    world.apply("replication", [Declared(TABLE, "outbox", {**outbox, "replicas": [{"regionName": "us-east-1"}]})],
+                {})
+    assert tables() == {REGION: ["outbox"], "eu-central-1": [], "us-east-1": ["outbox"]}
+    assert [r["RegionName"] for r in ddb(REGION).describe_table(TableName="outbox")["Table"]["Replicas"]] == [
+        "us-east-1"]
+    # the resource leaves the program: its replicas go, then the table
+    world.apply("replication", [], {})
+    assert tables() == {REGION: [], "eu-central-1": [], "us-east-1": []}
+
+
+def _eventually(cond: Any, timeout: float = 10.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
 
 
 # -- Step Functions, Scheduler, CloudWatch -------------------------------------------------------------
