@@ -240,7 +240,7 @@ class RegistrySnapshot:
     @cached_property
     def things_by_name(self) -> Mapping[str, Thing]:
         if isinstance(self.things, Spilled):
-            return self.things.index()  # on disk: look-ups by key, never a dict of the fleet
+            return self.things.by_key()  # on disk: look-ups by key, never a dict of the fleet
         return {t.name: t for t in self.things}
 
     @cached_property
@@ -250,7 +250,7 @@ class RegistrySnapshot:
     @cached_property
     def certificates_by_id(self) -> Mapping[str, Certificate]:
         if isinstance(self.certificates, Spilled):
-            return self.certificates.index()
+            return self.certificates.by_key()
         return {c.id: c for c in self.certificates}
 
     @property
@@ -415,7 +415,7 @@ class Spilled(Sequence[T]):
     def __repr__(self) -> str:
         return f"Spilled({self.rows.name}, {len(self.rows)} rows)"
 
-    def index(self) -> SpilledIndex[T]:
+    def by_key(self) -> SpilledIndex[T]:
         return SpilledIndex(self)
 
 

@@ -362,6 +362,9 @@ class SyncOptions:
     verify: bool = True  # read back what was applied; `ok` only when it reads back equal
     verify_chunk: int = 2000  # things compared at a time by the read-back (principals, shadows: issue 22)
     reads_ttl_s: float | None = None  # how long the reads journal trusts a line (None: READS_TTL_S)
+    # the listings (source, destination, the read-back's) in the run's spill file, not in memory
+    # (issue 22: ≈ 1 KB per thing each as objects); a pruning run keeps them in memory
+    spill_listings: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= MAX_CONCURRENCY:
