@@ -15,6 +15,10 @@ temporary SQLite file instead (standard library `sqlite3`):
 Small plans (an event-driven replicator applies a few operations per event) use the same code in
 an in-memory database (`SpillStore(memory=True)`): no file, no directory, the same SQL.
 
+The run's listings go to the same file (`snapshot.read_listing(spill=...)`): each region's things,
+group members, certificates and policy targets are staged in `SpillTable`s as their pages arrive,
+then copied in key order into `SortedRows`, which the snapshot reads by position, slice or key.
+
 `SpillTable` is an ordered, keyed table of pickled values: insertion order is kept (`seq`), a key
 is stored once (the first insertion wins; later duplicates are ignored and counted), each row has a
 `group` (the scheduler's: the operation's API) and a small integer `state`. Values are pickled and

@@ -39,6 +39,12 @@ error, a failed operation or a failed read-back the next run trusts no version (
 every thing).
 
 A plan-only run reads what the applying run reads (PEMs excepted) and writes nothing.
+
+Memory (issue 22): the operations, the certificate ARNs learnt while applying and, unless the run
+prunes (`SyncOptions.spill_listings`), the listings (both regions', and the read-back's) are kept in
+the run's temporary SQLite file (`orchestrator/registry/spill.py`), read a page or a chunk at a time;
+the version record is written as a stream. What stays in memory per thing: the principals read
+(both regions), the names of the things whose attachments are read back, and the checkpoint's marks.
 """
 
 from __future__ import annotations
