@@ -44,7 +44,8 @@ Memory (issue 22): the operations, the certificate ARNs learnt while applying an
 prunes (`SyncOptions.spill_listings`), the listings (both regions', and the read-back's) are kept in
 the run's temporary SQLite file (`orchestrator/registry/spill.py`), read a page or a chunk at a time;
 the version record is written as a stream. What stays in memory per thing: the principals read
-(both regions), the names of the things whose attachments are read back, and the checkpoint's marks.
+(both regions), the names of the things whose attachments are read back, and an earlier run's
+checkpoint marks (what a resume skips).
 """
 
 from __future__ import annotations
