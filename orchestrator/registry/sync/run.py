@@ -40,10 +40,12 @@ every thing).
 
 A plan-only run reads what the applying run reads (PEMs excepted) and writes nothing.
 
-Memory (issue 22): the operations, the certificate ARNs learnt while applying and, unless the run
-prunes (`SyncOptions.spill_listings`), the listings (both regions', and the read-back's) are kept in
-the run's temporary SQLite file (`orchestrator/registry/spill.py`), read a page or a chunk at a time;
-the version record is written as a stream. What stays in memory per thing: the principals read
+Memory (issue 22): the operations, the certificate ARNs learnt while applying and, in a first sync
+(no version record to trust, no `--prune`, no `--full`: `SyncOptions.spill_listings`), the listings
+(both regions', and the read-back's) are kept in the run's temporary SQLite file
+(`orchestrator/registry/spill.py`), read a page or a chunk at a time, and the version record is
+written as a stream. An unchanged or `--full` pass keeps its listings in memory (≈ 0.5-1 KB per
+thing; on disk its per-thing look-ups cost it 2-4x its CPU). What stays in memory per thing: the principals read
 (both regions), the names of the things whose attachments are read back, and an earlier run's
 checkpoint marks (what a resume skips).
 """
@@ -158,7 +160,12 @@ def _sync_clients(store: SpillStore, src_client: Any, dst_client: Any, options: 
                   dst_data: Any | None) -> SyncReport:
     spilled = store.table("ops")
     run = _Run.start(options, dst_client, src_client, dst_caller, src_caller, src_data, dst_data)
-    if options.spill_listings and not options.prune:  # a pruning run plans from whole listings in memory
+    assert run.src_caller is not None
+    if options.spill_listings and not options.prune and not options.full \
+            and run.record_of(run.src_caller.region, run.dst_caller.region) is None:
+        # a first sync (or one after an unfinished run): it reads, plans and writes every thing, and
+        # its listings are ≈ 2 KB per thing as objects; an unchanged or --full pass holds them in
+        # memory (≈ 0.5-1 KB per thing, measured: per-thing look-ups on disk cost it 2-4x its CPU)
         run.listings_store = store
     src_l, dst_l = run.read_listings()
     if options.prune:  # deletions are planned from complete listings, in one pass
@@ -467,11 +474,15 @@ class _Run:
     def record(self, src: RegistrySnapshot, dst: RegistrySnapshot) -> VersionRecord | None:
         """The version record as it was when this run started (read once: the run's own in-progress
         mark replaces it before the first write)."""
+        return self.record_of(src.region, dst.region)
+
+    def record_of(self, src_region: str, dst_region: str) -> VersionRecord | None:
+        """`record`, by the regions' names (known before the listings are read)."""
         if "record" not in self._memo:
-            self._memo["record"] = self._load_record(src, dst)
+            self._memo["record"] = self._load_record(src_region, dst_region)
         return self._memo["record"]
 
-    def _load_record(self, src: RegistrySnapshot, dst: RegistrySnapshot) -> VersionRecord | None:
+    def _load_record(self, src_region: str, dst_region: str) -> VersionRecord | None:
         o = self.options
         if o.full or o.prune or o.state_path is None:
             return None
@@ -482,7 +493,7 @@ class _Run:
         if unfinished:
             self.distrusted = unfinished
             return None
-        return VersionRecord.load(o.state_path, src.region, dst.region)
+        return VersionRecord.load(o.state_path, src_region, dst_region)
 
     def read_details(self, src: RegistrySnapshot, dst: RegistrySnapshot) -> DetailReads:
         """Principals of the things that may have changed, and shadows (see the module doc)."""
