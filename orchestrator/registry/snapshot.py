@@ -33,16 +33,17 @@ from __future__ import annotations
 import json
 import sys
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, ItemsView, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from orchestrator.errors import InputRejected
 from orchestrator.registry.calls import Caller, error_code
 from orchestrator.registry.policydoc import neutral, normalize_document
+from orchestrator.registry.spill import SortedRows, SpillStore, SpillTable
 
 SNAPSHOT_FORMAT = 1
 
@@ -237,7 +238,9 @@ class RegistrySnapshot:
         return {g.name: g for g in self.thing_groups}
 
     @cached_property
-    def things_by_name(self) -> dict[str, Thing]:
+    def things_by_name(self) -> Mapping[str, Thing]:
+        if isinstance(self.things, Spilled):
+            return self.things.by_key()  # on disk: look-ups by key, never a dict of the fleet
         return {t.name: t for t in self.things}
 
     @cached_property
@@ -245,8 +248,15 @@ class RegistrySnapshot:
         return {p.name: p for p in self.policies}
 
     @cached_property
-    def certificates_by_id(self) -> dict[str, Certificate]:
+    def certificates_by_id(self) -> Mapping[str, Certificate]:
+        if isinstance(self.certificates, Spilled):
+            return self.certificates.by_key()
         return {c.id: c for c in self.certificates}
+
+    @property
+    def spilled(self) -> bool:
+        """Whether the per-thing listings (things, certificates, policy targets) are on disk."""
+        return isinstance(self.things, Spilled)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -363,6 +373,117 @@ class RegistrySnapshot:
         return doc
 
 
+# -- listings on disk (issue 22) -------------------------------------------------------------------
+
+class Spilled(Sequence[T]):
+    """A listing's records (things, certificates or policy targets) in the run's spill file
+    (`spill.SortedRows`), in the order the in-memory listing has them (by key): a sequence read a
+    page at a time, by position or slice, never held whole. `decode(key, value)` makes a record
+    (its key interned: the reads and plans that name it share one string). Used as a
+    `RegistrySnapshot` field in place of a tuple; `things_by_name` / `certificates_by_id` are then
+    `SpilledIndex` look-ups."""
+
+    def __init__(self, rows: SortedRows, decode: Callable[[str, Any], T]) -> None:
+        self.rows = rows
+        self._decode = decode
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, i: int) -> T: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[T]: ...
+
+    def __getitem__(self, i: int | slice) -> T | list[T]:
+        n = len(self.rows)
+        if isinstance(i, slice):
+            start, stop, step = i.indices(n)
+            if step != 1:
+                return [self[j] for j in range(start, stop, step)]
+            return [self._decode(k, v) for k, v in self.rows.rows(start, stop)]
+        j = i + n if i < 0 else i
+        if not 0 <= j < n:
+            raise IndexError(i)
+        return self._decode(*self.rows.rows(j, j + 1)[0])
+
+    def __iter__(self) -> Iterator[T]:
+        for key, value in self.rows.items():
+            yield self._decode(key, value)
+
+    def __repr__(self) -> str:
+        return f"Spilled({self.rows.name}, {len(self.rows)} rows)"
+
+    def by_key(self) -> SpilledIndex[T]:
+        return SpilledIndex(self)
+
+
+class _SpilledItems(ItemsView[str, T]):
+    def __iter__(self) -> Iterator[tuple[str, T]]:
+        spilled: Spilled[T] = self._mapping.spilled  # type: ignore[attr-defined]
+        for key, value in spilled.rows.items():
+            yield key, spilled._decode(key, value)
+
+
+class SpilledIndex(Mapping[str, T]):
+    """A `Spilled` listing by key (a thing's name, a certificate's id): one indexed read per look-up."""
+
+    def __init__(self, spilled: Spilled[T]) -> None:
+        self.spilled = spilled
+
+    def __getitem__(self, key: str) -> T:
+        found, value = self.spilled.rows.get(key)
+        if not found:
+            raise KeyError(key)
+        return self.spilled._decode(key, value)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.spilled.rows
+
+    def __iter__(self) -> Iterator[str]:
+        return self.spilled.rows.keys()
+
+    def __len__(self) -> int:
+        return len(self.spilled.rows)
+
+    def items(self) -> ItemsView[str, T]:
+        return _SpilledItems(self)
+
+
+_KIND = {k.value: k for k in TargetKind}
+
+
+def _thing_of(key: str, v: Any) -> Thing:
+    return Thing(sys.intern(key), v[0], v[1], v[2], v[3])
+
+
+def _certificate_of(key: str, v: Any) -> Certificate:
+    return Certificate(sys.intern(key), v[0], v[1], v[2], v[3], v[4])
+
+
+def _target_key(policy: str, kind: TargetKind, target: str) -> str:
+    """A policy target's key: its order is `PolicyTarget`'s (policy, kind, target): no name holds NUL."""
+    return f"{policy}\0{kind.value}\0{target}"
+
+
+def _target_of(key: str, _v: Any) -> PolicyTarget:
+    policy, kind, target = key.split("\0", 2)
+    return PolicyTarget(policy, _KIND[kind], sys.intern(target))
+
+
+def spilled_things(rows: SortedRows) -> Spilled[Thing]:
+    return Spilled(rows, _thing_of)
+
+
+def spilled_certificates(rows: SortedRows) -> Spilled[Certificate]:
+    return Spilled(rows, _certificate_of)
+
+
+def spilled_targets(rows: SortedRows) -> Spilled[PolicyTarget]:
+    return Spilled(rows, _target_of)
+
+
 # -- reading ---------------------------------------------------------------------------------------
 
 def pmap(fn: Callable[[T], R], items: Iterable[T], concurrency: int) -> list[R]:
@@ -469,15 +590,27 @@ def read_snapshot(iot_client: Any, *, caller: Caller | None = None, pems: bool =
     return snapshot
 
 
-def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True) -> RegistrySnapshot:
+def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True,
+                 spill: SpillStore | None = None, name: str = "listing") -> RegistrySnapshot:
     """Everything the paged listings give (types, groups, things with their versions and groups,
     policies with their versions, certificates, policy targets): no per-thing and no
     per-certificate call. The five independent listings run at the same time (each API has its
     own budget). `versions`: list each policy's versions (`list_policy_versions`, plus one
     `get_policy_version` per non-default version), so that a version deleted in one region can be
     deleted in another. The coverage says which policies' targets and versions and which groups'
-    members were listed completely (the principals of things are not read here)."""
+    members were listed completely (the principals of things are not read here).
+
+    `spill` (issue 22): the per-thing listings (things, group members, certificates, policy
+    targets) go to tables of that spill file (named after `name`) a page at a time as they are
+    read, and the snapshot's `things`, `certificates` and `policy_targets` are `Spilled` sequences
+    over them: the listing is never held whole. Same calls, same records, same order."""
     region = caller.region
+    stage: dict[str, SpillTable] = {}
+    if spill is not None:
+        for what in ("things", "members", "certificates", "targets"):
+            spill.drop(f"{name}_{what}")
+            spill.drop(f"{name}_{what}_stage")  # a read stopped by an error may have left one
+            stage[what] = spill.table(f"{name}_{what}_stage")
     notes: list[str] = []
     gaps: list[str] = []
     partial: set[tuple[str, str]] = set()  # (api, owner) whose listing may be short
@@ -509,6 +642,10 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True)
 
     def members(name: str) -> tuple[str, list[str]]:
         try:
+            if spill is not None:  # (thing NUL group): in (thing, group) order
+                stage["members"].add((f"{t}\0{name}", "", None)
+                                     for t in checked("list_things_in_thing_group", name, thingGroupName=name))
+                return name, []
             return name, [sys.intern(t) for t in checked("list_things_in_thing_group", name, thingGroupName=name)]
         except Exception as exc:
             if _missing(exc):
@@ -535,6 +672,14 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True)
         return Policy(name=p["policyName"], document=document, versions=found)
 
     def targets(name: str) -> list[PolicyTarget]:
+        if spill is not None:
+            try:
+                stage["targets"].add(_target_row(name, arn, notes)
+                                     for arn in checked("list_targets_for_policy", name, policyName=name))
+            except Exception as exc:
+                if not _missing(exc):
+                    raise
+            return []
         try:
             arns = list(checked("list_targets_for_policy", name, policyName=name))
         except Exception as exc:
@@ -560,6 +705,11 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True)
         return policies, found
 
     def certificates() -> list[Certificate]:
+        if spill is not None:
+            stage["certificates"].add((c["certificateId"], "", (c["status"], None, c.get("certificateMode"),
+                                                                c.get("caCertificateId"), c.get("certificateArn")))
+                                      for c in checked("list_certificates"))
+            return []
         return [Certificate(id=sys.intern(c["certificateId"]), status=c["status"], mode=c.get("certificateMode"),
                             ca_certificate_id=c.get("caCertificateId"), arn=c.get("certificateArn"))
                 for c in checked("list_certificates")]
@@ -568,6 +718,11 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True)
         """Each page's things as `Thing` values as they come (the raw pages are not held: issue 22),
         names interned (held again by principals and the other region's listing); groups are
         filled in below, once the members are known."""
+        if spill is not None:
+            stage["things"].add((t["thingName"], "", (t.get("thingTypeName") or None, dict(t.get("attributes") or {}),
+                                                      t.get("version")))
+                                for t in checked("list_things"))
+            return []
         return [Thing(name=sys.intern(t["thingName"]), thing_type=t.get("thingTypeName") or None,
                       attributes=dict(t.get("attributes") or {}), version=t.get("version"))
                 for t in checked("list_things")]
@@ -581,6 +736,8 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True)
     dynamic = [g.name for g in groups if g.dynamic]
     if dynamic:
         notes.append(f"dynamic thing groups are not copied (fleet indexing queries): {', '.join(dynamic)}")
+    if spill is not None:
+        return _spilled_listing(spill, name, stage, region, types, groups, policies, notes, gaps, partial)
     thing_names = {t.name for t in raw_things}
     membership: dict[str, list[str]] = {}
     for group, names in group_members:
@@ -616,6 +773,103 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True)
             policy_versions=frozenset(p.name for p in policies if p.versions is not None),
         ),
     ))
+
+
+def _target_row(policy: str, arn: str, notes: list[str]) -> tuple[str, str, None]:
+    """A spilled policy target's row: its key (`_target_key`) and, as its group, the target (the
+    canary certificates are found by it). An ARN that is neither is noted and given no row."""
+    cert_id = _cert_id_from_arn(arn)
+    group = _group_from_arn(arn) if cert_id is None else None
+    if cert_id is not None:
+        return _target_key(policy, TargetKind.CERTIFICATE, cert_id), cert_id, None
+    if group is not None:
+        return _target_key(policy, TargetKind.THING_GROUP, group), group, None
+    notes.append(f"policy {policy}: target {arn} is not a certificate or thing group; not copied")
+    return "", "", None  # one row under the empty key (no target has it), dropped below
+
+
+def _spilled_listing(spill: SpillStore, name: str, stage: dict[str, SpillTable], region: str,
+                     types: list[ThingType], groups: list[ThingGroup], policies: list[Policy], notes: list[str],
+                     gaps: list[str], partial: set[tuple[str, str]]) -> RegistrySnapshot:
+    """`read_listing`'s end for a spilled listing: the staged rows copied in key order into
+    `SortedRows` (things joined with their groups' members, a merge of two sorted reads), the
+    region's own canary left out as `regional.without_regional` leaves it out, and the snapshot
+    made over them."""
+    from orchestrator.registry.regional import is_canary
+
+    # certificates attached only to canary policies (the canary's own): few, found by their rows
+    canary_policies = [p.name for p in policies if is_canary(p.name)]
+    canary_certs: set[str] = set()
+    for policy in canary_policies:
+        prefix = _target_key(policy, TargetKind.CERTIFICATE, "")
+        for key, _v in stage["targets"].sorted_items(start=prefix, stop=prefix[:-1] + "\x01"):
+            cert_id = key.rsplit("\0", 1)[1]
+            owners = [k.split("\0", 1)[0] for _s, k, _v2 in stage["targets"].page(group=cert_id, limit=10 ** 9)]
+            if owners and all(is_canary(p) for p in owners):
+                canary_certs.add(cert_id)
+    canary_things: list[str] = []
+
+    def things_with_groups() -> Iterator[tuple[str, Any]]:
+        members = stage["members"].sorted_items()
+        pending = next(members, None)
+        for thing, (thing_type, attributes, version) in stage["things"].sorted_items():
+            of: list[str] = []
+            while pending is not None:
+                member, group = pending[0].split("\0", 1)
+                if member > thing:
+                    break
+                if member == thing:  # else a member that is no thing (moto keeps deleted things in groups)
+                    of.append(group)
+                pending = next(members, None)
+            if is_canary(thing):
+                canary_things.append(thing)
+                continue
+            yield thing, (thing_type, attributes, tuple(of), version)
+
+    things = SortedRows(spill, f"{name}_things")
+    things.extend(things_with_groups())
+    certificates = SortedRows(spill, f"{name}_certificates")
+    certificates.extend((k, v) for k, v in stage["certificates"].sorted_items() if k not in canary_certs)
+    targets = SortedRows(spill, f"{name}_targets")
+
+    def fleet_targets() -> Iterator[tuple[str, None]]:
+        for key, _v in stage["targets"].sorted_items():
+            if not key:
+                continue
+            policy, kind, target = key.split("\0", 2)
+            if is_canary(policy) or (kind == TargetKind.CERTIFICATE.value and target in canary_certs):
+                continue
+            yield key, None
+
+    targets.extend(fleet_targets())
+    for what in stage:
+        spill.drop(f"{name}_{what}_stage")
+    fleet_policies = [p for p in policies if not is_canary(p.name)]
+    if canary_things or canary_policies or canary_certs:
+        names = sorted({*canary_things, *canary_policies})
+        notes.append(f"per-region infrastructure left alone (the stack's MQTT canary, not fleet): {', '.join(names)}"
+                     + (f" and {len(canary_certs)} certificate(s) attached only to canary policies"
+                        if canary_certs else ""))
+    return RegistrySnapshot(
+        region=region,
+        thing_types=tuple(sorted(types, key=lambda t: t.name)),
+        thing_groups=tuple(sorted(groups, key=lambda g: g.name)),
+        things=spilled_things(things),  # type: ignore[arg-type]  # a Sequence on disk in place of a tuple
+        policies=tuple(sorted(fleet_policies, key=lambda p: p.name)),
+        certificates=spilled_certificates(certificates),  # type: ignore[arg-type]
+        policy_targets=spilled_targets(targets),  # type: ignore[arg-type]
+        notes=tuple(sorted(set(notes))),
+        gaps=tuple(gaps),
+        coverage=Coverage(
+            principals=frozenset(),
+            policy_targets=frozenset(p.name for p in policies
+                                     if ("list_targets_for_policy", p.name) not in partial),
+            certificate_policies=frozenset(),
+            groups=frozenset(g.name for g in groups
+                             if not g.dynamic and ("list_things_in_thing_group", g.name) not in partial),
+            policy_versions=frozenset(p.name for p in policies if p.versions is not None),
+        ),
+    )
 
 
 def policy_versions(caller: Caller, name: str, *, default: tuple[str | None, str] | None = None

@@ -15,6 +15,10 @@ temporary SQLite file instead (standard library `sqlite3`):
 Small plans (an event-driven replicator applies a few operations per event) use the same code in
 an in-memory database (`SpillStore(memory=True)`): no file, no directory, the same SQL.
 
+The run's listings go to the same file (`snapshot.read_listing(spill=...)`): each region's things,
+group members, certificates and policy targets are staged in `SpillTable`s as their pages arrive,
+then copied in key order into `SortedRows`, which the snapshot reads by position, slice or key.
+
 `SpillTable` is an ordered, keyed table of pickled values: insertion order is kept (`seq`), a key
 is stored once (the first insertion wins; later duplicates are ignored and counted), each row has a
 `group` (the scheduler's: the operation's API) and a small integer `state`. Values are pickled and
@@ -81,6 +85,14 @@ class SpillStore:
             if name not in self._tables:
                 self._tables[name] = SpillTable(self, name)
             return self._tables[name]
+
+    def drop(self, name: str) -> None:
+        """Drop table `name` (its pages are reused by the tables written after it)."""
+        if not name.isidentifier():
+            raise ValueError(f"table name must be an identifier, got {name!r}")
+        with self.lock:
+            self._tables.pop(name, None)
+            self.db.execute(f"DROP TABLE IF EXISTS {name}")
 
     @property
     def closed(self) -> bool:
@@ -244,5 +256,117 @@ class SpillTable:
         for _key, value in self.items(**kwargs):
             yield value
 
+    def sorted_items(self, *, start: str | None = None, stop: str | None = None,
+                     page: int = PAGE) -> Iterator[tuple[str, Any]]:
+        """(key, value) in key order (keys in [start, stop) when given), a page at a time."""
+        after, first = start, True
+        while True:
+            where, args = [], list[Any]()
+            if after is not None:
+                where.append("key >= ?" if first else "key > ?")
+                args.append(after)
+            if stop is not None:
+                where.append("key < ?")
+                args.append(stop)
+            sql = "SELECT key, value FROM {t}" + (f" WHERE {' AND '.join(where)}" if where else "") \
+                + " ORDER BY key LIMIT ?"
+            with self.store.lock:
+                rows = self._exec(sql, [*args, page]).fetchall()
+            for key, value in rows:
+                yield key, pickle.loads(value)
+            if len(rows) < page:
+                return
+            after, first = rows[-1][0], False
 
-__all__ = ["CACHE_KB", "PAGE", "SpillStore", "SpillTable"]
+
+class SortedRows:
+    """Rows (idx, key, value) numbered 0, 1, … in key order, written once and then read by position,
+    by key or a page at a time: a sorted sequence and its index on disk (issue 22: a listing of the
+    fleet, held as Python objects, cost ≈ 1 KB per thing). `extend` takes rows in strictly
+    increasing key order (a key out of order is refused). Values are pickled, as in `SpillTable`."""
+
+    def __init__(self, store: SpillStore, name: str) -> None:
+        if not name.isidentifier():
+            raise ValueError(f"table name must be an identifier, got {name!r}")
+        self.store = store
+        self.name = name
+        with store.lock:
+            store.db.execute(f"CREATE TABLE IF NOT EXISTS {name} (idx INTEGER PRIMARY KEY, "
+                             "key TEXT NOT NULL UNIQUE, value BLOB NOT NULL)")
+            row = store.db.execute(f"SELECT count(*), max(key) FROM {name}").fetchone()
+        self._n = int(row[0])
+        self._last: str | None = row[1]
+
+    def _exec(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
+        return self.store.db.execute(sql.replace("{t}", self.name), tuple(args))
+
+    def extend(self, rows: Iterable[tuple[str, Any]]) -> int:
+        """Append (key, value) rows, keys in increasing order after the last one stored; returns
+        how many were added. A page per transaction."""
+        added = 0
+        batch: list[tuple[int, str, bytes]] = []
+
+        def flush() -> None:
+            with self.store.lock:
+                db = self.store.db
+                db.execute("BEGIN")
+                try:
+                    db.executemany(f"INSERT INTO {self.name} (idx, key, value) VALUES (?, ?, ?)", batch)
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            batch.clear()
+
+        for key, value in rows:
+            if self._last is not None and key <= self._last:
+                raise ValueError(f"{self.name}: key {key!r} is not after {self._last!r}")
+            batch.append((self._n + added, key, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)))
+            self._last = key
+            added += 1
+            if len(batch) >= PAGE:
+                flush()
+        if batch:
+            flush()
+        self._n += added
+        return added
+
+    def __len__(self) -> int:
+        return self._n
+
+    def rows(self, start: int, stop: int) -> list[tuple[str, Any]]:
+        """(key, value) of positions [start, stop)."""
+        start, stop = max(start, 0), min(stop, self._n)
+        if start >= stop:
+            return []
+        with self.store.lock:
+            found = self._exec("SELECT key, value FROM {t} WHERE idx >= ? AND idx < ? ORDER BY idx",
+                               (start, stop)).fetchall()
+        return [(key, pickle.loads(value)) for key, value in found]
+
+    def get(self, key: str) -> tuple[bool, Any]:
+        """(found, value) of `key`."""
+        with self.store.lock:
+            row = self._exec("SELECT value FROM {t} WHERE key = ?", (key,)).fetchone()
+        return (True, pickle.loads(row[0])) if row is not None else (False, None)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        with self.store.lock:
+            return self._exec("SELECT 1 FROM {t} WHERE key = ?", (key,)).fetchone() is not None
+
+    def keys(self, *, page: int = PAGE) -> Iterator[str]:
+        for i in range(0, self._n, page):
+            with self.store.lock:
+                found = self._exec("SELECT key FROM {t} WHERE idx >= ? AND idx < ? ORDER BY idx",
+                                   (i, i + page)).fetchall()
+            for (key,) in found:
+                yield key
+
+    def items(self, *, page: int = PAGE) -> Iterator[tuple[str, Any]]:
+        for i in range(0, self._n, page):
+            yield from self.rows(i, i + page)
+
+
+__all__ = ["CACHE_KB", "PAGE", "SortedRows", "SpillStore", "SpillTable"]

@@ -362,6 +362,10 @@ class SyncOptions:
     verify: bool = True  # read back what was applied; `ok` only when it reads back equal
     verify_chunk: int = 2000  # things compared at a time by the read-back (principals, shadows: issue 22)
     reads_ttl_s: float | None = None  # how long the reads journal trusts a line (None: READS_TTL_S)
+    # a first sync's listings (source, destination, the read-back's) in the run's spill file, not in
+    # memory (issue 22: ≈ 1 KB per thing each as objects): when the run has no version record to
+    # trust (it reads every thing) and neither prunes nor is a --full pass (see sync/run.py)
+    spill_listings: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= MAX_CONCURRENCY:

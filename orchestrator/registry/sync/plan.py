@@ -42,6 +42,7 @@ from orchestrator.registry.snapshot import (
     PolicyTarget,
     RegistrySnapshot,
     Shadow,
+    Spilled,
     TargetKind,
     Thing,
     ThingGroup,
@@ -216,10 +217,11 @@ def plan_entities_to(sink: Callable[[tuple[SyncOp, ...]], object], src: Registry
         flush()
     p.deprecations(stream=True)
     flush()
-    for targets in chunks(sorted(set(src.policy_targets) - set(dst.policy_targets))):
+    # a merge of the two sorted listings, not sets of them (issue 22: a spilled listing stays on disk)
+    for targets in _batches(_minus(src.policy_targets, dst.policy_targets), chunk):
         p.policy_targets(targets)
         flush()
-    for targets in chunks(sorted(set(dst.policy_targets) - set(src.policy_targets))):
+    for targets in _batches(_minus(dst.policy_targets, src.policy_targets), chunk):
         p.policy_detachments(targets)
         flush()
     return SyncPlan(
@@ -229,6 +231,43 @@ def plan_entities_to(sink: Callable[[tuple[SyncOp, ...]], object], src: Registry
         dst_certificate_arns=ArnsOf(dst.certificates_by_id),
         dst_group_arns=ArnsOf(dst.groups_by_name),
     )
+
+
+def _in_order(items: Sequence[Any]) -> Iterable[Any]:
+    """`items` in order: a spilled listing is (by construction), a tuple is checked (and sorted
+    when it is not: a hand-made snapshot)."""
+    if isinstance(items, Spilled):
+        return items
+    if all(items[i] <= items[i + 1] for i in range(len(items) - 1)):
+        return items
+    return sorted(items)
+
+
+def _minus(a: Sequence[Any], b: Sequence[Any]) -> Iterator[Any]:
+    """`sorted(set(a) - set(b))`, from two sorted sequences read once each (a merge)."""
+    rest = iter(_in_order(b))
+    other = next(rest, None)
+    last = None
+    for x in _in_order(a):
+        if last is not None and x == last:
+            continue
+        last = x
+        while other is not None and other < x:
+            other = next(rest, None)
+        if other is not None and other == x:
+            continue
+        yield x
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for x in items:
+        batch.append(x)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 class ArnsOf(Mapping[str, str]):
