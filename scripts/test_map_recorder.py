@@ -78,16 +78,18 @@ if os.environ.get("TEST_MAP_CHILD_DIR"):
 CHAIN = '''\
 def _chain():
     import importlib.machinery, sys
-    here = os.path.dirname(os.path.abspath(__file__))
-    path = [p for p in sys.path if os.path.abspath(p or ".") != here]
+    path = [p for p in sys.path if os.path.basename(os.path.abspath(p or ".")) != {hook!r}]  # ours: once
     spec = importlib.machinery.PathFinder.find_spec("sitecustomize", path)
-    if spec is not None and spec.loader is not None and spec.origin != os.path.abspath(__file__):
+    if spec is not None and spec.loader is not None:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
 import importlib.util
 _chain()
 del _chain
 '''
+
+
+_child: Recorder | None = None  # this process's, when it is a child (start_child)
 
 
 def _function_name(qualname: str) -> str:
@@ -123,7 +125,9 @@ class Recorder:
         self.roots = tuple(f"{self.repo}{package}{os.sep}" for package in PACKAGES)
         self.out = out
         self.children = children  # the records of the processes this one starts (and theirs)
-        self.hook = str(children / HOOK)  # holds the sitecustomize.py
+        # the sitecustomize.py: the one already on PYTHONPATH (a child's children use its parent's), or ours
+        inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if os.path.basename(p) == HOOK]
+        self.hook = inherited[0] if inherited else str(children / HOOK)
         self.ids: set[int] = set()
         self.codes: list[CodeType] = []  # held, so that no id is reused by a later code object
         self.read: set[str] = set()
@@ -146,13 +150,13 @@ class Recorder:
         env[CHILD_DIR] = str(self.children)
         env[REPO_VAR] = self.repo.rstrip(os.sep)
         path = env.get("PYTHONPATH", "")
-        if self.hook not in path.split(os.pathsep):
+        if not any(os.path.basename(p) == HOOK for p in path.split(os.pathsep)):
             env["PYTHONPATH"] = os.pathsep.join([self.hook, path]) if path else self.hook
 
     def _environment_lacks(self, env: Any) -> bool:
         try:
             return env.get(CHILD_DIR) != str(self.children) or \
-                self.hook not in str(env.get("PYTHONPATH", "")).split(os.pathsep)
+                not any(os.path.basename(p) == HOOK for p in str(env.get("PYTHONPATH", "")).split(os.pathsep))
         except AttributeError:  # a list of bytes, ...: cannot tell
             return True
 
@@ -211,10 +215,11 @@ class Recorder:
         return False
 
     def start(self) -> None:
-        (self.children / HOOK).mkdir(parents=True, exist_ok=True)
-        hook = self.children / HOOK / "sitecustomize.py"
+        self.children.mkdir(parents=True, exist_ok=True)
+        hook = Path(self.hook) / "sitecustomize.py"
         if not hook.exists():
-            hook.write_text(SITECUSTOMIZE.format(recorder=os.path.abspath(__file__), chain=CHAIN))
+            hook.parent.mkdir(parents=True, exist_ok=True)
+            hook.write_text(SITECUSTOMIZE.format(recorder=os.path.abspath(__file__), chain=CHAIN.format(hook=HOOK)))
         self.child_environment(os.environ)
         sys.addaudithook(self.audit)
         sys.settrace(self.trace)
@@ -278,6 +283,9 @@ class Recorder:
 
 def start_child() -> Recorder | None:
     """In a Python process started while a test file records (sitecustomize): record it too."""
+    global _child
+    if _child is not None:
+        return None  # once per process
     parent = Path(os.environ[CHILD_DIR])
     repo = Path(os.environ.get(REPO_VAR, "."))
     if not parent.is_dir():
@@ -287,7 +295,7 @@ def start_child() -> Recorder | None:
         return None
     name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     (parent / f"{name}.started").write_text(" ".join(sys.orig_argv))
-    recorder = Recorder(repo, parent / f"{name}.json", parent / f"{name}.d")
+    recorder = _child = Recorder(repo, parent / f"{name}.json", parent / f"{name}.d")
     recorder.start()
     atexit.register(recorder.finish)
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:

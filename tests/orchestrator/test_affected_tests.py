@@ -285,13 +285,16 @@ SPAWNING = {
     "tests/orchestrator/test_child.py": "import os, subprocess, sys\n\n"
                                         "def test_child():\n"
                                         "    subprocess.run([sys.executable, '-c', 'from orchestrator.hub import "
-                                        "used_by_b; assert used_by_b() == 2'], check=True, "
+                                        "used_by_b; assert used_by_b() == 2'], check=True, timeout=120, "
                                         "env={'PATH': os.environ['PATH']})\n",
-    # a shell that starts Python (as a console script or a bash script would)
+    # a shell that starts a Python that starts a Python (as a bash script running a console script would)
     "tests/orchestrator/test_grandchild.py": "import subprocess, sys\n\n"
+                                             "CHILD = (\"import subprocess, sys; subprocess.run([sys.executable, '-c', "
+                                             "'from orchestrator.hub import Box; Box().open()'], check=True, "
+                                             "timeout=120)\")\n\n"
                                              "def test_grandchild():\n"
-                                             "    subprocess.run(['bash', '-c', sys.executable + ' -c "
-                                             "\"from orchestrator.hub import Box; Box().open()\"'], check=True)\n",
+                                             "    subprocess.run(['bash', '-c', f'{sys.executable} -c \"{CHILD}\"'], "
+                                             "check=True, timeout=120)\n",
     # -I: no PYTHONPATH, no record
     "tests/orchestrator/test_isolated.py": "import subprocess, sys\nimport orchestrator.hub\n\n"
                                            "def test_isolated():\n"
@@ -331,7 +334,7 @@ def test_the_recorder_records_what_each_test_file_ran(tmp_path: Path) -> None:
     assert not tests["test_spawns"].opaque and tests["test_spawns"].children == 1
     assert not tests["test_child"].opaque and tests["test_child"].children == 1
     assert "orchestrator/hub.py::used_by_b" in tests["test_child"].ran
-    assert not tests["test_grandchild"].opaque and tests["test_grandchild"].children == 1
+    assert not tests["test_grandchild"].opaque and tests["test_grandchild"].children == 2
     assert "orchestrator/hub.py::Box.open" in tests["test_grandchild"].ran
     assert "orchestrator/hub.py::used_by_b" not in tests["test_grandchild"].ran
     assert "started a Python with -I" in tests["test_isolated"].opaque
