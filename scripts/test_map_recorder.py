@@ -165,6 +165,13 @@ class Recorder:
             self.opaque.append(why)
 
     def audit(self, event: str, args: tuple[Any, ...]) -> None:
+        # an exception here would fail the audited operation (open, Popen, ...): the test would not run as it does
+        try:
+            self._audit(event, args)
+        except Exception as exc:  # noqa: BLE001
+            self._opaque(f"the recorder failed on {event} ({type(exc).__name__}: {exc})")
+
+    def _audit(self, event: str, args: tuple[Any, ...]) -> None:
         if event in SPAWNS:
             self._spawn(event, args)
         elif event == "open" and isinstance(args[0], (str, os.PathLike)):
@@ -204,7 +211,10 @@ class Recorder:
 
     @staticmethod
     def _importing() -> bool:
-        frame = sys._getframe(2)
+        try:
+            frame = sys._getframe(3)  # _importing <- _audit <- audit <- who opened
+        except ValueError:  # no Python frame that deep: the interpreter opening the main script
+            return False
         for _ in range(4):
             if frame is None:
                 return False
