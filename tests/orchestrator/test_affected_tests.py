@@ -311,9 +311,10 @@ SPAWNING = {
                                          "        time.sleep(0.05)\n"
                                          "    p.kill()\n    p.wait()\n",
     # a file of the repository run as a script (the interpreter opens it before any Python frame exists)
+    "orchestrator/tool.py": "from orchestrator.other import helper\n\nif __name__ == '__main__':\n    helper()\n",
     "tests/orchestrator/test_script.py": "import subprocess, sys\n\n"
                                          "def test_script():\n"
-                                         "    subprocess.run([sys.executable, 'orchestrator/other.py'], check=True, "
+                                         "    subprocess.run([sys.executable, 'orchestrator/tool.py'], check=True, "
                                          "timeout=120)\n",
     # a test marked slow is recorded like any other
     "tests/orchestrator/test_slow.py": "import pytest\nfrom orchestrator.other import helper\n\n"
@@ -343,6 +344,7 @@ def test_the_recorder_records_what_each_test_file_ran(tmp_path: Path) -> None:
     assert "orchestrator/hub.py::Box.open" in tests["test_grandchild"].ran
     assert "orchestrator/hub.py::used_by_b" not in tests["test_grandchild"].ran
     assert not tests["test_script"].opaque and tests["test_script"].children == 1
+    assert "orchestrator/other.py::helper" in tests["test_script"].ran
     assert "started a Python with -I" in tests["test_isolated"].opaque
     assert "left no record" in tests["test_killed"].opaque
     assert tests["test_slow"].ran == {"orchestrator/other.py::helper", "tests/orchestrator/test_slow.py::test_slow"}
