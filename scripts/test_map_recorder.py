@@ -286,7 +286,7 @@ class Recorder:
             ran.update(data["ran"])
             read.update(data["read"])
             count += 1 + data.get("children", 0)
-            if data["opaque"]:
+            if data["opaque"] and f"in a subprocess: {data['opaque']}" not in opaque:
                 opaque.append(f"in a subprocess: {data['opaque']}")
         return count, opaque[:3]
 
