@@ -13,7 +13,8 @@ with the mean of the `ALL=1` runs around it, so both sides see about the same lo
     python -m bench.test_fast_edits 4 --seed 1 --every 2
 
 Needs a test map recorded on this tree (`make test-map`) and a clean working tree (the edits are
-measured against HEAD). The set-up is not redone or timed (`make -o`). Prints one line per run and
+measured against HEAD). The recipe runs without make (a make variable on the command line would reach
+the tests that run `make -n` themselves). Prints one line per run and
 a markdown table; exits 1 when a run fails (the file is restored first).
 """
 
@@ -35,7 +36,10 @@ sys.path.insert(0, str(REPO / "scripts"))
 import affected_tests as at  # noqa: E402
 
 QUICK = ("tests/programs/", "tests/orchestrator/")
-MAKE = ["make", "--no-print-directory", "-o", ".venv/.installed", "-o", ".venv/.runtime", "test-fast"]
+# `make test-fast`'s recipe (the Makefile), run without make: a make variable on the command line
+# (ALL=1, BASE=HEAD) reaches the tests' own `make -n` runs through MAKEFLAGS and changes what they see.
+LINT = ["-m", "pytest", "-x", "tests/test_lint.py", "--deselect", "tests/test_lint.py::test_mypy_finds_nothing"]
+SELECTED = ["scripts/affected_tests.py", "--run", "--tier", "programs", "--tier", "orchestrator", "--jobs", "auto"]
 
 
 def edited(text: str, qualname: str) -> str | None:
@@ -70,15 +74,20 @@ def edited(text: str, qualname: str) -> str | None:
 
 
 def run(*args: str) -> tuple[float, int, int, float]:
-    """`make test-fast ARGS`: wall seconds, tests passed, programs and orchestrator files run, load before."""
+    """test-fast with ARGS (`--all`, `--base HEAD`): wall seconds, tests passed, programs and orchestrator
+    files run, load before."""
     load = os.getloadavg()[0]
     start = time.monotonic()
-    proc = subprocess.run([*MAKE, *args], cwd=REPO, capture_output=True, text=True)
+    out = ""
+    for command in (LINT, [*SELECTED, *args]):
+        proc = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True)
+        out += proc.stdout + proc.stderr
+        if proc.returncode != 0:
+            break
     wall = time.monotonic() - start
-    out = proc.stdout + proc.stderr
     if proc.returncode != 0:
         sys.stderr.write(out[-4000:])
-        raise SystemExit(f"test_fast_edits: make test-fast {' '.join(args)} failed")
+        raise SystemExit(f"test_fast_edits: test-fast {' '.join(args)} failed")
     passed = sum(int(w.split()[0]) for w in re.findall(r"(\d+) passed", out)[1:])  # [0]: the lint tier
     files = sum(int(n) for n in re.findall(r"\((\d+) file\(s\) reached by the change\)", out))
     if "(every file)" in out:
@@ -115,7 +124,7 @@ def main(argv: list[str]) -> int:
     rows: list[tuple[str, float, int, int, float, int]] = []  # function, wall, tests, files, load, ALL=1 runs before
 
     def everything() -> None:
-        wall, passed, _, load = run("ALL=1")
+        wall, passed, _, load = run("--all")
         every.append((wall, passed))
         print(f"ALL=1: {wall:.1f} s, {passed} tests, load {load:.1f}", file=sys.stderr, flush=True)
     everything()
@@ -124,7 +133,7 @@ def main(argv: list[str]) -> int:
         text = (REPO / path).read_text()
         (REPO / path).write_text(edited(text, qualname) or text)
         try:
-            wall, passed, files, load = run("BASE=HEAD")
+            wall, passed, files, load = run("--base", "HEAD")
         finally:
             (REPO / path).write_text(text)
         rows.append((function, wall, passed, files, load, len(every)))
