@@ -590,12 +590,14 @@ def build_map(repo: Path = REPO, *, jobs: int = 0, tiers: Iterable[str] = QUICK_
                 print(f"test-map: {test}: no record (pytest exit {proc.returncode}); it is selected by imports",
                       file=sys.stderr)
                 return
-            recorded[test] = Recorded(frozenset(data["ran"]), frozenset(data["read"]), data["opaque"],
-                                      data.get("children", 0))
+            opaque = data["opaque"]
             status = "" if proc.returncode in (0, 5) else f" (pytest exit {proc.returncode})"
+            if status:  # a test failed or errored while recorded: the run may have stopped short of what it runs
+                opaque = "; ".join(w for w in (opaque, f"a test failed while recorded{status}") if w)
+            recorded[test] = Recorded(frozenset(data["ran"]), frozenset(data["read"]), opaque, data.get("children", 0))
             subprocesses = f" (with {data['children']} Python subprocesses)" if data.get("children") else ""
             print(f"test-map: [{len(recorded)}/{len(tests)}] {test}: {len(data['ran'])} functions{subprocesses}"
-                  f"{'; ' + data['opaque'] if data['opaque'] else ''}{status}", file=sys.stderr)
+                  f"{'; ' + opaque if opaque else ''}", file=sys.stderr)
         with ThreadPoolExecutor(jobs) as pool:
             list(pool.map(record, enumerate(tests)))
     after = file_digests(repo)

@@ -316,6 +316,9 @@ SPAWNING = {
                                          "def test_script():\n"
                                          "    subprocess.run([sys.executable, 'orchestrator/tool.py'], check=True, "
                                          "timeout=120)\n",
+    # a failing test: what its file ran is not what it runs when it passes
+    "tests/orchestrator/test_fails.py": "from orchestrator.other import helper\n\n"
+                                        "def test_fails():\n    assert helper() == 6\n",
     # a test marked slow is recorded like any other
     "tests/orchestrator/test_slow.py": "import pytest\nfrom orchestrator.other import helper\n\n"
                                        "@pytest.mark.slow\ndef test_slow():\n    assert helper() == 5\n",
@@ -345,6 +348,7 @@ def test_the_recorder_records_what_each_test_file_ran(tmp_path: Path) -> None:
     assert "orchestrator/hub.py::used_by_b" not in tests["test_grandchild"].ran
     assert not tests["test_script"].opaque and tests["test_script"].children == 1
     assert "orchestrator/other.py::helper" in tests["test_script"].ran
+    assert "a test failed while recorded (pytest exit 1)" in tests["test_fails"].opaque
     assert "started a Python with -I" in tests["test_isolated"].opaque
     assert "left no record" in tests["test_killed"].opaque
     assert tests["test_slow"].ran == {"orchestrator/other.py::helper", "tests/orchestrator/test_slow.py::test_slow"}
