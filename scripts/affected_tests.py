@@ -25,9 +25,11 @@ of functions is finer: a test file the map recorded selects it only when it ran 
 functions (or read the file as data), whatever it imports. What stays on the rule above: a change at
 module level (imports, constants, class bodies outside methods, decorators, signatures, a function
 added or deleted), a file that is not Python, a file the map does not know, and the test files the
-map has no trustworthy record of (not recorded; they start a subprocess or run code from outside the
-repository). The map is recorded on one tree: a file that differs from it counts as changed (test-fast
-says how many), so an old map is still sound, only coarser; `make test-map` records it again.
+map has no trustworthy record of (not recorded; a subprocess that could not record itself: killed, or
+a Python started with -I; code run from outside the repository). What the Python subprocesses of a
+test run (console scripts, `python -c`, scripts run by bash) is in its file's record. The map is
+recorded on one tree: a file that differs from it counts as changed (test-fast says how many), so an
+old map is still sound, only coarser; `make test-map` records it again.
 `--no-map` leaves the map out; `--changed` names files, not lines, so it uses the rule above.
 
 What is changed: the working tree (staged, unstaged and untracked files) against `--base`, by
@@ -361,7 +363,8 @@ def select(changed: Iterable[str], graph: Graph | None = None, test_map: TestMap
 # --- Per-function selection: the test map -------------------------------------------------------
 # `make test-map` (build_map) runs each quick-tier test file in its own pytest process with
 # scripts/test_map_recorder.py, which records every function of this repository that ran in it (by
-# file and qualified name), the Python files it read as data, and whether it started a subprocess.
+# file and qualified name), in the pytest process and in the Python processes it starts, the Python
+# files it read as data, and why the record cannot be trusted (a subprocess that left no record, ...).
 # A change inside function bodies then selects only the recorded files that ran those functions; a
 # module-level change falls back to the static rule for that file (see _precise).
 
@@ -454,7 +457,8 @@ def _is_python(path: str) -> bool:
 class Recorded:
     ran: frozenset[str]  # "path::qualname" of every function that ran
     read: frozenset[str]  # Python files of the repository read as data (open(), not import)
-    opaque: str  # why the record cannot be trusted (a subprocess ran, ...), or ""
+    opaque: str  # why the record cannot be trusted (a subprocess that could not record, ...), or ""
+    children: int = 0  # Python subprocesses whose records are in `ran` and `read`
 
 
 @dataclass
@@ -469,7 +473,7 @@ class TestMap:
             "version": MAP_VERSION, "python": list(sys.version_info[:2]), "created": self.created,
             "files": self.files,
             "shapes": {p: {"skeleton": s.skeleton, "functions": s.functions} for p, s in sorted(self.shapes.items())},
-            "tests": {t: {"ran": sorted(r.ran), "read": sorted(r.read), "opaque": r.opaque}
+            "tests": {t: {"ran": sorted(r.ran), "read": sorted(r.read), "opaque": r.opaque, "children": r.children}
                       for t, r in sorted(self.tests.items())},
         }, separators=(",", ":"))
 
@@ -488,7 +492,7 @@ class TestMap:
         return cls(
             files=data["files"],
             shapes={p: Shape(s["skeleton"], s["functions"]) for p, s in data["shapes"].items()},
-            tests={t: Recorded(frozenset(r["ran"]), frozenset(r["read"]), r["opaque"])
+            tests={t: Recorded(frozenset(r["ran"]), frozenset(r["read"]), r["opaque"], r.get("children", 0))
                    for t, r in data["tests"].items()},
             created=data.get("created", 0.0)), ""
 
@@ -556,10 +560,12 @@ def _precise(graph: Graph, changed: list[str], test_map: TestMap,
 
 def build_map(repo: Path = REPO, *, jobs: int = 0, tiers: Iterable[str] = QUICK_TIERS,
               out: Path | None = None) -> int:
-    """`make test-map`: run each quick-tier test file (less the tests marked slow, as test-fast runs
-    them) in its own pytest process under the recorder, and write the map. A process of its own per
-    file: what a file's tests run includes what its imports and session fixtures run, wherever
-    another file would have run them first."""
+    """`make test-map`: run each quick-tier test file (every test, those marked slow too: the map
+    then holds what `make test` runs, and a superset of what test-fast runs) in its own pytest process
+    under the recorder, and write the map. A process of its own per file: what a file's tests run
+    includes what its imports and session fixtures run, wherever another file would have run them
+    first. The Python processes the tests start record themselves and add to their file's record
+    (scripts/test_map_recorder.py)."""
     out = out or repo / MAP_PATH
     graph = Graph(repo)
     before = file_digests(repo)
@@ -576,7 +582,7 @@ def build_map(repo: Path = REPO, *, jobs: int = 0, tiers: Iterable[str] = QUICK_
             env = {**os.environ, "TEST_MAP_OUT": str(result), "TEST_MAP_REPO": str(repo),
                    "PYTHONPATH": os.pathsep.join([here, str(repo), os.environ.get("PYTHONPATH", "")])}
             proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
-                                   "test_map_recorder", "-m", "not slow", test], cwd=repo, env=env,
+                                   "test_map_recorder", test], cwd=repo, env=env,
                                   capture_output=True, text=True)
             try:
                 data = json.loads(result.read_text())
@@ -584,10 +590,14 @@ def build_map(repo: Path = REPO, *, jobs: int = 0, tiers: Iterable[str] = QUICK_
                 print(f"test-map: {test}: no record (pytest exit {proc.returncode}); it is selected by imports",
                       file=sys.stderr)
                 return
-            recorded[test] = Recorded(frozenset(data["ran"]), frozenset(data["read"]), data["opaque"])
+            opaque = data["opaque"]
             status = "" if proc.returncode in (0, 5) else f" (pytest exit {proc.returncode})"
-            print(f"test-map: [{len(recorded)}/{len(tests)}] {test}: {len(data['ran'])} functions"
-                  f"{'; ' + data['opaque'] if data['opaque'] else ''}{status}", file=sys.stderr)
+            if status:  # a test failed or errored while recorded: the run may have stopped short of what it runs
+                opaque = "; ".join(w for w in (opaque, f"a test failed while recorded{status}") if w)
+            recorded[test] = Recorded(frozenset(data["ran"]), frozenset(data["read"]), opaque, data.get("children", 0))
+            subprocesses = f" (with {data['children']} Python subprocesses)" if data.get("children") else ""
+            print(f"test-map: [{len(recorded)}/{len(tests)}] {test}: {len(data['ran'])} functions{subprocesses}"
+                  f"{'; ' + opaque if opaque else ''}", file=sys.stderr)
         with ThreadPoolExecutor(jobs) as pool:
             list(pool.map(record, enumerate(tests)))
     after = file_digests(repo)
@@ -601,8 +611,10 @@ def build_map(repo: Path = REPO, *, jobs: int = 0, tiers: Iterable[str] = QUICK_
     partial.write_text(test_map.to_json())
     partial.replace(out)
     opaque = sum(1 for r in recorded.values() if r.opaque)
-    print(f"test-map: {len(recorded)} of {len(tests)} test files recorded ({opaque} selected by imports only: "
-          f"they start subprocesses or run code from outside the repository) in {time.monotonic() - start:.0f} s; "
+    children = sum(1 for r in recorded.values() if r.children)
+    print(f"test-map: {len(recorded)} of {len(tests)} test files recorded ({children} with what their Python "
+          f"subprocesses ran; {opaque} selected by imports only: a subprocess that could not record, code from "
+          f"outside the repository) in {time.monotonic() - start:.0f} s; "
           f"written to {out.relative_to(repo) if out.is_relative_to(repo) else out}", file=sys.stderr)
     return 0
 

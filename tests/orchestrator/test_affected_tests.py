@@ -279,20 +279,105 @@ def test_qualified_names_are_the_ones_code_objects_carry() -> None:
     assert changed.functions["f.<locals>.C.m"] != at.shape(text).functions["f.<locals>.C.m"]  # type: ignore[union-attr]
 
 
+# Test files whose tests start processes: what a Python subprocess runs belongs to its test file.
+SPAWNING = {
+    # its own environment (a dict without the recorder's variables): recorded all the same
+    "tests/orchestrator/test_child.py": "import os, subprocess, sys\n\n"
+                                        "def test_child():\n"
+                                        "    subprocess.run([sys.executable, '-c', 'from orchestrator.hub import "
+                                        "used_by_b; assert used_by_b() == 2'], check=True, timeout=120, "
+                                        "env={'PATH': os.environ['PATH']})\n",
+    # a shell that starts a Python that starts a Python (as a bash script running a console script would)
+    "tests/orchestrator/test_grandchild.py": "import subprocess, sys\n\n"
+                                             "CHILD = (\"import subprocess, sys; subprocess.run([sys.executable, '-c', "
+                                             "'from orchestrator.hub import Box; Box().open()'], check=True, "
+                                             "timeout=120)\")\n\n"
+                                             "def test_grandchild():\n"
+                                             "    subprocess.run(['bash', '-c', f'{sys.executable} -c \"{CHILD}\"'], "
+                                             "check=True, timeout=120)\n",
+    # -I: no PYTHONPATH, no record
+    "tests/orchestrator/test_isolated.py": "import subprocess, sys\nimport orchestrator.hub\n\n"
+                                           "def test_isolated():\n"
+                                           "    subprocess.run([sys.executable, '-I', '-c', 'pass'], check=True)\n",
+    # killed by the test: its record never written
+    "tests/orchestrator/test_killed.py": "import subprocess, sys, time\nimport orchestrator.hub\n\n"
+                                         "def test_killed(tmp_path):\n"
+                                         "    ready = tmp_path / 'ready'\n"
+                                         "    p = subprocess.Popen([sys.executable, '-c', 'import pathlib, sys, time; "
+                                         "pathlib.Path(sys.argv[1]).touch(); time.sleep(60)', str(ready)])\n"
+                                         "    for _ in range(600):\n"
+                                         "        if ready.exists():\n"
+                                         "            break\n"
+                                         "        time.sleep(0.05)\n"
+                                         "    p.kill()\n    p.wait()\n",
+    # a file of the repository run as a script (the interpreter opens it before any Python frame exists)
+    "orchestrator/tool.py": "from orchestrator.other import helper\n\nif __name__ == '__main__':\n    helper()\n",
+    "tests/orchestrator/test_script.py": "import subprocess, sys\n\n"
+                                         "def test_script():\n"
+                                         "    subprocess.run([sys.executable, 'orchestrator/tool.py'], check=True, "
+                                         "timeout=120)\n",
+    # a failing test: what its file ran is not what it runs when it passes
+    "tests/orchestrator/test_fails.py": "from orchestrator.other import helper\n\n"
+                                        "def test_fails():\n    assert helper() == 6\n",
+    # a test marked slow is recorded like any other
+    "tests/orchestrator/test_slow.py": "import pytest\nfrom orchestrator.other import helper\n\n"
+                                       "@pytest.mark.slow\ndef test_slow():\n    assert helper() == 5\n",
+}
+
+
 @pytest.mark.slow
 def test_the_recorder_records_what_each_test_file_ran(tmp_path: Path) -> None:
-    for rel, text in MAPPED.items():
+    for rel, text in {**MAPPED, **SPAWNING}.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
     assert at.build_map(tmp_path, jobs=2, tiers=("orchestrator",)) == 0
     test_map, why_not = at.TestMap.load(tmp_path / at.MAP_PATH)
     assert test_map is not None, why_not
-    a = test_map.tests["tests/orchestrator/test_a.py"]
-    assert a.ran == {"orchestrator/hub.py::used_by_a", "tests/orchestrator/test_a.py::test_a"} and not a.opaque
-    assert "orchestrator/hub.py::Box.open" in test_map.tests["tests/orchestrator/test_box.py"].ran
-    assert test_map.tests["tests/orchestrator/test_scan.py"].read == {"orchestrator/hub.py"}
-    assert test_map.tests["tests/orchestrator/test_spawns.py"].opaque.startswith("started a subprocess")
-    assert test_map.tests["tests/orchestrator/test_unrecorded.py"].ran == frozenset()
+    tests = {Path(t).stem: r for t, r in test_map.tests.items()}
+    assert tests["test_a"].ran == {"orchestrator/hub.py::used_by_a", "tests/orchestrator/test_a.py::test_a"}
+    assert not tests["test_a"].opaque and tests["test_a"].children == 0
+    assert "orchestrator/hub.py::Box.open" in tests["test_box"].ran
+    assert tests["test_scan"].read == {"orchestrator/hub.py"}
+    assert tests["test_unrecorded"].ran == frozenset()
+    # what the subprocesses ran is in their test file's record, which stays trusted
+    assert not tests["test_spawns"].opaque and tests["test_spawns"].children == 1
+    assert not tests["test_child"].opaque and tests["test_child"].children == 1
+    assert "orchestrator/hub.py::used_by_b" in tests["test_child"].ran
+    assert not tests["test_grandchild"].opaque and tests["test_grandchild"].children == 2
+    assert "orchestrator/hub.py::Box.open" in tests["test_grandchild"].ran
+    assert "orchestrator/hub.py::used_by_b" not in tests["test_grandchild"].ran
+    assert not tests["test_script"].opaque and tests["test_script"].children == 1
+    assert "orchestrator/other.py::helper" in tests["test_script"].ran
+    assert "a test failed while recorded (pytest exit 1)" in tests["test_fails"].opaque
+    assert "started a Python with -I" in tests["test_isolated"].opaque
+    assert "left no record" in tests["test_killed"].opaque
+    assert tests["test_slow"].ran == {"orchestrator/other.py::helper", "tests/orchestrator/test_slow.py::test_slow"}
+
+    # a change to a function only a subprocess ran selects that test file and not the others that
+    # import the module (test_unrecorded ran none of its functions); the opaque ones by imports
+    graph = at.Graph(tmp_path)
+    hub = (tmp_path / "orchestrator/hub.py").read_text()
+    texts = edit(graph, "orchestrator/hub.py", "return os.sep and 2", "return os.sep and 1 + 1")
+    assert selected_with_map(graph, test_map, texts, "orchestrator/hub.py") == \
+        {"test_b", "test_child", "test_scan", "test_isolated", "test_killed"}
+    (tmp_path / "orchestrator/hub.py").write_text(hub)
+    texts = edit(graph, "orchestrator/hub.py", "return self.size", "return self.size * 1")
+    assert selected_with_map(graph, test_map, texts, "orchestrator/hub.py") == \
+        {"test_box", "test_grandchild", "test_scan", "test_isolated", "test_killed"}
+
+
+def test_a_python_started_with_flags_that_hide_the_recorder_is_told_apart() -> None:
+    import test_map_recorder as recorder
+
+    hides = recorder._python_flags_hide_us
+    assert hides(["/venv/bin/python", "-I", "-c", "pass"]) == "-I"
+    assert hides(["python3", "-u", "-S", "x.py"]) == "-S"
+    assert hides(["python3.11", "-Wignore", "-E", "x.py"]) == "-E"
+    assert hides(["python", "-W", "ignore", "-IS", "x.py"]) == "-I"
+    assert hides(["python", "-c", "import sys; sys.argv[1] == '-I'", "-I"]) == ""
+    assert hides(["python", "-m", "pytest", "-I"]) == ""
+    assert hides(["python", "x.py", "-E"]) == ""
+    assert hides(["bash", "-I"]) == ""
 
 
 def test_a_map_recorded_under_another_pytest_configuration_is_not_used(tmp_path: Path) -> None:

@@ -63,7 +63,9 @@ def pins() -> dict[str, str]:
 
 
 # What a caller's make (e.g. .ci/run's `make test JUNIT_DIR=...` running this suite) would pass down.
-MAKE_ENV = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "JUNIT_DIR", "PYTEST_ARGS", "VENV", "INSTALLER")
+# ALL and BASE: `make test-fast ALL=1` (or BASE=REV) exports them to the tests it runs.
+MAKE_ENV = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "JUNIT_DIR", "PYTEST_ARGS", "VENV", "INSTALLER",
+            "ALL", "BASE")
 
 
 def make_dry_run(*args: str) -> list[str]:
