@@ -100,7 +100,7 @@ test-fast: $(VENV)/.installed
 	@$(BIN)/python scripts/affected_tests.py --run --tier programs --tier orchestrator --jobs $(JOBS) \
 	  $(if $(ALL),--all) $(if $(BASE),--base $(BASE)) $(if $(JUNIT_DIR),--junit-dir $(JUNIT_DIR)) -- $(PYTEST_ARGS)
 
-## test-map: record which functions each programs and orchestrator test file runs (each file in its own traced pytest process, minutes) into .cache/test-map.json (not committed), for test-fast's per-function selection; run it again on a fresh main (test-fast says when files differ from the map)
+## test-map: record which functions each programs and orchestrator test file runs (each file in its own traced pytest process; 43 min on a busy 2-core machine, see docs/performance.md) into .cache/test-map.json (not committed), for test-fast's per-function selection; run it again on a fresh main (test-fast says when files differ from the map)
 test-map: $(VENV)/.installed
 	@$(BIN)/python scripts/affected_tests.py --build-map --jobs $(if $(filter auto,$(JOBS)),auto,$(if $(filter 0,$(JOBS)),1,$(JOBS)))
 
