@@ -472,8 +472,8 @@ def test_arc_throttles_a_fourth_mutating_call_per_second_at_an_endpoint(clock: M
         eu = f"{PANEL}/routingcontrol/eu-west-1"
         from botocore.config import Config
 
-        c = boto3.client("route53-recovery-cluster", region_name="us-west-2", endpoint_url=cluster.endpoints["us-west-2"],
-                         config=Config(retries={"total_max_attempts": 1}))
+        c = boto3.client("route53-recovery-cluster", region_name="us-west-2",
+                         endpoint_url=cluster.endpoints["us-west-2"], config=Config(retries={"total_max_attempts": 1}))
         for state in ("On", "Off", "On"):
             c.update_routing_control_state(RoutingControlArn=eu, RoutingControlState=state)
         with pytest.raises(ClientError) as throttled:
@@ -507,7 +507,8 @@ def test_routing_controls_back_off_when_every_endpoint_throttles_and_say_so(arc:
     def spend_every_endpoint() -> None:
         for region in arc.endpoints:
             for state in ("On", "Off", "On"):
-                _arc_client(arc, region).update_routing_control_state(RoutingControlArn=other, RoutingControlState=state)
+                _arc_client(arc, region).update_routing_control_state(RoutingControlArn=other,
+                                                                      RoutingControlState=state)
 
     _arc_client(arc, "us-east-1").update_routing_control_state(RoutingControlArn=wiring.controls["eu-west-1"],
                                                               RoutingControlState="On")
