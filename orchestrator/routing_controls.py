@@ -249,7 +249,7 @@ def read_states(ctx: AwsContext, wiring: ArcWiring, *, avoid: Sequence[str] = ()
                 return found
             kwargs["NextToken"] = page["NextToken"]
 
-    backoff, tried = _Backoff("ListRoutingControls"), []
+    backoff, tried = _Backoff("ListRoutingControls"), list[ControlCall]()
     while True:
         try:
             by_arn, region, calls = _attempt(ctx, wiring, avoid, "ListRoutingControls", listing)
