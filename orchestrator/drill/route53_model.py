@@ -467,24 +467,24 @@ class Propagation:
 # changes per second across the actions that modify DNS data), is not modelled: its numbers are not
 # in the copy of the page we could read (docs/field-notes-route53-arc.md).
 THROTTLED = "Rate exceeded"
-ACCOUNT_BUCKET = (50.0, 10.0)  # (maximum capacity, refill per second): all operations combined
-OPERATION_BUCKET = (50.0, 10.0)  # any operation the page does not list
-OPERATION_BUCKETS: dict[str, tuple[float, float]] = {  # the page's "Request rate limits per API action"
-    "AssociateVPCWithHostedZone": (20.0, 5.0),
-    "ChangeCidrCollection": (40.0, 5.0),
-    "CreateCidrCollection": (40.0, 5.0),
-    "CreateHealthCheck": (50.0, 0.5),
-    "CreateHostedZone": (40.0, 2.0),
-    "CreateReusableDelegationSet": (40.0, 2.0),
-    "CreateTrafficPolicyInstance": (1.0, 1.0),
-    "DeleteCidrCollection": (40.0, 5.0),
-    "DeleteHealthCheck": (15.0, 3.0),
-    "DeleteHostedZone": (40.0, 5.0),
-    "DeleteReusableDelegationSet": (40.0, 5.0),
-    "DeleteTrafficPolicyInstance": (1.0, 1.0),
-    "DisassociateVPCFromHostedZone": (10.0, 5.0),
-    "GetHealthCheckLastFailureReason": (4.0, 1.0),
-    "GetHealthCheckStatus": (4.0, 1.0),
+ACCOUNT_CAPACITY = 50.0  # all Route 53 API operations combined (the account's bucket): maximum capacity
+ACCOUNT_REFILL_PER_S = 10.0  # ... and refill per second
+OPERATION_CAPACITY_DEFAULT = 50.0  # any operation the page does not list: its own bucket's capacity
+OPERATION_REFILL_PER_S_DEFAULT = 10.0  # ... and refill per second
+# the page's "Request rate limits per API action": (maximum capacity, refill per second)
+OPERATION_CAPACITY: dict[str, float] = {
+    "AssociateVPCWithHostedZone": 20.0, "ChangeCidrCollection": 40.0, "CreateCidrCollection": 40.0,
+    "CreateHealthCheck": 50.0, "CreateHostedZone": 40.0, "CreateReusableDelegationSet": 40.0,
+    "CreateTrafficPolicyInstance": 1.0, "DeleteCidrCollection": 40.0, "DeleteHealthCheck": 15.0,
+    "DeleteHostedZone": 40.0, "DeleteReusableDelegationSet": 40.0, "DeleteTrafficPolicyInstance": 1.0,
+    "DisassociateVPCFromHostedZone": 10.0, "GetHealthCheckLastFailureReason": 4.0, "GetHealthCheckStatus": 4.0,
+}
+OPERATION_REFILL_PER_S: dict[str, float] = {
+    "AssociateVPCWithHostedZone": 5.0, "ChangeCidrCollection": 5.0, "CreateCidrCollection": 5.0,
+    "CreateHealthCheck": 0.5, "CreateHostedZone": 2.0, "CreateReusableDelegationSet": 2.0,
+    "CreateTrafficPolicyInstance": 1.0, "DeleteCidrCollection": 5.0, "DeleteHealthCheck": 3.0,
+    "DeleteHostedZone": 5.0, "DeleteReusableDelegationSet": 5.0, "DeleteTrafficPolicyInstance": 1.0,
+    "DisassociateVPCFromHostedZone": 5.0, "GetHealthCheckLastFailureReason": 1.0, "GetHealthCheckStatus": 1.0,
 }
 
 
@@ -538,8 +538,10 @@ class RequestRate:
             return
         with self._lock:
             now = self.clock()
-            account = self._bucket("", ACCOUNT_BUCKET, now)
-            own = self._bucket(operation, OPERATION_BUCKETS.get(operation, OPERATION_BUCKET), now)
+            account = self._bucket("", (ACCOUNT_CAPACITY, ACCOUNT_REFILL_PER_S), now)
+            own = self._bucket(operation, (OPERATION_CAPACITY.get(operation, OPERATION_CAPACITY_DEFAULT),
+                                           OPERATION_REFILL_PER_S.get(operation, OPERATION_REFILL_PER_S_DEFAULT)),
+                               now)
             if account.level(now) < 1.0 or own.level(now) < 1.0:
                 self.throttled.append(operation)
                 raise Throttled(operation)
