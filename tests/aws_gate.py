@@ -201,6 +201,7 @@ class Gate:
             self.rejected_batches.clear()
             self.accepted_batches.clear()
             self.health_checks.clear()
+            self.clock = time.monotonic  # a test's manual clock ends with it (the rate refills in real time)
             self.propagation = strict.Propagation(0.0, clock=lambda: self.clock())
             self.route53_rate = strict.RequestRate(clock=lambda: self.clock())
             self.change_reads.clear()
