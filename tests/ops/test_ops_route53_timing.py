@@ -131,3 +131,36 @@ def test_the_provider_stand_in_reports_a_record_change_done_only_once_insync(
     statuses = [status for _, status in gate.change_reads]
     assert statuses.count("INSYNC") == 2 and "PENDING" in statuses
     assert [b[0][0] for b in sim.batches] == ["CREATE", "UPSERT"]
+
+
+def test_the_products_route53_reads_survive_throttling(gate: Gate, ctx: AwsContext,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The product's Route 53 clients (orchestrator.aws.client: botocore's adaptive retry mode, which
+    retries Throttling with backoff) get through once the account's bucket is empty: the read that
+    Route 53 throttles is retried, not reported as a failure. The gate's clock stands still, except
+    that a refusal lets 0.1 s pass (the client's backoff): one token comes back per refusal."""
+    from orchestrator.operations import verify
+
+    clock = ManualClock()
+    gate.clock = clock
+    r53 = _r53(gate)
+    zone = r53.create_hosted_zone(Name="example.com", CallerReference="t")["HostedZone"]["Id"].split("/")[-1]
+    while not gate.route53_rate.throttled:  # another client of the account spends the bucket
+        try:
+            r53.list_hosted_zones()
+        except ClientError:
+            pass
+    take = gate.route53_rate.take
+
+    def backed_off(operation: str) -> None:
+        try:
+            take(operation)
+        except Exception:
+            clock.now += 0.1
+            raise
+
+    monkeypatch.setattr(gate.route53_rate, "take", backed_off)
+    assert verify.hosted_zone_id(ctx, "example.com") == zone
+    assert verify.dns_records(ctx, zone, "iot.example.com") == []
+    # the first try of each read was throttled (the bucket was empty), the retry went through
+    assert gate.route53_rate.throttled == ["ListHostedZones", "ListHostedZonesByName", "ListResourceRecordSets"]
