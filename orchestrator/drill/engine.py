@@ -23,7 +23,8 @@ for create / update / replace / delete in Pulumi's order, with what it made kept
   with replicas (the command outbox's global table) with its replicas, which the local world's moto
   replicates (`drill/global_tables.py`).
 Route 53 calls go through `PropagatingRoute53`: each change is PENDING for Route 53's propagation
-time on the drill's time scale before GetChange answers INSYNC (moto answers INSYNC at once).
+time on the drill's time scale before GetChange answers INSYNC (moto answers INSYNC at once), and
+every request is under Route 53's request rate on the same scale (`route53_model.RequestRate`).
 So the lifecycle (promote-secondary, failover, failback) runs its own code, verification included,
 and the drill's DNS server answers from what the DNS program declared. Nothing here is Pulumi's
 engine beyond that: no state file, no preview; a drill's world lives for one run.
