@@ -92,9 +92,7 @@ class MotoMirror(Mirror):
 
         return boto3.client(
             service, region_name=region, endpoint_url=self.url, **self.credentials,
-            # the provider's SDK retries throttling (Route 53's "Rate exceeded", the gate's too) up to
-            # the provider's max_retries, 25 by default (terraform-provider-aws docs, "max_retries")
-            config=Config(retries={"max_attempts": 25, "mode": "standard"}),
+            config=Config(retries={"max_attempts": 2, "mode": "standard"}),
         )
 
     # the plugin's names for the mirror's calls (fake_aws.py: Create, Update, Delete)
