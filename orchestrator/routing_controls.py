@@ -18,6 +18,13 @@ rule's controls fails (CloudFormation AssertionRule; pulumi_aws SafetyRule.waitP
 promote -> failover -> failback run back to back meet it; the change is retried, pausing 0.25 s then
 doubling up to 1 s, for at most the wait period plus WAIT_MARGIN_S (15 s for the default rule), and
 the result says how long it waited. Still refused after that: GuardRefused naming the wait.
+
+ARC also throttles: at most 3 mutating calls per second to a cluster endpoint ("Quotas for routing
+control"), answered ThrottlingException (HTTP 429). A throttled call is tried at the next endpoint
+(each endpoint has its own quota); when every endpoint that answered throttled it, the call is
+retried after a pause (0.25 s, doubling up to 1 s, as the SDKs back off) for at most
+THROTTLE_BUDGET_S, and the result says how long it backed off. Still throttled after that:
+OperationFailed naming the rate.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ DEFAULT_WAIT_PERIOD_MS = 5000  # a safety rule's WaitPeriodMs when the DNS stack
 WAIT_MARGIN_S = 10.0  # retry for the wait period plus this much: 15 s for the default rule
 FIRST_PAUSE_S = 0.25
 MAX_PAUSE_S = 1.0
+THROTTLE_BUDGET_S = 10.0  # back off a throttled call (every endpoint said ThrottlingException) this long at most
+THROTTLED = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException"})
 
 
 def _sleep(seconds: float) -> None:  # replaced by tests that make time pass without sleeping
@@ -98,6 +107,31 @@ class ControlResult:
     endpoint_region: str  # the endpoint that answered
     calls: tuple[ControlCall, ...] = field(default=())
     waited_s: float = 0.0  # paused for the safety rule's wait period before the change was accepted
+    throttled_s: float = 0.0  # backed off because every endpoint answered ThrottlingException
+
+
+class _Throttled(Exception):
+    def __init__(self, calls: tuple[ControlCall, ...]) -> None:
+        super().__init__("throttled")
+        self.calls = calls
+
+
+class _Backoff:
+    """The pauses of a throttled call: 0.25 s, doubling up to 1 s, for at most THROTTLE_BUDGET_S."""
+
+    def __init__(self, operation: str) -> None:
+        self.operation, self.spent, self.pause = operation, 0.0, FIRST_PAUSE_S
+
+    def wait(self, throttled: _Throttled) -> None:
+        if self.spent >= THROTTLE_BUDGET_S:
+            tried = "; ".join(f"{c.region}: {c.error}" for c in throttled.calls)
+            raise OperationFailed(f"ARC still throttles {self.operation} after backing off {self.spent:.1f} s "
+                                  f"(at most 3 mutating calls per second per cluster endpoint): {tried}",
+                                  hint="another client is changing routing controls; routing-control states are "
+                                       "unchanged unless an endpoint says otherwise; re-run")
+        step = min(self.pause, THROTTLE_BUDGET_S - self.spent)
+        _sleep(step)
+        self.spent, self.pause = self.spent + step, min(self.pause * 2, MAX_PAUSE_S)
 
 
 class _Conflict(Exception):
@@ -148,6 +182,8 @@ def _attempt(ctx: AwsContext, wiring: ArcWiring, avoid: Sequence[str], operation
             continue
         calls.append(ControlCall(endpoint.region, operation, True))
         return answer, endpoint.region, tuple(calls)
+    if any(c.error.split(":", 1)[0] in THROTTLED for c in calls):  # answered, but over the rate: back off
+        raise _Throttled(tuple(calls))
     tried = "; ".join(f"{c.region}: {c.error}" for c in calls)
     raise OperationFailed(f"no ARC cluster endpoint answered {operation} ({tried})",
                           hint="routing-control states are unchanged unless an endpoint says otherwise; re-run")
@@ -172,9 +208,14 @@ def set_states(ctx: AwsContext, wiring: ArcWiring, states: Mapping[str, ControlS
     wait_s = wiring.wait_period_ms / 1000
     budget, started, waited, pause = wait_s + WAIT_MARGIN_S, time.monotonic(), 0.0, FIRST_PAUSE_S
     tried: list[ControlCall] = []
+    backoff = _Backoff("UpdateRoutingControlStates")
     while True:
         try:
             _, region, calls = _attempt(ctx, wiring, avoid, "UpdateRoutingControlStates", update)
+        except _Throttled as throttled:
+            tried.extend(throttled.calls)
+            backoff.wait(throttled)
+            continue
         except _Conflict as conflict:
             tried.extend(conflict.calls)
             if breaks_rule:
@@ -192,7 +233,7 @@ def set_states(ctx: AwsContext, wiring: ArcWiring, states: Mapping[str, ControlS
             _sleep(step)
             waited, pause = waited + step, min(pause * 2, MAX_PAUSE_S)
             continue
-        return ControlResult(dict(states), region, (*tried, *calls), round(waited, 3))
+        return ControlResult(dict(states), region, (*tried, *calls), round(waited, 3), round(backoff.spent, 3))
 
 
 def read_states(ctx: AwsContext, wiring: ArcWiring, *, avoid: Sequence[str] = ()) -> ControlResult:
@@ -208,9 +249,16 @@ def read_states(ctx: AwsContext, wiring: ArcWiring, *, avoid: Sequence[str] = ()
                 return found
             kwargs["NextToken"] = page["NextToken"]
 
-    by_arn, region, calls = _attempt(ctx, wiring, avoid, "ListRoutingControls", listing)
+    backoff, tried = _Backoff("ListRoutingControls"), list[ControlCall]()
+    while True:
+        try:
+            by_arn, region, calls = _attempt(ctx, wiring, avoid, "ListRoutingControls", listing)
+            break
+        except _Throttled as throttled:  # ARC limits mutating calls only; another service in front may not
+            tried.extend(throttled.calls)
+            backoff.wait(throttled)
     states = {r: ControlState(by_arn[arn]) for r, arn in wiring.controls.items() if arn in by_arn}
-    return ControlResult(states, region, calls)
+    return ControlResult(states, region, (*tried, *calls), throttled_s=round(backoff.spent, 3))
 
 
 def only(target: str, regions: Sequence[str]) -> dict[str, ControlState]:

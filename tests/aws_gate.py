@@ -8,6 +8,8 @@ gate on 127.0.0.1, which
   and its operation;
 - refuses it when its region is in `down` (the connection is closed without an answer, as an
   unreachable region does);
+- throttles Route 53 as Route 53 does (`route53_model.RequestRate`: the account's and each
+  operation's token bucket; HTTP 400 Throttling "Rate exceeded"), on the gate's clock;
 - checks every Route 53 ChangeResourceRecordSets batch with `orchestrator.drill.route53_model` (all-or-nothing,
   each change against the state earlier changes leave; names inside the zone, no CNAME at its apex,
   health checks that exist in moto) and answers a refusal in Route 53's shape
@@ -54,6 +56,27 @@ class Call:
     service: str
     operation: str
     key: str = ""  # the access key id that signed it (tells two clients of one test apart)
+
+
+_ROUTE53_OPS: list[tuple[str, re.Pattern[str], int, str]] = []
+
+
+def route53_operation(method: str, path: str) -> str:
+    """The Route 53 API operation of a REST request (from botocore's service model: each
+    operation's HTTP method and request URI); "?" when none matches."""
+    if not _ROUTE53_OPS:
+        import botocore.session
+
+        model = botocore.session.get_session().get_service_model("route53")
+        for name in model.operation_names:
+            http = model.operation_model(name).http
+            uri = http["requestUri"].split("?")[0].rstrip("/")
+            holes = uri.count("{")
+            pattern = re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(uri)) + "/?$")
+            _ROUTE53_OPS.append((http["method"], pattern, holes, name))
+        _ROUTE53_OPS.sort(key=lambda op: op[2])  # the most literal match first
+    plain = urllib.parse.urlsplit(path).path
+    return next((name for m, pattern, _, name in _ROUTE53_OPS if m == method and pattern.match(plain)), "?")
 
 
 def _strip(tag: str) -> str:
@@ -141,6 +164,9 @@ class Gate:
         self.propagation = strict.Propagation(0.0, clock=lambda: self.clock())
         self.propagation_s = 0.0  # the property below: the time of the changes accepted from now on
         self.change_reads: list[tuple[str, str]] = []  # (change id, status answered)
+        # Route 53's request rate (route53_model.RequestRate: 50 at once, 10 per second per account
+        # and per operation), on the gate's clock; every Route 53 request a test sends takes a token
+        self.route53_rate = strict.RequestRate(clock=lambda: self.clock())
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self.url = ""
@@ -175,7 +201,9 @@ class Gate:
             self.rejected_batches.clear()
             self.accepted_batches.clear()
             self.health_checks.clear()
+            self.clock = time.monotonic  # a test's manual clock ends with it (the rate refills in real time)
             self.propagation = strict.Propagation(0.0, clock=lambda: self.clock())
+            self.route53_rate = strict.RequestRate(clock=lambda: self.clock())
             self.change_reads.clear()
 
     def r53(self) -> Any:
@@ -250,7 +278,9 @@ class Gate:
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
-                status, headers, payload = gate._dispatch(self.command, self.path, dict(self.headers), body)
+                throttled = gate._throttle(call.service, self.command, self.path)
+                status, headers, payload = throttled or gate._dispatch(self.command, self.path,
+                                                                       dict(self.headers), body)
                 self.send_response(status)
                 for k, v in headers:
                     if k.lower() not in ("transfer-encoding", "content-length", "connection"):
@@ -285,6 +315,17 @@ class Gate:
         else:
             op = f"{method} {urllib.parse.urlsplit(path).path}"
         return Call(region, service, op, key)
+
+    def _throttle(self, service: str, method: str, path: str) -> tuple[int, list, bytes] | None:
+        """Route 53's answer to a request over its rate (None: under it)."""
+        if service != "route53":
+            return None
+        try:
+            self.route53_rate.take(route53_operation(method, path))
+        except strict.Throttled:
+            return 400, [("Content-Type", "text/xml")], _error_xml(
+                strict.InvalidChangeBatch([strict.THROTTLED], code="Throttling"))
+        return None
 
     def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list, bytes]:
         parts = urllib.parse.urlsplit(self.moto_url)

@@ -27,6 +27,14 @@ of them is refused with ConflictException, as a rule violation is. Reads are ans
 documentation does not say they fail; an assumption written down in docs/architecture.md). A rule
 named in `SafetyRulesToOverride` is skipped, wait period included. `time_scale` shrinks every wait
 period (the drill's time scale); `clock` is injectable so a test can make time pass without sleeping.
+
+Throttling: "Number of mutating API calls to a cluster endpoint, per second: 3" (ARC Developer
+Guide, "Quotas for routing control", routing-control.quotas). An UpdateRoutingControlState(s) to
+an endpoint that has taken 3 mutating calls in the last second (on the time scale; calls refused
+for a conflict count, calls refused for the rate do not) is answered ThrottlingException, HTTP 429
+("The request was denied because of request throttling", with `retryAfterSeconds`: routing-control
+API reference, UpdateRoutingControlStates, Errors). Reads are not limited (the quota names
+mutating calls only). `throttle=False` turns it off for a test that measures something else.
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ CLUSTER_REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "ap-northeast-1", "ap-
 STATES = ("On", "Off")
 MAX_ENTRIES = 10  # routing controls per UpdateRoutingControlStates call (ARC quotas for routing control)
 DEFAULT_WAIT_PERIOD_MS = 5000  # a safety rule's WaitPeriodMs when none is given (CloudFormation AssertionRule)
+MUTATING_PER_S = 3  # mutating API calls to a cluster endpoint, per second (ARC quotas for routing control)
+MUTATING = frozenset({"UpdateRoutingControlState", "UpdateRoutingControlStates"})
 
 
 class ArcError(Exception):
@@ -91,10 +101,13 @@ class Conflict:
 
 class ArcCluster:
     def __init__(self, regions: tuple[str, ...] = CLUSTER_REGIONS, *, time_scale: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, throttle: bool = True) -> None:
         self.regions = regions
         self.time_scale = time_scale
         self.clock = clock
+        self.throttle = throttle
+        self.mutations: dict[str, list[float]] = {}  # endpoint region -> clock() of its recent mutating calls
+        self.throttled: list[ArcCall] = []
         self.last_change: dict[str, float] = {}  # rule ARN -> clock() of the last accepted update of its controls
         self.conflicts: list[Conflict] = []
         self.controls: dict[str, Control] = {}
@@ -185,6 +198,21 @@ class ArcCluster:
                 if touched & set(rule.asserted):
                     self.last_change[rule.arn] = now
 
+    def _rate(self, region: str, operation: str) -> None:
+        """ThrottlingException for a mutating call over the endpoint's 3 per second."""
+        if operation not in MUTATING or not self.throttle:
+            return
+        window = 1.0 * self.time_scale
+        with self._lock:
+            now = self.clock()
+            recent = [t for t in self.mutations.get(region, []) if now - t < window]
+            if len(recent) >= MUTATING_PER_S:
+                self.mutations[region] = recent
+                self.throttled.append(ArcCall(region, operation))
+                raise ArcError("ThrottlingException", "The request was denied because of request throttling.",
+                               429, retryAfterSeconds=1)
+            self.mutations[region] = [*recent, now]
+
     def handle(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:
         if operation == "GetRoutingControlState":
             c = self._control(body.get("RoutingControlArn"))
@@ -261,6 +289,7 @@ class ArcCluster:
                             raise ArcError("UnknownOperationException", f"unknown target {target!r}")
                         if "application/x-amz-json-1.0" not in self.headers.get("Content-Type", ""):
                             raise ArcError("SerializationException", "expected application/x-amz-json-1.0")
+                        cluster._rate(region, operation)
                         self._reply(200, cluster.handle(operation, json.loads(raw or b"{}")))
                     except ArcError as exc:
                         self._reply(exc.status, {"__type": exc.kind, "message": str(exc), **exc.extra})

@@ -24,7 +24,8 @@ for create / update / replace / delete in Pulumi's order, with what it made kept
   command outbox's global table) gets them as terraform-provider-aws sends them (UpdateTable
   `ReplicaUpdates`), and the local world's moto replicates (`drill/global_tables.py`).
 Route 53 calls go through `PropagatingRoute53`: each change is PENDING for Route 53's propagation
-time on the drill's time scale before GetChange answers INSYNC (moto answers INSYNC at once).
+time on the drill's time scale before GetChange answers INSYNC (moto answers INSYNC at once), and
+every request is under Route 53's request rate on the same scale (`route53_model.RequestRate`).
 So the lifecycle (promote-secondary, failover, failback) runs its own code, verification included,
 and the drill's DNS server answers from what the DNS program declared. Nothing here is Pulumi's
 engine beyond that: no state file, no preview; a drill's world lives for one run.
@@ -32,9 +33,11 @@ engine beyond that: no state file, no preview; a drill's world lives for one run
 
 from __future__ import annotations
 
+import io
 import threading
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.aws import AwsContext, client
@@ -75,7 +78,7 @@ IOT_POLICY = "aws:iot/policy:Policy"
 class LocalEngine:
     def __init__(self, ctx: AwsContext, zone_id: str, arc: ArcCluster | None = None, *,
                  time_scale: float = 1.0) -> None:
-        from orchestrator.drill.route53_model import PROPAGATION_S, Propagation
+        from orchestrator.drill.route53_model import PROPAGATION_S, Propagation, RequestRate
 
         self.ctx = ctx
         self.zone_id = zone_id
@@ -83,15 +86,18 @@ class LocalEngine:
         # Route 53's change propagation on the drill's time scale (PENDING until INSYNC): what the
         # engine's changes wait for, and what the drill's DNS server answers from (drill/dns.py)
         self.propagation = Propagation(PROPAGATION_S * time_scale)
+        # Route 53's request rate (10 per second per account and per operation, 50 at once) on the
+        # drill's time scale: every Route 53 request the engine sends takes a token
+        self.route53_rate = RequestRate(time_scale)
         self.control_checks: dict[str, str] = {}  # real RECOVERY_CONTROL check id -> routing control ARN
         self.alarm_checks: dict[str, AlarmRef] = {}  # real CLOUDWATCH_METRIC check id -> its alarm
         self.canary_keys: dict[str, tuple[str, KeyPair]] = {}  # region -> (canary thing, its key pair)
         self._outputs: dict[str, dict[str, OutputValue]] = {}
         # the one resource -> AWS-call mirror, and what it made per stack (orchestrator/drill/mirror.py)
         # one Route 53 client with the propagation above (it serialises a zone's batches)
-        r53 = PropagatingRoute53(client(ctx, "route53", "us-east-1"), self.propagation)
+        r53 = PropagatingRoute53(client(ctx, "route53", "us-east-1"), self.propagation, self.route53_rate)
         self.mirror = Mirror(lambda service, region: r53 if service == "route53" else client(ctx, service, region),
-                             arc=arc)
+                             arc=arc, time_scale=time_scale)
         self.world = StackApply(self.mirror, zone_id=zone_id)
         self._lock = threading.Lock()
         self.applies: list[tuple[float, str]] = []  # (time, stack): when each up finished
@@ -224,20 +230,50 @@ class LocalEngine:
         return outputs
 
 
+class _Body(io.BytesIO):
+    def stream(self, **_: Any) -> Iterator[bytes]:  # what botocore reads an AWSResponse's body with
+        yield self.getvalue()
+
+
 class PropagatingRoute53:
     """The engine's Route 53 client: moto, with Route 53's change propagation (moto answers every
-    change INSYNC at once). ChangeResourceRecordSets answers PENDING and GetChange turns INSYNC only
-    after the propagation time (`route53_model.Propagation`: Route 53 Developer Guide, "Editing
-    records", "within 60 seconds"; API reference, GetChange); a batch touching a record set whose
-    change is still PENDING is refused with PriorRequestNotComplete. Every other call goes to moto."""
+    change INSYNC at once) and request rate (moto throttles nothing). ChangeResourceRecordSets
+    answers PENDING and GetChange turns INSYNC only after the propagation time
+    (`route53_model.Propagation`: Route 53 Developer Guide, "Editing records", "within 60 seconds";
+    API reference, GetChange); a batch touching a record set whose change is still PENDING is
+    refused with PriorRequestNotComplete. Every request (paginated listings included) takes a token
+    of `rate` (`route53_model.RequestRate`, "Throttling for Amazon Route 53 API requests"); over
+    the rate it is answered as Route 53 answers (HTTP 400, Throttling, "Rate exceeded") before it
+    reaches moto, through botocore's `before-send` hook, so the client's own retry mode (adaptive,
+    `orchestrator.aws.client`) retries it as it would AWS's answer. Every other call goes to moto."""
 
-    def __init__(self, r53: Any, propagation: Any) -> None:
+    def __init__(self, r53: Any, propagation: Any, rate: Any | None = None) -> None:
         self._r53 = r53
         self.propagation = propagation
+        self.rate = rate
         self._lock = threading.Lock()
+        self._internal = threading.local()  # the stand-in's own reads are not the caller's requests
+        if rate is not None:
+            r53.meta.events.register("before-send.route-53", self._throttle)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._r53, name)
+
+    def _throttle(self, request: Any, event_name: str = "", **_: Any) -> Any:
+        from botocore.awsrequest import AWSResponse
+
+        from orchestrator.drill.route53_model import THROTTLED, Throttled
+
+        if self.rate is None or getattr(self._internal, "on", False):
+            return None
+        try:
+            self.rate.take(event_name.rsplit(".", 1)[-1])
+        except Throttled:
+            body = ('<?xml version="1.0"?>\n<ErrorResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/">'
+                    f"<Error><Type>Sender</Type><Code>Throttling</Code><Message>{THROTTLED}</Message></Error>"
+                    f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>").encode()
+            return AWSResponse(request.url, 400, {"Content-Type": "text/xml"}, _Body(body))
+        return None
 
     def change_resource_record_sets(self, *, HostedZoneId: str, ChangeBatch: Mapping[str, Any]) -> Any:  # noqa: N803
         from orchestrator.drill.route53_model import key
@@ -245,8 +281,12 @@ class PropagatingRoute53:
         keys = {key(c["ResourceRecordSet"]) for c in ChangeBatch["Changes"]}
         with self._lock:  # Route 53 serialises the batches of one zone
             self.propagation.refuse_prior(HostedZoneId, keys)
-            before = [rr for page in self._r53.get_paginator("list_resource_record_sets").paginate(
-                HostedZoneId=HostedZoneId) for rr in page["ResourceRecordSets"]]
+            self._internal.on = True
+            try:
+                before = [rr for page in self._r53.get_paginator("list_resource_record_sets").paginate(
+                    HostedZoneId=HostedZoneId) for rr in page["ResourceRecordSets"]]
+            finally:
+                self._internal.on = False
             token = self.propagation.submit(HostedZoneId, before, keys)  # served as before from now on
             try:
                 answer = self._r53.change_resource_record_sets(HostedZoneId=HostedZoneId, ChangeBatch=ChangeBatch)
@@ -257,6 +297,7 @@ class PropagatingRoute53:
         return {**answer, "ChangeInfo": info}
 
     def get_change(self, *, Id: str) -> Any:  # noqa: N803 - boto3's names
+        answer = self._r53.get_change(Id=Id)  # a request like any other (rate), answered below
         if not self.propagation.knows(Id):
-            return self._r53.get_change(Id=Id)
+            return answer
         return {"ChangeInfo": {"Id": Id, "Status": self.propagation.status(Id)}}

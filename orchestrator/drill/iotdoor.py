@@ -20,7 +20,11 @@ Policy changes (IoT Developer Guide, "AWS IoT Core policies": IoT caches policy 
 change takes 6 to 8 minutes to become effective): the watch re-reads the attached policies of each
 open connection once its copy is `POLICY_CACHE_S` old (times the drill's time scale), so a policy
 detached or narrowed while a device is connected refuses its next publish, subscribe or delivery
-no later than AWS would.
+no later than AWS would. A policy granted (attached, or a wider default version) is cached the same
+way: the door's authoriser keeps the view it read before the grant bounding every decision for
+`POLICY_GRANT_S` (8 minutes, the page's upper end, times the time scale) after it first saw the
+change, for open connections and new CONNECTs alike, so a grant is never effective sooner than
+IoT Core may make it.
 
 `stop` is the region's outage: the TLS port refuses (so the Route 53 TCP health checks see it) and
 every open connection is cut; the drill stops the door with the region's broker and starts a new one
@@ -52,6 +56,10 @@ STATUS_MAX_AGE_S = 1.0  # a per-packet status answer is never older than this
 # policies are re-read once its copy is 6 minutes old (on the drill's time scale): a revoked grant
 # stops no later than AWS's earliest.
 POLICY_CACHE_S = 360.0
+# The same page: "it may take a few minutes to access a resource that has recently been granted
+# access". A grant is not effective at the door before 8 minutes (the upper end: the strictest
+# reading) after the door first read it, at CONNECT or when an open connection's copy is re-read.
+POLICY_GRANT_S = 480.0
 
 
 class RegionDoor:
@@ -124,7 +132,7 @@ class RegionDoor:
     def start(self) -> RegionDoor:
         self._stop.clear()
         authoriser = Authoriser(self.iot, self.region, self.account, custom_domain=self.domain,
-                                status_of=self.status_of)
+                                status_of=self.status_of, grant_delay_s=POLICY_GRANT_S * self.time_scale)
         self.front = AuthorisingFront(authoriser, self.context(), self.address, self.port, self.upstream,
                                       identify=self.trust.identify,
                                       session_expiry_s=PERSISTENT_SESSION_S * self.time_scale).start()

@@ -207,6 +207,9 @@ class Session:
     principal: Principal
     statements: tuple[Statement, ...] = field(default_factory=tuple)
     read_at: float = field(default_factory=time.monotonic)  # when `statements` were read from the registry
+    # views of the certificate's policies the authoriser saw before the current one, each with the
+    # time until which it still bounds what is allowed (a grant is not effective before then)
+    priors: tuple[tuple[tuple[Statement, ...], Principal, float], ...] = ()
 
 
 class Authoriser:
@@ -217,10 +220,29 @@ class Authoriser:
     session's copy is as old as IoT Core's policy cache: `iotdoor.POLICY_CACHE_S`). `status_of` (certificate id -> its
     status, None when it does not know) answers the per-packet reads from a listing at most a second
     old (`iotdoor.RegionDoor`'s watch) instead of one DescribeCertificate per packet; CONNECT always
-    asks the registry."""
+    asks the registry.
+
+    A grant is cached as a revoke is (IoT Developer Guide, "AWS IoT Core policies": "Changes made to
+    a policy can take anywhere between 6 and 8 minutes to become effective because of how AWS IoT
+    caches the policy documents. That is, it may take a few minutes to access a resource that has
+    recently been granted access"; the page names no difference between open connections and new
+    CONNECTs). With `grant_delay_s` (the door: 8 minutes, the upper end, on the drill's time scale)
+    the authoriser remembers, per certificate and client id, the view of the policies it read last;
+    when a read (a CONNECT, or `refresh` of an open connection) finds a different view, the old one
+    keeps bounding every decision for `grant_delay_s` after the change was seen: an action is
+    allowed only when the new view AND every such earlier view allow it. A revoke still takes
+    effect at the read that sees it (stricter than AWS, which may keep granting for minutes). The
+    first view of a certificate the authoriser has never seen is not delayed (nothing is cached for it)."""
 
     def __init__(self, iot: Any, region: str, account: str, *, custom_domain: str | None = None,
-                 partition: str = "aws", status_of: Callable[[str], str | None] | None = None) -> None:
+                 partition: str = "aws", status_of: Callable[[str], str | None] | None = None,
+                 grant_delay_s: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.grant_delay_s = grant_delay_s
+        self.clock = clock
+        # (certificate ARN, client id) -> the last view read (statements, thing) and the earlier views
+        # still bounding decisions (statements, principal, until)
+        self._views: dict[tuple[str, str], tuple[tuple[Statement, ...], str | None]] = {}
+        self._priors: dict[tuple[str, str], list[tuple[tuple[Statement, ...], Principal, float]]] = {}
         self.iot = iot
         self.status_of = status_of
         self.region = region
@@ -289,7 +311,9 @@ class Authoriser:
         arn = str(cert.get("certificateArn", ""))
         principal = Principal(self.region, self.account, client_id, self._thing(arn, client_id), self.partition)
         session = Session(certificate_id, arn, principal, self._statements(arn))
-        decision = evaluate(session.statements, Action.CONNECT, client_id, principal)
+        session.priors = self._observe(session)
+        decision = self._bounded(session, evaluate(session.statements, Action.CONNECT, client_id, principal),
+                                 Action.CONNECT, client_id)
         return decision, (session if decision else None)
 
     def refresh(self, session: Session) -> None:
@@ -298,6 +322,38 @@ class Authoriser:
         session.principal = Principal(self.region, self.account, session.principal.client_id, thing, self.partition)
         session.statements = self._statements(session.certificate_arn)
         session.read_at = time.monotonic()
+        session.priors = self._observe(session)
+
+    def _observe(self, session: Session) -> tuple[tuple[tuple[Statement, ...], Principal, float], ...]:
+        """Record the view just read for the session's certificate and client id; the earlier views
+        that still bound its decisions (see the class)."""
+        if self.grant_delay_s <= 0:
+            return ()
+        key, now = (session.certificate_arn, session.principal.client_id), self.clock()
+        view = (session.statements, session.principal.thing_name)
+        with self._lock:
+            last = self._views.get(key)
+            priors = [p for p in self._priors.get(key, []) if p[2] > now]
+            if last is not None and last != view:
+                before = Principal(self.region, self.account, key[1], last[1], self.partition)
+                priors.append((last[0], before, now + self.grant_delay_s))
+            self._views[key] = view
+            self._priors[key] = priors
+            return tuple(priors)
+
+    def _bounded(self, session: Session, decision: Decision, action: Action, target: str) -> Decision:
+        """`decision` unless an earlier view still in its cache period refuses the action."""
+        if not decision or not session.priors:
+            return decision
+        now = self.clock()
+        for statements, principal, until in session.priors:
+            if until <= now:
+                continue
+            earlier = evaluate(statements, action, target, principal)
+            if not earlier:
+                return Decision(False, f"{earlier.reason} (a policy change granting it was seen; IoT Core's "
+                                       f"policy cache makes it effective in {until - now:.0f} s)")
+        return decision
 
     def publish(self, session: Session, topic: str, qos: int = 0) -> Decision:
         if qos > 1:
@@ -324,7 +380,8 @@ class Authoriser:
             active = self._active(session.certificate_id)
         if not active:
             return active
-        return evaluate(session.statements, action, target, session.principal)
+        return self._bounded(session, evaluate(session.statements, action, target, session.principal),
+                             action, target)
 
 
 __all__ = ["Action", "Authoriser", "Decision", "PolicyError", "Principal", "Session", "Statement",

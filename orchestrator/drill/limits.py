@@ -51,6 +51,7 @@ ARC_ASSERTION = ("https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide
 R53_HEALTH = "https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/dns-failover-determining-health-of-endpoints.html"
 R53_PROPAGATION = "https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/resource-record-sets-editing.html"
 LAMBDA_DDB = "https://docs.aws.amazon.com/lambda/latest/dg/services-ddb-params.html"
+R53_THROTTLING = "https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/throttling-api-requests.html"
 
 _QUOTAS = "orchestrator/registry/quotas.py:DEFAULT_QUOTAS"
 _API_RATES: tuple[tuple[str, float], ...] = (
@@ -61,6 +62,16 @@ _API_RATES: tuple[tuple[str, float], ...] = (
     ("search_index", 15.0), ("list_things_in_thing_group", 25.0), ("create_thing", 100.0),
     ("update_thing", 100.0), ("attach_thing_principal", 100.0), ("add_thing_to_thing_group", 100.0),
     ("list_thing_groups_for_thing", 100.0), ("describe_thing", 350.0),
+)
+
+_R53_MODEL = "orchestrator/drill/route53_model.py"
+_R53_OPERATIONS: tuple[tuple[str, float, float], ...] = (  # the page's per-action table, as the model holds it
+    ("AssociateVPCWithHostedZone", 20, 5), ("ChangeCidrCollection", 40, 5), ("CreateCidrCollection", 40, 5),
+    ("CreateHealthCheck", 50, 0.5), ("CreateHostedZone", 40, 2), ("CreateReusableDelegationSet", 40, 2),
+    ("CreateTrafficPolicyInstance", 1, 1), ("DeleteCidrCollection", 40, 5), ("DeleteHealthCheck", 15, 3),
+    ("DeleteHostedZone", 40, 5), ("DeleteReusableDelegationSet", 40, 5), ("DeleteTrafficPolicyInstance", 1, 1),
+    ("DisassociateVPCFromHostedZone", 10, 5), ("GetHealthCheckLastFailureReason", 4, 1),
+    ("GetHealthCheckStatus", 4, 1),
 )
 
 LIMITS: tuple[Limit, ...] = (
@@ -102,15 +113,28 @@ LIMITS: tuple[Limit, ...] = (
           IOT_POLICIES, "orchestrator/drill/iotdoor.py:POLICY_CACHE_S",
           "AWS: 6 to 8 minutes; the front door re-reads an open connection's policies at 6 (times the drill's "
           "time scale), so a revoked grant stops no later than in AWS"),
+    Limit("Policy grant takes effect (policy cache)", "IoT Core", 480.0, "s", Source.AWS, IOT_POLICIES,
+          "orchestrator/drill/iotdoor.py:POLICY_GRANT_S",
+          "AWS: 6 to 8 minutes, \"it may take a few minutes to access a resource that has recently been granted "
+          "access\"; the door keeps the view before a grant bounding decisions for 8 (the upper end, times the "
+          "drill's time scale), for new CONNECTs and open connections"),
     Limit("Provisioning template versions", "IoT Core", 5, "versions", Source.OURS, "",
           "orchestrator/drill/iot_plane.py:MAX_TEMPLATE_VERSIONS",
-          "VersionsLimitExceededException in AWS; the quota page was not found in our search: verify"),
+          "AWS answers VersionsLimitExceededException (CreateProvisioningTemplateVersion) but publishes no number "
+          "we could find (searched the IoT Core quotas page, the API reference and the developer guide, Dec 2026); "
+          "5 is the documented limit of the sibling resource, IoT policy versions (CreatePolicyVersion: \"up to "
+          "five versions\"): verify against Service Quotas in a real account"),
     Limit("Custom authorizer token-signing public keys", "IoT Core", 2, "keys", Source.OURS, "",
           "orchestrator/drill/iot_plane.py:MAX_SIGNING_KEYS",
-          "the quota page was not found in our search: verify"),
+          "no AWS number found (CreateAuthorizer's tokenSigningPublicKeys is a map with no documented size; "
+          "searched the IoT Core quotas page and the API reference, Dec 2026); 2 is what a key rotation needs "
+          "(old and new at once): the fake refuses a third, possibly stricter than AWS"),
     # -- Route 53 ARC -------------------------------------------------------------------------
     Limit("Routing controls per UpdateRoutingControlStates call", "Route 53 ARC", 10, "entries", Source.AWS,
           ARC_QUOTAS, "orchestrator/drill/arc.py:MAX_ENTRIES"),
+    Limit("Mutating API calls to a cluster endpoint per second", "Route 53 ARC", 3, "calls/s", Source.AWS,
+          ARC_QUOTAS, "orchestrator/drill/arc.py:MUTATING_PER_S",
+          "UpdateRoutingControlState(s); over it ThrottlingException (429); times the drill's time scale"),
     Limit("Safety rule WaitPeriodMs default", "Route 53 ARC", 5000, "ms", Source.AWS, ARC_ASSERTION,
           "orchestrator/drill/arc.py:DEFAULT_WAIT_PERIOD_MS",
           "requests against the rule's routing controls fail during the period"),
@@ -130,6 +154,21 @@ LIMITS: tuple[Limit, ...] = (
           "tests/aws_gate.py:Gate.propagation_s",
           "default instant; tests that exercise PriorRequestNotComplete set their own time "
           "(the gate uses the model's Propagation, as the drill does)"),
+    Limit("API request rate, all operations (account bucket capacity)", "Route 53", 50.0, "requests",
+          Source.AWS, R53_THROTTLING, f"{_R53_MODEL}:ACCOUNT_CAPACITY",
+          "token bucket per account; over it HTTP 400 Throttling \"Rate exceeded\"; the gate (real time) and "
+          "the drill's engine (its time scale)"),
+    Limit("API request rate, all operations (account bucket refill)", "Route 53", 10.0, "requests/s",
+          Source.AWS, R53_THROTTLING, f"{_R53_MODEL}:ACCOUNT_REFILL_PER_S", "5/s before the 2026 update"),
+    Limit("API request rate per operation not listed (bucket capacity)", "Route 53", 50.0, "requests",
+          Source.AWS, R53_THROTTLING, f"{_R53_MODEL}:OPERATION_CAPACITY_DEFAULT",
+          "ChangeResourceRecordSets, GetChange, List* among them"),
+    Limit("API request rate per operation not listed (bucket refill)", "Route 53", 10.0, "requests/s",
+          Source.AWS, R53_THROTTLING, f"{_R53_MODEL}:OPERATION_REFILL_PER_S_DEFAULT"),
+    *(Limit(f"{op} request rate (bucket capacity)", "Route 53", capacity, "requests", Source.AWS, R53_THROTTLING,
+            f"{_R53_MODEL}:OPERATION_CAPACITY[{op}]") for op, capacity, _ in _R53_OPERATIONS),
+    *(Limit(f"{op} request rate (bucket refill)", "Route 53", refill, "requests/s", Source.AWS, R53_THROTTLING,
+            f"{_R53_MODEL}:OPERATION_REFILL_PER_S[{op}]") for op, _, refill in _R53_OPERATIONS),
     # -- Lambda with DynamoDB Streams ---------------------------------------------------------
     Limit("Event source mapping BatchSize default", "Lambda", 100, "records", Source.AWS, LAMBDA_DDB,
           "tests/lambda_stream.py:Shard.batch_size", "programs/replication.py sets 100"),

@@ -44,6 +44,7 @@ are the inputs it cannot change in place (the Diff answers "replace" for them). 
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -278,20 +279,75 @@ def change_record_sets(r53: Any, zone_id: str, changes: list[dict[str, Any]]) ->
     return answer["ChangeInfo"]
 
 
-def wait_insync(r53: Any, info: Mapping[str, Any], *, poll_s: float = 0.1, timeout_s: float = 300.0,
-                sleep: Callable[[float], None] | None = None, clock: Callable[[], float] | None = None) -> None:
+# terraform-provider-aws, internal/service/route53/change_info.go, waitChangeInsync: "Route53 is
+# vulnerable to throttling so a longer delay and poll interval helps to avoid it": the first
+# GetChange 15 s after the change, then one every 15 s (StateChangeConf Delay 15 s, PollInterval
+# 15 s), until the resource's timeout (30 minutes by default). AWS's seconds; a stand-in on a time
+# scale multiplies them (`InsyncWait.scaled`).
+@dataclass(frozen=True)
+class InsyncWait:
+    delay_s: float = 15.0
+    poll_s: float = 15.0
+    timeout_s: float = 1800.0
+    # a throttled GetChange is retried as the AWS SDKs' standard retry mode does (exponential backoff
+    # with full jitter, base 1 s, capped at 20 s: "Retry behavior", AWS SDKs and Tools reference
+    # guide), up to terraform-provider-aws's max_retries (25 by default)
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 20.0
+    attempts: int = 25
+
+    def scaled(self, time_scale: float) -> InsyncWait:
+        return InsyncWait(self.delay_s * time_scale, self.poll_s * time_scale, self.timeout_s * time_scale,
+                          self.backoff_base_s * time_scale, self.backoff_cap_s * time_scale, self.attempts)
+
+
+# the error codes the SDKs' standard retry mode treats as throttling (botocore retries/standard.py)
+THROTTLING_CODES = frozenset({"Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
+                              "TooManyRequestsException", "ProvisionedThroughputExceededException",
+                              "TransactionInProgressException", "RequestLimitExceeded", "BandwidthLimitExceeded",
+                              "LimitExceededException", "RequestThrottled", "SlowDown",
+                              "PriorRequestNotComplete", "EC2ThrottledException"})
+
+
+def throttled(exc: BaseException) -> bool:
+    """A botocore ClientError whose code the SDKs retry as throttling."""
+    response = getattr(exc, "response", None)
+    return isinstance(response, dict) and response.get("Error", {}).get("Code") in THROTTLING_CODES
+
+
+def wait_insync(r53: Any, info: Mapping[str, Any], *, timing: InsyncWait = InsyncWait(),
+                sleep: Callable[[float], None] | None = None, clock: Callable[[], float] | None = None,
+                jitter: Callable[[], float] | None = None) -> None:
     """Wait until Route 53 reports a change INSYNC, as terraform-provider-aws does after every
-    ChangeResourceRecordSets: an accepted change is PENDING until it has reached Route 53's
-    authoritative servers (GetChange; docs/field-notes-route53-arc.md)."""
+    ChangeResourceRecordSets (`InsyncWait`: its delay and poll interval, well inside Route 53's 10
+    requests per second); an accepted change is PENDING until it has reached Route 53's
+    authoritative servers (GetChange; docs/field-notes-route53-arc.md). A GetChange refused with
+    Throttling (when the client's own retries gave up, or it has none) is retried after the SDK's
+    backoff; TimeoutError after `timing.timeout_s`."""
     sleep = sleep or time.sleep
     clock = clock or time.monotonic
-    deadline = clock() + timeout_s
-    while info.get("Status") != "INSYNC":
-        if clock() > deadline:
-            raise TimeoutError(f"Route 53 change {info.get('Id')} still {info.get('Status')} after {timeout_s:g} s")
-        info = r53.get_change(Id=info["Id"])["ChangeInfo"]
-        if info.get("Status") != "INSYNC":
-            sleep(poll_s)
+    jitter = jitter or random.random
+    deadline = clock() + timing.timeout_s
+    if info.get("Status") == "INSYNC":
+        return
+    sleep(timing.delay_s)
+    refused = 0
+    while True:
+        try:
+            info = r53.get_change(Id=info["Id"])["ChangeInfo"]
+            refused = 0
+        except Exception as exc:
+            if not throttled(exc) or refused + 1 >= timing.attempts:
+                raise
+            refused += 1
+            sleep(min(timing.backoff_cap_s, jitter() * timing.backoff_base_s * 2 ** refused))
+            continue
+        if info.get("Status") == "INSYNC":
+            return
+        if clock() >= deadline:
+            raise TimeoutError(f"Route 53 change {info.get('Id')} still {info.get('Status')} after "
+                               f"{timing.timeout_s:g} s")
+        sleep(timing.poll_s)
 
 
 # -- the calls, per resource ---------------------------------------------------------------------
@@ -304,11 +360,13 @@ class Mirror:
     `client(service, region)` answers (moto, or the strict gate in front of it)."""
 
     def __init__(self, client: Callable[[str, str], Any], *, arc: ArcControlPlane | None = None,
-                 check_definition: Callable[[str], None] | None = None, insync_poll_s: float = 0.1) -> None:
+                 check_definition: Callable[[str], None] | None = None, time_scale: float = 1.0) -> None:
         self.client = client
         self.arc = arc  # None: routing controls and safety rules stay in the Pulumi state only
         self.check_definition = check_definition  # validates a state machine as AWS does (InvalidDefinition)
-        self.insync_poll_s = insync_poll_s
+        # terraform-provider-aws's wait for INSYNC on the stand-in's time scale (the drill's, or the
+        # test tier's: AWS's 15 s are 15 s x time_scale)
+        self.insync = InsyncWait().scaled(time_scale)
         self.batches: list[Batch] = []  # every record batch sent, in order
 
     # -- Route 53 ----------------------------------------------------------------------------------
@@ -317,7 +375,7 @@ class Mirror:
         r53 = self.client("route53", "us-east-1")
         info = change_record_sets(r53, zone_id, [{"Action": a, "ResourceRecordSet": rr} for a, rr in changes])
         self.batches.append(changes)  # accepted
-        wait_insync(r53, info, poll_s=self.insync_poll_s)
+        wait_insync(r53, info, timing=self.insync)
 
     def listed(self, zone_id: str, want: Mapping[str, Any]) -> dict[str, Any] | None:
         """The record set (name, type, set identifier) as Route 53 lists it now, or None."""

@@ -453,3 +453,98 @@ class Propagation:
                 else:
                     state[k] = old
         return list(state.values())
+
+
+# -- request-rate throttling -------------------------------------------------------------------------
+# Route 53 Developer Guide, "Throttling for Amazon Route 53 API requests" (throttling-api-requests;
+# the updated limits, announced in "Introducing change-based throttling for Amazon Route 53 APIs":
+# the default request rate went from 5 to 10 per second): Route 53 throttles per account with token
+# buckets. Every request takes a token from the account's bucket (all Route 53 API operations
+# combined: maximum capacity 50, refill 10 per second) AND from its operation's own bucket (any
+# operation not listed: 50 / 10 per second; the ones listed below differ); when either is empty the
+# request is refused with HTTP 400, Code "Throttling", Message "Rate exceeded". Refill tokens can be
+# used as they arrive; a full bucket drops them. The page's second limit, change throughput (record
+# changes per second across the actions that modify DNS data), is not modelled: its numbers are not
+# in the copy of the page we could read (docs/field-notes-route53-arc.md).
+THROTTLED = "Rate exceeded"
+ACCOUNT_CAPACITY = 50.0  # all Route 53 API operations combined (the account's bucket): maximum capacity
+ACCOUNT_REFILL_PER_S = 10.0  # ... and refill per second
+OPERATION_CAPACITY_DEFAULT = 50.0  # any operation the page does not list: its own bucket's capacity
+OPERATION_REFILL_PER_S_DEFAULT = 10.0  # ... and refill per second
+# the page's "Request rate limits per API action": (maximum capacity, refill per second)
+OPERATION_CAPACITY: dict[str, float] = {
+    "AssociateVPCWithHostedZone": 20.0, "ChangeCidrCollection": 40.0, "CreateCidrCollection": 40.0,
+    "CreateHealthCheck": 50.0, "CreateHostedZone": 40.0, "CreateReusableDelegationSet": 40.0,
+    "CreateTrafficPolicyInstance": 1.0, "DeleteCidrCollection": 40.0, "DeleteHealthCheck": 15.0,
+    "DeleteHostedZone": 40.0, "DeleteReusableDelegationSet": 40.0, "DeleteTrafficPolicyInstance": 1.0,
+    "DisassociateVPCFromHostedZone": 10.0, "GetHealthCheckLastFailureReason": 4.0, "GetHealthCheckStatus": 4.0,
+}
+OPERATION_REFILL_PER_S: dict[str, float] = {
+    "AssociateVPCWithHostedZone": 5.0, "ChangeCidrCollection": 5.0, "CreateCidrCollection": 5.0,
+    "CreateHealthCheck": 0.5, "CreateHostedZone": 2.0, "CreateReusableDelegationSet": 2.0,
+    "CreateTrafficPolicyInstance": 1.0, "DeleteCidrCollection": 5.0, "DeleteHealthCheck": 3.0,
+    "DeleteHostedZone": 5.0, "DeleteReusableDelegationSet": 5.0, "DeleteTrafficPolicyInstance": 1.0,
+    "DisassociateVPCFromHostedZone": 5.0, "GetHealthCheckLastFailureReason": 1.0, "GetHealthCheckStatus": 1.0,
+}
+
+
+class Throttled(Exception):
+    """Route 53's refusal of a request over the account's or the operation's rate."""
+
+    code = "Throttling"
+    status = 400
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(THROTTLED)
+        self.operation = operation
+
+
+class _Bucket:
+    def __init__(self, capacity: float, refill_per_s: float, now: float) -> None:
+        self.capacity, self.refill_per_s = capacity, refill_per_s
+        self.tokens, self.at = capacity, now
+
+    def level(self, now: float) -> float:
+        self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.at) * self.refill_per_s)
+        self.at = now
+        return self.tokens
+
+
+class RequestRate:
+    """Route 53's request-rate token buckets for one account, on a time scale: `take(operation)` is
+    one request (raises `Throttled` when the account's or the operation's bucket is empty; a
+    refused request takes no token). `time_scale` is the drill's (1.0: AWS's seconds; 0.1: ten AWS
+    seconds pass in one second, so the buckets refill ten times as fast). `enabled=False` accepts
+    everything (a test that measures something else may say so). Used by the tests' gate
+    (`tests/aws_gate.py`) and the drill's engine (`drill/engine.py`, `PropagatingRoute53`)."""
+
+    def __init__(self, time_scale: float = 1.0, clock: Callable[[], float] | None = None, *,
+                 enabled: bool = True) -> None:
+        self.time_scale = time_scale
+        self.clock: Callable[[], float] = clock or time.monotonic
+        self.enabled = enabled
+        self._buckets: dict[str, _Bucket] = {}
+        self._lock = threading.Lock()
+        self.accepted = 0
+        self.throttled: list[str] = []  # the operations refused, in order
+
+    def _bucket(self, name: str, limits: tuple[float, float], now: float) -> _Bucket:
+        if name not in self._buckets:
+            self._buckets[name] = _Bucket(limits[0], limits[1] / self.time_scale, now)
+        return self._buckets[name]
+
+    def take(self, operation: str) -> None:
+        if not self.enabled:
+            return
+        with self._lock:
+            now = self.clock()
+            account = self._bucket("", (ACCOUNT_CAPACITY, ACCOUNT_REFILL_PER_S), now)
+            own = self._bucket(operation, (OPERATION_CAPACITY.get(operation, OPERATION_CAPACITY_DEFAULT),
+                                           OPERATION_REFILL_PER_S.get(operation, OPERATION_REFILL_PER_S_DEFAULT)),
+                               now)
+            if account.level(now) < 1.0 or own.level(now) < 1.0:
+                self.throttled.append(operation)
+                raise Throttled(operation)
+            account.tokens -= 1.0
+            own.tokens -= 1.0
+            self.accepted += 1

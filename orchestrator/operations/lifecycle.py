@@ -581,8 +581,13 @@ def _age(seconds: float) -> str:
 
 
 def _waited(result: ControlResult) -> str:
-    """How long a routing-control change waited out the safety rule's wait period, when it did."""
-    return f"; waited {result.waited_s:.1f} s for the safety rule's wait period" if result.waited_s else ""
+    """How long a routing-control change waited out the safety rule's wait period, and backed off
+    ARC's throttling, when it did."""
+    out = f"; waited {result.waited_s:.1f} s for the safety rule's wait period" if result.waited_s else ""
+    if result.throttled_s:
+        out += f"; backed off {result.throttled_s:.1f} s for ARC's request rate (throttled)"
+    return out
+
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

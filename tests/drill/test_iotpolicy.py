@@ -205,6 +205,65 @@ def test_policies_attached_across_pages_all_count() -> None:
     assert auth.publish(session, f"buildings/{THING}/status")
 
 
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_grant_is_cached_as_a_revoke_is_for_new_connects_and_open_connections() -> None:
+    """IoT Developer Guide, "AWS IoT Core policies": policy documents are cached, "it may take a few
+    minutes to access a resource that has recently been granted access" (6 to 8 minutes). The
+    door's authoriser (grant_delay_s = iotdoor.POLICY_GRANT_S on its time scale) keeps the view it
+    read before a grant bounding every decision for that long: a CONNECT refused for a missing
+    AttachPolicy stays refused after the attach, and a wider default version does not widen an
+    open connection, until the delay has passed; a revoke still applies at once."""
+    from orchestrator.drill.iotdoor import POLICY_CACHE_S, POLICY_GRANT_S
+
+    assert POLICY_GRANT_S == 480.0 and POLICY_GRANT_S >= POLICY_CACHE_S
+    registry, clock = Registry(), _Clock()
+    arn = registry.add("c1", policy=None)  # the sync missed AttachPolicy
+    auth = Authoriser(registry, WEST, ACCOUNT, grant_delay_s=POLICY_GRANT_S, clock=clock)
+    assert not auth.connect("c1", THING, None)[0]
+    registry.attached[arn] = ["device"]  # the next sync attaches it
+    clock.now += 1.0
+    refused, session = auth.connect("c1", THING, None)
+    assert not refused and session is None and "policy cache" in refused.reason
+    clock.now += POLICY_GRANT_S - 2.0
+    assert not auth.connect("c1", THING, None)[0]
+    clock.now += 2.0  # 8 minutes after the authoriser first read the grant
+    ok, session = auth.connect("c1", THING, None)
+    assert ok and session is not None
+
+    # an open connection: a wider default version is not effective before the delay
+    narrow = json.dumps({"Statement": [
+        {"Effect": "Allow", "Action": "iot:Connect", "Resource": "arn:aws:iot:*:*:client/${iot:ClientId}"},
+        {"Effect": "Allow", "Action": "iot:Publish", "Resource": "arn:aws:iot:*:*:topic/buildings/*/telemetry"}]})
+    wide = registry.documents["device"]
+    registry.documents["device"] = narrow
+    clock.now += POLICY_GRANT_S
+    auth.refresh(session)  # the narrower version: effective at once
+    assert not auth.subscribe(session, f"buildings/{THING}/commands")
+    registry.documents["device"] = wide  # CreatePolicyVersion --set-as-default, wider again
+    clock.now += 10.0
+    auth.refresh(session)
+    refused = auth.subscribe(session, f"buildings/{THING}/commands")
+    assert not refused and "policy cache" in refused.reason
+    assert auth.publish(session, f"buildings/{THING}/telemetry")  # allowed by both views
+    clock.now += POLICY_GRANT_S
+    assert auth.subscribe(session, f"buildings/{THING}/commands")
+
+    # without a delay (the authoriser alone, as before) a grant applies at the next read
+    plain = Registry()
+    arn2 = plain.add("c2", policy=None)
+    direct = Authoriser(plain, WEST, ACCOUNT)
+    assert not direct.connect("c2", THING, None)[0]
+    plain.attached[arn2] = ["device"]
+    assert direct.connect("c2", THING, None)[0]
+
+
 # -- the front door: TLS with SNI, MQTT packets authorised (orchestrator/drill/authfront.py) -------
 def _mqtt(kind: int, body: bytes, flags: int = 0) -> bytes:
     n, length = len(body), bytearray()

@@ -248,3 +248,89 @@ def test_served_puts_back_every_set_a_pending_change_touched_oldest_first() -> N
     token = prop.submit("Z1", now, [key])
     prop.cancel(token)  # refused by the stand-in: nothing held back
     assert prop.served("Z1", now) == now
+
+
+# -- Route 53 throttles: token buckets per account and per operation ---------------------------------
+
+def test_the_request_rate_is_route53s_token_buckets_on_the_drills_time_scale() -> None:
+    """Route 53 Developer Guide, "Throttling for Amazon Route 53 API requests": 50 at once, 10 per
+    second, per account and per operation (CreateHealthCheck: 0.5 per second); a refused request
+    takes no token; on the drill's time scale the buckets refill as fast as the scaled seconds pass."""
+    from orchestrator.drill.route53_model import RequestRate, Throttled
+
+    clock = ManualClock()
+    rate = RequestRate(clock=clock)
+    for _ in range(50):
+        rate.take("GetChange")
+    with pytest.raises(Throttled, match="Rate exceeded") as refused:
+        rate.take("ListHostedZones")  # the account's bucket is empty, whatever the operation
+    assert (refused.value.code, refused.value.status) == ("Throttling", 400)
+    clock.now += 0.1  # one token back
+    rate.take("ListHostedZones")
+    with pytest.raises(Throttled):
+        rate.take("GetChange")
+    clock.now += 10.0  # full again
+    rate.take("CreateHealthCheck")
+    assert rate.throttled == ["ListHostedZones", "GetChange"] and rate.accepted == 52
+
+    health = RequestRate(clock=clock)  # CreateHealthCheck's own bucket: 50 at once, then 0.5 per second
+    for _ in range(50):
+        health.take("CreateHealthCheck")
+    clock.now += 1.0  # the account's bucket has 10 tokens again, CreateHealthCheck's half of one
+    with pytest.raises(Throttled):
+        health.take("CreateHealthCheck")
+    health.take("GetHealthCheck")  # another operation passes
+    clock.now += 1.0
+    health.take("CreateHealthCheck")
+
+    scaled = RequestRate(0.1, clock=clock)  # 10 AWS seconds per second: 100 tokens per second
+    for _ in range(50):
+        scaled.take("GetChange")
+    clock.now += 0.011  # a 1.1 AWS-second pause: one token back
+    scaled.take("GetChange")
+    with pytest.raises(Throttled):
+        scaled.take("GetChange")
+
+
+def test_the_drills_route53_client_answers_throttling_as_route53_does(moto_url: str) -> None:
+    """The engine's client (PropagatingRoute53) answers a request over the rate with Route 53's
+    error (HTTP 400, Throttling, "Rate exceeded") before moto sees it, paginated reads included;
+    a client with the SDK's retries waits and gets through."""
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    from orchestrator.drill.route53_model import RequestRate
+
+    ctx = AwsContext(endpoint_url=moto_url)
+    zone_id = client(ctx, "route53", "us-east-1").create_hosted_zone(
+        Name="example.com", CallerReference="z")["HostedZone"]["Id"]
+    import boto3
+
+    bare = boto3.client("route53", region_name="us-east-1", endpoint_url=moto_url, aws_access_key_id="testing",
+                        aws_secret_access_key="testing", config=Config(retries={"total_max_attempts": 1}))
+    clock = ManualClock()
+    rate = RequestRate(clock=clock)
+    r53 = PropagatingRoute53(bare, Propagation(0.0), rate)
+    for _ in range(49):
+        r53.get_hosted_zone(Id=zone_id)
+    list(r53.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone_id))  # the 50th
+    with pytest.raises(ClientError) as refused:
+        r53.list_hosted_zones()
+    error = refused.value.response
+    assert error["Error"]["Code"] == "Throttling" and error["Error"]["Message"] == "Rate exceeded"
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
+    clock.now += 0.3  # three tokens: the change (its own listing of the zone is not a request) and GetChange
+    info = change_record_sets_direct(r53, zone_id)
+    assert r53.get_change(Id=info["Id"])["ChangeInfo"]["Status"] == "INSYNC"
+    assert rate.throttled == ["ListHostedZones"] and rate.accepted == 52
+
+    # with the SDK's retries (the engine's client: adaptive mode) a throttled request is retried
+    retrying = PropagatingRoute53(client(ctx, "route53", "us-east-1"), Propagation(0.0), RequestRate(0.05))
+    for _ in range(70):  # over the burst: refill 200 per second on this time scale
+        retrying.get_hosted_zone(Id=zone_id)
+    assert retrying.rate.accepted == 70
+
+
+def change_record_sets_direct(r53: Any, zone_id: str) -> Any:
+    return r53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": [
+        {"Action": "UPSERT", "ResourceRecordSet": _simple(WEST)}]})["ChangeInfo"]

@@ -49,7 +49,8 @@ class ProviderSimulation:
         self.r53 = client(ctx, "route53", "us-east-1")
         self.zone_id = self.r53.create_hosted_zone(Name=zone, CallerReference="sim")["HostedZone"]["Id"]
         self.corrupt_dns_applies = 0  # the next N DNS applies write wrong records (a broken apply)
-        self.mirror = Mirror(self._client, arc=arc, insync_poll_s=0.05)
+        # terraform's wait for INSYNC (15 s, then every 15 s) on a test's time scale: 0.05 s
+        self.mirror = Mirror(self._client, arc=arc, time_scale=0.05 / 15)
         self.world = StackApply(self.mirror, zone_id=self.zone_id)
         # what the DNS stack exports, merged into the in-memory engine's outputs (see `attach`)
         self.engine_outputs: dict[str, dict[str, Any]] = {}

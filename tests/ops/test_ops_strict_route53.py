@@ -398,7 +398,8 @@ def test_routing_controls_wait_out_the_wait_period_and_say_so(arc: ArcCluster, c
     # paused at most 1 s at a time, and only as long as the wait period needed
     assert moved.waited_s == pytest.approx(sum(clock.pauses)) and 5.0 <= moved.waited_s < 6.0
     assert max(clock.pauses) <= 1.0
-    assert [c.ok for c in moved.calls] == [False] * len(arc.conflicts) + [True]
+    # each refused call is a conflict or (a 4th mutating call within a second at one endpoint) throttled
+    assert [c.ok for c in moved.calls] == [False] * (len(arc.conflicts) + len(arc.throttled)) + [True]
 
 
 def test_a_wait_that_outlasts_the_budget_is_refused_naming_the_wait(arc: ArcCluster, clock: ManualClock) -> None:
@@ -458,3 +459,70 @@ def test_the_drills_engine_forwards_the_programs_wait_period(clock: ManualClock)
         engine._dns(spec, resources, outputs, states)  # type: ignore[arg-type]
         assert cluster.rules["sr/r"].wait_period_ms == 2500
         assert outputs["clusterEndpoints"] == cluster.endpoint_list
+
+
+# -- ARC throttles: 3 mutating calls per second per cluster endpoint --------------------------------
+
+def test_arc_throttles_a_fourth_mutating_call_per_second_at_an_endpoint(clock: ManualClock) -> None:
+    """ARC Developer Guide, "Quotas for routing control": "Number of mutating API calls to a cluster
+    endpoint, per second: 3"; over it ThrottlingException (HTTP 429). Each endpoint has its own
+    count; reads are not mutating calls."""
+    with ArcCluster(clock=clock).serve() as cluster:
+        cluster.add_control(f"{PANEL}/routingcontrol/eu-west-1", "iot-dev-eu-west-1", PANEL)
+        eu = f"{PANEL}/routingcontrol/eu-west-1"
+        from botocore.config import Config
+
+        c = boto3.client("route53-recovery-cluster", region_name="us-west-2",
+                         endpoint_url=cluster.endpoints["us-west-2"], config=Config(retries={"total_max_attempts": 1}))
+        for state in ("On", "Off", "On"):
+            c.update_routing_control_state(RoutingControlArn=eu, RoutingControlState=state)
+        with pytest.raises(ClientError) as throttled:
+            c.update_routing_control_states(UpdateRoutingControlStateEntries=[
+                {"RoutingControlArn": eu, "RoutingControlState": "Off"}])
+        assert throttled.value.response["Error"]["Code"] == "ThrottlingException"
+        assert throttled.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+        assert cluster.states()[eu] == "On"  # nothing changed
+        for _ in range(5):  # reads are not limited
+            assert c.get_routing_control_state(RoutingControlArn=eu)["RoutingControlState"] == "On"
+        _arc_client(cluster, "us-east-1").update_routing_control_state(RoutingControlArn=eu, RoutingControlState="Off")
+        clock.advance(1.0)
+        c.update_routing_control_state(RoutingControlArn=eu, RoutingControlState="On")
+        assert [(t.region, t.operation) for t in cluster.throttled] == [("us-west-2", "UpdateRoutingControlStates")]
+
+
+def test_routing_controls_back_off_when_every_endpoint_throttles_and_say_so(arc: ArcCluster,
+                                                                          clock: ManualClock) -> None:
+    """Another client has spent every endpoint's 3 calls of this second: the product tries each
+    endpoint, then backs off (0.25 s, doubling) until ARC takes the change, and the lifecycle's line
+    says how long; a rate that does not clear within THROTTLE_BUDGET_S fails naming the rate."""
+    from orchestrator.aws import AwsContext
+    from orchestrator.errors import OperationFailed
+    from orchestrator.operations.lifecycle import _waited
+    from orchestrator.routing_controls import ControlState, set_states
+
+    other = f"{PANEL}/routingcontrol/other"
+    arc.add_control(other, "someone-elses", PANEL)
+    ctx, wiring = AwsContext(endpoint_url="http://127.0.0.1:1"), _wiring(arc)
+
+    def spend_every_endpoint() -> None:
+        for region in arc.endpoints:
+            for state in ("On", "Off", "On"):
+                _arc_client(arc, region).update_routing_control_state(RoutingControlArn=other,
+                                                                      RoutingControlState=state)
+
+    _arc_client(arc, "us-east-1").update_routing_control_state(RoutingControlArn=wiring.controls["eu-west-1"],
+                                                              RoutingControlState="On")
+    clock.advance(6.0)  # past the safety rule's wait period
+    spend_every_endpoint()
+    moved = set_states(ctx, wiring, {"eu-west-1": ControlState.ON, "eu-central-1": ControlState.ON})
+    assert set(arc.states().values()) == {"On"}
+    assert moved.throttled_s == pytest.approx(sum(clock.pauses)) and 1.0 <= moved.throttled_s <= 2.0
+    assert moved.waited_s == 0 and len(arc.throttled) >= len(arc.endpoints)
+    assert "backed off 1.8 s for ARC's request rate (throttled)" in _waited(moved)
+
+    arc.time_scale = 100.0  # a second of ARC's lasts 100 s: longer than the product backs off
+    clock.advance(600.0)  # past the (scaled) wait period
+    spend_every_endpoint()
+    with pytest.raises(OperationFailed, match="still throttles UpdateRoutingControlStates after backing off 10.0 s"):
+        set_states(ctx, wiring, {"eu-west-1": ControlState.OFF, "eu-central-1": ControlState.ON})
+    assert set(arc.states().values()) == {"On"}

@@ -82,7 +82,9 @@ class MotoMirror(Mirror):
         self.url = url
         self.credentials = dict(credentials or {"aws_access_key_id": _KEY, "aws_secret_access_key": _KEY})
         arc = os.environ.get("FAKE_AWS_ARC_URL")
-        super().__init__(self._boto, arc=HttpArc(arc) if arc else None, check_definition=_valid_definition)
+        # terraform's wait for INSYNC (15 s, then every 15 s) on the engine tier's time scale: 0.05 s
+        super().__init__(self._boto, arc=HttpArc(arc) if arc else None, check_definition=_valid_definition,
+                         time_scale=0.05 / 15)
 
     def _boto(self, service: str, region: str) -> Any:
         import boto3  # deferred: only a mirrored run pays for it
