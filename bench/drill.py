@@ -106,7 +106,7 @@ def main() -> None:
         "",
         "At real intervals the device backoff, not DNS, dominates the tail: a device that has retried for two "
         "minutes waits up to 120 s between attempts. With `arc` each record's health check is a CALCULATED gate over "
-        "the region's TCP check and its routing control (a local ARC cluster, `orchestrator/drill/arc.py`): Route 53 "
+        "the region's TCP check and its routing control (a local ARC cluster, `drill/world/arc.py`): Route 53 "
         "still moves devices off a dead endpoint by the TCP check, so detection, TTL and backoff match `dns`; what "
         "`arc` changes is that `failover` flips routing controls through the cluster's data plane instead of "
         "changing records (no Route 53 control-plane call), and a region an operator turned Off stays out even "

@@ -1,6 +1,6 @@
 """Devices through a failover at fleet scale: the RTO model with IoT Core's CONNECT quotas for 10k,
 100k and 1M devices at Route 53's real intervals, and a measured run of 1,000 light devices (raw
-MQTT over asyncio, `orchestrator/drill/lightfleet.py`) against a real mosquitto through the same
+MQTT over asyncio, `orchestrator/drill/world/lightfleet.py`) against a real mosquitto through the same
 quotas, beside the model at the same settings.
 
 A measured run of 1,000 devices stands for a fleet of N by scaling the account quota by 1,000 / N
@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 from bench._report import machine, write_section
-from orchestrator.drill.broker import mosquitto_binary
-from orchestrator.drill.lightfleet import LightFleet
 from orchestrator.drill.model import FleetProjection, Stats, project_fleet
-from orchestrator.drill.procs import free_port, wait_for_port
+from orchestrator.drill.world.broker import mosquitto_binary
+from orchestrator.drill.world.lightfleet import LightFleet
+from orchestrator.drill.world.procs import free_port, wait_for_port
 
 PROFILES = {  # name -> (health check interval, threshold, TTL, backoff min, backoff cap)
     "today: Route 53 30 s x 3, TTL 60 s, SDK backoff 1-120 s": (30.0, 3, 60.0, 1.0, 120.0),
@@ -128,7 +128,7 @@ def main() -> None:
         "",
         f"Measured: {args.devices:,} light devices (raw MQTT 3.1.1 over asyncio, no TLS; each completes CONNECT, "
         "SUBSCRIBE, a QoS 1 PUBLISH and receives its own message) against a real mosquitto, through "
-        "`orchestrator.drill.admission.Admission`, every interval multiplied by "
+        "`orchestrator.drill.world.admission.Admission`, every interval multiplied by "
         f"{args.scale:g} and reported back in real seconds. The account quota is scaled by {args.devices:,} / N so "
         "the run has the admission load of a fleet of N; the model row below each run is the same settings on paper.",
         "",

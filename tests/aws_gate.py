@@ -10,7 +10,7 @@ gate on 127.0.0.1, which
   unreachable region does);
 - throttles Route 53 as Route 53 does (`route53_model.RequestRate`: the account's and each
   operation's token bucket; HTTP 400 Throttling "Rate exceeded"), on the gate's clock;
-- checks every Route 53 ChangeResourceRecordSets batch with `orchestrator.drill.route53_model` (all-or-nothing,
+- checks every Route 53 ChangeResourceRecordSets batch with `orchestrator.drill.world.route53_model` (all-or-nothing,
   each change against the state earlier changes leave; names inside the zone, no CNAME at its apex,
   health checks that exist in moto) and answers a refusal in Route 53's shape
   (HTTP 400, `<InvalidChangeBatch><Messages>…`, or `<ErrorResponse>` with InvalidInput); an accepted
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from orchestrator.drill import route53_model as strict
+from orchestrator.drill.world import route53_model as strict
 from tests import iot_strict
 
 NS = "https://route53.amazonaws.com/doc/2013-04-01/"

@@ -147,7 +147,7 @@ def _update_shadow(region: str, thing: str, name: str, body: bytes,
                    shadow_reader: Callable[[str, str, str], dict[str, Any] | None]) -> Refusal | None:
     if len(name.encode()) > SHADOW_NAME_BYTES:
         return _bad(f"Shadow name is longer than {SHADOW_NAME_BYTES} bytes")
-    # GetThingShadow/UpdateThingShadow's shadowName: pattern [$a-zA-Z0-9:_-]+ (orchestrator/drill/limits.py)
+    # GetThingShadow/UpdateThingShadow's shadowName: pattern [$a-zA-Z0-9:_-]+ (orchestrator/drill/world/limits.py)
     if name and not SHADOW_NAME_PATTERN.fullmatch(name):
         return _bad("Shadow name must match [$a-zA-Z0-9:_-]+")
     try:

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from orchestrator.drill.procs import STRICT_MOTO  # moto with AWS's certificate ids
+from orchestrator.drill.world.procs import STRICT_MOTO  # moto with AWS's certificate ids
 
 STARTUP_TIMEOUT_S = 30.0
 

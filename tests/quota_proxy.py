@@ -4,7 +4,7 @@ and benchmarks (moto itself never throttles).
 Every request is matched to its API by method and path against botocore's service models of `iot`
 and `iot-data` (the signing name in the Authorization header tells the two apart), and its region
 is read from the credential scope. Each (region, API) has a token bucket at the sourced quota
-table's rate (`orchestrator.drill.limits`, docs/quotas.md; not the product's own table) times
+table's rate (`orchestrator.drill.world.limits`, docs/quotas.md; not the product's own table) times
 `scale` (the Device Shadow APIs share one bucket per region, as AWS's account-level 4,000/s
 does), holding at most `burst_s` seconds of calls. A request that finds its bucket empty is refused
 before it reaches moto, with what AWS answers: `ThrottlingException`, HTTP 400 on the control plane
@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from orchestrator.drill.limits import iot_api_rates, unlisted_rate
+from orchestrator.drill.world.limits import iot_api_rates, unlisted_rate
 from orchestrator.registry.quotas import bucket_of
 
 _SERVICES = {"iot": "iot", "iotdata": "iot-data"}  # signing name -> botocore service

@@ -31,14 +31,22 @@ _RULES = [
     ("pulumi.automation", "only orchestrator/engine/ imports the Automation API", ("orchestrator.engine",)),
     ("pulumi_aws", "only programs/ imports pulumi_aws", ("programs",)),
     ("click", "only orchestrator/cli/ imports click", ("orchestrator.cli",)),
+    # the local AWS world (orchestrator/drill/world/__init__.py) stands in for AWS for the drill and
+    # the tests; the product never depends on it (it is not AWS, and it does not ship to Lambda)
+    ("orchestrator.drill.world", "only the drill (orchestrator/drill/), tests/ and bench/ import the local AWS world",
+     ("orchestrator.drill", "tests", "bench")),
 ]
+# importers inside a rule's allowed packages that still must not import its target: the canary the
+# platform deploys to Lambda lives in orchestrator/drill/ but is product code
+_DENIED = {"orchestrator.drill.world": ("orchestrator.drill.canary", "orchestrator.drill.canary_handler")}
 
 
-def _imports(path: Path) -> list[tuple[int, str]]:
+def _imports(path: Path, text: str | None = None) -> list[tuple[int, str]]:
     import ast
 
     found: list[tuple[int, str]] = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+    source = path.read_text(encoding="utf-8") if text is None else text
+    for node in ast.walk(ast.parse(source, filename=str(path))):
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -52,14 +60,16 @@ def _module_name(path: Path) -> str:
     return ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
 
 
-def import_violations(files: list[Path]) -> list[str]:
+def import_violations(files: list[Path], text: str | None = None) -> list[str]:
+    """Each import that breaks a rule; `text` checks it in place of each file's contents."""
     out = []
     for path in files:
         importer = _module_name(path)
-        for lineno, imported in _imports(path):
+        for lineno, imported in _imports(path, text):
             for target, rule, allowed in _RULES:
                 hit = imported == target or imported.startswith(target + ".")
-                if hit and not any(importer == a or importer.startswith(a + ".") for a in allowed):
+                denied = importer in _DENIED.get(target, ())
+                if hit and (denied or not any(importer == a or importer.startswith(a + ".") for a in allowed)):
                     out.append(f"{path.relative_to(REPO)}:{lineno}: imports {imported} ({rule})")
     return sorted(set(out))
 
@@ -127,3 +137,19 @@ def test_a_timed_assertion_is_reported(tmp_path: Path) -> None:
     finally:
         probe.unlink()
     assert [v.rsplit(":", 2)[1] for v in found] == ["3", "5"]
+
+
+def test_only_the_drill_the_tests_and_bench_import_the_local_world() -> None:
+    """The product (here operations/ and programs/) and the deployed canary importing the world, in
+    any of the three forms, are reported; the drill's game day, the tests and bench/ are not."""
+    probe = ("from orchestrator.drill.world.mirror import Mirror\nfrom orchestrator.drill import world\n"
+             "import orchestrator.drill.world.pki\n")
+    product = [REPO / "orchestrator" / "operations" / "lifecycle.py", REPO / "programs" / "dns.py",
+               REPO / "orchestrator" / "drill" / "canary_handler.py", REPO / "orchestrator" / "drill" / "canary.py"]
+    found = import_violations(product, probe)
+    assert {tuple(v.split(":")[:2]) for v in found} == {
+        (str(p.relative_to(REPO)), str(n)) for p in product for n in (1, 2, 3)}, found
+    assert all("local AWS world" in v for v in found)
+    allowed = [REPO / "orchestrator" / "drill" / "local.py", REPO / "tests" / "drill" / "test_mirror.py",
+               REPO / "bench" / "drill.py"]
+    assert import_violations(allowed, probe) == []

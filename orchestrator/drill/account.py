@@ -180,7 +180,7 @@ class AccountDrill:
 
     def provision(self, plan: CanaryPlan) -> Ledger:
         """Steps 1-2: canaries created in the primary (ledger first) and synced to the target."""
-        from orchestrator.drill import pki
+        from orchestrator.drill.world import pki
         from orchestrator.operations.registry_port import RegistryPort
 
         clients = self._clients()

@@ -4,7 +4,7 @@ The world: a moto server (the AWS APIs), the real programs applied to it by `Loc
 mosquitto per region on its own loopback address, the DNS server answering from the DNS stack's
 records with Route 53's rules and real health checks, each region's MQTT canary (the probe its
 scheduled function runs in AWS, once per scaled minute against that region's broker, feeding the
-region's alarm, which `drill/cloudwatch.py` evaluates because moto does not; the CLOUDWATCH_METRIC
+region's alarm, which `drill/world/cloudwatch.py` evaluates because moto does not; the CLOUDWATCH_METRIC
 half of each record's health check follows it), the devices, and the regions' shadow services.
 The orchestrator's own lifecycle (promote-secondary, failover, failback) moves traffic, through the
 same code as `orchestrate promote-secondary/failover/failback`.
@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.aws import AwsContext, client
 from orchestrator.console import Console
 from orchestrator.context import Context
-from orchestrator.drill.c2d import COMMAND_PREFIX, COMMANDS_PER_DEVICE, CONFIG_PREFIX, config_topic
 from orchestrator.drill.model import (
     CredentialsDemo,
     DemoStatus,
@@ -47,24 +46,25 @@ from orchestrator.drill.model import (
     StepRecord,
 )
 from orchestrator.drill.plane_demo import JOB, ROLE_ALIAS
+from orchestrator.drill.world.c2d import COMMAND_PREFIX, COMMANDS_PER_DEVICE, CONFIG_PREFIX, config_topic
 from orchestrator.errors import InputRejected, OperationFailed
 from orchestrator.registry import outbox
 
 if TYPE_CHECKING:  # the world's parts load only when the drill runs (check_prerequisites)
-    from orchestrator.drill.admission import Admission
-    from orchestrator.drill.arc import ArcCluster
-    from orchestrator.drill.broker import BrokerSpec, TrustStore
-    from orchestrator.drill.c2d import RetainedMirror
-    from orchestrator.drill.cloudwatch import DrillCanary
-    from orchestrator.drill.dns import DnsServer, Route53Answers
-    from orchestrator.drill.engine import LocalEngine
-    from orchestrator.drill.fleet import Device, Fleet
-    from orchestrator.drill.iotdoor import RegionDoor
-    from orchestrator.drill.netstub import DeviceNetwork
-    from orchestrator.drill.outbox_world import OutboxRegion, OutboxSender
-    from orchestrator.drill.pki import KeyPair
     from orchestrator.drill.plane_demo import JobDevices, PlaneSetUp
-    from orchestrator.drill.services import RegionServices
+    from orchestrator.drill.world.admission import Admission
+    from orchestrator.drill.world.arc import ArcCluster
+    from orchestrator.drill.world.broker import BrokerSpec, TrustStore
+    from orchestrator.drill.world.c2d import RetainedMirror
+    from orchestrator.drill.world.cloudwatch import DrillCanary
+    from orchestrator.drill.world.dns import DnsServer, Route53Answers
+    from orchestrator.drill.world.engine import LocalEngine
+    from orchestrator.drill.world.fleet import Device, Fleet
+    from orchestrator.drill.world.iotdoor import RegionDoor
+    from orchestrator.drill.world.netstub import DeviceNetwork
+    from orchestrator.drill.world.outbox_world import OutboxRegion, OutboxSender
+    from orchestrator.drill.world.pki import KeyPair
+    from orchestrator.drill.world.services import RegionServices
 
 DRILL_ENV = "drill"
 POLICY = "drill-device-policy"
@@ -80,7 +80,7 @@ MIN_REPLICATION_DELAY_S = 0.25
 
 def check_prerequisites() -> None:
     """Clear messages for what the local world needs, before anything starts (exit 2)."""
-    from orchestrator.drill.broker import mosquitto_binary
+    from orchestrator.drill.world.broker import mosquitto_binary
 
     missing = []
     for module, package in (("awscrt", "awsiotsdk"), ("dnslib", "dnslib"), ("cryptography", "cryptography"),
@@ -242,13 +242,13 @@ class LocalDrill:
         self.app, self.opts = app, opts
         self.run_dir = out_dir
         self.notify: Callable[[str], None] = app.notify
-        from orchestrator.drill.procs import Processes
+        from orchestrator.drill.world.procs import Processes
 
         self.procs = Processes(self.run_dir / "logs")
 
     # -- the world ------------------------------------------------------------------------------------
     def _moto(self) -> str:
-        from orchestrator.drill.procs import STRICT_MOTO, free_port, wait_for_port
+        from orchestrator.drill.world.procs import STRICT_MOTO, free_port, wait_for_port
 
         port = free_port()
         proc = self.procs.start("moto", [sys.executable, "-c", STRICT_MOTO, "-H", "127.0.0.1", "-p", str(port)])
@@ -312,7 +312,7 @@ class LocalDrill:
     def _aws(self, w: _World) -> None:
         """ARC's cluster (when the control is ARC), the moto server, the hosted zone, the engine that
         applies the real programs to them and the drill's own environment."""
-        from orchestrator.drill.engine import LocalEngine
+        from orchestrator.drill.world.engine import LocalEngine
 
         opts = self.opts
         w.started = time.time()
@@ -322,7 +322,7 @@ class LocalDrill:
                     f"`{w.control}`)")
         w.arc = None
         if w.control == "arc":  # ARC's cluster data plane, on this machine (five regional endpoints)
-            from orchestrator.drill.arc import ArcCluster
+            from orchestrator.drill.world.arc import ArcCluster
 
             # safety-rule wait periods pass on the drill's time scale, as health checks and TTLs do
             w.arc = w.cleanup.enter_context(ArcCluster(time_scale=opts.time_scale).serve())
@@ -338,7 +338,8 @@ class LocalDrill:
 
     def _up_primary(self, w: _World) -> None:
         """1. the primary as it runs today (single region), devices registered there."""
-        from orchestrator.drill import pki, plane_demo
+        from orchestrator.drill import plane_demo
+        from orchestrator.drill.world import pki
         from orchestrator.stacks.graph import up_selection
         from orchestrator.stacks.runner import Runner
 
@@ -379,7 +380,7 @@ class LocalDrill:
     def _promote(self, w: _World) -> None:
         """2. promote-secondary through the lifecycle (registry sync, replication, DNS with health
         checks), then what changes in the primary after the promotion's sync."""
-        from orchestrator.drill import pki
+        from orchestrator.drill.world import pki
         from orchestrator.operations.lifecycle import Lifecycle
         from orchestrator.topology import RoutingMode
 
@@ -405,10 +406,10 @@ class LocalDrill:
     def _brokers(self, w: _World) -> None:
         """3. brokers (TLS, the domain's certificate, trusting the region's registered certificates),
         each behind its region's IoT front door."""
-        from orchestrator.drill import pki
-        from orchestrator.drill.broker import BrokerSpec, TrustStore
-        from orchestrator.drill.iot_issuer import issuing_ca_pem
-        from orchestrator.drill.procs import free_port, port_free_on
+        from orchestrator.drill.world import pki
+        from orchestrator.drill.world.broker import BrokerSpec, TrustStore
+        from orchestrator.drill.world.iot_issuer import issuing_ca_pem
+        from orchestrator.drill.world.procs import free_port, port_free_on
         from orchestrator.stacks import wiring
         from orchestrator.stacks.graph import region_stack
 
@@ -463,9 +464,9 @@ class LocalDrill:
 
     def _start_broker(self, w: _World, r: str) -> None:
         """The region's IoT Core: mosquitto behind its front door."""
-        from orchestrator.drill.broker import mosquitto_binary
-        from orchestrator.drill.iotdoor import RegionDoor
-        from orchestrator.drill.procs import wait_for_port
+        from orchestrator.drill.world.broker import mosquitto_binary
+        from orchestrator.drill.world.iotdoor import RegionDoor
+        from orchestrator.drill.world.procs import wait_for_port
 
         address = w.addresses[r]
         proc = self.procs.start(f"broker-{r}", [mosquitto_binary(), "-c", str(w.brokers[r].config_path)])
@@ -483,8 +484,8 @@ class LocalDrill:
 
     def _region_services(self, w: _World) -> None:
         """Each region's shadow services, and the retained messages its broker serves (c2d.py)."""
-        from orchestrator.drill.c2d import RetainedMirror
-        from orchestrator.drill.services import RegionServices
+        from orchestrator.drill.world.c2d import RetainedMirror
+        from orchestrator.drill.world.services import RegionServices
 
         w.services = {r: RegionServices(r, w.addresses[r], w.service_port, w.aws) for r in w.regions}
         for s in w.services.values():
@@ -498,8 +499,8 @@ class LocalDrill:
     def _outbox(self, w: _World) -> None:
         """The command outbox: each region's function on its broker's events, the cloud's sender in
         the killed region, the global table's replication on the drill's time scale."""
-        from orchestrator.drill import global_tables
-        from orchestrator.drill.outbox_world import OutboxRegion, OutboxSender
+        from orchestrator.drill.world import global_tables
+        from orchestrator.drill.world.outbox_world import OutboxRegion, OutboxSender
         from programs.contract import OutboxNames
         from programs.replication import outbox_rule_sql
 
@@ -518,7 +519,7 @@ class LocalDrill:
 
     def _canaries(self, w: _World) -> None:
         """The MQTT canary of each region (what its scheduled function does in AWS), feeding its alarm."""
-        from orchestrator.drill.cloudwatch import DrillCanary
+        from orchestrator.drill.world.cloudwatch import DrillCanary
 
         w.cloudwatch = {r: client(w.aws, "cloudwatch", r) for r in w.regions}  # made once: DNS reads alarms per answer
         w.canary = DrillCanary(DRILL_ENV, w.domain, [_canary_target(w.engine, r, w.addresses[r], w.tls_port,
@@ -530,7 +531,7 @@ class LocalDrill:
 
     def _dns(self, w: _World) -> None:
         """4. DNS from the DNS stack's records, with Route 53's rules and the regions' health."""
-        from orchestrator.drill.dns import DnsServer, Route53Answers
+        from orchestrator.drill.world.dns import DnsServer, Route53Answers
 
         arc, engine = w.arc, w.engine
         w.sources = {r: f"127.0.1.{1 + i}" for i, r in enumerate(w.regions)}
@@ -550,10 +551,10 @@ class LocalDrill:
 
     def _devices(self, w: _World) -> None:
         """The devices' network (their resolvers, IoT's connect quota) and the devices themselves."""
-        from orchestrator.drill.admission import Admission, Verdict
-        from orchestrator.drill.dns import query
-        from orchestrator.drill.fleet import Device, Fleet
-        from orchestrator.drill.netstub import DeviceNetwork
+        from orchestrator.drill.world.admission import Admission, Verdict
+        from orchestrator.drill.world.dns import query
+        from orchestrator.drill.world.fleet import Device, Fleet
+        from orchestrator.drill.world.netstub import DeviceNetwork
 
         opts, primary, cleanup = self.opts, w.primary, w.cleanup
         location_of = {f"drill-device-{i:04d}": w.locations[i] for i in range(opts.devices)}
@@ -610,7 +611,7 @@ class LocalDrill:
         """Until every device is connected, publishing, reported and configured and both canary
         alarms are OK; then what is measured before the kill."""
         from orchestrator.drill import plane_demo
-        from orchestrator.drill.iotdoor import client_context, connect_verdict
+        from orchestrator.drill.world.iotdoor import client_context, connect_verdict
 
         opts, fleet, devices, canary = self.opts, w.fleet, w.devices, w.canary
         _wait(lambda: sum(fleet.connected().values()) == opts.devices, 30 + opts.devices * 0.2,
@@ -658,7 +659,7 @@ class LocalDrill:
         enough before the kill for the global table to carry them; then its last commands to every device
         there, through the outbox, just before the kill (the sleepers' one last, within the replication
         delay unless this machine is slower than it); then the kill."""
-        from orchestrator.drill import global_tables
+        from orchestrator.drill.world import global_tables
 
         opts, killed, survivor, commands, sleepers = self.opts, w.killed, w.survivor, w.commands, w.sleepers
         affected = [d for d in w.devices if w.before[d.thing] == killed]
@@ -716,8 +717,8 @@ class LocalDrill:
                                     f"certificate registered after the promotion's sync"))
 
     def _failback(self, w: _World) -> None:
-        from orchestrator.drill import global_tables
-        from orchestrator.drill.dns import query
+        from orchestrator.drill.world import global_tables
+        from orchestrator.drill.world.dns import query
         from orchestrator.operations.lifecycle import Lifecycle
 
         opts, steps, killed = self.opts, w.steps, w.killed
@@ -740,8 +741,8 @@ class LocalDrill:
         import boto3
 
         from orchestrator.drill import plane_demo
-        from orchestrator.drill.device_services import CredentialsProvider, FleetProvisioning
-        from orchestrator.drill.iotdoor import client_context, connect_verdict
+        from orchestrator.drill.world.device_services import CredentialsProvider, FleetProvisioning
+        from orchestrator.drill.world.iotdoor import client_context, connect_verdict
 
         opts, aws, survivor, killed, plane = self.opts, w.aws, w.survivor, w.killed, w.plane
         self.notify(f"drill: the device-management plane in {survivor}: provisioning by claim, role alias, "
@@ -793,8 +794,8 @@ class LocalDrill:
 
     def _measure(self, w: _World) -> DrillResult:
         """7. measurements."""
-        from orchestrator.drill import global_tables
-        from orchestrator.drill.outbox_world import count_commands
+        from orchestrator.drill.world import global_tables
+        from orchestrator.drill.world.outbox_world import count_commands
 
         opts, killed, survivor, killed_at, answers = self.opts, w.killed, w.survivor, w.killed_at, w.answers
         transitions = answers.transitions()
@@ -861,9 +862,9 @@ class LocalDrill:
                  sources: dict[str, str], ttl_s: int,
                  net: Any, got: dict[int, int], data: dict[str, Any],
                  landed_in: dict[int, set[str]], issued: dict[str, float], delay: float) -> DeviceOutcome:
-        from orchestrator.drill.c2d import arrival_window, retained_on_arrival
         from orchestrator.drill.landed import tally
-        from orchestrator.drill.outbox_world import count_commands
+        from orchestrator.drill.world.c2d import arrival_window, retained_on_arrival
+        from orchestrator.drill.world.outbox_world import count_commands
 
         log = d.log
         moved = before == killed
@@ -925,7 +926,7 @@ def _canary_target(engine: Any, region: str, address: str, port: int, ca_pem: st
     import ssl
     import tempfile
 
-    from orchestrator.drill.cloudwatch import CanaryTarget
+    from orchestrator.drill.world.cloudwatch import CanaryTarget
     from programs.contract import CanaryNames
 
     thing, keys = engine.canary_keys[region]

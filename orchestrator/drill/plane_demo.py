@@ -213,7 +213,7 @@ def provision_by_claim(fleet_provisioning: Any, claim_certificate_id: str,
                        ) -> ProvisionDemo:
     """`connect(client_id, cert_pem, key_pem)` is the front door's answer to a CONNECT with that
     certificate (empty pems: the claim certificate); `wait(cond, timeout)` a bounded poll."""
-    from orchestrator.drill.device_services import DeviceRefused
+    from orchestrator.drill.world.device_services import DeviceRefused
 
     claim_verdict = connect(CLAIM_CLIENT, "", "")
     if claim_verdict != "accepted":
@@ -245,7 +245,7 @@ def provision_by_claim(fleet_provisioning: Any, claim_certificate_id: str,
 def role_alias_credentials(provider: Any, certificate_id: str, thing: str,
                            caller_identity: Callable[[dict[str, Any]], str]) -> CredentialsDemo:
     """Credentials through the role alias, then `caller_identity(credentials)`: the STS caller ARN."""
-    from orchestrator.drill.device_services import DeviceRefused
+    from orchestrator.drill.world.device_services import DeviceRefused
 
     try:
         got = provider.credentials(certificate_id, ROLE_ALIAS, thing_name=thing)["credentials"]

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from orchestrator.drill.broker import mosquitto_binary
-from orchestrator.drill.procs import free_port, wait_for_port
+from orchestrator.drill.world.broker import mosquitto_binary
+from orchestrator.drill.world.procs import free_port, wait_for_port
 
 
 @contextmanager

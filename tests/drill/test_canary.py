@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 from orchestrator.drill.canary import METRIC_NAME, probe, tcp_open
-from orchestrator.drill.procs import free_port
+from orchestrator.drill.world.procs import free_port
 from tests.drill.local_mosquitto import mosquitto
 
 

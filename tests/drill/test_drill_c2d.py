@@ -1,4 +1,4 @@
-"""Cloud to device through a failover, as the devices measure it (orchestrator/drill/c2d.py): the
+"""Cloud to device through a failover, as the devices measure it (orchestrator/drill/world/c2d.py): the
 retained configuration a device finds when it subscribes in the survivor, and the QoS 1 commands
 the cloud sent before the kill that reached it before, after, or never. One small local drill and
 the device-side tallies it is read with."""
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.drill.c2d import arrival_window, retained_on_arrival
-from orchestrator.drill.outbox_world import count_commands
+from orchestrator.drill.world.c2d import arrival_window, retained_on_arrival
+from orchestrator.drill.world.outbox_world import count_commands
 from tests.doubles import project_copy
 
 V1 = json.dumps({"version": 1}).encode()

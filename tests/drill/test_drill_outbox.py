@@ -1,6 +1,6 @@
 """The command outbox in the local world: the global table's replication in the strict moto server
-(orchestrator/drill/global_tables.py) and each region's outbox function on its broker's lifecycle
-events and acknowledgements (orchestrator/drill/outbox_world.py), with a real moto server and mosquitto."""
+(orchestrator/drill/world/global_tables.py) and each region's outbox function on its broker's lifecycle
+events and acknowledgements (orchestrator/drill/world/outbox_world.py), with a real moto server and mosquitto."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from typing import Any
 import boto3
 import pytest
 
-from orchestrator.drill import global_tables
-from orchestrator.drill.outbox_world import OutboxRegion, RuleSql, lifecycle_event, topic_matches, ulid
+from orchestrator.drill.world import global_tables
+from orchestrator.drill.world.outbox_world import OutboxRegion, RuleSql, lifecycle_event, topic_matches, ulid
 from orchestrator.registry import outbox
 from programs.replication import outbox_rule_sql
 from tests.drill.local_mosquitto import mosquitto

@@ -144,7 +144,7 @@ def test_certificates_the_world_issues_verify_under_its_issuing_ca() -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-    from orchestrator.drill.iot_issuer import SUBJECT_CN, issue, issuing_ca_pem
+    from orchestrator.drill.world.iot_issuer import SUBJECT_CN, issue, issuing_ca_pem
 
     pem, pair = issue()
     cert = x509.load_pem_x509_certificate(pem.encode())

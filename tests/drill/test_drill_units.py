@@ -15,7 +15,6 @@ from click.testing import CliRunner
 from orchestrator.cli.app import Deps
 from orchestrator.cli.main import cli
 from orchestrator.console import Console
-from orchestrator.drill.dns import RecordSet, Route53Answers, parse_records
 from orchestrator.drill.model import (
     DeviceOutcome,
     DrillOptions,
@@ -28,7 +27,8 @@ from orchestrator.drill.model import (
     project,
 )
 from orchestrator.drill.report import markdown, svg
-from orchestrator.drill.route53_model import select as model_select
+from orchestrator.drill.world.dns import RecordSet, Route53Answers, parse_records
+from orchestrator.drill.world.route53_model import select as model_select
 from tests.doubles import project_copy
 
 PRIMARY = RecordSet("iot.example.com.", "a-ats.iot.eu-west-1.amazonaws.com", 60, "eu-west-1", "PRIMARY",
@@ -42,7 +42,7 @@ def far(client: str | None, region: str) -> float:
 
 
 def select(records: list[RecordSet], healthy: Any, client: str | None, nearest: Any) -> RecordSet | None:
-    """The model's selection (orchestrator/drill/route53_model.py) over the drill's record sets."""
+    """The model's selection (orchestrator/drill/world/route53_model.py) over the drill's record sets."""
     sets = [r.rrset() for r in records]
     chosen = model_select(sets, healthy, client, nearest)
     return next((r for r, s in zip(records, sets, strict=True) if s is chosen), None)
@@ -215,7 +215,7 @@ def _project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_missing_mosquitto_is_one_clear_line_and_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from orchestrator.drill import broker
+    from orchestrator.drill.world import broker
 
     _project(tmp_path, monkeypatch)
     monkeypatch.setattr(broker.shutil, "which", lambda _name: None)
@@ -268,8 +268,8 @@ class _Received:
 
 
 def test_device_measures_its_shadow_on_arrival_and_reports_it_back() -> None:
-    from orchestrator.drill.fleet import Device
-    from orchestrator.drill.pki import KeyPair
+    from orchestrator.drill.world.fleet import Device
+    from orchestrator.drill.world.pki import KeyPair
 
     region = {"now": "eu-west-1"}
     d = Device("t1", KeyPair("c", "k"), "eu-west-1", "ca", "iot.example.com", 8883, ("127.0.0.1", 1),
@@ -301,8 +301,8 @@ def test_projection_components_add_up_and_ttl_never_exceeds_the_ttl() -> None:
 
 
 def test_trust_store_names_certificates_as_openssls_hash_directory_expects(tmp_path: Path) -> None:
-    from orchestrator.drill import pki
-    from orchestrator.drill.broker import TrustStore, subject_hash
+    from orchestrator.drill.world import pki
+    from orchestrator.drill.world.broker import TrustStore, subject_hash
 
     class Registry:  # the two calls TrustStore makes, with IoT's shapes
         def __init__(self) -> None:
@@ -338,7 +338,7 @@ def test_a_port_whose_last_connections_are_in_time_wait_is_free_and_a_listened_o
     # and the next drill must still take 443 (servers bind with SO_REUSEADDR)
     import socket
 
-    from orchestrator.drill.procs import free_port, port_free_on
+    from orchestrator.drill.world.procs import free_port, port_free_on
 
     host, port = "127.0.0.9", free_port()
     server = socket.create_server((host, port))

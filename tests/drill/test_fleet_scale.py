@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.drill.admission import Admission, TokenBucket, Verdict
 from orchestrator.drill.model import project_fleet
-from orchestrator.drill.netstub import DeviceNetwork
+from orchestrator.drill.world.admission import Admission, TokenBucket, Verdict
+from orchestrator.drill.world.netstub import DeviceNetwork
 
 
 class Clock:
@@ -148,9 +148,9 @@ def _connect_through_port(net: DeviceNetwork, device: str, port: int) -> bytes:
 
 
 def test_light_devices_fail_over_through_the_quota_against_a_real_broker(tmp_path: Path) -> None:
-    from orchestrator.drill.broker import mosquitto_binary
-    from orchestrator.drill.lightfleet import LightFleet
-    from orchestrator.drill.procs import free_port, wait_for_port
+    from orchestrator.drill.world.broker import mosquitto_binary
+    from orchestrator.drill.world.lightfleet import LightFleet
+    from orchestrator.drill.world.procs import free_port, wait_for_port
 
     binary = mosquitto_binary()  # the drill tier needs mosquitto: a missing one fails, never skips
     port, dead = free_port(), free_port()

@@ -1,4 +1,4 @@
-"""The drill brokers' IoT authoriser (orchestrator/drill/iotpolicy.py): IoT Core's policy rules,
+"""The drill brokers' IoT authoriser (orchestrator/drill/world/iotpolicy.py): IoT Core's policy rules,
 evaluated on the product's own device policy and on the mistakes issue 21 names (a literal region,
 a missing attachment, a deactivated certificate, no SNI)."""
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.drill.iotpolicy import (
+from orchestrator.drill.world.iotpolicy import (
     Action,
     Authoriser,
     PolicyError,
@@ -220,7 +220,7 @@ def test_a_grant_is_cached_as_a_revoke_is_for_new_connects_and_open_connections(
     read before a grant bounding every decision for that long: a CONNECT refused for a missing
     AttachPolicy stays refused after the attach, and a wider default version does not widen an
     open connection, until the delay has passed; a revoke still applies at once."""
-    from orchestrator.drill.iotdoor import POLICY_CACHE_S, POLICY_GRANT_S
+    from orchestrator.drill.world.iotdoor import POLICY_CACHE_S, POLICY_GRANT_S
 
     assert POLICY_GRANT_S == 480.0 and POLICY_GRANT_S >= POLICY_CACHE_S
     registry, clock = Registry(), _Clock()
@@ -264,7 +264,7 @@ def test_a_grant_is_cached_as_a_revoke_is_for_new_connects_and_open_connections(
     assert direct.connect("c2", THING, None)[0]
 
 
-# -- the front door: TLS with SNI, MQTT packets authorised (orchestrator/drill/authfront.py) -------
+# -- the front door: TLS with SNI, MQTT packets authorised (orchestrator/drill/world/authfront.py) -------
 def _mqtt(kind: int, body: bytes, flags: int = 0) -> bytes:
     n, length = len(body), bytearray()
     while True:
@@ -306,7 +306,7 @@ class Upstream:
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self) -> None:
-        from orchestrator.drill.authfront import read_packet
+        from orchestrator.drill.world.authfront import read_packet
 
         self.conn, _ = self.server.accept()
         while True:
@@ -326,7 +326,7 @@ class Upstream:
 def tls(tmp_path: Any) -> Any:
     import ssl
 
-    from orchestrator.drill import pki
+    from orchestrator.drill.world import pki
 
     ca, ca_key = pki.local_ca()
     server = pki.server_certificate(ca, ca_key, "iot.example.com")
@@ -346,7 +346,7 @@ def tls(tmp_path: Any) -> Any:
 
 
 def _front(tls: Any, registry: Registry) -> tuple[Any, Upstream]:
-    from orchestrator.drill.authfront import AuthorisingFront
+    from orchestrator.drill.world.authfront import AuthorisingFront
 
     upstream = Upstream()
     auth = Authoriser(registry, WEST, ACCOUNT, custom_domain="iot.example.com")
@@ -371,7 +371,7 @@ def _closed(sock: Any) -> bool:
 
 
 def test_the_front_relays_what_the_policy_allows_and_cuts_what_it_does_not(tls: Any) -> None:
-    from orchestrator.drill.authfront import certificate_key
+    from orchestrator.drill.world.authfront import certificate_key
 
     registry = Registry()
     registry.add(certificate_key(tls[2]))
@@ -401,7 +401,7 @@ def test_the_front_relays_what_the_policy_allows_and_cuts_what_it_does_not(tls: 
 
 
 def test_the_front_refuses_no_sni_and_a_certificate_deactivated_mid_session(tls: Any) -> None:
-    from orchestrator.drill.authfront import certificate_key
+    from orchestrator.drill.world.authfront import certificate_key
 
     registry = Registry()
     cert_id = certificate_key(tls[2])
@@ -426,8 +426,8 @@ def test_the_trust_store_names_a_presented_certificate_by_its_registry_id(tmp_pa
     broker's TrustStore, which read each certificate's PEM from the registry anyway."""
     import ssl
 
-    from orchestrator.drill import pki
-    from orchestrator.drill.broker import TrustStore
+    from orchestrator.drill.world import pki
+    from orchestrator.drill.world.broker import TrustStore
 
     pem = pki.device_certificate(THING).cert_pem
 
@@ -448,7 +448,7 @@ def test_the_trust_store_names_a_presented_certificate_by_its_registry_id(tmp_pa
 
 
 def test_assume_role_with_certificate_is_checked_against_the_regions_role_alias_arn() -> None:
-    """The credentials provider's action (orchestrator/drill/device_services.py): the resource is
+    """The credentials provider's action (orchestrator/drill/world/device_services.py): the resource is
     `arn:aws:iot:<region>:<account>:rolealias/<alias>`; a literal other region grants nothing."""
     assert resource_arn(Action.ASSUME_ROLE, me(), "uploads") == f"arn:aws:iot:{WEST}:{ACCOUNT}:rolealias/uploads"
     pinned = parse({"Statement": [{"Effect": "Allow", "Action": "iot:AssumeRoleWithCertificate",
@@ -474,7 +474,7 @@ def test_a_policy_detached_mid_connection_refuses_the_next_publish_once_the_cach
     """IoT Core evaluates every publish against its cached copy of the policies ("Changes made to a
     policy can take anywhere between 6 and 8 minutes to become effective"): a copy younger than the
     cache period is kept, an older one is re-read and the detached policy grants nothing more."""
-    from orchestrator.drill.authfront import certificate_key
+    from orchestrator.drill.world.authfront import certificate_key
 
     registry = Registry()
     arn = registry.add(certificate_key(tls[2]))
@@ -496,7 +496,7 @@ def test_a_policy_detached_mid_connection_refuses_the_next_publish_once_the_cach
 
 def test_a_narrower_default_policy_version_mid_connection_drops_deliveries_and_refuses_subscribes(
         tls: Any) -> None:
-    from orchestrator.drill.authfront import certificate_key
+    from orchestrator.drill.world.authfront import certificate_key
 
     registry = Registry()
     registry.add(certificate_key(tls[2]))
@@ -521,13 +521,13 @@ def test_a_narrower_default_policy_version_mid_connection_drops_deliveries_and_r
     front.stop()
 
 
-# -- persistent sessions expire as IoT Core's do (orchestrator/drill/authfront.py) ----------------------
+# -- persistent sessions expire as IoT Core's do (orchestrator/drill/world/authfront.py) ----------------------
 
 @pytest.fixture
 def mosquitto(tmp_path: Any) -> Any:
     """A real mosquitto, plain listener only: what a region's front door relays to."""
-    from orchestrator.drill.broker import BrokerSpec, mosquitto_binary
-    from orchestrator.drill.procs import Processes, free_port, wait_for_port
+    from orchestrator.drill.world.broker import BrokerSpec, mosquitto_binary
+    from orchestrator.drill.world.procs import Processes, free_port, wait_for_port
 
     spec = BrokerSpec(WEST, "127.0.0.1", 0, free_port(), tmp_path / "broker", tls_listener=False)
     spec.write_config(server_cert="unused", server_key="unused")
@@ -553,7 +553,7 @@ def _cloud_publishes(broker: tuple[str, int], topic: str, payload: bytes) -> Non
     """The cloud side (a rule, the backend) publishes QoS 1 on the broker and waits for its PUBACK."""
     import socket
 
-    from orchestrator.drill.authfront import read_packet
+    from orchestrator.drill.world.authfront import read_packet
 
     with socket.create_connection(broker, timeout=5) as cloud:
         cloud.sendall(connect_packet("cloud-backend"))
@@ -583,7 +583,7 @@ def test_a_persistent_session_not_resumed_within_the_expiry_period_is_gone_with_
     and the messages queued meanwhile are gone. mosquitto alone keeps the session for ever."""
     import time
 
-    from orchestrator.drill.authfront import AuthorisingFront, certificate_key
+    from orchestrator.drill.world.authfront import AuthorisingFront, certificate_key
 
     registry = Registry()
     registry.add(certificate_key(tls[2]))
@@ -616,7 +616,7 @@ def test_a_persistent_session_not_resumed_within_the_expiry_period_is_gone_with_
 
 
 def test_an_mqtt5_session_expiry_interval_is_read_and_capped_at_the_accounts_period(tls: Any) -> None:
-    from orchestrator.drill.authfront import PERSISTENT_SESSION_S, AuthorisingFront, Connect, parse_connect
+    from orchestrator.drill.world.authfront import PERSISTENT_SESSION_S, AuthorisingFront, Connect, parse_connect
 
     props = (bytes([0x11]) + (7 * 24 * 3600).to_bytes(4, "big") + bytes([0x21]) + (20).to_bytes(2, "big")
              + bytes([0x26]) + _s("k") + _s("v"))

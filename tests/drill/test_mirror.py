@@ -1,4 +1,4 @@
-"""The one resource -> AWS-call mirror (orchestrator/drill/mirror.py), against a moto server: each
+"""The one resource -> AWS-call mirror (orchestrator/drill/world/mirror.py), against a moto server: each
 type's create, update, replacement and delete as terraform-provider-aws makes them, and the strict
 rules the three stand-ins used to differ on (a record's type/SetIdentifier change DELETEs the set
 as recorded in the state; a domain configuration's certificate change is a replacement, never an
@@ -14,8 +14,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from orchestrator.drill.arc import ArcCluster
-from orchestrator.drill.mirror import (
+from orchestrator.drill.world.arc import ArcCluster
+from orchestrator.drill.world.mirror import (
     BUCKET,
     BUCKET_REPLICATION,
     BUCKET_VERSIONING,
@@ -34,7 +34,7 @@ from orchestrator.drill.mirror import (
     StackApply,
     replaces,
 )
-from orchestrator.drill.route53_model import InvalidChangeBatch
+from orchestrator.drill.world.route53_model import InvalidChangeBatch
 from tests.moto_server import threaded_moto
 
 REGION = "eu-west-1"
@@ -276,7 +276,7 @@ def world_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ReplicaUpdates), replicating at once."""
     import os
 
-    from orchestrator.drill import global_tables
+    from orchestrator.drill.world import global_tables
     from tests.moto_server import moto_server
 
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",

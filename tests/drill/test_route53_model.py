@@ -1,6 +1,6 @@
-"""The local world's one Route 53 model (orchestrator/drill/route53_model.py) in its two users: the
+"""The local world's one Route 53 model (orchestrator/drill/world/route53_model.py) in its two users: the
 drill's engine refuses the batches Route 53 refuses before they reach moto, and the drill's DNS
-answers (drill/dns.py) and the tests' answers (`route53_model.answers`) are the same selection."""
+answers (drill/world/dns.py) and the tests' answers (`route53_model.answers`) are the same selection."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from orchestrator.aws import AwsContext, client
-from orchestrator.drill.dns import Route53Answers
-from orchestrator.drill.engine import LocalEngine, PropagatingRoute53
-from orchestrator.drill.mirror import HEALTH_CHECK, RECORD, Declared, change_record_sets
-from orchestrator.drill.route53_model import PROPAGATION_S, Health, InvalidChangeBatch, Propagation, answers
+from orchestrator.drill.world.dns import Route53Answers
+from orchestrator.drill.world.engine import LocalEngine, PropagatingRoute53
+from orchestrator.drill.world.mirror import HEALTH_CHECK, RECORD, Declared, change_record_sets
+from orchestrator.drill.world.route53_model import PROPAGATION_S, Health, InvalidChangeBatch, Propagation, answers
 from tests.moto_server import threaded_moto
 
 WEST, CENTRAL = "a-ats.iot.eu-west-1.amazonaws.com", "b-ats.iot.eu-central-1.amazonaws.com"
@@ -256,7 +256,7 @@ def test_the_request_rate_is_route53s_token_buckets_on_the_drills_time_scale() -
     """Route 53 Developer Guide, "Throttling for Amazon Route 53 API requests": 50 at once, 10 per
     second, per account and per operation (CreateHealthCheck: 0.5 per second); a refused request
     takes no token; on the drill's time scale the buckets refill as fast as the scaled seconds pass."""
-    from orchestrator.drill.route53_model import RequestRate, Throttled
+    from orchestrator.drill.world.route53_model import RequestRate, Throttled
 
     clock = ManualClock()
     rate = RequestRate(clock=clock)
@@ -299,7 +299,7 @@ def test_the_drills_route53_client_answers_throttling_as_route53_does(moto_url: 
     from botocore.config import Config
     from botocore.exceptions import ClientError
 
-    from orchestrator.drill.route53_model import RequestRate
+    from orchestrator.drill.world.route53_model import RequestRate
 
     ctx = AwsContext(endpoint_url=moto_url)
     zone_id = client(ctx, "route53", "us-east-1").create_hosted_zone(

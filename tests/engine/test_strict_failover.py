@@ -91,7 +91,7 @@ def test_dns_mode_sequence_passes_the_strict_route53_layer(make_project, gate: G
 
 
 def test_arc_mode_sequence_moves_traffic_with_routing_controls_only(make_project, gate: Gate) -> None:
-    from orchestrator.drill.arc import ArcCluster
+    from orchestrator.drill.world.arc import ArcCluster
 
     zone = _zone(gate).split("/")[-1]
     project: OrchestrateProject = make_project(dev_topology(failover_control="arc"))
@@ -147,7 +147,7 @@ def test_latency_mode_a_failed_promotion_and_a_routine_up_keep_dns_on_ready_regi
                                                                                     control: str) -> None:
     from contextlib import ExitStack
 
-    from orchestrator.drill.arc import ArcCluster
+    from orchestrator.drill.world.arc import ArcCluster
 
     zone = _zone(gate).split("/")[-1]
     project: OrchestrateProject = make_project(dev_topology(residency=[PRIMARY, SECONDARY, THIRD],

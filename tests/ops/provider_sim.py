@@ -3,7 +3,7 @@
 The in-memory engine stands in for Pulumi in tier 2 and 3; the lifecycle's verification steps read
 AWS itself (Route 53 records, S3 replication rules, IoT domain configurations). This hook, run by
 the engine double after each successful `up`, makes those resources in the moto server through the
-one resource -> AWS-call mirror (orchestrator/drill/mirror.py, the drill's engine uses it too): the
+one resource -> AWS-call mirror (orchestrator/drill/world/mirror.py, the drill's engine uses it too): the
 DNS program as evaluated under Pulumi mocks, the region stacks' lake bucket and domain configuration
 from their outputs, the replication stack's rules from its config; created, updated, replaced and
 deleted as Pulumi and pulumi-aws would (`StackApply`).
@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator.aws import AwsContext, client
-from orchestrator.drill.arc import ArcCluster
-from orchestrator.drill.mirror import (
+from orchestrator.drill.world.arc import ArcCluster
+from orchestrator.drill.world.mirror import (
     DNS_TYPES,
     RECORD,
     Applied,
@@ -84,7 +84,7 @@ class ProviderSimulation:
 
     def _dns(self, spec: StackSpec) -> None:
         """Apply the DNS program as Pulumi and pulumi-aws would: the program (under mocks) says what
-        exists; the mirror makes it (orchestrator/drill/mirror.py)."""
+        exists; the mirror makes it (orchestrator/drill/world/mirror.py)."""
         from programs.contract import DnsArgs
         from programs.mocks import PlatformMocks, evaluate
 

@@ -235,7 +235,7 @@ def test_a_bucket_of_that_name_in_another_region_is_refused(run: Callable[..., A
 def test_an_existing_oidc_provider_without_the_sts_audience_gets_it_added(
         run: Callable[..., Any], calls: list[str], moto_endpoint: str) -> None:
     """The local world answers AddClientIDToOpenIDConnectProvider as IAM documents it
-    (orchestrator/drill/iam_strict.py): the audience is added once, other audiences kept, and the
+    (orchestrator/drill/world/iam_strict.py): the audience is added once, other audiences kept, and the
     second run has nothing to write."""
     ctx = AwsContext(endpoint_url=moto_endpoint)
     iam = client(ctx, "iam", "us-east-1")
@@ -257,7 +257,7 @@ def test_an_existing_oidc_provider_without_the_sts_audience_gets_it_added(
 def test_the_local_iam_keeps_the_documented_client_id_rules(moto_endpoint: str) -> None:
     from botocore.exceptions import ClientError
 
-    from orchestrator.drill.iam_strict import MAX_CLIENT_IDS
+    from orchestrator.drill.world.iam_strict import MAX_CLIENT_IDS
 
     iam = client(AwsContext(endpoint_url=moto_endpoint), "iam", "us-east-1")
     arn = iam.create_open_id_connect_provider(Url="https://issuer.example.com", ClientIDList=["a"],

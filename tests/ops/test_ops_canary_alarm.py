@@ -10,8 +10,8 @@ import types
 
 from orchestrator.aws import AwsContext, client
 from orchestrator.drill.canary import METRIC_NAME, METRIC_NAMESPACE
-from orchestrator.drill.cloudwatch import ALARM, INSUFFICIENT, OK, AlarmEvaluator
-from orchestrator.drill.engine import LocalEngine
+from orchestrator.drill.world.cloudwatch import ALARM, INSUFFICIENT, OK, AlarmEvaluator
+from orchestrator.drill.world.engine import LocalEngine
 from programs import mocks
 from programs.contract import CanaryNames
 from tests.ops.conftest import DST, SRC
@@ -82,10 +82,10 @@ def test_the_alarm_follows_the_canarys_data_in_moto(ctx: AwsContext) -> None:
 
 
 def test_the_strict_route53_model_follows_the_canary_alarm_under_the_gate() -> None:
-    """orchestrator/drill/route53_model.py (the gate's answers): a region's gate needs its TCP endpoint and alarm."""
+    """drill/world/route53_model.py (the gate's answers): a region's gate needs its TCP endpoint and alarm."""
     import pytest
 
-    from orchestrator.drill.route53_model import Health, answer_regions
+    from orchestrator.drill.world.route53_model import Health, answer_regions
 
     def endpoint(region: str) -> str:
         return f"abc-ats.iot.{region}.amazonaws.com"

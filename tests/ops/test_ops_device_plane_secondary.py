@@ -3,7 +3,7 @@
 there (CreateKeysAndCertificate + RegisterThing), and a device using a role alias gets AWS
 credentials there. The secondary holds what `registry sync` carried (provisioning template, claim
 and device certificates with their policies, role alias; the IAM role is global); the devices ask
-the local world's regional services (orchestrator/drill/device_services.py), which read only that
+the local world's regional services (orchestrator/drill/world/device_services.py), which read only that
 region's registry, as AWS's do.
 """
 
@@ -16,8 +16,8 @@ import boto3
 import pytest
 
 from orchestrator.aws import AwsContext, client
-from orchestrator.drill.device_services import CredentialsProvider, DeviceRefused, FleetProvisioning
-from orchestrator.drill.iotpolicy import Authoriser
+from orchestrator.drill.world.device_services import CredentialsProvider, DeviceRefused, FleetProvisioning
+from orchestrator.drill.world.iotpolicy import Authoriser
 from orchestrator.registry import sync_registry
 from tests.ops.conftest import DST, SRC
 from tests.ops.registry_world import make_pem

@@ -2,7 +2,7 @@
 
 Every AWS call goes through the strict Route 53 gate in front of moto (tests/aws_gate.py); the DNS
 stack's effects are those of the program applied the way pulumi-aws applies it
-(tests/ops/provider_sim.py); ARC is the fake cluster data plane (orchestrator/drill/arc.py). After every
+(tests/ops/provider_sim.py); ARC is the fake cluster data plane (orchestrator/drill/world/arc.py). After every
 step the name must answer only regions that are ready, with every region up and with each one
 down; no change batch may be refused.
 """
@@ -22,8 +22,8 @@ from click.testing import CliRunner, Result
 
 from orchestrator.cli.app import Deps
 from orchestrator.cli.main import cli
-from orchestrator.drill.arc import ArcCluster
-from orchestrator.drill.mirror import record_set
+from orchestrator.drill.world.arc import ArcCluster
+from orchestrator.drill.world.mirror import record_set
 from tests.aws_gate import Gate
 from tests.doubles import InMemoryEngine, ManualClock
 from tests.ops.conftest import DST, SRC, THIRD

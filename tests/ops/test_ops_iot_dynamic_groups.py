@@ -1,4 +1,4 @@
-"""Dynamic thing groups: in the local AWS world (orchestrator/drill/iot_groups.py, moto has none) and
+"""Dynamic thing groups: in the local AWS world (orchestrator/drill/world/iot_groups.py, moto has none) and
 carried by `registry sync` as a device-management plane kind (orchestrator/registry/plane.py)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The local world's IoT endpoint (orchestrator/drill/iotdoor.py) against a real moto registry and a
+"""The local world's IoT endpoint (orchestrator/drill/world/iotdoor.py) against a real moto registry and a
 real mosquitto: what `drill --local` puts in front of every region's broker.
 
 A device is let in only as IoT Core would let it in, from THAT region's registry: a registry sync that
@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from orchestrator.aws import AwsContext, client
-from orchestrator.drill import pki
-from orchestrator.drill.broker import BrokerSpec, TrustStore, mosquitto_binary
-from orchestrator.drill.iotdoor import RegionDoor, client_context, connect_verdict
-from orchestrator.drill.procs import Processes, free_port, wait_for_port
+from orchestrator.drill.world import pki
+from orchestrator.drill.world.broker import BrokerSpec, TrustStore, mosquitto_binary
+from orchestrator.drill.world.iotdoor import RegionDoor, client_context, connect_verdict
+from orchestrator.drill.world.procs import Processes, free_port, wait_for_port
 from orchestrator.errors import InputRejected
 from orchestrator.registry import sync_registry
 from programs import policies

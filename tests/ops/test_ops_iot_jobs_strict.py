@@ -1,4 +1,4 @@
-"""AWS IoT Jobs as devices run them, in the local AWS world (orchestrator/drill/iot_jobs.py): the
+"""AWS IoT Jobs as devices run them, in the local AWS world (orchestrator/drill/world/iot_jobs.py): the
 `iot-jobs-data` calls moto lacks, the execution state machine, and the control-plane calls around
 it, against the moto server behind the strict gate. Rules and sources: docs/field-notes-iot-jobs.md."""
 

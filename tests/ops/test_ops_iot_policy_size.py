@@ -1,4 +1,4 @@
-"""IoT Core's policy document limit in the local AWS world (orchestrator/drill/iot_plane.py): moto
+"""IoT Core's policy document limit in the local AWS world (orchestrator/drill/world/iot_plane.py): moto
 takes a policy of any size, AWS refuses one over 2,048 characters, whitespace excluded (CreatePolicy,
 CreatePolicyVersion). The platform's device policy must fit, and does."""
 

@@ -1,5 +1,5 @@
 """In-flight jobs follow the active region (orchestrator/registry/jobs.py, the lifecycle's carry-jobs
-step), against moto with the strict world's job state machine (orchestrator/drill/iot_jobs.py):
+step), against moto with the strict world's job state machine (orchestrator/drill/world/iot_jobs.py):
 devices really run their executions through `iot-jobs-data`, and none runs a job twice."""
 
 from __future__ import annotations

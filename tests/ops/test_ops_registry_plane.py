@@ -1,6 +1,6 @@
 """The device-management plane (role aliases, CAs, job templates, indexing, registry events) carried by
 `registry sync`, compared by `registry verify`, and kept by backup/restore, against moto with the
-calls it lacks added (orchestrator/drill/iot_plane.py), behind the strict gate."""
+calls it lacks added (orchestrator/drill/world/iot_plane.py), behind the strict gate."""
 
 from __future__ import annotations
 

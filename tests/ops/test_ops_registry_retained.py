@@ -1,5 +1,5 @@
 """MQTT retained messages (issue 25, item 3): the strict world's iot-data retained-message API
-(orchestrator/drill/retained_plane.py) and the product carrying the topology's retained topic
+(orchestrator/drill/world/retained_plane.py) and the product carrying the topology's retained topic
 prefixes: `registry sync` (list -> plan -> apply -> read back), `registry verify`, backups and restores
 (orchestrator/registry/retained.py), against the moto server."""
 

@@ -1,5 +1,5 @@
 """Dynamic thing groups carried by continuous replication (orchestrator/registry/dynamic_groups.py),
-against the moto server with the local world's dynamic groups (orchestrator/drill/iot_groups.py).
+against the moto server with the local world's dynamic groups (orchestrator/drill/world/iot_groups.py).
 
 The events are AWS's documented thing-group payload (tests/ops/data/replication_payloads.json, the
 registry events page: a THING_GROUP_EVENT names the group and has `dynamicGroupMappingId`, never the

@@ -1,7 +1,7 @@
 """Continuous replication of MQTT retained messages under the configured prefixes (issue 25, item 3):
 the retained rules' items (tests/ops/replication_world.py `retained_item`) applied by the function
 (orchestrator/registry/replicate.py `Replicator._retained`) against the moto server with the local
-world's retained-message API (orchestrator/drill/retained_plane.py).
+world's retained-message API (orchestrator/drill/world/retained_plane.py).
 
 What is asserted: a retained publish in the origin is republished retained in the destination
 (payload, QoS, user properties; plus the function's signed `orchestrate-replica` token); the

@@ -14,7 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from orchestrator.aws import AwsContext
-from orchestrator.drill.mirror import wait_insync
+from orchestrator.drill.world.mirror import wait_insync
 from tests.aws_gate import Gate
 
 
@@ -67,7 +67,7 @@ def test_wait_insync_polls_getchange_as_terraform_does_until_insync(gate: Gate) 
     """terraform-provider-aws (change_info.go, waitChangeInsync): the first GetChange 15 s after the
     change, then every 15 s: four reads for Route 53's 60 s, far inside its 10 requests per second
     (the old wait read every 0.1 s: 600 reads)."""
-    from orchestrator.drill.mirror import InsyncWait
+    from orchestrator.drill.world.mirror import InsyncWait
 
     clock = ManualClock()
     gate.clock, gate.propagation_s = clock, 60.0
@@ -90,7 +90,7 @@ def test_route53_throttles_over_its_rate_and_wait_insync_backs_off(gate: Gate) -
     """Route 53 Developer Guide, "Throttling for Amazon Route 53 API requests": 50 requests at once,
     then 10 per second per account; over it HTTP 400, Code Throttling, Message "Rate exceeded". A
     GetChange refused so (the client has no retries left) is retried after the SDKs' backoff."""
-    from orchestrator.drill.mirror import InsyncWait
+    from orchestrator.drill.world.mirror import InsyncWait
 
     clock = ManualClock()
     gate.clock = clock
@@ -117,7 +117,7 @@ def test_the_provider_stand_in_reports_a_record_change_done_only_once_insync(
     """tests/ops/provider_sim.py stands in for terraform-provider-aws, which waits for INSYNC after
     every ChangeResourceRecordSets; two changes of one record in a row then never meet
     PriorRequestNotComplete."""
-    from orchestrator.drill import mirror
+    from orchestrator.drill.world import mirror
     from tests.ops.provider_sim import ProviderSimulation
 
     clock = ManualClock()

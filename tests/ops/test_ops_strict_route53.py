@@ -14,8 +14,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from orchestrator.drill.arc import ArcCluster, Conflict
-from orchestrator.drill.route53_model import endpoint_region
+from orchestrator.drill.world.arc import ArcCluster, Conflict
+from orchestrator.drill.world.route53_model import endpoint_region
 from tests.aws_gate import Gate
 from tests.doubles import ManualClock
 
@@ -444,8 +444,8 @@ def test_the_drills_engine_forwards_the_programs_wait_period(clock: ManualClock)
     from types import SimpleNamespace
 
     from orchestrator.aws import AwsContext
-    from orchestrator.drill.engine import LocalEngine
-    from orchestrator.drill.mirror import ROUTING_CONTROL, SAFETY_RULE
+    from orchestrator.drill.world.engine import LocalEngine
+    from orchestrator.drill.world.mirror import ROUTING_CONTROL, SAFETY_RULE
 
     with ArcCluster(clock=clock).serve() as cluster:
         engine = LocalEngine(AwsContext(endpoint_url="http://127.0.0.1:1"), "Z1", arc=cluster)

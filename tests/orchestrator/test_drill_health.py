@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator.drill.cloudwatch import ALARM, INSUFFICIENT, OK, alarm_state
-from orchestrator.drill.dns import AlarmRef, Route53Answers
-from orchestrator.drill.route53_model import alarm_health
+from orchestrator.drill.world.cloudwatch import ALARM, INSUFFICIENT, OK, alarm_state
+from orchestrator.drill.world.dns import AlarmRef, Route53Answers
+from orchestrator.drill.world.route53_model import alarm_health
 from tests.polling import until
 
 

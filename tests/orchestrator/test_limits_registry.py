@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.drill.limits import FAKE_MODULES, LIMITS, NOT_LIMITS, Source, markdown
+from orchestrator.drill.world.limits import FAKE_MODULES, LIMITS, NOT_LIMITS, Source, markdown
 from orchestrator.registry.quotas import DEFAULT_QUOTAS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,7 +81,7 @@ def test_every_limit_a_fake_enforces_is_in_the_registry() -> None:
     found = dict(fake_constants())
     assert len(found) > 20  # the scan sees the fakes (a wrong path list would pass vacuously)
     missing = sorted(set(found) - listed)
-    assert missing == [], f"limits enforced by a fake but not in orchestrator/drill/limits.py: {missing}"
+    assert missing == [], f"limits enforced by a fake but not in orchestrator/drill/world/limits.py: {missing}"
 
 
 def test_every_row_holds_the_value_its_code_enforces() -> None:
@@ -112,7 +112,7 @@ def test_the_product_quota_table_matches_the_sourced_table() -> None:
 
 def test_docs_quotas_is_the_registry() -> None:
     text = (REPO / "docs" / "quotas.md").read_text()
-    begin, end = "<!-- limits:begin (rendered from orchestrator/drill/limits.py) -->\n", "<!-- limits:end -->"
+    begin, end = "<!-- limits:begin (rendered from orchestrator/drill/world/limits.py) -->\n", "<!-- limits:end -->"
     assert begin in text and end in text
     assert text.split(begin, 1)[1].split(end, 1)[0] == markdown()
 

@@ -130,7 +130,7 @@ def test_the_function_role_is_least_privilege_in_its_own_region() -> None:
 def test_the_device_policy_lets_a_device_follow_the_contract_and_no_further() -> None:
     """docs/devices.md: a device subscribes to and receives cmd/<itself>, acknowledges on
     cmd/ack/<itself>; it never receives another device's commands or anyone's acknowledgements."""
-    from orchestrator.drill.iotpolicy import Action, Principal, evaluate, parse
+    from orchestrator.drill.world.iotpolicy import Action, Principal, evaluate, parse
 
     assert (policies.OUTBOX_COMMANDS, policies.OUTBOX_ACKS) == (outbox.COMMAND_PREFIX, outbox.ACK_PREFIX)
     device = parse(policies.dumps(policies.device_policy()))

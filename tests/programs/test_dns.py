@@ -130,7 +130,7 @@ def test_target_lists_that_do_not_fit_the_mode_are_refused(routing: str, regions
 ])
 def test_a_domain_route53_would_refuse_is_refused_before_anything_is_created(domain: str, zone: str,
                                                                             message: str) -> None:
-    """Route 53 refuses a CNAME at the zone apex and a name outside the zone (orchestrator/drill/route53_model.py
+    """Route 53 refuses a CNAME at the zone apex and a name outside the zone (orchestrator/drill/world/route53_model.py
     rules 8 and 9): the program says so instead of failing half-way through an update."""
     args = dns_args("failover", PRIMARY, SECONDARY)
     with pytest.raises(EvaluationFailed, match=message):

@@ -80,7 +80,7 @@ def test_a_device_uses_nothing_of_another_things_shadows() -> None:
 
 
 def test_the_drill_devices_shadow_topics_are_allowed() -> None:
-    """orchestrator/drill/fleet.py: a device gets its classic shadow on connect and reports to it,
+    """orchestrator/drill/world/fleet.py: a device gets its classic shadow on connect and reports to it,
     listening to get/accepted, get/rejected, update/accepted and update/delta."""
     doc = policies.device_policy()
     base = f"$aws/things/{OWN}/shadow"

@@ -40,7 +40,7 @@ as S3 bucket names or a Route 53 record set, are claimed there, so creating a du
 it would in AWS, and every created resource's outputs are recorded under `resources/` for reads),
 FAKE_AWS_MOTO_URL (optional: mirror what the orchestrator verifies with boto3 into that moto
 server, see moto_mirror.py; point it at tests/aws_gate.py for Route 53's rules), FAKE_AWS_ARC_URL
-(optional: the fake ARC cluster, orchestrator/drill/arc.py, that routing controls and safety rules are
+(optional: the fake ARC cluster, orchestrator/drill/world/arc.py, that routing controls and safety rules are
 registered with) and FAKE_AWS_ARC_ENDPOINTS (JSON [{region, endpoint}]: the `clusterEndpoints` an
 ARC cluster reports), plus the fault-injection variables described in _plugin_base.py.
 """
@@ -79,8 +79,8 @@ from _plugin_base import (  # noqa: E402
 from google.protobuf import empty_pb2  # noqa: E402
 from pulumi.runtime.proto import provider_pb2  # noqa: E402
 
-from orchestrator.drill.mirror import AUTONAMED as MIRROR_AUTONAMED  # noqa: E402
-from orchestrator.drill.mirror import REPLACE_KEYS as MIRROR_REPLACE_KEYS  # noqa: E402
+from orchestrator.drill.world.mirror import AUTONAMED as MIRROR_AUTONAMED  # noqa: E402
+from orchestrator.drill.world.mirror import REPLACE_KEYS as MIRROR_REPLACE_KEYS  # noqa: E402
 
 VERSION = os.environ.get("FAKE_AWS_VERSION", "7.51.1")
 # Values AWS assigns when a resource is created: unknown in a preview, kept as they are on update.
@@ -113,7 +113,7 @@ AUTONAME = {
 }
 
 # inputs AWS cannot change in place, per type (plus `region` on every type); the types the moto
-# mirror makes take theirs from the one mirror (orchestrator/drill/mirror.py: REPLACE_KEYS, with the
+# mirror makes take theirs from the one mirror (orchestrator/drill/world/mirror.py: REPLACE_KEYS, with the
 # terraform-provider-aws sources), so Diff and the mirror's calls never disagree
 REPLACE_KEYS: dict[str, set[str]] = {
     "aws:iam/role:Role": {"name", "namePrefix", "path"},
@@ -137,7 +137,7 @@ GLOBAL_SERVICES = {"iam", "route53", "cloudfront", "route53recoverycontrol", "ro
 SERVICE_OF_MODULE = {"cloudwatch": "logs", "kinesis": "kinesis", "lb": "elasticloadbalancing",
                      "route53recoverycontrol": "route53-recovery-control", "sfn": "states"}
 # the cluster endpoints an ARC cluster reports: FAKE_AWS_ARC_ENDPOINTS (JSON [{region, endpoint}]),
-# pointing at the fake data plane (orchestrator/drill/arc.py); else the shape of real ones
+# pointing at the fake data plane (orchestrator/drill/world/arc.py); else the shape of real ones
 ARC_REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "ap-northeast-1", "ap-southeast-2")
 
 _ALNUM = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -637,7 +637,7 @@ class FakeAws(BaseProvider):
                 }[kind]
             detailed[key] = provider_pb2.PropertyDiff(kind=kind, inputDiff=True)
         # pulumi-terraform-bridge: delete-before-replace when the program set the autonameable name
-        # (orchestrator/drill/mirror.py, AUTONAMED). Only for the types this stand-in never autonames
+        # (orchestrator/drill/world/mirror.py, AUTONAMED). Only for the types this stand-in never autonames
         # itself (it keeps no `__defaults` to tell its own names from the program's)
         name_key = MIRROR_AUTONAMED.get(request.type)
         delete_first = bool(replaces) and name_key is not None and request.type not in AUTONAME \

@@ -6,14 +6,14 @@ FAKE_AWS_MOTO_URL is set, the stand-in really creates those resources in moto, s
 created it" and "AWS shows it" agree, as with the real provider.
 
 Which calls each resource's Create, Update and Delete make is NOT written here: it is the one
-resource -> AWS-call mirror, `orchestrator/drill/mirror.py` (`Mirror`, also used by the drill's
+resource -> AWS-call mirror, `orchestrator/drill/world/mirror.py` (`Mirror`, also used by the drill's
 engine and the ops tier's provider simulation), with terraform-provider-aws's request shapes,
 replace rules and Route 53 batches (each checked with the one Route 53 model before moto sees it;
 point FAKE_AWS_MOTO_URL at the strict gate, tests/aws_gate.py, for Route 53's timing too). This
 module only adapts it to the plugin: boto3 clients on the moto server with the credentials the
 provider acts with (identity.py: an assumed role's, so a resource lands in the role's account, as
 moto keeps accounts apart by them), ARC's control plane as the fake cluster's HTTP endpoints
-(FAKE_AWS_ARC_URL, orchestrator/drill/arc.py), and state machine definitions validated with the
+(FAKE_AWS_ARC_URL, orchestrator/drill/world/arc.py), and state machine definitions validated with the
 Amazon States Language stand-in (tests/states_language.py) as AWS validates them (InvalidDefinition).
 Any other resource stays in the Pulumi state only. Errors from moto fail the operation, as an AWS
 error would.
@@ -28,11 +28,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-_ROOT = str(Path(__file__).resolve().parents[3])  # the repository: orchestrator.drill.mirror, tests.*
+_ROOT = str(Path(__file__).resolve().parents[3])  # the repository: orchestrator.drill.world.mirror, tests.*
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from orchestrator.drill.mirror import Mirror  # noqa: E402
+from orchestrator.drill.world.mirror import Mirror  # noqa: E402
 
 _KEY = "testing"
 

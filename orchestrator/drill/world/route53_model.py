@@ -1,8 +1,8 @@
 """The local world's one Route 53 model: which change batches Route 53 accepts, and what a name answers.
 
-Used by the one resource -> AWS-call mirror (`drill/mirror.py`, behind the drill's engine and every
+Used by the one resource -> AWS-call mirror (`drill/world/mirror.py`, behind the drill's engine and every
 test tier's stand-in provider, checks every batch with `apply_batch` before it reaches moto;
-`drill/dns.py` answers with `select` and evaluates health checks with `check_healthy`) and by the
+`drill/world/dns.py` answers with `select` and evaluates health checks with `check_healthy`) and by the
 tests (`tests/aws_gate.py` checks every batch the ops and engine tiers send; the ops tests ask
 `answers`; both hold change propagation with `Propagation`). No other copy of these rules exists
 (docs/architecture.md, "The local world").
@@ -370,7 +370,7 @@ class Propagation:
     a request before the next request for the same hosted zone, it rejects subsequent requests"
     (AWS Knowledge Center, "route-53-avoid-throttling-errors"; API reference, ChangeResourceRecordSets,
     Errors); narrowed to the same record sets (the documentation names no duration). Used by the
-    drill's engine (`drill/engine.py`, `PropagatingRoute53`) and the tests' gate (`tests/aws_gate.py`)."""
+    drill's engine (`drill/world/engine.py`, `PropagatingRoute53`) and the tests' gate (`tests/aws_gate.py`)."""
 
     def __init__(self, delay_s: float = PROPAGATION_S, clock: Callable[[], float] | None = None) -> None:
         self.delay_s = delay_s
@@ -516,7 +516,7 @@ class RequestRate:
     refused request takes no token). `time_scale` is the drill's (1.0: AWS's seconds; 0.1: ten AWS
     seconds pass in one second, so the buckets refill ten times as fast). `enabled=False` accepts
     everything (a test that measures something else may say so). Used by the tests' gate
-    (`tests/aws_gate.py`) and the drill's engine (`drill/engine.py`, `PropagatingRoute53`)."""
+    (`tests/aws_gate.py`) and the drill's engine (`drill/world/engine.py`, `PropagatingRoute53`)."""
 
     def __init__(self, time_scale: float = 1.0, clock: Callable[[], float] | None = None, *,
                  enabled: bool = True) -> None:

@@ -7,12 +7,12 @@ RECOVERY_CONTROL checks as the state of their ARC routing control (healthy when 
 CLOUDWATCH_METRIC checks as the state of their CloudWatch alarm in the local world's CloudWatch
 (OK healthy, ALARM unhealthy, INSUFFICIENT_DATA as the check's `InsufficientDataHealthStatus` says:
 Healthy, Unhealthy, or LastKnownStatus, which is healthy for a check that never had a status; the
-alarms are evaluated by `drill/cloudwatch.py`, moto evaluates none), CALCULATED checks as at least
+alarms are evaluated by `drill/world/cloudwatch.py`, moto evaluates none), CALCULATED checks as at least
 `HealthThreshold` healthy children; `Inverted` turns any check's result round
 (`route53_model.check_healthy`). moto keeps neither a
 RECOVERY_CONTROL check's routing control nor a CLOUDWATCH_METRIC check's alarm, so what the engine
 created is passed in (`control_state`, `alarm_of`). Answers follow Route 53's selection rules as
-the local world's one Route 53 model holds them (`orchestrator/drill/route53_model.py`, `select`):
+the local world's one Route 53 model holds them (`orchestrator/drill/world/route53_model.py`, `select`):
 what is measured here (TCP connects, ARC states, alarms) is the drill's, what Route 53 makes of it
 is the model's.
 A record change reaches the answers only once Route 53 reports it INSYNC (`propagation`, the
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.drill.model import DnsChange, HealthTransition
-from orchestrator.drill.route53_model import Propagation, alarm_health, check_healthy, select
+from orchestrator.drill.world.route53_model import Propagation, alarm_health, check_healthy, select
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 for each resource type the local world makes, used by every stand-in provider.
 
 Three callers, one mapping:
-- the drill's engine (`orchestrator/drill/engine.py`, `drill --local`) and the ops tier's provider
+- the drill's engine (`orchestrator/drill/world/engine.py`, `drill --local`) and the ops tier's provider
   simulation (`tests/ops/provider_sim.py`) apply a stack's resources, as evaluated under Pulumi mocks,
   with `StackApply`: a small engine that keeps what it made per logical name and runs
   create / update / replace / delete as Pulumi does (creates and updates in dependency order,
@@ -249,7 +249,7 @@ def metric_alarm(inputs: Mapping[str, Any]) -> dict[str, Any]:
 # -- ARC's control plane ---------------------------------------------------------------------------
 
 class ArcControlPlane(Protocol):
-    """Where routing controls and safety rules are registered (orchestrator/drill/arc.py's
+    """Where routing controls and safety rules are registered (orchestrator/drill/world/arc.py's
     ArcCluster, or the engine tier's HTTP client of it)."""
 
     def add_control(self, arn: str, name: str, panel: str) -> None: ...
@@ -268,7 +268,7 @@ def change_record_sets(r53: Any, zone_id: str, changes: list[dict[str, Any]]) ->
     change against what the earlier ones leave, the zone's name and the account's health checks) and
     refused as Route 53 refuses it (`route53_model.InvalidChangeBatch`, nothing sent). The ChangeInfo
     of the accepted batch."""
-    from orchestrator.drill.route53_model import apply_batch
+    from orchestrator.drill.world.route53_model import apply_batch
 
     zone = r53.get_hosted_zone(Id=zone_id)["HostedZone"]["Name"]
     current = [rr for page in r53.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone_id)

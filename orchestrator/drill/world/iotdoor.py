@@ -44,9 +44,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from orchestrator.drill.authfront import CONNACK, CONNECT, PERSISTENT_SESSION_S, AuthorisingFront, read_packet
-from orchestrator.drill.broker import TrustStore
-from orchestrator.drill.iotpolicy import Authoriser, Session
+from orchestrator.drill.world.authfront import CONNACK, CONNECT, PERSISTENT_SESSION_S, AuthorisingFront, read_packet
+from orchestrator.drill.world.broker import TrustStore
+from orchestrator.drill.world.iotpolicy import Authoriser, Session
 
 WATCH_S = 0.5  # IoT Core disconnects at once; the local world within a second
 STATUS_MAX_AGE_S = 1.0  # a per-packet status answer is never older than this

@@ -3,18 +3,18 @@
 `LocalEngine` implements the `Engine` protocol for `orchestrate drill --local`: `up` evaluates the
 stack's program exactly as `orchestrate plan` does (Pulumi mocks, the same config the orchestrator
 wrote) and then makes what the provider would make, in the local world's AWS (moto), through the one
-resource -> AWS-call mirror (`orchestrator/drill/mirror.py`: `Mirror` for the calls, `StackApply`
+resource -> AWS-call mirror (`orchestrator/drill/world/mirror.py`: `Mirror` for the calls, `StackApply`
 for create / update / replace / delete in Pulumi's order, with what it made kept per stack):
 - region stacks: the data-lake bucket (versioned) and the IoT domain configuration for the domain
   (from the stack's outputs), the MQTT canary's metric alarm (as the program declares it; a new
   alarm starts INSUFFICIENT_DATA, as in CloudWatch), and the canary's thing, policy and certificate
   (registered without a CA from a key made here: the drill's brokers trust registered certificates,
   and the drill's canary needs the private key, `canary_keys`). The canary function and its
-  schedule are not made: the drill runs the canary itself (`drill/cloudwatch.py`);
+  schedule are not made: the drill runs the canary itself (`drill/world/cloudwatch.py`);
 - the DNS stack: every `aws.route53.HealthCheck` and `aws.route53.Record` the program declares, as
   terraform-provider-aws sends them (each batch checked with the Route 53 model first, so the drill
   refuses what Route 53 refuses); with `failover_control: arc`, its routing controls and safety
-  rules (with their wait period) are registered with the local ARC cluster (`drill/arc.py`,
+  rules (with their wait period) are registered with the local ARC cluster (`drill/world/arc.py`,
   standing in for ARC's control plane) and the stack's cluster endpoints are that cluster's. moto
   keeps no `RoutingControlArn` and no `AlarmIdentifier` on a health check, so the engine remembers
   which check watches which routing control (`control_checks`) and which alarm (`alarm_checks`)
@@ -22,7 +22,7 @@ for create / update / replace / delete in Pulumi's order, with what it made kept
 - the replication stack: the primary bucket's replication rules, and every DynamoDB table the
   program declares, through the mirror like everything else: a table declared with replicas (the
   command outbox's global table) gets them as terraform-provider-aws sends them (UpdateTable
-  `ReplicaUpdates`), and the local world's moto replicates (`drill/global_tables.py`).
+  `ReplicaUpdates`), and the local world's moto replicates (`drill/world/global_tables.py`).
 Route 53 calls go through `PropagatingRoute53`: each change is PENDING for Route 53's propagation
 time on the drill's time scale before GetChange answers INSYNC (moto answers INSYNC at once), and
 every request is under Route 53's request rate on the same scale (`route53_model.RequestRate`).
@@ -41,7 +41,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.aws import AwsContext, client
-from orchestrator.drill.mirror import (  # noqa: F401 - RECORD, change_record_sets: the engine's names for tests
+from orchestrator.drill.world.mirror import (  # noqa: F401 - RECORD, change_record_sets: the engine's names for tests
     DNS_TYPES,
     HEALTH_CHECK,
     METRIC_ALARM,
@@ -66,9 +66,9 @@ from orchestrator.engine.types import (
 from orchestrator.engine.types import Outcome as O  # noqa: N817 - short in the results below
 
 if TYPE_CHECKING:  # pragma: no cover
-    from orchestrator.drill.arc import ArcCluster
-    from orchestrator.drill.dns import AlarmRef
-    from orchestrator.drill.pki import KeyPair
+    from orchestrator.drill.world.arc import ArcCluster
+    from orchestrator.drill.world.dns import AlarmRef
+    from orchestrator.drill.world.pki import KeyPair
 
 NS = "iot-platform:"
 IOT_THING = "aws:iot/thing:Thing"
@@ -78,13 +78,13 @@ IOT_POLICY = "aws:iot/policy:Policy"
 class LocalEngine:
     def __init__(self, ctx: AwsContext, zone_id: str, arc: ArcCluster | None = None, *,
                  time_scale: float = 1.0) -> None:
-        from orchestrator.drill.route53_model import PROPAGATION_S, Propagation, RequestRate
+        from orchestrator.drill.world.route53_model import PROPAGATION_S, Propagation, RequestRate
 
         self.ctx = ctx
         self.zone_id = zone_id
         self.arc = arc  # the local ARC cluster (failover_control: arc), else None
         # Route 53's change propagation on the drill's time scale (PENDING until INSYNC): what the
-        # engine's changes wait for, and what the drill's DNS server answers from (drill/dns.py)
+        # engine's changes wait for, and what the drill's DNS server answers from (drill/world/dns.py)
         self.propagation = Propagation(PROPAGATION_S * time_scale)
         # Route 53's request rate (10 per second per account and per operation, 50 at once) on the
         # drill's time scale: every Route 53 request the engine sends takes a token
@@ -93,7 +93,7 @@ class LocalEngine:
         self.alarm_checks: dict[str, AlarmRef] = {}  # real CLOUDWATCH_METRIC check id -> its alarm
         self.canary_keys: dict[str, tuple[str, KeyPair]] = {}  # region -> (canary thing, its key pair)
         self._outputs: dict[str, dict[str, OutputValue]] = {}
-        # the one resource -> AWS-call mirror, and what it made per stack (orchestrator/drill/mirror.py)
+        # the one resource -> AWS-call mirror, and what it made per stack (orchestrator/drill/world/mirror.py)
         # one Route 53 client with the propagation above (it serialises a zone's batches)
         r53 = PropagatingRoute53(client(ctx, "route53", "us-east-1"), self.propagation, self.route53_rate)
         self.mirror = Mirror(lambda service, region: r53 if service == "route53" else client(ctx, service, region),
@@ -166,7 +166,7 @@ class LocalEngine:
     def import_(self, stack: str, state: dict[str, Any]) -> None:
         self._outputs[stack] = {k: OutputValue(v) for k, v in state.get("outputs", {}).items()}
 
-    # -- what the provider would make (orchestrator/drill/mirror.py) ---------------------------------
+    # -- what the provider would make (orchestrator/drill/world/mirror.py) ---------------------------------
     def _region(self, spec: StackSpec, outputs: dict[str, Any]) -> None:
         """The lake bucket (versioned) and the domain configuration, from the stack's outputs;
         created, updated or replaced as pulumi-aws would."""
@@ -183,7 +183,7 @@ class LocalEngine:
             by_type.setdefault(res.type, []).append(dict(res.inputs))
         alarms = [res for res in resources if res.type == METRIC_ALARM]
         if alarms and region not in self.canary_keys:
-            from orchestrator.drill import pki
+            from orchestrator.drill.world import pki
 
             iot = client(self.ctx, "iot", region)
             thing = next(t["name"] for t in by_type.get(IOT_THING, []) if "-canary-" in t["name"])
@@ -210,7 +210,7 @@ class LocalEngine:
         """Health checks, records and (with `failover_control: arc`) routing controls and safety
         rules, as pulumi-aws makes them; moto keeps no RoutingControlArn or AlarmIdentifier on a
         check, so which check watches which control and which alarm is remembered for the DNS server."""
-        from orchestrator.drill.dns import AlarmRef
+        from orchestrator.drill.world.dns import AlarmRef
 
         applied = self.world.apply(spec.name, resources, states, only=DNS_TYPES.__contains__)
         for entry in applied.values():
@@ -262,7 +262,7 @@ class PropagatingRoute53:
     def _throttle(self, request: Any, event_name: str = "", **_: Any) -> Any:
         from botocore.awsrequest import AWSResponse
 
-        from orchestrator.drill.route53_model import THROTTLED, Throttled
+        from orchestrator.drill.world.route53_model import THROTTLED, Throttled
 
         if self.rate is None or getattr(self._internal, "on", False):
             return None
@@ -276,7 +276,7 @@ class PropagatingRoute53:
         return None
 
     def change_resource_record_sets(self, *, HostedZoneId: str, ChangeBatch: Mapping[str, Any]) -> Any:  # noqa: N803
-        from orchestrator.drill.route53_model import key
+        from orchestrator.drill.world.route53_model import key
 
         keys = {key(c["ResourceRecordSet"]) for c in ChangeBatch["Changes"]}
         with self._lock:  # Route 53 serialises the batches of one zone

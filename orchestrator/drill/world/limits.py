@@ -64,7 +64,7 @@ _API_RATES: tuple[tuple[str, float], ...] = (
     ("list_thing_groups_for_thing", 100.0), ("describe_thing", 350.0),
 )
 
-_R53_MODEL = "orchestrator/drill/route53_model.py"
+_R53_MODEL = "orchestrator/drill/world/route53_model.py"
 _R53_OPERATIONS: tuple[tuple[str, float, float], ...] = (  # the page's per-action table, as the model holds it
     ("AssociateVPCWithHostedZone", 20, 5), ("ChangeCidrCollection", 40, 5), ("CreateCidrCollection", 40, 5),
     ("CreateHealthCheck", 50, 0.5), ("CreateHostedZone", 40, 2), ("CreateReusableDelegationSet", 40, 2),
@@ -77,14 +77,14 @@ _R53_OPERATIONS: tuple[tuple[str, float, float], ...] = (  # the page's per-acti
 LIMITS: tuple[Limit, ...] = (
     # -- IoT Core message broker --------------------------------------------------------------
     Limit("Connect requests per second per account", "IoT Core", 500.0, "CONNECT/s", Source.AWS, IOT_LIMITS,
-          "orchestrator/drill/admission.py:ACCOUNT_CONNECTS_PER_S",
+          "orchestrator/drill/world/admission.py:ACCOUNT_CONNECTS_PER_S",
           "adjustable; some large regions default higher today: the conservative value"),
     Limit("Persistent session expiry period", "IoT Core", 3600.0, "s", Source.AWS, IOT_QUOTAS,
-          "orchestrator/drill/authfront.py:PERSISTENT_SESSION_S",
+          "orchestrator/drill/world/authfront.py:PERSISTENT_SESSION_S",
           "adjustable, 1 hour to 7 days; times the drill's time scale; after it sessionPresent 0 and the "
           "queued messages are gone"),
     Limit("Connect requests per second per client ID", "IoT Core", 1.0, "CONNECT/s", Source.AWS, IOT_LIMITS,
-          "orchestrator/drill/admission.py:CLIENT_CONNECTS_PER_S", "not adjustable"),
+          "orchestrator/drill/world/admission.py:CLIENT_CONNECTS_PER_S", "not adjustable"),
     # -- Device Shadow ------------------------------------------------------------------------
     Limit("Shadow state document size (desired + reported as sent)", "IoT Device Shadow", 8192, "bytes",
           Source.AWS, SHADOW_SIZE, "tests/iot_strict.py:SHADOW_BYTES", "metadata does not count"),
@@ -107,36 +107,36 @@ LIMITS: tuple[Limit, ...] = (
     Limit("List page size when none is asked for", "IoT Core API", 25, "items", Source.OURS, "",
           "tests/iot_strict.py:DEFAULT_PAGE", "AWS does not publish the default; a small page makes paging bugs show"),
     Limit("IoT policy document size (CreatePolicy, CreatePolicyVersion)", "IoT Core API", 2048, "characters",
-          Source.AWS, CREATE_POLICY, "orchestrator/drill/iot_plane.py:POLICY_DOCUMENT_LIMIT",
+          Source.AWS, CREATE_POLICY, "orchestrator/drill/world/iot_plane.py:POLICY_DOCUMENT_LIMIT",
           "whitespace excluded; the device policy must fit (programs/policies.py)"),
     Limit("Policy change takes effect on open connections (policy cache)", "IoT Core", 360.0, "s", Source.AWS,
-          IOT_POLICIES, "orchestrator/drill/iotdoor.py:POLICY_CACHE_S",
+          IOT_POLICIES, "orchestrator/drill/world/iotdoor.py:POLICY_CACHE_S",
           "AWS: 6 to 8 minutes; the front door re-reads an open connection's policies at 6 (times the drill's "
           "time scale), so a revoked grant stops no later than in AWS"),
     Limit("Policy grant takes effect (policy cache)", "IoT Core", 480.0, "s", Source.AWS, IOT_POLICIES,
-          "orchestrator/drill/iotdoor.py:POLICY_GRANT_S",
+          "orchestrator/drill/world/iotdoor.py:POLICY_GRANT_S",
           "AWS: 6 to 8 minutes, \"it may take a few minutes to access a resource that has recently been granted "
           "access\"; the door keeps the view before a grant bounding decisions for 8 (the upper end, times the "
           "drill's time scale), for new CONNECTs and open connections"),
     Limit("Provisioning template versions", "IoT Core", 5, "versions", Source.OURS, "",
-          "orchestrator/drill/iot_plane.py:MAX_TEMPLATE_VERSIONS",
+          "orchestrator/drill/world/iot_plane.py:MAX_TEMPLATE_VERSIONS",
           "AWS answers VersionsLimitExceededException (CreateProvisioningTemplateVersion) but publishes no number "
           "we could find (searched the IoT Core quotas page, the API reference and the developer guide, Dec 2026); "
           "5 is the documented limit of the sibling resource, IoT policy versions (CreatePolicyVersion: \"up to "
           "five versions\"): verify against Service Quotas in a real account"),
     Limit("Custom authorizer token-signing public keys", "IoT Core", 2, "keys", Source.OURS, "",
-          "orchestrator/drill/iot_plane.py:MAX_SIGNING_KEYS",
+          "orchestrator/drill/world/iot_plane.py:MAX_SIGNING_KEYS",
           "no AWS number found (CreateAuthorizer's tokenSigningPublicKeys is a map with no documented size; "
           "searched the IoT Core quotas page and the API reference, Dec 2026); 2 is what a key rotation needs "
           "(old and new at once): the fake refuses a third, possibly stricter than AWS"),
     # -- Route 53 ARC -------------------------------------------------------------------------
     Limit("Routing controls per UpdateRoutingControlStates call", "Route 53 ARC", 10, "entries", Source.AWS,
-          ARC_QUOTAS, "orchestrator/drill/arc.py:MAX_ENTRIES"),
+          ARC_QUOTAS, "orchestrator/drill/world/arc.py:MAX_ENTRIES"),
     Limit("Mutating API calls to a cluster endpoint per second", "Route 53 ARC", 3, "calls/s", Source.AWS,
-          ARC_QUOTAS, "orchestrator/drill/arc.py:MUTATING_PER_S",
+          ARC_QUOTAS, "orchestrator/drill/world/arc.py:MUTATING_PER_S",
           "UpdateRoutingControlState(s); over it ThrottlingException (429); times the drill's time scale"),
     Limit("Safety rule WaitPeriodMs default", "Route 53 ARC", 5000, "ms", Source.AWS, ARC_ASSERTION,
-          "orchestrator/drill/arc.py:DEFAULT_WAIT_PERIOD_MS",
+          "orchestrator/drill/world/arc.py:DEFAULT_WAIT_PERIOD_MS",
           "requests against the rule's routing controls fail during the period"),
     # -- Route 53 ------------------------------------------------------------------------------
     Limit("Health check request interval", "Route 53", 30.0, "s", Source.AWS, R53_HEALTH,
@@ -147,7 +147,7 @@ LIMITS: tuple[Limit, ...] = (
     Limit("Record TTL of the custom domain", "Route 53", 60, "s", Source.OURS, "",
           "orchestrator/drill/model.py:RECORD_TTL_S", "the value programs/dns.py sets"),
     Limit("Change propagation in the drill (PENDING until INSYNC)", "Route 53", 60.0, "s", Source.AWS,
-          R53_PROPAGATION, "orchestrator/drill/route53_model.py:PROPAGATION_S",
+          R53_PROPAGATION, "orchestrator/drill/world/route53_model.py:PROPAGATION_S",
           "\"generally ... within 60 seconds\": the upper end, times the drill's time scale; the drill's DNS "
           "answers a change only once INSYNC"),
     Limit("Change propagation (PENDING until INSYNC)", "Route 53", 0.0, "s", Source.OURS, "",
@@ -179,27 +179,28 @@ LIMITS: tuple[Limit, ...] = (
 
 # Numeric constants of the fake modules that are not AWS limits, and why.
 NOT_LIMITS: dict[str, str] = {
-    "orchestrator/drill/admission.py:EPSILON": "clock arithmetic tolerance",
-    "orchestrator/drill/services.py:WORKERS": "the stand-in's own thread pool",
+    "orchestrator/drill/world/admission.py:EPSILON": "clock arithmetic tolerance",
+    "orchestrator/drill/world/services.py:WORKERS": "the stand-in's own thread pool",
     "orchestrator/registry/quotas.py:MIN_RATE": "the product limiter's floor, not an AWS number",
     "orchestrator/drill/model.py:SDK_MIN_RECONNECT_S": "the device SDK's reconnect backoff (awscrt), not AWS",
     "orchestrator/drill/model.py:SDK_MAX_RECONNECT_S": "the device SDK's reconnect backoff (awscrt), not AWS",
     "tests/quota_proxy.py:_STATUS": "HTTP status codes of the throttling answer",
-    "orchestrator/drill/iotdoor.py:WATCH_S": "how often the local world re-reads certificate statuses "
+    "orchestrator/drill/world/iotdoor.py:WATCH_S": "how often the local world re-reads certificate statuses "
                                              "(IoT Core disconnects at once; this bounds the delay below 1 s)",
-    "orchestrator/drill/iotdoor.py:STATUS_MAX_AGE_S": "the oldest status listing a per-packet check may use",
-    "orchestrator/drill/authfront.py:_CONNECT_PROPERTIES": "MQTT 5's CONNECT property ids and value sizes "
+    "orchestrator/drill/world/iotdoor.py:STATUS_MAX_AGE_S": "the oldest status listing a per-packet check may use",
+    "orchestrator/drill/world/authfront.py:_CONNECT_PROPERTIES": "MQTT 5's CONNECT property ids and value sizes "
                                                           "(the protocol's encoding, not an AWS limit)",
 }
 
 # The modules whose numeric constants must each be a row above or in NOT_LIMITS.
 FAKE_MODULES: tuple[str, ...] = (
-    "tests/iot_strict.py", "orchestrator/drill/route53_model.py", "tests/quota_proxy.py", "tests/lambda_stream.py",
-    "tests/aws_gate.py", "orchestrator/registry/quotas.py", "orchestrator/drill/admission.py",
-    "orchestrator/drill/arc.py", "orchestrator/drill/iot_plane.py", "orchestrator/drill/iotpolicy.py",
-    "orchestrator/drill/authfront.py", "orchestrator/drill/dns.py", "orchestrator/drill/netstub.py",
-    "orchestrator/drill/broker.py", "orchestrator/drill/services.py", "orchestrator/drill/model.py",
-    "orchestrator/drill/iotdoor.py",
+    "tests/iot_strict.py", "orchestrator/drill/world/route53_model.py",
+    "tests/quota_proxy.py", "tests/lambda_stream.py",
+    "tests/aws_gate.py", "orchestrator/registry/quotas.py", "orchestrator/drill/world/admission.py",
+    "orchestrator/drill/world/arc.py", "orchestrator/drill/world/iot_plane.py", "orchestrator/drill/world/iotpolicy.py",
+    "orchestrator/drill/world/authfront.py", "orchestrator/drill/world/dns.py", "orchestrator/drill/world/netstub.py",
+    "orchestrator/drill/world/broker.py", "orchestrator/drill/world/services.py", "orchestrator/drill/model.py",
+    "orchestrator/drill/world/iotdoor.py",
 )
 
 

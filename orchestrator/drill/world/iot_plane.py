@@ -23,10 +23,10 @@ clears it. What is added, and the rule each follows (AWS IoT API reference):
   [\w=,@-]; the authorizer function must be a Lambda function of the same region that exists;
   token-signing public keys (at most 2, each a PEM public key) unless `signingDisabled`; status
   ACTIVE or INACTIVE; an ACTIVE authorizer cannot be deleted (DeleteConflictException).
-- Jobs as devices run them (`iot-jobs-data`) and job status transitions: orchestrator/drill/iot_jobs.py.
-- Dynamic thing groups: orchestrator/drill/iot_groups.py.
+- Jobs as devices run them (`iot-jobs-data`) and job status transitions: orchestrator/drill/world/iot_jobs.py.
+- Dynamic thing groups: orchestrator/drill/world/iot_groups.py.
 - CreateKeysAndCertificate's certificates signed by an issuing CA the regions' front doors trust
-  (moto's cannot be verified by any TLS stack): orchestrator/drill/iot_issuer.py.
+  (moto's cannot be verified by any TLS stack): orchestrator/drill/world/iot_issuer.py.
 """
 
 from __future__ import annotations
@@ -57,15 +57,15 @@ def install() -> None:
     from moto.iot.models import FakeCaCertificate
     from moto.iot.responses import IoTResponse
 
-    from orchestrator.drill.iot_jobs import install as install_jobs
+    from orchestrator.drill.world.iot_jobs import install as install_jobs
 
-    install_jobs()  # the device-side jobs API and job status transitions (orchestrator/drill/iot_jobs.py)
-    from orchestrator.drill.iot_issuer import install as install_issuer
+    install_jobs()  # the device-side jobs API and job status transitions (orchestrator/drill/world/iot_jobs.py)
+    from orchestrator.drill.world.iot_issuer import install as install_issuer
 
-    install_issuer()  # CreateKeysAndCertificate issues verifiable certificates (orchestrator/drill/iot_issuer.py)
-    from orchestrator.drill.iot_groups import install as install_groups
+    install_issuer()  # CreateKeysAndCertificate issues verifiable certificates (orchestrator/drill/world/iot_issuer.py)
+    from orchestrator.drill.world.iot_groups import install as install_groups
 
-    install_groups()  # dynamic thing groups (orchestrator/drill/iot_groups.py)
+    install_groups()  # dynamic thing groups (orchestrator/drill/world/iot_groups.py)
     if getattr(IoTResponse, "_orchestrate_plane", False):
         return
     original_register = IoTResponse.register_ca_certificate

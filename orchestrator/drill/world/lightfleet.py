@@ -21,8 +21,8 @@ import struct
 import time
 from dataclasses import dataclass, field
 
-from orchestrator.drill.admission import Admission, Verdict
 from orchestrator.drill.model import Stats
+from orchestrator.drill.world.admission import Admission, Verdict
 
 
 def _remaining(n: int) -> bytes:

@@ -135,7 +135,7 @@ class OutboxRegion:
 
     def __init__(self, region: str, address: str, port: int, ddb: Any, table: str,
                  rules: dict[str, str]) -> None:
-        from orchestrator.drill.broker import LIFECYCLE_LOG
+        from orchestrator.drill.world.broker import LIFECYCLE_LOG
 
         self.region, self.address, self.port, self.ddb, self.table = region, address, port, ddb, table
         self.rules = {kind: RuleSql(sql) for kind, sql in rules.items()}
@@ -215,7 +215,7 @@ class OutboxRegion:
         self._events.put(None)
         if self._worker is not None:
             self._worker.join(10)
-        from orchestrator.drill.c2d import retire
+        from orchestrator.drill.world.c2d import retire
 
         retire(self._client)  # not dropped while the CRT may still call back (c2d.retire)
         self._client = None
@@ -225,7 +225,7 @@ class OutboxSender:
     """The cloud's commands to devices through one region: `outbox.enqueue` there, then the publish."""
 
     def __init__(self, region: str, address: str, port: int, ddb: Any, table: str) -> None:
-        from orchestrator.drill.c2d import _ServiceClient
+        from orchestrator.drill.world.c2d import _ServiceClient
 
         self.region, self.ddb, self.table = region, ddb, table
         self.enqueued: dict[str, tuple[str, float]] = {}  # commandId -> (thing, when its PutItem answered)
@@ -237,7 +237,7 @@ class OutboxSender:
 
     def send(self, things: list[str], per_device: int, timeout: float = 5.0) -> int:
         """Enqueue then publish `per_device` commands to each thing; returns how many were enqueued."""
-        from orchestrator.drill.c2d import command_topic
+        from orchestrator.drill.world.c2d import command_topic
         from orchestrator.registry import outbox
 
         futures = []

@@ -1,7 +1,7 @@
 """Dynamic thing groups in the local AWS world: moto 5.2.5 has none (no Create/Update/
 DeleteDynamicThingGroup, and DescribeThingGroup never says `queryString`).
 
-Loaded by `orchestrator.drill.iot_plane.install` (so by `procs.STRICT_MOTO`), never by the
+Loaded by `orchestrator.drill.world.iot_plane.install` (so by `procs.STRICT_MOTO`), never by the
 orchestrator itself. A dynamic group is one of moto's thing groups with a query kept beside it, so
 ListThingGroups, DescribeThingGroup and DeleteThingGroup see it. The rules (AWS IoT API reference,
 CreateDynamicThingGroup / UpdateDynamicThingGroup; developer guide, "Dynamic thing groups"; sources

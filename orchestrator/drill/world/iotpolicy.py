@@ -43,7 +43,7 @@ class Action(str, Enum):
     PUBLISH = "iot:Publish"
     SUBSCRIBE = "iot:Subscribe"
     RECEIVE = "iot:Receive"
-    ASSUME_ROLE = "iot:AssumeRoleWithCertificate"  # the credentials provider (orchestrator/drill/device_services.py)
+    ASSUME_ROLE = "iot:AssumeRoleWithCertificate"  # the credentials provider (drill/world/device_services.py)
 
 
 # what each action's resource is called in an ARN

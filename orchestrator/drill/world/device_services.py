@@ -1,7 +1,7 @@
 """What a device asks of IoT Core besides MQTT publish/subscribe, in the local AWS world: the
 credentials provider (role aliases) and fleet provisioning by claim (CreateKeysAndCertificate and
 RegisterThing). moto 5.2.5 has neither (it stores role aliases and has no provisioning templates;
-templates come from orchestrator/drill/iot_plane.py). Used by the drill's world and the test tiers,
+templates come from orchestrator/drill/world/iot_plane.py). Used by the drill's world and the test tiers,
 never by the orchestrator. Each service belongs to one region: it reads that region's registry
 (a boto3 IoT client of the region) and IAM/STS, so what a device gets after a failover depends on
 what the secondary holds, as in AWS.
@@ -60,7 +60,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.drill.iotpolicy import Action, Authoriser, Principal, Statement, evaluate, parse
+from orchestrator.drill.world.iotpolicy import Action, Authoriser, Principal, Statement, evaluate, parse
 
 CREDENTIALS_PRINCIPAL = "credentials.iot.amazonaws.com"
 TOKEN_TTL_S = 3600  # "The certificate ownership token expires after one hour"

@@ -1,7 +1,7 @@
 r"""AWS IoT Jobs as a device sees it, added to the local AWS world: moto 5.2.5's job executions
 never leave QUEUED (no `iot-jobs-data` API, no status transitions, no status filter on ListJobs).
 
-Loaded into the moto server by `orchestrator.drill.iot_plane.install` (so by `procs.STRICT_MOTO`:
+Loaded into the moto server by `orchestrator.drill.world.iot_plane.install` (so by `procs.STRICT_MOTO`:
 the drill's world and every test tier), never by the orchestrator itself. State lives on moto's
 per-region IoT backend (its FakeJob / FakeJobExecution objects), so `/moto-api/reset` clears it.
 The rules, with their sources, are in docs/field-notes-iot-jobs.md:

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.drill.iotpolicy import Authoriser, Decision, Session
+from orchestrator.drill.world.iotpolicy import Authoriser, Decision, Session
 
 CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE = 1, 2, 3, 4, 8
 

@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.drill.c2d import ack_topic, command_topic, config_topic
 from orchestrator.drill.model import SDK_MAX_RECONNECT_S, SDK_MIN_RECONNECT_S
-from orchestrator.drill.pki import KeyPair
+from orchestrator.drill.world.c2d import ack_topic, command_topic, config_topic
+from orchestrator.drill.world.pki import KeyPair
 
 REPORT_EVERY = 4  # a shadow report every 4th telemetry message
 

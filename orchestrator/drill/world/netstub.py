@@ -9,7 +9,7 @@ end to end between the SDK and the broker: the stub only ever sees ciphertext.
 
 Every resolution is recorded (device, time, answer, whether it came from the cache) for the report.
 `admit(device, address)`, when given, is asked before each tunnel reaches a broker (IoT Core's
-CONNECT quotas, `orchestrator.drill.admission`): a refused attempt gets 429 and never reaches it.
+CONNECT quotas, `orchestrator.drill.world.admission`): a refused attempt gets 429 and never reaches it.
 """
 
 from __future__ import annotations

@@ -28,13 +28,13 @@ STRICT_MOTO = (
     "import sys\n"
     "from moto.core.config import default_user_config\n"
     "default_user_config['iot'] = {'use_valid_cert': True}\n"
-    "from orchestrator.drill.iot_plane import install\n"  # IoT calls moto lacks (event configs, CA modes)
+    "from orchestrator.drill.world.iot_plane import install\n"  # IoT calls moto lacks (event configs, CA modes)
     "install()\n"
-    "from orchestrator.drill.iam_strict import install as install_iam\n"  # OIDC client ids (bootstrap)
+    "from orchestrator.drill.world.iam_strict import install as install_iam\n"  # OIDC client ids (bootstrap)
     "install_iam()\n"
-    "from orchestrator.drill.retained_plane import install as install_retained\n"  # MQTT retained messages
+    "from orchestrator.drill.world.retained_plane import install as install_retained\n"  # MQTT retained messages
     "install_retained()\n"
-    "from orchestrator.drill.global_tables import install as install_global_tables\n"  # replicas, replication
+    "from orchestrator.drill.world.global_tables import install as install_global_tables\n"  # replicas, replication
     "install_global_tables()\n"
     "from moto.server import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
