@@ -39,22 +39,7 @@ def mutant(text: str, qualname: str) -> str | None:
     """`text` with `raise RuntimeError` first in the body of the function `qualname` (None for a
     function written on one line)."""
     tree = ast.parse(text)
-
-    def find(node: ast.AST, prefix: str) -> ast.AST | None:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, at.FUNCS):
-                name = prefix + child.name
-                if name == qualname:
-                    return child
-                found = find(child, name + ".<locals>.")
-            elif isinstance(child, ast.ClassDef):
-                found = find(child, prefix + child.name + ".")
-            else:
-                found = find(child, prefix)
-            if found is not None:
-                return found
-        return None
-    node = find(tree, "")
+    node = at.find_function(tree, qualname)
     assert isinstance(node, at.FUNCS), qualname
     first = node.body[0]
     if first.lineno == node.lineno:

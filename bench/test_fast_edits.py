@@ -45,22 +45,7 @@ SELECTED = ["scripts/affected_tests.py", "--run", "--tier", "programs", "--tier"
 def edited(text: str, qualname: str) -> str | None:
     """`text` with `pass` added to the body of `qualname`, after its docstring (None: a one-line body)."""
     tree = ast.parse(text)
-
-    def find(node: ast.AST, prefix: str) -> ast.AST | None:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, at.FUNCS):
-                name = prefix + child.name
-                if name == qualname:
-                    return child
-                found = find(child, name + ".<locals>.")
-            elif isinstance(child, ast.ClassDef):
-                found = find(child, prefix + child.name + ".")
-            else:
-                found = find(child, prefix)
-            if found is not None:
-                return found
-        return None
-    node = find(tree, "")
+    node = at.find_function(tree, qualname)
     assert isinstance(node, at.FUNCS), qualname
     body = node.body
     docstring = isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \

@@ -425,6 +425,26 @@ def shape(text: str | None) -> Shape | None:
     return Shape(_dump_blanked(tree.body), functions)
 
 
+def find_function(tree: ast.AST, qualname: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    """The def named `qualname` (as `shape` names them: `Class.method`, `f.<locals>.g`) in `tree`."""
+    def find(node: ast.AST, prefix: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+        for child in ast.iter_child_nodes(node):
+            found: ast.FunctionDef | ast.AsyncFunctionDef | None
+            if isinstance(child, FUNCS):
+                name = prefix + child.name
+                if name == qualname:
+                    return child
+                found = find(child, name + ".<locals>.")
+            elif isinstance(child, ast.ClassDef):
+                found = find(child, prefix + child.name + ".")
+            else:
+                found = find(child, prefix)
+            if found is not None:
+                return found
+        return None
+    return find(tree, "")
+
+
 def function_name(qualname: str) -> str:
     """`f.<locals>.<lambda>` -> `f`: a lambda's or a comprehension's code runs inside its function's
     body (a change there is a change to `f`); `<module>` -> "" (module level)."""
