@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import deque
-from collections.abc import Callable, Collection, ItemsView, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, ItemsView, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -590,6 +590,22 @@ def read_snapshot(iot_client: Any, *, caller: Caller | None = None, pems: bool =
     return snapshot
 
 
+def _listing_coverage(policies: Iterable[Policy], groups: Iterable[ThingGroup],
+                      partial: Container[tuple[str, str]]) -> Coverage:
+    """What a listing read completely: every policy's targets and every static group's members whose
+    listing was not cut short (`partial`), each policy's versions; principals and certificate policies
+    per certificate are not read by a listing (only through the policies' targets)."""
+    policies = list(policies)
+    return Coverage(
+        principals=frozenset(),
+        policy_targets=frozenset(p.name for p in policies if ("list_targets_for_policy", p.name) not in partial),
+        certificate_policies=frozenset(),
+        groups=frozenset(g.name for g in groups
+                         if not g.dynamic and ("list_things_in_thing_group", g.name) not in partial),
+        policy_versions=frozenset(p.name for p in policies if p.versions is not None),
+    )
+
+
 def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True,
                  spill: SpillStore | None = None, name: str = "listing") -> RegistrySnapshot:
     """Everything the paged listings give (types, groups, things with their versions and groups,
@@ -763,15 +779,7 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True,
         policy_targets=tuple(sorted(policy_targets)),
         notes=tuple(sorted(set(notes))),
         gaps=tuple(gaps),
-        coverage=Coverage(
-            principals=frozenset(),
-            policy_targets=frozenset(p.name for p in policies
-                                     if ("list_targets_for_policy", p.name) not in partial),
-            certificate_policies=frozenset(),  # per certificate: only through the policies' targets
-            groups=frozenset(g.name for g in groups
-                             if not g.dynamic and ("list_things_in_thing_group", g.name) not in partial),
-            policy_versions=frozenset(p.name for p in policies if p.versions is not None),
-        ),
+        coverage=_listing_coverage(policies, groups, partial),
     ))
 
 
@@ -860,15 +868,7 @@ def _spilled_listing(spill: SpillStore, name: str, stage: dict[str, SpillTable],
         policy_targets=spilled_targets(targets),  # type: ignore[arg-type]
         notes=tuple(sorted(set(notes))),
         gaps=tuple(gaps),
-        coverage=Coverage(
-            principals=frozenset(),
-            policy_targets=frozenset(p.name for p in policies
-                                     if ("list_targets_for_policy", p.name) not in partial),
-            certificate_policies=frozenset(),
-            groups=frozenset(g.name for g in groups
-                             if not g.dynamic and ("list_things_in_thing_group", g.name) not in partial),
-            policy_versions=frozenset(p.name for p in policies if p.versions is not None),
-        ),
+        coverage=_listing_coverage(policies, groups, partial),
     )
 
 
