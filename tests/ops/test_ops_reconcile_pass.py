@@ -589,3 +589,27 @@ def test_an_active_certificate_attached_to_no_thing_is_created_with_its_policies
     assert got["status"] == "ACTIVE"
     assert [p["policyName"] for p in dst.list_attached_policies(target=got["certificateArn"])["policies"]] == ["device"]
     assert verify(w).equal
+
+
+def test_a_first_pass_whose_certificate_lookups_would_outlast_the_window_looks_up_only_recent_ones(
+        world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first pass (no finished one to start from) looks up every ACTIVE certificate unless that
+    (about one DescribeCertificate a thing, at its quota) would end outside the validity window: then
+    only those created since the pass began, less the clock margin, and the record says the older
+    ones are left to `registry sync --full`. Here the lookup rate is made tiny so that 14 things are
+    too many; a certificate attached to no thing registered just now is still created."""
+    import orchestrator.registry.reconcile_pass as reconcile_pass
+
+    monkeypatch.setattr(reconcile_pass, "CERT_LOOKUP_RATE", 1e-6)
+    w = world
+    loose = w["src"].register_certificate_without_ca(certificatePem=make_pem("spare", 998), status="ACTIVE")
+    ex = execute([])
+    assert ex.status == "SUCCEEDED", (ex.error, ex.cause)
+    record = w["rep"].store.reconciliation()
+    assert record["ok"] is True
+    assert any("are not looked up" in n and "registry sync --full" in n for n in record.get("warnings", [])), record
+    store = PassStore(client(w["ctx"], "dynamodb", DST), w["rep"].store.table, SRC)
+    done = store.load()
+    assert done is not None and done.certs_since is not None and done.certs_since < done.started_at
+    got = w["dst"].describe_certificate(certificateId=loose["certificateId"])["certificateDescription"]
+    assert got["status"] == "ACTIVE"
