@@ -42,12 +42,16 @@ class TokenBucket:
     tokens: float = -1.0
     at: float = 0.0
 
-    def take(self, now: float) -> bool:
+    def level(self, now: float) -> float:
+        """The tokens held at `now` (full at the first look; a clock that went back refills nothing)."""
         if self.tokens < 0:
             self.tokens, self.at = self.burst, now
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.at) * self.rate)
         self.at = now
-        if self.tokens >= 1.0 - EPSILON:
+        return self.tokens
+
+    def take(self, now: float) -> bool:
+        if self.level(now) >= 1.0 - EPSILON:
             self.tokens -= 1.0
             return True
         return False

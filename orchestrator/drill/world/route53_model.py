@@ -56,6 +56,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.drill.world.admission import TokenBucket
+
 POLICY_KEYS = ("Weight", "Region", "Failover", "GeoLocation", "MultiValueAnswer", "GeoProximityLocation",
                "CidrRoutingConfig")
 # what identifies a record set; everything else is a value DELETE must match
@@ -499,17 +501,6 @@ class Throttled(Exception):
         self.operation = operation
 
 
-class _Bucket:
-    def __init__(self, capacity: float, refill_per_s: float, now: float) -> None:
-        self.capacity, self.refill_per_s = capacity, refill_per_s
-        self.tokens, self.at = capacity, now
-
-    def level(self, now: float) -> float:
-        self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.at) * self.refill_per_s)
-        self.at = now
-        return self.tokens
-
-
 class RequestRate:
     """Route 53's request-rate token buckets for one account, on a time scale: `take(operation)` is
     one request (raises `Throttled` when the account's or the operation's bucket is empty; a
@@ -523,14 +514,14 @@ class RequestRate:
         self.time_scale = time_scale
         self.clock: Callable[[], float] = clock or time.monotonic
         self.enabled = enabled
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
         self.accepted = 0
         self.throttled: list[str] = []  # the operations refused, in order
 
-    def _bucket(self, name: str, limits: tuple[float, float], now: float) -> _Bucket:
-        if name not in self._buckets:
-            self._buckets[name] = _Bucket(limits[0], limits[1] / self.time_scale, now)
+    def _bucket(self, name: str, limits: tuple[float, float]) -> TokenBucket:
+        if name not in self._buckets:  # (capacity, refill per AWS second): full at its first request
+            self._buckets[name] = TokenBucket(rate=limits[1] / self.time_scale, burst=limits[0])
         return self._buckets[name]
 
     def take(self, operation: str) -> None:
@@ -538,10 +529,9 @@ class RequestRate:
             return
         with self._lock:
             now = self.clock()
-            account = self._bucket("", (ACCOUNT_CAPACITY, ACCOUNT_REFILL_PER_S), now)
+            account = self._bucket("", (ACCOUNT_CAPACITY, ACCOUNT_REFILL_PER_S))
             own = self._bucket(operation, (OPERATION_CAPACITY.get(operation, OPERATION_CAPACITY_DEFAULT),
-                                           OPERATION_REFILL_PER_S.get(operation, OPERATION_REFILL_PER_S_DEFAULT)),
-                               now)
+                                           OPERATION_REFILL_PER_S.get(operation, OPERATION_REFILL_PER_S_DEFAULT)))
             if account.level(now) < 1.0 or own.level(now) < 1.0:
                 self.throttled.append(operation)
                 raise Throttled(operation)
