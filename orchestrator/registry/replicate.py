@@ -132,7 +132,7 @@ from orchestrator.registry.snapshot import (
 )
 from orchestrator.registry.snapshot import missing as _missing
 from orchestrator.registry.sync import Action, Kind, SyncOp, SyncPlan, SyncReport, apply_sync, plan_sync
-from orchestrator.registry.sync.plan import newer_in_destination
+from orchestrator.registry.sync.plan import newer_in_destination, shadow_after, shadow_writes
 
 RECONCILIATION_KEY = "reconciliation"
 WATERMARK_TTL_S = 30 * 24 * 3600
@@ -774,7 +774,7 @@ class Replicator:
             ours = {sh.key: sh for sh in dst.shadows}
             targets = {sh.key: newer_in_destination(sh, ours[sh.key])[0] if sh.key in ours else sh
                        for sh in src.shadows}
-            plan = replace(plan, ops=tuple(self._signed(op, targets) for op in plan.ops))
+            plan = replace(plan, ops=tuple(self._signed(op, targets, ours) for op in plan.ops))
         report = self._apply_report(plan)
         for version, _at in report.shadow_writes.values():
             if version is not None:
@@ -792,15 +792,26 @@ class Replicator:
                           for sh in found)
         return RegistrySnapshot(self.region.name, things=(Thing(thing),), shadows=found)
 
-    def _signed(self, op: SyncOp, targets: Mapping[str, Shadow]) -> SyncOp:
+    def _signed(self, op: SyncOp, targets: Mapping[str, Shadow], ours: Mapping[str, Shadow]) -> SyncOp:
         """A shadow write carries a client token signed over the state it leaves behind, which the
-        functions of the other regions verify to recognise its echo (a device cannot forge it)."""
+        functions of the other regions verify to recognise its echo (a device cannot forge it).
+        A patch over the 8 KB limit is written as two documents (`plan.shadow_writes`): the first
+        leaves the destination's shadow (`ours`) with the deletions made, and its token covers that
+        state, so its echo is recognised too (`client_tokens`, one per document)."""
         target = targets.get(op.name)
-        if op.kind is not Kind.SHADOW or op.action is not Action.UPDATE or target is None or \
-                self.shadow_signer is None:
+        signer = self.shadow_signer
+        if op.kind is not Kind.SHADOW or op.action is not Action.UPDATE or target is None or signer is None:
             return op
-        token = self.shadow_signer.token(target.thing, target.name, target.desired, target.reported)
-        return replace(op, params={**op.params, "client_token": token})
+        token = signer.token(target.thing, target.name, target.desired, target.reported)
+        params = {**op.params, "client_token": token}
+        documents = shadow_writes(str(op.params["document"]))
+        if len(documents) > 1:
+            tokens, state = [], ours.get(op.name)
+            for document in documents[:-1]:
+                state = shadow_after(state, target.thing, target.name, document)
+                tokens.append(signer.token(target.thing, target.name, state.desired, state.reported))
+            params["client_tokens"] = [*tokens, token]
+        return replace(op, params=params)
 
     def _apply_plan(self, plan: SyncPlan) -> bool:
         if not plan.ops:

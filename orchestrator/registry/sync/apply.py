@@ -172,14 +172,28 @@ class _Executor:
         return self.data_caller
 
     def _shadow_update(self, op: SyncOp) -> None:
-        document = json.loads(op.params["document"])
-        # marks replica writes; the replication function's are signed (`replicate.ShadowSigner`)
-        document["clientToken"] = op.params.get("client_token") or SYNC_CLIENT_TOKEN
-        kwargs: dict[str, Any] = {"thingName": op.params["thing"], "payload": json.dumps(document).encode()}
-        if op.params["shadow"]:
-            kwargs["shadowName"] = op.params["shadow"]
-        response = self._data().call("update_thing_shadow", **kwargs)
-        written = _written(response)
+        """The patch in as few documents as fit the service's 8 KB (`plan.shadow_writes`: one,
+        or the deletions then the source's sections). A pair is one operation: marked done after
+        both writes; redone whole after an interruption, which ends in the same state."""
+        from orchestrator.registry.sync.plan import shadow_writes
+
+        documents = shadow_writes(op.params["document"])
+        # marks replica writes; the replication function's are signed (`replicate.ShadowSigner`),
+        # one token per document, each over the state that document leaves behind
+        final = op.params.get("client_token") or SYNC_CLIENT_TOKEN
+        tokens = list(op.params.get("client_tokens") or ())
+        if len(tokens) != len(documents):
+            tokens = [final] * len(documents)
+        response = None
+        for text, token in zip(documents, tokens, strict=True):
+            document = json.loads(text)
+            document["clientToken"] = token
+            kwargs: dict[str, Any] = {"thingName": op.params["thing"],
+                                      "payload": json.dumps(document, separators=(",", ":")).encode()}
+            if op.params["shadow"]:
+                kwargs["shadowName"] = op.params["shadow"]
+            response = self._data().call("update_thing_shadow", **kwargs)
+        written = _written(response)  # the last write's version: what the destination holds now
         with self._lock:
             self.shadow_writes[op.name] = written
 

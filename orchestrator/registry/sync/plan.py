@@ -46,6 +46,7 @@ from orchestrator.registry.snapshot import (
     TargetKind,
     Thing,
     ThingGroup,
+    canonical_state,
 )
 from orchestrator.registry.sync.model import Action, Kind, SyncOp, SyncPlan
 
@@ -318,6 +319,101 @@ def shadow_patch(src: Shadow, dst: Shadow | None) -> str:
             continue
         state[section] = _patch(want, have) if want is not None else None
     return json.dumps({"state": state}, sort_keys=True, separators=(",", ":"))
+
+
+# The Device Shadow service's size limit: "The device's shadow supports 8 KB of data only ... Only
+# the data for desired and reported state inside the state document sent to the device's shadow
+# counts toward the limit" (https://docs.aws.amazon.com/iot/latest/developerguide/diagnosing-shadows.html);
+# 413 RequestEntityTooLargeException otherwise. The drill's limits table has the row
+# (orchestrator/drill/world/limits.py); tests/iot_strict.py enforces it.
+SHADOW_STATE_BYTES = 8 * 1024
+_SECTIONS = ("desired", "reported")
+
+
+def shadow_state_bytes(state: Mapping[str, Any]) -> int:
+    """What of an update's `state` counts toward SHADOW_STATE_BYTES: its desired and reported data
+    as compact JSON; a section written as null (deleted) carries no data. Non-ASCII is counted as
+    the `\\uXXXX` escapes the executor sends (never fewer bytes than the service counts)."""
+    counted = {k: state[k] for k in _SECTIONS if state.get(k) is not None}
+    return len(json.dumps(counted, separators=(",", ":")).encode()) if counted else 0
+
+
+def _split_nulls(patch: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A section's patch as (its nulls, its values): the deletions of keys only the destination
+    has, and the rest, which is the source's section whole (`_patch` writes every source value)."""
+    nulls: dict[str, Any] = {}
+    values: dict[str, Any] = {}
+    for key, value in patch.items():
+        if value is None:
+            nulls[key] = None
+        elif isinstance(value, dict):
+            inner_nulls, inner_values = _split_nulls(value)
+            if inner_nulls:
+                nulls[key] = inner_nulls
+            values[key] = inner_values
+        else:
+            values[key] = value
+    return nulls, values
+
+
+def _document(state: Mapping[str, Any]) -> str:
+    return json.dumps({"state": state}, sort_keys=True, separators=(",", ":"))
+
+
+def shadow_writes(document: str, limit: int = SHADOW_STATE_BYTES) -> tuple[str, ...]:
+    """The `update_thing_shadow` documents, in order, that apply `document` (a `shadow_patch`)
+    with each within the service's size limit, in as few writes as there can be.
+
+    One: the patch itself whenever it fits (almost always). Two, when the patch is over the limit
+    only because of the nulls for keys only the destination has (the result would fit): first the
+    deletions, then the source's sections whole (the patch without its nulls, which is what the
+    source has). The first document nulls those keys one by one where that fits, so a device never
+    sees an empty section; where even the nulls are over the limit (many short keys: `"k":null` is
+    longer than `"k":1`), the section itself is nulled (`{"desired": null}` deletes it), desired
+    before reported. When the source's state alone is over the limit nothing can make it fit: the
+    patch is returned as it is and the service refuses it (a failed operation, never `ok`).
+    A pure function of the patch: the operation's parameters (and checkpoint key) do not change."""
+    state = json.loads(document).get("state") or {}
+    if shadow_state_bytes(state) <= limit:
+        return (document,)
+    deleted = [s for s in _SECTIONS if s in state and state[s] is None]
+    split = {s: _split_nulls(state[s]) for s in _SECTIONS if isinstance(state.get(s), dict)}
+    second = {s: values for s, (_, values) in split.items()}
+    if not any(nulls for nulls, _ in split.values()) or shadow_state_bytes(second) > limit:
+        return (document,)
+    with_nulls = [s for s, (nulls, _) in split.items() if nulls]
+    choices = [(), *((s,) for s in with_nulls), tuple(with_nulls)]
+    for whole in choices:
+        first: dict[str, Any] = {s: None for s in (*deleted, *whole)}
+        first.update({s: nulls for s, (nulls, _) in split.items() if nulls and s not in whole})
+        if shadow_state_bytes(first) <= limit:
+            return _document(first), _document(second)
+    raise AssertionError("nulling every section always fits")  # pragma: no cover
+
+
+def _merge(stored: Any, update: Any) -> Any:
+    """The Device Shadow service's merge: objects key by key, null deletes, anything else replaces."""
+    if not isinstance(update, dict) or not isinstance(stored, dict):
+        return update
+    out = dict(stored)
+    for key, value in update.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _merge(out.get(key), value)
+    return out
+
+
+def shadow_after(current: Shadow | None, thing: str, name: str, document: str) -> Shadow:
+    """The shadow (`thing`, `name`) holds after `document` is written onto `current` (None: no
+    shadow yet): what a replica write's signed token must cover for each of `shadow_writes`."""
+    state = json.loads(document).get("state") or {}
+    out: dict[str, str | None] = {}
+    for section in _SECTIONS:
+        have = getattr(current, section) if current is not None else None
+        stored = json.loads(have) if have else None
+        out[section] = canonical_state(_merge(stored, state[section]) if section in state else stored)
+    return Shadow(thing, name, out["desired"], out["reported"])
 
 
 def newer_in_destination(src: Shadow, dst: Shadow) -> tuple[Shadow, bool]:
