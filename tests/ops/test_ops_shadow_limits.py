@@ -1,22 +1,25 @@
-"""The Device Shadow service's limits in the strict world (tests/iot_strict.py), and what the
-registry sync does when the destination refuses a shadow patch (issue 21: "no 8 KB shadow limit").
+"""The Device Shadow service's limits in the strict world (tests/iot_strict.py), and how the
+registry sync fits them (issue 21: "no 8 KB shadow limit").
 
 AWS counts the desired and reported data *sent*: `shadow_patch` sends a null for every key only the
-destination has, so a patch can exceed 8 KB where the result would fit. Such a refusal must be a
-failed operation in the sync's report, never `ok`.
+destination has, so a patch can exceed 8 KB where the result would fit. The sync then writes two
+documents (`plan.shadow_writes`: the deletions, then the source's section), one operation for the
+checkpoint, and reads the result back equal.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
 from orchestrator.aws import AwsContext, client
-from orchestrator.registry import SyncOptions, sync_clients
+from orchestrator.registry import Caller, Checkpoint, SyncOptions, apply_sync, plan_sync, read_snapshot, sync_clients
+from orchestrator.registry.sync.model import Kind
 from tests.iot_strict import SHADOW_BYTES, state_bytes
 from tests.ops.conftest import DST, SRC
 from tests.ops.registry_world import seed, thing_name
@@ -95,25 +98,107 @@ def test_six_levels_and_a_64_byte_token_are_accepted(iot: IotFactory, data: Call
     put(data(SRC), thing_name(0), {"reported": {"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}}, clientToken="t" * 64)
 
 
-def test_a_shadow_patch_over_the_limit_is_a_failed_sync_not_ok(iot: IotFactory, data: Callable[[str], Any]) -> None:
-    """Source: one 7 KB value. Destination: 300 small keys the source does not have. The result
-    would fit; the patch (the 7 KB value plus 300 nulls) does not, and the sync says so."""
+def shadow_updates(data_client: Any) -> list[dict[str, Any]]:
+    """The UpdateThingShadow documents this client sends, in order."""
+    sent: list[dict[str, Any]] = []
+
+    def log(params: dict[str, Any], **_: Any) -> None:
+        sent.append({"thing": params["thingName"], "document": json.loads(params["payload"])})
+
+    data_client.meta.events.register("provide-client-params.iot-data.UpdateThingShadow", log)
+    return sent
+
+
+def desired(data_client: Any, thing: str) -> dict[str, Any]:
+    state = json.loads(data_client.get_thing_shadow(thingName=thing)["payload"].read())["state"]
+    return dict(state.get("desired") or {})
+
+
+def over_the_limit(iot: IotFactory, data: Callable[[str], Any]) -> tuple[str, str]:
+    """Source: one 7 KB value. Destination: 300 small keys the source does not have (written
+    first: the source's section is the newer one, so the sync must carry it; a destination section
+    written after the source's is kept: docs/registry.md). The result fits; the one-document patch
+    (the 7 KB value plus 300 nulls) does not."""
     seed(iot(SRC), 2)
     seed(iot(DST), 2)
     big, small = thing_name(0), thing_name(1)
-    # the destination's keys are written first: the source's section is the newer one, so the sync
-    # must carry it (a destination section written after the source's is kept: docs/registry.md)
     put(data(DST), big, {"desired": {f"k{i:03d}": 1 for i in range(300)}})
     put(data(SRC), big, {"desired": {"blob": "x" * 7000}})
     put(data(SRC), small, {"desired": {"led": "on"}})
+    patch = {"desired": {"blob": "x" * 7000, **{f"k{i:03d}": None for i in range(300)}}}
+    assert state_bytes(patch) > SHADOW_BYTES  # AWS would refuse the patch as one document
+    return big, small
 
-    report = sync_clients(iot(SRC), iot(DST), SyncOptions(rate=10_000.0), src_data=data(SRC), dst_data=data(DST))
-    assert not report.ok
-    refused = [e for e in report.errors if big in e.op]
-    assert len(refused) == 1 and refused[0].code == "RequestEntityTooLargeException", report.errors
-    assert "exceeds the maximum size" in refused[0].message
-    # the other shadow was still carried; the refused one is unchanged in the destination
-    carried = json.loads(data(DST).get_thing_shadow(thingName=small)["payload"].read())["state"]["desired"]
-    assert carried == {"led": "on"}
-    kept = json.loads(data(DST).get_thing_shadow(thingName=big)["payload"].read())["state"]["desired"]
-    assert "blob" not in kept and len(kept) == 300
+
+def test_a_destination_with_many_extra_keys_is_synced_and_reads_back_equal(
+        iot: IotFactory, data: Callable[[str], Any]) -> None:
+    """Issue 21: before, the one-document patch was refused with 413 and the sync failed."""
+    big, small = over_the_limit(iot, data)
+    dst_data = data(DST)
+    sent = shadow_updates(dst_data)
+
+    report = sync_clients(iot(SRC), iot(DST), SyncOptions(rate=10_000.0), src_data=data(SRC), dst_data=dst_data)
+
+    assert report.ok, report.errors
+    assert report.verification is not None and report.verification.ok  # `ok` means read back equal
+    assert desired(dst_data, big) == {"blob": "x" * 7000}
+    assert desired(dst_data, small) == {"led": "on"}
+    # two documents for the big one (the deletions, then the source's section), one for the other
+    writes = [u["document"]["state"] for u in sent if u["thing"] == big]
+    assert writes == [{"desired": {f"k{i:03d}": None for i in range(300)}}, {"desired": {"blob": "x" * 7000}}]
+    assert [u["document"]["state"] for u in sent if u["thing"] == small] == [{"desired": {"led": "on"}}]
+    assert report.counts["shadow"]["update"] == 2  # one operation per shadow
+    again = sync_clients(iot(SRC), iot(DST), SyncOptions(rate=10_000.0), src_data=data(SRC), dst_data=dst_data)
+    assert again.ok and again.write_calls == 0
+
+
+class SimulatedCrash(BaseException):
+    """Like SIGKILL for our purposes: not an Exception, nothing handles it."""
+
+
+class HardCrashCheckpoint(Checkpoint):
+    """Loses everything not yet flushed when the process 'dies' (no final flush)."""
+
+    dead = False
+
+    def flush(self) -> None:
+        if not self.dead:
+            super().flush()
+
+
+def test_a_pair_interrupted_between_its_documents_is_redone_whole_on_resume(
+        iot: IotFactory, data: Callable[[str], Any], tmp_path: Path) -> None:
+    """A two-document write is one operation in the checkpoint: a crash after the deletions leaves
+    it unmarked, and the resumed run (the same plan, the journal the crashed run left) skips what
+    was marked and redoes the pair whole, which ends in the source's state."""
+    big, _ = over_the_limit(iot, data)
+    src_data, dst_data = Caller(data(SRC)), data(DST)
+    plan = plan_sync(read_snapshot(iot(SRC), data_caller=src_data),
+                     read_snapshot(iot(DST), pems=False, data_caller=Caller(dst_data)))
+    (pair,) = [op for op in plan.ops if op.kind is Kind.SHADOW and op.params["thing"] == big]
+    path = tmp_path / "dev-eu-west-1-eu-central-1.json"
+    checkpoint = HardCrashCheckpoint(path, src_region=SRC, dst_region=DST, flush_every=1)
+    sent = shadow_updates(dst_data)
+
+    def crash_before_the_second_document(params: dict[str, Any], **_: Any) -> None:
+        if params["thingName"] == big and len([u for u in sent if u["thing"] == big]) == 2:
+            checkpoint.dead = True
+            raise SimulatedCrash()
+
+    dst_data.meta.events.register("provide-client-params.iot-data.UpdateThingShadow",
+                                  crash_before_the_second_document)
+    with pytest.raises(SimulatedCrash):
+        apply_sync(plan, iot(DST), None, checkpoint, concurrency=1, data_caller=Caller(dst_data))
+    assert desired(data(DST), big) == {}  # the deletions are in, the source's value is not
+    saved = set(Checkpoint.saved(path)["done"])
+    assert saved and pair.key not in saved
+
+    fresh = data(DST)
+    resent = shadow_updates(fresh)
+    report = apply_sync(plan, iot(DST), None, Checkpoint(path, src_region=SRC, dst_region=DST),
+                        data_caller=Caller(fresh))
+    assert report.ok, report.errors
+    assert report.resumed and report.skipped_from_checkpoint == len(saved)
+    assert len([u for u in resent if u["thing"] == big]) == 2  # the pair again, whole
+    assert desired(fresh, big) == {"blob": "x" * 7000}
+    assert not path.exists()
