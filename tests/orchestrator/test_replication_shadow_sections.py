@@ -193,3 +193,55 @@ def test_apply_shadow_the_entry_point_keeps_a_newer_section_too() -> None:
     newer = Shadow("t", "", '{"led":"on"}', '{"fw":"1.0"}', 4, 1_000, 1_000)  # desired only it has: copied
     assert apply_shadow(newer, caller) is True
     assert dst.docs["t"]["state"] == {"desired": {"led": "on"}, "reported": {"fw": "2.0"}}
+
+
+class LocalKms:
+    """KMS's GenerateMac / VerifyMac with a local HMAC-SHA256 key (one key: the multi-Region replica)."""
+
+    key = b"k" * 32
+
+    def generate_mac(self, KeyId: str, MacAlgorithm: str, Message: bytes) -> dict[str, Any]:  # noqa: N803
+        import hashlib
+        import hmac
+        return {"Mac": hmac.new(self.key, Message, hashlib.sha256).digest()}
+
+    def verify_mac(self, KeyId: str, MacAlgorithm: str, Mac: bytes, Message: bytes) -> dict[str, Any]:  # noqa: N803
+        return {"MacValid": Mac == self.generate_mac(KeyId, MacAlgorithm, Message)["Mac"]}
+
+
+def test_a_replica_write_over_8_kb_is_two_documents_each_signed_for_the_state_it_leaves() -> None:
+    """The function's shadow path writes through the sync's executor (`plan.shadow_writes`): 300
+    keys only the destination has make the one-document patch too big for AWS, so the deletions go
+    first. Each document's token covers the state that document leaves behind, so the other
+    region's function recognises both echoes (an unrecognised first one would replicate the
+    half-written state back)."""
+    from orchestrator.registry.replicate import ShadowSigner
+    from orchestrator.registry.snapshot import shadow_from_document
+
+    dst = ShadowPlane(DST)
+    dst.now = 1_000
+    extra = {f"k{i:03d}": 1 for i in range(300)}
+    dst.update_thing_shadow(thingName="t", payload=json.dumps({"state": {"desired": extra}}).encode())
+    dst.updates.clear()
+    after: list[dict[str, Any]] = []
+    write = dst.update_thing_shadow
+
+    def recording(**kwargs: Any) -> dict[str, Any]:
+        answer = write(**kwargs)
+        after.append(json.loads(json.dumps(dst.docs["t"])))
+        return answer
+
+    dst.update_thing_shadow = recording  # type: ignore[method-assign]
+    signer = ShadowSigner(LocalKms(), "alias/shadow")
+    rep = Replicator(_region(DST, dst), Store(), lambda r: _region(r, ShadowPlane(r)), members=frozenset({SRC, DST}),
+                     clock=lambda: 2_000.0, shadow_signer=signer)
+    dst.now = 1_200
+    result = rep.handle_batch([_event({"blob": "x" * 7000}, {}, at={"desired": 1_050, "reported": 1_050}, version=3)])
+
+    assert result.results[0].outcome is Outcome.APPLIED
+    assert [u["state"] for u in dst.updates] == [{"desired": dict.fromkeys(extra)}, {"desired": {"blob": "x" * 7000}}]
+    assert dst.docs["t"]["state"]["desired"] == {"blob": "x" * 7000}
+    for update, doc in zip(dst.updates, after, strict=True):
+        left = shadow_from_document("t", "", doc)
+        assert signer.verify(update["clientToken"], "t", "", left.desired, left.reported)
+    assert dst.updates[0]["clientToken"] != dst.updates[1]["clientToken"]
