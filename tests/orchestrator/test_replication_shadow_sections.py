@@ -231,7 +231,7 @@ def test_a_replica_write_over_8_kb_is_two_documents_each_signed_for_the_state_it
         after.append(json.loads(json.dumps(dst.docs["t"])))
         return answer
 
-    dst.update_thing_shadow = recording  # type: ignore[method-assign]
+    dst.update_thing_shadow = recording  # type: ignore[method-assign,assignment]
     signer = ShadowSigner(LocalKms(), "alias/shadow")
     rep = Replicator(_region(DST, dst), Store(), lambda r: _region(r, ShadowPlane(r)), members=frozenset({SRC, DST}),
                      clock=lambda: 2_000.0, shadow_signer=signer)
