@@ -138,7 +138,7 @@ def test_the_drill_and_the_tests_give_the_same_answers_for_the_same_records_and_
         for down in (frozenset(), *(frozenset({r}) for r in REGION_OF.values()), frozenset(REGION_OF.values())):
             for checker in drill._checkers:  # the drill's TCP measurements: a region down fails its probe
                 for cid, spec in checker.specs.items():
-                    checker.status[cid] = REGION_OF[spec.fqdn] not in down
+                    checker.checks[cid].healthy = REGION_OF[spec.fqdn] not in down
             expected = answers(sets, "iot.example.com", Health(CHECKS, down))
             got = {drill.answer(client)[0] for client in (None, *REGION_OF.values())}
             # failover: one answer wherever the resolver is; latency: each resolver the nearest healthy record
@@ -334,3 +334,59 @@ def test_the_drills_route53_client_answers_throttling_as_route53_does(moto_url: 
 def change_record_sets_direct(r53: Any, zone_id: str) -> Any:
     return r53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": [
         {"Action": "UPSERT", "ResourceRecordSet": _simple(WEST)}]})["ChangeInfo"]
+
+
+# -- health checks turn only after FailureThreshold checks at RequestInterval ---------------------
+# Route 53 Developer Guide, "How Amazon Route 53 determines whether a health check is healthy".
+
+def test_a_check_turns_after_threshold_results_in_a_row_and_a_disagreeing_one_starts_the_count_again() -> None:
+    from orchestrator.drill.world.route53_model import CheckStatus
+
+    check = CheckStatus(3)
+    assert check.healthy  # a new check is healthy
+    assert [check.observe(False), check.observe(False)] == [False, False] and check.healthy
+    assert not check.observe(True) and check.healthy  # a success: the count starts again
+    assert [check.observe(False) for _ in range(3)] == [False, False, True] and not check.healthy
+    assert [check.observe(True) for _ in range(2)] == [False, False] and not check.healthy
+    assert check.observe(True) and check.healthy  # as many successes bring it back
+    assert CheckStatus(1).observe(False)  # FailureThreshold 1: the first failure
+
+
+def test_timed_checks_run_at_the_request_interval_on_the_clock_and_scale() -> None:
+    from orchestrator.drill.world.route53_model import TimedChecks
+
+    now = [0.0]
+    down_from, up_from = 10.0, 100.0
+    checks = TimedChecks(lambda: now[0], time_scale=1.0)
+    checks.start("hc", at=0.0)
+    config = {"Type": "TCP", "RequestInterval": 30, "FailureThreshold": 3}
+
+    def measure_at(_cid: str, _cfg: Any, t: float) -> bool:
+        return not (down_from <= t < up_from)
+
+    seen = {}
+    for t in (89.0, 90.0, 179.0, 180.0):
+        now[0] = t
+        seen[t] = checks.status("hc", config, measure_at)
+    # failed checks at 30, 60 and 90: unhealthy at 90, not before; back after 120, 150 and 180
+    assert seen == {89.0: True, 90.0: False, 179.0: False, 180.0: True}
+    # the same on a tenth of the time: 30 s checks every 3 s of the clock; defaults 30 s and 3
+    fast = TimedChecks(lambda: now[0], time_scale=0.1)
+    fast.start("hc", at=0.0)
+    now[0] = 8.9
+    assert fast.status("hc", {"Type": "TCP"}, lambda *_: False)
+    now[0] = 9.0
+    assert not fast.status("hc", {"Type": "TCP"}, lambda *_: False)
+
+
+def test_timed_checks_catch_up_a_clock_moved_far_ahead_in_bounded_steps() -> None:
+    from orchestrator.drill.world.route53_model import TimedChecks
+
+    now = [0.0]
+    checks = TimedChecks(lambda: now[0])
+    checks.start("hc", at=0.0)
+    asked: list[float] = []
+    now[0] = 30.0 * 10**7
+    assert not checks.status("hc", {"Type": "TCP", "FailureThreshold": 10},
+                             lambda _c, _f, t: bool(asked.append(t)))
+    assert len(asked) == TimedChecks.MAX_BACKLOG + 1 and asked[-1] == now[0]
