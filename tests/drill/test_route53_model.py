@@ -390,3 +390,50 @@ def test_timed_checks_catch_up_a_clock_moved_far_ahead_in_bounded_steps() -> Non
     assert not checks.status("hc", {"Type": "TCP", "FailureThreshold": 10},
                              lambda _c, _f, t: bool(asked.append(t)))
     assert len(asked) == TimedChecks.MAX_BACKLOG + 1 and asked[-1] == now[0]
+
+
+# -- one account, one request rate: the product's Route 53 clients in the drill -------------------
+
+def test_the_products_route53_readers_share_the_engines_account_rate_and_get_through(moto_url: str) -> None:
+    """Route 53 Developer Guide, "Throttling for Amazon Route 53 API requests": the request rate is
+    per account, all operations combined. In the drill the engine's client and the product's own
+    readers (`orchestrator.aws.client` for the drill's endpoint) take from the same buckets; the
+    product's adaptive retries get its read through once tokens are back."""
+    from orchestrator.aws import client, on_clients_for
+    from orchestrator.drill.world.engine import share_route53_rate
+    from orchestrator.operations import verify
+
+    ctx = AwsContext(endpoint_url=moto_url)
+    own = client(ctx, "route53", "us-east-1")  # made before: like the DNS stand-in's, outside the rate
+    zone = own.create_hosted_zone(Name="rate.example.net", CallerReference="rate")["HostedZone"]["Id"].split("/")[-1]
+    engine = LocalEngine(ctx, zone, time_scale=1.0)
+    rate = engine.route53_rate
+    rate.take("GetChange")  # the account's bucket exists (the engine's change waits take from it)
+
+    def empty_first(made: Any, service: str, _region: str) -> None:
+        """Just before a product client's first request, the engine's calls have emptied the
+        account's bucket (its operation's own bucket stays full)."""
+        emptied: list[bool] = []
+
+        def empty(**_: Any) -> None:
+            if not emptied:
+                emptied.append(True)
+                account = rate._buckets[""]
+                account.level(rate.clock())
+                account.tokens = 0.0
+
+        made.meta.events.register("before-send.route-53", empty)
+
+    stops = [on_clients_for(moto_url, empty_first), share_route53_rate(moto_url, rate)]
+    try:
+        assert verify.hosted_zone_id(ctx, "rate.example.net") == zone
+        assert rate.throttled[0] == "ListHostedZonesByName"  # refused at first, retried, through
+        refused = len(rate.throttled)
+        assert verify.dns_records(ctx, zone, "iot.rate.example.net") == []  # another reader, the same bucket
+        assert rate.throttled[refused] == "ListResourceRecordSets"
+    finally:
+        for stop in stops:
+            stop()
+    accepted = rate.accepted
+    verify.hosted_zone_id(ctx, "rate.example.net")  # ended: clients made now are not under the rate
+    assert rate.accepted == accepted
