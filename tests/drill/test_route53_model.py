@@ -437,3 +437,40 @@ def test_the_products_route53_readers_share_the_engines_account_rate_and_get_thr
     accepted = rate.accepted
     verify.hosted_zone_id(ctx, "rate.example.net")  # ended: clients made now are not under the rate
     assert rate.accepted == accepted
+
+
+# -- the size of a batch: 1,000 ResourceRecord elements, 32,000 Value characters, UPSERT twice -----
+# Route 53 Developer Guide, "Quotas", "Number of elements and characters in ChangeResourceRecordSets requests".
+
+def _a_set(name: str, values: list[str]) -> dict[str, Any]:
+    return {"Name": f"{name}.example.com", "Type": "TXT", "TTL": 60, "ResourceRecords": [{"Value": v} for v in values]}
+
+
+def test_a_batch_over_1000_resource_records_is_refused_and_an_upsert_counts_twice() -> None:
+    from orchestrator.drill.world.route53_model import apply_batch, batch_size
+
+    creates = [{"Action": "CREATE", "ResourceRecordSet": _a_set(f"n{i}", [f'"{j}"' for j in range(100)])}
+               for i in range(10)]
+    assert batch_size(creates)[0] == 1000
+    assert len(apply_batch([], creates, zone="example.com")) == 10  # exactly at the limit
+    with pytest.raises(InvalidChangeBatch, match="Number of records limit of 1000 exceeded"):
+        apply_batch([], [*creates, {"Action": "CREATE", "ResourceRecordSet": _a_set("one", ['"x"'])}])
+    upserts = [{**c, "Action": "UPSERT"} for c in creates[:5]]  # 500 records, counted 1,000
+    assert batch_size(upserts)[0] == 1000 and apply_batch([], upserts)
+    with pytest.raises(InvalidChangeBatch, match="Number of records limit") as refused:
+        apply_batch([], [*upserts, {"Action": "UPSERT", "ResourceRecordSet": _a_set("one", ['"x"'])}])
+    assert refused.value.code == "InvalidChangeBatch" and refused.value.status == 400
+
+
+def test_a_batch_over_32000_value_characters_is_refused_and_an_upsert_counts_twice() -> None:
+    from orchestrator.drill.world.route53_model import apply_batch, batch_size
+
+    value = '"' + "v" * 3998 + '"'  # 4,000 characters: ResourceRecord's longest Value
+    creates = [{"Action": "CREATE", "ResourceRecordSet": _a_set(f"n{i}", [value, value])} for i in range(4)]
+    assert batch_size(creates) == (8, 32000) and apply_batch([], creates)
+    with pytest.raises(InvalidChangeBatch, match="characters limit of 32000 exceeded"):
+        apply_batch([], [*creates, {"Action": "CREATE", "ResourceRecordSet": _a_set("one", ['"x"'])}])
+    upserts = [{**c, "Action": "UPSERT"} for c in creates[:2]]  # 16,000 characters, counted 32,000
+    assert batch_size(upserts) == (8, 32000) and apply_batch([], upserts)
+    with pytest.raises(InvalidChangeBatch, match="characters limit"):
+        apply_batch([], [*upserts, {"Action": "DELETE", "ResourceRecordSet": _a_set("one", ['"x"'])}])

@@ -153,6 +153,22 @@ def test_one_latency_record_per_region(r53, zone) -> None:  # noqa: ANN001
     assert "latency record for region eu-west-1" in refused(r53, zone, ("CREATE", rr(DE, "b", Region="eu-west-1")))
 
 
+def test_a_batch_over_route53s_size_limits_is_refused_as_route53_refuses_it(r53, zone, gate) -> None:  # noqa: ANN001
+    """Developer Guide, "Quotas": at most 1,000 ResourceRecord elements and 32,000 Value characters
+    per request, an UPSERT's counted twice; refused whole (InvalidChangeBatch, HTTP 400)."""
+    values = [{"Value": f'"{i}"'} for i in range(100)]
+    sets = [{"Name": f"t{i}.example.com", "Type": "TXT", "TTL": 60, "ResourceRecords": values} for i in range(6)]
+    message = refused(r53, zone, *(("UPSERT", s) for s in sets))  # 600 records, counted 1,200
+    assert message.endswith(": [Number of records limit of 1000 exceeded.]"), message
+    assert not [r for r in gate.records(zone) if r["Type"] == "TXT"]  # nothing of it applied
+    change(r53, zone, *(("CREATE", s) for s in sets))  # the same sets created: 600
+    assert len([r for r in gate.records(zone) if r["Type"] == "TXT"]) == 6
+    long = [{"Value": '"' + "v" * 3998 + '"'}]  # 4,000 characters, counted 8,000: five are 40,000
+    big = [{"Name": f"l{i}.example.com", "Type": "TXT", "TTL": 60, "ResourceRecords": long} for i in range(5)]
+    message = refused(r53, zone, *(("UPSERT", s) for s in big))
+    assert message.endswith(": [Number of characters limit of 32000 exceeded.]"), message
+
+
 def test_a_batch_is_all_or_nothing_and_checked_in_order(r53, zone, gate) -> None:  # noqa: ANN001
     change(r53, zone, ("CREATE", rr(EU)))
     # the documented pattern: DELETE the simple record and CREATE routed ones in one batch

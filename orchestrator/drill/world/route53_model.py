@@ -30,6 +30,12 @@ Rules enforced (numbers as in issue 10):
     (Route 53 API reference, ChangeResourceRecordSets, Errors).
 Rules 8-10 are checked when `apply_batch` is told the zone's name and the account's health checks
 (the gate and the drill's engine always tell it).
+11. A batch holds at most 1,000 ResourceRecord elements, an UPSERT's counted twice (Developer Guide,
+    "Quotas", "Number of elements and characters in ChangeResourceRecordSets requests"; the answer
+    is InvalidChangeBatch "Number of records limit of 1000 exceeded.", as quoted in
+    DNSControl/dnscontrol#1114 and kubernetes-sigs/external-dns#2537).
+12. The characters of all Value elements of a batch sum to at most 32,000, an UPSERT's counted
+    twice (same page; octodns/octodns-route53#17 quotes "character limit of 32000 exceeded").
 
 Selection (`candidates`, `select`, `answers`; Route 53 Developer Guide, "How Amazon Route 53
 chooses records when health checking is configured" and "Choosing a routing policy"): a record
@@ -179,6 +185,30 @@ def _check_zone(rr: Mapping[str, Any], zone: str | None, health_checks: Collecti
                                  code="NoSuchHealthCheck", status=404)
 
 
+MAX_BATCH_RECORDS = 1000  # rule 11: ResourceRecord elements per request (UPSERT: each counts twice)
+MAX_BATCH_VALUE_CHARS = 32000  # rule 12: characters of all Value elements per request (UPSERT: twice)
+
+
+def batch_size(changes: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+    """(ResourceRecord elements, Value characters) of a batch as Route 53 counts them against rules
+    11 and 12: an UPSERT's count twice."""
+    records = chars = 0
+    for change in changes:
+        weight = 2 if change.get("Action") == "UPSERT" else 1
+        values = [str(r.get("Value", "")) for r in change["ResourceRecordSet"].get("ResourceRecords") or []]
+        records += weight * len(values)
+        chars += weight * sum(len(v) for v in values)
+    return records, chars
+
+
+def _check_size(changes: Sequence[Mapping[str, Any]]) -> None:
+    records, chars = batch_size(changes)
+    if records > MAX_BATCH_RECORDS:
+        raise InvalidChangeBatch([f"Number of records limit of {MAX_BATCH_RECORDS} exceeded."])
+    if chars > MAX_BATCH_VALUE_CHARS:
+        raise InvalidChangeBatch([f"Number of characters limit of {MAX_BATCH_VALUE_CHARS} exceeded."])
+
+
 def apply_batch(current: Iterable[Mapping[str, Any]], changes: Sequence[Mapping[str, Any]], *,
                 zone: str | None = None, health_checks: Collection[str] | None = None) -> dict[Key, dict[str, Any]]:
     """The zone's record sets after `changes`, or InvalidChangeBatch (nothing applied). With `zone`
@@ -186,6 +216,7 @@ def apply_batch(current: Iterable[Mapping[str, Any]], changes: Sequence[Mapping[
     state: dict[Key, dict[str, Any]] = {key(r): normalise(r) for r in current}
     if not changes:
         raise InvalidChangeBatch(["Invalid request: the change batch has no changes"], code="InvalidInput")
+    _check_size(changes)
     for change in changes:
         action = change["Action"]
         rr = normalise(change["ResourceRecordSet"])
