@@ -51,6 +51,10 @@ probes TCP endpoints, reads ARC routing controls and CloudWatch alarms; `Health`
 which regions are down: TCP/HTTP(S) follow the region of their endpoint, RECOVERY_CONTROL an ARC
 routing control's state, CLOUDWATCH_METRIC its alarm (ALARM while the alarm's region is down, OK
 otherwise, unless `alarms` says otherwise).
+
+Health-check timing (`CheckStatus`, `TimedChecks`; Developer Guide, "How Amazon Route 53 determines
+whether a health check is healthy"): an endpoint check turns only after FailureThreshold
+consecutive results at RequestInterval; the drill's TCP checker and the tests' gate both use it.
 """
 
 from __future__ import annotations
