@@ -11,7 +11,7 @@ botocore's retries off. Every other client uses botocore's adaptive mode.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -44,6 +44,28 @@ class AwsContext:
     def assuming(self, role_arn: str | None) -> AwsContext:
         """The same context acting through `role_arn` (None: the caller's own account)."""
         return replace(self, role_arn=role_arn)
+
+
+# Hooks for the clients made for one endpoint URL: a local world (the drill, `drill/world/engine.py`)
+# puts the AWS rules moto does not have on every client the product makes for its endpoint (Route
+# 53's per-account request rate). Empty outside a local world; nothing registers for AWS itself.
+ClientHook = Callable[[Any, str, str], None]  # (client, service, region)
+_ENDPOINT_HOOKS: dict[str, list[ClientHook]] = {}
+
+
+def on_clients_for(endpoint_url: str, hook: ClientHook) -> Callable[[], None]:
+    """Call `hook(client, service, region)` on every client `client()` makes for `endpoint_url`
+    from now on; returns what removes it again."""
+    _ENDPOINT_HOOKS.setdefault(endpoint_url, []).append(hook)
+
+    def remove() -> None:
+        hooks = _ENDPOINT_HOOKS.get(endpoint_url, [])
+        if hook in hooks:
+            hooks.remove(hook)
+        if not hooks:
+            _ENDPOINT_HOOKS.pop(endpoint_url, None)
+
+    return remove
 
 
 SESSION_NAME = "orchestrate"
@@ -151,7 +173,10 @@ def client(ctx: AwsContext, service: str, region: str, *, own_retries: bool = Fa
             kwargs["aws_access_key_id"] = _DUMMY_KEY
             kwargs["aws_secret_access_key"] = _DUMMY_KEY
     with aws_errors(f"{service} in {region}"):
-        return sess.client(service, **kwargs)
+        made = sess.client(service, **kwargs)
+    for hook in list(_ENDPOINT_HOOKS.get(ctx.endpoint_url or "", ())):
+        hook(made, service, region)
+    return made
 
 
 def bucket_region(ctx: AwsContext, bucket: str, *, via: str = "us-east-1", own_retries: bool = False) -> str:

@@ -18,7 +18,12 @@ gate on 127.0.0.1, which
 - asks `tests.iot_strict` whether AWS IoT would refuse the request (what moto accepts that IoT
   does not) and answers its refusal in IoT's shape;
 - remembers each health check's configuration as created (moto drops RecoveryControl ARNs), so
-  `answers()` can say what the name resolves to.
+  `answers()` can say what the name resolves to;
+- runs each endpoint health check as Route 53's checkers do (`route53_model.TimedChecks`, the
+  model's one `CheckStatus` rule): checked every RequestInterval x `health_scale` on the gate's
+  clock against the regions that were down at that time (`down` keeps its history), unhealthy only
+  after FailureThreshold failed checks in a row and healthy again after as many successes; what
+  `answers()` gives for the live outage and what GetHealthCheckStatus reports follow it.
 
 Everything else is passed through unchanged.
 """
@@ -48,6 +53,53 @@ _CRED = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 _RRSET = re.compile(r"^/2013-04-01/hostedzone/([^/]+)/rrset/?$")
 _HC = re.compile(r"^/2013-04-01/healthcheck/?([^/]*)$")
 _CHANGE = re.compile(r"^/2013-04-01/change/([^/]+)$")
+_HC_STATUS = re.compile(r"^/2013-04-01/healthcheck/([^/]+)/status$")
+
+
+# The gate's health checks run on a compressed clock: a 30 s RequestInterval is 0.3 s of the gate's
+# clock, so a check with FailureThreshold 3 turns unhealthy about 0.9 s after its region went down.
+HEALTH_SCALE = 0.01
+
+
+class Outages(set[str]):
+    """The regions that do not answer (a set, as tests change it), with its history on `clock`:
+    `at(t)` is the set as it was at time t (what a health check run at t saw)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        super().__init__()
+        self._clock = clock
+        self.history: list[tuple[float, frozenset[str]]] = []
+
+    def _noted(self) -> None:
+        self.history.append((self._clock(), frozenset(self)))
+
+    def add(self, region: str) -> None:
+        super().add(region)
+        self._noted()
+
+    def discard(self, region: object) -> None:
+        super().discard(region)
+        self._noted()
+
+    def remove(self, region: str) -> None:
+        super().remove(region)
+        self._noted()
+
+    def update(self, *regions: Any) -> None:
+        super().update(*regions)
+        self._noted()
+
+    def clear(self) -> None:
+        super().clear()
+        self._noted()
+
+    def at(self, t: float) -> frozenset[str]:
+        found: frozenset[str] = frozenset()
+        for when, regions in self.history:
+            if when > t:
+                break
+            found = regions
+        return found
 
 
 @dataclass(frozen=True)
@@ -150,7 +202,8 @@ class Gate:
 
     def __init__(self, moto_url: str) -> None:
         self.moto_url = moto_url.rstrip("/")
-        self.down: set[str] = set()
+        self.clock: Callable[[], float] = time.monotonic
+        self.down = Outages(lambda: self.clock())
         self.calls: list[Call] = []
         self.refused: list[Call] = []
         self.rejected_batches: list[tuple[list[dict[str, Any]], list[str]]] = []
@@ -160,13 +213,14 @@ class Gate:
         # a change is PENDING for `propagation_s` after it is accepted, then INSYNC (GetChange); a
         # batch that touches a record set with a change still PENDING is refused with
         # PriorRequestNotComplete. 0 (the default): INSYNC at the first GetChange.
-        self.clock: Callable[[], float] = time.monotonic
         self.propagation = strict.Propagation(0.0, clock=lambda: self.clock())
         self.propagation_s = 0.0  # the property below: the time of the changes accepted from now on
         self.change_reads: list[tuple[str, str]] = []  # (change id, status answered)
         # Route 53's request rate (route53_model.RequestRate: 50 at once, 10 per second per account
         # and per operation), on the gate's clock; every Route 53 request a test sends takes a token
         self.route53_rate = strict.RequestRate(clock=lambda: self.clock())
+        # Route 53's checkers, on the gate's clock (HEALTH_SCALE); `health_scale` may be changed by a test
+        self.checkers = strict.TimedChecks(lambda: self.clock(), HEALTH_SCALE)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self.url = ""
@@ -195,7 +249,8 @@ class Gate:
     def reset(self) -> None:
         """Forget everything (the moto server behind was reset)."""
         with self._lock:
-            self.down.clear()
+            self.down = Outages(lambda: self.clock())
+            self.checkers = strict.TimedChecks(lambda: self.clock(), HEALTH_SCALE)
             self.calls.clear()
             self.refused.clear()
             self.rejected_batches.clear()
@@ -237,9 +292,33 @@ class Gate:
             out.extend(page["ResourceRecordSets"])
         return out
 
-    def answers(self, zone_id: str, name: str, *, down: frozenset[str] = frozenset(),
+    @property
+    def health_scale(self) -> float:
+        return self.checkers.time_scale
+
+    @health_scale.setter
+    def health_scale(self, scale: float) -> None:
+        self.checkers.time_scale = scale
+
+    def check_healthy(self, check_id: str) -> bool:
+        """An endpoint check's status as Route 53's checkers have decided it by now (live outage)."""
+        return self.checkers.status(check_id, self.health_checks[check_id], self._measure_at)
+
+    def _measure_at(self, check_id: str, config: Any, t: float) -> bool:
+        """What a checker saw at time t: the endpoint answers unless its region was down then."""
+        return strict.endpoint_region(config.get("FullyQualifiedDomainName", "")) not in self.down.at(t)
+
+    def answers(self, zone_id: str, name: str, *, down: frozenset[str] | None = None,
                 controls: dict[str, str] | None = None) -> frozenset[str]:
-        health = strict.Health(dict(self.health_checks), down, controls or {})
+        """What resolvers may receive for `name`. Without `down`: now, the endpoint checks as Route
+        53's checkers have decided them by now over the live outage (`self.down`: a region that went
+        down counts only after FailureThreshold checks). With `down`: settled, what Route 53 answers
+        once its checks have counted those regions down (and every other one up)."""
+        if down is None:
+            health = strict.Health(dict(self.health_checks), frozenset(), controls or {},
+                                   endpoint=lambda cid, _cfg: self.check_healthy(cid))
+        else:
+            health = strict.Health(dict(self.health_checks), down, controls or {})
         return strict.answer_regions(self.records(zone_id), name, health)
 
     # -- the proxy ------------------------------------------------------------------------------------
@@ -329,7 +408,7 @@ class Gate:
 
     def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list, bytes]:
         parts = urllib.parse.urlsplit(self.moto_url)
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
         try:
             conn.request(method, path, body=body or None, headers={
                 k: v for k, v in headers.items() if k.lower() not in ("transfer-encoding", "connection")})
@@ -347,11 +426,11 @@ class Gate:
         if change and method == "GET":  # PENDING until the change's propagation time has passed
             with self._lock:
                 known = self.propagation.knows(change.group(1))
-                status = self.propagation.status(change.group(1)) if known else "INSYNC"
-                self.change_reads.append((change.group(1), status))
+                answered = self.propagation.status(change.group(1)) if known else "INSYNC"
+                self.change_reads.append((change.group(1), answered))
             return 200, [("Content-Type", "text/xml")], (
                 f'<?xml version="1.0"?>\n<GetChangeResponse xmlns="{NS}"><ChangeInfo><Id>{change.group(1)}</Id>'
-                f"<Status>{status}</Status><SubmittedAt>2026-01-01T00:00:00.000Z</SubmittedAt></ChangeInfo>"
+                f"<Status>{answered}</Status><SubmittedAt>2026-01-01T00:00:00.000Z</SubmittedAt></ChangeInfo>"
                 f"</GetChangeResponse>").encode()
         m = _CRED.search(headers.get("Authorization", "") or headers.get("authorization", ""))
         refusal = iot_strict.check(m.group(3) if m else "?", m.group(2) if m else "?", method, path, body,
@@ -360,6 +439,9 @@ class Gate:
             return refusal.answer()
         hc = _HC.match(plain)
         status, out_headers, payload = self._forward(method, path, headers, body)
+        observed = _HC_STATUS.match(plain)
+        if observed and method == "GET" and status == 200:
+            payload = self._observations(observed.group(1), payload)
         status, payload = iot_strict.page(m.group(3) if m else "?", method, path, status, payload)
         if hc and status < 300:
             with self._lock:
@@ -367,11 +449,27 @@ class Gate:
                     created = ET.fromstring(payload).find(f".//{{{NS}}}Id")
                     if created is not None and created.text:
                         self.health_checks[created.text] = _health_config(body)
+                        self.checkers.start(created.text)  # healthy; first checked one interval on
                 elif method == "POST" and hc.group(1):
                     self.health_checks.setdefault(hc.group(1), {}).update(_health_config(body))
                 elif method == "DELETE" and hc.group(1):
                     self.health_checks.pop(hc.group(1), None)
+                    self.checkers.forget(hc.group(1))
         return status, out_headers, payload
+
+    def _observations(self, check_id: str, payload: bytes) -> bytes:
+        """GetHealthCheckStatus as Route 53 answers it for an endpoint check: each checker's latest
+        observation (moto always reports success). The local world's checkers all see the same
+        endpoint, so every observation is the latest result of the check's one `CheckStatus`."""
+        config = self.health_checks.get(check_id)
+        if config is None or config.get("Type", "TCP") not in strict.ENDPOINT_TYPES:
+            return payload
+        last = self.checkers.state(check_id, config, self._measure_at).last_ok
+        if last is None or last:  # not checked yet: Route 53 considers a new check healthy
+            return payload
+        return re.sub(rb"<Status>Success[^<]*</Status>",
+                      b"<Status>Failure: Connection timed out. The endpoint or the internet connection is down, "
+                      b"or requests are being blocked by your firewall.</Status>", payload)
 
     def _change_batch(self, zone_id: str, body: bytes) -> tuple[int, list, bytes]:
         changes = parse_change_batch(body)

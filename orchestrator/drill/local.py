@@ -312,7 +312,7 @@ class LocalDrill:
     def _aws(self, w: _World) -> None:
         """ARC's cluster (when the control is ARC), the moto server, the hosted zone, the engine that
         applies the real programs to them and the drill's own environment."""
-        from orchestrator.drill.world.engine import LocalEngine
+        from orchestrator.drill.world.engine import LocalEngine, share_route53_rate
 
         opts = self.opts
         w.started = time.time()
@@ -333,6 +333,9 @@ class LocalDrill:
         w.zone_id = w.r53.create_hosted_zone(Name=topology.hosted_zone, CallerReference=f"drill-{w.started}")[
             "HostedZone"]["Id"].split("/")[-1]
         w.engine = LocalEngine(w.aws, w.zone_id, w.arc, time_scale=opts.time_scale)
+        # one account: the product's Route 53 readers take from the engine's request-rate buckets
+        # (the DNS stand-in's client, made above, is Route 53's name servers: not under it)
+        w.cleanup.callback(share_route53_rate(w.endpoint, w.engine.route53_rate))
         w.dctx = self._drill_context(w.endpoint, w.engine, w.control)
         w.domain = w.dctx.topology().domain
 

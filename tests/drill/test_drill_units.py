@@ -113,7 +113,7 @@ def test_arc_gates_answer_by_routing_control_and_tcp_check_together() -> None:
         assert answers.answer(None)[0] == "b"
         controls["rc-a"], controls["rc-b"] = "On", "Off"
         assert answers.answer(None)[0] == "a"
-        answers._checkers[0].status["tcp-a"] = False  # the primary's endpoint stopped answering
+        answers._checkers[0].checks["tcp-a"].healthy = False  # the primary's endpoint stopped answering
         assert answers.answer(None)[0] == "a"  # no gate healthy: all count as healthy, so the PRIMARY
         controls["rc-b"] = "On"
         assert answers.answer(None)[0] == "b"

@@ -138,7 +138,7 @@ def test_the_drill_and_the_tests_give_the_same_answers_for_the_same_records_and_
         for down in (frozenset(), *(frozenset({r}) for r in REGION_OF.values()), frozenset(REGION_OF.values())):
             for checker in drill._checkers:  # the drill's TCP measurements: a region down fails its probe
                 for cid, spec in checker.specs.items():
-                    checker.status[cid] = REGION_OF[spec.fqdn] not in down
+                    checker.checks[cid].healthy = REGION_OF[spec.fqdn] not in down
             expected = answers(sets, "iot.example.com", Health(CHECKS, down))
             got = {drill.answer(client)[0] for client in (None, *REGION_OF.values())}
             # failover: one answer wherever the resolver is; latency: each resolver the nearest healthy record
@@ -334,3 +334,143 @@ def test_the_drills_route53_client_answers_throttling_as_route53_does(moto_url: 
 def change_record_sets_direct(r53: Any, zone_id: str) -> Any:
     return r53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": [
         {"Action": "UPSERT", "ResourceRecordSet": _simple(WEST)}]})["ChangeInfo"]
+
+
+# -- health checks turn only after FailureThreshold checks at RequestInterval ---------------------
+# Route 53 Developer Guide, "How Amazon Route 53 determines whether a health check is healthy".
+
+def test_a_check_turns_after_threshold_results_in_a_row_and_a_disagreeing_one_starts_the_count_again() -> None:
+    from orchestrator.drill.world.route53_model import CheckStatus
+
+    check = CheckStatus(3)
+    assert check.healthy  # a new check is healthy
+    assert [check.observe(False), check.observe(False)] == [False, False] and check.healthy
+    assert not check.observe(True) and check.healthy  # a success: the count starts again
+    assert [check.observe(False) for _ in range(3)] == [False, False, True] and not check.healthy
+    assert [check.observe(True) for _ in range(2)] == [False, False] and not check.healthy
+    assert check.observe(True) and check.healthy  # as many successes bring it back
+    assert CheckStatus(1).observe(False)  # FailureThreshold 1: the first failure
+
+
+def test_timed_checks_run_at_the_request_interval_on_the_clock_and_scale() -> None:
+    from orchestrator.drill.world.route53_model import TimedChecks
+
+    now = [0.0]
+    down_from, up_from = 10.0, 100.0
+    checks = TimedChecks(lambda: now[0], time_scale=1.0)
+    checks.start("hc", at=0.0)
+    config = {"Type": "TCP", "RequestInterval": 30, "FailureThreshold": 3}
+
+    def measure_at(_cid: str, _cfg: Any, t: float) -> bool:
+        return not (down_from <= t < up_from)
+
+    seen = {}
+    for t in (89.0, 90.0, 179.0, 180.0):
+        now[0] = t
+        seen[t] = checks.status("hc", config, measure_at)
+    # failed checks at 30, 60 and 90: unhealthy at 90, not before; back after 120, 150 and 180
+    assert seen == {89.0: True, 90.0: False, 179.0: False, 180.0: True}
+    # the same on a tenth of the time: 30 s checks every 3 s of the clock; defaults 30 s and 3
+    fast = TimedChecks(lambda: now[0], time_scale=0.1)
+    fast.start("hc", at=0.0)
+    now[0] = 8.9
+    assert fast.status("hc", {"Type": "TCP"}, lambda *_: False)
+    now[0] = 9.0
+    assert not fast.status("hc", {"Type": "TCP"}, lambda *_: False)
+
+
+def test_timed_checks_catch_up_a_clock_moved_far_ahead_in_bounded_steps() -> None:
+    from orchestrator.drill.world.route53_model import TimedChecks
+
+    now = [0.0]
+    checks = TimedChecks(lambda: now[0])
+    checks.start("hc", at=0.0)
+    asked: list[float] = []
+    now[0] = 30.0 * 10**7
+    assert not checks.status("hc", {"Type": "TCP", "FailureThreshold": 10},
+                             lambda _c, _f, t: bool(asked.append(t)))
+    assert len(asked) == TimedChecks.MAX_BACKLOG + 1 and asked[-1] == now[0]
+
+
+# -- one account, one request rate: the product's Route 53 clients in the drill -------------------
+
+def test_the_products_route53_readers_share_the_engines_account_rate_and_get_through(moto_url: str) -> None:
+    """Route 53 Developer Guide, "Throttling for Amazon Route 53 API requests": the request rate is
+    per account, all operations combined. In the drill the engine's client and the product's own
+    readers (`orchestrator.aws.client` for the drill's endpoint) take from the same buckets; the
+    product's adaptive retries get its read through once tokens are back."""
+    from orchestrator.aws import client, on_clients_for
+    from orchestrator.drill.world.engine import share_route53_rate
+    from orchestrator.operations import verify
+
+    ctx = AwsContext(endpoint_url=moto_url)
+    own = client(ctx, "route53", "us-east-1")  # made before: like the DNS stand-in's, outside the rate
+    zone = own.create_hosted_zone(Name="rate.example.net", CallerReference="rate")["HostedZone"]["Id"].split("/")[-1]
+    engine = LocalEngine(ctx, zone, time_scale=1.0)
+    rate = engine.route53_rate
+    rate.take("GetChange")  # the account's bucket exists (the engine's change waits take from it)
+
+    def empty_first(made: Any, service: str, _region: str) -> None:
+        """Just before a product client's first request, the engine's calls have emptied the
+        account's bucket (its operation's own bucket stays full)."""
+        emptied: list[bool] = []
+
+        def empty(**_: Any) -> None:
+            if not emptied:
+                emptied.append(True)
+                account = rate._buckets[""]
+                account.level(rate.clock())
+                account.tokens = 0.0
+
+        made.meta.events.register("before-send.route-53", empty)
+
+    stops = [on_clients_for(moto_url, empty_first), share_route53_rate(moto_url, rate)]
+    try:
+        assert verify.hosted_zone_id(ctx, "rate.example.net") == zone
+        assert rate.throttled[0] == "ListHostedZonesByName"  # refused at first, retried, through
+        refused = len(rate.throttled)
+        assert verify.dns_records(ctx, zone, "iot.rate.example.net") == []  # another reader, the same bucket
+        assert rate.throttled[refused] == "ListResourceRecordSets"
+    finally:
+        for stop in stops:
+            stop()
+    accepted = rate.accepted
+    verify.hosted_zone_id(ctx, "rate.example.net")  # ended: clients made now are not under the rate
+    assert rate.accepted == accepted
+
+
+# -- the size of a batch: 1,000 ResourceRecord elements, 32,000 Value characters, UPSERT twice -----
+# Route 53 Developer Guide, "Quotas", "Number of elements and characters in ChangeResourceRecordSets requests".
+
+def _a_set(name: str, values: list[str]) -> dict[str, Any]:
+    return {"Name": f"{name}.example.com", "Type": "TXT", "TTL": 60, "ResourceRecords": [{"Value": v} for v in values]}
+
+
+def test_a_batch_over_1000_resource_records_is_refused_and_an_upsert_counts_twice() -> None:
+    from orchestrator.drill.world.route53_model import apply_batch, batch_size
+
+    creates = [{"Action": "CREATE", "ResourceRecordSet": _a_set(f"n{i}", [f'"{j}"' for j in range(100)])}
+               for i in range(10)]
+    assert batch_size(creates)[0] == 1000
+    assert len(apply_batch([], creates, zone="example.com")) == 10  # exactly at the limit
+    with pytest.raises(InvalidChangeBatch, match="Number of records limit of 1000 exceeded"):
+        apply_batch([], [*creates, {"Action": "CREATE", "ResourceRecordSet": _a_set("one", ['"x"'])}])
+    upserts = [{**c, "Action": "UPSERT"} for c in creates[:5]]  # 500 records, counted 1,000
+    assert batch_size(upserts)[0] == 1000 and apply_batch([], upserts)
+    with pytest.raises(InvalidChangeBatch, match="Number of records limit") as refused:
+        apply_batch([], [*upserts, {"Action": "UPSERT", "ResourceRecordSet": _a_set("one", ['"x"'])}])
+    assert refused.value.code == "InvalidChangeBatch" and refused.value.status == 400
+
+
+def test_a_batch_over_32000_value_characters_is_refused_and_an_upsert_counts_twice() -> None:
+    from orchestrator.drill.world.route53_model import apply_batch, batch_size
+
+    value = '"' + "v" * 3998 + '"'  # 4,000 characters: ResourceRecord's longest Value
+    creates = [{"Action": "CREATE", "ResourceRecordSet": _a_set(f"n{i}", [value, value])} for i in range(4)]
+    assert batch_size(creates) == (8, 32000) and apply_batch([], creates)
+    with pytest.raises(InvalidChangeBatch, match="characters limit of 32000 exceeded"):
+        apply_batch([], [*creates, {"Action": "CREATE", "ResourceRecordSet": _a_set("one", ['"x"'])}])
+    upserts = [{**c, "Action": "UPSERT"} for c in creates[:2]]  # 16,000 characters, counted 32,000
+    assert batch_size(upserts) == (8, 32000) and apply_batch([], upserts)
+    with pytest.raises(InvalidChangeBatch, match="characters limit"):
+        apply_batch([], [*upserts, {"Action": "DELETE", "ResourceRecordSet": _a_set("one", ['"x"'])}])

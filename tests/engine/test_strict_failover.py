@@ -46,7 +46,7 @@ def _arc_env(arc: Any) -> dict[str, str]:
 
 
 def _answers(gate: Gate, zone: str) -> dict[str, frozenset[str]]:
-    return {"all": gate.answers(zone, NAME),
+    return {"all": gate.answers(zone, NAME, down=frozenset()),  # settled: every region up
             **{f"{r} down": gate.answers(zone, NAME, down=frozenset({r})) for r in (PRIMARY, SECONDARY)}}
 
 

@@ -90,7 +90,8 @@ class World:
 
     def answers(self, *regions: str) -> dict[str, frozenset[str]]:
         controls = self.arc.states()
-        out = {"all": self.gate.answers(self.zone, NAME, controls=controls)}
+        # settled answers (`Gate.answers` with `down`): every region up, then each one down in turn
+        out = {"all": self.gate.answers(self.zone, NAME, down=frozenset(), controls=controls)}
         for region in regions:
             out[f"{region} down"] = self.gate.answers(self.zone, NAME, down=frozenset({region}), controls=controls)
         return out

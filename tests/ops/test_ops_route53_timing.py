@@ -164,3 +164,36 @@ def test_the_products_route53_reads_survive_throttling(gate: Gate, ctx: AwsConte
     assert verify.dns_records(ctx, zone, "iot.example.com") == []
     # the first try of each read was throttled (the bucket was empty), the retry went through
     assert gate.route53_rate.throttled == ["ListHostedZones", "ListHostedZonesByName", "ListResourceRecordSets"]
+
+
+def test_the_engine_tiers_provider_retries_a_throttled_call_as_terraform_provider_aws_does(gate: Gate) -> None:
+    """terraform-provider-aws retries a throttled call up to `max_retries` (default 25) times with
+    exponential backoff (its provider documentation); the engine tier's stand-in provider
+    (tests/engine/fake_aws_provider/retries.py) does the same on the tier's time scale, so a
+    throttled CreateHealthCheck is retried until the account's bucket lets it through instead of
+    failing the `up` (it had 2 retries)."""
+    from tests.engine.fake_aws_provider import retries
+    from tests.engine.fake_aws_provider.moto_mirror import MotoMirror
+
+    class Stepping:  # every Route 53 request reads the gate's clock once: each is 0.025 s later
+        def __init__(self) -> None:
+            self.now = 1000.0
+
+        def __call__(self) -> float:
+            self.now += 0.025
+            return self.now
+
+    clock = Stepping()
+    gate.clock = clock
+    rate = gate.route53_rate
+    rate.take("ListHostedZones")
+    account = rate._buckets[""]
+    account.level(clock())
+    account.tokens = 0.0  # the account's bucket is empty: 0.25 tokens come back per request
+    mirror = MotoMirror(gate.url)
+    found = mirror.created("aws:route53/healthCheck:HealthCheck", "us-east-1", "hc",
+                           {"type": "TCP", "fqdn": "a-ats.iot.eu-west-1.amazonaws.com", "port": 443})
+    assert found and found in gate.health_checks
+    throttled = [op for op in rate.throttled if op == "CreateHealthCheck"]
+    assert len(throttled) >= 3  # more than the 2 retries the stand-in had, fewer than the provider's 25
+    assert retries.MAX_RETRIES == 25 and retries.config().retries["max_attempts"] == 25

@@ -153,6 +153,22 @@ def test_one_latency_record_per_region(r53, zone) -> None:  # noqa: ANN001
     assert "latency record for region eu-west-1" in refused(r53, zone, ("CREATE", rr(DE, "b", Region="eu-west-1")))
 
 
+def test_a_batch_over_route53s_size_limits_is_refused_as_route53_refuses_it(r53, zone, gate) -> None:  # noqa: ANN001
+    """Developer Guide, "Quotas": at most 1,000 ResourceRecord elements and 32,000 Value characters
+    per request, an UPSERT's counted twice; refused whole (InvalidChangeBatch, HTTP 400)."""
+    values = [{"Value": f'"{i}"'} for i in range(100)]
+    sets = [{"Name": f"t{i}.example.com", "Type": "TXT", "TTL": 60, "ResourceRecords": values} for i in range(6)]
+    message = refused(r53, zone, *(("UPSERT", s) for s in sets))  # 600 records, counted 1,200
+    assert message.endswith(": [Number of records limit of 1000 exceeded.]"), message
+    assert not [r for r in gate.records(zone) if r["Type"] == "TXT"]  # nothing of it applied
+    change(r53, zone, *(("CREATE", s) for s in sets))  # the same sets created: 600
+    assert len([r for r in gate.records(zone) if r["Type"] == "TXT"]) == 6
+    long = [{"Value": '"' + "v" * 3998 + '"'}]  # 4,000 characters, counted 8,000: five are 40,000
+    big = [{"Name": f"l{i}.example.com", "Type": "TXT", "TTL": 60, "ResourceRecords": long} for i in range(5)]
+    message = refused(r53, zone, *(("UPSERT", s) for s in big))
+    assert message.endswith(": [Number of characters limit of 32000 exceeded.]"), message
+
+
 def test_a_batch_is_all_or_nothing_and_checked_in_order(r53, zone, gate) -> None:  # noqa: ANN001
     change(r53, zone, ("CREATE", rr(EU)))
     # the documented pattern: DELETE the simple record and CREATE routed ones in one batch
@@ -192,6 +208,59 @@ def test_recovery_control_and_calculated_checks_follow_routing_controls(r53, zon
     assert gate.answers(zone, NAME, controls={arn: "On"}) == {"eu-west-1"}
     assert gate.answers(zone, NAME, controls={arn: "Off"}) == {"eu-central-1"}
     assert gate.answers(zone, NAME, controls={arn: "On"}, down=frozenset({"eu-west-1"})) == {"eu-central-1"}
+
+
+def _failover_pair(r53: Any, zone: str, **timing: Any) -> tuple[str, str]:
+    eu = _check(r53, Type="TCP", FullyQualifiedDomainName=EU, Port=443, **timing)
+    de = _check(r53, Type="TCP", FullyQualifiedDomainName=DE, Port=443, **timing)
+    change(r53, zone, ("CREATE", rr(EU, "primary", Failover="PRIMARY", HealthCheckId=eu)),
+           ("CREATE", rr(DE, "secondary", Failover="SECONDARY", HealthCheckId=de)))
+    return eu, de
+
+
+def _observed(r53: Any, check: str) -> list[str]:
+    return [o["StatusReport"]["Status"].split(":")[0]
+            for o in r53.get_health_check_status(HealthCheckId=check)["HealthCheckObservations"]]
+
+
+def test_an_outage_turns_a_check_unhealthy_only_after_failure_threshold_checks(r53, zone, gate) -> None:  # noqa: ANN001
+    """Route 53 Developer Guide, "How Amazon Route 53 determines whether a health check is healthy":
+    FailureThreshold consecutive failed checks, one every RequestInterval, before the answer moves;
+    as many successes before it moves back. On the gate's clock (a manual one here), unscaled."""
+    clock = ManualClock()
+    gate.clock, gate.health_scale = clock, 1.0
+    clock.advance(1000.0)
+    eu, _ = _failover_pair(r53, zone, RequestInterval=10, FailureThreshold=3)
+    clock.advance(5.0)
+    gate.down.add("eu-west-1")  # checks at +10, +20, +30 after the check was created fail
+    clock.advance(10.0)  # one failed check (+10)
+    assert gate.answers(zone, NAME) == {"eu-west-1"} and gate.check_healthy(eu)
+    assert _observed(r53, eu) == ["Failure"]  # the checkers report the failure; the status waits
+    clock.advance(14.9)  # two (+20)
+    assert gate.answers(zone, NAME) == {"eu-west-1"}
+    clock.advance(0.1)  # the third: 30 s after creation, 25 s after the outage began
+    assert gate.answers(zone, NAME) == {"eu-central-1"} and not gate.check_healthy(eu)
+    gate.down.discard("eu-west-1")
+    clock.advance(29.9)  # successes at +40 and +50
+    assert gate.answers(zone, NAME) == {"eu-central-1"}
+    assert _observed(r53, eu) == ["Success"]
+    clock.advance(0.1)  # and +60
+    assert gate.answers(zone, NAME) == {"eu-west-1"}
+
+
+def test_an_outage_on_the_real_clock_moves_the_answer_within_the_scaled_detection_time(r53, zone, gate) -> None:  # noqa: ANN001
+    """The same on the gate's own clock (HEALTH_SCALE: a 30 s interval is 0.3 s): the answer moves
+    once the checkers have counted the failures, and back once they have counted the successes."""
+    from tests.polling import until
+
+    eu, _ = _failover_pair(r53, zone)  # Route 53's defaults: RequestInterval 30, FailureThreshold 3
+    assert gate.answers(zone, NAME) == {"eu-west-1"}
+    gate.down.add("eu-west-1")
+    assert until(lambda: gate.answers(zone, NAME) == {"eu-central-1"}, timeout=30, every=0.1)
+    state = gate.checkers.state(eu, gate.health_checks[eu], gate._measure_at)
+    assert not state.healthy and state.last_ok is False
+    gate.down.discard("eu-west-1")
+    assert until(lambda: gate.answers(zone, NAME) == {"eu-west-1"}, timeout=30, every=0.1)
 
 
 def test_an_outage_refuses_the_region_and_counts_every_call(gate: Gate) -> None:

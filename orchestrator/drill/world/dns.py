@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.drill.model import DnsChange, HealthTransition
-from orchestrator.drill.world.route53_model import Propagation, alarm_health, check_healthy, select
+from orchestrator.drill.world.route53_model import CheckStatus, Propagation, alarm_health, check_healthy, select
 
 
 @dataclass(frozen=True)
@@ -93,14 +93,15 @@ class HealthChecker:
         self.specs = {s.id: s for s in specs}
         self.address_of = dict(address_of)  # fqdn -> (address, port) on this machine
         self.scale = scale
-        self.status: dict[str, bool] = {s.id: True for s in specs}  # Route 53 starts a new check healthy
+        # Route 53's rule (`route53_model.CheckStatus`): healthy at first, FailureThreshold results in a row flip it
+        self.checks: dict[str, CheckStatus] = {s.id: CheckStatus(s.threshold) for s in specs}
         self.transitions: list[HealthTransition] = []
-        self._streak: dict[str, int] = {s.id: 0 for s in specs}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def healthy(self, check_id: str) -> bool:
-        return self.status.get(check_id, True)
+        check = self.checks.get(check_id)
+        return True if check is None else check.healthy
 
     def start(self) -> None:
         for spec in self.specs.values():
@@ -125,13 +126,7 @@ class HealthChecker:
         interval = max(0.05, spec.interval * self.scale)
         while not self._stop.wait(interval):
             ok = self._probe(spec)
-            if ok == self.status[spec.id]:
-                self._streak[spec.id] = 0
-                continue
-            self._streak[spec.id] += 1
-            if self._streak[spec.id] >= spec.threshold:  # Route 53: `threshold` consecutive results flip it
-                self.status[spec.id] = ok
-                self._streak[spec.id] = 0
+            if self.checks[spec.id].observe(ok):
                 self.transitions.append(HealthTransition(time.time(), spec.id, spec.fqdn, ok))
 
 

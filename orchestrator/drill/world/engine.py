@@ -26,6 +26,8 @@ for create / update / replace / delete in Pulumi's order, with what it made kept
 Route 53 calls go through `PropagatingRoute53`: each change is PENDING for Route 53's propagation
 time on the drill's time scale before GetChange answers INSYNC (moto answers INSYNC at once), and
 every request is under Route 53's request rate on the same scale (`route53_model.RequestRate`).
+That rate is the account's: `share_route53_rate` puts the product's own Route 53 clients for the
+drill's endpoint under the same buckets (the drill does it once the engine is made).
 So the lifecycle (promote-secondary, failover, failback) runs its own code, verification included,
 and the drill's DNS server answers from what the DNS program declared. Nothing here is Pulumi's
 engine beyond that: no state file, no preview; a drill's world lives for one run.
@@ -37,10 +39,10 @@ import io
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.aws import AwsContext, client
+from orchestrator.aws import AwsContext, client, on_clients_for
 from orchestrator.drill.world.mirror import (  # noqa: F401 - RECORD, change_record_sets: the engine's names for tests
     DNS_TYPES,
     HEALTH_CHECK,
@@ -235,6 +237,39 @@ class _Body(io.BytesIO):
         yield self.getvalue()
 
 
+def throttled_answer(rate: Any, request: Any, event_name: str) -> Any:
+    """Route 53's answer to a request over `rate` (`route53_model.RequestRate`): HTTP 400,
+    Throttling, "Rate exceeded", built before the request reaches moto (botocore's `before-send`
+    hook; the operation is the event's last part); None when a token was taken."""
+    from botocore.awsrequest import AWSResponse
+
+    from orchestrator.drill.world.route53_model import THROTTLED, Throttled
+
+    try:
+        rate.take(event_name.rsplit(".", 1)[-1])
+    except Throttled:
+        body = ('<?xml version="1.0"?>\n<ErrorResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/">'
+                f"<Error><Type>Sender</Type><Code>Throttling</Code><Message>{THROTTLED}</Message></Error>"
+                f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>").encode()
+        return AWSResponse(request.url, 400, {"Content-Type": "text/xml"}, _Body(body))
+    return None
+
+
+def share_route53_rate(endpoint_url: str, rate: Any) -> Callable[[], None]:
+    """Put every Route 53 client the product makes for `endpoint_url` (its readers: hosted zone,
+    records, health checks, changes) under `rate`, the account's one set of request-rate buckets
+    the engine's client takes from ("Throttling for Amazon Route 53 API requests": the limit is per
+    account, all Route 53 API operations combined). Returns what ends it. The local DNS stand-in's
+    own reads are Route 53's name servers and health checkers, not API requests of the account,
+    and stay outside (it makes its client before)."""
+    def hook(made: Any, service: str, _region: str) -> None:
+        if service == "route53":
+            made.meta.events.register("before-send.route-53",
+                                      lambda request, event_name="", **_: throttled_answer(rate, request, event_name))
+
+    return on_clients_for(endpoint_url, hook)
+
+
 class PropagatingRoute53:
     """The engine's Route 53 client: moto, with Route 53's change propagation (moto answers every
     change INSYNC at once) and request rate (moto throttles nothing). ChangeResourceRecordSets
@@ -260,20 +295,9 @@ class PropagatingRoute53:
         return getattr(self._r53, name)
 
     def _throttle(self, request: Any, event_name: str = "", **_: Any) -> Any:
-        from botocore.awsrequest import AWSResponse
-
-        from orchestrator.drill.world.route53_model import THROTTLED, Throttled
-
         if self.rate is None or getattr(self._internal, "on", False):
             return None
-        try:
-            self.rate.take(event_name.rsplit(".", 1)[-1])
-        except Throttled:
-            body = ('<?xml version="1.0"?>\n<ErrorResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/">'
-                    f"<Error><Type>Sender</Type><Code>Throttling</Code><Message>{THROTTLED}</Message></Error>"
-                    f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>").encode()
-            return AWSResponse(request.url, 400, {"Content-Type": "text/xml"}, _Body(body))
-        return None
+        return throttled_answer(self.rate, request, event_name)
 
     def change_resource_record_sets(self, *, HostedZoneId: str, ChangeBatch: Mapping[str, Any]) -> Any:  # noqa: N803
         from orchestrator.drill.world.route53_model import key

@@ -30,6 +30,12 @@ Rules enforced (numbers as in issue 10):
     (Route 53 API reference, ChangeResourceRecordSets, Errors).
 Rules 8-10 are checked when `apply_batch` is told the zone's name and the account's health checks
 (the gate and the drill's engine always tell it).
+11. A batch holds at most 1,000 ResourceRecord elements, an UPSERT's counted twice (Developer Guide,
+    "Quotas", "Number of elements and characters in ChangeResourceRecordSets requests"; the answer
+    is InvalidChangeBatch "Number of records limit of 1000 exceeded.", as quoted in
+    DNSControl/dnscontrol#1114 and kubernetes-sigs/external-dns#2537).
+12. The characters of all Value elements of a batch sum to at most 32,000, an UPSERT's counted
+    twice (same page; octodns/octodns-route53#17 quotes "character limit of 32000 exceeded").
 
 Selection (`candidates`, `select`, `answers`; Route 53 Developer Guide, "How Amazon Route 53
 chooses records when health checking is configured" and "Choosing a routing policy"): a record
@@ -45,6 +51,10 @@ probes TCP endpoints, reads ARC routing controls and CloudWatch alarms; `Health`
 which regions are down: TCP/HTTP(S) follow the region of their endpoint, RECOVERY_CONTROL an ARC
 routing control's state, CLOUDWATCH_METRIC its alarm (ALARM while the alarm's region is down, OK
 otherwise, unless `alarms` says otherwise).
+
+Health-check timing (`CheckStatus`, `TimedChecks`; Developer Guide, "How Amazon Route 53 determines
+whether a health check is healthy"): an endpoint check turns only after FailureThreshold
+consecutive results at RequestInterval; the drill's TCP checker and the tests' gate both use it.
 """
 
 from __future__ import annotations
@@ -179,6 +189,30 @@ def _check_zone(rr: Mapping[str, Any], zone: str | None, health_checks: Collecti
                                  code="NoSuchHealthCheck", status=404)
 
 
+MAX_BATCH_RECORDS = 1000  # rule 11: ResourceRecord elements per request (UPSERT: each counts twice)
+MAX_BATCH_VALUE_CHARS = 32000  # rule 12: characters of all Value elements per request (UPSERT: twice)
+
+
+def batch_size(changes: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+    """(ResourceRecord elements, Value characters) of a batch as Route 53 counts them against rules
+    11 and 12: an UPSERT's count twice."""
+    records = chars = 0
+    for change in changes:
+        weight = 2 if change.get("Action") == "UPSERT" else 1
+        values = [str(r.get("Value", "")) for r in change["ResourceRecordSet"].get("ResourceRecords") or []]
+        records += weight * len(values)
+        chars += weight * sum(len(v) for v in values)
+    return records, chars
+
+
+def _check_size(changes: Sequence[Mapping[str, Any]]) -> None:
+    records, chars = batch_size(changes)
+    if records > MAX_BATCH_RECORDS:
+        raise InvalidChangeBatch([f"Number of records limit of {MAX_BATCH_RECORDS} exceeded."])
+    if chars > MAX_BATCH_VALUE_CHARS:
+        raise InvalidChangeBatch([f"Number of characters limit of {MAX_BATCH_VALUE_CHARS} exceeded."])
+
+
 def apply_batch(current: Iterable[Mapping[str, Any]], changes: Sequence[Mapping[str, Any]], *,
                 zone: str | None = None, health_checks: Collection[str] | None = None) -> dict[Key, dict[str, Any]]:
     """The zone's record sets after `changes`, or InvalidChangeBatch (nothing applied). With `zone`
@@ -186,6 +220,7 @@ def apply_batch(current: Iterable[Mapping[str, Any]], changes: Sequence[Mapping[
     state: dict[Key, dict[str, Any]] = {key(r): normalise(r) for r in current}
     if not changes:
         raise InvalidChangeBatch(["Invalid request: the change batch has no changes"], code="InvalidInput")
+    _check_size(changes)
     for change in changes:
         action = change["Action"]
         rr = normalise(change["ResourceRecordSet"])
@@ -261,6 +296,107 @@ def check_healthy(check_id: str, config_of: Callable[[str], Mapping[str, Any] | 
     return (not result) if config.get("Inverted") else result
 
 
+# -- health-check timing ---------------------------------------------------------------------------
+# Route 53 Developer Guide, "How Amazon Route 53 determines whether a health check is healthy"
+# (dns-failover-determining-health-of-endpoints): each health checker sends a request every
+# RequestInterval seconds and considers the endpoint unhealthy only once it fails the number of
+# consecutive checks the failure threshold says, and healthy again after as many consecutive
+# successes (API reference, HealthCheckConfig.FailureThreshold: "The number of consecutive health
+# checks that an endpoint must pass or fail for Amazon Route 53 to change the current status of the
+# endpoint from unhealthy to healthy or vice versa", 1-10, default 3; RequestInterval: 10 or 30,
+# default 30). A new health check is healthy until then. The local world's checkers all see the
+# same endpoint, so the aggregate (healthy when more than 18 % of the checkers say so) is the one
+# checker's status. CALCULATED, RECOVERY_CONTROL and CLOUDWATCH_METRIC checks have no checkers of
+# their own: they follow their children, routing control or alarm (`check_healthy`).
+ENDPOINT_TYPES = ("TCP", "HTTP", "HTTPS", "HTTP_STR_MATCH", "HTTPS_STR_MATCH")
+REQUEST_INTERVAL_DEFAULT_S = 30.0
+FAILURE_THRESHOLD_DEFAULT = 3
+
+
+def check_timing(config: Mapping[str, Any]) -> tuple[float, int]:
+    """(RequestInterval in seconds, FailureThreshold) of an endpoint check, Route 53's defaults
+    where the config names none."""
+    return (float(config.get("RequestInterval") or REQUEST_INTERVAL_DEFAULT_S),
+            int(config.get("FailureThreshold") or FAILURE_THRESHOLD_DEFAULT))
+
+
+class CheckStatus:
+    """An endpoint check's status as Route 53 decides it from its checker's results: healthy at
+    first; `threshold` consecutive results that disagree with the status turn it round; a result
+    that agrees with it starts the count again. The one implementation of this rule: the drill's
+    TCP checker (`drill/world/dns.py`) feeds it real connects, `TimedChecks` (the tests' gate) the
+    state of its outage timeline at each check's time."""
+
+    def __init__(self, threshold: int, healthy: bool = True) -> None:
+        self.threshold = max(1, int(threshold))
+        self.healthy = healthy
+        self.streak = 0
+        self.last_ok: bool | None = None  # the latest result (GetHealthCheckStatus's observation)
+
+    def observe(self, ok: bool) -> bool:
+        """One check's result; True when it turned the status round."""
+        self.last_ok = ok
+        if ok == self.healthy:
+            self.streak = 0
+            return False
+        self.streak += 1
+        if self.streak < self.threshold:
+            return False
+        self.healthy, self.streak = ok, 0
+        return True
+
+
+class TimedChecks:
+    """Endpoint checks on a clock, for a stand-in without checker threads (the tests' gate): a
+    check started at `start(id, at)` is checked every RequestInterval x `time_scale` after it;
+    `status(id, config, measure_at)` runs the checks due up to now, each asking
+    `measure_at(id, config, t)` what the endpoint answered at its time t, through `CheckStatus`.
+    At most `MAX_BACKLOG` checks are run per call (a clock moved far ahead: the earlier ones are
+    dropped; FailureThreshold is at most 10, so the status is decided by the latest ones)."""
+
+    MAX_BACKLOG = 1000
+
+    def __init__(self, clock: Callable[[], float], time_scale: float = 1.0) -> None:
+        self.clock = clock
+        self.time_scale = time_scale
+        self._checks: dict[str, tuple[CheckStatus, float]] = {}  # id -> (status, time of its next check)
+        self._started: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def start(self, check_id: str, at: float | None = None) -> None:
+        with self._lock:
+            self._started[check_id] = self.clock() if at is None else at
+            self._checks.pop(check_id, None)
+
+    def forget(self, check_id: str) -> None:
+        with self._lock:
+            self._started.pop(check_id, None)
+            self._checks.pop(check_id, None)
+
+    def state(self, check_id: str, config: Mapping[str, Any],
+              measure_at: Callable[[str, Mapping[str, Any], float], bool]) -> CheckStatus:
+        interval_s, threshold = check_timing(config)
+        step = max(1e-6, interval_s * self.time_scale)
+        with self._lock:
+            now = self.clock()
+            if check_id not in self._checks:
+                started = self._started.setdefault(check_id, now)
+                self._checks[check_id] = (CheckStatus(threshold), started + step)
+            status, due = self._checks[check_id]
+            behind = int((now - due) // step)
+            if behind > self.MAX_BACKLOG:
+                due += (behind - self.MAX_BACKLOG) * step
+            while due <= now:
+                status.observe(measure_at(check_id, config, due))
+                due += step
+            self._checks[check_id] = (status, due)
+            return status
+
+    def status(self, check_id: str, config: Mapping[str, Any],
+               measure_at: Callable[[str, Mapping[str, Any], float], bool]) -> bool:
+        return self.state(check_id, config, measure_at).healthy
+
+
 @dataclass(frozen=True)
 class Health:
     """A world for the tests' health checks: regions that do not answer, routing-control states."""
@@ -269,6 +405,10 @@ class Health:
     down: frozenset[str] = frozenset()
     controls: Mapping[str, str] = field(default_factory=dict)  # routing control ARN -> On | Off
     alarms: Mapping[str, str] = field(default_factory=dict)  # alarm name -> OK | ALARM | INSUFFICIENT_DATA
+    # an endpoint check's status (id, config) -> healthy, as Route 53's checkers have decided it by
+    # now (`TimedChecks`); None: settled, i.e. as its endpoint's region is in `down` (what Route 53
+    # answers once FailureThreshold checks have counted it)
+    endpoint: Callable[[str, Mapping[str, Any]], bool] | None = None
 
     def healthy(self, check_id: str) -> bool:
         return check_healthy(check_id, self.checks.get, self._measure)
@@ -283,6 +423,8 @@ class Health:
                 raise KeyError(f"CLOUDWATCH_METRIC health check {check_id} names no alarm")
             state = self.alarms.get(alarm["Name"]) or ("ALARM" if alarm.get("Region") in self.down else "OK")
             return alarm_health(state, config.get("InsufficientDataHealthStatus") or "LastKnownStatus", None)
+        if self.endpoint is not None:
+            return self.endpoint(check_id, config)
         return endpoint_region(config.get("FullyQualifiedDomainName", "")) not in self.down
 
 

@@ -216,11 +216,11 @@ class Sts:
         self.url = url
 
     def client(self, service: str, creds: Credentials) -> Any:
-        import boto3  # deferred: only a provider that assumes a role or checks accounts pays for it
-        from botocore.config import Config
+        # deferred: only a provider that assumes a role or checks accounts pays for boto3; retries as
+        # terraform-provider-aws's (25, standard mode) on the tier's time scale (retries.py)
+        from tests.engine.fake_aws_provider import retries
 
-        return boto3.client(service, region_name="us-east-1", endpoint_url=self.url,
-                            config=Config(retries={"max_attempts": 2, "mode": "standard"}), **creds.boto())
+        return retries.client(service, "us-east-1", self.url, creds.boto())
 
     def caller(self, creds: Credentials) -> tuple[str, str]:
         found = self.client("sts", creds).get_caller_identity()

@@ -87,13 +87,10 @@ class MotoMirror(Mirror):
                          time_scale=0.05 / 15)
 
     def _boto(self, service: str, region: str) -> Any:
-        import boto3  # deferred: only a mirrored run pays for it
-        from botocore.config import Config
+        # terraform-provider-aws's retries (25, standard mode) on the tier's time scale (retries.py)
+        from tests.engine.fake_aws_provider import retries
 
-        return boto3.client(
-            service, region_name=region, endpoint_url=self.url, **self.credentials,
-            config=Config(retries={"max_attempts": 2, "mode": "standard"}),
-        )
+        return retries.client(service, region, self.url, self.credentials)
 
     # the plugin's names for the mirror's calls (fake_aws.py: Create, Update, Delete)
     created = Mirror.create
