@@ -39,6 +39,7 @@ from types import SimpleNamespace
 from bench._report import machine, write_section
 from tests.engine.conftest import BUILD_SCRIPT, install_fake_plugins, make_env
 from tests.engine.helpers import ORCHESTRATE, OrchestrateProject, dev_topology, hermetic_aws_env, moto_post
+from tests.moto_server import STRICT_MOTO
 
 SECTION = "Real engine: up --all"
 REGIONS = ["eu-west-1", "eu-central-1", "eu-north-1"]
@@ -76,7 +77,9 @@ def start_moto(base: Path) -> tuple[subprocess.Popen, str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+    # the strict world's moto, as every test tier runs it (plain moto answers 500 to calls the
+    # registry sync makes, e.g. ListCACertificates)
+    proc = subprocess.Popen([sys.executable, "-c", STRICT_MOTO, "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=hermetic_aws_env(os.environ, base))
     url = f"http://127.0.0.1:{port}"

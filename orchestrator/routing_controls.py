@@ -17,7 +17,9 @@ rule's wait period: for `WaitPeriodMs` (5000 by default) after a change, any req
 rule's controls fails (CloudFormation AssertionRule; pulumi_aws SafetyRule.waitPeriodMs). So
 promote -> failover -> failback run back to back meet it; the change is retried, pausing 0.25 s then
 doubling up to 1 s, for at most the wait period plus WAIT_MARGIN_S (15 s for the default rule), and
-the result says how long it waited. Still refused after that: GuardRefused naming the wait.
+the result says how long it waited. Still refused after that: GuardRefused naming the wait. Whether
+"any request" includes reads is not documented: `read_states` (the read-back after a change) waits
+the same way, so it holds if it does.
 
 ARC also throttles: at most 3 mutating calls per second to a cluster endpoint ("Quotas for routing
 control"), answered ThrottlingException (HTTP 429). A throttled call is tried at the next endpoint
@@ -140,6 +142,36 @@ class _Conflict(Exception):
         self.message, self.calls = message, calls
 
 
+class _WaitPeriod:
+    """The pauses of a call the safety rule's wait period refuses: 0.25 s, doubling up to `cap`, for
+    at most the wait period plus WAIT_MARGIN_S; `wait` returns False once that is spent."""
+
+    def __init__(self, wiring: ArcWiring, *, read_back: bool = False) -> None:
+        self.wait_s = wiring.wait_period_ms / 1000
+        self.budget, self.started = self.wait_s + WAIT_MARGIN_S, time.monotonic()
+        self.waited, self.pause = 0.0, FIRST_PAUSE_S
+        # a read right after the change it reads back: the wait period began about when this did, so
+        # the pauses double without the 1 s cap but never past its end (0.25, 0.5, 1, 2, then the
+        # rest: six reads for the default 5 s, one or two for a short one such as the drill's)
+        self.read_back = read_back
+
+    @property
+    def spent(self) -> float:
+        return max(self.waited, time.monotonic() - self.started)
+
+    def wait(self) -> bool:
+        spent = self.spent
+        if spent >= self.budget:
+            return False
+        step = min(self.pause, self.budget - spent)
+        if self.read_back:
+            step = min(step, max(self.wait_s - spent, FIRST_PAUSE_S))
+        _sleep(step)
+        self.waited, self.pause = self.waited + step, self.pause * 2 if self.read_back else min(self.pause * 2,
+                                                                                                 MAX_PAUSE_S)
+        return True
+
+
 def _client(ctx: AwsContext, endpoint: ClusterEndpoint) -> Any:
     from botocore.config import Config
 
@@ -205,8 +237,7 @@ def set_states(ctx: AwsContext, wiring: ArcWiring, states: Mapping[str, ControlS
 
     on = sum(1 for s in states.values() if s is ControlState.ON)
     breaks_rule = set(states) >= set(wiring.controls) and on < wiring.min_on
-    wait_s = wiring.wait_period_ms / 1000
-    budget, started, waited, pause = wait_s + WAIT_MARGIN_S, time.monotonic(), 0.0, FIRST_PAUSE_S
+    period = _WaitPeriod(wiring)
     tried: list[ControlCall] = []
     backoff = _Backoff("UpdateRoutingControlStates")
     while True:
@@ -222,18 +253,14 @@ def set_states(ctx: AwsContext, wiring: ArcWiring, states: Mapping[str, ControlS
                 raise GuardRefused(f"ARC refused the change: it would leave {on} routing control(s) On "
                                    f"(ARC: {conflict.message})",
                                    hint=f"the safety rule keeps at least {wiring.min_on} region(s) On") from None
-            spent = max(waited, time.monotonic() - started)
-            if spent >= budget:
-                raise GuardRefused(f"ARC still refuses the change after {spent:.1f} s (the safety rule's wait "
-                                   f"period is {wait_s:g} s): {conflict.message}",
+            if not period.wait():
+                raise GuardRefused(f"ARC still refuses the change after {period.spent:.1f} s (the safety rule's "
+                                   f"wait period is {period.wait_s:g} s): {conflict.message}",
                                    hint="another change to the routing controls may be under way, or a rule the DNS "
                                         "stack does not declare refuses it: read them with `orchestrate status`, "
                                         "then re-run") from None
-            step = min(pause, budget - spent)
-            _sleep(step)
-            waited, pause = waited + step, min(pause * 2, MAX_PAUSE_S)
             continue
-        return ControlResult(dict(states), region, (*tried, *calls), round(waited, 3), round(backoff.spent, 3))
+        return ControlResult(dict(states), region, (*tried, *calls), round(period.waited, 3), round(backoff.spent, 3))
 
 
 def read_states(ctx: AwsContext, wiring: ArcWiring, *, avoid: Sequence[str] = ()) -> ControlResult:
@@ -249,7 +276,7 @@ def read_states(ctx: AwsContext, wiring: ArcWiring, *, avoid: Sequence[str] = ()
                 return found
             kwargs["NextToken"] = page["NextToken"]
 
-    backoff, tried = _Backoff("ListRoutingControls"), list[ControlCall]()
+    backoff, period, tried = _Backoff("ListRoutingControls"), _WaitPeriod(wiring, read_back=True), list[ControlCall]()
     while True:
         try:
             by_arn, region, calls = _attempt(ctx, wiring, avoid, "ListRoutingControls", listing)
@@ -257,8 +284,15 @@ def read_states(ctx: AwsContext, wiring: ArcWiring, *, avoid: Sequence[str] = ()
         except _Throttled as throttled:  # ARC limits mutating calls only; another service in front may not
             tried.extend(throttled.calls)
             backoff.wait(throttled)
+        except _Conflict as conflict:  # "any request against the target routing controls" in the wait period
+            tried.extend(conflict.calls)
+            if not period.wait():
+                raise OperationFailed(f"ARC still refuses ListRoutingControls after {period.spent:.1f} s (the "
+                                      f"safety rule's wait period is {period.wait_s:g} s): {conflict.message}",
+                                      hint="another change to the routing controls may be under way; re-run "
+                                           "`orchestrate status` to read them") from None
     states = {r: ControlState(by_arn[arn]) for r, arn in wiring.controls.items() if arn in by_arn}
-    return ControlResult(states, region, (*tried, *calls), throttled_s=round(backoff.spent, 3))
+    return ControlResult(states, region, (*tried, *calls), round(period.waited, 3), round(backoff.spent, 3))
 
 
 def only(target: str, regions: Sequence[str]) -> dict[str, ControlState]:

@@ -399,11 +399,12 @@ class Lifecycle:
                       avoid: tuple[str, ...]) -> ControlResult:
         wiring_ = self._arc_wiring(topology)
         result = set_states(self._dns_ctx(), wiring_, states, avoid=avoid)
-        seen = read_states(self._dns_ctx(), wiring_, avoid=avoid).states
-        wrong = {r: s.value for r, s in states.items() if seen.get(r) is not s}
+        read = read_states(self._dns_ctx(), wiring_, avoid=avoid)  # may wait out the change's wait period
+        wrong = {r: s.value for r, s in states.items() if read.states.get(r) is not s}
         if wrong:
             raise OperationFailed(f"routing controls read back differently: {wrong}")
-        return result
+        return replace(result, calls=(*result.calls, *read.calls), waited_s=round(result.waited_s + read.waited_s, 3),
+                       throttled_s=round(result.throttled_s + read.throttled_s, 3))
 
     def _mark_routing(self, routing: RoutingMode) -> str:
         topology = self.app.topology()

@@ -313,16 +313,22 @@ def test_arc_speaks_the_toggle_customer_api_through_boto3(arc: ArcCluster, clock
     c.update_routing_control_states(UpdateRoutingControlStateEntries=[
         {"RoutingControlArn": eu, "RoutingControlState": "On"},
         {"RoutingControlArn": de, "RoutingControlState": "On"}])
-    listed = c.list_routing_controls(ControlPanelArn=PANEL)["RoutingControls"]
-    assert {x["RoutingControlName"]: x["RoutingControlState"] for x in listed} == {
-        "iot-dev-eu-west-1": "On", "iot-dev-eu-central-1": "On"}
     # the safety rule's wait period: for 5000 ms after a change, requests against its controls fail
+    # (reads too: the stricter reading of "any request", see orchestrator/drill/world/arc.py)
     with pytest.raises(ClientError) as waiting:
         c.update_routing_control_state(RoutingControlArn=eu, RoutingControlState="Off")
     assert waiting.value.response["Error"]["Code"] == "ConflictException"
     assert "wait period of 5000 ms" in waiting.value.response["Error"]["Message"]
-    assert arc.states()[eu] == "On" and arc.conflicts == [Conflict(RULE, "wait-period")]
+    for read in (lambda: c.list_routing_controls(ControlPanelArn=PANEL),
+                 lambda: c.get_routing_control_state(RoutingControlArn=de)):
+        with pytest.raises(ClientError) as refused:
+            read()
+        assert refused.value.response["Error"]["Code"] == "ConflictException"
+    assert arc.states()[eu] == "On" and arc.conflicts == [Conflict(RULE, "wait-period")] * 3
     clock.advance(5.0)
+    listed = c.list_routing_controls(ControlPanelArn=PANEL)["RoutingControls"]
+    assert {x["RoutingControlName"]: x["RoutingControlState"] for x in listed} == {
+        "iot-dev-eu-west-1": "On", "iot-dev-eu-central-1": "On"}
     c.update_routing_control_state(RoutingControlArn=eu, RoutingControlState="Off")
     clock.advance(5.0)
     # the safety rule: at least one On
@@ -333,12 +339,14 @@ def test_arc_speaks_the_toggle_customer_api_through_boto3(arc: ArcCluster, clock
     with pytest.raises(ClientError) as missing:
         c.get_routing_control_state(RoutingControlArn=f"{PANEL}/routingcontrol/nope")
     assert missing.value.response["Error"]["Code"] == "ResourceNotFoundException"
-    assert arc.count("us-west-2") == 7
+    assert arc.count("us-west-2") == 9
 
 
-def test_arc_endpoints_share_one_state_and_a_down_region_does_not_answer(arc: ArcCluster) -> None:
+def test_arc_endpoints_share_one_state_and_a_down_region_does_not_answer(arc: ArcCluster,
+                                                                        clock: ManualClock) -> None:
     eu = f"{PANEL}/routingcontrol/eu-west-1"
     _arc_client(arc, "us-east-1").update_routing_control_state(RoutingControlArn=eu, RoutingControlState="On")
+    clock.advance(5.0)  # past the safety rule's wait period, which refuses reads too
     assert _arc_client(arc, "ap-northeast-1").get_routing_control_state(
         RoutingControlArn=eu)["RoutingControlState"] == "On"
     arc.down.add("eu-west-1")
@@ -394,8 +402,8 @@ def test_a_safety_rule_refusal_is_a_guard_not_an_outage(arc: ArcCluster) -> None
     assert len(arc.calls) == 1  # not retried against the other endpoints
 
 
-def test_arc_wait_period_covers_only_the_rules_controls_reads_and_overrides(arc: ArcCluster,
-                                                                          clock: ManualClock) -> None:
+def test_arc_wait_period_covers_the_rules_controls_reads_included_and_overrides(arc: ArcCluster,
+                                                                               clock: ManualClock) -> None:
     eu, de = f"{PANEL}/routingcontrol/eu-west-1", f"{PANEL}/routingcontrol/eu-central-1"
     other = f"{PANEL}/routingcontrol/elsewhere"
     arc.add_control(other, "not-in-the-rule", PANEL)
@@ -403,7 +411,10 @@ def test_arc_wait_period_covers_only_the_rules_controls_reads_and_overrides(arc:
     c.update_routing_control_states(UpdateRoutingControlStateEntries=[
         {"RoutingControlArn": eu, "RoutingControlState": "On"}, {"RoutingControlArn": de, "RoutingControlState": "On"}])
     clock.advance(4.999)
-    assert c.get_routing_control_state(RoutingControlArn=eu)["RoutingControlState"] == "On"  # reads answer
+    with pytest.raises(ClientError) as read:  # "any request against the target routing controls"
+        c.get_routing_control_state(RoutingControlArn=eu)
+    assert read.value.response["Error"]["Code"] == "ConflictException"
+    assert c.get_routing_control_state(RoutingControlArn=other)["RoutingControlState"] == "Off"  # not the rule's
     c.update_routing_control_state(RoutingControlArn=other, RoutingControlState="On")  # not the rule's control
     with pytest.raises(ClientError) as refused:
         c.update_routing_control_state(RoutingControlArn=de, RoutingControlState="Off")
@@ -411,7 +422,7 @@ def test_arc_wait_period_covers_only_the_rules_controls_reads_and_overrides(arc:
     # naming the rule in SafetyRulesToOverride skips it, wait period included
     c.update_routing_control_state(RoutingControlArn=de, RoutingControlState="Off", SafetyRulesToOverride=[RULE])
     assert arc.states() == {eu: "On", de: "Off", other: "On"}
-    assert [x.why for x in arc.conflicts] == ["wait-period"]
+    assert [x.why for x in arc.conflicts] == ["wait-period", "wait-period"]
 
 
 def test_arc_wait_period_follows_the_time_scale_and_the_control_plane_takes_it_over_http(clock: ManualClock) -> None:
@@ -469,6 +480,25 @@ def test_routing_controls_wait_out_the_wait_period_and_say_so(arc: ArcCluster, c
     assert max(clock.pauses) <= 1.0
     # each refused call is a conflict or (a 4th mutating call within a second at one endpoint) throttled
     assert [c.ok for c in moved.calls] == [False] * (len(arc.conflicts) + len(arc.throttled)) + [True]
+
+
+def test_a_read_back_inside_the_wait_period_waits_it_out_instead_of_failing(arc: ArcCluster,
+                                                                           clock: ManualClock) -> None:
+    """The cluster refuses reads of the rule's controls in the wait period too (the stricter reading of
+    "any request"): the read-back right after a change waits to the end of that period and reads
+    once more; before, the refusal escaped `read_states` as an unhandled exception."""
+    from orchestrator.aws import AwsContext
+    from orchestrator.routing_controls import ControlState, read_states, set_states
+
+    ctx, wiring = AwsContext(endpoint_url="http://127.0.0.1:1"), _wiring(arc)
+    set_states(ctx, wiring, {"eu-west-1": ControlState.ON, "eu-central-1": ControlState.ON})
+    clock.pauses.clear()
+    read = read_states(ctx, wiring)
+    assert read.states == {"eu-west-1": ControlState.ON, "eu-central-1": ControlState.ON}
+    # 0.25, 0.5, 1 and 2 s, then the rest of the 5 s: six reads, the last one answered at its end
+    assert clock.pauses == [0.25, 0.5, 1.0, 2.0, 1.25] and read.waited_s == pytest.approx(5.0)
+    assert [c.ok for c in read.calls] == [False] * 5 + [True]
+    assert arc.count(operation="ListRoutingControls") == 6
 
 
 def test_a_wait_that_outlasts_the_budget_is_refused_naming_the_wait(arc: ArcCluster, clock: ManualClock) -> None:

@@ -23,8 +23,10 @@ The wait period: a safety rule's `WaitPeriodMs` (5000 by default) is "an evaluat
 which any request against the target routing controls will fail" (CloudFormation
 AWS::Route53RecoveryControl::SafetyRule AssertionRule; pulumi_aws SafetyRule.waitPeriodMs). So an
 update of any of a rule's asserted controls within that many ms of the last accepted update of one
-of them is refused with ConflictException, as a rule violation is. Reads are answered (the
-documentation does not say they fail; an assumption written down in docs/architecture.md). A rule
+of them is refused with ConflictException, as a rule violation is. Reads are refused the same way
+(GetRoutingControlState of such a control, a ListRoutingControls page that lists one): the
+sentence does not say whether reads count, so the stricter reading is taken and the product's
+read-back waits it out (`routing_controls.read_states`). A rule
 named in `SafetyRulesToOverride` is skipped, wait period included. `time_scale` shrinks every wait
 period (the drill's time scale); `clock` is injectable so a test can make time pass without sleeping.
 
@@ -213,9 +215,25 @@ class ArcCluster:
                                429, retryAfterSeconds=1)
             self.mutations[region] = [*recent, now]
 
+    def _readable(self, arns: set[str]) -> None:
+        """ConflictException when a rule asserting one of `arns` changed within its wait period."""
+        with self._lock:
+            now = self.clock()
+            for rule in self.rules.values():
+                last = self.last_change.get(rule.arn)
+                window = rule.wait_period_ms / 1000 * self.time_scale
+                if last is not None and arns & set(rule.asserted) and now - last < window:
+                    self.conflicts.append(Conflict(rule.arn, "wait-period"))
+                    raise ArcError("ConflictException",
+                                   f"routing controls of safety rule {rule.name} ({rule.arn}) changed "
+                                   f"{(now - last) * 1000:.0f} ms ago: requests against them fail for its wait "
+                                   f"period of {rule.wait_period_ms} ms", 409,
+                                   resourceId=rule.arn, resourceType="SafetyRule")
+
     def handle(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:
         if operation == "GetRoutingControlState":
             c = self._control(body.get("RoutingControlArn"))
+            self._readable({c.arn})
             return {"RoutingControlArn": c.arn, "RoutingControlState": c.state, "RoutingControlName": c.name}
         if operation == "UpdateRoutingControlState":
             self._update([body], list(body.get("SafetyRulesToOverride") or []))
@@ -234,6 +252,7 @@ class ArcCluster:
             start = int(body.get("NextToken") or 0)
             size = int(body.get("MaxResults") or 500)
             page = items[start:start + size]
+            self._readable({c.arn for c in page})
             out: dict[str, Any] = {"RoutingControls": [
                 {"ControlPanelArn": c.panel, "RoutingControlArn": c.arn, "RoutingControlName": c.name,
                  "RoutingControlState": c.state, "Owner": "123456789012"} for c in page]}

@@ -93,10 +93,25 @@ class RegionDoor:
         return out
 
     def status_of(self, certificate_id: str) -> str | None:
-        """The status from the watch's last listing; None when that is too old (the authoriser asks)."""
+        """The status from the watch's last listing; None (the authoriser asks the registry) when that
+        is too old or does not name the certificate: a certificate registered after the listing was
+        read has connected (its CONNECT read the registry) and must not be refused as unknown."""
         if time.monotonic() - self._read_at > STATUS_MAX_AGE_S:
             return None
-        return self._statuses.get(certificate_id, "NOT_REGISTERED")
+        return self._statuses.get(certificate_id)
+
+    def _gone(self, certificate_id: str, statuses: dict[str, str]) -> str | None:
+        """Why an open connection of this certificate must be closed (its status), or None. A
+        certificate the listing does not name is asked about once (DescribeCertificate): it may have
+        been registered, and its device connected, after the listing was read."""
+        status = statuses.get(certificate_id)
+        if status is None:
+            try:
+                status = str(self.iot.describe_certificate(certificateId=certificate_id)[
+                    "certificateDescription"].get("status"))
+            except Exception as exc:  # noqa: BLE001 - only a certificate IoT does not know is closed
+                status = "NOT_REGISTERED" if "ResourceNotFound" in str(exc) else "ACTIVE"
+        return None if status == "ACTIVE" else status
 
     def _watch(self) -> None:
         while not self._stop.wait(WATCH_S):
@@ -109,10 +124,9 @@ class RegionDoor:
             if front is None:
                 continue
             front.refresh_policies(self.policy_cache_s)
-            doomed = {s.certificate_id for s in front.live()
-                      if statuses.get(s.certificate_id, "NOT_REGISTERED") != "ACTIVE"}
-            for cid in sorted(doomed):
-                status = statuses.get(cid, "NOT_REGISTERED")
+            doomed = {cid: status for cid in {s.certificate_id for s in front.live()}
+                      if (status := self._gone(cid, statuses)) is not None}
+            for cid, status in sorted(doomed.items()):
                 if front.close_where(_of_certificate(cid), f"certificate {cid} is {status}"):
                     self.closed_on_status.append((time.time(), cid))
 

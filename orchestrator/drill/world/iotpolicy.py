@@ -290,7 +290,9 @@ class Authoriser:
         return client_id if client_id in things else None
 
     def _active(self, certificate_id: str) -> Decision:
-        cert = self._certificate(certificate_id)
+        return self._status(certificate_id, self._certificate(certificate_id))
+
+    def _status(self, certificate_id: str, cert: Mapping[str, Any] | None) -> Decision:
         if cert is None:
             return Decision(False, f"certificate {certificate_id} is not registered in {self.region}")
         if cert.get("status") != "ACTIVE":
@@ -304,10 +306,10 @@ class Authoriser:
                                    "the TLS SNI extension"), None
         if self.custom_domain and sni and sni.lower().rstrip(".") != self.custom_domain:
             return Decision(False, f"SNI {sni} is no domain this endpoint serves"), None
-        active = self._active(certificate_id)
-        if not active:
+        cert = self._certificate(certificate_id)  # one DescribeCertificate: its status and its ARN
+        active = self._status(certificate_id, cert)
+        if not active or cert is None:
             return active, None
-        cert = self._certificate(certificate_id) or {}
         arn = str(cert.get("certificateArn", ""))
         principal = Principal(self.region, self.account, client_id, self._thing(arn, client_id), self.partition)
         session = Session(certificate_id, arn, principal, self._statements(arn))
