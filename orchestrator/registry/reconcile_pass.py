@@ -20,8 +20,8 @@ four paged and committed to the head item after every page, so no slice ever hol
 1b. `retry` (pages of the last pass's failed objects): the things and certificates whose operations
    failed, were blocked or did not read back equal in the pass before, kept as items beside the head
    item (`reconcile-pass/<source>/failed/<pass id>/<n>`, one per page that had failures, at most
-   `FAILED_MAX_ITEMS` = 40, so at most 10,000 objects; more are only counted, and the listing that
-   follows reads them anyway). Each item is re-checked like a page (things as in `read`,
+   `FAILED_MAX_ITEMS` = 40, so at most 10,000 objects; more are only counted, and then the next
+   pass is a full one, whose listing reads them). Each item is re-checked like a page (things as in `read`,
    certificates as in `certificates`, with their policies), right after the fleet phase: a failure
    is repaired minutes into the next pass instead of when its listing reaches it (up to a day at
    1M things), and never restarts or lengthens a pass. What fails again goes on this pass's list.
@@ -103,10 +103,26 @@ does that page again (at most 250 things read again; every write is idempotent);
 service no longer accepts restarts that listing (`restarts` counts it). A head item of another
 format (an older function's pass) is discarded: a new pass starts.
 
-What does not resume: a pass that ended (done, or discarded at `VALIDITY_S`) is not continued; the
-next one lists the whole fleet again (that is the backstop's job), re-checking first the objects
-the last one failed on (`retry`). A page whose reads raise (not an operation: the listing or a read
-refused, a crash) is not skipped: the next slice or execution does it again.
+A page whose reads raise (`READ_ERRORS`: the service refused a read after the Caller's retries, a
+throttling storm, an AccessDenied on one object, a poison name) is tried again, up to
+`PAGE_ATTEMPTS` in the pass, with a backoff (`PAGE_BACKOFF_S`, doubling; in the same slice while its
+budget lasts), each attempt counted in the head item (`page_attempts`, `page_error`). Then it is
+given up (`_Work._give_up`): its listing is read once more and its objects checked one at a time, so
+a poison object fails alone; those whose reads still fail (or the slice's time did not reach) go on
+the failed list, and the pass moves past the page. When the listing call itself keeps failing, its
+next cursor cannot be known: that listing stops there (`unlisted`, the marker kept in the failed
+page's entry) and the pass goes on to the next phase. A given-up page is counted (`pages_failed`,
+the first `FAILED_PAGES_KEPT` described in `failed_pages`) and the pass ends FAILED, but it ends.
+A crash that is not a refused read (any other exception, a timeout) is not counted: the next slice
+or execution does that page again.
+
+What does not resume: a pass that ended (done, or discarded at `VALIDITY_S`) is not continued.
+Which pass follows (`_next_kind`): after a full pass whose failures are all on its failed list (none
+dropped past the bound, no listing stopped) and that is inside the window, a *re-check* pass
+(`kind` RECHECK): the fleet phase, the failed list (`retry`), the end; no listing, since the full
+pass read, applied and read back every other object. Otherwise, and always after a re-check pass,
+a full pass, which lists the whole fleet again (that is the backstop's job), re-checking first the
+objects the last one failed on (`retry`).
 """
 
 from __future__ import annotations

@@ -195,7 +195,7 @@ def _work(table: FakeTable, call: Any, things: Any = None, budget_s: float = SLI
 
     from orchestrator.registry.reconcile_pass import _Work
 
-    work = _Work.__new__(_Work)
+    work: Any = _Work.__new__(_Work)
     work.store = PassStore(table, "applied", "eu-west-1")
     work.limits = SliceLimits(budget_s=budget_s, page_size=3)
     work.t0, work.clock, work.remaining_s, work.pages = 0.0, lambda: 1.0, None, 0
