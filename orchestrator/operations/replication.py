@@ -67,6 +67,8 @@ class ReplicationHealth:
         total = p.get("total_estimate")
         read = int(p.get("read") or 0)
         of = f"{read}/{total} things read ({100 * read // total} %)" if total else f"{read} things read (total unknown)"
+        if p.get("kind") == "recheck":  # no listing: the last pass's failed list, item by item
+            of = f"{int(p.get('retry_next') or 0)}/{int(p.get('retry_items') or 0)} failed-list items re-checked"
         when = pass_stage(p, unknown="ETA unknown until the rate is known")
         kind = "re-checking the last pass's failed objects" if p.get("kind") == "recheck" else "reconciling"
         retrying = (f", page failing ({p.get('page_error')}, attempt {p['page_attempts']})"

@@ -281,7 +281,7 @@ class PassState:
                 "unequal": self.unequal, "failed": self.failed, "failed_dropped": self.failed_dropped,
                 "kind": self.kind, "page_attempts": self.page_attempts, "page_error": self.page_error,
                 "pages_failed": self.pages_failed, "failed_pages": [dict(p) for p in self.failed_pages],
-                "unlisted": self.unlisted,
+                "unlisted": self.unlisted, "retry_items": self.retry_items, "retry_next": self.retry_next,
                 "started_at": _iso(self.started_at), "updated_at": _iso(self.updated_at or now),
                 "rate_per_s": round(rate, 3) if rate else None, "eta_s": eta}
 

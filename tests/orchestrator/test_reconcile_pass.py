@@ -322,3 +322,14 @@ def test_status_says_which_pages_failed_and_what_the_next_pass_does() -> None:
     over = failed_pages({"retry_next_pass": {"objects": 10_000, "dropped": 7, "next": "full"}})
     assert "7 failed objects past the failed list's bound" in over and "lists the whole fleet" in over
     assert failed_pages({}) == ""
+
+
+def test_status_of_a_recheck_pass_counts_failed_list_items_not_things() -> None:
+    from orchestrator.operations.replication import ReplicationHealth
+
+    state = PassState("r", "eu-west-1", 1000.0, phase="retry", kind="recheck", retry_items=3, retry_next=1,
+                      total_estimate=1_000_000, page_attempts=2, page_error="ThrottlingException",
+                      updated_at=1010.0)
+    line = ReplicationHealth("eu-central-1", 0, 0, None, reconciling={**state.progress(1010.0), "stale": False}).line()
+    assert "re-checking the last pass's failed objects" in line and "1/3 failed-list items re-checked" in line
+    assert "page failing (ThrottlingException, attempt 2)" in line
