@@ -56,7 +56,8 @@ class ReplicationHealth:
                                          f"({rec.get('applied', 0)} applied, {rec.get('errors', 0)} errors)")
         dlq = f"{self.dead_letters} dead letters" + (
             f" (run `orchestrate registry replay --from-dlq --region {self.region}`)" if self.dead_letters else "")
-        return f"  {self.region:<15} lag {lag:<22} {dlq:<16}  last reconciliation {last}" + self._pass()
+        return (f"  {self.region:<15} lag {lag:<22} {dlq:<16}  last reconciliation {last}"
+                + failed_pages(rec or {}) + self._pass())
 
     def _pass(self) -> str:
         """`; reconciling: …` while a pass is under way (nothing once it is done or discarded)."""
@@ -66,8 +67,39 @@ class ReplicationHealth:
         total = p.get("total_estimate")
         read = int(p.get("read") or 0)
         of = f"{read}/{total} things read ({100 * read // total} %)" if total else f"{read} things read (total unknown)"
+        if p.get("kind") == "recheck":  # no listing: the last pass's failed list, item by item
+            of = f"{int(p.get('retry_next') or 0)}/{int(p.get('retry_items') or 0)} failed-list items re-checked"
         when = pass_stage(p, unknown="ETA unknown until the rate is known")
-        return f"; reconciling since {p.get('started_at')}: {of}, {p.get('slices', 0)} slices, {when}"
+        kind = "re-checking the last pass's failed objects" if p.get("kind") == "recheck" else "reconciling"
+        retrying = (f", page failing ({p.get('page_error')}, attempt {p['page_attempts']})"
+                    if p.get("page_attempts") else "")
+        return (f"; {kind} since {p.get('started_at')}: {of}, {p.get('slices', 0)} slices, {when}{retrying}"
+                + failed_pages(p))
+
+
+def failed_pages(p: dict[str, Any]) -> str:
+    """The pages a pass gave up on (`reconcile_pass`: their reads kept failing), the failed list's
+    overflow, and what the next pass does about them; nothing when there are none."""
+    out = ""
+    n = int(p.get("pages_failed") or 0)
+    if n:
+        shown = []
+        for page in (p.get("failed_pages") or [])[:3]:
+            where = f" at {page['marker']}" if page.get("marker") else (
+                f" (failed-list item {page['item']})" if page.get("item") is not None else " (first page)")
+            shown.append(f"{page.get('phase')}{where}: {page.get('error')}, unread {page.get('unread', 'nothing')}")
+        more = f"; {n - len(shown)} more" if n > len(shown) else ""
+        out += f"; {n} page(s) failed after their retries [{'; '.join(shown)}{more}]"
+    nxt = p.get("retry_next_pass") or {}
+    dropped = int(p.get("failed_dropped") or nxt.get("dropped") or 0)
+    if dropped:
+        out += (f"; {dropped} failed objects past the failed list's bound (not kept by name: "
+                "the next pass lists the whole fleet)")
+    if nxt.get("next") == "recheck":
+        out += f"; the next pass re-checks only the {nxt.get('objects')} failed objects"
+    elif nxt.get("next") == "full" and (nxt.get("objects") or p.get("unlisted")):
+        out += "; the next pass lists the whole fleet"
+    return out
 
 
 def pass_stage(p: dict[str, Any], unknown: str = "ETA unknown") -> str:

@@ -20,8 +20,8 @@ four paged and committed to the head item after every page, so no slice ever hol
 1b. `retry` (pages of the last pass's failed objects): the things and certificates whose operations
    failed, were blocked or did not read back equal in the pass before, kept as items beside the head
    item (`reconcile-pass/<source>/failed/<pass id>/<n>`, one per page that had failures, at most
-   `FAILED_MAX_ITEMS` = 40, so at most 10,000 objects; more are only counted, and the listing that
-   follows reads them anyway). Each item is re-checked like a page (things as in `read`,
+   `FAILED_MAX_ITEMS` = 40, so at most 10,000 objects; more are only counted, and then the next
+   pass is a full one, whose listing reads them). Each item is re-checked like a page (things as in `read`,
    certificates as in `certificates`, with their policies), right after the fleet phase: a failure
    is repaired minutes into the next pass instead of when its listing reaches it (up to a day at
    1M things), and never restarts or lengthens a pass. What fails again goes on this pass's list.
@@ -103,10 +103,26 @@ does that page again (at most 250 things read again; every write is idempotent);
 service no longer accepts restarts that listing (`restarts` counts it). A head item of another
 format (an older function's pass) is discarded: a new pass starts.
 
-What does not resume: a pass that ended (done, or discarded at `VALIDITY_S`) is not continued; the
-next one lists the whole fleet again (that is the backstop's job), re-checking first the objects
-the last one failed on (`retry`). A page whose reads raise (not an operation: the listing or a read
-refused, a crash) is not skipped: the next slice or execution does it again.
+A page whose reads raise (`READ_ERRORS`: the service refused a read after the Caller's retries, a
+throttling storm, an AccessDenied on one object, a poison name) is tried again, up to
+`PAGE_ATTEMPTS` in the pass, with a backoff (`PAGE_BACKOFF_S`, doubling; in the same slice while its
+budget lasts), each attempt counted in the head item (`page_attempts`, `page_error`). Then it is
+given up (`_Work._give_up`): its listing is read once more and its objects checked one at a time, so
+a poison object fails alone; those whose reads still fail (or the slice's time did not reach) go on
+the failed list, and the pass moves past the page. When the listing call itself keeps failing, its
+next cursor cannot be known: that listing stops there (`unlisted`, the marker kept in the failed
+page's entry) and the pass goes on to the next phase. A given-up page is counted (`pages_failed`,
+the first `FAILED_PAGES_KEPT` described in `failed_pages`) and the pass ends FAILED, but it ends.
+A crash that is not a refused read (any other exception, a timeout) is not counted: the next slice
+or execution does that page again.
+
+What does not resume: a pass that ended (done, or discarded at `VALIDITY_S`) is not continued.
+Which pass follows (`_next_kind`): after a full pass whose failures are all on its failed list (none
+dropped past the bound, no listing stopped) and that is inside the window, a *re-check* pass
+(`kind` RECHECK): the fleet phase, the failed list (`retry`), the end; no listing, since the full
+pass read, applied and read back every other object. Otherwise, and always after a re-check pass,
+a full pass, which lists the whole fleet again (that is the backstop's job), re-checking first the
+objects the last one failed on (`retry`).
 """
 
 from __future__ import annotations
@@ -119,7 +135,9 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.registry.calls import Caller, error_code
+from botocore.exceptions import BotoCoreError, ClientError
+
+from orchestrator.registry.calls import Caller, RetriesExhausted, error_code
 from orchestrator.registry.snapshot import (
     Certificate,
     Coverage,
@@ -156,10 +174,19 @@ LEASE_MS = 960_000  # one invocation (900 s) and a margin
 LAMBDA_MARGIN_S = 120.0  # what a slice leaves of the invocation's remaining time for its last page
 FLEET, RETRY, READ, CERTS, APPLY, DONE = "fleet", "retry", "read", "certificates", "apply", "done"
 FLEET_LISTINGS = ("policies", "types", "groups")  # the fleet phase's listings, in this order
+_FLEET_APIS = {"policies": "list_policies", "types": "list_thing_types", "groups": "list_thing_groups"}
 FAILED_MAX_ITEMS = 40  # items of one pass's failed-objects list (each at most one page: 10,000 objects)
 CERT_MARGIN_S = 3600.0  # certificates created this long before the last finished pass are looked up again
 CERT_LOOKUP_RATE = 10.0  # DescribeCertificate's default quota per second (a lookup of every certificate)
+PAGE_ATTEMPTS = 3  # reads of one page that raise before the page is isolated and its failures listed
+PAGE_BACKOFF_S = 5.0  # the wait before a page's second attempt, doubling (the Caller has retried each call)
+PAGE_BACKOFF_MAX_S = 60.0
+FAILED_PAGES_KEPT = 10  # failed pages described in the head item (all are counted)
+FULL, RECHECK = "full", "recheck"  # a pass's kind: the whole fleet, or only the last pass's failed objects
 _TIGHTENED = ("INACTIVE", "REVOKED")
+# what a page's reads raise when the service refuses them (after the Caller's own retries): the page
+# is tried again, then isolated; anything else (a crash) ends the slice and the next one does the page
+READ_ERRORS: tuple[type[BaseException], ...] = (ClientError, BotoCoreError, RetriesExhausted)
 # one page of a source listing: api -> (page size parameter, cursor parameter, next cursor key, items key)
 _LISTINGS = {
     "list_things": ("maxResults", "nextToken", "nextToken", "things"),
@@ -232,6 +259,12 @@ class PassState:
     failed: int = 0  # objects in them
     failed_dropped: int = 0  # failed objects past the list's bound (found again by the next listing)
     certs_since: float | None = None  # ACTIVE certificates created since then are looked up (None: all)
+    kind: str = FULL  # FULL: every listing; RECHECK: the fleet phase and the last pass's failed list only
+    page_attempts: int = 0  # attempts of the current page whose reads raised (reset when a page commits)
+    page_error: str | None = None  # the last one's error code
+    pages_failed: int = 0  # pages given up after PAGE_ATTEMPTS (their unread objects listed, or a listing stopped)
+    failed_pages: tuple[dict[str, Any], ...] = field(default=())  # the first FAILED_PAGES_KEPT of them
+    unlisted: int = 0  # listings stopped at a page whose listing call kept failing (the rest unread)
 
     def progress(self, now: float) -> dict[str, Any]:
         """What `orchestrate status` shows: counts, the rate so far and the ETA of the read phase."""
@@ -245,7 +278,10 @@ class PassState:
         return {"pass": self.pass_id, "from": self.source, "phase": self.phase, "read": self.read,
                 "total_estimate": self.total_estimate, "pages": self.pages, "slices": self.slices,
                 "certificates": self.certs_read, "applied": self.applied, "errors": self.errors,
-                "unequal": self.unequal, "failed": self.failed,
+                "unequal": self.unequal, "failed": self.failed, "failed_dropped": self.failed_dropped,
+                "kind": self.kind, "page_attempts": self.page_attempts, "page_error": self.page_error,
+                "pages_failed": self.pages_failed, "failed_pages": [dict(p) for p in self.failed_pages],
+                "unlisted": self.unlisted, "retry_items": self.retry_items, "retry_next": self.retry_next,
                 "started_at": _iso(self.started_at), "updated_at": _iso(self.updated_at or now),
                 "rate_per_s": round(rate, 3) if rate else None, "eta_s": eta}
 
@@ -276,6 +312,7 @@ class PassStore:
             fields = {k: data[k] for k in PassState.__dataclass_fields__ if k in data}
             for name in ("dynamic", "notes"):
                 fields[name] = tuple(str(x) for x in fields.get(name) or ())
+            fields["failed_pages"] = tuple(dict(p) for p in fields.get("failed_pages") or ())
             return PassState(**fields)
         except (ValueError, TypeError, KeyError, AttributeError):
             return None  # unreadable: a new pass starts (costs reads, never correctness)
@@ -347,7 +384,10 @@ def run_slice(replicator: Replicator, source: str, limits: SliceLimits = SliceLi
         pages = {FLEET: work.fleet_page, RETRY: work.retry_page, READ: work.things_page,
                  CERTS: work.certificates_page}
         while state.phase in pages and work.more():
-            state = pages[state.phase](state)
+            try:
+                state = pages[state.phase](state)
+            except READ_ERRORS as exc:  # the page's reads were refused: again (bounded), then listed
+                state = work.page_failed(state, exc)
         if state.phase != APPLY or not work.time_left():
             # the end (the plane: a few reads per object) in this slice only while its time budget
             # lasts, else in the next one
@@ -369,7 +409,7 @@ def _current(store: PassStore, replicator: Replicator, now: float) -> PassState:
     since, note = _certs_since(prev)
     state = PassState(uuid.uuid4().hex[:12], store.source, now,
                       total_estimate=things if isinstance(things, int) else None, updated_at=now,
-                      certs_since=since, notes=(note,) if note else (),
+                      certs_since=since, notes=(note,) if note else (), kind=_next_kind(prev, now),
                       retry_of=prev.pass_id if prev is not None and prev.failed_items else None,
                       retry_items=prev.failed_items if prev is not None else 0)
     store.save(state)
@@ -386,11 +426,27 @@ def _certs_since(prev: PassState | None) -> tuple[float | None, str | None]:
     pass over a large fleet: one DescribeCertificate per certificate) is not repeated."""
     if prev is None:
         return None, None
+    if prev.phase == DONE and prev.kind == RECHECK:
+        return prev.certs_since, None  # it listed no certificate: the full pass before it did
     if prev.phase == DONE:
         return prev.started_at - CERT_MARGIN_S, None
     if prev.certs_since is not None:
         return prev.certs_since, None
     return _window_note(prev.started_at - CERT_MARGIN_S)
+
+
+def _next_kind(prev: PassState | None, now: float) -> str:
+    """RECHECK after a full pass that finished with failed objects, all of them on its list (none
+    past the list's bound, no listing stopped short) and still inside its validity window: the
+    other objects were read, applied and read back equal by that pass, so re-checking the listed
+    ones (and the fleet phase, which every pass does) completes the proof without listing the fleet
+    again. Otherwise (no failures, a list that overflowed, a listing that stopped, a re-check pass
+    before, a pass too old) a FULL pass, which re-checks the last pass's list first anyway."""
+    if prev is None or prev.phase != DONE or prev.kind != FULL or not prev.failed_items:
+        return FULL
+    if prev.failed_dropped or prev.unlisted or now - prev.started_at > VALIDITY_S:
+        return FULL
+    return RECHECK
 
 
 def _window_note(since: float) -> tuple[float, str]:
@@ -442,6 +498,7 @@ class _Work:
         self.src_data = replicator._source(store.source).data
         self.dst_data = replicator.region.data
         self.pages = 0
+        self.sleep: Callable[[float], None] = time.sleep
 
     def more(self) -> bool:
         """Whether this slice may take another page (page count, time budget, Lambda's time left)."""
@@ -495,11 +552,15 @@ class _Work:
         self.pages += 1
         return state, list(page.get(items_key) or ()), page.get(next_key) or None
 
-    def _failed(self, state: PassState, ops: Iterable[SyncOp]) -> dict[str, Any]:
-        """The head item's changes for one page's failed objects (`_objects` of `ops`): written as
-        the next item of the pass's failed list (before the page's commit, so a kill between the
-        two writes the same item again), or counted as dropped past `FAILED_MAX_ITEMS`."""
+    def _failed(self, state: PassState, ops: Iterable[SyncOp], things_left: Iterable[str] = (),
+                certs_left: Iterable[str] = ()) -> dict[str, Any]:
+        """The head item's changes for one page's failed objects (`_objects` of `ops`, and the
+        objects whose reads kept failing, `things_left` and `certs_left`): written as the next item
+        of the pass's failed list (before the page's commit, so a kill between the two writes the
+        same item again), or counted as dropped past `FAILED_MAX_ITEMS`."""
         things, certs = _objects(ops)
+        things |= set(things_left)
+        certs |= set(certs_left)
         n = len(things) + len(certs)
         if not n:
             return {}
@@ -507,6 +568,148 @@ class _Work:
             return {"failed_dropped": state.failed_dropped + n}
         self.store.save_failed(state, state.failed_items, things, certs)
         return {"failed_items": state.failed_items + 1, "failed": state.failed + n}
+
+    # -- a page whose reads keep failing ------------------------------------------------------------
+    def page_failed(self, state: PassState, exc: BaseException) -> PassState:
+        """The current page's reads raised (`exc`): the attempt is counted in the head item; before
+        `PAGE_ATTEMPTS` the page is tried again after a backoff (in this slice while its time lasts,
+        else in the next), then it is given up (`_give_up`) and the pass moves on."""
+        self.pages += 1  # an attempt is a page of this slice's bound: a slice never spins on one page
+        attempts, code = state.page_attempts + 1, _code(exc)
+        if attempts < PAGE_ATTEMPTS:
+            state = self._commit(state, page_attempts=attempts, page_error=code)
+            delay = min(PAGE_BACKOFF_MAX_S, PAGE_BACKOFF_S * 2 ** (attempts - 1))
+            if self.clock() + delay - self.t0 < self.limits.budget_s and \
+                    (self.remaining_s is None or self.remaining_s() - delay > LAMBDA_MARGIN_S):
+                self.sleep(delay)
+            else:
+                self.pages = self.limits.max_pages  # no time to wait here: the next slice tries it
+            return state
+        return self._give_up(replace(state, page_error=code))
+
+    def _give_up(self, state: PassState) -> PassState:
+        """The page failed `PAGE_ATTEMPTS` times. Its listing is read once more: if that fails too,
+        the listing stops there (its cursor kept in the failed page's entry, the rest of it unread:
+        the next pass is a full one); else the page's objects are checked one at a time, and those
+        whose reads still fail (or were not reached in the slice's time) go on the failed list, with
+        what the others' operations left. Either way the page is committed as done and counted in
+        `pages_failed`, and the pass cannot end ok."""
+        phase = state.phase
+        entry: dict[str, Any] = {"phase": phase, "error": state.page_error, "attempts": PAGE_ATTEMPTS,
+                                 "at": _iso(self.clock())}
+        if phase == RETRY:
+            names, cert_ids = self.store.load_failed(state.retry_of or "", state.retry_next)
+            following = state.retry_next + 1
+            after: dict[str, Any] = {"retry_next": following, "page_attempts": 0,
+                                     "phase": RETRY if following < state.retry_items else _after_retry(state)}
+            entry["item"] = state.retry_next
+            things = [Thing(n) for n in names]  # names only: each is described in the source below
+            certs = [Certificate(c, "ACTIVE") for c in cert_ids]
+            listed_certs = False
+        else:
+            api, cursor, field_name = {READ: ("list_things", state.cursor, "cursor"),
+                                       CERTS: ("list_certificates", state.cert_cursor, "cert_cursor"),
+                                       FLEET: (_FLEET_APIS[state.fleet_step], state.fleet_cursor,
+                                               "fleet_cursor")}[phase]
+            entry["marker"] = cursor
+            if phase == FLEET:
+                entry["listing"] = state.fleet_step
+            try:
+                state, items, token = self._listing(state, api, cursor, field_name)
+            except READ_ERRORS as exc:
+                entry["unread"] = "the rest of the listing"
+                entry["error"] = _code(exc)
+                return self._commit(state, **self._past(state, None), unlisted=state.unlisted + 1,
+                                    **self._failed_page(state, entry))
+            if items is None:  # the cursor was refused: the listing starts over (counted)
+                return replace(state, page_attempts=0)
+            after = self._past(state, token)
+            things, certs, listed_certs = [], [], False
+            if phase == READ:
+                things = [Thing(t["thingName"], t.get("thingTypeName") or None,
+                                {str(k): str(v) for k, v in (t.get("attributes") or {}).items()},
+                                version=t.get("version")) for t in items]
+                after.update(pages=state.pages + 1, read=state.read + len(things),
+                             total_estimate=state.read + len(things) if not token
+                             else max(state.total_estimate or 0, state.read + len(things)) or None)
+            elif phase == CERTS:
+                certs, _ = _cert_checks(items, state.certs_since)
+                listed_certs = True
+                after.update(cert_pages=state.cert_pages + 1, certs_read=state.certs_read + len(items))
+            else:  # a fleet page: its objects are not listed (every pass's fleet phase checks them all)
+                entry["unread"] = f"{len(items)} {state.fleet_step} of this page (the next pass's fleet phase)"
+                return self._commit(state, **after, errors=state.errors + 1, **self._failed_page(state, entry))
+        applied = failed = left = 0
+        warnings: list[str] = []
+        bad: list[SyncOp] = []
+        unread_things: list[str] = []
+        unread_certs: list[str] = []
+        dynamic = frozenset(state.dynamic)
+        for t in things:  # one at a time: a poison object fails alone
+            if not self.time_left():
+                unread_things.append(t.name)
+                continue
+            try:
+                if phase == RETRY:  # a listed name: the thing as the source has it now
+                    found_thing = _thing(self.src, t.name)
+                    if found_thing is None:
+                        continue
+                    t = found_thing
+                a, f, lft, w, b = self._things([t], dynamic)
+            except READ_ERRORS:
+                unread_things.append(t.name)
+                continue
+            applied, failed, left = applied + a, failed + f, left + lft
+            warnings.extend(w)
+            bad.extend(b)
+        for c in certs:
+            if not self.time_left():
+                unread_certs.append(c.id)
+                continue
+            try:
+                if not listed_certs:  # a listed id: its status and ARN as the source has them now
+                    found = _certificate(self.src, c.id)
+                    if found is None:
+                        continue
+                    c = found
+                a, f, lft, w, b = self._certificates([c], {c.id} if not listed_certs or c.status == "ACTIVE" else ())
+            except READ_ERRORS:
+                unread_certs.append(c.id)
+                continue
+            applied, failed, left = applied + a, failed + f, left + lft
+            warnings.extend(w)
+            bad.extend(b)
+        changes: dict[str, Any] = {}
+        if unread_things or unread_certs:
+            entry["unread"] = f"{len(unread_things)} things, {len(unread_certs)} certificates (on the failed list)"
+            entry["objects"] = sorted(unread_things)[:5] + sorted(unread_certs)[:5]
+            changes = self._failed_page(state, entry)
+        return self._commit(state, **after, applied=state.applied + applied, errors=state.errors + failed,
+                            unequal=state.unequal + left, notes=_notes(state.notes, warnings), **changes,
+                            **self._failed(state, bad, unread_things, unread_certs))
+
+    def _past(self, state: PassState, token: str | None) -> dict[str, Any]:
+        """The head item's changes that move the pass past its current page (`token`: the next
+        page's cursor; None: the listing ends here), the page's attempts reset."""
+        out: dict[str, Any] = {"page_attempts": 0}
+        if state.phase == READ:
+            out.update(cursor=token, phase=READ if token else CERTS)
+        elif state.phase == CERTS:
+            out.update(cert_cursor=token, phase=CERTS if token else APPLY)
+        elif state.phase == FLEET:
+            out["fleet_cursor"] = token
+            if token is None:
+                following = FLEET_LISTINGS.index(state.fleet_step) + 1
+                if following < len(FLEET_LISTINGS):
+                    out["fleet_step"] = FLEET_LISTINGS[following]
+                else:
+                    out["phase"] = RETRY if state.retry_next < state.retry_items else _after_retry(state)
+        return out
+
+    @staticmethod
+    def _failed_page(state: PassState, entry: dict[str, Any]) -> dict[str, Any]:
+        kept = state.failed_pages if len(state.failed_pages) >= FAILED_PAGES_KEPT else (*state.failed_pages, entry)
+        return {"pages_failed": state.pages_failed + 1, "failed_pages": kept}
 
     # -- 1. fleet: pages of policies, thing types and thing groups ----------------------------------
     def fleet_page(self, state: PassState) -> PassState:
@@ -516,7 +719,7 @@ class _Work:
         from orchestrator.registry.sync import plan_sync
 
         step = state.fleet_step
-        api = {"policies": "list_policies", "types": "list_thing_types", "groups": "list_thing_groups"}[step]
+        api = _FLEET_APIS[step]
         state, items, token = self._listing(state, api, state.fleet_cursor, "fleet_cursor")
         if items is None:
             return state
@@ -552,8 +755,9 @@ class _Work:
             if following < len(FLEET_LISTINGS):
                 changes["fleet_step"] = FLEET_LISTINGS[following]
             else:
-                changes["phase"] = RETRY if state.retry_next < state.retry_items else READ
+                changes["phase"] = RETRY if state.retry_next < state.retry_items else _after_retry(state)
         return self._commit(state, dynamic=tuple(sorted(dynamic)), applied=state.applied + applied,
+                            page_attempts=0, page_error=None,
                             errors=state.errors + failed, unequal=state.unequal + left,
                             notes=_notes(state.notes, plan.warnings), **changes)
 
@@ -563,7 +767,7 @@ class _Work:
         pages were (read in both regions, planned, applied, read back). What fails again goes on
         this pass's list; the listing that follows checks every thing anyway."""
         if state.retry_of is None or state.retry_next >= state.retry_items:
-            return self._commit(state, phase=READ)
+            return self._commit(state, phase=_after_retry(state))
         self.pages += 1
         names, cert_ids = self.store.load_failed(state.retry_of, state.retry_next)
         things = [t for t in pmap(lambda n: _thing(self.src, n), names, READ_CONCURRENCY) if t is not None]
@@ -571,7 +775,9 @@ class _Work:
         certs = [c for c in pmap(lambda c: _certificate(self.src, c), cert_ids, READ_CONCURRENCY) if c is not None]
         c_applied, c_failed, c_left, c_warnings, c_bad = self._certificates(certs, {c.id for c in certs})
         following = state.retry_next + 1
-        return self._commit(state, retry_next=following, phase=RETRY if following < state.retry_items else READ,
+        return self._commit(state, retry_next=following,
+                            phase=RETRY if following < state.retry_items else _after_retry(state),
+                            page_attempts=0, page_error=None,
                             applied=state.applied + applied + c_applied, errors=state.errors + failed + c_failed,
                             unequal=state.unequal + left + c_left,
                             notes=_notes(state.notes, (*warnings, *c_warnings)),
@@ -593,6 +799,7 @@ class _Work:
             # looking up every ACTIVE certificate (about one a thing) would not end in the window
             since, note = _window_note(state.started_at - CERT_MARGIN_S)
         return self._commit(state, cursor=token, pages=state.pages + 1, read=read, phase=READ if token else CERTS,
+                            page_attempts=0, page_error=None,
                             total_estimate=read if not token else max(state.total_estimate or 0, read) or None,
                             applied=state.applied + applied, errors=state.errors + failed,
                             unequal=state.unequal + left, certs_since=since,
@@ -750,19 +957,10 @@ class _Work:
         state, listed, marker = self._listing(state, "list_certificates", state.cert_cursor, "cert_cursor")
         if listed is None:
             return state
-        since = state.certs_since
-        check, with_policies = [], set()
-        for c in listed:
-            cert = Certificate(c["certificateId"], c["status"], mode=c.get("certificateMode"),
-                               ca_certificate_id=c.get("caCertificateId"), arn=c.get("certificateArn"))
-            created = _created(c)
-            if c.get("status") in _TIGHTENED:
-                check.append(cert)
-            elif c.get("status") == "ACTIVE" and (since is None or created is None or created >= since):
-                check.append(cert)
-                with_policies.add(cert.id)
+        check, with_policies = _cert_checks(listed, state.certs_since)
         applied, failed, left, warnings, bad = self._certificates(check, with_policies)
-        return self._commit(state, cert_cursor=marker, cert_pages=state.cert_pages + 1,
+        return self._commit(state, cert_cursor=marker, cert_pages=state.cert_pages + 1, page_attempts=0,
+                            page_error=None,
                             certs_read=state.certs_read + len(listed), phase=CERTS if marker else APPLY,
                             applied=state.applied + applied, errors=state.errors + failed,
                             unequal=state.unequal + left, notes=_notes(state.notes, warnings),
@@ -801,6 +999,31 @@ class _Work:
         if plan.ops:
             left = list(plan_sync(src, here(), False, region_rewrite=self.rep.region_rewrite, fetch_pems=True).ops)
         return applied, failed, len(left), plan.warnings, [*unapplied, *left]
+
+
+def _cert_checks(listed: Iterable[Mapping[str, Any]], since: float | None) -> tuple[list[Certificate], set[str]]:
+    """Of one page of `ListCertificates`, the certificates to check in the destination (INACTIVE or
+    REVOKED ones, and ACTIVE ones created since `since`) and those whose policies are read too."""
+    check, with_policies = [], set()
+    for c in listed:
+        cert = Certificate(c["certificateId"], c["status"], mode=c.get("certificateMode"),
+                           ca_certificate_id=c.get("caCertificateId"), arn=c.get("certificateArn"))
+        created = _created(c)
+        if c.get("status") in _TIGHTENED:
+            check.append(cert)
+        elif c.get("status") == "ACTIVE" and (since is None or created is None or created >= since):
+            check.append(cert)
+            with_policies.add(cert.id)
+    return check, with_policies
+
+
+def _after_retry(state: PassState) -> str:
+    """The phase after the re-check of the last pass's list: the listing (FULL) or the end (RECHECK)."""
+    return APPLY if state.kind == RECHECK else READ
+
+
+def _code(exc: BaseException) -> str:
+    return str(getattr(exc, "code", None) or error_code(exc) or type(exc).__name__)[:100]
 
 
 def _created(listed: Mapping[str, Any]) -> float | None:
@@ -979,13 +1202,29 @@ def _finish(replicator: Replicator, store: PassStore, state: PassState, clock: C
 
     started = clock()
     at = (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+    # ok only when every page was read, applied and read back equal: a page given up (its objects
+    # on the failed list, or a listing stopped) is unverified, so the pass is FAILED though complete
     result: dict[str, Any] = {"at": at, "from": store.source,
-                              "ok": state.errors == 0 and state.unequal == 0,
+                              "ok": state.errors == 0 and state.unequal == 0 and state.pages_failed == 0
+                              and state.failed == 0 and state.failed_dropped == 0,
                               "applied": state.applied, "errors": state.errors, "unequal": state.unequal,
-                              "things": state.read, "certificates": state.certs_read, "pages": state.pages}
+                              "things": state.read, "certificates": state.certs_read, "pages": state.pages,
+                              "kind": state.kind}
+    if state.kind == RECHECK:
+        # the full pass before this one read every other object; this one re-checked its failed list
+        result.update(rechecked_pass=state.retry_of, things=state.total_estimate or 0)
+    if state.pages_failed:
+        result["pages_failed"] = state.pages_failed
+        result["failed_pages"] = [dict(p) for p in state.failed_pages]
+        if state.unlisted:
+            result["unlisted"] = state.unlisted
     if state.failed or state.failed_dropped:
-        # the objects the next pass re-checks first (its RETRY phase), and those past the list's bound
-        result["retry_next_pass"] = {"objects": state.failed, "dropped": state.failed_dropped}
+        # the objects the next pass re-checks first (its RETRY phase), and those past the list's
+        # bound; `next`: whether that pass re-checks only the list or lists the whole fleet again
+        result["retry_next_pass"] = {"objects": state.failed, "dropped": state.failed_dropped,
+                                     "next": _next_kind(replace(state, phase=DONE), clock())}
+    elif state.unlisted:
+        result["retry_next_pass"] = {"objects": 0, "dropped": 0, "next": FULL}
     if state.notes:
         result["warnings"] = list(state.notes)
     result["plane"] = plane = reconcile_plane(replicator, store.source)
@@ -1001,5 +1240,6 @@ def _finish(replicator: Replicator, store: PassStore, state: PassState, clock: C
     return {"done": True, "progress": final.progress(end), "result": result}
 
 
-__all__ = ["APPLY", "CERTS", "DONE", "FLEET", "PASS_PREFIX", "READ", "RETRY", "SLICE_BUDGET_S", "VALIDITY_S",
+__all__ = ["APPLY", "CERTS", "DONE", "FLEET", "FULL", "PASS_PREFIX", "READ", "RECHECK", "RETRY", "SLICE_BUDGET_S",
+           "VALIDITY_S",
            "PassState", "PassStore", "SliceLimits", "read_progress", "run_slice"]

@@ -480,9 +480,9 @@ def _refuse(thing: str, refused: list[str]) -> Any:
 
 def test_a_failed_operation_is_rechecked_first_by_the_next_pass(world: dict[str, Any]) -> None:
     """One thing's attachment is refused: the pass ends FAILED and keeps that thing on its failed
-    list (an item beside the head item); the next pass re-checks it right after the fleet phase,
-    before its listing reaches any thing, so two slices in the secondary is equal again; and that
-    pass still lists the whole fleet as every pass does, then ends ok."""
+    list (an item beside the head item); the next pass re-checks it right after the fleet phase, so
+    two slices in the secondary is equal again; as every failure of the pass before was on its
+    list, that pass is a re-check pass (it lists no thing) and ends ok; the one after is full."""
     w = world
     dst_iot = w["rep"].region.iot.client
     refused: list[str] = []
@@ -501,19 +501,22 @@ def test_a_failed_operation_is_rechecked_first_by_the_next_pass(world: dict[str,
     assert things == ["meter-07"] and len(certs) == 1
     assert not verify(w).equal
     w["src_reads"].clear()
-    # the next pass: the fleet's pages (policies, types), then groups and the failed list's item
-    second = execute([], stop_after=lambda ex: ex.invocations >= 2)
-    assert second.status == "ABORTED"
-    assert w["src_reads"].names("ListThingPrincipals") == {"meter-07"}  # nothing else read yet
+    # the next pass: the fleet's pages (policies, types), then groups and the failed list's item,
+    # then its end: two slices, and it lists no thing (every failure before was on the list)
+    second = execute([])
+    assert second.status == "SUCCEEDED" and second.invocations == 2
+    assert w["src_reads"].names("ListThingPrincipals") == {"meter-07"}
     state = store.load()
-    assert state is not None and state.retry_of == done.pass_id and state.phase == "read" and state.read == 0
-    assert verify(w).equal  # repaired before the listing reached it
-    w["src_reads"].clear()
-    rest = execute([])
-    assert rest.status == "SUCCEEDED"
-    assert len(w["src_reads"].names("ListThingPrincipals")) == FLEET  # the listing: every thing, once
+    assert state is not None and state.retry_of == done.pass_id and state.kind == "recheck"
+    assert verify(w).equal
     record = w["rep"].store.reconciliation()
     assert record["ok"] is True and "retry_next_pass" not in record
+    assert (record["kind"], record["rechecked_pass"], record["things"]) == ("recheck", done.pass_id, FLEET)
+    w["src_reads"].clear()
+    full = execute([])  # and after a re-check pass, a full one: every thing, once
+    assert full.status == "SUCCEEDED"
+    assert len(w["src_reads"].names("ListThingPrincipals")) == FLEET
+    assert w["rep"].store.reconciliation()["kind"] == "full"
 
 
 def test_the_fleet_phase_is_paged_and_bounded_like_the_others(world: dict[str, Any]) -> None:
@@ -613,3 +616,67 @@ def test_a_first_pass_whose_certificate_lookups_would_outlast_the_window_looks_u
     assert done is not None and done.certs_since is not None and done.certs_since < done.started_at
     got = w["dst"].describe_certificate(certificateId=loose["certificateId"])["certificateDescription"]
     assert got["status"] == "ACTIVE"
+
+
+# -- a page whose reads keep failing ------------------------------------------------------------------
+def _deny_reads(thing: str, denied: list[str]) -> Any:
+    """A before-call hook on the source: ListThingPrincipals of `thing` is refused (AccessDenied, a
+    400 botocore does not retry), as AWS refuses a read the role may not make on one object."""
+    from types import SimpleNamespace
+
+    def hook(params: Mapping[str, Any] | None = None, **_: Any) -> Any:
+        if f"/things/{thing}/principals" in str((params or {}).get("url_path", "")):
+            denied.append(thing)
+            return (SimpleNamespace(status_code=400, headers={}),
+                    {"Error": {"Code": "AccessDeniedException", "Message": "denied by the test"}})
+        return None
+    return hook
+
+
+def test_a_page_whose_reads_keep_failing_is_listed_and_the_pass_completes_failed(
+        world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """One thing's reads are refused in the source for the whole first pass: its page is tried
+    PAGE_ATTEMPTS times, then read one thing at a time; meter-07 alone goes on the failed list and
+    the pass goes on, completing FAILED (the page is unverified) with the failed page in the record
+    and in `orchestrate status`. The reads are allowed again: the next pass re-checks only meter-07
+    (no listing of the fleet), ends ok, and the secondary verifies equal. (Before this, the pass
+    did that page again in every slice until its window discarded it.)"""
+    import orchestrator.registry.reconcile_pass as reconcile_pass
+    from orchestrator.operations.replication import ReplicationHealth
+
+    monkeypatch.setattr(reconcile_pass, "PAGE_BACKOFF_S", 0.0)  # the backoff's wait, not its count
+    w = world
+    src_iot = w["rep"]._source(SRC).iot.client
+    denied: list[str] = []
+    hook = _deny_reads("meter-07", denied)
+    src_iot.meta.events.register("before-call.iot.ListThingPrincipals", hook)
+    w["src_reads"].clear()
+    first = execute([])
+    src_iot.meta.events.unregister("before-call.iot.ListThingPrincipals", hook)
+    assert first.status == "SUCCEEDED", (first.error, first.cause)  # the pass completed
+    # three attempts of the page (meter-06..08), then meter-07 alone once
+    assert len(denied) == reconcile_pass.PAGE_ATTEMPTS + 1
+    record = w["rep"].store.reconciliation()
+    assert record["ok"] is False and record["pages_failed"] == 1
+    page = record["failed_pages"][0]
+    assert (page["phase"], page["error"], page["objects"]) == ("read", "AccessDeniedException", ["meter-07"])
+    assert record["retry_next_pass"] == {"objects": 1, "dropped": 0, "next": "recheck"}
+    assert record["things"] == FLEET  # the pass went on past the page to the end of the listing
+    store = PassStore(client(w["ctx"], "dynamodb", DST), w["rep"].store.table, SRC)
+    done = store.load()
+    assert done is not None and store.load_failed(done.pass_id, 0) == (["meter-07"], [])
+    line = ReplicationHealth(DST, 0, 0, record).line()
+    assert "1 page(s) failed" in line and "AccessDeniedException" in line and "re-checks only the 1" in line
+    assert not verify(w).equal  # meter-07 was never copied
+    w["src_reads"].clear()
+    w["dst_reads"].clear()
+    listed: list[str] = []
+    src_iot.meta.events.register("provide-client-params.iot.ListThings", lambda **_: listed.append("x"))
+    again = execute([])
+    assert again.status == "SUCCEEDED", (again.error, again.cause)
+    # only the failed page's object is read again: one ListThingPrincipals, no listing
+    assert dict(w["src_reads"].by_api["ListThingPrincipals"]) == {"meter-07": 1}
+    assert listed == []
+    record = w["rep"].store.reconciliation()
+    assert record["ok"] is True and record["kind"] == "recheck" and "pages_failed" not in record
+    assert verify(w).equal

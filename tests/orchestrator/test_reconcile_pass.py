@@ -179,3 +179,157 @@ def test_every_listing_pages_from_its_cursor_and_starts_over_when_it_is_refused(
     assert items is None and (got.fleet_cursor, got.restarts) == (None, 1)
     _Work._listing(work, state, "list_thing_groups", None, "fleet_cursor")  # type: ignore[arg-type]
     assert asked[-1] == ("list_thing_groups", {"maxResults": 7})
+
+
+# -- a page whose reads keep failing ------------------------------------------------------------------
+def _denied(api: str = "ListThings") -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": "AccessDeniedException", "Message": "denied by the test"}}, api)
+
+
+def _work(table: FakeTable, call: Any, things: Any = None, budget_s: float = SLICE_BUDGET_S) -> Any:
+    """A `_Work` on a fake table and a fake source (`call`), without a replicator: the page's
+    own reads (`_things`) are `things` when given."""
+    from types import SimpleNamespace
+
+    from orchestrator.registry.reconcile_pass import _Work
+
+    work: Any = _Work.__new__(_Work)
+    work.store = PassStore(table, "applied", "eu-west-1")
+    work.limits = SliceLimits(budget_s=budget_s, page_size=3)
+    work.t0, work.clock, work.remaining_s, work.pages = 0.0, lambda: 1.0, None, 0
+    work.src = SimpleNamespace(call=call)
+    work.slept = []
+    work.sleep = work.slept.append
+    if things is not None:
+        work._things = things
+    return work
+
+
+def test_a_failing_page_is_tried_again_with_backoff_and_its_attempts_are_in_the_head_item() -> None:
+    from orchestrator.registry.reconcile_pass import PAGE_ATTEMPTS, PAGE_BACKOFF_S
+
+    table = FakeTable()
+    work = _work(table, lambda api, **kw: {})
+    state = PassState("p1", "eu-west-1", 0.0, phase="read", cursor="m3")
+    for attempt in range(1, PAGE_ATTEMPTS):
+        state = work.page_failed(state, _denied())
+        assert (state.phase, state.cursor, state.page_attempts, state.page_error) == \
+            ("read", "m3", attempt, "AccessDeniedException")
+        assert work.store.load() == state  # a slice killed now keeps the count
+    assert work.slept == [PAGE_BACKOFF_S, 2 * PAGE_BACKOFF_S]
+    assert state.pages_failed == 0  # not given up yet
+
+
+def test_no_time_to_wait_leaves_the_next_attempt_to_the_next_slice() -> None:
+    table = FakeTable()
+    work = _work(table, lambda api, **kw: {}, budget_s=3.0)
+    state = work.page_failed(PassState("p1", "eu-west-1", 0.0, phase="read"), _denied())
+    assert state.page_attempts == 1 and work.slept == [] and not work.more()
+
+
+def test_a_page_given_up_is_isolated_one_thing_at_a_time_and_only_the_poison_one_is_listed() -> None:
+    """Third failure: the listing is read again, each thing checked alone; the one whose reads
+    still fail goes on the failed list, the others are done, and the pass moves past the page."""
+    from orchestrator.registry.reconcile_pass import PAGE_ATTEMPTS
+
+    table = FakeTable()
+    checked: list[str] = []
+
+    def things(page: list[Any], dynamic: Any) -> tuple[int, int, int, tuple[str, ...], list[Any]]:
+        checked.append(page[0].name)
+        if page[0].name == "meter-07":
+            raise _denied("ListThingPrincipals")
+        return 1, 0, 0, (), []
+
+    def call(api: str, **kwargs: Any) -> dict[str, Any]:
+        assert (api, kwargs) == ("list_things", {"maxResults": 3, "nextToken": "m2"})
+        return {"things": [{"thingName": n} for n in ("meter-06", "meter-07", "meter-08")], "nextToken": "m3"}
+
+    work = _work(table, call, things)
+    state = PassState("p1", "eu-west-1", 0.0, phase="read", cursor="m2", read=6, pages=2,
+                      page_attempts=PAGE_ATTEMPTS - 1)
+    state = work.page_failed(state, _denied())
+    assert checked == ["meter-06", "meter-07", "meter-08"]
+    assert (state.phase, state.cursor, state.read, state.pages, state.page_attempts) == ("read", "m3", 9, 3, 0)
+    assert (state.applied, state.pages_failed, state.failed_items, state.failed, state.unlisted) == (2, 1, 1, 1, 0)
+    page = state.failed_pages[0]
+    assert (page["phase"], page["marker"], page["error"], page["objects"]) == \
+        ("read", "m2", "AccessDeniedException", ["meter-07"])
+    assert work.store.load_failed("p1", 0) == (["meter-07"], [])
+    assert work.store.load() == state
+
+
+def test_a_listing_that_keeps_failing_stops_there_and_the_pass_moves_on() -> None:
+    """ListThings itself refused: its next page cannot be known, so the listing stops at that
+    marker (kept in the failed page), the certificates phase follows, and the next pass is full."""
+    from orchestrator.registry.reconcile_pass import FULL, PAGE_ATTEMPTS, _next_kind
+
+    def call(api: str, **kwargs: Any) -> dict[str, Any]:
+        raise _denied()
+
+    work = _work(FakeTable(), call)
+    state = PassState("p1", "eu-west-1", 0.0, phase="read", cursor="m2", page_attempts=PAGE_ATTEMPTS - 1)
+    state = work.page_failed(state, _denied())
+    assert (state.phase, state.cursor, state.unlisted, state.pages_failed) == ("certificates", None, 1, 1)
+    assert state.failed_pages[0]["marker"] == "m2" and state.failed_pages[0]["unread"] == "the rest of the listing"
+    from dataclasses import replace
+    assert _next_kind(replace(state, phase="done", failed_items=1, failed=1), 10.0) == FULL
+
+
+def test_the_failed_pages_kept_are_bounded_and_all_are_counted() -> None:
+    from orchestrator.registry.reconcile_pass import FAILED_PAGES_KEPT, _Work
+
+    state = PassState("p1", "eu-west-1", 0.0)
+    for i in range(FAILED_PAGES_KEPT + 5):
+        state = PassState(**{**state.__dict__, **_Work._failed_page(state, {"phase": "read", "marker": str(i)})})
+    assert state.pages_failed == FAILED_PAGES_KEPT + 5 and len(state.failed_pages) == FAILED_PAGES_KEPT
+
+
+@pytest.mark.parametrize("changes, now, expected", [
+    ({}, 10.0, "full"),  # nothing failed
+    ({"failed_items": 2, "failed": 3}, 10.0, "recheck"),  # all the failures by name: only those
+    ({"failed_items": 2, "failed": 3, "failed_dropped": 1}, 10.0, "full"),  # the list overflowed
+    ({"failed_items": 2, "failed": 3, "unlisted": 1}, 10.0, "full"),  # a listing stopped short
+    ({"failed_items": 2, "failed": 3}, 40 * 3600.0, "full"),  # past the window: its reads are stale
+    ({"failed_items": 2, "failed": 3, "kind": "recheck"}, 10.0, "full"),  # never two re-checks in a row
+    ({"failed_items": 2, "failed": 3, "phase": "read"}, 10.0, "full"),  # not finished
+])
+def test_which_pass_follows(changes: dict[str, Any], now: float, expected: str) -> None:
+    from orchestrator.registry.reconcile_pass import _next_kind
+
+    prev = PassState(**{**PassState("p", "eu-west-1", 0.0, phase="done").__dict__, **changes})
+    assert _next_kind(prev, now) == expected
+
+
+def test_a_recheck_pass_leaves_the_certificate_window_where_the_full_pass_put_it() -> None:
+    from orchestrator.registry.reconcile_pass import _certs_since
+
+    recheck = PassState("r", "eu-west-1", 9000.0, phase="done", kind="recheck", certs_since=1234.0)
+    assert _certs_since(recheck) == (1234.0, None)
+
+
+def test_status_says_which_pages_failed_and_what_the_next_pass_does() -> None:
+    from orchestrator.operations.replication import failed_pages
+
+    record = {"pages_failed": 1, "failed_pages": [{"phase": "read", "marker": "m2", "error": "AccessDeniedException",
+                                                   "unread": "1 things, 0 certificates (on the failed list)"}],
+              "retry_next_pass": {"objects": 1, "dropped": 0, "next": "recheck"}}
+    line = failed_pages(record)
+    assert "1 page(s) failed" in line and "read at m2: AccessDeniedException" in line
+    assert "re-checks only the 1 failed objects" in line
+    over = failed_pages({"retry_next_pass": {"objects": 10_000, "dropped": 7, "next": "full"}})
+    assert "7 failed objects past the failed list's bound" in over and "lists the whole fleet" in over
+    assert failed_pages({}) == ""
+
+
+def test_status_of_a_recheck_pass_counts_failed_list_items_not_things() -> None:
+    from orchestrator.operations.replication import ReplicationHealth
+
+    state = PassState("r", "eu-west-1", 1000.0, phase="retry", kind="recheck", retry_items=3, retry_next=1,
+                      total_estimate=1_000_000, page_attempts=2, page_error="ThrottlingException",
+                      updated_at=1010.0)
+    line = ReplicationHealth("eu-central-1", 0, 0, None, reconciling={**state.progress(1010.0), "stale": False}).line()
+    assert "re-checking the last pass's failed objects" in line and "1/3 failed-list items re-checked" in line
+    assert "page failing (ThrottlingException, attempt 2)" in line
