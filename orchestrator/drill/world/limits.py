@@ -52,6 +52,8 @@ R53_HEALTH = "https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/dns-fail
 R53_PROPAGATION = "https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/resource-record-sets-editing.html"
 LAMBDA_DDB = "https://docs.aws.amazon.com/lambda/latest/dg/services-ddb-params.html"
 R53_THROTTLING = "https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/throttling-api-requests.html"
+R53_QUOTAS = "https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/DNSLimitations.html"
+R53_HEALTH_CONFIG = "https://docs.aws.amazon.com/Route53/latest/APIReference/API_HealthCheckConfig.html"
 
 _QUOTAS = "orchestrator/registry/quotas.py:DEFAULT_QUOTAS"
 _API_RATES: tuple[tuple[str, float], ...] = (
@@ -144,6 +146,17 @@ LIMITS: tuple[Limit, ...] = (
     Limit("Health check failure threshold", "Route 53", 3, "checks", Source.OURS, "",
           "orchestrator/drill/model.py:ROUTE53_THRESHOLD",
           "the value programs/dns.py sets (AWS allows 1-10; consecutive results flip the status)"),
+    Limit("Health check request interval when none is given", "Route 53", 30.0, "s", Source.AWS, R53_HEALTH_CONFIG,
+          f"{_R53_MODEL}:REQUEST_INTERVAL_DEFAULT_S", "HealthCheckConfig.RequestInterval: 10 or 30, default 30"),
+    Limit("Health check failure threshold when none is given", "Route 53", 3, "checks", Source.AWS,
+          R53_HEALTH_CONFIG, f"{_R53_MODEL}:FAILURE_THRESHOLD_DEFAULT",
+          "HealthCheckConfig.FailureThreshold: 1-10, default 3; that many results in a row turn the status"),
+    Limit("ResourceRecord elements per ChangeResourceRecordSets request", "Route 53", 1000, "elements",
+          Source.AWS, R53_QUOTAS, f"{_R53_MODEL}:MAX_BATCH_RECORDS",
+          "an UPSERT's count twice; over it the whole batch is InvalidChangeBatch"),
+    Limit("Value characters per ChangeResourceRecordSets request", "Route 53", 32000, "characters", Source.AWS,
+          R53_QUOTAS, f"{_R53_MODEL}:MAX_BATCH_VALUE_CHARS",
+          "an UPSERT's count twice; over it the whole batch is InvalidChangeBatch"),
     Limit("Record TTL of the custom domain", "Route 53", 60, "s", Source.OURS, "",
           "orchestrator/drill/model.py:RECORD_TTL_S", "the value programs/dns.py sets"),
     Limit("Change propagation in the drill (PENDING until INSYNC)", "Route 53", 60.0, "s", Source.AWS,
@@ -188,6 +201,8 @@ NOT_LIMITS: dict[str, str] = {
     "orchestrator/drill/world/iotdoor.py:WATCH_S": "how often the local world re-reads certificate statuses "
                                              "(IoT Core disconnects at once; this bounds the delay below 1 s)",
     "orchestrator/drill/world/iotdoor.py:STATUS_MAX_AGE_S": "the oldest status listing a per-packet check may use",
+    "tests/aws_gate.py:HEALTH_SCALE": "the gate's time scale for Route 53's health checks (30 s is 0.3 s), "
+                                      "not an AWS limit",
     "orchestrator/drill/world/authfront.py:_CONNECT_PROPERTIES": "MQTT 5's CONNECT property ids and value sizes "
                                                           "(the protocol's encoding, not an AWS limit)",
 }
