@@ -91,9 +91,11 @@ def test_policy_variables_resolve_or_match_nothing() -> None:
         literal = parse({**version, "Statement": {"Effect": "Allow", "Action": "iot:Connect",
                                                   "Resource": "arn:aws:iot:*:*:client/${iot:ClientId}"}})
         assert not evaluate(literal, Action.CONNECT, "anything", me(client_id="anything", attached=False))
-        assert evaluate(literal, Action.CONNECT, "${iot:ClientId}", me(client_id="${iot:ClientId}", attached=False))
+        literal_id = "${iot:ClientId}"
+        assert evaluate(literal, Action.CONNECT, literal_id, me(client_id=literal_id, attached=False))
     unresolved = parse({"Version": "2012-10-17", "Statement": {
-        "Effect": "Deny", "Action": "iot:Connect", "Resource": "arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}"}})
+        "Effect": "Deny", "Action": "iot:Connect",
+        "Resource": "arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}"}})
     assert not evaluate(unresolved + doc, Action.CONNECT, THING, me())  # resolves: the Deny applies
     assert evaluate(unresolved + doc, Action.CONNECT, THING, me(attached=False))  # unresolved: no match
 
