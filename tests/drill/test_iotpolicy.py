@@ -83,18 +83,26 @@ def test_policy_variables_resolve_or_match_nothing() -> None:
     assert substitute("client/${iot:ClientId}", me(client_id="c1", attached=False)) == "client/c1"
     assert substitute("x/${iot:Connection.Thing.ThingName}", me(attached=False)) is None
     assert substitute("x/${iot:Unknown.Variable}", me()) is None
-    doc = parse({"Statement": {"Effect": "Allow", "Action": "iot:Connect",
-                               "Resource": "arn:aws:iot:*:*:client/${iot:ClientId}"}})
+    doc = parse({"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "iot:Connect",
+                                                        "Resource": "arn:aws:iot:*:*:client/${iot:ClientId}"}})
     assert evaluate(doc, Action.CONNECT, "anything", me(client_id="anything", attached=False))
-    unresolved = parse({"Statement": {"Effect": "Deny", "Action": "iot:Connect",
-                                      "Resource": "arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}"}})
+    # without Version 2012-10-17 a variable is literal text (IAM JSON policy elements: Version)
+    for version in ({}, {"Version": "2008-10-17"}):
+        literal = parse({**version, "Statement": {"Effect": "Allow", "Action": "iot:Connect",
+                                                  "Resource": "arn:aws:iot:*:*:client/${iot:ClientId}"}})
+        assert not evaluate(literal, Action.CONNECT, "anything", me(client_id="anything", attached=False))
+        literal_id = "${iot:ClientId}"
+        assert evaluate(literal, Action.CONNECT, literal_id, me(client_id=literal_id, attached=False))
+    unresolved = parse({"Version": "2012-10-17", "Statement": {
+        "Effect": "Deny", "Action": "iot:Connect",
+        "Resource": "arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}"}})
     assert not evaluate(unresolved + doc, Action.CONNECT, THING, me())  # resolves: the Deny applies
     assert evaluate(unresolved + doc, Action.CONNECT, THING, me(attached=False))  # unresolved: no match
 
 
 def test_what_is_not_modelled_is_refused_not_guessed() -> None:
-    with pytest.raises(PolicyError, match="NotResource"):
-        parse({"Statement": [{"Effect": "Allow", "Action": "iot:*", "NotResource": "x"}]})
+    with pytest.raises(PolicyError, match="Principal"):
+        parse({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "iot:*", "Resource": "*"}]})
     with pytest.raises(PolicyError, match="IpAddress"):
         parse({"Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*",
                               "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}]})
@@ -238,7 +246,7 @@ def test_a_grant_is_cached_as_a_revoke_is_for_new_connects_and_open_connections(
     assert ok and session is not None
 
     # an open connection: a wider default version is not effective before the delay
-    narrow = json.dumps({"Statement": [
+    narrow = json.dumps({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": "iot:Connect", "Resource": "arn:aws:iot:*:*:client/${iot:ClientId}"},
         {"Effect": "Allow", "Action": "iot:Publish", "Resource": "arn:aws:iot:*:*:topic/buildings/*/telemetry"}]})
     wide = registry.documents["device"]

@@ -197,7 +197,8 @@ def _add_destination_extras(dst: Any) -> None:
     dst.add_thing_to_thing_group(thingGroupName="rogue-child", thingName="rogue-1")
     cert = dst.register_certificate_without_ca(certificatePem=make_pem("rogue", 777), status="ACTIVE")
     dst.attach_thing_principal(thingName="rogue-1", principal=cert["certificateArn"])
-    dst.create_policy(policyName="rogue-policy", policyDocument='{"Version":"2012-10-17","Statement":[]}')
+    dst.create_policy(policyName="rogue-policy", policyDocument='{"Version":"2012-10-17","Statement":'
+                      '[{"Effect":"Deny","Action":"iot:*","Resource":"*"}]}')
     dst.attach_policy(policyName="rogue-policy", target=cert["certificateArn"])
     dst.add_thing_to_thing_group(thingGroupName="ops", thingName=thing_name(1))  # extra membership
 

@@ -22,7 +22,8 @@ N = 5
 
 def world(iot: Any) -> list[str]:
     """A policy attached to N certificates, a group of N things, a thing in N groups."""
-    iot.create_policy(policyName="p", policyDocument='{"Version":"2012-10-17","Statement":[]}')
+    iot.create_policy(policyName="p", policyDocument='{"Version":"2012-10-17","Statement":'
+                      '[{"Effect":"Deny","Action":"iot:*","Resource":"*"}]}')
     certs = []
     for _ in range(N):
         cert = iot.create_keys_and_certificate(setAsActive=True)

@@ -23,6 +23,10 @@ clears it. What is added, and the rule each follows (AWS IoT API reference):
   [\w=,@-]; the authorizer function must be a Lambda function of the same region that exists;
   token-signing public keys (at most 2, each a PEM public key) unless `signingDisabled`; status
   ACTIVE or INACTIVE; an ACTIVE authorizer cannot be deleted (DeleteConflictException).
+- CreatePolicy / CreatePolicyVersion (moto takes any document): at most 2,048 characters excluding
+  whitespace (InvalidRequestException), and a document the policy grammar refuses is
+  MalformedPolicyException (`orchestrator/drill/world/iotpolicy.parse_document`, the rules with
+  their sources).
 - Jobs as devices run them (`iot-jobs-data`) and job status transitions: orchestrator/drill/world/iot_jobs.py.
 - Dynamic thing groups: orchestrator/drill/world/iot_groups.py.
 - CreateKeysAndCertificate's certificates signed by an issuing CA the regions' front doors trust
@@ -143,10 +147,21 @@ def install() -> None:
         # maximum length of 2048, excluding whitespace" (AWS IoT API reference). moto takes any size.
         # Of the two errors AWS documents for these calls (InvalidRequestException,
         # MalformedPolicyException), which one a long document gets is not documented: ours.
-        size = sum(1 for c in self._get_param("policyDocument") or "" if not c.isspace())
+        document = self._get_param("policyDocument") or ""
+        size = sum(1 for c in document if not c.isspace())
         if not 1 <= size <= POLICY_DOCUMENT_LIMIT:
             raise InvalidRequestException(
                 f"policyDocument has {size} characters excluding whitespace; the limit is {POLICY_DOCUMENT_LIMIT}")
+        # A document AWS IoT refuses: MalformedPolicyException, "The policy documentation is not
+        # valid" (HTTP 400; CreatePolicy / CreatePolicyVersion, Errors). The rules, each with its
+        # source, are the one parser's (orchestrator/drill/world/iotpolicy.py, parse_document), which
+        # the brokers' authoriser also reads policies with. moto takes any text.
+        from orchestrator.drill.world.iotpolicy import MalformedPolicy, validate
+
+        try:
+            validate(document)
+        except MalformedPolicy as exc:
+            raise _malformed(str(exc)) from None
 
     def create_policy(self: Any) -> Any:
         _policy_fits(self)
@@ -161,6 +176,15 @@ def install() -> None:
                create_policy, create_policy_version):
         setattr(IoTResponse, fn.__name__, fn)
     setattr(IoTResponse, "_orchestrate_plane", True)  # noqa: B010 - a flag on a foreign class
+
+
+def _malformed(message: str) -> Exception:
+    """IoT's MalformedPolicyException (HTTP 400), which moto does not define."""
+    from moto.iot.exceptions import IoTClientError
+
+    error = IoTClientError("MalformedPolicyException", message)
+    error.code = 400
+    return error
 
 
 def _errors() -> Any:

@@ -20,7 +20,13 @@ docs/field-notes-route53-arc.md, IoT section):
   variable matches nothing;
 - conditions with Bool, StringEquals and StringLike on those variables (others are refused as
   not modelled);
-- QoS 2 is not supported by IoT Core: a publish or subscribe asking for it is refused.
+- QoS 2 is not supported by IoT Core: a publish or subscribe asking for it is refused;
+- NotAction / NotResource apply a statement to every action / resource they do not name; under a
+  Version other than 2012-10-17 (or none) `${…}` is literal text, not a variable.
+
+One parser (`parse_document`) reads a document for both the world's CreatePolicy /
+CreatePolicyVersion (iot_plane.py: what AWS refuses as MalformedPolicyException, each rule with its
+source) and the authoriser (`parse`: the same statements, or PolicyError for what it does not model).
 
 Pure evaluation (`evaluate`, `resource_arn`) is separate from the registry reads (`Authoriser`), so
 the rules are unit-tested without a broker.
@@ -56,12 +62,22 @@ class PolicyError(ValueError):
     """A policy document the drill's authoriser does not model (it refuses rather than guesses)."""
 
 
+class MalformedPolicy(PolicyError):
+    """A document AWS IoT refuses at CreatePolicy / CreatePolicyVersion: MalformedPolicyException,
+    "The policy documentation is not valid" (HTTP 400; AWS IoT API reference, CreatePolicy, Errors)."""
+
+
 @dataclass(frozen=True)
 class Statement:
     effect: str  # "Allow" | "Deny"
-    actions: tuple[str, ...]
-    resources: tuple[str, ...]
+    actions: tuple[str, ...]  # with `not_action`, the actions the statement does NOT apply to
+    resources: tuple[str, ...]  # with `not_resource`, the resources it does NOT apply to
     conditions: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (operator, key, values)
+    not_action: bool = False
+    not_resource: bool = False
+    # policy variables are recognised only under Version 2012-10-17; otherwise `${…}` is literal text
+    variables: bool = True
+    principal: bool = False  # the statement has a Principal or NotPrincipal element
 
 
 @dataclass(frozen=True)
@@ -83,32 +99,176 @@ class Decision:
         return self.allowed
 
 
+# -- the one parser: AWS's grammar (the validator) and the authoriser's statements ----------------
+# IoT policies "are JSON documents. They follow the same conventions as IAM policies" (IoT Developer
+# Guide, "AWS IoT Core policies"), so the rules below are IAM's policy grammar ("Grammar of the IAM
+# JSON policy language", IAM User Guide) where the IoT pages confirm it or do not contradict it. What
+# the pages do not settle is NOT refused here and is written down as unknown in
+# docs/field-notes-iot.md ("Policy documents"): unknown `iot:` action names, ARNs of other services or
+# of unknown IoT resource types, unknown policy variables, duplicate Sids, a Principal element.
+
+# <version_block> = "Version" : ("2008-10-17" | "2012-10-17"); "The only allowed values are these";
+# without a Version element "the value defaults to 2008-10-17" (IAM JSON policy elements: Version)
+POLICY_VERSIONS = ("2012-10-17", "2008-10-17")
+# "If your policy includes policy variables, you must include a Version element and set it to
+# 2012-10-17. If you don't ..., variables ... won't be recognized as variables and will instead be
+# treated as literal strings in the policy" (IAM JSON policy elements: Version)
+VARIABLES_VERSION = "2012-10-17"
+# <policy> = { <version_block?> <id_block?> <statement_block> } (IAM grammar)
+_POLICY_ELEMENTS = frozenset({"Version", "Id", "Statement"})
+# <statement> = { <sid_block?> <principal_block?> "Effect" <action_block> <resource_block>
+# <condition_block?> }, with ("Principal" | "NotPrincipal"), ("Action" | "NotAction"),
+# ("Resource" | "NotResource") (IAM grammar)
+_STATEMENT_ELEMENTS = frozenset({"Sid", "Principal", "NotPrincipal", "Effect", "Action", "NotAction",
+                                 "Resource", "NotResource", "Condition"})
+# "you cannot use both Action and NotAction in the same policy statement. Other pairs that are
+# mutually exclusive include Principal/NotPrincipal and Resource/NotResource" (IAM JSON policy
+# element reference)
+_EXCLUSIVE = (("Action", "NotAction"), ("Resource", "NotResource"), ("Principal", "NotPrincipal"))
+# <condition_type_string> (IAM grammar; IAM JSON policy elements: Condition operators), each also with
+# the `IfExists` suffix (but Null), and the set operators' `ForAllValues:` / `ForAnyValue:` prefixes
+# (IAM User Guide, "Creating a condition with multiple keys or values")
+CONDITION_OPERATORS = frozenset({
+    "StringEquals", "StringNotEquals", "StringEqualsIgnoreCase", "StringNotEqualsIgnoreCase", "StringLike",
+    "StringNotLike", "NumericEquals", "NumericNotEquals", "NumericLessThan", "NumericLessThanEquals",
+    "NumericGreaterThan", "NumericGreaterThanEquals", "DateEquals", "DateNotEquals", "DateLessThan",
+    "DateLessThanEquals", "DateGreaterThan", "DateGreaterThanEquals", "Bool", "BinaryEquals", "IpAddress",
+    "NotIpAddress", "ArnEquals", "ArnLike", "ArnNotEquals", "ArnNotLike", "Null",
+})
+# <action_string> = "*" | "<service-namespace>:<action-name>" (IAM grammar: a service namespace, a
+# colon and the action's name, which may hold the wildcards `*` and `?`)
+_ACTION = re.compile(r"\*|[A-Za-z0-9-]+:[A-Za-z0-9*?]+")
+
+
+def _operator_known(operator: str) -> bool:
+    base = operator.split(":", 1)[1] if operator.startswith(("ForAllValues:", "ForAnyValue:")) else operator
+    if base.endswith("IfExists") and base != "NullIfExists":
+        base = base[: -len("IfExists")]
+    return base in CONDITION_OPERATORS
+
+
+def _resource_valid(resource: str) -> bool:
+    # "*" or an ARN: "To specify a resource for an AWS IoT Core policy action, use the Amazon Resource
+    # Name (ARN) of the resource. All resource ARNs follow the following format:
+    # arn:partition:iot:region:AWS-account-ID:Resource-type/Resource-name" (IoT Developer Guide, "AWS
+    # IoT Core action resources"): six colon-separated fields, the resource last (it may hold colons).
+    # Which services' ARNs IoT takes is not documented (IoT policies also name Greengrass ARNs): any.
+    if resource == "*":
+        return True
+    parts = resource.split(":", 5)
+    return len(parts) == 6 and parts[0] == "arn" and all(parts[i] for i in (1, 2, 5))
+
+
+def _string_list(statement: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = statement[key]
+    values = [value] if isinstance(value, str) else value
+    # "Arrays can take one or more values" (IAM grammar, "The policy language and JSON")
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
+        raise MalformedPolicy(f"{where}: {key} must be a non-empty string or a non-empty list of strings")
+    return tuple(values)
+
+
+def _scalar(value: str | float | bool) -> str:
+    return json.dumps(value) if isinstance(value, bool) else str(value)  # a JSON true is "true"
+
+
+def parse_document(document: str | Mapping[str, Any]) -> tuple[Statement, ...]:
+    """The statements of a policy document, or MalformedPolicy for a document AWS IoT refuses.
+
+    The one parser: the world's CreatePolicy / CreatePolicyVersion (iot_plane.py) validate with it,
+    and the authoriser (`parse`) evaluates what it returns."""
+    if isinstance(document, str):
+        try:
+            doc = json.loads(document)  # "The JSON document that describes the policy" (CreatePolicy)
+        except ValueError as exc:
+            raise MalformedPolicy(f"the policy document is not JSON: {exc}") from None
+    else:
+        doc = document
+    if not isinstance(doc, Mapping):
+        raise MalformedPolicy("the policy document must be a JSON object")  # <policy> = { … }
+    unknown = sorted(set(doc) - _POLICY_ELEMENTS)
+    if unknown:
+        raise MalformedPolicy(f"unknown policy element(s) {', '.join(unknown)}; a policy has Version, Id, Statement")
+    version = doc.get("Version", "2008-10-17")
+    if version not in POLICY_VERSIONS:
+        raise MalformedPolicy(f"Version {version!r}: the only allowed values are {' and '.join(POLICY_VERSIONS)}")
+    if "Statement" not in doc:
+        raise MalformedPolicy("the policy has no Statement")  # <statement_block> is not optional
+    raw = doc["Statement"]
+    statements = [raw] if isinstance(raw, Mapping) else raw
+    if not isinstance(statements, list) or not statements:
+        raise MalformedPolicy("Statement must be a statement or a non-empty list of statements")
+    return tuple(_statement(s, f"statement {n}", version) for n, s in enumerate(statements, 1))
+
+
+def _statement(s: Any, where: str, version: str) -> Statement:
+    if not isinstance(s, Mapping):
+        raise MalformedPolicy(f"{where} is not a JSON object")
+    unknown = sorted(set(s) - _STATEMENT_ELEMENTS)
+    if unknown:
+        raise MalformedPolicy(f"{where}: unknown element(s) {', '.join(unknown)}")
+    for a, b in _EXCLUSIVE:
+        if a in s and b in s:
+            raise MalformedPolicy(f"{where}: {a} and {b} cannot both be in one statement")
+    effect = s.get("Effect")
+    if effect not in ("Allow", "Deny"):  # "Effect" : ("Allow" | "Deny") (IAM grammar)
+        raise MalformedPolicy(f"{where}: Effect must be Allow or Deny, not {effect!r}")
+    if "Sid" in s and not isinstance(s["Sid"], str):
+        raise MalformedPolicy(f"{where}: Sid must be a string")
+    # "Each statement contains: Effect, ... Action, ... Resource" (IoT Developer Guide, "AWS IoT Core
+    # policies"); the grammar's <action_block> and <resource_block>
+    action_key = "NotAction" if "NotAction" in s else "Action"
+    resource_key = "NotResource" if "NotResource" in s else "Resource"
+    for key, either in ((action_key, "Action or NotAction"), (resource_key, "Resource or NotResource")):
+        if key not in s:
+            raise MalformedPolicy(f"{where} has no {either}")
+    actions = _string_list(s, action_key, where)
+    bad = [a for a in actions if not _ACTION.fullmatch(a)]
+    if bad:
+        raise MalformedPolicy(f"{where}: {bad[0]!r} is not an action (<service>:<action> or *)")
+    resources = _string_list(s, resource_key, where)
+    bad = [r for r in resources if not _resource_valid(r)]
+    if bad:
+        raise MalformedPolicy(f"{where}: resource {bad[0]!r} is not an ARN or *")
+    # <condition_block> = "Condition" : { <condition_type_string> : { <condition_key_string> :
+    # <condition_value_list> }, … }; a value is a string, a number or a Boolean, or a list of them
+    block = s.get("Condition", {})
+    if not isinstance(block, Mapping):
+        raise MalformedPolicy(f"{where}: Condition must be a JSON object")
+    conditions = []
+    for operator, tests in block.items():
+        if not _operator_known(operator):
+            raise MalformedPolicy(f"{where}: {operator} is not a condition operator")
+        if not isinstance(tests, Mapping) or not tests:
+            raise MalformedPolicy(f"{where}: condition {operator} must map condition keys to values")
+        for key, values in tests.items():
+            listed = values if isinstance(values, list) else [values]
+            if not listed or not all(isinstance(v, (str, int, float, bool)) for v in listed):
+                raise MalformedPolicy(f"{where}: condition {operator} {key}: values must be strings, numbers "
+                                      "or Booleans")
+            conditions.append((operator, str(key), tuple(_scalar(v) for v in listed)))
+    return Statement(effect, actions, resources, tuple(conditions), not_action=action_key == "NotAction",
+                     not_resource=resource_key == "NotResource", variables=version == VARIABLES_VERSION,
+                     principal="Principal" in s or "NotPrincipal" in s)
+
+
+def validate(document: str | Mapping[str, Any]) -> None:
+    """Raise MalformedPolicy for a document AWS IoT refuses (`parse_document`)."""
+    parse_document(document)
+
+
 def parse(document: str | Mapping[str, Any]) -> tuple[Statement, ...]:
-    doc = json.loads(document) if isinstance(document, str) else document
-    raw = doc.get("Statement", [])
-    statements = [raw] if isinstance(raw, Mapping) else list(raw)
-    out = []
+    """The statements the authoriser evaluates: `parse_document`'s, or PolicyError for a valid
+    document using what the authoriser does not model (a Principal, a condition operator outside
+    `_CONDITIONS`)."""
+    statements = parse_document(document)
     for s in statements:
-        unsupported = sorted(set(s) & {"NotAction", "NotResource", "Principal", "NotPrincipal"})
-        if unsupported:
-            raise PolicyError(f"policy element {', '.join(unsupported)} is not modelled by the drill's authoriser")
-        effect = s.get("Effect")
-        if effect not in ("Allow", "Deny"):
-            raise PolicyError(f"policy statement effect must be Allow or Deny, not {effect!r}")
-        conditions = []
-        for operator, tests in (s.get("Condition") or {}).items():
+        if s.principal:
+            raise PolicyError("policy element Principal/NotPrincipal is not modelled by the drill's authoriser")
+        for operator, _key, _values in s.conditions:
             if operator not in _CONDITIONS:
                 raise PolicyError(f"condition operator {operator} is not modelled by the drill's authoriser")
-            for key, values in tests.items():
-                conditions.append((operator, key, _strings(values)))
-        out.append(Statement(effect, _strings(s.get("Action")), _strings(s.get("Resource")), tuple(conditions)))
-    return tuple(out)
-
-
-def _strings(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    return (value,) if isinstance(value, str) else tuple(str(v) for v in value)
+    return statements
 
 
 # IAM's condition operators the authoriser models; a key without a value makes the test false
@@ -145,8 +305,11 @@ def resource_arn(action: Action, principal: Principal, target: str) -> str:
             f"{_RESOURCE_KIND[action]}/{target}")
 
 
-def substitute(pattern: str, principal: Principal) -> str | None:
-    """The pattern with its policy variables resolved; None when one cannot be."""
+def substitute(pattern: str, principal: Principal, *, variables: bool = True) -> str | None:
+    """The pattern with its policy variables resolved; None when one cannot be. With `variables`
+    False (a document whose Version is not 2012-10-17) `${…}` is literal text (VARIABLES_VERSION)."""
+    if not variables:
+        return pattern
     values = _variables(principal)
     missing = False
 
@@ -173,10 +336,13 @@ def evaluate(statements: Iterable[Statement], action: Action, target: str, princ
     arn = resource_arn(action, principal, target)
     allowed = False
     for s in statements:
-        if not any(_matches(a, action.value, ignore_case=True) for a in s.actions):
+        # NotAction / NotResource: the statement applies to every action / resource it does not name
+        if any(_matches(a, action.value, ignore_case=True) for a in s.actions) == s.not_action:
             continue
-        resources = (substitute(r, principal) for r in s.resources)
-        if not any(r is not None and _matches(r, arn) for r in resources):
+        resources = [substitute(r, principal, variables=s.variables) for r in s.resources]
+        if s.not_resource and None in resources:
+            continue  # an unresolved variable in NotResource: the statement is not applied (either way)
+        if any(r is not None and _matches(r, arn) for r in resources) == s.not_resource:
             continue
         if not _conditions_hold(s, principal):
             continue
@@ -386,5 +552,5 @@ class Authoriser:
                              action, target)
 
 
-__all__ = ["Action", "Authoriser", "Decision", "PolicyError", "Principal", "Session", "Statement",
-           "evaluate", "parse", "resource_arn", "substitute", "topic_filter_valid"]
+__all__ = ["Action", "Authoriser", "Decision", "MalformedPolicy", "PolicyError", "Principal", "Session", "Statement",
+           "evaluate", "parse", "parse_document", "resource_arn", "substitute", "topic_filter_valid", "validate"]
