@@ -207,7 +207,7 @@ def test_a_streamed_read_holds_no_chunk_it_handed_on_and_returns_what_a_whole_re
     returns for the same listings, field by field, and the run's plan is unchanged."""
     stream = run_mod._Run.stream_details
     alive_before: list[int] = []
-    compared: list[tuple[Any, Any]] = []
+    compared: list[tuple[Any, Any, frozenset[str]]] = []
 
     def streaming(self: run_mod._Run, src: RegistrySnapshot, dst: RegistrySnapshot, on_part: Any,
                   *, chunk: int = 200) -> Any:
