@@ -26,6 +26,13 @@ sync's writes build the same objects as seeding, in another order).
 `--scale S` runs every quota S times faster (default 50): the floor scales by 1/S; the ratio
 wall / floor says whether the client keeps up with AWS's quotas. Exit 1 when a pass reports errors
 or does not verify equal.
+
+Stable peaks: every (size, repeat) runs in a fresh child process (`--repeat R`, default 2), with
+MALLOC_ARENA_MAX set (`--arena-max`, default 2; 0 leaves glibc's default of 8 arenas per core).
+Sizes used to run one after another in one process: the freed heap a smaller size left behind was
+in the next size's starting RSS and was reused, so the larger size's "peak above start" came out
+lower (the negative 50k->100k slope of an earlier session). Per size, the summary gives the min and
+median of the repeats and the slopes between sizes. `--passes first` runs only the first sync.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,7 +60,7 @@ from orchestrator.registry.quotas import DEFAULT_QUOTAS, UNLISTED_RATE  # noqa: 
 
 SECTION = "Registry sync at fleet size (fast fake)"
 COMMAND = (".venv/bin/python -m bench.registry_scale --sizes {sizes} --scale {scale:g} "
-           "--concurrency {concurrency} --write")
+           "--concurrency {concurrency} --repeat {repeat} --arena-max {arena_max} --passes {passes} --write")
 SRC, DST = "eu-west-1", "eu-central-1"
 
 
@@ -107,10 +115,17 @@ class Pass:
         return self.wall_s / self.floor_s if self.floor_s else float("nan")
 
 
-def fake_growth(n: int) -> int:
+def _child_env(arena_max: int) -> dict[str, str]:
+    env = dict(os.environ)
+    if arena_max:
+        env["MALLOC_ARENA_MAX"] = str(arena_max)
+    return env
+
+
+def fake_growth(n: int, arena_max: int = 0) -> int:
     """Bytes of RSS a fake region seeded with `n` things takes, measured in a fresh process."""
     out = subprocess.run([sys.executable, "-m", "bench.registry_scale", "--fake-growth", str(n)], cwd=ROOT,
-                         check=True, capture_output=True, text=True).stdout
+                         check=True, capture_output=True, text=True, env=_child_env(arena_max)).stdout
     return int(json.loads(out.strip().splitlines()[-1])["bytes"])
 
 
@@ -144,9 +159,11 @@ def one_pass(world: FakeIot, n: int, label: str, options: SyncOptions) -> Pass:
                 report.read_calls + report.write_calls, report.write_calls, report.throttled, ok, note)
 
 
-def run_size(n: int, scale: float, concurrency: int) -> list[Pass]:
-    fake = fake_growth(n)
-    print(f"{n:>9,} a fake region of {n:,} things takes {fake / n:,.0f} B/thing of RSS", flush=True)
+PASSES = (("first sync", False), ("unchanged", False), ("--full", True))
+
+
+def run_size(n: int, scale: float, concurrency: int, fake: int, passes: int = len(PASSES)) -> list[Pass]:
+    """The first `passes` passes of size `n` in this process (a child of `run_child`)."""
     world = FakeIot(scale=scale)
     world.seed(SRC, n)
     out = []
@@ -164,7 +181,7 @@ def run_size(n: int, scale: float, concurrency: int) -> list[Pass]:
         base = SyncOptions(quotas=QuotaTable().scaled(scale), concurrency=concurrency, shadows=False,
                            checkpoint_path=local / "checkpoint.json", checkpoint_store=store,
                            state_path=local / "versions.json", state_store=store)
-        for label, full in (("first sync", False), ("unchanged", False), ("--full", True)):
+        for label, full in PASSES[:passes]:
             uploaded[0] = 0
             p = one_pass(world, n, label, SyncOptions(**{**base.__dict__, "full": full}))
             p = Pass(**{**p.__dict__, "fake": fake if label == "first sync" else 0, "uploaded": uploaded[0]})
@@ -178,12 +195,52 @@ def run_size(n: int, scale: float, concurrency: int) -> list[Pass]:
     return out
 
 
-def render(passes: list[Pass], scale: float, concurrency: int) -> str:
+def run_child(n: int, scale: float, concurrency: int, fake: int, passes: int, arena_max: int) -> list[Pass]:
+    """One repeat of size `n` in a fresh process: no heap left over from another size in its RSS."""
+    cmd = [sys.executable, "-m", "bench.registry_scale", "--one", str(n), "--scale", f"{scale:g}",
+           "--concurrency", str(concurrency), "--fake", str(fake), "--npasses", str(passes)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=_child_env(arena_max))
+    assert proc.stdout is not None
+    last = ""
+    for line in proc.stdout:
+        if line.startswith("[{"):
+            last = line
+        else:
+            print(line, end="", flush=True)
+    if proc.wait() != 0 and not last:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}")
+    return [Pass(**d) for d in json.loads(last)]
+
+
+def summary(passes: list[Pass]) -> list[str]:
+    """Min and median of the sync's share per size and pass, and the slopes between sizes."""
+    by: dict[tuple[str, int], list[int]] = {}
+    for p in passes:
+        by.setdefault((p.label, p.things), []).append(p.peak_rss - p.fake)
+    lines = ["| pass | things | runs | sync's share of peak RSS: min | median | per thing (median) "
+             "| slope from the size before: min | median |", "|---|--:|--:|--:|--:|--:|--:|--:|"]
+    for label, _ in PASSES:
+        sizes = sorted(n for (lab, n) in by if lab == label)
+        prev: tuple[int, float, float] | None = None
+        for n in sizes:
+            vals = by[(label, n)]
+            lo, med = float(min(vals)), float(statistics.median(vals))
+            slope = (f"{(lo - prev[1]) / (n - prev[0]):,.0f} B | {(med - prev[2]) / (n - prev[0]):,.0f} B"
+                     if prev else "- | -")
+            lines.append(f"| {label} | {n:,} | {len(vals)} | {lo / 1e6:,.1f} MB | {med / 1e6:,.1f} MB "
+                         f"| {med / n:,.0f} B | {slope} |")
+            prev = (n, lo, med)
+    return lines
+
+
+def render(passes: list[Pass], scale: float, concurrency: int, repeat: int = 1, arena_max: int = 0,
+           npasses: int = len(PASSES)) -> str:
     date = time.strftime("%Y-%m-%d", time.gmtime())
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [
         f"`sync_clients` (no shadows) against bench/fake_iot.py: AWS paging (250 a page) and AWS IoT's "
-        f"per-API quotas x {scale:g} (time-scaled), concurrency {concurrency}; {machine()}, {date}, load "
+        f"per-API quotas x {scale:g} (time-scaled), concurrency {concurrency}; each size {repeat} time(s), "
+        f"every run in a fresh process, MALLOC_ARENA_MAX={arena_max or 'unset'}; {machine()}, {date}, load "
         f"average at the end {load} (2 cores shared with other work). Each thing has its own certificate, "
         "1-2 group memberships, the device policy (every 4th also a second one), a type on half of them.",
         "Peak RSS: Linux VmHWM above the RSS at the pass's start; it includes the fake destination's growth "
@@ -208,7 +265,9 @@ def render(passes: list[Pass], scale: float, concurrency: int) -> str:
                      f"| {p.calls / p.things:.3f} "
                      f"| {'yes' if p.ok else 'NO: ' + p.note} |")
     sizes = ",".join(str(n) for n in dict.fromkeys(p.things for p in passes))
-    lines += ["", f"Reproduce: `{COMMAND.format(sizes=sizes, scale=scale, concurrency=concurrency)}`"]
+    command = COMMAND.format(sizes=sizes, scale=scale, concurrency=concurrency, repeat=repeat,
+                             arena_max=arena_max, passes="first" if npasses == 1 else "all")
+    lines += ["", *summary(passes), "", f"Reproduce: `{command}`"]
     return "\n".join(lines)
 
 
@@ -218,15 +277,30 @@ def main() -> int:
     ap.add_argument("--scale", type=float, default=50.0, help="quota time-scaling factor")
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--write", action="store_true", help="update the section in docs/performance.md")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per size, each in a fresh process")
+    ap.add_argument("--arena-max", type=int, default=2, help="MALLOC_ARENA_MAX of the runs (0: unset)")
+    ap.add_argument("--passes", choices=("first", "all"), default="all",
+                    help="the first sync only, or first, unchanged and --full")
     ap.add_argument("--fake-growth", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--one", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--fake", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--npasses", type=int, default=len(PASSES), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.fake_growth:
         print(json.dumps({"bytes": _fake_growth_here(args.fake_growth)}))
         return 0
+    if args.one:
+        done = run_size(args.one, args.scale, args.concurrency, args.fake, args.npasses)
+        print(json.dumps([p.__dict__ for p in done]))
+        return 0
+    npasses = 1 if args.passes == "first" else len(PASSES)
     passes: list[Pass] = []
     for n in (int(s) for s in args.sizes.split(",") if s):
-        passes += run_size(n, args.scale, args.concurrency)
-    body = render(passes, args.scale, args.concurrency)
+        fake = fake_growth(n, args.arena_max)
+        print(f"{n:>9,} a fake region of {n:,} things takes {fake / n:,.0f} B/thing of RSS", flush=True)
+        for _ in range(args.repeat):
+            passes += run_child(n, args.scale, args.concurrency, fake, npasses, args.arena_max)
+    body = render(passes, args.scale, args.concurrency, args.repeat, args.arena_max, npasses)
     print()
     print(body)
     if args.write:

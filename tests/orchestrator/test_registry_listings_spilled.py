@@ -12,7 +12,10 @@ fleet is held as Python objects. What is checked here, without timing or RSS:
 
 from __future__ import annotations
 
+import gc
 import random
+import weakref
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -194,3 +197,47 @@ def test_a_streamed_version_record_is_the_record_save_writes(tmp_path: Path) -> 
     with pytest.raises(ValueError, match="not after"):
         VersionRecord.save_streamed(tmp_path / "bad.json", SRC, DST, iter([("b", (1, 1)), ("a", (1, 1))]), {}, {})
     assert not (tmp_path / "bad.json").exists() and not list(tmp_path.glob(".bad.json.*"))
+
+
+def test_a_streamed_read_holds_no_chunk_it_handed_on_and_returns_what_a_whole_read_returns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`stream_details` keeps, of each chunk it hands on, only the principals, shadows, notes, gaps
+    and coverage: the chunk's things and certificates (decoded from the spill file for it alone)
+    are dropped before the next chunk is read (issue 22). What it returns is what `read_details`
+    returns for the same listings, field by field, and the run's plan is unchanged."""
+    stream = run_mod._Run.stream_details
+    alive_before: list[int] = []
+    compared: list[tuple[Any, Any, frozenset[str]]] = []
+
+    def streaming(self: run_mod._Run, src: RegistrySnapshot, dst: RegistrySnapshot, on_part: Any,
+                  *, chunk: int = 200) -> Any:
+        refs: list[weakref.ref[Any]] = []
+
+        def handed(part: Any) -> None:
+            gc.collect()
+            alive_before.append(sum(r() is not None for r in refs))
+            refs.append(weakref.ref(part))
+            on_part(part)
+
+        out = stream(self, src, dst, handed, chunk=chunk)
+        compared.append((out, self.read_details(src, dst), frozenset(t.name for t in src.things)))
+        return out
+
+    monkeypatch.setattr(run_mod._Run, "stream_details", streaming)
+    n = 600
+    report, seen = _sync(_world(n), tmp_path)
+    assert report.verification is not None and report.verification.ok and not report.errors
+    assert seen["src"].spilled
+    assert len(alive_before) == n // 50  # chunks of 50 (stream_chunk; the canary is left out)
+    assert max(alive_before) == 0  # no chunk handed on is alive when the next one is read
+    (streamed, whole, names), = compared
+    assert len(streamed.src.thing_principals) >= n
+    for side in ("src", "dst"):
+        a, b = getattr(streamed, side), getattr(whole, side)
+        for field in ("thing_principals", "shadows", "notes", "gaps"):
+            assert getattr(a, field) == getattr(b, field), (side, field)
+    # coverage: the streamed read says "every thing" (None) where the whole read lists every name
+    assert [c.principals if c.principals is not None else names
+            for c in (streamed.src.coverage, whole.src.coverage)] == [names, names]
+    assert replace(streamed.src.coverage, principals=None) == replace(whole.src.coverage, principals=None)
+    assert streamed.checked == whole.checked and streamed.src_shadows == whole.src_shadows

@@ -509,7 +509,17 @@ class _Run:
         # every thing (a first sync, --full): no set of N names to ask (issue 22)
         wanted = None if len(src_names) == len(src.things) else set(src_names)
         in_dst_wanted = None if len(dst_names) == len(src.things) else set(dst_names)
-        parts: list[DetailReads] = []
+        # what the whole keeps of each part; the part itself (its chunk's things and certificates:
+        # with a spilled listing, objects decoded for it alone, ≈ 0.5 KB per thing) is dropped as
+        # soon as it is handed on, not held until every chunk is read (issue 22)
+        src_tp: list[ThingPrincipal] = []
+        dst_tp: list[ThingPrincipal] = []
+        src_sh: list[Shadow] = []
+        dst_sh: list[Shadow] = []
+        src_shadows: list[Shadow] = []
+        notes_set = set(src.notes)
+        gaps = dict.fromkeys(src.gaps)
+        covered_set: set[str] = set()
         for i in range(0, len(src.things), chunk):
             things = [t.name for t in src.things[i:i + chunk]]
             part = self._read_part(src, dst, record, [n for n in things if wanted is None or n in wanted],
@@ -517,19 +527,26 @@ class _Run:
                                                           else n in dst.things_by_name)],
                                    things, restrict=True)
             on_part(part)
-            parts.append(part)
-        src_p = tuple(sorted(a for p in parts for a in p.src.thing_principals))
-        dst_p = tuple(sorted(a for p in parts for a in p.dst.thing_principals))
-        notes = tuple(sorted(set(src.notes).union(*(p.src.notes for p in parts))))
-        covered: frozenset[str] | None = frozenset().union(*(p.src.coverage.principals or () for p in parts))
+            src_tp += part.src.thing_principals
+            dst_tp += part.dst.thing_principals
+            src_sh += part.src.shadows
+            dst_sh += part.dst.shadows
+            src_shadows += part.src_shadows
+            notes_set.update(part.src.notes)
+            gaps.update(dict.fromkeys(part.src.gaps))
+            covered_set.update(part.src.coverage.principals or ())
+            del part
+        src_tp.sort()
+        dst_tp.sort()
+        covered: frozenset[str] | None = frozenset(covered_set)
+        del covered_set
         if covered is not None and len(covered) == len(src.things) and all(n in covered for n in src.things_by_name):
             covered = None  # every thing's: `ALL` (a set of N names costs ≈ 60 B per thing; issue 22)
         return DetailReads(
-            replace(src, thing_principals=src_p, shadows=tuple(sh for p in parts for sh in p.src.shadows),
-                    notes=notes, gaps=tuple(dict.fromkeys((*src.gaps, *(g for p in parts for g in p.src.gaps)))),
-                    coverage=src.coverage.with_principals(covered)),
-            replace(dst, thing_principals=dst_p, shadows=tuple(sh for p in parts for sh in p.dst.shadows)),
-            frozenset(src_names), tuple(sh for p in parts for sh in p.src_shadows), self.shadows)
+            replace(src, thing_principals=tuple(src_tp), shadows=tuple(src_sh), notes=tuple(sorted(notes_set)),
+                    gaps=tuple(gaps), coverage=src.coverage.with_principals(covered)),
+            replace(dst, thing_principals=tuple(dst_tp), shadows=tuple(dst_sh)),
+            frozenset(src_names), tuple(src_shadows), self.shadows)
 
     def _targets(self, src: RegistrySnapshot, dst: RegistrySnapshot) -> tuple[VersionRecord | None, list[str],
                                                                                 list[str]]:
