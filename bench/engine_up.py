@@ -114,18 +114,25 @@ class Run:
         return self.stack_seconds[stack] - self.cli_seconds.get(stack, 0.0)
 
 
-def one_run(bin_dir: Path, moto: str, base: Path, parallel: int) -> Run:
-    base.mkdir(parents=True)
+def new_project(bin_dir: Path, base: Path) -> tuple[OrchestrateProject, Path]:
+    """A project of 3 regions (latency routing) on a fresh file backend under `base`, its `pulumi`
+    the logging shim; returns it and the shim's log."""
+    base.mkdir(parents=True, exist_ok=True)
     home = base / "pulumi-home"
     install_fake_plugins(home)
     log = base / "cli-calls.log"
+    log.touch()
     shim_bin = write_shim(bin_dir / "pulumi", base / "shim", log)
     state = base / "state"
     state.mkdir()
     env = make_env(shim_bin, home, f"file://{state}")
     tools = SimpleNamespace(environ=lambda **kw: {**env, **kw})
-    project = OrchestrateProject(tools, base / "p", dev_topology(
-        secondaries=REGIONS[1:], routing="latency", residency=REGIONS))
+    return OrchestrateProject(tools, base / "p", dev_topology(
+        secondaries=REGIONS[1:], routing="latency", residency=REGIONS)), log
+
+
+def one_run(bin_dir: Path, moto: str, base: Path, parallel: int) -> Run:
+    project, log = new_project(bin_dir, base)
     import resource
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

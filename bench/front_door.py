@@ -54,6 +54,7 @@ from orchestrator.drill.world import pki  # noqa: E402
 from orchestrator.drill.world.authfront import certificate_key, read_packet  # noqa: E402
 from orchestrator.drill.world.broker import BrokerSpec, TrustStore, mosquitto_binary  # noqa: E402
 from orchestrator.drill.world.iotdoor import RegionDoor, client_context  # noqa: E402
+from orchestrator.drill.world.lightfleet import connect_packet, publish_packet  # noqa: E402
 from orchestrator.drill.world.procs import Processes, free_port, wait_for_port  # noqa: E402
 from programs import policies  # noqa: E402
 
@@ -116,27 +117,6 @@ class Registry:
         return {"things": self.things.get(principal, [])}
 
 
-def _mqtt(kind: int, body: bytes, flags: int = 0) -> bytes:
-    n, length = len(body), bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        length.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes([kind << 4 | flags]) + bytes(length) + body
-
-
-def _s(text: str) -> bytes:
-    return len(text.encode()).to_bytes(2, "big") + text.encode()
-
-
-def connect_packet(client_id: str) -> bytes:
-    return _mqtt(1, _s("MQTT") + bytes([4, 0x02, 0, 60]) + _s(client_id))  # 3.1.1, clean session
-
-
-def publish_packet(topic: str, pid: int, payload: bytes) -> bytes:
-    return _mqtt(3, _s(topic) + pid.to_bytes(2, "big") + payload, flags=1 << 1)  # QoS 1
-
-
 @dataclass
 class Device:
     thing: str
@@ -172,7 +152,7 @@ def _publish(device: Device, messages: int, payload: bytes) -> None:
     try:
         for pid in range(1, messages + 1):
             started = time.perf_counter()
-            device.sock.sendall(publish_packet(topic, pid, payload))
+            device.sock.sendall(publish_packet(pid, topic, payload))  # QoS 1
             ack = read_packet(device.sock.recv)
             if ack is None or ack[0] >> 4 != 4 or int.from_bytes(ack[2:4], "big") != pid:
                 device.error = f"no PUBACK for message {pid}: {ack!r}"

@@ -29,12 +29,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 from bench._report import machine, write_section
-from bench.engine_up import REGIONS, pulumi_bin, start_moto, write_shim
-from tests.engine.conftest import install_fake_plugins, make_env
-from tests.engine.helpers import ORCHESTRATE, OrchestrateProject, dev_topology
+from bench.engine_up import new_project, pulumi_bin, start_moto
+from tests.engine.helpers import ORCHESTRATE, OrchestrateProject
 
 SECTION = "Live-replacement guard: what its previews cost an up"
 
@@ -88,17 +86,7 @@ def main() -> int:
         base = Path(tmp)
         moto_proc, moto = start_moto(base)
         try:
-            home = base / "pulumi-home"
-            install_fake_plugins(home)
-            log = base / "cli-calls.log"
-            log.touch()
-            shim_bin = write_shim(bin_dir / "pulumi", base / "shim", log)
-            state = base / "state"
-            state.mkdir()
-            env = make_env(shim_bin, home, f"file://{state}")
-            tools = SimpleNamespace(environ=lambda **kw: {**env, **kw})
-            project = OrchestrateProject(tools, base / "p", dev_topology(
-                secondaries=REGIONS[1:], routing="latency", residency=REGIONS))
+            project, log = new_project(bin_dir, base)
             first = one_up(project, moto, log)
             print(f"first up: wall {first.wall:.1f}s, {first.guard_previews} guard previews", file=sys.stderr)
             again = []

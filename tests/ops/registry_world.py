@@ -22,6 +22,8 @@ from typing import Any
 from botocore.awsrequest import AWSResponse
 from botocore.httpsession import URLLib3Session
 
+from orchestrator.registry import Checkpoint
+
 
 @lru_cache(maxsize=1)
 def _key() -> Any:
@@ -240,3 +242,18 @@ def listing(client: Any) -> dict[str, Any]:
     from orchestrator.registry import read_snapshot
 
     return read_snapshot(client).listing()
+
+
+# -- a process that dies mid-apply (the resume tests) ----------------------------------------------
+class SimulatedCrash(BaseException):
+    """Like SIGKILL for our purposes: not an Exception, nothing handles it."""
+
+
+class HardCrashCheckpoint(Checkpoint):
+    """Loses everything not yet flushed when the process 'dies' (no final flush)."""
+
+    dead = False
+
+    def flush(self) -> None:
+        if not self.dead:
+            super().flush()

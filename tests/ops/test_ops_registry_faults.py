@@ -23,7 +23,7 @@ from orchestrator.registry import (
     sync_clients,
 )
 from tests.ops.conftest import DST, SRC
-from tests.ops.registry_world import CallLog, FaultInjector, listing, seed
+from tests.ops.registry_world import CallLog, FaultInjector, HardCrashCheckpoint, SimulatedCrash, listing, seed
 
 IotFactory = Callable[[str], Any]
 
@@ -103,20 +103,6 @@ def test_retries_are_bounded_and_the_run_stops_resumably(iot: IotFactory, tmp_pa
     assert resumed.counts["thing"]["create"] == 7 and resumed.counts["certificate"]["create"] == 0
     assert listing(iot(DST)) == listing(iot(SRC))
     assert not checkpoint.exists()  # finished cleanly: nothing left to resume
-
-
-class SimulatedCrash(BaseException):
-    """Like SIGKILL for our purposes: not an Exception, nothing handles it."""
-
-
-class HardCrashCheckpoint(Checkpoint):
-    """Loses everything not yet flushed when the process 'dies' (no final flush)."""
-
-    dead = False
-
-    def flush(self) -> None:
-        if not self.dead:
-            super().flush()
 
 
 def test_resume_after_a_hard_crash_skips_what_was_saved_and_replays_the_rest_safely(

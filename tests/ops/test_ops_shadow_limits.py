@@ -22,7 +22,7 @@ from orchestrator.registry import Caller, Checkpoint, SyncOptions, apply_sync, p
 from orchestrator.registry.sync.model import Kind
 from tests.iot_strict import SHADOW_BYTES, state_bytes
 from tests.ops.conftest import DST, SRC
-from tests.ops.registry_world import seed, thing_name
+from tests.ops.registry_world import HardCrashCheckpoint, SimulatedCrash, seed, thing_name
 
 IotFactory = Callable[[str], Any]
 
@@ -150,20 +150,6 @@ def test_a_destination_with_many_extra_keys_is_synced_and_reads_back_equal(
     assert report.counts["shadow"]["update"] == 2  # one operation per shadow
     again = sync_clients(iot(SRC), iot(DST), SyncOptions(rate=10_000.0), src_data=data(SRC), dst_data=dst_data)
     assert again.ok and again.write_calls == 0
-
-
-class SimulatedCrash(BaseException):
-    """Like SIGKILL for our purposes: not an Exception, nothing handles it."""
-
-
-class HardCrashCheckpoint(Checkpoint):
-    """Loses everything not yet flushed when the process 'dies' (no final flush)."""
-
-    dead = False
-
-    def flush(self) -> None:
-        if not self.dead:
-            super().flush()
 
 
 def test_a_pair_interrupted_between_its_documents_is_redone_whole_on_resume(

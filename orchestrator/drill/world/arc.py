@@ -185,15 +185,7 @@ class ArcCluster:
                                    f"the update would break safety rule {rule.name} ({rule.arn}): at least "
                                    f"{rule.threshold} of {len(rule.asserted)} routing controls must be On",
                                    409, resourceId=rule.arn, resourceType="SafetyRule")
-                last = self.last_change.get(rule.arn)
-                window = rule.wait_period_ms / 1000 * self.time_scale
-                if last is not None and touched & set(rule.asserted) and now - last < window:
-                    self.conflicts.append(Conflict(rule.arn, "wait-period"))
-                    raise ArcError("ConflictException",
-                                   f"routing controls of safety rule {rule.name} ({rule.arn}) changed "
-                                   f"{(now - last) * 1000:.0f} ms ago: requests against them fail for its wait "
-                                   f"period of {rule.wait_period_ms} ms", 409,
-                                   resourceId=rule.arn, resourceType="SafetyRule")
+                self._in_wait(rule, touched, now)
             for arn, state in proposed.items():
                 self.controls[arn].state = state
             for rule in self.rules.values():
@@ -215,20 +207,25 @@ class ArcCluster:
                                429, retryAfterSeconds=1)
             self.mutations[region] = [*recent, now]
 
+    def _in_wait(self, rule: SafetyRule, arns: set[str], now: float) -> None:
+        """ConflictException when `rule` asserts one of `arns` and changed within its wait period
+        (the caller holds the lock)."""
+        last = self.last_change.get(rule.arn)
+        window = rule.wait_period_ms / 1000 * self.time_scale
+        if last is not None and arns & set(rule.asserted) and now - last < window:
+            self.conflicts.append(Conflict(rule.arn, "wait-period"))
+            raise ArcError("ConflictException",
+                           f"routing controls of safety rule {rule.name} ({rule.arn}) changed "
+                           f"{(now - last) * 1000:.0f} ms ago: requests against them fail for its wait "
+                           f"period of {rule.wait_period_ms} ms", 409,
+                           resourceId=rule.arn, resourceType="SafetyRule")
+
     def _readable(self, arns: set[str]) -> None:
-        """ConflictException when a rule asserting one of `arns` changed within its wait period."""
+        """A read of `arns` is refused as an update would be in a rule's wait period."""
         with self._lock:
             now = self.clock()
             for rule in self.rules.values():
-                last = self.last_change.get(rule.arn)
-                window = rule.wait_period_ms / 1000 * self.time_scale
-                if last is not None and arns & set(rule.asserted) and now - last < window:
-                    self.conflicts.append(Conflict(rule.arn, "wait-period"))
-                    raise ArcError("ConflictException",
-                                   f"routing controls of safety rule {rule.name} ({rule.arn}) changed "
-                                   f"{(now - last) * 1000:.0f} ms ago: requests against them fail for its wait "
-                                   f"period of {rule.wait_period_ms} ms", 409,
-                                   resourceId=rule.arn, resourceType="SafetyRule")
+                self._in_wait(rule, arns, now)
 
     def handle(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:
         if operation == "GetRoutingControlState":
