@@ -14,6 +14,7 @@ import pytest
 from orchestrator.drill.model import project_fleet
 from orchestrator.drill.world.admission import Admission, TokenBucket, Verdict
 from orchestrator.drill.world.netstub import DeviceNetwork
+from tests.polling import until
 
 
 class Clock:
@@ -130,6 +131,9 @@ def test_device_network_answers_429_and_never_reaches_the_broker_when_throttled(
     try:
         first = _connect_through_port(net, "dev-1", port)
         second = _connect_through_port(net, "dev-2", port)  # same second: over the account's 1/s
+        # the admitted one's connection reached the broker's listen queue; its accept() runs in the
+        # thread above, which may not have been scheduled yet: wait for it before the server closes
+        until(lambda: len(reached) >= 1, timeout=5.0)
     finally:
         net.stop()
         server.close()
