@@ -164,8 +164,8 @@ class _WaitPeriod:
         if spent >= self.budget:
             return False
         step = min(self.pause, self.budget - spent)
-        if self.read_back:
-            step = min(step, max(self.wait_s - spent, FIRST_PAUSE_S))
+        if self.read_back:  # by the pauses alone: a slow machine's requests must not shorten them
+            step = min(step, max(self.wait_s - self.waited, FIRST_PAUSE_S))
         _sleep(step)
         self.waited, self.pause = self.waited + step, self.pause * 2 if self.read_back else min(self.pause * 2,
                                                                                                  MAX_PAUSE_S)
