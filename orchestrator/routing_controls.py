@@ -143,8 +143,9 @@ class _Conflict(Exception):
 
 
 class _WaitPeriod:
-    """The pauses of a call the safety rule's wait period refuses: 0.25 s, doubling up to `cap`, for
-    at most the wait period plus WAIT_MARGIN_S; `wait` returns False once that is spent."""
+    """The pauses of a call the safety rule's wait period refuses: 0.25 s, doubling up to 1 s (a
+    read-back: see below), for at most the wait period plus WAIT_MARGIN_S; `wait` returns False
+    once that is spent."""
 
     def __init__(self, wiring: ArcWiring, *, read_back: bool = False) -> None:
         self.wait_s = wiring.wait_period_ms / 1000
@@ -167,8 +168,8 @@ class _WaitPeriod:
         if self.read_back:  # by the pauses alone: a slow machine's requests must not shorten them
             step = min(step, max(self.wait_s - self.waited, FIRST_PAUSE_S))
         _sleep(step)
-        self.waited, self.pause = self.waited + step, self.pause * 2 if self.read_back else min(self.pause * 2,
-                                                                                                 MAX_PAUSE_S)
+        self.waited += step
+        self.pause = self.pause * 2 if self.read_back else min(self.pause * 2, MAX_PAUSE_S)
         return True
 
 

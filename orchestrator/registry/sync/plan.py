@@ -318,7 +318,7 @@ def shadow_patch(src: Shadow, dst: Shadow | None) -> str:
         if want == have:
             continue
         state[section] = _patch(want, have) if want is not None else None
-    return json.dumps({"state": state}, sort_keys=True, separators=(",", ":"))
+    return _document(state)
 
 
 # The Device Shadow service's size limit: "The device's shadow supports 8 KB of data only ... Only
