@@ -7,7 +7,8 @@ reader thread streaming the principals and the relations into it), the read-back
 and the `plan_sync` of each chunk it compares), the version record (`_Run.save_state`). Prints each
 phase's peak RSS above the RSS at the start (it includes the fake destination's growth: about
 1.8-1.9 KB per thing by the end of the apply, see bench/registry_scale.py) and the most operations
-the `OpFeed` held at once.
+the `OpFeed` held at once; each phase's wall time, the quota floor (the busiest bucket's calls /
+(quota x scale)) with wall / floor, and the eight busiest buckets.
 
     .venv/bin/python -m bench.registry_phases 20000 --scale 200
 
@@ -48,6 +49,7 @@ def main() -> int:
     n = args.things
     phase = ["start"]
     peaks: dict[str, int] = {}
+    walls: dict[str, float] = {}  # wall seconds of each top-level phase
     stop = threading.Event()
 
     def sample() -> None:
@@ -61,11 +63,15 @@ def main() -> int:
             if threading.current_thread() is not threading.main_thread():  # the reader's relation plans
                 return fn(*a, **k)
             outer = phase[0]
-            phase[0] = name if outer in ("start", *(f"after {p}" for p in PHASES)) else f"{outer} > {name}"
+            top = outer in ("start", *(f"after {p}" for p in PHASES))
+            phase[0] = name if top else f"{outer} > {name}"
+            t0 = time.perf_counter()
             try:
                 return fn(*a, **k)
             finally:
                 phase[0] = f"after {name}" if "> " not in phase[0] else outer
+                if top:
+                    walls[name] = walls.get(name, 0.0) + time.perf_counter() - t0
 
         return wrapper
 
@@ -108,7 +114,17 @@ def main() -> int:
     print(f"{n:,} things: wall {wall:.0f} s, ok {ok}, peak RSS above start {hwm:,.0f} B/thing, "
           f"OpFeed held at most {max((f.high_water for f in feeds), default=0):,} operations")
     for name, peak in peaks.items():
-        print(f"  {name:<24} peak above start {(peak - rss0) / 1e6:8.1f} MB = {(peak - rss0) / n:7,.0f} B/thing")
+        took = f", wall {walls[name]:7.1f} s" if name in walls else ""
+        print(f"  {name:<24} peak above start {(peak - rss0) / 1e6:8.1f} MB = {(peak - rss0) / n:7,.0f} B/thing"
+              f"{took}")
+    bound = world.buckets.bound()
+    if bound is not None:
+        region, bucket, calls = bound
+        print(f"  quota floor {world.buckets.floor_s():.1f} s ({bucket} in {region}, {calls:,} calls): "
+              f"wall / floor {wall / max(world.buckets.floor_s(), 1e-9):.2f}")
+    for (region, bucket), calls in sorted(world.buckets.admitted.items(),
+                                          key=lambda kv: -kv[1] / world.buckets.rate(kv[0][1]))[:8]:
+        print(f"    {region:<10} {bucket:<32} {calls:>9,} calls = {calls / world.buckets.rate(bucket):6.1f} s at quota")
     return 0 if ok else 1
 
 
