@@ -133,7 +133,7 @@ import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -466,6 +466,29 @@ def callers(replicator: Replicator, source: str) -> tuple[Caller, Caller]:
             options.caller(replicator.region.iot.client, writes=False))
 
 
+# what checking a page's things or certificates gives: applied, failed, left unequal, warnings, the
+# operations failed, blocked or left (`_Work._things`, `_Work._certificates`)
+_Checked = tuple[int, int, int, tuple[str, ...], list["SyncOp"]]
+_T = TypeVar("_T")
+
+
+@dataclass
+class _Tally:
+    """The sum of `_Checked` results (a page given up, checked one object at a time)."""
+
+    applied: int = 0
+    failed: int = 0
+    left: int = 0
+    warnings: list[str] = field(default_factory=list)
+    bad: list[SyncOp] = field(default_factory=list)
+
+    def add(self, result: _Checked) -> None:
+        a, f, left, w, b = result
+        self.applied, self.failed, self.left = self.applied + a, self.failed + f, self.left + left
+        self.warnings.extend(w)
+        self.bad.extend(b)
+
+
 @dataclass(frozen=True)
 class _ThingRead:
     """One thing as one region has it (`_Work._read_thing`)."""
@@ -639,54 +662,56 @@ class _Work:
             else:  # a fleet page: its objects are not listed (every pass's fleet phase checks them all)
                 entry["unread"] = f"{len(items)} {state.fleet_step} of this page (the next pass's fleet phase)"
                 return self._commit(state, **after, errors=state.errors + 1, **self._failed_page(state, entry))
-        applied = failed = left = 0
-        warnings: list[str] = []
-        bad: list[SyncOp] = []
-        unread_things: list[str] = []
-        unread_certs: list[str] = []
         dynamic = frozenset(state.dynamic)
-        for t in things:  # one at a time: a poison object fails alone
-            if not self.time_left():
-                unread_things.append(t.name)
-                continue
-            try:
-                if phase == RETRY:  # a listed name: the thing as the source has it now
-                    found_thing = _thing(self.src, t.name)
-                    if found_thing is None:
-                        continue
-                    t = found_thing
-                a, f, lft, w, b = self._things([t], dynamic)
-            except READ_ERRORS:
-                unread_things.append(t.name)
-                continue
-            applied, failed, left = applied + a, failed + f, left + lft
-            warnings.extend(w)
-            bad.extend(b)
-        for c in certs:
-            if not self.time_left():
-                unread_certs.append(c.id)
-                continue
-            try:
-                if not listed_certs:  # a listed id: its status and ARN as the source has them now
-                    found = _certificate(self.src, c.id)
-                    if found is None:
-                        continue
-                    c = found
-                a, f, lft, w, b = self._certificates([c], {c.id} if not listed_certs or c.status == "ACTIVE" else ())
-            except READ_ERRORS:
-                unread_certs.append(c.id)
-                continue
-            applied, failed, left = applied + a, failed + f, left + lft
-            warnings.extend(w)
-            bad.extend(b)
+
+        def thing_check(t: Thing) -> _Checked | None:
+            if phase == RETRY:  # a listed name: the thing as the source has it now
+                found = _thing(self.src, t.name)
+                if found is None:
+                    return None
+                t = found
+            return self._things([t], dynamic)
+
+        def cert_check(c: Certificate) -> _Checked | None:
+            if not listed_certs:  # a listed id: its status and ARN as the source has them now
+                found = _certificate(self.src, c.id)
+                if found is None:
+                    return None
+                c = found
+            return self._certificates([c], {c.id} if not listed_certs or c.status == "ACTIVE" else ())
+
+        tally = _Tally()
+        unread_things = self._one_at_a_time(things, lambda t: t.name, thing_check, tally)
+        unread_certs = self._one_at_a_time(certs, lambda c: c.id, cert_check, tally)
         changes: dict[str, Any] = {}
         if unread_things or unread_certs:
             entry["unread"] = f"{len(unread_things)} things, {len(unread_certs)} certificates (on the failed list)"
             entry["objects"] = sorted(unread_things)[:5] + sorted(unread_certs)[:5]
             changes = self._failed_page(state, entry)
-        return self._commit(state, **after, applied=state.applied + applied, errors=state.errors + failed,
-                            unequal=state.unequal + left, notes=_notes(state.notes, warnings), **changes,
-                            **self._failed(state, bad, unread_things, unread_certs))
+        return self._commit(state, **after, applied=state.applied + tally.applied,
+                            errors=state.errors + tally.failed, unequal=state.unequal + tally.left,
+                            notes=_notes(state.notes, tally.warnings), **changes,
+                            **self._failed(state, tally.bad, unread_things, unread_certs))
+
+    def _one_at_a_time(self, objects: Iterable[_T], name: Callable[[_T], str],
+                       check: Callable[[_T], _Checked | None], tally: _Tally) -> list[str]:
+        """`objects` of a page given up, checked one at a time (`check`: read both regions, plan,
+        apply, read back; None: the source no longer has it), each result added to `tally`: a
+        poison object fails alone. The names of those whose reads failed, or that the slice's time
+        did not reach (the failed list's)."""
+        unread: list[str] = []
+        for obj in objects:
+            if not self.time_left():
+                unread.append(name(obj))
+                continue
+            try:
+                result = check(obj)
+            except READ_ERRORS:
+                unread.append(name(obj))
+                continue
+            if result is not None:
+                tally.add(result)
+        return unread
 
     def _past(self, state: PassState, token: str | None) -> dict[str, Any]:
         """The head item's changes that move the pass past its current page (`token`: the next
