@@ -44,6 +44,7 @@ from orchestrator.registry.events import (
     METRIC_NAMESPACE,
     REPLICA_PROPERTY,
 )
+from orchestrator.registry.reconcile_pass import LEASE_MS, PAGE_ATTEMPTS
 from programs import package, policies
 from programs.contract import (
     REPLICATION_OUTPUTS,
@@ -78,21 +79,34 @@ RECONCILE_SCHEDULE = "rate(1 day)"
 # writes 9: the Task's TaskStateEntered, TaskScheduled, TaskStarted, TaskSucceeded, TaskStateExited,
 # the Choice's entered and exited, the Pass's entered and exited; each retried attempt adds 3
 # (TaskFailed, TaskScheduled, TaskStarted). With every slice retried RECONCILE_RETRY_ATTEMPTS times
-# and 10 events for the execution's start and end, MAX_RECONCILE_SLICES loops always fit: an
-# execution cannot run forever, and a pass it did not finish is continued by the next day's
-# execution (the progress is in the applied table, orchestrator/registry/reconcile_pass.py).
+# for Lambda's transient errors and CRASH_RETRY_ATTEMPTS times for a crash, and 10 events for the
+# execution's start and end, MAX_RECONCILE_SLICES loops always fit: an execution cannot run
+# forever, and a pass it did not finish is continued by the next day's execution (the progress is
+# in the applied table, orchestrator/registry/reconcile_pass.py).
 SFN_HISTORY_QUOTA = 25_000
 EVENTS_PER_SLICE = 9
 EVENTS_PER_RETRY = 3
 EXECUTION_EVENTS = 10
 RECONCILE_RETRY_ATTEMPTS = 3
+# A slice that crashed (the function's error: an exception, Lambda's timeout or memory limit) is
+# tried again PAGE_ATTEMPTS times in the same execution: each crash is an attempt of the page it
+# was in, counted in the pass's head item, and the slice after the last one gives that page up
+# (reconcile_pass `_give_up`), so one poison page costs three retries, not the pass (with one
+# attempt a day, the 36 h validity window would discard the pass before it reached three). The
+# wait outlasts the pass's lease (`LEASE_MS`, from the slice's start, which is before its crash):
+# the retry takes it over instead of finding the pass busy, and learns that way that the slice
+# before it was stopped from outside.
+CRASH_RETRY_ATTEMPTS = PAGE_ATTEMPTS
+CRASH_RETRY_INTERVAL_S = LEASE_MS // 1000 + 40
 MAX_RECONCILE_SLICES = (SFN_HISTORY_QUOTA - EXECUTION_EVENTS) // (
-    EVENTS_PER_SLICE + EVENTS_PER_RETRY * RECONCILE_RETRY_ATTEMPTS)
+    EVENTS_PER_SLICE + EVENTS_PER_RETRY * (RECONCILE_RETRY_ATTEMPTS + CRASH_RETRY_ATTEMPTS))
 RECONCILE_INPUT = {"slices": 0}  # the schedule's execution input: the loop's counter
 SLICE_TIMEOUT_S = 960  # the Task's own bound: the function's 900 s and Lambda's invoke overhead
 # Lambda's transient errors, as the Lambda integration names them (Step Functions developer guide,
-# "Handling errors": best practice for Lambda tasks); a function error (the slice raised) is not
-# retried here: the execution fails, and the next one continues from the stored progress
+# "Handling errors": best practice for Lambda tasks), retried at once; any other error (the
+# function's: the slice raised, timed out or ran out of memory) is retried CRASH_RETRY_ATTEMPTS
+# times by the last retrier (`States.ALL`), then the execution fails and the next one continues
+# from the stored progress
 LAMBDA_TRANSIENT = ("Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
                     "Lambda.TooManyRequestsException")
 API_CALL_MAX_AGE_S = 6 * 3600  # asynchronous invocations and EventBridge retries give up after this
@@ -655,10 +669,12 @@ def outbox_rule_sql() -> dict[str, str]:
 
 
 def reconcile_definition(function_arn: str, source: str, *, slice_limits: dict[str, Any] | None = None,
-                         max_slices: int = MAX_RECONCILE_SLICES) -> dict[str, Any]:
+                         max_slices: int = MAX_RECONCILE_SLICES,
+                         crash_attempts: int = CRASH_RETRY_ATTEMPTS) -> dict[str, Any]:
     """The Amazon States Language definition of one secondary's reconciliation: invoke the function
     for a slice, stop when it says `done`, else count the slice and go again, at most `max_slices`
-    times. `slice_limits` (tests): the slice request's limits (`reconcile_pass.SliceLimits`)."""
+    times; a slice that crashed is tried again `crash_attempts` times (0: none, the execution fails
+    at once). `slice_limits` (tests): the slice request's limits (`reconcile_pass.SliceLimits`)."""
     return {
         "Comment": f"registry reconciliation from {source}: bounded slices until the pass is done",
         "StartAt": "Slice",
@@ -671,7 +687,9 @@ def reconcile_definition(function_arn: str, source: str, *, slice_limits: dict[s
                 "ResultPath": "$.result",
                 "TimeoutSeconds": SLICE_TIMEOUT_S,
                 "Retry": [{"ErrorEquals": list(LAMBDA_TRANSIENT), "IntervalSeconds": 2,
-                           "MaxAttempts": RECONCILE_RETRY_ATTEMPTS, "BackoffRate": 2.0}],
+                           "MaxAttempts": RECONCILE_RETRY_ATTEMPTS, "BackoffRate": 2.0},
+                          *([{"ErrorEquals": ["States.ALL"], "IntervalSeconds": CRASH_RETRY_INTERVAL_S,
+                              "MaxAttempts": crash_attempts, "BackoffRate": 1.0}] if crash_attempts else [])],
                 "Next": "Done?",
             },
             "Done?": {

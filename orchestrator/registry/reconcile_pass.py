@@ -83,7 +83,9 @@ Where the progress lives: in the function's own `applied` DynamoDB table (the re
 in the same region), not in S3: the table exists, the function's role may already read and write
 it, its TTL attribute removes an old head item, and one item is at most 400 KB: the head item
 (`reconcile-pass/<source>`: the pass id, phase, cursors, counters, the dynamic group names: at
-most 100 per account, so a few KB) is written once per page; the failed list's items beside it
+most 100 per account, so a few KB) is written when the pass starts, once per page and once at
+its end (and once per crashed attempt, `_Work.crashed`; the lease's GetItem a slice is a read);
+the failed list's items beside it
 (`reconcile-pass/<source>/failed/<pass id>/<n>`: the names of one page's failed things and
 certificates, tens of KB at most) once per page that had failures, at most 40 a pass, and read
 by the next pass's `retry` phase (one GetItem a page).
@@ -113,8 +115,33 @@ the failed list, and the pass moves past the page. When the listing call itself 
 next cursor cannot be known: that listing stops there (`unlisted`, the marker kept in the failed
 page's entry) and the pass goes on to the next phase. A given-up page is counted (`pages_failed`,
 the first `FAILED_PAGES_KEPT` described in `failed_pages`) and the pass ends FAILED, but it ends.
-A crash that is not a refused read (any other exception, a timeout) is not counted: the next slice
-or execution does that page again.
+A crash is an attempt of the page too (a poison page: an exception not in READ_ERRORS, Lambda's
+timeout or memory limit), counted in the same `page_attempts` (`page_error`: the exception's type,
+or `DIED`). An exception is counted by `run_slice` before the invocation fails (`_Work.crashed`:
+one head-item write, only then). A slice stopped from outside runs no code: the next slice counts
+it, finding the pass's lease left behind and expired (`_lease_left`; every way out that Python sees
+releases it), one GetItem a slice and no write while nothing crashes. The state machine tries a
+crashed slice again `PAGE_ATTEMPTS` times in the same execution, each after the lease has expired
+(programs/replication.py `CRASH_RETRY_INTERVAL_S`; with one attempt a day, the validity window
+would discard the pass before its third), and the slice that finds `PAGE_ATTEMPTS` attempts gives
+the page up without trying it whole again: its objects one at a time, each whatever it raises, so
+a poison object fails alone. A give-up that crashes is counted too, and the next one does less:
+after one, the page is listed again and its objects go on the failed list unread; after two, the
+listing stops there unread, as when its listing call keeps failing. A crash in the `apply` phase
+(the plane, the record) is not counted: the next slice does it again.
+
+What the pass does not carry: MQTT retained messages (orchestrator/registry/retained.py). The
+continuous replication carries each publish under `registry.retained_topics` (programs/replication.py
+`retained_rule_sql`, `Replicator._retained`); an event it loses after its retries waits in the
+dead-letter queue for `registry replay`, and nothing in AWS repairs a retained message it missed.
+The only scheduled repair is `registry sync --all-secondaries`, daily, from GitHub Actions
+(.github/workflows/registry-sync.yml), when that workflow is set up. A phase here would list the
+source's retained messages (`ListRetainedMessages`, 200 a page, summaries only), read each one in
+scope in both regions (`GetRetainedMessage`, billed as messaging; unlisted in AWS's per-API table,
+so 10/s unless `quotas:` raises it: ≈ 20 s a page, ≈ 14 h for the account quota's 500,000) and
+publish (signed, as the function's republish) and read back what differs; a topic the source no
+longer retains is seen only by listing the destination too; the function's role would need
+`iot:ListRetainedMessages` (docs/registry.md, "Retained messages").
 
 What does not resume: a pass that ended (done, or discarded at `VALIDITY_S`) is not continued.
 Which pass follows (`_next_kind`): after a full pass whose failures are all on its failed list (none
@@ -181,6 +208,7 @@ CERT_LOOKUP_RATE = 10.0  # DescribeCertificate's default quota per second (a loo
 PAGE_ATTEMPTS = 3  # reads of one page that raise before the page is isolated and its failures listed
 PAGE_BACKOFF_S = 5.0  # the wait before a page's second attempt, doubling (the Caller has retried each call)
 PAGE_BACKOFF_MAX_S = 60.0
+DIED = "SliceDied"  # a page's attempt whose slice was stopped from outside (timeout, memory): its lease was left
 FAILED_PAGES_KEPT = 10  # failed pages described in the head item (all are counted)
 FULL, RECHECK = "full", "recheck"  # a pass's kind: the whole fleet, or only the last pass's failed objects
 _TIGHTENED = ("INACTIVE", "REVOKED")
@@ -373,6 +401,7 @@ def run_slice(replicator: Replicator, source: str, limits: SliceLimits = SliceLi
     store = pass_store(replicator, source)
     lease = f"{PASS_PREFIX}{source}"
     t0 = clock()
+    left = _lease_left(replicator, lease, int(t0 * 1000))
     if not replicator.store.acquire(lease, replicator.owner, int(t0 * 1000), LEASE_MS):
         state = store.load()
         return {"done": True, "busy": True,
@@ -383,11 +412,21 @@ def run_slice(replicator: Replicator, source: str, limits: SliceLimits = SliceLi
         work = _Work(replicator, store, limits, t0, clock, remaining_s)
         pages = {FLEET: work.fleet_page, RETRY: work.retry_page, READ: work.things_page,
                  CERTS: work.certificates_page}
+        if left and state.phase in pages:
+            # the slice before this one died without releasing its lease (Lambda's timeout, out of
+            # memory): it died in the page the head item points at, an attempt of that page
+            state = work.crashed(state, DIED)
         while state.phase in pages and work.more():
             try:
-                state = pages[state.phase](state)
+                if state.page_attempts >= PAGE_ATTEMPTS:  # attempts that crashed the slice: no more
+                    state = work._give_up(state)
+                else:
+                    state = pages[state.phase](state)
             except READ_ERRORS as exc:  # the page's reads were refused: again (bounded), then listed
                 state = work.page_failed(state, exc)
+            except Exception as exc:  # a crash (a poison page): counted before the invocation fails
+                work.crashed(state, _code(exc))
+                raise
         if state.phase != APPLY or not work.time_left():
             # the end (the plane: a few reads per object) in this slice only while its time budget
             # lasts, else in the next one
@@ -395,6 +434,16 @@ def run_slice(replicator: Replicator, source: str, limits: SliceLimits = SliceLi
         return _finish(replicator, store, state, clock, now)
     finally:
         replicator.store.release(lease, replicator.owner)
+
+
+def _lease_left(replicator: Replicator, lease: str, now_ms: int) -> bool:
+    """Whether the pass's lease is still there though expired: the slice that took it never
+    released it (`run_slice` releases it on every way out Python sees), so it was stopped from
+    outside, Lambda's timeout or memory limit. A lease unexpired is another slice's, at work (the
+    caller finds it busy). One GetItem a slice; the store without leases to read says no."""
+    read = getattr(replicator.store, "lease", None)
+    holder = read(lease) if callable(read) else None
+    return holder is not None and holder[0] != replicator.owner and holder[1] < now_ms
 
 
 def _current(store: PassStore, replicator: Replicator, now: float) -> PassState:
@@ -592,6 +641,18 @@ class _Work:
         self.store.save_failed(state, state.failed_items, things, certs)
         return {"failed_items": state.failed_items + 1, "failed": state.failed + n}
 
+    # -- a page that crashes the slice ---------------------------------------------------------------
+    def crashed(self, state: PassState, code: str) -> PassState:
+        """The current page crashed a slice (an exception not in READ_ERRORS, or the slice died:
+        `DIED`): one more attempt of it in the head item, written now, so that after
+        `PAGE_ATTEMPTS` of them the next slice gives the page up (`_give_up`) instead of trying it
+        again. A write that fails too is left (the slice is failing anyway)."""
+        counted = replace(state, page_attempts=state.page_attempts + 1, page_error=code)
+        try:
+            return self._commit(counted)
+        except Exception:  # noqa: BLE001 - the crash itself is what the caller raises
+            return counted
+
     # -- a page whose reads keep failing ------------------------------------------------------------
     def page_failed(self, state: PassState, exc: BaseException) -> PassState:
         """The current page's reads raised (`exc`): the attempt is counted in the head item; before
@@ -616,10 +677,16 @@ class _Work:
         the next pass is a full one); else the page's objects are checked one at a time, and those
         whose reads still fail (or were not reached in the slice's time) go on the failed list, with
         what the others' operations left. Either way the page is committed as done and counted in
-        `pages_failed`, and the pass cannot end ok."""
+        `pages_failed`, and the pass cannot end ok.
+
+        The attempts may have crashed the slice (`crashed`), and so may a give-up: the head item
+        counts that too, and each give-up that crashed makes the next one do less: after one, the
+        page is listed again but its objects go on the failed list unread; after two, the listing
+        stops there unread, like a listing that keeps failing."""
         phase = state.phase
-        entry: dict[str, Any] = {"phase": phase, "error": state.page_error, "attempts": PAGE_ATTEMPTS,
-                                 "at": _iso(self.clock())}
+        crashed = state.page_attempts - PAGE_ATTEMPTS  # > 0: give-ups of this page that crashed
+        entry: dict[str, Any] = {"phase": phase, "error": state.page_error,
+                                 "attempts": max(PAGE_ATTEMPTS, state.page_attempts), "at": _iso(self.clock())}
         if phase == RETRY:
             names, cert_ids = self.store.load_failed(state.retry_of or "", state.retry_next)
             following = state.retry_next + 1
@@ -637,6 +704,10 @@ class _Work:
             entry["marker"] = cursor
             if phase == FLEET:
                 entry["listing"] = state.fleet_step
+            if crashed >= 2:  # the give-up crashed even with no object read: not even listed again
+                entry["unread"] = "the rest of the listing"
+                return self._commit(state, **self._past(state, None), unlisted=state.unlisted + 1,
+                                    **self._failed_page(state, entry))
             try:
                 state, items, token = self._listing(state, api, cursor, field_name)
             except READ_ERRORS as exc:
@@ -681,8 +752,11 @@ class _Work:
             return self._certificates([c], {c.id} if not listed_certs or c.status == "ACTIVE" else ())
 
         tally = _Tally()
-        unread_things = self._one_at_a_time(things, lambda t: t.name, thing_check, tally)
-        unread_certs = self._one_at_a_time(certs, lambda c: c.id, cert_check, tally)
+        if crashed >= 1:  # a give-up of this page crashed: its objects go on the failed list unread
+            unread_things, unread_certs = [t.name for t in things], [c.id for c in certs]
+        else:
+            unread_things = self._one_at_a_time(things, lambda t: t.name, thing_check, tally)
+            unread_certs = self._one_at_a_time(certs, lambda c: c.id, cert_check, tally)
         changes: dict[str, Any] = {}
         if unread_things or unread_certs:
             entry["unread"] = f"{len(unread_things)} things, {len(unread_certs)} certificates (on the failed list)"
@@ -697,8 +771,9 @@ class _Work:
                        check: Callable[[_T], _Checked | None], tally: _Tally) -> list[str]:
         """`objects` of a page given up, checked one at a time (`check`: read both regions, plan,
         apply, read back; None: the source no longer has it), each result added to `tally`: a
-        poison object fails alone. The names of those whose reads failed, or that the slice's time
-        did not reach (the failed list's)."""
+        poison object fails alone, whatever it raises (a refused read, or an exception that would
+        crash the slice). The names of those that raised, or that the slice's time did not reach
+        (the failed list's)."""
         unread: list[str] = []
         for obj in objects:
             if not self.time_left():
@@ -706,7 +781,7 @@ class _Work:
                 continue
             try:
                 result = check(obj)
-            except READ_ERRORS:
+            except Exception:  # noqa: BLE001 - refused reads, and a crash of this object alone
                 unread.append(name(obj))
                 continue
             if result is not None:

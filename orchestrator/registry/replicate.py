@@ -264,6 +264,15 @@ class DynamoAppliedStore:
             "attribute_not_exists(leaseOwner) OR leaseOwner = :o OR leaseUntil < :n",
             {":o": {"S": owner}, ":u": {"N": str(now_ms + lease_ms)}, ":n": {"N": str(now_ms)}})
 
+    def lease(self, key: str) -> tuple[str, int] | None:
+        """Who holds the object's lease and until when (epoch ms); None when nobody does (never
+        taken, or released: `release` deletes the item)."""
+        item = self.client.get_item(TableName=self.table, Key={"objectKey": {"S": LEASE_PREFIX + key}},
+                                    ConsistentRead=True).get("Item")
+        if not item or "leaseOwner" not in item:
+            return None
+        return item["leaseOwner"]["S"], int(item.get("leaseUntil", {"N": "0"})["N"])
+
     def _update_if(self, object_key: str, update: str, condition: str, values: Mapping[str, Any]) -> bool:
         """One conditional UpdateItem that also sets the item's TTL (`:x`); False when the
         condition does not hold (another writer got there first)."""

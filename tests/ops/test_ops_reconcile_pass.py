@@ -118,8 +118,11 @@ def invoke(peaks: list[int]) -> Any:
     return call
 
 
-def execute(peaks: list[int], **kwargs: Any) -> Execution:
-    definition = reconcile_definition(FUNCTION_ARN, SRC, slice_limits=LIMITS)
+def execute(peaks: list[int], crash_attempts: int | None = None, **kwargs: Any) -> Execution:
+    """One execution of the definition as deployed (`crash_attempts` 0: a crash fails it at once, so
+    a test sees what the next execution continues; a retry continues the same way)."""
+    definition = reconcile_definition(FUNCTION_ARN, SRC, slice_limits=LIMITS,
+                                      **({} if crash_attempts is None else {"crash_attempts": crash_attempts}))
     return run(definition, dict(RECONCILE_INPUT), invoke(peaks), **kwargs)
 
 
@@ -166,7 +169,7 @@ def test_a_pass_killed_in_the_middle_continues_and_reads_nothing_twice(world: di
     # the fourth slice dies on its first page's second thing: pages 1-3 (9 things) were stored
     src_reads.kill_at = 3 + 3 + 3 + 2
     peaks: list[int] = []
-    first = execute(peaks)
+    first = execute(peaks, crash_attempts=0)
     assert (first.status, first.error) == ("FAILED", "Killed")
     read_before = {api: set(c) for api, c in src_reads.by_api.items()}
     stored = PassStore(client(w["ctx"], "dynamodb", DST), w["rep"].store.table, SRC).load()
@@ -356,7 +359,7 @@ def test_a_pass_killed_in_the_certificates_phase_continues_from_its_last_page(wo
 
     src_iot.meta.events.register("provide-client-params.iot.ListCertificates", seen)
     w["src_reads"].clear()
-    killed = execute([])
+    killed = execute([], crash_attempts=0)
     assert (killed.status, killed.error) == ("FAILED", "Killed")
     after_kill = store.load()
     assert after_kill is not None and after_kill.certs_read == 9  # the page before the kill committed
@@ -399,7 +402,7 @@ def test_a_slice_killed_after_writing_a_page_does_that_page_again_and_nothing_el
             raise Killed("killed applying page 2")
 
     dst_iot.meta.events.register("provide-client-params.iot.AttachThingPrincipal", attach)
-    first = execute([])
+    first = execute([], crash_attempts=0)
     assert (first.status, first.error) == ("FAILED", "Killed")
     dst_iot.meta.events.unregister("provide-client-params.iot.AttachThingPrincipal", attach)
     stored = PassStore(client(w["ctx"], "dynamodb", DST), w["rep"].store.table, SRC).load()
@@ -680,3 +683,102 @@ def test_a_page_whose_reads_keep_failing_is_listed_and_the_pass_completes_failed
     record = w["rep"].store.reconciliation()
     assert record["ok"] is True and record["kind"] == "recheck" and "pages_failed" not in record
     assert verify(w).equal
+
+
+def test_a_page_that_crashes_its_slice_is_given_up_after_three_attempts(world: dict[str, Any]) -> None:
+    """meter-07's reads crash the slice every time (an exception not in READ_ERRORS: a poison
+    page). Each crash is counted in the head item before the invocation fails; the state machine
+    tries the slice again (after the lease expired); after PAGE_ATTEMPTS crashes the fourth slice
+    gives the page up: its things one at a time, meter-07 alone on the failed list, and the pass
+    goes on to its end, FAILED with the page in `failed_pages`. (Before, every retry did the page
+    again and crashed, and the execution failed: the pass never ended.)"""
+    from orchestrator.registry.reconcile_pass import PAGE_ATTEMPTS
+
+    w = world
+    src_iot = w["rep"]._source(SRC).iot.client
+    crashes: list[str] = []
+
+    def poison(params: Mapping[str, Any], **_: Any) -> None:
+        if params.get("thingName") == "meter-07":
+            crashes.append("meter-07")
+            raise Killed("meter-07's reads crash the slice")
+
+    src_iot.meta.events.register("provide-client-params.iot.ListThingPrincipals", poison)
+    ex = execute([])
+    src_iot.meta.events.unregister("provide-client-params.iot.ListThingPrincipals", poison)
+    assert ex.status == "SUCCEEDED", (ex.error, ex.cause)
+    # three attempts of the page (each crashed its slice), then meter-07 alone in the give-up
+    assert len(crashes) == PAGE_ATTEMPTS + 1
+    assert ex.invocations == 7 + PAGE_ATTEMPTS  # the pass's seven slices, and the three crashed
+    record = w["rep"].store.reconciliation()
+    assert record["ok"] is False and record["pages_failed"] == 1 and record["things"] == FLEET
+    page = record["failed_pages"][0]
+    assert (page["phase"], page["error"], page["attempts"], page["objects"]) == \
+        ("read", "Killed", PAGE_ATTEMPTS, ["meter-07"])
+    assert record["retry_next_pass"] == {"objects": 1, "dropped": 0, "next": "recheck"}
+    store = PassStore(client(w["ctx"], "dynamodb", DST), w["rep"].store.table, SRC)
+    done = store.load()
+    assert done is not None and store.load_failed(done.pass_id, 0) == (["meter-07"], [])
+
+
+def test_a_slice_stopped_from_outside_is_counted_by_the_lease_it_left(world: dict[str, Any]) -> None:
+    """Lambda's timeout or memory limit stops a slice where no code runs: its lease is left behind,
+    expired. The next slice finds it so and counts an attempt of the page the head item points
+    at: here the page had crashed twice before, so that is its third, and the page is given up at
+    once (meter-06..08 one at a time: all fine now) instead of being tried a fourth time."""
+    from dataclasses import replace
+
+    from orchestrator.registry.reconcile_pass import DIED, LEASE_MS, PAGE_ATTEMPTS
+
+    w = world
+    execute([], stop_after=lambda ex: ex.invocations >= 2)  # the fleet, the things' pages 1-2
+    ddb = client(w["ctx"], "dynamodb", DST)
+    store = PassStore(ddb, w["rep"].store.table, SRC)
+    state = store.load()
+    assert state is not None and (state.phase, state.read) == ("read", 6)
+    store.save(replace(state, page_attempts=PAGE_ATTEMPTS - 1, page_error="Killed"))
+    # what a slice stopped from outside leaves: its lease, taken more than LEASE_MS ago
+    dead = int(time.time() * 1000) - LEASE_MS - 1000
+    w["rep"].store.acquire(f"reconcile-pass/{SRC}", "a-dead-invocation", dead, LEASE_MS)
+    w["src_reads"].clear()
+    ex = execute([])
+    assert ex.status == "SUCCEEDED", (ex.error, ex.cause)
+    record = w["rep"].store.reconciliation()
+    assert record["ok"] is False and record["pages_failed"] == 1
+    page = record["failed_pages"][0]
+    assert (page["phase"], page["error"], page["attempts"], page["marker"]) == \
+        ("read", DIED, PAGE_ATTEMPTS, state.cursor)
+    assert "objects" not in page  # each of the page's things read back equal alone
+    assert record["things"] == FLEET and record["unequal"] == 0 and record["errors"] == 0
+    assert verify(w).equal
+
+
+def test_a_pass_costs_one_head_item_write_a_page_and_one_lease_read_a_slice(world: dict[str, Any]) -> None:
+    """The cost model of docs/performance.md: the head item is written once when the pass starts,
+    once per page (fleet, things, certificates) and once at the end; counting a crash costs
+    nothing while no slice crashes but one lease GetItem a slice."""
+    w = world
+    ddb = w["rep"].store.client
+    head = f"reconcile-pass/{SRC}"
+    writes: Counter[str] = Counter()
+    lease_reads: list[str] = []
+
+    def put(params: Mapping[str, Any], **_: Any) -> None:
+        key = params["Item"]["objectKey"]["S"]
+        if key.startswith(head):
+            writes["head" if key == head else "failed"] += 1
+
+    def get(params: Mapping[str, Any], **_: Any) -> None:
+        if params["Key"]["objectKey"]["S"] == f"lease/{head}":
+            lease_reads.append("x")
+
+    ddb.meta.events.register("provide-client-params.dynamodb.PutItem", put)
+    ddb.meta.events.register("provide-client-params.dynamodb.GetItem", get)
+    ex = execute([])
+    assert ex.status == "SUCCEEDED", (ex.error, ex.cause)
+    record = w["rep"].store.reconciliation()
+    assert record["ok"] is True
+    fleet_pages = 3  # one page each: policies, thing types, thing groups
+    pages = fleet_pages + record["pages"] + 5  # 14 certificates, 3 a page
+    assert writes == Counter(head=1 + pages + 1)
+    assert len(lease_reads) == ex.invocations == record["slices"]

@@ -333,3 +333,80 @@ def test_status_of_a_recheck_pass_counts_failed_list_items_not_things() -> None:
     line = ReplicationHealth("eu-central-1", 0, 0, None, reconciling={**state.progress(1010.0), "stale": False}).line()
     assert "re-checking the last pass's failed objects" in line and "1/3 failed-list items re-checked" in line
     assert "page failing (ThrottlingException, attempt 2)" in line
+
+
+# -- a page that crashes the slice ------------------------------------------------------------------
+def _three_things(api: str, **kwargs: Any) -> dict[str, Any]:
+    assert (api, kwargs) == ("list_things", {"maxResults": 3, "nextToken": "m2"})
+    return {"things": [{"thingName": n} for n in ("meter-06", "meter-07", "meter-08")], "nextToken": "m3"}
+
+
+def test_a_crash_is_an_attempt_of_the_page_written_before_the_slice_fails() -> None:
+    """A crash is counted in the head item at once, so the slice after the last attempt gives the
+    page up instead of doing it again; a head item that cannot be written does not hide the crash."""
+    from orchestrator.registry.reconcile_pass import DIED
+
+    table = FakeTable()
+    work = _work(table, _three_things)
+    state = PassState("p1", "eu-west-1", 0.0, phase="read", cursor="m2")
+    state = work.crashed(state, "KeyError")
+    assert (state.page_attempts, state.page_error) == (1, "KeyError") and work.store.load() == state
+    state = work.crashed(state, DIED)
+    assert (state.page_attempts, state.page_error) == (2, DIED) and work.store.load() == state
+
+    def refused(**_: Any) -> None:
+        raise RuntimeError("the table is down too")
+
+    table.put_item = refused  # type: ignore[assignment, method-assign]
+    assert work.crashed(state, "KeyError").page_attempts == 3  # nothing raised but the caller's crash
+
+
+def test_an_object_that_crashes_its_check_fails_alone_in_a_give_up() -> None:
+    """Given up after crashes, each thing is checked alone: one whose check raises anything, not only a
+    refused read, goes on the failed list and the others are done."""
+    from orchestrator.registry.reconcile_pass import PAGE_ATTEMPTS
+
+    def things(page: list[Any], dynamic: Any) -> tuple[int, int, int, tuple[str, ...], list[Any]]:
+        if page[0].name == "meter-07":
+            raise KeyError("certificateDescription")  # a crash, not in READ_ERRORS
+        return 1, 0, 0, (), []
+
+    work = _work(FakeTable(), _three_things, things)
+    state = PassState("p1", "eu-west-1", 0.0, phase="read", cursor="m2", read=6, pages=2,
+                      page_attempts=PAGE_ATTEMPTS, page_error="KeyError")
+    state = work._give_up(state)
+    assert (state.phase, state.cursor, state.read, state.page_attempts) == ("read", "m3", 9, 0)
+    assert (state.applied, state.pages_failed, state.failed, state.unlisted) == (2, 1, 1, 0)
+    assert state.failed_pages[0]["objects"] == ["meter-07"] and state.failed_pages[0]["error"] == "KeyError"
+    assert work.store.load_failed("p1", 0) == (["meter-07"], [])
+
+
+def test_a_give_up_that_crashed_reads_less_the_next_time() -> None:
+    """A give-up crashed once: the page is listed again, its things go on the failed list unread.
+    Crashed twice: the listing stops there, not even listed again, and the next pass is a full one."""
+    from orchestrator.registry.reconcile_pass import PAGE_ATTEMPTS
+
+    checked: list[str] = []
+
+    def things(page: list[Any], dynamic: Any) -> tuple[int, int, int, tuple[str, ...], list[Any]]:
+        checked.append(page[0].name)
+        return 1, 0, 0, (), []
+
+    work = _work(FakeTable(), _three_things, things)
+    state = PassState("p1", "eu-west-1", 0.0, phase="read", cursor="m2", read=6, pages=2,
+                      page_attempts=PAGE_ATTEMPTS + 1, page_error="SliceDied")
+    state = work._give_up(state)
+    assert checked == [] and (state.cursor, state.read, state.failed, state.pages_failed) == ("m3", 9, 3, 1)
+    assert state.failed_pages[0]["attempts"] == PAGE_ATTEMPTS + 1
+    assert work.store.load_failed("p1", 0) == (["meter-06", "meter-07", "meter-08"], [])
+
+    def no_listing(api: str, **kwargs: Any) -> dict[str, Any]:
+        raise AssertionError("listed again")
+
+    work = _work(FakeTable(), no_listing, things)
+    state = PassState("p1", "eu-west-1", 0.0, phase="read", cursor="m2", read=6,
+                      page_attempts=PAGE_ATTEMPTS + 2, page_error="SliceDied")
+    state = work._give_up(state)
+    assert (state.phase, state.cursor, state.unlisted, state.pages_failed, state.page_attempts) == \
+        ("certificates", None, 1, 1, 0)
+    assert state.failed_pages[0]["marker"] == "m2" and state.failed_pages[0]["unread"] == "the rest of the listing"

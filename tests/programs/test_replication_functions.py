@@ -22,6 +22,8 @@ from programs import package, policies
 from programs.contract import ReplicationNames
 from programs.mocks import Evaluation, evaluate
 from programs.replication import (
+    CRASH_RETRY_ATTEMPTS,
+    CRASH_RETRY_INTERVAL_S,
     MAX_RECONCILE_SLICES,
     RECONCILE_INPUT,
     RECONCILE_RETRY_ATTEMPTS,
@@ -233,22 +235,50 @@ def schedules_target_role(ev: Evaluation, region: str) -> str:
 
 
 def test_the_reconciliation_loop_is_bounded_by_the_execution_history_quota() -> None:
-    """However a pass goes (every slice not done, every attempt retried to the limit), one execution
-    ends before its history reaches Step Functions' 25,000 events: OutOfSlices, never the quota."""
+    """However a pass goes (every slice not done, every attempt retried to the limit: Lambda's
+    transient errors and crashes), one execution ends before its history reaches Step Functions'
+    25,000 events: OutOfSlices, never the quota."""
     definition = reconcile_definition(f"arn:aws:lambda:{SECONDARY}:{ACCOUNT}:function:f", PRIMARY)
     calls = {"n": 0}
+    per_slice = RECONCILE_RETRY_ATTEMPTS + CRASH_RETRY_ATTEMPTS + 1
 
     def never_done(resource: str, params: Mapping[str, Any], timeout_s: float) -> dict[str, Any]:
         calls["n"] += 1
-        if calls["n"] % (RECONCILE_RETRY_ATTEMPTS + 1):  # every attempt but the last of each slice fails
+        attempt = (calls["n"] - 1) % per_slice
+        if attempt < RECONCILE_RETRY_ATTEMPTS:  # every attempt but the last of each slice fails
             raise TaskError("Lambda.TooManyRequestsException", "rate exceeded")
+        if attempt < per_slice - 1:
+            raise TaskError("Sandbox.Timedout", "Task timed out after 900.00 seconds")
         return {"Payload": {"done": False, "progress": {}}}
 
     ex = run(definition, dict(RECONCILE_INPUT), never_done)
     assert (ex.status, ex.error) == ("FAILED", "Reconcile.OutOfSlices")
-    assert calls["n"] == MAX_RECONCILE_SLICES * (RECONCILE_RETRY_ATTEMPTS + 1)
+    assert calls["n"] == MAX_RECONCILE_SLICES * per_slice
     assert len(ex.events) <= 25_000
-    assert MAX_RECONCILE_SLICES >= 1000  # 1M things at ~6,000 per 600 s slice need ~170
+    assert MAX_RECONCILE_SLICES >= 900  # 1M things at ~6,000 per 600 s slice need ~170
+
+
+def test_a_crashed_slice_is_tried_again_after_its_lease_expired_then_the_execution_fails() -> None:
+    """A crash (the function's error, its timeout) is retried CRASH_RETRY_ATTEMPTS times, each after
+    the pass's lease has expired (so the retry takes the pass over and counts the crash against
+    its page: reconcile_pass), then the execution fails; Lambda's transient errors keep their own
+    quick retries."""
+    from orchestrator.registry.reconcile_pass import LEASE_MS, PAGE_ATTEMPTS
+
+    definition = reconcile_definition(f"arn:aws:lambda:{SECONDARY}:{ACCOUNT}:function:f", PRIMARY)
+    assert CRASH_RETRY_ATTEMPTS == PAGE_ATTEMPTS and CRASH_RETRY_INTERVAL_S * 1000 > LEASE_MS
+    calls = {"n": 0}
+
+    def crashes(resource: str, params: Mapping[str, Any], timeout_s: float) -> dict[str, Any]:
+        calls["n"] += 1
+        raise TaskError("KeyError", "a poison page")
+
+    ex = run(definition, dict(RECONCILE_INPUT), crashes)
+    assert (ex.status, ex.error, calls["n"]) == ("FAILED", "KeyError", CRASH_RETRY_ATTEMPTS + 1)
+    assert ex.slept_s == CRASH_RETRY_ATTEMPTS * CRASH_RETRY_INTERVAL_S
+    once = reconcile_definition(f"arn:aws:lambda:{SECONDARY}:{ACCOUNT}:function:f", PRIMARY, crash_attempts=0)
+    calls["n"] = 0
+    assert run(once, dict(RECONCILE_INPUT), crashes).status == "FAILED" and calls["n"] == 1
 
 
 @pytest.mark.parametrize("broken, message", [
