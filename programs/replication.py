@@ -105,8 +105,9 @@ SLICE_TIMEOUT_S = 960  # the Task's own bound: the function's 900 s and Lambda's
 # Lambda's transient errors, as the Lambda integration names them (Step Functions developer guide,
 # "Handling errors": best practice for Lambda tasks), retried at once; any other error (the
 # function's: the slice raised, timed out or ran out of memory) is retried CRASH_RETRY_ATTEMPTS
-# times by the last retrier (`States.ALL`), then the execution fails and the next one continues
-# from the stored progress
+# times by the last retrier (`States.ALL`, "a wildcard that matches any known error name", alone
+# and last: developer guide, "Handling errors in Step Functions workflows"), then the execution
+# fails and the next one continues from the stored progress
 LAMBDA_TRANSIENT = ("Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
                     "Lambda.TooManyRequestsException")
 API_CALL_MAX_AGE_S = 6 * 3600  # asynchronous invocations and EventBridge retries give up after this

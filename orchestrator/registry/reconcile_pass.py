@@ -113,8 +113,9 @@ given up (`_Work._give_up`): its listing is read once more and its objects check
 a poison object fails alone; those whose reads still fail (or the slice's time did not reach) go on
 the failed list, and the pass moves past the page. When the listing call itself keeps failing, its
 next cursor cannot be known: that listing stops there (`unlisted`, the marker kept in the failed
-page's entry) and the pass goes on to the next phase. A given-up page is counted (`pages_failed`,
-the first `FAILED_PAGES_KEPT` described in `failed_pages`) and the pass ends FAILED, but it ends.
+page's entry) and the pass goes on to the next phase. A given-up page that left anything unread is
+counted (`pages_failed`, the first `FAILED_PAGES_KEPT` described in `failed_pages`) and the pass
+ends FAILED, but it ends.
 A crash is an attempt of the page too (a poison page: an exception not in READ_ERRORS, Lambda's
 timeout or memory limit), counted in the same `page_attempts` (`page_error`: the exception's type,
 or `DIED`). An exception is counted by `run_slice` before the invocation fails (`_Work.crashed`:
@@ -418,13 +419,14 @@ def run_slice(replicator: Replicator, source: str, limits: SliceLimits = SliceLi
             state = work.crashed(state, DIED)
         while state.phase in pages and work.more():
             try:
-                if state.page_attempts >= PAGE_ATTEMPTS:  # attempts that crashed the slice: no more
-                    state = work._give_up(state)
-                else:
-                    state = pages[state.phase](state)
-            except READ_ERRORS as exc:  # the page's reads were refused: again (bounded), then listed
-                state = work.page_failed(state, exc)
-            except Exception as exc:  # a crash (a poison page): counted before the invocation fails
+                try:
+                    if state.page_attempts >= PAGE_ATTEMPTS:  # attempts that crashed the slice: no more
+                        state = work._give_up(state)
+                    else:
+                        state = pages[state.phase](state)
+                except READ_ERRORS as exc:  # the page's reads were refused: again (bounded), then listed
+                    state = work.page_failed(state, exc)
+            except Exception as exc:  # a crash (a poison page, or its give-up): counted, then the invocation fails
                 work.crashed(state, _code(exc))
                 raise
         if state.phase != APPLY or not work.time_left():
@@ -676,8 +678,10 @@ class _Work:
         the listing stops there (its cursor kept in the failed page's entry, the rest of it unread:
         the next pass is a full one); else the page's objects are checked one at a time, and those
         whose reads still fail (or were not reached in the slice's time) go on the failed list, with
-        what the others' operations left. Either way the page is committed as done and counted in
-        `pages_failed`, and the pass cannot end ok.
+        what the others' operations left. Either way the page is committed as done; when anything
+        of it was left unread (an object, the rest of a listing, a fleet page) it is counted in
+        `pages_failed` and the pass cannot end ok (objects that all read back equal one at a time
+        leave nothing to count).
 
         The attempts may have crashed the slice (`crashed`), and so may a give-up: the head item
         counts that too, and each give-up that crashed makes the next one do less: after one, the
