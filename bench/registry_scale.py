@@ -39,7 +39,8 @@ first (≈ 260 s of CPU per 100k things on 2 cores: ≈ 45-60 min at 1M). The de
 a first sync leaves it (`FakeIot.seed_synced`: the same things, certificates under the same ids and
 PEMs, policies, groups, memberships and attachments; tests/orchestrator/test_bench_registry_seeded.py
 checks it field by field against a real first sync at 2,000 things), then, with no checkpoint and
-no version record:
+no version record, each pass in its own fresh process (the regions seeded again, alike; the run
+state directory carried from one to the next):
 
 1. `--full` pass: it reads every thing's principals in both regions and writes the version record,
    as `registry sync --full` does after a first sync whose record was lost;
@@ -50,11 +51,12 @@ first` for them). It does not flatter the two passes: they read the same two reg
 contents, through the same fake and quotas, and neither pass depends on the first sync's process
 state (each builds its own from the regions and the run-state files: `--full` reads both regions
 whatever the version record says, and the unchanged pass reads the record `--full` wrote). One
-thing differs: without a first sync before it, the `--full` pass cannot reuse heap a first sync
-freed in the same process and pays the one-off costs of a process's first sync (≈ 28 MB at 2,000
-things), so its peak above start is, if anything, higher. The fake's own RSS (both regions, seeded) is measured in the
-run's process around the seeding and reported as "fake regions' RSS"; the fake does not grow during
-these passes (nothing is written), so a pass's peak above its start is the sync's.
+thing differs, on purpose: in a fresh process a pass cannot reuse heap an earlier pass freed (as
+the unchanged and `--full` passes after a first sync in one process do), and it pays a process's
+one-off costs (≈ 28 MB at 2,000 things), so its peak above start is, if anything, higher. The
+fake's own RSS (both regions, seeded) is measured in each pass's process around the seeding and
+reported as "fake regions' RSS"; the fake does not grow during these passes (nothing is written),
+so a pass's peak above its start is the sync's.
 """
 
 from __future__ import annotations
@@ -190,9 +192,11 @@ SEEDED_PASSES = (("--full", True), ("unchanged", False))  # --dst seeded: no fir
 
 
 def run_size(n: int, scale: float, concurrency: int, fake: int, passes: int = len(PASSES),
-             seeded: bool = False) -> list[Pass]:
+             seeded: bool = False, only: str = "", state_dir: Path | None = None) -> list[Pass]:
     """The first `passes` passes of size `n` in this process (a child of `run_child`); with `seeded`,
-    the destination seeded as a first sync leaves it and SEEDED_PASSES run."""
+    the destination seeded as a first sync leaves it and the one pass `only` (of SEEDED_PASSES) runs,
+    its run state (checkpoint, version record, backend copies) in `state_dir`, which the next pass's
+    process reads."""
     world = FakeIot(scale=scale)
     world.region(SRC)
     world.region(DST)
@@ -201,12 +205,15 @@ def run_size(n: int, scale: float, concurrency: int, fake: int, passes: int = le
     if seeded:
         world.seed_synced(SRC, DST)
     world_rss = _status("VmRSS") - rss0
-    plan = SEEDED_PASSES if seeded else PASSES[:passes]
+    plan = [p for p in SEEDED_PASSES if p[0] == only] if seeded else list(PASSES[:passes])
+    if not plan:
+        raise ValueError(f"no pass {only!r} in {SEEDED_PASSES}")
     out = []
     with tempfile.TemporaryDirectory(prefix="registry-scale-") as tmp:
-        local, backend = Path(tmp) / "local", Path(tmp) / "backend"
-        local.mkdir()
-        backend.mkdir()
+        root = state_dir or Path(tmp)
+        local, backend = root / "local", root / "backend"
+        local.mkdir(exist_ok=True)
+        backend.mkdir(exist_ok=True)
 
         uploaded = [0]
 
@@ -234,11 +241,12 @@ def run_size(n: int, scale: float, concurrency: int, fake: int, passes: int = le
 
 
 def run_child(n: int, scale: float, concurrency: int, fake: int, passes: int, arena_max: int,
-              seeded: bool = False) -> list[Pass]:
-    """One repeat of size `n` in a fresh process: no heap left over from another size in its RSS."""
+              seeded: bool = False, only: str = "", state_dir: Path | None = None) -> list[Pass]:
+    """One repeat of size `n` in a fresh process: no heap left over from another size in its RSS
+    (seeded: one pass of it, its run state in `state_dir`)."""
     cmd = [sys.executable, "-m", "bench.registry_scale", "--one", str(n), "--scale", f"{scale:g}",
            "--concurrency", str(concurrency), "--fake", str(fake), "--npasses", str(passes),
-           *(["--dst", "seeded"] if seeded else [])]
+           *(["--dst", "seeded", f"--only={only}", "--state-dir", str(state_dir)] if seeded else [])]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=_child_env(arena_max))
     assert proc.stdout is not None
     last = ""
@@ -329,6 +337,8 @@ def main() -> int:
                     help="the first sync only, or first, unchanged and --full")
     ap.add_argument("--dst", choices=("empty", "seeded"), default="empty",
                     help="seeded: the destination as a first sync leaves it; runs --full, then unchanged")
+    ap.add_argument("--only", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--state-dir", default="", help=argparse.SUPPRESS)
     ap.add_argument("--fake-growth", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--one", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--fake", type=int, default=0, help=argparse.SUPPRESS)
@@ -338,7 +348,8 @@ def main() -> int:
         print(json.dumps({"bytes": _fake_growth_here(args.fake_growth)}))
         return 0
     if args.one:
-        done = run_size(args.one, args.scale, args.concurrency, args.fake, args.npasses, args.dst == "seeded")
+        done = run_size(args.one, args.scale, args.concurrency, args.fake, args.npasses, args.dst == "seeded",
+                        args.only, Path(args.state_dir) if args.state_dir else None)
         print(json.dumps([p.__dict__ for p in done]))
         return 0
     seeded = args.dst == "seeded"
@@ -352,7 +363,13 @@ def main() -> int:
             fake = fake_growth(n, args.arena_max)
             print(f"{n:>9,} a fake region of {n:,} things takes {fake / n:,.0f} B/thing of RSS", flush=True)
         for _ in range(args.repeat):
-            passes += run_child(n, args.scale, args.concurrency, fake, npasses, args.arena_max, seeded)
+            if not seeded:
+                passes += run_child(n, args.scale, args.concurrency, fake, npasses, args.arena_max)
+                continue
+            with tempfile.TemporaryDirectory(prefix="registry-scale-state-") as state:
+                for label, _full in SEEDED_PASSES:  # each in its own process, the run state carried over
+                    passes += run_child(n, args.scale, args.concurrency, fake, npasses, args.arena_max, True,
+                                        label, Path(state))
     body = render(passes, args.scale, args.concurrency, args.repeat, args.arena_max, npasses, seeded)
     print()
     print(body)
