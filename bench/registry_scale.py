@@ -302,7 +302,8 @@ def render(passes: list[Pass], scale: float, concurrency: int, repeat: int = 1, 
         "with `--dst seeded` the destination too).",
         *(["The destination was seeded as a first sync leaves it (`--dst seeded`, see the bench's "
            "docstring): no first sync ran; `--full` ran first (no version record), then the unchanged "
-           "pass."] if seeded else []),
+           "pass, each in its own fresh process (the regions seeded again alike, the run state carried "
+           "over)."] if seeded else []),
         "",
         "| things | pass | wall (s) | CPU (s) | quota floor (s) | wall / floor | floor set by | peak RSS / thing "
         "| of which the fake | sync's share / thing | written / thing | run state uploaded / thing "
