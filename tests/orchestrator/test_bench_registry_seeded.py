@@ -74,3 +74,27 @@ def test_a_full_pass_over_a_seeded_destination_writes_nothing_and_verifies(seede
 def test_seeding_a_destination_that_is_not_empty_is_refused(seeded: FakeIot) -> None:
     with pytest.raises(ValueError, match="not empty"):
         seeded.seed_synced(SRC, DST)
+
+
+def test_the_seeded_bench_carries_the_version_record_from_full_to_unchanged(tmp_path: Any) -> None:
+    # each pass seeds its own world (in the bench: its own process); only the run-state directory
+    # is shared, so the unchanged pass trusts the record --full wrote and reads no principals
+    from bench.registry_scale import run_size
+
+    n = 1000
+    (full,) = run_size(n, SCALE, 4, 0, seeded=True, only="--full", state_dir=tmp_path)
+    (unchanged,) = run_size(n, SCALE, 4, 0, seeded=True, only="unchanged", state_dir=tmp_path)
+    assert full.ok and unchanged.ok
+    assert full.calls >= 2 * n and full.write_calls == 0
+    assert unchanged.calls < n // 10, unchanged.calls  # listings only (pages of 250)
+
+
+def test_the_seeded_bench_runs_no_first_sync() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-m", "bench.registry_scale", "--dst", "seeded", "--passes", "first",
+                           "--sizes", "10"], cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--dst seeded runs --full and unchanged" in proc.stderr
