@@ -40,6 +40,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from orchestrator.registry.policydoc import normalize_document, rewrite_region
 from orchestrator.registry.quotas import DEFAULT_QUOTAS, UNLISTED_RATE, bucket_of
 
 ACCOUNT = "123456789012"
@@ -211,6 +212,46 @@ class FakeIot:
                 if i % 4 == 0:
                     r.targets["telemetry"][arn] = None
             r.touch()
+
+    def seed_synced(self, source: str, dest: str) -> None:
+        """`dest` as a first sync from `source` leaves it, without the sync's calls: the same things
+        (type, attributes, version 1 as CreateThing gives), thing types, groups and their members,
+        certificates under the same ids, statuses and PEMs (RegisterCertificateWithoutCA computes the
+        id from the PEM), the same policies (one version, as CreatePolicy makes; the document as the sync sends it:
+        normalized JSON, source-region ARNs moved to `dest`) and the same
+        attachments, every ARN in `dest`'s region. Without quotas; `dest` must be empty.
+        tests/orchestrator/test_bench_registry_seeded.py checks it against a real first sync."""
+        s, d = self.region(source), self.region(dest)
+        with s.lock, d.lock:
+            if d.things or d.certs or d.groups or d.policies or d.types:
+                raise ValueError(f"seed_synced: {dest} is not empty")
+            old, new = f"arn:aws:iot:{source}:", f"arn:aws:iot:{dest}:"
+
+            def arn(a: str) -> str:
+                return new + a[len(old):] if a.startswith(old) else a
+
+            for name, (ttype, attrs, _version) in s.things.items():
+                d.things[name] = [ttype, dict(attrs), 1]
+            for name, t in s.types.items():
+                d.types[name] = {"description": t["description"], "searchable": list(t["searchable"]),
+                                 "deprecated": t["deprecated"]}
+            for name, g in s.groups.items():
+                d.groups[name] = {"parent": g["parent"], "description": g["description"],
+                                  "attributes": dict(g["attributes"])}
+            for name, m in s.members.items():
+                d.members[name] = dict(m)
+            for cid, (status, pem) in s.certs.items():
+                d.certs[cid] = [status, pem]
+            for thing, arns in s.principals.items():
+                d.principals[thing] = {arn(a): None for a in arns}
+            for a, things in s.principal_things.items():
+                d.principal_things[arn(a)] = dict(things)
+            for name, p in s.policies.items():  # the sync writes the document normalized, ARNs moved
+                document = rewrite_region(normalize_document(p["document"]), source, dest)[0]
+                d.policies[name] = {"document": document, "versions": {"1": None}, "default": "1"}
+            for name, targets in s.targets.items():
+                d.targets[name] = {arn(a): None for a in targets}
+            d.touch()
 
 
 class _Meta:

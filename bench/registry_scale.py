@@ -33,6 +33,30 @@ Sizes used to run one after another in one process: the freed heap a smaller siz
 in the next size's starting RSS and was reused, so the larger size's "peak above start" came out
 lower (the negative 50k->100k slope of an earlier session). Per size, the summary gives the min and
 median of the repeats and the slopes between sizes. `--passes first` runs only the first sync.
+
+`--dst seeded`: the `--full` and unchanged passes at sizes where a first sync costs too much to run
+first (≈ 260 s of CPU per 100k things on 2 cores: ≈ 45-60 min at 1M). The destination is seeded as
+a first sync leaves it (`FakeIot.seed_synced`: the same things, certificates under the same ids and
+PEMs, policies, groups, memberships and attachments; tests/orchestrator/test_bench_registry_seeded.py
+checks it field by field against a real first sync at 2,000 things), then, with no checkpoint and
+no version record, each pass in its own fresh process (the regions seeded again, alike; the run
+state directory carried from one to the next):
+
+1. `--full` pass: it reads every thing's principals in both regions and writes the version record,
+   as `registry sync --full` does after a first sync whose record was lost;
+2. unchanged pass: it starts from that record, as the unchanged pass after a first sync does.
+
+What this skips is the first sync, and only that: its figures are not produced (run `--passes
+first` for them). It does not flatter the two passes: they read the same two regions, with the same
+contents, through the same fake and quotas, and neither pass depends on the first sync's process
+state (each builds its own from the regions and the run-state files: `--full` reads both regions
+whatever the version record says, and the unchanged pass reads the record `--full` wrote). One
+thing differs, on purpose: in a fresh process a pass cannot reuse heap an earlier pass freed (as
+the unchanged and `--full` passes after a first sync in one process do), and it pays a process's
+one-off costs (≈ 28 MB at 2,000 things), so its peak above start is, if anything, higher. The
+fake's own RSS (both regions, seeded) is measured in each pass's process around the seeding and
+reported as "fake regions' RSS"; the fake does not grow during these passes (nothing is written),
+so a pass's peak above its start is the sync's.
 """
 
 from __future__ import annotations
@@ -59,8 +83,9 @@ from orchestrator.registry import QuotaTable, SyncOptions, SyncReport, sync_clie
 from orchestrator.registry.quotas import DEFAULT_QUOTAS, UNLISTED_RATE  # noqa: E402
 
 SECTION = "Registry sync at fleet size (fast fake)"
+SEEDED_SECTION = "Registry sync at fleet size: --full and unchanged from a seeded destination (fast fake)"
 COMMAND = (".venv/bin/python -m bench.registry_scale --sizes {sizes} --scale {scale:g} "
-           "--concurrency {concurrency} --repeat {repeat} --arena-max {arena_max} --passes {passes} --write")
+           "--concurrency {concurrency} --repeat {repeat} --arena-max {arena_max} --passes {passes}{dst} --write")
 SRC, DST = "eu-west-1", "eu-central-1"
 
 
@@ -108,6 +133,8 @@ class Pass:
     ok: bool
     note: str
     fake: int = 0  # RSS the fake destination's growth takes (first sync only; 0: none)
+    world_rss: int = 0  # RSS the seeded fake regions hold at the run's start (measured around the seeding)
+    start_rss: int = 0  # the process's RSS at the pass's start
     uploaded: int = 0  # run-state bytes copied to the backend (checkpoint parts and header, version record)
 
     @property
@@ -156,21 +183,37 @@ def one_pass(world: FakeIot, n: int, label: str, options: SyncOptions) -> Pass:
     ok = not report.errors and verified
     note = "" if ok else f"errors={len(report.errors)} verification={report.verification}"
     return Pass(n, label, wall, floor, cpu, f"{bucket} in {region} ({calls:,} calls)", peak, written,
-                report.read_calls + report.write_calls, report.write_calls, report.throttled, ok, note)
+                report.read_calls + report.write_calls, report.write_calls, report.throttled, ok, note,
+                start_rss=rss0)
 
 
 PASSES = (("first sync", False), ("unchanged", False), ("--full", True))
+SEEDED_PASSES = (("--full", True), ("unchanged", False))  # --dst seeded: no first sync before them
 
 
-def run_size(n: int, scale: float, concurrency: int, fake: int, passes: int = len(PASSES)) -> list[Pass]:
-    """The first `passes` passes of size `n` in this process (a child of `run_child`)."""
+def run_size(n: int, scale: float, concurrency: int, fake: int, passes: int = len(PASSES),
+             seeded: bool = False, only: str = "", state_dir: Path | None = None) -> list[Pass]:
+    """The first `passes` passes of size `n` in this process (a child of `run_child`); with `seeded`,
+    the destination seeded as a first sync leaves it and the one pass `only` (of SEEDED_PASSES) runs,
+    its run state (checkpoint, version record, backend copies) in `state_dir`, which the next pass's
+    process reads."""
     world = FakeIot(scale=scale)
+    world.region(SRC)
+    world.region(DST)
+    rss0 = _status("VmRSS")
     world.seed(SRC, n)
+    if seeded:
+        world.seed_synced(SRC, DST)
+    world_rss = _status("VmRSS") - rss0
+    plan = [p for p in SEEDED_PASSES if p[0] == only] if seeded else list(PASSES[:passes])
+    if not plan:
+        raise ValueError(f"no pass {only!r} in {SEEDED_PASSES}")
     out = []
     with tempfile.TemporaryDirectory(prefix="registry-scale-") as tmp:
-        local, backend = Path(tmp) / "local", Path(tmp) / "backend"
-        local.mkdir()
-        backend.mkdir()
+        root = state_dir or Path(tmp)
+        local, backend = root / "local", root / "backend"
+        local.mkdir(exist_ok=True)
+        backend.mkdir(exist_ok=True)
 
         uploaded = [0]
 
@@ -181,24 +224,29 @@ def run_size(n: int, scale: float, concurrency: int, fake: int, passes: int = le
         base = SyncOptions(quotas=QuotaTable().scaled(scale), concurrency=concurrency, shadows=False,
                            checkpoint_path=local / "checkpoint.json", checkpoint_store=store,
                            state_path=local / "versions.json", state_store=store)
-        for label, full in PASSES[:passes]:
+        for label, full in plan:
             uploaded[0] = 0
             p = one_pass(world, n, label, SyncOptions(**{**base.__dict__, "full": full}))
-            p = Pass(**{**p.__dict__, "fake": fake if label == "first sync" else 0, "uploaded": uploaded[0]})
+            p = Pass(**{**p.__dict__, "fake": fake if label == "first sync" else 0, "uploaded": uploaded[0],
+                        "world_rss": world_rss})
             out.append(p)
             print(f"{n:>9,} {label:<11} wall {p.wall_s:8.1f}s cpu {p.cpu_s:7.1f}s floor {p.floor_s:8.1f}s "
                   f"x{p.ratio:5.2f}  "
                   f"peak RSS {p.peak_rss / n:7.0f} B/thing (sync's share {(p.peak_rss - p.fake) / n:7.0f})  "
                   f"written {p.written / n:8.0f} B/thing (run state uploaded {p.uploaded / n:6.0f})  "
-                  f"calls/thing {p.calls / n:6.3f}  throttled {p.throttled}  {'ok' if p.ok else p.note}",
+                  f"calls/thing {p.calls / n:6.3f}  throttled {p.throttled}  "
+                  f"fake regions {p.world_rss / n:6.0f} B/thing  {'ok' if p.ok else p.note}",
                   flush=True)
     return out
 
 
-def run_child(n: int, scale: float, concurrency: int, fake: int, passes: int, arena_max: int) -> list[Pass]:
-    """One repeat of size `n` in a fresh process: no heap left over from another size in its RSS."""
+def run_child(n: int, scale: float, concurrency: int, fake: int, passes: int, arena_max: int,
+              seeded: bool = False, only: str = "", state_dir: Path | None = None) -> list[Pass]:
+    """One repeat of size `n` in a fresh process: no heap left over from another size in its RSS
+    (seeded: one pass of it, its run state in `state_dir`)."""
     cmd = [sys.executable, "-m", "bench.registry_scale", "--one", str(n), "--scale", f"{scale:g}",
-           "--concurrency", str(concurrency), "--fake", str(fake), "--npasses", str(passes)]
+           "--concurrency", str(concurrency), "--fake", str(fake), "--npasses", str(passes),
+           *(["--dst", "seeded", f"--only={only}", "--state-dir", str(state_dir)] if seeded else [])]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=_child_env(arena_max))
     assert proc.stdout is not None
     last = ""
@@ -219,7 +267,7 @@ def summary(passes: list[Pass]) -> list[str]:
         by.setdefault((p.label, p.things), []).append(p.peak_rss - p.fake)
     lines = ["| pass | things | runs | sync's share of peak RSS: min | median | per thing (median) "
              "| slope from the size before: min | median |", "|---|--:|--:|--:|--:|--:|--:|--:|"]
-    for label, _ in PASSES:
+    for label in dict.fromkeys(p.label for p in passes):
         sizes = sorted(n for (lab, n) in by if lab == label)
         prev: tuple[int, float, float] | None = None
         for n in sizes:
@@ -234,7 +282,7 @@ def summary(passes: list[Pass]) -> list[str]:
 
 
 def render(passes: list[Pass], scale: float, concurrency: int, repeat: int = 1, arena_max: int = 0,
-           npasses: int = len(PASSES)) -> str:
+           npasses: int = len(PASSES), seeded: bool = False) -> str:
     date = time.strftime("%Y-%m-%d", time.gmtime())
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [
@@ -249,12 +297,18 @@ def render(passes: list[Pass], scale: float, concurrency: int, repeat: int = 1, 
         "Written: /proc/self/io wchar during the pass (checkpoint, version record and their backend copies, "
         "and the spill file's scratch writes); run state uploaded: the bytes of the checkpoint and version "
         "record copies to the backend (each is also written once locally). "
-        "CPU: user + system seconds of the process (the sync's and the fake's).",
+        "CPU: user + system seconds of the process (the sync's and the fake's). "
+        "Fake regions' RSS: what seeding the fake's regions took in the run's process (the source; "
+        "with `--dst seeded` the destination too).",
+        *(["The destination was seeded as a first sync leaves it (`--dst seeded`, see the bench's "
+           "docstring): no first sync ran; `--full` ran first (no version record), then the unchanged "
+           "pass, each in its own fresh process (the regions seeded again alike, the run state carried "
+           "over)."] if seeded else []),
         "",
         "| things | pass | wall (s) | CPU (s) | quota floor (s) | wall / floor | floor set by | peak RSS / thing "
         "| of which the fake | sync's share / thing | written / thing | run state uploaded / thing "
-        "| calls / thing | ok |",
-        "|--:|---|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|---|",
+        "| calls / thing | fake regions' RSS / thing | ok |",
+        "|--:|---|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for p in passes:
         lines.append(f"| {p.things:,} | {p.label} | {p.wall_s:.1f} | {p.cpu_s:.1f} | {p.floor_s:.1f} | {p.ratio:.2f} "
@@ -262,11 +316,12 @@ def render(passes: list[Pass], scale: float, concurrency: int, repeat: int = 1, 
                      f"| {p.peak_rss / p.things:,.0f} B | {p.fake / p.things:,.0f} B "
                      f"| {(p.peak_rss - p.fake) / p.things:,.0f} B | {p.written / p.things:,.0f} B "
                      f"| {p.uploaded / p.things:,.0f} B "
-                     f"| {p.calls / p.things:.3f} "
+                     f"| {p.calls / p.things:.3f} | {p.world_rss / p.things:,.0f} B "
                      f"| {'yes' if p.ok else 'NO: ' + p.note} |")
     sizes = ",".join(str(n) for n in dict.fromkeys(p.things for p in passes))
     command = COMMAND.format(sizes=sizes, scale=scale, concurrency=concurrency, repeat=repeat,
-                             arena_max=arena_max, passes="first" if npasses == 1 else "all")
+                             arena_max=arena_max, passes="first" if npasses == 1 else "all",
+                             dst=" --dst seeded" if seeded else "")
     lines += ["", *summary(passes), "", f"Reproduce: `{command}`"]
     return "\n".join(lines)
 
@@ -281,6 +336,10 @@ def main() -> int:
     ap.add_argument("--arena-max", type=int, default=2, help="MALLOC_ARENA_MAX of the runs (0: unset)")
     ap.add_argument("--passes", choices=("first", "all"), default="all",
                     help="the first sync only, or first, unchanged and --full")
+    ap.add_argument("--dst", choices=("empty", "seeded"), default="empty",
+                    help="seeded: the destination as a first sync leaves it; runs --full, then unchanged")
+    ap.add_argument("--only", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--state-dir", default="", help=argparse.SUPPRESS)
     ap.add_argument("--fake-growth", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--one", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--fake", type=int, default=0, help=argparse.SUPPRESS)
@@ -290,21 +349,33 @@ def main() -> int:
         print(json.dumps({"bytes": _fake_growth_here(args.fake_growth)}))
         return 0
     if args.one:
-        done = run_size(args.one, args.scale, args.concurrency, args.fake, args.npasses)
+        done = run_size(args.one, args.scale, args.concurrency, args.fake, args.npasses, args.dst == "seeded",
+                        args.only, Path(args.state_dir) if args.state_dir else None)
         print(json.dumps([p.__dict__ for p in done]))
         return 0
+    seeded = args.dst == "seeded"
+    if seeded and args.passes == "first":
+        ap.error("--dst seeded runs --full and unchanged; a first sync needs --dst empty")
     npasses = 1 if args.passes == "first" else len(PASSES)
     passes: list[Pass] = []
     for n in (int(s) for s in args.sizes.split(",") if s):
-        fake = fake_growth(n, args.arena_max)
-        print(f"{n:>9,} a fake region of {n:,} things takes {fake / n:,.0f} B/thing of RSS", flush=True)
+        fake = 0  # seeded: the destination does not grow (its RSS is in world_rss, measured in the run)
+        if not seeded:
+            fake = fake_growth(n, args.arena_max)
+            print(f"{n:>9,} a fake region of {n:,} things takes {fake / n:,.0f} B/thing of RSS", flush=True)
         for _ in range(args.repeat):
-            passes += run_child(n, args.scale, args.concurrency, fake, npasses, args.arena_max)
-    body = render(passes, args.scale, args.concurrency, args.repeat, args.arena_max, npasses)
+            if not seeded:
+                passes += run_child(n, args.scale, args.concurrency, fake, npasses, args.arena_max)
+                continue
+            with tempfile.TemporaryDirectory(prefix="registry-scale-state-") as state:
+                for label, _full in SEEDED_PASSES:  # each in its own process, the run state carried over
+                    passes += run_child(n, args.scale, args.concurrency, fake, npasses, args.arena_max, True,
+                                        label, Path(state))
+    body = render(passes, args.scale, args.concurrency, args.repeat, args.arena_max, npasses, seeded)
     print()
     print(body)
     if args.write:
-        print(f"\nwrote {write_section(SECTION, body)}")
+        print(f"\nwrote {write_section(SEEDED_SECTION if seeded else SECTION, body)}")
     return 0 if all(p.ok for p in passes) else 1
 
 
