@@ -486,6 +486,30 @@ def spilled_targets(rows: SortedRows) -> Spilled[PolicyTarget]:
 
 # -- reading ---------------------------------------------------------------------------------------
 
+class SharedValues:
+    """One object for each distinct value a listing's records hold many times over (issue 22): a
+    thing's attributes (a fleet's things often carry the same few sets of attributes, and most
+    none) and its sorted static groups (the fleet's things fall in a few combinations of groups).
+    Equal values are the same object; records are frozen, and their attributes are never mutated
+    (every consumer copies them). An attributes dict keeps the order the listing gave (the key is
+    its items in that order), so a record is exactly what it would be without sharing."""
+
+    def __init__(self) -> None:
+        self._attributes: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+        self._groups: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def attributes(self, raw: Mapping[str, str] | None) -> dict[str, str]:
+        key = tuple(raw.items()) if raw else ()
+        found = self._attributes.get(key)
+        if found is None:
+            found = self._attributes[key] = dict(key)
+        return found
+
+    def groups(self, names: Iterable[str]) -> tuple[str, ...]:
+        key = tuple(sorted(names))
+        return self._groups.setdefault(key, key)
+
+
 def pmap(fn: Callable[[T], R], items: Iterable[T], concurrency: int) -> list[R]:
     """`fn` over `items` on `concurrency` threads, results in order. At most 8 x `concurrency`
     calls are submitted ahead (not one future per item: at 1M things those cost 1 KB per thing)."""
@@ -544,7 +568,7 @@ def _cert_id_from_arn(arn: str) -> str | None:
 
 
 def _group_from_arn(arn: str) -> str | None:
-    return arn.rsplit(":thinggroup/", 1)[1] if ":thinggroup/" in arn else None
+    return sys.intern(arn.rsplit(":thinggroup/", 1)[1]) if ":thinggroup/" in arn else None
 
 
 def canonical_state(value: Any) -> str | None:
@@ -739,8 +763,9 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True,
                                                       t.get("version")))
                                 for t in checked("list_things"))
             return []
+        shared = SharedValues()
         return [Thing(name=sys.intern(t["thingName"]), thing_type=t.get("thingTypeName") or None,
-                      attributes=dict(t.get("attributes") or {}), version=t.get("version"))
+                      attributes=shared.attributes(t.get("attributes")), version=t.get("version"))
                 for t in checked("list_things")]
 
     with ThreadPoolExecutor(max_workers=5, thread_name_prefix="registry-list") as pool:
@@ -754,17 +779,19 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True,
         notes.append(f"dynamic thing groups are not copied (fleet indexing queries): {', '.join(dynamic)}")
     if spill is not None:
         return _spilled_listing(spill, name, stage, region, types, groups, policies, notes, gaps, partial)
-    thing_names = {t.name for t in raw_things}
+    # each member's groups; a member that is no thing is never looked up (moto keeps deleted things
+    # in their groups; AWS lags a bit). No set of the things' names (≈ 100 B per thing; issue 22)
     membership: dict[str, list[str]] = {}
     for group, names in group_members:
         for thing in names:
-            if thing in thing_names:  # moto keeps deleted things in their groups; AWS lags a bit
-                membership.setdefault(thing, []).append(group)
-
+            membership.setdefault(thing, []).append(group)
+    del group_members
+    shared = SharedValues()
     for i, t in enumerate(raw_things):  # in place: one `Thing` per thing at any time
         groups_of = membership.pop(t.name, None)
         if groups_of:
-            raw_things[i] = replace(t, groups=tuple(sorted(groups_of)))
+            raw_things[i] = Thing(t.name, t.thing_type, t.attributes, shared.groups(groups_of), t.version)
+    del membership
     raw_things.sort(key=lambda t: t.name)
 
     from orchestrator.registry.regional import without_regional  # a region's own canary is not fleet
