@@ -6,6 +6,8 @@ as objects, so what they repeat is held once. Checked here without timing or RSS
 - a loaded version record's names are the interned strings the listings hold, and equal pairs of
   versions are one tuple;
 - a listing whose policy targets are interned already is not copied by the run (`_lean`);
+- a listing read with `derived_arns` holds no certificate ARN it can make again from the region's
+  prefix and the id, and every consumer (`certificate_arn`, a plan's `ArnsOf`) gets the listed ARN;
 - the canary is still left out as before (a certificate with a canary and a fleet policy stays).
 """
 
@@ -25,6 +27,7 @@ from orchestrator.registry.snapshot import (
     Thing,
     read_listing,
 )
+from orchestrator.registry.sync.plan import ArnsOf
 from orchestrator.registry.sync.run import VersionRecord, _lean
 
 SRC = "eu-west-1"
@@ -106,3 +109,30 @@ def test_the_canary_is_left_out_as_before() -> None:
                                        PolicyTarget("device", TargetKind.THING_GROUP, "fleet")}
     assert any("1 certificate(s) attached only to canary policies" in n for n in out.notes)
     assert without_regional(RegistrySnapshot("eu-west-1", things=(Thing("dev-1"),))).notes == ()
+
+
+def test_a_listing_with_derived_arns_makes_each_certificates_arn_again() -> None:
+    world = FakeIot(scale=1000)
+    world.seed(SRC, 40)
+    caller = Caller(world.client(SRC))
+    whole, lean = read_listing(caller, concurrency=2), read_listing(caller, concurrency=2, derived_arns=True)
+    assert whole.certificate_arn_prefix is None and all(c.arn for c in whole.certificates)
+    assert lean.certificate_arn_prefix == "arn:aws:iot:eu-west-1:123456789012:cert/"
+    assert [c.arn for c in lean.certificates] == [None] * 40
+    assert lean == whole  # ARNs are hints (not compared): the same registry
+    assert [lean.certificate_arn(c) for c in lean.certificates] == [c.arn for c in whole.certificates]
+    arns = ArnsOf(lean.certificates_by_id, lean.certificate_arn_prefix)
+    assert dict(arns) == dict(ArnsOf(whole.certificates_by_id)) and len(arns) == 40
+
+
+def test_an_arn_not_of_the_prefix_is_kept_and_one_without_a_prefix_is_absent() -> None:
+    prefix = "arn:aws:iot:eu-west-1:123456789012:cert/"
+    odd = Certificate("b" * 64, "ACTIVE", arn="arn:aws:iot:eu-west-1:210987654321:cert/" + "b" * 64)
+    snap = RegistrySnapshot("eu-west-1", certificates=(Certificate("a" * 64, "ACTIVE"), odd),
+                            certificate_arn_prefix=prefix)
+    assert snap.certificate_arn(snap.certificates[0]) == prefix + "a" * 64
+    assert snap.certificate_arn(odd) == odd.arn
+    assert dict(ArnsOf(snap.certificates_by_id, prefix)) == {"a" * 64: prefix + "a" * 64, "b" * 64: odd.arn}
+    plain = RegistrySnapshot("eu-west-1", certificates=snap.certificates)
+    assert plain.certificate_arn(plain.certificates[0]) is None
+    assert dict(ArnsOf(plain.certificates_by_id)) == {"b" * 64: odd.arn}

@@ -460,7 +460,7 @@ class _Run:
         """One region's listing: into the run's spill file (`listings_store`), else in memory."""
         if self.listings_store is not None:
             return read_listing(caller, concurrency=self.options.concurrency, spill=self.listings_store, name=name)
-        return _lean(read_listing(caller, concurrency=self.options.concurrency))
+        return _lean(read_listing(caller, concurrency=self.options.concurrency, derived_arns=True))
 
     def journal(self, src_region: str, dst_region: str) -> ReadJournal | None:
         """The reads journal of a `--full` pass (without `--prune`) that has a checkpoint: principals
@@ -564,10 +564,11 @@ class _Run:
             # (a rotated certificate: the thing's old one is detached too); certificates deactivated
             # or revoked in the source: the things they are still attached to in the destination
             # (such a certificate is often detached too)
-            new_certs = [c.arn for c in src.certificates if c.id not in dst.certificates_by_id and c.arn]
-            tightened = [d.arn for c in src.certificates if c.status in ("INACTIVE", "REVOKED")
-                         for d in [dst.certificates_by_id.get(c.id)] if d is not None and d.arn
-                         and d.status != c.status]
+            new_certs = [arn for c in src.certificates if c.id not in dst.certificates_by_id
+                         for arn in [src.certificate_arn(c)] if arn]
+            tightened = [arn for c in src.certificates if c.status in ("INACTIVE", "REVOKED")
+                         for d in [dst.certificates_by_id.get(c.id)] if d is not None and d.status != c.status
+                         for arn in [dst.certificate_arn(d)] if arn]
             if new_certs:
                 wanted |= things_of_certificates(self.src_caller, new_certs, concurrency=o.concurrency)
             if tightened:
