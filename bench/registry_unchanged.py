@@ -6,17 +6,24 @@ VmRSS every 20 ms, each sample booked to the phase the main thread is in (`_Run.
 `plan_entities`, `apply` with the reader thread's `stream_details`, `verify`, `save_state`).
 Prints each phase's peak RSS above the RSS at the pass's start, and the pass's CPU seconds.
 
+`--trim`: before the pass, collect garbage and hand the heap the first sync freed back to the
+system (glibc `malloc_trim(0)`), so that the pass cannot hide its growth in memory the first sync
+left free (in bench/registry_scale.py a size's passes run in one process, and the unchanged pass's
+"peak above start" is low as long as it fits in that freed heap). What is left free inside
+Python's partly used pools can still be reused: the figure may still be a little low.
+
 `--tracemalloc`: also trace Python allocations through the pass and keep a snapshot taken each
 time the traced total reaches a new high (5 % above the last snapshot's): the last one is the
 allocations at (or just before) the peak; its top lines are printed. Tracing slows the pass and
 its RSS figures are then not comparable (tracemalloc's own records are in them).
 
-    .venv/bin/python -m bench.registry_unchanged 20000 --scale 200 [--tracemalloc]
+    .venv/bin/python -m bench.registry_unchanged 20000 --scale 200 [--trim] [--tracemalloc]
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import shutil
 import sys
@@ -45,6 +52,7 @@ def main() -> int:
     ap.add_argument("--scale", type=float, default=200.0)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--tracemalloc", action="store_true")
+    ap.add_argument("--trim", action="store_true", help="malloc_trim(0) before the pass")
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args()
     n = args.things
@@ -96,6 +104,8 @@ def main() -> int:
         for name in PHASES:
             setattr(run_mod._Run, name, booked(name, getattr(run_mod._Run, name)))
         gc.collect()
+        if args.trim:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
         if args.tracemalloc:
             tracemalloc.start(1)
         sampler = threading.Thread(target=sample, daemon=True)
@@ -109,7 +119,8 @@ def main() -> int:
         sampler.join()
     ok = not report.errors and (report.verification is None or report.verification.ok)
     hwm = (_status("VmHWM") - rss0) / n
-    print(f"{n:,} things, unchanged pass: wall {wall:.1f} s, CPU {cpu:.1f} s, ok {ok}, calls "
+    print(f"{n:,} things, unchanged pass{' (heap trimmed first)' if args.trim else ''}: RSS at start "
+          f"{rss0 / n:,.0f} B/thing, wall {wall:.1f} s, CPU {cpu:.1f} s, ok {ok}, calls "
           f"{report.read_calls + report.write_calls:,}, peak RSS above start {hwm:,.0f} B/thing")
     for name, peak in peaks.items():
         more = f", traced {traced[name] / n:7,.0f} B/thing" if name in traced else ""
