@@ -136,3 +136,13 @@ def test_an_arn_not_of_the_prefix_is_kept_and_one_without_a_prefix_is_absent() -
     plain = RegistrySnapshot("eu-west-1", certificates=snap.certificates)
     assert plain.certificate_arn(plain.certificates[0]) is None
     assert dict(ArnsOf(plain.certificates_by_id)) == {"b" * 64: odd.arn}
+
+
+def test_the_streamed_record_is_the_same_bytes_as_the_whole(tmp_path: Path) -> None:
+    """`save_state` writes an in-memory listing's record streamed, as a spilled one's."""
+    things = {f"t{i:03d}": (i % 3 or None, 5) for i in range(30)}
+    shadows, written = {"t001/$classic": 4, "t002/x": None}, {"t001/$classic": 9}
+    VersionRecord("eu-west-1", "eu-central-1", things, shadows, written).save(tmp_path / "whole.json")
+    VersionRecord.save_streamed(tmp_path / "streamed.json", "eu-west-1", "eu-central-1", iter(things.items()),
+                                shadows, written)
+    assert (tmp_path / "streamed.json").read_bytes() == (tmp_path / "whole.json").read_bytes()
