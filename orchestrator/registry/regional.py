@@ -34,11 +34,13 @@ def is_canary(name: str) -> bool:
 def without_regional(snapshot: RegistrySnapshot) -> RegistrySnapshot:
     things = tuple(t for t in snapshot.things if not is_canary(t.name))
     policies = tuple(p for p in snapshot.policies if not is_canary(p.name))
-    by_cert: dict[str, set[str]] = {}
-    for t in snapshot.policy_targets:
-        if t.kind is TargetKind.CERTIFICATE:
-            by_cert.setdefault(t.target, set()).add(t.policy)
-    certs = {c for c, names in by_cert.items() if names and all(is_canary(n) for n in names)}
+    # certificates a canary policy is attached to, less those a fleet policy is attached to too:
+    # no map of every certificate to its policies (≈ 180 B per thing at a listing's peak; issue 22)
+    canary = {name: is_canary(name) for name in {t.policy for t in snapshot.policy_targets}}
+    certs = {t.target for t in snapshot.policy_targets if t.kind is TargetKind.CERTIFICATE and canary[t.policy]}
+    if certs:
+        certs -= {t.target for t in snapshot.policy_targets
+                  if t.kind is TargetKind.CERTIFICATE and not canary[t.policy] and t.target in certs}
     left = (len(snapshot.things) - len(things)) + (len(snapshot.policies) - len(policies)) + len(certs)
     if not left:
         return snapshot

@@ -227,6 +227,17 @@ class RegistrySnapshot:
     # every listing ended on a short page without a token. Pruning trusts only a complete listing.
     gaps: tuple[str, ...] = field(default=(), compare=False)
     coverage: Coverage = field(default_factory=Coverage, compare=False, repr=False)
+    # a listing read with `derived_arns`: the ARN of a certificate whose `arn` is None is this prefix
+    # and its id (`certificate_arn`); None: a certificate's ARN is its `arn`
+    certificate_arn_prefix: str | None = field(default=None, compare=False, repr=False)
+
+    def certificate_arn(self, cert: Certificate) -> str | None:
+        """`cert`'s ARN: its own, or the one derived from the listing's prefix (`read_listing`'s
+        `derived_arns`: the prefix was taken from an ARN the listing gave, and only a certificate
+        whose listed ARN is exactly that prefix and its id is held without it)."""
+        if cert.arn or self.certificate_arn_prefix is None:
+            return cert.arn
+        return self.certificate_arn_prefix + cert.id
 
     # -- lookups -------------------------------------------------------------------------------
     @cached_property
@@ -486,6 +497,30 @@ def spilled_targets(rows: SortedRows) -> Spilled[PolicyTarget]:
 
 # -- reading ---------------------------------------------------------------------------------------
 
+class SharedValues:
+    """One object for each distinct value a listing's records hold many times over (issue 22): a
+    thing's attributes (a fleet's things often carry the same few sets of attributes, and most
+    none) and its sorted static groups (the fleet's things fall in a few combinations of groups).
+    Equal values are the same object; records are frozen, and their attributes are never mutated
+    (every consumer copies them). An attributes dict keeps the order the listing gave (the key is
+    its items in that order), so a record is exactly what it would be without sharing."""
+
+    def __init__(self) -> None:
+        self._attributes: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+        self._groups: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def attributes(self, raw: Mapping[str, str] | None) -> dict[str, str]:
+        key = tuple(raw.items()) if raw else ()
+        found = self._attributes.get(key)
+        if found is None:
+            found = self._attributes[key] = dict(key)
+        return found
+
+    def groups(self, names: Iterable[str]) -> tuple[str, ...]:
+        key = tuple(sorted(names))
+        return self._groups.setdefault(key, key)
+
+
 def pmap(fn: Callable[[T], R], items: Iterable[T], concurrency: int) -> list[R]:
     """`fn` over `items` on `concurrency` threads, results in order. At most 8 x `concurrency`
     calls are submitted ahead (not one future per item: at 1M things those cost 1 KB per thing)."""
@@ -544,7 +579,7 @@ def _cert_id_from_arn(arn: str) -> str | None:
 
 
 def _group_from_arn(arn: str) -> str | None:
-    return arn.rsplit(":thinggroup/", 1)[1] if ":thinggroup/" in arn else None
+    return sys.intern(arn.rsplit(":thinggroup/", 1)[1]) if ":thinggroup/" in arn else None
 
 
 def canonical_state(value: Any) -> str | None:
@@ -607,7 +642,8 @@ def _listing_coverage(policies: Iterable[Policy], groups: Iterable[ThingGroup],
 
 
 def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True,
-                 spill: SpillStore | None = None, name: str = "listing") -> RegistrySnapshot:
+                 spill: SpillStore | None = None, name: str = "listing", derived_arns: bool = False,
+                 ) -> RegistrySnapshot:
     """Everything the paged listings give (types, groups, things with their versions and groups,
     policies with their versions, certificates, policy targets): no per-thing and no
     per-certificate call. The five independent listings run at the same time (each API has its
@@ -619,7 +655,13 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True,
     `spill` (issue 22): the per-thing listings (things, group members, certificates, policy
     targets) go to tables of that spill file (named after `name`) a page at a time as they are
     read, and the snapshot's `things`, `certificates` and `policy_targets` are `Spilled` sequences
-    over them: the listing is never held whole. Same calls, same records, same order."""
+    over them: the listing is never held whole. Same calls, same records, same order.
+
+    `derived_arns` (issue 22, in memory only): a certificate whose listed ARN is the region's
+    certificate ARN prefix (`arn:<partition>:iot:<region>:<account>:cert/`, taken from the first
+    listed ARN) and its id is held with `arn=None`, and the snapshot's `certificate_arn_prefix`
+    says how to make it again (`RegistrySnapshot.certificate_arn`): one string per listing instead
+    of one ARN per certificate (≈ 150 B per thing and region). Any other ARN is kept as listed."""
     region = caller.region
     stage: dict[str, SpillTable] = {}
     if spill is not None:
@@ -630,6 +672,7 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True,
     notes: list[str] = []
     gaps: list[str] = []
     partial: set[tuple[str, str]] = set()  # (api, owner) whose listing may be short
+    arn_prefix: list[str] = []  # `derived_arns`: the certificate ARN prefix, once seen
 
     def checked(api: str, owner: str | None = None, **kwargs: Any) -> Any:
         """caller.pages, noting a page that may not be the last: full, yet without a continuation
@@ -726,9 +769,18 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True,
                                                                 c.get("caCertificateId"), c.get("certificateArn")))
                                       for c in checked("list_certificates"))
             return []
-        return [Certificate(id=sys.intern(c["certificateId"]), status=c["status"], mode=c.get("certificateMode"),
-                            ca_certificate_id=c.get("caCertificateId"), arn=c.get("certificateArn"))
-                for c in checked("list_certificates")]
+        out = []
+        for c in checked("list_certificates"):
+            cert_id, arn = sys.intern(c["certificateId"]), c.get("certificateArn")
+            if derived_arns and arn:
+                if not arn_prefix and arn.endswith(":cert/" + cert_id):
+                    arn_prefix.append(sys.intern(arn[:len(arn) - len(cert_id)]))
+                if arn_prefix and len(arn) == len(arn_prefix[0]) + len(cert_id) \
+                        and arn.startswith(arn_prefix[0]) and arn.endswith(cert_id):
+                    arn = None  # `certificate_arn` makes it again
+            out.append(Certificate(id=cert_id, status=c["status"], mode=c.get("certificateMode"),
+                                   ca_certificate_id=c.get("caCertificateId"), arn=arn))
+        return out
 
     def things() -> list[Thing]:
         """Each page's things as `Thing` values as they come (the raw pages are not held: issue 22),
@@ -739,8 +791,9 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True,
                                                       t.get("version")))
                                 for t in checked("list_things"))
             return []
+        shared = SharedValues()
         return [Thing(name=sys.intern(t["thingName"]), thing_type=t.get("thingTypeName") or None,
-                      attributes=dict(t.get("attributes") or {}), version=t.get("version"))
+                      attributes=shared.attributes(t.get("attributes")), version=t.get("version"))
                 for t in checked("list_things")]
 
     with ThreadPoolExecutor(max_workers=5, thread_name_prefix="registry-list") as pool:
@@ -754,17 +807,20 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True,
         notes.append(f"dynamic thing groups are not copied (fleet indexing queries): {', '.join(dynamic)}")
     if spill is not None:
         return _spilled_listing(spill, name, stage, region, types, groups, policies, notes, gaps, partial)
-    thing_names = {t.name for t in raw_things}
-    membership: dict[str, list[str]] = {}
+    # each member's groups; a member that is no thing is never looked up (moto keeps deleted things
+    # in their groups; AWS lags a bit). No set of the things' names (≈ 100 B per thing; issue 22)
+    # and each member's groups the shared sorted tuple, as they come (not a list per thing; issue 22)
+    shared = SharedValues()
+    membership: dict[str, tuple[str, ...]] = {}
     for group, names in group_members:
         for thing in names:
-            if thing in thing_names:  # moto keeps deleted things in their groups; AWS lags a bit
-                membership.setdefault(thing, []).append(group)
-
+            membership[thing] = shared.groups((*membership.get(thing, ()), group))
+    del group_members
     for i, t in enumerate(raw_things):  # in place: one `Thing` per thing at any time
         groups_of = membership.pop(t.name, None)
         if groups_of:
-            raw_things[i] = replace(t, groups=tuple(sorted(groups_of)))
+            raw_things[i] = Thing(t.name, t.thing_type, t.attributes, groups_of, t.version)
+    del membership
     raw_things.sort(key=lambda t: t.name)
 
     from orchestrator.registry.regional import without_regional  # a region's own canary is not fleet
@@ -780,6 +836,7 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True,
         notes=tuple(sorted(set(notes))),
         gaps=tuple(gaps),
         coverage=_listing_coverage(policies, groups, partial),
+        certificate_arn_prefix=arn_prefix[0] if arn_prefix else None,
     ))
 
 

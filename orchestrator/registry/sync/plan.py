@@ -169,7 +169,7 @@ def plan_sync(src: RegistrySnapshot, dst: RegistrySnapshot, prune: bool = False,
         src_region=src.region, dst_region=dst.region, prune=prune, ops=p.b.build(),
         warnings=tuple(dict.fromkeys(p.warnings)), rewritten_policies=tuple(p.rewritten),
         shadows_kept=p.shadows_kept,
-        dst_certificate_arns=ArnsOf(dst.certificates_by_id),
+        dst_certificate_arns=ArnsOf(dst.certificates_by_id, dst.certificate_arn_prefix),
         dst_group_arns=ArnsOf(dst.groups_by_name),
     )
 
@@ -229,7 +229,7 @@ def plan_entities_to(sink: Callable[[tuple[SyncOp, ...]], object], src: Registry
         src_region=src.region, dst_region=dst.region, prune=False, ops=(),
         warnings=tuple(dict.fromkeys(p.warnings)), rewritten_policies=tuple(p.rewritten),
         shadows_kept=p.shadows_kept,
-        dst_certificate_arns=ArnsOf(dst.certificates_by_id),
+        dst_certificate_arns=ArnsOf(dst.certificates_by_id, dst.certificate_arn_prefix),
         dst_group_arns=ArnsOf(dst.groups_by_name),
     )
 
@@ -274,20 +274,26 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 class ArnsOf(Mapping[str, str]):
     """The ARNs of a snapshot's certificates (or groups), read through its own index: a view, not
     a copy (issue 22: a copy per plan was an O(fleet) dict on every pass). Objects without an ARN
-    are absent."""
+    are absent. `prefix` (a listing's `certificate_arn_prefix`): an object without its own ARN has
+    the prefix and its key."""
 
-    __slots__ = ("_by",)
+    __slots__ = ("_by", "_prefix")
 
-    def __init__(self, by_key: Mapping[str, Any]) -> None:
+    def __init__(self, by_key: Mapping[str, Any], prefix: str | None = None) -> None:
         self._by = by_key
+        self._prefix = prefix
 
     def __getitem__(self, key: str) -> str:
         arn = getattr(self._by[key], "arn", None)
         if not arn:
-            raise KeyError(key)
+            if self._prefix is None:
+                raise KeyError(key)
+            return self._prefix + key
         return str(arn)
 
     def __iter__(self) -> Iterator[str]:
+        if self._prefix is not None:
+            return iter(self._by)
         return (k for k, v in self._by.items() if getattr(v, "arn", None))
 
     def __len__(self) -> int:
