@@ -147,3 +147,41 @@ def test_the_reader_reads_the_next_chunk_while_it_hands_one_on(monkeypatch: pyte
         for k in range(n):
             before = events[:events.index(f"handed {k}")]
             assert sum(e.startswith("read ") and not e.endswith("done") for e in before) <= k + 1 + run_mod.READ_AHEAD
+
+
+class _Recording:
+    """A destination client that records each call's API and answers every create."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.meta = type("Meta", (), {"region_name": "eu-central-1"})()
+
+    def __getattr__(self, api: str) -> Any:
+        if api.startswith("_"):
+            raise AttributeError(api)
+
+        def call(**_: Any) -> dict[str, Any]:
+            self.calls.append(api)
+            return {}
+
+        return call
+
+
+def test_the_scheduler_keeps_every_api_level_with_the_furthest_behind() -> None:
+    """One worker, three APIs with 3, 3 and 6 operations and no limiter: each pick goes to the API
+    with the smallest share done, so a 6-operation API runs twice per turn of the others. Old:
+    the API whose next token was soonest (here always a tie, so plan order): all of one API,
+    then all of the next, which held the workers on cheap APIs while the floor's bucket waited."""
+    from orchestrator.registry.calls import Caller
+    from orchestrator.registry.sync.apply import apply_sync
+    from orchestrator.registry.sync.model import Action, SyncPlan
+
+    ops = (*(SyncOp(Kind.THING_TYPE, Action.CREATE, f"type{i}") for i in range(3)),
+           *(SyncOp(Kind.POLICY, Action.CREATE, f"policy{i}", {"document": DOC}) for i in range(3)),
+           *(SyncOp(Kind.THING, Action.CREATE, f"thing{i}", {"attributes": {}}) for i in range(6)))
+    client = _Recording()
+    report = apply_sync(SyncPlan("eu-west-1", "eu-central-1", False, ops), client, caller=Caller(client),
+                        concurrency=1)
+    assert report.ok and report.applied == 12
+    t, p, h = "create_thing_type", "create_policy", "create_thing"
+    assert client.calls == [t, p, h, h] * 3
