@@ -233,11 +233,6 @@ class SpillTable:
         with self.store.lock:
             return [g for (g,) in self._exec("SELECT DISTINCT grp FROM {t} ORDER BY grp").fetchall()]
 
-    def group_counts(self) -> dict[str, int]:
-        """Rows per group."""
-        with self.store.lock:
-            return {g: int(n) for g, n in self._exec("SELECT grp, count(*) FROM {t} GROUP BY grp").fetchall()}
-
     def count(self, *, state: int | None = None) -> int:
         with self.store.lock:
             if state is None:

@@ -39,7 +39,7 @@ from orchestrator.errors import InputRejected, OrchestrateError
 from orchestrator.registry.calls import Caller, RateLimiter, RetryPolicy, error_code, is_write
 from orchestrator.registry.checkpoint import Checkpoint
 from orchestrator.registry.policydoc import normalize_document
-from orchestrator.registry.quotas import AdaptiveLimiter
+from orchestrator.registry.quotas import SHADOW_APIS, AdaptiveLimiter
 from orchestrator.registry.signing import certificate_id
 from orchestrator.registry.snapshot import RegistrySnapshot, Shadow, TargetKind
 from orchestrator.registry.spill import PAGE as SPILL_PAGE
@@ -57,6 +57,7 @@ from orchestrator.registry.sync.model import (
     zero_counts,
 )
 
+_DATA_APIS = SHADOW_APIS
 WINDOW = 2000  # operations per API the scheduler holds in memory at a time (the rest are spilled)
 SMALL_PLAN = 5000  # up to this many operations (and no feed) the spill table is an in-memory database
 
@@ -615,11 +616,7 @@ def _apply(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimit
     per_api: Counter[str] = Counter()  # loaded, unfinished operations per API
     cursor: dict[str, int] = {}  # API -> the last seq loaded
     exhausted: dict[str, bool] = {}
-    # operations per API known so far (the plan's, then the feed's) and finished (applied, failed,
-    # blocked or skipped): the scheduler's measure of how far behind each API is
-    known_of: Counter[str] = Counter(spilled.group_counts())
-    done_of: Counter[str] = Counter()
-    apis = set(known_of)
+    apis = set(spilled.groups())
     failed: set[str] = set()  # ids of operations that failed or were blocked (their dependents are blocked)
     ready: dict[str, list[tuple[int, str]]] = defaultdict(list)  # api -> heap of (plan order, op id)
 
@@ -638,7 +635,6 @@ def _apply(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimit
         seq_of.pop(op_id, None)
         waiting.pop(op_id, None)
         per_api[op.api] -= 1
-        done_of[op.api] += 1
         return op
 
     def applied_before(dep: str, where: tuple[str, int]) -> bool:
@@ -659,7 +655,6 @@ def _apply(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimit
             if any(d in failed for d in deps):
                 blocked.add(op_id)  # a dependency failed (or was blocked) before this was loaded
                 failed.add(op_id)
-                done_of[api] += 1
                 finished += 1 + block(op_id)  # and what was loaded before it and waits for it
                 continue
             loaded[op_id], seq_of[op_id] = op, seq
@@ -689,7 +684,6 @@ def _apply(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimit
         for op in new:
             apis.add(op.api)
             exhausted[op.api] = False
-            known_of[op.api] += 1
 
     def release(op_id: str) -> None:
         for child in dependents.pop(op_id, ()):
@@ -709,14 +703,10 @@ def _apply(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimit
         return count
 
     def score(api: str) -> tuple[float, int]:
-        """The API furthest behind goes first: the share of its known operations finished or under
-        way, then plan order. Every API keeps pace with the slowest, which gets every worker it
-        can use: an API with slack (CreateThing at 5,000/s beside RegisterCertificateWithoutCA at
-        500/s) is spread over the run instead of taking the workers at its start, and one fed
-        late (attachments) goes first when it falls behind. Issue 22: the API whose next token was
-        soonest went first, so the cheap APIs' thousands of operations held the workers (and the
-        dispatcher) while the floor's bucket ran at 40-70 % of its quota."""
-        return (done_of[api] + inflight_per_api[api]) / max(known_of[api], 1), ready[api][0][0]
+        owner = data_caller if data_caller is not None and api in _DATA_APIS else caller
+        lim, rate = owner.limiter_for(api), owner.rate_for(api)
+        wait_s = lim.peek(api) + inflight_per_api[api] / rate if lim and rate else float(inflight_per_api[api])
+        return wait_s, ready[api][0][0]
 
     tick()
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="registry-sync")
