@@ -188,6 +188,8 @@ def plan_entities_to(sink: Callable[[tuple[SyncOp, ...]], object], src: Registry
     earlier chunk is looked up there. The operations and their dependencies are those of
     `plan_sync`; their order is by chunk (fleet-wide objects, certificates, things with their
     memberships, deprecations, policy attachments, policy detachments), each chunk in plan order.
+    Policy attachments come by target (`_by_target`: a certificate's attachments in one chunk or
+    the next), not policy after policy: the apply loads an API's operations in this order.
     Returns the plan without its operations (warnings, rewritten policies, destination ARNs)."""
     p = _Planner(src, dst, region_rewrite, fetch_pems=fetch_pems, external=external)
 
