@@ -147,3 +147,22 @@ def test_the_reader_reads_the_next_chunk_while_it_hands_one_on(monkeypatch: pyte
         for k in range(n):
             before = events[:events.index(f"handed {k}")]
             assert sum(e.startswith("read ") and not e.endswith("done") for e in before) <= k + 1 + run_mod.READ_AHEAD
+
+
+def test_a_stopped_apply_stops_the_reader_within_its_read_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The apply stops taking (`FeedStopped` from `on_part`): the reader raises it, having started
+    no chunk beyond the READ_AHEAD it was reading, and leaves none of them running."""
+    from orchestrator.registry.sync.apply import FeedStopped
+
+    n = 8
+    run, events = _reader(monkeypatch, n, journal=False)
+    src = RegistrySnapshot("eu-west-1", things=tuple(Thing(f"t{i:03d}") for i in range(n * 10)))
+
+    def on_part(part: run_mod.DetailReads) -> None:
+        raise FeedStopped("the apply taking these operations has stopped")
+
+    with pytest.raises(FeedStopped):
+        run.stream_details(src, RegistrySnapshot("eu-central-1"), on_part, chunk=10)
+    started = [e for e in events if e.startswith("read ") and not e.endswith("done")]
+    assert 1 <= len(started) <= 1 + run_mod.READ_AHEAD
+    assert len([e for e in events if e.endswith("done")]) == len(started)  # none left running

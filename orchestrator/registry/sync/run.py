@@ -536,7 +536,8 @@ class _Run:
         # when each chunk was read, then planned, one after the other). A reads journal (--full)
         # is written by one chunk at a time: without read-ahead.
         ahead = READ_AHEAD if self.journal(src.region, dst.region) is None else 0
-        with ThreadPoolExecutor(max_workers=max(ahead, 1), thread_name_prefix="registry-details-chunk") as pool:
+        pool = ThreadPoolExecutor(max_workers=max(ahead, 1), thread_name_prefix="registry-details-chunk")
+        try:
             reading: deque[Future[DetailReads]] = deque()
             starts = iter(range(0, len(src.things), chunk))
 
@@ -559,6 +560,11 @@ class _Run:
                 gaps.update(dict.fromkeys(part.src.gaps))
                 covered_set.update(part.src.coverage.principals or ())
                 del part
+        finally:
+            # after a failure (the apply stopped taking: FeedStopped; a read failed) the chunks
+            # being read are waited for (at most READ_AHEAD chunks' reads): they use the run's
+            # listings, which close with it
+            pool.shutdown(wait=True, cancel_futures=True)
         src_tp.sort()
         dst_tp.sort()
         covered: frozenset[str] | None = frozenset(covered_set)
