@@ -29,6 +29,7 @@ No I/O here: the snapshots come in, a `SyncPlan` goes out.
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -187,6 +188,8 @@ def plan_entities_to(sink: Callable[[tuple[SyncOp, ...]], object], src: Registry
     earlier chunk is looked up there. The operations and their dependencies are those of
     `plan_sync`; their order is by chunk (fleet-wide objects, certificates, things with their
     memberships, deprecations, policy attachments, policy detachments), each chunk in plan order.
+    Policy attachments come by target (`_by_target`: a certificate's attachments in one chunk or
+    the next), not policy after policy: the apply loads an API's operations in this order.
     Returns the plan without its operations (warnings, rewritten policies, destination ARNs)."""
     p = _Planner(src, dst, region_rewrite, fetch_pems=fetch_pems, external=external)
 
@@ -219,7 +222,10 @@ def plan_entities_to(sink: Callable[[tuple[SyncOp, ...]], object], src: Registry
     p.deprecations(stream=True)
     flush()
     # a merge of the two sorted listings, not sets of them (issue 22: a spilled listing stays on disk)
-    for targets in _batches(_minus(src.policy_targets, dst.policy_targets), chunk):
+    # each certificate's attachments together (target order), not one policy's after another's
+    # (issue 22: the apply loads an API's operations in plan order, so a second policy's attachments
+    # came after every first policy's one, a tail after the last certificate was registered)
+    for targets in _batches(_by_target(src.policy_targets, dst.policy_targets), chunk):
         p.policy_targets(targets)
         flush()
     for targets in _batches(_minus(dst.policy_targets, src.policy_targets), chunk):
@@ -237,7 +243,7 @@ def plan_entities_to(sink: Callable[[tuple[SyncOp, ...]], object], src: Registry
 def _in_order(items: Sequence[Any]) -> Iterable[Any]:
     """`items` in order: a spilled listing is (by construction), a tuple is checked (and sorted
     when it is not: a hand-made snapshot)."""
-    if isinstance(items, Spilled):
+    if isinstance(items, (Spilled, _Paged)):
         return items
     if all(items[i] <= items[i + 1] for i in range(len(items) - 1)):
         return items
@@ -258,6 +264,61 @@ def _minus(a: Sequence[Any], b: Sequence[Any]) -> Iterator[Any]:
         if other is not None and other == x:
             continue
         yield x
+
+
+MERGED_POLICIES = 64  # `_by_target` merges at most this many policies' targets (else policy order)
+_MERGE_PAGE = 512  # targets read at a time from each policy's range
+
+
+def _by_target(a: Sequence[PolicyTarget], b: Sequence[PolicyTarget]) -> Iterator[PolicyTarget]:
+    """`_minus(a, b)` (policy targets sorted by policy, kind, target) in target order: a merge of
+    each policy's sorted range, so a certificate's attachments come together. Memory: a page per
+    policy. With more than `MERGED_POLICIES` policies, in policy order (`_minus`)."""
+    from bisect import bisect_left, bisect_right
+
+    a, b = _sorted_seq(a), _sorted_seq(b)
+    ranges: list[tuple[str, int, int]] = []
+    lo = 0
+    while lo < len(a):
+        policy = a[lo].policy
+        hi = bisect_right(a, policy, lo, len(a), key=lambda t: t.policy)
+        ranges.append((policy, lo, hi))
+        if len(ranges) > MERGED_POLICIES:
+            yield from _minus(a, b)
+            return
+        lo = hi
+    if len(ranges) < 2:
+        yield from _minus(a, b)
+        return
+
+    def of_policy(policy: str, lo: int, hi: int) -> Iterator[PolicyTarget]:
+        b_lo = bisect_left(b, policy, key=lambda t: t.policy)
+        b_hi = bisect_right(b, policy, b_lo, len(b), key=lambda t: t.policy)
+        yield from _minus(_Paged(a, lo, hi), _Paged(b, b_lo, b_hi))
+
+    yield from heapq.merge(*(of_policy(*r) for r in ranges), key=lambda t: (t.kind, t.target, t.policy))
+
+
+def _sorted_seq(items: Sequence[Any]) -> Sequence[Any]:
+    ordered = _in_order(items)
+    return ordered if isinstance(ordered, Sequence) else list(ordered)
+
+
+class _Paged(Sequence[Any]):
+    """`seq[lo:hi]`, read `_MERGE_PAGE` items at a time (a spilled listing is not held whole)."""
+
+    def __init__(self, seq: Sequence[Any], lo: int, hi: int) -> None:
+        self.seq, self.lo, self.hi = seq, lo, hi
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    def __getitem__(self, i: Any) -> Any:
+        raise NotImplementedError  # iterated only
+
+    def __iter__(self) -> Iterator[Any]:
+        for i in range(self.lo, self.hi, _MERGE_PAGE):
+            yield from self.seq[i:min(i + _MERGE_PAGE, self.hi)]
 
 
 def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
