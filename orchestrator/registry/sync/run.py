@@ -1119,6 +1119,8 @@ class _ReadBack:
         self._lows: list[str] = []  # each chunk's first thing name
         self._chunks: dict[int, _Chunk] = {}  # added, not compared yet
         self._ready: deque[int] = deque()
+        self._ordered = True
+        self._last: list[str] = []  # the previous chunk's last name
         self._over = False
         self._stopped = False
         self._error: BaseException | None = None
@@ -1152,14 +1154,18 @@ class _ReadBack:
                 shadow_names.setdefault(thing, set()).add(str(op.params["shadow"]))
         shadows = self.run.shadows
         with self._cond:
+            seq = [*self._last, *names]  # after the previous chunk's last name, in order
+            if any(a >= b for a, b in zip(seq, seq[1:], strict=False)):
+                self._ordered = False  # not ranges of sorted names: no chunk is ready before the apply's end
             index = len(self._lows)
             chunk = _Chunk(index, self._next_start, len(names), part.src.thing_principals,
                            part.dst.thing_principals, part.src.shadows if shadows else (),
                            part.dst.shadows, part.src.coverage, _unique_sorted(touched), shadow_names, count)
             self._next_start += len(names)
             self._lows.append(names[0])
+            self._last = names[-1:]
             self._chunks[index] = chunk
-            if not count:
+            if not count and self._ordered:
                 self._ready.append(index)
                 self._cond.notify_all()
 
@@ -1170,6 +1176,8 @@ class _ReadBack:
             return
         thing = str(op.params.get("thing", ""))
         with self._cond:
+            if not self._ordered:
+                return
             index = bisect.bisect_right(self._lows, thing) - 1
             chunk = self._chunks.get(index) if index >= 0 else None
             if chunk is None or chunk.open <= 0:
