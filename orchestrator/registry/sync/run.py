@@ -30,9 +30,12 @@ memberships, policy attachments) is applied while the principals and shadows are
 each certificate's PEM is fetched from the source just before it is registered; the second pass
 attaches certificates to things and writes shadows. Every call draws from its own API's budget.
 
-After applying, the run reads back what it changed (`_Run.verify`: the destination's listings,
-the principals of every thing an attachment was planned for, every shadow written) and plans
-again; the report is `ok` only when nothing is left (`SyncReport.verification`). Before its first
+The run reads back what it changed (`_Run.verify`: the destination's listings, the principals of
+every thing an attachment was planned for, every shadow written) and plans again; the report is
+`ok` only when nothing is left (`SyncReport.verification`). Without `--prune` the attachments and
+shadows are read back a chunk of things at a time alongside the apply, as soon as the apply has
+resolved the chunk's operations (`_ReadBack`); after the apply, one relisting of the destination
+(`_Run.verify_streamed`). A pruning run reads back after its apply (`_Run._verify_whole`). Before its first
 write the run replaces the version record with an in-progress mark (stored through
 `options.state_store`); only a clean, verified run writes a record again, so after a kill, an
 error, a failed operation or a failed read-back the next run trusts no version (step 2 reads
