@@ -82,6 +82,44 @@ def test_the_first_chunk_is_read_back_before_the_apply_ends() -> None:
     assert max(reads_first) < writes[-1], (max(reads_first), writes[-1])
 
 
+def test_a_first_sync_registers_certificates_in_the_order_of_their_things() -> None:
+    """A first sync holds each certificate's registration (and its policy attachments) until the
+    reader reaches a thing it is attached to (`_Run.release`): registered in the order of the
+    chunks, not of the certificates' ids (a hash), so each chunk's attachments, and its read-back,
+    can finish while the apply goes on."""
+    from bench.fake_iot import fake_pem, pem_id
+
+    n = 40
+    world = FakeIot(scale=1000)
+    world.seed(SRC, n)
+    order: list[str] = []
+
+    class _Registering:
+        def __init__(self, client: Any) -> None:
+            self._client = client
+
+        def __getattr__(self, name: str) -> Any:
+            attr = getattr(self._client, name)
+            if name != "register_certificate_without_ca":
+                return attr
+
+            def call(**kwargs: Any) -> Any:
+                order.append(pem_id(kwargs["certificatePem"]))
+                return attr(**kwargs)
+            return call
+
+    thing_of = {pem_id(fake_pem(f"{SRC}/{t}")): t for t in _names(n)}
+    report = sync_clients(world.client(SRC), _Registering(world.client(DST)), _options())
+    assert report.ok and len(order) == n
+    chunks = [_names(n).index(thing_of[c]) // CHUNK for c in order]
+    # each chunk's certificates are asked for before the next chunk's (two workers: a call of the
+    # previous chunk may still be on its way)
+    assert all(b >= a - 1 for a, b in zip(chunks, chunks[1:], strict=False)), chunks
+    assert chunks[0] == 0 and chunks[-1] == n // CHUNK - 1, chunks
+    # in certificate-id order (before), the chunks would be shuffled
+    assert chunks != [_names(n).index(thing_of[c]) // CHUNK for c in sorted(order)]
+
+
 def _dst_region(world: FakeIot) -> Any:
     return world.region(DST)
 

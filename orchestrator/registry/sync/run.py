@@ -49,8 +49,9 @@ Memory (issue 22): the operations, the certificate ARNs learnt while applying an
 (`orchestrator/registry/spill.py`), read a page or a chunk at a time, and the version record is
 written as a stream. An unchanged or `--full` pass keeps its listings in memory (≈ 0.5-1 KB per
 thing; on disk its per-thing look-ups cost it 2-4x its CPU). What stays in memory per thing: the principals read
-(both regions), the names of the things whose attachments are read back, and an earlier run's
-checkpoint marks (what a resume skips).
+(both regions; without `--prune` only those of the chunks not read back yet, `_ReadBack`; with it,
+also the names of the things whose attachments are read back), the source shadows read, and an
+earlier run's checkpoint marks (what a resume skips).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ from orchestrator.registry.snapshot import (
     RegistrySnapshot,
     Shadow,
     Spilled,
+    TargetKind,
     Thing,
     ThingPrincipal,
     named_shadows,
@@ -90,7 +92,7 @@ from orchestrator.registry.snapshot import (
     things_of_certificates,
 )
 from orchestrator.registry.spill import SpillStore, SpillTable
-from orchestrator.registry.sync.apply import OpFeed, apply_sync, spill_ops, spilled_ops
+from orchestrator.registry.sync.apply import OpFeed, _op, apply_sync, spill_ops, spilled_ops
 from orchestrator.registry.sync.model import (
     FIRST_ITEMS,
     Action,
@@ -181,7 +183,9 @@ def _sync_clients(store: SpillStore, src_client: Any, dst_client: Any, options: 
         parts = [run.apply(plan, final=True)]
         plans = [plan]
     else:
-        first = run.plan_entities(src_l, dst_l, spilled)  # its operations are in the spill table
+        # a first sync: certificates registered with the chunk of things they are attached to
+        held = store.table("held") if run.listings_store is not None else None
+        first = run.plan_entities(src_l, dst_l, spilled, held)  # its operations are in the spill table
         holder: dict[str, Any] = {}
         feed = OpFeed()
 
@@ -195,12 +199,14 @@ def _sync_clients(store: SpillStore, src_client: Any, dst_client: Any, options: 
             relations.append(replace(plan, ops=()))
             if back is not None:
                 back.add(part, plan.ops)  # counted before the apply can resolve any of them
-            feed.put(plan.ops)
+            feed.put([*(run.release(held, part) if held is not None else ()), *plan.ops])
 
         def read_then_feed() -> None:
             try:
                 holder["reads"] = run.stream_details(src_l, dst_l, feed_part, chunk=options.stream_chunk,
                                                      keep_details=back is None)
+                if held is not None:  # certificates attached to no thing read
+                    feed.put(run.release(held, None))
             except BaseException as exc:  # re-raised in the calling thread
                 holder["error"] = exc
             finally:
@@ -445,6 +451,7 @@ class _Run:
     _first: SyncPlan | None = None
     _first_ids: frozenset[str] = frozenset()
     _created: frozenset[str] = frozenset()
+    _after: Container[str] | None = None  # the first stage's operations: spilled, and held (`plan_entities`)
     distrusted: str | None = None  # why the version record was not trusted
     _memo: dict[str, Any] = field(default_factory=dict)
     _dst_now: RegistrySnapshot | None = None  # the destination's listing read back after applying
@@ -689,7 +696,7 @@ class _Run:
                        if SyncOp(Kind.THING, Action.CREATE, n).id in spilled]
             dst = replace(reads.dst, things=tuple(existing + created))
             return plan_sync(reads.src, dst, False, region_rewrite=self.options.region_rewrite,
-                             part=PlanPart.RELATIONS, after=spilled)
+                             part=PlanPart.RELATIONS, after=self._after or spilled)
         if self._first is not first:
             self._first = first
             self._first_ids = frozenset(op.id for op in first.ops)
@@ -702,23 +709,52 @@ class _Run:
         return plan_sync(reads.src, dst, False, region_rewrite=self.options.region_rewrite,
                          part=PlanPart.RELATIONS, after=self._first_ids)
 
-    def plan_entities(self, src: RegistrySnapshot, dst: RegistrySnapshot, spilled: SpillTable) -> SyncPlan:
+    def plan_entities(self, src: RegistrySnapshot, dst: RegistrySnapshot, spilled: SpillTable,
+                      held: SpillTable | None = None) -> SyncPlan:
         """The first stage (`PlanPart.ENTITIES`), appended to the spill table and returned without
         its operations. Planned a chunk at a time (`plan_entities_to`: never the whole plan in
         memory) when there is no guard or a `PruneGuard`, which looks only at deletions: without
         --prune there are none (tightening is not guarded), and it records the complete source
-        listing's counts. Another guard (one that may narrow the plan) gets the whole plan."""
+        listing's counts. Another guard (one that may narrow the plan) gets the whole plan.
+
+        `held` (a first sync): the certificates' registrations and their policy attachments go
+        there instead, grouped by certificate, for `release` to hand to the apply with the chunk of
+        things they are attached to (`_held`)."""
         from orchestrator.registry.guards import PruneGuard
 
         o = self.options
+
+        def sink(ops: Iterable[SyncOp]) -> None:
+            if held is None:
+                spill_ops(spilled, ops)
+                return
+            ops = list(ops)
+            held.add((op.id, cert, _row(op)) for op in ops if (cert := _held(op)) is not None)
+            spill_ops(spilled, (op for op in ops if _held(op) is None))
+
+        if held is not None:
+            self._after = _Either(spilled, held)
         if o.guard is None or type(o.guard) is PruneGuard:
-            first = plan_entities_to(lambda ops: spill_ops(spilled, ops), src, dst, external=spilled,
+            first = plan_entities_to(sink, src, dst, external=self._after or spilled,
                                      region_rewrite=o.region_rewrite, fetch_pems=True)
             return self.guard(src, dst, first)
         first = self.guard(src, dst, plan_sync(src, dst, False, region_rewrite=o.region_rewrite,
                                                part=PlanPart.ENTITIES, fetch_pems=True))
-        spill_ops(spilled, first.ops)
+        sink(first.ops)
         return replace(first, ops=())
+
+    @staticmethod
+    def release(held: SpillTable, part: DetailReads | None) -> list[SyncOp]:
+        """The held operations (`plan_entities`) of the certificates attached to `part`'s things
+        (None: of every certificate not released yet), in plan order, marked released."""
+        if part is None:
+            rows = [(key, value) for key, value in held.items(state=0)]
+        else:
+            rows = []
+            for cert in sorted({a.certificate_id for a in part.src.thing_principals}):
+                rows += [(key, value) for _seq, key, value in held.page(group=cert, state=0, limit=1_000_000)]
+        held.set_state((key for key, _ in rows), 1)
+        return [_op(value) for _, value in rows]
 
     def plan_snapshot(self, src: RegistrySnapshot) -> SyncPlan:
         o = self.options
@@ -1072,6 +1108,35 @@ def _touched(plans: list[SyncPlan], spilled: SpillTable | None) -> tuple[list[st
 
 
 _KINDS = {k: i for i, k in enumerate(Kind)}
+
+
+def _held(op: SyncOp) -> str | None:
+    """The certificate whose operations a first sync holds back until the reader reaches a thing
+    it is attached to: its registration, and its policy attachments (which wait for it). Held, they
+    are applied in the order of the things (the reader's chunks) instead of the certificates' ids (a
+    hash: every chunk's attachments waited for registrations spread over the whole apply, so no
+    chunk could be read back before the apply's end; issue 22)."""
+    if op.kind is Kind.CERTIFICATE and op.action is Action.CREATE:
+        return op.name
+    if op.kind is Kind.POLICY_ATTACHMENT and op.action is Action.CREATE \
+            and op.params.get("target_kind") == TargetKind.CERTIFICATE.value:
+        return str(op.params["target"])
+    return None
+
+
+def _row(op: SyncOp) -> tuple[Any, ...]:
+    """A spill table's row of `op`, as `apply.spill_ops` writes it (`apply._op` reads it)."""
+    return (op.kind.value, op.action.value, op.name, dict(op.params), op.deps, op.phase, op.step, op.tightens)
+
+
+class _Either(Container[str]):
+    """Operation ids in any of some spill tables."""
+
+    def __init__(self, *tables: SpillTable) -> None:
+        self.tables = tables
+
+    def __contains__(self, key: object) -> bool:
+        return any(key in t for t in self.tables)
 _RELATION_KINDS = (Kind.THING_PRINCIPAL, Kind.SHADOW)
 
 
