@@ -28,7 +28,9 @@ A clients sync reads in proportion to what changed:
 Stages overlap: without `--prune` the first pass (types, groups, policies, certificates, things,
 memberships, policy attachments) is applied while the principals and shadows are being read, and
 each certificate's PEM is fetched from the source just before it is registered; the second pass
-attaches certificates to things and writes shadows. Every call draws from its own API's budget.
+attaches certificates to things and writes shadows. In a first sync the certificates' registrations
+and policy attachments are held back (`_Run.plan_entities`, `release`) and join the apply with the
+chunk of things they are attached to. Every call draws from its own API's budget.
 
 The run reads back what it changed (`_Run.verify`: the destination's listings, the principals of
 every thing an attachment was planned for, every shadow written) and plans again; the report is
