@@ -3,7 +3,8 @@ things at a time (`run._ReadBack`): a chunk is re-read in the destination as soo
 resolved every one of its operations, not after the whole apply. Checked here against the fast
 fake (bench/fake_iot.py), without timing:
 
-- the destination's ListThingPrincipals of the first chunk comes before the apply's last write;
+- the destination's ListThingPrincipals of the first chunk comes before the apply's last write,
+  and certificates are registered in the order of the chunks of things they are attached to;
 - an attachment that fails in the apply fails the run, and one removed in the destination after
   the apply made it but before its chunk is read back fails the read-back; one removed after the
   read-back is not this run's to see (the docstring of `_ReadBack` says so);
