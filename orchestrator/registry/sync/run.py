@@ -880,7 +880,10 @@ class _Run:
         Without `--prune` the comparison is made a chunk of things at a time (`_verify_chunked`:
         `options.verify_chunk` things' principals and shadows re-read, compared and dropped before
         the next chunk's); a pruning run plans its deletions from whole listings (`_verify_whole`).
-        Both answer the same verification for the same regions."""
+        Both answer the same verification for the same regions. `sync_clients` without `--prune`
+        reads back alongside its apply instead (`_ReadBack`, `verify_streamed`: the same chunk
+        comparison, `_compare_chunk`, the same answer); this, after the apply, is the reference
+        its tests compare it with."""
         touched, names, planned = _touched(plans, spilled)
         if not planned:
             return SyncVerification(0, reread=False)
