@@ -730,9 +730,16 @@ class _Run:
             if held is None:
                 spill_ops(spilled, ops)
                 return
-            ops = list(ops)
-            held.add((op.id, cert, _row(op)) for op in ops if (cert := _held(op)) is not None)
-            spill_ops(spilled, (op for op in ops if _held(op) is None))
+            keep: list[SyncOp] = []
+            hold: list[tuple[str, str, tuple[Any, ...]]] = []
+            for op in ops:
+                cert = _held(op)
+                if cert is None:
+                    keep.append(op)
+                else:
+                    hold.append((op.id, cert, _row(op)))
+            held.add(hold)
+            spill_ops(spilled, keep)
 
         if held is not None:
             self._after = _Either(spilled, held)
