@@ -3,8 +3,11 @@
 One first sync of N things (fast fake, bench/fake_iot.py, as bench/registry_scale.py runs it) with a
 thread sampling VmRSS every 20 ms, each sample booked to the phase the main thread is in: the
 listings (`_Run.read_listings`), the first stage's plan (`_Run.plan_entities`), the apply (with the
-reader thread streaming the principals and the relations into it), the read-back (`_Run.verify`,
-and the `plan_sync` of each chunk it compares), the version record (`_Run.save_state`). Prints each
+reader thread streaming the principals and the relations into it, and the read-back of each chunk's
+attachments on its own thread as soon as the apply has resolved the chunk: `run._ReadBack`), what is
+left of the read-back after the apply (`_Run.verify_streamed`: one relisting of the destination and
+the chunks not compared yet; `_Run.verify` and the `plan_sync` of each chunk it compares, for a
+run that reads back after its apply), the version record (`_Run.save_state`). Prints each
 phase's peak RSS above the RSS at the start (it includes the fake destination's growth: about
 1.8-1.9 KB per thing by the end of the apply, see bench/registry_scale.py) and the most operations
 the `OpFeed` held at once; each phase's wall time, the quota floor (the busiest bucket's calls /
@@ -37,7 +40,7 @@ from orchestrator.registry import QuotaTable, SyncOptions, sync_clients  # noqa:
 from orchestrator.registry.sync import apply as apply_mod  # noqa: E402
 from orchestrator.registry.sync import run as run_mod  # noqa: E402
 
-PHASES = ("read_listings", "plan_entities", "apply", "verify", "save_state")
+PHASES = ("read_listings", "plan_entities", "apply", "verify", "verify_streamed", "save_state")
 
 
 def main() -> int:

@@ -119,7 +119,7 @@ def test_the_merge_is_the_sorted_set_difference() -> None:
 
 def _sync(world: FakeIot, tmp: Path, **kwargs: Any) -> tuple[Any, dict[str, RegistrySnapshot]]:
     seen: dict[str, RegistrySnapshot] = {}
-    read, verify = run_mod._Run.read_listings, run_mod._Run.verify
+    read, verify, streamed = run_mod._Run.read_listings, run_mod._Run.verify, run_mod._Run.verify_streamed
 
     def reading(self: run_mod._Run) -> tuple[RegistrySnapshot, RegistrySnapshot]:
         seen["src"], seen["dst"] = read(self)
@@ -131,12 +131,19 @@ def _sync(world: FakeIot, tmp: Path, **kwargs: Any) -> tuple[Any, dict[str, Regi
             seen["back"] = self._dst_now
         return out
 
+    def verifying_streamed(self: run_mod._Run, *a: Any, **k: Any) -> Any:
+        out = streamed(self, *a, **k)
+        if self._dst_now is not None:
+            seen["back"] = self._dst_now
+        return out
+
     options = SyncOptions(quotas=QuotaTable().scaled(1000), concurrency=4, shadows=False, stream_chunk=50,
                           verify_chunk=300, state_path=tmp / "versions.json",
                           checkpoint_path=tmp / "checkpoint.json", **kwargs)
     mp = pytest.MonkeyPatch()
     mp.setattr(run_mod._Run, "read_listings", reading)
     mp.setattr(run_mod._Run, "verify", verifying)
+    mp.setattr(run_mod._Run, "verify_streamed", verifying_streamed)  # a first sync's (alongside its apply)
     try:
         return sync_clients(world.client(SRC), world.client(DST), options), seen
     finally:
@@ -204,13 +211,15 @@ def test_a_streamed_read_holds_no_chunk_it_handed_on_and_returns_what_a_whole_re
     """`stream_details` keeps, of each chunk it hands on, only the principals, shadows, notes, gaps
     and coverage: the chunk's things and certificates (decoded from the spill file for it alone)
     are dropped before the next chunk is read (issue 22). What it returns is what `read_details`
-    returns for the same listings, field by field, and the run's plan is unchanged."""
+    returns for the same listings, field by field, and the run's plan is unchanged. A first sync
+    (its read-back alongside the apply, `_ReadBack`) asks it to keep no principals or shadows at
+    all (`keep_details=False`): the read-back takes each chunk's, and drops them once compared."""
     stream = run_mod._Run.stream_details
     alive_before: list[int] = []
-    compared: list[tuple[Any, Any, frozenset[str]]] = []
+    compared: list[tuple[Any, Any, Any, frozenset[str]]] = []
 
     def streaming(self: run_mod._Run, src: RegistrySnapshot, dst: RegistrySnapshot, on_part: Any,
-                  *, chunk: int = 200) -> Any:
+                  *, chunk: int = 200, keep_details: bool = True) -> Any:
         refs: list[weakref.ref[Any]] = []
 
         def handed(part: Any) -> None:
@@ -219,8 +228,9 @@ def test_a_streamed_read_holds_no_chunk_it_handed_on_and_returns_what_a_whole_re
             refs.append(weakref.ref(part))
             on_part(part)
 
-        out = stream(self, src, dst, handed, chunk=chunk)
-        compared.append((out, self.read_details(src, dst), frozenset(t.name for t in src.things)))
+        out = stream(self, src, dst, handed, chunk=chunk, keep_details=keep_details)
+        kept = stream(self, src, dst, lambda _part: None, chunk=chunk)
+        compared.append((out, kept, self.read_details(src, dst), frozenset(t.name for t in src.things)))
         return out
 
     monkeypatch.setattr(run_mod._Run, "stream_details", streaming)
@@ -230,12 +240,15 @@ def test_a_streamed_read_holds_no_chunk_it_handed_on_and_returns_what_a_whole_re
     assert seen["src"].spilled
     assert len(alive_before) == n // 50  # chunks of 50 (stream_chunk; the canary is left out)
     assert max(alive_before) == 0  # no chunk handed on is alive when the next one is read
-    (streamed, whole, names), = compared
-    assert len(streamed.src.thing_principals) >= n
+    (streamed, kept, whole, names), = compared
+    assert len(kept.src.thing_principals) >= n
+    assert not streamed.src.thing_principals and not streamed.dst.thing_principals  # the read-back had them
     for side in ("src", "dst"):
-        a, b = getattr(streamed, side), getattr(whole, side)
-        for field in ("thing_principals", "shadows", "notes", "gaps"):
-            assert getattr(a, field) == getattr(b, field), (side, field)
+        a, b, k = getattr(streamed, side), getattr(whole, side), getattr(kept, side)
+        for field in ("thing_principals", "shadows"):
+            assert getattr(k, field) == getattr(b, field), (side, field)
+        for field in ("notes", "gaps"):
+            assert getattr(a, field) == getattr(b, field) == getattr(k, field), (side, field)
     # coverage: the streamed read says "every thing" (None) where the whole read lists every name
     assert [c.principals if c.principals is not None else names
             for c in (streamed.src.coverage, whole.src.coverage)] == [names, names]

@@ -537,7 +537,8 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveL
                read_limiter: RateLimiter | None = None, retry: RetryPolicy | None = None,
                clock: Callable[[], float] = time.monotonic, data_caller: Caller | None = None,
                pem_source: PemSource | None = None, final: bool = True,
-               feed: OpFeed | None = None, spilled: SpillTable | None = None) -> SyncReport:
+               feed: OpFeed | None = None, spilled: SpillTable | None = None,
+               on_done: Callable[[SyncOp, bool], None] | None = None) -> SyncReport:
     """Apply `plan` to the destination. Raises only when the run cannot go on (retries exhausted,
     no credentials, a bug); per-operation refusals are collected in `SyncReport.errors`.
 
@@ -545,6 +546,9 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveL
     fetches a certificate's PEM from the source when the plan does not carry it; `final=False`
     keeps the checkpoint for a further pass instead of completing it; `feed` brings operations
     planned while this runs (progress is held back until the feed closes: the total never moves).
+    `on_done(op, applied)` (optional, called on the scheduler's thread: keep it short) is told of
+    every operation as it is resolved: applied or skipped from the checkpoint (True), failed or
+    blocked by a failed dependency (False).
 
     The operations live in a spill table (`orchestrator.registry.spill`), not in the scheduler's
     memory: `spilled` (the caller's, which may already hold operations: they are applied too, and
@@ -560,7 +564,7 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveL
             spilled = own.table("ops")
         return _apply(plan, dst_client, limiter, checkpoint, progress, concurrency=concurrency, caller=caller,
                       read_limiter=read_limiter, retry=retry, clock=clock, data_caller=data_caller,
-                      pem_source=pem_source, final=final, feed=feed, spilled=spilled)
+                      pem_source=pem_source, final=final, feed=feed, spilled=spilled, on_done=on_done)
     finally:
         if feed is not None:
             feed.stop()  # nothing more is taken: a producer waiting for room must not wait forever
@@ -590,7 +594,7 @@ def _apply(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimit
            checkpoint: Checkpoint | None, progress: Progress | None, *, concurrency: int, caller: Caller | None,
            read_limiter: RateLimiter | None, retry: RetryPolicy | None, clock: Callable[[], float],
            data_caller: Caller | None, pem_source: PemSource | None, final: bool, feed: OpFeed | None,
-           spilled: SpillTable) -> SyncReport:
+           spilled: SpillTable, on_done: Callable[[SyncOp, bool], None] | None = None) -> SyncReport:
     if caller is None:
         if isinstance(limiter, AdaptiveLimiter):
             caller = Caller(dst_client, limits=limiter, retry=retry)
@@ -630,11 +634,13 @@ def _apply(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimit
     inflight: dict[Future[None], SyncOp] = {}
     inflight_per_api: Counter[str] = Counter()
 
-    def unload(op_id: str) -> SyncOp:
+    def unload(op_id: str, ok: bool) -> SyncOp:
         op = loaded.pop(op_id)
         seq_of.pop(op_id, None)
         waiting.pop(op_id, None)
         per_api[op.api] -= 1
+        if on_done is not None:
+            on_done(op, ok)
         return op
 
     def applied_before(dep: str, where: tuple[str, int]) -> bool:
@@ -655,6 +661,8 @@ def _apply(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimit
             if any(d in failed for d in deps):
                 blocked.add(op_id)  # a dependency failed (or was blocked) before this was loaded
                 failed.add(op_id)
+                if on_done is not None:
+                    on_done(op, False)
                 finished += 1 + block(op_id)  # and what was loaded before it and waits for it
                 continue
             loaded[op_id], seq_of[op_id] = op, seq
@@ -698,7 +706,7 @@ def _apply(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimit
             if child not in blocked and child in loaded:
                 blocked.add(child)
                 failed.add(child)
-                unload(child)
+                unload(child, False)
                 count += 1 + block(child)
         return count
 
@@ -720,7 +728,7 @@ def _apply(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimit
                 if checkpoint is not None and checkpoint.is_done(op.key):
                     skipped += 1
                     finished += 1
-                    unload(op.id)
+                    unload(op.id, True)
                     tick()
                     release(op.id)
                     continue
@@ -756,14 +764,14 @@ def _apply(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveLimit
                     if checkpoint is not None:
                         checkpoint.mark_done(op.key)
                     finished += 1
-                    unload(op.id)
+                    unload(op.id, True)
                     release(op.id)
                 elif isinstance(exc, Exception) and _is_client_error(exc) \
                         and not isinstance(exc, OrchestrateError):
                     code = getattr(exc, "code", None) or _code(exc) or type(exc).__name__
                     message = getattr(exc, "message", None) or str(exc)
                     errors.append(OpError(op.id, code, " ".join(str(message).split())))
-                    unload(op.id)
+                    unload(op.id, False)
                     failed.add(op.id)
                     newly_blocked = block(op.id)
                     finished += 1 + newly_blocked

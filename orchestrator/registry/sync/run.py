@@ -28,11 +28,16 @@ A clients sync reads in proportion to what changed:
 Stages overlap: without `--prune` the first pass (types, groups, policies, certificates, things,
 memberships, policy attachments) is applied while the principals and shadows are being read, and
 each certificate's PEM is fetched from the source just before it is registered; the second pass
-attaches certificates to things and writes shadows. Every call draws from its own API's budget.
+attaches certificates to things and writes shadows. In a first sync the certificates' registrations
+and policy attachments are held back (`_Run.plan_entities`, `release`) and join the apply with the
+chunk of things they are attached to. Every call draws from its own API's budget.
 
-After applying, the run reads back what it changed (`_Run.verify`: the destination's listings,
-the principals of every thing an attachment was planned for, every shadow written) and plans
-again; the report is `ok` only when nothing is left (`SyncReport.verification`). Before its first
+The run reads back what it changed (`_Run.verify`: the destination's listings, the principals of
+every thing an attachment was planned for, every shadow written) and plans again; the report is
+`ok` only when nothing is left (`SyncReport.verification`). Without `--prune` the attachments and
+shadows are read back a chunk of things at a time alongside the apply, as soon as the apply has
+resolved the chunk's operations (`_ReadBack`); after the apply, one relisting of the destination
+(`_Run.verify_streamed`). A pruning run reads back after its apply (`_Run._verify_whole`). Before its first
 write the run replaces the version record with an in-progress mark (stored through
 `options.state_store`); only a clean, verified run writes a record again, so after a kill, an
 error, a failed operation or a failed read-back the next run trusts no version (step 2 reads
@@ -46,8 +51,9 @@ Memory (issue 22): the operations, the certificate ARNs learnt while applying an
 (`orchestrator/registry/spill.py`), read a page or a chunk at a time, and the version record is
 written as a stream. An unchanged or `--full` pass keeps its listings in memory (≈ 0.5-1 KB per
 thing; on disk its per-thing look-ups cost it 2-4x its CPU). What stays in memory per thing: the principals read
-(both regions), the names of the things whose attachments are read back, and an earlier run's
-checkpoint marks (what a resume skips).
+(both regions; without `--prune` only those of the chunks not read back yet, `_ReadBack`; with it,
+also the names of the things whose attachments are read back), the source shadows read, and an
+earlier run's checkpoint marks (what a resume skips).
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -76,6 +82,7 @@ from orchestrator.registry.snapshot import (
     RegistrySnapshot,
     Shadow,
     Spilled,
+    TargetKind,
     Thing,
     ThingPrincipal,
     named_shadows,
@@ -87,7 +94,7 @@ from orchestrator.registry.snapshot import (
     things_of_certificates,
 )
 from orchestrator.registry.spill import SpillStore, SpillTable
-from orchestrator.registry.sync.apply import OpFeed, apply_sync, spill_ops, spilled_ops
+from orchestrator.registry.sync.apply import OpFeed, _op, apply_sync, spill_ops, spilled_ops
 from orchestrator.registry.sync.model import (
     FIRST_ITEMS,
     Action,
@@ -161,6 +168,7 @@ def _sync_clients(store: SpillStore, src_client: Any, dst_client: Any, options: 
                   src_caller: Caller | None, dst_caller: Caller | None, src_data: Any | None,
                   dst_data: Any | None) -> SyncReport:
     spilled = store.table("ops")
+    back: _ReadBack | None = None
     run = _Run.start(options, dst_client, src_client, dst_caller, src_caller, src_data, dst_data)
     assert run.src_caller is not None
     if options.spill_listings and not options.prune and not options.full \
@@ -178,20 +186,30 @@ def _sync_clients(store: SpillStore, src_client: Any, dst_client: Any, options: 
         parts = [run.apply(plan, final=True)]
         plans = [plan]
     else:
-        first = run.plan_entities(src_l, dst_l, spilled)  # its operations are in the spill table
+        # a first sync: certificates registered with the chunk of things they are attached to
+        held = store.table("held") if run.listings_store is not None else None
+        first = run.plan_entities(src_l, dst_l, spilled, held)  # its operations are in the spill table
         holder: dict[str, Any] = {}
         feed = OpFeed()
 
         relations: list[SyncPlan] = []  # their warnings (their operations go to the spill table)
+        # the read-back of attachments and shadows, a chunk at a time as soon as the apply has
+        # resolved the chunk's operations, alongside the apply (`_ReadBack`)
+        back = _ReadBack(run, src_l, dst_l, spilled) if options.verify else None
 
         def feed_part(part: DetailReads) -> None:
             plan = run.plan_relations(part, dst_l, first, spilled=spilled)
             relations.append(replace(plan, ops=()))
-            feed.put(plan.ops)
+            if back is not None:
+                back.add(part, plan.ops)  # counted before the apply can resolve any of them
+            feed.put([*(run.release(held, part) if held is not None else ()), *plan.ops])
 
         def read_then_feed() -> None:
             try:
-                holder["reads"] = run.stream_details(src_l, dst_l, feed_part, chunk=options.stream_chunk)
+                holder["reads"] = run.stream_details(src_l, dst_l, feed_part, chunk=options.stream_chunk,
+                                                     keep_details=back is None)
+                if held is not None:  # certificates attached to no thing read
+                    feed.put(run.release(held, None))
             except BaseException as exc:  # re-raised in the calling thread
                 holder["error"] = exc
             finally:
@@ -199,12 +217,21 @@ def _sync_clients(store: SpillStore, src_client: Any, dst_client: Any, options: 
 
         run.mark_started(src_l, dst_l)  # before the first write (the reader only reads)
         reader = threading.Thread(target=read_then_feed, name="registry-sync-reader", daemon=True)
+        if back is not None:
+            back.start()
         reader.start()
         try:
-            one = run.apply(first, final=True, feed=feed, spilled=spilled)
+            one = run.apply(first, final=True, feed=feed, spilled=spilled,
+                            on_done=back.done if back is not None else None)
+        except BaseException:
+            if back is not None:
+                back.stop()
+            raise
         finally:
             reader.join()
         if "error" in holder:
+            if back is not None:
+                back.stop()
             raise holder["error"]
         reads = holder["reads"]
         parts, plans = [one], [first, *relations]
@@ -215,7 +242,14 @@ def _sync_clients(store: SpillStore, src_client: Any, dst_client: Any, options: 
         parts = [replace(parts[0], shadows_kept=parts[0].shadows_kept + sum(p.shadows_kept for p in relations))]
     applied = all(p.ok for p in parts)
     writes = {k: v for p in parts for k, v in p.shadow_writes.items()}
-    verification = run.verify(reads, plans, spilled, writes) if applied and options.verify else None
+    verification = None
+    if back is not None and not options.prune:
+        if applied:
+            verification = run.verify_streamed(reads, plans, spilled, writes, back)
+        else:
+            back.stop()  # something was not applied: no read-back is reported (as without streaming)
+    elif applied and options.verify:
+        verification = run.verify(reads, plans, spilled, writes)
     if applied and (verification is None or verification.ok) and options.state_path is not None:
         things_written = any(op.kind is Kind.THING and op.action is not Action.DELETE for p in plans for op in p.ops) \
             or any(spilled.page(group=api, limit=1) for api in ("create_thing", "update_thing"))
@@ -424,6 +458,7 @@ class _Run:
     _first: SyncPlan | None = None
     _first_ids: frozenset[str] = frozenset()
     _created: frozenset[str] = frozenset()
+    _after: Container[str] | None = None  # the first stage's operations: spilled, and held (`plan_entities`)
     distrusted: str | None = None  # why the version record was not trusted
     _memo: dict[str, Any] = field(default_factory=dict)
     _dst_now: RegistrySnapshot | None = None  # the destination's listing read back after applying
@@ -507,10 +542,13 @@ class _Run:
         return self._read_part(src, dst, record, src_names, dst_names, [t.name for t in src.things])
 
     def stream_details(self, src: RegistrySnapshot, dst: RegistrySnapshot, on_part: Callable[[DetailReads], None],
-                       *, chunk: int = 200) -> DetailReads:
+                       *, chunk: int = 200, keep_details: bool = True) -> DetailReads:
         """`read_details` in chunks of source things, each handed to `on_part` as soon as it is read
         (its snapshots hold only that chunk's things, certificates, principals and shadows), in
-        order, while the next `READ_AHEAD` chunks are read; returns the whole."""
+        order, while the next `READ_AHEAD` chunks are read; returns the whole. `keep_details=False`:
+        the whole holds no principals and no shadows of either region (`src_shadows` are kept):
+        `on_part` took what it needs of them (the streamed read-back, `_ReadBack`, keeps a chunk's
+        only until the chunk is compared; issue 22)."""
         record, src_names, dst_names = self._targets(src, dst)
         # every thing (a first sync, --full): no set of N names to ask (issue 22)
         wanted = None if len(src_names) == len(src.things) else set(src_names)
@@ -555,10 +593,11 @@ class _Run:
                 fill(ahead)  # read while this one is handed on
                 on_part(part)
                 fill(max(ahead, 1))
-                src_tp += part.src.thing_principals
-                dst_tp += part.dst.thing_principals
-                src_sh += part.src.shadows
-                dst_sh += part.dst.shadows
+                if keep_details:
+                    src_tp += part.src.thing_principals
+                    dst_tp += part.dst.thing_principals
+                    src_sh += part.src.shadows
+                    dst_sh += part.dst.shadows
                 src_shadows += part.src_shadows
                 notes_set.update(part.src.notes)
                 gaps.update(dict.fromkeys(part.src.gaps))
@@ -693,7 +732,7 @@ class _Run:
                        if SyncOp(Kind.THING, Action.CREATE, n).id in spilled]
             dst = replace(reads.dst, things=tuple(existing + created))
             return plan_sync(reads.src, dst, False, region_rewrite=self.options.region_rewrite,
-                             part=PlanPart.RELATIONS, after=spilled)
+                             part=PlanPart.RELATIONS, after=self._after or spilled)
         if self._first is not first:
             self._first = first
             self._first_ids = frozenset(op.id for op in first.ops)
@@ -706,23 +745,59 @@ class _Run:
         return plan_sync(reads.src, dst, False, region_rewrite=self.options.region_rewrite,
                          part=PlanPart.RELATIONS, after=self._first_ids)
 
-    def plan_entities(self, src: RegistrySnapshot, dst: RegistrySnapshot, spilled: SpillTable) -> SyncPlan:
+    def plan_entities(self, src: RegistrySnapshot, dst: RegistrySnapshot, spilled: SpillTable,
+                      held: SpillTable | None = None) -> SyncPlan:
         """The first stage (`PlanPart.ENTITIES`), appended to the spill table and returned without
         its operations. Planned a chunk at a time (`plan_entities_to`: never the whole plan in
         memory) when there is no guard or a `PruneGuard`, which looks only at deletions: without
         --prune there are none (tightening is not guarded), and it records the complete source
-        listing's counts. Another guard (one that may narrow the plan) gets the whole plan."""
+        listing's counts. Another guard (one that may narrow the plan) gets the whole plan.
+
+        `held` (a first sync): the certificates' registrations and their policy attachments go
+        there instead, grouped by certificate, for `release` to hand to the apply with the chunk of
+        things they are attached to (`_held`)."""
         from orchestrator.registry.guards import PruneGuard
 
         o = self.options
+
+        def sink(ops: Iterable[SyncOp]) -> None:
+            if held is None:
+                spill_ops(spilled, ops)
+                return
+            keep: list[SyncOp] = []
+            hold: list[tuple[str, str, tuple[Any, ...]]] = []
+            for op in ops:
+                cert = _held(op)
+                if cert is None:
+                    keep.append(op)
+                else:
+                    hold.append((op.id, cert, _row(op)))
+            held.add(hold)
+            spill_ops(spilled, keep)
+
+        if held is not None:
+            self._after = _Either(spilled, held)
         if o.guard is None or type(o.guard) is PruneGuard:
-            first = plan_entities_to(lambda ops: spill_ops(spilled, ops), src, dst, external=spilled,
+            first = plan_entities_to(sink, src, dst, external=self._after or spilled,
                                      region_rewrite=o.region_rewrite, fetch_pems=True)
             return self.guard(src, dst, first)
         first = self.guard(src, dst, plan_sync(src, dst, False, region_rewrite=o.region_rewrite,
                                                part=PlanPart.ENTITIES, fetch_pems=True))
-        spill_ops(spilled, first.ops)
+        sink(first.ops)
         return replace(first, ops=())
+
+    @staticmethod
+    def release(held: SpillTable, part: DetailReads | None) -> list[SyncOp]:
+        """The held operations (`plan_entities`) of the certificates attached to `part`'s things
+        (None: of every certificate not released yet), in plan order, marked released."""
+        if part is None:
+            rows = [(key, value) for key, value in held.items(state=0)]
+        else:
+            rows = []
+            for cert in sorted({a.certificate_id for a in part.src.thing_principals}):
+                rows += [(key, value) for _seq, key, value in held.page(group=cert, state=0, limit=1_000_000)]
+        held.set_state((key for key, _ in rows), 1)
+        return [_op(value) for _, value in rows]
 
     def plan_snapshot(self, src: RegistrySnapshot) -> SyncPlan:
         o = self.options
@@ -763,7 +838,8 @@ class _Run:
         return str(pem) if pem else None
 
     def apply(self, plan: SyncPlan, *, final: bool, progress: Progress | None = None,
-              feed: OpFeed | None = None, spilled: SpillTable | None = None) -> SyncReport:
+              feed: OpFeed | None = None, spilled: SpillTable | None = None,
+              on_done: Callable[[SyncOp, bool], None] | None = None) -> SyncReport:
         o = self.options
         checkpoint = None
         if o.checkpoint_path is not None:
@@ -772,7 +848,7 @@ class _Run:
         return apply_sync(plan, self.dst_client, self.dst_caller.writes, checkpoint, progress or o.progress,
                           concurrency=o.concurrency, caller=self.dst_caller, data_caller=self.dst_data,
                           pem_source=self.pem if self.src_caller is not None else None, final=final,
-                          feed=feed, spilled=spilled)
+                          feed=feed, spilled=spilled, on_done=on_done)
 
     def finish(self, parts: list[SyncReport], *, src_total: int | None,
                reads: DetailReads | None = None) -> SyncReport:
@@ -845,7 +921,10 @@ class _Run:
         Without `--prune` the comparison is made a chunk of things at a time (`_verify_chunked`:
         `options.verify_chunk` things' principals and shadows re-read, compared and dropped before
         the next chunk's); a pruning run plans its deletions from whole listings (`_verify_whole`).
-        Both answer the same verification for the same regions."""
+        Both answer the same verification for the same regions. `sync_clients` without `--prune`
+        reads back alongside its apply instead (`_ReadBack`, `verify_streamed`: the same chunk
+        comparison, `_compare_chunk`, the same answer); this, after the apply, is the reference
+        its tests compare it with."""
         touched, names, planned = _touched(plans, spilled)
         if not planned:
             return SyncVerification(0, reread=False)
@@ -926,42 +1005,96 @@ class _Run:
             lo = thing_names[i] if i else None  # the chunk: names in [lo, hi); the first and last are open
             hi = thing_names[i + o.verify_chunk] if i + o.verify_chunk < len(thing_names) else None
             chunk = thing_names[i:i + o.verify_chunk]
-            tp_things = [n for n in _range(touched, lo, hi, _same) if n in in_dst]
-            reread_things += len(tp_things)
-            reread_p, _ = read_principals(self.dst_caller, tp_things, concurrency=o.concurrency)
-            principals = sorted([*(a for a in _range(old_tp, lo, hi, _thing)
-                                   if not _in_sorted(touched, a.thing) and a.thing in in_dst), *reread_p])
-            del reread_p
+            touched_c = _range(touched, lo, hi, _same)
             names_c = {t: names[t] for t in _range(shadow_things, lo, hi, _same)}
-            src_sh_c = tuple(_range(src_sh, lo, hi, _thing))
-            reread_sh: tuple[Shadow, ...] = ()
-            if names_c and self.dst_data is not None:
-                reread_sh = read_shadows(self.dst_data, sorted(n for n in names_c if n in in_dst),
-                                         concurrency=o.data_concurrency, names=names_c)
-            superseded = _superseded(src_sh_c, reread_sh, writes)
-            superseded_n += len(superseded)
-            written_versions.update(_written(src_sh_c, reread_sh))
-            reread_sh = tuple(sh if sh.key in superseded else replace(sh, desired_at=None, reported_at=None)
-                              for sh in reread_sh)
-            written = {(t, n) for t, ns in names_c.items() for n in ns}
-            shadows = {sh for sh in _range(old_sh, lo, hi, _thing)
-                       if (sh.thing, sh.name) not in written and sh.thing in in_dst} | set(reread_sh)
+            reread_p, reread_sh, n_reread = self._reread_chunk(touched_c, names_c, in_dst)
+            reread_things += n_reread
             c_tp = tuple(_range(src_tp, lo, hi, _thing))
             certs = sorted({a.certificate_id for a in c_tp})
             src_c = RegistrySnapshot(src.region, things=tuple(by_name[n] for n in chunk),
                                      certificates=tuple(src.certificates_by_id[c] for c in certs
                                                         if c in src.certificates_by_id),
-                                     thing_principals=c_tp, shadows=src_sh_c, coverage=src.coverage)
-            dst_c = RegistrySnapshot(dst_now.region, things=tuple(in_dst[n] for n in chunk if n in in_dst),
-                                     thing_principals=tuple(principals), shadows=tuple(sorted(shadows)))
-            created = frozenset(SyncOp(Kind.THING, Action.CREATE, n).id for n in chunk if n not in in_dst)
-            plan = plan_sync(src_c, dst_c, False, region_rewrite=o.region_rewrite, part=PlanPart.RELATIONS,
-                             fetch_pems=True, after=created)
-            left.add(op for op in plan.ops
-                     if not (op.kind is Kind.SHADOW and op.action is Action.UPDATE and op.name in superseded))
+                                     thing_principals=c_tp, shadows=tuple(_range(src_sh, lo, hi, _thing)),
+                                     coverage=src.coverage)
+            superseded, versions = self._compare_chunk(
+                left.add, src_c, tuple(in_dst[n] for n in chunk if n in in_dst), in_dst, touched_c,
+                _range(old_tp, lo, hi, _thing), names_c, _range(old_sh, lo, hi, _thing), reread_p, reread_sh,
+                writes)
+            superseded_n += superseded
+            written_versions.update(versions)
         self._memo["written"] = written_versions
         return left.verification(things_reread=reread_things, shadows_reread=sum(len(v) for v in names.values()),
                                  superseded=superseded_n)
+
+    def _reread_chunk(self, touched: Sequence[str], names: Mapping[str, set[str]], in_dst: Container[str]
+                      ) -> tuple[tuple[ThingPrincipal, ...], tuple[Shadow, ...], int]:
+        """A chunk's read-back: the destination's principals of its `touched` things and its
+        written shadows (`names`), of the things in the destination; and how many things were read."""
+        o = self.options
+        tp_things = [n for n in touched if n in in_dst]  # a thing that is not there has no principals
+        reread_p, _ = read_principals(self.dst_caller, tp_things, concurrency=o.concurrency)
+        reread_sh: tuple[Shadow, ...] = ()
+        if names and self.dst_data is not None:
+            reread_sh = read_shadows(self.dst_data, sorted(n for n in names if n in in_dst),
+                                     concurrency=o.data_concurrency, names=dict(names))
+        return reread_p, reread_sh, len(tp_things)
+
+    def _compare_chunk(self, sink: Callable[[Iterable[SyncOp]], None], src_c: RegistrySnapshot,
+                       dst_things: tuple[Thing, ...], in_dst: Container[str], touched: Sequence[str],
+                       old_tp: Iterable[ThingPrincipal], names: Mapping[str, set[str]], old_sh: Iterable[Shadow],
+                       reread_p: tuple[ThingPrincipal, ...], reread_sh: tuple[Shadow, ...],
+                       writes: Mapping[str, tuple[int | None, int | None]]) -> tuple[int, dict[str, int]]:
+        """Plan a chunk of things again (`PlanPart.RELATIONS`) against what was read back, handing
+        what is left to `sink`: the destination's principals are those re-read for the `touched`
+        things and those read before the apply (`old_tp`) for the others; its shadows those re-read
+        for the written ones (`names`) and those read before for the others. Returns how many written
+        shadows a later writer superseded, and the versions of those that read back equal."""
+        o = self.options
+        principals = sorted([*(a for a in old_tp if not _in_sorted(touched, a.thing) and a.thing in in_dst),
+                             *reread_p])
+        superseded = _superseded(src_c.shadows, reread_sh, writes)
+        versions = _written(src_c.shadows, reread_sh)
+        # a written shadow that was not superseded is compared without its times: our own write
+        # made it newer than the source, which must not pass for a device's newer state
+        reread_sh = tuple(sh if sh.key in superseded else replace(sh, desired_at=None, reported_at=None)
+                          for sh in reread_sh)
+        written = {(t, n) for t, ns in names.items() for n in ns}
+        shadows = {sh for sh in old_sh if (sh.thing, sh.name) not in written and sh.thing in in_dst} | set(reread_sh)
+        dst_c = RegistrySnapshot(self.dst_caller.region, things=dst_things, thing_principals=tuple(principals),
+                                 shadows=tuple(sorted(shadows)))
+        created = frozenset(SyncOp(Kind.THING, Action.CREATE, t.name).id for t in src_c.things
+                            if t.name not in in_dst)
+        plan = plan_sync(src_c, dst_c, False, region_rewrite=o.region_rewrite, part=PlanPart.RELATIONS,
+                         fetch_pems=True, after=created)
+        sink(op for op in plan.ops
+             if not (op.kind is Kind.SHADOW and op.action is Action.UPDATE and op.name in superseded))
+        return len(superseded), versions
+
+    def verify_streamed(self, reads: DetailReads, plans: list[SyncPlan], spilled: SpillTable,
+                        writes: Mapping[str, tuple[int | None, int | None]], back: _ReadBack) -> SyncVerification:
+        """`verify` after an apply alongside which `back` read back and compared the attachments and
+        written shadows a chunk at a time: what is left is step 1 of `_verify_chunked` (everything
+        but attachments and shadows, against one relisting of the destination) and the chunks not
+        compared yet, which `back` compares meanwhile. The same verification as `_verify_chunked`
+        for the same regions (a thing missing in the destination still shows: step 1 plans its
+        creation, and its attachments, read back as none, are planned again too)."""
+        planned = len(spilled) > 0 or any(p.ops for p in plans)
+        if not planned:
+            back.stop()
+            return SyncVerification(0, reread=False)
+        o = self.options
+        try:
+            dst_now = self._listing(self.dst_caller, "back")
+            self._dst_now = dst_now
+            src = reads.src if self.shadows else replace(reads.src, shadows=())
+            plan_entities_to(back.add_left, src, dst_now, external=frozenset(), region_rewrite=o.region_rewrite,
+                             fetch_pems=True, chunk=o.verify_chunk)
+        except BaseException:
+            back.stop()
+            raise
+        verification = back.finish(writes)
+        self._memo["written"] = back.written_versions
+        return verification
 
     def save_state(self, src: RegistrySnapshot, dst: RegistrySnapshot, reads: DetailReads, *,
                    relist: bool) -> None:
@@ -1022,6 +1155,245 @@ def _touched(plans: list[SyncPlan], spilled: SpillTable | None) -> tuple[list[st
 
 
 _KINDS = {k: i for i, k in enumerate(Kind)}
+
+
+def _held(op: SyncOp) -> str | None:
+    """The certificate whose operations a first sync holds back until the reader reaches a thing
+    it is attached to: its registration, and its policy attachments (which wait for it). Held, they
+    are applied in the order of the things (the reader's chunks) instead of the certificates' ids (a
+    hash: every chunk's attachments waited for registrations spread over the whole apply, so no
+    chunk could be read back before the apply's end; issue 22)."""
+    if op.kind is Kind.CERTIFICATE and op.action is Action.CREATE:
+        return op.name
+    if op.kind is Kind.POLICY_ATTACHMENT and op.action is Action.CREATE \
+            and op.params.get("target_kind") == TargetKind.CERTIFICATE.value:
+        return str(op.params["target"])
+    return None
+
+
+def _row(op: SyncOp) -> tuple[Any, ...]:
+    """A spill table's row of `op`, as `apply.spill_ops` writes it (`apply._op` reads it)."""
+    return (op.kind.value, op.action.value, op.name, dict(op.params), op.deps, op.phase, op.step, op.tightens)
+
+
+class _Either(Container[str]):
+    """Operation ids in any of some spill tables."""
+
+    def __init__(self, *tables: SpillTable) -> None:
+        self.tables = tables
+
+    def __contains__(self, key: object) -> bool:
+        return any(key in t for t in self.tables)
+_RELATION_KINDS = (Kind.THING_PRINCIPAL, Kind.SHADOW)
+
+
+@dataclass(eq=False)
+class _Chunk:
+    """What the streamed read-back keeps of one of the reader's chunks until it is compared: its
+    position in the source listing, both regions' principals and shadows as read before the apply,
+    and the things (and shadows) an attachment (a shadow write) was planned for. Never the chunk's
+    things or certificates (looked up again in the listing when it is compared)."""
+
+    index: int
+    start: int
+    size: int
+    src_tp: tuple[ThingPrincipal, ...]
+    old_tp: tuple[ThingPrincipal, ...]
+    src_sh: tuple[Shadow, ...]
+    old_sh: tuple[Shadow, ...]
+    coverage: Any
+    touched: list[str]
+    names: dict[str, set[str]]
+    open: int = 0  # its operations the apply has not resolved yet
+
+
+class _ReadBack:
+    """A first sync's read-back of attachments and shadows alongside its apply (issue 22): each of
+    the reader's chunks (a range of sorted thing names) is re-read in the destination and compared
+    as soon as the apply has resolved every one of its operations (applied, failed or blocked: a
+    failed one reads back different, which is the truth), on a thread of its own, while the apply
+    goes on and the reader reads later chunks in the source. The destination's ListThingPrincipals
+    is a quota of its own, idle during a first sync's apply (the reader reads the source's).
+
+    `add` (the reader, before the chunk's operations go to the apply) counts them per chunk;
+    `done` (the apply's completion hook: a bisection of the chunk's first names, N/chunk strings,
+    no per-thing state) counts them down; a chunk at zero is compared and dropped, so what is held
+    is the chunks in flight, not the fleet. A chunk whose count never reaches zero (an operation
+    the apply did not take) is compared when the apply is over (`finish`).
+
+    What it can see, honestly: the destination as it is when the chunk is read back, after this
+    run's writes to it. A change someone else makes to a chunk's attachments after that (a detach
+    in the destination a second later) is not this run's to see: the next run's listings and
+    version record see it. A chunk whose written shadows read back different from the source is
+    compared when the apply is over: whether a later writer superseded our write needs the write's
+    answer (`SyncReport.shadow_writes`)."""
+
+    def __init__(self, run: _Run, src: RegistrySnapshot, dst: RegistrySnapshot, spilled: SpillTable) -> None:
+        self.run, self.src, self.dst, self.spilled = run, src, dst, spilled
+        self._cond = threading.Condition()
+        self._lows: list[str] = []  # each chunk's first thing name
+        self._chunks: dict[int, _Chunk] = {}  # added, not compared yet
+        self._ready: deque[int] = deque()
+        self._ordered = True
+        self._last: list[str] = []  # the previous chunk's last name
+        self._over = False
+        self._stopped = False
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._next_start = 0
+        self._left = _Left()
+        self._left_lock = threading.Lock()
+        self._deferred: list[tuple[_Chunk, tuple[ThingPrincipal, ...], tuple[Shadow, ...]]] = []
+        self.written_versions: dict[str, int] = {}
+        self.things_reread = 0
+        self.shadows_reread = 0
+        self.superseded = 0
+        self.compared: list[int] = []  # the chunks' indexes in the order they were compared
+
+    # -- the reader's side ---------------------------------------------------------------------
+    def add(self, part: DetailReads, ops: Sequence[SyncOp]) -> None:
+        names = [t.name for t in part.src.things]
+        if not names:
+            return
+        touched: list[str] = []
+        shadow_names: dict[str, set[str]] = {}
+        count = 0
+        for op in ops:
+            if op.kind not in _RELATION_KINDS:
+                continue
+            count += 1
+            thing = str(op.params["thing"])
+            if op.kind is Kind.THING_PRINCIPAL:
+                touched.append(thing)
+            else:
+                shadow_names.setdefault(thing, set()).add(str(op.params["shadow"]))
+        shadows = self.run.shadows
+        with self._cond:
+            seq = [*self._last, *names]  # after the previous chunk's last name, in order
+            if any(a >= b for a, b in zip(seq, seq[1:], strict=False)):
+                self._ordered = False  # not ranges of sorted names: no chunk is ready before the apply's end
+            index = len(self._lows)
+            chunk = _Chunk(index, self._next_start, len(names), part.src.thing_principals,
+                           part.dst.thing_principals, part.src.shadows if shadows else (),
+                           part.dst.shadows, part.src.coverage, _unique_sorted(touched), shadow_names, count)
+            self._next_start += len(names)
+            self._lows.append(names[0])
+            self._last = names[-1:]
+            self._chunks[index] = chunk
+            if not count and self._ordered:
+                self._ready.append(index)
+                self._cond.notify_all()
+
+    # -- the apply's side ----------------------------------------------------------------------
+    def done(self, op: SyncOp, ok: bool) -> None:
+        """The apply resolved `op` (`ok` or not: either way the chunk can be read back)."""
+        if op.kind not in _RELATION_KINDS:
+            return
+        thing = str(op.params.get("thing", ""))
+        with self._cond:
+            if not self._ordered:
+                return
+            index = bisect.bisect_right(self._lows, thing) - 1
+            chunk = self._chunks.get(index) if index >= 0 else None
+            if chunk is None or chunk.open <= 0:
+                return
+            chunk.open -= 1
+            if not chunk.open:
+                self._ready.append(index)
+                self._cond.notify_all()
+
+    # -- the verifier's thread -----------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._work, name="registry-sync-readback", daemon=True)
+        self._thread.start()
+
+    def _next(self) -> _Chunk | None:
+        with self._cond:
+            while True:
+                if self._stopped:
+                    return None
+                while self._ready:
+                    chunk = self._chunks.pop(self._ready.popleft(), None)
+                    if chunk is not None:
+                        return chunk
+                if self._over:  # every operation is resolved: whatever is left is compared
+                    return self._chunks.pop(min(self._chunks)) if self._chunks else None
+                self._cond.wait()
+
+    def _work(self) -> None:
+        try:
+            while (chunk := self._next()) is not None:
+                self._compare(chunk, None)
+        except BaseException as exc:  # re-raised by `finish`
+            self._error = exc
+
+    def _in_dst(self, chunk: _Chunk) -> tuple[tuple[Thing, ...], frozenset[str]]:
+        """The chunk's things in the destination: those it had, and those this run created."""
+        things = self.src.things[chunk.start:chunk.start + chunk.size]
+        had = self.dst.things_by_name
+        out = tuple(had[t.name] if t.name in had else Thing(t.name) for t in things
+                    if t.name in had or SyncOp(Kind.THING, Action.CREATE, t.name).id in self.spilled)
+        return out, frozenset(t.name for t in out)
+
+    def _compare(self, chunk: _Chunk, writes: Mapping[str, tuple[int | None, int | None]] | None,
+                 reread: tuple[tuple[ThingPrincipal, ...], tuple[Shadow, ...]] | None = None) -> None:
+        run = self.run
+        dst_things, in_dst = self._in_dst(chunk)
+        if reread is None:
+            reread_p, reread_sh, n = run._reread_chunk(chunk.touched, chunk.names, in_dst)
+            self.things_reread += n
+            self.shadows_reread += sum(len(v) for v in chunk.names.values())
+            src_by_key = {sh.key: sh for sh in chunk.src_sh}
+            if writes is None and any((want := src_by_key.get(sh.key)) is None
+                                      or (want.desired, want.reported) != (sh.desired, sh.reported)
+                                      for sh in reread_sh):
+                self._deferred.append((chunk, reread_p, reread_sh))  # superseded? the writes' answers tell
+                return
+        else:
+            reread_p, reread_sh = reread
+        things = self.src.things[chunk.start:chunk.start + chunk.size]
+        certs = sorted({a.certificate_id for a in chunk.src_tp})
+        by_id = self.src.certificates_by_id
+        src_c = RegistrySnapshot(self.src.region, things=tuple(things),
+                                 certificates=tuple(by_id[c] for c in certs if c in by_id),
+                                 thing_principals=chunk.src_tp, shadows=chunk.src_sh, coverage=chunk.coverage)
+        superseded, versions = run._compare_chunk(self.add_left, src_c, dst_things, in_dst, chunk.touched,
+                                                  chunk.old_tp, chunk.names, chunk.old_sh, reread_p, reread_sh,
+                                                  writes or {})
+        self.superseded += superseded
+        self.written_versions.update(versions)
+        self.compared.append(chunk.index)
+
+    def add_left(self, ops: Iterable[SyncOp]) -> None:
+        batch = list(ops)
+        with self._left_lock:
+            self._left.add(batch)
+
+    # -- the end -------------------------------------------------------------------------------
+    def finish(self, writes: Mapping[str, tuple[int | None, int | None]]) -> SyncVerification:
+        """After the apply (every operation resolved, every chunk added): the chunks left are
+        compared, then the deferred ones with the writes' answers; the verification of them all."""
+        with self._cond:
+            self._over = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        deferred, self._deferred = self._deferred, []
+        for chunk, reread_p, reread_sh in deferred:
+            self._compare(chunk, writes, (reread_p, reread_sh))
+        return self._left.verification(things_reread=self.things_reread, shadows_reread=self.shadows_reread,
+                                       superseded=self.superseded)
+
+    def stop(self) -> None:
+        """No read-back (the run failed): the thread ends after the chunk it is comparing."""
+        with self._cond:
+            self._stopped = True
+            self._chunks.clear()
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def _order(op: SyncOp) -> tuple[int, int, str, str]:
@@ -1141,7 +1513,7 @@ def _unique_sorted(items: list[Any]) -> list[Any]:
     return [x for i, x in enumerate(items) if i == 0 or items[i - 1] != x]
 
 
-def _in_sorted(items: list[str], x: str) -> bool:
+def _in_sorted(items: Sequence[str], x: str) -> bool:
     i = bisect.bisect_left(items, x)
     return i < len(items) and items[i] == x
 
