@@ -56,6 +56,19 @@ class _Recording:
         return call
 
 
+class _OneApi:
+    """A client whose `api` calls go through `wrap(call, **kwargs)`; every other call as it is."""
+
+    def __init__(self, client: Any, api: str, wrap: Any) -> None:
+        self._client, self._api, self._wrap = client, api, wrap
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if name != self._api:
+            return attr
+        return lambda **kwargs: self._wrap(attr, **kwargs)
+
+
 def _names(n: int) -> list[str]:
     return [f"dev-{i:07d}" for i in range(n)]
 
@@ -95,22 +108,13 @@ def test_a_first_sync_registers_certificates_in_the_order_of_their_things() -> N
     world.seed(SRC, n)
     order: list[str] = []
 
-    class _Registering:
-        def __init__(self, client: Any) -> None:
-            self._client = client
-
-        def __getattr__(self, name: str) -> Any:
-            attr = getattr(self._client, name)
-            if name != "register_certificate_without_ca":
-                return attr
-
-            def call(**kwargs: Any) -> Any:
-                order.append(pem_id(kwargs["certificatePem"]))
-                return attr(**kwargs)
-            return call
+    def registering(call: Any, **kwargs: Any) -> Any:
+        order.append(pem_id(kwargs["certificatePem"]))
+        return call(**kwargs)
 
     thing_of = {pem_id(fake_pem(f"{SRC}/{t}")): t for t in _names(n)}
-    report = sync_clients(world.client(SRC), _Registering(world.client(DST)), _options())
+    dst = _OneApi(world.client(DST), "register_certificate_without_ca", registering)
+    report = sync_clients(world.client(SRC), dst, _options())
     assert report.ok and len(order) == n
     chunks = [_names(n).index(thing_of[c]) // CHUNK for c in order]
     # each chunk's certificates are asked for before the next chunk's (two workers: a call of the
@@ -143,23 +147,14 @@ def test_an_attachment_that_fails_in_the_apply_fails_the_run(tmp_path: Path) -> 
     world.seed(SRC, 12)
     victim = _names(12)[6]
 
-    class _Refusing:
-        def __init__(self, client: Any) -> None:
-            self._client = client
+    def refusing(call: Any, **kwargs: Any) -> Any:
+        if kwargs.get("thingName") == victim:
+            raise ClientError({"Error": {"Code": "InvalidRequestException", "Message": "no"}},
+                              "AttachThingPrincipal")
+        return call(**kwargs)
 
-        def __getattr__(self, name: str) -> Any:
-            attr = getattr(self._client, name)
-            if name != "attach_thing_principal":
-                return attr
-
-            def call(**kwargs: Any) -> Any:
-                if kwargs.get("thingName") == victim:
-                    raise ClientError({"Error": {"Code": "InvalidRequestException", "Message": "no"}},
-                                      "AttachThingPrincipal")
-                return attr(**kwargs)
-            return call
-
-    report = sync_clients(world.client(SRC), _Refusing(world.client(DST)), _options(tmp_path))
+    dst = _OneApi(world.client(DST), "attach_thing_principal", refusing)
+    report = sync_clients(world.client(SRC), dst, _options(tmp_path))
     assert not report.ok and [e.code for e in report.errors] == ["InvalidRequestException"]
     # not applied: no read-back is reported (as before), and the version record is not written
     assert report.verification is None
@@ -227,21 +222,13 @@ def test_a_compared_chunk_is_dropped_and_the_answer_is_the_read_back_after_the_a
 
     monkeypatch.setattr(run_mod._ReadBack, "_compare", comparing)
 
-    class _Dropping:
+    def dropping(call: Any, **kwargs: Any) -> Any:
         """Answers AttachThingPrincipal for one thing without attaching: only a read-back tells."""
-
-        def __init__(self, client: Any) -> None:
-            self._client = client
-
-        def __getattr__(self, name: str) -> Any:
-            attr = getattr(self._client, name)
-            if name != "attach_thing_principal":
-                return attr
-            return lambda **kw: {} if kw.get("thingName") == "dev-0000031" else attr(**kw)
+        return {} if kwargs.get("thingName") == "dev-0000031" else call(**kwargs)
 
     world = FakeIot(scale=1000)
     world.seed(SRC, n)
-    report = sync_clients(world.client(SRC), _Dropping(world.client(DST)), _options())
+    report = sync_clients(world.client(SRC), _OneApi(world.client(DST), "attach_thing_principal", dropping), _options())
     assert len(alive) == n // CHUNK and max(alive) == 0  # no compared chunk is alive when the next is compared
     assert sorted(backs[0].compared) == list(range(n // CHUNK)) and not backs[0]._chunks
     gc.collect()
@@ -251,7 +238,8 @@ def test_a_compared_chunk_is_dropped_and_the_answer_is_the_read_back_after_the_a
     monkeypatch.setattr(run_mod, "_ReadBack", lambda *a, **k: None)
     world_after = FakeIot(scale=1000)
     world_after.seed(SRC, n)
-    after = sync_clients(world_after.client(SRC), _Dropping(world_after.client(DST)), _options())
+    dst_after = _OneApi(world_after.client(DST), "attach_thing_principal", dropping)
+    after = sync_clients(world_after.client(SRC), dst_after, _options())
     assert report.verification == after.verification and report.verification is not None
     assert not report.verification.ok and report.verification.remaining == 1
     assert report.verification.things_reread == n
