@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.fake_iot import FakeIot  # noqa: E402
+from bench.registry_phases import recorded_feeds  # noqa: E402
 from bench.registry_scale import DST, SRC  # noqa: E402
 from orchestrator.registry import QuotaTable, SyncOptions, sync_clients  # noqa: E402
 from orchestrator.registry.sync import apply as apply_mod  # noqa: E402
@@ -82,14 +83,7 @@ def main() -> int:
                 active[op.api] -= 1
 
     apply_mod._Executor.run = counted  # type: ignore[method-assign]
-    feeds: list[apply_mod.OpFeed] = []
-    feed_init = apply_mod.OpFeed.__init__
-
-    def init(self: apply_mod.OpFeed, *a: Any, **k: Any) -> None:
-        feed_init(self, *a, **k)
-        feeds.append(self)
-
-    apply_mod.OpFeed.__init__ = init  # type: ignore[method-assign]
+    feeds = recorded_feeds()
     samples: list[tuple[float, dict[str, int], int]] = []
     stop = threading.Event()
 

@@ -40,6 +40,35 @@ from orchestrator.registry import QuotaTable, SyncOptions, sync_clients  # noqa:
 from orchestrator.registry.sync import apply as apply_mod  # noqa: E402
 from orchestrator.registry.sync import run as run_mod  # noqa: E402
 
+
+def run_options(tmp: str, scale: float, concurrency: int) -> SyncOptions:
+    """A sync's options as the CLI gives them: quotas x `scale`, no shadows, a checkpoint and a
+    version record in `tmp`/local, each copied to `tmp`/backend (as `StateLayout.push` copies to S3)."""
+    local, backend = Path(tmp) / "local", Path(tmp) / "backend"
+    local.mkdir()
+    backend.mkdir()
+
+    def store(path: Path) -> None:
+        shutil.copyfile(path, backend / path.name)
+
+    return SyncOptions(quotas=QuotaTable().scaled(scale), concurrency=concurrency, shadows=False,
+                       checkpoint_path=local / "checkpoint.json", checkpoint_store=store,
+                       state_path=local / "versions.json", state_store=store)
+
+
+def recorded_feeds() -> list[apply_mod.OpFeed]:
+    """Every `OpFeed` made from now on, in order (to read how full each got)."""
+    feeds: list[apply_mod.OpFeed] = []
+    feed_init = apply_mod.OpFeed.__init__
+
+    def init(self: apply_mod.OpFeed, *a: Any, **k: Any) -> None:
+        feed_init(self, *a, **k)
+        feeds.append(self)
+
+    apply_mod.OpFeed.__init__ = init  # type: ignore[method-assign]
+    return feeds
+
+
 PHASES = ("read_listings", "plan_entities", "apply", "verify", "verify_streamed", "save_state")
 
 
@@ -81,28 +110,12 @@ def main() -> int:
     for name in PHASES:
         setattr(run_mod._Run, name, booked(name, getattr(run_mod._Run, name)))
     run_mod.plan_sync = booked("plan_sync", run_mod.plan_sync)
-    feeds: list[apply_mod.OpFeed] = []
-    feed_init = apply_mod.OpFeed.__init__
-
-    def init(self: apply_mod.OpFeed, *a: Any, **k: Any) -> None:
-        feed_init(self, *a, **k)
-        feeds.append(self)
-
-    apply_mod.OpFeed.__init__ = init  # type: ignore[method-assign]
+    feeds = recorded_feeds()
 
     world = FakeIot(scale=args.scale)
     world.seed(SRC, n)
     with tempfile.TemporaryDirectory(prefix="registry-phases-") as tmp:
-        local, backend = Path(tmp) / "local", Path(tmp) / "backend"
-        local.mkdir()
-        backend.mkdir()
-
-        def store(path: Path) -> None:
-            shutil.copyfile(path, backend / path.name)
-
-        options = SyncOptions(quotas=QuotaTable().scaled(args.scale), concurrency=args.concurrency, shadows=False,
-                              checkpoint_path=local / "checkpoint.json", checkpoint_store=store,
-                              state_path=local / "versions.json", state_store=store)
+        options = run_options(tmp, args.scale, args.concurrency)
         sampler = threading.Thread(target=sample, daemon=True)
         rss0 = _status("VmRSS")
         _reset_peak()

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
-import shutil
 import sys
 import tempfile
 import threading
@@ -39,8 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.fake_iot import FakeIot  # noqa: E402
+from bench.registry_phases import run_options  # noqa: E402
 from bench.registry_scale import DST, SRC, _cpu, _reset_peak, _status  # noqa: E402
-from orchestrator.registry import QuotaTable, SyncOptions, sync_clients  # noqa: E402
+from orchestrator.registry import sync_clients  # noqa: E402
 from orchestrator.registry.sync import run as run_mod  # noqa: E402
 
 PHASES = ("read_listings", "plan_entities", "apply", "verify", "save_state")
@@ -89,16 +89,7 @@ def main() -> int:
     world = FakeIot(scale=args.scale)
     world.seed(SRC, n)
     with tempfile.TemporaryDirectory(prefix="registry-unchanged-") as tmp:
-        local, backend = Path(tmp) / "local", Path(tmp) / "backend"
-        local.mkdir()
-        backend.mkdir()
-
-        def store(path: Path) -> None:
-            shutil.copyfile(path, backend / path.name)
-
-        options = SyncOptions(quotas=QuotaTable().scaled(args.scale), concurrency=args.concurrency, shadows=False,
-                              checkpoint_path=local / "checkpoint.json", checkpoint_store=store,
-                              state_path=local / "versions.json", state_store=store)
+        options = run_options(tmp, args.scale, args.concurrency)
         first = sync_clients(world.client(SRC), world.client(DST), options)
         assert not first.errors, first.errors
         for name in PHASES:
