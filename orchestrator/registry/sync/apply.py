@@ -575,8 +575,12 @@ def apply_sync(plan: SyncPlan, dst_client: Any, limiter: RateLimiter | AdaptiveL
 def spill_ops(table: SpillTable, ops: Iterable[SyncOp]) -> int:
     """Append operations to a spill table (keyed by id, grouped by API; a duplicate id is ignored).
     A row holds the operation's fields (not its cached id and key: they are computed again)."""
-    return table.add((op.id, op.api, (op.kind.value, op.action.value, op.name, dict(op.params), op.deps, op.phase,
-                                      op.step, op.tightens)) for op in ops)
+    return table.add((op.id, op.api, _row(op)) for op in ops)
+
+
+def _row(op: SyncOp) -> tuple[Any, ...]:
+    """A spill table's row of `op` (`_op` reads it back)."""
+    return (op.kind.value, op.action.value, op.name, dict(op.params), op.deps, op.phase, op.step, op.tightens)
 
 
 def _op(row: tuple[Any, ...]) -> SyncOp:

@@ -94,7 +94,7 @@ from orchestrator.registry.snapshot import (
     things_of_certificates,
 )
 from orchestrator.registry.spill import SpillStore, SpillTable
-from orchestrator.registry.sync.apply import OpFeed, _op, apply_sync, spill_ops, spilled_ops
+from orchestrator.registry.sync.apply import OpFeed, _op, _row, apply_sync, spill_ops, spilled_ops
 from orchestrator.registry.sync.model import (
     FIRST_ITEMS,
     Action,
@@ -1171,11 +1171,6 @@ def _held(op: SyncOp) -> str | None:
     return None
 
 
-def _row(op: SyncOp) -> tuple[Any, ...]:
-    """A spill table's row of `op`, as `apply.spill_ops` writes it (`apply._op` reads it)."""
-    return (op.kind.value, op.action.value, op.name, dict(op.params), op.deps, op.phase, op.step, op.tightens)
-
-
 class _Either(Container[str]):
     """Operation ids in any of some spill tables."""
 
@@ -1184,6 +1179,8 @@ class _Either(Container[str]):
 
     def __contains__(self, key: object) -> bool:
         return any(key in t for t in self.tables)
+
+
 _RELATION_KINDS = (Kind.THING_PRINCIPAL, Kind.SHADOW)
 
 
@@ -1327,9 +1324,8 @@ class _ReadBack:
         except BaseException as exc:  # re-raised by `finish`
             self._error = exc
 
-    def _in_dst(self, chunk: _Chunk) -> tuple[tuple[Thing, ...], frozenset[str]]:
-        """The chunk's things in the destination: those it had, and those this run created."""
-        things = self.src.things[chunk.start:chunk.start + chunk.size]
+    def _in_dst(self, things: Sequence[Thing]) -> tuple[tuple[Thing, ...], frozenset[str]]:
+        """A chunk's `things` in the destination: those it had, and those this run created."""
         had = self.dst.things_by_name
         out = tuple(had[t.name] if t.name in had else Thing(t.name) for t in things
                     if t.name in had or SyncOp(Kind.THING, Action.CREATE, t.name).id in self.spilled)
@@ -1338,7 +1334,9 @@ class _ReadBack:
     def _compare(self, chunk: _Chunk, writes: Mapping[str, tuple[int | None, int | None]] | None,
                  reread: tuple[tuple[ThingPrincipal, ...], tuple[Shadow, ...]] | None = None) -> None:
         run = self.run
-        dst_things, in_dst = self._in_dst(chunk)
+        # the chunk's things, once (a spilled listing decodes them from its file for each slice)
+        things = self.src.things[chunk.start:chunk.start + chunk.size]
+        dst_things, in_dst = self._in_dst(things)
         if reread is None:
             reread_p, reread_sh, n = run._reread_chunk(chunk.touched, chunk.names, in_dst)
             self.things_reread += n
@@ -1351,7 +1349,6 @@ class _ReadBack:
                 return
         else:
             reread_p, reread_sh = reread
-        things = self.src.things[chunk.start:chunk.start + chunk.size]
         certs = sorted({a.certificate_id for a in chunk.src_tp})
         by_id = self.src.certificates_by_id
         src_c = RegistrySnapshot(self.src.region, things=tuple(things),
