@@ -126,6 +126,24 @@ def execute(peaks: list[int], crash_attempts: int | None = None, **kwargs: Any) 
     return run(definition, dict(RECONCILE_INPUT), invoke(peaks), **kwargs)
 
 
+def execute_poisoned(w: dict[str, Any], thing: str) -> tuple[Execution, list[str]]:
+    """An execution in which every read of `thing`'s principals in the source crashes its slice
+    (`Killed`: not a refused read); and one entry per such crash."""
+    src_iot = w["rep"]._source(SRC).iot.client
+    crashes: list[str] = []
+
+    def poison(params: Mapping[str, Any], **_: Any) -> None:
+        if params.get("thingName") == thing:
+            crashes.append(thing)
+            raise Killed(f"{thing}'s reads crash the slice")
+
+    src_iot.meta.events.register("provide-client-params.iot.ListThingPrincipals", poison)
+    try:
+        return execute([]), crashes
+    finally:
+        src_iot.meta.events.unregister("provide-client-params.iot.ListThingPrincipals", poison)
+
+
 def verify(w: dict[str, Any]) -> Any:
     rep = w["rep"]
     src = rep._source(SRC)
@@ -696,17 +714,7 @@ def test_a_page_that_crashes_its_slice_is_given_up_after_three_attempts(world: d
     from programs.replication import CRASH_RETRY_INTERVAL_S
 
     w = world
-    src_iot = w["rep"]._source(SRC).iot.client
-    crashes: list[str] = []
-
-    def poison(params: Mapping[str, Any], **_: Any) -> None:
-        if params.get("thingName") == "meter-07":
-            crashes.append("meter-07")
-            raise Killed("meter-07's reads crash the slice")
-
-    src_iot.meta.events.register("provide-client-params.iot.ListThingPrincipals", poison)
-    ex = execute([])
-    src_iot.meta.events.unregister("provide-client-params.iot.ListThingPrincipals", poison)
+    ex, crashes = execute_poisoned(w, "meter-07")
     assert ex.status == "SUCCEEDED", (ex.error, ex.cause)
     # three attempts of the page (each crashed its slice), then meter-07 alone in the give-up
     assert len(crashes) == PAGE_ATTEMPTS + 1
@@ -745,17 +753,7 @@ def test_a_slice_stopped_from_outside_is_counted_by_the_lease_it_left(world: dic
     # what a slice stopped from outside leaves: its lease, taken more than LEASE_MS ago
     dead = int(time.time() * 1000) - LEASE_MS - 1000
     w["rep"].store.acquire(f"reconcile-pass/{SRC}", "a-dead-invocation", dead, LEASE_MS)
-    src_iot = w["rep"]._source(SRC).iot.client
-    crashes: list[str] = []
-
-    def poison(params: Mapping[str, Any], **_: Any) -> None:
-        if params.get("thingName") == "meter-04":
-            crashes.append("meter-04")
-            raise Killed("meter-04's reads crash the slice")
-
-    src_iot.meta.events.register("provide-client-params.iot.ListThingPrincipals", poison)
-    ex = execute([])
-    src_iot.meta.events.unregister("provide-client-params.iot.ListThingPrincipals", poison)
+    ex, crashes = execute_poisoned(w, "meter-04")
     assert ex.status == "SUCCEEDED", (ex.error, ex.cause)
     assert crashes == ["meter-04"] and ex.slept_s == 0  # read once, alone; no slice crashed
     record = w["rep"].store.reconciliation()
