@@ -819,7 +819,7 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True,
     for i, t in enumerate(raw_things):  # in place: one `Thing` per thing at any time
         groups_of = membership.pop(t.name, None)
         if groups_of:
-            raw_things[i] = Thing(t.name, t.thing_type, t.attributes, groups_of, t.version)
+            raw_things[i] = replace(t, groups=groups_of)  # every other field as listed
     del membership
     raw_things.sort(key=lambda t: t.name)
 
