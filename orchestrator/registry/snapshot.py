@@ -38,7 +38,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import cached_property
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from orchestrator.errors import InputRejected
 from orchestrator.registry.calls import Caller, error_code
@@ -46,6 +46,9 @@ from orchestrator.registry.policydoc import neutral, normalize_document
 from orchestrator.registry.spill import SortedRows, SpillStore, SpillTable
 
 SNAPSHOT_FORMAT = 1
+
+if TYPE_CHECKING:
+    from orchestrator.registry.packed import CertificateColumns, TargetColumns, ThingColumns
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -250,8 +253,8 @@ class RegistrySnapshot:
 
     @cached_property
     def things_by_name(self) -> Mapping[str, Thing]:
-        if isinstance(self.things, Spilled):
-            return self.things.by_key()  # on disk: look-ups by key, never a dict of the fleet
+        if isinstance(self.things, Keyed):
+            return self.things.by_key()  # on disk or packed: look-ups by key, never a dict of the fleet
         return {t.name: t for t in self.things}
 
     @cached_property
@@ -260,7 +263,7 @@ class RegistrySnapshot:
 
     @cached_property
     def certificates_by_id(self) -> Mapping[str, Certificate]:
-        if isinstance(self.certificates, Spilled):
+        if isinstance(self.certificates, Keyed):
             return self.certificates.by_key()
         return {c.id: c for c in self.certificates}
 
@@ -386,7 +389,17 @@ class RegistrySnapshot:
 
 # -- listings on disk (issue 22) -------------------------------------------------------------------
 
-class Spilled(Sequence[T]):
+class Keyed(Sequence[T]):
+    """A listing's records (things, certificates or policy targets) in key order by construction,
+    never held as a tuple of records: on disk (`Spilled`) or packed in memory (`packed.py`).
+    `by_key`: look-ups by a thing's name or a certificate's id (as `RegistrySnapshot.things_by_name`
+    and `certificates_by_id` give them)."""
+
+    def by_key(self) -> Mapping[str, T]:
+        raise NotImplementedError
+
+
+class Spilled(Keyed[T]):
     """A listing's records (things, certificates or policy targets) in the run's spill file
     (`spill.SortedRows`), in the order the in-memory listing has them (by key): a sequence read a
     page at a time, by position or slice, never held whole. `decode(key, value)` makes a record
@@ -643,7 +656,7 @@ def _listing_coverage(policies: Iterable[Policy], groups: Iterable[ThingGroup],
 
 def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True,
                  spill: SpillStore | None = None, name: str = "listing", derived_arns: bool = False,
-                 ) -> RegistrySnapshot:
+                 packed: bool = False) -> RegistrySnapshot:
     """Everything the paged listings give (types, groups, things with their versions and groups,
     policies with their versions, certificates, policy targets): no per-thing and no
     per-certificate call. The five independent listings run at the same time (each API has its
@@ -661,8 +674,20 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True,
     certificate ARN prefix (`arn:<partition>:iot:<region>:<account>:cert/`, taken from the first
     listed ARN) and its id is held with `arn=None`, and the snapshot's `certificate_arn_prefix`
     says how to make it again (`RegistrySnapshot.certificate_arn`): one string per listing instead
-    of one ARN per certificate (≈ 150 B per thing and region). Any other ARN is kept as listed."""
+    of one ARN per certificate (≈ 150 B per thing and region). Any other ARN is kept as listed.
+
+    `packed` (issue 22, in memory only; implies `derived_arns`): the things, certificates and
+    policy targets are held as columns (`packed.py`: ≈ 50 B per thing beside the names' and ids'
+    strings, where records took ≈ 300-375 B), filled a page at a time and sorted once; the
+    snapshot's `things`, `certificates` and `policy_targets` are `packed.Packed*` sequences. Same
+    calls, same records, same order, the region's own canary left out as `without_regional` does."""
+    from orchestrator.registry import packed as pk
+
     region = caller.region
+    derived_arns = derived_arns or packed
+    thing_cols = pk.ThingColumns() if packed else None
+    cert_cols = pk.CertificateColumns() if packed else None
+    target_cols = pk.TargetColumns() if packed else None
     stage: dict[str, SpillTable] = {}
     if spill is not None:
         for what in ("things", "members", "certificates", "targets"):
@@ -749,7 +774,10 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True,
         for arn in arns:
             cert_id = _cert_id_from_arn(arn)
             group = _group_from_arn(arn)
-            if cert_id is not None:
+            if target_cols is not None and (cert_id is not None or group is not None):
+                target_cols.add(name, *((TargetKind.CERTIFICATE, sys.intern(cert_id)) if cert_id is not None
+                                        else (TargetKind.THING_GROUP, sys.intern(group or ""))))
+            elif cert_id is not None:
                 found.append(PolicyTarget(name, TargetKind.CERTIFICATE, cert_id))
             elif group is not None:
                 found.append(PolicyTarget(name, TargetKind.THING_GROUP, group))
@@ -778,6 +806,9 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True,
                 if arn_prefix and len(arn) == len(arn_prefix[0]) + len(cert_id) \
                         and arn.startswith(arn_prefix[0]) and arn.endswith(cert_id):
                     arn = None  # `certificate_arn` makes it again
+            if cert_cols is not None:
+                cert_cols.add(cert_id, c["status"], c.get("certificateMode"), c.get("caCertificateId"), arn)
+                continue
             out.append(Certificate(id=cert_id, status=c["status"], mode=c.get("certificateMode"),
                                    ca_certificate_id=c.get("caCertificateId"), arn=arn))
         return out
@@ -790,6 +821,11 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True,
             stage["things"].add((t["thingName"], "", (t.get("thingTypeName") or None, dict(t.get("attributes") or {}),
                                                       t.get("version")))
                                 for t in checked("list_things"))
+            return []
+        if thing_cols is not None:
+            for t in checked("list_things"):
+                thing_cols.add(sys.intern(t["thingName"]), t.get("thingTypeName") or None, t.get("attributes"),
+                               t.get("version"))
             return []
         shared = SharedValues()
         return [Thing(name=sys.intern(t["thingName"]), thing_type=t.get("thingTypeName") or None,
@@ -807,6 +843,9 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True,
         notes.append(f"dynamic thing groups are not copied (fleet indexing queries): {', '.join(dynamic)}")
     if spill is not None:
         return _spilled_listing(spill, name, stage, region, types, groups, policies, notes, gaps, partial)
+    if thing_cols is not None and cert_cols is not None and target_cols is not None:
+        return _packed_listing(region, types, groups, group_members, policies, thing_cols, cert_cols, target_cols,
+                               notes, gaps, partial, arn_prefix[0] if arn_prefix else None)
     # each member's groups; a member that is no thing is never looked up (moto keeps deleted things
     # in their groups; AWS lags a bit). No set of the things' names (≈ 100 B per thing; issue 22)
     # and each member's groups the shared sorted tuple, as they come (not a list per thing; issue 22)
@@ -838,6 +877,57 @@ def read_listing(caller: Caller, *, concurrency: int = 1, versions: bool = True,
         coverage=_listing_coverage(policies, groups, partial),
         certificate_arn_prefix=arn_prefix[0] if arn_prefix else None,
     ))
+
+
+def _packed_listing(region: str, types: list[ThingType], groups: list[ThingGroup],
+                    group_members: list[tuple[str, list[str]]], policies: list[Policy], thing_cols: ThingColumns,
+                    cert_cols: CertificateColumns, target_cols: TargetColumns, notes: list[str], gaps: list[str],
+                    partial: set[tuple[str, str]], arn_prefix: str | None) -> RegistrySnapshot:
+    """`read_listing(packed=True)`'s end: the columns sorted, each thing given its static groups,
+    and the region's own canary left out as `regional.without_regional` leaves it out (with the
+    same note): its things, its policies and their targets, and the certificates attached only to
+    canary policies."""
+    from orchestrator.registry.regional import is_canary
+
+    canary_things = [n for n in thing_cols.names if "-canary-" in n and is_canary(n)]
+    canary_policies = [p.name for p in policies if is_canary(p.name)]
+    canary_certs: set[str] = set()
+    for policy in canary_policies:
+        canary_certs.update(target_cols.sorted_run(policy, TargetKind.CERTIFICATE))
+    if canary_certs:  # less those a fleet policy is attached to too
+        for p in policies:
+            if not is_canary(p.name):
+                run = target_cols.sorted_run(p.name, TargetKind.CERTIFICATE)
+                canary_certs -= {c for c in canary_certs if _in_sorted(run, c)}
+    things = thing_cols.finish(group_members, leave_out=canary_things)
+    del group_members[:]
+    certificates = cert_cols.finish(leave_out=canary_certs)
+    targets = target_cols.finish(leave_out=canary_policies)
+    if canary_things or canary_policies or canary_certs:
+        names = sorted({*canary_things, *canary_policies})
+        notes.append(f"per-region infrastructure left alone (the stack's MQTT canary, not fleet): {', '.join(names)}"
+                     + (f" and {len(canary_certs)} certificate(s) attached only to canary policies"
+                        if canary_certs else ""))
+    return RegistrySnapshot(
+        region=region,
+        thing_types=tuple(sorted(types, key=lambda t: t.name)),
+        thing_groups=tuple(sorted(groups, key=lambda g: g.name)),
+        things=things,  # type: ignore[arg-type]  # a Sequence of columns in place of a tuple
+        policies=tuple(sorted((p for p in policies if not is_canary(p.name)), key=lambda p: p.name)),
+        certificates=certificates,  # type: ignore[arg-type]
+        policy_targets=targets,  # type: ignore[arg-type]
+        notes=tuple(sorted(set(notes))),
+        gaps=tuple(gaps),
+        coverage=_listing_coverage(policies, groups, partial),
+        certificate_arn_prefix=arn_prefix,
+    )
+
+
+def _in_sorted(items: Sequence[str], x: str) -> bool:
+    from bisect import bisect_left
+
+    i = bisect_left(items, x)
+    return i < len(items) and items[i] == x
 
 
 def _target_row(policy: str, arn: str, notes: list[str]) -> tuple[str, str, None]:

@@ -40,10 +40,10 @@ from orchestrator.errors import InputRejected
 from orchestrator.registry.policydoc import RegionRewrite, normalize_document, rewrite_region
 from orchestrator.registry.snapshot import (
     Certificate,
+    Keyed,
     PolicyTarget,
     RegistrySnapshot,
     Shadow,
-    Spilled,
     TargetKind,
     Thing,
     ThingGroup,
@@ -243,7 +243,7 @@ def plan_entities_to(sink: Callable[[tuple[SyncOp, ...]], object], src: Registry
 def _in_order(items: Sequence[Any]) -> Iterable[Any]:
     """`items` in order: a spilled listing is (by construction), a tuple is checked (and sorted
     when it is not: a hand-made snapshot)."""
-    if isinstance(items, (Spilled, _Paged)):
+    if isinstance(items, (Keyed, _Paged)):
         return items
     if all(items[i] <= items[i + 1] for i in range(len(items) - 1)):
         return items

@@ -78,10 +78,10 @@ from orchestrator.registry.checkpoint import Checkpoint
 from orchestrator.registry.readjournal import READS_TTL_S, ReadJournal
 from orchestrator.registry.snapshot import (
     CLASSIC,
+    Keyed,
     PolicyTarget,
     RegistrySnapshot,
     Shadow,
-    Spilled,
     TargetKind,
     Thing,
     ThingPrincipal,
@@ -497,7 +497,7 @@ class _Run:
         """One region's listing: into the run's spill file (`listings_store`), else in memory."""
         if self.listings_store is not None:
             return read_listing(caller, concurrency=self.options.concurrency, spill=self.listings_store, name=name)
-        return _lean(read_listing(caller, concurrency=self.options.concurrency, derived_arns=True))
+        return read_listing(caller, concurrency=self.options.concurrency, packed=True)
 
     def journal(self, src_region: str, dst_region: str) -> ReadJournal | None:
         """The reads journal of a `--full` pass (without `--prune`) that has a checkpoint: principals
@@ -998,7 +998,7 @@ class _Run:
         old_sh = _sorted(reads.dst.shadows)
         shadow_things = sorted(names)
         # the chunks' bounds: the spilled listing's names by position (in order already), else sorted
-        thing_names: Sequence[str] = _Names(src.things) if isinstance(src.things, Spilled) else sorted(by_name)
+        thing_names: Sequence[str] = _Names(src.things) if isinstance(src.things, Keyed) else sorted(by_name)
         written_versions: dict[str, int] = {}
         reread_things = superseded_n = 0
         for i in range(0, max(len(thing_names), 1), o.verify_chunk):
@@ -1123,7 +1123,7 @@ class _Run:
             return d.version if d is not None else None
 
         # written as it is read: never a dict of the fleet, nor the whole document as one string (issue 22)
-        if isinstance(src.things, Spilled) or _by_name(src.things):
+        if isinstance(src.things, Keyed) or _by_name(src.things):
             VersionRecord.save_streamed(o.state_path, src.region, reads.dst.region,
                                         ((t.name, (t.version, version_of(t.name))) for t in src.things),
                                         shadows, written)
@@ -1439,7 +1439,7 @@ def _lean(listing: RegistrySnapshot) -> RegistrySnapshot:
     by the listing), not a copy parsed from a target's ARN: ≈ 140 B per thing (issue 22). A listing
     whose targets are interned already (`read_listing` interns them) is returned as it is: a second
     tuple of every target, even for a moment, is ≈ 70 B per thing of the peak."""
-    if not listing.policy_targets or isinstance(listing.policy_targets, Spilled):
+    if not listing.policy_targets or isinstance(listing.policy_targets, Keyed):
         return listing
     if all(sys.intern(a.target) is a.target for a in listing.policy_targets):
         return listing
@@ -1458,9 +1458,9 @@ def _same(x: str) -> str:
 
 
 class _Names(Sequence[str]):
-    """The names of a `Spilled` listing's things by position (read from disk as asked)."""
+    """The names of a `Keyed` listing's things by position (read from disk, or packed, as asked)."""
 
-    def __init__(self, things: Spilled[Thing]) -> None:
+    def __init__(self, things: Keyed[Thing]) -> None:
         self.things = things
 
     def __len__(self) -> int:
