@@ -5,7 +5,6 @@ as objects, so what they repeat is held once. Checked here without timing or RSS
   one tuple; a thing's attributes keep the order the listing gave them;
 - a loaded version record's names are the interned strings the listings hold, and equal pairs of
   versions are one tuple;
-- a listing whose policy targets are interned already is not copied by the run (`_lean`);
 - a listing read with `derived_arns` holds no certificate ARN it can make again from the region's
   prefix and the id, and every consumer (`certificate_arn`, a plan's `ArnsOf`) gets the listed ARN;
 - the canary is still left out as before (a certificate with a canary and a fleet policy stays).
@@ -28,7 +27,7 @@ from orchestrator.registry.snapshot import (
     read_listing,
 )
 from orchestrator.registry.sync.plan import ArnsOf
-from orchestrator.registry.sync.run import VersionRecord, _lean
+from orchestrator.registry.sync.run import VersionRecord
 
 SRC = "eu-west-1"
 CANARY = "iot-dev-canary-eu-west-1"
@@ -74,20 +73,6 @@ def test_a_loaded_version_record_holds_each_name_and_pair_once(tmp_path: Path) -
     assert record.things[names[0]] == (1, 7) and record.things[names[1]] == (3, 7)
     assert record.things[names[0]] is record.things[names[2]]
     assert record.things[names[1]] is record.things[names[3]]
-
-
-def test_a_listing_with_interned_targets_is_not_copied() -> None:
-    cert = sys.intern("c" * 64)
-    listing = RegistrySnapshot("eu-west-1", certificates=(Certificate(cert, "ACTIVE"),),
-                               policy_targets=(PolicyTarget("device", TargetKind.CERTIFICATE, cert),))
-    assert _lean(listing) is listing
-    interned = sys.intern("".join(["d"] * 64))  # the certificate's id, as the listing holds it
-    copied = "".join(["d"] * 64)  # an equal string made at run time (as parsed from an ARN)
-    assert copied is not interned
-    other = RegistrySnapshot("eu-west-1", policy_targets=(PolicyTarget("device", TargetKind.CERTIFICATE, copied),))
-    lean = _lean(other)
-    assert lean is not other and lean.policy_targets == other.policy_targets
-    assert lean.policy_targets[0].target is interned
 
 
 def test_the_canary_is_left_out_as_before() -> None:

@@ -49,8 +49,10 @@ Memory (issue 22): the operations, the certificate ARNs learnt while applying an
 (no version record to trust, no `--prune`, no `--full`: `SyncOptions.spill_listings`), the listings
 (both regions', and the read-back's) are kept in the run's temporary SQLite file
 (`orchestrator/registry/spill.py`), read a page or a chunk at a time, and the version record is
-written as a stream. An unchanged or `--full` pass keeps its listings in memory (≈ 0.5-1 KB per
-thing; on disk its per-thing look-ups cost it 2-4x its CPU). What stays in memory per thing: the principals read
+written as a stream. An unchanged, `--full` or `--prune` pass keeps its listings in memory packed as
+columns (`orchestrator/registry/packed.py`: sorted keys and small integers, ≈ 0.5 KB per thing for
+both regions with the version record; on disk its per-thing look-ups cost it 2-4x its CPU, as
+records ≈ 1.1 KB per thing). What stays in memory per thing: the principals read
 (both regions; without `--prune` only those of the chunks not read back yet, `_ReadBack`; with it,
 also the names of the things whose attachments are read back), the source shadows read, and an
 earlier run's checkpoint marks (what a resume skips).
@@ -79,7 +81,6 @@ from orchestrator.registry.readjournal import READS_TTL_S, ReadJournal
 from orchestrator.registry.snapshot import (
     CLASSIC,
     Keyed,
-    PolicyTarget,
     RegistrySnapshot,
     Shadow,
     TargetKind,
@@ -175,7 +176,8 @@ def _sync_clients(store: SpillStore, src_client: Any, dst_client: Any, options: 
             and run.record_of(run.src_caller.region, run.dst_caller.region) is None:
         # a first sync (or one after an unfinished run): it reads, plans and writes every thing, and
         # its listings are ≈ 2 KB per thing as objects; an unchanged or --full pass holds them in
-        # memory (≈ 0.5-1 KB per thing, measured: per-thing look-ups on disk cost it 2-4x its CPU)
+        # memory packed as columns (`_listing`: ≈ 0.5 KB per thing with the record, measured;
+        # per-thing look-ups on disk cost it 2-4x its CPU)
         run.listings_store = store
     src_l, dst_l = run.read_listings()
     if options.prune:  # deletions are planned from complete listings, in one pass
@@ -1432,19 +1434,6 @@ class _Left:
 def _by_name(things: Sequence[Thing]) -> bool:
     """Whether `things` are in strictly ascending name order (a listing's are)."""
     return all(things[i].name < things[i + 1].name for i in range(len(things) - 1))
-
-
-def _lean(listing: RegistrySnapshot) -> RegistrySnapshot:
-    """`listing` with each policy target's certificate id the certificate's own string (interned
-    by the listing), not a copy parsed from a target's ARN: ≈ 140 B per thing (issue 22). A listing
-    whose targets are interned already (`read_listing` interns them) is returned as it is: a second
-    tuple of every target, even for a moment, is ≈ 70 B per thing of the peak."""
-    if not listing.policy_targets or isinstance(listing.policy_targets, Keyed):
-        return listing
-    if all(sys.intern(a.target) is a.target for a in listing.policy_targets):
-        return listing
-    return replace(listing, policy_targets=tuple(PolicyTarget(a.policy, a.kind, sys.intern(a.target))
-                                                 for a in listing.policy_targets))
 
 
 def _interned(found: tuple[ThingPrincipal, ...]) -> tuple[ThingPrincipal, ...]:
