@@ -797,7 +797,7 @@ class _Run:
         else:
             rows = []
             for cert in sorted({a.certificate_id for a in part.src.thing_principals}):
-                rows += [(key, value) for _seq, key, value in held.page(group=cert, state=0, limit=1_000_000)]
+                rows += held.items(group=cert, state=0)  # a page at a time: no bound written as a literal
         held.set_state((key for key, _ in rows), 1)
         return [_op(value) for _, value in rows]
 
