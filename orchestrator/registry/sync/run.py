@@ -68,7 +68,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -423,7 +423,7 @@ class DetailReads:
 
     src: RegistrySnapshot
     dst: RegistrySnapshot
-    checked: frozenset[str]
+    checked: Collection[str]  # distinct names
     src_shadows: tuple[Shadow, ...] = ()
     shadows_read: bool = False
 
@@ -565,7 +565,10 @@ class _Run:
         src_shadows: list[Shadow] = []
         notes_set = set(src.notes)
         gaps = dict.fromkeys(src.gaps)
-        covered_set: set[str] = set()
+        # the things whose principals were read but whose listing may be short (few), and how many
+        # were read completely: not a set of every name read (≈ 32-64 B per thing; issue 22)
+        uncovered: set[str] = set()
+        covered_n = 0
 
         def read(i: int) -> DetailReads:
             things = [t.name for t in src.things[i:i + chunk]]
@@ -603,7 +606,9 @@ class _Run:
                 src_shadows += part.src_shadows
                 notes_set.update(part.src.notes)
                 gaps.update(dict.fromkeys(part.src.gaps))
-                covered_set.update(part.src.coverage.principals or ())
+                read_whole = part.src.coverage.principals or frozenset()
+                covered_n += len(read_whole)
+                uncovered.update(n for n in part.checked if n not in read_whole)
                 del part
         finally:
             # after a failure (the apply stopped taking: FeedStopped; a read failed) the chunks
@@ -612,15 +617,14 @@ class _Run:
             pool.shutdown(wait=True, cancel_futures=True)
         src_tp.sort()
         dst_tp.sort()
-        covered: frozenset[str] | None = frozenset(covered_set)
-        del covered_set
-        if covered is not None and len(covered) == len(src.things) and all(n in covered for n in src.things_by_name):
-            covered = None  # every thing's: `ALL` (a set of N names costs ≈ 60 B per thing; issue 22)
+        covered: frozenset[str] | None = None  # every thing's: `ALL`
+        if covered_n != len(src.things):
+            covered = frozenset(n for n in src_names if n not in uncovered)
         return DetailReads(
             replace(src, thing_principals=tuple(src_tp), shadows=tuple(src_sh), notes=tuple(sorted(notes_set)),
                     gaps=tuple(gaps), coverage=src.coverage.with_principals(covered)),
             replace(dst, thing_principals=tuple(dst_tp), shadows=tuple(dst_sh)),
-            frozenset(src_names), tuple(src_shadows), self.shadows)
+            src_names, tuple(src_shadows), self.shadows)  # `checked`: the list read, not a set of it
 
     def _targets(self, src: RegistrySnapshot, dst: RegistrySnapshot) -> tuple[VersionRecord | None, list[str],
                                                                                 list[str]]:
