@@ -174,3 +174,25 @@ def test_the_sync_reads_its_listings_packed_and_a_first_sync_spills_them(tmp_pat
         run.listings_store = store
         src, _dst = run.read_listings()
         assert not isinstance(src.things, PackedThings) and src.spilled
+
+
+def test_a_streamed_read_covers_what_a_whole_read_covers_when_some_listings_may_be_short() -> None:
+    """A thing whose principals came as a full page without a continuation token is not covered
+    (nothing is detached from it): the streamed read counts the things read whole and keeps only
+    the few that were not, and answers the same coverage as the whole read."""
+    world = _world(40)
+    world.region(DST)
+    r = world.region(SRC)
+    for i in range(0, 40, 2):
+        r.principals[f"dev-{i:07d}"] = {}  # no certificate: an empty page, read whole
+    run = _Run.start(SyncOptions(shadows=False), world.client(DST), world.client(SRC), None, None, None, None)
+    src, dst = run.read_listings()
+    assert run.src_caller is not None
+    run.src_caller.page_size = 1  # a thing's one certificate fills its page: it may not be the last
+    streamed = run.stream_details(src, dst, lambda _part: None, chunk=7, keep_details=False)
+    whole = run.read_details(src, dst)
+    odd = {f"dev-{i:07d}" for i in range(1, 40, 2)}
+    assert streamed.src.coverage.principals == whole.src.coverage.principals \
+        == frozenset(t.name for t in src.things if t.name not in odd)
+    assert sorted(streamed.checked) == sorted(whole.checked) == sorted(t.name for t in src.things)
+    assert streamed.src.gaps == whole.src.gaps and len(whole.src.gaps) >= len(odd)
