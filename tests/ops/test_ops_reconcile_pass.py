@@ -114,8 +114,10 @@ def invoke(peaks: list[int]) -> Any:
             # the retry runs in a new sandbox (another owner)
             from orchestrator.registry.reconcile_pass import LEASE_MS
 
-            replicate._REPLICATOR.store.acquire(f"reconcile-pass/{SRC}", "a-stopped-invocation",
-                                                int(time.time() * 1000) - LEASE_MS - 1000, LEASE_MS)
+            rep = replicate._REPLICATOR
+            assert rep is not None
+            rep.store.acquire(f"reconcile-pass/{SRC}", "a-stopped-invocation",
+                              int(time.time() * 1000) - LEASE_MS - 1000, LEASE_MS)
             raise TaskError("Sandbox.Timedout", "the function ran out of its time") from exc
         except Exception as exc:
             raise TaskError(type(exc).__name__, str(exc)) from exc
