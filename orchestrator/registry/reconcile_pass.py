@@ -663,8 +663,9 @@ class _Work:
     def crashed(self, state: PassState, code: str) -> PassState:
         """The current page crashed a slice (an exception not in READ_ERRORS, or the slice died:
         `DIED`): one more attempt of it in the head item, written now, so that after
-        `PAGE_ATTEMPTS` of them the next slice gives the page up (`_give_up`) instead of trying it
-        again. A write that fails too is left (the slice is failing anyway)."""
+        `PAGE_ATTEMPTS` of them the next slice gives the page up (`_give_up`; in the APPLY phase,
+        the end without the plane: `_finish`) instead of trying it again. A write that fails too
+        is left (the slice is failing anyway)."""
         counted = replace(state, page_attempts=state.page_attempts + 1, page_error=code)
         try:
             return self._commit(counted)
