@@ -90,8 +90,9 @@ EXECUTION_EVENTS = 10
 RECONCILE_RETRY_ATTEMPTS = 3
 # A slice that crashed (the function's error: an exception, Lambda's timeout or memory limit) is
 # tried again PAGE_ATTEMPTS times in the same execution: each crash is an attempt of the page it
-# was in, counted in the pass's head item, and the slice after the last one gives that page up
-# (reconcile_pass `_give_up`), so one poison page costs three retries, not the pass (with one
+# was in (or of the pass's end, the plane and the record), counted in the pass's head item, and the
+# slice after the last one gives that page up (reconcile_pass `_give_up`; the end without the
+# plane, `_finish`), so one poison page costs three retries, not the pass (with one
 # attempt a day, the 36 h validity window would discard the pass before it reached three). The
 # wait outlasts the pass's lease (`LEASE_MS`, from the slice's start, which is before its crash):
 # the retry takes it over instead of finding the pass busy, and learns that way that the slice

@@ -71,7 +71,8 @@ class ReplicationHealth:
             of = f"{int(p.get('retry_next') or 0)}/{int(p.get('retry_items') or 0)} failed-list items re-checked"
         when = pass_stage(p, unknown="ETA unknown until the rate is known")
         kind = "re-checking the last pass's failed objects" if p.get("kind") == "recheck" else "reconciling"
-        retrying = (f", page failing ({p.get('page_error')}, attempt {p['page_attempts']})"
+        failing = "the end (plane, record)" if p.get("phase") == "apply" else "page"
+        retrying = (f", {failing} failing ({p.get('page_error')}, attempt {p['page_attempts']})"
                     if p.get("page_attempts") else "")
         return (f"; {kind} since {p.get('started_at')}: {of}, {p.get('slices', 0)} slices, {when}{retrying}"
                 + failed_pages(p))
@@ -85,7 +86,7 @@ def failed_pages(p: dict[str, Any]) -> str:
     if n:
         shown = []
         for page in (p.get("failed_pages") or [])[:3]:
-            where = f" at {page['marker']}" if page.get("marker") else (
+            where = "" if page.get("phase") == "apply" else f" at {page['marker']}" if page.get("marker") else (
                 f" (failed-list item {page['item']})" if page.get("item") is not None else " (first page)")
             shown.append(f"{page.get('phase')}{where}: {page.get('error')}, unread {page.get('unread', 'nothing')}")
         more = f"; {n - len(shown)} more" if n > len(shown) else ""

@@ -48,7 +48,8 @@ four paged and committed to the head item after every page, so no slice ever hol
    then those older than the pass are left to `registry sync --full` and the record says so.
 4. `apply` (one slice): the device-management plane, as the unsliced reconcile carries it, and
    the reconciliation record (`put_reconciliation`): `ok` only when every page applied cleanly and
-   read back equal, and the plane too.
+   read back equal, and the plane too. A slice that crashes here is counted like a page's
+   attempt, and after `PAGE_ATTEMPTS` the pass ends FAILED without the plane (below).
 
 Bounds per slice (the numbers are AWS's default quotas, orchestrator/registry/quotas.py and
 docs/quotas.md; docs/registry.md "The daily reconciliation in slices" works them out):
@@ -128,8 +129,18 @@ would discard the pass before its third), and the slice that finds `PAGE_ATTEMPT
 the page up without trying it whole again: its objects one at a time, each whatever it raises, so
 a poison object fails alone. A give-up that crashes is counted too, and the next one does less:
 after one, the page is listed again and its objects go on the failed list unread; after two, the
-listing stops there unread, as when its listing call keeps failing. A crash in the `apply` phase
-(the plane, the record) is not counted: the next slice does it again.
+listing stops there unread, as when its listing call keeps failing.
+A crash in the `apply` phase (the plane, the record: Lambda's timeout or memory limit in the
+plane's reads and writes, an exception the record's or the head item's write raises; the plane's
+own exceptions are caught by `reconcile_plane` and counted as its errors) is an attempt of the end,
+counted the same way (`page_attempts` and `page_error` while the phase is `apply`; `orchestrate
+status` says "the end (plane, record) failing"). The slice that finds `PAGE_ATTEMPTS` of them does
+not try the plane again: it writes the record without it (`plane.given_up`, the end counted in
+`pages_failed` with phase `apply` in `failed_pages`) and the pass ends FAILED; the next pass's end
+tries the plane again. Not one plane operation at a time: the plane is planned from whole reads of
+both regions, and those reads may be what runs out of time or memory. The give-up makes only the
+record's and the head item's writes: if those keep failing (the table refuses every write) nothing
+can count or record anything, and the failing executions are what says so.
 
 What the pass does not carry: MQTT retained messages (orchestrator/registry/retained.py). The
 continuous replication carries each publish under `registry.retained_topics` (programs/replication.py
@@ -413,9 +424,10 @@ def run_slice(replicator: Replicator, source: str, limits: SliceLimits = SliceLi
         work = _Work(replicator, store, limits, t0, clock, remaining_s)
         pages = {FLEET: work.fleet_page, RETRY: work.retry_page, READ: work.things_page,
                  CERTS: work.certificates_page}
-        if left and state.phase in pages:
+        if left and (state.phase in pages or state.phase == APPLY):
             # the slice before this one died without releasing its lease (Lambda's timeout, out of
-            # memory): it died in the page the head item points at, an attempt of that page
+            # memory): it died in the page the head item points at (or in the end, APPLY), an
+            # attempt of that page
             state = work.crashed(state, DIED)
         while state.phase in pages and work.more():
             try:
@@ -433,7 +445,11 @@ def run_slice(replicator: Replicator, source: str, limits: SliceLimits = SliceLi
             # the end (the plane: a few reads per object) in this slice only while its time budget
             # lasts, else in the next one
             return {"done": False, "progress": state.progress(clock())}
-        return _finish(replicator, store, state, clock, now)
+        try:
+            return _finish(replicator, store, state, clock, now)
+        except Exception as exc:  # the end crashed (the record or the head item refused, a bug): counted
+            work.crashed(state, _code(exc))
+            raise
     finally:
         replicator.store.release(lease, replicator.owner)
 
@@ -647,8 +663,9 @@ class _Work:
     def crashed(self, state: PassState, code: str) -> PassState:
         """The current page crashed a slice (an exception not in READ_ERRORS, or the slice died:
         `DIED`): one more attempt of it in the head item, written now, so that after
-        `PAGE_ATTEMPTS` of them the next slice gives the page up (`_give_up`) instead of trying it
-        again. A write that fails too is left (the slice is failing anyway)."""
+        `PAGE_ATTEMPTS` of them the next slice gives the page up (`_give_up`; in the APPLY phase,
+        the end without the plane: `_finish`) instead of trying it again. A write that fails too
+        is left (the slice is failing anyway)."""
         counted = replace(state, page_attempts=state.page_attempts + 1, page_error=code)
         try:
             return self._commit(counted)
@@ -871,7 +888,7 @@ class _Work:
         pages were (read in both regions, planned, applied, read back). What fails again goes on
         this pass's list; the listing that follows checks every thing anyway."""
         if state.retry_of is None or state.retry_next >= state.retry_items:
-            return self._commit(state, phase=_after_retry(state))
+            return self._commit(state, phase=_after_retry(state), page_attempts=0, page_error=None)
         self.pages += 1
         names, cert_ids = self.store.load_failed(state.retry_of, state.retry_next)
         things = [t for t in pmap(lambda n: _thing(self.src, n), names, READ_CONCURRENCY) if t is not None]
@@ -1301,11 +1318,24 @@ def _with_policy_stubs(src: RegistrySnapshot, dst: RegistrySnapshot) -> tuple[Re
 # -- 4. the end of the pass ----------------------------------------------------------------------------
 def _finish(replicator: Replicator, store: PassStore, state: PassState, clock: Callable[[], float],
             now: datetime | None) -> dict[str, Any]:
-    """The device-management plane, then the reconciliation record of the whole pass."""
+    """The device-management plane, then the reconciliation record of the whole pass.
+
+    The end is one attempt, like a page's: a slice that crashed in it (an exception here, or the
+    slice died: `page_attempts` of the APPLY phase, `run_slice`) is counted, and once
+    `PAGE_ATTEMPTS` of them did, the plane is not tried again in this pass: the pass ends FAILED,
+    the plane given up in the record (`plane.given_up`) and the end counted in `pages_failed`
+    (`failed_pages`: phase `apply`, the last crash's error). The next pass's end tries the plane
+    again. Not one plane operation at a time: the plane is planned from whole reads of both
+    regions, and what kills a slice there (Lambda's time or memory) may be those reads."""
     from orchestrator.registry.replicate import reconcile_plane
 
     started = clock()
     at = (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+    given_up = state.page_attempts >= PAGE_ATTEMPTS
+    if given_up:
+        entry = {"phase": APPLY, "error": state.page_error, "attempts": state.page_attempts, "at": _iso(started),
+                 "unread": "the device-management plane (not applied; `registry sync` carries it)"}
+        state = replace(state, **_Work._failed_page(state, entry))
     # ok only when every page was read, applied and read back equal: a page given up (its objects
     # on the failed list, or a listing stopped) is unverified, so the pass is FAILED though complete
     result: dict[str, Any] = {"at": at, "from": store.source,
@@ -1331,7 +1361,13 @@ def _finish(replicator: Replicator, store: PassStore, state: PassState, clock: C
         result["retry_next_pass"] = {"objects": 0, "dropped": 0, "next": FULL}
     if state.notes:
         result["warnings"] = list(state.notes)
-    result["plane"] = plane = reconcile_plane(replicator, store.source)
+    if given_up:  # the plane crashed its slice PAGE_ATTEMPTS times: not tried whole again
+        plane: dict[str, Any] = {
+            "ok": False, "applied": 0, "errors": 1, "counts": {}, "error": state.page_error,
+            "given_up": f"crashed its slice {state.page_attempts} times; the next pass tries it again"}
+    else:
+        plane = reconcile_plane(replicator, store.source)
+    result["plane"] = plane
     result["ok"] = bool(result["ok"] and plane["ok"])
     result["errors"] += plane["errors"]
     end = clock()
@@ -1339,9 +1375,10 @@ def _finish(replicator: Replicator, store: PassStore, state: PassState, clock: C
     replicator.store.put_reconciliation(result)
     # the pass is done either way: what failed is counted in the record (readiness says NOT READY),
     # and the next execution starts a new pass, which re-checks the failed objects first (RETRY)
-    final = replace(state, phase=DONE, errors=int(result["errors"]), updated_at=end)
-    store.save(final)
-    return {"done": True, "progress": final.progress(end), "result": result}
+    final = replace(state, phase=DONE, errors=int(result["errors"]), updated_at=end, page_attempts=0)
+    out = {"done": True, "progress": final.progress(end), "result": result}
+    store.save(final)  # the last thing this slice does: a crash before it is an attempt of the end
+    return out
 
 
 __all__ = ["APPLY", "CERTS", "DONE", "FLEET", "FULL", "PASS_PREFIX", "READ", "RECHECK", "RETRY", "SLICE_BUDGET_S",

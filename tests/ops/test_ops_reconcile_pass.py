@@ -40,6 +40,11 @@ class Killed(Exception):
     """The slice dies in the middle of a read (a crash; Lambda reports the function's error)."""
 
 
+class Stopped(BaseException):  # noqa: N818 - not an error the code sees: the sandbox stops
+    """Lambda stops the invocation from outside (its timeout or memory limit): no Python code runs
+    after it, so nothing is counted and the slice's lease is not released (`invoke`)."""
+
+
 class Reads:
     """Per-thing reads of one client, by thing name (botocore's provide-client-params hook)."""
 
@@ -103,6 +108,17 @@ def invoke(peaks: list[int]) -> Any:
         tracemalloc.start()
         try:
             result = replicate.handler(params["Payload"], Context())
+        except Stopped as exc:
+            # the sandbox stopped: its `finally` clauses never ran, so the pass's lease stays,
+            # expired by the time the state machine's retry runs (CRASH_RETRY_INTERVAL_S > LEASE_MS);
+            # the retry runs in a new sandbox (another owner)
+            from orchestrator.registry.reconcile_pass import LEASE_MS
+
+            rep = replicate._REPLICATOR
+            assert rep is not None
+            rep.store.acquire(f"reconcile-pass/{SRC}", "a-stopped-invocation",
+                              int(time.time() * 1000) - LEASE_MS - 1000, LEASE_MS)
+            raise TaskError("Sandbox.Timedout", "the function ran out of its time") from exc
         except Exception as exc:
             raise TaskError(type(exc).__name__, str(exc)) from exc
         finally:
@@ -142,6 +158,24 @@ def execute_poisoned(w: dict[str, Any], thing: str) -> tuple[Execution, list[str
         return execute([]), crashes
     finally:
         src_iot.meta.events.unregister("provide-client-params.iot.ListThingPrincipals", poison)
+
+
+def execute_plane_stopped(w: dict[str, Any]) -> tuple[Execution, list[str]]:
+    """An execution in which the device-management plane's first read in the source
+    (`ListRoleAliases`, `plane.read_plane`) never returns: Lambda stops the slice (`Stopped`); and
+    one entry per such stop."""
+    src_iot = w["rep"]._source(SRC).iot.client
+    stops: list[str] = []
+
+    def stop(**_: Any) -> None:
+        stops.append("ListRoleAliases")
+        raise Stopped
+
+    src_iot.meta.events.register("provide-client-params.iot.ListRoleAliases", stop)
+    try:
+        return execute([]), stops
+    finally:
+        src_iot.meta.events.unregister("provide-client-params.iot.ListRoleAliases", stop)
 
 
 def verify(w: dict[str, Any]) -> Any:
@@ -792,3 +826,30 @@ def test_a_pass_costs_one_head_item_write_a_page_and_one_lease_read_a_slice(worl
     pages = fleet_pages + record["pages"] + 5  # 14 certificates, 3 a page
     assert writes == Counter(head=1 + pages + 1)
     assert len(lease_reads) == ex.invocations == record["slices"]
+
+
+def test_a_plane_that_stops_its_slice_is_given_up_after_three_attempts(world: dict[str, Any]) -> None:
+    """The end of the pass (apply) never gets through the plane: its first read outlasts Lambda's
+    time every time, and the sandbox is stopped with the lease left. Each retry of the slice finds
+    the lease so and counts an attempt of the end (SliceDied); the slice after the third does not
+    run the plane again: the pass ends FAILED, the plane given up in the record and the end in
+    `failed_pages`, which `orchestrate status` shows. (Before, every retry ran the plane again and
+    was stopped, and the execution failed: the pass never ended, and nothing said why.)"""
+    from orchestrator.operations.replication import ReplicationHealth
+    from orchestrator.registry.reconcile_pass import DIED, PAGE_ATTEMPTS
+    from programs.replication import CRASH_RETRY_INTERVAL_S
+
+    w = world
+    ex, stops = execute_plane_stopped(w)
+    assert ex.status == "SUCCEEDED", (ex.error, ex.cause)
+    assert len(stops) == PAGE_ATTEMPTS and ex.slept_s == PAGE_ATTEMPTS * CRASH_RETRY_INTERVAL_S
+    record = w["rep"].store.reconciliation()
+    assert record["ok"] is False and record["things"] == FLEET and record["unequal"] == 0
+    assert record["pages_failed"] == 1 and record["plane"]["error"] == DIED and "given_up" in record["plane"]
+    page = record["failed_pages"][0]
+    assert (page["phase"], page["error"], page["attempts"]) == ("apply", DIED, PAGE_ATTEMPTS)
+    store = PassStore(client(w["ctx"], "dynamodb", DST), w["rep"].store.table, SRC)
+    done = store.load()
+    assert done is not None and done.phase == "done" and record["slices"] == ex.invocations
+    line = ReplicationHealth(DST, 0, 0, record).line()
+    assert "last reconciliation FAILED" in line and "[apply: SliceDied, unread the device-management plane" in line

@@ -410,3 +410,151 @@ def test_a_give_up_that_crashed_reads_less_the_next_time() -> None:
     assert (state.phase, state.cursor, state.unlisted, state.pages_failed, state.page_attempts) == \
         ("certificates", None, 1, 1, 0)
     assert state.failed_pages[0]["marker"] == "m2" and state.failed_pages[0]["unread"] == "the rest of the listing"
+
+
+# -- a crash at the end (apply: the plane, the record) ----------------------------------------------
+class FakeStore:
+    """The replicator's applied store on a FakeTable: the pass's lease (taken, renewed, released as
+    `DynamoAppliedStore` does) and the reconciliation record (JSON, as the real one writes it)."""
+
+    def __init__(self, table: FakeTable, clock: Any) -> None:
+        self.client, self.table, self.clock = table, "applied", clock
+        self.leases: dict[str, tuple[str, int]] = {}
+        self.record: dict[str, Any] | None = None
+
+    def acquire(self, key: str, owner: str, now_ms: int, lease_ms: int) -> bool:
+        held = self.leases.get(key)
+        if held is not None and held[0] != owner and held[1] >= now_ms:
+            return False
+        self.leases[key] = (owner, now_ms + lease_ms)
+        return True
+
+    def lease(self, key: str) -> tuple[str, int] | None:
+        return self.leases.get(key)
+
+    def release(self, key: str, owner: str) -> None:
+        if self.leases.get(key, ("",))[0] == owner:
+            del self.leases[key]
+
+    def put_reconciliation(self, result: Any) -> None:
+        self.record = json.loads(json.dumps(dict(result), sort_keys=True))  # what the table would refuse
+
+    def reconciliation(self) -> dict[str, Any] | None:
+        return self.record
+
+
+class Stopped(BaseException):  # noqa: N818 - Lambda stopping the sandbox: no Python code runs after it
+    """The slice stopped from outside in the plane (Lambda's timeout or memory limit)."""
+
+
+def _at_the_end(monkeypatch: pytest.MonkeyPatch, plane: Any) -> tuple[Any, FakeTable, list[str]]:
+    """A replicator whose pass from eu-west-1 is at its end (APPLY, every page done, ok so far) and
+    whose plane is `plane` (called with nothing; each call noted)."""
+    from types import SimpleNamespace
+
+    import orchestrator.registry.reconcile_pass as rp
+    import orchestrator.registry.replicate as replicate
+
+    table = FakeTable()
+    clock = iter(range(10_000, 10**9))  # a second a reading
+    calls: list[str] = []
+
+    def reconcile_plane(rep: Any, source: str) -> dict[str, Any]:
+        calls.append(source)
+        return plane()
+
+    monkeypatch.setattr(replicate, "reconcile_plane", reconcile_plane)
+    monkeypatch.setattr(rp, "callers", lambda rep, source: (SimpleNamespace(), SimpleNamespace()))
+    side = SimpleNamespace(data=None)
+    rep = SimpleNamespace(owner="me", store=FakeStore(table, None), _source=lambda r: side, region=side)
+    rep.clock = lambda: float(next(clock))
+    PassStore(table, "applied", "eu-west-1").save(
+        PassState("p1", "eu-west-1", 9_000.0, phase="apply", read=12, pages=4, updated_at=9_000.0))
+    return rep, table, calls
+
+
+def _slice(rep: Any) -> dict[str, Any]:
+    from orchestrator.registry.reconcile_pass import run_slice
+
+    return run_slice(rep, "eu-west-1", clock=rep.clock)
+
+
+def _killed(rep: Any) -> None:
+    """What a slice stopped from outside leaves: its lease, not released (here: the dead invocation's,
+    expired: the state machine's retry waits it out, programs/replication.py CRASH_RETRY_INTERVAL_S)."""
+    rep.store.leases["reconcile-pass/eu-west-1"] = ("a-dead-invocation", 0)
+
+
+def test_a_plane_that_kills_its_slice_is_counted_and_given_up_after_three_attempts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plane runs out of Lambda's time every time. Each slice finds the lease the one before
+    left and counts an attempt of the end (SliceDied); the slice that finds the third does not run
+    the plane again: the pass ends FAILED, the plane given up in the record and the end counted in
+    its failed pages. (Before, the end was not counted: every slice ran the plane again, forever.)"""
+    from orchestrator.registry.reconcile_pass import DIED, PAGE_ATTEMPTS
+
+    def plane() -> dict[str, Any]:
+        raise Stopped
+
+    rep, table, calls = _at_the_end(monkeypatch, plane)
+    store = PassStore(table, "applied", "eu-west-1")
+    for attempt in range(PAGE_ATTEMPTS):
+        with pytest.raises(Stopped):
+            _slice(rep)
+        _killed(rep)
+        state = store.load()
+        assert state is not None and state.phase == "apply" and len(calls) == attempt + 1
+        assert (state.page_attempts, state.page_error) == (attempt, DIED if attempt else None)
+    out = _slice(rep)
+    assert out["done"] is True and len(calls) == PAGE_ATTEMPTS  # not run a fourth time
+    record = rep.store.record
+    assert record["ok"] is False and record["pages_failed"] == 1 and record["things"] == 12
+    assert record["plane"]["ok"] is False and record["plane"]["error"] == DIED and "given_up" in record["plane"]
+    page = record["failed_pages"][0]
+    assert (page["phase"], page["error"], page["attempts"]) == ("apply", DIED, PAGE_ATTEMPTS)
+    assert "device-management plane" in page["unread"]
+    done = store.load()
+    assert done is not None and done.phase == "done" and done.pages_failed == 1
+
+
+def test_an_end_that_raises_is_counted_before_the_slice_fails_and_given_up_after_three(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plane's result makes the record's write raise every time (a value JSON cannot hold): each
+    crash is written to the head item before the invocation fails; after the third the plane is not
+    run and the record, without it, is written: FAILED, with the reason."""
+    from orchestrator.registry.reconcile_pass import PAGE_ATTEMPTS
+
+    rep, table, calls = _at_the_end(monkeypatch, lambda: {"ok": True, "applied": 1, "errors": 0,
+                                                          "counts": {"role_aliases": {"created"}}})
+    store = PassStore(table, "applied", "eu-west-1")
+    for attempt in range(1, PAGE_ATTEMPTS + 1):
+        with pytest.raises(TypeError):
+            _slice(rep)
+        state = store.load()
+        assert state is not None and (state.phase, state.page_attempts, state.page_error) == \
+            ("apply", attempt, "TypeError")
+    assert _slice(rep)["done"] is True and len(calls) == PAGE_ATTEMPTS
+    record = rep.store.record
+    assert record["ok"] is False and record["plane"]["error"] == "TypeError"
+    assert record["failed_pages"][0]["phase"] == "apply" and record["errors"] == 1
+
+
+def test_an_end_that_does_not_crash_writes_the_head_item_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counting crashes at the end costs nothing while none happens: one head-item write, the end's."""
+    rep, table, calls = _at_the_end(monkeypatch, lambda: {"ok": True, "applied": 0, "errors": 0, "counts": {}})
+    table.puts.clear()
+    out = _slice(rep)
+    assert out["done"] is True and rep.store.record["ok"] is True and "pages_failed" not in rep.store.record
+    assert len(table.puts) == 1 and calls == ["eu-west-1"]
+
+
+def test_status_says_the_end_is_failing_and_that_its_plane_was_given_up() -> None:
+    from orchestrator.operations.replication import ReplicationHealth, failed_pages
+
+    state = PassState("p", "eu-west-1", 1000.0, phase="apply", read=12, total_estimate=12, page_attempts=2,
+                      page_error="SliceDied", updated_at=1010.0)
+    line = ReplicationHealth("eu-central-1", 0, 0, None, reconciling={**state.progress(1010.0), "stale": False}).line()
+    assert "reads done, applying, the end (plane, record) failing (SliceDied, attempt 2)" in line
+    record = {"pages_failed": 1, "failed_pages": [{"phase": "apply", "error": "SliceDied", "attempts": 3,
+                                                   "unread": "the device-management plane (not applied)"}]}
+    assert "[apply: SliceDied, unread the device-management plane (not applied)]" in failed_pages(record)
