@@ -19,6 +19,7 @@ thing. What was left out is said once in the snapshot's notes.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import replace
 
 from orchestrator.registry.snapshot import RegistrySnapshot, TargetKind
@@ -29,6 +30,14 @@ _CANARY = re.compile(r"^iot-[A-Za-z0-9][A-Za-z0-9_-]*-canary-[a-z]{2}(?:-[a-z]+)
 def is_canary(name: str) -> bool:
     """A canary thing or policy name as `contract.CanaryNames` makes it."""
     return bool(_CANARY.match(name))
+
+
+def canary_note(things: Iterable[str], policies: Iterable[str], certificates: int) -> str:
+    """The note a listing carries when it left the region's canary out (`without_regional`, and
+    `read_listing`'s spilled and packed listings, which leave it out as they are built)."""
+    names = sorted({*things, *policies})
+    return (f"per-region infrastructure left alone (the stack's MQTT canary, not fleet): {', '.join(names)}"
+            + (f" and {certificates} certificate(s) attached only to canary policies" if certificates else ""))
 
 
 def without_regional(snapshot: RegistrySnapshot) -> RegistrySnapshot:
@@ -44,10 +53,8 @@ def without_regional(snapshot: RegistrySnapshot) -> RegistrySnapshot:
     left = (len(snapshot.things) - len(things)) + (len(snapshot.policies) - len(policies)) + len(certs)
     if not left:
         return snapshot
-    names = sorted({t.name for t in snapshot.things if is_canary(t.name)}
-                   | {p.name for p in snapshot.policies if is_canary(p.name)})
-    note = (f"per-region infrastructure left alone (the stack's MQTT canary, not fleet): {', '.join(names)}"
-            + (f" and {len(certs)} certificate(s) attached only to canary policies" if certs else ""))
+    note = canary_note([t.name for t in snapshot.things if is_canary(t.name)],
+                       [p.name for p in snapshot.policies if is_canary(p.name)], len(certs))
     return replace(
         snapshot, things=things, policies=policies,
         certificates=tuple(c for c in snapshot.certificates if c.id not in certs),

@@ -887,7 +887,7 @@ def _packed_listing(region: str, types: list[ThingType], groups: list[ThingGroup
     and the region's own canary left out as `regional.without_regional` leaves it out (with the
     same note): its things, its policies and their targets, and the certificates attached only to
     canary policies."""
-    from orchestrator.registry.regional import is_canary
+    from orchestrator.registry.regional import canary_note, is_canary
 
     canary_things = [n for n in thing_cols.names if "-canary-" in n and is_canary(n)]
     canary_policies = [p.name for p in policies if is_canary(p.name)]
@@ -904,10 +904,7 @@ def _packed_listing(region: str, types: list[ThingType], groups: list[ThingGroup
     certificates = cert_cols.finish(leave_out=canary_certs)
     targets = target_cols.finish(leave_out=canary_policies)
     if canary_things or canary_policies or canary_certs:
-        names = sorted({*canary_things, *canary_policies})
-        notes.append(f"per-region infrastructure left alone (the stack's MQTT canary, not fleet): {', '.join(names)}"
-                     + (f" and {len(canary_certs)} certificate(s) attached only to canary policies"
-                        if canary_certs else ""))
+        notes.append(canary_note(canary_things, canary_policies, len(canary_certs)))
     return RegistrySnapshot(
         region=region,
         thing_types=tuple(sorted(types, key=lambda t: t.name)),
@@ -950,7 +947,7 @@ def _spilled_listing(spill: SpillStore, name: str, stage: dict[str, SpillTable],
     `SortedRows` (things joined with their groups' members, a merge of two sorted reads), the
     region's own canary left out as `regional.without_regional` leaves it out, and the snapshot
     made over them."""
-    from orchestrator.registry.regional import is_canary
+    from orchestrator.registry.regional import canary_note, is_canary
 
     # certificates attached only to canary policies (the canary's own): few, found by their rows
     canary_policies = [p.name for p in policies if is_canary(p.name)]
@@ -1001,10 +998,7 @@ def _spilled_listing(spill: SpillStore, name: str, stage: dict[str, SpillTable],
         spill.drop(f"{name}_{what}_stage")
     fleet_policies = [p for p in policies if not is_canary(p.name)]
     if canary_things or canary_policies or canary_certs:
-        names = sorted({*canary_things, *canary_policies})
-        notes.append(f"per-region infrastructure left alone (the stack's MQTT canary, not fleet): {', '.join(names)}"
-                     + (f" and {len(canary_certs)} certificate(s) attached only to canary policies"
-                        if canary_certs else ""))
+        notes.append(canary_note(canary_things, canary_policies, len(canary_certs)))
     return RegistrySnapshot(
         region=region,
         thing_types=tuple(sorted(types, key=lambda t: t.name)),
