@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import sys
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Collection, Container, ItemsView, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -898,7 +899,7 @@ def _packed_listing(region: str, types: list[ThingType], groups: list[ThingGroup
         for p in policies:
             if not is_canary(p.name):
                 run = target_cols.sorted_run(p.name, TargetKind.CERTIFICATE)
-                canary_certs -= {c for c in canary_certs if _in_sorted(run, c)}
+                canary_certs -= {c for c in canary_certs if in_sorted(run, c)}
     things = thing_cols.finish(group_members, leave_out=canary_things)
     del group_members[:]
     certificates = cert_cols.finish(leave_out=canary_certs)
@@ -920,9 +921,8 @@ def _packed_listing(region: str, types: list[ThingType], groups: list[ThingGroup
     )
 
 
-def _in_sorted(items: Sequence[str], x: str) -> bool:
-    from bisect import bisect_left
-
+def in_sorted(items: Sequence[str], x: str) -> bool:
+    """Whether `x` is in the sorted `items` (a bisection)."""
     i = bisect_left(items, x)
     return i < len(items) and items[i] == x
 

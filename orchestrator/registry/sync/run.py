@@ -86,6 +86,7 @@ from orchestrator.registry.snapshot import (
     TargetKind,
     Thing,
     ThingPrincipal,
+    in_sorted,
     named_shadows,
     pmap,
     read_listing,
@@ -949,7 +950,7 @@ class _Run:
         reread_p, _ = read_principals(self.dst_caller, tp_things, concurrency=o.concurrency)
         # the destination's principals: re-read for the touched things, as read before for the others
         principals = _unique_sorted([*(a for a in reads.dst.thing_principals
-                                       if not _in_sorted(touched, a.thing) and a.thing in dst_now.things_by_name),
+                                       if not in_sorted(touched, a.thing) and a.thing in dst_now.things_by_name),
                                      *reread_p])
         del reread_p
         reread_sh: tuple[Shadow, ...] = ()
@@ -1056,7 +1057,7 @@ class _Run:
         for the written ones (`names`) and those read before for the others. Returns how many written
         shadows a later writer superseded, and the versions of those that read back equal."""
         o = self.options
-        principals = sorted([*(a for a in old_tp if not _in_sorted(touched, a.thing) and a.thing in in_dst),
+        principals = sorted([*(a for a in old_tp if not in_sorted(touched, a.thing) and a.thing in in_dst),
                              *reread_p])
         superseded = _superseded(src_c.shadows, reread_sh, writes)
         versions = _written(src_c.shadows, reread_sh)
@@ -1501,11 +1502,6 @@ def _unique_sorted(items: list[Any]) -> list[Any]:
     """`items` sorted, each once (a list: 8 bytes per item, where a set costs ≈ 100)."""
     items.sort()
     return [x for i, x in enumerate(items) if i == 0 or items[i - 1] != x]
-
-
-def _in_sorted(items: Sequence[str], x: str) -> bool:
-    i = bisect.bisect_left(items, x)
-    return i < len(items) and items[i] == x
 
 
 def _superseded(src: tuple[Shadow, ...], reread: tuple[Shadow, ...],
