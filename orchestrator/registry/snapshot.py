@@ -888,7 +888,7 @@ def _packed_listing(region: str, types: list[ThingType], groups: list[ThingGroup
     and the region's own canary left out as `regional.without_regional` leaves it out (with the
     same note): its things, its policies and their targets, and the certificates attached only to
     canary policies."""
-    from orchestrator.registry.regional import canary_note, is_canary
+    from orchestrator.registry.regional import is_canary
 
     canary_things = [n for n in thing_cols.names if "-canary-" in n and is_canary(n)]
     canary_policies = [p.name for p in policies if is_canary(p.name)]
@@ -902,15 +902,28 @@ def _packed_listing(region: str, types: list[ThingType], groups: list[ThingGroup
                 canary_certs -= {c for c in canary_certs if in_sorted(run, c)}
     things = thing_cols.finish(group_members, leave_out=canary_things)
     del group_members[:]
-    certificates = cert_cols.finish(leave_out=canary_certs)
-    targets = target_cols.finish(leave_out=canary_policies)
+    return _keyed_listing(region, types, groups, policies, notes, gaps, partial, things,
+                          cert_cols.finish(leave_out=canary_certs), target_cols.finish(leave_out=canary_policies),
+                          (canary_things, canary_policies, len(canary_certs)), arn_prefix)
+
+
+def _keyed_listing(region: str, types: list[ThingType], groups: list[ThingGroup], policies: list[Policy],
+                   notes: list[str], gaps: list[str], partial: set[tuple[str, str]], things: Keyed[Thing],
+                   certificates: Keyed[Certificate], targets: Keyed[PolicyTarget],
+                   canary: tuple[list[str], list[str], int], arn_prefix: str | None = None) -> RegistrySnapshot:
+    """The snapshot of a spilled or packed listing (`_spilled_listing`, `_packed_listing`), whose
+    things, certificates and targets were built without the region's canary: its policies left out
+    too, and the canary's note (`canary`: its things, its policies, how many certificates)."""
+    from orchestrator.registry.regional import canary_note, is_canary
+
+    canary_things, canary_policies, canary_certs = canary
     if canary_things or canary_policies or canary_certs:
-        notes.append(canary_note(canary_things, canary_policies, len(canary_certs)))
+        notes.append(canary_note(canary_things, canary_policies, canary_certs))
     return RegistrySnapshot(
         region=region,
         thing_types=tuple(sorted(types, key=lambda t: t.name)),
         thing_groups=tuple(sorted(groups, key=lambda g: g.name)),
-        things=things,  # type: ignore[arg-type]  # a Sequence of columns in place of a tuple
+        things=things,  # type: ignore[arg-type]  # a Sequence on disk or of columns in place of a tuple
         policies=tuple(sorted((p for p in policies if not is_canary(p.name)), key=lambda p: p.name)),
         certificates=certificates,  # type: ignore[arg-type]
         policy_targets=targets,  # type: ignore[arg-type]
@@ -947,7 +960,7 @@ def _spilled_listing(spill: SpillStore, name: str, stage: dict[str, SpillTable],
     `SortedRows` (things joined with their groups' members, a merge of two sorted reads), the
     region's own canary left out as `regional.without_regional` leaves it out, and the snapshot
     made over them."""
-    from orchestrator.registry.regional import canary_note, is_canary
+    from orchestrator.registry.regional import is_canary
 
     # certificates attached only to canary policies (the canary's own): few, found by their rows
     canary_policies = [p.name for p in policies if is_canary(p.name)]
@@ -996,21 +1009,9 @@ def _spilled_listing(spill: SpillStore, name: str, stage: dict[str, SpillTable],
     targets.extend(fleet_targets())
     for what in stage:
         spill.drop(f"{name}_{what}_stage")
-    fleet_policies = [p for p in policies if not is_canary(p.name)]
-    if canary_things or canary_policies or canary_certs:
-        notes.append(canary_note(canary_things, canary_policies, len(canary_certs)))
-    return RegistrySnapshot(
-        region=region,
-        thing_types=tuple(sorted(types, key=lambda t: t.name)),
-        thing_groups=tuple(sorted(groups, key=lambda g: g.name)),
-        things=spilled_things(things),  # type: ignore[arg-type]  # a Sequence on disk in place of a tuple
-        policies=tuple(sorted(fleet_policies, key=lambda p: p.name)),
-        certificates=spilled_certificates(certificates),  # type: ignore[arg-type]
-        policy_targets=spilled_targets(targets),  # type: ignore[arg-type]
-        notes=tuple(sorted(set(notes))),
-        gaps=tuple(gaps),
-        coverage=_listing_coverage(policies, groups, partial),
-    )
+    return _keyed_listing(region, types, groups, policies, notes, gaps, partial, spilled_things(things),
+                          spilled_certificates(certificates), spilled_targets(targets),
+                          (canary_things, canary_policies, len(canary_certs)))
 
 
 def policy_versions(caller: Caller, name: str, *, default: tuple[str | None, str] | None = None
